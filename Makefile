@@ -1,0 +1,98 @@
+# keybroker build.  `make` builds bin/keybrokerd and bin/keybroker;
+# `make check` runs unit and integration tests; `make asan` runs the same
+# suite under AddressSanitizer and UndefinedBehaviorSanitizer.
+
+CC       ?= cc
+PKGS      = openssl libevent_core libevent_extra libevent_pthreads libevent_openssl \
+            sqlite3 jansson libjwt libcurl p11-kit-1
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+BUILD    ?= build
+BIN      ?= bin
+SAN      ?=
+OPT      ?= -O2
+WARN      = -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes
+CFLAGS   += -std=c11 -D_GNU_SOURCE -g $(OPT) $(WARN) $(SAN) -fno-omit-frame-pointer \
+            -Iinclude $(PKG_CFLAGS) -MMD -MP
+LDFLAGS  += $(SAN)
+LDLIBS   += $(PKG_LIBS) -lpthread -ldl
+
+LIB_SRC   = $(wildcard common/*.c pkcs11/*.c policy/*.c audit/*.c)
+LIB_OBJ   = $(LIB_SRC:%.c=$(BUILD)/%.o)
+LIB       = $(BUILD)/libkbr.a
+D_SRC     = $(wildcard broker/daemon/*.c)
+D_OBJ     = $(D_SRC:%.c=$(BUILD)/%.o)
+CLI_SRC   = $(wildcard broker/cli/*.c)
+CLI_OBJ   = $(CLI_SRC:%.c=$(BUILD)/%.o)
+
+UNIT_SRC  = $(wildcard tests/unit/test_*.c)
+UNIT_BIN  = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/unit/%)
+IT_SRC    = $(wildcard tests/integration/test_*.c)
+IT_BIN    = $(IT_SRC:tests/integration/%.c=$(BUILD)/tests/integration/%)
+IT_LIB_SRC = $(filter-out $(IT_SRC),$(wildcard tests/integration/*.c))
+IT_LIB_OBJ = $(IT_LIB_SRC:%.c=$(BUILD)/%.o)
+BENCH_SRC = $(wildcard bench/*.c)
+BENCH_BIN = $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+
+.PHONY: all check unit integration asan lint bench clean demo tests
+all: $(BIN)/keybrokerd $(BIN)/keybroker
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(LIB): $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(BIN)/keybrokerd: $(D_OBJ) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $(D_OBJ) $(LIB) $(LDLIBS)
+
+$(BIN)/keybroker: $(CLI_OBJ) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(LIB) $(LDLIBS)
+
+$(BUILD)/tests/unit/%: $(BUILD)/tests/unit/%.o $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS) -lcmocka
+
+$(BUILD)/tests/integration/%: $(BUILD)/tests/integration/%.o $(IT_LIB_OBJ) $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $< $(IT_LIB_OBJ) $(LIB) $(LDLIBS) -lcmocka
+
+$(BUILD)/bench/%: $(BUILD)/bench/%.o $(IT_LIB_OBJ) $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $< $(IT_LIB_OBJ) $(LIB) $(LDLIBS)
+
+tests: all $(UNIT_BIN) $(IT_BIN)
+
+check: tests
+	KBR_BIN_DIR=$(abspath $(BIN)) tests/run-tests.sh $(UNIT_BIN) $(IT_BIN)
+
+unit: $(UNIT_BIN)
+	tests/run-tests.sh $(UNIT_BIN)
+
+integration: all $(IT_BIN)
+	KBR_BIN_DIR=$(abspath $(BIN)) tests/run-tests.sh $(IT_BIN)
+
+asan:
+	$(MAKE) BUILD=build-asan BIN=build-asan/bin OPT=-O1 \
+	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=all" check
+
+bench: all $(BENCH_BIN)
+	KBR_BIN_DIR=$(abspath $(BIN)) $(BUILD)/bench/bench_sign
+
+demo: all
+	contrib/demo.sh
+
+FMT_SRC = $(wildcard include/*.h common/*.c pkcs11/*.c policy/*.c audit/*.c broker/*/*.c \
+            tests/*/*.c tests/*/*.h bench/*.c)
+lint:
+	clang-format --dry-run --Werror $(FMT_SRC)
+	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --inline-suppr \
+	  --suppress=missingIncludeSystem -D__GNUC__ -Iinclude common pkcs11 policy audit broker
+	tests/grep-mistakes.sh
+
+clean:
+	rm -rf build build-asan bin
+
+-include $(LIB_OBJ:.o=.d) $(D_OBJ:.o=.d) $(CLI_OBJ:.o=.d)

@@ -1,0 +1,275 @@
+/* encode.c - hex, base64, base64url, hashes, random ids, times, files. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+
+#include "kbr_common.h"
+
+void kbr_hex_encode_buf(const unsigned char *in, size_t len, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+
+    for (size_t i = 0; i < len; i++) {
+        out[2 * i] = digits[in[i] >> 4];
+        out[2 * i + 1] = digits[in[i] & 0xf];
+    }
+    out[2 * len] = '\0';
+}
+
+kbr_err kbr_hex_encode(const unsigned char *in, size_t len, char **out)
+{
+    *out = malloc(2 * len + 1);
+    if (*out == NULL)
+        return KBR_ERR_NOMEM;
+    kbr_hex_encode_buf(in, len, *out);
+    return KBR_OK;
+}
+
+static int hex_nibble(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+kbr_err kbr_hex_decode(const char *in, unsigned char **out, size_t *outlen)
+{
+    size_t n = strlen(in);
+    unsigned char *buf = NULL;
+
+    *out = NULL;
+    *outlen = 0;
+    if (n == 0 || n % 2 != 0)
+        return KBR_ERR_BAD_REQUEST;
+    buf = malloc(n / 2);
+    if (buf == NULL)
+        return KBR_ERR_NOMEM;
+    for (size_t i = 0; i < n / 2; i++) {
+        int hi = hex_nibble(in[2 * i]), lo = hex_nibble(in[2 * i + 1]);
+        if (hi < 0 || lo < 0) {
+            free(buf);
+            return KBR_ERR_BAD_REQUEST;
+        }
+        buf[i] = (unsigned char)(hi << 4 | lo);
+    }
+    *out = buf;
+    *outlen = n / 2;
+    return KBR_OK;
+}
+
+kbr_err kbr_b64_encode(const unsigned char *in, size_t len, char **out)
+{
+    size_t cap = 4 * ((len + 2) / 3) + 1;
+
+    *out = malloc(cap);
+    if (*out == NULL)
+        return KBR_ERR_NOMEM;
+    EVP_EncodeBlock((unsigned char *)*out, in, (int)len);
+    return KBR_OK;
+}
+
+static bool b64_char_ok(char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+           c == '+' || c == '/';
+}
+
+kbr_err kbr_b64_decode(const char *in, unsigned char **out, size_t *outlen)
+{
+    size_t n = strlen(in), pad = 0;
+    unsigned char *buf = NULL;
+    int got;
+
+    *out = NULL;
+    *outlen = 0;
+    /* EVP_DecodeBlock tolerates whitespace and garbage; the contract does not. */
+    if (n == 0 || n % 4 != 0)
+        return KBR_ERR_BAD_REQUEST;
+    if (in[n - 1] == '=')
+        pad++;
+    if (in[n - 2] == '=')
+        pad++;
+    for (size_t i = 0; i < n - pad; i++)
+        if (!b64_char_ok(in[i]))
+            return KBR_ERR_BAD_REQUEST;
+    buf = malloc(n / 4 * 3 + 1);
+    if (buf == NULL)
+        return KBR_ERR_NOMEM;
+    got = EVP_DecodeBlock(buf, (const unsigned char *)in, (int)n);
+    if (got < 0 || (size_t)got < pad) {
+        free(buf);
+        return KBR_ERR_BAD_REQUEST;
+    }
+    *out = buf;
+    *outlen = (size_t)got - pad;
+    return KBR_OK;
+}
+
+kbr_err kbr_b64url_encode(const unsigned char *in, size_t len, char **out)
+{
+    char *s = NULL;
+    size_t n;
+
+    if (kbr_b64_encode(in, len, &s) != KBR_OK)
+        return KBR_ERR_NOMEM;
+    n = strlen(s);
+    while (n > 0 && s[n - 1] == '=')
+        s[--n] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '+')
+            s[i] = '-';
+        else if (s[i] == '/')
+            s[i] = '_';
+    }
+    *out = s;
+    return KBR_OK;
+}
+
+kbr_err kbr_b64url_decode(const char *in, size_t inlen, unsigned char **out, size_t *outlen)
+{
+    kbr_err err = KBR_OK;
+    char *tmp = NULL;
+    size_t padded = (inlen + 3) / 4 * 4;
+
+    *out = NULL;
+    *outlen = 0;
+    KBR_ENSURE(inlen % 4 != 1, KBR_ERR_BAD_REQUEST);
+    tmp = malloc(padded + 1);
+    KBR_ENSURE(tmp != NULL, KBR_ERR_NOMEM);
+    for (size_t i = 0; i < inlen; i++) {
+        char c = in[i];
+        KBR_ENSURE(c != '+' && c != '/' && c != '=', KBR_ERR_BAD_REQUEST);
+        tmp[i] = c == '-' ? '+' : c == '_' ? '/' : c;
+    }
+    for (size_t i = inlen; i < padded; i++)
+        tmp[i] = '=';
+    tmp[padded] = '\0';
+    KBR_GUARD(kbr_b64_decode(tmp, out, outlen));
+out:
+    free(tmp);
+    return err;
+}
+
+void kbr_sha256(const void *data, size_t len, unsigned char out[32])
+{
+    SHA256(data, len, out);
+}
+
+void kbr_sha256_hex(const void *data, size_t len, char out[65])
+{
+    unsigned char md[32];
+
+    SHA256(data, len, md);
+    kbr_hex_encode_buf(md, sizeof(md), out);
+}
+
+kbr_err kbr_random_hex(size_t nbytes, char *out)
+{
+    unsigned char buf[64];
+
+    if (nbytes > sizeof(buf))
+        return KBR_ERR_INTERNAL;
+    if (RAND_bytes(buf, (int)nbytes) != 1)
+        return KBR_ERR_CRYPTO;
+    kbr_hex_encode_buf(buf, nbytes, out);
+    return KBR_OK;
+}
+
+void kbr_time_fmt(time_t t, char buf[KBR_TIME_LEN])
+{
+    struct tm tm;
+
+    gmtime_r(&t, &tm);
+    strftime(buf, KBR_TIME_LEN, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+kbr_err kbr_time_parse(const char *s, time_t *out)
+{
+    struct tm tm;
+    const char *end;
+
+    memset(&tm, 0, sizeof(tm));
+    end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (end == NULL)
+        return KBR_ERR_BAD_REQUEST;
+    if (*end == '.') {
+        end++;
+        while (*end >= '0' && *end <= '9')
+            end++;
+    }
+    if (strcmp(end, "Z") != 0 && strcmp(end, "+00:00") != 0)
+        return KBR_ERR_BAD_REQUEST;
+    *out = timegm(&tm);
+    return KBR_OK;
+}
+
+kbr_err kbr_json_canonical(const json_t *v, char **out)
+{
+    *out = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII | JSON_ENCODE_ANY);
+    return *out == NULL ? KBR_ERR_NOMEM : KBR_OK;
+}
+
+kbr_err kbr_file_read(const char *path, size_t limit, char **out, size_t *outlen)
+{
+    kbr_err err = KBR_OK;
+    FILE *f = NULL;
+    char *buf = NULL;
+    size_t n;
+
+    *out = NULL;
+    if (outlen != NULL)
+        *outlen = 0;
+    f = fopen(path, "rb");
+    KBR_ENSURE(f != NULL, KBR_ERR_IO);
+    buf = malloc(limit + 1);
+    KBR_ENSURE(buf != NULL, KBR_ERR_NOMEM);
+    n = fread(buf, 1, limit + 1, f);
+    KBR_ENSURE(!ferror(f), KBR_ERR_IO);
+    KBR_ENSURE(n <= limit, KBR_ERR_TOO_LARGE);
+    buf[n] = '\0';
+    *out = buf;
+    buf = NULL;
+    if (outlen != NULL)
+        *outlen = n;
+out:
+    free(buf);
+    if (f != NULL)
+        fclose(f);
+    return err;
+}
+
+kbr_err kbr_file_write(const char *path, const void *data, size_t len, unsigned mode)
+{
+    kbr_err err = KBR_OK;
+    char tmp[4096];
+    int fd = -1;
+
+    KBR_ENSURE(snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid()) < (int)sizeof(tmp),
+               KBR_ERR_IO);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, (mode_t)mode);
+    KBR_ENSURE(fd >= 0, KBR_ERR_IO);
+    KBR_ENSURE(fchmod(fd, (mode_t)mode) == 0, KBR_ERR_IO);
+    KBR_ENSURE(write(fd, data, len) == (ssize_t)len, KBR_ERR_IO);
+    KBR_ENSURE(fsync(fd) == 0, KBR_ERR_IO);
+    KBR_ENSURE(close(fd) == 0, KBR_ERR_IO);
+    fd = -1;
+    KBR_ENSURE(rename(tmp, path) == 0, KBR_ERR_IO);
+out:
+    if (fd >= 0) {
+        close(fd);
+        unlink(tmp);
+    }
+    return err;
+}

@@ -1,0 +1,97 @@
+/*
+ * kbr_audit.h - the append-only, hash-chained audit log and its writer thread.
+ *
+ * An entry is the JSON object
+ *   {"seq", "time", "sub", "jti", "op", "key", "outcome", "error_code",
+ *    "detail", "prev_hash"}
+ * (absent values are JSON null).  Its canonical form (kbr_json_canonical) is
+ * what is stored and hashed: hash = hex(SHA-256(0x00 || canonical)), the
+ * RFC 6962 leaf hash, and the next entry's prev_hash.  The first entry's
+ * prev_hash is 64 zeros.  GET /v1/audit shows the entry with "hash" added.
+ *
+ * One writer thread owns the store's write connection.  Records submitted
+ * from any thread are queued; the writer takes everything queued (up to a
+ * bound), applies each record's ledger effects and inserts its entry in one
+ * transaction, commits durably, then calls each record's done() in seq
+ * order.  done() runs on the writer thread and must not block.
+ */
+#ifndef KBR_AUDIT_H
+#define KBR_AUDIT_H
+
+#include "kbr_common.h"
+
+typedef struct kbr_audit kbr_audit;
+
+typedef struct kbr_audit_rec kbr_audit_rec;
+typedef void (*kbr_audit_done_fn)(kbr_audit_rec *rec, void *arg);
+
+struct kbr_audit_rec {
+    /* Set by the submitter.  Strings are owned by the record (freed by kbr_audit_rec_free). */
+    char *sub, *jti, *op, *key; /* NULL -> null */
+    char *outcome;              /* "ok", "denied" or "error" */
+    char *error_code;           /* API error code or NULL */
+    json_t *detail;             /* an object; never NULL after kbr_audit_rec_new */
+    json_t *effects;            /* ledger effects (array) or NULL */
+    bool key_use;               /* counts toward the token's max_uses */
+    kbr_audit_done_fn done;
+    void *arg;
+
+    /*
+     * Set by the writer before done().  result: KBR_OK (durable),
+     * KBR_ERR_CONFLICT (an effect hit a uniqueness rule: nothing of the
+     * effects was kept, the entry was recorded as denied/conflict and
+     * key_use cleared), or KBR_ERR_AUDIT (nothing durable; seq is 0).
+     */
+    kbr_err result;
+    int64_t seq;
+    char time[KBR_TIME_LEN];
+    char hash[65];
+
+    kbr_audit_rec *next; /* queue link; private to the writer */
+};
+
+/* A record with empty detail, outcome "ok".  Strings are copied; NULL allowed. */
+KBR_WUR kbr_err kbr_audit_rec_new(const char *sub, const char *jti, const char *op,
+                                  const char *key, kbr_audit_rec **out);
+KBR_WUR kbr_err kbr_audit_rec_set_outcome(kbr_audit_rec *rec, const char *outcome,
+                                          const char *error_code);
+void kbr_audit_rec_free(kbr_audit_rec *rec); /* accepts NULL */
+
+/*
+ * Opens its own connection to store_url, loads the chain tail, checks that
+ * the last `verify_tail` entries recompute to their stored hashes and chain
+ * (KBR_ERR_STORE with msg naming the first bad seq if not), and starts the
+ * writer thread.
+ */
+KBR_WUR kbr_err kbr_audit_start(const char *store_url, int64_t verify_tail, kbr_audit **out,
+                                kbr_msg *msg);
+
+/* Queues rec; done() is called exactly once, from the writer thread. Ownership passes to the
+ * writer until done() is called, then back to whoever done() hands it to. */
+void kbr_audit_submit(kbr_audit *a, kbr_audit_rec *rec);
+
+/* Submits and waits for the commit; returns rec->result.  For --init and tests.  rec->done must
+ * be NULL; the caller keeps ownership. */
+KBR_WUR kbr_err kbr_audit_append_sync(kbr_audit *a, kbr_audit_rec *rec);
+
+/* false after a failed commit, true again after the next successful one. */
+bool kbr_audit_healthy(kbr_audit *a);
+/* The seq of the last durable entry. */
+int64_t kbr_audit_last_seq(kbr_audit *a);
+
+/* Commits everything queued, then stops the thread and closes.  Accepts NULL. */
+void kbr_audit_stop(kbr_audit *a);
+
+/* hash = hex(SHA-256(0x00 || canonical(entry))) where entry lacks "hash". */
+KBR_WUR kbr_err kbr_audit_entry_hash(const json_t *entry, char hash[65]);
+
+/*
+ * Offline check of a sequence of entries as GET /v1/audit shows them (with
+ * "hash"), starting at seq first_seq with prev_hash expected_prev: each
+ * entry's hash recomputes, prev_hash chains, seq is consecutive.
+ * KBR_ERR_BAD_REQUEST with msg naming the first bad seq.
+ */
+KBR_WUR kbr_err kbr_audit_verify_entries(const json_t *entries, int64_t first_seq,
+                                         const char *expected_prev, kbr_msg *msg);
+
+#endif

@@ -1,0 +1,138 @@
+/*
+ * kbr_common.h - the error type, secrets and small encoders shared by every
+ * keybroker module.
+ *
+ * Every fallible function returns kbr_err.  Foreign error spaces (CK_RV,
+ * SQLite result codes, OpenSSL errors, HTTP status) are each translated in
+ * exactly one function: kbr_hsm_err_from_rv() in pkcs11/, the store's
+ * sqlite mapping in audit/, kbr_err_http_status() in broker/.
+ */
+#ifndef KBR_COMMON_H
+#define KBR_COMMON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#define KBR_WUR __attribute__((warn_unused_result))
+
+typedef enum {
+    KBR_OK = 0,
+    KBR_ERR_NOMEM,           /* allocation failed */
+    KBR_ERR_BAD_REQUEST,     /* malformed input; 400 bad_request */
+    KBR_ERR_UNAUTHENTICATED, /* 401 */
+    KBR_ERR_FORBIDDEN,       /* 403 */
+    KBR_ERR_NOT_FOUND,       /* 404 */
+    KBR_ERR_CONFLICT,        /* 409 */
+    KBR_ERR_TOO_LARGE,       /* 413 */
+    KBR_ERR_QUOTA,           /* 429 quota_exhausted */
+    KBR_ERR_RATE_LIMITED,    /* 429 rate_limited */
+    KBR_ERR_AUDIT,           /* the audit record could not be made durable */
+    KBR_ERR_HSM,             /* HSM unreachable or failing */
+    KBR_ERR_HSM_SESSION,     /* session or login lost; the caller may reopen */
+    KBR_ERR_HSM_PIN,         /* PIN refused or locked */
+    KBR_ERR_HSM_TOKEN,       /* no token with the configured label */
+    KBR_ERR_HSM_MECHANISM,   /* mechanism or key type not supported */
+    KBR_ERR_HSM_KEY,         /* key object missing or of the wrong type */
+    KBR_ERR_CRYPTO,          /* an OpenSSL operation failed */
+    KBR_ERR_STORE,           /* the store failed (I/O, corruption) */
+    KBR_ERR_STORE_CONSTRAINT,/* a uniqueness rule of the store was hit */
+    KBR_ERR_CONFIG,          /* bad configuration */
+    KBR_ERR_IO,              /* a file could not be read or written */
+    KBR_ERR_INTERNAL,        /* a broken invariant */
+    KBR_ERR__COUNT
+} kbr_err;
+
+/* A static English description of the error; never NULL. */
+const char *kbr_err_str(kbr_err err);
+
+/*
+ * Guard macros.  A function using them declares `kbr_err err = KBR_OK;` and
+ * ends in an `out:` label that frees everything and returns err.
+ */
+#define KBR_GUARD(call)                                                                            \
+    do {                                                                                           \
+        kbr_err kbr_guard_err_ = (call);                                                           \
+        if (kbr_guard_err_ != KBR_OK) {                                                            \
+            err = kbr_guard_err_;                                                                  \
+            goto out;                                                                              \
+        }                                                                                          \
+    } while (0)
+
+#define KBR_ENSURE(cond, code)                                                                     \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            err = (code);                                                                          \
+            goto out;                                                                              \
+        }                                                                                          \
+    } while (0)
+
+/* Messages that name the offending field travel in a fixed buffer. */
+#define KBR_MSG_LEN 256
+typedef struct {
+    char text[KBR_MSG_LEN];
+} kbr_msg;
+
+/* printf into msg (truncating); returns code so `return kbr_fail(m, E, ...)` reads well. */
+kbr_err kbr_fail(kbr_msg *msg, kbr_err code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/*
+ * Secrets: PINs and token strings.  The buffer is NUL-terminated for the
+ * APIs that want C strings, wiped on free, and optionally mlock()ed so it
+ * never reaches swap.
+ */
+typedef struct {
+    unsigned char *buf;
+    size_t len;
+    bool locked;
+} kbr_secret;
+
+/* Reads a whole file (trailing newlines stripped) into a new locked secret. Caller frees. */
+KBR_WUR kbr_err kbr_secret_from_file(const char *path, kbr_secret **out);
+/* Copies len bytes into a new secret. Caller frees. */
+KBR_WUR kbr_err kbr_secret_new(const void *data, size_t len, kbr_secret **out);
+/* Wipes and frees; accepts NULL. */
+void kbr_secret_free(kbr_secret *s);
+/* Constant-time comparison of two byte strings of possibly different lengths. */
+bool kbr_secret_equal(const void *a, size_t alen, const void *b, size_t blen);
+
+/* Hex (lowercase). decode accepts only [0-9a-f] (either case), even length. */
+KBR_WUR kbr_err kbr_hex_encode(const unsigned char *in, size_t len, char **out);
+void kbr_hex_encode_buf(const unsigned char *in, size_t len, char *out /* 2*len+1 */);
+KBR_WUR kbr_err kbr_hex_decode(const char *in, unsigned char **out, size_t *outlen);
+
+/* Base64: standard alphabet with padding; base64url: no padding (JWT). Caller frees. */
+KBR_WUR kbr_err kbr_b64_encode(const unsigned char *in, size_t len, char **out);
+KBR_WUR kbr_err kbr_b64_decode(const char *in, unsigned char **out, size_t *outlen);
+KBR_WUR kbr_err kbr_b64url_encode(const unsigned char *in, size_t len, char **out);
+KBR_WUR kbr_err kbr_b64url_decode(const char *in, size_t inlen, unsigned char **out,
+                                  size_t *outlen);
+
+/* SHA-256 / SHA-384. */
+void kbr_sha256(const void *data, size_t len, unsigned char out[32]);
+void kbr_sha256_hex(const void *data, size_t len, char out[65]);
+
+/* n random bytes from the OpenSSL DRBG, as 2n lowercase hex chars (+NUL). */
+KBR_WUR kbr_err kbr_random_hex(size_t nbytes, char *out);
+
+/* RFC 3339 UTC, second precision: "2026-11-28T14:00:00Z". buf >= 21 bytes. */
+#define KBR_TIME_LEN 21
+void kbr_time_fmt(time_t t, char buf[KBR_TIME_LEN]);
+KBR_WUR kbr_err kbr_time_parse(const char *s, time_t *out);
+
+/*
+ * Canonical JSON: keys sorted, no whitespace, non-ASCII escaped, integers
+ * only.  The audit chain and JWT payloads are built from it.  Caller frees.
+ */
+KBR_WUR kbr_err kbr_json_canonical(const json_t *v, char **out);
+
+/* Reads a whole file into a NUL-terminated heap buffer. Caller frees. */
+KBR_WUR kbr_err kbr_file_read(const char *path, size_t limit, char **out, size_t *outlen);
+/* Writes data to path atomically (tmp + rename) with the given mode. */
+KBR_WUR kbr_err kbr_file_write(const char *path, const void *data, size_t len, unsigned mode);
+
+#endif

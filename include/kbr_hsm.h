@@ -1,0 +1,124 @@
+/*
+ * kbr_hsm.h - the HSM, reached through any PKCS#11 module.
+ *
+ * One kbr_hsm per process: it loads the module, finds the token by label and
+ * logs in.  Each worker thread opens its own kbr_hsm_session.  Private keys
+ * are generated on the token as CKA_TOKEN, CKA_PRIVATE, CKA_SENSITIVE and not
+ * CKA_EXTRACTABLE; nothing here ever reads private key material.
+ *
+ * A private key and its public key share CKA_LABEL and CKA_ID; keys are
+ * addressed by label.
+ *
+ * Every CK_RV is translated by kbr_hsm_err_from_rv() and nowhere else.
+ * Session-level failures (session closed, token removed, user logged out)
+ * are retried once inside each operation after reopening the session and
+ * logging in again, so a token that comes back is used again without a
+ * restart.  If the retry fails too the call returns KBR_ERR_HSM.
+ */
+#ifndef KBR_HSM_H
+#define KBR_HSM_H
+
+#include <openssl/evp.h>
+
+#include "kbr_common.h"
+
+typedef enum {
+    KBR_ALG_ECDSA_P256 = 0,
+    KBR_ALG_ECDSA_P384,
+    KBR_ALG_ED25519,
+    KBR_ALG_RSA_3072,
+    KBR_ALG_RSA_4096,
+    KBR_ALG__COUNT
+} kbr_alg;
+
+/* "ecdsa-p256", ... ; KBR_ERR_BAD_REQUEST for an unknown name. */
+KBR_WUR kbr_err kbr_alg_from_name(const char *name, kbr_alg *out);
+/* Static string; never NULL. */
+const char *kbr_alg_name(kbr_alg alg);
+
+typedef enum {
+    KBR_HASH_NONE = 0, /* Ed25519: the input is the message */
+    KBR_HASH_SHA256,
+    KBR_HASH_SHA384,
+} kbr_hash;
+
+typedef enum {
+    KBR_SIG_ECDSA_RAW = 0, /* r||s, each padded to the field size (JWS form) */
+    KBR_SIG_ECDSA_DER,     /* ECDSA-Sig-Value DER, as OpenSSL verifies it */
+    KBR_SIG_EDDSA,         /* Ed25519 (pure) over the whole message */
+    KBR_SIG_RSA_PSS,       /* RSASSA-PSS over a digest, MGF1 with the same hash, salt = hash len */
+    KBR_SIG_RSA_PKCS1,     /* RSASSA-PKCS1-v1_5 over a digest (DigestInfo added here) */
+} kbr_sig_format;
+
+/* What the HSM reports about a key object right now. */
+#define KBR_HSM_LABEL_MAX 128
+typedef struct {
+    char label[KBR_HSM_LABEL_MAX];
+    char id_hex[65];     /* CKA_ID, lowercase hex */
+    char class_name[16]; /* "private", "public", "secret" */
+    char key_type[16];   /* "ec", "rsa", "ec-edwards", "aes", "other" */
+    bool alg_known;      /* false if the key does not match a kbr_alg */
+    kbr_alg alg;
+    bool sensitive, extractable, always_sensitive, never_extractable, local;
+    bool token, private_obj, can_sign;
+} kbr_hsm_key_info;
+
+typedef struct kbr_hsm kbr_hsm;
+typedef struct kbr_hsm_session kbr_hsm_session;
+
+/*
+ * Loads module_path, finds the token whose CKA_LABEL is token_label, logs
+ * the user in with pin.  The PIN is copied into locked memory owned by the
+ * kbr_hsm (needed to log in again after a token comes back) and wiped by
+ * kbr_hsm_close(); the caller still frees its own copy.
+ * Errors: KBR_ERR_IO (module cannot be loaded), KBR_ERR_HSM_TOKEN,
+ * KBR_ERR_HSM_PIN, KBR_ERR_HSM.  msg (may be NULL) names the cause.
+ */
+KBR_WUR kbr_err kbr_hsm_open(const char *module_path, const char *token_label,
+                             const kbr_secret *pin, kbr_hsm **out, kbr_msg *msg);
+/* Logs out, closes every session, C_Finalize, unloads; accepts NULL. */
+void kbr_hsm_close(kbr_hsm *hsm);
+
+/* Opens a session for the calling thread. Caller frees with kbr_hsm_session_close(). */
+KBR_WUR kbr_err kbr_hsm_session_open(kbr_hsm *hsm, kbr_hsm_session **out);
+void kbr_hsm_session_close(kbr_hsm_session *s);
+
+/* Cheap liveness probe (C_GetSessionInfo, reopening once if needed). */
+KBR_WUR kbr_err kbr_hsm_session_ping(kbr_hsm_session *s);
+
+/*
+ * Generates a key pair with the given label and a fresh random CKA_ID.
+ * KBR_ERR_CONFLICT if an object with that label already exists.
+ */
+KBR_WUR kbr_err kbr_hsm_generate(kbr_hsm_session *s, const char *label, kbr_alg alg,
+                                 kbr_hsm_key_info *out);
+
+/* Private key with this label: KBR_ERR_NOT_FOUND if none. */
+KBR_WUR kbr_err kbr_hsm_find_key(kbr_hsm_session *s, const char *label, kbr_hsm_key_info *out);
+
+/* The key's public key (from its public object, or CKA_EC_POINT/CKA_PUBLIC_KEY_INFO). Caller
+ * frees with EVP_PKEY_free / free. */
+KBR_WUR kbr_err kbr_hsm_public_key(kbr_hsm_session *s, const char *label, EVP_PKEY **out);
+KBR_WUR kbr_err kbr_hsm_public_key_pem(kbr_hsm_session *s, const char *label, char **out_pem);
+
+/*
+ * Signs with the private key labelled label.
+ *  - ECDSA formats: in is a digest of the given hash (32 or 48 bytes).
+ *  - KBR_SIG_EDDSA: hash must be KBR_HASH_NONE; in is the message.
+ *  - RSA formats: in is a digest of the given hash.
+ * On success *sig is malloc()ed (caller frees) and *siglen set.
+ * KBR_ERR_BAD_REQUEST if the format does not fit the key's algorithm or the
+ * digest length does not fit the hash; KBR_ERR_NOT_FOUND if no such key.
+ */
+KBR_WUR kbr_err kbr_hsm_sign(kbr_hsm_session *s, const char *label, kbr_sig_format fmt,
+                             kbr_hash hash, const unsigned char *in, size_t inlen,
+                             unsigned char **sig, size_t *siglen);
+
+/* Every key object on the token (private, public and secret), in handle order. Caller frees
+ * *out with free(). */
+KBR_WUR kbr_err kbr_hsm_list_objects(kbr_hsm_session *s, kbr_hsm_key_info **out, size_t *n);
+
+/* The one CK_RV translation (CK_RV passed as unsigned long to keep pkcs11.h private). */
+kbr_err kbr_hsm_err_from_rv(unsigned long rv);
+
+#endif

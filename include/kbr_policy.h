@@ -1,0 +1,158 @@
+/*
+ * kbr_policy.h - tokens, scopes, revocation and quotas.
+ *
+ * Tokens are JWTs (RFC 7519) signed ES256 with the issuer key in the HSM.
+ * This module never holds a private key: issuing is split into
+ * kbr_jwt_signing_input() (here), an HSM signature over its SHA-256 (the
+ * caller, on a worker thread) and kbr_jwt_assemble() (here).
+ *
+ * kbr_policy holds the registry of every token this broker issued (loaded
+ * from the store at start, extended as tokens are issued), the cache of
+ * verified token strings, revocations and the use counters.  It is not
+ * thread-safe by design: it lives on the event thread, which is what makes
+ * quota reservation atomic without locks.
+ */
+#ifndef KBR_POLICY_H
+#define KBR_POLICY_H
+
+#include <openssl/evp.h>
+
+#include "kbr_common.h"
+
+typedef enum {
+    KBR_OP_SIGN = 1u << 0,
+    KBR_OP_PROVISION = 1u << 1,
+    KBR_OP_ROTATE = 1u << 2,
+    KBR_OP_DEBUG_AUTH = 1u << 3,
+    KBR_OP_OTA_REPORT = 1u << 4,
+    KBR_OP_READ = 1u << 5,
+    KBR_OP_ADMIN = 1u << 6,
+} kbr_op;
+
+/* "sign", "provision", "rotate", "debug-auth", "ota-report", "read", "admin". */
+KBR_WUR kbr_err kbr_op_from_name(const char *name, kbr_op *out);
+const char *kbr_op_name(kbr_op op);
+
+/* A list of names; an entry ending in '*' matches by prefix.  present=false: "any". */
+typedef struct {
+    bool present;
+    char **items;
+    size_t n;
+} kbr_namelist;
+
+typedef struct {
+    unsigned ops;     /* kbr_op bits */
+    kbr_namelist keys, products, batches, devices;
+    int64_t max_uses; /* -1: no cap */
+} kbr_scope;
+
+/*
+ * Parses the API's scope fields from obj ({"ops", "keys", "products",
+ * "batches", "devices", "max_uses"}), as they appear both in the "kbr" claim
+ * and in a POST /v1/tokens body.  Other members of obj are ignored (the
+ * caller checks unknown fields).  ops must be a non-empty array of known op
+ * names; the lists arrays of non-empty strings of at most 128 chars with
+ * '*' only as the last char; max_uses a positive integer.
+ * KBR_ERR_BAD_REQUEST, msg names the field.  kbr_scope_cleanup frees.
+ */
+KBR_WUR kbr_err kbr_scope_from_json(const json_t *obj, kbr_scope *out, kbr_msg *msg);
+/* {"ops": [...], "keys": [...] (only present lists), "max_uses" (if capped)}. New ref or NULL. */
+json_t *kbr_scope_to_json(const kbr_scope *scope);
+void kbr_scope_cleanup(kbr_scope *scope);
+
+/* Does list cover name?  Absent list: yes. */
+bool kbr_namelist_match(const kbr_namelist *list, const char *name);
+
+/*
+ * Can a token with scope `issuer` (which must hold KBR_OP_ADMIN) grant
+ * `req`?  Admin holds every op; each of req's lists must be present where
+ * the issuer's is and each of its entries must be covered by the issuer's
+ * list (a prefix entry "a*" is covered by "a*" or a shorter prefix entry, or
+ * when it is exact by a matching entry).  KBR_ERR_FORBIDDEN, msg names the
+ * field and entry.
+ */
+KBR_WUR kbr_err kbr_scope_grantable(const kbr_scope *issuer, const kbr_scope *req, kbr_msg *msg);
+
+/* One token as the registry knows it. */
+typedef struct {
+    char jti[33];
+    char *sub;
+    char *issued_by;
+    kbr_scope scope;
+    time_t issued_at, not_before, expires_at;
+    time_t revoked_at; /* 0: live */
+    char cnf_x5t[64];  /* "" if unbound; base64url SHA-256 of the client cert DER */
+    int64_t uses;      /* committed key uses */
+    int64_t reserved;  /* key uses in flight */
+} kbr_token;
+
+typedef struct kbr_policy kbr_policy;
+
+/*
+ * instance_id is both iss and aud.  issuer_pub is the issuer's public key
+ * (P-256; up-ref'd by the policy).  leeway: seconds of clock skew tolerated
+ * for exp and nbf (0 in tests).
+ */
+KBR_WUR kbr_err kbr_policy_new(const char *instance_id, EVP_PKEY *issuer_pub, long leeway,
+                               kbr_policy **out);
+void kbr_policy_free(kbr_policy *p);
+
+/*
+ * Adds a token row (as kbr_store_token_list shows it) to the registry.
+ * Called at start for every stored token, and after each issuance commits.
+ */
+KBR_WUR kbr_err kbr_policy_add_token(kbr_policy *p, const json_t *row);
+/* Sets the committed use count (rebuilt from the audit log at start). */
+void kbr_policy_set_uses(kbr_policy *p, const char *jti, int64_t uses);
+
+/*
+ * Authenticates a bearer token string.  Order: cache lookup by SHA-256 of
+ * the string; on a miss, strict parse (three base64url segments, header
+ * exactly alg ES256 / typ JWT / optional kid), signature verify against the
+ * issuer key, claims (iss, aud, exp required and in the future, nbf, iat,
+ * jti of 32 hex chars, sub, kbr), then the registry (the jti must be one
+ * this broker issued, with the same sub).  Every call, cached or not, then
+ * checks revocation, exp and nbf against now, and the cnf binding against
+ * client_x5t (NULL when the connection has no client certificate).
+ * KBR_ERR_UNAUTHENTICATED with msg saying which check failed (never echoing
+ * the token).  *tok is borrowed from the registry.
+ */
+KBR_WUR kbr_err kbr_policy_authenticate(kbr_policy *p, const char *bearer, time_t now,
+                                        const char *client_x5t, kbr_token **tok, kbr_msg *msg);
+
+/* Does the token allow op (admin tokens hold every op)? */
+bool kbr_policy_allows_op(const kbr_token *tok, kbr_op op);
+
+/*
+ * Revocations take effect at once, cache included.  Each returns the number
+ * of live tokens it revoked and (if jtis != NULL) a new JSON array of their
+ * jti strings.  by_key revokes tokens whose keys list covers key (or is absent).
+ */
+KBR_WUR kbr_err kbr_policy_revoke_jti(kbr_policy *p, const char *jti, time_t now);
+size_t kbr_policy_revoke_sub(kbr_policy *p, const char *sub, time_t now, json_t *jtis);
+size_t kbr_policy_revoke_key(kbr_policy *p, const char *key, time_t now, json_t *jtis);
+/* The registry entry for jti, or NULL. Borrowed. */
+kbr_token *kbr_policy_find(kbr_policy *p, const char *jti);
+
+/*
+ * Quotas: reserve one key use before the HSM call (KBR_ERR_QUOTA if uses +
+ * reserved would exceed max_uses), then finish it: committed=true counts it.
+ */
+KBR_WUR kbr_err kbr_policy_reserve_use(kbr_token *tok);
+void kbr_policy_finish_use(kbr_token *tok, bool committed);
+
+/*
+ * JWT issuance.  claims is the payload object (iss, aud, sub, iat, nbf, exp,
+ * jti, kbr[, cnf]); kid the issuer key id.  *input is "b64url(header).b64url(payload)".
+ * After the HSM signs SHA-256(input) as raw r||s (64 bytes), kbr_jwt_assemble
+ * appends it.  Callers free both outputs with free() (the token with
+ * kbr_secret semantics: wipe it once sent).
+ */
+KBR_WUR kbr_err kbr_jwt_signing_input(const json_t *claims, const char *kid, char **input);
+KBR_WUR kbr_err kbr_jwt_assemble(const char *input, const unsigned char *sig, size_t siglen,
+                                 char **token);
+
+/* RFC 7517 JWK of a P-256 public key with kid = RFC 7638 thumbprint (base64url). New ref. */
+KBR_WUR kbr_err kbr_jwk_from_pkey(EVP_PKEY *pub, json_t **jwk);
+
+#endif

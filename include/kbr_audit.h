@@ -50,9 +50,12 @@ struct kbr_audit_rec {
     kbr_audit_rec *next; /* queue link; private to the writer */
 };
 
-/* A record with empty detail, outcome "ok".  Strings are copied; NULL allowed. */
-KBR_WUR kbr_err kbr_audit_rec_new(const char *sub, const char *jti, const char *op,
-                                  const char *key, kbr_audit_rec **out);
+/* A record with empty detail, outcome "ok".  Strings are copied; NULL allowed; a string that
+ * is not UTF-8 is KBR_ERR_BAD_REQUEST.  Caller frees with kbr_audit_rec_free. */
+KBR_WUR kbr_err kbr_audit_rec_new(const char *sub, const char *jti, const char *op, const char *key,
+                                  kbr_audit_rec **out);
+/* outcome must be "ok", "denied" or "error" (else KBR_ERR_INTERNAL); on failure rec is
+ * unchanged. */
 KBR_WUR kbr_err kbr_audit_rec_set_outcome(kbr_audit_rec *rec, const char *outcome,
                                           const char *error_code);
 void kbr_audit_rec_free(kbr_audit_rec *rec); /* accepts NULL */
@@ -61,13 +64,15 @@ void kbr_audit_rec_free(kbr_audit_rec *rec); /* accepts NULL */
  * Opens its own connection to store_url, loads the chain tail, checks that
  * the last `verify_tail` entries recompute to their stored hashes and chain
  * (KBR_ERR_STORE with msg naming the first bad seq if not), and starts the
- * writer thread.
+ * writer thread.  verify_tail <= 0 checks nothing; INT64_MAX checks the
+ * whole log.  Caller stops with kbr_audit_stop.
  */
 KBR_WUR kbr_err kbr_audit_start(const char *store_url, int64_t verify_tail, kbr_audit **out,
                                 kbr_msg *msg);
 
 /* Queues rec; done() is called exactly once, from the writer thread. Ownership passes to the
- * writer until done() is called, then back to whoever done() hands it to. */
+ * writer until done() is called, then back to whoever done() hands it to.  A record without
+ * done() is freed by the writer after its commit. */
 void kbr_audit_submit(kbr_audit *a, kbr_audit_rec *rec);
 
 /* Submits and waits for the commit; returns rec->result.  For --init and tests.  rec->done must
@@ -79,6 +84,15 @@ bool kbr_audit_healthy(kbr_audit *a);
 /* The seq of the last durable entry. */
 int64_t kbr_audit_last_seq(kbr_audit *a);
 
+/* Counters since kbr_audit_start, for metrics: a commit carries `records / commits` records
+ * on average, which shows how well group commit amortizes the fsync. */
+typedef struct {
+    uint64_t records;        /* records made durable (result KBR_OK or KBR_ERR_CONFLICT) */
+    uint64_t commits;        /* transactions committed */
+    uint64_t failed_commits; /* groups that were not made durable (records got KBR_ERR_AUDIT) */
+} kbr_audit_stats;
+void kbr_audit_get_stats(kbr_audit *a, kbr_audit_stats *out);
+
 /* Commits everything queued, then stops the thread and closes.  Accepts NULL. */
 void kbr_audit_stop(kbr_audit *a);
 
@@ -89,6 +103,7 @@ KBR_WUR kbr_err kbr_audit_entry_hash(const json_t *entry, char hash[65]);
  * Offline check of a sequence of entries as GET /v1/audit shows them (with
  * "hash"), starting at seq first_seq with prev_hash expected_prev: each
  * entry's hash recomputes, prev_hash chains, seq is consecutive.
+ * expected_prev NULL means 64 zeros (a log checked from seq 1).
  * KBR_ERR_BAD_REQUEST with msg naming the first bad seq.
  */
 KBR_WUR kbr_err kbr_audit_verify_entries(const json_t *entries, int64_t first_seq,

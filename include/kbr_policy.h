@@ -120,13 +120,34 @@ void kbr_policy_set_uses(kbr_policy *p, const char *jti, int64_t uses);
 KBR_WUR kbr_err kbr_policy_authenticate(kbr_policy *p, const char *bearer, time_t now,
                                         const char *client_x5t, kbr_token **tok, kbr_msg *msg);
 
+/*
+ * Is sub a principal "<kind>:<name>": kind one of ci, factory, ota, security,
+ * service; name 1..KBR_SUB_NAME_MAX chars of [A-Za-z0-9._:/@+-]?  Tokens and
+ * registry rows with any other sub are refused.
+ */
+#define KBR_SUB_NAME_MAX 128
+bool kbr_policy_sub_valid(const char *sub);
+
+/* Counters for /metrics and tests.  misses counts every full verify, failed or not. */
+typedef struct {
+    uint64_t cache_hits, cache_misses;
+    size_t cache_entries, tokens;
+} kbr_policy_stats;
+void kbr_policy_get_stats(const kbr_policy *p, kbr_policy_stats *out);
+/*
+ * Bounds the verified-token cache (default 100000 entries; 0 turns it off).
+ * When full, expired entries go first, then the oldest.
+ */
+void kbr_policy_set_cache_limit(kbr_policy *p, size_t max);
+
 /* Does the token allow op (admin tokens hold every op)? */
 bool kbr_policy_allows_op(const kbr_token *tok, kbr_op op);
 
 /*
  * Revocations take effect at once, cache included.  Each returns the number
  * of live tokens it revoked and (if jtis != NULL) a new JSON array of their
- * jti strings.  by_key revokes tokens whose keys list covers key (or is absent).
+ * jti strings.  by_key revokes tokens whose keys list covers key, and tokens
+ * without a keys list that hold a key-using op; admin tokens are spared.
  */
 KBR_WUR kbr_err kbr_policy_revoke_jti(kbr_policy *p, const char *jti, time_t now);
 size_t kbr_policy_revoke_sub(kbr_policy *p, const char *sub, time_t now, json_t *jtis);

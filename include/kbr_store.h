@@ -33,8 +33,11 @@ typedef struct kbr_store kbr_store;
 
 /*
  * Opens a connection and creates or migrates the schema.  url is
- * "sqlite:PATH".  KBR_ERR_CONFIG for an unknown scheme, KBR_ERR_STORE when
- * the database cannot be opened or written; msg names the cause.
+ * "sqlite:PATH" or "sqlite:PATH?max_pages=N" (a size quota: writes that
+ * would grow the database past N pages fail like a full disk).
+ * KBR_ERR_CONFIG for an unknown scheme or option, KBR_ERR_STORE when
+ * the database cannot be opened or written; msg names the cause.  Caller
+ * closes with kbr_store_close.
  */
 KBR_WUR kbr_err kbr_store_open(const char *url, kbr_store **out, kbr_msg *msg);
 void kbr_store_close(kbr_store *st); /* accepts NULL */
@@ -79,8 +82,7 @@ KBR_WUR kbr_err kbr_store_audit_walk(kbr_store *st, int64_t after, int64_t limit
                                      kbr_store_entry_fn fn, void *arg);
 
 /* Entries as GET /v1/audit shows them: the entry objects with "hash" added. New ref. */
-KBR_WUR kbr_err kbr_store_audit_page(kbr_store *st, int64_t after, int64_t limit,
-                                     json_t **entries);
+KBR_WUR kbr_err kbr_store_audit_page(kbr_store *st, int64_t after, int64_t limit, json_t **entries);
 
 /* Key objects as the API shows them, without the live "hsm" attributes.  New refs. */
 KBR_WUR kbr_err kbr_store_key_get(kbr_store *st, const char *name, json_t **key); /* NOT_FOUND */
@@ -94,8 +96,8 @@ KBR_WUR kbr_err kbr_store_key_list(kbr_store *st, json_t **keys);
  * (no "keys" list, an exact name, or a matching "prefix*").  active keeps tokens
  * neither revoked nor expired at now.  New ref.
  */
-KBR_WUR kbr_err kbr_store_token_list(kbr_store *st, const char *sub, const char *key,
-                                     bool active, time_t now, json_t **tokens);
+KBR_WUR kbr_err kbr_store_token_list(kbr_store *st, const char *sub, const char *key, bool active,
+                                     time_t now, json_t **tokens);
 
 /* Firmware build (product, version): {product, version, digest, hash, key, name, build_id,
  * signed_at, audit_seq, components[]}; KBR_ERR_NOT_FOUND if the broker never signed it. */

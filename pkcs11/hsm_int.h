@@ -1,0 +1,109 @@
+/*
+ * hsm_int.h - what the pkcs11/ files share and nothing outside them sees:
+ * the kbr_hsm and kbr_hsm_session structs, the retry wrapper every operation
+ * runs through, and the object look-up helpers.
+ *
+ * The OASIS header is included last because its compatibility macros rename
+ * common identifiers (value, count, params) and must not reach other headers.
+ */
+#ifndef KBR_HSM_INT_H
+#define KBR_HSM_INT_H
+
+#include <pthread.h>
+
+#include "kbr_hsm.h"
+
+#include <p11-kit/pkcs11.h>
+
+struct kbr_hsm {
+    void *dl;
+    CK_FUNCTION_LIST *f;
+    bool finalize; /* we initialized the module, so we finalize it */
+    /* Guards slot, anchor and every login: recovery runs from any worker. */
+    pthread_mutex_t lock;
+    /* Serializes the label check and the generation so a label stays unique. */
+    pthread_mutex_t gen_lock;
+    CK_SLOT_ID slot;
+    bool slot_known;
+    /* A session held for the life of the kbr_hsm: the login lasts as long as
+     * one session of the application stays open. */
+    CK_SESSION_HANDLE anchor;
+    bool anchor_open;
+    unsigned char token_label[32]; /* space-padded, as CK_TOKEN_INFO has it */
+    kbr_secret *pin;
+};
+
+/* Enough for the keys one broker signs with; a miss only costs a C_FindObjects. */
+#define KBR_P11_CACHE_SLOTS 64
+typedef struct {
+    char label[KBR_HSM_LABEL_MAX];
+    CK_OBJECT_HANDLE handle;
+    kbr_alg alg;
+    bool used;
+} kbr_p11_cached_key;
+
+struct kbr_hsm_session {
+    kbr_hsm *hsm;
+    CK_SESSION_HANDLE h;
+    bool open;
+    kbr_p11_cached_key cache[KBR_P11_CACHE_SLOTS];
+    size_t cache_next; /* round-robin eviction */
+};
+
+/* One try of an operation; must set its outputs only on success. */
+typedef kbr_err (*kbr_p11_attempt)(kbr_hsm_session *s, void *ctx);
+
+/*
+ * Runs fn; on KBR_ERR_HSM_SESSION reopens the session (logging in again and
+ * finding the token again if needed) and runs fn once more.  A second
+ * session failure, or a failed reopen, is KBR_ERR_HSM.
+ */
+KBR_WUR kbr_err kbr_p11_with_retry(kbr_hsm_session *s, kbr_p11_attempt fn, void *ctx);
+
+/* KBR_ERR_HSM_SESSION if the session is no longer logged in as the user. */
+KBR_WUR kbr_err kbr_p11_check_login(kbr_hsm_session *s);
+
+/* KBR_ERR_BAD_REQUEST unless 1..KBR_HSM_LABEL_MAX-1 bytes. */
+KBR_WUR kbr_err kbr_p11_label_check(const char *label);
+
+/*
+ * Every object matching templ.  *out is malloc()ed (caller frees), NULL when
+ * *n is 0.
+ */
+KBR_WUR kbr_err kbr_p11_find_all(kbr_hsm_session *s, CK_ATTRIBUTE *templ, CK_ULONG tn,
+                                 CK_OBJECT_HANDLE **out, size_t *n);
+/*
+ * The first object of class cls labelled label; KBR_ERR_NOT_FOUND if none
+ * (after making sure a logged-out session is not what hides it).
+ */
+KBR_WUR kbr_err kbr_p11_find_one(kbr_hsm_session *s, CK_OBJECT_CLASS cls, const char *label,
+                                 CK_OBJECT_HANDLE *out);
+
+/* A variable-length attribute, malloc()ed (caller frees); KBR_ERR_HSM_KEY if absent. */
+KBR_WUR kbr_err kbr_p11_get_attr(kbr_hsm_session *s, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_TYPE type,
+                                 unsigned char **out, size_t *outlen);
+/* A fixed-size attribute (CK_ULONG, CK_BBOOL); KBR_ERR_HSM_KEY if absent. */
+KBR_WUR kbr_err kbr_p11_get_fixed(kbr_hsm_session *s, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_TYPE type,
+                                  void *buf, size_t len);
+
+/* The key object's kbr_alg; *known false if it matches none. */
+KBR_WUR kbr_err kbr_p11_key_alg(kbr_hsm_session *s, CK_OBJECT_HANDLE obj, CK_KEY_TYPE kt,
+                                bool *known, kbr_alg *alg);
+/* What the HSM reports about obj. */
+KBR_WUR kbr_err kbr_p11_read_info(kbr_hsm_session *s, CK_OBJECT_HANDLE obj, kbr_hsm_key_info *out);
+
+/* DER of the curve's named-curve OID as CKA_EC_PARAMS carries it. */
+const unsigned char *kbr_p11_curve_der(kbr_alg alg, size_t *len);
+
+/* Per-session handle cache for signing keys. */
+void kbr_p11_cache_clear(kbr_hsm_session *s);
+void kbr_p11_cache_drop(kbr_hsm_session *s, const char *label);
+/*
+ * The private key labelled label and its algorithm, from the cache or a fresh
+ * look-up (then cached).  *cached tells which, so a stale handle can be
+ * dropped and looked up once more.
+ */
+KBR_WUR kbr_err kbr_p11_signing_key(kbr_hsm_session *s, const char *label, CK_OBJECT_HANDLE *h,
+                                    kbr_alg *alg, bool *cached);
+
+#endif

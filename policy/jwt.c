@@ -1,0 +1,380 @@
+/*
+ * jwt.c - issuing (signing input and assembly around an HSM signature) and
+ * the strict verification of a bearer token.
+ *
+ * Verification reads the header and the claims itself, with jansson and
+ * duplicate keys refused, and leaves libjwt only the signature.  libjwt
+ * 1.10 takes the algorithm from the header, which is what alg-confusion
+ * attacks ("none", HS256 keyed with the public PEM) feed on, so the header
+ * is pinned to ES256 before libjwt sees the token and the algorithm libjwt
+ * used is checked again after.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jwt.h>
+
+#include "policy_int.h"
+
+#define ES256_SIG_LEN 64
+/* base64url of 64 bytes, unpadded */
+#define ES256_SIG_B64_LEN 86
+
+typedef struct {
+    const char *p;
+    size_t len;
+} segment;
+
+static const char *const sub_kinds[] = {"ci", "factory", "ota", "security", "service"};
+
+bool kbr_jti_valid(const char *s)
+{
+    size_t i;
+
+    for (i = 0; s != NULL && i < 32; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return false;
+    return s != NULL && s[i] == '\0';
+}
+
+static bool sub_name_char_ok(char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+           strchr("._:/@+-", c) != NULL;
+}
+
+bool kbr_policy_sub_valid(const char *sub)
+{
+    const char *colon = sub != NULL ? strchr(sub, ':') : NULL;
+    size_t kind_len, name_len;
+    bool kind_ok = false;
+
+    if (colon == NULL)
+        return false;
+    kind_len = (size_t)(colon - sub);
+    name_len = strlen(colon + 1);
+    for (size_t i = 0; i < sizeof(sub_kinds) / sizeof(sub_kinds[0]); i++)
+        kind_ok |= strlen(sub_kinds[i]) == kind_len && strncmp(sub, sub_kinds[i], kind_len) == 0;
+    if (!kind_ok || name_len == 0 || name_len > KBR_SUB_NAME_MAX)
+        return false;
+    for (size_t i = 0; i < name_len; i++)
+        if (!sub_name_char_ok(colon[1 + i]))
+            return false;
+    return true;
+}
+
+/* ---- issuing ---- */
+
+static kbr_err b64url_json(const json_t *v, char **out)
+{
+    kbr_err err = KBR_OK;
+    char *canon = NULL;
+
+    *out = NULL;
+    KBR_GUARD(kbr_json_canonical(v, &canon));
+    KBR_GUARD(kbr_b64url_encode((const unsigned char *)canon, strlen(canon), out));
+out:
+    free(canon);
+    return err;
+}
+
+static json_t *es256_header(const char *kid)
+{
+    if (kid == NULL)
+        return json_pack("{s:s, s:s}", "alg", "ES256", "typ", "JWT");
+    return json_pack("{s:s, s:s, s:s}", "alg", "ES256", "kid", kid, "typ", "JWT");
+}
+
+static kbr_err join_dot(const char *a, const char *b, char **out)
+{
+    size_t n = strlen(a) + strlen(b) + 2;
+    char *s = malloc(n);
+
+    *out = NULL;
+    if (s == NULL)
+        return KBR_ERR_NOMEM;
+    snprintf(s, n, "%s.%s", a, b);
+    *out = s;
+    return KBR_OK;
+}
+
+kbr_err kbr_jwt_signing_input(const json_t *claims, const char *kid, char **input)
+{
+    kbr_err err = KBR_OK;
+    json_t *header = NULL;
+    char *h64 = NULL, *p64 = NULL;
+
+    *input = NULL;
+    KBR_ENSURE(json_is_object(claims), KBR_ERR_BAD_REQUEST);
+    header = es256_header(kid);
+    KBR_ENSURE(header != NULL, KBR_ERR_NOMEM);
+    KBR_GUARD(b64url_json(header, &h64));
+    KBR_GUARD(b64url_json(claims, &p64));
+    KBR_GUARD(join_dot(h64, p64, input));
+out:
+    json_decref(header);
+    free(h64);
+    free(p64);
+    return err;
+}
+
+kbr_err kbr_jwt_assemble(const char *input, const unsigned char *sig, size_t siglen, char **token)
+{
+    kbr_err err = KBR_OK;
+    char *s64 = NULL;
+
+    *token = NULL;
+    KBR_ENSURE(input != NULL && sig != NULL && siglen == ES256_SIG_LEN, KBR_ERR_BAD_REQUEST);
+    KBR_GUARD(kbr_b64url_encode(sig, siglen, &s64));
+    KBR_GUARD(join_dot(input, s64, token));
+out:
+    free(s64);
+    return err;
+}
+
+/* ---- verification: shape and header ---- */
+
+static bool b64url_char_ok(char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_';
+}
+
+/* Exactly three segments of the base64url alphabet; header and payload non-empty. */
+static kbr_err split_segments(const char *token, segment seg[3], kbr_msg *msg)
+{
+    size_t len = strnlen(token, KBR_JWT_MAX_LEN + 1), n = 0;
+
+    if (len > KBR_JWT_MAX_LEN)
+        return kbr_fail(msg, KBR_ERR_UNAUTHENTICATED, "token longer than %d bytes",
+                        KBR_JWT_MAX_LEN);
+    seg[0].p = token;
+    for (size_t i = 0; i < len; i++) {
+        if (token[i] == '.' && n < 2) {
+            seg[n].len = (size_t)(token + i - seg[n].p);
+            seg[++n].p = token + i + 1;
+        } else if (!b64url_char_ok(token[i])) {
+            return kbr_fail(msg, KBR_ERR_UNAUTHENTICATED, "token is not three base64url segments");
+        }
+    }
+    if (n != 2 || seg[0].len == 0 || seg[1].len == 0)
+        return kbr_fail(msg, KBR_ERR_UNAUTHENTICATED, "token is not three base64url segments");
+    seg[2].len = (size_t)(token + len - seg[2].p);
+    return KBR_OK;
+}
+
+/* A segment decoded and parsed as one JSON object, duplicate keys refused. */
+static kbr_err segment_json(const segment *s, json_t **out)
+{
+    kbr_err err = KBR_OK;
+    unsigned char *raw = NULL;
+    size_t rawlen = 0;
+    json_t *v = NULL;
+    json_error_t jerr;
+
+    *out = NULL;
+    KBR_GUARD(kbr_b64url_decode(s->p, s->len, &raw, &rawlen));
+    v = json_loadb((const char *)raw, rawlen, JSON_REJECT_DUPLICATES, &jerr);
+    KBR_ENSURE(json_is_object(v), KBR_ERR_BAD_REQUEST);
+    *out = v;
+    v = NULL;
+out:
+    json_decref(v);
+    free(raw);
+    return err;
+}
+
+static kbr_err check_header_members(const json_t *h, kbr_msg *msg)
+{
+    void *it;
+
+    for (it = json_object_iter((json_t *)h); it != NULL;
+         it = json_object_iter_next((json_t *)h, it)) {
+        const char *k = json_object_iter_key(it);
+        if (strcmp(k, "alg") != 0 && strcmp(k, "typ") != 0 && strcmp(k, "kid") != 0)
+            return kbr_fail(msg, KBR_ERR_UNAUTHENTICATED,
+                            "token header has a member other than alg, typ and kid");
+    }
+    if (json_object_get(h, "kid") != NULL && !json_is_string(json_object_get(h, "kid")))
+        return kbr_fail(msg, KBR_ERR_UNAUTHENTICATED, "token header kid must be a string");
+    return KBR_OK;
+}
+
+static kbr_err check_header(const segment *s, kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+    json_t *h = NULL;
+    const char *alg, *typ;
+
+    if (segment_json(s, &h) != KBR_OK)
+        return kbr_fail(msg, KBR_ERR_UNAUTHENTICATED, "token header is not a JSON object");
+    alg = json_string_value(json_object_get(h, "alg"));
+    typ = json_string_value(json_object_get(h, "typ"));
+    KBR_ENSURE(alg != NULL && strcmp(alg, "ES256") == 0,
+               kbr_fail(msg, KBR_ERR_UNAUTHENTICATED, "token algorithm must be ES256"));
+    KBR_ENSURE(typ != NULL && strcmp(typ, "JWT") == 0,
+               kbr_fail(msg, KBR_ERR_UNAUTHENTICATED, "token type must be JWT"));
+    KBR_GUARD(check_header_members(h, msg));
+out:
+    json_decref(h);
+    return err;
+}
+
+static kbr_err check_signature(const char *token, const segment *sig, const char *pem, kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+    jwt_t *jwt = NULL;
+
+    KBR_ENSURE(sig->len == ES256_SIG_B64_LEN,
+               kbr_fail(msg, KBR_ERR_UNAUTHENTICATED, "token signature is not 64 bytes"));
+    KBR_ENSURE(jwt_decode(&jwt, token, (const unsigned char *)pem, (int)strlen(pem)) == 0,
+               kbr_fail(msg, KBR_ERR_UNAUTHENTICATED, "token signature does not verify"));
+    KBR_ENSURE(jwt_get_alg(jwt) == JWT_ALG_ES256,
+               kbr_fail(msg, KBR_ERR_UNAUTHENTICATED, "token algorithm must be ES256"));
+out:
+    jwt_free(jwt);
+    return err;
+}
+
+/* ---- verification: claims ---- */
+
+static bool aud_has(const json_t *aud, const char *instance_id)
+{
+    if (json_is_string(aud))
+        return strcmp(json_string_value(aud), instance_id) == 0;
+    for (size_t i = 0; i < json_array_size(aud); i++) {
+        const char *s = json_string_value(json_array_get(aud, i));
+        if (s != NULL && strcmp(s, instance_id) == 0)
+            return true;
+    }
+    return false;
+}
+
+static kbr_err check_iss_aud(const json_t *c, const char *instance_id, kbr_msg *msg)
+{
+    const char *iss = json_string_value(json_object_get(c, "iss"));
+
+    if (iss == NULL || strcmp(iss, instance_id) != 0)
+        return kbr_fail(msg, KBR_ERR_UNAUTHENTICATED, "token issuer is not this broker");
+    if (!aud_has(json_object_get(c, "aud"), instance_id))
+        return kbr_fail(msg, KBR_ERR_UNAUTHENTICATED, "token audience is not this broker");
+    return KBR_OK;
+}
+
+/* An optional integer claim; absent leaves *out alone. */
+static kbr_err int_claim(const json_t *c, const char *name, time_t *out, kbr_msg *msg)
+{
+    const json_t *v = json_object_get(c, name);
+
+    if (v == NULL)
+        return KBR_OK;
+    if (!json_is_integer(v))
+        return kbr_fail(msg, KBR_ERR_UNAUTHENTICATED, "token claim %s must be an integer", name);
+    *out = (time_t)json_integer_value(v);
+    return KBR_OK;
+}
+
+static kbr_err check_times(const json_t *c, time_t now, long leeway, kbr_jwt_claims *out,
+                           kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+    time_t iat = 0;
+
+    KBR_ENSURE(json_object_get(c, "exp") != NULL,
+               kbr_fail(msg, KBR_ERR_UNAUTHENTICATED, "token has no exp claim"));
+    KBR_GUARD(int_claim(c, "exp", &out->exp, msg));
+    KBR_GUARD(int_claim(c, "nbf", &out->nbf, msg));
+    KBR_GUARD(int_claim(c, "iat", &iat, msg));
+    KBR_ENSURE(out->exp > now - leeway, kbr_fail(msg, KBR_ERR_UNAUTHENTICATED, "token expired"));
+    KBR_ENSURE(out->nbf <= now + leeway,
+               kbr_fail(msg, KBR_ERR_UNAUTHENTICATED, "token not yet valid"));
+out:
+    return err;
+}
+
+static kbr_err check_jti_sub(const json_t *c, kbr_jwt_claims *out, kbr_msg *msg)
+{
+    const char *jti = json_string_value(json_object_get(c, "jti"));
+    const char *sub = json_string_value(json_object_get(c, "sub"));
+
+    if (!kbr_jti_valid(jti))
+        return kbr_fail(msg, KBR_ERR_UNAUTHENTICATED, "token jti must be 32 lowercase hex chars");
+    if (!kbr_policy_sub_valid(sub))
+        return kbr_fail(msg, KBR_ERR_UNAUTHENTICATED, "token sub must be <kind>:<name>");
+    memcpy(out->jti, jti, sizeof(out->jti));
+    out->sub = strdup(sub);
+    return out->sub == NULL ? KBR_ERR_NOMEM : KBR_OK;
+}
+
+static kbr_err check_kbr(const json_t *c, kbr_msg *msg)
+{
+    kbr_scope scope;
+    kbr_msg why = {{0}};
+    kbr_err err = kbr_scope_from_json(json_object_get(c, "kbr"), &scope, &why);
+
+    kbr_scope_cleanup(&scope);
+    if (err == KBR_ERR_BAD_REQUEST)
+        return kbr_fail(msg, KBR_ERR_UNAUTHENTICATED, "token claim kbr: %s", why.text);
+    return err;
+}
+
+static kbr_err check_cnf(const json_t *c, kbr_jwt_claims *out, kbr_msg *msg)
+{
+    const json_t *cnf = json_object_get(c, "cnf");
+    const json_t *x5t = json_object_get(cnf, "x5t#S256");
+
+    if (cnf == NULL)
+        return KBR_OK;
+    if (!json_is_object(cnf) || !json_is_string(x5t) || json_string_length(x5t) == 0 ||
+        json_string_length(x5t) >= sizeof(out->cnf_x5t))
+        return kbr_fail(msg, KBR_ERR_UNAUTHENTICATED,
+                        "token claim cnf must be {\"x5t#S256\": <thumbprint>}");
+    memcpy(out->cnf_x5t, json_string_value(x5t), json_string_length(x5t) + 1);
+    return KBR_OK;
+}
+
+static kbr_err check_claims(const segment *s, const char *instance_id, time_t now, long leeway,
+                            kbr_jwt_claims *out, kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+    json_t *c = NULL;
+
+    KBR_ENSURE(segment_json(s, &c) == KBR_OK,
+               kbr_fail(msg, KBR_ERR_UNAUTHENTICATED, "token payload is not a JSON object"));
+    KBR_GUARD(check_iss_aud(c, instance_id, msg));
+    KBR_GUARD(check_times(c, now, leeway, out, msg));
+    KBR_GUARD(check_jti_sub(c, out, msg));
+    KBR_GUARD(check_kbr(c, msg));
+    KBR_GUARD(check_cnf(c, out, msg));
+out:
+    json_decref(c);
+    return err;
+}
+
+void kbr_jwt_claims_cleanup(kbr_jwt_claims *c)
+{
+    if (c == NULL)
+        return;
+    free(c->sub);
+    memset(c, 0, sizeof(*c));
+}
+
+kbr_err kbr_jwt_verify(const char *token, const char *pem, const char *instance_id, time_t now,
+                       long leeway, kbr_jwt_claims *out, kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+    segment seg[3] = {{NULL, 0}, {NULL, 0}, {NULL, 0}};
+    kbr_jwt_claims c = {.sub = NULL};
+
+    memset(out, 0, sizeof(*out));
+    KBR_GUARD(split_segments(token, seg, msg));
+    KBR_GUARD(check_header(&seg[0], msg));
+    KBR_GUARD(check_signature(token, &seg[2], pem, msg));
+    KBR_GUARD(check_claims(&seg[1], instance_id, now, leeway, &c, msg));
+    *out = c;
+    memset(&c, 0, sizeof(c));
+out:
+    kbr_jwt_claims_cleanup(&c);
+    return err;
+}

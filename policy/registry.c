@@ -1,0 +1,549 @@
+/*
+ * registry.c - the tokens this broker issued, the cache of verified token
+ * strings, revocation and use counters.
+ *
+ * The cache maps SHA-256(token string) to the registry entry, so a cache
+ * hit skips the ECDSA verify but never the registry: revocation, expiry and
+ * the certificate binding are checked on every call, which is what makes a
+ * revocation take effect at once without touching the cache.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+/* Allocation failure inside uthash leaves the table unchanged; callers see it by the count. */
+#define HASH_NONFATAL_OOM 1
+#include <uthash.h>
+
+#include "policy_int.h"
+
+#define CACHE_MAX_DEFAULT 100000
+
+typedef struct {
+    kbr_token tok; /* first, so a borrowed kbr_token * is the entry */
+    UT_hash_handle hh;
+} reg_entry;
+
+typedef struct {
+    unsigned char hash[32];
+    reg_entry *reg;
+    time_t exp, nbf; /* the token's own claims */
+    UT_hash_handle hh;
+} cache_entry;
+
+struct kbr_policy {
+    char *instance_id;
+    EVP_PKEY *issuer_pub;
+    char *issuer_pem;
+    long leeway;
+    reg_entry *tokens;
+    cache_entry *cache; /* uthash keeps insertion order: the head is the oldest */
+    size_t cache_max;
+    time_t last_sweep;
+    uint64_t hits, misses;
+};
+
+/* What an authentication decides on, from the cache or from a fresh verify. */
+typedef struct {
+    reg_entry *reg;
+    time_t exp, nbf;
+} verified;
+
+/* ---- lifetime ---- */
+
+kbr_err kbr_policy_new(const char *instance_id, EVP_PKEY *issuer_pub, long leeway, kbr_policy **out)
+{
+    kbr_err err = KBR_OK;
+    kbr_policy *p = NULL;
+
+    *out = NULL;
+    KBR_ENSURE(instance_id != NULL && instance_id[0] != '\0' && leeway >= 0, KBR_ERR_CONFIG);
+    KBR_ENSURE(kbr_pkey_is_p256(issuer_pub), KBR_ERR_CONFIG);
+    p = calloc(1, sizeof(*p));
+    KBR_ENSURE(p != NULL, KBR_ERR_NOMEM);
+    p->cache_max = CACHE_MAX_DEFAULT;
+    p->leeway = leeway;
+    p->instance_id = strdup(instance_id);
+    KBR_ENSURE(p->instance_id != NULL, KBR_ERR_NOMEM);
+    KBR_GUARD(kbr_pkey_pub_pem(issuer_pub, &p->issuer_pem));
+    KBR_ENSURE(EVP_PKEY_up_ref(issuer_pub) == 1, KBR_ERR_CRYPTO);
+    p->issuer_pub = issuer_pub;
+    *out = p;
+    p = NULL;
+out:
+    kbr_policy_free(p);
+    return err;
+}
+
+static void cache_del(kbr_policy *p, cache_entry *ce)
+{
+    HASH_DEL(p->cache, ce);
+    free(ce);
+}
+
+static void token_cleanup(kbr_token *t)
+{
+    free(t->sub);
+    free(t->issued_by);
+    kbr_scope_cleanup(&t->scope);
+    t->sub = NULL;
+    t->issued_by = NULL;
+}
+
+void kbr_policy_free(kbr_policy *p)
+{
+    cache_entry *ce, *ctmp;
+    reg_entry *e, *etmp;
+
+    if (p == NULL)
+        return;
+    for (ce = p->cache; ce != NULL; ce = ctmp) {
+        ctmp = ce->hh.next;
+        cache_del(p, ce);
+    }
+    for (e = p->tokens; e != NULL; e = etmp) {
+        etmp = e->hh.next;
+        HASH_DEL(p->tokens, e);
+        token_cleanup(&e->tok);
+        free(e);
+    }
+    EVP_PKEY_free(p->issuer_pub);
+    free(p->issuer_pem);
+    free(p->instance_id);
+    free(p);
+}
+
+void kbr_policy_get_stats(const kbr_policy *p, kbr_policy_stats *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->cache_hits = p->hits;
+    out->cache_misses = p->misses;
+    out->cache_entries = HASH_COUNT(p->cache);
+    out->tokens = HASH_COUNT(p->tokens);
+}
+
+void kbr_policy_set_cache_limit(kbr_policy *p, size_t max)
+{
+    cache_entry *ce, *tmp;
+
+    p->cache_max = max;
+    for (ce = p->cache; ce != NULL && HASH_COUNT(p->cache) > max; ce = tmp) {
+        tmp = ce->hh.next;
+        cache_del(p, ce);
+    }
+}
+
+/* ---- registry rows ---- */
+
+static reg_entry *reg_find(kbr_policy *p, const char *jti)
+{
+    reg_entry *e = NULL;
+
+    if (jti != NULL)
+        HASH_FIND_STR(p->tokens, jti, e);
+    return e;
+}
+
+kbr_token *kbr_policy_find(kbr_policy *p, const char *jti)
+{
+    reg_entry *e = reg_find(p, jti);
+
+    return e != NULL ? &e->tok : NULL;
+}
+
+/* A string member that may be null when nullable; *out is a copy, NULL for null. */
+static kbr_err row_str(const json_t *row, const char *name, bool nullable, char **out)
+{
+    const json_t *v = json_object_get(row, name);
+
+    *out = NULL;
+    if (nullable && (v == NULL || json_is_null(v)))
+        return KBR_OK;
+    if (!json_is_string(v))
+        return KBR_ERR_BAD_REQUEST;
+    *out = strdup(json_string_value(v));
+    return *out == NULL ? KBR_ERR_NOMEM : KBR_OK;
+}
+
+/* An RFC 3339 member; null or absent gives 0 when nullable. */
+static kbr_err row_time(const json_t *row, const char *name, bool nullable, time_t *out)
+{
+    const json_t *v = json_object_get(row, name);
+
+    *out = 0;
+    if (nullable && (v == NULL || json_is_null(v)))
+        return KBR_OK;
+    if (!json_is_string(v))
+        return KBR_ERR_BAD_REQUEST;
+    return kbr_time_parse(json_string_value(v), out);
+}
+
+static kbr_err row_ids(const json_t *row, kbr_token *t)
+{
+    kbr_err err = KBR_OK;
+    const char *jti = json_string_value(json_object_get(row, "jti"));
+    char *cnf = NULL;
+
+    KBR_ENSURE(kbr_jti_valid(jti), KBR_ERR_BAD_REQUEST);
+    memcpy(t->jti, jti, sizeof(t->jti));
+    KBR_GUARD(row_str(row, "sub", false, &t->sub));
+    KBR_ENSURE(kbr_policy_sub_valid(t->sub), KBR_ERR_BAD_REQUEST);
+    KBR_GUARD(row_str(row, "issued_by", true, &t->issued_by));
+    if (t->issued_by == NULL)
+        t->issued_by = strdup("");
+    KBR_ENSURE(t->issued_by != NULL, KBR_ERR_NOMEM);
+    KBR_GUARD(row_str(row, "cnf_x5t", true, &cnf));
+    KBR_ENSURE(cnf == NULL || strlen(cnf) < sizeof(t->cnf_x5t), KBR_ERR_BAD_REQUEST);
+    if (cnf != NULL)
+        memcpy(t->cnf_x5t, cnf, strlen(cnf) + 1);
+out:
+    free(cnf);
+    return err;
+}
+
+static kbr_err row_times(const json_t *row, kbr_token *t)
+{
+    kbr_err err = KBR_OK;
+
+    KBR_GUARD(row_time(row, "issued_at", false, &t->issued_at));
+    KBR_GUARD(row_time(row, "not_before", true, &t->not_before));
+    KBR_GUARD(row_time(row, "expires_at", false, &t->expires_at));
+    KBR_GUARD(row_time(row, "revoked_at", true, &t->revoked_at));
+out:
+    return err;
+}
+
+/* *has_uses tells whether the row carried a use count, so an update without one keeps ours. */
+static kbr_err row_to_token(const json_t *row, kbr_token *t, bool *has_uses)
+{
+    kbr_err err = KBR_OK;
+    const json_t *uses = json_object_get(row, "uses");
+
+    memset(t, 0, sizeof(*t));
+    t->scope.max_uses = -1;
+    KBR_ENSURE(json_is_object(row), KBR_ERR_BAD_REQUEST);
+    KBR_GUARD(row_ids(row, t));
+    KBR_GUARD(row_times(row, t));
+    KBR_GUARD(kbr_scope_from_json(json_object_get(row, "scope"), &t->scope, NULL));
+    KBR_ENSURE(uses == NULL || json_is_null(uses) ||
+                   (json_is_integer(uses) && json_integer_value(uses) >= 0),
+               KBR_ERR_BAD_REQUEST);
+    *has_uses = json_is_integer(uses);
+    t->uses = *has_uses ? json_integer_value(uses) : 0;
+out:
+    if (err != KBR_OK)
+        token_cleanup(t);
+    return err;
+}
+
+/* Cached verifications of an entry whose record changes are dropped, so none outlives it. */
+static void cache_purge_entry(kbr_policy *p, const reg_entry *e)
+{
+    cache_entry *ce, *tmp;
+
+    for (ce = p->cache; ce != NULL; ce = tmp) {
+        tmp = ce->hh.next;
+        if (ce->reg == e)
+            cache_del(p, ce);
+    }
+}
+
+static void reg_update(kbr_policy *p, reg_entry *e, kbr_token *t, bool has_uses)
+{
+    int64_t reserved = e->tok.reserved, uses = e->tok.uses;
+
+    cache_purge_entry(p, e);
+    token_cleanup(&e->tok);
+    e->tok = *t;
+    e->tok.reserved = reserved;
+    if (!has_uses)
+        e->tok.uses = uses;
+    memset(t, 0, sizeof(*t));
+}
+
+/* On success the entry owns t's fields and t is emptied; on failure t keeps them. */
+static kbr_err reg_insert(kbr_policy *p, kbr_token *t)
+{
+    reg_entry *e = calloc(1, sizeof(*e));
+    unsigned before = HASH_COUNT(p->tokens);
+
+    if (e == NULL)
+        return KBR_ERR_NOMEM;
+    e->tok = *t;
+    HASH_ADD_STR(p->tokens, tok.jti, e);
+    if (HASH_COUNT(p->tokens) != before + 1) {
+        free(e);
+        return KBR_ERR_NOMEM;
+    }
+    memset(t, 0, sizeof(*t));
+    return KBR_OK;
+}
+
+kbr_err kbr_policy_add_token(kbr_policy *p, const json_t *row)
+{
+    kbr_err err = KBR_OK;
+    kbr_token t = {.sub = NULL};
+    bool has_uses = false;
+    reg_entry *e;
+
+    KBR_GUARD(row_to_token(row, &t, &has_uses));
+    e = reg_find(p, t.jti);
+    if (e != NULL)
+        reg_update(p, e, &t, has_uses);
+    else
+        KBR_GUARD(reg_insert(p, &t));
+out:
+    token_cleanup(&t);
+    return err;
+}
+
+void kbr_policy_set_uses(kbr_policy *p, const char *jti, int64_t uses)
+{
+    reg_entry *e = reg_find(p, jti);
+
+    if (e != NULL)
+        e->tok.uses = uses >= 0 ? uses : 0;
+}
+
+/* ---- the cache ---- */
+
+static cache_entry *cache_find(kbr_policy *p, const unsigned char hash[32])
+{
+    cache_entry *ce = NULL;
+
+    HASH_FIND(hh, p->cache, hash, 32, ce);
+    return ce;
+}
+
+/* Expired entries go first (at most one sweep a second, as it walks the table), then the oldest. */
+static void cache_make_room(kbr_policy *p, time_t now)
+{
+    cache_entry *ce, *tmp;
+
+    if (now != p->last_sweep) {
+        p->last_sweep = now;
+        for (ce = p->cache; ce != NULL; ce = tmp) {
+            tmp = ce->hh.next;
+            if (ce->exp <= now - p->leeway)
+                cache_del(p, ce);
+        }
+    }
+    while (p->cache != NULL && HASH_COUNT(p->cache) >= p->cache_max) {
+        ce = p->cache;
+        cache_del(p, ce);
+    }
+}
+
+/* Best effort: a verification that cannot be cached is still a verification. */
+static void cache_insert(kbr_policy *p, const unsigned char hash[32], const verified *v, time_t now)
+{
+    cache_entry *ce = NULL;
+
+    if (p->cache_max == 0)
+        return;
+    if (HASH_COUNT(p->cache) >= p->cache_max)
+        cache_make_room(p, now);
+    ce = calloc(1, sizeof(*ce));
+    if (ce == NULL)
+        return;
+    memcpy(ce->hash, hash, sizeof(ce->hash));
+    ce->reg = v->reg;
+    ce->exp = v->exp;
+    ce->nbf = v->nbf;
+    HASH_ADD(hh, p->cache, hash, sizeof(ce->hash), ce);
+    if (cache_find(p, hash) != ce)
+        free(ce);
+}
+
+/* ---- authentication ---- */
+
+/* The signed claims must name a token of ours, as we recorded it. */
+static kbr_err match_registry(kbr_policy *p, const kbr_jwt_claims *c, reg_entry **out, kbr_msg *msg)
+{
+    reg_entry *e = reg_find(p, c->jti);
+
+    *out = NULL;
+    if (e == NULL || strcmp(e->tok.sub, c->sub) != 0)
+        return kbr_fail(msg, KBR_ERR_UNAUTHENTICATED, "token not issued by this broker");
+    if (strcmp(e->tok.cnf_x5t, c->cnf_x5t) != 0)
+        return kbr_fail(msg, KBR_ERR_UNAUTHENTICATED, "token binding differs from its record");
+    *out = e;
+    return KBR_OK;
+}
+
+static kbr_err verify_fresh(kbr_policy *p, const char *bearer, time_t now, verified *v,
+                            kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+    kbr_jwt_claims c = {.sub = NULL};
+
+    KBR_GUARD(kbr_jwt_verify(bearer, p->issuer_pem, p->instance_id, now, p->leeway, &c, msg));
+    KBR_GUARD(match_registry(p, &c, &v->reg, msg));
+    v->exp = c.exp;
+    v->nbf = c.nbf;
+out:
+    kbr_jwt_claims_cleanup(&c);
+    return err;
+}
+
+/* Checked on every call: the record may have changed since the string was verified. */
+static kbr_err check_live(const kbr_policy *p, const verified *v, time_t now,
+                          const char *client_x5t, kbr_msg *msg)
+{
+    const kbr_token *t = &v->reg->tok;
+    time_t exp = v->exp < t->expires_at ? v->exp : t->expires_at;
+    time_t nbf = v->nbf > t->not_before ? v->nbf : t->not_before;
+
+    if (t->revoked_at != 0)
+        return kbr_fail(msg, KBR_ERR_UNAUTHENTICATED, "token revoked");
+    if (exp <= now - p->leeway)
+        return kbr_fail(msg, KBR_ERR_UNAUTHENTICATED, "token expired");
+    if (nbf > now + p->leeway)
+        return kbr_fail(msg, KBR_ERR_UNAUTHENTICATED, "token not yet valid");
+    if (t->cnf_x5t[0] != '\0' &&
+        (client_x5t == NULL ||
+         !kbr_secret_equal(t->cnf_x5t, strlen(t->cnf_x5t), client_x5t, strlen(client_x5t))))
+        return kbr_fail(msg, KBR_ERR_UNAUTHENTICATED, "token bound to a client certificate");
+    return KBR_OK;
+}
+
+/* A cache hit, or a full verify whose result is cached. */
+static kbr_err lookup_or_verify(kbr_policy *p, const char *bearer, time_t now, verified *v,
+                                kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+    unsigned char hash[32];
+    cache_entry *ce;
+
+    kbr_sha256(bearer, strlen(bearer), hash);
+    ce = cache_find(p, hash);
+    if (ce != NULL && ce->exp <= now - p->leeway) {
+        cache_del(p, ce);
+        ce = NULL;
+    }
+    if (ce != NULL) {
+        p->hits++;
+        *v = (verified){ce->reg, ce->exp, ce->nbf};
+        goto out;
+    }
+    p->misses++;
+    KBR_GUARD(verify_fresh(p, bearer, now, v, msg));
+    cache_insert(p, hash, v, now);
+out:
+    return err;
+}
+
+kbr_err kbr_policy_authenticate(kbr_policy *p, const char *bearer, time_t now,
+                                const char *client_x5t, kbr_token **tok, kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+    verified v = {0};
+
+    *tok = NULL;
+    KBR_ENSURE(bearer != NULL && bearer[0] != '\0',
+               kbr_fail(msg, KBR_ERR_UNAUTHENTICATED, "missing bearer token"));
+    KBR_ENSURE(
+        strnlen(bearer, KBR_JWT_MAX_LEN + 1) <= KBR_JWT_MAX_LEN,
+        kbr_fail(msg, KBR_ERR_UNAUTHENTICATED, "token longer than %d bytes", KBR_JWT_MAX_LEN));
+    KBR_GUARD(lookup_or_verify(p, bearer, now, &v, msg));
+    KBR_GUARD(check_live(p, &v, now, client_x5t, msg));
+    *tok = &v.reg->tok;
+out:
+    return err;
+}
+
+/* ---- revocation ---- */
+
+static bool token_live(const kbr_token *t, time_t now)
+{
+    return t->revoked_at == 0 && t->expires_at > now;
+}
+
+/* revoked_at 0 means live, so a revocation is never recorded at time 0. */
+static void revoke(kbr_token *t, time_t now, json_t *jtis)
+{
+    t->revoked_at = now != 0 ? now : 1;
+    if (jtis != NULL)
+        json_array_append_new(jtis, json_string(t->jti));
+}
+
+kbr_err kbr_policy_revoke_jti(kbr_policy *p, const char *jti, time_t now)
+{
+    reg_entry *e = reg_find(p, jti);
+
+    if (e == NULL)
+        return KBR_ERR_NOT_FOUND;
+    if (e->tok.revoked_at == 0)
+        revoke(&e->tok, now, NULL);
+    return KBR_OK;
+}
+
+typedef bool (*token_pred)(const kbr_token *t, const char *arg);
+
+static bool sub_is(const kbr_token *t, const char *sub)
+{
+    return strcmp(t->sub, sub) == 0;
+}
+
+/*
+ * A token reaches a key when its keys list covers it, or when it has no
+ * keys list and holds an op that uses keys.  Admin tokens are spared: a key
+ * revocation is incident response, and it must not lock out the security
+ * team that is doing it (they retire the key instead).
+ */
+static bool reaches_key(const kbr_token *t, const char *key)
+{
+    const unsigned key_ops = KBR_OP_SIGN | KBR_OP_PROVISION | KBR_OP_ROTATE | KBR_OP_DEBUG_AUTH;
+
+    if (t->scope.ops & KBR_OP_ADMIN)
+        return false;
+    if (!t->scope.keys.present)
+        return (t->scope.ops & key_ops) != 0;
+    return kbr_namelist_match(&t->scope.keys, key);
+}
+
+static size_t revoke_where(kbr_policy *p, token_pred pred, const char *arg, time_t now,
+                           json_t *jtis)
+{
+    reg_entry *e;
+    size_t n = 0;
+
+    for (e = p->tokens; arg != NULL && e != NULL; e = e->hh.next) {
+        if (token_live(&e->tok, now) && pred(&e->tok, arg)) {
+            revoke(&e->tok, now, jtis);
+            n++;
+        }
+    }
+    return n;
+}
+
+size_t kbr_policy_revoke_sub(kbr_policy *p, const char *sub, time_t now, json_t *jtis)
+{
+    return revoke_where(p, sub_is, sub, now, jtis);
+}
+
+size_t kbr_policy_revoke_key(kbr_policy *p, const char *key, time_t now, json_t *jtis)
+{
+    return revoke_where(p, reaches_key, key, now, jtis);
+}
+
+/* ---- quotas ---- */
+
+kbr_err kbr_policy_reserve_use(kbr_token *tok)
+{
+    if (tok == NULL)
+        return KBR_ERR_INTERNAL;
+    if (tok->scope.max_uses >= 0 && tok->uses + tok->reserved >= tok->scope.max_uses)
+        return KBR_ERR_QUOTA;
+    tok->reserved++;
+    return KBR_OK;
+}
+
+void kbr_policy_finish_use(kbr_token *tok, bool committed)
+{
+    if (tok == NULL)
+        return;
+    if (tok->reserved > 0)
+        tok->reserved--;
+    if (committed)
+        tok->uses++;
+}

@@ -1,0 +1,1239 @@
+/*
+ * test_policy.c - tokens, scopes, revocation, quotas and the issuer JWK.
+ *
+ * The HSM is played by an OpenSSL P-256 key: it signs SHA-256 of the
+ * signing input, and its DER signature is turned into raw r||s, as the
+ * PKCS#11 CKM_ECDSA result would be.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/ec.h>
+#include <openssl/hmac.h>
+#include <openssl/pem.h>
+
+#include "kbr_policy.h"
+
+#define NOW      ((time_t)1800000000)
+#define INSTANCE "kb-test"
+#define X5T      "n4bQgYhMfWWaL-qgxVrQFaO_TxsrC4Is0V1sFbDwCgg"
+
+typedef struct {
+    EVP_PKEY *issuer; /* the fake HSM's issuer key */
+    EVP_PKEY *foreign;
+    kbr_policy *p;
+} fixture;
+
+static EVP_PKEY *p256_new(void)
+{
+    EVP_PKEY *k = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+
+    assert_non_null(k);
+    return k;
+}
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof(*f));
+
+    assert_non_null(f);
+    f->issuer = p256_new();
+    f->foreign = p256_new();
+    assert_int_equal(kbr_policy_new(INSTANCE, f->issuer, 0, &f->p), KBR_OK);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+
+    kbr_policy_free(f->p);
+    EVP_PKEY_free(f->issuer);
+    EVP_PKEY_free(f->foreign);
+    free(f);
+    return 0;
+}
+
+/* ---- the fake HSM and token builders ---- */
+
+static void hsm_sign(EVP_PKEY *key, const char *input, unsigned char sig[64])
+{
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    unsigned char der[80];
+    const unsigned char *p = der;
+    size_t derlen = sizeof(der);
+    ECDSA_SIG *es;
+
+    assert_non_null(ctx);
+    assert_int_equal(EVP_DigestSignInit(ctx, NULL, EVP_sha256(), NULL, key), 1);
+    assert_int_equal(EVP_DigestSign(ctx, der, &derlen, (const unsigned char *)input, strlen(input)),
+                     1);
+    es = d2i_ECDSA_SIG(NULL, &p, (long)derlen);
+    assert_non_null(es);
+    assert_int_equal(BN_bn2binpad(ECDSA_SIG_get0_r(es), sig, 32), 32);
+    assert_int_equal(BN_bn2binpad(ECDSA_SIG_get0_s(es), sig + 32, 32), 32);
+    ECDSA_SIG_free(es);
+    EVP_MD_CTX_free(ctx);
+}
+
+static char *sign_claims(EVP_PKEY *key, const json_t *claims)
+{
+    char *input = NULL, *token = NULL;
+    unsigned char sig[64];
+
+    assert_int_equal(kbr_jwt_signing_input(claims, "issuer-kid", &input), KBR_OK);
+    hsm_sign(key, input, sig);
+    assert_int_equal(kbr_jwt_assemble(input, sig, sizeof(sig), &token), KBR_OK);
+    free(input);
+    return token;
+}
+
+static char *b64url_str(const char *s)
+{
+    char *out = NULL;
+
+    assert_int_equal(kbr_b64url_encode((const unsigned char *)s, strlen(s), &out), KBR_OK);
+    return out;
+}
+
+static char *join_dot(const char *a, const char *b)
+{
+    size_t n = strlen(a) + strlen(b) + 2;
+    char *s = malloc(n);
+
+    assert_non_null(s);
+    snprintf(s, n, "%s.%s", a, b);
+    return s;
+}
+
+/* header.payload from raw JSON text, for what kbr_jwt_signing_input would never produce. */
+static char *raw_input(const char *header, const char *payload)
+{
+    char *h = b64url_str(header), *p = b64url_str(payload), *in = join_dot(h, p);
+
+    free(h);
+    free(p);
+    return in;
+}
+
+static char *raw_token(EVP_PKEY *key, const char *header, const char *payload)
+{
+    char *input = raw_input(header, payload), *token = NULL;
+    unsigned char sig[64];
+
+    hsm_sign(key, input, sig);
+    assert_int_equal(kbr_jwt_assemble(input, sig, sizeof(sig), &token), KBR_OK);
+    free(input);
+    return token;
+}
+
+static void new_jti(char jti[33])
+{
+    assert_int_equal(kbr_random_hex(16, jti), KBR_OK);
+}
+
+static json_t *claims_new(const char *jti, const char *sub, time_t nbf, time_t exp)
+{
+    json_t *c =
+        json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:s, s:{s:[s], s:[s]}}", "iss", INSTANCE, "aud",
+                  INSTANCE, "sub", sub, "iat", (json_int_t)(NOW - 10), "nbf", (json_int_t)nbf,
+                  "exp", (json_int_t)exp, "jti", jti, "kbr", "ops", "sign", "keys", "fw-*");
+
+    assert_non_null(c);
+    return c;
+}
+
+static json_t *scope_json(const char *text)
+{
+    json_error_t jerr;
+    json_t *s = json_loads(text, 0, &jerr);
+
+    assert_non_null(s);
+    return s;
+}
+
+static void fmt_time(time_t t, char buf[KBR_TIME_LEN])
+{
+    kbr_time_fmt(t, buf);
+}
+
+/* A registry row as the store lists it. */
+static json_t *row_new(const char *jti, const char *sub, time_t exp, const char *scope)
+{
+    char iat[KBR_TIME_LEN], ex[KBR_TIME_LEN];
+    json_t *row;
+
+    fmt_time(NOW - 10, iat);
+    fmt_time(exp, ex);
+    row = json_pack("{s:s, s:s, s:o, s:s, s:n, s:s, s:n, s:s, s:n, s:i}", "jti", jti, "sub", sub,
+                    "scope", scope_json(scope), "issued_at", iat, "not_before", "expires_at", ex,
+                    "revoked_at", "issued_by", "security:bootstrap", "cnf_x5t", "uses", 0);
+    assert_non_null(row);
+    return row;
+}
+
+static void add_row(kbr_policy *p, json_t *row)
+{
+    assert_int_equal(kbr_policy_add_token(p, row), KBR_OK);
+    json_decref(row);
+}
+
+/* Registers a token (scope sign on fw-*) and returns its string, signed by the issuer. */
+static char *issue(fixture *f, const char *sub, time_t exp, char jti[33])
+{
+    json_t *claims;
+    char *token;
+
+    new_jti(jti);
+    add_row(f->p, row_new(jti, sub, exp, "{\"ops\": [\"sign\"], \"keys\": [\"fw-*\"]}"));
+    claims = claims_new(jti, sub, NOW - 10, exp);
+    token = sign_claims(f->issuer, claims);
+    json_decref(claims);
+    return token;
+}
+
+static void expect_ok_at(kbr_policy *p, const char *token, time_t now, const char *x5t,
+                         const char *jti)
+{
+    kbr_token *tok = NULL;
+    kbr_msg msg = {{0}};
+
+    assert_int_equal(kbr_policy_authenticate(p, token, now, x5t, &tok, &msg), KBR_OK);
+    assert_non_null(tok);
+    assert_string_equal(tok->jti, jti);
+}
+
+static void expect_ok(fixture *f, const char *token, const char *x5t, const char *jti)
+{
+    expect_ok_at(f->p, token, NOW, x5t, jti);
+}
+
+static void expect_refused_at(kbr_policy *p, const char *token, time_t now, const char *x5t,
+                              const char *why)
+{
+    kbr_token *tok = (kbr_token *)1;
+    kbr_msg msg = {{0}};
+
+    assert_int_equal(kbr_policy_authenticate(p, token, now, x5t, &tok, &msg),
+                     KBR_ERR_UNAUTHENTICATED);
+    assert_null(tok);
+    assert_string_equal(msg.text, why);
+}
+
+static void expect_refused(fixture *f, const char *token, const char *why)
+{
+    expect_refused_at(f->p, token, NOW, NULL, why);
+}
+
+static char *pubkey_pem(EVP_PKEY *k)
+{
+    BIO *bio = BIO_new(BIO_s_mem());
+    char *data = NULL, *pem;
+    long len;
+
+    assert_non_null(bio);
+    assert_int_equal(PEM_write_bio_PUBKEY(bio, k), 1);
+    len = BIO_get_mem_data(bio, &data);
+    pem = strndup(data, (size_t)len);
+    assert_non_null(pem);
+    BIO_free(bio);
+    return pem;
+}
+
+static kbr_policy_stats stats_of(kbr_policy *p)
+{
+    kbr_policy_stats st;
+
+    kbr_policy_get_stats(p, &st);
+    return st;
+}
+
+/* ---- authentication: the good path and the cache ---- */
+
+static void test_good_token_then_cache_hit(void **state)
+{
+    fixture *f = *state;
+    char jti[33];
+    char *token = issue(f, "ci:fw-pipeline", NOW + 3600, jti);
+    kbr_token *tok = NULL;
+    kbr_msg msg = {{0}};
+
+    assert_int_equal(kbr_policy_authenticate(f->p, token, NOW, NULL, &tok, &msg), KBR_OK);
+    assert_string_equal(tok->sub, "ci:fw-pipeline");
+    assert_true(kbr_policy_allows_op(tok, KBR_OP_SIGN));
+    assert_false(kbr_policy_allows_op(tok, KBR_OP_PROVISION));
+    assert_ptr_equal(tok, kbr_policy_find(f->p, jti));
+    assert_int_equal(stats_of(f->p).cache_misses, 1);
+    assert_int_equal(stats_of(f->p).cache_hits, 0);
+
+    expect_ok(f, token, NULL, jti);
+    assert_int_equal(stats_of(f->p).cache_hits, 1);
+    assert_int_equal(stats_of(f->p).cache_misses, 1);
+    assert_int_equal(stats_of(f->p).cache_entries, 1);
+    free(token);
+}
+
+/* Signatures whose r or s start with zero bytes are where r||s handling breaks. */
+static void test_many_signatures_verify(void **state)
+{
+    fixture *f = *state;
+    char jti[33];
+
+    for (int i = 0; i < 300; i++) {
+        char *token = issue(f, "ci:fw-pipeline", NOW + 3600, jti);
+        expect_ok(f, token, NULL, jti);
+        free(token);
+    }
+    assert_int_equal(stats_of(f->p).cache_misses, 300);
+}
+
+static void test_cache_entry_expires_with_token(void **state)
+{
+    fixture *f = *state;
+    char jti[33];
+    char *token = issue(f, "ci:fw-pipeline", NOW + 10, jti);
+
+    expect_ok(f, token, NULL, jti);
+    assert_int_equal(stats_of(f->p).cache_entries, 1);
+    expect_refused_at(f->p, token, NOW + 10, NULL, "token expired");
+    assert_int_equal(stats_of(f->p).cache_entries, 0);
+    free(token);
+}
+
+static void test_cache_bounded_oldest_evicted(void **state)
+{
+    fixture *f = *state;
+    char jti[3][33];
+    char *token[3];
+
+    kbr_policy_set_cache_limit(f->p, 2);
+    for (int i = 0; i < 3; i++) {
+        token[i] = issue(f, "ci:fw-pipeline", NOW + 3600, jti[i]);
+        expect_ok(f, token[i], NULL, jti[i]);
+    }
+    assert_int_equal(stats_of(f->p).cache_entries, 2);
+    expect_ok(f, token[2], NULL, jti[2]);
+    assert_int_equal(stats_of(f->p).cache_hits, 1);
+    expect_ok(f, token[0], NULL, jti[0]);
+    assert_int_equal(stats_of(f->p).cache_misses, 4);
+    for (int i = 0; i < 3; i++)
+        free(token[i]);
+}
+
+static void test_leeway_tolerates_skew(void **state)
+{
+    fixture *f = *state;
+    kbr_policy *lenient = NULL;
+    kbr_token *tok = NULL;
+    kbr_msg msg = {{0}};
+    char jti[33];
+    char *token = issue(f, "ci:fw-pipeline", NOW - 30, jti);
+
+    assert_int_equal(kbr_policy_new(INSTANCE, f->issuer, 60, &lenient), KBR_OK);
+    add_row(lenient, row_new(jti, "ci:fw-pipeline", NOW - 30, "{\"ops\": [\"sign\"]}"));
+    assert_int_equal(kbr_policy_authenticate(lenient, token, NOW, NULL, &tok, &msg), KBR_OK);
+    expect_refused_at(lenient, token, NOW + 30, NULL, "token expired");
+    expect_refused(f, token, "token expired");
+    kbr_policy_free(lenient);
+    free(token);
+}
+
+/* ---- authentication: attacks ---- */
+
+static void test_missing_and_garbage(void **state)
+{
+    fixture *f = *state;
+    char big[8192 + 2];
+
+    expect_refused(f, NULL, "missing bearer token");
+    expect_refused(f, "", "missing bearer token");
+    expect_refused(f, "garbage", "token is not three base64url segments");
+    expect_refused(f, "a b.c.d", "token is not three base64url segments");
+    expect_refused(f, "a.b.c.d", "token is not three base64url segments");
+    expect_refused(f, "..", "token is not three base64url segments");
+    expect_refused(f, "%%%.e30.e30", "token is not three base64url segments");
+    expect_refused(f, "e30.e30.", "token algorithm must be ES256");
+    expect_refused(f, "bm90IGpzb24.e30.e30", "token header is not a JSON object");
+    expect_refused(f, "A.e30.e30", "token header is not a JSON object");
+    memset(big, 'A', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    expect_refused(f, big, "token longer than 8192 bytes");
+}
+
+static void test_two_segments(void **state)
+{
+    fixture *f = *state;
+    char jti[33];
+    char *token = issue(f, "ci:fw-pipeline", NOW + 3600, jti);
+
+    *strrchr(token, '.') = '\0';
+    expect_refused(f, token, "token is not three base64url segments");
+    free(token);
+}
+
+static void test_alg_none_refused(void **state)
+{
+    fixture *f = *state;
+    char jti[33];
+    char *good = issue(f, "ci:fw-pipeline", NOW + 3600, jti);
+    const char *payload = strchr(good, '.') + 1;
+    char *claims = strndup(payload, (size_t)(strchr(payload, '.') - payload));
+    char *hdr = b64url_str("{\"alg\":\"none\",\"typ\":\"JWT\"}");
+    char *unsigned_part = join_dot(hdr, claims);
+    char *none = join_dot(unsigned_part, "");
+
+    expect_refused(f, none, "token algorithm must be ES256");
+    expect_ok(f, good, NULL, jti);
+    free(none);
+    free(unsigned_part);
+    free(hdr);
+    free(claims);
+    free(good);
+}
+
+static char *hmac_token(const char *header, const char *payload, const char *secret)
+{
+    char *input = raw_input(header, payload), *token = NULL, *s64 = NULL;
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int maclen = 0;
+
+    assert_non_null(HMAC(EVP_sha256(), secret, (int)strlen(secret), (unsigned char *)input,
+                         strlen(input), mac, &maclen));
+    assert_int_equal(kbr_b64url_encode(mac, maclen, &s64), KBR_OK);
+    token = join_dot(input, s64);
+    free(s64);
+    free(input);
+    return token;
+}
+
+/* The classic confusion: HS256 keyed with the public key, which anyone can fetch from /v1/jwks. */
+static void test_hs256_with_public_pem_refused(void **state)
+{
+    fixture *f = *state;
+    char jti[33];
+    char *good = issue(f, "ci:fw-pipeline", NOW + 3600, jti);
+    json_t *claims = claims_new(jti, "ci:fw-pipeline", NOW - 10, NOW + 3600);
+    char *payload = json_dumps(claims, JSON_COMPACT | JSON_SORT_KEYS);
+    char *pem = pubkey_pem(f->issuer);
+    char *forged = hmac_token("{\"alg\":\"HS256\",\"typ\":\"JWT\"}", payload, pem);
+
+    expect_refused(f, forged, "token algorithm must be ES256");
+    free(forged);
+    forged = hmac_token("{\"alg\":\"hs256\",\"typ\":\"JWT\"}", payload, pem);
+    expect_refused(f, forged, "token algorithm must be ES256");
+    free(forged);
+    forged = raw_token(f->issuer, "{\"alg\":\"ES384\",\"typ\":\"JWT\"}", payload);
+    expect_refused(f, forged, "token algorithm must be ES256");
+    free(forged);
+    forged = raw_token(f->issuer, "{\"alg\":\"RS256\",\"typ\":\"JWT\"}", payload);
+    expect_refused(f, forged, "token algorithm must be ES256");
+    free(forged);
+    forged = raw_token(f->issuer, "{\"typ\":\"JWT\"}", payload);
+    expect_refused(f, forged, "token algorithm must be ES256");
+    free(forged);
+    expect_ok(f, good, NULL, jti);
+    free(pem);
+    free(payload);
+    json_decref(claims);
+    free(good);
+}
+
+static void test_tampered_payload_refused(void **state)
+{
+    fixture *f = *state;
+    char jti[33];
+    char *good = issue(f, "ci:fw-pipeline", NOW + 3600, jti);
+    json_t *claims = claims_new(jti, "ci:fw-pipeline", NOW - 10, NOW + 3600);
+    char *input = NULL, *forged;
+
+    json_object_set_new(claims, "kbr", json_pack("{s:[s]}", "ops", "admin"));
+    assert_int_equal(kbr_jwt_signing_input(claims, "issuer-kid", &input), KBR_OK);
+    forged = join_dot(input, strrchr(good, '.') + 1);
+    expect_refused(f, forged, "token signature does not verify");
+    free(forged);
+    free(input);
+    json_decref(claims);
+    free(good);
+}
+
+static void test_foreign_key_refused(void **state)
+{
+    fixture *f = *state;
+    char jti[33];
+    char *good = issue(f, "ci:fw-pipeline", NOW + 3600, jti);
+    json_t *claims = claims_new(jti, "ci:fw-pipeline", NOW - 10, NOW + 3600);
+    char *forged = sign_claims(f->foreign, claims);
+    char *truncated = strndup(good, strlen(good) - 2);
+
+    expect_refused(f, forged, "token signature does not verify");
+    expect_refused(f, truncated, "token signature is not 64 bytes");
+    free(truncated);
+    free(forged);
+    json_decref(claims);
+    free(good);
+}
+
+static void test_expired_and_not_yet_valid(void **state)
+{
+    fixture *f = *state;
+    char jti[33];
+    char *token = issue(f, "ci:fw-pipeline", NOW, jti);
+    json_t *claims;
+
+    expect_refused(f, token, "token expired");
+    free(token);
+    token = issue(f, "ci:fw-pipeline", NOW - 1, jti);
+    expect_refused(f, token, "token expired");
+    free(token);
+
+    new_jti(jti);
+    add_row(f->p, row_new(jti, "ci:fw-pipeline", NOW + 3600, "{\"ops\": [\"sign\"]}"));
+    claims = claims_new(jti, "ci:fw-pipeline", NOW + 100, NOW + 3600);
+    token = sign_claims(f->issuer, claims);
+    expect_refused(f, token, "token not yet valid");
+    expect_refused_at(f->p, token, NOW + 99, NULL, "token not yet valid");
+    expect_ok_at(f->p, token, NOW + 100, NULL, jti);
+    free(token);
+    json_decref(claims);
+}
+
+/* Claims signed by the real issuer key but wrong in one field each. */
+static void expect_claim_refused(fixture *f, const char *field, json_t *value, const char *why)
+{
+    char jti[33];
+    json_t *claims;
+    char *token;
+
+    new_jti(jti);
+    add_row(f->p, row_new(jti, "ci:fw-pipeline", NOW + 3600, "{\"ops\": [\"sign\"]}"));
+    claims = claims_new(jti, "ci:fw-pipeline", NOW - 10, NOW + 3600);
+    if (value != NULL)
+        assert_int_equal(json_object_set_new(claims, field, value), 0);
+    else
+        assert_int_equal(json_object_del(claims, field), 0);
+    token = sign_claims(f->issuer, claims);
+    expect_refused(f, token, why);
+    free(token);
+    json_decref(claims);
+}
+
+static void test_claims_refused(void **state)
+{
+    fixture *f = *state;
+
+    expect_claim_refused(f, "iss", json_string("other"), "token issuer is not this broker");
+    expect_claim_refused(f, "iss", NULL, "token issuer is not this broker");
+    expect_claim_refused(f, "aud", json_string("other"), "token audience is not this broker");
+    expect_claim_refused(f, "aud", json_pack("[s, s]", "a", "b"),
+                         "token audience is not this broker");
+    expect_claim_refused(f, "exp", NULL, "token has no exp claim");
+    expect_claim_refused(f, "exp", json_string("1900000000"), "token claim exp must be an integer");
+    expect_claim_refused(f, "nbf", json_real(1.5), "token claim nbf must be an integer");
+    expect_claim_refused(f, "iat", json_string("now"), "token claim iat must be an integer");
+    expect_claim_refused(f, "jti", json_string("ABCDEF0123456789ABCDEF0123456789"),
+                         "token jti must be 32 lowercase hex chars");
+    expect_claim_refused(f, "sub", json_string("root:x"), "token sub must be <kind>:<name>");
+    expect_claim_refused(f, "kbr", json_pack("{s:[s]}", "ops", "superuser"),
+                         "token claim kbr: ops[0]: unknown op \"superuser\"");
+    expect_claim_refused(f, "cnf", json_string(X5T),
+                         "token claim cnf must be {\"x5t#S256\": <thumbprint>}");
+}
+
+static void test_aud_array_accepted(void **state)
+{
+    fixture *f = *state;
+    char jti[33];
+    json_t *claims;
+    char *token;
+
+    new_jti(jti);
+    add_row(f->p, row_new(jti, "ota:fleet", NOW + 3600, "{\"ops\": [\"ota-report\"]}"));
+    claims = claims_new(jti, "ota:fleet", NOW - 10, NOW + 3600);
+    json_object_set_new(claims, "aud", json_pack("[s, s]", "elsewhere", INSTANCE));
+    token = sign_claims(f->issuer, claims);
+    expect_ok(f, token, NULL, jti);
+    free(token);
+    json_decref(claims);
+}
+
+static void test_unknown_jti_and_sub_mismatch(void **state)
+{
+    fixture *f = *state;
+    char jti[33];
+    json_t *claims;
+    char *token;
+
+    new_jti(jti);
+    claims = claims_new(jti, "ci:fw-pipeline", NOW - 10, NOW + 3600);
+    token = sign_claims(f->issuer, claims);
+    expect_refused(f, token, "token not issued by this broker");
+    add_row(f->p, row_new(jti, "ci:other-pipeline", NOW + 3600, "{\"ops\": [\"sign\"]}"));
+    expect_refused(f, token, "token not issued by this broker");
+    add_row(f->p, row_new(jti, "ci:fw-pipeline", NOW + 3600, "{\"ops\": [\"sign\"]}"));
+    expect_ok(f, token, NULL, jti);
+    free(token);
+    json_decref(claims);
+}
+
+static void test_revoked_even_when_cached(void **state)
+{
+    fixture *f = *state;
+    char jti[33], other[33];
+    char *token = issue(f, "ci:fw-pipeline", NOW + 3600, jti);
+
+    expect_ok(f, token, NULL, jti);
+    expect_ok(f, token, NULL, jti);
+    assert_int_equal(stats_of(f->p).cache_hits, 1);
+    assert_int_equal(kbr_policy_revoke_jti(f->p, jti, NOW), KBR_OK);
+    expect_refused(f, token, "token revoked");
+    assert_int_equal(kbr_policy_find(f->p, jti)->revoked_at, NOW);
+    assert_int_equal(kbr_policy_revoke_jti(f->p, jti, NOW + 5), KBR_OK);
+    assert_int_equal(kbr_policy_find(f->p, jti)->revoked_at, NOW);
+    new_jti(other);
+    assert_int_equal(kbr_policy_revoke_jti(f->p, other, NOW), KBR_ERR_NOT_FOUND);
+    free(token);
+}
+
+static bool jtis_has(const json_t *arr, const char *jti)
+{
+    for (size_t i = 0; i < json_array_size(arr); i++)
+        if (strcmp(json_string_value(json_array_get(arr, i)), jti) == 0)
+            return true;
+    return false;
+}
+
+static void test_revoke_by_sub(void **state)
+{
+    fixture *f = *state;
+    char a1[33], a2[33], a_old[33], b[33];
+    char *ta1 = issue(f, "factory:acme", NOW + 3600, a1);
+    char *ta2 = issue(f, "factory:acme", NOW + 7200, a2);
+    char *told = issue(f, "factory:acme", NOW - 1, a_old);
+    char *tb = issue(f, "factory:other", NOW + 3600, b);
+    json_t *jtis = json_array();
+
+    expect_ok(f, ta1, NULL, a1);
+    assert_int_equal(kbr_policy_revoke_sub(f->p, "factory:acme", NOW, jtis), 2);
+    assert_int_equal(json_array_size(jtis), 2);
+    assert_true(jtis_has(jtis, a1));
+    assert_true(jtis_has(jtis, a2));
+    expect_refused(f, ta1, "token revoked");
+    expect_refused(f, ta2, "token revoked");
+    assert_int_equal(kbr_policy_find(f->p, a_old)->revoked_at, 0);
+    expect_ok(f, tb, NULL, b);
+    assert_int_equal(kbr_policy_revoke_sub(f->p, "factory:acme", NOW, NULL), 0);
+    json_decref(jtis);
+    free(ta1);
+    free(ta2);
+    free(told);
+    free(tb);
+}
+
+static void test_revoke_by_key(void **state)
+{
+    fixture *f = *state;
+    char fw[3][33], ca[33], admin[33];
+    const char *fw_scopes[3] = {"{\"ops\": [\"sign\"], \"keys\": [\"fw-*\"]}",
+                                "{\"ops\": [\"sign\", \"read\"]}",
+                                "{\"ops\": [\"sign\"], \"keys\": [\"ca-root\", \"fw-main\"]}"};
+    json_t *jtis = json_array();
+
+    for (int i = 0; i < 3; i++) {
+        new_jti(fw[i]);
+        add_row(f->p, row_new(fw[i], "ci:fw-pipeline", NOW + 3600, fw_scopes[i]));
+    }
+    new_jti(ca);
+    add_row(f->p, row_new(ca, "factory:acme", NOW + 3600,
+                          "{\"ops\": [\"provision\"], \"keys\": [\"ca-*\", \"fw-mainline\"]}"));
+    /* an admin token reaches every key but is spared: it is what handles the incident */
+    new_jti(admin);
+    add_row(f->p, row_new(admin, "security:oncall", NOW + 3600, "{\"ops\": [\"admin\"]}"));
+    assert_int_equal(kbr_policy_revoke_key(f->p, "fw-main", NOW, jtis), 3);
+    assert_int_equal(kbr_policy_find(f->p, admin)->revoked_at, 0);
+    for (int i = 0; i < 3; i++)
+        assert_true(jtis_has(jtis, fw[i]));
+    assert_int_equal(kbr_policy_find(f->p, ca)->revoked_at, 0);
+    assert_int_equal(kbr_policy_revoke_key(f->p, "ca-device", NOW, NULL), 1);
+    assert_int_not_equal(kbr_policy_find(f->p, ca)->revoked_at, 0);
+    json_decref(jtis);
+}
+
+static char *issue_bound(fixture *f, const char *row_x5t, const char *claim_x5t, char jti[33])
+{
+    json_t *row, *claims;
+    char *token;
+
+    new_jti(jti);
+    row = row_new(jti, "factory:acme", NOW + 3600, "{\"ops\": [\"provision\"]}");
+    json_object_set_new(row, "cnf_x5t", json_string(row_x5t));
+    add_row(f->p, row);
+    claims = claims_new(jti, "factory:acme", NOW - 10, NOW + 3600);
+    if (claim_x5t != NULL)
+        json_object_set_new(claims, "cnf", json_pack("{s:s}", "x5t#S256", claim_x5t));
+    token = sign_claims(f->issuer, claims);
+    json_decref(claims);
+    return token;
+}
+
+static void test_cnf_binding(void **state)
+{
+    fixture *f = *state;
+    char jti[33];
+    char *token = issue_bound(f, X5T, X5T, jti);
+    const char *bound = "token bound to a client certificate";
+
+    expect_refused_at(f->p, token, NOW, NULL, bound);
+    expect_refused_at(f->p, token, NOW, "n4bQgYhMfWWaL-qgxVrQFaO_TxsrC4Is0V1sFbDwCgh", bound);
+    expect_refused_at(f->p, token, NOW, "", bound);
+    expect_ok(f, token, X5T, jti);
+    expect_ok(f, token, X5T, jti);
+    expect_refused_at(f->p, token, NOW, NULL, bound);
+    free(token);
+
+    token = issue_bound(f, X5T, NULL, jti);
+    expect_refused_at(f->p, token, NOW, X5T, "token binding differs from its record");
+    free(token);
+}
+
+static void test_header_extra_member_refused(void **state)
+{
+    fixture *f = *state;
+    char jti[33];
+    char *good = issue(f, "ci:fw-pipeline", NOW + 3600, jti);
+    json_t *claims = claims_new(jti, "ci:fw-pipeline", NOW - 10, NOW + 3600);
+    char *payload = json_dumps(claims, JSON_COMPACT);
+    char *t;
+
+    t = raw_token(f->issuer, "{\"alg\":\"ES256\",\"typ\":\"JWT\",\"jku\":\"https://x/jwks\"}",
+                  payload);
+    expect_refused(f, t, "token header has a member other than alg, typ and kid");
+    free(t);
+    t = raw_token(f->issuer, "{\"alg\":\"ES256\",\"typ\":\"JWT\",\"kid\":7}", payload);
+    expect_refused(f, t, "token header kid must be a string");
+    free(t);
+    t = raw_token(f->issuer, "{\"alg\":\"ES256\"}", payload);
+    expect_refused(f, t, "token type must be JWT");
+    free(t);
+    t = raw_token(f->issuer, "{\"alg\":\"ES256\",\"typ\":\"JWT\",\"alg\":\"ES256\"}", payload);
+    expect_refused(f, t, "token header is not a JSON object");
+    free(t);
+    t = raw_token(f->issuer, "{\"alg\":\"ES256\",\"typ\":\"JWT\"}", payload);
+    expect_ok(f, t, NULL, jti);
+    free(t);
+    free(payload);
+    json_decref(claims);
+    free(good);
+}
+
+static void test_duplicate_payload_keys_refused(void **state)
+{
+    fixture *f = *state;
+    char jti[33], payload[512];
+    char *good = issue(f, "ci:fw-pipeline", NOW + 3600, jti);
+    char *t;
+
+    snprintf(payload, sizeof(payload),
+             "{\"iss\":\"%s\",\"aud\":\"%s\",\"sub\":\"ci:fw-pipeline\",\"exp\":%lld,"
+             "\"jti\":\"%s\",\"kbr\":{\"ops\":[\"sign\"]},\"sub\":\"ci:fw-pipeline\"}",
+             INSTANCE, INSTANCE, (long long)(NOW + 3600), jti);
+    t = raw_token(f->issuer, "{\"alg\":\"ES256\",\"typ\":\"JWT\"}", payload);
+    expect_refused(f, t, "token payload is not a JSON object");
+    free(t);
+    free(good);
+}
+
+static void test_row_update_and_bad_rows(void **state)
+{
+    fixture *f = *state;
+    char jti[33], when[KBR_TIME_LEN];
+    char *token = issue(f, "ci:fw-pipeline", NOW + 3600, jti);
+    json_t *row;
+
+    expect_ok(f, token, NULL, jti);
+    assert_int_equal(stats_of(f->p).cache_entries, 1);
+    row = row_new(jti, "ci:fw-pipeline", NOW + 3600, "{\"ops\": [\"sign\"]}");
+    fmt_time(NOW - 5, when);
+    json_object_set_new(row, "revoked_at", json_string(when));
+    add_row(f->p, row);
+    assert_int_equal(stats_of(f->p).tokens, 1);
+    assert_int_equal(stats_of(f->p).cache_entries, 0);
+    assert_int_equal(kbr_policy_find(f->p, jti)->revoked_at, NOW - 5);
+    expect_refused(f, token, "token revoked");
+
+    row = row_new(jti, "ci:fw-pipeline", NOW + 3600, "{\"ops\": [\"sign\"]}");
+    json_object_set_new(row, "expires_at", json_string("tomorrow"));
+    assert_int_equal(kbr_policy_add_token(f->p, row), KBR_ERR_BAD_REQUEST);
+    json_object_set_new(row, "expires_at", json_string("2027-01-15T09:00:00Z"));
+    json_object_set_new(row, "uses", json_integer(-1));
+    assert_int_equal(kbr_policy_add_token(f->p, row), KBR_ERR_BAD_REQUEST);
+    json_object_del(row, "uses");
+    json_object_set_new(row, "scope", scope_json("{\"ops\": [\"fly\"]}"));
+    assert_int_equal(kbr_policy_add_token(f->p, row), KBR_ERR_BAD_REQUEST);
+    json_object_set_new(row, "scope", scope_json("{\"ops\": [\"sign\"]}"));
+    json_object_set_new(row, "sub", json_string("nobody"));
+    assert_int_equal(kbr_policy_add_token(f->p, row), KBR_ERR_BAD_REQUEST);
+    json_object_set_new(row, "sub", json_string("ci:fw-pipeline"));
+    json_object_set_new(row, "jti", json_string("1234"));
+    assert_int_equal(kbr_policy_add_token(f->p, row), KBR_ERR_BAD_REQUEST);
+    json_object_set_new(row, "jti", json_string(jti));
+    assert_int_equal(kbr_policy_add_token(f->p, row), KBR_OK);
+    /* The store's row is the record: its revoked_at null clears ours. */
+    assert_int_equal(kbr_policy_find(f->p, jti)->expires_at, NOW + 3600);
+    assert_int_equal(kbr_policy_find(f->p, jti)->revoked_at, 0);
+    expect_ok(f, token, NULL, jti);
+    json_decref(row);
+    free(token);
+}
+
+/* ---- scopes ---- */
+
+static void test_ops_names(void **state)
+{
+    static const char *names[] = {"sign",       "provision", "rotate", "debug-auth",
+                                  "ota-report", "read",      "admin"};
+    kbr_op op;
+    kbr_token tok = {.scope = {.ops = KBR_OP_SIGN | KBR_OP_READ}};
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        assert_int_equal(kbr_op_from_name(names[i], &op), KBR_OK);
+        assert_int_equal(op, 1u << i);
+        assert_string_equal(kbr_op_name(op), names[i]);
+    }
+    assert_int_equal(kbr_op_from_name("Sign", &op), KBR_ERR_BAD_REQUEST);
+    assert_int_equal(kbr_op_from_name("", &op), KBR_ERR_BAD_REQUEST);
+    assert_true(kbr_policy_allows_op(&tok, KBR_OP_READ));
+    assert_false(kbr_policy_allows_op(&tok, KBR_OP_DEBUG_AUTH));
+    assert_false(kbr_policy_allows_op(&tok, KBR_OP_ADMIN));
+    tok.scope.ops = KBR_OP_ADMIN;
+    assert_true(kbr_policy_allows_op(&tok, KBR_OP_DEBUG_AUTH));
+    assert_false(kbr_policy_allows_op(NULL, KBR_OP_READ));
+}
+
+static void parse_ok(const char *text, kbr_scope *s)
+{
+    json_t *j = scope_json(text);
+    kbr_msg msg = {{0}};
+
+    assert_int_equal(kbr_scope_from_json(j, s, &msg), KBR_OK);
+    json_decref(j);
+}
+
+static void test_namelist_match(void **state)
+{
+    kbr_scope s;
+
+    (void)state;
+    parse_ok("{\"ops\": [\"sign\"], \"keys\": [\"fw-*\", \"ca-root\"], \"devices\": [\"*\"],"
+             " \"batches\": []}",
+             &s);
+    assert_true(kbr_namelist_match(&s.keys, "fw-main"));
+    assert_true(kbr_namelist_match(&s.keys, "fw-"));
+    assert_false(kbr_namelist_match(&s.keys, "fw"));
+    assert_false(kbr_namelist_match(&s.keys, "FW-main"));
+    assert_true(kbr_namelist_match(&s.keys, "ca-root"));
+    assert_false(kbr_namelist_match(&s.keys, "ca-root2"));
+    assert_false(kbr_namelist_match(&s.keys, "ca-roo"));
+    assert_true(kbr_namelist_match(&s.products, "anything"));
+    assert_true(kbr_namelist_match(&s.devices, "SN-1"));
+    assert_false(kbr_namelist_match(&s.batches, "b1"));
+    kbr_scope_cleanup(&s);
+}
+
+static void test_scope_roundtrip(void **state)
+{
+    kbr_scope s;
+    json_t *j;
+    char *canon = NULL;
+
+    (void)state;
+    parse_ok("{\"ops\": [\"admin\", \"sign\"], \"keys\": [\"fw-*\", \"*\"], \"max_uses\": null,"
+             " \"ttl\": 60}",
+             &s);
+    assert_int_equal(s.ops, KBR_OP_ADMIN | KBR_OP_SIGN);
+    assert_true(s.keys.present);
+    assert_int_equal(s.keys.n, 2);
+    assert_false(s.products.present);
+    assert_int_equal(s.max_uses, -1);
+    j = kbr_scope_to_json(&s);
+    assert_int_equal(kbr_json_canonical(j, &canon), KBR_OK);
+    assert_string_equal(canon, "{\"keys\":[\"fw-*\",\"*\"],\"ops\":[\"sign\",\"admin\"]}");
+    free(canon);
+    json_decref(j);
+    kbr_scope_cleanup(&s);
+
+    parse_ok("{\"ops\": [\"provision\"], \"batches\": [\"B-2026-01\"], \"max_uses\": 500}", &s);
+    assert_int_equal(s.max_uses, 500);
+    j = kbr_scope_to_json(&s);
+    assert_int_equal(kbr_json_canonical(j, &canon), KBR_OK);
+    assert_string_equal(canon,
+                        "{\"batches\":[\"B-2026-01\"],\"max_uses\":500,\"ops\":[\"provision\"]}");
+    free(canon);
+    json_decref(j);
+    kbr_scope_cleanup(&s);
+}
+
+static void test_scope_errors_name_field(void **state)
+{
+    static const struct {
+        const char *json, *msg;
+    } cases[] = {
+        {"{\"ops\": [\"sign\", \"read\", \"foo\"]}", "ops[2]: unknown op \"foo\""},
+        {"{}", "ops: must be a non-empty array of op names"},
+        {"{\"ops\": []}", "ops: must be a non-empty array of op names"},
+        {"{\"ops\": \"sign\"}", "ops: must be a non-empty array of op names"},
+        {"{\"ops\": [\"sign\", 3]}", "ops[1]: must be a string"},
+        {"{\"ops\": [\"sign\", \"sign\"]}", "ops[1]: duplicate op \"sign\""},
+        {"{\"ops\": [\"sign\"], \"keys\": \"fw\"}", "keys: must be an array of names"},
+        {"{\"ops\": [\"sign\"], \"keys\": [\"fw\", 1]}", "keys[1]: must be a string"},
+        {"{\"ops\": [\"sign\"], \"products\": [\"p1\", \"\"]}",
+         "products[1]: must be 1-128 chars of [A-Za-z0-9._:/@+-], '*' only last"},
+        {"{\"ops\": [\"sign\"], \"batches\": [\"a*b\"]}",
+         "batches[0]: must be 1-128 chars of [A-Za-z0-9._:/@+-], '*' only last"},
+        {"{\"ops\": [\"sign\"], \"devices\": [\"SN 1\"]}",
+         "devices[0]: must be 1-128 chars of [A-Za-z0-9._:/@+-], '*' only last"},
+        {"{\"ops\": [\"sign\"], \"max_uses\": 0}", "max_uses: must be an integer >= 1"},
+        {"{\"ops\": [\"sign\"], \"max_uses\": \"3\"}", "max_uses: must be an integer >= 1"},
+        {"{\"ops\": [\"sign\"], \"max_uses\": 1.5}", "max_uses: must be an integer >= 1"},
+        {"[\"sign\"]", "scope: must be an object"},
+    };
+    kbr_scope s;
+    kbr_msg msg;
+    json_t *j;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        memset(&msg, 0, sizeof(msg));
+        j = scope_json(cases[i].json);
+        assert_int_equal(kbr_scope_from_json(j, &s, &msg), KBR_ERR_BAD_REQUEST);
+        assert_string_equal(msg.text, cases[i].msg);
+        assert_int_equal(s.ops, 0);
+        assert_false(s.keys.present);
+        json_decref(j);
+    }
+}
+
+static void test_scope_name_length_limit(void **state)
+{
+    char name[130], text[300];
+    kbr_scope s;
+    kbr_msg msg = {{0}};
+    json_t *j;
+
+    (void)state;
+    memset(name, 'k', 128);
+    name[128] = '\0';
+    snprintf(text, sizeof(text), "{\"ops\": [\"sign\"], \"keys\": [\"%s\"]}", name);
+    parse_ok(text, &s);
+    assert_int_equal(strlen(s.keys.items[0]), 128);
+    kbr_scope_cleanup(&s);
+    name[128] = 'k';
+    name[129] = '\0';
+    snprintf(text, sizeof(text), "{\"ops\": [\"sign\"], \"keys\": [\"%s\"]}", name);
+    j = scope_json(text);
+    assert_int_equal(kbr_scope_from_json(j, &s, &msg), KBR_ERR_BAD_REQUEST);
+    assert_string_equal(msg.text,
+                        "keys[0]: must be 1-128 chars of [A-Za-z0-9._:/@+-], '*' only last");
+    json_decref(j);
+}
+
+static kbr_err grant(const char *issuer, const char *req, kbr_msg *msg)
+{
+    kbr_scope is, rs;
+    kbr_err err;
+
+    parse_ok(issuer, &is);
+    parse_ok(req, &rs);
+    err = kbr_scope_grantable(&is, &rs, msg);
+    kbr_scope_cleanup(&is);
+    kbr_scope_cleanup(&rs);
+    return err;
+}
+
+static void test_grantable(void **state)
+{
+    const char *team = "{\"ops\": [\"admin\"], \"keys\": [\"fw-*\", \"ca-root\"],"
+                       " \"products\": [\"thermo\"], \"max_uses\": 1}";
+    kbr_msg msg = {{0}};
+
+    (void)state;
+    assert_int_equal(
+        grant(team,
+              "{\"ops\": [\"sign\", \"admin\"], \"keys\": [\"fw-main\", \"fw-beta*\","
+              " \"fw-*\", \"ca-root\"], \"products\": [\"thermo\"], \"max_uses\": 100}",
+              &msg),
+        KBR_OK);
+    assert_int_equal(grant(team,
+                           "{\"ops\": [\"sign\"], \"keys\": [\"fw-main\", \"ota-key\"],"
+                           " \"products\": [\"thermo\"]}",
+                           &msg),
+                     KBR_ERR_FORBIDDEN);
+    assert_string_equal(msg.text, "keys[1]: \"ota-key\" is outside the issuing token's keys");
+    assert_int_equal(
+        grant(team, "{\"ops\": [\"sign\"], \"keys\": [\"f*\"], \"products\": [\"thermo\"]}", &msg),
+        KBR_ERR_FORBIDDEN);
+    assert_string_equal(msg.text, "keys[0]: \"f*\" is outside the issuing token's keys");
+    assert_int_equal(
+        grant(team, "{\"ops\": [\"sign\"], \"keys\": [\"ca-*\"], \"products\": [\"thermo\"]}",
+              &msg),
+        KBR_ERR_FORBIDDEN);
+    assert_int_equal(grant(team, "{\"ops\": [\"sign\"], \"keys\": [\"fw-main\"]}", &msg),
+                     KBR_ERR_FORBIDDEN);
+    assert_string_equal(msg.text,
+                        "products: required, the issuing token is limited to its own products");
+    assert_int_equal(
+        grant("{\"ops\": [\"sign\", \"read\", \"provision\"]}", "{\"ops\": [\"sign\"]}", &msg),
+        KBR_ERR_FORBIDDEN);
+    assert_string_equal(msg.text, "ops: only a token holding admin issues tokens");
+    assert_int_equal(
+        grant("{\"ops\": [\"admin\"]}", "{\"ops\": [\"admin\", \"debug-auth\"]}", &msg), KBR_OK);
+    assert_int_equal(
+        grant("{\"ops\": [\"admin\"], \"devices\": [\"*\"]}", "{\"ops\": [\"read\"]}", &msg),
+        KBR_OK);
+}
+
+/* ---- quotas ---- */
+
+static kbr_token *capped_token(fixture *f, int64_t max_uses, char jti[33])
+{
+    char scope[128];
+
+    new_jti(jti);
+    snprintf(scope, sizeof(scope), "{\"ops\": [\"sign\"], \"max_uses\": %lld}",
+             (long long)max_uses);
+    add_row(f->p, row_new(jti, "ci:fw-pipeline", NOW + 3600, scope));
+    return kbr_policy_find(f->p, jti);
+}
+
+static void test_quota_reserve_finish(void **state)
+{
+    fixture *f = *state;
+    char jti[33];
+    kbr_token *t = capped_token(f, 3, jti);
+
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(kbr_policy_reserve_use(t), KBR_OK);
+    assert_int_equal(kbr_policy_reserve_use(t), KBR_ERR_QUOTA);
+    kbr_policy_finish_use(t, false);
+    assert_int_equal(t->reserved, 2);
+    assert_int_equal(t->uses, 0);
+    assert_int_equal(kbr_policy_reserve_use(t), KBR_OK);
+    assert_int_equal(kbr_policy_reserve_use(t), KBR_ERR_QUOTA);
+    kbr_policy_finish_use(t, true);
+    kbr_policy_finish_use(t, true);
+    kbr_policy_finish_use(t, true);
+    assert_int_equal(t->uses, 3);
+    assert_int_equal(t->reserved, 0);
+    assert_int_equal(kbr_policy_reserve_use(t), KBR_ERR_QUOTA);
+}
+
+static void test_quota_uncapped_and_restored(void **state)
+{
+    fixture *f = *state;
+    char jti[33], free_jti[33];
+    kbr_token *t;
+    json_t *row;
+
+    new_jti(free_jti);
+    add_row(f->p, row_new(free_jti, "ci:fw-pipeline", NOW + 3600, "{\"ops\": [\"sign\"]}"));
+    t = kbr_policy_find(f->p, free_jti);
+    for (int i = 0; i < 1000; i++)
+        assert_int_equal(kbr_policy_reserve_use(t), KBR_OK);
+
+    t = capped_token(f, 3, jti);
+    kbr_policy_set_uses(f->p, jti, 2);
+    assert_int_equal(kbr_policy_reserve_use(t), KBR_OK);
+    assert_int_equal(kbr_policy_reserve_use(t), KBR_ERR_QUOTA);
+    kbr_policy_finish_use(t, false);
+
+    row = row_new(jti, "ci:fw-pipeline", NOW + 3600, "{\"ops\": [\"sign\"], \"max_uses\": 3}");
+    json_object_set_new(row, "uses", json_integer(3));
+    add_row(f->p, row);
+    assert_ptr_equal(kbr_policy_find(f->p, jti), t);
+    assert_int_equal(t->uses, 3);
+    assert_int_equal(kbr_policy_reserve_use(t), KBR_ERR_QUOTA);
+}
+
+/* ---- issuing and the JWK ---- */
+
+static char *decode_segment(const char *p, size_t len)
+{
+    unsigned char *raw = NULL;
+    size_t n = 0;
+    char *s;
+
+    assert_int_equal(kbr_b64url_decode(p, len, &raw, &n), KBR_OK);
+    s = strndup((const char *)raw, n);
+    free(raw);
+    return s;
+}
+
+static void test_signing_input_and_assemble(void **state)
+{
+    json_t *claims = claims_new("0123456789abcdef0123456789abcdef", "ci:x", NOW, NOW + 60);
+    char *input = NULL, *token = NULL, *canon = NULL, *seg;
+    unsigned char sig[65] = {0};
+    char zeros[88] = ".";
+    const char *dot;
+
+    (void)state;
+    assert_int_equal(kbr_jwt_signing_input(claims, "kid-1", &input), KBR_OK);
+    dot = strchr(input, '.');
+    seg = decode_segment(input, (size_t)(dot - input));
+    assert_string_equal(seg, "{\"alg\":\"ES256\",\"kid\":\"kid-1\",\"typ\":\"JWT\"}");
+    free(seg);
+    seg = decode_segment(dot + 1, strlen(dot + 1));
+    assert_int_equal(kbr_json_canonical(claims, &canon), KBR_OK);
+    assert_string_equal(seg, canon);
+    free(seg);
+
+    assert_int_equal(kbr_jwt_assemble(input, sig, 63, &token), KBR_ERR_BAD_REQUEST);
+    assert_null(token);
+    assert_int_equal(kbr_jwt_assemble(input, sig, 65, &token), KBR_ERR_BAD_REQUEST);
+    assert_int_equal(kbr_jwt_assemble(input, sig, 64, &token), KBR_OK);
+    assert_int_equal(strncmp(token, input, strlen(input)), 0);
+    /* 64 zero bytes are 86 'A's in unpadded base64url */
+    memset(zeros + 1, 'A', 86);
+    assert_string_equal(token + strlen(input), zeros);
+    free(token);
+    free(input);
+    assert_int_equal(kbr_jwt_signing_input(json_object_get(claims, "sub"), "kid-1", &input),
+                     KBR_ERR_BAD_REQUEST);
+    assert_null(input);
+    free(canon);
+    json_decref(claims);
+}
+
+static char *b64url_bytes(const unsigned char *p, size_t n)
+{
+    char *out = NULL;
+
+    assert_int_equal(kbr_b64url_encode(p, n, &out), KBR_OK);
+    return out;
+}
+
+static void test_jwk_thumbprint(void **state)
+{
+    fixture *f = *state;
+    unsigned char point[65], md[32];
+    size_t plen = 0;
+    json_t *jwk = NULL;
+    char members[256];
+    char *x, *y, *kid;
+
+    assert_int_equal(EVP_PKEY_get_octet_string_param(f->issuer, OSSL_PKEY_PARAM_PUB_KEY, point,
+                                                     sizeof(point), &plen),
+                     1);
+    assert_int_equal(plen, 65);
+    assert_int_equal(point[0], 0x04);
+    x = b64url_bytes(point + 1, 32);
+    y = b64url_bytes(point + 33, 32);
+    /* RFC 7638 section 3: required members, lexicographic order, no whitespace. */
+    snprintf(members, sizeof(members),
+             "{\"crv\":\"P-256\",\"kty\":\"EC\",\"x\":\"%s\",\"y\":\"%s\"}", x, y);
+    assert_int_equal(EVP_Digest(members, strlen(members), md, NULL, EVP_sha256(), NULL), 1);
+    kid = b64url_bytes(md, sizeof(md));
+
+    assert_int_equal(kbr_jwk_from_pkey(f->issuer, &jwk), KBR_OK);
+    assert_string_equal(json_string_value(json_object_get(jwk, "kty")), "EC");
+    assert_string_equal(json_string_value(json_object_get(jwk, "crv")), "P-256");
+    assert_string_equal(json_string_value(json_object_get(jwk, "alg")), "ES256");
+    assert_string_equal(json_string_value(json_object_get(jwk, "use")), "sig");
+    assert_string_equal(json_string_value(json_object_get(jwk, "x")), x);
+    assert_string_equal(json_string_value(json_object_get(jwk, "y")), y);
+    assert_string_equal(json_string_value(json_object_get(jwk, "kid")), kid);
+    assert_int_equal(json_object_size(jwk), 7);
+    json_decref(jwk);
+    free(x);
+    free(y);
+    free(kid);
+}
+
+static void test_jwk_and_policy_refuse_other_keys(void **state)
+{
+    EVP_PKEY *p384 = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-384");
+    EVP_PKEY *ed = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+    json_t *jwk = (json_t *)1;
+    kbr_policy *p = (kbr_policy *)1;
+
+    (void)state;
+    assert_non_null(p384);
+    assert_non_null(ed);
+    assert_int_equal(kbr_jwk_from_pkey(p384, &jwk), KBR_ERR_BAD_REQUEST);
+    assert_null(jwk);
+    assert_int_equal(kbr_jwk_from_pkey(ed, &jwk), KBR_ERR_BAD_REQUEST);
+    assert_int_equal(kbr_policy_new(INSTANCE, p384, 0, &p), KBR_ERR_CONFIG);
+    assert_null(p);
+    EVP_PKEY_free(p384);
+    EVP_PKEY_free(ed);
+    kbr_policy_free(NULL);
+}
+
+static void test_sub_valid(void **state)
+{
+    (void)state;
+    assert_true(kbr_policy_sub_valid("ci:fw-pipeline"));
+    assert_true(kbr_policy_sub_valid("security:bootstrap"));
+    assert_true(kbr_policy_sub_valid("service:ota@vendor.example"));
+    assert_false(kbr_policy_sub_valid("ci:"));
+    assert_false(kbr_policy_sub_valid("cis:x"));
+    assert_false(kbr_policy_sub_valid("c:x"));
+    assert_false(kbr_policy_sub_valid(":x"));
+    assert_false(kbr_policy_sub_valid("ci:fw pipeline"));
+    assert_false(kbr_policy_sub_valid("ci"));
+    assert_false(kbr_policy_sub_valid(NULL));
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(test_good_token_then_cache_hit),
+        T(test_many_signatures_verify),
+        T(test_cache_entry_expires_with_token),
+        T(test_cache_bounded_oldest_evicted),
+        T(test_leeway_tolerates_skew),
+        T(test_missing_and_garbage),
+        T(test_two_segments),
+        T(test_alg_none_refused),
+        T(test_hs256_with_public_pem_refused),
+        T(test_tampered_payload_refused),
+        T(test_foreign_key_refused),
+        T(test_expired_and_not_yet_valid),
+        T(test_claims_refused),
+        T(test_aud_array_accepted),
+        T(test_unknown_jti_and_sub_mismatch),
+        T(test_revoked_even_when_cached),
+        T(test_revoke_by_sub),
+        T(test_revoke_by_key),
+        T(test_cnf_binding),
+        T(test_header_extra_member_refused),
+        T(test_duplicate_payload_keys_refused),
+        T(test_row_update_and_bad_rows),
+        cmocka_unit_test(test_ops_names),
+        cmocka_unit_test(test_namelist_match),
+        cmocka_unit_test(test_scope_roundtrip),
+        cmocka_unit_test(test_scope_errors_name_field),
+        cmocka_unit_test(test_scope_name_length_limit),
+        cmocka_unit_test(test_grantable),
+        T(test_quota_reserve_finish),
+        T(test_quota_uncapped_and_restored),
+        cmocka_unit_test(test_signing_input_and_assemble),
+        T(test_jwk_thumbprint),
+        cmocka_unit_test(test_jwk_and_policy_refuse_other_keys),
+        cmocka_unit_test(test_sub_valid),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

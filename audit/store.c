@@ -1,0 +1,194 @@
+/* store.c - kbr_store_*: picks the back end by URL scheme and holds the logic they share. */
+#include <string.h>
+
+#include "store_backend.h"
+
+static const kbr_store_ops *const backends[] = {&kbr_store_sqlite_ops};
+
+static const kbr_store_ops *backend_for(const char *url, const char **location)
+{
+    const char *colon = strchr(url, ':');
+    size_t n;
+
+    *location = NULL;
+    if (colon == NULL)
+        return NULL;
+    n = (size_t)(colon - url);
+    for (size_t i = 0; i < sizeof(backends) / sizeof(backends[0]); i++) {
+        if (strlen(backends[i]->scheme) == n && strncmp(backends[i]->scheme, url, n) == 0) {
+            *location = colon + 1;
+            return backends[i];
+        }
+    }
+    return NULL;
+}
+
+kbr_err kbr_store_open(const char *url, kbr_store **out, kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+    const kbr_store_ops *ops = NULL;
+    const char *location = NULL;
+
+    *out = NULL;
+    KBR_ENSURE(url != NULL, kbr_fail(msg, KBR_ERR_CONFIG, "store: no URL given"));
+    ops = backend_for(url, &location);
+    KBR_ENSURE(ops != NULL, kbr_fail(msg, KBR_ERR_CONFIG,
+                                     "store: unsupported URL \"%s\" (want sqlite:PATH)", url));
+    KBR_GUARD(ops->open(location, out, msg));
+out:
+    return err;
+}
+
+void kbr_store_close(kbr_store *st)
+{
+    if (st == NULL)
+        return;
+    st->ops->close(st);
+}
+
+kbr_err kbr_store_begin(kbr_store *st)
+{
+    return st->ops->begin(st);
+}
+
+kbr_err kbr_store_commit(kbr_store *st)
+{
+    return st->ops->commit(st);
+}
+
+void kbr_store_rollback(kbr_store *st)
+{
+    st->ops->rollback(st);
+}
+
+kbr_err kbr_store_audit_insert(kbr_store *st, const kbr_store_audit_row *row)
+{
+    return st->ops->audit_insert(st, row);
+}
+
+kbr_err kbr_store_audit_tail(kbr_store *st, int64_t *seq, char hash[65])
+{
+    return st->ops->audit_tail(st, seq, hash);
+}
+
+kbr_err kbr_store_audit_walk(kbr_store *st, int64_t after, int64_t limit, kbr_store_entry_fn fn,
+                             void *arg)
+{
+    return st->ops->audit_walk(st, after, limit, fn, arg);
+}
+
+static kbr_err page_add(int64_t seq, const char *entry_json, const char *hash, void *arg)
+{
+    kbr_err err = KBR_OK;
+    json_t *entry = NULL;
+
+    (void)seq;
+    entry = json_loads(entry_json, 0, NULL);
+    /* The writer stored canonical JSON objects; anything else is damage. */
+    KBR_ENSURE(json_is_object(entry), KBR_ERR_STORE);
+    KBR_ENSURE(json_object_set_new(entry, "hash", json_string(hash)) == 0, KBR_ERR_NOMEM);
+    KBR_ENSURE(json_array_append(arg, entry) == 0, KBR_ERR_NOMEM);
+out:
+    json_decref(entry);
+    return err;
+}
+
+kbr_err kbr_store_audit_page(kbr_store *st, int64_t after, int64_t limit, json_t **entries)
+{
+    kbr_err err = KBR_OK;
+    json_t *arr = NULL;
+
+    *entries = NULL;
+    arr = json_array();
+    KBR_ENSURE(arr != NULL, KBR_ERR_NOMEM);
+    KBR_GUARD(st->ops->audit_walk(st, after, limit, page_add, arr));
+    *entries = arr;
+    arr = NULL;
+out:
+    json_decref(arr);
+    return err;
+}
+
+kbr_err kbr_store_key_get(kbr_store *st, const char *name, json_t **key)
+{
+    return st->ops->key_get(st, name, key);
+}
+
+kbr_err kbr_store_key_list(kbr_store *st, json_t **keys)
+{
+    return st->ops->key_list(st, keys);
+}
+
+/* The scope grammar of API.md: an entry ending in '*' matches by prefix. */
+static bool name_matches(const char *pattern, const char *name)
+{
+    size_t n = strlen(pattern);
+
+    if (n > 0 && pattern[n - 1] == '*')
+        return strncmp(pattern, name, n - 1) == 0;
+    return strcmp(pattern, name) == 0;
+}
+
+static bool scope_reaches_key(const json_t *scope, const char *key)
+{
+    const json_t *keys = json_object_get(scope, "keys");
+    const json_t *v;
+    size_t i;
+
+    if (keys == NULL || json_is_null(keys))
+        return true;
+    json_array_foreach(keys, i, v)
+    {
+        if (json_is_string(v) && name_matches(json_string_value(v), key))
+            return true;
+    }
+    return false;
+}
+
+/* A new ref to the tokens of all whose scope reaches key (all of them when key is NULL). */
+static kbr_err filter_by_key(json_t *all, const char *key, json_t **out)
+{
+    kbr_err err = KBR_OK;
+    json_t *kept = NULL;
+    json_t *tok;
+    size_t i;
+
+    *out = NULL;
+    if (key == NULL) {
+        *out = json_incref(all);
+        goto out;
+    }
+    kept = json_array();
+    KBR_ENSURE(kept != NULL, KBR_ERR_NOMEM);
+    json_array_foreach(all, i, tok)
+    {
+        if (!scope_reaches_key(json_object_get(tok, "scope"), key))
+            continue;
+        KBR_ENSURE(json_array_append(kept, tok) == 0, KBR_ERR_NOMEM);
+    }
+    *out = kept;
+    kept = NULL;
+out:
+    json_decref(kept);
+    return err;
+}
+
+kbr_err kbr_store_token_list(kbr_store *st, const char *sub, const char *key, bool active,
+                             time_t now, json_t **tokens)
+{
+    kbr_err err = KBR_OK;
+    json_t *all = NULL;
+
+    *tokens = NULL;
+    KBR_GUARD(st->ops->token_list(st, sub, active, now, &all));
+    KBR_GUARD(filter_by_key(all, key, tokens));
+out:
+    json_decref(all);
+    return err;
+}
+
+kbr_err kbr_store_firmware_get(kbr_store *st, const char *product, const char *version,
+                               json_t **build)
+{
+    return st->ops->firmware_get(st, product, version, build);
+}

@@ -1,0 +1,84 @@
+/*
+ * store_backend.h - private to audit/: what a store back end provides.
+ *
+ * kbr_store_* in store.c and effects.c hold the back-end-neutral logic
+ * (URL dispatch, effect validation, the firmware retry rule, scope
+ * matching, the audit page); a back end supplies one ops table of plain
+ * storage operations.  Strings handed to a back end are borrowed.
+ */
+#ifndef KBR_STORE_BACKEND_H
+#define KBR_STORE_BACKEND_H
+
+#include "kbr_store.h"
+
+typedef struct kbr_store_ops kbr_store_ops;
+
+/* Every back end's connection struct starts with this. */
+struct kbr_store {
+    const kbr_store_ops *ops;
+};
+
+/* A validated key.create effect; times are normalized RFC 3339 UTC. */
+typedef struct {
+    const char *name, *purpose, *algorithm, *owner, *hsm_label, *hsm_id, *public_key_pem;
+    const char *products_json; /* canonical JSON array of strings */
+    const char *created_at;
+} kbr_eff_key;
+
+typedef struct {
+    const char *jti, *sub, *issued_by, *cnf_x5t;
+    const char *scope_json; /* canonical JSON object */
+    const char *issued_at, *not_before, *expires_at;
+} kbr_eff_token;
+
+typedef struct {
+    const char *product, *version, *digest, *hash, *key, *name, *build_id, *signed_at;
+} kbr_eff_firmware;
+
+typedef struct {
+    const char *name, *version, *purl;
+} kbr_eff_component;
+
+struct kbr_store_ops {
+    const char *scheme;
+    /* location is the URL after "scheme:". */
+    kbr_err (*open)(const char *location, kbr_store **out, kbr_msg *msg);
+    void (*close)(kbr_store *st);
+
+    kbr_err (*begin)(kbr_store *st);
+    kbr_err (*commit)(kbr_store *st);
+    void (*rollback)(kbr_store *st);
+    /* One record's effects nest inside the writer's transaction. */
+    kbr_err (*savepoint)(kbr_store *st);
+    kbr_err (*release)(kbr_store *st);
+    void (*rollback_to)(kbr_store *st); /* rolls back and releases the savepoint */
+
+    kbr_err (*key_create)(kbr_store *st, const kbr_eff_key *k, int64_t seq);
+    /* Retiring a retired key keeps its first retired_at; an unknown name is a constraint. */
+    kbr_err (*key_retire)(kbr_store *st, const char *name, const char *at);
+    kbr_err (*token_issue)(kbr_store *st, const kbr_eff_token *t, int64_t seq);
+    /* Only a live token is changed: the first revocation's time and reason stay. */
+    kbr_err (*token_revoke)(kbr_store *st, const char *jti, const char *at, const char *reason);
+    /* KBR_ERR_NOT_FOUND when the build is unknown; *digest is the caller's to free. */
+    kbr_err (*firmware_digest)(kbr_store *st, const char *product, const char *version,
+                               char **digest);
+    kbr_err (*firmware_insert)(kbr_store *st, const kbr_eff_firmware *f, int64_t seq);
+    kbr_err (*component_insert)(kbr_store *st, const char *product, const char *version,
+                                const kbr_eff_component *c);
+
+    kbr_err (*audit_insert)(kbr_store *st, const kbr_store_audit_row *row);
+    kbr_err (*audit_tail)(kbr_store *st, int64_t *seq, char hash[65]);
+    kbr_err (*audit_walk)(kbr_store *st, int64_t after, int64_t limit, kbr_store_entry_fn fn,
+                          void *arg);
+
+    kbr_err (*key_get)(kbr_store *st, const char *name, json_t **key);
+    kbr_err (*key_list)(kbr_store *st, json_t **keys);
+    /* Filtered by sub and liveness only; store.c applies the key filter. */
+    kbr_err (*token_list)(kbr_store *st, const char *sub, bool active, time_t now, json_t **tokens);
+    kbr_err (*firmware_get)(kbr_store *st, const char *product, const char *version,
+                            json_t **build);
+};
+
+extern const kbr_store_ops kbr_store_sqlite_ops;
+
+#endif

@@ -1,0 +1,488 @@
+/*
+ * store_sqlite.c - the SQLite back end: connection, schema, transactions
+ * and the audit table.
+ *
+ * URL: "sqlite:PATH" or "sqlite:PATH?max_pages=N".  max_pages caps the
+ * database at N pages (PRAGMA max_page_count, 4 KiB pages by default): a
+ * quota that keeps the log from filling a disk it shares; a commit that
+ * would pass it fails like a full disk and the writer retries with the
+ * next group.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store_sqlite.h"
+
+#define SCHEMA_VERSION 1
+
+/*
+ * Version 1: the data model of DESIGN.md.  Times are RFC 3339 UTC text,
+ * lists and scopes canonical JSON text; audit_seq names the audit entry
+ * that recorded the fact.  The tables later features fill exist from the
+ * start so their data never needs a migration of the core tables.
+ */
+static const char schema_sql[] =
+    "CREATE TABLE IF NOT EXISTS meta(schema_version INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS audit("
+    " seq INTEGER PRIMARY KEY, time TEXT NOT NULL, sub TEXT, jti TEXT, op TEXT, key TEXT,"
+    " outcome TEXT NOT NULL, error_code TEXT, key_use INTEGER NOT NULL DEFAULT 0,"
+    " entry TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS audit_jti ON audit(jti);"
+    "CREATE INDEX IF NOT EXISTS audit_key_sub_op ON audit(key, sub, op);"
+    "CREATE INDEX IF NOT EXISTS audit_sub ON audit(sub);"
+    "CREATE TABLE IF NOT EXISTS keys("
+    " name TEXT PRIMARY KEY, purpose TEXT NOT NULL, algorithm TEXT NOT NULL,"
+    " products TEXT NOT NULL, owner TEXT, hsm_label TEXT, hsm_id TEXT, public_key_pem TEXT,"
+    " state TEXT NOT NULL DEFAULT 'active', created_at TEXT NOT NULL, retired_at TEXT,"
+    " cert_pem TEXT, cert_not_after TEXT, audit_seq INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS tokens("
+    " jti TEXT PRIMARY KEY, sub TEXT NOT NULL, scope TEXT NOT NULL, issued_by TEXT,"
+    " issued_at TEXT NOT NULL, not_before TEXT, expires_at TEXT NOT NULL, cnf_x5t TEXT,"
+    " revoked_at TEXT, revoke_reason TEXT, audit_seq INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS tokens_sub ON tokens(sub);"
+    "CREATE TABLE IF NOT EXISTS firmware("
+    " product TEXT NOT NULL, version TEXT NOT NULL, digest TEXT NOT NULL, hash TEXT,"
+    " key TEXT, name TEXT, build_id TEXT, signed_at TEXT NOT NULL, audit_seq INTEGER NOT NULL,"
+    " PRIMARY KEY(product, version));"
+    "CREATE TABLE IF NOT EXISTS components("
+    " product TEXT NOT NULL, version TEXT NOT NULL, name TEXT NOT NULL, cversion TEXT,"
+    " purl TEXT, FOREIGN KEY(product, version) REFERENCES firmware(product, version));"
+    "CREATE INDEX IF NOT EXISTS components_build ON components(product, version);"
+    "CREATE INDEX IF NOT EXISTS components_name ON components(name);"
+    "CREATE INDEX IF NOT EXISTS components_purl ON components(purl);"
+    "CREATE TABLE IF NOT EXISTS certificates("
+    " serial TEXT PRIMARY KEY, key TEXT, product TEXT, device TEXT, pem TEXT NOT NULL,"
+    " not_after TEXT NOT NULL, issued_at TEXT, superseded_at TEXT, audit_seq INTEGER);"
+    "CREATE INDEX IF NOT EXISTS certificates_device ON certificates(product, device);"
+    "CREATE INDEX IF NOT EXISTS certificates_key ON certificates(key);"
+    "CREATE TABLE IF NOT EXISTS batches("
+    " batch TEXT PRIMARY KEY, product TEXT NOT NULL, factory TEXT NOT NULL,"
+    " quantity INTEGER NOT NULL, markets TEXT NOT NULL, created_at TEXT, audit_seq INTEGER);"
+    "CREATE TABLE IF NOT EXISTS devices("
+    " product TEXT NOT NULL, serial TEXT NOT NULL, batch TEXT, factory TEXT,"
+    " firmware_version TEXT, provisioned_at TEXT, audit_seq INTEGER,"
+    " PRIMARY KEY(product, serial));"
+    "CREATE INDEX IF NOT EXISTS devices_batch ON devices(batch);"
+    "CREATE TABLE IF NOT EXISTS device_events("
+    " id INTEGER PRIMARY KEY, product TEXT NOT NULL, serial TEXT NOT NULL,"
+    " kind TEXT NOT NULL CHECK(kind IN ('provisioned', 'rotated', 'debug-auth',"
+    " 'ota-installed', 'ota-failed')), detail TEXT, at TEXT, audit_seq INTEGER);"
+    "CREATE INDEX IF NOT EXISTS device_events_device ON device_events(product, serial);"
+    "CREATE TABLE IF NOT EXISTS checkpoints("
+    " size INTEGER PRIMARY KEY, root_hash TEXT NOT NULL, time TEXT NOT NULL,"
+    " signature TEXT NOT NULL);";
+
+kbr_err kbr_sqlite_err(int rc)
+{
+    switch (rc & 0xff) {
+    case SQLITE_OK:
+    case SQLITE_ROW:
+    case SQLITE_DONE:
+        return KBR_OK;
+    case SQLITE_CONSTRAINT:
+        return KBR_ERR_STORE_CONSTRAINT;
+    case SQLITE_NOMEM:
+        return KBR_ERR_NOMEM;
+    case SQLITE_MISUSE:
+    case SQLITE_RANGE:
+        return KBR_ERR_INTERNAL;
+    default:
+        /* FULL, IOERR, CANTOPEN, READONLY, BUSY, LOCKED, CORRUPT, NOTADB, ... */
+        return KBR_ERR_STORE;
+    }
+}
+
+kbr_err kbr_sqlite_stmt(kbr_sqlite *s, kbr_sq_id id, const char *sql, sqlite3_stmt **out)
+{
+    kbr_err err = KBR_OK;
+
+    *out = NULL;
+    if (s->stmts[id] == NULL)
+        KBR_GUARD(kbr_sqlite_err(
+            sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &s->stmts[id], NULL)));
+    *out = s->stmts[id];
+out:
+    return err;
+}
+
+void kbr_sqlite_done(sqlite3_stmt *stmt)
+{
+    if (stmt == NULL)
+        return;
+    sqlite3_reset(stmt);
+    sqlite3_clear_bindings(stmt);
+}
+
+kbr_err kbr_sqlite_run(sqlite3_stmt *stmt)
+{
+    return kbr_sqlite_err(sqlite3_step(stmt));
+}
+
+kbr_err kbr_sqlite_bind_text(sqlite3_stmt *stmt, int idx, const char *s)
+{
+    if (s == NULL)
+        return kbr_sqlite_err(sqlite3_bind_null(stmt, idx));
+    return kbr_sqlite_err(sqlite3_bind_text(stmt, idx, s, -1, SQLITE_STATIC));
+}
+
+const char *kbr_sqlite_text(sqlite3_stmt *stmt, int col)
+{
+    return (const char *)sqlite3_column_text(stmt, col);
+}
+
+/* Runs one cached statement that takes no parameters and returns no rows. */
+static kbr_err run_fixed(kbr_sqlite *s, kbr_sq_id id, const char *sql)
+{
+    kbr_err err = KBR_OK;
+    sqlite3_stmt *stmt = NULL;
+
+    KBR_GUARD(kbr_sqlite_stmt(s, id, sql, &stmt));
+    KBR_GUARD(kbr_sqlite_run(stmt));
+out:
+    kbr_sqlite_done(stmt);
+    return err;
+}
+
+static kbr_err parse_location(const char *loc, char **path, sqlite3_int64 *max_pages, kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+    const char *q = strchr(loc, '?');
+    size_t n = q != NULL ? (size_t)(q - loc) : strlen(loc);
+    char *end = NULL;
+
+    *path = NULL;
+    *max_pages = 0;
+    KBR_ENSURE(n > 0, kbr_fail(msg, KBR_ERR_CONFIG, "store: sqlite URL has no path"));
+    if (q != NULL) {
+        KBR_ENSURE(strncmp(q + 1, "max_pages=", 10) == 0,
+                   kbr_fail(msg, KBR_ERR_CONFIG,
+                            "store: unknown option \"%s\" (known: max_pages=N)", q + 1));
+        errno = 0;
+        *max_pages = strtoll(q + 11, &end, 10);
+        KBR_ENSURE(errno == 0 && end != q + 11 && *end == '\0' && *max_pages > 0,
+                   kbr_fail(msg, KBR_ERR_CONFIG,
+                            "store: max_pages must be a positive integer, not \"%s\"", q + 11));
+    }
+    *path = strndup(loc, n);
+    KBR_ENSURE(*path != NULL, KBR_ERR_NOMEM);
+out:
+    return err;
+}
+
+static kbr_err fail_db(kbr_sqlite *s, const char *path, int rc, kbr_msg *msg)
+{
+    return kbr_fail(msg, kbr_sqlite_err(rc), "store %s: %s", path, sqlite3_errmsg(s->db));
+}
+
+static kbr_err set_wal(kbr_sqlite *s, const char *path, kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+    sqlite3_stmt *stmt = NULL;
+    const char *mode;
+    int rc;
+
+    rc = sqlite3_prepare_v2(s->db, "PRAGMA journal_mode=WAL", -1, &stmt, NULL);
+    KBR_ENSURE(rc == SQLITE_OK, fail_db(s, path, rc, msg));
+    rc = sqlite3_step(stmt);
+    KBR_ENSURE(rc == SQLITE_ROW, fail_db(s, path, rc, msg));
+    mode = kbr_sqlite_text(stmt, 0);
+    /* Readers must never block the writer, and commits must be WAL-durable. */
+    KBR_ENSURE(mode != NULL && strcmp(mode, "wal") == 0,
+               kbr_fail(msg, KBR_ERR_STORE, "store %s: WAL journal not available (got %s)", path,
+                        mode != NULL ? mode : "nothing"));
+out:
+    sqlite3_finalize(stmt);
+    return err;
+}
+
+static kbr_err configure(kbr_sqlite *s, const char *path, sqlite3_int64 max_pages, kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+    char pragma[64];
+    int rc;
+
+    sqlite3_extended_result_codes(s->db, 1);
+    sqlite3_busy_timeout(s->db, 5000);
+    KBR_GUARD(set_wal(s, path, msg));
+    rc = sqlite3_exec(s->db, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON", NULL, NULL, NULL);
+    KBR_ENSURE(rc == SQLITE_OK, fail_db(s, path, rc, msg));
+    if (max_pages > 0) {
+        snprintf(pragma, sizeof(pragma), "PRAGMA max_page_count=%lld", (long long)max_pages);
+        rc = sqlite3_exec(s->db, pragma, NULL, NULL, NULL);
+        KBR_ENSURE(rc == SQLITE_OK, fail_db(s, path, rc, msg));
+    }
+out:
+    return err;
+}
+
+static kbr_err schema_version(kbr_sqlite *s, const char *path, int *version, kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+    sqlite3_stmt *stmt = NULL;
+    int rc;
+
+    *version = 0;
+    rc = sqlite3_prepare_v2(s->db, "SELECT max(schema_version) FROM meta", -1, &stmt, NULL);
+    KBR_ENSURE(rc == SQLITE_OK, fail_db(s, path, rc, msg));
+    rc = sqlite3_step(stmt);
+    KBR_ENSURE(rc == SQLITE_ROW, fail_db(s, path, rc, msg));
+    *version = sqlite3_column_int(stmt, 0);
+out:
+    sqlite3_finalize(stmt);
+    return err;
+}
+
+/* Later versions add their migration steps here, each keyed on the version found. */
+static kbr_err schema_in_tx(kbr_sqlite *s, const char *path, kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+    int version = 0, rc;
+
+    rc = sqlite3_exec(s->db, schema_sql, NULL, NULL, NULL);
+    KBR_ENSURE(rc == SQLITE_OK, fail_db(s, path, rc, msg));
+    KBR_GUARD(schema_version(s, path, &version, msg));
+    KBR_ENSURE(version <= SCHEMA_VERSION,
+               kbr_fail(msg, KBR_ERR_STORE,
+                        "store %s: schema version %d is newer than this broker's (%d)", path,
+                        version, SCHEMA_VERSION));
+    if (version == 0) {
+        rc = sqlite3_exec(s->db, "INSERT INTO meta(schema_version) VALUES (1)", NULL, NULL, NULL);
+        KBR_ENSURE(rc == SQLITE_OK, fail_db(s, path, rc, msg));
+    }
+out:
+    return err;
+}
+
+/* Every thread opens its own connection; only the first open of a new store takes the write
+ * lock to create the schema, later opens never wait behind the writer's commits. */
+static bool schema_current(kbr_sqlite *s)
+{
+    sqlite3_stmt *stmt = NULL;
+    bool current = false;
+
+    if (sqlite3_prepare_v2(s->db, "SELECT max(schema_version) FROM meta", -1, &stmt, NULL) ==
+            SQLITE_OK &&
+        sqlite3_step(stmt) == SQLITE_ROW)
+        current = sqlite3_column_int(stmt, 0) == SCHEMA_VERSION;
+    sqlite3_finalize(stmt);
+    return current;
+}
+
+static kbr_err schema_create(kbr_sqlite *s, const char *path, kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+    bool in_tx = false;
+    int rc;
+
+    if (schema_current(s))
+        goto out;
+    /* IMMEDIATE: two processes creating the same store must not both see "no schema". */
+    rc = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    KBR_ENSURE(rc == SQLITE_OK, fail_db(s, path, rc, msg));
+    in_tx = true;
+    KBR_GUARD(schema_in_tx(s, path, msg));
+    rc = sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+    KBR_ENSURE(rc == SQLITE_OK, fail_db(s, path, rc, msg));
+    in_tx = false;
+out:
+    if (in_tx && !sqlite3_get_autocommit(s->db))
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    return err;
+}
+
+static void sqlite_close(kbr_store *st)
+{
+    kbr_sqlite *s = (kbr_sqlite *)st;
+
+    if (s == NULL)
+        return;
+    for (size_t i = 0; i < SQ__COUNT; i++)
+        sqlite3_finalize(s->stmts[i]);
+    sqlite3_close_v2(s->db);
+    free(s);
+}
+
+static kbr_err sqlite_open(const char *location, kbr_store **out, kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+    kbr_sqlite *s = NULL;
+    char *path = NULL;
+    sqlite3_int64 max_pages = 0;
+    int rc;
+
+    *out = NULL;
+    KBR_GUARD(parse_location(location, &path, &max_pages, msg));
+    s = calloc(1, sizeof(*s));
+    KBR_ENSURE(s != NULL, KBR_ERR_NOMEM);
+    s->base.ops = &kbr_store_sqlite_ops;
+    rc = sqlite3_open_v2(path, &s->db,
+                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    KBR_ENSURE(s->db != NULL, KBR_ERR_NOMEM);
+    KBR_ENSURE(rc == SQLITE_OK, fail_db(s, path, rc, msg));
+    /* SQLite falls back to read-only when it may not write; the store must be writable. */
+    KBR_ENSURE(
+        sqlite3_db_readonly(s->db, "main") == 0,
+        kbr_fail(msg, KBR_ERR_STORE, "store %s: opened read-only (check permissions)", path));
+    KBR_GUARD(configure(s, path, max_pages, msg));
+    KBR_GUARD(schema_create(s, path, msg));
+    *out = &s->base;
+    s = NULL;
+out:
+    sqlite_close((kbr_store *)s);
+    free(path);
+    return err;
+}
+
+static kbr_err sqlite_begin(kbr_store *st)
+{
+    /* IMMEDIATE takes the write lock now, so no statement inside can fail to upgrade. */
+    return run_fixed((kbr_sqlite *)st, SQ_BEGIN, "BEGIN IMMEDIATE");
+}
+
+static kbr_err sqlite_commit(kbr_store *st)
+{
+    return run_fixed((kbr_sqlite *)st, SQ_COMMIT, "COMMIT");
+}
+
+static void sqlite_rollback(kbr_store *st)
+{
+    kbr_sqlite *s = (kbr_sqlite *)st;
+
+    /* After FULL, IOERR or NOMEM SQLite may already have rolled back by itself. */
+    if (sqlite3_get_autocommit(s->db))
+        return;
+    (void)run_fixed(s, SQ_ROLLBACK, "ROLLBACK");
+}
+
+static kbr_err sqlite_savepoint(kbr_store *st)
+{
+    return run_fixed((kbr_sqlite *)st, SQ_SAVEPOINT, "SAVEPOINT kbr_effects");
+}
+
+static kbr_err sqlite_release(kbr_store *st)
+{
+    return run_fixed((kbr_sqlite *)st, SQ_RELEASE, "RELEASE kbr_effects");
+}
+
+static void sqlite_rollback_to(kbr_store *st)
+{
+    kbr_sqlite *s = (kbr_sqlite *)st;
+
+    if (sqlite3_get_autocommit(s->db))
+        return;
+    /* ROLLBACK TO keeps the savepoint open; RELEASE ends it.  Both fail only if the whole
+     * transaction is already gone, which the writer's rollback then handles. */
+    (void)run_fixed(s, SQ_ROLLBACK_TO, "ROLLBACK TO kbr_effects");
+    (void)run_fixed(s, SQ_RELEASE, "RELEASE kbr_effects");
+}
+
+static kbr_err sqlite_audit_insert(kbr_store *st, const kbr_store_audit_row *row)
+{
+    kbr_err err = KBR_OK;
+    sqlite3_stmt *stmt = NULL;
+
+    KBR_GUARD(kbr_sqlite_stmt((kbr_sqlite *)st, SQ_AUDIT_INSERT,
+                              "INSERT INTO audit(seq, time, sub, jti, op, key, outcome, error_code,"
+                              " key_use, entry, prev_hash, hash)"
+                              " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                              &stmt));
+    KBR_GUARD(kbr_sqlite_err(sqlite3_bind_int64(stmt, 1, row->seq)));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 2, row->time));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 3, row->sub));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 4, row->jti));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 5, row->op));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 6, row->key));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 7, row->outcome));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 8, row->error_code));
+    KBR_GUARD(kbr_sqlite_err(sqlite3_bind_int(stmt, 9, row->key_use ? 1 : 0)));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 10, row->entry_json));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 11, row->prev_hash));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 12, row->hash));
+    KBR_GUARD(kbr_sqlite_run(stmt));
+out:
+    kbr_sqlite_done(stmt);
+    return err;
+}
+
+static kbr_err copy_hash(const char *src, char hash[65])
+{
+    if (src == NULL || strlen(src) != 64)
+        return KBR_ERR_STORE;
+    memcpy(hash, src, 65);
+    return KBR_OK;
+}
+
+static kbr_err sqlite_audit_tail(kbr_store *st, int64_t *seq, char hash[65])
+{
+    kbr_err err = KBR_OK;
+    sqlite3_stmt *stmt = NULL;
+    int rc;
+
+    *seq = 0;
+    memset(hash, '0', 64);
+    hash[64] = '\0';
+    KBR_GUARD(kbr_sqlite_stmt((kbr_sqlite *)st, SQ_AUDIT_TAIL,
+                              "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", &stmt));
+    rc = sqlite3_step(stmt);
+    if (rc == SQLITE_DONE)
+        goto out;
+    KBR_ENSURE(rc == SQLITE_ROW, kbr_sqlite_err(rc));
+    KBR_GUARD(copy_hash(kbr_sqlite_text(stmt, 1), hash));
+    *seq = sqlite3_column_int64(stmt, 0);
+out:
+    kbr_sqlite_done(stmt);
+    return err;
+}
+
+static kbr_err sqlite_audit_walk(kbr_store *st, int64_t after, int64_t limit, kbr_store_entry_fn fn,
+                                 void *arg)
+{
+    kbr_err err = KBR_OK;
+    sqlite3_stmt *stmt = NULL;
+    int rc;
+
+    KBR_GUARD(kbr_sqlite_stmt((kbr_sqlite *)st, SQ_AUDIT_WALK,
+                              "SELECT seq, entry, hash FROM audit WHERE seq > ?1"
+                              " ORDER BY seq LIMIT ?2",
+                              &stmt));
+    KBR_GUARD(kbr_sqlite_err(sqlite3_bind_int64(stmt, 1, after)));
+    KBR_GUARD(kbr_sqlite_err(sqlite3_bind_int64(stmt, 2, limit)));
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        const char *entry = kbr_sqlite_text(stmt, 1), *hash = kbr_sqlite_text(stmt, 2);
+
+        KBR_ENSURE(entry != NULL && hash != NULL, KBR_ERR_STORE);
+        KBR_GUARD(fn(sqlite3_column_int64(stmt, 0), entry, hash, arg));
+    }
+    KBR_ENSURE(rc == SQLITE_DONE, kbr_sqlite_err(rc));
+out:
+    kbr_sqlite_done(stmt);
+    return err;
+}
+
+const kbr_store_ops kbr_store_sqlite_ops = {
+    .scheme = "sqlite",
+    .open = sqlite_open,
+    .close = sqlite_close,
+    .begin = sqlite_begin,
+    .commit = sqlite_commit,
+    .rollback = sqlite_rollback,
+    .savepoint = sqlite_savepoint,
+    .release = sqlite_release,
+    .rollback_to = sqlite_rollback_to,
+    .key_create = kbr_sqlite_key_create,
+    .key_retire = kbr_sqlite_key_retire,
+    .token_issue = kbr_sqlite_token_issue,
+    .token_revoke = kbr_sqlite_token_revoke,
+    .firmware_digest = kbr_sqlite_firmware_digest,
+    .firmware_insert = kbr_sqlite_firmware_insert,
+    .component_insert = kbr_sqlite_component_insert,
+    .audit_insert = sqlite_audit_insert,
+    .audit_tail = sqlite_audit_tail,
+    .audit_walk = sqlite_audit_walk,
+    .key_get = kbr_sqlite_key_get,
+    .key_list = kbr_sqlite_key_list,
+    .token_list = kbr_sqlite_token_list,
+    .firmware_get = kbr_sqlite_firmware_get,
+};

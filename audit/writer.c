@@ -1,0 +1,502 @@
+/*
+ * writer.c - audit records and the writer thread that commits them in
+ * groups: one transaction and one fsync for everything queued, the hash
+ * chain advanced in queue order.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "audit_chain.h"
+
+/* Bounds one transaction, so a burst cannot hold the write lock or the callers for long. */
+#define GROUP_MAX 512
+
+struct kbr_audit {
+    kbr_store *st;
+    pthread_t thread;
+    bool sync_ready;
+
+    pthread_mutex_t mu; /* guards the queue and the flags below it */
+    pthread_cond_t cv;
+    kbr_audit_rec *head, *tail;
+    bool stopping; /* kbr_audit_stop was called: drain, then exit */
+    bool exited;   /* the writer takes no more records */
+
+    /* The writer thread's own view of the durable chain. */
+    int64_t last_seq;
+    char last_hash[65];
+    bool tail_stale; /* a failed group left the tail to reload from the store */
+
+    atomic_bool healthy;
+    atomic_int_fast64_t durable_seq;
+    atomic_uint_fast64_t records, commits, failed_commits;
+};
+
+/* ---- records ---- */
+
+static kbr_err dup_utf8(const char *s, char **out)
+{
+    kbr_err err = KBR_OK;
+    json_t *check = NULL;
+
+    *out = NULL;
+    if (s == NULL)
+        goto out;
+    /* The entry is JSON: a string jansson refuses would fail the whole group later. */
+    check = json_string(s);
+    KBR_ENSURE(check != NULL, KBR_ERR_BAD_REQUEST);
+    *out = strdup(s);
+    KBR_ENSURE(*out != NULL, KBR_ERR_NOMEM);
+out:
+    json_decref(check);
+    return err;
+}
+
+kbr_err kbr_audit_rec_new(const char *sub, const char *jti, const char *op, const char *key,
+                          kbr_audit_rec **out)
+{
+    kbr_err err = KBR_OK;
+    kbr_audit_rec *r = NULL;
+
+    *out = NULL;
+    r = calloc(1, sizeof(*r));
+    KBR_ENSURE(r != NULL, KBR_ERR_NOMEM);
+    KBR_GUARD(dup_utf8(sub, &r->sub));
+    KBR_GUARD(dup_utf8(jti, &r->jti));
+    KBR_GUARD(dup_utf8(op, &r->op));
+    KBR_GUARD(dup_utf8(key, &r->key));
+    KBR_GUARD(dup_utf8("ok", &r->outcome));
+    r->detail = json_object();
+    KBR_ENSURE(r->detail != NULL, KBR_ERR_NOMEM);
+    *out = r;
+    r = NULL;
+out:
+    kbr_audit_rec_free(r);
+    return err;
+}
+
+static bool outcome_known(const char *outcome)
+{
+    return outcome != NULL && (strcmp(outcome, "ok") == 0 || strcmp(outcome, "denied") == 0 ||
+                               strcmp(outcome, "error") == 0);
+}
+
+kbr_err kbr_audit_rec_set_outcome(kbr_audit_rec *rec, const char *outcome, const char *error_code)
+{
+    kbr_err err = KBR_OK;
+    char *o = NULL, *code = NULL;
+
+    KBR_ENSURE(outcome_known(outcome), KBR_ERR_INTERNAL);
+    KBR_GUARD(dup_utf8(outcome, &o));
+    KBR_GUARD(dup_utf8(error_code, &code));
+    free(rec->outcome);
+    free(rec->error_code);
+    rec->outcome = o;
+    rec->error_code = code;
+    o = NULL;
+    code = NULL;
+out:
+    free(o);
+    free(code);
+    return err;
+}
+
+void kbr_audit_rec_free(kbr_audit_rec *rec)
+{
+    if (rec == NULL)
+        return;
+    free(rec->sub);
+    free(rec->jti);
+    free(rec->op);
+    free(rec->key);
+    free(rec->outcome);
+    free(rec->error_code);
+    json_decref(rec->detail);
+    json_decref(rec->effects);
+    free(rec);
+}
+
+/* ---- one group ---- */
+
+/* An effect hit a uniqueness rule: the record stays in the log as the denial it became. */
+static kbr_err mark_conflict(kbr_audit_rec *r)
+{
+    kbr_err err = KBR_OK;
+
+    KBR_GUARD(kbr_audit_rec_set_outcome(r, "denied", "conflict"));
+    if (r->detail == NULL)
+        r->detail = json_object();
+    KBR_ENSURE(r->detail != NULL, KBR_ERR_NOMEM);
+    KBR_ENSURE(json_object_set_new(r->detail, "conflict", json_true()) == 0, KBR_ERR_NOMEM);
+    r->key_use = false;
+    r->result = KBR_ERR_CONFLICT;
+out:
+    return err;
+}
+
+static kbr_err entry_new(const kbr_audit_rec *r, int64_t seq, const char *time, const char *prev,
+                         json_t **out)
+{
+    kbr_err err = KBR_OK;
+    json_t *detail = r->detail != NULL ? json_incref(r->detail) : json_object();
+
+    *out = NULL;
+    KBR_ENSURE(json_is_object(detail), KBR_ERR_INTERNAL);
+    /* "o" takes the detail reference even when packing fails. */
+    *out = json_pack("{sI ss ss? ss? ss? ss? ss? ss? so ss}", "seq", (json_int_t)seq, "time", time,
+                     "sub", r->sub, "jti", r->jti, "op", r->op, "key", r->key, "outcome",
+                     r->outcome, "error_code", r->error_code, "detail", detail, "prev_hash", prev);
+    detail = NULL;
+    KBR_ENSURE(*out != NULL, KBR_ERR_NOMEM);
+out:
+    json_decref(detail);
+    return err;
+}
+
+static kbr_err insert_entry(kbr_audit *a, kbr_audit_rec *r, int64_t seq, const char *time,
+                            const char *prev)
+{
+    kbr_err err = KBR_OK;
+    json_t *entry = NULL;
+    char *canonical = NULL;
+    kbr_store_audit_row row;
+
+    KBR_GUARD(entry_new(r, seq, time, prev, &entry));
+    KBR_GUARD(kbr_json_canonical(entry, &canonical));
+    KBR_GUARD(kbr_audit_leaf_hash(canonical, strlen(canonical), r->hash));
+    row = (kbr_store_audit_row){
+        .seq = seq,
+        .time = time,
+        .sub = r->sub,
+        .jti = r->jti,
+        .op = r->op,
+        .key = r->key,
+        .outcome = r->outcome,
+        .error_code = r->error_code,
+        .key_use = r->key_use,
+        .entry_json = canonical,
+        .prev_hash = prev,
+        .hash = r->hash,
+    };
+    KBR_GUARD(kbr_store_audit_insert(a->st, &row));
+    r->seq = seq;
+    memcpy(r->time, time, KBR_TIME_LEN);
+out:
+    free(canonical);
+    json_decref(entry);
+    return err;
+}
+
+static kbr_err write_rec(kbr_audit *a, kbr_audit_rec *r, int64_t seq, const char *time,
+                         const char *prev)
+{
+    kbr_err err = KBR_OK;
+    kbr_err applied;
+
+    r->result = KBR_OK;
+    applied = kbr_store_apply_effects(a->st, r->effects, seq);
+    if (applied == KBR_ERR_STORE_CONSTRAINT)
+        KBR_GUARD(mark_conflict(r));
+    else
+        KBR_GUARD(applied);
+    KBR_GUARD(insert_entry(a, r, seq, time, prev));
+out:
+    return err;
+}
+
+static kbr_err reload_tail(kbr_audit *a)
+{
+    kbr_err err = KBR_OK;
+    int64_t seq = 0;
+    char hash[65];
+
+    KBR_GUARD(kbr_store_audit_tail(a->st, &seq, hash));
+    a->last_seq = seq;
+    memcpy(a->last_hash, hash, sizeof(hash));
+    a->tail_stale = false;
+out:
+    return err;
+}
+
+static kbr_err write_group(kbr_audit *a, kbr_audit_rec *group, size_t *n)
+{
+    kbr_err err = KBR_OK;
+    bool in_tx = false;
+    char time_text[KBR_TIME_LEN], prev[65];
+    int64_t seq;
+
+    *n = 0;
+    if (a->tail_stale)
+        KBR_GUARD(reload_tail(a));
+    seq = a->last_seq;
+    memcpy(prev, a->last_hash, sizeof(prev));
+    /* One clock reading: the whole group becomes durable at the same instant. */
+    kbr_time_fmt(time(NULL), time_text);
+    KBR_GUARD(kbr_store_begin(a->st));
+    in_tx = true;
+    for (kbr_audit_rec *r = group; r != NULL; r = r->next) {
+        KBR_GUARD(write_rec(a, r, ++seq, time_text, prev));
+        memcpy(prev, r->hash, sizeof(prev));
+        (*n)++;
+    }
+    KBR_GUARD(kbr_store_commit(a->st));
+    in_tx = false;
+    a->last_seq = seq;
+    memcpy(a->last_hash, prev, sizeof(prev));
+out:
+    if (in_tx)
+        kbr_store_rollback(a->st);
+    return err;
+}
+
+/*
+ * Nothing of the group is durable.  The chain continues from what the store
+ * holds, read back now (or before the next group if the store cannot answer),
+ * so a full disk costs these records and not the service.
+ */
+static void fail_group(kbr_audit *a, kbr_audit_rec *group)
+{
+    for (kbr_audit_rec *r = group; r != NULL; r = r->next) {
+        r->result = KBR_ERR_AUDIT;
+        r->seq = 0;
+        r->time[0] = '\0';
+        r->hash[0] = '\0';
+    }
+    a->tail_stale = true;
+    (void)reload_tail(a);
+    atomic_store(&a->healthy, false);
+    atomic_fetch_add(&a->failed_commits, 1);
+}
+
+static void finish(kbr_audit_rec *r)
+{
+    if (r->done != NULL)
+        r->done(r, r->arg);
+    else
+        kbr_audit_rec_free(r);
+}
+
+static void deliver(kbr_audit_rec *group)
+{
+    kbr_audit_rec *next;
+
+    /* done() may free or requeue the record, so the link is read first. */
+    for (kbr_audit_rec *r = group; r != NULL; r = next) {
+        next = r->next;
+        r->next = NULL;
+        finish(r);
+    }
+}
+
+/* ---- the thread ---- */
+
+/* Blocks for work; NULL once stopping with an empty queue. */
+static kbr_audit_rec *take_group(kbr_audit *a)
+{
+    kbr_audit_rec *group, *last;
+    size_t n = 1;
+
+    pthread_mutex_lock(&a->mu);
+    while (a->head == NULL && !a->stopping)
+        pthread_cond_wait(&a->cv, &a->mu);
+    group = a->head;
+    if (group == NULL) {
+        a->exited = true;
+    } else {
+        for (last = group; last->next != NULL && n < GROUP_MAX; last = last->next)
+            n++;
+        a->head = last->next;
+        if (a->head == NULL)
+            a->tail = NULL;
+        last->next = NULL;
+    }
+    pthread_mutex_unlock(&a->mu);
+    return group;
+}
+
+static void *writer_main(void *arg)
+{
+    kbr_audit *a = arg;
+    kbr_audit_rec *group;
+    size_t n;
+
+    while ((group = take_group(a)) != NULL) {
+        if (write_group(a, group, &n) == KBR_OK) {
+            atomic_store(&a->durable_seq, a->last_seq);
+            atomic_fetch_add(&a->records, n);
+            atomic_fetch_add(&a->commits, 1);
+            atomic_store(&a->healthy, true);
+        } else {
+            fail_group(a, group);
+        }
+        deliver(group);
+    }
+    return NULL;
+}
+
+void kbr_audit_submit(kbr_audit *a, kbr_audit_rec *rec)
+{
+    bool refused;
+
+    rec->next = NULL;
+    pthread_mutex_lock(&a->mu);
+    refused = a->exited;
+    if (!refused) {
+        if (a->tail != NULL)
+            a->tail->next = rec;
+        else
+            a->head = rec;
+        a->tail = rec;
+        pthread_cond_signal(&a->cv);
+    }
+    pthread_mutex_unlock(&a->mu);
+    if (refused) {
+        /* Submitted after kbr_audit_stop drained the queue: nothing can be recorded. */
+        rec->result = KBR_ERR_AUDIT;
+        rec->seq = 0;
+        finish(rec);
+    }
+}
+
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool done;
+} sync_wait;
+
+static void sync_done(kbr_audit_rec *rec, void *arg)
+{
+    sync_wait *w = arg;
+
+    (void)rec;
+    pthread_mutex_lock(&w->mu);
+    w->done = true;
+    pthread_cond_signal(&w->cv);
+    /* After this unlock the waiter may return and w is gone. */
+    pthread_mutex_unlock(&w->mu);
+}
+
+kbr_err kbr_audit_append_sync(kbr_audit *a, kbr_audit_rec *rec)
+{
+    kbr_err err = KBR_OK;
+    sync_wait w = {.done = false};
+
+    KBR_ENSURE(rec->done == NULL, KBR_ERR_INTERNAL);
+    KBR_ENSURE(pthread_mutex_init(&w.mu, NULL) == 0, KBR_ERR_NOMEM);
+    if (pthread_cond_init(&w.cv, NULL) != 0) {
+        pthread_mutex_destroy(&w.mu);
+        err = KBR_ERR_NOMEM;
+        goto out;
+    }
+    rec->done = sync_done;
+    rec->arg = &w;
+    kbr_audit_submit(a, rec);
+    pthread_mutex_lock(&w.mu);
+    while (!w.done)
+        pthread_cond_wait(&w.cv, &w.mu);
+    pthread_mutex_unlock(&w.mu);
+    pthread_cond_destroy(&w.cv);
+    pthread_mutex_destroy(&w.mu);
+    rec->done = NULL;
+    rec->arg = NULL;
+    err = rec->result;
+out:
+    return err;
+}
+
+bool kbr_audit_healthy(kbr_audit *a)
+{
+    return atomic_load(&a->healthy);
+}
+
+int64_t kbr_audit_last_seq(kbr_audit *a)
+{
+    return atomic_load(&a->durable_seq);
+}
+
+void kbr_audit_get_stats(kbr_audit *a, kbr_audit_stats *out)
+{
+    out->records = atomic_load(&a->records);
+    out->commits = atomic_load(&a->commits);
+    out->failed_commits = atomic_load(&a->failed_commits);
+}
+
+/* ---- start and stop ---- */
+
+static void audit_free(kbr_audit *a)
+{
+    if (a == NULL)
+        return;
+    kbr_store_close(a->st);
+    if (a->sync_ready) {
+        pthread_cond_destroy(&a->cv);
+        pthread_mutex_destroy(&a->mu);
+    }
+    free(a);
+}
+
+static kbr_err sync_init(kbr_audit *a)
+{
+    kbr_err err = KBR_OK;
+
+    KBR_ENSURE(pthread_mutex_init(&a->mu, NULL) == 0, KBR_ERR_NOMEM);
+    if (pthread_cond_init(&a->cv, NULL) != 0) {
+        pthread_mutex_destroy(&a->mu);
+        err = KBR_ERR_NOMEM;
+        goto out;
+    }
+    a->sync_ready = true;
+out:
+    return err;
+}
+
+static kbr_err load_tail(kbr_audit *a, int64_t verify_tail, kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+
+    err = reload_tail(a);
+    KBR_ENSURE(err == KBR_OK,
+               kbr_fail(msg, err, "audit log: cannot read its last entry: %s", kbr_err_str(err)));
+    KBR_GUARD(kbr_audit_check_stored(a->st, a->last_seq, verify_tail, msg));
+    atomic_init(&a->durable_seq, a->last_seq);
+out:
+    return err;
+}
+
+kbr_err kbr_audit_start(const char *store_url, int64_t verify_tail, kbr_audit **out, kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+    kbr_audit *a = NULL;
+
+    *out = NULL;
+    a = calloc(1, sizeof(*a));
+    KBR_ENSURE(a != NULL, KBR_ERR_NOMEM);
+    atomic_init(&a->healthy, true);
+    atomic_init(&a->records, 0);
+    atomic_init(&a->commits, 0);
+    atomic_init(&a->failed_commits, 0);
+    KBR_GUARD(sync_init(a));
+    KBR_GUARD(kbr_store_open(store_url, &a->st, msg));
+    KBR_GUARD(load_tail(a, verify_tail, msg));
+    KBR_ENSURE(pthread_create(&a->thread, NULL, writer_main, a) == 0,
+               kbr_fail(msg, KBR_ERR_NOMEM, "audit log: cannot start the writer thread"));
+    *out = a;
+    a = NULL;
+out:
+    audit_free(a);
+    return err;
+}
+
+void kbr_audit_stop(kbr_audit *a)
+{
+    if (a == NULL)
+        return;
+    pthread_mutex_lock(&a->mu);
+    a->stopping = true;
+    pthread_cond_signal(&a->cv);
+    pthread_mutex_unlock(&a->mu);
+    pthread_join(a->thread, NULL);
+    audit_free(a);
+}

@@ -1,0 +1,301 @@
+/*
+ * config.c - the `key = value` configuration file.
+ *
+ * Relative paths are taken relative to the configuration file's directory,
+ * so a deployment directory can be moved or driven from any working
+ * directory.  Unknown keys and malformed values stop the start with a
+ * message naming the line: a typo in a security setting must not be
+ * silently ignored.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kbd.h"
+
+#define DEFAULT_MODULE "/usr/lib/softhsm/libsofthsm2.so"
+
+static char *resolve_path(const char *dir, const char *value)
+{
+    char *out = NULL;
+
+    if (value[0] == '/' || dir == NULL)
+        return strdup(value);
+    if (asprintf(&out, "%s/%s", dir, value) < 0)
+        return NULL;
+    return out;
+}
+
+static void set_defaults(kbd_config *cfg)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->listen_host = strdup("127.0.0.1");
+    cfg->listen_port = 8443;
+    cfg->instance_id = strdup("keybroker");
+    cfg->pkcs11_module = strdup(DEFAULT_MODULE);
+    cfg->token_label = strdup("keybroker");
+    cfg->workers = n > 0 ? (int)n : 2;
+    cfg->body_limit = 1048576;
+    cfg->checkpoint_entries = 1000;
+    cfg->checkpoint_seconds = 60;
+    cfg->token_leeway = 30;
+    cfg->max_token_ttl = 366L * 86400;
+}
+
+static kbr_err parse_long(const char *v, long min, long max, long *out)
+{
+    char *end = NULL;
+    long n;
+
+    errno = 0;
+    n = strtol(v, &end, 10);
+    if (errno != 0 || end == v || *end != '\0' || n < min || n > max)
+        return KBR_ERR_CONFIG;
+    *out = n;
+    return KBR_OK;
+}
+
+static kbr_err parse_listen(kbd_config *cfg, const char *v)
+{
+    const char *colon = strrchr(v, ':');
+    long port;
+    char *host;
+
+    if (colon == NULL || colon == v)
+        return KBR_ERR_CONFIG;
+    if (parse_long(colon + 1, 0, 65535, &port) != KBR_OK)
+        return KBR_ERR_CONFIG;
+    if (v[0] == '[' && colon[-1] == ']')
+        host = strndup(v + 1, (size_t)(colon - v - 2));
+    else
+        host = strndup(v, (size_t)(colon - v));
+    if (host == NULL)
+        return KBR_ERR_NOMEM;
+    free(cfg->listen_host);
+    cfg->listen_host = host;
+    cfg->listen_port = (int)port;
+    return KBR_OK;
+}
+
+/* "1000", "60s" or "1000 60s": entries and/or seconds between checkpoints. */
+static kbr_err parse_checkpoint(kbd_config *cfg, const char *v)
+{
+    char buf[128];
+    char *save = NULL;
+
+    if (strlen(v) >= sizeof(buf))
+        return KBR_ERR_CONFIG;
+    snprintf(buf, sizeof(buf), "%s", v);
+    for (char *tok = strtok_r(buf, " \t", &save); tok != NULL; tok = strtok_r(NULL, " \t", &save)) {
+        size_t n = strlen(tok);
+        long val;
+        if (n > 1 && tok[n - 1] == 's') {
+            tok[n - 1] = '\0';
+            if (parse_long(tok, 1, 86400, &val) != KBR_OK)
+                return KBR_ERR_CONFIG;
+            cfg->checkpoint_seconds = val;
+        } else {
+            if (parse_long(tok, 1, 100000000, &val) != KBR_OK)
+                return KBR_ERR_CONFIG;
+            cfg->checkpoint_entries = val;
+        }
+    }
+    return KBR_OK;
+}
+
+static kbr_err set_path(char **slot, const char *dir, const char *v)
+{
+    char *p = resolve_path(dir, v);
+
+    if (p == NULL)
+        return KBR_ERR_NOMEM;
+    free(*slot);
+    *slot = p;
+    return KBR_OK;
+}
+
+static kbr_err set_string(char **slot, const char *v)
+{
+    char *p = strdup(v);
+
+    if (p == NULL)
+        return KBR_ERR_NOMEM;
+    free(*slot);
+    *slot = p;
+    return KBR_OK;
+}
+
+static kbr_err set_store(kbd_config *cfg, const char *dir, const char *v)
+{
+    char *p = NULL;
+    kbr_err err;
+
+    if (strncmp(v, "sqlite:", 7) != 0 || v[7] == '/' || dir == NULL)
+        return set_string(&cfg->store, v);
+    if (asprintf(&p, "sqlite:%s/%s", dir, v + 7) < 0)
+        return KBR_ERR_NOMEM;
+    err = set_string(&cfg->store, p);
+    free(p);
+    return err;
+}
+
+static kbr_err apply(kbd_config *cfg, const char *dir, const char *k, const char *v)
+{
+    long n;
+
+    if (strcmp(k, "listen") == 0)
+        return parse_listen(cfg, v);
+    if (strcmp(k, "port_file") == 0)
+        return set_path(&cfg->port_file, dir, v);
+    if (strcmp(k, "instance_id") == 0)
+        return kbd_valid_name(v) ? set_string(&cfg->instance_id, v) : KBR_ERR_CONFIG;
+    if (strcmp(k, "pkcs11_module") == 0)
+        return set_path(&cfg->pkcs11_module, dir, v);
+    if (strcmp(k, "token_label") == 0)
+        return strlen(v) <= 32 ? set_string(&cfg->token_label, v) : KBR_ERR_CONFIG;
+    if (strcmp(k, "pin_file") == 0)
+        return set_path(&cfg->pin_file, dir, v);
+    if (strcmp(k, "store") == 0)
+        return set_store(cfg, dir, v);
+    if (strcmp(k, "bootstrap_token_file") == 0)
+        return set_path(&cfg->bootstrap_token_file, dir, v);
+    if (strcmp(k, "tls_cert") == 0)
+        return set_path(&cfg->tls_cert, dir, v);
+    if (strcmp(k, "tls_key") == 0)
+        return set_path(&cfg->tls_key, dir, v);
+    if (strcmp(k, "tls_client_ca") == 0)
+        return set_path(&cfg->tls_client_ca, dir, v);
+    if (strcmp(k, "checkpoint_every") == 0)
+        return parse_checkpoint(cfg, v);
+    if (strcmp(k, "workers") == 0) {
+        if (parse_long(v, 1, 256, &n) != KBR_OK)
+            return KBR_ERR_CONFIG;
+        cfg->workers = (int)n;
+        return KBR_OK;
+    }
+    if (strcmp(k, "body_limit") == 0) {
+        if (parse_long(v, 1024, 64L * 1048576, &n) != KBR_OK)
+            return KBR_ERR_CONFIG;
+        cfg->body_limit = (size_t)n;
+        return KBR_OK;
+    }
+    if (strcmp(k, "token_leeway") == 0)
+        return parse_long(v, 0, 600, &cfg->token_leeway);
+    if (strcmp(k, "max_token_ttl") == 0)
+        return parse_long(v, 60, 10L * 366 * 86400, &cfg->max_token_ttl);
+    return KBR_ERR_NOT_FOUND;
+}
+
+static char *trim(char *s)
+{
+    char *end;
+
+    while (*s == ' ' || *s == '\t')
+        s++;
+    end = s + strlen(s);
+    while (end > s && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\n' || end[-1] == '\r'))
+        *--end = '\0';
+    return s;
+}
+
+static kbr_err parse_line(kbd_config *cfg, const char *dir, char *line, kbr_msg *msg,
+                          const char *path, int lineno)
+{
+    char *hash = strchr(line, '#');
+    char *eq, *k, *v;
+    kbr_err err;
+
+    if (hash != NULL)
+        *hash = '\0';
+    k = trim(line);
+    if (*k == '\0')
+        return KBR_OK;
+    eq = strchr(k, '=');
+    if (eq == NULL)
+        return kbr_fail(msg, KBR_ERR_CONFIG, "%s:%d: expected `key = value`", path, lineno);
+    *eq = '\0';
+    v = trim(eq + 1);
+    k = trim(k);
+    if (*v == '\0')
+        return kbr_fail(msg, KBR_ERR_CONFIG, "%s:%d: %s has no value", path, lineno, k);
+    err = apply(cfg, dir, k, v);
+    if (err == KBR_ERR_NOT_FOUND)
+        return kbr_fail(msg, KBR_ERR_CONFIG, "%s:%d: unknown key \"%s\"", path, lineno, k);
+    if (err != KBR_OK)
+        return kbr_fail(msg, err == KBR_ERR_NOMEM ? err : KBR_ERR_CONFIG,
+                        "%s:%d: bad value for %s: \"%s\"", path, lineno, k, v);
+    return KBR_OK;
+}
+
+static kbr_err fill_required(kbd_config *cfg, const char *dir, const char *path, kbr_msg *msg)
+{
+    if (cfg->pin_file == NULL)
+        return kbr_fail(msg, KBR_ERR_CONFIG, "%s: pin_file is required", path);
+    if (cfg->store == NULL && set_store(cfg, dir, "sqlite:keybroker.db") != KBR_OK)
+        return KBR_ERR_NOMEM;
+    if (cfg->bootstrap_token_file == NULL &&
+        set_path(&cfg->bootstrap_token_file, dir, "bootstrap.token") != KBR_OK)
+        return KBR_ERR_NOMEM;
+    if ((cfg->tls_cert == NULL) != (cfg->tls_key == NULL))
+        return kbr_fail(msg, KBR_ERR_CONFIG, "%s: tls_cert and tls_key go together", path);
+    if (cfg->tls_client_ca != NULL && cfg->tls_cert == NULL)
+        return kbr_fail(msg, KBR_ERR_CONFIG, "%s: tls_client_ca needs tls_cert and tls_key",
+                        path);
+    return KBR_OK;
+}
+
+kbr_err kbd_config_load(const char *path, kbd_config *cfg, kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+    FILE *f = NULL;
+    char line[4096];
+    char *dir = NULL, *slash;
+    int lineno = 0;
+
+    set_defaults(cfg);
+    f = fopen(path, "r");
+    if (f == NULL) {
+        err = kbr_fail(msg, KBR_ERR_CONFIG, "%s: %s", path, strerror(errno));
+        goto out;
+    }
+    dir = realpath(path, NULL);
+    KBR_ENSURE(dir != NULL, kbr_fail(msg, KBR_ERR_CONFIG, "%s: %s", path, strerror(errno)));
+    slash = strrchr(dir, '/');
+    if (slash != NULL)
+        *slash = '\0';
+    while (fgets(line, sizeof(line), f) != NULL) {
+        lineno++;
+        KBR_ENSURE(strchr(line, '\n') != NULL || feof(f),
+                   kbr_fail(msg, KBR_ERR_CONFIG, "%s:%d: line too long", path, lineno));
+        KBR_GUARD(parse_line(cfg, dir, line, msg, path, lineno));
+    }
+    KBR_GUARD(fill_required(cfg, dir, path, msg));
+out:
+    free(dir);
+    if (f != NULL)
+        fclose(f);
+    return err;
+}
+
+void kbd_config_cleanup(kbd_config *cfg)
+{
+    if (cfg == NULL)
+        return;
+    free(cfg->listen_host);
+    free(cfg->port_file);
+    free(cfg->instance_id);
+    free(cfg->pkcs11_module);
+    free(cfg->token_label);
+    free(cfg->pin_file);
+    free(cfg->store);
+    free(cfg->bootstrap_token_file);
+    free(cfg->tls_cert);
+    free(cfg->tls_key);
+    free(cfg->tls_client_ca);
+    memset(cfg, 0, sizeof(*cfg));
+}

@@ -1,0 +1,292 @@
+/*
+ * h_tokens.c - POST/GET /v1/tokens, POST /v1/tokens/{jti}/revoke,
+ * POST /v1/revocations.
+ *
+ * A token can only grant what its issuer holds.  Revocations take effect in
+ * the policy registry (and so in the verified-token cache) on the event
+ * thread before the revoking call is even recorded: if the record then
+ * fails, the caller sees 503 and the token stays revoked in this process,
+ * the safe side of the failure.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "kbd.h"
+
+typedef struct {
+    kbr_scope scope;
+    char *sub;
+    char *cnf_x5t;
+    long ttl;
+    char *token; /* the minted token string; wiped on free */
+    json_t *effect;
+} issue_ctx;
+
+static void issue_ctx_free(void *p)
+{
+    issue_ctx *c = p;
+
+    if (c == NULL)
+        return;
+    kbr_scope_cleanup(&c->scope);
+    free(c->sub);
+    free(c->cnf_x5t);
+    if (c->token != NULL)
+        OPENSSL_clear_free(c->token, strlen(c->token));
+    json_decref(c->effect);
+    free(c);
+}
+
+static kbr_err parse_binding(kbd_req *r, issue_ctx *c)
+{
+    const char *hex = NULL;
+    unsigned char *raw = NULL;
+    size_t n = 0;
+    kbr_err err;
+
+    if (kbd_json_str(r->body, "bind_cert_sha256", false, 64, &hex, &r->msg) != KBR_OK)
+        return KBR_ERR_BAD_REQUEST;
+    if (hex == NULL)
+        return KBR_OK;
+    if (kbr_hex_decode(hex, &raw, &n) != KBR_OK || n != 32) {
+        free(raw);
+        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST,
+                        "bind_cert_sha256: must be 64 hex characters (SHA-256 of the client "
+                        "certificate DER)");
+    }
+    err = kbr_b64url_encode(raw, n, &c->cnf_x5t);
+    free(raw);
+    return err;
+}
+
+static kbr_err issue_parse(kbd_req *r, issue_ctx *c)
+{
+    static const char *const allowed[] = {"sub",      "ops", "keys", "products",        "batches",
+                                          "devices",  "max_uses", "ttl", "bind_cert_sha256",
+                                          NULL};
+    const char *sub = NULL;
+    int64_t ttl = 0;
+    kbr_err err;
+
+    if (kbd_json_only(r->body, allowed, &r->msg) != KBR_OK ||
+        kbd_json_str(r->body, "sub", true, 128, &sub, &r->msg) != KBR_OK ||
+        kbd_json_int(r->body, "ttl", true, 1, r->d->cfg.max_token_ttl, &ttl, &r->msg) != KBR_OK)
+        return KBR_ERR_BAD_REQUEST;
+    if (!kbr_policy_sub_valid(sub))
+        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST,
+                        "sub: must be <kind>:<name> with kind ci, factory, ota, security or "
+                        "service");
+    err = kbr_scope_from_json(r->body, &c->scope, &r->msg);
+    if (err != KBR_OK)
+        return err;
+    err = kbr_scope_grantable(&r->tok->scope, &c->scope, &r->msg);
+    if (err != KBR_OK)
+        return err;
+    err = parse_binding(r, c);
+    if (err != KBR_OK)
+        return err;
+    c->ttl = (long)ttl;
+    c->sub = strdup(sub);
+    return c->sub == NULL ? KBR_ERR_NOMEM : KBR_OK;
+}
+
+static void issue_work(kbd_req *r, kbd_worker *w)
+{
+    issue_ctx *c = r->ctx;
+    kbd_token_spec spec = {.sub = c->sub, .issued_by = r->sub, .scope = &c->scope,
+                           .ttl = c->ttl, .cnf_x5t = c->cnf_x5t};
+    kbr_err err = kbd_token_mint(w->hsm, r->d->cfg.instance_id, r->d->issuer_kid, &spec,
+                                 &c->token, &c->effect, &r->msg);
+
+    kbd_note_hsm(r->d, err);
+    if (err != KBR_OK) {
+        kbd_req_error(r, err, NULL);
+        return;
+    }
+    r->rec->effects = json_pack("[O]", c->effect);
+    json_object_set(r->rec->detail, "jti", json_object_get(c->effect, "jti"));
+    json_object_set(r->rec->detail, "token_sub", json_object_get(c->effect, "sub"));
+    json_object_set(r->rec->detail, "scope", json_object_get(c->effect, "scope"));
+    json_object_set(r->rec->detail, "expires_at", json_object_get(c->effect, "expires_at"));
+    json_object_set(r->rec->detail, "cnf_x5t", json_object_get(c->effect, "cnf_x5t"));
+    r->status = 201;
+}
+
+/* Event thread, after the record is durable: register, then hand out the token. */
+static void issue_finish(kbd_req *r)
+{
+    issue_ctx *c = r->ctx;
+    json_t *row = kbd_token_row_from_effect(c->effect);
+
+    if (row == NULL || kbr_policy_add_token(r->d->policy, row) != KBR_OK) {
+        json_decref(row);
+        kbd_req_error(r, KBR_ERR_NOMEM, "the token could not be registered");
+        return;
+    }
+    json_decref(row);
+    r->resp = json_pack("{s:s,s:O,s:O,s:O}", "token", c->token, "jti",
+                        json_object_get(c->effect, "jti"), "expires_at",
+                        json_object_get(c->effect, "expires_at"), "sub",
+                        json_object_get(c->effect, "sub"));
+}
+
+kbr_err kbd_h_token_issue(kbd_req *r)
+{
+    issue_ctx *c = calloc(1, sizeof(*c));
+    kbr_err err;
+
+    if (c == NULL)
+        return KBR_ERR_NOMEM;
+    c->scope.max_uses = -1;
+    r->ctx = c;
+    r->ctx_free = issue_ctx_free;
+    err = issue_parse(r, c);
+    if (err != KBR_OK)
+        return err;
+    r->work = issue_work;
+    r->finish = issue_finish;
+    kbd_req_dispatch(r);
+    return KBR_OK;
+}
+
+typedef struct {
+    char *sub, *key;
+    bool active;
+} list_ctx;
+
+static void list_ctx_free(void *p)
+{
+    list_ctx *c = p;
+
+    if (c == NULL)
+        return;
+    free(c->sub);
+    free(c->key);
+    free(c);
+}
+
+static void list_work(kbd_req *r, kbd_worker *w)
+{
+    list_ctx *c = r->ctx;
+    json_t *rows = NULL;
+
+    if (kbr_store_token_list(w->store, c->sub, c->key, c->active, time(NULL), &rows) != KBR_OK) {
+        kbd_req_error(r, KBR_ERR_AUDIT, "the token registry could not be read");
+        return;
+    }
+    json_object_set_new(r->rec->detail, "returned", json_integer((json_int_t)json_array_size(rows)));
+    r->resp = json_pack("{s:o}", "tokens", rows);
+}
+
+kbr_err kbd_h_token_list(kbd_req *r)
+{
+    list_ctx *c = calloc(1, sizeof(*c));
+    const char *sub = kbd_req_query(r, "sub"), *key = kbd_req_query(r, "key");
+    const char *active = kbd_req_query(r, "active");
+
+    if (c == NULL)
+        return KBR_ERR_NOMEM;
+    r->ctx = c;
+    r->ctx_free = list_ctx_free;
+    if ((sub != NULL && !kbd_valid_name(sub)) || (key != NULL && !kbd_valid_name(key)))
+        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "%s: not a valid name",
+                        sub != NULL && !kbd_valid_name(sub) ? "sub" : "key");
+    if (active != NULL && strcmp(active, "true") != 0 && strcmp(active, "false") != 0)
+        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "active: must be true or false");
+    c->sub = sub != NULL ? strdup(sub) : NULL;
+    c->key = key != NULL ? strdup(key) : NULL;
+    c->active = active != NULL && strcmp(active, "true") == 0;
+    r->work = list_work;
+    kbd_req_dispatch(r);
+    return KBR_OK;
+}
+
+static json_t *revoke_effect(json_t *jtis, const char *reason, const char *now)
+{
+    return json_pack("[{s:s,s:O,s:s,s:s?}]", "type", "token.revoke", "jtis", jtis, "at", now,
+                     "reason", reason);
+}
+
+static kbr_err read_reason(kbd_req *r, const char *const *allowed, const char **reason)
+{
+    if (kbd_json_only(r->body, allowed, &r->msg) != KBR_OK ||
+        kbd_json_str(r->body, "reason", false, 512, reason, &r->msg) != KBR_OK)
+        return KBR_ERR_BAD_REQUEST;
+    return KBR_OK;
+}
+
+kbr_err kbd_h_token_revoke(kbd_req *r)
+{
+    static const char *const allowed[] = {"reason", NULL};
+    const char *reason = NULL;
+    kbr_token *target = kbr_policy_find(r->d->policy, r->arg);
+    char now[KBR_TIME_LEN];
+    json_t *jtis;
+
+    if (read_reason(r, allowed, &reason) != KBR_OK)
+        return KBR_ERR_BAD_REQUEST;
+    if (target == NULL)
+        return kbr_fail(&r->msg, KBR_ERR_NOT_FOUND, "no token with jti \"%.64s\"", r->arg);
+    if (kbr_scope_grantable(&r->tok->scope, &target->scope, &r->msg) != KBR_OK)
+        return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
+                        "token %s has scope this token could not grant", target->jti);
+    if (kbr_policy_revoke_jti(r->d->policy, target->jti, time(NULL)) != KBR_OK)
+        return KBR_ERR_INTERNAL;
+    kbr_time_fmt(target->revoked_at, now);
+    jtis = json_pack("[s]", target->jti);
+    r->rec->effects = revoke_effect(jtis, reason, now);
+    json_object_set(r->rec->detail, "revoked", jtis);
+    json_object_set_new(r->rec->detail, "reason", reason ? json_string(reason) : json_null());
+    r->resp = json_pack("{s:s,s:s}", "jti", target->jti, "revoked_at", now);
+    json_decref(jtis);
+    kbd_req_audit_and_reply(r);
+    return KBR_OK;
+}
+
+static void json_ctx_free(void *p)
+{
+    json_decref(p);
+}
+
+kbr_err kbd_h_revocations(kbd_req *r)
+{
+    static const char *const allowed[] = {"sub", "key", "reason", NULL};
+    const char *reason = NULL, *sub = NULL, *key = NULL;
+    char now[KBR_TIME_LEN];
+    json_t *jtis = json_array();
+    size_t n;
+
+    if (jtis == NULL)
+        return KBR_ERR_NOMEM;
+    r->ctx = jtis;
+    r->ctx_free = json_ctx_free;
+    if (read_reason(r, allowed, &reason) != KBR_OK ||
+        kbd_json_name(r->body, "sub", false, &sub, &r->msg) != KBR_OK ||
+        kbd_json_name(r->body, "key", false, &key, &r->msg) != KBR_OK)
+        return KBR_ERR_BAD_REQUEST;
+    if ((sub == NULL) == (key == NULL))
+        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "give exactly one of sub or key");
+    /* Mass revocation reaches tokens of any issuer, so it needs an unrestricted admin. */
+    if (r->tok->scope.keys.present || r->tok->scope.products.present ||
+        r->tok->scope.batches.present || r->tok->scope.devices.present)
+        return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
+                        "revocation by %s needs an admin token without key, product, batch or "
+                        "device limits",
+                        sub != NULL ? "sub" : "key");
+    n = sub != NULL ? kbr_policy_revoke_sub(r->d->policy, sub, time(NULL), jtis)
+                    : kbr_policy_revoke_key(r->d->policy, key, time(NULL), jtis);
+    kbr_time_fmt(time(NULL), now);
+    if (key != NULL)
+        r->rec->key = strdup(key);
+    if (n > 0)
+        r->rec->effects = revoke_effect(jtis, reason, now);
+    json_object_set_new(r->rec->detail, sub != NULL ? "by_sub" : "by_key",
+                        json_string(sub != NULL ? sub : key));
+    json_object_set(r->rec->detail, "revoked", jtis);
+    json_object_set_new(r->rec->detail, "reason", reason ? json_string(reason) : json_null());
+    r->resp = json_pack("{s:I,s:O}", "revoked", (json_int_t)n, "jtis", jtis);
+    kbd_req_audit_and_reply(r);
+    return KBR_OK;
+}

@@ -1,0 +1,499 @@
+/*
+ * http.c - the event thread: accept, route, authenticate, hand on, reply.
+ *
+ * Every handler ends in exactly one reply.  Authenticated routes reply only
+ * after their audit record is durable, denials included, so the response
+ * can carry X-Audit-Seq.  Nothing here blocks: HSM and store work happens on
+ * workers, commits on the audit writer.
+ */
+#include <stdarg.h>
+#include <sys/queue.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/keyvalq_struct.h>
+#include <event2/util.h>
+
+#include "kbd.h"
+
+int kbd_err_http_status(kbr_err err)
+{
+    switch (err) {
+    case KBR_OK:
+        return 200;
+    case KBR_ERR_BAD_REQUEST:
+        return 400;
+    case KBR_ERR_UNAUTHENTICATED:
+        return 401;
+    case KBR_ERR_FORBIDDEN:
+        return 403;
+    case KBR_ERR_NOT_FOUND:
+        return 404;
+    case KBR_ERR_CONFLICT:
+        return 409;
+    case KBR_ERR_TOO_LARGE:
+        return 413;
+    case KBR_ERR_QUOTA:
+    case KBR_ERR_RATE_LIMITED:
+        return 429;
+    default:
+        return 503;
+    }
+}
+
+const char *kbd_err_code(kbr_err err)
+{
+    switch (err) {
+    case KBR_ERR_BAD_REQUEST:
+        return "bad_request";
+    case KBR_ERR_UNAUTHENTICATED:
+        return "unauthenticated";
+    case KBR_ERR_FORBIDDEN:
+        return "forbidden";
+    case KBR_ERR_NOT_FOUND:
+        return "not_found";
+    case KBR_ERR_CONFLICT:
+        return "conflict";
+    case KBR_ERR_TOO_LARGE:
+        return "too_large";
+    case KBR_ERR_QUOTA:
+        return "quota_exhausted";
+    case KBR_ERR_RATE_LIMITED:
+        return "rate_limited";
+    case KBR_ERR_AUDIT:
+    case KBR_ERR_STORE:
+    case KBR_ERR_STORE_CONSTRAINT:
+        return "audit_unavailable";
+    default:
+        return "hsm_unavailable";
+    }
+}
+
+/* Server-side failures are reported by class, never with internal detail. */
+static kbr_err public_err(kbr_err err)
+{
+    switch (err) {
+    case KBR_ERR_HSM:
+    case KBR_ERR_HSM_SESSION:
+    case KBR_ERR_HSM_PIN:
+    case KBR_ERR_HSM_TOKEN:
+    case KBR_ERR_HSM_KEY:
+    case KBR_ERR_HSM_MECHANISM:
+    case KBR_ERR_CRYPTO:
+    case KBR_ERR_NOMEM:
+    case KBR_ERR_INTERNAL:
+    case KBR_ERR_IO:
+    case KBR_ERR_CONFIG:
+        return KBR_ERR_HSM;
+    case KBR_ERR_STORE:
+    case KBR_ERR_STORE_CONSTRAINT:
+        return KBR_ERR_AUDIT;
+    default:
+        return err;
+    }
+}
+
+static void send_json(struct evhttp_request *http, int status, const json_t *body, int64_t seq)
+{
+    struct evkeyvalq *h = evhttp_request_get_output_headers(http);
+    struct evbuffer *buf = evbuffer_new();
+    char *text = body != NULL ? json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    char seqbuf[32];
+
+    evhttp_add_header(h, "Content-Type", "application/json");
+    evhttp_add_header(h, "Cache-Control", "no-store");
+    if (seq > 0) {
+        snprintf(seqbuf, sizeof(seqbuf), "%lld", (long long)seq);
+        evhttp_add_header(h, "X-Audit-Seq", seqbuf);
+    }
+    if (buf != NULL && text != NULL) {
+        evbuffer_add(buf, text, strlen(text));
+        evbuffer_add(buf, "\n", 1);
+    }
+    evhttp_send_reply(http, status, status < 400 ? "OK" : "Error", buf);
+    if (buf != NULL)
+        evbuffer_free(buf);
+    free(text);
+}
+
+static json_t *error_body(kbr_err err, const char *message)
+{
+    return json_pack("{s:{s:s,s:s}}", "error", "code", kbd_err_code(err), "message", message);
+}
+
+static void req_free(kbd_req *r)
+{
+    if (r == NULL)
+        return;
+    free(r->arg);
+    if (r->query_parsed)
+        evhttp_clear_headers(&r->query);
+    json_decref(r->body);
+    json_decref(r->resp);
+    free(r->sub);
+    free(r->jti);
+    if (r->ctx_free != NULL)
+        r->ctx_free(r->ctx);
+    kbr_audit_rec_free(r->rec);
+    free(r);
+}
+
+static void req_end(kbd_req *r)
+{
+    kbd *d = r->d;
+
+    d->inflight--;
+    req_free(r);
+    if (d->shutting_down && d->inflight == 0)
+        event_base_loopexit(d->base, NULL);
+}
+
+void kbd_req_reply_now(kbd_req *r, int status, json_t *body)
+{
+    send_json(r->http, status, body, 0);
+    json_decref(body);
+    req_end(r);
+}
+
+static void reply_error(kbd_req *r, kbr_err err, const char *message, int64_t seq)
+{
+    kbr_err shown = public_err(err);
+    json_t *body = error_body(shown, message);
+
+    if (kbd_err_http_status(shown) < 500)
+        r->d->stats.denied++;
+    send_json(r->http, kbd_err_http_status(shown), body, seq);
+    json_decref(body);
+}
+
+/*
+ * Marks the request failed and its audit record denied (4xx) or error (5xx);
+ * any effects are dropped.  Safe on the worker that holds the request.
+ */
+void kbd_req_error(kbd_req *r, kbr_err err, const char *fmt, ...)
+{
+    kbr_err shown = public_err(err);
+    int status = kbd_err_http_status(shown);
+    va_list ap;
+
+    if (fmt != NULL) {
+        va_start(ap, fmt);
+        vsnprintf(r->msg.text, sizeof(r->msg.text), fmt, ap);
+        va_end(ap);
+    }
+    if (r->msg.text[0] == '\0')
+        snprintf(r->msg.text, sizeof(r->msg.text), "%s", kbr_err_str(err));
+    r->err = err;
+    if (r->rec == NULL)
+        return;
+    if (kbr_audit_rec_set_outcome(r->rec, status < 500 ? "denied" : "error",
+                                  kbd_err_code(shown)) != KBR_OK)
+        return;
+    json_object_set_new(r->rec->detail, "message", json_string(r->msg.text));
+    json_decref(r->rec->effects);
+    r->rec->effects = NULL;
+    r->rec->key_use = false;
+}
+
+void kbd_req_fail(kbd_req *r, kbr_err err, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (fmt != NULL) {
+        va_start(ap, fmt);
+        vsnprintf(r->msg.text, sizeof(r->msg.text), fmt, ap);
+        va_end(ap);
+    }
+    kbd_req_error(r, err, NULL);
+    if (r->rec == NULL) {
+        reply_error(r, err, r->msg.text, 0);
+        req_end(r);
+        return;
+    }
+    kbd_req_audit_and_reply(r);
+}
+
+void kbd_req_reply_buffer(kbd_req *r, int status, const char *content_type,
+                          struct evbuffer *buf)
+{
+    evhttp_add_header(evhttp_request_get_output_headers(r->http), "Content-Type", content_type);
+    evhttp_send_reply(r->http, status, "OK", buf);
+    req_end(r);
+}
+
+static void on_audit_done(kbr_audit_rec *rec, void *arg)
+{
+    kbd_req *r = arg;
+
+    (void)rec;
+    kbd_complete(r->d, r);
+}
+
+void kbd_req_audit_and_reply(kbd_req *r)
+{
+    r->rec->done = on_audit_done;
+    r->rec->arg = r;
+    kbr_audit_submit(r->d->audit, r->rec);
+}
+
+void kbd_req_dispatch(kbd_req *r)
+{
+    kbd_workers_submit(r->d, r);
+}
+
+/* Event thread: the audit record of r is settled; send the answer. */
+static void finish_request(kbd_req *r)
+{
+    kbr_audit_rec *rec = r->rec;
+    bool ok;
+
+    if (rec == NULL) {
+        /* internal jobs (health probes) carry no client and no record */
+        req_free(r);
+        return;
+    }
+    ok = rec->result == KBR_OK && r->err == KBR_OK;
+
+    if (r->use_reserved)
+        kbr_policy_finish_use(r->tok, ok && rec->key_use);
+    if (rec->result == KBR_ERR_AUDIT) {
+        r->d->stats.audit_failures++;
+        reply_error(r, KBR_ERR_AUDIT, "the audit record could not be made durable; nothing was released", 0);
+    } else if (rec->result == KBR_ERR_CONFLICT) {
+        reply_error(r, KBR_ERR_CONFLICT,
+                    r->msg.text[0] != '\0' ? r->msg.text : "conflicts with the current state",
+                    rec->seq);
+    } else if (r->err != KBR_OK) {
+        reply_error(r, r->err, r->msg.text, rec->seq);
+    } else {
+        if (r->finish != NULL)
+            r->finish(r);
+        if (r->add_audit_seq_to_resp)
+            json_object_set_new(r->resp, "audit_seq", json_integer(rec->seq));
+        send_json(r->http, r->status != 0 ? r->status : 200, r->resp, rec->seq);
+    }
+    req_end(r);
+}
+
+static void on_done(evutil_socket_t fd, short what, void *arg)
+{
+    kbd *d = arg;
+    kbd_req *list;
+
+    (void)fd;
+    (void)what;
+    pthread_mutex_lock(&d->done_lock);
+    list = d->done_head;
+    d->done_head = d->done_tail = NULL;
+    pthread_mutex_unlock(&d->done_lock);
+    while (list != NULL) {
+        kbd_req *next = list->next;
+        list->next = NULL;
+        finish_request(list);
+        list = next;
+    }
+}
+
+void kbd_complete(kbd *d, kbd_req *r)
+{
+    pthread_mutex_lock(&d->done_lock);
+    if (d->done_tail != NULL)
+        d->done_tail->next = r;
+    else
+        d->done_head = r;
+    d->done_tail = r;
+    pthread_mutex_unlock(&d->done_lock);
+    event_active(d->done_ev, EV_READ, 0);
+}
+
+const char *kbd_req_query(kbd_req *r, const char *name)
+{
+    if (!r->query_parsed)
+        return NULL;
+    return evhttp_find_header(&r->query, name);
+}
+
+static kbr_err parse_uri(kbd_req *r, char **path)
+{
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(r->http);
+    const char *raw = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
+    const char *q = uri != NULL ? evhttp_uri_get_query(uri) : NULL;
+
+    *path = NULL;
+    if (raw == NULL)
+        return KBR_ERR_BAD_REQUEST;
+    *path = evhttp_uridecode(raw, 0, NULL);
+    if (*path == NULL)
+        return KBR_ERR_NOMEM;
+    TAILQ_INIT(&r->query);
+    r->query_parsed = true;
+    if (q != NULL && evhttp_parse_query_str(q, &r->query) != 0)
+        return KBR_ERR_BAD_REQUEST;
+    return KBR_OK;
+}
+
+static const char *bearer_of(struct evhttp_request *http)
+{
+    const char *h = evhttp_find_header(evhttp_request_get_input_headers(http), "Authorization");
+
+    if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0)
+        return NULL;
+    h += 7;
+    while (*h == ' ')
+        h++;
+    return h;
+}
+
+/* Authenticates and opens the audit record; on failure the request is answered. */
+static bool authenticate(kbd_req *r)
+{
+    const char *bearer = bearer_of(r->http);
+    kbr_err err;
+
+    if (kbr_audit_rec_new(NULL, NULL, r->route->audit_op, NULL, &r->rec) != KBR_OK) {
+        kbd_req_fail(r, KBR_ERR_NOMEM, "out of memory");
+        return false;
+    }
+    json_object_set_new(r->rec->detail, "path",
+                        json_string(evhttp_request_get_uri(r->http)));
+    if (bearer == NULL) {
+        kbd_req_fail(r, KBR_ERR_UNAUTHENTICATED, "missing Authorization: Bearer token");
+        return false;
+    }
+    err = kbr_policy_authenticate(r->d->policy, bearer, time(NULL), NULL, &r->tok, &r->msg);
+    if (err != KBR_OK) {
+        kbd_req_fail(r, err, NULL);
+        return false;
+    }
+    r->sub = strdup(r->tok->sub);
+    r->jti = strdup(r->tok->jti);
+    r->rec->sub = strdup(r->tok->sub);
+    r->rec->jti = strdup(r->tok->jti);
+    if (r->sub == NULL || r->jti == NULL || r->rec->sub == NULL || r->rec->jti == NULL) {
+        kbd_req_fail(r, KBR_ERR_NOMEM, "out of memory");
+        return false;
+    }
+    if (r->route->op != 0 && !kbr_policy_allows_op(r->tok, (kbr_op)r->route->op)) {
+        kbd_req_fail(r, KBR_ERR_FORBIDDEN, "token scope does not include op \"%s\"",
+                     kbr_op_name((kbr_op)r->route->op));
+        return false;
+    }
+    return true;
+}
+
+static bool read_body(kbd_req *r)
+{
+    struct evbuffer *in = evhttp_request_get_input_buffer(r->http);
+    size_t len = evbuffer_get_length(in);
+    json_error_t jerr;
+    unsigned char *data;
+
+    if (strcmp(r->route->method, "POST") != 0)
+        return true;
+    if (len > r->d->cfg.body_limit) {
+        kbd_req_fail(r, KBR_ERR_TOO_LARGE, "request body of %zu bytes is over the limit of %zu",
+                     len, r->d->cfg.body_limit);
+        return false;
+    }
+    data = evbuffer_pullup(in, -1);
+    r->body = json_loadb((const char *)data, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (r->body == NULL) {
+        kbd_req_fail(r, KBR_ERR_BAD_REQUEST, "malformed JSON at line %d column %d: %s",
+                     jerr.line, jerr.column, jerr.text);
+        return false;
+    }
+    if (!json_is_object(r->body)) {
+        kbd_req_fail(r, KBR_ERR_BAD_REQUEST, "request body must be a JSON object");
+        return false;
+    }
+    return true;
+}
+
+static void on_request(struct evhttp_request *http, void *arg)
+{
+    kbd *d = arg;
+    kbd_req *r = calloc(1, sizeof(*r));
+    const char *method;
+    char *path = NULL;
+    bool known = false;
+    kbr_err err;
+
+    if (r == NULL) {
+        evhttp_send_error(http, 503, "out of memory");
+        return;
+    }
+    r->d = d;
+    r->http = http;
+    d->inflight++;
+    d->stats.requests++;
+    method = evhttp_request_get_command(http) == EVHTTP_REQ_GET    ? "GET"
+             : evhttp_request_get_command(http) == EVHTTP_REQ_POST ? "POST"
+                                                                  : "OTHER";
+    if (parse_uri(r, &path) != KBR_OK) {
+        kbd_req_fail(r, KBR_ERR_BAD_REQUEST, "malformed request URI");
+        goto out;
+    }
+    r->route = kbd_route_match(method, path, &r->arg, &known);
+    if (r->route == NULL) {
+        kbd_req_fail(r, KBR_ERR_NOT_FOUND, known ? "method %s not allowed on %.128s"
+                                                 : "no such endpoint: %.128s",
+                     known ? method : path, path);
+        goto out;
+    }
+    if (r->route->authenticated && (!authenticate(r) || !read_body(r)))
+        goto out;
+    err = r->route->handler(r);
+    if (err != KBR_OK)
+        kbd_req_fail(r, err, NULL);
+out:
+    free(path);
+}
+
+/*
+ * Requests rejected before our callback sees them (headers over the limit,
+ * a body over twice the limit) are answered by libevent itself.
+ */
+kbr_err kbd_http_start(kbd *d, kbr_msg *msg)
+{
+    char portbuf[16];
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    int port;
+
+    d->done_ev = event_new(d->base, -1, 0, on_done, d);
+    d->http = evhttp_new(d->base);
+    if (d->http == NULL || d->done_ev == NULL)
+        return kbr_fail(msg, KBR_ERR_NOMEM, "cannot create the HTTP server");
+    evhttp_set_allowed_methods(d->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST);
+    /* Bodies a little over the limit reach the handler, which answers 413 in the API's form. */
+    evhttp_set_max_body_size(d->http, (ev_ssize_t)(d->cfg.body_limit * 2));
+    evhttp_set_max_headers_size(d->http, 16384);
+    evhttp_set_timeout(d->http, 60);
+    evhttp_set_gencb(d->http, on_request, d);
+    d->bound = evhttp_bind_socket_with_handle(d->http, d->cfg.listen_host,
+                                              (ev_uint16_t)d->cfg.listen_port);
+    if (d->bound == NULL)
+        return kbr_fail(msg, KBR_ERR_CONFIG, "cannot listen on %s:%d", d->cfg.listen_host,
+                        d->cfg.listen_port);
+    if (getsockname(evhttp_bound_socket_get_fd(d->bound), (struct sockaddr *)&ss, &sl) != 0)
+        return kbr_fail(msg, KBR_ERR_IO, "getsockname failed");
+    port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+                                    : ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    fprintf(stderr, "keybrokerd: listening on %s:%d\n", d->cfg.listen_host, port);
+    if (d->cfg.port_file != NULL) {
+        snprintf(portbuf, sizeof(portbuf), "%d\n", port);
+        if (kbr_file_write(d->cfg.port_file, portbuf, strlen(portbuf), 0644) != KBR_OK)
+            return kbr_fail(msg, KBR_ERR_IO, "cannot write port_file %s", d->cfg.port_file);
+    }
+    return KBR_OK;
+}
+
+void kbd_http_stop_listening(kbd *d)
+{
+    if (d->bound != NULL) {
+        evhttp_del_accept_socket(d->http, d->bound);
+        d->bound = NULL;
+    }
+}

@@ -1,0 +1,175 @@
+/*
+ * init.c - `keybrokerd -c FILE --init`: the store, the issuer and audit keys
+ * in the HSM, and a fresh bootstrap token.  Running it again changes nothing
+ * but the bootstrap token: the previous live bootstrap tokens are revoked in
+ * the same audit record that issues the new one, so there is only ever one.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "kbd.h"
+
+#define BOOTSTRAP_TTL (24L * 3600)
+
+kbr_err kbd_open_hsm(const kbd_config *cfg, kbr_hsm **out, kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+    kbr_secret *pin = NULL;
+
+    *out = NULL;
+    err = kbr_secret_from_file(cfg->pin_file, &pin);
+    KBR_ENSURE(err == KBR_OK,
+               kbr_fail(msg, KBR_ERR_CONFIG, "cannot read pin_file %s", cfg->pin_file));
+    err = kbr_hsm_open(cfg->pkcs11_module, cfg->token_label, pin, out, msg);
+out:
+    kbr_secret_free(pin);
+    return err;
+}
+
+/* Finds the key, or generates it when missing. */
+static kbr_err ensure_key(kbr_hsm_session *s, const char *label, kbr_msg *msg, bool *created)
+{
+    kbr_hsm_key_info info;
+    kbr_err err = kbr_hsm_find_key(s, label, &info);
+
+    *created = false;
+    if (err == KBR_OK)
+        return info.alg_known && info.alg == KBR_ALG_ECDSA_P256
+                   ? KBR_OK
+                   : kbr_fail(msg, KBR_ERR_HSM_KEY, "HSM key %s is not an ECDSA P-256 key", label);
+    if (err != KBR_ERR_NOT_FOUND)
+        return kbr_fail(msg, err, "HSM lookup of %s failed: %s", label, kbr_err_str(err));
+    err = kbr_hsm_generate(s, label, KBR_ALG_ECDSA_P256, &info);
+    if (err != KBR_OK)
+        return kbr_fail(msg, err, "cannot generate %s in the HSM: %s", label, kbr_err_str(err));
+    *created = true;
+    return KBR_OK;
+}
+
+static kbr_err issuer_kid(kbr_hsm_session *s, char kid[64])
+{
+    kbr_err err = KBR_OK;
+    EVP_PKEY *pub = NULL;
+    json_t *jwk = NULL;
+
+    KBR_GUARD(kbr_hsm_public_key(s, KBD_ISSUER_LABEL, &pub));
+    KBR_GUARD(kbr_jwk_from_pkey(pub, &jwk));
+    snprintf(kid, 64, "%s", json_string_value(json_object_get(jwk, "kid")));
+out:
+    EVP_PKEY_free(pub);
+    json_decref(jwk);
+    return err;
+}
+
+/* jti of every live bootstrap token, to be revoked by the new one's record. */
+static kbr_err live_bootstrap_jtis(const char *store_url, json_t **jtis, kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+    kbr_store *st = NULL;
+    json_t *rows = NULL, *row;
+    size_t i;
+
+    *jtis = json_array();
+    KBR_ENSURE(*jtis != NULL, KBR_ERR_NOMEM);
+    KBR_GUARD(kbr_store_open(store_url, &st, msg));
+    KBR_GUARD(kbr_store_token_list(st, KBD_BOOTSTRAP_SUB, NULL, true, time(NULL), &rows));
+    json_array_foreach(rows, i, row)
+    {
+        json_array_append(*jtis, json_object_get(row, "jti"));
+    }
+out:
+    json_decref(rows);
+    kbr_store_close(st);
+    return err;
+}
+
+static kbr_err record_bootstrap(kbr_audit *audit, json_t *issue, json_t *old_jtis)
+{
+    kbr_err err = KBR_OK;
+    kbr_audit_rec *rec = NULL;
+    char now[KBR_TIME_LEN];
+
+    kbr_time_fmt(time(NULL), now);
+    KBR_GUARD(kbr_audit_rec_new("service:keybrokerd", NULL, "token.issue", NULL, &rec));
+    rec->effects = json_array();
+    KBR_ENSURE(rec->effects != NULL, KBR_ERR_NOMEM);
+    json_array_append(rec->effects, issue);
+    json_object_set(rec->detail, "jti", json_object_get(issue, "jti"));
+    json_object_set(rec->detail, "token_sub", json_object_get(issue, "sub"));
+    json_object_set(rec->detail, "scope", json_object_get(issue, "scope"));
+    json_object_set(rec->detail, "expires_at", json_object_get(issue, "expires_at"));
+    json_object_set_new(rec->detail, "bootstrap", json_true());
+    if (json_array_size(old_jtis) > 0) {
+        json_array_append_new(rec->effects,
+                              json_pack("{s:s,s:O,s:s,s:s}", "type", "token.revoke", "jtis",
+                                        old_jtis, "at", now, "reason",
+                                        "replaced by a new bootstrap token"));
+        json_object_set(rec->detail, "revoked", old_jtis);
+    }
+    KBR_GUARD(kbr_audit_append_sync(audit, rec));
+out:
+    kbr_audit_rec_free(rec);
+    return err;
+}
+
+static kbr_err mint_bootstrap(kbd_config *cfg, kbr_hsm_session *s, kbr_audit *audit,
+                              kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+    kbr_scope scope = {.ops = KBR_OP_ADMIN | KBR_OP_READ, .max_uses = -1};
+    kbd_token_spec spec = {.sub = KBD_BOOTSTRAP_SUB, .issued_by = "keybrokerd --init",
+                           .scope = &scope, .ttl = BOOTSTRAP_TTL, .cnf_x5t = NULL};
+    char kid[64];
+    char *token = NULL;
+    json_t *effect = NULL, *old = NULL;
+
+    KBR_GUARD(issuer_kid(s, kid));
+    KBR_GUARD(live_bootstrap_jtis(cfg->store, &old, msg));
+    KBR_GUARD(kbd_token_mint(s, cfg->instance_id, kid, &spec, &token, &effect, msg));
+    err = record_bootstrap(audit, effect, old);
+    KBR_ENSURE(err == KBR_OK, kbr_fail(msg, err, "cannot record the bootstrap token: %s",
+                                       kbr_err_str(err)));
+    err = kbr_file_write(cfg->bootstrap_token_file, token, strlen(token), 0600);
+    KBR_ENSURE(err == KBR_OK, kbr_fail(msg, err, "cannot write bootstrap_token_file %s",
+                                       cfg->bootstrap_token_file));
+    fprintf(stderr, "keybrokerd: bootstrap token (jti %s) written to %s\n",
+            json_string_value(json_object_get(effect, "jti")), cfg->bootstrap_token_file);
+out:
+    if (token != NULL)
+        OPENSSL_clear_free(token, strlen(token));
+    json_decref(effect);
+    json_decref(old);
+    return err;
+}
+
+kbr_err kbd_init_deployment(kbd_config *cfg, kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+    kbr_hsm *hsm = NULL;
+    kbr_hsm_session *s = NULL;
+    kbr_store *st = NULL;
+    kbr_audit *audit = NULL;
+    bool created;
+
+    KBR_GUARD(kbr_store_open(cfg->store, &st, msg));
+    KBR_GUARD(kbd_open_hsm(cfg, &hsm, msg));
+    err = kbr_hsm_session_open(hsm, &s);
+    KBR_ENSURE(err == KBR_OK, kbr_fail(msg, err, "cannot open an HSM session"));
+    KBR_GUARD(ensure_key(s, KBD_ISSUER_LABEL, msg, &created));
+    if (created)
+        fprintf(stderr, "keybrokerd: created issuer key %s in the HSM\n", KBD_ISSUER_LABEL);
+    KBR_GUARD(ensure_key(s, KBD_AUDIT_LABEL, msg, &created));
+    if (created)
+        fprintf(stderr, "keybrokerd: created audit key %s in the HSM\n", KBD_AUDIT_LABEL);
+    KBR_GUARD(kbr_audit_start(cfg->store, 1000, &audit, msg));
+    KBR_GUARD(mint_bootstrap(cfg, s, audit, msg));
+out:
+    kbr_audit_stop(audit);
+    kbr_store_close(st);
+    kbr_hsm_session_close(s);
+    kbr_hsm_close(hsm);
+    return err;
+}

@@ -1,0 +1,158 @@
+/*
+ * json.c - strict field readers for request bodies.  Each names the field it
+ * rejects, so a CI log shows what to fix without reading the server's code.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "kbd.h"
+
+#define NAME_MAX_LEN 128
+
+bool kbd_valid_name(const char *s)
+{
+    size_t n = strlen(s);
+
+    if (n == 0 || n > NAME_MAX_LEN)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '.' || c == '_' || c == '-' || c == ':' || c == '@' || c == '+';
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+kbr_err kbd_json_only(const json_t *obj, const char *const *allowed, kbr_msg *msg)
+{
+    const char *k;
+    json_t *v;
+
+    if (!json_is_object(obj))
+        return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "request body must be a JSON object");
+    json_object_foreach((json_t *)obj, k, v)
+    {
+        bool known = false;
+        for (size_t i = 0; allowed[i] != NULL && !known; i++)
+            known = strcmp(allowed[i], k) == 0;
+        if (!known)
+            return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "unknown field \"%.64s\"", k);
+    }
+    return KBR_OK;
+}
+
+kbr_err kbd_json_str(const json_t *obj, const char *field, bool required, size_t maxlen,
+                     const char **out, kbr_msg *msg)
+{
+    json_t *v = json_object_get(obj, field);
+
+    *out = NULL;
+    if (v == NULL || json_is_null(v)) {
+        if (required)
+            return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "%s: required", field);
+        return KBR_OK;
+    }
+    if (!json_is_string(v))
+        return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "%s: must be a string", field);
+    if (json_string_length(v) == 0 && required)
+        return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "%s: must not be empty", field);
+    if (json_string_length(v) > maxlen)
+        return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "%s: longer than %zu characters", field,
+                        maxlen);
+    if (strlen(json_string_value(v)) != json_string_length(v))
+        return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "%s: contains a NUL character", field);
+    *out = json_string_value(v);
+    return KBR_OK;
+}
+
+kbr_err kbd_json_name(const json_t *obj, const char *field, bool required, const char **out,
+                      kbr_msg *msg)
+{
+    kbr_err err = kbd_json_str(obj, field, required, NAME_MAX_LEN, out, msg);
+
+    if (err != KBR_OK || *out == NULL)
+        return err;
+    if (!kbd_valid_name(*out)) {
+        *out = NULL;
+        return kbr_fail(msg, KBR_ERR_BAD_REQUEST,
+                        "%s: only letters, digits and . _ - : @ + are allowed", field);
+    }
+    return KBR_OK;
+}
+
+kbr_err kbd_json_int(const json_t *obj, const char *field, bool required, int64_t min,
+                     int64_t max, int64_t *out, kbr_msg *msg)
+{
+    json_t *v = json_object_get(obj, field);
+
+    if (v == NULL || json_is_null(v)) {
+        if (required)
+            return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "%s: required", field);
+        return KBR_OK;
+    }
+    if (!json_is_integer(v))
+        return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "%s: must be an integer", field);
+    if (json_integer_value(v) < min || json_integer_value(v) > max)
+        return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "%s: must be between %lld and %lld", field,
+                        (long long)min, (long long)max);
+    *out = json_integer_value(v);
+    return KBR_OK;
+}
+
+kbr_err kbd_json_names(const json_t *obj, const char *field, bool required, json_t **out,
+                       kbr_msg *msg)
+{
+    json_t *v = json_object_get(obj, field);
+    size_t i;
+    json_t *item;
+
+    *out = NULL;
+    if (v == NULL || json_is_null(v)) {
+        if (required)
+            return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "%s: required", field);
+        return KBR_OK;
+    }
+    if (!json_is_array(v) || (required && json_array_size(v) == 0))
+        return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "%s: must be a non-empty array of names",
+                        field);
+    if (json_array_size(v) > 256)
+        return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "%s: more than 256 entries", field);
+    json_array_foreach(v, i, item)
+    {
+        if (!json_is_string(item) || !kbd_valid_name(json_string_value(item)))
+            return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "%s[%zu]: not a valid name", field, i);
+    }
+    *out = v;
+    return KBR_OK;
+}
+
+kbr_err kbd_scope_copy(const kbr_scope *in, kbr_scope *out)
+{
+    json_t *j = kbr_scope_to_json(in);
+    kbr_err err;
+
+    memset(out, 0, sizeof(*out));
+    if (j == NULL)
+        return KBR_ERR_NOMEM;
+    err = kbr_scope_from_json(j, out, NULL);
+    json_decref(j);
+    return err;
+}
+
+kbr_err kbd_msg_prefix(kbr_msg *msg, const char *prefix, kbr_err err)
+{
+    char tmp[KBR_MSG_LEN];
+    size_t n = strlen(prefix);
+
+    memcpy(tmp, msg->text, sizeof(tmp));
+    tmp[sizeof(tmp) - 1] = '\0';
+    if (n + 2 >= sizeof(msg->text))
+        return err;
+    memcpy(msg->text, prefix, n);
+    msg->text[n] = '.';
+    memcpy(msg->text + n + 1, tmp, sizeof(msg->text) - n - 2);
+    msg->text[sizeof(msg->text) - 1] = '\0';
+    return err;
+}

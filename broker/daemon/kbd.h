@@ -1,0 +1,252 @@
+/*
+ * kbd.h - keybrokerd's private interfaces: configuration, the request
+ * pipeline (event thread -> worker -> audit writer -> event thread), the
+ * key registry and the handlers.
+ *
+ * Threads: one event thread owns libevent, the policy registry and the key
+ * registry; N workers each own an HSM session and a store read connection;
+ * the audit writer owns the store's write connection.  A request object
+ * moves between them through queues and is only ever touched by one thread
+ * at a time.
+ */
+#ifndef KBD_H
+#define KBD_H
+
+#include <stdatomic.h>
+#include <pthread.h>
+
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+
+#include "kbr_audit.h"
+#include "kbr_common.h"
+#include "kbr_hsm.h"
+#include "kbr_policy.h"
+#include "kbr_store.h"
+
+#define KBD_ISSUER_LABEL "kbr/issuer"
+#define KBD_AUDIT_LABEL  "kbr/audit"
+#define KBD_KEY_LABEL_PREFIX "kbr/key/"
+#define KBD_BOOTSTRAP_SUB "security:bootstrap"
+
+/* ---- configuration (config.c) ---- */
+typedef struct {
+    char *listen_host;
+    int listen_port;
+    char *port_file;
+    char *instance_id;
+    char *pkcs11_module;
+    char *token_label;
+    char *pin_file;
+    char *store;
+    char *bootstrap_token_file;
+    int workers;
+    char *tls_cert, *tls_key, *tls_client_ca;
+    size_t body_limit;
+    long checkpoint_entries, checkpoint_seconds;
+    long token_leeway;
+    long max_token_ttl;
+} kbd_config;
+
+KBR_WUR kbr_err kbd_config_load(const char *path, kbd_config *cfg, kbr_msg *msg);
+void kbd_config_cleanup(kbd_config *cfg);
+
+/* ---- key registry (keys.c): the event thread's view of the keys table ---- */
+typedef struct kbd_key kbd_key;
+struct kbd_key {
+    char *name, *purpose, *hsm_label;
+    kbr_alg alg;
+    json_t *products; /* array of strings */
+    bool retired;
+};
+typedef struct kbd_keys kbd_keys;
+KBR_WUR kbr_err kbd_keys_new(kbd_keys **out);
+void kbd_keys_free(kbd_keys *k);
+/* Adds or replaces from a key object as the store shows it. */
+KBR_WUR kbr_err kbd_keys_put(kbd_keys *k, const json_t *key);
+kbd_key *kbd_keys_find(kbd_keys *k, const char *name); /* borrowed, NULL if none */
+bool kbd_key_serves_product(const kbd_key *key, const char *product);
+
+/* ---- the daemon ---- */
+typedef struct kbd kbd;
+typedef struct kbd_req kbd_req;
+typedef struct kbd_worker kbd_worker;
+
+typedef struct {
+    atomic_long requests, denied, signatures, audit_failures, hsm_failures;
+    atomic_int hsm_ok; /* last HSM call outcome */
+} kbd_stats;
+
+struct kbd {
+    kbd_config cfg;
+    struct event_base *base;
+    struct evhttp *http;
+    struct evhttp_bound_socket *bound;
+    kbr_hsm *hsm;
+    kbr_audit *audit;
+    kbr_policy *policy;
+    kbd_keys *keys;
+    char issuer_kid[64];
+    json_t *jwks;
+
+    /* worker pool */
+    pthread_t *threads;
+    kbd_worker *workers;
+    int nworkers;
+    pthread_mutex_t jobs_lock;
+    pthread_cond_t jobs_cond;
+    kbd_req *jobs_head, *jobs_tail;
+    bool stopping_workers;
+
+    /* completions back to the event thread */
+    pthread_mutex_t done_lock;
+    kbd_req *done_head, *done_tail;
+    struct event *done_ev;
+
+    struct event *sig_term, *sig_int, *health_timer;
+    long inflight;
+    bool shutting_down;
+    kbd_stats stats;
+};
+
+struct kbd_worker {
+    kbd *d;
+    int index;
+    kbr_hsm_session *hsm;
+    kbr_store *store;
+};
+
+/* ---- requests ---- */
+typedef void (*kbd_work_fn)(kbd_req *r, kbd_worker *w);
+typedef void (*kbd_finish_fn)(kbd_req *r);
+
+struct kbd_req {
+    kbd *d;
+    struct evhttp_request *http;
+    const struct kbd_route *route;
+    char *arg;    /* the {name}/{jti} path segment, decoded */
+    struct evkeyvalq query;
+    bool query_parsed;
+    json_t *body; /* parsed request body or NULL */
+    kbr_token *tok; /* borrowed from the policy registry; event thread only */
+    char *sub, *jti; /* copies for worker use */
+    bool use_reserved;
+    const kbd_key *key; /* borrowed from the key registry; event thread only */
+
+    kbd_work_fn work;     /* worker stage, or NULL */
+    kbd_finish_fn finish; /* event-thread stage after a durable audit record, or NULL */
+    void *ctx;            /* handler state */
+    void (*ctx_free)(void *ctx);
+
+    /* outcome */
+    kbr_err err;
+    kbr_msg msg;
+    int status;     /* HTTP status on success */
+    json_t *resp;   /* response body on success */
+    bool add_audit_seq_to_resp;
+    kbr_audit_rec *rec;
+    kbd_req *next;
+};
+
+/* A route: handler parses and authorizes on the event thread. */
+typedef kbr_err (*kbd_handler_fn)(kbd_req *r);
+typedef struct kbd_route {
+    const char *method; /* "GET" / "POST" */
+    const char *pattern; /* "/v1/keys/{}/retire" */
+    bool authenticated;
+    unsigned op;          /* kbr_op required (0: none beyond a valid token) */
+    const char *audit_op; /* the audit entry's op */
+    kbd_handler_fn handler;
+} kbd_route;
+
+/* http.c */
+KBR_WUR kbr_err kbd_http_start(kbd *d, kbr_msg *msg);
+void kbd_http_stop_listening(kbd *d);
+int kbd_err_http_status(kbr_err err);
+const char *kbd_err_code(kbr_err err);
+/* Ends a request with an error: audits it (if authenticated route) then replies. */
+void kbd_req_fail(kbd_req *r, kbr_err err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Marks r failed (message, audit outcome); any thread that holds r. */
+void kbd_req_error(kbd_req *r, kbr_err err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+struct evbuffer;
+void kbd_req_reply_buffer(kbd_req *r, int status, const char *content_type,
+                          struct evbuffer *buf);
+/* Sends the request to a worker (r->work), then to the audit writer, then replies. */
+void kbd_req_dispatch(kbd_req *r);
+/* Audits r->rec (must be set) without a worker stage, then replies. */
+void kbd_req_audit_and_reply(kbd_req *r);
+/* For no-auth routes: reply right away. */
+void kbd_req_reply_now(kbd_req *r, int status, json_t *body);
+const char *kbd_req_query(kbd_req *r, const char *name);
+
+/* worker.c */
+KBR_WUR kbr_err kbd_workers_start(kbd *d, kbr_msg *msg);
+void kbd_workers_stop(kbd *d);
+void kbd_workers_submit(kbd *d, kbd_req *r);
+/* Called from any thread: hands a finished request back to the event thread. */
+void kbd_complete(kbd *d, kbd_req *r);
+void kbd_note_hsm(kbd *d, kbr_err err);
+
+/* routes.c */
+const kbd_route *kbd_route_match(const char *method, const char *path, char **arg,
+                                 bool *path_known);
+
+/* json.c: strict request parsing helpers; each names the field on error */
+KBR_WUR kbr_err kbd_json_only(const json_t *obj, const char *const *allowed, kbr_msg *msg);
+KBR_WUR kbr_err kbd_json_str(const json_t *obj, const char *field, bool required, size_t maxlen,
+                             const char **out, kbr_msg *msg);
+KBR_WUR kbr_err kbd_json_name(const json_t *obj, const char *field, bool required,
+                              const char **out, kbr_msg *msg);
+KBR_WUR kbr_err kbd_json_int(const json_t *obj, const char *field, bool required, int64_t min,
+                             int64_t max, int64_t *out, kbr_msg *msg);
+KBR_WUR kbr_err kbd_json_names(const json_t *obj, const char *field, bool required,
+                               json_t **out, kbr_msg *msg);
+bool kbd_valid_name(const char *s);
+/* Prefixes msg's text with "prefix." (nested fields: "artifact.version: ..."). */
+kbr_err kbd_msg_prefix(kbr_msg *msg, const char *prefix, kbr_err err);
+/* sbom.c: components [{name, version, purl}] from "sbom" or "sbom_b64" of a sign body. */
+KBR_WUR kbr_err kbd_sbom_parse(const json_t *body, json_t **components, kbr_msg *msg);
+KBR_WUR kbr_err kbd_scope_copy(const kbr_scope *in, kbr_scope *out);
+
+/* handlers (h_*.c) */
+kbr_err kbd_h_health(kbd_req *r);
+kbr_err kbd_h_jwks(kbd_req *r);
+kbr_err kbd_h_metrics(kbd_req *r);
+kbr_err kbd_h_key_create(kbd_req *r);
+kbr_err kbd_h_key_list(kbd_req *r);
+kbr_err kbd_h_key_get(kbd_req *r);
+kbr_err kbd_h_key_retire(kbd_req *r);
+kbr_err kbd_h_token_issue(kbd_req *r);
+kbr_err kbd_h_token_list(kbd_req *r);
+kbr_err kbd_h_token_revoke(kbd_req *r);
+kbr_err kbd_h_revocations(kbd_req *r);
+kbr_err kbd_h_sign(kbd_req *r);
+kbr_err kbd_h_audit_list(kbd_req *r);
+
+/* Token issuance shared by POST /v1/tokens and --init (tokens.c). */
+typedef struct {
+    const char *sub;
+    const char *issued_by;
+    const kbr_scope *scope;
+    long ttl;
+    const char *cnf_x5t;
+} kbd_token_spec;
+/* On a worker (or at init): builds claims, signs through the HSM, returns the token string
+ * (caller wipes and frees), and the token.issue effect + row (new refs). */
+KBR_WUR kbr_err kbd_token_mint(kbr_hsm_session *hsm, const char *instance_id, const char *kid,
+                               const kbd_token_spec *spec, char **token, json_t **effect,
+                               kbr_msg *msg);
+/* The store row shape of a token.issue effect, for kbr_policy_add_token. New ref. */
+json_t *kbd_token_row_from_effect(const json_t *effect);
+
+/* init.c */
+KBR_WUR kbr_err kbd_init_deployment(kbd_config *cfg, kbr_msg *msg);
+KBR_WUR kbr_err kbd_open_hsm(const kbd_config *cfg, kbr_hsm **out, kbr_msg *msg);
+
+/* keys.c: the "hsm" object of a key, as the HSM reports it now (worker). New ref or NULL. */
+json_t *kbd_hsm_facts(kbr_hsm_session *s, const char *label, kbr_err *err);
+
+#endif

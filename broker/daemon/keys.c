@@ -1,0 +1,123 @@
+/*
+ * keys.c - the event thread's registry of keys (name, purpose, algorithm,
+ * products, state), so authorization never waits on the store.  The store
+ * stays the truth: the registry is loaded from it at start and follows each
+ * committed create or retire.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <uthash.h>
+
+#include "kbd.h"
+
+typedef struct {
+    kbd_key key;
+    UT_hash_handle hh;
+} key_node;
+
+struct kbd_keys {
+    key_node *by_name;
+};
+
+kbr_err kbd_keys_new(kbd_keys **out)
+{
+    *out = calloc(1, sizeof(**out));
+    return *out == NULL ? KBR_ERR_NOMEM : KBR_OK;
+}
+
+static void node_free(key_node *n)
+{
+    if (n == NULL)
+        return;
+    free(n->key.name);
+    free(n->key.purpose);
+    free(n->key.hsm_label);
+    json_decref(n->key.products);
+    free(n);
+}
+
+void kbd_keys_free(kbd_keys *k)
+{
+    key_node *n, *tmp;
+
+    if (k == NULL)
+        return;
+    HASH_ITER(hh, k->by_name, n, tmp)
+    {
+        HASH_DEL(k->by_name, n);
+        node_free(n);
+    }
+    free(k);
+}
+
+kbr_err kbd_keys_put(kbd_keys *k, const json_t *key)
+{
+    kbr_err err = KBR_OK;
+    key_node *n = NULL, *old = NULL;
+    const char *name = json_string_value(json_object_get(key, "name"));
+    const char *purpose = json_string_value(json_object_get(key, "purpose"));
+    const char *alg = json_string_value(json_object_get(key, "algorithm"));
+    const char *label = json_string_value(json_object_get(key, "hsm_label"));
+    const char *state = json_string_value(json_object_get(key, "state"));
+    json_t *products = json_object_get(key, "products");
+
+    KBR_ENSURE(name != NULL && purpose != NULL && alg != NULL && label != NULL &&
+                   state != NULL && json_is_array(products),
+               KBR_ERR_INTERNAL);
+    n = calloc(1, sizeof(*n));
+    KBR_ENSURE(n != NULL, KBR_ERR_NOMEM);
+    KBR_GUARD(kbr_alg_from_name(alg, &n->key.alg));
+    n->key.name = strdup(name);
+    n->key.purpose = strdup(purpose);
+    n->key.hsm_label = strdup(label);
+    n->key.products = json_deep_copy(products);
+    n->key.retired = strcmp(state, "retired") == 0;
+    KBR_ENSURE(n->key.name != NULL && n->key.purpose != NULL && n->key.hsm_label != NULL &&
+                   n->key.products != NULL,
+               KBR_ERR_NOMEM);
+    HASH_FIND_STR(k->by_name, name, old);
+    if (old != NULL) {
+        HASH_DEL(k->by_name, old);
+        node_free(old);
+    }
+    HASH_ADD_KEYPTR(hh, k->by_name, n->key.name, strlen(n->key.name), n);
+    n = NULL;
+out:
+    node_free(n);
+    return err;
+}
+
+kbd_key *kbd_keys_find(kbd_keys *k, const char *name)
+{
+    key_node *n = NULL;
+
+    HASH_FIND_STR(k->by_name, name, n);
+    return n == NULL ? NULL : &n->key;
+}
+
+bool kbd_key_serves_product(const kbd_key *key, const char *product)
+{
+    size_t i;
+    json_t *p;
+
+    json_array_foreach(key->products, i, p)
+    {
+        if (strcmp(json_string_value(p), product) == 0)
+            return true;
+    }
+    return false;
+}
+
+json_t *kbd_hsm_facts(kbr_hsm_session *s, const char *label, kbr_err *err)
+{
+    kbr_hsm_key_info info;
+
+    *err = kbr_hsm_find_key(s, label, &info);
+    if (*err != KBR_OK)
+        return NULL;
+    return json_pack("{s:s,s:s,s:b,s:b,s:b,s:b,s:b}", "label", info.label, "id", info.id_hex,
+                     "extractable", info.extractable, "sensitive", info.sensitive, "local",
+                     info.local, "never_extractable", info.never_extractable,
+                     "always_sensitive", info.always_sensitive);
+}

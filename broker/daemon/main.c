@@ -1,0 +1,278 @@
+/*
+ * main.c - keybrokerd: start-up checks, the event loop, graceful shutdown.
+ *
+ * Start-up fails with exit 1 and a message naming the cause for a bad
+ * configuration line, an unreachable HSM, a missing issuer key (run --init)
+ * or an unwritable store, so a service manager never shows a broker that
+ * looks up but cannot serve.
+ */
+#include <arpa/inet.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+
+#include <event2/thread.h>
+
+#include "kbd.h"
+
+#define HEALTH_PROBE_SECONDS 5
+#define AUDIT_VERIFY_TAIL 10000
+
+static void harden_process(void)
+{
+    struct rlimit no_core = {0, 0};
+
+    /* A core dump of the broker would hold the PIN and live tokens. */
+    setrlimit(RLIMIT_CORE, &no_core);
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+static bool is_loopback(const char *host)
+{
+    struct in_addr a4;
+    struct in6_addr a6;
+
+    if (strcmp(host, "localhost") == 0)
+        return true;
+    if (inet_pton(AF_INET, host, &a4) == 1)
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    if (inet_pton(AF_INET6, host, &a6) == 1)
+        return IN6_IS_ADDR_LOOPBACK(&a6);
+    return false;
+}
+
+static kbr_err load_tokens(kbd *d, kbr_store *st, kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+    json_t *rows = NULL, *row;
+    size_t i;
+
+    KBR_GUARD(kbr_store_token_list(st, NULL, NULL, false, time(NULL), &rows));
+    json_array_foreach(rows, i, row)
+    {
+        err = kbr_policy_add_token(d->policy, row);
+        KBR_ENSURE(err == KBR_OK, kbr_fail(msg, err, "stored token %s is unreadable",
+                                           json_string_value(json_object_get(row, "jti"))));
+    }
+out:
+    json_decref(rows);
+    return err;
+}
+
+static kbr_err load_keys(kbd *d, kbr_store *st)
+{
+    kbr_err err = KBR_OK;
+    json_t *keys = NULL, *key;
+    size_t i;
+
+    KBR_GUARD(kbd_keys_new(&d->keys));
+    KBR_GUARD(kbr_store_key_list(st, &keys));
+    json_array_foreach(keys, i, key)
+    {
+        KBR_GUARD(kbd_keys_put(d->keys, key));
+    }
+out:
+    json_decref(keys);
+    return err;
+}
+
+static kbr_err load_issuer(kbd *d, kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+    kbr_hsm_session *s = NULL;
+    EVP_PKEY *pub = NULL;
+    json_t *jwk = NULL;
+    kbr_hsm_key_info info;
+
+    err = kbr_hsm_session_open(d->hsm, &s);
+    KBR_ENSURE(err == KBR_OK, kbr_fail(msg, err, "cannot open an HSM session"));
+    err = kbr_hsm_find_key(s, KBD_ISSUER_LABEL, &info);
+    KBR_ENSURE(err == KBR_OK,
+               kbr_fail(msg, err, "issuer key %s not found in the HSM: run keybrokerd --init",
+                        KBD_ISSUER_LABEL));
+    KBR_GUARD(kbr_hsm_public_key(s, KBD_ISSUER_LABEL, &pub));
+    KBR_GUARD(kbr_jwk_from_pkey(pub, &jwk));
+    snprintf(d->issuer_kid, sizeof(d->issuer_kid), "%s",
+             json_string_value(json_object_get(jwk, "kid")));
+    d->jwks = json_pack("{s:[O]}", "keys", jwk);
+    KBR_ENSURE(d->jwks != NULL, KBR_ERR_NOMEM);
+    KBR_GUARD(kbr_policy_new(d->cfg.instance_id, pub, d->cfg.token_leeway, &d->policy));
+out:
+    json_decref(jwk);
+    EVP_PKEY_free(pub);
+    kbr_hsm_session_close(s);
+    return err;
+}
+
+static kbr_err load_state(kbd *d, kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+    kbr_store *st = NULL;
+
+    KBR_GUARD(kbr_store_open(d->cfg.store, &st, msg));
+    KBR_GUARD(kbd_open_hsm(&d->cfg, &d->hsm, msg));
+    KBR_GUARD(load_issuer(d, msg));
+    KBR_GUARD(kbr_audit_start(d->cfg.store, AUDIT_VERIFY_TAIL, &d->audit, msg));
+    KBR_GUARD(load_tokens(d, st, msg));
+    KBR_GUARD(load_keys(d, st));
+out:
+    kbr_store_close(st);
+    return err;
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    kbd *d = arg;
+
+    (void)what;
+    if (d->shutting_down) {
+        event_base_loopexit(d->base, NULL);
+        return;
+    }
+    fprintf(stderr, "keybrokerd: signal %d: finishing %ld in-flight requests\n", (int)sig,
+            d->inflight);
+    d->shutting_down = true;
+    kbd_http_stop_listening(d);
+    if (d->inflight == 0)
+        event_base_loopexit(d->base, NULL);
+}
+
+static void probe_work(kbd_req *r, kbd_worker *w)
+{
+    kbd_note_hsm(r->d, kbr_hsm_session_ping(w->hsm));
+}
+
+static void on_health_timer(evutil_socket_t fd, short what, void *arg)
+{
+    kbd *d = arg;
+    kbd_req *r = calloc(1, sizeof(*r));
+
+    (void)fd;
+    (void)what;
+    if (r == NULL)
+        return;
+    r->d = d;
+    r->work = probe_work;
+    kbd_workers_submit(d, r);
+}
+
+static kbr_err start_loop(kbd *d, kbr_msg *msg)
+{
+    struct timeval every = {HEALTH_PROBE_SECONDS, 0};
+
+    evthread_use_pthreads();
+    d->base = event_base_new();
+    if (d->base == NULL)
+        return kbr_fail(msg, KBR_ERR_NOMEM, "cannot create the event loop");
+    pthread_mutex_init(&d->done_lock, NULL);
+    d->sig_term = evsignal_new(d->base, SIGTERM, on_signal, d);
+    d->sig_int = evsignal_new(d->base, SIGINT, on_signal, d);
+    d->health_timer = event_new(d->base, -1, EV_PERSIST, on_health_timer, d);
+    if (d->sig_term == NULL || d->sig_int == NULL || d->health_timer == NULL)
+        return kbr_fail(msg, KBR_ERR_NOMEM, "cannot create events");
+    evsignal_add(d->sig_term, NULL);
+    evsignal_add(d->sig_int, NULL);
+    evtimer_add(d->health_timer, &every);
+    return KBR_OK;
+}
+
+static void teardown(kbd *d)
+{
+    kbd_workers_stop(d);
+    kbr_audit_stop(d->audit);
+    if (d->http != NULL)
+        evhttp_free(d->http);
+    if (d->sig_term != NULL)
+        event_free(d->sig_term);
+    if (d->sig_int != NULL)
+        event_free(d->sig_int);
+    if (d->health_timer != NULL)
+        event_free(d->health_timer);
+    if (d->done_ev != NULL)
+        event_free(d->done_ev);
+    if (d->base != NULL)
+        event_base_free(d->base);
+    kbr_policy_free(d->policy);
+    kbd_keys_free(d->keys);
+    json_decref(d->jwks);
+    kbr_hsm_close(d->hsm);
+    kbd_config_cleanup(&d->cfg);
+}
+
+static kbr_err serve(kbd *d, kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+
+    atomic_store(&d->stats.hsm_ok, 1);
+    KBR_GUARD(load_state(d, msg));
+    KBR_GUARD(start_loop(d, msg));
+    KBR_GUARD(kbd_workers_start(d, msg));
+    KBR_GUARD(kbd_http_start(d, msg));
+    event_base_dispatch(d->base);
+    fprintf(stderr, "keybrokerd: stopped\n");
+out:
+    teardown(d);
+    return err;
+}
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: keybrokerd -c FILE [--init]\n"
+                    "  -c FILE   configuration file (key = value lines)\n"
+                    "  --init    create the store, the issuer and audit keys in the HSM,\n"
+                    "            and write a new bootstrap token; then exit\n");
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"init", no_argument, NULL, 'i'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *path = NULL;
+    bool init = false;
+    kbd d;
+    kbr_msg msg = {{0}};
+    kbr_err err;
+    int c;
+
+    while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+        if (c == 'c')
+            path = optarg;
+        else if (c == 'i')
+            init = true;
+        else {
+            usage();
+            return c == 'h' ? 0 : 2;
+        }
+    }
+    if (path == NULL || optind != argc) {
+        usage();
+        return 2;
+    }
+    harden_process();
+    memset(&d, 0, sizeof(d));
+    err = kbd_config_load(path, &d.cfg, &msg);
+    if (err == KBR_OK && d.cfg.tls_cert == NULL && !is_loopback(d.cfg.listen_host))
+        err = kbr_fail(&msg, KBR_ERR_CONFIG,
+                       "%s: plain HTTP is only allowed on a loopback address; set tls_cert and "
+                       "tls_key to listen on %s",
+                       path, d.cfg.listen_host);
+    if (err == KBR_OK)
+        err = init ? kbd_init_deployment(&d.cfg, &msg) : serve(&d, &msg);
+    if (err != KBR_OK) {
+        fprintf(stderr, "keybrokerd: %s\n", msg.text[0] != '\0' ? msg.text : kbr_err_str(err));
+        kbd_config_cleanup(&d.cfg);
+        return 1;
+    }
+    if (init)
+        kbd_config_cleanup(&d.cfg);
+    return 0;
+}

@@ -1,0 +1,69 @@
+/*
+ * routes.c - the API's paths, the op each needs and the name its audit
+ * entries carry.  One table, so the contract can be read in one place.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "kbd.h"
+
+static const kbd_route routes[] = {
+    {"GET", "/v1/health", false, 0, NULL, kbd_h_health},
+    {"GET", "/v1/jwks", false, 0, NULL, kbd_h_jwks},
+    {"GET", "/metrics", false, 0, NULL, kbd_h_metrics},
+    {"POST", "/v1/keys", true, KBR_OP_ADMIN, "key.create", kbd_h_key_create},
+    {"GET", "/v1/keys", true, KBR_OP_READ, "key.list", kbd_h_key_list},
+    {"GET", "/v1/keys/{}", true, KBR_OP_READ, "key.show", kbd_h_key_get},
+    {"POST", "/v1/keys/{}/retire", true, KBR_OP_ADMIN, "key.retire", kbd_h_key_retire},
+    {"POST", "/v1/tokens", true, KBR_OP_ADMIN, "token.issue", kbd_h_token_issue},
+    {"GET", "/v1/tokens", true, KBR_OP_ADMIN, "token.list", kbd_h_token_list},
+    {"POST", "/v1/tokens/{}/revoke", true, KBR_OP_ADMIN, "token.revoke", kbd_h_token_revoke},
+    {"POST", "/v1/revocations", true, KBR_OP_ADMIN, "token.revoke", kbd_h_revocations},
+    {"POST", "/v1/sign", true, KBR_OP_SIGN, "sign", kbd_h_sign},
+    {"GET", "/v1/audit", true, KBR_OP_READ, "audit.read", kbd_h_audit_list},
+};
+
+/* Matches one pattern; a "{}" segment captures one non-empty path segment. */
+static bool match(const char *pattern, const char *path, const char **cap, size_t *caplen)
+{
+    while (*pattern != '\0') {
+        if (pattern[0] == '{' && pattern[1] == '}') {
+            size_t n = strcspn(path, "/");
+            if (n == 0)
+                return false;
+            *cap = path;
+            *caplen = n;
+            path += n;
+            pattern += 2;
+            continue;
+        }
+        if (*pattern != *path)
+            return false;
+        pattern++;
+        path++;
+    }
+    return *path == '\0';
+}
+
+const kbd_route *kbd_route_match(const char *method, const char *path, char **arg,
+                                 bool *path_known)
+{
+    *arg = NULL;
+    *path_known = false;
+    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+        const char *cap = NULL;
+        size_t caplen = 0;
+        if (!match(routes[i].pattern, path, &cap, &caplen))
+            continue;
+        *path_known = true;
+        if (strcmp(routes[i].method, method) != 0)
+            continue;
+        if (cap != NULL) {
+            *arg = strndup(cap, caplen);
+            if (*arg == NULL)
+                return NULL;
+        }
+        return &routes[i];
+    }
+    return NULL;
+}

@@ -1,0 +1,160 @@
+/*
+ * sbom.c - the SBOM that comes with a firmware signature: an inline
+ * component list or a CycloneDX JSON document.  The broker keeps each
+ * component's name, version and purl, because "which builds carry component
+ * X" is later answered from this record and nowhere else.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kbd.h"
+
+#define SBOM_MAX_COMPONENTS 20000
+#define SBOM_MAX_DEPTH 8
+
+static kbr_err component_field(const json_t *c, const char *field, size_t maxlen,
+                               const char *where, const char **out, kbr_msg *msg)
+{
+    json_t *v = json_object_get(c, field);
+
+    *out = NULL;
+    if (v == NULL || json_is_null(v))
+        return KBR_OK;
+    if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) > maxlen ||
+        strlen(json_string_value(v)) != json_string_length(v))
+        return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "%s.%s: must be a string of 1 to %zu characters",
+                        where, field, maxlen);
+    *out = json_string_value(v);
+    return KBR_OK;
+}
+
+static kbr_err add_component(const json_t *c, const char *where, json_t *out, kbr_msg *msg)
+{
+    const char *name, *version, *purl;
+
+    if (!json_is_object(c))
+        return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "%s: must be an object", where);
+    if (component_field(c, "name", 256, where, &name, msg) != KBR_OK ||
+        component_field(c, "version", 128, where, &version, msg) != KBR_OK ||
+        component_field(c, "purl", 1024, where, &purl, msg) != KBR_OK)
+        return KBR_ERR_BAD_REQUEST;
+    if (name == NULL)
+        return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "%s.name: required", where);
+    if (purl != NULL && strncmp(purl, "pkg:", 4) != 0)
+        return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "%s.purl: a package URL starts with pkg:",
+                        where);
+    if (json_array_size(out) >= SBOM_MAX_COMPONENTS)
+        return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "sbom: more than %d components",
+                        SBOM_MAX_COMPONENTS);
+    json_array_append_new(out, json_pack("{s:s,s:s?,s:s?}", "name", name, "version", version,
+                                         "purl", purl));
+    return KBR_OK;
+}
+
+/* CycloneDX components nest (an assembly lists its parts): flatten them all. */
+static kbr_err walk_cdx(const json_t *list, const char *where, int depth, json_t *out,
+                        kbr_msg *msg)
+{
+    size_t i;
+    json_t *c;
+    char here[128];
+
+    if (list == NULL)
+        return KBR_OK;
+    if (!json_is_array(list))
+        return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "%s: must be an array", where);
+    if (depth > SBOM_MAX_DEPTH)
+        return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "%s: nested deeper than %d", where,
+                        SBOM_MAX_DEPTH);
+    json_array_foreach(list, i, c)
+    {
+        snprintf(here, sizeof(here), "%.96s[%zu]", where, i);
+        if (add_component(c, here, out, msg) != KBR_OK)
+            return KBR_ERR_BAD_REQUEST;
+        if (walk_cdx(json_object_get(c, "components"), "sbom_b64: nested components", depth + 1,
+                     out, msg) != KBR_OK)
+            return KBR_ERR_BAD_REQUEST;
+    }
+    return KBR_OK;
+}
+
+static kbr_err parse_cdx_document(const char *b64, json_t *out, kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+    unsigned char *raw = NULL;
+    size_t len = 0;
+    json_t *doc = NULL;
+    json_error_t jerr;
+    const char *format;
+
+    if (kbr_b64_decode(b64, &raw, &len) != KBR_OK)
+        return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "sbom_b64: not valid base64");
+    doc = json_loadb((const char *)raw, len, JSON_REJECT_DUPLICATES, &jerr);
+    KBR_ENSURE(doc != NULL, kbr_fail(msg, KBR_ERR_BAD_REQUEST,
+                                     "sbom_b64: not a JSON document (line %d: %s)", jerr.line,
+                                     jerr.text));
+    format = json_string_value(json_object_get(doc, "bomFormat"));
+    KBR_ENSURE(format != NULL && strcmp(format, "CycloneDX") == 0,
+               kbr_fail(msg, KBR_ERR_BAD_REQUEST,
+                        "sbom_b64: bomFormat must be \"CycloneDX\""));
+    KBR_GUARD(walk_cdx(json_object_get(doc, "components"), "sbom_b64: components", 0, out, msg));
+out:
+    free(raw);
+    json_decref(doc);
+    return err;
+}
+
+static kbr_err parse_inline(const json_t *sbom, json_t *out, kbr_msg *msg)
+{
+    static const char *const allowed[] = {"format", "components", NULL};
+    const char *format = NULL;
+    json_t *list = json_object_get(sbom, "components");
+    size_t i;
+    json_t *c;
+    char here[64];
+
+    if (!json_is_object(sbom))
+        return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "sbom: must be an object");
+    if (kbd_json_only(sbom, allowed, msg) != KBR_OK ||
+        kbd_json_str(sbom, "format", true, 32, &format, msg) != KBR_OK)
+        return kbd_msg_prefix(msg, "sbom", KBR_ERR_BAD_REQUEST);
+    if (strcmp(format, "cyclonedx") != 0)
+        return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "sbom.format: must be \"cyclonedx\"");
+    if (!json_is_array(list))
+        return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "sbom.components: must be an array");
+    json_array_foreach(list, i, c)
+    {
+        snprintf(here, sizeof(here), "sbom.components[%zu]", i);
+        if (add_component(c, here, out, msg) != KBR_OK)
+            return KBR_ERR_BAD_REQUEST;
+    }
+    return KBR_OK;
+}
+
+kbr_err kbd_sbom_parse(const json_t *body, json_t **components, kbr_msg *msg)
+{
+    json_t *inline_sbom = json_object_get(body, "sbom");
+    json_t *doc = json_object_get(body, "sbom_b64");
+    json_t *out;
+    kbr_err err;
+
+    *components = NULL;
+    if ((inline_sbom == NULL) == (doc == NULL))
+        return kbr_fail(msg, KBR_ERR_BAD_REQUEST,
+                        "sbom: firmware needs its SBOM, as sbom (inline) or sbom_b64 (CycloneDX "
+                        "JSON), exactly one of them");
+    if (doc != NULL && !json_is_string(doc))
+        return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "sbom_b64: must be a base64 string");
+    out = json_array();
+    if (out == NULL)
+        return KBR_ERR_NOMEM;
+    err = doc != NULL ? parse_cdx_document(json_string_value(doc), out, msg)
+                      : parse_inline(inline_sbom, out, msg);
+    if (err != KBR_OK) {
+        json_decref(out);
+        return err;
+    }
+    *components = out;
+    return KBR_OK;
+}

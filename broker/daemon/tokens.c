@@ -1,0 +1,88 @@
+/*
+ * tokens.c - minting a token: claims, an ES256 signature made by the issuer
+ * key inside the HSM, and the ledger effect that records it.  Used by
+ * POST /v1/tokens (on a worker) and by --init for the bootstrap token.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "kbd.h"
+
+static json_t *claims_new(const char *instance_id, const kbd_token_spec *spec, const char *jti,
+                          time_t now)
+{
+    json_t *scope = kbr_scope_to_json(spec->scope);
+    json_t *c;
+
+    if (scope == NULL)
+        return NULL;
+    c = json_pack("{s:s,s:s,s:s,s:I,s:I,s:I,s:s,s:o}", "iss", instance_id, "aud", instance_id,
+                  "sub", spec->sub, "iat", (json_int_t)now, "nbf", (json_int_t)now, "exp",
+                  (json_int_t)(now + spec->ttl), "jti", jti, "kbr", scope);
+    if (c != NULL && spec->cnf_x5t != NULL)
+        json_object_set_new(c, "cnf", json_pack("{s:s}", "x5t#S256", spec->cnf_x5t));
+    return c;
+}
+
+static json_t *effect_new(const kbd_token_spec *spec, const char *jti, time_t now)
+{
+    char iat[KBR_TIME_LEN], exp[KBR_TIME_LEN];
+
+    kbr_time_fmt(now, iat);
+    kbr_time_fmt(now + spec->ttl, exp);
+    return json_pack("{s:s,s:s,s:s,s:o,s:s,s:s,s:s,s:s,s:s?}", "type", "token.issue", "jti", jti,
+                     "sub", spec->sub, "scope", kbr_scope_to_json(spec->scope), "issued_by",
+                     spec->issued_by, "issued_at", iat, "not_before", iat, "expires_at", exp,
+                     "cnf_x5t", spec->cnf_x5t);
+}
+
+kbr_err kbd_token_mint(kbr_hsm_session *hsm, const char *instance_id, const char *kid,
+                       const kbd_token_spec *spec, char **token, json_t **effect, kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+    time_t now = time(NULL);
+    char jti[33];
+    json_t *claims = NULL;
+    char *input = NULL;
+    unsigned char md[32];
+    unsigned char *sig = NULL;
+    size_t siglen = 0;
+
+    *token = NULL;
+    *effect = NULL;
+    KBR_GUARD(kbr_random_hex(16, jti));
+    claims = claims_new(instance_id, spec, jti, now);
+    KBR_ENSURE(claims != NULL, KBR_ERR_NOMEM);
+    KBR_GUARD(kbr_jwt_signing_input(claims, kid, &input));
+    kbr_sha256(input, strlen(input), md);
+    err = kbr_hsm_sign(hsm, KBD_ISSUER_LABEL, KBR_SIG_ECDSA_RAW, KBR_HASH_SHA256, md, sizeof(md),
+                       &sig, &siglen);
+    KBR_ENSURE(err == KBR_OK, kbr_fail(msg, err, "the issuer key could not sign: %s",
+                                       kbr_err_str(err)));
+    *effect = effect_new(spec, jti, now);
+    KBR_ENSURE(*effect != NULL, KBR_ERR_NOMEM);
+    err = kbr_jwt_assemble(input, sig, siglen, token);
+    if (err != KBR_OK) {
+        json_decref(*effect);
+        *effect = NULL;
+    }
+out:
+    json_decref(claims);
+    free(input);
+    free(sig);
+    return err;
+}
+
+json_t *kbd_token_row_from_effect(const json_t *effect)
+{
+    json_t *row = json_deep_copy(effect);
+
+    if (row == NULL)
+        return NULL;
+    json_object_del(row, "type");
+    json_object_set_new(row, "revoked_at", json_null());
+    json_object_set_new(row, "uses", json_integer(0));
+    return row;
+}

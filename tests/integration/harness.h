@@ -1,0 +1,82 @@
+/*
+ * harness.h - integration test harness: a throwaway SoftHSM2 token, a
+ * deployment prepared with `keybrokerd --init`, keybrokerd on 127.0.0.1
+ * port 0, and an HTTP client.  Nothing is faked.
+ */
+#ifndef KBT_HARNESS_H
+#define KBT_HARNESS_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include <jansson.h>
+#include <openssl/evp.h>
+
+#include "kbr_common.h"
+
+#define KBT_PIN "1234"
+
+typedef struct {
+    char dir[256];
+    char conf[320];
+    char log[320];
+    char bin_dir[256];
+    char db[320];
+    char *extra_conf;
+    pid_t pid;
+    int port;
+    char url[64];
+    char *admin; /* the bootstrap token */
+    void *curl;  /* keep-alive handle */
+} kbt_env;
+
+typedef struct {
+    long status;
+    json_t *json; /* parsed body, or NULL */
+    char *body;
+    long audit_seq; /* X-Audit-Seq, or -1 */
+} kbt_resp;
+
+/* Creates the token, config (extra lines appended), runs --init and starts the daemon. */
+kbt_env *kbt_start(const char *extra_conf);
+/* SIGTERM, wait for exit 0 (asserted), start again on the same deployment. */
+void kbt_restart(kbt_env *e);
+/* SIGKILL, then start again. */
+void kbt_kill_restart(kbt_env *e);
+void kbt_stop(kbt_env *e);
+/* Stops (if running) and removes everything. */
+void kbt_free(kbt_env *e);
+/* Runs keybrokerd with args; returns its exit status, stderr into *err (caller frees). */
+int kbt_run_daemon(kbt_env *e, const char *args, char **err);
+int kbt_spawn_daemon(kbt_env *e);
+
+/* One HTTP call. body may be NULL. token may be NULL (no Authorization). */
+kbt_resp kbt_call(kbt_env *e, const char *method, const char *path, const char *token,
+                  const char *body);
+/* Same with a json body built by json_pack-style format; steals nothing. */
+kbt_resp kbt_callj(kbt_env *e, const char *method, const char *path, const char *token,
+                   json_t *body);
+void kbt_resp_free(kbt_resp *r);
+/* The error code string of an error response, or "". */
+const char *kbt_err_code(const kbt_resp *r);
+const char *kbt_err_message(const kbt_resp *r);
+
+/* Conveniences: create a key (asserts 201), issue a token (asserts 201; caller frees). */
+void kbt_key(kbt_env *e, const char *name, const char *purpose, const char *alg,
+             const char *product);
+char *kbt_token(kbt_env *e, const char *spec_json);
+
+/* Public key of a key from GET /v1/keys/{name}. */
+EVP_PKEY *kbt_pubkey(kbt_env *e, const char *name);
+EVP_PKEY *kbt_pem_to_pkey(const char *pem);
+/* Verifies a signature over a digest (or a message for Ed25519); fmt "raw"/"der"/"pss"/"pkcs1". */
+bool kbt_verify(EVP_PKEY *pub, const char *fmt, const EVP_MD *md, const unsigned char *in,
+                size_t inlen, const unsigned char *sig, size_t siglen);
+
+/* Every audit entry (paged). New ref. */
+json_t *kbt_audit_all(kbt_env *e);
+
+/* Runs a shell command with the harness env; returns exit status; output into *out if given. */
+int kbt_sh(kbt_env *e, const char *cmd, char **out);
+
+#endif

@@ -362,7 +362,11 @@ static bool authenticate(kbd_req *r)
         kbd_req_fail(r, KBR_ERR_UNAUTHENTICATED, "missing Authorization: Bearer token");
         return false;
     }
-    err = kbr_policy_authenticate(r->d->policy, bearer, time(NULL), NULL, &r->tok, &r->msg);
+    char x5t[64];
+    bool has_cert = r->d->tls != NULL && kbd_tls_client_x5t(r->http, x5t);
+
+    err = kbr_policy_authenticate(r->d->policy, bearer, time(NULL), has_cert ? x5t : NULL,
+                                  &r->tok, &r->msg);
     if (err != KBR_OK) {
         kbd_req_fail(r, err, NULL);
         return false;
@@ -472,6 +476,8 @@ kbr_err kbd_http_start(kbd *d, kbr_msg *msg)
     evhttp_set_max_headers_size(d->http, 16384);
     evhttp_set_timeout(d->http, 60);
     evhttp_set_gencb(d->http, on_request, d);
+    if (kbd_tls_setup(d, msg) != KBR_OK)
+        return KBR_ERR_CONFIG;
     d->bound = evhttp_bind_socket_with_handle(d->http, d->cfg.listen_host,
                                               (ev_uint16_t)d->cfg.listen_port);
     if (d->bound == NULL)
@@ -481,7 +487,10 @@ kbr_err kbd_http_start(kbd *d, kbr_msg *msg)
         return kbr_fail(msg, KBR_ERR_IO, "getsockname failed");
     port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
                                     : ntohs(((struct sockaddr_in *)&ss)->sin_port);
-    fprintf(stderr, "keybrokerd: listening on %s:%d\n", d->cfg.listen_host, port);
+    fprintf(stderr, "keybrokerd: listening on %s:%d (%s)\n", d->cfg.listen_host, port,
+            d->tls == NULL           ? "plain HTTP, loopback only"
+            : d->cfg.tls_client_ca ? "HTTPS, client certificates required"
+                                   : "HTTPS");
     if (d->cfg.port_file != NULL) {
         snprintf(portbuf, sizeof(portbuf), "%d\n", port);
         if (kbr_file_write(d->cfg.port_file, portbuf, strlen(portbuf), 0644) != KBR_OK)

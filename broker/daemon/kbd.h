@@ -83,6 +83,7 @@ struct kbd {
     struct event_base *base;
     struct evhttp *http;
     struct evhttp_bound_socket *bound;
+    struct ssl_ctx_st *tls; /* SSL_CTX when tls_cert is set */
     kbr_hsm *hsm;
     kbr_audit *audit;
     kbr_policy *policy;
@@ -181,6 +182,12 @@ void kbd_req_audit_and_reply(kbd_req *r);
 /* For no-auth routes: reply right away. */
 void kbd_req_reply_now(kbd_req *r, int status, json_t *body);
 const char *kbd_req_query(kbd_req *r, const char *name);
+
+/* tls.c */
+KBR_WUR kbr_err kbd_tls_setup(kbd *d, kbr_msg *msg);
+void kbd_tls_cleanup(kbd *d);
+/* base64url SHA-256 of the client certificate of req's connection, if it presented one. */
+bool kbd_tls_client_x5t(struct evhttp_request *req, char out[64]);
 
 /* worker.c */
 KBR_WUR kbr_err kbd_workers_start(kbd *d, kbr_msg *msg);

@@ -187,6 +187,7 @@ static void teardown(kbd *d)
     kbr_audit_stop(d->audit);
     if (d->http != NULL)
         evhttp_free(d->http);
+    kbd_tls_cleanup(d);
     if (d->sig_term != NULL)
         event_free(d->sig_term);
     if (d->sig_int != NULL)

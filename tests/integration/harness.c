@@ -175,7 +175,8 @@ int kbt_spawn_daemon(kbt_env *e)
         if (p != NULL && strchr(p, '\n') != NULL) {
             e->port = atoi(p);
             free(p);
-            snprintf(e->url, sizeof(e->url), "http://127.0.0.1:%d", e->port);
+            snprintf(e->url, sizeof(e->url), "%s://127.0.0.1:%d", e->https ? "https" : "http",
+                     e->port);
             return 0;
         }
         free(p);
@@ -191,9 +192,16 @@ int kbt_spawn_daemon(kbt_env *e)
 
 kbt_env *kbt_start(const char *extra_conf)
 {
+    kbt_env *e = kbt_new();
+
+    kbt_launch(e, extra_conf);
+    return e;
+}
+
+kbt_env *kbt_new(void)
+{
     kbt_env *e = calloc(1, sizeof(*e));
     const char *bin = getenv("KBR_BIN_DIR");
-    char *err = NULL;
 
     assert_non_null(e);
     snprintf(e->dir, sizeof(e->dir), "%s/kbt.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
@@ -202,8 +210,15 @@ kbt_env *kbt_start(const char *extra_conf)
     fmt_path(e->conf, sizeof(e->conf), e->dir, "keybroker.conf");
     fmt_path(e->log, sizeof(e->log), e->dir, "keybrokerd.log");
     fmt_path(e->db, sizeof(e->db), e->dir, "keybroker.db");
-    e->extra_conf = extra_conf != NULL ? strdup(extra_conf) : NULL;
     make_token(e);
+    return e;
+}
+
+void kbt_launch(kbt_env *e, const char *extra_conf)
+{
+    char *err = NULL;
+
+    e->extra_conf = extra_conf != NULL ? strdup(extra_conf) : NULL;
     write_config(e);
     if (kbt_run_daemon(e, "-c keybroker.conf --init", &err) != 0)
         fail_msg("keybrokerd --init failed: %s", err);
@@ -212,7 +227,6 @@ kbt_env *kbt_start(const char *extra_conf)
     assert_int_equal(kbt_spawn_daemon(e), 0);
     e->curl = curl_easy_init();
     assert_non_null(e->curl);
-    return e;
 }
 
 void kbt_stop(kbt_env *e)
@@ -295,7 +309,8 @@ kbt_resp kbt_call(kbt_env *e, const char *method, const char *path, const char *
                   const char *body)
 {
     CURL *c = e->curl;
-    kbt_resp r = {0, NULL, NULL, -1};
+    kbt_resp r = {0, 0, NULL, NULL, -1};
+    CURLcode rc;
     growbuf b = {NULL, 0};
     struct curl_slist *h = NULL;
     char url[2048], *auth = NULL;
@@ -320,9 +335,17 @@ kbt_resp kbt_call(kbt_env *e, const char *method, const char *path, const char *
     } else if (strcmp(method, "POST") == 0) {
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
     }
+    if (e->cacert[0] != '\0')
+        curl_easy_setopt(c, CURLOPT_CAINFO, e->cacert);
+    if (e->client_cert[0] != '\0') {
+        curl_easy_setopt(c, CURLOPT_SSLCERT, e->client_cert);
+        curl_easy_setopt(c, CURLOPT_SSLKEY, e->client_key);
+    }
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    if (curl_easy_perform(c) != CURLE_OK)
-        fail_msg("HTTP %s %s failed; see %s", method, path, e->log);
+    rc = curl_easy_perform(c);
+    r.curl_error = (int)rc;
+    if (rc != CURLE_OK && !e->tolerate_transport_errors)
+        fail_msg("HTTP %s %s failed (%s); see %s", method, path, curl_easy_strerror(rc), e->log);
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
     curl_slist_free_all(h);
     free(auth);

@@ -28,9 +28,15 @@ typedef struct {
     char url[64];
     char *admin; /* the bootstrap token */
     void *curl;  /* keep-alive handle */
+    bool https;
+    bool tolerate_transport_errors;
+    char cacert[320];      /* CA bundle for the server certificate (https) */
+    char client_cert[320]; /* client certificate and key for mTLS, "" for none */
+    char client_key[320];
 } kbt_env;
 
 typedef struct {
+    int curl_error; /* CURLcode; 0 when an HTTP response arrived */
     long status;
     json_t *json; /* parsed body, or NULL */
     char *body;
@@ -39,6 +45,9 @@ typedef struct {
 
 /* Creates the token, config (extra lines appended), runs --init and starts the daemon. */
 kbt_env *kbt_start(const char *extra_conf);
+/* The two halves of kbt_start: a directory with a SoftHSM2 token, then config/init/start. */
+kbt_env *kbt_new(void);
+void kbt_launch(kbt_env *e, const char *extra_conf);
 /* SIGTERM, wait for exit 0 (asserted), start again on the same deployment. */
 void kbt_restart(kbt_env *e);
 /* SIGKILL, then start again. */
@@ -50,7 +59,8 @@ void kbt_free(kbt_env *e);
 int kbt_run_daemon(kbt_env *e, const char *args, char **err);
 int kbt_spawn_daemon(kbt_env *e);
 
-/* One HTTP call. body may be NULL. token may be NULL (no Authorization). */
+/* One HTTP call. body may be NULL. token may be NULL (no Authorization).  A transport
+ * failure fails the test unless e->tolerate_transport_errors. */
 kbt_resp kbt_call(kbt_env *e, const char *method, const char *path, const char *token,
                   const char *body);
 /* Same with a json body built by json_pack-style format; steals nothing. */

@@ -1,0 +1,111 @@
+/*
+ * tls.c - HTTPS through libevent's OpenSSL bufferevents: TLS 1.2 or newer,
+ * forward-secret AEAD suites only, and mutual TLS when tls_client_ca is
+ * set.  A token bound to a client certificate (cnf.x5t#S256) is checked
+ * against the certificate this connection presented.
+ */
+#include <string.h>
+
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include "kbd.h"
+
+#define TLS12_CIPHERS "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:" \
+                      "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:" \
+                      "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256"
+
+static struct bufferevent *on_connection(struct event_base *base, void *arg)
+{
+    SSL *ssl = SSL_new(arg);
+
+    if (ssl == NULL)
+        return NULL;
+    return bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                          BEV_OPT_CLOSE_ON_FREE);
+}
+
+static kbr_err tls_fail(kbr_msg *msg, const char *what, const char *path)
+{
+    char detail[160];
+
+    ERR_error_string_n(ERR_get_error(), detail, sizeof(detail));
+    ERR_clear_error();
+    return kbr_fail(msg, KBR_ERR_CONFIG, "%s %s: %s", what, path, detail);
+}
+
+static kbr_err load_ctx(const kbd_config *cfg, SSL_CTX *ctx, kbr_msg *msg)
+{
+    if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||
+        SSL_CTX_set_cipher_list(ctx, TLS12_CIPHERS) != 1)
+        return tls_fail(msg, "TLS", "settings");
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
+                                 SSL_OP_NO_COMPRESSION);
+    if (SSL_CTX_use_certificate_chain_file(ctx, cfg->tls_cert) != 1)
+        return tls_fail(msg, "tls_cert", cfg->tls_cert);
+    if (SSL_CTX_use_PrivateKey_file(ctx, cfg->tls_key, SSL_FILETYPE_PEM) != 1)
+        return tls_fail(msg, "tls_key", cfg->tls_key);
+    if (SSL_CTX_check_private_key(ctx) != 1)
+        return tls_fail(msg, "tls_key does not match", cfg->tls_cert);
+    if (cfg->tls_client_ca == NULL)
+        return KBR_OK;
+    if (SSL_CTX_load_verify_locations(ctx, cfg->tls_client_ca, NULL) != 1)
+        return tls_fail(msg, "tls_client_ca", cfg->tls_client_ca);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+    SSL_CTX_set_verify_depth(ctx, 4);
+    return KBR_OK;
+}
+
+kbr_err kbd_tls_setup(kbd *d, kbr_msg *msg)
+{
+    SSL_CTX *ctx;
+    kbr_err err;
+
+    if (d->cfg.tls_cert == NULL)
+        return KBR_OK;
+    ctx = SSL_CTX_new(TLS_server_method());
+    if (ctx == NULL)
+        return kbr_fail(msg, KBR_ERR_NOMEM, "cannot create the TLS context");
+    err = load_ctx(&d->cfg, ctx, msg);
+    if (err != KBR_OK) {
+        SSL_CTX_free(ctx);
+        return err;
+    }
+    d->tls = ctx;
+    evhttp_set_bevcb(d->http, on_connection, ctx);
+    return KBR_OK;
+}
+
+void kbd_tls_cleanup(kbd *d)
+{
+    SSL_CTX_free(d->tls);
+    d->tls = NULL;
+}
+
+bool kbd_tls_client_x5t(struct evhttp_request *req, char out[64])
+{
+    struct evhttp_connection *conn = evhttp_request_get_connection(req);
+    struct bufferevent *bev = conn != NULL ? evhttp_connection_get_bufferevent(conn) : NULL;
+    SSL *ssl = bev != NULL ? bufferevent_openssl_get_ssl(bev) : NULL;
+    X509 *cert = ssl != NULL ? SSL_get0_peer_certificate(ssl) : NULL;
+    unsigned char *der = NULL;
+    unsigned char md[32];
+    char *b64 = NULL;
+    int n;
+
+    if (cert == NULL)
+        return false;
+    n = i2d_X509(cert, &der);
+    if (n <= 0)
+        return false;
+    kbr_sha256(der, (size_t)n, md);
+    OPENSSL_free(der);
+    if (kbr_b64url_encode(md, sizeof(md), &b64) != KBR_OK)
+        return false;
+    snprintf(out, 64, "%s", b64);
+    free(b64);
+    return true;
+}

@@ -1,0 +1,164 @@
+/*
+ * test_tls.c - HTTPS with mutual TLS: a client without a certificate is
+ * refused at the handshake, and a token bound to one client certificate
+ * (cnf.x5t#S256) does not work over a connection presenting another.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+
+static kbt_env *env;
+
+static const char *PKI =
+    "set -e; "
+    "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key "
+    "  -out ca.pem -days 2 -subj /CN=kbt-test-ca 2>/dev/null; "
+    "printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\nextendedKeyUsage=serverAuth\\n' > srv.ext; "
+    "printf 'extendedKeyUsage=clientAuth\\n' > cli.ext; "
+    "for n in server clientA clientB; do "
+    "  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $n.key "
+    "    -out $n.csr -subj /CN=$n 2>/dev/null; "
+    "  ext=cli.ext; [ $n = server ] && ext=srv.ext; "
+    "  openssl x509 -req -in $n.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out $n.pem "
+    "    -days 2 -extfile $ext 2>/dev/null; "
+    "done";
+
+static void use_client(const char *name)
+{
+    if (name == NULL) {
+        env->client_cert[0] = env->client_key[0] = '\0';
+        return;
+    }
+    snprintf(env->client_cert, sizeof(env->client_cert), "%s/%s.pem", env->dir, name);
+    snprintf(env->client_key, sizeof(env->client_key), "%s/%s.key", env->dir, name);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    env = kbt_new();
+    assert_int_equal(kbt_sh(env, PKI, NULL), 0);
+    env->https = true;
+    snprintf(env->cacert, sizeof(env->cacert), "%s/ca.pem", env->dir);
+    use_client("clientA");
+    kbt_launch(env, "tls_cert = server.pem\ntls_key = server.key\ntls_client_ca = ca.pem\n"
+                    "listen = 127.0.0.1:0\n");
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    kbt_free(env);
+    return 0;
+}
+
+static char *cert_sha256(const char *name)
+{
+    char cmd[256], *out = NULL;
+
+    snprintf(cmd, sizeof(cmd), "openssl x509 -in %s.pem -outform DER | sha256sum | cut -c1-64",
+             name);
+    assert_int_equal(kbt_sh(env, cmd, &out), 0);
+    out[64] = '\0';
+    return out;
+}
+
+static void test_https_with_client_cert(void **state)
+{
+    kbt_resp r;
+
+    (void)state;
+    use_client("clientA");
+    r = kbt_call(env, "GET", "/v1/health", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    kbt_resp_free(&r);
+    r = kbt_call(env, "GET", "/v1/keys", env->admin, NULL);
+    assert_int_equal(r.status, 200);
+    kbt_resp_free(&r);
+}
+
+static void test_no_client_cert_refused(void **state)
+{
+    kbt_resp r;
+
+    (void)state;
+    use_client(NULL);
+    env->tolerate_transport_errors = true;
+    r = kbt_call(env, "GET", "/v1/health", NULL, NULL);
+    assert_int_not_equal(r.curl_error, 0);
+    assert_int_equal(r.status, 0);
+    kbt_resp_free(&r);
+    env->tolerate_transport_errors = false;
+    use_client("clientA");
+}
+
+static void test_bound_token(void **state)
+{
+    char *fp = cert_sha256("clientA"), spec[512], *tok;
+    kbt_resp r;
+
+    (void)state;
+    snprintf(spec, sizeof(spec),
+             "{\"sub\":\"factory:acme\",\"ops\":[\"read\"],\"ttl\":600,\"bind_cert_sha256\":\"%s\"}",
+             fp);
+    use_client("clientA");
+    tok = kbt_token(env, spec);
+    r = kbt_call(env, "GET", "/v1/keys", tok, NULL);
+    assert_int_equal(r.status, 200);
+    kbt_resp_free(&r);
+    /* the same token over a connection with another (also trusted) certificate */
+    use_client("clientB");
+    r = kbt_call(env, "GET", "/v1/keys", tok, NULL);
+    assert_int_equal(r.status, 401);
+    assert_string_equal(kbt_err_code(&r), "unauthenticated");
+    assert_true(r.audit_seq > 0);
+    kbt_resp_free(&r);
+    /* an unbound token works from either client */
+    r = kbt_call(env, "GET", "/v1/keys", env->admin, NULL);
+    assert_int_equal(r.status, 200);
+    kbt_resp_free(&r);
+    r = kbt_call(env, "POST", "/v1/tokens", env->admin,
+                 "{\"sub\":\"factory:acme\",\"ops\":[\"read\"],\"ttl\":60,\"bind_cert_sha256\":\"abcd\"}");
+    assert_int_equal(r.status, 400);
+    kbt_resp_free(&r);
+    use_client("clientA");
+    free(tok);
+    free(fp);
+}
+
+static void test_plain_http_to_tls_port_fails(void **state)
+{
+    kbt_resp r;
+
+    (void)state;
+    env->https = false;
+    snprintf(env->url, sizeof(env->url), "http://127.0.0.1:%d", env->port);
+    env->tolerate_transport_errors = true;
+    r = kbt_call(env, "GET", "/v1/health", NULL, NULL);
+    assert_true(r.curl_error != 0 || r.status != 200);
+    kbt_resp_free(&r);
+    env->tolerate_transport_errors = false;
+    env->https = true;
+    snprintf(env->url, sizeof(env->url), "https://127.0.0.1:%d", env->port);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_https_with_client_cert),
+        cmocka_unit_test(test_no_client_cert_refused),
+        cmocka_unit_test(test_bound_token),
+        cmocka_unit_test(test_plain_http_to_tls_port_fails),
+    };
+
+    return cmocka_run_group_tests_name("keybrokerd TLS", tests, setup, teardown);
+}

@@ -123,7 +123,11 @@ static kbr_err module_load(const char *path, kbr_hsm *hsm, kbr_msg *msg)
     kbr_err err = KBR_OK;
     CK_C_GetFunctionList get_list = NULL;
 
-    hsm->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    /*
+     * Never unmapped: vendor modules start threads and register atexit
+     * handlers that crash if their code disappears under them.
+     */
+    hsm->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
     if (hsm->dl == NULL) {
         err = kbr_fail(msg, KBR_ERR_IO, "pkcs11 module %s cannot be loaded: %s", path, dlerror());
         goto out;

@@ -1,0 +1,248 @@
+/*
+ * cli.h - internal interfaces of the keybroker command-line client.
+ *
+ * The pure parts (option parsing, tables, digests and SBOM encoding, sign
+ * request bodies) live in files without main() so that tests/unit/test_cli.c
+ * can include them; the HTTP client and the subcommands build on them.
+ */
+#ifndef KBR_CLI_H
+#define KBR_CLI_H
+
+#include <stdio.h>
+
+#include "kbr_common.h"
+
+/* ---- errors as the user sees them: "keybroker: <code>: <message>" ---- */
+
+#define CLI_USAGE "usage" /* the code of a usage error; exit status 2 */
+
+typedef struct {
+    char code[48];
+    kbr_msg msg;
+} cli_error;
+
+/* Fills ce (code and printf message) and returns err. ce may be NULL. */
+kbr_err cli_fail(cli_error *ce, kbr_err err, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* ---- options (args.c) ---- */
+
+typedef enum {
+    CLI_OPT_FLAG,  /* --json */
+    CLI_OPT_STR,   /* --out FILE; at most once */
+    CLI_OPT_INT,   /* --ttl N; a non-negative decimal integer */
+    CLI_OPT_LIST,  /* --op sign --op read or --op sign,read */
+    CLI_OPT_MULTI, /* --component X, repeatable, never split on commas */
+} cli_opt_kind;
+
+typedef struct {
+    const char *name; /* without the leading "--" */
+    cli_opt_kind kind;
+    bool required;
+    const char *metavar; /* for usage text; NULL for flags */
+} cli_opt;
+
+/* What a command accepts: its options and its positional arguments. */
+typedef struct {
+    const cli_opt *opts;
+    size_t nopts;
+    const char *const *pos; /* names of the positional arguments, max_pos of them */
+    size_t min_pos;
+    size_t max_pos;
+} cli_spec;
+
+typedef struct cli_args cli_args;
+
+/*
+ * Parses argv[0..argc) against spec plus the extra (global) options.
+ * "--name value" and "--name=value" are accepted, "--" ends the options.
+ * Unknown options, single-valued options given twice, missing or empty
+ * values (a value may not start with "--" unless given as --name=value), bad numbers,
+ * empty list items, missing required options and wrong positional counts
+ * give KBR_ERR_BAD_REQUEST with msg naming the option or argument.
+ * The result borrows argv's strings; caller frees with cli_args_free().
+ */
+KBR_WUR kbr_err cli_args_parse(const cli_spec *spec, const cli_opt *extra, size_t nextra, int argc,
+                               char *const argv[], cli_args **out, kbr_msg *msg);
+void cli_args_free(cli_args *a);
+
+/* Accessors; names are option names without "--"; results are borrowed. */
+bool cli_args_flag(const cli_args *a, const char *name);
+const char *cli_args_str(const cli_args *a, const char *name);
+bool cli_args_int(const cli_args *a, const char *name, long long *value);
+const char *const *cli_args_list(const cli_args *a, const char *name, size_t *n);
+size_t cli_args_npos(const cli_args *a);
+const char *cli_args_pos(const cli_args *a, size_t i);
+
+/* Splits "a,b,c" into new strings; an empty item is KBR_ERR_BAD_REQUEST. Caller frees. */
+KBR_WUR kbr_err cli_split_list(const char *s, char ***items, size_t *n);
+void cli_strv_free(char **v, size_t n);
+/* Decimal integer in [min, max], the whole string consumed. */
+KBR_WUR kbr_err cli_parse_ll(const char *s, long long min, long long max, long long *out);
+
+/* ---- tables (table.c) ---- */
+
+/*
+ * Renders a header row and nrows rows of ncols cells (row-major; NULL shows
+ * as "-") with columns padded to their widest cell (counted in UTF-8
+ * characters), two spaces apart, no trailing blanks. Caller frees *out.
+ */
+KBR_WUR kbr_err cli_table_render(const char *const *headers, size_t ncols, const char *const *cells,
+                                 size_t nrows, char **out);
+
+/* Writes s with control characters shown as '?': server text never drives the terminal. */
+void cli_fput_sanitized(FILE *f, const char *s);
+
+/* A table column: its header and the dotted member path of its value ("hsm.label"). */
+typedef struct {
+    const char *header;
+    const char *path;
+} cli_column;
+
+/* The member at a dotted path of an object, or NULL. Borrowed. */
+const json_t *cli_json_path(const json_t *obj, const char *path);
+/*
+ * One cell's text: strings as given, numbers and booleans as JSON, null or
+ * absent as NULL (shown "-"), arrays of scalars joined with ",", anything
+ * else as compact JSON. Caller frees.
+ */
+KBR_WUR kbr_err cli_json_cell(const json_t *v, char **out);
+/* One row per element of the array rows. Caller frees *out. */
+KBR_WUR kbr_err cli_table_from_json(const json_t *rows, const cli_column *cols, size_t ncols,
+                                    char **out);
+/* One object as FIELD/VALUE rows, one per column. Caller frees *out. */
+KBR_WUR kbr_err cli_fields_from_json(const json_t *obj, const cli_column *cols, size_t ncols,
+                                     char **out);
+
+/* ---- signing inputs (sign.c) ---- */
+
+/* Largest SBOM file sent; its base64 must fit the daemon's default 1 MiB body limit. */
+#define CLI_SBOM_MAX (700 * 1024)
+/* Largest ed25519 message: 1 MiB body limit less room for the other fields, before base64. */
+#define CLI_MESSAGE_MAX ((1024 * 1024 - 16 * 1024) / 4 * 3)
+
+/* Hex digest ("sha256" or "sha384") of a file, read in chunks. Caller frees *hex. */
+KBR_WUR kbr_err cli_digest_file(const char *path, const char *hash, char **hex, kbr_msg *msg);
+/* Checks a user-given hex digest against the hash's length; returns it lowercased. Caller frees. */
+KBR_WUR kbr_err cli_digest_normalize(const char *hex, const char *hash, char **out, kbr_msg *msg);
+/* Base64 of a CycloneDX JSON file, after checking it is one. Caller frees *b64. */
+KBR_WUR kbr_err cli_sbom_b64_from_file(const char *path, char **b64, kbr_msg *msg);
+/* Base64 of a whole file of at most max bytes. Caller frees *b64. */
+KBR_WUR kbr_err cli_file_b64(const char *path, size_t max, char **b64, kbr_msg *msg);
+/* "name@version[@purl]" as {"name","version"[,"purl"]}. Caller frees *out. */
+KBR_WUR kbr_err cli_component_parse(const char *spec, json_t **out, kbr_msg *msg);
+
+/* Everything a POST /v1/sign body may carry; NULL fields are left out. Strings borrowed. */
+typedef struct {
+    const char *key;
+    const char *digest; /* hex, or NULL with message_b64 */
+    const char *hash;
+    const char *message_b64;
+    const char *format;
+    const char *product;
+    const char *version;
+    const char *name;
+    const char *build_id;
+    const char *kind;
+    const char *sbom_b64;
+    const json_t *components; /* array of component objects, or NULL */
+} cli_sign_req;
+
+/* The JSON body of POST /v1/sign. Caller frees *out with json_decref. */
+KBR_WUR kbr_err cli_sign_body(const cli_sign_req *r, json_t **out, kbr_msg *msg);
+
+/* ---- HTTP client (http.c) ---- */
+
+typedef struct cli_client cli_client;
+
+typedef struct {
+    const char *url; /* base URL, e.g. https://broker:8443 */
+    const char *cacert;
+    const char *cert;
+    const char *cert_key;
+} cli_client_conf;
+
+/*
+ * One libcurl handle for the whole run. token (may be NULL) is taken: the
+ * client wipes and frees it. Caller frees *out with cli_client_free().
+ */
+KBR_WUR kbr_err cli_client_new(const cli_client_conf *conf, kbr_secret *token, cli_client **out,
+                               cli_error *ce);
+void cli_client_free(cli_client *c);
+
+typedef struct {
+    long status;
+    json_t *body;        /* parsed response, NULL if empty or not JSON */
+    long long audit_seq; /* X-Audit-Seq, the audit record of this call; -1 if absent */
+} cli_response;
+
+/*
+ * Sends method path (starting "/v1/") with an optional JSON body. Returns
+ * KBR_OK for 2xx; otherwise fills ce from the {"error":{...}} body or the
+ * transport error, and resp still holds what arrived. Caller cleans resp up.
+ */
+KBR_WUR kbr_err cli_call(cli_client *c, const char *method, const char *path, const json_t *body,
+                         cli_response *resp, cli_error *ce);
+void cli_response_cleanup(cli_response *r);
+
+/* prefix + URL-escaped segment + suffix (suffix may be NULL). Caller frees. */
+KBR_WUR kbr_err cli_path_join(cli_client *c, const char *prefix, const char *segment,
+                              const char *suffix, char **out);
+/* Appends "?name=value" or "&name=value" (value escaped) to *path, reallocating it. */
+KBR_WUR kbr_err cli_query_add(cli_client *c, char **path, const char *name, const char *value);
+
+/* ---- commands (cmd_*.c) ---- */
+
+typedef struct {
+    cli_client *client;
+    const cli_args *args;
+    bool json;
+    FILE *out;
+} cli_ctx;
+
+typedef struct {
+    const char *words[3]; /* the command path, NULL-terminated: {"key", "create"} */
+    const char *synopsis; /* what follows the words in usage */
+    const char *summary;
+    cli_spec spec;
+    bool needs_token;
+    kbr_err (*run)(cli_ctx *ctx, cli_error *ce);
+} cli_command;
+
+extern const cli_command cli_cmd_key_create, cli_cmd_key_list, cli_cmd_key_show, cli_cmd_key_retire,
+    cli_cmd_key_pubkey;
+extern const cli_command cli_cmd_token_issue, cli_cmd_token_list, cli_cmd_token_revoke,
+    cli_cmd_revoke;
+extern const cli_command cli_cmd_sign;
+extern const cli_command cli_cmd_audit_list, cli_cmd_audit_export, cli_cmd_health, cli_cmd_jwks;
+
+/* ---- output shared by the commands (output.c) ---- */
+
+/* Prints v as indented JSON, keys in the server's order; a NULL v prints null. */
+KBR_WUR kbr_err cli_print_json(FILE *f, const json_t *v, cli_error *ce);
+/* Prints a rendered table (or any text) and frees it. */
+KBR_WUR kbr_err cli_print_text(FILE *f, char *text, cli_error *ce);
+/* Writes data to path with mode, naming the file on failure. */
+KBR_WUR kbr_err cli_write_file(const char *path, const void *data, size_t len, unsigned mode,
+                               cli_error *ce);
+/* GETs path and shows it as cli_show() does. */
+KBR_WUR kbr_err cli_get_show(const cli_ctx *ctx, const char *path, const char *rows,
+                             const cli_column *cols, size_t ncols, cli_error *ce);
+/* A JSON array of the n strings. Caller frees *out with json_decref. */
+KBR_WUR kbr_err cli_json_string_array(const char *const *v, size_t n, json_t **out);
+/*
+ * Turns a failure of a pure function (msg set) into a user error: bad input
+ * is a usage error, an unreadable file io_error, an oversized one too_large.
+ * Returns err.
+ */
+kbr_err cli_from_msg(cli_error *ce, kbr_err err, const kbr_msg *msg);
+/* A member string of obj, or NULL. Borrowed. */
+const char *cli_json_str(const json_t *obj, const char *path);
+/*
+ * Prints a response: the whole body as JSON with --json; otherwise the array
+ * member `rows` of body as a table, or (rows NULL) body as FIELD/VALUE rows.
+ */
+KBR_WUR kbr_err cli_show(const cli_ctx *ctx, const json_t *body, const char *rows,
+                         const cli_column *cols, size_t ncols, cli_error *ce);
+
+#endif

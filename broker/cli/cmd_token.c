@@ -1,0 +1,298 @@
+/* cmd_token.c - keybroker token issue|list|revoke and keybroker revoke. */
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "cli.h"
+
+#define N_ELEMS(a) (sizeof(a) / sizeof((a)[0]))
+
+static const cli_column token_columns[] = {
+    {"JTI", "jti"},
+    {"SUB", "sub"},
+    {"OPS", "scope.ops"},
+    {"KEYS", "scope.keys"},
+    {"PRODUCTS", "scope.products"},
+    {"ISSUED_AT", "issued_at"},
+    {"EXPIRES_AT", "expires_at"},
+    {"USES", "uses"},
+    {"REVOKED_AT", "revoked_at"},
+};
+
+static const cli_column issued_fields[] = {
+    {"jti", "jti"},
+    {"expires_at", "expires_at"},
+};
+
+/* CLI option name and request field of the scope lists. */
+static const struct {
+    const char *opt;
+    const char *field;
+} scope_lists[] = {
+    {"op", "ops"},        {"key", "keys"},       {"product", "products"},
+    {"batch", "batches"}, {"device", "devices"},
+};
+
+static kbr_err set_str(json_t *body, const char *field, const char *value)
+{
+    if (value == NULL)
+        return KBR_OK;
+    return json_object_set_new(body, field, json_string(value)) == 0 ? KBR_OK : KBR_ERR_BAD_REQUEST;
+}
+
+static kbr_err set_int(json_t *body, const cli_args *a, const char *opt, const char *field)
+{
+    long long v = 0;
+
+    if (!cli_args_int(a, opt, &v))
+        return KBR_OK;
+    return json_object_set_new(body, field, json_integer(v)) == 0 ? KBR_OK : KBR_ERR_NOMEM;
+}
+
+/* An absent list means "any" to the broker, so only given lists are sent. */
+static kbr_err set_lists(json_t *body, const cli_args *a)
+{
+    kbr_err err = KBR_OK;
+    json_t *arr = NULL;
+
+    for (size_t i = 0; i < N_ELEMS(scope_lists); i++) {
+        size_t n = 0;
+        const char *const *v = cli_args_list(a, scope_lists[i].opt, &n);
+        if (n == 0)
+            continue;
+        KBR_GUARD(cli_json_string_array(v, n, &arr));
+        KBR_ENSURE(json_object_set_new(body, scope_lists[i].field, arr) == 0, KBR_ERR_NOMEM);
+        arr = NULL;
+    }
+out:
+    return err;
+}
+
+static kbr_err issue_body(const cli_args *a, json_t **out)
+{
+    kbr_err err = KBR_OK;
+    json_t *body = json_object();
+
+    *out = NULL;
+    KBR_ENSURE(body != NULL, KBR_ERR_NOMEM);
+    KBR_GUARD(set_str(body, "sub", cli_args_str(a, "sub")));
+    KBR_GUARD(set_lists(body, a));
+    KBR_GUARD(set_int(body, a, "max-uses", "max_uses"));
+    KBR_GUARD(set_int(body, a, "ttl", "ttl"));
+    KBR_GUARD(set_str(body, "bind_cert_sha256", cli_args_str(a, "bind-cert-sha256")));
+    *out = body;
+    body = NULL;
+out:
+    json_decref(body);
+    return err;
+}
+
+static kbr_err print_token(const cli_ctx *ctx, const json_t *resp, const char *token, cli_error *ce)
+{
+    const char *file = cli_args_str(ctx->args, "out");
+    kbr_err err = KBR_OK;
+
+    if (file != NULL)
+        err = cli_write_file(file, token, strlen(token), 0600, ce);
+    if (err != KBR_OK || ctx->json)
+        return err;
+    if (file != NULL)
+        return cli_show(ctx, resp, NULL, issued_fields, N_ELEMS(issued_fields), ce);
+    fprintf(ctx->out, "%s\n", token);
+    return KBR_OK;
+}
+
+static kbr_err token_issue(cli_ctx *ctx, cli_error *ce)
+{
+    kbr_err err = KBR_OK;
+    json_t *body = NULL, *tok = NULL;
+    cli_response resp = {0};
+
+    err = issue_body(ctx->args, &body);
+    KBR_ENSURE(err != KBR_ERR_BAD_REQUEST,
+               cli_fail(ce, err, CLI_USAGE, "an option value is not valid UTF-8"));
+    KBR_GUARD(err);
+    KBR_GUARD(cli_call(ctx->client, "POST", "/v1/tokens", body, &resp, ce));
+    tok = json_object_get(resp.body, "token");
+    KBR_ENSURE(json_is_string(tok),
+               cli_fail(ce, KBR_ERR_BAD_REQUEST, "bad_response", "the response has no token"));
+    if (ctx->json)
+        KBR_GUARD(cli_print_json(ctx->out, resp.body, ce));
+    KBR_GUARD(print_token(ctx, resp.body, json_string_value(tok), ce));
+out:
+    /* jansson frees without wiping; the token string is wiped in place first. */
+    if (json_is_string(tok))
+        OPENSSL_cleanse((char *)json_string_value(tok), json_string_length(tok));
+    cli_response_cleanup(&resp);
+    json_decref(body);
+    return err;
+}
+
+static kbr_err add_query(cli_ctx *ctx, char **path, const char *opt, const char *name)
+{
+    const char *v = cli_args_str(ctx->args, opt);
+
+    return v != NULL ? cli_query_add(ctx->client, path, name, v) : KBR_OK;
+}
+
+static kbr_err token_list(cli_ctx *ctx, cli_error *ce)
+{
+    kbr_err err = KBR_OK;
+    char *path = strdup("/v1/tokens");
+
+    KBR_ENSURE(path != NULL, KBR_ERR_NOMEM);
+    KBR_GUARD(add_query(ctx, &path, "sub", "sub"));
+    KBR_GUARD(add_query(ctx, &path, "key", "key"));
+    if (cli_args_flag(ctx->args, "active"))
+        KBR_GUARD(cli_query_add(ctx->client, &path, "active", "true"));
+    KBR_GUARD(cli_get_show(ctx, path, "tokens", token_columns, N_ELEMS(token_columns), ce));
+out:
+    free(path);
+    return err;
+}
+
+static kbr_err reason_body(const cli_args *a, json_t **out, cli_error *ce)
+{
+    kbr_err err = KBR_OK;
+    json_t *body = json_object();
+
+    *out = NULL;
+    KBR_ENSURE(body != NULL, KBR_ERR_NOMEM);
+    err = set_str(body, "reason", cli_args_str(a, "reason"));
+    KBR_ENSURE(err == KBR_OK, cli_fail(ce, err, CLI_USAGE, "--reason is not valid UTF-8"));
+    *out = body;
+    body = NULL;
+out:
+    json_decref(body);
+    return err;
+}
+
+static kbr_err token_revoke(cli_ctx *ctx, cli_error *ce)
+{
+    kbr_err err = KBR_OK;
+    char *path = NULL;
+    json_t *body = NULL;
+    cli_response resp = {0};
+    const char *jti = cli_args_pos(ctx->args, 0);
+
+    KBR_GUARD(reason_body(ctx->args, &body, ce));
+    KBR_GUARD(cli_path_join(ctx->client, "/v1/tokens/", jti, "/revoke", &path));
+    KBR_GUARD(cli_call(ctx->client, "POST", path, body, &resp, ce));
+    if (ctx->json)
+        KBR_GUARD(cli_print_json(ctx->out, resp.body, ce));
+    else
+        fprintf(ctx->out, "revoked %s\n", jti);
+out:
+    cli_response_cleanup(&resp);
+    json_decref(body);
+    free(path);
+    return err;
+}
+
+static kbr_err revocation_body(const cli_args *a, json_t **out, cli_error *ce)
+{
+    kbr_err err = KBR_OK;
+    const char *sub = cli_args_str(a, "sub"), *key = cli_args_str(a, "key");
+    json_t *body = NULL;
+
+    *out = NULL;
+    KBR_ENSURE((sub == NULL) != (key == NULL),
+               cli_fail(ce, KBR_ERR_BAD_REQUEST, CLI_USAGE, "give exactly one of --sub, --key"));
+    KBR_GUARD(reason_body(a, &body, ce));
+    err = set_str(body, sub != NULL ? "sub" : "key", sub != NULL ? sub : key);
+    KBR_ENSURE(err == KBR_OK, cli_fail(ce, err, CLI_USAGE, "--sub/--key is not valid UTF-8"));
+    *out = body;
+    body = NULL;
+out:
+    json_decref(body);
+    return err;
+}
+
+static kbr_err revoke(cli_ctx *ctx, cli_error *ce)
+{
+    kbr_err err = KBR_OK;
+    json_t *body = NULL;
+    cli_response resp = {0};
+    const json_t *n = NULL;
+
+    KBR_GUARD(revocation_body(ctx->args, &body, ce));
+    KBR_GUARD(cli_call(ctx->client, "POST", "/v1/revocations", body, &resp, ce));
+    n = json_object_get(resp.body, "revoked");
+    KBR_ENSURE(json_is_integer(n), cli_fail(ce, KBR_ERR_BAD_REQUEST, "bad_response",
+                                            "the response has no revoked count"));
+    if (ctx->json)
+        KBR_GUARD(cli_print_json(ctx->out, resp.body, ce));
+    else
+        fprintf(ctx->out, "revoked %" JSON_INTEGER_FORMAT "\n", json_integer_value(n));
+out:
+    cli_response_cleanup(&resp);
+    json_decref(body);
+    return err;
+}
+
+static const char *const jti_pos[] = {"JTI"};
+
+static const cli_opt issue_opts[] = {
+    {"sub", CLI_OPT_STR, true, "S"},
+    {"op", CLI_OPT_LIST, true, "OP"},
+    {"key", CLI_OPT_LIST, false, "K"},
+    {"product", CLI_OPT_LIST, false, "P"},
+    {"batch", CLI_OPT_LIST, false, "B"},
+    {"device", CLI_OPT_LIST, false, "D"},
+    {"max-uses", CLI_OPT_INT, false, "N"},
+    {"ttl", CLI_OPT_INT, true, "SECONDS"},
+    {"bind-cert-sha256", CLI_OPT_STR, false, "HEX"},
+    {"out", CLI_OPT_STR, false, "FILE"},
+};
+
+static const cli_opt list_opts[] = {
+    {"sub", CLI_OPT_STR, false, "S"},
+    {"key", CLI_OPT_STR, false, "K"},
+    {"active", CLI_OPT_FLAG, false, NULL},
+};
+
+static const cli_opt reason_opts[] = {{"reason", CLI_OPT_STR, false, "R"}};
+
+static const cli_opt revoke_opts[] = {
+    {"sub", CLI_OPT_STR, false, "S"},
+    {"key", CLI_OPT_STR, false, "K"},
+    {"reason", CLI_OPT_STR, false, "R"},
+};
+
+const cli_command cli_cmd_token_issue = {
+    {"token", "issue", NULL},
+    "--sub S --op OP[,OP...] [--key K...] [--product P...] [--batch B...] [--device D...]\n"
+    "      [--max-uses N] --ttl SECONDS [--bind-cert-sha256 HEX] [--out FILE]",
+    "issue a scoped token; prints it alone (or writes FILE, mode 0600)",
+    {issue_opts, N_ELEMS(issue_opts), NULL, 0, 0},
+    true,
+    token_issue,
+};
+
+const cli_command cli_cmd_token_list = {
+    {"token", "list", NULL},
+    "[--sub S] [--key K] [--active]",
+    "list issued tokens (never the token strings)",
+    {list_opts, N_ELEMS(list_opts), NULL, 0, 0},
+    true,
+    token_list,
+};
+
+const cli_command cli_cmd_token_revoke = {
+    {"token", "revoke", NULL},
+    "JTI [--reason R]",
+    "revoke one token",
+    {reason_opts, N_ELEMS(reason_opts), jti_pos, 1, 1},
+    true,
+    token_revoke,
+};
+
+const cli_command cli_cmd_revoke = {
+    {"revoke", NULL, NULL},
+    "(--sub S | --key K) [--reason R]",
+    "revoke every live token of a principal or reaching a key",
+    {revoke_opts, N_ELEMS(revoke_opts), NULL, 0, 0},
+    true,
+    revoke,
+};

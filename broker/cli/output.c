@@ -1,0 +1,106 @@
+/* output.c - how subcommands print: JSON on request, tables otherwise, files on --out. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+kbr_err cli_print_json(FILE *f, const json_t *v, cli_error *ce)
+{
+    json_t *none = json_null();
+
+    /* An empty 2xx body still prints valid JSON, so scripts can parse stdout. */
+    if (json_dumpf(v != NULL ? v : none, f,
+                   JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY) != 0 ||
+        fputc('\n', f) == EOF)
+        return cli_fail(ce, KBR_ERR_IO, "io_error", "cannot write the output");
+    return KBR_OK;
+}
+
+kbr_err cli_print_text(FILE *f, char *text, cli_error *ce)
+{
+    kbr_err err = KBR_OK;
+
+    if (fputs(text, f) == EOF)
+        err = cli_fail(ce, KBR_ERR_IO, "io_error", "cannot write the output");
+    free(text);
+    return err;
+}
+
+kbr_err cli_write_file(const char *path, const void *data, size_t len, unsigned mode, cli_error *ce)
+{
+    if (kbr_file_write(path, data, len, mode) != KBR_OK)
+        return cli_fail(ce, KBR_ERR_IO, "io_error", "cannot write %s: %s", path, strerror(errno));
+    return KBR_OK;
+}
+
+const char *cli_json_str(const json_t *obj, const char *path)
+{
+    return json_string_value(cli_json_path(obj, path));
+}
+
+kbr_err cli_show(const cli_ctx *ctx, const json_t *body, const char *rows, const cli_column *cols,
+                 size_t ncols, cli_error *ce)
+{
+    kbr_err err = KBR_OK;
+    char *text = NULL;
+
+    if (ctx->json)
+        return cli_print_json(ctx->out, body, ce);
+    if (rows != NULL)
+        err = cli_table_from_json(json_object_get(body, rows), cols, ncols, &text);
+    else
+        err = cli_fields_from_json(body, cols, ncols, &text);
+    if (err == KBR_ERR_BAD_REQUEST)
+        return cli_fail(ce, err, "bad_response", "the response lacks the expected %s",
+                        rows != NULL ? rows : "object");
+    if (err != KBR_OK)
+        return err;
+    return cli_print_text(ctx->out, text, ce);
+}
+
+kbr_err cli_get_show(const cli_ctx *ctx, const char *path, const char *rows, const cli_column *cols,
+                     size_t ncols, cli_error *ce)
+{
+    kbr_err err = KBR_OK;
+    cli_response resp = {0};
+
+    KBR_GUARD(cli_call(ctx->client, "GET", path, NULL, &resp, ce));
+    KBR_GUARD(cli_show(ctx, resp.body, rows, cols, ncols, ce));
+out:
+    cli_response_cleanup(&resp);
+    return err;
+}
+
+kbr_err cli_json_string_array(const char *const *v, size_t n, json_t **out)
+{
+    kbr_err err = KBR_OK;
+    json_t *arr = json_array();
+
+    *out = NULL;
+    KBR_ENSURE(arr != NULL, KBR_ERR_NOMEM);
+    for (size_t i = 0; i < n; i++) {
+        json_t *s = json_string(v[i]);
+        KBR_ENSURE(s != NULL, KBR_ERR_BAD_REQUEST);
+        KBR_ENSURE(json_array_append_new(arr, s) == 0, KBR_ERR_NOMEM);
+    }
+    *out = arr;
+    arr = NULL;
+out:
+    json_decref(arr);
+    return err;
+}
+
+kbr_err cli_from_msg(cli_error *ce, kbr_err err, const kbr_msg *msg)
+{
+    const char *code = "error";
+
+    if (err == KBR_ERR_BAD_REQUEST)
+        code = CLI_USAGE;
+    else if (err == KBR_ERR_IO)
+        code = "io_error";
+    else if (err == KBR_ERR_TOO_LARGE)
+        code = "too_large";
+    return cli_fail(ce, err, code, "%s", msg->text[0] != '\0' ? msg->text : kbr_err_str(err));
+}

@@ -1,0 +1,799 @@
+/*
+ * bench_sign.c - how much of the HSM's ECDSA P-256 signing rate keybrokerd
+ * delivers once every signature is authenticated, checked against policy and
+ * the firmware ledger, and durably audited before it leaves.
+ *
+ * Two phases on the same SoftHSM2 token and the same key, one after the
+ * other so they never compete for the cores:
+ *   1. raw: kbr_hsm_sign (the call the broker's workers make) from one thread
+ *      per worker, each with its own session;
+ *   2. broker: POST /v1/sign over 32 keep-alive connections driven by one
+ *      libcurl multi loop, each request a new firmware version with its own
+ *      digest and an inline SBOM.
+ * Each phase warms up, then counts the operations that complete inside the
+ * measured window and their latencies.  The target line compares the two.
+ *
+ * Environment: KBR_BIN_DIR (keybrokerd), KBR_BENCH_SECONDS [5],
+ * KBR_BENCH_WARMUP [1], KBR_BENCH_CONNS [32], KBR_BENCH_WORKERS [cores, at
+ * least 2: raw threads and keybrokerd workers], KBR_BENCH_JSON (set: also
+ * print one JSON line); `--json` does the same as KBR_BENCH_JSON.
+ * Exit status: 0 when both phases ran without a single failed operation,
+ * whether or not the target is met; non-zero on any error.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <openssl/sha.h>
+
+#include "../tests/integration/harness.h"
+#include "kbr_hsm.h"
+
+#define KEY_NAME      "bench-fw"
+#define PRODUCT       "bench"
+#define MODULE_PATH   "/usr/lib/softhsm/libsofthsm2.so"
+#define TARGET_RATIO  0.70
+#define TARGET_P99_MS 5.0
+#define MAX_CONNS     256
+#define MAX_THREADS   64
+#define RESP_MAX      4096
+#define ERRS_KEPT     3
+/* cores used by other processes above which a run is called disturbed */
+#define OTHER_LOAD_WARN 0.15
+
+static const char *const SBOM =
+    "{\"format\":\"cyclonedx\",\"components\":["
+    "{\"name\":\"openssl\",\"version\":\"3.0.13\",\"purl\":\"pkg:generic/openssl@3.0.13\"},"
+    "{\"name\":\"zlib\",\"version\":\"1.3.1\",\"purl\":\"pkg:generic/zlib@1.3.1\"}]}";
+
+typedef struct {
+    double warmup, seconds; /* per phase */
+    int conns, workers, nproc;
+    bool json;
+} bench_cfg;
+
+static bench_cfg cfg;
+static kbt_env *env;
+static char *ci_tok;
+static char hsm_label[KBR_HSM_LABEL_MAX];
+
+/* ---- time and latency statistics ---- */
+
+static double now_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+typedef struct {
+    double *v; /* seconds */
+    size_t n, cap;
+} lat_vec;
+
+static void lat_push(lat_vec *l, double x)
+{
+    if (l->n == l->cap) {
+        size_t cap = l->cap != 0 ? l->cap * 2 : 4096;
+        double *nv = realloc(l->v, cap * sizeof(*nv));
+
+        /* Raw threads push too, and a cmocka failure cannot leave a thread: stop here. */
+        if (nv == NULL) {
+            fputs("bench_sign: out of memory for latencies\n", stderr);
+            abort();
+        }
+        l->v = nv;
+        l->cap = cap;
+    }
+    l->v[l->n++] = x;
+}
+
+static void lat_append(lat_vec *dst, const lat_vec *src)
+{
+    for (size_t i = 0; i < src->n; i++)
+        lat_push(dst, src->v[i]);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+
+    return (x > y) - (x < y);
+}
+
+typedef struct {
+    double self, daemon, other; /* cores busy on average over a phase */
+} cpu_use;
+
+typedef struct {
+    size_t ops;
+    double rate, p50_ms, p99_ms, max_ms;
+    cpu_use cpu;
+} phase_result;
+
+/* Nearest-rank percentile of a sorted vector, in ms. */
+static double pct_ms(const lat_vec *l, double p)
+{
+    size_t rank;
+
+    if (l->n == 0)
+        return 0;
+    rank = (size_t)(p * (double)l->n);
+    if ((double)rank < p * (double)l->n)
+        rank++;
+    return l->v[rank > 0 ? rank - 1 : 0] * 1e3;
+}
+
+/* Sorts l in place. */
+static phase_result summarize(lat_vec *l, double window)
+{
+    phase_result r = {l->n, (double)l->n / window, 0, 0, 0, {0, 0, 0}};
+
+    qsort(l->v, l->n, sizeof(*l->v), cmp_double);
+    r.p50_ms = pct_ms(l, 0.50);
+    r.p99_ms = pct_ms(l, 0.99);
+    r.max_ms = l->n > 0 ? l->v[l->n - 1] * 1e3 : 0;
+    return r;
+}
+
+/* ---- where the CPU went during a phase ---- */
+
+/* CPU seconds: this process, keybrokerd, and the whole machine (busy time, all cores). */
+typedef struct {
+    double self, daemon, machine;
+} cpu_snap;
+
+static double proc_cpu(pid_t pid)
+{
+    char path[64], buf[1024], *p;
+    unsigned long long ut = 0, st = 0;
+    FILE *f;
+    size_t n;
+
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* Fields after the command name, which may hold spaces: utime and stime are the 12th and
+     * 13th after the closing parenthesis. */
+    p = strrchr(buf, ')');
+    if (p == NULL ||
+        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+        return 0;
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+static double machine_cpu(void)
+{
+    unsigned long long v[8] = {0};
+    FILE *f = fopen("/proc/stat", "r");
+    int got = 0;
+
+    if (f != NULL) {
+        got = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+                     &v[4], &v[5], &v[6], &v[7]);
+        fclose(f);
+    }
+    if (got != 8)
+        return 0;
+    /* user nice system [idle iowait] irq softirq steal */
+    return (double)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / (double)sysconf(_SC_CLK_TCK);
+}
+
+static cpu_snap cpu_now(void)
+{
+    cpu_snap c = {proc_cpu(getpid()), env->pid > 0 ? proc_cpu(env->pid) : 0, machine_cpu()};
+
+    return c;
+}
+
+static cpu_use cpu_since(const cpu_snap *a, double wall)
+{
+    cpu_snap b = cpu_now();
+    cpu_use u;
+
+    u.self = (b.self - a->self) / wall;
+    u.daemon = (b.daemon - a->daemon) / wall;
+    u.other = (b.machine - a->machine) / wall - u.self - u.daemon;
+    if (u.other < 0)
+        u.other = 0;
+    return u;
+}
+
+/* ---- phase 1: the HSM through kbr_hsm_sign ---- */
+
+typedef struct {
+    kbr_hsm *hsm;
+    int index;
+    double warm_end, end;
+    lat_vec lat;
+    unsigned long errors;
+    kbr_err first_err;
+    unsigned char digest[32], sig[64]; /* the last good signature, checked afterwards */
+    size_t siglen;
+} raw_thread;
+
+/* A digest no other operation of the run signs: thread index and counter in a fixed pattern. */
+static void raw_digest(int index, uint64_t n, unsigned char out[32])
+{
+    memset(out, 0xa5, 32);
+    memcpy(out, &n, sizeof(n));
+    out[8] = (unsigned char)index;
+}
+
+static void raw_one(raw_thread *t, kbr_hsm_session *s, uint64_t n)
+{
+    unsigned char d[32], *sig = NULL;
+    size_t siglen = 0;
+    double t0, t1;
+    kbr_err err;
+
+    raw_digest(t->index, n, d);
+    t0 = now_s();
+    err =
+        kbr_hsm_sign(s, hsm_label, KBR_SIG_ECDSA_RAW, KBR_HASH_SHA256, d, sizeof(d), &sig, &siglen);
+    t1 = now_s();
+    if (err != KBR_OK || siglen != sizeof(t->sig)) {
+        if (t->errors++ == 0)
+            t->first_err = err != KBR_OK ? err : KBR_ERR_HSM;
+    } else if (t1 >= t->warm_end && t1 <= t->end) {
+        lat_push(&t->lat, t1 - t0);
+        memcpy(t->digest, d, sizeof(d));
+        memcpy(t->sig, sig, siglen);
+        t->siglen = siglen;
+    }
+    free(sig);
+}
+
+static void *raw_main(void *arg)
+{
+    raw_thread *t = arg;
+    kbr_hsm_session *s = NULL;
+    uint64_t n = 0;
+
+    if (kbr_hsm_session_open(t->hsm, &s) != KBR_OK) {
+        t->errors++;
+        t->first_err = KBR_ERR_HSM_SESSION;
+        return NULL;
+    }
+    while (now_s() < t->end)
+        raw_one(t, s, n++);
+    kbr_hsm_session_close(s);
+    return NULL;
+}
+
+static kbr_hsm *raw_open(void)
+{
+    kbr_secret *pin = NULL;
+    kbr_hsm *hsm = NULL;
+    kbr_msg msg = {{0}};
+
+    assert_int_equal(kbr_secret_new(KBT_PIN, strlen(KBT_PIN), &pin), KBR_OK);
+    if (kbr_hsm_open(MODULE_PATH, "keybroker", pin, &hsm, &msg) != KBR_OK)
+        fail_msg("raw phase: cannot open the token: %s", msg.text);
+    kbr_secret_free(pin);
+    return hsm;
+}
+
+/* The last signature a thread made must verify under the key's public key. */
+static void raw_check(const raw_thread *t)
+{
+    EVP_PKEY *pub = kbt_pubkey(env, KEY_NAME);
+
+    if (t->siglen == 0 ||
+        !kbt_verify(pub, "raw", EVP_sha256(), t->digest, sizeof(t->digest), t->sig, t->siglen))
+        fail_msg("raw phase: a signature from thread %d does not verify", t->index);
+    EVP_PKEY_free(pub);
+}
+
+static void sleep_until(double t)
+{
+    double left = t - now_s();
+    struct timespec ts;
+
+    if (left <= 0)
+        return;
+    ts.tv_sec = (time_t)left;
+    ts.tv_nsec = (long)((left - (double)ts.tv_sec) * 1e9);
+    while (nanosleep(&ts, &ts) != 0)
+        ;
+}
+
+static phase_result run_raw(unsigned long *errors)
+{
+    raw_thread th[MAX_THREADS];
+    pthread_t tid[MAX_THREADS];
+    lat_vec all = {NULL, 0, 0};
+    kbr_hsm *hsm = raw_open();
+    double start = now_s();
+    phase_result res;
+    cpu_snap at_warm;
+    cpu_use cpu;
+
+    memset(th, 0, sizeof(th));
+    for (int i = 0; i < cfg.workers; i++) {
+        th[i] = (raw_thread){.hsm = hsm, .index = i};
+        th[i].warm_end = start + cfg.warmup;
+        th[i].end = th[i].warm_end + cfg.seconds;
+        assert_int_equal(pthread_create(&tid[i], NULL, raw_main, &th[i]), 0);
+    }
+    sleep_until(start + cfg.warmup);
+    at_warm = cpu_now();
+    sleep_until(start + cfg.warmup + cfg.seconds);
+    cpu = cpu_since(&at_warm, cfg.seconds);
+    *errors = 0;
+    for (int i = 0; i < cfg.workers; i++) {
+        assert_int_equal(pthread_join(tid[i], NULL), 0);
+        if (th[i].errors > 0)
+            fprintf(stderr, "raw thread %d: %lu errors, first %s\n", i, th[i].errors,
+                    kbr_err_str(th[i].first_err));
+        *errors += th[i].errors;
+        lat_append(&all, &th[i].lat);
+        free(th[i].lat.v);
+    }
+    kbr_hsm_close(hsm);
+    for (int i = 0; i < cfg.workers && *errors == 0; i++)
+        raw_check(&th[i]);
+    res = summarize(&all, cfg.seconds);
+    res.cpu = cpu;
+    free(all.v);
+    return res;
+}
+
+/* ---- phase 2: keybrokerd over HTTP ---- */
+
+typedef struct {
+    CURL *h;
+    struct curl_slist *hdr;
+    int index;
+    unsigned long n; /* requests sent on this connection */
+    double t0;
+    char body[1024];
+    char digest_hex[65];
+    char resp[RESP_MAX];
+    size_t resp_len;
+    long audit_seq;
+} conn;
+
+typedef struct {
+    double warm_end, end;
+    lat_vec lat;
+    lat_vec seqs;         /* X-Audit-Seq of every 200, to show each one was recorded */
+    unsigned long ok;     /* 200s, whole run */
+    unsigned long errors; /* everything else, whole run */
+    char errs[ERRS_KEPT][256];
+    char last_ok_body[RESP_MAX], last_ok_digest[65];
+    int cpu_state; /* 0 warming up, 1 measuring since at_warm, 2 measured */
+    cpu_snap at_warm;
+    cpu_use cpu;
+} load;
+
+static size_t on_resp(char *p, size_t size, size_t nmemb, void *arg)
+{
+    conn *c = arg;
+    size_t n = size * nmemb, room = sizeof(c->resp) - 1 - c->resp_len;
+    size_t take = n < room ? n : room;
+
+    /* A longer body than any sign response is an error shown truncated, not a failed transfer. */
+    memcpy(c->resp + c->resp_len, p, take);
+    c->resp_len += take;
+    c->resp[c->resp_len] = '\0';
+    return n;
+}
+
+static size_t on_header(char *p, size_t size, size_t nmemb, void *arg)
+{
+    conn *c = arg;
+    size_t n = size * nmemb;
+
+    if (n > 12 && strncasecmp(p, "X-Audit-Seq:", 12) == 0)
+        c->audit_seq = strtol(p + 12, NULL, 10);
+    return n;
+}
+
+static void conn_prepare(conn *c)
+{
+    char version[48], seed[64];
+    unsigned char d[32];
+    int w;
+
+    snprintf(version, sizeof(version), "b-%d-%lu", c->index, c->n);
+    snprintf(seed, sizeof(seed), "bench|%s", version);
+    SHA256((const unsigned char *)seed, strlen(seed), d);
+    kbr_hex_encode_buf(d, sizeof(d), c->digest_hex);
+    w = snprintf(c->body, sizeof(c->body),
+                 "{\"key\":\"" KEY_NAME "\",\"digest\":\"%s\",\"hash\":\"sha256\","
+                 "\"format\":\"raw\",\"artifact\":{\"product\":\"" PRODUCT "\","
+                 "\"version\":\"%s\",\"name\":\"bench.bin\",\"kind\":\"firmware\"},"
+                 "\"sbom\":%s}",
+                 c->digest_hex, version, SBOM);
+    assert_true(w > 0 && (size_t)w < sizeof(c->body));
+    curl_easy_setopt(c->h, CURLOPT_POSTFIELDSIZE, (long)w);
+    c->resp_len = 0;
+    c->resp[0] = '\0';
+    c->audit_seq = -1;
+    c->n++;
+}
+
+static void conn_init(conn *c, int index)
+{
+    char url[128], *auth = NULL;
+
+    memset(c, 0, sizeof(*c));
+    c->index = index;
+    c->h = curl_easy_init();
+    assert_non_null(c->h);
+    assert_true(asprintf(&auth, "Authorization: Bearer %s", ci_tok) > 0);
+    c->hdr = curl_slist_append(c->hdr, auth);
+    c->hdr = curl_slist_append(c->hdr, "Content-Type: application/json");
+    c->hdr = curl_slist_append(c->hdr, "Expect:");
+    free(auth);
+    snprintf(url, sizeof(url), "%s/v1/sign", env->url);
+    curl_easy_setopt(c->h, CURLOPT_URL, url);
+    curl_easy_setopt(c->h, CURLOPT_POSTFIELDS, c->body);
+    curl_easy_setopt(c->h, CURLOPT_HTTPHEADER, c->hdr);
+    curl_easy_setopt(c->h, CURLOPT_WRITEFUNCTION, on_resp);
+    curl_easy_setopt(c->h, CURLOPT_WRITEDATA, c);
+    curl_easy_setopt(c->h, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c->h, CURLOPT_HEADERDATA, c);
+    curl_easy_setopt(c->h, CURLOPT_PRIVATE, c);
+    curl_easy_setopt(c->h, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(c->h, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(c->h, CURLOPT_TIMEOUT, 30L);
+}
+
+static void conn_cleanup(conn *c)
+{
+    curl_easy_cleanup(c->h);
+    curl_slist_free_all(c->hdr);
+}
+
+static void note_error(load *L, const conn *c, CURLcode cc, long status)
+{
+    if (L->errors < ERRS_KEPT)
+        snprintf(L->errs[L->errors], sizeof(L->errs[0]), "conn %d request %lu: %s %ld %.*s",
+                 c->index, c->n, cc != CURLE_OK ? curl_easy_strerror(cc) : "HTTP", status,
+                 (int)strcspn(c->resp, "\r\n"), c->resp);
+    L->errors++;
+}
+
+static void on_done(load *L, conn *c, CURLcode cc, double t1)
+{
+    long status = 0;
+
+    curl_easy_getinfo(c->h, CURLINFO_RESPONSE_CODE, &status);
+    if (cc != CURLE_OK || status != 200 || c->audit_seq <= 0 ||
+        strstr(c->resp, "\"signature_b64\"") == NULL) {
+        note_error(L, c, cc, status);
+        return;
+    }
+    L->ok++;
+    lat_push(&L->seqs, (double)c->audit_seq);
+    if (t1 >= L->warm_end && t1 <= L->end)
+        lat_push(&L->lat, t1 - c->t0);
+    if (c->index == 0) {
+        memcpy(L->last_ok_body, c->resp, c->resp_len + 1);
+        memcpy(L->last_ok_digest, c->digest_hex, sizeof(c->digest_hex));
+    }
+}
+
+static void conn_send(CURLM *m, conn *c)
+{
+    conn_prepare(c);
+    c->t0 = now_s();
+    assert_int_equal(curl_multi_add_handle(m, c->h), CURLM_OK);
+}
+
+/* Handles every finished transfer; returns how many connections stopped. */
+static int reap(CURLM *m, load *L)
+{
+    CURLMsg *msg;
+    int left = 0, stopped = 0;
+
+    while ((msg = curl_multi_info_read(m, &left)) != NULL) {
+        char *priv = NULL;
+        conn *c;
+        double t1 = now_s();
+
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &priv);
+        c = (conn *)priv;
+        on_done(L, c, msg->data.result, t1);
+        curl_multi_remove_handle(m, c->h);
+        if (t1 < L->end)
+            conn_send(m, c);
+        else
+            stopped++;
+    }
+    return stopped;
+}
+
+/* Called on every turn of the client loop, which never waits longer than 100 ms. */
+static void cpu_track(load *L)
+{
+    double t = now_s();
+
+    if (L->cpu_state == 0 && t >= L->warm_end) {
+        L->at_warm = cpu_now();
+        L->cpu_state = 1;
+    } else if (L->cpu_state == 1 && t >= L->end) {
+        L->cpu = cpu_since(&L->at_warm, t - L->warm_end);
+        L->cpu_state = 2;
+    }
+}
+
+static void drive(CURLM *m, load *L, int nconns)
+{
+    int active = nconns, running = 0;
+
+    while (active > 0) {
+        cpu_track(L);
+        assert_int_equal(curl_multi_perform(m, &running), CURLM_OK);
+        active -= reap(m, L);
+        if (active > 0)
+            assert_int_equal(curl_multi_poll(m, NULL, 0, 100, NULL), CURLM_OK);
+    }
+}
+
+/* Every 200 carried its own audit sequence number. */
+static void check_seqs(lat_vec *seqs)
+{
+    qsort(seqs->v, seqs->n, sizeof(*seqs->v), cmp_double);
+    for (size_t i = 1; i < seqs->n; i++)
+        if (seqs->v[i] == seqs->v[i - 1])
+            fail_msg("broker phase: audit seq %.0f answered two requests", seqs->v[i]);
+}
+
+/* One broker signature, checked the way a device would check it. */
+static void check_broker_sig(const load *L)
+{
+    json_t *j = json_loads(L->last_ok_body, 0, NULL);
+    unsigned char d[32], *sig = NULL, *dd = NULL;
+    size_t siglen = 0, dlen = 0;
+    EVP_PKEY *pub = kbt_pubkey(env, KEY_NAME);
+
+    assert_non_null(j);
+    assert_int_equal(kbr_hex_decode(L->last_ok_digest, &dd, &dlen), KBR_OK);
+    assert_int_equal(dlen, sizeof(d));
+    memcpy(d, dd, sizeof(d));
+    assert_int_equal(
+        kbr_b64_decode(json_string_value(json_object_get(j, "signature_b64")), &sig, &siglen),
+        KBR_OK);
+    if (!kbt_verify(pub, "raw", EVP_sha256(), d, sizeof(d), sig, siglen))
+        fail_msg("broker phase: a signature does not verify");
+    free(sig);
+    free(dd);
+    json_decref(j);
+    EVP_PKEY_free(pub);
+}
+
+static phase_result run_broker(load *L)
+{
+    conn *cs = calloc((size_t)cfg.conns, sizeof(*cs));
+    CURLM *m = curl_multi_init();
+    phase_result res;
+
+    assert_non_null(cs);
+    assert_non_null(m);
+    curl_multi_setopt(m, CURLMOPT_MAXCONNECTS, (long)cfg.conns * 2);
+    L->warm_end = now_s() + cfg.warmup;
+    L->end = L->warm_end + cfg.seconds;
+    for (int i = 0; i < cfg.conns; i++) {
+        conn_init(&cs[i], i);
+        conn_send(m, &cs[i]);
+    }
+    drive(m, L, cfg.conns);
+    for (int i = 0; i < cfg.conns; i++)
+        conn_cleanup(&cs[i]);
+    curl_multi_cleanup(m);
+    free(cs);
+    check_seqs(&L->seqs);
+    if (L->ok > 0)
+        check_broker_sig(L);
+    res = summarize(&L->lat, cfg.seconds);
+    res.cpu = L->cpu;
+    return res;
+}
+
+/* ---- setup and report ---- */
+
+static double env_num(const char *name, double dflt, double lo, double hi)
+{
+    const char *v = getenv(name);
+    char *end = NULL;
+    double x;
+
+    if (v == NULL || *v == '\0')
+        return dflt;
+    x = strtod(v, &end);
+    if (*end != '\0' || x < lo || x > hi)
+        fail_msg("%s=%s: must be a number from %g to %g", name, v, lo, hi);
+    return x;
+}
+
+static void cpu_model(char *out, size_t n)
+{
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    char line[256];
+
+    snprintf(out, n, "unknown");
+    while (f != NULL && fgets(line, sizeof(line), f) != NULL) {
+        const char *colon = strchr(line, ':');
+        if (strncmp(line, "model name", 10) == 0 && colon != NULL) {
+            snprintf(out, n, "%s", colon + 2);
+            out[strcspn(out, "\n")] = '\0';
+            break;
+        }
+    }
+    if (f != NULL)
+        fclose(f);
+}
+
+/* The HSM label of the broker's key: the raw phase signs with the very same key. */
+static void read_label(void)
+{
+    kbt_resp r = kbt_call(env, "GET", "/v1/keys/" KEY_NAME, env->admin, NULL);
+    const char *label = json_string_value(json_object_get(json_object_get(r.json, "hsm"), "label"));
+
+    if (r.status != 200 || label == NULL)
+        fail_msg("GET /v1/keys/" KEY_NAME ": %ld %s", r.status, r.body);
+    snprintf(hsm_label, sizeof(hsm_label), "%s", label);
+    kbt_resp_free(&r);
+}
+
+static int group_setup(void **state)
+{
+    char extra[64];
+
+    (void)state;
+    cfg.nproc = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    cfg.workers = (int)env_num("KBR_BENCH_WORKERS", cfg.nproc > 2 ? cfg.nproc : 2, 1, MAX_THREADS);
+    cfg.warmup = env_num("KBR_BENCH_WARMUP", 1, 0, 60);
+    cfg.seconds = env_num("KBR_BENCH_SECONDS", 5, 1, 60);
+    cfg.conns = (int)env_num("KBR_BENCH_CONNS", 32, 1, MAX_CONNS);
+    /* A later line wins in the config: this replaces the harness's worker count. */
+    snprintf(extra, sizeof(extra), "workers = %d\n", cfg.workers);
+    env = kbt_start(extra);
+    kbt_key(env, KEY_NAME, "firmware-signing", "ecdsa-p256", PRODUCT);
+    ci_tok = kbt_token(env, "{\"sub\":\"ci:bench\",\"ops\":[\"sign\"],\"keys\":[\"" KEY_NAME
+                            "\"],\"products\":[\"" PRODUCT "\"],\"ttl\":3600}");
+    read_label();
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    kbt_free(env);
+    free(ci_tok);
+    return 0;
+}
+
+/* CPU time per operation: unlike the rate, barely moved by other jobs on the machine. */
+static double per_op_ms(double cores, double rate)
+{
+    return rate > 0 ? cores / rate * 1e3 : 0;
+}
+
+static void print_phase(const char *name, const phase_result *r, unsigned long errors)
+{
+    printf("  %-7s %8.1f signs/s  p50 %6.3f ms  p99 %6.3f ms  max %7.3f ms  ops %zu  errors "
+           "%lu\n",
+           name, r->rate, r->p50_ms, r->p99_ms, r->max_ms, r->ops, errors);
+    printf("          cores busy: bench process %.2f, keybrokerd %.2f, everything else %.2f; "
+           "CPU ms per op: bench %.3f, keybrokerd %.3f\n",
+           r->cpu.self, r->cpu.daemon, r->cpu.other, per_op_ms(r->cpu.self, r->rate),
+           per_op_ms(r->cpu.daemon, r->rate));
+}
+
+static json_t *phase_json(const phase_result *r, unsigned long errors)
+{
+    return json_pack("{s:f,s:f,s:f,s:f,s:I,s:I,s:{s:f,s:f,s:f}}", "rate", r->rate, "p50_ms",
+                     r->p50_ms, "p99_ms", r->p99_ms, "max_ms", r->max_ms, "ops", (json_int_t)r->ops,
+                     "errors", (json_int_t)errors, "cores", "bench", r->cpu.self, "keybrokerd",
+                     r->cpu.daemon, "other", r->cpu.other);
+}
+
+static void print_json(const phase_result *raw, unsigned long raw_err, const phase_result *brk,
+                       unsigned long brk_err, double ratio, bool met)
+{
+    json_t *j = json_pack("{s:s,s:i,s:i,s:i,s:f,s:f,s:o,s:o,s:f,s:b}", "bench", "sign", "nproc",
+                          cfg.nproc, "workers", cfg.workers, "conns", cfg.conns, "warmup_s",
+                          cfg.warmup, "seconds", cfg.seconds, "raw", phase_json(raw, raw_err),
+                          "broker", phase_json(brk, brk_err), "ratio", ratio, "target_met", met);
+    char *s = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(6));
+
+    assert_non_null(s);
+    printf("%s\n", s);
+    free(s);
+    json_decref(j);
+}
+
+static void report(const phase_result *raw, unsigned long raw_err, const phase_result *brk,
+                   const load *L)
+{
+    char cpu[128];
+    double ratio = raw->rate > 0 ? brk->rate / raw->rate : 0;
+    bool met = ratio >= TARGET_RATIO && brk->p99_ms <= TARGET_P99_MS;
+
+    cpu_model(cpu, sizeof(cpu));
+    printf("\nkeybroker sign benchmark: ECDSA P-256, SoftHSM2 (%s)\n", MODULE_PATH);
+    printf("machine: nproc %d, %s\n", cfg.nproc, cpu);
+    printf("each phase: %.1f s warm-up, then %.1f s measured; phases run one after the other\n",
+           cfg.warmup, cfg.seconds);
+    printf("raw:    kbr_hsm_sign(KBR_SIG_ECDSA_RAW) on the broker's key, %d threads, one "
+           "session each\n",
+           cfg.workers);
+    printf("broker: POST /v1/sign, %d keep-alive connections, one libcurl multi thread; "
+           "keybrokerd workers = %d\n",
+           cfg.conns, cfg.workers);
+    print_phase("raw", raw, raw_err);
+    print_phase("broker", brk, L->errors);
+    printf("  broker requests answered 200 in the whole run (warm-up included): %lu, each with "
+           "its own audit seq\n",
+           L->ok);
+    for (unsigned long i = 0; i < L->errors && i < ERRS_KEPT; i++)
+        printf("  error: %s\n", L->errs[i]);
+    printf("ratio broker/raw: %.3f\n", ratio);
+    printf("target: ratio >= %.2f and p99 <= %.0f ms: %s\n", TARGET_RATIO, TARGET_P99_MS,
+           met ? "MET" : "NOT MET");
+    if (raw->cpu.other > OTHER_LOAD_WARN || brk->cpu.other > OTHER_LOAD_WARN)
+        printf("warning: other processes kept the cores busy during the run; the figures "
+               "are disturbed\n");
+    if (cfg.json)
+        print_json(raw, raw_err, brk, L->errors, ratio, met);
+    fflush(stdout);
+}
+
+static void bench_sign(void **state)
+{
+    load L;
+    phase_result raw, brk;
+    unsigned long raw_err = 0;
+
+    (void)state;
+    memset(&L, 0, sizeof(L));
+    raw = run_raw(&raw_err);
+    brk = run_broker(&L);
+    report(&raw, raw_err, &brk, &L);
+    free(L.lat.v);
+    free(L.seqs.v);
+    if (raw_err + L.errors > 0)
+        fail_msg("%lu raw and %lu broker operations failed", raw_err, L.errors);
+}
+
+int main(int argc, char **argv)
+{
+    const struct CMUnitTest tests[] = {cmocka_unit_test(bench_sign)};
+    const char *j = getenv("KBR_BENCH_JSON");
+    int rc;
+
+    cfg.json = j != NULL && *j != '\0' && strcmp(j, "0") != 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--json") != 0) {
+            fprintf(stderr, "usage: %s [--json]\n", argv[0]);
+            return 2;
+        }
+        cfg.json = true;
+    }
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    rc = cmocka_run_group_tests(tests, group_setup, group_teardown);
+    curl_global_cleanup();
+    return rc;
+}

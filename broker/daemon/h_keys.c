@@ -303,11 +303,15 @@ static void key_get_work(kbd_req *r, kbd_worker *w)
 
 kbr_err kbd_h_key_get(kbd_req *r)
 {
+    const unsigned key_ops = KBR_OP_SIGN | KBR_OP_PROVISION | KBR_OP_ROTATE | KBR_OP_DEBUG_AUTH;
     const kbd_key *k = NULL;
     kbr_err err = path_key(r, &k);
 
     if (err != KBR_OK)
         return err;
+    /* whoever may use a key may see it (its public key, its state) */
+    if (!kbr_policy_allows_op(r->tok, KBR_OP_READ) && (r->tok->scope.ops & key_ops) == 0)
+        return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN, "token scope does not include op \"read\"");
     r->work = key_get_work;
     kbd_req_dispatch(r);
     return KBR_OK;

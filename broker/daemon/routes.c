@@ -13,7 +13,8 @@ static const kbd_route routes[] = {
     {"GET", "/metrics", false, 0, NULL, kbd_h_metrics},
     {"POST", "/v1/keys", true, KBR_OP_ADMIN, "key.create", kbd_h_key_create},
     {"GET", "/v1/keys", true, KBR_OP_READ, "key.list", kbd_h_key_list},
-    {"GET", "/v1/keys/{}", true, KBR_OP_READ, "key.show", kbd_h_key_get},
+    /* op checked in the handler: read, or a key-using op on this very key */
+    {"GET", "/v1/keys/{}", true, 0, "key.show", kbd_h_key_get},
     {"POST", "/v1/keys/{}/retire", true, KBR_OP_ADMIN, "key.retire", kbd_h_key_retire},
     {"POST", "/v1/tokens", true, KBR_OP_ADMIN, "token.issue", kbd_h_token_issue},
     {"GET", "/v1/tokens", true, KBR_OP_ADMIN, "token.list", kbd_h_token_list},

@@ -72,7 +72,6 @@ export KEYBROKER_TOKEN
 KEYBROKER_TOKEN=$(cat bootstrap.token)
 "$kb" key create fw-gateway --purpose firmware-signing --algorithm ecdsa-p256 \
   --product gateway --owner platform-security
-"$kb" key show fw-gateway
 
 step "security team: a CI token that can only sign gateway firmware with that key"
 "$kb" token issue --sub ci:gateway-release --op sign --key fw-gateway --product gateway \
@@ -98,7 +97,13 @@ KEYBROKER_TOKEN=$(cat bootstrap.token) "$kb" key pubkey fw-gateway --out fw-gate
 openssl dgst -sha256 -verify fw-gateway.pub.pem -signature gateway-1.4.2.sig gateway-1.4.2.bin
 
 step "security team: the audit entries that recorded it"
-KEYBROKER_TOKEN=$(cat bootstrap.token) "$kb" audit list
+export KEYBROKER_TOKEN
+KEYBROKER_TOKEN=$(cat bootstrap.token)
+"$kb" audit list
+sign_seq=$("$kb" --json audit list | jq -r '[.entries[] | select(.op == "sign")][-1].seq')
+echo "the signature's own entry, as the hash chain holds it:"
+"$kb" --json audit list --after $((sign_seq - 1)) --limit 1 | jq '.entries[0]'
+unset KEYBROKER_TOKEN
 
 step "stopping keybrokerd"
 stop_broker

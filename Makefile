@@ -90,7 +90,7 @@ bench: $(BIN)/keybrokerd $(BENCH_BIN)
 demo: all
 	contrib/demo.sh
 
-FMT_SRC = $(wildcard include/*.h common/*.c pkcs11/*.c policy/*.c audit/*.c broker/*/*.c \
+FMT_SRC = $(wildcard include/*.h common/*.c pkcs11/*.[ch] policy/*.[ch] audit/*.[ch] broker/*/*.[ch] \
             tests/*/*.c tests/*/*.h bench/*.c)
 lint:
 	clang-format --dry-run --Werror $(FMT_SRC)

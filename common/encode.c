@@ -82,8 +82,8 @@ kbr_err kbr_b64_encode(const unsigned char *in, size_t len, char **out)
 
 static bool b64_char_ok(char c)
 {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           c == '+' || c == '/';
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
+           c == '/';
 }
 
 kbr_err kbr_b64_decode(const char *in, unsigned char **out, size_t *outlen)

@@ -21,28 +21,28 @@
 
 typedef enum {
     KBR_OK = 0,
-    KBR_ERR_NOMEM,           /* allocation failed */
-    KBR_ERR_BAD_REQUEST,     /* malformed input; 400 bad_request */
-    KBR_ERR_UNAUTHENTICATED, /* 401 */
-    KBR_ERR_FORBIDDEN,       /* 403 */
-    KBR_ERR_NOT_FOUND,       /* 404 */
-    KBR_ERR_CONFLICT,        /* 409 */
-    KBR_ERR_TOO_LARGE,       /* 413 */
-    KBR_ERR_QUOTA,           /* 429 quota_exhausted */
-    KBR_ERR_RATE_LIMITED,    /* 429 rate_limited */
-    KBR_ERR_AUDIT,           /* the audit record could not be made durable */
-    KBR_ERR_HSM,             /* HSM unreachable or failing */
-    KBR_ERR_HSM_SESSION,     /* session or login lost; the caller may reopen */
-    KBR_ERR_HSM_PIN,         /* PIN refused or locked */
-    KBR_ERR_HSM_TOKEN,       /* no token with the configured label */
-    KBR_ERR_HSM_MECHANISM,   /* mechanism or key type not supported */
-    KBR_ERR_HSM_KEY,         /* key object missing or of the wrong type */
-    KBR_ERR_CRYPTO,          /* an OpenSSL operation failed */
-    KBR_ERR_STORE,           /* the store failed (I/O, corruption) */
-    KBR_ERR_STORE_CONSTRAINT,/* a uniqueness rule of the store was hit */
-    KBR_ERR_CONFIG,          /* bad configuration */
-    KBR_ERR_IO,              /* a file could not be read or written */
-    KBR_ERR_INTERNAL,        /* a broken invariant */
+    KBR_ERR_NOMEM,            /* allocation failed */
+    KBR_ERR_BAD_REQUEST,      /* malformed input; 400 bad_request */
+    KBR_ERR_UNAUTHENTICATED,  /* 401 */
+    KBR_ERR_FORBIDDEN,        /* 403 */
+    KBR_ERR_NOT_FOUND,        /* 404 */
+    KBR_ERR_CONFLICT,         /* 409 */
+    KBR_ERR_TOO_LARGE,        /* 413 */
+    KBR_ERR_QUOTA,            /* 429 quota_exhausted */
+    KBR_ERR_RATE_LIMITED,     /* 429 rate_limited */
+    KBR_ERR_AUDIT,            /* the audit record could not be made durable */
+    KBR_ERR_HSM,              /* HSM unreachable or failing */
+    KBR_ERR_HSM_SESSION,      /* session or login lost; the caller may reopen */
+    KBR_ERR_HSM_PIN,          /* PIN refused or locked */
+    KBR_ERR_HSM_TOKEN,        /* no token with the configured label */
+    KBR_ERR_HSM_MECHANISM,    /* mechanism or key type not supported */
+    KBR_ERR_HSM_KEY,          /* key object missing or of the wrong type */
+    KBR_ERR_CRYPTO,           /* an OpenSSL operation failed */
+    KBR_ERR_STORE,            /* the store failed (I/O, corruption) */
+    KBR_ERR_STORE_CONSTRAINT, /* a uniqueness rule of the store was hit */
+    KBR_ERR_CONFIG,           /* bad configuration */
+    KBR_ERR_IO,               /* a file could not be read or written */
+    KBR_ERR_INTERNAL,         /* a broken invariant */
     KBR_ERR__COUNT
 } kbr_err;
 

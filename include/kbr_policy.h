@@ -41,7 +41,7 @@ typedef struct {
 } kbr_namelist;
 
 typedef struct {
-    unsigned ops;     /* kbr_op bits */
+    unsigned ops; /* kbr_op bits */
     kbr_namelist keys, products, batches, devices;
     int64_t max_uses; /* -1: no cap */
 } kbr_scope;

@@ -244,8 +244,7 @@ static kbr_err fill_required(kbd_config *cfg, const char *dir, const char *path,
     if ((cfg->tls_cert == NULL) != (cfg->tls_key == NULL))
         return kbr_fail(msg, KBR_ERR_CONFIG, "%s: tls_cert and tls_key go together", path);
     if (cfg->tls_client_ca != NULL && cfg->tls_cert == NULL)
-        return kbr_fail(msg, KBR_ERR_CONFIG, "%s: tls_client_ca needs tls_cert and tls_key",
-                        path);
+        return kbr_fail(msg, KBR_ERR_CONFIG, "%s: tls_client_ca needs tls_cert and tls_key", path);
     return KBR_OK;
 }
 

@@ -79,8 +79,7 @@ static kbr_err create_parse(kbd_req *r, key_create_ctx *c)
         kbd_json_str(r->body, "algorithm", false, 32, &alg, &r->msg) != KBR_OK ||
         kbd_json_names(r->body, "products", true, &products, &r->msg) != KBR_OK ||
         kbd_json_str(r->body, "owner", false, 256, &owner, &r->msg) != KBR_OK ||
-        kbd_json_str(r->body, "hsm_label", false, KBR_HSM_LABEL_MAX - 1, &label, &r->msg) !=
-            KBR_OK)
+        kbd_json_str(r->body, "hsm_label", false, KBR_HSM_LABEL_MAX - 1, &label, &r->msg) != KBR_OK)
         return KBR_ERR_BAD_REQUEST;
     if (!known_purpose(purpose))
         return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST,
@@ -123,8 +122,7 @@ static kbr_err create_parse(kbd_req *r, key_create_ctx *c)
 }
 
 /* Generates, or finds the key to register; fills info. */
-static kbr_err create_in_hsm(kbd_req *r, kbd_worker *w, key_create_ctx *c,
-                             kbr_hsm_key_info *info)
+static kbr_err create_in_hsm(kbd_req *r, kbd_worker *w, key_create_ctx *c, kbr_hsm_key_info *info)
 {
     kbr_err err;
 
@@ -139,15 +137,13 @@ static kbr_err create_in_hsm(kbd_req *r, kbd_worker *w, key_create_ctx *c,
     err = kbr_hsm_find_key(w->hsm, c->hsm_label, info);
     kbd_note_hsm(r->d, err);
     if (err == KBR_ERR_NOT_FOUND)
-        kbd_req_error(r, err, "hsm_label: no private key labelled \"%s\" in the HSM",
-                      c->hsm_label);
+        kbd_req_error(r, err, "hsm_label: no private key labelled \"%s\" in the HSM", c->hsm_label);
     else if (err == KBR_OK && !info->alg_known)
         kbd_req_error(r, err = KBR_ERR_BAD_REQUEST,
                       "hsm_label: the key's type is not one keybroker uses");
     else if (err == KBR_OK && c->alg_given && info->alg != c->alg)
-        kbd_req_error(r, err = KBR_ERR_BAD_REQUEST,
-                      "algorithm: the HSM key labelled \"%s\" is %s", c->hsm_label,
-                      kbr_alg_name(info->alg));
+        kbd_req_error(r, err = KBR_ERR_BAD_REQUEST, "algorithm: the HSM key labelled \"%s\" is %s",
+                      c->hsm_label, kbr_alg_name(info->alg));
     else if (err == KBR_OK && (info->extractable || !info->sensitive))
         kbd_req_error(r, err = KBR_ERR_FORBIDDEN,
                       "hsm_label: the key is extractable or not sensitive; keybroker only "
@@ -158,7 +154,7 @@ static kbr_err create_in_hsm(kbd_req *r, kbd_worker *w, key_create_ctx *c,
 static void key_create_work(kbd_req *r, kbd_worker *w)
 {
     key_create_ctx *c = r->ctx;
-    kbr_hsm_key_info info;
+    kbr_hsm_key_info info = {0};
     char *pem = NULL;
     char now[KBR_TIME_LEN];
     json_t *effect;
@@ -249,7 +245,8 @@ static void key_list_work(kbd_req *r, kbd_worker *w)
     }
     json_decref(keys);
     r->resp = json_pack("{s:o}", "keys", shown);
-    json_object_set_new(r->rec->detail, "returned", json_integer((json_int_t)json_array_size(shown)));
+    json_object_set_new(r->rec->detail, "returned",
+                        json_integer((json_int_t)json_array_size(shown)));
 }
 
 kbr_err kbd_h_key_list(kbd_req *r)

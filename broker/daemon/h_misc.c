@@ -10,7 +10,7 @@
 #include "kbd.h"
 
 #define AUDIT_PAGE_DEFAULT 100
-#define AUDIT_PAGE_MAX 1000
+#define AUDIT_PAGE_MAX     1000
 
 kbr_err kbd_h_health(kbd_req *r)
 {
@@ -57,9 +57,9 @@ kbr_err kbd_h_metrics(kbd_req *r)
                         "keybroker_inflight_requests %ld\n",
                         atomic_load(&s->requests), atomic_load(&s->denied),
                         atomic_load(&s->signatures), atomic_load(&s->audit_failures),
-                        atomic_load(&s->hsm_failures),
-                        (long long)kbr_audit_last_seq(r->d->audit), atomic_load(&s->hsm_ok),
-                        kbr_audit_healthy(r->d->audit) ? 1 : 0, r->d->inflight);
+                        atomic_load(&s->hsm_failures), (long long)kbr_audit_last_seq(r->d->audit),
+                        atomic_load(&s->hsm_ok), kbr_audit_healthy(r->d->audit) ? 1 : 0,
+                        r->d->inflight);
     kbd_req_reply_buffer(r, 200, "text/plain; version=0.0.4", buf);
     evbuffer_free(buf);
     return KBR_OK;
@@ -97,7 +97,8 @@ static void audit_list_work(kbd_req *r, kbd_worker *w)
     }
     r->resp = json_pack("{s:o}", "entries", entries);
     json_object_set_new(r->rec->detail, "after", json_integer(c->after));
-    json_object_set_new(r->rec->detail, "returned", json_integer((json_int_t)json_array_size(entries)));
+    json_object_set_new(r->rec->detail, "returned",
+                        json_integer((json_int_t)json_array_size(entries)));
 }
 
 kbr_err kbd_h_audit_list(kbd_req *r)
@@ -110,8 +111,7 @@ kbr_err kbd_h_audit_list(kbd_req *r)
     r->ctx_free = free;
     c->after = 0;
     c->limit = AUDIT_PAGE_DEFAULT;
-    if (parse_i64(kbd_req_query(r, "after"), "after", 0, INT64_MAX, &c->after, &r->msg) !=
-            KBR_OK ||
+    if (parse_i64(kbd_req_query(r, "after"), "after", 0, INT64_MAX, &c->after, &r->msg) != KBR_OK ||
         parse_i64(kbd_req_query(r, "limit"), "limit", 1, AUDIT_PAGE_MAX, &c->limit, &r->msg) !=
             KBR_OK)
         return KBR_ERR_BAD_REQUEST;

@@ -75,9 +75,8 @@ static kbr_err parse_digest(kbd_req *r, sign_ctx *c)
         return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "digest: not valid hex");
     want = c->hash == KBR_HASH_SHA256 ? 32 : 48;
     if (c->inlen != want)
-        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST,
-                        "digest: %zu bytes, but a %s digest has %zu", c->inlen, c->hash_name,
-                        want);
+        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "digest: %zu bytes, but a %s digest has %zu",
+                        c->inlen, c->hash_name, want);
     kbr_hex_encode_buf(c->input, c->inlen, c->digest_hex);
     return KBR_OK;
 }
@@ -89,8 +88,7 @@ static kbr_err parse_message(kbd_req *r, sign_ctx *c)
     if (json_object_get(r->body, "digest") != NULL || json_object_get(r->body, "hash") != NULL)
         return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST,
                         "digest: ed25519 keys sign the message itself; send message_b64");
-    if (kbd_json_str(r->body, "message_b64", true, r->d->cfg.body_limit, &b64, &r->msg) !=
-        KBR_OK)
+    if (kbd_json_str(r->body, "message_b64", true, r->d->cfg.body_limit, &b64, &r->msg) != KBR_OK)
         return KBR_ERR_BAD_REQUEST;
     if (kbr_b64_decode(b64, &c->input, &c->inlen) != KBR_OK)
         return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "message_b64: not valid base64");
@@ -190,8 +188,8 @@ static kbr_err check_key(kbd_req *r, const kbd_key **out)
 
 static kbr_err sign_parse(kbd_req *r, sign_ctx *c)
 {
-    static const char *const allowed[] = {"key",    "digest",   "hash", "message_b64", "format",
-                                          "padding", "artifact", "sbom", "sbom_b64",   NULL};
+    static const char *const allowed[] = {"key",     "digest",   "hash", "message_b64", "format",
+                                          "padding", "artifact", "sbom", "sbom_b64",    NULL};
     const kbd_key *k = NULL;
     kbr_err err;
 
@@ -264,8 +262,7 @@ static json_t *firmware_effect(const kbd_req *r, const sign_ctx *c)
                      "product", json_object_get(a, "product"), "version",
                      json_object_get(a, "version"), "digest", c->digest_hex, "hash", c->hash_name,
                      "key", c->key, "name", json_object_get(a, "name"), "build_id",
-                     json_object_get(a, "build_id"), "signed_at", now, "components",
-                     c->components);
+                     json_object_get(a, "build_id"), "signed_at", now, "components", c->components);
 }
 
 static void record_signature(kbd_req *r, sign_ctx *c, const unsigned char *sig, size_t siglen)
@@ -303,8 +300,9 @@ static void sign_work(kbd_req *r, kbd_worker *w)
     err = kbr_hsm_sign(w->hsm, c->label, c->fmt, c->hash, c->input, c->inlen, &sig, &siglen);
     kbd_note_hsm(r->d, err);
     if (err != KBR_OK) {
-        kbd_req_error(r, err, err == KBR_ERR_BAD_REQUEST ? "digest: the key cannot sign this input"
-                                                         : "the HSM could not sign: %s",
+        kbd_req_error(r, err,
+                      err == KBR_ERR_BAD_REQUEST ? "digest: the key cannot sign this input"
+                                                 : "the HSM could not sign: %s",
                       kbr_err_str(err));
         return;
     }

@@ -63,9 +63,9 @@ static kbr_err parse_binding(kbd_req *r, issue_ctx *c)
 
 static kbr_err issue_parse(kbd_req *r, issue_ctx *c)
 {
-    static const char *const allowed[] = {"sub",      "ops", "keys", "products",        "batches",
-                                          "devices",  "max_uses", "ttl", "bind_cert_sha256",
-                                          NULL};
+    static const char *const allowed[] = {
+        "sub",     "ops",      "keys", "products",         "batches",
+        "devices", "max_uses", "ttl",  "bind_cert_sha256", NULL};
     const char *sub = NULL;
     int64_t ttl = 0;
     kbr_err err;
@@ -95,10 +95,13 @@ static kbr_err issue_parse(kbd_req *r, issue_ctx *c)
 static void issue_work(kbd_req *r, kbd_worker *w)
 {
     issue_ctx *c = r->ctx;
-    kbd_token_spec spec = {.sub = c->sub, .issued_by = r->sub, .scope = &c->scope,
-                           .ttl = c->ttl, .cnf_x5t = c->cnf_x5t};
-    kbr_err err = kbd_token_mint(w->hsm, r->d->cfg.instance_id, r->d->issuer_kid, &spec,
-                                 &c->token, &c->effect, &r->msg);
+    kbd_token_spec spec = {.sub = c->sub,
+                           .issued_by = r->sub,
+                           .scope = &c->scope,
+                           .ttl = c->ttl,
+                           .cnf_x5t = c->cnf_x5t};
+    kbr_err err = kbd_token_mint(w->hsm, r->d->cfg.instance_id, r->d->issuer_kid, &spec, &c->token,
+                                 &c->effect, &r->msg);
 
     kbd_note_hsm(r->d, err);
     if (err != KBR_OK) {
@@ -126,10 +129,10 @@ static void issue_finish(kbd_req *r)
         return;
     }
     json_decref(row);
-    r->resp = json_pack("{s:s,s:O,s:O,s:O}", "token", c->token, "jti",
-                        json_object_get(c->effect, "jti"), "expires_at",
-                        json_object_get(c->effect, "expires_at"), "sub",
-                        json_object_get(c->effect, "sub"));
+    r->resp =
+        json_pack("{s:s,s:O,s:O,s:O}", "token", c->token, "jti", json_object_get(c->effect, "jti"),
+                  "expires_at", json_object_get(c->effect, "expires_at"), "sub",
+                  json_object_get(c->effect, "sub"));
 }
 
 kbr_err kbd_h_token_issue(kbd_req *r)
@@ -176,7 +179,8 @@ static void list_work(kbd_req *r, kbd_worker *w)
         kbd_req_error(r, KBR_ERR_AUDIT, "the token registry could not be read");
         return;
     }
-    json_object_set_new(r->rec->detail, "returned", json_integer((json_int_t)json_array_size(rows)));
+    json_object_set_new(r->rec->detail, "returned",
+                        json_integer((json_int_t)json_array_size(rows)));
     r->resp = json_pack("{s:o}", "tokens", rows);
 }
 
@@ -230,8 +234,8 @@ kbr_err kbd_h_token_revoke(kbd_req *r)
     if (target == NULL)
         return kbr_fail(&r->msg, KBR_ERR_NOT_FOUND, "no token with jti \"%.64s\"", r->arg);
     if (kbr_scope_grantable(&r->tok->scope, &target->scope, &r->msg) != KBR_OK)
-        return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
-                        "token %s has scope this token could not grant", target->jti);
+        return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN, "token %s has scope this token could not grant",
+                        target->jti);
     if (kbr_policy_revoke_jti(r->d->policy, target->jti, time(NULL)) != KBR_OK)
         return KBR_ERR_INTERNAL;
     kbr_time_fmt(target->revoked_at, now);

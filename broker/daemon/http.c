@@ -188,8 +188,8 @@ void kbd_req_error(kbd_req *r, kbr_err err, const char *fmt, ...)
     r->err = err;
     if (r->rec == NULL)
         return;
-    if (kbr_audit_rec_set_outcome(r->rec, status < 500 ? "denied" : "error",
-                                  kbd_err_code(shown)) != KBR_OK)
+    if (kbr_audit_rec_set_outcome(r->rec, status < 500 ? "denied" : "error", kbd_err_code(shown)) !=
+        KBR_OK)
         return;
     json_object_set_new(r->rec->detail, "message", json_string(r->msg.text));
     json_decref(r->rec->effects);
@@ -215,8 +215,7 @@ void kbd_req_fail(kbd_req *r, kbr_err err, const char *fmt, ...)
     kbd_req_audit_and_reply(r);
 }
 
-void kbd_req_reply_buffer(kbd_req *r, int status, const char *content_type,
-                          struct evbuffer *buf)
+void kbd_req_reply_buffer(kbd_req *r, int status, const char *content_type, struct evbuffer *buf)
 {
     evhttp_add_header(evhttp_request_get_output_headers(r->http), "Content-Type", content_type);
     evhttp_send_reply(r->http, status, "OK", buf);
@@ -260,7 +259,8 @@ static void finish_request(kbd_req *r)
         kbr_policy_finish_use(r->tok, ok && rec->key_use);
     if (rec->result == KBR_ERR_AUDIT) {
         r->d->stats.audit_failures++;
-        reply_error(r, KBR_ERR_AUDIT, "the audit record could not be made durable; nothing was released", 0);
+        reply_error(r, KBR_ERR_AUDIT,
+                    "the audit record could not be made durable; nothing was released", 0);
     } else if (rec->result == KBR_ERR_CONFLICT) {
         reply_error(r, KBR_ERR_CONFLICT,
                     r->msg.text[0] != '\0' ? r->msg.text : "conflicts with the current state",
@@ -356,8 +356,7 @@ static bool authenticate(kbd_req *r)
         kbd_req_fail(r, KBR_ERR_NOMEM, "out of memory");
         return false;
     }
-    json_object_set_new(r->rec->detail, "path",
-                        json_string(evhttp_request_get_uri(r->http)));
+    json_object_set_new(r->rec->detail, "path", json_string(evhttp_request_get_uri(r->http)));
     if (bearer == NULL) {
         kbd_req_fail(r, KBR_ERR_UNAUTHENTICATED, "missing Authorization: Bearer token");
         return false;
@@ -365,8 +364,8 @@ static bool authenticate(kbd_req *r)
     char x5t[64];
     bool has_cert = r->d->tls != NULL && kbd_tls_client_x5t(r->http, x5t);
 
-    err = kbr_policy_authenticate(r->d->policy, bearer, time(NULL), has_cert ? x5t : NULL,
-                                  &r->tok, &r->msg);
+    err = kbr_policy_authenticate(r->d->policy, bearer, time(NULL), has_cert ? x5t : NULL, &r->tok,
+                                  &r->msg);
     if (err != KBR_OK) {
         kbd_req_fail(r, err, NULL);
         return false;
@@ -404,8 +403,8 @@ static bool read_body(kbd_req *r)
     data = evbuffer_pullup(in, -1);
     r->body = json_loadb((const char *)data, len, JSON_REJECT_DUPLICATES, &jerr);
     if (r->body == NULL) {
-        kbd_req_fail(r, KBR_ERR_BAD_REQUEST, "malformed JSON at line %d column %d: %s",
-                     jerr.line, jerr.column, jerr.text);
+        kbd_req_fail(r, KBR_ERR_BAD_REQUEST, "malformed JSON at line %d column %d: %s", jerr.line,
+                     jerr.column, jerr.text);
         return false;
     }
     if (!json_is_object(r->body)) {
@@ -434,15 +433,15 @@ static void on_request(struct evhttp_request *http, void *arg)
     d->stats.requests++;
     method = evhttp_request_get_command(http) == EVHTTP_REQ_GET    ? "GET"
              : evhttp_request_get_command(http) == EVHTTP_REQ_POST ? "POST"
-                                                                  : "OTHER";
+                                                                   : "OTHER";
     if (parse_uri(r, &path) != KBR_OK) {
         kbd_req_fail(r, KBR_ERR_BAD_REQUEST, "malformed request URI");
         goto out;
     }
     r->route = kbd_route_match(method, path, &r->arg, &known);
     if (r->route == NULL) {
-        kbd_req_fail(r, KBR_ERR_NOT_FOUND, known ? "method %s not allowed on %.128s"
-                                                 : "no such endpoint: %.128s",
+        kbd_req_fail(r, KBR_ERR_NOT_FOUND,
+                     known ? "method %s not allowed on %.128s" : "no such endpoint: %.128s",
                      known ? method : path, path);
         goto out;
     }
@@ -488,7 +487,7 @@ kbr_err kbd_http_start(kbd *d, kbr_msg *msg)
     port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
                                     : ntohs(((struct sockaddr_in *)&ss)->sin_port);
     fprintf(stderr, "keybrokerd: listening on %s:%d (%s)\n", d->cfg.listen_host, port,
-            d->tls == NULL           ? "plain HTTP, loopback only"
+            d->tls == NULL         ? "plain HTTP, loopback only"
             : d->cfg.tls_client_ca ? "HTTPS, client certificates required"
                                    : "HTTPS");
     if (d->cfg.port_file != NULL) {

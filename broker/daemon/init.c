@@ -32,7 +32,7 @@ out:
 /* Finds the key, or generates it when missing. */
 static kbr_err ensure_key(kbr_hsm_session *s, const char *label, kbr_msg *msg, bool *created)
 {
-    kbr_hsm_key_info info;
+    kbr_hsm_key_info info = {0};
     kbr_err err = kbr_hsm_find_key(s, label, &info);
 
     *created = false;
@@ -103,10 +103,9 @@ static kbr_err record_bootstrap(kbr_audit *audit, json_t *issue, json_t *old_jti
     json_object_set(rec->detail, "expires_at", json_object_get(issue, "expires_at"));
     json_object_set_new(rec->detail, "bootstrap", json_true());
     if (json_array_size(old_jtis) > 0) {
-        json_array_append_new(rec->effects,
-                              json_pack("{s:s,s:O,s:s,s:s}", "type", "token.revoke", "jtis",
-                                        old_jtis, "at", now, "reason",
-                                        "replaced by a new bootstrap token"));
+        json_array_append_new(rec->effects, json_pack("{s:s,s:O,s:s,s:s}", "type", "token.revoke",
+                                                      "jtis", old_jtis, "at", now, "reason",
+                                                      "replaced by a new bootstrap token"));
         json_object_set(rec->detail, "revoked", old_jtis);
     }
     KBR_GUARD(kbr_audit_append_sync(audit, rec));
@@ -115,13 +114,15 @@ out:
     return err;
 }
 
-static kbr_err mint_bootstrap(kbd_config *cfg, kbr_hsm_session *s, kbr_audit *audit,
-                              kbr_msg *msg)
+static kbr_err mint_bootstrap(kbd_config *cfg, kbr_hsm_session *s, kbr_audit *audit, kbr_msg *msg)
 {
     kbr_err err = KBR_OK;
     kbr_scope scope = {.ops = KBR_OP_ADMIN | KBR_OP_READ, .max_uses = -1};
-    kbd_token_spec spec = {.sub = KBD_BOOTSTRAP_SUB, .issued_by = "keybrokerd --init",
-                           .scope = &scope, .ttl = BOOTSTRAP_TTL, .cnf_x5t = NULL};
+    kbd_token_spec spec = {.sub = KBD_BOOTSTRAP_SUB,
+                           .issued_by = "keybrokerd --init",
+                           .scope = &scope,
+                           .ttl = BOOTSTRAP_TTL,
+                           .cnf_x5t = NULL};
     char kid[64];
     char *token = NULL;
     json_t *effect = NULL, *old = NULL;
@@ -130,8 +131,8 @@ static kbr_err mint_bootstrap(kbd_config *cfg, kbr_hsm_session *s, kbr_audit *au
     KBR_GUARD(live_bootstrap_jtis(cfg->store, &old, msg));
     KBR_GUARD(kbd_token_mint(s, cfg->instance_id, kid, &spec, &token, &effect, msg));
     err = record_bootstrap(audit, effect, old);
-    KBR_ENSURE(err == KBR_OK, kbr_fail(msg, err, "cannot record the bootstrap token: %s",
-                                       kbr_err_str(err)));
+    KBR_ENSURE(err == KBR_OK,
+               kbr_fail(msg, err, "cannot record the bootstrap token: %s", kbr_err_str(err)));
     err = kbr_file_write(cfg->bootstrap_token_file, token, strlen(token), 0600);
     KBR_ENSURE(err == KBR_OK, kbr_fail(msg, err, "cannot write bootstrap_token_file %s",
                                        cfg->bootstrap_token_file));

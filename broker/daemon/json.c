@@ -59,8 +59,7 @@ kbr_err kbd_json_str(const json_t *obj, const char *field, bool required, size_t
     if (json_string_length(v) == 0 && required)
         return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "%s: must not be empty", field);
     if (json_string_length(v) > maxlen)
-        return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "%s: longer than %zu characters", field,
-                        maxlen);
+        return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "%s: longer than %zu characters", field, maxlen);
     if (strlen(json_string_value(v)) != json_string_length(v))
         return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "%s: contains a NUL character", field);
     *out = json_string_value(v);
@@ -82,8 +81,8 @@ kbr_err kbd_json_name(const json_t *obj, const char *field, bool required, const
     return KBR_OK;
 }
 
-kbr_err kbd_json_int(const json_t *obj, const char *field, bool required, int64_t min,
-                     int64_t max, int64_t *out, kbr_msg *msg)
+kbr_err kbd_json_int(const json_t *obj, const char *field, bool required, int64_t min, int64_t max,
+                     int64_t *out, kbr_msg *msg)
 {
     json_t *v = json_object_get(obj, field);
 
@@ -115,8 +114,7 @@ kbr_err kbd_json_names(const json_t *obj, const char *field, bool required, json
         return KBR_OK;
     }
     if (!json_is_array(v) || (required && json_array_size(v) == 0))
-        return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "%s: must be a non-empty array of names",
-                        field);
+        return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "%s: must be a non-empty array of names", field);
     if (json_array_size(v) > 256)
         return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "%s: more than 256 entries", field);
     json_array_foreach(v, i, item)

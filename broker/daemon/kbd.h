@@ -25,10 +25,10 @@
 #include "kbr_policy.h"
 #include "kbr_store.h"
 
-#define KBD_ISSUER_LABEL "kbr/issuer"
-#define KBD_AUDIT_LABEL  "kbr/audit"
+#define KBD_ISSUER_LABEL     "kbr/issuer"
+#define KBD_AUDIT_LABEL      "kbr/audit"
 #define KBD_KEY_LABEL_PREFIX "kbr/key/"
-#define KBD_BOOTSTRAP_SUB "security:bootstrap"
+#define KBD_BOOTSTRAP_SUB    "security:bootstrap"
 
 /* ---- configuration (config.c) ---- */
 typedef struct {
@@ -126,11 +126,11 @@ struct kbd_req {
     kbd *d;
     struct evhttp_request *http;
     const struct kbd_route *route;
-    char *arg;    /* the {name}/{jti} path segment, decoded */
+    char *arg; /* the {name}/{jti} path segment, decoded */
     struct evkeyvalq query;
     bool query_parsed;
-    json_t *body; /* parsed request body or NULL */
-    kbr_token *tok; /* borrowed from the policy registry; event thread only */
+    json_t *body;    /* parsed request body or NULL */
+    kbr_token *tok;  /* borrowed from the policy registry; event thread only */
     char *sub, *jti; /* copies for worker use */
     bool use_reserved;
     const kbd_key *key; /* borrowed from the key registry; event thread only */
@@ -143,8 +143,8 @@ struct kbd_req {
     /* outcome */
     kbr_err err;
     kbr_msg msg;
-    int status;     /* HTTP status on success */
-    json_t *resp;   /* response body on success */
+    int status;   /* HTTP status on success */
+    json_t *resp; /* response body on success */
     bool add_audit_seq_to_resp;
     kbr_audit_rec *rec;
     kbd_req *next;
@@ -153,7 +153,7 @@ struct kbd_req {
 /* A route: handler parses and authorizes on the event thread. */
 typedef kbr_err (*kbd_handler_fn)(kbd_req *r);
 typedef struct kbd_route {
-    const char *method; /* "GET" / "POST" */
+    const char *method;  /* "GET" / "POST" */
     const char *pattern; /* "/v1/keys/{}/retire" */
     bool authenticated;
     unsigned op;          /* kbr_op required (0: none beyond a valid token) */
@@ -173,8 +173,7 @@ void kbd_req_fail(kbd_req *r, kbr_err err, const char *fmt, ...)
 void kbd_req_error(kbd_req *r, kbr_err err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 struct evbuffer;
-void kbd_req_reply_buffer(kbd_req *r, int status, const char *content_type,
-                          struct evbuffer *buf);
+void kbd_req_reply_buffer(kbd_req *r, int status, const char *content_type, struct evbuffer *buf);
 /* Sends the request to a worker (r->work), then to the audit writer, then replies. */
 void kbd_req_dispatch(kbd_req *r);
 /* Audits r->rec (must be set) without a worker stage, then replies. */
@@ -205,12 +204,12 @@ const kbd_route *kbd_route_match(const char *method, const char *path, char **ar
 KBR_WUR kbr_err kbd_json_only(const json_t *obj, const char *const *allowed, kbr_msg *msg);
 KBR_WUR kbr_err kbd_json_str(const json_t *obj, const char *field, bool required, size_t maxlen,
                              const char **out, kbr_msg *msg);
-KBR_WUR kbr_err kbd_json_name(const json_t *obj, const char *field, bool required,
-                              const char **out, kbr_msg *msg);
+KBR_WUR kbr_err kbd_json_name(const json_t *obj, const char *field, bool required, const char **out,
+                              kbr_msg *msg);
 KBR_WUR kbr_err kbd_json_int(const json_t *obj, const char *field, bool required, int64_t min,
                              int64_t max, int64_t *out, kbr_msg *msg);
-KBR_WUR kbr_err kbd_json_names(const json_t *obj, const char *field, bool required,
-                               json_t **out, kbr_msg *msg);
+KBR_WUR kbr_err kbd_json_names(const json_t *obj, const char *field, bool required, json_t **out,
+                               kbr_msg *msg);
 bool kbd_valid_name(const char *s);
 /* Prefixes msg's text with "prefix." (nested fields: "artifact.version: ..."). */
 kbr_err kbd_msg_prefix(kbr_msg *msg, const char *prefix, kbr_err err);

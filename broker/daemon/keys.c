@@ -62,8 +62,8 @@ kbr_err kbd_keys_put(kbd_keys *k, const json_t *key)
     const char *state = json_string_value(json_object_get(key, "state"));
     json_t *products = json_object_get(key, "products");
 
-    KBR_ENSURE(name != NULL && purpose != NULL && alg != NULL && label != NULL &&
-                   state != NULL && json_is_array(products),
+    KBR_ENSURE(name != NULL && purpose != NULL && alg != NULL && label != NULL && state != NULL &&
+                   json_is_array(products),
                KBR_ERR_INTERNAL);
     n = calloc(1, sizeof(*n));
     KBR_ENSURE(n != NULL, KBR_ERR_NOMEM);
@@ -111,13 +111,13 @@ bool kbd_key_serves_product(const kbd_key *key, const char *product)
 
 json_t *kbd_hsm_facts(kbr_hsm_session *s, const char *label, kbr_err *err)
 {
-    kbr_hsm_key_info info;
+    kbr_hsm_key_info info = {0};
 
     *err = kbr_hsm_find_key(s, label, &info);
     if (*err != KBR_OK)
         return NULL;
     return json_pack("{s:s,s:s,s:b,s:b,s:b,s:b,s:b}", "label", info.label, "id", info.id_hex,
                      "extractable", info.extractable, "sensitive", info.sensitive, "local",
-                     info.local, "never_extractable", info.never_extractable,
-                     "always_sensitive", info.always_sensitive);
+                     info.local, "never_extractable", info.never_extractable, "always_sensitive",
+                     info.always_sensitive);
 }

@@ -20,7 +20,7 @@
 #include "kbd.h"
 
 #define HEALTH_PROBE_SECONDS 5
-#define AUDIT_VERIFY_TAIL 10000
+#define AUDIT_VERIFY_TAIL    10000
 
 static void harden_process(void)
 {
@@ -87,7 +87,7 @@ static kbr_err load_issuer(kbd *d, kbr_msg *msg)
     kbr_hsm_session *s = NULL;
     EVP_PKEY *pub = NULL;
     json_t *jwk = NULL;
-    kbr_hsm_key_info info;
+    kbr_hsm_key_info info = {0};
 
     err = kbr_hsm_session_open(d->hsm, &s);
     KBR_ENSURE(err == KBR_OK, kbr_fail(msg, err, "cannot open an HSM session"));

@@ -46,8 +46,7 @@ static bool match(const char *pattern, const char *path, const char **cap, size_
     return *path == '\0';
 }
 
-const kbd_route *kbd_route_match(const char *method, const char *path, char **arg,
-                                 bool *path_known)
+const kbd_route *kbd_route_match(const char *method, const char *path, char **arg, bool *path_known)
 {
     *arg = NULL;
     *path_known = false;

@@ -11,10 +11,10 @@
 #include "kbd.h"
 
 #define SBOM_MAX_COMPONENTS 20000
-#define SBOM_MAX_DEPTH 8
+#define SBOM_MAX_DEPTH      8
 
-static kbr_err component_field(const json_t *c, const char *field, size_t maxlen,
-                               const char *where, const char **out, kbr_msg *msg)
+static kbr_err component_field(const json_t *c, const char *field, size_t maxlen, const char *where,
+                               const char **out, kbr_msg *msg)
 {
     json_t *v = json_object_get(c, field);
 
@@ -42,19 +42,17 @@ static kbr_err add_component(const json_t *c, const char *where, json_t *out, kb
     if (name == NULL)
         return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "%s.name: required", where);
     if (purl != NULL && strncmp(purl, "pkg:", 4) != 0)
-        return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "%s.purl: a package URL starts with pkg:",
-                        where);
+        return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "%s.purl: a package URL starts with pkg:", where);
     if (json_array_size(out) >= SBOM_MAX_COMPONENTS)
         return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "sbom: more than %d components",
                         SBOM_MAX_COMPONENTS);
-    json_array_append_new(out, json_pack("{s:s,s:s?,s:s?}", "name", name, "version", version,
-                                         "purl", purl));
+    json_array_append_new(
+        out, json_pack("{s:s,s:s?,s:s?}", "name", name, "version", version, "purl", purl));
     return KBR_OK;
 }
 
 /* CycloneDX components nest (an assembly lists its parts): flatten them all. */
-static kbr_err walk_cdx(const json_t *list, const char *where, int depth, json_t *out,
-                        kbr_msg *msg)
+static kbr_err walk_cdx(const json_t *list, const char *where, int depth, json_t *out, kbr_msg *msg)
 {
     size_t i;
     json_t *c;
@@ -91,13 +89,12 @@ static kbr_err parse_cdx_document(const char *b64, json_t *out, kbr_msg *msg)
     if (kbr_b64_decode(b64, &raw, &len) != KBR_OK)
         return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "sbom_b64: not valid base64");
     doc = json_loadb((const char *)raw, len, JSON_REJECT_DUPLICATES, &jerr);
-    KBR_ENSURE(doc != NULL, kbr_fail(msg, KBR_ERR_BAD_REQUEST,
-                                     "sbom_b64: not a JSON document (line %d: %s)", jerr.line,
-                                     jerr.text));
+    KBR_ENSURE(doc != NULL,
+               kbr_fail(msg, KBR_ERR_BAD_REQUEST, "sbom_b64: not a JSON document (line %d: %s)",
+                        jerr.line, jerr.text));
     format = json_string_value(json_object_get(doc, "bomFormat"));
     KBR_ENSURE(format != NULL && strcmp(format, "CycloneDX") == 0,
-               kbr_fail(msg, KBR_ERR_BAD_REQUEST,
-                        "sbom_b64: bomFormat must be \"CycloneDX\""));
+               kbr_fail(msg, KBR_ERR_BAD_REQUEST, "sbom_b64: bomFormat must be \"CycloneDX\""));
     KBR_GUARD(walk_cdx(json_object_get(doc, "components"), "sbom_b64: components", 0, out, msg));
 out:
     free(raw);

@@ -59,8 +59,8 @@ kbr_err kbd_token_mint(kbr_hsm_session *hsm, const char *instance_id, const char
     kbr_sha256(input, strlen(input), md);
     err = kbr_hsm_sign(hsm, KBD_ISSUER_LABEL, KBR_SIG_ECDSA_RAW, KBR_HASH_SHA256, md, sizeof(md),
                        &sig, &siglen);
-    KBR_ENSURE(err == KBR_OK, kbr_fail(msg, err, "the issuer key could not sign: %s",
-                                       kbr_err_str(err)));
+    KBR_ENSURE(err == KBR_OK,
+               kbr_fail(msg, err, "the issuer key could not sign: %s", kbr_err_str(err)));
     *effect = effect_new(spec, jti, now);
     KBR_ENSURE(*effect != NULL, KBR_ERR_NOMEM);
     err = kbr_jwt_assemble(input, sig, siglen, token);

@@ -42,8 +42,8 @@ int kbt_sh(kbt_env *e, const char *cmd, char **out)
     size_t got;
     int rc;
 
-    assert_true(asprintf(&full, "cd '%s' && SOFTHSM2_CONF='%s/softhsm2.conf' %s", e->dir, e->dir,
-                         cmd) > 0);
+    assert_true(
+        asprintf(&full, "cd '%s' && SOFTHSM2_CONF='%s/softhsm2.conf' %s", e->dir, e->dir, cmd) > 0);
     p = popen(full, "r");
     assert_non_null(p);
     if (out != NULL)
@@ -480,7 +480,8 @@ bool kbt_verify(EVP_PKEY *pub, const char *fmt, const EVP_MD *md, const unsigned
         siglen = derlen;
     }
     ctx = EVP_PKEY_CTX_new(pub, NULL);
-    ok = ctx != NULL && EVP_PKEY_verify_init(ctx) == 1 && EVP_PKEY_CTX_set_signature_md(ctx, md) == 1;
+    ok = ctx != NULL && EVP_PKEY_verify_init(ctx) == 1 &&
+         EVP_PKEY_CTX_set_signature_md(ctx, md) == 1;
     if (ok && strcmp(fmt, "pss") == 0)
         ok = EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PSS_PADDING) == 1 &&
              EVP_PKEY_CTX_set_rsa_pss_saltlen(ctx, RSA_PSS_SALTLEN_DIGEST) == 1;
@@ -510,7 +511,8 @@ json_t *kbt_audit_all(kbt_env *e)
         n = json_array_size(entries);
         json_array_extend(all, entries);
         if (n > 0)
-            after = (long)json_integer_value(json_object_get(json_array_get(entries, n - 1), "seq"));
+            after =
+                (long)json_integer_value(json_object_get(json_array_get(entries, n - 1), "seq"));
         kbt_resp_free(&r);
         if (n < 1000)
             break;

@@ -114,9 +114,9 @@ static void verify_response(kbt_resp *r, const char *key, const char *fmt, const
 
     if (r->status != 200)
         fail_msg("sign with %s: %ld %s", key, r->status, r->body);
-    assert_int_equal(kbr_b64_decode(json_string_value(json_object_get(r->json, "signature_b64")),
-                                    &sig, &siglen),
-                     KBR_OK);
+    assert_int_equal(
+        kbr_b64_decode(json_string_value(json_object_get(r->json, "signature_b64")), &sig, &siglen),
+        KBR_OK);
     assert_true(kbt_verify(pub, fmt, md, in, inlen, sig, siglen));
     /* a flipped bit must not verify: the check above is not vacuous */
     sig[siglen / 2] ^= 1;
@@ -240,8 +240,7 @@ static json_t *payload_of(const char *tok)
     return j;
 }
 
-static char *jws(const char *header, const json_t *payload, const unsigned char *sig,
-                 size_t siglen)
+static char *jws(const char *header, const json_t *payload, const unsigned char *sig, size_t siglen)
 {
     char *h = b64url(header, strlen(header));
     char *ptext = json_dumps(payload, JSON_COMPACT | JSON_SORT_KEYS);
@@ -309,9 +308,9 @@ static char *issuer_signed(const json_t *payload)
         kbr_jwt_signing_input(payload, json_string_value(json_object_get(jwks, "kid")), &input),
         KBR_OK);
     SHA256((unsigned char *)input, strlen(input), md);
-    assert_int_equal(kbr_hsm_sign(s, "kbr/issuer", KBR_SIG_ECDSA_RAW, KBR_HASH_SHA256, md, 32,
-                                  &sig, &siglen),
-                     KBR_OK);
+    assert_int_equal(
+        kbr_hsm_sign(s, "kbr/issuer", KBR_SIG_ECDSA_RAW, KBR_HASH_SHA256, md, 32, &sig, &siglen),
+        KBR_OK);
     assert_int_equal(kbr_jwt_assemble(input, sig, siglen, &tok), KBR_OK);
     kbr_hsm_session_close(s);
     kbr_hsm_close(hsm);
@@ -371,7 +370,8 @@ static void expect_401(const char *tok, const char *why)
 
 static void test_token_attacks(void **state)
 {
-    char *good = remember(kbt_token(env, "{\"sub\":\"security:reader\",\"ops\":[\"read\"],\"ttl\":600}"));
+    char *good =
+        remember(kbt_token(env, "{\"sub\":\"security:reader\",\"ops\":[\"read\"],\"ttl\":600}"));
     json_t *p = payload_of(good), *q;
     char *t, *pem = issuer_pem();
     unsigned char mac[32];
@@ -486,8 +486,10 @@ static void test_revocation(void **state)
     char *a = remember(kbt_token(env, "{\"sub\":\"ci:rev-a\",\"ops\":[\"read\"],\"ttl\":600}"));
     char *b1 = remember(kbt_token(env, "{\"sub\":\"ci:rev-b\",\"ops\":[\"read\"],\"ttl\":600}"));
     char *b2 = remember(kbt_token(env, "{\"sub\":\"ci:rev-b\",\"ops\":[\"read\"],\"ttl\":600}"));
-    char *k = remember(kbt_token(env, "{\"sub\":\"ci:rev-k\",\"ops\":[\"sign\"],\"keys\":[\"fw-p3*\"],\"ttl\":600}"));
-    char *k2 = remember(kbt_token(env, "{\"sub\":\"ci:rev-k\",\"ops\":[\"sign\"],\"keys\":[\"fw-other\"],\"ttl\":600}"));
+    char *k = remember(kbt_token(
+        env, "{\"sub\":\"ci:rev-k\",\"ops\":[\"sign\"],\"keys\":[\"fw-p3*\"],\"ttl\":600}"));
+    char *k2 = remember(kbt_token(
+        env, "{\"sub\":\"ci:rev-k\",\"ops\":[\"sign\"],\"keys\":[\"fw-other\"],\"ttl\":600}"));
     json_t *pa = payload_of(a);
     char path[128];
     kbt_resp r;
@@ -505,7 +507,8 @@ static void test_revocation(void **state)
     /* ... is refused on the very next call */
     expect_401(a, "revoked by jti");
 
-    r = kbt_call(env, "POST", "/v1/revocations", env->admin, "{\"sub\":\"ci:rev-b\",\"reason\":\"offboarded\"}");
+    r = kbt_call(env, "POST", "/v1/revocations", env->admin,
+                 "{\"sub\":\"ci:rev-b\",\"reason\":\"offboarded\"}");
     assert_int_equal(r.status, 200);
     assert_int_equal(json_integer_value(json_object_get(r.json, "revoked")), 2);
     kbt_resp_free(&r);
@@ -519,7 +522,8 @@ static void test_revocation(void **state)
     r = kbt_call(env, "GET", "/v1/audit?limit=1", k2, NULL);
     expect(&r, 403, "forbidden", "read"); /* still valid: its scope does not reach fw-p384 */
 
-    r = kbt_call(env, "POST", "/v1/tokens/0123456789abcdef0123456789abcdef/revoke", env->admin, "{}");
+    r = kbt_call(env, "POST", "/v1/tokens/0123456789abcdef0123456789abcdef/revoke", env->admin,
+                 "{}");
     expect(&r, 404, "not_found", NULL);
     r = kbt_call(env, "POST", "/v1/revocations", env->admin, "{}");
     expect(&r, 400, "bad_request", "sub or key");
@@ -535,9 +539,11 @@ static void test_revocation(void **state)
 static void test_scope_violations(void **state)
 {
     char *tok = ci_token(NULL);
-    char *reader = remember(kbt_token(env, "{\"sub\":\"security:r\",\"ops\":[\"read\"],\"ttl\":600}"));
+    char *reader =
+        remember(kbt_token(env, "{\"sub\":\"security:r\",\"ops\":[\"read\"],\"ttl\":600}"));
     char *narrow = remember(kbt_token(
-        env, "{\"sub\":\"security:team\",\"ops\":[\"admin\"],\"products\":[\"gateway\"],\"ttl\":600}"));
+        env,
+        "{\"sub\":\"security:team\",\"ops\":[\"admin\"],\"products\":[\"gateway\"],\"ttl\":600}"));
     unsigned char d[32] = {1};
     char body[1024];
     kbt_resp r;
@@ -562,7 +568,8 @@ static void test_scope_violations(void **state)
     r = kbt_call(env, "POST", "/v1/tokens", narrow,
                  "{\"sub\":\"ci:x\",\"ops\":[\"sign\"],\"products\":[\"thermostat\"],\"ttl\":60}");
     expect(&r, 403, "forbidden", "products");
-    r = kbt_call(env, "POST", "/v1/tokens", narrow, "{\"sub\":\"ci:x\",\"ops\":[\"sign\"],\"ttl\":60}");
+    r = kbt_call(env, "POST", "/v1/tokens", narrow,
+                 "{\"sub\":\"ci:x\",\"ops\":[\"sign\"],\"ttl\":60}");
     expect(&r, 403, "forbidden", "products");
     r = kbt_call(env, "POST", "/v1/tokens", narrow,
                  "{\"sub\":\"ci:x\",\"ops\":[\"sign\"],\"products\":[\"gateway\"],\"ttl\":60}");
@@ -621,9 +628,11 @@ static void test_bad_input(void **state)
     expect(&r, 400, "bad_request", "sbom_b64");
     r = kbt_call(env, "POST", "/v1/tokens", env->admin, "{\"sub\":\"ci:x\",\"ops\":[\"sign\"]}");
     expect(&r, 400, "bad_request", "ttl");
-    r = kbt_call(env, "POST", "/v1/tokens", env->admin, "{\"sub\":\"nobody\",\"ops\":[\"sign\"],\"ttl\":5}");
+    r = kbt_call(env, "POST", "/v1/tokens", env->admin,
+                 "{\"sub\":\"nobody\",\"ops\":[\"sign\"],\"ttl\":5}");
     expect(&r, 400, "bad_request", "sub");
-    r = kbt_call(env, "POST", "/v1/tokens", env->admin, "{\"sub\":\"ci:x\",\"ops\":[\"fly\"],\"ttl\":5}");
+    r = kbt_call(env, "POST", "/v1/tokens", env->admin,
+                 "{\"sub\":\"ci:x\",\"ops\":[\"fly\"],\"ttl\":5}");
     expect(&r, 400, "bad_request", "ops");
 
     big = malloc(1048576 + 200);
@@ -810,10 +819,10 @@ static void test_audit_log(void **state)
     (void)state;
     assert_true(json_array_size(all) > 50);
     /* consecutive from 1 and chained: the same check `keybroker audit verify` does */
-    assert_int_equal(kbr_audit_verify_entries(all, 1,
-                                              "0000000000000000000000000000000000000000000000000000000000000000",
-                                              &msg),
-                     KBR_OK);
+    assert_int_equal(
+        kbr_audit_verify_entries(
+            all, 1, "0000000000000000000000000000000000000000000000000000000000000000", &msg),
+        KBR_OK);
     json_array_foreach(all, i, e)
     {
         const char *outcome = json_string_value(json_object_get(e, "outcome"));
@@ -834,26 +843,21 @@ static void test_audit_log(void **state)
     /* a rewritten entry is detected */
     json_object_set_new(json_object_get(json_array_get(all, 3), "detail"), "path",
                         json_string("/v1/rewritten"));
-    assert_int_equal(kbr_audit_verify_entries(all, 1,
-                                              "0000000000000000000000000000000000000000000000000000000000000000",
-                                              &msg),
-                     KBR_ERR_BAD_REQUEST);
+    assert_int_equal(
+        kbr_audit_verify_entries(
+            all, 1, "0000000000000000000000000000000000000000000000000000000000000000", &msg),
+        KBR_ERR_BAD_REQUEST);
     json_decref(all);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_health_and_jwks),
-        cmocka_unit_test(test_key_objects),
-        cmocka_unit_test(test_sign_each_algorithm),
-        cmocka_unit_test(test_token_attacks),
-        cmocka_unit_test(test_revocation),
-        cmocka_unit_test(test_scope_violations),
-        cmocka_unit_test(test_bad_input),
-        cmocka_unit_test(test_firmware_ledger),
-        cmocka_unit_test(test_retired_key),
-        cmocka_unit_test(test_max_uses),
+        cmocka_unit_test(test_health_and_jwks),     cmocka_unit_test(test_key_objects),
+        cmocka_unit_test(test_sign_each_algorithm), cmocka_unit_test(test_token_attacks),
+        cmocka_unit_test(test_revocation),          cmocka_unit_test(test_scope_violations),
+        cmocka_unit_test(test_bad_input),           cmocka_unit_test(test_firmware_ledger),
+        cmocka_unit_test(test_retired_key),         cmocka_unit_test(test_max_uses),
         cmocka_unit_test(test_audit_log),
     };
 

@@ -41,7 +41,8 @@ static void rewrite_conf(const char *extra)
 {
     char *cmd = NULL;
 
-    assert_true(asprintf(&cmd, "cp keybroker.conf good.conf && printf '%%s\\n' '%s' >> keybroker.conf",
+    assert_true(asprintf(&cmd,
+                         "cp keybroker.conf good.conf && printf '%%s\\n' '%s' >> keybroker.conf",
                          extra) > 0);
     assert_int_equal(kbt_sh(env, cmd, NULL), 0);
     free(cmd);
@@ -140,8 +141,8 @@ static void test_sigterm_exits_zero(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_bad_config_line),  cmocka_unit_test(test_wrong_pin),
-        cmocka_unit_test(test_missing_module),   cmocka_unit_test(test_unwritable_store),
+        cmocka_unit_test(test_bad_config_line),         cmocka_unit_test(test_wrong_pin),
+        cmocka_unit_test(test_missing_module),          cmocka_unit_test(test_unwritable_store),
         cmocka_unit_test(test_non_loopback_plain_http), cmocka_unit_test(test_init_again),
         cmocka_unit_test(test_sigterm_exits_zero),
     };

@@ -21,7 +21,8 @@ static const char *PKI =
     "set -e; "
     "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key "
     "  -out ca.pem -days 2 -subj /CN=kbt-test-ca 2>/dev/null; "
-    "printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\nextendedKeyUsage=serverAuth\\n' > srv.ext; "
+    "printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\nextendedKeyUsage=serverAuth\\n' > "
+    "srv.ext; "
     "printf 'extendedKeyUsage=clientAuth\\n' > cli.ext; "
     "for n in server clientA clientB; do "
     "  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $n.key "
@@ -107,9 +108,10 @@ static void test_bound_token(void **state)
     kbt_resp r;
 
     (void)state;
-    snprintf(spec, sizeof(spec),
-             "{\"sub\":\"factory:acme\",\"ops\":[\"read\"],\"ttl\":600,\"bind_cert_sha256\":\"%s\"}",
-             fp);
+    snprintf(
+        spec, sizeof(spec),
+        "{\"sub\":\"factory:acme\",\"ops\":[\"read\"],\"ttl\":600,\"bind_cert_sha256\":\"%s\"}",
+        fp);
     use_client("clientA");
     tok = kbt_token(env, spec);
     r = kbt_call(env, "GET", "/v1/keys", tok, NULL);
@@ -126,8 +128,9 @@ static void test_bound_token(void **state)
     r = kbt_call(env, "GET", "/v1/keys", env->admin, NULL);
     assert_int_equal(r.status, 200);
     kbt_resp_free(&r);
-    r = kbt_call(env, "POST", "/v1/tokens", env->admin,
-                 "{\"sub\":\"factory:acme\",\"ops\":[\"read\"],\"ttl\":60,\"bind_cert_sha256\":\"abcd\"}");
+    r = kbt_call(
+        env, "POST", "/v1/tokens", env->admin,
+        "{\"sub\":\"factory:acme\",\"ops\":[\"read\"],\"ttl\":60,\"bind_cert_sha256\":\"abcd\"}");
     assert_int_equal(r.status, 400);
     kbt_resp_free(&r);
     use_client("clientA");

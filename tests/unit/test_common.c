@@ -158,9 +158,12 @@ static void test_errors(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_hex),           cmocka_unit_test(test_base64),
-        cmocka_unit_test(test_time),          cmocka_unit_test(test_canonical_json),
-        cmocka_unit_test(test_secret_and_files), cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_hex),
+        cmocka_unit_test(test_base64),
+        cmocka_unit_test(test_time),
+        cmocka_unit_test(test_canonical_json),
+        cmocka_unit_test(test_secret_and_files),
+        cmocka_unit_test(test_errors),
     };
 
     return cmocka_run_group_tests_name("common", tests, NULL, NULL);

@@ -81,6 +81,65 @@ out:
     return err;
 }
 
+/* Present and a string, possibly empty (a certificate without a chain). */
+static kbr_err field_text(const json_t *e, const char *field, const char **out)
+{
+    kbr_err err = KBR_OK;
+    const json_t *v = json_object_get(e, field);
+
+    *out = NULL;
+    KBR_ENSURE(json_is_string(v), KBR_ERR_INTERNAL);
+    *out = json_string_value(v);
+out:
+    return err;
+}
+
+static bool is_hex_digit(char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+/*
+ * A hex string of want digits (any non-zero number when want is 0), as a lowercase copy the
+ * caller frees: fingerprints are unique and compared as text, so each has one spelling.
+ */
+static kbr_err field_hex(const json_t *e, const char *field, size_t want, char **out)
+{
+    kbr_err err = KBR_OK;
+    const char *s = NULL;
+    char *copy = NULL;
+    size_t n;
+
+    *out = NULL;
+    KBR_GUARD(field_str(e, field, true, &s));
+    n = json_string_length(json_object_get(e, field));
+    KBR_ENSURE(strlen(s) == n && (want == 0 || n == want), KBR_ERR_INTERNAL);
+    copy = strdup(s);
+    KBR_ENSURE(copy != NULL, KBR_ERR_NOMEM);
+    for (size_t i = 0; i < n; i++) {
+        KBR_ENSURE(is_hex_digit(copy[i]), KBR_ERR_INTERNAL);
+        if (copy[i] >= 'A' && copy[i] <= 'F')
+            copy[i] = (char)(copy[i] - 'A' + 'a');
+    }
+    *out = copy;
+    copy = NULL;
+out:
+    free(copy);
+    return err;
+}
+
+static kbr_err field_int(const json_t *e, const char *field, int64_t min, int64_t *out)
+{
+    kbr_err err = KBR_OK;
+    const json_t *v = json_object_get(e, field);
+
+    *out = 0;
+    KBR_ENSURE(json_is_integer(v) && json_integer_value(v) >= min, KBR_ERR_INTERNAL);
+    *out = json_integer_value(v);
+out:
+    return err;
+}
+
 static kbr_err key_create(kbr_store *st, const json_t *e, int64_t seq)
 {
     kbr_err err = KBR_OK;
@@ -229,14 +288,212 @@ out:
     return err;
 }
 
+/* A certificate as an effect carries it, with the normalized copies its pointers name. */
+typedef struct {
+    kbr_eff_cert c;
+    char *serial_number, *fingerprint;
+    char not_after[KBR_TIME_LEN], issued_at[KBR_TIME_LEN];
+} cert_in;
+
+static void cert_in_cleanup(cert_in *ci)
+{
+    free(ci->serial_number);
+    free(ci->fingerprint);
+}
+
+/* {serial_number, pem, chain_pem, not_after, fingerprint}; the owner and issue time are the
+ * caller's to fill. */
+static kbr_err cert_fields(const json_t *obj, cert_in *ci)
+{
+    kbr_err err = KBR_OK;
+
+    KBR_ENSURE(json_is_object(obj), KBR_ERR_INTERNAL);
+    KBR_GUARD(field_hex(obj, "serial_number", 0, &ci->serial_number));
+    KBR_GUARD(field_hex(obj, "fingerprint", 64, &ci->fingerprint));
+    KBR_GUARD(field_str(obj, "pem", true, &ci->c.pem));
+    KBR_GUARD(field_text(obj, "chain_pem", &ci->c.chain_pem));
+    KBR_GUARD(field_time(obj, "not_after", true, ci->not_after, &ci->c.not_after));
+    ci->c.serial_number = ci->serial_number;
+    ci->c.fingerprint = ci->fingerprint;
+out:
+    return err;
+}
+
+/* A key has one current certificate: the new one supersedes whatever it had. */
+static kbr_err key_certificate(kbr_store *st, const json_t *e, int64_t seq)
+{
+    kbr_err err = KBR_OK;
+    cert_in ci = {0};
+    json_t *superseded = NULL;
+    bool exists = false;
+
+    KBR_GUARD(cert_fields(e, &ci));
+    KBR_GUARD(field_time(e, "at", true, ci.issued_at, &ci.c.issued_at));
+    KBR_GUARD(field_str(e, "issuer_key", false, &ci.c.issuer_key));
+    KBR_GUARD(field_str(e, "name", true, &ci.c.owner.key_name));
+    ci.c.owner.kind = "key";
+    KBR_GUARD(st->ops->key_exists(st, ci.c.owner.key_name, &exists));
+    KBR_ENSURE(exists, KBR_ERR_STORE_CONSTRAINT);
+    KBR_GUARD(st->ops->cert_supersede(st, &ci.c.owner, ci.c.issued_at, &superseded));
+    KBR_GUARD(st->ops->cert_insert(st, &ci.c, seq));
+out:
+    json_decref(superseded);
+    cert_in_cleanup(&ci);
+    return err;
+}
+
+/* At least one market, each a non-empty string, as canonical JSON the caller frees. */
+static kbr_err field_markets(const json_t *e, char **out)
+{
+    kbr_err err = KBR_OK;
+    json_t *markets = NULL;
+    const json_t *v;
+    size_t i;
+
+    *out = NULL;
+    KBR_GUARD(field_str_array(e, "markets", &markets));
+    KBR_ENSURE(json_array_size(markets) > 0, KBR_ERR_INTERNAL);
+    json_array_foreach(markets, i, v)
+    {
+        KBR_ENSURE(json_string_length(v) > 0, KBR_ERR_INTERNAL);
+    }
+    KBR_GUARD(kbr_json_canonical(markets, out));
+out:
+    return err;
+}
+
+static kbr_err batch_create(kbr_store *st, const json_t *e, int64_t seq)
+{
+    kbr_err err = KBR_OK;
+    kbr_eff_batch b = {0};
+    char created[KBR_TIME_LEN];
+    char *markets_json = NULL;
+
+    KBR_GUARD(field_str(e, "batch", true, &b.batch));
+    KBR_GUARD(field_str(e, "product", true, &b.product));
+    KBR_GUARD(field_str(e, "factory", true, &b.factory));
+    KBR_GUARD(field_int(e, "quantity", 1, &b.quantity));
+    KBR_GUARD(field_time(e, "created_at", true, created, &b.created_at));
+    KBR_GUARD(field_str(e, "created_by", true, &b.created_by));
+    KBR_GUARD(field_markets(e, &markets_json));
+    b.markets_json = markets_json;
+    KBR_GUARD(st->ops->batch_create(st, &b, seq));
+out:
+    free(markets_json);
+    return err;
+}
+
+/* What device.provision and device.rotate share: the device, the CSR and the new certificate. */
+typedef struct {
+    kbr_eff_device d;
+    cert_in ci;
+    char *csr_sha256;
+} device_in;
+
+static void device_in_cleanup(device_in *in)
+{
+    cert_in_cleanup(&in->ci);
+    free(in->csr_sha256);
+}
+
+static kbr_err device_fields(const json_t *e, device_in *in)
+{
+    kbr_err err = KBR_OK;
+
+    KBR_GUARD(field_str(e, "product", true, &in->d.product));
+    KBR_GUARD(field_str(e, "serial", true, &in->d.serial));
+    KBR_GUARD(field_hex(e, "csr_sha256", 64, &in->csr_sha256));
+    KBR_GUARD(cert_fields(json_object_get(e, "certificate"), &in->ci));
+    KBR_GUARD(field_time(e, "at", true, in->ci.issued_at, &in->ci.c.issued_at));
+    KBR_GUARD(field_str(e, "issuer_key", true, &in->ci.c.issuer_key));
+    in->d.csr_sha256 = in->csr_sha256;
+    in->d.at = in->ci.c.issued_at;
+    in->ci.c.owner =
+        (kbr_eff_owner){.kind = "device", .product = in->d.product, .serial = in->d.serial};
+out:
+    return err;
+}
+
+/* Canonical text of detail, which this call consumes (NULL: json_pack ran out of memory). */
+static kbr_err detail_take(json_t *detail, char **out)
+{
+    kbr_err err = KBR_OK;
+
+    *out = NULL;
+    KBR_ENSURE(detail != NULL, KBR_ERR_NOMEM);
+    KBR_GUARD(kbr_json_canonical(detail, out));
+out:
+    json_decref(detail);
+    return err;
+}
+
+/*
+ * The batch is claimed here as well as in the daemon's counters: the store is the last
+ * place that can refuse a device past the production order's quantity.
+ */
+static kbr_err device_provision(kbr_store *st, const json_t *e, int64_t seq)
+{
+    kbr_err err = KBR_OK;
+    device_in in = {0};
+    char *detail = NULL;
+
+    KBR_GUARD(device_fields(e, &in));
+    KBR_GUARD(field_str(e, "batch", true, &in.d.batch));
+    KBR_GUARD(field_str(e, "factory", true, &in.d.factory));
+    KBR_GUARD(field_str(e, "firmware_version", false, &in.d.firmware_version));
+    KBR_GUARD(st->ops->device_insert(st, &in.d, seq));
+    KBR_GUARD(st->ops->batch_claim(st, in.d.batch, in.d.product, in.d.factory));
+    KBR_GUARD(st->ops->cert_insert(st, &in.ci.c, seq));
+    KBR_GUARD(detail_take(json_pack("{s:s,s:s,s:s?,s:s,s:s}", "batch", in.d.batch, "factory",
+                                    in.d.factory, "firmware_version", in.d.firmware_version,
+                                    "fingerprint", in.ci.c.fingerprint, "serial_number",
+                                    in.ci.c.serial_number),
+                          &detail));
+    KBR_GUARD(st->ops->device_event_insert(st, in.d.product, in.d.serial, "provisioned", in.d.at,
+                                           detail, seq));
+out:
+    free(detail);
+    device_in_cleanup(&in);
+    return err;
+}
+
+static kbr_err device_rotate(kbr_store *st, const json_t *e, int64_t seq)
+{
+    kbr_err err = KBR_OK;
+    device_in in = {0};
+    json_t *old = NULL;
+    char *detail = NULL;
+    bool exists = false;
+
+    KBR_GUARD(device_fields(e, &in));
+    KBR_GUARD(st->ops->device_exists(st, in.d.product, in.d.serial, &exists));
+    KBR_ENSURE(exists, KBR_ERR_STORE_CONSTRAINT);
+    KBR_GUARD(st->ops->cert_supersede(st, &in.ci.c.owner, in.d.at, &old));
+    KBR_GUARD(st->ops->cert_insert(st, &in.ci.c, seq));
+    KBR_GUARD(detail_take(json_pack("{s:O,s:s,s:s,s:s}", "old", old, "new", in.ci.c.fingerprint,
+                                    "serial_number", in.ci.c.serial_number, "csr_sha256",
+                                    in.d.csr_sha256),
+                          &detail));
+    KBR_GUARD(st->ops->device_event_insert(st, in.d.product, in.d.serial, "rotated", in.d.at,
+                                           detail, seq));
+out:
+    free(detail);
+    json_decref(old);
+    device_in_cleanup(&in);
+    return err;
+}
+
 typedef kbr_err (*effect_fn)(kbr_store *st, const json_t *e, int64_t seq);
 
 static const struct {
     const char *type;
     effect_fn apply;
 } effect_types[] = {
-    {"key.create", key_create},     {"key.retire", key_retire},       {"token.issue", token_issue},
-    {"token.revoke", token_revoke}, {"firmware.sign", firmware_sign},
+    {"key.create", key_create},           {"key.retire", key_retire},
+    {"key.certificate", key_certificate}, {"token.issue", token_issue},
+    {"token.revoke", token_revoke},       {"firmware.sign", firmware_sign},
+    {"batch.create", batch_create},       {"device.provision", device_provision},
+    {"device.rotate", device_rotate},
 };
 
 static kbr_err apply_one(kbr_store *st, const json_t *e, int64_t seq)

@@ -192,3 +192,29 @@ kbr_err kbr_store_firmware_get(kbr_store *st, const char *product, const char *v
 {
     return st->ops->firmware_get(st, product, version, build);
 }
+
+kbr_err kbr_store_batch_get(kbr_store *st, const char *batch, json_t **out)
+{
+    return st->ops->batch_get(st, batch, out);
+}
+
+kbr_err kbr_store_batch_list(kbr_store *st, json_t **out)
+{
+    return st->ops->batch_list(st, out);
+}
+
+kbr_err kbr_store_device_get(kbr_store *st, const char *product, const char *serial, json_t **out)
+{
+    return st->ops->device_get(st, product, serial, out);
+}
+
+kbr_err kbr_store_device_find(kbr_store *st, const char *serial, json_t **out)
+{
+    return st->ops->device_find(st, serial, out);
+}
+
+kbr_err kbr_store_device_events(kbr_store *st, const char *product, const char *serial,
+                                json_t **out)
+{
+    return st->ops->device_events(st, product, serial, out);
+}

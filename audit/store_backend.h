@@ -2,9 +2,9 @@
  * store_backend.h - private to audit/: what a store back end provides.
  *
  * kbr_store_* in store.c and effects.c hold the back-end-neutral logic
- * (URL dispatch, effect validation, the firmware retry rule, scope
- * matching, the audit page); a back end supplies one ops table of plain
- * storage operations.  Strings handed to a back end are borrowed.
+ * (URL dispatch, effect validation, the firmware retry rule, the order of
+ * a provisioning or rotation's writes, scope matching, the audit page); a back end supplies one ops
+ * table of plain storage operations.  Strings handed to a back end are borrowed.
  */
 #ifndef KBR_STORE_BACKEND_H
 #define KBR_STORE_BACKEND_H
@@ -39,6 +39,30 @@ typedef struct {
     const char *name, *version, *purl;
 } kbr_eff_component;
 
+/* Whose certificate: a registry key (key_name) or a device (product, serial). */
+typedef struct {
+    const char *kind; /* "key" or "device" */
+    const char *key_name;
+    const char *product, *serial;
+} kbr_eff_owner;
+
+/* A validated certificate; serial_number and fingerprint are lowercase hex. */
+typedef struct {
+    kbr_eff_owner owner;
+    const char *serial_number, *fingerprint, *pem, *chain_pem, *not_after, *issued_at;
+    const char *issuer_key; /* NULL when no registry key signed it */
+} kbr_eff_cert;
+
+typedef struct {
+    const char *batch, *product, *factory, *created_at, *created_by;
+    int64_t quantity;
+    const char *markets_json; /* canonical JSON array of strings */
+} kbr_eff_batch;
+
+typedef struct {
+    const char *product, *serial, *batch, *factory, *firmware_version, *csr_sha256, *at;
+} kbr_eff_device;
+
 struct kbr_store_ops {
     const char *scheme;
     /* location is the URL after "scheme:". */
@@ -65,6 +89,22 @@ struct kbr_store_ops {
     kbr_err (*firmware_insert)(kbr_store *st, const kbr_eff_firmware *f, int64_t seq);
     kbr_err (*component_insert)(kbr_store *st, const char *product, const char *version,
                                 const kbr_eff_component *c);
+    kbr_err (*key_exists)(kbr_store *st, const char *name, bool *exists);
+    /* Marks the owner's current certificates superseded at `at`; *fingerprints (new ref, the
+     * caller's) lists them in issue order, empty when there were none. */
+    kbr_err (*cert_supersede)(kbr_store *st, const kbr_eff_owner *owner, const char *at,
+                              json_t **fingerprints);
+    kbr_err (*cert_insert)(kbr_store *st, const kbr_eff_cert *c, int64_t seq);
+    kbr_err (*batch_create)(kbr_store *st, const kbr_eff_batch *b, int64_t seq);
+    /* Counts one more device into the batch: KBR_ERR_STORE_CONSTRAINT unless the batch
+     * exists, belongs to product and factory, and has room left. */
+    kbr_err (*batch_claim)(kbr_store *st, const char *batch, const char *product,
+                           const char *factory);
+    kbr_err (*device_insert)(kbr_store *st, const kbr_eff_device *d, int64_t seq);
+    kbr_err (*device_exists)(kbr_store *st, const char *product, const char *serial, bool *exists);
+    kbr_err (*device_event_insert)(kbr_store *st, const char *product, const char *serial,
+                                   const char *kind, const char *at, const char *detail_json,
+                                   int64_t seq);
 
     kbr_err (*audit_insert)(kbr_store *st, const kbr_store_audit_row *row);
     kbr_err (*audit_tail)(kbr_store *st, int64_t *seq, char hash[65]);
@@ -77,6 +117,11 @@ struct kbr_store_ops {
     kbr_err (*token_list)(kbr_store *st, const char *sub, bool active, time_t now, json_t **tokens);
     kbr_err (*firmware_get)(kbr_store *st, const char *product, const char *version,
                             json_t **build);
+    kbr_err (*batch_get)(kbr_store *st, const char *batch, json_t **out);
+    kbr_err (*batch_list)(kbr_store *st, json_t **out);
+    kbr_err (*device_get)(kbr_store *st, const char *product, const char *serial, json_t **out);
+    kbr_err (*device_find)(kbr_store *st, const char *serial, json_t **out);
+    kbr_err (*device_events)(kbr_store *st, const char *product, const char *serial, json_t **out);
 };
 
 extern const kbr_store_ops kbr_store_sqlite_ops;

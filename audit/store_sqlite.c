@@ -22,6 +22,11 @@
  * lists and scopes canonical JSON text; audit_seq names the audit entry
  * that recorded the fact.  The tables later features fill exist from the
  * start so their data never needs a migration of the core tables.
+ * Certificates of keys and devices share one table, so expiry queries see
+ * them all; a certificate is never deleted, a newer one supersedes it.
+ * batches.provisioned is kept with each device insert, in the same
+ * transaction, so the quota check costs one row and not a count.
+ * Foreign keys tie every certificate, device and event to what it names.
  */
 static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS meta(schema_version INTEGER NOT NULL);"
@@ -36,7 +41,7 @@ static const char schema_sql[] =
     " name TEXT PRIMARY KEY, purpose TEXT NOT NULL, algorithm TEXT NOT NULL,"
     " products TEXT NOT NULL, owner TEXT, hsm_label TEXT, hsm_id TEXT, public_key_pem TEXT,"
     " state TEXT NOT NULL DEFAULT 'active', created_at TEXT NOT NULL, retired_at TEXT,"
-    " cert_pem TEXT, cert_not_after TEXT, audit_seq INTEGER NOT NULL);"
+    " audit_seq INTEGER NOT NULL);"
     "CREATE TABLE IF NOT EXISTS tokens("
     " jti TEXT PRIMARY KEY, sub TEXT NOT NULL, scope TEXT NOT NULL, issued_by TEXT,"
     " issued_at TEXT NOT NULL, not_before TEXT, expires_at TEXT NOT NULL, cnf_x5t TEXT,"
@@ -52,24 +57,45 @@ static const char schema_sql[] =
     "CREATE INDEX IF NOT EXISTS components_build ON components(product, version);"
     "CREATE INDEX IF NOT EXISTS components_name ON components(name);"
     "CREATE INDEX IF NOT EXISTS components_purl ON components(purl);"
-    "CREATE TABLE IF NOT EXISTS certificates("
-    " serial TEXT PRIMARY KEY, key TEXT, product TEXT, device TEXT, pem TEXT NOT NULL,"
-    " not_after TEXT NOT NULL, issued_at TEXT, superseded_at TEXT, audit_seq INTEGER);"
-    "CREATE INDEX IF NOT EXISTS certificates_device ON certificates(product, device);"
-    "CREATE INDEX IF NOT EXISTS certificates_key ON certificates(key);"
     "CREATE TABLE IF NOT EXISTS batches("
     " batch TEXT PRIMARY KEY, product TEXT NOT NULL, factory TEXT NOT NULL,"
-    " quantity INTEGER NOT NULL, markets TEXT NOT NULL, created_at TEXT, audit_seq INTEGER);"
+    " quantity INTEGER NOT NULL CHECK(quantity >= 1), markets TEXT NOT NULL,"
+    " provisioned INTEGER NOT NULL DEFAULT 0 CHECK(provisioned BETWEEN 0 AND quantity),"
+    " created_at TEXT NOT NULL, created_by TEXT NOT NULL, audit_seq INTEGER NOT NULL);"
     "CREATE TABLE IF NOT EXISTS devices("
-    " product TEXT NOT NULL, serial TEXT NOT NULL, batch TEXT, factory TEXT,"
-    " firmware_version TEXT, provisioned_at TEXT, audit_seq INTEGER,"
-    " PRIMARY KEY(product, serial));"
+    " product TEXT NOT NULL, serial TEXT NOT NULL, batch TEXT REFERENCES batches(batch),"
+    " factory TEXT, firmware_version TEXT, csr_sha256 TEXT, provisioned_at TEXT NOT NULL,"
+    " audit_seq INTEGER NOT NULL, PRIMARY KEY(product, serial));"
     "CREATE INDEX IF NOT EXISTS devices_batch ON devices(batch);"
+    "CREATE INDEX IF NOT EXISTS devices_serial ON devices(serial, product);"
+    "CREATE TABLE IF NOT EXISTS certificates("
+    " id INTEGER PRIMARY KEY,"
+    " owner_kind TEXT NOT NULL CHECK(owner_kind IN ('key', 'device')),"
+    " key_name TEXT REFERENCES keys(name), product TEXT, device_serial TEXT,"
+    " serial_number TEXT NOT NULL, fingerprint TEXT NOT NULL UNIQUE, pem TEXT NOT NULL,"
+    " chain_pem TEXT NOT NULL, not_after TEXT NOT NULL, issued_at TEXT NOT NULL,"
+    " superseded_at TEXT, issuer_key TEXT REFERENCES keys(name), audit_seq INTEGER NOT NULL,"
+    " CHECK((owner_kind = 'key' AND key_name IS NOT NULL AND product IS NULL"
+    "        AND device_serial IS NULL)"
+    "    OR (owner_kind = 'device' AND key_name IS NULL AND product IS NOT NULL"
+    "        AND device_serial IS NOT NULL)),"
+    " FOREIGN KEY(product, device_serial) REFERENCES devices(product, serial));"
+    "CREATE INDEX IF NOT EXISTS certificates_device ON certificates(product, device_serial);"
+    "CREATE INDEX IF NOT EXISTS certificates_key ON certificates(key_name);"
+    "CREATE INDEX IF NOT EXISTS certificates_not_after ON certificates(not_after);"
+    /* The key object shows one certificate, so a key has at most one current. */
+    "CREATE UNIQUE INDEX IF NOT EXISTS certificates_key_current ON certificates(key_name)"
+    " WHERE owner_kind = 'key' AND superseded_at IS NULL;"
+    /* RFC 5280 4.1.2.2: a CA never reuses a serial number (revocation names it). */
+    "CREATE UNIQUE INDEX IF NOT EXISTS certificates_issuer_serial"
+    " ON certificates(issuer_key, serial_number) WHERE owner_kind = 'device';"
     "CREATE TABLE IF NOT EXISTS device_events("
     " id INTEGER PRIMARY KEY, product TEXT NOT NULL, serial TEXT NOT NULL,"
     " kind TEXT NOT NULL CHECK(kind IN ('provisioned', 'rotated', 'debug-auth',"
-    " 'ota-installed', 'ota-failed')), detail TEXT, at TEXT, audit_seq INTEGER);"
-    "CREATE INDEX IF NOT EXISTS device_events_device ON device_events(product, serial);"
+    " 'ota-installed', 'ota-failed')), at TEXT NOT NULL, detail TEXT NOT NULL,"
+    " audit_seq INTEGER NOT NULL,"
+    " FOREIGN KEY(product, serial) REFERENCES devices(product, serial));"
+    "CREATE INDEX IF NOT EXISTS device_events_device ON device_events(product, serial, id);"
     "CREATE TABLE IF NOT EXISTS checkpoints("
     " size INTEGER PRIMARY KEY, root_hash TEXT NOT NULL, time TEXT NOT NULL,"
     " signature TEXT NOT NULL);";
@@ -478,6 +504,14 @@ const kbr_store_ops kbr_store_sqlite_ops = {
     .firmware_digest = kbr_sqlite_firmware_digest,
     .firmware_insert = kbr_sqlite_firmware_insert,
     .component_insert = kbr_sqlite_component_insert,
+    .key_exists = kbr_sqlite_key_exists,
+    .cert_supersede = kbr_sqlite_cert_supersede,
+    .cert_insert = kbr_sqlite_cert_insert,
+    .batch_create = kbr_sqlite_batch_create,
+    .batch_claim = kbr_sqlite_batch_claim,
+    .device_insert = kbr_sqlite_device_insert,
+    .device_exists = kbr_sqlite_device_exists,
+    .device_event_insert = kbr_sqlite_device_event_insert,
     .audit_insert = sqlite_audit_insert,
     .audit_tail = sqlite_audit_tail,
     .audit_walk = sqlite_audit_walk,
@@ -485,4 +519,9 @@ const kbr_store_ops kbr_store_sqlite_ops = {
     .key_list = kbr_sqlite_key_list,
     .token_list = kbr_sqlite_token_list,
     .firmware_get = kbr_sqlite_firmware_get,
+    .batch_get = kbr_sqlite_batch_get,
+    .batch_list = kbr_sqlite_batch_list,
+    .device_get = kbr_sqlite_device_get,
+    .device_find = kbr_sqlite_device_find,
+    .device_events = kbr_sqlite_device_events,
 };

@@ -1,7 +1,8 @@
 /*
  * store_sqlite.h - private to audit/: the SQLite back end's connection,
- * shared by store_sqlite.c (connection, schema, transactions, audit table)
- * and store_sqlite_ledger.c (ledger writes and reads).
+ * shared by store_sqlite.c (connection, schema, transactions, audit table),
+ * store_sqlite_ledger.c (keys, tokens, firmware) and store_sqlite_device.c
+ * (certificates, batches, devices and their events).
  */
 #ifndef KBR_STORE_SQLITE_H
 #define KBR_STORE_SQLITE_H
@@ -38,6 +39,20 @@ typedef enum {
     SQ_FIRMWARE_GET,
     SQ_COMPONENT_INSERT,
     SQ_COMPONENT_LIST,
+    SQ_CERT_CURRENT,
+    SQ_CERT_SUPERSEDE,
+    SQ_CERT_INSERT,
+    SQ_BATCH_INSERT,
+    SQ_BATCH_CLAIM,
+    SQ_BATCH_GET,
+    SQ_BATCH_LIST,
+    SQ_DEVICE_INSERT,
+    SQ_DEVICE_EXISTS,
+    SQ_DEVICE_GET,
+    SQ_DEVICE_CERTS,
+    SQ_DEVICE_FIND,
+    SQ_EVENT_INSERT,
+    SQ_EVENT_LIST,
     SQ__COUNT
 } kbr_sq_id;
 
@@ -62,6 +77,25 @@ KBR_WUR kbr_err kbr_sqlite_bind_text(sqlite3_stmt *stmt, int idx, const char *s)
 /* A column's text, or NULL for SQL NULL. */
 const char *kbr_sqlite_text(sqlite3_stmt *stmt, int col);
 
+/* How a result column becomes a member: text (or null), parsed JSON, or an integer. */
+typedef enum { KBR_COL_TEXT, KBR_COL_JSON, KBR_COL_INT } kbr_col_kind;
+
+typedef struct {
+    const char *field;
+    kbr_col_kind kind;
+} kbr_col_spec;
+#define KBR_NCOLS(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Sets obj[cols[i].field] from result column first + i. */
+KBR_WUR kbr_err kbr_sqlite_put_columns(json_t *obj, sqlite3_stmt *stmt, int first,
+                                       const kbr_col_spec *cols, size_t n);
+/* Steps stmt to the end: a new array (caller's) of one object per row, from column 0 on. */
+KBR_WUR kbr_err kbr_sqlite_objects(sqlite3_stmt *stmt, const kbr_col_spec *cols, size_t n,
+                                   json_t **out);
+/* Steps stmt once: the row as a new object, KBR_ERR_NOT_FOUND when there is none. */
+KBR_WUR kbr_err kbr_sqlite_object(sqlite3_stmt *stmt, const kbr_col_spec *cols, size_t n,
+                                  json_t **out);
+
 /* Ledger operations (store_sqlite_ledger.c). */
 kbr_err kbr_sqlite_key_create(kbr_store *st, const kbr_eff_key *k, int64_t seq);
 kbr_err kbr_sqlite_key_retire(kbr_store *st, const char *name, const char *at);
@@ -78,5 +112,26 @@ kbr_err kbr_sqlite_token_list(kbr_store *st, const char *sub, bool active, time_
                               json_t **tokens);
 kbr_err kbr_sqlite_firmware_get(kbr_store *st, const char *product, const char *version,
                                 json_t **build);
+kbr_err kbr_sqlite_key_exists(kbr_store *st, const char *name, bool *exists);
+
+/* Certificates, batches and devices (store_sqlite_device.c). */
+kbr_err kbr_sqlite_cert_supersede(kbr_store *st, const kbr_eff_owner *owner, const char *at,
+                                  json_t **fingerprints);
+kbr_err kbr_sqlite_cert_insert(kbr_store *st, const kbr_eff_cert *c, int64_t seq);
+kbr_err kbr_sqlite_batch_create(kbr_store *st, const kbr_eff_batch *b, int64_t seq);
+kbr_err kbr_sqlite_batch_claim(kbr_store *st, const char *batch, const char *product,
+                               const char *factory);
+kbr_err kbr_sqlite_device_insert(kbr_store *st, const kbr_eff_device *d, int64_t seq);
+kbr_err kbr_sqlite_device_exists(kbr_store *st, const char *product, const char *serial,
+                                 bool *exists);
+kbr_err kbr_sqlite_device_event_insert(kbr_store *st, const char *product, const char *serial,
+                                       const char *kind, const char *at, const char *detail_json,
+                                       int64_t seq);
+kbr_err kbr_sqlite_batch_get(kbr_store *st, const char *batch, json_t **out);
+kbr_err kbr_sqlite_batch_list(kbr_store *st, json_t **out);
+kbr_err kbr_sqlite_device_get(kbr_store *st, const char *product, const char *serial, json_t **out);
+kbr_err kbr_sqlite_device_find(kbr_store *st, const char *serial, json_t **out);
+kbr_err kbr_sqlite_device_events(kbr_store *st, const char *product, const char *serial,
+                                 json_t **out);
 
 #endif

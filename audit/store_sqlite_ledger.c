@@ -32,14 +32,14 @@ out:
     return err;
 }
 
-static kbr_err key_exists(kbr_sqlite *s, const char *name, bool *exists)
+kbr_err kbr_sqlite_key_exists(kbr_store *st, const char *name, bool *exists)
 {
     kbr_err err = KBR_OK;
     sqlite3_stmt *stmt = NULL;
     int rc;
 
     *exists = false;
-    KBR_GUARD(kbr_sqlite_stmt(s, SQ_KEY_EXISTS, "SELECT 1 FROM keys WHERE name = ?1", &stmt));
+    KBR_GUARD(kbr_sqlite_stmt(SQ(st), SQ_KEY_EXISTS, "SELECT 1 FROM keys WHERE name = ?1", &stmt));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, name));
     rc = sqlite3_step(stmt);
     KBR_ENSURE(rc == SQLITE_ROW || rc == SQLITE_DONE, kbr_sqlite_err(rc));
@@ -65,7 +65,7 @@ kbr_err kbr_sqlite_key_retire(kbr_store *st, const char *name, const char *at)
     if (sqlite3_changes(SQ(st)->db) > 0)
         goto out;
     /* Keys are never deleted, so a name the registry lacks is a conflict with the ledger. */
-    KBR_GUARD(key_exists(SQ(st), name, &exists));
+    KBR_GUARD(kbr_sqlite_key_exists(st, name, &exists));
     KBR_ENSURE(exists, KBR_ERR_STORE_CONSTRAINT);
 out:
     kbr_sqlite_done(stmt);
@@ -187,21 +187,13 @@ out:
 
 /* ---- reads: rows become the objects the API shows ---- */
 
-/* How a result column becomes a member: text (or null), parsed JSON, or an integer. */
-typedef enum { COL_TEXT, COL_JSON, COL_INT } col_kind;
-
-typedef struct {
-    const char *field;
-    col_kind kind;
-} col_spec;
-
-static kbr_err column_value(sqlite3_stmt *stmt, int col, col_kind kind, json_t **out)
+static kbr_err column_value(sqlite3_stmt *stmt, int col, kbr_col_kind kind, json_t **out)
 {
     kbr_err err = KBR_OK;
     const char *text = NULL;
 
     *out = NULL;
-    if (kind == COL_INT) {
+    if (kind == KBR_COL_INT) {
         *out = json_integer(sqlite3_column_int64(stmt, col));
         KBR_ENSURE(*out != NULL, KBR_ERR_NOMEM);
         goto out;
@@ -209,7 +201,7 @@ static kbr_err column_value(sqlite3_stmt *stmt, int col, col_kind kind, json_t *
     text = kbr_sqlite_text(stmt, col);
     if (text == NULL)
         *out = json_null();
-    else if (kind == COL_JSON)
+    else if (kind == KBR_COL_JSON)
         *out = json_loads(text, 0, NULL);
     else
         *out = json_string(text);
@@ -219,9 +211,8 @@ out:
     return err;
 }
 
-/* Sets obj[cols[i].field] from result column first + i. */
-static kbr_err put_columns(json_t *obj, sqlite3_stmt *stmt, int first, const col_spec *cols,
-                           size_t n)
+kbr_err kbr_sqlite_put_columns(json_t *obj, sqlite3_stmt *stmt, int first, const kbr_col_spec *cols,
+                               size_t n)
 {
     kbr_err err = KBR_OK;
     json_t *v = NULL;
@@ -235,35 +226,116 @@ out:
     return err;
 }
 
+static kbr_err row_object(sqlite3_stmt *stmt, const kbr_col_spec *cols, size_t n, json_t **out)
+{
+    kbr_err err = KBR_OK;
+    json_t *obj = NULL;
+
+    *out = NULL;
+    obj = json_object();
+    KBR_ENSURE(obj != NULL, KBR_ERR_NOMEM);
+    KBR_GUARD(kbr_sqlite_put_columns(obj, stmt, 0, cols, n));
+    *out = obj;
+    obj = NULL;
+out:
+    json_decref(obj);
+    return err;
+}
+
+kbr_err kbr_sqlite_object(sqlite3_stmt *stmt, const kbr_col_spec *cols, size_t n, json_t **out)
+{
+    kbr_err err = KBR_OK;
+    int rc;
+
+    *out = NULL;
+    rc = sqlite3_step(stmt);
+    KBR_ENSURE(rc != SQLITE_DONE, KBR_ERR_NOT_FOUND);
+    KBR_ENSURE(rc == SQLITE_ROW, kbr_sqlite_err(rc));
+    KBR_GUARD(row_object(stmt, cols, n, out));
+out:
+    return err;
+}
+
+typedef kbr_err (*row_fn)(sqlite3_stmt *stmt, const void *ctx, json_t **out);
+
+/* Steps stmt to the end, appending row_to(row) for each row to a new array. */
+static kbr_err collect_rows(sqlite3_stmt *stmt, row_fn row_to, const void *ctx, json_t **out)
+{
+    kbr_err err = KBR_OK;
+    json_t *arr = NULL, *item = NULL;
+    int rc;
+
+    *out = NULL;
+    arr = json_array();
+    KBR_ENSURE(arr != NULL, KBR_ERR_NOMEM);
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        KBR_GUARD(row_to(stmt, ctx, &item));
+        KBR_ENSURE(json_array_append_new(arr, item) == 0, KBR_ERR_NOMEM);
+        item = NULL;
+    }
+    KBR_ENSURE(rc == SQLITE_DONE, kbr_sqlite_err(rc));
+    *out = arr;
+    arr = NULL;
+out:
+    json_decref(arr);
+    return err;
+}
+
+typedef struct {
+    const kbr_col_spec *cols;
+    size_t n;
+} col_set;
+
+static kbr_err row_object_of(sqlite3_stmt *stmt, const void *ctx, json_t **out)
+{
+    const col_set *set = ctx;
+
+    return row_object(stmt, set->cols, set->n, out);
+}
+
+kbr_err kbr_sqlite_objects(sqlite3_stmt *stmt, const kbr_col_spec *cols, size_t n, json_t **out)
+{
+    const col_set set = {cols, n};
+
+    return collect_rows(stmt, row_object_of, &set, out);
+}
+
+/* The key's current certificate, if any (certificates_key_current keeps it to one). */
 #define KEY_COLUMNS                                                                                \
-    "SELECT name, purpose, algorithm, products, owner, state, created_at, retired_at,"             \
-    " public_key_pem, hsm_label, hsm_id, cert_pem, cert_not_after FROM keys"
+    "SELECT k.name, k.purpose, k.algorithm, k.products, k.owner, k.state, k.created_at,"           \
+    " k.retired_at, k.public_key_pem, k.hsm_label, k.hsm_id,"                                      \
+    " c.pem, c.chain_pem, c.not_after, c.serial_number, c.fingerprint FROM keys k"                 \
+    " LEFT JOIN certificates c ON c.owner_kind = 'key' AND c.key_name = k.name"                    \
+    "  AND c.superseded_at IS NULL"
 
-static const col_spec key_cols[] = {
-    {"name", COL_TEXT},       {"purpose", COL_TEXT},    {"algorithm", COL_TEXT},
-    {"products", COL_JSON},   {"owner", COL_TEXT},      {"state", COL_TEXT},
-    {"created_at", COL_TEXT}, {"retired_at", COL_TEXT}, {"public_key_pem", COL_TEXT},
-    {"hsm_label", COL_TEXT},  {"hsm_id", COL_TEXT},
+static const kbr_col_spec key_cols[] = {
+    {"name", KBR_COL_TEXT},       {"purpose", KBR_COL_TEXT},    {"algorithm", KBR_COL_TEXT},
+    {"products", KBR_COL_JSON},   {"owner", KBR_COL_TEXT},      {"state", KBR_COL_TEXT},
+    {"created_at", KBR_COL_TEXT}, {"retired_at", KBR_COL_TEXT}, {"public_key_pem", KBR_COL_TEXT},
+    {"hsm_label", KBR_COL_TEXT},  {"hsm_id", KBR_COL_TEXT},
 };
-static const col_spec cert_cols[] = {{"pem", COL_TEXT}, {"not_after", COL_TEXT}};
-#define NCOLS(a) (sizeof(a) / sizeof((a)[0]))
+static const kbr_col_spec cert_cols[] = {
+    {"pem", KBR_COL_TEXT},           {"chain_pem", KBR_COL_TEXT},   {"not_after", KBR_COL_TEXT},
+    {"serial_number", KBR_COL_TEXT}, {"fingerprint", KBR_COL_TEXT},
+};
 
-static kbr_err key_from_row(sqlite3_stmt *stmt, json_t **out)
+static kbr_err key_from_row(sqlite3_stmt *stmt, const void *ctx, json_t **out)
 {
     kbr_err err = KBR_OK;
     json_t *key = NULL, *cert = NULL;
-    int cert_col = (int)NCOLS(key_cols);
+    int cert_col = (int)KBR_NCOLS(key_cols);
 
+    (void)ctx;
     *out = NULL;
     key = json_object();
     KBR_ENSURE(key != NULL, KBR_ERR_NOMEM);
-    KBR_GUARD(put_columns(key, stmt, 0, key_cols, NCOLS(key_cols)));
+    KBR_GUARD(kbr_sqlite_put_columns(key, stmt, 0, key_cols, KBR_NCOLS(key_cols)));
     if (sqlite3_column_type(stmt, cert_col) == SQLITE_NULL) {
         cert = json_null();
     } else {
         cert = json_object();
         KBR_ENSURE(cert != NULL, KBR_ERR_NOMEM);
-        KBR_GUARD(put_columns(cert, stmt, cert_col, cert_cols, NCOLS(cert_cols)));
+        KBR_GUARD(kbr_sqlite_put_columns(cert, stmt, cert_col, cert_cols, KBR_NCOLS(cert_cols)));
     }
     KBR_ENSURE(json_object_set(key, "certificate", cert) == 0, KBR_ERR_NOMEM);
     *out = key;
@@ -281,39 +353,14 @@ kbr_err kbr_sqlite_key_get(kbr_store *st, const char *name, json_t **key)
     int rc;
 
     *key = NULL;
-    KBR_GUARD(kbr_sqlite_stmt(SQ(st), SQ_KEY_GET, KEY_COLUMNS " WHERE name = ?1", &stmt));
+    KBR_GUARD(kbr_sqlite_stmt(SQ(st), SQ_KEY_GET, KEY_COLUMNS " WHERE k.name = ?1", &stmt));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, name));
     rc = sqlite3_step(stmt);
     KBR_ENSURE(rc != SQLITE_DONE, KBR_ERR_NOT_FOUND);
     KBR_ENSURE(rc == SQLITE_ROW, kbr_sqlite_err(rc));
-    KBR_GUARD(key_from_row(stmt, key));
+    KBR_GUARD(key_from_row(stmt, NULL, key));
 out:
     kbr_sqlite_done(stmt);
-    return err;
-}
-
-typedef kbr_err (*row_fn)(sqlite3_stmt *stmt, json_t **out);
-
-/* Steps stmt to the end, appending row_to(row) for each row to a new array. */
-static kbr_err collect_rows(sqlite3_stmt *stmt, row_fn row_to, json_t **out)
-{
-    kbr_err err = KBR_OK;
-    json_t *arr = NULL, *item = NULL;
-    int rc;
-
-    *out = NULL;
-    arr = json_array();
-    KBR_ENSURE(arr != NULL, KBR_ERR_NOMEM);
-    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-        KBR_GUARD(row_to(stmt, &item));
-        KBR_ENSURE(json_array_append_new(arr, item) == 0, KBR_ERR_NOMEM);
-        item = NULL;
-    }
-    KBR_ENSURE(rc == SQLITE_DONE, kbr_sqlite_err(rc));
-    *out = arr;
-    arr = NULL;
-out:
-    json_decref(arr);
     return err;
 }
 
@@ -323,35 +370,19 @@ kbr_err kbr_sqlite_key_list(kbr_store *st, json_t **keys)
     sqlite3_stmt *stmt = NULL;
 
     *keys = NULL;
-    KBR_GUARD(kbr_sqlite_stmt(SQ(st), SQ_KEY_LIST, KEY_COLUMNS " ORDER BY name", &stmt));
-    KBR_GUARD(collect_rows(stmt, key_from_row, keys));
+    KBR_GUARD(kbr_sqlite_stmt(SQ(st), SQ_KEY_LIST, KEY_COLUMNS " ORDER BY k.name", &stmt));
+    KBR_GUARD(collect_rows(stmt, key_from_row, NULL, keys));
 out:
     kbr_sqlite_done(stmt);
     return err;
 }
 
-static const col_spec token_cols[] = {
-    {"jti", COL_TEXT},        {"sub", COL_TEXT},           {"scope", COL_JSON},
-    {"issued_at", COL_TEXT},  {"not_before", COL_TEXT},    {"expires_at", COL_TEXT},
-    {"revoked_at", COL_TEXT}, {"revoke_reason", COL_TEXT}, {"issued_by", COL_TEXT},
-    {"cnf_x5t", COL_TEXT},    {"uses", COL_INT},           {"last_used_at", COL_TEXT},
+static const kbr_col_spec token_cols[] = {
+    {"jti", KBR_COL_TEXT},        {"sub", KBR_COL_TEXT},           {"scope", KBR_COL_JSON},
+    {"issued_at", KBR_COL_TEXT},  {"not_before", KBR_COL_TEXT},    {"expires_at", KBR_COL_TEXT},
+    {"revoked_at", KBR_COL_TEXT}, {"revoke_reason", KBR_COL_TEXT}, {"issued_by", KBR_COL_TEXT},
+    {"cnf_x5t", KBR_COL_TEXT},    {"uses", KBR_COL_INT},           {"last_used_at", KBR_COL_TEXT},
 };
-
-static kbr_err token_from_row(sqlite3_stmt *stmt, json_t **out)
-{
-    kbr_err err = KBR_OK;
-    json_t *tok = NULL;
-
-    *out = NULL;
-    tok = json_object();
-    KBR_ENSURE(tok != NULL, KBR_ERR_NOMEM);
-    KBR_GUARD(put_columns(tok, stmt, 0, token_cols, NCOLS(token_cols)));
-    *out = tok;
-    tok = NULL;
-out:
-    json_decref(tok);
-    return err;
-}
 
 /* Uses are counted from the audit log, the source of truth that survives restarts. */
 #define TOKEN_SELECT                                                                               \
@@ -380,35 +411,19 @@ kbr_err kbr_sqlite_token_list(kbr_store *st, const char *sub, bool active, time_
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, sub));
     KBR_GUARD(kbr_sqlite_err(sqlite3_bind_int(stmt, 2, active ? 1 : 0)));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 3, now_text));
-    KBR_GUARD(collect_rows(stmt, token_from_row, tokens));
+    KBR_GUARD(kbr_sqlite_objects(stmt, token_cols, KBR_NCOLS(token_cols), tokens));
 out:
     kbr_sqlite_done(stmt);
     return err;
 }
 
-static const col_spec firmware_cols[] = {
-    {"product", COL_TEXT},  {"version", COL_TEXT},   {"digest", COL_TEXT},
-    {"hash", COL_TEXT},     {"key", COL_TEXT},       {"name", COL_TEXT},
-    {"build_id", COL_TEXT}, {"signed_at", COL_TEXT}, {"audit_seq", COL_INT},
+static const kbr_col_spec firmware_cols[] = {
+    {"product", KBR_COL_TEXT},  {"version", KBR_COL_TEXT},   {"digest", KBR_COL_TEXT},
+    {"hash", KBR_COL_TEXT},     {"key", KBR_COL_TEXT},       {"name", KBR_COL_TEXT},
+    {"build_id", KBR_COL_TEXT}, {"signed_at", KBR_COL_TEXT}, {"audit_seq", KBR_COL_INT},
 };
-static const col_spec component_cols[] = {
-    {"name", COL_TEXT}, {"version", COL_TEXT}, {"purl", COL_TEXT}};
-
-static kbr_err component_from_row(sqlite3_stmt *stmt, json_t **out)
-{
-    kbr_err err = KBR_OK;
-    json_t *c = NULL;
-
-    *out = NULL;
-    c = json_object();
-    KBR_ENSURE(c != NULL, KBR_ERR_NOMEM);
-    KBR_GUARD(put_columns(c, stmt, 0, component_cols, NCOLS(component_cols)));
-    *out = c;
-    c = NULL;
-out:
-    json_decref(c);
-    return err;
-}
+static const kbr_col_spec component_cols[] = {
+    {"name", KBR_COL_TEXT}, {"version", KBR_COL_TEXT}, {"purl", KBR_COL_TEXT}};
 
 static kbr_err components_of(kbr_sqlite *s, const char *product, const char *version, json_t **out)
 {
@@ -422,7 +437,7 @@ static kbr_err components_of(kbr_sqlite *s, const char *product, const char *ver
                               &stmt));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, product));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 2, version));
-    KBR_GUARD(collect_rows(stmt, component_from_row, out));
+    KBR_GUARD(kbr_sqlite_objects(stmt, component_cols, KBR_NCOLS(component_cols), out));
 out:
     kbr_sqlite_done(stmt);
     return err;
@@ -451,7 +466,7 @@ kbr_err kbr_sqlite_firmware_get(kbr_store *st, const char *product, const char *
     KBR_ENSURE(rc == SQLITE_ROW, kbr_sqlite_err(rc));
     b = json_object();
     KBR_ENSURE(b != NULL, KBR_ERR_NOMEM);
-    KBR_GUARD(put_columns(b, stmt, 0, firmware_cols, NCOLS(firmware_cols)));
+    KBR_GUARD(kbr_sqlite_put_columns(b, stmt, 0, firmware_cols, KBR_NCOLS(firmware_cols)));
     KBR_GUARD(components_of(SQ(st), product, version, &components));
     KBR_ENSURE(json_object_set(b, "components", components) == 0, KBR_ERR_NOMEM);
     *build = b;

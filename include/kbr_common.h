@@ -39,7 +39,7 @@ typedef enum {
     KBR_ERR_HSM_KEY,          /* key object missing or of the wrong type */
     KBR_ERR_CRYPTO,           /* an OpenSSL operation failed */
     KBR_ERR_STORE,            /* the store failed (I/O, corruption) */
-    KBR_ERR_STORE_CONSTRAINT, /* a uniqueness rule of the store was hit */
+    KBR_ERR_STORE_CONSTRAINT, /* a ledger rule (uniqueness, existence, batch quantity) was hit */
     KBR_ERR_CONFIG,           /* bad configuration */
     KBR_ERR_IO,               /* a file could not be read or written */
     KBR_ERR_INTERNAL,         /* a broken invariant */

@@ -22,7 +22,33 @@
  *                  components[{name, version, purl}]}
  *                 same (product, version) with the same digest: nothing to do (a CI
  *                 retry); with another digest: KBR_ERR_STORE_CONSTRAINT.
- * Unknown types are KBR_ERR_INTERNAL.
+ *   key.certificate {name, pem, chain_pem, serial_number, not_after, fingerprint, at,
+ *                  issuer_key (string or null; optional)}
+ *                 becomes the key's certificate, issued at `at`; the key's earlier
+ *                 certificate stays in the history with superseded_at = at.  Unknown key
+ *                 or issuer_key: KBR_ERR_STORE_CONSTRAINT.
+ *   batch.create  {batch, product, factory, quantity (integer >= 1), markets[] (>= 1),
+ *                  created_at, created_by}
+ *                 a batch name already taken: KBR_ERR_STORE_CONSTRAINT.
+ *   device.provision {product, serial, batch, factory, firmware_version (string or null),
+ *                  csr_sha256, at, issuer_key, certificate{}}
+ *                 records the device, its certificate and a "provisioned" event with
+ *                 detail {batch, factory, firmware_version, fingerprint, serial_number}.
+ *                 KBR_ERR_STORE_CONSTRAINT when (product, serial) is already provisioned,
+ *                 the batch is unknown, of another product or factory, or already holds
+ *                 `quantity` devices, or issuer_key is not a registry key.
+ *   device.rotate {product, serial, at, csr_sha256, issuer_key, certificate{}}
+ *                 every current certificate of the device gets superseded_at = at, the new
+ *                 one is recorded, and a "rotated" event with detail {old[] (fingerprints of
+ *                 the superseded), new (fingerprint), serial_number, csr_sha256}.  Unknown
+ *                 device: KBR_ERR_STORE_CONSTRAINT.
+ * where certificate{} is {serial_number, pem, chain_pem, not_after, fingerprint}.
+ * chain_pem is a string and may be ""; serial_number is hex, fingerprint the SHA-256 of
+ * the DER in hex (64 digits), csr_sha256 likewise; hex is stored lowercase.  A fingerprint
+ * recorded before (for any owner), or a device certificate reusing its issuer_key's
+ * serial_number (RFC 5280): KBR_ERR_STORE_CONSTRAINT, so attaching the same certificate
+ * twice conflicts.  Times are RFC 3339 UTC, stored as "YYYY-MM-DDTHH:MM:SSZ".
+ * Unknown types, and missing or mistyped fields, are KBR_ERR_INTERNAL.
  */
 #ifndef KBR_STORE_H
 #define KBR_STORE_H
@@ -51,7 +77,9 @@ void kbr_store_rollback(kbr_store *st);
  * Applies effects (a JSON array, may be NULL) for the record with sequence
  * number seq, inside a savepoint: on any failure the savepoint is rolled
  * back and nothing of this record's effects stays.
- * KBR_ERR_STORE_CONSTRAINT when a uniqueness rule is hit, KBR_ERR_STORE otherwise.
+ * KBR_ERR_STORE_CONSTRAINT when a rule of the ledger is hit (a uniqueness rule, an unknown
+ * key, device or batch, a full batch: the writer records a 409 conflict),
+ * KBR_ERR_INTERNAL for a malformed effect, KBR_ERR_STORE otherwise.
  */
 KBR_WUR kbr_err kbr_store_apply_effects(kbr_store *st, const json_t *effects, int64_t seq);
 
@@ -84,7 +112,8 @@ KBR_WUR kbr_err kbr_store_audit_walk(kbr_store *st, int64_t after, int64_t limit
 /* Entries as GET /v1/audit shows them: the entry objects with "hash" added. New ref. */
 KBR_WUR kbr_err kbr_store_audit_page(kbr_store *st, int64_t after, int64_t limit, json_t **entries);
 
-/* Key objects as the API shows them, without the live "hsm" attributes.  New refs. */
+/* Key objects as the API shows them, without the live "hsm" attributes; "certificate" is null
+ * or the current {pem, chain_pem, not_after, serial_number, fingerprint}.  New refs. */
 KBR_WUR kbr_err kbr_store_key_get(kbr_store *st, const char *name, json_t **key); /* NOT_FOUND */
 KBR_WUR kbr_err kbr_store_key_list(kbr_store *st, json_t **keys);
 
@@ -103,5 +132,30 @@ KBR_WUR kbr_err kbr_store_token_list(kbr_store *st, const char *sub, const char 
  * signed_at, audit_seq, components[]}; KBR_ERR_NOT_FOUND if the broker never signed it. */
 KBR_WUR kbr_err kbr_store_firmware_get(kbr_store *st, const char *product, const char *version,
                                        json_t **build);
+
+/*
+ * Production batch: {batch, product, factory, quantity, markets[], created_at, created_by,
+ * provisioned}; provisioned counts the devices provisioned in it (at most quantity).
+ * KBR_ERR_NOT_FOUND for an unknown batch.  New ref, caller decrefs.
+ */
+KBR_WUR kbr_err kbr_store_batch_get(kbr_store *st, const char *batch, json_t **out);
+/* Every batch in the shape of kbr_store_batch_get, ordered by name.  New ref (array). */
+KBR_WUR kbr_err kbr_store_batch_list(kbr_store *st, json_t **out);
+
+/*
+ * Device (product, serial): {product, serial, batch, factory, firmware_version, csr_sha256,
+ * provisioned_at, audit_seq, certificates[]}, certificates in issue order, each
+ * {serial_number, fingerprint, not_after, issued_at, superseded_at (null while current),
+ * issuer_key, pem, audit_seq}.  KBR_ERR_NOT_FOUND if never provisioned.  New ref.
+ */
+KBR_WUR kbr_err kbr_store_device_get(kbr_store *st, const char *product, const char *serial,
+                                     json_t **out);
+/* The devices with this serial in any product, ordered by product, each {product, serial,
+ * batch, factory}; an empty array when there is none.  New ref. */
+KBR_WUR kbr_err kbr_store_device_find(kbr_store *st, const char *serial, json_t **out);
+/* The device's events in the order they were recorded, each {kind, at, detail{}, audit_seq};
+ * an empty array for a device the ledger does not know.  New ref. */
+KBR_WUR kbr_err kbr_store_device_events(kbr_store *st, const char *product, const char *serial,
+                                        json_t **out);
 
 #endif

@@ -73,10 +73,9 @@ static json_t *effects_of(const char *text)
     return v;
 }
 
-/* Applies effects as the writer does: in a transaction with its audit row. */
-static kbr_err apply(kbr_store *st, const char *effects_json, int64_t seq)
+/* Applies effects (consumed) as the writer does: in a transaction with its audit row. */
+static kbr_err apply_json(kbr_store *st, json_t *effects, int64_t seq)
 {
-    json_t *effects = effects_of(effects_json);
     char hash[65];
     kbr_store_audit_row row = {.seq = seq,
                                .time = "2026-01-01T00:00:00Z",
@@ -95,6 +94,11 @@ static kbr_err apply(kbr_store *st, const char *effects_json, int64_t seq)
     assert_int_equal(kbr_store_commit(st), KBR_OK);
     json_decref(effects);
     return err;
+}
+
+static kbr_err apply(kbr_store *st, const char *effects_json, int64_t seq)
+{
+    return apply_json(st, effects_of(effects_json), seq);
 }
 
 #define KEY_A                                                                                      \
@@ -250,6 +254,19 @@ static void test_duplicate_key_rolls_back_record(void **state)
     kbr_store_close(st);
 }
 
+#define FP_A "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+#define FP_Z "zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz"
+#define CERT_NO_FP                                                                                 \
+    "\"serial_number\": \"0a\", \"pem\": \"P\", \"chain_pem\": \"\","                              \
+    " \"not_after\": \"2036-01-01T00:00:00Z\""
+#define CERT_OK CERT_NO_FP ", \"fingerprint\": \"" FP_A "\""
+#define BATCH_WITH(fields)                                                                         \
+    "[{\"type\": \"batch.create\", \"batch\": \"B\", \"product\": \"p\", \"factory\": \"f\","      \
+    " \"created_at\": \"2026-03-01T10:00:00Z\", \"created_by\": \"s\", " fields "}]"
+#define DEVICE_WITH(type, fields)                                                                  \
+    "[{\"type\": \"" type "\", \"product\": \"p\", \"serial\": \"SN\","                            \
+    " \"at\": \"2026-03-01T10:00:00Z\", \"issuer_key\": \"ca\", " fields "}]"
+
 static void test_malformed_effects(void **state)
 {
     static const char *const bad[] = {
@@ -262,6 +279,34 @@ static void test_malformed_effects(void **state)
         " \"issued_at\": \"2026-03-01T10:00:00Z\", \"expires_at\": \"2026-03-01T11:00:00Z\"}]",
         "[{\"type\": \"firmware.sign\", \"product\": \"p\", \"version\": \"1\","
         " \"signed_at\": \"2026-03-01T10:00:00Z\"}]",
+        "[{\"type\": \"key.certificate\", \"name\": \"k\", \"at\": \"2026-03-01T10:00:00Z\","
+        " " CERT_NO_FP "}]",
+        "[{\"type\": \"key.certificate\", \"name\": \"k\", \"at\": \"2026-03-01T10:00:00Z\","
+        " " CERT_NO_FP ", \"fingerprint\": \"" FP_Z "\"}]",
+        "[{\"type\": \"key.certificate\", \"name\": \"k\", \"at\": \"2026-03-01T10:00:00Z\","
+        " " CERT_NO_FP ", \"fingerprint\": \"abcd\"}]",
+        "[{\"type\": \"key.certificate\", \"name\": \"k\", " CERT_NO_FP ","
+        " \"fingerprint\": \"" FP_A "\"}]",
+        "[{\"type\": \"key.certificate\", \"name\": \"k\", \"at\": \"2026-03-01T10:00:00Z\","
+        " \"serial_number\": \"0a\", \"pem\": \"P\", \"not_after\": \"2036-01-01T00:00:00Z\","
+        " \"fingerprint\": \"" FP_A "\"}]",
+        "[{\"type\": \"key.certificate\", \"name\": \"k\", \"at\": \"2026-03-01T10:00:00Z\","
+        " \"serial_number\": \"0x0a\", \"pem\": \"P\", \"chain_pem\": \"\","
+        " \"not_after\": \"2036-01-01T00:00:00Z\", \"fingerprint\": \"" FP_A "\"}]",
+        BATCH_WITH("\"quantity\": 0, \"markets\": [\"DE\"]"),
+        BATCH_WITH("\"quantity\": \"5\", \"markets\": [\"DE\"]"),
+        BATCH_WITH("\"quantity\": 5, \"markets\": []"),
+        BATCH_WITH("\"quantity\": 5, \"markets\": \"DE\""),
+        DEVICE_WITH("device.provision", "\"batch\": \"B\", \"factory\": \"f\","
+                                        " \"firmware_version\": 12, \"csr_sha256\": \"" FP_A "\","
+                                        " \"certificate\": {" CERT_OK "}"),
+        DEVICE_WITH("device.provision", "\"batch\": \"B\", \"factory\": \"f\","
+                                        " \"csr_sha256\": \"" FP_A "\", \"certificate\": \"PEM\""),
+        DEVICE_WITH("device.provision", "\"factory\": \"f\", \"csr_sha256\": \"" FP_A "\","
+                                        " \"certificate\": {" CERT_OK "}"),
+        DEVICE_WITH("device.rotate", "\"certificate\": {" CERT_OK "}"),
+        DEVICE_WITH("device.rotate", "\"csr_sha256\": \"" FP_A "\","
+                                     " \"certificate\": {" CERT_NO_FP "}"),
         "[{\"type\": \"key.destroy\", \"name\": \"k\"}]",
         "[\"key.create\"]",
         "{\"type\": \"key.retire\"}",
@@ -352,6 +397,521 @@ static void test_firmware_sign_rules(void **state)
     kbr_store_close(st);
 }
 
+/* ---- certificates, batches, devices ---- */
+
+#define KEY_CA                                                                                     \
+    "[{\"type\": \"key.create\", \"name\": \"ca-door\", \"purpose\": \"device-identity-ca\","      \
+    " \"algorithm\": \"ecdsa-p256\", \"products\": [\"door\", \"lock\"],"                          \
+    " \"created_at\": \"2026-03-01T10:00:00Z\"}]"
+
+/* Distinct tags give distinct fingerprints and serial numbers, as real certificates have. */
+typedef struct {
+    char fingerprint[65];
+    char serial[33];
+    char pem[128];
+} cert_ids;
+
+static void ids_of(const char *tag, cert_ids *ids)
+{
+    char in[64], hex[65];
+
+    kbr_sha256_hex(tag, strlen(tag), ids->fingerprint);
+    snprintf(in, sizeof(in), "serial:%s", tag);
+    kbr_sha256_hex(in, strlen(in), hex);
+    snprintf(ids->serial, sizeof(ids->serial), "%.32s", hex);
+    snprintf(ids->pem, sizeof(ids->pem),
+             "-----BEGIN CERTIFICATE-----\n%s\n-----END CERTIFICATE-----\n", tag);
+}
+
+static json_t *cert_of(const char *tag)
+{
+    cert_ids ids;
+
+    ids_of(tag, &ids);
+    return json_pack("{s:s,s:s,s:s,s:s,s:s}", "serial_number", ids.serial, "pem", ids.pem,
+                     "chain_pem", "", "not_after", "2036-01-01T00:00:00Z", "fingerprint",
+                     ids.fingerprint);
+}
+
+static json_t *key_cert_effect(const char *name, const char *tag, const char *at)
+{
+    json_t *e = cert_of(tag);
+
+    json_object_set_new(e, "type", json_string("key.certificate"));
+    json_object_set_new(e, "name", json_string(name));
+    json_object_set_new(e, "at", json_string(at));
+    return json_pack("[o]", e);
+}
+
+static json_t *batch_effect(const char *batch, const char *product, const char *factory,
+                            int quantity)
+{
+    return json_pack("[{s:s,s:s,s:s,s:s,s:i,s:[s,s],s:s,s:s}]", "type", "batch.create", "batch",
+                     batch, "product", product, "factory", factory, "quantity", quantity, "markets",
+                     "DE", "FR", "created_at", "2026-03-01T08:00:00+00:00", "created_by",
+                     "security:bootstrap");
+}
+
+static json_t *provision_effect(const char *product, const char *serial, const char *batch,
+                                const char *factory, const char *tag)
+{
+    char csr[65];
+
+    kbr_sha256_hex(serial, strlen(serial), csr);
+    return json_pack("[{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:o}]", "type", "device.provision",
+                     "product", product, "serial", serial, "batch", batch, "factory", factory,
+                     "firmware_version", "1.2.0", "csr_sha256", csr, "at", "2026-03-02T08:00:00Z",
+                     "issuer_key", "ca-door", "certificate", cert_of(tag));
+}
+
+static json_t *rotate_effect(const char *product, const char *serial, const char *tag,
+                             const char *at)
+{
+    char csr[65];
+
+    kbr_sha256_hex(tag, strlen(tag), csr);
+    return json_pack("[{s:s,s:s,s:s,s:s,s:s,s:s,s:o}]", "type", "device.rotate", "product", product,
+                     "serial", serial, "csr_sha256", csr, "at", at, "issuer_key", "ca-door",
+                     "certificate", cert_of(tag));
+}
+
+/* The first column of the first row of sql, read over a connection of its own. */
+static void query_text(const fixture *f, const char *sql, char *buf, size_t len)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *stmt = NULL;
+    const unsigned char *text;
+
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &stmt, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(stmt), SQLITE_ROW);
+    text = sqlite3_column_text(stmt, 0);
+    snprintf(buf, len, "%s", text != NULL ? (const char *)text : "NULL");
+    sqlite3_finalize(stmt);
+    sqlite3_close(db);
+}
+
+static int64_t query_count(const fixture *f, const char *sql)
+{
+    char buf[32];
+
+    query_text(f, sql, buf, sizeof(buf));
+    return strtoll(buf, NULL, 10);
+}
+
+static const char *str_at(const json_t *obj, const char *field)
+{
+    const json_t *v = json_object_get(obj, field);
+
+    if (!json_is_string(v))
+        fail_msg("%s is not a string", field);
+    return json_string_value(v);
+}
+
+static int64_t int_at(const json_t *obj, const char *field)
+{
+    const json_t *v = json_object_get(obj, field);
+
+    if (!json_is_integer(v))
+        fail_msg("%s is not an integer", field);
+    return json_integer_value(v);
+}
+
+static void assert_key_cert(kbr_store *st, const char *name, const char *tag)
+{
+    json_t *key = NULL;
+    const json_t *cert;
+    cert_ids ids;
+
+    ids_of(tag, &ids);
+    assert_int_equal(kbr_store_key_get(st, name, &key), KBR_OK);
+    cert = json_object_get(key, "certificate");
+    assert_true(json_is_object(cert));
+    assert_string_equal(str_at(cert, "fingerprint"), ids.fingerprint);
+    assert_string_equal(str_at(cert, "serial_number"), ids.serial);
+    assert_string_equal(str_at(cert, "pem"), ids.pem);
+    assert_string_equal(str_at(cert, "chain_pem"), "");
+    assert_string_equal(str_at(cert, "not_after"), "2036-01-01T00:00:00Z");
+    json_decref(key);
+}
+
+static void test_key_certificate(void **state)
+{
+    fixture *f = *state;
+    kbr_store *st = open_ok(f);
+    json_t *keys = NULL, *effect;
+    cert_ids k1, k2;
+    char sql[256], text[64];
+
+    ids_of("k1", &k1);
+    ids_of("k2", &k2);
+    assert_int_equal(apply(st, KEY_A, 1), KBR_OK);
+    assert_int_equal(apply_json(st, key_cert_effect("fw-a", "k1", "2026-03-05T00:00:00Z"), 2),
+                     KBR_OK);
+    assert_key_cert(st, "fw-a", "k1");
+
+    /* The replacement arrives in upper-case hex: stored in the one lowercase spelling. */
+    effect = key_cert_effect("fw-a", "k2", "2026-04-01T00:00:00.250Z");
+    for (char *p = k2.fingerprint; *p != '\0'; p++)
+        *p = (char)(*p >= 'a' && *p <= 'f' ? *p - 'a' + 'A' : *p);
+    json_object_set_new(json_array_get(effect, 0), "fingerprint", json_string(k2.fingerprint));
+    assert_int_equal(apply_json(st, effect, 3), KBR_OK);
+    assert_key_cert(st, "fw-a", "k2");
+    assert_int_equal(kbr_store_key_list(st, &keys), KBR_OK);
+    ids_of("k2", &k2);
+    assert_string_equal(
+        str_at(json_object_get(json_array_get(keys, 0), "certificate"), "fingerprint"),
+        k2.fingerprint);
+    json_decref(keys);
+
+    /* The earlier certificate stays in the history, superseded when the new one came. */
+    assert_int_equal(query_count(f, "SELECT count(*) FROM certificates WHERE key_name = 'fw-a'"
+                                    " AND owner_kind = 'key'"),
+                     2);
+    snprintf(sql, sizeof(sql), "SELECT superseded_at FROM certificates WHERE fingerprint = '%s'",
+             k1.fingerprint);
+    query_text(f, sql, text, sizeof(text));
+    assert_string_equal(text, "2026-04-01T00:00:00Z");
+
+    assert_int_equal(apply_json(st, key_cert_effect("nope", "k3", "2026-04-02T00:00:00Z"), 4),
+                     KBR_ERR_STORE_CONSTRAINT);
+    /* The same certificate twice conflicts, and the failed record supersedes nothing. */
+    assert_int_equal(apply_json(st, key_cert_effect("fw-a", "k2", "2026-05-01T00:00:00Z"), 5),
+                     KBR_ERR_STORE_CONSTRAINT);
+    assert_key_cert(st, "fw-a", "k2");
+    assert_int_equal(query_count(f, "SELECT count(*) FROM certificates"
+                                    " WHERE superseded_at IS NULL"),
+                     1);
+    assert_int_equal(query_count(f, "SELECT count(*) FROM certificates"), 2);
+    kbr_store_close(st);
+}
+
+static void test_batch_create(void **state)
+{
+    fixture *f = *state;
+    kbr_store *st = open_ok(f);
+    json_t *batch = NULL, *list = NULL;
+
+    assert_int_equal(apply_json(st, batch_effect("B1", "door", "factory:acme", 500), 1), KBR_OK);
+    assert_int_equal(apply_json(st, batch_effect("B1", "lock", "factory:other", 5), 2),
+                     KBR_ERR_STORE_CONSTRAINT);
+    assert_int_equal(kbr_store_batch_get(st, "B1", &batch), KBR_OK);
+    assert_string_equal(str_at(batch, "batch"), "B1");
+    assert_string_equal(str_at(batch, "product"), "door");
+    assert_string_equal(str_at(batch, "factory"), "factory:acme");
+    assert_int_equal(int_at(batch, "quantity"), 500);
+    assert_int_equal(json_array_size(json_object_get(batch, "markets")), 2);
+    assert_string_equal(json_string_value(json_array_get(json_object_get(batch, "markets"), 1)),
+                        "FR");
+    assert_string_equal(str_at(batch, "created_at"), "2026-03-01T08:00:00Z");
+    assert_string_equal(str_at(batch, "created_by"), "security:bootstrap");
+    assert_int_equal(int_at(batch, "provisioned"), 0);
+    json_decref(batch);
+    batch = NULL;
+    assert_int_equal(kbr_store_batch_get(st, "B9", &batch), KBR_ERR_NOT_FOUND);
+    assert_null(batch);
+
+    assert_int_equal(apply_json(st, batch_effect("A0", "lock", "factory:other", 5), 3), KBR_OK);
+    assert_int_equal(kbr_store_batch_list(st, &list), KBR_OK);
+    assert_int_equal(json_array_size(list), 2);
+    assert_string_equal(str_at(json_array_get(list, 0), "batch"), "A0");
+    assert_int_equal(int_at(json_array_get(list, 0), "quantity"), 5);
+    assert_string_equal(str_at(json_array_get(list, 1), "batch"), "B1");
+    assert_int_equal(int_at(json_array_get(list, 1), "provisioned"), 0);
+    json_decref(list);
+    kbr_store_close(st);
+}
+
+/* A store with the door CA key (seq 1) and batch B1 of 3 doors for factory:acme (seq 2). */
+static kbr_store *factory_store(const fixture *f)
+{
+    kbr_store *st = open_ok(f);
+
+    assert_int_equal(apply(st, KEY_CA, 1), KBR_OK);
+    assert_int_equal(apply_json(st, batch_effect("B1", "door", "factory:acme", 3), 2), KBR_OK);
+    return st;
+}
+
+static int64_t provisioned_in(kbr_store *st, const char *name)
+{
+    json_t *batch = NULL;
+    int64_t n;
+
+    assert_int_equal(kbr_store_batch_get(st, name, &batch), KBR_OK);
+    n = int_at(batch, "provisioned");
+    json_decref(batch);
+    return n;
+}
+
+static void assert_provisioned_event(const json_t *ev, const cert_ids *ids)
+{
+    const json_t *detail = json_object_get(ev, "detail");
+
+    assert_string_equal(str_at(ev, "kind"), "provisioned");
+    assert_string_equal(str_at(ev, "at"), "2026-03-02T08:00:00Z");
+    assert_int_equal(int_at(ev, "audit_seq"), 3);
+    assert_string_equal(str_at(detail, "batch"), "B1");
+    assert_string_equal(str_at(detail, "factory"), "factory:acme");
+    assert_string_equal(str_at(detail, "firmware_version"), "1.2.0");
+    assert_string_equal(str_at(detail, "fingerprint"), ids->fingerprint);
+    assert_string_equal(str_at(detail, "serial_number"), ids->serial);
+}
+
+static void test_device_provision(void **state)
+{
+    fixture *f = *state;
+    kbr_store *st = factory_store(f);
+    json_t *dev = NULL, *events = NULL, *found = NULL;
+    const json_t *cert;
+    cert_ids d1;
+    char csr[65];
+
+    ids_of("d1", &d1);
+    kbr_sha256_hex("SN-1", 4, csr);
+    assert_int_equal(
+        apply_json(st, provision_effect("door", "SN-1", "B1", "factory:acme", "d1"), 3), KBR_OK);
+    assert_int_equal(kbr_store_device_get(st, "door", "SN-1", &dev), KBR_OK);
+    assert_string_equal(str_at(dev, "product"), "door");
+    assert_string_equal(str_at(dev, "serial"), "SN-1");
+    assert_string_equal(str_at(dev, "batch"), "B1");
+    assert_string_equal(str_at(dev, "factory"), "factory:acme");
+    assert_string_equal(str_at(dev, "firmware_version"), "1.2.0");
+    assert_string_equal(str_at(dev, "csr_sha256"), csr);
+    assert_string_equal(str_at(dev, "provisioned_at"), "2026-03-02T08:00:00Z");
+    assert_int_equal(int_at(dev, "audit_seq"), 3);
+    assert_int_equal(json_array_size(json_object_get(dev, "certificates")), 1);
+    cert = json_array_get(json_object_get(dev, "certificates"), 0);
+    assert_string_equal(str_at(cert, "fingerprint"), d1.fingerprint);
+    assert_string_equal(str_at(cert, "serial_number"), d1.serial);
+    assert_string_equal(str_at(cert, "pem"), d1.pem);
+    assert_string_equal(str_at(cert, "not_after"), "2036-01-01T00:00:00Z");
+    assert_string_equal(str_at(cert, "issued_at"), "2026-03-02T08:00:00Z");
+    assert_true(json_is_null(json_object_get(cert, "superseded_at")));
+    assert_string_equal(str_at(cert, "issuer_key"), "ca-door");
+    assert_int_equal(int_at(cert, "audit_seq"), 3);
+    json_decref(dev);
+
+    assert_int_equal(kbr_store_device_events(st, "door", "SN-1", &events), KBR_OK);
+    assert_int_equal(json_array_size(events), 1);
+    assert_provisioned_event(json_array_get(events, 0), &d1);
+    json_decref(events);
+    assert_int_equal(provisioned_in(st, "B1"), 1);
+
+    assert_int_equal(kbr_store_device_find(st, "SN-1", &found), KBR_OK);
+    assert_int_equal(json_array_size(found), 1);
+    assert_string_equal(str_at(json_array_get(found, 0), "product"), "door");
+    assert_string_equal(str_at(json_array_get(found, 0), "batch"), "B1");
+    json_decref(found);
+
+    dev = events = found = NULL;
+    assert_int_equal(kbr_store_device_get(st, "door", "SN-2", &dev), KBR_ERR_NOT_FOUND);
+    assert_null(dev);
+    assert_int_equal(kbr_store_device_get(st, "lock", "SN-1", &dev), KBR_ERR_NOT_FOUND);
+    assert_int_equal(kbr_store_device_events(st, "door", "SN-2", &events), KBR_OK);
+    assert_int_equal(json_array_size(events), 0);
+    assert_int_equal(kbr_store_device_find(st, "SN-2", &found), KBR_OK);
+    assert_int_equal(json_array_size(found), 0);
+    json_decref(events);
+    json_decref(found);
+    kbr_store_close(st);
+}
+
+static void test_device_without_firmware_version(void **state)
+{
+    fixture *f = *state;
+    kbr_store *st = factory_store(f);
+    json_t *effect = provision_effect("door", "SN-1", "B1", "factory:acme", "d1");
+    json_t *dev = NULL, *events = NULL;
+
+    json_object_set_new(json_array_get(effect, 0), "firmware_version", json_null());
+    assert_int_equal(apply_json(st, effect, 3), KBR_OK);
+    assert_int_equal(kbr_store_device_get(st, "door", "SN-1", &dev), KBR_OK);
+    assert_true(json_is_null(json_object_get(dev, "firmware_version")));
+    assert_int_equal(kbr_store_device_events(st, "door", "SN-1", &events), KBR_OK);
+    assert_true(json_is_null(
+        json_object_get(json_object_get(json_array_get(events, 0), "detail"), "firmware_version")));
+    json_decref(events);
+    json_decref(dev);
+    kbr_store_close(st);
+}
+
+static void test_device_duplicate_serial(void **state)
+{
+    fixture *f = *state;
+    kbr_store *st = factory_store(f);
+    json_t *dev = NULL, *found = NULL;
+    cert_ids d1, d2;
+    char sql[256];
+
+    ids_of("d1", &d1);
+    ids_of("d2", &d2);
+    assert_int_equal(apply_json(st, batch_effect("L1", "lock", "factory:acme", 3), 3), KBR_OK);
+    assert_int_equal(
+        apply_json(st, provision_effect("door", "SN-1", "B1", "factory:acme", "d1"), 4), KBR_OK);
+    assert_int_equal(
+        apply_json(st, provision_effect("door", "SN-1", "B1", "factory:acme", "d2"), 5),
+        KBR_ERR_STORE_CONSTRAINT);
+
+    /* Nothing of the refused record stays: no certificate, no event, no batch count. */
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM certificates WHERE fingerprint = '%s'",
+             d2.fingerprint);
+    assert_int_equal(query_count(f, sql), 0);
+    assert_int_equal(query_count(f, "SELECT count(*) FROM device_events"), 1);
+    assert_int_equal(provisioned_in(st, "B1"), 1);
+    assert_int_equal(kbr_store_device_get(st, "door", "SN-1", &dev), KBR_OK);
+    assert_int_equal(int_at(dev, "audit_seq"), 4);
+    assert_int_equal(json_array_size(json_object_get(dev, "certificates")), 1);
+    assert_string_equal(
+        str_at(json_array_get(json_object_get(dev, "certificates"), 0), "fingerprint"),
+        d1.fingerprint);
+    json_decref(dev);
+
+    /* Serials are per product: the lock line may reuse the number. */
+    assert_int_equal(
+        apply_json(st, provision_effect("lock", "SN-1", "L1", "factory:acme", "d3"), 6), KBR_OK);
+    assert_int_equal(kbr_store_device_find(st, "SN-1", &found), KBR_OK);
+    assert_int_equal(json_array_size(found), 2);
+    assert_string_equal(str_at(json_array_get(found, 0), "product"), "door");
+    assert_string_equal(str_at(json_array_get(found, 1), "product"), "lock");
+    assert_string_equal(str_at(json_array_get(found, 1), "batch"), "L1");
+    assert_string_equal(str_at(json_array_get(found, 1), "serial"), "SN-1");
+    json_decref(found);
+    kbr_store_close(st);
+}
+
+static void test_batch_quantity_enforced(void **state)
+{
+    fixture *f = *state;
+    kbr_store *st = factory_store(f);
+    json_t *dev = NULL, *found = NULL;
+
+    assert_int_equal(apply_json(st, batch_effect("Q2", "door", "factory:acme", 2), 3), KBR_OK);
+    assert_int_equal(
+        apply_json(st, provision_effect("door", "SN-1", "Q2", "factory:acme", "d1"), 4), KBR_OK);
+    assert_int_equal(
+        apply_json(st, provision_effect("door", "SN-2", "Q2", "factory:acme", "d2"), 5), KBR_OK);
+    assert_int_equal(
+        apply_json(st, provision_effect("door", "SN-3", "Q2", "factory:acme", "d3"), 6),
+        KBR_ERR_STORE_CONSTRAINT);
+    assert_int_equal(provisioned_in(st, "Q2"), 2);
+    assert_int_equal(query_count(f, "SELECT count(*) FROM devices WHERE batch = 'Q2'"), 2);
+    assert_int_equal(kbr_store_device_get(st, "door", "SN-3", &dev), KBR_ERR_NOT_FOUND);
+    assert_int_equal(query_count(f, "SELECT count(*) FROM certificates"
+                                    " WHERE device_serial = 'SN-3'"),
+                     0);
+    assert_int_equal(kbr_store_device_find(st, "SN-3", &found), KBR_OK);
+    assert_int_equal(json_array_size(found), 0);
+    json_decref(found);
+    /* Another batch still has room for the same device. */
+    assert_int_equal(
+        apply_json(st, provision_effect("door", "SN-3", "B1", "factory:acme", "d3"), 7), KBR_OK);
+    kbr_store_close(st);
+}
+
+static void test_batch_must_match(void **state)
+{
+    fixture *f = *state;
+    kbr_store *st = factory_store(f);
+    json_t *foreign_ca = provision_effect("door", "SN-1", "B1", "factory:acme", "d1");
+
+    assert_int_equal(
+        apply_json(st, provision_effect("door", "SN-1", "B1", "factory:evil", "d1"), 3),
+        KBR_ERR_STORE_CONSTRAINT);
+    assert_int_equal(
+        apply_json(st, provision_effect("lock", "SN-1", "B1", "factory:acme", "d1"), 4),
+        KBR_ERR_STORE_CONSTRAINT);
+    assert_int_equal(
+        apply_json(st, provision_effect("door", "SN-1", "B9", "factory:acme", "d1"), 5),
+        KBR_ERR_STORE_CONSTRAINT);
+    json_object_set_new(json_array_get(foreign_ca, 0), "issuer_key", json_string("ca-other"));
+    assert_int_equal(apply_json(st, foreign_ca, 6), KBR_ERR_STORE_CONSTRAINT);
+
+    assert_int_equal(query_count(f, "SELECT count(*) FROM devices"), 0);
+    assert_int_equal(query_count(f, "SELECT count(*) FROM certificates"), 0);
+    assert_int_equal(query_count(f, "SELECT count(*) FROM device_events"), 0);
+    assert_int_equal(provisioned_in(st, "B1"), 0);
+    assert_int_equal(
+        apply_json(st, provision_effect("door", "SN-1", "B1", "factory:acme", "d1"), 7), KBR_OK);
+    assert_int_equal(provisioned_in(st, "B1"), 1);
+    kbr_store_close(st);
+}
+
+static void assert_rotated_event(const json_t *ev, const char *old_tag, const char *new_tag,
+                                 int64_t seq)
+{
+    const json_t *detail = json_object_get(ev, "detail");
+    const json_t *old = json_object_get(detail, "old");
+    cert_ids was, now;
+    char csr[65];
+
+    ids_of(old_tag, &was);
+    ids_of(new_tag, &now);
+    kbr_sha256_hex(new_tag, strlen(new_tag), csr);
+    assert_string_equal(str_at(ev, "kind"), "rotated");
+    assert_int_equal(int_at(ev, "audit_seq"), seq);
+    assert_int_equal(json_array_size(old), 1);
+    assert_string_equal(json_string_value(json_array_get(old, 0)), was.fingerprint);
+    assert_string_equal(str_at(detail, "new"), now.fingerprint);
+    assert_string_equal(str_at(detail, "serial_number"), now.serial);
+    assert_string_equal(str_at(detail, "csr_sha256"), csr);
+}
+
+static void test_device_rotate(void **state)
+{
+    fixture *f = *state;
+    kbr_store *st = factory_store(f);
+    json_t *dev = NULL, *events = NULL;
+    const json_t *certs;
+    cert_ids d2;
+
+    ids_of("d2", &d2);
+    assert_int_equal(
+        apply_json(st, provision_effect("door", "SN-1", "B1", "factory:acme", "d1"), 3), KBR_OK);
+    assert_int_equal(apply_json(st, rotate_effect("door", "SN-1", "d2", "2027-01-01T00:00:00Z"), 4),
+                     KBR_OK);
+    assert_int_equal(apply_json(st, rotate_effect("door", "SN-1", "d3", "2028-01-01T00:00:00Z"), 5),
+                     KBR_OK);
+
+    assert_int_equal(kbr_store_device_get(st, "door", "SN-1", &dev), KBR_OK);
+    certs = json_object_get(dev, "certificates");
+    assert_int_equal(json_array_size(certs), 3);
+    assert_string_equal(str_at(json_array_get(certs, 0), "superseded_at"), "2027-01-01T00:00:00Z");
+    assert_string_equal(str_at(json_array_get(certs, 1), "fingerprint"), d2.fingerprint);
+    assert_string_equal(str_at(json_array_get(certs, 1), "issued_at"), "2027-01-01T00:00:00Z");
+    assert_string_equal(str_at(json_array_get(certs, 1), "superseded_at"), "2028-01-01T00:00:00Z");
+    assert_int_equal(int_at(json_array_get(certs, 1), "audit_seq"), 4);
+    assert_string_equal(str_at(json_array_get(certs, 1), "issuer_key"), "ca-door");
+    assert_true(json_is_null(json_object_get(json_array_get(certs, 2), "superseded_at")));
+    /* The device row keeps its provisioning facts. */
+    assert_int_equal(int_at(dev, "audit_seq"), 3);
+    json_decref(dev);
+    dev = NULL;
+
+    assert_int_equal(kbr_store_device_events(st, "door", "SN-1", &events), KBR_OK);
+    assert_int_equal(json_array_size(events), 3);
+    assert_string_equal(str_at(json_array_get(events, 0), "kind"), "provisioned");
+    assert_rotated_event(json_array_get(events, 1), "d1", "d2", 4);
+    assert_string_equal(str_at(json_array_get(events, 1), "at"), "2027-01-01T00:00:00Z");
+    assert_rotated_event(json_array_get(events, 2), "d2", "d3", 5);
+    json_decref(events);
+    /* A rotation is not a new device of the batch. */
+    assert_int_equal(provisioned_in(st, "B1"), 1);
+
+    assert_int_equal(apply_json(st, rotate_effect("door", "SN-9", "d4", "2028-02-01T00:00:00Z"), 6),
+                     KBR_ERR_STORE_CONSTRAINT);
+    assert_int_equal(apply_json(st, rotate_effect("lock", "SN-1", "d4", "2028-02-01T00:00:00Z"), 7),
+                     KBR_ERR_STORE_CONSTRAINT);
+    /* Reusing a recorded certificate conflicts and leaves the current one current. */
+    assert_int_equal(apply_json(st, rotate_effect("door", "SN-1", "d1", "2028-03-01T00:00:00Z"), 8),
+                     KBR_ERR_STORE_CONSTRAINT);
+    assert_int_equal(query_count(f, "SELECT count(*) FROM certificates"), 3);
+    assert_int_equal(query_count(f, "SELECT count(*) FROM certificates"
+                                    " WHERE superseded_at IS NULL"),
+                     1);
+    assert_int_equal(query_count(f, "SELECT count(*) FROM device_events"), 3);
+    kbr_store_close(st);
+}
+
 static void insert_row(kbr_store *st, int64_t seq, const char *entry)
 {
     char hash[65];
@@ -421,6 +981,14 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_malformed_effects, setup, teardown),
         cmocka_unit_test_setup_teardown(test_key_retire, setup, teardown),
         cmocka_unit_test_setup_teardown(test_firmware_sign_rules, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_key_certificate, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_batch_create, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_device_provision, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_device_without_firmware_version, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_device_duplicate_serial, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_batch_quantity_enforced, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_batch_must_match, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_device_rotate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit_rows, setup, teardown),
     };
 

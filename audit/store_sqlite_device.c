@@ -1,0 +1,376 @@
+/*
+ * store_sqlite_device.c - the SQLite back end's certificates, production
+ * batches, devices and device events: effects written, views read.
+ */
+#include "store_sqlite.h"
+
+#define SQ(st) ((kbr_sqlite *)(st))
+
+/*
+ * One WHERE clause for both kinds of owner: "IS" matches the NULL columns of
+ * the other kind, and SQLite still uses the owner's index for it.
+ */
+#define CURRENT_OF_OWNER                                                                           \
+    " WHERE owner_kind = ?1 AND key_name IS ?2 AND product IS ?3 AND device_serial IS ?4"          \
+    " AND superseded_at IS NULL"
+
+static kbr_err bind_owner(sqlite3_stmt *stmt, const kbr_eff_owner *o)
+{
+    kbr_err err = KBR_OK;
+
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, o->kind));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 2, o->key_name));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 3, o->product));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 4, o->serial));
+out:
+    return err;
+}
+
+static const kbr_col_spec fingerprint_col[] = {{"fingerprint", KBR_COL_TEXT}};
+
+/* The owner's current fingerprints, in issue order, as a new array of strings. */
+static kbr_err current_fingerprints(kbr_sqlite *s, const kbr_eff_owner *owner, json_t **out)
+{
+    kbr_err err = KBR_OK;
+    sqlite3_stmt *stmt = NULL;
+    json_t *rows = NULL, *list = NULL, *row;
+    size_t i;
+
+    *out = NULL;
+    KBR_GUARD(kbr_sqlite_stmt(
+        s, SQ_CERT_CURRENT, "SELECT fingerprint FROM certificates" CURRENT_OF_OWNER " ORDER BY id",
+        &stmt));
+    KBR_GUARD(bind_owner(stmt, owner));
+    KBR_GUARD(kbr_sqlite_objects(stmt, fingerprint_col, KBR_NCOLS(fingerprint_col), &rows));
+    list = json_array();
+    KBR_ENSURE(list != NULL, KBR_ERR_NOMEM);
+    json_array_foreach(rows, i, row)
+    {
+        KBR_ENSURE(json_array_append(list, json_object_get(row, "fingerprint")) == 0,
+                   KBR_ERR_NOMEM);
+    }
+    *out = list;
+    list = NULL;
+out:
+    kbr_sqlite_done(stmt);
+    json_decref(list);
+    json_decref(rows);
+    return err;
+}
+
+kbr_err kbr_sqlite_cert_supersede(kbr_store *st, const kbr_eff_owner *owner, const char *at,
+                                  json_t **fingerprints)
+{
+    kbr_err err = KBR_OK;
+    sqlite3_stmt *stmt = NULL;
+    json_t *list = NULL;
+
+    *fingerprints = NULL;
+    KBR_GUARD(current_fingerprints(SQ(st), owner, &list));
+    KBR_GUARD(kbr_sqlite_stmt(SQ(st), SQ_CERT_SUPERSEDE,
+                              "UPDATE certificates SET superseded_at = ?5" CURRENT_OF_OWNER,
+                              &stmt));
+    KBR_GUARD(bind_owner(stmt, owner));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 5, at));
+    KBR_GUARD(kbr_sqlite_run(stmt));
+    *fingerprints = list;
+    list = NULL;
+out:
+    kbr_sqlite_done(stmt);
+    json_decref(list);
+    return err;
+}
+
+kbr_err kbr_sqlite_cert_insert(kbr_store *st, const kbr_eff_cert *c, int64_t seq)
+{
+    kbr_err err = KBR_OK;
+    sqlite3_stmt *stmt = NULL;
+
+    KBR_GUARD(kbr_sqlite_stmt(SQ(st), SQ_CERT_INSERT,
+                              "INSERT INTO certificates(owner_kind, key_name, product,"
+                              " device_serial, serial_number, fingerprint, pem, chain_pem,"
+                              " not_after, issued_at, issuer_key, audit_seq)"
+                              " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                              &stmt));
+    KBR_GUARD(bind_owner(stmt, &c->owner));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 5, c->serial_number));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 6, c->fingerprint));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 7, c->pem));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 8, c->chain_pem));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 9, c->not_after));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 10, c->issued_at));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 11, c->issuer_key));
+    KBR_GUARD(kbr_sqlite_err(sqlite3_bind_int64(stmt, 12, seq)));
+    KBR_GUARD(kbr_sqlite_run(stmt));
+out:
+    kbr_sqlite_done(stmt);
+    return err;
+}
+
+kbr_err kbr_sqlite_batch_create(kbr_store *st, const kbr_eff_batch *b, int64_t seq)
+{
+    kbr_err err = KBR_OK;
+    sqlite3_stmt *stmt = NULL;
+
+    KBR_GUARD(kbr_sqlite_stmt(SQ(st), SQ_BATCH_INSERT,
+                              "INSERT INTO batches(batch, product, factory, quantity, markets,"
+                              " created_at, created_by, audit_seq)"
+                              " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                              &stmt));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, b->batch));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 2, b->product));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 3, b->factory));
+    KBR_GUARD(kbr_sqlite_err(sqlite3_bind_int64(stmt, 4, b->quantity)));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 5, b->markets_json));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 6, b->created_at));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 7, b->created_by));
+    KBR_GUARD(kbr_sqlite_err(sqlite3_bind_int64(stmt, 8, seq)));
+    KBR_GUARD(kbr_sqlite_run(stmt));
+out:
+    kbr_sqlite_done(stmt);
+    return err;
+}
+
+/* Check and count in one statement: no row changes unless every condition holds. */
+kbr_err kbr_sqlite_batch_claim(kbr_store *st, const char *batch, const char *product,
+                               const char *factory)
+{
+    kbr_err err = KBR_OK;
+    sqlite3_stmt *stmt = NULL;
+
+    KBR_GUARD(kbr_sqlite_stmt(SQ(st), SQ_BATCH_CLAIM,
+                              "UPDATE batches SET provisioned = provisioned + 1"
+                              " WHERE batch = ?1 AND product = ?2 AND factory = ?3"
+                              " AND provisioned < quantity",
+                              &stmt));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, batch));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 2, product));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 3, factory));
+    KBR_GUARD(kbr_sqlite_run(stmt));
+    KBR_ENSURE(sqlite3_changes(SQ(st)->db) == 1, KBR_ERR_STORE_CONSTRAINT);
+out:
+    kbr_sqlite_done(stmt);
+    return err;
+}
+
+kbr_err kbr_sqlite_device_insert(kbr_store *st, const kbr_eff_device *d, int64_t seq)
+{
+    kbr_err err = KBR_OK;
+    sqlite3_stmt *stmt = NULL;
+
+    KBR_GUARD(kbr_sqlite_stmt(SQ(st), SQ_DEVICE_INSERT,
+                              "INSERT INTO devices(product, serial, batch, factory,"
+                              " firmware_version, csr_sha256, provisioned_at, audit_seq)"
+                              " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                              &stmt));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, d->product));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 2, d->serial));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 3, d->batch));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 4, d->factory));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 5, d->firmware_version));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 6, d->csr_sha256));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 7, d->at));
+    KBR_GUARD(kbr_sqlite_err(sqlite3_bind_int64(stmt, 8, seq)));
+    KBR_GUARD(kbr_sqlite_run(stmt));
+out:
+    kbr_sqlite_done(stmt);
+    return err;
+}
+
+kbr_err kbr_sqlite_device_exists(kbr_store *st, const char *product, const char *serial,
+                                 bool *exists)
+{
+    kbr_err err = KBR_OK;
+    sqlite3_stmt *stmt = NULL;
+    int rc;
+
+    *exists = false;
+    KBR_GUARD(kbr_sqlite_stmt(SQ(st), SQ_DEVICE_EXISTS,
+                              "SELECT 1 FROM devices WHERE product = ?1 AND serial = ?2", &stmt));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, product));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 2, serial));
+    rc = sqlite3_step(stmt);
+    KBR_ENSURE(rc == SQLITE_ROW || rc == SQLITE_DONE, kbr_sqlite_err(rc));
+    *exists = rc == SQLITE_ROW;
+out:
+    kbr_sqlite_done(stmt);
+    return err;
+}
+
+kbr_err kbr_sqlite_device_event_insert(kbr_store *st, const char *product, const char *serial,
+                                       const char *kind, const char *at, const char *detail_json,
+                                       int64_t seq)
+{
+    kbr_err err = KBR_OK;
+    sqlite3_stmt *stmt = NULL;
+
+    KBR_GUARD(kbr_sqlite_stmt(SQ(st), SQ_EVENT_INSERT,
+                              "INSERT INTO device_events(product, serial, kind, at, detail,"
+                              " audit_seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                              &stmt));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, product));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 2, serial));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 3, kind));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 4, at));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 5, detail_json));
+    KBR_GUARD(kbr_sqlite_err(sqlite3_bind_int64(stmt, 6, seq)));
+    KBR_GUARD(kbr_sqlite_run(stmt));
+out:
+    kbr_sqlite_done(stmt);
+    return err;
+}
+
+/* ---- reads ---- */
+
+#define BATCH_SELECT                                                                               \
+    "SELECT batch, product, factory, quantity, markets, created_at, created_by, provisioned"       \
+    " FROM batches"
+
+static const kbr_col_spec batch_cols[] = {
+    {"batch", KBR_COL_TEXT},      {"product", KBR_COL_TEXT},    {"factory", KBR_COL_TEXT},
+    {"quantity", KBR_COL_INT},    {"markets", KBR_COL_JSON},    {"created_at", KBR_COL_TEXT},
+    {"created_by", KBR_COL_TEXT}, {"provisioned", KBR_COL_INT},
+};
+
+kbr_err kbr_sqlite_batch_get(kbr_store *st, const char *batch, json_t **out)
+{
+    kbr_err err = KBR_OK;
+    sqlite3_stmt *stmt = NULL;
+
+    *out = NULL;
+    KBR_GUARD(kbr_sqlite_stmt(SQ(st), SQ_BATCH_GET, BATCH_SELECT " WHERE batch = ?1", &stmt));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, batch));
+    KBR_GUARD(kbr_sqlite_object(stmt, batch_cols, KBR_NCOLS(batch_cols), out));
+out:
+    kbr_sqlite_done(stmt);
+    return err;
+}
+
+kbr_err kbr_sqlite_batch_list(kbr_store *st, json_t **out)
+{
+    kbr_err err = KBR_OK;
+    sqlite3_stmt *stmt = NULL;
+
+    *out = NULL;
+    KBR_GUARD(kbr_sqlite_stmt(SQ(st), SQ_BATCH_LIST, BATCH_SELECT " ORDER BY batch", &stmt));
+    KBR_GUARD(kbr_sqlite_objects(stmt, batch_cols, KBR_NCOLS(batch_cols), out));
+out:
+    kbr_sqlite_done(stmt);
+    return err;
+}
+
+static const kbr_col_spec device_cols[] = {
+    {"product", KBR_COL_TEXT},
+    {"serial", KBR_COL_TEXT},
+    {"batch", KBR_COL_TEXT},
+    {"factory", KBR_COL_TEXT},
+    {"firmware_version", KBR_COL_TEXT},
+    {"csr_sha256", KBR_COL_TEXT},
+    {"provisioned_at", KBR_COL_TEXT},
+    {"audit_seq", KBR_COL_INT},
+};
+
+static const kbr_col_spec device_cert_cols[] = {
+    {"serial_number", KBR_COL_TEXT}, {"fingerprint", KBR_COL_TEXT},   {"not_after", KBR_COL_TEXT},
+    {"issued_at", KBR_COL_TEXT},     {"superseded_at", KBR_COL_TEXT}, {"issuer_key", KBR_COL_TEXT},
+    {"pem", KBR_COL_TEXT},           {"audit_seq", KBR_COL_INT},
+};
+
+static kbr_err device_certificates(kbr_sqlite *s, const char *product, const char *serial,
+                                   json_t **out)
+{
+    kbr_err err = KBR_OK;
+    sqlite3_stmt *stmt = NULL;
+
+    *out = NULL;
+    KBR_GUARD(kbr_sqlite_stmt(s, SQ_DEVICE_CERTS,
+                              "SELECT serial_number, fingerprint, not_after, issued_at,"
+                              " superseded_at, issuer_key, pem, audit_seq FROM certificates"
+                              " WHERE owner_kind = 'device' AND product = ?1"
+                              " AND device_serial = ?2 ORDER BY id",
+                              &stmt));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, product));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 2, serial));
+    KBR_GUARD(kbr_sqlite_objects(stmt, device_cert_cols, KBR_NCOLS(device_cert_cols), out));
+out:
+    kbr_sqlite_done(stmt);
+    return err;
+}
+
+/* The device row never changes after provisioning and certificates are read in one statement,
+ * so the two reads need no shared snapshot. */
+kbr_err kbr_sqlite_device_get(kbr_store *st, const char *product, const char *serial, json_t **out)
+{
+    kbr_err err = KBR_OK;
+    sqlite3_stmt *stmt = NULL;
+    json_t *dev = NULL, *certs = NULL;
+
+    *out = NULL;
+    KBR_GUARD(kbr_sqlite_stmt(SQ(st), SQ_DEVICE_GET,
+                              "SELECT product, serial, batch, factory, firmware_version,"
+                              " csr_sha256, provisioned_at, audit_seq FROM devices"
+                              " WHERE product = ?1 AND serial = ?2",
+                              &stmt));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, product));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 2, serial));
+    KBR_GUARD(kbr_sqlite_object(stmt, device_cols, KBR_NCOLS(device_cols), &dev));
+    KBR_GUARD(device_certificates(SQ(st), product, serial, &certs));
+    KBR_ENSURE(json_object_set(dev, "certificates", certs) == 0, KBR_ERR_NOMEM);
+    *out = dev;
+    dev = NULL;
+out:
+    kbr_sqlite_done(stmt);
+    json_decref(certs);
+    json_decref(dev);
+    return err;
+}
+
+static const kbr_col_spec found_cols[] = {
+    {"product", KBR_COL_TEXT},
+    {"serial", KBR_COL_TEXT},
+    {"batch", KBR_COL_TEXT},
+    {"factory", KBR_COL_TEXT},
+};
+
+kbr_err kbr_sqlite_device_find(kbr_store *st, const char *serial, json_t **out)
+{
+    kbr_err err = KBR_OK;
+    sqlite3_stmt *stmt = NULL;
+
+    *out = NULL;
+    KBR_GUARD(kbr_sqlite_stmt(SQ(st), SQ_DEVICE_FIND,
+                              "SELECT product, serial, batch, factory FROM devices"
+                              " WHERE serial = ?1 ORDER BY product",
+                              &stmt));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, serial));
+    KBR_GUARD(kbr_sqlite_objects(stmt, found_cols, KBR_NCOLS(found_cols), out));
+out:
+    kbr_sqlite_done(stmt);
+    return err;
+}
+
+static const kbr_col_spec event_cols[] = {
+    {"kind", KBR_COL_TEXT},
+    {"at", KBR_COL_TEXT},
+    {"detail", KBR_COL_JSON},
+    {"audit_seq", KBR_COL_INT},
+};
+
+kbr_err kbr_sqlite_device_events(kbr_store *st, const char *product, const char *serial,
+                                 json_t **out)
+{
+    kbr_err err = KBR_OK;
+    sqlite3_stmt *stmt = NULL;
+
+    *out = NULL;
+    KBR_GUARD(kbr_sqlite_stmt(SQ(st), SQ_EVENT_LIST,
+                              "SELECT kind, at, detail, audit_seq FROM device_events"
+                              " WHERE product = ?1 AND serial = ?2 ORDER BY id",
+                              &stmt));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, product));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 2, serial));
+    KBR_GUARD(kbr_sqlite_objects(stmt, event_cols, KBR_NCOLS(event_cols), out));
+out:
+    kbr_sqlite_done(stmt);
+    return err;
+}

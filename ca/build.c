@@ -1,0 +1,129 @@
+/*
+ * build.c - the parts every certificate made here shares: version, random
+ * serial, names, validity, public key and the key identifiers.
+ */
+#include <openssl/bn.h>
+#include <openssl/rand.h>
+#include <openssl/x509v3.h>
+
+#include "ca_int.h"
+
+/* RFC 5280 allows 20 octets; 16 random bytes with the top bit cleared stay positive. */
+#define SERIAL_BYTES 16
+
+static kbr_err set_serial(X509 *x)
+{
+    kbr_err err = KBR_OK;
+    unsigned char buf[SERIAL_BYTES];
+    BIGNUM *bn = NULL;
+    ASN1_INTEGER *sn = NULL;
+
+    do {
+        KBR_ENSURE(RAND_bytes(buf, sizeof(buf)) == 1, KBR_ERR_CRYPTO);
+        buf[0] &= 0x7f;
+        BN_free(bn);
+        bn = BN_bin2bn(buf, sizeof(buf), NULL);
+        KBR_ENSURE(bn != NULL, KBR_ERR_NOMEM);
+    } while (BN_is_zero(bn));
+    sn = BN_to_ASN1_INTEGER(bn, NULL);
+    KBR_ENSURE(sn != NULL, KBR_ERR_NOMEM);
+    KBR_ENSURE(X509_set_serialNumber(x, sn) == 1, KBR_ERR_CRYPTO);
+out:
+    OPENSSL_cleanse(buf, sizeof(buf));
+    BN_free(bn);
+    ASN1_INTEGER_free(sn);
+    return err;
+}
+
+/* SHA-1 of the subjectPublicKey BIT STRING (RFC 5280 4.2.1.2, method 1). */
+static ASN1_OCTET_STRING *key_id(X509 *x)
+{
+    const unsigned char *pk = NULL;
+    int pklen = 0;
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    ASN1_OCTET_STRING *id = NULL;
+
+    if (X509_PUBKEY_get0_param(NULL, &pk, &pklen, NULL, X509_get_X509_PUBKEY(x)) != 1 ||
+        EVP_Digest(pk, (size_t)pklen, md, &mdlen, EVP_sha1(), NULL) != 1)
+        return NULL;
+    id = ASN1_OCTET_STRING_new();
+    if (id != NULL && ASN1_OCTET_STRING_set(id, md, (int)mdlen) != 1) {
+        ASN1_OCTET_STRING_free(id);
+        id = NULL;
+    }
+    return id;
+}
+
+/* The authority's key identifier: its own subjectKeyIdentifier if it has one. */
+static ASN1_OCTET_STRING *authority_key_id(X509 *issuer)
+{
+    const ASN1_OCTET_STRING *ski = X509_get0_subject_key_id(issuer);
+
+    return ski != NULL ? ASN1_OCTET_STRING_dup(ski) : key_id(issuer);
+}
+
+static kbr_err add_key_ids(X509 *x, X509 *issuer)
+{
+    kbr_err err = KBR_OK;
+    ASN1_OCTET_STRING *ski = key_id(x);
+    AUTHORITY_KEYID *akid = AUTHORITY_KEYID_new();
+
+    KBR_ENSURE(ski != NULL && akid != NULL, KBR_ERR_CRYPTO);
+    akid->keyid = issuer != NULL ? authority_key_id(issuer) : ASN1_OCTET_STRING_dup(ski);
+    KBR_ENSURE(akid->keyid != NULL, KBR_ERR_CRYPTO);
+    KBR_ENSURE(X509_add1_ext_i2d(x, NID_subject_key_identifier, ski, 0, X509V3_ADD_DEFAULT) == 1,
+               KBR_ERR_CRYPTO);
+    KBR_ENSURE(X509_add1_ext_i2d(x, NID_authority_key_identifier, akid, 0, X509V3_ADD_DEFAULT) == 1,
+               KBR_ERR_CRYPTO);
+out:
+    ASN1_OCTET_STRING_free(ski);
+    AUTHORITY_KEYID_free(akid);
+    return err;
+}
+
+static kbr_err set_validity(X509 *x, time_t now, time_t not_after)
+{
+    if (X509_time_adj_ex(X509_getm_notBefore(x), 0, -CA_SKEW_SECONDS, &now) == NULL ||
+        X509_time_adj_ex(X509_getm_notAfter(x), 0, 0, &not_after) == NULL)
+        return KBR_ERR_CRYPTO;
+    return KBR_OK;
+}
+
+kbr_err ca_skeleton(const X509_NAME *subject, const X509_NAME *issuer_name, X509 *issuer,
+                    EVP_PKEY *pub, time_t now, time_t not_after, X509 **out)
+{
+    kbr_err err = KBR_OK;
+    X509 *x = X509_new();
+
+    *out = NULL;
+    KBR_ENSURE(x != NULL, KBR_ERR_NOMEM);
+    KBR_ENSURE(X509_set_version(x, X509_VERSION_3) == 1, KBR_ERR_CRYPTO);
+    KBR_GUARD(set_serial(x));
+    KBR_ENSURE(X509_set_subject_name(x, subject) == 1, KBR_ERR_CRYPTO);
+    KBR_ENSURE(X509_set_issuer_name(x, issuer_name) == 1, KBR_ERR_CRYPTO);
+    KBR_GUARD(set_validity(x, now, not_after));
+    KBR_ENSURE(X509_set_pubkey(x, pub) == 1, KBR_ERR_CRYPTO);
+    KBR_GUARD(add_key_ids(x, issuer));
+    *out = x;
+    x = NULL;
+out:
+    X509_free(x);
+    return err;
+}
+
+kbr_err ca_add_ext(X509 *x, int nid, const char *value)
+{
+    X509V3_CTX ctx;
+    X509_EXTENSION *ext;
+    int ok;
+
+    X509V3_set_ctx_nodb(&ctx);
+    X509V3_set_ctx(&ctx, NULL, x, NULL, NULL, 0);
+    ext = X509V3_EXT_conf_nid(NULL, &ctx, nid, value);
+    if (ext == NULL)
+        return KBR_ERR_CRYPTO;
+    ok = X509_add_ext(x, ext, -1);
+    X509_EXTENSION_free(ext);
+    return ok == 1 ? KBR_OK : KBR_ERR_CRYPTO;
+}

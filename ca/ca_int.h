@@ -1,0 +1,56 @@
+/*
+ * ca_int.h - what the ca/ files share and nothing outside them sees: the
+ * signing step, the certificate skeleton and extensions, the strict PEM
+ * reader and the certificate object's constructor.
+ */
+#ifndef KBR_CA_INT_H
+#define KBR_CA_INT_H
+
+#include <openssl/bio.h>
+
+#include "kbr_ca.h"
+
+/* Seconds a certificate is back-dated so a device whose clock lags accepts it. */
+#define CA_SKEW_SECONDS 60
+
+/* True if pk is the kind of key alg names (curve or modulus size included). */
+bool ca_alg_fits(kbr_alg alg, EVP_PKEY *pk);
+
+/*
+ * Sets both signature AlgorithmIdentifiers of x for signer->alg, signs the
+ * TBS through the signer, and returns in *out a fresh certificate parsed
+ * from the signed DER, verified with issuer_pub.  x is left changed but
+ * still owned by the caller.  Caller frees *out with X509_free.
+ */
+kbr_err ca_sign(X509 *x, const kbr_ca_signer *signer, EVP_PKEY *issuer_pub, X509 **out,
+                kbr_msg *msg);
+
+/*
+ * A v3 certificate with a random serial, the given names, the validity
+ * [now - CA_SKEW_SECONDS, not_after] and pub, with subjectKeyIdentifier and
+ * authorityKeyIdentifier (from issuer, or from itself if issuer is NULL).
+ * Caller frees *out with X509_free.
+ */
+kbr_err ca_skeleton(const X509_NAME *subject, const X509_NAME *issuer_name, X509 *issuer,
+                    EVP_PKEY *pub, time_t now, time_t not_after, X509 **out);
+/* Adds the extension nid written in openssl.cnf syntax ("critical,CA:FALSE"). */
+kbr_err ca_add_ext(X509 *x, int nid, const char *value);
+
+/*
+ * Reads the next PEM object from bio, which must carry one of the labels
+ * in names (NULL-terminated) and no headers.  KBR_ERR_NOT_FOUND if only whitespace is left;
+ * KBR_ERR_BAD_REQUEST for anything else that is not such an object.
+ * Caller frees *der with OPENSSL_free.
+ */
+kbr_err ca_pem_next(BIO *bio, const char *const names[], unsigned char **der, long *len);
+/* A read-only BIO over pem if strlen(pem) <= limit, else NULL. Caller frees with BIO_free. */
+BIO *ca_pem_bio(const char *pem, size_t limit);
+
+/* Parses a self-signed certificate's subject (see kbr_ca_self_signed). Caller frees *out with
+ * X509_NAME_free. */
+kbr_err ca_subject_parse(const char *subject, X509_NAME **out, kbr_msg *msg);
+
+/* Wraps *x (taken: *x is NULLed) in a kbr_ca_cert.  Caller frees *out with kbr_ca_cert_free. */
+kbr_err ca_cert_from_x509(X509 **x, kbr_ca_cert **out);
+
+#endif

@@ -1,0 +1,207 @@
+/*
+ * sign.c - certificate signatures made outside OpenSSL: the HSM signer, the
+ * AlgorithmIdentifier for each key algorithm, and installing a signature
+ * into an X509 followed by the check that it verifies.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/core_names.h>
+#include <openssl/objects.h>
+
+#include "ca_int.h"
+
+/* ---- the HSM signer ---- */
+
+static kbr_err hsm_sign_digest(const kbr_ca_hsm_ctx *c, const EVP_MD *md, kbr_sig_format fmt,
+                               kbr_hash hash, const unsigned char *tbs, size_t tbslen,
+                               unsigned char **sig, size_t *siglen)
+{
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int dlen = 0;
+
+    if (EVP_Digest(tbs, tbslen, digest, &dlen, md, NULL) != 1)
+        return KBR_ERR_CRYPTO;
+    return kbr_hsm_sign(c->session, c->label, fmt, hash, digest, dlen, sig, siglen);
+}
+
+static kbr_err hsm_sign(void *arg, const unsigned char *tbs, size_t tbslen, unsigned char **sig,
+                        size_t *siglen)
+{
+    const kbr_ca_hsm_ctx *c = arg;
+
+    switch (c->alg) {
+    case KBR_ALG_ECDSA_P256:
+        return hsm_sign_digest(c, EVP_sha256(), KBR_SIG_ECDSA_DER, KBR_HASH_SHA256, tbs, tbslen,
+                               sig, siglen);
+    case KBR_ALG_ECDSA_P384:
+        return hsm_sign_digest(c, EVP_sha384(), KBR_SIG_ECDSA_DER, KBR_HASH_SHA384, tbs, tbslen,
+                               sig, siglen);
+    case KBR_ALG_ED25519:
+        return kbr_hsm_sign(c->session, c->label, KBR_SIG_EDDSA, KBR_HASH_NONE, tbs, tbslen, sig,
+                            siglen);
+    case KBR_ALG_RSA_3072:
+    case KBR_ALG_RSA_4096:
+        return hsm_sign_digest(c, EVP_sha256(), KBR_SIG_RSA_PKCS1, KBR_HASH_SHA256, tbs, tbslen,
+                               sig, siglen);
+    default:
+        return KBR_ERR_INTERNAL;
+    }
+}
+
+kbr_err kbr_ca_hsm_signer(kbr_hsm_session *s, const char *label, kbr_alg alg, kbr_ca_hsm_ctx *ctx,
+                          kbr_ca_signer *out)
+{
+    size_t len = label != NULL ? strnlen(label, KBR_HSM_LABEL_MAX) : 0;
+
+    if (s == NULL || ctx == NULL || out == NULL || len == 0 || len >= KBR_HSM_LABEL_MAX ||
+        (unsigned)alg >= KBR_ALG__COUNT)
+        return KBR_ERR_BAD_REQUEST;
+    memset(ctx, 0, sizeof(*ctx));
+    ctx->session = s;
+    ctx->alg = alg;
+    memcpy(ctx->label, label, len);
+    out->alg = alg;
+    out->sign = hsm_sign;
+    out->arg = ctx;
+    return KBR_OK;
+}
+
+/* ---- algorithms ---- */
+
+static bool ec_curve_is(EVP_PKEY *pk, int nid)
+{
+    char group[64];
+
+    if (!EVP_PKEY_is_a(pk, "EC") || EVP_PKEY_get_utf8_string_param(pk, OSSL_PKEY_PARAM_GROUP_NAME,
+                                                                   group, sizeof(group), NULL) != 1)
+        return false;
+    return OBJ_txt2nid(group) == nid;
+}
+
+bool ca_alg_fits(kbr_alg alg, EVP_PKEY *pk)
+{
+    if (pk == NULL)
+        return false;
+    switch (alg) {
+    case KBR_ALG_ECDSA_P256:
+        return ec_curve_is(pk, NID_X9_62_prime256v1);
+    case KBR_ALG_ECDSA_P384:
+        return ec_curve_is(pk, NID_secp384r1);
+    case KBR_ALG_ED25519:
+        return EVP_PKEY_is_a(pk, "ED25519");
+    case KBR_ALG_RSA_3072:
+        return EVP_PKEY_is_a(pk, "RSA") && EVP_PKEY_get_bits(pk) == 3072;
+    case KBR_ALG_RSA_4096:
+        return EVP_PKEY_is_a(pk, "RSA") && EVP_PKEY_get_bits(pk) == 4096;
+    default:
+        return false;
+    }
+}
+
+/* The signature algorithm and its parameters: absent for ECDSA (RFC 5758) and Ed25519
+ * (RFC 8410), NULL for RSA PKCS#1 v1.5 (RFC 4055). */
+static bool sig_algorithm(kbr_alg alg, int *nid, int *ptype)
+{
+    *ptype = V_ASN1_UNDEF;
+    switch (alg) {
+    case KBR_ALG_ECDSA_P256:
+        *nid = NID_ecdsa_with_SHA256;
+        return true;
+    case KBR_ALG_ECDSA_P384:
+        *nid = NID_ecdsa_with_SHA384;
+        return true;
+    case KBR_ALG_ED25519:
+        *nid = NID_ED25519;
+        return true;
+    case KBR_ALG_RSA_3072:
+    case KBR_ALG_RSA_4096:
+        *nid = NID_sha256WithRSAEncryption;
+        *ptype = V_ASN1_NULL;
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* ---- installing the signature ---- */
+
+/*
+ * OpenSSL 3.0 has no setter for a certificate's signature or for the
+ * AlgorithmIdentifier inside its TBS; its documentation points to these
+ * getters for signatures made elsewhere, so const is cast away here and
+ * nowhere else.  The certificate is re-read from DER afterwards, so no
+ * cached state of x ever describes the signed result.
+ */
+static kbr_err install_alg(X509 *x, int nid, int ptype)
+{
+    X509_ALGOR *tbs_alg = (X509_ALGOR *)X509_get0_tbs_sigalg(x);
+    const X509_ALGOR *outer = NULL;
+
+    X509_get0_signature(NULL, &outer, x);
+    if (X509_ALGOR_set0(tbs_alg, OBJ_nid2obj(nid), ptype, NULL) != 1 ||
+        X509_ALGOR_set0((X509_ALGOR *)outer, OBJ_nid2obj(nid), ptype, NULL) != 1)
+        return KBR_ERR_CRYPTO;
+    return KBR_OK;
+}
+
+static kbr_err install_sig(X509 *x, const unsigned char *sig, size_t siglen)
+{
+    const ASN1_BIT_STRING *csig = NULL;
+    ASN1_BIT_STRING *bits;
+
+    X509_get0_signature(&csig, NULL, x);
+    bits = (ASN1_BIT_STRING *)csig;
+    if (siglen > INT32_MAX || ASN1_BIT_STRING_set(bits, (unsigned char *)sig, (int)siglen) != 1)
+        return KBR_ERR_CRYPTO;
+    /* A signature is whole bytes: without this, trailing zero bits would be dropped. */
+    bits->flags &= ~(ASN1_STRING_FLAG_BITS_LEFT | 0x07);
+    bits->flags |= ASN1_STRING_FLAG_BITS_LEFT;
+    return KBR_OK;
+}
+
+static kbr_err reparse(X509 *x, X509 **out)
+{
+    unsigned char *der = NULL;
+    const unsigned char *p;
+    int len = i2d_X509(x, &der);
+
+    *out = NULL;
+    if (len <= 0)
+        return KBR_ERR_CRYPTO;
+    p = der;
+    *out = d2i_X509(NULL, &p, len);
+    OPENSSL_free(der);
+    return *out != NULL ? KBR_OK : KBR_ERR_CRYPTO;
+}
+
+kbr_err ca_sign(X509 *x, const kbr_ca_signer *signer, EVP_PKEY *issuer_pub, X509 **out,
+                kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+    unsigned char *tbs = NULL, *sig = NULL;
+    size_t siglen = 0;
+    int nid = 0, ptype = 0, tbslen;
+    X509 *signed_x = NULL;
+
+    *out = NULL;
+    KBR_ENSURE(signer != NULL && signer->sign != NULL && sig_algorithm(signer->alg, &nid, &ptype),
+               KBR_ERR_INTERNAL);
+    KBR_GUARD(install_alg(x, nid, ptype));
+    tbslen = i2d_re_X509_tbs(x, &tbs);
+    KBR_ENSURE(tbslen > 0, KBR_ERR_CRYPTO);
+    KBR_GUARD(signer->sign(signer->arg, tbs, (size_t)tbslen, &sig, &siglen));
+    KBR_ENSURE(sig != NULL && siglen > 0, KBR_ERR_INTERNAL);
+    KBR_GUARD(install_sig(x, sig, siglen));
+    KBR_GUARD(reparse(x, &signed_x));
+    KBR_ENSURE(
+        X509_verify(signed_x, issuer_pub) == 1,
+        kbr_fail(msg, KBR_ERR_CRYPTO, "certificate signature does not verify with the issuer key"));
+    *out = signed_x;
+    signed_x = NULL;
+out:
+    OPENSSL_free(tbs);
+    free(sig);
+    X509_free(signed_x);
+    return err;
+}

@@ -46,6 +46,16 @@ void kbr_store_close(kbr_store *st)
     st->ops->close(st);
 }
 
+kbr_err kbr_store_writer_mode(kbr_store *st)
+{
+    return st->ops->writer_mode(st);
+}
+
+kbr_err kbr_store_maintain(kbr_store *st)
+{
+    return st->ops->maintain(st);
+}
+
 kbr_err kbr_store_begin(kbr_store *st)
 {
     return st->ops->begin(st);

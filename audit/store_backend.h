@@ -69,6 +69,8 @@ struct kbr_store_ops {
     kbr_err (*open)(const char *location, kbr_store **out, kbr_msg *msg);
     void (*close)(kbr_store *st);
 
+    kbr_err (*writer_mode)(kbr_store *st);
+    kbr_err (*maintain)(kbr_store *st);
     kbr_err (*begin)(kbr_store *st);
     kbr_err (*commit)(kbr_store *st);
     void (*rollback)(kbr_store *st);

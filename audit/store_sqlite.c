@@ -36,7 +36,6 @@ static const char schema_sql[] =
     " entry TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL);"
     "CREATE INDEX IF NOT EXISTS audit_jti ON audit(jti);"
     "CREATE INDEX IF NOT EXISTS audit_key_sub_op ON audit(key, sub, op);"
-    "CREATE INDEX IF NOT EXISTS audit_sub ON audit(sub);"
     "CREATE TABLE IF NOT EXISTS keys("
     " name TEXT PRIMARY KEY, purpose TEXT NOT NULL, algorithm TEXT NOT NULL,"
     " products TEXT NOT NULL, owner TEXT, hsm_label TEXT, hsm_id TEXT, public_key_pem TEXT,"
@@ -241,6 +240,25 @@ static kbr_err configure(kbr_sqlite *s, const char *path, sqlite3_int64 max_page
     }
 out:
     return err;
+}
+
+static kbr_err sqlite_writer_mode(kbr_store *st)
+{
+    kbr_sqlite *s = (kbr_sqlite *)st;
+
+    return kbr_sqlite_err(sqlite3_exec(s->db, "PRAGMA wal_autocheckpoint=0", NULL, NULL, NULL));
+}
+
+/*
+ * PASSIVE copies what it can without waiting on the writer or readers; the
+ * writer starts the WAL over once everything was copied.
+ */
+static kbr_err sqlite_maintain(kbr_store *st)
+{
+    kbr_sqlite *s = (kbr_sqlite *)st;
+    int rc = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+
+    return rc == SQLITE_BUSY ? KBR_OK : kbr_sqlite_err(rc);
 }
 
 static kbr_err schema_version(kbr_sqlite *s, const char *path, int *version, kbr_msg *msg)
@@ -497,6 +515,8 @@ const kbr_store_ops kbr_store_sqlite_ops = {
     .savepoint = sqlite_savepoint,
     .release = sqlite_release,
     .rollback_to = sqlite_rollback_to,
+    .writer_mode = sqlite_writer_mode,
+    .maintain = sqlite_maintain,
     .key_create = kbr_sqlite_key_create,
     .key_retire = kbr_sqlite_key_retire,
     .token_issue = kbr_sqlite_token_issue,

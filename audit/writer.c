@@ -7,6 +7,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "audit_chain.h"
 
@@ -28,6 +29,14 @@ struct kbr_audit {
     int64_t last_seq;
     char last_hash[65];
     bool tail_stale; /* a failed group left the tail to reload from the store */
+
+    /* WAL housekeeping on its own connection, so commits never wait for it. */
+    kbr_store *maint_st;
+    pthread_t maint_thread;
+    bool maint_running;
+    pthread_mutex_t maint_mu;
+    pthread_cond_t maint_cv;
+    bool maint_stop;
 
     atomic_bool healthy;
     atomic_int_fast64_t durable_seq;
@@ -425,10 +434,81 @@ void kbr_audit_get_stats(kbr_audit *a, kbr_audit_stats *out)
 
 /* ---- start and stop ---- */
 
+#define MAINTAIN_EVERY_MS 100
+
+static void *maintain_main(void *arg)
+{
+    kbr_audit *a = arg;
+    uint_fast64_t seen = 0;
+    struct timespec until;
+
+    pthread_mutex_lock(&a->maint_mu);
+    while (!a->maint_stop) {
+        uint_fast64_t now_commits = atomic_load(&a->commits);
+        if (now_commits != seen) {
+            seen = now_commits;
+            pthread_mutex_unlock(&a->maint_mu);
+            /* a failed checkpoint is retried next round; the WAL only grows meanwhile */
+            if (kbr_store_maintain(a->maint_st) != KBR_OK)
+                seen = 0;
+            pthread_mutex_lock(&a->maint_mu);
+            continue;
+        }
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += MAINTAIN_EVERY_MS * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&a->maint_cv, &a->maint_mu, &until);
+    }
+    pthread_mutex_unlock(&a->maint_mu);
+    return NULL;
+}
+
+static kbr_err maintain_start(kbr_audit *a, const char *store_url, kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+
+    KBR_GUARD(kbr_store_writer_mode(a->st));
+    KBR_GUARD(kbr_store_open(store_url, &a->maint_st, msg));
+    KBR_ENSURE(pthread_mutex_init(&a->maint_mu, NULL) == 0, KBR_ERR_NOMEM);
+    if (pthread_cond_init(&a->maint_cv, NULL) != 0) {
+        pthread_mutex_destroy(&a->maint_mu);
+        err = KBR_ERR_NOMEM;
+        goto out;
+    }
+    if (pthread_create(&a->maint_thread, NULL, maintain_main, a) != 0) {
+        pthread_cond_destroy(&a->maint_cv);
+        pthread_mutex_destroy(&a->maint_mu);
+        err = kbr_fail(msg, KBR_ERR_NOMEM, "audit log: cannot start the checkpoint thread");
+        goto out;
+    }
+    a->maint_running = true;
+out:
+    return err;
+}
+
+static void maintain_stop(kbr_audit *a)
+{
+    if (!a->maint_running)
+        return;
+    pthread_mutex_lock(&a->maint_mu);
+    a->maint_stop = true;
+    pthread_cond_signal(&a->maint_cv);
+    pthread_mutex_unlock(&a->maint_mu);
+    pthread_join(a->maint_thread, NULL);
+    pthread_cond_destroy(&a->maint_cv);
+    pthread_mutex_destroy(&a->maint_mu);
+    a->maint_running = false;
+}
+
 static void audit_free(kbr_audit *a)
 {
     if (a == NULL)
         return;
+    maintain_stop(a);
+    kbr_store_close(a->maint_st);
     kbr_store_close(a->st);
     if (a->sync_ready) {
         pthread_cond_destroy(&a->cv);
@@ -480,6 +560,7 @@ kbr_err kbr_audit_start(const char *store_url, int64_t verify_tail, kbr_audit **
     KBR_GUARD(sync_init(a));
     KBR_GUARD(kbr_store_open(store_url, &a->st, msg));
     KBR_GUARD(load_tail(a, verify_tail, msg));
+    KBR_GUARD(maintain_start(a, store_url, msg));
     KBR_ENSURE(pthread_create(&a->thread, NULL, writer_main, a) == 0,
                kbr_fail(msg, KBR_ERR_NOMEM, "audit log: cannot start the writer thread"));
     *out = a;

@@ -69,6 +69,15 @@ KBR_WUR kbr_err kbr_store_open(const char *url, kbr_store **out, kbr_msg *msg);
 void kbr_store_close(kbr_store *st); /* accepts NULL */
 
 /* ---- the writer's transaction ---- */
+/*
+ * This connection is the single writer: it leaves log housekeeping (for
+ * SQLite, WAL checkpoints) to kbr_store_maintain() on another connection, so
+ * a commit never waits for it.
+ */
+KBR_WUR kbr_err kbr_store_writer_mode(kbr_store *st);
+/* Housekeeping that runs beside the writer (SQLite: a passive WAL checkpoint). */
+KBR_WUR kbr_err kbr_store_maintain(kbr_store *st);
+
 KBR_WUR kbr_err kbr_store_begin(kbr_store *st);
 KBR_WUR kbr_err kbr_store_commit(kbr_store *st); /* durable on KBR_OK */
 void kbr_store_rollback(kbr_store *st);

@@ -266,7 +266,7 @@ kbr_err kbd_h_key_list(kbd_req *r)
 }
 
 /* The {name} of the path: a registered key within the token's keys. */
-static kbr_err path_key(kbd_req *r, const kbd_key **out)
+kbr_err kbd_req_path_key(kbd_req *r, const kbd_key **out)
 {
     const kbd_key *k;
 
@@ -302,7 +302,7 @@ kbr_err kbd_h_key_get(kbd_req *r)
 {
     const unsigned key_ops = KBR_OP_SIGN | KBR_OP_PROVISION | KBR_OP_ROTATE | KBR_OP_DEBUG_AUTH;
     const kbd_key *k = NULL;
-    kbr_err err = path_key(r, &k);
+    kbr_err err = kbd_req_path_key(r, &k);
 
     if (err != KBR_OK)
         return err;
@@ -328,7 +328,7 @@ kbr_err kbd_h_key_retire(kbd_req *r)
     const kbd_key *k = NULL;
     const char *reason = NULL;
     char now[KBR_TIME_LEN];
-    kbr_err err = path_key(r, &k);
+    kbr_err err = kbd_req_path_key(r, &k);
 
     if (err != KBR_OK)
         return err;

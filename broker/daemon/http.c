@@ -254,6 +254,8 @@ static void finish_request(kbd_req *r)
         return;
     }
     ok = rec->result == KBR_OK && r->err == KBR_OK;
+    if (r->settle != NULL)
+        r->settle(r, ok);
 
     if (r->use_reserved)
         kbr_policy_finish_use(r->tok, ok && rec->key_use);

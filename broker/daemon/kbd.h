@@ -47,6 +47,7 @@ typedef struct {
     long checkpoint_entries, checkpoint_seconds;
     long token_leeway;
     long max_token_ttl;
+    long device_cert_days;
 } kbd_config;
 
 KBR_WUR kbr_err kbd_config_load(const char *path, kbd_config *cfg, kbr_msg *msg);
@@ -68,6 +69,20 @@ KBR_WUR kbr_err kbd_keys_put(kbd_keys *k, const json_t *key);
 kbd_key *kbd_keys_find(kbd_keys *k, const char *name); /* borrowed, NULL if none */
 bool kbd_key_serves_product(const kbd_key *key, const char *product);
 
+/* ---- batch registry (batches.c): production orders and their exact counters ---- */
+typedef struct {
+    char *batch, *product, *factory;
+    int64_t quantity;
+    int64_t provisioned; /* committed devices */
+    int64_t reserved;    /* provisionings in flight */
+} kbd_batch;
+typedef struct kbd_batches kbd_batches;
+KBR_WUR kbr_err kbd_batches_new(kbd_batches **out);
+void kbd_batches_free(kbd_batches *b);
+/* Adds or replaces from a batch object as the store shows it (keeps reserved). */
+KBR_WUR kbr_err kbd_batches_put(kbd_batches *b, const json_t *batch);
+kbd_batch *kbd_batches_find(kbd_batches *b, const char *name); /* borrowed, NULL if none */
+
 /* ---- the daemon ---- */
 typedef struct kbd kbd;
 typedef struct kbd_req kbd_req;
@@ -88,6 +103,7 @@ struct kbd {
     kbr_audit *audit;
     kbr_policy *policy;
     kbd_keys *keys;
+    kbd_batches *batches;
     char issuer_kid[64];
     json_t *jwks;
 
@@ -137,7 +153,9 @@ struct kbd_req {
 
     kbd_work_fn work;     /* worker stage, or NULL */
     kbd_finish_fn finish; /* event-thread stage after a durable audit record, or NULL */
-    void *ctx;            /* handler state */
+    /* event thread, always once the record settled: release or commit reservations */
+    void (*settle)(kbd_req *r, bool committed);
+    void *ctx; /* handler state */
     void (*ctx_free)(void *ctx);
 
     /* outcome */
@@ -218,6 +236,8 @@ KBR_WUR kbr_err kbd_sbom_parse(const json_t *body, json_t **components, kbr_msg 
 KBR_WUR kbr_err kbd_scope_copy(const kbr_scope *in, kbr_scope *out);
 
 /* handlers (h_*.c) */
+/* The {name} path segment as a registered key within the token's keys (403/404 otherwise). */
+KBR_WUR kbr_err kbd_req_path_key(kbd_req *r, const kbd_key **out);
 kbr_err kbd_h_health(kbd_req *r);
 kbr_err kbd_h_jwks(kbd_req *r);
 kbr_err kbd_h_metrics(kbd_req *r);
@@ -231,6 +251,11 @@ kbr_err kbd_h_token_revoke(kbd_req *r);
 kbr_err kbd_h_revocations(kbd_req *r);
 kbr_err kbd_h_sign(kbd_req *r);
 kbr_err kbd_h_audit_list(kbd_req *r);
+kbr_err kbd_h_key_certificate(kbd_req *r);
+kbr_err kbd_h_batch_create(kbd_req *r);
+kbr_err kbd_h_batch_get(kbd_req *r);
+kbr_err kbd_h_provision(kbd_req *r);
+kbr_err kbd_h_rotate(kbd_req *r);
 
 /* Token issuance shared by POST /v1/tokens and --init (tokens.c). */
 typedef struct {

@@ -81,6 +81,23 @@ out:
     return err;
 }
 
+static kbr_err load_batches(kbd *d, kbr_store *st)
+{
+    kbr_err err = KBR_OK;
+    json_t *batches = NULL, *b;
+    size_t i;
+
+    KBR_GUARD(kbd_batches_new(&d->batches));
+    KBR_GUARD(kbr_store_batch_list(st, &batches));
+    json_array_foreach(batches, i, b)
+    {
+        KBR_GUARD(kbd_batches_put(d->batches, b));
+    }
+out:
+    json_decref(batches);
+    return err;
+}
+
 static kbr_err load_issuer(kbd *d, kbr_msg *msg)
 {
     kbr_err err = KBR_OK;
@@ -120,6 +137,7 @@ static kbr_err load_state(kbd *d, kbr_msg *msg)
     KBR_GUARD(kbr_audit_start(d->cfg.store, AUDIT_VERIFY_TAIL, &d->audit, msg));
     KBR_GUARD(load_tokens(d, st, msg));
     KBR_GUARD(load_keys(d, st));
+    KBR_GUARD(load_batches(d, st));
 out:
     kbr_store_close(st);
     return err;
@@ -200,6 +218,7 @@ static void teardown(kbd *d)
         event_base_free(d->base);
     kbr_policy_free(d->policy);
     kbd_keys_free(d->keys);
+    kbd_batches_free(d->batches);
     json_decref(d->jwks);
     kbr_hsm_close(d->hsm);
     kbd_config_cleanup(&d->cfg);

@@ -22,6 +22,13 @@ static const kbd_route routes[] = {
     {"POST", "/v1/revocations", true, KBR_OP_ADMIN, "token.revoke", kbd_h_revocations},
     {"POST", "/v1/sign", true, KBR_OP_SIGN, "sign", kbd_h_sign},
     {"GET", "/v1/audit", true, KBR_OP_READ, "audit.read", kbd_h_audit_list},
+    {"POST", "/v1/keys/{}/certificate", true, KBR_OP_ADMIN, "key.certificate",
+     kbd_h_key_certificate},
+    {"POST", "/v1/batches", true, KBR_OP_ADMIN, "batch.create", kbd_h_batch_create},
+    /* op checked in the handler: admin or read */
+    {"GET", "/v1/batches/{}", true, 0, "batch.show", kbd_h_batch_get},
+    {"POST", "/v1/provision", true, KBR_OP_PROVISION, "provision", kbd_h_provision},
+    {"POST", "/v1/devices/{}/certificates", true, KBR_OP_ROTATE, "rotate", kbd_h_rotate},
 };
 
 /* Matches one pattern; a "{}" segment captures one non-empty path segment. */

@@ -1,0 +1,130 @@
+/*
+ * h_batches.c - POST /v1/batches, GET /v1/batches/{batch}.
+ *
+ * A batch is a production order: one factory principal, one product, a
+ * quantity no provisioning may exceed, and the markets the devices ship to
+ * (what later answers "how many affected devices are in the EU").
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kbd.h"
+
+#define BATCH_MAX_QUANTITY 100000000
+
+/* ISO 3166-1 alpha-2: two capital letters. */
+static bool market_code(const char *s)
+{
+    return strlen(s) == 2 && s[0] >= 'A' && s[0] <= 'Z' && s[1] >= 'A' && s[1] <= 'Z';
+}
+
+static kbr_err parse_markets(kbd_req *r, json_t **out)
+{
+    json_t *m = json_object_get(r->body, "market");
+    size_t i;
+    json_t *v;
+
+    *out = NULL;
+    if (!json_is_array(m) || json_array_size(m) == 0 || json_array_size(m) > 250)
+        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST,
+                        "market: required, an array of ISO 3166-1 alpha-2 country codes");
+    json_array_foreach(m, i, v)
+    {
+        if (!json_is_string(v) || !market_code(json_string_value(v)))
+            return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST,
+                            "market[%zu]: not an ISO 3166-1 alpha-2 code such as \"DE\"", i);
+    }
+    *out = m;
+    return KBR_OK;
+}
+
+static void batch_create_finish(kbd_req *r)
+{
+    if (kbd_batches_put(r->d->batches, r->resp) != KBR_OK)
+        fprintf(stderr, "keybrokerd: batch registry update failed for a committed batch\n");
+}
+
+kbr_err kbd_h_batch_create(kbd_req *r)
+{
+    static const char *const allowed[] = {"batch",    "product", "factory",
+                                          "quantity", "market",  NULL};
+    const char *batch, *product, *factory;
+    int64_t quantity = 0;
+    json_t *markets = NULL;
+    char now[KBR_TIME_LEN];
+
+    if (kbd_json_only(r->body, allowed, &r->msg) != KBR_OK ||
+        kbd_json_name(r->body, "batch", true, &batch, &r->msg) != KBR_OK ||
+        kbd_json_name(r->body, "product", true, &product, &r->msg) != KBR_OK ||
+        kbd_json_str(r->body, "factory", true, 128, &factory, &r->msg) != KBR_OK ||
+        kbd_json_int(r->body, "quantity", true, 1, BATCH_MAX_QUANTITY, &quantity, &r->msg) !=
+            KBR_OK ||
+        parse_markets(r, &markets) != KBR_OK)
+        return KBR_ERR_BAD_REQUEST;
+    if (strncmp(factory, "factory:", 8) != 0 || !kbr_policy_sub_valid(factory))
+        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST,
+                        "factory: must be the factory's principal, factory:<name>");
+    if (!kbr_namelist_match(&r->tok->scope.products, product))
+        return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
+                        "product: \"%s\" is outside the token's products", product);
+    if (!kbr_namelist_match(&r->tok->scope.batches, batch))
+        return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN, "batch: \"%s\" is outside the token's batches",
+                        batch);
+    if (kbd_batches_find(r->d->batches, batch) != NULL)
+        return kbr_fail(&r->msg, KBR_ERR_CONFLICT, "batch: \"%s\" already exists", batch);
+    kbr_time_fmt(time(NULL), now);
+    r->resp = json_pack("{s:s,s:s,s:s,s:I,s:O,s:s,s:s,s:i}", "batch", batch, "product", product,
+                        "factory", factory, "quantity", (json_int_t)quantity, "market", markets,
+                        "created_at", now, "created_by", r->sub, "provisioned", 0);
+    if (r->resp == NULL)
+        return KBR_ERR_NOMEM;
+    r->rec->effects =
+        json_pack("[{s:s,s:s,s:s,s:s,s:I,s:O,s:s,s:s}]", "type", "batch.create", "batch", batch,
+                  "product", product, "factory", factory, "quantity", (json_int_t)quantity,
+                  "markets", markets, "created_at", now, "created_by", r->sub);
+    json_object_set(r->rec->detail, "batch", r->resp);
+    r->status = 201;
+    r->finish = batch_create_finish;
+    kbd_req_audit_and_reply(r);
+    return KBR_OK;
+}
+
+static void batch_get_work(kbd_req *r, kbd_worker *w)
+{
+    json_t *b = NULL;
+    kbr_err err = kbr_store_batch_get(w->store, r->arg, &b);
+
+    if (err != KBR_OK) {
+        kbd_req_error(r, err == KBR_ERR_NOT_FOUND ? err : KBR_ERR_AUDIT, "batch \"%s\" %s", r->arg,
+                      err == KBR_ERR_NOT_FOUND ? "not found" : "could not be read");
+        return;
+    }
+    /* the API names the field "market"; the ledger keeps "markets" */
+    json_object_set(b, "market", json_object_get(b, "markets"));
+    r->resp = b;
+}
+
+kbr_err kbd_h_batch_get(kbd_req *r)
+{
+    const kbd_batch *b;
+
+    if (!kbr_policy_allows_op(r->tok, KBR_OP_ADMIN) && !kbr_policy_allows_op(r->tok, KBR_OP_READ))
+        return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN, "token scope does not include op \"read\"");
+    if (!kbd_valid_name(r->arg))
+        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "batch name in the path is not valid");
+    if (!kbr_namelist_match(&r->tok->scope.batches, r->arg))
+        return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN, "batch \"%s\" is outside the token's batches",
+                        r->arg);
+    b = kbd_batches_find(r->d->batches, r->arg);
+    if (b == NULL)
+        return kbr_fail(&r->msg, KBR_ERR_NOT_FOUND, "no batch named \"%s\"", r->arg);
+    if (!kbr_namelist_match(&r->tok->scope.products, b->product))
+        return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
+                        "batch \"%s\" is for product \"%s\", outside the token's products", r->arg,
+                        b->product);
+    json_object_set_new(r->rec->detail, "batch", json_string(r->arg));
+    r->work = batch_get_work;
+    kbd_req_dispatch(r);
+    return KBR_OK;
+}

@@ -1,0 +1,169 @@
+/*
+ * h_certs.c - POST /v1/keys/{name}/certificate: a certificate for a key,
+ * either issued elsewhere (it must carry the key's public key) or a
+ * self-signed CA certificate made and signed inside the HSM.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "kbd.h"
+#include "kbr_ca.h"
+
+typedef struct {
+    char *name, *label, *pem, *subject;
+    kbr_alg alg;
+    long days;
+} cert_ctx;
+
+static void cert_ctx_free(void *p)
+{
+    cert_ctx *c = p;
+
+    if (c == NULL)
+        return;
+    free(c->name);
+    free(c->label);
+    free(c->pem);
+    free(c->subject);
+    free(c);
+}
+
+static kbr_err parse_self_signed(kbd_req *r, const kbd_key *k, cert_ctx *c, const json_t *ss)
+{
+    static const char *const allowed[] = {"subject", "days", NULL};
+    const char *subject = NULL;
+    int64_t days = 0;
+
+    if (!json_is_object(ss))
+        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "self_signed: must be an object");
+    if (kbd_json_only(ss, allowed, &r->msg) != KBR_OK ||
+        kbd_json_str(ss, "subject", true, 512, &subject, &r->msg) != KBR_OK ||
+        kbd_json_int(ss, "days", true, 1, 36500, &days, &r->msg) != KBR_OK)
+        return kbd_msg_prefix(&r->msg, "self_signed", KBR_ERR_BAD_REQUEST);
+    if (strcmp(k->purpose, "device-identity-ca") != 0)
+        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST,
+                        "self_signed: only device-identity-ca keys get a self-signed CA "
+                        "certificate; attach a certificate issued elsewhere with pem");
+    c->subject = strdup(subject);
+    c->days = (long)days;
+    return c->subject == NULL ? KBR_ERR_NOMEM : KBR_OK;
+}
+
+static kbr_err cert_parse(kbd_req *r, const kbd_key *k, cert_ctx *c)
+{
+    static const char *const allowed[] = {"pem", "self_signed", NULL};
+    const json_t *ss = json_object_get(r->body, "self_signed");
+    const char *pem = NULL;
+    kbr_err err;
+
+    if (kbd_json_only(r->body, allowed, &r->msg) != KBR_OK ||
+        kbd_json_str(r->body, "pem", false, KBR_CA_CHAIN_MAX, &pem, &r->msg) != KBR_OK)
+        return KBR_ERR_BAD_REQUEST;
+    if ((pem == NULL) == (ss == NULL))
+        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "give exactly one of pem or self_signed");
+    if (k->retired)
+        return kbr_fail(&r->msg, KBR_ERR_CONFLICT, "key \"%s\" is retired", k->name);
+    err = ss != NULL ? parse_self_signed(r, k, c, ss) : KBR_OK;
+    if (err != KBR_OK)
+        return err;
+    c->name = strdup(k->name);
+    c->label = strdup(k->hsm_label);
+    c->pem = pem != NULL ? strdup(pem) : NULL;
+    c->alg = k->alg;
+    return c->name == NULL || c->label == NULL ? KBR_ERR_NOMEM : KBR_OK;
+}
+
+static kbr_err make_cert(kbd_req *r, kbd_worker *w, cert_ctx *c, EVP_PKEY *pub, kbr_ca_cert **leaf,
+                         char **chain)
+{
+    kbr_ca_hsm_ctx hctx;
+    kbr_ca_signer signer;
+    kbr_err err;
+
+    if (c->pem != NULL)
+        return kbr_ca_cert_for_key(c->pem, pub, leaf, chain, &r->msg);
+    err = kbr_ca_hsm_signer(w->hsm, c->label, c->alg, &hctx, &signer);
+    if (err == KBR_OK)
+        err = kbr_ca_self_signed(&signer, pub, c->subject, c->days, time(NULL), leaf, &r->msg);
+    kbd_note_hsm(r->d, err);
+    if (err == KBR_OK)
+        *chain = strdup("");
+    return err;
+}
+
+static json_t *cert_json(const kbr_ca_cert *leaf, const char *chain)
+{
+    char not_after[KBR_TIME_LEN];
+
+    kbr_ca_cert_not_after_str(leaf, not_after);
+    return json_pack("{s:s,s:s,s:s,s:s,s:s}", "pem", kbr_ca_cert_pem(leaf), "chain_pem", chain,
+                     "not_after", not_after, "serial_number", kbr_ca_cert_serial_hex(leaf),
+                     "fingerprint", kbr_ca_cert_fingerprint(leaf));
+}
+
+static void record(kbd_req *r, cert_ctx *c, const kbr_ca_cert *leaf, const char *chain)
+{
+    json_t *cert = cert_json(leaf, chain);
+    json_t *effect = json_deep_copy(cert);
+    char now[KBR_TIME_LEN];
+
+    kbr_time_fmt(time(NULL), now);
+    json_object_set_new(effect, "type", json_string("key.certificate"));
+    json_object_set_new(effect, "name", json_string(c->name));
+    json_object_set_new(effect, "at", json_string(now));
+    if (c->pem == NULL)
+        json_object_set_new(effect, "issuer_key", json_string(c->name));
+    r->rec->effects = json_pack("[o]", effect);
+    json_object_set_new(
+        r->rec->detail, "certificate",
+        json_pack("{s:O,s:O,s:O,s:b}", "serial_number", json_object_get(cert, "serial_number"),
+                  "fingerprint", json_object_get(cert, "fingerprint"), "not_after",
+                  json_object_get(cert, "not_after"), "self_signed", c->pem == NULL));
+    if (c->subject != NULL)
+        json_object_set_new(r->rec->detail, "subject", json_string(c->subject));
+    r->resp = json_pack("{s:s,s:o}", "name", c->name, "certificate", cert);
+    r->status = 201;
+}
+
+static void cert_work(kbd_req *r, kbd_worker *w)
+{
+    cert_ctx *c = r->ctx;
+    EVP_PKEY *pub = NULL;
+    kbr_ca_cert *leaf = NULL;
+    char *chain = NULL;
+    kbr_err err = kbr_hsm_public_key(w->hsm, c->label, &pub);
+
+    kbd_note_hsm(r->d, err);
+    if (err != KBR_OK) {
+        kbd_req_error(r, err, "the HSM did not give the key's public key");
+        return;
+    }
+    err = make_cert(r, w, c, pub, &leaf, &chain);
+    if (err == KBR_OK && chain != NULL)
+        record(r, c, leaf, chain);
+    else
+        kbd_req_error(r, err == KBR_OK ? KBR_ERR_NOMEM : err, NULL);
+    kbr_ca_cert_free(leaf);
+    free(chain);
+    EVP_PKEY_free(pub);
+}
+
+kbr_err kbd_h_key_certificate(kbd_req *r)
+{
+    cert_ctx *c = calloc(1, sizeof(*c));
+    const kbd_key *k = NULL;
+    kbr_err err;
+
+    if (c == NULL)
+        return KBR_ERR_NOMEM;
+    r->ctx = c;
+    r->ctx_free = cert_ctx_free;
+    err = kbd_req_path_key(r, &k);
+    if (err == KBR_OK)
+        err = cert_parse(r, k, c);
+    if (err != KBR_OK)
+        return err;
+    r->work = cert_work;
+    kbd_req_dispatch(r);
+    return KBR_OK;
+}

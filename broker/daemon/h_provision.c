@@ -1,0 +1,472 @@
+/*
+ * h_provision.c - POST /v1/provision and POST /v1/devices/{serial}/certificates.
+ *
+ * A factory station sends a device's CSR and gets a certificate from the
+ * product's device CA in the HSM, within the batch it was ordered to
+ * build.  The batch quantity and the token's max_uses are reserved on the
+ * event thread before any work starts, so they hold exactly however many
+ * stations ask at once; the ledger enforces both again at commit.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "kbd.h"
+#include "kbr_ca.h"
+
+typedef struct {
+    char *key, *label, *product, *serial, *batch, *factory, *firmware_version, *csr_pem;
+    kbr_alg alg;
+    bool batch_reserved;
+    kbd_batch *slot;    /* event thread only */
+    kbr_scope scope;    /* a copy of the token's scope, for worker checks */
+    json_t *superseded; /* rotation: fingerprints of the certificates replaced */
+} prov_ctx;
+
+static void prov_ctx_free(void *p)
+{
+    prov_ctx *c = p;
+
+    if (c == NULL)
+        return;
+    free(c->key);
+    free(c->label);
+    free(c->product);
+    free(c->serial);
+    free(c->batch);
+    free(c->factory);
+    free(c->firmware_version);
+    free(c->csr_pem);
+    kbr_scope_cleanup(&c->scope);
+    json_decref(c->superseded);
+    free(c);
+}
+
+static char *dup_opt(const char *s)
+{
+    return s != NULL ? strdup(s) : NULL;
+}
+
+/* The CA key: in the token's keys, active, a device-identity-ca serving product. */
+static kbr_err check_ca_key(kbd_req *r, const json_t *obj, const char *product, prov_ctx *c)
+{
+    const char *name = NULL;
+    const kbd_key *k;
+
+    if (kbd_json_name(obj, "key", true, &name, &r->msg) != KBR_OK)
+        return KBR_ERR_BAD_REQUEST;
+    r->rec->key = strdup(name);
+    if (!kbr_namelist_match(&r->tok->scope.keys, name))
+        return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN, "key: \"%s\" is outside the token's keys",
+                        name);
+    k = kbd_keys_find(r->d->keys, name);
+    if (k == NULL)
+        return kbr_fail(&r->msg, KBR_ERR_NOT_FOUND, "key: no key named \"%s\"", name);
+    if (k->retired)
+        return kbr_fail(&r->msg, KBR_ERR_CONFLICT, "key: \"%s\" is retired", name);
+    if (strcmp(k->purpose, "device-identity-ca") != 0)
+        return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
+                        "key: \"%s\" is a %s key; device certificates come from a "
+                        "device-identity-ca key",
+                        name, k->purpose);
+    if (!kbr_namelist_match(&r->tok->scope.products, product))
+        return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
+                        "product: \"%s\" is outside the token's products", product);
+    if (!kbd_key_serves_product(k, product))
+        return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
+                        "product: key \"%s\" does not serve product \"%s\"", name, product);
+    c->key = strdup(name);
+    c->label = strdup(k->hsm_label);
+    c->alg = k->alg;
+    return c->key == NULL || c->label == NULL ? KBR_ERR_NOMEM : KBR_OK;
+}
+
+static kbr_err check_batch(kbd_req *r, prov_ctx *c)
+{
+    kbd_batch *b;
+
+    if (!kbr_namelist_match(&r->tok->scope.batches, c->batch))
+        return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
+                        "device.batch: \"%s\" is outside the token's batches", c->batch);
+    b = kbd_batches_find(r->d->batches, c->batch);
+    if (b == NULL)
+        return kbr_fail(&r->msg, KBR_ERR_NOT_FOUND, "device.batch: no batch named \"%s\"",
+                        c->batch);
+    if (strcmp(b->factory, r->sub) != 0)
+        return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
+                        "device.batch: batch \"%s\" is ordered from %s, not %s", c->batch,
+                        b->factory, r->sub);
+    if (strcmp(b->product, c->product) != 0)
+        return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
+                        "device.batch: batch \"%s\" builds product \"%s\", not \"%s\"", c->batch,
+                        b->product, c->product);
+    if (b->provisioned + b->reserved >= b->quantity)
+        return kbr_fail(&r->msg, KBR_ERR_QUOTA,
+                        "device.batch: all %lld devices of batch \"%s\" are provisioned",
+                        (long long)b->quantity, c->batch);
+    c->factory = strdup(b->factory);
+    c->slot = b;
+    return c->factory == NULL ? KBR_ERR_NOMEM : KBR_OK;
+}
+
+static kbr_err parse_device(kbd_req *r, prov_ctx *c)
+{
+    static const char *const allowed[] = {"serial", "product", "batch", "firmware_version", NULL};
+    const json_t *d = json_object_get(r->body, "device");
+    const char *serial, *product, *batch, *fw;
+
+    if (!json_is_object(d))
+        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST,
+                        "device: required, {serial, product, batch, firmware_version}");
+    if (kbd_json_only(d, allowed, &r->msg) != KBR_OK ||
+        kbd_json_name(d, "serial", true, &serial, &r->msg) != KBR_OK ||
+        kbd_json_name(d, "product", true, &product, &r->msg) != KBR_OK ||
+        kbd_json_name(d, "batch", true, &batch, &r->msg) != KBR_OK ||
+        kbd_json_name(d, "firmware_version", false, &fw, &r->msg) != KBR_OK)
+        return kbd_msg_prefix(&r->msg, "device", KBR_ERR_BAD_REQUEST);
+    c->serial = strdup(serial);
+    c->product = strdup(product);
+    c->batch = strdup(batch);
+    c->firmware_version = dup_opt(fw);
+    return c->serial == NULL || c->product == NULL || c->batch == NULL ? KBR_ERR_NOMEM : KBR_OK;
+}
+
+static kbr_err parse_csr_field(kbd_req *r, prov_ctx *c)
+{
+    const char *csr = NULL;
+
+    if (kbd_json_str(r->body, "csr_pem", true, KBR_CA_CSR_MAX, &csr, &r->msg) != KBR_OK)
+        return KBR_ERR_BAD_REQUEST;
+    c->csr_pem = strdup(csr);
+    return c->csr_pem == NULL ? KBR_ERR_NOMEM : KBR_OK;
+}
+
+/* Shared by both endpoints: the CSR checked, the certificate made by the CA key in the HSM. */
+typedef struct {
+    kbr_ca_csr *csr;
+    kbr_ca_cert *cert;
+    char *chain;
+} issued;
+
+static void issued_cleanup(issued *i)
+{
+    kbr_ca_csr_free(i->csr);
+    kbr_ca_cert_free(i->cert);
+    free(i->chain);
+}
+
+static kbr_err load_issuer(kbd_req *r, kbd_worker *w, prov_ctx *c, kbr_ca_hsm_ctx *hctx,
+                           kbr_ca_issuer **issuer, char **chain)
+{
+    kbr_err err = KBR_OK;
+    json_t *key = NULL, *cert;
+    EVP_PKEY *pub = NULL;
+    kbr_ca_signer signer;
+
+    err = kbr_store_key_get(w->store, c->key, &key);
+    KBR_ENSURE(err == KBR_OK,
+               kbr_fail(&r->msg, KBR_ERR_AUDIT, "the key registry could not be read"));
+    cert = json_object_get(key, "certificate");
+    KBR_ENSURE(json_is_object(cert),
+               kbr_fail(&r->msg, KBR_ERR_CONFLICT,
+                        "key: \"%s\" has no CA certificate yet; attach one with POST "
+                        "/v1/keys/%s/certificate",
+                        c->key, c->key));
+    err = kbr_hsm_public_key(w->hsm, c->label, &pub);
+    kbd_note_hsm(r->d, err);
+    KBR_ENSURE(err == KBR_OK, kbr_fail(&r->msg, err, "the HSM did not give the CA public key"));
+    KBR_GUARD(kbr_ca_hsm_signer(w->hsm, c->label, c->alg, hctx, &signer));
+    KBR_GUARD(kbr_ca_issuer_new(json_string_value(json_object_get(cert, "pem")), &signer, pub,
+                                issuer, &r->msg));
+    if (asprintf(chain, "%s%s", json_string_value(json_object_get(cert, "pem")),
+                 json_string_value(json_object_get(cert, "chain_pem"))) < 0) {
+        *chain = NULL;
+        err = KBR_ERR_NOMEM;
+    }
+out:
+    json_decref(key);
+    EVP_PKEY_free(pub);
+    return err;
+}
+
+static kbr_err issue_cert(kbd_req *r, kbd_worker *w, prov_ctx *c, issued *out)
+{
+    kbr_err err = KBR_OK;
+    kbr_ca_hsm_ctx hctx;
+    kbr_ca_issuer *issuer = NULL;
+
+    KBR_GUARD(kbr_ca_csr_parse(c->csr_pem, &out->csr, &r->msg));
+    KBR_GUARD(load_issuer(r, w, c, &hctx, &issuer, &out->chain));
+    err = kbr_ca_issue_device(issuer, out->csr, c->serial, r->d->cfg.device_cert_days, time(NULL),
+                              &out->cert, &r->msg);
+    kbd_note_hsm(r->d, err);
+out:
+    kbr_ca_issuer_free(issuer);
+    return err;
+}
+
+static json_t *cert_effect_part(const issued *i)
+{
+    char not_after[KBR_TIME_LEN];
+
+    kbr_ca_cert_not_after_str(i->cert, not_after);
+    return json_pack("{s:s,s:s,s:s,s:s,s:s}", "serial_number", kbr_ca_cert_serial_hex(i->cert),
+                     "pem", kbr_ca_cert_pem(i->cert), "chain_pem", i->chain, "not_after", not_after,
+                     "fingerprint", kbr_ca_cert_fingerprint(i->cert));
+}
+
+/* The response and the audit record of an issued certificate; the effect comes from the caller. */
+static void record_issue(kbd_req *r, prov_ctx *c, const issued *i, json_t *effect)
+{
+    char not_after[KBR_TIME_LEN];
+    json_t *d = r->rec->detail;
+
+    kbr_ca_cert_not_after_str(i->cert, not_after);
+    r->rec->key_use = true;
+    r->rec->effects = json_pack("[o]", effect);
+    json_object_set_new(d, "device",
+                        json_pack("{s:s,s:s,s:s?,s:s?}", "serial", c->serial, "product", c->product,
+                                  "batch", c->batch, "firmware_version", c->firmware_version));
+    json_object_set_new(d, "csr_sha256", json_string(kbr_ca_csr_sha256_hex(i->csr)));
+    json_object_set_new(d, "csr_subject", json_string(kbr_ca_csr_subject(i->csr)));
+    json_object_set_new(d, "certificate",
+                        json_pack("{s:s,s:s,s:s}", "serial_number", kbr_ca_cert_serial_hex(i->cert),
+                                  "fingerprint", kbr_ca_cert_fingerprint(i->cert), "not_after",
+                                  not_after));
+    r->resp =
+        json_pack("{s:s,s:s,s:s,s:s,s:s}", "certificate_pem", kbr_ca_cert_pem(i->cert), "chain_pem",
+                  i->chain, "serial_number", kbr_ca_cert_serial_hex(i->cert), "not_after",
+                  not_after, "fingerprint_sha256", kbr_ca_cert_fingerprint(i->cert));
+    if (c->superseded != NULL) {
+        json_object_set(r->resp, "superseded", c->superseded);
+        json_object_set(d, "superseded", c->superseded);
+    }
+    r->add_audit_seq_to_resp = true;
+    r->status = 201;
+}
+
+static void fail_issue(kbd_req *r, kbr_err err)
+{
+    kbr_err shown = err;
+
+    /* CA-side refusals (no or unfit CA certificate) are the deployment's state */
+    if (err == KBR_ERR_CRYPTO)
+        shown = KBR_ERR_HSM;
+    kbd_req_error(r, shown, r->msg.text[0] != '\0' ? NULL : "the certificate could not be made: %s",
+                  kbr_err_str(err));
+}
+
+/* Ledger checks before the HSM is asked: a new serial, signed firmware. */
+static bool provision_precheck(kbd_req *r, kbd_worker *w, prov_ctx *c)
+{
+    json_t *found = NULL;
+    kbr_err err = kbr_store_device_get(w->store, c->product, c->serial, &found);
+
+    json_decref(found);
+    if (err == KBR_OK) {
+        kbd_req_error(r, KBR_ERR_CONFLICT,
+                      "device.serial: %s is already provisioned for product %s", c->serial,
+                      c->product);
+        return false;
+    }
+    if (err != KBR_ERR_NOT_FOUND) {
+        kbd_req_error(r, KBR_ERR_AUDIT, "the device ledger could not be read");
+        return false;
+    }
+    if (c->firmware_version == NULL)
+        return true;
+    err = kbr_store_firmware_get(w->store, c->product, c->firmware_version, &found);
+    json_decref(found);
+    if (err != KBR_OK)
+        kbd_req_error(r, err == KBR_ERR_NOT_FOUND ? err : KBR_ERR_AUDIT,
+                      "device.firmware_version: this broker never signed firmware %s %s",
+                      c->product, c->firmware_version);
+    return err == KBR_OK;
+}
+
+static void provision_work(kbd_req *r, kbd_worker *w)
+{
+    prov_ctx *c = r->ctx;
+    issued i = {NULL, NULL, NULL};
+    char now[KBR_TIME_LEN];
+    kbr_err err;
+
+    if (!provision_precheck(r, w, c))
+        return;
+    err = issue_cert(r, w, c, &i);
+    if (err != KBR_OK) {
+        fail_issue(r, err);
+        issued_cleanup(&i);
+        return;
+    }
+    kbr_time_fmt(time(NULL), now);
+    /* if a concurrent station took the serial first, the ledger turns this into a 409 */
+    snprintf(r->msg.text, sizeof(r->msg.text),
+             "device.serial: %s is already provisioned for product %s", c->serial, c->product);
+    record_issue(r, c, &i,
+                 json_pack("{s:s,s:s,s:s,s:s,s:s,s:s?,s:s,s:s,s:s,s:o}", "type", "device.provision",
+                           "product", c->product, "serial", c->serial, "batch", c->batch, "factory",
+                           c->factory, "firmware_version", c->firmware_version, "csr_sha256",
+                           kbr_ca_csr_sha256_hex(i.csr), "at", now, "issuer_key", c->key,
+                           "certificate", cert_effect_part(&i)));
+    issued_cleanup(&i);
+}
+
+/* Event thread, once the record settled (or the request was refused). */
+static void provision_settle(kbd_req *r, bool committed)
+{
+    prov_ctx *c = r->ctx;
+
+    if (!c->batch_reserved)
+        return;
+    c->slot->reserved--;
+    if (committed)
+        c->slot->provisioned++;
+    c->batch_reserved = false;
+}
+
+static kbr_err reserve(kbd_req *r, prov_ctx *c, bool batch)
+{
+    kbr_err err = kbr_policy_reserve_use(r->tok);
+
+    if (err != KBR_OK)
+        return kbr_fail(&r->msg, err, "token %s has used all of its max_uses", r->tok->jti);
+    r->use_reserved = true;
+    if (batch) {
+        c->slot->reserved++;
+        c->batch_reserved = true;
+    }
+    return KBR_OK;
+}
+
+static kbr_err new_ctx(kbd_req *r, prov_ctx **out)
+{
+    prov_ctx *c = calloc(1, sizeof(*c));
+
+    *out = c;
+    if (c == NULL)
+        return KBR_ERR_NOMEM;
+    r->ctx = c;
+    r->ctx_free = prov_ctx_free;
+    r->settle = provision_settle;
+    return KBR_OK;
+}
+
+kbr_err kbd_h_provision(kbd_req *r)
+{
+    static const char *const allowed[] = {"key", "csr_pem", "device", NULL};
+    prov_ctx *c = NULL;
+    kbr_err err = new_ctx(r, &c);
+
+    if (err != KBR_OK)
+        return err;
+    if (kbd_json_only(r->body, allowed, &r->msg) != KBR_OK)
+        return KBR_ERR_BAD_REQUEST;
+    err = parse_device(r, c);
+    if (err == KBR_OK)
+        err = parse_csr_field(r, c);
+    if (err == KBR_OK)
+        err = check_ca_key(r, r->body, c->product, c);
+    if (err == KBR_OK && !kbr_namelist_match(&r->tok->scope.devices, c->serial))
+        err = kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
+                       "device.serial: \"%s\" is outside the token's devices", c->serial);
+    if (err == KBR_OK)
+        err = check_batch(r, c);
+    if (err == KBR_OK)
+        err = reserve(r, c, true);
+    if (err != KBR_OK)
+        return err;
+    r->work = provision_work;
+    kbd_req_dispatch(r);
+    return KBR_OK;
+}
+
+/* ---- rotation ---- */
+
+static bool rotate_precheck(kbd_req *r, kbd_worker *w, prov_ctx *c)
+{
+    json_t *dev = NULL, *cert;
+    kbr_err err = kbr_store_device_get(w->store, c->product, c->serial, &dev);
+    const char *batch;
+    size_t i;
+
+    if (err != KBR_OK) {
+        kbd_req_error(r, err == KBR_ERR_NOT_FOUND ? err : KBR_ERR_AUDIT,
+                      "no device %s of product %s in the ledger", c->serial, c->product);
+        return false;
+    }
+    batch = json_string_value(json_object_get(dev, "batch"));
+    if (batch == NULL || !kbr_namelist_match(&c->scope.batches, batch)) {
+        kbd_req_error(r, KBR_ERR_FORBIDDEN,
+                      "device %s is in batch \"%s\", outside the token's batches", c->serial,
+                      batch != NULL ? batch : "");
+        json_decref(dev);
+        return false;
+    }
+    c->batch = strdup(batch);
+    c->superseded = json_array();
+    json_array_foreach(json_object_get(dev, "certificates"), i, cert)
+    {
+        if (json_is_null(json_object_get(cert, "superseded_at")))
+            json_array_append(c->superseded, json_object_get(cert, "fingerprint"));
+    }
+    json_decref(dev);
+    return true;
+}
+
+static void rotate_work(kbd_req *r, kbd_worker *w)
+{
+    prov_ctx *c = r->ctx;
+    issued i = {NULL, NULL, NULL};
+    char now[KBR_TIME_LEN];
+    kbr_err err;
+
+    if (!rotate_precheck(r, w, c))
+        return;
+    err = issue_cert(r, w, c, &i);
+    if (err != KBR_OK) {
+        fail_issue(r, err);
+        issued_cleanup(&i);
+        return;
+    }
+    kbr_time_fmt(time(NULL), now);
+    record_issue(r, c, &i,
+                 json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:o}", "type", "device.rotate", "product",
+                           c->product, "serial", c->serial, "at", now, "csr_sha256",
+                           kbr_ca_csr_sha256_hex(i.csr), "issuer_key", c->key, "certificate",
+                           cert_effect_part(&i)));
+    issued_cleanup(&i);
+}
+
+kbr_err kbd_h_rotate(kbd_req *r)
+{
+    static const char *const allowed[] = {"key", "csr_pem", "product", NULL};
+    const char *product = NULL;
+    prov_ctx *c = NULL;
+    kbr_err err = new_ctx(r, &c);
+
+    if (err != KBR_OK)
+        return err;
+    if (kbd_json_only(r->body, allowed, &r->msg) != KBR_OK ||
+        kbd_json_name(r->body, "product", true, &product, &r->msg) != KBR_OK)
+        return KBR_ERR_BAD_REQUEST;
+    if (!kbd_valid_name(r->arg))
+        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "device serial in the path is not valid");
+    c->serial = strdup(r->arg);
+    c->product = strdup(product);
+    if (c->serial == NULL || c->product == NULL ||
+        kbd_scope_copy(&r->tok->scope, &c->scope) != KBR_OK)
+        return KBR_ERR_NOMEM;
+    err = parse_csr_field(r, c);
+    if (err == KBR_OK)
+        err = check_ca_key(r, r->body, c->product, c);
+    if (err == KBR_OK && !kbr_namelist_match(&r->tok->scope.devices, c->serial))
+        err = kbr_fail(&r->msg, KBR_ERR_FORBIDDEN, "device \"%s\" is outside the token's devices",
+                       c->serial);
+    if (err == KBR_OK)
+        err = reserve(r, c, false);
+    if (err != KBR_OK)
+        return err;
+    r->work = rotate_work;
+    kbd_req_dispatch(r);
+    return KBR_OK;
+}

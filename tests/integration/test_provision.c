@@ -1,0 +1,505 @@
+/*
+ * test_provision.c - factory provisioning over real HTTP: device
+ * certificates from a CA key in SoftHSM2, checked with OpenSSL; exact batch
+ * quotas under concurrency and across restarts; rotation; the audit trail.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include "harness.h"
+#include "kbr_audit.h"
+
+static kbt_env *env;
+static char *factory;  /* factory:acme, batch b-main */
+static char *intruder; /* factory:other, same scope otherwise */
+static X509 *ca_cert;
+
+static char *json_field(kbt_resp *r, const char *name)
+{
+    const char *v = json_string_value(json_object_get(r->json, name));
+    return v != NULL ? strdup(v) : NULL;
+}
+
+static X509 *pem_cert(const char *pem)
+{
+    BIO *b = BIO_new_mem_buf(pem, -1);
+    X509 *x = PEM_read_bio_X509(b, NULL, NULL, NULL);
+
+    BIO_free(b);
+    return x;
+}
+
+/* A device key and its CSR asking for a subject of the device's (or an attacker's) choosing. */
+static char *make_csr(EVP_PKEY **key_out, const char *cn)
+{
+    EVP_PKEY *key = EVP_EC_gen("P-256");
+    X509_REQ *req = X509_REQ_new();
+    X509_NAME *name = X509_NAME_new();
+    BIO *b = BIO_new(BIO_s_mem());
+    char *data, *pem;
+    long len;
+
+    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0);
+    X509_REQ_set_subject_name(req, name);
+    X509_REQ_set_pubkey(req, key);
+    assert_true(X509_REQ_sign(req, key, EVP_sha256()) > 0);
+    PEM_write_bio_X509_REQ(b, req);
+    len = BIO_get_mem_data(b, &data);
+    pem = strndup(data, (size_t)len);
+    BIO_free(b);
+    X509_NAME_free(name);
+    X509_REQ_free(req);
+    if (key_out != NULL)
+        *key_out = key;
+    else
+        EVP_PKEY_free(key);
+    return pem;
+}
+
+/* The same CSR with one bit of its signature flipped. */
+static char *tamper_csr(const char *pem)
+{
+    BIO *in = BIO_new_mem_buf(pem, -1), *out = BIO_new(BIO_s_mem());
+    X509_REQ *req = PEM_read_bio_X509_REQ(in, NULL, NULL, NULL);
+    unsigned char *der = NULL;
+    int n = i2d_X509_REQ(req, &der);
+    char *data, *res;
+    long len;
+
+    der[n - 1] ^= 0x01;
+    PEM_write_bio(out, "CERTIFICATE REQUEST", "", der, n);
+    len = BIO_get_mem_data(out, &data);
+    res = strndup(data, (size_t)len);
+    OPENSSL_free(der);
+    X509_REQ_free(req);
+    BIO_free(in);
+    BIO_free(out);
+    return res;
+}
+
+static kbt_resp provision_as(kbt_env *e, const char *tok, const char *serial, const char *batch,
+                             const char *csr, const char *fw)
+{
+    json_t *body =
+        json_pack("{s:s,s:s,s:{s:s,s:s,s:s,s:s?}}", "key", "ca-gw", "csr_pem", csr, "device",
+                  "serial", serial, "product", "gateway", "batch", batch, "firmware_version", fw);
+    kbt_resp r = kbt_callj(e, "POST", "/v1/provision", tok, body);
+
+    json_decref(body);
+    return r;
+}
+
+static void expect_status(kbt_resp *r, long status, const char *code, const char *needle)
+{
+    if (r->status != status || (code != NULL && strcmp(kbt_err_code(r), code) != 0) ||
+        (needle != NULL && strstr(kbt_err_message(r), needle) == NULL))
+        fail_msg("expected %ld %s \"%s\", got %ld %s", status, code ? code : "",
+                 needle ? needle : "", r->status, r->body);
+    assert_true(r->audit_seq > 0);
+    kbt_resp_free(r);
+}
+
+static void make_batch(const char *name, const char *fac, int quantity, const char *market)
+{
+    char body[512];
+    kbt_resp r;
+
+    snprintf(body, sizeof(body),
+             "{\"batch\":\"%s\",\"product\":\"gateway\",\"factory\":\"%s\",\"quantity\":%d,"
+             "\"market\":[\"%s\"]}",
+             name, fac, quantity, market);
+    r = kbt_call(env, "POST", "/v1/batches", env->admin, body);
+    if (r.status != 201)
+        fail_msg("batch %s: %ld %s", name, r.status, r.body);
+    kbt_resp_free(&r);
+}
+
+static int setup(void **state)
+{
+    kbt_resp r;
+
+    (void)state;
+    env = kbt_start(NULL);
+    kbt_key(env, "ca-gw", "device-identity-ca", "ecdsa-p256", "gateway");
+    kbt_key(env, "fw-gw", "firmware-signing", "ecdsa-p256", "gateway");
+    r = kbt_call(env, "POST", "/v1/keys/ca-gw/certificate", env->admin,
+                 "{\"self_signed\":{\"subject\":\"CN=Gateway Device CA,O=Example OEM,C=DE\","
+                 "\"days\":3650}}");
+    if (r.status != 201)
+        fail_msg("CA certificate: %ld %s", r.status, r.body);
+    ca_cert =
+        pem_cert(json_string_value(json_object_get(json_object_get(r.json, "certificate"), "pem")));
+    assert_non_null(ca_cert);
+    kbt_resp_free(&r);
+    make_batch("b-main", "factory:acme", 100, "DE");
+    make_batch("b-small", "factory:acme", 12, "US");
+    make_batch("b-other", "factory:other", 5, "FR");
+    factory =
+        kbt_token(env, "{\"sub\":\"factory:acme\",\"ops\":[\"provision\"],\"keys\":[\"ca-gw\"],"
+                       "\"products\":[\"gateway\"],\"batches\":[\"b-main\",\"b-small\"],"
+                       "\"ttl\":3600}");
+    intruder =
+        kbt_token(env, "{\"sub\":\"factory:other\",\"ops\":[\"provision\"],\"keys\":[\"ca-gw\"],"
+                       "\"products\":[\"gateway\"],\"ttl\":3600}");
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    X509_free(ca_cert);
+    free(factory);
+    free(intruder);
+    kbt_free(env);
+    return 0;
+}
+
+static void check_device_cert(const char *pem, const char *chain, const char *serial,
+                              EVP_PKEY *device_key)
+{
+    X509 *x = pem_cert(pem);
+    X509_STORE *store = X509_STORE_new();
+    X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+    char cn[128];
+    X509 *chain_first = pem_cert(chain);
+
+    assert_non_null(x);
+    /* the chain the broker returns starts with the CA certificate */
+    assert_int_equal(X509_cmp(chain_first, ca_cert), 0);
+    X509_STORE_add_cert(store, ca_cert);
+    X509_STORE_CTX_init(ctx, store, x, NULL);
+    X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT);
+    if (X509_verify_cert(ctx) != 1)
+        fail_msg("device certificate does not verify: %s",
+                 X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx)));
+    /* subject is exactly CN=<serial>, whatever the CSR asked for */
+    assert_int_equal(X509_NAME_entry_count(X509_get_subject_name(x)), 1);
+    X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName, cn, sizeof(cn));
+    assert_string_equal(cn, serial);
+    assert_int_equal(EVP_PKEY_eq(X509_get0_pubkey(x), device_key), 1);
+    assert_int_equal(X509_check_ca(x), 0);
+    X509_STORE_CTX_free(ctx);
+    X509_STORE_free(store);
+    X509_free(chain_first);
+    X509_free(x);
+}
+
+static void test_key_certificate(void **state)
+{
+    kbt_resp r;
+    char *pem;
+
+    (void)state;
+    r = kbt_call(env, "GET", "/v1/keys/ca-gw", env->admin, NULL);
+    assert_int_equal(r.status, 200);
+    assert_non_null(
+        json_string_value(json_object_get(json_object_get(r.json, "certificate"), "not_after")));
+    kbt_resp_free(&r);
+    assert_int_equal(X509_check_ca(ca_cert), 1);
+    /* a foreign certificate that does not carry the key's public key */
+    pem = make_csr(NULL, "x"); /* not even a certificate */
+    json_t *body = json_pack("{s:s}", "pem", pem);
+    r = kbt_callj(env, "POST", "/v1/keys/fw-gw/certificate", env->admin, body);
+    expect_status(&r, 400, "bad_request", "pem");
+    json_decref(body);
+    free(pem);
+    /* the CA certificate of ca-gw does not match fw-gw */
+    {
+        BIO *b = BIO_new(BIO_s_mem());
+        char *data;
+        long len;
+        PEM_write_bio_X509(b, ca_cert);
+        len = BIO_get_mem_data(b, &data);
+        pem = strndup(data, (size_t)len);
+        BIO_free(b);
+    }
+    body = json_pack("{s:s}", "pem", pem);
+    r = kbt_callj(env, "POST", "/v1/keys/fw-gw/certificate", env->admin, body);
+    expect_status(&r, 400, "bad_request", "does not match");
+    json_decref(body);
+    /* ... but it does match ca-gw itself */
+    body = json_pack("{s:s}", "pem", pem);
+    r = kbt_callj(env, "POST", "/v1/keys/ca-gw/certificate", env->admin, body);
+    expect_status(&r, 409, "conflict", NULL); /* the same certificate is already attached */
+    json_decref(body);
+    free(pem);
+    r = kbt_call(env, "POST", "/v1/keys/fw-gw/certificate", env->admin,
+                 "{\"self_signed\":{\"subject\":\"CN=x\",\"days\":1}}");
+    expect_status(&r, 400, "bad_request", "device-identity-ca");
+    r = kbt_call(env, "POST", "/v1/keys/ca-gw/certificate", env->admin,
+                 "{\"self_signed\":{\"subject\":\"XX=x\",\"days\":1}}");
+    expect_status(&r, 400, "bad_request", "self_signed.subject");
+}
+
+static void test_provision_and_verify(void **state)
+{
+    EVP_PKEY *dk = NULL;
+    char *csr = make_csr(&dk, "attacker-chosen-name");
+    kbt_resp r = provision_as(env, factory, "GW-0001", "b-main", csr, NULL);
+    char *pem, *chain;
+
+    (void)state;
+    if (r.status != 201)
+        fail_msg("provision: %ld %s", r.status, r.body);
+    assert_int_equal(json_integer_value(json_object_get(r.json, "audit_seq")), r.audit_seq);
+    assert_int_equal(strlen(json_string_value(json_object_get(r.json, "fingerprint_sha256"))), 64);
+    pem = json_field(&r, "certificate_pem");
+    chain = json_field(&r, "chain_pem");
+    check_device_cert(pem, chain, "GW-0001", dk);
+    kbt_resp_free(&r);
+    /* the same serial again: 409, nothing issued */
+    r = provision_as(env, factory, "GW-0001", "b-main", csr, NULL);
+    expect_status(&r, 409, "conflict", "GW-0001");
+    r = kbt_call(env, "GET", "/v1/batches/b-main", env->admin, NULL);
+    assert_int_equal(json_integer_value(json_object_get(r.json, "provisioned")), 1);
+    kbt_resp_free(&r);
+    free(pem);
+    free(chain);
+    free(csr);
+    EVP_PKEY_free(dk);
+}
+
+static void test_bad_csr(void **state)
+{
+    char *csr = make_csr(NULL, "x"), *bad = tamper_csr(csr);
+    kbt_resp r;
+
+    (void)state;
+    r = provision_as(env, factory, "GW-0002", "b-main", bad, NULL);
+    expect_status(&r, 400, "bad_request", "proof of possession");
+    r = provision_as(env, factory, "GW-0002", "b-main", "-----BEGIN NONSENSE-----\nAAAA\n", NULL);
+    expect_status(&r, 400, "bad_request", "csr_pem");
+    r = provision_as(env, factory, "GW-0002", "b-main", "", NULL);
+    expect_status(&r, 400, "bad_request", "csr_pem");
+    r = kbt_call(env, "GET", "/v1/batches/b-main", env->admin, NULL);
+    assert_int_equal(json_integer_value(json_object_get(r.json, "provisioned")), 1);
+    kbt_resp_free(&r);
+    free(csr);
+    free(bad);
+}
+
+static void test_scope(void **state)
+{
+    char *csr = make_csr(NULL, "x");
+    char *narrow = kbt_token(env, "{\"sub\":\"factory:acme\",\"ops\":[\"provision\"],"
+                                  "\"batches\":[\"b-small\"],\"devices\":[\"GW-9*\"],\"ttl\":600}");
+    kbt_resp r;
+
+    (void)state;
+    /* another factory's token, into acme's batch */
+    r = provision_as(env, intruder, "GW-0100", "b-main", csr, NULL);
+    expect_status(&r, 403, "forbidden", "factory:acme");
+    /* acme's token, into a batch outside its scope (b-other belongs to factory:other) */
+    r = provision_as(env, factory, "GW-0100", "b-other", csr, NULL);
+    expect_status(&r, 403, "forbidden", "b-other");
+    r = provision_as(env, narrow, "GW-9100", "b-main", csr, NULL);
+    expect_status(&r, 403, "forbidden", "b-main");
+    r = provision_as(env, narrow, "GW-0100", "b-small", csr, NULL);
+    expect_status(&r, 403, "forbidden", "GW-0100"); /* outside the devices scope */
+    r = provision_as(env, factory, "GW-0100", "no-such-batch", csr, NULL);
+    expect_status(&r, 403, "forbidden", NULL); /* not even named in its scope */
+    r = provision_as(env, env->admin, "GW-0100", "b-main", csr, "9.9.9");
+    expect_status(&r, 403, "forbidden", "factory:acme"); /* admins are not factories */
+    free(narrow);
+    free(csr);
+}
+
+static void test_firmware_version_must_be_signed(void **state)
+{
+    char *csr = make_csr(NULL, "x");
+    kbt_resp r = provision_as(env, factory, "GW-0200", "b-main", csr, "0.0.1-never-signed");
+
+    (void)state;
+    expect_status(&r, 404, "not_found", "firmware_version");
+    free(csr);
+}
+
+typedef struct {
+    const char *csr;
+    int index;
+    long status;
+    char code[32];
+} station;
+
+static void *station_run(void *p)
+{
+    station *s = p;
+    kbt_env local = *env;
+    char serial[32];
+    kbt_resp r;
+
+    local.curl = curl_easy_init();
+    snprintf(serial, sizeof(serial), "GW-Q%03d", s->index);
+    r = provision_as(&local, factory, serial, "b-small", s->csr, NULL);
+    s->status = r.status;
+    snprintf(s->code, sizeof(s->code), "%s", kbt_err_code(&r));
+    kbt_resp_free(&r);
+    curl_easy_cleanup(local.curl);
+    return NULL;
+}
+
+static long batch_count(const char *batch)
+{
+    char path[64];
+    kbt_resp r;
+    long n;
+
+    snprintf(path, sizeof(path), "/v1/batches/%s", batch);
+    r = kbt_call(env, "GET", path, env->admin, NULL);
+    assert_int_equal(r.status, 200);
+    n = (long)json_integer_value(json_object_get(r.json, "provisioned"));
+    kbt_resp_free(&r);
+    return n;
+}
+
+static void test_exact_quota(void **state)
+{
+    char *csr = make_csr(NULL, "x");
+    pthread_t th[30];
+    station st[30];
+    int ok = 0, exhausted = 0;
+    kbt_resp r;
+
+    (void)state;
+    /* b-small has 12 slots: use 2 now, leaving 10 for 30 concurrent stations */
+    r = provision_as(env, factory, "GW-S1", "b-small", csr, NULL);
+    assert_int_equal(r.status, 201);
+    kbt_resp_free(&r);
+    r = provision_as(env, factory, "GW-S2", "b-small", csr, NULL);
+    assert_int_equal(r.status, 201);
+    kbt_resp_free(&r);
+    for (int i = 0; i < 30; i++) {
+        st[i] = (station){csr, i, 0, ""};
+        assert_int_equal(pthread_create(&th[i], NULL, station_run, &st[i]), 0);
+    }
+    for (int i = 0; i < 30; i++)
+        pthread_join(th[i], NULL);
+    for (int i = 0; i < 30; i++) {
+        ok += st[i].status == 201;
+        exhausted += st[i].status == 429 && strcmp(st[i].code, "quota_exhausted") == 0;
+    }
+    assert_int_equal(ok, 10);
+    assert_int_equal(exhausted, 20);
+    assert_int_equal(batch_count("b-small"), 12);
+    /* the count is the ledger's: it survives a restart and a kill -9 */
+    kbt_restart(env);
+    assert_int_equal(batch_count("b-small"), 12);
+    r = provision_as(env, factory, "GW-S99", "b-small", csr, NULL);
+    expect_status(&r, 429, "quota_exhausted", "b-small");
+    kbt_kill_restart(env);
+    assert_int_equal(batch_count("b-small"), 12);
+    r = provision_as(env, factory, "GW-S99", "b-small", csr, NULL);
+    expect_status(&r, 429, "quota_exhausted", NULL);
+    free(csr);
+}
+
+static void test_token_max_uses(void **state)
+{
+    char *csr = make_csr(NULL, "x");
+    char *two = kbt_token(env, "{\"sub\":\"factory:acme\",\"ops\":[\"provision\"],"
+                               "\"batches\":[\"b-main\"],\"max_uses\":2,\"ttl\":600}");
+    kbt_resp r;
+
+    (void)state;
+    for (int i = 0; i < 2; i++) {
+        char serial[16];
+        snprintf(serial, sizeof(serial), "GW-M%d", i);
+        r = provision_as(env, two, serial, "b-main", csr, NULL);
+        assert_int_equal(r.status, 201);
+        kbt_resp_free(&r);
+    }
+    r = provision_as(env, two, "GW-M9", "b-main", csr, NULL);
+    expect_status(&r, 429, "quota_exhausted", "max_uses");
+    free(two);
+    free(csr);
+}
+
+static void test_rotation(void **state)
+{
+    char *ota = kbt_token(env, "{\"sub\":\"ota:fleet\",\"ops\":[\"rotate\"],\"keys\":[\"ca-gw\"],"
+                               "\"products\":[\"gateway\"],\"ttl\":600}");
+    EVP_PKEY *dk = NULL;
+    char *csr = make_csr(&dk, "GW-0001"), *pem, *chain;
+    json_t *body = json_pack("{s:s,s:s,s:s}", "key", "ca-gw", "csr_pem", csr, "product", "gateway");
+    kbt_resp r = kbt_callj(env, "POST", "/v1/devices/GW-0001/certificates", ota, body);
+
+    (void)state;
+    if (r.status != 201)
+        fail_msg("rotate: %ld %s", r.status, r.body);
+    assert_int_equal(json_array_size(json_object_get(r.json, "superseded")), 1);
+    pem = json_field(&r, "certificate_pem");
+    chain = json_field(&r, "chain_pem");
+    check_device_cert(pem, chain, "GW-0001", dk);
+    kbt_resp_free(&r);
+    r = kbt_callj(env, "POST", "/v1/devices/GW-NOPE/certificates", ota, body);
+    expect_status(&r, 404, "not_found", "GW-NOPE");
+    r = kbt_callj(env, "POST", "/v1/devices/GW-0001/certificates", factory, body);
+    expect_status(&r, 403, "forbidden", "rotate");
+    json_decref(body);
+    free(pem);
+    free(chain);
+    free(csr);
+    free(ota);
+    EVP_PKEY_free(dk);
+}
+
+static void test_audit_has_every_certificate(void **state)
+{
+    json_t *all = kbt_audit_all(env), *e;
+    size_t i;
+    int issued = 0;
+    kbr_msg msg = {{0}};
+
+    (void)state;
+    assert_int_equal(kbr_audit_verify_entries(all, 1,
+                                              "00000000000000000000000000000000"
+                                              "00000000000000000000000000000000",
+                                              &msg),
+                     KBR_OK);
+    json_array_foreach(all, i, e)
+    {
+        const char *op = json_string_value(json_object_get(e, "op"));
+        const char *outcome = json_string_value(json_object_get(e, "outcome"));
+        json_t *cert = json_object_get(json_object_get(e, "detail"), "certificate");
+        if ((strcmp(op, "provision") != 0 && strcmp(op, "rotate") != 0) ||
+            strcmp(outcome, "ok") != 0)
+            continue;
+        assert_int_equal(strlen(json_string_value(json_object_get(cert, "fingerprint"))), 64);
+        assert_non_null(
+            json_string_value(json_object_get(json_object_get(e, "detail"), "csr_sha256")));
+        issued++;
+    }
+    /* GW-0001, GW-S1, GW-S2, 10 concurrent, GW-M0, GW-M1, one rotation */
+    assert_int_equal(issued, 1 + 2 + 10 + 2 + 1);
+    json_decref(all);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_key_certificate),
+        cmocka_unit_test(test_provision_and_verify),
+        cmocka_unit_test(test_bad_csr),
+        cmocka_unit_test(test_scope),
+        cmocka_unit_test(test_firmware_version_must_be_signed),
+        cmocka_unit_test(test_exact_quota),
+        cmocka_unit_test(test_token_max_uses),
+        cmocka_unit_test(test_rotation),
+        cmocka_unit_test(test_audit_has_every_certificate),
+    };
+
+    return cmocka_run_group_tests_name("provisioning", tests, setup, teardown);
+}

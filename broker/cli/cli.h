@@ -215,6 +215,25 @@ extern const cli_command cli_cmd_token_issue, cli_cmd_token_list, cli_cmd_token_
     cli_cmd_revoke;
 extern const cli_command cli_cmd_sign;
 extern const cli_command cli_cmd_audit_list, cli_cmd_audit_export, cli_cmd_health, cli_cmd_jwks;
+extern const cli_command cli_cmd_batch_create, cli_cmd_batch_show;
+extern const cli_command cli_cmd_key_certificate, cli_cmd_provision, cli_cmd_rotate;
+
+/*
+ * Request bodies of the factory commands, built from options parsed against
+ * the command's own spec.  Bad input (a value out of range, a market that is
+ * not a country code, a file that is not the PEM the option wants, missing
+ * or conflicting options) is KBR_ERR_BAD_REQUEST; an unreadable file
+ * KBR_ERR_IO and an oversized one KBR_ERR_TOO_LARGE; msg names the option.
+ * Caller frees *out with json_decref.
+ */
+/* POST /v1/batches: --quantity 1..100000000, --factory factory:NAME, --market upper-cased. */
+KBR_WUR kbr_err cli_batch_body(const cli_args *a, json_t **out, kbr_msg *msg);
+/* POST /v1/keys/{name}/certificate: --self-signed --subject --days, or --pem FILE. */
+KBR_WUR kbr_err cli_key_cert_body(const cli_args *a, json_t **out, kbr_msg *msg);
+/* POST /v1/provision: --key, --csr FILE, and the device from --serial --product --batch. */
+KBR_WUR kbr_err cli_provision_body(const cli_args *a, json_t **out, kbr_msg *msg);
+/* POST /v1/devices/{serial}/certificates: --key, --csr FILE, --product. */
+KBR_WUR kbr_err cli_rotate_body(const cli_args *a, json_t **out, kbr_msg *msg);
 
 /* ---- output shared by the commands (output.c) ---- */
 

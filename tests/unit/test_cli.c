@@ -1,6 +1,7 @@
 /*
  * test_cli.c - the keybroker CLI's pure parts: option parsing, list
- * splitting, tables, local digests, SBOM encoding and sign request bodies.
+ * splitting, tables, local digests, SBOM encoding, sign request bodies and
+ * the factory commands' request bodies (batches, CA and device certificates).
  *
  * The CLI's sources are not in libkbr.a (they belong to bin/keybroker), so
  * the files under test are included directly; none of them has main().
@@ -20,6 +21,11 @@
 #include "../../broker/cli/args.c"
 #include "../../broker/cli/sign.c"
 #include "../../broker/cli/table.c"
+/* The factory commands' request bodies sit beside the calls that send them. */
+#include "../../broker/cli/cmd_batch.c"
+#include "../../broker/cli/cmd_provision.c"
+#include "../../broker/cli/http.c"
+#include "../../broker/cli/output.c"
 
 /* ---- fixtures ---- */
 
@@ -628,6 +634,330 @@ static void test_file_b64_limit(void **state)
     assert_non_null(strstr(msg.text, "larger than 4 bytes"));
 }
 
+/* ---- factory commands: batches, CA and device certificates ---- */
+
+static void expect_cmd_usage(const cli_command *cmd, int argc, char **argv, const char *text)
+{
+    expect_usage(&cmd->spec, argc, argv, text);
+}
+
+/* Parses argv against cmd and builds its body with make; returns what make returned. */
+static kbr_err cmd_body(const cli_command *cmd,
+                        kbr_err (*make)(const cli_args *, json_t **, kbr_msg *), int argc,
+                        char **argv, json_t **body, kbr_msg *msg)
+{
+    cli_args *a = NULL;
+    kbr_err err;
+
+    assert_int_equal(parse(&cmd->spec, argc, argv, &a, msg), KBR_OK);
+    err = make(a, body, msg);
+    cli_args_free(a);
+    if (err != KBR_OK)
+        assert_null(*body);
+    return err;
+}
+
+static void expect_body_usage(const cli_command *cmd,
+                              kbr_err (*make)(const cli_args *, json_t **, kbr_msg *), int argc,
+                              char **argv, kbr_err code, const char *text)
+{
+    json_t *body = NULL;
+    kbr_msg msg;
+
+    assert_int_equal(cmd_body(cmd, make, argc, argv, &body, &msg), code);
+    if (strstr(msg.text, text) == NULL)
+        fail_msg("message '%s' does not contain '%s'", msg.text, text);
+}
+
+static const char *json_at_str(const json_t *obj, const char *path)
+{
+    const char *s = json_string_value(cli_json_path(obj, path));
+
+    if (s == NULL)
+        fail_msg("no string at %s", path);
+    return s;
+}
+
+static void test_batch_body_markets(void **state)
+{
+    char *argv[] = {"b-2026-11",  "--product", "gateway",  "--factory", "factory:acme",
+                    "--quantity", "500",       "--market", "DE,fr",     "--market=IT"};
+    json_t *body = NULL, *want = json_loads("[\"DE\",\"FR\",\"IT\"]", 0, NULL);
+    kbr_msg msg;
+
+    (void)state;
+    assert_int_equal(cmd_body(&cli_cmd_batch_create, cli_batch_body, ARGC(argv), argv, &body, &msg),
+                     KBR_OK);
+    assert_string_equal(json_at_str(body, "batch"), "b-2026-11");
+    assert_string_equal(json_at_str(body, "product"), "gateway");
+    assert_string_equal(json_at_str(body, "factory"), "factory:acme");
+    assert_true(json_is_integer(json_object_get(body, "quantity")));
+    assert_int_equal(json_integer_value(json_object_get(body, "quantity")), 500);
+    assert_true(json_equal(json_object_get(body, "market"), want));
+    assert_int_equal(json_object_size(body), 5);
+    json_decref(body);
+    json_decref(want);
+}
+
+static void test_batch_body_bad_markets(void **state)
+{
+    static const char *const bad[] = {"DEU", "D", "D1", "DE,XYZ", "D-"};
+    char value[16];
+    char *argv[] = {"b1",         "--product", "gw",       "--factory", "factory:acme",
+                    "--quantity", "3",         "--market", value};
+    char *twice[] = {"b1",           "--product",  "gw", "--factory",
+                     "factory:acme", "--quantity", "3",  "--market",
+                     "DE",           "--market",   "de"};
+    char *empty_item[] = {"b1",         "--product", "gw",       "--factory", "factory:acme",
+                          "--quantity", "3",         "--market", "DE,"};
+    char *none[] = {"b1", "--product", "gw", "--factory", "factory:acme", "--quantity", "3"};
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        snprintf(value, sizeof(value), "%s", bad[i]);
+        expect_body_usage(&cli_cmd_batch_create, cli_batch_body, ARGC(argv), argv,
+                          KBR_ERR_BAD_REQUEST, "alpha-2");
+    }
+    expect_body_usage(&cli_cmd_batch_create, cli_batch_body, ARGC(twice), twice,
+                      KBR_ERR_BAD_REQUEST, "--market DE given more than once");
+    expect_cmd_usage(&cli_cmd_batch_create, ARGC(empty_item), empty_item, "empty item in --market");
+    expect_cmd_usage(&cli_cmd_batch_create, ARGC(none), none, "missing required option --market");
+}
+
+static void test_batch_body_bad_quantity(void **state)
+{
+    static const char *const out_of_range[] = {"0", "100000001", "9223372036854775807"};
+    static const char *const not_numbers[] = {"-1", "ten", "3.5", "1e3"};
+    char value[32];
+    char *argv[] = {"b1",       "--product", "gw",         "--factory", "factory:acme",
+                    "--market", "DE",        "--quantity", value};
+    char *missing[] = {"b1", "--product", "gw", "--factory", "factory:acme", "--market", "DE"};
+    json_t *body = NULL;
+    kbr_msg msg;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(out_of_range) / sizeof(out_of_range[0]); i++) {
+        snprintf(value, sizeof(value), "%s", out_of_range[i]);
+        expect_body_usage(&cli_cmd_batch_create, cli_batch_body, ARGC(argv), argv,
+                          KBR_ERR_BAD_REQUEST, "--quantity must be between 1 and 100000000");
+    }
+    for (size_t i = 0; i < sizeof(not_numbers) / sizeof(not_numbers[0]); i++) {
+        snprintf(value, sizeof(value), "%s", not_numbers[i]);
+        expect_cmd_usage(&cli_cmd_batch_create, ARGC(argv), argv, "--quantity");
+    }
+    expect_cmd_usage(&cli_cmd_batch_create, ARGC(missing), missing,
+                     "missing required option --quantity");
+    snprintf(value, sizeof(value), "100000000");
+    assert_int_equal(cmd_body(&cli_cmd_batch_create, cli_batch_body, ARGC(argv), argv, &body, &msg),
+                     KBR_OK);
+    assert_int_equal(json_integer_value(json_object_get(body, "quantity")), 100000000);
+    json_decref(body);
+}
+
+static void test_batch_body_factory(void **state)
+{
+    static const char *const bad[] = {"acme", "factory:", "ci:acme", "Factory:acme"};
+    char value[32];
+    char *argv[] = {"b1",       "--product", "gw",        "--quantity", "3",
+                    "--market", "DE",        "--factory", value};
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        snprintf(value, sizeof(value), "%s", bad[i]);
+        expect_body_usage(&cli_cmd_batch_create, cli_batch_body, ARGC(argv), argv,
+                          KBR_ERR_BAD_REQUEST, "--factory must be the factory's principal");
+    }
+}
+
+/* A CSR and a certificate from the openssl tool, as a factory station makes them. */
+static void make_pems(const tmpdir *t)
+{
+    char cmd[1024];
+
+    snprintf(cmd, sizeof(cmd),
+             "cd '%s' && openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+             "-keyout dev.key -subj /CN=SN0001 -out dev.csr 2>/dev/null && "
+             "openssl req -x509 -key dev.key -subj /CN=ca -days 2 -out ca.pem 2>/dev/null",
+             t->dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+static void file_text(const char *path, char **out)
+{
+    assert_int_equal(kbr_file_read(path, 65536, out, NULL), KBR_OK);
+}
+
+static void test_provision_body(void **state)
+{
+    const tmpdir *t = *state;
+    char csr[128], *csr_pem = NULL;
+    char *argv[] = {"--csr",   csr,     "--serial",           "SN0001",
+                    "--batch", "b1",    "--product",          "gateway",
+                    "--key",   "ca-gw", "--firmware-version", "1.4.2"};
+    char *no_fw[] = {"--csr", csr,         "--serial", "SN0002", "--batch",
+                     "b1",    "--product", "gateway",  "--key",  "ca-gw"};
+    json_t *body = NULL;
+    kbr_msg msg;
+
+    make_pems(t);
+    tmp_path(t, "dev.csr", csr, sizeof(csr));
+    file_text(csr, &csr_pem);
+    assert_int_equal(
+        cmd_body(&cli_cmd_provision, cli_provision_body, ARGC(argv), argv, &body, &msg), KBR_OK);
+    assert_string_equal(json_at_str(body, "key"), "ca-gw");
+    /* The CSR goes byte for byte: its signature is the device's proof of possession. */
+    assert_string_equal(json_at_str(body, "csr_pem"), csr_pem);
+    assert_string_equal(json_at_str(body, "device.serial"), "SN0001");
+    assert_string_equal(json_at_str(body, "device.product"), "gateway");
+    assert_string_equal(json_at_str(body, "device.batch"), "b1");
+    assert_string_equal(json_at_str(body, "device.firmware_version"), "1.4.2");
+    assert_int_equal(json_object_size(body), 3);
+    json_decref(body);
+    assert_int_equal(
+        cmd_body(&cli_cmd_provision, cli_provision_body, ARGC(no_fw), no_fw, &body, &msg), KBR_OK);
+    assert_string_equal(json_at_str(body, "device.serial"), "SN0002");
+    assert_null(cli_json_path(body, "device.firmware_version"));
+    assert_int_equal(json_object_size(json_object_get(body, "device")), 3);
+    json_decref(body);
+    free(csr_pem);
+}
+
+static void test_provision_requires_key(void **state)
+{
+    char *provision[] = {"--csr", "d.csr", "--serial", "SN1", "--batch", "b1", "--product", "gw"};
+    char *rotate[] = {"SN1", "--csr", "d.csr", "--product", "gw"};
+    char *rotate_no_serial[] = {"--csr", "d.csr", "--product", "gw", "--key", "ca"};
+    char *empty_key[] = {"--csr", "d.csr",     "--serial", "SN1",   "--batch",
+                         "b1",    "--product", "gw",       "--key="};
+
+    (void)state;
+    expect_cmd_usage(&cli_cmd_provision, ARGC(provision), provision,
+                     "missing required option --key");
+    expect_cmd_usage(&cli_cmd_provision, ARGC(empty_key), empty_key, "empty value for --key");
+    expect_cmd_usage(&cli_cmd_rotate, ARGC(rotate), rotate, "missing required option --key");
+    expect_cmd_usage(&cli_cmd_rotate, ARGC(rotate_no_serial), rotate_no_serial,
+                     "missing argument SERIAL");
+}
+
+static void test_provision_body_bad_csr(void **state)
+{
+    const tmpdir *t = *state;
+    char path[128], *big = NULL;
+    char *argv[] = {"--csr", path,        "--serial", "SN1",   "--batch",
+                    "b1",    "--product", "gw",       "--key", "ca"};
+
+    make_pems(t);
+    /* A certificate where the CSR belongs is caught before anything is sent. */
+    tmp_path(t, "ca.pem", path, sizeof(path));
+    expect_body_usage(&cli_cmd_provision, cli_provision_body, ARGC(argv), argv, KBR_ERR_BAD_REQUEST,
+                      "is not a PEM certificate request");
+    tmp_path(t, "junk.csr", path, sizeof(path));
+    write_file(path, "hello\n", 6);
+    expect_body_usage(&cli_cmd_provision, cli_provision_body, ARGC(argv), argv, KBR_ERR_BAD_REQUEST,
+                      "--csr");
+    big = malloc(KBR_CA_CSR_MAX + 1);
+    assert_non_null(big);
+    memset(big, 'A', KBR_CA_CSR_MAX + 1);
+    write_file(path, big, KBR_CA_CSR_MAX + 1);
+    free(big);
+    expect_body_usage(&cli_cmd_provision, cli_provision_body, ARGC(argv), argv, KBR_ERR_TOO_LARGE,
+                      "larger than 16384 bytes");
+    tmp_path(t, "absent.csr", path, sizeof(path));
+    expect_body_usage(&cli_cmd_provision, cli_provision_body, ARGC(argv), argv, KBR_ERR_IO,
+                      "absent.csr");
+}
+
+static void test_rotate_body(void **state)
+{
+    const tmpdir *t = *state;
+    char csr[128], *csr_pem = NULL;
+    char *argv[] = {"SN0001", "--csr", csr, "--product", "gateway", "--key", "ca-gw"};
+    json_t *body = NULL;
+    kbr_msg msg;
+
+    make_pems(t);
+    tmp_path(t, "dev.csr", csr, sizeof(csr));
+    file_text(csr, &csr_pem);
+    assert_int_equal(cmd_body(&cli_cmd_rotate, cli_rotate_body, ARGC(argv), argv, &body, &msg),
+                     KBR_OK);
+    assert_string_equal(json_at_str(body, "key"), "ca-gw");
+    assert_string_equal(json_at_str(body, "csr_pem"), csr_pem);
+    assert_string_equal(json_at_str(body, "product"), "gateway");
+    /* The serial travels in the path, not the body. */
+    assert_int_equal(json_object_size(body), 3);
+    json_decref(body);
+    free(csr_pem);
+}
+
+static void test_key_cert_body_self_signed(void **state)
+{
+    char *argv[] = {"ca-gw",  "--self-signed", "--subject", "CN=Gateway Device CA,O=Example",
+                    "--days", "3650"};
+    json_t *body = NULL;
+    kbr_msg msg;
+
+    (void)state;
+    assert_int_equal(
+        cmd_body(&cli_cmd_key_certificate, cli_key_cert_body, ARGC(argv), argv, &body, &msg),
+        KBR_OK);
+    assert_string_equal(json_at_str(body, "self_signed.subject"), "CN=Gateway Device CA,O=Example");
+    assert_int_equal(json_integer_value(cli_json_path(body, "self_signed.days")), 3650);
+    assert_null(json_object_get(body, "pem"));
+    assert_int_equal(json_object_size(body), 1);
+    json_decref(body);
+}
+
+static void test_key_cert_body_pem(void **state)
+{
+    const tmpdir *t = *state;
+    char path[128], *pem = NULL;
+    char *argv[] = {"ca-gw", "--pem", path};
+    json_t *body = NULL;
+    kbr_msg msg;
+
+    make_pems(t);
+    tmp_path(t, "ca.pem", path, sizeof(path));
+    file_text(path, &pem);
+    assert_int_equal(
+        cmd_body(&cli_cmd_key_certificate, cli_key_cert_body, ARGC(argv), argv, &body, &msg),
+        KBR_OK);
+    assert_string_equal(json_at_str(body, "pem"), pem);
+    assert_int_equal(json_object_size(body), 1);
+    json_decref(body);
+    free(pem);
+    /* A CSR is not a certificate. */
+    tmp_path(t, "dev.csr", path, sizeof(path));
+    expect_body_usage(&cli_cmd_key_certificate, cli_key_cert_body, ARGC(argv), argv,
+                      KBR_ERR_BAD_REQUEST, "is not a PEM certificate");
+}
+
+static void test_key_cert_body_rejects(void **state)
+{
+    char *neither[] = {"ca", "--subject", "CN=x", "--days", "10"};
+    char *both[] = {"ca", "--self-signed", "--subject", "CN=x", "--days", "10", "--pem", "c.pem"};
+    char *no_days[] = {"ca", "--self-signed", "--subject", "CN=x"};
+    char *no_subject[] = {"ca", "--self-signed", "--days", "10"};
+    char *pem_subject[] = {"ca", "--pem", "c.pem", "--subject", "CN=x"};
+    char *zero_days[] = {"ca", "--self-signed", "--subject", "CN=x", "--days", "0"};
+    char *long_days[] = {"ca", "--self-signed", "--subject", "CN=x", "--days", "36501"};
+
+    (void)state;
+    expect_body_usage(&cli_cmd_key_certificate, cli_key_cert_body, ARGC(neither), neither,
+                      KBR_ERR_BAD_REQUEST, "exactly one of --self-signed, --pem");
+    expect_body_usage(&cli_cmd_key_certificate, cli_key_cert_body, ARGC(both), both,
+                      KBR_ERR_BAD_REQUEST, "exactly one of --self-signed, --pem");
+    expect_body_usage(&cli_cmd_key_certificate, cli_key_cert_body, ARGC(no_days), no_days,
+                      KBR_ERR_BAD_REQUEST, "--self-signed needs --subject and --days");
+    expect_body_usage(&cli_cmd_key_certificate, cli_key_cert_body, ARGC(no_subject), no_subject,
+                      KBR_ERR_BAD_REQUEST, "--self-signed needs --subject and --days");
+    expect_body_usage(&cli_cmd_key_certificate, cli_key_cert_body, ARGC(pem_subject), pem_subject,
+                      KBR_ERR_BAD_REQUEST, "go with --self-signed");
+    expect_body_usage(&cli_cmd_key_certificate, cli_key_cert_body, ARGC(zero_days), zero_days,
+                      KBR_ERR_BAD_REQUEST, "--days must be between 1 and 36500");
+    expect_body_usage(&cli_cmd_key_certificate, cli_key_cert_body, ARGC(long_days), long_days,
+                      KBR_ERR_BAD_REQUEST, "--days must be between 1 and 36500");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -655,6 +985,17 @@ int main(void)
         cmocka_unit_test(test_sign_body_message),
         cmocka_unit_test(test_sign_body_rejects),
         cmocka_unit_test_setup_teardown(test_file_b64_limit, tmp_setup, tmp_teardown),
+        cmocka_unit_test(test_batch_body_markets),
+        cmocka_unit_test(test_batch_body_bad_markets),
+        cmocka_unit_test(test_batch_body_bad_quantity),
+        cmocka_unit_test(test_batch_body_factory),
+        cmocka_unit_test_setup_teardown(test_provision_body, tmp_setup, tmp_teardown),
+        cmocka_unit_test(test_provision_requires_key),
+        cmocka_unit_test_setup_teardown(test_provision_body_bad_csr, tmp_setup, tmp_teardown),
+        cmocka_unit_test_setup_teardown(test_rotate_body, tmp_setup, tmp_teardown),
+        cmocka_unit_test(test_key_cert_body_self_signed),
+        cmocka_unit_test_setup_teardown(test_key_cert_body_pem, tmp_setup, tmp_teardown),
+        cmocka_unit_test(test_key_cert_body_rejects),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -17,6 +17,7 @@ typedef struct {
     char *key, *label, *product, *serial, *batch, *factory, *firmware_version, *csr_pem;
     kbr_alg alg;
     bool batch_reserved;
+    bool batch_full;     /* answered 429 unless the serial turns out to be a duplicate */
     kbd_batch *slot;    /* event thread only */
     kbr_scope scope;    /* a copy of the token's scope, for worker checks */
     json_t *superseded; /* rotation: fingerprints of the certificates replaced */
@@ -99,10 +100,8 @@ static kbr_err check_batch(kbd_req *r, prov_ctx *c)
         return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
                         "device.batch: batch \"%s\" builds product \"%s\", not \"%s\"", c->batch,
                         b->product, c->product);
-    if (b->provisioned + b->reserved >= b->quantity)
-        return kbr_fail(&r->msg, KBR_ERR_QUOTA,
-                        "device.batch: all %lld devices of batch \"%s\" are provisioned",
-                        (long long)b->quantity, c->batch);
+    /* a full batch still lets the worker tell a duplicate serial (409) from a new one (429) */
+    c->batch_full = b->provisioned + b->reserved >= b->quantity;
     c->factory = strdup(b->factory);
     c->slot = b;
     return c->factory == NULL ? KBR_ERR_NOMEM : KBR_OK;
@@ -272,6 +271,11 @@ static bool provision_precheck(kbd_req *r, kbd_worker *w, prov_ctx *c)
         kbd_req_error(r, KBR_ERR_AUDIT, "the device ledger could not be read");
         return false;
     }
+    if (c->batch_full) {
+        kbd_req_error(r, KBR_ERR_QUOTA,
+                      "device.batch: every device of batch \"%s\" is provisioned", c->batch);
+        return false;
+    }
     if (c->firmware_version == NULL)
         return true;
     err = kbr_store_firmware_get(w->store, c->product, c->firmware_version, &found);
@@ -331,7 +335,7 @@ static kbr_err reserve(kbd_req *r, prov_ctx *c, bool batch)
     if (err != KBR_OK)
         return kbr_fail(&r->msg, err, "token %s has used all of its max_uses", r->tok->jti);
     r->use_reserved = true;
-    if (batch) {
+    if (batch && !c->batch_full) {
         c->slot->reserved++;
         c->batch_reserved = true;
     }

@@ -399,6 +399,9 @@ static void test_exact_quota(void **state)
     assert_int_equal(batch_count("b-small"), 12);
     r = provision_as(env, factory, "GW-S99", "b-small", csr, NULL);
     expect_status(&r, 429, "quota_exhausted", "b-small");
+    /* a full batch does not hide a duplicate: that is still a 409 */
+    r = provision_as(env, factory, "GW-S1", "b-small", csr, NULL);
+    expect_status(&r, 409, "conflict", "GW-S1");
     kbt_kill_restart(env);
     assert_int_equal(batch_count("b-small"), 12);
     r = provision_as(env, factory, "GW-S99", "b-small", csr, NULL);

@@ -427,6 +427,20 @@ out:
     return err;
 }
 
+/* The image a device left the factory with opens its firmware history. */
+static kbr_err factory_image(kbr_store *st, const kbr_eff_device *d, int64_t seq)
+{
+    const kbr_eff_device_firmware row = {.product = d->product,
+                                         .serial = d->serial,
+                                         .version = d->firmware_version,
+                                         .status = "factory",
+                                         .at = d->at};
+
+    if (d->firmware_version == NULL)
+        return KBR_OK;
+    return st->ops->device_firmware_insert(st, &row, seq);
+}
+
 /*
  * The batch is claimed here as well as in the daemon's counters: the store is the last
  * place that can refuse a device past the production order's quantity.
@@ -442,6 +456,7 @@ static kbr_err device_provision(kbr_store *st, const json_t *e, int64_t seq)
     KBR_GUARD(field_str(e, "factory", true, &in.d.factory));
     KBR_GUARD(field_str(e, "firmware_version", false, &in.d.firmware_version));
     KBR_GUARD(st->ops->device_insert(st, &in.d, seq));
+    KBR_GUARD(factory_image(st, &in.d, seq));
     KBR_GUARD(st->ops->batch_claim(st, in.d.batch, in.d.product, in.d.factory));
     KBR_GUARD(st->ops->cert_insert(st, &in.ci.c, seq));
     KBR_GUARD(detail_take(json_pack("{s:s,s:s,s:s?,s:s,s:s}", "batch", in.d.batch, "factory",
@@ -483,6 +498,174 @@ out:
     return err;
 }
 
+/* A debug.authorize effect with the normalized copies its pointers name. */
+typedef struct {
+    kbr_eff_debug d;
+    char *challenge_sha256, *permissions, *message_sha256, *signature_sha256;
+    char at[KBR_TIME_LEN], expires_at[KBR_TIME_LEN];
+} debug_in;
+
+static void debug_in_cleanup(debug_in *in)
+{
+    free(in->challenge_sha256);
+    free(in->permissions);
+    free(in->message_sha256);
+    free(in->signature_sha256);
+}
+
+static kbr_err debug_fields(const json_t *e, debug_in *in)
+{
+    kbr_err err = KBR_OK;
+
+    KBR_GUARD(field_str(e, "key", true, &in->d.key));
+    KBR_GUARD(field_str(e, "product", true, &in->d.product));
+    KBR_GUARD(field_str(e, "serial", true, &in->d.serial));
+    KBR_GUARD(field_hex(e, "challenge_sha256", 64, &in->challenge_sha256));
+    KBR_GUARD(field_hex(e, "permissions", 0, &in->permissions));
+    KBR_GUARD(field_str(e, "ticket", true, &in->d.ticket));
+    KBR_GUARD(field_str(e, "principal", true, &in->d.principal));
+    KBR_GUARD(field_hex(e, "message_sha256", 64, &in->message_sha256));
+    KBR_GUARD(field_hex(e, "signature_sha256", 64, &in->signature_sha256));
+    KBR_GUARD(field_time(e, "at", true, in->at, &in->d.at));
+    KBR_GUARD(field_time(e, "expires_at", true, in->expires_at, &in->d.expires_at));
+    in->d.challenge_sha256 = in->challenge_sha256;
+    in->d.permissions = in->permissions;
+    in->d.message_sha256 = in->message_sha256;
+    in->d.signature_sha256 = in->signature_sha256;
+out:
+    return err;
+}
+
+/*
+ * A debug unlock is for a device the ledger knows, and a key answers a challenge once: the
+ * recorded challenge is what refuses a replayed debug session, also after a restart.
+ */
+static kbr_err debug_authorize(kbr_store *st, const json_t *e, int64_t seq)
+{
+    kbr_err err = KBR_OK;
+    debug_in in = {0};
+    char *detail = NULL;
+    bool exists = false;
+
+    KBR_GUARD(debug_fields(e, &in));
+    KBR_GUARD(st->ops->device_exists(st, in.d.product, in.d.serial, &exists));
+    KBR_ENSURE(exists, KBR_ERR_STORE_CONSTRAINT);
+    KBR_GUARD(st->ops->debug_challenge_insert(st, &in.d, seq));
+    KBR_GUARD(detail_take(json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "key", in.d.key, "ticket",
+                                    in.d.ticket, "principal", in.d.principal, "permissions",
+                                    in.d.permissions, "challenge_sha256", in.d.challenge_sha256,
+                                    "message_sha256", in.d.message_sha256, "signature_sha256",
+                                    in.d.signature_sha256, "expires_at", in.d.expires_at),
+                          &detail));
+    KBR_GUARD(st->ops->device_event_insert(st, in.d.product, in.d.serial, "debug-auth", in.d.at,
+                                           detail, seq));
+out:
+    free(detail);
+    debug_in_cleanup(&in);
+    return err;
+}
+
+/* One result of an OTA report, with the normalized time its row points to. */
+typedef struct {
+    kbr_eff_device_firmware row;
+    char at[KBR_TIME_LEN];
+} ota_result;
+
+static kbr_err ota_result_fields(const json_t *r, ota_result *out)
+{
+    kbr_err err = KBR_OK;
+    const char *status = NULL;
+
+    KBR_ENSURE(json_is_object(r), KBR_ERR_INTERNAL);
+    KBR_GUARD(field_str(r, "serial", true, &out->row.serial));
+    KBR_GUARD(field_str(r, "status", true, &status));
+    KBR_ENSURE(strcmp(status, "installed") == 0 || strcmp(status, "failed") == 0, KBR_ERR_INTERNAL);
+    KBR_GUARD(field_time(r, "at", true, out->at, &out->row.at));
+    out->row.status = status;
+out:
+    return err;
+}
+
+/* A validated ota.report: every result is read before the ledger is asked anything. */
+typedef struct {
+    const char *product, *version, *campaign, *reported_by;
+    char at[KBR_TIME_LEN];
+    ota_result *results;
+    size_t n;
+} ota_in;
+
+static kbr_err ota_fields(const json_t *e, ota_in *in)
+{
+    kbr_err err = KBR_OK;
+    json_t *results = NULL;
+    const json_t *r;
+    const char *at = NULL;
+    size_t i;
+
+    KBR_GUARD(field_str(e, "product", true, &in->product));
+    KBR_GUARD(field_str(e, "version", true, &in->version));
+    KBR_GUARD(field_str(e, "campaign", false, &in->campaign));
+    KBR_GUARD(field_str(e, "reported_by", true, &in->reported_by));
+    KBR_GUARD(field_time(e, "at", true, in->at, &at));
+    KBR_GUARD(field_array(e, "results", true, &results));
+    in->n = json_array_size(results);
+    in->results = calloc(in->n > 0 ? in->n : 1, sizeof(*in->results));
+    KBR_ENSURE(in->results != NULL, KBR_ERR_NOMEM);
+    json_array_foreach(results, i, r)
+    {
+        KBR_GUARD(ota_result_fields(r, &in->results[i]));
+        in->results[i].row.product = in->product;
+        in->results[i].row.version = in->version;
+        in->results[i].row.campaign = in->campaign;
+    }
+out:
+    return err;
+}
+
+/* Only an install moves the current firmware, and only forward in time. */
+static kbr_err ota_apply(kbr_store *st, const kbr_eff_device_firmware *row, const char *detail,
+                         int64_t seq)
+{
+    kbr_err err = KBR_OK;
+    bool exists = false, installed = strcmp(row->status, "installed") == 0;
+
+    KBR_GUARD(st->ops->device_exists(st, row->product, row->serial, &exists));
+    KBR_ENSURE(exists, KBR_ERR_STORE_CONSTRAINT);
+    KBR_GUARD(st->ops->device_firmware_insert(st, row, seq));
+    KBR_GUARD(st->ops->device_event_insert(st, row->product, row->serial,
+                                           installed ? "ota-installed" : "ota-failed", row->at,
+                                           detail, seq));
+    if (installed)
+        KBR_GUARD(
+            st->ops->device_firmware_current(st, row->product, row->serial, row->version, row->at));
+out:
+    return err;
+}
+
+/* A report names a build this broker signed; the daemon leaves out devices it does not know. */
+static kbr_err ota_report(kbr_store *st, const json_t *e, int64_t seq)
+{
+    kbr_err err = KBR_OK;
+    ota_in in = {0};
+    char *digest = NULL, *detail = NULL;
+    kbr_err lookup;
+
+    KBR_GUARD(ota_fields(e, &in));
+    lookup = st->ops->firmware_digest(st, in.product, in.version, &digest);
+    KBR_ENSURE(lookup != KBR_ERR_NOT_FOUND, KBR_ERR_STORE_CONSTRAINT);
+    KBR_GUARD(lookup);
+    KBR_GUARD(detail_take(json_pack("{s:s,s:s?,s:s}", "version", in.version, "campaign",
+                                    in.campaign, "reported_by", in.reported_by),
+                          &detail));
+    for (size_t i = 0; i < in.n; i++)
+        KBR_GUARD(ota_apply(st, &in.results[i].row, detail, seq));
+out:
+    free(detail);
+    free(digest);
+    free(in.results);
+    return err;
+}
+
 typedef kbr_err (*effect_fn)(kbr_store *st, const json_t *e, int64_t seq);
 
 static const struct {
@@ -493,7 +676,8 @@ static const struct {
     {"key.certificate", key_certificate}, {"token.issue", token_issue},
     {"token.revoke", token_revoke},       {"firmware.sign", firmware_sign},
     {"batch.create", batch_create},       {"device.provision", device_provision},
-    {"device.rotate", device_rotate},
+    {"device.rotate", device_rotate},     {"debug.authorize", debug_authorize},
+    {"ota.report", ota_report},
 };
 
 static kbr_err apply_one(kbr_store *st, const json_t *e, int64_t seq)

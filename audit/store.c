@@ -228,3 +228,51 @@ kbr_err kbr_store_device_events(kbr_store *st, const char *product, const char *
 {
     return st->ops->device_events(st, product, serial, out);
 }
+
+/* The daemon hands over the serials a request named; anything but strings is its bug. */
+kbr_err kbr_store_devices_known(kbr_store *st, const char *product, const json_t *serials,
+                                json_t **known)
+{
+    kbr_err err = KBR_OK;
+    const json_t *v;
+    size_t i;
+
+    *known = NULL;
+    KBR_ENSURE(product != NULL && json_is_array(serials), KBR_ERR_INTERNAL);
+    json_array_foreach(serials, i, v)
+    {
+        KBR_ENSURE(json_is_string(v), KBR_ERR_INTERNAL);
+    }
+    KBR_GUARD(st->ops->devices_known(st, product, serials, known));
+out:
+    return err;
+}
+
+/* Challenges are recorded in lowercase hex, so the question is asked in it too. */
+kbr_err kbr_store_debug_challenge_used(kbr_store *st, const char *key, const char *challenge_sha256,
+                                       bool *used)
+{
+    kbr_err err = KBR_OK;
+    char lower[65];
+    size_t n = challenge_sha256 != NULL ? strlen(challenge_sha256) : 0;
+
+    *used = false;
+    KBR_ENSURE(key != NULL && n == 64, KBR_ERR_INTERNAL);
+    for (size_t i = 0; i < n; i++) {
+        char c = challenge_sha256[i];
+
+        KBR_ENSURE((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'),
+                   KBR_ERR_INTERNAL);
+        lower[i] = (char)(c >= 'A' && c <= 'F' ? c - 'A' + 'a' : c);
+    }
+    lower[n] = '\0';
+    KBR_GUARD(st->ops->debug_challenge_used(st, key, lower, used));
+out:
+    return err;
+}
+
+kbr_err kbr_store_device_firmware(kbr_store *st, const char *product, const char *serial,
+                                  json_t **out)
+{
+    return st->ops->device_firmware(st, product, serial, out);
+}

@@ -3,7 +3,8 @@
  *
  * kbr_store_* in store.c and effects.c hold the back-end-neutral logic
  * (URL dispatch, effect validation, the firmware retry rule, the order of
- * a provisioning or rotation's writes, scope matching, the audit page); a back end supplies one ops
+ * a provisioning, rotation, debug unlock or OTA report's writes, scope matching, the audit
+ * page); a back end supplies one ops
  * table of plain storage operations.  Strings handed to a back end are borrowed.
  */
 #ifndef KBR_STORE_BACKEND_H
@@ -63,6 +64,20 @@ typedef struct {
     const char *product, *serial, *batch, *factory, *firmware_version, *csr_sha256, *at;
 } kbr_eff_device;
 
+/* A debug unlock; the hex digests are lowercase. */
+typedef struct {
+    const char *key, *product, *serial, *challenge_sha256, *permissions, *ticket, *principal;
+    const char *message_sha256, *signature_sha256, *at, *expires_at;
+} kbr_eff_debug;
+
+/* One line of a device's firmware history. */
+typedef struct {
+    const char *product, *serial, *version;
+    const char *status; /* "factory", "installed" or "failed" */
+    const char *at;
+    const char *campaign; /* NULL for the factory image */
+} kbr_eff_device_firmware;
+
 struct kbr_store_ops {
     const char *scheme;
     /* location is the URL after "scheme:". */
@@ -107,6 +122,13 @@ struct kbr_store_ops {
     kbr_err (*device_event_insert)(kbr_store *st, const char *product, const char *serial,
                                    const char *kind, const char *at, const char *detail_json,
                                    int64_t seq);
+    /* Records (key, challenge_sha256) as answered: KBR_ERR_STORE_CONSTRAINT when it was. */
+    kbr_err (*debug_challenge_insert)(kbr_store *st, const kbr_eff_debug *d, int64_t seq);
+    kbr_err (*device_firmware_insert)(kbr_store *st, const kbr_eff_device_firmware *r, int64_t seq);
+    /* Makes version the device's current firmware as of `at`, unless what it has now was
+     * installed later than `at`. */
+    kbr_err (*device_firmware_current)(kbr_store *st, const char *product, const char *serial,
+                                       const char *version, const char *at);
 
     kbr_err (*audit_insert)(kbr_store *st, const kbr_store_audit_row *row);
     kbr_err (*audit_tail)(kbr_store *st, int64_t *seq, char hash[65]);
@@ -124,6 +146,14 @@ struct kbr_store_ops {
     kbr_err (*device_get)(kbr_store *st, const char *product, const char *serial, json_t **out);
     kbr_err (*device_find)(kbr_store *st, const char *serial, json_t **out);
     kbr_err (*device_events)(kbr_store *st, const char *product, const char *serial, json_t **out);
+    /* serials is an array of strings (checked by store.c); the result as kbr_store.h says. */
+    kbr_err (*devices_known)(kbr_store *st, const char *product, const json_t *serials,
+                             json_t **known);
+    /* challenge_sha256 is lowercase hex. */
+    kbr_err (*debug_challenge_used)(kbr_store *st, const char *key, const char *challenge_sha256,
+                                    bool *used);
+    kbr_err (*device_firmware)(kbr_store *st, const char *product, const char *serial,
+                               json_t **out);
 };
 
 extern const kbr_store_ops kbr_store_sqlite_ops;

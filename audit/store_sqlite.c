@@ -27,6 +27,9 @@
  * batches.provisioned is kept with each device insert, in the same
  * transaction, so the quota check costs one row and not a count.
  * Foreign keys tie every certificate, device and event to what it names.
+ * devices.current_firmware follows the factory image and OTA "installed"
+ * reports by their `at` (reports may arrive out of order); device_firmware
+ * keeps every report.
  */
 static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS meta(schema_version INTEGER NOT NULL);"
@@ -64,9 +67,11 @@ static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS devices("
     " product TEXT NOT NULL, serial TEXT NOT NULL, batch TEXT REFERENCES batches(batch),"
     " factory TEXT, firmware_version TEXT, csr_sha256 TEXT, provisioned_at TEXT NOT NULL,"
+    " current_firmware TEXT, current_firmware_at TEXT,"
     " audit_seq INTEGER NOT NULL, PRIMARY KEY(product, serial));"
     "CREATE INDEX IF NOT EXISTS devices_batch ON devices(batch);"
     "CREATE INDEX IF NOT EXISTS devices_serial ON devices(serial, product);"
+    "CREATE INDEX IF NOT EXISTS devices_current_firmware ON devices(product, current_firmware);"
     "CREATE TABLE IF NOT EXISTS certificates("
     " id INTEGER PRIMARY KEY,"
     " owner_kind TEXT NOT NULL CHECK(owner_kind IN ('key', 'device')),"
@@ -95,6 +100,21 @@ static const char schema_sql[] =
     " audit_seq INTEGER NOT NULL,"
     " FOREIGN KEY(product, serial) REFERENCES devices(product, serial));"
     "CREATE INDEX IF NOT EXISTS device_events_device ON device_events(product, serial, id);"
+    /* Factory images need not be builds this broker signed, so no reference to firmware. */
+    "CREATE TABLE IF NOT EXISTS device_firmware("
+    " id INTEGER PRIMARY KEY, product TEXT NOT NULL, serial TEXT NOT NULL,"
+    " version TEXT NOT NULL,"
+    " status TEXT NOT NULL CHECK(status IN ('factory', 'installed', 'failed')),"
+    " at TEXT NOT NULL, campaign TEXT, audit_seq INTEGER NOT NULL,"
+    " FOREIGN KEY(product, serial) REFERENCES devices(product, serial));"
+    "CREATE INDEX IF NOT EXISTS device_firmware_device ON device_firmware(product, serial, at);"
+    "CREATE INDEX IF NOT EXISTS device_firmware_version ON device_firmware(product, version);"
+    /* The primary key is the replay rule: a key answers a challenge once, across restarts. */
+    "CREATE TABLE IF NOT EXISTS debug_challenges("
+    " key TEXT NOT NULL REFERENCES keys(name), challenge_sha256 TEXT NOT NULL,"
+    " product TEXT NOT NULL, serial TEXT NOT NULL, at TEXT NOT NULL,"
+    " audit_seq INTEGER NOT NULL, PRIMARY KEY(key, challenge_sha256),"
+    " FOREIGN KEY(product, serial) REFERENCES devices(product, serial));"
     "CREATE TABLE IF NOT EXISTS checkpoints("
     " size INTEGER PRIMARY KEY, root_hash TEXT NOT NULL, time TEXT NOT NULL,"
     " signature TEXT NOT NULL);";
@@ -544,4 +564,10 @@ const kbr_store_ops kbr_store_sqlite_ops = {
     .device_get = kbr_sqlite_device_get,
     .device_find = kbr_sqlite_device_find,
     .device_events = kbr_sqlite_device_events,
+    .debug_challenge_insert = kbr_sqlite_debug_challenge_insert,
+    .device_firmware_insert = kbr_sqlite_device_firmware_insert,
+    .device_firmware_current = kbr_sqlite_device_firmware_current,
+    .devices_known = kbr_sqlite_devices_known,
+    .debug_challenge_used = kbr_sqlite_debug_challenge_used,
+    .device_firmware = kbr_sqlite_device_firmware,
 };

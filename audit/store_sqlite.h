@@ -1,8 +1,9 @@
 /*
  * store_sqlite.h - private to audit/: the SQLite back end's connection,
  * shared by store_sqlite.c (connection, schema, transactions, audit table),
- * store_sqlite_ledger.c (keys, tokens, firmware) and store_sqlite_device.c
- * (certificates, batches, devices and their events).
+ * store_sqlite_ledger.c (keys, tokens, firmware), store_sqlite_device.c
+ * (certificates, batches, devices and their events) and store_sqlite_field.c
+ * (debug unlocks, firmware history, fleet lookups).
  */
 #ifndef KBR_STORE_SQLITE_H
 #define KBR_STORE_SQLITE_H
@@ -53,6 +54,12 @@ typedef enum {
     SQ_DEVICE_FIND,
     SQ_EVENT_INSERT,
     SQ_EVENT_LIST,
+    SQ_CHALLENGE_INSERT,
+    SQ_CHALLENGE_USED,
+    SQ_DEVICE_FW_INSERT,
+    SQ_DEVICE_FW_CURRENT,
+    SQ_DEVICE_FW_LIST,
+    SQ_DEVICES_KNOWN,
     SQ__COUNT
 } kbr_sq_id;
 
@@ -133,5 +140,18 @@ kbr_err kbr_sqlite_device_get(kbr_store *st, const char *product, const char *se
 kbr_err kbr_sqlite_device_find(kbr_store *st, const char *serial, json_t **out);
 kbr_err kbr_sqlite_device_events(kbr_store *st, const char *product, const char *serial,
                                  json_t **out);
+
+/* Debug unlocks and firmware reports of devices in the field (store_sqlite_field.c). */
+kbr_err kbr_sqlite_debug_challenge_insert(kbr_store *st, const kbr_eff_debug *d, int64_t seq);
+kbr_err kbr_sqlite_device_firmware_insert(kbr_store *st, const kbr_eff_device_firmware *r,
+                                          int64_t seq);
+kbr_err kbr_sqlite_device_firmware_current(kbr_store *st, const char *product, const char *serial,
+                                           const char *version, const char *at);
+kbr_err kbr_sqlite_devices_known(kbr_store *st, const char *product, const json_t *serials,
+                                 json_t **known);
+kbr_err kbr_sqlite_debug_challenge_used(kbr_store *st, const char *key,
+                                        const char *challenge_sha256, bool *used);
+kbr_err kbr_sqlite_device_firmware(kbr_store *st, const char *product, const char *serial,
+                                   json_t **out);
 
 #endif

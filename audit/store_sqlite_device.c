@@ -153,6 +153,7 @@ out:
     return err;
 }
 
+/* The factory image is the device's current firmware until an OTA install replaces it. */
 kbr_err kbr_sqlite_device_insert(kbr_store *st, const kbr_eff_device *d, int64_t seq)
 {
     kbr_err err = KBR_OK;
@@ -160,8 +161,10 @@ kbr_err kbr_sqlite_device_insert(kbr_store *st, const kbr_eff_device *d, int64_t
 
     KBR_GUARD(kbr_sqlite_stmt(SQ(st), SQ_DEVICE_INSERT,
                               "INSERT INTO devices(product, serial, batch, factory,"
-                              " firmware_version, csr_sha256, provisioned_at, audit_seq)"
-                              " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                              " firmware_version, csr_sha256, provisioned_at, current_firmware,"
+                              " current_firmware_at, audit_seq)"
+                              " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?5,"
+                              " CASE WHEN ?5 IS NULL THEN NULL ELSE ?7 END, ?8)",
                               &stmt));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, d->product));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 2, d->serial));
@@ -268,6 +271,8 @@ static const kbr_col_spec device_cols[] = {
     {"csr_sha256", KBR_COL_TEXT},
     {"provisioned_at", KBR_COL_TEXT},
     {"audit_seq", KBR_COL_INT},
+    {"current_firmware", KBR_COL_TEXT},
+    {"current_firmware_at", KBR_COL_TEXT},
 };
 
 static const kbr_col_spec device_cert_cols[] = {
@@ -297,8 +302,9 @@ out:
     return err;
 }
 
-/* The device row never changes after provisioning and certificates are read in one statement,
- * so the two reads need no shared snapshot. */
+/* The device row and its certificates are each read in one statement; the only later change
+ * to the row (current_firmware) shares no rule with the certificates, so the two reads need
+ * no shared snapshot. */
 kbr_err kbr_sqlite_device_get(kbr_store *st, const char *product, const char *serial, json_t **out)
 {
     kbr_err err = KBR_OK;
@@ -308,7 +314,8 @@ kbr_err kbr_sqlite_device_get(kbr_store *st, const char *product, const char *se
     *out = NULL;
     KBR_GUARD(kbr_sqlite_stmt(SQ(st), SQ_DEVICE_GET,
                               "SELECT product, serial, batch, factory, firmware_version,"
-                              " csr_sha256, provisioned_at, audit_seq FROM devices"
+                              " csr_sha256, provisioned_at, audit_seq, current_firmware,"
+                              " current_firmware_at FROM devices"
                               " WHERE product = ?1 AND serial = ?2",
                               &stmt));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, product));

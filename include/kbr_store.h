@@ -34,6 +34,8 @@
  *                  csr_sha256, at, issuer_key, certificate{}}
  *                 records the device, its certificate and a "provisioned" event with
  *                 detail {batch, factory, firmware_version, fingerprint, serial_number}.
+ *                 A firmware_version becomes the device's current firmware as of `at` and
+ *                 opens its firmware history with a "factory" entry (campaign null).
  *                 KBR_ERR_STORE_CONSTRAINT when (product, serial) is already provisioned,
  *                 the batch is unknown, of another product or factory, or already holds
  *                 `quantity` devices, or issuer_key is not a registry key.
@@ -42,6 +44,26 @@
  *                 one is recorded, and a "rotated" event with detail {old[] (fingerprints of
  *                 the superseded), new (fingerprint), serial_number, csr_sha256}.  Unknown
  *                 device: KBR_ERR_STORE_CONSTRAINT.
+ *   debug.authorize {key, product, serial, challenge_sha256, permissions, ticket, principal,
+ *                  message_sha256, signature_sha256, at, expires_at}
+ *                 records the answered challenge and a "debug-auth" event at `at` with detail
+ *                 {key, ticket, principal, permissions, challenge_sha256, message_sha256,
+ *                 signature_sha256, expires_at}.  challenge_sha256, message_sha256 and
+ *                 signature_sha256 are 64 hex digits, permissions any non-empty hex.
+ *                 KBR_ERR_STORE_CONSTRAINT when the device is unknown, key is not a registry
+ *                 key, or key already answered this challenge (durably: also after a
+ *                 restart); the same challenge under another key is another answer.
+ *   ota.report    {product, version, campaign (string or null), reported_by, at,
+ *                  results[{serial, status ("installed" or "failed"), at}] (may be empty)}
+ *                 for each result, a firmware history entry {version, status, at, campaign} and
+ *                 an "ota-installed" or "ota-failed" event at the result's `at` with detail
+ *                 {version, campaign, reported_by}.  "installed" makes version the device's
+ *                 current firmware unless the current one was installed at a later `at`
+ *                 (reports arrive out of order; an equal `at` goes to the later report);
+ *                 "failed" leaves it.  KBR_ERR_STORE_CONSTRAINT, keeping nothing of the
+ *                 report, when (product, version) is not a build this broker signed or any
+ *                 result names a device the ledger does not know (see
+ *                 kbr_store_devices_known).
  * where certificate{} is {serial_number, pem, chain_pem, not_after, fingerprint}.
  * chain_pem is a string and may be ""; serial_number is hex, fingerprint the SHA-256 of
  * the DER in hex (64 digits), csr_sha256 likewise; hex is stored lowercase.  A fingerprint
@@ -153,7 +175,9 @@ KBR_WUR kbr_err kbr_store_batch_list(kbr_store *st, json_t **out);
 
 /*
  * Device (product, serial): {product, serial, batch, factory, firmware_version, csr_sha256,
- * provisioned_at, audit_seq, certificates[]}, certificates in issue order, each
+ * provisioned_at, audit_seq, current_firmware, current_firmware_at, certificates[]};
+ * current_firmware (null when neither provisioning nor an install named one) is the factory
+ * image or the latest OTA install by `at`.  Certificates in issue order, each
  * {serial_number, fingerprint, not_after, issued_at, superseded_at (null while current),
  * issuer_key, pem, audit_seq}.  KBR_ERR_NOT_FOUND if never provisioned.  New ref.
  */
@@ -166,5 +190,29 @@ KBR_WUR kbr_err kbr_store_device_find(kbr_store *st, const char *serial, json_t 
  * an empty array for a device the ledger does not know.  New ref. */
 KBR_WUR kbr_err kbr_store_device_events(kbr_store *st, const char *product, const char *serial,
                                         json_t **out);
+
+/*
+ * The subset of serials (an array of strings; otherwise KBR_ERR_INTERNAL) that are devices of
+ * product, in the order of their first mention, each once; an empty array when none is.  One
+ * query however long the list, for OTA reports of thousands of devices.  New ref (array).
+ */
+KBR_WUR kbr_err kbr_store_devices_known(kbr_store *st, const char *product, const json_t *serials,
+                                        json_t **known);
+
+/*
+ * *used tells whether key already answered challenge_sha256 (64 hex digits in either case;
+ * otherwise KBR_ERR_INTERNAL).  A check before signing: the debug.authorize effect stays the
+ * rule, so two requests racing with one challenge still get one answer recorded.
+ */
+KBR_WUR kbr_err kbr_store_debug_challenge_used(kbr_store *st, const char *key,
+                                               const char *challenge_sha256, bool *used);
+
+/*
+ * The device's firmware history, ordered by at, then audit_seq, then report order: each
+ * {version, status ("factory", "installed" or "failed"), at, campaign (null for "factory"),
+ * audit_seq}; an empty array for a device the ledger does not know.  New ref.
+ */
+KBR_WUR kbr_err kbr_store_device_firmware(kbr_store *st, const char *product, const char *serial,
+                                          json_t **out);
 
 #endif

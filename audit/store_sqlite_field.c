@@ -1,0 +1,181 @@
+/*
+ * store_sqlite_field.c - the SQLite back end's record of devices in the
+ * field: answered debug challenges, firmware history and current firmware,
+ * and the fleet lookup an OTA report needs.
+ */
+#include <stdlib.h>
+
+#include "store_sqlite.h"
+
+#define SQ(st) ((kbr_sqlite *)(st))
+
+kbr_err kbr_sqlite_debug_challenge_insert(kbr_store *st, const kbr_eff_debug *d, int64_t seq)
+{
+    kbr_err err = KBR_OK;
+    sqlite3_stmt *stmt = NULL;
+
+    KBR_GUARD(kbr_sqlite_stmt(SQ(st), SQ_CHALLENGE_INSERT,
+                              "INSERT INTO debug_challenges(key, challenge_sha256, product,"
+                              " serial, at, audit_seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                              &stmt));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, d->key));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 2, d->challenge_sha256));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 3, d->product));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 4, d->serial));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 5, d->at));
+    KBR_GUARD(kbr_sqlite_err(sqlite3_bind_int64(stmt, 6, seq)));
+    KBR_GUARD(kbr_sqlite_run(stmt));
+out:
+    kbr_sqlite_done(stmt);
+    return err;
+}
+
+kbr_err kbr_sqlite_device_firmware_insert(kbr_store *st, const kbr_eff_device_firmware *r,
+                                          int64_t seq)
+{
+    kbr_err err = KBR_OK;
+    sqlite3_stmt *stmt = NULL;
+
+    KBR_GUARD(kbr_sqlite_stmt(SQ(st), SQ_DEVICE_FW_INSERT,
+                              "INSERT INTO device_firmware(product, serial, version, status, at,"
+                              " campaign, audit_seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                              &stmt));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, r->product));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 2, r->serial));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 3, r->version));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 4, r->status));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 5, r->at));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 6, r->campaign));
+    KBR_GUARD(kbr_sqlite_err(sqlite3_bind_int64(stmt, 7, seq)));
+    KBR_GUARD(kbr_sqlite_run(stmt));
+out:
+    kbr_sqlite_done(stmt);
+    return err;
+}
+
+/* Stored times share one format, so text order is time order; a tie goes to the newer report. */
+kbr_err kbr_sqlite_device_firmware_current(kbr_store *st, const char *product, const char *serial,
+                                           const char *version, const char *at)
+{
+    kbr_err err = KBR_OK;
+    sqlite3_stmt *stmt = NULL;
+
+    KBR_GUARD(kbr_sqlite_stmt(SQ(st), SQ_DEVICE_FW_CURRENT,
+                              "UPDATE devices SET current_firmware = ?3, current_firmware_at = ?4"
+                              " WHERE product = ?1 AND serial = ?2"
+                              " AND (current_firmware_at IS NULL OR current_firmware_at <= ?4)",
+                              &stmt));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, product));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 2, serial));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 3, version));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 4, at));
+    KBR_GUARD(kbr_sqlite_run(stmt));
+out:
+    kbr_sqlite_done(stmt);
+    return err;
+}
+
+/* ---- reads ---- */
+
+/* Steps stmt to the end: a new array (caller's) of column 0 of each row as a string. */
+static kbr_err string_rows(sqlite3_stmt *stmt, json_t **out)
+{
+    kbr_err err = KBR_OK;
+    json_t *arr = NULL;
+    const char *text;
+    int rc;
+
+    *out = NULL;
+    arr = json_array();
+    KBR_ENSURE(arr != NULL, KBR_ERR_NOMEM);
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        text = kbr_sqlite_text(stmt, 0);
+        KBR_ENSURE(text != NULL, KBR_ERR_STORE);
+        KBR_ENSURE(json_array_append_new(arr, json_string(text)) == 0, KBR_ERR_NOMEM);
+    }
+    KBR_ENSURE(rc == SQLITE_DONE, kbr_sqlite_err(rc));
+    *out = arr;
+    arr = NULL;
+out:
+    json_decref(arr);
+    return err;
+}
+
+/*
+ * One statement for the whole list: json_each walks the serials and the primary key answers
+ * each, so a report of ten thousand devices costs one round of index lookups.  GROUP BY keeps
+ * one of each serial, ORDER BY min(key) the position of its first mention.
+ */
+kbr_err kbr_sqlite_devices_known(kbr_store *st, const char *product, const json_t *serials,
+                                 json_t **known)
+{
+    kbr_err err = KBR_OK;
+    sqlite3_stmt *stmt = NULL;
+    char *list = NULL;
+
+    *known = NULL;
+    list = json_dumps(serials, JSON_COMPACT);
+    KBR_ENSURE(list != NULL, KBR_ERR_NOMEM);
+    KBR_GUARD(kbr_sqlite_stmt(SQ(st), SQ_DEVICES_KNOWN,
+                              "SELECT j.value FROM json_each(?2) AS j WHERE j.type = 'text'"
+                              " AND EXISTS (SELECT 1 FROM devices d"
+                              "  WHERE d.product = ?1 AND d.serial = j.value)"
+                              " GROUP BY j.value ORDER BY min(j.key)",
+                              &stmt));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, product));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 2, list));
+    KBR_GUARD(string_rows(stmt, known));
+out:
+    kbr_sqlite_done(stmt);
+    free(list);
+    return err;
+}
+
+kbr_err kbr_sqlite_debug_challenge_used(kbr_store *st, const char *key,
+                                        const char *challenge_sha256, bool *used)
+{
+    kbr_err err = KBR_OK;
+    sqlite3_stmt *stmt = NULL;
+    int rc;
+
+    *used = false;
+    KBR_GUARD(kbr_sqlite_stmt(SQ(st), SQ_CHALLENGE_USED,
+                              "SELECT 1 FROM debug_challenges"
+                              " WHERE key = ?1 AND challenge_sha256 = ?2",
+                              &stmt));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, key));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 2, challenge_sha256));
+    rc = sqlite3_step(stmt);
+    KBR_ENSURE(rc == SQLITE_ROW || rc == SQLITE_DONE, kbr_sqlite_err(rc));
+    *used = rc == SQLITE_ROW;
+out:
+    kbr_sqlite_done(stmt);
+    return err;
+}
+
+static const kbr_col_spec firmware_history_cols[] = {
+    {"version", KBR_COL_TEXT},  {"status", KBR_COL_TEXT},   {"at", KBR_COL_TEXT},
+    {"campaign", KBR_COL_TEXT}, {"audit_seq", KBR_COL_INT},
+};
+
+/* id breaks the last tie: the results of one report in the order it listed them. */
+kbr_err kbr_sqlite_device_firmware(kbr_store *st, const char *product, const char *serial,
+                                   json_t **out)
+{
+    kbr_err err = KBR_OK;
+    sqlite3_stmt *stmt = NULL;
+
+    *out = NULL;
+    KBR_GUARD(kbr_sqlite_stmt(SQ(st), SQ_DEVICE_FW_LIST,
+                              "SELECT version, status, at, campaign, audit_seq"
+                              " FROM device_firmware WHERE product = ?1 AND serial = ?2"
+                              " ORDER BY at, audit_seq, id",
+                              &stmt));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, product));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 2, serial));
+    KBR_GUARD(
+        kbr_sqlite_objects(stmt, firmware_history_cols, KBR_NCOLS(firmware_history_cols), out));
+out:
+    kbr_sqlite_done(stmt);
+    return err;
+}

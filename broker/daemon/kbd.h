@@ -48,6 +48,7 @@ typedef struct {
     long token_leeway;
     long max_token_ttl;
     long device_cert_days;
+    long debug_unlock_seconds;
 } kbd_config;
 
 KBR_WUR kbr_err kbd_config_load(const char *path, kbd_config *cfg, kbr_msg *msg);
@@ -256,6 +257,8 @@ kbr_err kbd_h_batch_create(kbd_req *r);
 kbr_err kbd_h_batch_get(kbd_req *r);
 kbr_err kbd_h_provision(kbd_req *r);
 kbr_err kbd_h_rotate(kbd_req *r);
+kbr_err kbd_h_debug_auth(kbd_req *r);
+kbr_err kbd_h_ota_report(kbd_req *r);
 
 /* Token issuance shared by POST /v1/tokens and --init (tokens.c). */
 typedef struct {

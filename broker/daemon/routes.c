@@ -29,6 +29,8 @@ static const kbd_route routes[] = {
     {"GET", "/v1/batches/{}", true, 0, "batch.show", kbd_h_batch_get},
     {"POST", "/v1/provision", true, KBR_OP_PROVISION, "provision", kbd_h_provision},
     {"POST", "/v1/devices/{}/certificates", true, KBR_OP_ROTATE, "rotate", kbd_h_rotate},
+    {"POST", "/v1/debug-auth", true, KBR_OP_DEBUG_AUTH, "debug-auth", kbd_h_debug_auth},
+    {"POST", "/v1/ota/deployments", true, KBR_OP_OTA_REPORT, "ota-report", kbd_h_ota_report},
 };
 
 /* Matches one pattern; a "{}" segment captures one non-empty path segment. */

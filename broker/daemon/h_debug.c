@@ -1,0 +1,279 @@
+/*
+ * h_debug.c - POST /v1/debug-auth: one debug unlock of one device the
+ * ledger knows, against that device's fresh challenge, for a named ticket.
+ *
+ * The broker signs exactly the vendor tool's to-be-signed bytes (a PSA
+ * ADAC token, an NXP debug credential response, ...) and does not parse
+ * vendor formats; it does require those bytes to carry the challenge, so a
+ * signature is bound to the one debug session that asked for it.  A
+ * challenge is accepted once per key, durably: the ledger refuses a replay
+ * even after a restart.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/sha.h>
+
+#include "kbd.h"
+
+#define DEBUG_MESSAGE_MAX 4096
+#define CHALLENGE_MIN 16
+#define CHALLENGE_MAX 64
+#define PERMISSIONS_MAX 64
+
+typedef struct {
+    char *key, *label, *product, *serial, *ticket, *permissions;
+    kbr_alg alg;
+    unsigned char *message;
+    size_t message_len;
+    char challenge_sha256[65], message_sha256[65];
+} debug_ctx;
+
+static void debug_ctx_free(void *p)
+{
+    debug_ctx *c = p;
+
+    if (c == NULL)
+        return;
+    free(c->key);
+    free(c->label);
+    free(c->product);
+    free(c->serial);
+    free(c->ticket);
+    free(c->permissions);
+    free(c->message);
+    free(c);
+}
+
+static kbr_err check_debug_key(kbd_req *r, debug_ctx *c, const char *name, const char *product)
+{
+    const kbd_key *k;
+
+    r->rec->key = strdup(name);
+    if (!kbr_namelist_match(&r->tok->scope.keys, name))
+        return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN, "key: \"%s\" is outside the token's keys",
+                        name);
+    k = kbd_keys_find(r->d->keys, name);
+    if (k == NULL)
+        return kbr_fail(&r->msg, KBR_ERR_NOT_FOUND, "key: no key named \"%s\"", name);
+    if (k->retired)
+        return kbr_fail(&r->msg, KBR_ERR_CONFLICT, "key: \"%s\" is retired", name);
+    if (strcmp(k->purpose, "debug-auth") != 0)
+        return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
+                        "key: \"%s\" is a %s key; debug unlocks need a debug-auth key", name,
+                        k->purpose);
+    if (k->alg == KBR_ALG_RSA_3072 || k->alg == KBR_ALG_RSA_4096)
+        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST,
+                        "key: debug authorization signs with ECDSA or Ed25519 keys");
+    if (!kbr_namelist_match(&r->tok->scope.products, product))
+        return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
+                        "product: \"%s\" is outside the token's products", product);
+    if (!kbd_key_serves_product(k, product))
+        return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
+                        "product: key \"%s\" does not serve product \"%s\"", name, product);
+    c->key = strdup(name);
+    c->label = strdup(k->hsm_label);
+    c->alg = k->alg;
+    return c->key == NULL || c->label == NULL ? KBR_ERR_NOMEM : KBR_OK;
+}
+
+static kbr_err hex_field(kbd_req *r, const char *field, size_t min, size_t max,
+                         unsigned char **out, size_t *outlen)
+{
+    const char *hex = NULL;
+
+    if (kbd_json_str(r->body, field, true, 2 * max, &hex, &r->msg) != KBR_OK)
+        return KBR_ERR_BAD_REQUEST;
+    if (kbr_hex_decode(hex, out, outlen) != KBR_OK || *outlen < min || *outlen > max)
+        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "%s: must be %zu to %zu bytes of hex",
+                        field, min, max);
+    return KBR_OK;
+}
+
+/* The challenge bytes must appear in the to-be-signed bytes. */
+static bool contains(const unsigned char *hay, size_t hlen, const unsigned char *needle,
+                     size_t nlen)
+{
+    return nlen <= hlen && memmem(hay, hlen, needle, nlen) != NULL;
+}
+
+static kbr_err parse_message(kbd_req *r, debug_ctx *c, const unsigned char *challenge,
+                             size_t clen)
+{
+    const char *b64 = NULL;
+
+    if (kbd_json_str(r->body, "message_b64", true, 4 * DEBUG_MESSAGE_MAX / 3 + 4, &b64,
+                     &r->msg) != KBR_OK)
+        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST,
+                        "message_b64: required, the vendor tool's to-be-signed bytes (at most "
+                        "%d bytes)",
+                        DEBUG_MESSAGE_MAX);
+    if (kbr_b64_decode(b64, &c->message, &c->message_len) != KBR_OK)
+        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "message_b64: not valid base64");
+    if (c->message_len > DEBUG_MESSAGE_MAX)
+        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "message_b64: more than %d bytes",
+                        DEBUG_MESSAGE_MAX);
+    if (!contains(c->message, c->message_len, challenge, clen))
+        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST,
+                        "message_b64: does not contain the challenge; the signed bytes must "
+                        "answer this device's challenge");
+    kbr_sha256_hex(c->message, c->message_len, c->message_sha256);
+    return KBR_OK;
+}
+
+static kbr_err debug_parse(kbd_req *r, debug_ctx *c)
+{
+    static const char *const allowed[] = {"key",    "device",      "product", "challenge",
+                                          "permissions", "ticket", "message_b64", NULL};
+    const char *key, *serial, *product, *ticket = NULL;
+    unsigned char *challenge = NULL, *perm = NULL;
+    size_t clen = 0, plen = 0;
+    kbr_err err;
+
+    if (kbd_json_only(r->body, allowed, &r->msg) != KBR_OK ||
+        kbd_json_name(r->body, "key", true, &key, &r->msg) != KBR_OK ||
+        kbd_json_name(r->body, "device", true, &serial, &r->msg) != KBR_OK ||
+        kbd_json_name(r->body, "product", true, &product, &r->msg) != KBR_OK)
+        return KBR_ERR_BAD_REQUEST;
+    if (kbd_json_str(r->body, "ticket", true, 128, &ticket, &r->msg) != KBR_OK)
+        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST,
+                        "ticket: required, the rework or case id this unlock is for");
+    err = check_debug_key(r, c, key, product);
+    if (err == KBR_OK && !kbr_namelist_match(&r->tok->scope.devices, serial))
+        err = kbr_fail(&r->msg, KBR_ERR_FORBIDDEN, "device: \"%s\" is outside the token's devices",
+                       serial);
+    if (err == KBR_OK)
+        err = hex_field(r, "challenge", CHALLENGE_MIN, CHALLENGE_MAX, &challenge, &clen);
+    if (err == KBR_OK)
+        err = hex_field(r, "permissions", 1, PERMISSIONS_MAX, &perm, &plen);
+    if (err == KBR_OK)
+        err = parse_message(r, c, challenge, clen);
+    if (err == KBR_OK) {
+        kbr_sha256_hex(challenge, clen, c->challenge_sha256);
+        c->serial = strdup(serial);
+        c->product = strdup(product);
+        c->ticket = strdup(ticket);
+        err = kbr_hex_encode(perm, plen, &c->permissions);
+    }
+    free(challenge);
+    free(perm);
+    if (err == KBR_OK && (c->serial == NULL || c->product == NULL || c->ticket == NULL))
+        err = KBR_ERR_NOMEM;
+    return err;
+}
+
+static bool debug_precheck(kbd_req *r, kbd_worker *w, debug_ctx *c)
+{
+    json_t *dev = NULL;
+    bool used = false;
+    kbr_err err = kbr_store_device_get(w->store, c->product, c->serial, &dev);
+
+    json_decref(dev);
+    if (err != KBR_OK) {
+        kbd_req_error(r, err == KBR_ERR_NOT_FOUND ? err : KBR_ERR_AUDIT,
+                      "device: no device %s of product %s in the ledger", c->serial, c->product);
+        return false;
+    }
+    err = kbr_store_debug_challenge_used(w->store, c->key, c->challenge_sha256, &used);
+    if (err != KBR_OK || used) {
+        kbd_req_error(r, err != KBR_OK ? KBR_ERR_AUDIT : KBR_ERR_CONFLICT,
+                      "challenge: already answered with key %s; a debug session needs a fresh "
+                      "challenge",
+                      c->key);
+        return false;
+    }
+    return true;
+}
+
+static kbr_err debug_sign(kbd_worker *w, debug_ctx *c, unsigned char **sig, size_t *siglen)
+{
+    unsigned char md[48];
+
+    if (c->alg == KBR_ALG_ED25519)
+        return kbr_hsm_sign(w->hsm, c->label, KBR_SIG_EDDSA, KBR_HASH_NONE, c->message,
+                            c->message_len, sig, siglen);
+    if (c->alg == KBR_ALG_ECDSA_P384) {
+        SHA384(c->message, c->message_len, md);
+        return kbr_hsm_sign(w->hsm, c->label, KBR_SIG_ECDSA_RAW, KBR_HASH_SHA384, md, 48, sig,
+                            siglen);
+    }
+    kbr_sha256(c->message, c->message_len, md);
+    return kbr_hsm_sign(w->hsm, c->label, KBR_SIG_ECDSA_RAW, KBR_HASH_SHA256, md, 32, sig,
+                        siglen);
+}
+
+static void record_unlock(kbd_req *r, debug_ctx *c, const char *sig_sha, const char *expires)
+{
+    char now[KBR_TIME_LEN];
+    json_t *d = r->rec->detail;
+
+    kbr_time_fmt(time(NULL), now);
+    r->rec->key_use = true;
+    r->rec->effects = json_pack(
+        "[{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s}]", "type", "debug.authorize", "key",
+        c->key, "product", c->product, "serial", c->serial, "challenge_sha256",
+        c->challenge_sha256, "permissions", c->permissions, "ticket", c->ticket, "principal",
+        r->sub, "message_sha256", c->message_sha256, "signature_sha256", sig_sha, "at", now,
+        "expires_at", expires);
+    json_object_set_new(d, "device", json_string(c->serial));
+    json_object_set_new(d, "product", json_string(c->product));
+    json_object_set_new(d, "ticket", json_string(c->ticket));
+    json_object_set_new(d, "permissions", json_string(c->permissions));
+    json_object_set_new(d, "challenge_sha256", json_string(c->challenge_sha256));
+    json_object_set_new(d, "message_sha256", json_string(c->message_sha256));
+    json_object_set_new(d, "signature_sha256", json_string(sig_sha));
+    json_object_set_new(d, "expires_at", json_string(expires));
+}
+
+static void debug_work(kbd_req *r, kbd_worker *w)
+{
+    debug_ctx *c = r->ctx;
+    unsigned char *sig = NULL;
+    size_t siglen = 0;
+    char *b64 = NULL, sig_sha[65], expires[KBR_TIME_LEN];
+    kbr_err err;
+
+    if (!debug_precheck(r, w, c))
+        return;
+    err = debug_sign(w, c, &sig, &siglen);
+    kbd_note_hsm(r->d, err);
+    if (err != KBR_OK || kbr_b64_encode(sig, siglen, &b64) != KBR_OK) {
+        kbd_req_error(r, err != KBR_OK ? err : KBR_ERR_NOMEM, "the HSM could not sign: %s",
+                      kbr_err_str(err));
+        free(sig);
+        return;
+    }
+    kbr_sha256_hex(sig, siglen, sig_sha);
+    kbr_time_fmt(time(NULL) + r->d->cfg.debug_unlock_seconds, expires);
+    record_unlock(r, c, sig_sha, expires);
+    /* a concurrent request with the same challenge may commit first: the ledger decides */
+    snprintf(r->msg.text, sizeof(r->msg.text),
+             "challenge: already answered with key %s; a debug session needs a fresh challenge",
+             c->key);
+    r->resp = json_pack("{s:s,s:s,s:s,s:s}", "signature_b64", b64, "expires_at", expires,
+                        "algorithm", kbr_alg_name(c->alg), "key", c->key);
+    r->add_audit_seq_to_resp = true;
+    free(sig);
+    free(b64);
+}
+
+kbr_err kbd_h_debug_auth(kbd_req *r)
+{
+    debug_ctx *c = calloc(1, sizeof(*c));
+    kbr_err err;
+
+    if (c == NULL)
+        return KBR_ERR_NOMEM;
+    r->ctx = c;
+    r->ctx_free = debug_ctx_free;
+    err = debug_parse(r, c);
+    if (err != KBR_OK)
+        return err;
+    err = kbr_policy_reserve_use(r->tok);
+    if (err != KBR_OK)
+        return kbr_fail(&r->msg, err, "token %s has used all of its max_uses", r->tok->jti);
+    r->use_reserved = true;
+    r->work = debug_work;
+    kbd_req_dispatch(r);
+    return KBR_OK;
+}

@@ -1,0 +1,194 @@
+/*
+ * h_ota.c - POST /v1/ota/deployments: the OTA platform reports which
+ * devices installed (or failed to install) a firmware version the broker
+ * signed.  This is what later answers "is the fix deployed?": each known
+ * device's firmware history and current version follow these reports.
+ * Devices the ledger does not know are returned to the caller, never
+ * silently dropped.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "kbd.h"
+
+#define OTA_MAX_RESULTS 10000
+
+typedef struct {
+    char *product, *version, *campaign;
+    json_t *results; /* [{serial, status, at}] normalized */
+    json_t *serials; /* the devices named, in order */
+} ota_ctx;
+
+static void ota_ctx_free(void *p)
+{
+    ota_ctx *c = p;
+
+    if (c == NULL)
+        return;
+    free(c->product);
+    free(c->version);
+    free(c->campaign);
+    json_decref(c->results);
+    json_decref(c->serials);
+    free(c);
+}
+
+static kbr_err parse_result(kbd_req *r, ota_ctx *c, const json_t *item, size_t i)
+{
+    static const char *const allowed[] = {"device", "status", "at", NULL};
+    const char *serial, *status, *at;
+    char where[32], norm[KBR_TIME_LEN];
+    time_t t;
+
+    snprintf(where, sizeof(where), "results[%zu]", i);
+    if (!json_is_object(item))
+        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "%s: must be an object", where);
+    if (kbd_json_only(item, allowed, &r->msg) != KBR_OK ||
+        kbd_json_name(item, "device", true, &serial, &r->msg) != KBR_OK ||
+        kbd_json_str(item, "status", true, 16, &status, &r->msg) != KBR_OK ||
+        kbd_json_str(item, "at", true, 40, &at, &r->msg) != KBR_OK)
+        return kbd_msg_prefix(&r->msg, where, KBR_ERR_BAD_REQUEST);
+    if (strcmp(status, "installed") != 0 && strcmp(status, "failed") != 0)
+        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST,
+                        "%s.status: must be \"installed\" or \"failed\"", where);
+    if (kbr_time_parse(at, &t) != KBR_OK)
+        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST,
+                        "%s.at: not an RFC 3339 UTC time such as 2026-11-28T14:00:00Z", where);
+    if (!kbr_namelist_match(&r->tok->scope.devices, serial))
+        return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
+                        "%s.device: \"%s\" is outside the token's devices", where, serial);
+    kbr_time_fmt(t, norm);
+    json_array_append_new(c->results,
+                          json_pack("{s:s,s:s,s:s}", "serial", serial, "status", status, "at", norm));
+    json_array_append_new(c->serials, json_string(serial));
+    return KBR_OK;
+}
+
+static kbr_err ota_parse(kbd_req *r, ota_ctx *c)
+{
+    static const char *const allowed[] = {"product", "version", "campaign", "results", NULL};
+    const char *product, *version, *campaign;
+    const json_t *results = json_object_get(r->body, "results");
+    size_t i;
+    json_t *item;
+
+    if (kbd_json_only(r->body, allowed, &r->msg) != KBR_OK ||
+        kbd_json_name(r->body, "product", true, &product, &r->msg) != KBR_OK ||
+        kbd_json_name(r->body, "version", true, &version, &r->msg) != KBR_OK ||
+        kbd_json_str(r->body, "campaign", true, 128, &campaign, &r->msg) != KBR_OK)
+        return KBR_ERR_BAD_REQUEST;
+    if (!json_is_array(results) || json_array_size(results) == 0 ||
+        json_array_size(results) > OTA_MAX_RESULTS)
+        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST,
+                        "results: required, an array of 1 to %d {device, status, at}",
+                        OTA_MAX_RESULTS);
+    if (!kbr_namelist_match(&r->tok->scope.products, product))
+        return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
+                        "product: \"%s\" is outside the token's products", product);
+    c->product = strdup(product);
+    c->version = strdup(version);
+    c->campaign = strdup(campaign);
+    c->results = json_array();
+    c->serials = json_array();
+    if (c->product == NULL || c->version == NULL || c->campaign == NULL || c->results == NULL ||
+        c->serials == NULL)
+        return KBR_ERR_NOMEM;
+    json_array_foreach(results, i, item)
+    {
+        kbr_err err = parse_result(r, c, item, i);
+        if (err != KBR_OK)
+            return err;
+    }
+    return KBR_OK;
+}
+
+/*
+ * Splits the results into those of known devices and the names of unknown
+ * ones; jansson objects serve as hash sets so a 10k-device report stays linear.
+ */
+static kbr_err split(const ota_ctx *c, const json_t *known, json_t *recorded, json_t *unknown)
+{
+    json_t *known_set = json_object(), *seen = json_object(), *res, *v;
+    size_t i;
+
+    if (known_set == NULL || seen == NULL) {
+        json_decref(known_set);
+        json_decref(seen);
+        return KBR_ERR_NOMEM;
+    }
+    json_array_foreach(known, i, v)
+    {
+        json_object_set(known_set, json_string_value(v), json_true());
+    }
+    json_array_foreach(c->results, i, res)
+    {
+        const char *serial = json_string_value(json_object_get(res, "serial"));
+        if (json_object_get(known_set, serial) != NULL) {
+            json_array_append(recorded, res);
+        } else if (json_object_get(seen, serial) == NULL) {
+            json_object_set(seen, serial, json_true());
+            json_array_append_new(unknown, json_string(serial));
+        }
+    }
+    json_decref(known_set);
+    json_decref(seen);
+    return KBR_OK;
+}
+
+static void ota_work(kbd_req *r, kbd_worker *w)
+{
+    ota_ctx *c = r->ctx;
+    json_t *build = NULL, *known = NULL;
+    json_t *recorded = json_array(), *unknown = json_array();
+    char now[KBR_TIME_LEN];
+    kbr_err err = kbr_store_firmware_get(w->store, c->product, c->version, &build);
+
+    json_decref(build);
+    if (err != KBR_OK) {
+        kbd_req_error(r, err == KBR_ERR_NOT_FOUND ? err : KBR_ERR_AUDIT,
+                      "version: this broker never signed firmware %s %s", c->product, c->version);
+        goto out;
+    }
+    if (kbr_store_devices_known(w->store, c->product, c->serials, &known) != KBR_OK) {
+        kbd_req_error(r, KBR_ERR_AUDIT, "the device ledger could not be read");
+        goto out;
+    }
+    if (recorded == NULL || unknown == NULL || split(c, known, recorded, unknown) != KBR_OK) {
+        kbd_req_error(r, KBR_ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    kbr_time_fmt(time(NULL), now);
+    if (json_array_size(recorded) > 0)
+        r->rec->effects = json_pack("[{s:s,s:s,s:s,s:s,s:s,s:s,s:O}]", "type", "ota.report",
+                                    "product", c->product, "version", c->version, "campaign",
+                                    c->campaign, "reported_by", r->sub, "at", now, "results",
+                                    recorded);
+    json_object_set_new(r->rec->detail, "ota",
+                        json_pack("{s:s,s:s,s:s,s:I,s:O}", "product", c->product, "version",
+                                  c->version, "campaign", c->campaign, "recorded",
+                                  (json_int_t)json_array_size(recorded), "unknown_devices",
+                                  unknown));
+    r->resp = json_pack("{s:I,s:O}", "recorded", (json_int_t)json_array_size(recorded),
+                        "unknown_devices", unknown);
+out:
+    json_decref(known);
+    json_decref(recorded);
+    json_decref(unknown);
+}
+
+kbr_err kbd_h_ota_report(kbd_req *r)
+{
+    ota_ctx *c = calloc(1, sizeof(*c));
+    kbr_err err;
+
+    if (c == NULL)
+        return KBR_ERR_NOMEM;
+    r->ctx = c;
+    r->ctx_free = ota_ctx_free;
+    err = ota_parse(r, c);
+    if (err != KBR_OK)
+        return err;
+    r->work = ota_work;
+    kbd_req_dispatch(r);
+    return KBR_OK;
+}

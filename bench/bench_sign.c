@@ -1,23 +1,29 @@
 /*
  * bench_sign.c - how much of the HSM's ECDSA P-256 signing rate keybrokerd
  * delivers once every signature is authenticated, checked against policy and
- * the firmware ledger, and durably audited before it leaves.
+ * the firmware ledger, and durably audited before it leaves; and how many
+ * device certificates per second it issues on the same HSM.
  *
- * Two phases on the same SoftHSM2 token and the same key, one after the
- * other so they never compete for the cores:
+ * Three phases on the same SoftHSM2 token, one after the other so they never
+ * compete for the cores:
  *   1. raw: kbr_hsm_sign (the call the broker's workers make) from one thread
  *      per worker, each with its own session;
  *   2. broker: POST /v1/sign over 32 keep-alive connections driven by one
  *      libcurl multi loop, each request a new firmware version with its own
- *      digest and an inline SBOM.
+ *      digest and an inline SBOM;
+ *   3. provision: POST /v1/provision over as many connections, each one a
+ *      factory station provisioning a new device serial in a batch, from a
+ *      pool of CSRs made before any timing starts.
  * Each phase warms up, then counts the operations that complete inside the
- * measured window and their latencies.  The target line compares the two.
+ * measured window and their latencies.  Both HTTP rates are set against the
+ * raw rate of the same run; the target line is the sign path's.
  *
  * Environment: KBR_BIN_DIR (keybrokerd), KBR_BENCH_SECONDS [5],
  * KBR_BENCH_WARMUP [1], KBR_BENCH_CONNS [32], KBR_BENCH_WORKERS [cores, at
- * least 2: raw threads and keybrokerd workers], KBR_BENCH_JSON (set: also
- * print one JSON line); `--json` does the same as KBR_BENCH_JSON.
- * Exit status: 0 when both phases ran without a single failed operation,
+ * least 2: raw threads and keybrokerd workers], KBR_BENCH_CSRS [500: device
+ * CSRs in the pool], KBR_BENCH_JSON (set: also print one JSON line);
+ * `--json` does the same as KBR_BENCH_JSON.
+ * Exit status: 0 when every phase ran without a single failed operation,
  * whether or not the target is met; non-zero on any error.
  */
 #include <setjmp.h>
@@ -35,20 +41,33 @@
 #include <unistd.h>
 
 #include <curl/curl.h>
+#include <openssl/ec.h>
+#include <openssl/pem.h>
 #include <openssl/sha.h>
+#include <openssl/x509.h>
 
 #include "../tests/integration/harness.h"
 #include "kbr_hsm.h"
 
 #define KEY_NAME      "bench-fw"
+#define CA_KEY        "bench-ca"
 #define PRODUCT       "bench"
+#define BATCH         "bench-b1"
+#define FACTORY       "factory:bench"
+#define FACTORY_FW    "factory-1.0" /* the firmware image the devices leave the line with */
 #define MODULE_PATH   "/usr/lib/softhsm/libsofthsm2.so"
 #define TARGET_RATIO  0.70
 #define TARGET_P99_MS 5.0
 #define MAX_CONNS     256
 #define MAX_THREADS   64
-#define RESP_MAX      4096
+#define BODY_MAX      2048
+#define RESP_MAX      8192
+#define TAG_MAX       96
 #define ERRS_KEPT     3
+/* No run provisions this many: even at the raw signing rate of a fast machine (20,000/s) the
+ * longest run the knobs allow (60 s warm-up + 60 s measured) makes 2.4 million certificates.
+ * A spent quantity would show as 429 errors, never as a quietly lower rate. */
+#define BATCH_QUANTITY 10000000
 /* cores used by other processes above which a run is called disturbed */
 #define OTHER_LOAD_WARN 0.15
 
@@ -59,14 +78,23 @@ static const char *const SBOM =
 
 typedef struct {
     double warmup, seconds; /* per phase */
-    int conns, workers, nproc;
+    int conns, workers, nproc, csrs;
     bool json;
 } bench_cfg;
 
+/* Device CSRs, made before any timing: a station sends one per device. */
+typedef struct {
+    char **json;    /* PEM, escaped for a JSON string */
+    EVP_PKEY **key; /* the device key pair behind each request */
+    int n;
+    double made_s; /* seconds it took to make them */
+} csr_pool;
+
 static bench_cfg cfg;
 static kbt_env *env;
-static char *ci_tok;
+static char *ci_tok, *factory_tok;
 static char hsm_label[KBR_HSM_LABEL_MAX];
+static csr_pool pool;
 
 /* ---- time and latency statistics ---- */
 
@@ -355,33 +383,50 @@ static phase_result run_raw(unsigned long *errors)
     return res;
 }
 
-/* ---- phase 2: keybrokerd over HTTP ---- */
+/* ---- phases 2 and 3: keybrokerd over HTTP ---- */
 
+typedef struct conn conn;
+typedef struct load load;
+
+/* What one HTTP phase sends, and what a good answer looks like. */
 typedef struct {
+    const char *name, *unit, *path;
+    long ok_status;
+    const char *ok_member;         /* a member every good answer has, quoted as in the JSON */
+    int (*body)(load *L, conn *c); /* writes c->body (and c->tag); returns its length */
+    void (*check)(const load *L);  /* afterwards: one good answer, checked as its user would */
+} http_op;
+
+struct conn {
     CURL *h;
     struct curl_slist *hdr;
     int index;
     unsigned long n; /* requests sent on this connection */
     double t0;
-    char body[1024];
-    char digest_hex[65];
+    char body[BODY_MAX];
+    char tag[TAG_MAX]; /* what the request asked for: the digest signed, the device serial */
+    int csr;           /* provisioning: the pool entry sent */
     char resp[RESP_MAX];
     size_t resp_len;
     long audit_seq;
-} conn;
+};
 
-typedef struct {
+struct load {
+    const http_op *op;
+    const char *token;
     double warm_end, end;
     lat_vec lat;
-    lat_vec seqs;         /* X-Audit-Seq of every 200, to show each one was recorded */
-    unsigned long ok;     /* 200s, whole run */
+    lat_vec seqs;         /* X-Audit-Seq of every good answer, to show each one was recorded */
+    unsigned long ok;     /* good answers, whole run */
     unsigned long errors; /* everything else, whole run */
-    char errs[ERRS_KEPT][256];
-    char last_ok_body[RESP_MAX], last_ok_digest[65];
+    unsigned long sent;   /* requests of the phase so far, across connections */
+    char errs[ERRS_KEPT][512];
+    char last_ok_body[RESP_MAX], last_ok_tag[TAG_MAX];
+    int last_ok_csr;
     int cpu_state; /* 0 warming up, 1 measuring since at_warm, 2 measured */
     cpu_snap at_warm;
     cpu_use cpu;
-} load;
+};
 
 static size_t on_resp(char *p, size_t size, size_t nmemb, void *arg)
 {
@@ -389,7 +434,7 @@ static size_t on_resp(char *p, size_t size, size_t nmemb, void *arg)
     size_t n = size * nmemb, room = sizeof(c->resp) - 1 - c->resp_len;
     size_t take = n < room ? n : room;
 
-    /* A longer body than any sign response is an error shown truncated, not a failed transfer. */
+    /* A longer body than any good answer is an error shown truncated, not a failed transfer. */
     memcpy(c->resp + c->resp_len, p, take);
     c->resp_len += take;
     c->resp[c->resp_len] = '\0';
@@ -406,31 +451,58 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *arg)
     return n;
 }
 
-static void conn_prepare(conn *c)
+/* A POST /v1/sign body for a new firmware build; its digest (hex) goes to digest_hex. */
+static int sign_body_for(const char *version, char *out, size_t n, char digest_hex[65])
 {
-    char version[48], seed[64];
+    char seed[TAG_MAX];
     unsigned char d[32];
-    int w;
 
-    snprintf(version, sizeof(version), "b-%d-%lu", c->index, c->n);
     snprintf(seed, sizeof(seed), "bench|%s", version);
     SHA256((const unsigned char *)seed, strlen(seed), d);
-    kbr_hex_encode_buf(d, sizeof(d), c->digest_hex);
-    w = snprintf(c->body, sizeof(c->body),
-                 "{\"key\":\"" KEY_NAME "\",\"digest\":\"%s\",\"hash\":\"sha256\","
-                 "\"format\":\"raw\",\"artifact\":{\"product\":\"" PRODUCT "\","
-                 "\"version\":\"%s\",\"name\":\"bench.bin\",\"kind\":\"firmware\"},"
-                 "\"sbom\":%s}",
-                 c->digest_hex, version, SBOM);
+    kbr_hex_encode_buf(d, sizeof(d), digest_hex);
+    return snprintf(out, n,
+                    "{\"key\":\"" KEY_NAME "\",\"digest\":\"%s\",\"hash\":\"sha256\","
+                    "\"format\":\"raw\",\"artifact\":{\"product\":\"" PRODUCT "\","
+                    "\"version\":\"%s\",\"name\":\"bench.bin\",\"kind\":\"firmware\"},"
+                    "\"sbom\":%s}",
+                    digest_hex, version, SBOM);
+}
+
+static int sign_body(load *L, conn *c)
+{
+    char version[48];
+
+    (void)L;
+    snprintf(version, sizeof(version), "b-%d-%lu", c->index, c->n);
+    return sign_body_for(version, c->body, sizeof(c->body), c->tag);
+}
+
+/* A new device on the line: its own serial, a CSR from the pool in turn. */
+static int provision_body(load *L, conn *c)
+{
+    c->csr = (int)(L->sent % (unsigned long)pool.n);
+    snprintf(c->tag, sizeof(c->tag), "SN-%d-%lu", c->index, c->n);
+    return snprintf(c->body, sizeof(c->body),
+                    "{\"key\":\"" CA_KEY "\",\"csr_pem\":\"%s\",\"device\":{\"serial\":\"%s\","
+                    "\"product\":\"" PRODUCT "\",\"batch\":\"" BATCH "\","
+                    "\"firmware_version\":\"" FACTORY_FW "\"}}",
+                    pool.json[c->csr], c->tag);
+}
+
+static void conn_prepare(load *L, conn *c)
+{
+    int w = L->op->body(L, c);
+
     assert_true(w > 0 && (size_t)w < sizeof(c->body));
     curl_easy_setopt(c->h, CURLOPT_POSTFIELDSIZE, (long)w);
     c->resp_len = 0;
     c->resp[0] = '\0';
     c->audit_seq = -1;
     c->n++;
+    L->sent++;
 }
 
-static void conn_init(conn *c, int index)
+static void conn_init(const load *L, conn *c, int index)
 {
     char url[128], *auth = NULL;
 
@@ -438,12 +510,12 @@ static void conn_init(conn *c, int index)
     c->index = index;
     c->h = curl_easy_init();
     assert_non_null(c->h);
-    assert_true(asprintf(&auth, "Authorization: Bearer %s", ci_tok) > 0);
+    assert_true(asprintf(&auth, "Authorization: Bearer %s", L->token) > 0);
     c->hdr = curl_slist_append(c->hdr, auth);
     c->hdr = curl_slist_append(c->hdr, "Content-Type: application/json");
     c->hdr = curl_slist_append(c->hdr, "Expect:");
     free(auth);
-    snprintf(url, sizeof(url), "%s/v1/sign", env->url);
+    snprintf(url, sizeof(url), "%s%s", env->url, L->op->path);
     curl_easy_setopt(c->h, CURLOPT_URL, url);
     curl_easy_setopt(c->h, CURLOPT_POSTFIELDS, c->body);
     curl_easy_setopt(c->h, CURLOPT_HTTPHEADER, c->hdr);
@@ -466,8 +538,8 @@ static void conn_cleanup(conn *c)
 static void note_error(load *L, const conn *c, CURLcode cc, long status)
 {
     if (L->errors < ERRS_KEPT)
-        snprintf(L->errs[L->errors], sizeof(L->errs[0]), "conn %d request %lu: %s %ld %.*s",
-                 c->index, c->n, cc != CURLE_OK ? curl_easy_strerror(cc) : "HTTP", status,
+        snprintf(L->errs[L->errors], sizeof(L->errs[0]), "conn %d request %lu (%s): %s %ld %.*s",
+                 c->index, c->n, c->tag, cc != CURLE_OK ? curl_easy_strerror(cc) : "HTTP", status,
                  (int)strcspn(c->resp, "\r\n"), c->resp);
     L->errors++;
 }
@@ -477,8 +549,8 @@ static void on_done(load *L, conn *c, CURLcode cc, double t1)
     long status = 0;
 
     curl_easy_getinfo(c->h, CURLINFO_RESPONSE_CODE, &status);
-    if (cc != CURLE_OK || status != 200 || c->audit_seq <= 0 ||
-        strstr(c->resp, "\"signature_b64\"") == NULL) {
+    if (cc != CURLE_OK || status != L->op->ok_status || c->audit_seq <= 0 ||
+        strstr(c->resp, L->op->ok_member) == NULL) {
         note_error(L, c, cc, status);
         return;
     }
@@ -488,13 +560,14 @@ static void on_done(load *L, conn *c, CURLcode cc, double t1)
         lat_push(&L->lat, t1 - c->t0);
     if (c->index == 0) {
         memcpy(L->last_ok_body, c->resp, c->resp_len + 1);
-        memcpy(L->last_ok_digest, c->digest_hex, sizeof(c->digest_hex));
+        memcpy(L->last_ok_tag, c->tag, sizeof(c->tag));
+        L->last_ok_csr = c->csr;
     }
 }
 
-static void conn_send(CURLM *m, conn *c)
+static void conn_send(CURLM *m, load *L, conn *c)
 {
-    conn_prepare(c);
+    conn_prepare(L, c);
     c->t0 = now_s();
     assert_int_equal(curl_multi_add_handle(m, c->h), CURLM_OK);
 }
@@ -517,7 +590,7 @@ static int reap(CURLM *m, load *L)
         on_done(L, c, msg->data.result, t1);
         curl_multi_remove_handle(m, c->h);
         if (t1 < L->end)
-            conn_send(m, c);
+            conn_send(m, L, c);
         else
             stopped++;
     }
@@ -551,13 +624,13 @@ static void drive(CURLM *m, load *L, int nconns)
     }
 }
 
-/* Every 200 carried its own audit sequence number. */
-static void check_seqs(lat_vec *seqs)
+/* Every good answer carried its own audit sequence number (sorts L->seqs). */
+static void check_seqs(load *L)
 {
-    qsort(seqs->v, seqs->n, sizeof(*seqs->v), cmp_double);
-    for (size_t i = 1; i < seqs->n; i++)
-        if (seqs->v[i] == seqs->v[i - 1])
-            fail_msg("broker phase: audit seq %.0f answered two requests", seqs->v[i]);
+    qsort(L->seqs.v, L->seqs.n, sizeof(*L->seqs.v), cmp_double);
+    for (size_t i = 1; i < L->seqs.n; i++)
+        if (L->seqs.v[i] == L->seqs.v[i - 1])
+            fail_msg("%s phase: audit seq %.0f answered two requests", L->op->name, L->seqs.v[i]);
 }
 
 /* One broker signature, checked the way a device would check it. */
@@ -569,7 +642,7 @@ static void check_broker_sig(const load *L)
     EVP_PKEY *pub = kbt_pubkey(env, KEY_NAME);
 
     assert_non_null(j);
-    assert_int_equal(kbr_hex_decode(L->last_ok_digest, &dd, &dlen), KBR_OK);
+    assert_int_equal(kbr_hex_decode(L->last_ok_tag, &dd, &dlen), KBR_OK);
     assert_int_equal(dlen, sizeof(d));
     memcpy(d, dd, sizeof(d));
     assert_int_equal(
@@ -583,7 +656,72 @@ static void check_broker_sig(const load *L)
     EVP_PKEY_free(pub);
 }
 
-static phase_result run_broker(load *L)
+static X509 *pem_to_cert(const char *pem)
+{
+    BIO *bio = BIO_new_mem_buf(pem != NULL ? pem : "", -1);
+    X509 *x = bio != NULL ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
+
+    BIO_free(bio);
+    return x;
+}
+
+/* One device certificate, checked the way a device's cloud would check it: issued by the CA
+ * key, named after the serial, for the key pair in the device's CSR. */
+static void check_device_cert(const load *L)
+{
+    json_t *j = json_loads(L->last_ok_body, 0, NULL);
+    EVP_PKEY *ca = kbt_pubkey(env, CA_KEY);
+    X509 *x;
+    char cn[TAG_MAX] = "";
+
+    assert_non_null(j);
+    x = pem_to_cert(json_string_value(json_object_get(j, "certificate_pem")));
+    if (x == NULL || X509_verify(x, ca) != 1)
+        fail_msg("provision phase: a device certificate does not verify under " CA_KEY);
+    X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName, cn, sizeof(cn));
+    if (strcmp(cn, L->last_ok_tag) != 0)
+        fail_msg("provision phase: certificate CN \"%s\" for device %s", cn, L->last_ok_tag);
+    if (EVP_PKEY_eq(X509_get0_pubkey(x), pool.key[L->last_ok_csr]) != 1)
+        fail_msg("provision phase: certificate of %s is not for its CSR's key", L->last_ok_tag);
+    if (json_string_length(json_object_get(j, "chain_pem")) == 0)
+        fail_msg("provision phase: no chain_pem for %s", L->last_ok_tag);
+    X509_free(x);
+    EVP_PKEY_free(ca);
+    json_decref(j);
+}
+
+/* The ledger counts exactly the devices answered 201: none lost, none counted twice. */
+static void check_batch_count(const load *L)
+{
+    kbt_resp r = kbt_call(env, "GET", "/v1/batches/" BATCH, env->admin, NULL);
+    json_int_t n = json_integer_value(json_object_get(r.json, "provisioned"));
+
+    if (r.status != 200 || (unsigned long)n != L->ok)
+        fail_msg("GET /v1/batches/" BATCH ": %ld, provisioned %lld after %lu answers 201", r.status,
+                 (long long)n, L->ok);
+    kbt_resp_free(&r);
+}
+
+static void check_provision(const load *L)
+{
+    check_device_cert(L);
+    check_batch_count(L);
+}
+
+static const http_op SIGN_OP = {"broker",  "signs/s",       "/v1/sign", 200, "\"signature_b64\"",
+                                sign_body, check_broker_sig};
+static const http_op PROVISION_OP = {"provision",           "certs/s",      "/v1/provision", 201,
+                                     "\"certificate_pem\"", provision_body, check_provision};
+
+/* After the report, so that a failed check still leaves the figures on screen. */
+static void check_http(load *L)
+{
+    check_seqs(L);
+    if (L->ok > 0)
+        L->op->check(L);
+}
+
+static phase_result run_http(load *L)
 {
     conn *cs = calloc((size_t)cfg.conns, sizeof(*cs));
     CURLM *m = curl_multi_init();
@@ -595,20 +733,92 @@ static phase_result run_broker(load *L)
     L->warm_end = now_s() + cfg.warmup;
     L->end = L->warm_end + cfg.seconds;
     for (int i = 0; i < cfg.conns; i++) {
-        conn_init(&cs[i], i);
-        conn_send(m, &cs[i]);
+        conn_init(L, &cs[i], i);
+        conn_send(m, L, &cs[i]);
     }
     drive(m, L, cfg.conns);
     for (int i = 0; i < cfg.conns; i++)
         conn_cleanup(&cs[i]);
     curl_multi_cleanup(m);
     free(cs);
-    check_seqs(&L->seqs);
-    if (L->ok > 0)
-        check_broker_sig(L);
     res = summarize(&L->lat, cfg.seconds);
     res.cpu = L->cpu;
     return res;
+}
+
+/* ---- the CSR pool ---- */
+
+/* PEM holds base64, dashes, spaces and newlines: only the newlines need escaping in JSON. */
+static char *json_escape_pem(const char *pem, size_t len)
+{
+    char *out = malloc(2 * len + 1), *o = out;
+
+    assert_non_null(out);
+    for (size_t i = 0; i < len; i++) {
+        if (pem[i] == '\n') {
+            *o++ = '\\';
+            *o++ = 'n';
+        } else {
+            *o++ = pem[i];
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+/* A device key pair on P-256 and its PKCS#10 request, signed with that key. */
+static char *csr_make(int i, EVP_PKEY **key)
+{
+    EVP_PKEY *k = EVP_EC_gen("P-256");
+    X509_REQ *req = X509_REQ_new();
+    BIO *bio = BIO_new(BIO_s_mem());
+    char cn[48], *pem = NULL, *out;
+    long len;
+
+    assert_non_null(k);
+    assert_non_null(req);
+    assert_non_null(bio);
+    snprintf(cn, sizeof(cn), "bench-device-%d", i);
+    assert_int_equal(X509_NAME_add_entry_by_txt(X509_REQ_get_subject_name(req), "CN", MBSTRING_ASC,
+                                                (const unsigned char *)cn, -1, -1, 0),
+                     1);
+    assert_int_equal(X509_REQ_set_version(req, 0), 1);
+    assert_int_equal(X509_REQ_set_pubkey(req, k), 1);
+    assert_true(X509_REQ_sign(req, k, EVP_sha256()) > 0);
+    assert_int_equal(PEM_write_bio_X509_REQ(bio, req), 1);
+    len = BIO_get_mem_data(bio, &pem);
+    assert_true(len > 0);
+    out = json_escape_pem(pem, (size_t)len);
+    BIO_free(bio);
+    X509_REQ_free(req);
+    *key = k;
+    return out;
+}
+
+static void pool_make(int n)
+{
+    double t0 = now_s();
+
+    pool.json = calloc((size_t)n, sizeof(*pool.json));
+    pool.key = calloc((size_t)n, sizeof(*pool.key));
+    assert_non_null(pool.json);
+    assert_non_null(pool.key);
+    for (int i = 0; i < n; i++) {
+        pool.json[i] = csr_make(i, &pool.key[i]);
+        pool.n = i + 1;
+    }
+    pool.made_s = now_s() - t0;
+}
+
+static void pool_free(void)
+{
+    for (int i = 0; i < pool.n; i++) {
+        free(pool.json[i]);
+        EVP_PKEY_free(pool.key[i]);
+    }
+    free(pool.json);
+    free(pool.key);
+    memset(&pool, 0, sizeof(pool));
 }
 
 /* ---- setup and report ---- */
@@ -657,6 +867,40 @@ static void read_label(void)
     kbt_resp_free(&r);
 }
 
+static void expect_status(kbt_resp r, long status, const char *what)
+{
+    if (r.status != status)
+        fail_msg("%s: %ld %s", what, r.status, r.body != NULL ? r.body : "");
+    kbt_resp_free(&r);
+}
+
+/* What a factory line needs: a device CA with its certificate, the firmware image the devices
+ * leave the line with, a production batch ordered from the factory, and the station's token. */
+static void provision_setup(void)
+{
+    char body[BODY_MAX], digest[65];
+    int w;
+
+    kbt_key(env, CA_KEY, "device-identity-ca", "ecdsa-p256", PRODUCT);
+    expect_status(kbt_call(env, "POST", "/v1/keys/" CA_KEY "/certificate", env->admin,
+                           "{\"self_signed\":{\"subject\":\"CN=Bench Device CA\",\"days\":3650}}"),
+                  201, "POST /v1/keys/" CA_KEY "/certificate");
+    w = sign_body_for(FACTORY_FW, body, sizeof(body), digest);
+    assert_true(w > 0 && (size_t)w < sizeof(body));
+    expect_status(kbt_call(env, "POST", "/v1/sign", ci_tok, body), 200,
+                  "POST /v1/sign " FACTORY_FW);
+    w = snprintf(body, sizeof(body),
+                 "{\"batch\":\"" BATCH "\",\"product\":\"" PRODUCT "\",\"factory\":\"" FACTORY
+                 "\",\"quantity\":%d,\"market\":[\"DE\"]}",
+                 BATCH_QUANTITY);
+    assert_true(w > 0 && (size_t)w < sizeof(body));
+    expect_status(kbt_call(env, "POST", "/v1/batches", env->admin, body), 201, "POST /v1/batches");
+    factory_tok = kbt_token(
+        env, "{\"sub\":\"" FACTORY "\",\"ops\":[\"provision\"],\"keys\":[\"" CA_KEY
+             "\"],\"products\":[\"" PRODUCT "\"],\"batches\":[\"" BATCH "\"],\"ttl\":3600}");
+    pool_make(cfg.csrs);
+}
+
 static int group_setup(void **state)
 {
     char extra[64];
@@ -667,6 +911,7 @@ static int group_setup(void **state)
     cfg.warmup = env_num("KBR_BENCH_WARMUP", 1, 0, 60);
     cfg.seconds = env_num("KBR_BENCH_SECONDS", 5, 1, 60);
     cfg.conns = (int)env_num("KBR_BENCH_CONNS", 32, 1, MAX_CONNS);
+    cfg.csrs = (int)env_num("KBR_BENCH_CSRS", 500, 1, 100000);
     /* A later line wins in the config: this replaces the harness's worker count. */
     snprintf(extra, sizeof(extra), "workers = %d\n", cfg.workers);
     env = kbt_start(extra);
@@ -674,6 +919,7 @@ static int group_setup(void **state)
     ci_tok = kbt_token(env, "{\"sub\":\"ci:bench\",\"ops\":[\"sign\"],\"keys\":[\"" KEY_NAME
                             "\"],\"products\":[\"" PRODUCT "\"],\"ttl\":3600}");
     read_label();
+    provision_setup();
     return 0;
 }
 
@@ -682,6 +928,8 @@ static int group_teardown(void **state)
     (void)state;
     kbt_free(env);
     free(ci_tok);
+    free(factory_tok);
+    pool_free();
     return 0;
 }
 
@@ -691,15 +939,25 @@ static double per_op_ms(double cores, double rate)
     return rate > 0 ? cores / rate * 1e3 : 0;
 }
 
-static void print_phase(const char *name, const phase_result *r, unsigned long errors)
+static void print_phase(const char *name, const char *unit, const phase_result *r,
+                        unsigned long errors)
 {
-    printf("  %-7s %8.1f signs/s  p50 %6.3f ms  p99 %6.3f ms  max %7.3f ms  ops %zu  errors "
-           "%lu\n",
-           name, r->rate, r->p50_ms, r->p99_ms, r->max_ms, r->ops, errors);
-    printf("          cores busy: bench process %.2f, keybrokerd %.2f, everything else %.2f; "
+    printf("  %-9s %8.1f %s  p50 %6.3f ms  p99 %6.3f ms  max %7.3f ms  ops %zu  errors %lu\n", name,
+           r->rate, unit, r->p50_ms, r->p99_ms, r->max_ms, r->ops, errors);
+    printf("            cores busy: bench process %.2f, keybrokerd %.2f, everything else %.2f; "
            "CPU ms per op: bench %.3f, keybrokerd %.3f\n",
            r->cpu.self, r->cpu.daemon, r->cpu.other, per_op_ms(r->cpu.self, r->rate),
            per_op_ms(r->cpu.daemon, r->rate));
+}
+
+static void print_http(const load *L, const phase_result *r)
+{
+    print_phase(L->op->name, L->op->unit, r, L->errors);
+    printf("            answered %ld in the whole run (warm-up included): %lu, each with its own "
+           "audit seq\n",
+           L->op->ok_status, L->ok);
+    for (unsigned long i = 0; i < L->errors && i < ERRS_KEPT; i++)
+        printf("            error: %s\n", L->errs[i]);
 }
 
 static json_t *phase_json(const phase_result *r, unsigned long errors)
@@ -710,13 +968,27 @@ static json_t *phase_json(const phase_result *r, unsigned long errors)
                      r->cpu.daemon, "other", r->cpu.other);
 }
 
-static void print_json(const phase_result *raw, unsigned long raw_err, const phase_result *brk,
-                       unsigned long brk_err, double ratio, bool met)
+/* The figures of one run. */
+typedef struct {
+    phase_result raw, brk, prov;
+    unsigned long raw_err;
+    load sign, provision;
+} run;
+
+static double ratio_to_raw(const run *R, const phase_result *r)
 {
-    json_t *j = json_pack("{s:s,s:i,s:i,s:i,s:f,s:f,s:o,s:o,s:f,s:b}", "bench", "sign", "nproc",
-                          cfg.nproc, "workers", cfg.workers, "conns", cfg.conns, "warmup_s",
-                          cfg.warmup, "seconds", cfg.seconds, "raw", phase_json(raw, raw_err),
-                          "broker", phase_json(brk, brk_err), "ratio", ratio, "target_met", met);
+    return R->raw.rate > 0 ? r->rate / R->raw.rate : 0;
+}
+
+static void print_json(const run *R, bool met)
+{
+    json_t *j =
+        json_pack("{s:s,s:i,s:i,s:i,s:f,s:f,s:i,s:o,s:o,s:o,s:f,s:f,s:b}", "bench", "sign", "nproc",
+                  cfg.nproc, "workers", cfg.workers, "conns", cfg.conns, "warmup_s", cfg.warmup,
+                  "seconds", cfg.seconds, "csrs", pool.n, "raw", phase_json(&R->raw, R->raw_err),
+                  "broker", phase_json(&R->brk, R->sign.errors), "provision",
+                  phase_json(&R->prov, R->provision.errors), "ratio", ratio_to_raw(R, &R->brk),
+                  "provision_ratio", ratio_to_raw(R, &R->prov), "target_met", met);
     char *s = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(6));
 
     assert_non_null(s);
@@ -725,57 +997,83 @@ static void print_json(const phase_result *raw, unsigned long raw_err, const pha
     json_decref(j);
 }
 
-static void report(const phase_result *raw, unsigned long raw_err, const phase_result *brk,
-                   const load *L)
+static void print_setup(void)
 {
     char cpu[128];
-    double ratio = raw->rate > 0 ? brk->rate / raw->rate : 0;
-    bool met = ratio >= TARGET_RATIO && brk->p99_ms <= TARGET_P99_MS;
 
     cpu_model(cpu, sizeof(cpu));
-    printf("\nkeybroker sign benchmark: ECDSA P-256, SoftHSM2 (%s)\n", MODULE_PATH);
+    printf("\nkeybroker sign and provisioning benchmark: ECDSA P-256, SoftHSM2 (%s)\n",
+           MODULE_PATH);
     printf("machine: nproc %d, %s\n", cfg.nproc, cpu);
     printf("each phase: %.1f s warm-up, then %.1f s measured; phases run one after the other\n",
            cfg.warmup, cfg.seconds);
-    printf("raw:    kbr_hsm_sign(KBR_SIG_ECDSA_RAW) on the broker's key, %d threads, one "
+    printf("raw:       kbr_hsm_sign(KBR_SIG_ECDSA_RAW) on the broker's key, %d threads, one "
            "session each\n",
            cfg.workers);
-    printf("broker: POST /v1/sign, %d keep-alive connections, one libcurl multi thread; "
+    printf("broker:    POST /v1/sign, %d keep-alive connections, one libcurl multi thread; "
            "keybrokerd workers = %d\n",
            cfg.conns, cfg.workers);
-    print_phase("raw", raw, raw_err);
-    print_phase("broker", brk, L->errors);
-    printf("  broker requests answered 200 in the whole run (warm-up included): %lu, each with "
-           "its own audit seq\n",
-           L->ok);
-    for (unsigned long i = 0; i < L->errors && i < ERRS_KEPT; i++)
-        printf("  error: %s\n", L->errs[i]);
+    printf("provision: POST /v1/provision, as many connections and workers, a new serial per "
+           "request; %d P-256 CSRs made before timing (%.2f s), sent in turn\n",
+           pool.n, pool.made_s);
+}
+
+static void report(const run *R)
+{
+    double ratio = ratio_to_raw(R, &R->brk);
+    bool met = ratio >= TARGET_RATIO && R->brk.p99_ms <= TARGET_P99_MS;
+
+    print_setup();
+    print_phase("raw", "signs/s", &R->raw, R->raw_err);
+    print_http(&R->sign, &R->brk);
+    print_http(&R->provision, &R->prov);
     printf("ratio broker/raw: %.3f\n", ratio);
     printf("target: ratio >= %.2f and p99 <= %.0f ms: %s\n", TARGET_RATIO, TARGET_P99_MS,
            met ? "MET" : "NOT MET");
-    if (raw->cpu.other > OTHER_LOAD_WARN || brk->cpu.other > OTHER_LOAD_WARN)
+    printf("ratio provision/raw: %.3f (a certificate is one HSM signature plus the CSR check, "
+           "the X.509 building and its ledger rows)\n",
+           ratio_to_raw(R, &R->prov));
+    if (R->raw.cpu.other > OTHER_LOAD_WARN || R->brk.cpu.other > OTHER_LOAD_WARN ||
+        R->prov.cpu.other > OTHER_LOAD_WARN)
         printf("warning: other processes kept the cores busy during the run; the figures "
                "are disturbed\n");
     if (cfg.json)
-        print_json(raw, raw_err, brk, L->errors, ratio, met);
+        print_json(R, met);
     fflush(stdout);
+}
+
+static void load_init(load *L, const http_op *op, const char *token)
+{
+    memset(L, 0, sizeof(*L));
+    L->op = op;
+    L->token = token;
+}
+
+static void load_cleanup(load *L)
+{
+    free(L->lat.v);
+    free(L->seqs.v);
 }
 
 static void bench_sign(void **state)
 {
-    load L;
-    phase_result raw, brk;
-    unsigned long raw_err = 0;
+    run R;
 
     (void)state;
-    memset(&L, 0, sizeof(L));
-    raw = run_raw(&raw_err);
-    brk = run_broker(&L);
-    report(&raw, raw_err, &brk, &L);
-    free(L.lat.v);
-    free(L.seqs.v);
-    if (raw_err + L.errors > 0)
-        fail_msg("%lu raw and %lu broker operations failed", raw_err, L.errors);
+    memset(&R, 0, sizeof(R));
+    load_init(&R.sign, &SIGN_OP, ci_tok);
+    load_init(&R.provision, &PROVISION_OP, factory_tok);
+    R.raw = run_raw(&R.raw_err);
+    R.brk = run_http(&R.sign);
+    R.prov = run_http(&R.provision);
+    report(&R);
+    check_http(&R.sign);
+    check_http(&R.provision);
+    load_cleanup(&R.sign);
+    load_cleanup(&R.provision);
+    if (R.raw_err + R.sign.errors + R.provision.errors > 0)
+        fail_msg("%lu raw, %lu broker and %lu provision operations failed", R.raw_err,
+                 R.sign.errors, R.provision.errors);
 }
 
 int main(int argc, char **argv)

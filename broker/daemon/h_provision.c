@@ -17,7 +17,7 @@ typedef struct {
     char *key, *label, *product, *serial, *batch, *factory, *firmware_version, *csr_pem;
     kbr_alg alg;
     bool batch_reserved;
-    bool batch_full;     /* answered 429 unless the serial turns out to be a duplicate */
+    bool batch_full;    /* answered 429 unless the serial turns out to be a duplicate */
     kbd_batch *slot;    /* event thread only */
     kbr_scope scope;    /* a copy of the token's scope, for worker checks */
     json_t *superseded; /* rotation: fingerprints of the certificates replaced */
@@ -153,14 +153,74 @@ static void issued_cleanup(issued *i)
     free(i->chain);
 }
 
-static kbr_err load_issuer(kbd_req *r, kbd_worker *w, prov_ctx *c, kbr_ca_hsm_ctx *hctx,
-                           kbr_ca_issuer **issuer, char **chain)
+/*
+ * A worker's issuer: the parsed CA certificate, its public key from the HSM
+ * and a signer bound to the worker's session.  Building one costs more than
+ * the certificate it signs (OpenSSL 3.0 key decoding), so each worker keeps
+ * the last one, valid while the key's certificate (by fingerprint) is the same.
+ */
+typedef struct {
+    char key[KBR_HSM_LABEL_MAX];
+    char fingerprint[65];
+    kbr_ca_hsm_ctx hctx; /* the issuer's signer points here */
+    kbr_ca_issuer *issuer;
+    char *chain;
+} issuer_cache;
+
+void kbd_issuer_cache_free(void *p)
+{
+    issuer_cache *ic = p;
+
+    if (ic == NULL)
+        return;
+    kbr_ca_issuer_free(ic->issuer);
+    free(ic->chain);
+    free(ic);
+}
+
+static kbr_err build_issuer(kbd_req *r, kbd_worker *w, prov_ctx *c, const json_t *cert,
+                            issuer_cache *ic)
+{
+    kbr_err err = KBR_OK;
+    EVP_PKEY *pub = NULL;
+    kbr_ca_signer signer;
+    const char *pem = json_string_value(json_object_get(cert, "pem"));
+    const char *fp = json_string_value(json_object_get(cert, "fingerprint"));
+
+    kbr_ca_issuer_free(ic->issuer);
+    free(ic->chain);
+    ic->issuer = NULL;
+    ic->chain = NULL;
+    ic->key[0] = '\0';
+    err = kbr_hsm_public_key(w->hsm, c->label, &pub);
+    kbd_note_hsm(r->d, err);
+    KBR_ENSURE(err == KBR_OK, kbr_fail(&r->msg, err, "the HSM did not give the CA public key"));
+    KBR_GUARD(kbr_ca_hsm_signer(w->hsm, c->label, c->alg, &ic->hctx, &signer));
+    KBR_GUARD(kbr_ca_issuer_new(pem, &signer, pub, &ic->issuer, &r->msg));
+    KBR_ENSURE(asprintf(&ic->chain, "%s%s", pem,
+                        json_string_value(json_object_get(cert, "chain_pem"))) >= 0,
+               KBR_ERR_NOMEM);
+    snprintf(ic->key, sizeof(ic->key), "%s", c->key);
+    snprintf(ic->fingerprint, sizeof(ic->fingerprint), "%s", fp != NULL ? fp : "");
+out:
+    if (err != KBR_OK && ic->chain == NULL)
+        ic->key[0] = '\0';
+    EVP_PKEY_free(pub);
+    return err;
+}
+
+static kbr_err load_issuer(kbd_req *r, kbd_worker *w, prov_ctx *c, issuer_cache **out)
 {
     kbr_err err = KBR_OK;
     json_t *key = NULL, *cert;
-    EVP_PKEY *pub = NULL;
-    kbr_ca_signer signer;
+    issuer_cache *ic = w->issuer_cache;
+    const char *fp;
 
+    *out = NULL;
+    if (ic == NULL) {
+        ic = w->issuer_cache = calloc(1, sizeof(*ic));
+        KBR_ENSURE(ic != NULL, KBR_ERR_NOMEM);
+    }
     err = kbr_store_key_get(w->store, c->key, &key);
     KBR_ENSURE(err == KBR_OK,
                kbr_fail(&r->msg, KBR_ERR_AUDIT, "the key registry could not be read"));
@@ -170,36 +230,29 @@ static kbr_err load_issuer(kbd_req *r, kbd_worker *w, prov_ctx *c, kbr_ca_hsm_ct
                         "key: \"%s\" has no CA certificate yet; attach one with POST "
                         "/v1/keys/%s/certificate",
                         c->key, c->key));
-    err = kbr_hsm_public_key(w->hsm, c->label, &pub);
-    kbd_note_hsm(r->d, err);
-    KBR_ENSURE(err == KBR_OK, kbr_fail(&r->msg, err, "the HSM did not give the CA public key"));
-    KBR_GUARD(kbr_ca_hsm_signer(w->hsm, c->label, c->alg, hctx, &signer));
-    KBR_GUARD(kbr_ca_issuer_new(json_string_value(json_object_get(cert, "pem")), &signer, pub,
-                                issuer, &r->msg));
-    if (asprintf(chain, "%s%s", json_string_value(json_object_get(cert, "pem")),
-                 json_string_value(json_object_get(cert, "chain_pem"))) < 0) {
-        *chain = NULL;
-        err = KBR_ERR_NOMEM;
-    }
+    fp = json_string_value(json_object_get(cert, "fingerprint"));
+    if (ic->issuer == NULL || strcmp(ic->key, c->key) != 0 || fp == NULL ||
+        strcmp(ic->fingerprint, fp) != 0)
+        KBR_GUARD(build_issuer(r, w, c, cert, ic));
+    *out = ic;
 out:
     json_decref(key);
-    EVP_PKEY_free(pub);
     return err;
 }
 
 static kbr_err issue_cert(kbd_req *r, kbd_worker *w, prov_ctx *c, issued *out)
 {
     kbr_err err = KBR_OK;
-    kbr_ca_hsm_ctx hctx;
-    kbr_ca_issuer *issuer = NULL;
+    issuer_cache *ic = NULL;
 
     KBR_GUARD(kbr_ca_csr_parse(c->csr_pem, &out->csr, &r->msg));
-    KBR_GUARD(load_issuer(r, w, c, &hctx, &issuer, &out->chain));
-    err = kbr_ca_issue_device(issuer, out->csr, c->serial, r->d->cfg.device_cert_days, time(NULL),
-                              &out->cert, &r->msg);
+    KBR_GUARD(load_issuer(r, w, c, &ic));
+    out->chain = strdup(ic->chain);
+    KBR_ENSURE(out->chain != NULL, KBR_ERR_NOMEM);
+    err = kbr_ca_issue_device(ic->issuer, out->csr, c->serial, r->d->cfg.device_cert_days,
+                              time(NULL), &out->cert, &r->msg);
     kbd_note_hsm(r->d, err);
 out:
-    kbr_ca_issuer_free(issuer);
     return err;
 }
 
@@ -272,8 +325,8 @@ static bool provision_precheck(kbd_req *r, kbd_worker *w, prov_ctx *c)
         return false;
     }
     if (c->batch_full) {
-        kbd_req_error(r, KBR_ERR_QUOTA,
-                      "device.batch: every device of batch \"%s\" is provisioned", c->batch);
+        kbd_req_error(r, KBR_ERR_QUOTA, "device.batch: every device of batch \"%s\" is provisioned",
+                      c->batch);
         return false;
     }
     if (c->firmware_version == NULL)

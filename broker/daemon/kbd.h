@@ -133,6 +133,7 @@ struct kbd_worker {
     int index;
     kbr_hsm_session *hsm;
     kbr_store *store;
+    void *issuer_cache; /* h_provision.c: the last CA issuer this worker used */
 };
 
 /* ---- requests ---- */
@@ -275,6 +276,9 @@ KBR_WUR kbr_err kbd_token_mint(kbr_hsm_session *hsm, const char *instance_id, co
                                kbr_msg *msg);
 /* The store row shape of a token.issue effect, for kbr_policy_add_token. New ref. */
 json_t *kbd_token_row_from_effect(const json_t *effect);
+
+/* h_provision.c: frees a worker's issuer cache; accepts NULL. */
+void kbd_issuer_cache_free(void *p);
 
 /* init.c */
 KBR_WUR kbr_err kbd_init_deployment(kbd_config *cfg, kbr_msg *msg);

@@ -120,6 +120,7 @@ void kbd_workers_stop(kbd *d)
     for (int i = 0; i < d->nworkers; i++)
         pthread_join(d->threads[i], NULL);
     for (int i = 0; i < d->cfg.workers; i++) {
+        kbd_issuer_cache_free(d->workers[i].issuer_cache);
         kbr_hsm_session_close(d->workers[i].hsm);
         kbr_store_close(d->workers[i].store);
     }

@@ -4,7 +4,7 @@
 
 CC       ?= cc
 PKGS      = openssl libevent_core libevent_extra libevent_pthreads libevent_openssl \
-            sqlite3 jansson libjwt libcurl p11-kit-1
+            sqlite3 jansson libjwt libcurl p11-kit-1 libcbor
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -18,7 +18,7 @@ CFLAGS   += -std=c11 -D_GNU_SOURCE -g $(OPT) $(WARN) $(SAN) -fno-omit-frame-poin
 LDFLAGS  += $(SAN)
 LDLIBS   += $(PKG_LIBS) -lpthread -ldl
 
-LIB_SRC   = $(wildcard common/*.c pkcs11/*.c policy/*.c audit/*.c ca/*.c)
+LIB_SRC   = $(wildcard common/*.c pkcs11/*.c policy/*.c audit/*.c ca/*.c cose/*.c)
 LIB_OBJ   = $(LIB_SRC:%.c=$(BUILD)/%.o)
 LIB       = $(BUILD)/libkbr.a
 D_SRC     = $(wildcard broker/daemon/*.c)
@@ -90,12 +90,12 @@ bench: $(BIN)/keybrokerd $(BENCH_BIN)
 demo: all
 	contrib/demo.sh
 
-FMT_SRC = $(wildcard include/*.h common/*.c pkcs11/*.[ch] policy/*.[ch] audit/*.[ch] ca/*.[ch] broker/*/*.[ch] \
+FMT_SRC = $(wildcard include/*.h common/*.c pkcs11/*.[ch] policy/*.[ch] audit/*.[ch] ca/*.[ch] cose/*.[ch] broker/*/*.[ch] \
             tests/*/*.c tests/*/*.h bench/*.c)
 lint:
 	clang-format --dry-run --Werror $(FMT_SRC)
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --inline-suppr \
-	  --suppress=missingIncludeSystem -D__GNUC__ -Iinclude common pkcs11 policy audit ca broker
+	  --suppress=missingIncludeSystem -D__GNUC__ -Iinclude common pkcs11 policy audit ca cose broker
 	tests/grep-mistakes.sh
 
 clean:

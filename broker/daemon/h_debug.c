@@ -17,9 +17,9 @@
 #include "kbd.h"
 
 #define DEBUG_MESSAGE_MAX 4096
-#define CHALLENGE_MIN 16
-#define CHALLENGE_MAX 64
-#define PERMISSIONS_MAX 64
+#define CHALLENGE_MIN     16
+#define CHALLENGE_MAX     64
+#define PERMISSIONS_MAX   64
 
 typedef struct {
     char *key, *label, *product, *serial, *ticket, *permissions;
@@ -77,16 +77,16 @@ static kbr_err check_debug_key(kbd_req *r, debug_ctx *c, const char *name, const
     return c->key == NULL || c->label == NULL ? KBR_ERR_NOMEM : KBR_OK;
 }
 
-static kbr_err hex_field(kbd_req *r, const char *field, size_t min, size_t max,
-                         unsigned char **out, size_t *outlen)
+static kbr_err hex_field(kbd_req *r, const char *field, size_t min, size_t max, unsigned char **out,
+                         size_t *outlen)
 {
     const char *hex = NULL;
 
     if (kbd_json_str(r->body, field, true, 2 * max, &hex, &r->msg) != KBR_OK)
         return KBR_ERR_BAD_REQUEST;
     if (kbr_hex_decode(hex, out, outlen) != KBR_OK || *outlen < min || *outlen > max)
-        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "%s: must be %zu to %zu bytes of hex",
-                        field, min, max);
+        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "%s: must be %zu to %zu bytes of hex", field,
+                        min, max);
     return KBR_OK;
 }
 
@@ -97,13 +97,12 @@ static bool contains(const unsigned char *hay, size_t hlen, const unsigned char 
     return nlen <= hlen && memmem(hay, hlen, needle, nlen) != NULL;
 }
 
-static kbr_err parse_message(kbd_req *r, debug_ctx *c, const unsigned char *challenge,
-                             size_t clen)
+static kbr_err parse_message(kbd_req *r, debug_ctx *c, const unsigned char *challenge, size_t clen)
 {
     const char *b64 = NULL;
 
-    if (kbd_json_str(r->body, "message_b64", true, 4 * DEBUG_MESSAGE_MAX / 3 + 4, &b64,
-                     &r->msg) != KBR_OK)
+    if (kbd_json_str(r->body, "message_b64", true, 4 * DEBUG_MESSAGE_MAX / 3 + 4, &b64, &r->msg) !=
+        KBR_OK)
         return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST,
                         "message_b64: required, the vendor tool's to-be-signed bytes (at most "
                         "%d bytes)",
@@ -123,7 +122,7 @@ static kbr_err parse_message(kbd_req *r, debug_ctx *c, const unsigned char *chal
 
 static kbr_err debug_parse(kbd_req *r, debug_ctx *c)
 {
-    static const char *const allowed[] = {"key",    "device",      "product", "challenge",
+    static const char *const allowed[] = {"key",         "device", "product",     "challenge",
                                           "permissions", "ticket", "message_b64", NULL};
     const char *key, *serial, *product, *ticket = NULL;
     unsigned char *challenge = NULL, *perm = NULL;
@@ -198,8 +197,7 @@ static kbr_err debug_sign(kbd_worker *w, debug_ctx *c, unsigned char **sig, size
                             siglen);
     }
     kbr_sha256(c->message, c->message_len, md);
-    return kbr_hsm_sign(w->hsm, c->label, KBR_SIG_ECDSA_RAW, KBR_HASH_SHA256, md, 32, sig,
-                        siglen);
+    return kbr_hsm_sign(w->hsm, c->label, KBR_SIG_ECDSA_RAW, KBR_HASH_SHA256, md, 32, sig, siglen);
 }
 
 static void record_unlock(kbd_req *r, debug_ctx *c, const char *sig_sha, const char *expires)
@@ -211,10 +209,9 @@ static void record_unlock(kbd_req *r, debug_ctx *c, const char *sig_sha, const c
     r->rec->key_use = true;
     r->rec->effects = json_pack(
         "[{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s}]", "type", "debug.authorize", "key",
-        c->key, "product", c->product, "serial", c->serial, "challenge_sha256",
-        c->challenge_sha256, "permissions", c->permissions, "ticket", c->ticket, "principal",
-        r->sub, "message_sha256", c->message_sha256, "signature_sha256", sig_sha, "at", now,
-        "expires_at", expires);
+        c->key, "product", c->product, "serial", c->serial, "challenge_sha256", c->challenge_sha256,
+        "permissions", c->permissions, "ticket", c->ticket, "principal", r->sub, "message_sha256",
+        c->message_sha256, "signature_sha256", sig_sha, "at", now, "expires_at", expires);
     json_object_set_new(d, "device", json_string(c->serial));
     json_object_set_new(d, "product", json_string(c->product));
     json_object_set_new(d, "ticket", json_string(c->ticket));

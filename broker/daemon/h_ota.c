@@ -58,8 +58,8 @@ static kbr_err parse_result(kbd_req *r, ota_ctx *c, const json_t *item, size_t i
         return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
                         "%s.device: \"%s\" is outside the token's devices", where, serial);
     kbr_time_fmt(t, norm);
-    json_array_append_new(c->results,
-                          json_pack("{s:s,s:s,s:s}", "serial", serial, "status", status, "at", norm));
+    json_array_append_new(
+        c->results, json_pack("{s:s,s:s,s:s}", "serial", serial, "status", status, "at", norm));
     json_array_append_new(c->serials, json_string(serial));
     return KBR_OK;
 }
@@ -159,10 +159,10 @@ static void ota_work(kbd_req *r, kbd_worker *w)
     }
     kbr_time_fmt(time(NULL), now);
     if (json_array_size(recorded) > 0)
-        r->rec->effects = json_pack("[{s:s,s:s,s:s,s:s,s:s,s:s,s:O}]", "type", "ota.report",
-                                    "product", c->product, "version", c->version, "campaign",
-                                    c->campaign, "reported_by", r->sub, "at", now, "results",
-                                    recorded);
+        r->rec->effects =
+            json_pack("[{s:s,s:s,s:s,s:s,s:s,s:s,s:O}]", "type", "ota.report", "product",
+                      c->product, "version", c->version, "campaign", c->campaign, "reported_by",
+                      r->sub, "at", now, "results", recorded);
     json_object_set_new(r->rec->detail, "ota",
                         json_pack("{s:s,s:s,s:s,s:I,s:O}", "product", c->product, "version",
                                   c->version, "campaign", c->campaign, "recorded",

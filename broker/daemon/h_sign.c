@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "kbd.h"
+#include "kbr_cose.h"
 
 typedef struct {
     char *key, *label, *purpose;
@@ -20,6 +21,8 @@ typedef struct {
     unsigned char *input;
     size_t inlen;
     bool is_message;
+    bool cose; /* format cose_sign1: the input is the detached payload */
+    kbr_cose_alg cose_alg;
     char digest_hex[97]; /* what the build record names: the digest, or SHA-256 of the message */
     json_t *artifact;    /* {product, version, name, kind, build_id} */
     json_t *components;  /* firmware only */
@@ -87,7 +90,9 @@ static kbr_err parse_message(kbd_req *r, sign_ctx *c)
 
     if (json_object_get(r->body, "digest") != NULL || json_object_get(r->body, "hash") != NULL)
         return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST,
-                        "digest: ed25519 keys sign the message itself; send message_b64");
+                        c->cose ? "digest: cose_sign1 signs the payload itself; send message_b64"
+                                : "digest: ed25519 keys sign the message itself; send "
+                                  "message_b64");
     if (kbd_json_str(r->body, "message_b64", true, r->d->cfg.body_limit, &b64, &r->msg) != KBR_OK)
         return KBR_ERR_BAD_REQUEST;
     if (kbr_b64_decode(b64, &c->input, &c->inlen) != KBR_OK)
@@ -109,9 +114,14 @@ static kbr_err parse_format(kbd_req *r, sign_ctx *c)
         kbd_json_str(r->body, "padding", false, 16, &padding, &r->msg) != KBR_OK)
         return KBR_ERR_BAD_REQUEST;
     c->format_name = f != NULL ? f : "raw";
+    if (c->cose) {
+        if (padding != NULL)
+            return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "padding: not with cose_sign1");
+        return kbr_cose_alg_for(c->alg, &c->cose_alg, &r->msg);
+    }
     if (strcmp(c->format_name, "raw") != 0 && !(ecdsa && strcmp(c->format_name, "der") == 0))
-        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "format: must be raw%s for a %s key",
-                        ecdsa ? " or der" : "", kbr_alg_name(c->alg));
+        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "format: must be raw%s%s for a %s key",
+                        ecdsa ? ", der" : "", rsa ? "" : " or cose_sign1", kbr_alg_name(c->alg));
     if (padding != NULL && !rsa)
         return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "padding: only RSA keys take a padding");
     if (ecdsa)
@@ -200,7 +210,9 @@ static kbr_err sign_parse(kbd_req *r, sign_ctx *c)
         return err;
     c->alg = k->alg;
     c->firmware = strcmp(k->purpose, "firmware-signing") == 0;
-    err = c->alg == KBR_ALG_ED25519 ? parse_message(r, c) : parse_digest(r, c);
+    c->cose = json_is_string(json_object_get(r->body, "format")) &&
+              strcmp(json_string_value(json_object_get(r->body, "format")), "cose_sign1") == 0;
+    err = c->alg == KBR_ALG_ED25519 || c->cose ? parse_message(r, c) : parse_digest(r, c);
     if (err == KBR_OK)
         err = parse_format(r, c);
     if (err == KBR_OK)
@@ -287,6 +299,30 @@ static void record_signature(kbd_req *r, sign_ctx *c, const unsigned char *sig, 
     }
 }
 
+typedef struct {
+    kbr_hsm_session *hsm;
+    const char *label;
+} hsm_signer;
+
+static kbr_err cose_hsm_sign(void *arg, kbr_sig_format fmt, kbr_hash hash, const unsigned char *in,
+                             size_t inlen, unsigned char **sig, size_t *siglen)
+{
+    hsm_signer *s = arg;
+
+    return kbr_hsm_sign(s->hsm, s->label, fmt, hash, in, inlen, sig, siglen);
+}
+
+/* raw/der/PSS/PKCS#1: one HSM call; cose_sign1: the COSE_Sign1 around one HSM call. */
+static kbr_err make_signature(kbd_worker *w, sign_ctx *c, unsigned char **sig, size_t *siglen)
+{
+    hsm_signer s = {w->hsm, c->label};
+
+    if (!c->cose)
+        return kbr_hsm_sign(w->hsm, c->label, c->fmt, c->hash, c->input, c->inlen, sig, siglen);
+    return kbr_cose_sign1_make(c->cose_alg, (const unsigned char *)c->key, strlen(c->key), NULL, 0,
+                               c->input, c->inlen, true, cose_hsm_sign, &s, sig, siglen);
+}
+
 static void sign_work(kbd_req *r, kbd_worker *w)
 {
     sign_ctx *c = r->ctx;
@@ -297,7 +333,7 @@ static void sign_work(kbd_req *r, kbd_worker *w)
 
     if (check_ledger(r, w, c) != KBR_OK)
         return;
-    err = kbr_hsm_sign(w->hsm, c->label, c->fmt, c->hash, c->input, c->inlen, &sig, &siglen);
+    err = make_signature(w, c, &sig, &siglen);
     kbd_note_hsm(r->d, err);
     if (err != KBR_OK) {
         kbd_req_error(r, err,

@@ -1,0 +1,405 @@
+/*
+ * test_device.c - the rest of a device's life over real HTTP: device-bound
+ * debug unlocks, OTA manifests and deployment reports, COSE_Sign1 output,
+ * and the device's history in the ledger.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+#include <openssl/x509.h>
+
+#include "harness.h"
+#include "kbr_cose.h"
+#include "kbr_store.h"
+
+static kbt_env *env;
+static char *rework; /* debug-auth on GW-1 and GW-2 only */
+static char *ota;    /* ota-report and ota-manifest signing */
+static char *ci;
+
+static char *csr_pem(void)
+{
+    EVP_PKEY *key = EVP_EC_gen("P-256");
+    X509_REQ *req = X509_REQ_new();
+    BIO *b = BIO_new(BIO_s_mem());
+    char *data, *pem;
+    long len;
+
+    X509_REQ_set_pubkey(req, key);
+    assert_true(X509_REQ_sign(req, key, EVP_sha256()) > 0);
+    PEM_write_bio_X509_REQ(b, req);
+    len = BIO_get_mem_data(b, &data);
+    pem = strndup(data, (size_t)len);
+    BIO_free(b);
+    X509_REQ_free(req);
+    EVP_PKEY_free(key);
+    return pem;
+}
+
+static void must(kbt_resp r, long status, const char *what)
+{
+    if (r.status != status)
+        fail_msg("%s: expected %ld, got %ld %s", what, status, r.status, r.body);
+    kbt_resp_free(&r);
+}
+
+static void sign_firmware(const char *version, unsigned char fill)
+{
+    unsigned char d[32];
+    char hex[65], body[1024];
+
+    memset(d, fill, sizeof(d));
+    kbr_hex_encode_buf(d, 32, hex);
+    snprintf(body, sizeof(body),
+             "{\"key\":\"fw-gw\",\"digest\":\"%s\",\"artifact\":{\"product\":\"gateway\","
+             "\"version\":\"%s\"},\"sbom\":{\"format\":\"cyclonedx\",\"components\":[{\"name\":"
+             "\"openssl\",\"version\":\"3.0.13\"}]}}",
+             hex, version);
+    must(kbt_call(env, "POST", "/v1/sign", ci, body), 200, version);
+}
+
+static void provision(const char *factory_tok, const char *serial)
+{
+    char *csr = csr_pem();
+    json_t *body = json_pack("{s:s,s:s,s:{s:s,s:s,s:s,s:s}}", "key", "ca-gw", "csr_pem", csr,
+                             "device", "serial", serial, "product", "gateway", "batch", "b1",
+                             "firmware_version", "1.0.0");
+
+    must(kbt_callj(env, "POST", "/v1/provision", factory_tok, body), 201, serial);
+    json_decref(body);
+    free(csr);
+}
+
+static int setup(void **state)
+{
+    char *factory;
+
+    (void)state;
+    env = kbt_start("debug_unlock_max_seconds = 900\n");
+    kbt_key(env, "ca-gw", "device-identity-ca", "ecdsa-p256", "gateway");
+    kbt_key(env, "fw-gw", "firmware-signing", "ecdsa-p256", "gateway");
+    kbt_key(env, "fw-ed", "firmware-signing", "ed25519", "gateway");
+    kbt_key(env, "ota-gw", "ota-signing", "ecdsa-p256", "gateway");
+    kbt_key(env, "dbg-gw", "debug-auth", "ecdsa-p256", "gateway");
+    kbt_key(env, "dbg-ed", "debug-auth", "ed25519", "gateway");
+    must(kbt_call(env, "POST", "/v1/keys/ca-gw/certificate", env->admin,
+                  "{\"self_signed\":{\"subject\":\"CN=Gateway CA\",\"days\":365}}"),
+         201, "CA certificate");
+    must(kbt_call(env, "POST", "/v1/batches", env->admin,
+                  "{\"batch\":\"b1\",\"product\":\"gateway\",\"factory\":\"factory:acme\","
+                  "\"quantity\":10,\"market\":[\"DE\"]}"),
+         201, "batch");
+    ci = kbt_token(env, "{\"sub\":\"ci:gw\",\"ops\":[\"sign\"],\"ttl\":3600}");
+    factory = kbt_token(env, "{\"sub\":\"factory:acme\",\"ops\":[\"provision\"],\"ttl\":3600}");
+    rework = kbt_token(env, "{\"sub\":\"factory:acme-rework\",\"ops\":[\"debug-auth\"],"
+                            "\"keys\":[\"dbg-*\"],\"products\":[\"gateway\"],"
+                            "\"devices\":[\"GW-1\",\"GW-2\"],\"ttl\":3600}");
+    ota = kbt_token(env, "{\"sub\":\"ota:fleet\",\"ops\":[\"ota-report\",\"sign\"],"
+                         "\"keys\":[\"ota-gw\"],\"products\":[\"gateway\"],\"ttl\":3600}");
+    sign_firmware("1.0.0", 0x10);
+    sign_firmware("1.1.0", 0x11);
+    provision(factory, "GW-1");
+    provision(factory, "GW-2");
+    provision(factory, "GW-3");
+    free(factory);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    free(rework);
+    free(ota);
+    free(ci);
+    kbt_free(env);
+    return 0;
+}
+
+/* A vendor tool's to-be-signed bytes: a header, the device's challenge, the permissions. */
+static size_t adac_message(const unsigned char *challenge, size_t clen, unsigned char *out)
+{
+    static const unsigned char hdr[] = {'A', 'D', 'A', 'C', 0x01, 0x00, 0x02, 0x00};
+    static const unsigned char perm[] = {0xff, 0x00, 0x00, 0x01};
+
+    memcpy(out, hdr, sizeof(hdr));
+    memcpy(out + sizeof(hdr), challenge, clen);
+    memcpy(out + sizeof(hdr) + clen, perm, sizeof(perm));
+    return sizeof(hdr) + clen + sizeof(perm);
+}
+
+static kbt_resp debug_auth(const char *tok, const char *key, const char *device,
+                           const unsigned char *challenge, const unsigned char *msg, size_t msglen,
+                           const char *ticket)
+{
+    char chex[129], *b64 = NULL;
+    json_t *body;
+    kbt_resp r;
+
+    kbr_hex_encode_buf(challenge, 32, chex);
+    assert_int_equal(kbr_b64_encode(msg, msglen, &b64), KBR_OK);
+    body = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s?,s:s}", "key", key, "device", device, "product",
+                     "gateway", "challenge", chex, "permissions", "ff000001", "ticket", ticket,
+                     "message_b64", b64);
+    r = kbt_callj(env, "POST", "/v1/debug-auth", tok, body);
+    json_decref(body);
+    free(b64);
+    return r;
+}
+
+static void expect_err(kbt_resp r, long status, const char *code, const char *needle)
+{
+    if (r.status != status || strcmp(kbt_err_code(&r), code) != 0 ||
+        (needle != NULL && strstr(kbt_err_message(&r), needle) == NULL))
+        fail_msg("expected %ld %s \"%s\", got %ld %s", status, code, needle ? needle : "", r.status,
+                 r.body);
+    assert_true(r.audit_seq > 0);
+    kbt_resp_free(&r);
+}
+
+static unsigned char used_challenge[32];
+
+static void test_debug_unlock_verifies(void **state)
+{
+    unsigned char msg[128], md[32], *sig = NULL;
+    size_t n, siglen = 0;
+    EVP_PKEY *pub = kbt_pubkey(env, "dbg-gw");
+    kbt_resp r;
+    time_t exp = 0;
+
+    (void)state;
+    RAND_bytes(used_challenge, sizeof(used_challenge));
+    n = adac_message(used_challenge, 32, msg);
+    r = debug_auth(rework, "dbg-gw", "GW-1", used_challenge, msg, n, "RMA-2026-0042");
+    if (r.status != 200)
+        fail_msg("debug-auth: %ld %s", r.status, r.body);
+    assert_int_equal(
+        kbr_b64_decode(json_string_value(json_object_get(r.json, "signature_b64")), &sig, &siglen),
+        KBR_OK);
+    SHA256(msg, n, md);
+    /* ECDSA over SHA-256 of exactly the vendor tool's bytes */
+    assert_true(kbt_verify(pub, "raw", EVP_sha256(), md, 32, sig, siglen));
+    assert_int_equal(kbr_time_parse(json_string_value(json_object_get(r.json, "expires_at")), &exp),
+                     KBR_OK);
+    assert_true(exp > time(NULL) + 800 && exp <= time(NULL) + 900);
+    assert_int_equal(json_integer_value(json_object_get(r.json, "audit_seq")), r.audit_seq);
+    kbt_resp_free(&r);
+    free(sig);
+    EVP_PKEY_free(pub);
+}
+
+static void test_debug_unlock_ed25519(void **state)
+{
+    unsigned char ch[32], msg[128], *sig = NULL;
+    size_t n, siglen = 0;
+    EVP_PKEY *pub = kbt_pubkey(env, "dbg-ed");
+    kbt_resp r;
+
+    (void)state;
+    RAND_bytes(ch, sizeof(ch));
+    n = adac_message(ch, 32, msg);
+    r = debug_auth(rework, "dbg-ed", "GW-2", ch, msg, n, "RMA-2026-0043");
+    assert_int_equal(r.status, 200);
+    assert_int_equal(
+        kbr_b64_decode(json_string_value(json_object_get(r.json, "signature_b64")), &sig, &siglen),
+        KBR_OK);
+    assert_true(kbt_verify(pub, "raw", NULL, msg, n, sig, siglen));
+    kbt_resp_free(&r);
+    free(sig);
+    EVP_PKEY_free(pub);
+}
+
+static void test_debug_refusals(void **state)
+{
+    unsigned char ch[32], msg[128];
+    size_t n;
+    char *wide = kbt_token(env, "{\"sub\":\"factory:acme-rework\",\"ops\":[\"debug-auth\"],"
+                                "\"devices\":[\"GW-*\"],\"ttl\":600}");
+
+    (void)state;
+    /* the same challenge again: a replay */
+    n = adac_message(used_challenge, 32, msg);
+    expect_err(debug_auth(rework, "dbg-gw", "GW-1", used_challenge, msg, n, "RMA-1"), 409,
+               "conflict", "challenge");
+    RAND_bytes(ch, sizeof(ch));
+    n = adac_message(ch, 32, msg);
+    expect_err(debug_auth(rework, "dbg-gw", "GW-3", ch, msg, n, "RMA-1"), 403, "forbidden", "GW-3");
+    expect_err(debug_auth(wide, "dbg-gw", "GW-404", ch, msg, n, "RMA-1"), 404, "not_found",
+               "GW-404");
+    expect_err(debug_auth(rework, "dbg-gw", "GW-1", ch, msg, n, NULL), 400, "bad_request",
+               "ticket");
+    /* bytes that do not answer this challenge */
+    expect_err(debug_auth(rework, "dbg-gw", "GW-1", ch, (const unsigned char *)"hello", 5, "RMA-1"),
+               400, "bad_request", "challenge");
+    expect_err(debug_auth(rework, "fw-gw", "GW-1", ch, msg, n, "RMA-1"), 403, "forbidden", NULL);
+    /* replay protection is durable */
+    kbt_restart(env);
+    n = adac_message(used_challenge, 32, msg);
+    expect_err(debug_auth(rework, "dbg-gw", "GW-1", used_challenge, msg, n, "RMA-1"), 409,
+               "conflict", "challenge");
+    free(wide);
+}
+
+static void test_ota_manifest_needs_signed_firmware(void **state)
+{
+    char body[512];
+
+    (void)state;
+    snprintf(body, sizeof(body),
+             "{\"key\":\"ota-gw\",\"digest\":\"%064d\",\"artifact\":{\"product\":\"gateway\","
+             "\"version\":\"2.0.0\",\"kind\":\"ota-manifest\"}}",
+             0);
+    expect_err(kbt_call(env, "POST", "/v1/sign", ota, body), 404, "not_found", "2.0.0");
+    snprintf(body, sizeof(body),
+             "{\"key\":\"ota-gw\",\"digest\":\"%064d\",\"artifact\":{\"product\":\"gateway\","
+             "\"version\":\"1.1.0\",\"kind\":\"ota-manifest\"}}",
+             0);
+    must(kbt_call(env, "POST", "/v1/sign", ota, body), 200, "manifest for 1.1.0");
+}
+
+static void test_ota_report(void **state)
+{
+    kbt_resp r;
+
+    (void)state;
+    r = kbt_call(env, "POST", "/v1/ota/deployments", ota,
+                 "{\"product\":\"gateway\",\"version\":\"1.1.0\",\"campaign\":\"2026-11-fix\","
+                 "\"results\":[{\"device\":\"GW-1\",\"status\":\"installed\",\"at\":"
+                 "\"2026-11-28T10:00:00Z\"},{\"device\":\"GW-2\",\"status\":\"failed\",\"at\":"
+                 "\"2026-11-28T10:01:00Z\"},{\"device\":\"GW-404\",\"status\":\"installed\","
+                 "\"at\":\"2026-11-28T10:02:00Z\"}]}");
+    if (r.status != 200)
+        fail_msg("ota report: %ld %s", r.status, r.body);
+    assert_int_equal(json_integer_value(json_object_get(r.json, "recorded")), 2);
+    assert_int_equal(json_array_size(json_object_get(r.json, "unknown_devices")), 1);
+    assert_string_equal(
+        json_string_value(json_array_get(json_object_get(r.json, "unknown_devices"), 0)), "GW-404");
+    kbt_resp_free(&r);
+    expect_err(kbt_call(env, "POST", "/v1/ota/deployments", ota,
+                        "{\"product\":\"gateway\",\"version\":\"9.9.9\",\"campaign\":\"x\","
+                        "\"results\":[{\"device\":\"GW-1\",\"status\":\"installed\",\"at\":"
+                        "\"2026-11-28T10:00:00Z\"}]}"),
+               404, "not_found", "9.9.9");
+    expect_err(kbt_call(env, "POST", "/v1/ota/deployments", ota,
+                        "{\"product\":\"gateway\",\"version\":\"1.1.0\",\"campaign\":\"x\","
+                        "\"results\":[{\"device\":\"GW-1\",\"status\":\"maybe\",\"at\":"
+                        "\"2026-11-28T10:00:00Z\"}]}"),
+               400, "bad_request", "results[0].status");
+}
+
+/* COSE_Sign1 with a detached payload, checked the way a verifier on the device does it. */
+static void check_cose(const char *key, const unsigned char *payload, size_t len)
+{
+    char body[2048], *b64 = NULL;
+    unsigned char *cose = NULL, *prot = NULL, *sig = NULL, *kid = NULL, *tbs = NULL;
+    size_t coselen = 0, protlen = 0, siglen = 0, kidlen = 0, tbslen = 0;
+    kbr_cose_alg alg;
+    EVP_PKEY *pub = kbt_pubkey(env, key);
+    unsigned char md[32];
+    kbt_resp r;
+
+    assert_int_equal(kbr_b64_encode(payload, len, &b64), KBR_OK);
+    snprintf(body, sizeof(body),
+             "{\"key\":\"%s\",\"message_b64\":\"%s\",\"format\":\"cose_sign1\",\"artifact\":"
+             "{\"product\":\"gateway\",\"version\":\"3.0.0-%s\"},\"sbom\":{\"format\":"
+             "\"cyclonedx\",\"components\":[]}}",
+             key, b64, key);
+    r = kbt_call(env, "POST", "/v1/sign", ci, body);
+    if (r.status != 200)
+        fail_msg("cose sign: %ld %s", r.status, r.body);
+    assert_int_equal(kbr_b64_decode(json_string_value(json_object_get(r.json, "signature_b64")),
+                                    &cose, &coselen),
+                     KBR_OK);
+    assert_int_equal(kbr_cose_sign1_parse(cose, coselen, &prot, &protlen, &sig, &siglen, &alg, &kid,
+                                          &kidlen, NULL),
+                     KBR_OK);
+    /* the kid names the key */
+    assert_int_equal(kidlen, strlen(key));
+    assert_memory_equal(kid, key, kidlen);
+    assert_int_equal(kbr_cose_sig_structure(prot, protlen, NULL, 0, payload, len, &tbs, &tbslen),
+                     KBR_OK);
+    if (alg == KBR_COSE_EDDSA) {
+        assert_true(kbt_verify(pub, "raw", NULL, tbs, tbslen, sig, siglen));
+    } else {
+        assert_int_equal(alg, KBR_COSE_ES256);
+        SHA256(tbs, tbslen, md);
+        assert_true(kbt_verify(pub, "raw", EVP_sha256(), md, 32, sig, siglen));
+        /* the payload is part of what was signed: another payload does not verify */
+        free(tbs);
+        assert_int_equal(kbr_cose_sig_structure(prot, protlen, NULL, 0,
+                                                (const unsigned char *)"other", 5, &tbs, &tbslen),
+                         KBR_OK);
+        SHA256(tbs, tbslen, md);
+        assert_false(kbt_verify(pub, "raw", EVP_sha256(), md, 32, sig, siglen));
+    }
+    kbt_resp_free(&r);
+    free(b64);
+    free(cose);
+    free(prot);
+    free(sig);
+    free(kid);
+    free(tbs);
+    EVP_PKEY_free(pub);
+}
+
+static void test_cose_sign1(void **state)
+{
+    static const unsigned char suit[] = {0xa2, 0x01, 0x01, 0x02, 0x18, 0x2a, 0x99, 0x42};
+
+    (void)state;
+    check_cose("fw-gw", suit, sizeof(suit));
+    check_cose("fw-ed", suit, sizeof(suit));
+}
+
+static void test_device_history(void **state)
+{
+    kbr_store *st = NULL;
+    json_t *events = NULL, *ev;
+    char url[400];
+    const char *want[] = {"provisioned", "debug-auth", "ota-installed"};
+    json_int_t last = 0;
+    size_t i;
+
+    (void)state;
+    snprintf(url, sizeof(url), "sqlite:%s", env->db);
+    assert_int_equal(kbr_store_open(url, &st, NULL), KBR_OK);
+    assert_int_equal(kbr_store_device_events(st, "gateway", "GW-1", &events), KBR_OK);
+    assert_int_equal(json_array_size(events), 3);
+    json_array_foreach(events, i, ev)
+    {
+        json_int_t seq = json_integer_value(json_object_get(ev, "audit_seq"));
+        assert_string_equal(json_string_value(json_object_get(ev, "kind")), want[i]);
+        assert_true(seq > last);
+        last = seq;
+    }
+    json_decref(events);
+    assert_int_equal(kbr_store_device_events(st, "gateway", "GW-2", &events), KBR_OK);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(events, 2), "kind")),
+                        "ota-failed");
+    json_decref(events);
+    kbr_store_close(st);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_debug_unlock_verifies),
+        cmocka_unit_test(test_debug_unlock_ed25519),
+        cmocka_unit_test(test_debug_refusals),
+        cmocka_unit_test(test_ota_manifest_needs_signed_firmware),
+        cmocka_unit_test(test_ota_report),
+        cmocka_unit_test(test_cose_sign1),
+        cmocka_unit_test(test_device_history),
+    };
+
+    return cmocka_run_group_tests_name("device lifecycle", tests, setup, teardown);
+}

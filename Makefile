@@ -32,6 +32,7 @@ IT_SRC    = $(wildcard tests/integration/test_*.c)
 IT_BIN    = $(IT_SRC:tests/integration/%.c=$(BUILD)/tests/integration/%)
 IT_LIB_SRC = $(filter-out $(IT_SRC),$(wildcard tests/integration/*.c))
 IT_LIB_OBJ = $(IT_LIB_SRC:%.c=$(BUILD)/%.o)
+FAULTY_SO = $(BUILD)/tests/libkbr-faulty-pkcs11.so
 BENCH_SRC = $(wildcard bench/*.c)
 BENCH_BIN = $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
@@ -63,16 +64,23 @@ $(BUILD)/tests/integration/%: $(BUILD)/tests/integration/%.o $(IT_LIB_OBJ) $(LIB
 $(BUILD)/bench/%: $(BUILD)/bench/%.o $(IT_LIB_OBJ) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $< $(IT_LIB_OBJ) $(LIB) $(LDLIBS) -lcmocka
 
-tests: all $(UNIT_BIN) $(IT_BIN)
+# A PKCS#11 module that forwards to SoftHSM2 and fails on command (fault tests).
+$(FAULTY_SO): tests/faulty-pkcs11/faulty.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fPIC -shared -o $@ $< $(LDFLAGS) -ldl
+
+TEST_ENV = KBR_BIN_DIR=$(abspath $(BIN)) KBR_FAULTY_SO=$(abspath $(FAULTY_SO))
+
+tests: all $(UNIT_BIN) $(IT_BIN) $(FAULTY_SO)
 
 check: tests
-	KBR_BIN_DIR=$(abspath $(BIN)) tests/run-tests.sh $(UNIT_BIN) $(IT_BIN)
+	$(TEST_ENV) tests/run-tests.sh $(UNIT_BIN) $(IT_BIN)
 
 unit: $(UNIT_BIN)
 	tests/run-tests.sh $(UNIT_BIN)
 
-integration: all $(IT_BIN)
-	KBR_BIN_DIR=$(abspath $(BIN)) tests/run-tests.sh $(IT_BIN)
+integration: all $(IT_BIN) $(FAULTY_SO)
+	$(TEST_ENV) tests/run-tests.sh $(IT_BIN)
 
 # SoftHSM2 2.6.1 leaks inside its own C_SignInit for EdDSA keys; only leaks
 # allocated under the module are excused (tests/lsan.supp).

@@ -260,7 +260,9 @@ static void finish_request(kbd_req *r)
     if (r->use_reserved)
         kbr_policy_finish_use(r->tok, ok && rec->key_use);
     if (rec->result == KBR_ERR_AUDIT) {
-        r->d->stats.audit_failures++;
+        if (r->d->stats.audit_failures++ == 0 || kbr_audit_healthy(r->d->audit))
+            fprintf(stderr, "keybrokerd: audit record not durable; answering 503 "
+                            "audit_unavailable until the store accepts writes again\n");
         reply_error(r, KBR_ERR_AUDIT,
                     "the audit record could not be made durable; nothing was released", 0);
     } else if (rec->result == KBR_ERR_CONFLICT) {

@@ -5,6 +5,7 @@
  * worker to the audit writer; the event thread sees the request again only
  * when the record is durable.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,9 +16,16 @@ void kbd_note_hsm(kbd *d, kbr_err err)
     bool hsm_fault = err == KBR_ERR_HSM || err == KBR_ERR_HSM_SESSION || err == KBR_ERR_HSM_PIN ||
                      err == KBR_ERR_HSM_TOKEN;
 
+    int was;
+
     if (hsm_fault)
         d->stats.hsm_failures++;
-    atomic_store(&d->stats.hsm_ok, hsm_fault ? 0 : 1);
+    was = atomic_exchange(&d->stats.hsm_ok, hsm_fault ? 0 : 1);
+    /* log transitions only: a dead HSM under load must not flood the log */
+    if (was && hsm_fault)
+        fprintf(stderr, "keybrokerd: HSM unavailable: %s\n", kbr_err_str(err));
+    else if (!was && !hsm_fault)
+        fprintf(stderr, "keybrokerd: HSM available again\n");
 }
 
 static kbd_req *next_job(kbd *d)

@@ -1,0 +1,137 @@
+/*
+ * test_faults.c - the worst days: an HSM that drops out (a PKCS#11 module
+ * that fails on command, forwarding to SoftHSM2 otherwise) and a store on a
+ * full disk (a real tmpfs).  Nothing is released that is not recorded, the
+ * failure is visible in /v1/health, and service resumes by itself.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static char *ci_token(kbt_env *e)
+{
+    kbt_key(e, "fw", "firmware-signing", "ecdsa-p256", "gw");
+    return kbt_token(e, "{\"sub\":\"ci:gw\",\"ops\":[\"sign\",\"read\"],\"ttl\":600}");
+}
+
+static kbt_resp sign(kbt_env *e, const char *tok, int n)
+{
+    char body[512];
+
+    snprintf(body, sizeof(body),
+             "{\"key\":\"fw\",\"digest\":\"%064x\",\"artifact\":{\"product\":\"gw\",\"version\":"
+             "\"v%d\"},\"sbom\":{\"format\":\"cyclonedx\",\"components\":[{\"name\":\"zlib\"}]}}",
+             n, n);
+    return kbt_call(e, "POST", "/v1/sign", tok, body);
+}
+
+static void expect_signed(kbt_env *e, const char *tok, int n)
+{
+    kbt_resp r = sign(e, tok, n);
+
+    if (r.status != 200 || json_object_get(r.json, "signature_b64") == NULL)
+        fail_msg("sign v%d: expected a signature, got %ld %s", n, r.status, r.body);
+    kbt_resp_free(&r);
+}
+
+static void expect_unavailable(kbt_env *e, const char *tok, int n, const char *code)
+{
+    kbt_resp r = sign(e, tok, n);
+
+    if (r.status != 503 || strcmp(kbt_err_code(&r), code) != 0)
+        fail_msg("sign v%d: expected 503 %s, got %ld %s", n, code, r.status, r.body);
+    /* nothing released: no signature travels with a failure */
+    assert_null(strstr(r.body, "signature_b64"));
+    kbt_resp_free(&r);
+}
+
+static void expect_health(kbt_env *e, long status, const char *part, const char *state)
+{
+    kbt_resp r = kbt_call(e, "GET", "/v1/health", NULL, NULL);
+
+    if (r.status != status || strcmp(json_string_value(json_object_get(r.json, part)), state) != 0)
+        fail_msg("health: expected %ld with %s %s, got %ld %s", status, part, state, r.status,
+                 r.body);
+    kbt_resp_free(&r);
+}
+
+static void test_hsm_drops_out_and_comes_back(void **state)
+{
+    const char *so = getenv("KBR_FAULTY_SO");
+    char conf[512], fault[400];
+    kbt_env *e;
+    char *tok;
+
+    (void)state;
+    if (so == NULL)
+        fail_msg("KBR_FAULTY_SO is not set; run through make check");
+    e = kbt_new();
+    snprintf(fault, sizeof(fault), "%s/hsm-fault", e->dir);
+    setenv("KBR_FAULTY_FILE", fault, 1);
+    snprintf(conf, sizeof(conf), "pkcs11_module = %s\n", so);
+    kbt_launch(e, conf);
+    tok = ci_token(e);
+    expect_signed(e, tok, 1);
+    assert_int_equal(kbt_sh(e, "touch hsm-fault", NULL), 0);
+    expect_unavailable(e, tok, 2, "hsm_unavailable");
+    expect_health(e, 503, "hsm", "down");
+    /* the audit log is fine meanwhile, and says what was refused */
+    expect_health(e, 503, "audit", "ok");
+    assert_int_equal(kbt_sh(e, "rm hsm-fault", NULL), 0);
+    expect_signed(e, tok, 3);
+    expect_health(e, 200, "hsm", "ok");
+    unsetenv("KBR_FAULTY_FILE");
+    free(tok);
+    kbt_free(e);
+}
+
+static void test_disk_full_and_room_again(void **state)
+{
+    char store[400];
+    kbt_env *e;
+    char *tok;
+
+    (void)state;
+    e = kbt_new();
+    snprintf(store, sizeof(store), "%s/store", e->dir);
+    assert_int_equal(kbt_sh(e, "mkdir store", NULL), 0);
+    if (mount("tmpfs", store, "tmpfs", 0, "size=4m") != 0) {
+        kbt_free(e);
+        skip(); /* needs root (CAP_SYS_ADMIN) for a real full filesystem */
+    }
+    kbt_launch(e, "store = sqlite:store/keybroker.db\n");
+    tok = ci_token(e);
+    expect_signed(e, tok, 1);
+    /* fill the filesystem to the last block */
+    kbt_sh(e, "dd if=/dev/zero of=store/filler bs=4k 2>/dev/null; sync", NULL);
+    expect_unavailable(e, tok, 2, "audit_unavailable");
+    expect_health(e, 503, "audit", "down");
+    assert_int_equal(kbt_sh(e, "rm store/filler", NULL), 0);
+    /* no restart: the writer tries again with the next record */
+    expect_signed(e, tok, 3);
+    expect_health(e, 200, "audit", "ok");
+    kbt_stop(e);
+    assert_int_equal(umount(store), 0);
+    free(tok);
+    kbt_free(e);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_hsm_drops_out_and_comes_back),
+        cmocka_unit_test(test_disk_full_and_room_again),
+    };
+
+    return cmocka_run_group_tests_name("faults", tests, NULL, NULL);
+}

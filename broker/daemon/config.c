@@ -47,6 +47,7 @@ static void set_defaults(kbd_config *cfg)
     cfg->max_token_ttl = 366L * 86400;
     cfg->device_cert_days = 3650;
     cfg->debug_unlock_seconds = 3600;
+    cfg->rate_limit = 1000;
 }
 
 static kbr_err parse_long(const char *v, long min, long max, long *out)
@@ -188,6 +189,8 @@ static kbr_err apply(kbd_config *cfg, const char *dir, const char *k, const char
     }
     if (strcmp(k, "token_leeway") == 0)
         return parse_long(v, 0, 600, &cfg->token_leeway);
+    if (strcmp(k, "rate_limit") == 0)
+        return parse_long(v, 0, 1000000, &cfg->rate_limit);
     if (strcmp(k, "debug_unlock_max_seconds") == 0)
         return parse_long(v, 60, 7L * 86400, &cfg->debug_unlock_seconds);
     if (strcmp(k, "device_cert_days") == 0)

@@ -382,6 +382,12 @@ static bool authenticate(kbd_req *r)
         kbd_req_fail(r, KBR_ERR_NOMEM, "out of memory");
         return false;
     }
+    if (!kbd_ratelimit_allow(r->d->ratelimit, r->sub)) {
+        kbd_req_fail(r, KBR_ERR_RATE_LIMITED,
+                     "principal %s is over its rate limit of %ld requests per second", r->sub,
+                     r->d->cfg.rate_limit);
+        return false;
+    }
     if (r->route->op != 0 && !kbr_policy_allows_op(r->tok, (kbr_op)r->route->op)) {
         kbd_req_fail(r, KBR_ERR_FORBIDDEN, "token scope does not include op \"%s\"",
                      kbr_op_name((kbr_op)r->route->op));

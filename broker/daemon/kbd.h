@@ -49,6 +49,7 @@ typedef struct {
     long max_token_ttl;
     long device_cert_days;
     long debug_unlock_seconds;
+    long rate_limit; /* requests per second per principal; 0: none */
 } kbd_config;
 
 KBR_WUR kbr_err kbd_config_load(const char *path, kbd_config *cfg, kbr_msg *msg);
@@ -84,6 +85,13 @@ void kbd_batches_free(kbd_batches *b);
 KBR_WUR kbr_err kbd_batches_put(kbd_batches *b, const json_t *batch);
 kbd_batch *kbd_batches_find(kbd_batches *b, const char *name); /* borrowed, NULL if none */
 
+/* ---- per-principal rate limit (ratelimit.c), event thread only ---- */
+typedef struct kbd_ratelimit kbd_ratelimit;
+/* per_second <= 0: no limit.  Bursts up to twice the rate. */
+KBR_WUR kbr_err kbd_ratelimit_new(long per_second, kbd_ratelimit **out);
+void kbd_ratelimit_free(kbd_ratelimit *rl);
+bool kbd_ratelimit_allow(kbd_ratelimit *rl, const char *sub);
+
 /* ---- the daemon ---- */
 typedef struct kbd kbd;
 typedef struct kbd_req kbd_req;
@@ -105,6 +113,7 @@ struct kbd {
     kbr_policy *policy;
     kbd_keys *keys;
     kbd_batches *batches;
+    kbd_ratelimit *ratelimit;
     char issuer_kid[64];
     json_t *jwks;
 

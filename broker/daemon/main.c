@@ -138,6 +138,7 @@ static kbr_err load_state(kbd *d, kbr_msg *msg)
     KBR_GUARD(load_tokens(d, st, msg));
     KBR_GUARD(load_keys(d, st));
     KBR_GUARD(load_batches(d, st));
+    KBR_GUARD(kbd_ratelimit_new(d->cfg.rate_limit, &d->ratelimit));
 out:
     kbr_store_close(st);
     return err;
@@ -219,6 +220,7 @@ static void teardown(kbd *d)
     kbr_policy_free(d->policy);
     kbd_keys_free(d->keys);
     kbd_batches_free(d->batches);
+    kbd_ratelimit_free(d->ratelimit);
     json_decref(d->jwks);
     kbr_hsm_close(d->hsm);
     kbd_config_cleanup(&d->cfg);

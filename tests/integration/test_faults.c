@@ -126,11 +126,44 @@ static void test_disk_full_and_room_again(void **state)
     kbt_free(e);
 }
 
+static void test_rate_limit_per_principal(void **state)
+{
+    kbt_env *e = kbt_start("rate_limit = 5\n");
+    char *busy = kbt_token(e, "{\"sub\":\"ci:busy\",\"ops\":[\"read\"],\"ttl\":600}");
+    char *other = kbt_token(e, "{\"sub\":\"ci:other\",\"ops\":[\"read\"],\"ttl\":600}");
+    int ok = 0, limited = 0;
+    kbt_resp r;
+
+    (void)state;
+    /* a burst of twice the rate passes, then the principal waits its turn */
+    for (int i = 0; i < 30; i++) {
+        r = kbt_call(e, "GET", "/v1/keys", busy, NULL);
+        ok += r.status == 200;
+        limited += r.status == 429 && strcmp(kbt_err_code(&r), "rate_limited") == 0;
+        assert_true(r.audit_seq > 0);
+        kbt_resp_free(&r);
+    }
+    assert_true(ok >= 10 && ok < 20);
+    assert_int_equal(ok + limited, 30);
+    /* another principal is not affected */
+    r = kbt_call(e, "GET", "/v1/keys", other, NULL);
+    assert_int_equal(r.status, 200);
+    kbt_resp_free(&r);
+    sleep(1);
+    r = kbt_call(e, "GET", "/v1/keys", busy, NULL);
+    assert_int_equal(r.status, 200);
+    kbt_resp_free(&r);
+    free(busy);
+    free(other);
+    kbt_free(e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hsm_drops_out_and_comes_back),
         cmocka_unit_test(test_disk_full_and_room_again),
+        cmocka_unit_test(test_rate_limit_per_principal),
     };
 
     return cmocka_run_group_tests_name("faults", tests, NULL, NULL);

@@ -148,8 +148,23 @@ typedef struct {
     const json_t *components; /* array of component objects, or NULL */
 } cli_sign_req;
 
-/* The JSON body of POST /v1/sign. Caller frees *out with json_decref. */
+/*
+ * The JSON body of POST /v1/sign. Refuses (KBR_ERR_BAD_REQUEST, msg naming
+ * the option) a missing key, both or neither of digest and message, a
+ * --format other than raw, der or cose_sign1, a digest with cose_sign1,
+ * and SBOM or artifact options that do not go together. Caller frees *out
+ * with json_decref.
+ */
 KBR_WUR kbr_err cli_sign_body(const cli_sign_req *r, json_t **out, kbr_msg *msg);
+/* --format: NULL (the broker's default, raw), raw, der or cose_sign1; else KBR_ERR_BAD_REQUEST. */
+KBR_WUR kbr_err cli_sign_format_check(const char *format, kbr_msg *msg);
+/*
+ * Whether `sign --file` sends the file itself (message_b64) rather than its
+ * digest: for cose_sign1, whose signature covers the payload inside the
+ * Sig_structure, and for ed25519 keys (PureEdDSA). alg may be NULL when the
+ * key's algorithm is unknown.
+ */
+bool cli_sign_sends_message(const char *alg, const char *format);
 
 /* ---- HTTP client (http.c) ---- */
 
@@ -217,6 +232,7 @@ extern const cli_command cli_cmd_sign;
 extern const cli_command cli_cmd_audit_list, cli_cmd_audit_export, cli_cmd_health, cli_cmd_jwks;
 extern const cli_command cli_cmd_batch_create, cli_cmd_batch_show;
 extern const cli_command cli_cmd_key_certificate, cli_cmd_provision, cli_cmd_rotate;
+extern const cli_command cli_cmd_debug_auth, cli_cmd_ota_report;
 
 /*
  * Request bodies of the factory commands, built from options parsed against
@@ -234,6 +250,41 @@ KBR_WUR kbr_err cli_key_cert_body(const cli_args *a, json_t **out, kbr_msg *msg)
 KBR_WUR kbr_err cli_provision_body(const cli_args *a, json_t **out, kbr_msg *msg);
 /* POST /v1/devices/{serial}/certificates: --key, --csr FILE, --product. */
 KBR_WUR kbr_err cli_rotate_body(const cli_args *a, json_t **out, kbr_msg *msg);
+
+/* The most to-be-signed bytes the broker signs for one debug unlock. */
+#define CLI_DEBUG_MESSAGE_MAX 4096
+/* The most results one OTA report carries, as the broker accepts them. */
+#define CLI_OTA_RESULTS_MAX 10000
+
+/*
+ * POST /v1/debug-auth from --key --device --product --challenge (16 to 64
+ * bytes of hex) --permissions (1 to 64 bytes of hex) --ticket and --message
+ * FILE, the vendor tool's to-be-signed bytes, sent as message_b64. A
+ * missing option, bad hex, a message over CLI_DEBUG_MESSAGE_MAX bytes or one
+ * that does not contain the challenge bytes is KBR_ERR_BAD_REQUEST: the
+ * broker answers a challenge once, so what can be refused here is refused
+ * before it is spent. An unreadable file is KBR_ERR_IO. Hex goes lowercase.
+ */
+KBR_WUR kbr_err cli_debug_auth_body(const cli_args *a, json_t **out, kbr_msg *msg);
+/*
+ * POST /v1/ota/deployments from --product --version --campaign and
+ * --results FILE: a JSON array of {device, status, at}, or an object whose
+ * "results" is that array (its "product", "version" and "campaign", when
+ * present, must match the options). Each result is checked (status
+ * installed or failed, at an RFC 3339 UTC time, no other members) and sent
+ * as read; 1 to CLI_OTA_RESULTS_MAX of them. Bad input is
+ * KBR_ERR_BAD_REQUEST naming the element, an unreadable file KBR_ERR_IO,
+ * an oversized one KBR_ERR_TOO_LARGE.
+ */
+KBR_WUR kbr_err cli_ota_report_body(const cli_args *a, json_t **out, kbr_msg *msg);
+/*
+ * The table of an OTA report's response: "recorded N", one "unknown SN"
+ * row per device the ledger does not know ("unknown -" if none) and the
+ * audit record (left out if audit_seq < 0). A response without an integer
+ * recorded or an array of strings unknown_devices is KBR_ERR_BAD_REQUEST.
+ * Caller frees *out.
+ */
+KBR_WUR kbr_err cli_ota_report_text(const json_t *resp, long long audit_seq, char **out);
 
 /* ---- output shared by the commands (output.c) ---- */
 

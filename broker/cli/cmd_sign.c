@@ -1,4 +1,8 @@
-/* cmd_sign.c - keybroker sign: hash locally, send the digest, record the artifact. */
+/*
+ * cmd_sign.c - keybroker sign: hash locally, send the digest, record the
+ * artifact; or send the payload itself where the signature covers it
+ * (ed25519 keys, COSE_Sign1 for SUIT manifests).
+ */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,12 +47,27 @@ static kbr_err check_choice(const char *opt, const char *value, const char *a, c
     return cli_fail(ce, KBR_ERR_BAD_REQUEST, CLI_USAGE, "--%s must be %s or %s", opt, a, b);
 }
 
+/* A COSE_Sign1's hash follows from the key's algorithm (ES256, ES384, EdDSA). */
+static kbr_err check_format(const cli_args *a, cli_error *ce)
+{
+    const char *format = cli_args_str(a, "format");
+    kbr_msg msg = {{0}};
+
+    if (cli_sign_format_check(format, &msg) != KBR_OK)
+        return cli_from_msg(ce, KBR_ERR_BAD_REQUEST, &msg);
+    if (format != NULL && strcmp(format, "cose_sign1") == 0 && cli_args_str(a, "hash") != NULL)
+        return cli_fail(ce, KBR_ERR_BAD_REQUEST, CLI_USAGE,
+                        "--hash does not go with --format cose_sign1: the key's algorithm sets "
+                        "the hash");
+    return KBR_OK;
+}
+
 static kbr_err check_choices(const cli_args *a, cli_error *ce)
 {
     kbr_err err = KBR_OK;
 
     KBR_GUARD(check_choice("hash", cli_args_str(a, "hash"), "sha256", "sha384", ce));
-    KBR_GUARD(check_choice("format", cli_args_str(a, "format"), "raw", "der", ce));
+    KBR_GUARD(check_format(a, ce));
     KBR_GUARD(check_choice("kind", cli_args_str(a, "kind"), "firmware", "ota-manifest", ce));
 out:
     return err;
@@ -75,11 +94,15 @@ out:
     return err;
 }
 
-/* ed25519 signs the message itself (PureEdDSA), so the file goes, not its digest. */
+/*
+ * ed25519 signs the message itself (PureEdDSA) and COSE_Sign1 signs the
+ * payload inside its Sig_structure, so for them the file goes, not its digest.
+ */
 static kbr_err load_file(const cli_ctx *ctx, const char *file, const char *hash, sign_inputs *in,
                          cli_error *ce)
 {
     kbr_err err = KBR_OK;
+    const char *format = cli_args_str(ctx->args, "format");
     char *alg = NULL;
     kbr_msg msg = {{0}};
 
@@ -90,11 +113,14 @@ static kbr_err load_file(const cli_ctx *ctx, const char *file, const char *hash,
      * A CI token may hold only `sign`, not `read`: then the key cannot be
      * looked up and the file goes as a digest, which every algorithm but
      * ed25519 wants; for ed25519 the broker's 400 says to use --message.
+     * COSE_Sign1 needs no look-up: it always takes the payload.
      */
-    err = key_algorithm(ctx, cli_args_str(ctx->args, "key"), &alg, ce);
-    KBR_ENSURE(err == KBR_OK || err == KBR_ERR_FORBIDDEN, err);
-    err = KBR_OK;
-    if (alg != NULL && strcmp(alg, "ed25519") == 0)
+    if (!cli_sign_sends_message(NULL, format)) {
+        err = key_algorithm(ctx, cli_args_str(ctx->args, "key"), &alg, ce);
+        KBR_ENSURE(err == KBR_OK || err == KBR_ERR_FORBIDDEN, err);
+        err = KBR_OK;
+    }
+    if (cli_sign_sends_message(alg, format))
         err = cli_file_b64(file, CLI_MESSAGE_MAX, &in->message_b64, &msg);
     else
         err = cli_digest_file(file, hash, &in->digest, &msg);
@@ -270,9 +296,10 @@ const cli_command cli_cmd_sign = {
     {"sign", NULL, NULL},
     "--key K (--file IMAGE | --digest HEX | --message FILE) [--hash sha256|sha384]\n"
     "      [--product P --version V [--name N] [--build-id ID] [--kind firmware|ota-manifest]]\n"
-    "      [--sbom bom.cdx.json | --component name@version[@purl] ...] [--format raw|der]\n"
-    "      [--out SIG.bin]",
-    "sign a firmware image or manifest (hashed locally; ed25519 keys get the file itself)",
+    "      [--sbom bom.cdx.json | --component name@version[@purl] ...]\n"
+    "      [--format raw|der|cose_sign1] [--out SIG.bin]",
+    "sign a firmware image or manifest (hashed locally; ed25519 keys and --format cose_sign1\n"
+    "      get the file itself, and cose_sign1 writes a tagged COSE_Sign1 with detached payload)",
     {sign_opts, N_ELEMS(sign_opts), NULL, 0, 0},
     true,
     sign_run,

@@ -204,6 +204,24 @@ static bool has_artifact(const cli_sign_req *r)
            r->kind != NULL;
 }
 
+static bool is_cose(const char *format)
+{
+    return format != NULL && strcmp(format, "cose_sign1") == 0;
+}
+
+kbr_err cli_sign_format_check(const char *format, kbr_msg *msg)
+{
+    if (format == NULL || strcmp(format, "raw") == 0 || strcmp(format, "der") == 0 ||
+        is_cose(format))
+        return KBR_OK;
+    return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "--format must be raw, der or cose_sign1");
+}
+
+bool cli_sign_sends_message(const char *alg, const char *format)
+{
+    return is_cose(format) || (alg != NULL && strcmp(alg, "ed25519") == 0);
+}
+
 static kbr_err check_request(const cli_sign_req *r, kbr_msg *msg)
 {
     if (r->key == NULL)
@@ -211,6 +229,13 @@ static kbr_err check_request(const cli_sign_req *r, kbr_msg *msg)
     if ((r->digest == NULL) == (r->message_b64 == NULL))
         return kbr_fail(msg, KBR_ERR_BAD_REQUEST,
                         "give exactly one of --file, --digest, --message");
+    if (cli_sign_format_check(r->format, msg) != KBR_OK)
+        return KBR_ERR_BAD_REQUEST;
+    /* A COSE_Sign1 signature covers the payload inside its Sig_structure, not a digest of it. */
+    if (is_cose(r->format) && r->digest != NULL)
+        return kbr_fail(msg, KBR_ERR_BAD_REQUEST,
+                        "--format cose_sign1 signs the payload itself: give --file or "
+                        "--message, not --digest");
     if (r->sbom_b64 != NULL && r->components != NULL)
         return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "--sbom and --component exclude each other");
     if (has_artifact(r) && (r->product == NULL || r->version == NULL))

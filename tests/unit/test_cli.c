@@ -1,7 +1,8 @@
 /*
  * test_cli.c - the keybroker CLI's pure parts: option parsing, list
- * splitting, tables, local digests, SBOM encoding, sign request bodies and
- * the factory commands' request bodies (batches, CA and device certificates).
+ * splitting, tables, local digests, SBOM encoding, sign request bodies, the
+ * factory commands' request bodies (batches, CA and device certificates),
+ * debug unlocks and OTA reports.
  *
  * The CLI's sources are not in libkbr.a (they belong to bin/keybroker), so
  * the files under test are included directly; none of them has main().
@@ -24,6 +25,8 @@
 /* The factory commands' request bodies sit beside the calls that send them. */
 #include "../../broker/cli/cmd_batch.c"
 #include "../../broker/cli/cmd_provision.c"
+#include "../../broker/cli/cmd_debug.c"
+#include "../../broker/cli/cmd_ota.c"
 #include "../../broker/cli/http.c"
 #include "../../broker/cli/output.c"
 
@@ -617,6 +620,55 @@ static void test_sign_body_rejects(void **state)
     json_decref(comps);
 }
 
+static void test_sign_body_cose(void **state)
+{
+    cli_sign_req r = {.key = "suit",
+                      .message_b64 = "oQE=",
+                      .hash = "sha256",
+                      .format = "cose_sign1",
+                      .product = "thermo",
+                      .version = "1.2.0",
+                      .kind = "ota-manifest"};
+    cli_sign_req digest = {.key = "suit", .digest = "ab", .hash = "sha256", .format = "cose_sign1"};
+    cli_sign_req pem = {.key = "fw", .digest = "ab", .hash = "sha256", .format = "pem"};
+    json_t *body = NULL;
+    kbr_msg msg = {{0}};
+
+    (void)state;
+    assert_int_equal(cli_sign_body(&r, &body, &msg), KBR_OK);
+    assert_string_equal(json_string_value(json_object_get(body, "format")), "cose_sign1");
+    /* The payload goes itself: the COSE Sig_structure wraps it before it is hashed. */
+    assert_string_equal(json_string_value(json_object_get(body, "message_b64")), "oQE=");
+    assert_null(json_object_get(body, "digest"));
+    assert_null(json_object_get(body, "hash"));
+    assert_string_equal(json_string_value(cli_json_path(body, "artifact.kind")), "ota-manifest");
+    json_decref(body);
+    expect_sign_usage(&digest, "--format cose_sign1 signs the payload itself");
+    expect_sign_usage(&pem, "--format must be raw, der or cose_sign1");
+}
+
+static void test_sign_format_and_payload_choice(void **state)
+{
+    kbr_msg msg = {{0}};
+
+    (void)state;
+    assert_int_equal(cli_sign_format_check(NULL, &msg), KBR_OK);
+    assert_int_equal(cli_sign_format_check("raw", &msg), KBR_OK);
+    assert_int_equal(cli_sign_format_check("der", &msg), KBR_OK);
+    assert_int_equal(cli_sign_format_check("cose_sign1", &msg), KBR_OK);
+    assert_int_equal(cli_sign_format_check("COSE_Sign1", &msg), KBR_ERR_BAD_REQUEST);
+    assert_int_equal(cli_sign_format_check("", &msg), KBR_ERR_BAD_REQUEST);
+    assert_non_null(strstr(msg.text, "--format"));
+    /* `sign --file` sends the file for COSE whatever the key, and for ed25519 keys. */
+    assert_true(cli_sign_sends_message(NULL, "cose_sign1"));
+    assert_true(cli_sign_sends_message("ecdsa-p256", "cose_sign1"));
+    assert_true(cli_sign_sends_message("ed25519", NULL));
+    assert_true(cli_sign_sends_message("ed25519", "raw"));
+    assert_false(cli_sign_sends_message("ecdsa-p384", "der"));
+    assert_false(cli_sign_sends_message("rsa-3072", NULL));
+    assert_false(cli_sign_sends_message(NULL, NULL));
+}
+
 static void test_file_b64_limit(void **state)
 {
     const tmpdir *t = *state;
@@ -958,6 +1010,343 @@ static void test_key_cert_body_rejects(void **state)
                       KBR_ERR_BAD_REQUEST, "--days must be between 1 and 36500");
 }
 
+/* ---- debug unlocks ---- */
+
+/* A vendor tool's to-be-signed bytes: a header, the challenge, a trailer. */
+static const unsigned char dbg_challenge[16] = {0xde, 0xad, 0xbe, 0xef, 0x00, 0x01, 0x02, 0x03,
+                                                0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0a, 0xfe};
+#define DBG_CHALLENGE_HEX "DEADBEEF000102030405060708090AFE"
+
+static size_t dbg_write_message(const tmpdir *t, const char *name, size_t len, bool with_challenge,
+                                char *path, size_t pathlen)
+{
+    unsigned char *data = malloc(len);
+
+    assert_non_null(data);
+    for (size_t i = 0; i < len; i++)
+        data[i] = (unsigned char)(0x40 + i % 7);
+    if (with_challenge) {
+        assert_true(len >= 8 + sizeof(dbg_challenge));
+        memcpy(data + 8, dbg_challenge, sizeof(dbg_challenge));
+    }
+    tmp_path(t, name, path, pathlen);
+    write_file(path, data, len);
+    free(data);
+    return len;
+}
+
+static void test_debug_auth_body(void **state)
+{
+    const tmpdir *t = *state;
+    char path[128], *raw = NULL, *want_b64 = NULL;
+    size_t rawlen = 0;
+    char *argv[] = {"--key",         "dbg-gw",  "--device",    "SN0001",
+                    "--product",     "gateway", "--challenge", DBG_CHALLENGE_HEX,
+                    "--permissions", "00FF",    "--ticket",    "RMA-4711",
+                    "--message",     path};
+    json_t *body = NULL;
+    kbr_msg msg;
+
+    dbg_write_message(t, "adac.tbs", 100, true, path, sizeof(path));
+    assert_int_equal(kbr_file_read(path, 4096, &raw, &rawlen), KBR_OK);
+    assert_int_equal(kbr_b64_encode((const unsigned char *)raw, rawlen, &want_b64), KBR_OK);
+    assert_int_equal(
+        cmd_body(&cli_cmd_debug_auth, cli_debug_auth_body, ARGC(argv), argv, &body, &msg), KBR_OK);
+    assert_string_equal(json_at_str(body, "key"), "dbg-gw");
+    assert_string_equal(json_at_str(body, "device"), "SN0001");
+    assert_string_equal(json_at_str(body, "product"), "gateway");
+    /* The API's hex is lowercase, whatever case the operator typed. */
+    assert_string_equal(json_at_str(body, "challenge"), "deadbeef000102030405060708090afe");
+    assert_string_equal(json_at_str(body, "permissions"), "00ff");
+    assert_string_equal(json_at_str(body, "ticket"), "RMA-4711");
+    /* The tool's bytes go exactly as the file holds them. */
+    assert_string_equal(json_at_str(body, "message_b64"), want_b64);
+    assert_int_equal(json_object_size(body), 7);
+    json_decref(body);
+    free(raw);
+    free(want_b64);
+}
+
+/* The same options, none required, so the body function's own checks are reached. */
+static const cli_opt dbg_loose_opts[] = {
+    {"key", CLI_OPT_STR, false, "K"},           {"device", CLI_OPT_STR, false, "SN"},
+    {"product", CLI_OPT_STR, false, "P"},       {"challenge", CLI_OPT_STR, false, "HEX"},
+    {"permissions", CLI_OPT_STR, false, "HEX"}, {"ticket", CLI_OPT_STR, false, "T"},
+    {"message", CLI_OPT_STR, false, "FILE"},    {"out", CLI_OPT_STR, false, "SIG.bin"},
+};
+static const cli_command dbg_loose_cmd = {{"debug-auth", NULL, NULL},      "",   "",
+                                          {dbg_loose_opts, 8, NULL, 0, 0}, true, NULL};
+
+static void test_debug_auth_requires_key_and_ticket(void **state)
+{
+    char *no_key[] = {"--device",      "SN1", "--product", "gw",  "--challenge", DBG_CHALLENGE_HEX,
+                      "--permissions", "01",  "--ticket",  "T-1", "--message",   "m.bin"};
+    char *no_ticket[] = {"--key",         "dbg", "--device",    "SN1",
+                         "--product",     "gw",  "--challenge", DBG_CHALLENGE_HEX,
+                         "--permissions", "01",  "--message",   "m.bin"};
+    char *empty_key[] = {"--key=",      "--device",        "SN1",           "--product", "gw",
+                         "--challenge", DBG_CHALLENGE_HEX, "--permissions", "01",        "--ticket",
+                         "T-1",         "--message",       "m.bin"};
+
+    (void)state;
+    expect_cmd_usage(&cli_cmd_debug_auth, ARGC(no_key), no_key, "missing required option --key");
+    expect_cmd_usage(&cli_cmd_debug_auth, ARGC(no_ticket), no_ticket,
+                     "missing required option --ticket");
+    expect_cmd_usage(&cli_cmd_debug_auth, ARGC(empty_key), empty_key, "empty value for --key");
+    /* The body refuses them on its own too, before reading any file. */
+    expect_body_usage(&dbg_loose_cmd, cli_debug_auth_body, ARGC(no_key), no_key,
+                      KBR_ERR_BAD_REQUEST, "missing required option --key");
+    expect_body_usage(&dbg_loose_cmd, cli_debug_auth_body, ARGC(no_ticket), no_ticket,
+                      KBR_ERR_BAD_REQUEST, "missing required option --ticket");
+}
+
+static void test_debug_auth_message_limits(void **state)
+{
+    const tmpdir *t = *state;
+    char path[128];
+    char *argv[] = {"--key",         "dbg", "--device",    "SN1",
+                    "--product",     "gw",  "--challenge", DBG_CHALLENGE_HEX,
+                    "--permissions", "01",  "--ticket",    "T-1",
+                    "--message",     path};
+    json_t *body = NULL;
+    unsigned char *sent = NULL;
+    size_t sentlen = 0;
+    kbr_msg msg;
+
+    /* Exactly the broker's limit goes. */
+    dbg_write_message(t, "max.bin", CLI_DEBUG_MESSAGE_MAX, true, path, sizeof(path));
+    assert_int_equal(
+        cmd_body(&cli_cmd_debug_auth, cli_debug_auth_body, ARGC(argv), argv, &body, &msg), KBR_OK);
+    assert_int_equal(kbr_b64_decode(json_at_str(body, "message_b64"), &sent, &sentlen), KBR_OK);
+    assert_int_equal(sentlen, CLI_DEBUG_MESSAGE_MAX);
+    assert_memory_equal(sent + 8, dbg_challenge, sizeof(dbg_challenge));
+    free(sent);
+    json_decref(body);
+    /* One byte more is a usage error: no broker would sign it. */
+    dbg_write_message(t, "big.bin", CLI_DEBUG_MESSAGE_MAX + 1, true, path, sizeof(path));
+    expect_body_usage(&cli_cmd_debug_auth, cli_debug_auth_body, ARGC(argv), argv,
+                      KBR_ERR_BAD_REQUEST, "big.bin is larger than 4096 bytes");
+    dbg_write_message(t, "other.bin", 64, false, path, sizeof(path));
+    expect_body_usage(&cli_cmd_debug_auth, cli_debug_auth_body, ARGC(argv), argv,
+                      KBR_ERR_BAD_REQUEST, "does not contain the --challenge bytes");
+    tmp_path(t, "absent.bin", path, sizeof(path));
+    expect_body_usage(&cli_cmd_debug_auth, cli_debug_auth_body, ARGC(argv), argv, KBR_ERR_IO,
+                      "--message");
+    expect_body_usage(&cli_cmd_debug_auth, cli_debug_auth_body, ARGC(argv), argv, KBR_ERR_IO,
+                      "absent.bin");
+}
+
+static void test_debug_auth_bad_values(void **state)
+{
+    const tmpdir *t = *state;
+    static const char *const bad_challenges[] = {
+        "00112233445566778899aabbccddee",  /* 15 bytes */
+        "0011223344556677889",             /* odd length */
+        "zz112233445566778899aabbccddeeff" /* not hex */
+    };
+    char path[128], challenge[200], permissions[200], ticket[200];
+    char *argv[] = {"--key",       "dbg",     "--device",      "SN1",       "--product", "gw",
+                    "--challenge", challenge, "--permissions", permissions, "--ticket",  ticket,
+                    "--message",   path};
+    json_t *body = NULL;
+    kbr_msg msg;
+
+    dbg_write_message(t, "m.bin", 200, true, path, sizeof(path));
+    snprintf(permissions, sizeof(permissions), "01");
+    snprintf(ticket, sizeof(ticket), "T-1");
+    for (size_t i = 0; i < sizeof(bad_challenges) / sizeof(bad_challenges[0]); i++) {
+        snprintf(challenge, sizeof(challenge), "%s", bad_challenges[i]);
+        expect_body_usage(&cli_cmd_debug_auth, cli_debug_auth_body, ARGC(argv), argv,
+                          KBR_ERR_BAD_REQUEST, "--challenge must be 16 to 64 bytes of hex");
+    }
+    memset(challenge, 'a', 130); /* 65 bytes */
+    challenge[130] = '\0';
+    expect_body_usage(&cli_cmd_debug_auth, cli_debug_auth_body, ARGC(argv), argv,
+                      KBR_ERR_BAD_REQUEST, "--challenge must be 16 to 64 bytes of hex");
+    snprintf(challenge, sizeof(challenge), "%s", DBG_CHALLENGE_HEX);
+    memset(permissions, 'f', 130);
+    permissions[130] = '\0';
+    expect_body_usage(&cli_cmd_debug_auth, cli_debug_auth_body, ARGC(argv), argv,
+                      KBR_ERR_BAD_REQUEST, "--permissions must be 1 to 64 bytes of hex");
+    snprintf(permissions, sizeof(permissions), "0x01");
+    expect_body_usage(&cli_cmd_debug_auth, cli_debug_auth_body, ARGC(argv), argv,
+                      KBR_ERR_BAD_REQUEST, "--permissions");
+    snprintf(permissions, sizeof(permissions), "01");
+    memset(ticket, 't', 129);
+    ticket[129] = '\0';
+    expect_body_usage(&cli_cmd_debug_auth, cli_debug_auth_body, ARGC(argv), argv,
+                      KBR_ERR_BAD_REQUEST, "--ticket is longer than 128 characters");
+    ticket[128] = '\0';
+    assert_int_equal(
+        cmd_body(&cli_cmd_debug_auth, cli_debug_auth_body, ARGC(argv), argv, &body, &msg), KBR_OK);
+    assert_int_equal(strlen(json_at_str(body, "ticket")), 128);
+    json_decref(body);
+}
+
+/* ---- OTA reports ---- */
+
+static const char ota_two[] =
+    "[{\"device\":\"SN1\",\"status\":\"installed\",\"at\":\"2026-11-28T14:00:00Z\"},\n"
+    " {\"device\":\"SN2\",\"status\":\"failed\",\"at\":\"2026-11-28T14:05:09Z\"}]\n";
+
+static void ota_write(const tmpdir *t, const char *text, char *path, size_t len)
+{
+    tmp_path(t, "results.json", path, len);
+    write_file(path, text, strlen(text));
+}
+
+static void test_ota_report_body_array(void **state)
+{
+    const tmpdir *t = *state;
+    char path[128];
+    char *argv[] = {"--product",  "gateway",   "--version", "1.4.2",
+                    "--campaign", "c-2026-11", "--results", path};
+    json_t *body = NULL, *want = json_loads(ota_two, 0, NULL);
+    kbr_msg msg;
+
+    assert_non_null(want);
+    ota_write(t, ota_two, path, sizeof(path));
+    assert_int_equal(
+        cmd_body(&cli_cmd_ota_report, cli_ota_report_body, ARGC(argv), argv, &body, &msg), KBR_OK);
+    assert_string_equal(json_at_str(body, "product"), "gateway");
+    assert_string_equal(json_at_str(body, "version"), "1.4.2");
+    assert_string_equal(json_at_str(body, "campaign"), "c-2026-11");
+    assert_true(json_equal(json_object_get(body, "results"), want));
+    assert_int_equal(json_object_size(body), 4);
+    json_decref(body);
+    json_decref(want);
+}
+
+static void test_ota_report_body_object(void **state)
+{
+    const tmpdir *t = *state;
+    char path[128], text[512];
+    char *argv[] = {"--product",  "gateway",   "--version", "1.4.2",
+                    "--campaign", "c-2026-11", "--results", path};
+    json_t *body = NULL;
+    kbr_msg msg;
+
+    snprintf(text, sizeof(text), "{\"campaign\":\"c-2026-11\",\"results\":%s}", ota_two);
+    ota_write(t, text, path, sizeof(path));
+    assert_int_equal(
+        cmd_body(&cli_cmd_ota_report, cli_ota_report_body, ARGC(argv), argv, &body, &msg), KBR_OK);
+    assert_int_equal(json_array_size(json_object_get(body, "results")), 2);
+    assert_string_equal(json_at_str(json_array_get(json_object_get(body, "results"), 1), "status"),
+                        "failed");
+    json_decref(body);
+    /* A file written for another version is not reported against this one. */
+    snprintf(text, sizeof(text), "{\"version\":\"1.4.1\",\"results\":%s}", ota_two);
+    ota_write(t, text, path, sizeof(path));
+    expect_body_usage(&cli_cmd_ota_report, cli_ota_report_body, ARGC(argv), argv,
+                      KBR_ERR_BAD_REQUEST, "its version is not the --version given (1.4.2)");
+    snprintf(text, sizeof(text), "{\"devices\":%s}", ota_two);
+    ota_write(t, text, path, sizeof(path));
+    expect_body_usage(&cli_cmd_ota_report, cli_ota_report_body, ARGC(argv), argv,
+                      KBR_ERR_BAD_REQUEST, "or an object with \"results\"");
+    snprintf(text, sizeof(text), "{\"results\":%s,\"note\":\"x\"}", ota_two);
+    ota_write(t, text, path, sizeof(path));
+    expect_body_usage(&cli_cmd_ota_report, cli_ota_report_body, ARGC(argv), argv,
+                      KBR_ERR_BAD_REQUEST, "unknown member \"note\"");
+}
+
+static void test_ota_report_body_rejects(void **state)
+{
+    const tmpdir *t = *state;
+    static const struct {
+        const char *text, *want;
+    } cases[] = {
+        {"[{\"device\":\"SN1\",\"status\":\"installed\"", "is not JSON"},
+        {"42", "must be an array of {device, status, at}"},
+        {"[]", "has 0 results; 1 to 10000"},
+        {"[\"SN1\"]", "results[0] is not an object"},
+        {"[{\"device\":\"SN1\",\"status\":\"done\",\"at\":\"2026-11-28T14:00:00Z\"}]",
+         "results[0].status must be \"installed\" or \"failed\""},
+        {"[{\"device\":\"SN1\",\"status\":\"failed\",\"at\":\"2026-11-28T14:00:00Z\"},"
+         "{\"device\":\"SN2\",\"status\":\"failed\",\"at\":\"yesterday\"}]",
+         "results[1].at must be an RFC 3339 UTC time"},
+        {"[{\"device\":\"SN1\",\"status\":\"failed\",\"at\":\"2026-11-28T14:00:00+01:00\"}]",
+         "results[0].at"},
+        {"[{\"status\":\"failed\",\"at\":\"2026-11-28T14:00:00Z\"}]", "results[0].device"},
+        {"[{\"device\":7,\"status\":\"failed\",\"at\":\"2026-11-28T14:00:00Z\"}]",
+         "results[0].device"},
+        {"[{\"device\":\"SN1\",\"status\":\"failed\",\"at\":\"2026-11-28T14:00:00Z\","
+         "\"error\":\"flash\"}]",
+         "results[0] has an unknown member \"error\""},
+        {"[{\"device\":\"SN1\",\"device\":\"SN2\",\"status\":\"failed\",\"at\":\"2026-11-28T14:00:"
+         "00Z\"}]",
+         "is not JSON"},
+    };
+    char path[128];
+    char *argv[] = {"--product", "gw", "--version", "1", "--campaign", "c", "--results", path};
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        ota_write(t, cases[i].text, path, sizeof(path));
+        expect_body_usage(&cli_cmd_ota_report, cli_ota_report_body, ARGC(argv), argv,
+                          KBR_ERR_BAD_REQUEST, cases[i].want);
+    }
+    tmp_path(t, "absent.json", path, sizeof(path));
+    expect_body_usage(&cli_cmd_ota_report, cli_ota_report_body, ARGC(argv), argv, KBR_ERR_IO,
+                      "absent.json");
+}
+
+static void test_ota_report_body_too_many(void **state)
+{
+    const tmpdir *t = *state;
+    static const char item[] =
+        "{\"device\":\"SN\",\"status\":\"installed\",\"at\":\"2026-11-28T14:00:00Z\"}";
+    size_t n = CLI_OTA_RESULTS_MAX + 1, len = n * (sizeof(item)) + 2;
+    char path[128], *text = malloc(len + 1), *p = text;
+    char *argv[] = {"--product", "gw", "--version", "1", "--campaign", "c", "--results", path};
+    char *no_campaign[] = {"--product", "gw", "--version", "1", "--results", path};
+
+    assert_non_null(text);
+    *p++ = '[';
+    for (size_t i = 0; i < n; i++) {
+        memcpy(p, item, sizeof(item) - 1);
+        p += sizeof(item) - 1;
+        *p++ = i + 1 < n ? ',' : ']';
+    }
+    *p = '\0';
+    ota_write(t, text, path, sizeof(path));
+    free(text);
+    expect_body_usage(&cli_cmd_ota_report, cli_ota_report_body, ARGC(argv), argv,
+                      KBR_ERR_BAD_REQUEST, "has 10001 results; 1 to 10000 go in one report");
+    expect_cmd_usage(&cli_cmd_ota_report, ARGC(no_campaign), no_campaign,
+                     "missing required option --campaign");
+}
+
+static void test_ota_report_text(void **state)
+{
+    json_t *some =
+        json_loads("{\"recorded\":3,\"unknown_devices\":[\"SN-X1\",\"SN-X22\"]}", 0, NULL);
+    json_t *none = json_loads("{\"recorded\":2,\"unknown_devices\":[]}", 0, NULL);
+    json_t *bad = json_loads("{\"recorded\":\"3\",\"unknown_devices\":[]}", 0, NULL);
+    json_t *bad2 = json_loads("{\"recorded\":3,\"unknown_devices\":[1]}", 0, NULL);
+    char *out = NULL;
+
+    (void)state;
+    assert_int_equal(cli_ota_report_text(some, 812, &out), KBR_OK);
+    assert_string_equal(out, "FIELD      VALUE\n"
+                             "recorded   3\n"
+                             "unknown    SN-X1\n"
+                             "unknown    SN-X22\n"
+                             "audit_seq  812\n");
+    free(out);
+    assert_int_equal(cli_ota_report_text(none, -1, &out), KBR_OK);
+    assert_string_equal(out, "FIELD     VALUE\n"
+                             "recorded  2\n"
+                             "unknown   -\n");
+    free(out);
+    assert_int_equal(cli_ota_report_text(bad, 1, &out), KBR_ERR_BAD_REQUEST);
+    assert_null(out);
+    assert_int_equal(cli_ota_report_text(bad2, 1, &out), KBR_ERR_BAD_REQUEST);
+    assert_int_equal(cli_ota_report_text(NULL, 1, &out), KBR_ERR_BAD_REQUEST);
+    json_decref(some);
+    json_decref(none);
+    json_decref(bad);
+    json_decref(bad2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -984,6 +1373,8 @@ int main(void)
         cmocka_unit_test(test_sign_body_inline_components),
         cmocka_unit_test(test_sign_body_message),
         cmocka_unit_test(test_sign_body_rejects),
+        cmocka_unit_test(test_sign_body_cose),
+        cmocka_unit_test(test_sign_format_and_payload_choice),
         cmocka_unit_test_setup_teardown(test_file_b64_limit, tmp_setup, tmp_teardown),
         cmocka_unit_test(test_batch_body_markets),
         cmocka_unit_test(test_batch_body_bad_markets),
@@ -996,6 +1387,15 @@ int main(void)
         cmocka_unit_test(test_key_cert_body_self_signed),
         cmocka_unit_test_setup_teardown(test_key_cert_body_pem, tmp_setup, tmp_teardown),
         cmocka_unit_test(test_key_cert_body_rejects),
+        cmocka_unit_test_setup_teardown(test_debug_auth_body, tmp_setup, tmp_teardown),
+        cmocka_unit_test(test_debug_auth_requires_key_and_ticket),
+        cmocka_unit_test_setup_teardown(test_debug_auth_message_limits, tmp_setup, tmp_teardown),
+        cmocka_unit_test_setup_teardown(test_debug_auth_bad_values, tmp_setup, tmp_teardown),
+        cmocka_unit_test_setup_teardown(test_ota_report_body_array, tmp_setup, tmp_teardown),
+        cmocka_unit_test_setup_teardown(test_ota_report_body_object, tmp_setup, tmp_teardown),
+        cmocka_unit_test_setup_teardown(test_ota_report_body_rejects, tmp_setup, tmp_teardown),
+        cmocka_unit_test_setup_teardown(test_ota_report_body_too_many, tmp_setup, tmp_teardown),
+        cmocka_unit_test(test_ota_report_text),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -27,6 +27,8 @@ CLI_SRC   = $(wildcard broker/cli/*.c)
 CLI_OBJ   = $(CLI_SRC:%.c=$(BUILD)/%.o)
 
 UNIT_SRC  = $(wildcard tests/unit/test_*.c)
+UNIT_LIB_SRC = $(filter-out $(UNIT_SRC),$(wildcard tests/unit/*.c))
+UNIT_LIB_OBJ = $(UNIT_LIB_SRC:%.c=$(BUILD)/%.o)
 UNIT_BIN  = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/unit/%)
 IT_SRC    = $(wildcard tests/integration/test_*.c)
 IT_BIN    = $(IT_SRC:tests/integration/%.c=$(BUILD)/tests/integration/%)
@@ -36,7 +38,17 @@ FAULTY_SO = $(BUILD)/tests/libkbr-faulty-pkcs11.so
 BENCH_SRC = $(wildcard bench/*.c)
 BENCH_BIN = $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all check unit integration asan lint bench clean demo tests
+# One libFuzzer target per parser (tests/fuzz/README.md).  `check` replays
+# each committed corpus with a replay binary built by $(CC); `fuzz` builds
+# the targets with clang and runs each for FUZZ_SECONDS.
+FUZZ_SRC  = $(wildcard tests/fuzz/*_fuzz.c)
+FUZZ_NAMES = $(FUZZ_SRC:tests/fuzz/%_fuzz.c=%)
+FUZZ_REPLAY = $(FUZZ_NAMES:%=$(BUILD)/tests/fuzz/%_replay)
+FUZZ_SECONDS ?= 60
+FUZZ_BUILD ?= build-fuzz
+FUZZ_CC   ?= clang
+
+.PHONY: all check unit integration asan lint bench clean demo tests fuzz fuzz-bins
 all: $(BIN)/keybrokerd $(BIN)/keybroker
 
 $(BUILD)/%.o: %.c
@@ -55,14 +67,27 @@ $(BIN)/keybroker: $(CLI_OBJ) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(LIB) $(LDLIBS)
 
-$(BUILD)/tests/unit/%: $(BUILD)/tests/unit/%.o $(LIB)
-	$(CC) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS) -lcmocka
+$(BUILD)/tests/unit/%: $(BUILD)/tests/unit/%.o $(UNIT_LIB_OBJ) $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $< $(UNIT_LIB_OBJ) $(LIB) $(LDLIBS) -lcmocka
 
 $(BUILD)/tests/integration/%: $(BUILD)/tests/integration/%.o $(IT_LIB_OBJ) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $< $(IT_LIB_OBJ) $(LIB) $(LDLIBS) -lcmocka
 
 $(BUILD)/bench/%: $(BUILD)/bench/%.o $(IT_LIB_OBJ) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $< $(IT_LIB_OBJ) $(LIB) $(LDLIBS) -lcmocka
+
+# The replay main() learns its corpus directory at compile time.
+$(BUILD)/tests/fuzz/%_replay.o: tests/fuzz/replay.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DKBR_FUZZ_CORPUS='"$(CURDIR)/tests/fuzz/corpus/$*"' -c -o $@ $<
+
+$(BUILD)/tests/fuzz/%_replay: $(BUILD)/tests/fuzz/%_replay.o $(BUILD)/tests/fuzz/%_fuzz.o $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/fuzz/%_fuzz: $(BUILD)/tests/fuzz/%_fuzz.o $(LIB)
+	$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
+
+.SECONDARY: $(FUZZ_NAMES:%=$(BUILD)/tests/fuzz/%_fuzz.o) $(FUZZ_NAMES:%=$(BUILD)/tests/fuzz/%_replay.o)
 
 # A PKCS#11 module that forwards to SoftHSM2 and fails on command (fault tests).
 $(FAULTY_SO): tests/faulty-pkcs11/faulty.c
@@ -71,10 +96,10 @@ $(FAULTY_SO): tests/faulty-pkcs11/faulty.c
 
 TEST_ENV = KBR_BIN_DIR=$(abspath $(BIN)) KBR_FAULTY_SO=$(abspath $(FAULTY_SO))
 
-tests: all $(UNIT_BIN) $(IT_BIN) $(FAULTY_SO)
+tests: all $(UNIT_BIN) $(IT_BIN) $(FAULTY_SO) $(FUZZ_REPLAY)
 
 check: tests
-	$(TEST_ENV) tests/run-tests.sh $(UNIT_BIN) $(IT_BIN)
+	$(TEST_ENV) tests/run-tests.sh $(UNIT_BIN) $(IT_BIN) $(FUZZ_REPLAY)
 
 unit: $(UNIT_BIN)
 	tests/run-tests.sh $(UNIT_BIN)
@@ -98,6 +123,15 @@ bench: $(BIN)/keybrokerd $(BENCH_BIN)
 demo: all
 	contrib/demo.sh
 
+# The library is built again with coverage instrumentation, so the fuzzer
+# sees the parsers' branches and not only the target's.
+fuzz:
+	$(MAKE) BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) OPT=-O1 \
+	  SAN="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all" fuzz-bins
+	tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_BUILD)/tests/fuzz $(FUZZ_NAMES)
+
+fuzz-bins: $(FUZZ_NAMES:%=$(BUILD)/tests/fuzz/%_fuzz)
+
 FMT_SRC = $(wildcard include/*.h common/*.c pkcs11/*.[ch] policy/*.[ch] audit/*.[ch] ca/*.[ch] cose/*.[ch] broker/*/*.[ch] \
             tests/*/*.c tests/*/*.h bench/*.c)
 lint:
@@ -110,3 +144,4 @@ clean:
 	rm -rf build build-asan bin
 
 -include $(LIB_OBJ:.o=.d) $(D_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
+-include $(wildcard $(BUILD)/tests/fuzz/*.d)

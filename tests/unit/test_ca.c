@@ -21,6 +21,8 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include "softhsm_token.h"
+
 #include <openssl/bn.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -30,96 +32,8 @@
 
 #include "kbr_ca.h"
 
-#define TOKEN_LABEL "kbr-test"
-#define USER_PIN    "1234"
-#define CA_SUBJECT  "CN=Acme Device CA,O=Acme GmbH,C=DE"
-#define DAY         86400
-
-extern char **environ;
-
-/*
- * SoftHSM2 2.6.1 leaks an ASN.1 string in C_SignInit for every EdDSA key
- * (inside the module, not in the caller).  The sanitizers read these hooks:
- * the slow unwinder sees through libcrypto's frames to the module's, and
- * only allocations made under the module are excused.
- */
-const char *__asan_default_options(void);
-const char *__asan_default_options(void)
-{
-    return "fast_unwind_on_malloc=0";
-}
-
-const char *__lsan_default_suppressions(void);
-const char *__lsan_default_suppressions(void)
-{
-    return "leak:libsofthsm2.so\n";
-}
-
-static char tmp_dir[PATH_MAX];
-static const char *module_path = "/usr/lib/softhsm/libsofthsm2.so";
-
-/* ---- the token: a softhsm2.conf and token directory of our own ---- */
-
-static int write_conf(const char *conf)
-{
-    FILE *fp = fopen(conf, "w");
-
-    if (fp == NULL)
-        return -1;
-    fprintf(fp, "directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\n",
-            tmp_dir);
-    return fclose(fp);
-}
-
-static int run_quiet(char *const argv[])
-{
-    posix_spawn_file_actions_t fa;
-    pid_t pid;
-    int status = 0, rc;
-
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
-    rc = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    if (rc != 0 || waitpid(pid, &status, 0) < 0)
-        return -1;
-    return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
-}
-
-static int token_create(void)
-{
-    char path[PATH_MAX + 32];
-    char *const argv[] = {"softhsm2-util", "--init-token", "--free",   "--label", TOKEN_LABEL,
-                          "--pin",         USER_PIN,       "--so-pin", "5678",    NULL};
-    const char *base = getenv("TMPDIR");
-
-    snprintf(tmp_dir, sizeof(tmp_dir), "%s/kbr-ca-XXXXXX", base != NULL ? base : "/tmp");
-    if (mkdtemp(tmp_dir) == NULL)
-        return -1;
-    snprintf(path, sizeof(path), "%s/tokens", tmp_dir);
-    if (mkdir(path, 0700) != 0)
-        return -1;
-    snprintf(path, sizeof(path), "%s/softhsm2.conf", tmp_dir);
-    if (write_conf(path) != 0 || setenv("SOFTHSM2_CONF", path, 1) != 0)
-        return -1;
-    if (getenv("KBR_TEST_PKCS11_MODULE") != NULL)
-        module_path = getenv("KBR_TEST_PKCS11_MODULE");
-    return run_quiet(argv);
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-static void token_destroy(void)
-{
-    if (tmp_dir[0] != '\0')
-        nftw(tmp_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
+#define CA_SUBJECT "CN=Acme Device CA,O=Acme GmbH,C=DE"
+#define DAY        86400
 
 /* ---- the HSM keys every test uses ---- */
 
@@ -143,9 +57,9 @@ static int keys_setup(void **state)
     size_t i;
 
     (void)state;
-    if (kbr_secret_new(USER_PIN, strlen(USER_PIN), &pin) != KBR_OK)
+    if (kbr_secret_new(KBT_USER_PIN, strlen(KBT_USER_PIN), &pin) != KBR_OK)
         return -1;
-    if (kbr_hsm_open(module_path, TOKEN_LABEL, pin, &g_hsm, &msg) != KBR_OK) {
+    if (kbr_hsm_open(kbt_module_path, KBT_TOKEN_LABEL, pin, &g_hsm, &msg) != KBR_OK) {
         kbr_secret_free(pin);
         return -1;
     }
@@ -978,16 +892,16 @@ int main(void)
     int failed;
 
     /* Keeps the module mapped after every dlclose, so its frames stay named in reports. */
-    if (dlopen(module_path, RTLD_NOW | RTLD_NODELETE) == NULL) {
-        fprintf(stderr, "cannot load %s\n", module_path);
+    if (dlopen(kbt_module_path, RTLD_NOW | RTLD_NODELETE) == NULL) {
+        fprintf(stderr, "cannot load %s\n", kbt_module_path);
         return 1;
     }
-    if (token_create() != 0) {
-        fprintf(stderr, "cannot create a SoftHSM2 token in %s\n", tmp_dir);
-        token_destroy();
+    if (kbt_token_create("kbr-ca") != 0) {
+        fprintf(stderr, "cannot create a SoftHSM2 token in %s\n", kbt_token_dir);
+        kbt_token_destroy();
         return 1;
     }
     failed = cmocka_run_group_tests_name("ca", tests, keys_setup, keys_teardown);
-    token_destroy();
+    kbt_token_destroy();
     return failed;
 }

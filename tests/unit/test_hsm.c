@@ -22,6 +22,8 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include "softhsm_token.h"
+
 #include <openssl/bn.h>
 #include <openssl/ec.h>
 #include <openssl/evp.h>
@@ -32,95 +34,6 @@
 #include "kbr_hsm.h"
 
 #include <p11-kit/pkcs11.h>
-
-#define TOKEN_LABEL "kbr-test"
-#define USER_PIN    "1234"
-
-extern char **environ;
-
-/*
- * SoftHSM2 2.6.1 leaks an ASN.1 string in C_SignInit for every EdDSA key
- * (inside the module, not in the caller).  The sanitizers read these hooks:
- * the slow unwinder sees through libcrypto's frames to the module's, and
- * only allocations made under the module are excused.
- */
-const char *__asan_default_options(void);
-const char *__asan_default_options(void)
-{
-    return "fast_unwind_on_malloc=0";
-}
-
-const char *__lsan_default_suppressions(void);
-const char *__lsan_default_suppressions(void)
-{
-    return "leak:libsofthsm2.so\n";
-}
-
-static char tmp_dir[PATH_MAX];
-static const char *module_path = "/usr/lib/softhsm/libsofthsm2.so";
-
-/* ---- the token: a softhsm2.conf and token directory of our own ---- */
-
-static int write_conf(const char *conf)
-{
-    FILE *fp = fopen(conf, "w");
-
-    if (fp == NULL)
-        return -1;
-    fprintf(fp, "directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\n",
-            tmp_dir);
-    return fclose(fp);
-}
-
-static int run_quiet(char *const argv[])
-{
-    posix_spawn_file_actions_t fa;
-    pid_t pid;
-    int status = 0, rc;
-
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
-    rc = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    if (rc != 0 || waitpid(pid, &status, 0) < 0)
-        return -1;
-    return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
-}
-
-static int token_create(void)
-{
-    char path[PATH_MAX + 32];
-    char *const argv[] = {"softhsm2-util", "--init-token", "--free",   "--label", TOKEN_LABEL,
-                          "--pin",         USER_PIN,       "--so-pin", "5678",    NULL};
-    const char *base = getenv("TMPDIR");
-
-    snprintf(tmp_dir, sizeof(tmp_dir), "%s/kbr-hsm-XXXXXX", base != NULL ? base : "/tmp");
-    if (mkdtemp(tmp_dir) == NULL)
-        return -1;
-    snprintf(path, sizeof(path), "%s/tokens", tmp_dir);
-    if (mkdir(path, 0700) != 0)
-        return -1;
-    snprintf(path, sizeof(path), "%s/softhsm2.conf", tmp_dir);
-    if (write_conf(path) != 0 || setenv("SOFTHSM2_CONF", path, 1) != 0)
-        return -1;
-    if (getenv("KBR_TEST_PKCS11_MODULE") != NULL)
-        module_path = getenv("KBR_TEST_PKCS11_MODULE");
-    return run_quiet(argv);
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-static void token_destroy(void)
-{
-    if (tmp_dir[0] != '\0')
-        nftw(tmp_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
 
 static kbr_err hsm_open_with(const char *module, const char *label, const char *pin, kbr_hsm **out,
                              kbr_msg *msg)
@@ -151,7 +64,7 @@ static void direct_slot(direct *d)
     char padded[32];
 
     memset(padded, ' ', sizeof(padded));
-    memcpy(padded, TOKEN_LABEL, strlen(TOKEN_LABEL));
+    memcpy(padded, KBT_TOKEN_LABEL, strlen(KBT_TOKEN_LABEL));
     assert_int_equal(d->f->C_GetSlotList(CK_TRUE, slots, &n), CKR_OK);
     for (i = 0; i < n; i++) {
         assert_int_equal(d->f->C_GetTokenInfo(slots[i], &ti), CKR_OK);
@@ -167,7 +80,7 @@ static void direct_open(direct *d)
     CK_C_GetFunctionList get_list = NULL;
     CK_RV rv;
 
-    d->dl = dlopen(module_path, RTLD_NOW | RTLD_LOCAL);
+    d->dl = dlopen(kbt_module_path, RTLD_NOW | RTLD_LOCAL);
     assert_non_null(d->dl);
     *(void **)(&get_list) = dlsym(d->dl, "C_GetFunctionList");
     assert_non_null(get_list);
@@ -178,7 +91,7 @@ static void direct_open(direct *d)
     assert_int_equal(
         d->f->C_OpenSession(d->slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &d->h),
         CKR_OK);
-    rv = d->f->C_Login(d->h, CKU_USER, (CK_UTF8CHAR *)USER_PIN, strlen(USER_PIN));
+    rv = d->f->C_Login(d->h, CKU_USER, (CK_UTF8CHAR *)KBT_USER_PIN, strlen(KBT_USER_PIN));
     assert_true(rv == CKR_OK || rv == CKR_USER_ALREADY_LOGGED_IN);
 }
 
@@ -280,7 +193,8 @@ static void test_open_ok(void **state)
     kbr_msg msg = {{0}};
 
     (void)state;
-    assert_int_equal(hsm_open_with(module_path, TOKEN_LABEL, USER_PIN, &hsm, &msg), KBR_OK);
+    assert_int_equal(hsm_open_with(kbt_module_path, KBT_TOKEN_LABEL, KBT_USER_PIN, &hsm, &msg),
+                     KBR_OK);
     assert_non_null(hsm);
     assert_int_equal(kbr_hsm_session_open(hsm, &s), KBR_OK);
     assert_int_equal(kbr_hsm_session_ping(s), KBR_OK);
@@ -294,7 +208,8 @@ static void test_open_wrong_pin(void **state)
     kbr_msg msg = {{0}};
 
     (void)state;
-    assert_int_equal(hsm_open_with(module_path, TOKEN_LABEL, "9999", &hsm, &msg), KBR_ERR_HSM_PIN);
+    assert_int_equal(hsm_open_with(kbt_module_path, KBT_TOKEN_LABEL, "9999", &hsm, &msg),
+                     KBR_ERR_HSM_PIN);
     assert_null(hsm);
     assert_non_null(strstr(msg.text, "PIN"));
 }
@@ -305,7 +220,7 @@ static void test_open_unknown_token(void **state)
     kbr_msg msg = {{0}};
 
     (void)state;
-    assert_int_equal(hsm_open_with(module_path, "no-such-token", USER_PIN, &hsm, &msg),
+    assert_int_equal(hsm_open_with(kbt_module_path, "no-such-token", KBT_USER_PIN, &hsm, &msg),
                      KBR_ERR_HSM_TOKEN);
     assert_null(hsm);
     assert_non_null(strstr(msg.text, "no-such-token"));
@@ -318,8 +233,8 @@ static void test_open_missing_module(void **state)
     char path[PATH_MAX + 32];
 
     (void)state;
-    snprintf(path, sizeof(path), "%s/missing-pkcs11.so", tmp_dir);
-    assert_int_equal(hsm_open_with(path, TOKEN_LABEL, USER_PIN, &hsm, &msg), KBR_ERR_IO);
+    snprintf(path, sizeof(path), "%s/missing-pkcs11.so", kbt_token_dir);
+    assert_int_equal(hsm_open_with(path, KBT_TOKEN_LABEL, KBT_USER_PIN, &hsm, &msg), KBR_ERR_IO);
     assert_null(hsm);
     assert_non_null(strstr(msg.text, "missing-pkcs11.so"));
 }
@@ -350,7 +265,7 @@ static int keys_setup(void **state)
     kbr_msg msg = {{0}};
 
     (void)state;
-    if (hsm_open_with(module_path, TOKEN_LABEL, USER_PIN, &g_hsm, &msg) != KBR_OK)
+    if (hsm_open_with(kbt_module_path, KBT_TOKEN_LABEL, KBT_USER_PIN, &g_hsm, &msg) != KBR_OK)
         return -1;
     if (kbr_hsm_session_open(g_hsm, &g_s) != KBR_OK)
         return -1;
@@ -877,17 +792,17 @@ int main(void)
     int failed;
 
     /* Keeps the module mapped after every dlclose, so its frames stay named in reports. */
-    if (dlopen(module_path, RTLD_NOW | RTLD_NODELETE) == NULL) {
-        fprintf(stderr, "cannot load %s\n", module_path);
+    if (dlopen(kbt_module_path, RTLD_NOW | RTLD_NODELETE) == NULL) {
+        fprintf(stderr, "cannot load %s\n", kbt_module_path);
         return 1;
     }
-    if (token_create() != 0) {
-        fprintf(stderr, "cannot create a SoftHSM2 token in %s\n", tmp_dir);
-        token_destroy();
+    if (kbt_token_create("kbr-hsm") != 0) {
+        fprintf(stderr, "cannot create a SoftHSM2 token in %s\n", kbt_token_dir);
+        kbt_token_destroy();
         return 1;
     }
     failed = cmocka_run_group_tests_name("hsm_open", open_tests, NULL, NULL);
     failed += cmocka_run_group_tests_name("hsm_keys", key_tests, keys_setup, keys_teardown);
-    token_destroy();
+    kbt_token_destroy();
     return failed;
 }

@@ -48,6 +48,7 @@ static void set_defaults(kbd_config *cfg)
     cfg->device_cert_days = 3650;
     cfg->debug_unlock_seconds = 3600;
     cfg->rate_limit = 1000;
+    cfg->unauth_audit_rate = 20;
 }
 
 static kbr_err parse_long(const char *v, long min, long max, long *out)
@@ -189,6 +190,8 @@ static kbr_err apply(kbd_config *cfg, const char *dir, const char *k, const char
     }
     if (strcmp(k, "token_leeway") == 0)
         return parse_long(v, 0, 600, &cfg->token_leeway);
+    if (strcmp(k, "unauth_audit_rate") == 0)
+        return parse_long(v, 0, 1000000, &cfg->unauth_audit_rate);
     if (strcmp(k, "rate_limit") == 0)
         return parse_long(v, 0, 1000000, &cfg->rate_limit);
     if (strcmp(k, "debug_unlock_max_seconds") == 0)

@@ -350,6 +350,49 @@ static const char *bearer_of(struct evhttp_request *http)
     return h;
 }
 
+/*
+ * A flood of requests without a valid token must not fill the disk with
+ * denial entries: past a per-source rate they are answered without an entry
+ * of their own, and a periodic entry records how many there were.
+ */
+static void fail_unauthenticated(kbd_req *r, const char *why)
+{
+    char message[KBR_MSG_LEN];
+    const char *peer = NULL;
+    ev_uint16_t port = 0;
+    struct evhttp_connection *conn = evhttp_request_get_connection(r->http);
+
+    if (conn != NULL)
+        evhttp_connection_get_peer(conn, (char **)&peer, &port);
+    if (!kbd_ratelimit_allow(r->d->unauth_rl, peer != NULL ? peer : "?")) {
+        if (r->d->unauth_suppressed++ == 0)
+            r->d->unauth_since = time(NULL);
+        kbr_audit_rec_free(r->rec);
+        r->rec = NULL;
+    }
+    snprintf(message, sizeof(message), "%s", why);
+    kbd_req_fail(r, KBR_ERR_UNAUTHENTICATED, "%s", message);
+}
+
+void kbd_flush_suppressed(kbd *d)
+{
+    kbr_audit_rec *rec = NULL;
+    char since[KBR_TIME_LEN], until[KBR_TIME_LEN];
+
+    if (d->unauth_suppressed == 0 ||
+        kbr_audit_rec_new("service:keybrokerd", NULL, "audit.suppressed", NULL, &rec) != KBR_OK)
+        return;
+    kbr_time_fmt(d->unauth_since, since);
+    kbr_time_fmt(time(NULL), until);
+    json_object_set_new(rec->detail, "unauthenticated_denials",
+                        json_integer((json_int_t)d->unauth_suppressed));
+    json_object_set_new(rec->detail, "since", json_string(since));
+    json_object_set_new(rec->detail, "until", json_string(until));
+    d->unauth_suppressed = 0;
+    /* no done(): the writer frees the record once it is committed */
+    kbr_audit_submit(d->audit, rec);
+}
+
 /* Authenticates and opens the audit record; on failure the request is answered. */
 static bool authenticate(kbd_req *r)
 {
@@ -362,7 +405,7 @@ static bool authenticate(kbd_req *r)
     }
     json_object_set_new(r->rec->detail, "path", json_string(evhttp_request_get_uri(r->http)));
     if (bearer == NULL) {
-        kbd_req_fail(r, KBR_ERR_UNAUTHENTICATED, "missing Authorization: Bearer token");
+        fail_unauthenticated(r, "missing Authorization: Bearer token");
         return false;
     }
     char x5t[64];
@@ -371,7 +414,7 @@ static bool authenticate(kbd_req *r)
     err = kbr_policy_authenticate(r->d->policy, bearer, time(NULL), has_cert ? x5t : NULL, &r->tok,
                                   &r->msg);
     if (err != KBR_OK) {
-        kbd_req_fail(r, err, NULL);
+        fail_unauthenticated(r, r->msg.text);
         return false;
     }
     r->sub = strdup(r->tok->sub);

@@ -49,7 +49,8 @@ typedef struct {
     long max_token_ttl;
     long device_cert_days;
     long debug_unlock_seconds;
-    long rate_limit; /* requests per second per principal; 0: none */
+    long rate_limit;        /* requests per second per principal; 0: none */
+    long unauth_audit_rate; /* unauthenticated denials recorded per second per source */
 } kbd_config;
 
 KBR_WUR kbr_err kbd_config_load(const char *path, kbd_config *cfg, kbr_msg *msg);
@@ -114,6 +115,10 @@ struct kbd {
     kbd_keys *keys;
     kbd_batches *batches;
     kbd_ratelimit *ratelimit;
+    kbd_ratelimit *unauth_rl; /* recording of unauthenticated denials, per source */
+    long unauth_suppressed;   /* denials answered but not recorded one by one */
+    time_t unauth_since;
+    struct event *suppressed_timer;
     char issuer_kid[64];
     json_t *jwks;
 
@@ -191,6 +196,8 @@ typedef struct kbd_route {
 } kbd_route;
 
 /* http.c */
+/* Records how many unauthenticated denials went unrecorded since the last call, if any. */
+void kbd_flush_suppressed(kbd *d);
 KBR_WUR kbr_err kbd_http_start(kbd *d, kbr_msg *msg);
 void kbd_http_stop_listening(kbd *d);
 int kbd_err_http_status(kbr_err err);

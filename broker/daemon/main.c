@@ -19,8 +19,9 @@
 
 #include "kbd.h"
 
-#define HEALTH_PROBE_SECONDS 5
-#define AUDIT_VERIFY_TAIL    10000
+#define HEALTH_PROBE_SECONDS     5
+#define SUPPRESSED_FLUSH_SECONDS 10
+#define AUDIT_VERIFY_TAIL        10000
 
 static void harden_process(void)
 {
@@ -139,6 +140,7 @@ static kbr_err load_state(kbd *d, kbr_msg *msg)
     KBR_GUARD(load_keys(d, st));
     KBR_GUARD(load_batches(d, st));
     KBR_GUARD(kbd_ratelimit_new(d->cfg.rate_limit, &d->ratelimit));
+    KBR_GUARD(kbd_ratelimit_new(d->cfg.unauth_audit_rate, &d->unauth_rl));
 out:
     kbr_store_close(st);
     return err;
@@ -180,9 +182,17 @@ static void on_health_timer(evutil_socket_t fd, short what, void *arg)
     kbd_workers_submit(d, r);
 }
 
+static void on_suppressed_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    kbd_flush_suppressed(arg);
+}
+
 static kbr_err start_loop(kbd *d, kbr_msg *msg)
 {
     struct timeval every = {HEALTH_PROBE_SECONDS, 0};
+    struct timeval flush = {SUPPRESSED_FLUSH_SECONDS, 0};
 
     evthread_use_pthreads();
     d->base = event_base_new();
@@ -192,16 +202,21 @@ static kbr_err start_loop(kbd *d, kbr_msg *msg)
     d->sig_term = evsignal_new(d->base, SIGTERM, on_signal, d);
     d->sig_int = evsignal_new(d->base, SIGINT, on_signal, d);
     d->health_timer = event_new(d->base, -1, EV_PERSIST, on_health_timer, d);
-    if (d->sig_term == NULL || d->sig_int == NULL || d->health_timer == NULL)
+    d->suppressed_timer = event_new(d->base, -1, EV_PERSIST, on_suppressed_timer, d);
+    if (d->sig_term == NULL || d->sig_int == NULL || d->health_timer == NULL ||
+        d->suppressed_timer == NULL)
         return kbr_fail(msg, KBR_ERR_NOMEM, "cannot create events");
     evsignal_add(d->sig_term, NULL);
     evsignal_add(d->sig_int, NULL);
     evtimer_add(d->health_timer, &every);
+    evtimer_add(d->suppressed_timer, &flush);
     return KBR_OK;
 }
 
 static void teardown(kbd *d)
 {
+    if (d->audit != NULL)
+        kbd_flush_suppressed(d);
     kbd_workers_stop(d);
     kbr_audit_stop(d->audit);
     if (d->http != NULL)
@@ -213,6 +228,8 @@ static void teardown(kbd *d)
         event_free(d->sig_int);
     if (d->health_timer != NULL)
         event_free(d->health_timer);
+    if (d->suppressed_timer != NULL)
+        event_free(d->suppressed_timer);
     if (d->done_ev != NULL)
         event_free(d->done_ev);
     if (d->base != NULL)
@@ -221,6 +238,7 @@ static void teardown(kbd *d)
     kbd_keys_free(d->keys);
     kbd_batches_free(d->batches);
     kbd_ratelimit_free(d->ratelimit);
+    kbd_ratelimit_free(d->unauth_rl);
     json_decref(d->jwks);
     kbr_hsm_close(d->hsm);
     kbd_config_cleanup(&d->cfg);

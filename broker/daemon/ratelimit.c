@@ -2,7 +2,8 @@
  * ratelimit.c - a token bucket per principal, on the event thread.  A
  * leaked or runaway CI token must not be able to take the HSM away from
  * every other pipeline and factory; the refusal is a 429 rate_limited the
- * caller can back off from.
+ * caller can back off from.  The same buckets, keyed by source address,
+ * bound how many unauthenticated denials are recorded one by one.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -19,9 +20,13 @@ typedef struct {
     UT_hash_handle hh;
 } bucket;
 
+/* Past this many keys (sources are attacker-chosen), the rest share one bucket. */
+#define MAX_KEYS 10000
+
 struct kbd_ratelimit {
     double rate, burst;
     bucket *by_sub;
+    unsigned nkeys;
 };
 
 static double now_s(void)
@@ -65,6 +70,10 @@ bool kbd_ratelimit_allow(kbd_ratelimit *rl, const char *sub)
     if (rl == NULL || rl->rate <= 0)
         return true;
     HASH_FIND_STR(rl->by_sub, sub, b);
+    if (b == NULL && rl->nkeys >= MAX_KEYS) {
+        sub = "*";
+        HASH_FIND_STR(rl->by_sub, sub, b);
+    }
     if (b == NULL) {
         b = calloc(1, sizeof(*b));
         if (b == NULL || (b->sub = strdup(sub)) == NULL) {
@@ -74,6 +83,7 @@ bool kbd_ratelimit_allow(kbd_ratelimit *rl, const char *sub)
         b->tokens = rl->burst;
         b->last = t;
         HASH_ADD_KEYPTR(hh, rl->by_sub, b->sub, strlen(b->sub), b);
+        rl->nkeys++;
     }
     b->tokens += (t - b->last) * rl->rate;
     if (b->tokens > rl->burst)

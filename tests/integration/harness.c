@@ -149,6 +149,34 @@ static void read_admin(kbt_env *e)
     assert_non_null(e->admin);
 }
 
+/* Daemons still running when a failed assertion leaves a test are stopped at exit. */
+static pid_t running[64];
+
+static void stop_leftovers(void)
+{
+    for (size_t i = 0; i < sizeof(running) / sizeof(running[0]); i++)
+        if (running[i] > 0)
+            kill(running[i], SIGKILL);
+}
+
+static void track(pid_t pid, bool add)
+{
+    static bool registered;
+
+    if (!registered)
+        registered = atexit(stop_leftovers) == 0;
+    for (size_t i = 0; i < sizeof(running) / sizeof(running[0]); i++) {
+        if (add && running[i] == 0) {
+            running[i] = pid;
+            return;
+        }
+        if (!add && running[i] == pid) {
+            running[i] = 0;
+            return;
+        }
+    }
+}
+
 /* Starts keybrokerd; returns 0 once it listens, or its exit status if it stopped. */
 int kbt_spawn_daemon(kbt_env *e)
 {
@@ -170,6 +198,7 @@ int kbt_spawn_daemon(kbt_env *e)
         execl(exe, "keybrokerd", "-c", e->conf, (char *)NULL);
         _exit(127);
     }
+    track(e->pid, true);
     for (int i = 0; i < 600; i++) {
         char *p = read_file(port_path);
         if (p != NULL && strchr(p, '\n') != NULL) {
@@ -181,6 +210,7 @@ int kbt_spawn_daemon(kbt_env *e)
         }
         free(p);
         if (waitpid(e->pid, &status, WNOHANG) == e->pid) {
+            track(e->pid, false);
             e->pid = 0;
             return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
         }
@@ -237,6 +267,7 @@ void kbt_stop(kbt_env *e)
         return;
     kill(e->pid, SIGTERM);
     assert_int_equal(waitpid(e->pid, &status, 0), e->pid);
+    track(e->pid, false);
     e->pid = 0;
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 0);
@@ -255,6 +286,7 @@ void kbt_kill_restart(kbt_env *e)
 
     kill(e->pid, SIGKILL);
     waitpid(e->pid, &status, 0);
+    track(e->pid, false);
     e->pid = 0;
     curl_easy_reset(e->curl);
     assert_int_equal(kbt_spawn_daemon(e), 0);

@@ -3,6 +3,7 @@
  * over exported entries, and at start over the stored tail.
  */
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 
 #include <openssl/evp.h>
@@ -97,6 +98,9 @@ kbr_err kbr_audit_verify_entries(const json_t *entries, int64_t first_seq,
     KBR_ENSURE(json_is_array(entries), kbr_fail(msg, KBR_ERR_BAD_REQUEST, "entries: not an array"));
     KBR_ENSURE(strlen(prev) == 64,
                kbr_fail(msg, KBR_ERR_BAD_REQUEST, "expected_prev: not a 64-character hash"));
+    /* seq + index must not wrap: an export claiming seq near INT64_MAX is refused whole */
+    KBR_ENSURE(first_seq >= 0 && first_seq <= INT64_MAX - (int64_t)json_array_size(entries),
+               kbr_fail(msg, KBR_ERR_BAD_REQUEST, "entries: seq out of range"));
     json_array_foreach(entries, i, e)
     {
         KBR_GUARD(check_entry(e, (long long)first_seq + (long long)i, prev, &prev, msg));

@@ -230,7 +230,8 @@ kbr_err kbr_ca_cert_parse(const char *pem, kbr_ca_cert **out, kbr_msg *msg)
     KBR_ENSURE(read_bundle(pem, &sk) == KBR_OK && sk_X509_num(sk) == 1,
                kbr_fail(msg, KBR_ERR_BAD_REQUEST, "pem: not a PEM certificate"));
     x = sk_X509_shift(sk);
-    KBR_GUARD(ca_cert_from_x509(&x, out));
+    KBR_ENSURE(ca_cert_from_x509(&x, out) == KBR_OK,
+               kbr_fail(msg, KBR_ERR_BAD_REQUEST, "pem: certificate cannot be read"));
 out:
     X509_free(x);
     sk_X509_pop_free(sk, X509_free);
@@ -298,7 +299,8 @@ kbr_err kbr_ca_cert_for_key(const char *pem_chain, EVP_PKEY *key_pub, kbr_ca_cer
     KBR_GUARD(chain_check(sk, key_pub, msg));
     KBR_GUARD(chain_to_pem(sk, &chain));
     x = sk_X509_shift(sk);
-    KBR_GUARD(ca_cert_from_x509(&x, &c));
+    KBR_ENSURE(ca_cert_from_x509(&x, &c) == KBR_OK,
+               kbr_fail(msg, KBR_ERR_BAD_REQUEST, "pem: certificate cannot be read"));
     *leaf = c;
     *chain_pem = chain;
     c = NULL;

@@ -192,7 +192,7 @@ void kbr_time_fmt(time_t t, char buf[KBR_TIME_LEN])
     struct tm tm;
 
     gmtime_r(&t, &tm);
-    strftime(buf, KBR_TIME_LEN, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    strftime(buf, KBR_TIME_LEN, "%04Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
 kbr_err kbr_time_parse(const char *s, time_t *out)

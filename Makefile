@@ -145,3 +145,17 @@ clean:
 
 -include $(LIB_OBJ:.o=.d) $(D_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
 -include $(wildcard $(BUILD)/tests/fuzz/*.d)
+
+# tests/bench/gen_store: a store of a million devices and the custody views timed on it
+# (tests/bench/README.md).  Not part of check: it takes minutes and gigabytes.
+VIEWS_DB ?= /tmp/kbr-views-bench.db
+$(BUILD)/tests/bench/%.o: tests/bench/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Iaudit -c -o $@ $<
+
+$(BUILD)/tests/bench/gen_store: $(BUILD)/tests/bench/gen_store.o $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+
+views-bench: $(BUILD)/tests/bench/gen_store
+	rm -f $(VIEWS_DB) $(VIEWS_DB)-wal $(VIEWS_DB)-shm
+	$(BUILD)/tests/bench/gen_store $(VIEWS_DB) $(VIEWS_BENCH_ARGS)

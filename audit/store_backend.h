@@ -154,6 +154,22 @@ struct kbr_store_ops {
                                     bool *used);
     kbr_err (*device_firmware)(kbr_store *st, const char *product, const char *serial,
                                json_t **out);
+
+    /* Reads between begin and end see one state of the store; end accepts a failed begin. */
+    kbr_err (*snapshot_begin)(kbr_store *st);
+    void (*snapshot_end)(kbr_store *st);
+    /*
+     * The custody views' back-end parts, each in its own snapshot (views.c does the rest):
+     * view_product: {product, keys: [key objects with relations and live_tokens, by name],
+     *   device_certificates{}, expiring_devices: {count, first} (only when until is given)};
+     * view_custody: {key, tokens, operations};
+     * view_exposure: {builds, devices: {current, by_batch}, remediation?, pending_devices?}
+     *   with q checked and its limit resolved.
+     */
+    kbr_err (*view_product)(kbr_store *st, const char *product, time_t now, const char *until,
+                            json_t **out);
+    kbr_err (*view_custody)(kbr_store *st, const char *key, json_t **out);
+    kbr_err (*view_exposure)(kbr_store *st, const kbr_exposure_query *q, json_t **out);
 };
 
 extern const kbr_store_ops kbr_store_sqlite_ops;

@@ -60,6 +60,32 @@ typedef enum {
     SQ_DEVICE_FW_CURRENT,
     SQ_DEVICE_FW_LIST,
     SQ_DEVICES_KNOWN,
+    SQ_HISTORY_OF,
+    SQ_HISTORY_FIND,
+    SQ_HISTORY_INSERT,
+    SQ_HISTORY_VERSIONS_INSERT,
+    SQ_DEVICE_HISTORY_SET,
+    SQ_SNAPSHOT_BEGIN,
+    SQ_SNAPSHOT_END,
+    SQ_SNAPSHOT_ABORT,
+    SQ_VIEW_PRODUCT_KEYS,
+    SQ_VIEW_PRODUCT_KNOWN,
+    SQ_VIEW_LIVE_TOKENS,
+    SQ_VIEW_CERT_MONTHS,
+    SQ_VIEW_CERT_EXPIRING_COUNT,
+    SQ_VIEW_CERT_EXPIRING_FIRST,
+    SQ_VIEW_KEY_TOKENS,
+    SQ_VIEW_KEY_OPERATIONS,
+    SQ_VIEW_COMPONENTS_BY_NAME,
+    SQ_VIEW_COMPONENTS_BY_PURL,
+    SQ_VIEW_BUILD,
+    SQ_VIEW_BUILD_BATCHES,
+    SQ_VIEW_BUILD_HISTORIES,
+    SQ_VIEW_HISTORY_FIRMWARE,
+    SQ_VIEW_FLEET_SIZE,
+    SQ_VIEW_PENDING_GROUP,
+    SQ_VIEW_WALK_PRODUCT,
+    SQ_VIEW_WALK_ALL,
     SQ__COUNT
 } kbr_sq_id;
 
@@ -84,8 +110,9 @@ KBR_WUR kbr_err kbr_sqlite_bind_text(sqlite3_stmt *stmt, int idx, const char *s)
 /* A column's text, or NULL for SQL NULL. */
 const char *kbr_sqlite_text(sqlite3_stmt *stmt, int col);
 
-/* How a result column becomes a member: text (or null), parsed JSON, or an integer. */
-typedef enum { KBR_COL_TEXT, KBR_COL_JSON, KBR_COL_INT } kbr_col_kind;
+/* How a result column becomes a member: text (or null), parsed JSON, an integer (0 for SQL
+ * NULL), or an integer or null. */
+typedef enum { KBR_COL_TEXT, KBR_COL_JSON, KBR_COL_INT, KBR_COL_INT_OR_NULL } kbr_col_kind;
 
 typedef struct {
     const char *field;
@@ -102,6 +129,17 @@ KBR_WUR kbr_err kbr_sqlite_objects(sqlite3_stmt *stmt, const kbr_col_spec *cols,
 /* Steps stmt once: the row as a new object, KBR_ERR_NOT_FOUND when there is none. */
 KBR_WUR kbr_err kbr_sqlite_object(sqlite3_stmt *stmt, const kbr_col_spec *cols, size_t n,
                                   json_t **out);
+
+/*
+ * Tokens as GET /v1/tokens shows them, from "t" (tokens) and "u" (token_usage, the key uses
+ * counted as the audit rows went in); the caller adds WHERE and ORDER BY.
+ */
+#define KBR_SQLITE_TOKEN_SELECT                                                                    \
+    "SELECT t.jti, t.sub, t.scope, t.issued_at, t.not_before, t.expires_at, t.revoked_at,"         \
+    " t.revoke_reason, t.issued_by, t.cnf_x5t, coalesce(u.uses, 0), u.last_used_at"                \
+    " FROM tokens t LEFT JOIN token_usage u ON u.jti = t.jti"
+#define KBR_SQLITE_TOKEN_NCOLS 12
+extern const kbr_col_spec kbr_sqlite_token_cols[KBR_SQLITE_TOKEN_NCOLS];
 
 /* Ledger operations (store_sqlite_ledger.c). */
 kbr_err kbr_sqlite_key_create(kbr_store *st, const kbr_eff_key *k, int64_t seq);
@@ -153,5 +191,13 @@ kbr_err kbr_sqlite_debug_challenge_used(kbr_store *st, const char *key,
                                         const char *challenge_sha256, bool *used);
 kbr_err kbr_sqlite_device_firmware(kbr_store *st, const char *product, const char *serial,
                                    json_t **out);
+
+/* Snapshots and the custody views (store_sqlite_views.c, store_sqlite_exposure.c). */
+kbr_err kbr_sqlite_snapshot_begin(kbr_store *st);
+void kbr_sqlite_snapshot_end(kbr_store *st);
+kbr_err kbr_sqlite_view_product(kbr_store *st, const char *product, time_t now, const char *until,
+                                json_t **out);
+kbr_err kbr_sqlite_view_custody(kbr_store *st, const char *key, json_t **out);
+kbr_err kbr_sqlite_view_exposure(kbr_store *st, const kbr_exposure_query *q, json_t **out);
 
 #endif

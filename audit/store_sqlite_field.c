@@ -4,6 +4,7 @@
  * and the fleet lookup an OTA report needs.
  */
 #include <stdlib.h>
+#include <string.h>
 
 #include "store_sqlite.h"
 
@@ -30,6 +31,167 @@ out:
     return err;
 }
 
+/* The device's set of builds ever run: a new array, empty before its first. */
+static kbr_err history_of(kbr_sqlite *s, const char *product, const char *serial, json_t **versions)
+{
+    kbr_err err = KBR_OK;
+    sqlite3_stmt *stmt = NULL;
+    json_t *set = NULL;
+    const char *text;
+    int rc;
+
+    *versions = NULL;
+    KBR_GUARD(kbr_sqlite_stmt(s, SQ_HISTORY_OF,
+                              "SELECT h.versions FROM devices d"
+                              " LEFT JOIN firmware_histories h ON h.id = d.history"
+                              " WHERE d.product = ?1 AND d.serial = ?2",
+                              &stmt));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, product));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 2, serial));
+    rc = sqlite3_step(stmt);
+    /* The history row names the device, so an unknown one breaks the same rule. */
+    KBR_ENSURE(rc != SQLITE_DONE, KBR_ERR_STORE_CONSTRAINT);
+    KBR_ENSURE(rc == SQLITE_ROW, kbr_sqlite_err(rc));
+    text = kbr_sqlite_text(stmt, 0);
+    set = text != NULL ? json_loads(text, 0, NULL) : json_array();
+    KBR_ENSURE(json_is_array(set), KBR_ERR_STORE);
+    *versions = set;
+    set = NULL;
+out:
+    json_decref(set);
+    kbr_sqlite_done(stmt);
+    return err;
+}
+
+static bool holds_version(const json_t *versions, const char *version)
+{
+    const json_t *v;
+    size_t i;
+
+    json_array_foreach(versions, i, v)
+    {
+        if (strcmp(json_string_value(v), version) == 0)
+            return true;
+    }
+    return false;
+}
+
+static int by_text(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* One spelling per set: the versions sorted bytewise, as compact JSON the caller frees. */
+static kbr_err history_text(const json_t *versions, const char *added, char **out)
+{
+    kbr_err err = KBR_OK;
+    size_t n = json_array_size(versions);
+    const char **list = NULL;
+    json_t *sorted = NULL;
+
+    *out = NULL;
+    list = calloc(n + 1, sizeof(*list));
+    KBR_ENSURE(list != NULL, KBR_ERR_NOMEM);
+    for (size_t i = 0; i < n; i++)
+        list[i] = json_string_value(json_array_get(versions, i));
+    list[n] = added;
+    qsort(list, n + 1, sizeof(*list), by_text);
+    sorted = json_array();
+    KBR_ENSURE(sorted != NULL, KBR_ERR_NOMEM);
+    for (size_t i = 0; i <= n; i++)
+        KBR_ENSURE(json_array_append_new(sorted, json_string(list[i])) == 0, KBR_ERR_NOMEM);
+    *out = json_dumps(sorted, JSON_COMPACT);
+    KBR_ENSURE(*out != NULL, KBR_ERR_NOMEM);
+out:
+    json_decref(sorted);
+    free(list);
+    return err;
+}
+
+static kbr_err history_create(kbr_sqlite *s, const char *product, const char *text, int64_t *id)
+{
+    kbr_err err = KBR_OK;
+    sqlite3_stmt *stmt = NULL;
+
+    *id = 0;
+    KBR_GUARD(kbr_sqlite_stmt(s, SQ_HISTORY_INSERT,
+                              "INSERT INTO firmware_histories(product, versions) VALUES (?1, ?2)",
+                              &stmt));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, product));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 2, text));
+    KBR_GUARD(kbr_sqlite_run(stmt));
+    *id = sqlite3_last_insert_rowid(s->db);
+    kbr_sqlite_done(stmt);
+    KBR_GUARD(kbr_sqlite_stmt(s, SQ_HISTORY_VERSIONS_INSERT,
+                              "INSERT INTO firmware_history_versions(product, version, history)"
+                              " SELECT ?1, value, ?3 FROM json_each(?2)",
+                              &stmt));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, product));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 2, text));
+    KBR_GUARD(kbr_sqlite_err(sqlite3_bind_int64(stmt, 3, *id)));
+    KBR_GUARD(kbr_sqlite_run(stmt));
+out:
+    kbr_sqlite_done(stmt);
+    return err;
+}
+
+/* The id of the set spelled text, created on its first device. */
+static kbr_err history_id(kbr_sqlite *s, const char *product, const char *text, int64_t *id)
+{
+    kbr_err err = KBR_OK;
+    sqlite3_stmt *stmt = NULL;
+    int rc;
+
+    *id = 0;
+    KBR_GUARD(kbr_sqlite_stmt(s, SQ_HISTORY_FIND,
+                              "SELECT id FROM firmware_histories WHERE product = ?1"
+                              " AND versions = ?2",
+                              &stmt));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, product));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 2, text));
+    rc = sqlite3_step(stmt);
+    KBR_ENSURE(rc == SQLITE_ROW || rc == SQLITE_DONE, kbr_sqlite_err(rc));
+    if (rc == SQLITE_ROW) {
+        *id = sqlite3_column_int64(stmt, 0);
+        goto out;
+    }
+    kbr_sqlite_done(stmt);
+    stmt = NULL;
+    KBR_GUARD(history_create(s, product, text, id));
+out:
+    kbr_sqlite_done(stmt);
+    return err;
+}
+
+/* A build the device ran (factory image or install) joins its set, if it was not in it. */
+static kbr_err history_add(kbr_sqlite *s, const char *product, const char *serial,
+                           const char *version)
+{
+    kbr_err err = KBR_OK;
+    sqlite3_stmt *stmt = NULL;
+    json_t *versions = NULL;
+    char *text = NULL;
+    int64_t id = 0;
+
+    KBR_GUARD(history_of(s, product, serial, &versions));
+    if (holds_version(versions, version))
+        goto out;
+    KBR_GUARD(history_text(versions, version, &text));
+    KBR_GUARD(history_id(s, product, text, &id));
+    KBR_GUARD(kbr_sqlite_stmt(s, SQ_DEVICE_HISTORY_SET,
+                              "UPDATE devices SET history = ?3 WHERE product = ?1 AND serial = ?2",
+                              &stmt));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, product));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 2, serial));
+    KBR_GUARD(kbr_sqlite_err(sqlite3_bind_int64(stmt, 3, id)));
+    KBR_GUARD(kbr_sqlite_run(stmt));
+out:
+    kbr_sqlite_done(stmt);
+    free(text);
+    json_decref(versions);
+    return err;
+}
+
 kbr_err kbr_sqlite_device_firmware_insert(kbr_store *st, const kbr_eff_device_firmware *r,
                                           int64_t seq)
 {
@@ -48,6 +210,8 @@ kbr_err kbr_sqlite_device_firmware_insert(kbr_store *st, const kbr_eff_device_fi
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 6, r->campaign));
     KBR_GUARD(kbr_sqlite_err(sqlite3_bind_int64(stmt, 7, seq)));
     KBR_GUARD(kbr_sqlite_run(stmt));
+    if (strcmp(r->status, "failed") != 0)
+        KBR_GUARD(history_add(SQ(st), r->product, r->serial, r->version));
 out:
     kbr_sqlite_done(stmt);
     return err;

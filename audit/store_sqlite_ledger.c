@@ -193,7 +193,11 @@ static kbr_err column_value(sqlite3_stmt *stmt, int col, kbr_col_kind kind, json
     const char *text = NULL;
 
     *out = NULL;
-    if (kind == KBR_COL_INT) {
+    if (kind == KBR_COL_INT_OR_NULL && sqlite3_column_type(stmt, col) == SQLITE_NULL) {
+        *out = json_null();
+        goto out;
+    }
+    if (kind == KBR_COL_INT || kind == KBR_COL_INT_OR_NULL) {
         *out = json_integer(sqlite3_column_int64(stmt, col));
         KBR_ENSURE(*out != NULL, KBR_ERR_NOMEM);
         goto out;
@@ -377,23 +381,15 @@ out:
     return err;
 }
 
-static const kbr_col_spec token_cols[] = {
+const kbr_col_spec kbr_sqlite_token_cols[KBR_SQLITE_TOKEN_NCOLS] = {
     {"jti", KBR_COL_TEXT},        {"sub", KBR_COL_TEXT},           {"scope", KBR_COL_JSON},
     {"issued_at", KBR_COL_TEXT},  {"not_before", KBR_COL_TEXT},    {"expires_at", KBR_COL_TEXT},
     {"revoked_at", KBR_COL_TEXT}, {"revoke_reason", KBR_COL_TEXT}, {"issued_by", KBR_COL_TEXT},
     {"cnf_x5t", KBR_COL_TEXT},    {"uses", KBR_COL_INT},           {"last_used_at", KBR_COL_TEXT},
 };
 
-/* Uses are counted from the audit log, the source of truth that survives restarts. */
 #define TOKEN_SELECT                                                                               \
-    "SELECT t.jti, t.sub, t.scope, t.issued_at, t.not_before, t.expires_at, t.revoked_at,"         \
-    " t.revoke_reason, t.issued_by, t.cnf_x5t,"                                                    \
-    " (SELECT count(*) FROM audit a"                                                               \
-    "   WHERE a.jti = t.jti AND a.key_use = 1 AND a.outcome = 'ok'),"                              \
-    " (SELECT a.time FROM audit a"                                                                 \
-    "   WHERE a.jti = t.jti AND a.key_use = 1 AND a.outcome = 'ok'"                                \
-    "   ORDER BY a.seq DESC LIMIT 1)"                                                              \
-    " FROM tokens t"                                                                               \
+    KBR_SQLITE_TOKEN_SELECT                                                                        \
     " WHERE (?1 IS NULL OR t.sub = ?1)"                                                            \
     "  AND (?2 = 0 OR (t.revoked_at IS NULL AND t.expires_at > ?3))"                               \
     " ORDER BY t.issued_at, t.jti"
@@ -411,7 +407,7 @@ kbr_err kbr_sqlite_token_list(kbr_store *st, const char *sub, bool active, time_
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, sub));
     KBR_GUARD(kbr_sqlite_err(sqlite3_bind_int(stmt, 2, active ? 1 : 0)));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 3, now_text));
-    KBR_GUARD(kbr_sqlite_objects(stmt, token_cols, KBR_NCOLS(token_cols), tokens));
+    KBR_GUARD(kbr_sqlite_objects(stmt, kbr_sqlite_token_cols, KBR_SQLITE_TOKEN_NCOLS, tokens));
 out:
     kbr_sqlite_done(stmt);
     return err;

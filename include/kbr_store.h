@@ -215,4 +215,103 @@ KBR_WUR kbr_err kbr_store_debug_challenge_used(kbr_store *st, const char *key,
 KBR_WUR kbr_err kbr_store_device_firmware(kbr_store *st, const char *product, const char *serial,
                                           json_t **out);
 
+/* ---- custody views (API.md "Views"): each answer is read from one snapshot ---- */
+
+/*
+ * Firmware version order, used for fixed_version: versions split at '.' and '-', parts are
+ * compared left to right, two all-digit parts as numbers (of any length), other parts
+ * bytewise, an all-digit part sorts before one that is not, and a version that runs out of
+ * parts first is the smaller.  So 1.2 < 1.2.0 < 1.2.1 < 1.10 < 1.10-rc1 < 1.10-rc2 (no
+ * semver pre-release rule: a release candidate sorts after its release).  Returns <0, 0, >0.
+ */
+int kbr_store_version_cmp(const char *a, const char *b);
+
+/* Whether an ISO 3166-1 alpha-2 code (any case) names one of the 27 EU member states; Greece
+ * is "GR" or "EL". */
+bool kbr_store_market_is_eu(const char *code);
+
+/*
+ * View A: what product depends on, as of now.  New ref:
+ * {product,
+ *  keys: {"<purpose>": [key object as kbr_store_key_get shows it, plus
+ *         relations: ["registered" (its products name product), "firmware-signing" (signed a
+ *         build), "device-certificates" (issued a device certificate), "debug-auth" (answered
+ *         a challenge of a device), "issuer" (issued the current certificate of a key listed
+ *         here)], live_tokens: [{jti, sub, expires_at, uses, max_uses (null if none)}]
+ *         (neither revoked nor expired at now, scope reaching the key, by expires_at)] by name},
+ *  device_certificates: {total_current, by_expiry_month: [{month: "YYYY-MM", count}]}
+ *         (current, i.e. not superseded, certificates of the product's devices),
+ *  expiring (only when within_days >= 0): {within_days, until (now + within_days days),
+ *         key_certificates: [{key, purpose, serial_number, fingerprint, not_after}],
+ *         device_certificates: {count, first: [{serial, product, serial_number, fingerprint,
+ *         not_after}] (at most 100, by not_after)},
+ *         tokens: [{jti, sub, expires_at, keys: [names]}] (live tokens of the keys above)}}.
+ * "Expiring" is not_after (or expires_at) <= until: a current certificate that already
+ * expired is listed too, a token that expired is no longer live.
+ * KBR_ERR_NOT_FOUND when no key relates to product and no batch or device has it;
+ * KBR_ERR_BAD_REQUEST for an empty product or within_days over 36500.
+ */
+KBR_WUR kbr_err kbr_store_view_product(kbr_store *st, const char *product, time_t now,
+                                       long within_days /* <0: no expiring section */,
+                                       json_t **out);
+
+/*
+ * View B: custody of key.  New ref:
+ * {key, tokens: [every token whose scope reaches the key (as kbr_store_token_list with that
+ *   key filter shows them), live or not, by issued_at],
+ *  operations: [{sub (null when the request had none), op, outcome, count, last_at, last_seq}]
+ *   (every audit entry naming the key, denials and errors included, by sub, op, outcome),
+ *  principals: [{sub, live_grant, tokens, operations}] (live_grant: a token of sub reaching
+ *   the key is neither revoked nor expired at now; principals with one first, then by sub)}.
+ * KBR_ERR_NOT_FOUND for a key the registry does not have.
+ */
+KBR_WUR kbr_err kbr_store_view_custody(kbr_store *st, const char *key, time_t now, json_t **out);
+
+typedef struct {
+    const char *component;     /* an SBOM component name, matched exactly */
+    const json_t *versions;    /* array of component versions to match; NULL: any version */
+    const char *purl_prefix;   /* a purl prefix, instead of component */
+    const char *product;       /* only this product's builds and devices; NULL: every product */
+    const char *fixed_version; /* firmware version that fixes it; NULL: no remediation */
+    const char *after;         /* pending_devices: serials after this one; NULL: from the start */
+    int limit;                 /* pending_devices page size; 0 means 100, at most 1000 */
+} kbr_exposure_query;
+
+/*
+ * View C: exposure to a component.  New ref:
+ * {query: {component, versions, purl, product, fixed_version},
+ *  builds: [{product, version, digest, signed_at, key, audit_seq, components: [{name, version,
+ *   purl}] (the SBOM entries that matched)}] by product then version order,
+ *  devices: {current (devices whose current firmware is one of the builds: the factory image
+ *   unless a later OTA install replaced it), by_batch: [{batch, markets, count}],
+ *   by_market: {"DE": n, ...} (a device counts once in each market of its batch),
+ *   eu (each device once if any market of its batch is an EU member state)},
+ *  remediation (with fixed_version): {affected (devices that ever ran one of the builds,
+ *   factory image or installed OTA), updated (of those, now on fixed_version or later),
+ *   pending (affected - updated)},
+ *  pending_devices (with fixed_version): {items: [{product, serial, current_firmware, batch}]
+ *   ordered by serial then product, next_after}}.
+ * A page holds limit devices, a few more when the last serial is shared by devices of other
+ * products (a page never splits a serial); next_after is the last serial of a full page
+ * (ask again with after = next_after; the next page may be empty) and null otherwise.
+ * KBR_ERR_BAD_REQUEST unless exactly one of component and purl_prefix is a non-empty string,
+ * versions is NULL or an array of strings, and limit is 0..1000.
+ */
+KBR_WUR kbr_err kbr_store_view_exposure(kbr_store *st, const kbr_exposure_query *q, json_t **out);
+
+/*
+ * View D: everything about device serial.  New ref:
+ * {product, serial, batch, factory, markets, provisioned_at, audit_seq, firmware_version
+ *  (factory image), current_firmware, current_firmware_at,
+ *  certificates: [{serial_number, fingerprint, not_after, issued_at, superseded_at, issuer_key,
+ *   audit_seq}] in issue order,
+ *  firmware: [as kbr_store_device_firmware], debug_auth: [{at, key, ticket, principal,
+ *   permissions, challenge_sha256, expires_at, audit_seq}],
+ *  events: [{kind, at, audit_seq}] in recorded order}.
+ * product NULL: the device is looked up by serial; KBR_ERR_CONFLICT when devices of several
+ * products have it (ask again with product).  KBR_ERR_NOT_FOUND for an unknown device.
+ */
+KBR_WUR kbr_err kbr_store_view_device(kbr_store *st, const char *product, const char *serial,
+                                      json_t **out);
+
 #endif

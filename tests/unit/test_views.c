@@ -1,0 +1,951 @@
+/* test_views.c - the custody views over a small ledger built through the ledger's effects. */
+#include <ftw.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "kbr_store.h"
+
+typedef struct {
+    char dir[64];
+    kbr_store *st;
+    int64_t seq;
+} ledger;
+
+/* Who made an audit record, as the writer stores it. */
+typedef struct {
+    const char *sub, *jti, *op, *key, *outcome, *error_code;
+    bool key_use;
+} actor;
+
+static const char *str_at(const json_t *obj, const char *field)
+{
+    return json_string_value(json_object_get(obj, field));
+}
+
+static json_int_t int_at(const json_t *obj, const char *field)
+{
+    return json_integer_value(json_object_get(obj, field));
+}
+
+static json_t *parse(const char *text)
+{
+    json_error_t jerr;
+    json_t *v = json_loads(text, 0, &jerr);
+
+    if (v == NULL)
+        fail_msg("bad test JSON at %d: %s", jerr.position, jerr.text);
+    return v;
+}
+
+/* One audit record with its effects (consumed; NULL for none), committed as the writer does. */
+static int64_t record(ledger *l, const actor *a, const char *time, json_t *effect)
+{
+    char hash[65];
+    json_t *effects = effect != NULL ? json_pack("[o]", effect) : NULL;
+    kbr_store_audit_row row = {.seq = ++l->seq,
+                               .time = time,
+                               .sub = a->sub,
+                               .jti = a->jti,
+                               .op = a->op,
+                               .key = a->key,
+                               .outcome = a->outcome != NULL ? a->outcome : "ok",
+                               .error_code = a->error_code,
+                               .key_use = a->key_use,
+                               .entry_json = "{}",
+                               .prev_hash = hash,
+                               .hash = hash};
+
+    memset(hash, 'a', 64);
+    hash[64] = '\0';
+    assert_int_equal(kbr_store_begin(l->st), KBR_OK);
+    assert_int_equal(kbr_store_apply_effects(l->st, effects, row.seq), KBR_OK);
+    assert_int_equal(kbr_store_audit_insert(l->st, &row), KBR_OK);
+    assert_int_equal(kbr_store_commit(l->st), KBR_OK);
+    json_decref(effects);
+    return row.seq;
+}
+
+static const actor admin = {.sub = "security:bootstrap", .jti = "t-admin", .op = "admin"};
+
+static void hex_of(const char *seed, size_t digits, char *out)
+{
+    char full[65];
+
+    kbr_sha256_hex(seed, strlen(seed), full);
+    memcpy(out, full, digits);
+    out[digits] = '\0';
+}
+
+static json_t *certificate(const char *seed, const char *not_after)
+{
+    char fp[65], sn[17];
+
+    hex_of(seed, 64, fp);
+    hex_of(seed + 1, 16, sn);
+    return json_pack("{s:s,s:s,s:s,s:s,s:s}", "serial_number", sn, "pem", "PEM", "chain_pem", "",
+                     "not_after", not_after, "fingerprint", fp);
+}
+
+static void key_create(ledger *l, const char *name, const char *purpose, const char *products)
+{
+    record(l, &admin, "2026-01-01T00:00:00Z",
+           json_pack("{s:s,s:s,s:s,s:s,s:o,s:s,s:s}", "type", "key.create", "name", name, "purpose",
+                     purpose, "algorithm", "ecdsa-p256", "products", parse(products), "owner",
+                     "team", "created_at", "2026-01-01T00:00:00Z"));
+}
+
+static void key_cert(ledger *l, const char *name, const char *issuer, const char *not_after)
+{
+    json_t *e = certificate(name, not_after);
+
+    json_object_update_new(e, json_pack("{s:s,s:s,s:s,s:s?}", "type", "key.certificate", "name",
+                                        name, "at", "2026-01-02T00:00:00Z", "issuer_key", issuer));
+    record(l, &admin, "2026-01-02T00:00:00Z", e);
+}
+
+static void token(ledger *l, const char *jti, const char *sub, const char *scope,
+                  const char *issued_at, const char *expires_at)
+{
+    record(l, &admin, issued_at,
+           json_pack("{s:s,s:s,s:s,s:o,s:s,s:s,s:s,s:s}", "type", "token.issue", "jti", jti, "sub",
+                     sub, "scope", parse(scope), "issued_by", "security:bootstrap", "issued_at",
+                     issued_at, "not_before", issued_at, "expires_at", expires_at));
+}
+
+static void firmware(ledger *l, const actor *by, const char *product, const char *version,
+                     const char *components)
+{
+    char digest[65];
+
+    hex_of(version, 64, digest);
+    record(l, by, "2026-02-01T00:00:00Z",
+           json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:o}", "type", "firmware.sign", "product", product,
+                     "version", version, "digest", digest, "key", by->key, "signed_at",
+                     "2026-02-01T00:00:00Z", "components", parse(components)));
+}
+
+static void batch(ledger *l, const char *name, const char *product, const char *markets)
+{
+    record(l, &admin, "2026-02-02T00:00:00Z",
+           json_pack("{s:s,s:s,s:s,s:s,s:i,s:o,s:s,s:s}", "type", "batch.create", "batch", name,
+                     "product", product, "factory", "factory:acme", "quantity", 10, "markets",
+                     parse(markets), "created_at", "2026-02-02T00:00:00Z", "created_by",
+                     "security:bootstrap"));
+}
+
+static const actor factory = {
+    .sub = "factory:acme", .jti = "t-fac", .op = "provision", .key = "dev-ca", .key_use = true};
+
+static int64_t provision(ledger *l, const char *product, const char *serial, const char *batch_name,
+                         const char *fw, const char *not_after)
+{
+    char seed[64], csr[65];
+
+    snprintf(seed, sizeof(seed), "%s/%s", product, serial);
+    hex_of(seed, 64, csr);
+    return record(l, &factory, "2026-03-01T00:00:00Z",
+                  json_pack("{s:s,s:s,s:s,s:s,s:s,s:s?,s:s,s:s,s:s,s:o}", "type",
+                            "device.provision", "product", product, "serial", serial, "batch",
+                            batch_name, "factory", "factory:acme", "firmware_version", fw,
+                            "csr_sha256", csr, "at", "2026-03-01T00:00:00Z", "issuer_key", "dev-ca",
+                            "certificate", certificate(seed, not_after)));
+}
+
+static void rotate(ledger *l, const char *product, const char *serial, const char *not_after)
+{
+    static const actor ota = {
+        .sub = "ota:fleet", .jti = "t-ota", .op = "rotate", .key = "dev-ca", .key_use = true};
+    char seed[64], csr[65];
+
+    snprintf(seed, sizeof(seed), "rotated/%s/%s", product, serial);
+    hex_of(seed, 64, csr);
+    record(l, &ota, "2026-06-01T00:00:00Z",
+           json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:o}", "type", "device.rotate", "product", product,
+                     "serial", serial, "csr_sha256", csr, "at", "2026-06-01T00:00:00Z",
+                     "issuer_key", "dev-ca", "certificate", certificate(seed, not_after)));
+}
+
+static int64_t ota(ledger *l, const char *product, const char *version, const char *results,
+                   const char *at)
+{
+    static const actor by = {.sub = "ota:fleet", .jti = "t-ota", .op = "ota-report"};
+
+    return record(l, &by, at,
+                  json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:o}", "type", "ota.report", "product",
+                            product, "version", version, "campaign", "c1", "reported_by",
+                            "ota:fleet", "at", at, "results", parse(results)));
+}
+
+static int64_t debug_unlock(ledger *l, const char *product, const char *serial)
+{
+    static const actor by = {.sub = "factory:rework",
+                             .jti = "t-rework",
+                             .op = "debug-auth",
+                             .key = "dbg",
+                             .key_use = true};
+    char challenge[65], digest[65];
+
+    hex_of(serial, 64, challenge);
+    hex_of("message", 64, digest);
+    return record(l, &by, "2026-07-01T00:00:00Z",
+                  json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "type",
+                            "debug.authorize", "key", "dbg", "product", product, "serial", serial,
+                            "challenge_sha256", challenge, "permissions", "0f", "ticket", "RMA-7",
+                            "principal", "alice", "message_sha256", digest, "signature_sha256",
+                            digest, "at", "2026-07-01T00:00:00Z", "expires_at",
+                            "2026-07-01T01:00:00Z"));
+}
+
+#define OPENSSL(v)                                                                                 \
+    "{\"name\": \"openssl\", \"version\": \"" v "\", \"purl\": \"pkg:generic/openssl@" v "\"}"
+#define ZLIB "{\"name\": \"zlib\", \"version\": \"1.3\", \"purl\": \"pkg:generic/zlib@1.3\"}"
+
+static void keys_and_tokens(ledger *l)
+{
+    key_create(l, "root-ca", "device-identity-ca", "[]");
+    key_create(l, "dev-ca", "device-identity-ca", "[\"door\", \"lamp\"]");
+    key_create(l, "fw-a", "firmware-signing", "[\"door\"]");
+    key_create(l, "dbg", "debug-auth", "[\"door\"]");
+    key_create(l, "other", "firmware-signing", "[\"lamp\"]");
+    key_cert(l, "root-ca", NULL, "2036-01-01T00:00:00Z");
+    key_cert(l, "dev-ca", "root-ca", "2027-01-25T00:00:00Z");
+    token(l, "t-admin", "security:bootstrap", "{\"ops\": [\"admin\", \"read\"]}",
+          "2026-01-01T00:00:00Z", "2027-01-02T00:00:00Z");
+    token(l, "t-old", "ci:door", "{\"ops\": [\"sign\"], \"keys\": [\"fw-a\"]}",
+          "2026-01-03T00:00:00Z", "2026-06-01T00:00:00Z");
+    token(l, "t-rev", "ci:legacy", "{\"ops\": [\"sign\"], \"keys\": [\"fw-*\"]}",
+          "2026-01-04T00:00:00Z", "2027-12-01T00:00:00Z");
+    token(l, "t-ci", "ci:door", "{\"ops\": [\"sign\"], \"keys\": [\"fw-a\"]}",
+          "2026-01-05T00:00:00Z", "2027-01-05T00:00:00Z");
+    token(l, "t-fac", "factory:acme",
+          "{\"ops\": [\"provision\"], \"keys\": [\"dev-*\"], \"max_uses\": 100}",
+          "2026-01-06T00:00:00Z", "2027-06-01T00:00:00Z");
+    token(l, "t-lamp", "ci:lamp", "{\"ops\": [\"sign\"], \"keys\": [\"other\"]}",
+          "2026-01-07T00:00:00Z", "2027-06-01T00:00:00Z");
+    record(l, &admin, "2026-05-01T00:00:00Z",
+           json_pack("{s:s,s:[s],s:s,s:s}", "type", "token.revoke", "jtis", "t-rev", "at",
+                     "2026-05-01T00:00:00Z", "reason", "left"));
+}
+
+static void builds(ledger *l)
+{
+    static const actor ci = {
+        .sub = "ci:door", .jti = "t-ci", .op = "sign", .key = "fw-a", .key_use = true};
+    static const actor ci_lamp = {
+        .sub = "ci:lamp", .jti = "t-lamp", .op = "sign", .key = "other", .key_use = true};
+    static const actor revoked = {.sub = "ci:legacy",
+                                  .jti = "t-rev",
+                                  .op = "sign",
+                                  .key = "fw-a",
+                                  .outcome = "denied",
+                                  .error_code = "unauthenticated"};
+    static const actor stray = {.sub = "ci:lamp",
+                                .jti = "t-lamp",
+                                .op = "sign",
+                                .key = "fw-a",
+                                .outcome = "denied",
+                                .error_code = "forbidden"};
+
+    firmware(l, &ci, "door", "1.0", "[" OPENSSL("3.0.1") ", " ZLIB "]");
+    firmware(l, &ci, "door", "1.1", "[" OPENSSL("3.0.2") ", " ZLIB "]");
+    firmware(l, &ci_lamp, "lamp", "2.0", "[" OPENSSL("3.0.1") "]");
+    record(l, &revoked, "2026-05-02T00:00:00Z", NULL);
+    record(l, &stray, "2026-05-03T00:00:00Z", NULL);
+}
+
+/* The fleet: door devices in an EU batch (DE, FR) and a US batch, lamp devices in Greece. */
+static void fleet(ledger *l)
+{
+    batch(l, "b-eu", "door", "[\"DE\", \"FR\"]");
+    batch(l, "b-us", "door", "[\"US\"]");
+    batch(l, "b-gr", "lamp", "[\"EL\"]");
+    provision(l, "door", "D1", "b-eu", "1.0", "2027-01-15T00:00:00Z");
+    provision(l, "door", "D2", "b-eu", "1.0", "2027-01-20T12:00:00Z");
+    provision(l, "door", "D3", "b-eu", "1.0", "2027-03-01T00:00:00Z");
+    provision(l, "door", "D4", "b-eu", "1.1", "2028-05-05T00:00:00Z");
+    provision(l, "door", "U1", "b-us", "1.0", "2027-01-10T00:00:00Z");
+    provision(l, "door", "U2", "b-us", "1.0", "2030-01-01T00:00:00Z");
+    provision(l, "door", "U3", "b-us", "0.9", "2027-02-02T00:00:00Z");
+    provision(l, "lamp", "L1", "b-gr", "2.0", "2031-01-01T00:00:00Z");
+    provision(l, "lamp", "D3", "b-gr", "2.0", "2031-01-01T00:00:00Z");
+    rotate(l, "door", "D1", "2029-06-01T00:00:00Z");
+    ota(l, "door", "1.1",
+        "[{\"serial\": \"D1\", \"status\": \"installed\", \"at\": \"2026-08-01T00:00:00Z\"},"
+        " {\"serial\": \"U1\", \"status\": \"installed\", \"at\": \"2026-08-01T00:00:00Z\"},"
+        " {\"serial\": \"D2\", \"status\": \"failed\", \"at\": \"2026-08-01T00:00:00Z\"}]",
+        "2026-08-02T00:00:00Z");
+    debug_unlock(l, "door", "D2");
+}
+
+static int setup(void **state)
+{
+    ledger *l = calloc(1, sizeof(*l));
+    char url[128];
+    kbr_msg msg = {{0}};
+
+    if (l == NULL)
+        return -1;
+    snprintf(l->dir, sizeof(l->dir), "/tmp/kbr-views-XXXXXX");
+    if (mkdtemp(l->dir) == NULL) {
+        free(l);
+        return -1;
+    }
+    snprintf(url, sizeof(url), "sqlite:%s/ledger.db", l->dir);
+    if (kbr_store_open(url, &l->st, &msg) != KBR_OK)
+        return -1;
+    *state = l;
+    keys_and_tokens(l);
+    builds(l);
+    fleet(l);
+    return 0;
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static int teardown(void **state)
+{
+    ledger *l = *state;
+    int rc;
+
+    kbr_store_close(l->st);
+    rc = nftw(l->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+    free(l);
+    return rc;
+}
+
+static time_t at(const char *text)
+{
+    time_t t = 0;
+
+    assert_int_equal(kbr_time_parse(text, &t), KBR_OK);
+    return t;
+}
+
+/* ---- version order and EU membership ---- */
+
+static void test_version_order(void **state)
+{
+    static const char *const ascending[] = {"0.9",  "1.0",      "1.1",      "1.2", "1.2.0", "1.2.1",
+                                            "1.10", "1.10-rc1", "1.10-rc2", "2",   "10.0.0"};
+    size_t n = sizeof(ascending) / sizeof(ascending[0]);
+
+    (void)state;
+    for (size_t i = 0; i < n; i++) {
+        for (size_t j = 0; j < n; j++) {
+            int c = kbr_store_version_cmp(ascending[i], ascending[j]);
+
+            if ((i < j && c >= 0) || (i > j && c <= 0) || (i == j && c != 0))
+                fail_msg("%s vs %s gave %d", ascending[i], ascending[j], c);
+        }
+    }
+    assert_int_equal(kbr_store_version_cmp("01.002", "1.2"), 0);
+    assert_int_equal(kbr_store_version_cmp("1-2", "1.2"), 0);
+    assert_true(kbr_store_version_cmp("99999999999999999999.1", "99999999999999999998.9") > 0);
+}
+
+static void test_eu_members(void **state)
+{
+    static const char *const members[] = {"AT", "BE", "BG", "HR", "CY", "CZ", "DK", "EE", "FI",
+                                          "FR", "DE", "GR", "HU", "IE", "IT", "LV", "LT", "LU",
+                                          "MT", "NL", "PL", "PT", "RO", "SK", "SI", "ES", "SE"};
+
+    (void)state;
+    assert_int_equal(sizeof(members) / sizeof(members[0]), 27);
+    for (size_t i = 0; i < 27; i++)
+        assert_true(kbr_store_market_is_eu(members[i]));
+    assert_true(kbr_store_market_is_eu("EL"));
+    assert_true(kbr_store_market_is_eu("de"));
+    assert_false(kbr_store_market_is_eu("GB"));
+    assert_false(kbr_store_market_is_eu("US"));
+    assert_false(kbr_store_market_is_eu("CH"));
+    assert_false(kbr_store_market_is_eu(NULL));
+}
+
+/* ---- View A ---- */
+
+static const json_t *key_in(const json_t *view, const char *purpose, const char *name)
+{
+    const json_t *k;
+    size_t i;
+
+    json_array_foreach(json_object_get(json_object_get(view, "keys"), purpose), i, k)
+    {
+        if (strcmp(str_at(k, "name"), name) == 0)
+            return k;
+    }
+    return NULL;
+}
+
+static void assert_strings(const json_t *arr, const char *const *want, size_t n)
+{
+    assert_int_equal(json_array_size(arr), n);
+    for (size_t i = 0; i < n; i++)
+        assert_string_equal(json_string_value(json_array_get(arr, i)), want[i]);
+}
+
+static void test_product_keys(void **state)
+{
+    ledger *l = *state;
+    json_t *view = NULL;
+    const json_t *k, *tok, *ca;
+    static const char *const dev_ca_roles[] = {"device-certificates", "registered"};
+    static const char *const root_roles[] = {"issuer"};
+
+    assert_int_equal(kbr_store_view_product(l->st, "door", at("2026-12-31T00:00:00Z"), -1, &view),
+                     KBR_OK);
+    assert_string_equal(str_at(view, "product"), "door");
+    /* door depends on its own keys and on root-ca, the issuer of dev-ca's certificate. */
+    assert_int_equal(json_object_size(json_object_get(view, "keys")), 3);
+    ca = json_object_get(json_object_get(view, "keys"), "device-identity-ca");
+    assert_int_equal(json_array_size(ca), 2);
+    assert_string_equal(str_at(json_array_get(ca, 0), "name"), "dev-ca");
+    assert_string_equal(str_at(json_array_get(ca, 1), "name"), "root-ca");
+    assert_strings(json_object_get(json_array_get(ca, 0), "relations"), dev_ca_roles, 2);
+    assert_strings(json_object_get(json_array_get(ca, 1), "relations"), root_roles, 1);
+    assert_string_equal(str_at(json_object_get(json_array_get(ca, 0), "certificate"), "not_after"),
+                        "2027-01-25T00:00:00Z");
+    assert_null(key_in(view, "firmware-signing", "other"));
+    assert_non_null(key_in(view, "debug-auth", "dbg"));
+
+    /* Live tokens: the bootstrap token (no keys list) and t-ci; not expired, revoked or
+     * another key's. */
+    k = key_in(view, "firmware-signing", "fw-a");
+    assert_non_null(k);
+    assert_string_equal(str_at(k, "algorithm"), "ecdsa-p256");
+    assert_int_equal(json_array_size(json_object_get(k, "live_tokens")), 2);
+    tok = json_array_get(json_object_get(k, "live_tokens"), 0);
+    assert_string_equal(str_at(tok, "jti"), "t-admin");
+    assert_true(json_is_null(json_object_get(tok, "max_uses")));
+    tok = json_array_get(json_object_get(k, "live_tokens"), 1);
+    assert_string_equal(str_at(tok, "jti"), "t-ci");
+    assert_string_equal(str_at(tok, "sub"), "ci:door");
+    assert_int_equal(int_at(tok, "uses"), 2);
+    tok = json_array_get(json_object_get(json_array_get(ca, 0), "live_tokens"), 1);
+    assert_string_equal(str_at(tok, "jti"), "t-fac");
+    assert_int_equal(int_at(tok, "max_uses"), 100);
+    assert_int_equal(int_at(tok, "uses"), 9);
+    assert_null(json_object_get(view, "expiring"));
+    json_decref(view);
+}
+
+static void test_product_device_certificates(void **state)
+{
+    ledger *l = *state;
+    json_t *view = NULL;
+    const json_t *certs, *months;
+    static const char *const want_month[] = {"2027-01", "2027-02", "2027-03",
+                                             "2028-05", "2029-06", "2030-01"};
+    static const json_int_t want_count[] = {2, 1, 1, 1, 1, 1};
+
+    assert_int_equal(kbr_store_view_product(l->st, "door", at("2026-12-31T00:00:00Z"), -1, &view),
+                     KBR_OK);
+    certs = json_object_get(view, "device_certificates");
+    /* Seven door devices; D1's first certificate was superseded by its rotation. */
+    assert_int_equal(int_at(certs, "total_current"), 7);
+    months = json_object_get(certs, "by_expiry_month");
+    assert_int_equal(json_array_size(months), 6);
+    for (size_t i = 0; i < 6; i++) {
+        assert_string_equal(str_at(json_array_get(months, i), "month"), want_month[i]);
+        assert_int_equal(int_at(json_array_get(months, i), "count"), want_count[i]);
+    }
+    json_decref(view);
+}
+
+static void test_product_expiring(void **state)
+{
+    ledger *l = *state;
+    json_t *view = NULL;
+    const json_t *exp, *dev, *toks;
+    static const char *const admin_keys[] = {"dbg", "dev-ca", "fw-a", "root-ca"};
+
+    assert_int_equal(kbr_store_view_product(l->st, "door", at("2026-12-31T00:00:00Z"), 30, &view),
+                     KBR_OK);
+    exp = json_object_get(view, "expiring");
+    assert_string_equal(str_at(exp, "until"), "2027-01-30T00:00:00Z");
+    assert_int_equal(json_array_size(json_object_get(exp, "key_certificates")), 1);
+    assert_string_equal(str_at(json_array_get(json_object_get(exp, "key_certificates"), 0), "key"),
+                        "dev-ca");
+    dev = json_object_get(exp, "device_certificates");
+    assert_int_equal(int_at(dev, "count"), 2);
+    assert_int_equal(json_array_size(json_object_get(dev, "first")), 2);
+    assert_string_equal(str_at(json_array_get(json_object_get(dev, "first"), 0), "serial"), "U1");
+    assert_string_equal(str_at(json_array_get(json_object_get(dev, "first"), 1), "serial"), "D2");
+    toks = json_object_get(exp, "tokens");
+    assert_int_equal(json_array_size(toks), 2);
+    assert_string_equal(str_at(json_array_get(toks, 0), "jti"), "t-admin");
+    assert_strings(json_object_get(json_array_get(toks, 0), "keys"), admin_keys, 4);
+    assert_string_equal(str_at(json_array_get(toks, 1), "jti"), "t-ci");
+    json_decref(view);
+    view = NULL;
+
+    /* until falls inside D2's expiry day, before its hour: the day is counted row by row. */
+    assert_int_equal(kbr_store_view_product(l->st, "door", at("2026-12-31T00:00:00Z"), 20, &view),
+                     KBR_OK);
+    dev = json_object_get(json_object_get(view, "expiring"), "device_certificates");
+    assert_int_equal(int_at(dev, "count"), 1);
+    assert_string_equal(str_at(json_array_get(json_object_get(dev, "first"), 0), "serial"), "U1");
+    assert_int_equal(json_array_size(json_object_get(json_object_get(view, "expiring"), "tokens")),
+                     2);
+    json_decref(view);
+    view = NULL;
+
+    /* Zero days: only what already expired; the tokens are live, so none of them. */
+    assert_int_equal(kbr_store_view_product(l->st, "door", at("2027-01-12T00:00:00Z"), 0, &view),
+                     KBR_OK);
+    exp = json_object_get(view, "expiring");
+    assert_int_equal(int_at(json_object_get(exp, "device_certificates"), "count"), 1);
+    assert_int_equal(json_array_size(json_object_get(exp, "tokens")), 0);
+    assert_int_equal(json_array_size(json_object_get(exp, "key_certificates")), 0);
+    json_decref(view);
+}
+
+static void test_product_unknown(void **state)
+{
+    ledger *l = *state;
+    json_t *view = NULL;
+
+    assert_int_equal(
+        kbr_store_view_product(l->st, "toaster", at("2026-12-31T00:00:00Z"), -1, &view),
+        KBR_ERR_NOT_FOUND);
+    assert_null(view);
+    assert_int_equal(kbr_store_view_product(l->st, "", 0, -1, &view), KBR_ERR_BAD_REQUEST);
+    assert_int_equal(kbr_store_view_product(l->st, "door", 0, 36501, &view), KBR_ERR_BAD_REQUEST);
+    /* A product with a batch but no key of its own is known. */
+    batch(l, "b-kettle", "kettle", "[\"DE\"]");
+    assert_int_equal(kbr_store_view_product(l->st, "kettle", at("2026-12-31T00:00:00Z"), -1, &view),
+                     KBR_OK);
+    assert_int_equal(json_object_size(json_object_get(view, "keys")), 0);
+    assert_int_equal(int_at(json_object_get(view, "device_certificates"), "total_current"), 0);
+    json_decref(view);
+}
+
+/* ---- View B ---- */
+
+static void test_custody(void **state)
+{
+    ledger *l = *state;
+    json_t *view = NULL;
+    const json_t *toks, *ops, *pr, *op;
+    static const char *const jtis[] = {"t-admin", "t-old", "t-rev", "t-ci"};
+
+    assert_int_equal(kbr_store_view_custody(l->st, "fw-a", at("2026-12-31T00:00:00Z"), &view),
+                     KBR_OK);
+    assert_string_equal(str_at(view, "key"), "fw-a");
+    toks = json_object_get(view, "tokens");
+    assert_int_equal(json_array_size(toks), 4);
+    for (size_t i = 0; i < 4; i++)
+        assert_string_equal(str_at(json_array_get(toks, i), "jti"), jtis[i]);
+    assert_string_equal(str_at(json_array_get(toks, 2), "revoked_at"), "2026-05-01T00:00:00Z");
+    assert_int_equal(int_at(json_array_get(toks, 3), "uses"), 2);
+    assert_string_equal(str_at(json_array_get(toks, 3), "last_used_at"), "2026-02-01T00:00:00Z");
+    assert_string_equal(str_at(json_array_get(toks, 3), "issued_by"), "security:bootstrap");
+
+    ops = json_object_get(view, "operations");
+    assert_int_equal(json_array_size(ops), 3);
+    op = json_array_get(ops, 0);
+    assert_string_equal(str_at(op, "sub"), "ci:door");
+    assert_string_equal(str_at(op, "outcome"), "ok");
+    assert_int_equal(int_at(op, "count"), 2);
+    op = json_array_get(ops, 1);
+    assert_string_equal(str_at(op, "sub"), "ci:lamp");
+    assert_string_equal(str_at(op, "outcome"), "denied");
+    assert_int_equal(int_at(op, "count"), 1);
+    assert_string_equal(str_at(op, "last_at"), "2026-05-03T00:00:00Z");
+    assert_string_equal(str_at(json_array_get(ops, 2), "sub"), "ci:legacy");
+
+    /* Live grants first (by sub), then the rest. */
+    pr = json_object_get(view, "principals");
+    assert_int_equal(json_array_size(pr), 4);
+    assert_string_equal(str_at(json_array_get(pr, 0), "sub"), "ci:door");
+    assert_true(json_is_true(json_object_get(json_array_get(pr, 0), "live_grant")));
+    assert_int_equal(int_at(json_array_get(pr, 0), "tokens"), 2);
+    assert_int_equal(int_at(json_array_get(pr, 0), "operations"), 2);
+    assert_string_equal(str_at(json_array_get(pr, 1), "sub"), "security:bootstrap");
+    assert_true(json_is_true(json_object_get(json_array_get(pr, 1), "live_grant")));
+    assert_int_equal(int_at(json_array_get(pr, 1), "operations"), 0);
+    assert_string_equal(str_at(json_array_get(pr, 2), "sub"), "ci:lamp");
+    assert_false(json_is_true(json_object_get(json_array_get(pr, 2), "live_grant")));
+    assert_int_equal(int_at(json_array_get(pr, 2), "tokens"), 0);
+    assert_string_equal(str_at(json_array_get(pr, 3), "sub"), "ci:legacy");
+    assert_false(json_is_true(json_object_get(json_array_get(pr, 3), "live_grant")));
+    assert_int_equal(int_at(json_array_get(pr, 3), "tokens"), 1);
+    json_decref(view);
+    view = NULL;
+
+    /* After t-ci expires, ci:door holds no live grant any more. */
+    assert_int_equal(kbr_store_view_custody(l->st, "fw-a", at("2027-01-05T00:00:00Z"), &view),
+                     KBR_OK);
+    pr = json_object_get(view, "principals");
+    assert_string_equal(str_at(json_array_get(pr, 0), "sub"), "ci:door");
+    assert_false(json_is_true(json_object_get(json_array_get(pr, 0), "live_grant")));
+    json_decref(view);
+    view = NULL;
+
+    assert_int_equal(kbr_store_view_custody(l->st, "nope", 0, &view), KBR_ERR_NOT_FOUND);
+    assert_null(view);
+}
+
+static void test_custody_prefix_scope(void **state)
+{
+    ledger *l = *state;
+    json_t *view = NULL, *list = NULL;
+    const json_t *toks;
+
+    /* dev-* reaches dev-ca; it is what the token list with a key filter shows too. */
+    assert_int_equal(kbr_store_view_custody(l->st, "dev-ca", at("2026-12-31T00:00:00Z"), &view),
+                     KBR_OK);
+    toks = json_object_get(view, "tokens");
+    assert_int_equal(kbr_store_token_list(l->st, NULL, "dev-ca", false, 0, &list), KBR_OK);
+    assert_int_equal(json_array_size(toks), 2);
+    assert_true(json_equal(toks, list));
+    assert_string_equal(str_at(json_array_get(toks, 1), "jti"), "t-fac");
+    /* Provisioning and the rotation used dev-ca. */
+    assert_int_equal(json_array_size(json_object_get(view, "operations")), 2);
+    assert_int_equal(int_at(json_array_get(json_object_get(view, "operations"), 0), "count"), 9);
+    json_decref(list);
+    json_decref(view);
+}
+
+/* ---- View C ---- */
+
+static json_t *exposure(ledger *l, const kbr_exposure_query *q)
+{
+    json_t *view = NULL;
+
+    assert_int_equal(kbr_store_view_exposure(l->st, q, &view), KBR_OK);
+    return view;
+}
+
+static void test_exposure_builds_and_markets(void **state)
+{
+    ledger *l = *state;
+    json_t *versions = parse("[\"3.0.1\"]");
+    kbr_exposure_query q = {.component = "openssl", .versions = versions};
+    json_t *view = exposure(l, &q);
+    const json_t *b, *dev, *markets;
+
+    b = json_object_get(view, "builds");
+    assert_int_equal(json_array_size(b), 2);
+    assert_string_equal(str_at(json_array_get(b, 0), "product"), "door");
+    assert_string_equal(str_at(json_array_get(b, 0), "version"), "1.0");
+    assert_string_equal(str_at(json_array_get(b, 0), "key"), "fw-a");
+    assert_int_equal(json_array_size(json_object_get(json_array_get(b, 0), "components")), 1);
+    assert_string_equal(
+        str_at(json_array_get(json_object_get(json_array_get(b, 0), "components"), 0), "purl"),
+        "pkg:generic/openssl@3.0.1");
+    assert_string_equal(str_at(json_array_get(b, 1), "product"), "lamp");
+    /* Current: D2 (failed its update), D3 and U2 on door 1.0; L1 and lamp's D3 on lamp 2.0. */
+    dev = json_object_get(view, "devices");
+    assert_int_equal(int_at(dev, "current"), 5);
+    markets = json_object_get(dev, "by_market");
+    assert_int_equal(json_object_size(markets), 4);
+    assert_int_equal(int_at(markets, "DE"), 2);
+    assert_int_equal(int_at(markets, "FR"), 2);
+    assert_int_equal(int_at(markets, "US"), 1);
+    assert_int_equal(int_at(markets, "EL"), 2);
+    /* The DE+FR batch counts once in the EU total, Greece ("EL") is a member. */
+    assert_int_equal(int_at(dev, "eu"), 4);
+    assert_int_equal(json_array_size(json_object_get(dev, "by_batch")), 3);
+    assert_string_equal(str_at(json_object_get(view, "query"), "component"), "openssl");
+    assert_null(json_object_get(view, "remediation"));
+    assert_null(json_object_get(view, "pending_devices"));
+    json_decref(view);
+
+    /* One product only. */
+    q.product = "door";
+    view = exposure(l, &q);
+    assert_int_equal(json_array_size(json_object_get(view, "builds")), 1);
+    assert_int_equal(int_at(json_object_get(view, "devices"), "current"), 3);
+    assert_int_equal(int_at(json_object_get(view, "devices"), "eu"), 2);
+    json_decref(view);
+    json_decref(versions);
+}
+
+static void test_exposure_purl_prefix(void **state)
+{
+    ledger *l = *state;
+    kbr_exposure_query q = {.purl_prefix = "pkg:generic/openssl@3.0.1"};
+    json_t *view = exposure(l, &q);
+
+    assert_int_equal(json_array_size(json_object_get(view, "builds")), 2);
+    json_decref(view);
+    q.purl_prefix = "pkg:generic/openssl";
+    view = exposure(l, &q);
+    /* door 1.0 and 1.1 (in version order), then lamp 2.0. */
+    assert_int_equal(json_array_size(json_object_get(view, "builds")), 3);
+    assert_string_equal(str_at(json_array_get(json_object_get(view, "builds"), 1), "version"),
+                        "1.1");
+    /* D1, U1 and D4 run door 1.1 now. */
+    assert_int_equal(int_at(json_object_get(view, "devices"), "current"), 8);
+    json_decref(view);
+    q.purl_prefix = "pkg:generic/openssl@3.0.9";
+    view = exposure(l, &q);
+    assert_int_equal(json_array_size(json_object_get(view, "builds")), 0);
+    assert_int_equal(int_at(json_object_get(view, "devices"), "current"), 0);
+    json_decref(view);
+}
+
+static void assert_serials(const json_t *page, const char *const *want, size_t n)
+{
+    const json_t *items = json_object_get(page, "items");
+
+    assert_int_equal(json_array_size(items), n);
+    for (size_t i = 0; i < n; i++)
+        assert_string_equal(str_at(json_array_get(items, i), "serial"), want[i]);
+}
+
+static void test_exposure_remediation(void **state)
+{
+    ledger *l = *state;
+    json_t *versions = parse("[\"3.0.1\"]");
+    kbr_exposure_query q = {
+        .component = "openssl", .versions = versions, .product = "door", .fixed_version = "1.1"};
+    json_t *view;
+    const json_t *r, *page;
+    static const char *const pending[] = {"D2", "D3", "U2"};
+
+    /* Ever ran door 1.0: D1, D2, D3, U1, U2; D1 and U1 installed 1.1, D4 never ran 1.0. */
+    for (int limit = 0; limit <= 1000; limit += 1000) {
+        q.limit = limit;
+        view = exposure(l, &q);
+        r = json_object_get(view, "remediation");
+        assert_int_equal(int_at(r, "affected"), 5);
+        assert_int_equal(int_at(r, "updated"), 2);
+        assert_int_equal(int_at(r, "pending"), 3);
+        page = json_object_get(view, "pending_devices");
+        assert_serials(page, pending, 3);
+        assert_string_equal(
+            str_at(json_array_get(json_object_get(page, "items"), 0), "current_firmware"), "1.0");
+        assert_string_equal(str_at(json_array_get(json_object_get(page, "items"), 2), "batch"),
+                            "b-us");
+        assert_true(json_is_null(json_object_get(page, "next_after")));
+        json_decref(view);
+    }
+
+    /* Pages of two. */
+    q.limit = 2;
+    view = exposure(l, &q);
+    page = json_object_get(view, "pending_devices");
+    assert_serials(page, pending, 2);
+    assert_string_equal(str_at(page, "next_after"), "D3");
+    json_decref(view);
+    q.after = "D3";
+    view = exposure(l, &q);
+    page = json_object_get(view, "pending_devices");
+    assert_serials(page, pending + 2, 1);
+    assert_true(json_is_null(json_object_get(page, "next_after")));
+    json_decref(view);
+    json_decref(versions);
+}
+
+static void test_exposure_later_install(void **state)
+{
+    ledger *l = *state;
+    kbr_exposure_query q = {.component = "zlib", .product = "door", .fixed_version = "1.1"};
+    json_t *view;
+    const json_t *r;
+
+    /* zlib is in 1.0 and 1.1: every device that ran either is affected, 1.1 counts as fixed. */
+    view = exposure(l, &q);
+    r = json_object_get(view, "remediation");
+    assert_int_equal(int_at(r, "affected"), 6);
+    assert_int_equal(int_at(r, "updated"), 3);
+    json_decref(view);
+
+    /* U2 installs 1.1; a report arriving late for an earlier install does not move it back. */
+    ota(l, "door", "1.1",
+        "[{\"serial\": \"U2\", \"status\": \"installed\", \"at\": \"2026-09-01T00:00:00Z\"}]",
+        "2026-09-02T00:00:00Z");
+    ota(l, "door", "1.0",
+        "[{\"serial\": \"U2\", \"status\": \"installed\", \"at\": \"2026-08-15T00:00:00Z\"}]",
+        "2026-09-03T00:00:00Z");
+    view = exposure(l, &q);
+    r = json_object_get(view, "remediation");
+    assert_int_equal(int_at(r, "affected"), 6);
+    assert_int_equal(int_at(r, "updated"), 4);
+    assert_int_equal(int_at(r, "pending"), 2);
+    assert_int_equal(int_at(json_object_get(view, "devices"), "current"), 6);
+    json_decref(view);
+}
+
+static void test_exposure_paging_across_products(void **state)
+{
+    ledger *l = *state;
+    kbr_exposure_query q = {.component = "openssl", .fixed_version = "3.0", .limit = 3};
+    json_t *view;
+    const json_t *page, *items;
+    static const char *const first[] = {"D1", "D2", "D3", "D3"};
+    static const char *const second[] = {"D4", "L1", "U1"};
+    static const char *const last[] = {"U2"};
+
+    view = exposure(l, &q);
+    assert_int_equal(int_at(json_object_get(view, "remediation"), "affected"), 8);
+    assert_int_equal(int_at(json_object_get(view, "remediation"), "pending"), 8);
+    page = json_object_get(view, "pending_devices");
+    /* Every build with openssl, fixed only by 3.0: all that ran them are pending.  A page
+     * never splits a serial: door's and lamp's D3 come together. */
+    assert_serials(page, first, 4);
+    items = json_object_get(page, "items");
+    assert_string_equal(str_at(json_array_get(items, 2), "product"), "door");
+    assert_string_equal(str_at(json_array_get(items, 3), "product"), "lamp");
+    assert_string_equal(str_at(page, "next_after"), "D3");
+    json_decref(view);
+    q.after = "D3";
+    view = exposure(l, &q);
+    page = json_object_get(view, "pending_devices");
+    assert_serials(page, second, 3);
+    assert_string_equal(str_at(page, "next_after"), "U1");
+    json_decref(view);
+    q.after = "U1";
+    view = exposure(l, &q);
+    page = json_object_get(view, "pending_devices");
+    assert_serials(page, last, 1);
+    assert_true(json_is_null(json_object_get(page, "next_after")));
+    json_decref(view);
+}
+
+static void test_exposure_bad_queries(void **state)
+{
+    ledger *l = *state;
+    json_t *view = NULL, *bad = parse("[1]");
+    kbr_exposure_query none = {0};
+    kbr_exposure_query both = {.component = "openssl", .purl_prefix = "pkg:"};
+    kbr_exposure_query empty = {.component = ""};
+    kbr_exposure_query versions = {.component = "openssl", .versions = bad};
+    kbr_exposure_query limit = {.component = "openssl", .limit = 1001};
+
+    assert_int_equal(kbr_store_view_exposure(l->st, &none, &view), KBR_ERR_BAD_REQUEST);
+    assert_int_equal(kbr_store_view_exposure(l->st, &both, &view), KBR_ERR_BAD_REQUEST);
+    assert_int_equal(kbr_store_view_exposure(l->st, &empty, &view), KBR_ERR_BAD_REQUEST);
+    assert_int_equal(kbr_store_view_exposure(l->st, &versions, &view), KBR_ERR_BAD_REQUEST);
+    assert_int_equal(kbr_store_view_exposure(l->st, &limit, &view), KBR_ERR_BAD_REQUEST);
+    assert_null(view);
+    json_decref(bad);
+}
+
+/* ---- View D ---- */
+
+static void test_device(void **state)
+{
+    ledger *l = *state;
+    json_t *view = NULL;
+    const json_t *certs, *fw, *events;
+
+    assert_int_equal(kbr_store_view_device(l->st, NULL, "D1", &view), KBR_OK);
+    assert_string_equal(str_at(view, "product"), "door");
+    assert_string_equal(str_at(view, "batch"), "b-eu");
+    assert_string_equal(str_at(view, "factory"), "factory:acme");
+    assert_int_equal(json_array_size(json_object_get(view, "markets")), 2);
+    assert_string_equal(str_at(view, "current_firmware"), "1.1");
+    certs = json_object_get(view, "certificates");
+    assert_int_equal(json_array_size(certs), 2);
+    assert_string_equal(str_at(json_array_get(certs, 0), "superseded_at"), "2026-06-01T00:00:00Z");
+    assert_true(json_is_null(json_object_get(json_array_get(certs, 1), "superseded_at")));
+    assert_null(json_object_get(json_array_get(certs, 0), "pem"));
+    fw = json_object_get(view, "firmware");
+    assert_int_equal(json_array_size(fw), 2);
+    assert_string_equal(str_at(json_array_get(fw, 0), "status"), "factory");
+    assert_string_equal(str_at(json_array_get(fw, 1), "status"), "installed");
+    assert_string_equal(str_at(json_array_get(fw, 1), "campaign"), "c1");
+    /* Every fact names the audit entry that recorded it. */
+    assert_int_equal(int_at(view, "audit_seq"), int_at(json_array_get(certs, 0), "audit_seq"));
+    assert_int_equal(int_at(json_array_get(fw, 0), "audit_seq"), int_at(view, "audit_seq"));
+    assert_true(int_at(json_array_get(certs, 1), "audit_seq") > int_at(view, "audit_seq"));
+    events = json_object_get(view, "events");
+    assert_int_equal(json_array_size(events), 3);
+    assert_string_equal(str_at(json_array_get(events, 0), "kind"), "provisioned");
+    assert_string_equal(str_at(json_array_get(events, 1), "kind"), "rotated");
+    assert_string_equal(str_at(json_array_get(events, 2), "kind"), "ota-installed");
+    assert_int_equal(int_at(json_array_get(events, 1), "audit_seq"),
+                     int_at(json_array_get(certs, 1), "audit_seq"));
+    assert_int_equal(json_array_size(json_object_get(view, "debug_auth")), 0);
+    json_decref(view);
+}
+
+static void test_device_debug_auth(void **state)
+{
+    ledger *l = *state;
+    json_t *view = NULL;
+    const json_t *dbg, *events;
+    int64_t seq = debug_unlock(l, "door", "D4");
+
+    assert_int_equal(kbr_store_view_device(l->st, "door", "D4", &view), KBR_OK);
+    dbg = json_object_get(view, "debug_auth");
+    assert_int_equal(json_array_size(dbg), 1);
+    assert_string_equal(str_at(json_array_get(dbg, 0), "key"), "dbg");
+    assert_string_equal(str_at(json_array_get(dbg, 0), "ticket"), "RMA-7");
+    assert_string_equal(str_at(json_array_get(dbg, 0), "principal"), "alice");
+    assert_string_equal(str_at(json_array_get(dbg, 0), "permissions"), "0f");
+    assert_string_equal(str_at(json_array_get(dbg, 0), "expires_at"), "2026-07-01T01:00:00Z");
+    assert_int_equal(int_at(json_array_get(dbg, 0), "audit_seq"), seq);
+    json_decref(view);
+    view = NULL;
+
+    /* D2: its failed install is history, not its current firmware. */
+    assert_int_equal(kbr_store_view_device(l->st, "door", "D2", &view), KBR_OK);
+    assert_string_equal(str_at(view, "current_firmware"), "1.0");
+    assert_string_equal(str_at(json_array_get(json_object_get(view, "firmware"), 1), "status"),
+                        "failed");
+    events = json_object_get(view, "events");
+    assert_int_equal(json_array_size(events), 3);
+    assert_string_equal(str_at(json_array_get(events, 1), "kind"), "ota-failed");
+    assert_string_equal(str_at(json_array_get(events, 2), "kind"), "debug-auth");
+    assert_int_equal(json_array_size(json_object_get(view, "debug_auth")), 1);
+    json_decref(view);
+}
+
+static void test_device_lookup(void **state)
+{
+    ledger *l = *state;
+    json_t *view = NULL;
+
+    assert_int_equal(kbr_store_view_device(l->st, NULL, "D3", &view), KBR_ERR_CONFLICT);
+    assert_null(view);
+    assert_int_equal(kbr_store_view_device(l->st, "lamp", "D3", &view), KBR_OK);
+    assert_string_equal(str_at(view, "batch"), "b-gr");
+    assert_string_equal(json_string_value(json_array_get(json_object_get(view, "markets"), 0)),
+                        "EL");
+    json_decref(view);
+    view = NULL;
+    assert_int_equal(kbr_store_view_device(l->st, NULL, "X9", &view), KBR_ERR_NOT_FOUND);
+    assert_int_equal(kbr_store_view_device(l->st, "lamp", "D1", &view), KBR_ERR_NOT_FOUND);
+    assert_int_equal(kbr_store_view_device(l->st, NULL, "", &view), KBR_ERR_BAD_REQUEST);
+    assert_null(view);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_version_order),
+        cmocka_unit_test(test_eu_members),
+        cmocka_unit_test_setup_teardown(test_product_keys, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_product_device_certificates, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_product_expiring, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_product_unknown, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_custody, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_custody_prefix_scope, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_exposure_builds_and_markets, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_exposure_purl_prefix, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_exposure_remediation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_exposure_later_install, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_exposure_paging_across_products, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_exposure_bad_queries, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_device, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_device_debug_auth, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_device_lookup, setup, teardown),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -276,6 +276,10 @@ kbr_err kbd_h_provision(kbd_req *r);
 kbr_err kbd_h_rotate(kbd_req *r);
 kbr_err kbd_h_debug_auth(kbd_req *r);
 kbr_err kbd_h_ota_report(kbd_req *r);
+kbr_err kbd_h_view_product(kbd_req *r);
+kbr_err kbd_h_view_custody(kbd_req *r);
+kbr_err kbd_h_view_exposure(kbd_req *r);
+kbr_err kbd_h_view_device(kbd_req *r);
 
 /* Token issuance shared by POST /v1/tokens and --init (tokens.c). */
 typedef struct {

@@ -31,6 +31,10 @@ static const kbd_route routes[] = {
     {"POST", "/v1/devices/{}/certificates", true, KBR_OP_ROTATE, "rotate", kbd_h_rotate},
     {"POST", "/v1/debug-auth", true, KBR_OP_DEBUG_AUTH, "debug-auth", kbd_h_debug_auth},
     {"POST", "/v1/ota/deployments", true, KBR_OP_OTA_REPORT, "ota-report", kbd_h_ota_report},
+    {"GET", "/v1/views/products/{}", true, KBR_OP_READ, "view.product", kbd_h_view_product},
+    {"GET", "/v1/views/keys/{}/custody", true, KBR_OP_READ, "view.custody", kbd_h_view_custody},
+    {"GET", "/v1/views/exposure", true, KBR_OP_READ, "view.exposure", kbd_h_view_exposure},
+    {"GET", "/v1/views/devices/{}", true, KBR_OP_READ, "view.device", kbd_h_view_device},
 };
 
 /* Matches one pattern; a "{}" segment captures one non-empty path segment. */

@@ -1,0 +1,435 @@
+/*
+ * h_views.c - the four custody views (op read):
+ *   A  GET /v1/views/products/{product}   keys, certificates, expiry, live tokens,
+ *                                         and HSM objects no registry entry names
+ *   B  GET /v1/views/keys/{name}/custody  who can use a key, who did
+ *   C  GET /v1/views/exposure             builds, devices and markets carrying a component
+ *   D  GET /v1/views/devices/{serial}     a device's whole record
+ * The ledger answers from one query each; the HSM's own view of the keys is
+ * added here, as the HSM reports it at the time of the call.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "kbd.h"
+
+#define EXPOSURE_PAGE_MAX 1000
+
+typedef struct {
+    char *product, *serial, *key, *component, *purl, *fixed, *after;
+    json_t *versions;
+    kbr_scope scope; /* a copy of the token's scope, for worker checks */
+    long within_days;
+    int limit;
+} view_ctx;
+
+static void view_ctx_free(void *p)
+{
+    view_ctx *c = p;
+
+    if (c == NULL)
+        return;
+    free(c->product);
+    free(c->serial);
+    free(c->key);
+    free(c->component);
+    free(c->purl);
+    free(c->fixed);
+    free(c->after);
+    json_decref(c->versions);
+    kbr_scope_cleanup(&c->scope);
+    free(c);
+}
+
+static kbr_err new_view(kbd_req *r, view_ctx **out)
+{
+    view_ctx *c = calloc(1, sizeof(*c));
+
+    *out = c;
+    if (c == NULL)
+        return KBR_ERR_NOMEM;
+    c->within_days = -1;
+    r->ctx = c;
+    r->ctx_free = view_ctx_free;
+    return KBR_OK;
+}
+
+static kbr_err query_long(kbd_req *r, const char *name, long min, long max, long *out)
+{
+    const char *s = kbd_req_query(r, name);
+    char *end = NULL;
+    long v;
+
+    if (s == NULL)
+        return KBR_OK;
+    v = strtol(s, &end, 10);
+    if (*s == '\0' || *end != '\0' || v < min || v > max)
+        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "%s: must be an integer from %ld to %ld",
+                        name, min, max);
+    *out = v;
+    return KBR_OK;
+}
+
+static kbr_err query_name(kbd_req *r, const char *name, bool required, char **out)
+{
+    const char *s = kbd_req_query(r, name);
+
+    *out = NULL;
+    if (s == NULL)
+        return required ? kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "%s: required", name) : KBR_OK;
+    if (!kbd_valid_name(s))
+        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "%s: not a valid name", name);
+    *out = strdup(s);
+    return *out == NULL ? KBR_ERR_NOMEM : KBR_OK;
+}
+
+static void store_error(kbd_req *r, kbr_err err, const char *what)
+{
+    if (err == KBR_ERR_NOT_FOUND)
+        kbd_req_error(r, err, "no %s", what);
+    else if (err == KBR_ERR_CONFLICT)
+        kbd_req_error(r, err, "%s: several products have it; add ?product=", what);
+    else
+        kbd_req_error(r, KBR_ERR_AUDIT, "the ledger could not answer for %s", what);
+}
+
+/* ---- View A ---- */
+
+static bool broker_label(const char *label)
+{
+    return strncmp(label, "kbr/issuer", 10) == 0 || strncmp(label, "kbr/audit", 9) == 0;
+}
+
+static void registry_labels(json_t *keys, json_t *labels)
+{
+    size_t i;
+    json_t *k;
+
+    json_array_foreach(keys, i, k)
+    {
+        const char *label = json_string_value(json_object_get(k, "hsm_label"));
+        if (label != NULL)
+            json_object_set_new(labels, label, json_true());
+    }
+}
+
+/*
+ * Key objects the HSM holds that no registry entry names: private and
+ * secret keys, and public keys without a private key of the same label.
+ */
+static json_t *unregistered(const kbr_hsm_key_info *objs, size_t n, const json_t *labels)
+{
+    json_t *out = json_array(), *seen = json_object();
+
+    for (size_t i = 0; out != NULL && seen != NULL && i < n; i++) {
+        const kbr_hsm_key_info *o = &objs[i];
+        if (json_object_get(labels, o->label) != NULL || broker_label(o->label))
+            continue;
+        if (json_object_get(seen, o->label) != NULL && o->label[0] != '\0')
+            continue;
+        json_object_set_new(seen, o->label, json_true());
+        json_array_append_new(out,
+                              json_pack("{s:s,s:s,s:s,s:s,s:s?,s:b,s:b}", "label", o->label, "id",
+                                        o->id_hex, "class", o->class_name, "key_type", o->key_type,
+                                        "algorithm", o->alg_known ? kbr_alg_name(o->alg) : NULL,
+                                        "sensitive", o->sensitive, "extractable", o->extractable));
+    }
+    json_decref(seen);
+    return out;
+}
+
+static kbr_err add_unregistered(kbd_req *r, kbd_worker *w, json_t *view)
+{
+    kbr_hsm_key_info *objs = NULL;
+    size_t n = 0;
+    json_t *keys = NULL, *labels = json_object();
+    kbr_err err = kbr_store_key_list(w->store, &keys);
+
+    if (err == KBR_OK && labels != NULL) {
+        registry_labels(keys, labels);
+        err = kbr_hsm_list_objects(w->hsm, &objs, &n);
+        kbd_note_hsm(r->d, err);
+    }
+    if (err == KBR_OK)
+        json_object_set_new(view, "unregistered_hsm_objects", unregistered(objs, n, labels));
+    free(objs);
+    json_decref(keys);
+    json_decref(labels);
+    return err;
+}
+
+static kbr_err add_hsm(kbd_req *r, kbd_worker *w, json_t *key)
+{
+    const char *label = json_string_value(json_object_get(key, "hsm_label"));
+    kbr_err err = KBR_OK;
+    json_t *facts = label != NULL ? kbd_hsm_facts(w->hsm, label, &err) : NULL;
+
+    kbd_note_hsm(r->d, err);
+    if (err == KBR_ERR_NOT_FOUND || label == NULL) {
+        json_object_set_new(key, "hsm", json_pack("{s:s?,s:b}", "label", label, "present", 0));
+        return KBR_OK;
+    }
+    if (err != KBR_OK)
+        return err;
+    json_object_set_new(facts, "present", json_true());
+    json_object_set_new(key, "hsm", facts);
+    return KBR_OK;
+}
+
+static void product_work(kbd_req *r, kbd_worker *w)
+{
+    view_ctx *c = r->ctx;
+    json_t *view = NULL, *list;
+    const char *purpose;
+    size_t i;
+    json_t *key;
+    kbr_err err = kbr_store_view_product(w->store, c->product, time(NULL), c->within_days, &view);
+
+    if (err != KBR_OK) {
+        store_error(r, err, "product with that name");
+        return;
+    }
+    json_object_foreach(json_object_get(view, "keys"), purpose, list)
+    {
+        json_array_foreach(list, i, key)
+        {
+            if (err == KBR_OK)
+                err = add_hsm(r, w, key);
+        }
+    }
+    if (err == KBR_OK)
+        err = add_unregistered(r, w, view);
+    if (err != KBR_OK) {
+        kbd_req_error(r, KBR_ERR_HSM, "the HSM did not report its key objects");
+        json_decref(view);
+        return;
+    }
+    r->resp = view;
+}
+
+kbr_err kbd_h_view_product(kbd_req *r)
+{
+    view_ctx *c = NULL;
+    kbr_err err = new_view(r, &c);
+
+    if (err != KBR_OK)
+        return err;
+    if (!kbd_valid_name(r->arg))
+        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "product name in the path is not valid");
+    if (!kbr_namelist_match(&r->tok->scope.products, r->arg))
+        return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
+                        "product \"%s\" is outside the token's products", r->arg);
+    err = query_long(r, "expiring_within_days", 0, 36500, &c->within_days);
+    if (err != KBR_OK)
+        return err;
+    c->product = strdup(r->arg);
+    if (c->product == NULL)
+        return KBR_ERR_NOMEM;
+    json_object_set_new(r->rec->detail, "product", json_string(r->arg));
+    r->work = product_work;
+    kbd_req_dispatch(r);
+    return KBR_OK;
+}
+
+/* ---- View B ---- */
+
+static void custody_work(kbd_req *r, kbd_worker *w)
+{
+    view_ctx *c = r->ctx;
+    json_t *view = NULL, *key = NULL;
+    kbr_err err = kbr_store_view_custody(w->store, c->key, time(NULL), &view);
+
+    if (err != KBR_OK) {
+        store_error(r, err, "key with that name");
+        return;
+    }
+    err = kbr_store_key_get(w->store, c->key, &key);
+    if (err == KBR_OK)
+        err = add_hsm(r, w, key);
+    if (err != KBR_OK) {
+        kbd_req_error(r, KBR_ERR_HSM, "the HSM did not report the key's attributes");
+        json_decref(view);
+        json_decref(key);
+        return;
+    }
+    json_object_set(view, "hsm", json_object_get(key, "hsm"));
+    json_object_set(view, "purpose", json_object_get(key, "purpose"));
+    json_object_set(view, "algorithm", json_object_get(key, "algorithm"));
+    json_object_set(view, "state", json_object_get(key, "state"));
+    json_object_set(view, "products", json_object_get(key, "products"));
+    json_decref(key);
+    r->resp = view;
+}
+
+kbr_err kbd_h_view_custody(kbd_req *r)
+{
+    view_ctx *c = NULL;
+    const kbd_key *k = NULL;
+    kbr_err err = new_view(r, &c);
+
+    if (err == KBR_OK)
+        err = kbd_req_path_key(r, &k);
+    if (err != KBR_OK)
+        return err;
+    c->key = strdup(k->name);
+    if (c->key == NULL)
+        return KBR_ERR_NOMEM;
+    r->work = custody_work;
+    kbd_req_dispatch(r);
+    return KBR_OK;
+}
+
+/* ---- View C ---- */
+
+static kbr_err parse_versions(kbd_req *r, view_ctx *c)
+{
+    const char *s = kbd_req_query(r, "versions");
+    char *copy, *save = NULL;
+
+    if (s == NULL)
+        return KBR_OK;
+    copy = strdup(s);
+    c->versions = json_array();
+    if (copy == NULL || c->versions == NULL) {
+        free(copy);
+        return KBR_ERR_NOMEM;
+    }
+    for (char *v = strtok_r(copy, ",", &save); v != NULL; v = strtok_r(NULL, ",", &save)) {
+        if (!kbd_valid_name(v) || json_array_size(c->versions) >= 256) {
+            free(copy);
+            return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST,
+                            "versions: a comma-separated list of up to 256 versions");
+        }
+        json_array_append_new(c->versions, json_string(v));
+    }
+    free(copy);
+    return KBR_OK;
+}
+
+static kbr_err parse_exposure(kbd_req *r, view_ctx *c)
+{
+    const char *component = kbd_req_query(r, "component"), *purl = kbd_req_query(r, "purl");
+    long limit = 100;
+    kbr_err err;
+
+    if ((component == NULL) == (purl == NULL))
+        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "give exactly one of component or purl");
+    if (component != NULL && (strlen(component) == 0 || strlen(component) > 256))
+        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "component: 1 to 256 characters");
+    if (purl != NULL && (strncmp(purl, "pkg:", 4) != 0 || strlen(purl) > 1024))
+        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "purl: a package URL prefix, pkg:...");
+    if (component == NULL && kbd_req_query(r, "versions") != NULL)
+        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "versions: only with component");
+    err = parse_versions(r, c);
+    if (err == KBR_OK)
+        err = query_name(r, "product", false, &c->product);
+    if (err == KBR_OK)
+        err = query_name(r, "fixed_version", false, &c->fixed);
+    if (err == KBR_OK)
+        err = query_name(r, "after", false, &c->after);
+    if (err == KBR_OK)
+        err = query_long(r, "limit", 1, EXPOSURE_PAGE_MAX, &limit);
+    if (err != KBR_OK)
+        return err;
+    c->limit = (int)limit;
+    c->component = component != NULL ? strdup(component) : NULL;
+    c->purl = purl != NULL ? strdup(purl) : NULL;
+    return (component != NULL && c->component == NULL) || (purl != NULL && c->purl == NULL)
+               ? KBR_ERR_NOMEM
+               : KBR_OK;
+}
+
+static void exposure_work(kbd_req *r, kbd_worker *w)
+{
+    view_ctx *c = r->ctx;
+    json_t *view = NULL;
+    kbr_exposure_query q = {.component = c->component,
+                            .versions = c->versions,
+                            .purl_prefix = c->purl,
+                            .product = c->product,
+                            .fixed_version = c->fixed,
+                            .after = c->after,
+                            .limit = c->limit};
+    kbr_err err = kbr_store_view_exposure(w->store, &q, &view);
+
+    if (err != KBR_OK) {
+        store_error(r, err, "exposure answer");
+        return;
+    }
+    r->resp = view;
+}
+
+kbr_err kbd_h_view_exposure(kbd_req *r)
+{
+    view_ctx *c = NULL;
+    kbr_err err = new_view(r, &c);
+
+    if (err == KBR_OK)
+        err = parse_exposure(r, c);
+    if (err != KBR_OK)
+        return err;
+    if (r->tok->scope.products.present &&
+        (c->product == NULL || !kbr_namelist_match(&r->tok->scope.products, c->product)))
+        return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
+                        "product: a token limited to products must name one of them");
+    json_object_set_new(r->rec->detail, "query",
+                        json_pack("{s:s?,s:O?,s:s?,s:s?,s:s?}", "component", c->component,
+                                  "versions", c->versions, "purl", c->purl, "product", c->product,
+                                  "fixed_version", c->fixed));
+    r->work = exposure_work;
+    kbd_req_dispatch(r);
+    return KBR_OK;
+}
+
+/* ---- View D ---- */
+
+static void device_work(kbd_req *r, kbd_worker *w)
+{
+    view_ctx *c = r->ctx;
+    json_t *view = NULL;
+    kbr_err err = kbr_store_view_device(w->store, c->product, c->serial, &view);
+    const char *product;
+
+    if (err != KBR_OK) {
+        store_error(r, err, "device with that serial");
+        return;
+    }
+    product = json_string_value(json_object_get(view, "product"));
+    /* a serial alone may resolve to a product outside the token's scope */
+    if (product == NULL || !kbr_namelist_match(&c->scope.products, product)) {
+        kbd_req_error(r, KBR_ERR_FORBIDDEN,
+                      "device %s is of a product outside the token's products", c->serial);
+        json_decref(view);
+        return;
+    }
+    r->resp = view;
+}
+
+kbr_err kbd_h_view_device(kbd_req *r)
+{
+    view_ctx *c = NULL;
+    kbr_err err = new_view(r, &c);
+
+    if (err != KBR_OK)
+        return err;
+    if (!kbd_valid_name(r->arg))
+        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "device serial in the path is not valid");
+    if (!kbr_namelist_match(&r->tok->scope.devices, r->arg))
+        return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN, "device \"%s\" is outside the token's devices",
+                        r->arg);
+    err = query_name(r, "product", false, &c->product);
+    if (err != KBR_OK)
+        return err;
+    if (c->product != NULL && !kbr_namelist_match(&r->tok->scope.products, c->product))
+        return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
+                        "product \"%s\" is outside the token's products", c->product);
+    if (kbd_scope_copy(&r->tok->scope, &c->scope) != KBR_OK)
+        return KBR_ERR_NOMEM;
+    c->serial = strdup(r->arg);
+    if (c->serial == NULL)
+        return KBR_ERR_NOMEM;
+    json_object_set_new(r->rec->detail, "device", json_string(r->arg));
+    r->work = device_work;
+    kbd_req_dispatch(r);
+    return KBR_OK;
+}

@@ -233,7 +233,8 @@ extern const cli_command cli_cmd_audit_list, cli_cmd_audit_export, cli_cmd_healt
 extern const cli_command cli_cmd_batch_create, cli_cmd_batch_show;
 extern const cli_command cli_cmd_key_certificate, cli_cmd_provision, cli_cmd_rotate;
 extern const cli_command cli_cmd_debug_auth, cli_cmd_ota_report;
-
+extern const cli_command cli_cmd_view_product, cli_cmd_view_custody, cli_cmd_view_exposure,
+    cli_cmd_view_device;
 /*
  * Request bodies of the factory commands, built from options parsed against
  * the command's own spec.  Bad input (a value out of range, a market that is
@@ -285,6 +286,63 @@ KBR_WUR kbr_err cli_ota_report_body(const cli_args *a, json_t **out, kbr_msg *ms
  * Caller frees *out.
  */
 KBR_WUR kbr_err cli_ota_report_text(const json_t *resp, long long audit_seq, char **out);
+
+/* ---- custody views (cmd_view.c) ---- */
+
+/* The broker's bounds on ?expiring_within_days= and on a page of pending devices. */
+#define CLI_VIEW_DAYS_MAX  36500
+#define CLI_VIEW_LIMIT_MAX 1000
+
+/*
+ * The options of `view product`, `view custody` and `view device`, checked
+ * as the other commands check theirs: names (positional or --product) valid
+ * UTF-8, --expiring-within-days 0..CLI_VIEW_DAYS_MAX. *within_days is -1
+ * without the option. Bad input is KBR_ERR_BAD_REQUEST naming the option.
+ */
+KBR_WUR kbr_err cli_view_product_opts(const cli_args *a, long long *within_days, kbr_msg *msg);
+/* what: the positional argument's name in messages ("KEY"). */
+KBR_WUR kbr_err cli_view_names_check(const cli_args *a, const char *what, kbr_msg *msg);
+
+/* The options of `view exposure`, all borrowed from the parsed arguments. */
+typedef struct {
+    const char *component, *purl, *product, *fixed_version, *after;
+    const char *const *versions; /* nversions items, or NULL */
+    size_t nversions;
+    long long limit; /* pending devices per page; 0: the broker's default */
+    bool csv;
+} cli_exposure_opts;
+
+/*
+ * Reads `view exposure`'s options. KBR_ERR_BAD_REQUEST (msg naming the
+ * option) unless exactly one of --component and --purl is given, --purl
+ * starts "pkg:", --versions comes only with --component, --limit is
+ * 1..CLI_VIEW_LIMIT_MAX, --after and --limit come only with --fixed-version
+ * (they page the pending devices), --csv has --fixed-version and not --json
+ * (json: the global flag), and every name is valid UTF-8.
+ */
+KBR_WUR kbr_err cli_view_exposure_opts(const cli_args *a, bool json, cli_exposure_opts *o,
+                                       kbr_msg *msg);
+
+/*
+ * The readable text of each view's response, as the commands print it.
+ * A response lacking a member the text shows (or of the wrong type) is
+ * KBR_ERR_BAD_REQUEST. Caller frees *out.
+ */
+KBR_WUR kbr_err cli_view_product_text(const json_t *view, char **out);
+KBR_WUR kbr_err cli_view_custody_text(const json_t *view, char **out);
+KBR_WUR kbr_err cli_view_exposure_text(const json_t *view, char **out);
+KBR_WUR kbr_err cli_view_device_text(const json_t *view, char **out);
+
+/*
+ * CSV rows product,serial,current_firmware,batch of pending_devices.items,
+ * after the header line when header is true; lines end in "\n". Fields
+ * holding a comma, a double quote, CR or LF are quoted as RFC 4180 says
+ * (quotes doubled); a null current_firmware is an empty field. An item
+ * that is not an object of strings, or a field holding another control
+ * character (never part of a ledger name), is KBR_ERR_BAD_REQUEST.
+ * Caller frees *out.
+ */
+KBR_WUR kbr_err cli_view_pending_csv(const json_t *items, bool header, char **out);
 
 /* ---- output shared by the commands (output.c) ---- */
 

@@ -20,7 +20,8 @@ static const cli_command *const commands[] = {
     &cli_cmd_token_revoke, &cli_cmd_revoke,          &cli_cmd_sign,         &cli_cmd_batch_create,
     &cli_cmd_batch_show,   &cli_cmd_provision,       &cli_cmd_rotate,       &cli_cmd_debug_auth,
     &cli_cmd_ota_report,   &cli_cmd_audit_list,      &cli_cmd_audit_export, &cli_cmd_health,
-    &cli_cmd_jwks,
+    &cli_cmd_jwks,         &cli_cmd_view_product,    &cli_cmd_view_custody, &cli_cmd_view_exposure,
+    &cli_cmd_view_device,
 };
 
 /* Accepted before or after the command words. */

@@ -2,7 +2,8 @@
  * test_cli.c - the keybroker CLI's pure parts: option parsing, list
  * splitting, tables, local digests, SBOM encoding, sign request bodies, the
  * factory commands' request bodies (batches, CA and device certificates),
- * debug unlocks and OTA reports.
+ * debug unlocks and OTA reports, and the custody views' options, text and
+ * CSV export.
  *
  * The CLI's sources are not in libkbr.a (they belong to bin/keybroker), so
  * the files under test are included directly; none of them has main().
@@ -27,6 +28,7 @@
 #include "../../broker/cli/cmd_provision.c"
 #include "../../broker/cli/cmd_debug.c"
 #include "../../broker/cli/cmd_ota.c"
+#include "../../broker/cli/cmd_view.c"
 #include "../../broker/cli/http.c"
 #include "../../broker/cli/output.c"
 
@@ -1347,6 +1349,370 @@ static void test_ota_report_text(void **state)
     json_decref(bad2);
 }
 
+/* ---- custody views ---- */
+
+static void test_view_exposure_opts(void **state)
+{
+    char *argv[] = {"--component", "openssl",    "--versions",
+                    "3.0.1,3.0.2", "--versions", "3.0.3",
+                    "--product",   "gateway",    "--fixed-version=1.1.0",
+                    "--after",     "EU-2",       "--limit",
+                    "50",          "--csv"};
+    char *purl[] = {"--purl", "pkg:generic/openssl@3.0", "--json"};
+    cli_args *a = NULL;
+    kbr_msg msg;
+    cli_exposure_opts o;
+
+    (void)state;
+    assert_int_equal(parse(&cli_cmd_view_exposure.spec, ARGC(argv), argv, &a, &msg), KBR_OK);
+    assert_int_equal(cli_view_exposure_opts(a, false, &o, &msg), KBR_OK);
+    assert_string_equal(o.component, "openssl");
+    assert_null(o.purl);
+    assert_int_equal(o.nversions, 3);
+    assert_string_equal(o.versions[0], "3.0.1");
+    assert_string_equal(o.versions[2], "3.0.3");
+    assert_string_equal(o.product, "gateway");
+    assert_string_equal(o.fixed_version, "1.1.0");
+    assert_string_equal(o.after, "EU-2");
+    assert_int_equal(o.limit, 50);
+    assert_true(o.csv);
+    cli_args_free(a);
+    assert_int_equal(parse(&cli_cmd_view_exposure.spec, ARGC(purl), purl, &a, &msg), KBR_OK);
+    assert_int_equal(cli_view_exposure_opts(a, true, &o, &msg), KBR_OK);
+    assert_string_equal(o.purl, "pkg:generic/openssl@3.0");
+    assert_null(o.component);
+    assert_null(o.versions);
+    assert_int_equal(o.limit, 0);
+    assert_false(o.csv);
+    cli_args_free(a);
+}
+
+typedef struct {
+    const char *args; /* split at spaces */
+    bool json;
+    const char *says;
+} view_bad_case;
+
+static void expect_exposure_rejected(const view_bad_case *c)
+{
+    char buf[256], *argv[16], *save = NULL;
+    int argc = 0;
+    cli_args *a = NULL;
+    kbr_msg msg;
+    cli_exposure_opts o;
+    kbr_err err;
+
+    snprintf(buf, sizeof(buf), "%s", c->args);
+    for (char *t = strtok_r(buf, " ", &save); t != NULL; t = strtok_r(NULL, " ", &save))
+        argv[argc++] = t;
+    err = parse(&cli_cmd_view_exposure.spec, argc, argv, &a, &msg);
+    if (err == KBR_OK)
+        err = cli_view_exposure_opts(a, c->json, &o, &msg);
+    cli_args_free(a);
+    if (err != KBR_ERR_BAD_REQUEST || strstr(msg.text, c->says) == NULL)
+        fail_msg("'%s': got %d '%s', expected '%s'", c->args, err, msg.text, c->says);
+}
+
+static void test_view_exposure_opts_rejects(void **state)
+{
+    static const view_bad_case cases[] = {
+        {"", false, "exactly one of --component and --purl"},
+        {"--component a --purl pkg:x", false, "exactly one of --component and --purl"},
+        {"--purl npm:x", false, "--purl must be a package URL prefix"},
+        {"--purl pkg:x --versions 1", false, "--versions goes with --component"},
+        {"--component a --versions 1,,2", false, "empty item in --versions"},
+        {"--component a --fixed-version 2 --limit 0", false, "--limit must be 1 to 1000"},
+        {"--component a --fixed-version 2 --limit 1001", false, "--limit must be 1 to 1000"},
+        {"--component a --fixed-version 2 --limit ten", false, "--limit"},
+        {"--component a --after EU-2", false, "give --fixed-version"},
+        {"--component a --limit 5", false, "give --fixed-version"},
+        {"--component a --csv", false, "--csv lists the pending devices"},
+        {"--component a --fixed-version 2 --csv", true, "--csv and --json"},
+        {"--component a --product p --product q", false, "--product given more than once"},
+        {"--component a extra", false, "unexpected argument 'extra'"},
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        expect_exposure_rejected(&cases[i]);
+}
+
+static void test_view_opts_utf8(void **state)
+{
+    char *component[] = {"--component", "open\xffssl"};
+    char *product[] = {"--purl", "pkg:x", "--product", "gate\xc3"};
+    char *serial[] = {"SN-\xfe"};
+    cli_args *a = NULL;
+    kbr_msg msg;
+    cli_exposure_opts o;
+
+    (void)state;
+    assert_int_equal(parse(&cli_cmd_view_exposure.spec, ARGC(component), component, &a, &msg),
+                     KBR_OK);
+    assert_int_equal(cli_view_exposure_opts(a, false, &o, &msg), KBR_ERR_BAD_REQUEST);
+    assert_string_equal(msg.text, "--component is not valid UTF-8");
+    cli_args_free(a);
+    assert_int_equal(parse(&cli_cmd_view_exposure.spec, ARGC(product), product, &a, &msg), KBR_OK);
+    assert_int_equal(cli_view_exposure_opts(a, false, &o, &msg), KBR_ERR_BAD_REQUEST);
+    assert_string_equal(msg.text, "--product is not valid UTF-8");
+    cli_args_free(a);
+    assert_int_equal(parse(&cli_cmd_view_device.spec, ARGC(serial), serial, &a, &msg), KBR_OK);
+    assert_int_equal(cli_view_names_check(a, "SN", &msg), KBR_ERR_BAD_REQUEST);
+    assert_string_equal(msg.text, "SN is not valid UTF-8");
+    cli_args_free(a);
+}
+
+static void test_view_product_opts(void **state)
+{
+    char *none[] = {"gateway"};
+    char *zero[] = {"gateway", "--expiring-within-days", "0"};
+    char *most[] = {"gateway", "--expiring-within-days=36500"};
+    char *over[] = {"gateway", "--expiring-within-days", "36501"};
+    char *no_product[] = {"--expiring-within-days", "30"};
+    cli_args *a = NULL;
+    kbr_msg msg;
+    long long days = 7;
+
+    (void)state;
+    assert_int_equal(parse(&cli_cmd_view_product.spec, ARGC(none), none, &a, &msg), KBR_OK);
+    assert_int_equal(cli_view_product_opts(a, &days, &msg), KBR_OK);
+    assert_int_equal(days, -1);
+    cli_args_free(a);
+    assert_int_equal(parse(&cli_cmd_view_product.spec, ARGC(zero), zero, &a, &msg), KBR_OK);
+    assert_int_equal(cli_view_product_opts(a, &days, &msg), KBR_OK);
+    assert_int_equal(days, 0);
+    cli_args_free(a);
+    assert_int_equal(parse(&cli_cmd_view_product.spec, ARGC(most), most, &a, &msg), KBR_OK);
+    assert_int_equal(cli_view_product_opts(a, &days, &msg), KBR_OK);
+    assert_int_equal(days, 36500);
+    cli_args_free(a);
+    assert_int_equal(parse(&cli_cmd_view_product.spec, ARGC(over), over, &a, &msg), KBR_OK);
+    assert_int_equal(cli_view_product_opts(a, &days, &msg), KBR_ERR_BAD_REQUEST);
+    assert_string_equal(msg.text, "--expiring-within-days must be 0 to 36500");
+    assert_int_equal(days, -1);
+    cli_args_free(a);
+    expect_usage(&cli_cmd_view_product.spec, ARGC(no_product), no_product, "missing argument P");
+}
+
+static json_t *view_json(const char *text)
+{
+    json_error_t jerr;
+    json_t *v = json_loads(text, 0, &jerr);
+
+    if (v == NULL)
+        fail_msg("bad test JSON: %s", jerr.text);
+    return v;
+}
+
+static void test_view_pending_csv_quoting(void **state)
+{
+    json_t *items = view_json(
+        "[{\"product\":\"gateway\",\"serial\":\"EU-1\",\"current_firmware\":\"1.0.0\","
+        "\"batch\":\"b-eu\"},"
+        "{\"product\":\"gate,way\",\"serial\":\"say \\\"hi\\\"\",\"current_firmware\":null,"
+        "\"batch\":\"b\\r\\nx\"},"
+        "{\"product\":\"\\\"\",\"serial\":\"a,\\\"b\\\",c\",\"current_firmware\":\"2\","
+        "\"batch\":null}]");
+    json_t *empty = json_array();
+    char *out = NULL;
+
+    (void)state;
+    assert_int_equal(cli_view_pending_csv(items, true, &out), KBR_OK);
+    assert_string_equal(out, "product,serial,current_firmware,batch\n"
+                             "gateway,EU-1,1.0.0,b-eu\n"
+                             "\"gate,way\",\"say \"\"hi\"\"\",,\"b\r\nx\"\n"
+                             "\"\"\"\",\"a,\"\"b\"\",c\",2,\n");
+    free(out);
+    assert_int_equal(cli_view_pending_csv(empty, false, &out), KBR_OK);
+    assert_string_equal(out, "");
+    free(out);
+    json_decref(empty);
+    json_decref(items);
+}
+
+static void test_view_pending_csv_rejects(void **state)
+{
+    static const char *const bad[] = {
+        "[{\"serial\":\"EU-1\",\"current_firmware\":\"1\",\"batch\":\"b\"}]",
+        "[{\"product\":\"p\",\"serial\":null,\"current_firmware\":\"1\",\"batch\":\"b\"}]",
+        "[{\"product\":\"p\",\"serial\":\"S\",\"current_firmware\":1,\"batch\":\"b\"}]",
+        "[{\"product\":\"p\",\"serial\":\"S\\u001b[2J\",\"current_firmware\":\"1\",\"batch\":\"b\"}"
+        "]",
+        "[\"EU-1\"]",
+        "{\"items\":[]}",
+    };
+    char *out = NULL;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        json_t *v = view_json(bad[i]);
+        if (cli_view_pending_csv(v, true, &out) != KBR_ERR_BAD_REQUEST)
+            fail_msg("accepted %s", bad[i]);
+        assert_null(out);
+        json_decref(v);
+    }
+    assert_int_equal(cli_view_pending_csv(NULL, true, &out), KBR_ERR_BAD_REQUEST);
+}
+
+static void expect_lines(const char *text, const char *const *lines, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strstr(text, lines[i]) == NULL)
+            fail_msg("no line '%s' in:\n%s", lines[i], text);
+}
+
+#define VIEW_EXPOSURE                                                                              \
+    "{\"query\":{\"component\":\"openssl\",\"versions\":[\"3.0.1\"],\"purl\":null,"                \
+    "\"product\":null,\"fixed_version\":%s},"                                                      \
+    "\"builds\":[{\"product\":\"gateway\",\"version\":\"1.0.0\",\"signed_at\":"                    \
+    "\"2026-11-28T16:41:26Z\",\"components\":[{\"name\":\"openssl\",\"version\":\"3.0.1\"},"       \
+    "{\"name\":\"openssl\",\"version\":\"3.0.1-fips\"}]}],"                                        \
+    "\"devices\":{\"current\":3,\"by_batch\":[],\"by_market\":{\"DE\":2,\"FR\":2,\"US\":1},"       \
+    "\"eu\":2}%s}"
+
+static void test_view_exposure_text(void **state)
+{
+    static const char *const lines[] = {
+        "exposure to component openssl versions 3.0.1 fixed_version 1.1.0\n",
+        "gateway  1.0.0    2026-11-28T16:41:26Z  openssl@3.0.1, openssl@3.0.1-fips\n",
+        "devices now running an affected build: 3\n",
+        "MARKET    DEVICES\nDE        2\nFR        2\nUS        1\nEU total  2\n",
+        "remediation to 1.1.0: 5 affected, 2 updated, 3 pending\n",
+        "PRODUCT  SERIAL  CURRENT_FIRMWARE  BATCH\ngateway  EU-2    1.0.0             b-eu\n",
+        "more: --after EU-2\n",
+    };
+    char text[2048], *out = NULL;
+    json_t *v;
+
+    (void)state;
+    snprintf(text, sizeof(text), VIEW_EXPOSURE, "\"1.1.0\"",
+             ",\"remediation\":{\"affected\":5,\"updated\":2,\"pending\":3},"
+             "\"pending_devices\":{\"items\":[{\"product\":\"gateway\",\"serial\":\"EU-2\","
+             "\"current_firmware\":\"1.0.0\",\"batch\":\"b-eu\"}],\"next_after\":\"EU-2\"}");
+    v = view_json(text);
+    assert_int_equal(cli_view_exposure_text(v, &out), KBR_OK);
+    expect_lines(out, lines, sizeof(lines) / sizeof(lines[0]));
+    free(out);
+    json_decref(v);
+    /* without a fixed version: no remediation, no pending devices, no paging hint */
+    snprintf(text, sizeof(text), VIEW_EXPOSURE, "null", "");
+    v = view_json(text);
+    assert_int_equal(cli_view_exposure_text(v, &out), KBR_OK);
+    expect_lines(out, lines + 2, 2);
+    assert_null(strstr(out, "remediation"));
+    assert_null(strstr(out, "pending"));
+    assert_null(strstr(out, "more:"));
+    free(out);
+    json_decref(v);
+}
+
+static void test_view_product_text(void **state)
+{
+    static const char *const lines[] = {
+        "product gateway\n",
+        "PURPOSE           NAME   ALGORITHM   STATE    CERT_NOT_AFTER        HSM      SENSITIVE  "
+        "EXTRACTABLE  LIVE_TOKENS\n"
+        "firmware-signing  fw-gw  ecdsa-p256  active   -                     present  yes        "
+        "no           2\n"
+        "firmware-signing  fw-x   ecdsa-p384  retired  2030-01-01T00:00:00Z  MISSING  -          "
+        "-            0\n",
+        "device certificates (5 current):\nEXPIRY_MONTH  COUNT\n2036-11       5\n",
+        "unregistered HSM objects:\nLABEL         ID  CLASS    KEY_TYPE\n"
+        "rogue-fw-key  99  private  ec\n",
+    };
+    json_t *v = view_json(
+        "{\"product\":\"gateway\",\"keys\":{\"firmware-signing\":["
+        "{\"name\":\"fw-gw\",\"algorithm\":\"ecdsa-p256\",\"state\":\"active\",\"certificate\":"
+        "null,"
+        "\"live_tokens\":[{\"jti\":\"a\"},{\"jti\":\"b\"}],"
+        "\"hsm\":{\"present\":true,\"sensitive\":true,\"extractable\":false}},"
+        "{\"name\":\"fw-x\",\"algorithm\":\"ecdsa-p384\",\"state\":\"retired\","
+        "\"certificate\":{\"not_after\":\"2030-01-01T00:00:00Z\"},\"live_tokens\":[],"
+        "\"hsm\":{\"label\":\"kbr/key/fw-x\",\"present\":false}}]},"
+        "\"device_certificates\":{\"total_current\":5,\"by_expiry_month\":[{\"month\":\"2036-11\","
+        "\"count\":5}]},\"unregistered_hsm_objects\":[{\"label\":\"rogue-fw-key\",\"id\":\"99\","
+        "\"class\":\"private\",\"key_type\":\"ec\"}]}");
+    json_t *bad = view_json("{\"product\":\"gateway\",\"keys\":[]}");
+    char *out = NULL;
+
+    (void)state;
+    assert_int_equal(cli_view_product_text(v, &out), KBR_OK);
+    expect_lines(out, lines, sizeof(lines) / sizeof(lines[0]));
+    /* the expiring section shows only when it was asked for */
+    assert_null(strstr(out, "expiring"));
+    free(out);
+    assert_int_equal(cli_view_product_text(bad, &out), KBR_ERR_BAD_REQUEST);
+    assert_null(out);
+    json_decref(v);
+    json_decref(bad);
+}
+
+static void test_view_custody_text(void **state)
+{
+    static const char *const lines[] = {
+        "key        fw-gw\n",
+        "hsm: label kbr/key/fw-gw, id 7b31, sensitive yes, extractable no, local yes, "
+        "never_extractable yes, always_sensitive -\n",
+        "operations:\nSUB  OP    OUTCOME  COUNT  LAST_AT\n"
+        "-    sign  denied   1      2026-11-28T16:00:00Z\n",
+        "principals:\nSUB         LIVE_GRANT\nci:gateway  yes\nci:new      yes\nci:old      no\n",
+    };
+    json_t *v = view_json(
+        "{\"key\":\"fw-gw\",\"purpose\":\"firmware-signing\",\"algorithm\":\"ecdsa-p256\","
+        "\"state\":\"active\",\"products\":[\"gateway\"],\"hsm\":{\"label\":\"kbr/key/fw-gw\","
+        "\"id\":\"7b31\",\"present\":true,\"sensitive\":true,\"extractable\":false,\"local\":true,"
+        "\"never_extractable\":true},\"tokens\":[],"
+        "\"operations\":[{\"sub\":null,\"op\":\"sign\",\"outcome\":\"denied\",\"count\":1,"
+        "\"last_at\":\"2026-11-28T16:00:00Z\"}],"
+        "\"principals\":[{\"sub\":\"ci:gateway\",\"live_grant\":true},{\"sub\":\"ci:old\","
+        "\"live_grant\":false},{\"sub\":\"ci:new\",\"live_grant\":true}]}");
+    char *out = NULL;
+
+    (void)state;
+    assert_int_equal(cli_view_custody_text(v, &out), KBR_OK);
+    expect_lines(out, lines, sizeof(lines) / sizeof(lines[0]));
+    assert_non_null(strstr(out, "\ntokens: none\n"));
+    free(out);
+    json_decref(v);
+}
+
+static void test_view_device_text(void **state)
+{
+    static const char *const lines[] = {
+        "serial               EU-1\n",
+        "markets              DE,FR\n",
+        "current_firmware     1.1.0\n",
+        "SERIAL_NUMBER  FINGERPRINT        NOT_AFTER             SUPERSEDED_AT         AUDIT_SEQ\n"
+        "01             0123456789abcdef\u2026  2027-01-01T00:00:00Z  2026-06-01T00:00:00Z  4\n"
+        "02             fedcba9876543210\u2026  2028-01-01T00:00:00Z  -                     9\n",
+        "2026-06-02T00:00:00Z  1.1.0    installed  fix-1     12\n",
+        "\ndebug unlocks: none\n",
+    };
+    json_t *v = view_json(
+        "{\"product\":\"gateway\",\"serial\":\"EU-1\",\"batch\":\"b-eu\",\"factory\":\"factory:"
+        "acme\","
+        "\"markets\":[\"DE\",\"FR\"],\"provisioned_at\":\"2026-01-01T00:00:00Z\","
+        "\"firmware_version\":\"1.0.0\",\"current_firmware\":\"1.1.0\","
+        "\"certificates\":[{\"serial_number\":\"01\",\"fingerprint\":"
+        "\"0123456789abcdef0123456789abcdef\",\"not_after\":\"2027-01-01T00:00:00Z\","
+        "\"superseded_at\":\"2026-06-01T00:00:00Z\",\"audit_seq\":4},{\"serial_number\":\"02\","
+        "\"fingerprint\":\"fedcba98765432100\",\"not_after\":\"2028-01-01T00:00:00Z\","
+        "\"superseded_at\":null,\"audit_seq\":9}],"
+        "\"firmware\":[{\"at\":\"2026-06-02T00:00:00Z\",\"version\":\"1.1.0\",\"status\":"
+        "\"installed\",\"campaign\":\"fix-1\",\"audit_seq\":12}],\"debug_auth\":[]}");
+    json_t *bad = view_json("{\"serial\":\"EU-1\",\"certificates\":{}}");
+    char *out = NULL;
+
+    (void)state;
+    assert_int_equal(cli_view_device_text(v, &out), KBR_OK);
+    expect_lines(out, lines, sizeof(lines) / sizeof(lines[0]));
+    free(out);
+    assert_int_equal(cli_view_device_text(bad, &out), KBR_ERR_BAD_REQUEST);
+    assert_null(out);
+    json_decref(v);
+    json_decref(bad);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1396,6 +1762,16 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ota_report_body_rejects, tmp_setup, tmp_teardown),
         cmocka_unit_test_setup_teardown(test_ota_report_body_too_many, tmp_setup, tmp_teardown),
         cmocka_unit_test(test_ota_report_text),
+        cmocka_unit_test(test_view_exposure_opts),
+        cmocka_unit_test(test_view_exposure_opts_rejects),
+        cmocka_unit_test(test_view_opts_utf8),
+        cmocka_unit_test(test_view_product_opts),
+        cmocka_unit_test(test_view_pending_csv_quoting),
+        cmocka_unit_test(test_view_pending_csv_rejects),
+        cmocka_unit_test(test_view_exposure_text),
+        cmocka_unit_test(test_view_product_text),
+        cmocka_unit_test(test_view_custody_text),
+        cmocka_unit_test(test_view_device_text),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

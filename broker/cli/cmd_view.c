@@ -1,0 +1,1152 @@
+/*
+ * cmd_view.c - keybroker view product|custody|exposure|device: the custody
+ * views, read in one request each (op read) and shown as sections of
+ * aligned tables, or as the broker's JSON with --json.
+ *
+ * `view exposure --csv` is the one that pages: it follows next_after until
+ * the broker says there is no more, so an OTA campaign can be aimed at every
+ * pending device from one command.  Pages are separate reads: the list is
+ * exact for devices whose firmware does not change while the export runs.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+#define N_ELEMS(a) (sizeof(a) / sizeof((a)[0]))
+
+#define VIEW_CSV_HEADER "product,serial,current_firmware,batch\n"
+/* Enough hex of a SHA-256 fingerprint to tell certificates apart in a table. */
+#define VIEW_FP_SHOWN 16
+
+/* ---- options ---- */
+
+static kbr_err view_utf8(const char *what, const char *value, kbr_msg *msg)
+{
+    /* json_string() refuses invalid UTF-8, which here is the user's input. */
+    json_t *s = value != NULL ? json_string(value) : NULL;
+    bool ok = value == NULL || s != NULL;
+
+    json_decref(s);
+    return ok ? KBR_OK : kbr_fail(msg, KBR_ERR_BAD_REQUEST, "%s is not valid UTF-8", what);
+}
+
+kbr_err cli_view_names_check(const cli_args *a, const char *what, kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+
+    KBR_GUARD(view_utf8(what, cli_args_pos(a, 0), msg));
+    KBR_GUARD(view_utf8("--product", cli_args_str(a, "product"), msg));
+out:
+    return err;
+}
+
+kbr_err cli_view_product_opts(const cli_args *a, long long *within_days, kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+    long long days = -1;
+
+    *within_days = -1;
+    KBR_GUARD(cli_view_names_check(a, "P", msg));
+    if (cli_args_int(a, "expiring-within-days", &days) && days > CLI_VIEW_DAYS_MAX)
+        err = kbr_fail(msg, KBR_ERR_BAD_REQUEST, "--expiring-within-days must be 0 to %d",
+                       CLI_VIEW_DAYS_MAX);
+    KBR_GUARD(err);
+    *within_days = days;
+out:
+    return err;
+}
+
+static kbr_err view_exposure_subject(const cli_exposure_opts *o, kbr_msg *msg)
+{
+    if ((o->component == NULL) == (o->purl == NULL))
+        return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "give exactly one of --component and --purl");
+    if (o->purl != NULL && strncmp(o->purl, "pkg:", 4) != 0)
+        return kbr_fail(msg, KBR_ERR_BAD_REQUEST,
+                        "--purl must be a package URL prefix such as pkg:generic/openssl");
+    if (o->versions != NULL && o->component == NULL)
+        return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "--versions goes with --component");
+    return KBR_OK;
+}
+
+static kbr_err view_exposure_paging(const cli_args *a, bool json, const cli_exposure_opts *o,
+                                    kbr_msg *msg)
+{
+    bool has_limit = cli_args_str(a, "limit") != NULL;
+
+    if (has_limit && (o->limit < 1 || o->limit > CLI_VIEW_LIMIT_MAX))
+        return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "--limit must be 1 to %d", CLI_VIEW_LIMIT_MAX);
+    if ((has_limit || o->after != NULL) && o->fixed_version == NULL)
+        return kbr_fail(msg, KBR_ERR_BAD_REQUEST,
+                        "--after and --limit page the pending devices: give --fixed-version");
+    if (o->csv && o->fixed_version == NULL)
+        return kbr_fail(msg, KBR_ERR_BAD_REQUEST,
+                        "--csv lists the pending devices: give --fixed-version");
+    if (o->csv && json)
+        return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "--csv and --json do not go together");
+    return KBR_OK;
+}
+
+static kbr_err view_exposure_utf8(const cli_exposure_opts *o, kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+
+    KBR_GUARD(view_utf8("--component", o->component, msg));
+    KBR_GUARD(view_utf8("--purl", o->purl, msg));
+    KBR_GUARD(view_utf8("--product", o->product, msg));
+    KBR_GUARD(view_utf8("--fixed-version", o->fixed_version, msg));
+    KBR_GUARD(view_utf8("--after", o->after, msg));
+    for (size_t i = 0; i < o->nversions; i++)
+        KBR_GUARD(view_utf8("--versions", o->versions[i], msg));
+out:
+    return err;
+}
+
+kbr_err cli_view_exposure_opts(const cli_args *a, bool json, cli_exposure_opts *o, kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+    cli_exposure_opts r = {0};
+
+    memset(o, 0, sizeof(*o));
+    r.component = cli_args_str(a, "component");
+    r.purl = cli_args_str(a, "purl");
+    r.product = cli_args_str(a, "product");
+    r.fixed_version = cli_args_str(a, "fixed-version");
+    r.after = cli_args_str(a, "after");
+    r.versions = cli_args_list(a, "versions", &r.nversions);
+    r.csv = cli_args_flag(a, "csv");
+    (void)cli_args_int(a, "limit", &r.limit);
+    KBR_GUARD(view_exposure_subject(&r, msg));
+    KBR_GUARD(view_exposure_paging(a, json, &r, msg));
+    KBR_GUARD(view_exposure_utf8(&r, msg));
+    *o = r;
+out:
+    return err;
+}
+
+/* ---- text: shared pieces ---- */
+
+typedef kbr_err (*view_writer)(FILE *f, const json_t *view);
+
+/* Runs w into a new string; a memstream's buffer is final only once it is closed. */
+static kbr_err view_render(view_writer w, const json_t *view, char **out)
+{
+    kbr_err err = KBR_OK;
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = NULL;
+
+    *out = NULL;
+    KBR_ENSURE(json_is_object(view), KBR_ERR_BAD_REQUEST);
+    f = open_memstream(&buf, &len);
+    KBR_ENSURE(f != NULL, KBR_ERR_NOMEM);
+    KBR_GUARD(w(f, view));
+    err = fclose(f) == 0 ? KBR_OK : KBR_ERR_NOMEM;
+    f = NULL;
+    KBR_GUARD(err);
+    *out = buf;
+    buf = NULL;
+out:
+    if (f != NULL)
+        fclose(f);
+    free(buf);
+    return err;
+}
+
+/* "\ntitle:" then the table, or "\ntitle: none"; titles may carry server text. */
+static kbr_err view_section(FILE *f, const char *title, const json_t *rows, const cli_column *cols,
+                            size_t ncols)
+{
+    kbr_err err = KBR_OK;
+    char *table = NULL;
+
+    KBR_ENSURE(json_is_array(rows), KBR_ERR_BAD_REQUEST);
+    fputc('\n', f);
+    cli_fput_sanitized(f, title);
+    if (json_array_size(rows) == 0) {
+        fputs(": none\n", f);
+        goto out;
+    }
+    KBR_GUARD(cli_table_from_json(rows, cols, ncols, &table));
+    fprintf(f, ":\n%s", table);
+out:
+    free(table);
+    return err;
+}
+
+static kbr_err view_fields(FILE *f, const json_t *obj, const cli_column *cols, size_t ncols)
+{
+    char *table = NULL;
+    kbr_err err = cli_fields_from_json(obj, cols, ncols, &table);
+
+    if (err == KBR_OK)
+        fputs(table, f);
+    free(table);
+    return err;
+}
+
+static const char *view_yes_no(const json_t *b)
+{
+    if (json_is_boolean(b))
+        return json_is_true(b) ? "yes" : "no";
+    return NULL;
+}
+
+static json_t *view_borrow(const json_t *obj, const char *path)
+{
+    /* json_pack's "O" only takes a reference; jansson has no const API for it. */
+    return (json_t *)cli_json_path(obj, path);
+}
+
+static kbr_err view_append(json_t *rows, json_t *row)
+{
+    return row != NULL && json_array_append_new(rows, row) == 0 ? KBR_OK : KBR_ERR_NOMEM;
+}
+
+/* ---- view product ---- */
+
+static json_t *view_key_row(const char *purpose, const json_t *key)
+{
+    const json_t *hsm = json_object_get(key, "hsm");
+    bool present = json_is_true(json_object_get(hsm, "present"));
+
+    return json_pack("{s:s, s:O?, s:O?, s:O?, s:O?, s:s, s:s?, s:s?, s:I}", "purpose", purpose,
+                     "name", view_borrow(key, "name"), "algorithm", view_borrow(key, "algorithm"),
+                     "state", view_borrow(key, "state"), "not_after",
+                     view_borrow(key, "certificate.not_after"), "hsm",
+                     present ? "present" : "MISSING", "sensitive",
+                     view_yes_no(json_object_get(hsm, "sensitive")), "extractable",
+                     view_yes_no(json_object_get(hsm, "extractable")), "live_tokens",
+                     (json_int_t)json_array_size(json_object_get(key, "live_tokens")));
+}
+
+static kbr_err view_key_rows(const json_t *keys, json_t **out)
+{
+    kbr_err err = KBR_OK;
+    json_t *rows = json_array(), *list;
+    const char *purpose;
+    const json_t *key;
+    size_t i;
+
+    *out = NULL;
+    KBR_ENSURE(rows != NULL, KBR_ERR_NOMEM);
+    KBR_ENSURE(json_is_object(keys), KBR_ERR_BAD_REQUEST);
+    json_object_foreach((json_t *)keys, purpose, list)
+    {
+        KBR_ENSURE(json_is_array(list), KBR_ERR_BAD_REQUEST);
+        json_array_foreach(list, i, key) KBR_GUARD(view_append(rows, view_key_row(purpose, key)));
+    }
+    *out = rows;
+    rows = NULL;
+out:
+    json_decref(rows);
+    return err;
+}
+
+static kbr_err view_product_keys(FILE *f, const json_t *view)
+{
+    static const cli_column cols[] = {
+        {"PURPOSE", "purpose"},          {"NAME", "name"},
+        {"ALGORITHM", "algorithm"},      {"STATE", "state"},
+        {"CERT_NOT_AFTER", "not_after"}, {"HSM", "hsm"},
+        {"SENSITIVE", "sensitive"},      {"EXTRACTABLE", "extractable"},
+        {"LIVE_TOKENS", "live_tokens"},
+    };
+    json_t *rows = NULL;
+    kbr_err err = view_key_rows(json_object_get(view, "keys"), &rows);
+
+    if (err == KBR_OK)
+        err = view_section(f, "keys by purpose", rows, cols, N_ELEMS(cols));
+    json_decref(rows);
+    return err;
+}
+
+static kbr_err view_product_certs(FILE *f, const json_t *view)
+{
+    static const cli_column cols[] = {{"EXPIRY_MONTH", "month"}, {"COUNT", "count"}};
+    const json_t *dc = json_object_get(view, "device_certificates");
+    const json_t *total = json_object_get(dc, "total_current");
+    char title[96];
+
+    if (!json_is_integer(total))
+        return KBR_ERR_BAD_REQUEST;
+    snprintf(title, sizeof(title), "device certificates (%" JSON_INTEGER_FORMAT " current)",
+             json_integer_value(total));
+    return view_section(f, title, json_object_get(dc, "by_expiry_month"), cols, N_ELEMS(cols));
+}
+
+static kbr_err view_expiring_devices(FILE *f, const json_t *dc)
+{
+    static const cli_column cols[] = {
+        {"PRODUCT", "product"},
+        {"SERIAL", "serial"},
+        {"SERIAL_NUMBER", "serial_number"},
+        {"NOT_AFTER", "not_after"},
+    };
+    const json_t *count = json_object_get(dc, "count"), *first = json_object_get(dc, "first");
+    char title[128];
+
+    if (!json_is_integer(count) || !json_is_array(first))
+        return KBR_ERR_BAD_REQUEST;
+    snprintf(title, sizeof(title), "expiring device certificates (%" JSON_INTEGER_FORMAT,
+             json_integer_value(count));
+    /* the broker lists the first 100 by not_after; the count is of all of them */
+    if ((json_int_t)json_array_size(first) < json_integer_value(count))
+        snprintf(title + strlen(title), sizeof(title) - strlen(title), ", the first %zu shown",
+                 json_array_size(first));
+    snprintf(title + strlen(title), sizeof(title) - strlen(title), ")");
+    return view_section(f, title, first, cols, N_ELEMS(cols));
+}
+
+static kbr_err view_product_expiring(FILE *f, const json_t *view)
+{
+    static const cli_column key_cols[] = {
+        {"KEY", "key"},
+        {"PURPOSE", "purpose"},
+        {"SERIAL_NUMBER", "serial_number"},
+        {"NOT_AFTER", "not_after"},
+    };
+    static const cli_column tok_cols[] = {
+        {"JTI", "jti"}, {"SUB", "sub"}, {"EXPIRES_AT", "expires_at"}, {"KEYS", "keys"}};
+    kbr_err err = KBR_OK;
+    const json_t *exp = json_object_get(view, "expiring");
+    const char *until = cli_json_str(exp, "until");
+    const json_t *days = json_object_get(exp, "within_days");
+
+    if (exp == NULL)
+        goto out;
+    KBR_ENSURE(until != NULL && json_is_integer(days), KBR_ERR_BAD_REQUEST);
+    fprintf(f, "\nexpiring within %" JSON_INTEGER_FORMAT " days (until ", json_integer_value(days));
+    cli_fput_sanitized(f, until);
+    fputs(")\n", f);
+    KBR_GUARD(view_section(f, "expiring key certificates", json_object_get(exp, "key_certificates"),
+                           key_cols, N_ELEMS(key_cols)));
+    KBR_GUARD(view_expiring_devices(f, json_object_get(exp, "device_certificates")));
+    KBR_GUARD(view_section(f, "expiring tokens", json_object_get(exp, "tokens"), tok_cols,
+                           N_ELEMS(tok_cols)));
+out:
+    return err;
+}
+
+static kbr_err view_product_unregistered(FILE *f, const json_t *view)
+{
+    static const cli_column cols[] = {
+        {"LABEL", "label"},
+        {"ID", "id"},
+        {"CLASS", "class"},
+        {"KEY_TYPE", "key_type"},
+    };
+    const json_t *objs = json_object_get(view, "unregistered_hsm_objects");
+
+    /* The ledger alone (no HSM behind the answer) has nothing to say here. */
+    if (objs == NULL)
+        return KBR_OK;
+    return view_section(f, "unregistered HSM objects", objs, cols, N_ELEMS(cols));
+}
+
+static kbr_err view_product_write(FILE *f, const json_t *view)
+{
+    kbr_err err = KBR_OK;
+    const char *product = cli_json_str(view, "product");
+
+    KBR_ENSURE(product != NULL, KBR_ERR_BAD_REQUEST);
+    fputs("product ", f);
+    cli_fput_sanitized(f, product);
+    fputc('\n', f);
+    KBR_GUARD(view_product_keys(f, view));
+    KBR_GUARD(view_product_certs(f, view));
+    KBR_GUARD(view_product_expiring(f, view));
+    KBR_GUARD(view_product_unregistered(f, view));
+out:
+    return err;
+}
+
+kbr_err cli_view_product_text(const json_t *view, char **out)
+{
+    return view_render(view_product_write, view, out);
+}
+
+/* ---- view custody ---- */
+
+static void view_hsm_line(FILE *f, const json_t *hsm)
+{
+    static const char *const facts[] = {"sensitive", "extractable", "local", "never_extractable",
+                                        "always_sensitive"};
+    const char *label = cli_json_str(hsm, "label"), *id = cli_json_str(hsm, "id");
+
+    fputs("\nhsm: label ", f);
+    cli_fput_sanitized(f, label != NULL ? label : "-");
+    if (!json_is_true(json_object_get(hsm, "present"))) {
+        fputs(", MISSING: the HSM holds no key with this label\n", f);
+        return;
+    }
+    fputs(", id ", f);
+    cli_fput_sanitized(f, id != NULL ? id : "-");
+    for (size_t i = 0; i < N_ELEMS(facts); i++) {
+        const char *v = view_yes_no(json_object_get(hsm, facts[i]));
+        fprintf(f, ", %s %s", facts[i], v != NULL ? v : "-");
+    }
+    fputc('\n', f);
+}
+
+/* Principals holding a live grant first, whatever order the response has. */
+static kbr_err view_principal_rows(const json_t *principals, json_t **out)
+{
+    kbr_err err = KBR_OK;
+    json_t *rows = json_array();
+    const json_t *p;
+    size_t i;
+
+    *out = NULL;
+    KBR_ENSURE(rows != NULL, KBR_ERR_NOMEM);
+    KBR_ENSURE(json_is_array(principals), KBR_ERR_BAD_REQUEST);
+    for (int live = 1; live >= 0; live--)
+        json_array_foreach(principals, i, p)
+        {
+            if (json_is_true(json_object_get(p, "live_grant")) != (live == 1))
+                continue;
+            KBR_GUARD(view_append(rows, json_pack("{s:O?, s:s}", "sub", view_borrow(p, "sub"),
+                                                  "live_grant", live ? "yes" : "no")));
+        }
+    *out = rows;
+    rows = NULL;
+out:
+    json_decref(rows);
+    return err;
+}
+
+static kbr_err view_custody_tables(FILE *f, const json_t *view)
+{
+    static const cli_column tok_cols[] = {
+        {"JTI", "jti"},
+        {"SUB", "sub"},
+        {"ISSUED_AT", "issued_at"},
+        {"EXPIRES_AT", "expires_at"},
+        {"REVOKED_AT", "revoked_at"},
+        {"USES", "uses"},
+        {"LAST_USED_AT", "last_used_at"},
+        {"ISSUED_BY", "issued_by"},
+    };
+    static const cli_column op_cols[] = {
+        {"SUB", "sub"},     {"OP", "op"},           {"OUTCOME", "outcome"},
+        {"COUNT", "count"}, {"LAST_AT", "last_at"},
+    };
+    static const cli_column pr_cols[] = {{"SUB", "sub"}, {"LIVE_GRANT", "live_grant"}};
+    kbr_err err = KBR_OK;
+    json_t *principals = NULL;
+
+    KBR_GUARD(
+        view_section(f, "tokens", json_object_get(view, "tokens"), tok_cols, N_ELEMS(tok_cols)));
+    KBR_GUARD(view_section(f, "operations", json_object_get(view, "operations"), op_cols,
+                           N_ELEMS(op_cols)));
+    KBR_GUARD(view_principal_rows(json_object_get(view, "principals"), &principals));
+    KBR_GUARD(view_section(f, "principals", principals, pr_cols, N_ELEMS(pr_cols)));
+out:
+    json_decref(principals);
+    return err;
+}
+
+static kbr_err view_custody_write(FILE *f, const json_t *view)
+{
+    static const cli_column fields[] = {
+        {"key", "key"},     {"purpose", "purpose"},   {"algorithm", "algorithm"},
+        {"state", "state"}, {"products", "products"},
+    };
+    kbr_err err = KBR_OK;
+
+    KBR_ENSURE(cli_json_str(view, "key") != NULL, KBR_ERR_BAD_REQUEST);
+    KBR_GUARD(view_fields(f, view, fields, N_ELEMS(fields)));
+    view_hsm_line(f, json_object_get(view, "hsm"));
+    KBR_GUARD(view_custody_tables(f, view));
+out:
+    return err;
+}
+
+kbr_err cli_view_custody_text(const json_t *view, char **out)
+{
+    return view_render(view_custody_write, view, out);
+}
+
+/* ---- view exposure ---- */
+
+/* "openssl@3.0.1, zlib@1.3.1": what matched in one build's SBOM. */
+static kbr_err view_matched(const json_t *components, char **out)
+{
+    kbr_err err = KBR_OK;
+    char *buf = NULL;
+    size_t len = 0, i;
+    const json_t *c;
+    FILE *f = open_memstream(&buf, &len);
+
+    *out = NULL;
+    KBR_ENSURE(f != NULL, KBR_ERR_NOMEM);
+    json_array_foreach(components, i, c)
+    {
+        const char *name = cli_json_str(c, "name"), *version = cli_json_str(c, "version");
+        fprintf(f, "%s%s@%s", i > 0 ? ", " : "", name != NULL ? name : "?",
+                version != NULL ? version : "?");
+    }
+    err = fclose(f) == 0 ? KBR_OK : KBR_ERR_NOMEM;
+    f = NULL;
+    KBR_GUARD(err);
+    *out = buf;
+    buf = NULL;
+out:
+    free(buf);
+    return err;
+}
+
+static json_t *view_build_row(const json_t *build)
+{
+    char *matched = NULL;
+    json_t *row = NULL;
+
+    if (view_matched(json_object_get(build, "components"), &matched) != KBR_OK)
+        return NULL;
+    row = json_pack("{s:O?, s:O?, s:O?, s:s}", "product", view_borrow(build, "product"), "version",
+                    view_borrow(build, "version"), "signed_at", view_borrow(build, "signed_at"),
+                    "matched", matched);
+    free(matched);
+    return row;
+}
+
+static kbr_err view_exposure_builds(FILE *f, const json_t *builds)
+{
+    static const cli_column cols[] = {
+        {"PRODUCT", "product"},
+        {"VERSION", "version"},
+        {"SIGNED_AT", "signed_at"},
+        {"MATCHED", "matched"},
+    };
+    kbr_err err = KBR_OK;
+    json_t *rows = json_array();
+    const json_t *b;
+    size_t i;
+
+    KBR_ENSURE(rows != NULL, KBR_ERR_NOMEM);
+    KBR_ENSURE(json_is_array(builds), KBR_ERR_BAD_REQUEST);
+    json_array_foreach(builds, i, b) KBR_GUARD(view_append(rows, view_build_row(b)));
+    KBR_GUARD(view_section(f, "builds", rows, cols, N_ELEMS(cols)));
+out:
+    json_decref(rows);
+    return err;
+}
+
+/* One row per market, then the EU total: a device counts once there however many EU markets. */
+static kbr_err view_market_rows(const json_t *devices, json_t **out)
+{
+    kbr_err err = KBR_OK;
+    json_t *rows = json_array(), *n;
+    const json_t *by_market = json_object_get(devices, "by_market");
+    const char *market;
+
+    *out = NULL;
+    KBR_ENSURE(rows != NULL, KBR_ERR_NOMEM);
+    KBR_ENSURE(json_is_object(by_market) && json_is_integer(json_object_get(devices, "eu")),
+               KBR_ERR_BAD_REQUEST);
+    json_object_foreach((json_t *)by_market, market, n)
+        KBR_GUARD(view_append(rows, json_pack("{s:s, s:O}", "market", market, "devices", n)));
+    KBR_GUARD(view_append(rows, json_pack("{s:s, s:O}", "market", "EU total", "devices",
+                                          json_object_get(devices, "eu"))));
+    *out = rows;
+    rows = NULL;
+out:
+    json_decref(rows);
+    return err;
+}
+
+static kbr_err view_exposure_devices(FILE *f, const json_t *devices)
+{
+    static const cli_column cols[] = {{"MARKET", "market"}, {"DEVICES", "devices"}};
+    kbr_err err = KBR_OK;
+    json_t *rows = NULL;
+    const json_t *current = json_object_get(devices, "current");
+
+    KBR_ENSURE(json_is_integer(current), KBR_ERR_BAD_REQUEST);
+    fprintf(f, "\ndevices now running an affected build: %" JSON_INTEGER_FORMAT "\n",
+            json_integer_value(current));
+    KBR_GUARD(view_market_rows(devices, &rows));
+    KBR_GUARD(view_section(f, "by market", rows, cols, N_ELEMS(cols)));
+out:
+    json_decref(rows);
+    return err;
+}
+
+static kbr_err view_exposure_remediation(FILE *f, const json_t *view)
+{
+    static const char *const counts[] = {"affected", "updated", "pending"};
+    const json_t *rem = json_object_get(view, "remediation");
+    const char *fixed = cli_json_str(view, "query.fixed_version");
+
+    if (rem == NULL)
+        return KBR_OK;
+    fputs("\nremediation to ", f);
+    cli_fput_sanitized(f, fixed != NULL ? fixed : "the fixed version");
+    fputc(':', f);
+    for (size_t i = 0; i < N_ELEMS(counts); i++) {
+        const json_t *n = json_object_get(rem, counts[i]);
+        if (!json_is_integer(n))
+            return KBR_ERR_BAD_REQUEST;
+        fprintf(f, "%s %" JSON_INTEGER_FORMAT " %s", i > 0 ? "," : "", json_integer_value(n),
+                counts[i]);
+    }
+    fputc('\n', f);
+    return KBR_OK;
+}
+
+static kbr_err view_exposure_pending(FILE *f, const json_t *view)
+{
+    static const cli_column cols[] = {
+        {"PRODUCT", "product"},
+        {"SERIAL", "serial"},
+        {"CURRENT_FIRMWARE", "current_firmware"},
+        {"BATCH", "batch"},
+    };
+    kbr_err err = KBR_OK;
+    const json_t *pending = json_object_get(view, "pending_devices");
+    const char *next = cli_json_str(pending, "next_after");
+
+    if (pending == NULL)
+        goto out;
+    KBR_GUARD(
+        view_section(f, "pending devices", json_object_get(pending, "items"), cols, N_ELEMS(cols)));
+    if (next != NULL) {
+        fputs("more: --after ", f);
+        cli_fput_sanitized(f, next);
+        fputc('\n', f);
+    }
+out:
+    return err;
+}
+
+static void view_exposure_query(FILE *f, const json_t *q)
+{
+    static const char *const parts[] = {"component", "purl", "product", "fixed_version"};
+    char *versions = NULL;
+
+    fputs("exposure to", f);
+    for (size_t i = 0; i < N_ELEMS(parts); i++) {
+        const char *v = cli_json_str(q, parts[i]);
+        if (v == NULL)
+            continue;
+        fprintf(f, " %s ", parts[i]);
+        cli_fput_sanitized(f, v);
+        if (i == 0 && cli_json_cell(json_object_get(q, "versions"), &versions) == KBR_OK &&
+            versions != NULL) {
+            fputs(" versions ", f);
+            cli_fput_sanitized(f, versions);
+        }
+    }
+    fputc('\n', f);
+    free(versions);
+}
+
+static kbr_err view_exposure_write(FILE *f, const json_t *view)
+{
+    kbr_err err = KBR_OK;
+
+    view_exposure_query(f, json_object_get(view, "query"));
+    KBR_GUARD(view_exposure_builds(f, json_object_get(view, "builds")));
+    KBR_GUARD(view_exposure_devices(f, json_object_get(view, "devices")));
+    KBR_GUARD(view_exposure_remediation(f, view));
+    KBR_GUARD(view_exposure_pending(f, view));
+out:
+    return err;
+}
+
+kbr_err cli_view_exposure_text(const json_t *view, char **out)
+{
+    return view_render(view_exposure_write, view, out);
+}
+
+/* ---- view exposure --csv ---- */
+
+static bool view_csv_safe(const char *s)
+{
+    for (; *s != '\0'; s++) {
+        unsigned char c = (unsigned char)*s;
+        if ((c < 0x20 && c != '\r' && c != '\n') || c == 0x7f)
+            return false;
+    }
+    return true;
+}
+
+static void view_csv_field(FILE *f, const char *s)
+{
+    if (strpbrk(s, ",\"\r\n") == NULL) {
+        fputs(s, f);
+        return;
+    }
+    fputc('"', f);
+    for (; *s != '\0'; s++) {
+        if (*s == '"')
+            fputc('"', f);
+        fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
+static kbr_err view_csv_row(FILE *f, const json_t *item)
+{
+    static const char *const fields[] = {"product", "serial", "current_firmware", "batch"};
+    const char *vals[N_ELEMS(fields)];
+
+    for (size_t i = 0; i < N_ELEMS(fields); i++) {
+        const json_t *v = json_object_get(item, fields[i]);
+        /* product and serial name the device; the other two may be unknown */
+        if (!json_is_string(v) && (i < 2 || !json_is_null(v)))
+            return KBR_ERR_BAD_REQUEST;
+        vals[i] = json_is_string(v) ? json_string_value(v) : "";
+        if (!view_csv_safe(vals[i]))
+            return KBR_ERR_BAD_REQUEST;
+    }
+    for (size_t i = 0; i < N_ELEMS(fields); i++) {
+        if (i > 0)
+            fputc(',', f);
+        view_csv_field(f, vals[i]);
+    }
+    fputc('\n', f);
+    return KBR_OK;
+}
+
+kbr_err cli_view_pending_csv(const json_t *items, bool header, char **out)
+{
+    kbr_err err = KBR_OK;
+    char *buf = NULL;
+    size_t len = 0, i;
+    const json_t *item;
+    FILE *f = NULL;
+
+    *out = NULL;
+    KBR_ENSURE(json_is_array(items), KBR_ERR_BAD_REQUEST);
+    f = open_memstream(&buf, &len);
+    KBR_ENSURE(f != NULL, KBR_ERR_NOMEM);
+    if (header)
+        fputs(VIEW_CSV_HEADER, f);
+    json_array_foreach(items, i, item) KBR_GUARD(view_csv_row(f, item));
+    err = fclose(f) == 0 ? KBR_OK : KBR_ERR_NOMEM;
+    f = NULL;
+    KBR_GUARD(err);
+    *out = buf;
+    buf = NULL;
+out:
+    if (f != NULL)
+        fclose(f);
+    free(buf);
+    return err;
+}
+
+/* ---- requests ---- */
+
+static kbr_err view_query_opt(cli_client *c, char **path, const char *name, const char *value)
+{
+    return value != NULL ? cli_query_add(c, path, name, value) : KBR_OK;
+}
+
+static kbr_err view_versions_query(cli_client *c, char **path, const cli_exposure_opts *o)
+{
+    kbr_err err = KBR_OK;
+    char *joined = NULL;
+    size_t len = 0;
+    FILE *f = NULL;
+
+    if (o->versions == NULL)
+        goto out;
+    f = open_memstream(&joined, &len);
+    KBR_ENSURE(f != NULL, KBR_ERR_NOMEM);
+    for (size_t i = 0; i < o->nversions; i++)
+        fprintf(f, "%s%s", i > 0 ? "," : "", o->versions[i]);
+    err = fclose(f) == 0 ? KBR_OK : KBR_ERR_NOMEM;
+    f = NULL;
+    KBR_GUARD(err);
+    KBR_GUARD(cli_query_add(c, path, "versions", joined));
+out:
+    free(joined);
+    return err;
+}
+
+/* after and limit (0: none) are the page's, which for --csv are not the options'. */
+static kbr_err view_exposure_path(cli_client *c, const cli_exposure_opts *o, const char *after,
+                                  long long limit, char **out)
+{
+    kbr_err err = KBR_OK;
+    char *path = strdup("/v1/views/exposure"), num[24];
+
+    *out = NULL;
+    snprintf(num, sizeof(num), "%lld", limit);
+    KBR_ENSURE(path != NULL, KBR_ERR_NOMEM);
+    KBR_GUARD(view_query_opt(c, &path, "component", o->component));
+    KBR_GUARD(view_versions_query(c, &path, o));
+    KBR_GUARD(view_query_opt(c, &path, "purl", o->purl));
+    KBR_GUARD(view_query_opt(c, &path, "product", o->product));
+    KBR_GUARD(view_query_opt(c, &path, "fixed_version", o->fixed_version));
+    KBR_GUARD(view_query_opt(c, &path, "after", after));
+    KBR_GUARD(view_query_opt(c, &path, "limit", limit > 0 ? num : NULL));
+    *out = path;
+    path = NULL;
+out:
+    free(path);
+    return err;
+}
+
+static kbr_err view_bad_response(cli_error *ce, kbr_err err, const char *what)
+{
+    if (err != KBR_ERR_BAD_REQUEST)
+        return err;
+    return cli_fail(ce, err, "bad_response", "the %s view's response is not what it should be",
+                    what);
+}
+
+/* GETs path and prints it: the JSON with --json, else text(body). */
+static kbr_err view_get_show(const cli_ctx *ctx, const char *path, const char *what,
+                             kbr_err (*text)(const json_t *, char **), cli_error *ce)
+{
+    kbr_err err = KBR_OK;
+    cli_response resp = {0};
+    char *out = NULL;
+
+    KBR_GUARD(cli_call(ctx->client, "GET", path, NULL, &resp, ce));
+    if (ctx->json) {
+        KBR_GUARD(cli_print_json(ctx->out, resp.body, ce));
+        goto out;
+    }
+    KBR_GUARD(view_bad_response(ce, text(resp.body, &out), what));
+    err = cli_print_text(ctx->out, out, ce); /* frees out */
+    out = NULL;
+out:
+    free(out);
+    cli_response_cleanup(&resp);
+    return err;
+}
+
+/* ---- commands ---- */
+
+/*
+ * A key someone made in the HSM outside the broker is a custody finding:
+ * it goes to stderr too, so it is seen even when stdout is piped away.
+ */
+static void view_warn_unregistered(const json_t *view)
+{
+    const json_t *objs = json_object_get(view, "unregistered_hsm_objects");
+    size_t n = json_array_size(objs);
+
+    if (n == 0)
+        return;
+    fprintf(stderr,
+            "keybroker: warning: the HSM holds %zu key object%s no registry entry names:", n,
+            n == 1 ? "" : "s");
+    for (size_t i = 0; i < n; i++) {
+        const char *label = cli_json_str(json_array_get(objs, i), "label");
+        fputs(i == 0 ? " " : ", ", stderr);
+        cli_fput_sanitized(stderr, label != NULL && label[0] != '\0' ? label : "(no label)");
+    }
+    fputc('\n', stderr);
+}
+
+static kbr_err view_product_show(const cli_ctx *ctx, const json_t *body, cli_error *ce)
+{
+    kbr_err err = KBR_OK;
+    char *text = NULL;
+
+    if (!ctx->json)
+        KBR_GUARD(view_bad_response(ce, cli_view_product_text(body, &text), "product"));
+    view_warn_unregistered(body);
+    if (ctx->json)
+        err = cli_print_json(ctx->out, body, ce);
+    else
+        err = cli_print_text(ctx->out, text, ce); /* frees text */
+    text = NULL;
+out:
+    free(text);
+    return err;
+}
+
+static kbr_err view_product_run(cli_ctx *ctx, cli_error *ce)
+{
+    kbr_err err = KBR_OK;
+    kbr_msg msg = {{0}};
+    long long days = -1;
+    char *path = NULL, num[24];
+    cli_response resp = {0};
+
+    err = cli_view_product_opts(ctx->args, &days, &msg);
+    KBR_ENSURE(err == KBR_OK, cli_from_msg(ce, err, &msg));
+    KBR_GUARD(
+        cli_path_join(ctx->client, "/v1/views/products/", cli_args_pos(ctx->args, 0), NULL, &path));
+    snprintf(num, sizeof(num), "%lld", days);
+    if (days >= 0)
+        KBR_GUARD(cli_query_add(ctx->client, &path, "expiring_within_days", num));
+    KBR_GUARD(cli_call(ctx->client, "GET", path, NULL, &resp, ce));
+    KBR_GUARD(view_product_show(ctx, resp.body, ce));
+out:
+    cli_response_cleanup(&resp);
+    free(path);
+    return err;
+}
+
+static kbr_err view_custody_run(cli_ctx *ctx, cli_error *ce)
+{
+    kbr_err err = KBR_OK;
+    kbr_msg msg = {{0}};
+    char *path = NULL;
+
+    err = cli_view_names_check(ctx->args, "KEY", &msg);
+    KBR_ENSURE(err == KBR_OK, cli_from_msg(ce, err, &msg));
+    KBR_GUARD(cli_path_join(ctx->client, "/v1/views/keys/", cli_args_pos(ctx->args, 0), "/custody",
+                            &path));
+    KBR_GUARD(view_get_show(ctx, path, "custody", cli_view_custody_text, ce));
+out:
+    free(path);
+    return err;
+}
+
+static kbr_err view_device_run(cli_ctx *ctx, cli_error *ce)
+{
+    kbr_err err = KBR_OK;
+    kbr_msg msg = {{0}};
+    char *path = NULL;
+
+    err = cli_view_names_check(ctx->args, "SN", &msg);
+    KBR_ENSURE(err == KBR_OK, cli_from_msg(ce, err, &msg));
+    KBR_GUARD(
+        cli_path_join(ctx->client, "/v1/views/devices/", cli_args_pos(ctx->args, 0), NULL, &path));
+    KBR_GUARD(view_query_opt(ctx->client, &path, "product", cli_args_str(ctx->args, "product")));
+    KBR_GUARD(view_get_show(ctx, path, "device", cli_view_device_text, ce));
+out:
+    free(path);
+    return err;
+}
+
+/* One CSV page into acc; *after becomes the next page's start, NULL after the last one. */
+static kbr_err view_csv_page(const cli_ctx *ctx, const cli_exposure_opts *o, char **after,
+                             FILE *acc, cli_error *ce)
+{
+    kbr_err err = KBR_OK;
+    char *path = NULL, *text = NULL, *next = NULL;
+    cli_response resp = {0};
+    const json_t *pending;
+
+    KBR_GUARD(view_exposure_path(ctx->client, o, *after,
+                                 o->limit > 0 ? o->limit : CLI_VIEW_LIMIT_MAX, &path));
+    KBR_GUARD(cli_call(ctx->client, "GET", path, NULL, &resp, ce));
+    pending = json_object_get(resp.body, "pending_devices");
+    KBR_GUARD(view_bad_response(
+        ce, cli_view_pending_csv(json_object_get(pending, "items"), false, &text), "exposure"));
+    if (json_is_string(json_object_get(pending, "next_after"))) {
+        next = strdup(cli_json_str(pending, "next_after"));
+        KBR_ENSURE(next != NULL, KBR_ERR_NOMEM);
+        /* serials only grow from page to page; anything else would loop for ever */
+        KBR_ENSURE(*after == NULL || strcmp(next, *after) > 0,
+                   cli_fail(ce, KBR_ERR_BAD_REQUEST, "bad_response",
+                            "the exposure view's next_after does not advance"));
+    }
+    fputs(text, acc);
+    free(*after);
+    *after = next;
+    next = NULL;
+out:
+    free(next);
+    free(text);
+    free(path);
+    cli_response_cleanup(&resp);
+    return err;
+}
+
+/*
+ * Printed only once every page is in: a target list cut short by a failed
+ * page would look complete to a campaign tool.  Without --limit the export
+ * asks for the broker's largest page: fewer round trips, each one audited.
+ */
+static kbr_err view_exposure_csv(const cli_ctx *ctx, const cli_exposure_opts *o, cli_error *ce)
+{
+    kbr_err err = KBR_OK;
+    char *after = NULL, *buf = NULL;
+    size_t len = 0;
+    FILE *acc = open_memstream(&buf, &len);
+
+    KBR_ENSURE(acc != NULL, KBR_ERR_NOMEM);
+    fputs(VIEW_CSV_HEADER, acc);
+    if (o->after != NULL) {
+        after = strdup(o->after);
+        KBR_ENSURE(after != NULL, KBR_ERR_NOMEM);
+    }
+    do
+        KBR_GUARD(view_csv_page(ctx, o, &after, acc, ce));
+    while (after != NULL);
+    err = fclose(acc) == 0 ? KBR_OK : KBR_ERR_NOMEM;
+    acc = NULL;
+    KBR_GUARD(err);
+    err = cli_print_text(ctx->out, buf, ce); /* frees buf */
+    buf = NULL;
+out:
+    if (acc != NULL)
+        fclose(acc);
+    free(buf);
+    free(after);
+    return err;
+}
+
+static kbr_err view_exposure_run(cli_ctx *ctx, cli_error *ce)
+{
+    kbr_err err = KBR_OK;
+    kbr_msg msg = {{0}};
+    cli_exposure_opts o;
+    char *path = NULL;
+
+    err = cli_view_exposure_opts(ctx->args, ctx->json, &o, &msg);
+    KBR_ENSURE(err == KBR_OK, cli_from_msg(ce, err, &msg));
+    if (o.csv) {
+        KBR_GUARD(view_exposure_csv(ctx, &o, ce));
+        goto out;
+    }
+    KBR_GUARD(view_exposure_path(ctx->client, &o, o.after, o.limit, &path));
+    KBR_GUARD(view_get_show(ctx, path, "exposure", cli_view_exposure_text, ce));
+out:
+    free(path);
+    return err;
+}
+
+/* ---- view device ---- */
+
+static json_t *view_cert_row(const json_t *cert)
+{
+    const char *fp = cli_json_str(cert, "fingerprint");
+    char shown[VIEW_FP_SHOWN + sizeof("\u2026")];
+
+    /* U+2026 marks the cut; the audit entry and --json have the whole fingerprint. */
+    if (fp != NULL && strlen(fp) > VIEW_FP_SHOWN)
+        snprintf(shown, sizeof(shown), "%.*s\u2026", VIEW_FP_SHOWN, fp);
+    else
+        snprintf(shown, sizeof(shown), "%s", fp != NULL ? fp : "-");
+    return json_pack(
+        "{s:O?, s:s, s:O?, s:O?, s:O?}", "serial_number", view_borrow(cert, "serial_number"),
+        "fingerprint", shown, "not_after", view_borrow(cert, "not_after"), "superseded_at",
+        view_borrow(cert, "superseded_at"), "audit_seq", view_borrow(cert, "audit_seq"));
+}
+
+static kbr_err view_device_certs(FILE *f, const json_t *certs)
+{
+    static const cli_column cols[] = {
+        {"SERIAL_NUMBER", "serial_number"}, {"FINGERPRINT", "fingerprint"},
+        {"NOT_AFTER", "not_after"},         {"SUPERSEDED_AT", "superseded_at"},
+        {"AUDIT_SEQ", "audit_seq"},
+    };
+    kbr_err err = KBR_OK;
+    json_t *rows = json_array();
+    const json_t *c;
+    size_t i;
+
+    KBR_ENSURE(rows != NULL, KBR_ERR_NOMEM);
+    KBR_ENSURE(json_is_array(certs), KBR_ERR_BAD_REQUEST);
+    json_array_foreach(certs, i, c) KBR_GUARD(view_append(rows, view_cert_row(c)));
+    KBR_GUARD(view_section(f, "certificates", rows, cols, N_ELEMS(cols)));
+out:
+    json_decref(rows);
+    return err;
+}
+
+static kbr_err view_device_write(FILE *f, const json_t *view)
+{
+    static const cli_column fields[] = {
+        {"serial", "serial"},
+        {"product", "product"},
+        {"batch", "batch"},
+        {"factory", "factory"},
+        {"markets", "markets"},
+        {"provisioned_at", "provisioned_at"},
+        {"factory_firmware", "firmware_version"},
+        {"current_firmware", "current_firmware"},
+        {"current_firmware_at", "current_firmware_at"},
+    };
+    static const cli_column fw_cols[] = {
+        {"AT", "at"},
+        {"VERSION", "version"},
+        {"STATUS", "status"},
+        {"CAMPAIGN", "campaign"},
+        {"AUDIT_SEQ", "audit_seq"},
+    };
+    static const cli_column dbg_cols[] = {
+        {"AT", "at"},
+        {"KEY", "key"},
+        {"TICKET", "ticket"},
+        {"PRINCIPAL", "principal"},
+        {"PERMISSIONS", "permissions"},
+        {"EXPIRES_AT", "expires_at"},
+        {"AUDIT_SEQ", "audit_seq"},
+    };
+    kbr_err err = KBR_OK;
+
+    KBR_ENSURE(cli_json_str(view, "serial") != NULL, KBR_ERR_BAD_REQUEST);
+    KBR_GUARD(view_fields(f, view, fields, N_ELEMS(fields)));
+    KBR_GUARD(view_device_certs(f, json_object_get(view, "certificates")));
+    KBR_GUARD(view_section(f, "firmware history", json_object_get(view, "firmware"), fw_cols,
+                           N_ELEMS(fw_cols)));
+    KBR_GUARD(view_section(f, "debug unlocks", json_object_get(view, "debug_auth"), dbg_cols,
+                           N_ELEMS(dbg_cols)));
+out:
+    return err;
+}
+
+kbr_err cli_view_device_text(const json_t *view, char **out)
+{
+    return view_render(view_device_write, view, out);
+}
+
+/* ---- the command table's entries ---- */
+
+static const char *const view_product_pos[] = {"P"};
+static const char *const view_key_pos[] = {"KEY"};
+static const char *const view_device_pos[] = {"SN"};
+
+static const cli_opt view_product_opts[] = {
+    {"expiring-within-days", CLI_OPT_INT, false, "N"},
+};
+static const cli_opt view_exposure_opts[] = {
+    {"component", CLI_OPT_STR, false, "NAME"},  {"versions", CLI_OPT_LIST, false, "V1,V2"},
+    {"purl", CLI_OPT_STR, false, "PREFIX"},     {"product", CLI_OPT_STR, false, "P"},
+    {"fixed-version", CLI_OPT_STR, false, "V"}, {"after", CLI_OPT_STR, false, "SERIAL"},
+    {"limit", CLI_OPT_INT, false, "N"},         {"csv", CLI_OPT_FLAG, false, NULL},
+};
+static const cli_opt view_device_opts[] = {
+    {"product", CLI_OPT_STR, false, "P"},
+};
+
+const cli_command cli_cmd_view_product = {
+    {"view", "product", NULL},
+    "P [--expiring-within-days N]",
+    "what a product depends on: keys by purpose with their HSM attributes, certificate\n"
+    "      expiry, live tokens, and HSM key objects no registry entry names",
+    {view_product_opts, N_ELEMS(view_product_opts), view_product_pos, 1, 1},
+    true,
+    view_product_run,
+};
+
+const cli_command cli_cmd_view_custody = {
+    {"view", "custody", NULL},
+    "KEY",
+    "who can use a key and who did: its tokens, operations by principal and outcome",
+    {NULL, 0, view_key_pos, 1, 1},
+    true,
+    view_custody_run,
+};
+
+const cli_command cli_cmd_view_exposure = {
+    {"view", "exposure", NULL},
+    "(--component NAME [--versions V1,V2] | --purl PREFIX) [--product P]\n"
+    "      [--fixed-version V [--after SERIAL] [--limit N] [--csv]]",
+    "the signed builds whose SBOM has a component, the devices running them by market and,\n"
+    "      with --fixed-version, those still to update (--csv: all of them, for an OTA campaign)",
+    {view_exposure_opts, N_ELEMS(view_exposure_opts), NULL, 0, 0},
+    true,
+    view_exposure_run,
+};
+
+const cli_command cli_cmd_view_device = {
+    {"view", "device", NULL},
+    "SN [--product P]",
+    "a device's whole record: certificates, firmware history, debug unlocks, audit entries",
+    {view_device_opts, N_ELEMS(view_device_opts), view_device_pos, 1, 1},
+    true,
+    view_device_run,
+};

@@ -15,8 +15,14 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <unistd.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <curl/curl.h>
 
 #include "harness.h"
+#include "kbr_audit.h"
 #include "kbr_store.h"
 
 static char *ci_token(kbt_env *e)
@@ -213,6 +219,113 @@ static void test_unauthenticated_flood(void **state)
     kbt_free(e);
 }
 
+typedef struct {
+    kbt_env *e;
+    const char *tok;
+    int worker;
+    volatile int *stop;
+    json_t *received; /* [{seq, digest, signature_sha256}] of every signature handed out */
+} burst;
+
+static void *burst_run(void *p)
+{
+    burst *b = p;
+    kbt_env local = *b->e;
+
+    local.curl = curl_easy_init();
+    local.tolerate_transport_errors = true;
+    for (int n = 0; !*b->stop && n < 100000; n++) {
+        char body[512], digest[65], sig_sha[65];
+        unsigned char *sig = NULL;
+        size_t siglen = 0;
+        kbt_resp r;
+
+        snprintf(digest, sizeof(digest), "%08x%056d", (unsigned)(b->worker * 100000 + n), 0);
+        snprintf(body, sizeof(body),
+                 "{\"key\":\"fw\",\"digest\":\"%s\",\"artifact\":{\"product\":\"gw\","
+                 "\"version\":\"k%d-%d\"},\"sbom\":{\"format\":\"cyclonedx\",\"components\":[]}}",
+                 digest, b->worker, n);
+        r = kbt_call(&local, "POST", "/v1/sign", b->tok, body);
+        if (r.curl_error != 0) {
+            kbt_resp_free(&r);
+            break;
+        }
+        if (r.status == 200 &&
+            kbr_b64_decode(json_string_value(json_object_get(r.json, "signature_b64")), &sig,
+                           &siglen) == KBR_OK) {
+            kbr_sha256_hex(sig, siglen, sig_sha);
+            json_array_append_new(b->received,
+                                  json_pack("{s:I,s:s,s:s}", "seq", (json_int_t)r.audit_seq,
+                                            "digest", digest, "signature_sha256", sig_sha));
+        }
+        free(sig);
+        kbt_resp_free(&r);
+    }
+    curl_easy_cleanup(local.curl);
+    return NULL;
+}
+
+/* kill -9 in the middle of a signing burst: every signature a client got is in the log */
+static void test_kill_during_burst(void **state)
+{
+    kbt_env *e = kbt_start(NULL);
+    char *tok = ci_token(e);
+    volatile int stop = 0;
+    pthread_t th[8];
+    burst b[8];
+    json_t *all, *by_seq = json_object(), *got;
+    size_t i, total = 0;
+    kbr_msg msg = {{0}};
+
+    (void)state;
+    for (int w = 0; w < 8; w++) {
+        b[w] = (burst){e, tok, w, &stop, json_array()};
+        assert_int_equal(pthread_create(&th[w], NULL, burst_run, &b[w]), 0);
+    }
+    usleep(1500 * 1000);
+    kill(e->pid, SIGKILL);
+    for (int w = 0; w < 8; w++)
+        pthread_join(th[w], NULL);
+    stop = 1;
+    waitpid(e->pid, NULL, 0);
+    e->pid = 0;
+    assert_int_equal(kbt_spawn_daemon(e), 0);
+    all = kbt_audit_all(e);
+    assert_int_equal(kbr_audit_verify_entries(all, 1, NULL, &msg), KBR_OK);
+    json_array_foreach(all, i, got)
+    {
+        char key[32];
+        snprintf(key, sizeof(key), "%lld",
+                 (long long)json_integer_value(json_object_get(got, "seq")));
+        json_object_set(by_seq, key, got);
+    }
+    for (int w = 0; w < 8; w++) {
+        json_array_foreach(b[w].received, i, got)
+        {
+            char key[32];
+            json_t *entry, *detail;
+            snprintf(key, sizeof(key), "%lld",
+                     (long long)json_integer_value(json_object_get(got, "seq")));
+            entry = json_object_get(by_seq, key);
+            if (entry == NULL)
+                fail_msg("a released signature (audit seq %s) is not in the log", key);
+            detail = json_object_get(entry, "detail");
+            assert_string_equal(json_string_value(json_object_get(detail, "digest")),
+                                json_string_value(json_object_get(got, "digest")));
+            assert_string_equal(json_string_value(json_object_get(detail, "signature_sha256")),
+                                json_string_value(json_object_get(got, "signature_sha256")));
+            total++;
+        }
+        json_decref(b[w].received);
+    }
+    /* the burst really ran: signatures were handed out before the kill */
+    assert_true(total > 50);
+    json_decref(all);
+    json_decref(by_seq);
+    free(tok);
+    kbt_free(e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -220,6 +333,7 @@ int main(void)
         cmocka_unit_test(test_disk_full_and_room_again),
         cmocka_unit_test(test_rate_limit_per_principal),
         cmocka_unit_test(test_unauthenticated_flood),
+        cmocka_unit_test(test_kill_during_burst),
     };
 
     return cmocka_run_group_tests_name("faults", tests, NULL, NULL);

@@ -18,6 +18,10 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/wait.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <time.h>
 
 #include <curl/curl.h>
 
@@ -326,6 +330,39 @@ static void test_kill_during_burst(void **state)
     kbt_free(e);
 }
 
+/* Hundreds of idle or slow clients must not keep a real one waiting. */
+static void test_idle_connections(void **state)
+{
+    kbt_env *e = kbt_start(NULL);
+    int fds[300];
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    struct timespec t0, t1;
+    kbt_resp r;
+    double ms;
+
+    (void)state;
+    sa.sin_port = htons((uint16_t)e->port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    for (int i = 0; i < 300; i++) {
+        fds[i] = socket(AF_INET, SOCK_STREAM, 0);
+        assert_true(fds[i] >= 0);
+        assert_int_equal(connect(fds[i], (struct sockaddr *)&sa, sizeof(sa)), 0);
+        /* every third one trickles half a request line and stops */
+        if (i % 3 == 0)
+            assert_int_equal(write(fds[i], "GET /v1/he", 10), 10);
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    r = kbt_call(e, "GET", "/v1/keys", e->admin, NULL);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    assert_int_equal(r.status, 200);
+    kbt_resp_free(&r);
+    ms = (double)(t1.tv_sec - t0.tv_sec) * 1000.0 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+    assert_true(ms < 1000.0);
+    for (int i = 0; i < 300; i++)
+        close(fds[i]);
+    kbt_free(e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -334,6 +371,7 @@ int main(void)
         cmocka_unit_test(test_rate_limit_per_principal),
         cmocka_unit_test(test_unauthenticated_flood),
         cmocka_unit_test(test_kill_during_burst),
+        cmocka_unit_test(test_idle_connections),
     };
 
     return cmocka_run_group_tests_name("faults", tests, NULL, NULL);

@@ -16,4 +16,8 @@ KBR_WUR kbr_err kbr_audit_leaf_hash(const char *canonical, size_t len, char out[
 KBR_WUR kbr_err kbr_audit_check_stored(kbr_store *st, int64_t last_seq, int64_t count,
                                        kbr_msg *msg);
 
+/* The audit tree's nodes completed by appending entry seq with hash_hex (64 hex digits),
+ * stored inside the caller's transaction. */
+KBR_WUR kbr_err kbr_merkle_store_append(kbr_store *st, int64_t seq, const char *hash_hex);
+
 #endif

@@ -666,6 +666,29 @@ out:
     return err;
 }
 
+/* A tree head is only recorded if it is the store's own: a root the log does not have
+ * would be a signature over a history that never was. */
+static kbr_err checkpoint(kbr_store *st, const json_t *e, int64_t seq)
+{
+    kbr_err err = KBR_OK;
+    const char *root_hex = NULL, *sig = NULL, *at = NULL;
+    char at_buf[KBR_TIME_LEN], want[2 * 32 + 1];
+    const json_t *size = json_object_get(e, "size");
+    unsigned char root[32];
+
+    KBR_GUARD(field_str(e, "root_hash", true, &root_hex));
+    KBR_GUARD(field_str(e, "signature_b64", true, &sig));
+    KBR_GUARD(field_time(e, "time", true, at_buf, &at));
+    KBR_ENSURE(json_is_integer(size) && json_integer_value(size) >= 0, KBR_ERR_INTERNAL);
+    KBR_ENSURE(json_integer_value(size) < seq, KBR_ERR_STORE_CONSTRAINT);
+    KBR_GUARD(kbr_store_merkle_root(st, json_integer_value(size), root));
+    kbr_hex_encode_buf(root, sizeof(root), want);
+    KBR_ENSURE(strcmp(want, root_hex) == 0, KBR_ERR_STORE_CONSTRAINT);
+    KBR_GUARD(st->ops->checkpoint_insert(st, json_integer_value(size), root_hex, at, sig, seq));
+out:
+    return err;
+}
+
 typedef kbr_err (*effect_fn)(kbr_store *st, const json_t *e, int64_t seq);
 
 static const struct {
@@ -677,7 +700,7 @@ static const struct {
     {"token.revoke", token_revoke},       {"firmware.sign", firmware_sign},
     {"batch.create", batch_create},       {"device.provision", device_provision},
     {"device.rotate", device_rotate},     {"debug.authorize", debug_authorize},
-    {"ota.report", ota_report},
+    {"ota.report", ota_report},           {"checkpoint", checkpoint},
 };
 
 static kbr_err apply_one(kbr_store *st, const json_t *e, int64_t seq)

@@ -132,6 +132,15 @@ struct kbr_store_ops {
 
     kbr_err (*audit_insert)(kbr_store *st, const kbr_store_audit_row *row);
     kbr_err (*audit_tail)(kbr_store *st, int64_t *seq, char hash[65]);
+    /* The audit tree's perfect subtree of 2^level leaves at idx: level 0 is the entry
+     * hash of seq idx + 1, put only stores levels >= 1.  KBR_ERR_NOT_FOUND when absent. */
+    kbr_err (*merkle_node_get)(kbr_store *st, unsigned level, int64_t idx, unsigned char out[32]);
+    kbr_err (*merkle_node_put)(kbr_store *st, unsigned level, int64_t idx,
+                               const unsigned char hash[32]);
+    /* KBR_ERR_STORE_CONSTRAINT when a checkpoint of that size exists. */
+    kbr_err (*checkpoint_insert)(kbr_store *st, int64_t size, const char *root_hash,
+                                 const char *time, const char *signature_b64, int64_t seq);
+    kbr_err (*checkpoint_latest)(kbr_store *st, json_t **out);
     kbr_err (*audit_walk)(kbr_store *st, int64_t after, int64_t limit, kbr_store_entry_fn fn,
                           void *arg);
 

@@ -163,6 +163,14 @@ static const char schema_sql[] =
     " outcome TEXT NOT NULL, error_code TEXT, key_use INTEGER NOT NULL DEFAULT 0,"
     " entry TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL);"
     "CREATE INDEX IF NOT EXISTS audit_jti ON audit(jti);"
+    /* The audit tree's perfect subtrees above the leaves (the leaves are audit.hash), written
+     * with the entry that completes them; checkpoints are the signed tree heads. */
+    "CREATE TABLE IF NOT EXISTS merkle_nodes("
+    " level INTEGER NOT NULL, idx INTEGER NOT NULL, hash BLOB NOT NULL,"
+    " PRIMARY KEY(level, idx)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS checkpoints("
+    " size INTEGER PRIMARY KEY, root_hash TEXT NOT NULL, time TEXT NOT NULL,"
+    " signature_b64 TEXT NOT NULL, audit_seq INTEGER NOT NULL);"
     "CREATE INDEX IF NOT EXISTS audit_key_sub_op ON audit(key, sub, op);"
     "CREATE TABLE IF NOT EXISTS keys("
     " name TEXT PRIMARY KEY, purpose TEXT NOT NULL, algorithm TEXT NOT NULL,"
@@ -688,6 +696,10 @@ const kbr_store_ops kbr_store_sqlite_ops = {
     .audit_insert = sqlite_audit_insert,
     .audit_tail = sqlite_audit_tail,
     .audit_walk = sqlite_audit_walk,
+    .merkle_node_get = kbr_sqlite_merkle_node_get,
+    .merkle_node_put = kbr_sqlite_merkle_node_put,
+    .checkpoint_insert = kbr_sqlite_checkpoint_insert,
+    .checkpoint_latest = kbr_sqlite_checkpoint_latest,
     .key_get = kbr_sqlite_key_get,
     .key_list = kbr_sqlite_key_list,
     .token_list = kbr_sqlite_token_list,

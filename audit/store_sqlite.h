@@ -3,7 +3,8 @@
  * shared by store_sqlite.c (connection, schema, transactions, audit table),
  * store_sqlite_ledger.c (keys, tokens, firmware), store_sqlite_device.c
  * (certificates, batches, devices and their events) and store_sqlite_field.c
- * (debug unlocks, firmware history, fleet lookups).
+ * (debug unlocks, firmware history, fleet lookups) and store_sqlite_tree.c (the audit
+ * tree and its checkpoints).
  */
 #ifndef KBR_STORE_SQLITE_H
 #define KBR_STORE_SQLITE_H
@@ -27,6 +28,11 @@ typedef enum {
     SQ_AUDIT_INSERT,
     SQ_AUDIT_TAIL,
     SQ_AUDIT_WALK,
+    SQ_MERKLE_LEAF,
+    SQ_MERKLE_NODE_GET,
+    SQ_MERKLE_NODE_PUT,
+    SQ_CHECKPOINT_INSERT,
+    SQ_CHECKPOINT_LATEST,
     SQ_KEY_INSERT,
     SQ_KEY_RETIRE,
     SQ_KEY_EXISTS,
@@ -191,6 +197,15 @@ kbr_err kbr_sqlite_debug_challenge_used(kbr_store *st, const char *key,
                                         const char *challenge_sha256, bool *used);
 kbr_err kbr_sqlite_device_firmware(kbr_store *st, const char *product, const char *serial,
                                    json_t **out);
+
+/* The audit tree and its checkpoints (store_sqlite_tree.c). */
+kbr_err kbr_sqlite_merkle_node_get(kbr_store *st, unsigned level, int64_t idx,
+                                   unsigned char out[32]);
+kbr_err kbr_sqlite_merkle_node_put(kbr_store *st, unsigned level, int64_t idx,
+                                   const unsigned char hash[32]);
+kbr_err kbr_sqlite_checkpoint_insert(kbr_store *st, int64_t size, const char *root_hash,
+                                     const char *time, const char *signature_b64, int64_t seq);
+kbr_err kbr_sqlite_checkpoint_latest(kbr_store *st, json_t **out);
 
 /* Snapshots and the custody views (store_sqlite_views.c, store_sqlite_exposure.c). */
 kbr_err kbr_sqlite_snapshot_begin(kbr_store *st);

@@ -190,6 +190,7 @@ static kbr_err insert_entry(kbr_audit *a, kbr_audit_rec *r, int64_t seq, const c
         .hash = r->hash,
     };
     KBR_GUARD(kbr_store_audit_insert(a->st, &row));
+    KBR_GUARD(kbr_merkle_store_append(a->st, seq, r->hash));
     r->seq = seq;
     memcpy(r->time, time, KBR_TIME_LEN);
 out:

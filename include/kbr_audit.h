@@ -18,6 +18,8 @@
 #ifndef KBR_AUDIT_H
 #define KBR_AUDIT_H
 
+#include <openssl/evp.h>
+
 #include "kbr_common.h"
 
 typedef struct kbr_audit kbr_audit;
@@ -108,5 +110,53 @@ KBR_WUR kbr_err kbr_audit_entry_hash(const json_t *entry, char hash[65]);
  */
 KBR_WUR kbr_err kbr_audit_verify_entries(const json_t *entries, int64_t first_seq,
                                          const char *expected_prev, kbr_msg *msg);
+
+/*
+ * The signed audit tree (RFC 6962 / RFC 9162): leaves are the entries'
+ * hashes in seq order (leaf index = seq - 1), an inner node is
+ * SHA-256(0x01 || left || right), and a tree of n leaves splits at the
+ * largest power of two below n.  Hashes are raw KBR_MERKLE_HASH_LEN bytes;
+ * an array of hashes is their concatenation.
+ */
+#define KBR_MERKLE_HASH_LEN 32
+
+/* SHA-256(0x01 || left || right).  out may alias left or right. */
+KBR_WUR kbr_err kbr_merkle_node(const unsigned char left[KBR_MERKLE_HASH_LEN],
+                                const unsigned char right[KBR_MERKLE_HASH_LEN],
+                                unsigned char out[KBR_MERKLE_HASH_LEN]);
+/* MTH over n leaf hashes; n == 0 gives SHA-256 of the empty string (RFC 6962 2.1). */
+KBR_WUR kbr_err kbr_merkle_root(const unsigned char *leaves, uint64_t n,
+                                unsigned char root[KBR_MERKLE_HASH_LEN]);
+/*
+ * The audit path of leaf m (0-based) in the tree of the first n leaves, leaf side first
+ * (RFC 6962 2.1.1).  *path (caller frees with free()) holds *path_len hashes; an empty path
+ * for n == 1.  KBR_ERR_BAD_REQUEST unless m < n.
+ */
+KBR_WUR kbr_err kbr_merkle_proof(const unsigned char *leaves, uint64_t n, uint64_t m,
+                                 unsigned char **path, size_t *path_len);
+/* KBR_OK when path proves leaf at index m in a tree of size n with this root (RFC 9162
+ * 2.1.3.2), KBR_ERR_BAD_REQUEST when it does not or m >= n. */
+KBR_WUR kbr_err kbr_merkle_verify(const unsigned char leaf[KBR_MERKLE_HASH_LEN], uint64_t m,
+                                  uint64_t n, const unsigned char *path, size_t path_len,
+                                  const unsigned char root[KBR_MERKLE_HASH_LEN]);
+
+/*
+ * A checkpoint (signed tree head): {"root_hash" (hex), "size", "time" (RFC 3339)}; the audit
+ * key signs SHA-256 of its canonical JSON with ECDSA P-256, raw r||s, base64 in
+ * "signature_b64".  Fills *digest with that SHA-256 of cp's three fields (other members are
+ * ignored); KBR_ERR_BAD_REQUEST with msg naming the field when one is missing or mistyped.
+ */
+KBR_WUR kbr_err kbr_audit_checkpoint_digest(const json_t *cp, unsigned char digest[32],
+                                            kbr_msg *msg);
+
+/*
+ * Offline check of an exported log against a checkpoint: entries (as GET /v1/audit shows
+ * them, from seq 1) chain (kbr_audit_verify_entries), the log holds at least cp.size
+ * entries, the root over the first cp.size hashes is cp.root_hash, and cp.signature_b64
+ * verifies with pubkey (an EC P-256 key).  KBR_ERR_BAD_REQUEST with msg naming the first
+ * problem; KBR_ERR_CRYPTO when the key cannot be used.
+ */
+KBR_WUR kbr_err kbr_audit_verify_checkpoint(const json_t *entries, const json_t *cp,
+                                            EVP_PKEY *pubkey, kbr_msg *msg);
 
 #endif

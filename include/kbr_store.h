@@ -64,6 +64,11 @@
  *                 report, when (product, version) is not a build this broker signed or any
  *                 result names a device the ledger does not know (see
  *                 kbr_store_devices_known).
+ *   checkpoint    {size, root_hash, time, signature_b64}
+ *                 records a signed tree head of the audit log (kbr_audit.h); size is at most
+ *                 the seq of the entry that carries it minus one.  KBR_ERR_STORE_CONSTRAINT
+ *                 when root_hash is not the root of the first size entries or a checkpoint
+ *                 of that size exists.
  * where certificate{} is {serial_number, pem, chain_pem, not_after, fingerprint}.
  * chain_pem is a string and may be ""; serial_number is hex, fingerprint the SHA-256 of
  * the DER in hex (64 digits), csr_sha256 likewise; hex is stored lowercase.  A fingerprint
@@ -139,6 +144,21 @@ typedef kbr_err (*kbr_store_entry_fn)(int64_t seq, const char *entry_json, const
                                       void *arg);
 KBR_WUR kbr_err kbr_store_audit_walk(kbr_store *st, int64_t after, int64_t limit,
                                      kbr_store_entry_fn fn, void *arg);
+
+/*
+ * The audit tree (kbr_audit.h) from the perfect subtrees the audit writer stores with each
+ * entry, in the entry's transaction (at most log2(seq) per entry), in O(log size) lookups.
+ * Root of the first size entries (size 0: SHA-256 of ""); the audit path of entry seq in the
+ * tree of size entries (*path is *path_len 32-byte hashes, leaf side first, caller frees with
+ * free()).  KBR_ERR_BAD_REQUEST unless 1 <= seq <= size (root: 0 <= size) and size is at most
+ * the log's last seq.
+ */
+KBR_WUR kbr_err kbr_store_merkle_root(kbr_store *st, int64_t size, unsigned char root[32]);
+KBR_WUR kbr_err kbr_store_merkle_proof(kbr_store *st, int64_t seq, int64_t size,
+                                       unsigned char **path, size_t *path_len);
+/* The checkpoint of the largest size: {size, root_hash, time, signature_b64, audit_seq (the
+ * entry that recorded it)}; KBR_ERR_NOT_FOUND when there is none.  New ref. */
+KBR_WUR kbr_err kbr_store_checkpoint_latest(kbr_store *st, json_t **out);
 
 /* Entries as GET /v1/audit shows them: the entry objects with "hash" added. New ref. */
 KBR_WUR kbr_err kbr_store_audit_page(kbr_store *st, int64_t after, int64_t limit, json_t **entries);

@@ -21,7 +21,7 @@ static const cli_command *const commands[] = {
     &cli_cmd_batch_show,   &cli_cmd_provision,       &cli_cmd_rotate,       &cli_cmd_debug_auth,
     &cli_cmd_ota_report,   &cli_cmd_audit_list,      &cli_cmd_audit_export, &cli_cmd_health,
     &cli_cmd_jwks,         &cli_cmd_view_product,    &cli_cmd_view_custody, &cli_cmd_view_exposure,
-    &cli_cmd_view_device,
+    &cli_cmd_view_device,  &cli_cmd_audit_verify,
 };
 
 /* Accepted before or after the command words. */

@@ -137,6 +137,7 @@ struct kbd {
     struct event *done_ev;
 
     struct event *sig_term, *sig_int, *health_timer;
+    struct kbd_checkpointer *checkpointer; /* h_audit.c */
     long inflight;
     bool shutting_down;
     kbd_stats stats;
@@ -269,6 +270,13 @@ kbr_err kbd_h_token_revoke(kbd_req *r);
 kbr_err kbd_h_revocations(kbd_req *r);
 kbr_err kbd_h_sign(kbd_req *r);
 kbr_err kbd_h_audit_list(kbd_req *r);
+kbr_err kbd_h_audit_checkpoint(kbd_req *r);
+kbr_err kbd_h_audit_proof(kbd_req *r);
+/* h_audit.c: signed checkpoints every checkpoint_entries entries or checkpoint_seconds seconds
+ * (a timer on the event loop, the signing on a worker); stop after the workers and the audit
+ * writer stopped.  stop accepts a daemon that never started them. */
+KBR_WUR kbr_err kbd_checkpoint_start(kbd *d, kbr_msg *msg);
+void kbd_checkpoint_stop(kbd *d);
 kbr_err kbd_h_key_certificate(kbd_req *r);
 kbr_err kbd_h_batch_create(kbd_req *r);
 kbr_err kbd_h_batch_get(kbd_req *r);

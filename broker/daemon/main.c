@@ -219,6 +219,7 @@ static void teardown(kbd *d)
         kbd_flush_suppressed(d);
     kbd_workers_stop(d);
     kbr_audit_stop(d->audit);
+    kbd_checkpoint_stop(d);
     if (d->http != NULL)
         evhttp_free(d->http);
     kbd_tls_cleanup(d);
@@ -252,6 +253,7 @@ static kbr_err serve(kbd *d, kbr_msg *msg)
     KBR_GUARD(load_state(d, msg));
     KBR_GUARD(start_loop(d, msg));
     KBR_GUARD(kbd_workers_start(d, msg));
+    KBR_GUARD(kbd_checkpoint_start(d, msg));
     KBR_GUARD(kbd_http_start(d, msg));
     event_base_dispatch(d->base);
     fprintf(stderr, "keybrokerd: stopped\n");

@@ -22,6 +22,8 @@ static const kbd_route routes[] = {
     {"POST", "/v1/revocations", true, KBR_OP_ADMIN, "token.revoke", kbd_h_revocations},
     {"POST", "/v1/sign", true, KBR_OP_SIGN, "sign", kbd_h_sign},
     {"GET", "/v1/audit", true, KBR_OP_READ, "audit.read", kbd_h_audit_list},
+    {"GET", "/v1/audit/checkpoint", true, KBR_OP_READ, "audit.read", kbd_h_audit_checkpoint},
+    {"GET", "/v1/audit/proof", true, KBR_OP_READ, "audit.read", kbd_h_audit_proof},
     {"POST", "/v1/keys/{}/certificate", true, KBR_OP_ADMIN, "key.certificate",
      kbd_h_key_certificate},
     {"POST", "/v1/batches", true, KBR_OP_ADMIN, "batch.create", kbd_h_batch_create},

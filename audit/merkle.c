@@ -1,0 +1,281 @@
+/*
+ * merkle.c - the RFC 6962 Merkle tree over the audit entries' leaf hashes:
+ * roots, inclusion proofs and their verification, over an array of leaves
+ * or over the perfect subtrees the store keeps as entries are appended.
+ *
+ * Both sources answer one question, "the hash of the perfect subtree of
+ * 2^level leaves at index idx", so the RFC's recursion is written once.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+
+#include "audit_chain.h"
+#include "store_backend.h"
+
+#define H KBR_MERKLE_HASH_LEN
+/* A log of more than 2^62 entries is not a log this broker writes. */
+#define MAX_LEVEL 62
+
+typedef kbr_err (*node_fn)(void *arg, unsigned level, uint64_t idx, unsigned char out[H]);
+
+kbr_err kbr_merkle_node(const unsigned char left[H], const unsigned char right[H],
+                        unsigned char out[H])
+{
+    kbr_err err = KBR_OK;
+    unsigned char in[1 + 2 * H];
+
+    in[0] = 0x01;
+    memcpy(in + 1, left, H);
+    memcpy(in + 1 + H, right, H);
+    KBR_ENSURE(EVP_Digest(in, sizeof(in), out, NULL, EVP_sha256(), NULL) == 1, KBR_ERR_CRYPTO);
+out:
+    return err;
+}
+
+/* The largest power of two below n (n >= 2): the RFC's split point. */
+static uint64_t split_of(uint64_t n)
+{
+    uint64_t k = 1;
+
+    while (k << 1 < n)
+        k <<= 1;
+    return k;
+}
+
+static unsigned level_of(uint64_t pow2)
+{
+    unsigned level = 0;
+
+    while (pow2 > 1) {
+        pow2 >>= 1;
+        level++;
+    }
+    return level;
+}
+
+/*
+ * MTH(D[start:start+n]) where start is a multiple of the split of every
+ * range the recursion reaches: a perfect left part is one lookup, so only
+ * the right edge recurses (O(log n) lookups).
+ */
+static kbr_err range_hash(node_fn get, void *arg, uint64_t start, uint64_t n, unsigned char out[H])
+{
+    kbr_err err = KBR_OK;
+    unsigned char left[H], right[H];
+    uint64_t k;
+
+    if ((n & (n - 1)) == 0) {
+        KBR_GUARD(get(arg, level_of(n), start / n, out));
+        goto out;
+    }
+    k = split_of(n);
+    KBR_GUARD(get(arg, level_of(k), start / k, left));
+    KBR_GUARD(range_hash(get, arg, start + k, n - k, right));
+    KBR_GUARD(kbr_merkle_node(left, right, out));
+out:
+    return err;
+}
+
+static kbr_err root_of(node_fn get, void *arg, uint64_t n, unsigned char root[H])
+{
+    kbr_err err = KBR_OK;
+
+    if (n == 0) {
+        /* RFC 6962 2.1: the hash of an empty list is the hash of an empty string */
+        KBR_ENSURE(EVP_Digest("", 0, root, NULL, EVP_sha256(), NULL) == 1, KBR_ERR_CRYPTO);
+        goto out;
+    }
+    KBR_GUARD(range_hash(get, arg, 0, n, root));
+out:
+    return err;
+}
+
+/* PATH(m, D[start:start+n]) of RFC 6962 2.1.1, written leaf-first into path. */
+static kbr_err path_of(node_fn get, void *arg, uint64_t m, uint64_t start, uint64_t n,
+                       unsigned char *path, size_t *len)
+{
+    kbr_err err = KBR_OK;
+    uint64_t k;
+
+    if (n <= 1)
+        goto out;
+    k = split_of(n);
+    if (m < k) {
+        KBR_GUARD(path_of(get, arg, m, start, k, path, len));
+        KBR_GUARD(range_hash(get, arg, start + k, n - k, path + *len * H));
+    } else {
+        KBR_GUARD(path_of(get, arg, m - k, start + k, n - k, path, len));
+        KBR_GUARD(get(arg, level_of(k), start / k, path + *len * H));
+    }
+    (*len)++;
+out:
+    return err;
+}
+
+static kbr_err proof_of(node_fn get, void *arg, uint64_t m, uint64_t n, unsigned char **path,
+                        size_t *path_len)
+{
+    kbr_err err = KBR_OK;
+    unsigned char *p = NULL;
+    size_t len = 0;
+
+    *path = NULL;
+    *path_len = 0;
+    KBR_ENSURE(m < n, KBR_ERR_BAD_REQUEST);
+    /* at most one hash per level; one spare byte so an empty path still allocates */
+    p = malloc((size_t)(MAX_LEVEL + 2) * H);
+    KBR_ENSURE(p != NULL, KBR_ERR_NOMEM);
+    KBR_GUARD(path_of(get, arg, m, 0, n, p, &len));
+    *path = p;
+    *path_len = len;
+    p = NULL;
+out:
+    free(p);
+    return err;
+}
+
+/* ---- over an array of leaf hashes ---- */
+
+typedef struct {
+    const unsigned char *leaves;
+} array_src;
+
+static kbr_err array_node(void *arg, unsigned level, uint64_t idx, unsigned char out[H])
+{
+    kbr_err err = KBR_OK;
+    const array_src *a = arg;
+    unsigned char left[H], right[H];
+
+    if (level == 0) {
+        memcpy(out, a->leaves + idx * H, H);
+        goto out;
+    }
+    KBR_GUARD(array_node(arg, level - 1, 2 * idx, left));
+    KBR_GUARD(array_node(arg, level - 1, 2 * idx + 1, right));
+    KBR_GUARD(kbr_merkle_node(left, right, out));
+out:
+    return err;
+}
+
+kbr_err kbr_merkle_root(const unsigned char *leaves, uint64_t n, unsigned char root[H])
+{
+    array_src a = {leaves};
+
+    return root_of(array_node, &a, n, root);
+}
+
+kbr_err kbr_merkle_proof(const unsigned char *leaves, uint64_t n, uint64_t m, unsigned char **path,
+                         size_t *path_len)
+{
+    array_src a = {leaves};
+
+    return proof_of(array_node, &a, m, n, path, path_len);
+}
+
+/* RFC 9162 2.1.3.2, step by step. */
+kbr_err kbr_merkle_verify(const unsigned char leaf[H], uint64_t m, uint64_t n,
+                          const unsigned char *path, size_t path_len, const unsigned char root[H])
+{
+    kbr_err err = KBR_OK;
+    uint64_t fn = m, sn = n - 1;
+    unsigned char r[H];
+
+    KBR_ENSURE(m < n, KBR_ERR_BAD_REQUEST);
+    memcpy(r, leaf, H);
+    for (size_t i = 0; i < path_len; i++) {
+        const unsigned char *p = path + i * H;
+        KBR_ENSURE(sn != 0, KBR_ERR_BAD_REQUEST);
+        if ((fn & 1) == 1 || fn == sn) {
+            KBR_GUARD(kbr_merkle_node(p, r, r));
+            while ((fn & 1) == 0 && fn != 0) {
+                fn >>= 1;
+                sn >>= 1;
+            }
+        } else {
+            KBR_GUARD(kbr_merkle_node(r, p, r));
+        }
+        fn >>= 1;
+        sn >>= 1;
+    }
+    KBR_ENSURE(sn == 0, KBR_ERR_BAD_REQUEST);
+    KBR_ENSURE(memcmp(r, root, H) == 0, KBR_ERR_BAD_REQUEST);
+out:
+    return err;
+}
+
+/* ---- over the store's perfect subtrees ---- */
+
+static kbr_err store_node(void *arg, unsigned level, uint64_t idx, unsigned char out[H])
+{
+    kbr_store *st = arg;
+    kbr_err err = st->ops->merkle_node_get(st, level, (int64_t)idx, out);
+
+    /* the caller checked the size against the log: a missing node is damage */
+    return err == KBR_ERR_NOT_FOUND ? KBR_ERR_STORE : err;
+}
+
+kbr_err kbr_merkle_store_append(kbr_store *st, int64_t seq, const char *hash_hex)
+{
+    kbr_err err = KBR_OK;
+    unsigned char *leaf = NULL, left[H], cur[H];
+    size_t leaf_len = 0;
+    uint64_t count = (uint64_t)seq;
+
+    KBR_GUARD(kbr_hex_decode(hash_hex, &leaf, &leaf_len));
+    KBR_ENSURE(leaf_len == H, KBR_ERR_INTERNAL);
+    memcpy(cur, leaf, H);
+    /* leaf seq-1 completes the subtree of 2^level leaves ending here, for each such level */
+    for (unsigned level = 1; level <= MAX_LEVEL && count % ((uint64_t)1 << level) == 0; level++) {
+        uint64_t idx = (count >> level) - 1;
+        KBR_GUARD(store_node(st, level - 1, 2 * idx, left));
+        KBR_GUARD(kbr_merkle_node(left, cur, cur));
+        KBR_GUARD(st->ops->merkle_node_put(st, level, (int64_t)idx, cur));
+    }
+out:
+    free(leaf);
+    return err;
+}
+
+static kbr_err check_size(kbr_store *st, int64_t size)
+{
+    kbr_err err = KBR_OK;
+    int64_t last = 0;
+    char hash[65];
+
+    KBR_ENSURE(size >= 0, KBR_ERR_BAD_REQUEST);
+    KBR_GUARD(kbr_store_audit_tail(st, &last, hash));
+    KBR_ENSURE(size <= last, KBR_ERR_BAD_REQUEST);
+out:
+    return err;
+}
+
+kbr_err kbr_store_merkle_root(kbr_store *st, int64_t size, unsigned char root[H])
+{
+    kbr_err err = KBR_OK;
+
+    KBR_GUARD(check_size(st, size));
+    KBR_GUARD(root_of(store_node, st, (uint64_t)size, root));
+out:
+    return err;
+}
+
+kbr_err kbr_store_merkle_proof(kbr_store *st, int64_t seq, int64_t size, unsigned char **path,
+                               size_t *path_len)
+{
+    kbr_err err = KBR_OK;
+
+    *path = NULL;
+    *path_len = 0;
+    KBR_ENSURE(seq >= 1 && seq <= size, KBR_ERR_BAD_REQUEST);
+    KBR_GUARD(check_size(st, size));
+    KBR_GUARD(proof_of(store_node, st, (uint64_t)seq - 1, (uint64_t)size, path, path_len));
+out:
+    return err;
+}
+
+kbr_err kbr_store_checkpoint_latest(kbr_store *st, json_t **out)
+{
+    return st->ops->checkpoint_latest(st, out);
+}

@@ -1,0 +1,119 @@
+/* store_sqlite_tree.c - the SQLite back end's audit tree nodes and checkpoints. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "store_sqlite.h"
+
+#define H 32
+
+static kbr_err leaf_get(kbr_sqlite *s, int64_t idx, unsigned char out[H])
+{
+    kbr_err err = KBR_OK;
+    sqlite3_stmt *stmt = NULL;
+    unsigned char *raw = NULL;
+    size_t len = 0;
+    int rc;
+
+    KBR_GUARD(kbr_sqlite_stmt(s, SQ_MERKLE_LEAF, "SELECT hash FROM audit WHERE seq = ?1", &stmt));
+    KBR_GUARD(kbr_sqlite_err(sqlite3_bind_int64(stmt, 1, idx + 1)));
+    rc = sqlite3_step(stmt);
+    KBR_ENSURE(rc != SQLITE_DONE, KBR_ERR_NOT_FOUND);
+    KBR_ENSURE(rc == SQLITE_ROW, kbr_sqlite_err(rc));
+    KBR_ENSURE(kbr_sqlite_text(stmt, 0) != NULL, KBR_ERR_STORE);
+    KBR_ENSURE(kbr_hex_decode(kbr_sqlite_text(stmt, 0), &raw, &len) == KBR_OK && len == H,
+               KBR_ERR_STORE);
+    memcpy(out, raw, H);
+out:
+    free(raw);
+    kbr_sqlite_done(stmt);
+    return err;
+}
+
+static kbr_err inner_get(kbr_sqlite *s, unsigned level, int64_t idx, unsigned char out[H])
+{
+    kbr_err err = KBR_OK;
+    sqlite3_stmt *stmt = NULL;
+    int rc;
+
+    KBR_GUARD(kbr_sqlite_stmt(s, SQ_MERKLE_NODE_GET,
+                              "SELECT hash FROM merkle_nodes WHERE level = ?1 AND idx = ?2",
+                              &stmt));
+    KBR_GUARD(kbr_sqlite_err(sqlite3_bind_int(stmt, 1, (int)level)));
+    KBR_GUARD(kbr_sqlite_err(sqlite3_bind_int64(stmt, 2, idx)));
+    rc = sqlite3_step(stmt);
+    KBR_ENSURE(rc != SQLITE_DONE, KBR_ERR_NOT_FOUND);
+    KBR_ENSURE(rc == SQLITE_ROW, kbr_sqlite_err(rc));
+    KBR_ENSURE(sqlite3_column_bytes(stmt, 0) == H, KBR_ERR_STORE);
+    memcpy(out, sqlite3_column_blob(stmt, 0), H);
+out:
+    kbr_sqlite_done(stmt);
+    return err;
+}
+
+kbr_err kbr_sqlite_merkle_node_get(kbr_store *st, unsigned level, int64_t idx, unsigned char out[H])
+{
+    if (level == 0)
+        return leaf_get((kbr_sqlite *)st, idx, out);
+    return inner_get((kbr_sqlite *)st, level, idx, out);
+}
+
+kbr_err kbr_sqlite_merkle_node_put(kbr_store *st, unsigned level, int64_t idx,
+                                   const unsigned char hash[H])
+{
+    kbr_err err = KBR_OK;
+    sqlite3_stmt *stmt = NULL;
+
+    KBR_ENSURE(level >= 1, KBR_ERR_INTERNAL);
+    KBR_GUARD(kbr_sqlite_stmt((kbr_sqlite *)st, SQ_MERKLE_NODE_PUT,
+                              "INSERT INTO merkle_nodes(level, idx, hash) VALUES (?1, ?2, ?3)",
+                              &stmt));
+    KBR_GUARD(kbr_sqlite_err(sqlite3_bind_int(stmt, 1, (int)level)));
+    KBR_GUARD(kbr_sqlite_err(sqlite3_bind_int64(stmt, 2, idx)));
+    KBR_GUARD(kbr_sqlite_err(sqlite3_bind_blob(stmt, 3, hash, H, SQLITE_STATIC)));
+    KBR_GUARD(kbr_sqlite_run(stmt));
+out:
+    kbr_sqlite_done(stmt);
+    return err;
+}
+
+kbr_err kbr_sqlite_checkpoint_insert(kbr_store *st, int64_t size, const char *root_hash,
+                                     const char *time, const char *signature_b64, int64_t seq)
+{
+    kbr_err err = KBR_OK;
+    sqlite3_stmt *stmt = NULL;
+
+    KBR_GUARD(kbr_sqlite_stmt((kbr_sqlite *)st, SQ_CHECKPOINT_INSERT,
+                              "INSERT INTO checkpoints(size, root_hash, time, signature_b64,"
+                              " audit_seq) VALUES (?1, ?2, ?3, ?4, ?5)",
+                              &stmt));
+    KBR_GUARD(kbr_sqlite_err(sqlite3_bind_int64(stmt, 1, size)));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 2, root_hash));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 3, time));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 4, signature_b64));
+    KBR_GUARD(kbr_sqlite_err(sqlite3_bind_int64(stmt, 5, seq)));
+    KBR_GUARD(kbr_sqlite_run(stmt));
+out:
+    kbr_sqlite_done(stmt);
+    return err;
+}
+
+static const kbr_col_spec checkpoint_cols[] = {
+    {"size", KBR_COL_INT},           {"root_hash", KBR_COL_TEXT}, {"time", KBR_COL_TEXT},
+    {"signature_b64", KBR_COL_TEXT}, {"audit_seq", KBR_COL_INT},
+};
+
+kbr_err kbr_sqlite_checkpoint_latest(kbr_store *st, json_t **out)
+{
+    kbr_err err = KBR_OK;
+    sqlite3_stmt *stmt = NULL;
+
+    *out = NULL;
+    KBR_GUARD(kbr_sqlite_stmt((kbr_sqlite *)st, SQ_CHECKPOINT_LATEST,
+                              "SELECT size, root_hash, time, signature_b64, audit_seq"
+                              " FROM checkpoints ORDER BY size DESC LIMIT 1",
+                              &stmt));
+    KBR_GUARD(kbr_sqlite_object(stmt, checkpoint_cols, KBR_NCOLS(checkpoint_cols), out));
+out:
+    kbr_sqlite_done(stmt);
+    return err;
+}

@@ -1,0 +1,134 @@
+/*
+ * cmd_audit_verify.c - keybroker audit verify: checks an exported log
+ * against a signed checkpoint offline, with nothing but the files given.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/pem.h>
+
+#include "cli.h"
+#include "kbr_audit.h"
+
+#define N_ELEMS(a) (sizeof(a) / sizeof((a)[0]))
+
+/* One entry per line, as `keybroker audit export` writes them; blank lines are skipped. */
+static kbr_err read_export(const char *path, json_t **out, cli_error *ce)
+{
+    kbr_err err = KBR_OK;
+    FILE *f = fopen(path, "r");
+    json_t *entries = json_array(), *e = NULL;
+    char *line = NULL;
+    size_t cap = 0, lineno = 0;
+    json_error_t jerr;
+
+    *out = NULL;
+    KBR_ENSURE(f != NULL, cli_fail(ce, KBR_ERR_IO, "io_error", "%s: cannot open", path));
+    KBR_ENSURE(entries != NULL, KBR_ERR_NOMEM);
+    while (getline(&line, &cap, f) != -1) {
+        lineno++;
+        if (strspn(line, " \t\r\n") == strlen(line))
+            continue;
+        e = json_loads(line, 0, &jerr);
+        KBR_ENSURE(json_is_object(e), cli_fail(ce, KBR_ERR_BAD_REQUEST, "verify_failed",
+                                               "%s:%zu: not a JSON object", path, lineno));
+        KBR_ENSURE(json_array_append_new(entries, e) == 0, KBR_ERR_NOMEM);
+        e = NULL;
+    }
+    KBR_ENSURE(!ferror(f), cli_fail(ce, KBR_ERR_IO, "io_error", "%s: cannot read", path));
+    *out = entries;
+    entries = NULL;
+out:
+    json_decref(e);
+    json_decref(entries);
+    free(line);
+    if (f != NULL)
+        fclose(f);
+    return err;
+}
+
+static kbr_err read_checkpoint(const char *path, json_t **out, cli_error *ce)
+{
+    json_error_t jerr;
+
+    *out = json_load_file(path, 0, &jerr);
+    if (!json_is_object(*out)) {
+        json_decref(*out);
+        *out = NULL;
+        return cli_fail(ce, KBR_ERR_BAD_REQUEST, "verify_failed", "%s: not a JSON object: %s", path,
+                        jerr.text);
+    }
+    return KBR_OK;
+}
+
+static kbr_err read_pubkey(const char *path, EVP_PKEY **out, cli_error *ce)
+{
+    FILE *f = fopen(path, "r");
+
+    *out = NULL;
+    if (f == NULL)
+        return cli_fail(ce, KBR_ERR_IO, "io_error", "%s: cannot open", path);
+    *out = PEM_read_PUBKEY(f, NULL, NULL, NULL);
+    fclose(f);
+    if (*out == NULL)
+        return cli_fail(ce, KBR_ERR_BAD_REQUEST, "verify_failed", "%s: not a PEM public key", path);
+    return KBR_OK;
+}
+
+static kbr_err report_ok(cli_ctx *ctx, const json_t *entries, const json_t *cp)
+{
+    json_int_t size = json_integer_value(json_object_get(cp, "size"));
+
+    if (ctx->json) {
+        json_t *r =
+            json_pack("{s:b,s:I,s:I,s:O}", "ok", 1, "entries", (json_int_t)json_array_size(entries),
+                      "size", size, "root_hash", json_object_get(cp, "root_hash"));
+        int rc = r != NULL ? json_dumpf(r, ctx->out, JSON_COMPACT | JSON_SORT_KEYS) : -1;
+
+        json_decref(r);
+        return rc == 0 && fputc('\n', ctx->out) != EOF ? KBR_OK : KBR_ERR_IO;
+    }
+    fprintf(ctx->out,
+            "ok: %zu entries chain from seq 1; the first %" JSON_INTEGER_FORMAT
+            " match the signed checkpoint\n",
+            json_array_size(entries), size);
+    return KBR_OK;
+}
+
+static kbr_err audit_verify(cli_ctx *ctx, cli_error *ce)
+{
+    kbr_err err = KBR_OK;
+    json_t *entries = NULL, *cp = NULL;
+    EVP_PKEY *key = NULL;
+    kbr_msg msg = {{0}};
+
+    KBR_GUARD(read_export(cli_args_pos(ctx->args, 0), &entries, ce));
+    KBR_GUARD(read_checkpoint(cli_args_str(ctx->args, "checkpoint"), &cp, ce));
+    KBR_GUARD(read_pubkey(cli_args_str(ctx->args, "pubkey"), &key, ce));
+    err = kbr_audit_verify_checkpoint(entries, cp, key, &msg);
+    KBR_ENSURE(err == KBR_OK, cli_fail(ce, err, "verify_failed", "%s",
+                                       msg.text[0] != '\0' ? msg.text : kbr_err_str(err)));
+    KBR_GUARD(report_ok(ctx, entries, cp));
+out:
+    EVP_PKEY_free(key);
+    json_decref(cp);
+    json_decref(entries);
+    return err;
+}
+
+static const cli_opt verify_opts[] = {
+    {"checkpoint", CLI_OPT_STR, true, "CP.json"},
+    {"pubkey", CLI_OPT_STR, true, "PEM"},
+};
+
+static const char *const verify_pos[] = {"FILE"};
+
+const cli_command cli_cmd_audit_verify = {
+    {"audit", "verify", NULL},
+    "FILE --checkpoint CP.json --pubkey PEM",
+    "check an exported audit log against a signed checkpoint, offline",
+    {verify_opts, N_ELEMS(verify_opts), verify_pos, 1, 1},
+    false,
+    audit_verify,
+};

@@ -71,7 +71,7 @@ out:
     return err;
 }
 
-static kbr_err signature_holds(const json_t *cp, EVP_PKEY *pubkey, kbr_msg *msg)
+kbr_err kbr_audit_checkpoint_signature_holds(const json_t *cp, EVP_PKEY *pubkey, kbr_msg *msg)
 {
     kbr_err err = KBR_OK;
     const char *b64 = json_string_value(json_object_get(cp, "signature_b64"));
@@ -160,7 +160,7 @@ kbr_err kbr_audit_verify_checkpoint(const json_t *entries, const json_t *cp, EVP
     KBR_GUARD(kbr_audit_checkpoint_digest(cp, digest, msg));
     KBR_GUARD(kbr_audit_verify_entries(entries, 1, NULL, msg));
     KBR_GUARD(root_holds(entries, cp, msg));
-    KBR_GUARD(signature_holds(cp, pubkey, msg));
+    KBR_GUARD(kbr_audit_checkpoint_signature_holds(cp, pubkey, msg));
 out:
     return err;
 }

@@ -149,6 +149,11 @@ KBR_WUR kbr_err kbr_merkle_verify(const unsigned char leaf[KBR_MERKLE_HASH_LEN],
 KBR_WUR kbr_err kbr_audit_checkpoint_digest(const json_t *cp, unsigned char digest[32],
                                             kbr_msg *msg);
 
+/* cp.signature_b64 verifies with pubkey (EC P-256) over kbr_audit_checkpoint_digest(cp).
+ * KBR_ERR_BAD_REQUEST with msg when it does not, KBR_ERR_CRYPTO when the key cannot be used. */
+KBR_WUR kbr_err kbr_audit_checkpoint_signature_holds(const json_t *cp, EVP_PKEY *pubkey,
+                                                     kbr_msg *msg);
+
 /*
  * Offline check of an exported log against a checkpoint: entries (as GET /v1/audit shows
  * them, from seq 1) chain (kbr_audit_verify_entries), the log holds at least cp.size

@@ -127,15 +127,81 @@ out:
     return err;
 }
 
+static kbr_err checkpoint_holds(kbd *d, const json_t *cp, kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+    kbr_hsm_session *s = NULL;
+    EVP_PKEY *pub = NULL;
+
+    err = kbr_hsm_session_open(d->hsm, &s);
+    KBR_ENSURE(err == KBR_OK, kbr_fail(msg, err, "cannot open an HSM session"));
+    err = kbr_hsm_public_key(s, KBD_AUDIT_LABEL, &pub);
+    KBR_ENSURE(err == KBR_OK, kbr_fail(msg, err,
+                                       "audit key %s not found in the HSM: run "
+                                       "keybrokerd --init",
+                                       KBD_AUDIT_LABEL));
+    err = kbr_audit_checkpoint_signature_holds(cp, pub, msg);
+out:
+    EVP_PKEY_free(pub);
+    kbr_hsm_session_close(s);
+    return err;
+}
+
+/*
+ * Before serving: the latest signed checkpoint still matches the stored tree
+ * and verifies with the audit key, and every entry after it will be
+ * re-checked against its chain (the writer's start); without a checkpoint,
+ * the last AUDIT_VERIFY_TAIL entries are.
+ */
+static kbr_err check_log(kbd *d, kbr_store *st, int64_t *verify_tail, kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+    json_t *cp = NULL;
+    unsigned char root[32];
+    char hex[65], last_hash[65];
+    int64_t size, last = 0;
+    const char *signed_root;
+
+    *verify_tail = AUDIT_VERIFY_TAIL;
+    err = kbr_store_checkpoint_latest(st, &cp);
+    if (err == KBR_ERR_NOT_FOUND) {
+        err = KBR_OK;
+        goto out;
+    }
+    KBR_ENSURE(err == KBR_OK, kbr_fail(msg, err, "audit log: checkpoints cannot be read"));
+    size = json_integer_value(json_object_get(cp, "size"));
+    signed_root = json_string_value(json_object_get(cp, "root_hash"));
+    KBR_GUARD(kbr_store_merkle_root(st, size, root));
+    kbr_hex_encode_buf(root, sizeof(root), hex);
+    KBR_ENSURE(signed_root != NULL && strcmp(hex, signed_root) == 0,
+               kbr_fail(msg, KBR_ERR_STORE,
+                        "audit log: the first %lld entries no longer match the checkpoint "
+                        "signed at %s; the store was rewritten",
+                        (long long)size, json_string_value(json_object_get(cp, "time"))));
+    err = checkpoint_holds(d, cp, msg);
+    KBR_ENSURE(err == KBR_OK, kbr_fail(msg, KBR_ERR_STORE,
+                                       "audit log: checkpoint of %lld entries does not verify "
+                                       "with the audit key",
+                                       (long long)size));
+    KBR_GUARD(kbr_store_audit_tail(st, &last, last_hash));
+    if (last - size + 1 > *verify_tail)
+        *verify_tail = last - size + 1;
+out:
+    json_decref(cp);
+    return err;
+}
+
 static kbr_err load_state(kbd *d, kbr_msg *msg)
 {
     kbr_err err = KBR_OK;
     kbr_store *st = NULL;
+    int64_t tail = AUDIT_VERIFY_TAIL;
 
     KBR_GUARD(kbr_store_open(d->cfg.store, &st, msg));
     KBR_GUARD(kbd_open_hsm(&d->cfg, &d->hsm, msg));
     KBR_GUARD(load_issuer(d, msg));
-    KBR_GUARD(kbr_audit_start(d->cfg.store, AUDIT_VERIFY_TAIL, &d->audit, msg));
+    KBR_GUARD(check_log(d, st, &tail, msg));
+    KBR_GUARD(kbr_audit_start(d->cfg.store, tail, &d->audit, msg));
     KBR_GUARD(load_tokens(d, st, msg));
     KBR_GUARD(load_keys(d, st));
     KBR_GUARD(load_batches(d, st));

@@ -404,11 +404,52 @@ static void test_offline_verify(void **state)
     json_decref(cp);
 }
 
+/* At start the broker checks the latest checkpoint and the entries after it. */
+static void test_start_refuses_rewritten_store(void **state)
+{
+    char *out = NULL;
+    int rc;
+
+    (void)state;
+    kbt_stop(env);
+    /* a checkpoint whose signed root no longer matches the stored tree */
+    assert_int_equal(kbt_sh(env,
+                            "cp keybroker.db pristine.db && sqlite3 keybroker.db \"UPDATE "
+                            "checkpoints SET root_hash = '00' || substr(root_hash, 3) WHERE size = "
+                            "(SELECT max(size) FROM checkpoints)\"",
+                            NULL),
+                     0);
+    rc = kbt_run_daemon(env, "-c keybroker.conf", &out);
+    if (rc != 1 || strstr(out, "checkpoint") == NULL)
+        fail_msg("expected a refusal naming the checkpoint, got %d: %s", rc, out);
+    free(out);
+    /* an entry after the last checkpoint rewritten in place */
+    assert_int_equal(
+        kbt_sh(env,
+               "cp pristine.db keybroker.db && rm -f keybroker.db-wal keybroker.db-shm "
+               "&& sqlite3 keybroker.db \"UPDATE audit SET entry = replace(entry, "
+               "'\\\"ok\\\"', '\\\"OK\\\"') WHERE seq = (SELECT max(seq) FROM audit)\"",
+               NULL),
+        0);
+    rc = kbt_run_daemon(env, "-c keybroker.conf", &out);
+    if (rc != 1 || strstr(out, "entry") == NULL)
+        fail_msg("expected a refusal naming the entry, got %d: %s", rc, out);
+    free(out);
+    /* the untouched store starts */
+    assert_int_equal(kbt_sh(env,
+                            "cp pristine.db keybroker.db && rm -f keybroker.db-wal "
+                            "keybroker.db-shm",
+                            NULL),
+                     0);
+    assert_int_equal(kbt_spawn_daemon(env), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_checkpoint_and_proofs),
         cmocka_unit_test(test_offline_verify),
+        cmocka_unit_test(test_start_refuses_rewritten_store),
     };
 
     return cmocka_run_group_tests_name("signed audit tree", tests, setup, teardown);

@@ -88,8 +88,58 @@ static void anchor_drop(kbr_hsm *hsm)
     hsm->anchor_open = false;
 }
 
-/* Finds the token again, opens the anchor session and logs in. Caller holds hsm->lock. */
+#define LOGIN_BACKOFF_FIRST_MS 100
+#define LOGIN_BACKOFF_MAX_MS   2000
+
+static bool backing_off(const kbr_hsm *hsm)
+{
+    struct timespec now;
+
+    if (hsm->backoff_ms == 0)
+        return false;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return now.tv_sec < hsm->retry_at.tv_sec ||
+           (now.tv_sec == hsm->retry_at.tv_sec && now.tv_nsec < hsm->retry_at.tv_nsec);
+}
+
+static void backoff_after(kbr_hsm *hsm, kbr_err err)
+{
+    long ms;
+
+    if (err == KBR_OK) {
+        hsm->backoff_ms = 0;
+        return;
+    }
+    ms = hsm->backoff_ms == 0 ? LOGIN_BACKOFF_FIRST_MS : hsm->backoff_ms * 2;
+    hsm->backoff_ms = ms > LOGIN_BACKOFF_MAX_MS ? LOGIN_BACKOFF_MAX_MS : ms;
+    clock_gettime(CLOCK_MONOTONIC, &hsm->retry_at);
+    hsm->retry_at.tv_sec += hsm->backoff_ms / 1000;
+    hsm->retry_at.tv_nsec += (hsm->backoff_ms % 1000) * 1000000L;
+    if (hsm->retry_at.tv_nsec >= 1000000000L) {
+        hsm->retry_at.tv_sec++;
+        hsm->retry_at.tv_nsec -= 1000000000L;
+    }
+}
+
+static kbr_err login_attempt(kbr_hsm *hsm);
+
+/*
+ * Finds the token again, opens the anchor session and logs in, unless a
+ * recent attempt failed and its backoff has not run out (then KBR_ERR_HSM
+ * at once).  Caller holds hsm->lock.
+ */
 static kbr_err login_locked(kbr_hsm *hsm)
+{
+    kbr_err err;
+
+    if (backing_off(hsm))
+        return KBR_ERR_HSM;
+    err = login_attempt(hsm);
+    backoff_after(hsm, err);
+    return err;
+}
+
+static kbr_err login_attempt(kbr_hsm *hsm)
 {
     kbr_err err = KBR_OK;
     CK_RV rv;

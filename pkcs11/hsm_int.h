@@ -10,6 +10,7 @@
 #define KBR_HSM_INT_H
 
 #include <pthread.h>
+#include <time.h>
 
 #include "kbr_hsm.h"
 
@@ -31,6 +32,10 @@ struct kbr_hsm {
     bool anchor_open;
     unsigned char token_label[32]; /* space-padded, as CK_TOKEN_INFO has it */
     kbr_secret *pin;
+    /* After a failed login, workers answer at once until retry_at instead of all
+     * hammering a token that is not there; the wait doubles up to a bound. */
+    struct timespec retry_at;
+    long backoff_ms;
 };
 
 /* Enough for the keys one broker signs with; a miss only costs a C_FindObjects. */

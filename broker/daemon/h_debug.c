@@ -47,17 +47,11 @@ static void debug_ctx_free(void *p)
 
 static kbr_err check_debug_key(kbd_req *r, debug_ctx *c, const char *name, const char *product)
 {
-    const kbd_key *k;
+    const kbd_key *k = NULL;
+    kbr_err err = kbd_req_use_key(r, name, &k);
 
-    r->rec->key = strdup(name);
-    if (!kbr_namelist_match(&r->tok->scope.keys, name))
-        return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN, "key: \"%s\" is outside the token's keys",
-                        name);
-    k = kbd_keys_find(r->d->keys, name);
-    if (k == NULL)
-        return kbr_fail(&r->msg, KBR_ERR_NOT_FOUND, "key: no key named \"%s\"", name);
-    if (k->retired)
-        return kbr_fail(&r->msg, KBR_ERR_CONFLICT, "key: \"%s\" is retired", name);
+    if (err != KBR_OK)
+        return err;
     if (strcmp(k->purpose, "debug-auth") != 0)
         return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
                         "key: \"%s\" is a %s key; debug unlocks need a debug-auth key", name,
@@ -65,12 +59,9 @@ static kbr_err check_debug_key(kbd_req *r, debug_ctx *c, const char *name, const
     if (k->alg == KBR_ALG_RSA_3072 || k->alg == KBR_ALG_RSA_4096)
         return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST,
                         "key: debug authorization signs with ECDSA or Ed25519 keys");
-    if (!kbr_namelist_match(&r->tok->scope.products, product))
-        return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
-                        "product: \"%s\" is outside the token's products", product);
-    if (!kbd_key_serves_product(k, product))
-        return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
-                        "product: key \"%s\" does not serve product \"%s\"", name, product);
+    err = kbd_req_key_product(r, k, "product", product);
+    if (err != KBR_OK)
+        return err;
     c->key = strdup(name);
     c->label = strdup(k->hsm_label);
     c->alg = k->alg;
@@ -266,10 +257,9 @@ kbr_err kbd_h_debug_auth(kbd_req *r)
     err = debug_parse(r, c);
     if (err != KBR_OK)
         return err;
-    err = kbr_policy_reserve_use(r->tok);
+    err = kbd_req_reserve_use(r);
     if (err != KBR_OK)
-        return kbr_fail(&r->msg, err, "token %s has used all of its max_uses", r->tok->jti);
-    r->use_reserved = true;
+        return err;
     r->work = debug_work;
     kbd_req_dispatch(r);
     return KBR_OK;

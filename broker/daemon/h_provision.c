@@ -51,30 +51,22 @@ static char *dup_opt(const char *s)
 static kbr_err check_ca_key(kbd_req *r, const json_t *obj, const char *product, prov_ctx *c)
 {
     const char *name = NULL;
-    const kbd_key *k;
+    const kbd_key *k = NULL;
+    kbr_err err;
 
     if (kbd_json_name(obj, "key", true, &name, &r->msg) != KBR_OK)
         return KBR_ERR_BAD_REQUEST;
-    r->rec->key = strdup(name);
-    if (!kbr_namelist_match(&r->tok->scope.keys, name))
-        return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN, "key: \"%s\" is outside the token's keys",
-                        name);
-    k = kbd_keys_find(r->d->keys, name);
-    if (k == NULL)
-        return kbr_fail(&r->msg, KBR_ERR_NOT_FOUND, "key: no key named \"%s\"", name);
-    if (k->retired)
-        return kbr_fail(&r->msg, KBR_ERR_CONFLICT, "key: \"%s\" is retired", name);
+    err = kbd_req_use_key(r, name, &k);
+    if (err != KBR_OK)
+        return err;
     if (strcmp(k->purpose, "device-identity-ca") != 0)
         return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
                         "key: \"%s\" is a %s key; device certificates come from a "
                         "device-identity-ca key",
                         name, k->purpose);
-    if (!kbr_namelist_match(&r->tok->scope.products, product))
-        return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
-                        "product: \"%s\" is outside the token's products", product);
-    if (!kbd_key_serves_product(k, product))
-        return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
-                        "product: key \"%s\" does not serve product \"%s\"", name, product);
+    err = kbd_req_key_product(r, k, "product", product);
+    if (err != KBR_OK)
+        return err;
     c->key = strdup(name);
     c->label = strdup(k->hsm_label);
     c->alg = k->alg;
@@ -383,11 +375,10 @@ static void provision_settle(kbd_req *r, bool committed)
 
 static kbr_err reserve(kbd_req *r, prov_ctx *c, bool batch)
 {
-    kbr_err err = kbr_policy_reserve_use(r->tok);
+    kbr_err err = kbd_req_reserve_use(r);
 
     if (err != KBR_OK)
-        return kbr_fail(&r->msg, err, "token %s has used all of its max_uses", r->tok->jti);
-    r->use_reserved = true;
+        return err;
     if (batch && !c->batch_full) {
         c->slot->reserved++;
         c->batch_reserved = true;

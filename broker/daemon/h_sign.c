@@ -159,13 +159,8 @@ static kbr_err parse_artifact(kbd_req *r, sign_ctx *c, const kbd_key *key)
     if (kind != NULL && strcmp(kind, want) != 0)
         return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST,
                         "artifact.kind: a %s key signs only kind \"%s\"", key->purpose, want);
-    if (!kbr_namelist_match(&r->tok->scope.products, product))
-        return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
-                        "artifact.product: \"%s\" is outside the token's products", product);
-    if (!kbd_key_serves_product(key, product))
-        return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
-                        "artifact.product: key \"%s\" does not serve product \"%s\"", key->name,
-                        product);
+    if (kbd_req_key_product(r, key, "artifact.product", product) != KBR_OK)
+        return KBR_ERR_FORBIDDEN;
     c->artifact = json_pack("{s:s,s:s,s:s?,s:s,s:s?}", "product", product, "version", version,
                             "name", name, "kind", want, "build_id", build_id);
     return c->artifact == NULL ? KBR_ERR_NOMEM : KBR_OK;
@@ -176,17 +171,13 @@ static kbr_err check_key(kbd_req *r, const kbd_key **out)
     const char *name = NULL;
     const kbd_key *k;
 
+    kbr_err err;
+
     if (kbd_json_name(r->body, "key", true, &name, &r->msg) != KBR_OK)
         return KBR_ERR_BAD_REQUEST;
-    r->rec->key = strdup(name);
-    if (!kbr_namelist_match(&r->tok->scope.keys, name))
-        return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN, "key: \"%s\" is outside the token's keys",
-                        name);
-    k = kbd_keys_find(r->d->keys, name);
-    if (k == NULL)
-        return kbr_fail(&r->msg, KBR_ERR_NOT_FOUND, "key: no key named \"%s\"", name);
-    if (k->retired)
-        return kbr_fail(&r->msg, KBR_ERR_CONFLICT, "key: \"%s\" is retired", name);
+    err = kbd_req_use_key(r, name, &k);
+    if (err != KBR_OK)
+        return err;
     if (strcmp(k->purpose, "firmware-signing") != 0 && strcmp(k->purpose, "ota-signing") != 0)
         return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
                         "key: \"%s\" is a %s key; /v1/sign takes firmware-signing and "
@@ -374,10 +365,9 @@ kbr_err kbd_h_sign(kbd_req *r)
     err = sign_parse(r, c);
     if (err != KBR_OK)
         return err;
-    err = kbr_policy_reserve_use(r->tok);
+    err = kbd_req_reserve_use(r);
     if (err != KBR_OK)
-        return kbr_fail(&r->msg, err, "token %s has used all of its max_uses", r->tok->jti);
-    r->use_reserved = true;
+        return err;
     r->work = sign_work;
     r->finish = sign_finish;
     kbd_req_dispatch(r);

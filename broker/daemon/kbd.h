@@ -254,6 +254,16 @@ kbr_err kbd_msg_prefix(kbr_msg *msg, const char *prefix, kbr_err err);
 KBR_WUR kbr_err kbd_sbom_parse(const json_t *body, json_t **components, kbr_msg *msg);
 KBR_WUR kbr_err kbd_scope_copy(const kbr_scope *in, kbr_scope *out);
 
+/* keys.c, event thread: the checks every key-using request makes. */
+/* The key named: in the token's keys, registered, not retired (403/404/409). Sets the record's key.
+ */
+KBR_WUR kbr_err kbd_req_use_key(kbd_req *r, const char *name, const kbd_key **out);
+/* product is in the token's products and served by k (403); field names the request field. */
+KBR_WUR kbr_err kbd_req_key_product(kbd_req *r, const kbd_key *k, const char *field,
+                                    const char *product);
+/* Reserves one of the token's max_uses (429 when none is left). */
+KBR_WUR kbr_err kbd_req_reserve_use(kbd_req *r);
+
 /* handlers (h_*.c) */
 /* The {name} path segment as a registered key within the token's keys (403/404 otherwise). */
 KBR_WUR kbr_err kbd_req_path_key(kbd_req *r, const kbd_key **out);

@@ -121,3 +121,43 @@ json_t *kbd_hsm_facts(kbr_hsm_session *s, const char *label, kbr_err *err)
                      info.local, "never_extractable", info.never_extractable, "always_sensitive",
                      info.always_sensitive);
 }
+
+kbr_err kbd_req_use_key(kbd_req *r, const char *name, const kbd_key **out)
+{
+    const kbd_key *k;
+
+    *out = NULL;
+    free(r->rec->key);
+    r->rec->key = strdup(name);
+    if (!kbr_namelist_match(&r->tok->scope.keys, name))
+        return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN, "key: \"%s\" is outside the token's keys",
+                        name);
+    k = kbd_keys_find(r->d->keys, name);
+    if (k == NULL)
+        return kbr_fail(&r->msg, KBR_ERR_NOT_FOUND, "key: no key named \"%s\"", name);
+    if (k->retired)
+        return kbr_fail(&r->msg, KBR_ERR_CONFLICT, "key: \"%s\" is retired", name);
+    *out = k;
+    return KBR_OK;
+}
+
+kbr_err kbd_req_key_product(kbd_req *r, const kbd_key *k, const char *field, const char *product)
+{
+    if (!kbr_namelist_match(&r->tok->scope.products, product))
+        return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN, "%s: \"%s\" is outside the token's products",
+                        field, product);
+    if (!kbd_key_serves_product(k, product))
+        return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN, "%s: key \"%s\" does not serve product \"%s\"",
+                        field, k->name, product);
+    return KBR_OK;
+}
+
+kbr_err kbd_req_reserve_use(kbd_req *r)
+{
+    kbr_err err = kbr_policy_reserve_use(r->tok);
+
+    if (err != KBR_OK)
+        return kbr_fail(&r->msg, err, "token %s has used all of its max_uses", r->tok->jti);
+    r->use_reserved = true;
+    return KBR_OK;
+}

@@ -24,6 +24,7 @@
 #include <openssl/ecdsa.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
+#include <openssl/x509.h>
 
 #include "harness.h"
 
@@ -550,4 +551,32 @@ json_t *kbt_audit_all(kbt_env *e)
             break;
     }
     return all;
+}
+
+char *kbt_csr_pem(EVP_PKEY **key_out, const char *cn)
+{
+    EVP_PKEY *key = EVP_EC_gen("P-256");
+    X509_REQ *req = X509_REQ_new();
+    X509_NAME *name = X509_NAME_new();
+    BIO *b = BIO_new(BIO_s_mem());
+    char *data, *pem;
+    long len;
+
+    if (cn != NULL) {
+        X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0);
+        X509_REQ_set_subject_name(req, name);
+    }
+    X509_REQ_set_pubkey(req, key);
+    assert_true(X509_REQ_sign(req, key, EVP_sha256()) > 0);
+    PEM_write_bio_X509_REQ(b, req);
+    len = BIO_get_mem_data(b, &data);
+    pem = strndup(data, (size_t)len);
+    BIO_free(b);
+    X509_NAME_free(name);
+    X509_REQ_free(req);
+    if (key_out != NULL)
+        *key_out = key;
+    else
+        EVP_PKEY_free(key);
+    return pem;
 }

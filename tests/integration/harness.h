@@ -83,6 +83,10 @@ EVP_PKEY *kbt_pem_to_pkey(const char *pem);
 bool kbt_verify(EVP_PKEY *pub, const char *fmt, const EVP_MD *md, const unsigned char *in,
                 size_t inlen, const unsigned char *sig, size_t siglen);
 
+/* A fresh P-256 device key and its CSR (subject CN=cn, or none if cn is NULL), PEM; the key
+ * goes to *key_out if given (caller frees), the PEM is the caller's to free. */
+char *kbt_csr_pem(EVP_PKEY **key_out, const char *cn);
+
 /* Every audit entry (paged). New ref. */
 json_t *kbt_audit_all(kbt_env *e);
 

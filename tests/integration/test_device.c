@@ -27,25 +27,6 @@ static char *rework; /* debug-auth on GW-1 and GW-2 only */
 static char *ota;    /* ota-report and ota-manifest signing */
 static char *ci;
 
-static char *csr_pem(void)
-{
-    EVP_PKEY *key = EVP_EC_gen("P-256");
-    X509_REQ *req = X509_REQ_new();
-    BIO *b = BIO_new(BIO_s_mem());
-    char *data, *pem;
-    long len;
-
-    X509_REQ_set_pubkey(req, key);
-    assert_true(X509_REQ_sign(req, key, EVP_sha256()) > 0);
-    PEM_write_bio_X509_REQ(b, req);
-    len = BIO_get_mem_data(b, &data);
-    pem = strndup(data, (size_t)len);
-    BIO_free(b);
-    X509_REQ_free(req);
-    EVP_PKEY_free(key);
-    return pem;
-}
-
 static void must(kbt_resp r, long status, const char *what)
 {
     if (r.status != status)
@@ -70,7 +51,7 @@ static void sign_firmware(const char *version, unsigned char fill)
 
 static void provision(const char *factory_tok, const char *serial)
 {
-    char *csr = csr_pem();
+    char *csr = kbt_csr_pem(NULL, NULL);
     json_t *body = json_pack("{s:s,s:s,s:{s:s,s:s,s:s,s:s}}", "key", "ca-gw", "csr_pem", csr,
                              "device", "serial", serial, "product", "gateway", "batch", "b1",
                              "firmware_version", "1.0.0");

@@ -42,33 +42,6 @@ static X509 *pem_cert(const char *pem)
     return x;
 }
 
-/* A device key and its CSR asking for a subject of the device's (or an attacker's) choosing. */
-static char *make_csr(EVP_PKEY **key_out, const char *cn)
-{
-    EVP_PKEY *key = EVP_EC_gen("P-256");
-    X509_REQ *req = X509_REQ_new();
-    X509_NAME *name = X509_NAME_new();
-    BIO *b = BIO_new(BIO_s_mem());
-    char *data, *pem;
-    long len;
-
-    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0);
-    X509_REQ_set_subject_name(req, name);
-    X509_REQ_set_pubkey(req, key);
-    assert_true(X509_REQ_sign(req, key, EVP_sha256()) > 0);
-    PEM_write_bio_X509_REQ(b, req);
-    len = BIO_get_mem_data(b, &data);
-    pem = strndup(data, (size_t)len);
-    BIO_free(b);
-    X509_NAME_free(name);
-    X509_REQ_free(req);
-    if (key_out != NULL)
-        *key_out = key;
-    else
-        EVP_PKEY_free(key);
-    return pem;
-}
-
 /* The same CSR with one bit of its signature flipped. */
 static char *tamper_csr(const char *pem)
 {
@@ -210,7 +183,7 @@ static void test_key_certificate(void **state)
     kbt_resp_free(&r);
     assert_int_equal(X509_check_ca(ca_cert), 1);
     /* a foreign certificate that does not carry the key's public key */
-    pem = make_csr(NULL, "x"); /* not even a certificate */
+    pem = kbt_csr_pem(NULL, "x"); /* not even a certificate */
     json_t *body = json_pack("{s:s}", "pem", pem);
     r = kbt_callj(env, "POST", "/v1/keys/fw-gw/certificate", env->admin, body);
     expect_status(&r, 400, "bad_request", "pem");
@@ -247,7 +220,7 @@ static void test_key_certificate(void **state)
 static void test_provision_and_verify(void **state)
 {
     EVP_PKEY *dk = NULL;
-    char *csr = make_csr(&dk, "attacker-chosen-name");
+    char *csr = kbt_csr_pem(&dk, "attacker-chosen-name");
     kbt_resp r = provision_as(env, factory, "GW-0001", "b-main", csr, NULL);
     char *pem, *chain;
 
@@ -274,7 +247,7 @@ static void test_provision_and_verify(void **state)
 
 static void test_bad_csr(void **state)
 {
-    char *csr = make_csr(NULL, "x"), *bad = tamper_csr(csr);
+    char *csr = kbt_csr_pem(NULL, "x"), *bad = tamper_csr(csr);
     kbt_resp r;
 
     (void)state;
@@ -293,7 +266,7 @@ static void test_bad_csr(void **state)
 
 static void test_scope(void **state)
 {
-    char *csr = make_csr(NULL, "x");
+    char *csr = kbt_csr_pem(NULL, "x");
     char *narrow = kbt_token(env, "{\"sub\":\"factory:acme\",\"ops\":[\"provision\"],"
                                   "\"batches\":[\"b-small\"],\"devices\":[\"GW-9*\"],\"ttl\":600}");
     kbt_resp r;
@@ -319,7 +292,7 @@ static void test_scope(void **state)
 
 static void test_firmware_version_must_be_signed(void **state)
 {
-    char *csr = make_csr(NULL, "x");
+    char *csr = kbt_csr_pem(NULL, "x");
     kbt_resp r = provision_as(env, factory, "GW-0200", "b-main", csr, "0.0.1-never-signed");
 
     (void)state;
@@ -367,7 +340,7 @@ static long batch_count(const char *batch)
 
 static void test_exact_quota(void **state)
 {
-    char *csr = make_csr(NULL, "x");
+    char *csr = kbt_csr_pem(NULL, "x");
     pthread_t th[30];
     station st[30];
     int ok = 0, exhausted = 0;
@@ -411,7 +384,7 @@ static void test_exact_quota(void **state)
 
 static void test_token_max_uses(void **state)
 {
-    char *csr = make_csr(NULL, "x");
+    char *csr = kbt_csr_pem(NULL, "x");
     char *two = kbt_token(env, "{\"sub\":\"factory:acme\",\"ops\":[\"provision\"],"
                                "\"batches\":[\"b-main\"],\"max_uses\":2,\"ttl\":600}");
     kbt_resp r;
@@ -435,7 +408,7 @@ static void test_rotation(void **state)
     char *ota = kbt_token(env, "{\"sub\":\"ota:fleet\",\"ops\":[\"rotate\"],\"keys\":[\"ca-gw\"],"
                                "\"products\":[\"gateway\"],\"ttl\":600}");
     EVP_PKEY *dk = NULL;
-    char *csr = make_csr(&dk, "GW-0001"), *pem, *chain;
+    char *csr = kbt_csr_pem(&dk, "GW-0001"), *pem, *chain;
     json_t *body = json_pack("{s:s,s:s,s:s}", "key", "ca-gw", "csr_pem", csr, "product", "gateway");
     kbt_resp r = kbt_callj(env, "POST", "/v1/devices/GW-0001/certificates", ota, body);
 

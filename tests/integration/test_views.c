@@ -32,25 +32,6 @@ static void must(kbt_resp r, long status, const char *what)
     kbt_resp_free(&r);
 }
 
-static char *csr_pem(void)
-{
-    EVP_PKEY *key = EVP_EC_gen("P-256");
-    X509_REQ *req = X509_REQ_new();
-    BIO *b = BIO_new(BIO_s_mem());
-    char *data, *pem;
-    long len;
-
-    X509_REQ_set_pubkey(req, key);
-    assert_true(X509_REQ_sign(req, key, EVP_sha256()) > 0);
-    PEM_write_bio_X509_REQ(b, req);
-    len = BIO_get_mem_data(b, &data);
-    pem = strndup(data, (size_t)len);
-    BIO_free(b);
-    X509_REQ_free(req);
-    EVP_PKEY_free(key);
-    return pem;
-}
-
 static void sign_build(const char *version, const char *openssl_version, unsigned char fill)
 {
     char body[1024];
@@ -66,7 +47,7 @@ static void sign_build(const char *version, const char *openssl_version, unsigne
 
 static void provision(const char *tok, const char *serial, const char *batch)
 {
-    char *csr = csr_pem();
+    char *csr = kbt_csr_pem(NULL, NULL);
     json_t *body = json_pack("{s:s,s:s,s:{s:s,s:s,s:s,s:s}}", "key", "ca-gw", "csr_pem", csr,
                              "device", "serial", serial, "product", "gateway", "batch", batch,
                              "firmware_version", "1.0.0");

@@ -14,6 +14,9 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <malloc.h>
+
+#include <openssl/crypto.h>
 
 #include <event2/thread.h>
 
@@ -23,10 +26,51 @@
 #define SUPPRESSED_FLUSH_SECONDS 10
 #define AUDIT_VERIFY_TAIL        10000
 
+/*
+ * Memory that held a request (its Authorization header), a token being
+ * issued or a response carrying one is wiped before it goes back to the
+ * allocator: jansson and libevent allocate through these.
+ */
+static void *wiping_malloc(size_t n)
+{
+    return malloc(n);
+}
+
+static void *wiping_realloc(void *p, size_t n)
+{
+    size_t old = p != NULL ? malloc_usable_size(p) : 0;
+    void *q;
+
+    if (p == NULL)
+        return malloc(n);
+    if (n == 0) {
+        OPENSSL_cleanse(p, old);
+        free(p);
+        return NULL;
+    }
+    q = malloc(n);
+    if (q == NULL)
+        return NULL;
+    memcpy(q, p, old < n ? old : n);
+    OPENSSL_cleanse(p, old);
+    free(p);
+    return q;
+}
+
+static void wiping_free(void *p)
+{
+    if (p == NULL)
+        return;
+    OPENSSL_cleanse(p, malloc_usable_size(p));
+    free(p);
+}
+
 static void harden_process(void)
 {
     struct rlimit no_core = {0, 0};
 
+    json_set_alloc_funcs(wiping_malloc, wiping_free);
+    event_set_mem_functions(wiping_malloc, wiping_realloc, wiping_free);
     /* A core dump of the broker would hold the PIN and live tokens. */
     setrlimit(RLIMIT_CORE, &no_core);
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "softhsm_token.h"
+#include "tmpdir.h"
 
 extern char **environ;
 
@@ -66,11 +67,7 @@ int kbt_token_create(const char *prefix)
     char path[PATH_MAX + 32];
     char *const argv[] = {"softhsm2-util", "--init-token", "--free",   "--label", KBT_TOKEN_LABEL,
                           "--pin",         KBT_USER_PIN,   "--so-pin", "5678",    NULL};
-    const char *base = getenv("TMPDIR");
-
-    snprintf(kbt_token_dir, sizeof(kbt_token_dir), "%s/%s-XXXXXX", base != NULL ? base : "/tmp",
-             prefix);
-    if (mkdtemp(kbt_token_dir) == NULL)
+    if (kbt_tmpdir(kbt_token_dir, sizeof(kbt_token_dir), prefix) != 0)
         return -1;
     snprintf(path, sizeof(path), "%s/tokens", kbt_token_dir);
     if (mkdir(path, 0700) != 0)
@@ -83,16 +80,7 @@ int kbt_token_create(const char *prefix)
     return run_quiet(argv);
 }
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 void kbt_token_destroy(void)
 {
-    if (kbt_token_dir[0] != '\0')
-        nftw(kbt_token_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    kbt_rmtree(kbt_token_dir);
 }

@@ -15,47 +15,20 @@
 
 #include "kbr_audit.h"
 #include "kbr_store.h"
+#include "tmpdir.h"
 
 #define ZEROS "0000000000000000000000000000000000000000000000000000000000000000"
 
-typedef struct {
-    char dir[64];
-    char path[128];
-    char url[192];
-} fixture;
+typedef kbt_store_dir fixture;
 
 static int setup(void **state)
 {
-    fixture *f = calloc(1, sizeof(*f));
-
-    if (f == NULL)
-        return -1;
-    snprintf(f->dir, sizeof(f->dir), "/tmp/kbr-audit-XXXXXX");
-    if (mkdtemp(f->dir) == NULL) {
-        free(f);
-        return -1;
-    }
-    snprintf(f->path, sizeof(f->path), "%s/audit.db", f->dir);
-    snprintf(f->url, sizeof(f->url), "sqlite:%s", f->path);
-    *state = f;
-    return 0;
-}
-
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
+    return kbt_store_dir_setup(state, "kbr-audit", "audit.db");
 }
 
 static int teardown(void **state)
 {
-    fixture *f = *state;
-    int rc = nftw(f->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
-
-    free(f);
-    return rc;
+    return kbt_store_dir_teardown(state);
 }
 
 static kbr_audit *start_ok(const char *url, int64_t verify_tail)

@@ -14,6 +14,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "tmpdir.h"
+
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,8 +46,7 @@ static int tmp_setup(void **state)
 
     if (t == NULL)
         return -1;
-    snprintf(t->dir, sizeof(t->dir), "/tmp/kbr-cli-XXXXXX");
-    if (mkdtemp(t->dir) == NULL) {
+    if (kbt_tmpdir(t->dir, sizeof(t->dir), "kbr-cli") != 0) {
         free(t);
         return -1;
     }
@@ -53,18 +54,10 @@ static int tmp_setup(void **state)
     return 0;
 }
 
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static int tmp_teardown(void **state)
 {
     tmpdir *t = *state;
-    int rc = nftw(t->dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+    int rc = kbt_rmtree(t->dir);
 
     free(t);
     return rc;

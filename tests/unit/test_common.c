@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "kbr_common.h"
+#include "tmpdir.h"
 
 static void test_hex(void **state)
 {
@@ -107,14 +108,14 @@ static void test_canonical_json(void **state)
 
 static void test_secret_and_files(void **state)
 {
-    char dir[] = "/tmp/kbr-common.XXXXXX";
-    char path[64], big[5000];
+    char dir[64];
+    char path[128], big[5000];
     kbr_secret *s = NULL;
     char *data = NULL;
     size_t n = 0;
 
     (void)state;
-    assert_non_null(mkdtemp(dir));
+    assert_int_equal(kbt_tmpdir(dir, sizeof(dir), "kbr-common"), 0);
     snprintf(path, sizeof(path), "%s/pin", dir);
     assert_int_equal(kbr_file_write(path, "1234\n\n", 6, 0600), KBR_OK);
     assert_int_equal(kbr_secret_from_file(path, &s), KBR_OK);
@@ -137,8 +138,7 @@ static void test_secret_and_files(void **state)
     snprintf(path, sizeof(path), "%s/missing", dir);
     assert_int_equal(kbr_file_read(path, 10, &data, &n), KBR_ERR_IO);
     assert_int_equal(kbr_file_write("/proc/no/such/file", "x", 1, 0600), KBR_ERR_IO);
-    snprintf(path, sizeof(path), "rm -rf %s", dir);
-    assert_int_equal(system(path), 0);
+    assert_int_equal(kbt_rmtree(dir), 0);
 }
 
 static void test_errors(void **state)

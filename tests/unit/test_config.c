@@ -10,9 +10,10 @@
 #include <cmocka.h>
 
 #include "../../broker/daemon/config.c"
+#include "tmpdir.h"
 #include "../../broker/daemon/json.c"
 
-static char dir[] = "/tmp/kbr-config.XXXXXX";
+static char dir[64];
 
 static kbr_err load(const char *text, kbd_config *cfg, kbr_msg *msg)
 {
@@ -153,16 +154,13 @@ static void test_field_readers(void **state)
 static int setup(void **state)
 {
     (void)state;
-    return mkdtemp(dir) == NULL ? -1 : 0;
+    return kbt_tmpdir(dir, sizeof(dir), "kbr-config");
 }
 
 static int teardown(void **state)
 {
-    char cmd[64];
-
     (void)state;
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-    return system(cmd);
+    return kbt_rmtree(dir);
 }
 
 int main(void)

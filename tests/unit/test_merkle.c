@@ -15,6 +15,7 @@
 
 #include "kbr_audit.h"
 #include "kbr_store.h"
+#include "tmpdir.h"
 
 #define H KBR_MERKLE_HASH_LEN
 
@@ -171,42 +172,16 @@ static void test_verify_rejects(void **state)
 
 /* ---- the store's nodes ---- */
 
-typedef struct {
-    char dir[64];
-    char url[192];
-} fixture;
+typedef kbt_store_dir fixture;
 
 static int setup(void **state)
 {
-    fixture *f = calloc(1, sizeof(*f));
-
-    if (f == NULL)
-        return -1;
-    snprintf(f->dir, sizeof(f->dir), "/tmp/kbr-merkle-XXXXXX");
-    if (mkdtemp(f->dir) == NULL) {
-        free(f);
-        return -1;
-    }
-    snprintf(f->url, sizeof(f->url), "sqlite:%s/audit.db", f->dir);
-    *state = f;
-    return 0;
-}
-
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
+    return kbt_store_dir_setup(state, "kbr-merkle", "audit.db");
 }
 
 static int teardown(void **state)
 {
-    fixture *f = *state;
-    int rc = nftw(f->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
-
-    free(f);
-    return rc;
+    return kbt_store_dir_teardown(state);
 }
 
 /* n records through the writer; their hashes (in seq order) into leaves. */

@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "kbr_store.h"
+#include "tmpdir.h"
 
 typedef struct {
     char dir[64];
@@ -291,8 +292,7 @@ static int setup(void **state)
 
     if (l == NULL)
         return -1;
-    snprintf(l->dir, sizeof(l->dir), "/tmp/kbr-views-XXXXXX");
-    if (mkdtemp(l->dir) == NULL) {
+    if (kbt_tmpdir(l->dir, sizeof(l->dir), "kbr-views") != 0) {
         free(l);
         return -1;
     }
@@ -306,21 +306,13 @@ static int setup(void **state)
     return 0;
 }
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static int teardown(void **state)
 {
     ledger *l = *state;
     int rc;
 
     kbr_store_close(l->st);
-    rc = nftw(l->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+    rc = kbt_rmtree(l->dir);
     free(l);
     return rc;
 }

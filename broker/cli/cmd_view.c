@@ -204,6 +204,25 @@ static kbr_err view_append(json_t *rows, json_t *row)
     return row != NULL && json_array_append_new(rows, row) == 0 ? KBR_OK : KBR_ERR_NOMEM;
 }
 
+/* A section whose rows are made one per item of an array by row(). */
+static kbr_err view_mapped_section(FILE *f, const char *title, const json_t *items,
+                                   json_t *(*row)(const json_t *), const cli_column *cols,
+                                   size_t ncols)
+{
+    kbr_err err = KBR_OK;
+    json_t *rows = json_array();
+    const json_t *item;
+    size_t i;
+
+    KBR_ENSURE(rows != NULL, KBR_ERR_NOMEM);
+    KBR_ENSURE(json_is_array(items), KBR_ERR_BAD_REQUEST);
+    json_array_foreach(items, i, item) KBR_GUARD(view_append(rows, row(item)));
+    KBR_GUARD(view_section(f, title, rows, cols, ncols));
+out:
+    json_decref(rows);
+    return err;
+}
+
 /* ---- view product ---- */
 
 static json_t *view_key_row(const char *purpose, const json_t *key)
@@ -519,18 +538,8 @@ static kbr_err view_exposure_builds(FILE *f, const json_t *builds)
         {"SIGNED_AT", "signed_at"},
         {"MATCHED", "matched"},
     };
-    kbr_err err = KBR_OK;
-    json_t *rows = json_array();
-    const json_t *b;
-    size_t i;
 
-    KBR_ENSURE(rows != NULL, KBR_ERR_NOMEM);
-    KBR_ENSURE(json_is_array(builds), KBR_ERR_BAD_REQUEST);
-    json_array_foreach(builds, i, b) KBR_GUARD(view_append(rows, view_build_row(b)));
-    KBR_GUARD(view_section(f, "builds", rows, cols, N_ELEMS(cols)));
-out:
-    json_decref(rows);
-    return err;
+    return view_mapped_section(f, "builds", builds, view_build_row, cols, N_ELEMS(cols));
 }
 
 /* One row per market, then the EU total: a device counts once there however many EU markets. */
@@ -1032,18 +1041,8 @@ static kbr_err view_device_certs(FILE *f, const json_t *certs)
         {"NOT_AFTER", "not_after"},         {"SUPERSEDED_AT", "superseded_at"},
         {"AUDIT_SEQ", "audit_seq"},
     };
-    kbr_err err = KBR_OK;
-    json_t *rows = json_array();
-    const json_t *c;
-    size_t i;
 
-    KBR_ENSURE(rows != NULL, KBR_ERR_NOMEM);
-    KBR_ENSURE(json_is_array(certs), KBR_ERR_BAD_REQUEST);
-    json_array_foreach(certs, i, c) KBR_GUARD(view_append(rows, view_cert_row(c)));
-    KBR_GUARD(view_section(f, "certificates", rows, cols, N_ELEMS(cols)));
-out:
-    json_decref(rows);
-    return err;
+    return view_mapped_section(f, "certificates", certs, view_cert_row, cols, N_ELEMS(cols));
 }
 
 static kbr_err view_device_write(FILE *f, const json_t *view)

@@ -4,7 +4,7 @@
 
 CC       ?= cc
 PKGS      = openssl libevent_core libevent_extra libevent_pthreads libevent_openssl \
-            sqlite3 jansson libjwt libcurl p11-kit-1 libcbor
+            sqlite3 jansson libcurl p11-kit-1 libcbor
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 

@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/ecdsa.h>
 #include <openssl/evp.h>
 
 #include "kbr_audit.h"
@@ -46,38 +45,12 @@ out:
     return err;
 }
 
-/* Raw r||s (the HSM's JWS form) as the DER ECDSA-Sig-Value OpenSSL verifies. */
-static kbr_err raw_to_der(const unsigned char *raw, size_t len, unsigned char **der, int *der_len)
-{
-    kbr_err err = KBR_OK;
-    ECDSA_SIG *sig = NULL;
-    BIGNUM *r = NULL, *s = NULL;
-
-    *der = NULL;
-    *der_len = 0;
-    KBR_ENSURE(len == 2 * P256_HALF, KBR_ERR_BAD_REQUEST);
-    sig = ECDSA_SIG_new();
-    r = BN_bin2bn(raw, P256_HALF, NULL);
-    s = BN_bin2bn(raw + P256_HALF, P256_HALF, NULL);
-    KBR_ENSURE(sig != NULL && r != NULL && s != NULL, KBR_ERR_NOMEM);
-    KBR_ENSURE(ECDSA_SIG_set0(sig, r, s) == 1, KBR_ERR_CRYPTO);
-    r = s = NULL;
-    *der_len = i2d_ECDSA_SIG(sig, der);
-    KBR_ENSURE(*der_len > 0, KBR_ERR_CRYPTO);
-out:
-    BN_free(r);
-    BN_free(s);
-    ECDSA_SIG_free(sig);
-    return err;
-}
-
 kbr_err kbr_audit_checkpoint_signature_holds(const json_t *cp, EVP_PKEY *pubkey, kbr_msg *msg)
 {
     kbr_err err = KBR_OK;
     const char *b64 = json_string_value(json_object_get(cp, "signature_b64"));
     unsigned char digest[32], *raw = NULL, *der = NULL;
-    size_t raw_len = 0;
-    int der_len = 0;
+    size_t raw_len = 0, der_len = 0;
     EVP_PKEY_CTX *ctx = NULL;
 
     KBR_ENSURE(EVP_PKEY_is_a(pubkey, "EC") && EVP_PKEY_get_bits(pubkey) == 256,
@@ -85,16 +58,16 @@ kbr_err kbr_audit_checkpoint_signature_holds(const json_t *cp, EVP_PKEY *pubkey,
     KBR_GUARD(kbr_audit_checkpoint_digest(cp, digest, msg));
     KBR_ENSURE(
         b64 != NULL && kbr_b64_decode(b64, &raw, &raw_len) == KBR_OK &&
-            raw_to_der(raw, raw_len, &der, &der_len) == KBR_OK,
+            raw_len == 2 * P256_HALF && kbr_ecdsa_raw_to_der(raw, raw_len, &der, &der_len) == KBR_OK,
         kbr_fail(msg, KBR_ERR_BAD_REQUEST, "checkpoint.signature_b64: not a P-256 signature"));
     ctx = EVP_PKEY_CTX_new(pubkey, NULL);
     KBR_ENSURE(ctx != NULL && EVP_PKEY_verify_init(ctx) == 1, KBR_ERR_CRYPTO);
-    KBR_ENSURE(EVP_PKEY_verify(ctx, der, (size_t)der_len, digest, sizeof(digest)) == 1,
+    KBR_ENSURE(EVP_PKEY_verify(ctx, der, der_len, digest, sizeof(digest)) == 1,
                kbr_fail(msg, KBR_ERR_BAD_REQUEST,
                         "checkpoint: bad signature (not made by this audit key)"));
 out:
     EVP_PKEY_CTX_free(ctx);
-    OPENSSL_free(der);
+    free(der);
     free(raw);
     return err;
 }

@@ -7,6 +7,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/bn.h>
+#include <openssl/ec.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
@@ -158,6 +160,9 @@ kbr_err kbr_b64url_decode(const char *in, size_t inlen, unsigned char **out, siz
     tmp[padded] = '\0';
     KBR_GUARD(kbr_b64_decode(tmp, out, outlen));
 out:
+    /* The input may be a bearer token's signature: leave no copy behind. */
+    if (tmp != NULL)
+        OPENSSL_cleanse(tmp, padded + 1);
     free(tmp);
     return err;
 }
@@ -165,6 +170,41 @@ out:
 void kbr_sha256(const void *data, size_t len, unsigned char out[32])
 {
     SHA256(data, len, out);
+}
+
+kbr_err kbr_ecdsa_raw_to_der(const unsigned char *raw, size_t len, unsigned char **der,
+                             size_t *derlen)
+{
+    kbr_err err = KBR_OK;
+    ECDSA_SIG *es = NULL;
+    BIGNUM *r = NULL, *s = NULL;
+    unsigned char *buf = NULL, *p;
+    int n;
+
+    *der = NULL;
+    *derlen = 0;
+    KBR_ENSURE(len > 0 && len % 2 == 0 && len <= 2 * 66, KBR_ERR_BAD_REQUEST);
+    es = ECDSA_SIG_new();
+    r = BN_bin2bn(raw, (int)(len / 2), NULL);
+    s = BN_bin2bn(raw + len / 2, (int)(len / 2), NULL);
+    KBR_ENSURE(es != NULL && r != NULL && s != NULL, KBR_ERR_NOMEM);
+    KBR_ENSURE(ECDSA_SIG_set0(es, r, s) == 1, KBR_ERR_CRYPTO);
+    r = s = NULL;
+    n = i2d_ECDSA_SIG(es, NULL);
+    KBR_ENSURE(n > 0, KBR_ERR_CRYPTO);
+    buf = malloc((size_t)n);
+    KBR_ENSURE(buf != NULL, KBR_ERR_NOMEM);
+    p = buf;
+    KBR_ENSURE(i2d_ECDSA_SIG(es, &p) == n, KBR_ERR_CRYPTO);
+    *der = buf;
+    *derlen = (size_t)n;
+    buf = NULL;
+out:
+    free(buf);
+    BN_free(r);
+    BN_free(s);
+    ECDSA_SIG_free(es);
+    return err;
 }
 
 void kbr_sha256_hex(const void *data, size_t len, char out[65])

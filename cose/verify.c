@@ -4,7 +4,6 @@
  */
 #include <stdlib.h>
 
-#include <openssl/bn.h>
 #include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -35,34 +34,6 @@ static bool key_fits(kbr_cose_alg alg, EVP_PKEY *pk)
     }
 }
 
-/* COSE carries r||s; OpenSSL verifies ECDSA-Sig-Value DER. */
-static kbr_err raw_to_der(const unsigned char *raw, size_t len, unsigned char **out, size_t *outlen)
-{
-    kbr_err err = KBR_OK;
-    ECDSA_SIG *es = ECDSA_SIG_new();
-    BIGNUM *r = BN_bin2bn(raw, (int)(len / 2), NULL);
-    BIGNUM *s = BN_bin2bn(raw + len / 2, (int)(len / 2), NULL);
-    unsigned char *der = NULL;
-    int dlen = 0;
-
-    *out = NULL;
-    *outlen = 0;
-    KBR_ENSURE(es != NULL && r != NULL && s != NULL, KBR_ERR_NOMEM);
-    KBR_ENSURE(ECDSA_SIG_set0(es, r, s) == 1, KBR_ERR_CRYPTO);
-    r = s = NULL;
-    dlen = i2d_ECDSA_SIG(es, &der);
-    KBR_ENSURE(dlen > 0, KBR_ERR_CRYPTO);
-    *out = der;
-    *outlen = (size_t)dlen;
-    der = NULL;
-out:
-    OPENSSL_free(der);
-    BN_free(r);
-    BN_free(s);
-    ECDSA_SIG_free(es);
-    return err;
-}
-
 /* KBR_ERR_CRYPTO when the signature does not verify, as for a broken one. */
 static kbr_err verify_tbs(kbr_cose_alg alg, EVP_PKEY *pub, const unsigned char *sig, size_t siglen,
                           const unsigned char *tbs, size_t tbslen)
@@ -77,14 +48,15 @@ static kbr_err verify_tbs(kbr_cose_alg alg, EVP_PKEY *pub, const unsigned char *
 
     KBR_ENSURE(ctx != NULL, KBR_ERR_NOMEM);
     if (md != NULL) {
-        KBR_GUARD(raw_to_der(sig, siglen, &der, &derlen));
+        /* COSE carries r||s; OpenSSL verifies an ECDSA-Sig-Value. */
+        KBR_GUARD(kbr_ecdsa_raw_to_der(sig, siglen, &der, &derlen));
         sig = der;
         siglen = derlen;
     }
     KBR_ENSURE(EVP_DigestVerifyInit(ctx, NULL, md, NULL, pub) == 1, KBR_ERR_CRYPTO);
     KBR_ENSURE(EVP_DigestVerify(ctx, sig, siglen, tbs, tbslen) == 1, KBR_ERR_CRYPTO);
 out:
-    OPENSSL_free(der);
+    free(der);
     EVP_MD_CTX_free(ctx);
     return err;
 }

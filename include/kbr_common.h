@@ -116,6 +116,14 @@ KBR_WUR kbr_err kbr_b64url_decode(const char *in, size_t inlen, unsigned char **
 void kbr_sha256(const void *data, size_t len, unsigned char out[32]);
 void kbr_sha256_hex(const void *data, size_t len, char out[65]);
 
+/*
+ * An ECDSA signature as r||s (PKCS#11, JWS, COSE: each half of raw) as
+ * the DER ECDSA-Sig-Value OpenSSL verifies.  raw must have an even,
+ * non-zero length.  Caller frees *der with free().
+ */
+KBR_WUR kbr_err kbr_ecdsa_raw_to_der(const unsigned char *raw, size_t len, unsigned char **der,
+                                     size_t *derlen);
+
 /* n random bytes from the OpenSSL DRBG, as 2n lowercase hex chars (+NUL). */
 KBR_WUR kbr_err kbr_random_hex(size_t nbytes, char *out);
 

@@ -10,9 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/bn.h>
 #include <openssl/crypto.h>
-#include <openssl/ec.h>
 
 #include "hsm_int.h"
 
@@ -130,37 +128,6 @@ static void input_build(const sign_ctx *c, sign_input *si)
         input_rsa(c, si);
 }
 
-/* r||s (each half the buffer) to an ECDSA-Sig-Value. Caller frees *out. */
-static kbr_err ecdsa_to_der(const unsigned char *raw, size_t len, unsigned char **out,
-                            size_t *outlen)
-{
-    kbr_err err = KBR_OK;
-    ECDSA_SIG *es = ECDSA_SIG_new();
-    BIGNUM *r = BN_bin2bn(raw, (int)(len / 2), NULL);
-    BIGNUM *sv = BN_bin2bn(raw + len / 2, (int)(len / 2), NULL);
-    unsigned char *der = NULL, *p = NULL;
-    int dlen;
-
-    KBR_ENSURE(es != NULL && r != NULL && sv != NULL, KBR_ERR_NOMEM);
-    KBR_ENSURE(ECDSA_SIG_set0(es, r, sv) == 1, KBR_ERR_CRYPTO);
-    r = sv = NULL;
-    dlen = i2d_ECDSA_SIG(es, NULL);
-    KBR_ENSURE(dlen > 0, KBR_ERR_CRYPTO);
-    der = malloc((size_t)dlen);
-    KBR_ENSURE(der != NULL, KBR_ERR_NOMEM);
-    p = der;
-    KBR_ENSURE(i2d_ECDSA_SIG(es, &p) == dlen, KBR_ERR_CRYPTO);
-    *out = der;
-    *outlen = (size_t)dlen;
-    der = NULL;
-out:
-    free(der);
-    BN_free(r);
-    BN_free(sv);
-    ECDSA_SIG_free(es);
-    return err;
-}
-
 /* Raw ECDSA must be exactly r||s; DER is made from it. */
 static kbr_err sig_finish(sign_ctx *c, kbr_alg alg, unsigned char *buf, size_t len)
 {
@@ -169,7 +136,7 @@ static kbr_err sig_finish(sign_ctx *c, kbr_alg alg, unsigned char *buf, size_t l
     if (ecdsa && len != sig_max(alg))
         return KBR_ERR_HSM;
     if (c->fmt == KBR_SIG_ECDSA_DER)
-        return ecdsa_to_der(buf, len, &c->sig, &c->siglen);
+        return kbr_ecdsa_raw_to_der(buf, len, &c->sig, &c->siglen);
     c->sig = malloc(len);
     if (c->sig == NULL)
         return KBR_ERR_NOMEM;

@@ -1,12 +1,10 @@
-/* jwk.c - the issuer public key as a JWK (RFC 7517) with an RFC 7638 thumbprint, and as PEM. */
+/* jwk.c - the issuer public key as a JWK (RFC 7517) with an RFC 7638 thumbprint. */
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/bio.h>
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
-#include <openssl/pem.h>
 
 #include "policy_int.h"
 
@@ -22,29 +20,6 @@ bool kbr_pkey_is_p256(EVP_PKEY *pkey)
                                        NULL) != 1)
         return false;
     return strcmp(group, "prime256v1") == 0;
-}
-
-kbr_err kbr_pkey_pub_pem(EVP_PKEY *pub, char **pem)
-{
-    kbr_err err = KBR_OK;
-    BIO *bio = NULL;
-    char *data = NULL, *copy = NULL;
-    long len;
-
-    *pem = NULL;
-    bio = BIO_new(BIO_s_mem());
-    KBR_ENSURE(bio != NULL, KBR_ERR_NOMEM);
-    KBR_ENSURE(PEM_write_bio_PUBKEY(bio, pub) == 1, KBR_ERR_CRYPTO);
-    len = BIO_get_mem_data(bio, &data);
-    KBR_ENSURE(len > 0, KBR_ERR_CRYPTO);
-    copy = malloc((size_t)len + 1);
-    KBR_ENSURE(copy != NULL, KBR_ERR_NOMEM);
-    memcpy(copy, data, (size_t)len);
-    copy[len] = '\0';
-    *pem = copy;
-out:
-    BIO_free(bio);
-    return err;
 }
 
 /* The affine coordinate `param` (x or y) as base64url of its 32 big-endian bytes. */

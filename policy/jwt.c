@@ -2,18 +2,22 @@
  * jwt.c - issuing (signing input and assembly around an HSM signature) and
  * the strict verification of a bearer token.
  *
- * Verification reads the header and the claims itself, with jansson and
- * duplicate keys refused, and leaves libjwt only the signature.  libjwt
- * 1.10 takes the algorithm from the header, which is what alg-confusion
- * attacks ("none", HS256 keyed with the public PEM) feed on, so the header
- * is pinned to ES256 before libjwt sees the token and the algorithm libjwt
- * used is checked again after.
+ * Verification reads the header and the claims with jansson, duplicate
+ * keys refused, and checks the ES256 signature with OpenSSL against the
+ * issuer key it is given.  Nothing in the token chooses the algorithm or
+ * the key, which is what alg-confusion attacks ("none", HS256 keyed with
+ * the public PEM) feed on: the header must say ES256 and the signature is
+ * verified as ES256 whatever it says.  JWT libraries of the 1.10 era take
+ * the algorithm from the header and keep unwiped copies of the token; this
+ * code does neither, and wipes what it decodes.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <jwt.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
 
 #include "policy_int.h"
 
@@ -164,6 +168,14 @@ static kbr_err split_segments(const char *token, segment seg[3], kbr_msg *msg)
     return KBR_OK;
 }
 
+/* Wiped before it is freed: a decoded token segment. */
+static void free_wiped(unsigned char *p, size_t len)
+{
+    if (p != NULL)
+        OPENSSL_cleanse(p, len);
+    free(p);
+}
+
 /* A segment decoded and parsed as one JSON object, duplicate keys refused. */
 static kbr_err segment_json(const segment *s, json_t **out)
 {
@@ -181,7 +193,7 @@ static kbr_err segment_json(const segment *s, json_t **out)
     v = NULL;
 out:
     json_decref(v);
-    free(raw);
+    free_wiped(raw, rawlen);
     return err;
 }
 
@@ -221,19 +233,38 @@ out:
     return err;
 }
 
-static kbr_err check_signature(const char *token, const segment *sig, const char *pem, kbr_msg *msg)
+/*
+ * ES256 over the first two segments as they appear in the token, with the
+ * signature as JWS carries it (r||s, 32 bytes each).  The algorithm is not
+ * read from anything the token says: the header was pinned to ES256 above,
+ * and here SHA-256 and the issuer's P-256 key are fixed by the caller.
+ */
+static kbr_err check_signature(const segment seg[3], EVP_PKEY *pub, kbr_msg *msg)
 {
     kbr_err err = KBR_OK;
-    jwt_t *jwt = NULL;
+    EVP_MD_CTX *ctx = NULL;
+    unsigned char *raw = NULL, *der = NULL;
+    size_t rawlen = 0, derlen = 0;
 
-    KBR_ENSURE(sig->len == ES256_SIG_B64_LEN,
+    KBR_ENSURE(seg[2].len == ES256_SIG_B64_LEN,
                kbr_fail(msg, KBR_ERR_UNAUTHENTICATED, "token signature is not 64 bytes"));
-    KBR_ENSURE(jwt_decode(&jwt, token, (const unsigned char *)pem, (int)strlen(pem)) == 0,
+    KBR_ENSURE(kbr_b64url_decode(seg[2].p, seg[2].len, &raw, &rawlen) == KBR_OK &&
+                   rawlen == ES256_SIG_LEN,
+               kbr_fail(msg, KBR_ERR_UNAUTHENTICATED, "token signature is not 64 bytes"));
+    KBR_ENSURE(kbr_pkey_is_p256(pub), KBR_ERR_CRYPTO);
+    KBR_GUARD(kbr_ecdsa_raw_to_der(raw, rawlen, &der, &derlen));
+    ctx = EVP_MD_CTX_new();
+    KBR_ENSURE(ctx != NULL, KBR_ERR_NOMEM);
+    KBR_ENSURE(EVP_DigestVerifyInit(ctx, NULL, EVP_sha256(), NULL, pub) == 1, KBR_ERR_CRYPTO);
+    /* The signing input is header.payload, ending where the signature's '.' is. */
+    KBR_ENSURE(EVP_DigestVerify(ctx, der, derlen, (const unsigned char *)seg[0].p,
+                                seg[0].len + 1 + seg[1].len) == 1,
                kbr_fail(msg, KBR_ERR_UNAUTHENTICATED, "token signature does not verify"));
-    KBR_ENSURE(jwt_get_alg(jwt) == JWT_ALG_ES256,
-               kbr_fail(msg, KBR_ERR_UNAUTHENTICATED, "token algorithm must be ES256"));
 out:
-    jwt_free(jwt);
+    ERR_clear_error();
+    EVP_MD_CTX_free(ctx);
+    free_wiped(der, derlen);
+    free_wiped(raw, rawlen);
     return err;
 }
 
@@ -360,7 +391,7 @@ void kbr_jwt_claims_cleanup(kbr_jwt_claims *c)
     memset(c, 0, sizeof(*c));
 }
 
-kbr_err kbr_jwt_verify(const char *token, const char *pem, const char *instance_id, time_t now,
+kbr_err kbr_jwt_verify(const char *token, EVP_PKEY *pub, const char *instance_id, time_t now,
                        long leeway, kbr_jwt_claims *out, kbr_msg *msg)
 {
     kbr_err err = KBR_OK;
@@ -370,7 +401,7 @@ kbr_err kbr_jwt_verify(const char *token, const char *pem, const char *instance_
     memset(out, 0, sizeof(*out));
     KBR_GUARD(split_segments(token, seg, msg));
     KBR_GUARD(check_header(&seg[0], msg));
-    KBR_GUARD(check_signature(token, &seg[2], pem, msg));
+    KBR_GUARD(check_signature(seg, pub, msg));
     KBR_GUARD(check_claims(&seg[1], instance_id, now, leeway, &c, msg));
     *out = c;
     memset(&c, 0, sizeof(c));

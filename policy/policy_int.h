@@ -19,18 +19,16 @@ typedef struct {
 
 /*
  * Strict parse and verify of a bearer string (see kbr_policy_authenticate):
- * segments, header, ES256 signature against pem (the issuer's public key),
+ * segments, header, ES256 signature against pub (the issuer's P-256 key),
  * then the claims.  KBR_ERR_UNAUTHENTICATED with msg naming the failed check.
  * kbr_jwt_claims_cleanup frees.
  */
-KBR_WUR kbr_err kbr_jwt_verify(const char *token, const char *pem, const char *instance_id,
+KBR_WUR kbr_err kbr_jwt_verify(const char *token, EVP_PKEY *pub, const char *instance_id,
                                time_t now, long leeway, kbr_jwt_claims *out, kbr_msg *msg);
 void kbr_jwt_claims_cleanup(kbr_jwt_claims *c);
 
 /* True for an EC key on P-256, the only issuer curve. */
 bool kbr_pkey_is_p256(EVP_PKEY *pkey);
-/* SubjectPublicKeyInfo PEM of pub, NUL-terminated. Caller frees with free(). */
-KBR_WUR kbr_err kbr_pkey_pub_pem(EVP_PKEY *pub, char **pem);
 
 /* Does s match [0-9a-f]{32}? */
 bool kbr_jti_valid(const char *s);

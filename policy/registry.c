@@ -33,7 +33,6 @@ typedef struct {
 struct kbr_policy {
     char *instance_id;
     EVP_PKEY *issuer_pub;
-    char *issuer_pem;
     long leeway;
     reg_entry *tokens;
     cache_entry *cache; /* uthash keeps insertion order: the head is the oldest */
@@ -64,7 +63,6 @@ kbr_err kbr_policy_new(const char *instance_id, EVP_PKEY *issuer_pub, long leewa
     p->leeway = leeway;
     p->instance_id = strdup(instance_id);
     KBR_ENSURE(p->instance_id != NULL, KBR_ERR_NOMEM);
-    KBR_GUARD(kbr_pkey_pub_pem(issuer_pub, &p->issuer_pem));
     KBR_ENSURE(EVP_PKEY_up_ref(issuer_pub) == 1, KBR_ERR_CRYPTO);
     p->issuer_pub = issuer_pub;
     *out = p;
@@ -107,7 +105,6 @@ void kbr_policy_free(kbr_policy *p)
         free(e);
     }
     EVP_PKEY_free(p->issuer_pub);
-    free(p->issuer_pem);
     free(p->instance_id);
     free(p);
 }
@@ -376,7 +373,7 @@ static kbr_err verify_fresh(kbr_policy *p, const char *bearer, time_t now, verif
     kbr_err err = KBR_OK;
     kbr_jwt_claims c = {.sub = NULL};
 
-    KBR_GUARD(kbr_jwt_verify(bearer, p->issuer_pem, p->instance_id, now, p->leeway, &c, msg));
+    KBR_GUARD(kbr_jwt_verify(bearer, p->issuer_pub, p->instance_id, now, p->leeway, &c, msg));
     KBR_GUARD(match_registry(p, &c, &v->reg, msg));
     v->exp = c.exp;
     v->nbf = c.nbf;

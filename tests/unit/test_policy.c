@@ -479,6 +479,20 @@ static void test_foreign_key_refused(void **state)
     expect_refused(f, truncated, "token signature is not 64 bytes");
     free(truncated);
     free(forged);
+    /* r = s = 0, and r, s above the group order: out of range, never valid. */
+    for (const char *fill = "A_"; *fill != '\0'; fill++) {
+        char *sig = malloc(87), *input = strndup(good, (size_t)(strrchr(good, '.') - good));
+
+        memset(sig, *fill, 86);
+        sig[86] = '\0';
+        if (*fill == '_')
+            sig[85] = 'w'; /* the last char carries 4 bits: 0b110000 */
+        forged = join_dot(input, sig);
+        expect_refused(f, forged, "token signature does not verify");
+        free(forged);
+        free(input);
+        free(sig);
+    }
     json_decref(claims);
     free(good);
 }

@@ -57,8 +57,8 @@ kbr_err kbr_audit_checkpoint_signature_holds(const json_t *cp, EVP_PKEY *pubkey,
                kbr_fail(msg, KBR_ERR_CRYPTO, "public key: not an EC P-256 key"));
     KBR_GUARD(kbr_audit_checkpoint_digest(cp, digest, msg));
     KBR_ENSURE(
-        b64 != NULL && kbr_b64_decode(b64, &raw, &raw_len) == KBR_OK &&
-            raw_len == 2 * P256_HALF && kbr_ecdsa_raw_to_der(raw, raw_len, &der, &der_len) == KBR_OK,
+        b64 != NULL && kbr_b64_decode(b64, &raw, &raw_len) == KBR_OK && raw_len == 2 * P256_HALF &&
+            kbr_ecdsa_raw_to_der(raw, raw_len, &der, &der_len) == KBR_OK,
         kbr_fail(msg, KBR_ERR_BAD_REQUEST, "checkpoint.signature_b64: not a P-256 signature"));
     ctx = EVP_PKEY_CTX_new(pubkey, NULL);
     KBR_ENSURE(ctx != NULL && EVP_PKEY_verify_init(ctx) == 1, KBR_ERR_CRYPTO);

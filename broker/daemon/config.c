@@ -49,6 +49,8 @@ static void set_defaults(kbd_config *cfg)
     cfg->debug_unlock_seconds = 3600;
     cfg->rate_limit = 1000;
     cfg->unauth_audit_rate = 20;
+    cfg->max_connections = 1024;
+    cfg->max_connections_per_source = 128;
 }
 
 static kbr_err parse_long(const char *v, long min, long max, long *out)
@@ -194,6 +196,10 @@ static kbr_err apply(kbd_config *cfg, const char *dir, const char *k, const char
         return parse_long(v, 0, 1000000, &cfg->unauth_audit_rate);
     if (strcmp(k, "rate_limit") == 0)
         return parse_long(v, 0, 1000000, &cfg->rate_limit);
+    if (strcmp(k, "max_connections") == 0)
+        return parse_long(v, 16, 1000000, &cfg->max_connections);
+    if (strcmp(k, "max_connections_per_source") == 0)
+        return parse_long(v, 1, 1000000, &cfg->max_connections_per_source);
     if (strcmp(k, "debug_unlock_max_seconds") == 0)
         return parse_long(v, 60, 7L * 86400, &cfg->debug_unlock_seconds);
     if (strcmp(k, "device_cert_days") == 0)
@@ -257,6 +263,10 @@ static kbr_err fill_required(kbd_config *cfg, const char *dir, const char *path,
         return kbr_fail(msg, KBR_ERR_CONFIG, "%s: tls_cert and tls_key go together", path);
     if (cfg->tls_client_ca != NULL && cfg->tls_cert == NULL)
         return kbr_fail(msg, KBR_ERR_CONFIG, "%s: tls_client_ca needs tls_cert and tls_key", path);
+    if (cfg->max_connections_per_source > cfg->max_connections)
+        return kbr_fail(msg, KBR_ERR_CONFIG,
+                        "%s: max_connections_per_source (%ld) exceeds max_connections (%ld)", path,
+                        cfg->max_connections_per_source, cfg->max_connections);
     return KBR_OK;
 }
 

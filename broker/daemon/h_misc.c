@@ -33,9 +33,11 @@ kbr_err kbd_h_metrics(kbd_req *r)
 {
     kbd_stats *s = &r->d->stats;
     struct evbuffer *buf = evbuffer_new();
+    long conns_open, conns_refused;
 
     if (buf == NULL)
         return KBR_ERR_NOMEM;
+    kbd_connlimit_stats(r->d, &conns_open, &conns_refused);
     evbuffer_add_printf(buf,
                         "# TYPE keybroker_requests_total counter\n"
                         "keybroker_requests_total %ld\n"
@@ -54,12 +56,16 @@ kbr_err kbd_h_metrics(kbd_req *r)
                         "# TYPE keybroker_audit_up gauge\n"
                         "keybroker_audit_up %d\n"
                         "# TYPE keybroker_inflight_requests gauge\n"
-                        "keybroker_inflight_requests %ld\n",
+                        "keybroker_inflight_requests %ld\n"
+                        "# TYPE keybroker_connections_open gauge\n"
+                        "keybroker_connections_open %ld\n"
+                        "# TYPE keybroker_connections_refused_total counter\n"
+                        "keybroker_connections_refused_total %ld\n",
                         atomic_load(&s->requests), atomic_load(&s->denied),
                         atomic_load(&s->signatures), atomic_load(&s->audit_failures),
                         atomic_load(&s->hsm_failures), (long long)kbr_audit_last_seq(r->d->audit),
                         atomic_load(&s->hsm_ok), kbr_audit_healthy(r->d->audit) ? 1 : 0,
-                        r->d->inflight);
+                        r->d->inflight, conns_open, conns_refused);
     kbd_req_reply_buffer(r, 200, "text/plain; version=0.0.4", buf);
     evbuffer_free(buf);
     return KBR_OK;

@@ -528,7 +528,7 @@ kbr_err kbd_http_start(kbd *d, kbr_msg *msg)
     evhttp_set_max_headers_size(d->http, 16384);
     evhttp_set_timeout(d->http, 60);
     evhttp_set_gencb(d->http, on_request, d);
-    if (kbd_tls_setup(d, msg) != KBR_OK)
+    if (kbd_tls_setup(d, msg) != KBR_OK || kbd_connlimit_start(d, msg) != KBR_OK)
         return KBR_ERR_CONFIG;
     d->bound = evhttp_bind_socket_with_handle(d->http, d->cfg.listen_host,
                                               (ev_uint16_t)d->cfg.listen_port);

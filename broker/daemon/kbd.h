@@ -49,8 +49,10 @@ typedef struct {
     long max_token_ttl;
     long device_cert_days;
     long debug_unlock_seconds;
-    long rate_limit;        /* requests per second per principal; 0: none */
-    long unauth_audit_rate; /* unauthenticated denials recorded per second per source */
+    long rate_limit;                 /* requests per second per principal; 0: none */
+    long unauth_audit_rate;          /* unauthenticated denials recorded per second per source */
+    long max_connections;            /* open connections, all sources */
+    long max_connections_per_source; /* per IPv4 address or IPv6 /64 */
 } kbd_config;
 
 KBR_WUR kbr_err kbd_config_load(const char *path, kbd_config *cfg, kbr_msg *msg);
@@ -96,6 +98,7 @@ bool kbd_ratelimit_allow(kbd_ratelimit *rl, const char *sub);
 /* ---- the daemon ---- */
 typedef struct kbd kbd;
 typedef struct kbd_req kbd_req;
+typedef struct kbd_connlimit kbd_connlimit;
 typedef struct kbd_worker kbd_worker;
 
 typedef struct {
@@ -119,6 +122,7 @@ struct kbd {
     long unauth_suppressed;   /* denials answered but not recorded one by one */
     time_t unauth_since;
     struct event *suppressed_timer;
+    kbd_connlimit *connlimit; /* connlimit.c */
     char issuer_kid[64];
     json_t *jwks;
 
@@ -219,9 +223,20 @@ void kbd_req_audit_and_reply(kbd_req *r);
 void kbd_req_reply_now(kbd_req *r, int status, json_t *body);
 const char *kbd_req_query(kbd_req *r, const char *name);
 
+/* connlimit.c: connection limits, on the event thread */
+/* Checks the open-files limit and hooks accepted connections; after kbd_tls_setup. */
+KBR_WUR kbr_err kbd_connlimit_start(kbd *d, kbr_msg *msg);
+/* Records the connections refused since the last call, if any. */
+void kbd_connlimit_flush(kbd *d);
+void kbd_connlimit_stats(const kbd *d, long *open, long *refused_total);
+/* After evhttp_free: closing connections still report to it. */
+void kbd_connlimit_free(kbd *d);
+
 /* tls.c */
 KBR_WUR kbr_err kbd_tls_setup(kbd *d, kbr_msg *msg);
 void kbd_tls_cleanup(kbd *d);
+/* A server-side TLS bufferevent for a connection about to be accepted. */
+struct bufferevent *kbd_tls_bufferevent(kbd *d, struct event_base *base);
 /* base64url SHA-256 of the client certificate of req's connection, if it presented one. */
 bool kbd_tls_client_x5t(struct evhttp_request *req, char out[64]);
 

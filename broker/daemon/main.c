@@ -297,6 +297,7 @@ static void on_suppressed_timer(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     kbd_flush_suppressed(arg);
+    kbd_connlimit_flush(arg);
 }
 
 static kbr_err start_loop(kbd *d, kbr_msg *msg)
@@ -325,13 +326,16 @@ static kbr_err start_loop(kbd *d, kbr_msg *msg)
 
 static void teardown(kbd *d)
 {
-    if (d->audit != NULL)
+    if (d->audit != NULL) {
         kbd_flush_suppressed(d);
+        kbd_connlimit_flush(d);
+    }
     kbd_workers_stop(d);
     kbr_audit_stop(d->audit);
     kbd_checkpoint_stop(d);
     if (d->http != NULL)
         evhttp_free(d->http);
+    kbd_connlimit_free(d);
     kbd_tls_cleanup(d);
     if (d->sig_term != NULL)
         event_free(d->sig_term);

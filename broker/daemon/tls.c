@@ -19,9 +19,9 @@
     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"                                   \
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256"
 
-static struct bufferevent *on_connection(struct event_base *base, void *arg)
+struct bufferevent *kbd_tls_bufferevent(kbd *d, struct event_base *base)
 {
-    SSL *ssl = SSL_new(arg);
+    SSL *ssl = SSL_new(d->tls);
 
     if (ssl == NULL)
         return NULL;
@@ -76,7 +76,6 @@ kbr_err kbd_tls_setup(kbd *d, kbr_msg *msg)
         return err;
     }
     d->tls = ctx;
-    evhttp_set_bevcb(d->http, on_connection, ctx);
     return KBR_OK;
 }
 

@@ -22,6 +22,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <poll.h>
 
 #include <curl/curl.h>
 
@@ -195,13 +196,26 @@ static void test_rate_limit_per_principal(void **state)
     kbt_free(e);
 }
 
+/* Stops the broker (which flushes its counters into the log) and reads the log from the store. */
+static json_t *stopped_log(kbt_env *e)
+{
+    kbr_store *st = NULL;
+    json_t *entries = NULL;
+    char url[400];
+
+    kbt_stop(e);
+    snprintf(url, sizeof(url), "sqlite:%s", e->db);
+    assert_int_equal(kbr_store_open(url, &st, NULL), KBR_OK);
+    assert_int_equal(kbr_store_audit_page(st, 0, 100000, &entries), KBR_OK);
+    kbr_store_close(st);
+    return entries;
+}
+
 static void test_unauthenticated_flood(void **state)
 {
     kbt_env *e = kbt_start("unauth_audit_rate = 2\n");
     int recorded = 0, total = 40;
-    kbr_store *st = NULL;
     json_t *entries = NULL, *en;
-    char url[400];
     size_t i;
     json_int_t suppressed = 0;
     kbt_resp r;
@@ -216,10 +230,7 @@ static void test_unauthenticated_flood(void **state)
     }
     /* a burst is recorded one by one, the rest of the flood is counted */
     assert_true(recorded >= 4 && recorded < 12);
-    kbt_stop(e);
-    snprintf(url, sizeof(url), "sqlite:%s", e->db);
-    assert_int_equal(kbr_store_open(url, &st, NULL), KBR_OK);
-    assert_int_equal(kbr_store_audit_page(st, 0, 1000, &entries), KBR_OK);
+    entries = stopped_log(e);
     json_array_foreach(entries, i, en)
     {
         if (strcmp(json_string_value(json_object_get(en, "op")), "audit.suppressed") == 0)
@@ -228,7 +239,6 @@ static void test_unauthenticated_flood(void **state)
     }
     assert_int_equal(suppressed, total - recorded);
     json_decref(entries);
-    kbr_store_close(st);
     kbt_free(e);
 }
 
@@ -339,36 +349,168 @@ static void test_kill_during_burst(void **state)
     kbt_free(e);
 }
 
-/* Hundreds of idle or slow clients must not keep a real one waiting. */
-static void test_idle_connections(void **state)
+/* A TCP connection to the broker from a given loopback address. */
+static int connect_from(const char *src, int port)
 {
-    kbt_env *e = kbt_start(NULL);
-    int fds[300];
-    struct sockaddr_in sa = {.sin_family = AF_INET};
+    struct sockaddr_in local = {.sin_family = AF_INET}, sa = {.sin_family = AF_INET};
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    assert_true(fd >= 0);
+    assert_int_equal(inet_pton(AF_INET, src, &local.sin_addr), 1);
+    assert_int_equal(bind(fd, (struct sockaddr *)&local, sizeof(local)), 0);
+    sa.sin_port = htons((uint16_t)port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    return fd;
+}
+
+/* Has the broker closed fd (end of file or reset) within wait_ms? */
+static bool closed_by_server(int fd, int wait_ms)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    char c;
+
+    if (poll(&p, 1, wait_ms) <= 0)
+        return false;
+    return recv(fd, &c, 1, MSG_DONTWAIT) <= 0;
+}
+
+static int count_closed(const int *fds, int n)
+{
+    int closed = 0;
+
+    for (int i = 0; i < n; i++)
+        closed += closed_by_server(fds[i], 0);
+    return closed;
+}
+
+static double call_ms(kbt_env *e)
+{
     struct timespec t0, t1;
     kbt_resp r;
-    double ms;
 
-    (void)state;
-    sa.sin_port = htons((uint16_t)e->port);
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    for (int i = 0; i < 300; i++) {
-        fds[i] = socket(AF_INET, SOCK_STREAM, 0);
-        assert_true(fds[i] >= 0);
-        assert_int_equal(connect(fds[i], (struct sockaddr *)&sa, sizeof(sa)), 0);
-        /* every third one trickles half a request line and stops */
-        if (i % 3 == 0)
-            assert_int_equal(write(fds[i], "GET /v1/he", 10), 10);
-    }
     clock_gettime(CLOCK_MONOTONIC, &t0);
     r = kbt_call(e, "GET", "/v1/keys", e->admin, NULL);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     assert_int_equal(r.status, 200);
     kbt_resp_free(&r);
-    ms = (double)(t1.tv_sec - t0.tv_sec) * 1000.0 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+    return (double)(t1.tv_sec - t0.tv_sec) * 1000.0 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+}
+
+/*
+ * Hundreds of idle or slow clients must not keep a real one waiting: one
+ * host opens 300 connections, a third of them trickling half a request line.
+ * The broker keeps the default 128 of them and closes the rest at once.
+ */
+static void test_idle_connections(void **state)
+{
+    kbt_env *e = kbt_start(NULL);
+    int fds[300];
+    double ms;
+
+    (void)state;
+    for (int i = 0; i < 300; i++) {
+        fds[i] = connect_from("127.0.0.2", e->port);
+        if (i % 3 == 0)
+            assert_int_equal(write(fds[i], "GET /v1/he", 10), 10);
+    }
+    ms = call_ms(e);
     assert_true(ms < 1000.0);
+    usleep(300 * 1000);
+    assert_int_equal(count_closed(fds, 300), 300 - 128);
     for (int i = 0; i < 300; i++)
         close(fds[i]);
+    kbt_free(e);
+}
+
+static const json_t *source_in(const json_t *sources, const char *addr)
+{
+    size_t i;
+    const json_t *s;
+
+    json_array_foreach(sources, i, s)
+    {
+        if (strcmp(json_string_value(json_object_get(s, "source")), addr) == 0)
+            return s;
+    }
+    return NULL;
+}
+
+/*
+ * Per-source and overall connection limits: refused connections are closed
+ * before anything is read, slots come back when connections close, and the
+ * refusals are recorded without an entry each.
+ */
+static void test_connection_limits(void **state)
+{
+    kbt_env *e = kbt_start("max_connections = 40\nmax_connections_per_source = 10\n");
+    int a[14], b[30], extra;
+    json_t *all, *entry = NULL, *detail;
+    const json_t *src;
+    size_t i;
+    kbt_resp r;
+
+    (void)state;
+    /* one host: ten stay open, the eleventh is closed */
+    for (int n = 0; n < 11; n++)
+        a[n] = connect_from("127.0.0.2", e->port);
+    usleep(200 * 1000);
+    assert_int_equal(count_closed(a, 10), 0);
+    assert_true(closed_by_server(a[10], 2000));
+    close(a[10]);
+    /* another host is not affected */
+    assert_true(call_ms(e) < 1000.0);
+    /* closing three gives that host three slots back, and no more */
+    for (int n = 0; n < 3; n++)
+        close(a[n]);
+    usleep(200 * 1000);
+    for (int n = 0; n < 4; n++)
+        a[n] = connect_from("127.0.0.2", e->port);
+    usleep(200 * 1000);
+    assert_int_equal(count_closed(a, 3), 0);
+    assert_true(closed_by_server(a[3], 2000));
+    close(a[3]);
+    /* three more hosts bring the total to 40; a fifth host is refused */
+    for (int n = 0; n < 30; n++)
+        b[n] = connect_from(n < 10 ? "127.0.0.3" : n < 20 ? "127.0.0.4" : "127.0.0.5", e->port);
+    usleep(200 * 1000);
+    assert_true(count_closed(b, 30) <= 1); /* the harness may hold one connection */
+    extra = connect_from("127.0.0.6", e->port);
+    assert_true(closed_by_server(extra, 2000));
+    close(extra);
+    r = kbt_call(e, "GET", "/metrics", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "keybroker_connections_refused_total "));
+    kbt_resp_free(&r);
+    for (int n = 0; n < 10; n++)
+        if (n >= 4 || n < 3)
+            close(a[n]);
+    for (int n = 0; n < 30; n++)
+        close(b[n]);
+    usleep(200 * 1000);
+    assert_true(call_ms(e) < 1000.0);
+
+    /* the refusals are in the log, per source, in one entry */
+    all = stopped_log(e);
+    json_array_foreach(all, i, detail)
+    {
+        if (strcmp(json_string_value(json_object_get(detail, "op")), "connection.refused") == 0) {
+            assert_null(entry);
+            entry = detail;
+        }
+    }
+    assert_non_null(entry);
+    detail = json_object_get(entry, "detail");
+    assert_true(json_integer_value(json_object_get(detail, "refused")) >= 3);
+    assert_true(json_integer_value(json_object_get(detail, "over_max_connections")) >= 1);
+    assert_int_equal(json_integer_value(json_object_get(detail, "max_connections_per_source")), 10);
+    src = source_in(json_object_get(detail, "sources"), "127.0.0.2");
+    assert_non_null(src);
+    assert_int_equal(json_integer_value(json_object_get(src, "refused")), 2);
+    src = source_in(json_object_get(detail, "sources"), "127.0.0.6");
+    assert_non_null(src);
+    assert_int_equal(json_integer_value(json_object_get(src, "refused")), 1);
+    json_decref(all);
     kbt_free(e);
 }
 
@@ -381,6 +523,7 @@ int main(void)
         cmocka_unit_test(test_unauthenticated_flood),
         cmocka_unit_test(test_kill_during_burst),
         cmocka_unit_test(test_idle_connections),
+        cmocka_unit_test(test_connection_limits),
     };
 
     return cmocka_run_group_tests_name("faults", tests, NULL, NULL);

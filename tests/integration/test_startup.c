@@ -130,6 +130,25 @@ static void test_init_again(void **state)
     free(old);
 }
 
+static void test_connection_limit_settings(void **state)
+{
+    char *cmd = NULL, *out = NULL;
+    int rc;
+
+    (void)state;
+    rewrite_conf("max_connections = 100\nmax_connections_per_source = 200");
+    expect_start_failure("max_connections_per_source (200) exceeds max_connections (100)");
+    restore_conf();
+    /* the default 1024 connections do not fit in 512 open files */
+    assert_true(asprintf(&cmd, "ulimit -n 512 && '%s/keybrokerd' -c keybroker.conf 2>&1",
+                         env->bin_dir) > 0);
+    rc = kbt_sh(env, cmd, &out);
+    if (rc != 1 || strstr(out, "max_connections = 1024 needs 1088 open files") == NULL)
+        fail_msg("expected exit 1 naming the open-files limit, got %d: %s", rc, out);
+    free(out);
+    free(cmd);
+}
+
 static void test_sigterm_exits_zero(void **state)
 {
     (void)state;
@@ -141,9 +160,13 @@ static void test_sigterm_exits_zero(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_bad_config_line),         cmocka_unit_test(test_wrong_pin),
-        cmocka_unit_test(test_missing_module),          cmocka_unit_test(test_unwritable_store),
-        cmocka_unit_test(test_non_loopback_plain_http), cmocka_unit_test(test_init_again),
+        cmocka_unit_test(test_bad_config_line),
+        cmocka_unit_test(test_wrong_pin),
+        cmocka_unit_test(test_missing_module),
+        cmocka_unit_test(test_unwritable_store),
+        cmocka_unit_test(test_non_loopback_plain_http),
+        cmocka_unit_test(test_init_again),
+        cmocka_unit_test(test_connection_limit_settings),
         cmocka_unit_test(test_sigterm_exits_zero),
     };
 

@@ -43,6 +43,8 @@ static void test_defaults_and_relative_paths(void **state)
     assert_int_equal(cfg.body_limit, 1048576);
     assert_int_equal(cfg.checkpoint_entries, 1000);
     assert_int_equal(cfg.checkpoint_seconds, 60);
+    assert_int_equal(cfg.max_connections, 1024);
+    assert_int_equal(cfg.max_connections_per_source, 128);
     snprintf(want, sizeof(want), "%s/pin", dir);
     assert_string_equal(cfg.pin_file, want);
     snprintf(want, sizeof(want), "sqlite:%s/keybroker.db", dir);
@@ -61,7 +63,8 @@ static void test_values(void **state)
     (void)state;
     assert_int_equal(load("pin_file = /etc/kb/pin\nlisten = [::1]:0\nworkers = 8\n"
                           "body_limit = 2048\ncheckpoint_every = 500 30s\n"
-                          "store = sqlite:/var/lib/kb.db\ninstance_id = plant-7\n",
+                          "store = sqlite:/var/lib/kb.db\ninstance_id = plant-7\n"
+                          "max_connections = 4096\nmax_connections_per_source = 16\n",
                           &cfg, &m),
                      KBR_OK);
     assert_string_equal(cfg.listen_host, "::1");
@@ -73,6 +76,8 @@ static void test_values(void **state)
     assert_string_equal(cfg.store, "sqlite:/var/lib/kb.db");
     assert_string_equal(cfg.pin_file, "/etc/kb/pin");
     assert_string_equal(cfg.instance_id, "plant-7");
+    assert_int_equal(cfg.max_connections, 4096);
+    assert_int_equal(cfg.max_connections_per_source, 16);
     kbd_config_cleanup(&cfg);
 }
 
@@ -102,6 +107,11 @@ static void test_errors_name_the_line(void **state)
     expect_error("pin_file = p\ntls_client_ca = ca.pem\n", "tls_client_ca needs");
     expect_error("pin_file = p\ncheckpoint_every = soon\n", "checkpoint_every");
     expect_error("pin_file = p\ninstance_id = a b\n", "instance_id");
+    expect_error("pin_file = p\nmax_connections = 8\n", "kb.conf:2: bad value for max_connections");
+    expect_error("pin_file = p\nmax_connections_per_source = 0\n",
+                 "bad value for max_connections_per_source");
+    expect_error("pin_file = p\nmax_connections = 64\nmax_connections_per_source = 65\n",
+                 "max_connections_per_source (65) exceeds max_connections (64)");
 }
 
 static void test_missing_file(void **state)

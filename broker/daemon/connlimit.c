@@ -1,0 +1,377 @@
+/*
+ * connlimit.c - bounds on open connections, overall and per source, applied
+ * as a connection is accepted: before a byte of it is read and before a TLS
+ * handshake is spent on it.  A factory network is not trusted, and without
+ * this one host could hold every descriptor the broker has.
+ *
+ * libevent 2.1's evhttp has no connection limit, and the only hook it calls
+ * for a new connection is the bufferevent callback, which does not see the
+ * socket.  So the callback makes the bufferevent, holds a reference to it,
+ * and activates an admission event; that runs right after the accept
+ * callback returns, when evhttp has handed the bufferevent its socket and
+ * before the loop polls it.  Admission reads the peer, counts the
+ * connection against its source (an IPv4 address, or an IPv6 /64, which one
+ * host can own whole) and either lets evhttp keep it or closes it.
+ *
+ * Refusals are recorded, but not one entry each, or a flood would fill the
+ * disk: they are counted per source and written as one connection.refused
+ * entry per flush interval.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <uthash.h>
+
+#include "kbd.h"
+
+#define SOURCE_LEN 64
+/* How many sources a connection.refused entry names; the rest are in the total. */
+#define REPORT_SOURCES 16
+/* Descriptors kept free of connections: store, HSM, listener, logs, workers. */
+#define FD_RESERVE 64
+/* Sources remembered only for their refusals, beyond those with open connections. */
+#define MAX_REFUSED_SOURCES 4096
+
+typedef struct {
+    char key[SOURCE_LEN];
+    long open;
+    long refused;
+    UT_hash_handle hh;
+} source;
+
+typedef struct {
+    int fd;
+    source *src;
+    UT_hash_handle hh;
+} conn;
+
+struct kbd_connlimit {
+    kbd *d;
+    long max_total, max_per_source;
+    long open;
+    source *sources;
+    long nsources;
+    conn *conns;
+    long refused, refused_over_total; /* since the last connection.refused entry */
+    long refused_total;               /* since start, for /metrics */
+    time_t refused_since;
+};
+
+typedef struct {
+    kbd_connlimit *cl;
+    struct bufferevent *bev;
+} pending;
+
+/* The source a peer counts against: its IPv4 address, or its IPv6 /64. */
+static bool source_of(int fd, char out[SOURCE_LEN])
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    char text[INET6_ADDRSTRLEN];
+
+    if (getpeername(fd, (struct sockaddr *)&ss, &sl) != 0)
+        return false;
+    if (ss.ss_family == AF_INET) {
+        const struct sockaddr_in *in4 = (const struct sockaddr_in *)&ss;
+        if (inet_ntop(AF_INET, &in4->sin_addr, text, sizeof(text)) == NULL)
+            return false;
+        snprintf(out, SOURCE_LEN, "%s", text);
+        return true;
+    }
+    if (ss.ss_family == AF_INET6) {
+        struct in6_addr a = ((const struct sockaddr_in6 *)&ss)->sin6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(&a)) {
+            if (inet_ntop(AF_INET, &a.s6_addr[12], text, sizeof(text)) == NULL)
+                return false;
+            snprintf(out, SOURCE_LEN, "%s", text);
+            return true;
+        }
+        memset(&a.s6_addr[8], 0, 8);
+        if (inet_ntop(AF_INET6, &a, text, sizeof(text)) == NULL)
+            return false;
+        snprintf(out, SOURCE_LEN, "%s/64", text);
+        return true;
+    }
+    snprintf(out, SOURCE_LEN, "local");
+    return true;
+}
+
+/* NULL when out of memory, or when a refused-only source would be one too many. */
+static source *source_get(kbd_connlimit *cl, const char *key, bool for_refusal)
+{
+    source *s = NULL;
+
+    HASH_FIND_STR(cl->sources, key, s);
+    if (s != NULL)
+        return s;
+    if (for_refusal && cl->nsources >= cl->max_total + MAX_REFUSED_SOURCES)
+        return NULL;
+    s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return NULL;
+    snprintf(s->key, sizeof(s->key), "%s", key);
+    HASH_ADD_STR(cl->sources, key, s);
+    cl->nsources++;
+    return s;
+}
+
+static void source_maybe_drop(kbd_connlimit *cl, source *s)
+{
+    if (s->open == 0 && s->refused == 0) {
+        HASH_DEL(cl->sources, s);
+        cl->nsources--;
+        free(s);
+    }
+}
+
+/* A connection closed: its slot goes back to its source. */
+static void conn_release(kbd_connlimit *cl, conn *c)
+{
+    HASH_DEL(cl->conns, c);
+    c->src->open--;
+    cl->open--;
+    source_maybe_drop(cl, c->src);
+    free(c);
+}
+
+static void on_close(struct evhttp_connection *evcon, void *arg)
+{
+    kbd_connlimit *cl = arg;
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
+    int fd = bev != NULL ? (int)bufferevent_getfd(bev) : -1;
+    conn *c = NULL;
+
+    HASH_FIND_INT(cl->conns, &fd, c);
+    if (c != NULL)
+        conn_release(cl, c);
+}
+
+static void refuse(kbd_connlimit *cl, struct evhttp_connection *evcon, const char *key,
+                   bool over_total)
+{
+    source *s = source_get(cl, key, true);
+
+    evhttp_connection_free(evcon);
+    cl->refused_total++;
+    if (cl->refused++ == 0)
+        cl->refused_since = time(NULL);
+    if (over_total)
+        cl->refused_over_total++;
+    if (s != NULL)
+        s->refused++;
+}
+
+/* Decides on one accepted connection; evcon is closed when it is over a limit. */
+static void admit(kbd_connlimit *cl, struct evhttp_connection *evcon, int fd)
+{
+    char key[SOURCE_LEN];
+    source *s = NULL;
+    conn *c = NULL;
+
+    /* A descriptor still counted was closed without evhttp telling us. */
+    HASH_FIND_INT(cl->conns, &fd, c);
+    if (c != NULL)
+        conn_release(cl, c);
+    if (!source_of(fd, key))
+        snprintf(key, sizeof(key), "unknown");
+    if (cl->open >= cl->max_total) {
+        refuse(cl, evcon, key, true);
+        return;
+    }
+    s = source_get(cl, key, false);
+    c = s != NULL ? calloc(1, sizeof(*c)) : NULL;
+    if (c == NULL || s->open >= cl->max_per_source) {
+        free(c);
+        refuse(cl, evcon, key, false);
+        return;
+    }
+    c->fd = fd;
+    c->src = s;
+    s->open++;
+    cl->open++;
+    HASH_ADD_INT(cl->conns, fd, c);
+    evhttp_connection_set_closecb(evcon, on_close, cl);
+}
+
+static void on_admit(evutil_socket_t unused, short what, void *arg)
+{
+    pending *p = arg;
+    void *cbarg = NULL;
+    int fd = (int)bufferevent_getfd(p->bev);
+
+    (void)unused;
+    (void)what;
+    /* evhttp's callbacks carry the connection; none means it is already gone */
+    bufferevent_getcb(p->bev, NULL, NULL, NULL, &cbarg);
+    if (cbarg != NULL && fd >= 0)
+        admit(p->cl, cbarg, fd);
+    bufferevent_decref(p->bev);
+    free(p);
+}
+
+static struct bufferevent *on_connection(struct event_base *base, void *arg)
+{
+    kbd_connlimit *cl = arg;
+    struct bufferevent *bev = cl->d->tls != NULL
+                                  ? kbd_tls_bufferevent(cl->d, base)
+                                  : bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+    pending *p = bev != NULL ? calloc(1, sizeof(*p)) : NULL;
+
+    if (p == NULL) {
+        if (bev != NULL)
+            bufferevent_free(bev);
+        return NULL;
+    }
+    p->cl = cl;
+    p->bev = bev;
+    bufferevent_incref(bev);
+    /* no timeout: active now, run once this accept callback has returned */
+    if (event_base_once(base, -1, EV_TIMEOUT, on_admit, p, NULL) != 0) {
+        bufferevent_decref(bev);
+        free(p);
+    }
+    return bev;
+}
+
+/* The descriptors the limits need, raising the soft limit up to the hard one. */
+static kbr_err check_fd_limit(long max_total, kbr_msg *msg)
+{
+    struct rlimit rl;
+    rlim_t need = (rlim_t)max_total + FD_RESERVE;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return kbr_fail(msg, KBR_ERR_IO, "cannot read the open-files limit");
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need) {
+        if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need)
+            return kbr_fail(msg, KBR_ERR_CONFIG,
+                            "max_connections = %ld needs %llu open files and the hard limit is "
+                            "%llu: lower max_connections or raise the limit",
+                            max_total, (unsigned long long)need, (unsigned long long)rl.rlim_max);
+        rl.rlim_cur = need;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            return kbr_fail(msg, KBR_ERR_IO, "cannot raise the open-files limit to %llu",
+                            (unsigned long long)need);
+    }
+    return KBR_OK;
+}
+
+kbr_err kbd_connlimit_start(kbd *d, kbr_msg *msg)
+{
+    kbd_connlimit *cl;
+
+    if (check_fd_limit(d->cfg.max_connections, msg) != KBR_OK)
+        return KBR_ERR_CONFIG;
+    cl = calloc(1, sizeof(*cl));
+    if (cl == NULL)
+        return kbr_fail(msg, KBR_ERR_NOMEM, "out of memory");
+    cl->d = d;
+    cl->max_total = d->cfg.max_connections;
+    cl->max_per_source = d->cfg.max_connections_per_source;
+    d->connlimit = cl;
+    evhttp_set_bevcb(d->http, on_connection, cl);
+    return KBR_OK;
+}
+
+/* Sources with the most refusals first. */
+static int by_refused(const void *a, const void *b)
+{
+    const source *sa = *(const source *const *)a, *sb = *(const source *const *)b;
+
+    return (sb->refused > sa->refused) - (sb->refused < sa->refused);
+}
+
+static json_t *refused_sources(kbd_connlimit *cl)
+{
+    source *s, **list;
+    size_t n = 0;
+    json_t *arr = json_array();
+
+    list = calloc(HASH_COUNT(cl->sources) + 1, sizeof(*list));
+    if (list == NULL || arr == NULL) {
+        free(list);
+        return arr;
+    }
+    for (s = cl->sources; s != NULL; s = s->hh.next)
+        if (s->refused > 0)
+            list[n++] = s;
+    qsort(list, n, sizeof(*list), by_refused);
+    for (size_t i = 0; i < n && i < REPORT_SOURCES; i++)
+        json_array_append_new(arr, json_pack("{s:s, s:I}", "source", list[i]->key, "refused",
+                                             (json_int_t)list[i]->refused));
+    free(list);
+    return arr;
+}
+
+static void reset_refused(kbd_connlimit *cl)
+{
+    source *s, *next;
+
+    for (s = cl->sources; s != NULL; s = next) {
+        next = s->hh.next;
+        s->refused = 0;
+        source_maybe_drop(cl, s);
+    }
+    cl->refused = 0;
+    cl->refused_over_total = 0;
+}
+
+void kbd_connlimit_flush(kbd *d)
+{
+    kbd_connlimit *cl = d->connlimit;
+    kbr_audit_rec *rec = NULL;
+    char since[KBR_TIME_LEN], until[KBR_TIME_LEN];
+
+    if (cl == NULL || cl->refused == 0 ||
+        kbr_audit_rec_new("service:keybrokerd", NULL, "connection.refused", NULL, &rec) != KBR_OK)
+        return;
+    kbr_time_fmt(cl->refused_since, since);
+    kbr_time_fmt(time(NULL), until);
+    json_object_set_new(rec->detail, "refused", json_integer((json_int_t)cl->refused));
+    json_object_set_new(rec->detail, "over_max_connections",
+                        json_integer((json_int_t)cl->refused_over_total));
+    json_object_set_new(rec->detail, "sources", refused_sources(cl));
+    json_object_set_new(rec->detail, "max_connections", json_integer((json_int_t)cl->max_total));
+    json_object_set_new(rec->detail, "max_connections_per_source",
+                        json_integer((json_int_t)cl->max_per_source));
+    json_object_set_new(rec->detail, "since", json_string(since));
+    json_object_set_new(rec->detail, "until", json_string(until));
+    reset_refused(cl);
+    /* the writer frees the record once it is committed */
+    kbr_audit_submit(d->audit, rec);
+}
+
+void kbd_connlimit_stats(const kbd *d, long *open, long *refused_total)
+{
+    *open = d->connlimit != NULL ? d->connlimit->open : 0;
+    *refused_total = d->connlimit != NULL ? d->connlimit->refused_total : 0;
+}
+
+void kbd_connlimit_free(kbd *d)
+{
+    kbd_connlimit *cl = d->connlimit;
+    source *s, *stmp;
+    conn *c, *ctmp;
+
+    if (cl == NULL)
+        return;
+    HASH_ITER(hh, cl->conns, c, ctmp)
+    {
+        HASH_DEL(cl->conns, c);
+        free(c);
+    }
+    HASH_ITER(hh, cl->sources, s, stmp)
+    {
+        HASH_DEL(cl->sources, s);
+        free(s);
+    }
+    free(cl);
+    d->connlimit = NULL;
+}

@@ -133,6 +133,8 @@ kbr_err kbr_jwt_assemble(const char *input, const unsigned char *sig, size_t sig
     KBR_GUARD(kbr_b64url_encode(sig, siglen, &s64));
     KBR_GUARD(join_dot(input, s64, token));
 out:
+    if (s64 != NULL)
+        OPENSSL_cleanse(s64, strlen(s64));
     free(s64);
     return err;
 }

@@ -71,6 +71,9 @@ kbr_err kbd_token_mint(kbr_hsm_session *hsm, const char *instance_id, const char
 out:
     json_decref(claims);
     free(input);
+    /* the signature is what makes the string a bearer token */
+    if (sig != NULL)
+        OPENSSL_cleanse(sig, siglen);
     free(sig);
     return err;
 }

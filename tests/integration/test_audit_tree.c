@@ -349,8 +349,40 @@ static json_t *forge(const json_t *cp)
     return forged;
 }
 
+/*
+ * What a forger with write access to the export would do after moving or adding
+ * entries: renumber and re-chain everything from index `from`, so that the hash
+ * chain alone holds again.  Only the signed tree head can tell.
+ */
+static void rechain(json_t *entries, size_t from)
+{
+    char hash[65];
+
+    for (size_t i = from; i < json_array_size(entries); i++) {
+        json_t *e = json_array_get(entries, i);
+        json_object_set_new(e, "seq", json_integer((json_int_t)i + 1));
+        json_object_set(e, "prev_hash", json_object_get(json_array_get(entries, i - 1), "hash"));
+        json_object_del(e, "hash");
+        assert_int_equal(kbr_audit_entry_hash(e, hash), KBR_OK);
+        json_object_set_new(e, "hash", json_string(hash));
+    }
+}
+
+/* The index of the first entry after i that records something else than entry i. */
+static size_t differs_from(const json_t *entries, size_t i)
+{
+    const char *op = json_string_value(json_object_get(json_array_get(entries, i), "op"));
+
+    for (size_t j = i + 1; j < json_array_size(entries); j++)
+        if (strcmp(json_string_value(json_object_get(json_array_get(entries, j), "op")), op) != 0)
+            return j;
+    fail_msg("no entry after %zu records another op than %s", i, op);
+    return 0;
+}
+
 static void test_offline_verify(void **state)
 {
+    size_t swap_at;
     json_t *cp, *entries, *bad;
     char cmd[600];
 
@@ -377,6 +409,35 @@ static void test_offline_verify(void **state)
     json_array_remove(bad, 11);
     write_lines("deleted.jsonl", bad);
     assert_verify("deleted.jsonl", "cp.json", "audit.pem", 1, "entry 12");
+    json_decref(bad);
+
+    /* two different entries swapped: their seq and prev_hash no longer chain */
+    bad = json_deep_copy(entries);
+    swap_at = differs_from(bad, 3);
+    json_array_insert(bad, 3, json_array_get(bad, swap_at));
+    json_array_insert(bad, swap_at + 1, json_array_get(bad, 4));
+    json_array_remove(bad, 4);
+    json_array_remove(bad, swap_at + 1);
+    assert_true(json_equal(json_array_get(bad, 3), json_array_get(entries, swap_at)));
+    assert_true(json_equal(json_array_get(bad, swap_at), json_array_get(entries, 3)));
+    write_lines("reordered.jsonl", bad);
+    assert_verify("reordered.jsonl", "cp.json", "audit.pem", 1, "entry 4");
+    /* swapped and re-chained: the chain holds, the signed root does not */
+    rechain(bad, 3);
+    write_lines("reordered-rechained.jsonl", bad);
+    assert_verify("reordered-rechained.jsonl", "cp.json", "audit.pem", 1, "root mismatch");
+    json_decref(bad);
+
+    /* an entry inserted, alone and then with the chain rebuilt after it */
+    bad = json_deep_copy(entries);
+    json_array_insert_new(bad, 6, json_deep_copy(json_array_get(bad, 5)));
+    json_object_set_new(json_object_get(json_array_get(bad, 6), "detail"), "path",
+                        json_string("/v1/keys?inserted"));
+    write_lines("inserted.jsonl", bad);
+    assert_verify("inserted.jsonl", "cp.json", "audit.pem", 1, "entry 7");
+    rechain(bad, 6);
+    write_lines("inserted-rechained.jsonl", bad);
+    assert_verify("inserted-rechained.jsonl", "cp.json", "audit.pem", 1, "root mismatch");
     json_decref(bad);
 
     bad = json_deep_copy(entries);

@@ -7,11 +7,17 @@
  * libevent 2.1's evhttp has no connection limit, and the only hook it calls
  * for a new connection is the bufferevent callback, which does not see the
  * socket.  So the callback makes the bufferevent, holds a reference to it,
- * and activates an admission event; that runs right after the accept
- * callback returns, when evhttp has handed the bufferevent its socket and
- * before the loop polls it.  Admission reads the peer, counts the
- * connection against its source (an IPv4 address, or an IPv6 /64, which one
- * host can own whole) and either lets evhttp keep it or closes it.
+ * queues it and activates the admission event; that runs right after the
+ * accept callback returns, when evhttp has handed every bufferevent of the
+ * batch its socket and before the loop polls any of them.  Admission counts
+ * the connection against its source (the peer's address) and either lets
+ * evhttp keep it or closes it.  A connection that was never admitted (the
+ * queue could not grow, or evhttp made its own plain bufferevent because
+ * ours could not be made) is refused at its first request, so neither a
+ * plain-text connection on the TLS port nor an uncounted one is served.
+ *
+ * When descriptors run out anyway, the listener pauses for a second rather
+ * than spin on a socket that stays readable.
  *
  * Refusals are recorded, but not one entry each, or a flood would fill the
  * disk: they are counted per source and written as one connection.refused
@@ -22,12 +28,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
+#include <event2/listener.h>
 #include <uthash.h>
 
 #include "kbd.h"
@@ -35,8 +44,12 @@
 #define SOURCE_LEN 64
 /* How many sources a connection.refused entry names; the rest are in the total. */
 #define REPORT_SOURCES 16
-/* Descriptors kept free of connections: store, HSM, listener, logs, workers. */
-#define FD_RESERVE 64
+/*
+ * Descriptors kept free of admitted connections: a full accept backlog that
+ * one listener callback takes before admission (128, libevent's listen()),
+ * then the store, the HSM, the logs and the workers.
+ */
+#define FD_RESERVE (128 + 64)
 /* Sources remembered only for their refusals, beyond those with open connections. */
 #define MAX_REFUSED_SOURCES 4096
 
@@ -49,6 +62,7 @@ typedef struct {
 
 typedef struct {
     int fd;
+    struct evhttp_connection *evcon;
     source *src;
     UT_hash_handle hh;
 } conn;
@@ -63,45 +77,48 @@ struct kbd_connlimit {
     long refused, refused_over_total; /* since the last connection.refused entry */
     long refused_total;               /* since start, for /metrics */
     time_t refused_since;
+    /* bufferevents made for accepted connections, each with a reference, awaiting admission */
+    struct bufferevent **queue;
+    size_t queued, queue_cap;
+    struct event *admit_ev;
+    struct event *resume_ev; /* re-enables the listener after running out of descriptors */
 };
 
-typedef struct {
-    kbd_connlimit *cl;
-    struct bufferevent *bev;
-} pending;
-
-/* The source a peer counts against: its IPv4 address, or its IPv6 /64. */
-static bool source_of(int fd, char out[SOURCE_LEN])
+/*
+ * The source a peer counts against: its address (IPv4, or IPv6 with the
+ * interface for link-local ones).  IPv6 hosts on one SLAAC segment share a
+ * /64, so the /64 is not a host; the total limit bounds a host that owns one.
+ */
+static bool source_of(const struct sockaddr *sa, char out[SOURCE_LEN])
 {
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof(ss);
     char text[INET6_ADDRSTRLEN];
 
-    if (getpeername(fd, (struct sockaddr *)&ss, &sl) != 0)
+    if (sa == NULL)
         return false;
-    if (ss.ss_family == AF_INET) {
-        const struct sockaddr_in *in4 = (const struct sockaddr_in *)&ss;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in4 = (const struct sockaddr_in *)sa;
         if (inet_ntop(AF_INET, &in4->sin_addr, text, sizeof(text)) == NULL)
             return false;
         snprintf(out, SOURCE_LEN, "%s", text);
         return true;
     }
-    if (ss.ss_family == AF_INET6) {
-        struct in6_addr a = ((const struct sockaddr_in6 *)&ss)->sin6_addr;
-        if (IN6_IS_ADDR_V4MAPPED(&a)) {
-            if (inet_ntop(AF_INET, &a.s6_addr[12], text, sizeof(text)) == NULL)
+    if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {
+            if (inet_ntop(AF_INET, &in6->sin6_addr.s6_addr[12], text, sizeof(text)) == NULL)
                 return false;
             snprintf(out, SOURCE_LEN, "%s", text);
             return true;
         }
-        memset(&a.s6_addr[8], 0, 8);
-        if (inet_ntop(AF_INET6, &a, text, sizeof(text)) == NULL)
+        if (inet_ntop(AF_INET6, &in6->sin6_addr, text, sizeof(text)) == NULL)
             return false;
-        snprintf(out, SOURCE_LEN, "%s/64", text);
+        if (IN6_IS_ADDR_LINKLOCAL(&in6->sin6_addr))
+            snprintf(out, SOURCE_LEN, "%s%%%u", text, (unsigned)in6->sin6_scope_id);
+        else
+            snprintf(out, SOURCE_LEN, "%s", text);
         return true;
     }
-    snprintf(out, SOURCE_LEN, "local");
-    return true;
+    return false;
 }
 
 /* NULL when out of memory, or when a refused-only source would be one too many. */
@@ -180,8 +197,12 @@ static void admit(kbd_connlimit *cl, struct evhttp_connection *evcon, int fd)
     HASH_FIND_INT(cl->conns, &fd, c);
     if (c != NULL)
         conn_release(cl, c);
-    if (!source_of(fd, key))
-        snprintf(key, sizeof(key), "unknown");
+    c = NULL;
+    if (!source_of(evhttp_connection_get_addr(evcon), key)) {
+        /* no peer address: nothing to count it against */
+        evhttp_connection_free(evcon);
+        return;
+    }
     if (cl->open >= cl->max_total) {
         refuse(cl, evcon, key, true);
         return;
@@ -194,6 +215,7 @@ static void admit(kbd_connlimit *cl, struct evhttp_connection *evcon, int fd)
         return;
     }
     c->fd = fd;
+    c->evcon = evcon;
     c->src = s;
     s->open++;
     cl->open++;
@@ -203,18 +225,40 @@ static void admit(kbd_connlimit *cl, struct evhttp_connection *evcon, int fd)
 
 static void on_admit(evutil_socket_t unused, short what, void *arg)
 {
-    pending *p = arg;
-    void *cbarg = NULL;
-    int fd = (int)bufferevent_getfd(p->bev);
+    kbd_connlimit *cl = arg;
+    size_t n = cl->queued;
 
     (void)unused;
     (void)what;
-    /* evhttp's callbacks carry the connection; none means it is already gone */
-    bufferevent_getcb(p->bev, NULL, NULL, NULL, &cbarg);
-    if (cbarg != NULL && fd >= 0)
-        admit(p->cl, cbarg, fd);
-    bufferevent_decref(p->bev);
-    free(p);
+    cl->queued = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct bufferevent *bev = cl->queue[i];
+        void *cbarg = NULL;
+        int fd = (int)bufferevent_getfd(bev);
+
+        /* evhttp's callbacks carry the connection; none means it is already gone */
+        bufferevent_getcb(bev, NULL, NULL, NULL, &cbarg);
+        if (cbarg != NULL && fd >= 0)
+            admit(cl, cbarg, fd);
+        bufferevent_decref(bev);
+    }
+}
+
+static bool enqueue(kbd_connlimit *cl, struct bufferevent *bev)
+{
+    if (cl->queued == cl->queue_cap) {
+        size_t cap = cl->queue_cap > 0 ? 2 * cl->queue_cap : 64;
+        struct bufferevent **q = realloc(cl->queue, cap * sizeof(*q));
+        if (q == NULL)
+            return false;
+        cl->queue = q;
+        cl->queue_cap = cap;
+    }
+    bufferevent_incref(bev);
+    cl->queue[cl->queued++] = bev;
+    /* no timeout: runs once this accept callback has returned, before any read */
+    event_active(cl->admit_ev, EV_TIMEOUT, 1);
+    return true;
 }
 
 static struct bufferevent *on_connection(struct event_base *base, void *arg)
@@ -223,22 +267,54 @@ static struct bufferevent *on_connection(struct event_base *base, void *arg)
     struct bufferevent *bev = cl->d->tls != NULL
                                   ? kbd_tls_bufferevent(cl->d, base)
                                   : bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
-    pending *p = bev != NULL ? calloc(1, sizeof(*p)) : NULL;
 
-    if (p == NULL) {
-        if (bev != NULL)
-            bufferevent_free(bev);
-        return NULL;
-    }
-    p->cl = cl;
-    p->bev = bev;
-    bufferevent_incref(bev);
-    /* no timeout: active now, run once this accept callback has returned */
-    if (event_base_once(base, -1, EV_TIMEOUT, on_admit, p, NULL) != 0) {
-        bufferevent_decref(bev);
-        free(p);
-    }
+    /* Not admitted (and not TLS when it had to be): refused at its first request. */
+    if (bev != NULL)
+        (void)enqueue(cl, bev);
     return bev;
+}
+
+bool kbd_connlimit_admitted(kbd *d, struct evhttp_connection *evcon)
+{
+    struct bufferevent *bev = evcon != NULL ? evhttp_connection_get_bufferevent(evcon) : NULL;
+    int fd = bev != NULL ? (int)bufferevent_getfd(bev) : -1;
+    conn *c = NULL;
+
+    if (d->connlimit == NULL)
+        return true;
+    HASH_FIND_INT(d->connlimit->conns, &fd, c);
+    return c != NULL && c->evcon == evcon;
+}
+
+static void on_resume(evutil_socket_t unused, short what, void *arg)
+{
+    kbd *d = arg;
+
+    (void)unused;
+    (void)what;
+    if (d->bound != NULL)
+        evconnlistener_enable(evhttp_bound_socket_get_listener(d->bound));
+}
+
+/*
+ * The listener's own argument is evhttp's, so its error callback finds the
+ * limits here; a daemon has one listener.
+ */
+static kbd_connlimit *listener_limits;
+
+/* accept() failed for want of descriptors: pause rather than spin on a readable socket. */
+static void on_accept_error(struct evconnlistener *lev, void *arg)
+{
+    kbd_connlimit *cl = listener_limits;
+    struct timeval pause = {1, 0};
+    int e = EVUTIL_SOCKET_ERROR();
+
+    (void)arg;
+    if (cl == NULL || (e != EMFILE && e != ENFILE && e != ENOBUFS && e != ENOMEM))
+        return;
+    fprintf(stderr, "keybrokerd: accept: %s; not accepting for a second\n", strerror(e));
+    evconnlistener_disable(lev);
+    evtimer_add(cl->resume_ev, &pause);
 }
 
 /* The descriptors the limits need, raising the soft limit up to the hard one. */
@@ -272,12 +348,24 @@ kbr_err kbd_connlimit_start(kbd *d, kbr_msg *msg)
     cl = calloc(1, sizeof(*cl));
     if (cl == NULL)
         return kbr_fail(msg, KBR_ERR_NOMEM, "out of memory");
+    d->connlimit = cl;
     cl->d = d;
     cl->max_total = d->cfg.max_connections;
     cl->max_per_source = d->cfg.max_connections_per_source;
-    d->connlimit = cl;
+    cl->admit_ev = event_new(d->base, -1, 0, on_admit, cl);
+    cl->resume_ev = evtimer_new(d->base, on_resume, d);
+    if (cl->admit_ev == NULL || cl->resume_ev == NULL)
+        return kbr_fail(msg, KBR_ERR_NOMEM, "out of memory");
     evhttp_set_bevcb(d->http, on_connection, cl);
     return KBR_OK;
+}
+
+void kbd_connlimit_listening(kbd *d)
+{
+    if (d->connlimit == NULL || d->bound == NULL)
+        return;
+    listener_limits = d->connlimit;
+    evconnlistener_set_error_cb(evhttp_bound_socket_get_listener(d->bound), on_accept_error);
 }
 
 /* Sources with the most refusals first. */
@@ -362,6 +450,15 @@ void kbd_connlimit_free(kbd *d)
 
     if (cl == NULL)
         return;
+    if (listener_limits == cl)
+        listener_limits = NULL;
+    for (size_t i = 0; i < cl->queued; i++)
+        bufferevent_decref(cl->queue[i]);
+    free(cl->queue);
+    if (cl->admit_ev != NULL)
+        event_free(cl->admit_ev);
+    if (cl->resume_ev != NULL)
+        event_free(cl->resume_ev);
     HASH_ITER(hh, cl->conns, c, ctmp)
     {
         HASH_DEL(cl->conns, c);

@@ -476,6 +476,13 @@ static void on_request(struct evhttp_request *http, void *arg)
     bool known = false;
     kbr_err err;
 
+    /* Never counted at accept (out of memory there), or not TLS on the TLS port. */
+    if (!kbd_connlimit_admitted(d, evhttp_request_get_connection(http))) {
+        free(r);
+        evhttp_add_header(evhttp_request_get_output_headers(http), "Connection", "close");
+        evhttp_send_error(http, 503, "connection not admitted");
+        return;
+    }
     if (r == NULL) {
         evhttp_send_error(http, 503, "out of memory");
         return;
@@ -535,6 +542,7 @@ kbr_err kbd_http_start(kbd *d, kbr_msg *msg)
     if (d->bound == NULL)
         return kbr_fail(msg, KBR_ERR_CONFIG, "cannot listen on %s:%d", d->cfg.listen_host,
                         d->cfg.listen_port);
+    kbd_connlimit_listening(d);
     if (getsockname(evhttp_bound_socket_get_fd(d->bound), (struct sockaddr *)&ss, &sl) != 0)
         return kbr_fail(msg, KBR_ERR_IO, "getsockname failed");
     port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)

@@ -226,6 +226,10 @@ const char *kbd_req_query(kbd_req *r, const char *name);
 /* connlimit.c: connection limits, on the event thread */
 /* Checks the open-files limit and hooks accepted connections; after kbd_tls_setup. */
 KBR_WUR kbr_err kbd_connlimit_start(kbd *d, kbr_msg *msg);
+/* Once d->bound is set: pause accepting, rather than spin, when descriptors run out. */
+void kbd_connlimit_listening(kbd *d);
+/* Was the connection counted at accept?  A request on one that was not is refused. */
+bool kbd_connlimit_admitted(kbd *d, struct evhttp_connection *evcon);
 /* Records the connections refused since the last call, if any. */
 void kbd_connlimit_flush(kbd *d);
 void kbd_connlimit_stats(const kbd *d, long *open, long *refused_total);

@@ -143,7 +143,7 @@ static void test_connection_limit_settings(void **state)
     assert_true(asprintf(&cmd, "ulimit -n 512 && '%s/keybrokerd' -c keybroker.conf 2>&1",
                          env->bin_dir) > 0);
     rc = kbt_sh(env, cmd, &out);
-    if (rc != 1 || strstr(out, "max_connections = 1024 needs 1088 open files") == NULL)
+    if (rc != 1 || strstr(out, "max_connections = 1024 needs 1216 open files") == NULL)
         fail_msg("expected exit 1 naming the open-files limit, got %d: %s", rc, out);
     free(out);
     free(cmd);

@@ -128,6 +128,17 @@ out:
     return err;
 }
 
+/* As field_hex, but absent or null gives NULL: the field came later than the effect. */
+static kbr_err field_hex_opt(const json_t *e, const char *field, size_t want, char **out)
+{
+    const json_t *v = json_object_get(e, field);
+
+    *out = NULL;
+    if (v == NULL || json_is_null(v))
+        return KBR_OK;
+    return field_hex(e, field, want, out);
+}
+
 static kbr_err field_int(const json_t *e, const char *field, int64_t min, int64_t *out)
 {
     kbr_err err = KBR_OK;
@@ -383,17 +394,21 @@ out:
     return err;
 }
 
-/* What device.provision and device.rotate share: the device, the CSR and the new certificate. */
+/*
+ * What device.provision and device.rotate share: the device, the CSR, the identity key (records
+ * made before the ledger knew keys have none) and the new certificate.
+ */
 typedef struct {
     kbr_eff_device d;
     cert_in ci;
-    char *csr_sha256;
+    char *csr_sha256, *public_key_sha256;
 } device_in;
 
 static void device_in_cleanup(device_in *in)
 {
     cert_in_cleanup(&in->ci);
     free(in->csr_sha256);
+    free(in->public_key_sha256);
 }
 
 static kbr_err device_fields(const json_t *e, device_in *in)
@@ -403,10 +418,12 @@ static kbr_err device_fields(const json_t *e, device_in *in)
     KBR_GUARD(field_str(e, "product", true, &in->d.product));
     KBR_GUARD(field_str(e, "serial", true, &in->d.serial));
     KBR_GUARD(field_hex(e, "csr_sha256", 64, &in->csr_sha256));
+    KBR_GUARD(field_hex_opt(e, "public_key_sha256", 64, &in->public_key_sha256));
     KBR_GUARD(cert_fields(json_object_get(e, "certificate"), &in->ci));
     KBR_GUARD(field_time(e, "at", true, in->ci.issued_at, &in->ci.c.issued_at));
     KBR_GUARD(field_str(e, "issuer_key", true, &in->ci.c.issuer_key));
     in->d.csr_sha256 = in->csr_sha256;
+    in->d.public_key_sha256 = in->public_key_sha256;
     in->d.at = in->ci.c.issued_at;
     in->ci.c.owner =
         (kbr_eff_owner){.kind = "device", .product = in->d.product, .serial = in->d.serial};
@@ -435,15 +452,18 @@ static kbr_err factory_image(kbr_store *st, const kbr_eff_device *d, int64_t seq
                                          .version = d->firmware_version,
                                          .status = "factory",
                                          .at = d->at};
+    bool added = false;
 
     if (d->firmware_version == NULL)
         return KBR_OK;
-    return st->ops->device_firmware_insert(st, &row, seq);
+    return st->ops->device_firmware_insert(st, &row, seq, &added);
 }
 
 /*
- * The batch is claimed here as well as in the daemon's counters: the store is the last
- * place that can refuse a device past the production order's quantity.
+ * The batch is claimed here as well as in the daemon's counters, and the identity key is
+ * recorded here as well as checked before issuing: the store is the last place that can
+ * refuse a device past the production order's quantity or a key pair that is already another
+ * device.
  */
 static kbr_err device_provision(kbr_store *st, const json_t *e, int64_t seq)
 {
@@ -483,6 +503,8 @@ static kbr_err device_rotate(kbr_store *st, const json_t *e, int64_t seq)
     KBR_GUARD(device_fields(e, &in));
     KBR_GUARD(st->ops->device_exists(st, in.d.product, in.d.serial, &exists));
     KBR_ENSURE(exists, KBR_ERR_STORE_CONSTRAINT);
+    if (in.d.public_key_sha256 != NULL)
+        KBR_GUARD(st->ops->device_key_set(st, in.d.product, in.d.serial, in.d.public_key_sha256));
     KBR_GUARD(st->ops->cert_supersede(st, &in.ci.c.owner, in.d.at, &old));
     KBR_GUARD(st->ops->cert_insert(st, &in.ci.c, seq));
     KBR_GUARD(detail_take(json_pack("{s:O,s:s,s:s,s:s}", "old", old, "new", in.ci.c.fingerprint,
@@ -622,16 +644,22 @@ out:
     return err;
 }
 
-/* Only an install moves the current firmware, and only forward in time. */
+/*
+ * Only an install moves the current firmware, and only forward in time.  A fact the history
+ * holds already (the platform sent its report again) adds nothing: not even the current
+ * firmware moves, since an equal `at` would otherwise hand it back to the repeated report.
+ */
 static kbr_err ota_apply(kbr_store *st, const kbr_eff_device_firmware *row, const char *detail,
                          int64_t seq)
 {
     kbr_err err = KBR_OK;
-    bool exists = false, installed = strcmp(row->status, "installed") == 0;
+    bool exists = false, added = false, installed = strcmp(row->status, "installed") == 0;
 
     KBR_GUARD(st->ops->device_exists(st, row->product, row->serial, &exists));
     KBR_ENSURE(exists, KBR_ERR_STORE_CONSTRAINT);
-    KBR_GUARD(st->ops->device_firmware_insert(st, row, seq));
+    KBR_GUARD(st->ops->device_firmware_insert(st, row, seq, &added));
+    if (!added)
+        goto out;
     KBR_GUARD(st->ops->device_event_insert(st, row->product, row->serial,
                                            installed ? "ota-installed" : "ota-failed", row->at,
                                            detail, seq));

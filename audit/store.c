@@ -1,6 +1,9 @@
 /* store.c - kbr_store_*: picks the back end by URL scheme and holds the logic they share. */
 #include <string.h>
 
+#include <openssl/core_names.h>
+#include <openssl/x509.h>
+
 #include "store_backend.h"
 
 static const kbr_store_ops *const backends[] = {&kbr_store_sqlite_ops};
@@ -248,25 +251,73 @@ out:
     return err;
 }
 
-/* Challenges are recorded in lowercase hex, so the question is asked in it too. */
-kbr_err kbr_store_debug_challenge_used(kbr_store *st, const char *key, const char *challenge_sha256,
-                                       bool *used)
+/* Digests are recorded in lowercase hex, so questions are asked in it too. */
+static kbr_err lower_sha256_hex(const char *in, char lower[65])
 {
     kbr_err err = KBR_OK;
-    char lower[65];
-    size_t n = challenge_sha256 != NULL ? strlen(challenge_sha256) : 0;
+    size_t n = in != NULL ? strlen(in) : 0;
 
-    *used = false;
-    KBR_ENSURE(key != NULL && n == 64, KBR_ERR_INTERNAL);
+    lower[0] = '\0';
+    KBR_ENSURE(n == 64, KBR_ERR_INTERNAL);
     for (size_t i = 0; i < n; i++) {
-        char c = challenge_sha256[i];
+        char c = in[i];
 
         KBR_ENSURE((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'),
                    KBR_ERR_INTERNAL);
         lower[i] = (char)(c >= 'A' && c <= 'F' ? c - 'A' + 'a' : c);
     }
     lower[n] = '\0';
+out:
+    return err;
+}
+
+kbr_err kbr_store_debug_challenge_used(kbr_store *st, const char *key, const char *challenge_sha256,
+                                       bool *used)
+{
+    kbr_err err = KBR_OK;
+    char lower[65];
+
+    *used = false;
+    KBR_ENSURE(key != NULL, KBR_ERR_INTERNAL);
+    KBR_GUARD(lower_sha256_hex(challenge_sha256, lower));
     KBR_GUARD(st->ops->debug_challenge_used(st, key, lower, used));
+out:
+    return err;
+}
+
+/* Works on a copy: the caller's key may be borrowed from a parsed request or certificate. */
+kbr_err kbr_store_public_key_sha256(EVP_PKEY *pub, char hex[65])
+{
+    kbr_err err = KBR_OK;
+    EVP_PKEY *copy = NULL;
+    unsigned char *der = NULL;
+    int len;
+
+    hex[0] = '\0';
+    KBR_ENSURE(pub != NULL, KBR_ERR_CRYPTO);
+    copy = EVP_PKEY_dup(pub);
+    KBR_ENSURE(copy != NULL, KBR_ERR_CRYPTO);
+    if (EVP_PKEY_is_a(copy, "EC"))
+        KBR_ENSURE(EVP_PKEY_set_utf8_string_param(copy, OSSL_PKEY_PARAM_EC_POINT_CONVERSION_FORMAT,
+                                                  "uncompressed") == 1,
+                   KBR_ERR_CRYPTO);
+    len = i2d_PUBKEY(copy, &der);
+    KBR_ENSURE(len > 0, KBR_ERR_CRYPTO);
+    kbr_sha256_hex(der, (size_t)len, hex);
+out:
+    OPENSSL_free(der);
+    EVP_PKEY_free(copy);
+    return err;
+}
+
+kbr_err kbr_store_device_by_public_key(kbr_store *st, const char *public_key_sha256, json_t **out)
+{
+    kbr_err err = KBR_OK;
+    char lower[65];
+
+    *out = NULL;
+    KBR_GUARD(lower_sha256_hex(public_key_sha256, lower));
+    KBR_GUARD(st->ops->device_by_key(st, lower, out));
 out:
     return err;
 }

@@ -62,6 +62,7 @@ typedef struct {
 
 typedef struct {
     const char *product, *serial, *batch, *factory, *firmware_version, *csr_sha256, *at;
+    const char *public_key_sha256; /* lowercase hex; NULL when the effect did not carry it */
 } kbr_eff_device;
 
 /* A debug unlock; the hex digests are lowercase. */
@@ -117,14 +118,22 @@ struct kbr_store_ops {
      * exists, belongs to product and factory, and has room left. */
     kbr_err (*batch_claim)(kbr_store *st, const char *batch, const char *product,
                            const char *factory);
+    /* KBR_ERR_STORE_CONSTRAINT when (product, serial) exists or another device has the key. */
     kbr_err (*device_insert)(kbr_store *st, const kbr_eff_device *d, int64_t seq);
     kbr_err (*device_exists)(kbr_store *st, const char *product, const char *serial, bool *exists);
+    /* Makes public_key_sha256 the device's identity key: KBR_ERR_STORE_CONSTRAINT when another
+     * device has it. */
+    kbr_err (*device_key_set)(kbr_store *st, const char *product, const char *serial,
+                              const char *public_key_sha256);
     kbr_err (*device_event_insert)(kbr_store *st, const char *product, const char *serial,
                                    const char *kind, const char *at, const char *detail_json,
                                    int64_t seq);
     /* Records (key, challenge_sha256) as answered: KBR_ERR_STORE_CONSTRAINT when it was. */
     kbr_err (*debug_challenge_insert)(kbr_store *st, const kbr_eff_debug *d, int64_t seq);
-    kbr_err (*device_firmware_insert)(kbr_store *st, const kbr_eff_device_firmware *r, int64_t seq);
+    /* *added is false, and nothing is written, when the history already holds the same fact
+     * (product, serial, version, status, at). */
+    kbr_err (*device_firmware_insert)(kbr_store *st, const kbr_eff_device_firmware *r, int64_t seq,
+                                      bool *added);
     /* Makes version the device's current firmware as of `at`, unless what it has now was
      * installed later than `at`. */
     kbr_err (*device_firmware_current)(kbr_store *st, const char *product, const char *serial,
@@ -154,6 +163,8 @@ struct kbr_store_ops {
     kbr_err (*batch_list)(kbr_store *st, json_t **out);
     kbr_err (*device_get)(kbr_store *st, const char *product, const char *serial, json_t **out);
     kbr_err (*device_find)(kbr_store *st, const char *serial, json_t **out);
+    /* public_key_sha256 is lowercase hex; {product, serial} or KBR_ERR_NOT_FOUND. */
+    kbr_err (*device_by_key)(kbr_store *st, const char *public_key_sha256, json_t **out);
     kbr_err (*device_events)(kbr_store *st, const char *product, const char *serial, json_t **out);
     /* serials is an array of strings (checked by store.c); the result as kbr_store.h says. */
     kbr_err (*devices_known)(kbr_store *st, const char *product, const json_t *serials,

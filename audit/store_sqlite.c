@@ -15,9 +15,12 @@
 
 #include "store_sqlite.h"
 
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2
 
 /*
+ * schema_sql is version 1, kept as it was: a new store is created at version 1 and taken
+ * through the same steps as a store written by an older broker (store_sqlite_migrate.c).
+ *
  * Version 1: the data model of DESIGN.md.  Times are RFC 3339 UTC text,
  * lists and scopes canonical JSON text; audit_seq names the audit entry
  * that recorded the fact.  The tables later features fill exist from the
@@ -357,7 +360,7 @@ out:
     return err;
 }
 
-static kbr_err fail_db(kbr_sqlite *s, const char *path, int rc, kbr_msg *msg)
+kbr_err kbr_sqlite_fail(kbr_sqlite *s, const char *path, int rc, kbr_msg *msg)
 {
     return kbr_fail(msg, kbr_sqlite_err(rc), "store %s: %s", path, sqlite3_errmsg(s->db));
 }
@@ -370,9 +373,9 @@ static kbr_err set_wal(kbr_sqlite *s, const char *path, kbr_msg *msg)
     int rc;
 
     rc = sqlite3_prepare_v2(s->db, "PRAGMA journal_mode=WAL", -1, &stmt, NULL);
-    KBR_ENSURE(rc == SQLITE_OK, fail_db(s, path, rc, msg));
+    KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
     rc = sqlite3_step(stmt);
-    KBR_ENSURE(rc == SQLITE_ROW, fail_db(s, path, rc, msg));
+    KBR_ENSURE(rc == SQLITE_ROW, kbr_sqlite_fail(s, path, rc, msg));
     mode = kbr_sqlite_text(stmt, 0);
     /* Readers must never block the writer, and commits must be WAL-durable. */
     KBR_ENSURE(mode != NULL && strcmp(mode, "wal") == 0,
@@ -393,11 +396,11 @@ static kbr_err configure(kbr_sqlite *s, const char *path, sqlite3_int64 max_page
     sqlite3_busy_timeout(s->db, 5000);
     KBR_GUARD(set_wal(s, path, msg));
     rc = sqlite3_exec(s->db, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON", NULL, NULL, NULL);
-    KBR_ENSURE(rc == SQLITE_OK, fail_db(s, path, rc, msg));
+    KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
     if (max_pages > 0) {
         snprintf(pragma, sizeof(pragma), "PRAGMA max_page_count=%lld", (long long)max_pages);
         rc = sqlite3_exec(s->db, pragma, NULL, NULL, NULL);
-        KBR_ENSURE(rc == SQLITE_OK, fail_db(s, path, rc, msg));
+        KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
     }
 out:
     return err;
@@ -430,23 +433,24 @@ static kbr_err schema_version(kbr_sqlite *s, const char *path, int *version, kbr
 
     *version = 0;
     rc = sqlite3_prepare_v2(s->db, "SELECT max(schema_version) FROM meta", -1, &stmt, NULL);
-    KBR_ENSURE(rc == SQLITE_OK, fail_db(s, path, rc, msg));
+    KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
     rc = sqlite3_step(stmt);
-    KBR_ENSURE(rc == SQLITE_ROW, fail_db(s, path, rc, msg));
+    KBR_ENSURE(rc == SQLITE_ROW, kbr_sqlite_fail(s, path, rc, msg));
     *version = sqlite3_column_int(stmt, 0);
 out:
     sqlite3_finalize(stmt);
     return err;
 }
 
-/* Later versions add their migration steps here, each keyed on the version found. */
+/* Each later version is one step keyed on the version found; a step ends by recording its
+ * version in meta. */
 static kbr_err schema_in_tx(kbr_sqlite *s, const char *path, kbr_msg *msg)
 {
     kbr_err err = KBR_OK;
     int version = 0, rc;
 
     rc = sqlite3_exec(s->db, schema_sql, NULL, NULL, NULL);
-    KBR_ENSURE(rc == SQLITE_OK, fail_db(s, path, rc, msg));
+    KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
     KBR_GUARD(schema_version(s, path, &version, msg));
     KBR_ENSURE(version <= SCHEMA_VERSION,
                kbr_fail(msg, KBR_ERR_STORE,
@@ -454,8 +458,11 @@ static kbr_err schema_in_tx(kbr_sqlite *s, const char *path, kbr_msg *msg)
                         version, SCHEMA_VERSION));
     if (version == 0) {
         rc = sqlite3_exec(s->db, "INSERT INTO meta(schema_version) VALUES (1)", NULL, NULL, NULL);
-        KBR_ENSURE(rc == SQLITE_OK, fail_db(s, path, rc, msg));
+        KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
+        version = 1;
     }
+    if (version == 1)
+        KBR_GUARD(kbr_sqlite_migrate_v2(s, path, msg));
 out:
     return err;
 }
@@ -485,11 +492,11 @@ static kbr_err schema_create(kbr_sqlite *s, const char *path, kbr_msg *msg)
         goto out;
     /* IMMEDIATE: two processes creating the same store must not both see "no schema". */
     rc = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
-    KBR_ENSURE(rc == SQLITE_OK, fail_db(s, path, rc, msg));
+    KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
     in_tx = true;
     KBR_GUARD(schema_in_tx(s, path, msg));
     rc = sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
-    KBR_ENSURE(rc == SQLITE_OK, fail_db(s, path, rc, msg));
+    KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
     in_tx = false;
 out:
     if (in_tx && !sqlite3_get_autocommit(s->db))
@@ -525,7 +532,7 @@ static kbr_err sqlite_open(const char *location, kbr_store **out, kbr_msg *msg)
     rc = sqlite3_open_v2(path, &s->db,
                          SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     KBR_ENSURE(s->db != NULL, KBR_ERR_NOMEM);
-    KBR_ENSURE(rc == SQLITE_OK, fail_db(s, path, rc, msg));
+    KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
     /* SQLite falls back to read-only when it may not write; the store must be writable. */
     KBR_ENSURE(
         sqlite3_db_readonly(s->db, "main") == 0,
@@ -692,6 +699,7 @@ const kbr_store_ops kbr_store_sqlite_ops = {
     .batch_claim = kbr_sqlite_batch_claim,
     .device_insert = kbr_sqlite_device_insert,
     .device_exists = kbr_sqlite_device_exists,
+    .device_key_set = kbr_sqlite_device_key_set,
     .device_event_insert = kbr_sqlite_device_event_insert,
     .audit_insert = sqlite_audit_insert,
     .audit_tail = sqlite_audit_tail,
@@ -708,6 +716,7 @@ const kbr_store_ops kbr_store_sqlite_ops = {
     .batch_list = kbr_sqlite_batch_list,
     .device_get = kbr_sqlite_device_get,
     .device_find = kbr_sqlite_device_find,
+    .device_by_key = kbr_sqlite_device_by_key,
     .device_events = kbr_sqlite_device_events,
     .debug_challenge_insert = kbr_sqlite_debug_challenge_insert,
     .device_firmware_insert = kbr_sqlite_device_firmware_insert,

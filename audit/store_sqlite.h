@@ -2,9 +2,9 @@
  * store_sqlite.h - private to audit/: the SQLite back end's connection,
  * shared by store_sqlite.c (connection, schema, transactions, audit table),
  * store_sqlite_ledger.c (keys, tokens, firmware), store_sqlite_device.c
- * (certificates, batches, devices and their events) and store_sqlite_field.c
- * (debug unlocks, firmware history, fleet lookups) and store_sqlite_tree.c (the audit
- * tree and its checkpoints).
+ * (certificates, batches, devices and their events), store_sqlite_field.c
+ * (debug unlocks, firmware history, fleet lookups), store_sqlite_tree.c (the audit
+ * tree and its checkpoints) and store_sqlite_migrate.c (schema steps after version 1).
  */
 #ifndef KBR_STORE_SQLITE_H
 #define KBR_STORE_SQLITE_H
@@ -58,6 +58,8 @@ typedef enum {
     SQ_DEVICE_GET,
     SQ_DEVICE_CERTS,
     SQ_DEVICE_FIND,
+    SQ_DEVICE_KEY_SET,
+    SQ_DEVICE_BY_KEY,
     SQ_EVENT_INSERT,
     SQ_EVENT_LIST,
     SQ_CHALLENGE_INSERT,
@@ -103,6 +105,8 @@ typedef struct {
 
 /* The one translation of SQLite result codes into kbr_err. */
 kbr_err kbr_sqlite_err(int rc);
+/* kbr_sqlite_err(rc), with msg naming the store at path and SQLite's own message. */
+kbr_err kbr_sqlite_fail(kbr_sqlite *s, const char *path, int rc, kbr_msg *msg);
 
 /* Statement id (prepared from sql the first time), ready to bind.  Borrowed: end with
  * kbr_sqlite_done. */
@@ -175,6 +179,9 @@ kbr_err kbr_sqlite_batch_claim(kbr_store *st, const char *batch, const char *pro
 kbr_err kbr_sqlite_device_insert(kbr_store *st, const kbr_eff_device *d, int64_t seq);
 kbr_err kbr_sqlite_device_exists(kbr_store *st, const char *product, const char *serial,
                                  bool *exists);
+kbr_err kbr_sqlite_device_key_set(kbr_store *st, const char *product, const char *serial,
+                                  const char *public_key_sha256);
+kbr_err kbr_sqlite_device_by_key(kbr_store *st, const char *public_key_sha256, json_t **out);
 kbr_err kbr_sqlite_device_event_insert(kbr_store *st, const char *product, const char *serial,
                                        const char *kind, const char *at, const char *detail_json,
                                        int64_t seq);
@@ -188,7 +195,7 @@ kbr_err kbr_sqlite_device_events(kbr_store *st, const char *product, const char 
 /* Debug unlocks and firmware reports of devices in the field (store_sqlite_field.c). */
 kbr_err kbr_sqlite_debug_challenge_insert(kbr_store *st, const kbr_eff_debug *d, int64_t seq);
 kbr_err kbr_sqlite_device_firmware_insert(kbr_store *st, const kbr_eff_device_firmware *r,
-                                          int64_t seq);
+                                          int64_t seq, bool *added);
 kbr_err kbr_sqlite_device_firmware_current(kbr_store *st, const char *product, const char *serial,
                                            const char *version, const char *at);
 kbr_err kbr_sqlite_devices_known(kbr_store *st, const char *product, const json_t *serials,
@@ -206,6 +213,10 @@ kbr_err kbr_sqlite_merkle_node_put(kbr_store *st, unsigned level, int64_t idx,
 kbr_err kbr_sqlite_checkpoint_insert(kbr_store *st, int64_t size, const char *root_hash,
                                      const char *time, const char *signature_b64, int64_t seq);
 kbr_err kbr_sqlite_checkpoint_latest(kbr_store *st, json_t **out);
+
+/* Schema steps after version 1, in the transaction that creates or opens the store
+ * (store_sqlite_migrate.c); path and msg name the store in a failure. */
+kbr_err kbr_sqlite_migrate_v2(kbr_sqlite *s, const char *path, kbr_msg *msg);
 
 /* Snapshots and the custody views (store_sqlite_views.c, store_sqlite_exposure.c). */
 kbr_err kbr_sqlite_snapshot_begin(kbr_store *st);

@@ -153,7 +153,11 @@ out:
     return err;
 }
 
-/* The factory image is the device's current firmware until an OTA install replaces it. */
+/*
+ * The factory image is the device's current firmware until an OTA install replaces it.  The
+ * unique index on public_key_sha256 refuses a key another device has, however the requests
+ * raced before they got here.
+ */
 kbr_err kbr_sqlite_device_insert(kbr_store *st, const kbr_eff_device *d, int64_t seq)
 {
     kbr_err err = KBR_OK;
@@ -162,9 +166,9 @@ kbr_err kbr_sqlite_device_insert(kbr_store *st, const kbr_eff_device *d, int64_t
     KBR_GUARD(kbr_sqlite_stmt(SQ(st), SQ_DEVICE_INSERT,
                               "INSERT INTO devices(product, serial, batch, factory,"
                               " firmware_version, csr_sha256, provisioned_at, current_firmware,"
-                              " current_firmware_at, audit_seq)"
+                              " current_firmware_at, audit_seq, public_key_sha256)"
                               " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?5,"
-                              " CASE WHEN ?5 IS NULL THEN NULL ELSE ?7 END, ?8)",
+                              " CASE WHEN ?5 IS NULL THEN NULL ELSE ?7 END, ?8, ?9)",
                               &stmt));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, d->product));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 2, d->serial));
@@ -174,6 +178,26 @@ kbr_err kbr_sqlite_device_insert(kbr_store *st, const kbr_eff_device *d, int64_t
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 6, d->csr_sha256));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 7, d->at));
     KBR_GUARD(kbr_sqlite_err(sqlite3_bind_int64(stmt, 8, seq)));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 9, d->public_key_sha256));
+    KBR_GUARD(kbr_sqlite_run(stmt));
+out:
+    kbr_sqlite_done(stmt);
+    return err;
+}
+
+kbr_err kbr_sqlite_device_key_set(kbr_store *st, const char *product, const char *serial,
+                                  const char *public_key_sha256)
+{
+    kbr_err err = KBR_OK;
+    sqlite3_stmt *stmt = NULL;
+
+    KBR_GUARD(kbr_sqlite_stmt(SQ(st), SQ_DEVICE_KEY_SET,
+                              "UPDATE devices SET public_key_sha256 = ?3"
+                              " WHERE product = ?1 AND serial = ?2",
+                              &stmt));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, product));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 2, serial));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 3, public_key_sha256));
     KBR_GUARD(kbr_sqlite_run(stmt));
 out:
     kbr_sqlite_done(stmt);
@@ -269,6 +293,7 @@ static const kbr_col_spec device_cols[] = {
     {"factory", KBR_COL_TEXT},
     {"firmware_version", KBR_COL_TEXT},
     {"csr_sha256", KBR_COL_TEXT},
+    {"public_key_sha256", KBR_COL_TEXT},
     {"provisioned_at", KBR_COL_TEXT},
     {"audit_seq", KBR_COL_INT},
     {"current_firmware", KBR_COL_TEXT},
@@ -314,8 +339,8 @@ kbr_err kbr_sqlite_device_get(kbr_store *st, const char *product, const char *se
     *out = NULL;
     KBR_GUARD(kbr_sqlite_stmt(SQ(st), SQ_DEVICE_GET,
                               "SELECT product, serial, batch, factory, firmware_version,"
-                              " csr_sha256, provisioned_at, audit_seq, current_firmware,"
-                              " current_firmware_at FROM devices"
+                              " csr_sha256, public_key_sha256, provisioned_at, audit_seq,"
+                              " current_firmware, current_firmware_at FROM devices"
                               " WHERE product = ?1 AND serial = ?2",
                               &stmt));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, product));
@@ -351,6 +376,27 @@ kbr_err kbr_sqlite_device_find(kbr_store *st, const char *serial, json_t **out)
                               &stmt));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, serial));
     KBR_GUARD(kbr_sqlite_objects(stmt, found_cols, KBR_NCOLS(found_cols), out));
+out:
+    kbr_sqlite_done(stmt);
+    return err;
+}
+
+static const kbr_col_spec identity_cols[] = {
+    {"product", KBR_COL_TEXT},
+    {"serial", KBR_COL_TEXT},
+};
+
+kbr_err kbr_sqlite_device_by_key(kbr_store *st, const char *public_key_sha256, json_t **out)
+{
+    kbr_err err = KBR_OK;
+    sqlite3_stmt *stmt = NULL;
+
+    *out = NULL;
+    KBR_GUARD(kbr_sqlite_stmt(SQ(st), SQ_DEVICE_BY_KEY,
+                              "SELECT product, serial FROM devices WHERE public_key_sha256 = ?1",
+                              &stmt));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, public_key_sha256));
+    KBR_GUARD(kbr_sqlite_object(stmt, identity_cols, KBR_NCOLS(identity_cols), out));
 out:
     kbr_sqlite_done(stmt);
     return err;

@@ -192,15 +192,19 @@ out:
     return err;
 }
 
+/* The conflict target is the one rule that makes a fact a repeat; any other constraint
+ * still fails the insert. */
 kbr_err kbr_sqlite_device_firmware_insert(kbr_store *st, const kbr_eff_device_firmware *r,
-                                          int64_t seq)
+                                          int64_t seq, bool *added)
 {
     kbr_err err = KBR_OK;
     sqlite3_stmt *stmt = NULL;
 
+    *added = false;
     KBR_GUARD(kbr_sqlite_stmt(SQ(st), SQ_DEVICE_FW_INSERT,
                               "INSERT INTO device_firmware(product, serial, version, status, at,"
-                              " campaign, audit_seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                              " campaign, audit_seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+                              " ON CONFLICT(product, serial, version, status, at) DO NOTHING",
                               &stmt));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, r->product));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 2, r->serial));
@@ -210,8 +214,11 @@ kbr_err kbr_sqlite_device_firmware_insert(kbr_store *st, const kbr_eff_device_fi
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 6, r->campaign));
     KBR_GUARD(kbr_sqlite_err(sqlite3_bind_int64(stmt, 7, seq)));
     KBR_GUARD(kbr_sqlite_run(stmt));
+    if (sqlite3_changes(SQ(st)->db) == 0)
+        goto out;
     if (strcmp(r->status, "failed") != 0)
         KBR_GUARD(history_add(SQ(st), r->product, r->serial, r->version));
+    *added = true;
 out:
     kbr_sqlite_done(stmt);
     return err;

@@ -20,8 +20,9 @@
  *
  * Environment: KBR_BIN_DIR (keybrokerd), KBR_BENCH_SECONDS [5],
  * KBR_BENCH_WARMUP [1], KBR_BENCH_CONNS [32], KBR_BENCH_WORKERS [cores, at
- * least 2: raw threads and keybrokerd workers], KBR_BENCH_CSRS [500: device
- * CSRs in the pool], KBR_BENCH_JSON (set: also print one JSON line);
+ * least 2: raw threads and keybrokerd workers], KBR_BENCH_CSRS [20000: device
+ * CSRs in the pool, one per provisioned device, since one key pair is one
+ * device], KBR_BENCH_JSON (set: also print one JSON line);
  * `--json` does the same as KBR_BENCH_JSON.
  * Exit status: 0 when every phase ran without a single failed operation,
  * whether or not the target is met; non-zero on any error.
@@ -477,10 +478,14 @@ static int sign_body(load *L, conn *c)
     return sign_body_for(version, c->body, sizeof(c->body), c->tag);
 }
 
-/* A new device on the line: its own serial, a CSR from the pool in turn. */
+/* A new device on the line: its own serial and its own key, the next CSR of the pool. */
 static int provision_body(load *L, conn *c)
 {
-    c->csr = (int)(L->sent % (unsigned long)pool.n);
+    if (L->sent >= (unsigned long)pool.n)
+        fail_msg("the pool of %d device CSRs is used up (the broker refuses a key for a second "
+                 "device): raise KBR_BENCH_CSRS",
+                 pool.n);
+    c->csr = (int)L->sent;
     snprintf(c->tag, sizeof(c->tag), "SN-%d-%lu", c->index, c->n);
     return snprintf(c->body, sizeof(c->body),
                     "{\"key\":\"" CA_KEY "\",\"csr_pem\":\"%s\",\"device\":{\"serial\":\"%s\","
@@ -911,7 +916,7 @@ static int group_setup(void **state)
     cfg.warmup = env_num("KBR_BENCH_WARMUP", 1, 0, 60);
     cfg.seconds = env_num("KBR_BENCH_SECONDS", 5, 1, 60);
     cfg.conns = (int)env_num("KBR_BENCH_CONNS", 32, 1, MAX_CONNS);
-    cfg.csrs = (int)env_num("KBR_BENCH_CSRS", 500, 1, 100000);
+    cfg.csrs = (int)env_num("KBR_BENCH_CSRS", 20000, 1, 2000000);
     /* A later line wins in the config: this replaces the harness's worker count. */
     /* the benchmark's single principal would otherwise meet the per-principal rate limit */
     snprintf(extra, sizeof(extra), "workers = %d\nrate_limit = 0\n", cfg.workers);
@@ -1015,7 +1020,7 @@ static void print_setup(void)
            "keybrokerd workers = %d\n",
            cfg.conns, cfg.workers);
     printf("provision: POST /v1/provision, as many connections and workers, a new serial per "
-           "request; %d P-256 CSRs made before timing (%.2f s), sent in turn\n",
+           "request; %d P-256 CSRs made before timing (%.2f s), one per device\n",
            pool.n, pool.made_s);
 }
 

@@ -31,19 +31,24 @@
  *                  created_at, created_by}
  *                 a batch name already taken: KBR_ERR_STORE_CONSTRAINT.
  *   device.provision {product, serial, batch, factory, firmware_version (string or null),
- *                  csr_sha256, at, issuer_key, certificate{}}
+ *                  csr_sha256, public_key_sha256 (optional), at, issuer_key, certificate{}}
  *                 records the device, its certificate and a "provisioned" event with
  *                 detail {batch, factory, firmware_version, fingerprint, serial_number}.
  *                 A firmware_version becomes the device's current firmware as of `at` and
  *                 opens its firmware history with a "factory" entry (campaign null).
- *                 KBR_ERR_STORE_CONSTRAINT when (product, serial) is already provisioned,
- *                 the batch is unknown, of another product or factory, or already holds
- *                 `quantity` devices, or issuer_key is not a registry key.
- *   device.rotate {product, serial, at, csr_sha256, issuer_key, certificate{}}
+ *                 public_key_sha256 (kbr_store_public_key_sha256) becomes the device's
+ *                 identity key.  KBR_ERR_STORE_CONSTRAINT when (product, serial) is already
+ *                 provisioned, public_key_sha256 is the identity key of another device (of
+ *                 any product), the batch is unknown, of another product or factory, or
+ *                 already holds `quantity` devices, or issuer_key is not a registry key.
+ *   device.rotate {product, serial, at, csr_sha256, public_key_sha256 (optional), issuer_key,
+ *                  certificate{}}
  *                 every current certificate of the device gets superseded_at = at, the new
  *                 one is recorded, and a "rotated" event with detail {old[] (fingerprints of
- *                 the superseded), new (fingerprint), serial_number, csr_sha256}.  Unknown
- *                 device: KBR_ERR_STORE_CONSTRAINT.
+ *                 the superseded), new (fingerprint), serial_number, csr_sha256}; a
+ *                 public_key_sha256 becomes the device's identity key (the same key again
+ *                 is a renewal).  Unknown device, or public_key_sha256 the identity key of
+ *                 another device: KBR_ERR_STORE_CONSTRAINT.
  *   debug.authorize {key, product, serial, challenge_sha256, permissions, ticket, principal,
  *                  message_sha256, signature_sha256, at, expires_at}
  *                 records the answered challenge and a "debug-auth" event at `at` with detail
@@ -60,7 +65,10 @@
  *                 {version, campaign, reported_by}.  "installed" makes version the device's
  *                 current firmware unless the current one was installed at a later `at`
  *                 (reports arrive out of order; an equal `at` goes to the later report);
- *                 "failed" leaves it.  KBR_ERR_STORE_CONSTRAINT, keeping nothing of the
+ *                 "failed" leaves it.  A result whose fact (product, serial, version, status,
+ *                 at) the history already holds changes nothing: no entry, no event, no move
+ *                 of the current firmware, so a report sent twice counts once.
+ *                 KBR_ERR_STORE_CONSTRAINT, keeping nothing of the
  *                 report, when (product, version) is not a build this broker signed or any
  *                 result names a device the ledger does not know (see
  *                 kbr_store_devices_known).
@@ -71,7 +79,8 @@
  *                 of that size exists.
  * where certificate{} is {serial_number, pem, chain_pem, not_after, fingerprint}.
  * chain_pem is a string and may be ""; serial_number is hex, fingerprint the SHA-256 of
- * the DER in hex (64 digits), csr_sha256 likewise; hex is stored lowercase.  A fingerprint
+ * the DER in hex (64 digits), csr_sha256 and public_key_sha256 likewise; hex is stored
+ * lowercase.  A fingerprint
  * recorded before (for any owner), or a device certificate reusing its issuer_key's
  * serial_number (RFC 5280): KBR_ERR_STORE_CONSTRAINT, so attaching the same certificate
  * twice conflicts.  Times are RFC 3339 UTC, stored as "YYYY-MM-DDTHH:MM:SSZ".
@@ -79,6 +88,8 @@
  */
 #ifndef KBR_STORE_H
 #define KBR_STORE_H
+
+#include <openssl/evp.h>
 
 #include "kbr_common.h"
 
@@ -195,7 +206,8 @@ KBR_WUR kbr_err kbr_store_batch_list(kbr_store *st, json_t **out);
 
 /*
  * Device (product, serial): {product, serial, batch, factory, firmware_version, csr_sha256,
- * provisioned_at, audit_seq, current_firmware, current_firmware_at, certificates[]};
+ * public_key_sha256 (null when unknown), provisioned_at, audit_seq, current_firmware,
+ * current_firmware_at, certificates[]};
  * current_firmware (null when neither provisioning nor an install named one) is the factory
  * image or the latest OTA install by `at`.  Certificates in issue order, each
  * {serial_number, fingerprint, not_after, issued_at, superseded_at (null while current),
@@ -206,6 +218,21 @@ KBR_WUR kbr_err kbr_store_device_get(kbr_store *st, const char *product, const c
 /* The devices with this serial in any product, ordered by product, each {product, serial,
  * batch, factory}; an empty array when there is none.  New ref. */
 KBR_WUR kbr_err kbr_store_device_find(kbr_store *st, const char *serial, json_t **out);
+
+/*
+ * The ledger's name of a device identity key: SHA-256 of the DER SubjectPublicKeyInfo of pub,
+ * lowercase hex into hex.  An EC point is encoded uncompressed first, so one key has one name
+ * whichever point form its CSR or certificate carried.  pub is not changed.  KBR_ERR_CRYPTO
+ * when OpenSSL cannot encode the key.
+ */
+KBR_WUR kbr_err kbr_store_public_key_sha256(EVP_PKEY *pub, char hex[65]);
+/*
+ * The device whose identity key is public_key_sha256 (64 hex digits in either case; otherwise
+ * KBR_ERR_INTERNAL), as {product, serial}; KBR_ERR_NOT_FOUND when no device has it.  A check
+ * before issuing: the device.provision and device.rotate effects stay the rule.  New ref.
+ */
+KBR_WUR kbr_err kbr_store_device_by_public_key(kbr_store *st, const char *public_key_sha256,
+                                               json_t **out);
 /* The device's events in the order they were recorded, each {kind, at, detail{}, audit_seq};
  * an empty array for a device the ledger does not know.  New ref. */
 KBR_WUR kbr_err kbr_store_device_events(kbr_store *st, const char *product, const char *serial,
@@ -322,7 +349,8 @@ KBR_WUR kbr_err kbr_store_view_exposure(kbr_store *st, const kbr_exposure_query 
 /*
  * View D: everything about device serial.  New ref:
  * {product, serial, batch, factory, markets, provisioned_at, audit_seq, firmware_version
- *  (factory image), current_firmware, current_firmware_at,
+ *  (factory image), current_firmware, current_firmware_at, public_key_sha256 (the identity
+ *  key, null when the ledger does not know it),
  *  certificates: [{serial_number, fingerprint, not_after, issued_at, superseded_at, issuer_key,
  *   audit_seq}] in issue order,
  *  firmware: [as kbr_store_device_firmware], debug_auth: [{at, key, ticket, principal,

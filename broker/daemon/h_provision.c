@@ -5,7 +5,10 @@
  * product's device CA in the HSM, within the batch it was ordered to
  * build.  The batch quantity and the token's max_uses are reserved on the
  * event thread before any work starts, so they hold exactly however many
- * stations ask at once; the ledger enforces both again at commit.
+ * stations ask at once; the ledger enforces both again at commit.  A device
+ * key pair names one device: a CSR whose public key is another device's
+ * identity is refused before the CA signs, and again by the ledger at commit
+ * (two requests with one key may pass the first check together).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -17,10 +20,11 @@ typedef struct {
     char *key, *label, *product, *serial, *batch, *factory, *firmware_version, *csr_pem;
     kbr_alg alg;
     bool batch_reserved;
-    bool batch_full;    /* answered 429 unless the serial turns out to be a duplicate */
-    kbd_batch *slot;    /* event thread only */
-    kbr_scope scope;    /* a copy of the token's scope, for worker checks */
-    json_t *superseded; /* rotation: fingerprints of the certificates replaced */
+    bool batch_full;            /* answered 429 unless the serial turns out to be a duplicate */
+    kbd_batch *slot;            /* event thread only */
+    kbr_scope scope;            /* a copy of the token's scope, for worker checks */
+    json_t *superseded;         /* rotation: fingerprints of the certificates replaced */
+    char public_key_sha256[65]; /* the CSR's key, as the ledger names it */
 } prov_ctx;
 
 static void prov_ctx_free(void *p)
@@ -232,12 +236,23 @@ out:
     return err;
 }
 
+/* The audit record names the CSR's key whether the request is granted or refused. */
+static kbr_err read_csr(kbd_req *r, prov_ctx *c, issued *out)
+{
+    kbr_err err = KBR_OK;
+
+    KBR_GUARD(kbr_ca_csr_parse(c->csr_pem, &out->csr, &r->msg));
+    KBR_GUARD(kbr_store_public_key_sha256(kbr_ca_csr_pubkey_peek(out->csr), c->public_key_sha256));
+    json_object_set_new(r->rec->detail, "public_key_sha256", json_string(c->public_key_sha256));
+out:
+    return err;
+}
+
 static kbr_err issue_cert(kbd_req *r, kbd_worker *w, prov_ctx *c, issued *out)
 {
     kbr_err err = KBR_OK;
     issuer_cache *ic = NULL;
 
-    KBR_GUARD(kbr_ca_csr_parse(c->csr_pem, &out->csr, &r->msg));
     KBR_GUARD(load_issuer(r, w, c, &ic));
     out->chain = strdup(ic->chain);
     KBR_ENSURE(out->chain != NULL, KBR_ERR_NOMEM);
@@ -299,6 +314,47 @@ static void fail_issue(kbd_req *r, kbr_err err)
                   kbr_err_str(err));
 }
 
+/*
+ * The CSR's key is no other device's identity; the device's own key is a renewal.  The
+ * refusal names the device that holds the key, in the message and in the audit detail.
+ */
+static bool key_precheck(kbd_req *r, kbd_worker *w, prov_ctx *c)
+{
+    json_t *owner = NULL;
+    kbr_err err = kbr_store_device_by_public_key(w->store, c->public_key_sha256, &owner);
+    const char *product = json_string_value(json_object_get(owner, "product"));
+    const char *serial = json_string_value(json_object_get(owner, "serial"));
+    bool ok = err == KBR_ERR_NOT_FOUND;
+
+    if (err != KBR_OK || product == NULL || serial == NULL) {
+        if (!ok)
+            kbd_req_error(r, KBR_ERR_AUDIT, "the device ledger could not be read");
+    } else if (strcmp(product, c->product) == 0 && strcmp(serial, c->serial) == 0) {
+        ok = true;
+    } else {
+        json_object_set_new(r->rec->detail, "identity_of",
+                            json_pack("{s:s,s:s}", "product", product, "serial", serial));
+        kbd_req_error(r, KBR_ERR_CONFLICT,
+                      "csr_pem: the CSR's public key is already the identity of device %s/%s",
+                      product, serial);
+    }
+    json_decref(owner);
+    return ok;
+}
+
+/* The CSR read, its key checked, the certificate made; false when r holds the refusal. */
+static bool make_cert(kbd_req *r, kbd_worker *w, prov_ctx *c, issued *i)
+{
+    kbr_err err = read_csr(r, c, i);
+    bool checked = err == KBR_OK && key_precheck(r, w, c);
+
+    if (checked)
+        err = issue_cert(r, w, c, i);
+    if (err != KBR_OK)
+        fail_issue(r, err);
+    return checked && err == KBR_OK;
+}
+
 /* Ledger checks before the HSM is asked: a new serial, signed firmware. */
 static bool provision_precheck(kbd_req *r, kbd_worker *w, prov_ctx *c)
 {
@@ -337,26 +393,25 @@ static void provision_work(kbd_req *r, kbd_worker *w)
     prov_ctx *c = r->ctx;
     issued i = {NULL, NULL, NULL};
     char now[KBR_TIME_LEN];
-    kbr_err err;
 
-    if (!provision_precheck(r, w, c))
-        return;
-    err = issue_cert(r, w, c, &i);
-    if (err != KBR_OK) {
-        fail_issue(r, err);
+    if (!provision_precheck(r, w, c) || !make_cert(r, w, c, &i)) {
         issued_cleanup(&i);
         return;
     }
     kbr_time_fmt(time(NULL), now);
-    /* if a concurrent station took the serial first, the ledger turns this into a 409 */
+    /* if a concurrent station took the serial or the key first, the ledger turns this into a
+     * 409; which of the two it was is not known here */
     snprintf(r->msg.text, sizeof(r->msg.text),
-             "device.serial: %s is already provisioned for product %s", c->serial, c->product);
+             "device.serial: %s is already provisioned for product %s, or csr_pem: the CSR's "
+             "public key is already the identity of another device",
+             c->serial, c->product);
     record_issue(r, c, &i,
-                 json_pack("{s:s,s:s,s:s,s:s,s:s,s:s?,s:s,s:s,s:s,s:o}", "type", "device.provision",
-                           "product", c->product, "serial", c->serial, "batch", c->batch, "factory",
-                           c->factory, "firmware_version", c->firmware_version, "csr_sha256",
-                           kbr_ca_csr_sha256_hex(i.csr), "at", now, "issuer_key", c->key,
-                           "certificate", cert_effect_part(&i)));
+                 json_pack("{s:s,s:s,s:s,s:s,s:s,s:s?,s:s,s:s,s:s,s:s,s:o}", "type",
+                           "device.provision", "product", c->product, "serial", c->serial, "batch",
+                           c->batch, "factory", c->factory, "firmware_version", c->firmware_version,
+                           "csr_sha256", kbr_ca_csr_sha256_hex(i.csr), "public_key_sha256",
+                           c->public_key_sha256, "at", now, "issuer_key", c->key, "certificate",
+                           cert_effect_part(&i)));
     issued_cleanup(&i);
 }
 
@@ -466,22 +521,20 @@ static void rotate_work(kbd_req *r, kbd_worker *w)
     prov_ctx *c = r->ctx;
     issued i = {NULL, NULL, NULL};
     char now[KBR_TIME_LEN];
-    kbr_err err;
 
-    if (!rotate_precheck(r, w, c))
-        return;
-    err = issue_cert(r, w, c, &i);
-    if (err != KBR_OK) {
-        fail_issue(r, err);
+    if (!rotate_precheck(r, w, c) || !make_cert(r, w, c, &i)) {
         issued_cleanup(&i);
         return;
     }
     kbr_time_fmt(time(NULL), now);
+    /* the one ledger rule a concurrent request can break between the check and the commit */
+    snprintf(r->msg.text, sizeof(r->msg.text),
+             "csr_pem: the CSR's public key is already the identity of another device");
     record_issue(r, c, &i,
-                 json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:o}", "type", "device.rotate", "product",
+                 json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:o}", "type", "device.rotate", "product",
                            c->product, "serial", c->serial, "at", now, "csr_sha256",
-                           kbr_ca_csr_sha256_hex(i.csr), "issuer_key", c->key, "certificate",
-                           cert_effect_part(&i)));
+                           kbr_ca_csr_sha256_hex(i.csr), "public_key_sha256", c->public_key_sha256,
+                           "issuer_key", c->key, "certificate", cert_effect_part(&i)));
     issued_cleanup(&i);
 }
 

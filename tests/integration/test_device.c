@@ -277,6 +277,98 @@ static void test_ota_report(void **state)
                400, "bad_request", "results[0].status");
 }
 
+/* The audit entry seq, from GET /v1/audit (new ref). */
+static json_t *audit_entry(long seq)
+{
+    char path[64];
+    kbt_resp r;
+    json_t *e;
+
+    snprintf(path, sizeof(path), "/v1/audit?after=%ld&limit=1", seq - 1);
+    r = kbt_call(env, "GET", path, env->admin, NULL);
+    assert_int_equal(r.status, 200);
+    e = json_incref(json_array_get(json_object_get(r.json, "entries"), 0));
+    assert_non_null(e);
+    assert_int_equal(json_integer_value(json_object_get(e, "seq")), seq);
+    kbt_resp_free(&r);
+    return e;
+}
+
+/* remediation{} of View C for openssl in gateway, fixed by 1.1.0 (new ref). */
+static json_t *remediation(void)
+{
+    kbt_resp r = kbt_call(
+        env, "GET", "/v1/views/exposure?component=openssl&product=gateway&fixed_version=1.1.0",
+        env->admin, NULL);
+    json_t *rem;
+
+    assert_int_equal(r.status, 200);
+    rem = json_incref(json_object_get(r.json, "remediation"));
+    assert_non_null(rem);
+    kbt_resp_free(&r);
+    return rem;
+}
+
+static json_int_t count_of(const json_t *obj, const char *field)
+{
+    return json_integer_value(json_object_get(obj, field));
+}
+
+/* A platform that retries sends the same report twice: both are received, one install is. */
+static void test_ota_report_repeated(void **state)
+{
+    char at[KBR_TIME_LEN], body[512];
+    long seq[2];
+    const json_t *fw, *events;
+    json_t *e, *before = remediation(), *after;
+    kbt_resp r;
+
+    (void)state;
+    /* after GW-3's provisioning, so the install is its current firmware */
+    kbr_time_fmt(time(NULL) + 3600, at);
+    snprintf(body, sizeof(body),
+             "{\"product\":\"gateway\",\"version\":\"1.1.0\",\"campaign\":\"2026-12-rerun\","
+             "\"results\":[{\"device\":\"GW-3\",\"status\":\"installed\",\"at\":\"%s\"}]}",
+             at);
+    for (int i = 0; i < 2; i++) {
+        r = kbt_call(env, "POST", "/v1/ota/deployments", ota, body);
+        if (r.status != 200)
+            fail_msg("ota report %d: %ld %s", i, r.status, r.body);
+        assert_int_equal(json_integer_value(json_object_get(r.json, "recorded")), 1);
+        seq[i] = r.audit_seq;
+        kbt_resp_free(&r);
+        e = audit_entry(seq[i]);
+        assert_string_equal(json_string_value(json_object_get(e, "outcome")), "ok");
+        assert_int_equal(count_of(json_object_get(json_object_get(e, "detail"), "ota"), "recorded"),
+                         1);
+        json_decref(e);
+    }
+    assert_true(seq[1] > seq[0]);
+
+    r = kbt_call(env, "GET", "/v1/views/devices/GW-3?product=gateway", env->admin, NULL);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(json_string_value(json_object_get(r.json, "current_firmware")), "1.1.0");
+    fw = json_object_get(r.json, "firmware");
+    assert_int_equal(json_array_size(fw), 2);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(fw, 1), "status")),
+                        "installed");
+    assert_int_equal(count_of(json_array_get(fw, 1), "audit_seq"), seq[0]);
+    events = json_object_get(r.json, "events");
+    assert_int_equal(json_array_size(events), 2);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(events, 1), "kind")),
+                        "ota-installed");
+    kbt_resp_free(&r);
+
+    /* GW-3 ran the affected 1.0.0 before: it moves from pending to updated, once. */
+    after = remediation();
+    assert_int_equal(count_of(after, "affected"), 3);
+    assert_int_equal(count_of(after, "affected"), count_of(before, "affected"));
+    assert_int_equal(count_of(after, "updated"), count_of(before, "updated") + 1);
+    assert_int_equal(count_of(after, "pending"), count_of(before, "pending") - 1);
+    json_decref(after);
+    json_decref(before);
+}
+
 /* COSE_Sign1 with a detached payload, checked the way a verifier on the device does it. */
 static void check_cose(const char *key, const unsigned char *payload, size_t len)
 {
@@ -378,6 +470,7 @@ int main(void)
         cmocka_unit_test(test_debug_refusals),
         cmocka_unit_test(test_ota_manifest_needs_signed_firmware),
         cmocka_unit_test(test_ota_report),
+        cmocka_unit_test(test_ota_report_repeated),
         cmocka_unit_test(test_cose_sign1),
         cmocka_unit_test(test_device_history),
     };

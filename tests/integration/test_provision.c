@@ -1,7 +1,8 @@
 /*
  * test_provision.c - factory provisioning over real HTTP: device
  * certificates from a CA key in SoftHSM2, checked with OpenSSL; exact batch
- * quotas under concurrency and across restarts; rotation; the audit trail.
+ * quotas under concurrency and across restarts; rotation; one device key pair
+ * for one device; the audit trail.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,7 +16,9 @@
 #include <string.h>
 
 #include <curl/curl.h>
+#include <openssl/core_names.h>
 #include <openssl/pem.h>
+#include <openssl/sha.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
@@ -63,16 +66,49 @@ static char *tamper_csr(const char *pem)
     return res;
 }
 
-static kbt_resp provision_as(kbt_env *e, const char *tok, const char *serial, const char *batch,
-                             const char *csr, const char *fw)
+static kbt_resp provision_for(kbt_env *e, const char *tok, const char *key, const char *product,
+                              const char *serial, const char *batch, const char *csr,
+                              const char *fw)
 {
     json_t *body =
-        json_pack("{s:s,s:s,s:{s:s,s:s,s:s,s:s?}}", "key", "ca-gw", "csr_pem", csr, "device",
-                  "serial", serial, "product", "gateway", "batch", batch, "firmware_version", fw);
+        json_pack("{s:s,s:s,s:{s:s,s:s,s:s,s:s?}}", "key", key, "csr_pem", csr, "device", "serial",
+                  serial, "product", product, "batch", batch, "firmware_version", fw);
     kbt_resp r = kbt_callj(e, "POST", "/v1/provision", tok, body);
 
     json_decref(body);
     return r;
+}
+
+static kbt_resp provision_as(kbt_env *e, const char *tok, const char *serial, const char *batch,
+                             const char *csr, const char *fw)
+{
+    return provision_for(e, tok, "ca-gw", "gateway", serial, batch, csr, fw);
+}
+
+/* A new CSR over an existing key pair, its EC point compressed if asked; the caller frees. */
+static char *csr_for(EVP_PKEY *key, const char *cn, bool compressed)
+{
+    EVP_PKEY *k = EVP_PKEY_dup(key);
+    X509_REQ *req = X509_REQ_new();
+    BIO *b = BIO_new(BIO_s_mem());
+    char *data, *pem;
+    long len;
+
+    if (compressed)
+        assert_int_equal(EVP_PKEY_set_utf8_string_param(
+                             k, OSSL_PKEY_PARAM_EC_POINT_CONVERSION_FORMAT, "compressed"),
+                         1);
+    X509_NAME_add_entry_by_txt(X509_REQ_get_subject_name(req), "CN", MBSTRING_ASC,
+                               (const unsigned char *)cn, -1, -1, 0);
+    X509_REQ_set_pubkey(req, k);
+    assert_true(X509_REQ_sign(req, k, EVP_sha256()) > 0);
+    PEM_write_bio_X509_REQ(b, req);
+    len = BIO_get_mem_data(b, &data);
+    pem = strndup(data, (size_t)len);
+    BIO_free(b);
+    X509_REQ_free(req);
+    EVP_PKEY_free(k);
+    return pem;
 }
 
 static void expect_status(kbt_resp *r, long status, const char *code, const char *needle)
@@ -85,19 +121,25 @@ static void expect_status(kbt_resp *r, long status, const char *code, const char
     kbt_resp_free(r);
 }
 
-static void make_batch(const char *name, const char *fac, int quantity, const char *market)
+static void make_batch_for(const char *name, const char *product, const char *fac, int quantity,
+                           const char *market)
 {
     char body[512];
     kbt_resp r;
 
     snprintf(body, sizeof(body),
-             "{\"batch\":\"%s\",\"product\":\"gateway\",\"factory\":\"%s\",\"quantity\":%d,"
+             "{\"batch\":\"%s\",\"product\":\"%s\",\"factory\":\"%s\",\"quantity\":%d,"
              "\"market\":[\"%s\"]}",
-             name, fac, quantity, market);
+             name, product, fac, quantity, market);
     r = kbt_call(env, "POST", "/v1/batches", env->admin, body);
     if (r.status != 201)
         fail_msg("batch %s: %ld %s", name, r.status, r.body);
     kbt_resp_free(&r);
+}
+
+static void make_batch(const char *name, const char *fac, int quantity, const char *market)
+{
+    make_batch_for(name, "gateway", fac, quantity, market);
 }
 
 static int setup(void **state)
@@ -301,7 +343,8 @@ static void test_firmware_version_must_be_signed(void **state)
 }
 
 typedef struct {
-    const char *csr;
+    char *csr;
+    const char *prefix, *batch;
     int index;
     long status;
     char code[32];
@@ -315,8 +358,8 @@ static void *station_run(void *p)
     kbt_resp r;
 
     local.curl = curl_easy_init();
-    snprintf(serial, sizeof(serial), "GW-Q%03d", s->index);
-    r = provision_as(&local, factory, serial, "b-small", s->csr, NULL);
+    snprintf(serial, sizeof(serial), "%s%03d", s->prefix, s->index);
+    r = provision_as(&local, factory, serial, s->batch, s->csr, NULL);
     s->status = r.status;
     snprintf(s->code, sizeof(s->code), "%s", kbt_err_code(&r));
     kbt_resp_free(&r);
@@ -340,26 +383,29 @@ static long batch_count(const char *batch)
 
 static void test_exact_quota(void **state)
 {
-    char *csr = kbt_csr_pem(NULL, "x");
+    char *csr = kbt_csr_pem(NULL, "x"), *csr2 = kbt_csr_pem(NULL, "x");
     pthread_t th[30];
     station st[30];
     int ok = 0, exhausted = 0;
     kbt_resp r;
 
     (void)state;
-    /* b-small has 12 slots: use 2 now, leaving 10 for 30 concurrent stations */
+    /* b-small has 12 slots: use 2 now, leaving 10 for 30 concurrent stations, each device
+     * with its own key */
     r = provision_as(env, factory, "GW-S1", "b-small", csr, NULL);
     assert_int_equal(r.status, 201);
     kbt_resp_free(&r);
-    r = provision_as(env, factory, "GW-S2", "b-small", csr, NULL);
+    r = provision_as(env, factory, "GW-S2", "b-small", csr2, NULL);
     assert_int_equal(r.status, 201);
     kbt_resp_free(&r);
-    for (int i = 0; i < 30; i++) {
-        st[i] = (station){csr, i, 0, ""};
+    for (int i = 0; i < 30; i++)
+        st[i] = (station){kbt_csr_pem(NULL, "x"), "GW-Q", "b-small", i, 0, ""};
+    for (int i = 0; i < 30; i++)
         assert_int_equal(pthread_create(&th[i], NULL, station_run, &st[i]), 0);
-    }
     for (int i = 0; i < 30; i++)
         pthread_join(th[i], NULL);
+    for (int i = 0; i < 30; i++)
+        free(st[i].csr);
     for (int i = 0; i < 30; i++) {
         ok += st[i].status == 201;
         exhausted += st[i].status == 429 && strcmp(st[i].code, "quota_exhausted") == 0;
@@ -380,11 +426,12 @@ static void test_exact_quota(void **state)
     r = provision_as(env, factory, "GW-S99", "b-small", csr, NULL);
     expect_status(&r, 429, "quota_exhausted", NULL);
     free(csr);
+    free(csr2);
 }
 
 static void test_token_max_uses(void **state)
 {
-    char *csr = kbt_csr_pem(NULL, "x");
+    char *csr = NULL;
     char *two = kbt_token(env, "{\"sub\":\"factory:acme\",\"ops\":[\"provision\"],"
                                "\"batches\":[\"b-main\"],\"max_uses\":2,\"ttl\":600}");
     kbt_resp r;
@@ -393,10 +440,13 @@ static void test_token_max_uses(void **state)
     for (int i = 0; i < 2; i++) {
         char serial[16];
         snprintf(serial, sizeof(serial), "GW-M%d", i);
+        csr = kbt_csr_pem(NULL, "x");
         r = provision_as(env, two, serial, "b-main", csr, NULL);
         assert_int_equal(r.status, 201);
         kbt_resp_free(&r);
+        free(csr);
     }
+    csr = kbt_csr_pem(NULL, "x");
     r = provision_as(env, two, "GW-M9", "b-main", csr, NULL);
     expect_status(&r, 429, "quota_exhausted", "max_uses");
     free(two);
@@ -432,6 +482,182 @@ static void test_rotation(void **state)
     EVP_PKEY_free(dk);
 }
 
+/* SHA-256 of the key's DER SubjectPublicKeyInfo, lowercase hex. */
+static void key_sha256(EVP_PKEY *key, char hex[65])
+{
+    unsigned char *der = NULL, md[32];
+    int n = i2d_PUBKEY(key, &der);
+
+    assert_true(n > 0);
+    SHA256(der, (size_t)n, md);
+    for (int i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    OPENSSL_free(der);
+}
+
+/* The audit entry seq as GET /v1/audit shows it (new ref). */
+static json_t *audit_entry(long seq)
+{
+    char path[64];
+    kbt_resp r;
+    json_t *e;
+
+    snprintf(path, sizeof(path), "/v1/audit?after=%ld&limit=1", seq - 1);
+    r = kbt_call(env, "GET", path, env->admin, NULL);
+    assert_int_equal(r.status, 200);
+    e = json_incref(json_array_get(json_object_get(r.json, "entries"), 0));
+    assert_non_null(e);
+    assert_int_equal(json_integer_value(json_object_get(e, "seq")), seq);
+    kbt_resp_free(&r);
+    return e;
+}
+
+static const char *detail_str(const json_t *entry, const char *field)
+{
+    return json_string_value(json_object_get(json_object_get(entry, "detail"), field));
+}
+
+/* Answers 409 naming GW-K1, records the denial with the key it refused, issues nothing. */
+static void expect_key_taken(kbt_resp *r, const char *op, const char *key_hex)
+{
+    long seq = r->audit_seq;
+    json_t *e;
+
+    expect_status(r, 409, "conflict",
+                  "the CSR's public key is already the identity of device gateway/GW-K1");
+    e = audit_entry(seq);
+    assert_string_equal(json_string_value(json_object_get(e, "op")), op);
+    assert_string_equal(json_string_value(json_object_get(e, "outcome")), "denied");
+    assert_string_equal(json_string_value(json_object_get(e, "error_code")), "conflict");
+    assert_string_equal(detail_str(e, "public_key_sha256"), key_hex);
+    assert_string_equal(
+        json_string_value(json_object_get(
+            json_object_get(json_object_get(e, "detail"), "identity_of"), "serial")),
+        "GW-K1");
+    assert_null(json_object_get(json_object_get(e, "detail"), "certificate"));
+    json_decref(e);
+}
+
+static long device_status(const char *product, const char *serial)
+{
+    char path[128];
+    kbt_resp r;
+    long status;
+
+    snprintf(path, sizeof(path), "/v1/views/devices/%s?product=%s", serial, product);
+    r = kbt_call(env, "GET", path, env->admin, NULL);
+    status = r.status;
+    kbt_resp_free(&r);
+    return status;
+}
+
+static kbt_resp rotate_as(const char *tok, const char *serial, const char *csr)
+{
+    char path[96];
+    json_t *body = json_pack("{s:s,s:s,s:s}", "key", "ca-gw", "csr_pem", csr, "product", "gateway");
+    kbt_resp r;
+
+    snprintf(path, sizeof(path), "/v1/devices/%s/certificates", serial);
+    r = kbt_callj(env, "POST", path, tok, body);
+    json_decref(body);
+    return r;
+}
+
+/* A camera line of its own: CA key, CA certificate, batch and a factory token (caller frees). */
+static char *camera_line(void)
+{
+    kbt_resp r;
+
+    kbt_key(env, "ca-cam", "device-identity-ca", "ecdsa-p256", "camera");
+    r = kbt_call(env, "POST", "/v1/keys/ca-cam/certificate", env->admin,
+                 "{\"self_signed\":{\"subject\":\"CN=Camera Device CA\",\"days\":3650}}");
+    assert_int_equal(r.status, 201);
+    kbt_resp_free(&r);
+    make_batch_for("c-main", "camera", "factory:acme", 10, "DE");
+    return kbt_token(env, "{\"sub\":\"factory:acme\",\"ops\":[\"provision\"],\"keys\":[\"ca-cam\"],"
+                          "\"products\":[\"camera\"],\"batches\":[\"c-main\"],\"ttl\":600}");
+}
+
+static void test_one_key_one_device(void **state)
+{
+    EVP_PKEY *dk = EVP_EC_gen("P-256");
+    char *csr = csr_for(dk, "GW-K1", false), *again = csr_for(dk, "another-name", false);
+    char *packed = csr_for(dk, "GW-K1", true), *camera = camera_line();
+    char *rot = kbt_token(env, "{\"sub\":\"ota:fleet\",\"ops\":[\"rotate\"],\"keys\":[\"ca-gw\"],"
+                               "\"products\":[\"gateway\"],\"ttl\":600}");
+    char want[65];
+    long before;
+    kbt_resp r;
+
+    (void)state;
+    key_sha256(dk, want);
+    r = provision_as(env, factory, "GW-K1", "b-main", csr, NULL);
+    if (r.status != 201)
+        fail_msg("provision: %ld %s", r.status, r.body);
+    kbt_resp_free(&r);
+    before = batch_count("b-main");
+    /* The same CSR for another serial, another CSR over the same key pair, the same key with
+     * its point compressed, and a device of another product: each refused. */
+    r = provision_as(env, factory, "GW-K2", "b-main", csr, NULL);
+    expect_key_taken(&r, "provision", want);
+    r = provision_as(env, factory, "GW-K3", "b-main", again, NULL);
+    expect_key_taken(&r, "provision", want);
+    r = provision_as(env, factory, "GW-K4", "b-main", packed, NULL);
+    expect_key_taken(&r, "provision", want);
+    r = provision_for(env, camera, "ca-cam", "camera", "CAM-1", "c-main", again, NULL);
+    expect_key_taken(&r, "provision", want);
+    assert_int_equal(batch_count("b-main"), before);
+    assert_int_equal(batch_count("c-main"), 0);
+    assert_int_equal(device_status("gateway", "GW-K2"), 404);
+    assert_int_equal(device_status("gateway", "GW-K3"), 404);
+    assert_int_equal(device_status("camera", "CAM-1"), 404);
+
+    /* The device renews with its own key; no other device rotates onto it. */
+    r = rotate_as(rot, "GW-K1", again);
+    if (r.status != 201)
+        fail_msg("renewal: %ld %s", r.status, r.body);
+    kbt_resp_free(&r);
+    r = rotate_as(rot, "GW-0001", csr);
+    expect_key_taken(&r, "rotate", want);
+    r = kbt_call(env, "GET", "/v1/views/devices/GW-K1?product=gateway", env->admin, NULL);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(json_string_value(json_object_get(r.json, "public_key_sha256")), want);
+    assert_int_equal(json_array_size(json_object_get(r.json, "certificates")), 2);
+    kbt_resp_free(&r);
+    free(rot);
+    free(camera);
+    free(packed);
+    free(again);
+    free(csr);
+    EVP_PKEY_free(dk);
+}
+
+/* Stations racing with one key: the check before signing or the ledger at commit lets one in. */
+static void test_one_key_concurrent(void **state)
+{
+    char *csr = kbt_csr_pem(NULL, "x");
+    pthread_t th[8];
+    station st[8];
+    int ok = 0, conflict = 0;
+    long before = batch_count("b-main");
+
+    (void)state;
+    for (int i = 0; i < 8; i++)
+        st[i] = (station){csr, "GW-R", "b-main", i, 0, ""};
+    for (int i = 0; i < 8; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, station_run, &st[i]), 0);
+    for (int i = 0; i < 8; i++)
+        pthread_join(th[i], NULL);
+    for (int i = 0; i < 8; i++) {
+        ok += st[i].status == 201;
+        conflict += st[i].status == 409 && strcmp(st[i].code, "conflict") == 0;
+    }
+    assert_int_equal(ok, 1);
+    assert_int_equal(conflict, 7);
+    assert_int_equal(batch_count("b-main"), before + 1);
+    free(csr);
+}
+
 static void test_audit_has_every_certificate(void **state)
 {
     json_t *all = kbt_audit_all(env), *e;
@@ -456,10 +682,12 @@ static void test_audit_has_every_certificate(void **state)
         assert_int_equal(strlen(json_string_value(json_object_get(cert, "fingerprint"))), 64);
         assert_non_null(
             json_string_value(json_object_get(json_object_get(e, "detail"), "csr_sha256")));
+        assert_int_equal(strlen(detail_str(e, "public_key_sha256")), 64);
         issued++;
     }
-    /* GW-0001, GW-S1, GW-S2, 10 concurrent, GW-M0, GW-M1, one rotation */
-    assert_int_equal(issued, 1 + 2 + 10 + 2 + 1);
+    /* GW-0001, GW-S1, GW-S2, 10 concurrent, GW-M0, GW-M1, one rotation, GW-K1 and its renewal,
+     * one of the stations sharing a key */
+    assert_int_equal(issued, 1 + 2 + 10 + 2 + 1 + 2 + 1);
     json_decref(all);
 }
 
@@ -474,6 +702,8 @@ int main(void)
         cmocka_unit_test(test_exact_quota),
         cmocka_unit_test(test_token_max_uses),
         cmocka_unit_test(test_rotation),
+        cmocka_unit_test(test_one_key_one_device),
+        cmocka_unit_test(test_one_key_concurrent),
         cmocka_unit_test(test_audit_has_every_certificate),
     };
 

@@ -9,6 +9,9 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <openssl/core_names.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 #include <sqlite3.h>
 
 #include "kbr_store.h"
@@ -123,7 +126,7 @@ static void test_open_creates_schema(void **state)
     assert_int_equal(sqlite3_prepare_v2(db, "SELECT schema_version FROM meta", -1, &stmt, NULL),
                      SQLITE_OK);
     assert_int_equal(sqlite3_step(stmt), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int(stmt, 0), 1);
+    assert_int_equal(sqlite3_column_int(stmt, 0), 2);
     assert_int_equal(sqlite3_step(stmt), SQLITE_DONE);
     sqlite3_finalize(stmt);
     assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &stmt, NULL), SQLITE_OK);
@@ -296,7 +299,13 @@ static void test_malformed_effects(void **state)
                                         " \"csr_sha256\": \"" FP_A "\", \"certificate\": \"PEM\""),
         DEVICE_WITH("device.provision", "\"factory\": \"f\", \"csr_sha256\": \"" FP_A "\","
                                         " \"certificate\": {" CERT_OK "}"),
+        DEVICE_WITH("device.provision", "\"batch\": \"B\", \"factory\": \"f\","
+                                        " \"csr_sha256\": \"" FP_A "\","
+                                        " \"public_key_sha256\": \"" FP_A63 "\","
+                                        " \"certificate\": {" CERT_OK "}"),
         DEVICE_WITH("device.rotate", "\"certificate\": {" CERT_OK "}"),
+        DEVICE_WITH("device.rotate", "\"csr_sha256\": \"" FP_A "\", \"public_key_sha256\": 7,"
+                                     " \"certificate\": {" CERT_OK "}"),
         DEVICE_WITH("device.rotate", "\"csr_sha256\": \"" FP_A "\","
                                      " \"certificate\": {" CERT_NO_FP "}"),
         "[{" DEBUG_BASE ", \"challenge_sha256\": \"" FP_A "\", \"permissions\": \"0f\","
@@ -959,6 +968,390 @@ static void test_device_rotate(void **state)
     kbr_store_close(st);
 }
 
+/* ---- device identity keys ---- */
+
+/* The key's DER SubjectPublicKeyInfo as OpenSSL writes it, hashed. */
+static void der_key_hex(EVP_PKEY *key, char hex[65])
+{
+    unsigned char *der = NULL;
+    int n = i2d_PUBKEY(key, &der);
+
+    assert_true(n > 0);
+    kbr_sha256_hex(der, (size_t)n, hex);
+    OPENSSL_free(der);
+}
+
+static void test_public_key_name(void **state)
+{
+    EVP_PKEY *ec = EVP_EC_gen("P-256"), *compressed = EVP_PKEY_dup(ec);
+    EVP_PKEY *ed = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+    char want[65], got[65], spelled[65];
+
+    (void)state;
+    der_key_hex(ec, want);
+    assert_int_equal(kbr_store_public_key_sha256(ec, got), KBR_OK);
+    assert_string_equal(got, want);
+    /* The same key with its point compressed is another DER, and the same name. */
+    assert_int_equal(EVP_PKEY_set_utf8_string_param(
+                         compressed, OSSL_PKEY_PARAM_EC_POINT_CONVERSION_FORMAT, "compressed"),
+                     1);
+    der_key_hex(compressed, spelled);
+    assert_string_not_equal(spelled, want);
+    assert_int_equal(kbr_store_public_key_sha256(compressed, got), KBR_OK);
+    assert_string_equal(got, want);
+    der_key_hex(compressed, got);
+    assert_string_equal(got, spelled); /* the caller's key is left as it was */
+    der_key_hex(ed, want);
+    assert_int_equal(kbr_store_public_key_sha256(ed, got), KBR_OK);
+    assert_string_equal(got, want);
+    assert_int_equal(kbr_store_public_key_sha256(NULL, got), KBR_ERR_CRYPTO);
+    EVP_PKEY_free(ed);
+    EVP_PKEY_free(compressed);
+    EVP_PKEY_free(ec);
+}
+
+/* effect (one device.provision or device.rotate) with public_key_sha256 added; returned. */
+static json_t *with_key(json_t *effect, const char *key_hex)
+{
+    json_object_set_new(json_array_get(effect, 0), "public_key_sha256", json_string(key_hex));
+    return effect;
+}
+
+static void assert_key_owner(kbr_store *st, const char *key_hex, const char *product,
+                             const char *serial)
+{
+    json_t *owner = NULL;
+
+    assert_int_equal(kbr_store_device_by_public_key(st, key_hex, &owner), KBR_OK);
+    assert_string_equal(str_at(owner, "product"), product);
+    assert_string_equal(str_at(owner, "serial"), serial);
+    json_decref(owner);
+}
+
+static int64_t count_where(const fixture *f, const char *table, const char *cond)
+{
+    char sql[256];
+
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s WHERE %s", table, cond);
+    return query_count(f, sql);
+}
+
+static void test_device_key_refused_at_commit(void **state)
+{
+    fixture *f = *state;
+    kbr_store *st = factory_store(f);
+    json_t *dev = NULL;
+    char ka[65], kb[65], upper[65], cond[128];
+    cert_ids d2;
+
+    kbr_sha256_hex("key a", 5, ka);
+    kbr_sha256_hex("key b", 5, kb);
+    for (size_t i = 0; i < sizeof(upper); i++)
+        upper[i] = (char)(ka[i] >= 'a' && ka[i] <= 'f' ? ka[i] - 'a' + 'A' : ka[i]);
+    assert_int_equal(apply_json(st, batch_effect("L1", "lock", "factory:acme", 3), 3), KBR_OK);
+    assert_int_equal(
+        apply_json(st, with_key(provision_effect("door", "SN-1", "B1", "factory:acme", "d1"), ka),
+                   4),
+        KBR_OK);
+
+    /* Another serial with the same key gets past no check at commit, and leaves nothing. */
+    assert_int_equal(
+        apply_json(st, with_key(provision_effect("door", "SN-2", "B1", "factory:acme", "d2"), ka),
+                   5),
+        KBR_ERR_STORE_CONSTRAINT);
+    assert_int_equal(kbr_store_device_get(st, "door", "SN-2", &dev), KBR_ERR_NOT_FOUND);
+    ids_of("d2", &d2);
+    snprintf(cond, sizeof(cond), "fingerprint = '%s'", d2.fingerprint);
+    assert_int_equal(count_where(f, "certificates", cond), 0);
+    assert_int_equal(count_where(f, "device_events", "serial = 'SN-2'"), 0);
+    assert_int_equal(count_where(f, "device_firmware", "serial = 'SN-2'"), 0);
+    assert_int_equal(provisioned_in(st, "B1"), 1);
+    /* Nor may a device of another product have it, in either spelling of the hex. */
+    assert_int_equal(
+        apply_json(
+            st, with_key(provision_effect("lock", "SN-1", "L1", "factory:acme", "d3"), upper), 6),
+        KBR_ERR_STORE_CONSTRAINT);
+    assert_int_equal(provisioned_in(st, "L1"), 0);
+    assert_int_equal(count_where(f, "devices", "product = 'lock'"), 0);
+
+    assert_key_owner(st, upper, "door", "SN-1");
+    assert_int_equal(kbr_store_device_by_public_key(st, kb, &dev), KBR_ERR_NOT_FOUND);
+    assert_int_equal(kbr_store_device_by_public_key(st, "abc", &dev), KBR_ERR_INTERNAL);
+    assert_null(dev);
+    assert_int_equal(kbr_store_device_get(st, "door", "SN-1", &dev), KBR_OK);
+    assert_string_equal(str_at(dev, "public_key_sha256"), ka);
+    json_decref(dev);
+    kbr_store_close(st);
+}
+
+static void test_device_key_on_rotation(void **state)
+{
+    fixture *f = *state;
+    kbr_store *st = factory_store(f);
+    json_t *dev = NULL;
+    char ka[65], kb[65], kc[65];
+
+    kbr_sha256_hex("key a", 5, ka);
+    kbr_sha256_hex("key b", 5, kb);
+    kbr_sha256_hex("key c", 5, kc);
+    assert_int_equal(
+        apply_json(st, with_key(provision_effect("door", "SN-1", "B1", "factory:acme", "d1"), ka),
+                   3),
+        KBR_OK);
+    assert_int_equal(
+        apply_json(st, with_key(provision_effect("door", "SN-2", "B1", "factory:acme", "d2"), kb),
+                   4),
+        KBR_OK);
+    /* A renewal with the device's own key; another device's key is refused, keeping SN-2 as
+     * it was. */
+    assert_int_equal(
+        apply_json(st, with_key(rotate_effect("door", "SN-1", "d3", "2027-01-01T00:00:00Z"), ka),
+                   5),
+        KBR_OK);
+    assert_int_equal(
+        apply_json(st, with_key(rotate_effect("door", "SN-2", "d4", "2027-01-01T00:00:00Z"), ka),
+                   6),
+        KBR_ERR_STORE_CONSTRAINT);
+    assert_int_equal(count_where(f, "certificates", "device_serial = 'SN-2'"), 1);
+    assert_int_equal(
+        count_where(f, "certificates", "device_serial = 'SN-2' AND superseded_at IS NULL"), 1);
+    assert_int_equal(count_where(f, "device_events", "serial = 'SN-2' AND kind = 'rotated'"), 0);
+    assert_key_owner(st, kb, "door", "SN-2");
+    /* A device that takes a new key frees its old one. */
+    assert_int_equal(
+        apply_json(st, with_key(rotate_effect("door", "SN-2", "d5", "2027-02-01T00:00:00Z"), kc),
+                   7),
+        KBR_OK);
+    assert_key_owner(st, kc, "door", "SN-2");
+    assert_int_equal(kbr_store_device_by_public_key(st, kb, &dev), KBR_ERR_NOT_FOUND);
+    /* Effects recorded before keys were named carry none: no key, no rule. */
+    assert_int_equal(
+        apply_json(st, provision_effect("door", "SN-3", "B1", "factory:acme", "d6"), 8), KBR_OK);
+    assert_int_equal(apply_json(st, rotate_effect("door", "SN-3", "d7", "2027-03-01T00:00:00Z"), 9),
+                     KBR_OK);
+    assert_int_equal(kbr_store_device_get(st, "door", "SN-3", &dev), KBR_OK);
+    assert_true(json_is_null(json_object_get(dev, "public_key_sha256")));
+    json_decref(dev);
+    kbr_store_close(st);
+}
+
+/*
+ * The version 1 definitions of the tables the step to version 2 changes or reads; opening
+ * the store creates the others as version 1 did.
+ */
+static const char v1_schema[] =
+    "CREATE TABLE meta(schema_version INTEGER NOT NULL);"
+    "CREATE TABLE keys("
+    " name TEXT PRIMARY KEY, purpose TEXT NOT NULL, algorithm TEXT NOT NULL,"
+    " products TEXT NOT NULL, owner TEXT, hsm_label TEXT, hsm_id TEXT, public_key_pem TEXT,"
+    " state TEXT NOT NULL DEFAULT 'active', created_at TEXT NOT NULL, retired_at TEXT,"
+    " audit_seq INTEGER NOT NULL);"
+    "CREATE TABLE batches("
+    " batch TEXT PRIMARY KEY, product TEXT NOT NULL, factory TEXT NOT NULL,"
+    " quantity INTEGER NOT NULL CHECK(quantity >= 1), markets TEXT NOT NULL,"
+    " provisioned INTEGER NOT NULL DEFAULT 0 CHECK(provisioned BETWEEN 0 AND quantity),"
+    " created_at TEXT NOT NULL, created_by TEXT NOT NULL, audit_seq INTEGER NOT NULL);"
+    "CREATE TABLE firmware_histories("
+    " id INTEGER PRIMARY KEY, product TEXT NOT NULL, versions TEXT NOT NULL,"
+    " UNIQUE(product, versions));"
+    "CREATE TABLE devices("
+    " product TEXT NOT NULL, serial TEXT NOT NULL, batch TEXT REFERENCES batches(batch),"
+    " factory TEXT, firmware_version TEXT, csr_sha256 TEXT, provisioned_at TEXT NOT NULL,"
+    " current_firmware TEXT, current_firmware_at TEXT,"
+    " history INTEGER REFERENCES firmware_histories(id),"
+    " audit_seq INTEGER NOT NULL, PRIMARY KEY(product, serial)) WITHOUT ROWID;"
+    "CREATE TABLE certificates("
+    " id INTEGER PRIMARY KEY,"
+    " owner_kind TEXT NOT NULL CHECK(owner_kind IN ('key', 'device')),"
+    " key_name TEXT REFERENCES keys(name), product TEXT, device_serial TEXT,"
+    " serial_number TEXT NOT NULL, fingerprint TEXT NOT NULL UNIQUE, pem TEXT NOT NULL,"
+    " chain_pem TEXT NOT NULL, not_after TEXT NOT NULL, issued_at TEXT NOT NULL,"
+    " superseded_at TEXT, issuer_key TEXT REFERENCES keys(name), audit_seq INTEGER NOT NULL,"
+    " CHECK((owner_kind = 'key' AND key_name IS NOT NULL AND product IS NULL"
+    "        AND device_serial IS NULL)"
+    "    OR (owner_kind = 'device' AND key_name IS NULL AND product IS NOT NULL"
+    "        AND device_serial IS NOT NULL)),"
+    " FOREIGN KEY(product, device_serial) REFERENCES devices(product, serial));"
+    "CREATE INDEX certificates_device ON certificates(product, device_serial);"
+    "CREATE TABLE device_firmware("
+    " id INTEGER PRIMARY KEY, product TEXT NOT NULL, serial TEXT NOT NULL,"
+    " version TEXT NOT NULL,"
+    " status TEXT NOT NULL CHECK(status IN ('factory', 'installed', 'failed')),"
+    " at TEXT NOT NULL, campaign TEXT, audit_seq INTEGER NOT NULL,"
+    " FOREIGN KEY(product, serial) REFERENCES devices(product, serial));"
+    "INSERT INTO meta(schema_version) VALUES (1);"
+    "INSERT INTO keys(name, purpose, algorithm, products, created_at, audit_seq)"
+    " VALUES ('ca-door', 'device-identity-ca', 'ecdsa-p256', '[\"door\"]',"
+    " '2026-03-01T10:00:00Z', 1);"
+    "INSERT INTO batches(batch, product, factory, quantity, markets, provisioned, created_at,"
+    " created_by, audit_seq) VALUES ('B1', 'door', 'factory:acme', 10, '[\"DE\"]', 4,"
+    " '2026-03-01T10:00:00Z', 'security:bootstrap', 2);";
+
+/* A self-signed certificate of key, PEM (caller frees). */
+static char *cert_pem(EVP_PKEY *key, long serial)
+{
+    X509 *x = X509_new();
+    BIO *b = BIO_new(BIO_s_mem());
+    char *data, *pem;
+    long len;
+
+    assert_int_equal(X509_set_version(x, 2), 1);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), serial);
+    X509_gmtime_adj(X509_getm_notBefore(x), 0);
+    X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+    X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC,
+                               (const unsigned char *)"dev", -1, -1, 0);
+    X509_set_issuer_name(x, X509_get_subject_name(x));
+    X509_set_pubkey(x, key);
+    assert_true(X509_sign(x, key, EVP_sha256()) > 0);
+    PEM_write_bio_X509(b, x);
+    len = BIO_get_mem_data(b, &data);
+    pem = strndup(data, (size_t)len);
+    BIO_free(b);
+    X509_free(x);
+    return pem;
+}
+
+/* A version 1 device row provisioned by entry seq, with one certificate per pem (the last
+ * current, the others superseded). */
+static void v1_device(sqlite3 *db, const char *serial, int64_t seq, const char *const *pems,
+                      size_t n)
+{
+    sqlite3_stmt *stmt = NULL;
+    char *sql = sqlite3_mprintf(
+        "INSERT INTO devices(product, serial, batch, factory, firmware_version, provisioned_at,"
+        " current_firmware, current_firmware_at, audit_seq) VALUES ('door', %Q, 'B1',"
+        " 'factory:acme', '1.0', '2026-03-02T08:00:00Z', '1.0', '2026-03-02T08:00:00Z', %lld)",
+        serial, (long long)seq);
+
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_free(sql);
+    for (size_t i = 0; i < n; i++) {
+        char fp[65], tag[64];
+
+        snprintf(tag, sizeof(tag), "%s/%zu", serial, i);
+        kbr_sha256_hex(tag, strlen(tag), fp);
+        assert_int_equal(
+            sqlite3_prepare_v2(db,
+                               "INSERT INTO certificates(owner_kind, product, device_serial,"
+                               " serial_number, fingerprint, pem, chain_pem, not_after, issued_at,"
+                               " superseded_at, issuer_key, audit_seq) VALUES ('device', 'door',"
+                               " ?1, ?2, ?2, ?3, '', '2036-01-01T00:00:00Z',"
+                               " '2026-03-02T08:00:00Z', ?4, 'ca-door', ?5)",
+                               -1, &stmt, NULL),
+            SQLITE_OK);
+        sqlite3_bind_text(stmt, 1, serial, -1, SQLITE_STATIC);
+        sqlite3_bind_text(stmt, 2, fp, -1, SQLITE_STATIC);
+        sqlite3_bind_text(stmt, 3, pems[i], -1, SQLITE_STATIC);
+        if (i + 1 < n)
+            sqlite3_bind_text(stmt, 4, "2026-06-01T00:00:00Z", -1, SQLITE_STATIC);
+        sqlite3_bind_int64(stmt, 5, seq);
+        assert_int_equal(sqlite3_step(stmt), SQLITE_DONE);
+        sqlite3_finalize(stmt);
+    }
+}
+
+static void v1_store(const fixture *f, EVP_PKEY *clone, EVP_PKEY *old, EVP_PKEY *cur)
+{
+    sqlite3 *db = NULL;
+    char *clone_pem = cert_pem(clone, 1), *old_pem = cert_pem(old, 2), *cur_pem = cert_pem(cur, 3);
+    const char *sn9[] = {clone_pem}, *sn2[] = {clone_pem}, *sn3[] = {old_pem, cur_pem};
+    const char *sn4[] = {"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"};
+
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, v1_schema, NULL, NULL, NULL), SQLITE_OK);
+    /* Two devices with one key, as version 1 let happen: SN-9 was provisioned first. */
+    v1_device(db, "SN-9", 3, sn9, 1);
+    v1_device(db, "SN-2", 4, sn2, 1);
+    v1_device(db, "SN-3", 5, sn3, 2);
+    v1_device(db, "SN-4", 6, sn4, 1);
+    /* An install an older broker recorded twice, and one more fact. */
+    assert_int_equal(
+        sqlite3_exec(db,
+                     "INSERT INTO device_firmware(product, serial, version, status, at, campaign,"
+                     " audit_seq) VALUES"
+                     " ('door', 'SN-9', '1.0', 'factory', '2026-03-02T08:00:00Z', NULL, 3),"
+                     " ('door', 'SN-9', '1.1', 'installed', '2026-07-01T00:00:00Z', 'c', 7),"
+                     " ('door', 'SN-9', '1.1', 'installed', '2026-07-01T00:00:00Z', 'c', 8),"
+                     " ('door', 'SN-9', '1.1', 'failed', '2026-06-01T00:00:00Z', 'c', 7)",
+                     NULL, NULL, NULL),
+        SQLITE_OK);
+    sqlite3_close(db);
+    free(clone_pem);
+    free(old_pem);
+    free(cur_pem);
+}
+
+static void assert_device_key(kbr_store *st, const char *serial, const char *want)
+{
+    json_t *dev = NULL;
+    const json_t *v;
+
+    assert_int_equal(kbr_store_device_get(st, "door", serial, &dev), KBR_OK);
+    v = json_object_get(dev, "public_key_sha256");
+    if (want == NULL)
+        assert_true(json_is_null(v));
+    else
+        assert_string_equal(json_string_value(v), want);
+    json_decref(dev);
+}
+
+static void test_migrate_v1_store(void **state)
+{
+    fixture *f = *state;
+    EVP_PKEY *clone = EVP_EC_gen("P-256"), *old = EVP_EC_gen("P-256"), *cur = EVP_EC_gen("P-256");
+    EVP_PKEY *fresh = EVP_EC_gen("P-384");
+    char clone_hex[65], old_hex[65], cur_hex[65], fresh_hex[65];
+    json_t *history = NULL;
+    kbr_store *st;
+
+    der_key_hex(clone, clone_hex);
+    der_key_hex(old, old_hex);
+    der_key_hex(cur, cur_hex);
+    der_key_hex(fresh, fresh_hex);
+    v1_store(f, clone, old, cur);
+    st = open_ok(f);
+    assert_int_equal(query_count(f, "SELECT max(schema_version) FROM meta"), 2);
+    assert_int_equal(query_count(f, "SELECT count(*) FROM meta WHERE schema_version <> 2"), 0);
+    /* Keys from the current certificates; of two devices with one key the first keeps it. */
+    assert_device_key(st, "SN-9", clone_hex);
+    assert_device_key(st, "SN-2", NULL);
+    assert_device_key(st, "SN-3", cur_hex);
+    assert_device_key(st, "SN-4", NULL);
+    assert_key_owner(st, clone_hex, "door", "SN-9");
+    assert_int_equal(kbr_store_device_by_public_key(st, old_hex, &history), KBR_ERR_NOT_FOUND);
+    /* Each fact of the firmware history once, the first copy kept. */
+    assert_int_equal(kbr_store_device_firmware(st, "door", "SN-9", &history), KBR_OK);
+    assert_int_equal(json_array_size(history), 3);
+    assert_int_equal(int_at(json_array_get(history, 2), "audit_seq"), 7);
+    json_decref(history);
+
+    /* The migrated store takes new devices under the new rules. */
+    assert_int_equal(
+        apply_json(
+            st, with_key(provision_effect("door", "SN-5", "B1", "factory:acme", "d5"), fresh_hex),
+            20),
+        KBR_OK);
+    assert_int_equal(
+        apply_json(
+            st, with_key(provision_effect("door", "SN-6", "B1", "factory:acme", "d6"), clone_hex),
+            21),
+        KBR_ERR_STORE_CONSTRAINT);
+    assert_int_equal(provisioned_in(st, "B1"), 5);
+    assert_device_key(st, "SN-5", fresh_hex);
+    kbr_store_close(st);
+    /* Opening again changes nothing. */
+    st = open_ok(f);
+    assert_int_equal(query_count(f, "SELECT max(schema_version) FROM meta"), 2);
+    assert_device_key(st, "SN-9", clone_hex);
+    assert_int_equal(count_where(f, "device_firmware", "serial = 'SN-9'"), 3);
+    kbr_store_close(st);
+    EVP_PKEY_free(fresh);
+    EVP_PKEY_free(cur);
+    EVP_PKEY_free(old);
+    EVP_PKEY_free(clone);
+}
+
 /* ---- debug unlocks and firmware reports ---- */
 
 #define KEY_DEBUG(name)                                                                            \
@@ -1479,6 +1872,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_batch_quantity_enforced, setup, teardown),
         cmocka_unit_test_setup_teardown(test_batch_must_match, setup, teardown),
         cmocka_unit_test_setup_teardown(test_device_rotate, setup, teardown),
+        cmocka_unit_test(test_public_key_name),
+        cmocka_unit_test_setup_teardown(test_device_key_refused_at_commit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_device_key_on_rotation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_migrate_v1_store, setup, teardown),
         cmocka_unit_test_setup_teardown(test_debug_authorize, setup, teardown),
         cmocka_unit_test_setup_teardown(test_debug_challenge_once_per_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_debug_unknown_device, setup, teardown),

@@ -772,6 +772,52 @@ static void test_exposure_later_install(void **state)
     json_decref(view);
 }
 
+/* The OTA platform sends a report again: the ledger and the counters hold each install once. */
+static void test_exposure_repeated_report(void **state)
+{
+    ledger *l = *state;
+    kbr_exposure_query q = {.component = "zlib", .product = "door", .fixed_version = "1.1"};
+    static const char *const installed =
+        "[{\"serial\": \"U2\", \"status\": \"installed\", \"at\": \"2026-09-01T00:00:00Z\"},"
+        " {\"serial\": \"D2\", \"status\": \"failed\", \"at\": \"2026-08-01T00:00:00Z\"}]";
+    json_t *view = NULL;
+    const json_t *r, *fw, *events;
+    int64_t first;
+
+    first = ota(l, "door", "1.1", installed, "2026-09-02T00:00:00Z");
+    ota(l, "door", "1.1", installed, "2026-09-02T00:00:00Z");
+    /* Sent again later: the report is new, the facts it carries are not. */
+    ota(l, "door", "1.1", installed, "2026-09-05T00:00:00Z");
+
+    view = exposure(l, &q);
+    r = json_object_get(view, "remediation");
+    assert_int_equal(int_at(r, "affected"), 6);
+    assert_int_equal(int_at(r, "updated"), 4);
+    assert_int_equal(int_at(r, "pending"), 2);
+    assert_int_equal(int_at(json_object_get(view, "devices"), "current"), 6);
+    json_decref(view);
+    view = NULL;
+
+    assert_int_equal(kbr_store_view_device(l->st, "door", "U2", &view), KBR_OK);
+    fw = json_object_get(view, "firmware");
+    assert_int_equal(json_array_size(fw), 2);
+    assert_string_equal(str_at(json_array_get(fw, 1), "status"), "installed");
+    assert_int_equal(int_at(json_array_get(fw, 1), "audit_seq"), first);
+    events = json_object_get(view, "events");
+    assert_int_equal(json_array_size(events), 2);
+    assert_string_equal(str_at(json_array_get(events, 1), "kind"), "ota-installed");
+    assert_int_equal(int_at(json_array_get(events, 1), "audit_seq"), first);
+    json_decref(view);
+    view = NULL;
+
+    /* D2's failure was in the fleet's first report already: nothing new on its record. */
+    assert_int_equal(kbr_store_view_device(l->st, "door", "D2", &view), KBR_OK);
+    assert_int_equal(json_array_size(json_object_get(view, "firmware")), 2);
+    assert_true(int_at(json_array_get(json_object_get(view, "firmware"), 1), "audit_seq") < first);
+    assert_int_equal(json_array_size(json_object_get(view, "events")), 3);
+    json_decref(view);
+}
+
 static void test_exposure_paging_across_products(void **state)
 {
     ledger *l = *state;
@@ -932,6 +978,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_exposure_purl_prefix, setup, teardown),
         cmocka_unit_test_setup_teardown(test_exposure_remediation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_exposure_later_install, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_exposure_repeated_report, setup, teardown),
         cmocka_unit_test_setup_teardown(test_exposure_paging_across_products, setup, teardown),
         cmocka_unit_test_setup_teardown(test_exposure_bad_queries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_device, setup, teardown),

@@ -49,14 +49,12 @@ static kbr_err cert_key(const char *pem, char hex[65], bool *found)
     kbr_err err = KBR_OK;
     BIO *bio = NULL;
     X509 *x = NULL;
-    EVP_PKEY *pub;
 
     *found = false;
     bio = BIO_new_mem_buf(pem, -1);
     KBR_ENSURE(bio != NULL, KBR_ERR_NOMEM);
     x = PEM_read_bio_X509(bio, NULL, NULL, NULL);
-    pub = x != NULL ? X509_get0_pubkey(x) : NULL;
-    *found = pub != NULL && kbr_store_public_key_sha256(pub, hex) == KBR_OK;
+    *found = x != NULL && kbr_store_spki_sha256(X509_get_X509_PUBKEY(x), hex) == KBR_OK;
     ERR_clear_error();
 out:
     X509_free(x);

@@ -38,6 +38,11 @@ EVP_PKEY *kbr_ca_csr_pubkey_peek(const kbr_ca_csr *csr)
     return X509_REQ_get0_pubkey(csr->req);
 }
 
+X509_PUBKEY *kbr_ca_csr_spki_peek(const kbr_ca_csr *csr)
+{
+    return X509_REQ_get_X509_PUBKEY(csr->req);
+}
+
 const char *kbr_ca_csr_sha256_hex(const kbr_ca_csr *csr)
 {
     return csr->sha256;

@@ -147,6 +147,8 @@ KBR_WUR kbr_err kbr_ca_csr_parse(const char *pem, kbr_ca_csr **out, kbr_msg *msg
 void kbr_ca_csr_free(kbr_ca_csr *csr);
 /* The requested public key.  Borrowed: valid until kbr_ca_csr_free. */
 EVP_PKEY *kbr_ca_csr_pubkey_peek(const kbr_ca_csr *csr);
+/* The request's SubjectPublicKeyInfo as it was encoded.  Borrowed, as above. */
+X509_PUBKEY *kbr_ca_csr_spki_peek(const kbr_ca_csr *csr);
 /* SHA-256 of the request's DER, lowercase hex.  Borrowed. */
 const char *kbr_ca_csr_sha256_hex(const kbr_ca_csr *csr);
 /* The subject the request asked for, RFC 2253 form with non-ASCII escaped; for the audit

@@ -242,7 +242,7 @@ static kbr_err read_csr(kbd_req *r, prov_ctx *c, issued *out)
     kbr_err err = KBR_OK;
 
     KBR_GUARD(kbr_ca_csr_parse(c->csr_pem, &out->csr, &r->msg));
-    KBR_GUARD(kbr_store_public_key_sha256(kbr_ca_csr_pubkey_peek(out->csr), c->public_key_sha256));
+    KBR_GUARD(kbr_store_spki_sha256(kbr_ca_csr_spki_peek(out->csr), c->public_key_sha256));
     json_object_set_new(r->rec->detail, "public_key_sha256", json_string(c->public_key_sha256));
 out:
     return err;

@@ -1010,6 +1010,47 @@ static void test_public_key_name(void **state)
     EVP_PKEY_free(ec);
 }
 
+/* kbr_store_spki_sha256 of key as a CSR or certificate would carry it, into hex. */
+static void spki_name(EVP_PKEY *key, char hex[65])
+{
+    X509_PUBKEY *spki = NULL;
+
+    assert_int_equal(X509_PUBKEY_set(&spki, key), 1);
+    assert_int_equal(kbr_store_spki_sha256(spki, hex), KBR_OK);
+    X509_PUBKEY_free(spki);
+}
+
+/* Read from the encoded key, the name is the same whichever way the key was spelled. */
+static void test_spki_name(void **state)
+{
+    EVP_PKEY *ec = EVP_EC_gen("P-256"), *other = EVP_PKEY_dup(ec);
+    EVP_PKEY *ed = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+    char want[65], got[65];
+
+    (void)state;
+    assert_int_equal(kbr_store_public_key_sha256(ec, want), KBR_OK);
+    spki_name(ec, got);
+    assert_string_equal(got, want);
+    assert_int_equal(EVP_PKEY_set_utf8_string_param(
+                         other, OSSL_PKEY_PARAM_EC_POINT_CONVERSION_FORMAT, "compressed"),
+                     1);
+    spki_name(other, got);
+    assert_string_equal(got, want);
+    /* explicit curve parameters instead of the curve's name */
+    assert_int_equal(EVP_PKEY_set_utf8_string_param(other, OSSL_PKEY_PARAM_EC_ENCODING,
+                                                    OSSL_PKEY_EC_ENCODING_EXPLICIT),
+                     1);
+    spki_name(other, got);
+    assert_string_equal(got, want);
+    assert_int_equal(kbr_store_public_key_sha256(ed, want), KBR_OK);
+    spki_name(ed, got);
+    assert_string_equal(got, want);
+    assert_int_equal(kbr_store_spki_sha256(NULL, got), KBR_ERR_CRYPTO);
+    EVP_PKEY_free(ed);
+    EVP_PKEY_free(other);
+    EVP_PKEY_free(ec);
+}
+
 /* effect (one device.provision or device.rotate) with public_key_sha256 added; returned. */
 static json_t *with_key(json_t *effect, const char *key_hex)
 {
@@ -1873,6 +1914,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_batch_must_match, setup, teardown),
         cmocka_unit_test_setup_teardown(test_device_rotate, setup, teardown),
         cmocka_unit_test(test_public_key_name),
+        cmocka_unit_test(test_spki_name),
         cmocka_unit_test_setup_teardown(test_device_key_refused_at_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_device_key_on_rotation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_migrate_v1_store, setup, teardown),

@@ -139,6 +139,33 @@ kbr_err kbr_b64url_encode(const unsigned char *in, size_t len, char **out)
     return KBR_OK;
 }
 
+/* The 6-bit value of a base64url character, or -1. */
+static int b64url_value(char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    return c == '-' ? 62 : c == '_' ? 63 : -1;
+}
+
+/*
+ * The bits of a short last group that carry no data must be zero (RFC 4648 3.5), so that
+ * one byte string has one spelling: a bearer token is looked up by its exact text.
+ */
+static bool b64url_tail_canonical(const char *in, size_t inlen)
+{
+    int last = inlen > 0 ? b64url_value(in[inlen - 1]) : 0;
+
+    if (inlen % 4 == 2)
+        return last >= 0 && (last & 0x0f) == 0;
+    if (inlen % 4 == 3)
+        return last >= 0 && (last & 0x03) == 0;
+    return true;
+}
+
 kbr_err kbr_b64url_decode(const char *in, size_t inlen, unsigned char **out, size_t *outlen)
 {
     kbr_err err = KBR_OK;
@@ -147,7 +174,7 @@ kbr_err kbr_b64url_decode(const char *in, size_t inlen, unsigned char **out, siz
 
     *out = NULL;
     *outlen = 0;
-    KBR_ENSURE(inlen % 4 != 1, KBR_ERR_BAD_REQUEST);
+    KBR_ENSURE(inlen % 4 != 1 && b64url_tail_canonical(in, inlen), KBR_ERR_BAD_REQUEST);
     tmp = malloc(padded + 1);
     KBR_ENSURE(tmp != NULL, KBR_ERR_NOMEM);
     for (size_t i = 0; i < inlen; i++) {

@@ -250,9 +250,9 @@ static kbr_err check_signature(const segment seg[3], EVP_PKEY *pub, kbr_msg *msg
 
     KBR_ENSURE(seg[2].len == ES256_SIG_B64_LEN,
                kbr_fail(msg, KBR_ERR_UNAUTHENTICATED, "token signature is not 64 bytes"));
-    KBR_ENSURE(kbr_b64url_decode(seg[2].p, seg[2].len, &raw, &rawlen) == KBR_OK &&
-                   rawlen == ES256_SIG_LEN,
-               kbr_fail(msg, KBR_ERR_UNAUTHENTICATED, "token signature is not 64 bytes"));
+    KBR_ENSURE(
+        kbr_b64url_decode(seg[2].p, seg[2].len, &raw, &rawlen) == KBR_OK && rawlen == ES256_SIG_LEN,
+        kbr_fail(msg, KBR_ERR_UNAUTHENTICATED, "token signature is not canonical base64url"));
     KBR_ENSURE(kbr_pkey_is_p256(pub), KBR_ERR_CRYPTO);
     KBR_GUARD(kbr_ecdsa_raw_to_der(raw, rawlen, &der, &derlen));
     ctx = EVP_MD_CTX_new();

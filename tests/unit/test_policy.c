@@ -479,6 +479,20 @@ static void test_foreign_key_refused(void **state)
     expect_refused(f, truncated, "token signature is not 64 bytes");
     free(truncated);
     free(forged);
+    /*
+     * The signature's last character carries 2 bits and 4 zero bits: A, Q, g or w.  The next
+     * character (B, R, h, x) spells the same bytes with a padding bit set: one token, one
+     * spelling.
+     */
+    {
+        char *respelled = strdup(good);
+        char *last = respelled + strlen(respelled) - 1;
+
+        assert_non_null(strchr("AQgw", *last));
+        (*last)++;
+        expect_refused(f, respelled, "token signature is not canonical base64url");
+        free(respelled);
+    }
     /* r = s = 0, and r, s above the group order: out of range, never valid. */
     for (const char *fill = "A_"; *fill != '\0'; fill++) {
         char *sig = malloc(87), *input = strndup(good, (size_t)(strrchr(good, '.') - good));

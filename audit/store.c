@@ -319,20 +319,21 @@ out:
  * point uncompressed on a named curve, or an Ed25519 key, is: re-encoding such a key through
  * an EVP_PKEY costs OpenSSL 3.0 about 0.1 ms, hashing the bytes as they are about 1 us.
  */
-static bool spki_canonical(const X509_PUBKEY *spki)
+static bool spki_canonical(const X509_PUBKEY *spki, int *pklen)
 {
     ASN1_OBJECT *alg = NULL;
     const unsigned char *pk = NULL;
-    int pklen = 0, ptype = V_ASN1_UNDEF;
+    int ptype = V_ASN1_UNDEF;
     const void *pval = NULL;
     X509_ALGOR *algor = NULL;
 
-    if (X509_PUBKEY_get0_param(&alg, &pk, &pklen, &algor, spki) != 1 || pk == NULL)
+    *pklen = 0;
+    if (X509_PUBKEY_get0_param(&alg, &pk, pklen, &algor, spki) != 1 || pk == NULL)
         return false;
     X509_ALGOR_get0(NULL, &ptype, &pval, algor);
     switch (OBJ_obj2nid(alg)) {
     case NID_X9_62_id_ecPublicKey:
-        return ptype == V_ASN1_OBJECT && pklen > 0 && pk[0] == POINT_CONVERSION_UNCOMPRESSED;
+        return ptype == V_ASN1_OBJECT && *pklen > 0 && pk[0] == POINT_CONVERSION_UNCOMPRESSED;
     case NID_ED25519:
         return ptype == V_ASN1_UNDEF;
     default:
@@ -344,17 +345,24 @@ kbr_err kbr_store_spki_sha256(X509_PUBKEY *spki, char hex[65])
 {
     kbr_err err = KBR_OK;
     unsigned char *der = NULL;
-    int len;
+    int len, pklen;
 
     hex[0] = '\0';
     KBR_ENSURE(spki != NULL, KBR_ERR_CRYPTO);
-    if (!spki_canonical(spki)) {
-        KBR_GUARD(kbr_store_public_key_sha256(X509_PUBKEY_get0(spki), hex));
-        goto out;
+    if (spki_canonical(spki, &pklen)) {
+        len = i2d_X509_PUBKEY(spki, &der);
+        KBR_ENSURE(len > 0, KBR_ERR_CRYPTO);
+        /*
+         * The key is the BIT STRING that ends the DER.  Its unused-bits octet, just before
+         * it, must be 0: a request may say 1 to 7 there, which OpenSSL accepts and masks, so
+         * the same key would be other bytes, and another name, if they were hashed as sent.
+         */
+        if (len > pklen && der[len - pklen - 1] == 0x00) {
+            kbr_sha256_hex(der, (size_t)len, hex);
+            goto out;
+        }
     }
-    len = i2d_X509_PUBKEY(spki, &der);
-    KBR_ENSURE(len > 0, KBR_ERR_CRYPTO);
-    kbr_sha256_hex(der, (size_t)len, hex);
+    KBR_GUARD(kbr_store_public_key_sha256(X509_PUBKEY_get0(spki), hex));
 out:
     OPENSSL_free(der);
     return err;

@@ -393,8 +393,7 @@ kbr_err kbr_sqlite_device_by_key(kbr_store *st, const char *public_key_sha256, j
 
     *out = NULL;
     KBR_GUARD(kbr_sqlite_stmt(SQ(st), SQ_DEVICE_BY_KEY,
-                              "SELECT product, serial FROM devices WHERE public_key_sha256 = ?1",
-                              &stmt));
+                              "SELECT product, serial FROM device_keys WHERE key = ?1", &stmt));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, public_key_sha256));
     KBR_GUARD(kbr_sqlite_object(stmt, identity_cols, KBR_NCOLS(identity_cols), out));
 out:

@@ -4,11 +4,16 @@
  * ends by recording its version.
  *
  * Version 2:
- *  - devices.public_key_sha256: the device's identity key (kbr_store_public_key_sha256),
- *    unique where known, so one key pair is one device whatever the product.  Devices
- *    recorded before get it from their current certificate.  Where several of them share a
- *    key (what version 2 refuses), the first provisioned keeps it and the others stay NULL,
- *    as does a device whose certificate does not parse: the store opens either way.
+ *  - device_keys: every key (kbr_store_public_key_sha256) that was ever a device's identity,
+ *    with that device, for good: a key is one device's, whatever the product, and stays its
+ *    own after the device rotates to another (its old certificates are valid until they
+ *    expire).  Triggers on devices keep it and refuse, as a constraint, a key another device
+ *    holds.
+ *  - devices.public_key_sha256: the device's current identity key, shown in View D.
+ *  - Devices recorded before get both from their certificates, in issue order: of devices
+ *    that share a key (what version 2 refuses) the first provisioned owns it in device_keys,
+ *    and each still shows it as its current key, so the clones stay visible.  A certificate
+ *    that does not parse gives no key: the store opens either way.
  *  - device_firmware holds each fact (product, serial, version, status, at) once, so an OTA
  *    report sent twice is history once; of the copies an older broker recorded, the first
  *    stays.
@@ -21,26 +26,33 @@
 
 static const char v2_schema_sql[] =
     "ALTER TABLE devices ADD COLUMN public_key_sha256 TEXT;"
-    "CREATE UNIQUE INDEX devices_public_key ON devices(public_key_sha256)"
-    " WHERE public_key_sha256 IS NOT NULL;"
+    "CREATE TABLE device_keys(key TEXT PRIMARY KEY, product TEXT NOT NULL,"
+    " serial TEXT NOT NULL) WITHOUT ROWID;"
     "DELETE FROM device_firmware WHERE id NOT IN (SELECT min(id) FROM device_firmware"
     " GROUP BY product, serial, version, status, at);"
     "CREATE UNIQUE INDEX device_firmware_fact"
     " ON device_firmware(product, serial, version, status, at);"
-    "DROP TABLE IF EXISTS temp.device_keys;"
-    "CREATE TEMP TABLE device_keys(seq INTEGER NOT NULL, product TEXT NOT NULL,"
-    " serial TEXT NOT NULL, key TEXT NOT NULL);";
+    "DROP TABLE IF EXISTS temp.cert_keys;"
+    "CREATE TEMP TABLE cert_keys(id INTEGER NOT NULL, product TEXT NOT NULL,"
+    " serial TEXT NOT NULL, key TEXT NOT NULL, current INTEGER NOT NULL);";
 
-/* The keys read from the certificates go in together, the earliest device of each key first:
- * a device's audit_seq is the entry that provisioned it. */
+#define KEY_TAKEN                                                                                  \
+    " SELECT RAISE(ABORT, 'device key: the identity of another device') FROM device_keys"          \
+    "  WHERE key = new.public_key_sha256 AND (product <> new.product OR serial <> new.serial);"    \
+    " INSERT OR IGNORE INTO device_keys(key, product, serial)"                                     \
+    "  VALUES (new.public_key_sha256, new.product, new.serial);"
+
+/* Owners in issue order, the first certificate of a key winning; then the triggers. */
 static const char v2_assign_sql[] =
-    "CREATE INDEX temp.device_keys_key ON device_keys(key, seq);"
-    "DELETE FROM temp.device_keys WHERE EXISTS (SELECT 1 FROM temp.device_keys o"
-    " WHERE o.key = device_keys.key AND (o.seq < device_keys.seq"
-    " OR (o.seq = device_keys.seq AND o.rowid < device_keys.rowid)));"
-    "UPDATE devices SET public_key_sha256 = k.key FROM temp.device_keys k"
-    " WHERE devices.product = k.product AND devices.serial = k.serial;"
-    "DROP TABLE temp.device_keys;"
+    "INSERT OR IGNORE INTO device_keys(key, product, serial)"
+    " SELECT key, product, serial FROM temp.cert_keys ORDER BY id;"
+    "UPDATE devices SET public_key_sha256 = k.key FROM temp.cert_keys k"
+    " WHERE k.current AND devices.product = k.product AND devices.serial = k.serial;"
+    "DROP TABLE temp.cert_keys;"
+    "CREATE TRIGGER devices_key_insert AFTER INSERT ON devices"
+    " WHEN new.public_key_sha256 IS NOT NULL BEGIN" KEY_TAKEN " END;"
+    "CREATE TRIGGER devices_key_update AFTER UPDATE OF public_key_sha256 ON devices"
+    " WHEN new.public_key_sha256 IS NOT NULL BEGIN" KEY_TAKEN " END;"
     "UPDATE meta SET schema_version = 2;";
 
 /* *found is false for a PEM that holds no certificate or key OpenSSL reads. */
@@ -70,14 +82,15 @@ static kbr_err keep_key(sqlite3_stmt *ins, sqlite3_stmt *row, const char *hex)
     KBR_GUARD(kbr_sqlite_bind_text(ins, 2, kbr_sqlite_text(row, 1)));
     KBR_GUARD(kbr_sqlite_bind_text(ins, 3, kbr_sqlite_text(row, 2)));
     KBR_GUARD(kbr_sqlite_bind_text(ins, 4, hex));
+    KBR_GUARD(kbr_sqlite_err(sqlite3_bind_int(ins, 5, sqlite3_column_int(row, 4))));
     KBR_GUARD(kbr_sqlite_run(ins));
 out:
     sqlite3_reset(ins);
     return err;
 }
 
-/* Reads devices and certificates and writes only the temporary table, so the walk never
- * meets a row it changed. */
+/* Reads the certificates and writes only the temporary table, so the walk never meets a
+ * row it changed. */
 static kbr_err collect_keys(kbr_sqlite *s, const char *path, kbr_msg *msg)
 {
     kbr_err err = KBR_OK;
@@ -86,16 +99,20 @@ static kbr_err collect_keys(kbr_sqlite *s, const char *path, kbr_msg *msg)
     bool found;
     int rc;
 
+    /* every device certificate, current or not; the current one is the device's latest */
     rc = sqlite3_prepare_v2(s->db,
-                            "SELECT d.audit_seq, d.product, d.serial, c.pem FROM devices d"
-                            " JOIN certificates c ON c.id = (SELECT max(id) FROM certificates"
-                            "  WHERE owner_kind = 'device' AND product = d.product"
-                            "  AND device_serial = d.serial AND superseded_at IS NULL)",
+                            "SELECT c.id, c.product, c.device_serial, c.pem,"
+                            " c.superseded_at IS NULL AND c.id = (SELECT max(id) FROM certificates"
+                            "  WHERE owner_kind = 'device' AND product = c.product"
+                            "  AND device_serial = c.device_serial AND superseded_at IS NULL)"
+                            " FROM certificates c JOIN devices d"
+                            "  ON d.product = c.product AND d.serial = c.device_serial"
+                            " WHERE c.owner_kind = 'device'",
                             -1, &sel, NULL);
     KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
     rc = sqlite3_prepare_v2(s->db,
-                            "INSERT INTO temp.device_keys(seq, product, serial, key)"
-                            " VALUES (?1, ?2, ?3, ?4)",
+                            "INSERT INTO temp.cert_keys(id, product, serial, key, current)"
+                            " VALUES (?1, ?2, ?3, ?4, ?5)",
                             -1, &ins, NULL);
     KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
     while ((rc = sqlite3_step(sel)) == SQLITE_ROW) {

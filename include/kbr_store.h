@@ -38,8 +38,8 @@
  *                 opens its firmware history with a "factory" entry (campaign null).
  *                 public_key_sha256 (kbr_store_public_key_sha256) becomes the device's
  *                 identity key.  KBR_ERR_STORE_CONSTRAINT when (product, serial) is already
- *                 provisioned, public_key_sha256 is the identity key of another device (of
- *                 any product), the batch is unknown, of another product or factory, or
+ *                 provisioned, public_key_sha256 is or was the identity key of another device
+ *                 (of any product), the batch is unknown, of another product or factory, or
  *                 already holds `quantity` devices, or issuer_key is not a registry key.
  *   device.rotate {product, serial, at, csr_sha256, public_key_sha256 (optional), issuer_key,
  *                  certificate{}}
@@ -47,8 +47,9 @@
  *                 one is recorded, and a "rotated" event with detail {old[] (fingerprints of
  *                 the superseded), new (fingerprint), serial_number, csr_sha256}; a
  *                 public_key_sha256 becomes the device's identity key (the same key again
- *                 is a renewal).  Unknown device, or public_key_sha256 the identity key of
- *                 another device: KBR_ERR_STORE_CONSTRAINT.
+ *                 is a renewal); its earlier keys stay its own, as its earlier certificates
+ *                 are valid until they expire.  Unknown device, or public_key_sha256 is or
+ *                 was the identity key of another device: KBR_ERR_STORE_CONSTRAINT.
  *   debug.authorize {key, product, serial, challenge_sha256, permissions, ticket, principal,
  *                  message_sha256, signature_sha256, at, expires_at}
  *                 records the answered challenge and a "debug-auth" event at `at` with detail
@@ -235,9 +236,10 @@ KBR_WUR kbr_err kbr_store_public_key_sha256(EVP_PKEY *pub, char hex[65]);
  */
 KBR_WUR kbr_err kbr_store_spki_sha256(X509_PUBKEY *spki, char hex[65]);
 /*
- * The device whose identity key is public_key_sha256 (64 hex digits in either case; otherwise
- * KBR_ERR_INTERNAL), as {product, serial}; KBR_ERR_NOT_FOUND when no device has it.  A check
- * before issuing: the device.provision and device.rotate effects stay the rule.  New ref.
+ * The device whose identity key is or was public_key_sha256 (64 hex digits in either case;
+ * otherwise KBR_ERR_INTERNAL), as {product, serial}; KBR_ERR_NOT_FOUND when no device ever
+ * had it.  A check before issuing: the device.provision and device.rotate effects stay the
+ * rule.  New ref.
  */
 KBR_WUR kbr_err kbr_store_device_by_public_key(kbr_store *st, const char *public_key_sha256,
                                                json_t **out);

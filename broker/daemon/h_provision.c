@@ -122,6 +122,10 @@ static kbr_err parse_device(kbd_req *r, prov_ctx *c)
     c->product = strdup(product);
     c->batch = strdup(batch);
     c->firmware_version = dup_opt(fw);
+    /* what was asked for, in the record of a refusal as of a grant */
+    json_object_set_new(r->rec->detail, "device",
+                        json_pack("{s:s,s:s,s:s,s:s?}", "serial", serial, "product", product,
+                                  "batch", batch, "firmware_version", fw));
     return c->serial == NULL || c->product == NULL || c->batch == NULL ? KBR_ERR_NOMEM : KBR_OK;
 }
 
@@ -242,7 +246,11 @@ static kbr_err read_csr(kbd_req *r, prov_ctx *c, issued *out)
     kbr_err err = KBR_OK;
 
     KBR_GUARD(kbr_ca_csr_parse(c->csr_pem, &out->csr, &r->msg));
-    KBR_GUARD(kbr_store_spki_sha256(kbr_ca_csr_spki_peek(out->csr), c->public_key_sha256));
+    json_object_set_new(r->rec->detail, "csr_sha256", json_string(kbr_ca_csr_sha256_hex(out->csr)));
+    json_object_set_new(r->rec->detail, "csr_subject", json_string(kbr_ca_csr_subject(out->csr)));
+    KBR_ENSURE(kbr_store_spki_sha256(kbr_ca_csr_spki_peek(out->csr), c->public_key_sha256) ==
+                   KBR_OK,
+               kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "csr_pem: the public key cannot be encoded"));
     json_object_set_new(r->rec->detail, "public_key_sha256", json_string(c->public_key_sha256));
 out:
     return err;
@@ -285,8 +293,6 @@ static void record_issue(kbd_req *r, prov_ctx *c, const issued *i, json_t *effec
     json_object_set_new(d, "device",
                         json_pack("{s:s,s:s,s:s?,s:s?}", "serial", c->serial, "product", c->product,
                                   "batch", c->batch, "firmware_version", c->firmware_version));
-    json_object_set_new(d, "csr_sha256", json_string(kbr_ca_csr_sha256_hex(i->csr)));
-    json_object_set_new(d, "csr_subject", json_string(kbr_ca_csr_subject(i->csr)));
     json_object_set_new(d, "certificate",
                         json_pack("{s:s,s:s,s:s}", "serial_number", kbr_ca_cert_serial_hex(i->cert),
                                   "fingerprint", kbr_ca_cert_fingerprint(i->cert), "not_after",
@@ -554,6 +560,8 @@ kbr_err kbd_h_rotate(kbd_req *r)
         return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "device serial in the path is not valid");
     c->serial = strdup(r->arg);
     c->product = strdup(product);
+    json_object_set_new(r->rec->detail, "device",
+                        json_pack("{s:s,s:s}", "serial", r->arg, "product", product));
     if (c->serial == NULL || c->product == NULL ||
         kbd_scope_copy(&r->tok->scope, &c->scope) != KBR_OK)
         return KBR_ERR_NOMEM;

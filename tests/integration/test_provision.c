@@ -518,10 +518,11 @@ static const char *detail_str(const json_t *entry, const char *field)
 }
 
 /* Answers 409 naming GW-K1, records the denial with the key it refused, issues nothing. */
-static void expect_key_taken(kbt_resp *r, const char *op, const char *key_hex)
+/* A refusal for another device's key, recorded with what was asked: serial and CSR. */
+static void expect_key_taken(kbt_resp *r, const char *op, const char *serial, const char *key_hex)
 {
     long seq = r->audit_seq;
-    json_t *e;
+    json_t *e, *detail;
 
     expect_status(r, 409, "conflict",
                   "the CSR's public key is already the identity of device gateway/GW-K1");
@@ -534,7 +535,12 @@ static void expect_key_taken(kbt_resp *r, const char *op, const char *key_hex)
         json_string_value(json_object_get(
             json_object_get(json_object_get(e, "detail"), "identity_of"), "serial")),
         "GW-K1");
-    assert_null(json_object_get(json_object_get(e, "detail"), "certificate"));
+    detail = json_object_get(e, "detail");
+    assert_null(json_object_get(detail, "certificate"));
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(detail, "device"), "serial")), serial);
+    assert_int_equal(strlen(detail_str(e, "csr_sha256")), 64);
+    assert_non_null(json_object_get(detail, "csr_subject"));
     json_decref(e);
 }
 
@@ -599,13 +605,13 @@ static void test_one_key_one_device(void **state)
     /* The same CSR for another serial, another CSR over the same key pair, the same key with
      * its point compressed, and a device of another product: each refused. */
     r = provision_as(env, factory, "GW-K2", "b-main", csr, NULL);
-    expect_key_taken(&r, "provision", want);
+    expect_key_taken(&r, "provision", "GW-K2", want);
     r = provision_as(env, factory, "GW-K3", "b-main", again, NULL);
-    expect_key_taken(&r, "provision", want);
+    expect_key_taken(&r, "provision", "GW-K3", want);
     r = provision_as(env, factory, "GW-K4", "b-main", packed, NULL);
-    expect_key_taken(&r, "provision", want);
+    expect_key_taken(&r, "provision", "GW-K4", want);
     r = provision_for(env, camera, "ca-cam", "camera", "CAM-1", "c-main", again, NULL);
-    expect_key_taken(&r, "provision", want);
+    expect_key_taken(&r, "provision", "CAM-1", want);
     assert_int_equal(batch_count("b-main"), before);
     assert_int_equal(batch_count("c-main"), 0);
     assert_int_equal(device_status("gateway", "GW-K2"), 404);
@@ -618,7 +624,7 @@ static void test_one_key_one_device(void **state)
         fail_msg("renewal: %ld %s", r.status, r.body);
     kbt_resp_free(&r);
     r = rotate_as(rot, "GW-0001", csr);
-    expect_key_taken(&r, "rotate", want);
+    expect_key_taken(&r, "rotate", "GW-0001", want);
     r = kbt_call(env, "GET", "/v1/views/devices/GW-K1?product=gateway", env->admin, NULL);
     assert_int_equal(r.status, 200);
     assert_string_equal(json_string_value(json_object_get(r.json, "public_key_sha256")), want);

@@ -1020,6 +1020,42 @@ static void spki_name(EVP_PKEY *key, char hex[65])
     X509_PUBKEY_free(spki);
 }
 
+/*
+ * A SubjectPublicKeyInfo whose BIT STRING claims one unused bit, which OpenSSL accepts when
+ * that bit is 0: another spelling of the same key, and it must get the same name.  keylen is
+ * the length of the key in the BIT STRING; keys are made until one ends in a 0 bit.
+ */
+static void unused_bits_spelling(const char *type, const char *curve, int keylen)
+{
+    unsigned char *der = NULL;
+    const unsigned char *p;
+    EVP_PKEY *key = NULL;
+    X509_PUBKEY *spki;
+    char want[65], got[65];
+    int n = 0;
+
+    do {
+        OPENSSL_free(der);
+        EVP_PKEY_free(key);
+        der = NULL;
+        key = curve != NULL ? EVP_PKEY_Q_keygen(NULL, NULL, type, curve)
+                            : EVP_PKEY_Q_keygen(NULL, NULL, type);
+        n = i2d_PUBKEY(key, &der);
+        assert_true(n > keylen);
+    } while (der[n - 1] & 1);
+    assert_int_equal(kbr_store_public_key_sha256(key, want), KBR_OK);
+    assert_int_equal(der[n - keylen - 1], 0);
+    der[n - keylen - 1] = 1;
+    p = der;
+    spki = d2i_X509_PUBKEY(NULL, &p, n);
+    assert_non_null(spki);
+    assert_int_equal(kbr_store_spki_sha256(spki, got), KBR_OK);
+    assert_string_equal(got, want);
+    X509_PUBKEY_free(spki);
+    OPENSSL_free(der);
+    EVP_PKEY_free(key);
+}
+
 /* Read from the encoded key, the name is the same whichever way the key was spelled. */
 static void test_spki_name(void **state)
 {
@@ -1045,6 +1081,8 @@ static void test_spki_name(void **state)
     assert_int_equal(kbr_store_public_key_sha256(ed, want), KBR_OK);
     spki_name(ed, got);
     assert_string_equal(got, want);
+    unused_bits_spelling("EC", "P-256", 65);
+    unused_bits_spelling("ED25519", NULL, 32);
     assert_int_equal(kbr_store_spki_sha256(NULL, got), KBR_ERR_CRYPTO);
     EVP_PKEY_free(ed);
     EVP_PKEY_free(other);
@@ -1158,13 +1196,24 @@ static void test_device_key_on_rotation(void **state)
         count_where(f, "certificates", "device_serial = 'SN-2' AND superseded_at IS NULL"), 1);
     assert_int_equal(count_where(f, "device_events", "serial = 'SN-2' AND kind = 'rotated'"), 0);
     assert_key_owner(st, kb, "door", "SN-2");
-    /* A device that takes a new key frees its old one. */
+    /* A device that takes a new key keeps its old one: its old certificates are still valid. */
     assert_int_equal(
         apply_json(st, with_key(rotate_effect("door", "SN-2", "d5", "2027-02-01T00:00:00Z"), kc),
                    7),
         KBR_OK);
     assert_key_owner(st, kc, "door", "SN-2");
-    assert_int_equal(kbr_store_device_by_public_key(st, kb, &dev), KBR_ERR_NOT_FOUND);
+    assert_key_owner(st, kb, "door", "SN-2");
+    assert_int_equal(kbr_store_device_get(st, "door", "SN-2", &dev), KBR_OK);
+    assert_string_equal(str_at(dev, "public_key_sha256"), kc);
+    json_decref(dev);
+    assert_int_equal(
+        apply_json(st, with_key(provision_effect("door", "SN-4", "B1", "factory:acme", "d8"), kb),
+                   10),
+        KBR_ERR_STORE_CONSTRAINT);
+    assert_int_equal(
+        apply_json(st, with_key(rotate_effect("door", "SN-1", "d9", "2027-02-02T00:00:00Z"), kb),
+                   11),
+        KBR_ERR_STORE_CONSTRAINT);
     /* Effects recorded before keys were named carry none: no key, no rule. */
     assert_int_equal(
         apply_json(st, provision_effect("door", "SN-3", "B1", "factory:acme", "d6"), 8), KBR_OK);
@@ -1354,13 +1403,15 @@ static void test_migrate_v1_store(void **state)
     st = open_ok(f);
     assert_int_equal(query_count(f, "SELECT max(schema_version) FROM meta"), 2);
     assert_int_equal(query_count(f, "SELECT count(*) FROM meta WHERE schema_version <> 2"), 0);
-    /* Keys from the current certificates; of two devices with one key the first keeps it. */
+    /* Current keys from the current certificates, the clone's too, so it shows; of two
+     * devices with one key the first owns it, and a device owns its superseded keys. */
     assert_device_key(st, "SN-9", clone_hex);
-    assert_device_key(st, "SN-2", NULL);
+    assert_device_key(st, "SN-2", clone_hex);
     assert_device_key(st, "SN-3", cur_hex);
     assert_device_key(st, "SN-4", NULL);
     assert_key_owner(st, clone_hex, "door", "SN-9");
-    assert_int_equal(kbr_store_device_by_public_key(st, old_hex, &history), KBR_ERR_NOT_FOUND);
+    assert_key_owner(st, old_hex, "door", "SN-3");
+    assert_key_owner(st, cur_hex, "door", "SN-3");
     /* Each fact of the firmware history once, the first copy kept. */
     assert_int_equal(kbr_store_device_firmware(st, "door", "SN-9", &history), KBR_OK);
     assert_int_equal(json_array_size(history), 3);
@@ -1377,6 +1428,11 @@ static void test_migrate_v1_store(void **state)
         apply_json(
             st, with_key(provision_effect("door", "SN-6", "B1", "factory:acme", "d6"), clone_hex),
             21),
+        KBR_ERR_STORE_CONSTRAINT);
+    assert_int_equal(
+        apply_json(st,
+                   with_key(provision_effect("door", "SN-7", "B1", "factory:acme", "d7"), old_hex),
+                   22),
         KBR_ERR_STORE_CONSTRAINT);
     assert_int_equal(provisioned_in(st, "B1"), 5);
     assert_device_key(st, "SN-5", fresh_hex);

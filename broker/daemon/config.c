@@ -51,6 +51,7 @@ static void set_defaults(kbd_config *cfg)
     cfg->unauth_audit_rate = 20;
     cfg->max_connections = 1024;
     cfg->max_connections_per_source = 128;
+    cfg->request_timeout = 60;
 }
 
 static kbr_err parse_long(const char *v, long min, long max, long *out)
@@ -200,6 +201,8 @@ static kbr_err apply(kbd_config *cfg, const char *dir, const char *k, const char
         return parse_long(v, 16, 1000000, &cfg->max_connections);
     if (strcmp(k, "max_connections_per_source") == 0)
         return parse_long(v, 1, 1000000, &cfg->max_connections_per_source);
+    if (strcmp(k, "request_timeout") == 0)
+        return parse_long(v, 1, 3600, &cfg->request_timeout);
     if (strcmp(k, "debug_unlock_max_seconds") == 0)
         return parse_long(v, 60, 7L * 86400, &cfg->debug_unlock_seconds);
     if (strcmp(k, "device_cert_days") == 0)

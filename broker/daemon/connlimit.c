@@ -19,6 +19,13 @@
  * When descriptors run out anyway, the listener pauses for a second rather
  * than spin on a socket that stays readable.
  *
+ * Slow clients: libevent's own timeout only closes a connection that sends
+ * nothing, so one that trickles a byte a minute would keep its slot.  Every
+ * connection therefore owes a complete request within request_timeout of
+ * its accept or of its last response, unless a request of it is being
+ * handled; a sweep each second closes those that are late.  The same
+ * deadline bounds a client that is slow to read its response.
+ *
  * Refusals are recorded, but not one entry each, or a flood would fill the
  * disk: they are counted per source and written as one connection.refused
  * entry per flush interval.
@@ -64,6 +71,8 @@ typedef struct {
     int fd;
     struct evhttp_connection *evcon;
     source *src;
+    double since; /* monotonic: accepted, or its last response sent */
+    bool busy;    /* a request of it is being handled: never closed under it */
     UT_hash_handle hh;
 } conn;
 
@@ -76,6 +85,9 @@ struct kbd_connlimit {
     conn *conns;
     long refused, refused_over_total; /* since the last connection.refused entry */
     long refused_total;               /* since start, for /metrics */
+    long timed_out_total;             /* closed for a request not complete in time */
+    double request_timeout;
+    struct event *sweep_ev;
     time_t refused_since;
     /* bufferevents made for accepted connections, each with a reference, awaiting admission */
     struct bufferevent **queue;
@@ -119,6 +131,14 @@ static bool source_of(const struct sockaddr *sa, char out[SOURCE_LEN])
         return true;
     }
     return false;
+}
+
+static double mono_now(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 /* NULL when out of memory, or when a refused-only source would be one too many. */
@@ -217,6 +237,7 @@ static void admit(kbd_connlimit *cl, struct evhttp_connection *evcon, int fd)
     c->fd = fd;
     c->evcon = evcon;
     c->src = s;
+    c->since = mono_now();
     s->open++;
     cl->open++;
     HASH_ADD_INT(cl->conns, fd, c);
@@ -274,16 +295,55 @@ static struct bufferevent *on_connection(struct event_base *base, void *arg)
     return bev;
 }
 
-bool kbd_connlimit_admitted(kbd *d, struct evhttp_connection *evcon)
+static conn *conn_of(kbd *d, struct evhttp_connection *evcon)
 {
     struct bufferevent *bev = evcon != NULL ? evhttp_connection_get_bufferevent(evcon) : NULL;
     int fd = bev != NULL ? (int)bufferevent_getfd(bev) : -1;
     conn *c = NULL;
 
+    HASH_FIND_INT(d->connlimit->conns, &fd, c);
+    return c != NULL && c->evcon == evcon ? c : NULL;
+}
+
+bool kbd_connlimit_request_begins(kbd *d, struct evhttp_connection *evcon)
+{
+    conn *c;
+
     if (d->connlimit == NULL)
         return true;
-    HASH_FIND_INT(d->connlimit->conns, &fd, c);
-    return c != NULL && c->evcon == evcon;
+    c = conn_of(d, evcon);
+    if (c != NULL)
+        c->busy = true;
+    return c != NULL;
+}
+
+void kbd_connlimit_request_ends(kbd *d, struct evhttp_connection *evcon)
+{
+    conn *c = d->connlimit != NULL ? conn_of(d, evcon) : NULL;
+
+    if (c != NULL) {
+        c->busy = false;
+        c->since = mono_now();
+    }
+}
+
+/* Closes the connections that owe a request and are late with it. */
+static void on_sweep(evutil_socket_t unused, short what, void *arg)
+{
+    kbd_connlimit *cl = arg;
+    double now = mono_now();
+    conn *c, *next;
+
+    (void)unused;
+    (void)what;
+    for (c = cl->conns; c != NULL; c = next) {
+        next = c->hh.next;
+        if (!c->busy && now - c->since > cl->request_timeout) {
+            cl->timed_out_total++;
+            /* its close callback releases c */
+            evhttp_connection_free(c->evcon);
+        }
+    }
 }
 
 static void on_resume(evutil_socket_t unused, short what, void *arg)
@@ -341,6 +401,7 @@ static kbr_err check_fd_limit(long max_total, kbr_msg *msg)
 
 kbr_err kbd_connlimit_start(kbd *d, kbr_msg *msg)
 {
+    static const struct timeval every_second = {1, 0};
     kbd_connlimit *cl;
 
     if (check_fd_limit(d->cfg.max_connections, msg) != KBR_OK)
@@ -352,10 +413,13 @@ kbr_err kbd_connlimit_start(kbd *d, kbr_msg *msg)
     cl->d = d;
     cl->max_total = d->cfg.max_connections;
     cl->max_per_source = d->cfg.max_connections_per_source;
+    cl->request_timeout = (double)d->cfg.request_timeout;
     cl->admit_ev = event_new(d->base, -1, 0, on_admit, cl);
     cl->resume_ev = evtimer_new(d->base, on_resume, d);
-    if (cl->admit_ev == NULL || cl->resume_ev == NULL)
+    cl->sweep_ev = event_new(d->base, -1, EV_PERSIST, on_sweep, cl);
+    if (cl->admit_ev == NULL || cl->resume_ev == NULL || cl->sweep_ev == NULL)
         return kbr_fail(msg, KBR_ERR_NOMEM, "out of memory");
+    evtimer_add(cl->sweep_ev, &every_second);
     evhttp_set_bevcb(d->http, on_connection, cl);
     return KBR_OK;
 }
@@ -436,10 +500,11 @@ void kbd_connlimit_flush(kbd *d)
     kbr_audit_submit(d->audit, rec);
 }
 
-void kbd_connlimit_stats(const kbd *d, long *open, long *refused_total)
+void kbd_connlimit_stats(const kbd *d, long *open, long *refused_total, long *timed_out_total)
 {
     *open = d->connlimit != NULL ? d->connlimit->open : 0;
     *refused_total = d->connlimit != NULL ? d->connlimit->refused_total : 0;
+    *timed_out_total = d->connlimit != NULL ? d->connlimit->timed_out_total : 0;
 }
 
 void kbd_connlimit_free(kbd *d)
@@ -459,6 +524,8 @@ void kbd_connlimit_free(kbd *d)
         event_free(cl->admit_ev);
     if (cl->resume_ev != NULL)
         event_free(cl->resume_ev);
+    if (cl->sweep_ev != NULL)
+        event_free(cl->sweep_ev);
     HASH_ITER(hh, cl->conns, c, ctmp)
     {
         HASH_DEL(cl->conns, c);

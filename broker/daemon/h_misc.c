@@ -33,11 +33,11 @@ kbr_err kbd_h_metrics(kbd_req *r)
 {
     kbd_stats *s = &r->d->stats;
     struct evbuffer *buf = evbuffer_new();
-    long conns_open, conns_refused;
+    long conns_open, conns_refused, conns_timed_out;
 
     if (buf == NULL)
         return KBR_ERR_NOMEM;
-    kbd_connlimit_stats(r->d, &conns_open, &conns_refused);
+    kbd_connlimit_stats(r->d, &conns_open, &conns_refused, &conns_timed_out);
     evbuffer_add_printf(buf,
                         "# TYPE keybroker_requests_total counter\n"
                         "keybroker_requests_total %ld\n"
@@ -60,12 +60,14 @@ kbr_err kbd_h_metrics(kbd_req *r)
                         "# TYPE keybroker_connections_open gauge\n"
                         "keybroker_connections_open %ld\n"
                         "# TYPE keybroker_connections_refused_total counter\n"
-                        "keybroker_connections_refused_total %ld\n",
+                        "keybroker_connections_refused_total %ld\n"
+                        "# TYPE keybroker_connections_timed_out_total counter\n"
+                        "keybroker_connections_timed_out_total %ld\n",
                         atomic_load(&s->requests), atomic_load(&s->denied),
                         atomic_load(&s->signatures), atomic_load(&s->audit_failures),
                         atomic_load(&s->hsm_failures), (long long)kbr_audit_last_seq(r->d->audit),
                         atomic_load(&s->hsm_ok), kbr_audit_healthy(r->d->audit) ? 1 : 0,
-                        r->d->inflight, conns_open, conns_refused);
+                        r->d->inflight, conns_open, conns_refused, conns_timed_out);
     kbd_req_reply_buffer(r, 200, "text/plain; version=0.0.4", buf);
     evbuffer_free(buf);
     return KBR_OK;

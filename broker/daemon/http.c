@@ -95,9 +95,16 @@ static kbr_err public_err(kbr_err err)
     }
 }
 
-static void send_json(struct evhttp_request *http, int status, const json_t *body, int64_t seq)
+/* Every response leaves through here or kbd_req_reply_buffer. */
+static void send_reply(kbd_req *r, int status, const char *reason, struct evbuffer *buf)
 {
-    struct evkeyvalq *h = evhttp_request_get_output_headers(http);
+    kbd_connlimit_request_ends(r->d, evhttp_request_get_connection(r->http));
+    evhttp_send_reply(r->http, status, reason, buf);
+}
+
+static void send_json(kbd_req *r, int status, const json_t *body, int64_t seq)
+{
+    struct evkeyvalq *h = evhttp_request_get_output_headers(r->http);
     struct evbuffer *buf = evbuffer_new();
     char *text = body != NULL ? json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     char seqbuf[32];
@@ -112,7 +119,7 @@ static void send_json(struct evhttp_request *http, int status, const json_t *bod
         evbuffer_add(buf, text, strlen(text));
         evbuffer_add(buf, "\n", 1);
     }
-    evhttp_send_reply(http, status, status < 400 ? "OK" : "Error", buf);
+    send_reply(r, status, status < 400 ? "OK" : "Error", buf);
     if (buf != NULL)
         evbuffer_free(buf);
     free(text);
@@ -152,7 +159,7 @@ static void req_end(kbd_req *r)
 
 void kbd_req_reply_now(kbd_req *r, int status, json_t *body)
 {
-    send_json(r->http, status, body, 0);
+    send_json(r, status, body, 0);
     json_decref(body);
     req_end(r);
 }
@@ -164,7 +171,7 @@ static void reply_error(kbd_req *r, kbr_err err, const char *message, int64_t se
 
     if (kbd_err_http_status(shown) < 500)
         r->d->stats.denied++;
-    send_json(r->http, kbd_err_http_status(shown), body, seq);
+    send_json(r, kbd_err_http_status(shown), body, seq);
     json_decref(body);
 }
 
@@ -218,7 +225,7 @@ void kbd_req_fail(kbd_req *r, kbr_err err, const char *fmt, ...)
 void kbd_req_reply_buffer(kbd_req *r, int status, const char *content_type, struct evbuffer *buf)
 {
     evhttp_add_header(evhttp_request_get_output_headers(r->http), "Content-Type", content_type);
-    evhttp_send_reply(r->http, status, "OK", buf);
+    send_reply(r, status, "OK", buf);
     req_end(r);
 }
 
@@ -276,7 +283,7 @@ static void finish_request(kbd_req *r)
             r->finish(r);
         if (r->add_audit_seq_to_resp)
             json_object_set_new(r->resp, "audit_seq", json_integer(rec->seq));
-        send_json(r->http, r->status != 0 ? r->status : 200, r->resp, rec->seq);
+        send_json(r, r->status != 0 ? r->status : 200, r->resp, rec->seq);
     }
     req_end(r);
 }
@@ -477,7 +484,7 @@ static void on_request(struct evhttp_request *http, void *arg)
     kbr_err err;
 
     /* Never counted at accept (out of memory there), or not TLS on the TLS port. */
-    if (!kbd_connlimit_admitted(d, evhttp_request_get_connection(http))) {
+    if (!kbd_connlimit_request_begins(d, evhttp_request_get_connection(http))) {
         free(r);
         evhttp_add_header(evhttp_request_get_output_headers(http), "Connection", "close");
         evhttp_send_error(http, 503, "connection not admitted");
@@ -533,7 +540,8 @@ kbr_err kbd_http_start(kbd *d, kbr_msg *msg)
     /* Bodies a little over the limit reach the handler, which answers 413 in the API's form. */
     evhttp_set_max_body_size(d->http, (ev_ssize_t)(d->cfg.body_limit * 2));
     evhttp_set_max_headers_size(d->http, 16384);
-    evhttp_set_timeout(d->http, 60);
+    /* what sends nothing for this long is dropped by libevent, what trickles by connlimit.c */
+    evhttp_set_timeout(d->http, (int)d->cfg.request_timeout);
     evhttp_set_gencb(d->http, on_request, d);
     if (kbd_tls_setup(d, msg) != KBR_OK || kbd_connlimit_start(d, msg) != KBR_OK)
         return KBR_ERR_CONFIG;

@@ -52,7 +52,8 @@ typedef struct {
     long rate_limit;                 /* requests per second per principal; 0: none */
     long unauth_audit_rate;          /* unauthenticated denials recorded per second per source */
     long max_connections;            /* open connections, all sources */
-    long max_connections_per_source; /* per IPv4 address or IPv6 /64 */
+    long max_connections_per_source; /* per IPv4 or IPv6 address */
+    long request_timeout;            /* seconds to deliver a whole request */
 } kbd_config;
 
 KBR_WUR kbr_err kbd_config_load(const char *path, kbd_config *cfg, kbr_msg *msg);
@@ -228,11 +229,14 @@ const char *kbd_req_query(kbd_req *r, const char *name);
 KBR_WUR kbr_err kbd_connlimit_start(kbd *d, kbr_msg *msg);
 /* Once d->bound is set: pause accepting, rather than spin, when descriptors run out. */
 void kbd_connlimit_listening(kbd *d);
-/* Was the connection counted at accept?  A request on one that was not is refused. */
-bool kbd_connlimit_admitted(kbd *d, struct evhttp_connection *evcon);
+/* A complete request arrived: false for a connection not counted at accept, which is then
+ * refused; otherwise the connection is not closed for slowness until the request ends. */
+bool kbd_connlimit_request_begins(kbd *d, struct evhttp_connection *evcon);
+/* The response is on its way: the connection owes its next request from now. */
+void kbd_connlimit_request_ends(kbd *d, struct evhttp_connection *evcon);
 /* Records the connections refused since the last call, if any. */
 void kbd_connlimit_flush(kbd *d);
-void kbd_connlimit_stats(const kbd *d, long *open, long *refused_total);
+void kbd_connlimit_stats(const kbd *d, long *open, long *refused_total, long *timed_out_total);
 /* After evhttp_free: closing connections still report to it. */
 void kbd_connlimit_free(kbd *d);
 

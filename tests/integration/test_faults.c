@@ -423,6 +423,77 @@ static void test_idle_connections(void **state)
     kbt_free(e);
 }
 
+static double mono_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* One request on fd, its response read: true for a 200. */
+static bool health_on(int fd)
+{
+    static const char req[] = "GET /v1/health HTTP/1.1\r\nHost: keybroker\r\n\r\n";
+    char buf[4096];
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    ssize_t n;
+
+    if (send(fd, req, sizeof(req) - 1, MSG_NOSIGNAL) != (ssize_t)sizeof(req) - 1 ||
+        poll(&p, 1, 3000) != 1)
+        return false;
+    n = recv(fd, buf, sizeof(buf) - 1, 0);
+    if (n <= 0)
+        return false;
+    buf[n] = '\0';
+    return strncmp(buf, "HTTP/1.1 200", 12) == 0;
+}
+
+/*
+ * Slow clients: one that trickles its request a byte at a time (never idle long enough for
+ * an idle timeout) is closed once request_timeout has passed; one that says nothing too; one
+ * that sends whole requests in time keeps its connection past the timeout.
+ */
+static void test_slow_clients(void **state)
+{
+    kbt_env *e = kbt_start("request_timeout = 2\n");
+    static const char req[] = "GET /v1/health HTTP/1.1\r\nHost: keybroker\r\nX-Pad: "
+                              "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    int slow = connect_from("127.0.0.2", e->port), idle = connect_from("127.0.0.3", e->port);
+    int good = connect_from("127.0.0.4", e->port);
+    double t0 = mono_s(), closed_after = 0;
+    const char *metric;
+    size_t i;
+    kbt_resp r;
+
+    (void)state;
+    for (i = 0; i < sizeof(req) - 1; i++) {
+        if (send(slow, &req[i], 1, MSG_NOSIGNAL) != 1 || closed_by_server(slow, 250)) {
+            closed_after = mono_s() - t0;
+            break;
+        }
+        if (i % 4 == 0)
+            assert_true(health_on(good));
+    }
+    if (closed_after < 1.5 || closed_after > 5.0)
+        fail_msg("the trickling client was closed after %.1f s (%zu bytes), want about 2 s",
+                 closed_after, i);
+    assert_true(closed_by_server(idle, 3000));
+    /* well past the timeout, the client that kept sending whole requests is still served */
+    assert_true(mono_s() - t0 > 2.5);
+    assert_true(health_on(good));
+    r = kbt_call(e, "GET", "/metrics", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    metric = strstr(r.body, "\nkeybroker_connections_timed_out_total ");
+    assert_non_null(metric);
+    assert_true(atol(metric + strlen("\nkeybroker_connections_timed_out_total ")) >= 1);
+    kbt_resp_free(&r);
+    close(good);
+    close(idle);
+    close(slow);
+    kbt_free(e);
+}
+
 static const json_t *source_in(const json_t *sources, const char *addr)
 {
     size_t i;
@@ -524,6 +595,7 @@ int main(void)
         cmocka_unit_test(test_kill_during_burst),
         cmocka_unit_test(test_idle_connections),
         cmocka_unit_test(test_connection_limits),
+        cmocka_unit_test(test_slow_clients),
     };
 
     return cmocka_run_group_tests_name("faults", tests, NULL, NULL);

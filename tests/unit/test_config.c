@@ -45,6 +45,7 @@ static void test_defaults_and_relative_paths(void **state)
     assert_int_equal(cfg.checkpoint_seconds, 60);
     assert_int_equal(cfg.max_connections, 1024);
     assert_int_equal(cfg.max_connections_per_source, 128);
+    assert_int_equal(cfg.request_timeout, 60);
     snprintf(want, sizeof(want), "%s/pin", dir);
     assert_string_equal(cfg.pin_file, want);
     snprintf(want, sizeof(want), "sqlite:%s/keybroker.db", dir);
@@ -64,7 +65,8 @@ static void test_values(void **state)
     assert_int_equal(load("pin_file = /etc/kb/pin\nlisten = [::1]:0\nworkers = 8\n"
                           "body_limit = 2048\ncheckpoint_every = 500 30s\n"
                           "store = sqlite:/var/lib/kb.db\ninstance_id = plant-7\n"
-                          "max_connections = 4096\nmax_connections_per_source = 16\n",
+                          "max_connections = 4096\nmax_connections_per_source = 16\n"
+                          "request_timeout = 30\n",
                           &cfg, &m),
                      KBR_OK);
     assert_string_equal(cfg.listen_host, "::1");
@@ -78,6 +80,7 @@ static void test_values(void **state)
     assert_string_equal(cfg.instance_id, "plant-7");
     assert_int_equal(cfg.max_connections, 4096);
     assert_int_equal(cfg.max_connections_per_source, 16);
+    assert_int_equal(cfg.request_timeout, 30);
     kbd_config_cleanup(&cfg);
 }
 
@@ -108,6 +111,7 @@ static void test_errors_name_the_line(void **state)
     expect_error("pin_file = p\ncheckpoint_every = soon\n", "checkpoint_every");
     expect_error("pin_file = p\ninstance_id = a b\n", "instance_id");
     expect_error("pin_file = p\nmax_connections = 8\n", "kb.conf:2: bad value for max_connections");
+    expect_error("pin_file = p\nrequest_timeout = 0\n", "bad value for request_timeout");
     expect_error("pin_file = p\nmax_connections_per_source = 0\n",
                  "bad value for max_connections_per_source");
     expect_error("pin_file = p\nmax_connections = 64\nmax_connections_per_source = 65\n",

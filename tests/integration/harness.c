@@ -7,7 +7,11 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -579,4 +583,30 @@ char *kbt_csr_pem(EVP_PKEY **key_out, const char *cn)
     else
         EVP_PKEY_free(key);
     return pem;
+}
+
+/* A TCP connection to the broker from a given loopback address. */
+int kbt_connect_from(const char *src, int port)
+{
+    struct sockaddr_in local = {.sin_family = AF_INET}, sa = {.sin_family = AF_INET};
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    assert_true(fd >= 0);
+    assert_int_equal(inet_pton(AF_INET, src, &local.sin_addr), 1);
+    assert_int_equal(bind(fd, (struct sockaddr *)&local, sizeof(local)), 0);
+    sa.sin_port = htons((uint16_t)port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    return fd;
+}
+
+/* Has the broker closed fd (end of file or reset) within wait_ms? */
+bool kbt_closed_by_server(int fd, int wait_ms)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    char c;
+
+    if (poll(&p, 1, wait_ms) <= 0)
+        return false;
+    return recv(fd, &c, 1, MSG_DONTWAIT) <= 0;
 }

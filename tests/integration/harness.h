@@ -87,6 +87,12 @@ bool kbt_verify(EVP_PKEY *pub, const char *fmt, const EVP_MD *md, const unsigned
  * goes to *key_out if given (caller frees), the PEM is the caller's to free. */
 char *kbt_csr_pem(EVP_PKEY **key_out, const char *cn);
 
+/* A plain TCP connection to the broker on port from the loopback address src (127.0.0.0/8);
+ * the caller closes it. */
+int kbt_connect_from(const char *src, int port);
+/* Has the broker closed fd (end of file or reset) within wait_ms? */
+bool kbt_closed_by_server(int fd, int wait_ms);
+
 /* Every audit entry (paged). New ref. */
 json_t *kbt_audit_all(kbt_env *e);
 

@@ -349,38 +349,12 @@ static void test_kill_during_burst(void **state)
     kbt_free(e);
 }
 
-/* A TCP connection to the broker from a given loopback address. */
-static int connect_from(const char *src, int port)
-{
-    struct sockaddr_in local = {.sin_family = AF_INET}, sa = {.sin_family = AF_INET};
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-    assert_true(fd >= 0);
-    assert_int_equal(inet_pton(AF_INET, src, &local.sin_addr), 1);
-    assert_int_equal(bind(fd, (struct sockaddr *)&local, sizeof(local)), 0);
-    sa.sin_port = htons((uint16_t)port);
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    return fd;
-}
-
-/* Has the broker closed fd (end of file or reset) within wait_ms? */
-static bool closed_by_server(int fd, int wait_ms)
-{
-    struct pollfd p = {.fd = fd, .events = POLLIN};
-    char c;
-
-    if (poll(&p, 1, wait_ms) <= 0)
-        return false;
-    return recv(fd, &c, 1, MSG_DONTWAIT) <= 0;
-}
-
 static int count_closed(const int *fds, int n)
 {
     int closed = 0;
 
     for (int i = 0; i < n; i++)
-        closed += closed_by_server(fds[i], 0);
+        closed += kbt_closed_by_server(fds[i], 0);
     return closed;
 }
 
@@ -410,7 +384,7 @@ static void test_idle_connections(void **state)
 
     (void)state;
     for (int i = 0; i < 300; i++) {
-        fds[i] = connect_from("127.0.0.2", e->port);
+        fds[i] = kbt_connect_from("127.0.0.2", e->port);
         if (i % 3 == 0)
             assert_int_equal(write(fds[i], "GET /v1/he", 10), 10);
     }
@@ -459,8 +433,9 @@ static void test_slow_clients(void **state)
     kbt_env *e = kbt_start("request_timeout = 2\n");
     static const char req[] = "GET /v1/health HTTP/1.1\r\nHost: keybroker\r\nX-Pad: "
                               "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
-    int slow = connect_from("127.0.0.2", e->port), idle = connect_from("127.0.0.3", e->port);
-    int good = connect_from("127.0.0.4", e->port);
+    int slow = kbt_connect_from("127.0.0.2", e->port),
+        idle = kbt_connect_from("127.0.0.3", e->port);
+    int good = kbt_connect_from("127.0.0.4", e->port);
     double t0 = mono_s(), closed_after = 0;
     const char *metric;
     size_t i;
@@ -468,7 +443,7 @@ static void test_slow_clients(void **state)
 
     (void)state;
     for (i = 0; i < sizeof(req) - 1; i++) {
-        if (send(slow, &req[i], 1, MSG_NOSIGNAL) != 1 || closed_by_server(slow, 250)) {
+        if (send(slow, &req[i], 1, MSG_NOSIGNAL) != 1 || kbt_closed_by_server(slow, 250)) {
             closed_after = mono_s() - t0;
             break;
         }
@@ -478,7 +453,7 @@ static void test_slow_clients(void **state)
     if (closed_after < 1.5 || closed_after > 5.0)
         fail_msg("the trickling client was closed after %.1f s (%zu bytes), want about 2 s",
                  closed_after, i);
-    assert_true(closed_by_server(idle, 3000));
+    assert_true(kbt_closed_by_server(idle, 3000));
     /* well past the timeout, the client that kept sending whole requests is still served */
     assert_true(mono_s() - t0 > 2.5);
     assert_true(health_on(good));
@@ -524,10 +499,10 @@ static void test_connection_limits(void **state)
     (void)state;
     /* one host: ten stay open, the eleventh is closed */
     for (int n = 0; n < 11; n++)
-        a[n] = connect_from("127.0.0.2", e->port);
+        a[n] = kbt_connect_from("127.0.0.2", e->port);
     usleep(200 * 1000);
     assert_int_equal(count_closed(a, 10), 0);
-    assert_true(closed_by_server(a[10], 2000));
+    assert_true(kbt_closed_by_server(a[10], 2000));
     close(a[10]);
     /* another host is not affected */
     assert_true(call_ms(e) < 1000.0);
@@ -536,18 +511,18 @@ static void test_connection_limits(void **state)
         close(a[n]);
     usleep(200 * 1000);
     for (int n = 0; n < 4; n++)
-        a[n] = connect_from("127.0.0.2", e->port);
+        a[n] = kbt_connect_from("127.0.0.2", e->port);
     usleep(200 * 1000);
     assert_int_equal(count_closed(a, 3), 0);
-    assert_true(closed_by_server(a[3], 2000));
+    assert_true(kbt_closed_by_server(a[3], 2000));
     close(a[3]);
     /* three more hosts bring the total to 40; a fifth host is refused */
     for (int n = 0; n < 30; n++)
-        b[n] = connect_from(n < 10 ? "127.0.0.3" : n < 20 ? "127.0.0.4" : "127.0.0.5", e->port);
+        b[n] = kbt_connect_from(n < 10 ? "127.0.0.3" : n < 20 ? "127.0.0.4" : "127.0.0.5", e->port);
     usleep(200 * 1000);
     assert_true(count_closed(b, 30) <= 1); /* the harness may hold one connection */
-    extra = connect_from("127.0.0.6", e->port);
-    assert_true(closed_by_server(extra, 2000));
+    extra = kbt_connect_from("127.0.0.6", e->port);
+    assert_true(kbt_closed_by_server(extra, 2000));
     close(extra);
     r = kbt_call(e, "GET", "/metrics", NULL, NULL);
     assert_int_equal(r.status, 200);

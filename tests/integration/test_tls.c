@@ -1,7 +1,8 @@
 /*
  * test_tls.c - HTTPS with mutual TLS: a client without a certificate is
- * refused at the handshake, and a token bound to one client certificate
- * (cnf.x5t#S256) does not work over a connection presenting another.
+ * refused at the handshake, a token bound to one client certificate
+ * (cnf.x5t#S256) does not work over a connection presenting another, and the
+ * connection limits apply before any handshake.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "harness.h"
 
@@ -51,7 +53,7 @@ static int setup(void **state)
     snprintf(env->cacert, sizeof(env->cacert), "%s/ca.pem", env->dir);
     use_client("clientA");
     kbt_launch(env, "tls_cert = server.pem\ntls_key = server.key\ntls_client_ca = ca.pem\n"
-                    "listen = 127.0.0.1:0\n");
+                    "listen = 127.0.0.1:0\nmax_connections_per_source = 4\nrequest_timeout = 3\n");
     return 0;
 }
 
@@ -154,6 +156,32 @@ static void test_plain_http_to_tls_port_fails(void **state)
     snprintf(env->url, sizeof(env->url), "https://127.0.0.1:%d", env->port);
 }
 
+/*
+ * The connection limits hold on the TLS port too, before any handshake: a host's fifth
+ * connection is closed at once, and connections that never start their handshake are
+ * closed after request_timeout, while another host is served throughout.
+ */
+static void test_limits_before_handshake(void **state)
+{
+    int fds[5];
+    kbt_resp r;
+
+    (void)state;
+    use_client("clientA");
+    for (int i = 0; i < 5; i++)
+        fds[i] = kbt_connect_from("127.0.0.2", env->port);
+    assert_true(kbt_closed_by_server(fds[4], 2000));
+    for (int i = 0; i < 4; i++)
+        assert_false(kbt_closed_by_server(fds[i], 0));
+    r = kbt_call(env, "GET", "/v1/health", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    kbt_resp_free(&r);
+    for (int i = 0; i < 4; i++)
+        assert_true(kbt_closed_by_server(fds[i], 6000));
+    for (int i = 0; i < 5; i++)
+        close(fds[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -161,6 +189,7 @@ int main(void)
         cmocka_unit_test(test_no_client_cert_refused),
         cmocka_unit_test(test_bound_token),
         cmocka_unit_test(test_plain_http_to_tls_port_fails),
+        cmocka_unit_test(test_limits_before_handshake),
     };
 
     return cmocka_run_group_tests_name("keybrokerd TLS", tests, setup, teardown);

@@ -197,8 +197,10 @@ static kbr_err apply(kbd_config *cfg, const char *dir, const char *k, const char
         return parse_long(v, 0, 1000000, &cfg->unauth_audit_rate);
     if (strcmp(k, "rate_limit") == 0)
         return parse_long(v, 0, 1000000, &cfg->rate_limit);
-    if (strcmp(k, "max_connections") == 0)
+    if (strcmp(k, "max_connections") == 0) {
+        cfg->max_connections_set = true;
         return parse_long(v, 16, 1000000, &cfg->max_connections);
+    }
     if (strcmp(k, "max_connections_per_source") == 0)
         return parse_long(v, 1, 1000000, &cfg->max_connections_per_source);
     if (strcmp(k, "request_timeout") == 0)

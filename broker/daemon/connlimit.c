@@ -377,20 +377,36 @@ static void on_accept_error(struct evconnlistener *lev, void *arg)
     evtimer_add(cl->resume_ev, &pause);
 }
 
-/* The descriptors the limits need, raising the soft limit up to the hard one. */
-static kbr_err check_fd_limit(long max_total, kbr_msg *msg)
+/*
+ * The descriptors the limits need, raising the soft limit up to the hard one.  A
+ * max_connections the configuration sets is kept or the start refused; the default is
+ * lowered to what the hard limit allows, and says so.
+ */
+static kbr_err check_fd_limit(kbd_config *cfg, kbr_msg *msg)
 {
     struct rlimit rl;
-    rlim_t need = (rlim_t)max_total + FD_RESERVE;
+    rlim_t need = (rlim_t)cfg->max_connections + FD_RESERVE;
 
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
         return kbr_fail(msg, KBR_ERR_IO, "cannot read the open-files limit");
-    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need) {
-        if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need)
+    if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need) {
+        if (cfg->max_connections_set || rl.rlim_max < FD_RESERVE + 16)
             return kbr_fail(msg, KBR_ERR_CONFIG,
                             "max_connections = %ld needs %llu open files and the hard limit is "
                             "%llu: lower max_connections or raise the limit",
-                            max_total, (unsigned long long)need, (unsigned long long)rl.rlim_max);
+                            cfg->max_connections, (unsigned long long)need,
+                            (unsigned long long)rl.rlim_max);
+        cfg->max_connections = (long)(rl.rlim_max - FD_RESERVE);
+        if (cfg->max_connections_per_source > cfg->max_connections)
+            cfg->max_connections_per_source = cfg->max_connections;
+        fprintf(stderr,
+                "keybrokerd: max_connections lowered to %ld (%ld per source) to fit the "
+                "open-files hard limit of %llu; set it, or raise the limit\n",
+                cfg->max_connections, cfg->max_connections_per_source,
+                (unsigned long long)rl.rlim_max);
+        need = rl.rlim_max;
+    }
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need) {
         rl.rlim_cur = need;
         if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
             return kbr_fail(msg, KBR_ERR_IO, "cannot raise the open-files limit to %llu",
@@ -404,7 +420,7 @@ kbr_err kbd_connlimit_start(kbd *d, kbr_msg *msg)
     static const struct timeval every_second = {1, 0};
     kbd_connlimit *cl;
 
-    if (check_fd_limit(d->cfg.max_connections, msg) != KBR_OK)
+    if (check_fd_limit(&d->cfg, msg) != KBR_OK)
         return KBR_ERR_CONFIG;
     cl = calloc(1, sizeof(*cl));
     if (cl == NULL)

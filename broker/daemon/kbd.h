@@ -52,6 +52,7 @@ typedef struct {
     long rate_limit;                 /* requests per second per principal; 0: none */
     long unauth_audit_rate;          /* unauthenticated denials recorded per second per source */
     long max_connections;            /* open connections, all sources */
+    bool max_connections_set;        /* by the file, not the default */
     long max_connections_per_source; /* per IPv4 or IPv6 address */
     long request_timeout;            /* seconds to deliver a whole request */
 } kbd_config;

@@ -131,6 +131,8 @@ KBR_WUR kbr_err kbr_random_hex(size_t nbytes, char *out);
 #define KBR_TIME_LEN 21
 void kbr_time_fmt(time_t t, char buf[KBR_TIME_LEN]);
 KBR_WUR kbr_err kbr_time_parse(const char *s, time_t *out);
+/* Seconds on the monotonic clock, for intervals and deadlines (not wall time). */
+double kbr_monotonic_seconds(void);
 
 /*
  * Canonical JSON: keys sorted, no whitespace, non-ASCII escaped, integers

@@ -133,14 +133,6 @@ static bool source_of(const struct sockaddr *sa, char out[SOURCE_LEN])
     return false;
 }
 
-static double mono_now(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* NULL when out of memory, or when a refused-only source would be one too many. */
 static source *source_get(kbd_connlimit *cl, const char *key, bool for_refusal)
 {
@@ -237,7 +229,7 @@ static void admit(kbd_connlimit *cl, struct evhttp_connection *evcon, int fd)
     c->fd = fd;
     c->evcon = evcon;
     c->src = s;
-    c->since = mono_now();
+    c->since = kbr_monotonic_seconds();
     s->open++;
     cl->open++;
     HASH_ADD_INT(cl->conns, fd, c);
@@ -323,7 +315,7 @@ void kbd_connlimit_request_ends(kbd *d, struct evhttp_connection *evcon)
 
     if (c != NULL) {
         c->busy = false;
-        c->since = mono_now();
+        c->since = kbr_monotonic_seconds();
     }
 }
 
@@ -331,7 +323,7 @@ void kbd_connlimit_request_ends(kbd *d, struct evhttp_connection *evcon)
 static void on_sweep(evutil_socket_t unused, short what, void *arg)
 {
     kbd_connlimit *cl = arg;
-    double now = mono_now();
+    double now = kbr_monotonic_seconds();
     conn *c, *next;
 
     (void)unused;

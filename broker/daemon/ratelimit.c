@@ -29,14 +29,6 @@ struct kbd_ratelimit {
     unsigned nkeys;
 };
 
-static double now_s(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 kbr_err kbd_ratelimit_new(long per_second, kbd_ratelimit **out)
 {
     *out = calloc(1, sizeof(**out));
@@ -65,7 +57,7 @@ void kbd_ratelimit_free(kbd_ratelimit *rl)
 bool kbd_ratelimit_allow(kbd_ratelimit *rl, const char *sub)
 {
     bucket *b = NULL;
-    double t = now_s();
+    double t = kbr_monotonic_seconds();
 
     if (rl == NULL || rl->rate <= 0)
         return true;

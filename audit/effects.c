@@ -157,7 +157,7 @@ static kbr_err key_create(kbr_store *st, const json_t *e, int64_t seq)
     kbr_eff_key k = {0};
     char created[KBR_TIME_LEN];
     json_t *products = NULL;
-    char *products_json = NULL;
+    char *products_json = NULL, *pk_sha256 = NULL;
 
     KBR_GUARD(field_str(e, "name", true, &k.name));
     KBR_GUARD(field_str(e, "purpose", true, &k.purpose));
@@ -166,6 +166,8 @@ static kbr_err key_create(kbr_store *st, const json_t *e, int64_t seq)
     KBR_GUARD(field_str(e, "hsm_label", false, &k.hsm_label));
     KBR_GUARD(field_str(e, "hsm_id", false, &k.hsm_id));
     KBR_GUARD(field_str(e, "public_key_pem", false, &k.public_key_pem));
+    KBR_GUARD(field_hex_opt(e, "public_key_sha256", 64, &pk_sha256));
+    k.public_key_sha256 = pk_sha256;
     KBR_GUARD(field_time(e, "created_at", true, created, &k.created_at));
     KBR_GUARD(field_str_array(e, "products", &products));
     KBR_GUARD(kbr_json_canonical(products, &products_json));
@@ -173,6 +175,7 @@ static kbr_err key_create(kbr_store *st, const json_t *e, int64_t seq)
     KBR_GUARD(st->ops->key_create(st, &k, seq));
 out:
     free(products_json);
+    free(pk_sha256);
     return err;
 }
 
@@ -195,7 +198,7 @@ static kbr_err token_issue(kbr_store *st, const json_t *e, int64_t seq)
     kbr_err err = KBR_OK;
     kbr_eff_token t = {0};
     char issued[KBR_TIME_LEN], nbf[KBR_TIME_LEN], exp[KBR_TIME_LEN];
-    const json_t *scope = json_object_get(e, "scope");
+    const json_t *scope = json_object_get(e, "scope"), *orphan = json_object_get(e, "orphan");
     char *scope_json = NULL;
 
     KBR_GUARD(field_str(e, "jti", true, &t.jti));
@@ -205,6 +208,9 @@ static kbr_err token_issue(kbr_store *st, const json_t *e, int64_t seq)
     KBR_GUARD(field_time(e, "issued_at", true, issued, &t.issued_at));
     KBR_GUARD(field_time(e, "not_before", false, nbf, &t.not_before));
     KBR_GUARD(field_time(e, "expires_at", true, exp, &t.expires_at));
+    KBR_GUARD(field_str(e, "parent_jti", false, &t.parent_jti));
+    KBR_ENSURE(orphan == NULL || json_is_boolean(orphan), KBR_ERR_INTERNAL);
+    t.orphan = json_is_true(orphan);
     KBR_ENSURE(json_is_object(scope), KBR_ERR_INTERNAL);
     KBR_GUARD(kbr_json_canonical(scope, &scope_json));
     t.scope_json = scope_json;

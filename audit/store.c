@@ -1,5 +1,6 @@
 /* store.c - kbr_store_*: picks the back end by URL scheme and holds the logic they share. */
 #include <string.h>
+#include <unistd.h>
 
 #include <openssl/core_names.h>
 #include <openssl/ec.h>
@@ -42,6 +43,24 @@ kbr_err kbr_store_open(const char *url, kbr_store **out, kbr_msg *msg)
     KBR_GUARD(ops->open(location, out, msg));
 out:
     return err;
+}
+
+kbr_err kbr_store_lock(const char *url, int *fd, kbr_msg *msg)
+{
+    const char *location = NULL;
+    const kbr_store_ops *ops = url != NULL ? backend_for(url, &location) : NULL;
+
+    *fd = -1;
+    if (ops == NULL)
+        return kbr_fail(msg, KBR_ERR_CONFIG, "store: unsupported URL \"%s\" (want sqlite:PATH)",
+                        url != NULL ? url : "");
+    return ops->lock(location, fd, msg);
+}
+
+void kbr_store_unlock(int fd)
+{
+    if (fd >= 0)
+        close(fd);
 }
 
 void kbr_store_close(kbr_store *st)
@@ -121,6 +140,69 @@ kbr_err kbr_store_audit_page(kbr_store *st, int64_t after, int64_t limit, json_t
     arr = NULL;
 out:
     json_decref(arr);
+    return err;
+}
+
+kbr_err kbr_store_audit_page_within(kbr_store *st, int64_t after, int64_t limit,
+                                    const kbr_audit_scope *scope, json_t **entries)
+{
+    kbr_err err = KBR_OK;
+    json_t *arr = NULL;
+
+    *entries = NULL;
+    if (scope == NULL || (!scope->products_limited && !scope->keys_limited))
+        return kbr_store_audit_page(st, after, limit, entries);
+    arr = json_array();
+    KBR_ENSURE(arr != NULL, KBR_ERR_NOMEM);
+    KBR_GUARD(st->ops->audit_walk_within(st, after, limit, scope, page_add, arr));
+    *entries = arr;
+    arr = NULL;
+out:
+    json_decref(arr);
+    return err;
+}
+
+static bool name_matches(const char *pattern, const char *name);
+
+static bool any_matches(const char *const *patterns, size_t n, const char *name)
+{
+    for (size_t i = 0; name != NULL && i < n; i++)
+        if (name_matches(patterns[i], name))
+            return true;
+    return false;
+}
+
+/* The same rule as the back ends' audit_walk_within, on one entry. */
+static bool entry_within(const json_t *entry, const kbr_audit_scope *scope)
+{
+    const json_t *products = json_object_get(entry, "products"), *p;
+    bool seen = !scope->products_limited;
+    size_t i;
+
+    json_array_foreach(products, i, p)
+    {
+        if (!seen && any_matches(scope->products, scope->nproducts, json_string_value(p)))
+            seen = true;
+    }
+    if (scope->keys_limited &&
+        !any_matches(scope->keys, scope->nkeys, json_string_value(json_object_get(entry, "key"))))
+        seen = false;
+    return seen;
+}
+
+kbr_err kbr_store_audit_visible(kbr_store *st, int64_t seq, const kbr_audit_scope *scope,
+                                bool *visible)
+{
+    kbr_err err = KBR_OK;
+    json_t *page = NULL;
+
+    *visible = false;
+    KBR_ENSURE(seq >= 1, KBR_ERR_NOT_FOUND);
+    KBR_GUARD(kbr_store_audit_page(st, seq - 1, 1, &page));
+    KBR_ENSURE(json_array_size(page) == 1, KBR_ERR_NOT_FOUND);
+    *visible = scope == NULL || entry_within(json_array_get(page, 0), scope);
+out:
+    json_decref(page);
     return err;
 }
 
@@ -273,16 +355,16 @@ out:
     return err;
 }
 
-kbr_err kbr_store_debug_challenge_used(kbr_store *st, const char *key, const char *challenge_sha256,
-                                       bool *used)
+kbr_err kbr_store_debug_challenge_used(kbr_store *st, const char *product, const char *serial,
+                                       const char *challenge_sha256, bool *used)
 {
     kbr_err err = KBR_OK;
     char lower[65];
 
     *used = false;
-    KBR_ENSURE(key != NULL, KBR_ERR_INTERNAL);
+    KBR_ENSURE(product != NULL && serial != NULL, KBR_ERR_INTERNAL);
     KBR_GUARD(lower_sha256_hex(challenge_sha256, lower));
-    KBR_GUARD(st->ops->debug_challenge_used(st, key, lower, used));
+    KBR_GUARD(st->ops->debug_challenge_used(st, product, serial, lower, used));
 out:
     return err;
 }

@@ -22,7 +22,8 @@ struct kbr_store {
 /* A validated key.create effect; times are normalized RFC 3339 UTC. */
 typedef struct {
     const char *name, *purpose, *algorithm, *owner, *hsm_label, *hsm_id, *public_key_pem;
-    const char *products_json; /* canonical JSON array of strings */
+    const char *public_key_sha256; /* lowercase hex, or NULL */
+    const char *products_json;     /* canonical JSON array of strings */
     const char *created_at;
 } kbr_eff_key;
 
@@ -30,6 +31,8 @@ typedef struct {
     const char *jti, *sub, *issued_by, *cnf_x5t;
     const char *scope_json; /* canonical JSON object */
     const char *issued_at, *not_before, *expires_at;
+    const char *parent_jti; /* NULL for a root */
+    bool orphan;
 } kbr_eff_token;
 
 typedef struct {
@@ -84,6 +87,8 @@ struct kbr_store_ops {
     /* location is the URL after "scheme:". */
     kbr_err (*open)(const char *location, kbr_store **out, kbr_msg *msg);
     void (*close)(kbr_store *st);
+    /* See kbr_store_lock. */
+    kbr_err (*lock)(const char *location, int *fd, kbr_msg *msg);
 
     kbr_err (*writer_mode)(kbr_store *st);
     kbr_err (*maintain)(kbr_store *st);
@@ -128,7 +133,8 @@ struct kbr_store_ops {
     kbr_err (*device_event_insert)(kbr_store *st, const char *product, const char *serial,
                                    const char *kind, const char *at, const char *detail_json,
                                    int64_t seq);
-    /* Records (key, challenge_sha256) as answered: KBR_ERR_STORE_CONSTRAINT when it was. */
+    /* Records (product, serial, challenge_sha256) as answered: KBR_ERR_STORE_CONSTRAINT when
+     * it was, whatever the key. */
     kbr_err (*debug_challenge_insert)(kbr_store *st, const kbr_eff_debug *d, int64_t seq);
     /* *added is false, and nothing is written, when the history already holds the same fact
      * (product, serial, version, status, at). */
@@ -152,6 +158,9 @@ struct kbr_store_ops {
     kbr_err (*checkpoint_latest)(kbr_store *st, json_t **out);
     kbr_err (*audit_walk)(kbr_store *st, int64_t after, int64_t limit, kbr_store_entry_fn fn,
                           void *arg);
+    /* audit_walk over the entries scope lets its reader see (scope not NULL). */
+    kbr_err (*audit_walk_within)(kbr_store *st, int64_t after, int64_t limit,
+                                 const kbr_audit_scope *scope, kbr_store_entry_fn fn, void *arg);
 
     kbr_err (*key_get)(kbr_store *st, const char *name, json_t **key);
     kbr_err (*key_list)(kbr_store *st, json_t **keys);
@@ -170,8 +179,8 @@ struct kbr_store_ops {
     kbr_err (*devices_known)(kbr_store *st, const char *product, const json_t *serials,
                              json_t **known);
     /* challenge_sha256 is lowercase hex. */
-    kbr_err (*debug_challenge_used)(kbr_store *st, const char *key, const char *challenge_sha256,
-                                    bool *used);
+    kbr_err (*debug_challenge_used)(kbr_store *st, const char *product, const char *serial,
+                                    const char *challenge_sha256, bool *used);
     kbr_err (*device_firmware)(kbr_store *st, const char *product, const char *serial,
                                json_t **out);
 

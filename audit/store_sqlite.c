@@ -9,13 +9,16 @@
  * next group.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include "store_sqlite.h"
 
-#define SCHEMA_VERSION 2
+#define SCHEMA_VERSION 3
 
 /*
  * schema_sql is version 1, kept as it was: a new store is created at version 1 and taken
@@ -360,6 +363,51 @@ out:
     return err;
 }
 
+/* The pid the holder wrote, for the message; 0 when it cannot be read. */
+static long lock_holder(int fd)
+{
+    char buf[32] = {0};
+    ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+
+    return n > 0 ? strtol(buf, NULL, 10) : 0;
+}
+
+static kbr_err sqlite_lock(const char *loc, int *fd, kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+    char *path = NULL, *lock_path = NULL, pid[32];
+    sqlite3_int64 max_pages;
+    int lfd = -1;
+
+    *fd = -1;
+    KBR_GUARD(parse_location(loc, &path, &max_pages, msg));
+    KBR_ENSURE(asprintf(&lock_path, "%s.lock", path) > 0, KBR_ERR_NOMEM);
+    lfd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    KBR_ENSURE(lfd >= 0, kbr_fail(msg, KBR_ERR_STORE, "store %s: cannot open the lock file %s: %s",
+                                  path, lock_path, strerror(errno)));
+    if (flock(lfd, LOCK_EX | LOCK_NB) != 0) {
+        KBR_ENSURE(errno == EWOULDBLOCK,
+                   kbr_fail(msg, KBR_ERR_STORE, "store %s: cannot lock %s: %s", path, lock_path,
+                            strerror(errno)));
+        err = kbr_fail(msg, KBR_ERR_CONFLICT,
+                       "store %s is in use by another keybrokerd (pid %ld, lock %s)", path,
+                       lock_holder(lfd), lock_path);
+        goto out;
+    }
+    snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+    KBR_ENSURE(
+        ftruncate(lfd, 0) == 0 && pwrite(lfd, pid, strlen(pid), 0) == (ssize_t)strlen(pid),
+        kbr_fail(msg, KBR_ERR_STORE, "store %s: cannot write the lock file %s", path, lock_path));
+    *fd = lfd;
+    lfd = -1;
+out:
+    if (lfd >= 0)
+        close(lfd);
+    free(lock_path);
+    free(path);
+    return err;
+}
+
 kbr_err kbr_sqlite_fail(kbr_sqlite *s, const char *path, int rc, kbr_msg *msg)
 {
     return kbr_fail(msg, kbr_sqlite_err(rc), "store %s: %s", path, sqlite3_errmsg(s->db));
@@ -461,8 +509,12 @@ static kbr_err schema_in_tx(kbr_sqlite *s, const char *path, kbr_msg *msg)
         KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
         version = 1;
     }
-    if (version == 1)
+    if (version == 1) {
         KBR_GUARD(kbr_sqlite_migrate_v2(s, path, msg));
+        version = 2;
+    }
+    if (version == 2)
+        KBR_GUARD(kbr_sqlite_migrate_v3(s, path, msg));
 out:
     return err;
 }
@@ -590,6 +642,31 @@ static void sqlite_rollback_to(kbr_store *st)
     (void)run_fixed(s, SQ_RELEASE, "RELEASE kbr_effects");
 }
 
+static kbr_err audit_products_insert(kbr_sqlite *s, const kbr_store_audit_row *row)
+{
+    kbr_err err = KBR_OK;
+    sqlite3_stmt *stmt = NULL;
+    size_t i;
+    json_t *p;
+
+    json_array_foreach(row->products, i, p)
+    {
+        KBR_ENSURE(json_is_string(p), KBR_ERR_INTERNAL);
+        KBR_GUARD(kbr_sqlite_stmt(s, SQ_AUDIT_PRODUCT_INSERT,
+                                  "INSERT OR IGNORE INTO audit_products(product, seq)"
+                                  " VALUES (?1, ?2)",
+                                  &stmt));
+        KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, json_string_value(p)));
+        KBR_GUARD(kbr_sqlite_err(sqlite3_bind_int64(stmt, 2, row->seq)));
+        KBR_GUARD(kbr_sqlite_run(stmt));
+        kbr_sqlite_done(stmt);
+        stmt = NULL;
+    }
+out:
+    kbr_sqlite_done(stmt);
+    return err;
+}
+
 static kbr_err sqlite_audit_insert(kbr_store *st, const kbr_store_audit_row *row)
 {
     kbr_err err = KBR_OK;
@@ -613,6 +690,9 @@ static kbr_err sqlite_audit_insert(kbr_store *st, const kbr_store_audit_row *row
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 11, row->prev_hash));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 12, row->hash));
     KBR_GUARD(kbr_sqlite_run(stmt));
+    kbr_sqlite_done(stmt);
+    stmt = NULL;
+    KBR_GUARD(audit_products_insert((kbr_sqlite *)st, row));
 out:
     kbr_sqlite_done(stmt);
     return err;
@@ -673,10 +753,104 @@ out:
     return err;
 }
 
+/* "(name = ?N OR name GLOB ?N+1 ...)", numbered from *param on: GLOB for a "prefix*" entry
+ * (names hold no GLOB metacharacter but that final '*'); "(0)" for an empty list, which
+ * matches nothing. */
+static void match_any_sql(FILE *sql, const char *column, const char *const *patterns, size_t n,
+                          int *param)
+{
+    fputs("(", sql);
+    if (n == 0)
+        fputs("0", sql);
+    for (size_t i = 0; i < n; i++) {
+        size_t len = strlen(patterns[i]);
+        bool prefix = len > 0 && patterns[i][len - 1] == '*';
+        fprintf(sql, "%s%s %s ?%d", i > 0 ? " OR " : "", column, prefix ? "GLOB" : "=", (*param)++);
+    }
+    fputs(")", sql);
+}
+
+/*
+ * Driven by audit_products when the reader is limited to products: for one product that is
+ * a walk of its index in seq order, however long the log.  *text is the caller's to free.
+ */
+static kbr_err within_sql(const kbr_audit_scope *scope, char **text)
+{
+    size_t len = 0;
+    FILE *sql = open_memstream(text, &len);
+    int param = 3; /* ?1 is after, ?2 the limit */
+
+    if (sql == NULL)
+        return KBR_ERR_NOMEM;
+    if (scope->products_limited) {
+        fputs("SELECT DISTINCT a.seq, a.entry, a.hash FROM audit_products p"
+              " JOIN audit a ON a.seq = p.seq WHERE p.seq > ?1 AND ",
+              sql);
+        match_any_sql(sql, "p.product", scope->products, scope->nproducts, &param);
+    } else {
+        fputs("SELECT a.seq, a.entry, a.hash FROM audit a WHERE a.seq > ?1", sql);
+    }
+    if (scope->keys_limited) {
+        fputs(" AND ", sql);
+        match_any_sql(sql, "a.key", scope->keys, scope->nkeys, &param);
+    }
+    fputs(" ORDER BY a.seq LIMIT ?2", sql);
+    if (ferror(sql) != 0) {
+        fclose(sql);
+        free(*text);
+        *text = NULL;
+        return KBR_ERR_NOMEM;
+    }
+    return fclose(sql) == 0 ? KBR_OK : KBR_ERR_NOMEM;
+}
+
+static kbr_err bind_patterns(sqlite3_stmt *stmt, int *at, const char *const *patterns, size_t n)
+{
+    kbr_err err = KBR_OK;
+
+    for (size_t i = 0; i < n; i++)
+        KBR_GUARD(kbr_sqlite_bind_text(stmt, (*at)++, patterns[i]));
+out:
+    return err;
+}
+
+static kbr_err sqlite_audit_walk_within(kbr_store *st, int64_t after, int64_t limit,
+                                        const kbr_audit_scope *scope, kbr_store_entry_fn fn,
+                                        void *arg)
+{
+    kbr_err err = KBR_OK;
+    kbr_sqlite *s = (kbr_sqlite *)st;
+    char *sql = NULL;
+    sqlite3_stmt *stmt = NULL;
+    int rc, at = 3;
+
+    KBR_GUARD(within_sql(scope, &sql));
+    /* the shape depends on the scope, so it is prepared for each page */
+    KBR_GUARD(kbr_sqlite_err(sqlite3_prepare_v2(s->db, sql, -1, &stmt, NULL)));
+    KBR_GUARD(kbr_sqlite_err(sqlite3_bind_int64(stmt, 1, after)));
+    KBR_GUARD(kbr_sqlite_err(sqlite3_bind_int64(stmt, 2, limit)));
+    if (scope->products_limited)
+        KBR_GUARD(bind_patterns(stmt, &at, scope->products, scope->nproducts));
+    if (scope->keys_limited)
+        KBR_GUARD(bind_patterns(stmt, &at, scope->keys, scope->nkeys));
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        const char *entry = kbr_sqlite_text(stmt, 1), *hash = kbr_sqlite_text(stmt, 2);
+
+        KBR_ENSURE(entry != NULL && hash != NULL, KBR_ERR_STORE);
+        KBR_GUARD(fn(sqlite3_column_int64(stmt, 0), entry, hash, arg));
+    }
+    KBR_ENSURE(rc == SQLITE_DONE, kbr_sqlite_err(rc));
+out:
+    sqlite3_finalize(stmt);
+    free(sql);
+    return err;
+}
+
 const kbr_store_ops kbr_store_sqlite_ops = {
     .scheme = "sqlite",
     .open = sqlite_open,
     .close = sqlite_close,
+    .lock = sqlite_lock,
     .begin = sqlite_begin,
     .commit = sqlite_commit,
     .rollback = sqlite_rollback,
@@ -704,6 +878,7 @@ const kbr_store_ops kbr_store_sqlite_ops = {
     .audit_insert = sqlite_audit_insert,
     .audit_tail = sqlite_audit_tail,
     .audit_walk = sqlite_audit_walk,
+    .audit_walk_within = sqlite_audit_walk_within,
     .merkle_node_get = kbr_sqlite_merkle_node_get,
     .merkle_node_put = kbr_sqlite_merkle_node_put,
     .checkpoint_insert = kbr_sqlite_checkpoint_insert,

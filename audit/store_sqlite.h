@@ -28,6 +28,7 @@ typedef enum {
     SQ_AUDIT_INSERT,
     SQ_AUDIT_TAIL,
     SQ_AUDIT_WALK,
+    SQ_AUDIT_PRODUCT_INSERT,
     SQ_MERKLE_LEAF,
     SQ_MERKLE_NODE_GET,
     SQ_MERKLE_NODE_PUT,
@@ -121,8 +122,14 @@ KBR_WUR kbr_err kbr_sqlite_bind_text(sqlite3_stmt *stmt, int idx, const char *s)
 const char *kbr_sqlite_text(sqlite3_stmt *stmt, int col);
 
 /* How a result column becomes a member: text (or null), parsed JSON, an integer (0 for SQL
- * NULL), or an integer or null. */
-typedef enum { KBR_COL_TEXT, KBR_COL_JSON, KBR_COL_INT, KBR_COL_INT_OR_NULL } kbr_col_kind;
+ * NULL), an integer or null, or a boolean (SQL NULL or 0: false). */
+typedef enum {
+    KBR_COL_TEXT,
+    KBR_COL_JSON,
+    KBR_COL_INT,
+    KBR_COL_INT_OR_NULL,
+    KBR_COL_BOOL
+} kbr_col_kind;
 
 typedef struct {
     const char *field;
@@ -146,9 +153,10 @@ KBR_WUR kbr_err kbr_sqlite_object(sqlite3_stmt *stmt, const kbr_col_spec *cols, 
  */
 #define KBR_SQLITE_TOKEN_SELECT                                                                    \
     "SELECT t.jti, t.sub, t.scope, t.issued_at, t.not_before, t.expires_at, t.revoked_at,"         \
-    " t.revoke_reason, t.issued_by, t.cnf_x5t, coalesce(u.uses, 0), u.last_used_at"                \
+    " t.revoke_reason, t.issued_by, t.cnf_x5t, coalesce(u.uses, 0), u.last_used_at,"               \
+    " t.parent_jti, t.orphan"                                                                      \
     " FROM tokens t LEFT JOIN token_usage u ON u.jti = t.jti"
-#define KBR_SQLITE_TOKEN_NCOLS 12
+#define KBR_SQLITE_TOKEN_NCOLS 14
 extern const kbr_col_spec kbr_sqlite_token_cols[KBR_SQLITE_TOKEN_NCOLS];
 
 /* Ledger operations (store_sqlite_ledger.c). */
@@ -200,7 +208,7 @@ kbr_err kbr_sqlite_device_firmware_current(kbr_store *st, const char *product, c
                                            const char *version, const char *at);
 kbr_err kbr_sqlite_devices_known(kbr_store *st, const char *product, const json_t *serials,
                                  json_t **known);
-kbr_err kbr_sqlite_debug_challenge_used(kbr_store *st, const char *key,
+kbr_err kbr_sqlite_debug_challenge_used(kbr_store *st, const char *product, const char *serial,
                                         const char *challenge_sha256, bool *used);
 kbr_err kbr_sqlite_device_firmware(kbr_store *st, const char *product, const char *serial,
                                    json_t **out);
@@ -217,6 +225,7 @@ kbr_err kbr_sqlite_checkpoint_latest(kbr_store *st, json_t **out);
 /* Schema steps after version 1, in the transaction that creates or opens the store
  * (store_sqlite_migrate.c); path and msg name the store in a failure. */
 kbr_err kbr_sqlite_migrate_v2(kbr_sqlite *s, const char *path, kbr_msg *msg);
+kbr_err kbr_sqlite_migrate_v3(kbr_sqlite *s, const char *path, kbr_msg *msg);
 
 /* Snapshots and the custody views (store_sqlite_views.c, store_sqlite_exposure.c). */
 kbr_err kbr_sqlite_snapshot_begin(kbr_store *st);

@@ -302,7 +302,7 @@ out:
     return err;
 }
 
-kbr_err kbr_sqlite_debug_challenge_used(kbr_store *st, const char *key,
+kbr_err kbr_sqlite_debug_challenge_used(kbr_store *st, const char *product, const char *serial,
                                         const char *challenge_sha256, bool *used)
 {
     kbr_err err = KBR_OK;
@@ -312,10 +312,11 @@ kbr_err kbr_sqlite_debug_challenge_used(kbr_store *st, const char *key,
     *used = false;
     KBR_GUARD(kbr_sqlite_stmt(SQ(st), SQ_CHALLENGE_USED,
                               "SELECT 1 FROM debug_challenges"
-                              " WHERE key = ?1 AND challenge_sha256 = ?2",
+                              " WHERE product = ?1 AND serial = ?2 AND challenge_sha256 = ?3",
                               &stmt));
-    KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, key));
-    KBR_GUARD(kbr_sqlite_bind_text(stmt, 2, challenge_sha256));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, product));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 2, serial));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 3, challenge_sha256));
     rc = sqlite3_step(stmt);
     KBR_ENSURE(rc == SQLITE_ROW || rc == SQLITE_DONE, kbr_sqlite_err(rc));
     *used = rc == SQLITE_ROW;

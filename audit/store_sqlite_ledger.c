@@ -13,8 +13,9 @@ kbr_err kbr_sqlite_key_create(kbr_store *st, const kbr_eff_key *k, int64_t seq)
 
     KBR_GUARD(kbr_sqlite_stmt(SQ(st), SQ_KEY_INSERT,
                               "INSERT INTO keys(name, purpose, algorithm, products, owner,"
-                              " hsm_label, hsm_id, public_key_pem, state, created_at, audit_seq)"
-                              " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'active', ?9, ?10)",
+                              " hsm_label, hsm_id, public_key_pem, state, created_at, audit_seq,"
+                              " public_key_sha256)"
+                              " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'active', ?9, ?10, ?11)",
                               &stmt));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, k->name));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 2, k->purpose));
@@ -26,6 +27,7 @@ kbr_err kbr_sqlite_key_create(kbr_store *st, const kbr_eff_key *k, int64_t seq)
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 8, k->public_key_pem));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 9, k->created_at));
     KBR_GUARD(kbr_sqlite_err(sqlite3_bind_int64(stmt, 10, seq)));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 11, k->public_key_sha256));
     KBR_GUARD(kbr_sqlite_run(stmt));
 out:
     kbr_sqlite_done(stmt);
@@ -79,8 +81,8 @@ kbr_err kbr_sqlite_token_issue(kbr_store *st, const kbr_eff_token *t, int64_t se
 
     KBR_GUARD(kbr_sqlite_stmt(SQ(st), SQ_TOKEN_INSERT,
                               "INSERT INTO tokens(jti, sub, scope, issued_by, issued_at,"
-                              " not_before, expires_at, cnf_x5t, audit_seq)"
-                              " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                              " not_before, expires_at, cnf_x5t, audit_seq, parent_jti, orphan)"
+                              " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                               &stmt));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, t->jti));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 2, t->sub));
@@ -91,6 +93,8 @@ kbr_err kbr_sqlite_token_issue(kbr_store *st, const kbr_eff_token *t, int64_t se
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 7, t->expires_at));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 8, t->cnf_x5t));
     KBR_GUARD(kbr_sqlite_err(sqlite3_bind_int64(stmt, 9, seq)));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 10, t->parent_jti));
+    KBR_GUARD(kbr_sqlite_err(sqlite3_bind_int(stmt, 11, t->orphan ? 1 : 0)));
     KBR_GUARD(kbr_sqlite_run(stmt));
 out:
     kbr_sqlite_done(stmt);
@@ -195,6 +199,10 @@ static kbr_err column_value(sqlite3_stmt *stmt, int col, kbr_col_kind kind, json
     *out = NULL;
     if (kind == KBR_COL_INT_OR_NULL && sqlite3_column_type(stmt, col) == SQLITE_NULL) {
         *out = json_null();
+        goto out;
+    }
+    if (kind == KBR_COL_BOOL) {
+        *out = json_boolean(sqlite3_column_int64(stmt, col) != 0);
         goto out;
     }
     if (kind == KBR_COL_INT || kind == KBR_COL_INT_OR_NULL) {
@@ -307,7 +315,7 @@ kbr_err kbr_sqlite_objects(sqlite3_stmt *stmt, const kbr_col_spec *cols, size_t 
 /* The key's current certificate, if any (certificates_key_current keeps it to one). */
 #define KEY_COLUMNS                                                                                \
     "SELECT k.name, k.purpose, k.algorithm, k.products, k.owner, k.state, k.created_at,"           \
-    " k.retired_at, k.public_key_pem, k.hsm_label, k.hsm_id,"                                      \
+    " k.retired_at, k.public_key_pem, k.hsm_label, k.hsm_id, k.public_key_sha256,"                 \
     " c.pem, c.chain_pem, c.not_after, c.serial_number, c.fingerprint FROM keys k"                 \
     " LEFT JOIN certificates c ON c.owner_kind = 'key' AND c.key_name = k.name"                    \
     "  AND c.superseded_at IS NULL"
@@ -316,7 +324,7 @@ static const kbr_col_spec key_cols[] = {
     {"name", KBR_COL_TEXT},       {"purpose", KBR_COL_TEXT},    {"algorithm", KBR_COL_TEXT},
     {"products", KBR_COL_JSON},   {"owner", KBR_COL_TEXT},      {"state", KBR_COL_TEXT},
     {"created_at", KBR_COL_TEXT}, {"retired_at", KBR_COL_TEXT}, {"public_key_pem", KBR_COL_TEXT},
-    {"hsm_label", KBR_COL_TEXT},  {"hsm_id", KBR_COL_TEXT},
+    {"hsm_label", KBR_COL_TEXT},  {"hsm_id", KBR_COL_TEXT},     {"public_key_sha256", KBR_COL_TEXT},
 };
 static const kbr_col_spec cert_cols[] = {
     {"pem", KBR_COL_TEXT},           {"chain_pem", KBR_COL_TEXT},   {"not_after", KBR_COL_TEXT},
@@ -386,13 +394,14 @@ const kbr_col_spec kbr_sqlite_token_cols[KBR_SQLITE_TOKEN_NCOLS] = {
     {"issued_at", KBR_COL_TEXT},  {"not_before", KBR_COL_TEXT},    {"expires_at", KBR_COL_TEXT},
     {"revoked_at", KBR_COL_TEXT}, {"revoke_reason", KBR_COL_TEXT}, {"issued_by", KBR_COL_TEXT},
     {"cnf_x5t", KBR_COL_TEXT},    {"uses", KBR_COL_INT},           {"last_used_at", KBR_COL_TEXT},
+    {"parent_jti", KBR_COL_TEXT}, {"orphan", KBR_COL_BOOL},
 };
 
 #define TOKEN_SELECT                                                                               \
     KBR_SQLITE_TOKEN_SELECT                                                                        \
     " WHERE (?1 IS NULL OR t.sub = ?1)"                                                            \
     "  AND (?2 = 0 OR (t.revoked_at IS NULL AND t.expires_at > ?3))"                               \
-    " ORDER BY t.issued_at, t.jti"
+    " ORDER BY t.audit_seq, t.jti"
 
 kbr_err kbr_sqlite_token_list(kbr_store *st, const char *sub, bool active, time_t now,
                               json_t **tokens)

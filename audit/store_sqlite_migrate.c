@@ -17,6 +17,20 @@
  *  - device_firmware holds each fact (product, serial, version, status, at) once, so an OTA
  *    report sent twice is history once; of the copies an older broker recorded, the first
  *    stays.
+ *
+ * Version 3 (custody boundaries):
+ *  - tokens.parent_jti and tokens.orphan: the token tree.  A token issued under another names
+ *    it, so revoking the parent revokes it; an orphan stands alone.  Tokens recorded before
+ *    have no parent.
+ *  - keys.public_key_sha256, and one registry entry per HSM object: unique by label, by
+ *    CKA_ID (when it has one) and by public key, retired keys included (registering the
+ *    object again would undo its retirement).  Keys recorded before get the hash from their
+ *    public_key_pem; a store in which two entries already name one object does not open,
+ *    and the message names them.
+ *  - audit_products: the products each audit entry is about (its "products"), which bound
+ *    what a reader limited to products sees.  Entries recorded before are about none.
+ *  - debug_challenges: a challenge is answered once per device, whatever the key; the
+ *    table is rebuilt with that key, keeping every answer.
  */
 #include <openssl/err.h>
 #include <openssl/pem.h>
@@ -136,6 +150,125 @@ kbr_err kbr_sqlite_migrate_v2(kbr_sqlite *s, const char *path, kbr_msg *msg)
     KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
     KBR_GUARD(collect_keys(s, path, msg));
     rc = sqlite3_exec(s->db, v2_assign_sql, NULL, NULL, NULL);
+    KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
+out:
+    return err;
+}
+
+static const char v3_schema_sql[] =
+    "ALTER TABLE tokens ADD COLUMN parent_jti TEXT;"
+    "ALTER TABLE tokens ADD COLUMN orphan INTEGER NOT NULL DEFAULT 0;"
+    "CREATE INDEX tokens_parent ON tokens(parent_jti) WHERE parent_jti IS NOT NULL;"
+    "ALTER TABLE keys ADD COLUMN public_key_sha256 TEXT;"
+    "CREATE TABLE audit_products(product TEXT NOT NULL, seq INTEGER NOT NULL,"
+    " PRIMARY KEY(product, seq)) WITHOUT ROWID;"
+    "DROP TRIGGER IF EXISTS debug_relate;"
+    "ALTER TABLE debug_challenges RENAME TO debug_challenges_v2;"
+    "CREATE TABLE debug_challenges("
+    " key TEXT NOT NULL REFERENCES keys(name), challenge_sha256 TEXT NOT NULL,"
+    " product TEXT NOT NULL, serial TEXT NOT NULL, at TEXT NOT NULL,"
+    " audit_seq INTEGER NOT NULL, PRIMARY KEY(product, serial, challenge_sha256),"
+    " FOREIGN KEY(product, serial) REFERENCES devices(product, serial)) WITHOUT ROWID;"
+    /* a device's challenge answered by two keys before this version: the first answer stays */
+    "INSERT OR IGNORE INTO debug_challenges SELECT key, challenge_sha256, product, serial, at,"
+    " audit_seq FROM debug_challenges_v2 ORDER BY audit_seq;"
+    "DROP TABLE debug_challenges_v2;"
+    "CREATE TRIGGER debug_relate AFTER INSERT ON debug_challenges BEGIN"
+    " INSERT OR IGNORE INTO key_relations(product, key, role)"
+    "  VALUES (new.product, new.key, 'debug-auth');"
+    " END;";
+
+static const char v3_unique_sql[] =
+    "CREATE UNIQUE INDEX keys_hsm_label ON keys(hsm_label) WHERE hsm_label IS NOT NULL;"
+    "CREATE UNIQUE INDEX keys_hsm_id ON keys(hsm_id) WHERE hsm_id IS NOT NULL AND hsm_id <> '';"
+    "CREATE UNIQUE INDEX keys_public_key ON keys(public_key_sha256)"
+    " WHERE public_key_sha256 IS NOT NULL;"
+    "UPDATE meta SET schema_version = 3;";
+
+static kbr_err key_hash(const char *pem, char hex[65], bool *found)
+{
+    kbr_err err = KBR_OK;
+    BIO *bio = NULL;
+    EVP_PKEY *pub = NULL;
+
+    *found = false;
+    if (pem == NULL)
+        goto out;
+    bio = BIO_new_mem_buf(pem, -1);
+    KBR_ENSURE(bio != NULL, KBR_ERR_NOMEM);
+    pub = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
+    ERR_clear_error();
+    if (pub == NULL)
+        goto out;
+    KBR_GUARD(kbr_store_public_key_sha256(pub, hex));
+    *found = true;
+out:
+    EVP_PKEY_free(pub);
+    BIO_free(bio);
+    return err;
+}
+
+static kbr_err hash_keys(kbr_sqlite *s, const char *path, kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+    sqlite3_stmt *sel = NULL, *upd = NULL;
+    char hex[65];
+    bool found;
+    int rc;
+
+    rc = sqlite3_prepare_v2(s->db, "SELECT name, public_key_pem FROM keys", -1, &sel, NULL);
+    KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
+    rc = sqlite3_prepare_v2(s->db, "UPDATE keys SET public_key_sha256 = ?2 WHERE name = ?1", -1,
+                            &upd, NULL);
+    KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
+    while ((rc = sqlite3_step(sel)) == SQLITE_ROW) {
+        KBR_GUARD(key_hash(kbr_sqlite_text(sel, 1), hex, &found));
+        if (!found)
+            continue;
+        sqlite3_reset(upd);
+        sqlite3_bind_text(upd, 1, kbr_sqlite_text(sel, 0), -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(upd, 2, hex, -1, SQLITE_TRANSIENT);
+        rc = sqlite3_step(upd);
+        KBR_ENSURE(rc == SQLITE_DONE, kbr_sqlite_fail(s, path, rc, msg));
+    }
+    KBR_ENSURE(rc == SQLITE_DONE, kbr_sqlite_fail(s, path, rc, msg));
+out:
+    sqlite3_finalize(upd);
+    sqlite3_finalize(sel);
+    return err;
+}
+
+/* Two registry entries that name one HSM object: the store cannot open until one goes. */
+static kbr_err name_duplicates(kbr_sqlite *s, const char *path, kbr_msg *msg)
+{
+    sqlite3_stmt *stmt = NULL;
+    kbr_err err = KBR_OK;
+
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT a.name, b.name FROM keys a JOIN keys b ON a.name < b.name"
+                           " AND (a.hsm_label = b.hsm_label OR (a.hsm_id <> '' AND"
+                           " a.hsm_id = b.hsm_id) OR a.public_key_sha256 = b.public_key_sha256)"
+                           " LIMIT 1",
+                           -1, &stmt, NULL) == SQLITE_OK &&
+        sqlite3_step(stmt) == SQLITE_ROW)
+        err = kbr_fail(msg, KBR_ERR_STORE,
+                       "store %s: keys \"%s\" and \"%s\" name the same HSM object; a key may be "
+                       "registered once",
+                       path, kbr_sqlite_text(stmt, 0), kbr_sqlite_text(stmt, 1));
+    sqlite3_finalize(stmt);
+    return err;
+}
+
+kbr_err kbr_sqlite_migrate_v3(kbr_sqlite *s, const char *path, kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+    int rc;
+
+    rc = sqlite3_exec(s->db, v3_schema_sql, NULL, NULL, NULL);
+    KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
+    KBR_GUARD(hash_keys(s, path, msg));
+    KBR_GUARD(name_duplicates(s, path, msg));
+    rc = sqlite3_exec(s->db, v3_unique_sql, NULL, NULL, NULL);
     KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
 out:
     return err;

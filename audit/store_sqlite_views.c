@@ -80,7 +80,17 @@ static const kbr_col_spec live_token_cols[] = {
     {"max_uses", KBR_COL_INT_OR_NULL},
 };
 
-static kbr_err live_tokens(kbr_sqlite *s, const char *key, const char *now, json_t **out)
+/*
+ * A token whose scope names products reaches a product's key only for those products: a
+ * token of another product that shares the key is not one of this product's holders.
+ */
+#define TOKENS_FOR_PRODUCT                                                                         \
+    " (json_type(t.scope, '$.products') IS NULL OR EXISTS (SELECT 1 FROM"                          \
+    "  json_each(t.scope, '$.products') p WHERE p.value = ?3 OR (substr(p.value, -1) = '*'"        \
+    "  AND substr(?3, 1, length(p.value) - 1) = substr(p.value, 1, length(p.value) - 1))))"
+
+static kbr_err live_tokens(kbr_sqlite *s, const char *key, const char *product, const char *now,
+                           json_t **out)
 {
     kbr_err err = KBR_OK;
     sqlite3_stmt *stmt = NULL;
@@ -94,10 +104,11 @@ static kbr_err live_tokens(kbr_sqlite *s, const char *key, const char *now, json
                               " FROM tokens t LEFT JOIN token_usage u ON u.jti = t.jti"
                               " WHERE" TOKENS_REACHING
                               " AND t.revoked_at IS NULL AND t.expires_at > ?2"
-                              " ORDER BY t.expires_at, t.jti",
+                              " AND" TOKENS_FOR_PRODUCT " ORDER BY t.expires_at, t.jti",
                               &stmt));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, patterns));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 2, now));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 3, product));
     KBR_GUARD(kbr_sqlite_objects(stmt, live_token_cols, KBR_NCOLS(live_token_cols), out));
 out:
     kbr_sqlite_done(stmt);
@@ -152,8 +163,8 @@ out:
     return err;
 }
 
-static kbr_err product_key(kbr_sqlite *s, const char *name, json_t *roles, const char *now,
-                           json_t *keys)
+static kbr_err product_key(kbr_sqlite *s, const char *product, const char *name, json_t *roles,
+                           const char *now, json_t *keys)
 {
     kbr_err err = KBR_OK;
     json_t *key = NULL, *tokens = NULL;
@@ -163,7 +174,7 @@ static kbr_err product_key(kbr_sqlite *s, const char *name, json_t *roles, const
     if (found == KBR_ERR_NOT_FOUND)
         goto out;
     KBR_GUARD(found);
-    KBR_GUARD(live_tokens(s, name, now, &tokens));
+    KBR_GUARD(live_tokens(s, name, product, now, &tokens));
     KBR_ENSURE(json_object_set(key, "relations", roles) == 0, KBR_ERR_NOMEM);
     KBR_ENSURE(json_object_set(key, "live_tokens", tokens) == 0, KBR_ERR_NOMEM);
     KBR_ENSURE(json_array_append(keys, key) == 0, KBR_ERR_NOMEM);
@@ -185,7 +196,7 @@ static kbr_err product_keys(kbr_sqlite *s, const char *product, const char *now,
     KBR_ENSURE(keys != NULL, KBR_ERR_NOMEM);
     json_object_foreach(relations, name, roles)
     {
-        KBR_GUARD(product_key(s, name, roles, now, keys));
+        KBR_GUARD(product_key(s, product, name, roles, now, keys));
     }
     *out = keys;
     keys = NULL;

@@ -124,7 +124,32 @@ void kbr_audit_rec_free(kbr_audit_rec *rec)
     free(rec->error_code);
     json_decref(rec->detail);
     json_decref(rec->effects);
+    json_decref(rec->products);
     free(rec);
+}
+
+kbr_err kbr_audit_rec_add_product(kbr_audit_rec *rec, const char *product)
+{
+    kbr_err err = KBR_OK;
+    size_t i;
+    json_t *p;
+
+    if (product == NULL)
+        goto out;
+    if (rec->products == NULL)
+        rec->products = json_array();
+    KBR_ENSURE(rec->products != NULL, KBR_ERR_NOMEM);
+    json_array_foreach(rec->products, i, p)
+    {
+        if (strcmp(json_string_value(p), product) == 0)
+            goto out;
+    }
+    /* json_string refuses what is not UTF-8, as the entry would */
+    p = json_string(product);
+    KBR_ENSURE(p != NULL, KBR_ERR_BAD_REQUEST);
+    KBR_ENSURE(json_array_append_new(rec->products, p) == 0, KBR_ERR_NOMEM);
+out:
+    return err;
 }
 
 /* ---- one group ---- */
@@ -150,13 +175,15 @@ static kbr_err entry_new(const kbr_audit_rec *r, int64_t seq, const char *time, 
 {
     kbr_err err = KBR_OK;
     json_t *detail = r->detail != NULL ? json_incref(r->detail) : json_object();
+    json_t *products = json_array_size(r->products) > 0 ? r->products : NULL;
 
     *out = NULL;
     KBR_ENSURE(json_is_object(detail), KBR_ERR_INTERNAL);
     /* "o" takes the detail reference even when packing fails. */
-    *out = json_pack("{sI ss ss? ss? ss? ss? ss? ss? so ss}", "seq", (json_int_t)seq, "time", time,
-                     "sub", r->sub, "jti", r->jti, "op", r->op, "key", r->key, "outcome",
-                     r->outcome, "error_code", r->error_code, "detail", detail, "prev_hash", prev);
+    *out = json_pack("{sI ss ss? ss? ss? ss? ss? ss? so ss sO*}", "seq", (json_int_t)seq, "time",
+                     time, "sub", r->sub, "jti", r->jti, "op", r->op, "key", r->key, "outcome",
+                     r->outcome, "error_code", r->error_code, "detail", detail, "prev_hash", prev,
+                     "products", products);
     detail = NULL;
     KBR_ENSURE(*out != NULL, KBR_ERR_NOMEM);
 out:
@@ -188,6 +215,7 @@ static kbr_err insert_entry(kbr_audit *a, kbr_audit_rec *r, int64_t seq, const c
         .entry_json = canonical,
         .prev_hash = prev,
         .hash = r->hash,
+        .products = json_array_size(r->products) > 0 ? r->products : NULL,
     };
     KBR_GUARD(kbr_store_audit_insert(a->st, &row));
     KBR_GUARD(kbr_merkle_store_append(a->st, seq, r->hash));

@@ -3,9 +3,9 @@
  *
  * An entry is the JSON object
  *   {"seq", "time", "sub", "jti", "op", "key", "outcome", "error_code",
- *    "detail", "prev_hash"}
- * (absent values are JSON null).  Its canonical form (kbr_json_canonical) is
- * what is stored and hashed: hash = hex(SHA-256(0x00 || canonical)), the
+ *    "detail", "prev_hash"[, "products"]}
+ * (absent values are JSON null; "products" only when the entry is about some).  Its canonical form
+ * (kbr_json_canonical) is what is stored and hashed: hash = hex(SHA-256(0x00 || canonical)), the
  * RFC 6962 leaf hash, and the next entry's prev_hash.  The first entry's
  * prev_hash is 64 zeros.  GET /v1/audit shows the entry with "hash" added.
  *
@@ -34,7 +34,13 @@ struct kbr_audit_rec {
     char *error_code;           /* API error code or NULL */
     json_t *detail;             /* an object; never NULL after kbr_audit_rec_new */
     json_t *effects;            /* ledger effects (array) or NULL */
-    bool key_use;               /* counts toward the token's max_uses */
+    /*
+     * The products the entry is about (names, or a "prefix*" a token's scope names), an array
+     * or NULL; the entry carries it as "products" when it is not empty.  It is what bounds who
+     * may read the entry: a token limited to products sees the entries about them.
+     */
+    json_t *products;
+    bool key_use; /* counts toward the token's max_uses */
     kbr_audit_done_fn done;
     void *arg;
 
@@ -61,6 +67,8 @@ KBR_WUR kbr_err kbr_audit_rec_new(const char *sub, const char *jti, const char *
 KBR_WUR kbr_err kbr_audit_rec_set_outcome(kbr_audit_rec *rec, const char *outcome,
                                           const char *error_code);
 void kbr_audit_rec_free(kbr_audit_rec *rec); /* accepts NULL */
+/* Adds product (copied) to rec->products unless it is there already.  NULL is ignored. */
+KBR_WUR kbr_err kbr_audit_rec_add_product(kbr_audit_rec *rec, const char *product);
 
 /*
  * Opens its own connection to store_url, loads the chain tail, checks that

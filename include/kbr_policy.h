@@ -64,6 +64,23 @@ void kbr_scope_cleanup(kbr_scope *scope);
 bool kbr_namelist_match(const kbr_namelist *list, const char *name);
 
 /*
+ * Is every name `target` may reach also within `holder`?  For each of keys, products,
+ * batches and devices: holder places no limit (no list, or a lone "*"), or target has the
+ * list and each of its entries is covered by holder's (as for kbr_scope_grantable).  This is
+ * the "within scope" rule of a token's reads: an admin sees, and revokes, the tokens it could
+ * have issued.  KBR_ERR_FORBIDDEN, msg (may be NULL) names the field and entry.
+ */
+KBR_WUR kbr_err kbr_scope_covers(const kbr_scope *holder, const kbr_scope *target, kbr_msg *msg);
+
+/* Does list cover every name in names (an array of strings)?  An absent list covers all;
+ * an empty array of names is covered by any list. */
+bool kbr_namelist_match_all(const kbr_namelist *list, const json_t *names);
+/* Does list cover at least one name in names?  An absent list: yes, even for no names. */
+bool kbr_namelist_match_any(const kbr_namelist *list, const json_t *names);
+/* Does list place no limit (absent, or holding a lone "*")? */
+bool kbr_namelist_is_any(const kbr_namelist *list);
+
+/*
  * Can a token with scope `issuer` (which must hold KBR_OP_ADMIN) grant
  * `req`?  Admin holds every op; each of req's lists must be present where
  * the issuer's is and each of its entries must be covered by the issuer's
@@ -81,6 +98,8 @@ typedef struct {
     kbr_scope scope;
     time_t issued_at, not_before, expires_at;
     time_t revoked_at; /* 0: live */
+    char parent[33];   /* jti of the token that issued it; "" for a root (the bootstrap) */
+    bool orphan;       /* issued to stand alone: revoking its parent leaves it */
     char cnf_x5t[64];  /* "" if unbound; base64url SHA-256 of the client cert DER */
     int64_t uses;      /* committed key uses */
     int64_t reserved;  /* key uses in flight */
@@ -90,16 +109,17 @@ typedef struct kbr_policy kbr_policy;
 
 /*
  * instance_id is both iss and aud.  issuer_pub is the issuer's public key
- * (P-256; up-ref'd by the policy).  leeway: seconds of clock skew tolerated
- * for exp and nbf (0 in tests).
+ * (P-256; up-ref'd by the policy).  The broker issues and verifies its
+ * tokens on one clock, so they end at exp exactly: no leeway.
  */
-KBR_WUR kbr_err kbr_policy_new(const char *instance_id, EVP_PKEY *issuer_pub, long leeway,
-                               kbr_policy **out);
+KBR_WUR kbr_err kbr_policy_new(const char *instance_id, EVP_PKEY *issuer_pub, kbr_policy **out);
 void kbr_policy_free(kbr_policy *p);
 
 /*
- * Adds a token row (as kbr_store_token_list shows it) to the registry.
- * Called at start for every stored token, and after each issuance commits.
+ * Adds a token row (as kbr_store_token_list shows it, with parent_jti and
+ * orphan) to the registry.  Called at start for every stored token in issue
+ * order, and after each issuance commits.  The token's products join its
+ * principal's (kbr_policy_principal_claim).
  */
 KBR_WUR kbr_err kbr_policy_add_token(kbr_policy *p, const json_t *row);
 /* Sets the committed use count (rebuilt from the audit log at start). */
@@ -144,14 +164,40 @@ void kbr_policy_set_cache_limit(kbr_policy *p, size_t max);
 bool kbr_policy_allows_op(const kbr_token *tok, kbr_op op);
 
 /*
- * Revocations take effect at once, cache included.  Each returns the number
- * of live tokens it revoked and (if jtis != NULL) a new JSON array of their
- * jti strings.  by_key revokes tokens whose keys list covers key, and tokens
- * without a keys list that hold a key-using op; admin tokens are spared.
+ * Revocations take effect at once, cache included, and cascade: every live
+ * token issued under a revoked one, transitively, is revoked with it, except
+ * orphans.  Each returns the number of live tokens it revoked and appends
+ * their jti strings to jtis (a JSON array) when it is not NULL, the named
+ * ones first.  by_jti revokes the token even when it is expired (its tree is
+ * what matters) and fails with KBR_ERR_NOT_FOUND for an unknown jti; by_key
+ * revokes tokens whose keys list covers key, and tokens without a keys list
+ * that hold a key-using op; admin tokens are spared.
  */
-KBR_WUR kbr_err kbr_policy_revoke_jti(kbr_policy *p, const char *jti, time_t now);
+KBR_WUR kbr_err kbr_policy_revoke_jti(kbr_policy *p, const char *jti, time_t now, json_t *jtis,
+                                      size_t *revoked);
 size_t kbr_policy_revoke_sub(kbr_policy *p, const char *sub, time_t now, json_t *jtis);
 size_t kbr_policy_revoke_key(kbr_policy *p, const char *key, time_t now, json_t *jtis);
+/* Revokes the live tokens under the jtis already in `revoked` (an array), appending theirs.
+ * For revocations decided elsewhere (--init replacing the bootstrap). */
+size_t kbr_policy_revoke_descendants(kbr_policy *p, time_t now, json_t *revoked);
+
+/*
+ * Principals belong to the products of the tokens issued to them: the union
+ * of their scopes' products lists, or every product once a token without a
+ * list was issued to them.  An admin issues for a principal only when the
+ * principal's products lie within its own (kbr_scope_covers on products), so
+ * one product team cannot mint tokens in another team's principal names.
+ * may_issue: KBR_ERR_FORBIDDEN naming the principal when issuer may not.
+ * claim: adds granted's products to sub's, before the issuance commits, so
+ * two admins racing for a new name cannot both take it.
+ */
+KBR_WUR kbr_err kbr_policy_principal_may_issue(kbr_policy *p, const char *sub,
+                                               const kbr_scope *issuer, kbr_msg *msg);
+KBR_WUR kbr_err kbr_policy_principal_claim(kbr_policy *p, const char *sub,
+                                           const kbr_scope *granted);
+/* The products sub belongs to as a JSON array, or JSON null for every product; NULL when no
+ * token was ever issued to sub.  New ref. */
+json_t *kbr_policy_principal_products(kbr_policy *p, const char *sub);
 /* The registry entry for jti, or NULL. Borrowed. */
 kbr_token *kbr_policy_find(kbr_policy *p, const char *jti);
 

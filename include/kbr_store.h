@@ -13,10 +13,14 @@
  *
  * Ledger effects are JSON objects with a "type":
  *   key.create    {name, purpose, algorithm, products[], owner, hsm_label, hsm_id,
- *                  public_key_pem, created_at}
+ *                  public_key_pem, public_key_sha256 (optional), created_at}
+ *                 KBR_ERR_STORE_CONSTRAINT when a registry entry, retired or not, already
+ *                 has the name, hsm_label, a non-empty hsm_id or public_key_sha256: an HSM
+ *                 object is registered once.
  *   key.retire    {name, at}
  *   token.issue   {jti, sub, scope{}, issued_by, issued_at, not_before, expires_at,
- *                  cnf_x5t (string or null)}
+ *                  cnf_x5t (string or null), parent_jti (optional: the issuing token),
+ *                  orphan (optional boolean)}
  *   token.revoke  {jtis[], at, reason}
  *   firmware.sign {product, version, digest, hash, key, name, build_id, signed_at,
  *                  components[{name, version, purl}]}
@@ -57,8 +61,8 @@
  *                 signature_sha256, expires_at}.  challenge_sha256, message_sha256 and
  *                 signature_sha256 are 64 hex digits, permissions any non-empty hex.
  *                 KBR_ERR_STORE_CONSTRAINT when the device is unknown, key is not a registry
- *                 key, or key already answered this challenge (durably: also after a
- *                 restart); the same challenge under another key is another answer.
+ *                 key, or this challenge of the device was answered already, with any key
+ *                 (durably: also after a restart).
  *   ota.report    {product, version, campaign (string or null), reported_by, at,
  *                  results[{serial, status ("installed" or "failed"), at}] (may be empty)}
  *                 for each result, a firmware history entry {version, status, at, campaign} and
@@ -108,6 +112,17 @@ typedef struct kbr_store kbr_store;
 KBR_WUR kbr_err kbr_store_open(const char *url, kbr_store **out, kbr_msg *msg);
 void kbr_store_close(kbr_store *st); /* accepts NULL */
 
+/*
+ * One keybrokerd serves a store at a time, and --init runs only when none does: a daemon
+ * keeps its registries in memory, so a second process beside it would serve from state it
+ * cannot see change.  For sqlite:PATH the lock is an flock(2) on PATH.lock, which holds the
+ * holder's pid and goes with the process, however it ends.  KBR_ERR_CONFLICT with msg naming
+ * the holding pid when another process has it; KBR_ERR_STORE when the lock file cannot be
+ * made.  *fd is the lock (-1 on failure); kbr_store_unlock releases it and accepts -1.
+ */
+KBR_WUR kbr_err kbr_store_lock(const char *url, int *fd, kbr_msg *msg);
+void kbr_store_unlock(int fd);
+
 /* ---- the writer's transaction ---- */
 /*
  * This connection is the single writer: it leaves log housekeeping (for
@@ -139,6 +154,7 @@ typedef struct {
     bool key_use;
     const char *entry_json;
     const char *prev_hash, *hash; /* 64 hex chars */
+    const json_t *products;       /* the entry's "products" (array of strings) or NULL */
 } kbr_store_audit_row;
 
 KBR_WUR kbr_err kbr_store_audit_insert(kbr_store *st, const kbr_store_audit_row *row);
@@ -176,6 +192,30 @@ KBR_WUR kbr_err kbr_store_checkpoint_latest(kbr_store *st, json_t **out);
 /* Entries as GET /v1/audit shows them: the entry objects with "hash" added. New ref. */
 KBR_WUR kbr_err kbr_store_audit_page(kbr_store *st, int64_t after, int64_t limit, json_t **entries);
 
+/*
+ * What a reader limited to products or keys may see of the log (API.md "Custody
+ * boundaries"): with products_limited, the entries whose "products" name one of products
+ * (an entry "x" matches "x"; a "prefix*" matches every product, or product pattern, that
+ * starts with prefix); with keys_limited, the entries whose key one of keys matches likewise.
+ * An entry about no product (or no key) is seen only by readers without that limit.
+ */
+typedef struct {
+    bool products_limited;
+    const char *const *products;
+    size_t nproducts;
+    bool keys_limited;
+    const char *const *keys;
+    size_t nkeys;
+} kbr_audit_scope;
+
+/* kbr_store_audit_page of the entries scope lets its reader see: up to limit of them with
+ * seq > after, in order.  scope NULL: every entry.  New ref. */
+KBR_WUR kbr_err kbr_store_audit_page_within(kbr_store *st, int64_t after, int64_t limit,
+                                            const kbr_audit_scope *scope, json_t **entries);
+/* May a reader with scope see entry seq?  KBR_ERR_NOT_FOUND when there is no such entry. */
+KBR_WUR kbr_err kbr_store_audit_visible(kbr_store *st, int64_t seq, const kbr_audit_scope *scope,
+                                        bool *visible);
+
 /* Key objects as the API shows them, without the live "hsm" attributes; "certificate" is null
  * or the current {pem, chain_pem, not_after, serial_number, fingerprint}.  New refs. */
 KBR_WUR kbr_err kbr_store_key_get(kbr_store *st, const char *name, json_t **key); /* NOT_FOUND */
@@ -183,7 +223,8 @@ KBR_WUR kbr_err kbr_store_key_list(kbr_store *st, json_t **keys);
 
 /*
  * Tokens as GET /v1/tokens shows them: {jti, sub, scope, issued_at, not_before, expires_at,
- * uses, last_used_at, revoked_at, revoke_reason, issued_by, cnf_x5t}.  uses counts committed
+ * uses, last_used_at, revoked_at, revoke_reason, issued_by, cnf_x5t, parent_jti (the issuing
+ * token, null for a root), orphan}, in issue order.  uses counts committed
  * key uses (audit rows with key_use and outcome ok) with that jti.
  * Filters may be NULL/false.  A key filter keeps tokens whose scope reaches the key
  * (no "keys" list, an exact name, or a matching "prefix*").  active keeps tokens
@@ -257,12 +298,14 @@ KBR_WUR kbr_err kbr_store_devices_known(kbr_store *st, const char *product, cons
                                         json_t **known);
 
 /*
- * *used tells whether key already answered challenge_sha256 (64 hex digits in either case;
- * otherwise KBR_ERR_INTERNAL).  A check before signing: the debug.authorize effect stays the
- * rule, so two requests racing with one challenge still get one answer recorded.
+ * *used tells whether challenge_sha256 (64 hex digits in either case; otherwise
+ * KBR_ERR_INTERNAL) of device (product, serial) was already answered, with any key.  A check before
+ * signing: the debug.authorize effect stays the rule, so two requests racing with one challenge
+ * still get one answer recorded.
  */
-KBR_WUR kbr_err kbr_store_debug_challenge_used(kbr_store *st, const char *key,
-                                               const char *challenge_sha256, bool *used);
+KBR_WUR kbr_err kbr_store_debug_challenge_used(kbr_store *st, const char *product,
+                                               const char *serial, const char *challenge_sha256,
+                                               bool *used);
 
 /*
  * The device's firmware history, ordered by at, then audit_seq, then report order: each
@@ -295,7 +338,8 @@ bool kbr_store_market_is_eu(const char *code);
  *         build), "device-certificates" (issued a device certificate), "debug-auth" (answered
  *         a challenge of a device), "issuer" (issued the current certificate of a key listed
  *         here)], live_tokens: [{jti, sub, expires_at, uses, max_uses (null if none)}]
- *         (neither revoked nor expired at now, scope reaching the key, by expires_at)] by name},
+ *         (neither revoked nor expired at now, scope reaching the key and the product: no
+ *         products list, or one that covers product; by expires_at)] by name},
  *  device_certificates: {total_current, by_expiry_month: [{month: "YYYY-MM", count}]}
  *         (current, i.e. not superseded, certificates of the product's devices),
  *  expiring (only when within_days >= 0): {within_days, until (now + within_days days),

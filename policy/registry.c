@@ -19,9 +19,19 @@
 #define CACHE_MAX_DEFAULT 100000
 
 typedef struct {
-    kbr_token tok; /* first, so a borrowed kbr_token * is the entry */
+    kbr_token tok;    /* first, so a borrowed kbr_token * is the entry */
+    unsigned cascade; /* the revocation pass that last took it, to find its children */
     UT_hash_handle hh;
 } reg_entry;
+
+/* A principal's products: the union of its tokens' lists; any once one had none. */
+typedef struct {
+    char *sub;
+    bool any;
+    char **items;
+    size_t n;
+    UT_hash_handle hh;
+} principal;
 
 typedef struct {
     unsigned char hash[32];
@@ -33,8 +43,9 @@ typedef struct {
 struct kbr_policy {
     char *instance_id;
     EVP_PKEY *issuer_pub;
-    long leeway;
-    reg_entry *tokens;
+    reg_entry *tokens; /* uthash keeps insertion order: parents before their children */
+    principal *principals;
+    unsigned cascade_pass;
     cache_entry *cache; /* uthash keeps insertion order: the head is the oldest */
     size_t cache_max;
     time_t last_sweep;
@@ -49,18 +60,17 @@ typedef struct {
 
 /* ---- lifetime ---- */
 
-kbr_err kbr_policy_new(const char *instance_id, EVP_PKEY *issuer_pub, long leeway, kbr_policy **out)
+kbr_err kbr_policy_new(const char *instance_id, EVP_PKEY *issuer_pub, kbr_policy **out)
 {
     kbr_err err = KBR_OK;
     kbr_policy *p = NULL;
 
     *out = NULL;
-    KBR_ENSURE(instance_id != NULL && instance_id[0] != '\0' && leeway >= 0, KBR_ERR_CONFIG);
+    KBR_ENSURE(instance_id != NULL && instance_id[0] != '\0', KBR_ERR_CONFIG);
     KBR_ENSURE(kbr_pkey_is_p256(issuer_pub), KBR_ERR_CONFIG);
     p = calloc(1, sizeof(*p));
     KBR_ENSURE(p != NULL, KBR_ERR_NOMEM);
     p->cache_max = CACHE_MAX_DEFAULT;
-    p->leeway = leeway;
     p->instance_id = strdup(instance_id);
     KBR_ENSURE(p->instance_id != NULL, KBR_ERR_NOMEM);
     KBR_ENSURE(EVP_PKEY_up_ref(issuer_pub) == 1, KBR_ERR_CRYPTO);
@@ -87,13 +97,30 @@ static void token_cleanup(kbr_token *t)
     t->issued_by = NULL;
 }
 
+static void principal_free(principal *pr)
+{
+    if (pr == NULL)
+        return;
+    for (size_t i = 0; i < pr->n; i++)
+        free(pr->items[i]);
+    free(pr->items);
+    free(pr->sub);
+    free(pr);
+}
+
 void kbr_policy_free(kbr_policy *p)
 {
     cache_entry *ce, *ctmp;
     reg_entry *e, *etmp;
+    principal *pr, *prtmp;
 
     if (p == NULL)
         return;
+    HASH_ITER(hh, p->principals, pr, prtmp)
+    {
+        HASH_DEL(p->principals, pr);
+        principal_free(pr);
+    }
     for (ce = p->cache; ce != NULL; ce = ctmp) {
         ctmp = ce->hh.next;
         cache_del(p, ce);
@@ -174,6 +201,23 @@ static kbr_err row_time(const json_t *row, const char *name, bool nullable, time
     return kbr_time_parse(json_string_value(v), out);
 }
 
+/* parent_jti null or absent: a root; orphan absent: false. */
+static kbr_err row_parent(const json_t *row, kbr_token *t)
+{
+    const json_t *parent = json_object_get(row, "parent_jti");
+    const json_t *orphan = json_object_get(row, "orphan");
+
+    if (parent != NULL && !json_is_null(parent)) {
+        if (!kbr_jti_valid(json_string_value(parent)))
+            return KBR_ERR_BAD_REQUEST;
+        memcpy(t->parent, json_string_value(parent), sizeof(t->parent));
+    }
+    if (orphan != NULL && !json_is_null(orphan) && !json_is_boolean(orphan))
+        return KBR_ERR_BAD_REQUEST;
+    t->orphan = json_is_true(orphan);
+    return KBR_OK;
+}
+
 static kbr_err row_ids(const json_t *row, kbr_token *t)
 {
     kbr_err err = KBR_OK;
@@ -192,6 +236,7 @@ static kbr_err row_ids(const json_t *row, kbr_token *t)
     KBR_ENSURE(cnf == NULL || strlen(cnf) < sizeof(t->cnf_x5t), KBR_ERR_BAD_REQUEST);
     if (cnf != NULL)
         memcpy(t->cnf_x5t, cnf, strlen(cnf) + 1);
+    KBR_GUARD(row_parent(row, t));
 out:
     free(cnf);
     return err;
@@ -283,6 +328,7 @@ kbr_err kbr_policy_add_token(kbr_policy *p, const json_t *row)
     reg_entry *e;
 
     KBR_GUARD(row_to_token(row, &t, &has_uses));
+    KBR_GUARD(kbr_policy_principal_claim(p, t.sub, &t.scope));
     e = reg_find(p, t.jti);
     if (e != NULL)
         reg_update(p, e, &t, has_uses);
@@ -320,7 +366,7 @@ static void cache_make_room(kbr_policy *p, time_t now)
         p->last_sweep = now;
         for (ce = p->cache; ce != NULL; ce = tmp) {
             tmp = ce->hh.next;
-            if (ce->exp <= now - p->leeway)
+            if (ce->exp <= now)
                 cache_del(p, ce);
         }
     }
@@ -373,7 +419,7 @@ static kbr_err verify_fresh(kbr_policy *p, const char *bearer, time_t now, verif
     kbr_err err = KBR_OK;
     kbr_jwt_claims c = {.sub = NULL};
 
-    KBR_GUARD(kbr_jwt_verify(bearer, p->issuer_pub, p->instance_id, now, p->leeway, &c, msg));
+    KBR_GUARD(kbr_jwt_verify(bearer, p->issuer_pub, p->instance_id, now, 0, &c, msg));
     KBR_GUARD(match_registry(p, &c, &v->reg, msg));
     v->exp = c.exp;
     v->nbf = c.nbf;
@@ -382,9 +428,11 @@ out:
     return err;
 }
 
-/* Checked on every call: the record may have changed since the string was verified. */
-static kbr_err check_live(const kbr_policy *p, const verified *v, time_t now,
-                          const char *client_x5t, kbr_msg *msg)
+/*
+ * Checked on every call: the record may have changed since the string was verified.  The
+ * same rule as token_live: a token is live while now < exp, on the broker's own clock.
+ */
+static kbr_err check_live(const verified *v, time_t now, const char *client_x5t, kbr_msg *msg)
 {
     const kbr_token *t = &v->reg->tok;
     time_t exp = v->exp < t->expires_at ? v->exp : t->expires_at;
@@ -392,9 +440,9 @@ static kbr_err check_live(const kbr_policy *p, const verified *v, time_t now,
 
     if (t->revoked_at != 0)
         return kbr_fail(msg, KBR_ERR_UNAUTHENTICATED, "token revoked");
-    if (exp <= now - p->leeway)
+    if (exp <= now)
         return kbr_fail(msg, KBR_ERR_UNAUTHENTICATED, "token expired");
-    if (nbf > now + p->leeway)
+    if (nbf > now)
         return kbr_fail(msg, KBR_ERR_UNAUTHENTICATED, "token not yet valid");
     if (t->cnf_x5t[0] != '\0' &&
         (client_x5t == NULL ||
@@ -413,7 +461,7 @@ static kbr_err lookup_or_verify(kbr_policy *p, const char *bearer, time_t now, v
 
     kbr_sha256(bearer, strlen(bearer), hash);
     ce = cache_find(p, hash);
-    if (ce != NULL && ce->exp <= now - p->leeway) {
+    if (ce != NULL && ce->exp <= now) {
         cache_del(p, ce);
         ce = NULL;
     }
@@ -442,7 +490,7 @@ kbr_err kbr_policy_authenticate(kbr_policy *p, const char *bearer, time_t now,
         strnlen(bearer, KBR_JWT_MAX_LEN + 1) <= KBR_JWT_MAX_LEN,
         kbr_fail(msg, KBR_ERR_UNAUTHENTICATED, "token longer than %d bytes", KBR_JWT_MAX_LEN));
     KBR_GUARD(lookup_or_verify(p, bearer, now, &v, msg));
-    KBR_GUARD(check_live(p, &v, now, client_x5t, msg));
+    KBR_GUARD(check_live(&v, now, client_x5t, msg));
     *tok = &v.reg->tok;
 out:
     return err;
@@ -456,22 +504,81 @@ static bool token_live(const kbr_token *t, time_t now)
 }
 
 /* revoked_at 0 means live, so a revocation is never recorded at time 0. */
-static void revoke(kbr_token *t, time_t now, json_t *jtis)
+static void revoke(reg_entry *e, time_t now, unsigned pass, json_t *jtis)
 {
-    t->revoked_at = now != 0 ? now : 1;
+    e->cascade = pass;
+    if (e->tok.revoked_at != 0)
+        return;
+    e->tok.revoked_at = now != 0 ? now : 1;
     if (jtis != NULL)
-        json_array_append_new(jtis, json_string(t->jti));
+        json_array_append_new(jtis, json_string(e->tok.jti));
 }
 
-kbr_err kbr_policy_revoke_jti(kbr_policy *p, const char *jti, time_t now)
+/*
+ * One walk in issue order finds a whole subtree: a child is always
+ * registered after its parent, so its parent was taken (or not) before the
+ * walk reaches it.  Tokens already revoked are walked through too, so a tree
+ * whose middle was revoked earlier still loses its leaves.  Only live tokens are revoked
+ * and counted; expired ones are walked through.
+ */
+static size_t cascade(kbr_policy *p, unsigned pass, time_t now, json_t *jtis)
+{
+    size_t n = 0;
+
+    for (reg_entry *e = p->tokens; e != NULL; e = e->hh.next) {
+        reg_entry *parent;
+        if (e->cascade == pass || e->tok.orphan || e->tok.parent[0] == '\0')
+            continue;
+        parent = reg_find(p, e->tok.parent);
+        if (parent == NULL || parent->cascade != pass)
+            continue;
+        e->cascade = pass;
+        if (token_live(&e->tok, now)) {
+            revoke(e, now, pass, jtis);
+            n++;
+        }
+    }
+    return n;
+}
+
+static unsigned next_pass(kbr_policy *p)
+{
+    /* 0 is what a new entry holds */
+    if (++p->cascade_pass == 0)
+        p->cascade_pass = 1;
+    return p->cascade_pass;
+}
+
+kbr_err kbr_policy_revoke_jti(kbr_policy *p, const char *jti, time_t now, json_t *jtis,
+                              size_t *revoked)
 {
     reg_entry *e = reg_find(p, jti);
+    unsigned pass;
 
+    *revoked = 0;
     if (e == NULL)
         return KBR_ERR_NOT_FOUND;
+    pass = next_pass(p);
     if (e->tok.revoked_at == 0)
-        revoke(&e->tok, now, NULL);
+        (*revoked)++;
+    revoke(e, now, pass, jtis);
+    *revoked += cascade(p, pass, now, jtis);
     return KBR_OK;
+}
+
+size_t kbr_policy_revoke_descendants(kbr_policy *p, time_t now, json_t *revoked)
+{
+    unsigned pass = next_pass(p);
+    size_t i;
+    json_t *v;
+
+    json_array_foreach(revoked, i, v)
+    {
+        reg_entry *e = reg_find(p, json_string_value(v));
+        if (e != NULL)
+            revoke(e, now, pass, NULL);
+    }
+    return cascade(p, pass, now, revoked);
 }
 
 typedef bool (*token_pred)(const kbr_token *t, const char *arg);
@@ -501,16 +608,16 @@ static bool reaches_key(const kbr_token *t, const char *key)
 static size_t revoke_where(kbr_policy *p, token_pred pred, const char *arg, time_t now,
                            json_t *jtis)
 {
-    reg_entry *e;
+    unsigned pass = next_pass(p);
     size_t n = 0;
 
-    for (e = p->tokens; arg != NULL && e != NULL; e = e->hh.next) {
+    for (reg_entry *e = p->tokens; arg != NULL && e != NULL; e = e->hh.next) {
         if (token_live(&e->tok, now) && pred(&e->tok, arg)) {
-            revoke(&e->tok, now, jtis);
+            revoke(e, now, pass, jtis);
             n++;
         }
     }
-    return n;
+    return n + (n > 0 ? cascade(p, pass, now, jtis) : 0);
 }
 
 size_t kbr_policy_revoke_sub(kbr_policy *p, const char *sub, time_t now, json_t *jtis)
@@ -521,6 +628,116 @@ size_t kbr_policy_revoke_sub(kbr_policy *p, const char *sub, time_t now, json_t 
 size_t kbr_policy_revoke_key(kbr_policy *p, const char *key, time_t now, json_t *jtis)
 {
     return revoke_where(p, reaches_key, key, now, jtis);
+}
+
+/* ---- principals ---- */
+
+static principal *principal_find(kbr_policy *p, const char *sub)
+{
+    principal *pr = NULL;
+
+    if (sub != NULL)
+        HASH_FIND_STR(p->principals, sub, pr);
+    return pr;
+}
+
+static bool principal_has(const principal *pr, const char *entry)
+{
+    for (size_t i = 0; i < pr->n; i++)
+        if (strcmp(pr->items[i], entry) == 0)
+            return true;
+    return false;
+}
+
+static kbr_err principal_add(principal *pr, const char *entry)
+{
+    char **items;
+
+    if (principal_has(pr, entry))
+        return KBR_OK;
+    items = realloc(pr->items, (pr->n + 1) * sizeof(*items));
+    if (items == NULL)
+        return KBR_ERR_NOMEM;
+    pr->items = items;
+    pr->items[pr->n] = strdup(entry);
+    if (pr->items[pr->n] == NULL)
+        return KBR_ERR_NOMEM;
+    pr->n++;
+    return KBR_OK;
+}
+
+static kbr_err principal_new(kbr_policy *p, const char *sub, principal **out)
+{
+    principal *pr = calloc(1, sizeof(*pr));
+    unsigned before = HASH_COUNT(p->principals);
+
+    *out = NULL;
+    if (pr == NULL || (pr->sub = strdup(sub)) == NULL) {
+        principal_free(pr);
+        return KBR_ERR_NOMEM;
+    }
+    HASH_ADD_KEYPTR(hh, p->principals, pr->sub, strlen(pr->sub), pr);
+    if (HASH_COUNT(p->principals) != before + 1) {
+        principal_free(pr);
+        return KBR_ERR_NOMEM;
+    }
+    *out = pr;
+    return KBR_OK;
+}
+
+kbr_err kbr_policy_principal_claim(kbr_policy *p, const char *sub, const kbr_scope *granted)
+{
+    kbr_err err = KBR_OK;
+    principal *pr = principal_find(p, sub);
+
+    if (pr == NULL)
+        KBR_GUARD(principal_new(p, sub, &pr));
+    if (kbr_namelist_is_any(&granted->products))
+        pr->any = true;
+    for (size_t i = 0; !pr->any && i < granted->products.n; i++)
+        KBR_GUARD(principal_add(pr, granted->products.items[i]));
+out:
+    return err;
+}
+
+kbr_err kbr_policy_principal_may_issue(kbr_policy *p, const char *sub, const kbr_scope *issuer,
+                                       kbr_msg *msg)
+{
+    principal *pr = principal_find(p, sub);
+    kbr_namelist owned;
+
+    if (pr == NULL || kbr_namelist_is_any(&issuer->products))
+        return KBR_OK;
+    if (pr->any)
+        return kbr_fail(msg, KBR_ERR_FORBIDDEN,
+                        "sub: principal %s belongs to every product, beyond this token's products",
+                        sub);
+    owned = (kbr_namelist){.present = true, .items = pr->items, .n = pr->n};
+    for (size_t i = 0; i < owned.n; i++) {
+        kbr_scope one = {.products = {.present = true, .items = &owned.items[i], .n = 1}};
+        kbr_scope mine = {.products = issuer->products};
+        if (kbr_scope_covers(&mine, &one, NULL) != KBR_OK)
+            return kbr_fail(msg, KBR_ERR_FORBIDDEN,
+                            "sub: principal %s belongs to product \"%s\", outside this token's "
+                            "products",
+                            sub, owned.items[i]);
+    }
+    return KBR_OK;
+}
+
+json_t *kbr_policy_principal_products(kbr_policy *p, const char *sub)
+{
+    principal *pr = principal_find(p, sub);
+    json_t *arr;
+
+    if (pr == NULL)
+        return NULL;
+    if (pr->any)
+        return json_null();
+    arr = json_array();
+    for (size_t i = 0; arr != NULL && i < pr->n; i++)
+        json_array_append_new(arr, json_string(pr->items[i]));
+    return arr;
 }
 
 /* ---- quotas ---- */

@@ -247,8 +247,36 @@ bool kbr_namelist_match(const kbr_namelist *list, const char *name)
     return false;
 }
 
+bool kbr_namelist_match_all(const kbr_namelist *list, const json_t *names)
+{
+    size_t i;
+    const json_t *v;
+
+    json_array_foreach(names, i, v)
+    {
+        if (!kbr_namelist_match(list, json_string_value(v)))
+            return false;
+    }
+    return true;
+}
+
+bool kbr_namelist_match_any(const kbr_namelist *list, const json_t *names)
+{
+    size_t i;
+    const json_t *v;
+
+    if (!list->present)
+        return true;
+    json_array_foreach(names, i, v)
+    {
+        if (kbr_namelist_match(list, json_string_value(v)))
+            return true;
+    }
+    return false;
+}
+
 /* Absent, or holding a lone "*": the list places no limit. */
-static bool namelist_is_any(const kbr_namelist *l)
+bool kbr_namelist_is_any(const kbr_namelist *l)
 {
     if (!l->present)
         return true;
@@ -279,7 +307,7 @@ static bool namelist_covers(const kbr_namelist *issuer, const char *req_entry)
 static kbr_err check_list_grantable(const char *field, const kbr_namelist *issuer,
                                     const kbr_namelist *req, kbr_msg *msg)
 {
-    if (namelist_is_any(issuer))
+    if (kbr_namelist_is_any(issuer))
         return KBR_OK;
     if (!req->present)
         return kbr_fail(msg, KBR_ERR_FORBIDDEN,
@@ -292,20 +320,25 @@ static kbr_err check_list_grantable(const char *field, const kbr_namelist *issue
     return KBR_OK;
 }
 
+kbr_err kbr_scope_covers(const kbr_scope *holder, const kbr_scope *target, kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+
+    KBR_GUARD(check_list_grantable("keys", &holder->keys, &target->keys, msg));
+    KBR_GUARD(check_list_grantable("products", &holder->products, &target->products, msg));
+    KBR_GUARD(check_list_grantable("batches", &holder->batches, &target->batches, msg));
+    KBR_GUARD(check_list_grantable("devices", &holder->devices, &target->devices, msg));
+out:
+    return err;
+}
+
 /* The issuer's max_uses caps its own key uses only: issuing is not a key use, so it is not checked.
  */
 kbr_err kbr_scope_grantable(const kbr_scope *issuer, const kbr_scope *req, kbr_msg *msg)
 {
-    kbr_err err = KBR_OK;
-
     if (!(issuer->ops & KBR_OP_ADMIN))
         return kbr_fail(msg, KBR_ERR_FORBIDDEN, "ops: only a token holding admin issues tokens");
-    KBR_GUARD(check_list_grantable("keys", &issuer->keys, &req->keys, msg));
-    KBR_GUARD(check_list_grantable("products", &issuer->products, &req->products, msg));
-    KBR_GUARD(check_list_grantable("batches", &issuer->batches, &req->batches, msg));
-    KBR_GUARD(check_list_grantable("devices", &issuer->devices, &req->devices, msg));
-out:
-    return err;
+    return kbr_scope_covers(issuer, req, msg);
 }
 
 bool kbr_policy_allows_op(const kbr_token *tok, kbr_op op)

@@ -81,6 +81,8 @@ static kbr_err issue_body(const cli_args *a, json_t **out)
     KBR_GUARD(set_int(body, a, "max-uses", "max_uses"));
     KBR_GUARD(set_int(body, a, "ttl", "ttl"));
     KBR_GUARD(set_str(body, "bind_cert_sha256", cli_args_str(a, "bind-cert-sha256")));
+    if (cli_args_flag(a, "orphan"))
+        KBR_ENSURE(json_object_set_new(body, "orphan", json_true()) == 0, KBR_ERR_NOMEM);
     *out = body;
     body = NULL;
 out:
@@ -243,6 +245,7 @@ static const cli_opt issue_opts[] = {
     {"max-uses", CLI_OPT_INT, false, "N"},
     {"ttl", CLI_OPT_INT, true, "SECONDS"},
     {"bind-cert-sha256", CLI_OPT_STR, false, "HEX"},
+    {"orphan", CLI_OPT_FLAG, false, NULL},
     {"out", CLI_OPT_STR, false, "FILE"},
 };
 
@@ -263,8 +266,9 @@ static const cli_opt revoke_opts[] = {
 const cli_command cli_cmd_token_issue = {
     {"token", "issue", NULL},
     "--sub S --op OP[,OP...] [--key K...] [--product P...] [--batch B...] [--device D...]\n"
-    "      [--max-uses N] --ttl SECONDS [--bind-cert-sha256 HEX] [--out FILE]",
-    "issue a scoped token; prints it alone (or writes FILE, mode 0600)",
+    "      [--max-uses N] --ttl SECONDS [--bind-cert-sha256 HEX] [--orphan] [--out FILE]",
+    "issue a scoped token (it ends no later than the issuing token and is revoked with it,\n"
+    "      unless --orphan); prints it alone (or writes FILE, mode 0600)",
     {issue_opts, N_ELEMS(issue_opts), NULL, 0, 0},
     true,
     token_issue,

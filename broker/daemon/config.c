@@ -43,7 +43,6 @@ static void set_defaults(kbd_config *cfg)
     cfg->body_limit = 1048576;
     cfg->checkpoint_entries = 1000;
     cfg->checkpoint_seconds = 60;
-    cfg->token_leeway = 30;
     cfg->max_token_ttl = 366L * 86400;
     cfg->device_cert_days = 3650;
     cfg->debug_unlock_seconds = 3600;
@@ -191,8 +190,6 @@ static kbr_err apply(kbd_config *cfg, const char *dir, const char *k, const char
         cfg->body_limit = (size_t)n;
         return KBR_OK;
     }
-    if (strcmp(k, "token_leeway") == 0)
-        return parse_long(v, 0, 600, &cfg->token_leeway);
     if (strcmp(k, "unauth_audit_rate") == 0)
         return parse_long(v, 0, 1000000, &cfg->unauth_audit_rate);
     if (strcmp(k, "rate_limit") == 0)

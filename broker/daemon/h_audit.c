@@ -268,7 +268,36 @@ kbr_err kbd_h_audit_checkpoint(kbd_req *r)
 
 typedef struct {
     int64_t seq, size; /* size 0: the latest checkpoint's */
+    kbr_scope scope;   /* the reader's, copied for the worker */
 } proof_ctx;
+
+static void proof_ctx_free(void *p)
+{
+    proof_ctx *c = p;
+
+    if (c != NULL)
+        kbr_scope_cleanup(&c->scope);
+    free(c);
+}
+
+/* A proof names its entry: the reader must be one who may read it. */
+static kbr_err proof_visible(kbd_req *r, kbd_worker *w, proof_ctx *c)
+{
+    kbr_err err = KBR_OK;
+    kbr_audit_scope scope = kbd_audit_scope_of(&c->scope);
+    bool visible = false;
+
+    err = kbr_store_audit_visible(w->store, c->seq, &scope, &visible);
+    KBR_ENSURE(
+        err != KBR_ERR_NOT_FOUND,
+        kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "seq: there is no entry %lld", (long long)c->seq));
+    KBR_GUARD(err);
+    KBR_ENSURE(visible, kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
+                                 "seq: entry %lld is about products or keys outside the token's",
+                                 (long long)c->seq));
+out:
+    return err;
+}
 
 static kbr_err query_i64(kbd_req *r, const char *name, bool required, int64_t min, int64_t *out)
 {
@@ -338,6 +367,7 @@ static kbr_err proof_build(kbd_req *r, kbd_worker *w, proof_ctx *c)
     KBR_ENSURE(err != KBR_ERR_BAD_REQUEST,
                kbr_fail(&r->msg, err, "size: %lld is beyond the log", (long long)c->size));
     KBR_GUARD(err);
+    KBR_GUARD(proof_visible(r, w, c));
     KBR_GUARD(kbr_store_merkle_root(w->store, c->size, root));
     kbr_hex_encode_buf(root, sizeof(root), root_hex);
     KBR_GUARD(kbr_store_audit_page(w->store, c->seq - 1, 1, &entry));
@@ -361,7 +391,7 @@ static void proof_work(kbd_req *r, kbd_worker *w)
     proof_ctx *c = r->ctx;
     kbr_err err = proof_build(r, w, c);
 
-    if (err == KBR_ERR_BAD_REQUEST || err == KBR_ERR_NOT_FOUND)
+    if (err == KBR_ERR_BAD_REQUEST || err == KBR_ERR_NOT_FOUND || err == KBR_ERR_FORBIDDEN)
         kbd_req_error(r, err, NULL); /* r->msg names the parameter */
     else if (err != KBR_OK)
         kbd_req_error(r, KBR_ERR_AUDIT, "the audit log could not be read");
@@ -378,7 +408,9 @@ kbr_err kbd_h_audit_proof(kbd_req *r)
     if (c == NULL)
         return KBR_ERR_NOMEM;
     r->ctx = c;
-    r->ctx_free = free;
+    r->ctx_free = proof_ctx_free;
+    if (kbd_scope_copy(&r->tok->scope, &c->scope) != KBR_OK)
+        return KBR_ERR_NOMEM;
     if (query_i64(r, "seq", true, 1, &c->seq) != KBR_OK ||
         query_i64(r, "size", false, 1, &c->size) != KBR_OK)
         return KBR_ERR_BAD_REQUEST;

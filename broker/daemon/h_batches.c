@@ -62,6 +62,8 @@ kbr_err kbd_h_batch_create(kbd_req *r)
             KBR_OK ||
         parse_markets(r, &markets) != KBR_OK)
         return KBR_ERR_BAD_REQUEST;
+    if (kbr_audit_rec_add_product(r->rec, product) != KBR_OK)
+        return KBR_ERR_NOMEM;
     if (strncmp(factory, "factory:", 8) != 0 || !kbr_policy_sub_valid(factory))
         return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST,
                         "factory: must be the factory's principal, factory:<name>");
@@ -119,6 +121,8 @@ kbr_err kbd_h_batch_get(kbd_req *r)
     b = kbd_batches_find(r->d->batches, r->arg);
     if (b == NULL)
         return kbr_fail(&r->msg, KBR_ERR_NOT_FOUND, "no batch named \"%s\"", r->arg);
+    if (kbr_audit_rec_add_product(r->rec, b->product) != KBR_OK)
+        return KBR_ERR_NOMEM;
     if (!kbr_namelist_match(&r->tok->scope.products, b->product))
         return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
                         "batch \"%s\" is for product \"%s\", outside the token's products", r->arg,

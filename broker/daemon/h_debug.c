@@ -6,8 +6,9 @@
  * ADAC token, an NXP debug credential response, ...) and does not parse
  * vendor formats; it does require those bytes to carry the challenge, so a
  * signature is bound to the one debug session that asked for it.  A
- * challenge is accepted once per key, durably: the ledger refuses a replay
- * even after a restart.
+ * challenge is accepted once per device, whatever the key, durably: the
+ * ledger refuses a replay even after a restart.  The token's batches list
+ * bounds which devices it unlocks, as its devices list does.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,7 @@ typedef struct {
     unsigned char *message;
     size_t message_len;
     char challenge_sha256[65], message_sha256[65];
+    kbr_namelist batches; /* the token's, for the worker's check of the device's batch */
 } debug_ctx;
 
 static void debug_ctx_free(void *p)
@@ -42,7 +44,26 @@ static void debug_ctx_free(void *p)
     free(c->ticket);
     free(c->permissions);
     free(c->message);
+    for (size_t i = 0; i < c->batches.n; i++)
+        free(c->batches.items[i]);
+    free(c->batches.items);
     free(c);
+}
+
+static kbr_err copy_namelist(const kbr_namelist *in, kbr_namelist *out)
+{
+    *out = (kbr_namelist){.present = in->present};
+    if (!in->present || in->n == 0)
+        return KBR_OK;
+    out->items = calloc(in->n, sizeof(*out->items));
+    if (out->items == NULL)
+        return KBR_ERR_NOMEM;
+    for (; out->n < in->n; out->n++) {
+        out->items[out->n] = strdup(in->items[out->n]);
+        if (out->items[out->n] == NULL)
+            return KBR_ERR_NOMEM;
+    }
+    return KBR_OK;
 }
 
 static kbr_err check_debug_key(kbd_req *r, debug_ctx *c, const char *name, const char *product)
@@ -145,6 +166,8 @@ static kbr_err debug_parse(kbd_req *r, debug_ctx *c)
         c->ticket = strdup(ticket);
         err = kbr_hex_encode(perm, plen, &c->permissions);
     }
+    if (err == KBR_OK)
+        err = copy_namelist(&r->tok->scope.batches, &c->batches);
     free(challenge);
     free(perm);
     if (err == KBR_OK && (c->serial == NULL || c->product == NULL || c->ticket == NULL))
@@ -155,21 +178,28 @@ static kbr_err debug_parse(kbd_req *r, debug_ctx *c)
 static bool debug_precheck(kbd_req *r, kbd_worker *w, debug_ctx *c)
 {
     json_t *dev = NULL;
-    bool used = false;
+    bool used = false, in_batches;
     kbr_err err = kbr_store_device_get(w->store, c->product, c->serial, &dev);
 
+    in_batches = kbr_namelist_match(&c->batches, json_string_value(json_object_get(dev, "batch")));
     json_decref(dev);
     if (err != KBR_OK) {
         kbd_req_error(r, err == KBR_ERR_NOT_FOUND ? err : KBR_ERR_AUDIT,
                       "device: no device %s of product %s in the ledger", c->serial, c->product);
         return false;
     }
-    err = kbr_store_debug_challenge_used(w->store, c->key, c->challenge_sha256, &used);
+    if (!in_batches) {
+        kbd_req_error(r, KBR_ERR_FORBIDDEN, "device: %s is of a batch outside the token's batches",
+                      c->serial);
+        return false;
+    }
+    err =
+        kbr_store_debug_challenge_used(w->store, c->product, c->serial, c->challenge_sha256, &used);
     if (err != KBR_OK || used) {
         kbd_req_error(r, err != KBR_OK ? KBR_ERR_AUDIT : KBR_ERR_CONFLICT,
-                      "challenge: already answered with key %s; a debug session needs a fresh "
+                      "challenge: already answered for device %s; a debug session needs a fresh "
                       "challenge",
-                      c->key);
+                      c->serial);
         return false;
     }
     return true;

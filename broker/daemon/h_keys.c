@@ -5,10 +5,20 @@
  * registered by label); the registry records what the product needs to
  * know about it, and every key object shows the HSM's own attributes as the
  * HSM reports them at the time of the call.
+ *
+ * An HSM object is one registry entry, whatever its name or purpose: a
+ * second registration would give another product's tokens a signing path to
+ * the same private key.  So registration by label is refused for an object
+ * the registry already names (by label, CKA_ID or public key; the store's
+ * unique indexes are the final rule), for the broker's own keys, and for any
+ * admin limited to products: a product team cannot tell which product an
+ * object in a shared HSM belongs to, and the security team can.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <openssl/pem.h>
 
 #include "kbd.h"
 
@@ -20,6 +30,7 @@ typedef struct {
     kbr_alg alg;
     bool alg_given, register_existing;
     json_t *products;
+    char public_key_sha256[65];
 } key_create_ctx;
 
 static void key_create_ctx_free(void *p)
@@ -94,6 +105,19 @@ static kbr_err create_parse(kbd_req *r, key_create_ctx *c)
     if (label != NULL && strncmp(label, "kbr/", 4) == 0)
         return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
                         "hsm_label: labels under kbr/ belong to the broker itself");
+    if (label != NULL && r->tok->scope.products.present)
+        return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
+                        "hsm_label: only an admin token without a products limit registers a key "
+                        "found in the HSM");
+    if (label != NULL && kbd_keys_find_label(r->d->keys, label) != NULL)
+        return kbr_fail(&r->msg, KBR_ERR_CONFLICT,
+                        "hsm_label: the HSM object \"%s\" is registered already, as key \"%s\"",
+                        label, kbd_keys_find_label(r->d->keys, label)->name);
+    json_array_foreach(products, i, p)
+    {
+        if (kbr_audit_rec_add_product(r->rec, json_string_value(p)) != KBR_OK)
+            return KBR_ERR_NOMEM;
+    }
     json_array_foreach(products, i, p)
     {
         if (!kbr_namelist_match(&r->tok->scope.products, json_string_value(p)))
@@ -151,6 +175,55 @@ static kbr_err create_in_hsm(kbd_req *r, kbd_worker *w, key_create_ctx *c, kbr_h
     return err;
 }
 
+/* The object registered by label is none the registry or the broker already has. */
+static kbr_err check_unregistered(kbd_req *r, kbd_worker *w, key_create_ctx *c,
+                                  const kbr_hsm_key_info *info)
+{
+    json_t *keys = NULL, *key;
+    kbr_err err = KBR_OK;
+    size_t i;
+
+    for (size_t k = 0; k < 2; k++)
+        if (strcmp(c->public_key_sha256, r->d->own_keys_sha256[k]) == 0) {
+            kbd_req_error(r, KBR_ERR_FORBIDDEN,
+                          "hsm_label: the key is one of the broker's own (token issuer or audit)");
+            return KBR_ERR_FORBIDDEN;
+        }
+    if (kbr_store_key_list(w->store, &keys) != KBR_OK) {
+        kbd_req_error(r, KBR_ERR_AUDIT, "the key registry could not be read");
+        return KBR_ERR_AUDIT;
+    }
+    json_array_foreach(keys, i, key)
+    {
+        const char *id = json_string_value(json_object_get(key, "hsm_id"));
+        const char *pk = json_string_value(json_object_get(key, "public_key_sha256"));
+        if ((pk != NULL && strcmp(pk, c->public_key_sha256) == 0) ||
+            (id != NULL && id[0] != '\0' && strcmp(id, info->id_hex) == 0)) {
+            kbd_req_error(r, err = KBR_ERR_CONFLICT,
+                          "hsm_label: the HSM object is registered already, as key \"%s\"",
+                          json_string_value(json_object_get(key, "name")));
+            break;
+        }
+    }
+    json_decref(keys);
+    return err;
+}
+
+/* SHA-256 of the DER SubjectPublicKeyInfo, the ledger's one name for a public key. */
+static kbr_err pem_key_sha256(const char *pem, char hex[65])
+{
+    kbr_err err = KBR_OK;
+    BIO *bio = BIO_new_mem_buf(pem, -1);
+    EVP_PKEY *pub = bio != NULL ? PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL) : NULL;
+
+    KBR_ENSURE(pub != NULL, KBR_ERR_CRYPTO);
+    KBR_GUARD(kbr_store_public_key_sha256(pub, hex));
+out:
+    EVP_PKEY_free(pub);
+    BIO_free(bio);
+    return err;
+}
+
 static void key_create_work(kbd_req *r, kbd_worker *w)
 {
     key_create_ctx *c = r->ctx;
@@ -166,15 +239,23 @@ static void key_create_work(kbd_req *r, kbd_worker *w)
         return;
     }
     err = kbr_hsm_public_key_pem(w->hsm, c->hsm_label, &pem);
+    if (err == KBR_OK)
+        err = pem_key_sha256(pem, c->public_key_sha256);
     if (err != KBR_OK) {
         kbd_req_error(r, err, "the HSM did not give the public key");
+        free(pem);
+        return;
+    }
+    if (c->register_existing && check_unregistered(r, w, c, &info) != KBR_OK) {
+        free(pem);
         return;
     }
     kbr_time_fmt(time(NULL), now);
-    effect = json_pack("{s:s,s:s,s:s,s:s,s:O,s:s,s:s,s:s,s:s,s:s}", "type", "key.create", "name",
-                       c->name, "purpose", c->purpose, "algorithm", kbr_alg_name(info.alg),
+    effect = json_pack("{s:s,s:s,s:s,s:s,s:O,s:s,s:s,s:s,s:s,s:s,s:s}", "type", "key.create",
+                       "name", c->name, "purpose", c->purpose, "algorithm", kbr_alg_name(info.alg),
                        "products", c->products, "owner", c->owner, "hsm_label", c->hsm_label,
-                       "hsm_id", info.id_hex, "public_key_pem", pem, "created_at", now);
+                       "hsm_id", info.id_hex, "public_key_pem", pem, "public_key_sha256",
+                       c->public_key_sha256, "created_at", now);
     free(pem);
     r->rec->effects = json_pack("[o]", effect);
     json_object_set_new(r->rec->detail, "key", json_deep_copy(effect));
@@ -235,7 +316,7 @@ static void key_list_work(kbd_req *r, kbd_worker *w)
     json_array_foreach(keys, i, key)
     {
         const char *name = json_string_value(json_object_get(key, "name"));
-        if (!kbr_namelist_match(&scope->keys, name))
+        if (!kbd_scope_sees_key(scope, name, json_object_get(key, "products")))
             continue;
         if (add_hsm_facts(r, w, key) != KBR_OK) {
             kbd_req_error(r, KBR_ERR_HSM, "the HSM did not report the keys' attributes");
@@ -265,24 +346,6 @@ kbr_err kbd_h_key_list(kbd_req *r)
     return KBR_OK;
 }
 
-/* The {name} of the path: a registered key within the token's keys. */
-kbr_err kbd_req_path_key(kbd_req *r, const kbd_key **out)
-{
-    const kbd_key *k;
-
-    if (!kbd_valid_name(r->arg))
-        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "key name in the path is not valid");
-    r->rec->key = strdup(r->arg);
-    if (!kbr_namelist_match(&r->tok->scope.keys, r->arg))
-        return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN, "key \"%s\" is outside the token's keys",
-                        r->arg);
-    k = kbd_keys_find(r->d->keys, r->arg);
-    if (k == NULL)
-        return kbr_fail(&r->msg, KBR_ERR_NOT_FOUND, "no key named \"%s\"", r->arg);
-    *out = k;
-    return KBR_OK;
-}
-
 static void key_get_work(kbd_req *r, kbd_worker *w)
 {
     json_t *key = NULL;
@@ -302,7 +365,7 @@ kbr_err kbd_h_key_get(kbd_req *r)
 {
     const unsigned key_ops = KBR_OP_SIGN | KBR_OP_PROVISION | KBR_OP_ROTATE | KBR_OP_DEBUG_AUTH;
     const kbd_key *k = NULL;
-    kbr_err err = kbd_req_path_key(r, &k);
+    kbr_err err = kbd_req_path_key_visible(r, &k);
 
     if (err != KBR_OK)
         return err;

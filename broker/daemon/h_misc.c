@@ -75,7 +75,17 @@ kbr_err kbd_h_metrics(kbd_req *r)
 
 typedef struct {
     int64_t after, limit;
+    kbr_scope scope; /* the reader's, copied for the worker */
 } audit_page_ctx;
+
+static void audit_page_ctx_free(void *p)
+{
+    audit_page_ctx *c = p;
+
+    if (c != NULL)
+        kbr_scope_cleanup(&c->scope);
+    free(c);
+}
 
 static kbr_err parse_i64(const char *s, const char *name, int64_t min, int64_t max, int64_t *out,
                          kbr_msg *msg)
@@ -97,7 +107,9 @@ static void audit_list_work(kbd_req *r, kbd_worker *w)
 {
     audit_page_ctx *c = r->ctx;
     json_t *entries = NULL;
-    kbr_err err = kbr_store_audit_page(w->store, c->after, c->limit, &entries);
+    /* a reader limited to products or keys reads the entries about them */
+    kbr_audit_scope scope = kbd_audit_scope_of(&c->scope);
+    kbr_err err = kbr_store_audit_page_within(w->store, c->after, c->limit, &scope, &entries);
 
     if (err != KBR_OK) {
         kbd_req_error(r, KBR_ERR_AUDIT, "the audit log could not be read");
@@ -116,9 +128,11 @@ kbr_err kbd_h_audit_list(kbd_req *r)
     if (c == NULL)
         return KBR_ERR_NOMEM;
     r->ctx = c;
-    r->ctx_free = free;
+    r->ctx_free = audit_page_ctx_free;
     c->after = 0;
     c->limit = AUDIT_PAGE_DEFAULT;
+    if (kbd_scope_copy(&r->tok->scope, &c->scope) != KBR_OK)
+        return KBR_ERR_NOMEM;
     if (parse_i64(kbd_req_query(r, "after"), "after", 0, INT64_MAX, &c->after, &r->msg) != KBR_OK ||
         parse_i64(kbd_req_query(r, "limit"), "limit", 1, AUDIT_PAGE_MAX, &c->limit, &r->msg) !=
             KBR_OK)

@@ -12,6 +12,8 @@
 #include "kbd.h"
 
 #define OTA_MAX_RESULTS 10000
+/* How far ahead of the broker's clock a device's report of an install may be. */
+#define OTA_CLOCK_SKEW 300
 
 typedef struct {
     char *product, *version, *campaign;
@@ -54,6 +56,11 @@ static kbr_err parse_result(kbd_req *r, ota_ctx *c, const json_t *item, size_t i
     if (kbr_time_parse(at, &t) != KBR_OK)
         return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST,
                         "%s.at: not an RFC 3339 UTC time such as 2026-11-28T14:00:00Z", where);
+    /* a result from the future would stay the device's latest install until that time */
+    if (t > time(NULL) + OTA_CLOCK_SKEW)
+        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST,
+                        "%s.at: %s is in the future (more than %d seconds ahead of the broker)",
+                        where, at, OTA_CLOCK_SKEW);
     if (!kbr_namelist_match(&r->tok->scope.devices, serial))
         return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
                         "%s.device: \"%s\" is outside the token's devices", where, serial);
@@ -82,6 +89,8 @@ static kbr_err ota_parse(kbd_req *r, ota_ctx *c)
         return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST,
                         "results: required, an array of 1 to %d {device, status, at}",
                         OTA_MAX_RESULTS);
+    if (kbr_audit_rec_add_product(r->rec, product) != KBR_OK)
+        return KBR_ERR_NOMEM;
     if (!kbr_namelist_match(&r->tok->scope.products, product))
         return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
                         "product: \"%s\" is outside the token's products", product);

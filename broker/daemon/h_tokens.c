@@ -2,11 +2,17 @@
  * h_tokens.c - POST/GET /v1/tokens, POST /v1/tokens/{jti}/revoke,
  * POST /v1/revocations.
  *
- * A token can only grant what its issuer holds.  Revocations take effect in
- * the policy registry (and so in the verified-token cache) on the event
- * thread before the revoking call is even recorded: if the record then
- * fails, the caller sees 503 and the token stays revoked in this process,
- * the safe side of the failure.
+ * Tokens form a tree, as Vault's do: a token can only grant what its issuer
+ * holds, never outlives it (its exp is capped at the issuer's), and is
+ * revoked with it, transitively, unless it was issued as an orphan, which
+ * only an admin without products or keys limits may ask for.  A principal
+ * belongs to the products of the tokens issued to it, so an admin issues for
+ * a principal only within its own products.
+ *
+ * Revocations take effect in the policy registry (and so in the verified-
+ * token cache) on the event thread before the revoking call is even
+ * recorded: if the record then fails, the caller sees 503 and the tokens
+ * stay revoked in this process, the safe side of the failure.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +25,9 @@ typedef struct {
     kbr_scope scope;
     char *sub;
     char *cnf_x5t;
+    char *parent_jti, *issued_by;
+    bool orphan;
+    time_t not_after; /* the issuer's exp, unless an orphan */
     long ttl;
     char *token; /* the minted token string; wiped on free */
     json_t *effect;
@@ -33,6 +42,8 @@ static void issue_ctx_free(void *p)
     kbr_scope_cleanup(&c->scope);
     free(c->sub);
     free(c->cnf_x5t);
+    free(c->parent_jti);
+    free(c->issued_by);
     if (c->token != NULL)
         OPENSSL_clear_free(c->token, strlen(c->token));
     json_decref(c->effect);
@@ -61,11 +72,40 @@ static kbr_err parse_binding(kbd_req *r, issue_ctx *c)
     return err;
 }
 
+/* "orphan": true only from an admin that no products or keys list limits. */
+static kbr_err parse_orphan(kbd_req *r, issue_ctx *c)
+{
+    const json_t *v = json_object_get(r->body, "orphan");
+
+    if (v == NULL || json_is_null(v))
+        return KBR_OK;
+    if (!json_is_boolean(v))
+        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "orphan: must be true or false");
+    c->orphan = json_is_true(v);
+    if (c->orphan && (r->tok->scope.products.present || r->tok->scope.keys.present))
+        return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
+                        "orphan: only an admin token without products or keys limits issues "
+                        "tokens that outlive it");
+    return KBR_OK;
+}
+
+/* The entry is about the products the new token may reach. */
+static kbr_err attribute(kbd_req *r, const kbr_scope *scope)
+{
+    kbr_err err = KBR_OK;
+
+    for (size_t i = 0; scope->products.present && i < scope->products.n; i++)
+        KBR_GUARD(kbr_audit_rec_add_product(r->rec, scope->products.items[i]));
+out:
+    return err;
+}
+
 static kbr_err issue_parse(kbd_req *r, issue_ctx *c)
 {
-    static const char *const allowed[] = {
-        "sub",     "ops",      "keys", "products",         "batches",
-        "devices", "max_uses", "ttl",  "bind_cert_sha256", NULL};
+    static const char *const allowed[] = {"sub",      "ops",     "keys",
+                                          "products", "batches", "devices",
+                                          "max_uses", "ttl",     "bind_cert_sha256",
+                                          "orphan",   NULL};
     const char *sub = NULL;
     int64_t ttl = 0;
     kbr_err err;
@@ -81,24 +121,42 @@ static kbr_err issue_parse(kbd_req *r, issue_ctx *c)
     err = kbr_scope_from_json(r->body, &c->scope, &r->msg);
     if (err != KBR_OK)
         return err;
+    err = attribute(r, &c->scope);
+    if (err != KBR_OK)
+        return err;
     err = kbr_scope_grantable(&r->tok->scope, &c->scope, &r->msg);
+    if (err != KBR_OK)
+        return err;
+    err = parse_orphan(r, c);
+    if (err != KBR_OK)
+        return err;
+    err = kbr_policy_principal_may_issue(r->d->policy, sub, &r->tok->scope, &r->msg);
     if (err != KBR_OK)
         return err;
     err = parse_binding(r, c);
     if (err != KBR_OK)
         return err;
     c->ttl = (long)ttl;
+    c->not_after = c->orphan ? 0 : r->tok->expires_at;
     c->sub = strdup(sub);
-    return c->sub == NULL ? KBR_ERR_NOMEM : KBR_OK;
+    c->parent_jti = strdup(r->tok->jti);
+    c->issued_by = strdup(r->sub);
+    if (c->sub == NULL || c->parent_jti == NULL || c->issued_by == NULL)
+        return KBR_ERR_NOMEM;
+    /* taken now, so another admin's issuance in flight cannot take the name too */
+    return kbr_policy_principal_claim(r->d->policy, sub, &c->scope);
 }
 
 static void issue_work(kbd_req *r, kbd_worker *w)
 {
     issue_ctx *c = r->ctx;
     kbd_token_spec spec = {.sub = c->sub,
-                           .issued_by = r->sub,
+                           .issued_by = c->issued_by,
+                           .parent_jti = c->parent_jti,
+                           .orphan = c->orphan,
                            .scope = &c->scope,
                            .ttl = c->ttl,
+                           .not_after = c->not_after,
                            .cnf_x5t = c->cnf_x5t};
     kbr_err err = kbd_token_mint(w->hsm, r->d->cfg.instance_id, r->d->issuer_kid, &spec, &c->token,
                                  &c->effect, &r->msg);
@@ -114,6 +172,8 @@ static void issue_work(kbd_req *r, kbd_worker *w)
     json_object_set(r->rec->detail, "scope", json_object_get(c->effect, "scope"));
     json_object_set(r->rec->detail, "expires_at", json_object_get(c->effect, "expires_at"));
     json_object_set(r->rec->detail, "cnf_x5t", json_object_get(c->effect, "cnf_x5t"));
+    json_object_set(r->rec->detail, "parent_jti", json_object_get(c->effect, "parent_jti"));
+    json_object_set(r->rec->detail, "orphan", json_object_get(c->effect, "orphan"));
     r->status = 201;
 }
 
@@ -129,10 +189,11 @@ static void issue_finish(kbd_req *r)
         return;
     }
     json_decref(row);
-    r->resp =
-        json_pack("{s:s,s:O,s:O,s:O}", "token", c->token, "jti", json_object_get(c->effect, "jti"),
-                  "expires_at", json_object_get(c->effect, "expires_at"), "sub",
-                  json_object_get(c->effect, "sub"));
+    r->resp = json_pack(
+        "{s:s,s:O,s:O,s:O,s:O,s:O}", "token", c->token, "jti", json_object_get(c->effect, "jti"),
+        "expires_at", json_object_get(c->effect, "expires_at"), "sub",
+        json_object_get(c->effect, "sub"), "parent_jti", json_object_get(c->effect, "parent_jti"),
+        "orphan", json_object_get(c->effect, "orphan"));
 }
 
 kbr_err kbd_h_token_issue(kbd_req *r)
@@ -157,6 +218,7 @@ kbr_err kbd_h_token_issue(kbd_req *r)
 typedef struct {
     char *sub, *key;
     bool active;
+    kbr_scope scope; /* the reader's, copied for the worker */
 } list_ctx;
 
 static void list_ctx_free(void *p)
@@ -167,21 +229,42 @@ static void list_ctx_free(void *p)
         return;
     free(c->sub);
     free(c->key);
+    kbr_scope_cleanup(&c->scope);
     free(c);
+}
+
+/* An admin sees the tokens it could have issued: those within its scope. */
+static bool row_within(const kbr_scope *reader, const json_t *row)
+{
+    kbr_scope s = {.max_uses = -1};
+    bool within = kbr_scope_from_json(json_object_get(row, "scope"), &s, NULL) == KBR_OK &&
+                  kbr_scope_covers(reader, &s, NULL) == KBR_OK;
+
+    kbr_scope_cleanup(&s);
+    return within;
 }
 
 static void list_work(kbd_req *r, kbd_worker *w)
 {
     list_ctx *c = r->ctx;
-    json_t *rows = NULL;
+    json_t *rows = NULL, *shown = json_array(), *row;
+    size_t i;
 
-    if (kbr_store_token_list(w->store, c->sub, c->key, c->active, time(NULL), &rows) != KBR_OK) {
+    if (shown == NULL ||
+        kbr_store_token_list(w->store, c->sub, c->key, c->active, time(NULL), &rows) != KBR_OK) {
         kbd_req_error(r, KBR_ERR_AUDIT, "the token registry could not be read");
+        json_decref(shown);
         return;
     }
+    json_array_foreach(rows, i, row)
+    {
+        if (row_within(&c->scope, row))
+            json_array_append(shown, row);
+    }
+    json_decref(rows);
     json_object_set_new(r->rec->detail, "returned",
-                        json_integer((json_int_t)json_array_size(rows)));
-    r->resp = json_pack("{s:o}", "tokens", rows);
+                        json_integer((json_int_t)json_array_size(shown)));
+    r->resp = json_pack("{s:o}", "tokens", shown);
 }
 
 kbr_err kbd_h_token_list(kbd_req *r)
@@ -202,6 +285,8 @@ kbr_err kbd_h_token_list(kbd_req *r)
     c->sub = sub != NULL ? strdup(sub) : NULL;
     c->key = key != NULL ? strdup(key) : NULL;
     c->active = active != NULL && strcmp(active, "true") == 0;
+    if (kbd_scope_copy(&r->tok->scope, &c->scope) != KBR_OK)
+        return KBR_ERR_NOMEM;
     r->work = list_work;
     kbd_req_dispatch(r);
     return KBR_OK;
@@ -221,32 +306,54 @@ static kbr_err read_reason(kbd_req *r, const char *const *allowed, const char **
     return KBR_OK;
 }
 
+/* The entry of a revocation is about the products of the tokens it revoked. */
+static kbr_err attribute_revoked(kbd_req *r, const json_t *jtis)
+{
+    kbr_err err = KBR_OK;
+    size_t i;
+    const json_t *v;
+
+    json_array_foreach(jtis, i, v)
+    {
+        const kbr_token *t = kbr_policy_find(r->d->policy, json_string_value(v));
+        if (t != NULL)
+            KBR_GUARD(attribute(r, &t->scope));
+    }
+out:
+    return err;
+}
+
 kbr_err kbd_h_token_revoke(kbd_req *r)
 {
     static const char *const allowed[] = {"reason", NULL};
     const char *reason = NULL;
     kbr_token *target = kbr_policy_find(r->d->policy, r->arg);
     char now[KBR_TIME_LEN];
-    json_t *jtis;
+    json_t *jtis = json_array();
+    size_t n = 0;
+    kbr_err err = KBR_OK;
 
-    if (read_reason(r, allowed, &reason) != KBR_OK)
-        return KBR_ERR_BAD_REQUEST;
-    if (target == NULL)
-        return kbr_fail(&r->msg, KBR_ERR_NOT_FOUND, "no token with jti \"%.64s\"", r->arg);
-    if (kbr_scope_grantable(&r->tok->scope, &target->scope, &r->msg) != KBR_OK)
-        return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN, "token %s has scope this token could not grant",
-                        target->jti);
-    if (kbr_policy_revoke_jti(r->d->policy, target->jti, time(NULL)) != KBR_OK)
-        return KBR_ERR_INTERNAL;
+    KBR_ENSURE(jtis != NULL, KBR_ERR_NOMEM);
+    KBR_ENSURE(read_reason(r, allowed, &reason) == KBR_OK, KBR_ERR_BAD_REQUEST);
+    KBR_ENSURE(target != NULL,
+               kbr_fail(&r->msg, KBR_ERR_NOT_FOUND, "no token with jti \"%.64s\"", r->arg));
+    KBR_GUARD(attribute(r, &target->scope));
+    KBR_ENSURE(kbr_scope_grantable(&r->tok->scope, &target->scope, &r->msg) == KBR_OK,
+               kbr_fail(&r->msg, KBR_ERR_FORBIDDEN, "token %s has scope this token could not grant",
+                        target->jti));
+    KBR_GUARD(kbr_policy_revoke_jti(r->d->policy, target->jti, time(NULL), jtis, &n));
+    KBR_GUARD(attribute_revoked(r, jtis));
     kbr_time_fmt(target->revoked_at, now);
-    jtis = json_pack("[s]", target->jti);
-    r->rec->effects = revoke_effect(jtis, reason, now);
+    if (json_array_size(jtis) > 0)
+        r->rec->effects = revoke_effect(jtis, reason, now);
     json_object_set(r->rec->detail, "revoked", jtis);
     json_object_set_new(r->rec->detail, "reason", reason ? json_string(reason) : json_null());
-    r->resp = json_pack("{s:s,s:s}", "jti", target->jti, "revoked_at", now);
-    json_decref(jtis);
+    /* revoked: the token and every token issued under it, transitively */
+    r->resp = json_pack("{s:s,s:s,s:O}", "jti", target->jti, "revoked_at", now, "revoked", jtis);
     kbd_req_audit_and_reply(r);
-    return KBR_OK;
+out:
+    json_decref(jtis);
+    return err;
 }
 
 static void json_ctx_free(void *p)
@@ -281,6 +388,8 @@ kbr_err kbd_h_revocations(kbd_req *r)
                         sub != NULL ? "sub" : "key");
     n = sub != NULL ? kbr_policy_revoke_sub(r->d->policy, sub, time(NULL), jtis)
                     : kbr_policy_revoke_key(r->d->policy, key, time(NULL), jtis);
+    if (attribute_revoked(r, jtis) != KBR_OK)
+        return KBR_ERR_NOMEM;
     kbr_time_fmt(time(NULL), now);
     if (key != NULL)
         r->rec->key = strdup(key);

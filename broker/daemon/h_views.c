@@ -197,7 +197,8 @@ static void product_work(kbd_req *r, kbd_worker *w)
                 err = add_hsm(r, w, key);
         }
     }
-    if (err == KBR_OK)
+    /* HSM objects no key names belong to no product yet: only for readers of every product */
+    if (err == KBR_OK && !c->scope.products.present)
         err = add_unregistered(r, w, view);
     if (err != KBR_OK) {
         kbd_req_error(r, KBR_ERR_HSM, "the HSM did not report its key objects");
@@ -223,7 +224,8 @@ kbr_err kbd_h_view_product(kbd_req *r)
     if (err != KBR_OK)
         return err;
     c->product = strdup(r->arg);
-    if (c->product == NULL)
+    if (c->product == NULL || kbd_scope_copy(&r->tok->scope, &c->scope) != KBR_OK ||
+        kbr_audit_rec_add_product(r->rec, r->arg) != KBR_OK)
         return KBR_ERR_NOMEM;
     json_object_set_new(r->rec->detail, "product", json_string(r->arg));
     r->work = product_work;
@@ -368,6 +370,8 @@ kbr_err kbd_h_view_exposure(kbd_req *r)
         err = parse_exposure(r, c);
     if (err != KBR_OK)
         return err;
+    if (kbr_audit_rec_add_product(r->rec, c->product) != KBR_OK)
+        return KBR_ERR_NOMEM;
     if (r->tok->scope.products.present &&
         (c->product == NULL || !kbr_namelist_match(&r->tok->scope.products, c->product)))
         return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
@@ -395,10 +399,21 @@ static void device_work(kbd_req *r, kbd_worker *w)
         return;
     }
     product = json_string_value(json_object_get(view, "product"));
+    if (kbr_audit_rec_add_product(r->rec, product) != KBR_OK) {
+        kbd_req_error(r, KBR_ERR_NOMEM, "out of memory");
+        json_decref(view);
+        return;
+    }
     /* a serial alone may resolve to a product outside the token's scope */
     if (product == NULL || !kbr_namelist_match(&c->scope.products, product)) {
         kbd_req_error(r, KBR_ERR_FORBIDDEN,
                       "device %s is of a product outside the token's products", c->serial);
+        json_decref(view);
+        return;
+    }
+    if (!kbr_namelist_match(&c->scope.batches, json_string_value(json_object_get(view, "batch")))) {
+        kbd_req_error(r, KBR_ERR_FORBIDDEN, "device %s is of a batch outside the token's batches",
+                      c->serial);
         json_decref(view);
         return;
     }
@@ -420,6 +435,8 @@ kbr_err kbd_h_view_device(kbd_req *r)
     err = query_name(r, "product", false, &c->product);
     if (err != KBR_OK)
         return err;
+    if (kbr_audit_rec_add_product(r->rec, c->product) != KBR_OK)
+        return KBR_ERR_NOMEM;
     if (c->product != NULL && !kbr_namelist_match(&r->tok->scope.products, c->product))
         return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
                         "product \"%s\" is outside the token's products", c->product);

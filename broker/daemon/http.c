@@ -428,7 +428,8 @@ static bool authenticate(kbd_req *r)
     r->jti = strdup(r->tok->jti);
     r->rec->sub = strdup(r->tok->sub);
     r->rec->jti = strdup(r->tok->jti);
-    if (r->sub == NULL || r->jti == NULL || r->rec->sub == NULL || r->rec->jti == NULL) {
+    if (r->sub == NULL || r->jti == NULL || r->rec->sub == NULL || r->rec->jti == NULL ||
+        kbd_req_attribute_token(r) != KBR_OK) {
         kbd_req_fail(r, KBR_ERR_NOMEM, "out of memory");
         return false;
     }

@@ -2,7 +2,9 @@
  * init.c - `keybrokerd -c FILE --init`: the store, the issuer and audit keys
  * in the HSM, and a fresh bootstrap token.  Running it again changes nothing
  * but the bootstrap token: the previous live bootstrap tokens are revoked in
- * the same audit record that issues the new one, so there is only ever one.
+ * the same audit record that issues the new one, so there is only ever one,
+ * and with them every token issued under them that is not an orphan (the
+ * token tree of h_tokens.c).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,25 +66,44 @@ out:
     return err;
 }
 
-/* jti of every live bootstrap token, to be revoked by the new one's record. */
-static kbr_err live_bootstrap_jtis(const char *store_url, json_t **jtis, kbr_msg *msg)
+/*
+ * jti of every live bootstrap token and of every live token under them, to be
+ * revoked by the new one's record.  The stored tokens go through the same
+ * registry the daemon keeps, so the tree is walked by one rule.
+ */
+static kbr_err jtis_to_revoke(kbr_hsm_session *s, const kbd_config *cfg, json_t **jtis,
+                              kbr_msg *msg)
 {
     kbr_err err = KBR_OK;
     kbr_store *st = NULL;
+    kbr_policy *p = NULL;
+    EVP_PKEY *pub = NULL;
     json_t *rows = NULL, *row;
+    time_t now = time(NULL);
     size_t i;
 
     *jtis = json_array();
     KBR_ENSURE(*jtis != NULL, KBR_ERR_NOMEM);
-    KBR_GUARD(kbr_store_open(store_url, &st, msg));
-    KBR_GUARD(kbr_store_token_list(st, KBD_BOOTSTRAP_SUB, NULL, true, time(NULL), &rows));
+    KBR_GUARD(kbr_hsm_public_key(s, KBD_ISSUER_LABEL, &pub));
+    KBR_GUARD(kbr_policy_new(cfg->instance_id, pub, &p));
+    KBR_GUARD(kbr_store_open(cfg->store, &st, msg));
+    KBR_GUARD(kbr_store_token_list(st, NULL, NULL, false, now, &rows));
     json_array_foreach(rows, i, row)
     {
-        json_array_append(*jtis, json_object_get(row, "jti"));
+        const char *jti = json_string_value(json_object_get(row, "jti"));
+        err = kbr_policy_add_token(p, row);
+        KBR_ENSURE(err == KBR_OK, kbr_fail(msg, err, "stored token %s is unreadable", jti));
+        if (strcmp(json_string_value(json_object_get(row, "sub")), KBD_BOOTSTRAP_SUB) == 0 &&
+            json_is_null(json_object_get(row, "revoked_at")) &&
+            kbr_policy_find(p, jti)->expires_at > now)
+            json_array_append(*jtis, json_object_get(row, "jti"));
     }
+    (void)kbr_policy_revoke_descendants(p, now, *jtis);
 out:
     json_decref(rows);
     kbr_store_close(st);
+    kbr_policy_free(p);
+    EVP_PKEY_free(pub);
     return err;
 }
 
@@ -103,9 +124,11 @@ static kbr_err record_bootstrap(kbr_audit *audit, json_t *issue, json_t *old_jti
     json_object_set(rec->detail, "expires_at", json_object_get(issue, "expires_at"));
     json_object_set_new(rec->detail, "bootstrap", json_true());
     if (json_array_size(old_jtis) > 0) {
-        json_array_append_new(rec->effects, json_pack("{s:s,s:O,s:s,s:s}", "type", "token.revoke",
-                                                      "jtis", old_jtis, "at", now, "reason",
-                                                      "replaced by a new bootstrap token"));
+        json_array_append_new(rec->effects,
+                              json_pack("{s:s,s:O,s:s,s:s}", "type", "token.revoke", "jtis",
+                                        old_jtis, "at", now, "reason",
+                                        "the bootstrap token, or a token issued under it, was "
+                                        "replaced by a new bootstrap token"));
         json_object_set(rec->detail, "revoked", old_jtis);
     }
     KBR_GUARD(kbr_audit_append_sync(audit, rec));
@@ -128,7 +151,7 @@ static kbr_err mint_bootstrap(kbd_config *cfg, kbr_hsm_session *s, kbr_audit *au
     json_t *effect = NULL, *old = NULL;
 
     KBR_GUARD(issuer_kid(s, kid));
-    KBR_GUARD(live_bootstrap_jtis(cfg->store, &old, msg));
+    KBR_GUARD(jtis_to_revoke(s, cfg, &old, msg));
     KBR_GUARD(kbd_token_mint(s, cfg->instance_id, kid, &spec, &token, &effect, msg));
     err = record_bootstrap(audit, effect, old);
     KBR_ENSURE(err == KBR_OK,
@@ -154,8 +177,20 @@ kbr_err kbd_init_deployment(kbd_config *cfg, kbr_msg *msg)
     kbr_store *st = NULL;
     kbr_audit *audit = NULL;
     bool created;
+    int lock = -1;
 
     KBR_GUARD(kbr_store_open(cfg->store, &st, msg));
+    /* a daemon serving the store would keep honouring the bootstrap token this revokes */
+    err = kbr_store_lock(cfg->store, &lock, msg);
+    if (err == KBR_ERR_CONFLICT) {
+        char holder[KBR_MSG_LEN];
+        snprintf(holder, sizeof(holder), "%s", msg->text);
+        err = kbr_fail(msg, err,
+                       "%s; stop it before --init (it would go on honouring the bootstrap token "
+                       "--init replaces)",
+                       holder);
+    }
+    KBR_GUARD(err);
     KBR_GUARD(kbd_open_hsm(cfg, &hsm, msg));
     err = kbr_hsm_session_open(hsm, &s);
     KBR_ENSURE(err == KBR_OK, kbr_fail(msg, err, "cannot open an HSM session"));
@@ -172,5 +207,6 @@ out:
     kbr_store_close(st);
     kbr_hsm_session_close(s);
     kbr_hsm_close(hsm);
+    kbr_store_unlock(lock);
     return err;
 }

@@ -45,7 +45,6 @@ typedef struct {
     char *tls_cert, *tls_key, *tls_client_ca;
     size_t body_limit;
     long checkpoint_entries, checkpoint_seconds;
-    long token_leeway;
     long max_token_ttl;
     long device_cert_days;
     long debug_unlock_seconds;
@@ -74,7 +73,19 @@ void kbd_keys_free(kbd_keys *k);
 /* Adds or replaces from a key object as the store shows it. */
 KBR_WUR kbr_err kbd_keys_put(kbd_keys *k, const json_t *key);
 kbd_key *kbd_keys_find(kbd_keys *k, const char *name); /* borrowed, NULL if none */
+/* The registry entry whose HSM object has this label, or NULL.  Borrowed. */
+kbd_key *kbd_keys_find_label(kbd_keys *k, const char *label);
 bool kbd_key_serves_product(const kbd_key *key, const char *product);
+/*
+ * The tenancy rule for keys (API.md "Custody boundaries"), on a key's name and products (an
+ * array of strings).  A scope sees a key when its keys list covers the name and, if it is
+ * limited to products, the key serves at least one of them (a CI job may read the public
+ * key of what it signs with).  It holds a key, and so may change it or read its custody,
+ * when it also covers every product the key serves: a key shared with another product is
+ * that product's too.
+ */
+bool kbd_scope_sees_key(const kbr_scope *s, const char *name, const json_t *products);
+bool kbd_scope_holds_key(const kbr_scope *s, const char *name, const json_t *products);
 
 /* ---- batch registry (batches.c): production orders and their exact counters ---- */
 typedef struct {
@@ -115,6 +126,7 @@ struct kbd {
     struct evhttp_bound_socket *bound;
     struct ssl_ctx_st *tls; /* SSL_CTX when tls_cert is set */
     kbr_hsm *hsm;
+    int store_lock; /* kbr_store_lock: this process alone serves the store */
     kbr_audit *audit;
     kbr_policy *policy;
     kbd_keys *keys;
@@ -127,6 +139,8 @@ struct kbd {
     kbd_connlimit *connlimit; /* connlimit.c */
     char issuer_kid[64];
     json_t *jwks;
+    /* public_key_sha256 of the issuer and audit keys: never registered as a product's key */
+    char own_keys_sha256[2][65];
 
     /* worker pool */
     pthread_t *threads;
@@ -285,12 +299,20 @@ KBR_WUR kbr_err kbd_req_use_key(kbd_req *r, const char *name, const kbd_key **ou
 /* product is in the token's products and served by k (403); field names the request field. */
 KBR_WUR kbr_err kbd_req_key_product(kbd_req *r, const kbd_key *k, const char *field,
                                     const char *product);
+/* The part of the audit log scope lets its holder read (kbr_store.h); borrows scope's names. */
+kbr_audit_scope kbd_audit_scope_of(const kbr_scope *scope);
+/* What a token limited to products does is about those products: its entries say so. */
+KBR_WUR kbr_err kbd_req_attribute_token(kbd_req *r);
 /* Reserves one of the token's max_uses (429 when none is left). */
 KBR_WUR kbr_err kbd_req_reserve_use(kbd_req *r);
 
 /* handlers (h_*.c) */
-/* The {name} path segment as a registered key within the token's keys (403/404 otherwise). */
+/* The {name} path segment as a registered key the token holds (kbd_scope_holds_key), for
+ * changing it or reading its custody; 400/403/404 otherwise.  The entry is about its
+ * products. */
 KBR_WUR kbr_err kbd_req_path_key(kbd_req *r, const kbd_key **out);
+/* The same for reading the key object: the token sees it (kbd_scope_sees_key). */
+KBR_WUR kbr_err kbd_req_path_key_visible(kbd_req *r, const kbd_key **out);
 kbr_err kbd_h_health(kbd_req *r);
 kbr_err kbd_h_jwks(kbd_req *r);
 kbr_err kbd_h_metrics(kbd_req *r);
@@ -326,9 +348,12 @@ kbr_err kbd_h_view_device(kbd_req *r);
 /* Token issuance shared by POST /v1/tokens and --init (tokens.c). */
 typedef struct {
     const char *sub;
-    const char *issued_by;
+    const char *issued_by;  /* the issuing principal, or what issued a root */
+    const char *parent_jti; /* the issuing token; NULL for a root */
+    bool orphan;            /* not revoked with its parent */
     const kbr_scope *scope;
     long ttl;
+    time_t not_after; /* exp is at most this (the parent's exp); 0: no cap */
     const char *cnf_x5t;
 } kbd_token_spec;
 /* On a worker (or at init): builds claims, signs through the HSM, returns the token string

@@ -88,6 +88,77 @@ out:
     return err;
 }
 
+kbd_key *kbd_keys_find_label(kbd_keys *k, const char *label)
+{
+    for (key_node *n = k->by_name; label != NULL && n != NULL; n = n->hh.next)
+        if (strcmp(n->key.hsm_label, label) == 0)
+            return &n->key;
+    return NULL;
+}
+
+bool kbd_scope_sees_key(const kbr_scope *s, const char *name, const json_t *products)
+{
+    return kbr_namelist_match(&s->keys, name) && kbr_namelist_match_any(&s->products, products);
+}
+
+bool kbd_scope_holds_key(const kbr_scope *s, const char *name, const json_t *products)
+{
+    return kbr_namelist_match(&s->keys, name) && kbr_namelist_match_all(&s->products, products);
+}
+
+/* The entry of a request about a key is about the products the key serves. */
+static kbr_err attribute_key(kbd_req *r, const kbd_key *k)
+{
+    kbr_err err = KBR_OK;
+    size_t i;
+    json_t *p;
+
+    json_array_foreach(k->products, i, p)
+    {
+        KBR_GUARD(kbr_audit_rec_add_product(r->rec, json_string_value(p)));
+    }
+out:
+    return err;
+}
+
+/* kbd_req_path_key and kbd_req_path_key_visible: the {name} of the path as a registry key. */
+static kbr_err path_key(kbd_req *r, bool hold, const kbd_key **out)
+{
+    const kbd_key *k;
+
+    *out = NULL;
+    if (!kbd_valid_name(r->arg))
+        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "key name in the path is not valid");
+    free(r->rec->key);
+    r->rec->key = strdup(r->arg);
+    if (!kbr_namelist_match(&r->tok->scope.keys, r->arg))
+        return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN, "key \"%s\" is outside the token's keys",
+                        r->arg);
+    k = kbd_keys_find(r->d->keys, r->arg);
+    if (k == NULL)
+        return kbr_fail(&r->msg, KBR_ERR_NOT_FOUND, "no key named \"%s\"", r->arg);
+    if (attribute_key(r, k) != KBR_OK)
+        return KBR_ERR_NOMEM;
+    if (!kbd_scope_sees_key(&r->tok->scope, k->name, k->products))
+        return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
+                        "key \"%s\" serves no product within the token's products", r->arg);
+    if (hold && !kbd_scope_holds_key(&r->tok->scope, k->name, k->products))
+        return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
+                        "key \"%s\" also serves products outside the token's products", r->arg);
+    *out = k;
+    return KBR_OK;
+}
+
+kbr_err kbd_req_path_key(kbd_req *r, const kbd_key **out)
+{
+    return path_key(r, true, out);
+}
+
+kbr_err kbd_req_path_key_visible(kbd_req *r, const kbd_key **out)
+{
+    return path_key(r, false, out);
+}
+
 kbd_key *kbd_keys_find(kbd_keys *k, const char *name)
 {
     key_node *n = NULL;
@@ -143,6 +214,8 @@ kbr_err kbd_req_use_key(kbd_req *r, const char *name, const kbd_key **out)
 
 kbr_err kbd_req_key_product(kbd_req *r, const kbd_key *k, const char *field, const char *product)
 {
+    if (kbr_audit_rec_add_product(r->rec, product) != KBR_OK)
+        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "%s: not valid UTF-8", field);
     if (!kbr_namelist_match(&r->tok->scope.products, product))
         return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN, "%s: \"%s\" is outside the token's products",
                         field, product);
@@ -150,6 +223,29 @@ kbr_err kbd_req_key_product(kbd_req *r, const kbd_key *k, const char *field, con
         return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN, "%s: key \"%s\" does not serve product \"%s\"",
                         field, k->name, product);
     return KBR_OK;
+}
+
+kbr_audit_scope kbd_audit_scope_of(const kbr_scope *scope)
+{
+    return (kbr_audit_scope){
+        .products_limited = !kbr_namelist_is_any(&scope->products),
+        .products = (const char *const *)scope->products.items,
+        .nproducts = scope->products.n,
+        .keys_limited = !kbr_namelist_is_any(&scope->keys),
+        .keys = (const char *const *)scope->keys.items,
+        .nkeys = scope->keys.n,
+    };
+}
+
+kbr_err kbd_req_attribute_token(kbd_req *r)
+{
+    kbr_err err = KBR_OK;
+    const kbr_namelist *products = &r->tok->scope.products;
+
+    for (size_t i = 0; products->present && i < products->n; i++)
+        KBR_GUARD(kbr_audit_rec_add_product(r->rec, products->items[i]));
+out:
+    return err;
 }
 
 kbr_err kbd_req_reserve_use(kbd_req *r)

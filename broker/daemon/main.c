@@ -143,6 +143,24 @@ out:
     return err;
 }
 
+/* The issuer and audit keys' public_key_sha256, so neither is ever registered as a key. */
+static kbr_err load_own_keys(kbd *d, kbr_hsm_session *s)
+{
+    static const char *const labels[2] = {KBD_ISSUER_LABEL, KBD_AUDIT_LABEL};
+    kbr_err err = KBR_OK;
+    EVP_PKEY *pub = NULL;
+
+    for (size_t i = 0; i < 2; i++) {
+        KBR_GUARD(kbr_hsm_public_key(s, labels[i], &pub));
+        KBR_GUARD(kbr_store_public_key_sha256(pub, d->own_keys_sha256[i]));
+        EVP_PKEY_free(pub);
+        pub = NULL;
+    }
+out:
+    EVP_PKEY_free(pub);
+    return err;
+}
+
 static kbr_err load_issuer(kbd *d, kbr_msg *msg)
 {
     kbr_err err = KBR_OK;
@@ -163,7 +181,11 @@ static kbr_err load_issuer(kbd *d, kbr_msg *msg)
              json_string_value(json_object_get(jwk, "kid")));
     d->jwks = json_pack("{s:[O]}", "keys", jwk);
     KBR_ENSURE(d->jwks != NULL, KBR_ERR_NOMEM);
-    KBR_GUARD(kbr_policy_new(d->cfg.instance_id, pub, d->cfg.token_leeway, &d->policy));
+    KBR_GUARD(kbr_policy_new(d->cfg.instance_id, pub, &d->policy));
+    err = load_own_keys(d, s);
+    KBR_ENSURE(err == KBR_OK,
+               kbr_fail(msg, err, "audit key %s not found in the HSM: run keybrokerd --init",
+                        KBD_AUDIT_LABEL));
 out:
     json_decref(jwk);
     EVP_PKEY_free(pub);
@@ -242,6 +264,7 @@ static kbr_err load_state(kbd *d, kbr_msg *msg)
     int64_t tail = AUDIT_VERIFY_TAIL;
 
     KBR_GUARD(kbr_store_open(d->cfg.store, &st, msg));
+    KBR_GUARD(kbr_store_lock(d->cfg.store, &d->store_lock, msg));
     KBR_GUARD(kbd_open_hsm(&d->cfg, &d->hsm, msg));
     KBR_GUARD(load_issuer(d, msg));
     KBR_GUARD(check_log(d, st, &tail, msg));
@@ -356,6 +379,8 @@ static void teardown(kbd *d)
     kbd_ratelimit_free(d->unauth_rl);
     json_decref(d->jwks);
     kbr_hsm_close(d->hsm);
+    kbr_store_unlock(d->store_lock);
+    d->store_lock = -1;
     kbd_config_cleanup(&d->cfg);
 }
 
@@ -415,6 +440,7 @@ int main(int argc, char **argv)
     }
     harden_process();
     memset(&d, 0, sizeof(d));
+    d.store_lock = -1;
     err = kbd_config_load(path, &d.cfg, &msg);
     if (err == KBR_OK && d.cfg.tls_cert == NULL && !is_loopback(d.cfg.listen_host))
         err = kbr_fail(&msg, KBR_ERR_CONFIG,

@@ -10,6 +10,14 @@
 
 #include "kbd.h"
 
+/* A token never outlives its parent's authority: exp is capped at the parent's. */
+static time_t expiry(const kbd_token_spec *spec, time_t now)
+{
+    time_t exp = now + spec->ttl;
+
+    return spec->not_after != 0 && spec->not_after < exp ? spec->not_after : exp;
+}
+
 static json_t *claims_new(const char *instance_id, const kbd_token_spec *spec, const char *jti,
                           time_t now)
 {
@@ -20,7 +28,7 @@ static json_t *claims_new(const char *instance_id, const kbd_token_spec *spec, c
         return NULL;
     c = json_pack("{s:s,s:s,s:s,s:I,s:I,s:I,s:s,s:o}", "iss", instance_id, "aud", instance_id,
                   "sub", spec->sub, "iat", (json_int_t)now, "nbf", (json_int_t)now, "exp",
-                  (json_int_t)(now + spec->ttl), "jti", jti, "kbr", scope);
+                  (json_int_t)expiry(spec, now), "jti", jti, "kbr", scope);
     if (c != NULL && spec->cnf_x5t != NULL)
         json_object_set_new(c, "cnf", json_pack("{s:s}", "x5t#S256", spec->cnf_x5t));
     return c;
@@ -31,11 +39,12 @@ static json_t *effect_new(const kbd_token_spec *spec, const char *jti, time_t no
     char iat[KBR_TIME_LEN], exp[KBR_TIME_LEN];
 
     kbr_time_fmt(now, iat);
-    kbr_time_fmt(now + spec->ttl, exp);
-    return json_pack("{s:s,s:s,s:s,s:o,s:s,s:s,s:s,s:s,s:s?}", "type", "token.issue", "jti", jti,
-                     "sub", spec->sub, "scope", kbr_scope_to_json(spec->scope), "issued_by",
-                     spec->issued_by, "issued_at", iat, "not_before", iat, "expires_at", exp,
-                     "cnf_x5t", spec->cnf_x5t);
+    kbr_time_fmt(expiry(spec, now), exp);
+    return json_pack("{s:s,s:s,s:s,s:o,s:s,s:s,s:s,s:s,s:s?,s:s?,s:b}", "type", "token.issue",
+                     "jti", jti, "sub", spec->sub, "scope", kbr_scope_to_json(spec->scope),
+                     "issued_by", spec->issued_by, "issued_at", iat, "not_before", iat,
+                     "expires_at", exp, "cnf_x5t", spec->cnf_x5t, "parent_jti", spec->parent_jti,
+                     "orphan", spec->orphan);
 }
 
 kbr_err kbd_token_mint(kbr_hsm_session *hsm, const char *instance_id, const char *kid,

@@ -103,7 +103,6 @@ static void write_config(kbt_env *e)
                          "store = sqlite:keybroker.db\n"
                          "token_label = keybroker\n"
                          "workers = 2\n"
-                         "token_leeway = 0\n"
                          "%s\n",
                          e->extra_conf != NULL ? e->extra_conf : "") > 0);
     write_file(e->conf, conf);

@@ -230,6 +230,61 @@ static void test_debug_refusals(void **state)
     free(wide);
 }
 
+/* A challenge is the device's: another debug key cannot answer it a second time. */
+static void test_debug_challenge_once_per_device(void **state)
+{
+    unsigned char msg[128];
+    size_t n = adac_message(used_challenge, 32, msg);
+
+    (void)state;
+    expect_err(debug_auth(rework, "dbg-ed", "GW-1", used_challenge, msg, n, "RMA-2"), 409,
+               "conflict", "already answered for device GW-1");
+}
+
+/* A token's batches list bounds the devices it unlocks, as its devices list does. */
+static void test_debug_honours_batches(void **state)
+{
+    unsigned char ch[32], msg[128];
+    size_t n;
+    char *other = kbt_token(env, "{\"sub\":\"factory:acme-rework\",\"ops\":[\"debug-auth\"],"
+                                 "\"batches\":[\"b2\"],\"ttl\":600}");
+    char *mine = kbt_token(env, "{\"sub\":\"factory:acme-rework\",\"ops\":[\"debug-auth\"],"
+                                "\"batches\":[\"b1\"],\"ttl\":600}");
+    kbt_resp r;
+
+    (void)state;
+    RAND_bytes(ch, sizeof(ch));
+    n = adac_message(ch, 32, msg);
+    expect_err(debug_auth(other, "dbg-gw", "GW-3", ch, msg, n, "RMA-3"), 403, "forbidden",
+               "batch outside the token's batches");
+    r = debug_auth(mine, "dbg-gw", "GW-3", ch, msg, n, "RMA-3");
+    if (r.status != 200)
+        fail_msg("debug-auth within the batch: %ld %s", r.status, r.body);
+    kbt_resp_free(&r);
+    free(other);
+    free(mine);
+}
+
+/*
+ * An install dated beyond the clock skew would stay the device's latest until that date,
+ * hiding every real install before it: refused, and nothing of the report is kept.
+ */
+static void test_ota_report_from_the_future(void **state)
+{
+    char at[KBR_TIME_LEN], body[512];
+
+    (void)state;
+    kbr_time_fmt(time(NULL) + 86400, at);
+    snprintf(body, sizeof(body),
+             "{\"product\":\"gateway\",\"version\":\"1.1.0\",\"campaign\":\"pin\","
+             "\"results\":[{\"device\":\"GW-1\",\"status\":\"installed\",\"at\":"
+             "\"2026-11-28T10:00:00Z\"},{\"device\":\"GW-2\",\"status\":\"installed\","
+             "\"at\":\"%s\"}]}",
+             at);
+    expect_err(kbt_call(env, "POST", "/v1/ota/deployments", ota, body), 400, "bad_request",
+               "results[1].at");
+}
+
 static void test_ota_manifest_needs_signed_firmware(void **state)
 {
     char body[512];
@@ -324,8 +379,9 @@ static void test_ota_report_repeated(void **state)
     kbt_resp r;
 
     (void)state;
-    /* after GW-3's provisioning, so the install is its current firmware */
-    kbr_time_fmt(time(NULL) + 3600, at);
+    /* after GW-3's provisioning, so the install is its current firmware; a report may be a
+     * little ahead of the broker's clock */
+    kbr_time_fmt(time(NULL) + 120, at);
     snprintf(body, sizeof(body),
              "{\"product\":\"gateway\",\"version\":\"1.1.0\",\"campaign\":\"2026-12-rerun\","
              "\"results\":[{\"device\":\"GW-3\",\"status\":\"installed\",\"at\":\"%s\"}]}",
@@ -353,9 +409,10 @@ static void test_ota_report_repeated(void **state)
     assert_string_equal(json_string_value(json_object_get(json_array_get(fw, 1), "status")),
                         "installed");
     assert_int_equal(count_of(json_array_get(fw, 1), "audit_seq"), seq[0]);
+    /* provisioned, the debug unlock within its batch, the install once */
     events = json_object_get(r.json, "events");
-    assert_int_equal(json_array_size(events), 2);
-    assert_string_equal(json_string_value(json_object_get(json_array_get(events, 1), "kind")),
+    assert_int_equal(json_array_size(events), 3);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(events, 2), "kind")),
                         "ota-installed");
     kbt_resp_free(&r);
 
@@ -468,6 +525,9 @@ int main(void)
         cmocka_unit_test(test_debug_unlock_verifies),
         cmocka_unit_test(test_debug_unlock_ed25519),
         cmocka_unit_test(test_debug_refusals),
+        cmocka_unit_test(test_debug_challenge_once_per_device),
+        cmocka_unit_test(test_debug_honours_batches),
+        cmocka_unit_test(test_ota_report_from_the_future),
         cmocka_unit_test(test_ota_manifest_needs_signed_firmware),
         cmocka_unit_test(test_ota_report),
         cmocka_unit_test(test_ota_report_repeated),

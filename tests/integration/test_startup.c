@@ -130,6 +130,40 @@ static void test_init_again(void **state)
     free(old);
 }
 
+/*
+ * A running daemon keeps its tokens in memory: --init beside it would revoke a bootstrap
+ * token the daemon goes on honouring, and a second daemon would serve from state it cannot
+ * see change.  Both are refused while one serves, naming it, and change nothing.
+ */
+static void test_one_process_per_store(void **state)
+{
+    char *out = NULL, *token = NULL, pid[32];
+    kbt_resp r;
+
+    (void)state;
+    snprintf(pid, sizeof(pid), "(pid %d,", (int)env->pid);
+    assert_int_equal(kbt_run_daemon(env, "-c keybroker.conf --init", &out), 1);
+    if (strstr(out, "in use by another keybrokerd") == NULL || strstr(out, pid) == NULL ||
+        strstr(out, "stop it before --init") == NULL)
+        fail_msg("expected --init refused naming %s, got: %s", pid, out);
+    free(out);
+    assert_int_equal(kbt_sh(env, "cat bootstrap.token", &token), 0);
+    assert_string_equal(token, env->admin);
+    free(token);
+    assert_int_equal(kbt_run_daemon(env, "-c keybroker.conf", &out), 1);
+    if (strstr(out, "in use by another keybrokerd") == NULL || strstr(out, pid) == NULL)
+        fail_msg("expected a second daemon refused naming %s, got: %s", pid, out);
+    free(out);
+    r = kbt_call(env, "GET", "/v1/keys/fw", env->admin, NULL);
+    assert_int_equal(r.status, 200);
+    kbt_resp_free(&r);
+    /* the lock goes with the process, however it ends */
+    kbt_kill_restart(env);
+    r = kbt_call(env, "GET", "/v1/keys/fw", env->admin, NULL);
+    assert_int_equal(r.status, 200);
+    kbt_resp_free(&r);
+}
+
 /* keybrokerd under an open-files limit of 512, stopped after 8 s if it starts. */
 static int run_with_512_files(char **out)
 {
@@ -150,6 +184,7 @@ static void test_connection_limit_settings(void **state)
     int rc;
 
     (void)state;
+    kbt_stop(env);
     rewrite_conf("max_connections = 100\nmax_connections_per_source = 200");
     expect_start_failure("max_connections_per_source (200) exceeds max_connections (100)");
     restore_conf();
@@ -166,6 +201,7 @@ static void test_connection_limit_settings(void **state)
         strstr(out, "listening on") == NULL)
         fail_msg("expected a start with max_connections lowered to 320, got %d: %s", rc, out);
     free(out);
+    assert_int_equal(kbt_spawn_daemon(env), 0);
 }
 
 static void test_sigterm_exits_zero(void **state)
@@ -185,6 +221,7 @@ int main(void)
         cmocka_unit_test(test_unwritable_store),
         cmocka_unit_test(test_non_loopback_plain_http),
         cmocka_unit_test(test_init_again),
+        cmocka_unit_test(test_one_process_per_store),
         cmocka_unit_test(test_connection_limit_settings),
         cmocka_unit_test(test_sigterm_exits_zero),
     };

@@ -48,7 +48,7 @@ static int setup(void **state)
     assert_non_null(f);
     f->issuer = p256_new();
     f->foreign = p256_new();
-    assert_int_equal(kbr_policy_new(INSTANCE, f->issuer, 0, &f->p), KBR_OK);
+    assert_int_equal(kbr_policy_new(INSTANCE, f->issuer, &f->p), KBR_OK);
     *state = f;
     return 0;
 }
@@ -330,21 +330,22 @@ static void test_cache_bounded_oldest_evicted(void **state)
         free(token[i]);
 }
 
-static void test_leeway_tolerates_skew(void **state)
+/*
+ * The broker issues and checks its tokens on one clock: a token works until exp and not a
+ * second after, cached or not, and a revocation by principal in that second agrees with
+ * what authentication decides (a token that no longer authenticates is not counted live).
+ */
+static void test_own_tokens_end_at_exp(void **state)
 {
     fixture *f = *state;
-    kbr_policy *lenient = NULL;
-    kbr_token *tok = NULL;
-    kbr_msg msg = {{0}};
     char jti[33];
-    char *token = issue(f, "ci:fw-pipeline", NOW - 30, jti);
+    char *token = issue(f, "ci:fw-pipeline", NOW + 1, jti);
 
-    assert_int_equal(kbr_policy_new(INSTANCE, f->issuer, 60, &lenient), KBR_OK);
-    add_row(lenient, row_new(jti, "ci:fw-pipeline", NOW - 30, "{\"ops\": [\"sign\"]}"));
-    assert_int_equal(kbr_policy_authenticate(lenient, token, NOW, NULL, &tok, &msg), KBR_OK);
-    expect_refused_at(lenient, token, NOW + 30, NULL, "token expired");
-    expect_refused(f, token, "token expired");
-    kbr_policy_free(lenient);
+    expect_ok(f, token, NULL, jti);
+    expect_refused_at(f->p, token, NOW + 1, NULL, "token expired");
+    expect_refused_at(f->p, token, NOW + 30, NULL, "token expired");
+    assert_int_equal(kbr_policy_revoke_sub(f->p, "ci:fw-pipeline", NOW + 1, NULL), 0);
+    assert_int_equal(kbr_policy_revoke_sub(f->p, "ci:fw-pipeline", NOW, NULL), 1);
     free(token);
 }
 
@@ -622,13 +623,17 @@ static void test_revoked_even_when_cached(void **state)
     expect_ok(f, token, NULL, jti);
     expect_ok(f, token, NULL, jti);
     assert_int_equal(stats_of(f->p).cache_hits, 1);
-    assert_int_equal(kbr_policy_revoke_jti(f->p, jti, NOW), KBR_OK);
+    size_t n = 9;
+
+    assert_int_equal(kbr_policy_revoke_jti(f->p, jti, NOW, NULL, &n), KBR_OK);
+    assert_int_equal(n, 1);
     expect_refused(f, token, "token revoked");
     assert_int_equal(kbr_policy_find(f->p, jti)->revoked_at, NOW);
-    assert_int_equal(kbr_policy_revoke_jti(f->p, jti, NOW + 5), KBR_OK);
+    assert_int_equal(kbr_policy_revoke_jti(f->p, jti, NOW + 5, NULL, &n), KBR_OK);
+    assert_int_equal(n, 0);
     assert_int_equal(kbr_policy_find(f->p, jti)->revoked_at, NOW);
     new_jti(other);
-    assert_int_equal(kbr_policy_revoke_jti(f->p, other, NOW), KBR_ERR_NOT_FOUND);
+    assert_int_equal(kbr_policy_revoke_jti(f->p, other, NOW, NULL, &n), KBR_ERR_NOT_FOUND);
     free(token);
 }
 
@@ -694,6 +699,182 @@ static void test_revoke_by_key(void **state)
     assert_int_equal(kbr_policy_revoke_key(f->p, "ca-device", NOW, NULL), 1);
     assert_int_not_equal(kbr_policy_find(f->p, ca)->revoked_at, 0);
     json_decref(jtis);
+}
+
+/* A row issued under parent ("" for a root). */
+static void add_child(fixture *f, char jti[33], const char *sub, const char *parent, bool orphan,
+                      const char *scope)
+{
+    json_t *row;
+
+    new_jti(jti);
+    row = row_new(jti, sub, NOW + 3600, scope);
+    if (parent[0] != '\0')
+        json_object_set_new(row, "parent_jti", json_string(parent));
+    json_object_set_new(row, "orphan", json_boolean(orphan));
+    add_row(f->p, row);
+}
+
+static bool revoked(fixture *f, const char *jti)
+{
+    return kbr_policy_find(f->p, jti)->revoked_at != 0;
+}
+
+/*
+ * bootstrap -> team admin -> ci; team admin -> orphan admin -> factory.  Revoking the
+ * bootstrap takes every token under it, transitively, but the orphan's subtree.
+ */
+static void test_revocation_cascades(void **state)
+{
+    fixture *f = *state;
+    const char *admin = "{\"ops\": [\"admin\"]}";
+    char boot[33], team[33], ci[33], orphan[33], fab[33], other[33];
+    json_t *jtis = json_array();
+    size_t n = 0;
+
+    add_child(f, boot, "security:bootstrap", "", false, admin);
+    add_child(f, team, "security:acme", boot, false, admin);
+    add_child(f, ci, "ci:acme", team, false, "{\"ops\": [\"sign\"]}");
+    add_child(f, orphan, "security:acme-lead", team, true, admin);
+    add_child(f, fab, "factory:acme", orphan, false, "{\"ops\": [\"provision\"]}");
+    add_child(f, other, "ci:other", "", false, "{\"ops\": [\"sign\"]}");
+    assert_int_equal(kbr_policy_find(f->p, team)->orphan, false);
+    assert_string_equal(kbr_policy_find(f->p, ci)->parent, team);
+    assert_int_equal(kbr_policy_revoke_jti(f->p, boot, NOW, jtis, &n), KBR_OK);
+    assert_int_equal(n, 3);
+    assert_int_equal(json_array_size(jtis), 3);
+    assert_string_equal(json_string_value(json_array_get(jtis, 0)), boot);
+    assert_true(revoked(f, boot) && revoked(f, team) && revoked(f, ci));
+    assert_false(revoked(f, orphan) || revoked(f, fab) || revoked(f, other));
+    /* by principal: the orphan admin's tree goes with it */
+    assert_int_equal(kbr_policy_revoke_sub(f->p, "security:acme-lead", NOW, NULL), 2);
+    assert_true(revoked(f, fab));
+    assert_false(revoked(f, other));
+    json_decref(jtis);
+}
+
+/* A subtree whose middle was revoked before still loses its leaves; expired ones are walked
+ * through, not counted. */
+static void test_revocation_cascades_through_revoked(void **state)
+{
+    fixture *f = *state;
+    const char *admin = "{\"ops\": [\"admin\"]}";
+    char root[33], mid[33], leaf[33], gone[33], gone_leaf[33];
+    json_t *row, *jtis = json_array();
+    size_t n = 0;
+
+    add_child(f, root, "security:bootstrap", "", false, admin);
+    add_child(f, mid, "security:team", root, false, admin);
+    add_child(f, leaf, "ci:team", mid, false, "{\"ops\": [\"sign\"]}");
+    new_jti(gone);
+    row = row_new(gone, "security:old", NOW - 5, admin);
+    json_object_set_new(row, "parent_jti", json_string(root));
+    add_row(f->p, row);
+    add_child(f, gone_leaf, "ci:old", gone, false, "{\"ops\": [\"sign\"]}");
+    /* the middle went first, its leaf escaped (as a token revoked before cascading would) */
+    kbr_policy_find(f->p, mid)->revoked_at = NOW - 100;
+    assert_int_equal(kbr_policy_revoke_jti(f->p, root, NOW, jtis, &n), KBR_OK);
+    assert_int_equal(n, 3);
+    assert_true(revoked(f, leaf) && revoked(f, gone_leaf));
+    assert_false(revoked(f, gone)); /* expired: walked through, left as it is */
+    json_decref(jtis);
+    jtis = json_pack("[s]", root);
+    assert_int_equal(kbr_policy_revoke_descendants(f->p, NOW, jtis), 0);
+    json_decref(jtis);
+}
+
+static kbr_scope scope_of(const char *text)
+{
+    json_t *j = scope_json(text);
+    kbr_scope s = {.max_uses = -1};
+
+    assert_int_equal(kbr_scope_from_json(j, &s, NULL), KBR_OK);
+    json_decref(j);
+    return s;
+}
+
+/* A principal belongs to the products of the tokens issued to it. */
+static void test_principal_ownership(void **state)
+{
+    fixture *f = *state;
+    kbr_scope acme = scope_of("{\"ops\": [\"admin\"], \"products\": [\"acme\"]}");
+    kbr_scope acmes = scope_of("{\"ops\": [\"admin\"], \"products\": [\"acme*\"]}");
+    kbr_scope globex = scope_of("{\"ops\": [\"admin\"], \"products\": [\"globex\"]}");
+    kbr_scope any = scope_of("{\"ops\": [\"admin\"]}");
+    kbr_scope gw = scope_of("{\"ops\": [\"sign\"], \"products\": [\"acme-gw\"]}");
+    kbr_msg msg = {{0}};
+    char jti[33];
+    json_t *products;
+
+    /* a name nobody was given yet is anyone's */
+    assert_int_equal(kbr_policy_principal_may_issue(f->p, "factory:globex-fab", &acme, &msg),
+                     KBR_OK);
+    assert_null(kbr_policy_principal_products(f->p, "factory:globex-fab"));
+    add_child(f, jti, "factory:globex-fab", "", false,
+              "{\"ops\": [\"provision\"], \"products\": [\"globex\"]}");
+    assert_int_equal(kbr_policy_principal_may_issue(f->p, "factory:globex-fab", &acme, &msg),
+                     KBR_ERR_FORBIDDEN);
+    assert_non_null(strstr(msg.text, "globex"));
+    assert_int_equal(kbr_policy_principal_may_issue(f->p, "factory:globex-fab", &globex, NULL),
+                     KBR_OK);
+    assert_int_equal(kbr_policy_principal_may_issue(f->p, "factory:globex-fab", &any, NULL),
+                     KBR_OK);
+    /* claimed before commit: the second admin racing for the name is refused */
+    assert_int_equal(kbr_policy_principal_claim(f->p, "ci:acme-gw", &gw), KBR_OK);
+    assert_int_equal(kbr_policy_principal_may_issue(f->p, "ci:acme-gw", &globex, NULL),
+                     KBR_ERR_FORBIDDEN);
+    assert_int_equal(kbr_policy_principal_may_issue(f->p, "ci:acme-gw", &acmes, NULL), KBR_OK);
+    assert_int_equal(kbr_policy_principal_may_issue(f->p, "ci:acme-gw", &acme, NULL),
+                     KBR_ERR_FORBIDDEN);
+    /* a token without a products list makes the principal everyone's: only unlimited admins */
+    assert_int_equal(kbr_policy_principal_claim(f->p, "ci:acme-gw", &any), KBR_OK);
+    assert_int_equal(kbr_policy_principal_may_issue(f->p, "ci:acme-gw", &acmes, &msg),
+                     KBR_ERR_FORBIDDEN);
+    products = kbr_policy_principal_products(f->p, "ci:acme-gw");
+    assert_true(json_is_null(products));
+    json_decref(products);
+    products = kbr_policy_principal_products(f->p, "factory:globex-fab");
+    assert_int_equal(json_array_size(products), 1);
+    json_decref(products);
+    kbr_scope_cleanup(&acme);
+    kbr_scope_cleanup(&acmes);
+    kbr_scope_cleanup(&globex);
+    kbr_scope_cleanup(&any);
+    kbr_scope_cleanup(&gw);
+}
+
+static void test_scope_covers_and_namelists(void **state)
+{
+    kbr_scope acme = scope_of("{\"ops\": [\"read\"], \"products\": [\"acme*\"]}");
+    kbr_scope gw = scope_of("{\"ops\": [\"sign\"], \"products\": [\"acme-gw\"]}");
+    kbr_scope open = scope_of("{\"ops\": [\"sign\"]}");
+    kbr_scope keyed = scope_of("{\"ops\": [\"read\"], \"keys\": [\"fw-*\"]}");
+    json_t *both = json_pack("[s,s]", "acme-gw", "globex"), *one = json_pack("[s]", "acme-cam");
+    json_t *none = json_array();
+    kbr_msg msg = {{0}};
+
+    (void)state;
+    /* read or admin, the rule is the list's: no admin op is needed to see within a scope */
+    assert_int_equal(kbr_scope_covers(&acme, &gw, NULL), KBR_OK);
+    assert_int_equal(kbr_scope_covers(&acme, &open, &msg), KBR_ERR_FORBIDDEN);
+    assert_non_null(strstr(msg.text, "products"));
+    assert_int_equal(kbr_scope_covers(&open, &acme, NULL), KBR_OK);
+    assert_int_equal(kbr_scope_covers(&keyed, &gw, NULL), KBR_ERR_FORBIDDEN);
+    assert_true(kbr_namelist_match_any(&acme.products, both));
+    assert_false(kbr_namelist_match_all(&acme.products, both));
+    assert_true(kbr_namelist_match_all(&acme.products, one));
+    assert_false(kbr_namelist_match_any(&gw.products, one));
+    assert_false(kbr_namelist_match_any(&acme.products, none));
+    assert_true(kbr_namelist_match_any(&open.products, none));
+    assert_true(kbr_namelist_is_any(&open.products));
+    assert_false(kbr_namelist_is_any(&acme.products));
+    json_decref(both);
+    json_decref(one);
+    json_decref(none);
+    kbr_scope_cleanup(&acme);
+    kbr_scope_cleanup(&gw);
+    kbr_scope_cleanup(&open);
+    kbr_scope_cleanup(&keyed);
 }
 
 static char *issue_bound(fixture *f, const char *row_x5t, const char *claim_x5t, char jti[33])
@@ -1200,7 +1381,7 @@ static void test_jwk_and_policy_refuse_other_keys(void **state)
     assert_int_equal(kbr_jwk_from_pkey(p384, &jwk), KBR_ERR_BAD_REQUEST);
     assert_null(jwk);
     assert_int_equal(kbr_jwk_from_pkey(ed, &jwk), KBR_ERR_BAD_REQUEST);
-    assert_int_equal(kbr_policy_new(INSTANCE, p384, 0, &p), KBR_ERR_CONFIG);
+    assert_int_equal(kbr_policy_new(INSTANCE, p384, &p), KBR_ERR_CONFIG);
     assert_null(p);
     EVP_PKEY_free(p384);
     EVP_PKEY_free(ed);
@@ -1231,7 +1412,7 @@ int main(void)
         T(test_many_signatures_verify),
         T(test_cache_entry_expires_with_token),
         T(test_cache_bounded_oldest_evicted),
-        T(test_leeway_tolerates_skew),
+        T(test_own_tokens_end_at_exp),
         T(test_missing_and_garbage),
         T(test_two_segments),
         T(test_alg_none_refused),
@@ -1245,6 +1426,10 @@ int main(void)
         T(test_revoked_even_when_cached),
         T(test_revoke_by_sub),
         T(test_revoke_by_key),
+        T(test_revocation_cascades),
+        T(test_revocation_cascades_through_revoked),
+        T(test_principal_ownership),
+        cmocka_unit_test(test_scope_covers_and_namelists),
         T(test_cnf_binding),
         T(test_header_extra_member_refused),
         T(test_duplicate_payload_keys_refused),

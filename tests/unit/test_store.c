@@ -126,7 +126,7 @@ static void test_open_creates_schema(void **state)
     assert_int_equal(sqlite3_prepare_v2(db, "SELECT schema_version FROM meta", -1, &stmt, NULL),
                      SQLITE_OK);
     assert_int_equal(sqlite3_step(stmt), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int(stmt, 0), 2);
+    assert_int_equal(sqlite3_column_int(stmt, 0), 3);
     assert_int_equal(sqlite3_step(stmt), SQLITE_DONE);
     sqlite3_finalize(stmt);
     assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &stmt, NULL), SQLITE_OK);
@@ -1372,6 +1372,80 @@ static void v1_store(const fixture *f, EVP_PKEY *clone, EVP_PKEY *old, EVP_PKEY 
     free(cur_pem);
 }
 
+/*
+ * What version 3 changes, as an older broker left it: a registered key with its public key,
+ * a token, and one challenge of SN-9 answered by two keys (what version 3 refuses).
+ */
+static void v1_custody(const fixture *f, EVP_PKEY *pub)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *stmt = NULL;
+    BIO *b = BIO_new(BIO_s_mem());
+    char *data = NULL;
+    long len;
+
+    assert_int_equal(PEM_write_bio_PUBKEY(b, pub), 1);
+    len = BIO_get_mem_data(b, &data);
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "INSERT INTO keys(name, purpose, algorithm, products,"
+                                        " hsm_label, public_key_pem, created_at, audit_seq) VALUES"
+                                        " ('dbg-door', 'debug-auth', 'ecdsa-p256', '[\"door\"]',"
+                                        " 'door-dbg', ?1, '2026-03-01T10:00:00Z', 8)",
+                                        -1, &stmt, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_text(stmt, 1, data, (int)len, SQLITE_TRANSIENT);
+    assert_int_equal(sqlite3_step(stmt), SQLITE_DONE);
+    sqlite3_finalize(stmt);
+    assert_int_equal(
+        sqlite3_exec(
+            db,
+            "CREATE TABLE tokens(jti TEXT PRIMARY KEY, sub TEXT NOT NULL, scope TEXT NOT NULL,"
+            " issued_by TEXT, issued_at TEXT NOT NULL, not_before TEXT, expires_at TEXT NOT NULL,"
+            " cnf_x5t TEXT, revoked_at TEXT, revoke_reason TEXT, audit_seq INTEGER NOT NULL);"
+            "INSERT INTO tokens(jti, sub, scope, issued_at, expires_at, audit_seq) VALUES"
+            " ('0123456789abcdef0123456789abcdef', 'ci:door', '{\"ops\":[\"sign\"]}',"
+            " '2026-03-01T10:00:00Z', '2027-03-01T10:00:00Z', 4);"
+            "CREATE TABLE debug_challenges(key TEXT NOT NULL REFERENCES keys(name),"
+            " challenge_sha256 TEXT NOT NULL, product TEXT NOT NULL, serial TEXT NOT NULL,"
+            " at TEXT NOT NULL, audit_seq INTEGER NOT NULL, PRIMARY KEY(key, challenge_sha256),"
+            " FOREIGN KEY(product, serial) REFERENCES devices(product, serial));"
+            "INSERT INTO debug_challenges VALUES ('ca-door', 'aa', 'door', 'SN-9',"
+            " '2026-04-01T09:00:00Z', 9), ('dbg-door', 'aa', 'door', 'SN-9',"
+            " '2026-04-01T09:01:00Z', 10);",
+            NULL, NULL, NULL),
+        SQLITE_OK);
+    sqlite3_close(db);
+    BIO_free(b);
+}
+
+/* Two registry entries that name one HSM object cannot both stay: the store says which. */
+static void test_migrate_refuses_one_object_twice(void **state)
+{
+    fixture *f = *state;
+    EVP_PKEY *k = EVP_EC_gen("P-256");
+    kbr_store *st = NULL;
+    kbr_msg msg = {{0}};
+    sqlite3 *db = NULL;
+
+    v1_store(f, k, k, k);
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "INSERT INTO keys(name, purpose, algorithm, products, hsm_label,"
+                                  " created_at, audit_seq) VALUES ('fw-acme', 'firmware-signing',"
+                                  " 'ecdsa-p256', '[\"acme\"]', 'globex-root',"
+                                  " '2026-03-01T10:00:00Z', 3), ('fw-globex', 'device-identity-ca',"
+                                  " 'ecdsa-p256', '[\"globex\"]', 'globex-root',"
+                                  " '2026-03-01T10:00:00Z', 4)",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(kbr_store_open(f->url, &st, &msg), KBR_ERR_STORE);
+    assert_null(st);
+    assert_non_null(strstr(msg.text, "\"fw-acme\" and \"fw-globex\" name the same HSM object"));
+    EVP_PKEY_free(k);
+}
+
 static void assert_device_key(kbr_store *st, const char *serial, const char *want)
 {
     json_t *dev = NULL;
@@ -1400,9 +1474,18 @@ static void test_migrate_v1_store(void **state)
     der_key_hex(cur, cur_hex);
     der_key_hex(fresh, fresh_hex);
     v1_store(f, clone, old, cur);
+    v1_custody(f, cur);
     st = open_ok(f);
-    assert_int_equal(query_count(f, "SELECT max(schema_version) FROM meta"), 2);
-    assert_int_equal(query_count(f, "SELECT count(*) FROM meta WHERE schema_version <> 2"), 0);
+    assert_int_equal(query_count(f, "SELECT max(schema_version) FROM meta"), 3);
+    assert_int_equal(query_count(f, "SELECT count(*) FROM meta WHERE schema_version <> 3"), 0);
+    /* version 3: keys named by their public key, and a device's challenge answered once */
+    assert_int_equal(count_where(f, "keys", "public_key_sha256 IS NOT NULL"), 1);
+    assert_int_equal(query_count(f, "SELECT count(*) FROM keys WHERE name = 'dbg-door' AND"
+                                    " length(public_key_sha256) = 64"),
+                     1);
+    assert_int_equal(count_where(f, "debug_challenges", "serial = 'SN-9'"), 1);
+    assert_int_equal(count_where(f, "debug_challenges", "key = 'ca-door' AND audit_seq = 9"), 1);
+    assert_int_equal(count_where(f, "tokens", "parent_jti IS NULL AND orphan = 0"), 1);
     /* Current keys from the current certificates, the clone's too, so it shows; of two
      * devices with one key the first owns it, and a device owns its superseded keys. */
     assert_device_key(st, "SN-9", clone_hex);
@@ -1439,7 +1522,7 @@ static void test_migrate_v1_store(void **state)
     kbr_store_close(st);
     /* Opening again changes nothing. */
     st = open_ok(f);
-    assert_int_equal(query_count(f, "SELECT max(schema_version) FROM meta"), 2);
+    assert_int_equal(query_count(f, "SELECT max(schema_version) FROM meta"), 3);
     assert_device_key(st, "SN-9", clone_hex);
     assert_int_equal(count_where(f, "device_firmware", "serial = 'SN-9'"), 3);
     kbr_store_close(st);
@@ -1516,11 +1599,11 @@ static json_t *debug_effect(const char *key, const char *product, const char *se
                      "2026-04-01T09:15:00+00:00");
 }
 
-static bool challenge_used(kbr_store *st, const char *key, const char *challenge)
+static bool challenge_used(kbr_store *st, const char *serial, const char *challenge)
 {
     bool used = false;
 
-    assert_int_equal(kbr_store_debug_challenge_used(st, key, challenge, &used), KBR_OK);
+    assert_int_equal(kbr_store_debug_challenge_used(st, "door", serial, challenge, &used), KBR_OK);
     return used;
 }
 
@@ -1534,7 +1617,7 @@ static void test_debug_authorize(void **state)
     char upper[65];
 
     debug_ids_of("c1", &c1);
-    assert_false(challenge_used(st, "dbg-door", c1.challenge));
+    assert_false(challenge_used(st, "SN-1", c1.challenge));
     assert_int_equal(apply_json(st, debug_effect("dbg-door", "door", "SN-1", "c1"), 10), KBR_OK);
 
     assert_int_equal(kbr_store_device_events(st, "door", "SN-1", &events), KBR_OK);
@@ -1555,19 +1638,19 @@ static void test_debug_authorize(void **state)
     assert_string_equal(str_at(detail, "expires_at"), "2026-04-01T09:15:00Z");
     json_decref(events);
 
-    /* The check before signing sees the answer in either spelling of the hex, per key. */
-    assert_true(challenge_used(st, "dbg-door", c1.challenge));
+    /* The check before signing sees the answer in either spelling of the hex, per device. */
+    assert_true(challenge_used(st, "SN-1", c1.challenge));
     for (size_t i = 0; i < sizeof(upper); i++)
         upper[i] =
             (char)(c1.challenge[i] >= 'a' && c1.challenge[i] <= 'f' ? c1.challenge[i] - 'a' + 'A'
                                                                     : c1.challenge[i]);
-    assert_true(challenge_used(st, "dbg-door", upper));
-    assert_false(challenge_used(st, "dbg-lab", c1.challenge));
-    assert_false(challenge_used(st, "dbg-door", c1.message));
+    assert_true(challenge_used(st, "SN-1", upper));
+    assert_false(challenge_used(st, "SN-2", c1.challenge));
+    assert_false(challenge_used(st, "SN-1", c1.message));
     kbr_store_close(st);
 }
 
-static void test_debug_challenge_once_per_key(void **state)
+static void test_debug_challenge_once_per_device(void **state)
 {
     fixture *f = *state;
     kbr_store *st = field_store(f);
@@ -1576,10 +1659,13 @@ static void test_debug_challenge_once_per_key(void **state)
 
     debug_ids_of("c1", &c1);
     assert_int_equal(apply_json(st, debug_effect("dbg-door", "door", "SN-1", "c1"), 10), KBR_OK);
-    /* A replay conflicts whichever device it names; another key may answer the same bytes. */
+    /*
+     * A challenge is the device's: a replay conflicts whichever key answers it, and another
+     * device's challenge that happens to have the same bytes is another session.
+     */
     assert_int_equal(apply_json(st, debug_effect("dbg-door", "door", "SN-1", "c1"), 11),
                      KBR_ERR_STORE_CONSTRAINT);
-    assert_int_equal(apply_json(st, debug_effect("dbg-door", "door", "SN-2", "c1"), 12),
+    assert_int_equal(apply_json(st, debug_effect("dbg-lab", "door", "SN-1", "c1"), 12),
                      KBR_ERR_STORE_CONSTRAINT);
     assert_int_equal(apply_json(st, debug_effect("dbg-lab", "door", "SN-2", "c1"), 13), KBR_OK);
     assert_int_equal(query_count(f, "SELECT count(*) FROM debug_challenges"), 2);
@@ -1592,12 +1678,13 @@ static void test_debug_challenge_once_per_key(void **state)
     /* The rule outlives the process. */
     kbr_store_close(st);
     st = open_ok(f);
-    assert_int_equal(kbr_store_debug_challenge_used(st, "dbg-door", c1.challenge, &used), KBR_OK);
+    assert_int_equal(kbr_store_debug_challenge_used(st, "door", "SN-1", c1.challenge, &used),
+                     KBR_OK);
     assert_true(used);
     assert_int_equal(apply_json(st, debug_effect("dbg-door", "door", "SN-1", "c1"), 14),
                      KBR_ERR_STORE_CONSTRAINT);
     used = true;
-    assert_int_equal(kbr_store_debug_challenge_used(st, "dbg-door", "abc", &used),
+    assert_int_equal(kbr_store_debug_challenge_used(st, "door", "SN-1", "abc", &used),
                      KBR_ERR_INTERNAL);
     assert_false(used);
     kbr_store_close(st);
@@ -1908,6 +1995,105 @@ static void insert_row(kbr_store *st, int64_t seq, const char *entry)
     assert_int_equal(kbr_store_commit(st), KBR_OK);
 }
 
+/* An entry about products (a JSON array text, or NULL for none) naming key. */
+static void insert_about(kbr_store *st, int64_t seq, const char *key, const char *products)
+{
+    char hash[65], entry[256];
+    json_t *p = products != NULL ? json_loads(products, 0, NULL) : NULL;
+    kbr_store_audit_row row = {.seq = seq,
+                               .time = "2026-01-01T00:00:00Z",
+                               .key = key,
+                               .outcome = "ok",
+                               .entry_json = entry,
+                               .prev_hash = hash,
+                               .hash = hash,
+                               .products = p};
+
+    snprintf(hash, sizeof(hash), "%064lld", (long long)seq);
+    snprintf(entry, sizeof(entry), "{\"seq\":%lld,\"key\":%s%s%s%s%s}", (long long)seq,
+             key != NULL ? "\"" : "", key != NULL ? key : "null", key != NULL ? "\"" : "",
+             products != NULL ? ",\"products\":" : "", products != NULL ? products : "");
+    assert_int_equal(kbr_store_begin(st), KBR_OK);
+    assert_int_equal(kbr_store_audit_insert(st, &row), KBR_OK);
+    assert_int_equal(kbr_store_commit(st), KBR_OK);
+    json_decref(p);
+}
+
+static char *seqs_within(kbr_store *st, int64_t after, int64_t limit, const kbr_audit_scope *scope)
+{
+    json_t *page = NULL;
+    char buf[256] = "";
+    size_t i;
+    const json_t *e;
+
+    assert_int_equal(kbr_store_audit_page_within(st, after, limit, scope, &page), KBR_OK);
+    json_array_foreach(page, i, e)
+    {
+        size_t n = strlen(buf);
+        snprintf(buf + n, sizeof(buf) - n, "%s%lld", i > 0 ? "," : "",
+                 (long long)json_integer_value(json_object_get(e, "seq")));
+    }
+    json_decref(page);
+    return strdup(buf);
+}
+
+static void expect_seqs(kbr_store *st, int64_t after, int64_t limit, const kbr_audit_scope *scope,
+                        const char *want)
+{
+    char *got = seqs_within(st, after, limit, scope);
+
+    if (strcmp(got, want) != 0)
+        fail_msg("expected entries %s, got %s", want, got);
+    free(got);
+}
+
+/* What a reader limited to products or keys reads of the log (API.md "Custody boundaries"). */
+static void test_audit_within_scope(void **state)
+{
+    fixture *f = *state;
+    kbr_store *st = open_ok(f);
+    const char *acme[] = {"acme"}, *acmes[] = {"acme*"}, *fw[] = {"fw-*"};
+    kbr_audit_scope by_acme = {.products_limited = true, .products = acme, .nproducts = 1};
+    kbr_audit_scope by_prefix = {.products_limited = true, .products = acmes, .nproducts = 1};
+    kbr_audit_scope by_key = {.keys_limited = true, .keys = fw, .nkeys = 1};
+    kbr_audit_scope both = {.products_limited = true,
+                            .products = acme,
+                            .nproducts = 1,
+                            .keys_limited = true,
+                            .keys = fw,
+                            .nkeys = 1};
+    kbr_audit_scope nothing = {.products_limited = true, .nproducts = 0};
+    bool visible = true;
+
+    insert_about(st, 1, NULL, NULL);                     /* the broker's own */
+    insert_about(st, 2, "fw-acme", "[\"acme\"]");        /* acme's key */
+    insert_about(st, 3, "fw-globex", "[\"globex\"]");    /* another team's */
+    insert_about(st, 4, "dbg", "[\"acme\",\"globex\"]"); /* a shared key */
+    insert_about(st, 5, NULL, "[\"acme-gw\"]");          /* a product acme* names */
+    insert_about(st, 6, NULL, "[\"acme*\"]");            /* what an acme* token did */
+    insert_about(st, 7, "fw-acme", "[\"acme\"]");
+    expect_seqs(st, 0, 100, NULL, "1,2,3,4,5,6,7");
+    expect_seqs(st, 0, 100, &by_acme, "2,4,7");
+    expect_seqs(st, 2, 1, &by_acme, "4"); /* pages by seq, however sparse */
+    expect_seqs(st, 4, 100, &by_acme, "7");
+    expect_seqs(st, 0, 100, &by_prefix, "2,4,5,6,7");
+    expect_seqs(st, 0, 100, &by_key, "2,3,7");
+    expect_seqs(st, 0, 100, &both, "2,7");
+    expect_seqs(st, 0, 100, &nothing, "");
+    assert_int_equal(kbr_store_audit_visible(st, 3, &by_acme, &visible), KBR_OK);
+    assert_false(visible);
+    assert_int_equal(kbr_store_audit_visible(st, 6, &by_prefix, &visible), KBR_OK);
+    assert_true(visible);
+    assert_int_equal(kbr_store_audit_visible(st, 6, &by_acme, &visible), KBR_OK);
+    assert_false(visible);
+    assert_int_equal(kbr_store_audit_visible(st, 2, &both, &visible), KBR_OK);
+    assert_true(visible);
+    assert_int_equal(kbr_store_audit_visible(st, 1, NULL, &visible), KBR_OK);
+    assert_true(visible);
+    assert_int_equal(kbr_store_audit_visible(st, 8, NULL, &visible), KBR_ERR_NOT_FOUND);
+    kbr_store_close(st);
+}
+
 static kbr_err stop_at_two(int64_t seq, const char *entry_json, const char *hash, void *arg)
 {
     (void)entry_json;
@@ -1974,8 +2160,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_device_key_refused_at_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_device_key_on_rotation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_migrate_v1_store, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_migrate_refuses_one_object_twice, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_audit_within_scope, setup, teardown),
         cmocka_unit_test_setup_teardown(test_debug_authorize, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_debug_challenge_once_per_key, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_debug_challenge_once_per_device, setup, teardown),
         cmocka_unit_test_setup_teardown(test_debug_unknown_device, setup, teardown),
         cmocka_unit_test_setup_teardown(test_provision_records_factory_image, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ota_requires_signed_build, setup, teardown),

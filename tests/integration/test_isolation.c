@@ -23,8 +23,8 @@
 #include "harness.h"
 #include "kbr_audit.h"
 
-/* More than a full writer group's worth of callers at once would need more connections than
- * one source may have by default. */
+/* Callers at once, each on a connection of its own: with the attach and the harness's own,
+ * more than one source may hold by default, hence the limits in setup. */
 #define SIGNERS 128
 
 static kbt_env *env;

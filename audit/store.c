@@ -95,6 +95,11 @@ void kbr_store_rollback(kbr_store *st)
     st->ops->rollback(st);
 }
 
+bool kbr_store_in_transaction(kbr_store *st)
+{
+    return st->ops->in_transaction(st);
+}
+
 kbr_err kbr_store_audit_insert(kbr_store *st, const kbr_store_audit_row *row)
 {
     return st->ops->audit_insert(st, row);

@@ -95,6 +95,9 @@ struct kbr_store_ops {
     kbr_err (*begin)(kbr_store *st);
     kbr_err (*commit)(kbr_store *st);
     void (*rollback)(kbr_store *st);
+    /* Whether the writer's transaction is still open: a back end may end it by itself on
+     * some failures (SQLite after FULL, IOERR, BUSY or NOMEM). */
+    bool (*in_transaction)(kbr_store *st);
     /* One record's effects nest inside the writer's transaction. */
     kbr_err (*savepoint)(kbr_store *st);
     kbr_err (*release)(kbr_store *st);

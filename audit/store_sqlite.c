@@ -620,6 +620,11 @@ static void sqlite_rollback(kbr_store *st)
     (void)run_fixed(s, SQ_ROLLBACK, "ROLLBACK");
 }
 
+static bool sqlite_in_transaction(kbr_store *st)
+{
+    return !sqlite3_get_autocommit(((kbr_sqlite *)st)->db);
+}
+
 static kbr_err sqlite_savepoint(kbr_store *st)
 {
     return run_fixed((kbr_sqlite *)st, SQ_SAVEPOINT, "SAVEPOINT kbr_effects");
@@ -854,6 +859,7 @@ const kbr_store_ops kbr_store_sqlite_ops = {
     .begin = sqlite_begin,
     .commit = sqlite_commit,
     .rollback = sqlite_rollback,
+    .in_transaction = sqlite_in_transaction,
     .savepoint = sqlite_savepoint,
     .release = sqlite_release,
     .rollback_to = sqlite_rollback_to,

@@ -1,7 +1,8 @@
 /*
  * writer.c - audit records and the writer thread that commits them in
  * groups: one transaction and one fsync for everything queued, the hash
- * chain advanced in queue order.
+ * chain advanced in queue order.  A record whose ledger effects fail for a
+ * reason of its own fails alone; only a failure of the store fails a group.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -40,7 +41,7 @@ struct kbr_audit {
 
     atomic_bool healthy;
     atomic_int_fast64_t durable_seq;
-    atomic_uint_fast64_t records, commits, failed_commits;
+    atomic_uint_fast64_t records, commits, failed_commits, refused_records;
 };
 
 /* ---- records ---- */
@@ -170,6 +171,72 @@ out:
     return err;
 }
 
+/* The type of each effect, as far as the effects say: what the refused record was to change. */
+static json_t *effect_types(const json_t *effects)
+{
+    json_t *types = json_array();
+    const json_t *e;
+    size_t i;
+
+    if (types == NULL || !json_is_array(effects))
+        return types;
+    json_array_foreach(effects, i, e)
+    {
+        const json_t *type = json_object_get(e, "type");
+
+        if (json_array_append_new(types, json_is_string(type) ? json_copy((json_t *)type)
+                                                              : json_null()) != 0) {
+            json_decref(types);
+            return NULL;
+        }
+    }
+    return types;
+}
+
+/*
+ * The ledger refused the record's effects for a reason of the record's own (an effect the
+ * handler built wrong, a value the ledger cannot hold), and kbr_store_apply_effects took all
+ * of them back: the rest of the group goes on, so one request never fails another.
+ *
+ * The record is still written, as an error without its effects, rather than dropped: by the
+ * time it reaches the writer the HSM may have worked for it (a firmware signature, a
+ * certificate signed by a CA key), and the log accounts for every use of a key, whether or
+ * not its result was released.  An error and not a denial: the caller asked for nothing it
+ * may not have, the fault is the broker's, and the caller is told the change could not be
+ * recorded (audit_unavailable), with this entry's seq.  The entry keeps its place in the
+ * group, so seq, prev_hash and the tree run through it as through any other: nothing is
+ * renumbered and no gap is left.
+ */
+static kbr_err mark_refused(kbr_audit_rec *r, kbr_err why)
+{
+    kbr_err err = KBR_OK;
+    json_t *refused = NULL;
+
+    KBR_GUARD(kbr_audit_rec_set_outcome(r, "error", "audit_unavailable"));
+    if (r->detail == NULL)
+        r->detail = json_object();
+    KBR_ENSURE(r->detail != NULL, KBR_ERR_NOMEM);
+    refused = json_pack("{s:s,s:o}", "reason", kbr_err_str(why), "types", effect_types(r->effects));
+    KBR_ENSURE(refused != NULL, KBR_ERR_NOMEM);
+    KBR_ENSURE(json_object_set_new(r->detail, "effects_refused", refused) == 0, KBR_ERR_NOMEM);
+    r->key_use = false;
+    r->result = KBR_ERR_INTERNAL;
+out:
+    return err;
+}
+
+/*
+ * Is a failure of the effects the record's, or the store's?  The store's when the store failed
+ * (I/O, a full disk, a busy or damaged database) or memory ran out, and whenever the
+ * transaction is gone (SQLite ends it by itself after some of those): then nothing of the group
+ * can be made durable and the group fails as a whole, as before.  Anything else is the
+ * record's, and its savepoint has undone it.
+ */
+static bool record_at_fault(kbr_audit *a, kbr_err why)
+{
+    return why != KBR_ERR_STORE && why != KBR_ERR_NOMEM && kbr_store_in_transaction(a->st);
+}
+
 static kbr_err entry_new(const kbr_audit_rec *r, int64_t seq, const char *time, const char *prev,
                          json_t **out)
 {
@@ -237,6 +304,8 @@ static kbr_err write_rec(kbr_audit *a, kbr_audit_rec *r, int64_t seq, const char
     applied = kbr_store_apply_effects(a->st, r->effects, seq);
     if (applied == KBR_ERR_STORE_CONSTRAINT)
         KBR_GUARD(mark_conflict(r));
+    else if (applied != KBR_OK && record_at_fault(a, applied))
+        KBR_GUARD(mark_refused(r, applied));
     else
         KBR_GUARD(applied);
     KBR_GUARD(insert_entry(a, r, seq, time, prev));
@@ -258,7 +327,8 @@ out:
     return err;
 }
 
-static kbr_err write_group(kbr_audit *a, kbr_audit_rec *group, size_t *n)
+/* *n records written, *refused of them without their effects (counted once committed). */
+static kbr_err write_group(kbr_audit *a, kbr_audit_rec *group, size_t *n, size_t *refused)
 {
     kbr_err err = KBR_OK;
     bool in_tx = false;
@@ -266,6 +336,7 @@ static kbr_err write_group(kbr_audit *a, kbr_audit_rec *group, size_t *n)
     int64_t seq;
 
     *n = 0;
+    *refused = 0;
     if (a->tail_stale)
         KBR_GUARD(reload_tail(a));
     seq = a->last_seq;
@@ -278,6 +349,8 @@ static kbr_err write_group(kbr_audit *a, kbr_audit_rec *group, size_t *n)
         KBR_GUARD(write_rec(a, r, ++seq, time_text, prev));
         memcpy(prev, r->hash, sizeof(prev));
         (*n)++;
+        if (r->result == KBR_ERR_INTERNAL)
+            (*refused)++;
     }
     KBR_GUARD(kbr_store_commit(a->st));
     in_tx = false;
@@ -358,12 +431,13 @@ static void *writer_main(void *arg)
 {
     kbr_audit *a = arg;
     kbr_audit_rec *group;
-    size_t n;
+    size_t n, refused;
 
     while ((group = take_group(a)) != NULL) {
-        if (write_group(a, group, &n) == KBR_OK) {
+        if (write_group(a, group, &n, &refused) == KBR_OK) {
             atomic_store(&a->durable_seq, a->last_seq);
             atomic_fetch_add(&a->records, n);
+            atomic_fetch_add(&a->refused_records, refused);
             atomic_fetch_add(&a->commits, 1);
             atomic_store(&a->healthy, true);
         } else {
@@ -459,6 +533,7 @@ void kbr_audit_get_stats(kbr_audit *a, kbr_audit_stats *out)
     out->records = atomic_load(&a->records);
     out->commits = atomic_load(&a->commits);
     out->failed_commits = atomic_load(&a->failed_commits);
+    out->refused_records = atomic_load(&a->refused_records);
 }
 
 /* ---- start and stop ---- */
@@ -586,6 +661,7 @@ kbr_err kbr_audit_start(const char *store_url, int64_t verify_tail, kbr_audit **
     atomic_init(&a->records, 0);
     atomic_init(&a->commits, 0);
     atomic_init(&a->failed_commits, 0);
+    atomic_init(&a->refused_records, 0);
     KBR_GUARD(sync_init(a));
     KBR_GUARD(kbr_store_open(store_url, &a->st, msg));
     KBR_GUARD(load_tail(a, verify_tail, msg));

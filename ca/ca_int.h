@@ -1,7 +1,7 @@
 /*
  * ca_int.h - what the ca/ files share and nothing outside them sees: the
  * signing step, the certificate skeleton and extensions, the strict PEM
- * reader and the certificate object's constructor.
+ * reader, the certificate object's constructor and the bundle reader.
  */
 #ifndef KBR_CA_INT_H
 #define KBR_CA_INT_H
@@ -50,7 +50,18 @@ BIO *ca_pem_bio(const char *pem, size_t limit);
  * X509_NAME_free. */
 kbr_err ca_subject_parse(const char *subject, X509_NAME **out, kbr_msg *msg);
 
+/* t as seconds since the epoch; KBR_ERR_BAD_REQUEST if it cannot be read. */
+kbr_err ca_time(const ASN1_TIME *t, time_t *out);
+
 /* Wraps *x (taken: *x is NULLed) in a kbr_ca_cert.  Caller frees *out with kbr_ca_cert_free. */
 kbr_err ca_cert_from_x509(X509 **x, kbr_ca_cert **out);
+
+/*
+ * Every certificate of a PEM bundle (at most KBR_CA_CHAIN_MAX bytes): at least one, at most
+ * 16, each a whole certificate with nothing after it, only whitespace between and around
+ * them; strict: each in DER and nothing else.  KBR_ERR_BAD_REQUEST with msg "pem: ..."
+ * naming the certificate at fault.  Caller frees *out with sk_X509_pop_free(.., X509_free).
+ */
+kbr_err ca_read_bundle(const char *pem, bool strict, STACK_OF(X509) * *out, kbr_msg *msg);
 
 #endif

@@ -1,7 +1,6 @@
 /*
  * cert.c - the certificate object (PEM, serial, validity, fingerprint
- * worked out once when it is made), reading stored certificates, and
- * checking a certificate chain attached to a key.
+ * worked out once when it is made) and reading certificates from PEM.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -9,7 +8,6 @@
 #include <openssl/bn.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
-#include <openssl/x509v3.h>
 
 #include "ca_int.h"
 
@@ -124,7 +122,7 @@ out:
     return err;
 }
 
-static kbr_err asn1_time_t(const ASN1_TIME *t, time_t *out)
+kbr_err ca_time(const ASN1_TIME *t, time_t *out)
 {
     struct tm tm;
 
@@ -153,8 +151,8 @@ kbr_err ca_cert_from_x509(X509 **x, kbr_ca_cert **out)
 
     *out = NULL;
     KBR_ENSURE(c != NULL, KBR_ERR_NOMEM);
-    KBR_GUARD(asn1_time_t(X509_get0_notBefore(*x), &c->not_before));
-    KBR_GUARD(asn1_time_t(X509_get0_notAfter(*x), &c->not_after));
+    KBR_GUARD(ca_time(X509_get0_notBefore(*x), &c->not_before));
+    KBR_GUARD(ca_time(X509_get0_notAfter(*x), &c->not_after));
     KBR_GUARD(x509_pem(*x, &c->pem));
     KBR_GUARD(serial_hex(*x, &c->serial_hex));
     KBR_GUARD(fingerprint(*x, c->fingerprint));
@@ -169,8 +167,37 @@ out:
 
 /* ---- reading PEM ---- */
 
-/* The next certificate in bio; KBR_ERR_NOT_FOUND at a clean end. Caller frees *out. */
-static kbr_err next_cert(BIO *bio, X509 **out)
+/*
+ * DER gives a certificate one encoding; BER allows many, and OpenSSL reads some of them (a
+ * length in more octets than it needs, for one).  One certificate in two encodings would be
+ * two fingerprints in the ledger, so where it matters only DER is taken: the certificate is
+ * encoded again from what was parsed, its TBS part included (OpenSSL otherwise writes back
+ * the TBS bytes it read, which the signature covers), and must come out as the bytes read.
+ * Names and extension values keep their own bytes either way; the TBS and the certificate
+ * around them are what this checks.  On a copy, so the certificate itself keeps its bytes.
+ */
+static bool is_der(const unsigned char *der, long len)
+{
+    const unsigned char *p = der;
+    X509 *copy = d2i_X509(NULL, &p, len);
+    unsigned char *again = NULL;
+    int n = -1;
+    bool same;
+
+    if (copy != NULL && i2d_re_X509_tbs(copy, NULL) > 0)
+        n = i2d_X509(copy, &again);
+    same = n == len && memcmp(again, der, (size_t)len) == 0;
+    OPENSSL_free(again);
+    X509_free(copy);
+    return same;
+}
+
+/*
+ * The next certificate in bio; KBR_ERR_NOT_FOUND at a clean end, KBR_ERR_BAD_REQUEST for
+ * anything else than one whole certificate, KBR_ERR_CONFLICT when strict and it is not DER.
+ * Caller frees *out.
+ */
+static kbr_err next_cert(BIO *bio, bool strict, X509 **out)
 {
     kbr_err err = KBR_OK;
     unsigned char *der = NULL;
@@ -183,18 +210,31 @@ static kbr_err next_cert(BIO *bio, X509 **out)
     p = der;
     *out = d2i_X509(NULL, &p, len);
     KBR_ENSURE(*out != NULL, KBR_ERR_BAD_REQUEST);
-    if (p != der + len) {
+    /* one certificate a PEM block, with nothing after it */
+    KBR_ENSURE(p == der + len, KBR_ERR_BAD_REQUEST);
+    KBR_ENSURE(!strict || is_der(der, len), KBR_ERR_CONFLICT);
+out:
+    if (err != KBR_OK) {
         X509_free(*out);
         *out = NULL;
-        err = KBR_ERR_BAD_REQUEST;
     }
-out:
     OPENSSL_free(der);
     return err;
 }
 
-/* Every certificate of a bundle, at least one and at most CHAIN_CERTS_MAX. */
-static kbr_err read_bundle(const char *pem, STACK_OF(X509) * *out)
+static kbr_err bundle_fail(kbr_err why, int n, kbr_msg *msg)
+{
+    if (why == KBR_ERR_CONFLICT)
+        return kbr_fail(msg, KBR_ERR_BAD_REQUEST,
+                        "pem: certificate %d is not DER-encoded (an encoding DER does not allow)",
+                        n);
+    if (n == 1)
+        return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "pem: not a PEM certificate chain");
+    return kbr_fail(msg, KBR_ERR_BAD_REQUEST,
+                    "pem: what follows certificate %d is not a PEM certificate", n - 1);
+}
+
+kbr_err ca_read_bundle(const char *pem, bool strict, STACK_OF(X509) * *out, kbr_msg *msg)
 {
     kbr_err err = KBR_OK;
     BIO *bio = ca_pem_bio(pem, KBR_CA_CHAIN_MAX);
@@ -202,14 +242,17 @@ static kbr_err read_bundle(const char *pem, STACK_OF(X509) * *out)
     X509 *x = NULL;
 
     *out = NULL;
-    KBR_ENSURE(bio != NULL, KBR_ERR_BAD_REQUEST);
+    KBR_ENSURE(bio != NULL, kbr_fail(msg, KBR_ERR_BAD_REQUEST, "pem: not a PEM certificate chain"));
     KBR_ENSURE(sk != NULL, KBR_ERR_NOMEM);
-    while ((err = next_cert(bio, &x)) == KBR_OK) {
-        KBR_ENSURE(sk_X509_num(sk) < CHAIN_CERTS_MAX, KBR_ERR_BAD_REQUEST);
+    while ((err = next_cert(bio, strict, &x)) == KBR_OK) {
+        KBR_ENSURE(
+            sk_X509_num(sk) < CHAIN_CERTS_MAX,
+            kbr_fail(msg, KBR_ERR_BAD_REQUEST, "pem: more than %d certificates", CHAIN_CERTS_MAX));
         KBR_ENSURE(sk_X509_push(sk, x) > 0, KBR_ERR_NOMEM);
         x = NULL;
     }
-    KBR_ENSURE(err == KBR_ERR_NOT_FOUND && sk_X509_num(sk) > 0, KBR_ERR_BAD_REQUEST);
+    KBR_ENSURE(err == KBR_ERR_NOT_FOUND && sk_X509_num(sk) > 0,
+               bundle_fail(err, sk_X509_num(sk) + 1, msg));
     err = KBR_OK;
     *out = sk;
     sk = NULL;
@@ -220,6 +263,8 @@ out:
     return err;
 }
 
+/* Certificates the broker stored or made are read back as they are: the DER rule is for what
+ * comes from outside, which kbr_ca_cert_for_key checks before anything is stored. */
 kbr_err kbr_ca_cert_parse(const char *pem, kbr_ca_cert **out, kbr_msg *msg)
 {
     kbr_err err = KBR_OK;
@@ -227,7 +272,7 @@ kbr_err kbr_ca_cert_parse(const char *pem, kbr_ca_cert **out, kbr_msg *msg)
     X509 *x = NULL;
 
     *out = NULL;
-    KBR_ENSURE(read_bundle(pem, &sk) == KBR_OK && sk_X509_num(sk) == 1,
+    KBR_ENSURE(ca_read_bundle(pem, false, &sk, NULL) == KBR_OK && sk_X509_num(sk) == 1,
                kbr_fail(msg, KBR_ERR_BAD_REQUEST, "pem: not a PEM certificate"));
     x = sk_X509_shift(sk);
     KBR_ENSURE(ca_cert_from_x509(&x, out) == KBR_OK,
@@ -235,81 +280,6 @@ kbr_err kbr_ca_cert_parse(const char *pem, kbr_ca_cert **out, kbr_msg *msg)
 out:
     X509_free(x);
     sk_X509_pop_free(sk, X509_free);
-    ERR_clear_error();
-    return err;
-}
-
-/* ---- a chain for a key ---- */
-
-/* True if issuer's name, key identifier and key usage fit, and its key verifies x. */
-static bool issued_by(X509 *x, X509 *issuer)
-{
-    EVP_PKEY *pub = X509_get0_pubkey(issuer);
-
-    return pub != NULL && X509_check_issued(issuer, x) == X509_V_OK && X509_verify(x, pub) == 1;
-}
-
-static kbr_err chain_to_pem(STACK_OF(X509) * sk, char **out)
-{
-    kbr_err err = KBR_OK;
-    BIO *bio = BIO_new(BIO_s_mem());
-    char *data = NULL;
-    long len;
-    int i;
-
-    *out = NULL;
-    KBR_ENSURE(bio != NULL, KBR_ERR_NOMEM);
-    for (i = 1; i < sk_X509_num(sk); i++)
-        KBR_ENSURE(PEM_write_bio_X509(bio, sk_X509_value(sk, i)) == 1, KBR_ERR_CRYPTO);
-    len = BIO_get_mem_data(bio, &data);
-    *out = strndup(len > 0 ? data : "", len > 0 ? (size_t)len : 0);
-    KBR_ENSURE(*out != NULL, KBR_ERR_NOMEM);
-out:
-    BIO_free(bio);
-    return err;
-}
-
-static kbr_err chain_check(STACK_OF(X509) * sk, EVP_PKEY *key_pub, kbr_msg *msg)
-{
-    EVP_PKEY *leaf_pub = X509_get0_pubkey(sk_X509_value(sk, 0));
-    int i;
-
-    if (key_pub == NULL || leaf_pub == NULL || EVP_PKEY_eq(leaf_pub, key_pub) != 1)
-        return kbr_fail(msg, KBR_ERR_BAD_REQUEST,
-                        "pem: certificate does not match the key's public key");
-    for (i = 0; i + 1 < sk_X509_num(sk); i++)
-        if (!issued_by(sk_X509_value(sk, i), sk_X509_value(sk, i + 1)))
-            return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "pem: chain is not in order");
-    return KBR_OK;
-}
-
-kbr_err kbr_ca_cert_for_key(const char *pem_chain, EVP_PKEY *key_pub, kbr_ca_cert **leaf,
-                            char **chain_pem, kbr_msg *msg)
-{
-    kbr_err err = KBR_OK;
-    STACK_OF(X509) *sk = NULL;
-    X509 *x = NULL;
-    kbr_ca_cert *c = NULL;
-    char *chain = NULL;
-
-    *leaf = NULL;
-    *chain_pem = NULL;
-    KBR_ENSURE(read_bundle(pem_chain, &sk) == KBR_OK,
-               kbr_fail(msg, KBR_ERR_BAD_REQUEST, "pem: not a PEM certificate chain"));
-    KBR_GUARD(chain_check(sk, key_pub, msg));
-    KBR_GUARD(chain_to_pem(sk, &chain));
-    x = sk_X509_shift(sk);
-    KBR_ENSURE(ca_cert_from_x509(&x, &c) == KBR_OK,
-               kbr_fail(msg, KBR_ERR_BAD_REQUEST, "pem: certificate cannot be read"));
-    *leaf = c;
-    *chain_pem = chain;
-    c = NULL;
-    chain = NULL;
-out:
-    X509_free(x);
-    sk_X509_pop_free(sk, X509_free);
-    kbr_ca_cert_free(c);
-    free(chain);
     ERR_clear_error();
     return err;
 }

@@ -13,7 +13,12 @@
  * from any thread are queued; the writer takes everything queued (up to a
  * bound), applies each record's ledger effects and inserts its entry in one
  * transaction, commits durably, then calls each record's done() in seq
- * order.  done() runs on the writer thread and must not block.
+ * order.  done() runs on the writer thread and must not block.  Each
+ * record's effects are applied under a savepoint of their own: when the
+ * ledger refuses them for a reason of the record's (a rule it hits, an
+ * effect it cannot take), that record alone is answered with an error and
+ * the rest of the group commits; only a failure of the store itself (I/O, a
+ * full disk) fails the group.
  */
 #ifndef KBR_AUDIT_H
 #define KBR_AUDIT_H
@@ -48,7 +53,12 @@ struct kbr_audit_rec {
      * Set by the writer before done().  result: KBR_OK (durable),
      * KBR_ERR_CONFLICT (an effect hit a uniqueness rule: nothing of the
      * effects was kept, the entry was recorded as denied/conflict and
-     * key_use cleared), or KBR_ERR_AUDIT (nothing durable; seq is 0).
+     * key_use cleared), KBR_ERR_INTERNAL (the ledger refused an effect of
+     * this record alone, a malformed one or a value it cannot hold: nothing
+     * of the effects was kept, the entry was recorded as
+     * error/audit_unavailable with detail.effects_refused {reason, types}
+     * and key_use cleared), or KBR_ERR_AUDIT (nothing durable; seq is 0).
+     * Only KBR_ERR_AUDIT leaves no entry.
      */
     kbr_err result;
     int64_t seq;
@@ -97,9 +107,10 @@ int64_t kbr_audit_last_seq(kbr_audit *a);
 /* Counters since kbr_audit_start, for metrics: a commit carries `records / commits` records
  * on average, which shows how well group commit amortizes the fsync. */
 typedef struct {
-    uint64_t records;        /* records made durable (result KBR_OK or KBR_ERR_CONFLICT) */
-    uint64_t commits;        /* transactions committed */
-    uint64_t failed_commits; /* groups that were not made durable (records got KBR_ERR_AUDIT) */
+    uint64_t records;         /* records made durable (any result but KBR_ERR_AUDIT) */
+    uint64_t commits;         /* transactions committed */
+    uint64_t failed_commits;  /* groups that were not made durable (records got KBR_ERR_AUDIT) */
+    uint64_t refused_records; /* records whose effects the ledger refused (KBR_ERR_INTERNAL) */
 } kbr_audit_stats;
 void kbr_audit_get_stats(kbr_audit *a, kbr_audit_stats *out);
 

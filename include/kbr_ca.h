@@ -75,7 +75,8 @@ void kbr_ca_cert_free(kbr_ca_cert *c);
 /* The certificate alone as PEM.  Borrowed: valid until kbr_ca_cert_free. */
 const char *kbr_ca_cert_pem(const kbr_ca_cert *c);
 /* The serial number as lowercase hex, two digits per byte of its magnitude ("-" first if
- * negative, which only a foreign certificate can be).  Borrowed. */
+ * negative, which only a certificate read by kbr_ca_cert_parse can be: the broker makes none
+ * and kbr_ca_cert_for_key refuses them).  Borrowed. */
 const char *kbr_ca_cert_serial_hex(const kbr_ca_cert *c);
 /* SHA-256 of the DER certificate, lowercase hex.  Borrowed. */
 const char *kbr_ca_cert_fingerprint(const kbr_ca_cert *c);
@@ -96,18 +97,32 @@ KBR_WUR kbr_err kbr_ca_cert_parse(const char *pem, kbr_ca_cert **out, kbr_msg *m
 
 /*
  * A certificate attached to a key from outside: pem_chain holds PEM
- * certificates only (at most 16, KBR_CA_CHAIN_MAX bytes), the first for
- * the key, each next one the issuer of the one before it (its name and,
- * when present, key identifier match and its key verifies the signature).
- * Validity dates are not judged here.  KBR_ERR_BAD_REQUEST with
+ * certificates only (at most 16, KBR_CA_CHAIN_MAX bytes, whitespace between
+ * and around them), each in DER and nothing else, the first for the key,
+ * each next one the issuer of the one before it (its name and, when present,
+ * key identifier match, it is a CA certificate and its key verifies the
+ * signature).  The first certificate is X.509 v3, its serial number a
+ * positive integer of at most 20 octets (RFC 5280 4.1.2.2), its validity
+ * readable, not empty, not over at now and begun by now (give or take a
+ * minute of clock skew), its extensions well-formed, and it carries key_pub.
+ * Alone and naming itself as its issuer, its signature verifies with its own
+ * key.  ca_key (the key is a device-identity-ca): it is also a CA certificate
+ * (basicConstraints CA:TRUE, keyUsage with keyCertSign), and self-signed or
+ * followed by its issuer's certificate, so its signature is always checked.
+ * Errors are KBR_ERR_BAD_REQUEST with a message that
+ * names the problem, such as
  *   "pem: not a PEM certificate chain",
+ *   "pem: certificate 2 is not DER-encoded (...)",
+ *   "pem: serial number is negative; ...",
  *   "pem: certificate does not match the key's public key",
- *   "pem: chain is not in order".
+ *   "pem: not a CA certificate (...)",
+ *   "pem: chain is not in order: certificate 1 is not issued by certificate 2",
+ *   "pem: signature of certificate 1 does not verify with the key of certificate 2".
  * *leaf is the first certificate (caller frees with kbr_ca_cert_free),
  * *chain_pem the others re-encoded as PEM, "" if none (caller frees with free()).
  */
-KBR_WUR kbr_err kbr_ca_cert_for_key(const char *pem_chain, EVP_PKEY *key_pub, kbr_ca_cert **leaf,
-                                    char **chain_pem, kbr_msg *msg);
+KBR_WUR kbr_err kbr_ca_cert_for_key(const char *pem_chain, EVP_PKEY *key_pub, bool ca_key,
+                                    time_t now, kbr_ca_cert **leaf, char **chain_pem, kbr_msg *msg);
 
 /*
  * A self-signed CA certificate for the key the signer uses, whose public

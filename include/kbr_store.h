@@ -136,14 +136,19 @@ KBR_WUR kbr_err kbr_store_maintain(kbr_store *st);
 KBR_WUR kbr_err kbr_store_begin(kbr_store *st);
 KBR_WUR kbr_err kbr_store_commit(kbr_store *st); /* durable on KBR_OK */
 void kbr_store_rollback(kbr_store *st);
+/* Whether the transaction kbr_store_begin opened is still open: after some failures (a full
+ * disk, an I/O error) the store may have rolled it back by itself. */
+bool kbr_store_in_transaction(kbr_store *st);
 
 /*
  * Applies effects (a JSON array, may be NULL) for the record with sequence
  * number seq, inside a savepoint: on any failure the savepoint is rolled
- * back and nothing of this record's effects stays.
+ * back and nothing of this record's effects stays, while what the transaction
+ * held before is untouched (unless the store itself failed and ended it).
  * KBR_ERR_STORE_CONSTRAINT when a rule of the ledger is hit (a uniqueness rule, an unknown
  * key, device or batch, a full batch: the writer records a 409 conflict),
- * KBR_ERR_INTERNAL for a malformed effect, KBR_ERR_STORE otherwise.
+ * KBR_ERR_INTERNAL for a malformed effect (the writer records an error without the effects),
+ * KBR_ERR_STORE or KBR_ERR_NOMEM when the store or memory failed (the writer fails the group).
  */
 KBR_WUR kbr_err kbr_store_apply_effects(kbr_store *st, const json_t *effects, int64_t seq);
 

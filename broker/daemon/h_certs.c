@@ -1,8 +1,10 @@
 /*
  * h_certs.c - POST /v1/keys/{name}/certificate: a certificate for a key,
- * either issued elsewhere (it must carry the key's public key) or a
- * self-signed CA certificate made and signed inside the HSM.
+ * either issued elsewhere (kbr_ca_cert_for_key checks it entirely, with the
+ * chain that follows it in pem or comes in chain_pem) or a self-signed CA
+ * certificate made and signed inside the HSM.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,6 +14,7 @@
 typedef struct {
     char *name, *label, *pem, *subject;
     kbr_alg alg;
+    bool ca_key; /* a device-identity-ca key: only a CA certificate fits it */
     long days;
 } cert_ctx;
 
@@ -49,27 +52,47 @@ static kbr_err parse_self_signed(kbd_req *r, const kbd_key *k, cert_ctx *c, cons
     return c->subject == NULL ? KBR_ERR_NOMEM : KBR_OK;
 }
 
+/*
+ * The certificate, then its issuers: a chain given apart in chain_pem is read exactly as if it
+ * followed the certificate in pem, so both spellings meet the same checks.
+ */
+static kbr_err attach_pem(kbd_req *r, const char *pem, const char *chain, char **out)
+{
+    *out = NULL;
+    if (chain == NULL || chain[0] == '\0') {
+        *out = strdup(pem);
+        return *out == NULL ? KBR_ERR_NOMEM : KBR_OK;
+    }
+    if (strlen(pem) + 1 + strlen(chain) > KBR_CA_CHAIN_MAX)
+        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST,
+                        "pem and chain_pem: longer than %d characters together", KBR_CA_CHAIN_MAX);
+    return asprintf(out, "%s\n%s", pem, chain) < 0 ? KBR_ERR_NOMEM : KBR_OK;
+}
+
 static kbr_err cert_parse(kbd_req *r, const kbd_key *k, cert_ctx *c)
 {
-    static const char *const allowed[] = {"pem", "self_signed", NULL};
+    static const char *const allowed[] = {"pem", "chain_pem", "self_signed", NULL};
     const json_t *ss = json_object_get(r->body, "self_signed");
-    const char *pem = NULL;
+    const char *pem = NULL, *chain = NULL;
     kbr_err err;
 
     if (kbd_json_only(r->body, allowed, &r->msg) != KBR_OK ||
-        kbd_json_str(r->body, "pem", false, KBR_CA_CHAIN_MAX, &pem, &r->msg) != KBR_OK)
+        kbd_json_str(r->body, "pem", false, KBR_CA_CHAIN_MAX, &pem, &r->msg) != KBR_OK ||
+        kbd_json_str(r->body, "chain_pem", false, KBR_CA_CHAIN_MAX, &chain, &r->msg) != KBR_OK)
         return KBR_ERR_BAD_REQUEST;
     if ((pem == NULL) == (ss == NULL))
         return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "give exactly one of pem or self_signed");
+    if (chain != NULL && pem == NULL)
+        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "chain_pem: only with pem");
     if (k->retired)
         return kbr_fail(&r->msg, KBR_ERR_CONFLICT, "key \"%s\" is retired", k->name);
-    err = ss != NULL ? parse_self_signed(r, k, c, ss) : KBR_OK;
+    err = ss != NULL ? parse_self_signed(r, k, c, ss) : attach_pem(r, pem, chain, &c->pem);
     if (err != KBR_OK)
         return err;
     c->name = strdup(k->name);
     c->label = strdup(k->hsm_label);
-    c->pem = pem != NULL ? strdup(pem) : NULL;
     c->alg = k->alg;
+    c->ca_key = strcmp(k->purpose, "device-identity-ca") == 0;
     return c->name == NULL || c->label == NULL ? KBR_ERR_NOMEM : KBR_OK;
 }
 
@@ -81,7 +104,7 @@ static kbr_err make_cert(kbd_req *r, kbd_worker *w, cert_ctx *c, EVP_PKEY *pub, 
     kbr_err err;
 
     if (c->pem != NULL)
-        return kbr_ca_cert_for_key(c->pem, pub, leaf, chain, &r->msg);
+        return kbr_ca_cert_for_key(c->pem, pub, c->ca_key, time(NULL), leaf, chain, &r->msg);
     err = kbr_ca_hsm_signer(w->hsm, c->label, c->alg, &hctx, &signer);
     if (err == KBR_OK)
         err = kbr_ca_self_signed(&signer, pub, c->subject, c->days, time(NULL), leaf, &r->msg);

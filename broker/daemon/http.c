@@ -272,6 +272,17 @@ static void finish_request(kbd_req *r)
                             "audit_unavailable until the store accepts writes again\n");
         reply_error(r, KBR_ERR_AUDIT,
                     "the audit record could not be made durable; nothing was released", 0);
+    } else if (rec->result == KBR_ERR_INTERNAL) {
+        /* The ledger refused this request's changes alone (audit/writer.c); the others of its
+         * group went through.  A broken invariant of the broker's, so it goes to the log too. */
+        fprintf(stderr,
+                "keybrokerd: audit entry %lld: the ledger refused the request's changes; "
+                "recorded as an error\n",
+                (long long)rec->seq);
+        reply_error(r, KBR_ERR_AUDIT,
+                    "the ledger could not record this request's changes; the request is recorded "
+                    "as an error and nothing was released",
+                    rec->seq);
     } else if (rec->result == KBR_ERR_CONFLICT) {
         reply_error(r, KBR_ERR_CONFLICT,
                     r->msg.text[0] != '\0' ? r->msg.text : "conflicts with the current state",

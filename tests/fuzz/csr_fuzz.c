@@ -5,12 +5,15 @@
  * attached to a key (kbr_ca_cert_for_key).  The input is the PEM text.
  *
  * The chain is checked against the public key of its own first
- * certificate, so the fuzzer gets past the key match to the order checks.
+ * certificate, so the fuzzer gets past the key match to the order checks,
+ * once for a key of any purpose and once for a device CA key.
  */
+#include <openssl/bn.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include "kbr_ca.h"
 
@@ -122,7 +125,7 @@ static EVP_PKEY *first_key(const char *pem)
 }
 
 /* What kbr_ca_cert_for_key accepts, it accepts again as it hands it back. */
-static void chain_again(const kbr_ca_cert *leaf, const char *chain, EVP_PKEY *key)
+static void chain_again(const kbr_ca_cert *leaf, const char *chain, EVP_PKEY *key, bool ca_key)
 {
     size_t n = strlen(kbr_ca_cert_pem(leaf)) + strlen(chain) + 1;
     char *both = malloc(n);
@@ -132,7 +135,7 @@ static void chain_again(const kbr_ca_cert *leaf, const char *chain, EVP_PKEY *ke
 
     FUZZ_CHECK(both != NULL);
     snprintf(both, n, "%s%s", kbr_ca_cert_pem(leaf), chain);
-    FUZZ_CHECK(kbr_ca_cert_for_key(both, key, &leaf2, &chain2, &msg) == KBR_OK);
+    FUZZ_CHECK(kbr_ca_cert_for_key(both, key, ca_key, NOW, &leaf2, &chain2, &msg) == KBR_OK);
     FUZZ_CHECK(strcmp(kbr_ca_cert_fingerprint(leaf), kbr_ca_cert_fingerprint(leaf2)) == 0);
     FUZZ_CHECK(strcmp(chain, chain2) == 0);
     kbr_ca_cert_free(leaf2);
@@ -140,13 +143,34 @@ static void chain_again(const kbr_ca_cert *leaf, const char *chain, EVP_PKEY *ke
     free(both);
 }
 
-static void chain(const char *pem)
+/*
+ * An accepted certificate is within what the ledger takes (a positive serial of at most 20
+ * octets, not expired) and, for a CA key, a CA certificate whose signature holds: by its own
+ * key when it comes alone, else by the next certificate's.
+ */
+static void attached_ok(const kbr_ca_cert *leaf, const char *rest, bool ca_key)
 {
-    EVP_PKEY *key = first_key(pem);
+    X509 *x = kbr_ca_cert_x509_peek(leaf);
+    BIGNUM *sn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), NULL);
+
+    FUZZ_CHECK(sn != NULL && !BN_is_negative(sn) && !BN_is_zero(sn) && BN_num_bits(sn) < 160);
+    FUZZ_CHECK(X509_get_version(x) == X509_VERSION_3 && kbr_ca_cert_not_after(leaf) > NOW);
+    if (ca_key) {
+        FUZZ_CHECK(X509_check_ca(x) == 1);
+        if (rest[0] == '\0')
+            FUZZ_CHECK(X509_verify(x, X509_get0_pubkey(x)) == 1);
+    }
+    BN_free(sn);
+    ERR_clear_error();
+}
+
+static void chain_as(const char *pem, EVP_PKEY *key, bool ca_key)
+{
     kbr_ca_cert *leaf = NULL;
     char *rest = NULL;
     kbr_msg msg = {{0}};
-    kbr_err err = kbr_ca_cert_for_key(pem, key != NULL ? key : fx.ca_key, &leaf, &rest, &msg);
+    kbr_err err =
+        kbr_ca_cert_for_key(pem, key != NULL ? key : fx.ca_key, ca_key, NOW, &leaf, &rest, &msg);
 
     queue_empty();
     if (err != KBR_OK) {
@@ -154,10 +178,19 @@ static void chain(const char *pem)
         FUZZ_CHECK(strncmp(msg.text, "pem: ", 5) == 0);
     } else {
         FUZZ_CHECK(key != NULL && leaf != NULL && rest != NULL);
-        chain_again(leaf, rest, key);
+        attached_ok(leaf, rest, ca_key);
+        chain_again(leaf, rest, key, ca_key);
     }
     kbr_ca_cert_free(leaf);
     free(rest);
+}
+
+static void chain(const char *pem)
+{
+    EVP_PKEY *key = first_key(pem);
+
+    chain_as(pem, key, false);
+    chain_as(pem, key, true);
     EVP_PKEY_free(key);
 }
 

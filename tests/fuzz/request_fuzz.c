@@ -470,6 +470,7 @@ static void self_signed(const json_t *ss)
                                    {NULL, F_STR, false, 0, 0}};
     kbr_ca_signer signer = fuzz_soft_signer(fx.ca_key);
     kbr_ca_cert *cert = NULL, *again = NULL;
+    char *chain = NULL;
     kbr_msg msg = {{0}};
     kbr_err err;
 
@@ -483,46 +484,86 @@ static void self_signed(const json_t *ss)
         FUZZ_CHECK(strncmp(msg.text, "self_signed.", 12) == 0);
         return;
     }
-    /* what the broker makes, it can read back as an attached certificate */
+    /* what the broker makes, it can read back, and attach as a CA key's certificate */
     FUZZ_CHECK(kbr_ca_cert_parse(kbr_ca_cert_pem(cert), &again, &msg) == KBR_OK);
     FUZZ_CHECK(strcmp(kbr_ca_cert_fingerprint(cert), kbr_ca_cert_fingerprint(again)) == 0);
     FUZZ_CHECK(kbr_ca_cert_not_after(cert) > NOW);
     kbr_ca_cert_free(again);
+    again = NULL;
+    FUZZ_CHECK(kbr_ca_cert_for_key(kbr_ca_cert_pem(cert), fx.ca_key, true, NOW, &again, &chain,
+                                   &msg) == KBR_OK);
+    FUZZ_CHECK(strcmp(kbr_ca_cert_fingerprint(cert), kbr_ca_cert_fingerprint(again)) == 0);
+    free(chain);
+    kbr_ca_cert_free(again);
     kbr_ca_cert_free(cert);
 }
 
-static void attached_pem(const char *pem)
+/* Whatever is attached is within what the ledger takes: a positive serial number of at most
+ * 20 octets, in lowercase hex, and an expiry after now. */
+static void attached_ok(const kbr_ca_cert *leaf)
+{
+    const char *sn = kbr_ca_cert_serial_hex(leaf);
+    size_t n = strlen(sn);
+
+    FUZZ_CHECK(n >= 2 && n <= 2 * 20 && strspn(sn, "0123456789abcdef") == n);
+    FUZZ_CHECK(strspn(sn, "0") < n);
+    FUZZ_CHECK(kbr_ca_cert_not_after(leaf) > NOW);
+}
+
+static void attached_pem(const char *pem, bool ca_key)
 {
     kbr_ca_cert *leaf = NULL;
     char *chain = NULL;
     kbr_msg msg = {{0}};
-    kbr_err err = kbr_ca_cert_for_key(pem, fx.ca_key, &leaf, &chain, &msg);
+    kbr_err err = kbr_ca_cert_for_key(pem, fx.ca_key, ca_key, NOW, &leaf, &chain, &msg);
 
     FUZZ_CHECK(err == KBR_OK || (err == KBR_ERR_BAD_REQUEST && strncmp(msg.text, "pem: ", 5) == 0));
     FUZZ_CHECK((err == KBR_OK) == (leaf != NULL && chain != NULL));
+    if (leaf != NULL)
+        attached_ok(leaf);
     kbr_ca_cert_free(leaf);
     free(chain);
 }
 
+/* As the broker does: chain_pem is read as if it followed the certificate in pem. */
+static void attached(const char *pem, const char *chain)
+{
+    char *both = NULL;
+
+    if (chain == NULL || chain[0] == '\0') {
+        attached_pem(pem, true);
+        attached_pem(pem, false);
+        return;
+    }
+    if (strlen(pem) + 1 + strlen(chain) > KBR_CA_CHAIN_MAX ||
+        asprintf(&both, "%s\n%s", pem, chain) < 0)
+        return;
+    attached_pem(both, true);
+    attached_pem(both, false);
+    free(both);
+}
+
 static void key_certificate(const json_t *body)
 {
-    static const char *const allowed[] = {"pem", "self_signed", NULL};
+    static const char *const allowed[] = {"pem", "chain_pem", "self_signed", NULL};
     static const field fields[] = {{"pem", F_STR, false, 0, KBR_CA_CHAIN_MAX},
+                                   {"chain_pem", F_STR, false, 0, KBR_CA_CHAIN_MAX},
                                    {NULL, F_STR, false, 0, 0}};
     kbr_msg msg = {{0}};
-    const char *pem;
+    const char *pem, *chain;
     const json_t *ss;
 
     if (read_object(body, allowed, fields, &msg) != KBR_OK)
         return;
     pem = str_of(body, "pem");
+    chain = str_of(body, "chain_pem");
     ss = json_object_get(body, "self_signed");
-    if ((pem == NULL) == (ss == NULL))
+    if ((pem == NULL) == (ss == NULL) || (chain != NULL && pem == NULL))
         return;
     if (ss != NULL)
         self_signed(ss);
     else
-        attached_pem(pem);
+        attached(pem, chain);
 }
 
 /* ---- POST /v1/batches ---- */

@@ -24,11 +24,13 @@
 #include <unistd.h>
 
 #include <curl/curl.h>
+#include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/ecdsa.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include "harness.h"
 
@@ -581,6 +583,60 @@ char *kbt_csr_pem(EVP_PKEY **key_out, const char *cn)
         *key_out = key;
     else
         EVP_PKEY_free(key);
+    return pem;
+}
+
+static void cert_ext(X509 *x, X509 *issuer, int nid, const char *value)
+{
+    X509V3_CTX ctx;
+    X509_EXTENSION *ext;
+
+    X509V3_set_ctx(&ctx, issuer, x, NULL, NULL, 0);
+    ext = X509V3_EXT_conf_nid(NULL, &ctx, nid, value);
+    assert_non_null(ext);
+    assert_int_equal(X509_add_ext(x, ext, -1), 1);
+    X509_EXTENSION_free(ext);
+}
+
+X509 *kbt_ca_cert(EVP_PKEY *pub, const char *cn, const char *serial_hex, EVP_PKEY *signer,
+                  X509 *issuer)
+{
+    X509 *x = X509_new();
+    X509_NAME *name = X509_NAME_new();
+    BIGNUM *bn = NULL;
+    ASN1_INTEGER *sn;
+
+    assert_true(BN_hex2bn(&bn, serial_hex) > 0);
+    sn = BN_to_ASN1_INTEGER(bn, NULL);
+    assert_non_null(sn);
+    assert_int_equal(X509_set_version(x, X509_VERSION_3), 1);
+    assert_int_equal(X509_set_serialNumber(x, sn), 1);
+    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0);
+    assert_int_equal(X509_set_subject_name(x, name), 1);
+    assert_int_equal(X509_set_issuer_name(x, issuer != NULL ? X509_get_subject_name(issuer) : name),
+                     1);
+    assert_non_null(X509_gmtime_adj(X509_getm_notBefore(x), -60));
+    assert_non_null(X509_gmtime_adj(X509_getm_notAfter(x), 86400L * 365));
+    assert_int_equal(X509_set_pubkey(x, pub), 1);
+    cert_ext(x, issuer != NULL ? issuer : x, NID_basic_constraints, "critical,CA:TRUE");
+    cert_ext(x, issuer != NULL ? issuer : x, NID_key_usage, "critical,keyCertSign,cRLSign");
+    assert_true(X509_sign(x, signer, EVP_sha256()) > 0);
+    ASN1_INTEGER_free(sn);
+    BN_free(bn);
+    X509_NAME_free(name);
+    return x;
+}
+
+char *kbt_x509_pem(X509 *x)
+{
+    BIO *b = BIO_new(BIO_s_mem());
+    char *data, *pem;
+    long len;
+
+    assert_int_equal(PEM_write_bio_X509(b, x), 1);
+    len = BIO_get_mem_data(b, &data);
+    pem = strndup(data, (size_t)len);
+    BIO_free(b);
     return pem;
 }
 

@@ -11,6 +11,7 @@
 
 #include <jansson.h>
 #include <openssl/evp.h>
+#include <openssl/x509.h>
 
 #include "kbr_common.h"
 
@@ -86,6 +87,16 @@ bool kbt_verify(EVP_PKEY *pub, const char *fmt, const EVP_MD *md, const unsigned
 /* A fresh P-256 device key and its CSR (subject CN=cn, or none if cn is NULL), PEM; the key
  * goes to *key_out if given (caller frees), the PEM is the caller's to free. */
 char *kbt_csr_pem(EVP_PKEY **key_out, const char *cn);
+
+/*
+ * A v3 CA certificate (basicConstraints CA:TRUE, keyUsage keyCertSign and cRLSign, valid from
+ * a minute ago for a year) for pub, named CN=cn, with the serial number serial_hex (BN_hex2bn:
+ * "-" first for a negative one), signed by signer and issued by issuer's subject (NULL: cn,
+ * self-issued).  Caller frees with X509_free.  Its PEM from kbt_x509_pem (caller frees).
+ */
+X509 *kbt_ca_cert(EVP_PKEY *pub, const char *cn, const char *serial_hex, EVP_PKEY *signer,
+                  X509 *issuer);
+char *kbt_x509_pem(X509 *x);
 
 /* A plain TCP connection to the broker on port from the loopback address src (127.0.0.0/8);
  * the caller closes it. */

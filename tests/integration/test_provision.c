@@ -1,6 +1,7 @@
 /*
  * test_provision.c - factory provisioning over real HTTP: device
- * certificates from a CA key in SoftHSM2, checked with OpenSSL; exact batch
+ * certificates from a CA key in SoftHSM2, checked with OpenSSL; a CA
+ * certificate attached with its chain; exact batch
  * quotas under concurrency and across restarts; rotation; one device key pair
  * for one device; the audit trail.
  */
@@ -257,6 +258,57 @@ static void test_key_certificate(void **state)
     r = kbt_call(env, "POST", "/v1/keys/ca-gw/certificate", env->admin,
                  "{\"self_signed\":{\"subject\":\"XX=x\",\"days\":1}}");
     expect_status(&r, 400, "bad_request", "self_signed.subject");
+}
+
+/* A device CA whose certificate a root issued: its chain is given apart or after it. */
+static void test_key_certificate_chain(void **state)
+{
+    EVP_PKEY *pub, *root_key = EVP_EC_gen("P-256");
+    X509 *root = kbt_ca_cert(root_key, "Example Root CA", "01", root_key, NULL), *ica;
+    char *root_pem = kbt_x509_pem(root), *ica_pem, *both;
+    json_t *body;
+    kbt_resp r;
+
+    (void)state;
+    kbt_key(env, "ca-ext", "device-identity-ca", "ecdsa-p256", "gateway");
+    pub = kbt_pubkey(env, "ca-ext");
+    ica = kbt_ca_cert(pub, "Gateway Issuing CA", "7F01", root_key, root);
+    ica_pem = kbt_x509_pem(ica);
+    assert_true(asprintf(&both, "%s%s", ica_pem, root_pem) > 0);
+    /* Alone it cannot be checked: nothing says who signed it. */
+    body = json_pack("{s:s}", "pem", ica_pem);
+    r = kbt_callj(env, "POST", "/v1/keys/ca-ext/certificate", env->admin, body);
+    expect_status(&r, 400, "bad_request", "not self-signed");
+    json_decref(body);
+    body = json_pack("{s:s,s:s}", "pem", ica_pem, "chain_pem", root_pem);
+    r = kbt_callj(env, "POST", "/v1/keys/ca-ext/certificate", env->admin, body);
+    if (r.status != 201)
+        fail_msg("certificate with chain_pem: %ld %s", r.status, r.body);
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(r.json, "certificate"), "chain_pem")),
+        root_pem);
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(r.json, "certificate"), "serial_number")),
+        "7f01");
+    kbt_resp_free(&r);
+    json_decref(body);
+    /* The chain after the certificate is the same request: it is attached already. */
+    body = json_pack("{s:s}", "pem", both);
+    r = kbt_callj(env, "POST", "/v1/keys/ca-ext/certificate", env->admin, body);
+    expect_status(&r, 409, "conflict", NULL);
+    json_decref(body);
+    body = json_pack("{s:s,s:{s:s,s:i}}", "chain_pem", root_pem, "self_signed", "subject", "CN=x",
+                     "days", 1);
+    r = kbt_callj(env, "POST", "/v1/keys/ca-ext/certificate", env->admin, body);
+    expect_status(&r, 400, "bad_request", "chain_pem");
+    json_decref(body);
+    free(both);
+    free(ica_pem);
+    free(root_pem);
+    X509_free(ica);
+    X509_free(root);
+    EVP_PKEY_free(pub);
+    EVP_PKEY_free(root_key);
 }
 
 static void test_provision_and_verify(void **state)
@@ -701,6 +753,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_key_certificate),
+        cmocka_unit_test(test_key_certificate_chain),
         cmocka_unit_test(test_provision_and_verify),
         cmocka_unit_test(test_bad_csr),
         cmocka_unit_test(test_scope),

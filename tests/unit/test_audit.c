@@ -644,6 +644,281 @@ static void test_commit_failure_then_recovery(void **state)
     free(blob);
 }
 
+/* A store failure inside an effect (here the quota) is the store's, not the record's: the
+ * group fails as a whole, as a full disk does, and the next group recovers. */
+static void test_store_failure_in_effect_fails_group(void **state)
+{
+    fixture *f = *state;
+    char url[256], *owner = calloc(1, 1 << 20), *effects = NULL;
+    kbr_audit *a;
+    kbr_audit_rec *big = rec_ok("security:admin", "j-admin", "admin", "k-huge");
+    kbr_audit_stats stats;
+    int64_t seq = 0;
+
+    snprintf(url, sizeof(url), "%s?max_pages=100", f->url);
+    a = start_ok(url, 100);
+    assert_non_null(owner);
+    memset(owner, 'o', (1 << 20) - 1);
+    assert_true(asprintf(&effects,
+                         "[{\"type\": \"key.create\", \"name\": \"k-huge\", \"purpose\": \"p\","
+                         " \"algorithm\": \"ecdsa-p256\", \"products\": [], \"owner\": \"%s\","
+                         " \"created_at\": \"2026-03-01T10:00:00Z\"}]",
+                         owner) > 0);
+    big->effects = json_ok(effects);
+    assert_int_equal(kbr_audit_append_sync(a, big), KBR_ERR_AUDIT);
+    assert_int_equal(big->seq, 0);
+    assert_false(kbr_audit_healthy(a));
+    assert_int_equal(append(a, "ci:door", "j1", true, KEY_CREATE("k-small"), &seq, NULL), KBR_OK);
+    assert_int_equal(seq, 1);
+    assert_true(kbr_audit_healthy(a));
+    kbr_audit_get_stats(a, &stats);
+    assert_int_equal(stats.failed_commits, 1);
+    kbr_audit_stop(a);
+    assert_chain_ok(f, 1);
+    kbr_audit_rec_free(big);
+    free(effects);
+    free(owner);
+}
+
+/* ---- one bad record among many: it fails alone ---- */
+
+#define ISO_THREADS 8
+#define ISO_EACH    64 /* ISO_THREADS * ISO_EACH = 512 good records, one full group */
+#define ISO_GOOD    (ISO_THREADS * ISO_EACH)
+
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done;
+    kbr_err results[ISO_GOOD + 1]; /* the last one is the bad record's */
+    int64_t seqs[ISO_GOOD + 1];
+    char outcome[ISO_GOOD + 1][8];
+} iso_tally;
+
+typedef struct {
+    iso_tally *t;
+    int index;
+} iso_slot;
+
+typedef struct {
+    kbr_audit *a;
+    pthread_barrier_t *half; /* everyone has queued half of their records */
+    iso_slot *slots;         /* ISO_EACH of them */
+    int thread;
+} iso_submitter;
+
+static void iso_done(kbr_audit_rec *rec, void *arg)
+{
+    iso_slot *s = arg;
+
+    pthread_mutex_lock(&s->t->mu);
+    s->t->results[s->index] = rec->result;
+    s->t->seqs[s->index] = rec->seq;
+    snprintf(s->t->outcome[s->index], sizeof(s->t->outcome[0]), "%s", rec->outcome);
+    s->t->done++;
+    pthread_cond_signal(&s->t->cv);
+    pthread_mutex_unlock(&s->t->mu);
+    kbr_audit_rec_free(rec);
+}
+
+static kbr_audit_rec *iso_rec(const char *key, const char *effects, iso_slot *s)
+{
+    kbr_audit_rec *r = NULL;
+
+    if (kbr_audit_rec_new("security:admin", "j-admin", "admin", key, &r) != KBR_OK)
+        abort();
+    r->effects = json_loads(effects, 0, NULL);
+    if (r->effects == NULL)
+        abort();
+    r->key_use = true;
+    r->done = iso_done;
+    r->arg = s;
+    return r;
+}
+
+static void *iso_submit(void *arg)
+{
+    iso_submitter *sub = arg;
+    char name[32], effects[512];
+
+    for (int i = 0; i < ISO_EACH; i++) {
+        if (i == ISO_EACH / 2)
+            pthread_barrier_wait(sub->half);
+        snprintf(name, sizeof(name), "iso-%d-%d", sub->thread, i);
+        snprintf(effects, sizeof(effects),
+                 "[{\"type\": \"key.create\", \"name\": \"%s\", \"purpose\": \"firmware-signing\","
+                 " \"algorithm\": \"ecdsa-p256\", \"products\": [\"door\"],"
+                 " \"created_at\": \"2026-03-01T10:00:00Z\"}]",
+                 name);
+        kbr_audit_submit(sub->a, iso_rec(name, effects, &sub->slots[i]));
+    }
+    return NULL;
+}
+
+/*
+ * What a certificate with a negative serial number once became: a key.certificate effect the
+ * ledger cannot take, after an effect of the same record that it could.  Both are undone.
+ */
+#define BAD_CERT_EFFECTS                                                                           \
+    "[{\"type\": \"key.create\", \"name\": \"iso-bad\", \"purpose\": \"device-identity-ca\","      \
+    " \"algorithm\": \"ecdsa-p256\", \"products\": [\"door\"],"                                    \
+    " \"created_at\": \"2026-03-01T10:00:00Z\"},"                                                  \
+    " {\"type\": \"key.certificate\", \"name\": \"iso-bad\", \"at\": \"2026-03-01T10:00:00Z\","    \
+    " \"serial_number\": \"-0a1b\", \"pem\": \"P\", \"chain_pem\": \"\","                          \
+    " \"not_after\": \"2036-01-01T00:00:00Z\", \"fingerprint\": \"" ZEROS "\"}]"
+
+/* The tree the writer kept over the log equals the one computed from the entries' hashes. */
+static void assert_tree_ok(const fixture *f, int64_t size)
+{
+    json_t *page = page_ok(f, 0, size);
+    unsigned char *leaves = malloc((size_t)size * KBR_MERKLE_HASH_LEN), *leaf = NULL;
+    unsigned char want[KBR_MERKLE_HASH_LEN], got[KBR_MERKLE_HASH_LEN];
+    kbr_store *st = store_ok(f);
+    size_t len = 0;
+
+    assert_non_null(leaves);
+    assert_int_equal(json_array_size(page), (size_t)size);
+    for (int64_t i = 0; i < size; i++) {
+        const char *hex = json_string_value(json_object_get(json_array_get(page, i), "hash"));
+
+        assert_int_equal(kbr_hex_decode(hex, &leaf, &len), KBR_OK);
+        assert_int_equal(len, KBR_MERKLE_HASH_LEN);
+        memcpy(leaves + i * KBR_MERKLE_HASH_LEN, leaf, KBR_MERKLE_HASH_LEN);
+        free(leaf);
+    }
+    assert_int_equal(kbr_merkle_root(leaves, (uint64_t)size, want), KBR_OK);
+    assert_int_equal(kbr_store_merkle_root(st, size, got), KBR_OK);
+    assert_memory_equal(want, got, KBR_MERKLE_HASH_LEN);
+    kbr_store_close(st);
+    free(leaves);
+    json_decref(page);
+}
+
+static void iso_wait(iso_tally *t)
+{
+    struct timespec deadline;
+
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += 120;
+    pthread_mutex_lock(&t->mu);
+    while (t->done < ISO_GOOD + 1)
+        if (pthread_cond_timedwait(&t->cv, &t->mu, &deadline) != 0)
+            break;
+    pthread_mutex_unlock(&t->mu);
+    assert_int_equal(t->done, ISO_GOOD + 1);
+}
+
+static void iso_check_ledger(const fixture *f)
+{
+    kbr_store *st = store_ok(f);
+    json_t *keys = NULL, *key = NULL;
+
+    assert_int_equal(kbr_store_key_list(st, &keys), KBR_OK);
+    assert_int_equal(json_array_size(keys), ISO_GOOD);
+    assert_int_equal(kbr_store_key_get(st, "iso-bad", &key), KBR_ERR_NOT_FOUND);
+    json_decref(keys);
+    kbr_store_close(st);
+}
+
+/* The bad record's entry: an error, without its effects, saying why. */
+static void iso_check_bad_entry(const fixture *f, int64_t seq)
+{
+    json_t *page = page_ok(f, seq - 1, 1), *e = json_array_get(page, 0), *refused;
+
+    assert_int_equal(json_integer_value(json_object_get(e, "seq")), seq);
+    assert_string_equal(json_string_value(json_object_get(e, "key")), "iso-bad");
+    assert_string_equal(json_string_value(json_object_get(e, "outcome")), "error");
+    assert_string_equal(json_string_value(json_object_get(e, "error_code")), "audit_unavailable");
+    refused = json_object_get(json_object_get(e, "detail"), "effects_refused");
+    assert_true(json_is_object(refused));
+    assert_string_equal(json_string_value(json_array_get(json_object_get(refused, "types"), 1)),
+                        "key.certificate");
+    assert_non_null(json_string_value(json_object_get(refused, "reason")));
+    json_decref(page);
+}
+
+static void iso_check_good(const iso_tally *t)
+{
+    int failed = 0, first = -1;
+
+    for (int i = 0; i < ISO_GOOD; i++) {
+        if (t->results[i] == KBR_OK && strcmp(t->outcome[i], "ok") == 0)
+            continue;
+        failed++;
+        first = first < 0 ? i : first;
+    }
+    if (failed > 0)
+        fail_msg("%d of %d good records failed, the first with %s", failed, ISO_GOOD,
+                 kbr_err_str(t->results[first]));
+}
+
+/*
+ * 512 records from 8 threads and, queued among them, one whose effects the ledger refuses.
+ * Another connection holds the write lock meanwhile, so they pile up into full groups.  Every
+ * good record commits with its effects; the bad one is an error entry of its own with none of
+ * its effects, in its place in the chain, so seq, prev_hash and the tree stay whole.
+ */
+static void test_bad_record_fails_alone(void **state)
+{
+    fixture *f = *state;
+    kbr_audit *a = start_ok(f->url, 100);
+    static iso_tally t;
+    static iso_slot slots[ISO_GOOD + 1];
+    iso_submitter subs[ISO_THREADS];
+    pthread_t threads[ISO_THREADS];
+    pthread_barrier_t half;
+    kbr_audit_stats stats;
+    sqlite3 *lock = NULL;
+
+    memset(&t, 0, sizeof(t));
+    pthread_mutex_init(&t.mu, NULL);
+    pthread_cond_init(&t.cv, NULL);
+    assert_int_equal(pthread_barrier_init(&half, NULL, ISO_THREADS + 1), 0);
+    assert_int_equal(sqlite3_open(f->path, &lock), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(lock, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    for (int i = 0; i <= ISO_GOOD; i++)
+        slots[i] = (iso_slot){.t = &t, .index = i};
+    for (int th = 0; th < ISO_THREADS; th++) {
+        subs[th] = (iso_submitter){a, &half, &slots[th * ISO_EACH], th};
+        assert_int_equal(pthread_create(&threads[th], NULL, iso_submit, &subs[th]), 0);
+    }
+    pthread_barrier_wait(&half);
+    kbr_audit_submit(a, iso_rec("iso-bad", BAD_CERT_EFFECTS, &slots[ISO_GOOD]));
+    for (int th = 0; th < ISO_THREADS; th++)
+        pthread_join(threads[th], NULL);
+    usleep(50 * 1000);
+    assert_int_equal(sqlite3_exec(lock, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(lock);
+    iso_wait(&t);
+
+    iso_check_good(&t);
+    assert_int_equal(t.results[ISO_GOOD], KBR_ERR_INTERNAL);
+    assert_in_range(t.seqs[ISO_GOOD], 2, ISO_GOOD);
+    assert_string_equal(t.outcome[ISO_GOOD], "error");
+    assert_true(kbr_audit_healthy(a));
+    kbr_audit_get_stats(a, &stats);
+    assert_int_equal(stats.failed_commits, 0);
+    assert_int_equal(stats.records, ISO_GOOD + 1);
+    assert_int_equal(stats.refused_records, 1);
+    /* At most three transactions: the bad record shared one with hundreds of good ones. */
+    assert_in_range(stats.commits, 1, 3);
+    assert_int_equal(kbr_audit_last_seq(a), ISO_GOOD + 1);
+    kbr_audit_stop(a);
+    pthread_barrier_destroy(&half);
+    pthread_cond_destroy(&t.cv);
+    pthread_mutex_destroy(&t.mu);
+
+    assert_chain_ok(f, ISO_GOOD + 1);
+    assert_tree_ok(f, ISO_GOOD + 1);
+    iso_check_ledger(f);
+    iso_check_bad_entry(f, t.seqs[ISO_GOOD]);
+    /* The log goes on from where the group left it. */
+    a = start_ok(f->url, INT64_MAX);
+    assert_int_equal(append(a, "ci:door", "j1", true, NULL, NULL, NULL), KBR_OK);
+    kbr_audit_stop(a);
+    assert_chain_ok(f, ISO_GOOD + 2);
+}
+
 static void free_done(kbr_audit_rec *rec, void *arg)
 {
     int *ok = arg;
@@ -693,13 +968,17 @@ static void test_record_api(void **state)
     assert_int_equal(kbr_audit_append_sync(a, r), KBR_ERR_INTERNAL);
     r->done = NULL;
     r->effects = json_ok("[{\"type\": \"key.create\", \"name\": \"k\"}]");
-    /* A malformed effect is a broken invariant: nothing of its group becomes durable. */
-    assert_int_equal(kbr_audit_append_sync(a, r), KBR_ERR_AUDIT);
-    assert_int_equal(kbr_audit_last_seq(a), 0);
+    /* A malformed effect breaks an invariant of its record alone: the record is an error entry
+     * without its effects, the log stays healthy. */
+    assert_int_equal(kbr_audit_append_sync(a, r), KBR_ERR_INTERNAL);
+    assert_int_equal(r->seq, 1);
+    assert_string_equal(r->outcome, "error");
+    assert_string_equal(r->error_code, "audit_unavailable");
+    assert_true(kbr_audit_healthy(a));
     json_decref(r->effects);
     r->effects = NULL;
     assert_int_equal(kbr_audit_append_sync(a, r), KBR_OK);
-    assert_int_equal(r->seq, 1);
+    assert_int_equal(r->seq, 2);
     kbr_audit_rec_free(r);
     kbr_audit_stop(a);
     kbr_audit_stop(NULL);
@@ -717,6 +996,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tampering_refused_at_start, setup, teardown),
         cmocka_unit_test_setup_teardown(test_verify_entries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_failure_then_recovery, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_failure_in_effect_fails_group, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_record_fails_alone, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_drains_queue, setup, teardown),
         cmocka_unit_test_setup_teardown(test_record_api, setup, teardown),
     };

@@ -3,7 +3,8 @@
  * private directory: self-signed CA certificates signed by HSM keys of
  * every algorithm, device certificates issued from CSRs and checked by
  * OpenSSL's own chain verification, proof of possession, strict PEM
- * reading, issuer and signer mismatches, and chains attached to a key.
+ * reading, issuer and signer mismatches, and certificates and chains
+ * attached to a key, each bad one built here with OpenSSL.
  */
 #include <fcntl.h>
 #include <ftw.h>
@@ -832,14 +833,15 @@ static void test_cert_for_key(void **state)
     foreign = concat(kbr_ca_cert_pem(dev_cert), kbr_ca_cert_pem(ca384));
 
     /* A CA key's own certificate. */
-    assert_int_equal(kbr_ca_cert_for_key(kbr_ca_cert_pem(f.ca), pub256, &leaf, &chain, &msg),
-                     KBR_OK);
+    assert_int_equal(
+        kbr_ca_cert_for_key(kbr_ca_cert_pem(f.ca), pub256, true, f.now, &leaf, &chain, &msg),
+        KBR_OK);
     assert_string_equal(kbr_ca_cert_fingerprint(leaf), kbr_ca_cert_fingerprint(f.ca));
     assert_string_equal(chain, "");
     kbr_ca_cert_free(leaf);
     free(chain);
     /* A leaf with its chain. */
-    assert_int_equal(kbr_ca_cert_for_key(bundle, f.dev, &leaf, &chain, &msg), KBR_OK);
+    assert_int_equal(kbr_ca_cert_for_key(bundle, f.dev, false, f.now, &leaf, &chain, &msg), KBR_OK);
     assert_string_equal(kbr_ca_cert_fingerprint(leaf), kbr_ca_cert_fingerprint(dev_cert));
     assert_string_equal(chain, kbr_ca_cert_pem(f.ca));
     kbr_ca_cert_free(leaf);
@@ -847,20 +849,25 @@ static void test_cert_for_key(void **state)
     leaf = NULL;
     chain = NULL;
 
-    assert_int_equal(kbr_ca_cert_for_key(kbr_ca_cert_pem(f.ca), pub384, &leaf, &chain, &msg),
-                     KBR_ERR_BAD_REQUEST);
+    assert_int_equal(
+        kbr_ca_cert_for_key(kbr_ca_cert_pem(f.ca), pub384, true, f.now, &leaf, &chain, &msg),
+        KBR_ERR_BAD_REQUEST);
     assert_string_equal(msg.text, "pem: certificate does not match the key's public key");
     assert_null(leaf);
     assert_null(chain);
-    assert_int_equal(kbr_ca_cert_for_key(reversed, pub256, &leaf, &chain, &msg),
+    assert_int_equal(kbr_ca_cert_for_key(reversed, pub256, true, f.now, &leaf, &chain, &msg),
                      KBR_ERR_BAD_REQUEST);
-    assert_string_equal(msg.text, "pem: chain is not in order");
-    assert_int_equal(kbr_ca_cert_for_key(foreign, f.dev, &leaf, &chain, &msg), KBR_ERR_BAD_REQUEST);
-    assert_string_equal(msg.text, "pem: chain is not in order");
-    assert_int_equal(kbr_ca_cert_for_key(f.csr_pem, f.dev, &leaf, &chain, &msg),
+    assert_string_equal(msg.text,
+                        "pem: chain is not in order: certificate 1 is not issued by certificate 2");
+    assert_int_equal(kbr_ca_cert_for_key(foreign, f.dev, false, f.now, &leaf, &chain, &msg),
+                     KBR_ERR_BAD_REQUEST);
+    /* Same issuer name as the device's CA, but another key identifier. */
+    assert_string_equal(msg.text,
+                        "pem: chain is not in order: certificate 1 is not issued by certificate 2");
+    assert_int_equal(kbr_ca_cert_for_key(f.csr_pem, f.dev, false, f.now, &leaf, &chain, &msg),
                      KBR_ERR_BAD_REQUEST);
     assert_string_equal(msg.text, "pem: not a PEM certificate chain");
-    assert_int_equal(kbr_ca_cert_for_key("garbage", f.dev, &leaf, &chain, &msg),
+    assert_int_equal(kbr_ca_cert_for_key("garbage", f.dev, false, f.now, &leaf, &chain, &msg),
                      KBR_ERR_BAD_REQUEST);
     assert_string_equal(msg.text, "pem: not a PEM certificate chain");
     assert_null(leaf);
@@ -876,18 +883,553 @@ static void test_cert_for_key(void **state)
     fixture_cleanup(&f);
 }
 
+/* ---- certificates attached to a key: each one built here with OpenSSL ---- */
+
+/* What build_cert makes; zero values are the ordinary choice. */
+typedef struct {
+    EVP_PKEY *key;       /* the key it certifies */
+    EVP_PKEY *signer;    /* the key that signs it; NULL: key (self-signed) */
+    X509 *issuer;        /* the issuer's certificate, for its name; NULL: self-issued */
+    const char *cn;      /* subject CN; NULL: "Attached" */
+    const char *serial;  /* hex, "-" first for a negative number; NULL: "1000" */
+    bool v1;             /* X.509 v1, without extensions */
+    long from, to;       /* validity in seconds from now; both 0: -60 s to 30 days */
+    const char *bc, *ku; /* basicConstraints and keyUsage in openssl.cnf syntax; NULL: none */
+} cert_spec;
+
+static void add_ext(X509 *x, X509 *issuer, int nid, const char *value)
+{
+    X509V3_CTX ctx;
+    X509_EXTENSION *ext;
+
+    if (value == NULL)
+        return;
+    X509V3_set_ctx(&ctx, issuer != NULL ? issuer : x, x, NULL, NULL, 0);
+    ext = X509V3_EXT_conf_nid(NULL, &ctx, nid, value);
+    assert_non_null(ext);
+    assert_int_equal(X509_add_ext(x, ext, -1), 1);
+    X509_EXTENSION_free(ext);
+}
+
+static X509 *build_cert(const cert_spec *s)
+{
+    X509 *x = X509_new();
+    X509_NAME *name = X509_NAME_new();
+    BIGNUM *bn = NULL;
+    ASN1_INTEGER *sn;
+    time_t now = time(NULL);
+    long from = s->from, to = s->to;
+
+    if (from == 0 && to == 0) {
+        from = -60;
+        to = 30L * DAY;
+    }
+    assert_true(BN_hex2bn(&bn, s->serial != NULL ? s->serial : "1000") > 0);
+    sn = BN_to_ASN1_INTEGER(bn, NULL);
+    assert_non_null(sn);
+    assert_int_equal(X509_set_version(x, s->v1 ? X509_VERSION_1 : X509_VERSION_3), 1);
+    assert_int_equal(X509_set_serialNumber(x, sn), 1);
+    assert_int_equal(X509_NAME_add_entry_by_txt(
+                         name, "CN", MBSTRING_ASC,
+                         (const unsigned char *)(s->cn != NULL ? s->cn : "Attached"), -1, -1, 0),
+                     1);
+    assert_int_equal(X509_set_subject_name(x, name), 1);
+    assert_int_equal(
+        X509_set_issuer_name(x, s->issuer != NULL ? X509_get_subject_name(s->issuer) : name), 1);
+    assert_non_null(ASN1_TIME_set(X509_getm_notBefore(x), now + from));
+    assert_non_null(ASN1_TIME_set(X509_getm_notAfter(x), now + to));
+    assert_int_equal(X509_set_pubkey(x, s->key), 1);
+    if (!s->v1) {
+        add_ext(x, s->issuer, NID_basic_constraints, s->bc);
+        add_ext(x, s->issuer, NID_key_usage, s->ku);
+    }
+    assert_true(X509_sign(x, s->signer != NULL ? s->signer : s->key, EVP_sha256()) > 0);
+    ASN1_INTEGER_free(sn);
+    BN_free(bn);
+    X509_NAME_free(name);
+    return x;
+}
+
+#define CA_BC "critical,CA:TRUE"
+#define CA_KU "critical,keyCertSign,cRLSign"
+
+/* A self-signed CA certificate for key, as a device CA key's should be. */
+static X509 *build_ca(EVP_PKEY *key, const char *cn)
+{
+    cert_spec spec = {.key = key, .cn = cn, .bc = CA_BC, .ku = CA_KU};
+
+    return build_cert(&spec);
+}
+
+static char *pem_of(X509 *x)
+{
+    BIO *bio = BIO_new(BIO_s_mem());
+    char *s;
+
+    assert_int_equal(PEM_write_bio_X509(bio, x), 1);
+    s = bio_string(bio);
+    BIO_free(bio);
+    return s;
+}
+
+static kbr_err attach(const char *pem, EVP_PKEY *key, bool ca_key, kbr_msg *msg)
+{
+    kbr_ca_cert *leaf = NULL;
+    char *chain = NULL;
+    kbr_err err = kbr_ca_cert_for_key(pem, key, ca_key, time(NULL), &leaf, &chain, msg);
+
+    assert_true((err == KBR_OK) == (leaf != NULL && chain != NULL));
+    kbr_ca_cert_free(leaf);
+    free(chain);
+    return err;
+}
+
+static void assert_attached(const char *pem, EVP_PKEY *key, bool ca_key)
+{
+    kbr_msg msg = {{0}};
+
+    if (attach(pem, key, ca_key, &msg) != KBR_OK)
+        fail_msg("refused: %s", msg.text);
+}
+
+/* Refused with a message that starts with want (the whole of it unless it ends in a time). */
+static void assert_refused(const char *pem, EVP_PKEY *key, bool ca_key, const char *want)
+{
+    kbr_msg msg = {{0}};
+
+    assert_int_equal(attach(pem, key, ca_key, &msg), KBR_ERR_BAD_REQUEST);
+    if (strncmp(msg.text, want, strlen(want)) != 0 ||
+        (strstr(want, " at ") == NULL && strstr(want, " before ") == NULL &&
+         strcmp(msg.text, want) != 0))
+        fail_msg("message \"%s\", wanted \"%s\"", msg.text, want);
+}
+
+static void assert_x_refused(X509 *x, EVP_PKEY *key, bool ca_key, const char *want)
+{
+    char *pem = pem_of(x);
+
+    assert_refused(pem, key, ca_key, want);
+    free(pem);
+    X509_free(x);
+}
+
+static void assert_x_attached(X509 *x, EVP_PKEY *key, bool ca_key)
+{
+    char *pem = pem_of(x);
+
+    assert_attached(pem, key, ca_key);
+    free(pem);
+    X509_free(x);
+}
+
+static void assert_serial(EVP_PKEY *key, const char *serial, const char *want)
+{
+    cert_spec spec = {.key = key, .serial = serial, .bc = CA_BC, .ku = CA_KU};
+
+    if (want == NULL)
+        assert_x_attached(build_cert(&spec), key, true);
+    else
+        assert_x_refused(build_cert(&spec), key, true, want);
+}
+
+#define ZEROS_38 "00000000000000000000000000000000000000"
+#define ZEROS_40 ZEROS_38 "00"
+#define FS_38    "ffffffffffffffffffffffffffffffffffffff"
+
+static void test_attach_serial(void **state)
+{
+    EVP_PKEY *key = EVP_EC_gen("P-256");
+    /* 161 bits: 21 octets; 160 bits: 21 as well, DER puts a zero octet before the top bit;
+     * 159 bits: 20 octets, the most RFC 5280 allows */
+    const char *octets21 = "01" ZEROS_40, *top_bit = "80" ZEROS_38, *octets20 = "7f" FS_38;
+
+    (void)state;
+    assert_serial(key, "-0A1B2C3D",
+                  "pem: serial number is negative; RFC 5280 4.1.2.2 requires a positive integer");
+    assert_serial(key, "-01",
+                  "pem: serial number is negative; RFC 5280 4.1.2.2 requires a positive integer");
+    assert_serial(key, "0",
+                  "pem: serial number is zero; RFC 5280 4.1.2.2 requires a positive integer");
+    assert_serial(key, octets21,
+                  "pem: serial number is 21 octets long; RFC 5280 4.1.2.2 allows at most 20");
+    assert_serial(key, top_bit,
+                  "pem: serial number is 21 octets long; RFC 5280 4.1.2.2 allows at most 20");
+    assert_serial(key, octets20, NULL);
+    assert_serial(key, "01", NULL);
+    EVP_PKEY_free(key);
+}
+
+static void test_attach_wrong_key(void **state)
+{
+    EVP_PKEY *key = EVP_EC_gen("P-256"), *other = EVP_EC_gen("P-256");
+
+    (void)state;
+    assert_x_refused(build_ca(other, "Other CA"), key, true,
+                     "pem: certificate does not match the key's public key");
+    assert_x_refused(build_ca(other, "Other CA"), key, false,
+                     "pem: certificate does not match the key's public key");
+    EVP_PKEY_free(key);
+    EVP_PKEY_free(other);
+}
+
+static void test_attach_ca_for_ca_key(void **state)
+{
+    EVP_PKEY *key = EVP_EC_gen("P-256");
+    cert_spec leaf = {.key = key, .bc = "critical,CA:FALSE", .ku = "critical,digitalSignature"};
+    cert_spec bare = {.key = key};
+    cert_spec no_certsign = {.key = key, .bc = CA_BC, .ku = "critical,digitalSignature,cRLSign"};
+    cert_spec no_ku = {.key = key, .bc = CA_BC};
+
+    (void)state;
+    assert_x_refused(build_cert(&leaf), key, true,
+                     "pem: not a CA certificate (no basicConstraints CA:TRUE); a "
+                     "device-identity-ca key needs one");
+    assert_x_refused(build_cert(&bare), key, true,
+                     "pem: not a CA certificate (no basicConstraints CA:TRUE); a "
+                     "device-identity-ca key needs one");
+    assert_x_refused(build_cert(&no_certsign), key, true,
+                     "pem: CA certificate without keyUsage keyCertSign");
+    assert_x_refused(build_cert(&no_ku), key, true,
+                     "pem: CA certificate without keyUsage keyCertSign");
+    /* The rule is the key's: a key of another purpose may carry any of them. */
+    assert_x_attached(build_cert(&leaf), key, false);
+    assert_x_attached(build_cert(&bare), key, false);
+    assert_x_attached(build_ca(key, "Attached CA"), key, true);
+    EVP_PKEY_free(key);
+}
+
+/* The DER of x with its last octet, the signature's, flipped. */
+static char *flip_signature(X509 *x)
+{
+    unsigned char *der = NULL;
+    int len = i2d_X509(x, &der);
+    char *pem;
+
+    der[len - 1] ^= 0x01;
+    pem = der_pem("CERTIFICATE", der, len);
+    OPENSSL_free(der);
+    return pem;
+}
+
+static void test_attach_bad_signature(void **state)
+{
+    EVP_PKEY *key = EVP_EC_gen("P-256"), *other = EVP_EC_gen("P-256");
+    cert_spec forged = {.key = key, .signer = other, .bc = CA_BC, .ku = CA_KU};
+    X509 *ca = build_ca(key, "Attached CA"), *root = build_ca(other, "Elsewhere CA");
+    cert_spec elsewhere = {.key = key, .signer = other, .issuer = root, .bc = CA_BC, .ku = CA_KU};
+    char *flipped = flip_signature(ca);
+
+    (void)state;
+    assert_refused(flipped, key, true,
+                   "pem: signature of the self-signed certificate does not verify with its own "
+                   "key");
+    assert_x_refused(build_cert(&forged), key, true,
+                     "pem: signature of the self-signed certificate does not verify with its own "
+                     "key");
+    /* A self-signed certificate's signature is checked whatever the key. */
+    assert_refused(flipped, key, false,
+                   "pem: signature of the self-signed certificate does not verify with its own "
+                   "key");
+    /* One issued elsewhere and given alone cannot be: a key of another purpose may take it. */
+    assert_x_attached(build_cert(&elsewhere), key, false);
+    assert_x_refused(build_cert(&elsewhere), key, true,
+                     "pem: CA certificate is not self-signed and its issuer's certificate is not "
+                     "given (chain_pem, or after it in pem)");
+    free(flipped);
+    X509_free(root);
+    X509_free(ca);
+    EVP_PKEY_free(key);
+    EVP_PKEY_free(other);
+}
+
+/* A device CA whose certificate a root issued, given in the chain or not at all. */
+static void test_attach_ca_with_chain(void **state)
+{
+    EVP_PKEY *key = EVP_EC_gen("P-256"), *root_key = EVP_EC_gen("P-256"),
+             *impostor = EVP_EC_gen("P-256"), *leaf_key = EVP_EC_gen("P-256");
+    X509 *root = build_ca(root_key, "Example Root CA");
+    cert_spec ica = {.key = key, .signer = root_key, .issuer = root, .bc = CA_BC, .ku = CA_KU};
+    cert_spec forged = {.key = key, .signer = impostor, .issuer = root, .bc = CA_BC, .ku = CA_KU};
+    X509 *good = build_cert(&ica), *bad = build_cert(&forged), *not_ca;
+    char *root_pem = pem_of(root), *good_pem = pem_of(good), *bad_pem = pem_of(bad);
+    char *bundle = concat(good_pem, root_pem), *forged_bundle = concat(bad_pem, root_pem);
+    char *chain = NULL, *by_leaf;
+    kbr_ca_cert *attached = NULL;
+    kbr_msg msg = {{0}};
+    cert_spec plain = {.key = root_key, .cn = "Not a CA", .bc = "critical,CA:FALSE"};
+    cert_spec under = {.key = leaf_key, .signer = root_key, .bc = CA_BC, .ku = CA_KU};
+
+    (void)state;
+    assert_refused(good_pem, key, true,
+                   "pem: CA certificate is not self-signed and its issuer's certificate is not "
+                   "given (chain_pem, or after it in pem)");
+    assert_int_equal(kbr_ca_cert_for_key(bundle, key, true, time(NULL), &attached, &chain, &msg),
+                     KBR_OK);
+    assert_string_equal(chain, root_pem);
+    kbr_ca_cert_free(attached);
+    free(chain);
+    assert_refused(forged_bundle, key, true,
+                   "pem: signature of certificate 1 does not verify with the key of "
+                   "certificate 2");
+    assert_refused(forged_bundle, key, false,
+                   "pem: signature of certificate 1 does not verify with the key of "
+                   "certificate 2");
+
+    /* An issuer that is no CA issued nothing, whatever its name and signature say. */
+    not_ca = build_cert(&plain);
+    under.issuer = not_ca;
+    X509_free(bad);
+    bad = build_cert(&under);
+    free(bad_pem);
+    bad_pem = pem_of(bad);
+    free(root_pem);
+    root_pem = pem_of(not_ca);
+    by_leaf = concat(bad_pem, root_pem);
+    assert_refused(by_leaf, leaf_key, true,
+                   "pem: certificate 2 is not a CA certificate, so it did not issue certificate 1");
+
+    free(by_leaf);
+    free(bundle);
+    free(forged_bundle);
+    free(root_pem);
+    free(good_pem);
+    free(bad_pem);
+    X509_free(not_ca);
+    X509_free(good);
+    X509_free(bad);
+    X509_free(root);
+    EVP_PKEY_free(key);
+    EVP_PKEY_free(root_key);
+    EVP_PKEY_free(impostor);
+    EVP_PKEY_free(leaf_key);
+}
+
+static void test_attach_garbage_after(void **state)
+{
+    EVP_PKEY *key = EVP_EC_gen("P-256");
+    X509 *ca = build_ca(key, "Attached CA");
+    char *pem = pem_of(ca), *csr = make_csr_pem(key);
+    char *junk = concat(pem, "garbage\n"), *then_csr = concat(pem, csr);
+    char *two = concat(pem, pem), *two_junk = concat(two, "-----BEGIN CERTIFICATE-----\n");
+    char *many = strdup(""), *grown;
+
+    (void)state;
+    assert_refused(junk, key, true, "pem: what follows certificate 1 is not a PEM certificate");
+    assert_refused(then_csr, key, true, "pem: what follows certificate 1 is not a PEM certificate");
+    assert_refused(two_junk, key, true, "pem: what follows certificate 2 is not a PEM certificate");
+    for (int i = 0; i < 17; i++) {
+        grown = concat(many, pem);
+        free(many);
+        many = grown;
+    }
+    assert_refused(many, key, true, "pem: more than 16 certificates");
+    assert_attached(pem, key, true);
+    free(many);
+    free(two_junk);
+    free(two);
+    free(then_csr);
+    free(junk);
+    free(csr);
+    free(pem);
+    X509_free(ca);
+    EVP_PKEY_free(key);
+}
+
+/* A SEQUENCE header for len content octets: DER's shortest length, or with wide a length in
+ * four octets, leading zeros and all, which BER allows and DER does not. */
+static size_t seq_header(unsigned char *out, size_t len, bool wide)
+{
+    size_t n = 0;
+
+    out[n++] = 0x30;
+    if (wide) {
+        out[n++] = 0x84;
+        out[n++] = (unsigned char)(len >> 24);
+        out[n++] = (unsigned char)(len >> 16);
+    } else if (len >= 0x100) {
+        out[n++] = 0x82;
+    } else if (len >= 0x80) {
+        out[n++] = 0x81;
+        out[n++] = (unsigned char)len;
+        return n;
+    } else {
+        out[n++] = (unsigned char)len;
+        return n;
+    }
+    out[n++] = (unsigned char)(len >> 8);
+    out[n++] = (unsigned char)len;
+    return n;
+}
+
+/* The content of the DER SEQUENCE at der: where it starts and how long it is. */
+static const unsigned char *seq_content(const unsigned char *der, size_t *len)
+{
+    size_t hdr = (der[1] & 0x80) != 0 ? 2 + (der[1] & 0x7f) : 2, n = 0;
+
+    assert_int_equal(der[0], 0x30);
+    if ((der[1] & 0x80) == 0)
+        n = der[1];
+    for (size_t i = 2; i < hdr; i++)
+        n = (n << 8) | der[i];
+    *len = n;
+    return der + hdr;
+}
+
+/* parts wrapped in one SEQUENCE, as PEM. */
+static char *seq_pem(const unsigned char *parts, size_t len, bool wide)
+{
+    unsigned char *der = malloc(len + 8);
+    size_t n = seq_header(der, len, wide);
+    char *pem;
+
+    memcpy(der + n, parts, len);
+    pem = der_pem("CERTIFICATE", der, (long)(n + len));
+    free(der);
+    return pem;
+}
+
+/* x with its outer length in a form DER does not allow; signature untouched. */
+static char *ber_outer(X509 *x)
+{
+    unsigned char *der = NULL;
+    int len = i2d_X509(x, &der);
+    size_t clen = 0;
+    const unsigned char *content = seq_content(der, &clen);
+    char *pem;
+
+    assert_int_equal((size_t)(content - der) + clen, (size_t)len);
+    pem = seq_pem(content, clen, true);
+    OPENSSL_free(der);
+    return pem;
+}
+
+/*
+ * x with its TBS length in a form DER does not allow, signed again by key over those very
+ * bytes: OpenSSL reads it and its signature verifies, so only the DER rule can refuse it.
+ */
+static char *ber_tbs(X509 *x, EVP_PKEY *key)
+{
+    unsigned char *tbs = NULL, *alg = NULL, *buf, *sig = NULL;
+    int tbs_len = i2d_re_X509_tbs(x, &tbs), alg_len;
+    size_t clen = 0, siglen = 0, n;
+    const unsigned char *content = seq_content(tbs, &clen);
+    const X509_ALGOR *palg = NULL;
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    char *pem;
+
+    assert_true(tbs_len > 0);
+    X509_get0_signature(NULL, &palg, x);
+    alg_len = i2d_X509_ALGOR(palg, &alg);
+    assert_true(alg_len > 0);
+    buf = malloc(clen + 8 + (size_t)alg_len + 80);
+    n = seq_header(buf, clen, true);
+    memcpy(buf + n, content, clen);
+    n += clen;
+    assert_int_equal(EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, key), 1);
+    assert_int_equal(EVP_DigestSign(md, NULL, &siglen, buf, n), 1);
+    sig = malloc(siglen);
+    assert_int_equal(EVP_DigestSign(md, sig, &siglen, buf, n), 1);
+    memcpy(buf + n, alg, (size_t)alg_len);
+    n += (size_t)alg_len;
+    buf[n++] = 0x03; /* BIT STRING, no unused bits */
+    buf[n++] = (unsigned char)(siglen + 1);
+    buf[n++] = 0x00;
+    memcpy(buf + n, sig, siglen);
+    n += siglen;
+    pem = seq_pem(buf, n, false);
+    EVP_MD_CTX_free(md);
+    free(sig);
+    free(buf);
+    OPENSSL_free(alg);
+    OPENSSL_free(tbs);
+    return pem;
+}
+
+/* OpenSSL reads pem, and the certificate's signature holds under key. */
+static void assert_openssl_reads(const char *pem, EVP_PKEY *key)
+{
+    BIO *bio = BIO_new_mem_buf(pem, -1);
+    X509 *x = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+
+    assert_non_null(x);
+    assert_int_equal(X509_verify(x, key), 1);
+    X509_free(x);
+    BIO_free(bio);
+}
+
+static void test_attach_not_der(void **state)
+{
+    EVP_PKEY *key = EVP_EC_gen("P-256");
+    X509 *ca = build_ca(key, "Attached CA");
+    char *outer = ber_outer(ca), *inner = ber_tbs(ca, key), *pem = pem_of(ca);
+    char *second = concat(pem, outer);
+
+    (void)state;
+    assert_openssl_reads(outer, key);
+    assert_openssl_reads(inner, key);
+    assert_refused(outer, key, true,
+                   "pem: certificate 1 is not DER-encoded (an encoding DER does not allow)");
+    assert_refused(inner, key, true,
+                   "pem: certificate 1 is not DER-encoded (an encoding DER does not allow)");
+    assert_refused(inner, key, false,
+                   "pem: certificate 1 is not DER-encoded (an encoding DER does not allow)");
+    assert_refused(second, key, false,
+                   "pem: certificate 2 is not DER-encoded (an encoding DER does not allow)");
+    free(second);
+    free(pem);
+    free(inner);
+    free(outer);
+    X509_free(ca);
+    EVP_PKEY_free(key);
+}
+
+static void test_attach_version_and_validity(void **state)
+{
+    EVP_PKEY *key = EVP_EC_gen("P-256");
+    cert_spec v1 = {.key = key, .v1 = true};
+    cert_spec expired = {.key = key, .from = -2 * DAY, .to = -DAY, .bc = CA_BC, .ku = CA_KU};
+    cert_spec later = {.key = key, .from = DAY, .to = 2 * DAY, .bc = CA_BC, .ku = CA_KU};
+    cert_spec reversed = {.key = key, .from = DAY, .to = -DAY, .bc = CA_BC, .ku = CA_KU};
+    cert_spec skewed = {.key = key, .from = 30, .to = DAY, .bc = CA_BC, .ku = CA_KU};
+
+    (void)state;
+    assert_x_refused(build_cert(&v1), key, false, "pem: certificate is X.509 v1, not v3");
+    assert_x_refused(build_cert(&expired), key, true, "pem: certificate expired at ");
+    assert_x_refused(build_cert(&later), key, true, "pem: certificate is not valid before ");
+    assert_x_refused(build_cert(&reversed), key, false, "pem: validity ends before it begins");
+    /* Half a minute ahead is the clocks', not the certificate's. */
+    assert_x_attached(build_cert(&skewed), key, true);
+    EVP_PKEY_free(key);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_ecdsa_p256),       cmocka_unit_test(test_ecdsa_p384),
-        cmocka_unit_test(test_rsa_3072),         cmocka_unit_test(test_ed25519),
-        cmocka_unit_test(test_cert_accessors),   cmocka_unit_test(test_cert_parse_refused),
-        cmocka_unit_test(test_csr_accessors),    cmocka_unit_test(test_csr_key_types),
-        cmocka_unit_test(test_csr_tampered),     cmocka_unit_test(test_csr_not_a_csr),
-        cmocka_unit_test(test_issue_bad_serial), cmocka_unit_test(test_issue_capped_by_ca),
-        cmocka_unit_test(test_issuer_mismatch),  cmocka_unit_test(test_bad_signature_never_leaves),
-        cmocka_unit_test(test_hsm_signer_args),  cmocka_unit_test(test_self_signed_refused),
+        cmocka_unit_test(test_ecdsa_p256),
+        cmocka_unit_test(test_ecdsa_p384),
+        cmocka_unit_test(test_rsa_3072),
+        cmocka_unit_test(test_ed25519),
+        cmocka_unit_test(test_cert_accessors),
+        cmocka_unit_test(test_cert_parse_refused),
+        cmocka_unit_test(test_csr_accessors),
+        cmocka_unit_test(test_csr_key_types),
+        cmocka_unit_test(test_csr_tampered),
+        cmocka_unit_test(test_csr_not_a_csr),
+        cmocka_unit_test(test_issue_bad_serial),
+        cmocka_unit_test(test_issue_capped_by_ca),
+        cmocka_unit_test(test_issuer_mismatch),
+        cmocka_unit_test(test_bad_signature_never_leaves),
+        cmocka_unit_test(test_hsm_signer_args),
+        cmocka_unit_test(test_self_signed_refused),
         cmocka_unit_test(test_cert_for_key),
+        cmocka_unit_test(test_attach_serial),
+        cmocka_unit_test(test_attach_wrong_key),
+        cmocka_unit_test(test_attach_ca_for_ca_key),
+        cmocka_unit_test(test_attach_bad_signature),
+        cmocka_unit_test(test_attach_ca_with_chain),
+        cmocka_unit_test(test_attach_garbage_after),
+        cmocka_unit_test(test_attach_not_der),
+        cmocka_unit_test(test_attach_version_and_validity),
     };
     int failed;
 

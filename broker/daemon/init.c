@@ -179,7 +179,6 @@ kbr_err kbd_init_deployment(kbd_config *cfg, kbr_msg *msg)
     bool created;
     int lock = -1;
 
-    KBR_GUARD(kbr_store_open(cfg->store, &st, msg));
     /* a daemon serving the store would keep honouring the bootstrap token this revokes */
     err = kbr_store_lock(cfg->store, &lock, msg);
     if (err == KBR_ERR_CONFLICT) {
@@ -191,6 +190,7 @@ kbr_err kbd_init_deployment(kbd_config *cfg, kbr_msg *msg)
                        holder);
     }
     KBR_GUARD(err);
+    KBR_GUARD(kbr_store_open(cfg->store, &st, msg));
     KBR_GUARD(kbd_open_hsm(cfg, &hsm, msg));
     err = kbr_hsm_session_open(hsm, &s);
     KBR_ENSURE(err == KBR_OK, kbr_fail(msg, err, "cannot open an HSM session"));

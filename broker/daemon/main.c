@@ -263,8 +263,9 @@ static kbr_err load_state(kbd *d, kbr_msg *msg)
     kbr_store *st = NULL;
     int64_t tail = AUDIT_VERIFY_TAIL;
 
-    KBR_GUARD(kbr_store_open(d->cfg.store, &st, msg));
+    /* before the store is opened: a second daemon must not even migrate the schema */
     KBR_GUARD(kbr_store_lock(d->cfg.store, &d->store_lock, msg));
+    KBR_GUARD(kbr_store_open(d->cfg.store, &st, msg));
     KBR_GUARD(kbd_open_hsm(&d->cfg, &d->hsm, msg));
     KBR_GUARD(load_issuer(d, msg));
     KBR_GUARD(check_log(d, st, &tail, msg));

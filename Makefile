@@ -3,10 +3,16 @@
 # suite under AddressSanitizer and UndefinedBehaviorSanitizer.
 
 CC       ?= cc
-PKGS      = openssl libevent_core libevent_extra libevent_pthreads libevent_openssl \
-            sqlite3 jansson libcurl p11-kit-1 libcbor
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+# Each binary links what it calls: the CLI needs no store, event loop or PKCS#11.
+CLI_PKGS  = openssl jansson libcurl
+PKGS      = $(CLI_PKGS) libevent_core libevent_extra libevent_pthreads libevent_openssl \
+            sqlite3 p11-kit-1 libcbor
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS))
+CLI_LIBS   := $(shell pkg-config --libs $(CLI_PKGS))
+ifeq ($(strip $(PKG_LIBS)),)
+$(error pkg-config found none of $(PKGS): run contrib/install-deps.sh)
+endif
 
 BUILD    ?= build
 BIN      ?= bin
@@ -18,9 +24,16 @@ CFLAGS   += -std=c11 -D_GNU_SOURCE -g $(OPT) $(WARN) $(SAN) -fno-omit-frame-poin
 LDFLAGS  += $(SAN)
 LDLIBS   += $(PKG_LIBS) -lpthread -ldl
 
-LIB_SRC   = $(wildcard common/*.c pkcs11/*.c policy/*.c audit/*.c ca/*.c cose/*.c)
+# libkbr_core: what any client needs (encoders, errors, secrets, the offline log verifiers);
+# libkbr: the broker's modules on top of it.
+CORE_SRC  = $(wildcard common/*.c) audit/chain.c audit/merkle.c audit/checkpoint.c
+CORE_OBJ  = $(CORE_SRC:%.c=$(BUILD)/%.o)
+CORE      = $(BUILD)/libkbr_core.a
+LIB_SRC   = $(filter-out $(CORE_SRC),$(wildcard pkcs11/*.c policy/*.c audit/*.c store/*.c ca/*.c \
+            cose/*.c))
 LIB_OBJ   = $(LIB_SRC:%.c=$(BUILD)/%.o)
-LIB       = $(BUILD)/libkbr.a
+SERVER_LIB = $(BUILD)/libkbr.a
+LIB       = $(SERVER_LIB) $(CORE)
 D_SRC     = $(wildcard broker/daemon/*.c)
 D_OBJ     = $(D_SRC:%.c=$(BUILD)/%.o)
 CLI_SRC   = $(wildcard broker/cli/*.c)
@@ -55,7 +68,11 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
-$(LIB): $(LIB_OBJ)
+$(SERVER_LIB): $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(CORE): $(CORE_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
@@ -63,9 +80,9 @@ $(BIN)/keybrokerd: $(D_OBJ) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $(D_OBJ) $(LIB) $(LDLIBS)
 
-$(BIN)/keybroker: $(CLI_OBJ) $(LIB)
+$(BIN)/keybroker: $(CLI_OBJ) $(CORE)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(LIB) $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(CORE) $(CLI_LIBS)
 
 $(BUILD)/tests/unit/%: $(BUILD)/tests/unit/%.o $(UNIT_LIB_OBJ) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $< $(UNIT_LIB_OBJ) $(LIB) $(LDLIBS) -lcmocka
@@ -132,18 +149,18 @@ fuzz:
 
 fuzz-bins: $(FUZZ_NAMES:%=$(BUILD)/tests/fuzz/%_fuzz)
 
-FMT_SRC = $(wildcard include/*.h common/*.c pkcs11/*.[ch] policy/*.[ch] audit/*.[ch] ca/*.[ch] cose/*.[ch] broker/*/*.[ch] \
+FMT_SRC = $(wildcard include/*.h common/*.c pkcs11/*.[ch] policy/*.[ch] audit/*.[ch] store/*.[ch] ca/*.[ch] cose/*.[ch] broker/*/*.[ch] \
             tests/*/*.c tests/*/*.h bench/*.c)
 lint:
 	clang-format --dry-run --Werror $(FMT_SRC)
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --inline-suppr \
-	  --suppress=missingIncludeSystem -D__GNUC__ -Iinclude common pkcs11 policy audit ca cose broker
+	  --suppress=missingIncludeSystem -D__GNUC__ -Iinclude common pkcs11 policy audit store ca cose broker
 	tests/grep-mistakes.sh
 
 clean:
 	rm -rf build build-asan bin
 
--include $(LIB_OBJ:.o=.d) $(D_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
+-include $(CORE_OBJ:.o=.d) $(LIB_OBJ:.o=.d) $(D_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
 -include $(wildcard $(BUILD)/tests/fuzz/*.d)
 
 # tests/bench/gen_store: a store of a million devices and the custody views timed on it
@@ -151,7 +168,7 @@ clean:
 VIEWS_DB ?= /tmp/kbr-views-bench.db
 $(BUILD)/tests/bench/%.o: tests/bench/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Iaudit -c -o $@ $<
+	$(CC) $(CFLAGS) -Istore -c -o $@ $<
 
 $(BUILD)/tests/bench/gen_store: $(BUILD)/tests/bench/gen_store.o $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)

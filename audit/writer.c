@@ -285,7 +285,7 @@ static kbr_err insert_entry(kbr_audit *a, kbr_audit_rec *r, int64_t seq, const c
         .products = json_array_size(r->products) > 0 ? r->products : NULL,
     };
     KBR_GUARD(kbr_store_audit_insert(a->st, &row));
-    KBR_GUARD(kbr_merkle_store_append(a->st, seq, r->hash));
+    KBR_GUARD(kbr_store_merkle_append(a->st, seq, r->hash));
     r->seq = seq;
     memcpy(r->time, time, KBR_TIME_LEN);
 out:

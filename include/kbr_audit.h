@@ -117,6 +117,9 @@ void kbr_audit_get_stats(kbr_audit *a, kbr_audit_stats *out);
 /* Commits everything queued, then stops the thread and closes.  Accepts NULL. */
 void kbr_audit_stop(kbr_audit *a);
 
+/* hex(SHA-256(0x00 || canonical[0..len))): an entry's hash from its stored text. */
+KBR_WUR kbr_err kbr_audit_leaf_hash(const char *canonical, size_t len, char out[65]);
+
 /* hash = hex(SHA-256(0x00 || canonical(entry))) where entry lacks "hash". */
 KBR_WUR kbr_err kbr_audit_entry_hash(const json_t *entry, char hash[65]);
 
@@ -153,6 +156,17 @@ KBR_WUR kbr_err kbr_merkle_root(const unsigned char *leaves, uint64_t n,
  */
 KBR_WUR kbr_err kbr_merkle_proof(const unsigned char *leaves, uint64_t n, uint64_t m,
                                  unsigned char **path, size_t *path_len);
+/*
+ * The same over any source of the tree's perfect subtrees: get(arg, level, idx, out) gives
+ * the hash of the 2^level leaves from index idx * 2^level (level 0: a leaf), and is asked
+ * for O(log n) of them.  The store keeps them as the log grows (kbr_store_merkle_root).
+ */
+typedef kbr_err (*kbr_merkle_node_fn)(void *arg, unsigned level, uint64_t idx,
+                                      unsigned char out[KBR_MERKLE_HASH_LEN]);
+KBR_WUR kbr_err kbr_merkle_root_from(kbr_merkle_node_fn get, void *arg, uint64_t n,
+                                     unsigned char root[KBR_MERKLE_HASH_LEN]);
+KBR_WUR kbr_err kbr_merkle_proof_from(kbr_merkle_node_fn get, void *arg, uint64_t m, uint64_t n,
+                                      unsigned char **path, size_t *path_len);
 /* KBR_OK when path proves leaf at index m in a tree of size n with this root (RFC 9162
  * 2.1.3.2), KBR_ERR_BAD_REQUEST when it does not or m >= n. */
 KBR_WUR kbr_err kbr_merkle_verify(const unsigned char leaf[KBR_MERKLE_HASH_LEN], uint64_t m,

@@ -163,6 +163,9 @@ typedef struct {
 } kbr_store_audit_row;
 
 KBR_WUR kbr_err kbr_store_audit_insert(kbr_store *st, const kbr_store_audit_row *row);
+/* The audit tree's perfect subtrees completed by appending entry seq with hash_hex (64 hex
+ * digits), stored inside the writer's transaction; after kbr_store_audit_insert. */
+KBR_WUR kbr_err kbr_store_merkle_append(kbr_store *st, int64_t seq, const char *hash_hex);
 
 /* ---- reads ---- */
 

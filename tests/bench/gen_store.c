@@ -27,7 +27,7 @@
 
 #include "kbr_audit.h"
 #include "kbr_store.h"
-#include "store_sqlite.h"
+#include "sqlite.h"
 
 #define PRODUCTS    5
 #define BUILDS      40

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "store_backend.h"
+#include "backend.h"
 
 static kbr_err field_str(const json_t *e, const char *field, bool required, const char **out)
 {

@@ -1,8 +1,8 @@
-/* store_sqlite_ledger.c - the SQLite back end's ledger: effects written, views read. */
+/* sqlite_ledger.c - the SQLite back end's ledger: effects written, views read. */
 #include <stdlib.h>
 #include <string.h>
 
-#include "store_sqlite.h"
+#include "sqlite.h"
 
 #define SQ(st) ((kbr_sqlite *)(st))
 

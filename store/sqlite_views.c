@@ -1,5 +1,5 @@
 /*
- * store_sqlite_views.c - the SQLite back end's snapshots and its parts of the
+ * sqlite_views.c - the SQLite back end's snapshots and its parts of the
  * product (A) and key custody (B) views.  Each reads the tables the schema's
  * triggers keep (key_relations, token_keys, token_usage, key_operations,
  * device_cert_expiry) and indexes, never a scan of devices or the audit log.
@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "store_sqlite.h"
+#include "sqlite.h"
 
 #define SQ(st) ((kbr_sqlite *)(st))
 

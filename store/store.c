@@ -7,7 +7,7 @@
 #include <openssl/objects.h>
 #include <openssl/x509.h>
 
-#include "store_backend.h"
+#include "backend.h"
 
 static const kbr_store_ops *const backends[] = {&kbr_store_sqlite_ops};
 

@@ -1,8 +1,8 @@
 /*
- * store_sqlite_device.c - the SQLite back end's certificates, production
+ * sqlite_device.c - the SQLite back end's certificates, production
  * batches, devices and device events: effects written, views read.
  */
-#include "store_sqlite.h"
+#include "sqlite.h"
 
 #define SQ(st) ((kbr_sqlite *)(st))
 

@@ -1,5 +1,5 @@
 /*
- * store_sqlite_exposure.c - the SQLite back end's part of the exposure view
+ * sqlite_exposure.c - the SQLite back end's part of the exposure view
  * (C): builds whose SBOM carries a component, the devices that run them now
  * (fleet_firmware counters), the devices that ever ran them (the
  * firmware_histories sets and their history_firmware counters), and one page
@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "store_sqlite.h"
+#include "sqlite.h"
 
 #define SQ(st) ((kbr_sqlite *)(st))
 

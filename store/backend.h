@@ -1,5 +1,5 @@
 /*
- * store_backend.h - private to audit/: what a store back end provides.
+ * backend.h - private to store/: what a store back end provides.
  *
  * kbr_store_* in store.c and effects.c hold the back-end-neutral logic
  * (URL dispatch, effect validation, the firmware retry rule, the order of

@@ -1,5 +1,5 @@
 /*
- * store_sqlite_migrate.c - the schema steps after version 1.  Each runs once, in the
+ * sqlite_migrate.c - the schema steps after version 1.  Each runs once, in the
  * transaction that opens the store, on a new store as on one an older broker wrote, and
  * ends by recording its version.
  *
@@ -36,7 +36,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
-#include "store_sqlite.h"
+#include "sqlite.h"
 
 static const char v2_schema_sql[] =
     "ALTER TABLE devices ADD COLUMN public_key_sha256 TEXT;"

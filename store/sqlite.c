@@ -1,5 +1,5 @@
 /*
- * store_sqlite.c - the SQLite back end: connection, schema, transactions
+ * sqlite.c - the SQLite back end: connection, schema, transactions
  * and the audit table.
  *
  * URL: "sqlite:PATH" or "sqlite:PATH?max_pages=N".  max_pages caps the
@@ -16,13 +16,13 @@
 #include <sys/file.h>
 #include <unistd.h>
 
-#include "store_sqlite.h"
+#include "sqlite.h"
 
 #define SCHEMA_VERSION 3
 
 /*
  * schema_sql is version 1, kept as it was: a new store is created at version 1 and taken
- * through the same steps as a store written by an older broker (store_sqlite_migrate.c).
+ * through the same steps as a store written by an older broker (sqlite_migrate.c).
  *
  * Version 1: the data model of DESIGN.md.  Times are RFC 3339 UTC text,
  * lists and scopes canonical JSON text; audit_seq names the audit entry

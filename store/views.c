@@ -8,7 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "store_backend.h"
+#include "backend.h"
 
 /* ---- version order ---- */
 

@@ -1,17 +1,17 @@
 /*
- * store_sqlite.h - private to audit/: the SQLite back end's connection,
- * shared by store_sqlite.c (connection, schema, transactions, audit table),
- * store_sqlite_ledger.c (keys, tokens, firmware), store_sqlite_device.c
- * (certificates, batches, devices and their events), store_sqlite_field.c
- * (debug unlocks, firmware history, fleet lookups), store_sqlite_tree.c (the audit
- * tree and its checkpoints) and store_sqlite_migrate.c (schema steps after version 1).
+ * sqlite.h - private to store/: the SQLite back end's connection,
+ * shared by sqlite.c (connection, schema, transactions, audit table),
+ * sqlite_ledger.c (keys, tokens, firmware), sqlite_device.c
+ * (certificates, batches, devices and their events), sqlite_field.c
+ * (debug unlocks, firmware history, fleet lookups), sqlite_tree.c (the audit
+ * tree and its checkpoints) and sqlite_migrate.c (schema steps after version 1).
  */
 #ifndef KBR_STORE_SQLITE_H
 #define KBR_STORE_SQLITE_H
 
 #include <sqlite3.h>
 
-#include "store_backend.h"
+#include "backend.h"
 
 /*
  * Every statement the back end runs.  Each is prepared once per connection,
@@ -159,7 +159,7 @@ KBR_WUR kbr_err kbr_sqlite_object(sqlite3_stmt *stmt, const kbr_col_spec *cols, 
 #define KBR_SQLITE_TOKEN_NCOLS 14
 extern const kbr_col_spec kbr_sqlite_token_cols[KBR_SQLITE_TOKEN_NCOLS];
 
-/* Ledger operations (store_sqlite_ledger.c). */
+/* Ledger operations (sqlite_ledger.c). */
 kbr_err kbr_sqlite_key_create(kbr_store *st, const kbr_eff_key *k, int64_t seq);
 kbr_err kbr_sqlite_key_retire(kbr_store *st, const char *name, const char *at);
 kbr_err kbr_sqlite_token_issue(kbr_store *st, const kbr_eff_token *t, int64_t seq);
@@ -177,7 +177,7 @@ kbr_err kbr_sqlite_firmware_get(kbr_store *st, const char *product, const char *
                                 json_t **build);
 kbr_err kbr_sqlite_key_exists(kbr_store *st, const char *name, bool *exists);
 
-/* Certificates, batches and devices (store_sqlite_device.c). */
+/* Certificates, batches and devices (sqlite_device.c). */
 kbr_err kbr_sqlite_cert_supersede(kbr_store *st, const kbr_eff_owner *owner, const char *at,
                                   json_t **fingerprints);
 kbr_err kbr_sqlite_cert_insert(kbr_store *st, const kbr_eff_cert *c, int64_t seq);
@@ -200,7 +200,7 @@ kbr_err kbr_sqlite_device_find(kbr_store *st, const char *serial, json_t **out);
 kbr_err kbr_sqlite_device_events(kbr_store *st, const char *product, const char *serial,
                                  json_t **out);
 
-/* Debug unlocks and firmware reports of devices in the field (store_sqlite_field.c). */
+/* Debug unlocks and firmware reports of devices in the field (sqlite_field.c). */
 kbr_err kbr_sqlite_debug_challenge_insert(kbr_store *st, const kbr_eff_debug *d, int64_t seq);
 kbr_err kbr_sqlite_device_firmware_insert(kbr_store *st, const kbr_eff_device_firmware *r,
                                           int64_t seq, bool *added);
@@ -213,7 +213,7 @@ kbr_err kbr_sqlite_debug_challenge_used(kbr_store *st, const char *product, cons
 kbr_err kbr_sqlite_device_firmware(kbr_store *st, const char *product, const char *serial,
                                    json_t **out);
 
-/* The audit tree and its checkpoints (store_sqlite_tree.c). */
+/* The audit tree and its checkpoints (sqlite_tree.c). */
 kbr_err kbr_sqlite_merkle_node_get(kbr_store *st, unsigned level, int64_t idx,
                                    unsigned char out[32]);
 kbr_err kbr_sqlite_merkle_node_put(kbr_store *st, unsigned level, int64_t idx,
@@ -223,11 +223,11 @@ kbr_err kbr_sqlite_checkpoint_insert(kbr_store *st, int64_t size, const char *ro
 kbr_err kbr_sqlite_checkpoint_latest(kbr_store *st, json_t **out);
 
 /* Schema steps after version 1, in the transaction that creates or opens the store
- * (store_sqlite_migrate.c); path and msg name the store in a failure. */
+ * (sqlite_migrate.c); path and msg name the store in a failure. */
 kbr_err kbr_sqlite_migrate_v2(kbr_sqlite *s, const char *path, kbr_msg *msg);
 kbr_err kbr_sqlite_migrate_v3(kbr_sqlite *s, const char *path, kbr_msg *msg);
 
-/* Snapshots and the custody views (store_sqlite_views.c, store_sqlite_exposure.c). */
+/* Snapshots and the custody views (sqlite_views.c, sqlite_exposure.c). */
 kbr_err kbr_sqlite_snapshot_begin(kbr_store *st);
 void kbr_sqlite_snapshot_end(kbr_store *st);
 kbr_err kbr_sqlite_view_product(kbr_store *st, const char *product, time_t now, const char *until,

@@ -1,8 +1,8 @@
-/* store_sqlite_tree.c - the SQLite back end's audit tree nodes and checkpoints. */
+/* sqlite_tree.c - the SQLite back end's audit tree nodes and checkpoints. */
 #include <stdlib.h>
 #include <string.h>
 
-#include "store_sqlite.h"
+#include "sqlite.h"
 
 #define H 32
 

@@ -1,12 +1,12 @@
 /*
- * store_sqlite_field.c - the SQLite back end's record of devices in the
+ * sqlite_field.c - the SQLite back end's record of devices in the
  * field: answered debug challenges, firmware history and current firmware,
  * and the fleet lookup an OTA report needs.
  */
 #include <stdlib.h>
 #include <string.h>
 
-#include "store_sqlite.h"
+#include "sqlite.h"
 
 #define SQ(st) ((kbr_sqlite *)(st))
 

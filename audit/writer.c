@@ -124,7 +124,7 @@ void kbr_audit_rec_free(kbr_audit_rec *rec)
     free(rec->outcome);
     free(rec->error_code);
     json_decref(rec->detail);
-    json_decref(rec->effects);
+    kbr_effects_free(rec->effects);
     json_decref(rec->products);
     free(rec);
 }
@@ -171,21 +171,14 @@ out:
     return err;
 }
 
-/* The type of each effect, as far as the effects say: what the refused record was to change. */
-static json_t *effect_types(const json_t *effects)
+/* The type of each effect: what the refused record was to change. */
+static json_t *effect_types(const kbr_effects *effects)
 {
     json_t *types = json_array();
-    const json_t *e;
-    size_t i;
 
-    if (types == NULL || !json_is_array(effects))
-        return types;
-    json_array_foreach(effects, i, e)
-    {
-        const json_t *type = json_object_get(e, "type");
-
-        if (json_array_append_new(types, json_is_string(type) ? json_copy((json_t *)type)
-                                                              : json_null()) != 0) {
+    for (size_t i = 0; types != NULL && i < kbr_effects_count(effects); i++) {
+        const char *name = kbr_effect_type_name(kbr_effects_get(effects, i)->type);
+        if (json_array_append_new(types, name != NULL ? json_string(name) : json_null()) != 0) {
             json_decref(types);
             return NULL;
         }
@@ -195,7 +188,7 @@ static json_t *effect_types(const json_t *effects)
 
 /*
  * The ledger refused the record's effects for a reason of the record's own (an effect the
- * handler built wrong, a value the ledger cannot hold), and kbr_store_apply_effects took all
+ * handler built wrong, a value the ledger cannot hold), and kbr_store_apply took all
  * of them back: the rest of the group goes on, so one request never fails another.
  *
  * The record is still written, as an error without its effects, rather than dropped: by the
@@ -301,7 +294,7 @@ static kbr_err write_rec(kbr_audit *a, kbr_audit_rec *r, int64_t seq, const char
     kbr_err applied;
 
     r->result = KBR_OK;
-    applied = kbr_store_apply_effects(a->st, r->effects, seq);
+    applied = kbr_store_apply(a->st, r->effects, seq);
     if (applied == KBR_ERR_STORE_CONSTRAINT)
         KBR_GUARD(mark_conflict(r));
     else if (applied != KBR_OK && record_at_fault(a, applied))

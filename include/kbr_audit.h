@@ -26,6 +26,7 @@
 #include <openssl/evp.h>
 
 #include "kbr_common.h"
+#include "kbr_store.h"
 
 typedef struct kbr_audit kbr_audit;
 
@@ -38,7 +39,7 @@ struct kbr_audit_rec {
     char *outcome;              /* "ok", "denied" or "error" */
     char *error_code;           /* API error code or NULL */
     json_t *detail;             /* an object; never NULL after kbr_audit_rec_new */
-    json_t *effects;            /* ledger effects (array) or NULL */
+    kbr_effects *effects;       /* ledger effects or NULL; freed with the record */
     /*
      * The products the entry is about (names, or a "prefix*" a token's scope names), an array
      * or NULL; the entry carries it as "products" when it is not empty.  It is what bounds who

@@ -140,6 +140,19 @@ double kbr_monotonic_seconds(void);
  */
 KBR_WUR kbr_err kbr_json_canonical(const json_t *v, char **out);
 
+/*
+ * An arena: many small allocations freed at once, for values (a record's ledger effects, a
+ * request's scratch) whose parts all live exactly as long as the whole.  Blocks grow as
+ * needed; nothing is freed one by one.  kbr_arena_free accepts NULL.
+ */
+typedef struct kbr_arena kbr_arena;
+KBR_WUR kbr_err kbr_arena_new(kbr_arena **out);
+void kbr_arena_free(kbr_arena *a);
+/* n bytes, zeroed and aligned for any type; NULL when out of memory. */
+void *kbr_arena_alloc(kbr_arena *a, size_t n);
+/* A copy of s in the arena; NULL for NULL (and when out of memory: check s != NULL). */
+char *kbr_arena_strdup(kbr_arena *a, const char *s);
+
 /* Reads a whole file into a NUL-terminated heap buffer. Caller frees. */
 KBR_WUR kbr_err kbr_file_read(const char *path, size_t limit, char **out, size_t *outlen);
 /* Writes data to path atomically (tmp + rename) with the given mode. */

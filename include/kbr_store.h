@@ -11,7 +11,10 @@
  * applies each record's ledger effects and inserts its audit row in the same
  * transaction, so the ledger never holds a fact the log does not.
  *
- * Ledger effects are JSON objects with a "type":
+ * Ledger effects are typed values (kbr_effect, below): a handler builds them
+ * and the writer applies them, without a JSON round trip.  Each has a JSON
+ * form, the same fields under the same names with a "type"
+ * (kbr_effects_to_json, kbr_effects_from_json), for the log and for tests:
  *   key.create    {name, purpose, algorithm, products[], owner, hsm_label, hsm_id,
  *                  public_key_pem, public_key_sha256 (optional), created_at}
  *                 KBR_ERR_STORE_CONSTRAINT when a registry entry, retired or not, already
@@ -89,7 +92,8 @@
  * recorded before (for any owner), or a device certificate reusing its issuer_key's
  * serial_number (RFC 5280): KBR_ERR_STORE_CONSTRAINT, so attaching the same certificate
  * twice conflicts.  Times are RFC 3339 UTC, stored as "YYYY-MM-DDTHH:MM:SSZ".
- * Unknown types, and missing or mistyped fields, are KBR_ERR_INTERNAL.
+ * Unknown types, and missing or mistyped fields, are KBR_ERR_INTERNAL, whether an effect is
+ * added to a list (kbr_effects_add) or read from JSON.
  */
 #ifndef KBR_STORE_H
 #define KBR_STORE_H
@@ -100,6 +104,147 @@
 #include "kbr_common.h"
 
 typedef struct kbr_store kbr_store;
+
+/* ---- ledger effects ---- */
+
+typedef enum {
+    KBR_EFFECT_KEY_CREATE = 1,
+    KBR_EFFECT_KEY_RETIRE,
+    KBR_EFFECT_KEY_CERTIFICATE,
+    KBR_EFFECT_TOKEN_ISSUE,
+    KBR_EFFECT_TOKEN_REVOKE,
+    KBR_EFFECT_FIRMWARE_SIGN,
+    KBR_EFFECT_BATCH_CREATE,
+    KBR_EFFECT_DEVICE_PROVISION,
+    KBR_EFFECT_DEVICE_ROTATE,
+    KBR_EFFECT_DEBUG_AUTHORIZE,
+    KBR_EFFECT_OTA_REPORT,
+    KBR_EFFECT_CHECKPOINT,
+} kbr_effect_type;
+
+/* "key.create", ...; NULL for a value outside the enum. */
+const char *kbr_effect_type_name(kbr_effect_type type);
+
+typedef struct {
+    const char *const *items;
+    size_t n;
+} kbr_strings;
+
+/* A certificate as the ledger records it (see "certificate{}" above). */
+typedef struct {
+    const char *serial_number, *pem, *chain_pem, *not_after, *fingerprint;
+} kbr_effect_cert;
+
+typedef struct {
+    const char *name, *version, *purl; /* version and purl may be NULL */
+} kbr_effect_component;
+
+typedef struct {
+    const char *serial, *status, *at;
+} kbr_effect_ota_result;
+
+/*
+ * One effect.  Strings may be NULL where the JSON form above allows null or absence; the
+ * rest are required.  A value built by a caller borrows its strings; kbr_effects_add copies
+ * them (normalized: hex lowercase, times as "YYYY-MM-DDTHH:MM:SSZ").
+ */
+typedef struct {
+    const char *name, *purpose, *algorithm, *owner, *hsm_label, *hsm_id, *public_key_pem,
+        *public_key_sha256, *created_at;
+    kbr_strings products;
+} kbr_fx_key_create;
+
+typedef struct {
+    const char *name, *at;
+} kbr_fx_key_retire;
+
+typedef struct {
+    const char *name, *at, *issuer_key;
+    kbr_effect_cert cert;
+} kbr_fx_key_certificate;
+
+typedef struct {
+    const char *jti, *sub, *issued_by, *issued_at, *not_before, *expires_at, *cnf_x5t, *parent_jti;
+    const char *scope_json; /* the scope object's canonical JSON */
+    bool orphan;
+} kbr_fx_token_issue;
+
+typedef struct {
+    kbr_strings jtis;
+    const char *at, *reason;
+} kbr_fx_token_revoke;
+
+typedef struct {
+    const char *product, *version, *digest, *hash, *key, *name, *build_id, *signed_at;
+    const kbr_effect_component *components;
+    size_t ncomponents;
+} kbr_fx_firmware_sign;
+
+typedef struct {
+    const char *batch, *product, *factory, *created_at, *created_by;
+    int64_t quantity;
+    kbr_strings markets;
+} kbr_fx_batch_create;
+
+typedef struct {
+    const char *product, *serial, *batch, *factory, *firmware_version, *csr_sha256,
+        *public_key_sha256, *at, *issuer_key;
+    kbr_effect_cert cert;
+} kbr_fx_device_provision;
+
+typedef struct {
+    const char *product, *serial, *at, *csr_sha256, *public_key_sha256, *issuer_key;
+    kbr_effect_cert cert;
+} kbr_fx_device_rotate;
+
+typedef struct {
+    const char *key, *product, *serial, *challenge_sha256, *permissions, *ticket, *principal,
+        *message_sha256, *signature_sha256, *at, *expires_at;
+} kbr_fx_debug_authorize;
+
+typedef struct {
+    const char *product, *version, *campaign, *reported_by, *at;
+    const kbr_effect_ota_result *results;
+    size_t nresults;
+} kbr_fx_ota_report;
+
+typedef struct {
+    int64_t size;
+    const char *root_hash, *time, *signature_b64;
+} kbr_fx_checkpoint;
+
+typedef struct {
+    kbr_effect_type type;
+    union {
+        kbr_fx_key_create key_create;
+        kbr_fx_key_retire key_retire;
+        kbr_fx_key_certificate key_certificate;
+        kbr_fx_token_issue token_issue;
+        kbr_fx_token_revoke token_revoke;
+        kbr_fx_firmware_sign firmware_sign;
+        kbr_fx_batch_create batch_create;
+        kbr_fx_device_provision device_provision;
+        kbr_fx_device_rotate device_rotate;
+        kbr_fx_debug_authorize debug_authorize;
+        kbr_fx_ota_report ota_report;
+        kbr_fx_checkpoint checkpoint;
+    } u;
+} kbr_effect;
+
+/* The effects of one record, in order, each owned by the list. */
+typedef struct kbr_effects kbr_effects;
+KBR_WUR kbr_err kbr_effects_new(kbr_effects **out);
+void kbr_effects_free(kbr_effects *fx); /* accepts NULL */
+/* Checks e as the JSON form's rules say (KBR_ERR_INTERNAL naming nothing: a handler's bug)
+ * and appends a normalized copy. */
+KBR_WUR kbr_err kbr_effects_add(kbr_effects *fx, const kbr_effect *e);
+size_t kbr_effects_count(const kbr_effects *fx); /* 0 for NULL */
+/* The i-th effect, borrowed from the list. */
+const kbr_effect *kbr_effects_get(const kbr_effects *fx, size_t i);
+/* The JSON form: an array of objects with "type".  New ref. */
+KBR_WUR kbr_err kbr_effects_to_json(const kbr_effects *fx, json_t **out);
+/* Reads the JSON form (an array): KBR_ERR_INTERNAL for anything the rules refuse. */
+KBR_WUR kbr_err kbr_effects_from_json(const json_t *arr, kbr_effects **out);
 
 /*
  * Opens a connection and creates or migrates the schema.  url is
@@ -141,15 +286,18 @@ void kbr_store_rollback(kbr_store *st);
 bool kbr_store_in_transaction(kbr_store *st);
 
 /*
- * Applies effects (a JSON array, may be NULL) for the record with sequence
- * number seq, inside a savepoint: on any failure the savepoint is rolled
- * back and nothing of this record's effects stays, while what the transaction
- * held before is untouched (unless the store itself failed and ended it).
+ * Applies effects (may be NULL or empty) for the record with sequence number seq, inside a
+ * savepoint: on any failure the savepoint is rolled back and nothing of this record's
+ * effects stays, while what the transaction held before is untouched (unless the store
+ * itself failed and ended it).
  * KBR_ERR_STORE_CONSTRAINT when a rule of the ledger is hit (a uniqueness rule, an unknown
  * key, device or batch, a full batch: the writer records a 409 conflict),
  * KBR_ERR_INTERNAL for a malformed effect (the writer records an error without the effects),
  * KBR_ERR_STORE or KBR_ERR_NOMEM when the store or memory failed (the writer fails the group).
  */
+KBR_WUR kbr_err kbr_store_apply(kbr_store *st, const kbr_effects *effects, int64_t seq);
+/* kbr_store_apply of the JSON form (an array, may be NULL): a malformed one changes nothing
+ * and is KBR_ERR_INTERNAL. */
 KBR_WUR kbr_err kbr_store_apply_effects(kbr_store *st, const json_t *effects, int64_t seq);
 
 /* The audit row as committed; entry_json is the canonical entry without "hash". */

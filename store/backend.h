@@ -1,11 +1,12 @@
 /*
  * backend.h - private to store/: what a store back end provides.
  *
- * kbr_store_* in store.c and effects.c hold the back-end-neutral logic
- * (URL dispatch, effect validation, the firmware retry rule, the order of
- * a provisioning, rotation, debug unlock or OTA report's writes, scope matching, the audit
- * page); a back end supplies one ops
- * table of plain storage operations.  Strings handed to a back end are borrowed.
+ * kbr_store_* in store.c, effect.c and effects.c hold the back-end-neutral
+ * logic (URL dispatch, the rules of each effect, the firmware retry rule, the
+ * order of a provisioning, rotation, debug unlock or OTA report's writes,
+ * scope matching, the audit page); a back end supplies one ops table of
+ * plain storage operations.  Strings handed to a back end are borrowed, and
+ * effects reach it checked and normalized (effect.c).
  */
 #ifndef KBR_STORE_BACKEND_H
 #define KBR_STORE_BACKEND_H
@@ -27,21 +28,11 @@ typedef struct {
     const char *created_at;
 } kbr_eff_key;
 
-typedef struct {
-    const char *jti, *sub, *issued_by, *cnf_x5t;
-    const char *scope_json; /* canonical JSON object */
-    const char *issued_at, *not_before, *expires_at;
-    const char *parent_jti; /* NULL for a root */
-    bool orphan;
-} kbr_eff_token;
-
-typedef struct {
-    const char *product, *version, *digest, *hash, *key, *name, *build_id, *signed_at;
-} kbr_eff_firmware;
-
-typedef struct {
-    const char *name, *version, *purl;
-} kbr_eff_component;
+/* Where an effect already is what the back end stores, it is handed on as it is. */
+typedef kbr_fx_token_issue kbr_eff_token;
+typedef kbr_fx_firmware_sign kbr_eff_firmware;
+typedef kbr_effect_component kbr_eff_component;
+typedef kbr_fx_debug_authorize kbr_eff_debug;
 
 /* Whose certificate: a registry key (key_name) or a device (product, serial). */
 typedef struct {
@@ -67,12 +58,6 @@ typedef struct {
     const char *product, *serial, *batch, *factory, *firmware_version, *csr_sha256, *at;
     const char *public_key_sha256; /* lowercase hex; NULL when the effect did not carry it */
 } kbr_eff_device;
-
-/* A debug unlock; the hex digests are lowercase. */
-typedef struct {
-    const char *key, *product, *serial, *challenge_sha256, *permissions, *ticket, *principal;
-    const char *message_sha256, *signature_sha256, *at, *expires_at;
-} kbr_eff_debug;
 
 /* One line of a device's firmware history. */
 typedef struct {

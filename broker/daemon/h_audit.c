@@ -88,23 +88,24 @@ static kbr_err record_new(const json_t *head, struct kbd_checkpointer *cp, kbr_a
 {
     kbr_err err = KBR_OK;
     kbr_audit_rec *rec = NULL;
-    json_t *effect = NULL;
+    kbr_effect fx = {.type = KBR_EFFECT_CHECKPOINT,
+                     .u.checkpoint = {
+                         .size = json_integer_value(json_object_get(head, "size")),
+                         .root_hash = json_string_value(json_object_get(head, "root_hash")),
+                         .time = json_string_value(json_object_get(head, "time")),
+                         .signature_b64 = json_string_value(json_object_get(head, "signature_b64")),
+                     }};
 
     *out = NULL;
     KBR_GUARD(kbr_audit_rec_new(CHECKPOINT_SUB, NULL, "audit.checkpoint", NULL, &rec));
     KBR_ENSURE(json_object_update(rec->detail, (json_t *)head) == 0, KBR_ERR_NOMEM);
-    effect = json_deep_copy(head);
-    KBR_ENSURE(effect != NULL &&
-                   json_object_set_new(effect, "type", json_string("checkpoint")) == 0,
-               KBR_ERR_NOMEM);
-    rec->effects = json_pack("[O]", effect);
-    KBR_ENSURE(rec->effects != NULL, KBR_ERR_NOMEM);
+    KBR_GUARD(kbr_effects_new(&rec->effects));
+    KBR_GUARD(kbr_effects_add(rec->effects, &fx));
     rec->done = checkpoint_done;
     rec->arg = cp;
     *out = rec;
     rec = NULL;
 out:
-    json_decref(effect);
     kbr_audit_rec_free(rec);
     return err;
 }

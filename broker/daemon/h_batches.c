@@ -53,6 +53,8 @@ kbr_err kbd_h_batch_create(kbd_req *r)
     int64_t quantity = 0;
     json_t *markets = NULL;
     char now[KBR_TIME_LEN];
+    kbr_effect fx = {.type = KBR_EFFECT_BATCH_CREATE};
+    kbr_err err;
 
     if (kbd_json_only(r->body, allowed, &r->msg) != KBR_OK ||
         kbd_json_name(r->body, "batch", true, &batch, &r->msg) != KBR_OK ||
@@ -81,10 +83,19 @@ kbr_err kbd_h_batch_create(kbd_req *r)
                         "created_at", now, "created_by", r->sub, "provisioned", 0);
     if (r->resp == NULL)
         return KBR_ERR_NOMEM;
-    r->rec->effects =
-        json_pack("[{s:s,s:s,s:s,s:s,s:I,s:O,s:s,s:s}]", "type", "batch.create", "batch", batch,
-                  "product", product, "factory", factory, "quantity", (json_int_t)quantity,
-                  "markets", markets, "created_at", now, "created_by", r->sub);
+    err = kbd_strings_of(markets, &fx.u.batch_create.markets);
+    fx.u.batch_create = (kbr_fx_batch_create){.batch = batch,
+                                              .product = product,
+                                              .factory = factory,
+                                              .created_at = now,
+                                              .created_by = r->sub,
+                                              .quantity = quantity,
+                                              .markets = fx.u.batch_create.markets};
+    if (err == KBR_OK)
+        err = kbd_req_effect(r, &fx);
+    free((void *)fx.u.batch_create.markets.items);
+    if (err != KBR_OK)
+        return err;
     json_object_set(r->rec->detail, "batch", r->resp);
     r->status = 201;
     r->finish = batch_create_finish;

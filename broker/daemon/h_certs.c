@@ -127,16 +127,27 @@ static json_t *cert_json(const kbr_ca_cert *leaf, const char *chain)
 static void record(kbd_req *r, cert_ctx *c, const kbr_ca_cert *leaf, const char *chain)
 {
     json_t *cert = cert_json(leaf, chain);
-    json_t *effect = json_deep_copy(cert);
-    char now[KBR_TIME_LEN];
+    char now[KBR_TIME_LEN], not_after[KBR_TIME_LEN];
 
     kbr_time_fmt(time(NULL), now);
-    json_object_set_new(effect, "type", json_string("key.certificate"));
-    json_object_set_new(effect, "name", json_string(c->name));
-    json_object_set_new(effect, "at", json_string(now));
-    if (c->pem == NULL)
-        json_object_set_new(effect, "issuer_key", json_string(c->name));
-    r->rec->effects = json_pack("[o]", effect);
+    kbr_ca_cert_not_after_str(leaf, not_after);
+    /* a certificate made here is signed by the key itself; one issued elsewhere names none */
+    if (kbd_req_effect(
+            r,
+            &(kbr_effect){.type = KBR_EFFECT_KEY_CERTIFICATE,
+                          .u.key_certificate = {
+                              .name = c->name,
+                              .at = now,
+                              .issuer_key = c->pem == NULL ? c->name : NULL,
+                              .cert = {.serial_number = kbr_ca_cert_serial_hex(leaf),
+                                       .pem = kbr_ca_cert_pem(leaf),
+                                       .chain_pem = chain,
+                                       .not_after = not_after,
+                                       .fingerprint = kbr_ca_cert_fingerprint(leaf)}}}) != KBR_OK) {
+        json_decref(cert);
+        kbd_req_error(r, KBR_ERR_NOMEM, "the certificate could not be recorded");
+        return;
+    }
     json_object_set_new(
         r->rec->detail, "certificate",
         json_pack("{s:O,s:O,s:O,s:b}", "serial_number", json_object_get(cert, "serial_number"),

@@ -228,11 +228,22 @@ static void record_unlock(kbd_req *r, debug_ctx *c, const char *sig_sha, const c
 
     kbr_time_fmt(time(NULL), now);
     r->rec->key_use = true;
-    r->rec->effects = json_pack(
-        "[{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s}]", "type", "debug.authorize", "key",
-        c->key, "product", c->product, "serial", c->serial, "challenge_sha256", c->challenge_sha256,
-        "permissions", c->permissions, "ticket", c->ticket, "principal", r->sub, "message_sha256",
-        c->message_sha256, "signature_sha256", sig_sha, "at", now, "expires_at", expires);
+    if (kbd_req_effect(r,
+                       &(kbr_effect){.type = KBR_EFFECT_DEBUG_AUTHORIZE,
+                                     .u.debug_authorize = {.key = c->key,
+                                                           .product = c->product,
+                                                           .serial = c->serial,
+                                                           .challenge_sha256 = c->challenge_sha256,
+                                                           .permissions = c->permissions,
+                                                           .ticket = c->ticket,
+                                                           .principal = r->sub,
+                                                           .message_sha256 = c->message_sha256,
+                                                           .signature_sha256 = sig_sha,
+                                                           .at = now,
+                                                           .expires_at = expires}}) != KBR_OK) {
+        kbd_req_error(r, KBR_ERR_NOMEM, "the unlock could not be recorded");
+        return;
+    }
     json_object_set_new(d, "device", json_string(c->serial));
     json_object_set_new(d, "product", json_string(c->product));
     json_object_set_new(d, "ticket", json_string(c->ticket));

@@ -230,7 +230,8 @@ static void key_create_work(kbd_req *r, kbd_worker *w)
     kbr_hsm_key_info info = {0};
     char *pem = NULL;
     char now[KBR_TIME_LEN];
-    json_t *effect;
+    kbr_effect fx = {.type = KBR_EFFECT_KEY_CREATE};
+    json_t *effect = NULL;
     kbr_err err = create_in_hsm(r, w, c, &info);
 
     if (err != KBR_OK) {
@@ -251,18 +252,29 @@ static void key_create_work(kbd_req *r, kbd_worker *w)
         return;
     }
     kbr_time_fmt(time(NULL), now);
-    effect = json_pack("{s:s,s:s,s:s,s:s,s:O,s:s,s:s,s:s,s:s,s:s,s:s}", "type", "key.create",
-                       "name", c->name, "purpose", c->purpose, "algorithm", kbr_alg_name(info.alg),
-                       "products", c->products, "owner", c->owner, "hsm_label", c->hsm_label,
-                       "hsm_id", info.id_hex, "public_key_pem", pem, "public_key_sha256",
-                       c->public_key_sha256, "created_at", now);
+    fx.u.key_create = (kbr_fx_key_create){.name = c->name,
+                                          .purpose = c->purpose,
+                                          .algorithm = kbr_alg_name(info.alg),
+                                          .owner = c->owner,
+                                          .hsm_label = c->hsm_label,
+                                          .hsm_id = info.id_hex,
+                                          .public_key_pem = pem,
+                                          .public_key_sha256 = c->public_key_sha256,
+                                          .created_at = now};
+    err = kbd_strings_of(c->products, &fx.u.key_create.products);
+    if (err == KBR_OK)
+        err = kbd_req_effect(r, &fx);
+    if (err == KBR_OK && (effect = kbd_effect_json(&fx)) == NULL)
+        err = KBR_ERR_NOMEM;
+    free((void *)fx.u.key_create.products.items);
     free(pem);
-    r->rec->effects = json_pack("[o]", effect);
+    if (err != KBR_OK) {
+        kbd_req_error(r, err, "the key could not be recorded");
+        return;
+    }
     json_object_set_new(r->rec->detail, "key", json_deep_copy(effect));
-    json_object_del(json_object_get(r->rec->detail, "key"), "type");
     json_object_set_new(r->rec->detail, "registered_existing", json_boolean(c->register_existing));
-    r->resp = json_deep_copy(effect);
-    json_object_del(r->resp, "type");
+    r->resp = effect;
     json_object_set_new(r->resp, "state", json_string("active"));
     json_object_set_new(r->resp, "retired_at", json_null());
     json_object_set_new(r->resp, "certificate", json_null());
@@ -401,7 +413,10 @@ kbr_err kbd_h_key_retire(kbd_req *r)
     if (k->retired)
         return kbr_fail(&r->msg, KBR_ERR_CONFLICT, "key \"%s\" is already retired", r->arg);
     kbr_time_fmt(time(NULL), now);
-    r->rec->effects = json_pack("[{s:s,s:s,s:s}]", "type", "key.retire", "name", r->arg, "at", now);
+    err = kbd_req_effect(r, &(kbr_effect){.type = KBR_EFFECT_KEY_RETIRE,
+                                          .u.key_retire = {.name = r->arg, .at = now}});
+    if (err != KBR_OK)
+        return err;
     json_object_set_new(r->rec->detail, "reason", reason ? json_string(reason) : json_null());
     r->resp = json_pack("{s:s,s:s,s:s}", "name", r->arg, "state", "retired", "retired_at", now);
     r->finish = key_retire_finish;

@@ -144,6 +144,34 @@ static kbr_err split(const ota_ctx *c, const json_t *known, json_t *recorded, js
     return KBR_OK;
 }
 
+/* The results of known devices, as the ledger records them. */
+static kbr_err report_effect(kbd_req *r, const ota_ctx *c, const json_t *recorded, const char *now)
+{
+    size_t i, n = json_array_size(recorded);
+    kbr_effect_ota_result *res = calloc(n + 1, sizeof(*res));
+    const json_t *v;
+    kbr_err err;
+
+    if (res == NULL)
+        return KBR_ERR_NOMEM;
+    json_array_foreach(recorded, i, v)
+    {
+        res[i] = (kbr_effect_ota_result){.serial = json_string_value(json_object_get(v, "serial")),
+                                         .status = json_string_value(json_object_get(v, "status")),
+                                         .at = json_string_value(json_object_get(v, "at"))};
+    }
+    err = kbd_req_effect(r, &(kbr_effect){.type = KBR_EFFECT_OTA_REPORT,
+                                          .u.ota_report = {.product = c->product,
+                                                           .version = c->version,
+                                                           .campaign = c->campaign,
+                                                           .reported_by = r->sub,
+                                                           .at = now,
+                                                           .results = res,
+                                                           .nresults = n}});
+    free(res);
+    return err;
+}
+
 static void ota_work(kbd_req *r, kbd_worker *w)
 {
     ota_ctx *c = r->ctx;
@@ -167,11 +195,12 @@ static void ota_work(kbd_req *r, kbd_worker *w)
         goto out;
     }
     kbr_time_fmt(time(NULL), now);
-    if (json_array_size(recorded) > 0)
-        r->rec->effects =
-            json_pack("[{s:s,s:s,s:s,s:s,s:s,s:s,s:O}]", "type", "ota.report", "product",
-                      c->product, "version", c->version, "campaign", c->campaign, "reported_by",
-                      r->sub, "at", now, "results", recorded);
+    if (json_array_size(recorded) > 0 && report_effect(r, c, recorded, now) != KBR_OK) {
+        kbd_req_error(r, KBR_ERR_NOMEM, "the report could not be recorded");
+        json_decref(recorded);
+        json_decref(unknown);
+        return;
+    }
     json_object_set_new(r->rec->detail, "ota",
                         json_pack("{s:s,s:s,s:s,s:I,s:O}", "product", c->product, "version",
                                   c->version, "campaign", c->campaign, "recorded",

@@ -271,25 +271,29 @@ out:
     return err;
 }
 
-static json_t *cert_effect_part(const issued *i)
+/* The certificate as the effect records it; not_after is the caller's buffer. */
+static kbr_effect_cert cert_effect_part(const issued *i, char not_after[KBR_TIME_LEN])
 {
-    char not_after[KBR_TIME_LEN];
-
     kbr_ca_cert_not_after_str(i->cert, not_after);
-    return json_pack("{s:s,s:s,s:s,s:s,s:s}", "serial_number", kbr_ca_cert_serial_hex(i->cert),
-                     "pem", kbr_ca_cert_pem(i->cert), "chain_pem", i->chain, "not_after", not_after,
-                     "fingerprint", kbr_ca_cert_fingerprint(i->cert));
+    return (kbr_effect_cert){.serial_number = kbr_ca_cert_serial_hex(i->cert),
+                             .pem = kbr_ca_cert_pem(i->cert),
+                             .chain_pem = i->chain,
+                             .not_after = not_after,
+                             .fingerprint = kbr_ca_cert_fingerprint(i->cert)};
 }
 
 /* The response and the audit record of an issued certificate; the effect comes from the caller. */
-static void record_issue(kbd_req *r, prov_ctx *c, const issued *i, json_t *effect)
+static void record_issue(kbd_req *r, prov_ctx *c, const issued *i, const kbr_effect *effect)
 {
     char not_after[KBR_TIME_LEN];
     json_t *d = r->rec->detail;
 
     kbr_ca_cert_not_after_str(i->cert, not_after);
     r->rec->key_use = true;
-    r->rec->effects = json_pack("[o]", effect);
+    if (kbd_req_effect(r, effect) != KBR_OK) {
+        kbd_req_error(r, KBR_ERR_NOMEM, "the certificate could not be recorded");
+        return;
+    }
     json_object_set_new(d, "device",
                         json_pack("{s:s,s:s,s:s?,s:s?}", "serial", c->serial, "product", c->product,
                                   "batch", c->batch, "firmware_version", c->firmware_version));
@@ -398,7 +402,7 @@ static void provision_work(kbd_req *r, kbd_worker *w)
 {
     prov_ctx *c = r->ctx;
     issued i = {NULL, NULL, NULL};
-    char now[KBR_TIME_LEN];
+    char now[KBR_TIME_LEN], not_after[KBR_TIME_LEN];
 
     if (!provision_precheck(r, w, c) || !make_cert(r, w, c, &i)) {
         issued_cleanup(&i);
@@ -412,12 +416,17 @@ static void provision_work(kbd_req *r, kbd_worker *w)
              "public key is already the identity of another device",
              c->serial, c->product);
     record_issue(r, c, &i,
-                 json_pack("{s:s,s:s,s:s,s:s,s:s,s:s?,s:s,s:s,s:s,s:s,s:o}", "type",
-                           "device.provision", "product", c->product, "serial", c->serial, "batch",
-                           c->batch, "factory", c->factory, "firmware_version", c->firmware_version,
-                           "csr_sha256", kbr_ca_csr_sha256_hex(i.csr), "public_key_sha256",
-                           c->public_key_sha256, "at", now, "issuer_key", c->key, "certificate",
-                           cert_effect_part(&i)));
+                 &(kbr_effect){.type = KBR_EFFECT_DEVICE_PROVISION,
+                               .u.device_provision = {.product = c->product,
+                                                      .serial = c->serial,
+                                                      .batch = c->batch,
+                                                      .factory = c->factory,
+                                                      .firmware_version = c->firmware_version,
+                                                      .csr_sha256 = kbr_ca_csr_sha256_hex(i.csr),
+                                                      .public_key_sha256 = c->public_key_sha256,
+                                                      .at = now,
+                                                      .issuer_key = c->key,
+                                                      .cert = cert_effect_part(&i, not_after)}});
     issued_cleanup(&i);
 }
 
@@ -526,7 +535,7 @@ static void rotate_work(kbd_req *r, kbd_worker *w)
 {
     prov_ctx *c = r->ctx;
     issued i = {NULL, NULL, NULL};
-    char now[KBR_TIME_LEN];
+    char now[KBR_TIME_LEN], not_after[KBR_TIME_LEN];
 
     if (!rotate_precheck(r, w, c) || !make_cert(r, w, c, &i)) {
         issued_cleanup(&i);
@@ -537,10 +546,14 @@ static void rotate_work(kbd_req *r, kbd_worker *w)
     snprintf(r->msg.text, sizeof(r->msg.text),
              "csr_pem: the CSR's public key is already the identity of another device");
     record_issue(r, c, &i,
-                 json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:o}", "type", "device.rotate", "product",
-                           c->product, "serial", c->serial, "at", now, "csr_sha256",
-                           kbr_ca_csr_sha256_hex(i.csr), "public_key_sha256", c->public_key_sha256,
-                           "issuer_key", c->key, "certificate", cert_effect_part(&i)));
+                 &(kbr_effect){.type = KBR_EFFECT_DEVICE_ROTATE,
+                               .u.device_rotate = {.product = c->product,
+                                                   .serial = c->serial,
+                                                   .at = now,
+                                                   .csr_sha256 = kbr_ca_csr_sha256_hex(i.csr),
+                                                   .public_key_sha256 = c->public_key_sha256,
+                                                   .issuer_key = c->key,
+                                                   .cert = cert_effect_part(&i, not_after)}});
     issued_cleanup(&i);
 }
 

@@ -254,18 +254,40 @@ static kbr_err check_ledger(kbd_req *r, kbd_worker *w, sign_ctx *c)
     return err;
 }
 
-static json_t *firmware_effect(const kbd_req *r, const sign_ctx *c)
+/* The build and its SBOM components, recorded with the signature. */
+static kbr_err firmware_effect(kbd_req *r, const sign_ctx *c)
 {
     char now[KBR_TIME_LEN];
-    const json_t *a = c->artifact;
+    const json_t *a = c->artifact, *comp;
+    size_t i, n = json_array_size(c->components);
+    kbr_effect_component *comps = calloc(n + 1, sizeof(*comps));
+    kbr_err err;
 
+    if (comps == NULL)
+        return KBR_ERR_NOMEM;
+    json_array_foreach(c->components, i, comp)
+    {
+        comps[i] =
+            (kbr_effect_component){.name = json_string_value(json_object_get(comp, "name")),
+                                   .version = json_string_value(json_object_get(comp, "version")),
+                                   .purl = json_string_value(json_object_get(comp, "purl"))};
+    }
     kbr_time_fmt(time(NULL), now);
-    (void)r;
-    return json_pack("{s:s,s:O,s:O,s:s,s:s,s:s,s:O,s:O,s:s,s:O}", "type", "firmware.sign",
-                     "product", json_object_get(a, "product"), "version",
-                     json_object_get(a, "version"), "digest", c->digest_hex, "hash", c->hash_name,
-                     "key", c->key, "name", json_object_get(a, "name"), "build_id",
-                     json_object_get(a, "build_id"), "signed_at", now, "components", c->components);
+    err = kbd_req_effect(
+        r, &(kbr_effect){
+               .type = KBR_EFFECT_FIRMWARE_SIGN,
+               .u.firmware_sign = {.product = json_string_value(json_object_get(a, "product")),
+                                   .version = json_string_value(json_object_get(a, "version")),
+                                   .digest = c->digest_hex,
+                                   .hash = c->hash_name,
+                                   .key = c->key,
+                                   .name = json_string_value(json_object_get(a, "name")),
+                                   .build_id = json_string_value(json_object_get(a, "build_id")),
+                                   .signed_at = now,
+                                   .components = comps,
+                                   .ncomponents = n}});
+    free(comps);
+    return err;
 }
 
 static void record_signature(kbd_req *r, sign_ctx *c, const unsigned char *sig, size_t siglen)
@@ -286,7 +308,8 @@ static void record_signature(kbd_req *r, sign_ctx *c, const unsigned char *sig, 
     if (c->firmware) {
         json_object_set_new(d, "sbom_components",
                             json_integer((json_int_t)json_array_size(c->components)));
-        r->rec->effects = json_pack("[o]", firmware_effect(r, c));
+        if (firmware_effect(r, c) != KBR_OK)
+            kbd_req_error(r, KBR_ERR_NOMEM, "the build could not be recorded");
     }
 }
 

@@ -29,8 +29,9 @@ typedef struct {
     bool orphan;
     time_t not_after; /* the issuer's exp, unless an orphan */
     long ttl;
-    char *token; /* the minted token string; wiped on free */
-    json_t *effect;
+    char *token;    /* the minted token string; wiped on free */
+    json_t *effect; /* the token.issue effect's JSON form, for the record and the response */
+    json_t *row;    /* the registry row the issuance adds once it is durable */
 } issue_ctx;
 
 static void issue_ctx_free(void *p)
@@ -47,6 +48,7 @@ static void issue_ctx_free(void *p)
     if (c->token != NULL)
         OPENSSL_clear_free(c->token, strlen(c->token));
     json_decref(c->effect);
+    json_decref(c->row);
     free(c);
 }
 
@@ -158,15 +160,22 @@ static void issue_work(kbd_req *r, kbd_worker *w)
                            .ttl = c->ttl,
                            .not_after = c->not_after,
                            .cnf_x5t = c->cnf_x5t};
+    kbr_effects *fx = NULL;
     kbr_err err = kbd_token_mint(w->hsm, r->d->cfg.instance_id, r->d->issuer_kid, &spec, &c->token,
-                                 &c->effect, &r->msg);
+                                 &fx, &r->msg);
 
     kbd_note_hsm(r->d, err);
     if (err != KBR_OK) {
         kbd_req_error(r, err, NULL);
         return;
     }
-    r->rec->effects = json_pack("[O]", c->effect);
+    c->effect = kbd_effect_json(kbr_effects_get(fx, 0));
+    c->row = kbd_token_row_from_effect(kbr_effects_get(fx, 0));
+    r->rec->effects = fx;
+    if (c->effect == NULL || c->row == NULL) {
+        kbd_req_error(r, KBR_ERR_NOMEM, "the token could not be recorded");
+        return;
+    }
     json_object_set(r->rec->detail, "jti", json_object_get(c->effect, "jti"));
     json_object_set(r->rec->detail, "token_sub", json_object_get(c->effect, "sub"));
     json_object_set(r->rec->detail, "scope", json_object_get(c->effect, "scope"));
@@ -181,14 +190,11 @@ static void issue_work(kbd_req *r, kbd_worker *w)
 static void issue_finish(kbd_req *r)
 {
     issue_ctx *c = r->ctx;
-    json_t *row = kbd_token_row_from_effect(c->effect);
 
-    if (row == NULL || kbr_policy_add_token(r->d->policy, row) != KBR_OK) {
-        json_decref(row);
+    if (kbr_policy_add_token(r->d->policy, c->row) != KBR_OK) {
         kbd_req_error(r, KBR_ERR_NOMEM, "the token could not be registered");
         return;
     }
-    json_decref(row);
     r->resp = json_pack(
         "{s:s,s:O,s:O,s:O,s:O,s:O}", "token", c->token, "jti", json_object_get(c->effect, "jti"),
         "expires_at", json_object_get(c->effect, "expires_at"), "sub",
@@ -292,10 +298,16 @@ kbr_err kbd_h_token_list(kbd_req *r)
     return KBR_OK;
 }
 
-static json_t *revoke_effect(json_t *jtis, const char *reason, const char *now)
+static kbr_err revoke_effect(kbd_req *r, const json_t *jtis, const char *reason, const char *now)
 {
-    return json_pack("[{s:s,s:O,s:s,s:s?}]", "type", "token.revoke", "jtis", jtis, "at", now,
-                     "reason", reason);
+    kbr_effect fx = {.type = KBR_EFFECT_TOKEN_REVOKE,
+                     .u.token_revoke = {.at = now, .reason = reason}};
+    kbr_err err = kbd_strings_of(jtis, &fx.u.token_revoke.jtis);
+
+    if (err == KBR_OK)
+        err = kbd_req_effect(r, &fx);
+    free((void *)fx.u.token_revoke.jtis.items);
+    return err;
 }
 
 static kbr_err read_reason(kbd_req *r, const char *const *allowed, const char **reason)
@@ -345,7 +357,7 @@ kbr_err kbd_h_token_revoke(kbd_req *r)
     KBR_GUARD(attribute_revoked(r, jtis));
     kbr_time_fmt(target->revoked_at, now);
     if (json_array_size(jtis) > 0)
-        r->rec->effects = revoke_effect(jtis, reason, now);
+        KBR_GUARD(revoke_effect(r, jtis, reason, now));
     json_object_set(r->rec->detail, "revoked", jtis);
     json_object_set_new(r->rec->detail, "reason", reason ? json_string(reason) : json_null());
     /* revoked: the token and every token issued under it, transitively */
@@ -393,8 +405,8 @@ kbr_err kbd_h_revocations(kbd_req *r)
     kbr_time_fmt(time(NULL), now);
     if (key != NULL)
         r->rec->key = strdup(key);
-    if (n > 0)
-        r->rec->effects = revoke_effect(jtis, reason, now);
+    if (n > 0 && revoke_effect(r, jtis, reason, now) != KBR_OK)
+        return KBR_ERR_NOMEM;
     json_object_set_new(r->rec->detail, sub != NULL ? "by_sub" : "by_key",
                         json_string(sub != NULL ? sub : key));
     json_object_set(r->rec->detail, "revoked", jtis);

@@ -199,7 +199,7 @@ void kbd_req_error(kbd_req *r, kbr_err err, const char *fmt, ...)
         KBR_OK)
         return;
     json_object_set_new(r->rec->detail, "message", json_string(r->msg.text));
-    json_decref(r->rec->effects);
+    kbr_effects_free(r->rec->effects);
     r->rec->effects = NULL;
     r->rec->key_use = false;
 }

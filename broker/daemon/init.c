@@ -107,32 +107,38 @@ out:
     return err;
 }
 
-static kbr_err record_bootstrap(kbr_audit *audit, json_t *issue, json_t *old_jtis)
+/* One record issues the new bootstrap token and revokes the old tree: there is only ever one. */
+static kbr_err record_bootstrap(kbr_audit *audit, kbr_effects **issue, json_t *old_jtis)
 {
     kbr_err err = KBR_OK;
     kbr_audit_rec *rec = NULL;
     char now[KBR_TIME_LEN];
+    json_t *issued = kbd_effect_json(kbr_effects_get(*issue, 0));
+    kbr_effect revoke = {.type = KBR_EFFECT_TOKEN_REVOKE,
+                         .u.token_revoke = {.at = now,
+                                            .reason = "the bootstrap token, or a token issued "
+                                                      "under it, was replaced by a new "
+                                                      "bootstrap token"}};
 
     kbr_time_fmt(time(NULL), now);
+    KBR_ENSURE(issued != NULL, KBR_ERR_NOMEM);
     KBR_GUARD(kbr_audit_rec_new("service:keybrokerd", NULL, "token.issue", NULL, &rec));
-    rec->effects = json_array();
-    KBR_ENSURE(rec->effects != NULL, KBR_ERR_NOMEM);
-    json_array_append(rec->effects, issue);
-    json_object_set(rec->detail, "jti", json_object_get(issue, "jti"));
-    json_object_set(rec->detail, "token_sub", json_object_get(issue, "sub"));
-    json_object_set(rec->detail, "scope", json_object_get(issue, "scope"));
-    json_object_set(rec->detail, "expires_at", json_object_get(issue, "expires_at"));
+    rec->effects = *issue;
+    *issue = NULL;
+    json_object_set(rec->detail, "jti", json_object_get(issued, "jti"));
+    json_object_set(rec->detail, "token_sub", json_object_get(issued, "sub"));
+    json_object_set(rec->detail, "scope", json_object_get(issued, "scope"));
+    json_object_set(rec->detail, "expires_at", json_object_get(issued, "expires_at"));
     json_object_set_new(rec->detail, "bootstrap", json_true());
     if (json_array_size(old_jtis) > 0) {
-        json_array_append_new(rec->effects,
-                              json_pack("{s:s,s:O,s:s,s:s}", "type", "token.revoke", "jtis",
-                                        old_jtis, "at", now, "reason",
-                                        "the bootstrap token, or a token issued under it, was "
-                                        "replaced by a new bootstrap token"));
+        KBR_GUARD(kbd_strings_of(old_jtis, &revoke.u.token_revoke.jtis));
+        KBR_GUARD(kbr_effects_add(rec->effects, &revoke));
         json_object_set(rec->detail, "revoked", old_jtis);
     }
     KBR_GUARD(kbr_audit_append_sync(audit, rec));
 out:
+    free((void *)revoke.u.token_revoke.jtis.items);
+    json_decref(issued);
     kbr_audit_rec_free(rec);
     return err;
 }
@@ -147,24 +153,26 @@ static kbr_err mint_bootstrap(kbd_config *cfg, kbr_hsm_session *s, kbr_audit *au
                            .ttl = BOOTSTRAP_TTL,
                            .cnf_x5t = NULL};
     char kid[64];
-    char *token = NULL;
-    json_t *effect = NULL, *old = NULL;
+    char *token = NULL, jti[33] = "";
+    kbr_effects *effect = NULL;
+    json_t *old = NULL;
 
     KBR_GUARD(issuer_kid(s, kid));
     KBR_GUARD(jtis_to_revoke(s, cfg, &old, msg));
     KBR_GUARD(kbd_token_mint(s, cfg->instance_id, kid, &spec, &token, &effect, msg));
-    err = record_bootstrap(audit, effect, old);
+    snprintf(jti, sizeof(jti), "%s", kbr_effects_get(effect, 0)->u.token_issue.jti);
+    err = record_bootstrap(audit, &effect, old);
     KBR_ENSURE(err == KBR_OK,
                kbr_fail(msg, err, "cannot record the bootstrap token: %s", kbr_err_str(err)));
     err = kbr_file_write(cfg->bootstrap_token_file, token, strlen(token), 0600);
     KBR_ENSURE(err == KBR_OK, kbr_fail(msg, err, "cannot write bootstrap_token_file %s",
                                        cfg->bootstrap_token_file));
-    fprintf(stderr, "keybrokerd: bootstrap token (jti %s) written to %s\n",
-            json_string_value(json_object_get(effect, "jti")), cfg->bootstrap_token_file);
+    fprintf(stderr, "keybrokerd: bootstrap token (jti %s) written to %s\n", jti,
+            cfg->bootstrap_token_file);
 out:
     if (token != NULL)
         OPENSSL_clear_free(token, strlen(token));
-    json_decref(effect);
+    kbr_effects_free(effect);
     json_decref(old);
     return err;
 }

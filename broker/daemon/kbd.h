@@ -301,6 +301,14 @@ KBR_WUR kbr_err kbd_req_key_product(kbd_req *r, const kbd_key *k, const char *fi
                                     const char *product);
 /* The part of the audit log scope lets its holder read (kbr_store.h); borrows scope's names. */
 kbr_audit_scope kbd_audit_scope_of(const kbr_scope *scope);
+/* record.c: adds a ledger effect (copied) to r's record; KBR_ERR_INTERNAL when the effect
+ * breaks a rule of its JSON form (kbr_store.h): a handler's bug, never the caller's. */
+KBR_WUR kbr_err kbd_req_effect(kbd_req *r, const kbr_effect *e);
+/* The strings of arr (an array of strings) borrowed into out; free out->items with free(). */
+KBR_WUR kbr_err kbd_strings_of(const json_t *arr, kbr_strings *out);
+/* The effect's JSON form without "type", normalized as the ledger keeps it; NULL when it
+ * breaks a rule or memory ran out.  New ref. */
+json_t *kbd_effect_json(const kbr_effect *e);
 /* What a token limited to products does is about those products: its entries say so. */
 KBR_WUR kbr_err kbd_req_attribute_token(kbd_req *r);
 /* Reserves one of the token's max_uses (429 when none is left). */
@@ -357,12 +365,13 @@ typedef struct {
     const char *cnf_x5t;
 } kbd_token_spec;
 /* On a worker (or at init): builds claims, signs through the HSM, returns the token string
- * (caller wipes and frees), and the token.issue effect + row (new refs). */
+ * (caller wipes and frees) and the token.issue effect that records it, a list of one (caller
+ * frees). */
 KBR_WUR kbr_err kbd_token_mint(kbr_hsm_session *hsm, const char *instance_id, const char *kid,
-                               const kbd_token_spec *spec, char **token, json_t **effect,
+                               const kbd_token_spec *spec, char **token, kbr_effects **effect,
                                kbr_msg *msg);
 /* The store row shape of a token.issue effect, for kbr_policy_add_token. New ref. */
-json_t *kbd_token_row_from_effect(const json_t *effect);
+json_t *kbd_token_row_from_effect(const kbr_effect *effect);
 
 /* h_provision.c: frees a worker's issuer cache; accepts NULL. */
 void kbd_issuer_cache_free(void *p);

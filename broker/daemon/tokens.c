@@ -34,21 +34,43 @@ static json_t *claims_new(const char *instance_id, const kbd_token_spec *spec, c
     return c;
 }
 
-static json_t *effect_new(const kbd_token_spec *spec, const char *jti, time_t now)
+/* The token.issue effect that records the token, as a list of one. */
+static kbr_err effect_new(const kbd_token_spec *spec, const char *jti, time_t now,
+                          kbr_effects **out)
 {
-    char iat[KBR_TIME_LEN], exp[KBR_TIME_LEN];
+    kbr_err err = KBR_OK;
+    char iat[KBR_TIME_LEN], exp[KBR_TIME_LEN], *scope_text = NULL;
+    json_t *scope = kbr_scope_to_json(spec->scope);
+    kbr_effects *fx = NULL;
 
+    *out = NULL;
+    KBR_ENSURE(scope != NULL, KBR_ERR_NOMEM);
+    KBR_GUARD(kbr_json_canonical(scope, &scope_text));
     kbr_time_fmt(now, iat);
     kbr_time_fmt(expiry(spec, now), exp);
-    return json_pack("{s:s,s:s,s:s,s:o,s:s,s:s,s:s,s:s,s:s?,s:s?,s:b}", "type", "token.issue",
-                     "jti", jti, "sub", spec->sub, "scope", kbr_scope_to_json(spec->scope),
-                     "issued_by", spec->issued_by, "issued_at", iat, "not_before", iat,
-                     "expires_at", exp, "cnf_x5t", spec->cnf_x5t, "parent_jti", spec->parent_jti,
-                     "orphan", spec->orphan);
+    KBR_GUARD(kbr_effects_new(&fx));
+    KBR_GUARD(kbr_effects_add(fx, &(kbr_effect){.type = KBR_EFFECT_TOKEN_ISSUE,
+                                                .u.token_issue = {.jti = jti,
+                                                                  .sub = spec->sub,
+                                                                  .issued_by = spec->issued_by,
+                                                                  .issued_at = iat,
+                                                                  .not_before = iat,
+                                                                  .expires_at = exp,
+                                                                  .cnf_x5t = spec->cnf_x5t,
+                                                                  .parent_jti = spec->parent_jti,
+                                                                  .scope_json = scope_text,
+                                                                  .orphan = spec->orphan}}));
+    *out = fx;
+    fx = NULL;
+out:
+    kbr_effects_free(fx);
+    free(scope_text);
+    json_decref(scope);
+    return err;
 }
 
 kbr_err kbd_token_mint(kbr_hsm_session *hsm, const char *instance_id, const char *kid,
-                       const kbd_token_spec *spec, char **token, json_t **effect, kbr_msg *msg)
+                       const kbd_token_spec *spec, char **token, kbr_effects **effect, kbr_msg *msg)
 {
     kbr_err err = KBR_OK;
     time_t now = time(NULL);
@@ -70,11 +92,10 @@ kbr_err kbd_token_mint(kbr_hsm_session *hsm, const char *instance_id, const char
                        &sig, &siglen);
     KBR_ENSURE(err == KBR_OK,
                kbr_fail(msg, err, "the issuer key could not sign: %s", kbr_err_str(err)));
-    *effect = effect_new(spec, jti, now);
-    KBR_ENSURE(*effect != NULL, KBR_ERR_NOMEM);
+    KBR_GUARD(effect_new(spec, jti, now, effect));
     err = kbr_jwt_assemble(input, sig, siglen, token);
     if (err != KBR_OK) {
-        json_decref(*effect);
+        kbr_effects_free(*effect);
         *effect = NULL;
     }
 out:
@@ -87,13 +108,12 @@ out:
     return err;
 }
 
-json_t *kbd_token_row_from_effect(const json_t *effect)
+json_t *kbd_token_row_from_effect(const kbr_effect *effect)
 {
-    json_t *row = json_deep_copy(effect);
+    json_t *row = kbd_effect_json(effect);
 
     if (row == NULL)
         return NULL;
-    json_object_del(row, "type");
     json_object_set_new(row, "revoked_at", json_null());
     json_object_set_new(row, "uses", json_integer(0));
     return row;

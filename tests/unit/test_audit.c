@@ -69,6 +69,26 @@ static json_t *json_ok(const char *text)
     return v;
 }
 
+/* Effects from their JSON form, which must be well formed. */
+static kbr_effects *fx_ok(const char *text)
+{
+    json_t *arr = json_ok(text);
+    kbr_effects *fx = NULL;
+
+    assert_int_equal(kbr_effects_from_json(arr, &fx), KBR_OK);
+    json_decref(arr);
+    return fx;
+}
+
+/*
+ * An effect the ledger cannot apply although it passed the rules: no handler can build one,
+ * so the test breaks a well-formed list by hand, which is what the writer must contain.
+ */
+static void break_effect(kbr_effects *fx, size_t i)
+{
+    ((kbr_effect *)kbr_effects_get(fx, i))->type = (kbr_effect_type)0;
+}
+
 /* Appends one record synchronously; returns its result and, if wanted, seq and time. */
 static kbr_err append(kbr_audit *a, const char *sub, const char *jti, bool key_use,
                       const char *effects, int64_t *seq, char *time_out)
@@ -78,7 +98,7 @@ static kbr_err append(kbr_audit *a, const char *sub, const char *jti, bool key_u
 
     r->key_use = key_use;
     if (effects != NULL)
-        r->effects = json_ok(effects);
+        r->effects = fx_ok(effects);
     err = kbr_audit_append_sync(a, r);
     assert_int_equal(err, r->result);
     if (seq != NULL)
@@ -295,7 +315,7 @@ static void test_conflict_recorded_as_denied(void **state)
     assert_int_equal(
         append(a, "security:admin", "j-admin", false, KEY_CREATE("fw-door"), NULL, NULL), KBR_OK);
     r->key_use = true;
-    r->effects = json_ok(KEY_CREATE("fw-door"));
+    r->effects = fx_ok(KEY_CREATE("fw-door"));
     assert_int_equal(kbr_audit_append_sync(a, r), KBR_ERR_CONFLICT);
     assert_int_equal(r->seq, 2);
     assert_string_equal(r->outcome, "denied");
@@ -620,7 +640,7 @@ static void test_commit_failure_then_recovery(void **state)
     assert_non_null(blob);
     memset(blob, 'x', (1 << 20) - 1);
     json_object_set_new(big->detail, "blob", json_string(blob));
-    big->effects = json_ok(KEY_CREATE("k-big"));
+    big->effects = fx_ok(KEY_CREATE("k-big"));
     assert_int_equal(kbr_audit_append_sync(a, big), KBR_ERR_AUDIT);
     assert_int_equal(big->seq, 0);
     assert_false(kbr_audit_healthy(a));
@@ -664,7 +684,7 @@ static void test_store_failure_in_effect_fails_group(void **state)
                          " \"algorithm\": \"ecdsa-p256\", \"products\": [], \"owner\": \"%s\","
                          " \"created_at\": \"2026-03-01T10:00:00Z\"}]",
                          owner) > 0);
-    big->effects = json_ok(effects);
+    big->effects = fx_ok(effects);
     assert_int_equal(kbr_audit_append_sync(a, big), KBR_ERR_AUDIT);
     assert_int_equal(big->seq, 0);
     assert_false(kbr_audit_healthy(a));
@@ -727,9 +747,7 @@ static kbr_audit_rec *iso_rec(const char *key, const char *effects, iso_slot *s)
 
     if (kbr_audit_rec_new("security:admin", "j-admin", "admin", key, &r) != KBR_OK)
         abort();
-    r->effects = json_loads(effects, 0, NULL);
-    if (r->effects == NULL)
-        abort();
+    r->effects = fx_ok(effects);
     r->key_use = true;
     r->done = iso_done;
     r->arg = s;
@@ -764,7 +782,7 @@ static void *iso_submit(void *arg)
     " \"algorithm\": \"ecdsa-p256\", \"products\": [\"door\"],"                                    \
     " \"created_at\": \"2026-03-01T10:00:00Z\"},"                                                  \
     " {\"type\": \"key.certificate\", \"name\": \"iso-bad\", \"at\": \"2026-03-01T10:00:00Z\","    \
-    " \"serial_number\": \"-0a1b\", \"pem\": \"P\", \"chain_pem\": \"\","                          \
+    " \"serial_number\": \"0a1b\", \"pem\": \"P\", \"chain_pem\": \"\","                           \
     " \"not_after\": \"2036-01-01T00:00:00Z\", \"fingerprint\": \"" ZEROS "\"}]"
 
 /* The tree the writer kept over the log equals the one computed from the entries' hashes. */
@@ -831,8 +849,10 @@ static void iso_check_bad_entry(const fixture *f, int64_t seq)
     assert_string_equal(json_string_value(json_object_get(e, "error_code")), "audit_unavailable");
     refused = json_object_get(json_object_get(e, "detail"), "effects_refused");
     assert_true(json_is_object(refused));
-    assert_string_equal(json_string_value(json_array_get(json_object_get(refused, "types"), 1)),
-                        "key.certificate");
+    /* the types it was to apply; the broken one has none */
+    assert_string_equal(json_string_value(json_array_get(json_object_get(refused, "types"), 0)),
+                        "key.create");
+    assert_true(json_is_null(json_array_get(json_object_get(refused, "types"), 1)));
     assert_non_null(json_string_value(json_object_get(refused, "reason")));
     json_decref(page);
 }
@@ -883,7 +903,12 @@ static void test_bad_record_fails_alone(void **state)
         assert_int_equal(pthread_create(&threads[th], NULL, iso_submit, &subs[th]), 0);
     }
     pthread_barrier_wait(&half);
-    kbr_audit_submit(a, iso_rec("iso-bad", BAD_CERT_EFFECTS, &slots[ISO_GOOD]));
+    {
+        kbr_audit_rec *bad = iso_rec("iso-bad", BAD_CERT_EFFECTS, &slots[ISO_GOOD]);
+        /* the key would be made, then its certificate refused: neither may stay */
+        break_effect(bad->effects, 1);
+        kbr_audit_submit(a, bad);
+    }
     for (int th = 0; th < ISO_THREADS; th++)
         pthread_join(threads[th], NULL);
     usleep(50 * 1000);
@@ -967,7 +992,15 @@ static void test_record_api(void **state)
     r->done = free_done;
     assert_int_equal(kbr_audit_append_sync(a, r), KBR_ERR_INTERNAL);
     r->done = NULL;
-    r->effects = json_ok("[{\"type\": \"key.create\", \"name\": \"k\"}]");
+    {
+        json_t *malformed = json_ok("[{\"type\": \"key.create\", \"name\": \"k\"}]");
+        /* the rules refuse a malformed effect before it can reach a record */
+        assert_int_equal(kbr_effects_from_json(malformed, &r->effects), KBR_ERR_INTERNAL);
+        assert_null(r->effects);
+        json_decref(malformed);
+    }
+    r->effects = fx_ok(KEY_CREATE("k"));
+    break_effect(r->effects, 0);
     /* A malformed effect breaks an invariant of its record alone: the record is an error entry
      * without its effects, the log stays healthy. */
     assert_int_equal(kbr_audit_append_sync(a, r), KBR_ERR_INTERNAL);
@@ -975,7 +1008,7 @@ static void test_record_api(void **state)
     assert_string_equal(r->outcome, "error");
     assert_string_equal(r->error_code, "audit_unavailable");
     assert_true(kbr_audit_healthy(a));
-    json_decref(r->effects);
+    kbr_effects_free(r->effects);
     r->effects = NULL;
     assert_int_equal(kbr_audit_append_sync(a, r), KBR_OK);
     assert_int_equal(r->seq, 2);

@@ -1995,6 +1995,95 @@ static void insert_row(kbr_store *st, int64_t seq, const char *entry)
     assert_int_equal(kbr_store_commit(st), KBR_OK);
 }
 
+#define ZEROS       "0000000000000000000000000000000000000000000000000000000000000000"
+#define ZEROS_UPPER "0000000000000000000000000000000000000000000000000000000000000ABC"
+
+/*
+ * Effects are typed values with one set of rules: a handler's value and one read from JSON
+ * meet the same checks, come out normalized, and write back as the same JSON.
+ */
+static void test_effects_typed_and_json(void **state)
+{
+    static const char *const products[] = {"door", "gate"};
+    static const kbr_effect_component comps[] = {{"openssl", "3.0.13", "pkg:deb/debian/openssl"},
+                                                 {"zlib", NULL, NULL}};
+    kbr_effects *fx = NULL, *back = NULL;
+    json_t *arr = NULL, *again = NULL;
+    const kbr_effect *e;
+
+    (void)state;
+    assert_int_equal(kbr_effects_new(&fx), KBR_OK);
+    assert_int_equal(
+        kbr_effects_add(
+            fx, &(kbr_effect){.type = KBR_EFFECT_KEY_CREATE,
+                              .u.key_create = {.name = "fw",
+                                               .purpose = "firmware-signing",
+                                               .algorithm = "ecdsa-p256",
+                                               .public_key_sha256 = ZEROS_UPPER,
+                                               .created_at = "2026-03-01T10:00:00.250+00:00",
+                                               .products = {products, 2}}}),
+        KBR_OK);
+    assert_int_equal(
+        kbr_effects_add(fx, &(kbr_effect){.type = KBR_EFFECT_FIRMWARE_SIGN,
+                                          .u.firmware_sign = {.product = "door",
+                                                              .version = "1.0",
+                                                              .digest = "ab",
+                                                              .signed_at = "2026-03-01T10:00:00Z",
+                                                              .components = comps,
+                                                              .ncomponents = 2}}),
+        KBR_OK);
+    /* a required field missing, a bad time, hex that is not hex: refused, the list unchanged */
+    assert_int_equal(kbr_effects_add(fx, &(kbr_effect){.type = KBR_EFFECT_KEY_RETIRE,
+                                                       .u.key_retire = {.name = "fw"}}),
+                     KBR_ERR_INTERNAL);
+    assert_int_equal(
+        kbr_effects_add(fx, &(kbr_effect){.type = KBR_EFFECT_KEY_RETIRE,
+                                          .u.key_retire = {.name = "fw", .at = "soon"}}),
+        KBR_ERR_INTERNAL);
+    assert_int_equal(
+        kbr_effects_add(fx, &(kbr_effect){.type = KBR_EFFECT_TOKEN_REVOKE,
+                                          .u.token_revoke = {.at = "2026-03-01T10:00:00Z"}}),
+        KBR_OK);
+    assert_int_equal(kbr_effects_add(fx, &(kbr_effect){.type = (kbr_effect_type)99}),
+                     KBR_ERR_INTERNAL);
+    assert_int_equal(kbr_effects_count(fx), 3);
+    e = kbr_effects_get(fx, 0);
+    assert_string_equal(e->u.key_create.created_at, "2026-03-01T10:00:00Z");
+    assert_string_equal(e->u.key_create.public_key_sha256,
+                        "0000000000000000000000000000000000000000000000000000000000000abc");
+    assert_string_equal(e->u.key_create.products.items[1], "gate");
+    assert_null(kbr_effects_get(fx, 3));
+
+    /* JSON and back: the same effects, the same text */
+    assert_int_equal(kbr_effects_to_json(fx, &arr), KBR_OK);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(arr, 1), "type")),
+                        "firmware.sign");
+    assert_int_equal(json_array_size(json_object_get(json_array_get(arr, 1), "components")), 2);
+    assert_int_equal(kbr_effects_from_json(arr, &back), KBR_OK);
+    assert_int_equal(kbr_effects_to_json(back, &again), KBR_OK);
+    assert_true(json_equal(arr, again));
+    assert_string_equal(kbr_effects_get(back, 1)->u.firmware_sign.components[0].purl,
+                        "pkg:deb/debian/openssl");
+    assert_null(kbr_effects_get(back, 1)->u.firmware_sign.components[1].version);
+    json_decref(again);
+    kbr_effects_free(back);
+
+    /* what JSON can get wrong beyond the rules: types of members, unknown types */
+    json_array_append_new(arr, json_pack("{s:s,s:i,s:s}", "type", "key.retire", "name", 7, "at",
+                                         "2026-03-01T10:00:00Z"));
+    assert_int_equal(kbr_effects_from_json(arr, &back), KBR_ERR_INTERNAL);
+    assert_null(back);
+    json_array_remove(arr, 3);
+    json_array_append_new(arr, json_pack("{s:s}", "type", "key.explode"));
+    assert_int_equal(kbr_effects_from_json(arr, &back), KBR_ERR_INTERNAL);
+    assert_int_equal(kbr_effects_from_json(json_object_get(arr, "x"), &back), KBR_ERR_INTERNAL);
+    json_decref(arr);
+    kbr_effects_free(fx);
+    kbr_effects_free(NULL);
+    assert_int_equal(kbr_effects_count(NULL), 0);
+    assert_null(kbr_effect_type_name((kbr_effect_type)99));
+}
+
 /* An entry about products (a JSON array text, or NULL for none) naming key. */
 static void insert_about(kbr_store *st, int64_t seq, const char *key, const char *products)
 {
@@ -2162,6 +2251,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_migrate_v1_store, setup, teardown),
         cmocka_unit_test_setup_teardown(test_migrate_refuses_one_object_twice, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit_within_scope, setup, teardown),
+        cmocka_unit_test(test_effects_typed_and_json),
         cmocka_unit_test_setup_teardown(test_debug_authorize, setup, teardown),
         cmocka_unit_test_setup_teardown(test_debug_challenge_once_per_device, setup, teardown),
         cmocka_unit_test_setup_teardown(test_debug_unknown_device, setup, teardown),

@@ -1,0 +1,958 @@
+/*
+ * effect.c - ledger effects as typed values: the rules every field must
+ * meet, checked once as an effect joins a list (whether a handler built it
+ * or it was read from JSON), and the JSON form, written and read.
+ *
+ * A list owns its effects and every string they point to, in one arena:
+ * an effect is built by a handler on the event thread or a worker, applied
+ * by the audit writer, then freed with its record.
+ *
+ * Effects are built by the broker's handlers, not by callers, so a missing
+ * or mistyped field is a broken invariant (KBR_ERR_INTERNAL), not a 400.
+ */
+#include <string.h>
+
+#include "backend.h"
+
+#define EFFECTS_MAX 64
+
+struct kbr_effects {
+    kbr_arena *arena;
+    kbr_effect items[EFFECTS_MAX];
+    size_t n;
+};
+
+static const char *const type_names[] = {
+    [KBR_EFFECT_KEY_CREATE] = "key.create",
+    [KBR_EFFECT_KEY_RETIRE] = "key.retire",
+    [KBR_EFFECT_KEY_CERTIFICATE] = "key.certificate",
+    [KBR_EFFECT_TOKEN_ISSUE] = "token.issue",
+    [KBR_EFFECT_TOKEN_REVOKE] = "token.revoke",
+    [KBR_EFFECT_FIRMWARE_SIGN] = "firmware.sign",
+    [KBR_EFFECT_BATCH_CREATE] = "batch.create",
+    [KBR_EFFECT_DEVICE_PROVISION] = "device.provision",
+    [KBR_EFFECT_DEVICE_ROTATE] = "device.rotate",
+    [KBR_EFFECT_DEBUG_AUTHORIZE] = "debug.authorize",
+    [KBR_EFFECT_OTA_REPORT] = "ota.report",
+    [KBR_EFFECT_CHECKPOINT] = "checkpoint",
+};
+
+#define N_TYPES (sizeof(type_names) / sizeof(type_names[0]))
+
+const char *kbr_effect_type_name(kbr_effect_type type)
+{
+    return (size_t)type < N_TYPES ? type_names[type] : NULL;
+}
+
+static bool type_from_name(const char *name, kbr_effect_type *out)
+{
+    for (size_t i = 1; name != NULL && i < N_TYPES; i++) {
+        if (strcmp(type_names[i], name) == 0) {
+            *out = (kbr_effect_type)i;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* ---- the list ---- */
+
+kbr_err kbr_effects_new(kbr_effects **out)
+{
+    kbr_err err = KBR_OK;
+    kbr_effects *fx = calloc(1, sizeof(*fx));
+
+    *out = NULL;
+    KBR_ENSURE(fx != NULL, KBR_ERR_NOMEM);
+    KBR_GUARD(kbr_arena_new(&fx->arena));
+    *out = fx;
+    fx = NULL;
+out:
+    kbr_effects_free(fx);
+    return err;
+}
+
+void kbr_effects_free(kbr_effects *fx)
+{
+    if (fx == NULL)
+        return;
+    kbr_arena_free(fx->arena);
+    free(fx);
+}
+
+size_t kbr_effects_count(const kbr_effects *fx)
+{
+    return fx != NULL ? fx->n : 0;
+}
+
+const kbr_effect *kbr_effects_get(const kbr_effects *fx, size_t i)
+{
+    return fx != NULL && i < fx->n ? &fx->items[i] : NULL;
+}
+
+/* ---- checking and copying: the rules of the JSON form, in one place ---- */
+
+/* Copies into the list's arena; the first broken rule sticks in err. */
+typedef struct {
+    kbr_arena *arena;
+    kbr_err err;
+} copier;
+
+static const char *fail(copier *c, kbr_err err)
+{
+    if (c->err == KBR_OK)
+        c->err = err;
+    return NULL;
+}
+
+static const char *dup(copier *c, const char *s)
+{
+    char *copy = kbr_arena_strdup(c->arena, s);
+
+    return copy != NULL ? copy : fail(c, KBR_ERR_NOMEM);
+}
+
+/* required: present and not empty; otherwise NULL stays NULL. */
+static const char *str(copier *c, const char *s, bool required)
+{
+    if (s == NULL || (required && s[0] == '\0'))
+        return required ? fail(c, KBR_ERR_INTERNAL) : NULL;
+    return dup(c, s);
+}
+
+/* Present, possibly empty (a certificate without a chain). */
+static const char *text(copier *c, const char *s)
+{
+    return s != NULL ? dup(c, s) : fail(c, KBR_ERR_INTERNAL);
+}
+
+/* Stored times are all "YYYY-MM-DDTHH:MM:SSZ", so SQL can compare them as text. */
+static const char *when(copier *c, const char *s, bool required)
+{
+    char buf[KBR_TIME_LEN];
+    time_t t;
+
+    if (s == NULL)
+        return required ? fail(c, KBR_ERR_INTERNAL) : NULL;
+    if (kbr_time_parse(s, &t) != KBR_OK)
+        return fail(c, KBR_ERR_INTERNAL);
+    kbr_time_fmt(t, buf);
+    return dup(c, buf);
+}
+
+static bool is_hex_digit(char ch)
+{
+    return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') || (ch >= 'A' && ch <= 'F');
+}
+
+/*
+ * want hex digits (any non-zero number when want is 0), lowercased: fingerprints are unique
+ * and compared as text, so each has one spelling.
+ */
+static const char *hex(copier *c, const char *s, size_t want, bool required)
+{
+    size_t n;
+    char *copy;
+
+    if (s == NULL)
+        return required ? fail(c, KBR_ERR_INTERNAL) : NULL;
+    n = strlen(s);
+    if (n == 0 || (want != 0 && n != want))
+        return fail(c, KBR_ERR_INTERNAL);
+    copy = (char *)dup(c, s);
+    for (size_t i = 0; copy != NULL && i < n; i++) {
+        if (!is_hex_digit(copy[i]))
+            return fail(c, KBR_ERR_INTERNAL);
+        if (copy[i] >= 'A' && copy[i] <= 'F')
+            copy[i] = (char)(copy[i] - 'A' + 'a');
+    }
+    return copy;
+}
+
+static void *copy_array(copier *c, size_t n, size_t size)
+{
+    void *p = kbr_arena_alloc(c->arena, (n > 0 ? n : 1) * size);
+
+    if (p == NULL)
+        fail(c, KBR_ERR_NOMEM);
+    return p;
+}
+
+/* Every item a string, and not empty when nonempty_items. */
+static kbr_strings strings(copier *c, kbr_strings in, bool nonempty_items)
+{
+    const char **items = copy_array(c, in.n, sizeof(*items));
+
+    if (items == NULL || (in.n > 0 && in.items == NULL)) {
+        fail(c, KBR_ERR_INTERNAL);
+        return (kbr_strings){NULL, 0};
+    }
+    for (size_t i = 0; i < in.n; i++)
+        items[i] = str(c, in.items[i], nonempty_items);
+    return (kbr_strings){items, in.n};
+}
+
+static kbr_effect_cert cert(copier *c, const kbr_effect_cert *in)
+{
+    return (kbr_effect_cert){
+        .serial_number = hex(c, in->serial_number, 0, true),
+        .pem = str(c, in->pem, true),
+        .chain_pem = text(c, in->chain_pem),
+        .not_after = when(c, in->not_after, true),
+        .fingerprint = hex(c, in->fingerprint, 64, true),
+    };
+}
+
+static void copy_key_create(copier *c, const kbr_effect *in, kbr_effect *out)
+{
+    const kbr_fx_key_create *k = &in->u.key_create;
+
+    out->u.key_create = (kbr_fx_key_create){
+        .name = str(c, k->name, true),
+        .purpose = str(c, k->purpose, true),
+        .algorithm = str(c, k->algorithm, true),
+        .owner = str(c, k->owner, false),
+        .hsm_label = str(c, k->hsm_label, false),
+        .hsm_id = str(c, k->hsm_id, false),
+        .public_key_pem = str(c, k->public_key_pem, false),
+        .public_key_sha256 = hex(c, k->public_key_sha256, 64, false),
+        .created_at = when(c, k->created_at, true),
+        .products = strings(c, k->products, false),
+    };
+}
+
+/* The scope stays opaque to the store, but it is a JSON object. */
+static void scope_is_object(copier *c, const char *scope_json)
+{
+    json_t *scope =
+        scope_json != NULL ? json_loads(scope_json, JSON_REJECT_DUPLICATES, NULL) : NULL;
+
+    if (!json_is_object(scope))
+        fail(c, KBR_ERR_INTERNAL);
+    json_decref(scope);
+}
+
+static void copy_token_issue(copier *c, const kbr_effect *in, kbr_effect *out)
+{
+    const kbr_fx_token_issue *t = &in->u.token_issue;
+
+    out->u.token_issue = (kbr_fx_token_issue){
+        .jti = str(c, t->jti, true),
+        .sub = str(c, t->sub, true),
+        .issued_by = str(c, t->issued_by, false),
+        .issued_at = when(c, t->issued_at, true),
+        .not_before = when(c, t->not_before, false),
+        .expires_at = when(c, t->expires_at, true),
+        .cnf_x5t = str(c, t->cnf_x5t, false),
+        .parent_jti = str(c, t->parent_jti, false),
+        .scope_json = str(c, t->scope_json, true),
+        .orphan = t->orphan,
+    };
+    scope_is_object(c, t->scope_json);
+}
+
+static void copy_firmware(copier *c, const kbr_effect *in, kbr_effect *out)
+{
+    const kbr_fx_firmware_sign *f = &in->u.firmware_sign;
+    kbr_effect_component *comps = copy_array(c, f->ncomponents, sizeof(*comps));
+
+    out->u.firmware_sign = (kbr_fx_firmware_sign){
+        .product = str(c, f->product, true),
+        .version = str(c, f->version, true),
+        .digest = str(c, f->digest, true),
+        .hash = str(c, f->hash, false),
+        .key = str(c, f->key, false),
+        .name = str(c, f->name, false),
+        .build_id = str(c, f->build_id, false),
+        .signed_at = when(c, f->signed_at, true),
+        .components = comps,
+        .ncomponents = f->ncomponents,
+    };
+    if (f->ncomponents > 0 && f->components == NULL)
+        fail(c, KBR_ERR_INTERNAL);
+    for (size_t i = 0; comps != NULL && f->components != NULL && i < f->ncomponents; i++)
+        comps[i] = (kbr_effect_component){.name = str(c, f->components[i].name, true),
+                                          .version = str(c, f->components[i].version, false),
+                                          .purl = str(c, f->components[i].purl, false)};
+}
+
+static void copy_batch(copier *c, const kbr_effect *in, kbr_effect *out)
+{
+    const kbr_fx_batch_create *b = &in->u.batch_create;
+
+    out->u.batch_create = (kbr_fx_batch_create){
+        .batch = str(c, b->batch, true),
+        .product = str(c, b->product, true),
+        .factory = str(c, b->factory, true),
+        .created_at = when(c, b->created_at, true),
+        .created_by = str(c, b->created_by, true),
+        .quantity = b->quantity,
+        .markets = strings(c, b->markets, true),
+    };
+    if (b->quantity < 1 || b->markets.n == 0)
+        fail(c, KBR_ERR_INTERNAL);
+}
+
+static void copy_provision(copier *c, const kbr_effect *in, kbr_effect *out)
+{
+    const kbr_fx_device_provision *d = &in->u.device_provision;
+
+    out->u.device_provision = (kbr_fx_device_provision){
+        .product = str(c, d->product, true),
+        .serial = str(c, d->serial, true),
+        .batch = str(c, d->batch, true),
+        .factory = str(c, d->factory, true),
+        .firmware_version = str(c, d->firmware_version, false),
+        .csr_sha256 = hex(c, d->csr_sha256, 64, true),
+        .public_key_sha256 = hex(c, d->public_key_sha256, 64, false),
+        .at = when(c, d->at, true),
+        .issuer_key = str(c, d->issuer_key, true),
+        .cert = cert(c, &d->cert),
+    };
+}
+
+static void copy_rotate(copier *c, const kbr_effect *in, kbr_effect *out)
+{
+    const kbr_fx_device_rotate *d = &in->u.device_rotate;
+
+    out->u.device_rotate = (kbr_fx_device_rotate){
+        .product = str(c, d->product, true),
+        .serial = str(c, d->serial, true),
+        .at = when(c, d->at, true),
+        .csr_sha256 = hex(c, d->csr_sha256, 64, true),
+        .public_key_sha256 = hex(c, d->public_key_sha256, 64, false),
+        .issuer_key = str(c, d->issuer_key, true),
+        .cert = cert(c, &d->cert),
+    };
+}
+
+static void copy_debug(copier *c, const kbr_effect *in, kbr_effect *out)
+{
+    const kbr_fx_debug_authorize *d = &in->u.debug_authorize;
+
+    out->u.debug_authorize = (kbr_fx_debug_authorize){
+        .key = str(c, d->key, true),
+        .product = str(c, d->product, true),
+        .serial = str(c, d->serial, true),
+        .challenge_sha256 = hex(c, d->challenge_sha256, 64, true),
+        .permissions = hex(c, d->permissions, 0, true),
+        .ticket = str(c, d->ticket, true),
+        .principal = str(c, d->principal, true),
+        .message_sha256 = hex(c, d->message_sha256, 64, true),
+        .signature_sha256 = hex(c, d->signature_sha256, 64, true),
+        .at = when(c, d->at, true),
+        .expires_at = when(c, d->expires_at, true),
+    };
+}
+
+static void copy_ota(copier *c, const kbr_effect *in, kbr_effect *out)
+{
+    const kbr_fx_ota_report *o = &in->u.ota_report;
+    kbr_effect_ota_result *res = copy_array(c, o->nresults, sizeof(*res));
+
+    out->u.ota_report = (kbr_fx_ota_report){
+        .product = str(c, o->product, true),
+        .version = str(c, o->version, true),
+        .campaign = str(c, o->campaign, false),
+        .reported_by = str(c, o->reported_by, true),
+        .at = when(c, o->at, true),
+        .results = res,
+        .nresults = o->nresults,
+    };
+    if (o->nresults > 0 && o->results == NULL)
+        fail(c, KBR_ERR_INTERNAL);
+    for (size_t i = 0; res != NULL && o->results != NULL && i < o->nresults; i++) {
+        const char *status = o->results[i].status;
+        if (status == NULL || (strcmp(status, "installed") != 0 && strcmp(status, "failed") != 0))
+            fail(c, KBR_ERR_INTERNAL);
+        res[i] = (kbr_effect_ota_result){.serial = str(c, o->results[i].serial, true),
+                                         .status = str(c, status, true),
+                                         .at = when(c, o->results[i].at, true)};
+    }
+}
+
+static void copy_small(copier *c, const kbr_effect *in, kbr_effect *out)
+{
+    switch (in->type) {
+    case KBR_EFFECT_KEY_RETIRE:
+        out->u.key_retire.name = str(c, in->u.key_retire.name, true);
+        out->u.key_retire.at = when(c, in->u.key_retire.at, true);
+        break;
+    case KBR_EFFECT_KEY_CERTIFICATE:
+        out->u.key_certificate.name = str(c, in->u.key_certificate.name, true);
+        out->u.key_certificate.at = when(c, in->u.key_certificate.at, true);
+        out->u.key_certificate.issuer_key = str(c, in->u.key_certificate.issuer_key, false);
+        out->u.key_certificate.cert = cert(c, &in->u.key_certificate.cert);
+        break;
+    case KBR_EFFECT_TOKEN_REVOKE:
+        out->u.token_revoke.jtis = strings(c, in->u.token_revoke.jtis, true);
+        out->u.token_revoke.at = when(c, in->u.token_revoke.at, true);
+        out->u.token_revoke.reason = str(c, in->u.token_revoke.reason, false);
+        break;
+    case KBR_EFFECT_CHECKPOINT:
+        out->u.checkpoint.size = in->u.checkpoint.size;
+        out->u.checkpoint.root_hash = str(c, in->u.checkpoint.root_hash, true);
+        out->u.checkpoint.time = when(c, in->u.checkpoint.time, true);
+        out->u.checkpoint.signature_b64 = str(c, in->u.checkpoint.signature_b64, true);
+        if (in->u.checkpoint.size < 0)
+            fail(c, KBR_ERR_INTERNAL);
+        break;
+    default:
+        fail(c, KBR_ERR_INTERNAL);
+    }
+}
+
+kbr_err kbr_effects_add(kbr_effects *fx, const kbr_effect *e)
+{
+    kbr_err err = KBR_OK;
+    copier c = {.arena = fx->arena};
+    kbr_effect copy = {.type = e->type};
+
+    KBR_ENSURE(fx->n < EFFECTS_MAX, KBR_ERR_INTERNAL);
+    switch (e->type) {
+    case KBR_EFFECT_KEY_CREATE:
+        copy_key_create(&c, e, &copy);
+        break;
+    case KBR_EFFECT_TOKEN_ISSUE:
+        copy_token_issue(&c, e, &copy);
+        break;
+    case KBR_EFFECT_FIRMWARE_SIGN:
+        copy_firmware(&c, e, &copy);
+        break;
+    case KBR_EFFECT_BATCH_CREATE:
+        copy_batch(&c, e, &copy);
+        break;
+    case KBR_EFFECT_DEVICE_PROVISION:
+        copy_provision(&c, e, &copy);
+        break;
+    case KBR_EFFECT_DEVICE_ROTATE:
+        copy_rotate(&c, e, &copy);
+        break;
+    case KBR_EFFECT_DEBUG_AUTHORIZE:
+        copy_debug(&c, e, &copy);
+        break;
+    case KBR_EFFECT_OTA_REPORT:
+        copy_ota(&c, e, &copy);
+        break;
+    default:
+        copy_small(&c, e, &copy);
+    }
+    /* the arena keeps what a refused effect copied: it goes with the list */
+    KBR_GUARD(c.err);
+    fx->items[fx->n++] = copy;
+out:
+    return err;
+}
+
+/* ---- the JSON form ---- */
+
+static json_t *strings_json(kbr_strings l)
+{
+    json_t *arr = json_array();
+
+    for (size_t i = 0; arr != NULL && i < l.n; i++)
+        if (json_array_append_new(arr, json_string(l.items[i])) != 0) {
+            json_decref(arr);
+            return NULL;
+        }
+    return arr;
+}
+
+static json_t *cert_json(const kbr_effect_cert *c)
+{
+    return json_pack("{s:s,s:s,s:s,s:s,s:s}", "serial_number", c->serial_number, "pem", c->pem,
+                     "chain_pem", c->chain_pem, "not_after", c->not_after, "fingerprint",
+                     c->fingerprint);
+}
+
+static json_t *components_json(const kbr_fx_firmware_sign *f)
+{
+    json_t *arr = json_array();
+
+    for (size_t i = 0; arr != NULL && i < f->ncomponents; i++) {
+        const kbr_effect_component *c = &f->components[i];
+        if (json_array_append_new(arr, json_pack("{s:s,s:s?,s:s?}", "name", c->name, "version",
+                                                 c->version, "purl", c->purl)) != 0) {
+            json_decref(arr);
+            return NULL;
+        }
+    }
+    return arr;
+}
+
+static json_t *results_json(const kbr_fx_ota_report *o)
+{
+    json_t *arr = json_array();
+
+    for (size_t i = 0; arr != NULL && i < o->nresults; i++) {
+        const kbr_effect_ota_result *r = &o->results[i];
+        if (json_array_append_new(arr, json_pack("{s:s,s:s,s:s}", "serial", r->serial, "status",
+                                                 r->status, "at", r->at)) != 0) {
+            json_decref(arr);
+            return NULL;
+        }
+    }
+    return arr;
+}
+
+static json_t *key_create_json(const kbr_fx_key_create *k)
+{
+    return json_pack("{s:s,s:s,s:s,s:o,s:s?,s:s?,s:s?,s:s?,s:s?,s:s}", "name", k->name, "purpose",
+                     k->purpose, "algorithm", k->algorithm, "products", strings_json(k->products),
+                     "owner", k->owner, "hsm_label", k->hsm_label, "hsm_id", k->hsm_id,
+                     "public_key_pem", k->public_key_pem, "public_key_sha256", k->public_key_sha256,
+                     "created_at", k->created_at);
+}
+
+static json_t *token_issue_json(const kbr_fx_token_issue *t)
+{
+    json_t *scope = json_loads(t->scope_json, JSON_REJECT_DUPLICATES, NULL);
+
+    return json_pack("{s:s,s:s,s:o,s:s?,s:s,s:s?,s:s,s:s?,s:s?,s:b}", "jti", t->jti, "sub", t->sub,
+                     "scope", scope, "issued_by", t->issued_by, "issued_at", t->issued_at,
+                     "not_before", t->not_before, "expires_at", t->expires_at, "cnf_x5t",
+                     t->cnf_x5t, "parent_jti", t->parent_jti, "orphan", t->orphan);
+}
+
+static json_t *firmware_json(const kbr_fx_firmware_sign *f)
+{
+    return json_pack("{s:s,s:s,s:s,s:s?,s:s?,s:s?,s:s?,s:s,s:o}", "product", f->product, "version",
+                     f->version, "digest", f->digest, "hash", f->hash, "key", f->key, "name",
+                     f->name, "build_id", f->build_id, "signed_at", f->signed_at, "components",
+                     components_json(f));
+}
+
+static json_t *provision_json(const kbr_fx_device_provision *d)
+{
+    return json_pack("{s:s,s:s,s:s,s:s,s:s?,s:s,s:s?,s:s,s:s,s:o}", "product", d->product, "serial",
+                     d->serial, "batch", d->batch, "factory", d->factory, "firmware_version",
+                     d->firmware_version, "csr_sha256", d->csr_sha256, "public_key_sha256",
+                     d->public_key_sha256, "at", d->at, "issuer_key", d->issuer_key, "certificate",
+                     cert_json(&d->cert));
+}
+
+static json_t *rotate_json(const kbr_fx_device_rotate *d)
+{
+    return json_pack("{s:s,s:s,s:s,s:s,s:s?,s:s,s:o}", "product", d->product, "serial", d->serial,
+                     "at", d->at, "csr_sha256", d->csr_sha256, "public_key_sha256",
+                     d->public_key_sha256, "issuer_key", d->issuer_key, "certificate",
+                     cert_json(&d->cert));
+}
+
+static json_t *debug_json(const kbr_fx_debug_authorize *d)
+{
+    return json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "key", d->key, "product",
+                     d->product, "serial", d->serial, "challenge_sha256", d->challenge_sha256,
+                     "permissions", d->permissions, "ticket", d->ticket, "principal", d->principal,
+                     "message_sha256", d->message_sha256, "signature_sha256", d->signature_sha256,
+                     "at", d->at, "expires_at", d->expires_at);
+}
+
+static json_t *key_certificate_json(const kbr_fx_key_certificate *k)
+{
+    json_t *o = cert_json(&k->cert);
+
+    if (o != NULL &&
+        json_object_update_missing_new(o, json_pack("{s:s,s:s,s:s?}", "name", k->name, "at", k->at,
+                                                    "issuer_key", k->issuer_key)) != 0) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+static json_t *effect_json(const kbr_effect *e)
+{
+    switch (e->type) {
+    case KBR_EFFECT_KEY_CREATE:
+        return key_create_json(&e->u.key_create);
+    case KBR_EFFECT_KEY_RETIRE:
+        return json_pack("{s:s,s:s}", "name", e->u.key_retire.name, "at", e->u.key_retire.at);
+    case KBR_EFFECT_KEY_CERTIFICATE:
+        return key_certificate_json(&e->u.key_certificate);
+    case KBR_EFFECT_TOKEN_ISSUE:
+        return token_issue_json(&e->u.token_issue);
+    case KBR_EFFECT_TOKEN_REVOKE:
+        return json_pack("{s:o,s:s,s:s?}", "jtis", strings_json(e->u.token_revoke.jtis), "at",
+                         e->u.token_revoke.at, "reason", e->u.token_revoke.reason);
+    case KBR_EFFECT_FIRMWARE_SIGN:
+        return firmware_json(&e->u.firmware_sign);
+    case KBR_EFFECT_BATCH_CREATE:
+        return json_pack("{s:s,s:s,s:s,s:I,s:o,s:s,s:s}", "batch", e->u.batch_create.batch,
+                         "product", e->u.batch_create.product, "factory", e->u.batch_create.factory,
+                         "quantity", (json_int_t)e->u.batch_create.quantity, "markets",
+                         strings_json(e->u.batch_create.markets), "created_at",
+                         e->u.batch_create.created_at, "created_by", e->u.batch_create.created_by);
+    case KBR_EFFECT_DEVICE_PROVISION:
+        return provision_json(&e->u.device_provision);
+    case KBR_EFFECT_DEVICE_ROTATE:
+        return rotate_json(&e->u.device_rotate);
+    case KBR_EFFECT_DEBUG_AUTHORIZE:
+        return debug_json(&e->u.debug_authorize);
+    case KBR_EFFECT_OTA_REPORT:
+        return json_pack("{s:s,s:s,s:s?,s:s,s:s,s:o}", "product", e->u.ota_report.product,
+                         "version", e->u.ota_report.version, "campaign", e->u.ota_report.campaign,
+                         "reported_by", e->u.ota_report.reported_by, "at", e->u.ota_report.at,
+                         "results", results_json(&e->u.ota_report));
+    case KBR_EFFECT_CHECKPOINT:
+        return json_pack("{s:I,s:s,s:s,s:s}", "size", (json_int_t)e->u.checkpoint.size, "root_hash",
+                         e->u.checkpoint.root_hash, "time", e->u.checkpoint.time, "signature_b64",
+                         e->u.checkpoint.signature_b64);
+    }
+    return NULL;
+}
+
+kbr_err kbr_effects_to_json(const kbr_effects *fx, json_t **out)
+{
+    kbr_err err = KBR_OK;
+    json_t *arr = json_array(), *o = NULL;
+
+    *out = NULL;
+    KBR_ENSURE(arr != NULL, KBR_ERR_NOMEM);
+    for (size_t i = 0; i < kbr_effects_count(fx); i++) {
+        o = effect_json(&fx->items[i]);
+        KBR_ENSURE(o != NULL, KBR_ERR_NOMEM);
+        KBR_ENSURE(json_object_set_new(o, "type",
+                                       json_string(kbr_effect_type_name(fx->items[i].type))) == 0,
+                   KBR_ERR_NOMEM);
+        KBR_ENSURE(json_array_append_new(arr, o) == 0, KBR_ERR_NOMEM);
+        o = NULL;
+    }
+    *out = arr;
+    arr = NULL;
+out:
+    json_decref(o);
+    json_decref(arr);
+    return err;
+}
+
+/*
+ * Reading the JSON form: members are borrowed from the document into an effect that
+ * kbr_effects_add then checks and copies, so the rules stay in one place.  Here only the JSON
+ * types are checked: a member absent or null reads as NULL.
+ */
+typedef struct {
+    kbr_arena *arena; /* the list's: scratch arrays live as long as it */
+    kbr_err err;
+} reader;
+
+static const char *rd_str(reader *r, const json_t *o, const char *name)
+{
+    const json_t *v = json_object_get(o, name);
+
+    if (v == NULL || json_is_null(v))
+        return NULL;
+    if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v)) {
+        r->err = KBR_ERR_INTERNAL;
+        return NULL;
+    }
+    return json_string_value(v);
+}
+
+static int64_t rd_int(reader *r, const json_t *o, const char *name)
+{
+    const json_t *v = json_object_get(o, name);
+
+    if (!json_is_integer(v)) {
+        r->err = KBR_ERR_INTERNAL;
+        return 0;
+    }
+    return json_integer_value(v);
+}
+
+static const json_t *rd_array(reader *r, const json_t *o, const char *name)
+{
+    const json_t *v = json_object_get(o, name);
+
+    if (!json_is_array(v))
+        r->err = KBR_ERR_INTERNAL;
+    return v;
+}
+
+static void *rd_alloc(reader *r, size_t n, size_t size)
+{
+    void *p = kbr_arena_alloc(r->arena, (n > 0 ? n : 1) * size);
+
+    if (p == NULL)
+        r->err = KBR_ERR_NOMEM;
+    return p;
+}
+
+static kbr_strings rd_strings(reader *r, const json_t *o, const char *name)
+{
+    const json_t *arr = rd_array(r, o, name), *v;
+    size_t i, n = json_array_size(arr);
+    const char **items = rd_alloc(r, n, sizeof(*items));
+
+    if (items == NULL)
+        return (kbr_strings){NULL, 0};
+    json_array_foreach(arr, i, v)
+    {
+        if (!json_is_string(v))
+            r->err = KBR_ERR_INTERNAL;
+        items[i] = json_string_value(v);
+    }
+    return (kbr_strings){items, n};
+}
+
+static kbr_effect_cert rd_cert(reader *r, const json_t *c)
+{
+    if (!json_is_object(c))
+        r->err = KBR_ERR_INTERNAL;
+    return (kbr_effect_cert){.serial_number = rd_str(r, c, "serial_number"),
+                             .pem = rd_str(r, c, "pem"),
+                             .chain_pem = rd_str(r, c, "chain_pem"),
+                             .not_after = rd_str(r, c, "not_after"),
+                             .fingerprint = rd_str(r, c, "fingerprint")};
+}
+
+static void rd_key_create(reader *r, const json_t *o, kbr_effect *e)
+{
+    e->u.key_create = (kbr_fx_key_create){
+        .name = rd_str(r, o, "name"),
+        .purpose = rd_str(r, o, "purpose"),
+        .algorithm = rd_str(r, o, "algorithm"),
+        .owner = rd_str(r, o, "owner"),
+        .hsm_label = rd_str(r, o, "hsm_label"),
+        .hsm_id = rd_str(r, o, "hsm_id"),
+        .public_key_pem = rd_str(r, o, "public_key_pem"),
+        .public_key_sha256 = rd_str(r, o, "public_key_sha256"),
+        .created_at = rd_str(r, o, "created_at"),
+        .products = rd_strings(r, o, "products"),
+    };
+}
+
+static void rd_token_issue(reader *r, const json_t *o, kbr_effect *e)
+{
+    const json_t *scope = json_object_get(o, "scope"), *orphan = json_object_get(o, "orphan");
+    char *scope_json = NULL;
+
+    if (!json_is_object(scope) || kbr_json_canonical(scope, &scope_json) != KBR_OK ||
+        (orphan != NULL && !json_is_null(orphan) && !json_is_boolean(orphan)))
+        r->err = KBR_ERR_INTERNAL;
+    e->u.token_issue = (kbr_fx_token_issue){
+        .jti = rd_str(r, o, "jti"),
+        .sub = rd_str(r, o, "sub"),
+        .issued_by = rd_str(r, o, "issued_by"),
+        .issued_at = rd_str(r, o, "issued_at"),
+        .not_before = rd_str(r, o, "not_before"),
+        .expires_at = rd_str(r, o, "expires_at"),
+        .cnf_x5t = rd_str(r, o, "cnf_x5t"),
+        .parent_jti = rd_str(r, o, "parent_jti"),
+        .scope_json = scope_json != NULL ? kbr_arena_strdup(r->arena, scope_json) : NULL,
+        .orphan = json_is_true(orphan),
+    };
+    free(scope_json);
+}
+
+static void rd_firmware(reader *r, const json_t *o, kbr_effect *e)
+{
+    const json_t *arr = json_object_get(o, "components"), *c;
+    size_t i, n = json_array_size(arr);
+    kbr_effect_component *comps = rd_alloc(r, n, sizeof(*comps));
+
+    if (arr != NULL && !json_is_null(arr) && !json_is_array(arr))
+        r->err = KBR_ERR_INTERNAL;
+    json_array_foreach(arr, i, c)
+    {
+        if (!json_is_object(c) || comps == NULL) {
+            r->err = r->err != KBR_OK ? r->err : KBR_ERR_INTERNAL;
+            break;
+        }
+        comps[i] = (kbr_effect_component){.name = rd_str(r, c, "name"),
+                                          .version = rd_str(r, c, "version"),
+                                          .purl = rd_str(r, c, "purl")};
+    }
+    e->u.firmware_sign = (kbr_fx_firmware_sign){
+        .product = rd_str(r, o, "product"),
+        .version = rd_str(r, o, "version"),
+        .digest = rd_str(r, o, "digest"),
+        .hash = rd_str(r, o, "hash"),
+        .key = rd_str(r, o, "key"),
+        .name = rd_str(r, o, "name"),
+        .build_id = rd_str(r, o, "build_id"),
+        .signed_at = rd_str(r, o, "signed_at"),
+        .components = comps,
+        .ncomponents = n,
+    };
+}
+
+static void rd_batch(reader *r, const json_t *o, kbr_effect *e)
+{
+    e->u.batch_create = (kbr_fx_batch_create){
+        .batch = rd_str(r, o, "batch"),
+        .product = rd_str(r, o, "product"),
+        .factory = rd_str(r, o, "factory"),
+        .created_at = rd_str(r, o, "created_at"),
+        .created_by = rd_str(r, o, "created_by"),
+        .quantity = rd_int(r, o, "quantity"),
+        .markets = rd_strings(r, o, "markets"),
+    };
+}
+
+static void rd_provision(reader *r, const json_t *o, kbr_effect *e)
+{
+    e->u.device_provision = (kbr_fx_device_provision){
+        .product = rd_str(r, o, "product"),
+        .serial = rd_str(r, o, "serial"),
+        .batch = rd_str(r, o, "batch"),
+        .factory = rd_str(r, o, "factory"),
+        .firmware_version = rd_str(r, o, "firmware_version"),
+        .csr_sha256 = rd_str(r, o, "csr_sha256"),
+        .public_key_sha256 = rd_str(r, o, "public_key_sha256"),
+        .at = rd_str(r, o, "at"),
+        .issuer_key = rd_str(r, o, "issuer_key"),
+        .cert = rd_cert(r, json_object_get(o, "certificate")),
+    };
+}
+
+static void rd_rotate(reader *r, const json_t *o, kbr_effect *e)
+{
+    e->u.device_rotate = (kbr_fx_device_rotate){
+        .product = rd_str(r, o, "product"),
+        .serial = rd_str(r, o, "serial"),
+        .at = rd_str(r, o, "at"),
+        .csr_sha256 = rd_str(r, o, "csr_sha256"),
+        .public_key_sha256 = rd_str(r, o, "public_key_sha256"),
+        .issuer_key = rd_str(r, o, "issuer_key"),
+        .cert = rd_cert(r, json_object_get(o, "certificate")),
+    };
+}
+
+static void rd_debug(reader *r, const json_t *o, kbr_effect *e)
+{
+    e->u.debug_authorize = (kbr_fx_debug_authorize){
+        .key = rd_str(r, o, "key"),
+        .product = rd_str(r, o, "product"),
+        .serial = rd_str(r, o, "serial"),
+        .challenge_sha256 = rd_str(r, o, "challenge_sha256"),
+        .permissions = rd_str(r, o, "permissions"),
+        .ticket = rd_str(r, o, "ticket"),
+        .principal = rd_str(r, o, "principal"),
+        .message_sha256 = rd_str(r, o, "message_sha256"),
+        .signature_sha256 = rd_str(r, o, "signature_sha256"),
+        .at = rd_str(r, o, "at"),
+        .expires_at = rd_str(r, o, "expires_at"),
+    };
+}
+
+static void rd_ota(reader *r, const json_t *o, kbr_effect *e)
+{
+    const json_t *arr = rd_array(r, o, "results"), *res;
+    size_t i, n = json_array_size(arr);
+    kbr_effect_ota_result *results = rd_alloc(r, n, sizeof(*results));
+
+    json_array_foreach(arr, i, res)
+    {
+        if (!json_is_object(res) || results == NULL) {
+            r->err = r->err != KBR_OK ? r->err : KBR_ERR_INTERNAL;
+            break;
+        }
+        results[i] = (kbr_effect_ota_result){.serial = rd_str(r, res, "serial"),
+                                             .status = rd_str(r, res, "status"),
+                                             .at = rd_str(r, res, "at")};
+    }
+    e->u.ota_report = (kbr_fx_ota_report){
+        .product = rd_str(r, o, "product"),
+        .version = rd_str(r, o, "version"),
+        .campaign = rd_str(r, o, "campaign"),
+        .reported_by = rd_str(r, o, "reported_by"),
+        .at = rd_str(r, o, "at"),
+        .results = results,
+        .nresults = n,
+    };
+}
+
+static void rd_small(reader *r, const json_t *o, kbr_effect *e)
+{
+    switch (e->type) {
+    case KBR_EFFECT_KEY_RETIRE:
+        e->u.key_retire = (kbr_fx_key_retire){rd_str(r, o, "name"), rd_str(r, o, "at")};
+        break;
+    case KBR_EFFECT_KEY_CERTIFICATE:
+        e->u.key_certificate = (kbr_fx_key_certificate){
+            .name = rd_str(r, o, "name"),
+            .at = rd_str(r, o, "at"),
+            .issuer_key = rd_str(r, o, "issuer_key"),
+            .cert = rd_cert(r, o),
+        };
+        break;
+    case KBR_EFFECT_TOKEN_REVOKE:
+        e->u.token_revoke = (kbr_fx_token_revoke){
+            .jtis = rd_strings(r, o, "jtis"),
+            .at = rd_str(r, o, "at"),
+            .reason = rd_str(r, o, "reason"),
+        };
+        break;
+    default: /* KBR_EFFECT_CHECKPOINT */
+        e->u.checkpoint = (kbr_fx_checkpoint){
+            .size = rd_int(r, o, "size"),
+            .root_hash = rd_str(r, o, "root_hash"),
+            .time = rd_str(r, o, "time"),
+            .signature_b64 = rd_str(r, o, "signature_b64"),
+        };
+    }
+}
+
+static kbr_err read_one(kbr_effects *fx, const json_t *o)
+{
+    kbr_err err = KBR_OK;
+    reader r = {.arena = fx->arena};
+    kbr_effect e = {0};
+
+    KBR_ENSURE(json_is_object(o), KBR_ERR_INTERNAL);
+    KBR_ENSURE(type_from_name(rd_str(&r, o, "type"), &e.type), KBR_ERR_INTERNAL);
+    switch (e.type) {
+    case KBR_EFFECT_KEY_CREATE:
+        rd_key_create(&r, o, &e);
+        break;
+    case KBR_EFFECT_TOKEN_ISSUE:
+        rd_token_issue(&r, o, &e);
+        break;
+    case KBR_EFFECT_FIRMWARE_SIGN:
+        rd_firmware(&r, o, &e);
+        break;
+    case KBR_EFFECT_BATCH_CREATE:
+        rd_batch(&r, o, &e);
+        break;
+    case KBR_EFFECT_DEVICE_PROVISION:
+        rd_provision(&r, o, &e);
+        break;
+    case KBR_EFFECT_DEVICE_ROTATE:
+        rd_rotate(&r, o, &e);
+        break;
+    case KBR_EFFECT_DEBUG_AUTHORIZE:
+        rd_debug(&r, o, &e);
+        break;
+    case KBR_EFFECT_OTA_REPORT:
+        rd_ota(&r, o, &e);
+        break;
+    default:
+        rd_small(&r, o, &e);
+    }
+    KBR_GUARD(r.err);
+    KBR_GUARD(kbr_effects_add(fx, &e));
+out:
+    return err;
+}
+
+kbr_err kbr_effects_from_json(const json_t *arr, kbr_effects **out)
+{
+    kbr_err err = KBR_OK;
+    kbr_effects *fx = NULL;
+    const json_t *o;
+    size_t i;
+
+    *out = NULL;
+    KBR_ENSURE(json_is_array(arr), KBR_ERR_INTERNAL);
+    KBR_GUARD(kbr_effects_new(&fx));
+    json_array_foreach(arr, i, o)
+    {
+        KBR_GUARD(read_one(fx, o));
+    }
+    *out = fx;
+    fx = NULL;
+out:
+    kbr_effects_free(fx);
+    return err;
+}

@@ -353,9 +353,21 @@ KBR_WUR kbr_err cli_view_pending_csv(const json_t *items, bool header, char **ou
 KBR_WUR kbr_err cli_print_json(FILE *f, const json_t *v, cli_error *ce);
 /* Prints a rendered table (or any text) and frees it. */
 KBR_WUR kbr_err cli_print_text(FILE *f, char *text, cli_error *ce);
-/* Writes data to path with mode, naming the file on failure. */
+/*
+ * Writes data to path with mode as kbr_file_write() does (a FIFO, device or
+ * "-" in place, a symbolic link refused), naming the file and why on failure.
+ */
 KBR_WUR kbr_err cli_write_file(const char *path, const void *data, size_t len, unsigned mode,
                                cli_error *ce);
+/* Before a request that cannot be repeated: whether cli_write_file(path) would be refused. */
+KBR_WUR kbr_err cli_check_out(const char *opt, const char *path, cli_error *ce);
+/* Whether an --out names standard output ("-"). */
+bool cli_is_stdout(const char *path);
+/*
+ * The context for what a command shows after writing path: with --out - the
+ * data has standard output to itself, so the table (or JSON) goes to stderr.
+ */
+cli_ctx cli_ctx_beside(const cli_ctx *ctx, const char *path);
 /* GETs path and shows it as cli_show() does. */
 KBR_WUR kbr_err cli_get_show(const cli_ctx *ctx, const char *path, const char *rows,
                              const cli_column *cols, size_t ncols, cli_error *ce);

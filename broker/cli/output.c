@@ -1,5 +1,4 @@
 /* output.c - how subcommands print: JSON on request, tables otherwise, files on --out. */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,9 +29,34 @@ kbr_err cli_print_text(FILE *f, char *text, cli_error *ce)
 
 kbr_err cli_write_file(const char *path, const void *data, size_t len, unsigned mode, cli_error *ce)
 {
-    if (kbr_file_write(path, data, len, mode) != KBR_OK)
-        return cli_fail(ce, KBR_ERR_IO, "io_error", "cannot write %s: %s", path, strerror(errno));
+    kbr_msg why = {{0}};
+
+    if (kbr_file_write(path, data, len, mode, &why) != KBR_OK)
+        return cli_fail(ce, KBR_ERR_IO, "io_error", "cannot write %s", why.text);
     return KBR_OK;
+}
+
+kbr_err cli_check_out(const char *opt, const char *path, cli_error *ce)
+{
+    kbr_msg why = {{0}};
+
+    if (kbr_file_write_check(path, &why) != KBR_OK)
+        return cli_fail(ce, KBR_ERR_IO, "io_error", "--%s %s", opt, why.text);
+    return KBR_OK;
+}
+
+bool cli_is_stdout(const char *path)
+{
+    return path != NULL && strcmp(path, "-") == 0;
+}
+
+cli_ctx cli_ctx_beside(const cli_ctx *ctx, const char *path)
+{
+    cli_ctx shown = *ctx;
+
+    if (cli_is_stdout(path))
+        shown.out = stderr;
+    return shown;
 }
 
 const char *cli_json_str(const json_t *obj, const char *path)

@@ -126,6 +126,7 @@ static kbr_err mint_bootstrap(kbd_config *cfg, kbr_hsm_session *s, kbr_audit *au
     char kid[64];
     char *token = NULL;
     json_t *effect = NULL, *old = NULL;
+    kbr_msg why = {{0}};
 
     KBR_GUARD(issuer_kid(s, kid));
     KBR_GUARD(live_bootstrap_jtis(cfg->store, &old, msg));
@@ -133,9 +134,9 @@ static kbr_err mint_bootstrap(kbd_config *cfg, kbr_hsm_session *s, kbr_audit *au
     err = record_bootstrap(audit, effect, old);
     KBR_ENSURE(err == KBR_OK,
                kbr_fail(msg, err, "cannot record the bootstrap token: %s", kbr_err_str(err)));
-    err = kbr_file_write(cfg->bootstrap_token_file, token, strlen(token), 0600);
-    KBR_ENSURE(err == KBR_OK, kbr_fail(msg, err, "cannot write bootstrap_token_file %s",
-                                       cfg->bootstrap_token_file));
+    err = kbr_file_write(cfg->bootstrap_token_file, token, strlen(token), 0600, &why);
+    KBR_ENSURE(err == KBR_OK,
+               kbr_fail(msg, err, "cannot write bootstrap_token_file: %s", why.text));
     fprintf(stderr, "keybrokerd: bootstrap token (jti %s) written to %s\n",
             json_string_value(json_object_get(effect, "jti")), cfg->bootstrap_token_file);
 out:

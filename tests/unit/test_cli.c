@@ -326,6 +326,37 @@ static void test_fields_from_json(void **state)
     json_decref(obj);
 }
 
+/* ---- output files ---- */
+
+/* --out follows kbr_file_write's rule, and says so before and after the request. */
+static void test_out_files(void **state)
+{
+    const tmpdir *t = *state;
+    char target[128], link[128], want[300];
+    cli_error ce = {{0}, {{0}}};
+    cli_ctx ctx = {.out = stdout};
+
+    tmp_path(t, "cert.pem", target, sizeof(target));
+    tmp_path(t, "link.pem", link, sizeof(link));
+    assert_int_equal(cli_check_out("out", target, &ce), KBR_OK);
+    assert_int_equal(cli_write_file(target, "pem\n", 4, 0644, &ce), KBR_OK);
+    assert_int_equal(symlink(target, link), 0);
+    assert_int_equal(cli_check_out("chain-out", link, &ce), KBR_ERR_IO);
+    assert_string_equal(ce.code, "io_error");
+    snprintf(want, sizeof(want), "--chain-out %s: is a symbolic link", link);
+    assert_memory_equal(ce.msg.text, want, strlen(want));
+    assert_int_equal(cli_write_file(link, "pem\n", 4, 0644, &ce), KBR_ERR_IO);
+    snprintf(want, sizeof(want), "cannot write %s: is a symbolic link", link);
+    assert_memory_equal(ce.msg.text, want, strlen(want));
+    /* with --out - the data has stdout to itself; what would follow it goes to stderr */
+    assert_true(cli_is_stdout("-"));
+    assert_false(cli_is_stdout("./-"));
+    assert_false(cli_is_stdout(NULL));
+    assert_ptr_equal(cli_ctx_beside(&ctx, "-").out, stderr);
+    assert_ptr_equal(cli_ctx_beside(&ctx, target).out, stdout);
+    assert_ptr_equal(cli_ctx_beside(&ctx, NULL).out, stdout);
+}
+
 /* ---- digests ---- */
 
 static void openssl_dgst(const char *hash, const char *path, char *hex, size_t len)
@@ -1721,6 +1752,7 @@ int main(void)
         cmocka_unit_test(test_table_utf8_and_control),
         cmocka_unit_test(test_table_from_json),
         cmocka_unit_test(test_fields_from_json),
+        cmocka_unit_test_setup_teardown(test_out_files, tmp_setup, tmp_teardown),
         cmocka_unit_test_setup_teardown(test_digest_matches_openssl, tmp_setup, tmp_teardown),
         cmocka_unit_test_setup_teardown(test_digest_known_vector, tmp_setup, tmp_teardown),
         cmocka_unit_test_setup_teardown(test_digest_errors, tmp_setup, tmp_teardown),

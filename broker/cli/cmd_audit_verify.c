@@ -84,10 +84,11 @@ static kbr_err report_ok(cli_ctx *ctx, const json_t *entries, const json_t *cp)
         json_t *r =
             json_pack("{s:b,s:I,s:I,s:O}", "ok", 1, "entries", (json_int_t)json_array_size(entries),
                       "size", size, "root_hash", json_object_get(cp, "root_hash"));
-        int rc = r != NULL ? json_dumpf(r, ctx->out, JSON_COMPACT | JSON_SORT_KEYS) : -1;
+        kbr_err err =
+            r != NULL ? cli_json_dumpf(ctx->out, r, JSON_COMPACT | JSON_SORT_KEYS) : KBR_ERR_NOMEM;
 
         json_decref(r);
-        return rc == 0 && fputc('\n', ctx->out) != EOF ? KBR_OK : KBR_ERR_IO;
+        return err == KBR_OK && fputc('\n', ctx->out) == EOF ? KBR_ERR_IO : err;
     }
     fprintf(ctx->out,
             "ok: %zu entries chain from seq 1; the first %" JSON_INTEGER_FORMAT

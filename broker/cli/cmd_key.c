@@ -119,7 +119,7 @@ static kbr_err key_retire(cli_ctx *ctx, cli_error *ce)
     if (ctx->json)
         KBR_GUARD(cli_print_json(ctx->out, resp.body, ce));
     else
-        fprintf(ctx->out, "retired %s\n", cli_args_pos(ctx->args, 0));
+        cli_print_named(ctx->out, "retired", cli_args_pos(ctx->args, 0));
 out:
     cli_response_cleanup(&resp);
     json_decref(body);
@@ -133,8 +133,7 @@ static kbr_err write_pem(const cli_ctx *ctx, const char *file, const char *pem, 
         return cli_write_file(file, pem, strlen(pem), 0644, ce);
     if (ctx->json)
         return KBR_OK;
-    return fputs(pem, ctx->out) == EOF ? cli_fail(ce, KBR_ERR_IO, "io_error", "cannot write")
-                                       : KBR_OK;
+    return cli_print_lines(ctx->out, pem, ce);
 }
 
 static kbr_err key_pubkey(cli_ctx *ctx, cli_error *ce)

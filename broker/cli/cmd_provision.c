@@ -253,7 +253,7 @@ static kbr_err write_or_print(const cli_ctx *ctx, const char *file, const char *
 
     if (kbr_file_write(file, pem, strlen(pem), 0644, &why) == KBR_OK)
         return KBR_OK;
-    fputs(pem, ctx->out);
+    cli_term_put(ctx->out, pem, CLI_TERM_LINES);
     return cli_fail(ce, KBR_ERR_IO, "io_error", "cannot write %s; the issued %s is on stdout",
                     why.text, what);
 }
@@ -286,8 +286,7 @@ static kbr_err show_issued(const cli_ctx *ctx, const json_t *body, size_t nfield
         KBR_GUARD(write_or_print(ctx, chain_file, chain, "chain", ce));
     KBR_GUARD(cli_show(&shown, body, NULL, issued_fields, nfields, ce));
     if (file == NULL && !ctx->json)
-        KBR_ENSURE(fputs(cert, ctx->out) != EOF,
-                   cli_fail(ce, KBR_ERR_IO, "io_error", "cannot write the output"));
+        KBR_GUARD(cli_print_lines(ctx->out, cert, ce));
 out:
     return err;
 }

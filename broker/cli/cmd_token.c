@@ -88,6 +88,18 @@ out:
     return err;
 }
 
+/*
+ * A token is three base64url segments joined by dots; it is printed and
+ * written as it is, so a response holding anything else is not passed on.
+ */
+static bool token_text_ok(const char *t)
+{
+    static const char alphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.";
+
+    return t[0] != '\0' && t[strspn(t, alphabet)] == '\0';
+}
+
 static kbr_err print_token(const cli_ctx *ctx, const json_t *resp, const char *token, cli_error *ce)
 {
     const char *file = cli_args_str(ctx->args, "out");
@@ -120,7 +132,7 @@ static kbr_err token_issue(cli_ctx *ctx, cli_error *ce)
         KBR_GUARD(cli_check_out("out", file, ce));
     KBR_GUARD(cli_call(ctx->client, "POST", "/v1/tokens", body, &resp, ce));
     tok = json_object_get(resp.body, "token");
-    KBR_ENSURE(json_is_string(tok),
+    KBR_ENSURE(json_is_string(tok) && token_text_ok(json_string_value(tok)),
                cli_fail(ce, KBR_ERR_BAD_REQUEST, "bad_response", "the response has no token"));
     if (ctx->json)
         KBR_GUARD(cli_print_json(cli_ctx_beside(ctx, file).out, resp.body, ce));
@@ -187,7 +199,7 @@ static kbr_err token_revoke(cli_ctx *ctx, cli_error *ce)
     if (ctx->json)
         KBR_GUARD(cli_print_json(ctx->out, resp.body, ce));
     else
-        fprintf(ctx->out, "revoked %s\n", jti);
+        cli_print_named(ctx->out, "revoked", jti);
 out:
     cli_response_cleanup(&resp);
     json_decref(body);

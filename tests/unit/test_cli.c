@@ -274,10 +274,10 @@ static void test_table_utf8_and_control(void **state)
 
     (void)state;
     assert_int_equal(cli_table_render(headers, 2, cells, 2, &out), KBR_OK);
-    /* "José" is 4 columns wide; the escape byte prints as '?'. */
-    assert_string_equal(out, "OWNER    X\n"
-                             "Jos\xc3\xa9     a\n"
-                             "ab?[31m  b\n");
+    /* "José" is 4 columns wide; the escape byte is shown escaped, and counted so. */
+    assert_string_equal(out, "OWNER         X\n"
+                             "Jos\xc3\xa9          a\n"
+                             "ab\\u001b[31m  b\n");
     free(out);
 }
 
@@ -324,6 +324,185 @@ static void test_fields_from_json(void **state)
     assert_int_equal(cli_fields_from_json(json_object_get(obj, "status"), cols, 3, &out),
                      KBR_ERR_BAD_REQUEST);
     json_decref(obj);
+}
+
+/* ---- server text on the terminal ---- */
+
+/*
+ * What a hostile broker (or anyone between it and the CLI) might put in a
+ * string: ESC and CSI in C0 and C1 form, DEL, CR over the line, a newline
+ * forging a row, a right-to-left override, an isolate, the Arabic letter
+ * mark, and bytes that are not UTF-8 (an overlong CSI, a lone continuation).
+ */
+#define HOSTILE_UTF8                                                                               \
+    "a\x1b[2Jb\xc2\x9b"                                                                            \
+    "31mc\xe2\x80\xae"                                                                             \
+    "d\x7f"                                                                                        \
+    "e\r\n\tf\xe2\x81\xa6g\xd8\x9ch"
+#define HOSTILE HOSTILE_UTF8 "\xc0\x9b"
+/* HOSTILE_UTF8 as cli_term_put() shows it, which is also how JSON text spells it */
+#define HOSTILE_UTF8_SHOWN "a\\u001b[2Jb\\u009b31mc\\u202ed\\u007fe\\r\\n\\tf\\u2066g\\u061ch"
+#define HOSTILE_SHOWN      HOSTILE_UTF8_SHOWN "\\xc0\\x9b"
+
+/* Fails unless text would leave the terminal alone: no control but newline, nothing bidi, UTF-8. */
+static void assert_terminal_safe(const char *text)
+{
+    const unsigned char *p = (const unsigned char *)text;
+
+    for (size_t i = 0; p[i] != '\0'; i++) {
+        unsigned char c = p[i];
+        bool bad = (c < 0x20 && c != '\n') || c == 0x7f || c == 0xc0 || c == 0xc1 || c >= 0xf5;
+        if (c == 0xc2)
+            bad = p[i + 1] >= 0x80 && p[i + 1] <= 0x9f; /* C1 */
+        if (c == 0xe2 && p[i + 1] == 0x80)
+            bad = p[i + 2] == 0x8e || p[i + 2] == 0x8f || (p[i + 2] >= 0xa8 && p[i + 2] <= 0xae);
+        if (c == 0xe2 && p[i + 1] == 0x81)
+            bad = p[i + 2] >= 0xa6 && p[i + 2] <= 0xa9;
+        if (c == 0xd8 && p[i + 1] == 0x9c)
+            bad = true;
+        if ((c & 0xc0) == 0x80 && (i == 0 || p[i - 1] < 0x80))
+            bad = true; /* a continuation byte with nothing before it */
+        if (bad)
+            fail_msg("byte 0x%02x at offset %zu reaches the terminal", c, i);
+    }
+}
+
+static void expect_escaped(const char *in, const char *keep, const char *want)
+{
+    char *out = NULL, *again = NULL;
+
+    assert_int_equal(cli_term_escape(in, keep, &out), KBR_OK);
+    assert_string_equal(out, want);
+    assert_true(cli_term_plain(out, keep));
+    /* escaping what was escaped changes nothing */
+    assert_int_equal(cli_term_escape(out, keep, &again), KBR_OK);
+    assert_string_equal(again, out);
+    assert_true(cli_term_plain(in, keep) == (strcmp(in, out) == 0));
+    free(again);
+    free(out);
+}
+
+static void test_term_escape(void **state)
+{
+    (void)state;
+    expect_escaped(HOSTILE, CLI_TERM_LINE, HOSTILE_SHOWN);
+    /* text of lines keeps its newlines and tabs, never CR */
+    expect_escaped("a\nb\tc\rd", CLI_TERM_LINES, "a\nb\tc\\rd");
+    expect_escaped("a\nb\tc\rd", CLI_TERM_LINE, "a\\nb\\tc\\rd");
+    /* the edges of each range */
+    expect_escaped("\x01\x1f\x20\x7e\x7f", CLI_TERM_LINE, "\\u0001\\u001f ~\\u007f");
+    expect_escaped("\xc2\x80|\xc2\x9f|\xc2\xa0", CLI_TERM_LINE, "\\u0080|\\u009f|\xc2\xa0");
+    expect_escaped("\xd8\x9b|\xd8\x9c|\xd8\x9d", CLI_TERM_LINE, "\xd8\x9b|\\u061c|\xd8\x9d");
+    expect_escaped("\xe2\x80\x8b|\xe2\x80\x8e|\xe2\x80\x8f|\xe2\x80\x90", CLI_TERM_LINE,
+                   "\xe2\x80\x8b|\\u200e|\\u200f|\xe2\x80\x90");
+    expect_escaped("\xe2\x80\xa7|\xe2\x80\xa8|\xe2\x80\xa9|\xe2\x80\xaa|\xe2\x80\xae|\xe2\x80\xaf",
+                   CLI_TERM_LINE, "\xe2\x80\xa7|\\u2028|\\u2029|\\u202a|\\u202e|\xe2\x80\xaf");
+    expect_escaped("\xe2\x81\xa5|\xe2\x81\xa6|\xe2\x81\xa9|\xe2\x81\xaa", CLI_TERM_LINE,
+                   "\xe2\x81\xa5|\\u2066|\\u2069|\xe2\x81\xaa");
+    /* what is not UTF-8 is shown byte by byte: overlong, surrogate, past U+10FFFF, cut short */
+    expect_escaped(
+        "\xc0\x9b|\xe0\x82\x9b|\xed\xa0\x80|\xf4\x90\x80\x80|\xff|\xe2\x80", CLI_TERM_LINE,
+        "\\xc0\\x9b|\\xe0\\x82\\x9b|\\xed\\xa0\\x80|\\xf4\\x90\\x80\\x80|\\xff|\\xe2\\x80");
+    /* names in other scripts pass as they are */
+    expect_escaped("Jos\xc3\xa9 \xe2\x9c\x93 \xf0\x9f\x94\x91 \xd7\xa9\xd7\x9c\xd7\x95\xd7\x9d",
+                   CLI_TERM_LINE,
+                   "Jos\xc3\xa9 \xe2\x9c\x93 \xf0\x9f\x94\x91 \xd7\xa9\xd7\x9c\xd7\x95\xd7\x9d");
+    expect_escaped("", CLI_TERM_LINE, "");
+}
+
+/* The error line: code and message may both be the broker's. */
+static void test_error_line_hostile(void **state)
+{
+    json_t *body = json_loads(
+        "{\"error\":{\"code\":\"forbid\\u009bden\",\"message\":\"" HOSTILE_UTF8_SHOWN "\"}}",
+        JSON_REJECT_DUPLICATES, NULL);
+    cli_error ce = {{0}, {{0}}};
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+
+    (void)state;
+    assert_non_null(body);
+    assert_non_null(f);
+    assert_int_equal(http_error(403, body, &ce), KBR_ERR_FORBIDDEN);
+    cli_print_error(f, KBR_ERR_FORBIDDEN, &ce);
+    cli_print_named(f, "revoked",
+                    "jti\xe2\x80\xae"
+                    "1");
+    assert_int_equal(fclose(f), 0);
+    assert_terminal_safe(buf);
+    assert_string_equal(buf, "keybroker: forbid\\u009bden: " HOSTILE_UTF8_SHOWN "\n"
+                             "revoked jti\\u202e1\n");
+    free(buf);
+    json_decref(body);
+}
+
+static void test_table_hostile_cell(void **state)
+{
+    static const char *const headers[] = {"NAME", "STATE"};
+    static const char *const cells[] = {HOSTILE, "active", "k", "x\xe2\x80\x8fy"};
+    char *out = NULL, want[512];
+
+    (void)state;
+    assert_int_equal(cli_table_render(headers, 2, cells, 2, &out), KBR_OK);
+    assert_terminal_safe(out);
+    /* one line per row (the newline in the cell forges none), columns as wide as the escapes */
+    snprintf(want, sizeof(want), "%-64s  STATE\n%s  active\n%-64s  x\\u200fy\n", "NAME",
+             HOSTILE_SHOWN, "k");
+    assert_int_equal(strlen(HOSTILE_SHOWN), 64);
+    assert_string_equal(out, want);
+    free(out);
+}
+
+static void test_view_text_hostile(void **state)
+{
+    json_t *v = NULL;
+    char *out = NULL;
+    char text[1024];
+
+    (void)state;
+    snprintf(text, sizeof(text),
+             "{\"product\":\"%s\",\"keys\":{\"%s\":[{\"name\":\"%s\",\"algorithm\":\"x\","
+             "\"state\":\"active\",\"live_tokens\":[],\"hsm\":{\"present\":true}}]},"
+             "\"device_certificates\":{\"total_current\":0,\"by_expiry_month\":[]},"
+             "\"unregistered_hsm_objects\":[{\"label\":\"%s\"}]}",
+             HOSTILE_UTF8_SHOWN, HOSTILE_UTF8_SHOWN, HOSTILE_UTF8_SHOWN, HOSTILE_UTF8_SHOWN);
+    v = json_loads(text, 0, NULL);
+    assert_non_null(v);
+    assert_int_equal(cli_view_product_text(v, &out), KBR_OK);
+    assert_terminal_safe(out);
+    assert_non_null(strstr(out, "product a\\u001b[2Jb\\u009b31mc\\u202ed\\u007fe\\r\\n\\tf"));
+    free(out);
+    json_decref(v);
+}
+
+/* --json: jansson writes U+009B, U+202E and DEL as they are unless told otherwise. */
+static void test_print_json_hostile(void **state)
+{
+    json_t *v = json_pack("{s:s}", "name",
+                          "a\xc2\x9b"
+                          "b\xe2\x80\xae"
+                          "c\x7f"
+                          "d\xc3\xa9");
+    json_t *back = NULL;
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    cli_error ce = {{0}, {{0}}};
+
+    (void)state;
+    assert_non_null(v);
+    assert_non_null(f);
+    assert_int_equal(cli_print_json(f, v, &ce), KBR_OK);
+    assert_int_equal(fclose(f), 0);
+    assert_terminal_safe(buf);
+    /* still the same JSON value */
+    back = json_loads(buf, JSON_REJECT_DUPLICATES, NULL);
+    assert_non_null(back);
+    assert_true(json_equal(v, back));
+    free(buf);
+    json_decref(back);
+    json_decref(v);
 }
 
 /* ---- output files ---- */
@@ -1562,6 +1741,10 @@ static void test_view_pending_csv_rejects(void **state)
         "[{\"product\":\"p\",\"serial\":\"S\",\"current_firmware\":1,\"batch\":\"b\"}]",
         "[{\"product\":\"p\",\"serial\":\"S\\u001b[2J\",\"current_firmware\":\"1\",\"batch\":\"b\"}"
         "]",
+        "[{\"product\":\"p\",\"serial\":\"S\\u009b2J\",\"current_firmware\":\"1\",\"batch\":\"b\"}"
+        "]",
+        "[{\"product\":\"p\",\"serial\":\"S\",\"current_firmware\":\"1\\u202e0\",\"batch\":\"b\"}]",
+        "[{\"product\":\"p\",\"serial\":\"S\",\"current_firmware\":\"1\",\"batch\":\"b\\tx\"}]",
         "[\"EU-1\"]",
         "{\"items\":[]}",
     };
@@ -1752,6 +1935,11 @@ int main(void)
         cmocka_unit_test(test_table_utf8_and_control),
         cmocka_unit_test(test_table_from_json),
         cmocka_unit_test(test_fields_from_json),
+        cmocka_unit_test(test_term_escape),
+        cmocka_unit_test(test_error_line_hostile),
+        cmocka_unit_test(test_table_hostile_cell),
+        cmocka_unit_test(test_view_text_hostile),
+        cmocka_unit_test(test_print_json_hostile),
         cmocka_unit_test_setup_teardown(test_out_files, tmp_setup, tmp_teardown),
         cmocka_unit_test_setup_teardown(test_digest_matches_openssl, tmp_setup, tmp_teardown),
         cmocka_unit_test_setup_teardown(test_digest_known_vector, tmp_setup, tmp_teardown),

@@ -2,8 +2,8 @@
  * test_cli.c - the keybroker CLI's pure parts: option parsing, list
  * splitting, tables, local digests, SBOM encoding, sign request bodies, the
  * factory commands' request bodies (batches, CA and device certificates),
- * debug unlocks and OTA reports, and the custody views' options, text and
- * CSV export.
+ * debug unlocks and OTA reports, the custody views' options, text and CSV
+ * export, what reaches the terminal, and audit verify's reading of its files.
  *
  * The CLI's sources are not in libkbr.a (they belong to bin/keybroker), so
  * the files under test are included directly; none of them has main().
@@ -33,6 +33,10 @@
 #include "../../broker/cli/cmd_view.c"
 #include "../../broker/cli/http.c"
 #include "../../broker/cli/output.c"
+#include "../../broker/cli/cmd_audit_verify.c"
+
+#include <openssl/bn.h>
+#include <openssl/ec.h>
 
 /* ---- fixtures ---- */
 
@@ -505,6 +509,228 @@ static void test_print_json_hostile(void **state)
     json_decref(v);
 }
 
+/* ---- audit verify: the export and the checkpoint it reads ---- */
+
+#define VF_ENTRIES 3
+
+typedef struct {
+    char log[128], cp[128], pubkey[128];
+    char *lines[VF_ENTRIES]; /* the export's lines, as `audit export` writes them */
+    char *checkpoint;        /* the checkpoint, as `audit checkpoint --json` writes it */
+} vf_files;
+
+static json_t *vf_entry(long long seq, const char *prev)
+{
+    json_t *e =
+        json_pack("{s:o,s:n,s:n,s:n,s:s,s:s,s:s,s:I,s:s,s:s}", "detail", json_object(),
+                  "error_code", "jti", "key", "op", "sign", "outcome", "ok", "prev_hash", prev,
+                  "seq", (json_int_t)seq, "sub", "ci:gateway", "time", "2026-11-28T16:24:10Z");
+    char hash[65];
+
+    assert_non_null(e);
+    assert_int_equal(kbr_audit_entry_hash(e, hash), KBR_OK);
+    assert_int_equal(json_object_set_new(e, "hash", json_string(hash)), 0);
+    return e;
+}
+
+/* signature_b64 of cp: ECDSA P-256 over its digest, raw r||s as the audit key makes it. */
+static void vf_sign(json_t *cp, EVP_PKEY *key)
+{
+    unsigned char digest[32], der[80], raw[64];
+    const unsigned char *p = der;
+    size_t der_len = sizeof(der);
+    EVP_PKEY_CTX *c = EVP_PKEY_CTX_new(key, NULL);
+    ECDSA_SIG *sig = NULL;
+    const BIGNUM *r = NULL, *s = NULL;
+    char *b64 = NULL;
+
+    assert_int_equal(kbr_audit_checkpoint_digest(cp, digest, NULL), KBR_OK);
+    assert_true(c != NULL && EVP_PKEY_sign_init(c) == 1 &&
+                EVP_PKEY_sign(c, der, &der_len, digest, sizeof(digest)) == 1);
+    sig = d2i_ECDSA_SIG(NULL, &p, (long)der_len);
+    assert_non_null(sig);
+    ECDSA_SIG_get0(sig, &r, &s);
+    assert_true(BN_bn2binpad(r, raw, 32) == 32 && BN_bn2binpad(s, raw + 32, 32) == 32);
+    assert_int_equal(kbr_b64_encode(raw, sizeof(raw), &b64), KBR_OK);
+    assert_int_equal(json_object_set_new(cp, "signature_b64", json_string(b64)), 0);
+    free(b64);
+    ECDSA_SIG_free(sig);
+    EVP_PKEY_CTX_free(c);
+}
+
+/* A log of VF_ENTRIES chained entries and a checkpoint over all of them, signed by a new key. */
+static void vf_make(const tmpdir *t, vf_files *vf)
+{
+    unsigned char leaves[VF_ENTRIES * KBR_MERKLE_HASH_LEN], root[KBR_MERKLE_HASH_LEN], *one = NULL;
+    char prev[65] = "0000000000000000000000000000000000000000000000000000000000000000",
+         root_hex[65];
+    EVP_PKEY *key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+    json_t *cp = NULL;
+    size_t n = 0;
+    FILE *f = NULL;
+
+    assert_non_null(key);
+    tmp_path(t, "log.jsonl", vf->log, sizeof(vf->log));
+    tmp_path(t, "cp.json", vf->cp, sizeof(vf->cp));
+    tmp_path(t, "audit.pem", vf->pubkey, sizeof(vf->pubkey));
+    for (int i = 0; i < VF_ENTRIES; i++) {
+        json_t *e = vf_entry(i + 1, prev);
+        snprintf(prev, sizeof(prev), "%s", json_string_value(json_object_get(e, "hash")));
+        assert_int_equal(kbr_hex_decode(prev, &one, &n), KBR_OK);
+        memcpy(leaves + i * KBR_MERKLE_HASH_LEN, one, KBR_MERKLE_HASH_LEN);
+        free(one);
+        vf->lines[i] = json_dumps(e, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        assert_non_null(vf->lines[i]);
+        json_decref(e);
+    }
+    assert_int_equal(kbr_merkle_root(leaves, VF_ENTRIES, root), KBR_OK);
+    kbr_hex_encode_buf(root, sizeof(root), root_hex);
+    cp = json_pack("{s:s,s:i,s:s}", "root_hash", root_hex, "size", VF_ENTRIES, "time",
+                   "2026-11-28T16:30:00Z");
+    assert_non_null(cp);
+    vf_sign(cp, key);
+    vf->checkpoint = json_dumps(cp, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    f = fopen(vf->pubkey, "w");
+    assert_true(f != NULL && PEM_write_PUBKEY(f, key) == 1);
+    assert_int_equal(fclose(f), 0);
+    json_decref(cp);
+    EVP_PKEY_free(key);
+}
+
+static void vf_free(vf_files *vf)
+{
+    for (int i = 0; i < VF_ENTRIES; i++)
+        free(vf->lines[i]);
+    free(vf->checkpoint);
+}
+
+/* The text with extra inserted right after its first '{': a decoy ahead of the real member. */
+static void vf_write(const char *path, const char *text, const char *extra)
+{
+    FILE *f = fopen(path, "w");
+    const char *brace = strchr(text, '{');
+
+    assert_true(f != NULL && brace != NULL);
+    fprintf(f, "%.*s%s%s", (int)(brace + 1 - text), text, extra != NULL ? extra : "", brace + 1);
+    assert_int_equal(fclose(f), 0);
+}
+
+/* The export with a decoy in line `line` (1-based; 0: none). */
+static void vf_write_log(const vf_files *vf, int line, const char *decoy)
+{
+    FILE *f = fopen(vf->log, "w");
+
+    assert_non_null(f);
+    for (int i = 0; i < VF_ENTRIES; i++) {
+        const char *brace = strchr(vf->lines[i], '{');
+        fprintf(f, "{%s%s\n", i + 1 == line ? decoy : "", brace + 1);
+    }
+    assert_int_equal(fclose(f), 0);
+}
+
+/* Runs `keybroker audit verify LOG --checkpoint CP --pubkey PEM`. */
+static kbr_err vf_run(const vf_files *vf, cli_error *ce, char **out)
+{
+    char *argv[] = {(char *)vf->log, "--checkpoint", (char *)vf->cp, "--pubkey",
+                    (char *)vf->pubkey};
+    cli_args *a = NULL;
+    kbr_msg msg = {{0}};
+    size_t len = 0;
+    cli_ctx ctx = {.out = open_memstream(out, &len)};
+    kbr_err err;
+
+    memset(ce, 0, sizeof(*ce));
+    assert_non_null(ctx.out);
+    assert_int_equal(cli_args_parse(&cli_cmd_audit_verify.spec, NULL, 0, 5, argv, &a, &msg),
+                     KBR_OK);
+    ctx.args = a;
+    err = cli_cmd_audit_verify.run(&ctx, ce);
+    assert_int_equal(fclose(ctx.out), 0);
+    cli_args_free(a);
+    return err;
+}
+
+/* "path:line:", what a refusal of that line starts with. */
+static const char *where_line(char *buf, size_t n, const char *path, int line)
+{
+    snprintf(buf, n, "%s:%d:", path, line);
+    return buf;
+}
+
+static void vf_expect_refused(const vf_files *vf, const char *where, const char *why)
+{
+    cli_error ce;
+    char *out = NULL;
+
+    assert_int_equal(vf_run(vf, &ce, &out), KBR_ERR_BAD_REQUEST);
+    assert_string_equal(ce.code, "verify_failed");
+    if (strncmp(ce.msg.text, where, strlen(where)) != 0 || strstr(ce.msg.text, why) == NULL)
+        fail_msg("the refusal says '%s', not where (%s) and why (%s)", ce.msg.text, where, why);
+    assert_string_equal(out, "");
+    free(out);
+}
+
+static void test_audit_verify_duplicate_keys(void **state)
+{
+    const tmpdir *t = *state;
+    vf_files vf = {0};
+    cli_error ce;
+    char *out = NULL, where[160];
+    FILE *f = NULL;
+
+    vf_make(t, &vf);
+    vf_write_log(&vf, 0, NULL);
+    vf_write(vf.cp, vf.checkpoint, NULL);
+    assert_int_equal(vf_run(&vf, &ce, &out), KBR_OK);
+    assert_string_equal(out, "ok: 3 entries chain from seq 1; the first 3 match the signed "
+                             "checkpoint\n");
+    free(out);
+    /*
+     * A decoy ahead of the real member: a reader that keeps the last value
+     * verifies the chain, one that keeps the first shows another story.
+     */
+    vf_write_log(&vf, 2, "\"outcome\":\"denied\",");
+    vf_expect_refused(&vf, where_line(where, sizeof(where), vf.log, 2), "duplicate object key");
+    vf_write_log(&vf, 3, "\"detail\":{\"reason\":\"x\",\"reason\":\"y\"},");
+    vf_expect_refused(&vf, where_line(where, sizeof(where), vf.log, 3), "duplicate object key");
+    /* a NUL does not end what is read: nothing after it goes unverified */
+    vf_write_log(&vf, 0, NULL);
+    f = fopen(vf.log, "a");
+    assert_non_null(f);
+    assert_int_equal(fwrite(" \0{\"seq\":4}\n", 1, 11, f), 11);
+    assert_int_equal(fclose(f), 0);
+    vf_expect_refused(&vf, where_line(where, sizeof(where), vf.log, 4), "expected");
+    /* the same in the checkpoint: a reader keeping the first size sees a shorter log signed */
+    vf_write_log(&vf, 0, NULL);
+    vf_write(vf.cp, vf.checkpoint, "\"size\":1,");
+    vf_expect_refused(&vf, where_line(where, sizeof(where), vf.cp, 3), "duplicate object key");
+    vf_free(&vf);
+}
+
+/* A response that says a member twice is not read at all. */
+static void test_response_duplicate_keys(void **state)
+{
+    static const char body[] = "{\"token\":\"decoy\",\"jti\":\"j\",\"token\":\"real\"}";
+    cli_client *c = NULL;
+    cli_client_conf conf = {.url = "http://127.0.0.1:1"};
+    cli_buf buf = {0};
+    cli_response resp = {0};
+    cli_error ce = {{0}, {{0}}};
+
+    (void)state;
+    assert_int_equal(cli_client_new(&conf, NULL, &c, &ce), KBR_OK);
+    assert_true(buf_grow(&buf, sizeof(body)));
+    memcpy(buf.data, body, sizeof(body));
+    buf.len = sizeof(body) - 1;
+    assert_int_equal(read_response(c, &buf, &resp, &ce), KBR_ERR_BAD_REQUEST);
+    assert_null(resp.body);
+    assert_string_equal(ce.code, "bad_response");
+    assert_non_null(strstr(ce.msg.text, "duplicate object key"));
+    cli_response_cleanup(&resp);
+    buf_wipe(&buf);
+    cli_client_free(c);
+}
+
 /* ---- output files ---- */
 
 /* --out follows kbr_file_write's rule, and says so before and after the request. */
@@ -661,6 +887,8 @@ static void test_sbom_rejects(void **state)
 {
     const tmpdir *t = *state;
     static const char spdx[] = "{\"spdxVersion\":\"SPDX-2.3\",\"bomFormat\":\"SPDX\"}";
+    static const char dup[] = "{\"bomFormat\":\"SPDX\",\"specVersion\":\"1.5\",\"bomFormat\":"
+                              "\"CycloneDX\",\"components\":[]}";
     char path[128];
     char *b64 = NULL, *big = NULL;
     kbr_msg msg = {{0}};
@@ -672,6 +900,10 @@ static void test_sbom_rejects(void **state)
     write_file(path, spdx, strlen(spdx));
     assert_int_equal(cli_sbom_b64_from_file(path, &b64, &msg), KBR_ERR_BAD_REQUEST);
     assert_non_null(strstr(msg.text, "CycloneDX"));
+    /* the broker refuses a member given twice; so does the CLI, before anything is signed */
+    write_file(path, dup, strlen(dup));
+    assert_int_equal(cli_sbom_b64_from_file(path, &b64, &msg), KBR_ERR_BAD_REQUEST);
+    assert_non_null(strstr(msg.text, "duplicate"));
     big = malloc(CLI_SBOM_MAX + 1);
     assert_non_null(big);
     memset(big, ' ', CLI_SBOM_MAX + 1);
@@ -1941,6 +2173,8 @@ int main(void)
         cmocka_unit_test(test_view_text_hostile),
         cmocka_unit_test(test_print_json_hostile),
         cmocka_unit_test_setup_teardown(test_out_files, tmp_setup, tmp_teardown),
+        cmocka_unit_test_setup_teardown(test_audit_verify_duplicate_keys, tmp_setup, tmp_teardown),
+        cmocka_unit_test(test_response_duplicate_keys),
         cmocka_unit_test_setup_teardown(test_digest_matches_openssl, tmp_setup, tmp_teardown),
         cmocka_unit_test_setup_teardown(test_digest_known_vector, tmp_setup, tmp_teardown),
         cmocka_unit_test_setup_teardown(test_digest_errors, tmp_setup, tmp_teardown),

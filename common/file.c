@@ -63,16 +63,25 @@ typedef enum {
  * A FIFO or terminal is written as it stands, so whoever holds its other end
  * reads what is written: one that belongs to another user may have been put
  * there to catch a token.  Root's (/dev/null, /dev/tty) and the caller's own
- * are trusted, as OpenSSH trusts files owned by the user or root.
+ * are trusted, as OpenSSH trusts files owned by the user or root.  And
+ * whoever opens a FIFO first reads from it: a secret (a mode without group
+ * or other bits) goes only into one that nobody else may open for reading.
+ * A device's permissions say nothing of the kind (/dev/null is 0666).
  */
-static kbr_err owner_trusted(const char *path, const struct stat *st, kbr_msg *msg)
+static kbr_err in_place_trusted(const char *path, const struct stat *st, unsigned mode,
+                                kbr_msg *msg)
 {
-    if (st->st_uid == geteuid() || st->st_uid == 0)
-        return KBR_OK;
-    return kbr_fail(msg, KBR_ERR_IO,
-                    "%s: a %s that belongs to uid %lu, not to this user or root: whoever holds "
-                    "its other end would read what is written",
-                    path, S_ISFIFO(st->st_mode) ? "FIFO" : "device", (unsigned long)st->st_uid);
+    if (st->st_uid != geteuid() && st->st_uid != 0)
+        return kbr_fail(msg, KBR_ERR_IO,
+                        "%s: a %s that belongs to uid %lu, not to this user or root: whoever "
+                        "holds its other end would read what is written",
+                        path, S_ISFIFO(st->st_mode) ? "FIFO" : "device", (unsigned long)st->st_uid);
+    if (S_ISFIFO(st->st_mode) && (mode & 077) == 0 && (st->st_mode & (S_IRGRP | S_IROTH)) != 0)
+        return kbr_fail(msg, KBR_ERR_IO,
+                        "%s: other users may read from this FIFO (mode %03o), and what is "
+                        "written is for its owner alone (mode %03o)",
+                        path, (unsigned)(st->st_mode & 0777), mode & 0777);
+    return KBR_OK;
 }
 
 /*
@@ -82,7 +91,8 @@ static kbr_err owner_trusted(const char *path, const struct stat *st, kbr_msg *m
  * writes somewhere the user did not mean.  Naming the file itself is always
  * possible, and "-" covers /dev/stdout.
  */
-static kbr_err dest_classify(const char *path, dest_kind *kind, struct stat *st, kbr_msg *msg)
+static kbr_err dest_classify(const char *path, unsigned mode, dest_kind *kind, struct stat *st,
+                             kbr_msg *msg)
 {
     memset(st, 0, sizeof(*st));
     if (strcmp(path, "-") == 0) {
@@ -103,7 +113,7 @@ static kbr_err dest_classify(const char *path, dest_kind *kind, struct stat *st,
     }
     if (S_ISFIFO(st->st_mode) || S_ISCHR(st->st_mode)) {
         *kind = DEST_IN_PLACE;
-        return owner_trusted(path, st, msg);
+        return in_place_trusted(path, st, mode, msg);
     }
     if (S_ISLNK(st->st_mode))
         return kbr_fail(msg, KBR_ERR_IO,
@@ -254,7 +264,7 @@ kbr_err kbr_file_write(const char *path, const void *data, size_t len, unsigned 
     dest_kind kind;
     struct stat st;
 
-    KBR_GUARD(dest_classify(path, &kind, &st, msg));
+    KBR_GUARD(dest_classify(path, mode, &kind, &st, msg));
     if (kind == DEST_STDOUT)
         err = write_stdout(data, len, msg);
     else if (kind == DEST_IN_PLACE)
@@ -265,14 +275,14 @@ out:
     return err;
 }
 
-kbr_err kbr_file_write_check(const char *path, kbr_msg *msg)
+kbr_err kbr_file_write_check(const char *path, unsigned mode, kbr_msg *msg)
 {
     kbr_err err = KBR_OK;
     dest_kind kind;
     struct stat st;
     char *dir = NULL;
 
-    KBR_GUARD(dest_classify(path, &kind, &st, msg));
+    KBR_GUARD(dest_classify(path, mode, &kind, &st, msg));
     if (kind != DEST_REPLACE)
         goto out;
     /* the new file is created beside the old one and renamed over it */

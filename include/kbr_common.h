@@ -151,7 +151,8 @@ KBR_WUR kbr_err kbr_file_read(const char *path, size_t limit, char **out, size_t
  *  - "-": standard output;
  *  - a FIFO or character device (/dev/null, a terminal) of the caller or
  *    root: written in place, without creating or truncating anything; mode
- *    does not apply. Opening a FIFO waits for its reader;
+ *    is not applied, but a secret (mode without group or other bits) is not
+ *    written into a FIFO others may read. Opening a FIFO waits for its reader;
  *  - a symbolic link, directory, block device or socket, or a FIFO or device
  *    of another user: refused.
  * Failures are KBR_ERR_IO with msg (may be NULL) naming path and why.
@@ -163,6 +164,6 @@ KBR_WUR kbr_err kbr_file_write(const char *path, const void *data, size_t len, u
  * directory where it would create the file: for callers that must know
  * before a step that cannot be undone (a certificate issued once).
  */
-KBR_WUR kbr_err kbr_file_write_check(const char *path, kbr_msg *msg);
+KBR_WUR kbr_err kbr_file_write_check(const char *path, unsigned mode, kbr_msg *msg);
 
 #endif

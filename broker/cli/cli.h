@@ -392,8 +392,8 @@ void cli_print_error(FILE *f, kbr_err err, const cli_error *ce);
  */
 KBR_WUR kbr_err cli_write_file(const char *path, const void *data, size_t len, unsigned mode,
                                cli_error *ce);
-/* Before a request that cannot be repeated: whether cli_write_file(path) would be refused. */
-KBR_WUR kbr_err cli_check_out(const char *opt, const char *path, cli_error *ce);
+/* Before a request that cannot be repeated: whether cli_write_file(path, mode) would be refused. */
+KBR_WUR kbr_err cli_check_out(const char *opt, const char *path, unsigned mode, cli_error *ce);
 /* Whether an --out names standard output ("-"). */
 bool cli_is_stdout(const char *path);
 /*

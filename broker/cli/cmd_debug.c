@@ -225,7 +225,7 @@ static kbr_err debug_auth_run(cli_ctx *ctx, cli_error *ce)
     KBR_ENSURE(err == KBR_OK, cli_from_msg(ce, err, &msg));
     /* the broker answers a challenge once: a file that would be refused is found out first */
     if (file != NULL)
-        KBR_GUARD(cli_check_out("out", file, ce));
+        KBR_GUARD(cli_check_out("out", file, 0644, ce));
     KBR_GUARD(cli_call(ctx->client, "POST", "/v1/debug-auth", body, &resp, ce));
     KBR_GUARD(dbg_show(ctx, resp.body, ce));
 out:

@@ -238,9 +238,9 @@ static kbr_err check_outputs(const cli_args *a, cli_error *ce)
         cert == NULL || chain == NULL || strcmp(cert, chain) != 0,
         cli_fail(ce, KBR_ERR_BAD_REQUEST, CLI_USAGE, "--out and --chain-out name the same file"));
     if (cert != NULL)
-        KBR_GUARD(cli_check_out("out", cert, ce));
+        KBR_GUARD(cli_check_out("out", cert, 0644, ce));
     if (chain != NULL)
-        KBR_GUARD(cli_check_out("chain-out", chain, ce));
+        KBR_GUARD(cli_check_out("chain-out", chain, 0644, ce));
 out:
     return err;
 }
@@ -344,7 +344,7 @@ static kbr_err key_cert_run(cli_ctx *ctx, cli_error *ce)
     err = cli_key_cert_body(ctx->args, &body, &msg);
     KBR_ENSURE(err == KBR_OK, cli_from_msg(ce, err, &msg));
     if (file != NULL)
-        KBR_GUARD(cli_check_out("out", file, ce));
+        KBR_GUARD(cli_check_out("out", file, 0644, ce));
     KBR_GUARD(
         cli_path_join(ctx->client, "/v1/keys/", cli_args_pos(ctx->args, 0), "/certificate", &path));
     KBR_GUARD(cli_call(ctx->client, "POST", path, body, &resp, ce));

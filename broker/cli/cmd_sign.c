@@ -276,7 +276,7 @@ static kbr_err sign_run(cli_ctx *ctx, cli_error *ce)
     KBR_ENSURE(err == KBR_OK, cli_from_msg(ce, err, &msg));
     /* a signature counts against the token's uses even if its file is then refused */
     if (out_file != NULL)
-        KBR_GUARD(cli_check_out("out", out_file, ce));
+        KBR_GUARD(cli_check_out("out", out_file, 0644, ce));
     KBR_GUARD(cli_call(ctx->client, "POST", "/v1/sign", body, &resp, ce));
     KBR_GUARD(show_result(ctx, resp.body, ce));
 out:

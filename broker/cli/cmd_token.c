@@ -129,7 +129,7 @@ static kbr_err token_issue(cli_ctx *ctx, cli_error *ce)
     KBR_GUARD(err);
     /* a token minted for a file that is then refused would be audited and lost */
     if (file != NULL)
-        KBR_GUARD(cli_check_out("out", file, ce));
+        KBR_GUARD(cli_check_out("out", file, 0600, ce));
     KBR_GUARD(cli_call(ctx->client, "POST", "/v1/tokens", body, &resp, ce));
     tok = json_object_get(resp.body, "token");
     KBR_ENSURE(json_is_string(tok) && token_text_ok(json_string_value(tok)),

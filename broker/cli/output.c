@@ -83,11 +83,11 @@ kbr_err cli_write_file(const char *path, const void *data, size_t len, unsigned 
     return KBR_OK;
 }
 
-kbr_err cli_check_out(const char *opt, const char *path, cli_error *ce)
+kbr_err cli_check_out(const char *opt, const char *path, unsigned mode, cli_error *ce)
 {
     kbr_msg why = {{0}};
 
-    if (kbr_file_write_check(path, &why) != KBR_OK)
+    if (kbr_file_write_check(path, mode, &why) != KBR_OK)
         return cli_fail(ce, KBR_ERR_IO, "io_error", "--%s %s", opt, why.text);
     return KBR_OK;
 }

@@ -743,10 +743,10 @@ static void test_out_files(void **state)
 
     tmp_path(t, "cert.pem", target, sizeof(target));
     tmp_path(t, "link.pem", link, sizeof(link));
-    assert_int_equal(cli_check_out("out", target, &ce), KBR_OK);
+    assert_int_equal(cli_check_out("out", target, 0644, &ce), KBR_OK);
     assert_int_equal(cli_write_file(target, "pem\n", 4, 0644, &ce), KBR_OK);
     assert_int_equal(symlink(target, link), 0);
-    assert_int_equal(cli_check_out("chain-out", link, &ce), KBR_ERR_IO);
+    assert_int_equal(cli_check_out("chain-out", link, 0644, &ce), KBR_ERR_IO);
     assert_string_equal(ce.code, "io_error");
     snprintf(want, sizeof(want), "--chain-out %s: is a symbolic link", link);
     assert_memory_equal(ce.msg.text, want, strlen(want));

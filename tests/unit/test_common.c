@@ -186,7 +186,7 @@ static void fw_expect_refused(const char *path, const char *why)
     if (strncmp(msg.text, path, strlen(path)) != 0 || strstr(msg.text, why) == NULL)
         fail_msg("refusal of %s says '%s', not '%s'", path, msg.text, why);
     memset(&msg, 0, sizeof(msg));
-    assert_int_equal(kbr_file_write_check(path, &msg), KBR_ERR_IO);
+    assert_int_equal(kbr_file_write_check(path, 0600, &msg), KBR_ERR_IO);
     if (strstr(msg.text, why) == NULL)
         fail_msg("the check of %s says '%s', not '%s'", path, msg.text, why);
 }
@@ -232,9 +232,9 @@ static void test_file_write_regular(void **state)
     assert_int_equal(after.st_mode & 07777, 0644);
     assert_true(after.st_ino != before.st_ino);
     fw_expect_content(path, "pem\n");
-    assert_int_equal(kbr_file_write_check(path, NULL), KBR_OK);
+    assert_int_equal(kbr_file_write_check(path, 0600, NULL), KBR_OK);
     fw_join(path, sizeof(path), dir, "no/such/dir");
-    assert_int_equal(kbr_file_write_check(path, NULL), KBR_ERR_IO);
+    assert_int_equal(kbr_file_write_check(path, 0600, NULL), KBR_ERR_IO);
     assert_int_equal(kbr_file_write(path, "x", 1, 0600, NULL), KBR_ERR_IO);
     assert_int_equal(fw_count_entries(dir), 1);
     assert_int_equal(kbt_rmtree(dir), 0);
@@ -333,6 +333,7 @@ static void test_file_write_fifo(void **state)
     kbr_err err;
     bool still_fifo;
     int status = 0;
+    kbr_msg msg;
 
     (void)state;
     assert_int_equal(kbt_tmpdir(dir, sizeof(dir), "kbr-fw"), 0);
@@ -349,7 +350,20 @@ static void test_file_write_fifo(void **state)
     assert_true(still_fifo);
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 0);
-    assert_int_equal(kbr_file_write_check(fifo, NULL), KBR_OK);
+    assert_int_equal(kbr_file_write_check(fifo, 0600, NULL), KBR_OK);
+    /*
+     * Whoever opens a FIFO first reads what is written: a secret goes only
+     * into one nobody else may open. The reader stands by in case it does.
+     */
+    assert_int_equal(chmod(fifo, 0644), 0);
+    reader = fw_fifo_reader(fifo, FW_SECRET);
+    memset(&msg, 0, sizeof(msg));
+    err = kbr_file_write(fifo, FW_SECRET, strlen(FW_SECRET), 0600, &msg);
+    kill(reader, SIGKILL);
+    assert_int_equal(waitpid(reader, &status, 0), reader);
+    assert_int_equal(err, KBR_ERR_IO);
+    assert_non_null(strstr(msg.text, "other users may read from this FIFO"));
+    fw_expect_refused(fifo, "other users may read from this FIFO");
     /* another user's FIFO may be there to catch the token (root can hand it over to test this) */
     if (geteuid() == 0) {
         assert_int_equal(chown(fifo, 65534, 65534), 0);
@@ -373,7 +387,7 @@ static void test_file_write_dev_null(void **state)
     assert_int_equal(after.st_rdev, before.st_rdev);
     assert_int_equal(after.st_ino, before.st_ino);
     assert_int_equal(after.st_mode, before.st_mode);
-    assert_int_equal(kbr_file_write_check("/dev/null", NULL), KBR_OK);
+    assert_int_equal(kbr_file_write_check("/dev/null", 0600, NULL), KBR_OK);
 }
 
 /* "-" is standard output, not a file of that name in the working directory. */

@@ -9,10 +9,15 @@
 static int json_put_chunk(const char *buf, size_t size, void *data)
 {
     FILE *f = data;
+    const char *end = buf + size;
 
-    for (size_t i = 0; i < size; i++)
-        if ((buf[i] == 0x7f ? fputs("\\u007f", f) : fputc(buf[i], f)) == EOF)
+    while (buf < end) {
+        const char *del = memchr(buf, 0x7f, (size_t)(end - buf));
+        size_t n = (size_t)((del != NULL ? del : end) - buf);
+        if (fwrite(buf, 1, n, f) != n || (del != NULL && fputs("\\u007f", f) == EOF))
             return -1;
+        buf += n + (del != NULL);
+    }
     return 0;
 }
 

@@ -161,7 +161,8 @@ clean:
 	rm -rf build build-asan bin
 
 -include $(CORE_OBJ:.o=.d) $(LIB_OBJ:.o=.d) $(D_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
--include $(wildcard $(BUILD)/tests/fuzz/*.d)
+# tests/unit/test_cli.c includes the CLI's sources: it is rebuilt when they change.
+-include $(wildcard $(BUILD)/tests/fuzz/*.d $(BUILD)/tests/unit/*.d $(BUILD)/tests/integration/*.d)
 
 # tests/bench/gen_store: a store of a million devices and the custody views timed on it
 # (tests/bench/README.md).  Not part of check: it takes minutes and gigabytes.

@@ -1,11 +1,7 @@
-/* encode.c - hex, base64, base64url, hashes, random ids, times, files. */
-#include <errno.h>
-#include <fcntl.h>
+/* encode.c - hex, base64, base64url, hashes, random ids, times. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <openssl/bn.h>
 #include <openssl/ec.h>
@@ -286,59 +282,6 @@ kbr_err kbr_json_canonical(const json_t *v, char **out)
 {
     *out = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII | JSON_ENCODE_ANY);
     return *out == NULL ? KBR_ERR_NOMEM : KBR_OK;
-}
-
-kbr_err kbr_file_read(const char *path, size_t limit, char **out, size_t *outlen)
-{
-    kbr_err err = KBR_OK;
-    FILE *f = NULL;
-    char *buf = NULL;
-    size_t n;
-
-    *out = NULL;
-    if (outlen != NULL)
-        *outlen = 0;
-    f = fopen(path, "rb");
-    KBR_ENSURE(f != NULL, KBR_ERR_IO);
-    buf = malloc(limit + 1);
-    KBR_ENSURE(buf != NULL, KBR_ERR_NOMEM);
-    n = fread(buf, 1, limit + 1, f);
-    KBR_ENSURE(!ferror(f), KBR_ERR_IO);
-    KBR_ENSURE(n <= limit, KBR_ERR_TOO_LARGE);
-    buf[n] = '\0';
-    *out = buf;
-    buf = NULL;
-    if (outlen != NULL)
-        *outlen = n;
-out:
-    free(buf);
-    if (f != NULL)
-        fclose(f);
-    return err;
-}
-
-kbr_err kbr_file_write(const char *path, const void *data, size_t len, unsigned mode)
-{
-    kbr_err err = KBR_OK;
-    char tmp[4096];
-    int fd = -1;
-
-    KBR_ENSURE(snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid()) < (int)sizeof(tmp),
-               KBR_ERR_IO);
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, (mode_t)mode);
-    KBR_ENSURE(fd >= 0, KBR_ERR_IO);
-    KBR_ENSURE(fchmod(fd, (mode_t)mode) == 0, KBR_ERR_IO);
-    KBR_ENSURE(write(fd, data, len) == (ssize_t)len, KBR_ERR_IO);
-    KBR_ENSURE(fsync(fd) == 0, KBR_ERR_IO);
-    KBR_ENSURE(close(fd) == 0, KBR_ERR_IO);
-    fd = -1;
-    KBR_ENSURE(rename(tmp, path) == 0, KBR_ERR_IO);
-out:
-    if (fd >= 0) {
-        close(fd);
-        unlink(tmp);
-    }
-    return err;
 }
 
 double kbr_monotonic_seconds(void)

@@ -155,7 +155,28 @@ char *kbr_arena_strdup(kbr_arena *a, const char *s);
 
 /* Reads a whole file into a NUL-terminated heap buffer. Caller frees. */
 KBR_WUR kbr_err kbr_file_read(const char *path, size_t limit, char **out, size_t *outlen);
-/* Writes data to path atomically (tmp + rename) with the given mode. */
-KBR_WUR kbr_err kbr_file_write(const char *path, const void *data, size_t len, unsigned mode);
+/*
+ * Writes data to path, in the one way that cannot damage what path names
+ * (its last component is never followed):
+ *  - nothing yet, or a regular file: a new file is created beside it (mode
+ *    0600 from the start, then `mode`), written, fsync()ed and renamed over
+ *    path, and the directory fsync()ed; readers see the old or the new data;
+ *  - "-": standard output;
+ *  - a FIFO or character device (/dev/null, a terminal) of the caller or
+ *    root: written in place, without creating or truncating anything; mode
+ *    is not applied, but a secret (mode without group or other bits) is not
+ *    written into a FIFO others may read. Opening a FIFO waits for its reader;
+ *  - a symbolic link, directory, block device or socket, or a FIFO or device
+ *    of another user: refused.
+ * Failures are KBR_ERR_IO with msg (may be NULL) naming path and why.
+ */
+KBR_WUR kbr_err kbr_file_write(const char *path, const void *data, size_t len, unsigned mode,
+                               kbr_msg *msg);
+/*
+ * The checks kbr_file_write() makes before it writes, plus a writable
+ * directory where it would create the file: for callers that must know
+ * before a step that cannot be undone (a certificate issued once).
+ */
+KBR_WUR kbr_err kbr_file_write_check(const char *path, unsigned mode, kbr_msg *msg);
 
 #endif

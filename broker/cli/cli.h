@@ -84,14 +84,33 @@ KBR_WUR kbr_err cli_parse_ll(const char *s, long long min, long long max, long l
 
 /*
  * Renders a header row and nrows rows of ncols cells (row-major; NULL shows
- * as "-") with columns padded to their widest cell (counted in UTF-8
- * characters), two spaces apart, no trailing blanks. Caller frees *out.
+ * as "-"), each escaped by cli_term_put() as one line, with columns padded
+ * to their widest escaped cell (counted in UTF-8 characters), two spaces
+ * apart, no trailing blanks. Caller frees *out.
  */
 KBR_WUR kbr_err cli_table_render(const char *const *headers, size_t ncols, const char *const *cells,
                                  size_t nrows, char **out);
 
-/* Writes s with control characters shown as '?': server text never drives the terminal. */
-void cli_fput_sanitized(FILE *f, const char *s);
+/* ---- terminal safety (table.c) ---- */
+
+/*
+ * What the CLI prints comes from the broker and from files, and neither may
+ * drive the terminal. cli_term_put() writes s with C0 controls, DEL, C1
+ * controls (U+0080..U+009F), the bidi marks, embeddings, overrides and
+ * isolates (U+061C, U+200E, U+200F, U+202A..U+202E, U+2066..U+2069) and the
+ * line and paragraph separators (U+2028, U+2029) escaped as \u009b (\n, \r,
+ * \t for those three), and bytes that are not UTF-8 as \xc0. keep names the
+ * ASCII controls left as they are: CLI_TERM_LINE for a value shown on one
+ * line (a table cell, a name in a message), CLI_TERM_LINES for text of lines
+ * (PEM, rendered tables). The escaped text contains nothing more to escape.
+ */
+#define CLI_TERM_LINE  ""
+#define CLI_TERM_LINES "\n\t"
+void cli_term_put(FILE *f, const char *s, const char *keep);
+/* cli_term_put() into a new string. Caller frees. */
+KBR_WUR kbr_err cli_term_escape(const char *s, const char *keep, char **out);
+/* Whether cli_term_put() would write s unchanged. */
+bool cli_term_plain(const char *s, const char *keep);
 
 /* A table column: its header and the dotted member path of its value ("hsm.label"). */
 typedef struct {
@@ -341,21 +360,47 @@ KBR_WUR kbr_err cli_view_device_text(const json_t *view, char **out);
  * after the header line when header is true; lines end in "\n". Fields
  * holding a comma, a double quote, CR or LF are quoted as RFC 4180 says
  * (quotes doubled); a null current_firmware is an empty field. An item
- * that is not an object of strings, or a field holding another control
- * character (never part of a ledger name), is KBR_ERR_BAD_REQUEST.
+ * that is not an object of strings, or a field holding anything else that
+ * cli_term_put() would escape (never part of a ledger name), is
+ * KBR_ERR_BAD_REQUEST: the CSV is printed as it is.
  * Caller frees *out.
  */
 KBR_WUR kbr_err cli_view_pending_csv(const json_t *items, bool header, char **out);
 
 /* ---- output shared by the commands (output.c) ---- */
 
-/* Prints v as indented JSON, keys in the server's order; a NULL v prints null. */
+/*
+ * Writes v as json_dumpf() would with flags, but with every character
+ * outside printable ASCII as \uXXXX (JSON_ENSURE_ASCII, and DEL escaped
+ * here): the same JSON value, nothing a terminal acts on. KBR_ERR_IO on a
+ * write error.
+ */
+KBR_WUR kbr_err cli_json_dumpf(FILE *f, const json_t *v, size_t flags);
+/* Prints v as indented JSON (cli_json_dumpf), keys in the server's order; a NULL v prints null. */
 KBR_WUR kbr_err cli_print_json(FILE *f, const json_t *v, cli_error *ce);
-/* Prints a rendered table (or any text) and frees it. */
+/* Prints a rendered table (or any text) through cli_term_put(CLI_TERM_LINES) and frees it. */
 KBR_WUR kbr_err cli_print_text(FILE *f, char *text, cli_error *ce);
-/* Writes data to path with mode, naming the file on failure. */
+/* Prints text of lines from the broker (PEM) through cli_term_put(CLI_TERM_LINES). */
+KBR_WUR kbr_err cli_print_lines(FILE *f, const char *text, cli_error *ce);
+/* "what name" and a newline, name escaped as one line. */
+void cli_print_named(FILE *f, const char *what, const char *name);
+/* The error line "keybroker: CODE: MESSAGE", both escaped: either may come from the broker. */
+void cli_print_error(FILE *f, kbr_err err, const cli_error *ce);
+/*
+ * Writes data to path with mode as kbr_file_write() does (a FIFO, device or
+ * "-" in place, a symbolic link refused), naming the file and why on failure.
+ */
 KBR_WUR kbr_err cli_write_file(const char *path, const void *data, size_t len, unsigned mode,
                                cli_error *ce);
+/* Before a request that cannot be repeated: whether cli_write_file(path, mode) would be refused. */
+KBR_WUR kbr_err cli_check_out(const char *opt, const char *path, unsigned mode, cli_error *ce);
+/* Whether an --out names standard output ("-"). */
+bool cli_is_stdout(const char *path);
+/*
+ * The context for what a command shows after writing path: with --out - the
+ * data has standard output to itself, so the table (or JSON) goes to stderr.
+ */
+cli_ctx cli_ctx_beside(const cli_ctx *ctx, const char *path);
 /* GETs path and shows it as cli_show() does. */
 KBR_WUR kbr_err cli_get_show(const cli_ctx *ctx, const char *path, const char *rows,
                              const cli_column *cols, size_t ncols, cli_error *ce);

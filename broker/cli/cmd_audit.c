@@ -92,7 +92,7 @@ static kbr_err write_entry(FILE *f, const json_t *e, export_state *st, cli_error
     }
     st->last = n;
     st->done = st->bound >= 0 && n == st->bound;
-    if (json_dumpf(e, f, JSON_COMPACT | JSON_PRESERVE_ORDER) != 0 || fputc('\n', f) == EOF)
+    if (cli_json_dumpf(f, e, JSON_COMPACT | JSON_PRESERVE_ORDER) != KBR_OK || fputc('\n', f) == EOF)
         return cli_fail(ce, KBR_ERR_IO, "io_error", "cannot write the export");
     return KBR_OK;
 }

@@ -13,7 +13,28 @@
 
 #define N_ELEMS(a) (sizeof(a) / sizeof((a)[0]))
 
-/* One entry per line, as `keybroker audit export` writes them; blank lines are skipped. */
+/*
+ * Both files are evidence from outside, read with duplicate keys refused: an
+ * entry or checkpoint holding a member twice (a decoy first, the value that
+ * verifies last) would verify here, where jansson keeps the last, and say
+ * something else to a reader that keeps the first.
+ */
+#define VERIFY_JSON_FLAGS JSON_REJECT_DUPLICATES
+
+/* Whitespace only; measured by length, so a NUL cannot hide the rest of the line. */
+static bool line_blank(const char *line, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (strchr(" \t\r\n", line[i]) == NULL || line[i] == '\0')
+            return false;
+    return true;
+}
+
+/*
+ * One entry per line, as `keybroker audit export` writes them; blank lines
+ * are skipped. Each line is parsed whole (json_loadb): a NUL in it is an
+ * error, not the end of what is read.
+ */
 static kbr_err read_export(const char *path, json_t **out, cli_error *ce)
 {
     kbr_err err = KBR_OK;
@@ -21,16 +42,19 @@ static kbr_err read_export(const char *path, json_t **out, cli_error *ce)
     json_t *entries = json_array(), *e = NULL;
     char *line = NULL;
     size_t cap = 0, lineno = 0;
+    ssize_t len;
     json_error_t jerr;
 
     *out = NULL;
     KBR_ENSURE(f != NULL, cli_fail(ce, KBR_ERR_IO, "io_error", "%s: cannot open", path));
     KBR_ENSURE(entries != NULL, KBR_ERR_NOMEM);
-    while (getline(&line, &cap, f) != -1) {
+    while ((len = getline(&line, &cap, f)) != -1) {
         lineno++;
-        if (strspn(line, " \t\r\n") == strlen(line))
+        if (line_blank(line, (size_t)len))
             continue;
-        e = json_loads(line, 0, &jerr);
+        e = json_loadb(line, (size_t)len, VERIFY_JSON_FLAGS, &jerr);
+        KBR_ENSURE(e != NULL, cli_fail(ce, KBR_ERR_BAD_REQUEST, "verify_failed", "%s:%zu: %s", path,
+                                       lineno, jerr.text));
         KBR_ENSURE(json_is_object(e), cli_fail(ce, KBR_ERR_BAD_REQUEST, "verify_failed",
                                                "%s:%zu: not a JSON object", path, lineno));
         KBR_ENSURE(json_array_append_new(entries, e) == 0, KBR_ERR_NOMEM);
@@ -52,12 +76,14 @@ static kbr_err read_checkpoint(const char *path, json_t **out, cli_error *ce)
 {
     json_error_t jerr;
 
-    *out = json_load_file(path, 0, &jerr);
+    *out = json_load_file(path, VERIFY_JSON_FLAGS, &jerr);
+    if (*out == NULL)
+        return cli_fail(ce, KBR_ERR_BAD_REQUEST, "verify_failed", "%s:%d: %s", path, jerr.line,
+                        jerr.text);
     if (!json_is_object(*out)) {
         json_decref(*out);
         *out = NULL;
-        return cli_fail(ce, KBR_ERR_BAD_REQUEST, "verify_failed", "%s: not a JSON object: %s", path,
-                        jerr.text);
+        return cli_fail(ce, KBR_ERR_BAD_REQUEST, "verify_failed", "%s: not a JSON object", path);
     }
     return KBR_OK;
 }
@@ -84,10 +110,11 @@ static kbr_err report_ok(cli_ctx *ctx, const json_t *entries, const json_t *cp)
         json_t *r =
             json_pack("{s:b,s:I,s:I,s:O}", "ok", 1, "entries", (json_int_t)json_array_size(entries),
                       "size", size, "root_hash", json_object_get(cp, "root_hash"));
-        int rc = r != NULL ? json_dumpf(r, ctx->out, JSON_COMPACT | JSON_SORT_KEYS) : -1;
+        kbr_err err =
+            r != NULL ? cli_json_dumpf(ctx->out, r, JSON_COMPACT | JSON_SORT_KEYS) : KBR_ERR_NOMEM;
 
         json_decref(r);
-        return rc == 0 && fputc('\n', ctx->out) != EOF ? KBR_OK : KBR_ERR_IO;
+        return err == KBR_OK && fputc('\n', ctx->out) == EOF ? KBR_ERR_IO : err;
     }
     fprintf(ctx->out,
             "ok: %zu entries chain from seq 1; the first %" JSON_INTEGER_FORMAT

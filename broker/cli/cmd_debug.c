@@ -10,10 +10,8 @@
  * rather than lost.
  */
 #include <errno.h>
-#include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "cli.h"
 
@@ -176,23 +174,6 @@ out:
     return err;
 }
 
-/* kbr_file_write() renames a temporary file into place, so the directory must be writable. */
-static kbr_err dbg_check_out_dir(const char *file, cli_error *ce)
-{
-    kbr_err err = KBR_OK;
-    char *copy = strdup(file);
-    const char *dir = NULL;
-
-    KBR_ENSURE(copy != NULL, KBR_ERR_NOMEM);
-    dir = dirname(copy);
-    KBR_ENSURE(access(dir, W_OK | X_OK) == 0,
-               cli_fail(ce, KBR_ERR_IO, "io_error", "--out %s: directory %s: %s", file, dir,
-                        strerror(errno)));
-out:
-    free(copy);
-    return err;
-}
-
 /* The challenge is spent: a signature that cannot be written goes to stdout instead. */
 static kbr_err dbg_write_signature(const cli_ctx *ctx, const char *file, const char *b64,
                                    cli_error *ce)
@@ -200,17 +181,16 @@ static kbr_err dbg_write_signature(const cli_ctx *ctx, const char *file, const c
     kbr_err err = KBR_OK;
     unsigned char *sig = NULL;
     size_t len = 0;
-    int saved;
+    kbr_msg why = {{0}};
 
     KBR_ENSURE(b64 != NULL && kbr_b64_decode(b64, &sig, &len) == KBR_OK,
                cli_fail(ce, KBR_ERR_BAD_REQUEST, "bad_response",
                         "the response has no valid signature_b64"));
-    if (kbr_file_write(file, sig, len, 0644) != KBR_OK) {
-        saved = errno;
+    /* kbr_b64_decode accepted it, so b64 holds nothing but the base64 alphabet */
+    if (kbr_file_write(file, sig, len, 0644, &why) != KBR_OK) {
         fprintf(ctx->out, "%s\n", b64);
         err = cli_fail(ce, KBR_ERR_IO, "io_error",
-                       "cannot write %s: %s; the signature is on stdout (base64)", file,
-                       strerror(saved));
+                       "cannot write %s; the signature is on stdout (base64)", why.text);
     }
 out:
     free(sig);
@@ -221,13 +201,14 @@ static kbr_err dbg_show(const cli_ctx *ctx, const json_t *resp, cli_error *ce)
 {
     kbr_err err = KBR_OK;
     const char *file = cli_args_str(ctx->args, "out");
+    cli_ctx shown = cli_ctx_beside(ctx, file);
     size_t nfields = N_ELEMS(dbg_fields);
 
     if (file != NULL) {
         KBR_GUARD(dbg_write_signature(ctx, file, cli_json_str(resp, "signature_b64"), ce));
         nfields--;
     }
-    KBR_GUARD(cli_show(ctx, resp, NULL, dbg_fields, nfields, ce));
+    KBR_GUARD(cli_show(&shown, resp, NULL, dbg_fields, nfields, ce));
 out:
     return err;
 }
@@ -242,8 +223,9 @@ static kbr_err debug_auth_run(cli_ctx *ctx, cli_error *ce)
 
     err = cli_debug_auth_body(ctx->args, &body, &msg);
     KBR_ENSURE(err == KBR_OK, cli_from_msg(ce, err, &msg));
+    /* the broker answers a challenge once: a file that would be refused is found out first */
     if (file != NULL)
-        KBR_GUARD(dbg_check_out_dir(file, ce));
+        KBR_GUARD(cli_check_out("out", file, 0644, ce));
     KBR_GUARD(cli_call(ctx->client, "POST", "/v1/debug-auth", body, &resp, ce));
     KBR_GUARD(dbg_show(ctx, resp.body, ce));
 out:

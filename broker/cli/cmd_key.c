@@ -119,7 +119,7 @@ static kbr_err key_retire(cli_ctx *ctx, cli_error *ce)
     if (ctx->json)
         KBR_GUARD(cli_print_json(ctx->out, resp.body, ce));
     else
-        fprintf(ctx->out, "retired %s\n", cli_args_pos(ctx->args, 0));
+        cli_print_named(ctx->out, "retired", cli_args_pos(ctx->args, 0));
 out:
     cli_response_cleanup(&resp);
     json_decref(body);
@@ -127,16 +127,13 @@ out:
     return err;
 }
 
-static kbr_err write_pem(const cli_ctx *ctx, const char *pem, cli_error *ce)
+static kbr_err write_pem(const cli_ctx *ctx, const char *file, const char *pem, cli_error *ce)
 {
-    const char *file = cli_args_str(ctx->args, "out");
-
     if (file != NULL)
         return cli_write_file(file, pem, strlen(pem), 0644, ce);
     if (ctx->json)
         return KBR_OK;
-    return fputs(pem, ctx->out) == EOF ? cli_fail(ce, KBR_ERR_IO, "io_error", "cannot write")
-                                       : KBR_OK;
+    return cli_print_lines(ctx->out, pem, ce);
 }
 
 static kbr_err key_pubkey(cli_ctx *ctx, cli_error *ce)
@@ -144,7 +141,7 @@ static kbr_err key_pubkey(cli_ctx *ctx, cli_error *ce)
     kbr_err err = KBR_OK;
     char *path = NULL;
     cli_response resp = {0};
-    const char *pem = NULL;
+    const char *pem = NULL, *file = cli_args_str(ctx->args, "out");
 
     KBR_GUARD(key_path(ctx, NULL, &path));
     KBR_GUARD(cli_call(ctx->client, "GET", path, NULL, &resp, ce));
@@ -152,8 +149,8 @@ static kbr_err key_pubkey(cli_ctx *ctx, cli_error *ce)
     KBR_ENSURE(pem != NULL,
                cli_fail(ce, KBR_ERR_BAD_REQUEST, "bad_response", "the key has no public_key_pem"));
     if (ctx->json)
-        KBR_GUARD(cli_print_json(ctx->out, resp.body, ce));
-    KBR_GUARD(write_pem(ctx, pem, ce));
+        KBR_GUARD(cli_print_json(cli_ctx_beside(ctx, file).out, resp.body, ce));
+    KBR_GUARD(write_pem(ctx, file, pem, ce));
 out:
     cli_response_cleanup(&resp);
     free(path);

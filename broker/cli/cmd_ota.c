@@ -286,11 +286,11 @@ static void ota_warn_unknown(const json_t *resp, const char *product)
         return;
     fprintf(stderr, "keybroker: warning: %zu device%s not in the ledger of product ", n,
             n == 1 ? " is" : "s are");
-    cli_fput_sanitized(stderr, product);
+    cli_term_put(stderr, product, CLI_TERM_LINE);
     fputs(" and not recorded:", stderr);
     for (size_t i = 0; i < n; i++) {
         fputs(i == 0 ? " " : ", ", stderr);
-        cli_fput_sanitized(stderr, json_string_value(json_array_get(unknown, i)));
+        cli_term_put(stderr, json_string_value(json_array_get(unknown, i)), CLI_TERM_LINE);
     }
     fputc('\n', stderr);
 }

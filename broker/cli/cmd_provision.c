@@ -3,10 +3,8 @@
  * device CA's own certificate, and device certificates made from a CSR.
  */
 #include <errno.h>
-#include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <openssl/err.h>
 #include <openssl/pem.h>
@@ -226,22 +224,6 @@ out:
 
 /* ---- output files ---- */
 
-static kbr_err check_dir_writable(const char *opt, const char *file, cli_error *ce)
-{
-    kbr_err err = KBR_OK;
-    char *copy = strdup(file);
-    const char *dir = NULL;
-
-    KBR_ENSURE(copy != NULL, KBR_ERR_NOMEM);
-    dir = dirname(copy);
-    KBR_ENSURE(access(dir, W_OK | X_OK) == 0,
-               cli_fail(ce, KBR_ERR_IO, "io_error", "--%s %s: directory %s: %s", opt, file, dir,
-                        strerror(errno)));
-out:
-    free(copy);
-    return err;
-}
-
 /*
  * Checked before the request: once the broker has issued a certificate the
  * serial and a batch slot are spent, so a file that cannot be written must
@@ -256,9 +238,9 @@ static kbr_err check_outputs(const cli_args *a, cli_error *ce)
         cert == NULL || chain == NULL || strcmp(cert, chain) != 0,
         cli_fail(ce, KBR_ERR_BAD_REQUEST, CLI_USAGE, "--out and --chain-out name the same file"));
     if (cert != NULL)
-        KBR_GUARD(check_dir_writable("out", cert, ce));
+        KBR_GUARD(cli_check_out("out", cert, 0644, ce));
     if (chain != NULL)
-        KBR_GUARD(check_dir_writable("chain-out", chain, ce));
+        KBR_GUARD(cli_check_out("chain-out", chain, 0644, ce));
 out:
     return err;
 }
@@ -267,14 +249,13 @@ out:
 static kbr_err write_or_print(const cli_ctx *ctx, const char *file, const char *pem,
                               const char *what, cli_error *ce)
 {
-    int saved;
+    kbr_msg why = {{0}};
 
-    if (kbr_file_write(file, pem, strlen(pem), 0644) == KBR_OK)
+    if (kbr_file_write(file, pem, strlen(pem), 0644, &why) == KBR_OK)
         return KBR_OK;
-    saved = errno;
-    fputs(pem, ctx->out);
-    return cli_fail(ce, KBR_ERR_IO, "io_error", "cannot write %s: %s; the issued %s is on stdout",
-                    file, strerror(saved), what);
+    cli_term_put(ctx->out, pem, CLI_TERM_LINES);
+    return cli_fail(ce, KBR_ERR_IO, "io_error", "cannot write %s; the issued %s is on stdout",
+                    why.text, what);
 }
 
 static kbr_err issued_pem(const json_t *body, const char *field, const char **pem, cli_error *ce)
@@ -294,6 +275,7 @@ static kbr_err show_issued(const cli_ctx *ctx, const json_t *body, size_t nfield
     kbr_err err = KBR_OK;
     const char *file = cli_args_str(ctx->args, "out");
     const char *chain_file = cli_args_str(ctx->args, "chain-out");
+    cli_ctx shown = cli_ctx_beside(ctx, cli_is_stdout(chain_file) ? chain_file : file);
     const char *cert = NULL, *chain = NULL;
 
     KBR_GUARD(issued_pem(body, "certificate_pem", &cert, ce));
@@ -302,10 +284,9 @@ static kbr_err show_issued(const cli_ctx *ctx, const json_t *body, size_t nfield
         KBR_GUARD(write_or_print(ctx, file, cert, "certificate", ce));
     if (chain_file != NULL)
         KBR_GUARD(write_or_print(ctx, chain_file, chain, "chain", ce));
-    KBR_GUARD(cli_show(ctx, body, NULL, issued_fields, nfields, ce));
+    KBR_GUARD(cli_show(&shown, body, NULL, issued_fields, nfields, ce));
     if (file == NULL && !ctx->json)
-        KBR_ENSURE(fputs(cert, ctx->out) != EOF,
-                   cli_fail(ce, KBR_ERR_IO, "io_error", "cannot write the output"));
+        KBR_GUARD(cli_print_lines(ctx->out, cert, ce));
 out:
     return err;
 }
@@ -357,12 +338,13 @@ static kbr_err key_cert_run(cli_ctx *ctx, cli_error *ce)
     cli_response resp = {0};
     char *path = NULL;
     const char *file = cli_args_str(ctx->args, "out"), *pem = NULL;
+    cli_ctx shown = cli_ctx_beside(ctx, file);
     kbr_msg msg = {{0}};
 
     err = cli_key_cert_body(ctx->args, &body, &msg);
     KBR_ENSURE(err == KBR_OK, cli_from_msg(ce, err, &msg));
     if (file != NULL)
-        KBR_GUARD(check_dir_writable("out", file, ce));
+        KBR_GUARD(cli_check_out("out", file, 0644, ce));
     KBR_GUARD(
         cli_path_join(ctx->client, "/v1/keys/", cli_args_pos(ctx->args, 0), "/certificate", &path));
     KBR_GUARD(cli_call(ctx->client, "POST", path, body, &resp, ce));
@@ -371,7 +353,7 @@ static kbr_err key_cert_run(cli_ctx *ctx, cli_error *ce)
                                      "the response has no certificate.pem"));
     if (file != NULL)
         KBR_GUARD(write_or_print(ctx, file, pem, "certificate", ce));
-    KBR_GUARD(cli_show(ctx, resp.body, NULL, key_cert_fields, N_ELEMS(key_cert_fields), ce));
+    KBR_GUARD(cli_show(&shown, resp.body, NULL, key_cert_fields, N_ELEMS(key_cert_fields), ce));
 out:
     cli_response_cleanup(&resp);
     json_decref(body);

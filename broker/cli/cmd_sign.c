@@ -244,6 +244,7 @@ static kbr_err show_result(const cli_ctx *ctx, const json_t *resp, cli_error *ce
 {
     kbr_err err = KBR_OK;
     const char *file = cli_args_str(ctx->args, "out");
+    cli_ctx shown = cli_ctx_beside(ctx, file);
     size_t nfields = N_ELEMS(result_fields);
 
     if (file != NULL) {
@@ -251,7 +252,7 @@ static kbr_err show_result(const cli_ctx *ctx, const json_t *resp, cli_error *ce
         /* The signature is in the file; the table keeps what identifies it. */
         nfields--;
     }
-    KBR_GUARD(cli_show(ctx, resp, NULL, result_fields, nfields, ce));
+    KBR_GUARD(cli_show(&shown, resp, NULL, result_fields, nfields, ce));
 out:
     return err;
 }
@@ -259,7 +260,7 @@ out:
 static kbr_err sign_run(cli_ctx *ctx, cli_error *ce)
 {
     kbr_err err = KBR_OK;
-    const char *hash = cli_args_str(ctx->args, "hash");
+    const char *hash = cli_args_str(ctx->args, "hash"), *out_file = cli_args_str(ctx->args, "out");
     sign_inputs in = {0};
     cli_sign_req req;
     json_t *body = NULL;
@@ -273,6 +274,9 @@ static kbr_err sign_run(cli_ctx *ctx, cli_error *ce)
     fill_request(ctx->args, &in, hash, &req);
     err = cli_sign_body(&req, &body, &msg);
     KBR_ENSURE(err == KBR_OK, cli_from_msg(ce, err, &msg));
+    /* a signature counts against the token's uses even if its file is then refused */
+    if (out_file != NULL)
+        KBR_GUARD(cli_check_out("out", out_file, 0644, ce));
     KBR_GUARD(cli_call(ctx->client, "POST", "/v1/sign", body, &resp, ce));
     KBR_GUARD(show_result(ctx, resp.body, ce));
 out:

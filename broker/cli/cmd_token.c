@@ -90,9 +90,22 @@ out:
     return err;
 }
 
+/*
+ * A token is three base64url segments joined by dots; it is printed and
+ * written as it is, so a response holding anything else is not passed on.
+ */
+static bool token_text_ok(const char *t)
+{
+    static const char alphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.";
+
+    return t[0] != '\0' && t[strspn(t, alphabet)] == '\0';
+}
+
 static kbr_err print_token(const cli_ctx *ctx, const json_t *resp, const char *token, cli_error *ce)
 {
     const char *file = cli_args_str(ctx->args, "out");
+    cli_ctx shown = cli_ctx_beside(ctx, file);
     kbr_err err = KBR_OK;
 
     if (file != NULL)
@@ -100,7 +113,7 @@ static kbr_err print_token(const cli_ctx *ctx, const json_t *resp, const char *t
     if (err != KBR_OK || ctx->json)
         return err;
     if (file != NULL)
-        return cli_show(ctx, resp, NULL, issued_fields, N_ELEMS(issued_fields), ce);
+        return cli_show(&shown, resp, NULL, issued_fields, N_ELEMS(issued_fields), ce);
     fprintf(ctx->out, "%s\n", token);
     return KBR_OK;
 }
@@ -108,6 +121,7 @@ static kbr_err print_token(const cli_ctx *ctx, const json_t *resp, const char *t
 static kbr_err token_issue(cli_ctx *ctx, cli_error *ce)
 {
     kbr_err err = KBR_OK;
+    const char *file = cli_args_str(ctx->args, "out");
     json_t *body = NULL, *tok = NULL;
     cli_response resp = {0};
 
@@ -115,12 +129,15 @@ static kbr_err token_issue(cli_ctx *ctx, cli_error *ce)
     KBR_ENSURE(err != KBR_ERR_BAD_REQUEST,
                cli_fail(ce, err, CLI_USAGE, "an option value is not valid UTF-8"));
     KBR_GUARD(err);
+    /* a token minted for a file that is then refused would be audited and lost */
+    if (file != NULL)
+        KBR_GUARD(cli_check_out("out", file, 0600, ce));
     KBR_GUARD(cli_call(ctx->client, "POST", "/v1/tokens", body, &resp, ce));
     tok = json_object_get(resp.body, "token");
-    KBR_ENSURE(json_is_string(tok),
+    KBR_ENSURE(json_is_string(tok) && token_text_ok(json_string_value(tok)),
                cli_fail(ce, KBR_ERR_BAD_REQUEST, "bad_response", "the response has no token"));
     if (ctx->json)
-        KBR_GUARD(cli_print_json(ctx->out, resp.body, ce));
+        KBR_GUARD(cli_print_json(cli_ctx_beside(ctx, file).out, resp.body, ce));
     KBR_GUARD(print_token(ctx, resp.body, json_string_value(tok), ce));
 out:
     /* jansson frees without wiping; the token string is wiped in place first. */
@@ -184,7 +201,7 @@ static kbr_err token_revoke(cli_ctx *ctx, cli_error *ce)
     if (ctx->json)
         KBR_GUARD(cli_print_json(ctx->out, resp.body, ce));
     else
-        fprintf(ctx->out, "revoked %s\n", jti);
+        cli_print_named(ctx->out, "revoked", jti);
 out:
     cli_response_cleanup(&resp);
     json_decref(body);

@@ -163,7 +163,7 @@ static kbr_err view_section(FILE *f, const char *title, const json_t *rows, cons
 
     KBR_ENSURE(json_is_array(rows), KBR_ERR_BAD_REQUEST);
     fputc('\n', f);
-    cli_fput_sanitized(f, title);
+    cli_term_put(f, title, CLI_TERM_LINE);
     if (json_array_size(rows) == 0) {
         fputs(": none\n", f);
         goto out;
@@ -337,7 +337,7 @@ static kbr_err view_product_expiring(FILE *f, const json_t *view)
         goto out;
     KBR_ENSURE(until != NULL && json_is_integer(days), KBR_ERR_BAD_REQUEST);
     fprintf(f, "\nexpiring within %" JSON_INTEGER_FORMAT " days (until ", json_integer_value(days));
-    cli_fput_sanitized(f, until);
+    cli_term_put(f, until, CLI_TERM_LINE);
     fputs(")\n", f);
     KBR_GUARD(view_section(f, "expiring key certificates", json_object_get(exp, "key_certificates"),
                            key_cols, N_ELEMS(key_cols)));
@@ -371,7 +371,7 @@ static kbr_err view_product_write(FILE *f, const json_t *view)
 
     KBR_ENSURE(product != NULL, KBR_ERR_BAD_REQUEST);
     fputs("product ", f);
-    cli_fput_sanitized(f, product);
+    cli_term_put(f, product, CLI_TERM_LINE);
     fputc('\n', f);
     KBR_GUARD(view_product_keys(f, view));
     KBR_GUARD(view_product_certs(f, view));
@@ -395,13 +395,13 @@ static void view_hsm_line(FILE *f, const json_t *hsm)
     const char *label = cli_json_str(hsm, "label"), *id = cli_json_str(hsm, "id");
 
     fputs("\nhsm: label ", f);
-    cli_fput_sanitized(f, label != NULL ? label : "-");
+    cli_term_put(f, label != NULL ? label : "-", CLI_TERM_LINE);
     if (!json_is_true(json_object_get(hsm, "present"))) {
         fputs(", MISSING: the HSM holds no key with this label\n", f);
         return;
     }
     fputs(", id ", f);
-    cli_fput_sanitized(f, id != NULL ? id : "-");
+    cli_term_put(f, id != NULL ? id : "-", CLI_TERM_LINE);
     for (size_t i = 0; i < N_ELEMS(facts); i++) {
         const char *v = view_yes_no(json_object_get(hsm, facts[i]));
         fprintf(f, ", %s %s", facts[i], v != NULL ? v : "-");
@@ -591,7 +591,7 @@ static kbr_err view_exposure_remediation(FILE *f, const json_t *view)
     if (rem == NULL)
         return KBR_OK;
     fputs("\nremediation to ", f);
-    cli_fput_sanitized(f, fixed != NULL ? fixed : "the fixed version");
+    cli_term_put(f, fixed != NULL ? fixed : "the fixed version", CLI_TERM_LINE);
     fputc(':', f);
     for (size_t i = 0; i < N_ELEMS(counts); i++) {
         const json_t *n = json_object_get(rem, counts[i]);
@@ -622,7 +622,7 @@ static kbr_err view_exposure_pending(FILE *f, const json_t *view)
         view_section(f, "pending devices", json_object_get(pending, "items"), cols, N_ELEMS(cols)));
     if (next != NULL) {
         fputs("more: --after ", f);
-        cli_fput_sanitized(f, next);
+        cli_term_put(f, next, CLI_TERM_LINE);
         fputc('\n', f);
     }
 out:
@@ -640,11 +640,11 @@ static void view_exposure_query(FILE *f, const json_t *q)
         if (v == NULL)
             continue;
         fprintf(f, " %s ", parts[i]);
-        cli_fput_sanitized(f, v);
+        cli_term_put(f, v, CLI_TERM_LINE);
         if (i == 0 && cli_json_cell(json_object_get(q, "versions"), &versions) == KBR_OK &&
             versions != NULL) {
             fputs(" versions ", f);
-            cli_fput_sanitized(f, versions);
+            cli_term_put(f, versions, CLI_TERM_LINE);
         }
     }
     fputc('\n', f);
@@ -671,14 +671,14 @@ kbr_err cli_view_exposure_text(const json_t *view, char **out)
 
 /* ---- view exposure --csv ---- */
 
+/*
+ * The CSV is data for a campaign tool, so it is not escaped: a field holding
+ * what the terminal would act on (a control but CR and LF, which are quoted,
+ * a bidi control, bytes that are not UTF-8) is refused instead.
+ */
 static bool view_csv_safe(const char *s)
 {
-    for (; *s != '\0'; s++) {
-        unsigned char c = (unsigned char)*s;
-        if ((c < 0x20 && c != '\r' && c != '\n') || c == 0x7f)
-            return false;
-    }
-    return true;
+    return cli_term_plain(s, "\r\n");
 }
 
 static void view_csv_field(FILE *f, const char *s)
@@ -848,7 +848,8 @@ static void view_warn_unregistered(const json_t *view)
     for (size_t i = 0; i < n; i++) {
         const char *label = cli_json_str(json_array_get(objs, i), "label");
         fputs(i == 0 ? " " : ", ", stderr);
-        cli_fput_sanitized(stderr, label != NULL && label[0] != '\0' ? label : "(no label)");
+        cli_term_put(stderr, label != NULL && label[0] != '\0' ? label : "(no label)",
+                     CLI_TERM_LINE);
     }
     fputc('\n', stderr);
 }
@@ -986,8 +987,9 @@ static kbr_err view_exposure_csv(const cli_ctx *ctx, const cli_exposure_opts *o,
     err = fclose(acc) == 0 ? KBR_OK : KBR_ERR_NOMEM;
     acc = NULL;
     KBR_GUARD(err);
-    err = cli_print_text(ctx->out, buf, ce); /* frees buf */
-    buf = NULL;
+    /* as it is: view_csv_safe() let through no control but the quoted CR and LF */
+    KBR_ENSURE(fputs(buf, ctx->out) != EOF,
+               cli_fail(ce, KBR_ERR_IO, "io_error", "cannot write the output"));
 out:
     if (acc != NULL)
         fclose(acc);

@@ -361,8 +361,9 @@ static kbr_err read_response(cli_client *c, const cli_buf *buf, cli_response *re
 
     curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &resp->status);
     resp->audit_seq = audit_seq_header(c->curl);
+    /* a member said twice means different things to different readers: not read at all */
     if (buf->len > 0)
-        resp->body = json_loadb(buf->data, buf->len, 0, &jerr);
+        resp->body = json_loadb(buf->data, buf->len, JSON_REJECT_DUPLICATES, &jerr);
     if (resp->status >= 400)
         return http_error(resp->status, resp->body, ce);
     if (buf->len > 0 && resp->body == NULL)

@@ -255,11 +255,7 @@ static int report(kbr_err err, const invocation *inv, const cli_error *ce)
 {
     bool is_usage = strcmp(ce->code, CLI_USAGE) == 0;
 
-    fputs("keybroker: ", stderr);
-    cli_fput_sanitized(stderr, ce->code[0] != '\0' ? ce->code : "error");
-    fputs(": ", stderr);
-    cli_fput_sanitized(stderr, ce->msg.text[0] != '\0' ? ce->msg.text : kbr_err_str(err));
-    fputc('\n', stderr);
+    cli_print_error(stderr, err, ce);
     if (is_usage && inv->cmd != NULL)
         command_usage(stderr, inv->cmd);
     else if (is_usage)

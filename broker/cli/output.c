@@ -1,38 +1,114 @@
 /* output.c - how subcommands print: JSON on request, tables otherwise, files on --out. */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
 
+/* DEL is the one control jansson leaves as it is, even with JSON_ENSURE_ASCII. */
+static int json_put_chunk(const char *buf, size_t size, void *data)
+{
+    FILE *f = data;
+    const char *end = buf + size;
+
+    while (buf < end) {
+        const char *del = memchr(buf, 0x7f, (size_t)(end - buf));
+        size_t n = (size_t)((del != NULL ? del : end) - buf);
+        if (fwrite(buf, 1, n, f) != n || (del != NULL && fputs("\\u007f", f) == EOF))
+            return -1;
+        buf += n + (del != NULL);
+    }
+    return 0;
+}
+
+/*
+ * jansson writes U+0080..U+009F, the bidi controls and DEL raw, and --json
+ * output lands on terminals as often as in scripts: JSON_ENSURE_ASCII makes
+ * every other non-ASCII character \uXXXX and json_put_chunk() escapes DEL.
+ * Streamed, so a token in the body is not copied into another buffer.
+ */
+kbr_err cli_json_dumpf(FILE *f, const json_t *v, size_t flags)
+{
+    if (json_dump_callback(v, json_put_chunk, f, flags | JSON_ENSURE_ASCII | JSON_ENCODE_ANY) != 0)
+        return KBR_ERR_IO;
+    return KBR_OK;
+}
+
 kbr_err cli_print_json(FILE *f, const json_t *v, cli_error *ce)
 {
     json_t *none = json_null();
 
     /* An empty 2xx body still prints valid JSON, so scripts can parse stdout. */
-    if (json_dumpf(v != NULL ? v : none, f,
-                   JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY) != 0 ||
+    if (cli_json_dumpf(f, v != NULL ? v : none, JSON_INDENT(2) | JSON_PRESERVE_ORDER) != KBR_OK ||
         fputc('\n', f) == EOF)
         return cli_fail(ce, KBR_ERR_IO, "io_error", "cannot write the output");
     return KBR_OK;
 }
 
+/* Escaped once more as a whole: idempotent on what its renderer escaped, a backstop on the rest. */
 kbr_err cli_print_text(FILE *f, char *text, cli_error *ce)
 {
     kbr_err err = KBR_OK;
 
-    if (fputs(text, f) == EOF)
+    cli_term_put(f, text, CLI_TERM_LINES);
+    if (ferror(f))
         err = cli_fail(ce, KBR_ERR_IO, "io_error", "cannot write the output");
     free(text);
     return err;
 }
 
+kbr_err cli_print_lines(FILE *f, const char *text, cli_error *ce)
+{
+    cli_term_put(f, text, CLI_TERM_LINES);
+    return ferror(f) ? cli_fail(ce, KBR_ERR_IO, "io_error", "cannot write the output") : KBR_OK;
+}
+
+void cli_print_named(FILE *f, const char *what, const char *name)
+{
+    fprintf(f, "%s ", what);
+    cli_term_put(f, name, CLI_TERM_LINE);
+    fputc('\n', f);
+}
+
+void cli_print_error(FILE *f, kbr_err err, const cli_error *ce)
+{
+    fputs("keybroker: ", f);
+    cli_term_put(f, ce->code[0] != '\0' ? ce->code : "error", CLI_TERM_LINE);
+    fputs(": ", f);
+    cli_term_put(f, ce->msg.text[0] != '\0' ? ce->msg.text : kbr_err_str(err), CLI_TERM_LINE);
+    fputc('\n', f);
+}
+
 kbr_err cli_write_file(const char *path, const void *data, size_t len, unsigned mode, cli_error *ce)
 {
-    if (kbr_file_write(path, data, len, mode) != KBR_OK)
-        return cli_fail(ce, KBR_ERR_IO, "io_error", "cannot write %s: %s", path, strerror(errno));
+    kbr_msg why = {{0}};
+
+    if (kbr_file_write(path, data, len, mode, &why) != KBR_OK)
+        return cli_fail(ce, KBR_ERR_IO, "io_error", "cannot write %s", why.text);
     return KBR_OK;
+}
+
+kbr_err cli_check_out(const char *opt, const char *path, unsigned mode, cli_error *ce)
+{
+    kbr_msg why = {{0}};
+
+    if (kbr_file_write_check(path, mode, &why) != KBR_OK)
+        return cli_fail(ce, KBR_ERR_IO, "io_error", "--%s %s", opt, why.text);
+    return KBR_OK;
+}
+
+bool cli_is_stdout(const char *path)
+{
+    return path != NULL && strcmp(path, "-") == 0;
+}
+
+cli_ctx cli_ctx_beside(const cli_ctx *ctx, const char *path)
+{
+    cli_ctx shown = *ctx;
+
+    if (cli_is_stdout(path))
+        shown.out = stderr;
+    return shown;
 }
 
 const char *cli_json_str(const json_t *obj, const char *path)

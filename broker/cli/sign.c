@@ -112,7 +112,8 @@ static kbr_err check_cyclonedx(const char *path, const char *raw, size_t len, kb
 {
     kbr_err err = KBR_OK;
     json_error_t jerr;
-    json_t *doc = json_loadb(raw, len, 0, &jerr);
+    /* the broker refuses a member given twice; found out here, before a request */
+    json_t *doc = json_loadb(raw, len, JSON_REJECT_DUPLICATES, &jerr);
     const char *format = NULL;
 
     KBR_ENSURE(doc != NULL, kbr_fail(msg, KBR_ERR_BAD_REQUEST, "--sbom %s is not JSON: line %d: %s",

@@ -1,4 +1,8 @@
-/* table.c - aligned text tables, the default output of every subcommand. */
+/*
+ * table.c - aligned text tables, the default output of every subcommand, and
+ * the escaping that keeps server text from driving the terminal.
+ */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,19 +26,141 @@ static const char *cell_text(const char *s)
     return s != NULL ? s : "-";
 }
 
-void cli_fput_sanitized(FILE *f, const char *s)
+/* ---- terminal safety ---- */
+
+/*
+ * Beyond the C0 controls and DEL, the code points that change how a terminal
+ * or a bidi-aware renderer shows what follows: the C1 controls (U+009B is
+ * CSI wherever 8-bit controls are honoured), the bidi marks, embeddings,
+ * overrides and isolates that reorder text, and the line and paragraph
+ * separators.
+ */
+static bool term_unsafe(uint32_t cp)
 {
-    for (; *s != '\0'; s++) {
-        unsigned char c = (unsigned char)*s;
-        fputc(c < 0x20 || c == 0x7f ? '?' : c, f);
+    return cp < 0x20 || cp == 0x7f || (cp >= 0x80 && cp <= 0x9f) || cp == 0x061c || cp == 0x200e ||
+           cp == 0x200f || (cp >= 0x2028 && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069);
+}
+
+/*
+ * The length of the UTF-8 sequence at s and its code point, or 0 when it is
+ * not one: a stray continuation byte, an overlong form (C0 9B would be a CSI
+ * to a lax decoder), a surrogate, a code point past U+10FFFF, a cut sequence.
+ */
+static size_t utf8_next(const unsigned char *s, uint32_t *cp)
+{
+    size_t n;
+    uint32_t v, min;
+
+    if (s[0] < 0x80) {
+        *cp = s[0];
+        return 1;
+    }
+    if (s[0] >= 0xc2 && s[0] <= 0xdf)
+        n = 2, v = s[0] & 0x1fu, min = 0x80;
+    else if (s[0] >= 0xe0 && s[0] <= 0xef)
+        n = 3, v = s[0] & 0x0fu, min = 0x800;
+    else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+        n = 4, v = s[0] & 0x07u, min = 0x10000;
+    else
+        return 0;
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xc0) != 0x80) /* the terminating NUL stops here too */
+            return 0;
+        v = v << 6 | (s[i] & 0x3fu);
+    }
+    if (v < min || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff))
+        return 0;
+    *cp = v;
+    return n;
+}
+
+static bool term_escaped(uint32_t cp, const char *keep)
+{
+    return term_unsafe(cp) && !(cp < 0x20 && strchr(keep, (int)cp) != NULL);
+}
+
+static void term_put_escape(FILE *f, uint32_t cp)
+{
+    if (cp == '\n')
+        fputs("\\n", f);
+    else if (cp == '\r')
+        fputs("\\r", f);
+    else if (cp == '\t')
+        fputs("\\t", f);
+    else
+        fprintf(f, "\\u%04x", (unsigned)cp);
+}
+
+void cli_term_put(FILE *f, const char *s, const char *keep)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    uint32_t cp = 0;
+
+    while (*p != '\0') {
+        size_t n = utf8_next(p, &cp);
+        if (n == 0) {
+            fprintf(f, "\\x%02x", *p++);
+            continue;
+        }
+        if (term_escaped(cp, keep))
+            term_put_escape(f, cp);
+        else
+            fwrite(p, 1, n, f);
+        p += n;
     }
 }
+
+bool cli_term_plain(const char *s, const char *keep)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    uint32_t cp = 0;
+
+    while (*p != '\0') {
+        size_t n = utf8_next(p, &cp);
+        if (n == 0 || term_escaped(cp, keep))
+            return false;
+        p += n;
+    }
+    return true;
+}
+
+/* Closes a memstream, which is when its buffer becomes final. */
+static kbr_err close_stream(FILE **f)
+{
+    int rc = fclose(*f);
+
+    *f = NULL;
+    return rc == 0 ? KBR_OK : KBR_ERR_NOMEM;
+}
+
+kbr_err cli_term_escape(const char *s, const char *keep, char **out)
+{
+    kbr_err err = KBR_OK;
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = NULL;
+
+    *out = NULL;
+    f = open_memstream(&buf, &len);
+    KBR_ENSURE(f != NULL, KBR_ERR_NOMEM);
+    cli_term_put(f, s, keep);
+    KBR_GUARD(close_stream(&f));
+    *out = buf;
+    buf = NULL;
+out:
+    if (f != NULL)
+        fclose(f);
+    free(buf);
+    return err;
+}
+
+/* ---- tables ---- */
 
 static void put_row(FILE *f, const char *const *row, const size_t *width, size_t ncols)
 {
     for (size_t c = 0; c < ncols; c++) {
         const char *t = cell_text(row[c]);
-        cli_fput_sanitized(f, t);
+        fputs(t, f);
         if (c + 1 < ncols)
             fprintf(f, "%*s", (int)(width[c] - utf8_width(t) + CLI_COL_GAP), "");
     }
@@ -54,25 +180,45 @@ static void column_widths(const char *const *headers, size_t ncols, const char *
     }
 }
 
-/* Closes a memstream, which is when its buffer becomes final. */
-static kbr_err close_stream(FILE **f)
+static void strv_free(char **v, size_t n)
 {
-    int rc = fclose(*f);
-
-    *f = NULL;
-    return rc == 0 ? KBR_OK : KBR_ERR_NOMEM;
+    if (v == NULL)
+        return;
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
 }
 
-kbr_err cli_table_render(const char *const *headers, size_t ncols, const char *const *cells,
-                         size_t nrows, char **out)
+/*
+ * Each cell as it will be shown, escaped as one line: the widths are those
+ * of the escaped text, and a newline in a cell cannot forge a row. NULL
+ * cells stay NULL.
+ */
+static kbr_err escape_cells(const char *const *in, size_t n, char ***out)
+{
+    kbr_err err = KBR_OK;
+    char **v = calloc(n + 1, sizeof(*v));
+
+    *out = NULL;
+    KBR_ENSURE(v != NULL, KBR_ERR_NOMEM);
+    for (size_t i = 0; i < n; i++)
+        if (in[i] != NULL)
+            KBR_GUARD(cli_term_escape(in[i], CLI_TERM_LINE, &v[i]));
+    *out = v;
+    v = NULL;
+out:
+    strv_free(v, n);
+    return err;
+}
+
+static kbr_err render_shown(const char *const *headers, size_t ncols, const char *const *cells,
+                            size_t nrows, char **out)
 {
     kbr_err err = KBR_OK;
     size_t *width = NULL, len = 0;
     char *buf = NULL;
     FILE *f = NULL;
 
-    *out = NULL;
-    KBR_ENSURE(ncols > 0, KBR_ERR_INTERNAL);
     width = calloc(ncols, sizeof(*width));
     KBR_ENSURE(width != NULL, KBR_ERR_NOMEM);
     column_widths(headers, ncols, cells, nrows, width);
@@ -89,6 +235,24 @@ out:
         fclose(f);
     free(buf);
     free(width);
+    return err;
+}
+
+kbr_err cli_table_render(const char *const *headers, size_t ncols, const char *const *cells,
+                         size_t nrows, char **out)
+{
+    kbr_err err = KBR_OK;
+    char **shown_headers = NULL, **shown_cells = NULL;
+
+    *out = NULL;
+    KBR_ENSURE(ncols > 0, KBR_ERR_INTERNAL);
+    KBR_GUARD(escape_cells(headers, ncols, &shown_headers));
+    KBR_GUARD(escape_cells(cells, nrows * ncols, &shown_cells));
+    KBR_GUARD(render_shown((const char *const *)shown_headers, ncols,
+                           (const char *const *)shown_cells, nrows, out));
+out:
+    strv_free(shown_cells, nrows * ncols);
+    strv_free(shown_headers, ncols);
     return err;
 }
 
@@ -177,15 +341,6 @@ kbr_err cli_json_cell(const json_t *v, char **out)
     return *out != NULL ? KBR_OK : KBR_ERR_NOMEM;
 }
 
-static void cells_free(char **cells, size_t n)
-{
-    if (cells == NULL)
-        return;
-    for (size_t i = 0; i < n; i++)
-        free(cells[i]);
-    free(cells);
-}
-
 static kbr_err render_cells(const char *const *headers, size_t ncols, char **cells, size_t nrows,
                             char **out)
 {
@@ -212,7 +367,7 @@ kbr_err cli_table_from_json(const json_t *rows, const cli_column *cols, size_t n
                                     &cells[r * ncols + c]));
     KBR_GUARD(render_cells(headers, ncols, cells, nrows, out));
 out:
-    cells_free(cells, nrows * ncols);
+    strv_free(cells, nrows * ncols);
     free(headers);
     return err;
 }
@@ -234,6 +389,6 @@ kbr_err cli_fields_from_json(const json_t *obj, const cli_column *cols, size_t n
     }
     KBR_GUARD(render_cells(headers, 2, cells, ncols, out));
 out:
-    cells_free(cells, 2 * ncols);
+    strv_free(cells, 2 * ncols);
     return err;
 }

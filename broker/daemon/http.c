@@ -540,6 +540,7 @@ out:
 kbr_err kbd_http_start(kbd *d, kbr_msg *msg)
 {
     char portbuf[16];
+    kbr_msg why = {{0}};
     struct sockaddr_storage ss;
     socklen_t sl = sizeof(ss);
     int port;
@@ -573,8 +574,8 @@ kbr_err kbd_http_start(kbd *d, kbr_msg *msg)
                                    : "HTTPS");
     if (d->cfg.port_file != NULL) {
         snprintf(portbuf, sizeof(portbuf), "%d\n", port);
-        if (kbr_file_write(d->cfg.port_file, portbuf, strlen(portbuf), 0644) != KBR_OK)
-            return kbr_fail(msg, KBR_ERR_IO, "cannot write port_file %s", d->cfg.port_file);
+        if (kbr_file_write(d->cfg.port_file, portbuf, strlen(portbuf), 0644, &why) != KBR_OK)
+            return kbr_fail(msg, KBR_ERR_IO, "cannot write port_file: %s", why.text);
     }
     return KBR_OK;
 }

@@ -156,6 +156,7 @@ static kbr_err mint_bootstrap(kbd_config *cfg, kbr_hsm_session *s, kbr_audit *au
     char *token = NULL, jti[33] = "";
     kbr_effects *effect = NULL;
     json_t *old = NULL;
+    kbr_msg why = {{0}};
 
     KBR_GUARD(issuer_kid(s, kid));
     KBR_GUARD(jtis_to_revoke(s, cfg, &old, msg));
@@ -164,9 +165,9 @@ static kbr_err mint_bootstrap(kbd_config *cfg, kbr_hsm_session *s, kbr_audit *au
     err = record_bootstrap(audit, &effect, old);
     KBR_ENSURE(err == KBR_OK,
                kbr_fail(msg, err, "cannot record the bootstrap token: %s", kbr_err_str(err)));
-    err = kbr_file_write(cfg->bootstrap_token_file, token, strlen(token), 0600);
-    KBR_ENSURE(err == KBR_OK, kbr_fail(msg, err, "cannot write bootstrap_token_file %s",
-                                       cfg->bootstrap_token_file));
+    err = kbr_file_write(cfg->bootstrap_token_file, token, strlen(token), 0600, &why);
+    KBR_ENSURE(err == KBR_OK,
+               kbr_fail(msg, err, "cannot write bootstrap_token_file: %s", why.text));
     fprintf(stderr, "keybrokerd: bootstrap token (jti %s) written to %s\n", jti,
             cfg->bootstrap_token_file);
 out:

@@ -2,8 +2,8 @@
  * test_cli.c - the keybroker CLI's pure parts: option parsing, list
  * splitting, tables, local digests, SBOM encoding, sign request bodies, the
  * factory commands' request bodies (batches, CA and device certificates),
- * debug unlocks and OTA reports, and the custody views' options, text and
- * CSV export.
+ * debug unlocks and OTA reports, the custody views' options, text and CSV
+ * export, what reaches the terminal, and audit verify's reading of its files.
  *
  * The CLI's sources are not in libkbr.a (they belong to bin/keybroker), so
  * the files under test are included directly; none of them has main().
@@ -33,6 +33,10 @@
 #include "../../broker/cli/cmd_view.c"
 #include "../../broker/cli/http.c"
 #include "../../broker/cli/output.c"
+#include "../../broker/cli/cmd_audit_verify.c"
+
+#include <openssl/bn.h>
+#include <openssl/ec.h>
 
 /* ---- fixtures ---- */
 
@@ -274,10 +278,10 @@ static void test_table_utf8_and_control(void **state)
 
     (void)state;
     assert_int_equal(cli_table_render(headers, 2, cells, 2, &out), KBR_OK);
-    /* "José" is 4 columns wide; the escape byte prints as '?'. */
-    assert_string_equal(out, "OWNER    X\n"
-                             "Jos\xc3\xa9     a\n"
-                             "ab?[31m  b\n");
+    /* "José" is 4 columns wide; the escape byte is shown escaped, and counted so. */
+    assert_string_equal(out, "OWNER         X\n"
+                             "Jos\xc3\xa9          a\n"
+                             "ab\\u001b[31m  b\n");
     free(out);
 }
 
@@ -324,6 +328,438 @@ static void test_fields_from_json(void **state)
     assert_int_equal(cli_fields_from_json(json_object_get(obj, "status"), cols, 3, &out),
                      KBR_ERR_BAD_REQUEST);
     json_decref(obj);
+}
+
+/* ---- server text on the terminal ---- */
+
+/*
+ * What a hostile broker (or anyone between it and the CLI) might put in a
+ * string: ESC and CSI in C0 and C1 form, DEL, CR over the line, a newline
+ * forging a row, a right-to-left override, an isolate, the Arabic letter
+ * mark, and bytes that are not UTF-8 (an overlong CSI, a lone continuation).
+ */
+#define HOSTILE_UTF8                                                                               \
+    "a\x1b[2Jb\xc2\x9b"                                                                            \
+    "31mc\xe2\x80\xae"                                                                             \
+    "d\x7f"                                                                                        \
+    "e\r\n\tf\xe2\x81\xa6g\xd8\x9ch"
+#define HOSTILE HOSTILE_UTF8 "\xc0\x9b"
+/* HOSTILE_UTF8 as cli_term_put() shows it, which is also how JSON text spells it */
+#define HOSTILE_UTF8_SHOWN "a\\u001b[2Jb\\u009b31mc\\u202ed\\u007fe\\r\\n\\tf\\u2066g\\u061ch"
+#define HOSTILE_SHOWN      HOSTILE_UTF8_SHOWN "\\xc0\\x9b"
+
+/* Fails unless text would leave the terminal alone: no control but newline, nothing bidi, UTF-8. */
+static void assert_terminal_safe(const char *text)
+{
+    const unsigned char *p = (const unsigned char *)text;
+
+    for (size_t i = 0; p[i] != '\0'; i++) {
+        unsigned char c = p[i];
+        bool bad = (c < 0x20 && c != '\n') || c == 0x7f || c == 0xc0 || c == 0xc1 || c >= 0xf5;
+        if (c == 0xc2)
+            bad = p[i + 1] >= 0x80 && p[i + 1] <= 0x9f; /* C1 */
+        if (c == 0xe2 && p[i + 1] == 0x80)
+            bad = p[i + 2] == 0x8e || p[i + 2] == 0x8f || (p[i + 2] >= 0xa8 && p[i + 2] <= 0xae);
+        if (c == 0xe2 && p[i + 1] == 0x81)
+            bad = p[i + 2] >= 0xa6 && p[i + 2] <= 0xa9;
+        if (c == 0xd8 && p[i + 1] == 0x9c)
+            bad = true;
+        if ((c & 0xc0) == 0x80 && (i == 0 || p[i - 1] < 0x80))
+            bad = true; /* a continuation byte with nothing before it */
+        if (bad)
+            fail_msg("byte 0x%02x at offset %zu reaches the terminal", c, i);
+    }
+}
+
+static void expect_escaped(const char *in, const char *keep, const char *want)
+{
+    char *out = NULL, *again = NULL;
+
+    assert_int_equal(cli_term_escape(in, keep, &out), KBR_OK);
+    assert_string_equal(out, want);
+    assert_true(cli_term_plain(out, keep));
+    /* escaping what was escaped changes nothing */
+    assert_int_equal(cli_term_escape(out, keep, &again), KBR_OK);
+    assert_string_equal(again, out);
+    assert_true(cli_term_plain(in, keep) == (strcmp(in, out) == 0));
+    free(again);
+    free(out);
+}
+
+static void test_term_escape(void **state)
+{
+    (void)state;
+    expect_escaped(HOSTILE, CLI_TERM_LINE, HOSTILE_SHOWN);
+    /* text of lines keeps its newlines and tabs, never CR */
+    expect_escaped("a\nb\tc\rd", CLI_TERM_LINES, "a\nb\tc\\rd");
+    expect_escaped("a\nb\tc\rd", CLI_TERM_LINE, "a\\nb\\tc\\rd");
+    /* the edges of each range */
+    expect_escaped("\x01\x1f\x20\x7e\x7f", CLI_TERM_LINE, "\\u0001\\u001f ~\\u007f");
+    expect_escaped("\xc2\x80|\xc2\x9f|\xc2\xa0", CLI_TERM_LINE, "\\u0080|\\u009f|\xc2\xa0");
+    expect_escaped("\xd8\x9b|\xd8\x9c|\xd8\x9d", CLI_TERM_LINE, "\xd8\x9b|\\u061c|\xd8\x9d");
+    expect_escaped("\xe2\x80\x8b|\xe2\x80\x8e|\xe2\x80\x8f|\xe2\x80\x90", CLI_TERM_LINE,
+                   "\xe2\x80\x8b|\\u200e|\\u200f|\xe2\x80\x90");
+    expect_escaped("\xe2\x80\xa7|\xe2\x80\xa8|\xe2\x80\xa9|\xe2\x80\xaa|\xe2\x80\xae|\xe2\x80\xaf",
+                   CLI_TERM_LINE, "\xe2\x80\xa7|\\u2028|\\u2029|\\u202a|\\u202e|\xe2\x80\xaf");
+    expect_escaped("\xe2\x81\xa5|\xe2\x81\xa6|\xe2\x81\xa9|\xe2\x81\xaa", CLI_TERM_LINE,
+                   "\xe2\x81\xa5|\\u2066|\\u2069|\xe2\x81\xaa");
+    /* what is not UTF-8 is shown byte by byte: overlong, surrogate, past U+10FFFF, cut short */
+    expect_escaped(
+        "\xc0\x9b|\xe0\x82\x9b|\xed\xa0\x80|\xf4\x90\x80\x80|\xff|\xe2\x80", CLI_TERM_LINE,
+        "\\xc0\\x9b|\\xe0\\x82\\x9b|\\xed\\xa0\\x80|\\xf4\\x90\\x80\\x80|\\xff|\\xe2\\x80");
+    /* names in other scripts pass as they are */
+    expect_escaped("Jos\xc3\xa9 \xe2\x9c\x93 \xf0\x9f\x94\x91 \xd7\xa9\xd7\x9c\xd7\x95\xd7\x9d",
+                   CLI_TERM_LINE,
+                   "Jos\xc3\xa9 \xe2\x9c\x93 \xf0\x9f\x94\x91 \xd7\xa9\xd7\x9c\xd7\x95\xd7\x9d");
+    expect_escaped("", CLI_TERM_LINE, "");
+}
+
+/* The error line: code and message may both be the broker's. */
+static void test_error_line_hostile(void **state)
+{
+    json_t *body = json_loads(
+        "{\"error\":{\"code\":\"forbid\\u009bden\",\"message\":\"" HOSTILE_UTF8_SHOWN "\"}}",
+        JSON_REJECT_DUPLICATES, NULL);
+    cli_error ce = {{0}, {{0}}};
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+
+    (void)state;
+    assert_non_null(body);
+    assert_non_null(f);
+    assert_int_equal(http_error(403, body, &ce), KBR_ERR_FORBIDDEN);
+    cli_print_error(f, KBR_ERR_FORBIDDEN, &ce);
+    cli_print_named(f, "revoked",
+                    "jti\xe2\x80\xae"
+                    "1");
+    assert_int_equal(fclose(f), 0);
+    assert_terminal_safe(buf);
+    assert_string_equal(buf, "keybroker: forbid\\u009bden: " HOSTILE_UTF8_SHOWN "\n"
+                             "revoked jti\\u202e1\n");
+    free(buf);
+    json_decref(body);
+}
+
+static void test_table_hostile_cell(void **state)
+{
+    static const char *const headers[] = {"NAME", "STATE"};
+    static const char *const cells[] = {HOSTILE, "active", "k", "x\xe2\x80\x8fy"};
+    char *out = NULL, want[512];
+
+    (void)state;
+    assert_int_equal(cli_table_render(headers, 2, cells, 2, &out), KBR_OK);
+    assert_terminal_safe(out);
+    /* one line per row (the newline in the cell forges none), columns as wide as the escapes */
+    snprintf(want, sizeof(want), "%-64s  STATE\n%s  active\n%-64s  x\\u200fy\n", "NAME",
+             HOSTILE_SHOWN, "k");
+    assert_int_equal(strlen(HOSTILE_SHOWN), 64);
+    assert_string_equal(out, want);
+    free(out);
+}
+
+static void test_view_text_hostile(void **state)
+{
+    json_t *v = NULL;
+    char *out = NULL;
+    char text[1024];
+
+    (void)state;
+    snprintf(text, sizeof(text),
+             "{\"product\":\"%s\",\"keys\":{\"%s\":[{\"name\":\"%s\",\"algorithm\":\"x\","
+             "\"state\":\"active\",\"live_tokens\":[],\"hsm\":{\"present\":true}}]},"
+             "\"device_certificates\":{\"total_current\":0,\"by_expiry_month\":[]},"
+             "\"unregistered_hsm_objects\":[{\"label\":\"%s\"}]}",
+             HOSTILE_UTF8_SHOWN, HOSTILE_UTF8_SHOWN, HOSTILE_UTF8_SHOWN, HOSTILE_UTF8_SHOWN);
+    v = json_loads(text, 0, NULL);
+    assert_non_null(v);
+    assert_int_equal(cli_view_product_text(v, &out), KBR_OK);
+    assert_terminal_safe(out);
+    assert_non_null(strstr(out, "product a\\u001b[2Jb\\u009b31mc\\u202ed\\u007fe\\r\\n\\tf"));
+    free(out);
+    json_decref(v);
+}
+
+/* --json: jansson writes U+009B, U+202E and DEL as they are unless told otherwise. */
+static void test_print_json_hostile(void **state)
+{
+    json_t *v = json_pack("{s:s}", "name",
+                          "a\xc2\x9b"
+                          "b\xe2\x80\xae"
+                          "c\x7f"
+                          "d\xc3\xa9");
+    json_t *back = NULL;
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    cli_error ce = {{0}, {{0}}};
+
+    (void)state;
+    assert_non_null(v);
+    assert_non_null(f);
+    assert_int_equal(cli_print_json(f, v, &ce), KBR_OK);
+    assert_int_equal(fclose(f), 0);
+    assert_terminal_safe(buf);
+    /* still the same JSON value */
+    back = json_loads(buf, JSON_REJECT_DUPLICATES, NULL);
+    assert_non_null(back);
+    assert_true(json_equal(v, back));
+    free(buf);
+    json_decref(back);
+    json_decref(v);
+}
+
+/* ---- audit verify: the export and the checkpoint it reads ---- */
+
+#define VF_ENTRIES 3
+
+typedef struct {
+    char log[128], cp[128], pubkey[128];
+    char *lines[VF_ENTRIES]; /* the export's lines, as `audit export` writes them */
+    char *checkpoint;        /* the checkpoint, as `audit checkpoint --json` writes it */
+} vf_files;
+
+static json_t *vf_entry(long long seq, const char *prev)
+{
+    json_t *e =
+        json_pack("{s:o,s:n,s:n,s:n,s:s,s:s,s:s,s:I,s:s,s:s}", "detail", json_object(),
+                  "error_code", "jti", "key", "op", "sign", "outcome", "ok", "prev_hash", prev,
+                  "seq", (json_int_t)seq, "sub", "ci:gateway", "time", "2026-11-28T16:24:10Z");
+    char hash[65];
+
+    assert_non_null(e);
+    assert_int_equal(kbr_audit_entry_hash(e, hash), KBR_OK);
+    assert_int_equal(json_object_set_new(e, "hash", json_string(hash)), 0);
+    return e;
+}
+
+/* signature_b64 of cp: ECDSA P-256 over its digest, raw r||s as the audit key makes it. */
+static void vf_sign(json_t *cp, EVP_PKEY *key)
+{
+    unsigned char digest[32], der[80], raw[64];
+    const unsigned char *p = der;
+    size_t der_len = sizeof(der);
+    EVP_PKEY_CTX *c = EVP_PKEY_CTX_new(key, NULL);
+    ECDSA_SIG *sig = NULL;
+    const BIGNUM *r = NULL, *s = NULL;
+    char *b64 = NULL;
+
+    assert_int_equal(kbr_audit_checkpoint_digest(cp, digest, NULL), KBR_OK);
+    assert_true(c != NULL && EVP_PKEY_sign_init(c) == 1 &&
+                EVP_PKEY_sign(c, der, &der_len, digest, sizeof(digest)) == 1);
+    sig = d2i_ECDSA_SIG(NULL, &p, (long)der_len);
+    assert_non_null(sig);
+    ECDSA_SIG_get0(sig, &r, &s);
+    assert_true(BN_bn2binpad(r, raw, 32) == 32 && BN_bn2binpad(s, raw + 32, 32) == 32);
+    assert_int_equal(kbr_b64_encode(raw, sizeof(raw), &b64), KBR_OK);
+    assert_int_equal(json_object_set_new(cp, "signature_b64", json_string(b64)), 0);
+    free(b64);
+    ECDSA_SIG_free(sig);
+    EVP_PKEY_CTX_free(c);
+}
+
+/* A log of VF_ENTRIES chained entries and a checkpoint over all of them, signed by a new key. */
+static void vf_make(const tmpdir *t, vf_files *vf)
+{
+    unsigned char leaves[VF_ENTRIES * KBR_MERKLE_HASH_LEN], root[KBR_MERKLE_HASH_LEN], *one = NULL;
+    char prev[65] = "0000000000000000000000000000000000000000000000000000000000000000",
+         root_hex[65];
+    EVP_PKEY *key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+    json_t *cp = NULL;
+    size_t n = 0;
+    FILE *f = NULL;
+
+    assert_non_null(key);
+    tmp_path(t, "log.jsonl", vf->log, sizeof(vf->log));
+    tmp_path(t, "cp.json", vf->cp, sizeof(vf->cp));
+    tmp_path(t, "audit.pem", vf->pubkey, sizeof(vf->pubkey));
+    for (int i = 0; i < VF_ENTRIES; i++) {
+        json_t *e = vf_entry(i + 1, prev);
+        snprintf(prev, sizeof(prev), "%s", json_string_value(json_object_get(e, "hash")));
+        assert_int_equal(kbr_hex_decode(prev, &one, &n), KBR_OK);
+        memcpy(leaves + i * KBR_MERKLE_HASH_LEN, one, KBR_MERKLE_HASH_LEN);
+        free(one);
+        vf->lines[i] = json_dumps(e, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        assert_non_null(vf->lines[i]);
+        json_decref(e);
+    }
+    assert_int_equal(kbr_merkle_root(leaves, VF_ENTRIES, root), KBR_OK);
+    kbr_hex_encode_buf(root, sizeof(root), root_hex);
+    cp = json_pack("{s:s,s:i,s:s}", "root_hash", root_hex, "size", VF_ENTRIES, "time",
+                   "2026-11-28T16:30:00Z");
+    assert_non_null(cp);
+    vf_sign(cp, key);
+    vf->checkpoint = json_dumps(cp, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    f = fopen(vf->pubkey, "w");
+    assert_true(f != NULL && PEM_write_PUBKEY(f, key) == 1);
+    assert_int_equal(fclose(f), 0);
+    json_decref(cp);
+    EVP_PKEY_free(key);
+}
+
+static void vf_free(vf_files *vf)
+{
+    for (int i = 0; i < VF_ENTRIES; i++)
+        free(vf->lines[i]);
+    free(vf->checkpoint);
+}
+
+/* The text with extra inserted right after its first '{': a decoy ahead of the real member. */
+static void vf_write(const char *path, const char *text, const char *extra)
+{
+    FILE *f = fopen(path, "w");
+    const char *brace = strchr(text, '{');
+
+    assert_true(f != NULL && brace != NULL);
+    fprintf(f, "%.*s%s%s", (int)(brace + 1 - text), text, extra != NULL ? extra : "", brace + 1);
+    assert_int_equal(fclose(f), 0);
+}
+
+/* The export with a decoy in line `line` (1-based; 0: none). */
+static void vf_write_log(const vf_files *vf, int line, const char *decoy)
+{
+    FILE *f = fopen(vf->log, "w");
+
+    assert_non_null(f);
+    for (int i = 0; i < VF_ENTRIES; i++) {
+        const char *brace = strchr(vf->lines[i], '{');
+        fprintf(f, "{%s%s\n", i + 1 == line ? decoy : "", brace + 1);
+    }
+    assert_int_equal(fclose(f), 0);
+}
+
+/* Runs `keybroker audit verify LOG --checkpoint CP --pubkey PEM`. */
+static kbr_err vf_run(const vf_files *vf, cli_error *ce, char **out)
+{
+    char *argv[] = {(char *)vf->log, "--checkpoint", (char *)vf->cp, "--pubkey",
+                    (char *)vf->pubkey};
+    cli_args *a = NULL;
+    kbr_msg msg = {{0}};
+    size_t len = 0;
+    cli_ctx ctx = {.out = open_memstream(out, &len)};
+    kbr_err err;
+
+    memset(ce, 0, sizeof(*ce));
+    assert_non_null(ctx.out);
+    assert_int_equal(cli_args_parse(&cli_cmd_audit_verify.spec, NULL, 0, 5, argv, &a, &msg),
+                     KBR_OK);
+    ctx.args = a;
+    err = cli_cmd_audit_verify.run(&ctx, ce);
+    assert_int_equal(fclose(ctx.out), 0);
+    cli_args_free(a);
+    return err;
+}
+
+/* "path:line:", what a refusal of that line starts with. */
+static const char *where_line(char *buf, size_t n, const char *path, int line)
+{
+    snprintf(buf, n, "%s:%d:", path, line);
+    return buf;
+}
+
+static void vf_expect_refused(const vf_files *vf, const char *where, const char *why)
+{
+    cli_error ce;
+    char *out = NULL;
+
+    assert_int_equal(vf_run(vf, &ce, &out), KBR_ERR_BAD_REQUEST);
+    assert_string_equal(ce.code, "verify_failed");
+    if (strncmp(ce.msg.text, where, strlen(where)) != 0 || strstr(ce.msg.text, why) == NULL)
+        fail_msg("the refusal says '%s', not where (%s) and why (%s)", ce.msg.text, where, why);
+    assert_string_equal(out, "");
+    free(out);
+}
+
+static void test_audit_verify_duplicate_keys(void **state)
+{
+    const tmpdir *t = *state;
+    vf_files vf = {0};
+    cli_error ce;
+    char *out = NULL, where[160];
+    FILE *f = NULL;
+
+    vf_make(t, &vf);
+    vf_write_log(&vf, 0, NULL);
+    vf_write(vf.cp, vf.checkpoint, NULL);
+    assert_int_equal(vf_run(&vf, &ce, &out), KBR_OK);
+    assert_string_equal(out, "ok: 3 entries chain from seq 1; the first 3 match the signed "
+                             "checkpoint\n");
+    free(out);
+    /*
+     * A decoy ahead of the real member: a reader that keeps the last value
+     * verifies the chain, one that keeps the first shows another story.
+     */
+    vf_write_log(&vf, 2, "\"outcome\":\"denied\",");
+    vf_expect_refused(&vf, where_line(where, sizeof(where), vf.log, 2), "duplicate object key");
+    vf_write_log(&vf, 3, "\"detail\":{\"reason\":\"x\",\"reason\":\"y\"},");
+    vf_expect_refused(&vf, where_line(where, sizeof(where), vf.log, 3), "duplicate object key");
+    /* a NUL does not end what is read: nothing after it goes unverified */
+    vf_write_log(&vf, 0, NULL);
+    f = fopen(vf.log, "a");
+    assert_non_null(f);
+    assert_int_equal(fwrite(" \0{\"seq\":4}\n", 1, 11, f), 11);
+    assert_int_equal(fclose(f), 0);
+    vf_expect_refused(&vf, where_line(where, sizeof(where), vf.log, 4), "expected");
+    /* the same in the checkpoint: a reader keeping the first size sees a shorter log signed */
+    vf_write_log(&vf, 0, NULL);
+    vf_write(vf.cp, vf.checkpoint, "\"size\":1,");
+    vf_expect_refused(&vf, where_line(where, sizeof(where), vf.cp, 3), "duplicate object key");
+    vf_free(&vf);
+}
+
+/* A response that says a member twice is not read at all. */
+static void test_response_duplicate_keys(void **state)
+{
+    static const char body[] = "{\"token\":\"decoy\",\"jti\":\"j\",\"token\":\"real\"}";
+    cli_client *c = NULL;
+    cli_client_conf conf = {.url = "http://127.0.0.1:1"};
+    cli_buf buf = {0};
+    cli_response resp = {0};
+    cli_error ce = {{0}, {{0}}};
+
+    (void)state;
+    assert_int_equal(cli_client_new(&conf, NULL, &c, &ce), KBR_OK);
+    assert_true(buf_grow(&buf, sizeof(body)));
+    memcpy(buf.data, body, sizeof(body));
+    buf.len = sizeof(body) - 1;
+    assert_int_equal(read_response(c, &buf, &resp, &ce), KBR_ERR_BAD_REQUEST);
+    assert_null(resp.body);
+    assert_string_equal(ce.code, "bad_response");
+    assert_non_null(strstr(ce.msg.text, "duplicate object key"));
+    cli_response_cleanup(&resp);
+    buf_wipe(&buf);
+    cli_client_free(c);
+}
+
+/* ---- output files ---- */
+
+/* --out follows kbr_file_write's rule, and says so before and after the request. */
+static void test_out_files(void **state)
+{
+    const tmpdir *t = *state;
+    char target[128], link[128], want[300];
+    cli_error ce = {{0}, {{0}}};
+    cli_ctx ctx = {.out = stdout};
+
+    tmp_path(t, "cert.pem", target, sizeof(target));
+    tmp_path(t, "link.pem", link, sizeof(link));
+    assert_int_equal(cli_check_out("out", target, 0644, &ce), KBR_OK);
+    assert_int_equal(cli_write_file(target, "pem\n", 4, 0644, &ce), KBR_OK);
+    assert_int_equal(symlink(target, link), 0);
+    assert_int_equal(cli_check_out("chain-out", link, 0644, &ce), KBR_ERR_IO);
+    assert_string_equal(ce.code, "io_error");
+    snprintf(want, sizeof(want), "--chain-out %s: is a symbolic link", link);
+    assert_memory_equal(ce.msg.text, want, strlen(want));
+    assert_int_equal(cli_write_file(link, "pem\n", 4, 0644, &ce), KBR_ERR_IO);
+    snprintf(want, sizeof(want), "cannot write %s: is a symbolic link", link);
+    assert_memory_equal(ce.msg.text, want, strlen(want));
+    /* with --out - the data has stdout to itself; what would follow it goes to stderr */
+    assert_true(cli_is_stdout("-"));
+    assert_false(cli_is_stdout("./-"));
+    assert_false(cli_is_stdout(NULL));
+    assert_ptr_equal(cli_ctx_beside(&ctx, "-").out, stderr);
+    assert_ptr_equal(cli_ctx_beside(&ctx, target).out, stdout);
+    assert_ptr_equal(cli_ctx_beside(&ctx, NULL).out, stdout);
 }
 
 /* ---- digests ---- */
@@ -451,6 +887,8 @@ static void test_sbom_rejects(void **state)
 {
     const tmpdir *t = *state;
     static const char spdx[] = "{\"spdxVersion\":\"SPDX-2.3\",\"bomFormat\":\"SPDX\"}";
+    static const char dup[] = "{\"bomFormat\":\"SPDX\",\"specVersion\":\"1.5\",\"bomFormat\":"
+                              "\"CycloneDX\",\"components\":[]}";
     char path[128];
     char *b64 = NULL, *big = NULL;
     kbr_msg msg = {{0}};
@@ -462,6 +900,10 @@ static void test_sbom_rejects(void **state)
     write_file(path, spdx, strlen(spdx));
     assert_int_equal(cli_sbom_b64_from_file(path, &b64, &msg), KBR_ERR_BAD_REQUEST);
     assert_non_null(strstr(msg.text, "CycloneDX"));
+    /* the broker refuses a member given twice; so does the CLI, before anything is signed */
+    write_file(path, dup, strlen(dup));
+    assert_int_equal(cli_sbom_b64_from_file(path, &b64, &msg), KBR_ERR_BAD_REQUEST);
+    assert_non_null(strstr(msg.text, "duplicate"));
     big = malloc(CLI_SBOM_MAX + 1);
     assert_non_null(big);
     memset(big, ' ', CLI_SBOM_MAX + 1);
@@ -1531,6 +1973,10 @@ static void test_view_pending_csv_rejects(void **state)
         "[{\"product\":\"p\",\"serial\":\"S\",\"current_firmware\":1,\"batch\":\"b\"}]",
         "[{\"product\":\"p\",\"serial\":\"S\\u001b[2J\",\"current_firmware\":\"1\",\"batch\":\"b\"}"
         "]",
+        "[{\"product\":\"p\",\"serial\":\"S\\u009b2J\",\"current_firmware\":\"1\",\"batch\":\"b\"}"
+        "]",
+        "[{\"product\":\"p\",\"serial\":\"S\",\"current_firmware\":\"1\\u202e0\",\"batch\":\"b\"}]",
+        "[{\"product\":\"p\",\"serial\":\"S\",\"current_firmware\":\"1\",\"batch\":\"b\\tx\"}]",
         "[\"EU-1\"]",
         "{\"items\":[]}",
     };
@@ -1721,6 +2167,14 @@ int main(void)
         cmocka_unit_test(test_table_utf8_and_control),
         cmocka_unit_test(test_table_from_json),
         cmocka_unit_test(test_fields_from_json),
+        cmocka_unit_test(test_term_escape),
+        cmocka_unit_test(test_error_line_hostile),
+        cmocka_unit_test(test_table_hostile_cell),
+        cmocka_unit_test(test_view_text_hostile),
+        cmocka_unit_test(test_print_json_hostile),
+        cmocka_unit_test_setup_teardown(test_out_files, tmp_setup, tmp_teardown),
+        cmocka_unit_test_setup_teardown(test_audit_verify_duplicate_keys, tmp_setup, tmp_teardown),
+        cmocka_unit_test(test_response_duplicate_keys),
         cmocka_unit_test_setup_teardown(test_digest_matches_openssl, tmp_setup, tmp_teardown),
         cmocka_unit_test_setup_teardown(test_digest_known_vector, tmp_setup, tmp_teardown),
         cmocka_unit_test_setup_teardown(test_digest_errors, tmp_setup, tmp_teardown),

@@ -67,6 +67,15 @@ typedef struct {
     const char *campaign; /* NULL for the factory image */
 } kbr_eff_device_firmware;
 
+/* One device as a walk of the fleet reads it; strings live until fn returns. */
+typedef struct {
+    const char *product, *serial, *current_firmware, *batch;
+    int64_t history;
+    bool has_history;
+} kbr_fleet_row;
+/* Sets *stop to end the walk; an error ends it too and is returned. */
+typedef kbr_err (*kbr_fleet_fn)(const kbr_fleet_row *row, void *arg, bool *stop);
+
 struct kbr_store_ops {
     const char *scheme;
     /* location is the URL after "scheme:". */
@@ -150,15 +159,25 @@ struct kbr_store_ops {
     kbr_err (*audit_walk_within)(kbr_store *st, int64_t after, int64_t limit,
                                  const kbr_audit_scope *scope, kbr_store_entry_fn fn, void *arg);
 
+    /* Key rows: the key's columns and its current certificate's as cert_pem, cert_chain_pem,
+     * cert_not_after, cert_serial_number, cert_fingerprint (null without one); store.c
+     * shapes the key object. */
     kbr_err (*key_get)(kbr_store *st, const char *name, json_t **key);
     kbr_err (*key_list)(kbr_store *st, json_t **keys);
     /* Filtered by sub and liveness only; store.c applies the key filter. */
     kbr_err (*token_list)(kbr_store *st, const char *sub, bool active, time_t now, json_t **tokens);
+    /* The build's row; its components {name, version, purl} in SBOM order. */
     kbr_err (*firmware_get)(kbr_store *st, const char *product, const char *version,
                             json_t **build);
+    kbr_err (*firmware_components)(kbr_store *st, const char *product, const char *version,
+                                   json_t **rows);
     kbr_err (*batch_get)(kbr_store *st, const char *batch, json_t **out);
     kbr_err (*batch_list)(kbr_store *st, json_t **out);
+    /* The device's row; its certificates {serial_number, fingerprint, not_after, issued_at,
+     * superseded_at, issuer_key, pem, audit_seq} in issue order. */
     kbr_err (*device_get)(kbr_store *st, const char *product, const char *serial, json_t **out);
+    kbr_err (*device_certificates)(kbr_store *st, const char *product, const char *serial,
+                                   json_t **rows);
     kbr_err (*device_find)(kbr_store *st, const char *serial, json_t **out);
     /* public_key_sha256 is lowercase hex; {product, serial} or KBR_ERR_NOT_FOUND. */
     kbr_err (*device_by_key)(kbr_store *st, const char *public_key_sha256, json_t **out);
@@ -175,20 +194,60 @@ struct kbr_store_ops {
     /* Reads between begin and end see one state of the store; end accepts a failed begin. */
     kbr_err (*snapshot_begin)(kbr_store *st);
     void (*snapshot_end)(kbr_store *st);
+
     /*
-     * The custody views' back-end parts, each in its own snapshot (views.c does the rest):
-     * view_product: {product, keys: [key objects with relations and live_tokens, by name],
-     *   device_certificates{}, expiring_devices: {count, first} (only when until is given)};
-     * view_custody: {key, tokens, operations};
-     * view_exposure: {builds, devices: {current, by_batch}, remediation?, pending_devices?}
-     *   with q checked and its limit resolved.
+     * The views' rows, each one query of flat rows (arrays of objects, new refs); views.c and
+     * exposure.c compose them inside a snapshot.  Times are RFC 3339 text.
      */
-    kbr_err (*view_product)(kbr_store *st, const char *product, time_t now, const char *until,
-                            json_t **out);
-    kbr_err (*view_custody)(kbr_store *st, const char *key, json_t **out);
-    kbr_err (*view_exposure)(kbr_store *st, const kbr_exposure_query *q, json_t **out);
+    /* {key, role}: key_relations of product, and the issuers of those keys' current
+     * certificates, transitively ("issuer"), by key then role. */
+    kbr_err (*product_relations)(kbr_store *st, const char *product, json_t **rows);
+    /* Does a batch or a device name product? */
+    kbr_err (*product_known)(kbr_store *st, const char *product, bool *known);
+    /* {jti, sub, expires_at, uses, max_uses (null)} of the tokens live at now whose scope
+     * reaches key and product (kbr_store.h, View A), by expires_at then jti. */
+    kbr_err (*live_tokens)(kbr_store *st, const char *key, const char *product, const char *now,
+                           json_t **rows);
+    /* {month "YYYY-MM", count} of product's current device certificates, months with any. */
+    kbr_err (*cert_months)(kbr_store *st, const char *product, json_t **rows);
+    /* *count current device certificates of product with not_after <= until, and the first
+     * limit of them {product, serial, serial_number, fingerprint, not_after} by not_after. */
+    kbr_err (*expiring_devices)(kbr_store *st, const char *product, const char *until, int limit,
+                                int64_t *count, json_t **rows);
+    /* Token rows (as token_list) whose scope reaches key, by issued_at then jti. */
+    kbr_err (*key_tokens)(kbr_store *st, const char *key, json_t **rows);
+    /* {sub (null when none), op, outcome, count, last_at, last_seq} by sub, op, outcome. */
+    kbr_err (*key_operations)(kbr_store *st, const char *key, json_t **rows);
+    /* {product, version, name, cversion, purl} of the SBOM components q names (component and
+     * versions, or purl prefix; and product), by product, version, then SBOM order. */
+    kbr_err (*exposure_components)(kbr_store *st, const kbr_exposure_query *q, json_t **rows);
+    /* {digest, signed_at, key, audit_seq} of build (product, version); KBR_ERR_NOT_FOUND. */
+    kbr_err (*build_row)(kbr_store *st, const char *product, const char *version, json_t **row);
+    /* {batch, markets[], count} of product's devices whose current firmware is firmware. */
+    kbr_err (*fleet_batches)(kbr_store *st, const char *product, const char *firmware,
+                             json_t **rows);
+    /* {history} of every set of builds ever run that holds (product, version). */
+    kbr_err (*build_histories)(kbr_store *st, const char *product, const char *version,
+                               json_t **rows);
+    /* {firmware, count} of the devices whose history is history, by current firmware. */
+    kbr_err (*history_firmware)(kbr_store *st, int64_t history, json_t **rows);
+    /* {product, serial, current_firmware, batch} of the first limit devices of history on
+     * firmware with serial > after, by serial. */
+    kbr_err (*pending_group)(kbr_store *st, int64_t history, const char *firmware,
+                             const char *after, int limit, json_t **rows);
+    /* Every device with serial > after (of product, or of all by serial then product), in
+     * that order, to fn until it stops. */
+    kbr_err (*fleet_walk)(kbr_store *st, const char *product, const char *after, kbr_fleet_fn fn,
+                          void *arg);
+    /* The number of devices (of product; NULL: all). */
+    kbr_err (*fleet_size)(kbr_store *st, const char *product, int64_t *n);
 };
 
 extern const kbr_store_ops kbr_store_sqlite_ops;
+
+/* exposure.c: View C's builds, devices, remediation and pending page (q checked, its limit
+ * resolved), read in one snapshot: {builds, devices: {current, by_batch}, remediation?,
+ * pending_devices?}.  New ref. */
+KBR_WUR kbr_err kbr_store_exposure_rows(kbr_store *st, const kbr_exposure_query *q, json_t **out);
 
 #endif

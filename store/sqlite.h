@@ -230,9 +230,30 @@ kbr_err kbr_sqlite_migrate_v3(kbr_sqlite *s, const char *path, kbr_msg *msg);
 /* Snapshots and the custody views (sqlite_views.c, sqlite_exposure.c). */
 kbr_err kbr_sqlite_snapshot_begin(kbr_store *st);
 void kbr_sqlite_snapshot_end(kbr_store *st);
-kbr_err kbr_sqlite_view_product(kbr_store *st, const char *product, time_t now, const char *until,
-                                json_t **out);
-kbr_err kbr_sqlite_view_custody(kbr_store *st, const char *key, json_t **out);
-kbr_err kbr_sqlite_view_exposure(kbr_store *st, const kbr_exposure_query *q, json_t **out);
+kbr_err kbr_sqlite_device_certificates(kbr_store *st, const char *product, const char *serial,
+                                       json_t **out);
+kbr_err kbr_sqlite_firmware_components(kbr_store *st, const char *product, const char *version,
+                                       json_t **out);
+kbr_err kbr_sqlite_product_relations(kbr_store *st, const char *product, json_t **out);
+kbr_err kbr_sqlite_product_known(kbr_store *st, const char *product, bool *known);
+kbr_err kbr_sqlite_live_tokens(kbr_store *st, const char *key, const char *product, const char *now,
+                               json_t **out);
+kbr_err kbr_sqlite_cert_months(kbr_store *st, const char *product, json_t **out);
+kbr_err kbr_sqlite_expiring_devices(kbr_store *st, const char *product, const char *until,
+                                    int limit, int64_t *count, json_t **out);
+kbr_err kbr_sqlite_key_tokens(kbr_store *st, const char *key, json_t **out);
+kbr_err kbr_sqlite_key_operations(kbr_store *st, const char *key, json_t **out);
+kbr_err kbr_sqlite_exposure_components(kbr_store *st, const kbr_exposure_query *q, json_t **out);
+kbr_err kbr_sqlite_build_row(kbr_store *st, const char *product, const char *version, json_t **out);
+kbr_err kbr_sqlite_fleet_batches(kbr_store *st, const char *product, const char *firmware,
+                                 json_t **out);
+kbr_err kbr_sqlite_build_histories(kbr_store *st, const char *product, const char *version,
+                                   json_t **out);
+kbr_err kbr_sqlite_history_firmware(kbr_store *st, int64_t history, json_t **out);
+kbr_err kbr_sqlite_pending_group(kbr_store *st, int64_t history, const char *firmware,
+                                 const char *after, int limit, json_t **out);
+kbr_err kbr_sqlite_fleet_walk(kbr_store *st, const char *product, const char *after,
+                              kbr_fleet_fn fn, void *arg);
+kbr_err kbr_sqlite_fleet_size(kbr_store *st, const char *product, int64_t *n);
 
 #endif

@@ -306,14 +306,14 @@ static const kbr_col_spec device_cert_cols[] = {
     {"pem", KBR_COL_TEXT},           {"audit_seq", KBR_COL_INT},
 };
 
-static kbr_err device_certificates(kbr_sqlite *s, const char *product, const char *serial,
-                                   json_t **out)
+kbr_err kbr_sqlite_device_certificates(kbr_store *st, const char *product, const char *serial,
+                                       json_t **out)
 {
     kbr_err err = KBR_OK;
     sqlite3_stmt *stmt = NULL;
 
     *out = NULL;
-    KBR_GUARD(kbr_sqlite_stmt(s, SQ_DEVICE_CERTS,
+    KBR_GUARD(kbr_sqlite_stmt(SQ(st), SQ_DEVICE_CERTS,
                               "SELECT serial_number, fingerprint, not_after, issued_at,"
                               " superseded_at, issuer_key, pem, audit_seq FROM certificates"
                               " WHERE owner_kind = 'device' AND product = ?1"
@@ -327,14 +327,10 @@ out:
     return err;
 }
 
-/* The device row and its certificates are each read in one statement; the only later change
- * to the row (current_firmware) shares no rule with the certificates, so the two reads need
- * no shared snapshot. */
 kbr_err kbr_sqlite_device_get(kbr_store *st, const char *product, const char *serial, json_t **out)
 {
     kbr_err err = KBR_OK;
     sqlite3_stmt *stmt = NULL;
-    json_t *dev = NULL, *certs = NULL;
 
     *out = NULL;
     KBR_GUARD(kbr_sqlite_stmt(SQ(st), SQ_DEVICE_GET,
@@ -345,15 +341,9 @@ kbr_err kbr_sqlite_device_get(kbr_store *st, const char *product, const char *se
                               &stmt));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, product));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 2, serial));
-    KBR_GUARD(kbr_sqlite_object(stmt, device_cols, KBR_NCOLS(device_cols), &dev));
-    KBR_GUARD(device_certificates(SQ(st), product, serial, &certs));
-    KBR_ENSURE(json_object_set(dev, "certificates", certs) == 0, KBR_ERR_NOMEM);
-    *out = dev;
-    dev = NULL;
+    KBR_GUARD(kbr_sqlite_object(stmt, device_cols, KBR_NCOLS(device_cols), out));
 out:
     kbr_sqlite_done(stmt);
-    json_decref(certs);
-    json_decref(dev);
     return err;
 }
 

@@ -326,34 +326,28 @@ static const kbr_col_spec key_cols[] = {
     {"created_at", KBR_COL_TEXT}, {"retired_at", KBR_COL_TEXT}, {"public_key_pem", KBR_COL_TEXT},
     {"hsm_label", KBR_COL_TEXT},  {"hsm_id", KBR_COL_TEXT},     {"public_key_sha256", KBR_COL_TEXT},
 };
+/* The current certificate's columns, null when the key has none; store.c nests them. */
 static const kbr_col_spec cert_cols[] = {
-    {"pem", KBR_COL_TEXT},           {"chain_pem", KBR_COL_TEXT},   {"not_after", KBR_COL_TEXT},
-    {"serial_number", KBR_COL_TEXT}, {"fingerprint", KBR_COL_TEXT},
+    {"cert_pem", KBR_COL_TEXT},         {"cert_chain_pem", KBR_COL_TEXT},
+    {"cert_not_after", KBR_COL_TEXT},   {"cert_serial_number", KBR_COL_TEXT},
+    {"cert_fingerprint", KBR_COL_TEXT},
 };
 
 static kbr_err key_from_row(sqlite3_stmt *stmt, const void *ctx, json_t **out)
 {
     kbr_err err = KBR_OK;
-    json_t *key = NULL, *cert = NULL;
-    int cert_col = (int)KBR_NCOLS(key_cols);
+    json_t *key = NULL;
 
     (void)ctx;
     *out = NULL;
     key = json_object();
     KBR_ENSURE(key != NULL, KBR_ERR_NOMEM);
     KBR_GUARD(kbr_sqlite_put_columns(key, stmt, 0, key_cols, KBR_NCOLS(key_cols)));
-    if (sqlite3_column_type(stmt, cert_col) == SQLITE_NULL) {
-        cert = json_null();
-    } else {
-        cert = json_object();
-        KBR_ENSURE(cert != NULL, KBR_ERR_NOMEM);
-        KBR_GUARD(kbr_sqlite_put_columns(cert, stmt, cert_col, cert_cols, KBR_NCOLS(cert_cols)));
-    }
-    KBR_ENSURE(json_object_set(key, "certificate", cert) == 0, KBR_ERR_NOMEM);
+    KBR_GUARD(kbr_sqlite_put_columns(key, stmt, (int)KBR_NCOLS(key_cols), cert_cols,
+                                     KBR_NCOLS(cert_cols)));
     *out = key;
     key = NULL;
 out:
-    json_decref(cert);
     json_decref(key);
     return err;
 }
@@ -430,13 +424,14 @@ static const kbr_col_spec firmware_cols[] = {
 static const kbr_col_spec component_cols[] = {
     {"name", KBR_COL_TEXT}, {"version", KBR_COL_TEXT}, {"purl", KBR_COL_TEXT}};
 
-static kbr_err components_of(kbr_sqlite *s, const char *product, const char *version, json_t **out)
+kbr_err kbr_sqlite_firmware_components(kbr_store *st, const char *product, const char *version,
+                                       json_t **out)
 {
     kbr_err err = KBR_OK;
     sqlite3_stmt *stmt = NULL;
 
     *out = NULL;
-    KBR_GUARD(kbr_sqlite_stmt(s, SQ_COMPONENT_LIST,
+    KBR_GUARD(kbr_sqlite_stmt(SQ(st), SQ_COMPONENT_LIST,
                               "SELECT name, cversion, purl FROM components"
                               " WHERE product = ?1 AND version = ?2 ORDER BY rowid",
                               &stmt));
@@ -448,15 +443,11 @@ out:
     return err;
 }
 
-/* A build and its components are written in one transaction and never change, so two
- * reads outside a transaction see the same build. */
 kbr_err kbr_sqlite_firmware_get(kbr_store *st, const char *product, const char *version,
                                 json_t **build)
 {
     kbr_err err = KBR_OK;
     sqlite3_stmt *stmt = NULL;
-    json_t *b = NULL, *components = NULL;
-    int rc;
 
     *build = NULL;
     KBR_GUARD(kbr_sqlite_stmt(SQ(st), SQ_FIRMWARE_GET,
@@ -466,19 +457,8 @@ kbr_err kbr_sqlite_firmware_get(kbr_store *st, const char *product, const char *
                               &stmt));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, product));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 2, version));
-    rc = sqlite3_step(stmt);
-    KBR_ENSURE(rc != SQLITE_DONE, KBR_ERR_NOT_FOUND);
-    KBR_ENSURE(rc == SQLITE_ROW, kbr_sqlite_err(rc));
-    b = json_object();
-    KBR_ENSURE(b != NULL, KBR_ERR_NOMEM);
-    KBR_GUARD(kbr_sqlite_put_columns(b, stmt, 0, firmware_cols, KBR_NCOLS(firmware_cols)));
-    KBR_GUARD(components_of(SQ(st), product, version, &components));
-    KBR_ENSURE(json_object_set(b, "components", components) == 0, KBR_ERR_NOMEM);
-    *build = b;
-    b = NULL;
+    KBR_GUARD(kbr_sqlite_object(stmt, firmware_cols, KBR_NCOLS(firmware_cols), build));
 out:
     kbr_sqlite_done(stmt);
-    json_decref(components);
-    json_decref(b);
     return err;
 }

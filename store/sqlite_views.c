@@ -1,8 +1,9 @@
 /*
- * sqlite_views.c - the SQLite back end's snapshots and its parts of the
- * product (A) and key custody (B) views.  Each reads the tables the schema's
- * triggers keep (key_relations, token_keys, token_usage, key_operations,
- * device_cert_expiry) and indexes, never a scan of devices or the audit log.
+ * sqlite_views.c - the SQLite back end's snapshots and the rows of the
+ * product (A) and key custody (B) views; views.c composes them.  Each query
+ * reads the tables the schema's triggers keep (key_relations, token_keys,
+ * token_usage, key_operations, device_cert_expiry) and indexes, never a scan
+ * of devices or the audit log.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -89,8 +90,8 @@ static const kbr_col_spec live_token_cols[] = {
     "  json_each(t.scope, '$.products') p WHERE p.value = ?3 OR (substr(p.value, -1) = '*'"        \
     "  AND substr(?3, 1, length(p.value) - 1) = substr(p.value, 1, length(p.value) - 1))))"
 
-static kbr_err live_tokens(kbr_sqlite *s, const char *key, const char *product, const char *now,
-                           json_t **out)
+kbr_err kbr_sqlite_live_tokens(kbr_store *st, const char *key, const char *product, const char *now,
+                               json_t **out)
 {
     kbr_err err = KBR_OK;
     sqlite3_stmt *stmt = NULL;
@@ -98,7 +99,7 @@ static kbr_err live_tokens(kbr_sqlite *s, const char *key, const char *product, 
 
     *out = NULL;
     KBR_GUARD(scope_patterns(key, &patterns));
-    KBR_GUARD(kbr_sqlite_stmt(s, SQ_VIEW_LIVE_TOKENS,
+    KBR_GUARD(kbr_sqlite_stmt(SQ(st), SQ_VIEW_LIVE_TOKENS,
                               "SELECT t.jti, t.sub, t.expires_at, coalesce(u.uses, 0),"
                               " json_extract(t.scope, '$.max_uses')"
                               " FROM tokens t LEFT JOIN token_usage u ON u.jti = t.jti"
@@ -118,23 +119,20 @@ out:
 
 /* ---- View A ---- */
 
+static const kbr_col_spec relation_cols[] = {{"key", KBR_COL_TEXT}, {"role", KBR_COL_TEXT}};
+
 /*
- * Keys the product depends on, each with its relations: key_relations, and the issuers of
- * those keys' current certificates, transitively (UNION ends a cycle of issuers).
- * A new object name -> [roles], names in order.
+ * The keys the product depends on and why: key_relations, and the issuers of those keys'
+ * current certificates, transitively (UNION ends a cycle of issuers).
  */
-static kbr_err product_relations(kbr_sqlite *s, const char *product, json_t **out)
+kbr_err kbr_sqlite_product_relations(kbr_store *st, const char *product, json_t **out)
 {
     kbr_err err = KBR_OK;
     sqlite3_stmt *stmt = NULL;
-    json_t *by_key = NULL, *roles;
-    int rc;
 
     *out = NULL;
-    by_key = json_object();
-    KBR_ENSURE(by_key != NULL, KBR_ERR_NOMEM);
     KBR_GUARD(kbr_sqlite_stmt(
-        s, SQ_VIEW_PRODUCT_KEYS,
+        SQ(st), SQ_VIEW_PRODUCT_KEYS,
         "WITH RECURSIVE dep(key, role) AS ("
         " SELECT key, role FROM key_relations WHERE product = ?1"
         " UNION SELECT c.issuer_key, 'issuer' FROM dep JOIN certificates c"
@@ -143,77 +141,20 @@ static kbr_err product_relations(kbr_sqlite *s, const char *product, json_t **ou
         " SELECT key, role FROM dep ORDER BY key, role",
         &stmt));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, product));
-    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-        const char *key = kbr_sqlite_text(stmt, 0), *role = kbr_sqlite_text(stmt, 1);
-
-        KBR_ENSURE(key != NULL && role != NULL, KBR_ERR_STORE);
-        roles = json_object_get(by_key, key);
-        if (roles == NULL) {
-            roles = json_array();
-            KBR_ENSURE(json_object_set_new(by_key, key, roles) == 0, KBR_ERR_NOMEM);
-        }
-        KBR_ENSURE(json_array_append_new(roles, json_string(role)) == 0, KBR_ERR_NOMEM);
-    }
-    KBR_ENSURE(rc == SQLITE_DONE, kbr_sqlite_err(rc));
-    *out = by_key;
-    by_key = NULL;
+    KBR_GUARD(kbr_sqlite_objects(stmt, relation_cols, KBR_NCOLS(relation_cols), out));
 out:
     kbr_sqlite_done(stmt);
-    json_decref(by_key);
     return err;
 }
 
-static kbr_err product_key(kbr_sqlite *s, const char *product, const char *name, json_t *roles,
-                           const char *now, json_t *keys)
-{
-    kbr_err err = KBR_OK;
-    json_t *key = NULL, *tokens = NULL;
-    kbr_err found = kbr_sqlite_key_get(&s->base, name, &key);
-
-    /* A relation may name a key another broker registered (an external issuer). */
-    if (found == KBR_ERR_NOT_FOUND)
-        goto out;
-    KBR_GUARD(found);
-    KBR_GUARD(live_tokens(s, name, product, now, &tokens));
-    KBR_ENSURE(json_object_set(key, "relations", roles) == 0, KBR_ERR_NOMEM);
-    KBR_ENSURE(json_object_set(key, "live_tokens", tokens) == 0, KBR_ERR_NOMEM);
-    KBR_ENSURE(json_array_append(keys, key) == 0, KBR_ERR_NOMEM);
-out:
-    json_decref(tokens);
-    json_decref(key);
-    return err;
-}
-
-static kbr_err product_keys(kbr_sqlite *s, const char *product, const char *now, json_t **out)
-{
-    kbr_err err = KBR_OK;
-    json_t *relations = NULL, *keys = NULL, *roles;
-    const char *name;
-
-    *out = NULL;
-    KBR_GUARD(product_relations(s, product, &relations));
-    keys = json_array();
-    KBR_ENSURE(keys != NULL, KBR_ERR_NOMEM);
-    json_object_foreach(relations, name, roles)
-    {
-        KBR_GUARD(product_key(s, product, name, roles, now, keys));
-    }
-    *out = keys;
-    keys = NULL;
-out:
-    json_decref(keys);
-    json_decref(relations);
-    return err;
-}
-
-static kbr_err product_known(kbr_sqlite *s, const char *product, bool *known)
+kbr_err kbr_sqlite_product_known(kbr_store *st, const char *product, bool *known)
 {
     kbr_err err = KBR_OK;
     sqlite3_stmt *stmt = NULL;
     int rc;
 
     *known = false;
-    KBR_GUARD(kbr_sqlite_stmt(s, SQ_VIEW_PRODUCT_KNOWN,
+    KBR_GUARD(kbr_sqlite_stmt(SQ(st), SQ_VIEW_PRODUCT_KNOWN,
                               "SELECT EXISTS (SELECT 1 FROM batches WHERE product = ?1)"
                               " OR EXISTS (SELECT 1 FROM devices WHERE product = ?1)",
                               &stmt));
@@ -228,37 +169,26 @@ out:
 
 static const kbr_col_spec month_cols[] = {{"month", KBR_COL_TEXT}, {"count", KBR_COL_INT}};
 
-/* {total_current, by_expiry_month} from the per-day counters: a few thousand rows at most. */
-static kbr_err cert_months(kbr_sqlite *s, const char *product, json_t **out)
+/* From the per-day counters: a few thousand rows at most. */
+kbr_err kbr_sqlite_cert_months(kbr_store *st, const char *product, json_t **out)
 {
     kbr_err err = KBR_OK;
     sqlite3_stmt *stmt = NULL;
-    json_t *months = NULL, *m;
-    json_int_t total = 0;
-    size_t i;
 
     *out = NULL;
-    KBR_GUARD(kbr_sqlite_stmt(s, SQ_VIEW_CERT_MONTHS,
+    KBR_GUARD(kbr_sqlite_stmt(SQ(st), SQ_VIEW_CERT_MONTHS,
                               "SELECT substr(day, 1, 7), sum(count) FROM device_cert_expiry"
                               " WHERE product = ?1 GROUP BY 1 HAVING sum(count) > 0 ORDER BY 1",
                               &stmt));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, product));
-    KBR_GUARD(kbr_sqlite_objects(stmt, month_cols, KBR_NCOLS(month_cols), &months));
-    json_array_foreach(months, i, m)
-    {
-        total += json_integer_value(json_object_get(m, "count"));
-    }
-    *out = json_pack("{s:I,s:O}", "total_current", total, "by_expiry_month", months);
-    KBR_ENSURE(*out != NULL, KBR_ERR_NOMEM);
+    KBR_GUARD(kbr_sqlite_objects(stmt, month_cols, KBR_NCOLS(month_cols), out));
 out:
     kbr_sqlite_done(stmt);
-    json_decref(months);
     return err;
 }
 
 /* Whole days before until's day from the counters, until's own day from the partial index. */
-static kbr_err expiring_count(kbr_sqlite *s, const char *product, const char *until,
-                              json_int_t *count)
+static kbr_err expiring_count(kbr_sqlite *s, const char *product, const char *until, int64_t *count)
 {
     kbr_err err = KBR_OK;
     sqlite3_stmt *stmt = NULL;
@@ -291,18 +221,15 @@ static const kbr_col_spec expiring_cols[] = {
     {"fingerprint", KBR_COL_TEXT}, {"not_after", KBR_COL_TEXT},
 };
 
-#define EXPIRING_FIRST 100
-
-static kbr_err expiring_devices(kbr_sqlite *s, const char *product, const char *until, json_t **out)
+kbr_err kbr_sqlite_expiring_devices(kbr_store *st, const char *product, const char *until,
+                                    int limit, int64_t *count, json_t **out)
 {
     kbr_err err = KBR_OK;
     sqlite3_stmt *stmt = NULL;
-    json_t *first = NULL;
-    json_int_t count = 0;
 
     *out = NULL;
-    KBR_GUARD(expiring_count(s, product, until, &count));
-    KBR_GUARD(kbr_sqlite_stmt(s, SQ_VIEW_CERT_EXPIRING_FIRST,
+    KBR_GUARD(expiring_count(SQ(st), product, until, count));
+    KBR_GUARD(kbr_sqlite_stmt(SQ(st), SQ_VIEW_CERT_EXPIRING_FIRST,
                               "SELECT product, device_serial, serial_number, fingerprint,"
                               " not_after FROM certificates WHERE owner_kind = 'device'"
                               " AND superseded_at IS NULL AND product = ?1 AND not_after <= ?2"
@@ -310,68 +237,16 @@ static kbr_err expiring_devices(kbr_sqlite *s, const char *product, const char *
                               &stmt));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, product));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 2, until));
-    KBR_GUARD(kbr_sqlite_err(sqlite3_bind_int(stmt, 3, EXPIRING_FIRST)));
-    KBR_GUARD(kbr_sqlite_objects(stmt, expiring_cols, KBR_NCOLS(expiring_cols), &first));
-    *out = json_pack("{s:I,s:O}", "count", count, "first", first);
-    KBR_ENSURE(*out != NULL, KBR_ERR_NOMEM);
+    KBR_GUARD(kbr_sqlite_err(sqlite3_bind_int(stmt, 3, limit)));
+    KBR_GUARD(kbr_sqlite_objects(stmt, expiring_cols, KBR_NCOLS(expiring_cols), out));
 out:
     kbr_sqlite_done(stmt);
-    json_decref(first);
-    return err;
-}
-
-static kbr_err product_view(kbr_sqlite *s, const char *product, time_t now, const char *until,
-                            json_t **out)
-{
-    kbr_err err = KBR_OK;
-    json_t *view = NULL, *keys = NULL, *certs = NULL, *expiring = NULL;
-    char now_text[KBR_TIME_LEN];
-    bool known = false;
-
-    *out = NULL;
-    kbr_time_fmt(now, now_text);
-    KBR_GUARD(product_keys(s, product, now_text, &keys));
-    if (json_array_size(keys) == 0) {
-        KBR_GUARD(product_known(s, product, &known));
-        KBR_ENSURE(known, KBR_ERR_NOT_FOUND);
-    }
-    KBR_GUARD(cert_months(s, product, &certs));
-    view =
-        json_pack("{s:s,s:O,s:O}", "product", product, "keys", keys, "device_certificates", certs);
-    KBR_ENSURE(view != NULL, KBR_ERR_NOMEM);
-    if (until != NULL) {
-        KBR_GUARD(expiring_devices(s, product, until, &expiring));
-        KBR_ENSURE(json_object_set(view, "expiring_devices", expiring) == 0, KBR_ERR_NOMEM);
-    }
-    *out = view;
-    view = NULL;
-out:
-    json_decref(expiring);
-    json_decref(certs);
-    json_decref(keys);
-    json_decref(view);
-    return err;
-}
-
-kbr_err kbr_sqlite_view_product(kbr_store *st, const char *product, time_t now, const char *until,
-                                json_t **out)
-{
-    kbr_err err = KBR_OK;
-    bool in_snapshot = false;
-
-    *out = NULL;
-    KBR_GUARD(kbr_sqlite_snapshot_begin(st));
-    in_snapshot = true;
-    KBR_GUARD(product_view(SQ(st), product, now, until, out));
-out:
-    if (in_snapshot)
-        kbr_sqlite_snapshot_end(st);
     return err;
 }
 
 /* ---- View B ---- */
 
-static kbr_err key_tokens(kbr_sqlite *s, const char *key, json_t **out)
+kbr_err kbr_sqlite_key_tokens(kbr_store *st, const char *key, json_t **out)
 {
     kbr_err err = KBR_OK;
     sqlite3_stmt *stmt = NULL;
@@ -380,7 +255,7 @@ static kbr_err key_tokens(kbr_sqlite *s, const char *key, json_t **out)
     *out = NULL;
     KBR_GUARD(scope_patterns(key, &patterns));
     KBR_GUARD(kbr_sqlite_stmt(
-        s, SQ_VIEW_KEY_TOKENS,
+        SQ(st), SQ_VIEW_KEY_TOKENS,
         KBR_SQLITE_TOKEN_SELECT " WHERE" TOKENS_REACHING " ORDER BY t.issued_at, t.jti", &stmt));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, patterns));
     KBR_GUARD(kbr_sqlite_objects(stmt, kbr_sqlite_token_cols, KBR_SQLITE_TOKEN_NCOLS, out));
@@ -395,13 +270,13 @@ static const kbr_col_spec operation_cols[] = {
     {"count", KBR_COL_INT}, {"last_at", KBR_COL_TEXT}, {"last_seq", KBR_COL_INT},
 };
 
-static kbr_err key_operations(kbr_sqlite *s, const char *key, json_t **out)
+kbr_err kbr_sqlite_key_operations(kbr_store *st, const char *key, json_t **out)
 {
     kbr_err err = KBR_OK;
     sqlite3_stmt *stmt = NULL;
 
     *out = NULL;
-    KBR_GUARD(kbr_sqlite_stmt(s, SQ_VIEW_KEY_OPERATIONS,
+    KBR_GUARD(kbr_sqlite_stmt(SQ(st), SQ_VIEW_KEY_OPERATIONS,
                               "SELECT nullif(sub, ''), op, outcome, count, last_at, last_seq"
                               " FROM key_operations WHERE key = ?1 ORDER BY sub, op, outcome",
                               &stmt));
@@ -409,39 +284,5 @@ static kbr_err key_operations(kbr_sqlite *s, const char *key, json_t **out)
     KBR_GUARD(kbr_sqlite_objects(stmt, operation_cols, KBR_NCOLS(operation_cols), out));
 out:
     kbr_sqlite_done(stmt);
-    return err;
-}
-
-static kbr_err custody_view(kbr_sqlite *s, const char *key, json_t **out)
-{
-    kbr_err err = KBR_OK;
-    json_t *tokens = NULL, *ops = NULL;
-    bool exists = false;
-
-    *out = NULL;
-    KBR_GUARD(kbr_sqlite_key_exists(&s->base, key, &exists));
-    KBR_ENSURE(exists, KBR_ERR_NOT_FOUND);
-    KBR_GUARD(key_tokens(s, key, &tokens));
-    KBR_GUARD(key_operations(s, key, &ops));
-    *out = json_pack("{s:s,s:O,s:O}", "key", key, "tokens", tokens, "operations", ops);
-    KBR_ENSURE(*out != NULL, KBR_ERR_NOMEM);
-out:
-    json_decref(ops);
-    json_decref(tokens);
-    return err;
-}
-
-kbr_err kbr_sqlite_view_custody(kbr_store *st, const char *key, json_t **out)
-{
-    kbr_err err = KBR_OK;
-    bool in_snapshot = false;
-
-    *out = NULL;
-    KBR_GUARD(kbr_sqlite_snapshot_begin(st));
-    in_snapshot = true;
-    KBR_GUARD(custody_view(SQ(st), key, out));
-out:
-    if (in_snapshot)
-        kbr_sqlite_snapshot_end(st);
     return err;
 }

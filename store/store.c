@@ -1,4 +1,5 @@
 /* store.c - kbr_store_*: picks the back end by URL scheme and holds the logic they share. */
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -211,14 +212,60 @@ out:
     return err;
 }
 
+/* A key row's cert_* columns become its "certificate" object, or null. */
+static kbr_err key_shape(json_t *key)
+{
+    static const char *const fields[] = {"pem", "chain_pem", "not_after", "serial_number",
+                                         "fingerprint"};
+    json_t *cert = json_object();
+    bool present = false;
+    char column[32];
+
+    if (cert == NULL)
+        return KBR_ERR_NOMEM;
+    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+        snprintf(column, sizeof(column), "cert_%s", fields[i]);
+        json_object_set(cert, fields[i], json_object_get(key, column));
+        present = present || json_is_string(json_object_get(key, column));
+        json_object_del(key, column);
+    }
+    if (json_object_set_new(key, "certificate", present ? cert : json_null()) != 0) {
+        if (present)
+            json_decref(cert);
+        return KBR_ERR_NOMEM;
+    }
+    if (!present)
+        json_decref(cert);
+    return KBR_OK;
+}
+
 kbr_err kbr_store_key_get(kbr_store *st, const char *name, json_t **key)
 {
-    return st->ops->key_get(st, name, key);
+    kbr_err err = st->ops->key_get(st, name, key);
+
+    if (err == KBR_OK && (err = key_shape(*key)) != KBR_OK) {
+        json_decref(*key);
+        *key = NULL;
+    }
+    return err;
 }
 
 kbr_err kbr_store_key_list(kbr_store *st, json_t **keys)
 {
-    return st->ops->key_list(st, keys);
+    kbr_err err = st->ops->key_list(st, keys);
+    size_t i;
+    json_t *key;
+
+    json_array_foreach(err == KBR_OK ? *keys : NULL, i, key)
+    {
+        if ((err = key_shape(key)) != KBR_OK)
+            break;
+    }
+    if (err != KBR_OK && *keys != NULL) {
+        json_decref(*keys);
+        *keys = NULL;
+    }
+    return err;
 }
 
 /* The scope grammar of API.md: an entry ending in '*' matches by prefix. */
@@ -289,10 +336,27 @@ out:
     return err;
 }
 
+/*
+ * A build and its components are written in one transaction and never change, so two reads
+ * outside a transaction see the same build.
+ */
 kbr_err kbr_store_firmware_get(kbr_store *st, const char *product, const char *version,
                                json_t **build)
 {
-    return st->ops->firmware_get(st, product, version, build);
+    kbr_err err = KBR_OK;
+    json_t *b = NULL, *components = NULL;
+
+    *build = NULL;
+    KBR_GUARD(st->ops->firmware_get(st, product, version, &b));
+    KBR_GUARD(st->ops->firmware_components(st, product, version, &components));
+    KBR_ENSURE(json_object_set_new(b, "components", components) == 0, KBR_ERR_NOMEM);
+    components = NULL;
+    *build = b;
+    b = NULL;
+out:
+    json_decref(components);
+    json_decref(b);
+    return err;
 }
 
 kbr_err kbr_store_batch_get(kbr_store *st, const char *batch, json_t **out)
@@ -305,9 +369,27 @@ kbr_err kbr_store_batch_list(kbr_store *st, json_t **out)
     return st->ops->batch_list(st, out);
 }
 
+/*
+ * The device row and its certificates are each read in one statement; the only later change
+ * to the row (current_firmware) shares no rule with the certificates, so the two reads need
+ * no shared snapshot.
+ */
 kbr_err kbr_store_device_get(kbr_store *st, const char *product, const char *serial, json_t **out)
 {
-    return st->ops->device_get(st, product, serial, out);
+    kbr_err err = KBR_OK;
+    json_t *dev = NULL, *certs = NULL;
+
+    *out = NULL;
+    KBR_GUARD(st->ops->device_get(st, product, serial, &dev));
+    KBR_GUARD(st->ops->device_certificates(st, product, serial, &certs));
+    KBR_ENSURE(json_object_set_new(dev, "certificates", certs) == 0, KBR_ERR_NOMEM);
+    certs = NULL;
+    *out = dev;
+    dev = NULL;
+out:
+    json_decref(certs);
+    json_decref(dev);
+    return err;
 }
 
 kbr_err kbr_store_device_find(kbr_store *st, const char *serial, json_t **out)

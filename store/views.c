@@ -1,8 +1,8 @@
 /*
- * views.c - kbr_store_view_*: the four custody views.  The back end reads
- * its counters and rows in one snapshot; what every back end shares is here:
- * the argument rules, version order, EU membership, grouping by purpose and
- * by market, the expiring section, principals, and the device's whole record.
+ * views.c - kbr_store_view_*: the four custody views, composed from the back
+ * end's rows (each view in one snapshot): the argument rules, version order,
+ * EU membership, grouping by purpose and by market, the expiring section,
+ * principals, and the device's whole record.  exposure.c does View C's rows.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -261,6 +261,140 @@ out:
 
 /* 100 years: further than any certificate a device carries, and far from time_t's end. */
 #define VIEW_MAX_DAYS 36500L
+/* Expiring device certificates listed one by one; the rest are in the count. */
+#define EXPIRING_FIRST 100
+
+/* The relation rows (ordered by key) as key -> [roles], keys in order. */
+static kbr_err roles_by_key(const json_t *rows, json_t **out)
+{
+    kbr_err err = KBR_OK;
+    json_t *by_key = json_object(), *roles = NULL;
+    const json_t *row;
+    size_t i;
+
+    *out = NULL;
+    KBR_ENSURE(by_key != NULL, KBR_ERR_NOMEM);
+    json_array_foreach(rows, i, row)
+    {
+        KBR_ENSURE(str_of(row, "key") != NULL && str_of(row, "role") != NULL, KBR_ERR_STORE);
+        KBR_GUARD(array_member(by_key, str_of(row, "key"), &roles));
+        KBR_ENSURE(json_array_append(roles, json_object_get(row, "role")) == 0, KBR_ERR_NOMEM);
+    }
+    *out = by_key;
+    by_key = NULL;
+out:
+    json_decref(by_key);
+    return err;
+}
+
+/* Each key the product depends on, with its relations and the live tokens that may use it. */
+static kbr_err product_keys(kbr_store *st, const char *product, const char *now, json_t **out)
+{
+    kbr_err err = KBR_OK;
+    json_t *rows = NULL, *by_key = NULL, *keys = json_array(), *key = NULL, *tokens = NULL;
+    json_t *roles;
+    const char *name;
+
+    *out = NULL;
+    KBR_ENSURE(keys != NULL, KBR_ERR_NOMEM);
+    KBR_GUARD(st->ops->product_relations(st, product, &rows));
+    KBR_GUARD(roles_by_key(rows, &by_key));
+    json_object_foreach(by_key, name, roles)
+    {
+        kbr_err found = kbr_store_key_get(st, name, &key);
+        /* a relation may name a key another broker registered (an external issuer) */
+        if (found == KBR_ERR_NOT_FOUND)
+            continue;
+        KBR_GUARD(found);
+        KBR_GUARD(st->ops->live_tokens(st, name, product, now, &tokens));
+        KBR_ENSURE(json_object_set(key, "relations", roles) == 0, KBR_ERR_NOMEM);
+        KBR_ENSURE(json_object_set_new(key, "live_tokens", tokens) == 0, KBR_ERR_NOMEM);
+        tokens = NULL;
+        KBR_ENSURE(json_array_append_new(keys, key) == 0, KBR_ERR_NOMEM);
+        key = NULL;
+    }
+    *out = keys;
+    keys = NULL;
+out:
+    json_decref(tokens);
+    json_decref(key);
+    json_decref(keys);
+    json_decref(by_key);
+    json_decref(rows);
+    return err;
+}
+
+/* {total_current, by_expiry_month} */
+static kbr_err device_certificates(kbr_store *st, const char *product, json_t **out)
+{
+    kbr_err err = KBR_OK;
+    json_t *months = NULL;
+    const json_t *m;
+    json_int_t total = 0;
+    size_t i;
+
+    *out = NULL;
+    KBR_GUARD(st->ops->cert_months(st, product, &months));
+    json_array_foreach(months, i, m)
+    {
+        total += json_integer_value(json_object_get(m, "count"));
+    }
+    *out = json_pack("{s:I,s:O}", "total_current", total, "by_expiry_month", months);
+    KBR_ENSURE(*out != NULL, KBR_ERR_NOMEM);
+out:
+    json_decref(months);
+    return err;
+}
+
+static kbr_err product_parts(kbr_store *st, const char *product, time_t now, const char *until,
+                             json_t **out)
+{
+    kbr_err err = KBR_OK;
+    json_t *keys = NULL, *certs = NULL, *first = NULL;
+    char now_text[KBR_TIME_LEN];
+    bool known = false;
+    int64_t count = 0;
+
+    *out = NULL;
+    kbr_time_fmt(now, now_text);
+    KBR_GUARD(product_keys(st, product, now_text, &keys));
+    if (json_array_size(keys) == 0) {
+        KBR_GUARD(st->ops->product_known(st, product, &known));
+        KBR_ENSURE(known, KBR_ERR_NOT_FOUND);
+    }
+    KBR_GUARD(device_certificates(st, product, &certs));
+    *out = json_pack("{s:O,s:O}", "keys", keys, "device_certificates", certs);
+    KBR_ENSURE(*out != NULL, KBR_ERR_NOMEM);
+    if (until != NULL) {
+        KBR_GUARD(st->ops->expiring_devices(st, product, until, EXPIRING_FIRST, &count, &first));
+        KBR_ENSURE(json_object_set_new(
+                       *out, "expiring_devices",
+                       json_pack("{s:I,s:O}", "count", (json_int_t)count, "first", first)) == 0,
+                   KBR_ERR_NOMEM);
+    }
+out:
+    json_decref(first);
+    json_decref(certs);
+    json_decref(keys);
+    return err;
+}
+
+/* The parts of View A, read in one snapshot. */
+static kbr_err product_raw(kbr_store *st, const char *product, time_t now, const char *until,
+                           json_t **out)
+{
+    kbr_err err = KBR_OK;
+    bool in_snapshot = false;
+
+    *out = NULL;
+    KBR_GUARD(st->ops->snapshot_begin(st));
+    in_snapshot = true;
+    KBR_GUARD(product_parts(st, product, now, until, out));
+out:
+    if (in_snapshot)
+        st->ops->snapshot_end(st);
+    return err;
+}
 
 kbr_err kbr_store_view_product(kbr_store *st, const char *product, time_t now, long within_days,
                                json_t **out)
@@ -273,7 +407,7 @@ kbr_err kbr_store_view_product(kbr_store *st, const char *product, time_t now, l
     KBR_ENSURE(product != NULL && product[0] != '\0', KBR_ERR_BAD_REQUEST);
     KBR_ENSURE(within_days <= VIEW_MAX_DAYS, KBR_ERR_BAD_REQUEST);
     kbr_time_fmt(now + (time_t)(within_days < 0 ? 0 : within_days) * 86400, until);
-    KBR_GUARD(st->ops->view_product(st, product, now, within_days >= 0 ? until : NULL, &raw));
+    KBR_GUARD(product_raw(st, product, now, within_days >= 0 ? until : NULL, &raw));
     KBR_GUARD(group_by_purpose(json_object_get(raw, "keys"), &groups));
     view = json_pack("{s:s,s:O,s:O}", "product", product, "keys", groups, "device_certificates",
                      json_object_get(raw, "device_certificates"));
@@ -388,6 +522,41 @@ out:
     return err;
 }
 
+static kbr_err custody_parts(kbr_store *st, const char *key, json_t **out)
+{
+    kbr_err err = KBR_OK;
+    json_t *tokens = NULL, *ops = NULL;
+    bool exists = false;
+
+    *out = NULL;
+    KBR_GUARD(st->ops->key_exists(st, key, &exists));
+    KBR_ENSURE(exists, KBR_ERR_NOT_FOUND);
+    KBR_GUARD(st->ops->key_tokens(st, key, &tokens));
+    KBR_GUARD(st->ops->key_operations(st, key, &ops));
+    *out = json_pack("{s:s,s:O,s:O}", "key", key, "tokens", tokens, "operations", ops);
+    KBR_ENSURE(*out != NULL, KBR_ERR_NOMEM);
+out:
+    json_decref(ops);
+    json_decref(tokens);
+    return err;
+}
+
+/* The parts of View B, read in one snapshot. */
+static kbr_err custody_raw(kbr_store *st, const char *key, json_t **out)
+{
+    kbr_err err = KBR_OK;
+    bool in_snapshot = false;
+
+    *out = NULL;
+    KBR_GUARD(st->ops->snapshot_begin(st));
+    in_snapshot = true;
+    KBR_GUARD(custody_parts(st, key, out));
+out:
+    if (in_snapshot)
+        st->ops->snapshot_end(st);
+    return err;
+}
+
 kbr_err kbr_store_view_custody(kbr_store *st, const char *key, time_t now, json_t **out)
 {
     kbr_err err = KBR_OK;
@@ -395,7 +564,7 @@ kbr_err kbr_store_view_custody(kbr_store *st, const char *key, time_t now, json_
 
     *out = NULL;
     KBR_ENSURE(key != NULL && key[0] != '\0', KBR_ERR_BAD_REQUEST);
-    KBR_GUARD(st->ops->view_custody(st, key, &raw));
+    KBR_GUARD(custody_raw(st, key, &raw));
     KBR_GUARD(principals_of(raw, now, &principals));
     KBR_ENSURE(json_object_set(raw, "principals", principals) == 0, KBR_ERR_NOMEM);
     *out = raw;
@@ -496,7 +665,7 @@ kbr_err kbr_store_view_exposure(kbr_store *st, const kbr_exposure_query *q, json
     KBR_GUARD(exposure_check(q));
     resolved = *q;
     resolved.limit = q->limit == 0 ? PENDING_LIMIT_DEFAULT : q->limit;
-    KBR_GUARD(st->ops->view_exposure(st, &resolved, &raw));
+    KBR_GUARD(kbr_store_exposure_rows(st, &resolved, &raw));
     KBR_GUARD(market_counts(json_object_get(raw, "devices")));
     echo =
         json_pack("{s:s?,s:O?,s:s?,s:s?,s:s?}", "component", q->component, "versions", q->versions,
@@ -595,7 +764,7 @@ static kbr_err device_record(kbr_store *st, const char *product, const char *ser
     const char *batch_name;
 
     *out = NULL;
-    KBR_GUARD(st->ops->device_get(st, product, serial, &dev));
+    KBR_GUARD(kbr_store_device_get(st, product, serial, &dev));
     KBR_GUARD(view_certificates(dev));
     json_object_del(dev, "csr_sha256");
     batch_name = str_of(dev, "batch");

@@ -31,7 +31,10 @@ CORE_OBJ  = $(CORE_SRC:%.c=$(BUILD)/%.o)
 CORE      = $(BUILD)/libkbr_core.a
 LIB_SRC   = $(filter-out $(CORE_SRC),$(wildcard pkcs11/*.c policy/*.c audit/*.c store/*.c ca/*.c \
             cose/*.c))
-LIB_OBJ   = $(LIB_SRC:%.c=$(BUILD)/%.o)
+# The store's schema is SQL files, built in as C strings (kbr_sql_v1, ...).
+SQL_SRC   = $(wildcard store/sql/*.sql)
+SQL_OBJ   = $(BUILD)/store/sql.o
+LIB_OBJ   = $(LIB_SRC:%.c=$(BUILD)/%.o) $(SQL_OBJ)
 SERVER_LIB = $(BUILD)/libkbr.a
 LIB       = $(SERVER_LIB) $(CORE)
 D_SRC     = $(wildcard broker/daemon/*.c)
@@ -66,6 +69,21 @@ all: $(BIN)/keybrokerd $(BIN)/keybroker
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+# Each file becomes `const char kbr_sql_<name>[]`, one C string line per SQL line.
+$(BUILD)/store/sql.c: $(SQL_SRC) Makefile
+	@mkdir -p $(dir $@)
+	@{ echo '/* Generated from store/sql/ by the Makefile: edit the .sql files. */'; \
+	  for f in $(SQL_SRC); do \
+	    n=$$(basename $$f .sql); \
+	    echo "extern const char kbr_sql_$$n[];"; \
+	    echo "const char kbr_sql_$$n[] ="; \
+	    sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/    "/' -e 's/$$/\\n"/' $$f; \
+	    echo '    "";'; \
+	  done; } > $@.tmp && mv $@.tmp $@
+
+$(SQL_OBJ): $(BUILD)/store/sql.c
 	$(CC) $(CFLAGS) -c -o $@ $<
 
 $(SERVER_LIB): $(LIB_OBJ)

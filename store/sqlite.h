@@ -224,6 +224,10 @@ kbr_err kbr_sqlite_checkpoint_latest(kbr_store *st, json_t **out);
 
 /* Schema steps after version 1, in the transaction that creates or opens the store
  * (sqlite_migrate.c); path and msg name the store in a failure. */
+/* The files of store/sql/, built in (the Makefile's rule for $(BUILD)/store/sql.c). */
+extern const char kbr_sql_v1[], kbr_sql_v2_schema[], kbr_sql_v2_assign[], kbr_sql_v3_schema[],
+    kbr_sql_v3_unique[];
+
 kbr_err kbr_sqlite_migrate_v2(kbr_sqlite *s, const char *path, kbr_msg *msg);
 kbr_err kbr_sqlite_migrate_v3(kbr_sqlite *s, const char *path, kbr_msg *msg);
 

@@ -1,7 +1,8 @@
 /*
  * sqlite_migrate.c - the schema steps after version 1.  Each runs once, in the
  * transaction that opens the store, on a new store as on one an older broker wrote, and
- * ends by recording its version.
+ * ends by recording its version.  The SQL of each step is in store/sql/; what needs C
+ * (reading certificates and public keys) is here, between its two parts.
  *
  * Version 2:
  *  - device_keys: every key (kbr_store_public_key_sha256) that was ever a device's identity,
@@ -37,37 +38,6 @@
 #include <openssl/x509.h>
 
 #include "sqlite.h"
-
-static const char v2_schema_sql[] =
-    "ALTER TABLE devices ADD COLUMN public_key_sha256 TEXT;"
-    "CREATE TABLE device_keys(key TEXT PRIMARY KEY, product TEXT NOT NULL,"
-    " serial TEXT NOT NULL) WITHOUT ROWID;"
-    "DELETE FROM device_firmware WHERE id NOT IN (SELECT min(id) FROM device_firmware"
-    " GROUP BY product, serial, version, status, at);"
-    "CREATE UNIQUE INDEX device_firmware_fact"
-    " ON device_firmware(product, serial, version, status, at);"
-    "DROP TABLE IF EXISTS temp.cert_keys;"
-    "CREATE TEMP TABLE cert_keys(id INTEGER NOT NULL, product TEXT NOT NULL,"
-    " serial TEXT NOT NULL, key TEXT NOT NULL, current INTEGER NOT NULL);";
-
-#define KEY_TAKEN                                                                                  \
-    " SELECT RAISE(ABORT, 'device key: the identity of another device') FROM device_keys"          \
-    "  WHERE key = new.public_key_sha256 AND (product <> new.product OR serial <> new.serial);"    \
-    " INSERT OR IGNORE INTO device_keys(key, product, serial)"                                     \
-    "  VALUES (new.public_key_sha256, new.product, new.serial);"
-
-/* Owners in issue order, the first certificate of a key winning; then the triggers. */
-static const char v2_assign_sql[] =
-    "INSERT OR IGNORE INTO device_keys(key, product, serial)"
-    " SELECT key, product, serial FROM temp.cert_keys ORDER BY id;"
-    "UPDATE devices SET public_key_sha256 = k.key FROM temp.cert_keys k"
-    " WHERE k.current AND devices.product = k.product AND devices.serial = k.serial;"
-    "DROP TABLE temp.cert_keys;"
-    "CREATE TRIGGER devices_key_insert AFTER INSERT ON devices"
-    " WHEN new.public_key_sha256 IS NOT NULL BEGIN" KEY_TAKEN " END;"
-    "CREATE TRIGGER devices_key_update AFTER UPDATE OF public_key_sha256 ON devices"
-    " WHEN new.public_key_sha256 IS NOT NULL BEGIN" KEY_TAKEN " END;"
-    "UPDATE meta SET schema_version = 2;";
 
 /* *found is false for a PEM that holds no certificate or key OpenSSL reads. */
 static kbr_err cert_key(const char *pem, char hex[65], bool *found)
@@ -146,44 +116,14 @@ kbr_err kbr_sqlite_migrate_v2(kbr_sqlite *s, const char *path, kbr_msg *msg)
     kbr_err err = KBR_OK;
     int rc;
 
-    rc = sqlite3_exec(s->db, v2_schema_sql, NULL, NULL, NULL);
+    rc = sqlite3_exec(s->db, kbr_sql_v2_schema, NULL, NULL, NULL);
     KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
     KBR_GUARD(collect_keys(s, path, msg));
-    rc = sqlite3_exec(s->db, v2_assign_sql, NULL, NULL, NULL);
+    rc = sqlite3_exec(s->db, kbr_sql_v2_assign, NULL, NULL, NULL);
     KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
 out:
     return err;
 }
-
-static const char v3_schema_sql[] =
-    "ALTER TABLE tokens ADD COLUMN parent_jti TEXT;"
-    "ALTER TABLE tokens ADD COLUMN orphan INTEGER NOT NULL DEFAULT 0;"
-    "CREATE INDEX tokens_parent ON tokens(parent_jti) WHERE parent_jti IS NOT NULL;"
-    "ALTER TABLE keys ADD COLUMN public_key_sha256 TEXT;"
-    "CREATE TABLE audit_products(product TEXT NOT NULL, seq INTEGER NOT NULL,"
-    " PRIMARY KEY(product, seq)) WITHOUT ROWID;"
-    "DROP TRIGGER IF EXISTS debug_relate;"
-    "ALTER TABLE debug_challenges RENAME TO debug_challenges_v2;"
-    "CREATE TABLE debug_challenges("
-    " key TEXT NOT NULL REFERENCES keys(name), challenge_sha256 TEXT NOT NULL,"
-    " product TEXT NOT NULL, serial TEXT NOT NULL, at TEXT NOT NULL,"
-    " audit_seq INTEGER NOT NULL, PRIMARY KEY(product, serial, challenge_sha256),"
-    " FOREIGN KEY(product, serial) REFERENCES devices(product, serial)) WITHOUT ROWID;"
-    /* a device's challenge answered by two keys before this version: the first answer stays */
-    "INSERT OR IGNORE INTO debug_challenges SELECT key, challenge_sha256, product, serial, at,"
-    " audit_seq FROM debug_challenges_v2 ORDER BY audit_seq;"
-    "DROP TABLE debug_challenges_v2;"
-    "CREATE TRIGGER debug_relate AFTER INSERT ON debug_challenges BEGIN"
-    " INSERT OR IGNORE INTO key_relations(product, key, role)"
-    "  VALUES (new.product, new.key, 'debug-auth');"
-    " END;";
-
-static const char v3_unique_sql[] =
-    "CREATE UNIQUE INDEX keys_hsm_label ON keys(hsm_label) WHERE hsm_label IS NOT NULL;"
-    "CREATE UNIQUE INDEX keys_hsm_id ON keys(hsm_id) WHERE hsm_id IS NOT NULL AND hsm_id <> '';"
-    "CREATE UNIQUE INDEX keys_public_key ON keys(public_key_sha256)"
-    " WHERE public_key_sha256 IS NOT NULL;"
-    "UPDATE meta SET schema_version = 3;";
 
 static kbr_err key_hash(const char *pem, char hex[65], bool *found)
 {
@@ -264,11 +204,11 @@ kbr_err kbr_sqlite_migrate_v3(kbr_sqlite *s, const char *path, kbr_msg *msg)
     kbr_err err = KBR_OK;
     int rc;
 
-    rc = sqlite3_exec(s->db, v3_schema_sql, NULL, NULL, NULL);
+    rc = sqlite3_exec(s->db, kbr_sql_v3_schema, NULL, NULL, NULL);
     KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
     KBR_GUARD(hash_keys(s, path, msg));
     KBR_GUARD(name_duplicates(s, path, msg));
-    rc = sqlite3_exec(s->db, v3_unique_sql, NULL, NULL, NULL);
+    rc = sqlite3_exec(s->db, kbr_sql_v3_unique, NULL, NULL, NULL);
     KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
 out:
     return err;

@@ -278,12 +278,6 @@ kbr_err kbr_time_parse(const char *s, time_t *out)
     return KBR_OK;
 }
 
-kbr_err kbr_json_canonical(const json_t *v, char **out)
-{
-    *out = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII | JSON_ENCODE_ANY);
-    return *out == NULL ? KBR_ERR_NOMEM : KBR_OK;
-}
-
 double kbr_monotonic_seconds(void)
 {
     struct timespec ts;

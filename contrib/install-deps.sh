@@ -4,7 +4,7 @@
 set -euo pipefail
 pkgs=(build-essential pkg-config softhsm2 opensc libssl-dev openssl libevent-dev
       libsqlite3-dev sqlite3 libjansson-dev libcmocka-dev
-      libcurl4-openssl-dev libp11-kit-dev uthash-dev libcbor-dev clang libclang-rt-dev clang-format cppcheck jq)
+      libcurl4-openssl-dev libp11-kit-dev uthash-dev libcbor-dev clang libclang-rt-dev clang-format cppcheck jq nodejs)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -5,9 +5,9 @@
  *   {"seq", "time", "sub", "jti", "op", "key", "outcome", "error_code",
  *    "detail", "prev_hash"[, "products"]}
  * (absent values are JSON null; "products" only when the entry is about some).  Its canonical form
- * (kbr_json_canonical) is what is stored and hashed: hash = hex(SHA-256(0x00 || canonical)), the
- * RFC 6962 leaf hash, and the next entry's prev_hash.  The first entry's
- * prev_hash is 64 zeros.  GET /v1/audit shows the entry with "hash" added.
+ * (kbr_json_canonical, RFC 8785) is what is stored and hashed: hash = hex(SHA-256(0x00 ||
+ * canonical)), the RFC 6962 leaf hash, and the next entry's prev_hash.  The first entry's prev_hash
+ * is 64 zeros.  GET /v1/audit shows the entry with "hash" added.
  *
  * One writer thread owns the store's write connection.  Records submitted
  * from any thread are queued; the writer takes everything queued (up to a

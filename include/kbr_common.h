@@ -135,8 +135,11 @@ KBR_WUR kbr_err kbr_time_parse(const char *s, time_t *out);
 double kbr_monotonic_seconds(void);
 
 /*
- * Canonical JSON: keys sorted, no whitespace, non-ASCII escaped, integers
- * only.  The audit chain and JWT payloads are built from it.  Caller frees.
+ * Canonical JSON: the JSON Canonicalization Scheme of RFC 8785 (members sorted by their
+ * names' UTF-16 code units, no whitespace, strings as UTF-8 with only the escapes JSON needs,
+ * numbers as ECMAScript writes them), so any JCS implementation computes the same bytes.
+ * The audit chain hashes it.  KBR_ERR_BAD_REQUEST for a value JCS has no text for (NaN, an
+ * infinity, nesting deeper than 128).  Caller frees.
  */
 KBR_WUR kbr_err kbr_json_canonical(const json_t *v, char **out);
 

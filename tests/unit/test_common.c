@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -115,11 +116,236 @@ static void test_canonical_json(void **state)
     assert_int_equal(kbr_json_canonical(b, &cb), KBR_OK);
     /* same value, same bytes, whatever order or spacing it arrived in */
     assert_string_equal(ca, cb);
-    assert_string_equal(ca, "{\"a\":{\"x\":\"\\u00E9\",\"y\":[1,2]},\"b\":1}");
+    /* RFC 8785: non-ASCII as UTF-8, not escaped */
+    assert_string_equal(ca, "{\"a\":{\"x\":\"\xc3\xa9\",\"y\":[1,2]},\"b\":1}");
     free(ca);
     free(cb);
     json_decref(a);
     json_decref(b);
+}
+
+static char *jcs_of(const char *text)
+{
+    json_error_t jerr;
+    json_t *v = json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+    char *out = NULL;
+
+    if (v == NULL)
+        fail_msg("test JSON: %s", jerr.text);
+    assert_int_equal(kbr_json_canonical(v, &out), KBR_OK);
+    json_decref(v);
+    return out;
+}
+
+static void expect_jcs(const char *in, const char *want)
+{
+    char *got = jcs_of(in);
+
+    if (strcmp(got, want) != 0)
+        fail_msg("JCS of %s: want %s, got %s", in, want, got);
+    free(got);
+}
+
+/* The examples of RFC 8785 3.2.2 (values) and 3.2.3 (sorting by UTF-16 code units). */
+static void test_jcs_rfc8785_examples(void **state)
+{
+    (void)state;
+    expect_jcs(
+        "{\"numbers\": [333333333.33333329, 1E30, 4.50, 2e-3, 0.000000000000000000000000001],"
+        " \"string\": \"\\u20ac$\\u000F\\u000aA'\\u0042\\u0022\\u005c\\\\\\\"\\/\","
+        " \"literals\": [null, true, false]}",
+        "{\"literals\":[null,true,false],\"numbers\":[333333333.3333333,1e+30,4.5,0.002,"
+        "1e-27],\"string\":\"\xe2\x82\xac$\\u000f\\nA'B\\\"\\\\\\\\\\\"/\"}");
+    expect_jcs("{\"\\u20ac\": \"Euro Sign\", \"\\r\": \"Carriage Return\", \"\\ufb33\": \"Hebrew\","
+               " \"1\": \"One\", \"\\ud83d\\ude00\": \"Emoji\", \"\\u0080\": \"Control\\u007f\","
+               " \"\\u00f6\": \"Latin\", \"</script>\": \"Browser\"}",
+               "{\"\\r\":\"Carriage Return\",\"1\":\"One\",\"</script>\":\"Browser\","
+               "\"\xc2\x80\":\"Control\x7f\",\"\xc3\xb6\":\"Latin\",\"\xe2\x82\xac\":\"Euro Sign\","
+               "\"\xf0\x9f\x98\x80\":\"Emoji\",\"\xef\xac\xb3\":\"Hebrew\"}");
+    /* every control character has its escape, the named ones short */
+    expect_jcs("\"\\u0000\\u0001\\b\\t\\n\\u000b\\f\\r\\u001f \\u007f\"",
+               "\"\\u0000\\u0001\\b\\t\\n\\u000b\\f\\r\\u001f \x7f\"");
+}
+
+static double double_of(uint64_t bits)
+{
+    double d;
+
+    memcpy(&d, &bits, sizeof(d));
+    return d;
+}
+
+static void expect_number(uint64_t bits, const char *want)
+{
+    json_t *v = json_real(double_of(bits));
+    char *got = NULL;
+
+    assert_int_equal(kbr_json_canonical(v, &got), KBR_OK);
+    if (strcmp(got, want) != 0)
+        fail_msg("%016llx: want %s, got %s", (unsigned long long)bits, want, got);
+    free(got);
+    json_decref(v);
+}
+
+/* Numbers as ECMAScript writes a double: RFC 8785 Appendix B's edge cases. */
+static void test_jcs_numbers(void **state)
+{
+    json_t *deep = json_array();
+    char *out = NULL;
+
+    (void)state;
+    expect_number(0x0000000000000000ull, "0");
+    expect_number(0x8000000000000000ull, "0");
+    expect_number(0x0000000000000001ull, "5e-324");
+    expect_number(0x8000000000000001ull, "-5e-324");
+    expect_number(0x7fefffffffffffffull, "1.7976931348623157e+308");
+    expect_number(0xffefffffffffffffull, "-1.7976931348623157e+308");
+    expect_number(0x4340000000000000ull, "9007199254740992");
+    expect_number(0xc340000000000000ull, "-9007199254740992");
+    expect_number(0x4430000000000000ull, "295147905179352830000");
+    expect_number(0x44b52d02c7e14af5ull, "9.999999999999997e+22");
+    expect_number(0x44b52d02c7e14af6ull, "1e+23");
+    expect_number(0x44b52d02c7e14af7ull, "1.0000000000000001e+23");
+    expect_number(0x444b1ae4d6e2ef4eull, "999999999999999700000");
+    expect_number(0x444b1ae4d6e2ef4full, "999999999999999900000");
+    expect_number(0x444b1ae4d6e2ef50ull, "1e+21");
+    expect_number(0x3eb0c6f7a0b5ed8cull, "9.999999999999997e-7");
+    expect_number(0x3eb0c6f7a0b5ed8dull, "0.000001");
+    expect_number(0x41b3de4355555553ull, "333333333.3333332");
+    expect_number(0x41b3de4355555555ull, "333333333.3333333");
+    expect_number(0xbecbf647612f3696ull, "-0.0000033333333333333333");
+    expect_number(0x43143ff3c1cb0959ull, "1424953923781206.2");
+    /* integers are doubles too: beyond 2^53 they are the double they read as */
+    expect_jcs("[9007199254740993, -9007199254740993, 12, -0]",
+               "[9007199254740992,-9007199254740992,12,0]");
+    /* a hostile document cannot recurse without bound */
+    for (int i = 0; i < 200; i++)
+        deep = json_pack("[o]", deep);
+    assert_int_equal(kbr_json_canonical(deep, &out), KBR_ERR_BAD_REQUEST);
+    assert_null(out);
+    json_decref(deep);
+}
+
+/* A string of random code points from the ranges canonicalization treats differently. */
+static void random_text(char *buf, size_t cap)
+{
+    static const unsigned ranges[][2] = {{0x00, 0x1f},       {0x20, 0x7e},    {0x7f, 0x9f},
+                                         {0xa0, 0x7ff},      {0x800, 0xd7ff}, {0xe000, 0xfffd},
+                                         {0x10000, 0x10ffff}};
+    size_t n = 0, count = (size_t)(rand() % 6);
+
+    for (size_t i = 0; i < count && n + 5 < cap; i++) {
+        const unsigned *r = ranges[rand() % 7];
+        unsigned cp = r[0] + (unsigned)rand() % (r[1] - r[0] + 1);
+        if (cp < 0x80) {
+            buf[n++] = (char)cp;
+        } else if (cp < 0x800) {
+            buf[n++] = (char)(0xc0 | (cp >> 6));
+            buf[n++] = (char)(0x80 | (cp & 0x3f));
+        } else if (cp < 0x10000) {
+            buf[n++] = (char)(0xe0 | (cp >> 12));
+            buf[n++] = (char)(0x80 | ((cp >> 6) & 0x3f));
+            buf[n++] = (char)(0x80 | (cp & 0x3f));
+        } else {
+            buf[n++] = (char)(0xf0 | (cp >> 18));
+            buf[n++] = (char)(0x80 | ((cp >> 12) & 0x3f));
+            buf[n++] = (char)(0x80 | ((cp >> 6) & 0x3f));
+            buf[n++] = (char)(0x80 | (cp & 0x3f));
+        }
+    }
+    buf[n] = '\0';
+}
+
+static double random_double(void)
+{
+    uint64_t bits;
+    double d;
+
+    do {
+        bits = ((uint64_t)rand() << 62) ^ ((uint64_t)rand() << 31) ^ (uint64_t)rand();
+        memcpy(&d, &bits, sizeof(d));
+    } while (!isfinite(d));
+    return d;
+}
+
+static json_t *random_value(int depth)
+{
+    char text[64];
+    json_t *v;
+
+    switch (depth < 3 ? rand() % 6 : rand() % 3) {
+    case 0:
+        return json_real(random_double());
+    case 1:
+        random_text(text, sizeof(text));
+        return json_string(text);
+    case 2:
+        return json_integer((json_int_t)rand() - RAND_MAX / 2);
+    case 3:
+        v = json_array();
+        for (int i = rand() % 4; i > 0; i--)
+            json_array_append_new(v, random_value(depth + 1));
+        return v;
+    default:
+        v = json_object();
+        for (int i = rand() % 5; i > 0; i--) {
+            random_text(text, sizeof(text));
+            json_object_set_new(v, text, random_value(depth + 1));
+        }
+        return v;
+    }
+}
+
+/*
+ * An independent implementation agrees byte for byte: the ECMAScript engine (Node.js) writes
+ * RFC 8785 by the RFC's own definition.  Random doubles over their whole range, strings with
+ * controls, non-ASCII and characters beyond U+FFFF, in names and values.
+ */
+static void test_jcs_matches_ecmascript(void **state)
+{
+    char dir[] = "/tmp/kbr-jcs-XXXXXX", cmd[512], path[128];
+    FILE *in;
+    char *line = NULL, *ours = NULL;
+    size_t cap = 0;
+    json_t *values = json_array();
+    int rc;
+
+    (void)state;
+    srand(8785);
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/in.jsonl", dir);
+    in = fopen(path, "w");
+    assert_non_null(in);
+    for (int i = 0; i < 3000; i++) {
+        json_t *v = random_value(0);
+        char *text = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT | JSON_REAL_PRECISION(17));
+        fprintf(in, "%s\n", text);
+        free(text);
+        json_array_append_new(values, v);
+    }
+    assert_int_equal(fclose(in), 0);
+    snprintf(cmd, sizeof(cmd), "node tests/unit/jcs_oracle.js < %s/in.jsonl > %s/out.jsonl", dir,
+             dir);
+    rc = system(cmd);
+    if (rc != 0)
+        fail_msg("node could not run tests/unit/jcs_oracle.js (Debian package nodejs): %d", rc);
+    snprintf(path, sizeof(path), "%s/out.jsonl", dir);
+    in = fopen(path, "r");
+    assert_non_null(in);
+    for (size_t i = 0; i < json_array_size(values); i++) {
+        ssize_t n = getline(&line, &cap, in);
+        assert_true(n > 0);
+        line[n - 1] = '\0';
+        assert_int_equal(kbr_json_canonical(json_array_get(values, i), &ours), KBR_OK);
+        if (strcmp(ours, line) != 0)
+            fail_msg("value %zu: ECMAScript wrote %s, keybroker %s", i, line, ours);
+        free(ours);
+    }
+    fclose(in);
+    free(line);
+    json_decref(values);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
 }
 
 static void test_secret_and_files(void **state)
@@ -442,6 +668,9 @@ int main(void)
         cmocka_unit_test(test_base64),
         cmocka_unit_test(test_time),
         cmocka_unit_test(test_canonical_json),
+        cmocka_unit_test(test_jcs_rfc8785_examples),
+        cmocka_unit_test(test_jcs_numbers),
+        cmocka_unit_test(test_jcs_matches_ecmascript),
         cmocka_unit_test(test_secret_and_files),
         cmocka_unit_test(test_file_write_regular),
         cmocka_unit_test(test_file_write_planted_temporary),

@@ -1,0 +1,325 @@
+/*
+ * jcs.c - the JSON Canonicalization Scheme (RFC 8785): the one text of a
+ * JSON value that anyone can recompute, whatever library they parse with.
+ *
+ * What JCS fixes: no whitespace; object members sorted by their names as
+ * UTF-16 code units (not as UTF-8 bytes: the two orders differ once a name
+ * holds a character above U+FFFF); strings with only the escapes JSON needs
+ * (quote, backslash, and the controls below U+0020, the five named ones in
+ * their short form) and everything else as UTF-8; numbers as ECMAScript
+ * writes a double (Number.prototype.toString).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kbr_common.h"
+
+typedef struct {
+    char *data;
+    size_t len, cap;
+    bool failed;
+} out_buf;
+
+static void put(out_buf *b, const char *s, size_t n)
+{
+    if (b->failed)
+        return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap > 0 ? b->cap : 256;
+        char *bigger;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        bigger = realloc(b->data, cap);
+        if (bigger == NULL) {
+            b->failed = true;
+            return;
+        }
+        b->data = bigger;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, s, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+}
+
+static void puts_(out_buf *b, const char *s)
+{
+    put(b, s, strlen(s));
+}
+
+/* ---- strings ---- */
+
+static void put_string(out_buf *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t run = 0;
+
+    put(b, "\"", 1);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        const char *esc = NULL;
+        char u[7];
+
+        if (c == '"')
+            esc = "\\\"";
+        else if (c == '\\')
+            esc = "\\\\";
+        else if (c == '\b')
+            esc = "\\b";
+        else if (c == '\f')
+            esc = "\\f";
+        else if (c == '\n')
+            esc = "\\n";
+        else if (c == '\r')
+            esc = "\\r";
+        else if (c == '\t')
+            esc = "\\t";
+        else if (c < 0x20) {
+            memcpy(u, "\\u00", 4);
+            u[4] = hex[c >> 4];
+            u[5] = hex[c & 0xf];
+            u[6] = '\0';
+            esc = u;
+        }
+        if (esc == NULL)
+            continue;
+        put(b, s + run, i - run);
+        puts_(b, esc);
+        run = i + 1;
+    }
+    put(b, s + run, n - run);
+    put(b, "\"", 1);
+}
+
+/* ---- numbers ---- */
+
+/*
+ * ECMAScript's Number::toString for a finite double: the shortest digits that read back as
+ * x (the correctly rounded ones, so the closest), then fixed or exponent notation by the
+ * position of the decimal point.  KBR_ERR_BAD_REQUEST for NaN and infinities, which JSON
+ * cannot hold.
+ */
+static kbr_err put_double(out_buf *b, double x)
+{
+    char buf[40], digits[20], out[64];
+    int k = 0, n, exp10 = 0, pos = 0;
+    const char *e;
+
+    if (!isfinite(x))
+        return KBR_ERR_BAD_REQUEST;
+    if (x == 0) {
+        puts_(b, "0"); /* -0 too */
+        return KBR_OK;
+    }
+    if (x < 0) {
+        put(b, "-", 1);
+        x = -x;
+    }
+    for (int p = 1; p <= 17; p++) {
+        snprintf(buf, sizeof(buf), "%.*e", p - 1, x);
+        if (strtod(buf, NULL) == x)
+            break;
+    }
+    /* buf is d[.ddd]e[+-]XX */
+    for (const char *c = buf; *c != 'e'; c++)
+        if (*c >= '0' && *c <= '9')
+            digits[k++] = *c;
+    while (k > 1 && digits[k - 1] == '0')
+        k--;
+    e = strchr(buf, 'e');
+    exp10 = atoi(e + 1);
+    n = exp10 + 1; /* x = 0.d1d2...dk * 10^n */
+    if (k <= n && n <= 21) {
+        memcpy(out, digits, (size_t)k);
+        pos = k;
+        while (pos < n)
+            out[pos++] = '0';
+    } else if (0 < n && n <= 21) {
+        memcpy(out, digits, (size_t)n);
+        out[n] = '.';
+        memcpy(out + n + 1, digits + n, (size_t)(k - n));
+        pos = k + 1;
+    } else if (-6 < n && n <= 0) {
+        memcpy(out, "0.", 2);
+        pos = 2;
+        for (int i = 0; i < -n; i++)
+            out[pos++] = '0';
+        memcpy(out + pos, digits, (size_t)k);
+        pos += k;
+    } else {
+        out[pos++] = digits[0];
+        if (k > 1) {
+            out[pos++] = '.';
+            memcpy(out + pos, digits + 1, (size_t)(k - 1));
+            pos += k - 1;
+        }
+        pos += snprintf(out + pos, sizeof(out) - (size_t)pos, "e%c%d", n - 1 < 0 ? '-' : '+',
+                        abs(n - 1));
+    }
+    put(b, out, (size_t)pos);
+    return KBR_OK;
+}
+
+/* An integer is a double to JCS: beyond 2^53 it would not read back as itself. */
+static kbr_err put_integer(out_buf *b, json_int_t v)
+{
+    char buf[32];
+
+    if (v > (json_int_t)1 << 53 || v < -((json_int_t)1 << 53))
+        return put_double(b, (double)v);
+    snprintf(buf, sizeof(buf), "%" JSON_INTEGER_FORMAT, v);
+    puts_(b, buf);
+    return KBR_OK;
+}
+
+/* ---- objects ---- */
+
+/* The next UTF-16 code unit of s (UTF-8, valid: jansson checked it), advancing *i. */
+static unsigned next_unit(const unsigned char *s, size_t n, size_t *i, unsigned *low)
+{
+    unsigned cp;
+
+    if (*low != 0) {
+        cp = *low;
+        *low = 0;
+        return cp;
+    }
+    if (s[*i] < 0x80)
+        cp = s[(*i)++];
+    else if ((s[*i] & 0xe0) == 0xc0 && *i + 1 < n) {
+        cp = ((s[*i] & 0x1fu) << 6) | (s[*i + 1] & 0x3fu);
+        *i += 2;
+    } else if ((s[*i] & 0xf0) == 0xe0 && *i + 2 < n) {
+        cp = ((s[*i] & 0x0fu) << 12) | ((s[*i + 1] & 0x3fu) << 6) | (s[*i + 2] & 0x3fu);
+        *i += 3;
+    } else if (*i + 3 < n) {
+        cp = ((s[*i] & 0x07u) << 18) | ((s[*i + 1] & 0x3fu) << 12) | ((s[*i + 2] & 0x3fu) << 6) |
+             (s[*i + 3] & 0x3fu);
+        *i += 4;
+    } else {
+        cp = s[(*i)++];
+    }
+    if (cp >= 0x10000) {
+        cp -= 0x10000;
+        *low = 0xdc00 + (cp & 0x3ff);
+        return 0xd800 + (cp >> 10);
+    }
+    return cp;
+}
+
+/* Names compared as sequences of UTF-16 code units, as RFC 8785 3.2.3 sorts them. */
+static int utf16_cmp(const char *a, const char *b)
+{
+    const unsigned char *x = (const unsigned char *)a, *y = (const unsigned char *)b;
+    size_t xn = strlen(a), yn = strlen(b), i = 0, j = 0;
+    unsigned xl = 0, yl = 0;
+
+    while ((i < xn || xl != 0) && (j < yn || yl != 0)) {
+        unsigned cx = next_unit(x, xn, &i, &xl), cy = next_unit(y, yn, &j, &yl);
+        if (cx != cy)
+            return cx < cy ? -1 : 1;
+    }
+    if (i < xn || xl != 0)
+        return 1;
+    return j < yn || yl != 0 ? -1 : 0;
+}
+
+static int by_name(const void *a, const void *b)
+{
+    return utf16_cmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static kbr_err put_value(out_buf *b, const json_t *v, int depth);
+
+static kbr_err put_object(out_buf *b, const json_t *v, int depth)
+{
+    kbr_err err = KBR_OK;
+    size_t n = json_object_size(v), i = 0;
+    const char **names = calloc(n > 0 ? n : 1, sizeof(*names));
+    const char *name;
+    json_t *member;
+
+    KBR_ENSURE(names != NULL, KBR_ERR_NOMEM);
+    json_object_foreach((json_t *)v, name, member)
+    {
+        names[i++] = name;
+    }
+    qsort(names, n, sizeof(*names), by_name);
+    put(b, "{", 1);
+    for (i = 0; i < n; i++) {
+        if (i > 0)
+            put(b, ",", 1);
+        put_string(b, names[i], strlen(names[i]));
+        put(b, ":", 1);
+        KBR_GUARD(put_value(b, json_object_get(v, names[i]), depth + 1));
+    }
+    put(b, "}", 1);
+out:
+    free(names);
+    return err;
+}
+
+/* Deeper than any value the broker makes; bounds the recursion on a hostile document. */
+#define JCS_MAX_DEPTH 128
+
+static kbr_err put_value(out_buf *b, const json_t *v, int depth)
+{
+    kbr_err err = KBR_OK;
+    size_t i;
+    json_t *item;
+
+    KBR_ENSURE(depth <= JCS_MAX_DEPTH, KBR_ERR_BAD_REQUEST);
+    switch (json_typeof(v)) {
+    case JSON_OBJECT:
+        KBR_GUARD(put_object(b, v, depth));
+        break;
+    case JSON_ARRAY:
+        put(b, "[", 1);
+        json_array_foreach(v, i, item)
+        {
+            if (i > 0)
+                put(b, ",", 1);
+            KBR_GUARD(put_value(b, item, depth + 1));
+        }
+        put(b, "]", 1);
+        break;
+    case JSON_STRING:
+        put_string(b, json_string_value(v), json_string_length(v));
+        break;
+    case JSON_INTEGER:
+        KBR_GUARD(put_integer(b, json_integer_value(v)));
+        break;
+    case JSON_REAL:
+        KBR_GUARD(put_double(b, json_real_value(v)));
+        break;
+    case JSON_TRUE:
+        puts_(b, "true");
+        break;
+    case JSON_FALSE:
+        puts_(b, "false");
+        break;
+    case JSON_NULL:
+        puts_(b, "null");
+        break;
+    }
+out:
+    return err;
+}
+
+kbr_err kbr_json_canonical(const json_t *v, char **out)
+{
+    kbr_err err = KBR_OK;
+    out_buf b = {0};
+
+    *out = NULL;
+    KBR_ENSURE(v != NULL, KBR_ERR_BAD_REQUEST);
+    KBR_GUARD(put_value(&b, v, 0));
+    KBR_ENSURE(!b.failed && b.data != NULL, KBR_ERR_NOMEM);
+    *out = b.data;
+    b.data = NULL;
+out:
+    free(b.data);
+    return err;
+}

@@ -102,11 +102,10 @@ static void send_reply(kbd_req *r, int status, const char *reason, struct evbuff
     evhttp_send_reply(r->http, status, reason, buf);
 }
 
-static void send_json(kbd_req *r, int status, const json_t *body, int64_t seq)
+static void send_text(kbd_req *r, int status, const char *text, int64_t seq)
 {
     struct evkeyvalq *h = evhttp_request_get_output_headers(r->http);
     struct evbuffer *buf = evbuffer_new();
-    char *text = body != NULL ? json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     char seqbuf[32];
 
     evhttp_add_header(h, "Content-Type", "application/json");
@@ -122,12 +121,33 @@ static void send_json(kbd_req *r, int status, const json_t *body, int64_t seq)
     send_reply(r, status, status < 400 ? "OK" : "Error", buf);
     if (buf != NULL)
         evbuffer_free(buf);
+}
+
+static void send_json(kbd_req *r, int status, const json_t *body, int64_t seq)
+{
+    char *text = body != NULL ? json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+
+    send_text(r, status, text, seq);
     free(text);
+}
+
+/* Text from a request can be any bytes; JSON strings must be UTF-8. */
+static json_t *clean_string(const char *s)
+{
+    char *clean = s != NULL ? kbd_utf8_clean(s) : NULL;
+    json_t *j = clean != NULL ? json_string(clean) : NULL;
+
+    free(clean);
+    return j;
 }
 
 static json_t *error_body(kbr_err err, const char *message)
 {
-    return json_pack("{s:{s:s,s:s}}", "error", "code", kbd_err_code(err), "message", message);
+    json_t *text = clean_string(message);
+
+    return text != NULL
+               ? json_pack("{s:{s:s,s:o}}", "error", "code", kbd_err_code(err), "message", text)
+               : NULL;
 }
 
 static void req_free(kbd_req *r)
@@ -164,15 +184,23 @@ void kbd_req_reply_now(kbd_req *r, int status, json_t *body)
     req_end(r);
 }
 
+/* Every error answer is a JSON error object, even when the message could not be built. */
 static void reply_error(kbd_req *r, kbr_err err, const char *message, int64_t seq)
 {
     kbr_err shown = public_err(err);
     json_t *body = error_body(shown, message);
+    char fallback[128];
 
     if (kbd_err_http_status(shown) < 500)
         r->d->stats.denied++;
-    send_json(r, kbd_err_http_status(shown), body, seq);
-    json_decref(body);
+    if (body != NULL) {
+        send_json(r, kbd_err_http_status(shown), body, seq);
+        json_decref(body);
+        return;
+    }
+    snprintf(fallback, sizeof(fallback), "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}",
+             kbd_err_code(shown), kbr_err_str(shown));
+    send_text(r, kbd_err_http_status(shown), fallback, seq);
 }
 
 /*
@@ -198,7 +226,7 @@ void kbd_req_error(kbd_req *r, kbr_err err, const char *fmt, ...)
     if (kbr_audit_rec_set_outcome(r->rec, status < 500 ? "denied" : "error", kbd_err_code(shown)) !=
         KBR_OK)
         return;
-    json_object_set_new(r->rec->detail, "message", json_string(r->msg.text));
+    json_object_set_new(r->rec->detail, "message", clean_string(r->msg.text));
     json_decref(r->rec->effects);
     r->rec->effects = NULL;
     r->rec->key_use = false;
@@ -410,7 +438,7 @@ static bool authenticate(kbd_req *r)
         kbd_req_fail(r, KBR_ERR_NOMEM, "out of memory");
         return false;
     }
-    json_object_set_new(r->rec->detail, "path", json_string(evhttp_request_get_uri(r->http)));
+    json_object_set_new(r->rec->detail, "path", clean_string(evhttp_request_get_uri(r->http)));
     if (bearer == NULL) {
         fail_unauthenticated(r, "missing Authorization: Bearer token");
         return false;

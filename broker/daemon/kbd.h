@@ -272,6 +272,11 @@ KBR_WUR kbr_err kbd_json_int(const json_t *obj, const char *field, bool required
 KBR_WUR kbr_err kbd_json_names(const json_t *obj, const char *field, bool required, json_t **out,
                                kbr_msg *msg);
 bool kbd_valid_name(const char *s);
+/*
+ * s with every byte that does not start well-formed UTF-8 replaced by U+FFFD, so that text
+ * echoing a request always fits in a JSON string.  New string, or NULL when out of memory.
+ */
+char *kbd_utf8_clean(const char *s);
 /* Prefixes msg's text with "prefix." (nested fields: "artifact.version: ..."). */
 kbr_err kbd_msg_prefix(kbr_msg *msg, const char *prefix, kbr_err err);
 /* sbom.c: components [{name, version, purl}] from "sbom" or "sbom_b64" of a sign body. */

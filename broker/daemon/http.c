@@ -354,18 +354,15 @@ const char *kbd_req_query(kbd_req *r, const char *name)
     return evhttp_find_header(&r->query, name);
 }
 
-static kbr_err parse_uri(kbd_req *r, char **path)
+/* The raw path (still percent-encoded: routes match on it) and the parsed query. */
+static kbr_err parse_uri(kbd_req *r, const char **path)
 {
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(r->http);
-    const char *raw = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
     const char *q = uri != NULL ? evhttp_uri_get_query(uri) : NULL;
 
-    *path = NULL;
-    if (raw == NULL)
-        return KBR_ERR_BAD_REQUEST;
-    *path = evhttp_uridecode(raw, 0, NULL);
+    *path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
     if (*path == NULL)
-        return KBR_ERR_NOMEM;
+        return KBR_ERR_BAD_REQUEST;
     TAILQ_INIT(&r->query);
     r->query_parsed = true;
     if (q != NULL && evhttp_parse_query_str(q, &r->query) != 0)
@@ -502,13 +499,34 @@ static bool read_body(kbd_req *r)
     return true;
 }
 
+/* r's route and its {} segment, decoded; on failure r->msg says why. */
+static kbr_err find_route(kbd_req *r, const char *method)
+{
+    kbr_err err = KBR_OK;
+    const char *path = NULL, *cap = NULL;
+    size_t caplen = 0;
+    bool known = false;
+
+    KBR_ENSURE(parse_uri(r, &path) == KBR_OK,
+               kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "malformed request URI"));
+    KBR_GUARD(kbd_path_check(path, &r->msg));
+    r->route = kbd_route_match(method, path, &cap, &caplen, &known);
+    KBR_ENSURE(
+        r->route != NULL || !known,
+        kbr_fail(&r->msg, KBR_ERR_NOT_FOUND, "method %s not allowed on %.128s", method, path));
+    KBR_ENSURE(r->route != NULL,
+               kbr_fail(&r->msg, KBR_ERR_NOT_FOUND, "no such endpoint: %.128s", path));
+    KBR_ENSURE(cap == NULL || (r->arg = kbd_segment_decode(cap, caplen)) != NULL,
+               kbr_fail(&r->msg, KBR_ERR_NOMEM, "out of memory"));
+out:
+    return err;
+}
+
 static void on_request(struct evhttp_request *http, void *arg)
 {
     kbd *d = arg;
     kbd_req *r = calloc(1, sizeof(*r));
     const char *method;
-    char *path = NULL;
-    bool known = false;
     kbr_err err;
 
     /* Never counted at accept (out of memory there), or not TLS on the TLS port. */
@@ -529,24 +547,14 @@ static void on_request(struct evhttp_request *http, void *arg)
     method = evhttp_request_get_command(http) == EVHTTP_REQ_GET    ? "GET"
              : evhttp_request_get_command(http) == EVHTTP_REQ_POST ? "POST"
                                                                    : "OTHER";
-    if (parse_uri(r, &path) != KBR_OK) {
-        kbd_req_fail(r, KBR_ERR_BAD_REQUEST, "malformed request URI");
-        goto out;
-    }
-    r->route = kbd_route_match(method, path, &r->arg, &known);
-    if (r->route == NULL) {
-        kbd_req_fail(r, KBR_ERR_NOT_FOUND,
-                     known ? "method %s not allowed on %.128s" : "no such endpoint: %.128s",
-                     known ? method : path, path);
-        goto out;
-    }
-    if (r->route->authenticated && (!authenticate(r) || !read_body(r)))
-        goto out;
-    err = r->route->handler(r);
+    err = find_route(r, method);
+    /* authenticate() and read_body() answer their own failures */
+    if (err == KBR_OK && r->route->authenticated && (!authenticate(r) || !read_body(r)))
+        return;
+    if (err == KBR_OK)
+        err = r->route->handler(r);
     if (err != KBR_OK)
         kbd_req_fail(r, err, NULL);
-out:
-    free(path);
 }
 
 /*

@@ -10,11 +10,12 @@
 
 #define NAME_MAX_LEN 128
 
+/* "." and ".." would name another resource once they are a path segment. */
 bool kbd_valid_name(const char *s)
 {
     size_t n = strlen(s);
 
-    if (n == 0 || n > NAME_MAX_LEN)
+    if (n == 0 || n > NAME_MAX_LEN || strcmp(s, ".") == 0 || strcmp(s, "..") == 0)
         return false;
     for (size_t i = 0; i < n; i++) {
         char c = s[i];

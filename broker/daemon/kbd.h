@@ -257,9 +257,17 @@ void kbd_workers_submit(kbd *d, kbd_req *r);
 void kbd_complete(kbd *d, kbd_req *r);
 void kbd_note_hsm(kbd *d, kbr_err err);
 
-/* routes.c */
-const kbd_route *kbd_route_match(const char *method, const char *path, char **arg,
-                                 bool *path_known);
+/* routes.c: matched on the raw path; *cap and *caplen receive the raw {} segment, if any
+ * (cap may be NULL). */
+const kbd_route *kbd_route_match(const char *method, const char *path, const char **cap,
+                                 size_t *caplen, bool *path_known);
+
+/* path.c */
+/* Each segment of a raw path: no "." or "..", spelled out or encoded, no encoded "/" or NUL,
+ * no malformed percent-encoding.  KBR_ERR_BAD_REQUEST naming the segment and the problem. */
+KBR_WUR kbr_err kbd_path_check(const char *raw, kbr_msg *msg);
+/* The bytes a checked segment stands for: a new string, or NULL when out of memory. */
+char *kbd_segment_decode(const char *seg, size_t len);
 
 /* json.c: strict request parsing helpers; each names the field on error */
 KBR_WUR kbr_err kbd_json_only(const json_t *obj, const char *const *allowed, kbr_msg *msg);

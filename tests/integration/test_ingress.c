@@ -1,7 +1,8 @@
 /*
  * test_ingress.c - what keybrokerd does with a request before any handler
- * sees it, spoken over raw sockets so that nothing smooths the bytes: every
- * error body is JSON, whatever bytes the request carried.
+ * sees it, spoken over raw sockets so that nothing smooths the bytes: path
+ * segments that would change meaning when decoded are refused by name, and
+ * every error body is JSON, whatever bytes the request carried.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -88,7 +89,8 @@ static void raw_sends(raw_conn *c, const char *text)
     raw_send(c, text, strlen(text));
 }
 
-/* Reads what the socket has, waiting up to wait_ms for the first byte: false on end of file. */
+/* Reads what the socket has, waiting up to wait_ms for the first byte: false on
+ * end of file. */
 static bool raw_fill(raw_conn *c, int wait_ms)
 {
     struct pollfd p = {.fd = c->fd, .events = POLLIN};
@@ -126,7 +128,8 @@ static const char *header_in(const char *head, size_t head_len, const char *name
     return NULL;
 }
 
-/* Takes one whole response off the front of what was received, if there is one. */
+/* Takes one whole response off the front of what was received, if there is one.
+ */
 static bool raw_take(raw_conn *c, raw_resp *r)
 {
     char *end = c->len > 0 ? strstr(c->buf, "\r\n\r\n") : NULL;
@@ -163,7 +166,8 @@ static raw_resp raw_read(raw_conn *c, int wait_ms)
     while (!raw_take(c, &r)) {
         int left = (int)(deadline - now_ms());
         if (left <= 0 || c->eof)
-            fail_msg("no whole response within %d ms (eof %d, errno %d, %zu bytes: %.200s)",
+            fail_msg("no whole response within %d ms (eof %d, errno %d, %zu bytes: "
+                     "%.200s)",
                      wait_ms, c->eof, c->err, c->len, c->buf != NULL ? c->buf : "");
         raw_fill(c, left);
     }
@@ -220,6 +224,7 @@ static int group_setup(void **state)
 {
     (void)state;
     env = kbt_start(NULL);
+    kbt_key(env, "fw", "firmware-signing", "ecdsa-p256", "gw");
     return 0;
 }
 
@@ -230,24 +235,115 @@ static int group_teardown(void **state)
     return 0;
 }
 
+/* ---- path segments ---- */
+
+/* Every route with a {} segment, with a body where it takes one. */
+static const struct {
+    const char *method, *before, *after;
+} param_routes[] = {
+    {"GET", "/v1/keys/", ""},
+    {"POST", "/v1/keys/", "/retire"},
+    {"POST", "/v1/keys/", "/certificate"},
+    {"POST", "/v1/tokens/", "/revoke"},
+    {"GET", "/v1/batches/", ""},
+    {"POST", "/v1/devices/", "/certificates"},
+    {"GET", "/v1/views/products/", ""},
+    {"GET", "/v1/views/keys/", "/custody"},
+    {"GET", "/v1/views/devices/", ""},
+};
+
 static raw_resp path_call(const char *method, const char *path)
 {
     char req[2048];
 
     snprintf(req, sizeof(req),
-             "%s %s HTTP/1.1\r\nHost: keybroker\r\nAuthorization: Bearer %s\r\n%s\r\n%s", method,
-             path, env->admin,
+             "%s %s HTTP/1.1\r\nHost: keybroker\r\nAuthorization: Bearer "
+             "%s\r\n%s\r\n%s",
+             method, path, env->admin,
              strcmp(method, "POST") == 0 ? "Content-Type: application/json\r\nContent-Length: 2\r\n"
                                          : "",
              strcmp(method, "POST") == 0 ? "{}" : "");
     return raw_once(req);
 }
 
+static void test_path_segments(void **state)
+{
+    static const struct {
+        const char *segment, *named;
+    } bad[] = {
+        {"a%2fb", "%2F"},     {"a%2Fb", "%2F"},   {"%2f", "%2F"},      {"a%00b", "%00"},
+        {"%00", "%00"},       {".", "\".\""},     {"..", "\"..\""},    {"%2e", "\".\""},
+        {"%2E%2e", "\"..\""}, {".%2e", "\"..\""}, {"a%zz", "percent"}, {"a%4", "percent"},
+    };
+    char path[512];
+    raw_resp r;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(param_routes) / sizeof(param_routes[0]); i++) {
+        for (size_t j = 0; j < sizeof(bad) / sizeof(bad[0]); j++) {
+            snprintf(path, sizeof(path), "%s%s%s", param_routes[i].before, bad[j].segment,
+                     param_routes[i].after);
+            r = path_call(param_routes[i].method, path);
+            if (r.status != 400 || strcmp(code_of(&r), "bad_request") != 0 ||
+                strstr(message_of(&r), bad[j].named) == NULL)
+                fail_msg("%s %s: expected 400 bad_request naming %s, got %d %s",
+                         param_routes[i].method, path, bad[j].named, r.status, r.body);
+            raw_resp_free(&r);
+        }
+    }
+    /* outside a {} segment too */
+    r = path_call("GET", "/v1/../v1/keys");
+    expect_error(&r, 400, "bad_request", "\"..\"");
+    raw_resp_free(&r);
+    r = path_call("GET", "/v1/%2e/keys");
+    expect_error(&r, 400, "bad_request", "\".\"");
+    raw_resp_free(&r);
+
+    /* names are still decoded, and dots inside a name are fine */
+    r = path_call("GET", "/v1/keys/%66w");
+    assert_int_equal(r.status, 200);
+    assert_string_equal(json_string_value(json_object_get(r.json, "name")), "fw");
+    raw_resp_free(&r);
+    r = path_call("GET", "/v1/keys/a.b");
+    expect_error(&r, 404, "not_found", "a.b");
+    raw_resp_free(&r);
+    r = path_call("GET", "/v1/keys/...");
+    expect_error(&r, 404, "not_found", "...");
+    raw_resp_free(&r);
+}
+
+/* "." and ".." are no name, wherever a name is given. */
+static void test_dot_names(void **state)
+{
+    kbt_resp r;
+
+    (void)state;
+    for (int i = 0; i < 2; i++) {
+        char body[256];
+        snprintf(body, sizeof(body),
+                 "{\"name\":\"%s\",\"purpose\":\"firmware-signing\",\"algorithm\":"
+                 "\"ecdsa-p256\","
+                 "\"products\":[\"gw\"]}",
+                 i == 0 ? "." : "..");
+        r = kbt_call(env, "POST", "/v1/keys", env->admin, body);
+        assert_int_equal(r.status, 400);
+        assert_string_equal(kbt_err_code(&r), "bad_request");
+        assert_non_null(strstr(kbt_err_message(&r), "name"));
+        kbt_resp_free(&r);
+    }
+    r = kbt_call(env, "POST", "/v1/batches", env->admin,
+                 "{\"batch\":\"..\",\"product\":\"gw\",\"factory\":\"factory:a\","
+                 "\"quantity\":1}");
+    assert_int_equal(r.status, 400);
+    kbt_resp_free(&r);
+}
+
 /* ---- error bodies ---- */
 
 static const char REPLACEMENT[] = "\xef\xbf\xbd";
 
-/* Bytes that are not UTF-8, echoed in a message, still give a JSON error body. */
+/* Bytes that are not UTF-8, echoed in a message, still give a JSON error body.
+ */
 static void test_error_bodies_are_json(void **state)
 {
     char path[512], long_jti[128];
@@ -292,6 +388,8 @@ static void test_error_bodies_are_json(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_path_segments),
+        cmocka_unit_test(test_dot_names),
         cmocka_unit_test(test_error_bodies_are_json),
     };
 

@@ -57,6 +57,14 @@ static kbr_err load_ctx(const kbd_config *cfg, SSL_CTX *ctx, kbr_msg *msg)
         return tls_fail(msg, "tls_client_ca", cfg->tls_client_ca);
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
     SSL_CTX_set_verify_depth(ctx, 4);
+    /*
+     * Under client verification OpenSSL resumes a session only in a session id context, and
+     * fails the handshake (internal error) when none is set: a client that reconnected with
+     * the session of a connection the broker closed could not connect at all.  A resumed
+     * session keeps the client certificate of its first handshake, which token binding checks.
+     */
+    if (SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"keybrokerd", 10) != 1)
+        return tls_fail(msg, "TLS", "session id context");
     return KBR_OK;
 }
 

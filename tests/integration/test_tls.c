@@ -1,8 +1,9 @@
 /*
  * test_tls.c - HTTPS with mutual TLS: a client without a certificate is
  * refused at the handshake, a token bound to one client certificate
- * (cnf.x5t#S256) does not work over a connection presenting another, and the
- * connection limits apply before any handshake.
+ * (cnf.x5t#S256) does not work over a connection presenting another, the
+ * connection limits apply before any handshake, and a client that
+ * reconnects resumes its session.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <curl/curl.h>
 
 #include "harness.h"
 
@@ -182,6 +185,88 @@ static void test_limits_before_handshake(void **state)
         close(fds[i]);
 }
 
+typedef struct {
+    long status;
+    char *body;
+    size_t len;
+    curl_off_t uploaded;
+    long connects;
+} tls_resp;
+
+static size_t keep_body(char *p, size_t size, size_t n, void *arg)
+{
+    tls_resp *r = arg;
+    char *nb = realloc(r->body, r->len + size * n + 1);
+
+    if (nb == NULL)
+        return 0;
+    r->body = nb;
+    memcpy(r->body + r->len, p, size * n);
+    r->len += size * n;
+    r->body[r->len] = '\0';
+    return size * n;
+}
+
+/* One request on the harness's keep-alive handle, with a body of body_len bytes and a header. */
+static tls_resp tls_call(const char *method, const char *path, const char *token, const char *body,
+                         size_t body_len, const char *header)
+{
+    CURL *c = env->curl;
+    struct curl_slist *h = NULL;
+    tls_resp r = {0};
+    char url[512], auth[4096];
+    CURLcode rc;
+
+    snprintf(url, sizeof(url), "%s%s", env->url, path);
+    curl_easy_reset(c);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, keep_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
+    curl_easy_setopt(c, CURLOPT_CAINFO, env->cacert);
+    curl_easy_setopt(c, CURLOPT_SSLCERT, env->client_cert);
+    curl_easy_setopt(c, CURLOPT_SSLKEY, env->client_key);
+    if (token != NULL) {
+        assert_true((size_t)snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token) <
+                    sizeof(auth));
+        h = curl_slist_append(h, auth);
+    }
+    if (header != NULL)
+        h = curl_slist_append(h, header);
+    if (body != NULL) {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+    }
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    rc = curl_easy_perform(c);
+    if (rc != CURLE_OK)
+        fail_msg("%s %s failed (%s); see %s", method, path, curl_easy_strerror(rc), env->log);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
+    curl_easy_getinfo(c, CURLINFO_SIZE_UPLOAD_T, &r.uploaded);
+    curl_easy_getinfo(c, CURLINFO_NUM_CONNECTS, &r.connects);
+    curl_slist_free_all(h);
+    return r;
+}
+
+/*
+ * A client that reconnects after the broker closed its connection resumes its TLS session, as
+ * libcurl does within one process.
+ */
+static void test_session_resumption(void **state)
+{
+    tls_resp r;
+
+    (void)state;
+    use_client("clientA");
+    for (int i = 0; i < 3; i++) {
+        r = tls_call("GET", "/v1/health", NULL, NULL, 0, "Connection: close");
+        assert_int_equal(r.status, 200);
+        assert_int_equal(r.connects, 1);
+        free(r.body);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -190,6 +275,7 @@ int main(void)
         cmocka_unit_test(test_bound_token),
         cmocka_unit_test(test_plain_http_to_tls_port_fails),
         cmocka_unit_test(test_limits_before_handshake),
+        cmocka_unit_test(test_session_resumption),
     };
 
     return cmocka_run_group_tests_name("keybrokerd TLS", tests, setup, teardown);

@@ -241,6 +241,47 @@ void kbd_connlimit_stats(const kbd *d, long *open, long *refused_total, long *ti
 /* After evhttp_free: closing connections still report to it. */
 void kbd_connlimit_free(kbd *d);
 
+/* head.c: request heads as the ingress filter (ingress.c) reads them. */
+/* Header bytes evhttp accepts (request line and fields, ends of lines not counted). */
+#define KBD_MAX_HEADERS 16384
+/* A request the filter refused reaches evhttp as a bodiless request with this field, whose
+ * value is the problem number; the handler answers 400 (413 for a head too large). */
+#define KBD_INGRESS_HEADER "X-Keybroker-Ingress"
+enum {
+    KBD_HEAD_OK = 0,
+    KBD_HEAD_REQUEST_LINE,
+    KBD_HEAD_VERSION,
+    KBD_HEAD_CONTROL,
+    KBD_HEAD_FIELD,
+    KBD_HEAD_FOLDED,
+    KBD_HEAD_LENGTH,
+    KBD_HEAD_LENGTHS,
+    KBD_HEAD_CODING,
+    KBD_HEAD_BOTH,
+    KBD_HEAD_EXPECT,
+    KBD_HEAD_TOO_LARGE,
+    KBD_HEAD__COUNT
+};
+typedef struct {
+    const char *method, *target; /* within the head, not NUL-terminated */
+    size_t method_len, target_len;
+    int minor; /* HTTP/1.minor */
+    bool chunked;
+    uint64_t length;           /* Content-Length; 0 without one */
+    const char *authorization; /* the first Authorization value as evhttp trims it, or NULL */
+    size_t authorization_len;
+} kbd_head;
+/* Parses a whole head (request line, fields, blank line): KBD_HEAD_OK or the problem. */
+int kbd_head_parse(const char *head, size_t len, kbd_head *out);
+const char *kbd_head_problem_text(int problem);
+/* Room kbd_head_rewrite needs for a head of len bytes. */
+#define KBD_HEAD_REWRITE_MAX(len) (2 * (len) + 64)
+/* A parsed head without its framing, Expect and Connection fields, announcing no body and
+ * Connection: close; returns its length. */
+size_t kbd_head_rewrite(const char *head, size_t len, char *out);
+/* A chunk-size line without its end of line: 1 to 15 hex digits, nothing else; -1 if not. */
+int64_t kbd_chunk_size(const char *line, size_t len);
+
 /* tls.c */
 KBR_WUR kbr_err kbd_tls_setup(kbd *d, kbr_msg *msg);
 void kbd_tls_cleanup(kbd *d);

@@ -370,16 +370,52 @@ static kbr_err parse_uri(kbd_req *r, const char **path)
     return KBR_OK;
 }
 
-static const char *bearer_of(struct evhttp_request *http)
+/* The token of an Authorization field value, or NULL. */
+static const char *bearer_in(const char *h)
 {
-    const char *h = evhttp_find_header(evhttp_request_get_input_headers(http), "Authorization");
-
     if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0)
         return NULL;
     h += 7;
     while (*h == ' ')
         h++;
     return h;
+}
+
+static const char *bearer_of(struct evhttp_request *http)
+{
+    return bearer_in(evhttp_find_header(evhttp_request_get_input_headers(http), "Authorization"));
+}
+
+/* Does the token hold the route's op?  Routes with op 0 check in their handler. */
+static bool route_allows(const kbd_route *route, const kbr_token *tok)
+{
+    return route->op == 0 || kbr_policy_allows_op(tok, (kbr_op)route->op);
+}
+
+/*
+ * The checks on_request() and authenticate() make before read_body(), without their side
+ * effects (audit record, rate limit): the ingress filter asks, for each request that
+ * announces a body, whether the handler would read it.  Any change to the checks before
+ * read_body() belongs here too.
+ */
+bool kbd_http_body_allowed(kbd *d, const char *method, const char *target,
+                           const char *authorization, const char *x5t)
+{
+    struct evhttp_uri *uri = evhttp_uri_parse_with_flags(target, EVHTTP_URI_NONCONFORMANT);
+    const char *path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
+    const char *bearer = bearer_in(authorization);
+    const kbd_route *route = NULL;
+    kbr_token *tok = NULL;
+    kbr_msg msg = {{0}};
+    bool known = false, ok;
+
+    if (path != NULL && kbd_path_check(path, &msg) == KBR_OK)
+        route = kbd_route_match(method, path, NULL, NULL, &known);
+    ok = route != NULL && route->authenticated && bearer != NULL &&
+         kbr_policy_authenticate(d->policy, bearer, time(NULL), x5t, &tok, &msg) == KBR_OK &&
+         route_allows(route, tok);
+    evhttp_uri_free(uri);
+    return ok;
 }
 
 /*
@@ -463,7 +499,7 @@ static bool authenticate(kbd_req *r)
                      r->d->cfg.rate_limit);
         return false;
     }
-    if (r->route->op != 0 && !kbr_policy_allows_op(r->tok, (kbr_op)r->route->op)) {
+    if (!route_allows(r->route, r->tok)) {
         kbd_req_fail(r, KBR_ERR_FORBIDDEN, "token scope does not include op \"%s\"",
                      kbr_op_name((kbr_op)r->route->op));
         return false;
@@ -506,7 +542,15 @@ static kbr_err find_route(kbd_req *r, const char *method)
     const char *path = NULL, *cap = NULL;
     size_t caplen = 0;
     bool known = false;
+    const char *refused =
+        evhttp_find_header(evhttp_request_get_input_headers(r->http), KBD_INGRESS_HEADER);
+    int problem = refused != NULL ? atoi(refused) : KBD_HEAD_OK;
 
+    /* stands in for a request the ingress filter refused (ingress.c) */
+    KBR_ENSURE(refused == NULL,
+               kbr_fail(&r->msg,
+                        problem == KBD_HEAD_TOO_LARGE ? KBR_ERR_TOO_LARGE : KBR_ERR_BAD_REQUEST,
+                        "%s", kbd_head_problem_text(problem)));
     KBR_ENSURE(parse_uri(r, &path) == KBR_OK,
                kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "malformed request URI"));
     KBR_GUARD(kbd_path_check(path, &r->msg));
@@ -575,7 +619,7 @@ kbr_err kbd_http_start(kbd *d, kbr_msg *msg)
     evhttp_set_allowed_methods(d->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST);
     /* Bodies a little over the limit reach the handler, which answers 413 in the API's form. */
     evhttp_set_max_body_size(d->http, (ev_ssize_t)(d->cfg.body_limit * 2));
-    evhttp_set_max_headers_size(d->http, 16384);
+    evhttp_set_max_headers_size(d->http, KBD_MAX_HEADERS);
     /* what sends nothing for this long is dropped by libevent, what trickles by connlimit.c */
     evhttp_set_timeout(d->http, (int)d->cfg.request_timeout);
     evhttp_set_gencb(d->http, on_request, d);

@@ -124,7 +124,8 @@ struct kbd {
     long unauth_suppressed;   /* denials answered but not recorded one by one */
     time_t unauth_since;
     struct event *suppressed_timer;
-    kbd_connlimit *connlimit; /* connlimit.c */
+    kbd_connlimit *connlimit;    /* connlimit.c */
+    struct kbd_ingress *ingress; /* ingress.c */
     char issuer_kid[64];
     json_t *jwks;
 
@@ -241,6 +242,23 @@ void kbd_connlimit_stats(const kbd *d, long *open, long *refused_total, long *ti
 /* After evhttp_free: closing connections still report to it. */
 void kbd_connlimit_free(kbd *d);
 
+/*
+ * ingress.c: every connection's bufferevent passes a filter that reads each request head before
+ * evhttp does, so that a body the handler would not read is never buffered.
+ */
+/* Connections read after they closed, so that a client still sending is not reset. */
+#define KBD_LINGER_MAX 32
+/* The filter over under (a socket or TLS bufferevent); under is freed if it cannot be made. */
+struct bufferevent *kbd_ingress_wrap(kbd *d, struct bufferevent *under);
+KBR_WUR kbr_err kbd_ingress_start(kbd *d, kbr_msg *msg);
+/* Ends lingering connections; before evhttp_free.  kbd_ingress_free after event_base_free. */
+void kbd_ingress_stop(kbd *d);
+void kbd_ingress_free(kbd *d);
+/* http.c: would the handler read the body of this request (route, token, op)?  x5t is the
+ * client certificate's thumbprint on TLS connections that presented one. */
+bool kbd_http_body_allowed(kbd *d, const char *method, const char *target,
+                           const char *authorization, const char *x5t);
+
 /* head.c: request heads as the ingress filter (ingress.c) reads them. */
 /* Header bytes evhttp accepts (request line and fields, ends of lines not counted). */
 #define KBD_MAX_HEADERS 16384
@@ -289,6 +307,8 @@ void kbd_tls_cleanup(kbd *d);
 struct bufferevent *kbd_tls_bufferevent(kbd *d, struct event_base *base);
 /* base64url SHA-256 of the client certificate of req's connection, if it presented one. */
 bool kbd_tls_client_x5t(struct evhttp_request *req, char out[64]);
+/* The same for a connection's bufferevent: the TLS one, or a filter over it. */
+bool kbd_tls_bev_x5t(struct bufferevent *bev, char out[64]);
 
 /* worker.c */
 KBR_WUR kbr_err kbd_workers_start(kbd *d, kbr_msg *msg);

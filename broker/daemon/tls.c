@@ -97,7 +97,22 @@ bool kbd_tls_client_x5t(struct evhttp_request *req, char out[64])
 {
     struct evhttp_connection *conn = evhttp_request_get_connection(req);
     struct bufferevent *bev = conn != NULL ? evhttp_connection_get_bufferevent(conn) : NULL;
-    SSL *ssl = bev != NULL ? bufferevent_openssl_get_ssl(bev) : NULL;
+
+    return bev != NULL && kbd_tls_bev_x5t(bev, out);
+}
+
+/* evhttp's bufferevent is the ingress filter (ingress.c); the TLS one is below it. */
+static SSL *ssl_of(struct bufferevent *bev)
+{
+    SSL *ssl = bufferevent_openssl_get_ssl(bev);
+    struct bufferevent *under = ssl == NULL ? bufferevent_get_underlying(bev) : NULL;
+
+    return under != NULL ? bufferevent_openssl_get_ssl(under) : ssl;
+}
+
+bool kbd_tls_bev_x5t(struct bufferevent *bev, char out[64])
+{
+    SSL *ssl = ssl_of(bev);
     X509 *cert = ssl != NULL ? SSL_get0_peer_certificate(ssl) : NULL;
     unsigned char *der = NULL;
     unsigned char md[32];

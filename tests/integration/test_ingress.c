@@ -1,8 +1,12 @@
 /*
  * test_ingress.c - what keybrokerd does with a request before any handler
- * sees it, spoken over raw sockets so that nothing smooths the bytes: path
- * segments that would change meaning when decoded are refused by name, and
- * every error body is JSON, whatever bytes the request carried.
+ * sees it, spoken over raw sockets so that nothing smooths the bytes:
+ * bodies of requests that may not send one are refused before they are
+ * read, also by the hundred; pipelined, kept-alive, chunked and 100-continue
+ * requests with a valid token pass as before; framing that could be read
+ * two ways is refused; path segments that would change meaning when decoded
+ * are refused by name; and every error body is JSON, whatever bytes the
+ * request carried.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -23,7 +27,11 @@
 
 #include "harness.h"
 
+#define MIB (1024L * 1024L)
+
 static kbt_env *env;
+static char *signer; /* op sign on key fw */
+static char *reader; /* op read only */
 
 /* ---- a raw HTTP/1.1 client ---- */
 
@@ -182,6 +190,17 @@ static void raw_resp_free(raw_resp *r)
     memset(r, 0, sizeof(*r));
 }
 
+/* True when the broker ends the connection, cleanly or not, within wait_ms,
+ * with nothing more. */
+static bool raw_ends(raw_conn *c, int wait_ms)
+{
+    double deadline = now_ms() + wait_ms;
+
+    while (!c->eof && now_ms() < deadline)
+        raw_fill(c, (int)(deadline - now_ms()) + 1);
+    return c->eof && c->len == 0;
+}
+
 static const char *code_of(const raw_resp *r)
 {
     const char *s = json_string_value(json_object_get(json_object_get(r->json, "error"), "code"));
@@ -208,6 +227,13 @@ static void expect_error(const raw_resp *r, int status, const char *code, const 
                  msg_part != NULL ? msg_part : "", r->status, r->head, r->body);
 }
 
+static bool says_close(const raw_resp *r)
+{
+    const char *v = header_in(r->head, strlen(r->head), "Connection");
+
+    return v != NULL && strncasecmp(v, "close", 5) == 0;
+}
+
 /* One request on its own connection, its response read. */
 static raw_resp raw_once(const char *request)
 {
@@ -220,19 +246,476 @@ static raw_resp raw_once(const char *request)
     return r;
 }
 
+static char *sign_body(int n)
+{
+    char *body = NULL;
+
+    assert_true(asprintf(&body,
+                         "{\"key\":\"fw\",\"digest\":\"%064x\",\"artifact\":{\"product\":"
+                         "\"gw\","
+                         "\"version\":\"ing-%d\"},\"sbom\":{\"format\":\"cyclonedx\","
+                         "\"components\":[{\"name\":\"zlib\"}]}}",
+                         n, n) > 0);
+    return body;
+}
+
+/* A whole sign request with a Content-Length body. */
+static char *sign_request(const char *tok, int n, const char *extra_headers)
+{
+    char *body = sign_body(n), *req = NULL;
+
+    assert_true(asprintf(&req,
+                         "POST /v1/sign HTTP/1.1\r\nHost: keybroker\r\n"
+                         "Authorization: Bearer %s\r\nContent-Type: application/json\r\n"
+                         "%sContent-Length: %zu\r\n\r\n%s",
+                         tok, extra_headers != NULL ? extra_headers : "", strlen(body), body) > 0);
+    free(body);
+    return req;
+}
+
+static void expect_signed(const raw_resp *r)
+{
+    if (r->status != 200 || json_object_get(r->json, "signature_b64") == NULL)
+        fail_msg("expected a signature, got %d: %s%s", r->status, r->head, r->body);
+}
+
 static int group_setup(void **state)
 {
     (void)state;
-    env = kbt_start(NULL);
+    env = kbt_start("max_connections_per_source = 256\n");
     kbt_key(env, "fw", "firmware-signing", "ecdsa-p256", "gw");
+    signer = kbt_token(env, "{\"sub\":\"ci:gw\",\"ops\":[\"sign\"],\"ttl\":3600}");
+    reader = kbt_token(env, "{\"sub\":\"ci:reader\",\"ops\":[\"read\"],\"ttl\":3600}");
     return 0;
 }
 
 static int group_teardown(void **state)
 {
     (void)state;
+    free(signer);
+    free(reader);
     kbt_free(env);
     return 0;
+}
+
+/* ---- bodies that may not be sent are not read ---- */
+
+static long vmrss_kib(pid_t pid)
+{
+    char path[64], line[256];
+    long kib = -1;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    f = fopen(path, "r");
+    assert_non_null(f);
+    while (fgets(line, sizeof(line), f) != NULL)
+        if (strncmp(line, "VmRSS:", 6) == 0)
+            kib = atol(line + 6);
+    fclose(f);
+    assert_true(kib > 0);
+    return kib;
+}
+
+#define FLOOD_CONNS 200
+#define FLOOD_BODY  MIB
+
+typedef struct {
+    raw_conn *c;
+    char head[256];
+    size_t head_len;
+    size_t sent;   /* of head and body */
+    bool stopped;  /* sending failed: the broker closed */
+    raw_resp resp; /* status 0 until it arrived */
+} upload;
+
+/* Sends the next piece of u if the socket takes it. */
+static void upload_step(upload *u, const char *chunk, size_t chunk_len)
+{
+    size_t total = u->head_len + FLOOD_BODY;
+    const char *p;
+    size_t n;
+    ssize_t w;
+
+    if (u->stopped || u->sent == total)
+        return;
+    if (u->sent < u->head_len) {
+        p = u->head + u->sent;
+        n = u->head_len - u->sent;
+    } else {
+        p = chunk;
+        n = total - u->sent < chunk_len ? total - u->sent : chunk_len;
+    }
+    w = send(u->c->fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (w > 0)
+        u->sent += (size_t)w;
+    else if (w < 0 && errno != EAGAIN && errno != EINTR)
+        u->stopped = true;
+}
+
+/*
+ * 200 clients without a valid token upload 1 MiB each, all at once.  The broker
+ * must answer each with 401 and keep its memory: before the bodies were refused
+ * unread, every one of them was held whole until the token was looked at.
+ */
+static void test_unauthenticated_upload_flood(void **state)
+{
+    static char chunk[65536];
+    upload *u = calloc(FLOOD_CONNS, sizeof(*u));
+    struct pollfd *p = calloc(FLOOD_CONNS, sizeof(*p));
+    long base, peak, after;
+    double deadline = now_ms() + 60000, next_sample = 0;
+    int answered = 0, done = 0;
+    kbt_resp warm;
+
+    (void)state;
+    memset(chunk, 'x', sizeof(chunk));
+    assert_non_null(u);
+    assert_non_null(p);
+    warm = kbt_call(env, "GET", "/v1/keys", env->admin, NULL);
+    assert_int_equal(warm.status, 200);
+    kbt_resp_free(&warm);
+    base = peak = vmrss_kib(env->pid);
+    for (int i = 0; i < FLOOD_CONNS; i++) {
+        u[i].c = raw_open("127.0.0.2");
+        u[i].head_len =
+            (size_t)snprintf(u[i].head, sizeof(u[i].head),
+                             "POST /v1/sign HTTP/1.1\r\nHost: keybroker\r\nContent-Type: "
+                             "application/json\r\n"
+                             "%sContent-Length: %ld\r\n\r\n",
+                             i % 2 ? "Authorization: Bearer not.a.token\r\n" : "", FLOOD_BODY);
+        fcntl(u[i].c->fd, F_SETFL, fcntl(u[i].c->fd, F_GETFL) | O_NONBLOCK);
+    }
+    while (done < FLOOD_CONNS && now_ms() < deadline) {
+        done = 0;
+        for (int i = 0; i < FLOOD_CONNS; i++) {
+            bool sending = !u[i].stopped && u[i].sent < u[i].head_len + FLOOD_BODY;
+            p[i] = (struct pollfd){.fd = u[i].c->fd, .events = POLLIN | (sending ? POLLOUT : 0)};
+            if (u[i].c->eof)
+                p[i].fd = -1;
+            done += u[i].c->eof || (u[i].resp.status != 0 && !sending);
+        }
+        poll(p, FLOOD_CONNS, 50);
+        for (int i = 0; i < FLOOD_CONNS; i++) {
+            if (p[i].revents & POLLOUT)
+                upload_step(&u[i], chunk, sizeof(chunk));
+            if (p[i].revents & (POLLIN | POLLHUP | POLLERR)) {
+                raw_fill(u[i].c, 0);
+                if (u[i].resp.status == 0 && raw_take(u[i].c, &u[i].resp))
+                    answered++;
+                if (u[i].c->eof)
+                    u[i].stopped = true;
+            }
+        }
+        if (now_ms() >= next_sample) {
+            long rss = vmrss_kib(env->pid);
+            peak = rss > peak ? rss : peak;
+            next_sample = now_ms() + 20;
+        }
+    }
+    for (int i = 0; i < FLOOD_CONNS; i++) {
+        if (u[i].resp.status == 0)
+            fail_msg("client %d got no answer (sent %zu, eof %d, errno %d)", i, u[i].sent,
+                     u[i].c->eof, u[i].c->err);
+        expect_error(&u[i].resp, 401, "unauthenticated", NULL);
+        raw_resp_free(&u[i].resp);
+        raw_close(u[i].c);
+    }
+    usleep(500 * 1000);
+    after = vmrss_kib(env->pid);
+    printf("flood of %d x %ld KiB: VmRSS %ld KiB before, %ld KiB at the peak, "
+           "%ld KiB after\n",
+           FLOOD_CONNS, FLOOD_BODY / 1024, base, peak, after);
+    assert_int_equal(answered, FLOOD_CONNS);
+    if (peak - base > 64 * 1024 || after - base > 64 * 1024)
+        fail_msg("the flood grew the broker by %ld KiB at the peak, %ld KiB after", peak - base,
+                 after - base);
+    free(u);
+    free(p);
+}
+
+/* A client that sends its head and waits for a go-ahead gets its refusal at
+ * once. */
+static void test_refused_before_the_body(void **state)
+{
+    raw_conn *c;
+    raw_resp r;
+    char req[4096];
+
+    (void)state;
+    /* no token */
+    c = raw_open("127.0.0.1");
+    raw_sends(c, "POST /v1/sign HTTP/1.1\r\nHost: keybroker\r\nContent-Length: "
+                 "1048576\r\n\r\n");
+    r = raw_read(c, 3000);
+    expect_error(&r, 401, "unauthenticated", "Bearer");
+    assert_true(says_close(&r));
+    raw_resp_free(&r);
+    assert_true(raw_ends(c, 15000));
+    raw_close(c);
+
+    /* a token that is not one: 100-continue is not promised, the refusal comes
+     * first */
+    c = raw_open("127.0.0.1");
+    raw_sends(c, "POST /v1/sign HTTP/1.1\r\nHost: keybroker\r\nAuthorization: "
+                 "Bearer a.b.c\r\n"
+                 "Expect: 100-continue\r\nContent-Length: 1048576\r\n\r\n");
+    r = raw_read(c, 3000);
+    expect_error(&r, 401, "unauthenticated", NULL);
+    raw_resp_free(&r);
+    raw_close(c);
+
+    /* a valid token without the route's op */
+    c = raw_open("127.0.0.1");
+    assert_true(
+        (size_t)snprintf(req, sizeof(req),
+                         "POST /v1/sign HTTP/1.1\r\nHost: keybroker\r\nAuthorization: Bearer "
+                         "%s\r\n"
+                         "Transfer-Encoding: chunked\r\n\r\n",
+                         reader) < sizeof(req));
+    raw_sends(c, req);
+    r = raw_read(c, 3000);
+    expect_error(&r, 403, "forbidden", "sign");
+    assert_true(says_close(&r));
+    assert_true(r.json != NULL);
+    raw_resp_free(&r);
+    raw_close(c);
+
+    /* no such endpoint, and an endpoint that takes no body */
+    r = raw_once("POST /v1/nowhere HTTP/1.1\r\nHost: "
+                 "keybroker\r\nContent-Length: 900000\r\n\r\n");
+    expect_error(&r, 404, "not_found", NULL);
+    raw_resp_free(&r);
+    r = raw_once("GET /v1/health HTTP/1.1\r\nHost: keybroker\r\nContent-Length: "
+                 "900000\r\n\r\n");
+    assert_int_equal(r.status, 200);
+    assert_true(says_close(&r));
+    raw_resp_free(&r);
+}
+
+/*
+ * A refused client that sends its whole body anyway gets its answer and then a
+ * clean end of the connection: the broker reads what was announced before it
+ * closes, so no reset can destroy the answer in flight.
+ */
+static void test_refused_upload_ends_cleanly(void **state)
+{
+    static char body[4 * 65536];
+    raw_conn *c = raw_open("127.0.0.1");
+    raw_resp r;
+
+    (void)state;
+    memset(body, 'x', sizeof(body));
+    raw_sends(c, "POST /v1/keys HTTP/1.1\r\nHost: keybroker\r\nContent-Length: "
+                 "1048576\r\n\r\n");
+    for (int i = 0; i < 4; i++)
+        raw_send(c, body, sizeof(body));
+    r = raw_read(c, 5000);
+    expect_error(&r, 401, "unauthenticated", NULL);
+    raw_resp_free(&r);
+    assert_true(raw_ends(c, 10000));
+    assert_int_equal(c->err, 0);
+    raw_close(c);
+}
+
+/* Keep-alive, pipelining, chunked bodies and 100-continue work as before for a
+ * valid token. */
+static void test_valid_bodies_pass(void **state)
+{
+    raw_conn *c = raw_open("127.0.0.1");
+    char *a = sign_request(signer, 1, NULL), *b = sign_request(signer, 2, NULL);
+    char *both = NULL, *body = sign_body(3), *req = NULL;
+    raw_resp r;
+
+    (void)state;
+    /* two sign requests and a health check in one write */
+    assert_true(asprintf(&both, "%s%sGET /v1/health HTTP/1.1\r\nHost: keybroker\r\n\r\n", a, b) >
+                0);
+    raw_sends(c, both);
+    for (int i = 0; i < 2; i++) {
+        r = raw_read(c, 10000);
+        expect_signed(&r);
+        assert_false(says_close(&r));
+        raw_resp_free(&r);
+    }
+    r = raw_read(c, 10000);
+    assert_int_equal(r.status, 200);
+    raw_resp_free(&r);
+
+    /* the same connection, a chunked body cut across writes */
+    assert_true(asprintf(&req,
+                         "POST /v1/sign HTTP/1.1\r\nHost: "
+                         "keybroker\r\nAuthorization: Bearer %s\r\n"
+                         "Transfer-Encoding: chunked\r\n\r\n%zx\r\n",
+                         signer, strlen(body) - 10) > 0);
+    raw_sends(c, req);
+    raw_send(c, body, strlen(body) - 10);
+    usleep(50 * 1000);
+    raw_sends(c, "\r\na\r");
+    usleep(50 * 1000);
+    raw_send(c, "\n", 1);
+    raw_send(c, body + strlen(body) - 10, 10);
+    raw_sends(c, "\r\n0\r\nX-Trailer: 1\r\n\r\n");
+    r = raw_read(c, 10000);
+    expect_signed(&r);
+    raw_resp_free(&r);
+    free(req);
+    free(body);
+
+    /* 100-continue: the go-ahead, then the body, then the answer */
+    body = sign_body(4);
+    assert_true(asprintf(&req,
+                         "POST /v1/sign HTTP/1.1\r\nHost: "
+                         "keybroker\r\nAuthorization: Bearer %s\r\n"
+                         "Expect: 100-continue\r\nContent-Length: %zu\r\n\r\n",
+                         signer, strlen(body)) > 0);
+    raw_sends(c, req);
+    r = raw_read(c, 5000);
+    assert_int_equal(r.status, 100);
+    raw_resp_free(&r);
+    raw_sends(c, body);
+    r = raw_read(c, 10000);
+    expect_signed(&r);
+    raw_resp_free(&r);
+
+    /* and the connection is still good */
+    raw_sends(c, a);
+    r = raw_read(c, 10000);
+    expect_signed(&r);
+    raw_resp_free(&r);
+    raw_close(c);
+    free(req);
+    free(body);
+    free(a);
+    free(b);
+    free(both);
+}
+
+/* A refused request behind a good one: the good one is answered, the refused
+ * one closes. */
+static void test_pipelined_refusal(void **state)
+{
+    raw_conn *c = raw_open("127.0.0.1");
+    char *a = sign_request(signer, 10, NULL), *all = NULL;
+    raw_resp r;
+
+    (void)state;
+    assert_true(asprintf(&all,
+                         "%sPOST /v1/sign HTTP/1.1\r\nHost: keybroker\r\nContent-Length: "
+                         "5\r\n\r\n"
+                         "helloGET /v1/health HTTP/1.1\r\nHost: keybroker\r\n\r\n",
+                         a) > 0);
+    raw_sends(c, all);
+    r = raw_read(c, 10000);
+    expect_signed(&r);
+    raw_resp_free(&r);
+    r = raw_read(c, 10000);
+    expect_error(&r, 401, "unauthenticated", NULL);
+    assert_true(says_close(&r));
+    raw_resp_free(&r);
+    assert_true(raw_ends(c, 10000));
+    raw_close(c);
+    free(a);
+    free(all);
+}
+
+/* Framing that two parsers could read two ways is refused, and the connection
+ * closed. */
+static void test_ambiguous_framing(void **state)
+{
+    static const char *const heads[] = {
+        "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n",
+        "Content-Length: 5\r\nContent-Length: 6\r\n",
+        "Content-Length: +5\r\n",
+        "Content-Length: 5 5\r\n",
+        "Transfer-Encoding: gzip, chunked\r\n",
+        "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
+        "Transfer-Encoding:\tchunked\r\n",
+        "Content-Length : 5\r\n",
+        "X-Folded: a\r\n b\r\nContent-Length: 5\r\n",
+        "Expect: 100-continue-please\r\nContent-Length: 5\r\n",
+    };
+    char req[4096];
+    raw_resp r;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(heads) / sizeof(heads[0]); i++) {
+        raw_conn *c = raw_open("127.0.0.1");
+        assert_true((size_t)snprintf(req, sizeof(req),
+                                     "POST /v1/sign HTTP/1.1\r\nHost: keybroker\r\nAuthorization: "
+                                     "Bearer %s\r\n%s\r\n"
+                                     "hello",
+                                     signer, heads[i]) < sizeof(req));
+        raw_sends(c, req);
+        r = raw_read(c, 5000);
+        expect_error(&r, 400, "bad_request", NULL);
+        assert_true(says_close(&r));
+        raw_resp_free(&r);
+        assert_true(raw_ends(c, 10000));
+        raw_close(c);
+    }
+    /* a head that never ends */
+    {
+        raw_conn *c = raw_open("127.0.0.1");
+        char line[1024];
+        memset(line, 'a', sizeof(line));
+        raw_sends(c, "GET /v1/health HTTP/1.1\r\n");
+        for (int i = 0; i < 40 && !c->eof; i++) {
+            if (send(c->fd, line, sizeof(line), MSG_NOSIGNAL) < 0)
+                break;
+        }
+        r = raw_read(c, 5000);
+        assert_true(r.status == 400 || r.status == 413);
+        assert_non_null(r.json);
+        raw_resp_free(&r);
+        raw_close(c);
+    }
+    /* chunk framing broken in the middle of a good request: the connection ends
+     */
+    {
+        raw_conn *c = raw_open("127.0.0.1");
+        assert_true((size_t)snprintf(req, sizeof(req),
+                                     "POST /v1/sign HTTP/1.1\r\nHost: keybroker\r\nAuthorization: "
+                                     "Bearer %s\r\n"
+                                     "Transfer-Encoding: chunked\r\n\r\n3\r\nabcX\r\n",
+                                     signer) < sizeof(req));
+        raw_sends(c, req);
+        assert_true(raw_ends(c, 5000));
+        raw_close(c);
+    }
+}
+
+/* A response to a client that asked for the connection to close arrives whole.
+ */
+static void test_close_after_a_large_response(void **state)
+{
+    raw_conn *c;
+    raw_resp r;
+    char req[4096];
+
+    (void)state;
+    for (int i = 0; i < 600; i++) {
+        kbt_resp k = kbt_call(env, "GET", "/v1/keys", env->admin, NULL);
+        assert_int_equal(k.status, 200);
+        kbt_resp_free(&k);
+    }
+    for (int version = 0; version < 2; version++) {
+        c = raw_open("127.0.0.1");
+        assert_true((size_t)snprintf(req, sizeof(req),
+                                     "GET /v1/audit?limit=1000 HTTP/1.%d\r\nHost: keybroker\r\n"
+                                     "Authorization: Bearer %s\r\n%s\r\n",
+                                     version, env->admin,
+                                     version == 1 ? "Connection: close\r\n" : "") < sizeof(req));
+        raw_sends(c, req);
+        r = raw_read(c, 10000);
+        assert_int_equal(r.status, 200);
+        assert_non_null(r.json);
+        assert_true(r.body_len > 200000);
+        assert_true(json_array_size(json_object_get(r.json, "entries")) >= 400);
+        raw_resp_free(&r);
+        assert_true(raw_ends(c, 5000));
+        raw_close(c);
+    }
 }
 
 /* ---- path segments ---- */
@@ -254,15 +737,16 @@ static const struct {
 
 static raw_resp path_call(const char *method, const char *path)
 {
-    char req[2048];
+    char req[4096];
 
-    snprintf(req, sizeof(req),
-             "%s %s HTTP/1.1\r\nHost: keybroker\r\nAuthorization: Bearer "
-             "%s\r\n%s\r\n%s",
-             method, path, env->admin,
-             strcmp(method, "POST") == 0 ? "Content-Type: application/json\r\nContent-Length: 2\r\n"
-                                         : "",
-             strcmp(method, "POST") == 0 ? "{}" : "");
+    assert_true((size_t)snprintf(req, sizeof(req),
+                                 "%s %s HTTP/1.1\r\nHost: keybroker\r\nAuthorization: Bearer "
+                                 "%s\r\n%s\r\n%s",
+                                 method, path, env->admin,
+                                 strcmp(method, "POST") == 0
+                                     ? "Content-Type: application/json\r\nContent-Length: 2\r\n"
+                                     : "",
+                                 strcmp(method, "POST") == 0 ? "{}" : "") < sizeof(req));
     return raw_once(req);
 }
 
@@ -388,6 +872,13 @@ static void test_error_bodies_are_json(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_unauthenticated_upload_flood),
+        cmocka_unit_test(test_refused_before_the_body),
+        cmocka_unit_test(test_refused_upload_ends_cleanly),
+        cmocka_unit_test(test_valid_bodies_pass),
+        cmocka_unit_test(test_pipelined_refusal),
+        cmocka_unit_test(test_ambiguous_framing),
+        cmocka_unit_test(test_close_after_a_large_response),
         cmocka_unit_test(test_path_segments),
         cmocka_unit_test(test_dot_names),
         cmocka_unit_test(test_error_bodies_are_json),

@@ -2,8 +2,8 @@
  * test_tls.c - HTTPS with mutual TLS: a client without a certificate is
  * refused at the handshake, a token bound to one client certificate
  * (cnf.x5t#S256) does not work over a connection presenting another, the
- * connection limits apply before any handshake, and a client that
- * reconnects resumes its session.
+ * connection limits apply before any handshake, and request bodies are
+ * refused unread or passed as over plain HTTP.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -268,6 +268,74 @@ static void test_session_resumption(void **state)
     }
 }
 
+/*
+ * Over TLS as over plain HTTP: a body without a valid token is refused before it is read
+ * (the 100-continue go-ahead is never given), a body with one passes, also under a token
+ * bound to the client certificate, and kept-alive connections stay up.
+ */
+static void test_bodies_over_tls(void **state)
+{
+    size_t big_len = 1048576;
+    char *big = malloc(big_len), *fp = cert_sha256("clientA"), spec[512], *tok;
+    json_t *all;
+    tls_resp r;
+
+    (void)state;
+    memset(big, 'x', big_len);
+    use_client("clientA");
+    r = tls_call("POST", "/v1/sign", NULL, big, big_len, "Expect: 100-continue");
+    assert_int_equal(r.status, 401);
+    assert_int_equal(r.uploaded, 0);
+    assert_non_null(strstr(r.body, "\"unauthenticated\""));
+    free(r.body);
+    /* a client that sends its body without waiting gets its answer too */
+    r = tls_call("POST", "/v1/sign", "not.a.token", big, big_len, "Expect:");
+    assert_int_equal(r.status, 401);
+    free(r.body);
+
+    snprintf(spec, sizeof(spec),
+             "{\"sub\":\"security:tls-admin\",\"ops\":[\"admin\"],\"ttl\":600,"
+             "\"bind_cert_sha256\":\"%s\"}",
+             fp);
+    tok = kbt_token(env, spec);
+    r = tls_call("POST", "/v1/keys", tok,
+                 "{\"name\":\"tls-k\",\"purpose\":\"firmware-signing\",\"algorithm\":"
+                 "\"ecdsa-p256\",\"products\":[\"gw\"]}",
+                 strlen("{\"name\":\"tls-k\",\"purpose\":\"firmware-signing\",\"algorithm\":"
+                        "\"ecdsa-p256\",\"products\":[\"gw\"]}"),
+                 NULL);
+    assert_int_equal(r.status, 201);
+    free(r.body);
+    /* the same connection again */
+    r = tls_call("POST", "/v1/keys/tls-k/retire", tok, "{}", 2, NULL);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.connects, 0);
+    free(r.body);
+    /* a large answer, then the connection closes: it arrives whole */
+    for (int i = 0; i < 300; i++) {
+        r = tls_call("GET", "/v1/keys", tok, NULL, 0, NULL);
+        assert_int_equal(r.status, 200);
+        free(r.body);
+    }
+    r = tls_call("GET", "/v1/audit?limit=1000", tok, NULL, 0, "Connection: close");
+    assert_int_equal(r.status, 200);
+    assert_true(r.len > 100000);
+    all = json_loadb(r.body, r.len, 0, NULL);
+    assert_true(json_array_size(json_object_get(all, "entries")) > 300);
+    json_decref(all);
+    free(r.body);
+    /* the bound token from another client: refused before the body */
+    use_client("clientB");
+    r = tls_call("POST", "/v1/keys/tls-k/retire", tok, big, big_len, "Expect: 100-continue");
+    assert_int_equal(r.status, 401);
+    assert_int_equal(r.uploaded, 0);
+    free(r.body);
+    use_client("clientA");
+    free(tok);
+    free(fp);
+    free(big);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -277,6 +345,7 @@ int main(void)
         cmocka_unit_test(test_plain_http_to_tls_port_fails),
         cmocka_unit_test(test_limits_before_handshake),
         cmocka_unit_test(test_session_resumption),
+        cmocka_unit_test(test_bodies_over_tls),
     };
 
     return cmocka_run_group_tests_name("keybrokerd TLS", tests, setup, teardown);

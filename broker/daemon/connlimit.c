@@ -54,9 +54,10 @@
 /*
  * Descriptors kept free of admitted connections: a full accept backlog that
  * one listener callback takes before admission (128, libevent's listen()),
- * then the store, the HSM, the logs and the workers.
+ * then the store, the HSM, the logs and the workers, and the refused uploads
+ * still being read after their connection closed (ingress.c).
  */
-#define FD_RESERVE (128 + 64)
+#define FD_RESERVE (128 + 64 + KBD_LINGER_MAX)
 /* Sources remembered only for their refusals, beyond those with open connections. */
 #define MAX_REFUSED_SOURCES 4096
 
@@ -281,6 +282,9 @@ static struct bufferevent *on_connection(struct event_base *base, void *arg)
                                   ? kbd_tls_bufferevent(cl->d, base)
                                   : bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
 
+    /* Request heads are read before evhttp reads a body (ingress.c). */
+    if (bev != NULL)
+        bev = kbd_ingress_wrap(cl->d, bev);
     /* Not admitted (and not TLS when it had to be): refused at its first request. */
     if (bev != NULL)
         (void)enqueue(cl, bev);

@@ -102,11 +102,10 @@ static void send_reply(kbd_req *r, int status, const char *reason, struct evbuff
     evhttp_send_reply(r->http, status, reason, buf);
 }
 
-static void send_json(kbd_req *r, int status, const json_t *body, int64_t seq)
+static void send_text(kbd_req *r, int status, const char *text, int64_t seq)
 {
     struct evkeyvalq *h = evhttp_request_get_output_headers(r->http);
     struct evbuffer *buf = evbuffer_new();
-    char *text = body != NULL ? json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     char seqbuf[32];
 
     evhttp_add_header(h, "Content-Type", "application/json");
@@ -122,12 +121,33 @@ static void send_json(kbd_req *r, int status, const json_t *body, int64_t seq)
     send_reply(r, status, status < 400 ? "OK" : "Error", buf);
     if (buf != NULL)
         evbuffer_free(buf);
+}
+
+static void send_json(kbd_req *r, int status, const json_t *body, int64_t seq)
+{
+    char *text = body != NULL ? json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+
+    send_text(r, status, text, seq);
     free(text);
+}
+
+/* Text from a request can be any bytes; JSON strings must be UTF-8. */
+static json_t *clean_string(const char *s)
+{
+    char *clean = s != NULL ? kbd_utf8_clean(s) : NULL;
+    json_t *j = clean != NULL ? json_string(clean) : NULL;
+
+    free(clean);
+    return j;
 }
 
 static json_t *error_body(kbr_err err, const char *message)
 {
-    return json_pack("{s:{s:s,s:s}}", "error", "code", kbd_err_code(err), "message", message);
+    json_t *text = clean_string(message);
+
+    return text != NULL
+               ? json_pack("{s:{s:s,s:o}}", "error", "code", kbd_err_code(err), "message", text)
+               : NULL;
 }
 
 static void req_free(kbd_req *r)
@@ -164,15 +184,23 @@ void kbd_req_reply_now(kbd_req *r, int status, json_t *body)
     req_end(r);
 }
 
+/* Every error answer is a JSON error object, even when the message could not be built. */
 static void reply_error(kbd_req *r, kbr_err err, const char *message, int64_t seq)
 {
     kbr_err shown = public_err(err);
     json_t *body = error_body(shown, message);
+    char fallback[128];
 
     if (kbd_err_http_status(shown) < 500)
         r->d->stats.denied++;
-    send_json(r, kbd_err_http_status(shown), body, seq);
-    json_decref(body);
+    if (body != NULL) {
+        send_json(r, kbd_err_http_status(shown), body, seq);
+        json_decref(body);
+        return;
+    }
+    snprintf(fallback, sizeof(fallback), "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}",
+             kbd_err_code(shown), kbr_err_str(shown));
+    send_text(r, kbd_err_http_status(shown), fallback, seq);
 }
 
 /*
@@ -198,7 +226,7 @@ void kbd_req_error(kbd_req *r, kbr_err err, const char *fmt, ...)
     if (kbr_audit_rec_set_outcome(r->rec, status < 500 ? "denied" : "error", kbd_err_code(shown)) !=
         KBR_OK)
         return;
-    json_object_set_new(r->rec->detail, "message", json_string(r->msg.text));
+    json_object_set_new(r->rec->detail, "message", clean_string(r->msg.text));
     kbr_effects_free(r->rec->effects);
     r->rec->effects = NULL;
     r->rec->key_use = false;
@@ -337,18 +365,15 @@ const char *kbd_req_query(kbd_req *r, const char *name)
     return evhttp_find_header(&r->query, name);
 }
 
-static kbr_err parse_uri(kbd_req *r, char **path)
+/* The raw path (still percent-encoded: routes match on it) and the parsed query. */
+static kbr_err parse_uri(kbd_req *r, const char **path)
 {
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(r->http);
-    const char *raw = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
     const char *q = uri != NULL ? evhttp_uri_get_query(uri) : NULL;
 
-    *path = NULL;
-    if (raw == NULL)
-        return KBR_ERR_BAD_REQUEST;
-    *path = evhttp_uridecode(raw, 0, NULL);
+    *path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
     if (*path == NULL)
-        return KBR_ERR_NOMEM;
+        return KBR_ERR_BAD_REQUEST;
     TAILQ_INIT(&r->query);
     r->query_parsed = true;
     if (q != NULL && evhttp_parse_query_str(q, &r->query) != 0)
@@ -356,16 +381,52 @@ static kbr_err parse_uri(kbd_req *r, char **path)
     return KBR_OK;
 }
 
-static const char *bearer_of(struct evhttp_request *http)
+/* The token of an Authorization field value, or NULL. */
+static const char *bearer_in(const char *h)
 {
-    const char *h = evhttp_find_header(evhttp_request_get_input_headers(http), "Authorization");
-
     if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0)
         return NULL;
     h += 7;
     while (*h == ' ')
         h++;
     return h;
+}
+
+static const char *bearer_of(struct evhttp_request *http)
+{
+    return bearer_in(evhttp_find_header(evhttp_request_get_input_headers(http), "Authorization"));
+}
+
+/* Does the token hold the route's op?  Routes with op 0 check in their handler. */
+static bool route_allows(const kbd_route *route, const kbr_token *tok)
+{
+    return route->op == 0 || kbr_policy_allows_op(tok, (kbr_op)route->op);
+}
+
+/*
+ * The checks on_request() and authenticate() make before read_body(), without their side
+ * effects (audit record, rate limit): the ingress filter asks, for each request that
+ * announces a body, whether the handler would read it.  Any change to the checks before
+ * read_body() belongs here too.
+ */
+bool kbd_http_body_allowed(kbd *d, const char *method, const char *target,
+                           const char *authorization, const char *x5t)
+{
+    struct evhttp_uri *uri = evhttp_uri_parse_with_flags(target, EVHTTP_URI_NONCONFORMANT);
+    const char *path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
+    const char *bearer = bearer_in(authorization);
+    const kbd_route *route = NULL;
+    kbr_token *tok = NULL;
+    kbr_msg msg = {{0}};
+    bool known = false, ok;
+
+    if (path != NULL && kbd_path_check(path, &msg) == KBR_OK)
+        route = kbd_route_match(method, path, NULL, NULL, &known);
+    ok = route != NULL && route->authenticated && bearer != NULL &&
+         kbr_policy_authenticate(d->policy, bearer, time(NULL), x5t, &tok, &msg) == KBR_OK &&
+         route_allows(route, tok);
+    evhttp_uri_free(uri);
+    return ok;
 }
 
 /*
@@ -421,7 +482,7 @@ static bool authenticate(kbd_req *r)
         kbd_req_fail(r, KBR_ERR_NOMEM, "out of memory");
         return false;
     }
-    json_object_set_new(r->rec->detail, "path", json_string(evhttp_request_get_uri(r->http)));
+    json_object_set_new(r->rec->detail, "path", clean_string(evhttp_request_get_uri(r->http)));
     if (bearer == NULL) {
         fail_unauthenticated(r, "missing Authorization: Bearer token");
         return false;
@@ -450,7 +511,7 @@ static bool authenticate(kbd_req *r)
                      r->d->cfg.rate_limit);
         return false;
     }
-    if (r->route->op != 0 && !kbr_policy_allows_op(r->tok, (kbr_op)r->route->op)) {
+    if (!route_allows(r->route, r->tok)) {
         kbd_req_fail(r, KBR_ERR_FORBIDDEN, "token scope does not include op \"%s\"",
                      kbr_op_name((kbr_op)r->route->op));
         return false;
@@ -486,13 +547,42 @@ static bool read_body(kbd_req *r)
     return true;
 }
 
+/* r's route and its {} segment, decoded; on failure r->msg says why. */
+static kbr_err find_route(kbd_req *r, const char *method)
+{
+    kbr_err err = KBR_OK;
+    const char *path = NULL, *cap = NULL;
+    size_t caplen = 0;
+    bool known = false;
+    const char *refused =
+        evhttp_find_header(evhttp_request_get_input_headers(r->http), KBD_INGRESS_HEADER);
+    int problem = refused != NULL ? atoi(refused) : KBD_HEAD_OK;
+
+    /* stands in for a request the ingress filter refused (ingress.c) */
+    KBR_ENSURE(refused == NULL,
+               kbr_fail(&r->msg,
+                        problem == KBD_HEAD_TOO_LARGE ? KBR_ERR_TOO_LARGE : KBR_ERR_BAD_REQUEST,
+                        "%s", kbd_head_problem_text(problem)));
+    KBR_ENSURE(parse_uri(r, &path) == KBR_OK,
+               kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "malformed request URI"));
+    KBR_GUARD(kbd_path_check(path, &r->msg));
+    r->route = kbd_route_match(method, path, &cap, &caplen, &known);
+    KBR_ENSURE(
+        r->route != NULL || !known,
+        kbr_fail(&r->msg, KBR_ERR_NOT_FOUND, "method %s not allowed on %.128s", method, path));
+    KBR_ENSURE(r->route != NULL,
+               kbr_fail(&r->msg, KBR_ERR_NOT_FOUND, "no such endpoint: %.128s", path));
+    KBR_ENSURE(cap == NULL || (r->arg = kbd_segment_decode(cap, caplen)) != NULL,
+               kbr_fail(&r->msg, KBR_ERR_NOMEM, "out of memory"));
+out:
+    return err;
+}
+
 static void on_request(struct evhttp_request *http, void *arg)
 {
     kbd *d = arg;
     kbd_req *r = calloc(1, sizeof(*r));
     const char *method;
-    char *path = NULL;
-    bool known = false;
     kbr_err err;
 
     /* Never counted at accept (out of memory there), or not TLS on the TLS port. */
@@ -513,24 +603,14 @@ static void on_request(struct evhttp_request *http, void *arg)
     method = evhttp_request_get_command(http) == EVHTTP_REQ_GET    ? "GET"
              : evhttp_request_get_command(http) == EVHTTP_REQ_POST ? "POST"
                                                                    : "OTHER";
-    if (parse_uri(r, &path) != KBR_OK) {
-        kbd_req_fail(r, KBR_ERR_BAD_REQUEST, "malformed request URI");
-        goto out;
-    }
-    r->route = kbd_route_match(method, path, &r->arg, &known);
-    if (r->route == NULL) {
-        kbd_req_fail(r, KBR_ERR_NOT_FOUND,
-                     known ? "method %s not allowed on %.128s" : "no such endpoint: %.128s",
-                     known ? method : path, path);
-        goto out;
-    }
-    if (r->route->authenticated && (!authenticate(r) || !read_body(r)))
-        goto out;
-    err = r->route->handler(r);
+    err = find_route(r, method);
+    /* authenticate() and read_body() answer their own failures */
+    if (err == KBR_OK && r->route->authenticated && (!authenticate(r) || !read_body(r)))
+        return;
+    if (err == KBR_OK)
+        err = r->route->handler(r);
     if (err != KBR_OK)
         kbd_req_fail(r, err, NULL);
-out:
-    free(path);
 }
 
 /*
@@ -552,7 +632,7 @@ kbr_err kbd_http_start(kbd *d, kbr_msg *msg)
     evhttp_set_allowed_methods(d->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST);
     /* Bodies a little over the limit reach the handler, which answers 413 in the API's form. */
     evhttp_set_max_body_size(d->http, (ev_ssize_t)(d->cfg.body_limit * 2));
-    evhttp_set_max_headers_size(d->http, 16384);
+    evhttp_set_max_headers_size(d->http, KBD_MAX_HEADERS);
     /* what sends nothing for this long is dropped by libevent, what trickles by connlimit.c */
     evhttp_set_timeout(d->http, (int)d->cfg.request_timeout);
     evhttp_set_gencb(d->http, on_request, d);

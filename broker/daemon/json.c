@@ -3,17 +3,19 @@
  * rejects, so a CI log shows what to fix without reading the server's code.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "kbd.h"
 
 #define NAME_MAX_LEN 128
 
+/* "." and ".." would name another resource once they are a path segment. */
 bool kbd_valid_name(const char *s)
 {
     size_t n = strlen(s);
 
-    if (n == 0 || n > NAME_MAX_LEN)
+    if (n == 0 || n > NAME_MAX_LEN || strcmp(s, ".") == 0 || strcmp(s, "..") == 0)
         return false;
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
@@ -23,6 +25,65 @@ bool kbd_valid_name(const char *s)
             return false;
     }
     return true;
+}
+
+/*
+ * The length of the well-formed UTF-8 sequence at p, or 0: jansson refuses
+ * overlong forms, surrogates and code points past U+10FFFF, and so does this.
+ */
+static size_t utf8_sequence(const unsigned char *p)
+{
+    unsigned char lo = 0x80, hi = 0xbf;
+    size_t n;
+
+    if (p[0] < 0x80)
+        return 1;
+    if (p[0] >= 0xc2 && p[0] <= 0xdf)
+        n = 2;
+    else if (p[0] >= 0xe0 && p[0] <= 0xef)
+        n = 3;
+    else if (p[0] >= 0xf0 && p[0] <= 0xf4)
+        n = 4;
+    else
+        return 0;
+    if (p[0] == 0xe0)
+        lo = 0xa0;
+    else if (p[0] == 0xed)
+        hi = 0x9f;
+    else if (p[0] == 0xf0)
+        lo = 0x90;
+    else if (p[0] == 0xf4)
+        hi = 0x8f;
+    if (p[1] < lo || p[1] > hi)
+        return 0;
+    for (size_t i = 2; i < n; i++)
+        if (p[i] < 0x80 || p[i] > 0xbf)
+            return 0;
+    return n;
+}
+
+char *kbd_utf8_clean(const char *s)
+{
+    static const char replacement[] = "\xef\xbf\xbd"; /* U+FFFD */
+    const unsigned char *p = (const unsigned char *)s;
+    char *out = malloc(3 * strlen(s) + 1), *o = out;
+
+    if (out == NULL)
+        return NULL;
+    while (*p != '\0') {
+        size_t n = utf8_sequence(p);
+        if (n == 0) {
+            memcpy(o, replacement, 3);
+            o += 3;
+            p++;
+            continue;
+        }
+        memcpy(o, p, n);
+        o += n;
+        p += n;
+    }
+    *o = '\0';
+    return out;
 }
 
 kbr_err kbd_json_only(const json_t *obj, const char *const *allowed, kbr_msg *msg)

@@ -136,7 +136,8 @@ struct kbd {
     long unauth_suppressed;   /* denials answered but not recorded one by one */
     time_t unauth_since;
     struct event *suppressed_timer;
-    kbd_connlimit *connlimit; /* connlimit.c */
+    kbd_connlimit *connlimit;    /* connlimit.c */
+    struct kbd_ingress *ingress; /* ingress.c */
     char issuer_kid[64];
     json_t *jwks;
     /* public_key_sha256 of the issuer and audit keys: never registered as a product's key */
@@ -255,6 +256,64 @@ void kbd_connlimit_stats(const kbd *d, long *open, long *refused_total, long *ti
 /* After evhttp_free: closing connections still report to it. */
 void kbd_connlimit_free(kbd *d);
 
+/*
+ * ingress.c: every connection's bufferevent passes a filter that reads each request head before
+ * evhttp does, so that a body the handler would not read is never buffered.
+ */
+/* Connections read after they closed, so that a client still sending is not reset. */
+#define KBD_LINGER_MAX 32
+/* The filter over under (a socket or TLS bufferevent); under is freed if it cannot be made. */
+struct bufferevent *kbd_ingress_wrap(kbd *d, struct bufferevent *under);
+KBR_WUR kbr_err kbd_ingress_start(kbd *d, kbr_msg *msg);
+/* Ends lingering connections; before evhttp_free.  kbd_ingress_free after event_base_free. */
+void kbd_ingress_stop(kbd *d);
+void kbd_ingress_free(kbd *d);
+/* http.c: would the handler read the body of this request (route, token, op)?  x5t is the
+ * client certificate's thumbprint on TLS connections that presented one. */
+bool kbd_http_body_allowed(kbd *d, const char *method, const char *target,
+                           const char *authorization, const char *x5t);
+
+/* head.c: request heads as the ingress filter (ingress.c) reads them. */
+/* Header bytes evhttp accepts (request line and fields, ends of lines not counted). */
+#define KBD_MAX_HEADERS 16384
+/* A request the filter refused reaches evhttp as a bodiless request with this field, whose
+ * value is the problem number; the handler answers 400 (413 for a head too large). */
+#define KBD_INGRESS_HEADER "X-Keybroker-Ingress"
+enum {
+    KBD_HEAD_OK = 0,
+    KBD_HEAD_REQUEST_LINE,
+    KBD_HEAD_VERSION,
+    KBD_HEAD_CONTROL,
+    KBD_HEAD_FIELD,
+    KBD_HEAD_FOLDED,
+    KBD_HEAD_LENGTH,
+    KBD_HEAD_LENGTHS,
+    KBD_HEAD_CODING,
+    KBD_HEAD_BOTH,
+    KBD_HEAD_EXPECT,
+    KBD_HEAD_TOO_LARGE,
+    KBD_HEAD__COUNT
+};
+typedef struct {
+    const char *method, *target; /* within the head, not NUL-terminated */
+    size_t method_len, target_len;
+    int minor; /* HTTP/1.minor */
+    bool chunked;
+    uint64_t length;           /* Content-Length; 0 without one */
+    const char *authorization; /* the first Authorization value as evhttp trims it, or NULL */
+    size_t authorization_len;
+} kbd_head;
+/* Parses a whole head (request line, fields, blank line): KBD_HEAD_OK or the problem. */
+int kbd_head_parse(const char *head, size_t len, kbd_head *out);
+const char *kbd_head_problem_text(int problem);
+/* Room kbd_head_rewrite needs for a head of len bytes. */
+#define KBD_HEAD_REWRITE_MAX(len) (2 * (len) + 64)
+/* A parsed head without its framing, Expect and Connection fields, announcing no body and
+ * Connection: close; returns its length. */
+size_t kbd_head_rewrite(const char *head, size_t len, char *out);
+/* A chunk-size line without its end of line: 1 to 15 hex digits, nothing else; -1 if not. */
+int64_t kbd_chunk_size(const char *line, size_t len);
+
 /* tls.c */
 KBR_WUR kbr_err kbd_tls_setup(kbd *d, kbr_msg *msg);
 void kbd_tls_cleanup(kbd *d);
@@ -262,6 +321,8 @@ void kbd_tls_cleanup(kbd *d);
 struct bufferevent *kbd_tls_bufferevent(kbd *d, struct event_base *base);
 /* base64url SHA-256 of the client certificate of req's connection, if it presented one. */
 bool kbd_tls_client_x5t(struct evhttp_request *req, char out[64]);
+/* The same for a connection's bufferevent: the TLS one, or a filter over it. */
+bool kbd_tls_bev_x5t(struct bufferevent *bev, char out[64]);
 
 /* worker.c */
 KBR_WUR kbr_err kbd_workers_start(kbd *d, kbr_msg *msg);
@@ -271,9 +332,17 @@ void kbd_workers_submit(kbd *d, kbd_req *r);
 void kbd_complete(kbd *d, kbd_req *r);
 void kbd_note_hsm(kbd *d, kbr_err err);
 
-/* routes.c */
-const kbd_route *kbd_route_match(const char *method, const char *path, char **arg,
-                                 bool *path_known);
+/* routes.c: matched on the raw path; *cap and *caplen receive the raw {} segment, if any
+ * (cap may be NULL). */
+const kbd_route *kbd_route_match(const char *method, const char *path, const char **cap,
+                                 size_t *caplen, bool *path_known);
+
+/* path.c */
+/* Each segment of a raw path: no "." or "..", spelled out or encoded, no encoded "/" or NUL,
+ * no malformed percent-encoding.  KBR_ERR_BAD_REQUEST naming the segment and the problem. */
+KBR_WUR kbr_err kbd_path_check(const char *raw, kbr_msg *msg);
+/* The bytes a checked segment stands for: a new string, or NULL when out of memory. */
+char *kbd_segment_decode(const char *seg, size_t len);
 
 /* json.c: strict request parsing helpers; each names the field on error */
 KBR_WUR kbr_err kbd_json_only(const json_t *obj, const char *const *allowed, kbr_msg *msg);
@@ -286,6 +355,11 @@ KBR_WUR kbr_err kbd_json_int(const json_t *obj, const char *field, bool required
 KBR_WUR kbr_err kbd_json_names(const json_t *obj, const char *field, bool required, json_t **out,
                                kbr_msg *msg);
 bool kbd_valid_name(const char *s);
+/*
+ * s with every byte that does not start well-formed UTF-8 replaced by U+FFFD, so that text
+ * echoing a request always fits in a JSON string.  New string, or NULL when out of memory.
+ */
+char *kbd_utf8_clean(const char *s);
 /* Prefixes msg's text with "prefix." (nested fields: "artifact.version: ..."). */
 kbr_err kbd_msg_prefix(kbr_msg *msg, const char *prefix, kbr_err err);
 /* sbom.c: components [{name, version, purl}] from "sbom" or "sbom_b64" of a sign body. */

@@ -357,6 +357,7 @@ static void teardown(kbd *d)
     kbd_workers_stop(d);
     kbr_audit_stop(d->audit);
     kbd_checkpoint_stop(d);
+    kbd_ingress_stop(d);
     if (d->http != NULL)
         evhttp_free(d->http);
     kbd_connlimit_free(d);
@@ -373,6 +374,7 @@ static void teardown(kbd *d)
         event_free(d->done_ev);
     if (d->base != NULL)
         event_base_free(d->base);
+    kbd_ingress_free(d);
     kbr_policy_free(d->policy);
     kbd_keys_free(d->keys);
     kbd_batches_free(d->batches);
@@ -394,6 +396,7 @@ static kbr_err serve(kbd *d, kbr_msg *msg)
     KBR_GUARD(start_loop(d, msg));
     KBR_GUARD(kbd_workers_start(d, msg));
     KBR_GUARD(kbd_checkpoint_start(d, msg));
+    KBR_GUARD(kbd_ingress_start(d, msg));
     KBR_GUARD(kbd_http_start(d, msg));
     event_base_dispatch(d->base);
     fprintf(stderr, "keybrokerd: stopped\n");

@@ -39,7 +39,7 @@ static const kbd_route routes[] = {
     {"GET", "/v1/views/devices/{}", true, KBR_OP_READ, "view.device", kbd_h_view_device},
 };
 
-/* Matches one pattern; a "{}" segment captures one non-empty path segment. */
+/* Matches one pattern on the raw path; a "{}" segment captures one non-empty raw segment. */
 static bool match(const char *pattern, const char *path, const char **cap, size_t *caplen)
 {
     while (*pattern != '\0') {
@@ -61,22 +61,21 @@ static bool match(const char *pattern, const char *path, const char **cap, size_
     return *path == '\0';
 }
 
-const kbd_route *kbd_route_match(const char *method, const char *path, char **arg, bool *path_known)
+const kbd_route *kbd_route_match(const char *method, const char *path, const char **cap,
+                                 size_t *caplen, bool *path_known)
 {
-    *arg = NULL;
     *path_known = false;
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
-        const char *cap = NULL;
-        size_t caplen = 0;
-        if (!match(routes[i].pattern, path, &cap, &caplen))
+        const char *c = NULL;
+        size_t n = 0;
+        if (!match(routes[i].pattern, path, &c, &n))
             continue;
         *path_known = true;
         if (strcmp(routes[i].method, method) != 0)
             continue;
         if (cap != NULL) {
-            *arg = strndup(cap, caplen);
-            if (*arg == NULL)
-                return NULL;
+            *cap = c;
+            *caplen = n;
         }
         return &routes[i];
     }

@@ -57,6 +57,14 @@ static kbr_err load_ctx(const kbd_config *cfg, SSL_CTX *ctx, kbr_msg *msg)
         return tls_fail(msg, "tls_client_ca", cfg->tls_client_ca);
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
     SSL_CTX_set_verify_depth(ctx, 4);
+    /*
+     * Under client verification OpenSSL resumes a session only in a session id context, and
+     * fails the handshake (internal error) when none is set: a client that reconnected with
+     * the session of a connection the broker closed could not connect at all.  A resumed
+     * session keeps the client certificate of its first handshake, which token binding checks.
+     */
+    if (SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"keybrokerd", 10) != 1)
+        return tls_fail(msg, "TLS", "session id context");
     return KBR_OK;
 }
 
@@ -89,7 +97,22 @@ bool kbd_tls_client_x5t(struct evhttp_request *req, char out[64])
 {
     struct evhttp_connection *conn = evhttp_request_get_connection(req);
     struct bufferevent *bev = conn != NULL ? evhttp_connection_get_bufferevent(conn) : NULL;
-    SSL *ssl = bev != NULL ? bufferevent_openssl_get_ssl(bev) : NULL;
+
+    return bev != NULL && kbd_tls_bev_x5t(bev, out);
+}
+
+/* evhttp's bufferevent is the ingress filter (ingress.c); the TLS one is below it. */
+static SSL *ssl_of(struct bufferevent *bev)
+{
+    SSL *ssl = bufferevent_openssl_get_ssl(bev);
+    struct bufferevent *under = ssl == NULL ? bufferevent_get_underlying(bev) : NULL;
+
+    return under != NULL ? bufferevent_openssl_get_ssl(under) : ssl;
+}
+
+bool kbd_tls_bev_x5t(struct bufferevent *bev, char out[64])
+{
+    SSL *ssl = ssl_of(bev);
     X509 *cert = ssl != NULL ? SSL_get0_peer_certificate(ssl) : NULL;
     unsigned char *der = NULL;
     unsigned char md[32];

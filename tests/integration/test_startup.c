@@ -191,15 +191,15 @@ static void test_connection_limit_settings(void **state)
     /* a max_connections the file sets is kept, or the start refused */
     rewrite_conf("max_connections = 1024");
     rc = run_with_512_files(&out);
-    if (rc != 1 || strstr(out, "max_connections = 1024 needs 1216 open files") == NULL)
+    if (rc != 1 || strstr(out, "max_connections = 1024 needs 1248 open files") == NULL)
         fail_msg("expected exit 1 naming the open-files limit, got %d: %s", rc, out);
     free(out);
     restore_conf();
     /* the default is lowered to fit, and the broker says so and serves (timeout stops it) */
     rc = run_with_512_files(&out);
-    if (rc != 124 || strstr(out, "max_connections lowered to 320 (128 per source)") == NULL ||
+    if (rc != 124 || strstr(out, "max_connections lowered to 288 (128 per source)") == NULL ||
         strstr(out, "listening on") == NULL)
-        fail_msg("expected a start with max_connections lowered to 320, got %d: %s", rc, out);
+        fail_msg("expected a start with max_connections lowered to 288, got %d: %s", rc, out);
     free(out);
     assert_int_equal(kbt_spawn_daemon(env), 0);
 }

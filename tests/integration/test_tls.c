@@ -1,8 +1,9 @@
 /*
  * test_tls.c - HTTPS with mutual TLS: a client without a certificate is
  * refused at the handshake, a token bound to one client certificate
- * (cnf.x5t#S256) does not work over a connection presenting another, and the
- * connection limits apply before any handshake.
+ * (cnf.x5t#S256) does not work over a connection presenting another, the
+ * connection limits apply before any handshake, and request bodies are
+ * refused unread or passed as over plain HTTP.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <curl/curl.h>
 
 #include "harness.h"
 
@@ -182,6 +185,157 @@ static void test_limits_before_handshake(void **state)
         close(fds[i]);
 }
 
+typedef struct {
+    long status;
+    char *body;
+    size_t len;
+    curl_off_t uploaded;
+    long connects;
+} tls_resp;
+
+static size_t keep_body(char *p, size_t size, size_t n, void *arg)
+{
+    tls_resp *r = arg;
+    char *nb = realloc(r->body, r->len + size * n + 1);
+
+    if (nb == NULL)
+        return 0;
+    r->body = nb;
+    memcpy(r->body + r->len, p, size * n);
+    r->len += size * n;
+    r->body[r->len] = '\0';
+    return size * n;
+}
+
+/* One request on the harness's keep-alive handle, with a body of body_len bytes and a header. */
+static tls_resp tls_call(const char *method, const char *path, const char *token, const char *body,
+                         size_t body_len, const char *header)
+{
+    CURL *c = env->curl;
+    struct curl_slist *h = NULL;
+    tls_resp r = {0};
+    char url[512], auth[4096];
+    CURLcode rc;
+
+    snprintf(url, sizeof(url), "%s%s", env->url, path);
+    curl_easy_reset(c);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, keep_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
+    curl_easy_setopt(c, CURLOPT_CAINFO, env->cacert);
+    curl_easy_setopt(c, CURLOPT_SSLCERT, env->client_cert);
+    curl_easy_setopt(c, CURLOPT_SSLKEY, env->client_key);
+    if (token != NULL) {
+        assert_true((size_t)snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token) <
+                    sizeof(auth));
+        h = curl_slist_append(h, auth);
+    }
+    if (header != NULL)
+        h = curl_slist_append(h, header);
+    if (body != NULL) {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+    }
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    rc = curl_easy_perform(c);
+    if (rc != CURLE_OK)
+        fail_msg("%s %s failed (%s); see %s", method, path, curl_easy_strerror(rc), env->log);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
+    curl_easy_getinfo(c, CURLINFO_SIZE_UPLOAD_T, &r.uploaded);
+    curl_easy_getinfo(c, CURLINFO_NUM_CONNECTS, &r.connects);
+    curl_slist_free_all(h);
+    return r;
+}
+
+/*
+ * A client that reconnects after the broker closed its connection resumes its TLS session, as
+ * libcurl does within one process.
+ */
+static void test_session_resumption(void **state)
+{
+    tls_resp r;
+
+    (void)state;
+    use_client("clientA");
+    /* the first call may go over a connection an earlier test left open */
+    for (int i = 0; i < 3; i++) {
+        r = tls_call("GET", "/v1/health", NULL, NULL, 0, "Connection: close");
+        assert_int_equal(r.status, 200);
+        free(r.body);
+        assert_true(i == 0 || r.connects == 1);
+    }
+}
+
+/*
+ * Over TLS as over plain HTTP: a body without a valid token is refused before it is read
+ * (the 100-continue go-ahead is never given), a body with one passes, also under a token
+ * bound to the client certificate, and kept-alive connections stay up.
+ */
+static void test_bodies_over_tls(void **state)
+{
+    size_t big_len = 1048576;
+    char *big = malloc(big_len), *fp = cert_sha256("clientA"), spec[512], *tok;
+    json_t *all;
+    tls_resp r;
+
+    (void)state;
+    memset(big, 'x', big_len);
+    use_client("clientA");
+    r = tls_call("POST", "/v1/sign", NULL, big, big_len, "Expect: 100-continue");
+    assert_int_equal(r.status, 401);
+    assert_int_equal(r.uploaded, 0);
+    assert_non_null(strstr(r.body, "\"unauthenticated\""));
+    free(r.body);
+    /* a client that sends its body without waiting gets its answer too */
+    r = tls_call("POST", "/v1/sign", "not.a.token", big, big_len, "Expect:");
+    assert_int_equal(r.status, 401);
+    free(r.body);
+
+    snprintf(spec, sizeof(spec),
+             "{\"sub\":\"security:tls-admin\",\"ops\":[\"admin\"],\"ttl\":600,"
+             "\"bind_cert_sha256\":\"%s\"}",
+             fp);
+    tok = kbt_token(env, spec);
+    r = tls_call("POST", "/v1/keys", tok,
+                 "{\"name\":\"tls-k\",\"purpose\":\"firmware-signing\",\"algorithm\":"
+                 "\"ecdsa-p256\",\"products\":[\"gw\"]}",
+                 strlen("{\"name\":\"tls-k\",\"purpose\":\"firmware-signing\",\"algorithm\":"
+                        "\"ecdsa-p256\",\"products\":[\"gw\"]}"),
+                 NULL);
+    assert_int_equal(r.status, 201);
+    free(r.body);
+    /* the same connection again */
+    r = tls_call("POST", "/v1/keys/tls-k/retire", tok, "{}", 2, NULL);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.connects, 0);
+    free(r.body);
+    /* a large answer, then the connection closes: it arrives whole */
+    for (int i = 0; i < 300; i++) {
+        r = tls_call("GET", "/v1/keys", tok, NULL, 0, NULL);
+        assert_int_equal(r.status, 200);
+        free(r.body);
+    }
+    r = tls_call("GET", "/v1/audit?limit=1000", tok, NULL, 0, "Connection: close");
+    assert_int_equal(r.status, 200);
+    assert_true(r.len > 100000);
+    all = json_loadb(r.body, r.len, 0, NULL);
+    assert_true(json_array_size(json_object_get(all, "entries")) > 300);
+    json_decref(all);
+    free(r.body);
+    /* the bound token from another client: refused before the body */
+    use_client("clientB");
+    r = tls_call("POST", "/v1/keys/tls-k/retire", tok, big, big_len, "Expect: 100-continue");
+    assert_int_equal(r.status, 401);
+    assert_int_equal(r.uploaded, 0);
+    free(r.body);
+    use_client("clientA");
+    free(tok);
+    free(fp);
+    free(big);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -190,6 +344,8 @@ int main(void)
         cmocka_unit_test(test_bound_token),
         cmocka_unit_test(test_plain_http_to_tls_port_fails),
         cmocka_unit_test(test_limits_before_handshake),
+        cmocka_unit_test(test_session_resumption),
+        cmocka_unit_test(test_bodies_over_tls),
     };
 
     return cmocka_run_group_tests_name("keybrokerd TLS", tests, setup, teardown);

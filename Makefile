@@ -180,7 +180,8 @@ clean:
 
 -include $(CORE_OBJ:.o=.d) $(LIB_OBJ:.o=.d) $(D_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
 # tests/unit/test_cli.c includes the CLI's sources: it is rebuilt when they change.
--include $(wildcard $(BUILD)/tests/fuzz/*.d $(BUILD)/tests/unit/*.d $(BUILD)/tests/integration/*.d)
+-include $(wildcard $(BUILD)/tests/fuzz/*.d $(BUILD)/tests/unit/*.d $(BUILD)/tests/integration/*.d \
+    $(BUILD)/tests/bench/*.d $(BUILD)/bench/*.d)
 
 # tests/bench/gen_store: a store of a million devices and the custody views timed on it
 # (tests/bench/README.md).  Not part of check: it takes minutes and gigabytes.

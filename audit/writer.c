@@ -230,8 +230,42 @@ static bool record_at_fault(kbr_audit *a, kbr_err why)
     return why != KBR_ERR_STORE && why != KBR_ERR_NOMEM && kbr_store_in_transaction(a->st);
 }
 
-static kbr_err entry_new(const kbr_audit_rec *r, int64_t seq, const char *time, const char *prev,
-                         json_t **out)
+/* The record's documents by address, in the order they were added. */
+static json_t *document_names(const kbr_effects *fx)
+{
+    json_t *names = json_array();
+
+    for (size_t i = 0; names != NULL && i < kbr_effects_document_count(fx); i++)
+        if (json_array_append_new(names, json_string(kbr_effects_document(fx, i)->sha256)) != 0) {
+            json_decref(names);
+            return NULL;
+        }
+    return names;
+}
+
+/* "effects", "documents" and "key_use" go in only when there is something to say. */
+static kbr_err entry_facts(const kbr_audit_rec *r, json_t *entry)
+{
+    kbr_err err = KBR_OK;
+    json_t *effects = NULL;
+
+    if (kbr_effects_count(r->effects) > 0) {
+        KBR_GUARD(kbr_effects_to_json(r->effects, &effects));
+        KBR_ENSURE(json_object_set_new(entry, "effects", effects) == 0, KBR_ERR_NOMEM);
+        effects = NULL;
+    }
+    if (kbr_effects_document_count(r->effects) > 0)
+        KBR_ENSURE(json_object_set_new(entry, "documents", document_names(r->effects)) == 0,
+                   KBR_ERR_NOMEM);
+    if (r->key_use)
+        KBR_ENSURE(json_object_set_new(entry, "key_use", json_true()) == 0, KBR_ERR_NOMEM);
+out:
+    json_decref(effects);
+    return err;
+}
+
+kbr_err kbr_audit_entry_new(const kbr_audit_rec *r, int64_t seq, const char *time, const char *prev,
+                            json_t **out)
 {
     kbr_err err = KBR_OK;
     json_t *detail = r->detail != NULL ? json_incref(r->detail) : json_object();
@@ -246,7 +280,12 @@ static kbr_err entry_new(const kbr_audit_rec *r, int64_t seq, const char *time, 
                      "products", products);
     detail = NULL;
     KBR_ENSURE(*out != NULL, KBR_ERR_NOMEM);
+    KBR_GUARD(entry_facts(r, *out));
 out:
+    if (err != KBR_OK) {
+        json_decref(*out);
+        *out = NULL;
+    }
     json_decref(detail);
     return err;
 }
@@ -257,27 +296,12 @@ static kbr_err insert_entry(kbr_audit *a, kbr_audit_rec *r, int64_t seq, const c
     kbr_err err = KBR_OK;
     json_t *entry = NULL;
     char *canonical = NULL;
-    kbr_store_audit_row row;
 
-    KBR_GUARD(entry_new(r, seq, time, prev, &entry));
+    KBR_GUARD(kbr_audit_entry_new(r, seq, time, prev, &entry));
     KBR_GUARD(kbr_json_canonical(entry, &canonical));
     KBR_GUARD(kbr_audit_leaf_hash(canonical, strlen(canonical), r->hash));
-    row = (kbr_store_audit_row){
-        .seq = seq,
-        .time = time,
-        .sub = r->sub,
-        .jti = r->jti,
-        .op = r->op,
-        .key = r->key,
-        .outcome = r->outcome,
-        .error_code = r->error_code,
-        .key_use = r->key_use,
-        .entry_json = canonical,
-        .prev_hash = prev,
-        .hash = r->hash,
-        .products = json_array_size(r->products) > 0 ? r->products : NULL,
-    };
-    KBR_GUARD(kbr_store_audit_insert(a->st, &row));
+    KBR_GUARD(kbr_store_audit_insert(
+        a->st, &(kbr_store_audit_row){.seq = seq, .entry_json = canonical, .hash = r->hash}));
     KBR_GUARD(kbr_store_merkle_append(a->st, seq, r->hash));
     r->seq = seq;
     memcpy(r->time, time, KBR_TIME_LEN);
@@ -301,6 +325,11 @@ static kbr_err write_rec(kbr_audit *a, kbr_audit_rec *r, int64_t seq, const char
         KBR_GUARD(mark_refused(r, applied));
     else
         KBR_GUARD(applied);
+    if (applied != KBR_OK) {
+        /* the entry carries only what the ledger kept */
+        kbr_effects_free(r->effects);
+        r->effects = NULL;
+    }
     KBR_GUARD(insert_entry(a, r, seq, time, prev));
 out:
     return err;

@@ -3,8 +3,12 @@
  *
  * An entry is the JSON object
  *   {"seq", "time", "sub", "jti", "op", "key", "outcome", "error_code",
- *    "detail", "prev_hash"[, "products"]}
- * (absent values are JSON null; "products" only when the entry is about some).  Its canonical form
+ *    "detail", "prev_hash"[, "products"][, "effects"][, "documents"][, "key_use"]}
+ * (absent values are JSON null; "products" only when the entry is about some).  "effects" is
+ * the JSON form of the ledger effects the record made (kbr_store.h), present when the ledger
+ * kept some: every fact a view shows comes from one of them, so the log alone rebuilds the
+ * ledger.  "documents" lists the SHA-256 of each document the record stored (an SBOM as
+ * sent), "key_use" is true when the entry counts toward its token's max_uses.  Its canonical form
  * (kbr_json_canonical, RFC 8785) is what is stored and hashed: hash = hex(SHA-256(0x00 ||
  * canonical)), the RFC 6962 leaf hash, and the next entry's prev_hash.  The first entry's prev_hash
  * is 64 zeros.  GET /v1/audit shows the entry with "hash" added.
@@ -120,6 +124,11 @@ void kbr_audit_stop(kbr_audit *a);
 
 /* hex(SHA-256(0x00 || canonical[0..len))): an entry's hash from its stored text. */
 KBR_WUR kbr_err kbr_audit_leaf_hash(const char *canonical, size_t len, char out[65]);
+
+/* The entry of record r as number seq at time after prev (64 hex digits): the fields above,
+ * its effects and documents included (r->effects as it stands).  New ref. */
+KBR_WUR kbr_err kbr_audit_entry_new(const kbr_audit_rec *r, int64_t seq, const char *time,
+                                    const char *prev, json_t **out);
 
 /* hash = hex(SHA-256(0x00 || canonical(entry))) where entry lacks "hash". */
 KBR_WUR kbr_err kbr_audit_entry_hash(const json_t *entry, char hash[65]);

@@ -26,9 +26,11 @@
  *                  orphan (optional boolean)}
  *   token.revoke  {jtis[], at, reason}
  *   firmware.sign {product, version, digest, hash, key, name, build_id, signed_at,
- *                  components[{name, version, purl}]}
+ *                  components[{name, version, purl}], sbom_sha256 (optional)}
  *                 same (product, version) with the same digest: nothing to do (a CI
- *                 retry); with another digest: KBR_ERR_STORE_CONSTRAINT.
+ *                 retry); with another digest: KBR_ERR_STORE_CONSTRAINT.  sbom_sha256 names
+ *                 the SBOM as it was sent, a document (below) of this record or an earlier
+ *                 one; a document the store does not have is KBR_ERR_STORE_CONSTRAINT.
  *   key.certificate {name, pem, chain_pem, serial_number, not_after, fingerprint, at,
  *                  issuer_key (string or null; optional)}
  *                 becomes the key's certificate, issued at `at`; the key's earlier
@@ -38,24 +40,27 @@
  *                  created_at, created_by}
  *                 a batch name already taken: KBR_ERR_STORE_CONSTRAINT.
  *   device.provision {product, serial, batch, factory, firmware_version (string or null),
- *                  csr_sha256, public_key_sha256 (optional), at, issuer_key, certificate{}}
- *                 records the device, its certificate and a "provisioned" event with
+ *                  csr_sha256, public_key_sha256 (optional), at, issuer_key,
+ *                  issuer_fingerprint, certificate{} (without chain_pem)}
+ *                 records the device, its certificate (its chain: the certificate of
+ *                 issuer_key whose fingerprint is issuer_fingerprint, then that one's chain)
+ *                 and a "provisioned" event with
  *                 detail {batch, factory, firmware_version, fingerprint, serial_number}.
  *                 A firmware_version becomes the device's current firmware as of `at` and
  *                 opens its firmware history with a "factory" entry (campaign null).
  *                 public_key_sha256 (kbr_store_public_key_sha256) becomes the device's
  *                 identity key.  KBR_ERR_STORE_CONSTRAINT when (product, serial) is already
- *                 provisioned, public_key_sha256 is or was the identity key of another device
- *                 (of any product), the batch is unknown, of another product or factory, or
- *                 already holds `quantity` devices, or issuer_key is not a registry key.
- *   device.rotate {product, serial, at, csr_sha256, public_key_sha256 (optional), issuer_key,
- *                  certificate{}}
- *                 every current certificate of the device gets superseded_at = at, the new
- *                 one is recorded, and a "rotated" event with detail {old[] (fingerprints of
- *                 the superseded), new (fingerprint), serial_number, csr_sha256}; a
+ *                 provisioned, issuer_fingerprint is no certificate issuer_key ever had,
+ * public_key_sha256 is or was the identity key of another device (of any product), the batch is
+ * unknown, of another product or factory, or already holds `quantity` devices, or issuer_key is not
+ * a registry key. device.rotate {product, serial, at, csr_sha256, public_key_sha256 (optional),
+ * issuer_key, issuer_fingerprint, certificate{} (without chain_pem)} every current certificate of
+ * the device gets superseded_at = at, the new one is recorded, and a "rotated" event with detail
+ * {old[] (fingerprints of the superseded), new (fingerprint), serial_number, csr_sha256}; a
  *                 public_key_sha256 becomes the device's identity key (the same key again
  *                 is a renewal); its earlier keys stay its own, as its earlier certificates
- *                 are valid until they expire.  Unknown device, or public_key_sha256 is or
+ *                 are valid until they expire.  The chain is taken as for device.provision.
+ *                 Unknown device or issuer certificate, or public_key_sha256 is or
  *                 was the identity key of another device: KBR_ERR_STORE_CONSTRAINT.
  *   debug.authorize {key, product, serial, challenge_sha256, permissions, ticket, principal,
  *                  message_sha256, signature_sha256, at, expires_at}
@@ -86,12 +91,12 @@
  *                 when root_hash is not the root of the first size entries or a checkpoint
  *                 of that size exists.
  * where certificate{} is {serial_number, pem, chain_pem, not_after, fingerprint}.
- * chain_pem is a string and may be ""; serial_number is hex, fingerprint the SHA-256 of
- * the DER in hex (64 digits), csr_sha256 and public_key_sha256 likewise; hex is stored
- * lowercase.  A fingerprint
- * recorded before (for any owner), or a device certificate reusing its issuer_key's
- * serial_number (RFC 5280): KBR_ERR_STORE_CONSTRAINT, so attaching the same certificate
- * twice conflicts.  Times are RFC 3339 UTC, stored as "YYYY-MM-DDTHH:MM:SSZ".
+ * chain_pem is a string and may be "" (a device's certificate has none: the store takes it
+ * from the issuer's certificate, so the log carries each CA chain once); serial_number is hex,
+ * fingerprint the SHA-256 of the DER in hex (64 digits), csr_sha256 and public_key_sha256 likewise;
+ * hex is stored lowercase.  A fingerprint recorded before (for any owner), or a device certificate
+ * reusing its issuer_key's serial_number (RFC 5280): KBR_ERR_STORE_CONSTRAINT, so attaching the
+ * same certificate twice conflicts.  Times are RFC 3339 UTC, stored as "YYYY-MM-DDTHH:MM:SSZ".
  * Unknown types, and missing or mistyped fields, are KBR_ERR_INTERNAL, whether an effect is
  * added to a list (kbr_effects_add) or read from JSON.
  */
@@ -175,7 +180,7 @@ typedef struct {
 } kbr_fx_token_revoke;
 
 typedef struct {
-    const char *product, *version, *digest, *hash, *key, *name, *build_id, *signed_at;
+    const char *product, *version, *digest, *hash, *key, *name, *build_id, *signed_at, *sbom_sha256;
     const kbr_effect_component *components;
     size_t ncomponents;
 } kbr_fx_firmware_sign;
@@ -188,13 +193,14 @@ typedef struct {
 
 typedef struct {
     const char *product, *serial, *batch, *factory, *firmware_version, *csr_sha256,
-        *public_key_sha256, *at, *issuer_key;
-    kbr_effect_cert cert;
+        *public_key_sha256, *at, *issuer_key, *issuer_fingerprint;
+    kbr_effect_cert cert; /* chain_pem NULL */
 } kbr_fx_device_provision;
 
 typedef struct {
-    const char *product, *serial, *at, *csr_sha256, *public_key_sha256, *issuer_key;
-    kbr_effect_cert cert;
+    const char *product, *serial, *at, *csr_sha256, *public_key_sha256, *issuer_key,
+        *issuer_fingerprint;
+    kbr_effect_cert cert; /* chain_pem NULL */
 } kbr_fx_device_rotate;
 
 typedef struct {
@@ -245,6 +251,25 @@ const kbr_effect *kbr_effects_get(const kbr_effects *fx, size_t i);
 KBR_WUR kbr_err kbr_effects_to_json(const kbr_effects *fx, json_t **out);
 /* Reads the JSON form (an array): KBR_ERR_INTERNAL for anything the rules refuse. */
 KBR_WUR kbr_err kbr_effects_from_json(const json_t *arr, kbr_effects **out);
+
+/*
+ * Documents: what a record keeps whole beside its effects (an SBOM as it was sent), addressed
+ * by the SHA-256 of its bytes.  An effect names a document by that hash, the audit entry lists
+ * the record's documents under "documents", and the store keeps each once, with the first
+ * entry that named it (kbr_store_document_get).  Adding copies body; sha256 receives the
+ * address (64 lowercase hex digits).  The same bytes twice are one document.
+ */
+typedef struct {
+    const char *sha256;
+    const unsigned char *body;
+    size_t len;
+} kbr_document;
+
+#define KBR_DOCUMENTS_MAX 8
+KBR_WUR kbr_err kbr_effects_add_document(kbr_effects *fx, const void *body, size_t len,
+                                         char sha256[65]);
+size_t kbr_effects_document_count(const kbr_effects *fx); /* 0 for NULL */
+const kbr_document *kbr_effects_document(const kbr_effects *fx, size_t i);
 
 /*
  * Opens a connection and creates or migrates the schema.  url is
@@ -300,14 +325,16 @@ KBR_WUR kbr_err kbr_store_apply(kbr_store *st, const kbr_effects *effects, int64
  * and is KBR_ERR_INTERNAL. */
 KBR_WUR kbr_err kbr_store_apply_effects(kbr_store *st, const json_t *effects, int64_t seq);
 
-/* The audit row as committed; entry_json is the canonical entry without "hash". */
+/*
+ * An audit entry as committed: its canonical text without "hash" (kbr_audit.h), and the hash.
+ * The store derives everything else it keeps about the entry (time, sub, op, key, outcome,
+ * the products it is about, whether it counts as a key use) from that text and nowhere else,
+ * so no column can say what the hashed entry does not.  The entry's "seq" must be seq.
+ */
 typedef struct {
     int64_t seq;
-    const char *time, *sub, *jti, *op, *key, *outcome, *error_code; /* NULL allowed */
-    bool key_use;
     const char *entry_json;
-    const char *prev_hash, *hash; /* 64 hex chars */
-    const json_t *products;       /* the entry's "products" (array of strings) or NULL */
+    const char *hash; /* 64 hex chars */
 } kbr_store_audit_row;
 
 KBR_WUR kbr_err kbr_store_audit_insert(kbr_store *st, const kbr_store_audit_row *row);
@@ -316,6 +343,12 @@ KBR_WUR kbr_err kbr_store_audit_insert(kbr_store *st, const kbr_store_audit_row 
 KBR_WUR kbr_err kbr_store_merkle_append(kbr_store *st, int64_t seq, const char *hash_hex);
 
 /* ---- reads ---- */
+
+/* A document (kbr_effects_add_document) by its address: *body (NUL-terminated beyond *len,
+ * caller frees) and the entry that first named it (audit_seq may be NULL).
+ * KBR_ERR_NOT_FOUND when the store has none. */
+KBR_WUR kbr_err kbr_store_document_get(kbr_store *st, const char *sha256, unsigned char **body,
+                                       size_t *len, int64_t *audit_seq);
 
 /* Last seq (0 if empty) and its hash (64 zeros if empty). */
 KBR_WUR kbr_err kbr_store_audit_tail(kbr_store *st, int64_t *seq, char hash[65]);
@@ -390,7 +423,8 @@ KBR_WUR kbr_err kbr_store_token_list(kbr_store *st, const char *sub, const char 
                                      time_t now, json_t **tokens);
 
 /* Firmware build (product, version): {product, version, digest, hash, key, name, build_id,
- * signed_at, audit_seq, components[]}; KBR_ERR_NOT_FOUND if the broker never signed it. */
+ * signed_at, audit_seq, sbom_sha256 (the SBOM document, or null), components[]};
+ * KBR_ERR_NOT_FOUND if the broker never signed it. */
 KBR_WUR kbr_err kbr_store_firmware_get(kbr_store *st, const char *product, const char *version,
                                        json_t **build);
 

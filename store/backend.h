@@ -110,6 +110,17 @@ struct kbr_store_ops {
     kbr_err (*component_insert)(kbr_store *st, const char *product, const char *version,
                                 const kbr_eff_component *c);
     kbr_err (*key_exists)(kbr_store *st, const char *name, bool *exists);
+    /* Keeps the document unless the store has it (then the first entry that named it stays). */
+    kbr_err (*document_put)(kbr_store *st, const kbr_document *doc, int64_t seq);
+    kbr_err (*document_exists)(kbr_store *st, const char *sha256, bool *exists);
+    /* See kbr_store_document_get. */
+    kbr_err (*document_get)(kbr_store *st, const char *sha256, unsigned char **body, size_t *len,
+                            int64_t *audit_seq);
+    /* The chain of a certificate issuer_key signed with its certificate fingerprint: that
+     * certificate's pem then its chain_pem (*chain is the caller's to free).
+     * KBR_ERR_NOT_FOUND when issuer_key never had that certificate. */
+    kbr_err (*issuer_chain)(kbr_store *st, const char *issuer_key, const char *fingerprint,
+                            char **chain);
     /* Marks the owner's current certificates superseded at `at`; *fingerprints (new ref, the
      * caller's) lists them in issue order, empty when there were none. */
     kbr_err (*cert_supersede)(kbr_store *st, const kbr_eff_owner *owner, const char *at,

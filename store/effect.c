@@ -20,6 +20,8 @@ struct kbr_effects {
     kbr_arena *arena;
     kbr_effect items[EFFECTS_MAX];
     size_t n;
+    kbr_document docs[KBR_DOCUMENTS_MAX];
+    size_t ndocs;
 };
 
 static const char *const type_names[] = {
@@ -88,6 +90,38 @@ size_t kbr_effects_count(const kbr_effects *fx)
 const kbr_effect *kbr_effects_get(const kbr_effects *fx, size_t i)
 {
     return fx != NULL && i < fx->n ? &fx->items[i] : NULL;
+}
+
+kbr_err kbr_effects_add_document(kbr_effects *fx, const void *body, size_t len, char sha256[65])
+{
+    kbr_err err = KBR_OK;
+    unsigned char *copy;
+    char *name;
+
+    KBR_ENSURE(body != NULL || len == 0, KBR_ERR_INTERNAL);
+    kbr_sha256_hex(body, len, sha256);
+    for (size_t i = 0; i < fx->ndocs; i++)
+        if (strcmp(fx->docs[i].sha256, sha256) == 0)
+            goto out;
+    KBR_ENSURE(fx->ndocs < KBR_DOCUMENTS_MAX, KBR_ERR_INTERNAL);
+    copy = kbr_arena_alloc(fx->arena, len);
+    name = kbr_arena_strdup(fx->arena, sha256);
+    KBR_ENSURE(copy != NULL && name != NULL, KBR_ERR_NOMEM);
+    if (len > 0)
+        memcpy(copy, body, len);
+    fx->docs[fx->ndocs++] = (kbr_document){.sha256 = name, .body = copy, .len = len};
+out:
+    return err;
+}
+
+size_t kbr_effects_document_count(const kbr_effects *fx)
+{
+    return fx != NULL ? fx->ndocs : 0;
+}
+
+const kbr_document *kbr_effects_document(const kbr_effects *fx, size_t i)
+{
+    return fx != NULL && i < fx->ndocs ? &fx->docs[i] : NULL;
 }
 
 /* ---- checking and copying: the rules of the JSON form, in one place ---- */
@@ -192,12 +226,15 @@ static kbr_strings strings(copier *c, kbr_strings in, bool nonempty_items)
     return (kbr_strings){items, in.n};
 }
 
-static kbr_effect_cert cert(copier *c, const kbr_effect_cert *in)
+/* A key's certificate carries its chain; a device's has none (the issuer's is its chain). */
+static kbr_effect_cert cert(copier *c, const kbr_effect_cert *in, bool with_chain)
 {
+    if (!with_chain && in->chain_pem != NULL)
+        fail(c, KBR_ERR_INTERNAL);
     return (kbr_effect_cert){
         .serial_number = hex(c, in->serial_number, 0, true),
         .pem = str(c, in->pem, true),
-        .chain_pem = text(c, in->chain_pem),
+        .chain_pem = with_chain ? text(c, in->chain_pem) : NULL,
         .not_after = when(c, in->not_after, true),
         .fingerprint = hex(c, in->fingerprint, 64, true),
     };
@@ -265,6 +302,7 @@ static void copy_firmware(copier *c, const kbr_effect *in, kbr_effect *out)
         .name = str(c, f->name, false),
         .build_id = str(c, f->build_id, false),
         .signed_at = when(c, f->signed_at, true),
+        .sbom_sha256 = hex(c, f->sbom_sha256, 64, false),
         .components = comps,
         .ncomponents = f->ncomponents,
     };
@@ -307,7 +345,8 @@ static void copy_provision(copier *c, const kbr_effect *in, kbr_effect *out)
         .public_key_sha256 = hex(c, d->public_key_sha256, 64, false),
         .at = when(c, d->at, true),
         .issuer_key = str(c, d->issuer_key, true),
-        .cert = cert(c, &d->cert),
+        .issuer_fingerprint = hex(c, d->issuer_fingerprint, 64, true),
+        .cert = cert(c, &d->cert, false),
     };
 }
 
@@ -322,7 +361,8 @@ static void copy_rotate(copier *c, const kbr_effect *in, kbr_effect *out)
         .csr_sha256 = hex(c, d->csr_sha256, 64, true),
         .public_key_sha256 = hex(c, d->public_key_sha256, 64, false),
         .issuer_key = str(c, d->issuer_key, true),
-        .cert = cert(c, &d->cert),
+        .issuer_fingerprint = hex(c, d->issuer_fingerprint, 64, true),
+        .cert = cert(c, &d->cert, false),
     };
 }
 
@@ -382,7 +422,7 @@ static void copy_small(copier *c, const kbr_effect *in, kbr_effect *out)
         out->u.key_certificate.name = str(c, in->u.key_certificate.name, true);
         out->u.key_certificate.at = when(c, in->u.key_certificate.at, true);
         out->u.key_certificate.issuer_key = str(c, in->u.key_certificate.issuer_key, false);
-        out->u.key_certificate.cert = cert(c, &in->u.key_certificate.cert);
+        out->u.key_certificate.cert = cert(c, &in->u.key_certificate.cert, true);
         break;
     case KBR_EFFECT_TOKEN_REVOKE:
         out->u.token_revoke.jtis = strings(c, in->u.token_revoke.jtis, true);
@@ -458,9 +498,10 @@ static json_t *strings_json(kbr_strings l)
     return arr;
 }
 
+/* chain_pem only where it is kept: a device's certificate has none. */
 static json_t *cert_json(const kbr_effect_cert *c)
 {
-    return json_pack("{s:s,s:s,s:s,s:s,s:s}", "serial_number", c->serial_number, "pem", c->pem,
+    return json_pack("{s:s,s:s,s:s*,s:s,s:s}", "serial_number", c->serial_number, "pem", c->pem,
                      "chain_pem", c->chain_pem, "not_after", c->not_after, "fingerprint",
                      c->fingerprint);
 }
@@ -516,27 +557,28 @@ static json_t *token_issue_json(const kbr_fx_token_issue *t)
 
 static json_t *firmware_json(const kbr_fx_firmware_sign *f)
 {
-    return json_pack("{s:s,s:s,s:s,s:s?,s:s?,s:s?,s:s?,s:s,s:o}", "product", f->product, "version",
-                     f->version, "digest", f->digest, "hash", f->hash, "key", f->key, "name",
-                     f->name, "build_id", f->build_id, "signed_at", f->signed_at, "components",
-                     components_json(f));
+    return json_pack("{s:s,s:s,s:s,s:s?,s:s?,s:s?,s:s?,s:s,s:o,s:s*}", "product", f->product,
+                     "version", f->version, "digest", f->digest, "hash", f->hash, "key", f->key,
+                     "name", f->name, "build_id", f->build_id, "signed_at", f->signed_at,
+                     "components", components_json(f), "sbom_sha256", f->sbom_sha256);
 }
 
 static json_t *provision_json(const kbr_fx_device_provision *d)
 {
-    return json_pack("{s:s,s:s,s:s,s:s,s:s?,s:s,s:s?,s:s,s:s,s:o}", "product", d->product, "serial",
-                     d->serial, "batch", d->batch, "factory", d->factory, "firmware_version",
-                     d->firmware_version, "csr_sha256", d->csr_sha256, "public_key_sha256",
-                     d->public_key_sha256, "at", d->at, "issuer_key", d->issuer_key, "certificate",
+    return json_pack("{s:s,s:s,s:s,s:s,s:s?,s:s,s:s?,s:s,s:s,s:s,s:o}", "product", d->product,
+                     "serial", d->serial, "batch", d->batch, "factory", d->factory,
+                     "firmware_version", d->firmware_version, "csr_sha256", d->csr_sha256,
+                     "public_key_sha256", d->public_key_sha256, "at", d->at, "issuer_key",
+                     d->issuer_key, "issuer_fingerprint", d->issuer_fingerprint, "certificate",
                      cert_json(&d->cert));
 }
 
 static json_t *rotate_json(const kbr_fx_device_rotate *d)
 {
-    return json_pack("{s:s,s:s,s:s,s:s,s:s?,s:s,s:o}", "product", d->product, "serial", d->serial,
-                     "at", d->at, "csr_sha256", d->csr_sha256, "public_key_sha256",
-                     d->public_key_sha256, "issuer_key", d->issuer_key, "certificate",
-                     cert_json(&d->cert));
+    return json_pack("{s:s,s:s,s:s,s:s,s:s?,s:s,s:s,s:o}", "product", d->product, "serial",
+                     d->serial, "at", d->at, "csr_sha256", d->csr_sha256, "public_key_sha256",
+                     d->public_key_sha256, "issuer_key", d->issuer_key, "issuer_fingerprint",
+                     d->issuer_fingerprint, "certificate", cert_json(&d->cert));
 }
 
 static json_t *debug_json(const kbr_fx_debug_authorize *d)
@@ -772,6 +814,7 @@ static void rd_firmware(reader *r, const json_t *o, kbr_effect *e)
         .name = rd_str(r, o, "name"),
         .build_id = rd_str(r, o, "build_id"),
         .signed_at = rd_str(r, o, "signed_at"),
+        .sbom_sha256 = rd_str(r, o, "sbom_sha256"),
         .components = comps,
         .ncomponents = n,
     };
@@ -802,6 +845,7 @@ static void rd_provision(reader *r, const json_t *o, kbr_effect *e)
         .public_key_sha256 = rd_str(r, o, "public_key_sha256"),
         .at = rd_str(r, o, "at"),
         .issuer_key = rd_str(r, o, "issuer_key"),
+        .issuer_fingerprint = rd_str(r, o, "issuer_fingerprint"),
         .cert = rd_cert(r, json_object_get(o, "certificate")),
     };
 }
@@ -815,6 +859,7 @@ static void rd_rotate(reader *r, const json_t *o, kbr_effect *e)
         .csr_sha256 = rd_str(r, o, "csr_sha256"),
         .public_key_sha256 = rd_str(r, o, "public_key_sha256"),
         .issuer_key = rd_str(r, o, "issuer_key"),
+        .issuer_fingerprint = rd_str(r, o, "issuer_fingerprint"),
         .cert = rd_cert(r, json_object_get(o, "certificate")),
     };
 }

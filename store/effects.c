@@ -60,6 +60,18 @@ out:
     return err;
 }
 
+/* An effect names a document this record or an earlier one stored. */
+static kbr_err document_known(kbr_store *st, const char *sha256)
+{
+    kbr_err err = KBR_OK;
+    bool exists = false;
+
+    KBR_GUARD(st->ops->document_exists(st, sha256, &exists));
+    KBR_ENSURE(exists, KBR_ERR_STORE_CONSTRAINT);
+out:
+    return err;
+}
+
 /*
  * A firmware version names one build: the same digest again is a CI retry
  * and changes nothing; another digest would make the SBOM and the
@@ -76,6 +88,8 @@ static kbr_err firmware_sign(kbr_store *st, const kbr_fx_firmware_sign *f, int64
         goto out;
     }
     KBR_ENSURE(lookup == KBR_ERR_NOT_FOUND, lookup);
+    if (f->sbom_sha256 != NULL)
+        KBR_GUARD(document_known(st, f->sbom_sha256));
     KBR_GUARD(st->ops->firmware_insert(st, f, seq));
     for (size_t i = 0; i < f->ncomponents; i++)
         KBR_GUARD(st->ops->component_insert(st, f->product, f->version, &f->components[i]));
@@ -165,6 +179,19 @@ static kbr_err factory_image(kbr_store *st, const kbr_eff_device *d, int64_t seq
 }
 
 /*
+ * A device certificate's chain is the issuer's certificate that signed it, then that one's
+ * chain, as the issuer had them: the log names the issuer certificate by its fingerprint, and
+ * carries each CA chain once, in the issuer's key.certificate entry.
+ */
+static kbr_err device_chain(kbr_store *st, const char *issuer_key, const char *fingerprint,
+                            char **chain)
+{
+    kbr_err err = st->ops->issuer_chain(st, issuer_key, fingerprint, chain);
+
+    return err == KBR_ERR_NOT_FOUND ? KBR_ERR_STORE_CONSTRAINT : err;
+}
+
+/*
  * The batch is claimed here as well as in the daemon's counters, and the identity key is
  * recorded here as well as checked before issuing: the store is the last place that can
  * refuse a device past the production order's quantity or a key pair that is already another
@@ -184,8 +211,10 @@ static kbr_err device_provision(kbr_store *st, const kbr_fx_device_provision *p,
     kbr_eff_cert c = cert_row(
         &p->cert, (kbr_eff_owner){.kind = "device", .product = p->product, .serial = p->serial},
         p->at, p->issuer_key);
-    char *detail = NULL;
+    char *detail = NULL, *chain = NULL;
 
+    KBR_GUARD(device_chain(st, p->issuer_key, p->issuer_fingerprint, &chain));
+    c.chain_pem = chain;
     KBR_GUARD(st->ops->device_insert(st, &d, seq));
     KBR_GUARD(factory_image(st, &d, seq));
     KBR_GUARD(st->ops->batch_claim(st, d.batch, d.product, d.factory));
@@ -197,6 +226,7 @@ static kbr_err device_provision(kbr_store *st, const kbr_fx_device_provision *p,
     KBR_GUARD(
         st->ops->device_event_insert(st, d.product, d.serial, "provisioned", d.at, detail, seq));
 out:
+    free(chain);
     free(detail);
     return err;
 }
@@ -208,11 +238,13 @@ static kbr_err device_rotate(kbr_store *st, const kbr_fx_device_rotate *r, int64
         &r->cert, (kbr_eff_owner){.kind = "device", .product = r->product, .serial = r->serial},
         r->at, r->issuer_key);
     json_t *old = NULL;
-    char *detail = NULL;
+    char *detail = NULL, *chain = NULL;
     bool exists = false;
 
     KBR_GUARD(st->ops->device_exists(st, r->product, r->serial, &exists));
     KBR_ENSURE(exists, KBR_ERR_STORE_CONSTRAINT);
+    KBR_GUARD(device_chain(st, r->issuer_key, r->issuer_fingerprint, &chain));
+    c.chain_pem = chain;
     if (r->public_key_sha256 != NULL)
         KBR_GUARD(st->ops->device_key_set(st, r->product, r->serial, r->public_key_sha256));
     KBR_GUARD(st->ops->cert_supersede(st, &c.owner, r->at, &old));
@@ -223,6 +255,7 @@ static kbr_err device_rotate(kbr_store *st, const kbr_fx_device_rotate *r, int64
     KBR_GUARD(
         st->ops->device_event_insert(st, r->product, r->serial, "rotated", r->at, detail, seq));
 out:
+    free(chain);
     free(detail);
     json_decref(old);
     return err;
@@ -361,10 +394,12 @@ kbr_err kbr_store_apply(kbr_store *st, const kbr_effects *effects, int64_t seq)
     kbr_err err = KBR_OK;
     bool in_savepoint = false;
 
-    if (kbr_effects_count(effects) == 0)
+    if (kbr_effects_count(effects) == 0 && kbr_effects_document_count(effects) == 0)
         goto out;
     KBR_GUARD(st->ops->savepoint(st));
     in_savepoint = true;
+    for (size_t i = 0; i < kbr_effects_document_count(effects); i++)
+        KBR_GUARD(st->ops->document_put(st, kbr_effects_document(effects, i), seq));
     for (size_t i = 0; i < kbr_effects_count(effects); i++)
         KBR_GUARD(apply_one(st, kbr_effects_get(effects, i), seq));
     KBR_GUARD(st->ops->release(st));

@@ -18,7 +18,7 @@
 
 #include "sqlite.h"
 
-#define SCHEMA_VERSION 3
+#define SCHEMA_VERSION 4
 
 /*
  * The schema is SQL (the files of store/sql/, loadable by sqlite3 as it is), built into the
@@ -273,8 +273,14 @@ static kbr_err schema_in_tx(kbr_sqlite *s, const char *path, kbr_msg *msg)
         KBR_GUARD(kbr_sqlite_migrate_v2(s, path, msg));
         version = 2;
     }
-    if (version == 2)
+    if (version == 2) {
         KBR_GUARD(kbr_sqlite_migrate_v3(s, path, msg));
+        version = 3;
+    }
+    if (version == 3) {
+        rc = sqlite3_exec(s->db, kbr_sql_v4_schema, NULL, NULL, NULL);
+        KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
+    }
 out:
     return err;
 }
@@ -407,57 +413,17 @@ static void sqlite_rollback_to(kbr_store *st)
     (void)run_fixed(s, SQ_RELEASE, "RELEASE kbr_effects");
 }
 
-static kbr_err audit_products_insert(kbr_sqlite *s, const kbr_store_audit_row *row)
-{
-    kbr_err err = KBR_OK;
-    sqlite3_stmt *stmt = NULL;
-    size_t i;
-    json_t *p;
-
-    json_array_foreach(row->products, i, p)
-    {
-        KBR_ENSURE(json_is_string(p), KBR_ERR_INTERNAL);
-        KBR_GUARD(kbr_sqlite_stmt(s, SQ_AUDIT_PRODUCT_INSERT,
-                                  "INSERT OR IGNORE INTO audit_products(product, seq)"
-                                  " VALUES (?1, ?2)",
-                                  &stmt));
-        KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, json_string_value(p)));
-        KBR_GUARD(kbr_sqlite_err(sqlite3_bind_int64(stmt, 2, row->seq)));
-        KBR_GUARD(kbr_sqlite_run(stmt));
-        kbr_sqlite_done(stmt);
-        stmt = NULL;
-    }
-out:
-    kbr_sqlite_done(stmt);
-    return err;
-}
-
 static kbr_err sqlite_audit_insert(kbr_store *st, const kbr_store_audit_row *row)
 {
     kbr_err err = KBR_OK;
     sqlite3_stmt *stmt = NULL;
 
     KBR_GUARD(kbr_sqlite_stmt((kbr_sqlite *)st, SQ_AUDIT_INSERT,
-                              "INSERT INTO audit(seq, time, sub, jti, op, key, outcome, error_code,"
-                              " key_use, entry, prev_hash, hash)"
-                              " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-                              &stmt));
+                              "INSERT INTO audit(seq, entry, hash) VALUES (?1, ?2, ?3)", &stmt));
     KBR_GUARD(kbr_sqlite_err(sqlite3_bind_int64(stmt, 1, row->seq)));
-    KBR_GUARD(kbr_sqlite_bind_text(stmt, 2, row->time));
-    KBR_GUARD(kbr_sqlite_bind_text(stmt, 3, row->sub));
-    KBR_GUARD(kbr_sqlite_bind_text(stmt, 4, row->jti));
-    KBR_GUARD(kbr_sqlite_bind_text(stmt, 5, row->op));
-    KBR_GUARD(kbr_sqlite_bind_text(stmt, 6, row->key));
-    KBR_GUARD(kbr_sqlite_bind_text(stmt, 7, row->outcome));
-    KBR_GUARD(kbr_sqlite_bind_text(stmt, 8, row->error_code));
-    KBR_GUARD(kbr_sqlite_err(sqlite3_bind_int(stmt, 9, row->key_use ? 1 : 0)));
-    KBR_GUARD(kbr_sqlite_bind_text(stmt, 10, row->entry_json));
-    KBR_GUARD(kbr_sqlite_bind_text(stmt, 11, row->prev_hash));
-    KBR_GUARD(kbr_sqlite_bind_text(stmt, 12, row->hash));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 2, row->entry_json));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 3, row->hash));
     KBR_GUARD(kbr_sqlite_run(stmt));
-    kbr_sqlite_done(stmt);
-    stmt = NULL;
-    KBR_GUARD(audit_products_insert((kbr_sqlite *)st, row));
 out:
     kbr_sqlite_done(stmt);
     return err;
@@ -633,6 +599,10 @@ const kbr_store_ops kbr_store_sqlite_ops = {
     .firmware_insert = kbr_sqlite_firmware_insert,
     .component_insert = kbr_sqlite_component_insert,
     .key_exists = kbr_sqlite_key_exists,
+    .document_put = kbr_sqlite_document_put,
+    .document_exists = kbr_sqlite_document_exists,
+    .document_get = kbr_sqlite_document_get,
+    .issuer_chain = kbr_sqlite_issuer_chain,
     .cert_supersede = kbr_sqlite_cert_supersede,
     .cert_insert = kbr_sqlite_cert_insert,
     .batch_create = kbr_sqlite_batch_create,

@@ -28,7 +28,6 @@ typedef enum {
     SQ_AUDIT_INSERT,
     SQ_AUDIT_TAIL,
     SQ_AUDIT_WALK,
-    SQ_AUDIT_PRODUCT_INSERT,
     SQ_MERKLE_LEAF,
     SQ_MERKLE_NODE_GET,
     SQ_MERKLE_NODE_PUT,
@@ -46,6 +45,10 @@ typedef enum {
     SQ_FIRMWARE_INSERT,
     SQ_FIRMWARE_GET,
     SQ_COMPONENT_INSERT,
+    SQ_DOCUMENT_PUT,
+    SQ_DOCUMENT_EXISTS,
+    SQ_DOCUMENT_GET,
+    SQ_ISSUER_CHAIN,
     SQ_COMPONENT_LIST,
     SQ_CERT_CURRENT,
     SQ_CERT_SUPERSEDE,
@@ -176,6 +179,12 @@ kbr_err kbr_sqlite_token_list(kbr_store *st, const char *sub, bool active, time_
 kbr_err kbr_sqlite_firmware_get(kbr_store *st, const char *product, const char *version,
                                 json_t **build);
 kbr_err kbr_sqlite_key_exists(kbr_store *st, const char *name, bool *exists);
+kbr_err kbr_sqlite_document_put(kbr_store *st, const kbr_document *doc, int64_t seq);
+kbr_err kbr_sqlite_document_exists(kbr_store *st, const char *sha256, bool *exists);
+kbr_err kbr_sqlite_document_get(kbr_store *st, const char *sha256, unsigned char **body,
+                                size_t *len, int64_t *audit_seq);
+kbr_err kbr_sqlite_issuer_chain(kbr_store *st, const char *issuer_key, const char *fingerprint,
+                                char **chain);
 
 /* Certificates, batches and devices (sqlite_device.c). */
 kbr_err kbr_sqlite_cert_supersede(kbr_store *st, const kbr_eff_owner *owner, const char *at,
@@ -226,7 +235,7 @@ kbr_err kbr_sqlite_checkpoint_latest(kbr_store *st, json_t **out);
  * (sqlite_migrate.c); path and msg name the store in a failure. */
 /* The files of store/sql/, built in (the Makefile's rule for $(BUILD)/store/sql.c). */
 extern const char kbr_sql_v1[], kbr_sql_v2_schema[], kbr_sql_v2_assign[], kbr_sql_v3_schema[],
-    kbr_sql_v3_unique[];
+    kbr_sql_v3_unique[], kbr_sql_v4_schema[];
 
 kbr_err kbr_sqlite_migrate_v2(kbr_sqlite *s, const char *path, kbr_msg *msg);
 kbr_err kbr_sqlite_migrate_v3(kbr_sqlite *s, const char *path, kbr_msg *msg);

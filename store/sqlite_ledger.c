@@ -150,8 +150,8 @@ kbr_err kbr_sqlite_firmware_insert(kbr_store *st, const kbr_eff_firmware *f, int
 
     KBR_GUARD(kbr_sqlite_stmt(SQ(st), SQ_FIRMWARE_INSERT,
                               "INSERT INTO firmware(product, version, digest, hash, key, name,"
-                              " build_id, signed_at, audit_seq)"
-                              " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                              " build_id, signed_at, audit_seq, sbom_sha256)"
+                              " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                               &stmt));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, f->product));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 2, f->version));
@@ -162,7 +162,99 @@ kbr_err kbr_sqlite_firmware_insert(kbr_store *st, const kbr_eff_firmware *f, int
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 7, f->build_id));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 8, f->signed_at));
     KBR_GUARD(kbr_sqlite_err(sqlite3_bind_int64(stmt, 9, seq)));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 10, f->sbom_sha256));
     KBR_GUARD(kbr_sqlite_run(stmt));
+out:
+    kbr_sqlite_done(stmt);
+    return err;
+}
+
+kbr_err kbr_sqlite_document_put(kbr_store *st, const kbr_document *doc, int64_t seq)
+{
+    kbr_err err = KBR_OK;
+    sqlite3_stmt *stmt = NULL;
+
+    KBR_GUARD(kbr_sqlite_stmt(SQ(st), SQ_DOCUMENT_PUT,
+                              "INSERT OR IGNORE INTO documents(sha256, body, audit_seq)"
+                              " VALUES (?1, ?2, ?3)",
+                              &stmt));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, doc->sha256));
+    KBR_GUARD(kbr_sqlite_err(
+        sqlite3_bind_blob64(stmt, 2, doc->len > 0 ? (const void *)doc->body : (const void *)"",
+                            doc->len, SQLITE_STATIC)));
+    KBR_GUARD(kbr_sqlite_err(sqlite3_bind_int64(stmt, 3, seq)));
+    KBR_GUARD(kbr_sqlite_run(stmt));
+out:
+    kbr_sqlite_done(stmt);
+    return err;
+}
+
+kbr_err kbr_sqlite_document_exists(kbr_store *st, const char *sha256, bool *exists)
+{
+    kbr_err err = KBR_OK;
+    sqlite3_stmt *stmt = NULL;
+    int rc;
+
+    *exists = false;
+    KBR_GUARD(kbr_sqlite_stmt(SQ(st), SQ_DOCUMENT_EXISTS,
+                              "SELECT 1 FROM documents WHERE sha256 = ?1", &stmt));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, sha256));
+    rc = sqlite3_step(stmt);
+    KBR_ENSURE(rc == SQLITE_ROW || rc == SQLITE_DONE, kbr_sqlite_err(rc));
+    *exists = rc == SQLITE_ROW;
+out:
+    kbr_sqlite_done(stmt);
+    return err;
+}
+
+kbr_err kbr_sqlite_document_get(kbr_store *st, const char *sha256, unsigned char **body,
+                                size_t *len, int64_t *audit_seq)
+{
+    kbr_err err = KBR_OK;
+    sqlite3_stmt *stmt = NULL;
+    int rc, n;
+
+    *body = NULL;
+    *len = 0;
+    KBR_GUARD(kbr_sqlite_stmt(SQ(st), SQ_DOCUMENT_GET,
+                              "SELECT body, audit_seq FROM documents WHERE sha256 = ?1", &stmt));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, sha256));
+    rc = sqlite3_step(stmt);
+    KBR_ENSURE(rc != SQLITE_DONE, KBR_ERR_NOT_FOUND);
+    KBR_ENSURE(rc == SQLITE_ROW, kbr_sqlite_err(rc));
+    n = sqlite3_column_bytes(stmt, 0);
+    *body = malloc((size_t)n + 1);
+    KBR_ENSURE(*body != NULL, KBR_ERR_NOMEM);
+    if (n > 0)
+        memcpy(*body, sqlite3_column_blob(stmt, 0), (size_t)n);
+    (*body)[n] = '\0';
+    *len = (size_t)n;
+    if (audit_seq != NULL)
+        *audit_seq = sqlite3_column_int64(stmt, 1);
+out:
+    kbr_sqlite_done(stmt);
+    return err;
+}
+
+kbr_err kbr_sqlite_issuer_chain(kbr_store *st, const char *issuer_key, const char *fingerprint,
+                                char **chain)
+{
+    kbr_err err = KBR_OK;
+    sqlite3_stmt *stmt = NULL;
+    int rc;
+
+    *chain = NULL;
+    KBR_GUARD(kbr_sqlite_stmt(SQ(st), SQ_ISSUER_CHAIN,
+                              "SELECT pem || chain_pem FROM certificates"
+                              " WHERE fingerprint = ?2 AND owner_kind = 'key' AND key_name = ?1",
+                              &stmt));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, issuer_key));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 2, fingerprint));
+    rc = sqlite3_step(stmt);
+    KBR_ENSURE(rc != SQLITE_DONE, KBR_ERR_NOT_FOUND);
+    KBR_ENSURE(rc == SQLITE_ROW, kbr_sqlite_err(rc));
+    *chain = strdup(kbr_sqlite_text(stmt, 0) != NULL ? kbr_sqlite_text(stmt, 0) : "");
+    KBR_ENSURE(*chain != NULL, KBR_ERR_NOMEM);
 out:
     kbr_sqlite_done(stmt);
     return err;
@@ -417,9 +509,10 @@ out:
 }
 
 static const kbr_col_spec firmware_cols[] = {
-    {"product", KBR_COL_TEXT},  {"version", KBR_COL_TEXT},   {"digest", KBR_COL_TEXT},
-    {"hash", KBR_COL_TEXT},     {"key", KBR_COL_TEXT},       {"name", KBR_COL_TEXT},
-    {"build_id", KBR_COL_TEXT}, {"signed_at", KBR_COL_TEXT}, {"audit_seq", KBR_COL_INT},
+    {"product", KBR_COL_TEXT},     {"version", KBR_COL_TEXT},   {"digest", KBR_COL_TEXT},
+    {"hash", KBR_COL_TEXT},        {"key", KBR_COL_TEXT},       {"name", KBR_COL_TEXT},
+    {"build_id", KBR_COL_TEXT},    {"signed_at", KBR_COL_TEXT}, {"audit_seq", KBR_COL_INT},
+    {"sbom_sha256", KBR_COL_TEXT},
 };
 static const kbr_col_spec component_cols[] = {
     {"name", KBR_COL_TEXT}, {"version", KBR_COL_TEXT}, {"purl", KBR_COL_TEXT}};
@@ -452,7 +545,7 @@ kbr_err kbr_sqlite_firmware_get(kbr_store *st, const char *product, const char *
     *build = NULL;
     KBR_GUARD(kbr_sqlite_stmt(SQ(st), SQ_FIRMWARE_GET,
                               "SELECT product, version, digest, hash, key, name, build_id,"
-                              " signed_at, audit_seq FROM firmware"
+                              " signed_at, audit_seq, sbom_sha256 FROM firmware"
                               " WHERE product = ?1 AND version = ?2",
                               &stmt));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, product));

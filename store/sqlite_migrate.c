@@ -32,6 +32,8 @@
  *    what a reader limited to products sees.  Entries recorded before are about none.
  *  - debug_challenges: a challenge is answered once per device, whatever the key; the
  *    table is rebuilt with that key, keeping every answer.
+ *
+ * Version 4 (evidence) is SQL alone: store/sql/v4_schema.sql.
  */
 #include <openssl/err.h>
 #include <openssl/pem.h>

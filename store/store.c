@@ -106,6 +106,12 @@ kbr_err kbr_store_audit_insert(kbr_store *st, const kbr_store_audit_row *row)
     return st->ops->audit_insert(st, row);
 }
 
+kbr_err kbr_store_document_get(kbr_store *st, const char *sha256, unsigned char **body, size_t *len,
+                               int64_t *audit_seq)
+{
+    return st->ops->document_get(st, sha256, body, len, audit_seq);
+}
+
 kbr_err kbr_store_audit_tail(kbr_store *st, int64_t *seq, char hash[65])
 {
     return st->ops->audit_tail(st, seq, hash);

@@ -144,6 +144,7 @@ typedef struct {
     kbr_ca_csr *csr;
     kbr_ca_cert *cert;
     char *chain;
+    char issuer_fingerprint[65]; /* the CA certificate that heads chain */
 } issued;
 
 static void issued_cleanup(issued *i)
@@ -264,6 +265,7 @@ static kbr_err issue_cert(kbd_req *r, kbd_worker *w, prov_ctx *c, issued *out)
     KBR_GUARD(load_issuer(r, w, c, &ic));
     out->chain = strdup(ic->chain);
     KBR_ENSURE(out->chain != NULL, KBR_ERR_NOMEM);
+    snprintf(out->issuer_fingerprint, sizeof(out->issuer_fingerprint), "%s", ic->fingerprint);
     err = kbr_ca_issue_device(ic->issuer, out->csr, c->serial, r->d->cfg.device_cert_days,
                               time(NULL), &out->cert, &r->msg);
     kbd_note_hsm(r->d, err);
@@ -277,7 +279,6 @@ static kbr_effect_cert cert_effect_part(const issued *i, char not_after[KBR_TIME
     kbr_ca_cert_not_after_str(i->cert, not_after);
     return (kbr_effect_cert){.serial_number = kbr_ca_cert_serial_hex(i->cert),
                              .pem = kbr_ca_cert_pem(i->cert),
-                             .chain_pem = i->chain,
                              .not_after = not_after,
                              .fingerprint = kbr_ca_cert_fingerprint(i->cert)};
 }
@@ -401,7 +402,7 @@ static bool provision_precheck(kbd_req *r, kbd_worker *w, prov_ctx *c)
 static void provision_work(kbd_req *r, kbd_worker *w)
 {
     prov_ctx *c = r->ctx;
-    issued i = {NULL, NULL, NULL};
+    issued i = {0};
     char now[KBR_TIME_LEN], not_after[KBR_TIME_LEN];
 
     if (!provision_precheck(r, w, c) || !make_cert(r, w, c, &i)) {
@@ -426,6 +427,7 @@ static void provision_work(kbd_req *r, kbd_worker *w)
                                                       .public_key_sha256 = c->public_key_sha256,
                                                       .at = now,
                                                       .issuer_key = c->key,
+                                                      .issuer_fingerprint = i.issuer_fingerprint,
                                                       .cert = cert_effect_part(&i, not_after)}});
     issued_cleanup(&i);
 }
@@ -534,7 +536,7 @@ static bool rotate_precheck(kbd_req *r, kbd_worker *w, prov_ctx *c)
 static void rotate_work(kbd_req *r, kbd_worker *w)
 {
     prov_ctx *c = r->ctx;
-    issued i = {NULL, NULL, NULL};
+    issued i = {0};
     char now[KBR_TIME_LEN], not_after[KBR_TIME_LEN];
 
     if (!rotate_precheck(r, w, c) || !make_cert(r, w, c, &i)) {
@@ -553,6 +555,7 @@ static void rotate_work(kbd_req *r, kbd_worker *w)
                                                    .csr_sha256 = kbr_ca_csr_sha256_hex(i.csr),
                                                    .public_key_sha256 = c->public_key_sha256,
                                                    .issuer_key = c->key,
+                                                   .issuer_fingerprint = i.issuer_fingerprint,
                                                    .cert = cert_effect_part(&i, not_after)}});
     issued_cleanup(&i);
 }

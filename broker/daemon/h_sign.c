@@ -25,7 +25,7 @@ typedef struct {
     kbr_cose_alg cose_alg;
     char digest_hex[97]; /* what the build record names: the digest, or SHA-256 of the message */
     json_t *artifact;    /* {product, version, name, kind, build_id} */
-    json_t *components;  /* firmware only */
+    kbd_sbom sbom;       /* firmware only */
     bool firmware;
 } sign_ctx;
 
@@ -40,7 +40,7 @@ static void sign_ctx_free(void *p)
     free(c->purpose);
     free(c->input);
     json_decref(c->artifact);
-    json_decref(c->components);
+    kbd_sbom_free(&c->sbom);
     free(c);
 }
 
@@ -209,7 +209,7 @@ static kbr_err sign_parse(kbd_req *r, sign_ctx *c)
     if (err == KBR_OK)
         err = parse_artifact(r, c, k);
     if (err == KBR_OK && c->firmware)
-        err = kbd_sbom_parse(r->body, &c->components, &r->msg);
+        err = kbd_sbom_parse(r->body, &c->sbom, &r->msg);
     if (err == KBR_OK && !c->firmware &&
         (json_object_get(r->body, "sbom") != NULL || json_object_get(r->body, "sbom_b64") != NULL))
         err = kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST,
@@ -259,13 +259,19 @@ static kbr_err firmware_effect(kbd_req *r, const sign_ctx *c)
 {
     char now[KBR_TIME_LEN];
     const json_t *a = c->artifact, *comp;
-    size_t i, n = json_array_size(c->components);
+    size_t i, n = json_array_size(c->sbom.components);
     kbr_effect_component *comps = calloc(n + 1, sizeof(*comps));
+    char sbom_sha256[65];
     kbr_err err;
 
     if (comps == NULL)
         return KBR_ERR_NOMEM;
-    json_array_foreach(c->components, i, comp)
+    err = kbd_req_document(r, c->sbom.document, c->sbom.len, sbom_sha256);
+    if (err != KBR_OK) {
+        free(comps);
+        return err;
+    }
+    json_array_foreach(c->sbom.components, i, comp)
     {
         comps[i] =
             (kbr_effect_component){.name = json_string_value(json_object_get(comp, "name")),
@@ -284,6 +290,7 @@ static kbr_err firmware_effect(kbd_req *r, const sign_ctx *c)
                                    .name = json_string_value(json_object_get(a, "name")),
                                    .build_id = json_string_value(json_object_get(a, "build_id")),
                                    .signed_at = now,
+                                   .sbom_sha256 = sbom_sha256,
                                    .components = comps,
                                    .ncomponents = n}});
     free(comps);
@@ -307,7 +314,7 @@ static void record_signature(kbd_req *r, sign_ctx *c, const unsigned char *sig, 
     json_object_set_new(d, "signature_sha256", json_string(sig_sha));
     if (c->firmware) {
         json_object_set_new(d, "sbom_components",
-                            json_integer((json_int_t)json_array_size(c->components)));
+                            json_integer((json_int_t)json_array_size(c->sbom.components)));
         if (firmware_effect(r, c) != KBR_OK)
             kbd_req_error(r, KBR_ERR_NOMEM, "the build could not be recorded");
     }

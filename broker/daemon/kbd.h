@@ -362,8 +362,16 @@ bool kbd_valid_name(const char *s);
 char *kbd_utf8_clean(const char *s);
 /* Prefixes msg's text with "prefix." (nested fields: "artifact.version: ..."). */
 kbr_err kbd_msg_prefix(kbr_msg *msg, const char *prefix, kbr_err err);
-/* sbom.c: components [{name, version, purl}] from "sbom" or "sbom_b64" of a sign body. */
-KBR_WUR kbr_err kbd_sbom_parse(const json_t *body, json_t **components, kbr_msg *msg);
+/* sbom.c: from "sbom" or "sbom_b64" of a sign body, the components [{name, version, purl}]
+ * and the document to keep: the CycloneDX bytes as sent, or the inline list's canonical JSON.
+ * kbd_sbom_free releases both (and accepts an emptied one). */
+typedef struct {
+    json_t *components;
+    unsigned char *document;
+    size_t len;
+} kbd_sbom;
+KBR_WUR kbr_err kbd_sbom_parse(const json_t *body, kbd_sbom *sbom, kbr_msg *msg);
+void kbd_sbom_free(kbd_sbom *sbom);
 KBR_WUR kbr_err kbd_scope_copy(const kbr_scope *in, kbr_scope *out);
 
 /* keys.c, event thread: the checks every key-using request makes. */
@@ -378,6 +386,8 @@ kbr_audit_scope kbd_audit_scope_of(const kbr_scope *scope);
 /* record.c: adds a ledger effect (copied) to r's record; KBR_ERR_INTERNAL when the effect
  * breaks a rule of its JSON form (kbr_store.h): a handler's bug, never the caller's. */
 KBR_WUR kbr_err kbd_req_effect(kbd_req *r, const kbr_effect *e);
+/* Adds a document (copied) to r's record, kept by the store under its SHA-256 (sha256). */
+KBR_WUR kbr_err kbd_req_document(kbd_req *r, const void *body, size_t len, char sha256[65]);
 /* The strings of arr (an array of strings) borrowed into out; free out->items with free(). */
 KBR_WUR kbr_err kbd_strings_of(const json_t *arr, kbr_strings *out);
 /* The effect's JSON form without "type", normalized as the ledger keeps it; NULL when it

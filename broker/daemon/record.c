@@ -17,6 +17,17 @@ out:
     return err;
 }
 
+kbr_err kbd_req_document(kbd_req *r, const void *body, size_t len, char sha256[65])
+{
+    kbr_err err = KBR_OK;
+
+    if (r->rec->effects == NULL)
+        KBR_GUARD(kbr_effects_new(&r->rec->effects));
+    KBR_GUARD(kbr_effects_add_document(r->rec->effects, body, len, sha256));
+out:
+    return err;
+}
+
 kbr_err kbd_strings_of(const json_t *arr, kbr_strings *out)
 {
     const char **items = calloc(json_array_size(arr) + 1, sizeof(*items));

@@ -2,7 +2,9 @@
  * sbom.c - the SBOM that comes with a firmware signature: an inline
  * component list or a CycloneDX JSON document.  The broker keeps each
  * component's name, version and purl, because "which builds carry component
- * X" is later answered from this record and nowhere else.
+ * X" is later answered from this record and nowhere else, and the document
+ * itself (the CycloneDX bytes as sent, or the inline list's canonical JSON),
+ * named in the signing entry by its SHA-256.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,18 +79,18 @@ static kbr_err walk_cdx(const json_t *list, const char *where, int depth, json_t
     return KBR_OK;
 }
 
-static kbr_err parse_cdx_document(const char *b64, json_t *out, kbr_msg *msg)
+/* The document is kept as it was sent: *raw, *len. */
+static kbr_err parse_cdx_document(const char *b64, json_t *out, unsigned char **raw, size_t *len,
+                                  kbr_msg *msg)
 {
     kbr_err err = KBR_OK;
-    unsigned char *raw = NULL;
-    size_t len = 0;
     json_t *doc = NULL;
     json_error_t jerr;
     const char *format;
 
-    if (kbr_b64_decode(b64, &raw, &len) != KBR_OK)
+    if (kbr_b64_decode(b64, raw, len) != KBR_OK)
         return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "sbom_b64: not valid base64");
-    doc = json_loadb((const char *)raw, len, JSON_REJECT_DUPLICATES, &jerr);
+    doc = json_loadb((const char *)*raw, *len, JSON_REJECT_DUPLICATES, &jerr);
     KBR_ENSURE(doc != NULL,
                kbr_fail(msg, KBR_ERR_BAD_REQUEST, "sbom_b64: not a JSON document (line %d: %s)",
                         jerr.line, jerr.text));
@@ -97,7 +99,6 @@ static kbr_err parse_cdx_document(const char *b64, json_t *out, kbr_msg *msg)
                kbr_fail(msg, KBR_ERR_BAD_REQUEST, "sbom_b64: bomFormat must be \"CycloneDX\""));
     KBR_GUARD(walk_cdx(json_object_get(doc, "components"), "sbom_b64: components", 0, out, msg));
 out:
-    free(raw);
     json_decref(doc);
     return err;
 }
@@ -129,14 +130,21 @@ static kbr_err parse_inline(const json_t *sbom, json_t *out, kbr_msg *msg)
     return KBR_OK;
 }
 
-kbr_err kbd_sbom_parse(const json_t *body, json_t **components, kbr_msg *msg)
+void kbd_sbom_free(kbd_sbom *s)
+{
+    json_decref(s->components);
+    free(s->document);
+    *s = (kbd_sbom){0};
+}
+
+kbr_err kbd_sbom_parse(const json_t *body, kbd_sbom *sbom, kbr_msg *msg)
 {
     json_t *inline_sbom = json_object_get(body, "sbom");
     json_t *doc = json_object_get(body, "sbom_b64");
     json_t *out;
     kbr_err err;
 
-    *components = NULL;
+    *sbom = (kbd_sbom){0};
     if ((inline_sbom == NULL) == (doc == NULL))
         return kbr_fail(msg, KBR_ERR_BAD_REQUEST,
                         "sbom: firmware needs its SBOM, as sbom (inline) or sbom_b64 (CycloneDX "
@@ -146,12 +154,17 @@ kbr_err kbd_sbom_parse(const json_t *body, json_t **components, kbr_msg *msg)
     out = json_array();
     if (out == NULL)
         return KBR_ERR_NOMEM;
-    err = doc != NULL ? parse_cdx_document(json_string_value(doc), out, msg)
-                      : parse_inline(inline_sbom, out, msg);
-    if (err != KBR_OK) {
-        json_decref(out);
-        return err;
+    sbom->components = out;
+    if (doc != NULL) {
+        err = parse_cdx_document(json_string_value(doc), out, &sbom->document, &sbom->len, msg);
+    } else {
+        /* an inline list is kept as its canonical JSON */
+        err = parse_inline(inline_sbom, out, msg);
+        if (err == KBR_OK)
+            err = kbr_json_canonical(inline_sbom, (char **)&sbom->document);
+        sbom->len = sbom->document != NULL ? strlen((const char *)sbom->document) : 0;
     }
-    *components = out;
-    return KBR_OK;
+    if (err != KBR_OK)
+        kbd_sbom_free(sbom);
+    return err;
 }

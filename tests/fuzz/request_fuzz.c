@@ -406,26 +406,30 @@ static kbr_err sign_artifact(const json_t *body, bool firmware)
     return KBR_OK;
 }
 
-/* The components kbd_sbom_parse keeps are what the audit record and the ledger store. */
+/* The components kbd_sbom_parse keeps are what the audit record and the ledger store; the
+ * document kept is the bytes sent, or the inline list's canonical JSON. */
 static void sign_sbom(const json_t *body)
 {
-    json_t *components = NULL, *c;
+    kbd_sbom sbom = {0};
+    const json_t *c;
     kbr_msg msg = {{0}};
     size_t i;
-    kbr_err err = kbd_sbom_parse(body, &components, &msg);
+    kbr_err err = kbd_sbom_parse(body, &sbom, &msg);
 
     if (err != KBR_OK) {
-        FUZZ_CHECK(err == KBR_ERR_BAD_REQUEST && components == NULL && msg.text[0] != '\0');
+        FUZZ_CHECK(err == KBR_ERR_BAD_REQUEST && sbom.components == NULL && sbom.document == NULL &&
+                   msg.text[0] != '\0');
         return;
     }
-    FUZZ_CHECK(json_array_size(components) <= SBOM_MAX_COMPONENTS);
-    json_array_foreach(components, i, c)
+    FUZZ_CHECK(sbom.document != NULL && sbom.len > 0);
+    FUZZ_CHECK(json_array_size(sbom.components) <= SBOM_MAX_COMPONENTS);
+    json_array_foreach(sbom.components, i, c)
     {
         const char *purl = str_of(c, "purl");
         FUZZ_CHECK(str_of(c, "name") != NULL && *str_of(c, "name") != '\0');
         FUZZ_CHECK(purl == NULL || strncmp(purl, "pkg:", 4) == 0);
     }
-    json_decref(components);
+    kbd_sbom_free(&sbom);
 }
 
 static void sign(const json_t *body)

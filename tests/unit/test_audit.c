@@ -329,11 +329,18 @@ static void test_conflict_recorded_as_denied(void **state)
     assert_int_equal(kbr_store_key_get(st, "fw-door", &key), KBR_OK);
     assert_string_equal(json_string_value(json_object_get(key, "owner")), "team-door");
     kbr_store_close(st);
-    page = page_ok(f, 1, 1);
+    page = page_ok(f, 0, 2);
+    /* the first entry carries the key it created; the refused one carries nothing */
     entry = json_array_get(page, 0);
+    assert_string_equal(json_string_value(json_object_get(
+                            json_array_get(json_object_get(entry, "effects"), 0), "type")),
+                        "key.create");
+    entry = json_array_get(page, 1);
     assert_string_equal(json_string_value(json_object_get(entry, "outcome")), "denied");
     assert_string_equal(json_string_value(json_object_get(entry, "error_code")), "conflict");
     assert_string_equal(json_string_value(json_object_get(entry, "hash")), r->hash);
+    assert_null(json_object_get(entry, "effects"));
+    assert_null(json_object_get(entry, "key_use"));
     json_decref(page);
     json_decref(key);
     kbr_audit_rec_free(r);
@@ -345,6 +352,61 @@ static void test_conflict_recorded_as_denied(void **state)
     " \"digest\": \"" digest "\", \"hash\": \"sha256\", \"key\": \"fw-door\","                     \
     " \"signed_at\": \"2026-03-02T00:00:00Z\", \"components\": [{\"name\": \"" comp "\","          \
     " \"version\": \"1.0\", \"purl\": \"pkg:generic/" comp "@1.0\"}]}]"
+
+/* An entry carries the facts its record made: effects, documents by hash, key_use. */
+static void test_entry_carries_its_facts(void **state)
+{
+    static const char sbom[] = "{\"bomFormat\":\"CycloneDX\",\"components\":[]}";
+    fixture *f = *state;
+    kbr_audit *a = start_ok(f->url, 100);
+    kbr_audit_rec *r = rec_ok("ci:door", "j-ci", "sign", "fw-door");
+    json_t *page, *entry, *effect, *arr;
+    char sha[65], want[65];
+    unsigned char *body = NULL;
+    size_t len = 0;
+    int64_t first = 0;
+    kbr_store *st;
+
+    assert_int_equal(
+        append(a, "security:admin", "j-admin", false, KEY_CREATE("fw-door"), NULL, NULL), KBR_OK);
+    r->key_use = true;
+    arr = json_ok(FW("1111111111111111111111111111111111111111111111111111111111111111", "zlib"));
+    assert_int_equal(kbr_effects_new(&r->effects), KBR_OK);
+    assert_int_equal(kbr_effects_add_document(r->effects, sbom, strlen(sbom), sha), KBR_OK);
+    kbr_sha256_hex(sbom, strlen(sbom), want);
+    assert_string_equal(sha, want);
+    json_object_set_new(json_array_get(arr, 0), "sbom_sha256", json_string(sha));
+    {
+        kbr_effects *read = NULL;
+        assert_int_equal(kbr_effects_from_json(arr, &read), KBR_OK);
+        assert_int_equal(kbr_effects_add(r->effects, kbr_effects_get(read, 0)), KBR_OK);
+        kbr_effects_free(read);
+    }
+    assert_int_equal(kbr_audit_append_sync(a, r), KBR_OK);
+    kbr_audit_stop(a);
+
+    page = page_ok(f, 1, 1);
+    entry = json_array_get(page, 0);
+    effect = json_array_get(json_object_get(entry, "effects"), 0);
+    assert_string_equal(json_string_value(json_object_get(effect, "type")), "firmware.sign");
+    assert_string_equal(json_string_value(json_object_get(effect, "sbom_sha256")), sha);
+    assert_string_equal(json_string_value(json_array_get(json_object_get(entry, "documents"), 0)),
+                        sha);
+    assert_true(json_is_true(json_object_get(entry, "key_use")));
+    json_decref(page);
+    json_decref(arr);
+    kbr_audit_rec_free(r);
+
+    st = store_ok(f);
+    assert_int_equal(kbr_store_document_get(st, sha, &body, &len, &first), KBR_OK);
+    assert_int_equal(len, strlen(sbom));
+    assert_memory_equal(body, sbom, len);
+    assert_int_equal(first, 2);
+    free(body);
+    assert_int_equal(kbr_store_document_get(st, ZEROS, &body, &len, NULL), KBR_ERR_NOT_FOUND);
+    kbr_store_close(st);
+    assert_chain_ok(f, 2);
+}
 
 static void test_firmware_retry_and_conflict(void **state)
 {
@@ -1024,6 +1086,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_single_record, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_group_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_conflict_recorded_as_denied, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_entry_carries_its_facts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_firmware_retry_and_conflict, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tokens_list_and_uses, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tampering_refused_at_start, setup, teardown),

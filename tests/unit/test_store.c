@@ -14,6 +14,7 @@
 #include <openssl/x509.h>
 #include <sqlite3.h>
 
+#include "entry.h"
 #include "kbr_store.h"
 #include "tmpdir.h"
 
@@ -52,21 +53,14 @@ static json_t *effects_of(const char *text)
 /* Applies effects (consumed) as the writer does: in a transaction with its audit row. */
 static kbr_err apply_json(kbr_store *st, json_t *effects, int64_t seq)
 {
-    char hash[65];
-    kbr_store_audit_row row = {.seq = seq,
-                               .time = "2026-01-01T00:00:00Z",
-                               .op = "test",
-                               .outcome = "ok",
-                               .entry_json = "{}",
-                               .prev_hash = hash,
-                               .hash = hash};
     kbr_err err;
 
-    memset(hash, 'a', 64);
-    hash[64] = '\0';
     assert_int_equal(kbr_store_begin(st), KBR_OK);
     err = kbr_store_apply_effects(st, effects, seq);
-    assert_int_equal(kbr_store_audit_insert(st, &row), KBR_OK);
+    assert_int_equal(
+        kbt_entry_insert(st, seq,
+                         &(kbt_entry){.op = "test", .effects = err == KBR_OK ? effects : NULL}),
+        KBR_OK);
     assert_int_equal(kbr_store_commit(st), KBR_OK);
     json_decref(effects);
     return err;
@@ -126,7 +120,7 @@ static void test_open_creates_schema(void **state)
     assert_int_equal(sqlite3_prepare_v2(db, "SELECT schema_version FROM meta", -1, &stmt, NULL),
                      SQLITE_OK);
     assert_int_equal(sqlite3_step(stmt), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int(stmt, 0), 3);
+    assert_int_equal(sqlite3_column_int(stmt, 0), 4);
     assert_int_equal(sqlite3_step(stmt), SQLITE_DONE);
     sqlite3_finalize(stmt);
     assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &stmt, NULL), SQLITE_OK);
@@ -433,6 +427,11 @@ static void test_firmware_sign_rules(void **state)
     " \"algorithm\": \"ecdsa-p256\", \"products\": [\"door\", \"lock\"],"                          \
     " \"created_at\": \"2026-03-01T10:00:00Z\"}]"
 
+/* The CA key's certificate, which heads every device certificate's chain. */
+#define ZEROS_OF_64 "0000000000000000000000000000000000000000000000000000000000000000"
+#define CA_TAG      "ca-door-cert"
+#define CA_CHAIN    "-----BEGIN CERTIFICATE-----\nroot\n-----END CERTIFICATE-----\n"
+
 /* Distinct tags give distinct fingerprints and serial numbers, as real certificates have. */
 typedef struct {
     char fingerprint[65];
@@ -458,8 +457,25 @@ static json_t *cert_of(const char *tag)
 
     ids_of(tag, &ids);
     return json_pack("{s:s,s:s,s:s,s:s,s:s}", "serial_number", ids.serial, "pem", ids.pem,
-                     "chain_pem", "", "not_after", "2036-01-01T00:00:00Z", "fingerprint",
-                     ids.fingerprint);
+                     "chain_pem", strcmp(tag, CA_TAG) == 0 ? CA_CHAIN : "", "not_after",
+                     "2036-01-01T00:00:00Z", "fingerprint", ids.fingerprint);
+}
+
+/* A device's certificate: its chain is its issuer's. */
+static json_t *device_cert_of(const char *tag)
+{
+    json_t *c = cert_of(tag);
+
+    json_object_del(c, "chain_pem");
+    return c;
+}
+
+static const char *ca_fingerprint(void)
+{
+    static cert_ids ids;
+
+    ids_of(CA_TAG, &ids);
+    return ids.fingerprint;
 }
 
 static json_t *key_cert_effect(const char *name, const char *tag, const char *at)
@@ -487,10 +503,11 @@ static json_t *provision_effect(const char *product, const char *serial, const c
     char csr[65];
 
     kbr_sha256_hex(serial, strlen(serial), csr);
-    return json_pack("[{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:o}]", "type", "device.provision",
+    return json_pack("[{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:o}]", "type", "device.provision",
                      "product", product, "serial", serial, "batch", batch, "factory", factory,
                      "firmware_version", "1.2.0", "csr_sha256", csr, "at", "2026-03-02T08:00:00Z",
-                     "issuer_key", "ca-door", "certificate", cert_of(tag));
+                     "issuer_key", "ca-door", "issuer_fingerprint", ca_fingerprint(), "certificate",
+                     device_cert_of(tag));
 }
 
 static json_t *rotate_effect(const char *product, const char *serial, const char *tag,
@@ -499,9 +516,10 @@ static json_t *rotate_effect(const char *product, const char *serial, const char
     char csr[65];
 
     kbr_sha256_hex(tag, strlen(tag), csr);
-    return json_pack("[{s:s,s:s,s:s,s:s,s:s,s:s,s:o}]", "type", "device.rotate", "product", product,
-                     "serial", serial, "csr_sha256", csr, "at", at, "issuer_key", "ca-door",
-                     "certificate", cert_of(tag));
+    return json_pack("[{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:o}]", "type", "device.rotate", "product",
+                     product, "serial", serial, "csr_sha256", csr, "at", at, "issuer_key",
+                     "ca-door", "issuer_fingerprint", ca_fingerprint(), "certificate",
+                     device_cert_of(tag));
 }
 
 /* The first column of the first row of sql, read over a connection of its own. */
@@ -655,8 +673,12 @@ static void test_batch_create(void **state)
 static kbr_store *factory_store(const fixture *f)
 {
     kbr_store *st = open_ok(f);
+    json_t *ca = effects_of(KEY_CA),
+           *cert = key_cert_effect("ca-door", CA_TAG, "2026-03-01T10:00:00Z");
 
-    assert_int_equal(apply(st, KEY_CA, 1), KBR_OK);
+    json_array_extend(ca, cert);
+    json_decref(cert);
+    assert_int_equal(apply_json(st, ca, 1), KBR_OK);
     assert_int_equal(apply_json(st, batch_effect("B1", "door", "factory:acme", 3), 2), KBR_OK);
     return st;
 }
@@ -883,7 +905,8 @@ static void test_batch_must_match(void **state)
     assert_int_equal(apply_json(st, foreign_ca, 6), KBR_ERR_STORE_CONSTRAINT);
 
     assert_int_equal(query_count(f, "SELECT count(*) FROM devices"), 0);
-    assert_int_equal(query_count(f, "SELECT count(*) FROM certificates"), 0);
+    assert_int_equal(
+        query_count(f, "SELECT count(*) FROM certificates WHERE owner_kind = 'device'"), 0);
     assert_int_equal(query_count(f, "SELECT count(*) FROM device_events"), 0);
     assert_int_equal(provisioned_in(st, "B1"), 0);
     assert_int_equal(
@@ -960,9 +983,10 @@ static void test_device_rotate(void **state)
     /* Reusing a recorded certificate conflicts and leaves the current one current. */
     assert_int_equal(apply_json(st, rotate_effect("door", "SN-1", "d1", "2028-03-01T00:00:00Z"), 8),
                      KBR_ERR_STORE_CONSTRAINT);
-    assert_int_equal(query_count(f, "SELECT count(*) FROM certificates"), 3);
+    assert_int_equal(
+        query_count(f, "SELECT count(*) FROM certificates WHERE owner_kind = 'device'"), 3);
     assert_int_equal(query_count(f, "SELECT count(*) FROM certificates"
-                                    " WHERE superseded_at IS NULL"),
+                                    " WHERE superseded_at IS NULL AND owner_kind = 'device'"),
                      1);
     assert_int_equal(query_count(f, "SELECT count(*) FROM device_events"), 3);
     kbr_store_close(st);
@@ -1476,8 +1500,8 @@ static void test_migrate_v1_store(void **state)
     v1_store(f, clone, old, cur);
     v1_custody(f, cur);
     st = open_ok(f);
-    assert_int_equal(query_count(f, "SELECT max(schema_version) FROM meta"), 3);
-    assert_int_equal(query_count(f, "SELECT count(*) FROM meta WHERE schema_version <> 3"), 0);
+    assert_int_equal(query_count(f, "SELECT max(schema_version) FROM meta"), 4);
+    assert_int_equal(query_count(f, "SELECT count(*) FROM meta WHERE schema_version <> 4"), 0);
     /* version 3: keys named by their public key, and a device's challenge answered once */
     assert_int_equal(count_where(f, "keys", "public_key_sha256 IS NOT NULL"), 1);
     assert_int_equal(query_count(f, "SELECT count(*) FROM keys WHERE name = 'dbg-door' AND"
@@ -1501,7 +1525,9 @@ static void test_migrate_v1_store(void **state)
     assert_int_equal(int_at(json_array_get(history, 2), "audit_seq"), 7);
     json_decref(history);
 
-    /* The migrated store takes new devices under the new rules. */
+    /* The migrated store takes new devices under the new rules, their chain the CA's. */
+    assert_int_equal(apply_json(st, key_cert_effect("ca-door", CA_TAG, "2026-04-01T00:00:00Z"), 19),
+                     KBR_OK);
     assert_int_equal(
         apply_json(
             st, with_key(provision_effect("door", "SN-5", "B1", "factory:acme", "d5"), fresh_hex),
@@ -1522,7 +1548,7 @@ static void test_migrate_v1_store(void **state)
     kbr_store_close(st);
     /* Opening again changes nothing. */
     st = open_ok(f);
-    assert_int_equal(query_count(f, "SELECT max(schema_version) FROM meta"), 3);
+    assert_int_equal(query_count(f, "SELECT max(schema_version) FROM meta"), 4);
     assert_device_key(st, "SN-9", clone_hex);
     assert_int_equal(count_where(f, "device_firmware", "serial = 'SN-9'"), 3);
     kbr_store_close(st);
@@ -1547,6 +1573,50 @@ static json_t *sign_effect(const char *version)
     return json_pack("[{s:s,s:s,s:s,s:s,s:s,s:[]}]", "type", "firmware.sign", "product", "door",
                      "version", version, "digest", digest, "signed_at", "2026-04-01T00:00:00Z",
                      "components");
+}
+
+/*
+ * A device certificate's chain is its issuer's certificate and chain, named by fingerprint; an
+ * SBOM is a document the record stores and the build names.
+ */
+static void test_device_chain_and_documents(void **state)
+{
+    static const char doc[] = "{\"bomFormat\":\"CycloneDX\"}";
+    fixture *f = *state;
+    kbr_store *st = factory_store(f);
+    json_t *unknown = provision_effect("door", "SN-1", "B1", "factory:acme", "d1"), *build = NULL;
+    kbr_effects *fx = NULL;
+    char chain[512], want[512], sha[65];
+    cert_ids ca;
+
+    ids_of(CA_TAG, &ca);
+    json_object_set_new(json_array_get(unknown, 0), "issuer_fingerprint", json_string(ZEROS_OF_64));
+    assert_int_equal(apply_json(st, unknown, 3), KBR_ERR_STORE_CONSTRAINT);
+    assert_int_equal(
+        apply_json(st, provision_effect("door", "SN-1", "B1", "factory:acme", "d1"), 4), KBR_OK);
+    query_text(f, "SELECT chain_pem FROM certificates WHERE owner_kind = 'device'", chain,
+               sizeof(chain));
+    snprintf(want, sizeof(want), "%s%s", ca.pem, CA_CHAIN);
+    assert_string_equal(chain, want);
+
+    /* a build naming an SBOM the store does not have is refused; with it, it is kept */
+    kbr_sha256_hex(doc, strlen(doc), sha);
+    build = sign_effect("1.3.0");
+    json_object_set_new(json_array_get(build, 0), "sbom_sha256", json_string(sha));
+    assert_int_equal(kbr_effects_from_json(build, &fx), KBR_OK);
+    assert_int_equal(kbr_store_begin(st), KBR_OK);
+    assert_int_equal(kbr_store_apply(st, fx, 5), KBR_ERR_STORE_CONSTRAINT);
+    assert_int_equal(kbr_effects_add_document(fx, doc, strlen(doc), sha), KBR_OK);
+    assert_int_equal(kbr_store_apply(st, fx, 5), KBR_OK);
+    assert_int_equal(kbt_entry_insert(st, 5, &(kbt_entry){.op = "sign"}), KBR_OK);
+    assert_int_equal(kbr_store_commit(st), KBR_OK);
+    kbr_effects_free(fx);
+    json_decref(build);
+    assert_int_equal(kbr_store_firmware_get(st, "door", "1.3.0", &build), KBR_OK);
+    assert_string_equal(str_at(build, "sbom_sha256"), sha);
+    json_decref(build);
+    assert_int_equal(count_where(f, "documents", "audit_seq = 5"), 1);
+    kbr_store_close(st);
 }
 
 /*
@@ -1979,19 +2049,10 @@ static void test_devices_known_many(void **state)
     kbr_store_close(st);
 }
 
-static void insert_row(kbr_store *st, int64_t seq, const char *entry)
+static void insert_row(kbr_store *st, int64_t seq, const char *sub)
 {
-    char hash[65];
-    kbr_store_audit_row row = {.seq = seq,
-                               .time = "2026-01-01T00:00:00Z",
-                               .outcome = "ok",
-                               .entry_json = entry,
-                               .prev_hash = hash,
-                               .hash = hash};
-
-    snprintf(hash, sizeof(hash), "%064lld", (long long)seq);
     assert_int_equal(kbr_store_begin(st), KBR_OK);
-    assert_int_equal(kbr_store_audit_insert(st, &row), KBR_OK);
+    assert_int_equal(kbt_entry_insert(st, seq, &(kbt_entry){.sub = sub, .op = "read"}), KBR_OK);
     assert_int_equal(kbr_store_commit(st), KBR_OK);
 }
 
@@ -2087,23 +2148,10 @@ static void test_effects_typed_and_json(void **state)
 /* An entry about products (a JSON array text, or NULL for none) naming key. */
 static void insert_about(kbr_store *st, int64_t seq, const char *key, const char *products)
 {
-    char hash[65], entry[256];
     json_t *p = products != NULL ? json_loads(products, 0, NULL) : NULL;
-    kbr_store_audit_row row = {.seq = seq,
-                               .time = "2026-01-01T00:00:00Z",
-                               .key = key,
-                               .outcome = "ok",
-                               .entry_json = entry,
-                               .prev_hash = hash,
-                               .hash = hash,
-                               .products = p};
 
-    snprintf(hash, sizeof(hash), "%064lld", (long long)seq);
-    snprintf(entry, sizeof(entry), "{\"seq\":%lld,\"key\":%s%s%s%s%s}", (long long)seq,
-             key != NULL ? "\"" : "", key != NULL ? key : "null", key != NULL ? "\"" : "",
-             products != NULL ? ",\"products\":" : "", products != NULL ? products : "");
     assert_int_equal(kbr_store_begin(st), KBR_OK);
-    assert_int_equal(kbr_store_audit_insert(st, &row), KBR_OK);
+    assert_int_equal(kbt_entry_insert(st, seq, &(kbt_entry){.key = key, .products = p}), KBR_OK);
     assert_int_equal(kbr_store_commit(st), KBR_OK);
     json_decref(p);
 }
@@ -2193,31 +2241,58 @@ static kbr_err stop_at_two(int64_t seq, const char *entry_json, const char *hash
 
 static void test_audit_rows(void **state)
 {
+    static const char *const rewrites[] = {
+        "UPDATE audit SET sub = 'mallory' WHERE seq = 2",
+        "UPDATE audit SET op = 'read', outcome = 'denied' WHERE seq = 2",
+        "UPDATE audit SET key_use = 1",
+        "UPDATE audit SET prev_hash = 'x'",
+    };
     fixture *f = *state;
     kbr_store *st = open_ok(f);
+    sqlite3 *db = NULL;
     json_t *page = NULL;
     int64_t seen = 0;
     char hash[65];
 
-    insert_row(st, 1, "{\"n\":1}");
-    insert_row(st, 2, "{\"n\":2}");
-    insert_row(st, 3, "{\"n\":3}");
+    insert_row(st, 1, "ci:one");
+    insert_row(st, 2, "ci:two");
+    insert_row(st, 3, "ci:three");
     /* seq is the primary key: the log cannot hold two entries with one number. */
     assert_int_equal(kbr_store_begin(st), KBR_OK);
-    assert_int_equal(kbr_store_audit_insert(st, &(kbr_store_audit_row){.seq = 2,
-                                                                       .time = "t",
-                                                                       .outcome = "ok",
-                                                                       .entry_json = "{}",
-                                                                       .prev_hash = "x",
-                                                                       .hash = "x"}),
+    assert_int_equal(kbt_entry_insert(st, 2, &(kbt_entry){.sub = "ci:again"}),
                      KBR_ERR_STORE_CONSTRAINT);
+    kbr_store_rollback(st);
+    /* a row is the entry it holds: its seq, and nothing that is not JSON */
+    assert_int_equal(kbr_store_begin(st), KBR_OK);
+    assert_int_equal(kbr_store_audit_insert(st, &(kbr_store_audit_row){4,
+                                                                       "{\"seq\":5,\"time\":"
+                                                                       "\"t\",\"outcome\":"
+                                                                       "\"ok\",\"prev_hash\":"
+                                                                       "\"x\"}",
+                                                                       ZEROS}),
+                     KBR_ERR_STORE_CONSTRAINT);
+    assert_int_not_equal(
+        kbr_store_audit_insert(st, &(kbr_store_audit_row){4, "{\"seq\":4,", ZEROS}), KBR_OK);
     kbr_store_rollback(st);
 
     assert_int_equal(kbr_store_audit_page(st, 1, 5, &page), KBR_OK);
     assert_int_equal(json_array_size(page), 2);
-    assert_int_equal(json_integer_value(json_object_get(json_array_get(page, 0), "n")), 2);
-    snprintf(hash, sizeof(hash), "%064d", 3);
-    assert_string_equal(json_string_value(json_object_get(json_array_get(page, 1), "hash")), hash);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(page, 0), "sub")),
+                        "ci:two");
+    snprintf(hash, sizeof(hash), "%s",
+             json_string_value(json_object_get(json_array_get(page, 1), "hash")));
+    assert_int_equal(strspn(hash, "0123456789abcdef"), 64);
+    json_decref(page);
+
+    /* what the store keeps about an entry is derived from it: none of it can be rewritten */
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    for (size_t i = 0; i < sizeof(rewrites) / sizeof(rewrites[0]); i++)
+        if (sqlite3_exec(db, rewrites[i], NULL, NULL, NULL) == SQLITE_OK)
+            fail_msg("%s was allowed", rewrites[i]);
+    sqlite3_close(db);
+    assert_int_equal(kbr_store_audit_page(st, 1, 1, &page), KBR_OK);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(page, 0), "sub")),
+                        "ci:two");
     json_decref(page);
     assert_int_equal(kbr_store_audit_walk(st, 0, 10, stop_at_two, &seen), KBR_ERR_NOT_FOUND);
     assert_int_equal(seen, 2);
@@ -2262,6 +2337,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_devices_known, setup, teardown),
         cmocka_unit_test_setup_teardown(test_devices_known_many, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit_rows, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_device_chain_and_documents, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

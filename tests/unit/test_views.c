@@ -9,6 +9,7 @@
 
 #include <cmocka.h>
 
+#include "entry.h"
 #include "kbr_store.h"
 #include "tmpdir.h"
 
@@ -47,29 +48,25 @@ static json_t *parse(const char *text)
 /* One audit record with its effects (consumed; NULL for none), committed as the writer does. */
 static int64_t record(ledger *l, const actor *a, const char *time, json_t *effect)
 {
-    char hash[65];
     json_t *effects = effect != NULL ? json_pack("[o]", effect) : NULL;
-    kbr_store_audit_row row = {.seq = ++l->seq,
-                               .time = time,
-                               .sub = a->sub,
-                               .jti = a->jti,
-                               .op = a->op,
-                               .key = a->key,
-                               .outcome = a->outcome != NULL ? a->outcome : "ok",
-                               .error_code = a->error_code,
-                               .key_use = a->key_use,
-                               .entry_json = "{}",
-                               .prev_hash = hash,
-                               .hash = hash};
+    int64_t seq = ++l->seq;
 
-    memset(hash, 'a', 64);
-    hash[64] = '\0';
     assert_int_equal(kbr_store_begin(l->st), KBR_OK);
-    assert_int_equal(kbr_store_apply_effects(l->st, effects, row.seq), KBR_OK);
-    assert_int_equal(kbr_store_audit_insert(l->st, &row), KBR_OK);
+    assert_int_equal(kbr_store_apply_effects(l->st, effects, seq), KBR_OK);
+    assert_int_equal(kbt_entry_insert(l->st, seq,
+                                      &(kbt_entry){.sub = a->sub,
+                                                   .jti = a->jti,
+                                                   .op = a->op,
+                                                   .key = a->key,
+                                                   .outcome = a->outcome,
+                                                   .error_code = a->error_code,
+                                                   .time = time,
+                                                   .effects = effects,
+                                                   .key_use = a->key_use}),
+                     KBR_OK);
     assert_int_equal(kbr_store_commit(l->st), KBR_OK);
     json_decref(effects);
-    return row.seq;
+    return seq;
 }
 
 static const actor admin = {.sub = "security:bootstrap", .jti = "t-admin", .op = "admin"};
@@ -91,6 +88,23 @@ static json_t *certificate(const char *seed, const char *not_after)
     hex_of(seed + 1, 16, sn);
     return json_pack("{s:s,s:s,s:s,s:s,s:s}", "serial_number", sn, "pem", "PEM", "chain_pem", "",
                      "not_after", not_after, "fingerprint", fp);
+}
+
+/* A device's certificate, whose chain is its issuer's; and that issuer's certificate. */
+static json_t *device_certificate(const char *seed, const char *not_after)
+{
+    json_t *c = certificate(seed, not_after);
+
+    json_object_del(c, "chain_pem");
+    return c;
+}
+
+static const char *dev_ca_fingerprint(void)
+{
+    static char fp[65];
+
+    hex_of("dev-ca", 64, fp);
+    return fp;
 }
 
 static void key_create(ledger *l, const char *name, const char *purpose, const char *products)
@@ -151,11 +165,12 @@ static int64_t provision(ledger *l, const char *product, const char *serial, con
     snprintf(seed, sizeof(seed), "%s/%s", product, serial);
     hex_of(seed, 64, csr);
     return record(l, &factory, "2026-03-01T00:00:00Z",
-                  json_pack("{s:s,s:s,s:s,s:s,s:s,s:s?,s:s,s:s,s:s,s:o}", "type",
+                  json_pack("{s:s,s:s,s:s,s:s,s:s,s:s?,s:s,s:s,s:s,s:s,s:o}", "type",
                             "device.provision", "product", product, "serial", serial, "batch",
                             batch_name, "factory", "factory:acme", "firmware_version", fw,
                             "csr_sha256", csr, "at", "2026-03-01T00:00:00Z", "issuer_key", "dev-ca",
-                            "certificate", certificate(seed, not_after)));
+                            "issuer_fingerprint", dev_ca_fingerprint(), "certificate",
+                            device_certificate(seed, not_after)));
 }
 
 static void rotate(ledger *l, const char *product, const char *serial, const char *not_after)
@@ -167,9 +182,10 @@ static void rotate(ledger *l, const char *product, const char *serial, const cha
     snprintf(seed, sizeof(seed), "rotated/%s/%s", product, serial);
     hex_of(seed, 64, csr);
     record(l, &ota, "2026-06-01T00:00:00Z",
-           json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:o}", "type", "device.rotate", "product", product,
-                     "serial", serial, "csr_sha256", csr, "at", "2026-06-01T00:00:00Z",
-                     "issuer_key", "dev-ca", "certificate", certificate(seed, not_after)));
+           json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:o}", "type", "device.rotate", "product",
+                     product, "serial", serial, "csr_sha256", csr, "at", "2026-06-01T00:00:00Z",
+                     "issuer_key", "dev-ca", "issuer_fingerprint", dev_ca_fingerprint(),
+                     "certificate", device_certificate(seed, not_after)));
 }
 
 static int64_t ota(ledger *l, const char *product, const char *version, const char *results,

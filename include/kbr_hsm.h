@@ -142,6 +142,20 @@ KBR_WUR kbr_err kbr_hsm_list_objects(kbr_hsm_session *s, kbr_hsm_key_info **out,
 KBR_WUR kbr_err kbr_hsm_remote_open(int ctl, kbr_hsm **out);
 KBR_WUR kbr_err kbr_hsm_serve(kbr_hsm *hsm, int ctl);
 
+/*
+ * The control socket's records, for whatever starts HSM processes and
+ * passes connections on to them.  A connection's socket travels as
+ * SCM_RIGHTS in a one-byte record; an HSM process says once whether it came
+ * up, as a record of the kbr_err and the message naming the cause.
+ * recv_fd: *fd is -1 at end of file (KBR_OK); a record that is not one
+ * byte with one descriptor is KBR_ERR_BAD_REQUEST (its descriptors closed).
+ * I/O errors and end of file while a status is awaited are KBR_ERR_HSM.
+ */
+kbr_err kbr_hsm_ctl_send_fd(int ctl, int fd);
+KBR_WUR kbr_err kbr_hsm_ctl_recv_fd(int ctl, int *fd);
+KBR_WUR kbr_err kbr_hsm_ctl_send_status(int ctl, kbr_err status, const char *text);
+KBR_WUR kbr_err kbr_hsm_ctl_recv_status(int ctl, kbr_err *status, kbr_msg *msg);
+
 /* The one CK_RV translation (CK_RV passed as unsigned long to keep pkcs11.h private). */
 kbr_err kbr_hsm_err_from_rv(unsigned long rv);
 

@@ -93,7 +93,7 @@ static kbr_err connect_session(kbr_hsm_session *s)
     drop(s);
     KBR_ENSURE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0, KBR_ERR_HSM);
     /* a SOCK_SEQPACKET record goes whole, so threads may send on the control socket at once */
-    err = kbr_hsmw_send_fd(s->hsm->ctl, sv[1]);
+    err = kbr_hsm_ctl_send_fd(s->hsm->ctl, sv[1]);
     close(sv[1]);
     if (err != KBR_OK) {
         close(sv[0]);

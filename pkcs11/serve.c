@@ -204,7 +204,7 @@ kbr_err kbr_hsm_serve(kbr_hsm *hsm, int ctl)
     pthread_mutex_init(&sv.lock, NULL);
     pthread_cond_init(&sv.idle, NULL);
     for (;;) {
-        err = kbr_hsmw_recv_fd(ctl, &fd);
+        err = kbr_hsm_ctl_recv_fd(ctl, &fd);
         if (err == KBR_ERR_BAD_REQUEST) {
             fprintf(stderr, "keybrokerd: HSM process: refused a control record\n");
             continue;

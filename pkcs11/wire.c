@@ -474,7 +474,7 @@ kbr_err kbr_hsmw_send(int fd, const kbr_hsmw_buf *b)
 
 /* ---- the control channel ---- */
 
-kbr_err kbr_hsmw_send_fd(int ctl, int fd)
+kbr_err kbr_hsm_ctl_send_fd(int ctl, int fd)
 {
     char byte = 'C';
     struct iovec iov = {&byte, 1};
@@ -522,7 +522,7 @@ static int take_fds(struct msghdr *m, int *fd)
     return count;
 }
 
-kbr_err kbr_hsmw_recv_fd(int ctl, int *fd)
+kbr_err kbr_hsm_ctl_recv_fd(int ctl, int *fd)
 {
     char byte = 0;
     struct iovec iov = {&byte, 1};
@@ -555,7 +555,7 @@ kbr_err kbr_hsmw_recv_fd(int ctl, int *fd)
     return KBR_ERR_BAD_REQUEST;
 }
 
-kbr_err kbr_hsmw_send_status(int ctl, kbr_err status, const char *text)
+kbr_err kbr_hsm_ctl_send_status(int ctl, kbr_err status, const char *text)
 {
     unsigned char rec[1 + KBR_MSG_LEN];
     size_t n = text != NULL ? strnlen(text, KBR_MSG_LEN - 1) : 0;
@@ -580,7 +580,7 @@ kbr_err kbr_hsmw_status_decode(const unsigned char *p, size_t n, kbr_err *status
     return KBR_OK;
 }
 
-kbr_err kbr_hsmw_recv_status(int ctl, kbr_err *status, kbr_msg *msg)
+kbr_err kbr_hsm_ctl_recv_status(int ctl, kbr_err *status, kbr_msg *msg)
 {
     unsigned char rec[1 + KBR_MSG_LEN];
     ssize_t n;

@@ -125,16 +125,7 @@ KBR_WUR kbr_err kbr_hsmw_frame_len(const unsigned char *hdr, size_t max, size_t 
 KBR_WUR kbr_err kbr_hsmw_recv(int fd, size_t max, kbr_hsmw_buf *b);
 KBR_WUR kbr_err kbr_hsmw_send(int fd, const kbr_hsmw_buf *b);
 
-/*
- * The control channel (SOCK_SEQPACKET): a connection's socket travels as
- * SCM_RIGHTS with a one-byte record; the HSM process says once whether it
- * came up as a record of u8 kbr_err and the message text.
- */
-KBR_WUR kbr_err kbr_hsmw_send_fd(int ctl, int fd);
-/* *fd is -1 at end of file (KBR_OK); KBR_ERR_BAD_REQUEST for a record without one fd. */
-KBR_WUR kbr_err kbr_hsmw_recv_fd(int ctl, int *fd);
-KBR_WUR kbr_err kbr_hsmw_send_status(int ctl, kbr_err status, const char *text);
-KBR_WUR kbr_err kbr_hsmw_recv_status(int ctl, kbr_err *status, kbr_msg *msg);
+/* The control channel's records are in kbr_hsm.h (kbr_hsm_ctl_*). */
 /* A status record's bytes (the fuzz target drives it without a socket). */
 KBR_WUR kbr_err kbr_hsmw_status_decode(const unsigned char *p, size_t n, kbr_err *status,
                                        kbr_msg *msg);

@@ -9,8 +9,9 @@
  * fails (the HSM process died, or answered something that does not decode)
  * fails the call in progress with KBR_ERR_HSM and is dropped; the session's
  * next call connects again, so a restarted HSM process is used without the
- * caller reopening anything.  A call is never sent twice: whether the HSM
- * acted on it before the connection broke is unknown.
+ * caller reopening anything.  A call that reached the HSM process is never
+ * sent twice: whether the HSM acted on it before the connection broke is
+ * unknown.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,17 +57,24 @@ static void drop(kbr_hsm_session *s)
     s->fd = -1;
 }
 
-/* One request, its reply decoded into *resp (pointing into s->buf); the reply's own error. */
-static kbr_err roundtrip(kbr_hsm_session *s, const kbr_hsmw_req *req, kbr_hsmw_resp *resp)
+/*
+ * One request, its reply decoded into *resp (pointing into s->buf); the
+ * reply's own error.  *sent tells whether the request may have reached the
+ * HSM process: a request the socket refused never did.
+ */
+static kbr_err roundtrip(kbr_hsm_session *s, const kbr_hsmw_req *req, kbr_hsmw_resp *resp,
+                         bool *sent)
 {
     kbr_err err = KBR_OK;
 
     memset(resp, 0, sizeof(*resp));
+    *sent = false;
     if (s->buf.cap > BUF_KEEP_MAX)
         kbr_hsmw_buf_free(&s->buf);
     KBR_ENSURE(s->fd >= 0, KBR_ERR_HSM);
     KBR_GUARD(kbr_hsmw_req_encode(req, &s->buf));
     err = kbr_hsmw_send(s->fd, &s->buf);
+    *sent = err == KBR_OK;
     if (err == KBR_OK)
         err = kbr_hsmw_recv(s->fd, KBR_HSMW_RESP_MAX, &s->buf);
     if (err == KBR_OK)
@@ -88,6 +96,7 @@ static kbr_err connect_session(kbr_hsm_session *s)
     kbr_err err = KBR_OK;
     kbr_hsmw_req req = {.type = KBR_HSMW_OPEN};
     kbr_hsmw_resp resp;
+    bool sent;
     int sv[2];
 
     drop(s);
@@ -100,7 +109,7 @@ static kbr_err connect_session(kbr_hsm_session *s)
         goto out;
     }
     s->fd = sv[0];
-    err = roundtrip(s, &req, &resp);
+    err = roundtrip(s, &req, &resp, &sent);
     if (err != KBR_OK)
         drop(s);
 out:
@@ -137,15 +146,24 @@ out:
     return err;
 }
 
+/*
+ * A connection found closed when the request is written (the HSM process
+ * that served it died between two calls) is replaced once: the HSM process
+ * never saw the request, so sending it again cannot do anything twice.
+ */
 static kbr_err call(kbr_hsm_session *s, const kbr_hsmw_req *req, kbr_hsmw_resp *resp)
 {
     kbr_err err = ready(s);
+    bool sent = false;
 
-    if (err != KBR_OK) {
-        memset(resp, 0, sizeof(*resp));
+    if (err == KBR_OK) {
+        err = roundtrip(s, req, resp, &sent);
+        if (err == KBR_ERR_HSM && !sent && connect_session(s) == KBR_OK)
+            err = roundtrip(s, req, resp, &sent);
         return err;
     }
-    return roundtrip(s, req, resp);
+    memset(resp, 0, sizeof(*resp));
+    return err;
 }
 
 static kbr_err remote_ping(kbr_hsm_session *s)

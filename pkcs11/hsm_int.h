@@ -30,8 +30,7 @@ typedef struct {
     kbr_err (*session_open)(kbr_hsm *hsm, kbr_hsm_session **out);
     void (*session_close)(kbr_hsm_session *s);
     kbr_err (*ping)(kbr_hsm_session *s);
-    kbr_err (*generate)(kbr_hsm_session *s, const char *label, kbr_alg alg,
-                        kbr_hsm_key_info *out);
+    kbr_err (*generate)(kbr_hsm_session *s, const char *label, kbr_alg alg, kbr_hsm_key_info *out);
     kbr_err (*find_key)(kbr_hsm_session *s, const char *label, kbr_hsm_key_info *out);
     kbr_err (*public_key)(kbr_hsm_session *s, const char *label, EVP_PKEY **out);
     kbr_err (*sign)(kbr_hsm_session *s, const char *label, kbr_sig_format fmt, kbr_hash hash,

@@ -231,9 +231,9 @@ out:
     return err;
 }
 
-static kbr_err remote_sign(kbr_hsm_session *s, const char *label, kbr_sig_format fmt,
-                           kbr_hash hash, const unsigned char *in, size_t inlen,
-                           unsigned char **sig, size_t *siglen)
+static kbr_err remote_sign(kbr_hsm_session *s, const char *label, kbr_sig_format fmt, kbr_hash hash,
+                           const unsigned char *in, size_t inlen, unsigned char **sig,
+                           size_t *siglen)
 {
     kbr_err err = KBR_OK;
     kbr_hsmw_req req;

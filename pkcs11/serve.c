@@ -81,8 +81,8 @@ static kbr_err answer(conn *c, const kbr_hsmw_req *q, kbr_hsmw_resp *r, owned *o
     case KBR_HSMW_PUBLIC_KEY:
         return answer_public_key(c, q, r, o);
     case KBR_HSMW_SIGN: {
-        kbr_err err = kbr_hsm_sign(c->s, q->label, q->fmt, q->hash, q->in, q->inlen, &o->sig,
-                                   &r->len);
+        kbr_err err =
+            kbr_hsm_sign(c->s, q->label, q->fmt, q->hash, q->in, q->inlen, &o->sig, &r->len);
         r->data = o->sig;
         return err;
     }

@@ -160,8 +160,8 @@ static kbr_err get_str(cursor *c, size_t min, size_t max, char *out)
     return KBR_OK;
 }
 
-static kbr_err get_bytes(cursor *c, size_t lenlen, size_t min, size_t max,
-                         const unsigned char **p, size_t *n)
+static kbr_err get_bytes(cursor *c, size_t lenlen, size_t min, size_t max, const unsigned char **p,
+                         size_t *n)
 {
     uint64_t len = 0;
 

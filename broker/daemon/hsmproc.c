@@ -141,8 +141,8 @@ static void hsm_reap(keeper *k)
         ;
     describe(status, how, sizeof(how));
     if (k->up) {
-        fprintf(stderr, "keybrokerd: the HSM process (pid %d) %s; starting another\n",
-                (int)k->pid, how);
+        fprintf(stderr, "keybrokerd: the HSM process (pid %d) %s; starting another\n", (int)k->pid,
+                how);
         k->backoff_ms = 0;
         k->start_at = kbr_monotonic_seconds();
     } else {
@@ -176,9 +176,9 @@ static void hsm_event(keeper *k)
         /* said once until one comes up, not at every try */
         if (!k->said_down)
             fprintf(stderr, "keybrokerd: the HSM process could not start: %s; trying again\n",
-                    err != KBR_OK          ? "it stopped before it said so"
+                    err != KBR_OK         ? "it stopped before it said so"
                     : msg.text[0] != '\0' ? msg.text
-                                           : kbr_err_str(status));
+                                          : kbr_err_str(status));
         k->said_down = true;
         hsm_reap(k);
         return;
@@ -231,8 +231,7 @@ static void keep(keeper *k)
 
         if (poll(p, 2, poll_timeout(k)) < 0 && errno != EINTR)
             return;
-        if (k->pid == 0 && kbr_monotonic_seconds() >= k->start_at &&
-            hsm_start(k) != KBR_OK) {
+        if (k->pid == 0 && kbr_monotonic_seconds() >= k->start_at && hsm_start(k) != KBR_OK) {
             k->start_at = kbr_monotonic_seconds() + BACKOFF_MAX_MS / 1000.0;
             continue;
         }

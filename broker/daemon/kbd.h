@@ -126,10 +126,10 @@ struct kbd {
     struct evhttp *http;
     struct evhttp_bound_socket *bound;
     struct ssl_ctx_st *tls; /* SSL_CTX when tls_cert is set */
-    kbr_hsm *hsm;    /* remote: sessions are connections to the HSM process (hsmproc.c) */
-    pid_t hsm_pid;   /* the HSM keeper, the network process's one child */
-    bool hsm_lost;   /* the keeper died: stop, exit status 1 */
-    int store_lock; /* kbr_store_lock: this process alone serves the store */
+    kbr_hsm *hsm;           /* remote: sessions are connections to the HSM process (hsmproc.c) */
+    pid_t hsm_pid;          /* the HSM keeper, the network process's one child */
+    bool hsm_lost;          /* the keeper died: stop, exit status 1 */
+    int store_lock;         /* kbr_store_lock: this process alone serves the store */
     kbr_audit *audit;
     kbr_policy *policy;
     kbd_keys *keys;

@@ -225,8 +225,8 @@ static void build(filter *p, bool network)
                                          offsetof(struct seccomp_data, arch)));
     emit(p, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, KBD_AUDIT_ARCH, 1, 0));
     emit(p, (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS));
-    emit(p, (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
-                                         offsetof(struct seccomp_data, nr)));
+    emit(p,
+         (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)));
 #if defined(__x86_64__)
     /* x32 numbers carry bit 30 under the same AUDIT_ARCH */
     emit(p, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, 0x40000000u, 0, 1));
@@ -247,8 +247,8 @@ static kbr_err install(bool network, kbr_msg *msg)
 
     build(&p, network);
     if (p.n > FILTER_MAX)
-        return kbr_fail(msg, KBR_ERR_INTERNAL, "seccomp filter: %u instructions, room for %d",
-                        p.n, FILTER_MAX);
+        return kbr_fail(msg, KBR_ERR_INTERNAL, "seccomp filter: %u instructions, room for %d", p.n,
+                        FILTER_MAX);
     prog.len = p.n;
     prog.filter = p.f;
     /* TSYNC: every thread of the process, should a library have started one already */

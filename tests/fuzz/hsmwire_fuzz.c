@@ -28,9 +28,8 @@ static void check_req(const unsigned char *body, size_t len)
     FUZZ_CHECK(kbr_hsmw_req_encode(&r, &out) == KBR_OK);
     FUZZ_CHECK(out.len == len + 4 && memcmp(out.p + 4, body, len) == 0);
     FUZZ_CHECK(kbr_hsmw_req_decode(out.p + 4, out.len - 4, &again) == KBR_OK);
-    FUZZ_CHECK(again.type == r.type && strcmp(again.label, r.label) == 0 &&
-               again.alg == r.alg && again.fmt == r.fmt && again.hash == r.hash &&
-               again.inlen == r.inlen);
+    FUZZ_CHECK(again.type == r.type && strcmp(again.label, r.label) == 0 && again.alg == r.alg &&
+               again.fmt == r.fmt && again.hash == r.hash && again.inlen == r.inlen);
 }
 
 static void check_resp(const unsigned char *body, size_t len, kbr_hsmw_type type)

@@ -92,8 +92,8 @@ static EVP_PKEY *remote_key(kbr_hsm_session *s, const char *label)
     return pk;
 }
 
-static bool verifies(EVP_PKEY *pk, const unsigned char *dg, size_t dglen,
-                     const unsigned char *sig, size_t siglen, bool digest)
+static bool verifies(EVP_PKEY *pk, const unsigned char *dg, size_t dglen, const unsigned char *sig,
+                     size_t siglen, bool digest)
 {
     EVP_PKEY_CTX *ctx = NULL;
     EVP_MD_CTX *mctx = NULL;
@@ -139,14 +139,14 @@ static void test_calls_as_in_process(void **state)
                      KBR_ERR_CONFLICT);
     assert_int_equal(kbr_hsm_find_key(s, "no-such-key", &info), KBR_ERR_NOT_FOUND);
     SHA256((const unsigned char *)"remote", 6, dg);
-    assert_int_equal(kbr_hsm_sign(s, "remote-p256", KBR_SIG_EDDSA, KBR_HASH_NONE, dg, 32, &sig,
-                                  &siglen),
-                     KBR_ERR_BAD_REQUEST);
+    assert_int_equal(
+        kbr_hsm_sign(s, "remote-p256", KBR_SIG_EDDSA, KBR_HASH_NONE, dg, 32, &sig, &siglen),
+        KBR_ERR_BAD_REQUEST);
     assert_null(sig);
     /* a signature that verifies under the public key as the remote side reads it */
-    assert_int_equal(kbr_hsm_sign(s, "remote-p256", KBR_SIG_ECDSA_DER, KBR_HASH_SHA256, dg, 32,
-                                  &sig, &siglen),
-                     KBR_OK);
+    assert_int_equal(
+        kbr_hsm_sign(s, "remote-p256", KBR_SIG_ECDSA_DER, KBR_HASH_SHA256, dg, 32, &sig, &siglen),
+        KBR_OK);
     pk = remote_key(s, "remote-p256");
     assert_true(verifies(pk, dg, 32, sig, siglen, true));
     free(sig);

@@ -181,9 +181,8 @@ static void resp_round_trip(const kbr_hsmw_resp *r, kbr_hsmw_resp *got)
     assert_int_equal(got->type, r->type);
     assert_int_equal(got->err, r->err);
     /* a reply to another request is refused */
-    assert_int_equal(kbr_hsmw_resp_decode(b, len, r->type == KBR_HSMW_PING ? KBR_HSMW_OPEN
-                                                                            : KBR_HSMW_PING,
-                                          got + 1),
+    assert_int_equal(kbr_hsmw_resp_decode(
+                         b, len, r->type == KBR_HSMW_PING ? KBR_HSMW_OPEN : KBR_HSMW_PING, got + 1),
                      KBR_ERR_BAD_REQUEST);
     assert_int_equal(kbr_hsmw_resp_decode(b, len - 1, r->type, got + 1), KBR_ERR_BAD_REQUEST);
     kbr_hsmw_resp_clear(got + 1);
@@ -264,15 +263,17 @@ static void test_replies_refused(void **state)
     assert_int_equal(kbr_hsmw_resp_decode(b, 2, KBR_HSMW_PING, &got), KBR_ERR_BAD_REQUEST);
     /* a list that claims more items than its bytes could hold */
     memcpy(b, "\x07\x00\x00\x00\x10\x00", 6);
-    assert_int_equal(kbr_hsmw_resp_decode(b, 6, KBR_HSMW_LIST_OBJECTS, &got),
-                     KBR_ERR_BAD_REQUEST);
+    assert_int_equal(kbr_hsmw_resp_decode(b, 6, KBR_HSMW_LIST_OBJECTS, &got), KBR_ERR_BAD_REQUEST);
     kbr_hsmw_resp_clear(&got);
     memcpy(b, "\x07\x00\xff\xff\xff\xff", 6);
-    assert_int_equal(kbr_hsmw_resp_decode(b, 6, KBR_HSMW_LIST_OBJECTS, &got),
-                     KBR_ERR_BAD_REQUEST);
+    assert_int_equal(kbr_hsmw_resp_decode(b, 6, KBR_HSMW_LIST_OBJECTS, &got), KBR_ERR_BAD_REQUEST);
     kbr_hsmw_resp_clear(&got);
     /* a key info whose id is odd-length hex, or whose alg_known is neither 0 nor 1 */
-    memcpy(b, "\x04\x00\x00\x01" "a" "\x00\x00\x00\x00\x00", 10);
+    memcpy(b,
+           "\x04\x00\x00\x01"
+           "a"
+           "\x00\x00\x00\x00\x00",
+           10);
     assert_int_equal(kbr_hsmw_resp_decode(b, 10, KBR_HSMW_FIND_KEY, &got), KBR_ERR_BAD_REQUEST);
     memcpy(b, "\x04\x00\x00\x00\x00\x00\x02\x00\x00", 9);
     assert_int_equal(kbr_hsmw_resp_decode(b, 9, KBR_HSMW_FIND_KEY, &got), KBR_ERR_BAD_REQUEST);
@@ -381,7 +382,9 @@ static void test_control_channel(void **state)
     assert_string_equal(msg.text, "token refused the PIN");
     assert_int_equal(kbr_hsmw_status_decode((const unsigned char *)"\x7f", 1, &status, &msg),
                      KBR_ERR_BAD_REQUEST);
-    assert_int_equal(kbr_hsmw_status_decode((const unsigned char *)"\x00" "a\0b", 4, &status, &msg),
+    assert_int_equal(kbr_hsmw_status_decode((const unsigned char *)"\x00"
+                                                                   "a\0b",
+                                            4, &status, &msg),
                      KBR_ERR_BAD_REQUEST);
     /* end of file */
     close(ctl[0]);
@@ -404,9 +407,12 @@ static int teardown(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_requests),         cmocka_unit_test(test_requests_refused),
-        cmocka_unit_test(test_replies),          cmocka_unit_test(test_replies_refused),
-        cmocka_unit_test(test_frames_over_a_socket), cmocka_unit_test(test_control_channel),
+        cmocka_unit_test(test_requests),
+        cmocka_unit_test(test_requests_refused),
+        cmocka_unit_test(test_replies),
+        cmocka_unit_test(test_replies_refused),
+        cmocka_unit_test(test_frames_over_a_socket),
+        cmocka_unit_test(test_control_channel),
     };
 
     return cmocka_run_group_tests_name("hsm_wire", tests, NULL, teardown);

@@ -179,7 +179,8 @@ static phase_result summarize(lat_vec *l, double window)
 
 /* ---- where the CPU went during a phase ---- */
 
-/* CPU seconds: this process, keybrokerd, and the whole machine (busy time, all cores). */
+/* CPU seconds: this process, keybrokerd (all its processes), and the whole machine (busy time,
+ * all cores). */
 typedef struct {
     double self, daemon, machine;
 } cpu_snap;
@@ -224,9 +225,21 @@ static double machine_cpu(void)
     return (double)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / (double)sysconf(_SC_CLK_TCK);
 }
 
+/* keybrokerd is its network process and the HSM keeper and HSM process below it. */
+static double daemon_cpu(pid_t pid)
+{
+    pid_t kids[8];
+    double sum = proc_cpu(pid);
+    int n = kbt_children(pid, kids, 8);
+
+    for (int i = 0; i < n; i++)
+        sum += daemon_cpu(kids[i]);
+    return sum;
+}
+
 static cpu_snap cpu_now(void)
 {
-    cpu_snap c = {proc_cpu(getpid()), env->pid > 0 ? proc_cpu(env->pid) : 0, machine_cpu()};
+    cpu_snap c = {proc_cpu(getpid()), env->pid > 0 ? daemon_cpu(env->pid) : 0, machine_cpu()};
 
     return c;
 }

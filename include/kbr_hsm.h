@@ -14,6 +14,12 @@
  * are retried once inside each operation after reopening the session and
  * logging in again, so a token that comes back is used again without a
  * restart.  If the retry fails too the call returns KBR_ERR_HSM.
+ *
+ * The same calls reach the HSM in two ways: kbr_hsm_open loads the module
+ * into this process; kbr_hsm_remote_open reaches a process of its own that
+ * holds the module, the PIN and the sessions (keybrokerd's HSM process,
+ * which runs kbr_hsm_serve on a kbr_hsm_open'ed HSM).  Callers of the
+ * session calls below cannot tell which.
  */
 #ifndef KBR_HSM_H
 #define KBR_HSM_H
@@ -117,6 +123,38 @@ KBR_WUR kbr_err kbr_hsm_sign(kbr_hsm_session *s, const char *label, kbr_sig_form
 /* Every key object on the token (private, public and secret), in handle order. Caller frees
  * *out with free(). */
 KBR_WUR kbr_err kbr_hsm_list_objects(kbr_hsm_session *s, kbr_hsm_key_info **out, size_t *n);
+
+/*
+ * The HSM in a process of its own.  ctl is a SOCK_SEQPACKET socket between
+ * the two processes; each session is a socketpair whose one end travels
+ * over it.  The framing is pkcs11/wire.h.
+ *
+ * kbr_hsm_remote_open: a kbr_hsm whose sessions are connections to the
+ * process at the other end of ctl (which it owns and kbr_hsm_close closes).
+ * A session whose connection broke fails that call with KBR_ERR_HSM and
+ * connects again on its next call.
+ *
+ * kbr_hsm_serve: answers each connection arriving over ctl on its own
+ * thread and session of hsm (which must come from kbr_hsm_open), until ctl
+ * reaches end of file and every connection has ended.  Malformed frames
+ * close their connection.
+ */
+KBR_WUR kbr_err kbr_hsm_remote_open(int ctl, kbr_hsm **out);
+KBR_WUR kbr_err kbr_hsm_serve(kbr_hsm *hsm, int ctl);
+
+/*
+ * The control socket's records, for whatever starts HSM processes and
+ * passes connections on to them.  A connection's socket travels as
+ * SCM_RIGHTS in a one-byte record; an HSM process says once whether it came
+ * up, as a record of the kbr_err and the message naming the cause.
+ * recv_fd: *fd is -1 at end of file (KBR_OK); a record that is not one
+ * byte with one descriptor is KBR_ERR_BAD_REQUEST (its descriptors closed).
+ * I/O errors and end of file while a status is awaited are KBR_ERR_HSM.
+ */
+kbr_err kbr_hsm_ctl_send_fd(int ctl, int fd);
+KBR_WUR kbr_err kbr_hsm_ctl_recv_fd(int ctl, int *fd);
+KBR_WUR kbr_err kbr_hsm_ctl_send_status(int ctl, kbr_err status, const char *text);
+KBR_WUR kbr_err kbr_hsm_ctl_recv_status(int ctl, kbr_err *status, kbr_msg *msg);
 
 /* The one CK_RV translation (CK_RV passed as unsigned long to keep pkcs11.h private). */
 kbr_err kbr_hsm_err_from_rv(unsigned long rv);

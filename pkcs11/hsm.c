@@ -226,12 +226,16 @@ static kbr_err first_login(kbr_hsm *hsm, const char *token_label, kbr_msg *msg)
     return KBR_OK;
 }
 
+static void local_close(kbr_hsm *hsm);
+
 static kbr_hsm *hsm_alloc(void)
 {
     kbr_hsm *hsm = calloc(1, sizeof(*hsm));
 
     if (hsm == NULL)
         return NULL;
+    hsm->ops = &kbr_p11_local_ops;
+    hsm->ctl = -1;
     pthread_mutex_init(&hsm->lock, NULL);
     pthread_mutex_init(&hsm->gen_lock, NULL);
     return hsm;
@@ -259,11 +263,11 @@ kbr_err kbr_hsm_open(const char *module_path, const char *token_label, const kbr
     *out = hsm;
     hsm = NULL;
 out:
-    kbr_hsm_close(hsm);
+    local_close(hsm);
     return err;
 }
 
-void kbr_hsm_close(kbr_hsm *hsm)
+static void local_close(kbr_hsm *hsm)
 {
     if (hsm == NULL)
         return;
@@ -312,7 +316,7 @@ static kbr_err reopen_failed(kbr_err err)
     return err == KBR_ERR_NOMEM ? err : KBR_ERR_HSM;
 }
 
-kbr_err kbr_hsm_session_open(kbr_hsm *hsm, kbr_hsm_session **out)
+kbr_err kbr_p11_session_open(kbr_hsm *hsm, kbr_hsm_session **out)
 {
     kbr_err err = KBR_OK;
     kbr_hsm_session *s = NULL;
@@ -322,6 +326,7 @@ kbr_err kbr_hsm_session_open(kbr_hsm *hsm, kbr_hsm_session **out)
     s = calloc(1, sizeof(*s));
     KBR_ENSURE(s != NULL, KBR_ERR_NOMEM);
     s->hsm = hsm;
+    s->fd = -1;
     err = session_reopen(s, false);
     if (err == KBR_ERR_HSM_SESSION)
         err = session_reopen(s, true);
@@ -332,11 +337,11 @@ kbr_err kbr_hsm_session_open(kbr_hsm *hsm, kbr_hsm_session **out)
     *out = s;
     s = NULL;
 out:
-    kbr_hsm_session_close(s);
+    kbr_p11_session_close(s);
     return err;
 }
 
-void kbr_hsm_session_close(kbr_hsm_session *s)
+void kbr_p11_session_close(kbr_hsm_session *s)
 {
     if (s == NULL)
         return;
@@ -382,9 +387,21 @@ static kbr_err ping_attempt(kbr_hsm_session *s, void *ctx)
     return kbr_p11_check_login(s);
 }
 
-kbr_err kbr_hsm_session_ping(kbr_hsm_session *s)
+kbr_err kbr_p11_session_ping(kbr_hsm_session *s)
 {
     if (s == NULL)
         return KBR_ERR_INTERNAL;
     return kbr_p11_with_retry(s, ping_attempt, NULL);
 }
+
+const kbr_hsm_ops kbr_p11_local_ops = {
+    .close = local_close,
+    .session_open = kbr_p11_session_open,
+    .session_close = kbr_p11_session_close,
+    .ping = kbr_p11_session_ping,
+    .generate = kbr_p11_generate,
+    .find_key = kbr_p11_find_key,
+    .public_key = kbr_p11_public_key,
+    .sign = kbr_p11_sign,
+    .list_objects = kbr_p11_list_objects,
+};

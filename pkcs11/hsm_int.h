@@ -1,7 +1,8 @@
 /*
  * hsm_int.h - what the pkcs11/ files share and nothing outside them sees:
- * the kbr_hsm and kbr_hsm_session structs, the retry wrapper every operation
- * runs through, and the object look-up helpers.
+ * the kbr_hsm and kbr_hsm_session structs, the two implementations behind
+ * the public calls, the retry wrapper every PKCS#11 operation runs through,
+ * and the object look-up helpers.
  *
  * The OASIS header is included last because its compatibility macros rename
  * common identifiers (value, count, params) and must not reach other headers.
@@ -13,10 +14,50 @@
 #include <time.h>
 
 #include "kbr_hsm.h"
+#include "wire.h"
 
 #include <p11-kit/pkcs11.h>
 
+/*
+ * One API, two ways to the HSM: the module loaded in this process
+ * (kbr_hsm_open: hsm.c, keys.c, objects.c, sign.c) or the HSM process over
+ * a socket (kbr_hsm_remote_open: remote.c).  api.c sends each public call
+ * through the kbr_hsm's table, after checking its arguments and clearing
+ * its outputs, so neither implementation repeats that.
+ */
+typedef struct {
+    void (*close)(kbr_hsm *hsm);
+    kbr_err (*session_open)(kbr_hsm *hsm, kbr_hsm_session **out);
+    void (*session_close)(kbr_hsm_session *s);
+    kbr_err (*ping)(kbr_hsm_session *s);
+    kbr_err (*generate)(kbr_hsm_session *s, const char *label, kbr_alg alg, kbr_hsm_key_info *out);
+    kbr_err (*find_key)(kbr_hsm_session *s, const char *label, kbr_hsm_key_info *out);
+    kbr_err (*public_key)(kbr_hsm_session *s, const char *label, EVP_PKEY **out);
+    kbr_err (*sign)(kbr_hsm_session *s, const char *label, kbr_sig_format fmt, kbr_hash hash,
+                    const unsigned char *in, size_t inlen, unsigned char **sig, size_t *siglen);
+    kbr_err (*list_objects)(kbr_hsm_session *s, kbr_hsm_key_info **out, size_t *n);
+} kbr_hsm_ops;
+
+extern const kbr_hsm_ops kbr_p11_local_ops;
+extern const kbr_hsm_ops kbr_p11_remote_ops;
+
+/* The module in this process. */
+KBR_WUR kbr_err kbr_p11_session_open(kbr_hsm *hsm, kbr_hsm_session **out);
+void kbr_p11_session_close(kbr_hsm_session *s);
+KBR_WUR kbr_err kbr_p11_session_ping(kbr_hsm_session *s);
+KBR_WUR kbr_err kbr_p11_generate(kbr_hsm_session *s, const char *label, kbr_alg alg,
+                                 kbr_hsm_key_info *out);
+KBR_WUR kbr_err kbr_p11_find_key(kbr_hsm_session *s, const char *label, kbr_hsm_key_info *out);
+KBR_WUR kbr_err kbr_p11_public_key(kbr_hsm_session *s, const char *label, EVP_PKEY **out);
+KBR_WUR kbr_err kbr_p11_sign(kbr_hsm_session *s, const char *label, kbr_sig_format fmt,
+                             kbr_hash hash, const unsigned char *in, size_t inlen,
+                             unsigned char **sig, size_t *siglen);
+KBR_WUR kbr_err kbr_p11_list_objects(kbr_hsm_session *s, kbr_hsm_key_info **out, size_t *n);
+
 struct kbr_hsm {
+    const kbr_hsm_ops *ops;
+    /* remote: the control socket new connections travel over (-1 for the module) */
+    int ctl;
     void *dl;
     CK_FUNCTION_LIST *f;
     bool finalize; /* we initialized the module, so we finalize it */
@@ -53,6 +94,9 @@ struct kbr_hsm_session {
     bool open;
     kbr_p11_cached_key cache[KBR_P11_CACHE_SLOTS];
     size_t cache_next; /* round-robin eviction */
+    /* remote: this session's connection to the HSM process (-1 once lost) and its frames */
+    int fd;
+    kbr_hsmw_buf buf;
 };
 
 /* One try of an operation; must set its outputs only on success. */

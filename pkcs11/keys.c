@@ -158,7 +158,7 @@ out:
     return err;
 }
 
-kbr_err kbr_hsm_generate(kbr_hsm_session *s, const char *label, kbr_alg alg, kbr_hsm_key_info *out)
+kbr_err kbr_p11_generate(kbr_hsm_session *s, const char *label, kbr_alg alg, kbr_hsm_key_info *out)
 {
     kbr_err err = KBR_OK;
     gen_ctx *c = NULL;
@@ -353,7 +353,7 @@ out:
     return err;
 }
 
-kbr_err kbr_hsm_public_key(kbr_hsm_session *s, const char *label, EVP_PKEY **out)
+kbr_err kbr_p11_public_key(kbr_hsm_session *s, const char *label, EVP_PKEY **out)
 {
     kbr_err err = KBR_OK;
     pub_ctx c = {label, NULL};

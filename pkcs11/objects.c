@@ -455,7 +455,7 @@ out:
     return err;
 }
 
-kbr_err kbr_hsm_find_key(kbr_hsm_session *s, const char *label, kbr_hsm_key_info *out)
+kbr_err kbr_p11_find_key(kbr_hsm_session *s, const char *label, kbr_hsm_key_info *out)
 {
     kbr_err err = KBR_OK;
     find_ctx c = {label, out};
@@ -544,7 +544,7 @@ out:
     return err;
 }
 
-kbr_err kbr_hsm_list_objects(kbr_hsm_session *s, kbr_hsm_key_info **out, size_t *n)
+kbr_err kbr_p11_list_objects(kbr_hsm_session *s, kbr_hsm_key_info **out, size_t *n)
 {
     kbr_err err = KBR_OK;
     list_ctx c = {NULL, 0};

@@ -184,7 +184,7 @@ out:
     return err;
 }
 
-kbr_err kbr_hsm_sign(kbr_hsm_session *s, const char *label, kbr_sig_format fmt, kbr_hash hash,
+kbr_err kbr_p11_sign(kbr_hsm_session *s, const char *label, kbr_sig_format fmt, kbr_hash hash,
                      const unsigned char *in, size_t inlen, unsigned char **sig, size_t *siglen)
 {
     kbr_err err = KBR_OK;

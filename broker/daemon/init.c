@@ -178,6 +178,11 @@ out:
     return err;
 }
 
+/*
+ * --init loads the module into its one process, unlike a serving broker
+ * (hsmproc.c): it reads no request from the network, only the
+ * configuration, the store and the token, and exits when it is done.
+ */
 kbr_err kbd_init_deployment(kbd_config *cfg, kbr_msg *msg)
 {
     kbr_err err = KBR_OK;

@@ -14,6 +14,7 @@
 
 #include <stdatomic.h>
 #include <pthread.h>
+#include <sys/types.h>
 
 #include <event2/event.h>
 #include <event2/http.h>
@@ -125,8 +126,10 @@ struct kbd {
     struct evhttp *http;
     struct evhttp_bound_socket *bound;
     struct ssl_ctx_st *tls; /* SSL_CTX when tls_cert is set */
-    kbr_hsm *hsm;
-    int store_lock; /* kbr_store_lock: this process alone serves the store */
+    kbr_hsm *hsm;           /* remote: sessions are connections to the HSM process (hsmproc.c) */
+    pid_t hsm_pid;          /* the HSM keeper, the network process's one child */
+    bool hsm_lost;          /* the keeper died: stop, exit status 1 */
+    int store_lock;         /* kbr_store_lock: this process alone serves the store */
     kbr_audit *audit;
     kbr_policy *policy;
     kbd_keys *keys;
@@ -157,7 +160,7 @@ struct kbd {
     kbd_req *done_head, *done_tail;
     struct event *done_ev;
 
-    struct event *sig_term, *sig_int, *health_timer;
+    struct event *sig_term, *sig_int, *sig_chld, *health_timer;
     struct kbd_checkpointer *checkpointer; /* h_audit.c */
     long inflight;
     bool shutting_down;
@@ -460,8 +463,22 @@ json_t *kbd_token_row_from_effect(const kbr_effect *effect);
 /* h_provision.c: frees a worker's issuer cache; accepts NULL. */
 void kbd_issuer_cache_free(void *p);
 
+/* hsmproc.c: the HSM in processes of its own.  start forks, so it runs before any thread;
+ * it returns once the HSM process is logged in (or with the reason it is not), with d->hsm
+ * set.  reap, after SIGCHLD: true if the keeper died.  stop closes d->hsm and waits for
+ * the keeper, after every session is closed. */
+KBR_WUR kbr_err kbd_hsmproc_start(kbd *d, kbr_msg *msg);
+bool kbd_hsmproc_reap(kbd *d);
+void kbd_hsmproc_stop(kbd *d);
+
+/* sandbox.c: no new privileges and a seccomp deny-list, for this process and what it forks
+ * later.  The network profile also refuses new processes. */
+KBR_WUR kbr_err kbd_sandbox_network(kbr_msg *msg);
+KBR_WUR kbr_err kbd_sandbox_hsm(kbr_msg *msg);
+
 /* init.c */
 KBR_WUR kbr_err kbd_init_deployment(kbd_config *cfg, kbr_msg *msg);
+/* Reads pin_file and loads the module into this process: --init and the HSM process only. */
 KBR_WUR kbr_err kbd_open_hsm(const kbd_config *cfg, kbr_hsm **out, kbr_msg *msg);
 
 /* keys.c: the "hsm" object of a key, as the HSM reports it now (worker). New ref or NULL. */

@@ -5,6 +5,10 @@
  * configuration line, an unreachable HSM, a missing issuer key (run --init)
  * or an unwritable store, so a service manager never shows a broker that
  * looks up but cannot serve.
+ *
+ * Serving, keybrokerd is three processes (hsmproc.c): this one, the network
+ * process, which never maps the PKCS#11 module nor reads the PIN, and the
+ * HSM keeper and HSM process it forks before it starts a thread.
  */
 #include <arpa/inet.h>
 #include <getopt.h>
@@ -265,8 +269,13 @@ static kbr_err load_state(kbd *d, kbr_msg *msg)
 
     /* before the store is opened: a second daemon must not even migrate the schema */
     KBR_GUARD(kbr_store_lock(d->cfg.store, &d->store_lock, msg));
+    /*
+     * Before any thread and any request: the HSM, its module and the PIN go to
+     * processes of their own, then this one gives up what it has no use for.
+     */
+    KBR_GUARD(kbd_hsmproc_start(d, msg));
+    KBR_GUARD(kbd_sandbox_network(msg));
     KBR_GUARD(kbr_store_open(d->cfg.store, &st, msg));
-    KBR_GUARD(kbd_open_hsm(&d->cfg, &d->hsm, msg));
     KBR_GUARD(load_issuer(d, msg));
     KBR_GUARD(check_log(d, st, &tail, msg));
     KBR_GUARD(kbr_audit_start(d->cfg.store, tail, &d->audit, msg));
@@ -280,21 +289,39 @@ out:
     return err;
 }
 
-static void on_signal(evutil_socket_t sig, short what, void *arg)
+static void stop_serving(kbd *d, const char *why)
 {
-    kbd *d = arg;
-
-    (void)what;
     if (d->shutting_down) {
         event_base_loopexit(d->base, NULL);
         return;
     }
-    fprintf(stderr, "keybrokerd: signal %d: finishing %ld in-flight requests\n", (int)sig,
-            d->inflight);
+    fprintf(stderr, "keybrokerd: %s: finishing %ld in-flight requests\n", why, d->inflight);
     d->shutting_down = true;
     kbd_http_stop_listening(d);
     if (d->inflight == 0)
         event_base_loopexit(d->base, NULL);
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    char why[32];
+
+    (void)what;
+    snprintf(why, sizeof(why), "signal %d", (int)sig);
+    stop_serving(arg, why);
+}
+
+/* The HSM keeper is this process's only child: without it no HSM session can be made. */
+static void on_child(evutil_socket_t sig, short what, void *arg)
+{
+    kbd *d = arg;
+
+    (void)sig;
+    (void)what;
+    if (!kbd_hsmproc_reap(d))
+        return;
+    d->hsm_lost = true;
+    stop_serving(d, "no HSM keeper");
 }
 
 static void probe_work(kbd_req *r, kbd_worker *w)
@@ -336,13 +363,15 @@ static kbr_err start_loop(kbd *d, kbr_msg *msg)
     pthread_mutex_init(&d->done_lock, NULL);
     d->sig_term = evsignal_new(d->base, SIGTERM, on_signal, d);
     d->sig_int = evsignal_new(d->base, SIGINT, on_signal, d);
+    d->sig_chld = evsignal_new(d->base, SIGCHLD, on_child, d);
     d->health_timer = event_new(d->base, -1, EV_PERSIST, on_health_timer, d);
     d->suppressed_timer = event_new(d->base, -1, EV_PERSIST, on_suppressed_timer, d);
-    if (d->sig_term == NULL || d->sig_int == NULL || d->health_timer == NULL ||
-        d->suppressed_timer == NULL)
+    if (d->sig_term == NULL || d->sig_int == NULL || d->sig_chld == NULL ||
+        d->health_timer == NULL || d->suppressed_timer == NULL)
         return kbr_fail(msg, KBR_ERR_NOMEM, "cannot create events");
     evsignal_add(d->sig_term, NULL);
     evsignal_add(d->sig_int, NULL);
+    evsignal_add(d->sig_chld, NULL);
     evtimer_add(d->health_timer, &every);
     evtimer_add(d->suppressed_timer, &flush);
     return KBR_OK;
@@ -366,6 +395,8 @@ static void teardown(kbd *d)
         event_free(d->sig_term);
     if (d->sig_int != NULL)
         event_free(d->sig_int);
+    if (d->sig_chld != NULL)
+        event_free(d->sig_chld);
     if (d->health_timer != NULL)
         event_free(d->health_timer);
     if (d->suppressed_timer != NULL)
@@ -381,7 +412,7 @@ static void teardown(kbd *d)
     kbd_ratelimit_free(d->ratelimit);
     kbd_ratelimit_free(d->unauth_rl);
     json_decref(d->jwks);
-    kbr_hsm_close(d->hsm);
+    kbd_hsmproc_stop(d);
     kbr_store_unlock(d->store_lock);
     d->store_lock = -1;
     kbd_config_cleanup(&d->cfg);
@@ -400,6 +431,9 @@ static kbr_err serve(kbd *d, kbr_msg *msg)
     KBR_GUARD(kbd_http_start(d, msg));
     event_base_dispatch(d->base);
     fprintf(stderr, "keybrokerd: stopped\n");
+    /* exit status 1, so that the service manager starts the broker, and the HSM, again */
+    if (d->hsm_lost)
+        err = kbr_fail(msg, KBR_ERR_HSM, "the HSM keeper is gone; start keybrokerd again");
 out:
     teardown(d);
     return err;

@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -284,6 +285,20 @@ void kbt_restart(kbt_env *e)
     kbt_stop(e);
     curl_easy_reset(e->curl);
     assert_int_equal(kbt_spawn_daemon(e), 0);
+}
+
+int kbt_wait_exit(kbt_env *e, int timeout_ms)
+{
+    int status = 0;
+
+    for (int waited = 0; waitpid(e->pid, &status, WNOHANG) != e->pid; waited += 20) {
+        if (waited >= timeout_ms)
+            return -1;
+        usleep(20 * 1000);
+    }
+    track(e->pid, false);
+    e->pid = 0;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
 void kbt_kill_restart(kbt_env *e)
@@ -664,4 +679,61 @@ bool kbt_closed_by_server(int fd, int wait_ms)
     if (poll(&p, 1, wait_ms) <= 0)
         return false;
     return recv(fd, &c, 1, MSG_DONTWAIT) <= 0;
+}
+
+/* The parent and state fields of /proc/PID/stat, after the command name (which may hold spaces). */
+static bool proc_parent(pid_t pid, pid_t *ppid, char *state)
+{
+    char path[64], buf[1024], *p;
+    FILE *f;
+    size_t n;
+    int pp = 0;
+
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    f = fopen(path, "r");
+    if (f == NULL)
+        return false;
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    p = strrchr(buf, ')');
+    if (p == NULL || sscanf(p + 2, "%c %d", state, &pp) != 2)
+        return false;
+    *ppid = pp;
+    return true;
+}
+
+int kbt_children(pid_t parent, pid_t *out, int max)
+{
+    DIR *dir = opendir("/proc");
+    struct dirent *de;
+    int n = 0;
+
+    assert_non_null(dir);
+    while ((de = readdir(dir)) != NULL && n < max) {
+        pid_t pid = (pid_t)atoi(de->d_name), ppid = 0;
+        char state = 0;
+        if (pid > 0 && proc_parent(pid, &ppid, &state) && ppid == parent && state != 'Z')
+            out[n++] = pid;
+    }
+    closedir(dir);
+    return n;
+}
+
+void kbt_hsm_pids(const kbt_env *e, pid_t *keeper, pid_t *hsm)
+{
+    pid_t kids[4];
+
+    /* the HSM process may be starting again: give it a moment to be there */
+    for (int i = 0; i < 100; i++) {
+        if (kbt_children(e->pid, kids, 4) == 1) {
+            *keeper = kids[0];
+            if (kbt_children(*keeper, kids, 4) == 1) {
+                *hsm = kids[0];
+                return;
+            }
+        }
+        usleep(50 * 1000);
+    }
+    fail_msg("keybrokerd (pid %d) has no HSM keeper with one HSM process", (int)e->pid);
 }

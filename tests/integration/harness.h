@@ -51,6 +51,9 @@ kbt_env *kbt_new(void);
 void kbt_launch(kbt_env *e, const char *extra_conf);
 /* SIGTERM, wait for exit 0 (asserted), start again on the same deployment. */
 void kbt_restart(kbt_env *e);
+/* Waits up to timeout_ms for the daemon to exit by itself: its exit status (128 + signal if
+ * killed), or -1 if it is still running. */
+int kbt_wait_exit(kbt_env *e, int timeout_ms);
 /* SIGKILL, then start again. */
 void kbt_kill_restart(kbt_env *e);
 void kbt_stop(kbt_env *e);
@@ -103,6 +106,11 @@ char *kbt_x509_pem(X509 *x);
 int kbt_connect_from(const char *src, int port);
 /* Has the broker closed fd (end of file or reset) within wait_ms? */
 bool kbt_closed_by_server(int fd, int wait_ms);
+
+/* The live (not zombie) children of parent, at most max of them, into out; how many. */
+int kbt_children(pid_t parent, pid_t *out, int max);
+/* keybrokerd's HSM keeper and HSM process (asserts there is one of each). */
+void kbt_hsm_pids(const kbt_env *e, pid_t *keeper, pid_t *hsm);
 
 /* Every audit entry (paged). New ref. */
 json_t *kbt_audit_all(kbt_env *e);

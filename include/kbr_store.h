@@ -342,6 +342,32 @@ KBR_WUR kbr_err kbr_store_audit_insert(kbr_store *st, const kbr_store_audit_row 
  * digits), stored inside the writer's transaction; after kbr_store_audit_insert. */
 KBR_WUR kbr_err kbr_store_merkle_append(kbr_store *st, int64_t seq, const char *hash_hex);
 
+/* ---- checking a store against its log (keybrokerd --verify-store, kbr_audit.h) ---- */
+
+/* Reads until kbr_store_read_end see one snapshot of the store, whatever a writer commits. */
+KBR_WUR kbr_err kbr_store_read_begin(kbr_store *st);
+void kbr_store_read_end(kbr_store *st);
+/* A scratch store, rebuilt and thrown away: commits are not made durable. */
+KBR_WUR kbr_err kbr_store_bulk_mode(kbr_store *st);
+/* The first seq whose entry carries its ledger effects: 1, unless entries before it were
+ * written by a broker that did not record effects in its entries. */
+KBR_WUR kbr_err kbr_store_effects_from(kbr_store *st, int64_t *seq);
+/* The store's own consistency below its tables (SQLite: every index matches its table):
+ * KBR_ERR_CONFLICT with msg naming the first problem. */
+KBR_WUR kbr_err kbr_store_integrity(kbr_store *st, kbr_msg *msg);
+/*
+ * st against rebuilt, a store of the same kind rebuilt from st's log: the schema (tables,
+ * indexes, triggers), then every table row by row in key order.  KBR_ERR_CONFLICT with msg
+ * naming the first difference: the table, the row by its key (and the audit entry that
+ * recorded it), the column and both values.  Generated columns are not compared: they follow
+ * from the columns that are.
+ */
+typedef struct {
+    int64_t tables, rows;
+} kbr_store_compare_stats;
+KBR_WUR kbr_err kbr_store_compare(kbr_store *st, kbr_store *rebuilt, kbr_store_compare_stats *stats,
+                                  kbr_msg *msg);
+
 /* ---- reads ---- */
 
 /* A document (kbr_effects_add_document) by its address: *body (NUL-terminated beyond *len,

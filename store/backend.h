@@ -110,6 +110,12 @@ struct kbr_store_ops {
     kbr_err (*component_insert)(kbr_store *st, const char *product, const char *version,
                                 const kbr_eff_component *c);
     kbr_err (*key_exists)(kbr_store *st, const char *name, bool *exists);
+    /* Checking a store against its log: see kbr_store_bulk_mode and the calls after it. */
+    kbr_err (*bulk_mode)(kbr_store *st);
+    kbr_err (*effects_from)(kbr_store *st, int64_t *seq);
+    kbr_err (*integrity)(kbr_store *st, kbr_msg *msg);
+    kbr_err (*compare)(kbr_store *st, kbr_store *rebuilt, kbr_store_compare_stats *stats,
+                       kbr_msg *msg);
     /* Keeps the document unless the store has it (then the first entry that named it stays). */
     kbr_err (*document_put)(kbr_store *st, const kbr_document *doc, int64_t seq);
     kbr_err (*document_exists)(kbr_store *st, const char *sha256, bool *exists);

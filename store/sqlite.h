@@ -179,6 +179,11 @@ kbr_err kbr_sqlite_token_list(kbr_store *st, const char *sub, bool active, time_
 kbr_err kbr_sqlite_firmware_get(kbr_store *st, const char *product, const char *version,
                                 json_t **build);
 kbr_err kbr_sqlite_key_exists(kbr_store *st, const char *name, bool *exists);
+kbr_err kbr_sqlite_bulk_mode(kbr_store *st);
+kbr_err kbr_sqlite_effects_from(kbr_store *st, int64_t *seq);
+kbr_err kbr_sqlite_integrity(kbr_store *st, kbr_msg *msg);
+kbr_err kbr_sqlite_compare(kbr_store *st, kbr_store *rebuilt, kbr_store_compare_stats *stats,
+                           kbr_msg *msg);
 kbr_err kbr_sqlite_document_put(kbr_store *st, const kbr_document *doc, int64_t seq);
 kbr_err kbr_sqlite_document_exists(kbr_store *st, const char *sha256, bool *exists);
 kbr_err kbr_sqlite_document_get(kbr_store *st, const char *sha256, unsigned char **body,

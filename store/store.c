@@ -106,6 +106,39 @@ kbr_err kbr_store_audit_insert(kbr_store *st, const kbr_store_audit_row *row)
     return st->ops->audit_insert(st, row);
 }
 
+kbr_err kbr_store_read_begin(kbr_store *st)
+{
+    return st->ops->snapshot_begin(st);
+}
+
+void kbr_store_read_end(kbr_store *st)
+{
+    st->ops->snapshot_end(st);
+}
+
+kbr_err kbr_store_bulk_mode(kbr_store *st)
+{
+    return st->ops->bulk_mode(st);
+}
+
+kbr_err kbr_store_effects_from(kbr_store *st, int64_t *seq)
+{
+    return st->ops->effects_from(st, seq);
+}
+
+kbr_err kbr_store_integrity(kbr_store *st, kbr_msg *msg)
+{
+    return st->ops->integrity(st, msg);
+}
+
+kbr_err kbr_store_compare(kbr_store *st, kbr_store *rebuilt, kbr_store_compare_stats *stats,
+                          kbr_msg *msg)
+{
+    if (st->ops != rebuilt->ops)
+        return kbr_fail(msg, KBR_ERR_INTERNAL, "stores of two kinds cannot be compared");
+    return st->ops->compare(st, rebuilt, stats, msg);
+}
+
 kbr_err kbr_store_document_get(kbr_store *st, const char *sha256, unsigned char **body, size_t *len,
                                int64_t *audit_seq)
 {

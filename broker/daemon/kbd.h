@@ -478,6 +478,9 @@ KBR_WUR kbr_err kbd_sandbox_hsm(kbr_msg *msg);
 
 /* init.c */
 KBR_WUR kbr_err kbd_init_deployment(kbd_config *cfg, kbr_msg *msg);
+/* verify.c: --verify-store; prints what it checked.  KBR_ERR_CONFLICT when the store differs
+ * from its log (msg names the first difference). */
+KBR_WUR kbr_err kbd_verify_store(const kbd_config *cfg, kbr_msg *msg);
 /* Reads pin_file and loads the module into this process: --init and the HSM process only. */
 KBR_WUR kbr_err kbd_open_hsm(const kbd_config *cfg, kbr_hsm **out, kbr_msg *msg);
 

@@ -441,10 +441,13 @@ out:
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: keybrokerd -c FILE [--init]\n"
-                    "  -c FILE   configuration file (key = value lines)\n"
-                    "  --init    create the store, the issuer and audit keys in the HSM,\n"
-                    "            and write a new bootstrap token; then exit\n");
+    fprintf(stderr, "usage: keybrokerd -c FILE [--init | --verify-store]\n"
+                    "  -c FILE         configuration file (key = value lines)\n"
+                    "  --init          create the store, the issuer and audit keys in the HSM,\n"
+                    "                  and write a new bootstrap token; then exit\n"
+                    "  --verify-store  rebuild every ledger fact from the audit log and compare\n"
+                    "                  with the store: exit 0 if they match, 1 naming the first\n"
+                    "                  difference\n");
 }
 
 int main(int argc, char **argv)
@@ -452,11 +455,12 @@ int main(int argc, char **argv)
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},
         {"init", no_argument, NULL, 'i'},
+        {"verify-store", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *path = NULL;
-    bool init = false;
+    bool init = false, verify = false;
     kbd d;
     kbr_msg msg = {{0}};
     kbr_err err;
@@ -467,12 +471,14 @@ int main(int argc, char **argv)
             path = optarg;
         else if (c == 'i')
             init = true;
+        else if (c == 'v')
+            verify = true;
         else {
             usage();
             return c == 'h' ? 0 : 2;
         }
     }
-    if (path == NULL || optind != argc) {
+    if (path == NULL || optind != argc || (init && verify)) {
         usage();
         return 2;
     }
@@ -485,14 +491,16 @@ int main(int argc, char **argv)
                        "%s: plain HTTP is only allowed on a loopback address; set tls_cert and "
                        "tls_key to listen on %s",
                        path, d.cfg.listen_host);
-    if (err == KBR_OK)
+    if (err == KBR_OK && verify)
+        err = kbd_verify_store(&d.cfg, &msg);
+    else if (err == KBR_OK)
         err = init ? kbd_init_deployment(&d.cfg, &msg) : serve(&d, &msg);
     if (err != KBR_OK) {
         fprintf(stderr, "keybrokerd: %s\n", msg.text[0] != '\0' ? msg.text : kbr_err_str(err));
         kbd_config_cleanup(&d.cfg);
         return 1;
     }
-    if (init)
+    if (init || verify)
         kbd_config_cleanup(&d.cfg);
     return 0;
 }

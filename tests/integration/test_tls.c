@@ -224,6 +224,8 @@ static tls_resp tls_call(const char *method, const char *path, const char *token
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, keep_body);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
     curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
+    /* a refusal must come before the body on its merits, not because curl gave up waiting */
+    curl_easy_setopt(c, CURLOPT_EXPECT_100_TIMEOUT_MS, 30000L);
     curl_easy_setopt(c, CURLOPT_CAINFO, env->cacert);
     curl_easy_setopt(c, CURLOPT_SSLCERT, env->client_cert);
     curl_easy_setopt(c, CURLOPT_SSLKEY, env->client_key);

@@ -224,4 +224,29 @@ KBR_WUR kbr_err kbr_audit_checkpoint_signature_holds(const json_t *cp, EVP_PKEY 
 KBR_WUR kbr_err kbr_audit_verify_checkpoint(const json_t *entries, const json_t *cp,
                                             EVP_PKEY *pubkey, kbr_msg *msg);
 
+/*
+ * Evidence bundles (docs/api.md "Evidence bundles"):
+ *   {"format": "keybroker-evidence/1", "subject", "generated_at", "checkpoint",
+ *    "audit_public_keys", "entries": [{"entry", "leaf_index", "inclusion_proof"}],
+ *    "documents": {sha256: base64}}
+ *
+ * kbr_evidence_build (libkbr): the bundle about subject ({"kind": "device", "product",
+ * "serial"} or {"kind": "product", "product"}) from the entries seqs names, each with its
+ * inclusion proof to cp (a checkpoint that covers them all: KBR_ERR_CONFLICT otherwise), and
+ * every document they name.  New ref.
+ *
+ * kbr_evidence_verify (core, offline): text is a bundle; it holds when cp's signature verifies
+ * with pubkey, every entry's hash recomputes and its proof leads to cp's root, every document
+ * hashes to its name and is named by an entry and every named one is there, and the entries
+ * establish the subject (a device's bundle provisions it; a product's records a key, batch or
+ * build of it).
+ * *summary: {subject, checkpoint_size, checkpoint_time, entries, documents}.
+ * KBR_ERR_BAD_REQUEST with msg naming the first problem (the entry, the document, the member).
+ */
+KBR_WUR kbr_err kbr_evidence_build(kbr_store *st, const json_t *subject, const json_t *seqs,
+                                   const json_t *cp, const json_t *audit_public_keys,
+                                   json_t **bundle);
+KBR_WUR kbr_err kbr_evidence_verify(const char *text, size_t len, EVP_PKEY *pubkey,
+                                    json_t **summary, kbr_msg *msg);
+
 #endif

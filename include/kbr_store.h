@@ -342,6 +342,25 @@ KBR_WUR kbr_err kbr_store_audit_insert(kbr_store *st, const kbr_store_audit_row 
  * digits), stored inside the writer's transaction; after kbr_store_audit_insert. */
 KBR_WUR kbr_err kbr_store_merkle_append(kbr_store *st, int64_t seq, const char *hash_hex);
 
+/* ---- evidence (API "Evidence"): the entries behind the facts about a subject ---- */
+
+/*
+ * The seqs (ascending, each once) of the entries behind every fact the ledger keeps about
+ * device (product, serial), or about product when serial is NULL.  A device: its
+ * provisioning, certificates, events, firmware history and debug unlocks, its batch (its
+ * markets), the builds it ran (with their SBOM documents), and what those entries lean on:
+ * the keys they name (registration and certificates, so every certificate chain is covered)
+ * and the tokens that made them.  A product: the keys it depends on (registration,
+ * certificates, retirement), its batches and its builds, and what those lean on likewise.
+ * The facts of a product's devices are in each device's own evidence.  An unknown subject
+ * gives an empty list.  New ref.
+ */
+KBR_WUR kbr_err kbr_store_evidence_seqs(kbr_store *st, const char *product, const char *serial,
+                                        json_t **seqs);
+/* The entries seqs names (an array of integers), as GET /v1/audit shows them.
+ * KBR_ERR_NOT_FOUND when one is not in the log.  New ref. */
+KBR_WUR kbr_err kbr_store_audit_entries(kbr_store *st, const json_t *seqs, json_t **entries);
+
 /* ---- checking a store against its log (keybrokerd --verify-store, kbr_audit.h) ---- */
 
 /* Reads until kbr_store_read_end see one snapshot of the store, whatever a writer commits. */

@@ -599,6 +599,7 @@ const kbr_store_ops kbr_store_sqlite_ops = {
     .firmware_insert = kbr_sqlite_firmware_insert,
     .component_insert = kbr_sqlite_component_insert,
     .key_exists = kbr_sqlite_key_exists,
+    .evidence_seqs = kbr_sqlite_evidence_seqs,
     .bulk_mode = kbr_sqlite_bulk_mode,
     .effects_from = kbr_sqlite_effects_from,
     .integrity = kbr_sqlite_integrity,

@@ -49,6 +49,8 @@ typedef enum {
     SQ_DOCUMENT_EXISTS,
     SQ_DOCUMENT_GET,
     SQ_ISSUER_CHAIN,
+    SQ_EVIDENCE_DEVICE,
+    SQ_EVIDENCE_PRODUCT,
     SQ_COMPONENT_LIST,
     SQ_CERT_CURRENT,
     SQ_CERT_SUPERSEDE,
@@ -179,6 +181,8 @@ kbr_err kbr_sqlite_token_list(kbr_store *st, const char *sub, bool active, time_
 kbr_err kbr_sqlite_firmware_get(kbr_store *st, const char *product, const char *version,
                                 json_t **build);
 kbr_err kbr_sqlite_key_exists(kbr_store *st, const char *name, bool *exists);
+kbr_err kbr_sqlite_evidence_seqs(kbr_store *st, const char *product, const char *serial,
+                                 json_t **seqs);
 kbr_err kbr_sqlite_bulk_mode(kbr_store *st);
 kbr_err kbr_sqlite_effects_from(kbr_store *st, int64_t *seq);
 kbr_err kbr_sqlite_integrity(kbr_store *st, kbr_msg *msg);

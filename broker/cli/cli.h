@@ -250,6 +250,9 @@ extern const cli_command cli_cmd_token_issue, cli_cmd_token_list, cli_cmd_token_
 extern const cli_command cli_cmd_sign;
 extern const cli_command cli_cmd_audit_list, cli_cmd_audit_export, cli_cmd_health, cli_cmd_jwks;
 extern const cli_command cli_cmd_audit_verify;
+extern const cli_command cli_cmd_evidence_device;
+extern const cli_command cli_cmd_evidence_product;
+extern const cli_command cli_cmd_evidence_verify;
 extern const cli_command cli_cmd_audit_checkpoint;
 extern const cli_command cli_cmd_audit_proof;
 extern const cli_command cli_cmd_batch_create, cli_cmd_batch_show;

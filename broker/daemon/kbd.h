@@ -427,6 +427,8 @@ kbr_err kbd_h_audit_proof(kbd_req *r);
  * (a timer on the event loop, the signing on a worker); stop after the workers and the audit
  * writer stopped.  stop accepts a daemon that never started them. */
 KBR_WUR kbr_err kbd_checkpoint_start(kbd *d, kbr_msg *msg);
+/* Worker: a checkpoint covering entry seq, made now when the latest does not (h_audit.c). */
+KBR_WUR kbr_err kbd_checkpoint_covering(kbd_worker *w, int64_t seq, json_t **cp);
 void kbd_checkpoint_stop(kbd *d);
 kbr_err kbd_h_key_certificate(kbd_req *r);
 kbr_err kbd_h_batch_create(kbd_req *r);
@@ -439,6 +441,8 @@ kbr_err kbd_h_view_product(kbd_req *r);
 kbr_err kbd_h_view_custody(kbd_req *r);
 kbr_err kbd_h_view_exposure(kbd_req *r);
 kbr_err kbd_h_view_device(kbd_req *r);
+kbr_err kbd_h_evidence_device(kbd_req *r);
+kbr_err kbd_h_evidence_product(kbd_req *r);
 
 /* Token issuance shared by POST /v1/tokens and --init (tokens.c). */
 typedef struct {

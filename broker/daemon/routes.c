@@ -37,6 +37,9 @@ static const kbd_route routes[] = {
     {"GET", "/v1/views/keys/{}/custody", true, KBR_OP_READ, "view.custody", kbd_h_view_custody},
     {"GET", "/v1/views/exposure", true, KBR_OP_READ, "view.exposure", kbd_h_view_exposure},
     {"GET", "/v1/views/devices/{}", true, KBR_OP_READ, "view.device", kbd_h_view_device},
+    {"GET", "/v1/evidence/devices/{}", true, KBR_OP_READ, "evidence.device", kbd_h_evidence_device},
+    {"GET", "/v1/evidence/products/{}", true, KBR_OP_READ, "evidence.product",
+     kbd_h_evidence_product},
 };
 
 /* Matches one pattern on the raw path; a "{}" segment captures one non-empty raw segment. */

@@ -239,31 +239,6 @@ static const char *transport_code(CURLcode rc)
     }
 }
 
-/* The one place an HTTP status becomes a kbr_err on the client side. */
-static kbr_err err_from_status(long status, const char *code)
-{
-    switch (status) {
-    case 400:
-        return KBR_ERR_BAD_REQUEST;
-    case 401:
-        return KBR_ERR_UNAUTHENTICATED;
-    case 403:
-        return KBR_ERR_FORBIDDEN;
-    case 404:
-        return KBR_ERR_NOT_FOUND;
-    case 409:
-        return KBR_ERR_CONFLICT;
-    case 413:
-        return KBR_ERR_TOO_LARGE;
-    case 429:
-        return strcmp(code, "rate_limited") == 0 ? KBR_ERR_RATE_LIMITED : KBR_ERR_QUOTA;
-    case 503:
-        return strcmp(code, "hsm_unavailable") == 0 ? KBR_ERR_HSM : KBR_ERR_AUDIT;
-    default:
-        return KBR_ERR_INTERNAL;
-    }
-}
-
 static kbr_err http_error(long status, const json_t *body, cli_error *ce)
 {
     const json_t *e = json_object_get(body, "error");
@@ -271,9 +246,9 @@ static kbr_err http_error(long status, const json_t *body, cli_error *ce)
     const char *message = json_string_value(json_object_get(e, "message"));
 
     if (code == NULL)
-        return cli_fail(ce, err_from_status(status, ""), "http_error",
+        return cli_fail(ce, kbr_err_from_api(status, NULL), "http_error",
                         "the server answered HTTP %ld without an error body", status);
-    return cli_fail(ce, err_from_status(status, code), code, "%s",
+    return cli_fail(ce, kbr_err_from_api(status, code), code, "%s",
                     message != NULL ? message : "(no message)");
 }
 

@@ -225,8 +225,6 @@ typedef struct kbd_route {
 void kbd_flush_suppressed(kbd *d);
 KBR_WUR kbr_err kbd_http_start(kbd *d, kbr_msg *msg);
 void kbd_http_stop_listening(kbd *d);
-int kbd_err_http_status(kbr_err err);
-const char *kbd_err_code(kbr_err err);
 /* Ends a request with an error: audits it (if authenticated route) then replies. */
 void kbd_req_fail(kbd_req *r, kbr_err err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

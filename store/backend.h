@@ -111,8 +111,7 @@ struct kbr_store_ops {
                                 const kbr_eff_component *c);
     kbr_err (*key_exists)(kbr_store *st, const char *name, bool *exists);
     /* See kbr_store_evidence_seqs. */
-    kbr_err (*evidence_seqs)(kbr_store *st, const char *product, const char *serial,
-                             json_t **seqs);
+    kbr_err (*evidence_seqs)(kbr_store *st, const char *product, const char *serial, json_t **seqs);
     /* Checking a store against its log: see kbr_store_bulk_mode and the calls after it. */
     kbr_err (*bulk_mode)(kbr_store *st);
     kbr_err (*effects_from)(kbr_store *st, int64_t *seq);

@@ -404,6 +404,11 @@ out:
     return err;
 }
 
+kbr_err kbr_store_issuer_keys(kbr_store *st, json_t **keys)
+{
+    return st->ops->issuer_keys(st, keys);
+}
+
 /*
  * A build and its components are written in one transaction and never change, so two reads
  * outside a transaction see the same build.

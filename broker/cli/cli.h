@@ -246,7 +246,7 @@ typedef struct {
 extern const cli_command cli_cmd_key_create, cli_cmd_key_list, cli_cmd_key_show, cli_cmd_key_retire,
     cli_cmd_key_pubkey;
 extern const cli_command cli_cmd_token_issue, cli_cmd_token_list, cli_cmd_token_revoke,
-    cli_cmd_revoke;
+    cli_cmd_token_rotate_issuer, cli_cmd_revoke;
 extern const cli_command cli_cmd_sign;
 extern const cli_command cli_cmd_audit_list, cli_cmd_audit_export, cli_cmd_health, cli_cmd_jwks;
 extern const cli_command cli_cmd_audit_verify;

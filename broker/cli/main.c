@@ -24,6 +24,7 @@ static const cli_command *const commands[] = {
     &cli_cmd_token_issue,
     &cli_cmd_token_list,
     &cli_cmd_token_revoke,
+    &cli_cmd_token_rotate_issuer,
     &cli_cmd_revoke,
     &cli_cmd_sign,
     &cli_cmd_batch_create,

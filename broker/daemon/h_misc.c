@@ -23,9 +23,14 @@ kbr_err kbd_h_health(kbd_req *r)
     return KBR_OK;
 }
 
+/* The issuer keys a token may be verified with now: the current one first. */
 kbr_err kbd_h_jwks(kbd_req *r)
 {
-    kbd_req_reply_now(r, 200, json_incref(r->d->jwks));
+    json_t *jwks = kbr_policy_jwks(r->d->policy, time(NULL));
+
+    if (jwks == NULL)
+        return KBR_ERR_NOMEM;
+    kbd_req_reply_now(r, 200, jwks);
     return KBR_OK;
 }
 

@@ -20,6 +20,7 @@ static const kbd_route routes[] = {
     {"GET", "/v1/tokens", true, KBR_OP_ADMIN, "token.list", kbd_h_token_list},
     {"POST", "/v1/tokens/{}/revoke", true, KBR_OP_ADMIN, "token.revoke", kbd_h_token_revoke},
     {"POST", "/v1/revocations", true, KBR_OP_ADMIN, "token.revoke", kbd_h_revocations},
+    {"POST", "/v1/tokens/issuer/rotate", true, KBR_OP_ADMIN, "issuer.rotate", kbd_h_issuer_rotate},
     {"POST", "/v1/sign", true, KBR_OP_SIGN, "sign", kbd_h_sign},
     {"GET", "/v1/audit", true, KBR_OP_READ, "audit.read", kbd_h_audit_list},
     {"GET", "/v1/audit/checkpoint", true, KBR_OP_READ, "audit.read", kbd_h_audit_checkpoint},

@@ -215,7 +215,8 @@ static void key_create(const json_t *body)
     (void)kbr_namelist_match(&fx.restricted.keys, str_of(body, "name"));
 }
 
-/* ---- POST /v1/keys/{name}/retire, POST /v1/tokens/{jti}/revoke, POST /v1/revocations ---- */
+/* ---- POST /v1/keys/{name}/retire, POST /v1/tokens/{jti}/revoke, POST /v1/revocations,
+ * POST /v1/tokens/issuer/rotate ---- */
 
 static void reason_only(const json_t *body)
 {

@@ -34,10 +34,16 @@ LIB_SRC   = $(filter-out $(CORE_SRC),$(wildcard pkcs11/*.c policy/*.c audit/*.c 
 LIB_OBJ   = $(LIB_SRC:%.c=$(BUILD)/%.o)
 SERVER_LIB = $(BUILD)/libkbr.a
 LIB       = $(SERVER_LIB) $(CORE)
-D_SRC     = $(wildcard broker/daemon/*.c)
+# libkbrd: keybrokerd's sources but main.c; libkbr_cli: the CLI's sources but
+# main.c.  The binaries and the tests of those sources link the same archives.
+D_MAIN    = $(BUILD)/broker/daemon/main.o
+D_SRC     = $(filter-out broker/daemon/main.c,$(wildcard broker/daemon/*.c))
 D_OBJ     = $(D_SRC:%.c=$(BUILD)/%.o)
-CLI_SRC   = $(wildcard broker/cli/*.c)
+DAEMON_A  = $(BUILD)/libkbrd.a
+CLI_MAIN  = $(BUILD)/broker/cli/main.o
+CLI_SRC   = $(filter-out broker/cli/main.c,$(wildcard broker/cli/*.c))
 CLI_OBJ   = $(CLI_SRC:%.c=$(BUILD)/%.o)
+CLI_A     = $(BUILD)/libkbr_cli.a
 
 UNIT_SRC  = $(wildcard tests/unit/test_*.c)
 UNIT_LIB_SRC = $(filter-out $(UNIT_SRC),$(wildcard tests/unit/*.c))
@@ -76,16 +82,32 @@ $(CORE): $(CORE_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-$(BIN)/keybrokerd: $(D_OBJ) $(LIB)
+$(DAEMON_A): $(D_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $(D_OBJ) $(LIB) $(LDLIBS)
+	rm -f $@ && ar rcs $@ $^
 
-$(BIN)/keybroker: $(CLI_OBJ) $(CORE)
+$(CLI_A): $(CLI_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(CORE) $(CLI_LIBS)
+	rm -f $@ && ar rcs $@ $^
+
+$(BIN)/keybrokerd: $(D_MAIN) $(DAEMON_A) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $(D_MAIN) $(DAEMON_A) $(LIB) $(LDLIBS)
+
+$(BIN)/keybroker: $(CLI_MAIN) $(CLI_A) $(CORE)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $(CLI_MAIN) $(CLI_A) $(CORE) $(CLI_LIBS)
+
+# Tests of the daemon's or the CLI's own sources link its archive too (listed
+# below); PROG_A picks it out of the prerequisites.
+PROG_A = $(filter $(DAEMON_A) $(CLI_A),$^)
+$(BUILD)/tests/unit/test_cli: $(CLI_A)
+$(BUILD)/tests/unit/test_config: $(DAEMON_A)
+$(BUILD)/tests/fuzz/config_fuzz $(BUILD)/tests/fuzz/config_replay: $(DAEMON_A)
+$(BUILD)/tests/fuzz/request_fuzz $(BUILD)/tests/fuzz/request_replay: $(DAEMON_A)
 
 $(BUILD)/tests/unit/%: $(BUILD)/tests/unit/%.o $(UNIT_LIB_OBJ) $(LIB)
-	$(CC) $(LDFLAGS) -o $@ $< $(UNIT_LIB_OBJ) $(LIB) $(LDLIBS) -lcmocka
+	$(CC) $(LDFLAGS) -o $@ $< $(UNIT_LIB_OBJ) $(PROG_A) $(LIB) $(LDLIBS) -lcmocka
 
 $(BUILD)/tests/integration/%: $(BUILD)/tests/integration/%.o $(IT_LIB_OBJ) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $< $(IT_LIB_OBJ) $(LIB) $(LDLIBS) -lcmocka
@@ -99,12 +121,14 @@ $(BUILD)/tests/fuzz/%_replay.o: tests/fuzz/replay.c
 	$(CC) $(CFLAGS) -DKBR_FUZZ_CORPUS='"$(CURDIR)/tests/fuzz/corpus/$*"' -c -o $@ $<
 
 $(BUILD)/tests/fuzz/%_replay: $(BUILD)/tests/fuzz/%_replay.o $(BUILD)/tests/fuzz/%_fuzz.o $(LIB)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(PROG_A) $(LIB) $(LDLIBS)
 
 $(BUILD)/tests/fuzz/%_fuzz: $(BUILD)/tests/fuzz/%_fuzz.o $(LIB)
-	$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $< $(PROG_A) $(LIB) $(LDLIBS)
 
-.SECONDARY: $(FUZZ_NAMES:%=$(BUILD)/tests/fuzz/%_fuzz.o) $(FUZZ_NAMES:%=$(BUILD)/tests/fuzz/%_replay.o)
+# Objects made on the way to a test binary are kept, so a rebuild recompiles
+# only what changed.
+.SECONDARY:
 
 # A PKCS#11 module that forwards to SoftHSM2 and fails on command (fault tests).
 $(FAULTY_SO): tests/faulty-pkcs11/faulty.c
@@ -160,9 +184,9 @@ lint:
 clean:
 	rm -rf build build-asan bin
 
--include $(CORE_OBJ:.o=.d) $(LIB_OBJ:.o=.d) $(D_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
-# tests/unit/test_cli.c includes the CLI's sources: it is rebuilt when they change.
--include $(wildcard $(BUILD)/tests/fuzz/*.d $(BUILD)/tests/unit/*.d $(BUILD)/tests/integration/*.d)
+-include $(CORE_OBJ:.o=.d) $(LIB_OBJ:.o=.d) $(D_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(D_MAIN:.o=.d) \
+         $(CLI_MAIN:.o=.d)
+-include $(wildcard $(BUILD)/tests/*/*.d $(BUILD)/bench/*.d)
 
 # tests/bench/gen_store: a store of a million devices and the custody views timed on it
 # (tests/bench/README.md).  Not part of check: it takes minutes and gigabytes.

@@ -7,13 +7,11 @@
 
 #include "kbd.h"
 
-#define NAME_MAX_LEN 128
-
 bool kbd_valid_name(const char *s)
 {
     size_t n = strlen(s);
 
-    if (n == 0 || n > NAME_MAX_LEN)
+    if (n == 0 || n > KBD_NAME_MAX_LEN)
         return false;
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
@@ -69,7 +67,7 @@ kbr_err kbd_json_str(const json_t *obj, const char *field, bool required, size_t
 kbr_err kbd_json_name(const json_t *obj, const char *field, bool required, const char **out,
                       kbr_msg *msg)
 {
-    kbr_err err = kbd_json_str(obj, field, required, NAME_MAX_LEN, out, msg);
+    kbr_err err = kbd_json_str(obj, field, required, KBD_NAME_MAX_LEN, out, msg);
 
     if (err != KBR_OK || *out == NULL)
         return err;

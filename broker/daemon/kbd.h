@@ -276,6 +276,7 @@ const kbd_route *kbd_route_match(const char *method, const char *path, char **ar
                                  bool *path_known);
 
 /* json.c: strict request parsing helpers; each names the field on error */
+#define KBD_NAME_MAX_LEN 128 /* kbd_valid_name() */
 KBR_WUR kbr_err kbd_json_only(const json_t *obj, const char *const *allowed, kbr_msg *msg);
 KBR_WUR kbr_err kbd_json_str(const json_t *obj, const char *field, bool required, size_t maxlen,
                              const char **out, kbr_msg *msg);
@@ -289,6 +290,7 @@ bool kbd_valid_name(const char *s);
 /* Prefixes msg's text with "prefix." (nested fields: "artifact.version: ..."). */
 kbr_err kbd_msg_prefix(kbr_msg *msg, const char *prefix, kbr_err err);
 /* sbom.c: components [{name, version, purl}] from "sbom" or "sbom_b64" of a sign body. */
+#define KBD_SBOM_MAX_COMPONENTS 20000
 KBR_WUR kbr_err kbd_sbom_parse(const json_t *body, json_t **components, kbr_msg *msg);
 KBR_WUR kbr_err kbd_scope_copy(const kbr_scope *in, kbr_scope *out);
 

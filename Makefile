@@ -3,13 +3,18 @@
 # suite under AddressSanitizer and UndefinedBehaviorSanitizer.
 
 CC       ?= cc
-# Each binary links what it calls: the CLI needs no store, event loop or PKCS#11.
+# Each binary links what it calls: the CLI needs no store, event loop or PKCS#11,
+# keybrokerd no HTTP client, and p11-kit-1 only lends its PKCS#11 header
+# (tests/check-elf.sh holds the binaries to this).  The tests and the
+# benchmark are HTTP clients of keybrokerd as well: they link everything.
 CLI_PKGS  = openssl jansson libcurl
-PKGS      = $(CLI_PKGS) libevent_core libevent_extra libevent_pthreads libevent_openssl \
-            sqlite3 p11-kit-1 libcbor
+D_PKGS    = openssl jansson libevent_core libevent_extra libevent_pthreads libevent_openssl \
+            sqlite3 libcbor
+PKGS      = $(CLI_PKGS) $(D_PKGS) p11-kit-1
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS))
+PKG_LIBS   := $(shell pkg-config --libs $(CLI_PKGS) $(D_PKGS))
 CLI_LIBS   := $(shell pkg-config --libs $(CLI_PKGS))
+D_LIBS     := $(shell pkg-config --libs $(D_PKGS)) -lpthread -ldl
 ifeq ($(strip $(PKG_LIBS)),)
 $(error pkg-config found none of $(PKGS): run contrib/install-deps.sh)
 endif
@@ -19,9 +24,31 @@ BIN      ?= bin
 SAN      ?=
 OPT      ?= -O2
 WARN      = -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes
-CFLAGS   += -std=c11 -D_GNU_SOURCE -g $(OPT) $(WARN) $(SAN) -fno-omit-frame-pointer \
-            -Iinclude $(PKG_CFLAGS) -MMD -MP
-LDFLAGS  += $(SAN)
+
+# Hardening, on in every build (HARDEN= turns it off).  Options the compiler
+# does not take are left out: -fcf-protection exists on x86 only, and clang 14
+# takes -ftrivial-auto-var-init=zero only with its "will be removed" switch.
+# _FORTIFY_SOURCE needs the optimizer, and sanitizer builds go without it:
+# the __*_chk functions it calls are not intercepted, so ASan would no longer
+# see those calls.
+cc_takes  = $(shell $(CC) -Werror $(1) -x c -c -o /dev/null /dev/null >/dev/null 2>&1 && echo '$(1)')
+AUTO_INIT := $(or $(call cc_takes,-ftrivial-auto-var-init=zero),$(call cc_takes,\
+              -ftrivial-auto-var-init=zero \
+              -enable-trivial-auto-var-init-zero-knowing-it-will-be-removed-from-clang))
+CF_PROT   := $(call cc_takes,-fcf-protection)
+FORTIFY   = $(if $(strip $(SAN))$(filter -O0,$(OPT))$(if $(strip $(OPT)),,none),,\
+              -U_FORTIFY_SOURCE -D_FORTIFY_SOURCE=3)
+HARDEN   ?= yes
+HARDEN_CC = $(FORTIFY) -fstack-protector-strong -fstack-clash-protection $(CF_PROT) \
+            $(AUTO_INIT) -fPIE
+# -pie is for executables; the PKCS#11 test module filters it out.
+HARDEN_LD = -pie -Wl,-z,relro -Wl,-z,now -Wl,-z,noexecstack
+HARDEN_CFLAGS  = $(if $(HARDEN),$(HARDEN_CC))
+HARDEN_LDFLAGS = $(if $(HARDEN),$(HARDEN_LD))
+
+CFLAGS   += -std=c11 -D_GNU_SOURCE -g $(OPT) $(WARN) $(SAN) $(HARDEN_CFLAGS) \
+            -fno-omit-frame-pointer -Iinclude $(PKG_CFLAGS) -MMD -MP
+LDFLAGS  += $(SAN) $(HARDEN_LDFLAGS) -Wl,--as-needed
 LDLIBS   += $(PKG_LIBS) -lpthread -ldl
 
 # libkbr_core: what any client needs (encoders, errors, secrets, the offline log verifiers);
@@ -92,7 +119,7 @@ $(CLI_A): $(CLI_OBJ)
 
 $(BIN)/keybrokerd: $(D_MAIN) $(DAEMON_A) $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $(D_MAIN) $(DAEMON_A) $(LIB) $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $(D_MAIN) $(DAEMON_A) $(LIB) $(D_LIBS)
 
 $(BIN)/keybroker: $(CLI_MAIN) $(CLI_A) $(CORE)
 	@mkdir -p $(dir $@)
@@ -133,14 +160,17 @@ $(BUILD)/tests/fuzz/%_fuzz: $(BUILD)/tests/fuzz/%_fuzz.o $(LIB)
 # A PKCS#11 module that forwards to SoftHSM2 and fails on command (fault tests).
 $(FAULTY_SO): tests/faulty-pkcs11/faulty.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -fPIC -shared -o $@ $< $(LDFLAGS) -ldl
+	$(CC) $(CFLAGS) -fPIC -shared -o $@ $< $(filter-out -pie,$(LDFLAGS)) -ldl
 
 TEST_ENV = KBR_BIN_DIR=$(abspath $(BIN)) KBR_FAULTY_SO=$(abspath $(FAULTY_SO))
+# tests/check-elf.sh: the libraries each binary needs and the hardening it got.
+ELF_ENV  = $(TEST_ENV) KBR_BUILD_DIR=$(abspath $(BUILD)) KBR_HARDEN=$(HARDEN) \
+           KBR_FORTIFY=$(if $(HARDEN),$(if $(FORTIFY),1)) KBR_CET=$(if $(HARDEN),$(if $(CF_PROT),1))
 
 tests: all $(UNIT_BIN) $(IT_BIN) $(FAULTY_SO) $(FUZZ_REPLAY)
 
 check: tests
-	$(TEST_ENV) tests/run-tests.sh $(UNIT_BIN) $(IT_BIN) $(FUZZ_REPLAY)
+	$(ELF_ENV) tests/run-tests.sh tests/check-elf.sh $(UNIT_BIN) $(IT_BIN) $(FUZZ_REPLAY)
 
 unit: $(UNIT_BIN)
 	tests/run-tests.sh $(UNIT_BIN)

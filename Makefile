@@ -94,7 +94,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_BUILD ?= build-fuzz
 FUZZ_CC   ?= clang
 
-.PHONY: all check unit integration asan lint bench clean demo tests fuzz fuzz-bins
+.PHONY: all check unit integration asan tsan lint bench clean demo tests fuzz fuzz-bins
 all: $(BIN)/keybrokerd $(BIN)/keybroker
 
 $(BUILD)/%.o: %.c
@@ -186,6 +186,17 @@ SAN_ENV = ASAN_OPTIONS=fast_unwind_on_malloc=0:detect_leaks=1:abort_on_error=0 \
 asan:
 	$(SAN_ENV) $(MAKE) BUILD=build-asan BIN=build-asan/bin OPT=-O1 \
 	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=all" check
+
+# ThreadSanitizer over the same suite.  Every process (tests, keybrokerd, the
+# CLI) writes its reports under $(TSAN_LOGS), so a race in a daemon that a
+# test killed is reported too; tests/tsan-reports.sh prints them and fails if
+# there are any.  tests/tsan.supp says why each of its entries is excused.
+TSAN_LOGS = $(CURDIR)/build-tsan/reports
+tsan:
+	rm -rf $(TSAN_LOGS) && mkdir -p $(TSAN_LOGS)
+	TSAN_OPTIONS=suppressions=$(CURDIR)/tests/tsan.supp:log_path=$(TSAN_LOGS)/tsan:second_deadlock_stack=1 \
+	  $(MAKE) BUILD=build-tsan BIN=build-tsan/bin OPT=-O1 SAN=-fsanitize=thread check; \
+	  rc=$$?; tests/tsan-reports.sh $(TSAN_LOGS) || rc=1; exit $$rc
 
 # Needs only the daemon: the benchmark drives it over HTTP.
 bench: $(BIN)/keybrokerd $(BENCH_BIN)

@@ -94,7 +94,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_BUILD ?= build-fuzz
 FUZZ_CC   ?= clang
 
-.PHONY: all check unit integration asan tsan lint bench clean demo tests fuzz fuzz-bins
+.PHONY: all check unit integration asan tsan clang lint bench clean demo tests fuzz fuzz-bins
 all: $(BIN)/keybrokerd $(BIN)/keybroker
 
 $(BUILD)/%.o: %.c
@@ -187,6 +187,11 @@ asan:
 	$(SAN_ENV) $(MAKE) BUILD=build-asan BIN=build-asan/bin OPT=-O1 \
 	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=all" check
 
+# The same build and suite with clang, under the same -Werror flags.
+CLANG ?= clang
+clang:
+	$(MAKE) BUILD=build-clang BIN=build-clang/bin CC=$(CLANG) check
+
 # ThreadSanitizer over the same suite.  Every process (tests, keybrokerd, the
 # CLI) writes its reports under $(TSAN_LOGS), so a race in a daemon that a
 # test killed is reported too; tests/tsan-reports.sh prints them and fails if
@@ -223,7 +228,7 @@ lint:
 	tests/grep-mistakes.sh
 
 clean:
-	rm -rf build build-asan bin
+	rm -rf build build-asan build-tsan build-clang $(FUZZ_BUILD) bin
 
 -include $(CORE_OBJ:.o=.d) $(LIB_OBJ:.o=.d) $(D_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(D_MAIN:.o=.d) \
          $(CLI_MAIN:.o=.d)

@@ -2042,12 +2042,13 @@ static void test_view_product_text(void **state)
 {
     static const char *const lines[] = {
         "product gateway\n",
-        "PURPOSE           NAME   ALGORITHM   STATE    CERT_NOT_AFTER        HSM      SENSITIVE  "
-        "EXTRACTABLE  LIVE_TOKENS\n"
-        "firmware-signing  fw-gw  ecdsa-p256  active   -                     present  yes        "
-        "no           2\n"
-        "firmware-signing  fw-x   ecdsa-p384  retired  2030-01-01T00:00:00Z  MISSING  -          "
-        "-            0\n",
+        /* one element: the table, its lines joined */
+        ("PURPOSE           NAME   ALGORITHM   STATE    CERT_NOT_AFTER        HSM      SENSITIVE  "
+         "EXTRACTABLE  LIVE_TOKENS\n"
+         "firmware-signing  fw-gw  ecdsa-p256  active   -                     present  yes        "
+         "no           2\n"
+         "firmware-signing  fw-x   ecdsa-p384  retired  2030-01-01T00:00:00Z  MISSING  -          "
+         "-            0\n"),
         "device certificates (5 current):\nEXPIRY_MONTH  COUNT\n2036-11       5\n",
         "unregistered HSM objects:\nLABEL         ID  CLASS    KEY_TYPE\n"
         "rogue-fw-key  99  private  ec\n",

@@ -81,8 +81,10 @@ IT_BIN    = $(IT_SRC:tests/integration/%.c=$(BUILD)/tests/integration/%)
 IT_LIB_SRC = $(filter-out $(IT_SRC),$(wildcard tests/integration/*.c))
 IT_LIB_OBJ = $(IT_LIB_SRC:%.c=$(BUILD)/%.o)
 FAULTY_SO = $(BUILD)/tests/libkbr-faulty-pkcs11.so
-BENCH_SRC = $(wildcard bench/*.c)
-BENCH_BIN = $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+# bench/ (bench/README.md): the signing benchmark, and the store generator
+# behind the views' timings.
+BENCH_BIN = $(BUILD)/bench/bench_sign
+VIEWS_BENCH = $(BUILD)/bench/gen_store
 
 # One libFuzzer target per parser (tests/fuzz/README.md).  `check` replays
 # each committed corpus with a replay binary built by $(CC); `fuzz` builds
@@ -240,16 +242,12 @@ clean:
          $(CLI_MAIN:.o=.d)
 -include $(wildcard $(BUILD)/tests/*/*.d $(BUILD)/bench/*.d)
 
-# tests/bench/gen_store: a store of a million devices and the custody views timed on it
-# (tests/bench/README.md).  Not part of check: it takes minutes and gigabytes.
+# bench/gen_store: a store of a million devices and the custody views timed on it
+# (bench/views.md).  Not part of check: it takes minutes and gigabytes.
 VIEWS_DB ?= /tmp/kbr-views-bench.db
-$(BUILD)/tests/bench/%.o: tests/bench/%.c
-	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Istore -c -o $@ $<
-
-$(BUILD)/tests/bench/gen_store: $(BUILD)/tests/bench/gen_store.o $(LIB)
+$(VIEWS_BENCH): $(VIEWS_BENCH).o $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
 
-views-bench: $(BUILD)/tests/bench/gen_store
+views-bench: $(VIEWS_BENCH)
 	rm -f $(VIEWS_DB) $(VIEWS_DB)-wal $(VIEWS_DB)-shm
-	$(BUILD)/tests/bench/gen_store $(VIEWS_DB) $(VIEWS_BENCH_ARGS)
+	$(VIEWS_BENCH) $(VIEWS_DB) $(VIEWS_BENCH_ARGS)

@@ -27,7 +27,7 @@
 
 #include "kbr_audit.h"
 #include "kbr_store.h"
-#include "sqlite.h"
+#include "../store/sqlite.h"
 
 #define PRODUCTS    5
 #define BUILDS      40

@@ -51,6 +51,15 @@ CFLAGS   += -std=c11 -D_GNU_SOURCE -g $(OPT) $(WARN) $(SAN) $(HARDEN_CFLAGS) \
 LDFLAGS  += $(SAN) $(HARDEN_LDFLAGS) -Wl,--as-needed
 LDLIBS   += $(PKG_LIBS) -lpthread -ldl
 
+# Objects and binaries depend on $(FLAGS_FILE), which changes when the compile
+# or link flags do (a new Makefile, HARDEN=, another OPT in the same folder),
+# so they are rebuilt then.  `make -n` does not write it.
+FLAGS_FILE := $(BUILD)/.flags
+FLAGS_NOW  := $(strip $(CC) $(CFLAGS) $(LDFLAGS))
+ifneq ($(FLAGS_NOW),$(strip $(shell cat $(FLAGS_FILE) 2>/dev/null)))
+.PHONY: $(FLAGS_FILE)
+endif
+
 # libkbr_core: what any client needs (encoders, errors, secrets, the offline log verifiers);
 # libkbr: the broker's modules on top of it.
 CORE_SRC  = $(wildcard common/*.c) audit/chain.c audit/merkle.c audit/checkpoint.c
@@ -100,7 +109,11 @@ FUZZ_CC   ?= clang
         fuzz-smoke views-bench
 all: $(BIN)/keybrokerd $(BIN)/keybroker
 
-$(BUILD)/%.o: %.c
+$(FLAGS_FILE):
+	@mkdir -p $(dir $@)
+	@echo '$(FLAGS_NOW)' > $@
+
+$(BUILD)/%.o: %.c $(FLAGS_FILE)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
@@ -120,11 +133,11 @@ $(CLI_A): $(CLI_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-$(BIN)/keybrokerd: $(D_MAIN) $(DAEMON_A) $(LIB)
+$(BIN)/keybrokerd: $(D_MAIN) $(DAEMON_A) $(LIB) $(FLAGS_FILE)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $(D_MAIN) $(DAEMON_A) $(LIB) $(D_LIBS)
 
-$(BIN)/keybroker: $(CLI_MAIN) $(CLI_A) $(CORE)
+$(BIN)/keybroker: $(CLI_MAIN) $(CLI_A) $(CORE) $(FLAGS_FILE)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $(CLI_MAIN) $(CLI_A) $(CORE) $(CLI_LIBS)
 
@@ -136,24 +149,25 @@ $(BUILD)/tests/unit/test_config: $(DAEMON_A)
 $(BUILD)/tests/fuzz/config_fuzz $(BUILD)/tests/fuzz/config_replay: $(DAEMON_A)
 $(BUILD)/tests/fuzz/request_fuzz $(BUILD)/tests/fuzz/request_replay: $(DAEMON_A)
 
-$(BUILD)/tests/unit/%: $(BUILD)/tests/unit/%.o $(UNIT_LIB_OBJ) $(LIB)
+$(BUILD)/tests/unit/%: $(BUILD)/tests/unit/%.o $(UNIT_LIB_OBJ) $(LIB) $(FLAGS_FILE)
 	$(CC) $(LDFLAGS) -o $@ $< $(UNIT_LIB_OBJ) $(PROG_A) $(LIB) $(LDLIBS) -lcmocka
 
-$(BUILD)/tests/integration/%: $(BUILD)/tests/integration/%.o $(IT_LIB_OBJ) $(LIB)
+$(BUILD)/tests/integration/%: $(BUILD)/tests/integration/%.o $(IT_LIB_OBJ) $(LIB) $(FLAGS_FILE)
 	$(CC) $(LDFLAGS) -o $@ $< $(IT_LIB_OBJ) $(LIB) $(LDLIBS) -lcmocka
 
-$(BUILD)/bench/%: $(BUILD)/bench/%.o $(IT_LIB_OBJ) $(LIB)
+$(BUILD)/bench/%: $(BUILD)/bench/%.o $(IT_LIB_OBJ) $(LIB) $(FLAGS_FILE)
 	$(CC) $(LDFLAGS) -o $@ $< $(IT_LIB_OBJ) $(LIB) $(LDLIBS) -lcmocka
 
 # The replay main() learns its corpus directory at compile time.
-$(BUILD)/tests/fuzz/%_replay.o: tests/fuzz/replay.c
+$(BUILD)/tests/fuzz/%_replay.o: tests/fuzz/replay.c $(FLAGS_FILE)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -DKBR_FUZZ_CORPUS='"$(CURDIR)/tests/fuzz/corpus/$*"' -c -o $@ $<
 
-$(BUILD)/tests/fuzz/%_replay: $(BUILD)/tests/fuzz/%_replay.o $(BUILD)/tests/fuzz/%_fuzz.o $(LIB)
+$(BUILD)/tests/fuzz/%_replay: $(BUILD)/tests/fuzz/%_replay.o $(BUILD)/tests/fuzz/%_fuzz.o $(LIB) \
+                             $(FLAGS_FILE)
 	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(PROG_A) $(LIB) $(LDLIBS)
 
-$(BUILD)/tests/fuzz/%_fuzz: $(BUILD)/tests/fuzz/%_fuzz.o $(LIB)
+$(BUILD)/tests/fuzz/%_fuzz: $(BUILD)/tests/fuzz/%_fuzz.o $(LIB) $(FLAGS_FILE)
 	$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $< $(PROG_A) $(LIB) $(LDLIBS)
 
 # Objects made on the way to a test binary are kept, so a rebuild recompiles
@@ -161,7 +175,7 @@ $(BUILD)/tests/fuzz/%_fuzz: $(BUILD)/tests/fuzz/%_fuzz.o $(LIB)
 .SECONDARY:
 
 # A PKCS#11 module that forwards to SoftHSM2 and fails on command (fault tests).
-$(FAULTY_SO): tests/faulty-pkcs11/faulty.c
+$(FAULTY_SO): tests/faulty-pkcs11/faulty.c $(FLAGS_FILE)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -fPIC -shared -o $@ $< $(filter-out -pie,$(LDFLAGS)) -ldl
 
@@ -245,7 +259,7 @@ clean:
 # bench/gen_store: a store of a million devices and the custody views timed on it
 # (bench/views.md).  Not part of check: it takes minutes and gigabytes.
 VIEWS_DB ?= /tmp/kbr-views-bench.db
-$(VIEWS_BENCH): $(VIEWS_BENCH).o $(LIB)
+$(VIEWS_BENCH): $(VIEWS_BENCH).o $(LIB) $(FLAGS_FILE)
 	$(CC) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
 
 views-bench: $(VIEWS_BENCH)

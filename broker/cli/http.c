@@ -27,14 +27,7 @@ struct cli_client {
     char errbuf[CURL_ERROR_SIZE];
 };
 
-typedef struct {
-    char *data;
-    size_t len;
-    size_t cap;
-    bool overflow;
-} cli_buf;
-
-static void buf_wipe(cli_buf *b)
+void cli_buf_wipe(cli_buf *b)
 {
     /* A response may hold a freshly issued token. */
     if (b->data != NULL)
@@ -45,7 +38,7 @@ static void buf_wipe(cli_buf *b)
 }
 
 /* Grows by copy so that the old block can be wiped before it is freed. */
-static bool buf_grow(cli_buf *b, size_t need)
+bool cli_buf_grow(cli_buf *b, size_t need)
 {
     size_t cap = b->cap != 0 ? b->cap : 16384;
     char *grown = NULL;
@@ -76,7 +69,7 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata)
         b->overflow = true;
         return 0;
     }
-    if (!buf_grow(b, b->len + n + 1))
+    if (!cli_buf_grow(b, b->len + n + 1))
         return 0;
     memcpy(b->data + b->len, ptr, n);
     b->len += n;
@@ -239,7 +232,7 @@ static const char *transport_code(CURLcode rc)
     }
 }
 
-static kbr_err http_error(long status, const json_t *body, cli_error *ce)
+kbr_err cli_http_error(long status, const json_t *body, cli_error *ce)
 {
     const json_t *e = json_object_get(body, "error");
     const char *code = json_string_value(json_object_get(e, "code"));
@@ -330,7 +323,7 @@ static long long audit_seq_header(CURL *h)
     return seq;
 }
 
-static kbr_err read_response(cli_client *c, const cli_buf *buf, cli_response *resp, cli_error *ce)
+kbr_err cli_read_response(cli_client *c, const cli_buf *buf, cli_response *resp, cli_error *ce)
 {
     json_error_t jerr;
 
@@ -340,7 +333,7 @@ static kbr_err read_response(cli_client *c, const cli_buf *buf, cli_response *re
     if (buf->len > 0)
         resp->body = json_loadb(buf->data, buf->len, JSON_REJECT_DUPLICATES, &jerr);
     if (resp->status >= 400)
-        return http_error(resp->status, resp->body, ce);
+        return cli_http_error(resp->status, resp->body, ce);
     if (buf->len > 0 && resp->body == NULL)
         return cli_fail(ce, KBR_ERR_BAD_REQUEST, "bad_response",
                         "HTTP %ld with a body that is not JSON: %s", resp->status, jerr.text);
@@ -384,9 +377,9 @@ kbr_err cli_call(cli_client *c, const char *method, const char *path, const json
         KBR_ENSURE(text != NULL, KBR_ERR_NOMEM);
     }
     KBR_GUARD(send_request(c, method, url, text, &buf, ce));
-    KBR_GUARD(read_response(c, &buf, resp, ce));
+    KBR_GUARD(cli_read_response(c, &buf, resp, ce));
 out:
-    buf_wipe(&buf);
+    cli_buf_wipe(&buf);
     free(text);
     free(url);
     return err;

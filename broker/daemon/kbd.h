@@ -355,6 +355,7 @@ KBR_WUR kbr_err kbd_path_check(const char *raw, kbr_msg *msg);
 char *kbd_segment_decode(const char *seg, size_t len);
 
 /* json.c: strict request parsing helpers; each names the field on error */
+#define KBD_NAME_MAX_LEN 128 /* kbd_valid_name() */
 KBR_WUR kbr_err kbd_json_only(const json_t *obj, const char *const *allowed, kbr_msg *msg);
 KBR_WUR kbr_err kbd_json_str(const json_t *obj, const char *field, bool required, size_t maxlen,
                              const char **out, kbr_msg *msg);
@@ -375,6 +376,7 @@ kbr_err kbd_msg_prefix(kbr_msg *msg, const char *prefix, kbr_err err);
 /* sbom.c: from "sbom" or "sbom_b64" of a sign body, the components [{name, version, purl}]
  * and the document to keep: the CycloneDX bytes as sent, or the inline list's canonical JSON.
  * kbd_sbom_free releases both (and accepts an emptied one). */
+#define KBD_SBOM_MAX_COMPONENTS 20000
 typedef struct {
     json_t *components;
     unsigned char *document;

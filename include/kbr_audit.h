@@ -127,7 +127,9 @@ void kbr_audit_stop(kbr_audit *a);
  * snapshot (a broker may keep serving).  Each entry's hash is recomputed from its text and
  * chained; the ledger is made again from the entries alone (their effects, and the documents
  * they name, each checked against its SHA-256) with the writer's own code, in a scratch store
- * made in scratch_dir and removed after; then the two stores are compared, schema and every
+ * made at the path scratch (it must not exist; removed after, with its -wal and -shm; a
+ * caller that may be interrupted removes those itself); then the two stores are compared,
+ * schema and every
  * table row by row, and the store's own indexes checked against its tables.
  * KBR_OK: the store is what its log says.  KBR_ERR_CONFLICT: msg names the first difference
  * (an entry, or a table, row, column and both values).  Another error: the check could not
@@ -136,7 +138,7 @@ void kbr_audit_stop(kbr_audit *a);
 typedef struct {
     int64_t entries, effects, documents, tables, rows;
 } kbr_audit_verify_stats;
-KBR_WUR kbr_err kbr_audit_verify_store(const char *url, const char *scratch_dir,
+KBR_WUR kbr_err kbr_audit_verify_store(const char *url, const char *scratch,
                                        kbr_audit_verify_stats *stats, kbr_msg *msg);
 
 /* hex(SHA-256(0x00 || canonical[0..len))): an entry's hash from its stored text. */

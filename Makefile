@@ -102,6 +102,9 @@ $(BIN)/keybroker: $(CLI_OBJ) $(CORE)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(CORE) $(CLI_LIBS)
 
+# Unit tests read the vectors they check against from tests/unit/data/.
+$(BUILD)/tests/unit/%.o: CFLAGS += -DKBR_UNIT_DATA='"$(CURDIR)/tests/unit/data"'
+
 $(BUILD)/tests/unit/%: $(BUILD)/tests/unit/%.o $(UNIT_LIB_OBJ) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $< $(UNIT_LIB_OBJ) $(LIB) $(LDLIBS) -lcmocka
 

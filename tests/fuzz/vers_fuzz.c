@@ -26,7 +26,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
     FUZZ_CHECK(kbr_vers_to_string(v, &s) == KBR_OK);
-    FUZZ_CHECK(strlen(in) == size && strcmp(s, in) == 0);
+    FUZZ_CHECK(strcmp(s, in) == 0); /* up to the first NUL: what a C caller passes */
     for (size_t i = 0; i < v->n_constraints; i++) {
         const kbr_vers_constraint *c = &v->constraints[i];
         bool inside = false;

@@ -504,6 +504,10 @@ static kbr_err apply_type_rules(kbr_purl *p, kbr_msg *msg)
                             "separated by '.'",
                             p->version);
     }
+    if ((r->rules & R_GIT_NAME) &&
+        (p->name[0] == '/' || p->name[strlen(p->name) - 1] == '/' || strstr(p->name, "//") != NULL))
+        return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "purl: git name \"%.40s\" has an empty segment",
+                        p->name);
     if ((r->rules & R_SWID_NS) && p->namespace != NULL && count_segments(p->namespace) > 2)
         return kbr_fail(msg, KBR_ERR_BAD_REQUEST,
                         "purl: swid namespace \"%.40s\" has more than two segments", p->namespace);

@@ -350,6 +350,10 @@ static void test_build(void **state)
     assert_int_equal(kbr_purl_build("npm", "a//b", "x", NULL, NULL, 0, NULL, 0, &p, &msg),
                      KBR_ERR_BAD_REQUEST);
     assert_non_null(strstr(msg.text, "empty segment"));
+    assert_int_equal(
+        kbr_purl_build("git", "github.com", "org//repo", NULL, NULL, 0, NULL, 0, &p, &msg),
+        KBR_ERR_BAD_REQUEST);
+    assert_non_null(strstr(msg.text, "empty segment"));
     assert_int_equal(kbr_purl_build("npm", NULL, "x", NULL, NULL, 0, "a/../b", 0, &p, &msg),
                      KBR_ERR_BAD_REQUEST);
     assert_int_equal(kbr_purl_build("npm", NULL, "x\xff", NULL, NULL, 0, NULL, 0, &p, &msg),

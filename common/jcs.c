@@ -139,6 +139,8 @@ static kbr_err put_double(out_buf *b, double x)
     } else if (0 < n && n <= 21) {
         memcpy(out, digits, (size_t)n);
         out[n] = '.';
+        /* Here n < k <= 17, so digits + n is within digits[20]. */
+        // cppcheck-suppress pointerOutOfBoundsCond
         memcpy(out + n + 1, digits + n, (size_t)(k - n));
         pos = k + 1;
     } else if (-6 < n && n <= 0) {

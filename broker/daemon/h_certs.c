@@ -107,7 +107,8 @@ static kbr_err make_cert(kbd_req *r, kbd_worker *w, cert_ctx *c, EVP_PKEY *pub, 
         return kbr_ca_cert_for_key(c->pem, pub, c->ca_key, time(NULL), leaf, chain, &r->msg);
     err = kbr_ca_hsm_signer(w->hsm, c->label, c->alg, &hctx, &signer);
     if (err == KBR_OK)
-        err = kbr_ca_self_signed(&signer, pub, c->subject, c->days, time(NULL), leaf, &r->msg);
+        err =
+            kbr_ca_self_signed(&signer, pub, c->subject, c->days, time(NULL), NULL, leaf, &r->msg);
     kbd_note_hsm(r->d, err);
     if (err == KBR_OK)
         *chain = strdup("");

@@ -267,7 +267,7 @@ static kbr_err issue_cert(kbd_req *r, kbd_worker *w, prov_ctx *c, issued *out)
     KBR_ENSURE(out->chain != NULL, KBR_ERR_NOMEM);
     snprintf(out->issuer_fingerprint, sizeof(out->issuer_fingerprint), "%s", ic->fingerprint);
     err = kbr_ca_issue_device(ic->issuer, out->csr, c->serial, r->d->cfg.device_cert_days,
-                              time(NULL), &out->cert, &r->msg);
+                              time(NULL), NULL, &out->cert, &r->msg);
     kbd_note_hsm(r->d, err);
 out:
     return err;

@@ -96,22 +96,27 @@ static kbr_err cert_parse(kbd_req *r, const kbd_key *k, cert_ctx *c)
     return c->name == NULL || c->label == NULL ? KBR_ERR_NOMEM : KBR_OK;
 }
 
+/* A self-signed CA certificate points to the CRL its key signs, when crl_url is set. */
 static kbr_err make_cert(kbd_req *r, kbd_worker *w, cert_ctx *c, EVP_PKEY *pub, kbr_ca_cert **leaf,
                          char **chain)
 {
     kbr_ca_hsm_ctx hctx;
     kbr_ca_signer signer;
+    char *crl_url = NULL;
     kbr_err err;
 
     if (c->pem != NULL)
         return kbr_ca_cert_for_key(c->pem, pub, c->ca_key, time(NULL), leaf, chain, &r->msg);
-    err = kbr_ca_hsm_signer(w->hsm, c->label, c->alg, &hctx, &signer);
+    crl_url = kbd_crl_url_for(&r->d->cfg, c->name, &err);
     if (err == KBR_OK)
-        err =
-            kbr_ca_self_signed(&signer, pub, c->subject, c->days, time(NULL), NULL, leaf, &r->msg);
+        err = kbr_ca_hsm_signer(w->hsm, c->label, c->alg, &hctx, &signer);
+    if (err == KBR_OK)
+        err = kbr_ca_self_signed(&signer, pub, c->subject, c->days, time(NULL), crl_url, leaf,
+                                 &r->msg);
     kbd_note_hsm(r->d, err);
     if (err == KBR_OK)
         *chain = strdup("");
+    free(crl_url);
     return err;
 }
 

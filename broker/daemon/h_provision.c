@@ -257,19 +257,24 @@ out:
     return err;
 }
 
+/* The certificate points to its issuer's CRL when crl_url is set. */
 static kbr_err issue_cert(kbd_req *r, kbd_worker *w, prov_ctx *c, issued *out)
 {
     kbr_err err = KBR_OK;
     issuer_cache *ic = NULL;
+    char *crl_url = NULL;
 
     KBR_GUARD(load_issuer(r, w, c, &ic));
     out->chain = strdup(ic->chain);
     KBR_ENSURE(out->chain != NULL, KBR_ERR_NOMEM);
     snprintf(out->issuer_fingerprint, sizeof(out->issuer_fingerprint), "%s", ic->fingerprint);
+    crl_url = kbd_crl_url_for(&r->d->cfg, c->key, &err);
+    KBR_GUARD(err);
     err = kbr_ca_issue_device(ic->issuer, out->csr, c->serial, r->d->cfg.device_cert_days,
-                              time(NULL), NULL, &out->cert, &r->msg);
+                              time(NULL), crl_url, &out->cert, &r->msg);
     kbd_note_hsm(r->d, err);
 out:
+    free(crl_url);
     return err;
 }
 

@@ -55,10 +55,15 @@ typedef struct {
     bool max_connections_set;        /* by the file, not the default */
     long max_connections_per_source; /* per IPv4 or IPv6 address */
     long request_timeout;            /* seconds to deliver a whole request */
+    char *crl_url;                   /* CRL distribution point, "{key}" for the CA key; or NULL */
+    long crl_validity;               /* seconds from a CRL's thisUpdate to its nextUpdate */
 } kbd_config;
 
 KBR_WUR kbr_err kbd_config_load(const char *path, kbd_config *cfg, kbr_msg *msg);
 void kbd_config_cleanup(kbd_config *cfg);
+/* The CRL distribution point of CA key `key` (crl_url with {key} replaced): a new string, or
+ * NULL when crl_url is not set or memory ran out (*err says which). */
+char *kbd_crl_url_for(const kbd_config *cfg, const char *key, kbr_err *err);
 
 /* ---- key registry (keys.c): the event thread's view of the keys table ---- */
 typedef struct kbd_key kbd_key;

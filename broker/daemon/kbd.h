@@ -167,6 +167,7 @@ struct kbd {
 
     struct event *sig_term, *sig_int, *sig_chld, *health_timer;
     struct kbd_checkpointer *checkpointer; /* h_audit.c */
+    struct kbd_flights *flights;           /* h_provision.c: provisionings in flight by device */
     long inflight;
     bool shutting_down;
     kbd_stats stats;
@@ -465,8 +466,19 @@ KBR_WUR kbr_err kbd_token_mint(kbr_hsm_session *hsm, const char *instance_id, co
 /* The store row shape of a token.issue effect, for kbr_policy_add_token. New ref. */
 json_t *kbd_token_row_from_effect(const kbr_effect *effect);
 
+struct kbr_ca_issuer;
 /* h_provision.c: frees a worker's issuer cache; accepts NULL. */
 void kbd_issuer_cache_free(void *p);
+/* h_provision.c, worker: the issuer of CA key `key` (its HSM label and algorithm): the key's
+ * current CA certificate, with a signer over the worker's HSM session, kept by the worker
+ * while that certificate stays the key's.  *issuer, *chain (the CA certificate, then its
+ * chain) and *fingerprint (the CA certificate's) are the worker's until its next call.
+ * KBR_ERR_CONFLICT when the key has no certificate; msg says why. */
+KBR_WUR kbr_err kbd_worker_issuer(kbd_worker *w, const char *key, const char *label, kbr_alg alg,
+                                  const struct kbr_ca_issuer **issuer, const char **chain,
+                                  const char **fingerprint, kbr_msg *msg);
+/* h_provision.c: the flights left at exit (none wait by then). */
+void kbd_flights_free(kbd *d);
 
 /* hsmproc.c: the HSM in processes of its own.  start forks, so it runs before any thread;
  * it returns once the HSM process is logged in (or with the reason it is not), with d->hsm

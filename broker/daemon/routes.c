@@ -27,7 +27,7 @@ static const kbd_route routes[] = {
     {"POST", "/v1/keys/{}/certificate", true, KBR_OP_ADMIN, "key.certificate",
      kbd_h_key_certificate},
     {"POST", "/v1/batches", true, KBR_OP_ADMIN, "batch.create", kbd_h_batch_create},
-    /* op checked in the handler: admin or read */
+    /* op checked in the handler: admin or read, or provision for the factory's own batch */
     {"GET", "/v1/batches/{}", true, 0, "batch.show", kbd_h_batch_get},
     {"POST", "/v1/provision", true, KBR_OP_PROVISION, "provision", kbd_h_provision},
     {"POST", "/v1/devices/{}/certificates", true, KBR_OP_ROTATE, "rotate", kbd_h_rotate},

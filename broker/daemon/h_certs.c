@@ -130,6 +130,11 @@ static json_t *cert_json(const kbr_ca_cert *leaf, const char *chain)
                      "fingerprint", kbr_ca_cert_fingerprint(leaf));
 }
 
+static void cert_finish(kbd_req *r)
+{
+    kbd_crls_changed(r->d);
+}
+
 static void record(kbd_req *r, cert_ctx *c, const kbr_ca_cert *leaf, const char *chain)
 {
     json_t *cert = cert_json(leaf, chain);
@@ -163,6 +168,8 @@ static void record(kbd_req *r, cert_ctx *c, const kbr_ca_cert *leaf, const char 
         json_object_set_new(r->rec->detail, "subject", json_string(c->subject));
     r->resp = json_pack("{s:s,s:o}", "name", c->name, "certificate", cert);
     r->status = 201;
+    /* a CRL carries its CA certificate's name and key identifier */
+    r->finish = cert_finish;
 }
 
 static void cert_work(kbd_req *r, kbd_worker *w)

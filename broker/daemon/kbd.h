@@ -168,6 +168,7 @@ struct kbd {
     struct event *sig_term, *sig_int, *sig_chld, *health_timer;
     struct kbd_checkpointer *checkpointer; /* h_audit.c */
     struct kbd_flights *flights;           /* h_provision.c: provisionings in flight by device */
+    struct kbd_crls *crls;                 /* h_crl.c: each CA key's last CRL and its waiters */
     long inflight;
     bool shutting_down;
     kbd_stats stats;
@@ -445,6 +446,12 @@ kbr_err kbd_h_view_product(kbd_req *r);
 kbr_err kbd_h_view_custody(kbd_req *r);
 kbr_err kbd_h_view_exposure(kbd_req *r);
 kbr_err kbd_h_view_device(kbd_req *r);
+kbr_err kbd_h_device_revoke(kbd_req *r);
+kbr_err kbd_h_crl(kbd_req *r);
+/* h_crl.c, event thread: a revocation or a CA certificate was committed, so no CRL signed
+ * before it may be served again. */
+void kbd_crls_changed(kbd *d);
+void kbd_crls_free(kbd *d);
 
 /* Token issuance shared by POST /v1/tokens and --init (tokens.c). */
 typedef struct {

@@ -410,6 +410,7 @@ static void teardown(kbd *d)
     kbd_keys_free(d->keys);
     kbd_batches_free(d->batches);
     kbd_flights_free(d);
+    kbd_crls_free(d);
     kbd_ratelimit_free(d->ratelimit);
     kbd_ratelimit_free(d->unauth_rl);
     json_decref(d->jwks);

@@ -15,13 +15,16 @@
 
 /* Every subcommand; a new one is a cli_command in its cmd_*.c file plus a line here. */
 static const cli_command *const commands[] = {
-    &cli_cmd_key_create,   &cli_cmd_key_list,         &cli_cmd_key_show,     &cli_cmd_key_retire,
-    &cli_cmd_key_pubkey,   &cli_cmd_key_certificate,  &cli_cmd_token_issue,  &cli_cmd_token_list,
-    &cli_cmd_token_revoke, &cli_cmd_revoke,           &cli_cmd_sign,         &cli_cmd_batch_create,
-    &cli_cmd_batch_show,   &cli_cmd_provision,        &cli_cmd_rotate,       &cli_cmd_debug_auth,
-    &cli_cmd_ota_report,   &cli_cmd_audit_list,       &cli_cmd_audit_export, &cli_cmd_health,
-    &cli_cmd_jwks,         &cli_cmd_view_product,     &cli_cmd_view_custody, &cli_cmd_view_exposure,
-    &cli_cmd_view_device,  &cli_cmd_audit_checkpoint, &cli_cmd_audit_proof,  &cli_cmd_audit_verify,
+    &cli_cmd_key_create,    &cli_cmd_key_list,     &cli_cmd_key_show,
+    &cli_cmd_key_retire,    &cli_cmd_key_pubkey,   &cli_cmd_key_certificate,
+    &cli_cmd_token_issue,   &cli_cmd_token_list,   &cli_cmd_token_revoke,
+    &cli_cmd_revoke,        &cli_cmd_sign,         &cli_cmd_batch_create,
+    &cli_cmd_batch_show,    &cli_cmd_provision,    &cli_cmd_rotate,
+    &cli_cmd_device_revoke, &cli_cmd_debug_auth,   &cli_cmd_ota_report,
+    &cli_cmd_audit_list,    &cli_cmd_audit_export, &cli_cmd_health,
+    &cli_cmd_jwks,          &cli_cmd_view_product, &cli_cmd_view_custody,
+    &cli_cmd_view_exposure, &cli_cmd_view_device,  &cli_cmd_audit_checkpoint,
+    &cli_cmd_audit_proof,   &cli_cmd_audit_verify,
 };
 
 /* Accepted before or after the command words. */

@@ -500,6 +500,47 @@ static void test_crl_refusals(void **state)
     kbt_resp_free(&r);
 }
 
+/* The CLI as an operator runs it, and the next CRL lists the device. */
+static void test_revoke_with_cli(void **state)
+{
+    char cmd[1024], *out = NULL, serial3[80];
+    X509_CRL *crl;
+    kbt_resp r;
+
+    (void)state;
+    save("admin.token", env->admin, strlen(env->admin));
+    snprintf(cmd, sizeof(cmd),
+             "'%s/keybroker' --url %s --token-file admin.token device revoke D-3 --product gateway"
+             " --reason cessationOfOperation 2>&1",
+             env->bin_dir, env->url);
+    if (kbt_sh(env, cmd, &out) != 0 || strstr(out, "cessationOfOperation") == NULL)
+        fail_msg("keybroker device revoke: %s", out);
+    free(out);
+    snprintf(cmd, sizeof(cmd),
+             "'%s/keybroker' --url %s --token-file admin.token device revoke D-3 --product gateway"
+             " --reason cessationOfOperation 2>&1",
+             env->bin_dir, env->url);
+    if (kbt_sh(env, cmd, &out) != 1 || strstr(out, "was revoked at") == NULL)
+        fail_msg("keybroker device revoke, twice: %s", out);
+    free(out);
+    r = kbt_call(env, "GET", "/v1/views/devices/D-3?product=gateway", env->admin, NULL);
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(r.json, "revocation"), "reason")),
+        "cessationOfOperation");
+    kbt_resp_free(&r);
+    crl = fetch_crl();
+    assert_int_equal(sk_X509_REVOKED_num(X509_CRL_get_REVOKED(crl)), 3);
+    X509_CRL_free(crl);
+    cert_serial_text("D-3", serial3, sizeof(serial3));
+    assert_int_equal(openssl_crl("-noout -text", &out), 0);
+    if (strstr(out, serial3) == NULL || strstr(out, "Cessation Of Operation") == NULL)
+        fail_msg("the CRL should list %s (Cessation Of Operation):\n%s", serial3, out);
+    free(out);
+    if (openssl_verify("D-3", &out) == 0 || strstr(out, "certificate revoked") == NULL)
+        fail_msg("openssl verify -crl_check should refuse D-3: %s", out);
+    free(out);
+}
+
 /* Every revocation and CRL is rebuilt from the log. */
 static void test_verify_store(void **state)
 {
@@ -522,6 +563,7 @@ int main(void)
         cmocka_unit_test(test_crl_number_and_next_update),
         cmocka_unit_test(test_crl_number_after_restart),
         cmocka_unit_test(test_crl_refusals),
+        cmocka_unit_test(test_revoke_with_cli),
         cmocka_unit_test(test_verify_store),
     };
 

@@ -521,8 +521,11 @@ static void provisioned_already(kbd_req *r, prov_ctx *c, const json_t *dev)
     const json_t *cert = provisioning_cert(dev);
     char why[256];
 
+    /* a device whose first certificate is not its provisioning's has no answer to give again */
     if (cert == NULL) {
-        kbd_req_error(r, KBR_ERR_AUDIT, "the device ledger could not be read");
+        kbd_req_error(r, KBR_ERR_CONFLICT,
+                      "device.serial: %s is already provisioned for product %s", c->serial,
+                      c->product);
         return;
     }
     if (replay_refusal(c, dev, cert, why, sizeof(why)) != NULL) {
@@ -722,27 +725,26 @@ out:
 static void flight_land(kbd_req *r, prov_ctx *c)
 {
     flight *f = c->flight;
-    kbd_req *next;
+    kbd_req *next = f->head;
     prov_ctx *nc;
     kbr_err err;
 
     c->flight = NULL;
-    while ((next = f->head) != NULL) {
-        f->head = next->next;
-        if (f->head == NULL)
-            f->tail = NULL;
-        next->next = NULL;
-        nc = next->ctx;
-        nc->flight = f;
-        err = provision_start(next, nc);
-        if (err == KBR_OK)
-            return;
-        /* answered now; its settle passes the flight on */
-        kbd_req_fail(next, err, NULL);
+    if (next == NULL) {
+        HASH_DEL(r->d->flights->by_key, f);
+        flight_free(f);
         return;
     }
-    HASH_DEL(r->d->flights->by_key, f);
-    flight_free(f);
+    f->head = next->next;
+    if (f->head == NULL)
+        f->tail = NULL;
+    next->next = NULL;
+    nc = next->ctx;
+    nc->flight = f;
+    err = provision_start(next, nc);
+    /* refused now, it is answered like any refusal, and its settle passes the flight on */
+    if (err != KBR_OK)
+        kbd_req_fail(next, err, NULL);
 }
 
 /* Event thread, once the record settled (or the request was refused). */

@@ -60,8 +60,9 @@
  *                 public_key_sha256 becomes the device's identity key (the same key again
  *                 is a renewal); its earlier keys stay its own, as its earlier certificates
  *                 are valid until they expire.  The chain is taken as for device.provision.
- *                 Unknown device or issuer certificate, or public_key_sha256 is or
- *                 was the identity key of another device: KBR_ERR_STORE_CONSTRAINT.
+ *                 Unknown or revoked device, unknown issuer certificate, or
+ *                 public_key_sha256 is or was the identity key of another device:
+ *                 KBR_ERR_STORE_CONSTRAINT.
  *   debug.authorize {key, product, serial, challenge_sha256, permissions, ticket, principal,
  *                  message_sha256, signature_sha256, at, expires_at}
  *                 records the answered challenge and a "debug-auth" event at `at` with detail

@@ -18,7 +18,7 @@
 
 #include "sqlite.h"
 
-#define SCHEMA_VERSION 5
+#define SCHEMA_VERSION 6
 
 /*
  * The schema is SQL (the files of store/sql/, loadable by sqlite3 as it is), built into the
@@ -298,6 +298,13 @@ static kbr_err schema_in_tx(kbr_sqlite *s, const char *path, kbr_msg *msg)
         rc = sqlite3_exec(s->db, kbr_sql_v5_issuer, NULL, NULL, NULL);
         KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
         rc = sqlite3_exec(s->db, "UPDATE meta SET schema_version = 5", NULL, NULL, NULL);
+        KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
+        version = 5;
+    }
+    if (version == 5) {
+        rc = sqlite3_exec(s->db, kbr_sql_v6_revoke, NULL, NULL, NULL);
+        KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
+        rc = sqlite3_exec(s->db, "UPDATE meta SET schema_version = 6", NULL, NULL, NULL);
         KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
     }
 out:
@@ -685,4 +692,10 @@ const kbr_store_ops kbr_store_sqlite_ops = {
     .pending_group = kbr_sqlite_pending_group,
     .fleet_walk = kbr_sqlite_fleet_walk,
     .fleet_size = kbr_sqlite_fleet_size,
+    .device_revoked = kbr_sqlite_device_revoked,
+    .device_revoke = kbr_sqlite_device_revoke,
+    .crl_last_number = kbr_sqlite_crl_last_number,
+    .crl_insert = kbr_sqlite_crl_insert,
+    .crl_revoked = kbr_sqlite_crl_revoked,
+    .device_revocation = kbr_sqlite_device_revocation,
 };

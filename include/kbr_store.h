@@ -438,8 +438,12 @@ KBR_WUR kbr_err kbr_store_audit_entries(kbr_store *st, const json_t *seqs, json_
 /* Reads until kbr_store_read_end see one snapshot of the store, whatever a writer commits. */
 KBR_WUR kbr_err kbr_store_read_begin(kbr_store *st);
 void kbr_store_read_end(kbr_store *st);
-/* A scratch store, rebuilt and thrown away: commits are not made durable. */
+/* A connection for a bulk job (checking a store, rebuilding one to throw away): a large cache
+ * and memory-mapped reads, and its commits are not made durable. */
 KBR_WUR kbr_err kbr_store_bulk_mode(kbr_store *st);
+/* A store rebuilt only to be compared and thrown away, by this connection alone: no journal,
+ * so a failed statement leaves it as it is (a replay stops at the first failure anyway). */
+KBR_WUR kbr_err kbr_store_scratch_mode(kbr_store *st);
 /* The first seq whose entry carries its ledger effects: 1, unless entries before it were
  * written by a broker that did not record effects in its entries. */
 KBR_WUR kbr_err kbr_store_effects_from(kbr_store *st, int64_t *seq);

@@ -127,6 +127,7 @@ struct kbr_store_ops {
     kbr_err (*evidence_seqs)(kbr_store *st, const char *product, const char *serial, json_t **seqs);
     /* Checking a store against its log: see kbr_store_bulk_mode and the calls after it. */
     kbr_err (*bulk_mode)(kbr_store *st);
+    kbr_err (*scratch_mode)(kbr_store *st);
     kbr_err (*effects_from)(kbr_store *st, int64_t *seq);
     kbr_err (*integrity)(kbr_store *st, kbr_msg *msg);
     kbr_err (*compare)(kbr_store *st, kbr_store *rebuilt, kbr_store_compare_stats *stats,

@@ -634,6 +634,7 @@ const kbr_store_ops kbr_store_sqlite_ops = {
     .key_exists = kbr_sqlite_key_exists,
     .evidence_seqs = kbr_sqlite_evidence_seqs,
     .bulk_mode = kbr_sqlite_bulk_mode,
+    .scratch_mode = kbr_sqlite_scratch_mode,
     .effects_from = kbr_sqlite_effects_from,
     .integrity = kbr_sqlite_integrity,
     .compare = kbr_sqlite_compare,

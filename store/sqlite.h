@@ -203,6 +203,7 @@ kbr_err kbr_sqlite_key_exists(kbr_store *st, const char *name, bool *exists);
 kbr_err kbr_sqlite_evidence_seqs(kbr_store *st, const char *product, const char *serial,
                                  json_t **seqs);
 kbr_err kbr_sqlite_bulk_mode(kbr_store *st);
+kbr_err kbr_sqlite_scratch_mode(kbr_store *st);
 kbr_err kbr_sqlite_effects_from(kbr_store *st, int64_t *seq);
 kbr_err kbr_sqlite_integrity(kbr_store *st, kbr_msg *msg);
 kbr_err kbr_sqlite_compare(kbr_store *st, kbr_store *rebuilt, kbr_store_compare_stats *stats,

@@ -127,6 +127,11 @@ kbr_err kbr_store_bulk_mode(kbr_store *st)
     return st->ops->bulk_mode(st);
 }
 
+kbr_err kbr_store_scratch_mode(kbr_store *st)
+{
+    return st->ops->scratch_mode(st);
+}
+
 kbr_err kbr_store_effects_from(kbr_store *st, int64_t *seq)
 {
     return st->ops->effects_from(st, seq);

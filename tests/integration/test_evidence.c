@@ -263,6 +263,7 @@ static void test_tampering_named(void **state)
     expect_named("UPDATE audit SET entry = replace(entry, 'ci:meter', 'ci:other')"
                  " WHERE entry LIKE '%ci:meter%'",
                  "audit entry", "hash does not match its content");
+    expect_named("UPDATE audit SET legacy_key_use = 1 WHERE seq = 3", "legacy_key_use", NULL);
     expect_named("CREATE TRIGGER quiet AFTER INSERT ON devices BEGIN SELECT 1; END",
                  "schema: trigger quiet", NULL);
     /* a revocation undone, or a CRL renumbered, behind the log */

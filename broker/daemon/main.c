@@ -410,6 +410,7 @@ static kbr_err start_loop(kbd *d, kbr_msg *msg)
 
 static void teardown(kbd *d)
 {
+    kbd_oidc_stop(d);
     if (d->audit != NULL) {
         kbd_flush_suppressed(d);
         kbd_connlimit_flush(d);
@@ -460,6 +461,7 @@ static kbr_err serve(kbd *d, kbr_msg *msg)
     KBR_GUARD(kbd_workers_start(d, msg));
     KBR_GUARD(kbd_checkpoint_start(d, msg));
     KBR_GUARD(kbd_ingress_start(d, msg));
+    KBR_GUARD(kbd_oidc_start(d, msg));
     KBR_GUARD(kbd_http_start(d, msg));
     event_base_dispatch(d->base);
     fprintf(stderr, "keybrokerd: stopped\n");

@@ -37,7 +37,25 @@ static const kbd_route routes[] = {
     {"GET", "/v1/views/keys/{}/custody", true, KBR_OP_READ, "view.custody", kbd_h_view_custody},
     {"GET", "/v1/views/exposure", true, KBR_OP_READ, "view.exposure", kbd_h_view_exposure},
     {"GET", "/v1/views/devices/{}", true, KBR_OP_READ, "view.device", kbd_h_view_device},
+    {"GET", "/v1/backup", true, KBR_OP_ADMIN, "store.backup", kbd_h_backup},
 };
+
+size_t kbd_route_count(void)
+{
+    return sizeof(routes) / sizeof(routes[0]);
+}
+
+const kbd_route *kbd_route_at(size_t i)
+{
+    return i < kbd_route_count() ? &routes[i] : NULL;
+}
+
+size_t kbd_route_index(const kbd_route *route)
+{
+    if (route == NULL || route < routes || route >= routes + kbd_route_count())
+        return kbd_route_count();
+    return (size_t)(route - routes);
+}
 
 /* Matches one pattern on the raw path; a "{}" segment captures one non-empty raw segment. */
 static bool match(const char *pattern, const char *path, const char **cap, size_t *caplen)

@@ -22,6 +22,7 @@ static const cli_command *const commands[] = {
     &cli_cmd_ota_report,   &cli_cmd_audit_list,       &cli_cmd_audit_export, &cli_cmd_health,
     &cli_cmd_jwks,         &cli_cmd_view_product,     &cli_cmd_view_custody, &cli_cmd_view_exposure,
     &cli_cmd_view_device,  &cli_cmd_audit_checkpoint, &cli_cmd_audit_proof,  &cli_cmd_audit_verify,
+    &cli_cmd_backup,
 };
 
 /* Accepted before or after the command words. */

@@ -93,7 +93,8 @@ static void await_checkpoint(void)
     fail_msg("no checkpoint was made");
 }
 
-/* Only --init makes a store: a mistyped path stops the start and creates nothing. */
+/* Only --init makes a store: a mistyped path stops the start and creates nothing (the
+ * serving daemon's own store changes meanwhile: only the names are compared). */
 static void test_missing_store_refused(void **state)
 {
     char *out = NULL, *before, *after;
@@ -101,12 +102,12 @@ static void test_missing_store_refused(void **state)
     (void)state;
     ensure_running();
     write_conf("typo.conf", "store = sqlite:keybroker-typo.db");
-    before = snapshot();
+    before = sh_out("ls -A | sort");
     assert_int_equal(run("-c typo.conf", &out), 1);
     must_contain(out, "keybroker-typo.db does not exist");
     must_contain(out, "only keybrokerd --init creates a store");
     free(out);
-    after = snapshot();
+    after = sh_out("ls -A | sort");
     assert_string_equal(before, after);
     assert_int_not_equal(kbt_sh(env, "ls keybroker-typo.db* 2>/dev/null | grep -q .", NULL), 0);
     free(before);
@@ -243,7 +244,7 @@ static void test_check_old_schema_not_migrated(void **state)
         free(cmd);
     }
     write_conf("old.conf", "store = sqlite:old.db");
-    before = snapshot();
+    before = sh_out("ls -A | sort");
     {
         char *all = sh_out("sha256sum old.db; ls -A");
         int rc = run("-c old.conf --check", &out);
@@ -256,7 +257,7 @@ static void test_check_old_schema_not_migrated(void **state)
     }
     must_contain(out, "warning: store");
     must_contain(out, "has schema version 1; the next start (or --init) migrates it to");
-    after = snapshot();
+    after = sh_out("ls -A | sort");
     assert_string_equal(before, after);
     version = sh_out("sqlite3 -readonly old.db 'SELECT max(schema_version) FROM meta'");
     assert_string_equal(version, "1\n");

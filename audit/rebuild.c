@@ -17,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <errno.h>
+#include <fcntl.h>
 
 #include "audit_chain.h"
 
@@ -326,7 +328,7 @@ static void scratch_remove(const char *path)
     unlink(side);
 }
 
-kbr_err kbr_audit_verify_store(const char *url, const char *scratch_dir,
+kbr_err kbr_audit_verify_store(const char *url, const char *scratch,
                                kbr_audit_verify_stats *stats, kbr_msg *msg)
 {
     kbr_err err = KBR_OK;
@@ -341,16 +343,14 @@ kbr_err kbr_audit_verify_store(const char *url, const char *scratch_dir,
     KBR_ENSURE(strncmp(url, "sqlite:", 7) == 0,
                kbr_fail(msg, KBR_ERR_CONFIG, "store %s: only sqlite: stores can be verified", url));
     KBR_GUARD(kbr_store_open(url, &rb.st, msg));
-    KBR_ENSURE((size_t)snprintf(path, sizeof(path), "%s/keybroker-verify.XXXXXX", scratch_dir) <
-                   sizeof(path),
-               kbr_fail(msg, KBR_ERR_CONFIG, "scratch directory name too long"));
-    fd = mkstemp(path);
-    if (fd < 0) {
-        err = kbr_fail(msg, KBR_ERR_STORE, "cannot make a scratch store in %s", scratch_dir);
-        path[0] = '\0';
-        goto out;
-    }
+    KBR_ENSURE(strlen(scratch) < sizeof(path),
+               kbr_fail(msg, KBR_ERR_CONFIG, "scratch store name too long"));
+    /* created here, never one that is there: O_EXCL */
+    fd = open(scratch, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    KBR_ENSURE(fd >= 0, kbr_fail(msg, KBR_ERR_STORE, "cannot make the scratch store %s: %s",
+                                 scratch, strerror(errno)));
     close(fd);
+    snprintf(path, sizeof(path), "%s", scratch);
     snprintf(scratch_url, sizeof(scratch_url), "sqlite:%s", path);
     KBR_GUARD(kbr_store_open(scratch_url, &rb.scratch, msg));
     KBR_GUARD(kbr_store_bulk_mode(rb.scratch));

@@ -136,7 +136,7 @@ static kbr_err put_double(out_buf *b, double x)
         pos = k;
         while (pos < n)
             out[pos++] = '0';
-    } else if (0 < n && n <= 21) {
+    } else if (0 < n && n < k) { /* k <= n was the case above; here n < k <= 17 */
         memcpy(out, digits, (size_t)n);
         out[n] = '.';
         memcpy(out + n + 1, digits + n, (size_t)(k - n));

@@ -130,7 +130,9 @@ void kbr_audit_stop(kbr_audit *a);
  * snapshot (a broker may keep serving).  Each entry's hash is recomputed from its text and
  * chained; the ledger is made again from the entries alone (their effects, and the documents
  * they name, each checked against its SHA-256) with the writer's own code, in a scratch store
- * made in scratch_dir and removed after; then the two stores are compared, schema and every
+ * made at the path scratch (it must not exist; removed after, with its -wal and -shm; a
+ * caller that may be interrupted removes those itself); then the two stores are compared,
+ * schema and every
  * table row by row, and the store's own indexes checked against its tables.
  * KBR_OK: the store is what its log says.  KBR_ERR_CONFLICT: msg names the first difference
  * (an entry, or a table, row, column and both values).  Another error: the check could not
@@ -139,7 +141,7 @@ void kbr_audit_stop(kbr_audit *a);
 typedef struct {
     int64_t entries, effects, documents, tables, rows;
 } kbr_audit_verify_stats;
-KBR_WUR kbr_err kbr_audit_verify_store(const char *url, const char *scratch_dir,
+KBR_WUR kbr_err kbr_audit_verify_store(const char *url, const char *scratch,
                                        kbr_audit_verify_stats *stats, kbr_msg *msg);
 
 /* hex(SHA-256(0x00 || canonical[0..len))): an entry's hash from its stored text. */
@@ -226,5 +228,30 @@ KBR_WUR kbr_err kbr_audit_checkpoint_signature_holds(const json_t *cp, EVP_PKEY 
  */
 KBR_WUR kbr_err kbr_audit_verify_checkpoint(const json_t *entries, const json_t *cp,
                                             EVP_PKEY *pubkey, kbr_msg *msg);
+
+/*
+ * Evidence bundles (docs/api.md "Evidence bundles"):
+ *   {"format": "keybroker-evidence/1", "subject", "generated_at", "checkpoint",
+ *    "audit_public_keys", "entries": [{"entry", "leaf_index", "inclusion_proof"}],
+ *    "documents": {sha256: base64}}
+ *
+ * kbr_evidence_build (libkbr): the bundle about subject ({"kind": "device", "product",
+ * "serial"} or {"kind": "product", "product"}) from the entries seqs names, each with its
+ * inclusion proof to cp (a checkpoint that covers them all: KBR_ERR_CONFLICT otherwise), and
+ * every document they name.  New ref.
+ *
+ * kbr_evidence_verify (core, offline): text is a bundle; it holds when cp's signature verifies
+ * with pubkey, every entry's hash recomputes and its proof leads to cp's root, every document
+ * hashes to its name and is named by an entry and every named one is there, and the entries
+ * establish the subject (a device's bundle provisions it; a product's records a key, batch or
+ * build of it).
+ * *summary: {subject, checkpoint_size, checkpoint_time, entries, documents}.
+ * KBR_ERR_BAD_REQUEST with msg naming the first problem (the entry, the document, the member).
+ */
+KBR_WUR kbr_err kbr_evidence_build(kbr_store *st, const json_t *subject, const json_t *seqs,
+                                   const json_t *cp, const json_t *audit_public_keys,
+                                   json_t **bundle);
+KBR_WUR kbr_err kbr_evidence_verify(const char *text, size_t len, EVP_PKEY *pubkey,
+                                    json_t **summary, kbr_msg *msg);
 
 #endif

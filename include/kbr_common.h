@@ -50,6 +50,18 @@ typedef enum {
 const char *kbr_err_str(kbr_err err);
 
 /*
+ * The API's view of an error (docs/api.md "Errors"), one table for the daemon and the CLI:
+ * the HTTP status, the error code ("bad_request", ..., "hsm_unavailable", "internal_error";
+ * NULL for KBR_OK), and the class it is shown as (kbr_err_public: a lost HSM session is
+ * KBR_ERR_HSM, a store failure KBR_ERR_AUDIT, memory or a broken invariant KBR_ERR_INTERNAL).
+ * kbr_err_from_api is the client's way back: the class an answer's status and code stand for.
+ */
+int kbr_err_http_status(kbr_err err);
+const char *kbr_err_api_code(kbr_err err);
+kbr_err kbr_err_public(kbr_err err);
+kbr_err kbr_err_from_api(long status, const char *code);
+
+/*
  * Guard macros.  A function using them declares `kbr_err err = KBR_OK;` and
  * ends in an `out:` label that frees everything and returns err.
  */

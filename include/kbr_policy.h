@@ -1,10 +1,13 @@
 /*
  * kbr_policy.h - tokens, scopes, revocation and quotas.
  *
- * Tokens are JWTs (RFC 7519) signed ES256 with the issuer key in the HSM.
- * This module never holds a private key: issuing is split into
- * kbr_jwt_signing_input() (here), an HSM signature over its SHA-256 (the
- * caller, on a worker thread) and kbr_jwt_assemble() (here).
+ * Tokens are JWTs (RFC 7519) signed ES256 with an issuer key in the HSM,
+ * named in the header by its kid (RFC 7638 thumbprint).  This module never
+ * holds a private key: issuing is split into kbr_jwt_signing_input() (here),
+ * an HSM signature over its SHA-256 (the caller, on a worker thread) and
+ * kbr_jwt_assemble() (here).  It holds the issuer public keys the broker
+ * verifies with: the current one, which signs new tokens, and the keys it
+ * replaced, each until the last token it signed expires.
  *
  * kbr_policy holds the registry of every token this broker issued (loaded
  * from the store at start, extended as tokens are issued), the cache of
@@ -101,6 +104,7 @@ typedef struct {
     char parent[33];   /* jti of the token that issued it; "" for a root (the bootstrap) */
     bool orphan;       /* issued to stand alone: revoking its parent leaves it */
     char cnf_x5t[64];  /* "" if unbound; base64url SHA-256 of the client cert DER */
+    char kid[64];      /* the issuer key that signed it; "" when its record names none */
     int64_t uses;      /* committed key uses */
     int64_t reserved;  /* key uses in flight */
 } kbr_token;
@@ -108,17 +112,47 @@ typedef struct {
 typedef struct kbr_policy kbr_policy;
 
 /*
- * instance_id is both iss and aud.  issuer_pub is the issuer's public key
- * (P-256; up-ref'd by the policy).  The broker issues and verifies its
- * tokens on one clock, so they end at exp exactly: no leeway.
+ * instance_id is both iss and aud.  The broker issues and verifies its
+ * tokens on one clock, so they end at exp exactly: no leeway.  A new policy
+ * has no issuer key: every token is refused until one is added.
  */
-KBR_WUR kbr_err kbr_policy_new(const char *instance_id, EVP_PKEY *issuer_pub, kbr_policy **out);
+KBR_WUR kbr_err kbr_policy_new(const char *instance_id, kbr_policy **out);
 void kbr_policy_free(kbr_policy *p);
 
 /*
- * Adds a token row (as kbr_store_token_list shows it, with parent_jti and
- * orphan) to the registry.  Called at start for every stored token in issue
- * order, and after each issuance commits.  The token's products join its
+ * Issuer keys, as the ledger records them (issuer.rotate), in that order.
+ * pub is a P-256 public key (up-ref'd by the policy) and kid its RFC 7638
+ * thumbprint: KBR_ERR_BAD_REQUEST when it is another key or kid does not
+ * match, KBR_ERR_CONFLICT when kid is one already.  current: the key signs
+ * the tokens issued from now on, and the current key before it stops doing
+ * so.  A key that is not current is trusted while a token it signed (as the
+ * registry records: the token's kid) has not expired, and no longer after:
+ * it is retired, for good, since only the current key signs new tokens.
+ */
+KBR_WUR kbr_err kbr_policy_add_issuer(kbr_policy *p, const char *kid, EVP_PKEY *pub, bool current);
+/* The current issuer key's kid, or NULL when there is none.  Borrowed. */
+const char *kbr_policy_current_kid(const kbr_policy *p);
+
+typedef struct {
+    bool current;
+    bool trusted;    /* current, or a token it signed is live at the time asked */
+    time_t last_exp; /* the latest exp of the tokens it signed; 0 when none */
+} kbr_issuer_state;
+/* What the registry knows of issuer key kid at now: false when it has no such key. */
+bool kbr_policy_issuer_state(const kbr_policy *p, const char *kid, time_t now,
+                             kbr_issuer_state *out);
+/*
+ * The JWK Set (RFC 7517) of the keys trusted at now: {"keys": [current first, then the
+ * others, newest first]}, each as kbr_jwk_from_pkey makes it.  New ref (NULL: no memory).
+ */
+json_t *kbr_policy_jwks(const kbr_policy *p, time_t now);
+
+/*
+ * Adds a token row (as kbr_store_token_list shows it, with parent_jti,
+ * orphan and kid) to the registry.  Called at start for every stored token
+ * in issue order, and after each issuance commits.  A kid must name an
+ * issuer key added before (KBR_ERR_BAD_REQUEST otherwise); the key stays
+ * trusted until the token expires.  The token's products join its
  * principal's (kbr_policy_principal_claim).
  */
 KBR_WUR kbr_err kbr_policy_add_token(kbr_policy *p, const json_t *row);
@@ -128,14 +162,16 @@ void kbr_policy_set_uses(kbr_policy *p, const char *jti, int64_t uses);
 /*
  * Authenticates a bearer token string.  Order: cache lookup by SHA-256 of
  * the string; on a miss, strict parse (three base64url segments, header
- * exactly alg ES256 / typ JWT / optional kid), signature verify against the
- * issuer key, claims (iss, aud, exp required and in the future, nbf, iat,
- * jti of 32 hex chars, sub, kbr), then the registry (the jti must be one
- * this broker issued, with the same sub).  Every call, cached or not, then
- * checks revocation, exp and nbf against now, and the cnf binding against
- * client_x5t (NULL when the connection has no client certificate).
- * KBR_ERR_UNAUTHENTICATED with msg saying which check failed (never echoing
- * the token).  *tok is borrowed from the registry.
+ * exactly alg ES256 / typ JWT / kid), the issuer key the kid names (one of
+ * the broker's, trusted at now), the signature verified against that key
+ * alone, claims (iss, aud, exp required and in the future, nbf, iat, jti of
+ * 32 hex chars, sub, kbr), then the registry (the jti must be one this
+ * broker issued, with the same sub, binding and kid).  Every call, cached or
+ * not, then checks revocation, exp and nbf against now, that the signing key
+ * is still trusted, and the cnf binding against client_x5t (NULL when the
+ * connection has no client certificate).  KBR_ERR_UNAUTHENTICATED with msg
+ * saying which check failed (never echoing the token).  *tok is borrowed
+ * from the registry.
  */
 KBR_WUR kbr_err kbr_policy_authenticate(kbr_policy *p, const char *bearer, time_t now,
                                         const char *client_x5t, kbr_token **tok, kbr_msg *msg);

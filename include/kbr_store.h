@@ -23,7 +23,21 @@
  *   key.retire    {name, at}
  *   token.issue   {jti, sub, scope{}, issued_by, issued_at, not_before, expires_at,
  *                  cnf_x5t (string or null), parent_jti (optional: the issuing token),
- *                  orphan (optional boolean)}
+ *                  orphan (optional boolean), kid (optional: the issuer key that signed it)}
+ *                 kid must be the current issuer key's (absent only while the ledger has
+ *                 none): KBR_ERR_STORE_CONSTRAINT otherwise, so every token recorded after an
+ *                 issuer.rotate names the new key.
+ *   issuer.rotate {kid, hsm_label, public_key_pem, at, replaces (string or null)}
+ *                 the key becomes the token issuer's current key at `at`; the key it
+ *                 replaces stays in issuer_keys with replaced_at = at (the tokens it signed
+ *                 verify with it until they expire).  kid is an RFC 7638 thumbprint (43
+ *                 base64url characters), hsm_label "kbr/issuer" or "kbr/issuer/..." (the
+ *                 broker's own labels: no product key is ever an issuer key).
+ *                 KBR_ERR_STORE_CONSTRAINT unless replaces is the current key's kid (null
+ *                 when there is none), or when the kid, label or public key was an issuer
+ *                 key already; KBR_ERR_INTERNAL when public_key_pem holds no public key.  The
+ *                 first issuer key becomes the kid of every token recorded without one: it
+ *                 signed them (a log an older broker wrote has one issuer key, unrecorded).
  *   token.revoke  {jtis[], at, reason}
  *   firmware.sign {product, version, digest, hash, key, name, build_id, signed_at,
  *                  components[{name, version, purl}], sbom_sha256 (optional)}
@@ -125,6 +139,7 @@ typedef enum {
     KBR_EFFECT_DEBUG_AUTHORIZE,
     KBR_EFFECT_OTA_REPORT,
     KBR_EFFECT_CHECKPOINT,
+    KBR_EFFECT_ISSUER_ROTATE,
 } kbr_effect_type;
 
 /* "key.create", ...; NULL for a value outside the enum. */
@@ -172,7 +187,12 @@ typedef struct {
     const char *jti, *sub, *issued_by, *issued_at, *not_before, *expires_at, *cnf_x5t, *parent_jti;
     const char *scope_json; /* the scope object's canonical JSON */
     bool orphan;
+    const char *kid; /* the issuer key that signed it; NULL in entries of an older broker */
 } kbr_fx_token_issue;
+
+typedef struct {
+    const char *kid, *hsm_label, *public_key_pem, *at, *replaces;
+} kbr_fx_issuer_rotate;
 
 typedef struct {
     kbr_strings jtis;
@@ -234,6 +254,7 @@ typedef struct {
         kbr_fx_debug_authorize debug_authorize;
         kbr_fx_ota_report ota_report;
         kbr_fx_checkpoint checkpoint;
+        kbr_fx_issuer_rotate issuer_rotate;
     } u;
 } kbr_effect;
 
@@ -382,6 +403,25 @@ KBR_WUR kbr_err kbr_store_audit_insert(kbr_store *st, const kbr_store_audit_row 
  * digits), stored inside the writer's transaction; after kbr_store_audit_insert. */
 KBR_WUR kbr_err kbr_store_merkle_append(kbr_store *st, int64_t seq, const char *hash_hex);
 
+/* ---- evidence (API "Evidence"): the entries behind the facts about a subject ---- */
+
+/*
+ * The seqs (ascending, each once) of the entries behind every fact the ledger keeps about
+ * device (product, serial), or about product when serial is NULL.  A device: its
+ * provisioning, certificates, events, firmware history and debug unlocks, its batch (its
+ * markets), the builds it ran (with their SBOM documents), and what those entries lean on:
+ * the keys they name (registration and certificates, so every certificate chain is covered)
+ * and the tokens that made them.  A product: the keys it depends on (registration,
+ * certificates, retirement), its batches and its builds, and what those lean on likewise.
+ * The facts of a product's devices are in each device's own evidence.  An unknown subject
+ * gives an empty list.  New ref.
+ */
+KBR_WUR kbr_err kbr_store_evidence_seqs(kbr_store *st, const char *product, const char *serial,
+                                        json_t **seqs);
+/* The entries seqs names (an array of integers), as GET /v1/audit shows them.
+ * KBR_ERR_NOT_FOUND when one is not in the log.  New ref. */
+KBR_WUR kbr_err kbr_store_audit_entries(kbr_store *st, const json_t *seqs, json_t **entries);
+
 /* ---- checking a store against its log (keybrokerd --verify-store, kbr_audit.h) ---- */
 
 /* Reads until kbr_store_read_end see one snapshot of the store, whatever a writer commits. */
@@ -479,14 +519,21 @@ KBR_WUR kbr_err kbr_store_key_list(kbr_store *st, json_t **keys);
 /*
  * Tokens as GET /v1/tokens shows them: {jti, sub, scope, issued_at, not_before, expires_at,
  * uses, last_used_at, revoked_at, revoke_reason, issued_by, cnf_x5t, parent_jti (the issuing
- * token, null for a root), orphan}, in issue order.  uses counts committed
- * key uses (audit rows with key_use and outcome ok) with that jti.
+ * token, null for a root), orphan, kid (the issuer key that signed it)}, in issue order.
+ * uses counts committed key uses (audit rows with key_use and outcome ok) with that jti.
  * Filters may be NULL/false.  A key filter keeps tokens whose scope reaches the key
  * (no "keys" list, an exact name, or a matching "prefix*").  active keeps tokens
  * neither revoked nor expired at now.  New ref.
  */
 KBR_WUR kbr_err kbr_store_token_list(kbr_store *st, const char *sub, const char *key, bool active,
                                      time_t now, json_t **tokens);
+
+/*
+ * The token issuer's keys, in the order the log recorded them: {kid, hsm_label,
+ * public_key_pem, public_key_sha256, activated_at, replaced_at (null for the current one),
+ * audit_seq}; an empty array when the ledger has none yet.  New ref.
+ */
+KBR_WUR kbr_err kbr_store_issuer_keys(kbr_store *st, json_t **keys);
 
 /* Firmware build (product, version): {product, version, digest, hash, key, name, build_id,
  * signed_at, audit_seq, sbom_sha256 (the SBOM document, or null), components[]};

@@ -108,6 +108,17 @@ struct kbr_store_ops {
     /* Retiring a retired key keeps its first retired_at; an unknown name is a constraint. */
     kbr_err (*key_retire)(kbr_store *st, const char *name, const char *at);
     kbr_err (*token_issue)(kbr_store *st, const kbr_eff_token *t, int64_t seq);
+    /* The current issuer key's kid (*kid is the caller's); KBR_ERR_NOT_FOUND when none. */
+    kbr_err (*issuer_current)(kbr_store *st, char **kid);
+    /* Marks the current key kid replaced at `at`. */
+    kbr_err (*issuer_replace)(kbr_store *st, const char *kid, const char *at);
+    /* KBR_ERR_STORE_CONSTRAINT when the kid, label or public key is an issuer key already. */
+    kbr_err (*issuer_insert)(kbr_store *st, const kbr_fx_issuer_rotate *r,
+                             const char *public_key_sha256, int64_t seq);
+    /* Every token without a kid gets kid. */
+    kbr_err (*tokens_assign_kid)(kbr_store *st, const char *kid);
+    /* See kbr_store_issuer_keys. */
+    kbr_err (*issuer_keys)(kbr_store *st, json_t **keys);
     /* Only a live token is changed: the first revocation's time and reason stay. */
     kbr_err (*token_revoke)(kbr_store *st, const char *jti, const char *at, const char *reason);
     /* KBR_ERR_NOT_FOUND when the build is unknown; *digest is the caller's to free. */
@@ -117,6 +128,8 @@ struct kbr_store_ops {
     kbr_err (*component_insert)(kbr_store *st, const char *product, const char *version,
                                 const kbr_eff_component *c);
     kbr_err (*key_exists)(kbr_store *st, const char *name, bool *exists);
+    /* See kbr_store_evidence_seqs. */
+    kbr_err (*evidence_seqs)(kbr_store *st, const char *product, const char *serial, json_t **seqs);
     /* Checking a store against its log: see kbr_store_bulk_mode and the calls after it. */
     kbr_err (*bulk_mode)(kbr_store *st);
     kbr_err (*effects_from)(kbr_store *st, int64_t *seq);

@@ -37,6 +37,7 @@ static const char *const type_names[] = {
     [KBR_EFFECT_DEBUG_AUTHORIZE] = "debug.authorize",
     [KBR_EFFECT_OTA_REPORT] = "ota.report",
     [KBR_EFFECT_CHECKPOINT] = "checkpoint",
+    [KBR_EFFECT_ISSUER_ROTATE] = "issuer.rotate",
 };
 
 #define N_TYPES (sizeof(type_names) / sizeof(type_names[0]))
@@ -258,6 +259,40 @@ static void copy_key_create(copier *c, const kbr_effect *in, kbr_effect *out)
     };
 }
 
+/* An RFC 7638 thumbprint as JWS carries it: SHA-256, 43 base64url characters. */
+#define KID_LEN 43
+
+static const char *kid(copier *c, const char *s, bool required)
+{
+    if (s == NULL)
+        return required ? fail(c, KBR_ERR_INTERNAL) : NULL;
+    if (strlen(s) != KID_LEN || strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                          "0123456789-_") != KID_LEN)
+        return fail(c, KBR_ERR_INTERNAL);
+    return dup(c, s);
+}
+
+/*
+ * The broker's own labels: "kbr/issuer", or "kbr/issuer/" and a suffix of printable ASCII
+ * (PKCS#11 labels are at most what the HSM layer takes).  A product key's label is never one
+ * (kbr/key/NAME, or a registered label, which may not start with kbr/), so the ledger cannot
+ * name a key a sign token reaches as the token issuer.
+ */
+static const char *issuer_label(copier *c, const char *s)
+{
+    static const char prefix[] = "kbr/issuer/";
+    size_t n = s != NULL ? strlen(s) : 0;
+
+    if (s == NULL || n >= 128 ||
+        (strcmp(s, "kbr/issuer") != 0 &&
+         (strncmp(s, prefix, sizeof(prefix) - 1) != 0 || n == sizeof(prefix) - 1)))
+        return fail(c, KBR_ERR_INTERNAL);
+    for (size_t i = 0; i < n; i++)
+        if (s[i] <= 0x20 || s[i] >= 0x7f)
+            return fail(c, KBR_ERR_INTERNAL);
+    return dup(c, s);
+}
+
 /* The scope stays opaque to the store, but it is a JSON object. */
 static void scope_is_object(copier *c, const char *scope_json)
 {
@@ -284,8 +319,24 @@ static void copy_token_issue(copier *c, const kbr_effect *in, kbr_effect *out)
         .parent_jti = str(c, t->parent_jti, false),
         .scope_json = str(c, t->scope_json, true),
         .orphan = t->orphan,
+        .kid = kid(c, t->kid, false),
     };
     scope_is_object(c, t->scope_json);
+}
+
+static void copy_issuer_rotate(copier *c, const kbr_effect *in, kbr_effect *out)
+{
+    const kbr_fx_issuer_rotate *i = &in->u.issuer_rotate;
+
+    out->u.issuer_rotate = (kbr_fx_issuer_rotate){
+        .kid = kid(c, i->kid, true),
+        .hsm_label = issuer_label(c, i->hsm_label),
+        .public_key_pem = str(c, i->public_key_pem, true),
+        .at = when(c, i->at, true),
+        .replaces = kid(c, i->replaces, false),
+    };
+    if (i->replaces != NULL && i->kid != NULL && strcmp(i->replaces, i->kid) == 0)
+        fail(c, KBR_ERR_INTERNAL);
 }
 
 static void copy_firmware(copier *c, const kbr_effect *in, kbr_effect *out)
@@ -474,6 +525,9 @@ kbr_err kbr_effects_add(kbr_effects *fx, const kbr_effect *e)
     case KBR_EFFECT_OTA_REPORT:
         copy_ota(&c, e, &copy);
         break;
+    case KBR_EFFECT_ISSUER_ROTATE:
+        copy_issuer_rotate(&c, e, &copy);
+        break;
     default:
         copy_small(&c, e, &copy);
     }
@@ -549,10 +603,10 @@ static json_t *token_issue_json(const kbr_fx_token_issue *t)
 {
     json_t *scope = json_loads(t->scope_json, JSON_REJECT_DUPLICATES, NULL);
 
-    return json_pack("{s:s,s:s,s:o,s:s?,s:s,s:s?,s:s,s:s?,s:s?,s:b}", "jti", t->jti, "sub", t->sub,
-                     "scope", scope, "issued_by", t->issued_by, "issued_at", t->issued_at,
+    return json_pack("{s:s,s:s,s:o,s:s?,s:s,s:s?,s:s,s:s?,s:s?,s:b,s:s*}", "jti", t->jti, "sub",
+                     t->sub, "scope", scope, "issued_by", t->issued_by, "issued_at", t->issued_at,
                      "not_before", t->not_before, "expires_at", t->expires_at, "cnf_x5t",
-                     t->cnf_x5t, "parent_jti", t->parent_jti, "orphan", t->orphan);
+                     t->cnf_x5t, "parent_jti", t->parent_jti, "orphan", t->orphan, "kid", t->kid);
 }
 
 static json_t *firmware_json(const kbr_fx_firmware_sign *f)
@@ -640,6 +694,11 @@ static json_t *effect_json(const kbr_effect *e)
         return json_pack("{s:I,s:s,s:s,s:s}", "size", (json_int_t)e->u.checkpoint.size, "root_hash",
                          e->u.checkpoint.root_hash, "time", e->u.checkpoint.time, "signature_b64",
                          e->u.checkpoint.signature_b64);
+    case KBR_EFFECT_ISSUER_ROTATE:
+        return json_pack("{s:s,s:s,s:s,s:s,s:s?}", "kid", e->u.issuer_rotate.kid, "hsm_label",
+                         e->u.issuer_rotate.hsm_label, "public_key_pem",
+                         e->u.issuer_rotate.public_key_pem, "at", e->u.issuer_rotate.at, "replaces",
+                         e->u.issuer_rotate.replaces);
     }
     return NULL;
 }
@@ -783,6 +842,7 @@ static void rd_token_issue(reader *r, const json_t *o, kbr_effect *e)
         .parent_jti = rd_str(r, o, "parent_jti"),
         .scope_json = scope_json != NULL ? kbr_arena_strdup(r->arena, scope_json) : NULL,
         .orphan = json_is_true(orphan),
+        .kid = rd_str(r, o, "kid"),
     };
     free(scope_json);
 }
@@ -927,6 +987,15 @@ static void rd_small(reader *r, const json_t *o, kbr_effect *e)
             .jtis = rd_strings(r, o, "jtis"),
             .at = rd_str(r, o, "at"),
             .reason = rd_str(r, o, "reason"),
+        };
+        break;
+    case KBR_EFFECT_ISSUER_ROTATE:
+        e->u.issuer_rotate = (kbr_fx_issuer_rotate){
+            .kid = rd_str(r, o, "kid"),
+            .hsm_label = rd_str(r, o, "hsm_label"),
+            .public_key_pem = rd_str(r, o, "public_key_pem"),
+            .at = rd_str(r, o, "at"),
+            .replaces = rd_str(r, o, "replaces"),
         };
         break;
     default: /* KBR_EFFECT_CHECKPOINT */

@@ -8,6 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/err.h>
+#include <openssl/pem.h>
+
 #include "backend.h"
 
 /* Canonical text of a list of strings, as the back end stores products and markets. */
@@ -47,6 +50,75 @@ static kbr_err key_create(kbr_store *st, const kbr_fx_key_create *k, int64_t seq
     KBR_GUARD(st->ops->key_create(st, &row, seq));
 out:
     free(products);
+    return err;
+}
+
+/* The current issuer key's kid (the caller's), or NULL when the ledger has none. */
+static kbr_err issuer_current(kbr_store *st, char **kid)
+{
+    kbr_err err = st->ops->issuer_current(st, kid);
+
+    return err == KBR_ERR_NOT_FOUND ? KBR_OK : err;
+}
+
+/*
+ * A token names the key that signed it, and that is the current issuer key: a token signed
+ * with the key a rotation just replaced, committed after the rotation, is refused, so the log
+ * shows one key before the rotation's entry and the other after it.
+ */
+static kbr_err token_issue(kbr_store *st, const kbr_fx_token_issue *t, int64_t seq)
+{
+    kbr_err err = KBR_OK;
+    char *current = NULL;
+
+    KBR_GUARD(issuer_current(st, &current));
+    KBR_ENSURE((current == NULL) == (t->kid == NULL), KBR_ERR_STORE_CONSTRAINT);
+    KBR_ENSURE(current == NULL || strcmp(current, t->kid) == 0, KBR_ERR_STORE_CONSTRAINT);
+    KBR_GUARD(st->ops->token_issue(st, t, seq));
+out:
+    free(current);
+    return err;
+}
+
+/* The ledger's name of the public key in pem (kbr_store_public_key_sha256). */
+static kbr_err pem_public_key_sha256(const char *pem, char hex[65])
+{
+    kbr_err err = KBR_OK;
+    BIO *bio = BIO_new_mem_buf(pem, -1);
+    EVP_PKEY *pub = NULL;
+
+    KBR_ENSURE(bio != NULL, KBR_ERR_NOMEM);
+    pub = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
+    KBR_ENSURE(pub != NULL, KBR_ERR_INTERNAL);
+    KBR_GUARD(kbr_store_public_key_sha256(pub, hex));
+out:
+    ERR_clear_error();
+    EVP_PKEY_free(pub);
+    BIO_free(bio);
+    return err;
+}
+
+/*
+ * One issuer key is current.  A rotation names the key it replaces, so of two rotations
+ * racing from the same key only the first is recorded.  The first key recorded is the one
+ * that signed every token recorded without a kid: before keys were recorded there was one.
+ */
+static kbr_err issuer_rotate(kbr_store *st, const kbr_fx_issuer_rotate *r, int64_t seq)
+{
+    kbr_err err = KBR_OK;
+    char *current = NULL, pk_sha256[65];
+
+    KBR_GUARD(pem_public_key_sha256(r->public_key_pem, pk_sha256));
+    KBR_GUARD(issuer_current(st, &current));
+    KBR_ENSURE((current == NULL) == (r->replaces == NULL), KBR_ERR_STORE_CONSTRAINT);
+    KBR_ENSURE(current == NULL || strcmp(current, r->replaces) == 0, KBR_ERR_STORE_CONSTRAINT);
+    if (current != NULL)
+        KBR_GUARD(st->ops->issuer_replace(st, current, r->at));
+    KBR_GUARD(st->ops->issuer_insert(st, r, pk_sha256, seq));
+    if (current == NULL)
+        KBR_GUARD(st->ops->tokens_assign_kid(st, r->kid));
+out:
+    free(current);
     return err;
 }
 
@@ -368,7 +440,7 @@ static kbr_err apply_one(kbr_store *st, const kbr_effect *e, int64_t seq)
     case KBR_EFFECT_KEY_CERTIFICATE:
         return key_certificate(st, &e->u.key_certificate, seq);
     case KBR_EFFECT_TOKEN_ISSUE:
-        return st->ops->token_issue(st, &e->u.token_issue, seq);
+        return token_issue(st, &e->u.token_issue, seq);
     case KBR_EFFECT_TOKEN_REVOKE:
         return token_revoke(st, &e->u.token_revoke);
     case KBR_EFFECT_FIRMWARE_SIGN:
@@ -385,6 +457,8 @@ static kbr_err apply_one(kbr_store *st, const kbr_effect *e, int64_t seq)
         return ota_report(st, &e->u.ota_report, seq);
     case KBR_EFFECT_CHECKPOINT:
         return checkpoint(st, &e->u.checkpoint, seq);
+    case KBR_EFFECT_ISSUER_ROTATE:
+        return issuer_rotate(st, &e->u.issuer_rotate, seq);
     }
     return KBR_ERR_INTERNAL;
 }

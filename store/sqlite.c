@@ -281,6 +281,13 @@ static kbr_err schema_in_tx(kbr_sqlite *s, const char *path, kbr_msg *msg)
     if (version == 3) {
         rc = sqlite3_exec(s->db, kbr_sql_v4_schema, NULL, NULL, NULL);
         KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
+        version = 4;
+    }
+    if (version == 4) {
+        rc = sqlite3_exec(s->db, kbr_sql_v5_issuer, NULL, NULL, NULL);
+        KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
+        rc = sqlite3_exec(s->db, "UPDATE meta SET schema_version = 5", NULL, NULL, NULL);
+        KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
     }
 out:
     return err;
@@ -600,10 +607,16 @@ const kbr_store_ops kbr_store_sqlite_ops = {
     .key_retire = kbr_sqlite_key_retire,
     .token_issue = kbr_sqlite_token_issue,
     .token_revoke = kbr_sqlite_token_revoke,
+    .issuer_current = kbr_sqlite_issuer_current,
+    .issuer_replace = kbr_sqlite_issuer_replace,
+    .issuer_insert = kbr_sqlite_issuer_insert,
+    .tokens_assign_kid = kbr_sqlite_tokens_assign_kid,
+    .issuer_keys = kbr_sqlite_issuer_keys,
     .firmware_digest = kbr_sqlite_firmware_digest,
     .firmware_insert = kbr_sqlite_firmware_insert,
     .component_insert = kbr_sqlite_component_insert,
     .key_exists = kbr_sqlite_key_exists,
+    .evidence_seqs = kbr_sqlite_evidence_seqs,
     .bulk_mode = kbr_sqlite_bulk_mode,
     .effects_from = kbr_sqlite_effects_from,
     .integrity = kbr_sqlite_integrity,

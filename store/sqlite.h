@@ -41,6 +41,11 @@ typedef enum {
     SQ_TOKEN_INSERT,
     SQ_TOKEN_REVOKE,
     SQ_TOKEN_LIST,
+    SQ_ISSUER_CURRENT,
+    SQ_ISSUER_REPLACE,
+    SQ_ISSUER_INSERT,
+    SQ_TOKENS_ASSIGN_KID,
+    SQ_ISSUER_KEYS,
     SQ_FIRMWARE_DIGEST,
     SQ_FIRMWARE_INSERT,
     SQ_FIRMWARE_GET,
@@ -49,6 +54,8 @@ typedef enum {
     SQ_DOCUMENT_EXISTS,
     SQ_DOCUMENT_GET,
     SQ_ISSUER_CHAIN,
+    SQ_EVIDENCE_DEVICE,
+    SQ_EVIDENCE_PRODUCT,
     SQ_COMPONENT_LIST,
     SQ_CERT_CURRENT,
     SQ_CERT_SUPERSEDE,
@@ -113,7 +120,7 @@ kbr_err kbr_sqlite_err(int rc);
 kbr_err kbr_sqlite_fail(kbr_sqlite *s, const char *path, int rc, kbr_msg *msg);
 
 /* The schema version this broker writes. */
-#define KBR_SQLITE_SCHEMA_VERSION 4
+#define KBR_SQLITE_SCHEMA_VERSION 5
 /* "PATH[?max_pages=N]": *path is the caller's to free. */
 kbr_err kbr_sqlite_parse_location(const char *loc, char **path, sqlite3_int64 *max_pages,
                                   kbr_msg *msg);
@@ -175,9 +182,9 @@ KBR_WUR kbr_err kbr_sqlite_object(sqlite3_stmt *stmt, const kbr_col_spec *cols, 
 #define KBR_SQLITE_TOKEN_SELECT                                                                    \
     "SELECT t.jti, t.sub, t.scope, t.issued_at, t.not_before, t.expires_at, t.revoked_at,"         \
     " t.revoke_reason, t.issued_by, t.cnf_x5t, coalesce(u.uses, 0), u.last_used_at,"               \
-    " t.parent_jti, t.orphan"                                                                      \
+    " t.parent_jti, t.orphan, t.kid"                                                               \
     " FROM tokens t LEFT JOIN token_usage u ON u.jti = t.jti"
-#define KBR_SQLITE_TOKEN_NCOLS 14
+#define KBR_SQLITE_TOKEN_NCOLS 15
 extern const kbr_col_spec kbr_sqlite_token_cols[KBR_SQLITE_TOKEN_NCOLS];
 
 /* Ledger operations (sqlite_ledger.c). */
@@ -185,6 +192,12 @@ kbr_err kbr_sqlite_key_create(kbr_store *st, const kbr_eff_key *k, int64_t seq);
 kbr_err kbr_sqlite_key_retire(kbr_store *st, const char *name, const char *at);
 kbr_err kbr_sqlite_token_issue(kbr_store *st, const kbr_eff_token *t, int64_t seq);
 kbr_err kbr_sqlite_token_revoke(kbr_store *st, const char *jti, const char *at, const char *reason);
+kbr_err kbr_sqlite_issuer_current(kbr_store *st, char **kid);
+kbr_err kbr_sqlite_issuer_replace(kbr_store *st, const char *kid, const char *at);
+kbr_err kbr_sqlite_issuer_insert(kbr_store *st, const kbr_fx_issuer_rotate *r,
+                                 const char *public_key_sha256, int64_t seq);
+kbr_err kbr_sqlite_tokens_assign_kid(kbr_store *st, const char *kid);
+kbr_err kbr_sqlite_issuer_keys(kbr_store *st, json_t **keys);
 kbr_err kbr_sqlite_firmware_digest(kbr_store *st, const char *product, const char *version,
                                    char **digest);
 kbr_err kbr_sqlite_firmware_insert(kbr_store *st, const kbr_eff_firmware *f, int64_t seq);
@@ -197,6 +210,8 @@ kbr_err kbr_sqlite_token_list(kbr_store *st, const char *sub, bool active, time_
 kbr_err kbr_sqlite_firmware_get(kbr_store *st, const char *product, const char *version,
                                 json_t **build);
 kbr_err kbr_sqlite_key_exists(kbr_store *st, const char *name, bool *exists);
+kbr_err kbr_sqlite_evidence_seqs(kbr_store *st, const char *product, const char *serial,
+                                 json_t **seqs);
 kbr_err kbr_sqlite_bulk_mode(kbr_store *st);
 kbr_err kbr_sqlite_effects_from(kbr_store *st, int64_t *seq);
 kbr_err kbr_sqlite_integrity(kbr_store *st, kbr_msg *msg);
@@ -258,7 +273,7 @@ kbr_err kbr_sqlite_checkpoint_latest(kbr_store *st, json_t **out);
  * (sqlite_migrate.c); path and msg name the store in a failure. */
 /* The files of store/sql/, built in (the Makefile's rule for $(BUILD)/store/sql.c). */
 extern const char kbr_sql_v1[], kbr_sql_v2_schema[], kbr_sql_v2_assign[], kbr_sql_v3_schema[],
-    kbr_sql_v3_unique[], kbr_sql_v4_schema[];
+    kbr_sql_v3_unique[], kbr_sql_v4_schema[], kbr_sql_v5_issuer[];
 
 kbr_err kbr_sqlite_migrate_v2(kbr_sqlite *s, const char *path, kbr_msg *msg);
 kbr_err kbr_sqlite_migrate_v3(kbr_sqlite *s, const char *path, kbr_msg *msg);

@@ -34,6 +34,9 @@
  *    table is rebuilt with that key, keeping every answer.
  *
  * Version 4 (evidence) is SQL alone: store/sql/v4_schema.sql.
+ *
+ * Version 5 (the token issuer's keys) is SQL alone too: store/sql/v5_issuer.sql, then
+ * sqlite.c records the version.
  */
 #include <openssl/err.h>
 #include <openssl/pem.h>

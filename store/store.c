@@ -148,6 +148,12 @@ kbr_err kbr_store_audit_insert(kbr_store *st, const kbr_store_audit_row *row)
     return st->ops->audit_insert(st, row);
 }
 
+kbr_err kbr_store_evidence_seqs(kbr_store *st, const char *product, const char *serial,
+                                json_t **seqs)
+{
+    return st->ops->evidence_seqs(st, product, serial, seqs);
+}
+
 kbr_err kbr_store_read_begin(kbr_store *st)
 {
     return st->ops->snapshot_begin(st);
@@ -223,6 +229,29 @@ kbr_err kbr_store_audit_page(kbr_store *st, int64_t after, int64_t limit, json_t
     arr = json_array();
     KBR_ENSURE(arr != NULL, KBR_ERR_NOMEM);
     KBR_GUARD(st->ops->audit_walk(st, after, limit, page_add, arr));
+    *entries = arr;
+    arr = NULL;
+out:
+    json_decref(arr);
+    return err;
+}
+
+kbr_err kbr_store_audit_entries(kbr_store *st, const json_t *seqs, json_t **entries)
+{
+    kbr_err err = KBR_OK;
+    json_t *arr = json_array();
+    const json_t *v;
+    size_t i;
+
+    *entries = NULL;
+    KBR_ENSURE(arr != NULL, KBR_ERR_NOMEM);
+    json_array_foreach(seqs, i, v)
+    {
+        size_t before = json_array_size(arr);
+        KBR_ENSURE(json_is_integer(v) && json_integer_value(v) > 0, KBR_ERR_INTERNAL);
+        KBR_GUARD(st->ops->audit_walk(st, json_integer_value(v) - 1, 1, page_add, arr));
+        KBR_ENSURE(json_array_size(arr) == before + 1, KBR_ERR_NOT_FOUND);
+    }
     *entries = arr;
     arr = NULL;
 out:
@@ -415,6 +444,11 @@ kbr_err kbr_store_token_list(kbr_store *st, const char *sub, const char *key, bo
 out:
     json_decref(all);
     return err;
+}
+
+kbr_err kbr_store_issuer_keys(kbr_store *st, json_t **keys)
+{
+    return st->ops->issuer_keys(st, keys);
 }
 
 /*

@@ -1,9 +1,10 @@
 /*
  * cli.h - internal interfaces of the keybroker command-line client.
  *
- * The pure parts (option parsing, tables, digests and SBOM encoding, sign
- * request bodies) live in files without main() so that tests/unit/test_cli.c
- * can include them; the HTTP client and the subcommands build on them.
+ * Everything but main.c is built into libkbr_cli.a, which bin/keybroker and
+ * tests/unit/test_cli.c link: the pure parts (option parsing, tables,
+ * digests and SBOM encoding, request bodies), the HTTP client and the
+ * subcommands built on them.
  */
 #ifndef KBR_CLI_H
 #define KBR_CLI_H
@@ -135,6 +136,8 @@ KBR_WUR kbr_err cli_fields_from_json(const json_t *obj, const cli_column *cols, 
 
 /* ---- signing inputs (sign.c) ---- */
 
+/* Files are hashed in chunks of this size (cli_digest_file). */
+#define CLI_HASH_CHUNK (64 * 1024)
 /* Largest SBOM file sent; its base64 must fit the daemon's default 1 MiB body limit. */
 #define CLI_SBOM_MAX (700 * 1024)
 /* Largest ed25519 message: 1 MiB body limit less room for the other fields, before base64. */
@@ -242,6 +245,27 @@ KBR_WUR kbr_err cli_path_join(cli_client *c, const char *prefix, const char *seg
 /* Appends "?name=value" or "&name=value" (value escaped) to *path, reallocating it. */
 KBR_WUR kbr_err cli_query_add(cli_client *c, char **path, const char *name, const char *value);
 
+/*
+ * The client's response handling, used by cli_call() and declared here for
+ * tests/unit/test_cli.c. A response body is read into a cli_buf, which is
+ * wiped whenever it is grown or freed: it may hold a freshly issued token.
+ */
+typedef struct {
+    char *data;
+    size_t len;
+    size_t cap;
+    bool overflow;
+} cli_buf;
+
+/* Grows b to hold at least need bytes; false when out of memory. */
+KBR_WUR bool cli_buf_grow(cli_buf *b, size_t need);
+void cli_buf_wipe(cli_buf *b);
+/* Status, X-Audit-Seq and JSON body (duplicate members refused) of the response in buf. */
+KBR_WUR kbr_err cli_read_response(cli_client *c, const cli_buf *buf, cli_response *resp,
+                                  cli_error *ce);
+/* The error of an HTTP status >= 400 and its {"error":{...}} body (body may be NULL). */
+KBR_WUR kbr_err cli_http_error(long status, const json_t *body, cli_error *ce);
+
 /* ---- commands (cmd_*.c) ---- */
 
 typedef struct {
@@ -263,10 +287,13 @@ typedef struct {
 extern const cli_command cli_cmd_key_create, cli_cmd_key_list, cli_cmd_key_show, cli_cmd_key_retire,
     cli_cmd_key_pubkey;
 extern const cli_command cli_cmd_token_issue, cli_cmd_token_list, cli_cmd_token_revoke,
-    cli_cmd_revoke;
+    cli_cmd_token_rotate_issuer, cli_cmd_revoke;
 extern const cli_command cli_cmd_sign;
 extern const cli_command cli_cmd_audit_list, cli_cmd_audit_export, cli_cmd_health, cli_cmd_jwks;
 extern const cli_command cli_cmd_audit_verify;
+extern const cli_command cli_cmd_evidence_device;
+extern const cli_command cli_cmd_evidence_product;
+extern const cli_command cli_cmd_evidence_verify;
 extern const cli_command cli_cmd_audit_checkpoint;
 extern const cli_command cli_cmd_audit_proof;
 extern const cli_command cli_cmd_batch_create, cli_cmd_batch_show;

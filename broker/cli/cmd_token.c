@@ -1,4 +1,4 @@
-/* cmd_token.c - keybroker token issue|list|revoke and keybroker revoke. */
+/* cmd_token.c - keybroker token issue|list|revoke|rotate-issuer and keybroker revoke. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -250,6 +250,31 @@ out:
     return err;
 }
 
+static const cli_column rotated_fields[] = {
+    {"kid", "kid"},
+    {"hsm_label", "hsm_label"},
+    {"activated_at", "activated_at"},
+    {"replaces", "replaces.kid"},
+    {"replaced_listed_until", "replaces.listed_until"},
+};
+
+static kbr_err rotate_issuer(cli_ctx *ctx, cli_error *ce)
+{
+    kbr_err err = KBR_OK;
+    json_t *body = NULL;
+    cli_response resp = {0};
+
+    KBR_GUARD(reason_body(ctx->args, &body, ce));
+    KBR_GUARD(cli_call(ctx->client, "POST", "/v1/tokens/issuer/rotate", body, &resp, ce));
+    KBR_ENSURE(json_is_string(json_object_get(resp.body, "kid")),
+               cli_fail(ce, KBR_ERR_BAD_REQUEST, "bad_response", "the response has no kid"));
+    KBR_GUARD(cli_show(ctx, resp.body, NULL, rotated_fields, N_ELEMS(rotated_fields), ce));
+out:
+    cli_response_cleanup(&resp);
+    json_decref(body);
+    return err;
+}
+
 static const char *const jti_pos[] = {"JTI"};
 
 static const cli_opt issue_opts[] = {
@@ -307,6 +332,16 @@ const cli_command cli_cmd_token_revoke = {
     {reason_opts, N_ELEMS(reason_opts), jti_pos, 1, 1},
     true,
     token_revoke,
+};
+
+const cli_command cli_cmd_token_rotate_issuer = {
+    {"token", "rotate-issuer", NULL},
+    "[--reason R]",
+    "make a new token issuer key in the HSM: it signs every token issued from now on; the\n"
+    "      old key verifies the tokens it signed until the last of them expires",
+    {reason_opts, N_ELEMS(reason_opts), NULL, 0, 0},
+    true,
+    rotate_issuer,
 };
 
 const cli_command cli_cmd_revoke = {

@@ -30,14 +30,7 @@ struct cli_client {
     char errbuf[CURL_ERROR_SIZE];
 };
 
-typedef struct {
-    char *data;
-    size_t len;
-    size_t cap;
-    bool overflow;
-} cli_buf;
-
-static void buf_wipe(cli_buf *b)
+void cli_buf_wipe(cli_buf *b)
 {
     /* A response may hold a freshly issued token. */
     if (b->data != NULL)
@@ -48,7 +41,7 @@ static void buf_wipe(cli_buf *b)
 }
 
 /* Grows by copy so that the old block can be wiped before it is freed. */
-static bool buf_grow(cli_buf *b, size_t need)
+bool cli_buf_grow(cli_buf *b, size_t need)
 {
     size_t cap = b->cap != 0 ? b->cap : 16384;
     char *grown = NULL;
@@ -79,7 +72,7 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata)
         b->overflow = true;
         return 0;
     }
-    if (!buf_grow(b, b->len + n + 1))
+    if (!cli_buf_grow(b, b->len + n + 1))
         return 0;
     memcpy(b->data + b->len, ptr, n);
     b->len += n;
@@ -242,41 +235,16 @@ static const char *transport_code(CURLcode rc)
     }
 }
 
-/* The one place an HTTP status becomes a kbr_err on the client side. */
-static kbr_err err_from_status(long status, const char *code)
-{
-    switch (status) {
-    case 400:
-        return KBR_ERR_BAD_REQUEST;
-    case 401:
-        return KBR_ERR_UNAUTHENTICATED;
-    case 403:
-        return KBR_ERR_FORBIDDEN;
-    case 404:
-        return KBR_ERR_NOT_FOUND;
-    case 409:
-        return KBR_ERR_CONFLICT;
-    case 413:
-        return KBR_ERR_TOO_LARGE;
-    case 429:
-        return strcmp(code, "rate_limited") == 0 ? KBR_ERR_RATE_LIMITED : KBR_ERR_QUOTA;
-    case 503:
-        return strcmp(code, "hsm_unavailable") == 0 ? KBR_ERR_HSM : KBR_ERR_AUDIT;
-    default:
-        return KBR_ERR_INTERNAL;
-    }
-}
-
-static kbr_err http_error(long status, const json_t *body, cli_error *ce)
+kbr_err cli_http_error(long status, const json_t *body, cli_error *ce)
 {
     const json_t *e = json_object_get(body, "error");
     const char *code = json_string_value(json_object_get(e, "code"));
     const char *message = json_string_value(json_object_get(e, "message"));
 
     if (code == NULL)
-        return cli_fail(ce, err_from_status(status, ""), "http_error",
+        return cli_fail(ce, kbr_err_from_api(status, NULL), "http_error",
                         "the server answered HTTP %ld without an error body", status);
-    return cli_fail(ce, err_from_status(status, code), code, "%s",
+    return cli_fail(ce, kbr_err_from_api(status, code), code, "%s",
                     message != NULL ? message : "(no message)");
 }
 
@@ -358,7 +326,7 @@ static long long audit_seq_header(CURL *h)
     return seq;
 }
 
-static kbr_err read_response(cli_client *c, const cli_buf *buf, cli_response *resp, cli_error *ce)
+kbr_err cli_read_response(cli_client *c, const cli_buf *buf, cli_response *resp, cli_error *ce)
 {
     json_error_t jerr;
 
@@ -368,7 +336,7 @@ static kbr_err read_response(cli_client *c, const cli_buf *buf, cli_response *re
     if (buf->len > 0)
         resp->body = json_loadb(buf->data, buf->len, JSON_REJECT_DUPLICATES, &jerr);
     if (resp->status >= 400)
-        return http_error(resp->status, resp->body, ce);
+        return cli_http_error(resp->status, resp->body, ce);
     if (buf->len > 0 && resp->body == NULL)
         return cli_fail(ce, KBR_ERR_BAD_REQUEST, "bad_response",
                         "HTTP %ld with a body that is not JSON: %s", resp->status, jerr.text);
@@ -412,9 +380,9 @@ kbr_err cli_call(cli_client *c, const char *method, const char *path, const json
         KBR_ENSURE(text != NULL, KBR_ERR_NOMEM);
     }
     KBR_GUARD(send_request(c, method, url, text, &buf, ce));
-    KBR_GUARD(read_response(c, &buf, resp, ce));
+    KBR_GUARD(cli_read_response(c, &buf, resp, ce));
 out:
-    buf_wipe(&buf);
+    cli_buf_wipe(&buf);
     free(text);
     free(url);
     return err;
@@ -553,7 +521,7 @@ kbr_err cli_get_to_fd(cli_client *c, const char *path, int fd, cli_download *got
     if (got->status < 200 || got->status >= 300) {
         if (st.err_body.len > 0)
             body = json_loadb(st.err_body.data, st.err_body.len, JSON_REJECT_DUPLICATES, &jerr);
-        err = http_error(got->status, body, ce);
+        err = cli_http_error(got->status, body, ce);
         goto out;
     }
     got->audit_seq = audit_seq_header(c->curl);
@@ -571,7 +539,7 @@ out:
     c->auth_node.next = NULL;
     curl_slist_free_all(list);
     json_decref(body);
-    buf_wipe(&st.err_body);
+    cli_buf_wipe(&st.err_body);
     EVP_MD_CTX_free(st.md);
     free(url);
     return err;

@@ -175,6 +175,59 @@ static void checkpoint_work(kbd_req *r, kbd_worker *w)
     }
 }
 
+/*
+ * Worker: a signed checkpoint that covers entry seq, as GET /v1/audit/checkpoint shows it.
+ * The latest when it does; otherwise one is made now over the whole log, signed and
+ * recorded, and returned once its entry is durable (a periodic one of the same size recorded
+ * first is as good).  New ref.
+ */
+kbr_err kbd_checkpoint_covering(kbd_worker *w, int64_t seq, json_t **out)
+{
+    kbr_err err = KBR_OK;
+    json_t *cp = NULL;
+    kbr_audit_rec *rec = NULL;
+    int64_t size = 0;
+    char tail[65], *pem = NULL;
+    kbr_err found;
+
+    *out = NULL;
+    found = kbr_store_checkpoint_latest(w->store, &cp);
+    KBR_ENSURE(found == KBR_OK || found == KBR_ERR_NOT_FOUND, found);
+    if (found == KBR_OK && json_integer_value(json_object_get(cp, "size")) >= seq)
+        goto sign;
+    json_decref(cp);
+    cp = NULL;
+    KBR_GUARD(kbr_store_audit_tail(w->store, &size, tail));
+    KBR_GUARD(head_new(w->store, size, &cp));
+    KBR_GUARD(head_sign(w, cp));
+    KBR_GUARD(record_new(cp, w->d->checkpointer, &rec));
+    rec->done = NULL;
+    rec->arg = NULL;
+    err = kbr_audit_append_sync(w->d->audit, rec);
+    if (err == KBR_ERR_CONFLICT) { /* the periodic one of this size came first */
+        json_decref(cp);
+        cp = NULL;
+        KBR_GUARD(kbr_store_checkpoint_latest(w->store, &cp));
+        err = KBR_OK;
+    }
+    KBR_GUARD(err);
+    if (json_object_get(cp, "audit_seq") == NULL)
+        KBR_ENSURE(json_object_set_new(cp, "audit_seq", json_integer(rec->seq)) == 0,
+                   KBR_ERR_NOMEM);
+sign:
+    err = kbr_hsm_public_key_pem(w->hsm, KBD_AUDIT_LABEL, &pem);
+    kbd_note_hsm(w->d, err);
+    KBR_GUARD(err);
+    KBR_ENSURE(json_object_set_new(cp, "public_key_pem", json_string(pem)) == 0, KBR_ERR_NOMEM);
+    *out = cp;
+    cp = NULL;
+out:
+    free(pem);
+    kbr_audit_rec_free(rec);
+    json_decref(cp);
+    return err;
+}
+
 /* ---- when (event thread) ---- */
 
 static bool checkpoint_due(struct kbd_checkpointer *cp, time_t now)

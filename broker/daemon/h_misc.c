@@ -12,9 +12,14 @@
 #define AUDIT_PAGE_DEFAULT 100
 #define AUDIT_PAGE_MAX     1000
 
+/* The issuer keys a token may be verified with now: the current one first. */
 kbr_err kbd_h_jwks(kbd_req *r)
 {
-    kbd_req_reply_now(r, 200, json_incref(r->d->jwks));
+    json_t *jwks = kbr_policy_jwks(r->d->policy, time(NULL));
+
+    if (jwks == NULL)
+        return KBR_ERR_NOMEM;
+    kbd_req_reply_now(r, 200, jwks);
     return KBR_OK;
 }
 

@@ -19,83 +19,6 @@
 
 #include "kbd.h"
 
-int kbd_err_http_status(kbr_err err)
-{
-    switch (err) {
-    case KBR_OK:
-        return 200;
-    case KBR_ERR_BAD_REQUEST:
-        return 400;
-    case KBR_ERR_UNAUTHENTICATED:
-        return 401;
-    case KBR_ERR_FORBIDDEN:
-        return 403;
-    case KBR_ERR_NOT_FOUND:
-        return 404;
-    case KBR_ERR_CONFLICT:
-        return 409;
-    case KBR_ERR_TOO_LARGE:
-        return 413;
-    case KBR_ERR_QUOTA:
-    case KBR_ERR_RATE_LIMITED:
-        return 429;
-    default:
-        return 503;
-    }
-}
-
-const char *kbd_err_code(kbr_err err)
-{
-    switch (err) {
-    case KBR_ERR_BAD_REQUEST:
-        return "bad_request";
-    case KBR_ERR_UNAUTHENTICATED:
-        return "unauthenticated";
-    case KBR_ERR_FORBIDDEN:
-        return "forbidden";
-    case KBR_ERR_NOT_FOUND:
-        return "not_found";
-    case KBR_ERR_CONFLICT:
-        return "conflict";
-    case KBR_ERR_TOO_LARGE:
-        return "too_large";
-    case KBR_ERR_QUOTA:
-        return "quota_exhausted";
-    case KBR_ERR_RATE_LIMITED:
-        return "rate_limited";
-    case KBR_ERR_AUDIT:
-    case KBR_ERR_STORE:
-    case KBR_ERR_STORE_CONSTRAINT:
-        return "audit_unavailable";
-    default:
-        return "hsm_unavailable";
-    }
-}
-
-/* Server-side failures are reported by class, never with internal detail. */
-static kbr_err public_err(kbr_err err)
-{
-    switch (err) {
-    case KBR_ERR_HSM:
-    case KBR_ERR_HSM_SESSION:
-    case KBR_ERR_HSM_PIN:
-    case KBR_ERR_HSM_TOKEN:
-    case KBR_ERR_HSM_KEY:
-    case KBR_ERR_HSM_MECHANISM:
-    case KBR_ERR_CRYPTO:
-    case KBR_ERR_NOMEM:
-    case KBR_ERR_INTERNAL:
-    case KBR_ERR_IO:
-    case KBR_ERR_CONFIG:
-        return KBR_ERR_HSM;
-    case KBR_ERR_STORE:
-    case KBR_ERR_STORE_CONSTRAINT:
-        return KBR_ERR_AUDIT;
-    default:
-        return err;
-    }
-}
-
 void kbd_req_response_begins(kbd_req *r, int status)
 {
     if (r->request_id[0] != '\0')
@@ -176,7 +99,7 @@ static json_t *error_body(kbr_err err, const char *message)
     json_t *text = clean_string(message);
 
     return text != NULL
-               ? json_pack("{s:{s:s,s:o}}", "error", "code", kbd_err_code(err), "message", text)
+               ? json_pack("{s:{s:s,s:o}}", "error", "code", kbr_err_api_code(err), "message", text)
                : NULL;
 }
 
@@ -222,20 +145,20 @@ void kbd_req_reply_now(kbd_req *r, int status, json_t *body)
 /* Every error answer is a JSON error object, even when the message could not be built. */
 static void reply_error(kbd_req *r, kbr_err err, const char *message, int64_t seq)
 {
-    kbr_err shown = public_err(err);
+    kbr_err shown = kbr_err_public(err);
     json_t *body = error_body(shown, message);
     char fallback[128];
 
-    if (kbd_err_http_status(shown) < 500)
+    if (kbr_err_http_status(shown) < 500)
         r->d->stats.denied++;
     if (body != NULL) {
-        send_json(r, kbd_err_http_status(shown), body, seq);
+        send_json(r, kbr_err_http_status(shown), body, seq);
         json_decref(body);
         return;
     }
     snprintf(fallback, sizeof(fallback), "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}",
-             kbd_err_code(shown), kbr_err_str(shown));
-    send_text(r, kbd_err_http_status(shown), fallback, seq);
+             kbr_err_api_code(shown), kbr_err_str(shown));
+    send_text(r, kbr_err_http_status(shown), fallback, seq);
 }
 
 /*
@@ -244,8 +167,8 @@ static void reply_error(kbd_req *r, kbr_err err, const char *message, int64_t se
  */
 void kbd_req_error(kbd_req *r, kbr_err err, const char *fmt, ...)
 {
-    kbr_err shown = public_err(err);
-    int status = kbd_err_http_status(shown);
+    kbr_err shown = kbr_err_public(err);
+    int status = kbr_err_http_status(shown);
     va_list ap;
 
     if (fmt != NULL) {
@@ -258,8 +181,8 @@ void kbd_req_error(kbd_req *r, kbr_err err, const char *fmt, ...)
     r->err = err;
     if (r->rec == NULL)
         return;
-    if (kbr_audit_rec_set_outcome(r->rec, status < 500 ? "denied" : "error", kbd_err_code(shown)) !=
-        KBR_OK)
+    if (kbr_audit_rec_set_outcome(r->rec, status < 500 ? "denied" : "error",
+                                  kbr_err_api_code(shown)) != KBR_OK)
         return;
     json_object_set_new(r->rec->detail, "message", clean_string(r->msg.text));
     kbr_effects_free(r->rec->effects);

@@ -8,14 +8,12 @@
 
 #include "kbd.h"
 
-#define NAME_MAX_LEN 128
-
 /* "." and ".." would name another resource once they are a path segment. */
 bool kbd_valid_name(const char *s)
 {
     size_t n = strlen(s);
 
-    if (n == 0 || n > NAME_MAX_LEN || strcmp(s, ".") == 0 || strcmp(s, "..") == 0)
+    if (n == 0 || n > KBD_NAME_MAX_LEN || strcmp(s, ".") == 0 || strcmp(s, "..") == 0)
         return false;
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
@@ -130,7 +128,7 @@ kbr_err kbd_json_str(const json_t *obj, const char *field, bool required, size_t
 kbr_err kbd_json_name(const json_t *obj, const char *field, bool required, const char **out,
                       kbr_msg *msg)
 {
-    kbr_err err = kbd_json_str(obj, field, required, NAME_MAX_LEN, out, msg);
+    kbr_err err = kbd_json_str(obj, field, required, KBD_NAME_MAX_LEN, out, msg);
 
     if (err != KBR_OK || *out == NULL)
         return err;

@@ -27,10 +27,12 @@
 #include "kbr_policy.h"
 #include "kbr_store.h"
 
-#define KBD_ISSUER_LABEL     "kbr/issuer"
-#define KBD_AUDIT_LABEL      "kbr/audit"
-#define KBD_KEY_LABEL_PREFIX "kbr/key/"
-#define KBD_BOOTSTRAP_SUB    "security:bootstrap"
+#define KBD_ISSUER_LABEL "kbr/issuer"
+/* Issuer keys made by a rotation: kbr/issuer/<UTC time>-<random>. */
+#define KBD_ISSUER_LABEL_PREFIX "kbr/issuer/"
+#define KBD_AUDIT_LABEL         "kbr/audit"
+#define KBD_KEY_LABEL_PREFIX    "kbr/key/"
+#define KBD_BOOTSTRAP_SUB       "security:bootstrap"
 
 /* ---- configuration (config.c) ---- */
 typedef struct {
@@ -138,6 +140,12 @@ KBR_WUR kbr_err kbd_ratelimit_new(long per_second, kbd_ratelimit **out);
 void kbd_ratelimit_free(kbd_ratelimit *rl);
 bool kbd_ratelimit_allow(kbd_ratelimit *rl, const char *sub);
 
+/* The issuer key that signs new tokens: its kid and its HSM label. */
+typedef struct {
+    char kid[64];
+    char label[KBR_HSM_LABEL_MAX];
+} kbd_issuer;
+
 /* ---- the daemon ---- */
 typedef struct kbd kbd;
 typedef struct kbd_req kbd_req;
@@ -188,10 +196,11 @@ struct kbd {
     struct event *suppressed_timer;
     kbd_connlimit *connlimit;    /* connlimit.c */
     struct kbd_ingress *ingress; /* ingress.c */
-    char issuer_kid[64];
-    json_t *jwks;
-    /* public_key_sha256 of the issuer and audit keys: never registered as a product's key */
-    char own_keys_sha256[2][65];
+    kbd_issuer issuer;           /* the current issuer key (the policy holds every trusted one) */
+    bool issuer_rotating;        /* a rotation is between its request and its record */
+    /* public_key_sha256 of the audit key: never registered as a product's key (nor is any
+     * issuer key, which the ledger lists) */
+    char audit_key_sha256[65];
 
     /* worker pool */
     pthread_t *threads;
@@ -277,8 +286,6 @@ typedef struct kbd_route {
 void kbd_flush_suppressed(kbd *d);
 KBR_WUR kbr_err kbd_http_start(kbd *d, kbr_msg *msg);
 void kbd_http_stop_listening(kbd *d);
-int kbd_err_http_status(kbr_err err);
-const char *kbd_err_code(kbr_err err);
 /* Ends a request with an error: audits it (if authenticated route) then replies. */
 void kbd_req_fail(kbd_req *r, kbr_err err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -438,6 +445,7 @@ KBR_WUR kbr_err kbd_path_check(const char *raw, kbr_msg *msg);
 char *kbd_segment_decode(const char *seg, size_t len);
 
 /* json.c: strict request parsing helpers; each names the field on error */
+#define KBD_NAME_MAX_LEN 128 /* kbd_valid_name() */
 KBR_WUR kbr_err kbd_json_only(const json_t *obj, const char *const *allowed, kbr_msg *msg);
 KBR_WUR kbr_err kbd_json_str(const json_t *obj, const char *field, bool required, size_t maxlen,
                              const char **out, kbr_msg *msg);
@@ -458,6 +466,7 @@ kbr_err kbd_msg_prefix(kbr_msg *msg, const char *prefix, kbr_err err);
 /* sbom.c: from "sbom" or "sbom_b64" of a sign body, the components [{name, version, purl}]
  * and the document to keep: the CycloneDX bytes as sent, or the inline list's canonical JSON.
  * kbd_sbom_free releases both (and accepts an emptied one). */
+#define KBD_SBOM_MAX_COMPONENTS 20000
 typedef struct {
     json_t *components;
     unsigned char *document;
@@ -508,6 +517,7 @@ kbr_err kbd_h_key_retire(kbd_req *r);
 kbr_err kbd_h_token_issue(kbd_req *r);
 kbr_err kbd_h_token_list(kbd_req *r);
 kbr_err kbd_h_token_revoke(kbd_req *r);
+kbr_err kbd_h_issuer_rotate(kbd_req *r);
 kbr_err kbd_h_revocations(kbd_req *r);
 kbr_err kbd_h_sign(kbd_req *r);
 kbr_err kbd_h_audit_list(kbd_req *r);
@@ -517,6 +527,8 @@ kbr_err kbd_h_audit_proof(kbd_req *r);
  * (a timer on the event loop, the signing on a worker); stop after the workers and the audit
  * writer stopped.  stop accepts a daemon that never started them. */
 KBR_WUR kbr_err kbd_checkpoint_start(kbd *d, kbr_msg *msg);
+/* Worker: a checkpoint covering entry seq, made now when the latest does not (h_audit.c). */
+KBR_WUR kbr_err kbd_checkpoint_covering(kbd_worker *w, int64_t seq, json_t **cp);
 void kbd_checkpoint_stop(kbd *d);
 kbr_err kbd_h_key_certificate(kbd_req *r);
 kbr_err kbd_h_batch_create(kbd_req *r);
@@ -529,6 +541,8 @@ kbr_err kbd_h_view_product(kbd_req *r);
 kbr_err kbd_h_view_custody(kbd_req *r);
 kbr_err kbd_h_view_exposure(kbd_req *r);
 kbr_err kbd_h_view_device(kbd_req *r);
+kbr_err kbd_h_evidence_device(kbd_req *r);
+kbr_err kbd_h_evidence_product(kbd_req *r);
 
 /* Token issuance shared by POST /v1/tokens and --init (tokens.c). */
 typedef struct {
@@ -541,12 +555,34 @@ typedef struct {
     time_t not_after; /* exp is at most this (the parent's exp); 0: no cap */
     const char *cnf_x5t;
 } kbd_token_spec;
-/* On a worker (or at init): builds claims, signs through the HSM, returns the token string
- * (caller wipes and frees) and the token.issue effect that records it, a list of one (caller
- * frees). */
-KBR_WUR kbr_err kbd_token_mint(kbr_hsm_session *hsm, const char *instance_id, const char *kid,
-                               const kbd_token_spec *spec, char **token, kbr_effects **effect,
-                               kbr_msg *msg);
+/* On a worker (or at init): builds claims, signs with issuer's key through the HSM (its kid in
+ * the header and in the effect), returns the token string (caller wipes and frees) and the
+ * token.issue effect that records it, a list of one (caller frees). */
+KBR_WUR kbr_err kbd_token_mint(kbr_hsm_session *hsm, const char *instance_id,
+                               const kbd_issuer *issuer, const kbd_token_spec *spec, char **token,
+                               kbr_effects **effect, kbr_msg *msg);
+
+/*
+ * issuer.c: the token issuer's keys.
+ * kbd_issuer_effect: the issuer.rotate effect (a list of one, caller frees) that makes the HSM
+ * key labelled label current at `at`, replacing the key replaces (NULL: none); *out names the
+ * key and *pub is its public key (caller frees).  KBR_ERR_HSM_KEY when it is not a P-256 key.
+ * kbd_issuer_prove: the key signs, and its signature verifies with pub (a new key is checked
+ * before the ledger trusts it).
+ * kbd_issuers_to_policy: the ledger's issuer keys (kbr_store_issuer_keys) into the policy,
+ * *current the one that is (zeroed when the ledger has none).
+ * kbd_issuers_check_hsm: every key of rows the policy trusts at now is in the HSM under its
+ * label with the public key the ledger recorded (after the tokens are loaded).
+ */
+KBR_WUR kbr_err kbd_issuer_effect(kbr_hsm_session *s, const char *label, const char *replaces,
+                                  time_t at, kbd_issuer *out, EVP_PKEY **pub, kbr_effects **fx,
+                                  kbr_msg *msg);
+KBR_WUR kbr_err kbd_issuer_prove(kbr_hsm_session *s, const kbd_issuer *key, EVP_PKEY *pub,
+                                 kbr_msg *msg);
+KBR_WUR kbr_err kbd_issuers_to_policy(kbr_policy *p, const json_t *rows, kbd_issuer *current,
+                                      kbr_msg *msg);
+KBR_WUR kbr_err kbd_issuers_check_hsm(kbr_hsm_session *s, const kbr_policy *p, const json_t *rows,
+                                      time_t now, kbr_msg *msg);
 /* The store row shape of a token.issue effect, for kbr_policy_add_token. New ref. */
 json_t *kbd_token_row_from_effect(const kbr_effect *effect);
 

@@ -2,7 +2,8 @@
  * main.c - keybrokerd: start-up checks, the event loop, graceful shutdown.
  *
  * Start-up fails with exit 1 and a message naming the cause for a bad
- * configuration line, an unreachable HSM, a missing issuer key (run --init)
+ * configuration line, an unreachable HSM, a missing issuer key (run --init),
+ * an issuer key the ledger trusts that the HSM no longer holds as recorded,
  * or an unwritable store, so a service manager never shows a broker that
  * looks up but cannot serve.
  *
@@ -136,52 +137,83 @@ out:
     return err;
 }
 
-/* The issuer and audit keys' public_key_sha256, so neither is ever registered as a key. */
-static kbr_err load_own_keys(kbd *d, kbr_hsm_session *s)
+/* The audit key's public_key_sha256, so it is never registered as a key. */
+static kbr_err load_audit_key(kbd *d, kbr_hsm_session *s, kbr_msg *msg)
 {
-    static const char *const labels[2] = {KBD_ISSUER_LABEL, KBD_AUDIT_LABEL};
     kbr_err err = KBR_OK;
     EVP_PKEY *pub = NULL;
 
-    for (size_t i = 0; i < 2; i++) {
-        KBR_GUARD(kbr_hsm_public_key(s, labels[i], &pub));
-        KBR_GUARD(kbr_store_public_key_sha256(pub, d->own_keys_sha256[i]));
-        EVP_PKEY_free(pub);
-        pub = NULL;
-    }
+    err = kbr_hsm_public_key(s, KBD_AUDIT_LABEL, &pub);
+    KBR_ENSURE(err == KBR_OK,
+               kbr_fail(msg, err, "audit key %s not found in the HSM: run keybrokerd --init",
+                        KBD_AUDIT_LABEL));
+    KBR_GUARD(kbr_store_public_key_sha256(pub, d->audit_key_sha256));
 out:
     EVP_PKEY_free(pub);
     return err;
 }
 
-static kbr_err load_issuer(kbd *d, kbr_msg *msg)
+/*
+ * A store an older broker wrote has one issuer key, kbr/issuer, and no record of it: it is
+ * recorded now, in an entry of the broker's own, and becomes the kid of the tokens it signed.
+ */
+static kbr_err record_existing_issuer(kbd *d, kbr_hsm_session *s, kbr_msg *msg)
 {
     kbr_err err = KBR_OK;
-    kbr_hsm_session *s = NULL;
-    EVP_PKEY *pub = NULL;
-    json_t *jwk = NULL;
     kbr_hsm_key_info info = {0};
+    kbr_audit_rec *rec = NULL;
+    kbd_issuer key;
+    EVP_PKEY *pub = NULL;
 
-    err = kbr_hsm_session_open(d->hsm, &s);
-    KBR_ENSURE(err == KBR_OK, kbr_fail(msg, err, "cannot open an HSM session"));
     err = kbr_hsm_find_key(s, KBD_ISSUER_LABEL, &info);
     KBR_ENSURE(err == KBR_OK,
                kbr_fail(msg, err, "issuer key %s not found in the HSM: run keybrokerd --init",
                         KBD_ISSUER_LABEL));
-    KBR_GUARD(kbr_hsm_public_key(s, KBD_ISSUER_LABEL, &pub));
-    KBR_GUARD(kbr_jwk_from_pkey(pub, &jwk));
-    snprintf(d->issuer_kid, sizeof(d->issuer_kid), "%s",
-             json_string_value(json_object_get(jwk, "kid")));
-    d->jwks = json_pack("{s:[O]}", "keys", jwk);
-    KBR_ENSURE(d->jwks != NULL, KBR_ERR_NOMEM);
-    KBR_GUARD(kbr_policy_new(d->cfg.instance_id, pub, &d->policy));
-    err = load_own_keys(d, s);
-    KBR_ENSURE(err == KBR_OK,
-               kbr_fail(msg, err, "audit key %s not found in the HSM: run keybrokerd --init",
-                        KBD_AUDIT_LABEL));
+    KBR_GUARD(kbr_audit_rec_new("service:keybrokerd", NULL, "issuer.rotate", NULL, &rec));
+    KBR_GUARD(
+        kbd_issuer_effect(s, KBD_ISSUER_LABEL, NULL, time(NULL), &key, &pub, &rec->effects, msg));
+    json_object_set_new(rec->detail, "kid", json_string(key.kid));
+    json_object_set_new(rec->detail, "hsm_label", json_string(key.label));
+    json_object_set_new(rec->detail, "replaces", json_null());
+    json_object_set_new(rec->detail, "existing_key", json_true());
+    err = kbr_audit_append_sync(d->audit, rec);
+    KBR_ENSURE(err == KBR_OK, kbr_fail(msg, err, "cannot record the issuer key %s: %s",
+                                       KBD_ISSUER_LABEL, kbr_err_str(err)));
+    fprintf(stderr, "keybrokerd: recorded the issuer key %s (kid %s) in the audit log\n", key.label,
+            key.kid);
 out:
-    json_decref(jwk);
     EVP_PKEY_free(pub);
+    kbr_audit_rec_free(rec);
+    return err;
+}
+
+/*
+ * The issuer keys as the ledger records them (the existing one recorded first, when the
+ * ledger has none), then the tokens they signed, then the check that every key still trusted
+ * is in the HSM as recorded.
+ */
+static kbr_err load_issuers_and_tokens(kbd *d, kbr_store *st, kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+    kbr_hsm_session *s = NULL;
+    json_t *rows = NULL;
+
+    err = kbr_hsm_session_open(d->hsm, &s);
+    KBR_ENSURE(err == KBR_OK, kbr_fail(msg, err, "cannot open an HSM session"));
+    KBR_GUARD(load_audit_key(d, s, msg));
+    KBR_GUARD(kbr_store_issuer_keys(st, &rows));
+    if (json_array_size(rows) == 0) {
+        KBR_GUARD(record_existing_issuer(d, s, msg));
+        json_decref(rows);
+        rows = NULL;
+        KBR_GUARD(kbr_store_issuer_keys(st, &rows));
+    }
+    KBR_GUARD(kbr_policy_new(d->cfg.instance_id, &d->policy));
+    KBR_GUARD(kbd_issuers_to_policy(d->policy, rows, &d->issuer, msg));
+    KBR_GUARD(load_tokens(d, st, msg));
+    KBR_GUARD(kbd_issuers_check_hsm(s, d->policy, rows, time(NULL), msg));
+out:
+    json_decref(rows);
     kbr_hsm_session_close(s);
     return err;
 }
@@ -276,10 +308,9 @@ static kbr_err load_state(kbd *d, kbr_msg *msg)
     KBR_GUARD(kbd_hsmproc_start(d, msg));
     KBR_GUARD(kbd_sandbox_network(msg));
     KBR_GUARD(kbr_store_open(d->cfg.store, &st, msg));
-    KBR_GUARD(load_issuer(d, msg));
     KBR_GUARD(check_log(d, st, &tail, msg));
     KBR_GUARD(kbr_audit_start(d->cfg.store, tail, &d->audit, msg));
-    KBR_GUARD(load_tokens(d, st, msg));
+    KBR_GUARD(load_issuers_and_tokens(d, st, msg));
     KBR_GUARD(load_keys(d, st));
     KBR_GUARD(load_batches(d, st));
     KBR_GUARD(kbd_ratelimit_new(d->cfg.rate_limit, &d->ratelimit));
@@ -430,7 +461,6 @@ static void teardown(kbd *d)
     kbd_ratelimit_free(d->unauth_rl);
     kbd_metrics_free(d->metrics);
     d->metrics = NULL;
-    json_decref(d->jwks);
     kbd_hsmproc_stop(d);
     kbr_store_unlock(d->store_lock);
     d->store_lock = -1;

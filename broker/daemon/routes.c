@@ -20,6 +20,7 @@ static const kbd_route routes[] = {
     {"GET", "/v1/tokens", true, KBR_OP_ADMIN, "token.list", kbd_h_token_list},
     {"POST", "/v1/tokens/{}/revoke", true, KBR_OP_ADMIN, "token.revoke", kbd_h_token_revoke},
     {"POST", "/v1/revocations", true, KBR_OP_ADMIN, "token.revoke", kbd_h_revocations},
+    {"POST", "/v1/tokens/issuer/rotate", true, KBR_OP_ADMIN, "issuer.rotate", kbd_h_issuer_rotate},
     {"POST", "/v1/sign", true, KBR_OP_SIGN, "sign", kbd_h_sign},
     {"GET", "/v1/audit", true, KBR_OP_READ, "audit.read", kbd_h_audit_list},
     {"GET", "/v1/audit/checkpoint", true, KBR_OP_READ, "audit.read", kbd_h_audit_checkpoint},
@@ -37,6 +38,9 @@ static const kbd_route routes[] = {
     {"GET", "/v1/views/keys/{}/custody", true, KBR_OP_READ, "view.custody", kbd_h_view_custody},
     {"GET", "/v1/views/exposure", true, KBR_OP_READ, "view.exposure", kbd_h_view_exposure},
     {"GET", "/v1/views/devices/{}", true, KBR_OP_READ, "view.device", kbd_h_view_device},
+    {"GET", "/v1/evidence/devices/{}", true, KBR_OP_READ, "evidence.device", kbd_h_evidence_device},
+    {"GET", "/v1/evidence/products/{}", true, KBR_OP_READ, "evidence.product",
+     kbd_h_evidence_product},
     {"GET", "/v1/backup", true, KBR_OP_ADMIN, "store.backup", kbd_h_backup},
 };
 

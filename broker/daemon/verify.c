@@ -11,9 +11,34 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <signal.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "kbd.h"
+
+/* The scratch store's files, removed if the check is interrupted (async-signal-safe). */
+static char scratch[3][4200];
+
+static void on_signal(int sig)
+{
+    for (int i = 0; i < 3; i++)
+        if (scratch[i][0] != '\0')
+            unlink(scratch[i]);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static void catch_signals(const char *path)
+{
+    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
+
+    snprintf(scratch[0], sizeof(scratch[0]), "%s", path);
+    snprintf(scratch[1], sizeof(scratch[1]), "%s-wal", path);
+    snprintf(scratch[2], sizeof(scratch[2]), "%s-shm", path);
+    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+        signal(sigs[i], on_signal);
+}
 
 static double seconds_since(const struct timespec *t0)
 {
@@ -28,7 +53,7 @@ kbr_err kbd_verify_store(const kbd_config *cfg, kbr_msg *msg)
     kbr_err err = KBR_OK;
     kbr_audit_verify_stats stats;
     const char *url = cfg->store;
-    char *path = NULL, *dir;
+    char *path = NULL, *dir, scratch_path[4096];
     struct timespec t0;
     struct stat sb;
 
@@ -41,8 +66,12 @@ kbr_err kbd_verify_store(const kbd_config *cfg, kbr_msg *msg)
                         errno == ENOENT ? "no such store (keybrokerd --init creates one)"
                                         : "not a store file"));
     dir = dirname(path);
+    KBR_ENSURE((size_t)snprintf(scratch_path, sizeof(scratch_path), "%s/.keybroker-verify.%ld",
+                                dir, (long)getpid()) < sizeof(scratch_path),
+               kbr_fail(msg, KBR_ERR_CONFIG, "store %s: directory name too long", url + 7));
+    catch_signals(scratch_path);
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    err = kbr_audit_verify_store(url, dir, &stats, msg);
+    err = kbr_audit_verify_store(url, scratch_path, &stats, msg);
     if (err == KBR_ERR_CONFLICT) /* msg names the first difference */
         fprintf(stderr, "keybrokerd: store %s differs from its audit log:\n", url + 7);
     KBR_GUARD(err);

@@ -1,14 +1,14 @@
 /*
  * config_fuzz.c - keybrokerd's configuration file (broker/daemon/config.c,
- * compiled in here with the name check it uses from json.c).  The input is
+ * linked from libkbrd.a with the name check it uses from json.c).  The input is
  * the file's content; kbd_config_load reads it from a real file in a
  * private directory, because it resolves relative paths against the file's
  * own directory (realpath), which a memfd or pipe does not have.
  */
-#include "../../broker/daemon/config.c"
-#include "../../broker/daemon/json.c"
+#include "../../broker/daemon/kbd.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "fuzz.h"
 

@@ -1,8 +1,8 @@
 /*
  * request_fuzz.c - the request bodies of every POST endpoint, read the way
  * keybrokerd reads them: json_loadb with duplicate keys refused, then the
- * daemon's own field readers (json.c) and SBOM parser (sbom.c), compiled in
- * here because they are private to the daemon, walked through each
+ * daemon's own field readers (json.c) and SBOM parser (sbom.c), linked from
+ * libkbrd.a (the daemon's sources but main.c), walked through each
  * endpoint's field set as broker/daemon/h_*.c reads it, then the library
  * calls the handlers make on what they read: scopes and the grant check,
  * names against scopes, self-signed CA subjects, attached certificates,
@@ -14,8 +14,7 @@
  * Every body goes through every endpoint: the readers stop at the first bad
  * field, so that costs little, and a seed is just a request body.
  */
-#include "../../broker/daemon/json.c"
-#include "../../broker/daemon/sbom.c"
+#include "../../broker/daemon/kbd.h"
 
 #include <strings.h>
 
@@ -76,7 +75,7 @@ static kbr_err read_name(const json_t *obj, const field *f, kbr_msg *msg)
     if (err == KBR_OK && f->required)
         FUZZ_CHECK(s != NULL);
     if (err == KBR_OK && s != NULL)
-        FUZZ_CHECK(kbd_valid_name(s) && strlen(s) <= NAME_MAX_LEN);
+        FUZZ_CHECK(kbd_valid_name(s) && strlen(s) <= KBD_NAME_MAX_LEN);
     return err;
 }
 
@@ -215,7 +214,8 @@ static void key_create(const json_t *body)
     (void)kbr_namelist_match(&fx.restricted.keys, str_of(body, "name"));
 }
 
-/* ---- POST /v1/keys/{name}/retire, POST /v1/tokens/{jti}/revoke, POST /v1/revocations ---- */
+/* ---- POST /v1/keys/{name}/retire, POST /v1/tokens/{jti}/revoke, POST /v1/revocations,
+ * POST /v1/tokens/issuer/rotate ---- */
 
 static void reason_only(const json_t *body)
 {
@@ -422,7 +422,7 @@ static void sign_sbom(const json_t *body)
         return;
     }
     FUZZ_CHECK(sbom.document != NULL && sbom.len > 0);
-    FUZZ_CHECK(json_array_size(sbom.components) <= SBOM_MAX_COMPONENTS);
+    FUZZ_CHECK(json_array_size(sbom.components) <= KBD_SBOM_MAX_COMPONENTS);
     json_array_foreach(sbom.components, i, c)
     {
         const char *purl = str_of(c, "purl");

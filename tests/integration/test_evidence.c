@@ -267,6 +267,264 @@ static void test_tampering_named(void **state)
     assert_int_equal(kbt_spawn_daemon(env), 0);
 }
 
+/* ---- evidence bundles ---- */
+
+/* The CLI with the bootstrap token (or tok): exit status, output into *out. */
+static int cli(const char *tok, const char *args, char **out)
+{
+    char cmd[4096];
+
+    snprintf(cmd, sizeof(cmd), "KEYBROKER_URL='%s' KEYBROKER_TOKEN='%s' '%s/keybroker' %s 2>&1",
+             env->url, tok != NULL ? tok : env->admin, env->bin_dir, args);
+    return kbt_sh(env, cmd, out);
+}
+
+static json_t *load(const char *name)
+{
+    char path[512];
+    json_t *v;
+
+    snprintf(path, sizeof(path), "%s/%s", env->dir, name);
+    v = json_load_file(path, JSON_REJECT_DUPLICATES, NULL);
+    assert_non_null(v);
+    return v;
+}
+
+static void save(const char *name, const json_t *v)
+{
+    char path[512];
+
+    snprintf(path, sizeof(path), "%s/%s", env->dir, name);
+    assert_int_equal(json_dump_file(v, path, JSON_COMPACT), 0);
+}
+
+/* The audit public key, pinned from the bundle's own checkpoint as an auditor would from a
+ * checkpoint kept elsewhere. */
+static void pin_audit_key(const json_t *bundle)
+{
+    char path[512];
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s/audit.pem", env->dir);
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(
+        json_string_value(json_object_get(json_object_get(bundle, "checkpoint"), "public_key_pem")),
+        f);
+    assert_int_equal(fclose(f), 0);
+}
+
+static bool has_effect(const json_t *bundle, const char *type)
+{
+    const json_t *item, *fx;
+    size_t i, k;
+
+    json_array_foreach(json_object_get(bundle, "entries"), i, item)
+    {
+        json_array_foreach(json_object_get(json_object_get(item, "entry"), "effects"), k, fx)
+        {
+            if (strcmp(json_string_value(json_object_get(fx, "type")), type) == 0)
+                return true;
+        }
+    }
+    return false;
+}
+
+/* A bundle changed by change(), then verified: exit 1 naming want. */
+static void expect_refused(const char *what, void (*change)(json_t *), const char *want)
+{
+    json_t *b = load("m1.json");
+    char *out = NULL;
+    int rc;
+
+    change(b);
+    save("bad.json", b);
+    json_decref(b);
+    rc = cli(NULL, "evidence verify bad.json --pubkey audit.pem", &out);
+    if (rc == 0 || out == NULL || strstr(out, want) == NULL)
+        fail_msg("%s: exit %d, expected non-zero naming \"%s\": %s", what, rc, want,
+                 out != NULL ? out : "");
+    free(out);
+}
+
+static json_t *item_of(json_t *b, const char *type)
+{
+    json_t *item, *fx;
+    size_t i, k;
+
+    json_array_foreach(json_object_get(b, "entries"), i, item)
+    {
+        json_array_foreach(json_object_get(json_object_get(item, "entry"), "effects"), k, fx)
+        {
+            if (strcmp(json_string_value(json_object_get(fx, "type")), type) == 0)
+                return item;
+        }
+    }
+    fail_msg("no %s entry in the bundle", type);
+    return NULL;
+}
+
+static void change_serial(json_t *b)
+{
+    json_t *fx = json_array_get(
+        json_object_get(json_object_get(item_of(b, "device.rotate"), "entry"), "effects"), 0);
+
+    json_object_set_new(fx, "serial", json_string("M-9"));
+}
+
+static void change_market(json_t *b)
+{
+    json_t *fx = json_array_get(
+        json_object_get(json_object_get(item_of(b, "batch.create"), "entry"), "effects"), 0);
+
+    json_object_set_new(fx, "markets", json_pack("[s]", "US"));
+}
+
+static void swap_entries(json_t *b)
+{
+    json_t *entries = json_object_get(b, "entries"),
+           *first = json_incref(json_array_get(entries, 0));
+
+    json_array_remove(entries, 0);
+    json_array_insert_new(entries, 1, first);
+}
+
+static void change_document(json_t *b)
+{
+    json_t *docs = json_object_get(b, "documents");
+    const char *name = json_object_iter_key(json_object_iter(docs));
+
+    json_object_set_new(docs, name, json_string("e30=")); /* "{}" */
+}
+
+static void drop_document(json_t *b)
+{
+    json_object_clear(json_object_get(b, "documents"));
+}
+
+static void change_proof(json_t *b)
+{
+    json_t *proof = json_object_get(item_of(b, "device.provision"), "inclusion_proof");
+
+    json_array_set_new(proof, 0,
+                       json_string("00000000000000000000000000000000000000000000000000000000"
+                                   "00000000"));
+}
+
+static void change_checkpoint(json_t *b)
+{
+    json_t *cp = json_object_get(b, "checkpoint");
+
+    json_object_set_new(cp, "size",
+                        json_integer(json_integer_value(json_object_get(cp, "size")) + 1));
+}
+
+static void change_subject(json_t *b)
+{
+    json_object_set_new(json_object_get(b, "subject"), "serial", json_string("M-2"));
+}
+
+static void add_member(json_t *b)
+{
+    json_object_set_new(b, "note", json_string("trust me"));
+}
+
+static void test_device_bundle(void **state)
+{
+    char *out = NULL;
+    json_t *b;
+
+    (void)state;
+    /* fetched right after a change: a checkpoint that covers it is made for the bundle */
+    rotate("M-2");
+    if (cli(NULL, "evidence device M-1 --product meter --out m1.json", &out) != 0)
+        fail_msg("evidence device: %s", out);
+    free(out);
+    b = load("m1.json");
+    assert_string_equal(json_string_value(json_object_get(b, "format")), "keybroker-evidence/1");
+    /* the device's whole record, and what it leans on */
+    assert_true(has_effect(b, "device.provision"));
+    assert_true(has_effect(b, "device.rotate"));
+    assert_true(has_effect(b, "ota.report"));
+    assert_true(has_effect(b, "batch.create"));
+    assert_true(has_effect(b, "firmware.sign"));
+    assert_true(has_effect(b, "key.certificate"));
+    assert_true(has_effect(b, "token.issue"));
+    /* the factory image's CycloneDX document, as it was sent */
+    assert_int_equal(json_object_size(json_object_get(b, "documents")), 2);
+    pin_audit_key(b);
+    json_decref(b);
+    if (cli(NULL, "evidence verify m1.json --pubkey audit.pem", &out) != 0)
+        fail_msg("evidence verify: %s", out);
+    assert_non_null(strstr(out, "ok: device meter M-1"));
+    free(out);
+
+    expect_refused("a changed serial", change_serial, "hash does not match its content");
+    expect_refused("a changed market", change_market, "hash does not match its content");
+    expect_refused("entries reordered", swap_entries, "seq order");
+    expect_refused("a document swapped", change_document, "does not hash to its name");
+    expect_refused("a document left out", drop_document, "is missing from the bundle");
+    expect_refused("a proof changed", change_proof, "inclusion proof does not lead");
+    expect_refused("a checkpoint changed", change_checkpoint, "bad signature");
+    expect_refused("another subject", change_subject, "provisions device M-2");
+    expect_refused("a member added", add_member, "unknown member \"note\"");
+
+    /* a repeated key, a cut file, another key */
+    assert_int_equal(
+        kbt_sh(env,
+               "sed 's/\"format\":/\"format\":\"x\",\"format\":/' m1.json > dup.json"
+               " && head -c 2000 m1.json > cut.json && openssl ecparam -name "
+               "prime256v1 -genkey -noout | openssl ec -pubout > other.pem 2>/dev/null",
+               NULL),
+        0);
+    assert_int_not_equal(cli(NULL, "evidence verify dup.json --pubkey audit.pem", &out), 0);
+    assert_non_null(strstr(out, "duplicate"));
+    free(out);
+    assert_int_not_equal(cli(NULL, "evidence verify cut.json --pubkey audit.pem", &out), 0);
+    free(out);
+    assert_int_not_equal(cli(NULL, "evidence verify m1.json --pubkey other.pem", &out), 0);
+    assert_non_null(strstr(out, "bad signature"));
+    free(out);
+}
+
+static void test_product_bundle_and_scope(void **state)
+{
+    char *out = NULL, *other;
+    json_t *b;
+    kbt_resp r;
+
+    (void)state;
+    if (cli(NULL, "evidence product meter --out meter.json", &out) != 0)
+        fail_msg("evidence product: %s", out);
+    free(out);
+    b = load("meter.json");
+    assert_true(has_effect(b, "key.create"));
+    assert_true(has_effect(b, "batch.create"));
+    assert_true(has_effect(b, "firmware.sign"));
+    assert_false(has_effect(b, "device.provision")); /* each device has its own bundle */
+    json_decref(b);
+    if (cli(NULL, "evidence verify meter.json --pubkey audit.pem", &out) != 0)
+        fail_msg("evidence verify: %s", out);
+    free(out);
+
+    /* within scope only */
+    other = kbt_token(env, "{\"sub\":\"security:lamp\",\"ops\":[\"read\"],\"products\":[\"lamp\"],"
+                           "\"ttl\":600}");
+    r = kbt_call(env, "GET", "/v1/evidence/products/meter", other, NULL);
+    assert_int_equal(r.status, 403);
+    kbt_resp_free(&r);
+    r = kbt_call(env, "GET", "/v1/evidence/devices/M-1", other, NULL);
+    assert_int_equal(r.status, 403);
+    kbt_resp_free(&r);
+    r = kbt_call(env, "GET", "/v1/evidence/devices/NOPE", env->admin, NULL);
+    assert_int_equal(r.status, 404);
+    kbt_resp_free(&r);
+    r = kbt_call(env, "GET", "/v1/evidence/products/lamp", env->admin, NULL);
+    assert_int_equal(r.status, 404);
+    kbt_resp_free(&r);
+    free(other);
+}
+
 static void test_verify_store_refusals(void **state)
 {
     char *out = NULL;
@@ -290,9 +548,9 @@ static void test_verify_store_refusals(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_store_matches_its_log),
-        cmocka_unit_test(test_tampering_named),
-        cmocka_unit_test(test_verify_store_refusals),
+        cmocka_unit_test(test_store_matches_its_log),    cmocka_unit_test(test_tampering_named),
+        cmocka_unit_test(test_verify_store_refusals),    cmocka_unit_test(test_device_bundle),
+        cmocka_unit_test(test_product_bundle_and_scope),
     };
 
     return cmocka_run_group_tests_name("evidence", tests, setup, teardown);

@@ -143,6 +143,53 @@ static void test_bound_token(void **state)
     free(fp);
 }
 
+/* GET /v1/keys with tok from client (a certificate name): the status. */
+static long status_from(const char *client, const char *tok)
+{
+    kbt_resp r;
+    long status;
+
+    use_client(client);
+    r = kbt_call(env, "GET", "/v1/keys", tok, NULL);
+    status = r.status;
+    kbt_resp_free(&r);
+    use_client("clientA");
+    return status;
+}
+
+/* A token bound before the issuer key rotated and one bound after: each works from its
+ * certificate only, and so after a restart. */
+static void test_binding_across_rotation(void **state)
+{
+    char *fp = cert_sha256("clientA"), spec[512], *before, *after;
+    kbt_resp r;
+
+    (void)state;
+    snprintf(
+        spec, sizeof(spec),
+        "{\"sub\":\"factory:acme\",\"ops\":[\"read\"],\"ttl\":600,\"bind_cert_sha256\":\"%s\"}",
+        fp);
+    use_client("clientA");
+    before = kbt_token(env, spec);
+    r = kbt_call(env, "POST", "/v1/tokens/issuer/rotate", env->admin, "{}");
+    assert_int_equal(r.status, 201);
+    kbt_resp_free(&r);
+    after = kbt_token(env, spec);
+    /* the headers differ: another kid */
+    assert_int_not_equal(strncmp(before, after, strcspn(before, ".") + 1), 0);
+    for (int round = 0; round < 2; round++) {
+        assert_int_equal(status_from("clientA", before), 200);
+        assert_int_equal(status_from("clientB", before), 401);
+        assert_int_equal(status_from("clientA", after), 200);
+        assert_int_equal(status_from("clientB", after), 401);
+        if (round == 0)
+            kbt_restart(env);
+    }
+    free(before);
+    free(after);
+    free(fp);
+}
+
 static void test_plain_http_to_tls_port_fails(void **state)
 {
     kbt_resp r;
@@ -415,6 +462,7 @@ int main(void)
         cmocka_unit_test(test_session_resumption),
         cmocka_unit_test(test_client_ca_names_and_resumption),
         cmocka_unit_test(test_bodies_over_tls),
+        cmocka_unit_test(test_binding_across_rotation),
     };
 
     return cmocka_run_group_tests_name("keybrokerd TLS", tests, setup, teardown);

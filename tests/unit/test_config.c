@@ -1,7 +1,7 @@
 /*
  * test_config.c - keybrokerd's configuration file and request field
- * readers.  The daemon's sources are not in libkbr, so the files under test
- * are compiled into this test directly.
+ * readers, linked from libkbrd.a (the daemon's sources but main.c) as
+ * keybrokerd links them.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -9,9 +9,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "../../broker/daemon/config.c"
+#include "../../broker/daemon/kbd.h"
 #include "tmpdir.h"
-#include "../../broker/daemon/json.c"
 
 static char dir[64];
 

@@ -89,7 +89,8 @@ static const char *const tables[] = {"meta",
                                      "device_events",
                                      "checkpoints",
                                      "device_firmware",
-                                     "debug_challenges"};
+                                     "debug_challenges",
+                                     "issuer_keys"};
 
 static void test_open_creates_schema(void **state)
 {
@@ -120,7 +121,7 @@ static void test_open_creates_schema(void **state)
     assert_int_equal(sqlite3_prepare_v2(db, "SELECT schema_version FROM meta", -1, &stmt, NULL),
                      SQLITE_OK);
     assert_int_equal(sqlite3_step(stmt), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int(stmt, 0), 4);
+    assert_int_equal(sqlite3_column_int(stmt, 0), 5);
     assert_int_equal(sqlite3_step(stmt), SQLITE_DONE);
     sqlite3_finalize(stmt);
     assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &stmt, NULL), SQLITE_OK);
@@ -1443,6 +1444,189 @@ static void v1_custody(const fixture *f, EVP_PKEY *pub)
     BIO_free(b);
 }
 
+/* ---- the token issuer's keys ---- */
+
+#define KID_1 "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA1"
+#define KID_2 "BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB2"
+#define KID_3 "CCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCC3"
+
+static char *pubkey_pem(EVP_PKEY *k)
+{
+    BIO *b = BIO_new(BIO_s_mem());
+    char *data = NULL, *pem;
+    long len;
+
+    assert_non_null(b);
+    assert_int_equal(PEM_write_bio_PUBKEY(b, k), 1);
+    len = BIO_get_mem_data(b, &data);
+    pem = strndup(data, (size_t)len);
+    assert_non_null(pem);
+    BIO_free(b);
+    return pem;
+}
+
+/* issuer.rotate: kid, label, key and replaces (NULL: none). */
+static json_t *issuer_effect(const char *kid, const char *label, EVP_PKEY *key,
+                             const char *replaces)
+{
+    char *pem = pubkey_pem(key);
+    json_t *fx =
+        json_pack("[{s:s,s:s,s:s,s:s,s:s,s:s?}]", "type", "issuer.rotate", "kid", kid, "hsm_label",
+                  label, "public_key_pem", pem, "at", "2026-05-01T10:00:00Z", "replaces", replaces);
+
+    assert_non_null(fx);
+    free(pem);
+    return fx;
+}
+
+/* token.issue of jti signed by kid (NULL: no kid). */
+static json_t *issue_effect(const char *jti, const char *kid)
+{
+    json_t *fx = json_pack("[{s:s,s:s,s:s,s:{s:[s]},s:s,s:s,s:s,s:s?}]", "type", "token.issue",
+                           "jti", jti, "sub", "ci:door", "scope", "ops", "sign", "issued_at",
+                           "2026-05-01T10:00:00Z", "not_before", "2026-05-01T10:00:00Z",
+                           "expires_at", "2026-05-02T10:00:00Z", "kid", kid);
+
+    assert_non_null(fx);
+    return fx;
+}
+
+static const char *token_kid(kbr_store *st, const char *jti)
+{
+    static char kid[64];
+    json_t *rows = NULL, *row;
+    size_t i;
+
+    kid[0] = '\0';
+    assert_int_equal(kbr_store_token_list(st, NULL, NULL, false, 0, &rows), KBR_OK);
+    json_array_foreach(rows, i, row)
+    {
+        const json_t *k = json_object_get(row, "kid");
+        if (strcmp(str_at(row, "jti"), jti) == 0)
+            snprintf(kid, sizeof(kid), "%s", json_is_string(k) ? json_string_value(k) : "null");
+    }
+    json_decref(rows);
+    return kid;
+}
+
+/*
+ * One issuer key is current; a rotation names the key it replaces, tokens name the key that
+ * signed them and that is the current one, and the first key recorded is the kid of the
+ * tokens recorded before keys were (an older broker's log had one).
+ */
+static void test_issuer_rotation(void **state)
+{
+    fixture *f = *state;
+    EVP_PKEY *k1 = EVP_EC_gen("P-256"), *k2 = EVP_EC_gen("P-256"), *k3 = EVP_EC_gen("P-256");
+    json_t *keys = NULL;
+    kbr_store *st = open_ok(f);
+
+    /* no issuer key recorded yet: tokens carry no kid, and may not name one */
+    assert_int_equal(apply_json(st, issue_effect("t-legacy", NULL), 1), KBR_OK);
+    assert_int_equal(apply_json(st, issue_effect("t-early", KID_1), 2), KBR_ERR_STORE_CONSTRAINT);
+    assert_int_equal(kbr_store_issuer_keys(st, &keys), KBR_OK);
+    assert_int_equal(json_array_size(keys), 0);
+    json_decref(keys);
+    /* the first key must replace nothing, and becomes the kid of what came before */
+    assert_int_equal(apply_json(st, issuer_effect(KID_1, "kbr/issuer", k1, KID_3), 3),
+                     KBR_ERR_STORE_CONSTRAINT);
+    assert_int_equal(apply_json(st, issuer_effect(KID_1, "kbr/issuer", k1, NULL), 4), KBR_OK);
+    assert_string_equal(token_kid(st, "t-legacy"), KID_1);
+    /* from now on every token names the current key */
+    assert_int_equal(apply_json(st, issue_effect("t-none", NULL), 5), KBR_ERR_STORE_CONSTRAINT);
+    assert_int_equal(apply_json(st, issue_effect("t-other", KID_2), 6), KBR_ERR_STORE_CONSTRAINT);
+    assert_int_equal(apply_json(st, issue_effect("t-a", KID_1), 7), KBR_OK);
+    /* a rotation replaces the current key, and only it */
+    assert_int_equal(apply_json(st, issuer_effect(KID_2, "kbr/issuer/2", k2, NULL), 8),
+                     KBR_ERR_STORE_CONSTRAINT);
+    assert_int_equal(apply_json(st, issuer_effect(KID_2, "kbr/issuer/2", k2, KID_3), 9),
+                     KBR_ERR_STORE_CONSTRAINT);
+    assert_int_equal(apply_json(st, issuer_effect(KID_2, "kbr/issuer/2", k2, KID_1), 10), KBR_OK);
+    /* a second rotation from the same key lost the race */
+    assert_int_equal(apply_json(st, issuer_effect(KID_3, "kbr/issuer/3", k3, KID_1), 11),
+                     KBR_ERR_STORE_CONSTRAINT);
+    /* the replaced key signs no more tokens */
+    assert_int_equal(apply_json(st, issue_effect("t-late", KID_1), 12), KBR_ERR_STORE_CONSTRAINT);
+    assert_int_equal(apply_json(st, issue_effect("t-b", KID_2), 13), KBR_OK);
+    /* a kid, label or public key is an issuer key once */
+    assert_int_equal(apply_json(st, issuer_effect(KID_1, "kbr/issuer/3", k3, KID_2), 14),
+                     KBR_ERR_STORE_CONSTRAINT);
+    assert_int_equal(apply_json(st, issuer_effect(KID_3, "kbr/issuer", k3, KID_2), 15),
+                     KBR_ERR_STORE_CONSTRAINT);
+    assert_int_equal(apply_json(st, issuer_effect(KID_3, "kbr/issuer/3", k1, KID_2), 16),
+                     KBR_ERR_STORE_CONSTRAINT);
+    kbr_store_close(st);
+
+    /* as recorded, after a reopen */
+    st = open_ok(f);
+    assert_string_equal(token_kid(st, "t-legacy"), KID_1);
+    assert_string_equal(token_kid(st, "t-a"), KID_1);
+    assert_string_equal(token_kid(st, "t-b"), KID_2);
+    assert_string_equal(token_kid(st, "t-late"), "");
+    assert_int_equal(kbr_store_issuer_keys(st, &keys), KBR_OK);
+    assert_int_equal(json_array_size(keys), 2);
+    assert_string_equal(str_at(json_array_get(keys, 0), "kid"), KID_1);
+    assert_string_equal(str_at(json_array_get(keys, 0), "replaced_at"), "2026-05-01T10:00:00Z");
+    assert_int_equal(int_at(json_array_get(keys, 0), "audit_seq"), 4);
+    assert_string_equal(str_at(json_array_get(keys, 1), "kid"), KID_2);
+    assert_string_equal(str_at(json_array_get(keys, 1), "hsm_label"), "kbr/issuer/2");
+    assert_true(json_is_null(json_object_get(json_array_get(keys, 1), "replaced_at")));
+    assert_int_equal(strlen(str_at(json_array_get(keys, 1), "public_key_sha256")), 64);
+    assert_non_null(strstr(str_at(json_array_get(keys, 1), "public_key_pem"), "PUBLIC KEY"));
+    json_decref(keys);
+    kbr_store_close(st);
+    EVP_PKEY_free(k1);
+    EVP_PKEY_free(k2);
+    EVP_PKEY_free(k3);
+}
+
+/* What the rules of issuer.rotate refuse, as a malformed effect: nothing of it is kept. */
+static void test_issuer_rotate_malformed(void **state)
+{
+    fixture *f = *state;
+    EVP_PKEY *k = EVP_EC_gen("P-256");
+    json_t *fx;
+    kbr_store *st = open_ok(f);
+    json_t *keys = NULL;
+    static const char *const labels[] = {"kbr/key/fw-a",   "kbr/issuer/", "kbr/issuerX",
+                                         "kbr/issuer/a b", "fw-a",        "kbr/audit"};
+
+    /* a kid is 43 base64url characters */
+    assert_int_equal(apply_json(st,
+                                issuer_effect("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+                                              "kbr/issuer", k, NULL),
+                                1),
+                     KBR_ERR_INTERNAL);
+    assert_int_equal(apply_json(st,
+                                issuer_effect("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA+1",
+                                              "kbr/issuer", k, NULL),
+                                2),
+                     KBR_ERR_INTERNAL);
+    /* only the broker's issuer labels */
+    for (size_t i = 0; i < sizeof(labels) / sizeof(labels[0]); i++)
+        if (apply_json(st, issuer_effect(KID_1, labels[i], k, NULL), (int64_t)i + 3) !=
+            KBR_ERR_INTERNAL)
+            fail_msg("label %s was not refused", labels[i]);
+    /* a key that replaces itself, and a PEM without a key */
+    assert_int_equal(apply_json(st, issuer_effect(KID_1, "kbr/issuer", k, KID_1), 10),
+                     KBR_ERR_INTERNAL);
+    fx = issuer_effect(KID_1, "kbr/issuer", k, NULL);
+    json_object_set_new(json_array_get(fx, 0), "public_key_pem", json_string("PEM"));
+    assert_int_equal(apply_json(st, fx, 11), KBR_ERR_INTERNAL);
+    fx = issuer_effect(KID_1, "kbr/issuer", k, NULL);
+    json_object_del(json_array_get(fx, 0), "at");
+    assert_int_equal(apply_json(st, fx, 12), KBR_ERR_INTERNAL);
+    /* a token's kid has the same form */
+    assert_int_equal(apply_json(st, issue_effect("t", "not-a-kid"), 13), KBR_ERR_INTERNAL);
+    assert_int_equal(kbr_store_issuer_keys(st, &keys), KBR_OK);
+    assert_int_equal(json_array_size(keys), 0);
+    json_decref(keys);
+    /* well formed, it is recorded */
+    assert_int_equal(apply_json(st, issuer_effect(KID_1, "kbr/issuer", k, NULL), 14), KBR_OK);
+    kbr_store_close(st);
+    EVP_PKEY_free(k);
+}
+
 /* Two registry entries that name one HSM object cannot both stay: the store says which. */
 static void test_migrate_refuses_one_object_twice(void **state)
 {
@@ -1500,8 +1684,8 @@ static void test_migrate_v1_store(void **state)
     v1_store(f, clone, old, cur);
     v1_custody(f, cur);
     st = open_ok(f);
-    assert_int_equal(query_count(f, "SELECT max(schema_version) FROM meta"), 4);
-    assert_int_equal(query_count(f, "SELECT count(*) FROM meta WHERE schema_version <> 4"), 0);
+    assert_int_equal(query_count(f, "SELECT max(schema_version) FROM meta"), 5);
+    assert_int_equal(query_count(f, "SELECT count(*) FROM meta WHERE schema_version <> 5"), 0);
     /* version 3: keys named by their public key, and a device's challenge answered once */
     assert_int_equal(count_where(f, "keys", "public_key_sha256 IS NOT NULL"), 1);
     assert_int_equal(query_count(f, "SELECT count(*) FROM keys WHERE name = 'dbg-door' AND"
@@ -1510,6 +1694,9 @@ static void test_migrate_v1_store(void **state)
     assert_int_equal(count_where(f, "debug_challenges", "serial = 'SN-9'"), 1);
     assert_int_equal(count_where(f, "debug_challenges", "key = 'ca-door' AND audit_seq = 9"), 1);
     assert_int_equal(count_where(f, "tokens", "parent_jti IS NULL AND orphan = 0"), 1);
+    /* version 5: the token an older broker issued waits for its issuer key to be recorded */
+    assert_int_equal(count_where(f, "tokens", "kid IS NULL"), 1);
+    assert_int_equal(count_where(f, "issuer_keys", "1"), 0);
     /* Current keys from the current certificates, the clone's too, so it shows; of two
      * devices with one key the first owns it, and a device owns its superseded keys. */
     assert_device_key(st, "SN-9", clone_hex);
@@ -1545,10 +1732,13 @@ static void test_migrate_v1_store(void **state)
         KBR_ERR_STORE_CONSTRAINT);
     assert_int_equal(provisioned_in(st, "B1"), 5);
     assert_device_key(st, "SN-5", fresh_hex);
+    /* the issuer key that signed it, once recorded, is its kid */
+    assert_int_equal(apply_json(st, issuer_effect(KID_1, "kbr/issuer", cur, NULL), 23), KBR_OK);
+    assert_string_equal(token_kid(st, "0123456789abcdef0123456789abcdef"), KID_1);
     kbr_store_close(st);
     /* Opening again changes nothing. */
     st = open_ok(f);
-    assert_int_equal(query_count(f, "SELECT max(schema_version) FROM meta"), 4);
+    assert_int_equal(query_count(f, "SELECT max(schema_version) FROM meta"), 5);
     assert_device_key(st, "SN-9", clone_hex);
     assert_int_equal(count_where(f, "device_firmware", "serial = 'SN-9'"), 3);
     kbr_store_close(st);
@@ -2325,6 +2515,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_device_key_on_rotation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_migrate_v1_store, setup, teardown),
         cmocka_unit_test_setup_teardown(test_migrate_refuses_one_object_twice, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_issuer_rotation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_issuer_rotate_malformed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit_within_scope, setup, teardown),
         cmocka_unit_test(test_effects_typed_and_json),
         cmocka_unit_test_setup_teardown(test_debug_authorize, setup, teardown),

@@ -123,31 +123,70 @@ static void check_writable(tally *t, const char *what, const char *path)
     free(copy);
 }
 
-/* The issuer and audit keys: there, and P-256 as --init makes them. */
-static void check_keys(tally *t, kbr_hsm_session *s, EVP_PKEY **audit_pub)
+/* A key under label: there, and P-256 as --init makes it; its public key's SHA-256 into sha. */
+static bool check_key(tally *t, kbr_hsm_session *s, const char *what, const char *label,
+                      char sha[65])
 {
-    static const char *const labels[2] = {KBD_ISSUER_LABEL, KBD_AUDIT_LABEL};
-    static const char *const names[2] = {"issuer", "audit"};
+    kbr_hsm_key_info info = {0};
+    EVP_PKEY *pub = NULL;
+    kbr_err err = kbr_hsm_find_key(s, label, &info);
 
-    for (size_t i = 0; i < 2; i++) {
-        kbr_hsm_key_info info = {0};
-        kbr_err err = kbr_hsm_find_key(s, labels[i], &info);
-
-        if (err == KBR_ERR_NOT_FOUND)
-            say(t, "problem", "%s key %s not found in the HSM: run keybrokerd --init", names[i],
-                labels[i]);
-        else if (err != KBR_OK)
-            say(t, "problem", "HSM lookup of %s failed: %s", labels[i], kbr_err_str(err));
-        else if (!info.alg_known || info.alg != KBR_ALG_ECDSA_P256)
-            say(t, "problem", "HSM key %s is not an ECDSA P-256 key", labels[i]);
-        else
-            say(t, "ok", "%s key %s is in the HSM (ECDSA P-256)", names[i], labels[i]);
+    if (err == KBR_ERR_NOT_FOUND) {
+        say(t, "problem", "%s key %s not found in the HSM: run keybrokerd --init", what, label);
+        return false;
     }
+    if (err != KBR_OK) {
+        say(t, "problem", "HSM lookup of %s failed: %s", label, kbr_err_str(err));
+        return false;
+    }
+    if (!info.alg_known || info.alg != KBR_ALG_ECDSA_P256) {
+        say(t, "problem", "HSM key %s is not an ECDSA P-256 key", label);
+        return false;
+    }
+    sha[0] = '\0';
+    if (kbr_hsm_public_key(s, label, &pub) == KBR_OK &&
+        kbr_store_public_key_sha256(pub, sha) != KBR_OK)
+        sha[0] = '\0';
+    EVP_PKEY_free(pub);
+    return true;
+}
+
+/*
+ * The issuer key tokens are signed with now, as the ledger records it (kbr/issuer on a
+ * ledger that records none yet, a store an older broker wrote), and the audit key.
+ */
+static void check_keys(tally *t, kbr_hsm_session *s, const json_t *issuers, EVP_PKEY **audit_pub)
+{
+    const char *label = KBD_ISSUER_LABEL, *kid = NULL, *want = NULL;
+    const json_t *row;
+    char sha[65];
+    size_t i;
+
+    json_array_foreach(issuers, i, row)
+    {
+        if (json_is_null(json_object_get(row, "replaced_at"))) {
+            label = json_string_value(json_object_get(row, "hsm_label"));
+            kid = json_string_value(json_object_get(row, "kid"));
+            want = json_string_value(json_object_get(row, "public_key_sha256"));
+        }
+    }
+    if (check_key(t, s, "issuer", label, sha)) {
+        if (want != NULL && strcmp(want, sha) != 0)
+            say(t, "problem",
+                "issuer key %s in the HSM is not the one the ledger records (kid %s): another "
+                "key was put under its label",
+                label, kid);
+        else
+            say(t, "ok", "issuer key %s is in the HSM (ECDSA P-256%s%s)", label,
+                kid != NULL ? ", kid " : "", kid != NULL ? kid : "");
+    }
+    if (check_key(t, s, "audit", KBD_AUDIT_LABEL, sha))
+        say(t, "ok", "audit key %s is in the HSM (ECDSA P-256)", KBD_AUDIT_LABEL);
     if (kbr_hsm_public_key(s, KBD_AUDIT_LABEL, audit_pub) != KBR_OK)
         *audit_pub = NULL;
 }
 
-static void check_hsm(tally *t, const kbd_config *cfg, EVP_PKEY **audit_pub)
+static void check_hsm(tally *t, const kbd_config *cfg, const json_t *issuers, EVP_PKEY **audit_pub)
 {
     kbr_hsm *hsm = NULL;
     kbr_hsm_session *s = NULL;
@@ -166,7 +205,7 @@ static void check_hsm(tally *t, const kbd_config *cfg, EVP_PKEY **audit_pub)
     if (err != KBR_OK)
         say(t, "problem", "cannot open an HSM session: %s", kbr_err_str(err));
     else
-        check_keys(t, s, audit_pub);
+        check_keys(t, s, issuers, audit_pub);
     kbr_hsm_session_close(s);
     kbr_hsm_close(hsm);
 }
@@ -225,7 +264,8 @@ static void check_log(tally *t, kbr_store *st, const char *path, EVP_PKEY *audit
     json_decref(cp);
 }
 
-static void check_store(tally *t, const kbd_config *cfg, EVP_PKEY *audit_pub)
+/* The store as it is: opened read-only when its schema is this broker's (*st), else NULL. */
+static void check_store(tally *t, const kbd_config *cfg, kbr_store **current)
 {
     kbr_store *st = NULL;
     kbr_store_info info;
@@ -233,6 +273,7 @@ static void check_store(tally *t, const kbd_config *cfg, EVP_PKEY *audit_pub)
     const char *path = strncmp(cfg->store, "sqlite:", 7) == 0 ? cfg->store + 7 : cfg->store;
     kbr_err err = kbr_store_open_readonly(cfg->store, &st, &info, &msg);
 
+    *current = NULL;
     if (err != KBR_OK) {
         say(t, "problem", "%s", msg.text);
         return;
@@ -252,9 +293,10 @@ static void check_store(tally *t, const kbd_config *cfg, EVP_PKEY *audit_pub)
             "store %s has schema version %d; the next start (or --init) migrates it to %d, after "
             "which brokers older than this one refuse it: back it up first",
             path, info.schema_version, info.current_version);
+    if (info.schema_version == info.current_version)
+        *current = st;
     else
-        check_log(t, st, path, audit_pub);
-    kbr_store_close(st);
+        kbr_store_close(st);
     if (strncmp(cfg->store, "sqlite:", 7) == 0) {
         char *file = strndup(path, strcspn(path, "?"));
         if (file != NULL) {
@@ -278,6 +320,8 @@ int kbd_check(const char *path)
     kbr_msg msg = {{0}};
     tally t = {0, 0};
     EVP_PKEY *audit_pub = NULL;
+    kbr_store *st = NULL;
+    json_t *issuers = NULL;
     kbr_err err = kbd_config_load_all(path, &cfg, config_problem, &t, &msg);
 
     if (err == KBR_OK)
@@ -292,8 +336,15 @@ int kbd_check(const char *path)
     check_network(&t, &cfg, path);
     if (cfg.log_file != NULL)
         check_writable(&t, "log_file", cfg.log_file);
-    check_hsm(&t, &cfg, &audit_pub);
-    check_store(&t, &cfg, audit_pub);
+    check_store(&t, &cfg, &st);
+    if (st != NULL && kbr_store_issuer_keys(st, &issuers) != KBR_OK)
+        say(&t, "problem", "store %s: its issuer keys cannot be read", cfg.store);
+    check_hsm(&t, &cfg, issuers, &audit_pub);
+    if (st != NULL)
+        check_log(&t, st, strncmp(cfg.store, "sqlite:", 7) == 0 ? cfg.store + 7 : cfg.store,
+                  audit_pub);
+    kbr_store_close(st);
+    json_decref(issuers);
     EVP_PKEY_free(audit_pub);
     kbd_config_cleanup(&cfg);
     if (t.problems == 0)

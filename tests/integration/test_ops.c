@@ -211,7 +211,7 @@ static void test_check_reports_each_problem(void **state)
     }
     {
         /* the HSM holds no issuer or audit key: another token */
-        const char *n[] = {"issuer key kbr/issuer not found in the HSM: run keybrokerd --init",
+        const char *n[] = {"issuer key kbr/issuer not found in the HSM",
                            "audit key kbr/audit not found in the HSM"};
         assert_int_equal(kbt_sh(env,
                                 "softhsm2-util --init-token --free --label empty --pin 1234 "

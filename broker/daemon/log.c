@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,7 +33,7 @@
 #define LINE_MAX_BYTES 4096
 
 static struct {
-    bool json;
+    atomic_bool json;    /* set on the event thread by a reload, read by every thread */
     char *file;          /* log_file, or NULL: descriptor 2 as it was given */
     const char *process; /* "keybrokerd", "hsm-keeper", "hsm" */
     volatile sig_atomic_t reopen;
@@ -83,7 +84,7 @@ kbr_err kbd_log_setup(const kbd_config *cfg, kbr_msg *msg)
     }
     free(logger.file);
     logger.file = file;
-    logger.json = cfg->log_json;
+    atomic_store(&logger.json, cfg->log_json);
     return KBR_OK;
 }
 
@@ -159,7 +160,7 @@ void kbd_logv(kbd_log_level level, const char *event, const char *request_id, co
         (void)kbd_log_reopen(&ignored);
     }
     vsnprintf(text, sizeof(text), fmt, ap);
-    if (logger.json) {
+    if (atomic_load(&logger.json)) {
         char when[32];
         json_t *o;
         char *dumped;

@@ -306,8 +306,8 @@ static kbr_err fill_required(kbd_config *cfg, const char *dir, const char *path,
 }
 
 /* With report, every bad line is passed to it and reading goes on; msg keeps the first. */
-static kbr_err load(const char *path, kbd_config *cfg, kbd_config_report_fn report, void *arg,
-                    kbr_msg *msg)
+static kbr_err config_read(const char *path, kbd_config *cfg, kbd_config_report_fn report,
+                           void *arg, kbr_msg *msg)
 {
     kbr_err err = KBR_OK, first = KBR_OK;
     FILE *f = NULL;
@@ -364,13 +364,13 @@ out:
 
 kbr_err kbd_config_load(const char *path, kbd_config *cfg, kbr_msg *msg)
 {
-    return load(path, cfg, NULL, NULL, msg);
+    return config_read(path, cfg, NULL, NULL, msg);
 }
 
 kbr_err kbd_config_load_all(const char *path, kbd_config *cfg, kbd_config_report_fn report,
                             void *arg, kbr_msg *msg)
 {
-    return load(path, cfg, report, arg, msg);
+    return config_read(path, cfg, report, arg, msg);
 }
 
 void kbd_config_cleanup(kbd_config *cfg)

@@ -167,6 +167,9 @@ $(BUILD)/tests/unit/test_config: $(DAEMON_A)
 $(BUILD)/tests/fuzz/config_fuzz $(BUILD)/tests/fuzz/config_replay: $(DAEMON_A)
 $(BUILD)/tests/fuzz/request_fuzz $(BUILD)/tests/fuzz/request_replay: $(DAEMON_A)
 
+# Unit tests read the vectors they check against from tests/unit/data/.
+$(BUILD)/tests/unit/%.o: CFLAGS += -DKBR_UNIT_DATA='"$(CURDIR)/tests/unit/data"'
+
 $(BUILD)/tests/unit/%: $(BUILD)/tests/unit/%.o $(UNIT_LIB_OBJ) $(LIB) $(FLAGS_FILE)
 	$(CC) $(LDFLAGS) -o $@ $< $(UNIT_LIB_OBJ) $(PROG_A) $(LIB) $(LDLIBS) -lcmocka
 

@@ -328,8 +328,8 @@ static void scratch_remove(const char *path)
     unlink(side);
 }
 
-kbr_err kbr_audit_verify_store(const char *url, const char *scratch,
-                               kbr_audit_verify_stats *stats, kbr_msg *msg)
+kbr_err kbr_audit_verify_store(const char *url, const char *scratch, kbr_audit_verify_stats *stats,
+                               kbr_msg *msg)
 {
     kbr_err err = KBR_OK;
     rebuild rb = {

@@ -156,6 +156,21 @@ double kbr_monotonic_seconds(void);
 KBR_WUR kbr_err kbr_json_canonical(const json_t *v, char **out);
 
 /*
+ * Names (common/names.c): keys, products, batches, devices are 1..KBR_NAME_MAX characters of
+ * [A-Za-z0-9._:@+-] and never "." or ".."; a principal's name (after "kind:") may also hold
+ * '/'.  A scope entry is a name, or a prefix followed by '*' that matches every name with
+ * that prefix ("*" matches any name): kbr_name_matches is that rule, the only one.
+ */
+#define KBR_NAME_MAX 128
+bool kbr_name_char(char c);
+bool kbr_name_valid(const char *s);
+bool kbr_principal_name_valid(const char *s, size_t n);
+bool kbr_name_pattern_valid(const char *s, size_t n);
+bool kbr_name_matches(const char *pattern, const char *name);
+/* Does every name inner matches (a name or a pattern) also match outer? */
+bool kbr_name_pattern_covers(const char *outer, const char *inner);
+
+/*
  * An arena: many small allocations freed at once, for values (a record's ledger effects, a
  * request's scratch) whose parts all live exactly as long as the whole.  Blocks grow as
  * needed; nothing is freed one by one.  kbr_arena_free accepts NULL.

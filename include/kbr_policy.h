@@ -178,7 +178,7 @@ KBR_WUR kbr_err kbr_policy_authenticate(kbr_policy *p, const char *bearer, time_
 
 /*
  * Is sub a principal "<kind>:<name>": kind one of ci, factory, ota, security,
- * service; name 1..KBR_SUB_NAME_MAX chars of [A-Za-z0-9._:/@+-]?  Tokens and
+ * service; name a principal's name (kbr_principal_name_valid: a name, '/' allowed)?  Tokens and
  * registry rows with any other sub are refused.
  */
 #define KBR_SUB_NAME_MAX 128

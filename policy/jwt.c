@@ -45,12 +45,6 @@ bool kbr_jti_valid(const char *s)
     return s != NULL && s[i] == '\0';
 }
 
-static bool sub_name_char_ok(char c)
-{
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           strchr("._:/@+-", c) != NULL;
-}
-
 bool kbr_policy_sub_valid(const char *sub)
 {
     const char *colon = sub != NULL ? strchr(sub, ':') : NULL;
@@ -63,12 +57,7 @@ bool kbr_policy_sub_valid(const char *sub)
     name_len = strlen(colon + 1);
     for (size_t i = 0; i < sizeof(sub_kinds) / sizeof(sub_kinds[0]); i++)
         kind_ok |= strlen(sub_kinds[i]) == kind_len && strncmp(sub, sub_kinds[i], kind_len) == 0;
-    if (!kind_ok || name_len == 0 || name_len > KBR_SUB_NAME_MAX)
-        return false;
-    for (size_t i = 0; i < name_len; i++)
-        if (!sub_name_char_ok(colon[1 + i]))
-            return false;
-    return true;
+    return kind_ok && kbr_principal_name_valid(colon + 1, name_len);
 }
 
 /* ---- issuing ---- */

@@ -195,6 +195,14 @@ out:
     return err;
 }
 
+/* kbr_name_matches(pattern, name) in SQL: the scope rule itself, not a restatement of it. */
+static void sql_name_matches(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    (void)argc;
+    sqlite3_result_int(ctx, kbr_name_matches((const char *)sqlite3_value_text(argv[0]),
+                                             (const char *)sqlite3_value_text(argv[1])));
+}
+
 static kbr_err configure(kbr_sqlite *s, const char *path, sqlite3_int64 max_pages, kbr_msg *msg)
 {
     kbr_err err = KBR_OK;
@@ -203,6 +211,10 @@ static kbr_err configure(kbr_sqlite *s, const char *path, sqlite3_int64 max_page
 
     sqlite3_extended_result_codes(s->db, 1);
     sqlite3_busy_timeout(s->db, 5000);
+    rc = sqlite3_create_function_v2(s->db, "kbr_name_matches", 2,
+                                    SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS, NULL,
+                                    sql_name_matches, NULL, NULL, NULL);
+    KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
     KBR_GUARD(set_wal(s, path, msg));
     rc = sqlite3_exec(s->db, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON", NULL, NULL, NULL);
     KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
@@ -492,8 +504,10 @@ out:
     return err;
 }
 
-/* "(name = ?N OR name GLOB ?N+1 ...)", numbered from *param on: GLOB for a "prefix*" entry
- * (names hold no GLOB metacharacter but that final '*'); "(0)" for an empty list, which
+/* "(name = ?N OR name GLOB ?N+1 ...)", numbered from *param on: GLOB for a "prefix*" entry,
+ * so the index on name serves it; the same as kbr_name_matches because names hold no GLOB
+ * metacharacter ([A-Za-z0-9._:@+-]) but that final '*' (test_store.c checks that they agree);
+ * "(0)" for an empty list, which
  * matches nothing. */
 static void match_any_sql(FILE *sql, const char *column, const char *const *patterns, size_t n,
                           int *param)

@@ -278,12 +278,10 @@ out:
     return err;
 }
 
-static bool name_matches(const char *pattern, const char *name);
-
 static bool any_matches(const char *const *patterns, size_t n, const char *name)
 {
     for (size_t i = 0; name != NULL && i < n; i++)
-        if (name_matches(patterns[i], name))
+        if (kbr_name_matches(patterns[i], name))
             return true;
     return false;
 }
@@ -378,16 +376,6 @@ kbr_err kbr_store_key_list(kbr_store *st, json_t **keys)
     return err;
 }
 
-/* The scope grammar of API.md: an entry ending in '*' matches by prefix. */
-static bool name_matches(const char *pattern, const char *name)
-{
-    size_t n = strlen(pattern);
-
-    if (n > 0 && pattern[n - 1] == '*')
-        return strncmp(pattern, name, n - 1) == 0;
-    return strcmp(pattern, name) == 0;
-}
-
 static bool scope_reaches_key(const json_t *scope, const char *key)
 {
     const json_t *keys = json_object_get(scope, "keys");
@@ -398,7 +386,7 @@ static bool scope_reaches_key(const json_t *scope, const char *key)
         return true;
     json_array_foreach(keys, i, v)
     {
-        if (json_is_string(v) && name_matches(json_string_value(v), key))
+        if (json_is_string(v) && kbr_name_matches(json_string_value(v), key))
             return true;
     }
     return false;

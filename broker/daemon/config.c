@@ -179,7 +179,7 @@ static kbr_err apply(kbd_config *cfg, const char *dir, const char *k, const char
     if (strcmp(k, "port_file") == 0)
         return set_path(&cfg->port_file, dir, v);
     if (strcmp(k, "instance_id") == 0)
-        return kbd_valid_name(v) ? set_string(&cfg->instance_id, v) : KBR_ERR_CONFIG;
+        return kbr_name_valid(v) ? set_string(&cfg->instance_id, v) : KBR_ERR_CONFIG;
     if (strcmp(k, "pkcs11_module") == 0)
         return set_path(&cfg->pkcs11_module, dir, v);
     if (strcmp(k, "token_label") == 0)

@@ -125,7 +125,7 @@ kbr_err kbd_h_batch_get(kbd_req *r)
 
     if (!kbr_policy_allows_op(r->tok, KBR_OP_ADMIN) && !kbr_policy_allows_op(r->tok, KBR_OP_READ))
         return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN, "token scope does not include op \"read\"");
-    if (!kbd_valid_name(r->arg))
+    if (!kbr_name_valid(r->arg))
         return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "batch name in the path is not valid");
     if (!kbr_namelist_match(&r->tok->scope.batches, r->arg))
         return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN, "batch \"%s\" is outside the token's batches",

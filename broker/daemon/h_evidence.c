@@ -151,12 +151,12 @@ kbr_err kbd_h_evidence_device(kbd_req *r)
 
     if (new_ctx(r, &c) != KBR_OK)
         return KBR_ERR_NOMEM;
-    if (!kbd_valid_name(r->arg))
+    if (!kbr_name_valid(r->arg))
         return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "device serial in the path is not valid");
     if (!kbr_namelist_match(&r->tok->scope.devices, r->arg))
         return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN, "device \"%s\" is outside the token's devices",
                         r->arg);
-    if (product != NULL && !kbd_valid_name(product))
+    if (product != NULL && !kbr_name_valid(product))
         return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "product: not a valid name");
     if (product != NULL && !kbr_namelist_match(&r->tok->scope.products, product))
         return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
@@ -178,7 +178,7 @@ kbr_err kbd_h_evidence_product(kbd_req *r)
 
     if (new_ctx(r, &c) != KBR_OK)
         return KBR_ERR_NOMEM;
-    if (!kbd_valid_name(r->arg))
+    if (!kbr_name_valid(r->arg))
         return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "product name in the path is not valid");
     if (!kbr_namelist_match(&r->tok->scope.products, r->arg))
         return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,

@@ -572,7 +572,7 @@ kbr_err kbd_h_rotate(kbd_req *r)
     if (kbd_json_only(r->body, allowed, &r->msg) != KBR_OK ||
         kbd_json_name(r->body, "product", true, &product, &r->msg) != KBR_OK)
         return KBR_ERR_BAD_REQUEST;
-    if (!kbd_valid_name(r->arg))
+    if (!kbr_name_valid(r->arg))
         return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "device serial in the path is not valid");
     c->serial = strdup(r->arg);
     c->product = strdup(product);

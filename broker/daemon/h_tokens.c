@@ -291,9 +291,9 @@ kbr_err kbd_h_token_list(kbd_req *r)
         return KBR_ERR_NOMEM;
     r->ctx = c;
     r->ctx_free = list_ctx_free;
-    if ((sub != NULL && !kbd_valid_name(sub)) || (key != NULL && !kbd_valid_name(key)))
+    if ((sub != NULL && !kbr_name_valid(sub)) || (key != NULL && !kbr_name_valid(key)))
         return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "%s: not a valid name",
-                        sub != NULL && !kbd_valid_name(sub) ? "sub" : "key");
+                        sub != NULL && !kbr_name_valid(sub) ? "sub" : "key");
     if (active != NULL && strcmp(active, "true") != 0 && strcmp(active, "false") != 0)
         return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "active: must be true or false");
     c->sub = sub != NULL ? strdup(sub) : NULL;

@@ -445,7 +445,6 @@ KBR_WUR kbr_err kbd_path_check(const char *raw, kbr_msg *msg);
 char *kbd_segment_decode(const char *seg, size_t len);
 
 /* json.c: strict request parsing helpers; each names the field on error */
-#define KBD_NAME_MAX_LEN 128 /* kbd_valid_name() */
 KBR_WUR kbr_err kbd_json_only(const json_t *obj, const char *const *allowed, kbr_msg *msg);
 KBR_WUR kbr_err kbd_json_str(const json_t *obj, const char *field, bool required, size_t maxlen,
                              const char **out, kbr_msg *msg);
@@ -455,7 +454,6 @@ KBR_WUR kbr_err kbd_json_int(const json_t *obj, const char *field, bool required
                              int64_t max, int64_t *out, kbr_msg *msg);
 KBR_WUR kbr_err kbd_json_names(const json_t *obj, const char *field, bool required, json_t **out,
                                kbr_msg *msg);
-bool kbd_valid_name(const char *s);
 /*
  * s with every byte that does not start well-formed UTF-8 replaced by U+FFFD, so that text
  * echoing a request always fits in a JSON string.  New string, or NULL when out of memory.

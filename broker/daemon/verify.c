@@ -66,8 +66,8 @@ kbr_err kbd_verify_store(const kbd_config *cfg, kbr_msg *msg)
                         errno == ENOENT ? "no such store (keybrokerd --init creates one)"
                                         : "not a store file"));
     dir = dirname(path);
-    KBR_ENSURE((size_t)snprintf(scratch_path, sizeof(scratch_path), "%s/.keybroker-verify.%ld",
-                                dir, (long)getpid()) < sizeof(scratch_path),
+    KBR_ENSURE((size_t)snprintf(scratch_path, sizeof(scratch_path), "%s/.keybroker-verify.%ld", dir,
+                                (long)getpid()) < sizeof(scratch_path),
                kbr_fail(msg, KBR_ERR_CONFIG, "store %s: directory name too long", url + 7));
     catch_signals(scratch_path);
     clock_gettime(CLOCK_MONOTONIC, &t0);

@@ -75,7 +75,7 @@ static kbr_err read_name(const json_t *obj, const field *f, kbr_msg *msg)
     if (err == KBR_OK && f->required)
         FUZZ_CHECK(s != NULL);
     if (err == KBR_OK && s != NULL)
-        FUZZ_CHECK(kbd_valid_name(s) && strlen(s) <= KBD_NAME_MAX_LEN);
+        FUZZ_CHECK(kbr_name_valid(s) && strlen(s) <= KBR_NAME_MAX);
     return err;
 }
 
@@ -100,7 +100,7 @@ static kbr_err read_names(const json_t *obj, const field *f, kbr_msg *msg)
         FUZZ_CHECK(json_array_size(list) > 0);
     json_array_foreach(list, i, item)
     {
-        FUZZ_CHECK(json_is_string(item) && kbd_valid_name(json_string_value(item)));
+        FUZZ_CHECK(json_is_string(item) && kbr_name_valid(json_string_value(item)));
     }
     FUZZ_CHECK(json_array_size(list) <= 256);
     return err;

@@ -701,6 +701,51 @@ static void test_api_errors(void **state)
     assert_int_equal(kbr_err_from_api(418, "teapot"), KBR_ERR_INTERNAL);
 }
 
+/* The one name alphabet and the one scope rule (common/names.c). */
+static void test_names(void **state)
+{
+    char long_name[KBR_NAME_MAX + 2];
+
+    (void)state;
+    assert_true(kbr_name_valid("fw-door_2.1:eu@acme+x"));
+    assert_false(kbr_name_valid(""));
+    assert_false(kbr_name_valid("."));
+    assert_false(kbr_name_valid(".."));
+    assert_true(kbr_name_valid("..."));
+    assert_false(kbr_name_valid("a/b")); /* a name is a path segment */
+    assert_false(kbr_name_valid("a b"));
+    assert_false(kbr_name_valid("a*"));
+    assert_false(kbr_name_valid("caf\xc3\xa9"));
+    memset(long_name, 'a', sizeof(long_name));
+    long_name[KBR_NAME_MAX] = '\0';
+    assert_true(kbr_name_valid(long_name));
+    long_name[KBR_NAME_MAX] = 'a';
+    long_name[KBR_NAME_MAX + 1] = '\0';
+    assert_false(kbr_name_valid(long_name));
+    /* a principal's name may be shaped like a path */
+    assert_true(kbr_principal_name_valid("acme/firmware", 13));
+    assert_false(kbr_principal_name_valid("acme firmware", 13));
+    assert_false(kbr_principal_name_valid("", 0));
+    /* patterns: a name, or a prefix and '*' */
+    assert_true(kbr_name_pattern_valid("*", 1));
+    assert_true(kbr_name_pattern_valid("door-*", 6));
+    assert_false(kbr_name_pattern_valid("do*or", 5));
+    assert_false(kbr_name_pattern_valid("a/*", 3));
+    assert_true(kbr_name_matches("door", "door"));
+    assert_false(kbr_name_matches("door", "door2"));
+    assert_true(kbr_name_matches("door*", "door2"));
+    assert_true(kbr_name_matches("door*", "door"));
+    assert_false(kbr_name_matches("door*", "doo"));
+    assert_true(kbr_name_matches("*", "anything"));
+    assert_false(kbr_name_matches(NULL, "door"));
+    /* one pattern covering another */
+    assert_true(kbr_name_pattern_covers("*", "door*"));
+    assert_true(kbr_name_pattern_covers("do*", "door*"));
+    assert_false(kbr_name_pattern_covers("door*", "do*"));
+    assert_false(kbr_name_pattern_covers("door", "door*"));
+    assert_true(kbr_name_pattern_covers("door*", "door-1"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -709,6 +754,7 @@ int main(void)
         cmocka_unit_test(test_time),
         cmocka_unit_test(test_canonical_json),
         cmocka_unit_test(test_api_errors),
+        cmocka_unit_test(test_names),
         cmocka_unit_test(test_jcs_rfc8785_examples),
         cmocka_unit_test(test_jcs_numbers),
         cmocka_unit_test(test_jcs_matches_ecmascript),

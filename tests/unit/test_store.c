@@ -2489,6 +2489,50 @@ static void test_audit_rows(void **state)
     kbr_store_close(st);
 }
 
+/*
+ * The SQL the store runs over scopes is the C rule: GLOB for a "prefix*" entry (where the index
+ * needs it) and the kbr_name_matches SQL function agree with kbr_name_matches on every pair of
+ * a corpus of names and patterns built to find the edges.
+ */
+static void test_scope_rule_in_sql(void **state)
+{
+    static const char alphabet[] = "ab.-_:@+9Z";
+    fixture *f = *state;
+    kbr_store *st = open_ok(f);
+    sqlite3 *db = NULL;
+    sqlite3_stmt *stmt = NULL;
+    char names[400][8], pattern[9];
+    unsigned seed = 7;
+    int checked = 0;
+
+    kbr_store_close(st);
+    for (int i = 0; i < 400; i++) {
+        int len = 1 + (int)((seed = seed * 1103515245u + 12345u) >> 16) % 6;
+        for (int k = 0; k < len; k++)
+            names[i][k] = alphabet[((seed = seed * 1103515245u + 12345u) >> 16) % 10];
+        names[i][len] = '\0';
+    }
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    /* the store's own connection registers the function; a plain one gets GLOB only */
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT ?2 GLOB ?1", -1, &stmt, NULL), SQLITE_OK);
+    for (int p = 0; p < 400; p++) {
+        size_t plen = (size_t)(p % 5);
+        snprintf(pattern, sizeof(pattern), "%.*s*", (int)plen, names[p]);
+        for (int n = 0; n < 400; n++) {
+            sqlite3_bind_text(stmt, 1, pattern, -1, SQLITE_STATIC);
+            sqlite3_bind_text(stmt, 2, names[n], -1, SQLITE_STATIC);
+            assert_int_equal(sqlite3_step(stmt), SQLITE_ROW);
+            if ((sqlite3_column_int(stmt, 0) != 0) != kbr_name_matches(pattern, names[n]))
+                fail_msg("\"%s\" GLOB \"%s\" disagrees with the scope rule", names[n], pattern);
+            sqlite3_reset(stmt);
+            checked++;
+        }
+    }
+    sqlite3_finalize(stmt);
+    sqlite3_close(db);
+    assert_int_equal(checked, 160000);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2529,6 +2573,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_devices_known, setup, teardown),
         cmocka_unit_test_setup_teardown(test_devices_known_many, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit_rows, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_scope_rule_in_sql, setup, teardown),
         cmocka_unit_test_setup_teardown(test_device_chain_and_documents, setup, teardown),
     };
 

@@ -306,6 +306,9 @@ DEB_DIR        ?= $(BUILD)/deb
 # yes: install keybroker.conf even when one is there (the package's conffile)
 KBR_INSTALL_CONF ?=
 
+# The log's unit test links the daemon's archive, as test_config does.
+$(BUILD)/tests/unit/test_log: $(DAEMON_A)
+
 .PHONY: install install-daemon install-cli deb
 install: install-daemon install-cli
 

@@ -166,7 +166,7 @@ void kbd_logv(kbd_log_level level, const char *event, const char *request_id, co
         char *dumped;
 
         now_text(when);
-        o = json_pack("{s:s,s:s,s:s,s:s,s:i,s:s?,s:s}", "time", when, "level", level_name(level),
+        o = json_pack("{s:s,s:s,s:s,s:s,s:i,s:s*,s:s}", "time", when, "level", level_name(level),
                       "event", event, "process", logger.process, "pid", (int)getpid(), "request_id",
                       request_id, "message", text);
         /* a message that is not UTF-8 is still logged, with its bytes escaped */
@@ -176,7 +176,7 @@ void kbd_logv(kbd_log_level level, const char *event, const char *request_id, co
                 if ((unsigned char)*c >= 0x80)
                     *c = '?';
             clean(text, safe, sizeof(safe));
-            o = json_pack("{s:s,s:s,s:s,s:s,s:i,s:s?,s:s}", "time", when, "level",
+            o = json_pack("{s:s,s:s,s:s,s:s,s:i,s:s*,s:s}", "time", when, "level",
                           level_name(level), "event", event, "process", logger.process, "pid",
                           (int)getpid(), "request_id", request_id, "message", safe);
         }

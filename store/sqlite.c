@@ -300,6 +300,13 @@ static kbr_err schema_in_tx(kbr_sqlite *s, const char *path, kbr_msg *msg)
         KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
         rc = sqlite3_exec(s->db, "UPDATE meta SET schema_version = 5", NULL, NULL, NULL);
         KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
+        version = 5;
+    }
+    if (version == 5) {
+        rc = sqlite3_exec(s->db, kbr_sql_v6_revoke, NULL, NULL, NULL);
+        KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
+        rc = sqlite3_exec(s->db, "UPDATE meta SET schema_version = 6", NULL, NULL, NULL);
+        KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
     }
 out:
     return err;
@@ -632,6 +639,7 @@ const kbr_store_ops kbr_store_sqlite_ops = {
     .key_exists = kbr_sqlite_key_exists,
     .evidence_seqs = kbr_sqlite_evidence_seqs,
     .bulk_mode = kbr_sqlite_bulk_mode,
+    .scratch_mode = kbr_sqlite_scratch_mode,
     .effects_from = kbr_sqlite_effects_from,
     .integrity = kbr_sqlite_integrity,
     .compare = kbr_sqlite_compare,
@@ -690,4 +698,10 @@ const kbr_store_ops kbr_store_sqlite_ops = {
     .pending_group = kbr_sqlite_pending_group,
     .fleet_walk = kbr_sqlite_fleet_walk,
     .fleet_size = kbr_sqlite_fleet_size,
+    .device_revoked = kbr_sqlite_device_revoked,
+    .device_revoke = kbr_sqlite_device_revoke,
+    .crl_last_number = kbr_sqlite_crl_last_number,
+    .crl_insert = kbr_sqlite_crl_insert,
+    .crl_revoked = kbr_sqlite_crl_revoked,
+    .device_revocation = kbr_sqlite_device_revocation,
 };

@@ -105,6 +105,14 @@ typedef enum {
     SQ_VIEW_PENDING_GROUP,
     SQ_VIEW_WALK_PRODUCT,
     SQ_VIEW_WALK_ALL,
+    /* revocation and CRLs (sqlite_revoke.c) */
+    SQ_DEVICE_REVOKED,
+    SQ_DEVICE_REVOKE,
+    SQ_CERT_REVOKE,
+    SQ_CRL_LAST,
+    SQ_CRL_INSERT,
+    SQ_CRL_REVOKED,
+    SQ_DEVICE_REVOCATION,
     SQ__COUNT
 } kbr_sq_id;
 
@@ -120,7 +128,7 @@ kbr_err kbr_sqlite_err(int rc);
 kbr_err kbr_sqlite_fail(kbr_sqlite *s, const char *path, int rc, kbr_msg *msg);
 
 /* The schema version this broker writes. */
-#define KBR_SQLITE_SCHEMA_VERSION 5
+#define KBR_SQLITE_SCHEMA_VERSION 6
 /* "PATH[?max_pages=N]": *path is the caller's to free. */
 kbr_err kbr_sqlite_parse_location(const char *loc, char **path, sqlite3_int64 *max_pages,
                                   kbr_msg *msg);
@@ -213,6 +221,7 @@ kbr_err kbr_sqlite_key_exists(kbr_store *st, const char *name, bool *exists);
 kbr_err kbr_sqlite_evidence_seqs(kbr_store *st, const char *product, const char *serial,
                                  json_t **seqs);
 kbr_err kbr_sqlite_bulk_mode(kbr_store *st);
+kbr_err kbr_sqlite_scratch_mode(kbr_store *st);
 kbr_err kbr_sqlite_effects_from(kbr_store *st, int64_t *seq);
 kbr_err kbr_sqlite_integrity(kbr_store *st, kbr_msg *msg);
 kbr_err kbr_sqlite_compare(kbr_store *st, kbr_store *rebuilt, kbr_store_compare_stats *stats,
@@ -273,7 +282,7 @@ kbr_err kbr_sqlite_checkpoint_latest(kbr_store *st, json_t **out);
  * (sqlite_migrate.c); path and msg name the store in a failure. */
 /* The files of store/sql/, built in (the Makefile's rule for $(BUILD)/store/sql.c). */
 extern const char kbr_sql_v1[], kbr_sql_v2_schema[], kbr_sql_v2_assign[], kbr_sql_v3_schema[],
-    kbr_sql_v3_unique[], kbr_sql_v4_schema[], kbr_sql_v5_issuer[];
+    kbr_sql_v3_unique[], kbr_sql_v4_schema[], kbr_sql_v5_issuer[], kbr_sql_v6_revoke[];
 
 kbr_err kbr_sqlite_migrate_v2(kbr_sqlite *s, const char *path, kbr_msg *msg);
 kbr_err kbr_sqlite_migrate_v3(kbr_sqlite *s, const char *path, kbr_msg *msg);
@@ -306,5 +315,15 @@ kbr_err kbr_sqlite_pending_group(kbr_store *st, int64_t history, const char *fir
 kbr_err kbr_sqlite_fleet_walk(kbr_store *st, const char *product, const char *after,
                               kbr_fleet_fn fn, void *arg);
 kbr_err kbr_sqlite_fleet_size(kbr_store *st, const char *product, int64_t *n);
+
+/* Device revocation and CRLs (sqlite_revoke.c). */
+kbr_err kbr_sqlite_device_revoked(kbr_store *st, const char *product, const char *serial,
+                                  bool *revoked);
+kbr_err kbr_sqlite_device_revoke(kbr_store *st, const kbr_eff_revoke *d, int64_t seq);
+kbr_err kbr_sqlite_crl_last_number(kbr_store *st, const char *issuer_key, int64_t *last);
+kbr_err kbr_sqlite_crl_insert(kbr_store *st, const kbr_eff_crl *l, int64_t seq);
+kbr_err kbr_sqlite_crl_revoked(kbr_store *st, const char *issuer_key, json_t **rows);
+kbr_err kbr_sqlite_device_revocation(kbr_store *st, const char *product, const char *serial,
+                                     json_t **out);
 
 #endif

@@ -169,6 +169,11 @@ kbr_err kbr_store_bulk_mode(kbr_store *st)
     return st->ops->bulk_mode(st);
 }
 
+kbr_err kbr_store_scratch_mode(kbr_store *st)
+{
+    return st->ops->scratch_mode(st);
+}
+
 kbr_err kbr_store_effects_from(kbr_store *st, int64_t *seq)
 {
     return st->ops->effects_from(st, seq);
@@ -472,26 +477,85 @@ kbr_err kbr_store_batch_list(kbr_store *st, json_t **out)
     return st->ops->batch_list(st, out);
 }
 
+/* Each certificate's revocation reason by its RFC 5280 name, null while it is not revoked. */
+static kbr_err name_reasons(json_t *certs)
+{
+    json_t *cert, *code;
+    size_t i;
+
+    json_array_foreach(certs, i, cert)
+    {
+        const char *name = NULL;
+
+        code = json_object_get(cert, "revocation_reason_code");
+        if (json_is_integer(code)) {
+            name = kbr_store_revocation_reason_name(json_integer_value(code));
+            /* the ledger holds only codes a revocation can take */
+            if (name == NULL)
+                return KBR_ERR_STORE;
+        }
+        if (json_object_set_new(cert, "revocation_reason",
+                                name != NULL ? json_string(name) : json_null()) != 0)
+            return KBR_ERR_NOMEM;
+        json_object_del(cert, "revocation_reason_code");
+    }
+    return KBR_OK;
+}
+
 /*
- * The device row and its certificates are each read in one statement; the only later change
- * to the row (current_firmware) shares no rule with the certificates, so the two reads need
- * no shared snapshot.
+ * The device row, its revocation and its certificates are read in one snapshot: a revocation
+ * changes the device and its certificates together.
  */
 kbr_err kbr_store_device_get(kbr_store *st, const char *product, const char *serial, json_t **out)
 {
     kbr_err err = KBR_OK;
-    json_t *dev = NULL, *certs = NULL;
+    json_t *dev = NULL, *certs = NULL, *revocation = NULL;
+    bool in_snapshot = false;
+    kbr_err found;
 
     *out = NULL;
+    KBR_GUARD(st->ops->snapshot_begin(st));
+    in_snapshot = true;
     KBR_GUARD(st->ops->device_get(st, product, serial, &dev));
+    found = st->ops->device_revocation(st, product, serial, &revocation);
+    KBR_ENSURE(found == KBR_OK || found == KBR_ERR_NOT_FOUND, found);
     KBR_GUARD(st->ops->device_certificates(st, product, serial, &certs));
+    KBR_GUARD(name_reasons(certs));
+    KBR_ENSURE(json_object_set(dev, "revocation", revocation != NULL ? revocation : json_null()) ==
+                   0,
+               KBR_ERR_NOMEM);
     KBR_ENSURE(json_object_set_new(dev, "certificates", certs) == 0, KBR_ERR_NOMEM);
     certs = NULL;
     *out = dev;
     dev = NULL;
 out:
+    if (in_snapshot)
+        st->ops->snapshot_end(st);
+    json_decref(revocation);
     json_decref(certs);
     json_decref(dev);
+    return err;
+}
+
+kbr_err kbr_store_crl_contents(kbr_store *st, const char *issuer_key, json_t **out)
+{
+    kbr_err err = KBR_OK;
+    json_t *revoked = NULL;
+    int64_t last = 0;
+    bool in_snapshot = false;
+
+    *out = NULL;
+    KBR_ENSURE(issuer_key != NULL, KBR_ERR_INTERNAL);
+    KBR_GUARD(st->ops->snapshot_begin(st));
+    in_snapshot = true;
+    KBR_GUARD(st->ops->crl_last_number(st, issuer_key, &last));
+    KBR_GUARD(st->ops->crl_revoked(st, issuer_key, &revoked));
+    *out = json_pack("{s:I,s:O}", "last_number", (json_int_t)last, "revoked", revoked);
+    KBR_ENSURE(*out != NULL, KBR_ERR_NOMEM);
+out:
+    if (in_snapshot)
+        st->ops->snapshot_end(st);
+    json_decref(revoked);
     return err;
 }
 

@@ -298,6 +298,7 @@ extern const cli_command cli_cmd_audit_checkpoint;
 extern const cli_command cli_cmd_audit_proof;
 extern const cli_command cli_cmd_batch_create, cli_cmd_batch_show;
 extern const cli_command cli_cmd_key_certificate, cli_cmd_provision, cli_cmd_rotate;
+extern const cli_command cli_cmd_device_revoke;
 extern const cli_command cli_cmd_debug_auth, cli_cmd_ota_report;
 extern const cli_command cli_cmd_view_product, cli_cmd_view_custody, cli_cmd_view_exposure,
     cli_cmd_view_device;
@@ -318,6 +319,8 @@ KBR_WUR kbr_err cli_key_cert_body(const cli_args *a, json_t **out, kbr_msg *msg)
 KBR_WUR kbr_err cli_provision_body(const cli_args *a, json_t **out, kbr_msg *msg);
 /* POST /v1/devices/{serial}/certificates: --key, --csr FILE, --product. */
 KBR_WUR kbr_err cli_rotate_body(const cli_args *a, json_t **out, kbr_msg *msg);
+/* POST /v1/devices/SERIAL/revoke from --product and --reason (cmd_device.c). */
+KBR_WUR kbr_err cli_device_revoke_body(const cli_args *a, json_t **out, kbr_msg *msg);
 
 /* The most to-be-signed bytes the broker signs for one debug unlock. */
 #define CLI_DEBUG_MESSAGE_MAX 4096

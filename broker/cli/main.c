@@ -23,6 +23,7 @@ static const cli_command *const commands[] = {
     &cli_cmd_revoke,           &cli_cmd_sign,
     &cli_cmd_batch_create,     &cli_cmd_batch_show,
     &cli_cmd_provision,        &cli_cmd_rotate,
+    &cli_cmd_device_revoke,
     &cli_cmd_debug_auth,       &cli_cmd_ota_report,
     &cli_cmd_audit_list,       &cli_cmd_audit_export,
     &cli_cmd_health,           &cli_cmd_jwks,

@@ -52,6 +52,7 @@ static void set_defaults(kbd_config *cfg)
     cfg->max_connections = 1024;
     cfg->max_connections_per_source = 128;
     cfg->request_timeout = 60;
+    cfg->crl_validity = 7L * 86400;
 }
 
 static kbr_err parse_long(const char *v, long min, long max, long *out)
@@ -170,6 +171,43 @@ static kbr_err set_store(kbd_config *cfg, const char *dir, const char *v)
     return err;
 }
 
+#define CRL_URL_KEY "{key}"
+
+/*
+ * An http or https URL of printable ASCII without spaces, holding {key} exactly once: each CA
+ * key's certificates point to that key's own CRL.  The key names that replace it ("letters,
+ * digits and . _ - : @ +") need no escaping in a URL path.
+ */
+static kbr_err set_crl_url(kbd_config *cfg, const char *v)
+{
+    const char *first = strstr(v, CRL_URL_KEY);
+    size_t n = strlen(v);
+
+    if ((strncmp(v, "http://", 7) != 0 && strncmp(v, "https://", 8) != 0) || n > 512 ||
+        first == NULL || strstr(first + 1, CRL_URL_KEY) != NULL)
+        return KBR_ERR_CONFIG;
+    for (size_t i = 0; i < n; i++)
+        if (v[i] <= ' ' || v[i] > '~')
+            return KBR_ERR_CONFIG;
+    return set_string(&cfg->crl_url, v);
+}
+
+char *kbd_crl_url_for(const kbd_config *cfg, const char *key, kbr_err *err)
+{
+    const char *at = cfg->crl_url != NULL ? strstr(cfg->crl_url, CRL_URL_KEY) : NULL;
+    char *url = NULL;
+
+    *err = KBR_OK;
+    if (at == NULL)
+        return NULL;
+    if (asprintf(&url, "%.*s%s%s", (int)(at - cfg->crl_url), cfg->crl_url, key,
+                 at + strlen(CRL_URL_KEY)) < 0) {
+        *err = KBR_ERR_NOMEM;
+        return NULL;
+    }
+    return url;
+}
+
 static kbr_err apply(kbd_config *cfg, const char *dir, const char *k, const char *v)
 {
     long n;
@@ -238,6 +276,10 @@ static kbr_err apply(kbd_config *cfg, const char *dir, const char *k, const char
         return parse_long(v, 1, 36500, &cfg->device_cert_days);
     if (strcmp(k, "max_token_ttl") == 0)
         return parse_long(v, 60, 10L * 366 * 86400, &cfg->max_token_ttl);
+    if (strcmp(k, "crl_url") == 0)
+        return set_crl_url(cfg, v);
+    if (strcmp(k, "crl_validity") == 0)
+        return parse_long(v, 2, 366L * 86400, &cfg->crl_validity);
     return KBR_ERR_NOT_FOUND;
 }
 
@@ -390,5 +432,6 @@ void kbd_config_cleanup(kbd_config *cfg)
     free(cfg->tls_client_ca);
     free(cfg->ops_listen_host);
     free(cfg->log_file);
+    free(cfg->crl_url);
     memset(cfg, 0, sizeof(*cfg));
 }

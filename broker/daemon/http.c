@@ -239,14 +239,15 @@ void kbd_req_dispatch(kbd_req *r)
 static void finish_request(kbd_req *r)
 {
     kbr_audit_rec *rec = r->rec;
-    bool ok;
+    bool ok = rec != NULL && rec->result == KBR_OK && r->err == KBR_OK;
 
-    if (rec == NULL) {
-        /* internal jobs (health probes) carry no client and no record */
+    if (r->http == NULL) {
+        /* internal jobs (health probes, CRLs) have no client: settling is all there is */
+        if (r->settle != NULL)
+            r->settle(r, ok);
         req_free(r);
         return;
     }
-    ok = rec->result == KBR_OK && r->err == KBR_OK;
     if (r->settle != NULL)
         r->settle(r, ok);
 

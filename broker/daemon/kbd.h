@@ -60,8 +60,10 @@ typedef struct {
     long request_timeout;            /* seconds to deliver a whole request */
     char *ops_listen_host;           /* plain HTTP for /v1/health and /metrics; NULL: none */
     int ops_listen_port;
-    char *log_file; /* standard error goes there; NULL: as it was given */
-    bool log_json;  /* log_format = json */
+    char *log_file;    /* standard error goes there; NULL: as it was given */
+    bool log_json;     /* log_format = json */
+    char *crl_url;     /* CRL distribution point, "{key}" for the CA key; or NULL */
+    long crl_validity; /* seconds from a CRL's thisUpdate to its nextUpdate */
 } kbd_config;
 
 KBR_WUR kbr_err kbd_config_load(const char *path, kbd_config *cfg, kbr_msg *msg);
@@ -90,6 +92,9 @@ void kbd_log(kbd_log_level level, const char *event, const char *request_id, con
     __attribute__((format(printf, 4, 5)));
 void kbd_logv(kbd_log_level level, const char *event, const char *request_id, const char *fmt,
               va_list ap) __attribute__((format(printf, 4, 0)));
+/* The CRL distribution point of CA key `key` (crl_url with {key} replaced): a new string, or
+ * NULL when crl_url is not set or memory ran out (*err says which). */
+char *kbd_crl_url_for(const kbd_config *cfg, const char *key, kbr_err *err);
 
 /* ---- key registry (keys.c): the event thread's view of the keys table ---- */
 typedef struct kbd_key kbd_key;
@@ -218,6 +223,8 @@ struct kbd {
 
     struct event *sig_term, *sig_int, *sig_chld, *sig_hup, *health_timer;
     struct kbd_checkpointer *checkpointer; /* h_audit.c */
+    struct kbd_flights *flights;           /* h_provision.c: provisionings in flight by device */
+    struct kbd_crls *crls;                 /* h_crl.c: each CA key's last CRL and its waiters */
     long inflight;
     bool shutting_down;
     kbd_stats stats;
@@ -541,6 +548,12 @@ kbr_err kbd_h_view_exposure(kbd_req *r);
 kbr_err kbd_h_view_device(kbd_req *r);
 kbr_err kbd_h_evidence_device(kbd_req *r);
 kbr_err kbd_h_evidence_product(kbd_req *r);
+kbr_err kbd_h_device_revoke(kbd_req *r);
+kbr_err kbd_h_crl(kbd_req *r);
+/* h_crl.c, event thread: a revocation or a CA certificate was committed, so no CRL signed
+ * before it may be served again. */
+void kbd_crls_changed(kbd *d);
+void kbd_crls_free(kbd *d);
 
 /* Token issuance shared by POST /v1/tokens and --init (tokens.c). */
 typedef struct {
@@ -584,8 +597,19 @@ KBR_WUR kbr_err kbd_issuers_check_hsm(kbr_hsm_session *s, const kbr_policy *p, c
 /* The store row shape of a token.issue effect, for kbr_policy_add_token. New ref. */
 json_t *kbd_token_row_from_effect(const kbr_effect *effect);
 
+struct kbr_ca_issuer;
 /* h_provision.c: frees a worker's issuer cache; accepts NULL. */
 void kbd_issuer_cache_free(void *p);
+/* h_provision.c, worker: the issuer of CA key `key` (its HSM label and algorithm): the key's
+ * current CA certificate, with a signer over the worker's HSM session, kept by the worker
+ * while that certificate stays the key's.  *issuer, *chain (the CA certificate, then its
+ * chain) and *fingerprint (the CA certificate's) are the worker's until its next call.
+ * KBR_ERR_CONFLICT when the key has no certificate; msg says why. */
+KBR_WUR kbr_err kbd_worker_issuer(kbd_worker *w, const char *key, const char *label, kbr_alg alg,
+                                  const struct kbr_ca_issuer **issuer, const char **chain,
+                                  const char **fingerprint, kbr_msg *msg);
+/* h_provision.c: the flights left at exit (none wait by then). */
+void kbd_flights_free(kbd *d);
 
 /* hsmproc.c: the HSM in processes of its own.  start forks, so it runs before any thread;
  * it returns once the HSM process is logged in (or with the reason it is not), with d->hsm

@@ -457,6 +457,8 @@ static void teardown(kbd *d)
     kbr_policy_free(d->policy);
     kbd_keys_free(d->keys);
     kbd_batches_free(d->batches);
+    kbd_flights_free(d);
+    kbd_crls_free(d);
     kbd_ratelimit_free(d->ratelimit);
     kbd_ratelimit_free(d->unauth_rl);
     kbd_metrics_free(d->metrics);

@@ -76,6 +76,8 @@ static int compare_fixed(const kbd_config *run, const kbd_config *f)
         run->max_connections_per_source != f->max_connections_per_source)
         needs_restart("max_connections_per_source", &n);
     NUM(request_timeout, "request_timeout");
+    STR(crl_url, "crl_url");
+    NUM(crl_validity, "crl_validity");
     if ((run->tls_cert == NULL) != (f->tls_cert == NULL))
         needs_restart("whether TLS is on (tls_cert)", &n);
     else if ((run->tls_client_ca == NULL) != (f->tls_client_ca == NULL))

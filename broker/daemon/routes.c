@@ -10,6 +10,8 @@
 static const kbd_route routes[] = {
     {"GET", "/v1/health", false, 0, NULL, kbd_h_health},
     {"GET", "/v1/jwks", false, 0, NULL, kbd_h_jwks},
+    /* public, as a CRL is in PKI: what it may cost is bounded in h_crl.c */
+    {"GET", "/v1/cas/{}/crl", false, 0, NULL, kbd_h_crl},
     {"GET", "/metrics", false, 0, NULL, kbd_h_metrics},
     {"POST", "/v1/keys", true, KBR_OP_ADMIN, "key.create", kbd_h_key_create},
     {"GET", "/v1/keys", true, KBR_OP_READ, "key.list", kbd_h_key_list},
@@ -28,10 +30,11 @@ static const kbd_route routes[] = {
     {"POST", "/v1/keys/{}/certificate", true, KBR_OP_ADMIN, "key.certificate",
      kbd_h_key_certificate},
     {"POST", "/v1/batches", true, KBR_OP_ADMIN, "batch.create", kbd_h_batch_create},
-    /* op checked in the handler: admin or read */
+    /* op checked in the handler: admin or read, or provision for the factory's own batch */
     {"GET", "/v1/batches/{}", true, 0, "batch.show", kbd_h_batch_get},
     {"POST", "/v1/provision", true, KBR_OP_PROVISION, "provision", kbd_h_provision},
     {"POST", "/v1/devices/{}/certificates", true, KBR_OP_ROTATE, "rotate", kbd_h_rotate},
+    {"POST", "/v1/devices/{}/revoke", true, KBR_OP_ADMIN, "device.revoke", kbd_h_device_revoke},
     {"POST", "/v1/debug-auth", true, KBR_OP_DEBUG_AUTH, "debug-auth", kbd_h_debug_auth},
     {"POST", "/v1/ota/deployments", true, KBR_OP_OTA_REPORT, "ota-report", kbd_h_ota_report},
     {"GET", "/v1/views/products/{}", true, KBR_OP_READ, "view.product", kbd_h_view_product},

@@ -364,7 +364,8 @@ kbt_resp kbt_call(kbt_env *e, const char *method, const char *path, const char *
                   const char *body)
 {
     CURL *c = e->curl;
-    kbt_resp r = {0, 0, NULL, NULL, -1};
+    kbt_resp r = {0, 0, NULL, NULL, -1, 0, ""};
+    const char *type = NULL;
     CURLcode rc;
     growbuf b = {NULL, 0};
     struct curl_slist *h = NULL;
@@ -402,8 +403,11 @@ kbt_resp kbt_call(kbt_env *e, const char *method, const char *path, const char *
     if (rc != CURLE_OK && !e->tolerate_transport_errors)
         fail_msg("HTTP %s %s failed (%s); see %s", method, path, curl_easy_strerror(rc), e->log);
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
+    if (curl_easy_getinfo(c, CURLINFO_CONTENT_TYPE, &type) == CURLE_OK && type != NULL)
+        snprintf(r.content_type, sizeof(r.content_type), "%s", type);
     curl_slist_free_all(h);
     free(auth);
+    r.len = b.len;
     r.body = b.data != NULL ? b.data : strdup("");
     r.json = json_loads(r.body, 0, NULL);
     return r;

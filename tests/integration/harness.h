@@ -42,9 +42,11 @@ typedef struct {
 typedef struct {
     int curl_error; /* CURLcode; 0 when an HTTP response arrived */
     long status;
-    json_t *json; /* parsed body, or NULL */
-    char *body;
+    json_t *json;   /* parsed body, or NULL */
+    char *body;     /* NUL-terminated; len bytes long, NULs included, for a binary body */
     long audit_seq; /* X-Audit-Seq, or -1 */
+    size_t len;
+    char content_type[128]; /* "" without one */
 } kbt_resp;
 
 /* Creates the token, config (extra lines appended), runs --init and starts the daemon. */

@@ -1,10 +1,10 @@
 /*
  * test_evidence.c - the log is the source of truth: keybrokerd --verify-store rebuilds
  * every ledger fact from the audit entries of a deployment that has lived a little (keys and
- * a CA certificate, batches, devices provisioned and rotated, builds signed with a CycloneDX
- * document and an inline list, an OTA report, a debug unlock, tokens issued and revoked,
- * checkpoints), finds the store equal to its log, also while the broker serves, and names
- * the first difference of every kind of tampering with a copy of it.
+ * a CA certificate, batches, devices provisioned, replayed, rotated and revoked, CRLs, builds
+ * signed with a CycloneDX document and an inline list, an OTA report, a debug unlock, tokens
+ * issued and revoked, checkpoints), finds the store equal to its log, also while the broker serves,
+ * and names the first difference of every kind of tampering with a copy of it.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -30,6 +30,7 @@ static void must(kbt_resp r, long status, const char *what)
     kbt_resp_free(&r);
 }
 
+/* The device provisioned, and its answer asked for again (a replay changes nothing). */
 static void provision(const char *tok, const char *serial)
 {
     char *csr = kbt_csr_pem(NULL, NULL);
@@ -38,6 +39,7 @@ static void provision(const char *tok, const char *serial)
                              "firmware_version", "1.0.0");
 
     must(kbt_callj(env, "POST", "/v1/provision", tok, body), 201, serial);
+    must(kbt_callj(env, "POST", "/v1/provision", tok, body), 200, serial);
     json_decref(body);
     free(csr);
 }
@@ -139,6 +141,12 @@ static int setup(void **state)
     provision(factory, "M-1");
     provision(factory, "M-2");
     rotate("M-1");
+    /* CRLs before and after a revocation: each one's number and times are the log's */
+    must(kbt_call(env, "GET", "/v1/cas/ca-ev/crl", NULL, NULL), 200, "first CRL");
+    must(kbt_call(env, "POST", "/v1/devices/M-1/revoke", env->admin,
+                  "{\"product\":\"meter\",\"reason\":\"keyCompromise\"}"),
+         200, "revoke M-1");
+    must(kbt_call(env, "GET", "/v1/cas/ca-ev/crl", NULL, NULL), 200, "CRL after the revocation");
     ota_report();
     debug_unlock();
     spare = kbt_token(env, "{\"sub\":\"ci:spare\",\"ops\":[\"read\"],\"ttl\":600}");
@@ -186,8 +194,9 @@ static void test_store_matches_its_log(void **state)
         with_effects += json_object_get(e, "effects") != NULL;
         with_documents += json_object_get(e, "documents") != NULL;
     }
-    /* keys, certificate, batch, tokens, builds, devices, rotation, OTA, unlock, checkpoints */
-    assert_true(with_effects >= 15);
+    /* keys, certificate, batch, tokens, builds, devices, rotation, revocation, CRLs, OTA,
+     * unlock, checkpoints */
+    assert_true(with_effects >= 18);
     /* the CycloneDX document and the inline list */
     assert_int_equal(with_documents, 2);
     json_decref(entries);
@@ -254,8 +263,15 @@ static void test_tampering_named(void **state)
     expect_named("UPDATE audit SET entry = replace(entry, 'ci:meter', 'ci:other')"
                  " WHERE entry LIKE '%ci:meter%'",
                  "audit entry", "hash does not match its content");
+    expect_named("UPDATE audit SET legacy_key_use = 1 WHERE seq = 3", "legacy_key_use", NULL);
     expect_named("CREATE TRIGGER quiet AFTER INSERT ON devices BEGIN SELECT 1; END",
                  "schema: trigger quiet", NULL);
+    /* a revocation undone, or a CRL renumbered, behind the log */
+    expect_named("DELETE FROM certificate_revocations", "table certificate_revocations",
+                 "the log records it, but the store does not have it");
+    expect_named("DELETE FROM device_revocations", "table device_revocations",
+                 "the log records it, but the store does not have it");
+    expect_named("UPDATE crls SET number = number + 10", "table crls", NULL);
 
     /* the columns an entry's row shows are the entry's: none can be rewritten */
     assert_int_not_equal(

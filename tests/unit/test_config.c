@@ -52,6 +52,8 @@ static void test_defaults_and_relative_paths(void **state)
     snprintf(want, sizeof(want), "%s/bootstrap.token", dir);
     assert_string_equal(cfg.bootstrap_token_file, want);
     assert_null(cfg.tls_cert);
+    assert_null(cfg.crl_url);
+    assert_int_equal(cfg.crl_validity, 7 * 86400);
     kbd_config_cleanup(&cfg);
 }
 
@@ -115,6 +117,44 @@ static void test_errors_name_the_line(void **state)
                  "bad value for max_connections_per_source");
     expect_error("pin_file = p\nmax_connections = 64\nmax_connections_per_source = 65\n",
                  "max_connections_per_source (65) exceeds max_connections (64)");
+    /* a CRL URL names the CA key once, and is a URL a certificate can carry */
+    expect_error("pin_file = p\ncrl_url = http://pki.example.com/ca.crl\n",
+                 "kb.conf:2: bad value for crl_url");
+    expect_error("pin_file = p\ncrl_url = http://pki/{key}/{key}.crl\n", "bad value for crl_url");
+    expect_error("pin_file = p\ncrl_url = ldap://pki/{key}\n", "bad value for crl_url");
+    expect_error("pin_file = p\ncrl_url = http://pki/a b/{key}\n", "bad value for crl_url");
+    expect_error("pin_file = p\ncrl_url = http://pki/\xc3\xa9/{key}\n", "bad value for crl_url");
+    expect_error("pin_file = p\ncrl_validity = 1\n", "bad value for crl_validity");
+}
+
+static void test_crl_url(void **state)
+{
+    kbd_config cfg;
+    kbr_msg m = {{0}};
+    kbr_err err = KBR_ERR_INTERNAL;
+    char *url;
+
+    (void)state;
+    assert_int_equal(load("pin_file = p\n", &cfg, &m), KBR_OK);
+    assert_null(kbd_crl_url_for(&cfg, "ca-gw", &err));
+    assert_int_equal(err, KBR_OK);
+    kbd_config_cleanup(&cfg);
+    assert_int_equal(load("pin_file = p\ncrl_url = https://pki.example.com/v1/cas/{key}/crl\n"
+                          "crl_validity = 3600\n",
+                          &cfg, &m),
+                     KBR_OK);
+    assert_int_equal(cfg.crl_validity, 3600);
+    url = kbd_crl_url_for(&cfg, "ca-gw.2026@plant+7", &err);
+    assert_int_equal(err, KBR_OK);
+    assert_string_equal(url, "https://pki.example.com/v1/cas/ca-gw.2026@plant+7/crl");
+    free(url);
+    kbd_config_cleanup(&cfg);
+    assert_int_equal(load("pin_file = p\ncrl_url = http://crl.example.com/{key}\n", &cfg, &m),
+                     KBR_OK);
+    url = kbd_crl_url_for(&cfg, "ca", &err);
+    assert_string_equal(url, "http://crl.example.com/ca");
+    free(url);
+    kbd_config_cleanup(&cfg);
 }
 
 static void test_missing_file(void **state)
@@ -253,6 +293,7 @@ int main(void)
         cmocka_unit_test(test_missing_file),
         cmocka_unit_test(test_ops_and_log_settings),
         cmocka_unit_test(test_every_problem_reported),
+        cmocka_unit_test(test_crl_url),
         cmocka_unit_test(test_field_readers),
     };
 

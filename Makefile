@@ -289,3 +289,61 @@ $(VIEWS_BENCH): $(VIEWS_BENCH).o $(LIB) $(FLAGS_FILE)
 views-bench: $(VIEWS_BENCH)
 	rm -f $(VIEWS_DB) $(VIEWS_DB)-wal $(VIEWS_DB)-shm
 	$(VIEWS_BENCH) $(VIEWS_DB) $(VIEWS_BENCH_ARGS)
+
+# ---- installing and packaging ----
+# `make install` (PREFIX, DESTDIR, and the directories below) installs both binaries, their
+# man pages, the systemd unit (with this layout's paths), the Prometheus rules, the docs, and
+# the sample configuration, as SYSCONFDIR/keybroker/keybroker.conf.sample and, unless one is
+# there already, as keybroker.conf.  `make deb` builds the Debian packages keybrokerd and
+# keybroker (the client alone) from a copy of the tree, in DEB_DIR.
+PREFIX         ?= /usr/local
+BINDIR         ?= $(PREFIX)/bin
+SBINDIR        ?= $(PREFIX)/sbin
+DATADIR        ?= $(PREFIX)/share
+MANDIR         ?= $(DATADIR)/man
+DOCDIR         ?= $(DATADIR)/doc/keybroker
+SYSCONFDIR     ?= /etc
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+INSTALL        ?= install
+DEB_DIR        ?= $(BUILD)/deb
+# yes: install keybroker.conf even when one is there (the package's conffile)
+KBR_INSTALL_CONF ?=
+
+# The log's unit test links the daemon's archive, as test_config does.
+$(BUILD)/tests/unit/test_log: $(DAEMON_A)
+
+.PHONY: install install-daemon install-cli deb
+install: install-daemon install-cli
+
+install-cli: $(BIN)/keybroker
+	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1
+	$(INSTALL) -m 0755 $(BIN)/keybroker $(DESTDIR)$(BINDIR)/keybroker
+	$(INSTALL) -m 0644 docs/man/keybroker.1 $(DESTDIR)$(MANDIR)/man1/keybroker.1
+
+install-daemon: $(BIN)/keybrokerd
+	$(INSTALL) -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(SYSTEMDUNITDIR) \
+	  $(DESTDIR)$(SYSCONFDIR)/keybroker $(DESTDIR)$(DATADIR)/keybroker/prometheus $(DESTDIR)$(DOCDIR)
+	$(INSTALL) -m 0755 $(BIN)/keybrokerd $(DESTDIR)$(SBINDIR)/keybrokerd
+	$(INSTALL) -m 0644 docs/man/keybrokerd.8 $(DESTDIR)$(MANDIR)/man8/keybrokerd.8
+	sed -e 's|/usr/sbin/keybrokerd|$(SBINDIR)/keybrokerd|' -e 's|/etc/keybroker/|$(SYSCONFDIR)/keybroker/|' \
+	  contrib/systemd/keybrokerd.service > $(DESTDIR)$(SYSTEMDUNITDIR)/keybrokerd.service.tmp
+	chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/keybrokerd.service.tmp
+	mv $(DESTDIR)$(SYSTEMDUNITDIR)/keybrokerd.service.tmp $(DESTDIR)$(SYSTEMDUNITDIR)/keybrokerd.service
+	$(INSTALL) -m 0644 contrib/keybroker.conf.sample $(DESTDIR)$(SYSCONFDIR)/keybroker/keybroker.conf.sample
+	if [ -n "$(KBR_INSTALL_CONF)" ] || [ ! -e $(DESTDIR)$(SYSCONFDIR)/keybroker/keybroker.conf ]; then \
+	  $(INSTALL) -m 0644 contrib/keybroker.conf.sample $(DESTDIR)$(SYSCONFDIR)/keybroker/keybroker.conf; fi
+	$(INSTALL) -m 0644 contrib/prometheus/keybroker-alerts.yml contrib/prometheus/keybroker-alerts.test.yml \
+	  $(DESTDIR)$(DATADIR)/keybroker/prometheus/
+	$(INSTALL) -m 0644 README.md THREAT_MODEL.md docs/operations.md docs/api.md docs/architecture.md \
+	  $(DESTDIR)$(DOCDIR)/
+
+# The tree without build products or git, built by dpkg-buildpackage in a directory of its own,
+# so that `debian/rules clean` never touches this one.  Variables given to this make (a
+# sanitizer build's SAN, BUILD...) do not reach the package's.
+deb:
+	rm -rf $(DEB_DIR) && mkdir -p $(DEB_DIR)/keybroker
+	tar -c --exclude=./.git --exclude='./build*' --exclude=./bin --exclude='./debian/.debhelper' . \
+	  | tar -x -C $(DEB_DIR)/keybroker
+	cd $(DEB_DIR)/keybroker && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL -u MAKEOVERRIDES \
+	  dpkg-buildpackage -b -uc -us -j2 >../build.log 2>&1 || { tail -40 ../build.log; exit 1; }
+	@ls -1 $(DEB_DIR)/*.deb

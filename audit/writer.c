@@ -42,7 +42,11 @@ struct kbr_audit {
     atomic_bool healthy;
     atomic_int_fast64_t durable_seq;
     atomic_uint_fast64_t records, commits, failed_commits, refused_records;
+    kbr_hist commit_seconds; /* each group's transaction, commit and fsync included */
+    kbr_hist group_size;     /* records per committed group */
 };
+
+static const double group_bounds[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512};
 
 /* ---- records ---- */
 
@@ -456,7 +460,12 @@ static void *writer_main(void *arg)
     size_t n, refused;
 
     while ((group = take_group(a)) != NULL) {
-        if (write_group(a, group, &n, &refused) == KBR_OK) {
+        double t0 = kbr_monotonic_seconds();
+        kbr_err err = write_group(a, group, &n, &refused);
+
+        kbr_hist_observe(&a->commit_seconds, kbr_monotonic_seconds() - t0);
+        if (err == KBR_OK) {
+            kbr_hist_observe(&a->group_size, (double)n);
             atomic_store(&a->durable_seq, a->last_seq);
             atomic_fetch_add(&a->records, n);
             atomic_fetch_add(&a->refused_records, refused);
@@ -556,6 +565,16 @@ void kbr_audit_get_stats(kbr_audit *a, kbr_audit_stats *out)
     out->commits = atomic_load(&a->commits);
     out->failed_commits = atomic_load(&a->failed_commits);
     out->refused_records = atomic_load(&a->refused_records);
+}
+
+const kbr_hist *kbr_audit_commit_latency(kbr_audit *a)
+{
+    return &a->commit_seconds;
+}
+
+const kbr_hist *kbr_audit_group_sizes(kbr_audit *a)
+{
+    return &a->group_size;
 }
 
 /* ---- start and stop ---- */
@@ -684,6 +703,8 @@ kbr_err kbr_audit_start(const char *store_url, int64_t verify_tail, kbr_audit **
     atomic_init(&a->commits, 0);
     atomic_init(&a->failed_commits, 0);
     atomic_init(&a->refused_records, 0);
+    kbr_hist_init(&a->commit_seconds, kbr_hist_seconds, kbr_hist_seconds_n);
+    kbr_hist_init(&a->group_size, group_bounds, sizeof(group_bounds) / sizeof(group_bounds[0]));
     KBR_GUARD(sync_init(a));
     KBR_GUARD(kbr_store_open(store_url, &a->st, msg));
     KBR_GUARD(load_tail(a, verify_tail, msg));

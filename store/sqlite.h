@@ -127,6 +127,24 @@ kbr_err kbr_sqlite_err(int rc);
 /* kbr_sqlite_err(rc), with msg naming the store at path and SQLite's own message. */
 kbr_err kbr_sqlite_fail(kbr_sqlite *s, const char *path, int rc, kbr_msg *msg);
 
+/* The schema version this broker writes. */
+#define KBR_SQLITE_SCHEMA_VERSION 6
+/* "PATH[?max_pages=N]": *path is the caller's to free. */
+kbr_err kbr_sqlite_parse_location(const char *loc, char **path, sqlite3_int64 *max_pages,
+                                  kbr_msg *msg);
+/* max(schema_version) of meta; 0 for a store without one. */
+kbr_err kbr_sqlite_schema_version(kbr_sqlite *s, const char *path, int *version, kbr_msg *msg);
+void kbr_sqlite_close(kbr_store *st);
+
+/* Existence, read-only inspection and online copies (sqlite_admin.c). */
+kbr_err kbr_sqlite_exists(const char *loc, kbr_msg *msg);
+kbr_err kbr_sqlite_open_readonly(const char *loc, kbr_store **out, kbr_store_info *info,
+                                 kbr_msg *msg);
+kbr_err kbr_sqlite_backup(kbr_store *st, int *fd, kbr_store_backup_info *info, kbr_msg *msg);
+void kbr_sqlite_interrupt(kbr_store *st);
+/* Removes the copies a backup that never finished left beside the store at path. */
+void kbr_sqlite_backup_leftovers(const char *path);
+
 /* Statement id (prepared from sql the first time), ready to bind.  Borrowed: end with
  * kbr_sqlite_done. */
 KBR_WUR kbr_err kbr_sqlite_stmt(kbr_sqlite *s, kbr_sq_id id, const char *sql, sqlite3_stmt **out);

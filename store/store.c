@@ -58,6 +58,48 @@ kbr_err kbr_store_lock(const char *url, int *fd, kbr_msg *msg)
     return ops->lock(location, fd, msg);
 }
 
+kbr_err kbr_store_exists(const char *url, kbr_msg *msg)
+{
+    const char *location = NULL;
+    const kbr_store_ops *ops = url != NULL ? backend_for(url, &location) : NULL;
+
+    if (ops == NULL)
+        return kbr_fail(msg, KBR_ERR_CONFIG, "store: unsupported URL \"%s\" (want sqlite:PATH)",
+                        url != NULL ? url : "");
+    return ops->exists != NULL ? ops->exists(location, msg) : KBR_OK;
+}
+
+kbr_err kbr_store_open_readonly(const char *url, kbr_store **out, kbr_store_info *info,
+                                kbr_msg *msg)
+{
+    const char *location = NULL;
+    const kbr_store_ops *ops = url != NULL ? backend_for(url, &location) : NULL;
+
+    *out = NULL;
+    memset(info, 0, sizeof(*info));
+    if (ops == NULL)
+        return kbr_fail(msg, KBR_ERR_CONFIG, "store: unsupported URL \"%s\" (want sqlite:PATH)",
+                        url != NULL ? url : "");
+    if (ops->open_readonly == NULL)
+        return kbr_fail(msg, KBR_ERR_CONFIG, "store %s: cannot be read without changing it", url);
+    return ops->open_readonly(location, out, info, msg);
+}
+
+kbr_err kbr_store_backup(kbr_store *st, int *fd, kbr_store_backup_info *info, kbr_msg *msg)
+{
+    *fd = -1;
+    memset(info, 0, sizeof(*info));
+    if (st->ops->backup == NULL)
+        return kbr_fail(msg, KBR_ERR_STORE, "this store cannot be copied online");
+    return st->ops->backup(st, fd, info, msg);
+}
+
+void kbr_store_interrupt(kbr_store *st)
+{
+    if (st != NULL && st->ops->interrupt != NULL)
+        st->ops->interrupt(st);
+}
+
 void kbr_store_unlock(int fd)
 {
     if (fd >= 0)

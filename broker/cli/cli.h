@@ -253,6 +253,23 @@ KBR_WUR kbr_err cli_call(cli_client *c, const char *method, const char *path, co
                          cli_response *resp, cli_error *ce);
 void cli_response_cleanup(cli_response *r);
 
+/*
+ * GETs path and streams a 2xx body to fd as it arrives (no size limit and no total timeout:
+ * a store copy is large and made before its first byte), hashing it with SHA-256.  An error
+ * answer is read and reported as cli_call does.  *got says what arrived.
+ */
+typedef struct {
+    long status;
+    long long audit_seq;       /* X-Audit-Seq, -1 if absent */
+    long long content_length;  /* -1 if absent */
+    long long received;        /* body bytes written to fd */
+    unsigned char sha256[32];  /* of those bytes */
+    char backup_sha256[65];    /* X-Backup-SHA256, "" if absent */
+    long long backup_last_seq; /* X-Backup-Last-Seq, -1 if absent */
+} cli_download;
+KBR_WUR kbr_err cli_get_to_fd(cli_client *c, const char *path, int fd, cli_download *got,
+                              cli_error *ce);
+
 /* prefix + URL-escaped segment + suffix (suffix may be NULL). Caller frees. */
 KBR_WUR kbr_err cli_path_join(cli_client *c, const char *prefix, const char *segment,
                               const char *suffix, char **out);
@@ -316,6 +333,7 @@ extern const cli_command cli_cmd_device_revoke;
 extern const cli_command cli_cmd_debug_auth, cli_cmd_ota_report;
 extern const cli_command cli_cmd_view_product, cli_cmd_view_custody, cli_cmd_view_exposure,
     cli_cmd_view_device;
+extern const cli_command cli_cmd_backup;
 /*
  * Request bodies of the factory commands, built from options parsed against
  * the command's own spec.  Bad input (a value out of range, a market that is

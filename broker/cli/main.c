@@ -50,6 +50,7 @@ static const cli_command *const commands[] = {
     &cli_cmd_evidence_device,
     &cli_cmd_evidence_product,
     &cli_cmd_evidence_verify,
+    &cli_cmd_backup,
 };
 
 /* Accepted before or after the command words. */

@@ -15,14 +15,44 @@
 #include <event2/buffer.h>
 #include <event2/keyvalq_struct.h>
 #include <event2/util.h>
+#include <openssl/rand.h>
 
 #include "kbd.h"
 
-/* Every response leaves through here or kbd_req_reply_buffer. */
+void kbd_req_response_begins(kbd_req *r, int status)
+{
+    if (r->request_id[0] != '\0')
+        evhttp_add_header(evhttp_request_get_output_headers(r->http), "X-Request-Id",
+                          r->request_id);
+    kbd_metrics_response(r->d, r->route, status, kbr_monotonic_seconds() - r->t0);
+    kbd_connlimit_request_ends(r->d, evhttp_request_get_connection(r->http));
+}
+
+/* Every response leaves through here, kbd_req_reply_buffer or a respond hook. */
 static void send_reply(kbd_req *r, int status, const char *reason, struct evbuffer *buf)
 {
-    kbd_connlimit_request_ends(r->d, evhttp_request_get_connection(r->http));
+    kbd_req_response_begins(r, status);
     evhttp_send_reply(r->http, status, reason, buf);
+}
+
+/*
+ * The client's X-Request-Id when it is 1 to 64 letters, digits, '.', '_' or '-' (so it can
+ * go in a log line and a header as it is), or 16 random hex digits.
+ */
+static void set_request_id(kbd_req *r)
+{
+    const char *given =
+        evhttp_find_header(evhttp_request_get_input_headers(r->http), "X-Request-Id");
+    size_t n = given != NULL ? strlen(given) : 0;
+    unsigned char rnd[8];
+
+    if (n > 0 && n < sizeof(r->request_id) &&
+        strspn(given, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") == n) {
+        memcpy(r->request_id, given, n + 1);
+        return;
+    }
+    if (RAND_bytes(rnd, sizeof(rnd)) == 1)
+        kbr_hex_encode_buf(rnd, sizeof(rnd), r->request_id);
 }
 
 static void send_text(kbd_req *r, int status, const char *text, int64_t seq)
@@ -98,6 +128,11 @@ static void req_end(kbd_req *r)
     req_free(r);
     if (d->shutting_down && d->inflight == 0)
         event_base_loopexit(d->base, NULL);
+}
+
+void kbd_req_done(kbd_req *r)
+{
+    req_end(r);
 }
 
 void kbd_req_reply_now(kbd_req *r, int status, json_t *body)
@@ -220,16 +255,17 @@ static void finish_request(kbd_req *r)
         kbr_policy_finish_use(r->tok, ok && rec->key_use);
     if (rec->result == KBR_ERR_AUDIT) {
         if (r->d->stats.audit_failures++ == 0 || kbr_audit_healthy(r->d->audit))
-            fprintf(stderr, "keybrokerd: audit record not durable; answering 503 "
-                            "audit_unavailable until the store accepts writes again\n");
+            kbd_log(KBD_LOG_ERROR, "audit.unavailable", r->request_id,
+                    "audit record not durable; answering 503 audit_unavailable until the store "
+                    "accepts writes again");
         reply_error(r, KBR_ERR_AUDIT,
                     "the audit record could not be made durable; nothing was released", 0);
     } else if (rec->result == KBR_ERR_INTERNAL) {
         /* The ledger refused this request's changes alone (audit/writer.c); the others of its
          * group went through.  A broken invariant of the broker's, so it goes to the log too. */
-        fprintf(stderr,
-                "keybrokerd: audit entry %lld: the ledger refused the request's changes; "
-                "recorded as an error\n",
+        kbd_log(KBD_LOG_ERROR, "audit.ledger_refused", r->request_id,
+                "audit entry %lld: the ledger refused the request's changes; recorded as an "
+                "error",
                 (long long)rec->seq);
         reply_error(r, KBR_ERR_AUDIT,
                     "the ledger could not record this request's changes; the request is recorded "
@@ -241,6 +277,9 @@ static void finish_request(kbd_req *r)
                     rec->seq);
     } else if (r->err != KBR_OK) {
         reply_error(r, r->err, r->msg.text, rec->seq);
+    } else if (r->respond != NULL) {
+        r->respond(r, rec->seq);
+        return;
     } else {
         if (r->finish != NULL)
             r->finish(r);
@@ -539,6 +578,8 @@ static void on_request(struct evhttp_request *http, void *arg)
     }
     r->d = d;
     r->http = http;
+    r->t0 = kbr_monotonic_seconds();
+    set_request_id(r);
     d->inflight++;
     d->stats.requests++;
     method = evhttp_request_get_command(http) == EVHTTP_REQ_GET    ? "GET"
@@ -589,7 +630,7 @@ kbr_err kbd_http_start(kbd *d, kbr_msg *msg)
         return kbr_fail(msg, KBR_ERR_IO, "getsockname failed");
     port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
                                     : ntohs(((struct sockaddr_in *)&ss)->sin_port);
-    fprintf(stderr, "keybrokerd: listening on %s:%d (%s)\n", d->cfg.listen_host, port,
+    kbd_log(KBD_LOG_INFO, "listening", NULL, "listening on %s:%d (%s)", d->cfg.listen_host, port,
             d->tls == NULL         ? "plain HTTP, loopback only"
             : d->cfg.tls_client_ca ? "HTTPS, client certificates required"
                                    : "HTTPS");

@@ -12,6 +12,7 @@
 #ifndef KBD_H
 #define KBD_H
 
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <pthread.h>
 #include <sys/types.h>
@@ -105,10 +106,38 @@ typedef struct {
     char *oidc_issuers;              /* the issuers file, or NULL: no token exchange */
     kbd_oidc_config oidc;
     long oidc_exchange_rate; /* exchange requests per second per source address */
+    char *ops_listen_host;   /* plain HTTP for /v1/health and /metrics; NULL: none */
+    int ops_listen_port;
+    char *log_file; /* standard error goes there; NULL: as it was given */
+    bool log_json;  /* log_format = json */
 } kbd_config;
 
 KBR_WUR kbr_err kbd_config_load(const char *path, kbd_config *cfg, kbr_msg *msg);
+/* The same, going on past a bad line: each problem is passed to report (msg is the first). */
+typedef void (*kbd_config_report_fn)(const char *problem, void *arg);
+KBR_WUR kbr_err kbd_config_load_all(const char *path, kbd_config *cfg, kbd_config_report_fn report,
+                                    void *arg, kbr_msg *msg);
 void kbd_config_cleanup(kbd_config *cfg);
+/* Is host a loopback address (127.0.0.0/8, ::1, localhost)? */
+bool kbd_is_loopback(const char *host);
+
+/* ---- the log (log.c): standard error, text or one JSON object per line ---- */
+typedef enum { KBD_LOG_INFO, KBD_LOG_WARN, KBD_LOG_ERROR } kbd_log_level;
+/* Applies log_file and log_format; log_file is opened (created 0640) onto descriptor 2. */
+KBR_WUR kbr_err kbd_log_setup(const kbd_config *cfg, kbr_msg *msg);
+/* Opens log_file by its name again (after logrotate moved it); nothing without one. */
+kbr_err kbd_log_reopen(kbr_msg *msg);
+/* Async-signal-safe: reopen before the next line (the HSM processes' SIGHUP handler). */
+void kbd_log_reopen_later(void);
+/* The process's name in JSON lines: "keybrokerd", "hsm-keeper", "hsm". */
+void kbd_log_process(const char *name);
+void kbd_log_cleanup(void);
+/* One line: event is a dotted name ("hsm.unavailable"), request_id NULL when no request is the
+ * subject. */
+void kbd_log(kbd_log_level level, const char *event, const char *request_id, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+void kbd_logv(kbd_log_level level, const char *event, const char *request_id, const char *fmt,
+              va_list ap) __attribute__((format(printf, 4, 0)));
 /* The CRL distribution point of CA key `key` (crl_url with {key} replaced): a new string, or
  * NULL when crl_url is not set or memory ran out (*err says which). */
 char *kbd_crl_url_for(const kbd_config *cfg, const char *key, kbr_err *err);
@@ -177,10 +206,28 @@ typedef struct kbd_worker kbd_worker;
 typedef struct {
     atomic_long requests, denied, signatures, audit_failures, hsm_failures;
     atomic_int hsm_ok; /* last HSM call outcome */
+    /* the latest signed checkpoint: its time (0: none yet), size and its own entry's seq */
+    atomic_llong checkpoint_time, checkpoint_size, checkpoint_seq;
+    atomic_long checkpoint_failures;
 } kbd_stats;
+
+/* metrics.c: per route and status, on the event thread */
+typedef struct kbd_metrics kbd_metrics;
+KBR_WUR kbr_err kbd_metrics_new(kbd_metrics **out);
+void kbd_metrics_free(kbd_metrics *m);
 
 struct kbd {
     kbd_config cfg;
+    const char *config_path; /* what SIGHUP reads again */
+    time_t started_at;
+    time_t tls_not_after; /* the served certificate's notAfter; 0 without TLS */
+    time_t reload_at;     /* the last SIGHUP's reload, 0 if none */
+    bool reload_ok;
+    kbd_metrics *metrics;
+    struct evhttp *ops_http; /* ops_listen: /v1/health and /metrics only */
+    struct evhttp_bound_socket *ops_bound;
+    long ops_open;             /* its open connections */
+    struct kbd_backup *backup; /* backup.c: the copy being made or sent, if any */
     struct event_base *base;
     struct evhttp *http;
     struct evhttp_bound_socket *bound;
@@ -221,7 +268,7 @@ struct kbd {
     kbd_req *done_head, *done_tail;
     struct event *done_ev;
 
-    struct event *sig_term, *sig_int, *sig_chld, *health_timer;
+    struct event *sig_term, *sig_int, *sig_chld, *sig_hup, *health_timer;
     struct kbd_checkpointer *checkpointer; /* h_audit.c */
     struct kbd_flights *flights;           /* h_provision.c: provisionings in flight by device */
     struct kbd_crls *crls;                 /* h_crl.c: each CA key's last CRL and its waiters */
@@ -245,6 +292,8 @@ typedef void (*kbd_finish_fn)(kbd_req *r);
 struct kbd_req {
     kbd *d;
     struct evhttp_request *http;
+    double t0;           /* monotonic: when the request arrived */
+    char request_id[65]; /* X-Request-Id: the client's, when well-formed, or a random one */
     const struct kbd_route *route;
     char *arg; /* the {name}/{jti} path segment, decoded */
     struct evkeyvalq query;
@@ -257,6 +306,9 @@ struct kbd_req {
 
     kbd_work_fn work;     /* worker stage, or NULL */
     kbd_finish_fn finish; /* event-thread stage after a durable audit record, or NULL */
+    /* instead of the JSON answer, after a durable record of success: sends the response
+     * itself (seq: the record's) and ends the request with kbd_req_done */
+    void (*respond)(kbd_req *r, int64_t seq);
     /* event thread, always once the record settled: release or commit reservations */
     void (*settle)(kbd_req *r, bool committed);
     void *ctx; /* handler state */
@@ -307,6 +359,10 @@ void kbd_req_reply_buffer(kbd_req *r, int status, const char *content_type, stru
 void kbd_req_dispatch(kbd_req *r);
 /* Audits r->rec (must be set) without a worker stage, then replies. */
 void kbd_req_audit_and_reply(kbd_req *r);
+/* Ends a request whose response a respond hook sent (or that has no connection left). */
+void kbd_req_done(kbd_req *r);
+/* The X-Request-Id and metrics of a response the caller sends itself; status as sent. */
+void kbd_req_response_begins(kbd_req *r, int status);
 /* For no-auth routes: reply right away. */
 void kbd_req_reply_now(kbd_req *r, int status, json_t *body);
 const char *kbd_req_query(kbd_req *r, const char *name);
@@ -388,6 +444,12 @@ int64_t kbd_chunk_size(const char *line, size_t len);
 
 /* tls.c */
 KBR_WUR kbr_err kbd_tls_setup(kbd *d, kbr_msg *msg);
+/* Would kbd_tls_setup take cfg's files?  (--check) */
+KBR_WUR kbr_err kbd_tls_check(const kbd_config *cfg, kbr_msg *msg);
+/* New connections get fresh's certificate, key and client CA; open ones keep theirs.  On
+ * failure nothing changes and msg says why; on success about names the new certificate. */
+KBR_WUR kbr_err kbd_tls_reload(kbd *d, const kbd_config *fresh, char *about, size_t n,
+                               kbr_msg *msg);
 void kbd_tls_cleanup(kbd *d);
 /* A server-side TLS bufferevent for a connection about to be accepted. */
 struct bufferevent *kbd_tls_bufferevent(kbd *d, struct event_base *base);
@@ -403,6 +465,34 @@ void kbd_workers_submit(kbd *d, kbd_req *r);
 /* Called from any thread: hands a finished request back to the event thread. */
 void kbd_complete(kbd *d, kbd_req *r);
 void kbd_note_hsm(kbd *d, kbr_err err);
+
+/* metrics.c: a response leaves (status) for route (NULL: no route matched). */
+void kbd_metrics_response(kbd *d, const kbd_route *route, int status, double seconds);
+/* The route's place in the table, for per-route counters; kbd_route_count() for none. */
+size_t kbd_route_index(const kbd_route *route);
+size_t kbd_route_count(void);
+const kbd_route *kbd_route_at(size_t i);
+
+/* ops.c: ops_listen, plain HTTP serving /v1/health and /metrics and nothing else. */
+KBR_WUR kbr_err kbd_ops_start(kbd *d, kbr_msg *msg);
+void kbd_ops_stop_listening(kbd *d);
+void kbd_ops_free(kbd *d);
+/* The bodies both listeners serve: health (status and JSON) and the metrics text. */
+int kbd_health_body(kbd *d, json_t **body);
+struct evbuffer;
+void kbd_metrics_text(kbd *d, struct evbuffer *out);
+
+/* reload.c: SIGHUP reads the configuration again and applies what can change while serving. */
+void kbd_reload(kbd *d);
+/* notify.c: the service manager's readiness protocol (NOTIFY_SOCKET), if there is one. */
+void kbd_notify(const char *state);
+
+/* backup.c: GET /v1/backup streams a consistent copy of the store. */
+kbr_err kbd_h_backup(kbd_req *r);
+/* Interrupts a copy in progress and waits for its thread; before the audit writer stops. */
+void kbd_backup_stop(kbd *d);
+/* connlimit.c calls it as a connection closes: a stream on it stops. */
+void kbd_backup_conn_closed(kbd *d, struct evhttp_connection *evcon);
 
 /* routes.c: matched on the raw path; *cap and *caplen receive the raw {} segment, if any
  * (cap may be NULL). */
@@ -594,6 +684,8 @@ void kbd_flights_free(kbd *d);
  * the keeper, after every session is closed. */
 KBR_WUR kbr_err kbd_hsmproc_start(kbd *d, kbr_msg *msg);
 bool kbd_hsmproc_reap(kbd *d);
+/* Passes SIGHUP on to the keeper, which reopens its log and passes it to the HSM process. */
+void kbd_hsmproc_hup(kbd *d);
 void kbd_hsmproc_stop(kbd *d);
 
 /* sandbox.c: no new privileges and a seccomp deny-list, for this process and what it forks
@@ -603,6 +695,8 @@ KBR_WUR kbr_err kbd_sandbox_hsm(kbr_msg *msg);
 
 /* init.c */
 KBR_WUR kbr_err kbd_init_deployment(kbd_config *cfg, kbr_msg *msg);
+/* check.c: keybrokerd --check; prints one line per problem, returns the exit status. */
+int kbd_check(const char *path);
 /* verify.c: --verify-store; prints what it checked.  KBR_ERR_CONFLICT when the store differs
  * from its log (msg names the first difference). */
 KBR_WUR kbr_err kbd_verify_store(const kbd_config *cfg, kbr_msg *msg);

@@ -49,7 +49,25 @@ static const kbd_route routes[] = {
      0},
     {"GET", "/v1/evidence/products/{}", true, KBR_OP_READ, "evidence.product",
      kbd_h_evidence_product, 0},
+    {"GET", "/v1/backup", true, KBR_OP_ADMIN, "store.backup", kbd_h_backup, 0},
 };
+
+size_t kbd_route_count(void)
+{
+    return sizeof(routes) / sizeof(routes[0]);
+}
+
+const kbd_route *kbd_route_at(size_t i)
+{
+    return i < kbd_route_count() ? &routes[i] : NULL;
+}
+
+size_t kbd_route_index(const kbd_route *route)
+{
+    if (route == NULL || route < routes || route >= routes + kbd_route_count())
+        return kbd_route_count();
+    return (size_t)(route - routes);
+}
 
 /* Matches one pattern on the raw path; a "{}" segment captures one non-empty raw segment. */
 static bool match(const char *pattern, const char *path, const char **cap, size_t *caplen)

@@ -202,6 +202,8 @@ int kbt_spawn_daemon(kbt_env *e)
             dup2(fd, 2);
         }
         snprintf(exe, sizeof(exe), "%s/keybrokerd", e->bin_dir);
+        if (e->wrapper[0] != NULL)
+            execl(e->wrapper[0], e->wrapper[0], e->wrapper[1], exe, "-c", e->conf, (char *)NULL);
         execl(exe, "keybrokerd", "-c", e->conf, (char *)NULL);
         _exit(127);
     }

@@ -34,6 +34,9 @@ typedef struct {
     char cacert[320];      /* CA bundle for the server certificate (https) */
     char client_cert[320]; /* client certificate and key for mTLS, "" for none */
     char client_key[320];
+    /* When set, the daemon is started as `wrapper[0] wrapper[1] keybrokerd -c CONF` (a program
+     * that restricts itself, then runs the rest of its arguments). */
+    const char *wrapper[2];
 } kbt_env;
 
 typedef struct {

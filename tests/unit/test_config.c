@@ -262,6 +262,74 @@ static void test_missing_file(void **state)
     kbd_config_cleanup(&cfg);
 }
 
+/* The operational settings: ops_listen, log_file (relative to the file), log_format. */
+static void test_ops_and_log_settings(void **state)
+{
+    kbd_config cfg;
+    kbr_msg m = {{0}};
+    char want[256];
+
+    (void)state;
+    assert_int_equal(load("pin_file = pin\nops_listen = 0.0.0.0:9443\nlog_file = kb.log\n"
+                          "log_format = json\n",
+                          &cfg, &m),
+                     KBR_OK);
+    assert_string_equal(cfg.ops_listen_host, "0.0.0.0");
+    assert_int_equal(cfg.ops_listen_port, 9443);
+    snprintf(want, sizeof(want), "%s/kb.log", dir);
+    assert_string_equal(cfg.log_file, want);
+    assert_true(cfg.log_json);
+    kbd_config_cleanup(&cfg);
+    assert_int_equal(load("pin_file = pin\nlog_format = yaml\n", &cfg, &m), KBR_ERR_CONFIG);
+    assert_non_null(strstr(m.text, ":2: bad value for log_format: \"yaml\""));
+    kbd_config_cleanup(&cfg);
+    assert_int_equal(load("pin_file = pin\nops_listen = 9443\n", &cfg, &m), KBR_ERR_CONFIG);
+    assert_non_null(strstr(m.text, "ops_listen"));
+    kbd_config_cleanup(&cfg);
+    assert_int_equal(
+        load("pin_file = pin\nlisten = 127.0.0.1:8443\nops_listen = 127.0.0.1:8443\n", &cfg, &m),
+        KBR_ERR_CONFIG);
+    assert_non_null(strstr(m.text, "ops_listen is the listen address"));
+    kbd_config_cleanup(&cfg);
+}
+
+static void collect(const char *problem, void *arg)
+{
+    char *all = arg;
+
+    strncat(all, problem, 2047 - strlen(all));
+    strncat(all, "\n", 2047 - strlen(all));
+}
+
+/* --check's reading: every bad line and a missing setting, each once, in order. */
+static void test_every_problem_reported(void **state)
+{
+    kbd_config cfg;
+    kbr_msg m = {{0}};
+    char path[128], all[2048] = "";
+    FILE *f;
+
+    (void)state;
+    snprintf(path, sizeof(path), "%s/kb.conf", dir);
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("listen_adress = 1\nworkers = many\n", f);
+    for (int i = 0; i < 5000; i++)
+        fputc('x', f);
+    fputs("\nlog_format = json\n", f);
+    fclose(f);
+    assert_int_equal(kbd_config_load_all(path, &cfg, collect, all, &m), KBR_ERR_CONFIG);
+    assert_non_null(strstr(m.text, ":1: unknown key \"listen_adress\""));
+    assert_non_null(strstr(all, ":1: unknown key \"listen_adress\"\n"));
+    assert_non_null(strstr(all, ":2: bad value for workers: \"many\"\n"));
+    assert_non_null(strstr(all, ":3: line too long\n"));
+    assert_non_null(strstr(all, "pin_file is required\n"));
+    /* the rest of the long line is not a line of its own, and the line after it is read */
+    assert_null(strstr(all, ":4:"));
+    assert_true(cfg.log_json);
+    kbd_config_cleanup(&cfg);
+}
+
 static void test_field_readers(void **state)
 {
     json_t *o = json_loads("{\"name\":\"fw-1\",\"n\":5,\"list\":[\"a\",\"b*\"],\"bad\":\"a b\","
@@ -317,6 +385,8 @@ int main(void)
         cmocka_unit_test(test_values),
         cmocka_unit_test(test_errors_name_the_line),
         cmocka_unit_test(test_missing_file),
+        cmocka_unit_test(test_ops_and_log_settings),
+        cmocka_unit_test(test_every_problem_reported),
         cmocka_unit_test(test_crl_url),
         cmocka_unit_test(test_oidc_issuers),
         cmocka_unit_test(test_field_readers),

@@ -9,7 +9,7 @@ CC       ?= cc
 # benchmark are HTTP clients of keybrokerd as well: they link everything.
 CLI_PKGS  = openssl jansson libcurl
 D_PKGS    = openssl jansson libevent_core libevent_extra libevent_pthreads libevent_openssl \
-            sqlite3 libcbor
+            sqlite3 libcbor libpq
 PKGS      = $(CLI_PKGS) $(D_PKGS) p11-kit-1
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS   := $(shell pkg-config --libs $(CLI_PKGS) $(D_PKGS))
@@ -68,7 +68,7 @@ CORE      = $(BUILD)/libkbr_core.a
 LIB_SRC   = $(filter-out $(CORE_SRC),$(wildcard pkcs11/*.c policy/*.c audit/*.c store/*.c ca/*.c \
             cose/*.c))
 # The store's schema is SQL files, built in as C strings (kbr_sql_v1, ...).
-SQL_SRC   = $(wildcard store/sql/*.sql)
+SQL_SRC   = $(wildcard store/sql/*.sql store/pg/*.sql)
 SQL_OBJ   = $(BUILD)/store/sql.o
 LIB_OBJ   = $(LIB_SRC:%.c=$(BUILD)/%.o) $(SQL_OBJ)
 SERVER_LIB = $(BUILD)/libkbr.a
@@ -207,8 +207,14 @@ ELF_ENV  = $(TEST_ENV) KBR_BUILD_DIR=$(abspath $(BUILD)) KBR_HARDEN=$(HARDEN) \
 
 tests: all $(UNIT_BIN) $(IT_BIN) $(FAULTY_SO) $(FUZZ_REPLAY)
 
+# The store's tests run twice: on SQLite, then on PostgreSQL (tests/pg-tests.sh starts a
+# private cluster for them).
+PG_UNIT_BIN = $(addprefix $(BUILD)/tests/unit/,test_store test_audit test_views test_merkle)
+PG_TEST_ENV = PG_TESTS="$(PG_UNIT_BIN)"
+
 check: tests
-	$(ELF_ENV) tests/run-tests.sh tests/check-elf.sh $(UNIT_BIN) $(IT_BIN) $(FUZZ_REPLAY)
+	$(ELF_ENV) $(PG_TEST_ENV) tests/run-tests.sh tests/check-elf.sh $(UNIT_BIN) $(IT_BIN) \
+	  $(FUZZ_REPLAY) tests/pg-tests.sh
 
 unit: $(UNIT_BIN)
 	tests/run-tests.sh $(UNIT_BIN)

@@ -292,6 +292,8 @@ struct kbr_store_ops {
 };
 
 extern const kbr_store_ops kbr_store_sqlite_ops;
+/* postgresql:// and postgres:// (store/pg.c) */
+extern const kbr_store_ops kbr_store_pg_ops, kbr_store_pg_alt_ops;
 
 /* exposure.c: View C's builds, devices, remediation and pending page (q checked, its limit
  * resolved), read in one snapshot: {builds, devices: {current, by_batch}, remediation?,

@@ -10,7 +10,8 @@
 
 #include "backend.h"
 
-static const kbr_store_ops *const backends[] = {&kbr_store_sqlite_ops};
+static const kbr_store_ops *const backends[] = {&kbr_store_sqlite_ops, &kbr_store_pg_ops,
+                                                &kbr_store_pg_alt_ops};
 
 static const kbr_store_ops *backend_for(const char *url, const char **location)
 {
@@ -39,8 +40,10 @@ kbr_err kbr_store_open(const char *url, kbr_store **out, kbr_msg *msg)
     *out = NULL;
     KBR_ENSURE(url != NULL, kbr_fail(msg, KBR_ERR_CONFIG, "store: no URL given"));
     ops = backend_for(url, &location);
-    KBR_ENSURE(ops != NULL, kbr_fail(msg, KBR_ERR_CONFIG,
-                                     "store: unsupported URL \"%s\" (want sqlite:PATH)", url));
+    KBR_ENSURE(ops != NULL,
+               kbr_fail(msg, KBR_ERR_CONFIG,
+                        "store: unsupported URL \"%s\" (want sqlite:PATH or postgresql://...)",
+                        url));
     KBR_GUARD(ops->open(location, out, msg));
 out:
     return err;
@@ -53,7 +56,8 @@ kbr_err kbr_store_lock(const char *url, int *fd, kbr_msg *msg)
 
     *fd = -1;
     if (ops == NULL)
-        return kbr_fail(msg, KBR_ERR_CONFIG, "store: unsupported URL \"%s\" (want sqlite:PATH)",
+        return kbr_fail(msg, KBR_ERR_CONFIG,
+                        "store: unsupported URL \"%s\" (want sqlite:PATH or postgresql://...)",
                         url != NULL ? url : "");
     return ops->lock(location, fd, msg);
 }

@@ -80,6 +80,8 @@ typedef kbr_err (*kbr_fleet_fn)(const kbr_fleet_row *row, void *arg, bool *stop)
 
 struct kbr_store_ops {
     const char *scheme;
+    /* See kbr_store_shared. */
+    bool shared;
     /* location is the URL after "scheme:". */
     kbr_err (*open)(const char *location, kbr_store **out, kbr_msg *msg);
     void (*close)(kbr_store *st);
@@ -87,6 +89,9 @@ struct kbr_store_ops {
     kbr_err (*lock)(const char *location, int *fd, kbr_msg *msg);
 
     kbr_err (*writer_mode)(kbr_store *st);
+    /* See kbr_store_token_uses_left and kbr_store_checkpoint_lease. */
+    kbr_err (*token_uses_left)(kbr_store *st, const char *jti, int64_t *left);
+    kbr_err (*checkpoint_lease)(kbr_store *st, bool *held);
     kbr_err (*maintain)(kbr_store *st);
     kbr_err (*begin)(kbr_store *st);
     kbr_err (*commit)(kbr_store *st);

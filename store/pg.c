@@ -79,6 +79,7 @@ static void reconnect_if_broken(kbr_pg *s)
         return;
     PQreset(s->conn);
     s->nprepared = 0;
+    s->lease = false;
     if (PQstatus(s->conn) == CONNECTION_OK)
         PQsetClientEncoding(s->conn, "UTF8");
 }
@@ -477,6 +478,30 @@ static kbr_err pg_lock(const char *location, int *fd, kbr_msg *msg)
     (void)msg;
     *fd = -1;
     return KBR_OK;
+}
+
+/* A session advisory lock, keyed by the store's schema: it ends with the session, so a broker
+ * that dies or loses its connection hands the checkpoints to another. */
+static kbr_err pg_checkpoint_lease(kbr_store *st, bool *held)
+{
+    kbr_pg *s = (kbr_pg *)st;
+    kbr_err err = KBR_OK;
+    char *got = NULL;
+
+    *held = false;
+    if (PQstatus(s->conn) != CONNECTION_OK)
+        s->lease = false; /* the session that held it is gone */
+    if (!s->lease) {
+        KBR_GUARD(kbr_pg_string(s,
+                                "SELECT pg_try_advisory_lock(hashtext('keybroker checkpoints '"
+                                " || current_schema()))::text",
+                                NULL, &got));
+        s->lease = strcmp(got, "true") == 0;
+    }
+    *held = s->lease;
+out:
+    free(got);
+    return err;
 }
 
 static kbr_err pg_writer_mode(kbr_store *st)
@@ -900,20 +925,22 @@ static kbr_err pg_compare(kbr_store *st, kbr_store *rebuilt, kbr_store_compare_s
         .commit = pg_commit, .rollback = pg_rollback, .in_transaction = pg_in_transaction,         \
         .savepoint = pg_savepoint, .release = pg_release, .rollback_to = pg_rollback_to,           \
         .writer_mode = pg_writer_mode, .maintain = pg_maintain, .key_create = kbr_pg_key_create,   \
-        .key_retire = kbr_pg_key_retire, .token_issue = kbr_pg_token_issue,                        \
-        .token_revoke = kbr_pg_token_revoke, .issuer_current = kbr_pg_issuer_current,              \
-        .issuer_replace = kbr_pg_issuer_replace, .issuer_insert = kbr_pg_issuer_insert,            \
-        .tokens_assign_kid = kbr_pg_tokens_assign_kid, .issuer_keys = kbr_pg_issuer_keys,          \
-        .firmware_digest = kbr_pg_firmware_digest, .firmware_insert = kbr_pg_firmware_insert,      \
-        .component_insert = kbr_pg_component_insert, .key_exists = kbr_pg_key_exists,              \
-        .evidence_seqs = kbr_pg_evidence_seqs, .bulk_mode = pg_bulk_mode,                          \
-        .scratch_mode = pg_scratch_mode, .effects_from = pg_effects_from,                          \
-        .integrity = pg_integrity, .compare = pg_compare, .document_put = kbr_pg_document_put,     \
-        .document_exists = kbr_pg_document_exists, .document_get = kbr_pg_document_get,            \
-        .issuer_chain = kbr_pg_issuer_chain, .cert_supersede = kbr_pg_cert_supersede,              \
-        .cert_insert = kbr_pg_cert_insert, .batch_create = kbr_pg_batch_create,                    \
-        .batch_claim = kbr_pg_batch_claim, .device_insert = kbr_pg_device_insert,                  \
-        .device_exists = kbr_pg_device_exists, .device_key_set = kbr_pg_device_key_set,            \
+        .shared = true, .token_uses_left = kbr_pg_token_uses_left,                                 \
+        .checkpoint_lease = pg_checkpoint_lease, .key_retire = kbr_pg_key_retire,                  \
+        .token_issue = kbr_pg_token_issue, .token_revoke = kbr_pg_token_revoke,                    \
+        .issuer_current = kbr_pg_issuer_current, .issuer_replace = kbr_pg_issuer_replace,          \
+        .issuer_insert = kbr_pg_issuer_insert, .tokens_assign_kid = kbr_pg_tokens_assign_kid,      \
+        .issuer_keys = kbr_pg_issuer_keys, .firmware_digest = kbr_pg_firmware_digest,              \
+        .firmware_insert = kbr_pg_firmware_insert, .component_insert = kbr_pg_component_insert,    \
+        .key_exists = kbr_pg_key_exists, .evidence_seqs = kbr_pg_evidence_seqs,                    \
+        .bulk_mode = pg_bulk_mode, .scratch_mode = pg_scratch_mode,                                \
+        .effects_from = pg_effects_from, .integrity = pg_integrity, .compare = pg_compare,         \
+        .document_put = kbr_pg_document_put, .document_exists = kbr_pg_document_exists,            \
+        .document_get = kbr_pg_document_get, .issuer_chain = kbr_pg_issuer_chain,                  \
+        .cert_supersede = kbr_pg_cert_supersede, .cert_insert = kbr_pg_cert_insert,                \
+        .batch_create = kbr_pg_batch_create, .batch_claim = kbr_pg_batch_claim,                    \
+        .device_insert = kbr_pg_device_insert, .device_exists = kbr_pg_device_exists,              \
+        .device_key_set = kbr_pg_device_key_set,                                                   \
         .device_event_insert = kbr_pg_device_event_insert,                                         \
         .debug_challenge_insert = kbr_pg_debug_challenge_insert,                                   \
         .device_firmware_insert = kbr_pg_device_firmware_insert,                                   \

@@ -25,6 +25,7 @@ typedef struct {
     bool in_tx;       /* BEGIN ran and neither COMMIT nor ROLLBACK since */
     bool in_snapshot; /* snapshot_begin's transaction */
     int snapshot_depth;
+    bool lease; /* this session holds the checkpoint lease */
 } kbr_pg;
 
 /* Parameters, all sent as text but bytea ones (binary). */
@@ -102,6 +103,7 @@ extern const char kbr_sql_pg_schema[];
 kbr_err kbr_pg_key_create(kbr_store *st, const kbr_eff_key *k, int64_t seq);
 kbr_err kbr_pg_key_retire(kbr_store *st, const char *name, const char *at);
 kbr_err kbr_pg_token_issue(kbr_store *st, const kbr_eff_token *t, int64_t seq);
+kbr_err kbr_pg_token_uses_left(kbr_store *st, const char *jti, int64_t *left);
 kbr_err kbr_pg_token_revoke(kbr_store *st, const char *jti, const char *at, const char *reason);
 kbr_err kbr_pg_issuer_current(kbr_store *st, char **kid);
 kbr_err kbr_pg_issuer_replace(kbr_store *st, const char *kid, const char *at);

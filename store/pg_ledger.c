@@ -167,6 +167,25 @@ kbr_err kbr_pg_token_revoke(kbr_store *st, const char *jti, const char *at, cons
                       &p, NULL);
 }
 
+kbr_err kbr_pg_token_uses_left(kbr_store *st, const char *jti, int64_t *left)
+{
+    kbr_err err;
+    P;
+
+    kbr_pg_text(&p, jti);
+    err = kbr_pg_int64(PG(st),
+                       "SELECT greatest((t.scope::jsonb ->> 'max_uses')::bigint"
+                       " - coalesce(u.uses, 0), 0)"
+                       " FROM tokens t LEFT JOIN token_usage u ON u.jti = t.jti"
+                       " WHERE t.jti = $1 AND t.scope::jsonb ->> 'max_uses' IS NOT NULL",
+                       &p, left);
+    if (err == KBR_ERR_NOT_FOUND) {
+        *left = -1;
+        err = KBR_OK;
+    }
+    return err;
+}
+
 kbr_err kbr_pg_firmware_digest(kbr_store *st, const char *product, const char *version,
                                char **digest)
 {

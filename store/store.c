@@ -62,6 +62,24 @@ kbr_err kbr_store_lock(const char *url, int *fd, kbr_msg *msg)
     return ops->lock(location, fd, msg);
 }
 
+bool kbr_store_shared(const char *url)
+{
+    const char *location = NULL;
+    const kbr_store_ops *ops = url != NULL ? backend_for(url, &location) : NULL;
+
+    return ops != NULL && ops->shared;
+}
+
+kbr_err kbr_store_token_uses_left(kbr_store *st, const char *jti, int64_t *left)
+{
+    return st->ops->token_uses_left(st, jti, left);
+}
+
+kbr_err kbr_store_checkpoint_lease(kbr_store *st, bool *held)
+{
+    return st->ops->checkpoint_lease(st, held);
+}
+
 void kbr_store_unlock(int fd)
 {
     if (fd >= 0)

@@ -298,6 +298,8 @@ static kbr_err load_state(kbd *d, kbr_msg *msg)
     kbr_err err = KBR_OK;
     kbr_store *st = NULL;
     int64_t tail = AUDIT_VERIFY_TAIL;
+    bool reading = false;
+    char hash[65];
 
     /* before the store is opened: a second daemon must not even migrate the schema */
     KBR_GUARD(kbr_store_lock(d->cfg.store, &d->store_lock, msg));
@@ -310,12 +312,21 @@ static kbr_err load_state(kbd *d, kbr_msg *msg)
     KBR_GUARD(kbr_store_open(d->cfg.store, &st, msg));
     KBR_GUARD(check_log(d, st, &tail, msg));
     KBR_GUARD(kbr_audit_start(d->cfg.store, tail, &d->audit, msg));
+    /* The registries and the log's tail from one snapshot: what brokers sharing the store
+     * commit after that tail is followed (follow.c), each entry once. */
+    KBR_GUARD(kbr_store_read_begin(st));
+    reading = true;
+    KBR_GUARD(kbr_store_audit_tail(st, &d->follow_from, hash));
     KBR_GUARD(load_issuers_and_tokens(d, st, msg));
     KBR_GUARD(load_keys(d, st));
     KBR_GUARD(load_batches(d, st));
+    kbr_store_read_end(st);
+    reading = false;
     KBR_GUARD(kbd_ratelimit_new(d->cfg.rate_limit, &d->ratelimit));
     KBR_GUARD(kbd_ratelimit_new(d->cfg.unauth_audit_rate, &d->unauth_rl));
 out:
+    if (reading)
+        kbr_store_read_end(st);
     kbr_store_close(st);
     return err;
 }
@@ -414,6 +425,7 @@ static void teardown(kbd *d)
         kbd_flush_suppressed(d);
         kbd_connlimit_flush(d);
     }
+    kbd_follow_stop(d);
     kbd_workers_stop(d);
     kbr_audit_stop(d->audit);
     kbd_checkpoint_stop(d);
@@ -458,6 +470,7 @@ static kbr_err serve(kbd *d, kbr_msg *msg)
     KBR_GUARD(load_state(d, msg));
     KBR_GUARD(start_loop(d, msg));
     KBR_GUARD(kbd_workers_start(d, msg));
+    KBR_GUARD(kbd_follow_start(d, d->follow_from, msg));
     KBR_GUARD(kbd_checkpoint_start(d, msg));
     KBR_GUARD(kbd_ingress_start(d, msg));
     KBR_GUARD(kbd_http_start(d, msg));

@@ -80,8 +80,10 @@ static void reconnect_if_broken(kbr_pg *s)
     PQreset(s->conn);
     s->nprepared = 0;
     s->lease = false;
-    if (PQstatus(s->conn) == CONNECTION_OK)
+    if (PQstatus(s->conn) == CONNECTION_OK) {
         PQsetClientEncoding(s->conn, "UTF8");
+        PQclear(PQexec(s->conn, "SET synchronous_commit = on"));
+    }
 }
 
 /* The statement's name on this connection, preparing it the first time; -1 when the cache
@@ -111,7 +113,26 @@ static kbr_err prepared(kbr_pg *s, const char *sql, int nparams, int *id)
     return KBR_OK;
 }
 
+static kbr_err exec_once(kbr_pg *s, const char *sql, const kbr_pg_params *p, bool prepare,
+                         PGresult **out);
+
+/*
+ * A connection learns that its server went away (restarted, failed over) only when it next
+ * speaks: outside a transaction, a statement that failed for that reason is sent once more on
+ * a new connection, so a database that came back costs no request.  Inside one the
+ * transaction is lost, and its caller hears so.
+ */
 static kbr_err exec_with(kbr_pg *s, const char *sql, const kbr_pg_params *p, bool prepare,
+                         PGresult **out)
+{
+    kbr_err err = exec_once(s, sql, p, prepare, out);
+
+    if (err == KBR_ERR_STORE && !s->in_tx && !s->in_snapshot && PQstatus(s->conn) != CONNECTION_OK)
+        err = exec_once(s, sql, p, prepare, out);
+    return err;
+}
+
+static kbr_err exec_once(kbr_pg *s, const char *sql, const kbr_pg_params *p, bool prepare,
                          PGresult **out)
 {
     static const kbr_pg_params none = {.n = 0};

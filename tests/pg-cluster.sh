@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# tests/pg-cluster.sh start DIR | stop DIR
+# tests/pg-cluster.sh start DIR | stop DIR | pause DIR | resume DIR
 #
 # A private PostgreSQL 15 cluster for the tests: `start` creates DIR (it must not exist),
 # runs initdb and pg_ctl from /usr/lib/postgresql/15/bin into it and prints the libpq URI of
@@ -7,7 +7,8 @@
 # no TCP port).  PostgreSQL refuses to run as root, so as root the cluster runs as the user
 # "nobody"; as any other user it runs as that user.  KBT_PG_FSYNC=on keeps fsync (the
 # benchmark); tests run without it, since they never crash the server itself.
-# `stop` stops it and removes DIR.
+# `stop` stops it and removes DIR; `pause` stops the server (the tests' "database lost") and
+# `resume` starts it again.
 set -euo pipefail
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 cmd=${1:?start|stop}
@@ -48,8 +49,14 @@ stop)
     fi
     rm -rf "$dir"
     ;;
+pause)
+    as_owner "$PGBIN/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null
+    ;;
+resume)
+    as_owner "$PGBIN/pg_ctl" -D "$dir/data" -l "$dir/data/server.log" -w -t 60 start >/dev/null
+    ;;
 *)
-    echo "usage: $0 start|stop DIR" >&2
+    echo "usage: $0 start|stop|pause|resume DIR" >&2
     exit 2
     ;;
 esac

@@ -379,6 +379,13 @@ kbt_env *kbt_new(void)
     return e;
 }
 
+void kbt_launch_config(kbt_env *e, const char *extra_conf)
+{
+    free(e->extra_conf);
+    e->extra_conf = extra_conf != NULL ? strdup(extra_conf) : NULL;
+    write_config(e);
+}
+
 kbt_env *kbt_peer(kbt_env *a, const char *extra_conf)
 {
     kbt_env *e = calloc(1, sizeof(*e));

@@ -60,6 +60,8 @@ kbt_env *kbt_new(void);
  * extra_conf.  kbt_free it before a.
  */
 kbt_env *kbt_peer(kbt_env *a, const char *extra_conf);
+/* Writes e's configuration with extra_conf, and starts nothing. */
+void kbt_launch_config(kbt_env *e, const char *extra_conf);
 void kbt_launch(kbt_env *e, const char *extra_conf);
 /* SIGTERM, wait for exit 0 (asserted), start again on the same deployment. */
 void kbt_restart(kbt_env *e);

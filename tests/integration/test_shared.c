@@ -485,6 +485,80 @@ static void test_hsm_fails_under_one(void **state)
     assert_true(back);
 }
 
+static void cluster(const char *what)
+{
+    char cmd[600];
+    const char *dir = getenv("KBT_PG_DIR"), *script = getenv("KBT_PG_CLUSTER");
+
+    snprintf(cmd, sizeof(cmd), "'%s' %s '%s'", script, what, dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+/*
+ * PostgreSQL goes away under a serving broker: every call that would release something gets
+ * 503 audit_unavailable and releases nothing; when it is back the broker serves again, with
+ * no restart, and the log goes on from where it was.  A broker that cannot reach it at start
+ * exits 1 naming it.
+ */
+static void test_store_lost_and_back(void **state)
+{
+    kbt_resp r;
+    char *out = NULL, conf[300];
+    kbt_env *e;
+    json_t *all;
+    kbr_msg msg = {{0}};
+    double t0;
+    int n = 0;
+
+    (void)state;
+    if (!kbt_on_pg() || getenv("KBT_PG_DIR") == NULL)
+        skip();
+    r = sign_on(a, ci, "lost", n++);
+    assert_int_equal(r.status, 200);
+    kbt_resp_free(&r);
+    cluster("pause");
+    for (int i = 0; i < 3; i++) {
+        r = sign_on(a, ci, "lost", n++);
+        assert_int_equal(r.status, 503);
+        assert_string_equal(kbt_err_code(&r), "audit_unavailable");
+        assert_null(json_object_get(r.json, "signature_b64"));
+        kbt_resp_free(&r);
+    }
+    cluster("resume");
+    t0 = now_ms();
+    for (;;) {
+        r = sign_on(a, ci, "lost", n++);
+        if (r.status == 200)
+            break;
+        assert_int_equal(r.status, 503);
+        kbt_resp_free(&r);
+        if (now_ms() - t0 > 10000.0)
+            fail_msg("no signature within 10 s of PostgreSQL coming back");
+        usleep(100 * 1000);
+    }
+    kbt_resp_free(&r);
+    print_message("PostgreSQL back: a signs again after %.0f ms, without a restart\n",
+                  now_ms() - t0);
+    r = sign_on(b, ci, "lost-b", 1);
+    assert_int_equal(r.status, 200);
+    kbt_resp_free(&r);
+    all = kbt_audit_all(a);
+    assert_int_equal(kbr_audit_verify_entries(all, 1, NULL, &msg), KBR_OK);
+    json_decref(all);
+
+    /* unreachable at start: exit status 1, naming the database */
+    e = kbt_new();
+    snprintf(conf, sizeof(conf), "%s/keybroker.conf", e->dir);
+    snprintf(e->store, sizeof(e->store), "postgresql://kbr@127.0.0.1:1/kbr?connect_timeout=5");
+    e->peer = true;
+    kbt_launch_config(e, NULL);
+    assert_int_equal(kbt_run_daemon(e, "-c keybroker.conf --init", &out), 1);
+    assert_non_null(strstr(out, "cannot connect to PostgreSQL"));
+    assert_non_null(strstr(out, "127.0.0.1:1/kbr"));
+    free(out);
+    kbt_free(e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -493,6 +567,7 @@ int main(void)
         cmocka_unit_test(test_revocation_reaches_the_other),
         cmocka_unit_test(test_kill_one_under_load),
         cmocka_unit_test(test_hsm_fails_under_one),
+        cmocka_unit_test(test_store_lost_and_back),
     };
 
     return cmocka_run_group_tests_name("brokers sharing a PostgreSQL store", tests, setup,

@@ -250,7 +250,7 @@ tsan:
 
 # Needs only the daemon: the benchmark drives it over HTTP.
 bench: $(BIN)/keybrokerd $(BENCH_BIN)
-	KBR_BIN_DIR=$(abspath $(BIN)) $(BUILD)/bench/bench_sign $(BENCH_ARGS)
+	KBR_BIN_DIR=$(abspath $(BIN)) bench/with-pg.sh $(BUILD)/bench/bench_sign $(BENCH_ARGS)
 
 demo: all
 	contrib/demo.sh

@@ -91,7 +91,7 @@ check "keybroker needs libcrypto, jansson and libcurl only" \
     needs_only "$bin/keybroker" libcrypto libjansson libcurl
 check "keybrokerd needs no HTTP client and no p11-kit" \
     needs_only "$bin/keybrokerd" libssl libcrypto libjansson libevent_core-2.1 libevent_extra-2.1 \
-    libevent_pthreads-2.1 libevent_openssl-2.1 libsqlite3 libcbor
+    libevent_pthreads-2.1 libevent_openssl-2.1 libsqlite3 libcbor libpq
 check "keybroker calls every library it needs" all_used "$bin/keybroker"
 check "keybrokerd calls every library it needs" all_used "$bin/keybrokerd"
 

@@ -203,6 +203,27 @@ out:
  * ledger has none), then the tokens they signed, then the check that every key still trusted
  * is in the HSM as recorded.
  */
+/* A store an older broker wrote records no issuer key: the key in the HSM is recorded as the
+ * first, before the registries are read. */
+static kbr_err record_issuer_if_none(kbd *d, kbr_store *st, kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+    kbr_hsm_session *s = NULL;
+    json_t *rows = NULL;
+
+    KBR_GUARD(kbr_store_issuer_keys(st, &rows));
+    if (json_array_size(rows) > 0)
+        goto out;
+    err = kbr_hsm_session_open(d->hsm, &s);
+    KBR_ENSURE(err == KBR_OK, kbr_fail(msg, err, "cannot open an HSM session"));
+    KBR_GUARD(load_audit_key(d, s, msg));
+    KBR_GUARD(record_existing_issuer(d, s, msg));
+out:
+    json_decref(rows);
+    kbr_hsm_session_close(s);
+    return err;
+}
+
 static kbr_err load_issuers_and_tokens(kbd *d, kbr_store *st, kbr_msg *msg)
 {
     kbr_err err = KBR_OK;
@@ -312,6 +333,7 @@ static kbr_err load_state(kbd *d, kbr_msg *msg)
     KBR_GUARD(kbr_store_open(d->cfg.store, &st, msg));
     KBR_GUARD(check_log(d, st, &tail, msg));
     KBR_GUARD(kbr_audit_start(d->cfg.store, tail, &d->audit, msg));
+    KBR_GUARD(record_issuer_if_none(d, st, msg));
     /* The registries and the log's tail from one snapshot: what brokers sharing the store
      * commit after that tail is followed (follow.c), each entry once. */
     KBR_GUARD(kbr_store_read_begin(st));

@@ -13,7 +13,8 @@
 --    SBOM order.
 --  - writer_lock is the one row every writer locks first (FOR UPDATE) in each group
 --    commit: several brokers on one database then append to one log in one total order.
---    checkpoint_lock, locked by the instance that makes checkpoints, keeps that to one.
+--    The broker that makes the periodic checkpoints holds a session advisory lock instead
+--    (store/pg.c), which ends with its connection.
 --  - kbr_name_matches is the scope rule of common/names.c as an SQL function.
 -- Every object is created in the connection's current schema (search_path), so one
 -- database can hold several stores, one per schema.
@@ -33,9 +34,6 @@ CREATE TABLE meta(schema_version bigint NOT NULL);
 
 CREATE TABLE writer_lock(id integer PRIMARY KEY CHECK (id = 1));
 INSERT INTO writer_lock(id) VALUES (1);
-
-CREATE TABLE checkpoint_lock(id integer PRIMARY KEY CHECK (id = 1));
-INSERT INTO checkpoint_lock(id) VALUES (1);
 
 CREATE TABLE audit(
     seq bigint PRIMARY KEY

@@ -26,6 +26,7 @@
 
 #include "harness.h"
 #include "kbr_audit.h"
+#include "kbr_store.h"
 
 static kbt_env *a, *b; /* two brokers, one store */
 static char *ci;       /* a signing token issued on a */
@@ -559,9 +560,20 @@ static void test_store_lost_and_back(void **state)
     kbt_free(e);
 }
 
+/* Which stores are shared: PostgreSQL's; a SQLite store stays one broker's (its lock). */
+static void test_which_stores_are_shared(void **state)
+{
+    (void)state;
+    assert_false(kbr_store_shared("sqlite:keybroker.db"));
+    assert_true(kbr_store_shared("postgresql://db.example/keybroker"));
+    assert_true(kbr_store_shared("postgres://db.example/keybroker"));
+    assert_false(kbr_store_shared("mysql://db.example/keybroker"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_which_stores_are_shared),
         cmocka_unit_test(test_one_log_two_brokers),
         cmocka_unit_test(test_quotas_across_brokers),
         cmocka_unit_test(test_revocation_reaches_the_other),

@@ -4,12 +4,13 @@
 
 CC       ?= cc
 # Each binary links what it calls: the CLI needs no store, event loop or PKCS#11,
-# keybrokerd no HTTP client, and p11-kit-1 only lends its PKCS#11 header
+# keybrokerd libcurl only to fetch OIDC issuers' key sets, and p11-kit-1 only lends its
+# PKCS#11 header
 # (tests/check-elf.sh holds the binaries to this).  The tests and the
 # benchmark are HTTP clients of keybrokerd as well: they link everything.
 CLI_PKGS  = openssl jansson libcurl
 D_PKGS    = openssl jansson libevent_core libevent_extra libevent_pthreads libevent_openssl \
-            sqlite3 libcbor libpq
+            sqlite3 libcbor libcurl libpq
 PKGS      = $(CLI_PKGS) $(D_PKGS) p11-kit-1
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS   := $(shell pkg-config --libs $(CLI_PKGS) $(D_PKGS))
@@ -85,12 +86,14 @@ CLI_OBJ   = $(CLI_SRC:%.c=$(BUILD)/%.o)
 CLI_A     = $(BUILD)/libkbr_cli.a
 
 UNIT_SRC  = $(wildcard tests/unit/test_*.c)
-UNIT_LIB_SRC = $(filter-out $(UNIT_SRC),$(wildcard tests/unit/*.c))
+# tests/common/: what unit and integration tests share (a test OIDC issuer)
+TEST_COMMON_SRC = $(wildcard tests/common/*.c)
+UNIT_LIB_SRC = $(filter-out $(UNIT_SRC),$(wildcard tests/unit/*.c)) $(TEST_COMMON_SRC)
 UNIT_LIB_OBJ = $(UNIT_LIB_SRC:%.c=$(BUILD)/%.o)
 UNIT_BIN  = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/unit/%)
 IT_SRC    = $(wildcard tests/integration/test_*.c)
 IT_BIN    = $(IT_SRC:tests/integration/%.c=$(BUILD)/tests/integration/%)
-IT_LIB_SRC = $(filter-out $(IT_SRC),$(wildcard tests/integration/*.c))
+IT_LIB_SRC = $(filter-out $(IT_SRC),$(wildcard tests/integration/*.c)) $(TEST_COMMON_SRC)
 IT_LIB_OBJ = $(IT_LIB_SRC:%.c=$(BUILD)/%.o)
 FAULTY_SO = $(BUILD)/tests/libkbr-faulty-pkcs11.so
 # bench/ (bench/README.md): the signing benchmark, and the store generator

@@ -172,7 +172,8 @@ struct kbr_store_ops {
      * it was, whatever the key. */
     kbr_err (*debug_challenge_insert)(kbr_store *st, const kbr_eff_debug *d, int64_t seq);
     /* *added is false, and nothing is written, when the history already holds the same fact
-     * (product, serial, version, status, at). */
+     * (product, serial, version, status, at); KBR_ERR_STORE_CONSTRAINT for a device the ledger
+     * does not know. */
     kbr_err (*device_firmware_insert)(kbr_store *st, const kbr_eff_device_firmware *r, int64_t seq,
                                       bool *added);
     /* Makes version the device's current firmware as of `at`, unless what it has now was

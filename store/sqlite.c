@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/file.h>
 #include <unistd.h>
@@ -360,8 +361,19 @@ static void sqlite_close(kbr_store *st)
     free(s);
 }
 
+/*
+ * SQLite keeps memory statistics under a global mutex that every allocation of every
+ * connection takes; the broker reads none of them.  Set once, before the library starts.
+ */
+static void library_once(void)
+{
+    (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
 static kbr_err sqlite_open(const char *location, kbr_store **out, kbr_msg *msg)
 {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+
     kbr_err err = KBR_OK;
     kbr_sqlite *s = NULL;
     char *path = NULL;
@@ -369,6 +381,7 @@ static kbr_err sqlite_open(const char *location, kbr_store **out, kbr_msg *msg)
     int rc;
 
     *out = NULL;
+    pthread_once(&once, library_once);
     KBR_GUARD(parse_location(location, &path, &max_pages, msg));
     s = calloc(1, sizeof(*s));
     KBR_ENSURE(s != NULL, KBR_ERR_NOMEM);

@@ -11,6 +11,8 @@
 
 #include <stdio.h>
 
+#include <openssl/evp.h>
+
 #include "kbr_common.h"
 
 /* ---- errors as the user sees them: "keybroker: <code>: <message>" ---- */
@@ -188,6 +190,35 @@ KBR_WUR kbr_err cli_sign_format_check(const char *format, kbr_msg *msg);
  */
 bool cli_sign_sends_message(const char *alg, const char *format);
 
+/* ---- checking signatures (cmd_verify.c) ---- */
+
+/* What keybroker verify checks; message (the signed file) or digest, the other NULL. */
+typedef struct {
+    const char *format;  /* raw (default), der or cose_sign1 */
+    const char *hash;    /* sha256 (default) or sha384: ECDSA and RSA over a file or digest */
+    const char *padding; /* RSA: pss (default, salt = hash length) or pkcs1 */
+    const unsigned char *message, *digest, *sig;
+    size_t message_len, digest_len, siglen;
+} cli_verify_req;
+
+/*
+ * Checks r's signature with pub (EC, RSA or Ed25519): raw r||s or DER for ECDSA, PSS or
+ * PKCS#1 v1.5 for RSA, over the message (Ed25519: always) or a digest; or a tagged
+ * COSE_Sign1 with detached payload (ES256, ES384, EdDSA) over the message.
+ * KBR_ERR_UNAUTHENTICATED when it does not verify; KBR_ERR_BAD_REQUEST, msg saying why,
+ * when the input cannot be what the key signs.
+ */
+KBR_WUR kbr_err cli_verify_signature(EVP_PKEY *pub, const cli_verify_req *r, kbr_msg *msg);
+/*
+ * The command that checks a signature `keybroker sign --out SIG --file FILE` made with key
+ * (its algorithm as the broker names it) against KEY.pem (`keybroker key pubkey KEY --out
+ * KEY.pem`): openssl dgst or pkeyutl where openssl reads the format, keybroker verify for
+ * raw ECDSA and COSE_Sign1.  Written into buf; NULL when an argument is missing.
+ */
+const char *cli_openssl_recipe(const char *algorithm, const char *format, const char *hash,
+                               const char *key, const char *sig, const char *file, char *buf,
+                               size_t len);
+
 /* ---- HTTP client (http.c) ---- */
 
 typedef struct cli_client cli_client;
@@ -271,7 +302,7 @@ extern const cli_command cli_cmd_key_create, cli_cmd_key_list, cli_cmd_key_show,
     cli_cmd_key_pubkey;
 extern const cli_command cli_cmd_token_issue, cli_cmd_token_list, cli_cmd_token_revoke,
     cli_cmd_token_rotate_issuer, cli_cmd_revoke;
-extern const cli_command cli_cmd_sign;
+extern const cli_command cli_cmd_sign, cli_cmd_verify, cli_cmd_token_exchange;
 extern const cli_command cli_cmd_audit_list, cli_cmd_audit_export, cli_cmd_health, cli_cmd_jwks;
 extern const cli_command cli_cmd_audit_verify;
 extern const cli_command cli_cmd_evidence_device;

@@ -52,6 +52,7 @@ static void set_defaults(kbd_config *cfg)
     cfg->max_connections_per_source = 128;
     cfg->request_timeout = 60;
     cfg->crl_validity = 7L * 86400;
+    cfg->oidc_exchange_rate = 10;
 }
 
 static kbr_err parse_long(const char *v, long min, long max, long *out)
@@ -214,6 +215,10 @@ static kbr_err apply(kbd_config *cfg, const char *dir, const char *k, const char
         return set_path(&cfg->tls_key, dir, v);
     if (strcmp(k, "tls_client_ca") == 0)
         return set_path(&cfg->tls_client_ca, dir, v);
+    if (strcmp(k, "oidc_issuers") == 0)
+        return set_path(&cfg->oidc_issuers, dir, v);
+    if (strcmp(k, "oidc_exchange_rate") == 0)
+        return parse_long(v, 1, 100000, &cfg->oidc_exchange_rate);
     if (strcmp(k, "checkpoint_every") == 0)
         return parse_checkpoint(cfg, v);
     if (strcmp(k, "workers") == 0) {
@@ -311,6 +316,8 @@ static kbr_err fill_required(kbd_config *cfg, const char *dir, const char *path,
         return kbr_fail(msg, KBR_ERR_CONFIG,
                         "%s: max_connections_per_source (%ld) exceeds max_connections (%ld)", path,
                         cfg->max_connections_per_source, cfg->max_connections);
+    if (cfg->oidc_issuers != NULL)
+        return kbd_oidc_config_load(cfg->oidc_issuers, &cfg->oidc, msg);
     return KBR_OK;
 }
 
@@ -363,5 +370,7 @@ void kbd_config_cleanup(kbd_config *cfg)
     free(cfg->tls_key);
     free(cfg->tls_client_ca);
     free(cfg->crl_url);
+    free(cfg->oidc_issuers);
+    kbd_oidc_config_cleanup(&cfg->oidc);
     memset(cfg, 0, sizeof(*cfg));
 }

@@ -340,7 +340,8 @@ static bool route_allows(const kbd_route *route, const kbr_token *tok)
  * read_body() belongs here too.
  */
 bool kbd_http_body_allowed(kbd *d, const char *method, const char *target,
-                           const char *authorization, const char *x5t)
+                           const char *authorization, const char *x5t, uint64_t length,
+                           bool chunked)
 {
     struct evhttp_uri *uri = evhttp_uri_parse_with_flags(target, EVHTTP_URI_NONCONFORMANT);
     const char *path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
@@ -352,6 +353,12 @@ bool kbd_http_body_allowed(kbd *d, const char *method, const char *target,
 
     if (path != NULL && kbd_path_check(path, &msg) == KBR_OK)
         route = kbd_route_match(method, path, NULL, NULL, &known);
+    /* a route without a token (the token exchange) reads small bodies, framed by length */
+    if (route != NULL && !route->authenticated) {
+        evhttp_uri_free(uri);
+        return route->open_body_max > 0 && !chunked && length <= route->open_body_max &&
+               kbd_oidc_enabled(d);
+    }
     ok = route != NULL && route->authenticated && bearer != NULL &&
          kbr_policy_authenticate(d->policy, bearer, time(NULL), x5t, &tok, &msg) == KBR_OK &&
          route_allows(route, tok);
@@ -364,7 +371,7 @@ bool kbd_http_body_allowed(kbd *d, const char *method, const char *target,
  * denial entries: past a per-source rate they are answered without an entry
  * of their own, and a periodic entry records how many there were.
  */
-static void fail_unauthenticated(kbd_req *r, const char *why)
+void kbd_req_fail_unrecorded_over_rate(kbd_req *r, kbr_err err, const char *why)
 {
     char message[KBR_MSG_LEN];
     const char *peer = NULL;
@@ -380,7 +387,12 @@ static void fail_unauthenticated(kbd_req *r, const char *why)
         r->rec = NULL;
     }
     snprintf(message, sizeof(message), "%s", why);
-    kbd_req_fail(r, KBR_ERR_UNAUTHENTICATED, "%s", message);
+    kbd_req_fail(r, err, "%s", message);
+}
+
+static void fail_unauthenticated(kbd_req *r, const char *why)
+{
+    kbd_req_fail_unrecorded_over_rate(r, KBR_ERR_UNAUTHENTICATED, why);
 }
 
 void kbd_flush_suppressed(kbd *d)
@@ -449,7 +461,7 @@ static bool authenticate(kbd_req *r)
     return true;
 }
 
-static bool read_body(kbd_req *r)
+bool kbd_req_read_body(kbd_req *r, size_t limit)
 {
     struct evbuffer *in = evhttp_request_get_input_buffer(r->http);
     size_t len = evbuffer_get_length(in);
@@ -458,9 +470,9 @@ static bool read_body(kbd_req *r)
 
     if (strcmp(r->route->method, "POST") != 0)
         return true;
-    if (len > r->d->cfg.body_limit) {
+    if (len > limit) {
         kbd_req_fail(r, KBR_ERR_TOO_LARGE, "request body of %zu bytes is over the limit of %zu",
-                     len, r->d->cfg.body_limit);
+                     len, limit);
         return false;
     }
     data = evbuffer_pullup(in, -1);
@@ -475,6 +487,11 @@ static bool read_body(kbd_req *r)
         return false;
     }
     return true;
+}
+
+static bool read_body(kbd_req *r)
+{
+    return kbd_req_read_body(r, r->d->cfg.body_limit);
 }
 
 /* r's route and its {} segment, decoded; on failure r->msg says why. */

@@ -33,6 +33,49 @@
 #define KBD_KEY_LABEL_PREFIX    "kbr/key/"
 #define KBD_BOOTSTRAP_SUB       "security:bootstrap"
 
+/* ---- OIDC issuers and exchange rules (oidc_config.c), the file oidc_issuers names ---- */
+typedef struct {
+    char *name;      /* the [issuer NAME] section */
+    char *issuer;    /* the iss claim, exactly */
+    char *jwks_file; /* exactly one of jwks_file and jwks_url */
+    char *jwks_url;  /* https, or http on a loopback address */
+    char *jwks_ca_file;
+    char *audience;         /* must be one of aud */
+    unsigned algs;          /* kbr_jwa bits */
+    long leeway;            /* seconds, for nbf and iat */
+    long max_ttl;           /* the longest broker token an exchange of this issuer gives */
+    long jwks_refresh;      /* seconds between fetches of the key set */
+    long jwks_min_interval; /* seconds at least between fetches an unknown kid asks for */
+    char **audit_claims;    /* recorded in each exchange entry, with the rules' claims */
+    size_t n_audit_claims;
+    char *principal_prefix; /* the literal start every rule's principal has (checked apart) */
+} kbd_oidc_issuer;
+
+typedef struct {
+    char *claim, *pattern; /* pattern: '*' matches any run of characters */
+} kbd_claim_cond;
+
+typedef struct {
+    char *name;    /* the [rule NAME] section */
+    size_t issuer; /* index into the issuers */
+    kbd_claim_cond *conds;
+    size_t nconds;
+    char *principal; /* template: "ci:github/{repository}" */
+    kbr_scope scope;
+    long ttl;
+} kbd_oidc_rule;
+
+typedef struct {
+    kbd_oidc_issuer *issuers;
+    size_t nissuers;
+    kbd_oidc_rule *rules; /* in file order: the first that matches grants */
+    size_t nrules;
+} kbd_oidc_config;
+
+/* Reads the issuers file; KBR_ERR_CONFIG with msg naming file, line and problem. */
+KBR_WUR kbr_err kbd_oidc_config_load(const char *path, kbd_oidc_config *out, kbr_msg *msg);
+void kbd_oidc_config_cleanup(kbd_oidc_config *c);
+
 /* ---- configuration (config.c) ---- */
 typedef struct {
     char *listen_host;
@@ -59,6 +102,9 @@ typedef struct {
     long request_timeout;            /* seconds to deliver a whole request */
     char *crl_url;                   /* CRL distribution point, "{key}" for the CA key; or NULL */
     long crl_validity;               /* seconds from a CRL's thisUpdate to its nextUpdate */
+    char *oidc_issuers;              /* the issuers file, or NULL: no token exchange */
+    kbd_oidc_config oidc;
+    long oidc_exchange_rate; /* exchange requests per second per source address */
 } kbd_config;
 
 KBR_WUR kbr_err kbd_config_load(const char *path, kbd_config *cfg, kbr_msg *msg);
@@ -154,6 +200,7 @@ struct kbd {
     struct event *suppressed_timer;
     kbd_connlimit *connlimit;    /* connlimit.c */
     struct kbd_ingress *ingress; /* ingress.c */
+    struct kbd_oidc *oidc;       /* oidc.c, when oidc_issuers is set */
     kbd_issuer issuer;           /* the current issuer key (the policy holds every trusted one) */
     bool issuer_rotating;        /* a rotation is between its request and its record */
     /* public_key_sha256 of the audit key: never registered as a product's key (nor is any
@@ -236,6 +283,8 @@ typedef struct kbd_route {
     unsigned op;          /* kbr_op required (0: none beyond a valid token) */
     const char *audit_op; /* the audit entry's op */
     kbd_handler_fn handler;
+    /* routes without a token: the largest body read (announced by Content-Length), 0: none */
+    size_t open_body_max;
 } kbd_route;
 
 /* http.c */
@@ -246,6 +295,11 @@ void kbd_http_stop_listening(kbd *d);
 /* Ends a request with an error: audits it (if authenticated route) then replies. */
 void kbd_req_fail(kbd_req *r, kbr_err err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* The same for a caller without a valid token: past unauth_audit_rate denials per second from
+ * its source the denial is answered and only counted (audit.suppressed), not recorded. */
+void kbd_req_fail_unrecorded_over_rate(kbd_req *r, kbr_err err, const char *why);
+/* Reads and parses r's JSON object body, at most limit bytes; on failure r is answered. */
+bool kbd_req_read_body(kbd_req *r, size_t limit);
 /* Marks r failed (message, audit outcome); any thread that holds r. */
 void kbd_req_error(kbd_req *r, kbr_err err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -290,7 +344,8 @@ void kbd_ingress_free(kbd *d);
 /* http.c: would the handler read the body of this request (route, token, op)?  x5t is the
  * client certificate's thumbprint on TLS connections that presented one. */
 bool kbd_http_body_allowed(kbd *d, const char *method, const char *target,
-                           const char *authorization, const char *x5t);
+                           const char *authorization, const char *x5t, uint64_t length,
+                           bool chunked);
 
 /* head.c: request heads as the ingress filter (ingress.c) reads them. */
 /* Header bytes evhttp accepts (request line and fields, ends of lines not counted). */
@@ -424,6 +479,18 @@ KBR_WUR kbr_err kbd_req_reserve_use(kbd_req *r);
 KBR_WUR kbr_err kbd_req_path_key(kbd_req *r, const kbd_key **out);
 /* The same for reading the key object: the token sees it (kbd_scope_sees_key). */
 KBR_WUR kbr_err kbd_req_path_key_visible(kbd_req *r, const kbd_key **out);
+/*
+ * oidc.c: POST /v1/tokens/exchange and the issuers' key sets.  start loads the key sets given
+ * as files (a bad one stops the start), starts the thread that fetches them (libcurl for
+ * jwks_url) at start, every jwks_refresh seconds, and when a token names a kid the set lacks
+ * (at most every jwks_min_interval seconds); stop ends it and answers requests still waiting
+ * for a fetch.  enabled: oidc_issuers is configured.
+ */
+#define KBD_EXCHANGE_BODY_MAX 32768
+KBR_WUR kbr_err kbd_oidc_start(kbd *d, kbr_msg *msg);
+void kbd_oidc_stop(kbd *d);
+bool kbd_oidc_enabled(const kbd *d);
+kbr_err kbd_h_token_exchange(kbd_req *r);
 kbr_err kbd_h_health(kbd_req *r);
 kbr_err kbd_h_jwks(kbd_req *r);
 kbr_err kbd_h_metrics(kbd_req *r);

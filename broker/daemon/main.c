@@ -443,6 +443,7 @@ static kbr_err start_loop(kbd *d, kbr_msg *msg)
 
 static void teardown(kbd *d)
 {
+    kbd_oidc_stop(d);
     if (d->audit != NULL) {
         kbd_flush_suppressed(d);
         kbd_connlimit_flush(d);
@@ -495,6 +496,7 @@ static kbr_err serve(kbd *d, kbr_msg *msg)
     KBR_GUARD(kbd_follow_start(d, d->follow_from, msg));
     KBR_GUARD(kbd_checkpoint_start(d, msg));
     KBR_GUARD(kbd_ingress_start(d, msg));
+    KBR_GUARD(kbd_oidc_start(d, msg));
     KBR_GUARD(kbd_http_start(d, msg));
     event_base_dispatch(d->base);
     fprintf(stderr, "keybrokerd: stopped\n");

@@ -157,6 +157,100 @@ static void test_crl_url(void **state)
     kbd_config_cleanup(&cfg);
 }
 
+/* The OIDC issuers file; text is written as oidc.conf beside kb.conf. */
+static kbr_err load_oidc(const char *text, kbd_config *cfg, kbr_msg *msg)
+{
+    char path[128];
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s/oidc.conf", dir);
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    return load("pin_file = p\noidc_issuers = oidc.conf\n", cfg, msg);
+}
+
+#define ISSUER                                                                                     \
+    "[issuer gh]\nissuer = https://token.actions.githubusercontent.com\n"                          \
+    "jwks_file = jwks.json\naudience = kb\nalgorithms = RS256\n"
+#define RULE                                                                                       \
+    "[rule r]\nissuer = gh\nclaim.repository = acme/fw\nprincipal = ci:github/{repository}\n"      \
+    "ops = sign\nkeys = fw\nproducts = gw\n"
+
+static void expect_oidc_error(const char *text, const char *want)
+{
+    kbd_config cfg;
+    kbr_msg m = {{0}};
+
+    assert_int_equal(load_oidc(text, &cfg, &m), KBR_ERR_CONFIG);
+    if (strstr(m.text, want) == NULL)
+        fail_msg("expected \"%s\" in \"%s\"", want, m.text);
+    kbd_config_cleanup(&cfg);
+}
+
+static void test_oidc_issuers(void **state)
+{
+    kbd_config cfg;
+    kbr_msg m = {{0}};
+    char want[256];
+
+    (void)state;
+    assert_int_equal(load_oidc("# comment\n" ISSUER "leeway = 10 # trailing\n" RULE
+                               "max_uses = 3\nttl = 300\n",
+                               &cfg, &m),
+                     KBR_OK);
+    assert_int_equal(cfg.oidc.nissuers, 1);
+    assert_int_equal(cfg.oidc.nrules, 1);
+    assert_int_equal(cfg.oidc.issuers[0].leeway, 10);
+    assert_int_equal(cfg.oidc.issuers[0].max_ttl, 3600);
+    assert_int_equal(cfg.oidc.issuers[0].algs, KBR_JWA_RS256);
+    snprintf(want, sizeof(want), "%s/jwks.json", dir);
+    assert_string_equal(cfg.oidc.issuers[0].jwks_file, want);
+    assert_int_equal(cfg.oidc.rules[0].nconds, 1);
+    assert_int_equal(cfg.oidc.rules[0].ttl, 300);
+    assert_int_equal(cfg.oidc.rules[0].scope.max_uses, 3);
+    assert_true(cfg.oidc.rules[0].scope.ops == KBR_OP_SIGN);
+    assert_int_equal(cfg.oidc_exchange_rate, 10);
+    kbd_config_cleanup(&cfg);
+
+    /* the examples shipped in contrib/ci are valid */
+    assert_int_equal(
+        kbd_oidc_config_load(KBR_UNIT_DATA "/../../../contrib/ci/oidc-issuers.conf", &cfg.oidc, &m),
+        KBR_OK);
+    assert_int_equal(cfg.oidc.nissuers, 2);
+    assert_int_equal(cfg.oidc.nrules, 2);
+    kbd_oidc_config_cleanup(&cfg.oidc);
+
+    expect_oidc_error(ISSUER "colour = blue\n", "oidc.conf:6: unknown key \"colour\"");
+    expect_oidc_error(ISSUER "algorithms = HS256\n", "algorithm \"HS256\"");
+    expect_oidc_error("[issuer gh]\nissuer = https://x\naudience = kb\nalgorithms = RS256\n",
+                      "exactly one of jwks_file and jwks_url");
+    expect_oidc_error("[issuer gh]\nissuer = https://x\naudience = kb\nalgorithms = RS256\n"
+                      "jwks_url = http://example.com/keys\n",
+                      "jwks_url must be https");
+    expect_oidc_error(ISSUER "[rule r]\nissuer = gh\nprincipal = ci:github/{repository}\nops = "
+                             "sign\n",
+                      "needs at least one claim.NAME condition");
+    expect_oidc_error(ISSUER "[rule r]\nissuer = gh\nclaim.repository = *\nprincipal = "
+                             "ci:github/{repository}\nops = sign\n",
+                      "not just '*'");
+    expect_oidc_error(ISSUER "[rule r]\nissuer = gh\nclaim.repository = acme/fw\nprincipal = "
+                             "ci:{repository}\nops = sign\n",
+                      "principal must start with <kind>:<namespace>/");
+    expect_oidc_error(ISSUER "[rule r]\nissuer = gh\nclaim.repository = acme/fw\nprincipal = "
+                             "ci:github/{repository}\nops = admin\n",
+                      "never holds admin");
+    expect_oidc_error(ISSUER "[rule r]\nissuer = nobody\n", "is not an [issuer] section above");
+    expect_oidc_error(ISSUER RULE "ttl = 7200\n", "over the max_ttl");
+    expect_oidc_error(ISSUER RULE
+                      "[issuer gl]\nissuer = https://gitlab.com\njwks_file = j\naudience = kb\n"
+                      "algorithms = RS256\n[rule s]\nissuer = gl\nclaim.project_path = a/b\n"
+                      "principal = ci:github/{project_path}\nops = sign\n",
+                      "could be the same");
+    expect_oidc_error("", "no [issuer] section");
+}
+
 static void test_missing_file(void **state)
 {
     kbd_config cfg;
@@ -224,6 +318,7 @@ int main(void)
         cmocka_unit_test(test_errors_name_the_line),
         cmocka_unit_test(test_missing_file),
         cmocka_unit_test(test_crl_url),
+        cmocka_unit_test(test_oidc_issuers),
         cmocka_unit_test(test_field_readers),
     };
 

@@ -10,7 +10,7 @@ CC       ?= cc
 # benchmark are HTTP clients of keybrokerd as well: they link everything.
 CLI_PKGS  = openssl jansson libcurl
 D_PKGS    = openssl jansson libevent_core libevent_extra libevent_pthreads libevent_openssl \
-            sqlite3 libcbor libcurl
+            sqlite3 libcbor libcurl libpq
 PKGS      = $(CLI_PKGS) $(D_PKGS) p11-kit-1
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS   := $(shell pkg-config --libs $(CLI_PKGS) $(D_PKGS))
@@ -69,7 +69,7 @@ CORE      = $(BUILD)/libkbr_core.a
 LIB_SRC   = $(filter-out $(CORE_SRC),$(wildcard pkcs11/*.c policy/*.c audit/*.c store/*.c ca/*.c \
             cose/*.c))
 # The store's schema is SQL files, built in as C strings (kbr_sql_v1, ...).
-SQL_SRC   = $(wildcard store/sql/*.sql)
+SQL_SRC   = $(wildcard store/sql/*.sql store/pg/*.sql)
 SQL_OBJ   = $(BUILD)/store/sql.o
 LIB_OBJ   = $(LIB_SRC:%.c=$(BUILD)/%.o) $(SQL_OBJ)
 SERVER_LIB = $(BUILD)/libkbr.a
@@ -210,8 +210,15 @@ ELF_ENV  = $(TEST_ENV) KBR_BUILD_DIR=$(abspath $(BUILD)) KBR_HARDEN=$(HARDEN) \
 
 tests: all $(UNIT_BIN) $(IT_BIN) $(FAULTY_SO) $(FUZZ_REPLAY)
 
+# The store's unit tests and the integration tests run twice: on SQLite, then on PostgreSQL
+# (tests/pg-tests.sh starts a private cluster for them); test_shared runs two brokers on one
+# PostgreSQL store and skips on SQLite.
+PG_UNIT_BIN = $(addprefix $(BUILD)/tests/unit/,test_store test_audit test_views test_merkle)
+PG_TEST_ENV = PG_TESTS="$(PG_UNIT_BIN) $(IT_BIN)"
+
 check: tests
-	$(ELF_ENV) tests/run-tests.sh tests/check-elf.sh $(UNIT_BIN) $(IT_BIN) $(FUZZ_REPLAY)
+	$(ELF_ENV) $(PG_TEST_ENV) tests/run-tests.sh tests/check-elf.sh $(UNIT_BIN) $(IT_BIN) \
+	  $(FUZZ_REPLAY) tests/pg-tests.sh
 
 unit: $(UNIT_BIN)
 	tests/run-tests.sh $(UNIT_BIN)
@@ -246,7 +253,7 @@ tsan:
 
 # Needs only the daemon: the benchmark drives it over HTTP.
 bench: $(BIN)/keybrokerd $(BENCH_BIN)
-	KBR_BIN_DIR=$(abspath $(BIN)) $(BUILD)/bench/bench_sign $(BENCH_ARGS)
+	KBR_BIN_DIR=$(abspath $(BIN)) bench/with-pg.sh $(BUILD)/bench/bench_sign $(BENCH_ARGS)
 
 demo: all
 	contrib/demo.sh

@@ -3,7 +3,7 @@
 # Only packages that are missing are installed; needs root (or sudo).
 set -euo pipefail
 pkgs=(build-essential pkg-config softhsm2 opensc libssl-dev openssl libevent-dev
-      libsqlite3-dev sqlite3 libjansson-dev libcmocka-dev
+      libsqlite3-dev sqlite3 libjansson-dev libcmocka-dev postgresql libpq-dev
       libcurl4-openssl-dev libp11-kit-dev uthash-dev libcbor-dev clang libclang-rt-dev clang-format cppcheck jq nodejs
       systemd groff-base bsdextrautils debhelper lintian)
 # promtool (tests/integration/test_packaging.c checks the alert rules with it) comes only in

@@ -158,6 +158,12 @@ json_t *kbr_policy_jwks(const kbr_policy *p, time_t now);
 KBR_WUR kbr_err kbr_policy_add_token(kbr_policy *p, const json_t *row);
 /* Sets the committed use count (rebuilt from the audit log at start). */
 void kbr_policy_set_uses(kbr_policy *p, const char *jti, int64_t uses);
+/* Counts n more committed uses of jti (another broker's, on a shared store); its max_uses
+ * then holds for this broker's reservations too.  Nothing for a jti it does not know. */
+void kbr_policy_add_uses(kbr_policy *p, const char *jti, int64_t n);
+/* Marks jti's max_uses spent: the ledger refused a use of it (kbr_audit_rec result
+ * KBR_ERR_QUOTA). */
+void kbr_policy_uses_spent(kbr_policy *p, const char *jti);
 
 /*
  * Authenticates a bearer token string.  Order: cache lookup by SHA-256 of

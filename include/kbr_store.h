@@ -364,6 +364,23 @@ void kbr_store_close(kbr_store *st); /* accepts NULL */
  */
 KBR_WUR kbr_err kbr_store_lock(const char *url, int *fd, kbr_msg *msg);
 void kbr_store_unlock(int fd);
+/* Whether several brokers may serve the store at url at once (PostgreSQL): then each
+ * follows what the others commit (broker/daemon/follow.c).  SQLite stores are one
+ * broker's. */
+bool kbr_store_shared(const char *url);
+/*
+ * The key uses token jti has left under its max_uses, as the ledger counts them (its audit
+ * entries with key_use and outcome ok, this transaction's included): *left is -1 when the
+ * token has no max_uses or the ledger does not know it.  The writer asks before it records a
+ * key use, under the store's write lock, so max_uses holds across brokers sharing a store.
+ */
+KBR_WUR kbr_err kbr_store_token_uses_left(kbr_store *st, const char *jti, int64_t *left);
+/*
+ * Whether this connection may make the periodic checkpoints: of brokers sharing a store one
+ * at a time does (PostgreSQL: a session advisory lock, free again when its holder's
+ * connection ends); a SQLite store's one broker always may.
+ */
+KBR_WUR kbr_err kbr_store_checkpoint_lease(kbr_store *st, bool *held);
 
 /*
  * Whether the store exists: KBR_OK, or KBR_ERR_NOT_FOUND with msg naming it.  Only --init

@@ -80,6 +80,8 @@ typedef kbr_err (*kbr_fleet_fn)(const kbr_fleet_row *row, void *arg, bool *stop)
 
 struct kbr_store_ops {
     const char *scheme;
+    /* See kbr_store_shared. */
+    bool shared;
     /* location is the URL after "scheme:". */
     kbr_err (*open)(const char *location, kbr_store **out, kbr_msg *msg);
     void (*close)(kbr_store *st);
@@ -94,6 +96,9 @@ struct kbr_store_ops {
     void (*interrupt)(kbr_store *st);
 
     kbr_err (*writer_mode)(kbr_store *st);
+    /* See kbr_store_token_uses_left and kbr_store_checkpoint_lease. */
+    kbr_err (*token_uses_left)(kbr_store *st, const char *jti, int64_t *left);
+    kbr_err (*checkpoint_lease)(kbr_store *st, bool *held);
     kbr_err (*maintain)(kbr_store *st);
     kbr_err (*begin)(kbr_store *st);
     kbr_err (*commit)(kbr_store *st);
@@ -300,6 +305,8 @@ struct kbr_store_ops {
 };
 
 extern const kbr_store_ops kbr_store_sqlite_ops;
+/* postgresql:// and postgres:// (store/pg.c) */
+extern const kbr_store_ops kbr_store_pg_ops, kbr_store_pg_alt_ops;
 
 /* exposure.c: View C's builds, devices, remediation and pending page (q checked, its limit
  * resolved), read in one snapshot: {builds, devices: {current, by_batch}, remediation?,

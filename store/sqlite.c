@@ -453,6 +453,14 @@ static void sqlite_rollback_to(kbr_store *st)
     (void)run_fixed(s, SQ_RELEASE, "RELEASE kbr_effects");
 }
 
+/* One broker per SQLite store (sqlite_lock): it makes the checkpoints. */
+static kbr_err sqlite_checkpoint_lease(kbr_store *st, bool *held)
+{
+    (void)st;
+    *held = true;
+    return KBR_OK;
+}
+
 static kbr_err sqlite_audit_insert(kbr_store *st, const kbr_store_audit_row *row)
 {
     kbr_err err = KBR_OK;
@@ -636,6 +644,8 @@ const kbr_store_ops kbr_store_sqlite_ops = {
     .release = sqlite_release,
     .rollback_to = sqlite_rollback_to,
     .writer_mode = sqlite_writer_mode,
+    .token_uses_left = kbr_sqlite_token_uses_left,
+    .checkpoint_lease = sqlite_checkpoint_lease,
     .maintain = sqlite_maintain,
     .key_create = kbr_sqlite_key_create,
     .key_retire = kbr_sqlite_key_retire,

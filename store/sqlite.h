@@ -41,6 +41,7 @@ typedef enum {
     SQ_TOKEN_INSERT,
     SQ_TOKEN_REVOKE,
     SQ_TOKEN_LIST,
+    SQ_TOKEN_USES_LEFT,
     SQ_ISSUER_CURRENT,
     SQ_ISSUER_REPLACE,
     SQ_ISSUER_INSERT,
@@ -199,6 +200,7 @@ extern const kbr_col_spec kbr_sqlite_token_cols[KBR_SQLITE_TOKEN_NCOLS];
 kbr_err kbr_sqlite_key_create(kbr_store *st, const kbr_eff_key *k, int64_t seq);
 kbr_err kbr_sqlite_key_retire(kbr_store *st, const char *name, const char *at);
 kbr_err kbr_sqlite_token_issue(kbr_store *st, const kbr_eff_token *t, int64_t seq);
+kbr_err kbr_sqlite_token_uses_left(kbr_store *st, const char *jti, int64_t *left);
 kbr_err kbr_sqlite_token_revoke(kbr_store *st, const char *jti, const char *at, const char *reason);
 kbr_err kbr_sqlite_issuer_current(kbr_store *st, char **kid);
 kbr_err kbr_sqlite_issuer_replace(kbr_store *st, const char *kid, const char *at);

@@ -267,6 +267,10 @@ kbr_err kbd_h_backup(kbd_req *r)
         return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
                         "a backup holds every product's records: it needs an admin token limited "
                         "to no products, keys, batches or devices");
+    if (kbr_store_shared(r->d->cfg.store))
+        return kbr_fail(&r->msg, KBR_ERR_CONFLICT,
+                        "this store is a PostgreSQL database: copy it with pg_dump, which reads "
+                        "one snapshot while brokers serve");
     if (r->d->backup != NULL)
         return kbr_fail(&r->msg, KBR_ERR_CONFLICT, "a backup is being made; try again after it");
     b = calloc(1, sizeof(*b));

@@ -235,7 +235,8 @@ static bool checkpoint_due(struct kbd_checkpointer *cp, time_t now)
     long long last_seq = (long long)kbr_audit_last_seq(cp->d->audit);
     long long covered = atomic_load(&cp->covered);
 
-    if (atomic_load(&cp->busy) || last_seq <= covered)
+    /* of brokers sharing a store, the one holding the lease makes the periodic ones */
+    if (atomic_load(&cp->busy) || last_seq <= covered || !kbr_audit_checkpoint_lease(cp->d->audit))
         return false;
     return last_seq - covered >= cp->d->cfg.checkpoint_entries ||
            now - cp->last >= cp->d->cfg.checkpoint_seconds;

@@ -271,6 +271,12 @@ static void finish_request(kbd_req *r)
                     "the ledger could not record this request's changes; the request is recorded "
                     "as an error and nothing was released",
                     rec->seq);
+    } else if (rec->result == KBR_ERR_QUOTA) {
+        /* another broker sharing the store used the token's last use first */
+        if (r->tok != NULL && rec->jti != NULL)
+            kbr_policy_uses_spent(r->d->policy, rec->jti);
+        reply_error(r, KBR_ERR_QUOTA,
+                    "the token has used all of its max_uses; nothing was released", rec->seq);
     } else if (rec->result == KBR_ERR_CONFLICT) {
         reply_error(r, KBR_ERR_CONFLICT,
                     r->msg.text[0] != '\0' ? r->msg.text : "conflicts with the current state",

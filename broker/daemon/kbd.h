@@ -272,6 +272,8 @@ struct kbd {
     struct kbd_checkpointer *checkpointer; /* h_audit.c */
     struct kbd_flights *flights;           /* h_provision.c: provisionings in flight by device */
     struct kbd_crls *crls;                 /* h_crl.c: each CA key's last CRL and its waiters */
+    struct kbd_follow *follow;             /* follow.c: what brokers sharing the store commit */
+    int64_t follow_from;                   /* the log's tail before the registries were read */
     long inflight;
     bool shutting_down;
     kbd_stats stats;
@@ -621,6 +623,12 @@ kbr_err kbd_h_crl(kbd_req *r);
  * before it may be served again. */
 void kbd_crls_changed(kbd *d);
 void kbd_crls_free(kbd *d);
+
+/* follow.c: on a store several brokers share (kbr_store_shared), applies what the others
+ * commit after entry `from` to this broker's registries, on the event thread.  Nothing for a
+ * store of one broker. */
+KBR_WUR kbr_err kbd_follow_start(kbd *d, int64_t from, kbr_msg *msg);
+void kbd_follow_stop(kbd *d);
 
 /* Token issuance shared by POST /v1/tokens and --init (tokens.c). */
 typedef struct {

@@ -192,6 +192,27 @@ out:
  * ledger has none), then the tokens they signed, then the check that every key still trusted
  * is in the HSM as recorded.
  */
+/* A store an older broker wrote records no issuer key: the key in the HSM is recorded as the
+ * first, before the registries are read. */
+static kbr_err record_issuer_if_none(kbd *d, kbr_store *st, kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+    kbr_hsm_session *s = NULL;
+    json_t *rows = NULL;
+
+    KBR_GUARD(kbr_store_issuer_keys(st, &rows));
+    if (json_array_size(rows) > 0)
+        goto out;
+    err = kbr_hsm_session_open(d->hsm, &s);
+    KBR_ENSURE(err == KBR_OK, kbr_fail(msg, err, "cannot open an HSM session"));
+    KBR_GUARD(load_audit_key(d, s, msg));
+    KBR_GUARD(record_existing_issuer(d, s, msg));
+out:
+    json_decref(rows);
+    kbr_hsm_session_close(s);
+    return err;
+}
+
 static kbr_err load_issuers_and_tokens(kbd *d, kbr_store *st, kbr_msg *msg)
 {
     kbr_err err = KBR_OK;
@@ -296,6 +317,8 @@ static kbr_err load_state(kbd *d, kbr_msg *msg)
     kbr_err err = KBR_OK;
     kbr_store *st = NULL;
     int64_t tail = AUDIT_VERIFY_TAIL;
+    bool reading = false;
+    char hash[65];
 
     /* only --init creates a store: a mistyped path must not start an empty deployment */
     KBR_GUARD(kbr_store_exists(d->cfg.store, msg));
@@ -310,12 +333,22 @@ static kbr_err load_state(kbd *d, kbr_msg *msg)
     KBR_GUARD(kbr_store_open(d->cfg.store, &st, msg));
     KBR_GUARD(check_log(d, st, &tail, msg));
     KBR_GUARD(kbr_audit_start(d->cfg.store, tail, &d->audit, msg));
+    KBR_GUARD(record_issuer_if_none(d, st, msg));
+    /* The registries and the log's tail from one snapshot: what brokers sharing the store
+     * commit after that tail is followed (follow.c), each entry once. */
+    KBR_GUARD(kbr_store_read_begin(st));
+    reading = true;
+    KBR_GUARD(kbr_store_audit_tail(st, &d->follow_from, hash));
     KBR_GUARD(load_issuers_and_tokens(d, st, msg));
     KBR_GUARD(load_keys(d, st));
     KBR_GUARD(load_batches(d, st));
+    kbr_store_read_end(st);
+    reading = false;
     KBR_GUARD(kbd_ratelimit_new(d->cfg.rate_limit, &d->ratelimit));
     KBR_GUARD(kbd_ratelimit_new(d->cfg.unauth_audit_rate, &d->unauth_rl));
 out:
+    if (reading)
+        kbr_store_read_end(st);
     kbr_store_close(st);
     return err;
 }
@@ -429,6 +462,7 @@ static void teardown(kbd *d)
         kbd_flush_suppressed(d);
         kbd_connlimit_flush(d);
     }
+    kbd_follow_stop(d);
     kbd_workers_stop(d);
     kbr_audit_stop(d->audit);
     kbd_checkpoint_stop(d);
@@ -480,6 +514,7 @@ static kbr_err serve(kbd *d, kbr_msg *msg)
     KBR_GUARD(load_state(d, msg));
     KBR_GUARD(start_loop(d, msg));
     KBR_GUARD(kbd_workers_start(d, msg));
+    KBR_GUARD(kbd_follow_start(d, d->follow_from, msg));
     KBR_GUARD(kbd_checkpoint_start(d, msg));
     KBR_GUARD(kbd_ingress_start(d, msg));
     KBR_GUARD(kbd_oidc_start(d, msg));

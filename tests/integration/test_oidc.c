@@ -293,7 +293,7 @@ static void test_github_exchange(void **state)
     assert_string_equal(json_string_value(json_array_get(json_object_get(entry, "products"), 0)),
                         "gateway");
     json_decref(all);
-    assert_int_equal(kbr_file_read(env->db, 64 << 20, &log, &n), KBR_OK);
+    assert_int_equal(kbt_store_dump(env, &log, &n), 0);
     assert_null(memmem(log, n, id_token, strlen(id_token)));
     assert_null(memmem(log, n, tok, strlen(tok)));
     free(log);
@@ -469,7 +469,7 @@ static void test_refusals(void **state)
     e = (json_t *)last_entry(all, "token.exchange");
     assert_non_null(e);
     json_decref(all);
-    assert_int_equal(kbr_file_read(env->db, 64 << 20, &log, &n), KBR_OK);
+    assert_int_equal(kbt_store_dump(env, &log, &n), 0);
     for (i = 0; i < ntok; i++) {
         const char *sig = strrchr(tokens[i], '.');
         assert_null(memmem(log, n, tokens[i], strlen(tokens[i])));
@@ -536,10 +536,12 @@ static void test_ttl_cap_and_revocation(void **state)
     kbt_resp_free(&r);
 
     /* the log still rebuilds the store, exchanged tokens and their revocation included */
-    if (kbt_run_daemon(env, "-c keybroker.conf --verify-store", &out) != 0)
-        fail_msg("--verify-store: %s", out);
-    assert_non_null(strstr(out, "matches its audit log"));
-    free(out);
+    if (!kbt_on_pg()) { /* --verify-store reads sqlite: stores only */
+        if (kbt_run_daemon(env, "-c keybroker.conf --verify-store", &out) != 0)
+            fail_msg("--verify-store: %s", out);
+        assert_non_null(strstr(out, "matches its audit log"));
+        free(out);
+    }
     /* and a restart knows the exchanged tokens */
     kbt_restart(env);
     s = kbt_call(env, "GET", "/v1/tokens?sub=ci:github/acme/tools/read&active=true", env->admin,
@@ -580,8 +582,9 @@ static void test_rate_and_unconfigured(void **state)
     kbt_stop(env);
     assert_true(asprintf(&conf,
                          "listen = 127.0.0.1:0\nport_file = port\npin_file = pin\n"
-                         "store = sqlite:keybroker.db\nworkers = 2\noidc_issuers = oidc.conf\n"
-                         "oidc_exchange_rate = 2\n") > 0);
+                         "store = %s\nworkers = 2\noidc_issuers = oidc.conf\n"
+                         "oidc_exchange_rate = 2\n",
+                         env->store) > 0);
     write_in_env("keybroker.conf", conf);
     free(conf);
     assert_int_equal(kbt_spawn_daemon(env), 0);

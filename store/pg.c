@@ -448,8 +448,7 @@ static void pg_close(kbr_store *st)
 
 /* A commit must be durable on the server before its answer leaves: synchronous_commit is
  * never off for the broker, whatever the database's default. */
-static kbr_err pg_open_scheme(const char *scheme, const char *location, kbr_store **out,
-                              kbr_msg *msg)
+static kbr_err pg_connect(const char *scheme, const char *location, kbr_pg **out, kbr_msg *msg)
 {
     kbr_err err = KBR_OK;
     kbr_pg *s = NULL;
@@ -474,12 +473,98 @@ static kbr_err pg_open_scheme(const char *scheme, const char *location, kbr_stor
     KBR_ENSURE(PQsetClientEncoding(s->conn, "UTF8") == 0,
                fail_conn(s, KBR_ERR_STORE, msg, "cannot use UTF-8"));
     KBR_GUARD(simple(s, "SET synchronous_commit = on", msg, "cannot set synchronous_commit"));
+    *out = s;
+    s = NULL;
+out:
+    pg_close((kbr_store *)s);
+    return err;
+}
+
+static kbr_err pg_open_scheme(const char *scheme, const char *location, kbr_store **out,
+                              kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+    kbr_pg *s = NULL;
+
+    *out = NULL;
+    KBR_GUARD(pg_connect(scheme, location, &s, msg));
     KBR_GUARD(schema_create(s, msg));
     *out = &s->base;
     s = NULL;
 out:
     pg_close((kbr_store *)s);
     return err;
+}
+
+/* The database must be reachable and hold a store in its current schema: a mistyped
+ * database, user or search_path never becomes an empty deployment (only --init, through
+ * kbr_store_open, creates the schema). */
+static kbr_err pg_exists_scheme(const char *scheme, const char *location, kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+    kbr_pg *s = NULL;
+    int64_t version = 0;
+
+    KBR_GUARD(pg_connect(scheme, location, &s, msg));
+    KBR_GUARD(schema_version(s, &version, msg));
+    KBR_ENSURE(version > 0,
+               kbr_fail(msg, KBR_ERR_NOT_FOUND,
+                        "store %s: the database holds no keybroker store in its current schema "
+                        "(search_path); only keybrokerd --init creates one",
+                        s->where));
+out:
+    pg_close((kbr_store *)s);
+    return err;
+}
+
+static kbr_err pg_exists(const char *location, kbr_msg *msg)
+{
+    return pg_exists_scheme("postgresql", location, msg);
+}
+
+static kbr_err pg_exists_alt(const char *location, kbr_msg *msg)
+{
+    return pg_exists_scheme("postgres", location, msg);
+}
+
+/* --check: a session whose every transaction is read-only, so nothing it runs can change
+ * the store; several brokers serve a PostgreSQL store at once, so no process "serves" it. */
+static kbr_err pg_open_readonly_scheme(const char *scheme, const char *location, kbr_store **out,
+                                       kbr_store_info *info, kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+    kbr_pg *s = NULL;
+    int64_t version = 0;
+
+    *out = NULL;
+    info->current_version = SCHEMA_VERSION;
+    info->served_by = 0;
+    KBR_GUARD(pg_connect(scheme, location, &s, msg));
+    KBR_GUARD(simple(s, "SET default_transaction_read_only = on", msg,
+                     "cannot make the session read-only"));
+    KBR_GUARD(schema_version(s, &version, msg));
+    KBR_ENSURE(version > 0, kbr_fail(msg, KBR_ERR_NOT_FOUND,
+                                     "store %s: the database holds no keybroker store in its "
+                                     "current schema (search_path)",
+                                     s->where));
+    info->schema_version = (int)version;
+    *out = &s->base;
+    s = NULL;
+out:
+    pg_close((kbr_store *)s);
+    return err;
+}
+
+static kbr_err pg_open_readonly(const char *location, kbr_store **out, kbr_store_info *info,
+                                kbr_msg *msg)
+{
+    return pg_open_readonly_scheme("postgresql", location, out, info, msg);
+}
+
+static kbr_err pg_open_readonly_alt(const char *location, kbr_store **out, kbr_store_info *info,
+                                    kbr_msg *msg)
+{
+    return pg_open_readonly_scheme("postgres", location, out, info, msg);
 }
 
 static kbr_err pg_open(const char *location, kbr_store **out, kbr_msg *msg)
@@ -940,28 +1025,28 @@ static kbr_err pg_compare(kbr_store *st, kbr_store *rebuilt, kbr_store_compare_s
                     ((kbr_pg *)st)->where);
 }
 
-#define KBR_PG_OPS(SCHEME, OPEN)                                                                   \
+#define KBR_PG_OPS(SCHEME, OPEN, EXISTS, OPEN_RO)                                                  \
     {                                                                                              \
-        .scheme = SCHEME, .open = OPEN, .close = pg_close, .lock = pg_lock, .begin = pg_begin,     \
-        .commit = pg_commit, .rollback = pg_rollback, .in_transaction = pg_in_transaction,         \
-        .savepoint = pg_savepoint, .release = pg_release, .rollback_to = pg_rollback_to,           \
-        .writer_mode = pg_writer_mode, .maintain = pg_maintain, .key_create = kbr_pg_key_create,   \
-        .shared = true, .token_uses_left = kbr_pg_token_uses_left,                                 \
-        .checkpoint_lease = pg_checkpoint_lease, .key_retire = kbr_pg_key_retire,                  \
-        .token_issue = kbr_pg_token_issue, .token_revoke = kbr_pg_token_revoke,                    \
-        .issuer_current = kbr_pg_issuer_current, .issuer_replace = kbr_pg_issuer_replace,          \
-        .issuer_insert = kbr_pg_issuer_insert, .tokens_assign_kid = kbr_pg_tokens_assign_kid,      \
-        .issuer_keys = kbr_pg_issuer_keys, .firmware_digest = kbr_pg_firmware_digest,              \
-        .firmware_insert = kbr_pg_firmware_insert, .component_insert = kbr_pg_component_insert,    \
-        .key_exists = kbr_pg_key_exists, .evidence_seqs = kbr_pg_evidence_seqs,                    \
-        .bulk_mode = pg_bulk_mode, .scratch_mode = pg_scratch_mode,                                \
-        .effects_from = pg_effects_from, .integrity = pg_integrity, .compare = pg_compare,         \
-        .document_put = kbr_pg_document_put, .document_exists = kbr_pg_document_exists,            \
-        .document_get = kbr_pg_document_get, .issuer_chain = kbr_pg_issuer_chain,                  \
-        .cert_supersede = kbr_pg_cert_supersede, .cert_insert = kbr_pg_cert_insert,                \
-        .batch_create = kbr_pg_batch_create, .batch_claim = kbr_pg_batch_claim,                    \
-        .device_insert = kbr_pg_device_insert, .device_exists = kbr_pg_device_exists,              \
-        .device_key_set = kbr_pg_device_key_set,                                                   \
+        .scheme = SCHEME, .open = OPEN, .exists = EXISTS, .open_readonly = OPEN_RO,                \
+        .close = pg_close, .lock = pg_lock, .begin = pg_begin, .commit = pg_commit,                \
+        .rollback = pg_rollback, .in_transaction = pg_in_transaction, .savepoint = pg_savepoint,   \
+        .release = pg_release, .rollback_to = pg_rollback_to, .writer_mode = pg_writer_mode,       \
+        .maintain = pg_maintain, .key_create = kbr_pg_key_create, .shared = true,                  \
+        .token_uses_left = kbr_pg_token_uses_left, .checkpoint_lease = pg_checkpoint_lease,        \
+        .key_retire = kbr_pg_key_retire, .token_issue = kbr_pg_token_issue,                        \
+        .token_revoke = kbr_pg_token_revoke, .issuer_current = kbr_pg_issuer_current,              \
+        .issuer_replace = kbr_pg_issuer_replace, .issuer_insert = kbr_pg_issuer_insert,            \
+        .tokens_assign_kid = kbr_pg_tokens_assign_kid, .issuer_keys = kbr_pg_issuer_keys,          \
+        .firmware_digest = kbr_pg_firmware_digest, .firmware_insert = kbr_pg_firmware_insert,      \
+        .component_insert = kbr_pg_component_insert, .key_exists = kbr_pg_key_exists,              \
+        .evidence_seqs = kbr_pg_evidence_seqs, .bulk_mode = pg_bulk_mode,                          \
+        .scratch_mode = pg_scratch_mode, .effects_from = pg_effects_from,                          \
+        .integrity = pg_integrity, .compare = pg_compare, .document_put = kbr_pg_document_put,     \
+        .document_exists = kbr_pg_document_exists, .document_get = kbr_pg_document_get,            \
+        .issuer_chain = kbr_pg_issuer_chain, .cert_supersede = kbr_pg_cert_supersede,              \
+        .cert_insert = kbr_pg_cert_insert, .batch_create = kbr_pg_batch_create,                    \
+        .batch_claim = kbr_pg_batch_claim, .device_insert = kbr_pg_device_insert,                  \
+        .device_exists = kbr_pg_device_exists, .device_key_set = kbr_pg_device_key_set,            \
         .device_event_insert = kbr_pg_device_event_insert,                                         \
         .debug_challenge_insert = kbr_pg_debug_challenge_insert,                                   \
         .device_firmware_insert = kbr_pg_device_firmware_insert,                                   \
@@ -991,5 +1076,7 @@ static kbr_err pg_compare(kbr_store *st, kbr_store *rebuilt, kbr_store_compare_s
         .fleet_walk = kbr_pg_fleet_walk, .fleet_size = kbr_pg_fleet_size,                          \
     }
 
-const kbr_store_ops kbr_store_pg_ops = KBR_PG_OPS("postgresql", pg_open);
-const kbr_store_ops kbr_store_pg_alt_ops = KBR_PG_OPS("postgres", pg_open_alt);
+const kbr_store_ops kbr_store_pg_ops =
+    KBR_PG_OPS("postgresql", pg_open, pg_exists, pg_open_readonly);
+const kbr_store_ops kbr_store_pg_alt_ops =
+    KBR_PG_OPS("postgres", pg_open_alt, pg_exists_alt, pg_open_readonly_alt);

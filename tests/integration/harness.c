@@ -190,11 +190,14 @@ int kbt_store_dump(const kbt_env *e, char **buf, size_t *n)
     *n = 0;
     if (!kbt_on_pg())
         return kbr_file_read(e->db, 64 << 20, buf, n) == KBR_OK ? 0 : -1;
-    /* everything the database holds for this deployment, as pg_dump writes it */
+    /* everything the database holds for this deployment, as pg_dump writes it, without the
+     * random \restrict key lines of recent pg_dump releases */
     schema_of(e, schema, sizeof(schema));
-    snprintf(cmd, sizeof(cmd), "%s/pg_dump --data-only --schema=%s '%s'",
-             getenv("PGBIN") != NULL ? getenv("PGBIN") : "/usr/lib/postgresql/15/bin", schema,
-             getenv("KBT_PG_URL"));
+    snprintf(
+        cmd, sizeof(cmd),
+        "%s/pg_dump --data-only --schema=%s '%s' | grep -v -e '^.restrict ' -e '^.unrestrict '",
+        getenv("PGBIN") != NULL ? getenv("PGBIN") : "/usr/lib/postgresql/15/bin", schema,
+        getenv("KBT_PG_URL"));
     p = popen(cmd, "r");
     if (p == NULL)
         return -1;

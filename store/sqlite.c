@@ -18,7 +18,7 @@
 
 #include "sqlite.h"
 
-#define SCHEMA_VERSION 6
+#define SCHEMA_VERSION 7
 
 /*
  * The schema is SQL (the files of store/sql/, loadable by sqlite3 as it is), built into the
@@ -305,6 +305,11 @@ static kbr_err schema_in_tx(kbr_sqlite *s, const char *path, kbr_msg *msg)
         rc = sqlite3_exec(s->db, kbr_sql_v6_revoke, NULL, NULL, NULL);
         KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
         rc = sqlite3_exec(s->db, "UPDATE meta SET schema_version = 6", NULL, NULL, NULL);
+        KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
+        version = 6;
+    }
+    if (version == 6) {
+        rc = sqlite3_exec(s->db, kbr_sql_v7_deliver, NULL, NULL, NULL);
         KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
     }
 out:
@@ -699,4 +704,6 @@ const kbr_store_ops kbr_store_sqlite_ops = {
     .crl_insert = kbr_sqlite_crl_insert,
     .crl_revoked = kbr_sqlite_crl_revoked,
     .device_revocation = kbr_sqlite_device_revocation,
+    .key_delivery_insert = kbr_sqlite_key_delivery_insert,
+    .device_deliveries = kbr_sqlite_device_deliveries,
 };

@@ -380,6 +380,63 @@ void kbr_store_close(kbr_store *st); /* accepts NULL */
  */
 KBR_WUR kbr_err kbr_store_lock(const char *url, int *fd, kbr_msg *msg);
 void kbr_store_unlock(int fd);
+/* Whether several brokers may serve the store at url at once (PostgreSQL): then each
+ * follows what the others commit (broker/daemon/follow.c).  SQLite stores are one
+ * broker's. */
+bool kbr_store_shared(const char *url);
+/*
+ * The key uses token jti has left under its max_uses, as the ledger counts them (its audit
+ * entries with key_use and outcome ok, this transaction's included): *left is -1 when the
+ * token has no max_uses or the ledger does not know it.  The writer asks before it records a
+ * key use, under the store's write lock, so max_uses holds across brokers sharing a store.
+ */
+KBR_WUR kbr_err kbr_store_token_uses_left(kbr_store *st, const char *jti, int64_t *left);
+/*
+ * Whether this connection may make the periodic checkpoints: of brokers sharing a store one
+ * at a time does (PostgreSQL: a session advisory lock, free again when its holder's
+ * connection ends); a SQLite store's one broker always may.
+ */
+KBR_WUR kbr_err kbr_store_checkpoint_lease(kbr_store *st, bool *held);
+
+/*
+ * Whether the store exists: KBR_OK, or KBR_ERR_NOT_FOUND with msg naming it.  Only --init
+ * creates a store (kbr_store_open does, for any caller); a daemon refuses to start on one
+ * that is not there, so a mistyped `store` never starts an empty deployment.
+ */
+KBR_WUR kbr_err kbr_store_exists(const char *url, kbr_msg *msg);
+
+/* ---- looking at a store without changing it (keybrokerd --check) ---- */
+typedef struct {
+    int schema_version;  /* the store's; 0 when it has none */
+    int current_version; /* this broker's: a lower one is migrated by the next start or --init */
+    long served_by;      /* pid of the keybrokerd holding the store's lock, or 0 */
+} kbr_store_info;
+/*
+ * Opens an existing store to read it and changes nothing: no schema is created or migrated,
+ * no lock taken, no file written or created (for SQLite, a store at rest is read as an
+ * immutable file; one a daemon serves through its WAL files, which exist).  The reads work on
+ * it only when info->schema_version is info->current_version.  KBR_ERR_NOT_FOUND for a store
+ * that does not exist, KBR_ERR_STORE for one that cannot be read; msg names the cause.
+ */
+KBR_WUR kbr_err kbr_store_open_readonly(const char *url, kbr_store **out, kbr_store_info *info,
+                                        kbr_msg *msg);
+
+/* ---- online copies (GET /v1/backup) ---- */
+/*
+ * A consistent copy of the whole store as one reader of st sees it at one instant, made while
+ * writers go on: *fd is open on a file that holds it (for SQLite, the VACUUM INTO of the
+ * store, made beside it and already unlinked, so nothing is left behind however the process
+ * ends).  The caller closes *fd.  KBR_ERR_STORE with msg naming the cause (no room, an
+ * interruption by kbr_store_interrupt).  info describes the copy as read from the copy.
+ */
+typedef struct {
+    int64_t last_seq;   /* the copy's last audit entry (0: none) */
+    char last_hash[65]; /* and its hash (64 zeros: none) */
+    int schema_version;
+} kbr_store_backup_info;
+KBR_WUR kbr_err kbr_store_backup(kbr_store *st, int *fd, kbr_store_backup_info *info, kbr_msg *msg);
+/* From any thread: a kbr_store_backup in progress on st stops with KBR_ERR_STORE. */
+void kbr_store_interrupt(kbr_store *st);
 
 /* ---- the writer's transaction ---- */
 /*

@@ -81,13 +81,25 @@ typedef kbr_err (*kbr_fleet_fn)(const kbr_fleet_row *row, void *arg, bool *stop)
 
 struct kbr_store_ops {
     const char *scheme;
+    /* See kbr_store_shared. */
+    bool shared;
     /* location is the URL after "scheme:". */
     kbr_err (*open)(const char *location, kbr_store **out, kbr_msg *msg);
     void (*close)(kbr_store *st);
     /* See kbr_store_lock. */
     kbr_err (*lock)(const char *location, int *fd, kbr_msg *msg);
+    /* See kbr_store_exists, kbr_store_open_readonly, kbr_store_backup and
+     * kbr_store_interrupt; a back end without one leaves it NULL. */
+    kbr_err (*exists)(const char *location, kbr_msg *msg);
+    kbr_err (*open_readonly)(const char *location, kbr_store **out, kbr_store_info *info,
+                             kbr_msg *msg);
+    kbr_err (*backup)(kbr_store *st, int *fd, kbr_store_backup_info *info, kbr_msg *msg);
+    void (*interrupt)(kbr_store *st);
 
     kbr_err (*writer_mode)(kbr_store *st);
+    /* See kbr_store_token_uses_left and kbr_store_checkpoint_lease. */
+    kbr_err (*token_uses_left)(kbr_store *st, const char *jti, int64_t *left);
+    kbr_err (*checkpoint_lease)(kbr_store *st, bool *held);
     kbr_err (*maintain)(kbr_store *st);
     kbr_err (*begin)(kbr_store *st);
     kbr_err (*commit)(kbr_store *st);
@@ -168,7 +180,8 @@ struct kbr_store_ops {
      * it was, whatever the key. */
     kbr_err (*debug_challenge_insert)(kbr_store *st, const kbr_eff_debug *d, int64_t seq);
     /* *added is false, and nothing is written, when the history already holds the same fact
-     * (product, serial, version, status, at). */
+     * (product, serial, version, status, at); KBR_ERR_STORE_CONSTRAINT for a device the ledger
+     * does not know. */
     kbr_err (*device_firmware_insert)(kbr_store *st, const kbr_eff_device_firmware *r, int64_t seq,
                                       bool *added);
     /* Makes version the device's current firmware as of `at`, unless what it has now was
@@ -189,7 +202,7 @@ struct kbr_store_ops {
     /* {at, reason, reason_code, revoked_by, audit_seq}; KBR_ERR_NOT_FOUND unless revoked. */
     kbr_err (*device_revocation)(kbr_store *st, const char *product, const char *serial,
                                  json_t **out);
-    /* Keys delivered to devices (v7).  KBR_ERR_STORE_CONSTRAINT unless the device exists with
+    /* Keys delivered to devices (v8).  KBR_ERR_STORE_CONSTRAINT unless the device exists with
      * d->recipient_public_key_sha256 as its identity key, d->key is an ota-encryption key, the
      * document exists, and the device has not had the key delivered yet. */
     kbr_err (*key_delivery_insert)(kbr_store *st, const kbr_eff_deliver *d, int64_t seq);
@@ -301,6 +314,8 @@ struct kbr_store_ops {
 };
 
 extern const kbr_store_ops kbr_store_sqlite_ops;
+/* postgresql:// and postgres:// (store/pg.c) */
+extern const kbr_store_ops kbr_store_pg_ops, kbr_store_pg_alt_ops;
 
 /* exposure.c: View C's builds, devices, remediation and pending page (q checked, its limit
  * resolved), read in one snapshot: {builds, devices: {current, by_batch}, remediation?,

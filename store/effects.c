@@ -371,10 +371,9 @@ static kbr_err ota_apply(kbr_store *st, const kbr_eff_device_firmware *row, cons
                          int64_t seq)
 {
     kbr_err err = KBR_OK;
-    bool exists = false, added = false, installed = strcmp(row->status, "installed") == 0;
+    bool added = false, installed = strcmp(row->status, "installed") == 0;
 
-    KBR_GUARD(st->ops->device_exists(st, row->product, row->serial, &exists));
-    KBR_ENSURE(exists, KBR_ERR_STORE_CONSTRAINT);
+    /* a device the ledger does not know is refused by the history's reference to it */
     KBR_GUARD(st->ops->device_firmware_insert(st, row, seq, &added));
     if (!added)
         goto out;

@@ -1,5 +1,5 @@
 /*
- * sqlite_deliver.c - keys delivered to devices (schema version 7): each delivery recorded
+ * sqlite_deliver.c - keys delivered to devices (schema version 8): each delivery recorded
  * once per device and key, and read back for the device's record and for a provisioning
  * answered again.
  */

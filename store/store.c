@@ -10,7 +10,8 @@
 
 #include "backend.h"
 
-static const kbr_store_ops *const backends[] = {&kbr_store_sqlite_ops};
+static const kbr_store_ops *const backends[] = {&kbr_store_sqlite_ops, &kbr_store_pg_ops,
+                                                &kbr_store_pg_alt_ops};
 
 static const kbr_store_ops *backend_for(const char *url, const char **location)
 {
@@ -39,8 +40,10 @@ kbr_err kbr_store_open(const char *url, kbr_store **out, kbr_msg *msg)
     *out = NULL;
     KBR_ENSURE(url != NULL, kbr_fail(msg, KBR_ERR_CONFIG, "store: no URL given"));
     ops = backend_for(url, &location);
-    KBR_ENSURE(ops != NULL, kbr_fail(msg, KBR_ERR_CONFIG,
-                                     "store: unsupported URL \"%s\" (want sqlite:PATH)", url));
+    KBR_ENSURE(ops != NULL,
+               kbr_fail(msg, KBR_ERR_CONFIG,
+                        "store: unsupported URL \"%s\" (want sqlite:PATH or postgresql://...)",
+                        url));
     KBR_GUARD(ops->open(location, out, msg));
 out:
     return err;
@@ -53,9 +56,72 @@ kbr_err kbr_store_lock(const char *url, int *fd, kbr_msg *msg)
 
     *fd = -1;
     if (ops == NULL)
-        return kbr_fail(msg, KBR_ERR_CONFIG, "store: unsupported URL \"%s\" (want sqlite:PATH)",
+        return kbr_fail(msg, KBR_ERR_CONFIG,
+                        "store: unsupported URL \"%s\" (want sqlite:PATH or postgresql://...)",
                         url != NULL ? url : "");
     return ops->lock(location, fd, msg);
+}
+
+kbr_err kbr_store_exists(const char *url, kbr_msg *msg)
+{
+    const char *location = NULL;
+    const kbr_store_ops *ops = url != NULL ? backend_for(url, &location) : NULL;
+
+    if (ops == NULL)
+        return kbr_fail(msg, KBR_ERR_CONFIG,
+                        "store: unsupported URL \"%s\" (want sqlite:PATH or postgresql://...)",
+                        url != NULL ? url : "");
+    return ops->exists != NULL ? ops->exists(location, msg) : KBR_OK;
+}
+
+kbr_err kbr_store_open_readonly(const char *url, kbr_store **out, kbr_store_info *info,
+                                kbr_msg *msg)
+{
+    const char *location = NULL;
+    const kbr_store_ops *ops = url != NULL ? backend_for(url, &location) : NULL;
+
+    *out = NULL;
+    memset(info, 0, sizeof(*info));
+    if (ops == NULL)
+        return kbr_fail(msg, KBR_ERR_CONFIG,
+                        "store: unsupported URL \"%s\" (want sqlite:PATH or postgresql://...)",
+                        url != NULL ? url : "");
+    if (ops->open_readonly == NULL)
+        return kbr_fail(msg, KBR_ERR_CONFIG, "store %s: cannot be read without changing it", url);
+    return ops->open_readonly(location, out, info, msg);
+}
+
+kbr_err kbr_store_backup(kbr_store *st, int *fd, kbr_store_backup_info *info, kbr_msg *msg)
+{
+    *fd = -1;
+    memset(info, 0, sizeof(*info));
+    if (st->ops->backup == NULL)
+        return kbr_fail(msg, KBR_ERR_STORE, "this store cannot be copied online");
+    return st->ops->backup(st, fd, info, msg);
+}
+
+void kbr_store_interrupt(kbr_store *st)
+{
+    if (st != NULL && st->ops->interrupt != NULL)
+        st->ops->interrupt(st);
+}
+
+bool kbr_store_shared(const char *url)
+{
+    const char *location = NULL;
+    const kbr_store_ops *ops = url != NULL ? backend_for(url, &location) : NULL;
+
+    return ops != NULL && ops->shared;
+}
+
+kbr_err kbr_store_token_uses_left(kbr_store *st, const char *jti, int64_t *left)
+{
+    return st->ops->token_uses_left(st, jti, left);
+}
+
+kbr_err kbr_store_checkpoint_lease(kbr_store *st, bool *held)
+{
+    return st->ops->checkpoint_lease(st, held);
 }
 
 void kbr_store_unlock(int fd)

@@ -44,7 +44,8 @@ static kbr_err parse_markets(kbd_req *r, json_t **out)
 static void batch_create_finish(kbd_req *r)
 {
     if (kbd_batches_put(r->d->batches, r->resp) != KBR_OK)
-        fprintf(stderr, "keybrokerd: batch registry update failed for a committed batch\n");
+        kbd_log(KBD_LOG_ERROR, "registry.failed", r->request_id,
+                "batch registry update failed for a committed batch");
 }
 
 kbr_err kbd_h_batch_create(kbd_req *r)

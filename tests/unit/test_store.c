@@ -104,6 +104,9 @@ static void test_open_creates_schema(void **state)
     int64_t seq = -1;
     char hash[65];
 
+    if (kbt_pg())
+        skip(); /* SQLite stores: their file and the steps from version 1 */
+
     assert_int_equal(kbr_store_audit_tail(st, &seq, hash), KBR_OK);
     assert_int_equal(seq, 0);
     assert_string_equal(hash, "0000000000000000000000000000000000000000000000000000000000000000");
@@ -124,7 +127,7 @@ static void test_open_creates_schema(void **state)
     assert_int_equal(sqlite3_prepare_v2(db, "SELECT schema_version FROM meta", -1, &stmt, NULL),
                      SQLITE_OK);
     assert_int_equal(sqlite3_step(stmt), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int(stmt, 0), 7);
+    assert_int_equal(sqlite3_column_int(stmt, 0), 8);
     assert_int_equal(sqlite3_step(stmt), SQLITE_DONE);
     sqlite3_finalize(stmt);
     assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &stmt, NULL), SQLITE_OK);
@@ -168,15 +171,12 @@ static void test_newer_schema_refused(void **state)
 {
     fixture *f = *state;
     kbr_store *st = open_ok(f);
-    sqlite3 *db = NULL;
     kbr_msg msg = {{0}};
 
     kbr_store_close(st);
     st = NULL;
-    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(db, "UPDATE meta SET schema_version = 99", NULL, NULL, NULL),
-                     SQLITE_OK);
-    sqlite3_close(db);
+    assert_int_equal(kbt_store_sql(f->url, "UPDATE meta SET schema_version = 99", NULL, 0, NULL),
+                     0);
     assert_int_equal(kbr_store_open(f->url, &st, &msg), KBR_ERR_STORE);
     assert_null(st);
     assert_non_null(strstr(msg.text, "schema version 99 is newer"));
@@ -184,9 +184,12 @@ static void test_newer_schema_refused(void **state)
 
 static void test_bad_urls(void **state)
 {
-    static const char *const urls[] = {"postgres://db/kbr", "ledger.db",
-                                       "sqlite:", "sqlite:/tmp/x.db?cache=1",
-                                       "sqlite:/tmp/x.db?max_pages=0"};
+    static const char *const urls[] = {"mysql://db/kbr",
+                                       "ledger.db",
+                                       "sqlite:",
+                                       "sqlite:/tmp/x.db?cache=1",
+                                       "sqlite:/tmp/x.db?max_pages=0",
+                                       "postgresql:kbr"};
     kbr_store *st = NULL;
     kbr_msg msg = {{0}};
 
@@ -197,8 +200,25 @@ static void test_bad_urls(void **state)
         assert_null(st);
         assert_true(strlen(msg.text) > 0);
     }
-    assert_int_equal(kbr_store_open("postgres://db/kbr", &st, &msg), KBR_ERR_CONFIG);
-    assert_non_null(strstr(msg.text, "postgres://db/kbr"));
+    assert_int_equal(kbr_store_open("mysql://db/kbr", &st, &msg), KBR_ERR_CONFIG);
+    assert_non_null(strstr(msg.text, "mysql://db/kbr"));
+}
+
+/* PostgreSQL that does not answer: the store does not open, and the message names it
+ * (without the password). */
+static void test_unreachable_postgresql(void **state)
+{
+    kbr_store *st = NULL;
+    kbr_msg msg = {{0}};
+
+    (void)state;
+    assert_int_equal(
+        kbr_store_open("postgresql://kbr:s3cret@127.0.0.1:1/kbr?connect_timeout=5", &st, &msg),
+        KBR_ERR_STORE);
+    assert_null(st);
+    assert_non_null(strstr(msg.text, "cannot connect to PostgreSQL"));
+    assert_non_null(strstr(msg.text, "127.0.0.1:1/kbr"));
+    assert_null(strstr(msg.text, "s3cret"));
 }
 
 static void test_unwritable_location(void **state)
@@ -529,17 +549,7 @@ static json_t *rotate_effect(const char *product, const char *serial, const char
 /* The first column of the first row of sql, read over a connection of its own. */
 static void query_text(const fixture *f, const char *sql, char *buf, size_t len)
 {
-    sqlite3 *db = NULL;
-    sqlite3_stmt *stmt = NULL;
-    const unsigned char *text;
-
-    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &stmt, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(stmt), SQLITE_ROW);
-    text = sqlite3_column_text(stmt, 0);
-    snprintf(buf, len, "%s", text != NULL ? (const char *)text : "NULL");
-    sqlite3_finalize(stmt);
-    sqlite3_close(db);
+    assert_int_equal(kbt_store_sql(f->url, sql, buf, len, NULL), 0);
 }
 
 static int64_t query_count(const fixture *f, const char *sql)
@@ -1900,6 +1910,9 @@ static void test_migrate_refuses_one_object_twice(void **state)
     kbr_msg msg = {{0}};
     sqlite3 *db = NULL;
 
+    if (kbt_pg())
+        skip(); /* SQLite stores: their file and the steps from version 1 */
+
     v1_store(f, k, k, k);
     assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
     assert_int_equal(sqlite3_exec(db,
@@ -1941,6 +1954,9 @@ static void test_migrate_v1_store(void **state)
     json_t *history = NULL;
     kbr_store *st;
 
+    if (kbt_pg())
+        skip(); /* SQLite stores: their file and the steps from version 1 */
+
     der_key_hex(clone, clone_hex);
     der_key_hex(old, old_hex);
     der_key_hex(cur, cur_hex);
@@ -1948,8 +1964,8 @@ static void test_migrate_v1_store(void **state)
     v1_store(f, clone, old, cur);
     v1_custody(f, cur);
     st = open_ok(f);
-    assert_int_equal(query_count(f, "SELECT max(schema_version) FROM meta"), 7);
-    assert_int_equal(query_count(f, "SELECT count(*) FROM meta WHERE schema_version <> 7"), 0);
+    assert_int_equal(query_count(f, "SELECT max(schema_version) FROM meta"), 8);
+    assert_int_equal(query_count(f, "SELECT count(*) FROM meta WHERE schema_version <> 8"), 0);
     /* version 3: keys named by their public key, and a device's challenge answered once */
     assert_int_equal(count_where(f, "keys", "public_key_sha256 IS NOT NULL"), 1);
     assert_int_equal(query_count(f, "SELECT count(*) FROM keys WHERE name = 'dbg-door' AND"
@@ -2002,7 +2018,7 @@ static void test_migrate_v1_store(void **state)
     kbr_store_close(st);
     /* Opening again changes nothing. */
     st = open_ok(f);
-    assert_int_equal(query_count(f, "SELECT max(schema_version) FROM meta"), 7);
+    assert_int_equal(query_count(f, "SELECT max(schema_version) FROM meta"), 8);
     assert_device_key(st, "SN-9", clone_hex);
     assert_int_equal(count_where(f, "device_firmware", "serial = 'SN-9'"), 3);
     kbr_store_close(st);
@@ -2556,11 +2572,7 @@ static void test_devices_known(void **state)
 
 static void exec_sql(const fixture *f, const char *sql)
 {
-    sqlite3 *db = NULL;
-
-    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
-    sqlite3_close(db);
+    assert_int_equal(kbt_store_sql(f->url, sql, NULL, 0, NULL), 0);
 }
 
 static double seconds_since(const struct timespec *t0)
@@ -2580,9 +2592,14 @@ static void test_devices_known_many(void **state)
     struct timespec t0;
     char serial[16];
 
-    exec_sql(f, "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 2499)"
-                " INSERT INTO devices(product, serial, provisioned_at, audit_seq)"
-                " SELECT 'door', printf('D%05d', i), '2026-03-02T08:00:00Z', 1 FROM n");
+    if (kbt_pg())
+        exec_sql(f, "INSERT INTO devices(product, serial, provisioned_at, audit_seq)"
+                    " SELECT 'door', 'D' || lpad(i::text, 5, '0'), '2026-03-02T08:00:00Z', 1"
+                    " FROM generate_series(0, 2499) i");
+    else
+        exec_sql(f, "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 2499)"
+                    " INSERT INTO devices(product, serial, provisioned_at, audit_seq)"
+                    " SELECT 'door', printf('D%05d', i), '2026-03-02T08:00:00Z', 1 FROM n");
     for (int i = 4999; i >= 0; i--) {
         snprintf(serial, sizeof(serial), "D%05d", i);
         assert_int_equal(json_array_append_new(serials, json_string(serial)), 0);
@@ -2901,6 +2918,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_newer_schema_refused, setup, teardown),
         cmocka_unit_test(test_bad_urls),
         cmocka_unit_test(test_unwritable_location),
+        cmocka_unit_test(test_unreachable_postgresql),
         cmocka_unit_test_setup_teardown(test_duplicate_key_rolls_back_record, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed_effects, setup, teardown),
         cmocka_unit_test_setup_teardown(test_key_retire, setup, teardown),

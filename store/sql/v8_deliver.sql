@@ -1,4 +1,4 @@
--- Version 7, keys delivered to devices:
+-- Version 8, keys delivered to devices:
 --  - key_deliveries: the private key of an ota-encryption key, sealed to a device's identity
 --    key as a COSE_Encrypt, once per device and key.  The COSE_Encrypt itself is a document
 --    (cose_sha256), kept whole, so a station that lost its answer gets the same bytes again.
@@ -26,4 +26,4 @@ CREATE TRIGGER key_deliveries_count AFTER INSERT ON key_deliveries BEGIN
     VALUES (new.product, new.key, 'ota-delivery');
     END;
 
-UPDATE meta SET schema_version = 7;
+UPDATE meta SET schema_version = 8;

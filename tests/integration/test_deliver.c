@@ -7,7 +7,7 @@
  * GET /v1/keys/{name} shows; the same request again gets the same bytes; every refusal names
  * its field and leaves the device unprovisioned; each delivery is in the audit log with its
  * COSE_Encrypt, on the device's record and evidence, in the key's custody view, and
- * --verify-store rebuilds it from the log.
+ * --verify-store rebuilds it from the log (SQLite stores).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -505,10 +505,12 @@ static void test_on_the_record(void **state)
     kbt_resp_free(&view);
 
     /* the store is what its log says */
-    snprintf(args, sizeof(args), "-c keybroker.conf --verify-store");
-    if (kbt_run_daemon(env, args, &out) != 0)
-        fail_msg("--verify-store: %s", out);
-    free(out);
+    if (!kbt_on_pg()) { /* --verify-store reads sqlite: stores only */
+        snprintf(args, sizeof(args), "-c keybroker.conf --verify-store");
+        if (kbt_run_daemon(env, args, &out) != 0)
+            fail_msg("--verify-store: %s", out);
+        free(out);
+    }
     free(cose);
     free(csr);
     EVP_PKEY_free(device);

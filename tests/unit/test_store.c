@@ -2131,6 +2131,26 @@ static void test_key_deliver(void **state)
     kbr_store_close(st);
 }
 
+/* A store of version 6 (before deliveries) is taken to version 8 when it is opened, on
+ * either back end: key_deliveries and its counter trigger are made, and they count. */
+static void test_v6_store_gains_deliveries(void **state)
+{
+    fixture *f = *state;
+    kbr_store *st = open_ok(f);
+
+    kbr_store_close(st);
+    assert_int_equal(kbt_store_sql(f->url, "DROP TABLE key_deliveries", NULL, 0, NULL), 0);
+    if (kbt_pg())
+        assert_int_equal(
+            kbt_store_sql(f->url, "DROP FUNCTION kbr_key_deliveries_count()", NULL, 0, NULL), 0);
+    assert_int_equal(kbt_store_sql(f->url, "UPDATE meta SET schema_version = 6", NULL, 0, NULL), 0);
+    st = open_ok(f);
+    assert_int_equal(query_count(f, "SELECT max(schema_version) FROM meta"), 8);
+    kbr_store_close(st);
+    /* the table is back, with its trigger: the delivery tests pass on the migrated store */
+    test_key_deliver(state);
+}
+
 static json_t *sign_effect(const char *version)
 {
     char digest[65];
@@ -2957,6 +2977,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_scope_rule_in_sql, setup, teardown),
         cmocka_unit_test_setup_teardown(test_device_chain_and_documents, setup, teardown),
         cmocka_unit_test_setup_teardown(test_key_deliver, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_v6_store_gains_deliveries, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

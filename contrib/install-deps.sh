@@ -1,7 +1,20 @@
 #!/usr/bin/env bash
-# Installs what keybroker needs to build, test and run its demo on Debian 12.
-# Only packages that are missing are installed; needs root (or sudo).
+# Installs what keybroker needs to build, test and run its demo on Debian 12,
+# and the npm packages of the tests' independent implementations
+# (tests/interop/package-lock.json).  Only what is missing is installed;
+# needs root (or sudo) for the Debian packages.
 set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+
+interop() {
+  [ -d "$here/../tests/interop/node_modules/cose-js" ] && return 0
+  if ! command -v npm >/dev/null; then
+    $SUDO apt-get install -y -q --no-install-recommends npm >&2
+  fi
+  echo "installing the interop tests' npm packages" >&2
+  (cd "$here/../tests/interop" && npm ci --no-audit --no-fund >&2)
+}
+
 pkgs=(build-essential pkg-config softhsm2 opensc libssl-dev openssl libevent-dev
       libsqlite3-dev sqlite3 libjansson-dev libcmocka-dev postgresql libpq-dev
       libcurl4-openssl-dev libp11-kit-dev uthash-dev libcbor-dev clang libclang-rt-dev clang-format cppcheck jq nodejs
@@ -18,20 +31,22 @@ missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
 SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-echo "installing: ${missing[*]}" >&2
-$SUDO apt-get update -q >&2
-# invoke-rc.d asks policy-rc.d whether a package may start its service: not during this run
-policy=""
-if $want_prometheus && [ ! -e /usr/sbin/policy-rc.d ]; then
-  policy=/usr/sbin/policy-rc.d
-  printf '#!/bin/sh\nexit 101\n' | $SUDO tee $policy >/dev/null
-  $SUDO chmod 0755 $policy
-  trap '$SUDO rm -f $policy' EXIT
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}" >&2
+  $SUDO apt-get update -q >&2
+  # invoke-rc.d asks policy-rc.d whether a package may start its service: not during this run
+  policy=""
+  if $want_prometheus && [ ! -e /usr/sbin/policy-rc.d ]; then
+    policy=/usr/sbin/policy-rc.d
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee $policy >/dev/null
+    $SUDO chmod 0755 $policy
+    trap '$SUDO rm -f $policy' EXIT
+  fi
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+  if [ -n "$policy" ] && command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+    $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
+  fi
 fi
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
-if [ -n "$policy" ] && command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
-  $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
-fi
+interop

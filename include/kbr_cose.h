@@ -127,4 +127,31 @@ KBR_WUR kbr_err kbr_cose_sign1_verify(const unsigned char *in, size_t len, const
                                       size_t aadlen, const unsigned char *payload, size_t paylen,
                                       EVP_PKEY *pub, kbr_msg *msg);
 
+/*
+ * ---- COSE_Encrypt (RFC 9052 5.1) of a key delivered to a device (encrypt.c) ----
+ *
+ * One recipient, the algorithms of RFC 9053, in the deterministic encoding:
+ *
+ *   96([ protected: bstr .cbor {1: 1 (A128GCM), 3: 101 (application/cose-key)},
+ *        unprotected: {5: iv},
+ *        ciphertext: bstr (the COSE_Key and the GCM tag),
+ *        recipients: [[ protected: bstr .cbor {1: -29 (ECDH-ES + A128KW)},
+ *                       unprotected: {4: kid, -1: {1: 2, -1: 1, -2: x, -3: y}},
+ *                       ciphertext: bstr (the CEK wrapped under the KEK) ]] ])
+ *
+ * where -1 is the ephemeral key and kid names the device's key (kbr_hsm.h says what the HSM
+ * computes).  kbr_cose_encrypt_contexts gives what the HSM needs from these headers: the
+ * COSE_KDF_Context [-3 (A128KW), [nil, nil, nil], [nil, nil, nil], [128, recipient
+ * protected]] (RFC 9053 5.2) and the Enc_structure ["Encrypt", protected, h''] (RFC 9052
+ * 5.3).  Both point to static bytes.
+ */
+#define KBR_COSE_ENCRYPT_TAG 96
+
+void kbr_cose_encrypt_contexts(const unsigned char **kdf_context, size_t *kdf_context_len,
+                               const unsigned char **enc_structure, size_t *enc_structure_len);
+
+/* The tagged COSE_Encrypt around d; kid is 1..64 bytes.  Caller frees *out. */
+KBR_WUR kbr_err kbr_cose_encrypt(const kbr_hsm_delivery *d, const unsigned char *kid, size_t kidlen,
+                                 unsigned char **out, size_t *outlen);
+
 #endif

@@ -172,4 +172,49 @@ KBR_WUR kbr_err kbr_hsm_ctl_recv_status(int ctl, kbr_err *status, kbr_msg *msg);
 /* The one CK_RV translation (CK_RV passed as unsigned long to keep pkcs11.h private). */
 kbr_err kbr_hsm_err_from_rv(unsigned long rv);
 
+/*
+ * ---- keys delivered to devices (purpose ota-encryption; pkcs11/deliver.c) ----
+ *
+ * kbr_hsm_generate_deliverable: an EC P-256 key pair whose private key devices need (to
+ * decrypt firmware images encrypted to its public key).  The private key is a token object,
+ * CKA_PRIVATE and CKA_SENSITIVE (its value is never readable) but CKA_EXTRACTABLE, so that
+ * C_WrapKey can seal it, and it has no use of its own in the HSM: CKA_SIGN, CKA_SIGN_RECOVER,
+ * CKA_DECRYPT, CKA_UNWRAP and CKA_DERIVE are false.  KBR_ERR_CONFLICT if the label is taken.
+ *
+ * kbr_hsm_deliver: the private key labelled label sealed to one device, as the two layers of
+ * an RFC 9052 COSE_Encrypt the caller assembles (cose/encrypt.c): ECDH-ES + A128KW (RFC 9053
+ * 6.3.1, HKDF-SHA-256 with kdf_context as info) to the device's P-256 key recipient, around
+ * a fresh 128-bit CEK; AES-128-GCM under that CEK (iv, additional data enc_structure) of the
+ * private key as a COSE_Key: {1 kty: 2 (EC2), 2 kid: SHA-256 of the key's SubjectPublicKeyInfo DER,
+ * -1 crv: 1 (P-256), -2 x, -3 y, -4 d}, in deterministic CBOR (KBR_HSM_DELIVERY_PLAIN_LEN
+ * bytes).  Only the public values and ciphertexts come back.
+ * Errors: KBR_ERR_NOT_FOUND (no such key), KBR_ERR_FORBIDDEN (the key is not a deliverable
+ * P-256 key: a signing key, say), KBR_ERR_BAD_REQUEST (recipient is not a point of P-256,
+ * kdf_context or enc_structure empty or over KBR_HSM_DELIVERY_CONTEXT_MAX).
+ */
+KBR_WUR kbr_err kbr_hsm_generate_deliverable(kbr_hsm_session *s, const char *label,
+                                             kbr_hsm_key_info *out);
+
+#define KBR_HSM_DELIVERY_CONTEXT_MAX 256
+#define KBR_HSM_DELIVERY_PLAIN_LEN   145
+#define KBR_HSM_DELIVERY_CT_LEN      (KBR_HSM_DELIVERY_PLAIN_LEN + 16)
+
+typedef struct {
+    unsigned char recipient[65]; /* the device's key: 0x04 || x || y */
+    const unsigned char *kdf_context;
+    size_t kdf_context_len;
+    const unsigned char *enc_structure; /* the content layer's additional data */
+    size_t enc_structure_len;
+} kbr_hsm_delivery_req;
+
+typedef struct {
+    unsigned char ephemeral[65];   /* the ephemeral public key: 0x04 || x || y */
+    unsigned char wrapped_cek[24]; /* AES key wrap (RFC 3394) of the CEK */
+    unsigned char iv[12];
+    unsigned char ciphertext[KBR_HSM_DELIVERY_CT_LEN]; /* GCM ciphertext || 16-byte tag */
+} kbr_hsm_delivery;
+
+KBR_WUR kbr_err kbr_hsm_deliver(kbr_hsm_session *s, const char *label,
+                                const kbr_hsm_delivery_req *req, kbr_hsm_delivery *out);
+
 #endif

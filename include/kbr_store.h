@@ -124,6 +124,15 @@
  *                 key identifier it carries.  KBR_ERR_STORE_CONSTRAINT when issuer_key is not
  *                 a registry key, issuer_fingerprint is no certificate issuer_key ever had,
  *                 or number is not one more than the issuer's last.
+ *   key.deliver   {key, product, serial, recipient_public_key_sha256, cose_sha256, delivered_by,
+ *                  at}
+ *                 the private key of key (an ota-encryption key) sealed to the device's
+ *                 identity key recipient_public_key_sha256, as the COSE_Encrypt the document
+ *                 cose_sha256 holds (of this record or an earlier one), made by the request
+ *                 of principal delivered_by.  KBR_ERR_STORE_CONSTRAINT when the device is
+ *                 unknown or its identity key is not recipient_public_key_sha256, key is not
+ *                 an ota-encryption registry key, the store has no such document, or the
+ *                 device had the key delivered already: a device receives a key once.
  * where certificate{} is {serial_number, pem, chain_pem, not_after, fingerprint}.
  * chain_pem is a string and may be "" (a device's certificate has none: the store takes it
  * from the issuer's certificate, so the log carries each CA chain once); serial_number is hex,
@@ -162,6 +171,7 @@ typedef enum {
     KBR_EFFECT_ISSUER_ROTATE,
     KBR_EFFECT_DEVICE_REVOKE,
     KBR_EFFECT_CRL_ISSUE,
+    KBR_EFFECT_KEY_DELIVER,
 } kbr_effect_type;
 
 /* "key.create", ...; NULL for a value outside the enum. */
@@ -289,6 +299,11 @@ typedef struct {
 } kbr_fx_crl_issue;
 
 typedef struct {
+    const char *key, *product, *serial, *recipient_public_key_sha256, *cose_sha256, *delivered_by,
+        *at;
+} kbr_fx_key_deliver;
+
+typedef struct {
     kbr_effect_type type;
     union {
         kbr_fx_key_create key_create;
@@ -306,6 +321,7 @@ typedef struct {
         kbr_fx_issuer_rotate issuer_rotate;
         kbr_fx_device_revoke device_revoke;
         kbr_fx_crl_issue crl_issue;
+        kbr_fx_key_deliver key_deliver;
     } u;
 } kbr_effect;
 
@@ -631,7 +647,9 @@ KBR_WUR kbr_err kbr_store_batch_list(kbr_store *st, json_t **out);
  * revoked_by, audit_seq} once the device is revoked.  Certificates in issue order, each
  * {serial_number, fingerprint, not_after, issued_at, superseded_at (null while current),
  * issuer_key, pem, chain_pem, audit_seq, revoked_at and revocation_reason (null unless
- * revoked)}.  KBR_ERR_NOT_FOUND if never provisioned.  New ref.
+ * revoked)}; deliveries (key.deliver) in the order they were made, each {key, at,
+ * recipient_public_key_sha256, cose_sha256, delivered_by, audit_seq}.  KBR_ERR_NOT_FOUND if
+ * never provisioned.  New ref.
  */
 KBR_WUR kbr_err kbr_store_device_get(kbr_store *st, const char *product, const char *serial,
                                      json_t **out);
@@ -794,6 +812,7 @@ KBR_WUR kbr_err kbr_store_view_exposure(kbr_store *st, const kbr_exposure_query 
  *   audit_seq, revoked_at, revocation_reason}] in issue order,
  *  firmware: [as kbr_store_device_firmware], debug_auth: [{at, key, ticket, principal,
  *   permissions, challenge_sha256, expires_at, audit_seq}],
+ *  deliveries: [as kbr_store_device_get shows them],
  *  events: [{kind, at, audit_seq}] in recorded order}.
  * product NULL: the device is looked up by serial; KBR_ERR_CONFLICT when devices of several
  * products have it (ask again with product).  KBR_ERR_NOT_FOUND for an unknown device.

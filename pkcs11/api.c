@@ -141,3 +141,27 @@ kbr_err kbr_hsm_list_objects(kbr_hsm_session *s, kbr_hsm_key_info **out, size_t 
 
     return call_end(KBR_HSM_CALL_LIST, t0, s->hsm->ops->list_objects(s, out, n));
 }
+
+kbr_err kbr_hsm_generate_deliverable(kbr_hsm_session *s, const char *label, kbr_hsm_key_info *out)
+{
+    if (s == NULL || out == NULL)
+        return KBR_ERR_INTERNAL;
+    memset(out, 0, sizeof(*out));
+    if (kbr_p11_label_check(label) != KBR_OK)
+        return KBR_ERR_BAD_REQUEST;
+    return s->hsm->ops->generate_deliverable(s, label, out);
+}
+
+kbr_err kbr_hsm_deliver(kbr_hsm_session *s, const char *label, const kbr_hsm_delivery_req *req,
+                        kbr_hsm_delivery *out)
+{
+    if (s == NULL || req == NULL || out == NULL)
+        return KBR_ERR_INTERNAL;
+    memset(out, 0, sizeof(*out));
+    if (kbr_p11_label_check(label) != KBR_OK || req->recipient[0] != 0x04 ||
+        req->kdf_context == NULL || req->kdf_context_len == 0 ||
+        req->kdf_context_len > KBR_HSM_DELIVERY_CONTEXT_MAX || req->enc_structure == NULL ||
+        req->enc_structure_len == 0 || req->enc_structure_len > KBR_HSM_DELIVERY_CONTEXT_MAX)
+        return KBR_ERR_BAD_REQUEST;
+    return s->hsm->ops->deliver(s, label, req, out);
+}

@@ -437,6 +437,19 @@ static kbr_err local_list_objects(kbr_hsm_session *s, kbr_hsm_key_info **out, si
     return err;
 }
 
+/* Making a deliverable key runs alone like any key (kbr_p11_generate_deliverable locks);
+ * a delivery reads the token's key beside the others. */
+static kbr_err local_deliver(kbr_hsm_session *s, const char *label, const kbr_hsm_delivery_req *req,
+                             kbr_hsm_delivery *out)
+{
+    kbr_err err;
+
+    pthread_rwlock_rdlock(&s->hsm->objects_lock);
+    err = kbr_p11_deliver(s, label, req, out);
+    pthread_rwlock_unlock(&s->hsm->objects_lock);
+    return err;
+}
+
 const kbr_hsm_ops kbr_p11_local_ops = {
     .close = local_close,
     .session_open = kbr_p11_session_open,
@@ -447,4 +460,6 @@ const kbr_hsm_ops kbr_p11_local_ops = {
     .public_key = local_public_key,
     .sign = local_sign,
     .list_objects = local_list_objects,
+    .generate_deliverable = kbr_p11_generate_deliverable,
+    .deliver = local_deliver,
 };

@@ -36,6 +36,10 @@ typedef struct {
     kbr_err (*sign)(kbr_hsm_session *s, const char *label, kbr_sig_format fmt, kbr_hash hash,
                     const unsigned char *in, size_t inlen, unsigned char **sig, size_t *siglen);
     kbr_err (*list_objects)(kbr_hsm_session *s, kbr_hsm_key_info **out, size_t *n);
+    /* keys delivered to devices (deliver.c) */
+    kbr_err (*generate_deliverable)(kbr_hsm_session *s, const char *label, kbr_hsm_key_info *out);
+    kbr_err (*deliver)(kbr_hsm_session *s, const char *label, const kbr_hsm_delivery_req *req,
+                       kbr_hsm_delivery *out);
 } kbr_hsm_ops;
 
 extern const kbr_hsm_ops kbr_p11_local_ops;
@@ -53,6 +57,10 @@ KBR_WUR kbr_err kbr_p11_sign(kbr_hsm_session *s, const char *label, kbr_sig_form
                              kbr_hash hash, const unsigned char *in, size_t inlen,
                              unsigned char **sig, size_t *siglen);
 KBR_WUR kbr_err kbr_p11_list_objects(kbr_hsm_session *s, kbr_hsm_key_info **out, size_t *n);
+KBR_WUR kbr_err kbr_p11_generate_deliverable(kbr_hsm_session *s, const char *label,
+                                             kbr_hsm_key_info *out);
+KBR_WUR kbr_err kbr_p11_deliver(kbr_hsm_session *s, const char *label,
+                                const kbr_hsm_delivery_req *req, kbr_hsm_delivery *out);
 
 struct kbr_hsm {
     const kbr_hsm_ops *ops;
@@ -146,6 +154,10 @@ KBR_WUR kbr_err kbr_p11_key_alg(kbr_hsm_session *s, CK_OBJECT_HANDLE obj, CK_KEY
                                 bool *known, kbr_alg *alg);
 /* What the HSM reports about obj. */
 KBR_WUR kbr_err kbr_p11_read_info(kbr_hsm_session *s, CK_OBJECT_HANDLE obj, kbr_hsm_key_info *out);
+
+/* An EC point as CKA_EC_POINT holds it (a DER OCTET STRING, or bare) into pt, expect bytes. */
+KBR_WUR kbr_err kbr_p11_point_unwrap(const unsigned char *p, size_t n, size_t expect,
+                                     unsigned char *pt);
 
 /* DER of the curve's named-curve OID as CKA_EC_PARAMS carries it. */
 const unsigned char *kbr_p11_curve_der(kbr_alg alg, size_t *len);

@@ -4,7 +4,10 @@
  *
  * Generated private keys are token objects that are private, sensitive, not
  * extractable and usable only for signing; the attributes the HSM reports
- * back after generation are returned, not the ones asked for.
+ * back after generation are returned, not the ones asked for.  A key made
+ * for delivery to devices (kbr_hsm_generate_deliverable) is the one
+ * exception: extractable, so that C_WrapKey can seal it (deliver.c), and
+ * usable for nothing at all in the HSM.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -70,6 +73,7 @@ static CK_BBOOL bool_false = CK_FALSE;
 typedef struct {
     const char *label;
     kbr_alg alg;
+    bool deliverable;
     kbr_hsm_key_info *out;
     unsigned char id[KEY_ID_LEN];
     CK_ULONG bits;
@@ -77,16 +81,23 @@ typedef struct {
     CK_MECHANISM mech;
 } gen_ctx;
 
-/* Usage is fixed to signing: no decryption, unwrapping or derivation. */
+/*
+ * Usage is fixed to signing: no decryption, unwrapping or derivation.  A deliverable key
+ * signs nothing either, and is extractable: PKCS#11 lets a sensitive key out only through
+ * C_WrapKey, never as its value, and deliver.c is the one caller of C_WrapKey.
+ */
 static void templ_common(gen_ctx *c)
 {
     size_t lablen = strlen(c->label);
+    CK_BBOOL *sign = c->deliverable ? &bool_false : &bool_true;
 
     templ_add(&c->priv, CKA_TOKEN, &bool_true, sizeof(CK_BBOOL));
     templ_add(&c->priv, CKA_PRIVATE, &bool_true, sizeof(CK_BBOOL));
     templ_add(&c->priv, CKA_SENSITIVE, &bool_true, sizeof(CK_BBOOL));
-    templ_add(&c->priv, CKA_EXTRACTABLE, &bool_false, sizeof(CK_BBOOL));
-    templ_add(&c->priv, CKA_SIGN, &bool_true, sizeof(CK_BBOOL));
+    templ_add(&c->priv, CKA_EXTRACTABLE, c->deliverable ? &bool_true : &bool_false,
+              sizeof(CK_BBOOL));
+    templ_add(&c->priv, CKA_SIGN, sign, sizeof(CK_BBOOL));
+    templ_add(&c->priv, CKA_SIGN_RECOVER, &bool_false, sizeof(CK_BBOOL));
     templ_add(&c->priv, CKA_DECRYPT, &bool_false, sizeof(CK_BBOOL));
     templ_add(&c->priv, CKA_UNWRAP, &bool_false, sizeof(CK_BBOOL));
     templ_add(&c->priv, CKA_DERIVE, &bool_false, sizeof(CK_BBOOL));
@@ -94,7 +105,7 @@ static void templ_common(gen_ctx *c)
     templ_add(&c->priv, CKA_ID, c->id, sizeof(c->id));
     templ_add(&c->pub, CKA_TOKEN, &bool_true, sizeof(CK_BBOOL));
     templ_add(&c->pub, CKA_PRIVATE, &bool_false, sizeof(CK_BBOOL));
-    templ_add(&c->pub, CKA_VERIFY, &bool_true, sizeof(CK_BBOOL));
+    templ_add(&c->pub, CKA_VERIFY, sign, sizeof(CK_BBOOL));
     templ_add(&c->pub, CKA_ENCRYPT, &bool_false, sizeof(CK_BBOOL));
     templ_add(&c->pub, CKA_WRAP, &bool_false, sizeof(CK_BBOOL));
     templ_add(&c->pub, CKA_LABEL, c->label, lablen);
@@ -158,7 +169,8 @@ out:
     return err;
 }
 
-kbr_err kbr_p11_generate(kbr_hsm_session *s, const char *label, kbr_alg alg, kbr_hsm_key_info *out)
+static kbr_err generate(kbr_hsm_session *s, const char *label, kbr_alg alg, bool deliverable,
+                        kbr_hsm_key_info *out)
 {
     kbr_err err = KBR_OK;
     gen_ctx *c = NULL;
@@ -171,6 +183,7 @@ kbr_err kbr_p11_generate(kbr_hsm_session *s, const char *label, kbr_alg alg, kbr
     KBR_ENSURE(c != NULL, KBR_ERR_NOMEM);
     c->label = label;
     c->alg = alg;
+    c->deliverable = deliverable;
     c->out = out;
     pthread_rwlock_wrlock(&s->hsm->objects_lock);
     err = kbr_p11_with_retry(s, gen_attempt, c);
@@ -180,13 +193,23 @@ out:
     return err;
 }
 
+kbr_err kbr_p11_generate(kbr_hsm_session *s, const char *label, kbr_alg alg, kbr_hsm_key_info *out)
+{
+    return generate(s, label, alg, false, out);
+}
+
+kbr_err kbr_p11_generate_deliverable(kbr_hsm_session *s, const char *label, kbr_hsm_key_info *out)
+{
+    return generate(s, label, KBR_ALG_ECDSA_P256, true, out);
+}
+
 /* ---- public keys ---- */
 
 /*
  * CKA_EC_POINT is a DER OCTET STRING around the point in PKCS#11, but some
  * modules store the bare point: accept both, by the length the curve needs.
  */
-static kbr_err point_unwrap(const unsigned char *p, size_t n, size_t expect, unsigned char *pt)
+kbr_err kbr_p11_point_unwrap(const unsigned char *p, size_t n, size_t expect, unsigned char *pt)
 {
     kbr_err err = KBR_OK;
     ASN1_OCTET_STRING *os = NULL;
@@ -275,7 +298,7 @@ static kbr_err pkey_point(kbr_hsm_session *s, CK_OBJECT_HANDLE obj, kbr_alg alg,
     size_t expect = alg == KBR_ALG_ED25519 ? 32 : alg == KBR_ALG_ECDSA_P256 ? 65 : 97;
 
     KBR_GUARD(kbr_p11_get_attr(s, obj, CKA_EC_POINT, &raw, &len));
-    KBR_GUARD(point_unwrap(raw, len, expect, pt));
+    KBR_GUARD(kbr_p11_point_unwrap(raw, len, expect, pt));
     if (alg == KBR_ALG_ED25519) {
         *out = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, pt, expect);
         KBR_ENSURE(*out != NULL, KBR_ERR_HSM_KEY);

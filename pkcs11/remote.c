@@ -270,6 +270,41 @@ out:
     return err;
 }
 
+/* ---- keys delivered to devices ---- */
+
+static kbr_err remote_generate_deliverable(kbr_hsm_session *s, const char *label,
+                                           kbr_hsm_key_info *out)
+{
+    kbr_err err = KBR_OK;
+    kbr_hsmw_req req;
+    kbr_hsmw_resp resp;
+
+    labelled(KBR_HSMW_GENERATE_DELIVERABLE, label, &req);
+    KBR_GUARD(call(s, &req, &resp));
+    *out = resp.info;
+out:
+    return err;
+}
+
+static kbr_err remote_deliver(kbr_hsm_session *s, const char *label, const kbr_hsm_delivery_req *in,
+                              kbr_hsm_delivery *out)
+{
+    kbr_err err = KBR_OK;
+    kbr_hsmw_req req;
+    kbr_hsmw_resp resp;
+
+    labelled(KBR_HSMW_DELIVER, label, &req);
+    req.recipient = in->recipient;
+    req.kdf_context = in->kdf_context;
+    req.kdf_context_len = in->kdf_context_len;
+    req.enc_structure = in->enc_structure;
+    req.enc_structure_len = in->enc_structure_len;
+    KBR_GUARD(call(s, &req, &resp));
+    *out = resp.delivery;
+out:
+    return err;
+}
+
 const kbr_hsm_ops kbr_p11_remote_ops = {
     .close = remote_close,
     .session_open = remote_session_open,
@@ -280,4 +315,6 @@ const kbr_hsm_ops kbr_p11_remote_ops = {
     .public_key = remote_public_key,
     .sign = remote_sign,
     .list_objects = remote_list_objects,
+    .generate_deliverable = remote_generate_deliverable,
+    .deliver = remote_deliver,
 };

@@ -68,6 +68,32 @@ out:
     return err;
 }
 
+/*
+ * A delivery seals a private key to whatever P-256 key the network process names, so each
+ * one is also said here, on the HSM process's own standard error: a record that code taking
+ * over the network process cannot keep from being written.
+ */
+static kbr_err answer_deliver(conn *c, const kbr_hsmw_req *q, kbr_hsmw_resp *r)
+{
+    kbr_hsm_delivery_req req = {.kdf_context = q->kdf_context,
+                                .kdf_context_len = q->kdf_context_len,
+                                .enc_structure = q->enc_structure,
+                                .enc_structure_len = q->enc_structure_len};
+    char recipient[65];
+    kbr_err err;
+
+    memcpy(req.recipient, q->recipient, sizeof(req.recipient));
+    err = kbr_hsm_deliver(c->s, q->label, &req, &r->delivery);
+    if (err == KBR_OK) {
+        kbr_sha256_hex(req.recipient, sizeof(req.recipient), recipient);
+        fprintf(stderr,
+                "keybrokerd: HSM process: delivered %s, sealed to the P-256 point with SHA-256 "
+                "%s\n",
+                q->label, recipient);
+    }
+    return err;
+}
+
 /* Runs one request on the connection's session; the reply's error is the call's. */
 static kbr_err answer(conn *c, const kbr_hsmw_req *q, kbr_hsmw_resp *r, owned *o)
 {
@@ -91,6 +117,10 @@ static kbr_err answer(conn *c, const kbr_hsmw_req *q, kbr_hsmw_resp *r, owned *o
         r->items = o->items;
         return err;
     }
+    case KBR_HSMW_GENERATE_DELIVERABLE:
+        return kbr_hsm_generate_deliverable(c->s, q->label, &r->info);
+    case KBR_HSMW_DELIVER:
+        return answer_deliver(c, q, r);
     default:
         return KBR_ERR_INTERNAL;
     }
@@ -147,6 +177,7 @@ static bool serve_one(conn *c)
     if (reply(c, &r) != KBR_OK)
         go_on = false;
     owned_free(&o);
+    OPENSSL_cleanse(&r.delivery, sizeof(r.delivery));
     return go_on;
 }
 

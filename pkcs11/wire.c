@@ -253,7 +253,77 @@ out:
 static bool has_label(kbr_hsmw_type t)
 {
     return t == KBR_HSMW_GENERATE || t == KBR_HSMW_FIND_KEY || t == KBR_HSMW_PUBLIC_KEY ||
-           t == KBR_HSMW_SIGN;
+           t == KBR_HSMW_SIGN || t == KBR_HSMW_GENERATE_DELIVERABLE || t == KBR_HSMW_DELIVER;
+}
+
+/* ---- keys delivered to devices: DELIVER's fields ---- */
+
+#define DELIVER_POINT 65
+
+static kbr_err deliver_req_encode(const kbr_hsmw_req *r, kbr_hsmw_buf *b)
+{
+    kbr_err err = KBR_OK;
+
+    KBR_GUARD(put_bytes(b, r->recipient, r->recipient != NULL ? DELIVER_POINT : 0, 1, DELIVER_POINT,
+                        DELIVER_POINT));
+    KBR_GUARD(put_bytes(b, r->kdf_context, r->kdf_context_len, 2, 1, KBR_HSM_DELIVERY_CONTEXT_MAX));
+    KBR_GUARD(
+        put_bytes(b, r->enc_structure, r->enc_structure_len, 2, 1, KBR_HSM_DELIVERY_CONTEXT_MAX));
+out:
+    return err;
+}
+
+static kbr_err deliver_req_decode(cursor *c, kbr_hsmw_req *out)
+{
+    kbr_err err = KBR_OK;
+    size_t n = 0;
+
+    KBR_GUARD(get_bytes(c, 1, DELIVER_POINT, DELIVER_POINT, &out->recipient, &n));
+    KBR_GUARD(
+        get_bytes(c, 2, 1, KBR_HSM_DELIVERY_CONTEXT_MAX, &out->kdf_context, &out->kdf_context_len));
+    KBR_GUARD(get_bytes(c, 2, 1, KBR_HSM_DELIVERY_CONTEXT_MAX, &out->enc_structure,
+                        &out->enc_structure_len));
+out:
+    return err;
+}
+
+static kbr_err deliver_resp_encode(const kbr_hsm_delivery *d, kbr_hsmw_buf *b)
+{
+    kbr_err err = KBR_OK;
+
+    KBR_GUARD(put_bytes(b, d->ephemeral, sizeof(d->ephemeral), 1, sizeof(d->ephemeral),
+                        sizeof(d->ephemeral)));
+    KBR_GUARD(put_bytes(b, d->wrapped_cek, sizeof(d->wrapped_cek), 1, sizeof(d->wrapped_cek),
+                        sizeof(d->wrapped_cek)));
+    KBR_GUARD(put_bytes(b, d->iv, sizeof(d->iv), 1, sizeof(d->iv), sizeof(d->iv)));
+    KBR_GUARD(put_bytes(b, d->ciphertext, sizeof(d->ciphertext), 2, sizeof(d->ciphertext),
+                        sizeof(d->ciphertext)));
+out:
+    return err;
+}
+
+/* A field of exactly sizeof(dst) bytes behind a lenlen-byte length, copied into dst. */
+static kbr_err get_fixed(cursor *c, size_t lenlen, unsigned char *dst, size_t n)
+{
+    const unsigned char *p = NULL;
+    size_t got = 0;
+
+    if (get_bytes(c, lenlen, n, n, &p, &got) != KBR_OK)
+        return KBR_ERR_BAD_REQUEST;
+    memcpy(dst, p, n);
+    return KBR_OK;
+}
+
+static kbr_err deliver_resp_decode(cursor *c, kbr_hsm_delivery *d)
+{
+    kbr_err err = KBR_OK;
+
+    KBR_GUARD(get_fixed(c, 1, d->ephemeral, sizeof(d->ephemeral)));
+    KBR_GUARD(get_fixed(c, 1, d->wrapped_cek, sizeof(d->wrapped_cek)));
+    KBR_GUARD(get_fixed(c, 1, d->iv, sizeof(d->iv)));
+    KBR_GUARD(get_fixed(c, 2, d->ciphertext, sizeof(d->ciphertext)));
+out:
+    return err;
 }
 
 kbr_err kbr_hsmw_req_encode(const kbr_hsmw_req *r, kbr_hsmw_buf *b)
@@ -276,6 +346,8 @@ kbr_err kbr_hsmw_req_encode(const kbr_hsmw_req *r, kbr_hsmw_buf *b)
         KBR_GUARD(put_u8(b, r->hash));
         KBR_GUARD(put_bytes(b, r->in, r->inlen, 4, 0, KBR_HSMW_SIGN_INPUT_MAX));
     }
+    if (r->type == KBR_HSMW_DELIVER)
+        KBR_GUARD(deliver_req_encode(r, b));
     frame_end(b);
 out:
     return err;
@@ -304,6 +376,8 @@ kbr_err kbr_hsmw_req_decode(const unsigned char *body, size_t len, kbr_hsmw_req 
         out->hash = (kbr_hash)v;
         KBR_GUARD(get_bytes(&c, 4, 0, KBR_HSMW_SIGN_INPUT_MAX, &out->in, &out->inlen));
     }
+    if (out->type == KBR_HSMW_DELIVER)
+        KBR_GUARD(deliver_req_decode(&c, out));
     KBR_GUARD(get_end(&c));
 out:
     return err;
@@ -318,7 +392,10 @@ static kbr_err resp_fields_encode(const kbr_hsmw_resp *r, kbr_hsmw_buf *b)
     switch (r->type) {
     case KBR_HSMW_GENERATE:
     case KBR_HSMW_FIND_KEY:
+    case KBR_HSMW_GENERATE_DELIVERABLE:
         return put_info(b, &r->info);
+    case KBR_HSMW_DELIVER:
+        return deliver_resp_encode(&r->delivery, b);
     case KBR_HSMW_PUBLIC_KEY:
         return put_bytes(b, r->data, r->len, 2, 1, KBR_HSMW_PUBKEY_MAX);
     case KBR_HSMW_SIGN:
@@ -375,7 +452,10 @@ static kbr_err resp_fields_decode(cursor *c, kbr_hsmw_resp *out)
     switch (out->type) {
     case KBR_HSMW_GENERATE:
     case KBR_HSMW_FIND_KEY:
+    case KBR_HSMW_GENERATE_DELIVERABLE:
         return get_info(c, &out->info);
+    case KBR_HSMW_DELIVER:
+        return deliver_resp_decode(c, &out->delivery);
     case KBR_HSMW_PUBLIC_KEY:
         return get_bytes(c, 2, 1, KBR_HSMW_PUBKEY_MAX, &out->data, &out->len);
     case KBR_HSMW_SIGN:

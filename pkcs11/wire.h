@@ -13,12 +13,19 @@
  *   GENERATE                   label, u8 alg
  *   FIND_KEY, PUBLIC_KEY       label
  *   SIGN                       label, u8 format, u8 hash, u32 length + input (may be empty)
+ *   GENERATE_DELIVERABLE       label
+ *   DELIVER                    label, u8 length 65 + recipient point, u16 length 1..256 +
+ *                              COSE_KDF_Context, u16 length 1..256 + Enc_structure
  * Replies (HSM -> network): the request's type, u8 kbr_err, and only when
  * that is KBR_OK:
- *   GENERATE, FIND_KEY         key info
+ *   GENERATE, FIND_KEY,
+ *   GENERATE_DELIVERABLE       key info
  *   PUBLIC_KEY                 u16 length + SubjectPublicKeyInfo DER
  *   SIGN                       u16 length + signature
  *   LIST_OBJECTS               u32 count, then count key infos
+ *   DELIVER                    u8 length 65 + ephemeral point, u8 length 24 + wrapped CEK,
+ *                              u8 length 12 + IV, u16 length 161 + ciphertext
+ * (the lengths of DELIVER's fixed fields are written, and must be exactly these)
  * label: u8 length 1..KBR_HSM_LABEL_MAX-1 + bytes, no NUL.  Key info:
  * label (0..127 bytes), CKA_ID hex (0..64 lowercase hex), class and key type
  * names (0..15 bytes each), u8 alg_known, u8 alg, u8 flags (eight bits, all
@@ -46,6 +53,9 @@ typedef enum {
     KBR_HSMW_PUBLIC_KEY,
     KBR_HSMW_SIGN,
     KBR_HSMW_LIST_OBJECTS,
+    /* keys delivered to devices (kbr_hsm.h, pkcs11/deliver.c) */
+    KBR_HSMW_GENERATE_DELIVERABLE,
+    KBR_HSMW_DELIVER,
     KBR_HSMW__END
 } kbr_hsmw_type;
 
@@ -71,6 +81,10 @@ typedef struct {
     kbr_hash hash;                 /* SIGN */
     const unsigned char *in;       /* SIGN: points into the decoded frame */
     size_t inlen;
+    /* DELIVER: point into the decoded frame */
+    const unsigned char *recipient; /* 65 bytes */
+    const unsigned char *kdf_context, *enc_structure;
+    size_t kdf_context_len, enc_structure_len;
 } kbr_hsmw_req;
 
 typedef struct {
@@ -81,6 +95,7 @@ typedef struct {
     size_t len;
     kbr_hsm_key_info *items; /* LIST_OBJECTS: malloc()ed by the decoder (caller frees) */
     size_t n;
+    kbr_hsm_delivery delivery; /* DELIVER */
 } kbr_hsmw_resp;
 
 /* A growable byte buffer; frames are built and received in one. */

@@ -35,6 +35,7 @@ typedef kbr_effect_component kbr_eff_component;
 typedef kbr_fx_debug_authorize kbr_eff_debug;
 typedef kbr_fx_device_revoke kbr_eff_revoke;
 typedef kbr_fx_crl_issue kbr_eff_crl;
+typedef kbr_fx_key_deliver kbr_eff_deliver;
 
 /* Whose certificate: a registry key (key_name) or a device (product, serial). */
 typedef struct {
@@ -200,6 +201,14 @@ struct kbr_store_ops {
     kbr_err (*crl_revoked)(kbr_store *st, const char *issuer_key, json_t **rows);
     /* {at, reason, reason_code, revoked_by, audit_seq}; KBR_ERR_NOT_FOUND unless revoked. */
     kbr_err (*device_revocation)(kbr_store *st, const char *product, const char *serial,
+                                 json_t **out);
+    /* Keys delivered to devices (v8).  KBR_ERR_STORE_CONSTRAINT unless the device exists with
+     * d->recipient_public_key_sha256 as its identity key, d->key is an ota-encryption key, the
+     * document exists, and the device has not had the key delivered yet. */
+    kbr_err (*key_delivery_insert)(kbr_store *st, const kbr_eff_deliver *d, int64_t seq);
+    /* The device's deliveries in the order they were made: {key, at, recipient_public_key_sha256,
+     * cose_sha256, delivered_by, audit_seq}; an empty array when none. */
+    kbr_err (*device_deliveries)(kbr_store *st, const char *product, const char *serial,
                                  json_t **out);
 
     kbr_err (*audit_insert)(kbr_store *st, const kbr_store_audit_row *row);

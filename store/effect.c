@@ -40,6 +40,7 @@ static const char *const type_names[] = {
     [KBR_EFFECT_ISSUER_ROTATE] = "issuer.rotate",
     [KBR_EFFECT_DEVICE_REVOKE] = "device.revoke",
     [KBR_EFFECT_CRL_ISSUE] = "crl.issue",
+    [KBR_EFFECT_KEY_DELIVER] = "key.deliver",
 };
 
 #define N_TYPES (sizeof(type_names) / sizeof(type_names[0]))
@@ -538,6 +539,21 @@ static void copy_crl(copier *c, const kbr_effect *in, kbr_effect *out)
         fail(c, KBR_ERR_INTERNAL);
 }
 
+static void copy_deliver(copier *c, const kbr_effect *in, kbr_effect *out)
+{
+    const kbr_fx_key_deliver *d = &in->u.key_deliver;
+
+    out->u.key_deliver = (kbr_fx_key_deliver){
+        .key = str(c, d->key, true),
+        .product = str(c, d->product, true),
+        .serial = str(c, d->serial, true),
+        .recipient_public_key_sha256 = hex(c, d->recipient_public_key_sha256, 64, true),
+        .cose_sha256 = hex(c, d->cose_sha256, 64, true),
+        .delivered_by = str(c, d->delivered_by, true),
+        .at = when(c, d->at, true),
+    };
+}
+
 static void copy_small(copier *c, const kbr_effect *in, kbr_effect *out)
 {
     switch (in->type) {
@@ -609,6 +625,9 @@ kbr_err kbr_effects_add(kbr_effects *fx, const kbr_effect *e)
         break;
     case KBR_EFFECT_CRL_ISSUE:
         copy_crl(&c, e, &copy);
+        break;
+    case KBR_EFFECT_KEY_DELIVER:
+        copy_deliver(&c, e, &copy);
         break;
     default:
         copy_small(&c, e, &copy);
@@ -811,6 +830,13 @@ static json_t *effect_json(const kbr_effect *e)
         return revoke_json(&e->u.device_revoke);
     case KBR_EFFECT_CRL_ISSUE:
         return crl_json(&e->u.crl_issue);
+    case KBR_EFFECT_KEY_DELIVER:
+        return json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "key", e->u.key_deliver.key, "product",
+                         e->u.key_deliver.product, "serial", e->u.key_deliver.serial,
+                         "recipient_public_key_sha256",
+                         e->u.key_deliver.recipient_public_key_sha256, "cose_sha256",
+                         e->u.key_deliver.cose_sha256, "delivered_by",
+                         e->u.key_deliver.delivered_by, "at", e->u.key_deliver.at);
     }
     return NULL;
 }
@@ -1121,6 +1147,19 @@ static void rd_crl(reader *r, const json_t *o, kbr_effect *e)
     };
 }
 
+static void rd_deliver(reader *r, const json_t *o, kbr_effect *e)
+{
+    e->u.key_deliver = (kbr_fx_key_deliver){
+        .key = rd_str(r, o, "key"),
+        .product = rd_str(r, o, "product"),
+        .serial = rd_str(r, o, "serial"),
+        .recipient_public_key_sha256 = rd_str(r, o, "recipient_public_key_sha256"),
+        .cose_sha256 = rd_str(r, o, "cose_sha256"),
+        .delivered_by = rd_str(r, o, "delivered_by"),
+        .at = rd_str(r, o, "at"),
+    };
+}
+
 static void rd_small(reader *r, const json_t *o, kbr_effect *e)
 {
     switch (e->type) {
@@ -1199,6 +1238,9 @@ static kbr_err read_one(kbr_effects *fx, const json_t *o)
         break;
     case KBR_EFFECT_CRL_ISSUE:
         rd_crl(&r, o, &e);
+        break;
+    case KBR_EFFECT_KEY_DELIVER:
+        rd_deliver(&r, o, &e);
         break;
     default:
         rd_small(&r, o, &e);

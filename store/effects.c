@@ -485,6 +485,19 @@ out:
     return err;
 }
 
+/* The COSE_Encrypt is kept whole, as a document of this record or an earlier one. */
+static kbr_err key_deliver(kbr_store *st, const kbr_fx_key_deliver *d, int64_t seq)
+{
+    kbr_err err = KBR_OK;
+    bool exists = false;
+
+    KBR_GUARD(st->ops->document_exists(st, d->cose_sha256, &exists));
+    KBR_ENSURE(exists, KBR_ERR_STORE_CONSTRAINT);
+    KBR_GUARD(st->ops->key_delivery_insert(st, d, seq));
+out:
+    return err;
+}
+
 static kbr_err apply_one(kbr_store *st, const kbr_effect *e, int64_t seq)
 {
     switch (e->type) {
@@ -518,6 +531,8 @@ static kbr_err apply_one(kbr_store *st, const kbr_effect *e, int64_t seq)
         return device_revoke(st, &e->u.device_revoke, seq);
     case KBR_EFFECT_CRL_ISSUE:
         return crl_issue(st, &e->u.crl_issue, seq);
+    case KBR_EFFECT_KEY_DELIVER:
+        return key_deliver(st, &e->u.key_deliver, seq);
     }
     return KBR_ERR_INTERNAL;
 }

@@ -15,7 +15,7 @@
 
 #include "pg.h"
 
-#define SCHEMA_VERSION 6
+#define SCHEMA_VERSION 8
 #define WALK_CHUNK     1000 /* rows an audit walk fetches at once */
 
 /* ---- parameters and results ---- */
@@ -422,8 +422,13 @@ static kbr_err schema_create(kbr_pg *s, kbr_msg *msg)
                kbr_fail(msg, KBR_ERR_STORE,
                         "store %s: schema version %lld is newer than this broker's (%d)", s->where,
                         (long long)version, SCHEMA_VERSION));
-    if (version == 0)
+    if (version == 0) {
         KBR_GUARD(simple(s, kbr_sql_pg_schema, msg, "cannot create the schema"));
+        version = 6;
+    }
+    /* Each later version is one file of store/pg/, applied in this transaction. */
+    if (version < 8)
+        KBR_GUARD(simple(s, kbr_sql_pg_v8_deliver, msg, "cannot add schema version 8"));
     KBR_GUARD(simple(s, "COMMIT", msg, "cannot commit the schema"));
     in_tx = false;
 out:
@@ -1054,11 +1059,13 @@ static kbr_err pg_compare(kbr_store *st, kbr_store *rebuilt, kbr_store_compare_s
         .device_revoked = kbr_pg_device_revoked, .device_revoke = kbr_pg_device_revoke,            \
         .crl_last_number = kbr_pg_crl_last_number, .crl_insert = kbr_pg_crl_insert,                \
         .crl_revoked = kbr_pg_crl_revoked, .device_revocation = kbr_pg_device_revocation,          \
-        .audit_insert = pg_audit_insert, .audit_tail = pg_audit_tail,                              \
-        .merkle_node_get = pg_merkle_node_get, .merkle_node_put = pg_merkle_node_put,              \
-        .checkpoint_insert = pg_checkpoint_insert, .checkpoint_latest = pg_checkpoint_latest,      \
-        .audit_walk = pg_audit_walk, .audit_walk_within = pg_audit_walk_within,                    \
-        .key_get = kbr_pg_key_get, .key_list = kbr_pg_key_list, .token_list = kbr_pg_token_list,   \
+        .key_delivery_insert = kbr_pg_key_delivery_insert,                                         \
+        .device_deliveries = kbr_pg_device_deliveries, .audit_insert = pg_audit_insert,            \
+        .audit_tail = pg_audit_tail, .merkle_node_get = pg_merkle_node_get,                        \
+        .merkle_node_put = pg_merkle_node_put, .checkpoint_insert = pg_checkpoint_insert,          \
+        .checkpoint_latest = pg_checkpoint_latest, .audit_walk = pg_audit_walk,                    \
+        .audit_walk_within = pg_audit_walk_within, .key_get = kbr_pg_key_get,                      \
+        .key_list = kbr_pg_key_list, .token_list = kbr_pg_token_list,                              \
         .firmware_get = kbr_pg_firmware_get, .firmware_components = kbr_pg_firmware_components,    \
         .batch_get = kbr_pg_batch_get, .batch_list = kbr_pg_batch_list,                            \
         .device_get = kbr_pg_device_get, .device_certificates = kbr_pg_device_certificates,        \

@@ -96,8 +96,9 @@ const char *kbr_pg_value(const PGresult *res, int row, int col);
 #define KBR_PG_TOKEN_NCOLS 15
 extern const kbr_pgcol kbr_pg_token_cols[KBR_PG_TOKEN_NCOLS];
 
-/* The schema, built in from store/pg/pg_schema.sql. */
-extern const char kbr_sql_pg_schema[];
+/* The schema, built in from store/pg/: pg_schema.sql (version 6), then one file per later
+ * version. */
+extern const char kbr_sql_pg_schema[], kbr_sql_pg_v8_deliver[];
 
 /* pg_ledger.c */
 kbr_err kbr_pg_key_create(kbr_store *st, const kbr_eff_key *k, int64_t seq);
@@ -149,6 +150,9 @@ kbr_err kbr_pg_crl_last_number(kbr_store *st, const char *issuer_key, int64_t *l
 kbr_err kbr_pg_crl_insert(kbr_store *st, const kbr_eff_crl *l, int64_t seq);
 kbr_err kbr_pg_crl_revoked(kbr_store *st, const char *issuer_key, json_t **rows);
 kbr_err kbr_pg_device_revocation(kbr_store *st, const char *product, const char *serial,
+                                 json_t **out);
+kbr_err kbr_pg_key_delivery_insert(kbr_store *st, const kbr_eff_deliver *d, int64_t seq);
+kbr_err kbr_pg_device_deliveries(kbr_store *st, const char *product, const char *serial,
                                  json_t **out);
 kbr_err kbr_pg_key_get(kbr_store *st, const char *name, json_t **key);
 kbr_err kbr_pg_key_list(kbr_store *st, json_t **keys);

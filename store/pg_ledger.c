@@ -1,9 +1,9 @@
 /*
  * pg_ledger.c - the PostgreSQL back end's ledger: keys, tokens, issuer keys, firmware,
- * documents, certificates, batches, devices, debug unlocks, firmware history and
- * revocations; effects written and rows read, statement for statement as the SQLite back
- * end's (sqlite_ledger.c, sqlite_device.c, sqlite_field.c, sqlite_revoke.c,
- * sqlite_evidence.c).
+ * documents, certificates, batches, devices, debug unlocks, firmware history,
+ * revocations and keys delivered to devices; effects written and rows read, statement for
+ * statement as the SQLite back end's (sqlite_ledger.c, sqlite_device.c, sqlite_field.c,
+ * sqlite_revoke.c, sqlite_deliver.c, sqlite_evidence.c).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -422,6 +422,9 @@ kbr_err kbr_pg_firmware_get(kbr_store *st, const char *product, const char *vers
     "  UNION SELECT audit_seq FROM device_events WHERE product = $1 AND serial = $2"               \
     "  UNION SELECT audit_seq FROM device_firmware WHERE product = $1 AND serial = $2"             \
     "  UNION SELECT audit_seq FROM debug_challenges WHERE product = $1 AND serial = $2"            \
+    "  UNION SELECT audit_seq FROM key_deliveries WHERE product = $1 AND serial = $2"              \
+    "  UNION SELECT k.audit_seq FROM keys k JOIN key_deliveries d ON d.key = k.name"               \
+    "   WHERE d.product = $1 AND d.serial = $2"                                                    \
     "  UNION SELECT b.audit_seq FROM batches b JOIN dev ON b.batch = dev.batch"                    \
     "  UNION SELECT audit_seq FROM firmware WHERE product = $1"                                    \
     "   AND version IN (SELECT version FROM ran)"                                                  \
@@ -1148,4 +1151,61 @@ kbr_err kbr_pg_device_revocation(kbr_store *st, const char *product, const char 
                          "SELECT revoked_at, reason, reason_code, revoked_by, audit_seq"
                          " FROM device_revocations WHERE product = $1 AND serial = $2",
                          &p, revocation_cols, KBR_PG_NCOLS(revocation_cols), out);
+}
+
+/* ---- keys delivered to devices ---- */
+
+/* One statement is the rule, as in sqlite_deliver.c: the row goes in only for a device whose
+ * identity key is the recipient and a registry key of purpose ota-encryption; the primary key
+ * refuses a second delivery of the key to the device, the foreign key a document the store
+ * does not have. */
+kbr_err kbr_pg_key_delivery_insert(kbr_store *st, const kbr_eff_deliver *d, int64_t seq)
+{
+    kbr_err err = KBR_OK;
+    int64_t changed = 0;
+    P;
+
+    kbr_pg_text(&p, d->product);
+    kbr_pg_text(&p, d->serial);
+    kbr_pg_text(&p, d->key);
+    kbr_pg_text(&p, d->recipient_public_key_sha256);
+    kbr_pg_text(&p, d->cose_sha256);
+    kbr_pg_text(&p, d->delivered_by);
+    kbr_pg_text(&p, d->at);
+    kbr_pg_int(&p, seq);
+    KBR_GUARD(kbr_pg_run(PG(st),
+                         "INSERT INTO key_deliveries(product, serial, key,"
+                         " recipient_public_key_sha256, cose_sha256, delivered_by, at, audit_seq)"
+                         " SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::text,"
+                         " $7::text, $8::bigint FROM devices d"
+                         " JOIN keys k ON k.name = $3"
+                         " WHERE d.product = $1 AND d.serial = $2 AND d.public_key_sha256 = $4"
+                         " AND k.purpose = 'ota-encryption'",
+                         &p, &changed));
+    KBR_ENSURE(changed == 1, KBR_ERR_STORE_CONSTRAINT);
+out:
+    return err;
+}
+
+static const kbr_pgcol delivery_cols[] = {
+    {"key", KBR_PGCOL_TEXT},
+    {"at", KBR_PGCOL_TEXT},
+    {"recipient_public_key_sha256", KBR_PGCOL_TEXT},
+    {"cose_sha256", KBR_PGCOL_TEXT},
+    {"delivered_by", KBR_PGCOL_TEXT},
+    {"audit_seq", KBR_PGCOL_INT},
+};
+
+kbr_err kbr_pg_device_deliveries(kbr_store *st, const char *product, const char *serial,
+                                 json_t **out)
+{
+    P;
+
+    kbr_pg_text(&p, product);
+    kbr_pg_text(&p, serial);
+    return kbr_pg_objects(PG(st),
+                          "SELECT key, at, recipient_public_key_sha256, cose_sha256,"
+                          " delivered_by, audit_seq FROM key_deliveries"
+                          " WHERE product = $1 AND serial = $2 ORDER BY audit_seq, key",
+                          &p, delivery_cols, KBR_PG_NCOLS(delivery_cols), out);
 }

@@ -308,6 +308,11 @@ static kbr_err schema_in_tx(kbr_sqlite *s, const char *path, kbr_msg *msg)
         KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
         rc = sqlite3_exec(s->db, "UPDATE meta SET schema_version = 6", NULL, NULL, NULL);
         KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
+        version = 6;
+    }
+    if (version < 8) {
+        rc = sqlite3_exec(s->db, kbr_sql_v8_deliver, NULL, NULL, NULL);
+        KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
     }
 out:
     return err;
@@ -727,4 +732,6 @@ const kbr_store_ops kbr_store_sqlite_ops = {
     .crl_insert = kbr_sqlite_crl_insert,
     .crl_revoked = kbr_sqlite_crl_revoked,
     .device_revocation = kbr_sqlite_device_revocation,
+    .key_delivery_insert = kbr_sqlite_key_delivery_insert,
+    .device_deliveries = kbr_sqlite_device_deliveries,
 };

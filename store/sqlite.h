@@ -114,6 +114,9 @@ typedef enum {
     SQ_CRL_INSERT,
     SQ_CRL_REVOKED,
     SQ_DEVICE_REVOCATION,
+    /* keys delivered to devices (sqlite_deliver.c) */
+    SQ_DELIVERY_INSERT,
+    SQ_DEVICE_DELIVERIES,
     SQ__COUNT
 } kbr_sq_id;
 
@@ -129,7 +132,7 @@ kbr_err kbr_sqlite_err(int rc);
 kbr_err kbr_sqlite_fail(kbr_sqlite *s, const char *path, int rc, kbr_msg *msg);
 
 /* The schema version this broker writes. */
-#define KBR_SQLITE_SCHEMA_VERSION 6
+#define KBR_SQLITE_SCHEMA_VERSION 8
 /* "PATH[?max_pages=N]": *path is the caller's to free. */
 kbr_err kbr_sqlite_parse_location(const char *loc, char **path, sqlite3_int64 *max_pages,
                                   kbr_msg *msg);
@@ -284,7 +287,8 @@ kbr_err kbr_sqlite_checkpoint_latest(kbr_store *st, json_t **out);
  * (sqlite_migrate.c); path and msg name the store in a failure. */
 /* The files of store/sql/, built in (the Makefile's rule for $(BUILD)/store/sql.c). */
 extern const char kbr_sql_v1[], kbr_sql_v2_schema[], kbr_sql_v2_assign[], kbr_sql_v3_schema[],
-    kbr_sql_v3_unique[], kbr_sql_v4_schema[], kbr_sql_v5_issuer[], kbr_sql_v6_revoke[];
+    kbr_sql_v3_unique[], kbr_sql_v4_schema[], kbr_sql_v5_issuer[], kbr_sql_v6_revoke[],
+    kbr_sql_v8_deliver[];
 
 kbr_err kbr_sqlite_migrate_v2(kbr_sqlite *s, const char *path, kbr_msg *msg);
 kbr_err kbr_sqlite_migrate_v3(kbr_sqlite *s, const char *path, kbr_msg *msg);
@@ -326,6 +330,11 @@ kbr_err kbr_sqlite_crl_last_number(kbr_store *st, const char *issuer_key, int64_
 kbr_err kbr_sqlite_crl_insert(kbr_store *st, const kbr_eff_crl *l, int64_t seq);
 kbr_err kbr_sqlite_crl_revoked(kbr_store *st, const char *issuer_key, json_t **rows);
 kbr_err kbr_sqlite_device_revocation(kbr_store *st, const char *product, const char *serial,
+                                     json_t **out);
+
+/* Keys delivered to devices (sqlite_deliver.c). */
+kbr_err kbr_sqlite_key_delivery_insert(kbr_store *st, const kbr_eff_deliver *d, int64_t seq);
+kbr_err kbr_sqlite_device_deliveries(kbr_store *st, const char *product, const char *serial,
                                      json_t **out);
 
 #endif

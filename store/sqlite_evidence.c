@@ -21,6 +21,9 @@
     "  UNION SELECT audit_seq FROM device_events WHERE product = ?1 AND serial = ?2"               \
     "  UNION SELECT audit_seq FROM device_firmware WHERE product = ?1 AND serial = ?2"             \
     "  UNION SELECT audit_seq FROM debug_challenges WHERE product = ?1 AND serial = ?2"            \
+    "  UNION SELECT audit_seq FROM key_deliveries WHERE product = ?1 AND serial = ?2"              \
+    "  UNION SELECT k.audit_seq FROM keys k JOIN key_deliveries d ON d.key = k.name"               \
+    "   WHERE d.product = ?1 AND d.serial = ?2"                                                    \
     "  UNION SELECT b.audit_seq FROM batches b JOIN dev ON b.batch = dev.batch"                    \
     "  UNION SELECT audit_seq FROM firmware WHERE product = ?1"                                    \
     "   AND version IN (SELECT version FROM ran)"                                                  \

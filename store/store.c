@@ -533,7 +533,7 @@ static kbr_err name_reasons(json_t *certs)
 kbr_err kbr_store_device_get(kbr_store *st, const char *product, const char *serial, json_t **out)
 {
     kbr_err err = KBR_OK;
-    json_t *dev = NULL, *certs = NULL, *revocation = NULL;
+    json_t *dev = NULL, *certs = NULL, *revocation = NULL, *deliveries = NULL;
     bool in_snapshot = false;
     kbr_err found;
 
@@ -541,6 +541,7 @@ kbr_err kbr_store_device_get(kbr_store *st, const char *product, const char *ser
     KBR_GUARD(st->ops->snapshot_begin(st));
     in_snapshot = true;
     KBR_GUARD(st->ops->device_get(st, product, serial, &dev));
+    KBR_GUARD(st->ops->device_deliveries(st, product, serial, &deliveries));
     found = st->ops->device_revocation(st, product, serial, &revocation);
     KBR_ENSURE(found == KBR_OK || found == KBR_ERR_NOT_FOUND, found);
     KBR_GUARD(st->ops->device_certificates(st, product, serial, &certs));
@@ -550,11 +551,14 @@ kbr_err kbr_store_device_get(kbr_store *st, const char *product, const char *ser
                KBR_ERR_NOMEM);
     KBR_ENSURE(json_object_set_new(dev, "certificates", certs) == 0, KBR_ERR_NOMEM);
     certs = NULL;
+    KBR_ENSURE(json_object_set_new(dev, "deliveries", deliveries) == 0, KBR_ERR_NOMEM);
+    deliveries = NULL;
     *out = dev;
     dev = NULL;
 out:
     if (in_snapshot)
         st->ops->snapshot_end(st);
+    json_decref(deliveries);
     json_decref(revocation);
     json_decref(certs);
     json_decref(dev);

@@ -192,6 +192,31 @@ out:
     return err;
 }
 
+/* --deliver KEY (repeatable, or KEY,KEY): the ota-encryption keys sealed to the device. */
+static kbr_err deliver_list(const cli_args *a, json_t *body, kbr_msg *msg)
+{
+    size_t n = 0;
+    const char *const *keys = cli_args_list(a, "deliver", &n);
+    json_t *arr = NULL;
+
+    if (n == 0)
+        return KBR_OK;
+    if (cli_args_str(a, "deliver-out") == NULL)
+        return kbr_fail(msg, KBR_ERR_BAD_REQUEST,
+                        "--deliver needs --deliver-out DIR, where each delivery is written");
+    arr = json_array();
+    if (arr == NULL || json_object_set_new(body, "deliver", arr) != 0)
+        return KBR_ERR_NOMEM;
+    for (size_t i = 0; i < n; i++) {
+        json_t *v = json_string(keys[i]);
+        if (v == NULL)
+            return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "--deliver is not valid UTF-8");
+        if (json_array_append_new(arr, v) != 0)
+            return KBR_ERR_NOMEM;
+    }
+    return KBR_OK;
+}
+
 kbr_err cli_provision_body(const cli_args *a, json_t **out, kbr_msg *msg)
 {
     kbr_err err = KBR_OK;
@@ -200,6 +225,7 @@ kbr_err cli_provision_body(const cli_args *a, json_t **out, kbr_msg *msg)
     *out = NULL;
     KBR_GUARD(csr_body(a, &body, msg));
     KBR_GUARD(device_object(a, body, msg));
+    KBR_GUARD(deliver_list(a, body, msg));
     *out = body;
     body = NULL;
 out:
@@ -223,6 +249,68 @@ out:
 }
 
 /* ---- output files ---- */
+
+/* DIR/KEY.cose: where the delivery of KEY is written; the caller frees. */
+static kbr_err delivery_path(const cli_args *a, const char *key, char **path)
+{
+    return asprintf(path, "%s/%s.cose", cli_args_str(a, "deliver-out"), key) < 0 ? KBR_ERR_NOMEM
+                                                                                 : KBR_OK;
+}
+
+static kbr_err check_delivery_outputs(const cli_args *a, cli_error *ce)
+{
+    kbr_err err = KBR_OK;
+    size_t n = 0;
+    const char *const *keys = cli_args_list(a, "deliver", &n);
+    char *path = NULL;
+
+    for (size_t i = 0; i < n; i++) {
+        KBR_GUARD(delivery_path(a, keys[i], &path));
+        KBR_GUARD(cli_check_out("deliver-out", path, 0600, ce));
+        free(path);
+        path = NULL;
+    }
+out:
+    free(path);
+    return err;
+}
+
+/* Each COSE_Encrypt to DIR/KEY.cose, as the device reads it; on stdout (base64) if not. */
+static kbr_err write_deliveries(const cli_ctx *ctx, const json_t *body, cli_error *ce)
+{
+    kbr_err err = KBR_OK;
+    const json_t *list = json_object_get(body, "delivered"), *one;
+    unsigned char *cose = NULL;
+    size_t i, len = 0;
+    char *path = NULL;
+    kbr_msg why = {{0}};
+
+    if (cli_args_str(ctx->args, "deliver-out") == NULL)
+        return KBR_OK;
+    json_array_foreach(list, i, one)
+    {
+        const char *key = cli_json_str(one, "key"), *b64 = cli_json_str(one, "cose_encrypt_b64");
+        KBR_ENSURE(key != NULL && b64 != NULL && kbr_name_valid(key) &&
+                       kbr_b64_decode(b64, &cose, &len) == KBR_OK,
+                   cli_fail(ce, KBR_ERR_BAD_REQUEST, "bad_response",
+                            "the response's delivered[%zu] is not a key and a COSE_Encrypt", i));
+        KBR_GUARD(delivery_path(ctx->args, key, &path));
+        if (kbr_file_write(path, cose, len, 0600, &why) != KBR_OK) {
+            cli_term_put(ctx->out, b64, CLI_TERM_LINES);
+            KBR_GUARD(cli_fail(ce, KBR_ERR_IO, "io_error",
+                               "cannot write %s; the delivery of %s is on stdout (base64)",
+                               why.text, key));
+        }
+        free(path);
+        free(cose);
+        path = NULL;
+        cose = NULL;
+    }
+out:
+    free(path);
+    free(cose);
+    return err;
+}
 
 /*
  * Checked before the request: once the broker has issued a certificate the
@@ -304,7 +392,9 @@ static kbr_err issue_device_cert(cli_ctx *ctx, body_fn make_body, const char *pa
     err = make_body(ctx->args, &body, &msg);
     KBR_ENSURE(err == KBR_OK, cli_from_msg(ce, err, &msg));
     KBR_GUARD(check_outputs(ctx->args, ce));
+    KBR_GUARD(check_delivery_outputs(ctx->args, ce));
     KBR_GUARD(cli_call(ctx->client, "POST", path, body, &resp, ce));
+    KBR_GUARD(write_deliveries(ctx, resp.body, ce));
     KBR_GUARD(show_issued(ctx, resp.body, nfields, ce));
 out:
     cli_response_cleanup(&resp);
@@ -368,10 +458,11 @@ static const cli_opt key_cert_opts[] = {
 };
 
 static const cli_opt provision_opts[] = {
-    {"csr", CLI_OPT_STR, true, "FILE"},   {"serial", CLI_OPT_STR, true, "SN"},
-    {"batch", CLI_OPT_STR, true, "B"},    {"product", CLI_OPT_STR, true, "P"},
-    {"key", CLI_OPT_STR, true, "CA_KEY"}, {"firmware-version", CLI_OPT_STR, false, "V"},
-    {"out", CLI_OPT_STR, false, "FILE"},  {"chain-out", CLI_OPT_STR, false, "FILE"},
+    {"csr", CLI_OPT_STR, true, "FILE"},      {"serial", CLI_OPT_STR, true, "SN"},
+    {"batch", CLI_OPT_STR, true, "B"},       {"product", CLI_OPT_STR, true, "P"},
+    {"key", CLI_OPT_STR, true, "CA_KEY"},    {"firmware-version", CLI_OPT_STR, false, "V"},
+    {"out", CLI_OPT_STR, false, "FILE"},     {"chain-out", CLI_OPT_STR, false, "FILE"},
+    {"deliver", CLI_OPT_LIST, false, "KEY"}, {"deliver-out", CLI_OPT_STR, false, "DIR"},
 };
 
 static const cli_opt rotate_opts[] = {
@@ -393,9 +484,10 @@ const cli_command cli_cmd_key_certificate = {
 const cli_command cli_cmd_provision = {
     {"provision", NULL, NULL},
     "--csr FILE --serial SN --batch B --product P --key CA_KEY [--firmware-version V]\n"
-    "      [--out CERT.pem] [--chain-out CHAIN.pem]",
+    "      [--out CERT.pem] [--chain-out CHAIN.pem] [--deliver KEY... --deliver-out DIR]",
     "certify a new device from its CSR within a batch (without --out the certificate is\n"
-    "      printed after the table)",
+    "      printed after the table); --deliver seals each ota-encryption KEY to the device's\n"
+    "      key, written as the COSE_Encrypt DIR/KEY.cose",
     {provision_opts, N_ELEMS(provision_opts), NULL, 0, 0},
     true,
     provision_run,

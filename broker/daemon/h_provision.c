@@ -18,14 +18,32 @@
  * one after the other (a flight, on the event thread), so stations sending
  * the same request at once make one certificate between them and the others
  * get it back.
+ *
+ * A provisioning may also deliver ota-encryption keys ("deliver"): each one's private key,
+ * sealed in the HSM process to the device's own P-256 key as a COSE_Encrypt
+ * (pkcs11/deliver.c, cose/encrypt.c), so neither the station nor the network sees it.  The
+ * token must reach each key in its "keys" (op provision, as for the CA key), and the key must
+ * serve the batch's product.  Each delivery is a key.deliver effect of the provisioning's
+ * entry, and its COSE_Encrypt a document of it.  The same request again gets the same bytes
+ * back: a device receives a key once, and a replay makes no second delivery (another
+ * ephemeral key and CEK would be a second copy of the key in transit, and a second entry
+ * for what is one delivery).  A replay must ask for the keys the provisioning delivered,
+ * no more and no fewer; anything else is a conflict.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include <uthash.h>
 
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+
 #include "kbd.h"
 #include "kbr_ca.h"
+#include "kbr_cose.h"
+
+/* The ota-encryption keys one provisioning delivers, at most. */
+#define DELIVER_MAX 4
 
 /* The requests for one (product, serial): the one in flight owns it, the others wait. */
 typedef struct {
@@ -51,6 +69,9 @@ typedef struct {
     kbr_scope scope;            /* a copy of the token's scope, for worker checks */
     json_t *superseded;         /* rotation: fingerprints of the certificates replaced */
     char public_key_sha256[65]; /* the CSR's key, as the ledger names it */
+    /* ota-encryption keys to deliver, by name, and their HSM labels */
+    char *deliver[DELIVER_MAX], *deliver_label[DELIVER_MAX];
+    size_t ndeliver;
 } prov_ctx;
 
 static void prov_ctx_free(void *p)
@@ -69,6 +90,10 @@ static void prov_ctx_free(void *p)
     free(c->csr_pem);
     kbr_scope_cleanup(&c->scope);
     json_decref(c->superseded);
+    for (size_t i = 0; i < c->ndeliver; i++) {
+        free(c->deliver[i]);
+        free(c->deliver_label[i]);
+    }
     free(c);
 }
 
@@ -125,6 +150,80 @@ static kbr_err check_batch(kbd_req *r, prov_ctx *c)
     c->factory = strdup(b->factory);
     c->slot = b;
     return c->factory == NULL ? KBR_ERR_NOMEM : KBR_OK;
+}
+
+/*
+ * "deliver": 1 to DELIVER_MAX distinct names of active ota-encryption keys within the token's
+ * keys, each serving the product.  A refusal about one of them names it as the entry's key,
+ * so its custody view shows the denial.
+ */
+static kbr_err deliver_key(kbd_req *r, prov_ctx *c, size_t i, const char *name)
+{
+    const kbd_key *k = kbd_keys_find(r->d->keys, name);
+
+    free(r->rec->key);
+    r->rec->key = strdup(name);
+    if (r->rec->key == NULL)
+        return KBR_ERR_NOMEM;
+    if (!kbr_namelist_match(&r->tok->scope.keys, name))
+        return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
+                        "deliver[%zu]: \"%s\" is outside the token's keys", i, name);
+    if (k == NULL)
+        return kbr_fail(&r->msg, KBR_ERR_NOT_FOUND, "deliver[%zu]: no key named \"%s\"", i, name);
+    if (strcmp(k->purpose, "ota-encryption") != 0)
+        return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
+                        "deliver[%zu]: \"%s\" is a %s key; only ota-encryption keys are delivered",
+                        i, name, k->purpose);
+    if (k->retired)
+        return kbr_fail(&r->msg, KBR_ERR_CONFLICT, "deliver[%zu]: \"%s\" is retired", i, name);
+    if (!kbd_key_serves_product(k, c->product))
+        return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
+                        "deliver[%zu]: key \"%s\" does not serve product \"%s\"", i, name,
+                        c->product);
+    c->deliver[i] = strdup(name);
+    c->deliver_label[i] = strdup(k->hsm_label);
+    c->ndeliver = i + 1;
+    return c->deliver[i] == NULL || c->deliver_label[i] == NULL ? KBR_ERR_NOMEM : KBR_OK;
+}
+
+static kbr_err parse_deliver(kbd_req *r, prov_ctx *c)
+{
+    const json_t *v = json_object_get(r->body, "deliver"), *item;
+    const char *ca = r->rec->key;
+    char *ca_key = NULL;
+    kbr_err err = KBR_OK;
+    size_t i, j;
+
+    if (v == NULL)
+        return KBR_OK;
+    if (!json_is_array(v) || json_array_size(v) == 0 || json_array_size(v) > DELIVER_MAX)
+        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST,
+                        "deliver: must be an array of 1 to %d key names", DELIVER_MAX);
+    json_array_foreach(v, i, item)
+    {
+        if (!json_is_string(item) || !kbr_name_valid(json_string_value(item)))
+            return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "deliver[%zu]: not a valid name", i);
+        for (j = 0; j < i; j++)
+            if (strcmp(json_string_value(json_array_get(v, j)), json_string_value(item)) == 0)
+                return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "deliver[%zu]: \"%s\" is named twice",
+                                i, json_string_value(item));
+    }
+    json_object_set(r->rec->detail, "deliver", (json_t *)v);
+    ca_key = ca != NULL ? strdup(ca) : NULL;
+    json_array_foreach(v, i, item)
+    {
+        err = deliver_key(r, c, i, json_string_value(item));
+        if (err != KBR_OK)
+            break;
+    }
+    /* granted, the entry names the CA key, as every provisioning's does */
+    if (err == KBR_OK) {
+        free(r->rec->key);
+        r->rec->key = ca_key;
+        ca_key = NULL;
+    }
+    free(ca_key);
+    return err;
 }
 
 static kbr_err parse_device(kbd_req *r, prov_ctx *c)
@@ -413,6 +512,196 @@ static bool make_cert(kbd_req *r, kbd_worker *w, prov_ctx *c, issued *i)
     return make_cert_for(r, w, c, i);
 }
 
+/* ---- deliveries of ota-encryption keys ---- */
+
+/* A delivery made, ready to record: its COSE_Encrypt's address and the answer's base64. */
+typedef struct {
+    char sha256[65];
+    char *b64;
+} sealed;
+
+static void sealed_free(sealed *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(s[i].b64);
+}
+
+/* "RSA (3072 bits)", "EC secp384r1": what the CSR's key is, for a refusal. */
+static void key_kind(EVP_PKEY *pk, char *out, size_t n)
+{
+    char group[64] = "";
+
+    if (pk != NULL && EVP_PKEY_is_a(pk, "EC") &&
+        EVP_PKEY_get_utf8_string_param(pk, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof(group),
+                                       NULL) == 1)
+        snprintf(out, n, "EC %s", group);
+    else if (pk != NULL)
+        snprintf(out, n, "%s (%d bits)", EVP_PKEY_get0_type_name(pk), EVP_PKEY_get_bits(pk));
+    else
+        snprintf(out, n, "unreadable");
+}
+
+/* The CSR's key as an uncompressed point of P-256; false when r holds the refusal (400). */
+static bool device_point(kbd_req *r, const issued *i, unsigned char pt[65])
+{
+    EVP_PKEY *pk = X509_PUBKEY_get0(kbr_ca_csr_spki_peek(i->csr));
+    char group[32] = "", kind[96];
+    BIGNUM *x = NULL, *y = NULL;
+    bool ok = pk != NULL && EVP_PKEY_is_a(pk, "EC") &&
+              EVP_PKEY_get_utf8_string_param(pk, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof(group),
+                                             NULL) == 1 &&
+              strcmp(group, "prime256v1") == 0;
+
+    ok = ok && EVP_PKEY_get_bn_param(pk, OSSL_PKEY_PARAM_EC_PUB_X, &x) == 1 &&
+         EVP_PKEY_get_bn_param(pk, OSSL_PKEY_PARAM_EC_PUB_Y, &y) == 1 &&
+         BN_bn2binpad(x, pt + 1, 32) == 32 && BN_bn2binpad(y, pt + 33, 32) == 32;
+    pt[0] = 0x04;
+    BN_free(x);
+    BN_free(y);
+    if (!ok) {
+        key_kind(pk, kind, sizeof(kind));
+        kbd_req_error(r, KBR_ERR_BAD_REQUEST,
+                      "deliver: keys are delivered only to an EC P-256 device key, and the "
+                      "CSR's key is %s",
+                      kind);
+    }
+    return ok;
+}
+
+/*
+ * Each key sealed in the HSM process to the device's point, as a COSE_Encrypt kept as a
+ * document of the record; false when r holds the refusal.  Nothing is released unless the
+ * whole provisioning commits.
+ */
+static bool deliver_all(kbd_req *r, kbd_worker *w, prov_ctx *c, const unsigned char pt[65],
+                        sealed *out)
+{
+    kbr_hsm_delivery_req req;
+    kbr_hsm_delivery d;
+    unsigned char *kid = NULL, *cose = NULL;
+    size_t kidlen = 0, len = 0;
+    kbr_err err = kbr_hex_decode(c->public_key_sha256, &kid, &kidlen);
+
+    memset(&req, 0, sizeof(req));
+    memcpy(req.recipient, pt, sizeof(req.recipient));
+    kbr_cose_encrypt_contexts(&req.kdf_context, &req.kdf_context_len, &req.enc_structure,
+                              &req.enc_structure_len);
+    for (size_t i = 0; err == KBR_OK && i < c->ndeliver; i++) {
+        err = kbr_hsm_deliver(w->hsm, c->deliver_label[i], &req, &d);
+        kbd_note_hsm(r->d, err);
+        if (err != KBR_OK) {
+            kbd_req_error(r, err == KBR_ERR_FORBIDDEN ? KBR_ERR_HSM_KEY : err,
+                          "deliver[%zu]: the HSM could not seal key \"%s\": %s", i, c->deliver[i],
+                          kbr_err_str(err));
+            break;
+        }
+        err = kbr_cose_encrypt(&d, kid, kidlen, &cose, &len);
+        OPENSSL_cleanse(&d, sizeof(d));
+        if (err == KBR_OK)
+            err = kbd_req_document(r, cose, len, out[i].sha256);
+        if (err == KBR_OK)
+            err = kbr_b64_encode(cose, len, &out[i].b64);
+        free(cose);
+        cose = NULL;
+        if (err != KBR_OK)
+            kbd_req_error(r, err, "deliver[%zu]: the delivery could not be recorded", i);
+    }
+    free(kid);
+    return err == KBR_OK;
+}
+
+/* The key.deliver effects, the answer's "delivered" and the entry's; after record_issue. */
+static void record_deliveries(kbd_req *r, prov_ctx *c, const sealed *s, const char *now)
+{
+    json_t *answer = json_array(), *detail = json_array();
+    kbr_err err = answer != NULL && detail != NULL ? KBR_OK : KBR_ERR_NOMEM;
+
+    for (size_t i = 0; err == KBR_OK && i < c->ndeliver; i++) {
+        err = kbd_req_effect(
+            r, &(kbr_effect){.type = KBR_EFFECT_KEY_DELIVER,
+                             .u.key_deliver = {.key = c->deliver[i],
+                                               .product = c->product,
+                                               .serial = c->serial,
+                                               .recipient_public_key_sha256 = c->public_key_sha256,
+                                               .cose_sha256 = s[i].sha256,
+                                               .delivered_by = r->sub,
+                                               .at = now}});
+        if (err == KBR_OK &&
+            (json_array_append_new(answer, json_pack("{s:s,s:s}", "key", c->deliver[i],
+                                                     "cose_encrypt_b64", s[i].b64)) != 0 ||
+             json_array_append_new(detail, json_pack("{s:s,s:s}", "key", c->deliver[i],
+                                                     "cose_sha256", s[i].sha256)) != 0))
+            err = KBR_ERR_NOMEM;
+    }
+    if (err == KBR_OK) {
+        json_object_set(r->resp, "delivered", answer);
+        json_object_set(r->rec->detail, "delivered", detail);
+    }
+    json_decref(answer);
+    json_decref(detail);
+    if (err != KBR_OK)
+        kbd_req_error(r, err, "the deliveries could not be recorded");
+}
+
+/*
+ * A replay asks for exactly the keys the provisioning delivered (in any order), and gets the
+ * COSE_Encrypt each delivery made, from the store; false when r holds the refusal.
+ */
+static bool replay_deliveries(kbd_req *r, kbd_worker *w, prov_ctx *c, const json_t *dev,
+                              json_t **answer, json_t **detail)
+{
+    const json_t *made = json_object_get(dev, "deliveries"), *one;
+    unsigned char *body = NULL;
+    size_t i, j, len = 0;
+    char *b64 = NULL;
+    bool same = json_array_size(made) == c->ndeliver;
+
+    for (i = 0; same && i < c->ndeliver; i++) {
+        bool found = false;
+        json_array_foreach(made, j, one)
+        {
+            found =
+                found || strcmp(json_string_value(json_object_get(one, "key")), c->deliver[i]) == 0;
+        }
+        same = found;
+    }
+    if (!same) {
+        kbd_req_error(r, KBR_ERR_CONFLICT,
+                      "deliver: device %s of product %s was provisioned delivering %zu key(s); "
+                      "a provisioning sent again asks for the same keys",
+                      c->serial, c->product, json_array_size(made));
+        return false;
+    }
+    *answer = json_array();
+    *detail = json_array();
+    json_array_foreach(made, i, one)
+    {
+        const char *sha = json_string_value(json_object_get(one, "cose_sha256"));
+        kbr_err err = kbr_store_document_get(w->store, sha, &body, &len, NULL);
+        if (err == KBR_OK)
+            err = kbr_b64_encode(body, len, &b64);
+        if (err == KBR_OK &&
+            (json_array_append_new(*answer,
+                                   json_pack("{s:O,s:s}", "key", json_object_get(one, "key"),
+                                             "cose_encrypt_b64", b64)) != 0 ||
+             json_array_append_new(*detail,
+                                   json_pack("{s:O,s:s,s:O}", "key", json_object_get(one, "key"),
+                                             "cose_sha256", sha, "audit_seq",
+                                             json_object_get(one, "audit_seq"))) != 0))
+            err = KBR_ERR_NOMEM;
+        free(body);
+        free(b64);
+        body = NULL;
+        b64 = NULL;
+        if (err != KBR_OK) {
+            kbd_req_error(r, KBR_ERR_AUDIT, "the delivery of key %s could not be read",
+                          json_string_value(json_object_get(one, "key")));
+            return false;
+        }
+    }
+    return true;
+}
+
 /* ---- a serial provisioned already: the same request again, or a conflict ---- */
 
 static bool same_text(const char *a, const char *b)
@@ -482,13 +771,19 @@ static const char *replay_refusal(const prov_ctx *c, const json_t *dev, const js
  * The answer of the provisioning again, recorded as a read of what was issued: op
  * "provision.replay", no effects, not a key use.  Its entry names the one that issued it.
  */
-static void answer_replay(kbd_req *r, prov_ctx *c, const json_t *dev, const json_t *cert)
+static void answer_replay(kbd_req *r, kbd_worker *w, prov_ctx *c, const json_t *dev,
+                          const json_t *cert)
 {
-    json_t *d = r->rec->detail;
-    char *op = strdup("provision.replay");
+    json_t *d = r->rec->detail, *delivered = NULL, *delivered_detail = NULL;
+    char *op = NULL;
 
+    if (!replay_deliveries(r, w, c, dev, &delivered, &delivered_detail))
+        return;
+    op = strdup("provision.replay");
     if (op == NULL) {
         kbd_req_error(r, KBR_ERR_NOMEM, "out of memory");
+        json_decref(delivered);
+        json_decref(delivered_detail);
         return;
     }
     free(r->rec->op);
@@ -509,14 +804,22 @@ static void answer_replay(kbd_req *r, prov_ctx *c, const json_t *dev, const json
         json_object_get(dev, "audit_seq"));
     if (r->resp == NULL) {
         kbd_req_error(r, KBR_ERR_NOMEM, "out of memory");
+        json_decref(delivered);
+        json_decref(delivered_detail);
         return;
     }
+    if (c->ndeliver > 0) {
+        json_object_set(r->resp, "delivered", delivered);
+        json_object_set(d, "delivered", delivered_detail);
+    }
+    json_decref(delivered);
+    json_decref(delivered_detail);
     r->add_audit_seq_to_resp = true;
     r->status = 200;
     c->replay = true;
 }
 
-static void provisioned_already(kbd_req *r, prov_ctx *c, const json_t *dev)
+static void provisioned_already(kbd_req *r, kbd_worker *w, prov_ctx *c, const json_t *dev)
 {
     const json_t *cert = provisioning_cert(dev);
     char why[256];
@@ -534,7 +837,7 @@ static void provisioned_already(kbd_req *r, prov_ctx *c, const json_t *dev)
                       c->product, why);
         return;
     }
-    answer_replay(r, c, dev, cert);
+    answer_replay(r, w, c, dev, cert);
 }
 
 /*
@@ -548,7 +851,7 @@ static bool provision_precheck(kbd_req *r, kbd_worker *w, prov_ctx *c)
     kbr_err err = kbr_store_device_get(w->store, c->product, c->serial, &found);
 
     if (err == KBR_OK)
-        provisioned_already(r, c, found);
+        provisioned_already(r, w, c, found);
     json_decref(found);
     if (err == KBR_OK)
         return false;
@@ -580,12 +883,18 @@ static void provision_work(kbd_req *r, kbd_worker *w)
 {
     prov_ctx *c = r->ctx;
     issued i = {0};
+    sealed s[DELIVER_MAX];
+    unsigned char point[65];
     char now[KBR_TIME_LEN], not_after[KBR_TIME_LEN];
     kbr_err err = read_csr(r, c, &i);
 
+    memset(s, 0, sizeof(s));
     if (err != KBR_OK)
         fail_issue(r, err);
-    if (err != KBR_OK || !provision_precheck(r, w, c) || !make_cert_for(r, w, c, &i)) {
+    if (err != KBR_OK || !provision_precheck(r, w, c) ||
+        (c->ndeliver > 0 && !device_point(r, &i, point)) || !make_cert_for(r, w, c, &i) ||
+        (c->ndeliver > 0 && !deliver_all(r, w, c, point, s))) {
+        sealed_free(s, c->ndeliver);
         issued_cleanup(&i);
         return;
     }
@@ -609,6 +918,9 @@ static void provision_work(kbd_req *r, kbd_worker *w)
                                                       .issuer_key = c->key,
                                                       .issuer_fingerprint = i.issuer_fingerprint,
                                                       .cert = cert_effect_part(&i, not_after)}});
+    if (c->ndeliver > 0 && r->err == KBR_OK)
+        record_deliveries(r, c, s, now);
+    sealed_free(s, c->ndeliver);
     issued_cleanup(&i);
 }
 
@@ -778,7 +1090,7 @@ static kbr_err new_ctx(kbd_req *r, prov_ctx **out)
 
 kbr_err kbd_h_provision(kbd_req *r)
 {
-    static const char *const allowed[] = {"key", "csr_pem", "device", NULL};
+    static const char *const allowed[] = {"key", "csr_pem", "device", "deliver", NULL};
     prov_ctx *c = NULL;
     kbr_err err = new_ctx(r, &c);
 
@@ -796,6 +1108,8 @@ kbr_err kbd_h_provision(kbd_req *r)
                        "device.serial: \"%s\" is outside the token's devices", c->serial);
     if (err == KBR_OK)
         err = check_batch(r, c);
+    if (err == KBR_OK)
+        err = parse_deliver(r, c);
     if (err == KBR_OK)
         err = provision_admit(r, c);
     return err;

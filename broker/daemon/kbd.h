@@ -32,7 +32,9 @@
 #define KBD_ISSUER_LABEL_PREFIX "kbr/issuer/"
 #define KBD_AUDIT_LABEL         "kbr/audit"
 #define KBD_KEY_LABEL_PREFIX    "kbr/key/"
-#define KBD_BOOTSTRAP_SUB       "security:bootstrap"
+/* The algorithm of an ota-encryption key: P-256, for ECDH (ECDH-ES in COSE, ECIES in MCUboot). */
+#define KBD_ALG_ECDH_P256 "ecdh-p256"
+#define KBD_BOOTSTRAP_SUB "security:bootstrap"
 
 /* ---- OIDC issuers and exchange rules (oidc_config.c), the file oidc_issuers names ---- */
 typedef struct {

@@ -67,7 +67,11 @@ kbr_err kbd_keys_put(kbd_keys *k, const json_t *key)
                KBR_ERR_INTERNAL);
     n = calloc(1, sizeof(*n));
     KBR_ENSURE(n != NULL, KBR_ERR_NOMEM);
-    KBR_GUARD(kbr_alg_from_name(alg, &n->key.alg));
+    /* an ota-encryption key is a P-256 key pair used for ECDH, by devices alone */
+    if (strcmp(alg, KBD_ALG_ECDH_P256) == 0)
+        n->key.alg = KBR_ALG_ECDSA_P256;
+    else
+        KBR_GUARD(kbr_alg_from_name(alg, &n->key.alg));
     n->key.name = strdup(name);
     n->key.purpose = strdup(purpose);
     n->key.hsm_label = strdup(label);

@@ -30,6 +30,12 @@ static void check_req(const unsigned char *body, size_t len)
     FUZZ_CHECK(kbr_hsmw_req_decode(out.p + 4, out.len - 4, &again) == KBR_OK);
     FUZZ_CHECK(again.type == r.type && strcmp(again.label, r.label) == 0 && again.alg == r.alg &&
                again.fmt == r.fmt && again.hash == r.hash && again.inlen == r.inlen);
+    FUZZ_CHECK(again.kdf_context_len == r.kdf_context_len &&
+               again.enc_structure_len == r.enc_structure_len &&
+               (again.recipient == NULL) == (r.recipient == NULL));
+    FUZZ_CHECK(r.type != KBR_HSMW_DELIVER ||
+               (r.kdf_context_len >= 1 && r.kdf_context_len <= KBR_HSM_DELIVERY_CONTEXT_MAX &&
+                r.enc_structure_len >= 1 && r.enc_structure_len <= KBR_HSM_DELIVERY_CONTEXT_MAX));
 }
 
 static void check_resp(const unsigned char *body, size_t len, kbr_hsmw_type type)
@@ -47,6 +53,7 @@ static void check_resp(const unsigned char *body, size_t len, kbr_hsmw_type type
     FUZZ_CHECK(kbr_hsmw_resp_decode(out.p + 4, out.len - 4, type, &again) == KBR_OK);
     FUZZ_CHECK(again.err == r.err && again.len == r.len && again.n == r.n);
     FUZZ_CHECK(memcmp(&again.info, &r.info, sizeof(r.info)) == 0);
+    FUZZ_CHECK(memcmp(&again.delivery, &r.delivery, sizeof(r.delivery)) == 0);
     FUZZ_CHECK(r.n == 0 || memcmp(again.items, r.items, r.n * sizeof(*r.items)) == 0);
     kbr_hsmw_resp_clear(&again);
     kbr_hsmw_resp_clear(&r);

@@ -619,9 +619,25 @@ static void csr_field(const json_t *body)
     kbr_ca_csr_free(csr);
 }
 
+/* "deliver": 1 to 4 distinct names, each matched against the token's keys. */
+static void deliver_field(const json_t *body)
+{
+    const json_t *v = json_object_get(body, "deliver"), *item;
+    size_t i;
+
+    if (!json_is_array(v) || json_array_size(v) == 0 || json_array_size(v) > 4)
+        return;
+    json_array_foreach(v, i, item)
+    {
+        if (!json_is_string(item) || !kbr_name_valid(json_string_value(item)))
+            return;
+        (void)kbr_namelist_match(&fx.restricted.keys, json_string_value(item));
+    }
+}
+
 static void provision(const json_t *body)
 {
-    static const char *const allowed[] = {"key", "csr_pem", "device", NULL};
+    static const char *const allowed[] = {"key", "csr_pem", "device", "deliver", NULL};
     static const char *const dev_allowed[] = {"serial", "product", "batch", "firmware_version",
                                               NULL};
     static const field dev_fields[] = {{"serial", F_NAME, true, 0, 0},
@@ -645,6 +661,7 @@ static void provision(const json_t *body)
     if (read_object(body, allowed, fields, &msg) != KBR_OK)
         return;
     (void)kbr_namelist_match(&fx.restricted.devices, str_of(d, "serial"));
+    deliver_field(body);
     csr_field(body);
 }
 

@@ -1278,6 +1278,11 @@ static void test_provision_body(void **state)
                     "--key",   "ca-gw", "--firmware-version", "1.4.2"};
     char *no_fw[] = {"--csr", csr,         "--serial", "SN0002", "--batch",
                      "b1",    "--product", "gateway",  "--key",  "ca-gw"};
+    char *deliver[] = {"--csr",     csr,           "--serial",      "SN0003", "--batch",   "b1",
+                       "--product", "gateway",     "--key",         "ca-gw",  "--deliver", "ota-a",
+                       "--deliver", "ota-b,ota-c", "--deliver-out", "/tmp"};
+    char *deliver_nowhere[] = {"--csr",     csr,       "--serial", "SN0003", "--batch",   "b1",
+                               "--product", "gateway", "--key",    "ca-gw",  "--deliver", "ota-a"};
     json_t *body = NULL;
     kbr_msg msg;
 
@@ -1300,7 +1305,20 @@ static void test_provision_body(void **state)
     assert_string_equal(json_at_str(body, "device.serial"), "SN0002");
     assert_null(cli_json_path(body, "device.firmware_version"));
     assert_int_equal(json_object_size(json_object_get(body, "device")), 3);
+    assert_null(json_object_get(body, "deliver"));
     json_decref(body);
+    /* --deliver, repeated or with commas, in order; it needs a directory to write to */
+    assert_int_equal(
+        cmd_body(&cli_cmd_provision, cli_provision_body, ARGC(deliver), deliver, &body, &msg),
+        KBR_OK);
+    assert_int_equal(json_array_size(json_object_get(body, "deliver")), 3);
+    assert_string_equal(json_string_value(json_array_get(json_object_get(body, "deliver"), 0)),
+                        "ota-a");
+    assert_string_equal(json_string_value(json_array_get(json_object_get(body, "deliver"), 2)),
+                        "ota-c");
+    json_decref(body);
+    expect_body_usage(&cli_cmd_provision, cli_provision_body, ARGC(deliver_nowhere),
+                      deliver_nowhere, KBR_ERR_BAD_REQUEST, "--deliver needs --deliver-out");
     free(csr_pem);
 }
 

@@ -755,6 +755,74 @@ static void test_parse_refuses(void **state)
     bytes_free(&ok);
 }
 
+/*
+ * The COSE_Encrypt around a delivery, byte for byte: its headers, its layers in place, and the
+ * two contexts the HSM binds: the COSE_KDF_Context is the one of the COSE working group's
+ * example p256-wrap-128-01 (ECDH-ES + A128KW), and the Enc_structure covers the protected
+ * header the message carries.
+ */
+static void test_encrypt_layout(void **state)
+{
+    static const unsigned char wg_context[] = {0x84, 0x22, 0x83, 0xf6, 0xf6, 0xf6,
+                                               0x83, 0xf6, 0xf6, 0xf6, 0x82, 0x18,
+                                               0x80, 0x44, 0xa1, 0x01, 0x38, 0x1c};
+    const unsigned char *kdf = NULL, *enc = NULL;
+    size_t kdf_len = 0, enc_len = 0, len = 0, off = 0;
+    kbr_hsm_delivery d;
+    unsigned char kid[32], *out = NULL;
+
+    (void)state;
+    kbr_cose_encrypt_contexts(&kdf, &kdf_len, &enc, &enc_len);
+    assert_int_equal(kdf_len, sizeof(wg_context));
+    assert_memory_equal(kdf, wg_context, kdf_len);
+    assert_int_equal(enc_len, 17);
+    assert_memory_equal(enc,
+                        "\x83\x67"
+                        "Encrypt"
+                        "\x46\xa2\x01\x01\x03\x18\x65\x40",
+                        17);
+
+    memset(&d, 0, sizeof(d));
+    d.ephemeral[0] = 0x04;
+    memset(d.ephemeral + 1, 0x11, 32);
+    memset(d.ephemeral + 33, 0x22, 32);
+    memset(d.wrapped_cek, 0x33, sizeof(d.wrapped_cek));
+    memset(d.iv, 0x44, sizeof(d.iv));
+    memset(d.ciphertext, 0x55, sizeof(d.ciphertext));
+    memset(kid, 0x66, sizeof(kid));
+    assert_int_equal(kbr_cose_encrypt(&d, kid, sizeof(kid), &out, &len), KBR_OK);
+#define EXPECT(bytes, n)                                                                           \
+    do {                                                                                           \
+        assert_true(off + (n) <= len);                                                             \
+        assert_memory_equal(out + off, bytes, n);                                                  \
+        off += (n);                                                                                \
+    } while (0)
+    EXPECT("\xd8\x60\x84", 3);                 /* 96([ */
+    EXPECT("\x46\xa2\x01\x01\x03\x18\x65", 7); /* << {1: 1, 3: 101} >> */
+    EXPECT("\xa1\x05\x4c", 3);                 /* {5: h'..12..'} */
+    EXPECT(d.iv, 12);
+    EXPECT("\x58\xa1", 2); /* 161 bytes */
+    EXPECT(d.ciphertext, 161);
+    EXPECT("\x81\x83\x44\xa1\x01\x38\x1c", 7); /* [[<< {1: -29} >>, */
+    EXPECT("\xa2\x04\x58\x20", 4);             /* {4: kid, */
+    EXPECT(kid, 32);
+    EXPECT("\x20\xa4\x01\x02\x20\x01\x21\x58\x20", 9); /* -1: {1: 2, -1: 1, -2: x, */
+    EXPECT(d.ephemeral + 1, 32);
+    EXPECT("\x22\x58\x20", 3); /* -3: y}}, */
+    EXPECT(d.ephemeral + 33, 32);
+    EXPECT("\x58\x18", 2); /* the wrapped CEK]]]) */
+    EXPECT(d.wrapped_cek, 24);
+#undef EXPECT
+    assert_int_equal(off, len);
+    free(out);
+    /* refusals: no kid, a kid too long, an ephemeral key that is no uncompressed point */
+    assert_int_equal(kbr_cose_encrypt(&d, kid, 0, &out, &len), KBR_ERR_BAD_REQUEST);
+    assert_null(out);
+    assert_int_equal(kbr_cose_encrypt(&d, kid, 65, &out, &len), KBR_ERR_BAD_REQUEST);
+    d.ephemeral[0] = 0x02;
+    assert_int_equal(kbr_cose_encrypt(&d, kid, sizeof(kid), &out, &len), KBR_ERR_BAD_REQUEST);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -771,6 +839,7 @@ int main(void)
         cmocka_unit_test(test_make_errors),
         cmocka_unit_test(test_sign1_refuses),
         cmocka_unit_test(test_parse_refuses),
+        cmocka_unit_test(test_encrypt_layout),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

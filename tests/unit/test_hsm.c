@@ -3,7 +3,9 @@
  * private directory: login failures, key generation for every algorithm
  * with each signature checked by OpenSSL against the exported public key,
  * the object inventory, getting a closed session back, and concurrent
- * signing from several threads.
+ * signing from several threads; keys made for delivery to devices, which the
+ * token refuses to sign with or show, and a delivery opened step by step
+ * with OpenSSL and the device's key.
  */
 #include <fcntl.h>
 #include <ftw.h>
@@ -25,8 +27,10 @@
 #include "softhsm_token.h"
 
 #include <openssl/bn.h>
+#include <openssl/core_names.h>
 #include <openssl/ec.h>
 #include <openssl/evp.h>
+#include <openssl/kdf.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
 #include <openssl/sha.h>
@@ -739,6 +743,253 @@ static void test_concurrent_sign(void **state)
     EVP_PKEY_free(pk);
 }
 
+/* ---- keys delivered to devices ---- */
+
+/* The COSE_KDF_Context of ECDH-ES + A128KW with recipient protected header {1: -29}, and the
+ * Enc_structure ["Encrypt", h'A20101031865', h''] (RFC 9052 5.3, RFC 9053 5.2). */
+static const unsigned char kdf_ctx[] = {0x84, 0x22, 0x83, 0xf6, 0xf6, 0xf6, 0x83, 0xf6, 0xf6,
+                                        0xf6, 0x82, 0x18, 0x80, 0x44, 0xa1, 0x01, 0x38, 0x1c};
+static const unsigned char enc_struct[] = {0x83, 0x67, 'E',  'n',  'c',  'r',  'y',  'p', 't',
+                                           0x46, 0xa2, 0x01, 0x01, 0x03, 0x18, 0x65, 0x40};
+
+static EVP_PKEY *device_key(void)
+{
+    EVP_PKEY *k = EVP_EC_gen("P-256");
+
+    assert_non_null(k);
+    return k;
+}
+
+static void device_point(EVP_PKEY *k, unsigned char pt[65])
+{
+    size_t n = 0;
+
+    assert_int_equal(EVP_PKEY_get_octet_string_param(k, OSSL_PKEY_PARAM_PUB_KEY, pt, 65, &n), 1);
+    assert_int_equal(n, 65);
+}
+
+static EVP_PKEY *point_key(const unsigned char pt[65])
+{
+    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
+    EVP_PKEY *k = NULL;
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, (char *)"prime256v1", 0),
+        OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, (void *)pt, 65),
+        OSSL_PARAM_construct_end(),
+    };
+
+    assert_int_equal(EVP_PKEY_fromdata_init(ctx), 1);
+    assert_int_equal(EVP_PKEY_fromdata(ctx, &k, EVP_PKEY_PUBLIC_KEY, params), 1);
+    EVP_PKEY_CTX_free(ctx);
+    return k;
+}
+
+/*
+ * RFC 9053 6.3.1 and 6.2.1, RFC 9052 5.3, with the device's key: Z from ECDH with the ephemeral
+ * key, the KEK from HKDF-SHA-256, the CEK from the AES key unwrap, the COSE_Key from AES-GCM.
+ * 0 when any step refuses (a wrong key, a changed byte).
+ */
+static int open_delivery(EVP_PKEY *dev, const kbr_hsm_delivery *d, unsigned char plain[145])
+{
+    EVP_PKEY *eph = point_key(d->ephemeral);
+    EVP_PKEY_CTX *dctx = EVP_PKEY_CTX_new(dev, NULL), *hctx = NULL;
+    EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+    unsigned char z[32], kek[16], cek[16];
+    size_t zlen = sizeof(z), kek_len = sizeof(kek);
+    int n = 0, m = 0, ok;
+
+    ok = EVP_PKEY_derive_init(dctx) == 1 && EVP_PKEY_derive_set_peer(dctx, eph) == 1 &&
+         EVP_PKEY_derive(dctx, z, &zlen) == 1 && zlen == 32;
+    hctx = EVP_PKEY_CTX_new_id(EVP_PKEY_HKDF, NULL);
+    ok = ok && EVP_PKEY_derive_init(hctx) == 1 &&
+         EVP_PKEY_CTX_set_hkdf_md(hctx, EVP_sha256()) == 1 &&
+         EVP_PKEY_CTX_set1_hkdf_key(hctx, z, 32) == 1 &&
+         EVP_PKEY_CTX_add1_hkdf_info(hctx, kdf_ctx, sizeof(kdf_ctx)) == 1 &&
+         EVP_PKEY_derive(hctx, kek, &kek_len) == 1 && kek_len == 16;
+    EVP_CIPHER_CTX_set_flags(c, EVP_CIPHER_CTX_FLAG_WRAP_ALLOW);
+    ok = ok && EVP_DecryptInit_ex(c, EVP_aes_128_wrap(), NULL, kek, NULL) == 1 &&
+         EVP_DecryptUpdate(c, cek, &n, d->wrapped_cek, 24) == 1 && n == 16 &&
+         EVP_DecryptFinal_ex(c, cek + n, &m) == 1;
+    EVP_CIPHER_CTX_reset(c);
+    ok = ok && EVP_DecryptInit_ex(c, EVP_aes_128_gcm(), NULL, cek, d->iv) == 1 &&
+         EVP_DecryptUpdate(c, NULL, &n, enc_struct, sizeof(enc_struct)) == 1 &&
+         EVP_DecryptUpdate(c, plain, &n, d->ciphertext, 145) == 1 && n == 145 &&
+         EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, 16, (void *)(d->ciphertext + 145)) == 1 &&
+         EVP_DecryptFinal_ex(c, plain + n, &m) == 1;
+    EVP_CIPHER_CTX_free(c);
+    EVP_PKEY_CTX_free(hctx);
+    EVP_PKEY_CTX_free(dctx);
+    EVP_PKEY_free(eph);
+    return ok;
+}
+
+/* The private key a delivered COSE_Key carries, checked against the HSM's public key. */
+static void check_cose_key(const unsigned char p[145], EVP_PKEY *pub)
+{
+    static const unsigned char spki_prefix[] = {
+        0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01,
+        0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00};
+    unsigned char pt[65], spki[91], kid[32], derived[65];
+    EC_GROUP *group = EC_GROUP_new_by_curve_name(NID_X9_62_prime256v1);
+    EC_POINT *q = EC_POINT_new(group);
+    BIGNUM *d = BN_bin2bn(p + 113, 32, NULL);
+
+    device_point(pub, pt);
+    memcpy(spki, spki_prefix, sizeof(spki_prefix));
+    memcpy(spki + sizeof(spki_prefix), pt, 65);
+    SHA256(spki, sizeof(spki), kid);
+    /* {1: 2, 2: kid, -1: 1, -2: x, -3: y, -4: d} */
+    assert_memory_equal(p, "\xa6\x01\x02\x02\x58\x20", 6);
+    assert_memory_equal(p + 6, kid, 32);
+    assert_memory_equal(p + 38, "\x20\x01\x21\x58\x20", 5);
+    assert_memory_equal(p + 43, pt + 1, 32);
+    assert_memory_equal(p + 75, "\x22\x58\x20", 3);
+    assert_memory_equal(p + 78, pt + 33, 32);
+    assert_memory_equal(p + 110, "\x23\x58\x20", 3);
+    /* d is the private key of the HSM's public key: d*G is it */
+    assert_int_equal(EC_POINT_mul(group, q, d, NULL, NULL, NULL), 1);
+    assert_int_equal(EC_POINT_point2oct(group, q, POINT_CONVERSION_UNCOMPRESSED, derived, 65, NULL),
+                     65);
+    assert_memory_equal(derived, pt, 65);
+    BN_clear_free(d);
+    EC_POINT_free(q);
+    EC_GROUP_free(group);
+}
+
+/* Objects of class cls the sessions of this process hold (not on the token). */
+static CK_ULONG session_objects(direct *dr, CK_OBJECT_CLASS cls)
+{
+    CK_BBOOL no = CK_FALSE;
+    CK_ATTRIBUTE t[] = {{CKA_CLASS, &cls, sizeof(cls)}, {CKA_TOKEN, &no, sizeof(no)}};
+    CK_OBJECT_HANDLE h[16];
+    CK_ULONG n = 0;
+
+    assert_int_equal(dr->f->C_FindObjectsInit(dr->h, t, 2), CKR_OK);
+    assert_int_equal(dr->f->C_FindObjects(dr->h, h, 16, &n), CKR_OK);
+    assert_int_equal(dr->f->C_FindObjectsFinal(dr->h), CKR_OK);
+    return n;
+}
+
+static CK_OBJECT_HANDLE direct_private(direct *dr, const char *label)
+{
+    CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
+    CK_ATTRIBUTE t[] = {{CKA_CLASS, &cls, sizeof(cls)}, {CKA_LABEL, (void *)label, strlen(label)}};
+    CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
+    CK_ULONG n = 0;
+
+    assert_int_equal(dr->f->C_FindObjectsInit(dr->h, t, 2), CKR_OK);
+    assert_int_equal(dr->f->C_FindObjects(dr->h, &h, 1, &n), CKR_OK);
+    assert_int_equal(dr->f->C_FindObjectsFinal(dr->h), CKR_OK);
+    assert_int_equal(n, 1);
+    return h;
+}
+
+/*
+ * A deliverable key is sensitive and extractable, and the token refuses every use of it: no
+ * signature (through the broker's call or directly), no derivation, no value.
+ */
+static void test_deliverable_key(void **state)
+{
+    kbr_hsm_key_info info;
+    unsigned char dg[32] = {1}, *sig = NULL, value[64];
+    size_t siglen = 0;
+    direct dr;
+    CK_OBJECT_HANDLE priv;
+    CK_ATTRIBUTE a = {CKA_VALUE, value, sizeof(value)};
+    CK_MECHANISM ecdsa = {CKM_ECDSA, NULL, 0};
+
+    (void)state;
+    assert_int_equal(kbr_hsm_generate_deliverable(g_s, "ota-enc", &info), KBR_OK);
+    assert_string_equal(info.label, "ota-enc");
+    assert_string_equal(info.key_type, "ec");
+    assert_true(info.alg_known);
+    assert_int_equal(info.alg, KBR_ALG_ECDSA_P256);
+    assert_true(info.token && info.private_obj && info.sensitive && info.always_sensitive);
+    assert_true(info.extractable);
+    assert_false(info.never_extractable);
+    assert_false(info.can_sign);
+    assert_int_equal(kbr_hsm_generate_deliverable(g_s, "ota-enc", &info), KBR_ERR_CONFLICT);
+    assert_int_not_equal(
+        kbr_hsm_sign(g_s, "ota-enc", KBR_SIG_ECDSA_RAW, KBR_HASH_SHA256, dg, 32, &sig, &siglen),
+        KBR_OK);
+    assert_null(sig);
+    direct_open(&dr);
+    priv = direct_private(&dr, "ota-enc");
+    assert_int_equal(dr.f->C_SignInit(dr.h, &ecdsa, priv), CKR_KEY_FUNCTION_NOT_PERMITTED);
+    assert_int_equal(dr.f->C_GetAttributeValue(dr.h, priv, &a, 1), CKR_ATTRIBUTE_SENSITIVE);
+    direct_close(&dr);
+}
+
+/* A delivery opens with the device's key to the private key of the HSM's public key; another
+ * device's key opens nothing; the session objects it made are gone. */
+static void test_delivery_opens_with_device_key(void **state)
+{
+    kbr_hsm_key_info info;
+    kbr_hsm_delivery d, d2;
+    kbr_hsm_delivery_req req = {.kdf_context = kdf_ctx,
+                                .kdf_context_len = sizeof(kdf_ctx),
+                                .enc_structure = enc_struct,
+                                .enc_structure_len = sizeof(enc_struct)};
+    EVP_PKEY *dev = device_key(), *other = device_key(), *pub = NULL;
+    unsigned char plain[145];
+    direct dr;
+
+    (void)state;
+    assert_int_equal(kbr_hsm_generate_deliverable(g_s, "ota-enc-2", &info), KBR_OK);
+    pub = exported_key(g_s, "ota-enc-2");
+    device_point(dev, req.recipient);
+    assert_int_equal(kbr_hsm_deliver(g_s, "ota-enc-2", &req, &d), KBR_OK);
+    assert_int_equal(d.ephemeral[0], 0x04);
+    assert_true(open_delivery(dev, &d, plain));
+    check_cose_key(plain, pub);
+    assert_false(open_delivery(other, &d, plain));
+    /* each delivery is new: another ephemeral key, CEK and IV */
+    assert_int_equal(kbr_hsm_deliver(g_s, "ota-enc-2", &req, &d2), KBR_OK);
+    assert_memory_not_equal(d.ephemeral, d2.ephemeral, 65);
+    assert_memory_not_equal(d.iv, d2.iv, 12);
+    assert_true(open_delivery(dev, &d2, plain));
+    check_cose_key(plain, pub);
+    /* one changed byte of the ciphertext: the tag refuses it */
+    d2.ciphertext[7] ^= 1;
+    assert_false(open_delivery(dev, &d2, plain));
+    direct_open(&dr);
+    assert_int_equal(session_objects(&dr, CKO_SECRET_KEY), 0);
+    assert_int_equal(session_objects(&dr, CKO_PRIVATE_KEY), 0);
+    assert_int_equal(session_objects(&dr, CKO_PUBLIC_KEY), 0);
+    direct_close(&dr);
+    EVP_PKEY_free(pub);
+    EVP_PKEY_free(other);
+    EVP_PKEY_free(dev);
+}
+
+/* Only a deliverable key, only to a point of P-256, only a key that exists. */
+static void test_delivery_refusals(void **state)
+{
+    kbr_hsm_delivery d;
+    kbr_hsm_delivery_req req = {.kdf_context = kdf_ctx,
+                                .kdf_context_len = sizeof(kdf_ctx),
+                                .enc_structure = enc_struct,
+                                .enc_structure_len = sizeof(enc_struct)};
+    EVP_PKEY *dev = device_key();
+
+    (void)state;
+    device_point(dev, req.recipient);
+    assert_int_equal(kbr_hsm_deliver(g_s, "grp-p256", &req, &d), KBR_ERR_FORBIDDEN);
+    assert_int_equal(kbr_hsm_deliver(g_s, "grp-ed25519", &req, &d), KBR_ERR_FORBIDDEN);
+    assert_int_equal(kbr_hsm_deliver(g_s, "no-such-key", &req, &d), KBR_ERR_NOT_FOUND);
+    req.recipient[64] ^= 1; /* off the curve */
+    assert_int_equal(kbr_hsm_deliver(g_s, "ota-enc", &req, &d), KBR_ERR_BAD_REQUEST);
+    req.recipient[64] ^= 1;
+    req.recipient[0] = 0x02;
+    assert_int_equal(kbr_hsm_deliver(g_s, "ota-enc", &req, &d), KBR_ERR_BAD_REQUEST);
+    req.recipient[0] = 0x04;
+    req.kdf_context_len = 0;
+    assert_int_equal(kbr_hsm_deliver(g_s, "ota-enc", &req, &d), KBR_ERR_BAD_REQUEST);
+    req.kdf_context_len = sizeof(kdf_ctx);
+    assert_int_equal(kbr_hsm_deliver(g_s, "ota-enc", &req, &d), KBR_OK);
+    EVP_PKEY_free(dev);
+}
+
 static void test_err_from_rv(void **state)
 {
     (void)state;
@@ -790,6 +1041,9 @@ int main(void)
         cmocka_unit_test(test_concurrent_sign),
         cmocka_unit_test(test_public_from_private),
         cmocka_unit_test(test_module_gone_and_back),
+        cmocka_unit_test(test_deliverable_key),
+        cmocka_unit_test(test_delivery_opens_with_device_key),
+        cmocka_unit_test(test_delivery_refusals),
     };
     int failed;
 

@@ -50,6 +50,14 @@ static void req_round_trip(const kbr_hsmw_req *r)
     assert_int_equal(got.inlen, r->inlen);
     if (r->inlen > 0)
         assert_memory_equal(got.in, r->in, r->inlen);
+    assert_int_equal(got.recipient != NULL, r->recipient != NULL);
+    if (r->recipient != NULL) {
+        assert_memory_equal(got.recipient, r->recipient, 65);
+        assert_int_equal(got.kdf_context_len, r->kdf_context_len);
+        assert_memory_equal(got.kdf_context, r->kdf_context, r->kdf_context_len);
+        assert_int_equal(got.enc_structure_len, r->enc_structure_len);
+        assert_memory_equal(got.enc_structure, r->enc_structure, r->enc_structure_len);
+    }
     /* one byte short, one byte more: refused */
     assert_int_equal(kbr_hsmw_req_decode(b, len - 1, &got), KBR_ERR_BAD_REQUEST);
     buf.p[buf.len] = 0;
@@ -58,17 +66,26 @@ static void req_round_trip(const kbr_hsmw_req *r)
 
 static void test_requests(void **state)
 {
-    unsigned char digest[48];
+    unsigned char digest[48], point[65], context[256];
     kbr_hsmw_req r;
 
     (void)state;
     memset(digest, 0xa5, sizeof(digest));
+    memset(point, 0x04, sizeof(point));
+    memset(context, 0x83, sizeof(context));
     for (int t = KBR_HSMW_OPEN; t < KBR_HSMW__END; t++) {
         memset(&r, 0, sizeof(r));
         r.type = (kbr_hsmw_type)t;
         if (t == KBR_HSMW_GENERATE || t == KBR_HSMW_FIND_KEY || t == KBR_HSMW_PUBLIC_KEY ||
-            t == KBR_HSMW_SIGN)
+            t == KBR_HSMW_SIGN || t == KBR_HSMW_GENERATE_DELIVERABLE || t == KBR_HSMW_DELIVER)
             snprintf(r.label, sizeof(r.label), "kbr/key/fw-%d", t);
+        if (t == KBR_HSMW_DELIVER) {
+            r.recipient = point;
+            r.kdf_context = context;
+            r.kdf_context_len = sizeof(context); /* the longest */
+            r.enc_structure = context;
+            r.enc_structure_len = 1; /* the shortest */
+        }
         if (t == KBR_HSMW_GENERATE)
             r.alg = KBR_ALG_RSA_4096;
         if (t == KBR_HSMW_SIGN) {
@@ -153,6 +170,50 @@ static void test_requests_refused(void **state)
     assert_int_equal(kbr_hsmw_req_decode(b, 0, &got), KBR_ERR_BAD_REQUEST);
 }
 
+/* DELIVER: a recipient of exactly 65 bytes, a context and an Enc_structure of 1 to 256. */
+static void test_deliver_request_refused(void **state)
+{
+    unsigned char point[65], ctx[257], b[700];
+    kbr_hsmw_req r, got;
+    size_t len;
+
+    (void)state;
+    memset(point, 4, sizeof(point));
+    memset(ctx, 0x84, sizeof(ctx));
+    memset(&r, 0, sizeof(r));
+    r.type = KBR_HSMW_DELIVER;
+    snprintf(r.label, sizeof(r.label), "kbr/key/ota");
+    r.recipient = point;
+    r.kdf_context = ctx;
+    r.kdf_context_len = 257;
+    r.enc_structure = ctx;
+    r.enc_structure_len = 17;
+    assert_int_equal(kbr_hsmw_req_encode(&r, &buf), KBR_ERR_BAD_REQUEST);
+    r.kdf_context_len = 0;
+    assert_int_equal(kbr_hsmw_req_encode(&r, &buf), KBR_ERR_BAD_REQUEST);
+    r.kdf_context_len = 18;
+    r.recipient = NULL;
+    assert_int_equal(kbr_hsmw_req_encode(&r, &buf), KBR_ERR_BAD_REQUEST);
+    r.recipient = point;
+    assert_int_equal(kbr_hsmw_req_encode(&r, &buf), KBR_OK);
+    len = buf.len - 4;
+    memcpy(b, buf.p + 4, len);
+    assert_int_equal(kbr_hsmw_req_decode(b, len, &got), KBR_OK);
+    /* label "kbr/key/ota" (11) at 1..12, the point's length at 13 */
+    b[13] = 64;
+    assert_int_equal(kbr_hsmw_req_decode(b, len, &got), KBR_ERR_BAD_REQUEST);
+    b[13] = 65;
+    /* the context's length: 0, and 257 */
+    b[79] = 0, b[80] = 0;
+    assert_int_equal(kbr_hsmw_req_decode(b, len, &got), KBR_ERR_BAD_REQUEST);
+    b[79] = 1, b[80] = 1;
+    assert_int_equal(kbr_hsmw_req_decode(b, len, &got), KBR_ERR_BAD_REQUEST);
+    b[79] = 0, b[80] = 18;
+    assert_int_equal(kbr_hsmw_req_decode(b, len, &got), KBR_OK);
+    /* the Enc_structure missing */
+    assert_int_equal(kbr_hsmw_req_decode(b, len - 19, &got), KBR_ERR_BAD_REQUEST);
+}
+
 static kbr_hsm_key_info info_of(const char *label, int n)
 {
     kbr_hsm_key_info i;
@@ -234,6 +295,48 @@ static void test_replies(void **state)
     resp_round_trip(&r, got);
     assert_int_equal(got[0].n, 0);
     kbr_hsmw_resp_clear(&got[0]);
+    /* a deliverable key's info; a delivery's four fixed fields */
+    memset(&r, 0, sizeof(r));
+    r.type = KBR_HSMW_GENERATE_DELIVERABLE;
+    r.info = info_of("kbr/key/ota", 2);
+    resp_round_trip(&r, got);
+    assert_memory_equal(&got[0].info, &r.info, sizeof(r.info));
+    memset(&r, 0, sizeof(r));
+    r.type = KBR_HSMW_DELIVER;
+    memset(r.delivery.ephemeral, 1, sizeof(r.delivery.ephemeral));
+    memset(r.delivery.wrapped_cek, 2, sizeof(r.delivery.wrapped_cek));
+    memset(r.delivery.iv, 3, sizeof(r.delivery.iv));
+    memset(r.delivery.ciphertext, 4, sizeof(r.delivery.ciphertext));
+    resp_round_trip(&r, got);
+    assert_memory_equal(&got[0].delivery, &r.delivery, sizeof(r.delivery));
+}
+
+/* A delivery whose fields are not exactly their sizes does not decode. */
+static void test_deliver_reply_refused(void **state)
+{
+    kbr_hsmw_resp r, got;
+    unsigned char b[300];
+    size_t len;
+
+    (void)state;
+    memset(&r, 0, sizeof(r));
+    r.type = KBR_HSMW_DELIVER;
+    assert_int_equal(kbr_hsmw_resp_encode(&r, &buf), KBR_OK);
+    len = buf.len - 4;
+    memcpy(b, buf.p + 4, len);
+    assert_int_equal(len, 2 + 1 + 65 + 1 + 24 + 1 + 12 + 2 + KBR_HSM_DELIVERY_CT_LEN);
+    assert_int_equal(kbr_hsmw_resp_decode(b, len, KBR_HSMW_DELIVER, &got), KBR_OK);
+    b[2] = 64; /* the ephemeral point one byte short */
+    assert_int_equal(kbr_hsmw_resp_decode(b, len, KBR_HSMW_DELIVER, &got), KBR_ERR_BAD_REQUEST);
+    b[2] = 65;
+    b[68] = 25; /* a wrapped CEK one byte long */
+    assert_int_equal(kbr_hsmw_resp_decode(b, len, KBR_HSMW_DELIVER, &got), KBR_ERR_BAD_REQUEST);
+    b[68] = 24;
+    b[107] = 160; /* the ciphertext's length (u16 at 106) one short */
+    assert_int_equal(kbr_hsmw_resp_decode(b, len, KBR_HSMW_DELIVER, &got), KBR_ERR_BAD_REQUEST);
+    b[107] = KBR_HSM_DELIVERY_CT_LEN;
+    assert_int_equal(kbr_hsmw_resp_decode(b, len, KBR_HSMW_DELIVER, &got), KBR_OK);
+    assert_int_equal(kbr_hsmw_resp_decode(b, len - 1, KBR_HSMW_DELIVER, &got), KBR_ERR_BAD_REQUEST);
 }
 
 static void test_replies_refused(void **state)
@@ -411,6 +514,8 @@ int main(void)
         cmocka_unit_test(test_requests_refused),
         cmocka_unit_test(test_replies),
         cmocka_unit_test(test_replies_refused),
+        cmocka_unit_test(test_deliver_request_refused),
+        cmocka_unit_test(test_deliver_reply_refused),
         cmocka_unit_test(test_frames_over_a_socket),
         cmocka_unit_test(test_control_channel),
     };

@@ -127,7 +127,7 @@ static void test_open_creates_schema(void **state)
     assert_int_equal(sqlite3_prepare_v2(db, "SELECT schema_version FROM meta", -1, &stmt, NULL),
                      SQLITE_OK);
     assert_int_equal(sqlite3_step(stmt), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int(stmt, 0), 6);
+    assert_int_equal(sqlite3_column_int(stmt, 0), 8);
     assert_int_equal(sqlite3_step(stmt), SQLITE_DONE);
     sqlite3_finalize(stmt);
     assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &stmt, NULL), SQLITE_OK);
@@ -1964,8 +1964,8 @@ static void test_migrate_v1_store(void **state)
     v1_store(f, clone, old, cur);
     v1_custody(f, cur);
     st = open_ok(f);
-    assert_int_equal(query_count(f, "SELECT max(schema_version) FROM meta"), 6);
-    assert_int_equal(query_count(f, "SELECT count(*) FROM meta WHERE schema_version <> 6"), 0);
+    assert_int_equal(query_count(f, "SELECT max(schema_version) FROM meta"), 8);
+    assert_int_equal(query_count(f, "SELECT count(*) FROM meta WHERE schema_version <> 8"), 0);
     /* version 3: keys named by their public key, and a device's challenge answered once */
     assert_int_equal(count_where(f, "keys", "public_key_sha256 IS NOT NULL"), 1);
     assert_int_equal(query_count(f, "SELECT count(*) FROM keys WHERE name = 'dbg-door' AND"
@@ -2018,7 +2018,7 @@ static void test_migrate_v1_store(void **state)
     kbr_store_close(st);
     /* Opening again changes nothing. */
     st = open_ok(f);
-    assert_int_equal(query_count(f, "SELECT max(schema_version) FROM meta"), 6);
+    assert_int_equal(query_count(f, "SELECT max(schema_version) FROM meta"), 8);
     assert_device_key(st, "SN-9", clone_hex);
     assert_int_equal(count_where(f, "device_firmware", "serial = 'SN-9'"), 3);
     kbr_store_close(st);
@@ -2034,6 +2034,122 @@ static void test_migrate_v1_store(void **state)
     "[{\"type\": \"key.create\", \"name\": \"" name "\", \"purpose\": \"debug-auth\","             \
     " \"algorithm\": \"ecdsa-p256\", \"products\": [\"door\"],"                                    \
     " \"created_at\": \"2026-03-01T10:00:00Z\"}]"
+
+/* ---- keys delivered to devices ---- */
+
+#define KEY_OTA(name)                                                                              \
+    "[{\"type\": \"key.create\", \"name\": \"" name "\", \"purpose\": \"ota-encryption\","         \
+    " \"algorithm\": \"ecdh-p256\", \"products\": [\"door\"],"                                     \
+    " \"created_at\": \"2026-03-01T10:00:00Z\"}]"
+
+/* A key.deliver of key to door/serial, for the device key named by recipient, in the record
+ * at seq, with the COSE_Encrypt body as the record's document. */
+static kbr_err deliver(kbr_store *st, const char *key, const char *serial, const char *recipient,
+                       const char *body, int64_t seq)
+{
+    kbr_effects *fx = NULL;
+    char sha[65];
+    kbr_err err;
+
+    kbr_sha256_hex(body, strlen(body), sha);
+    assert_int_equal(kbr_effects_new(&fx), KBR_OK);
+    assert_int_equal(kbr_effects_add_document(fx, body, strlen(body), sha), KBR_OK);
+    assert_int_equal(
+        kbr_effects_add(fx,
+                        &(kbr_effect){.type = KBR_EFFECT_KEY_DELIVER,
+                                      .u.key_deliver = {.key = key,
+                                                        .product = "door",
+                                                        .serial = serial,
+                                                        .recipient_public_key_sha256 = recipient,
+                                                        .cose_sha256 = sha,
+                                                        .delivered_by = "factory:acme",
+                                                        .at = "2026-03-02T08:00:00Z"}}),
+        KBR_OK);
+    assert_int_equal(kbr_store_begin(st), KBR_OK);
+    err = kbr_store_apply(st, fx, seq);
+    assert_int_equal(kbt_entry_insert(st, seq, &(kbt_entry){.op = "provision"}), KBR_OK);
+    assert_int_equal(kbr_store_commit(st), KBR_OK);
+    kbr_effects_free(fx);
+    return err;
+}
+
+/*
+ * A delivery is the device's, to its own identity key, of an ota-encryption key, once; its
+ * COSE_Encrypt is kept whole and the device's record lists it.  What the rules refuse keeps
+ * nothing, not even the document.
+ */
+static void test_key_deliver(void **state)
+{
+    fixture *f = *state;
+    kbr_store *st = factory_store(f);
+    json_t *prov = provision_effect("door", "SN-1", "B1", "factory:acme", "d1"), *dev = NULL, *one;
+    char devkey[65], other[65];
+    unsigned char *body = NULL;
+    size_t len = 0;
+    int64_t seq = 0;
+
+    kbr_sha256_hex("device key", 10, devkey);
+    kbr_sha256_hex("another key", 11, other);
+    json_object_set_new(json_array_get(prov, 0), "public_key_sha256", json_string(devkey));
+    assert_int_equal(apply_json(st, prov, 3), KBR_OK);
+    assert_int_equal(apply(st, KEY_OTA("ota-door"), 4), KBR_OK);
+    assert_int_equal(apply(st, KEY_DEBUG("dbg-door"), 5), KBR_OK);
+
+    /* another key than the device's, a key of another purpose, an unknown key or device */
+    assert_int_equal(deliver(st, "ota-door", "SN-1", other, "c0", 6), KBR_ERR_STORE_CONSTRAINT);
+    assert_int_equal(deliver(st, "dbg-door", "SN-1", devkey, "c0", 7), KBR_ERR_STORE_CONSTRAINT);
+    assert_int_equal(deliver(st, "no-such", "SN-1", devkey, "c0", 8), KBR_ERR_STORE_CONSTRAINT);
+    assert_int_equal(deliver(st, "ota-door", "SN-9", devkey, "c0", 9), KBR_ERR_STORE_CONSTRAINT);
+    assert_int_equal(query_count(f, "SELECT count(*) FROM key_deliveries"), 0);
+    assert_int_equal(query_count(f, "SELECT count(*) FROM documents"), 0);
+
+    assert_int_equal(deliver(st, "ota-door", "SN-1", devkey, "cose-1", 10), KBR_OK);
+    /* once per device and key: a second delivery of it is refused */
+    assert_int_equal(deliver(st, "ota-door", "SN-1", devkey, "cose-2", 11),
+                     KBR_ERR_STORE_CONSTRAINT);
+    assert_int_equal(kbr_store_device_get(st, "door", "SN-1", &dev), KBR_OK);
+    assert_int_equal(json_array_size(json_object_get(dev, "deliveries")), 1);
+    one = json_array_get(json_object_get(dev, "deliveries"), 0);
+    assert_string_equal(str_at(one, "key"), "ota-door");
+    assert_string_equal(str_at(one, "recipient_public_key_sha256"), devkey);
+    assert_string_equal(str_at(one, "delivered_by"), "factory:acme");
+    assert_int_equal(json_integer_value(json_object_get(one, "audit_seq")), 10);
+    assert_int_equal(kbr_store_document_get(st, str_at(one, "cose_sha256"), &body, &len, &seq),
+                     KBR_OK);
+    assert_int_equal(len, 6);
+    assert_memory_equal(body, "cose-1", 6);
+    assert_int_equal(seq, 10);
+    free(body);
+    json_decref(dev);
+    /* the delivered key's custody counts it; the product now relates to it by delivery */
+    assert_int_equal(query_count(f, "SELECT count FROM key_operations WHERE key = 'ota-door'"
+                                    " AND op = 'key.deliver' AND sub = 'factory:acme'"),
+                     1);
+    assert_int_equal(query_count(f, "SELECT count(*) FROM key_relations WHERE key = 'ota-door'"
+                                    " AND role = 'ota-delivery' AND product = 'door'"),
+                     1);
+    kbr_store_close(st);
+}
+
+/* A store of version 6 (before deliveries) is taken to version 8 when it is opened, on
+ * either back end: key_deliveries and its counter trigger are made, and they count. */
+static void test_v6_store_gains_deliveries(void **state)
+{
+    fixture *f = *state;
+    kbr_store *st = open_ok(f);
+
+    kbr_store_close(st);
+    assert_int_equal(kbt_store_sql(f->url, "DROP TABLE key_deliveries", NULL, 0, NULL), 0);
+    if (kbt_pg())
+        assert_int_equal(
+            kbt_store_sql(f->url, "DROP FUNCTION kbr_key_deliveries_count()", NULL, 0, NULL), 0);
+    assert_int_equal(kbt_store_sql(f->url, "UPDATE meta SET schema_version = 6", NULL, 0, NULL), 0);
+    st = open_ok(f);
+    assert_int_equal(query_count(f, "SELECT max(schema_version) FROM meta"), 8);
+    kbr_store_close(st);
+    /* the table is back, with its trigger: the delivery tests pass on the migrated store */
+    test_key_deliver(state);
+}
 
 static json_t *sign_effect(const char *version)
 {
@@ -2860,6 +2976,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_audit_rows, setup, teardown),
         cmocka_unit_test_setup_teardown(test_scope_rule_in_sql, setup, teardown),
         cmocka_unit_test_setup_teardown(test_device_chain_and_documents, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_key_deliver, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_v6_store_gains_deliveries, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -137,6 +137,7 @@ typedef struct {
     atomic_int *stop;
     json_t *received; /* [{seq, digest, signature_sha256}] of every signature handed out */
     int ok, unavailable, other;
+    atomic_int answered; /* read by the test's thread while the burst runs */
     char other_body[256];
 } burst;
 
@@ -158,6 +159,7 @@ static void *burst_run(void *p)
                  "\"version\":\"h%d-%d\"},\"sbom\":{\"format\":\"cyclonedx\",\"components\":[]}}",
                  digest, b->worker, n);
         r = kbt_call(&local, "POST", "/v1/sign", b->tok, body);
+        atomic_fetch_add(&b->answered, 1);
         if (r.status == 200 &&
             kbr_b64_decode(json_string_value(json_object_get(r.json, "signature_b64")), &sig,
                            &siglen) == KBR_OK) {
@@ -246,7 +248,18 @@ static void test_hsm_process_killed_under_load(void **state)
     }
     usleep(1000 * 1000);
     assert_int_equal(kill(hsm, SIGSTOP), 0);
-    usleep(300 * 1000);
+    /* until no answer comes any more: every burst then waits on the stopped process, so the
+     * kill catches calls inside it however slowly a loaded machine started them */
+    for (int last = -1, i = 0; i < 50; i++) {
+        int now = 0;
+
+        usleep(200 * 1000);
+        for (int w = 0; w < BURSTS; w++)
+            now += atomic_load(&b[w].answered);
+        if (now == last)
+            break;
+        last = now;
+    }
     assert_int_equal(kill(hsm, SIGKILL), 0);
     usleep(1500 * 1000);
     atomic_store(&stop, 1);

@@ -26,6 +26,7 @@
 #include <sqlite3.h>
 
 #include "kbr_audit.h"
+#include "kbr_cra.h"
 #include "kbr_store.h"
 #include "../store/sqlite.h"
 
@@ -41,7 +42,7 @@
 
 static const char *const products[PRODUCTS] = {"door", "lock", "cam", "hub", "lamp"};
 static const char *const market_sets[BATCHES] = {
-    "[\"DE\", \"FR\"]", "[\"US\"]",        "[\"DE\", \"AT\", \"CH\"]", "[\"EL\"]",
+    "[\"DE\", \"FR\"]", "[\"US\"]",        "[\"DE\", \"AT\", \"CH\"]", "[\"GR\"]",
     "[\"US\", \"CA\"]", "[\"JP\"]",        "[\"FR\", \"IT\", \"ES\"]", "[\"GB\"]",
     "[\"PL\", \"CZ\"]", "[\"IN\", \"SG\"]"};
 
@@ -354,6 +355,23 @@ static void batch_name(int p, int b, char out[48])
     snprintf(out, 48, "%s-b%02d", products[p], b);
 }
 
+/* A batch's markets as POST /v1/batches takes them: ISO 3166-1 codes (kbr_market_check). */
+static json_t *markets_of(int set)
+{
+    json_t *m = json_loads(market_sets[set], 0, NULL), *v;
+    kbr_msg msg = {{0}};
+    size_t i;
+
+    if (m == NULL)
+        die("market set", KBR_ERR_INTERNAL);
+    json_array_foreach(m, i, v)
+    {
+        if (kbr_market_check(json_string_value(v), &msg) != KBR_OK)
+            die(msg.text, KBR_ERR_BAD_REQUEST);
+    }
+    return m;
+}
+
 static void create_batch(gen *g, int p, int b)
 {
     char name[48], at[KBR_TIME_LEN];
@@ -363,9 +381,8 @@ static void create_batch(gen *g, int p, int b)
     emit(g, &bootstrap, path_detail("/v1/batches"),
          json_pack("{s:s,s:s,s:s,s:s,s:I,s:o,s:s,s:s}", "type", "batch.create", "batch", name,
                    "product", products[p], "factory", "factory:acme", "quantity",
-                   (json_int_t)g->devices_per_batch, "markets",
-                   json_loads(market_sets[(b + p) % BATCHES], 0, NULL), "created_at", at,
-                   "created_by", "security:bootstrap"));
+                   (json_int_t)g->devices_per_batch, "markets", markets_of((b + p) % BATCHES),
+                   "created_at", at, "created_by", "security:bootstrap"));
     jti_of("factory", p, b, name);
     token(g, name, "factory:acme",
           json_pack("{s:[s],s:[s+],s:I}", "ops", "provision", "keys", "ca-", products[p],
@@ -690,8 +707,10 @@ static void bench(kbr_store *st, int64_t devices)
     static const product_arg door = {"door", -1}, door90 = {"door", 90};
     json_t *vuln = json_pack("[s]", "3.0.1"), *first = NULL;
     kbr_exposure_query q1 = {.component = "openssl", .versions = vuln, .fixed_version = "1.3.0"};
-    kbr_exposure_query q2 = {
-        .purl_prefix = "pkg:generic/openssl@3.0", .product = "door", .fixed_version = "1.3.0"};
+    kbr_exposure_query q2 = {.purl = "pkg:generic/openssl",
+                             .vers = "vers:generic/>=3.0|<3.1",
+                             .product = "door",
+                             .fixed_version = "1.3.0"};
     kbr_exposure_query q3 = {.component = "zlib", .fixed_version = "1.3.8", .limit = 1000};
     kbr_exposure_query q4 = {.component = "openssl", .versions = vuln, .fixed_version = "1.3.8"};
     kbr_exposure_query q5 = q1;
@@ -710,7 +729,7 @@ static void bench(kbr_store *st, int64_t devices)
     time_view(st, "B custody fw-door", run_custody, "fw-door", NULL);
     time_view(st, "C openssl 3.0.1, fixed 1.3.0, all products", run_exposure, &q1, "remediation");
     time_view(st, "C same, second page", run_exposure, &q5, NULL);
-    time_view(st, "C purl openssl@3.0*, door, fixed 1.3.0", run_exposure, &q2, "remediation");
+    time_view(st, "C purl openssl >=3.0|<3.1, door, fixed 1.3.0", run_exposure, &q2, "remediation");
     time_view(st, "C zlib (every build), fixed 1.3.8, limit 1000", run_exposure, &q3,
               "remediation");
     time_view(st, "C openssl 3.0.1, fixed 1.3.8 (few updated)", run_exposure, &q4, "remediation");

@@ -581,17 +581,13 @@ KBR_WUR kbr_err kbr_store_device_firmware(kbr_store *st, const char *product, co
 /* ---- custody views (API.md "Views"): each answer is read from one snapshot ---- */
 
 /*
- * Firmware version order, used for fixed_version: versions split at '.' and '-', parts are
- * compared left to right, two all-digit parts as numbers (of any length), other parts
- * bytewise, an all-digit part sorts before one that is not, and a version that runs out of
- * parts first is the smaller.  So 1.2 < 1.2.0 < 1.2.1 < 1.10 < 1.10-rc1 < 1.10-rc2 (no
- * semver pre-release rule: a release candidate sorts after its release).  Returns <0, 0, >0.
+ * Firmware version order, used for fixed_version ("that version or later") and to sort
+ * builds: the generic order of kbr_cra.h (runs of digits and of letters, numbers by value, a
+ * word before a number: 1.2 = 1.2.0 < 1.2.1 < 1.10-rc1 < 1.10 < 2).  A version without a
+ * letter or digit (which generic refuses) sorts before every other, bytewise among them.
+ * Returns <0, 0, >0.
  */
 int kbr_store_version_cmp(const char *a, const char *b);
-
-/* Whether an ISO 3166-1 alpha-2 code (any case) names one of the 27 EU member states; Greece
- * is "GR" or "EL". */
-bool kbr_store_market_is_eu(const char *code);
 
 /*
  * View A: what product depends on, as of now.  New ref:
@@ -632,34 +628,45 @@ KBR_WUR kbr_err kbr_store_view_product(kbr_store *st, const char *product, time_
 KBR_WUR kbr_err kbr_store_view_custody(kbr_store *st, const char *key, time_t now, json_t **out);
 
 typedef struct {
-    const char *component;     /* an SBOM component name, matched exactly */
-    const json_t *versions;    /* array of component versions to match; NULL: any version */
-    const char *purl_prefix;   /* a purl prefix, instead of component */
+    const char *component;     /* an SBOM component name, matched exactly; or */
+    const char *purl;          /* a package URL: its type, namespace and name (docs/cra.md) */
+    const json_t *versions;    /* array of component versions to match; NULL: any version; or */
+    const char *vers;          /* a vers range of them ("vers:deb/<3.0.11-1~deb12u2") */
     const char *product;       /* only this product's builds and devices; NULL: every product */
     const char *fixed_version; /* firmware version that fixes it; NULL: no remediation */
-    const char *after;         /* pending_devices: serials after this one; NULL: from the start */
-    int limit;                 /* pending_devices page size; 0 means 100, at most 1000 */
+    bool devices;              /* list the affected devices (affected_devices), paged */
+    const char *after;         /* the page: serials after this one; NULL: from the start */
+    int limit;                 /* page size; 0 means 100, at most 1000 */
 } kbr_exposure_query;
+
+/* Whether q is a question View C answers: KBR_ERR_BAD_REQUEST with msg naming the field. */
+KBR_WUR kbr_err kbr_store_exposure_check(const kbr_exposure_query *q, kbr_msg *msg);
 
 /*
  * View C: exposure to a component.  New ref:
- * {query: {component, versions, purl, product, fixed_version},
+ * {query: {component, purl, versions, vers, product, fixed_version},
  *  builds: [{product, version, digest, signed_at, key, audit_seq, components: [{name, version,
  *   purl}] (the SBOM entries that matched)}] by product then version order,
+ *  undecided: [{product, version, component: {name, version, purl}, reason}] (a build whose
+ *   SBOM carries the component with a version the question cannot decide; not counted),
  *  devices: {current (devices whose current firmware is one of the builds: the factory image
  *   unless a later OTA install replaced it), by_batch: [{batch, markets, count}],
  *   by_market: {"DE": n, ...} (a device counts once in each market of its batch),
- *   eu (each device once if any market of its batch is an EU member state)},
- *  remediation (with fixed_version): {affected (devices that ever ran one of the builds,
- *   factory image or installed OTA), updated (of those, now on fixed_version or later),
- *   pending (affected - updated)},
- *  pending_devices (with fixed_version): {items: [{product, serial, current_firmware, batch}]
- *   ordered by serial then product, next_after}}.
+ *   eu (each device once if any market of its batch is an EU member state),
+ *   invalid_markets: {"EL": n} (markets of old batches that are no ISO 3166-1 code)},
+ *  affected: {total (devices that ever ran one of the builds, factory image or installed OTA),
+ *   by_market, eu, invalid_markets},
+ *  remediation (with fixed_version): {affected, updated (now on fixed_version or later),
+ *   pending (affected - updated), by_market: {"DE": {affected, updated, pending}}, eu: {...},
+ *   invalid_markets: {...}},
+ *  pending_devices (with fixed_version, without devices): {items: [{product, serial,
+ *   current_firmware, batch}] ordered by serial then product, next_after},
+ *  affected_devices (with devices): {items: [... and, with fixed_version, status "updated" or
+ *   "pending"], next_after}}.
  * A page holds limit devices, a few more when the last serial is shared by devices of other
  * products (a page never splits a serial); next_after is the last serial of a full page
  * (ask again with after = next_after; the next page may be empty) and null otherwise.
- * KBR_ERR_BAD_REQUEST unless exactly one of component and purl_prefix is a non-empty string,
- * versions is NULL or an array of strings, and limit is 0..1000.
+ * KBR_ERR_BAD_REQUEST when kbr_store_exposure_check refuses q.
  */
 KBR_WUR kbr_err kbr_store_view_exposure(kbr_store *st, const kbr_exposure_query *q, json_t **out);
 

@@ -118,8 +118,9 @@ struct kbr_store_ops {
     kbr_err (*firmware_digest)(kbr_store *st, const char *product, const char *version,
                                char **digest);
     kbr_err (*firmware_insert)(kbr_store *st, const kbr_eff_firmware *f, int64_t seq);
+    /* purl_key: kbr_store_purl_key of the component's purl, or NULL. */
     kbr_err (*component_insert)(kbr_store *st, const char *product, const char *version,
-                                const kbr_eff_component *c);
+                                const kbr_eff_component *c, const char *purl_key);
     kbr_err (*key_exists)(kbr_store *st, const char *name, bool *exists);
     /* See kbr_store_evidence_seqs. */
     kbr_err (*evidence_seqs)(kbr_store *st, const char *product, const char *serial, json_t **seqs);
@@ -248,9 +249,11 @@ struct kbr_store_ops {
     kbr_err (*key_tokens)(kbr_store *st, const char *key, json_t **rows);
     /* {sub (null when none), op, outcome, count, last_at, last_seq} by sub, op, outcome. */
     kbr_err (*key_operations)(kbr_store *st, const char *key, json_t **rows);
-    /* {product, version, name, cversion, purl} of the SBOM components q names (component and
-     * versions, or purl prefix; and product), by product, version, then SBOM order. */
-    kbr_err (*exposure_components)(kbr_store *st, const kbr_exposure_query *q, json_t **rows);
+    /* {product, version, name, cversion, purl} of the SBOM components named component, or
+     * (component NULL) of the package purl_key (kbr_store_purl_key); of product, or of every
+     * product when it is NULL; by product, version, then SBOM order. */
+    kbr_err (*exposure_components)(kbr_store *st, const char *component, const char *purl_key,
+                                   const char *product, json_t **rows);
     /* {digest, signed_at, key, audit_seq} of build (product, version); KBR_ERR_NOT_FOUND. */
     kbr_err (*build_row)(kbr_store *st, const char *product, const char *version, json_t **row);
     /* {batch, markets[], count} of product's devices whose current firmware is firmware. */
@@ -259,8 +262,11 @@ struct kbr_store_ops {
     /* {history} of every set of builds ever run that holds (product, version). */
     kbr_err (*build_histories)(kbr_store *st, const char *product, const char *version,
                                json_t **rows);
-    /* {firmware, count} of the devices whose history is history, by current firmware. */
-    kbr_err (*history_firmware)(kbr_store *st, int64_t history, json_t **rows);
+    /* {firmware, batch, count} of the devices whose history is history, by current firmware
+     * and batch (history_firmware_batch). */
+    kbr_err (*history_batches)(kbr_store *st, int64_t history, json_t **rows);
+    /* The markets of batch (an array; empty for a batch the ledger does not have). */
+    kbr_err (*batch_markets)(kbr_store *st, const char *batch, json_t **markets);
     /* {product, serial, current_firmware, batch} of the first limit devices of history on
      * firmware with serial > after, by serial. */
     kbr_err (*pending_group)(kbr_store *st, int64_t history, const char *firmware,
@@ -274,6 +280,29 @@ struct kbr_store_ops {
 };
 
 extern const kbr_store_ops kbr_store_sqlite_ops;
+
+/*
+ * match.c: which SBOM components a question names (View C, an incident's builds).
+ * kbr_store_purl_key: the package of a purl as the store keeps it (its canonical string
+ * without version, qualifiers and subpath; *key NULL, and KBR_OK, when purl is NULL or does
+ * not parse).  kbr_match_new: the question, exactly one of component (an SBOM name) and purl,
+ * with versions (an array of version strings) or vers (a vers range) or neither;
+ * KBR_ERR_BAD_REQUEST with msg naming the field.  kbr_match_component: whether a component
+ * {name, cversion, purl} is one the question names; KBR_MATCH_UNDECIDED (and *why) when its
+ * version cannot be told in or out.
+ */
+typedef struct kbr_match kbr_match;
+typedef enum { KBR_MATCH_NO, KBR_MATCH_YES, KBR_MATCH_UNDECIDED } kbr_match_result;
+KBR_WUR kbr_err kbr_store_purl_key(const char *purl, char **key);
+KBR_WUR kbr_err kbr_match_new(const char *component, const char *purl, const json_t *versions,
+                              const char *vers, kbr_match **out, kbr_msg *msg);
+void kbr_match_free(kbr_match *m);
+/* The SBOM name asked for, or NULL; the package asked for, or NULL. */
+const char *kbr_match_component_name(const kbr_match *m);
+const char *kbr_match_purl_key(const kbr_match *m);
+bool kbr_match_selects_versions(const kbr_match *m);
+kbr_match_result kbr_match_component(const kbr_match *m, const char *name, const char *cversion,
+                                     const char *purl, const char **why);
 
 /* exposure.c: View C's builds, devices, remediation and pending page (q checked, its limit
  * resolved), read in one snapshot: {builds, devices: {current, by_batch}, remediation?,

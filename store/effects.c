@@ -152,7 +152,7 @@ out:
 static kbr_err firmware_sign(kbr_store *st, const kbr_fx_firmware_sign *f, int64_t seq)
 {
     kbr_err err = KBR_OK;
-    char *known = NULL;
+    char *known = NULL, *purl_key = NULL;
     kbr_err lookup = st->ops->firmware_digest(st, f->product, f->version, &known);
 
     if (lookup == KBR_OK) {
@@ -163,9 +163,15 @@ static kbr_err firmware_sign(kbr_store *st, const kbr_fx_firmware_sign *f, int64
     if (f->sbom_sha256 != NULL)
         KBR_GUARD(document_known(st, f->sbom_sha256));
     KBR_GUARD(st->ops->firmware_insert(st, f, seq));
-    for (size_t i = 0; i < f->ncomponents; i++)
-        KBR_GUARD(st->ops->component_insert(st, f->product, f->version, &f->components[i]));
+    for (size_t i = 0; i < f->ncomponents; i++) {
+        KBR_GUARD(kbr_store_purl_key(f->components[i].purl, &purl_key));
+        KBR_GUARD(
+            st->ops->component_insert(st, f->product, f->version, &f->components[i], purl_key));
+        free(purl_key);
+        purl_key = NULL;
+    }
 out:
+    free(purl_key);
     free(known);
     return err;
 }

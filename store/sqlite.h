@@ -100,7 +100,8 @@ typedef enum {
     SQ_VIEW_BUILD,
     SQ_VIEW_BUILD_BATCHES,
     SQ_VIEW_BUILD_HISTORIES,
-    SQ_VIEW_HISTORY_FIRMWARE,
+    SQ_VIEW_HISTORY_BATCHES,
+    SQ_VIEW_BATCH_MARKETS,
     SQ_VIEW_FLEET_SIZE,
     SQ_VIEW_PENDING_GROUP,
     SQ_VIEW_WALK_PRODUCT,
@@ -184,7 +185,7 @@ kbr_err kbr_sqlite_firmware_digest(kbr_store *st, const char *product, const cha
                                    char **digest);
 kbr_err kbr_sqlite_firmware_insert(kbr_store *st, const kbr_eff_firmware *f, int64_t seq);
 kbr_err kbr_sqlite_component_insert(kbr_store *st, const char *product, const char *version,
-                                    const kbr_eff_component *c);
+                                    const kbr_eff_component *c, const char *purl_key);
 kbr_err kbr_sqlite_key_get(kbr_store *st, const char *name, json_t **key);
 kbr_err kbr_sqlite_key_list(kbr_store *st, json_t **keys);
 kbr_err kbr_sqlite_token_list(kbr_store *st, const char *sub, bool active, time_t now,
@@ -255,7 +256,7 @@ kbr_err kbr_sqlite_checkpoint_latest(kbr_store *st, json_t **out);
  * (sqlite_migrate.c); path and msg name the store in a failure. */
 /* The files of store/sql/, built in (the Makefile's rule for $(BUILD)/store/sql.c). */
 extern const char kbr_sql_v1[], kbr_sql_v2_schema[], kbr_sql_v2_assign[], kbr_sql_v3_schema[],
-    kbr_sql_v3_unique[], kbr_sql_v4_schema[], kbr_sql_v5_issuer[];
+    kbr_sql_v3_unique[], kbr_sql_v4_schema[], kbr_sql_v5_issuer[], kbr_sql_v6_cra[];
 
 kbr_err kbr_sqlite_migrate_v2(kbr_sqlite *s, const char *path, kbr_msg *msg);
 kbr_err kbr_sqlite_migrate_v3(kbr_sqlite *s, const char *path, kbr_msg *msg);
@@ -276,13 +277,15 @@ kbr_err kbr_sqlite_expiring_devices(kbr_store *st, const char *product, const ch
                                     int limit, int64_t *count, json_t **out);
 kbr_err kbr_sqlite_key_tokens(kbr_store *st, const char *key, json_t **out);
 kbr_err kbr_sqlite_key_operations(kbr_store *st, const char *key, json_t **out);
-kbr_err kbr_sqlite_exposure_components(kbr_store *st, const kbr_exposure_query *q, json_t **out);
+kbr_err kbr_sqlite_exposure_components(kbr_store *st, const char *component, const char *purl_key,
+                                       const char *product, json_t **out);
 kbr_err kbr_sqlite_build_row(kbr_store *st, const char *product, const char *version, json_t **out);
 kbr_err kbr_sqlite_fleet_batches(kbr_store *st, const char *product, const char *firmware,
                                  json_t **out);
 kbr_err kbr_sqlite_build_histories(kbr_store *st, const char *product, const char *version,
                                    json_t **out);
-kbr_err kbr_sqlite_history_firmware(kbr_store *st, int64_t history, json_t **out);
+kbr_err kbr_sqlite_history_batches(kbr_store *st, int64_t history, json_t **out);
+kbr_err kbr_sqlite_batch_markets(kbr_store *st, const char *batch, json_t **out);
 kbr_err kbr_sqlite_pending_group(kbr_store *st, int64_t history, const char *firmware,
                                  const char *after, int limit, json_t **out);
 kbr_err kbr_sqlite_fleet_walk(kbr_store *st, const char *product, const char *after,

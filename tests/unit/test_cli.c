@@ -1200,6 +1200,13 @@ static void test_batch_body_bad_markets(void **state)
         expect_body_usage(&cli_cmd_batch_create, cli_batch_body, ARGC(argv), argv,
                           KBR_ERR_BAD_REQUEST, "alpha-2");
     }
+    /* two letters, but no country: the EU, its own code for Greece, a user-assigned code */
+    static const char *const no_country[] = {"EU", "eu", "EL", "XX", "UK"};
+    for (size_t i = 0; i < sizeof(no_country) / sizeof(no_country[0]); i++) {
+        snprintf(value, sizeof(value), "%s", no_country[i]);
+        expect_body_usage(&cli_cmd_batch_create, cli_batch_body, ARGC(argv), argv,
+                          KBR_ERR_BAD_REQUEST, "ISO 3166-1");
+    }
     expect_body_usage(&cli_cmd_batch_create, cli_batch_body, ARGC(twice), twice,
                       KBR_ERR_BAD_REQUEST, "--market DE given more than once");
     expect_cmd_usage(&cli_cmd_batch_create, ARGC(empty_item), empty_item, "empty item in --market");

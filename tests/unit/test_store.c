@@ -90,7 +90,8 @@ static const char *const tables[] = {"meta",
                                      "checkpoints",
                                      "device_firmware",
                                      "debug_challenges",
-                                     "issuer_keys"};
+                                     "issuer_keys",
+                                     "history_firmware_batch"};
 
 static void test_open_creates_schema(void **state)
 {
@@ -121,7 +122,7 @@ static void test_open_creates_schema(void **state)
     assert_int_equal(sqlite3_prepare_v2(db, "SELECT schema_version FROM meta", -1, &stmt, NULL),
                      SQLITE_OK);
     assert_int_equal(sqlite3_step(stmt), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int(stmt, 0), 5);
+    assert_int_equal(sqlite3_column_int(stmt, 0), 6);
     assert_int_equal(sqlite3_step(stmt), SQLITE_DONE);
     sqlite3_finalize(stmt);
     assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &stmt, NULL), SQLITE_OK);
@@ -1684,8 +1685,8 @@ static void test_migrate_v1_store(void **state)
     v1_store(f, clone, old, cur);
     v1_custody(f, cur);
     st = open_ok(f);
-    assert_int_equal(query_count(f, "SELECT max(schema_version) FROM meta"), 5);
-    assert_int_equal(query_count(f, "SELECT count(*) FROM meta WHERE schema_version <> 5"), 0);
+    assert_int_equal(query_count(f, "SELECT max(schema_version) FROM meta"), 6);
+    assert_int_equal(query_count(f, "SELECT count(*) FROM meta WHERE schema_version <> 6"), 0);
     /* version 3: keys named by their public key, and a device's challenge answered once */
     assert_int_equal(count_where(f, "keys", "public_key_sha256 IS NOT NULL"), 1);
     assert_int_equal(query_count(f, "SELECT count(*) FROM keys WHERE name = 'dbg-door' AND"
@@ -1738,7 +1739,7 @@ static void test_migrate_v1_store(void **state)
     kbr_store_close(st);
     /* Opening again changes nothing. */
     st = open_ok(f);
-    assert_int_equal(query_count(f, "SELECT max(schema_version) FROM meta"), 5);
+    assert_int_equal(query_count(f, "SELECT max(schema_version) FROM meta"), 6);
     assert_device_key(st, "SN-9", clone_hex);
     assert_int_equal(count_where(f, "device_firmware", "serial = 'SN-9'"), 3);
     kbr_store_close(st);

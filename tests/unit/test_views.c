@@ -341,12 +341,13 @@ static time_t at(const char *text)
     return t;
 }
 
-/* ---- version order and EU membership ---- */
+/* ---- version order ---- */
 
 static void test_version_order(void **state)
 {
-    static const char *const ascending[] = {"0.9",  "1.0",      "1.1",      "1.2", "1.2.0", "1.2.1",
-                                            "1.10", "1.10-rc1", "1.10-rc2", "2",   "10.0.0"};
+    /* the generic order of kbr_cra.h: a release candidate before its release */
+    static const char *const ascending[] = {"-",        "0.9",      "1.0",  "1.1", "1.2",   "1.2.1",
+                                            "1.10-rc1", "1.10-rc2", "1.10", "2",   "10.0.0"};
     size_t n = sizeof(ascending) / sizeof(ascending[0]);
 
     (void)state;
@@ -358,27 +359,11 @@ static void test_version_order(void **state)
                 fail_msg("%s vs %s gave %d", ascending[i], ascending[j], c);
         }
     }
+    /* a device on 1.2 runs the fix 1.2.0 */
     assert_int_equal(kbr_store_version_cmp("01.002", "1.2"), 0);
+    assert_int_equal(kbr_store_version_cmp("1.2.0", "1.2"), 0);
     assert_int_equal(kbr_store_version_cmp("1-2", "1.2"), 0);
     assert_true(kbr_store_version_cmp("99999999999999999999.1", "99999999999999999998.9") > 0);
-}
-
-static void test_eu_members(void **state)
-{
-    static const char *const members[] = {"AT", "BE", "BG", "HR", "CY", "CZ", "DK", "EE", "FI",
-                                          "FR", "DE", "GR", "HU", "IE", "IT", "LV", "LT", "LU",
-                                          "MT", "NL", "PL", "PT", "RO", "SK", "SI", "ES", "SE"};
-
-    (void)state;
-    assert_int_equal(sizeof(members) / sizeof(members[0]), 27);
-    for (size_t i = 0; i < 27; i++)
-        assert_true(kbr_store_market_is_eu(members[i]));
-    assert_true(kbr_store_market_is_eu("EL"));
-    assert_true(kbr_store_market_is_eu("de"));
-    assert_false(kbr_store_market_is_eu("GB"));
-    assert_false(kbr_store_market_is_eu("US"));
-    assert_false(kbr_store_market_is_eu("CH"));
-    assert_false(kbr_store_market_is_eu(NULL));
 }
 
 /* ---- View A ---- */
@@ -658,13 +643,16 @@ static void test_exposure_builds_and_markets(void **state)
     dev = json_object_get(view, "devices");
     assert_int_equal(int_at(dev, "current"), 5);
     markets = json_object_get(dev, "by_market");
-    assert_int_equal(json_object_size(markets), 4);
+    assert_int_equal(json_object_size(markets), 3);
     assert_int_equal(int_at(markets, "DE"), 2);
     assert_int_equal(int_at(markets, "FR"), 2);
     assert_int_equal(int_at(markets, "US"), 1);
-    assert_int_equal(int_at(markets, "EL"), 2);
-    /* The DE+FR batch counts once in the EU total, Greece ("EL") is a member. */
-    assert_int_equal(int_at(dev, "eu"), 4);
+    /* The DE+FR batch counts once in the EU total.  "EL" (the EU's own code for Greece, which
+     * an older broker accepted) is no ISO 3166-1 code: its devices are in no country and not
+     * in the EU, and said so. */
+    assert_int_equal(int_at(dev, "eu"), 2);
+    assert_int_equal(json_object_size(json_object_get(dev, "invalid_markets")), 1);
+    assert_int_equal(int_at(json_object_get(dev, "invalid_markets"), "EL"), 2);
     assert_int_equal(json_array_size(json_object_get(dev, "by_batch")), 3);
     assert_string_equal(str_at(json_object_get(view, "query"), "component"), "openssl");
     assert_null(json_object_get(view, "remediation"));
@@ -681,15 +669,16 @@ static void test_exposure_builds_and_markets(void **state)
     json_decref(versions);
 }
 
-static void test_exposure_purl_prefix(void **state)
+static void test_exposure_purl(void **state)
 {
     ledger *l = *state;
-    kbr_exposure_query q = {.purl_prefix = "pkg:generic/openssl@3.0.1"};
+    kbr_exposure_query q = {.purl = "pkg:generic/openssl@3.0.1"};
     json_t *view = exposure(l, &q);
 
+    /* a version in the purl is compared exactly */
     assert_int_equal(json_array_size(json_object_get(view, "builds")), 2);
     json_decref(view);
-    q.purl_prefix = "pkg:generic/openssl";
+    q.purl = "pkg:generic/openssl";
     view = exposure(l, &q);
     /* door 1.0 and 1.1 (in version order), then lamp 2.0. */
     assert_int_equal(json_array_size(json_object_get(view, "builds")), 3);
@@ -698,7 +687,12 @@ static void test_exposure_purl_prefix(void **state)
     /* D1, U1 and D4 run door 1.1 now. */
     assert_int_equal(int_at(json_object_get(view, "devices"), "current"), 8);
     json_decref(view);
-    q.purl_prefix = "pkg:generic/openssl@3.0.9";
+    /* a prefix is no package: "pkg:generic/openss" names nothing, and 3.0 is not 3.0.1 */
+    q.purl = "pkg:generic/openss";
+    view = exposure(l, &q);
+    assert_int_equal(json_array_size(json_object_get(view, "builds")), 0);
+    json_decref(view);
+    q.purl = "pkg:generic/openssl@3.0";
     view = exposure(l, &q);
     assert_int_equal(json_array_size(json_object_get(view, "builds")), 0);
     assert_int_equal(int_at(json_object_get(view, "devices"), "current"), 0);
@@ -870,12 +864,232 @@ static void test_exposure_paging_across_products(void **state)
     json_decref(view);
 }
 
+/*
+ * Packages named as SBOMs name them, with the types' own rules: a longer npm name, a scoped
+ * one, Debian versions with "~", qualifiers, pypi's case and "_", a version Debian's order
+ * cannot read, and a component the SBOM gives no version.
+ */
+static void packages(ledger *l)
+{
+    static const actor ci = {
+        .sub = "ci:door", .jti = "t-ci", .op = "sign", .key = "fw-a", .key_use = true};
+
+    firmware(
+        l, &ci, "door", "3.0",
+        "[{\"name\": \"lodash\", \"version\": \"4.17.20\", \"purl\": \"pkg:npm/lodash@4.17.20\"},"
+        " {\"name\": \"openssl\", \"version\": \"3.0.11-1~deb12u1\","
+        "  \"purl\": \"pkg:deb/debian/openssl@3.0.11-1~deb12u1?arch=arm64\"},"
+        " {\"name\": \"Django_Rest\", \"version\": \"1.0\", \"purl\": "
+        "\"pkg:pypi/Django_Rest@1.0\"}]");
+    firmware(l, &ci, "door", "3.1",
+             "[{\"name\": \"lodash.merge\", \"version\": \"4.6.2\","
+             "  \"purl\": \"pkg:npm/lodash.merge@4.6.2\"},"
+             " {\"name\": \"@types/lodash\", \"version\": \"4.14.0\","
+             "  \"purl\": \"pkg:npm/%40types/lodash@4.14.0\"},"
+             " {\"name\": \"openssl\", \"version\": \"3.0.11-1~deb12u2\","
+             "  \"purl\": \"pkg:deb/debian/openssl@3.0.11-1~deb12u2?arch=amd64\"}]");
+    firmware(l, &ci, "door", "3.2",
+             "[{\"name\": \"openssl\", \"version\": \"custom\","
+             "  \"purl\": \"pkg:deb/debian/openssl@custom\"},"
+             " {\"name\": \"openssl\", \"purl\": \"pkg:generic/openssl\"}]");
+}
+
+/* The versions of the builds a view found, "3.0,3.1". */
+static void assert_builds(const json_t *view, const char *want)
+{
+    char got[256] = "";
+    const json_t *b;
+    size_t i;
+
+    json_array_foreach(json_object_get(view, "builds"), i, b)
+    {
+        strncat(got, i > 0 ? "," : "", sizeof(got) - strlen(got) - 1);
+        strncat(got, str_at(b, "version"), sizeof(got) - strlen(got) - 1);
+    }
+    assert_string_equal(got, want);
+}
+
+static json_t *ask(ledger *l, const char *purl, const char *vers, const char *versions)
+{
+    json_t *list = versions != NULL ? parse(versions) : NULL;
+    kbr_exposure_query q = {.purl = purl, .vers = vers, .versions = list, .product = "door"};
+    json_t *view = exposure(l, &q);
+
+    json_decref(list);
+    return view;
+}
+
+static void test_exposure_packages(void **state)
+{
+    ledger *l = *state;
+    json_t *view;
+    const json_t *u;
+
+    packages(l);
+    /* the package itself, never a longer or a scoped name */
+    view = ask(l, "pkg:npm/lodash", NULL, NULL);
+    assert_builds(view, "3.0");
+    json_decref(view);
+    view = ask(l, "pkg:npm/%40types/lodash", NULL, NULL);
+    assert_builds(view, "3.1");
+    json_decref(view);
+    /* normalized as the types say: Debian names and namespaces lowercase, pypi's "_" is "-" */
+    view = ask(l, "pkg:DEB/Debian/OpenSSL", NULL, NULL);
+    assert_builds(view, "3.0,3.1,3.2");
+    json_decref(view);
+    view = ask(l, "pkg:pypi/django-rest", NULL, NULL);
+    assert_builds(view, "3.0");
+    json_decref(view);
+    /* qualifiers count when the question gives them */
+    view = ask(l, "pkg:deb/debian/openssl?arch=amd64", NULL, NULL);
+    assert_builds(view, "3.1");
+    json_decref(view);
+    /* a list holds any purl version, Debian's "~" included */
+    view = ask(l, "pkg:deb/debian/openssl", NULL, "[\"3.0.11-1~deb12u2\"]");
+    assert_builds(view, "3.1");
+    json_decref(view);
+    /* by Debian's order "~deb12u1" is before "~deb12u2"; "custom" is no Debian version */
+    view = ask(l, "pkg:deb/debian/openssl", "vers:deb/<3.0.11-1~deb12u2", NULL);
+    assert_builds(view, "3.0");
+    u = json_object_get(view, "undecided");
+    assert_int_equal(json_array_size(u), 1);
+    assert_string_equal(str_at(json_array_get(u, 0), "version"), "3.2");
+    assert_string_equal(str_at(json_object_get(json_array_get(u, 0), "component"), "version"),
+                        "custom");
+    assert_non_null(strstr(str_at(json_array_get(u, 0), "reason"), "scheme"));
+    json_decref(view);
+    /* by name: the component without a version cannot be told in or out of a list */
+    {
+        json_t *list = parse("[\"3.0.11-1~deb12u1\"]");
+        kbr_exposure_query q = {.component = "openssl", .versions = list, .product = "door"};
+
+        view = exposure(l, &q);
+        assert_builds(view, "3.0");
+        u = json_object_get(view, "undecided");
+        assert_int_equal(json_array_size(u), 1);
+        assert_non_null(strstr(str_at(json_array_get(u, 0), "reason"), "no version"));
+        json_decref(view);
+        json_decref(list);
+    }
+}
+
+static void test_exposure_bad_packages(void **state)
+{
+    ledger *l = *state;
+    kbr_msg msg = {{0}};
+    json_t *empty = parse("[]"), *list = parse("[\"1.0\"]");
+    kbr_exposure_query q = {.purl = "pkg:npm"};
+
+    (void)l;
+    assert_int_equal(kbr_store_exposure_check(&q, &msg), KBR_ERR_BAD_REQUEST);
+    assert_non_null(strstr(msg.text, "purl:"));
+    q = (kbr_exposure_query){.purl = "pkg:deb/openssl"}; /* deb needs a namespace */
+    assert_int_equal(kbr_store_exposure_check(&q, &msg), KBR_ERR_BAD_REQUEST);
+    assert_non_null(strstr(msg.text, "purl:"));
+    q = (kbr_exposure_query){.purl = "pkg:deb/debian/openssl", .vers = "vers:deb/>=1.0|>=2.0"};
+    assert_int_equal(kbr_store_exposure_check(&q, &msg), KBR_ERR_BAD_REQUEST);
+    assert_non_null(strstr(msg.text, "vers:"));
+    q = (kbr_exposure_query){.component = "openssl", .vers = "vers:maven/1.0"};
+    assert_int_equal(kbr_store_exposure_check(&q, &msg), KBR_ERR_BAD_REQUEST);
+    q = (kbr_exposure_query){.component = "openssl", .vers = "vers:deb/1.0", .versions = list};
+    assert_int_equal(kbr_store_exposure_check(&q, &msg), KBR_ERR_BAD_REQUEST);
+    q = (kbr_exposure_query){.component = "openssl", .versions = empty};
+    assert_int_equal(kbr_store_exposure_check(&q, &msg), KBR_ERR_BAD_REQUEST);
+    assert_non_null(strstr(msg.text, "versions"));
+    json_decref(empty);
+    json_decref(list);
+}
+
+static void test_exposure_remediation_by_market(void **state)
+{
+    ledger *l = *state;
+    json_t *versions = parse("[\"3.0.1\"]");
+    kbr_exposure_query q = {.component = "openssl", .versions = versions, .fixed_version = "1.1"};
+    json_t *view = exposure(l, &q);
+    const json_t *a, *r, *m;
+
+    /* ever ran door 1.0 (D1, D2, D3 in DE+FR; U1, U2 in US) or lamp 2.0 (L1, D3 in "EL") */
+    a = json_object_get(view, "affected");
+    assert_int_equal(int_at(a, "total"), 7);
+    assert_int_equal(int_at(json_object_get(a, "by_market"), "DE"), 3);
+    assert_int_equal(int_at(json_object_get(a, "by_market"), "US"), 2);
+    assert_int_equal(int_at(a, "eu"), 3);
+    assert_int_equal(int_at(json_object_get(a, "invalid_markets"), "EL"), 2);
+    r = json_object_get(view, "remediation");
+    /* D1 and U1 installed door 1.1; lamp's 2.0 is "1.1 or later" too (one version for every
+     * product asked about) */
+    assert_int_equal(int_at(r, "affected"), 7);
+    assert_int_equal(int_at(r, "updated"), 4);
+    assert_int_equal(int_at(r, "pending"), 3);
+    m = json_object_get(json_object_get(r, "by_market"), "FR");
+    assert_int_equal(int_at(m, "affected"), 3);
+    assert_int_equal(int_at(m, "updated"), 1);
+    assert_int_equal(int_at(m, "pending"), 2);
+    m = json_object_get(json_object_get(r, "by_market"), "US");
+    assert_int_equal(int_at(m, "updated"), 1);
+    assert_int_equal(int_at(m, "pending"), 1);
+    m = json_object_get(r, "eu");
+    assert_int_equal(int_at(m, "affected"), 3);
+    assert_int_equal(int_at(m, "updated"), 1);
+    assert_int_equal(int_at(m, "pending"), 2);
+    /* and in no member state */
+    assert_int_equal(
+        int_at(json_object_get(json_object_get(r, "invalid_markets"), "EL"), "updated"), 2);
+    json_decref(view);
+    json_decref(versions);
+}
+
+static void test_exposure_affected_devices(void **state)
+{
+    ledger *l = *state;
+    json_t *versions = parse("[\"3.0.1\"]");
+    kbr_exposure_query q = {.component = "openssl",
+                            .versions = versions,
+                            .product = "door",
+                            .fixed_version = "1.1",
+                            .devices = true,
+                            .limit = 3};
+    static const char *const first[] = {"D1", "D2", "D3"}, *const second[] = {"U1", "U2"};
+    json_t *view;
+    const json_t *page;
+
+    view = exposure(l, &q);
+    assert_null(json_object_get(view, "pending_devices"));
+    page = json_object_get(view, "affected_devices");
+    assert_serials(page, first, 3);
+    assert_string_equal(str_at(json_array_get(json_object_get(page, "items"), 0), "status"),
+                        "updated");
+    assert_string_equal(str_at(json_array_get(json_object_get(page, "items"), 1), "status"),
+                        "pending");
+    assert_string_equal(str_at(page, "next_after"), "D3");
+    json_decref(view);
+    q.after = "D3";
+    view = exposure(l, &q);
+    page = json_object_get(view, "affected_devices");
+    assert_serials(page, second, 2);
+    assert_string_equal(str_at(json_array_get(json_object_get(page, "items"), 0), "status"),
+                        "updated");
+    assert_true(json_is_null(json_object_get(page, "next_after")));
+    json_decref(view);
+    /* without a fix: the same devices, no status */
+    q.fixed_version = NULL;
+    q.after = NULL;
+    q.limit = 10;
+    view = exposure(l, &q);
+    page = json_object_get(view, "affected_devices");
+    assert_int_equal(json_array_size(json_object_get(page, "items")), 5);
+    assert_null(json_object_get(json_array_get(json_object_get(page, "items"), 0), "status"));
+    assert_null(json_object_get(view, "remediation"));
+    json_decref(view);
+    json_decref(versions);
+}
+
 static void test_exposure_bad_queries(void **state)
 {
     ledger *l = *state;
     json_t *view = NULL, *bad = parse("[1]");
     kbr_exposure_query none = {0};
-    kbr_exposure_query both = {.component = "openssl", .purl_prefix = "pkg:"};
+    kbr_exposure_query both = {.component = "openssl", .purl = "pkg:generic/openssl"};
     kbr_exposure_query empty = {.component = ""};
     kbr_exposure_query versions = {.component = "openssl", .versions = bad};
     kbr_exposure_query limit = {.component = "openssl", .limit = 1001};
@@ -983,7 +1197,6 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_version_order),
-        cmocka_unit_test(test_eu_members),
         cmocka_unit_test_setup_teardown(test_product_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_product_device_certificates, setup, teardown),
         cmocka_unit_test_setup_teardown(test_product_expiring, setup, teardown),
@@ -991,7 +1204,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_custody, setup, teardown),
         cmocka_unit_test_setup_teardown(test_custody_prefix_scope, setup, teardown),
         cmocka_unit_test_setup_teardown(test_exposure_builds_and_markets, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_exposure_purl_prefix, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_exposure_purl, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_exposure_packages, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_exposure_bad_packages, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_exposure_remediation_by_market, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_exposure_affected_devices, setup, teardown),
         cmocka_unit_test_setup_teardown(test_exposure_remediation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_exposure_later_install, setup, teardown),
         cmocka_unit_test_setup_teardown(test_exposure_repeated_report, setup, teardown),

@@ -277,6 +277,40 @@ struct kbr_store_ops {
                           void *arg);
     /* The number of devices (of product; NULL: all). */
     kbr_err (*fleet_size)(kbr_store *st, const char *product, int64_t *n);
+
+    /* ---- the CRA: products' support periods and incidents (sqlite_cra.c) ---- */
+    /* {product, placed_on_market, support_until, created_at, created_by, updated_at,
+     * audit_seq}; KBR_ERR_NOT_FOUND. */
+    kbr_err (*product_get)(kbr_store *st, const char *product, json_t **out);
+    /* Records the support period: a new row, or (exists true) a new support_until. */
+    kbr_err (*product_put)(kbr_store *st, const kbr_fx_product_register *p, bool exists,
+                           int64_t seq);
+    kbr_err (*incident_insert)(kbr_store *st, const kbr_fx_incident_create *i, int64_t seq);
+    /* KBR_ERR_STORE_CONSTRAINT when (product, version) is no build or is the incident's. */
+    kbr_err (*incident_build_insert)(kbr_store *st, const char *incident, const char *product,
+                                     const char *version, int64_t seq);
+    /* The devices that ran one of the incident's builds, counted into its fleet on day. */
+    kbr_err (*incident_fleet_load)(kbr_store *st, const char *incident, const char *day);
+    /* The incident's row: {id, title, product, component, query{}, aware_at,
+     * actively_exploited, severity, cve, created_at, created_by, exposure{}, fixed_version,
+     * fix_available_at, fix_recorded_at, fix_seq, audit_seq}; KBR_ERR_NOT_FOUND. */
+    kbr_err (*incident_get)(kbr_store *st, const char *id, json_t **out);
+    /* Every incident's row as incident_get, by created_at then id. */
+    kbr_err (*incident_list)(kbr_store *st, json_t **out);
+    /* {product, version, audit_seq} of the incident's builds, by product then version. */
+    kbr_err (*incident_builds)(kbr_store *st, const char *id, json_t **out);
+    kbr_err (*incident_fix)(kbr_store *st, const kbr_fx_incident_fix *f, int64_t seq);
+    kbr_err (*incident_report_insert)(kbr_store *st, const kbr_fx_incident_report *r, int64_t seq);
+    /* {stage, sha256, at, by, audit_seq} of the incident's reports, in the order recorded. */
+    kbr_err (*incident_reports)(kbr_store *st, const char *id, json_t **out);
+    /* {day, batch, firmware, delta} of the incident's fleet, by day. */
+    kbr_err (*incident_series)(kbr_store *st, const char *id, json_t **out);
+    /* {id, product, query{}} of every incident, by id: what a new build is matched with. */
+    kbr_err (*incident_queries)(kbr_store *st, json_t **out);
+    /* See kbr_store_evidence_incident_seqs. */
+    kbr_err (*evidence_incident_seqs)(kbr_store *st, const char *id, json_t **seqs);
+    /* Whether some product has a build of version. */
+    kbr_err (*firmware_version_exists)(kbr_store *st, const char *version, bool *exists);
 };
 
 extern const kbr_store_ops kbr_store_sqlite_ops;
@@ -304,9 +338,14 @@ bool kbr_match_selects_versions(const kbr_match *m);
 kbr_match_result kbr_match_component(const kbr_match *m, const char *name, const char *cversion,
                                      const char *purl, const char **why);
 
-/* exposure.c: View C's builds, devices, remediation and pending page (q checked, its limit
- * resolved), read in one snapshot: {builds, devices: {current, by_batch}, remediation?,
- * pending_devices?}.  New ref. */
+/* cra.c: what of keys (View A's, by purpose) and the product's device certificates lapses
+ * within a support period ending on support_until: [{kind ("key-certificate",
+ * "issuer-certificate", "algorithm", "device-certificates"), ...}] by the day they lapse. */
+KBR_WUR kbr_err kbr_store_continuity(kbr_store *st, const char *product, const json_t *keys,
+                                     const char *support_until, json_t **out);
+
+/* exposure.c: View C without its query echo (q checked, its limit resolved; a limit below 0
+ * leaves the page of devices out), read in one snapshot.  New ref. */
 KBR_WUR kbr_err kbr_store_exposure_rows(kbr_store *st, const kbr_exposure_query *q, json_t **out);
 
 #endif

@@ -840,7 +840,8 @@ static kbr_err exposure_view(exposure *x, json_t **out)
     KBR_ENSURE(view != NULL, KBR_ERR_NOMEM);
     KBR_GUARD(count_affected(x));
     KBR_GUARD(affected_sections(x, view));
-    if (x->q->devices || x->q->fixed_version != NULL) {
+    /* limit < 0: the figures only (an incident's) */
+    if (x->q->limit >= 0 && (x->q->devices || x->q->fixed_version != NULL)) {
         KBR_GUARD(device_page(x, &page));
         KBR_ENSURE(json_object_set_new(view, x->q->devices ? "affected_devices" : "pending_devices",
                                        page) == 0,

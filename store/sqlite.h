@@ -106,6 +106,22 @@ typedef enum {
     SQ_VIEW_PENDING_GROUP,
     SQ_VIEW_WALK_PRODUCT,
     SQ_VIEW_WALK_ALL,
+    SQ_PRODUCT_GET,
+    SQ_PRODUCT_INSERT,
+    SQ_PRODUCT_UPDATE,
+    SQ_INCIDENT_INSERT,
+    SQ_INCIDENT_BUILD_INSERT,
+    SQ_INCIDENT_FLEET_LOAD,
+    SQ_INCIDENT_GET,
+    SQ_INCIDENT_LIST,
+    SQ_INCIDENT_QUERIES,
+    SQ_INCIDENT_BUILDS,
+    SQ_INCIDENT_FIX,
+    SQ_INCIDENT_REPORT_INSERT,
+    SQ_INCIDENT_REPORTS,
+    SQ_INCIDENT_SERIES,
+    SQ_FIRMWARE_VERSION_EXISTS,
+    SQ_EVIDENCE_INCIDENT,
     SQ__COUNT
 } kbr_sq_id;
 
@@ -291,5 +307,25 @@ kbr_err kbr_sqlite_pending_group(kbr_store *st, int64_t history, const char *fir
 kbr_err kbr_sqlite_fleet_walk(kbr_store *st, const char *product, const char *after,
                               kbr_fleet_fn fn, void *arg);
 kbr_err kbr_sqlite_fleet_size(kbr_store *st, const char *product, int64_t *n);
+
+/* Products' support periods and incidents (sqlite_cra.c). */
+kbr_err kbr_sqlite_product_get(kbr_store *st, const char *product, json_t **out);
+kbr_err kbr_sqlite_product_put(kbr_store *st, const kbr_fx_product_register *p, bool exists,
+                               int64_t seq);
+kbr_err kbr_sqlite_incident_insert(kbr_store *st, const kbr_fx_incident_create *i, int64_t seq);
+kbr_err kbr_sqlite_incident_build_insert(kbr_store *st, const char *incident, const char *product,
+                                         const char *version, int64_t seq);
+kbr_err kbr_sqlite_incident_fleet_load(kbr_store *st, const char *incident, const char *day);
+kbr_err kbr_sqlite_incident_get(kbr_store *st, const char *id, json_t **out);
+kbr_err kbr_sqlite_incident_list(kbr_store *st, json_t **out);
+kbr_err kbr_sqlite_incident_queries(kbr_store *st, json_t **out);
+kbr_err kbr_sqlite_incident_builds(kbr_store *st, const char *id, json_t **out);
+kbr_err kbr_sqlite_incident_fix(kbr_store *st, const kbr_fx_incident_fix *f, int64_t seq);
+kbr_err kbr_sqlite_incident_report_insert(kbr_store *st, const kbr_fx_incident_report *r,
+                                          int64_t seq);
+kbr_err kbr_sqlite_incident_reports(kbr_store *st, const char *id, json_t **out);
+kbr_err kbr_sqlite_incident_series(kbr_store *st, const char *id, json_t **out);
+kbr_err kbr_sqlite_firmware_version_exists(kbr_store *st, const char *version, bool *exists);
+kbr_err kbr_sqlite_evidence_incident_seqs(kbr_store *st, const char *id, json_t **seqs);
 
 #endif

@@ -334,6 +334,29 @@ out:
     return err;
 }
 
+/* The product's support period, and what lapses within it (null both when unregistered). */
+static kbr_err support_sections(kbr_store *st, const char *product, const json_t *groups,
+                                json_t *view)
+{
+    kbr_err err = KBR_OK;
+    json_t *support = NULL, *continuity = NULL;
+    kbr_err found = kbr_store_product_get(st, product, &support);
+
+    KBR_ENSURE(found == KBR_OK || found == KBR_ERR_NOT_FOUND, found);
+    if (found == KBR_OK)
+        KBR_GUARD(kbr_store_continuity(st, product, groups,
+                                       json_string_value(json_object_get(support, "support_until")),
+                                       &continuity));
+    KBR_ENSURE(
+        json_object_set(view, "support", support != NULL ? support : json_null()) == 0 &&
+            json_object_set(view, "continuity", continuity != NULL ? continuity : json_null()) == 0,
+        KBR_ERR_NOMEM);
+out:
+    json_decref(continuity);
+    json_decref(support);
+    return err;
+}
+
 kbr_err kbr_store_view_product(kbr_store *st, const char *product, time_t now, long within_days,
                                json_t **out)
 {
@@ -354,6 +377,7 @@ kbr_err kbr_store_view_product(kbr_store *st, const char *product, time_t now, l
         KBR_GUARD(expiring_section(raw, within_days, until, &expiring));
         KBR_ENSURE(json_object_set(view, "expiring", expiring) == 0, KBR_ERR_NOMEM);
     }
+    KBR_GUARD(support_sections(st, product, groups, view));
     *out = view;
     view = NULL;
 out:

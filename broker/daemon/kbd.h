@@ -57,6 +57,8 @@ typedef struct {
     bool max_connections_set;        /* by the file, not the default */
     long max_connections_per_source; /* per IPv4 or IPv6 address */
     long request_timeout;            /* seconds to deliver a whole request */
+    char *csaf_publisher;            /* CSAF documents' publisher name (default instance_id) */
+    char *csaf_namespace;            /* and its namespace URI (default urn:keybroker:<id>) */
 } kbd_config;
 
 KBR_WUR kbr_err kbd_config_load(const char *path, kbd_config *cfg, kbr_msg *msg);
@@ -213,6 +215,9 @@ struct kbd_req {
     kbr_msg msg;
     int status;   /* HTTP status on success */
     json_t *resp; /* response body on success */
+    /* or these bytes as they are (a kept document, whose SHA-256 the log names), JSON */
+    unsigned char *raw;
+    size_t raw_len;
     bool add_audit_seq_to_resp;
     kbr_audit_rec *rec;
     kbd_req *next;
@@ -451,6 +456,28 @@ kbr_err kbd_h_view_exposure(kbd_req *r);
 kbr_err kbd_h_view_device(kbd_req *r);
 kbr_err kbd_h_evidence_device(kbd_req *r);
 kbr_err kbd_h_evidence_product(kbd_req *r);
+kbr_err kbd_h_evidence_incident(kbd_req *r);
+/* h_products.c, h_incidents.c: the Cyber Resilience Act (docs/cra.md) */
+kbr_err kbd_h_product_register(kbd_req *r);
+kbr_err kbd_h_product_get(kbd_req *r);
+kbr_err kbd_h_incident_create(kbd_req *r);
+kbr_err kbd_h_incident_list(kbd_req *r);
+kbr_err kbd_h_incident_get(kbd_req *r);
+kbr_err kbd_h_incident_fix(kbd_req *r);
+kbr_err kbd_h_incident_report(kbd_req *r);
+kbr_err kbd_h_incident_report_get(kbd_req *r);
+/*
+ * cra_docs.c: the documents an incident's reports are.  kbd_cra_report: the report of stage
+ * ("early-warning", "notification" or "final") from the incident as kbr_store_incident_view
+ * shows it with its figures, made at `at` by sub; notes (may be NULL) as the reporter wrote
+ * them.  kbd_csaf: the CSAF 2.0 VEX document of a report, published by publisher (name,
+ * namespace URI).  New refs.
+ */
+KBR_WUR kbr_err kbd_cra_report(const json_t *incident, const char *stage, const char *notes,
+                               const char *at, const char *sub, const char *instance_id,
+                               json_t **out);
+KBR_WUR kbr_err kbd_csaf(const json_t *report, const char *publisher, const char *namespace,
+                         json_t **out);
 
 /* Token issuance shared by POST /v1/tokens and --init (tokens.c). */
 typedef struct {

@@ -41,6 +41,23 @@ static const kbd_route routes[] = {
     {"GET", "/v1/evidence/devices/{}", true, KBR_OP_READ, "evidence.device", kbd_h_evidence_device},
     {"GET", "/v1/evidence/products/{}", true, KBR_OP_READ, "evidence.product",
      kbd_h_evidence_product},
+    {"GET", "/v1/evidence/incidents/{}", true, KBR_OP_READ, "evidence.incident",
+     kbd_h_evidence_incident},
+    {"POST", "/v1/products", true, KBR_OP_ADMIN, "product.register", kbd_h_product_register},
+    {"GET", "/v1/products/{}", true, KBR_OP_READ, "product.show", kbd_h_product_get},
+    {"POST", "/v1/incidents", true, KBR_OP_ADMIN, "incident.create", kbd_h_incident_create},
+    {"GET", "/v1/incidents", true, KBR_OP_READ, "incident.list", kbd_h_incident_list},
+    {"GET", "/v1/incidents/{}", true, KBR_OP_READ, "incident.show", kbd_h_incident_get},
+    {"POST", "/v1/incidents/{}/fix", true, KBR_OP_ADMIN, "incident.fix", kbd_h_incident_fix},
+    {"POST", "/v1/incidents/{}/reports", true, KBR_OP_ADMIN, "incident.report",
+     kbd_h_incident_report},
+    /* the stage is the last segment of the pattern (h_incidents.c) */
+    {"GET", "/v1/incidents/{}/reports/early-warning", true, KBR_OP_READ, "incident.report.show",
+     kbd_h_incident_report_get},
+    {"GET", "/v1/incidents/{}/reports/notification", true, KBR_OP_READ, "incident.report.show",
+     kbd_h_incident_report_get},
+    {"GET", "/v1/incidents/{}/reports/final", true, KBR_OP_READ, "incident.report.show",
+     kbd_h_incident_report_get},
 };
 
 /* Matches one pattern on the raw path; a "{}" segment captures one non-empty raw segment. */

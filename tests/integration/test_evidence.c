@@ -366,8 +366,10 @@ static void test_migrate_v5_store(void **state)
 
     (void)state;
     kbt_stop(env);
-    copy_store("DROP TRIGGER devices_history_batch_move; DROP TABLE history_firmware_batch;"
-               " DROP INDEX components_purl_key;"
+    copy_store("DROP TRIGGER devices_history_batch_move; DROP TRIGGER devices_incident_move;"
+               " DROP TABLE history_firmware_batch; DROP TABLE incident_reports;"
+               " DROP TABLE incident_fleet; DROP TABLE incident_builds; DROP TABLE incidents;"
+               " DROP TABLE products; DROP INDEX components_purl_key;"
                " ALTER TABLE components DROP COLUMN purl_key;"
                " CREATE INDEX components_purl ON components(purl);"
                " UPDATE meta SET schema_version = 5;");

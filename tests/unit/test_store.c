@@ -91,7 +91,12 @@ static const char *const tables[] = {"meta",
                                      "device_firmware",
                                      "debug_challenges",
                                      "issuer_keys",
-                                     "history_firmware_batch"};
+                                     "history_firmware_batch",
+                                     "products",
+                                     "incidents",
+                                     "incident_builds",
+                                     "incident_fleet",
+                                     "incident_reports"};
 
 static void test_open_creates_schema(void **state)
 {

@@ -576,6 +576,44 @@ static void filler(gen *g, int day, int64_t n)
     }
 }
 
+/* ---- an incident: openssl 3.0.1 (builds 0-14 of every product), fixed in 1.3.0 ---- */
+
+#define INCIDENT_DAY 400
+#define FIX_BUILD    30
+
+static void incident_create(gen *g)
+{
+    char at[KBR_TIME_LEN], aware[KBR_TIME_LEN], version[16];
+    json_t *builds = json_array();
+
+    for (int p = 0; p < PRODUCTS; p++)
+        for (int b = 0; b < 15; b++) {
+            version_of(b, version);
+            json_array_append_new(
+                builds, json_pack("{s:s,s:s}", "product", products[p], "version", version));
+        }
+    fmt_time(g->now, at);
+    fmt_time(g->now - 6 * 3600, aware);
+    emit(g, &bootstrap, path_detail("/v1/incidents"),
+         json_pack("{s:s,s:s,s:s,s:n,s:s,s:{s:s,s:[s]},s:s,s:b,s:s,s:n,s:s,s:s,s:{s:s,s:O},s:o}",
+                   "type", "incident.create", "id", "INC-1", "title", "openssl 3.0.1", "product",
+                   "component", "openssl", "query", "component", "openssl", "versions", "3.0.1",
+                   "aware_at", aware, "actively_exploited", 1, "severity", "high", "cve",
+                   "created_at", at, "created_by", "security:bootstrap", "exposure", "as_of", at,
+                   "builds", builds, "builds", builds));
+}
+
+static void incident_fix(gen *g)
+{
+    char at[KBR_TIME_LEN], version[16];
+
+    version_of(FIX_BUILD, version);
+    fmt_time(g->now, at);
+    emit(g, &bootstrap, path_detail("/v1/incidents/INC-1/fix"),
+         json_pack("{s:s,s:s,s:s,s:s,s:s}", "type", "incident.fix", "id", "INC-1", "fixed_version",
+                   version, "available_at", at, "at", at));
+}
+
 static void one_day(gen *g, int day, int64_t filler_per_day)
 {
     int64_t per_product = BATCHES * g->devices_per_batch;
@@ -623,6 +661,10 @@ static void one_day(gen *g, int day, int64_t filler_per_day)
             }
         }
     }
+    if (day == INCIDENT_DAY)
+        incident_create(g);
+    if (day == build_day(FIX_BUILD) + 1)
+        incident_fix(g);
     filler(g, day, filler_per_day);
 }
 
@@ -701,6 +743,34 @@ static kbr_err run_device(kbr_store *st, const void *arg, json_t **out)
     return kbr_store_view_device(st, NULL, arg, out);
 }
 
+static kbr_err run_incident(kbr_store *st, const void *arg, json_t **out)
+{
+    return kbr_store_incident_view(st, arg, view_now(), true, out);
+}
+
+static kbr_err run_incident_list(kbr_store *st, const void *arg, json_t **out)
+{
+    (void)arg;
+    return kbr_store_incident_list(st, view_now(), out);
+}
+
+/* The incident's figures as the bench table shows them: now and the series' length. */
+static kbr_err run_incident_summary(kbr_store *st, const void *arg, json_t **out)
+{
+    json_t *v = NULL;
+    kbr_err err = run_incident(st, arg, &v);
+
+    *out = NULL;
+    if (err != KBR_OK)
+        return err;
+    *out = json_pack(
+        "{s:O,s:I}", "remediation", json_object_get(json_object_get(v, "now"), "remediation"),
+        "days",
+        (json_int_t)json_array_size(json_object_get(json_object_get(v, "over_time"), "days")));
+    json_decref(v);
+    return *out != NULL ? KBR_OK : KBR_ERR_NOMEM;
+}
+
 static void bench(kbr_store *st, int64_t devices)
 {
     char early[16], late[16];
@@ -734,6 +804,9 @@ static void bench(kbr_store *st, int64_t devices)
               "remediation");
     time_view(st, "C openssl 3.0.1, fixed 1.3.8 (few updated)", run_exposure, &q4, "remediation");
     time_view(st, "C openssl 3.0.1, fixed 1.0.1 (few pending)", run_exposure, &q6, "remediation");
+    time_view(st, "incident INC-1 (openssl 3.0.1, every product)", run_incident, "INC-1", NULL);
+    time_view(st, "incident INC-1: its figures", run_incident_summary, "INC-1", "remediation");
+    time_view(st, "incident list", run_incident_list, NULL, NULL);
     time_view(st, "D device, early batch (no product given)", run_device, early, NULL);
     time_view(st, "D device, late batch (no product given)", run_device, late, NULL);
     json_decref(first);

@@ -412,61 +412,130 @@ out:
     return err;
 }
 
-/* The fleet of one batch, as the days go: affected, and of those on the fix or later. */
+/*
+ * The series is summed in plain arrays: per batch as the days go (affected, and of those on
+ * the fix or later), then each day into its markets, the EU and the total.  A market (or an
+ * invalid code) is one row of figures; JSON is made once, at the end.
+ */
+typedef struct {
+    char code[16];
+    bool invalid;
+    int64_t *affected, *updated; /* one per day */
+} market_series;
+
 typedef struct {
     char *batch;
-    json_t *markets;
     int64_t affected, updated;
+    size_t *markets; /* indexes into markets, each once */
+    size_t nmarkets;
+    bool in_eu;
 } batch_state;
 
 typedef struct {
     kbr_store *st;
     const char *fixed;
+    size_t ndays;
     batch_state *batches;
     size_t n, cap;
+    market_series *markets; /* [0] the total, [1] the EU, then by code */
+    size_t nm, capm;
     json_t *updated_firmware; /* firmware -> true/false, as classified */
-    json_t *days, *total, *eu, *by_market, *invalid;
 } series;
 
 static void series_free(series *s)
 {
     for (size_t i = 0; i < s->n; i++) {
         free(s->batches[i].batch);
-        json_decref(s->batches[i].markets);
+        free(s->batches[i].markets);
     }
     free(s->batches);
+    for (size_t i = 0; i < s->nm; i++) {
+        free(s->markets[i].affected);
+        free(s->markets[i].updated);
+    }
+    free(s->markets);
     json_decref(s->updated_firmware);
-    json_decref(s->days);
-    json_decref(s->total);
-    json_decref(s->eu);
-    json_decref(s->by_market);
-    json_decref(s->invalid);
 }
 
-static kbr_err batch_of(series *s, const char *batch, batch_state **out)
+static kbr_err grow_to(void **arr, size_t *cap, size_t n, size_t elem)
+{
+    void *more;
+
+    if (n < *cap)
+        return KBR_OK;
+    more = realloc(*arr, (*cap > 0 ? *cap * 2 : 16) * elem);
+    if (more == NULL)
+        return KBR_ERR_NOMEM;
+    *arr = more;
+    *cap = *cap > 0 ? *cap * 2 : 16;
+    return KBR_OK;
+}
+
+/* The row of figures of a market code (or an invalid one), made on first use. */
+static kbr_err market_of(series *s, const char *code, bool invalid, size_t *out)
 {
     kbr_err err = KBR_OK;
-    batch_state *more;
+    market_series *m;
+
+    for (size_t i = 2; i < s->nm; i++) {
+        if (s->markets[i].invalid == invalid && strcmp(s->markets[i].code, code) == 0) {
+            *out = i;
+            goto out;
+        }
+    }
+    KBR_GUARD(grow_to((void **)&s->markets, &s->capm, s->nm, sizeof(*s->markets)));
+    m = &s->markets[s->nm];
+    *m = (market_series){.invalid = invalid};
+    snprintf(m->code, sizeof(m->code), "%s", code);
+    m->affected = calloc(s->ndays > 0 ? s->ndays : 1, sizeof(int64_t));
+    m->updated = calloc(s->ndays > 0 ? s->ndays : 1, sizeof(int64_t));
+    KBR_ENSURE(m->affected != NULL && m->updated != NULL, KBR_ERR_NOMEM);
+    *out = s->nm++;
+out:
+    return err;
+}
+
+/* A batch with its markets (each once; no ISO code: invalid), made on first use. */
+static kbr_err batch_of(series *s, const char *name, batch_state **out)
+{
+    kbr_err err = KBR_OK;
+    json_t *markets = NULL;
+    const json_t *m;
+    batch_state *b;
+    size_t i, k, idx;
 
     *out = NULL;
-    for (size_t i = 0; i < s->n; i++) {
-        if (strcmp(s->batches[i].batch, batch) == 0) {
+    for (i = 0; i < s->n; i++) {
+        if (strcmp(s->batches[i].batch, name) == 0) {
             *out = &s->batches[i];
             goto out;
         }
     }
-    if (s->n == s->cap) {
-        more = realloc(s->batches, (s->cap > 0 ? s->cap * 2 : 16) * sizeof(*more));
-        KBR_ENSURE(more != NULL, KBR_ERR_NOMEM);
-        s->batches = more;
-        s->cap = s->cap > 0 ? s->cap * 2 : 16;
-    }
-    *out = &s->batches[s->n];
-    **out = (batch_state){.batch = strdup(batch)};
-    KBR_ENSURE((*out)->batch != NULL, KBR_ERR_NOMEM);
+    KBR_GUARD(grow_to((void **)&s->batches, &s->cap, s->n, sizeof(*s->batches)));
+    b = &s->batches[s->n];
+    *b = (batch_state){.batch = strdup(name)};
+    KBR_ENSURE(b->batch != NULL, KBR_ERR_NOMEM);
     s->n++;
-    KBR_GUARD(s->st->ops->batch_markets(s->st, batch, &(*out)->markets));
+    KBR_GUARD(s->st->ops->batch_markets(s->st, name, &markets));
+    b->markets = calloc(json_array_size(markets) + 1, sizeof(*b->markets));
+    KBR_ENSURE(b->markets != NULL, KBR_ERR_NOMEM);
+    json_array_foreach(markets, i, m)
+    {
+        const char *code = json_string_value(m);
+        bool valid = code != NULL && kbr_market_check(code, NULL) == KBR_OK, seen = false;
+
+        if (code == NULL)
+            continue;
+        KBR_GUARD(market_of(s, code, !valid, &idx));
+        for (k = 0; k < b->nmarkets; k++)
+            seen = seen || b->markets[k] == idx;
+        if (!seen)
+            b->markets[b->nmarkets++] = idx;
+        b->in_eu = b->in_eu || (valid && kbr_market_is_eu(code));
+    }
+    *out = b;
 out:
+    json_decref(markets);
     return err;
 }
 
@@ -482,103 +551,55 @@ static bool is_updated(series *s, const char *firmware)
     return yes;
 }
 
-/* Appends n to obj[key][field] (a list per figure), padding with zeros to the day count. */
-static kbr_err push(json_t *obj, const char *key, const char *field, int64_t n, size_t day)
+/* The end of day d: every batch into its markets, the EU and the total. */
+static void close_day(series *s, size_t d)
 {
-    kbr_err err = KBR_OK;
-    json_t *fig = json_object_get(obj, key), *list;
-
-    if (fig == NULL) {
-        fig = json_pack("{s:[],s:[],s:[]}", "affected", "updated", "pending");
-        KBR_ENSURE(fig != NULL && json_object_set_new(obj, key, fig) == 0, KBR_ERR_NOMEM);
-    }
-    list = json_object_get(fig, field);
-    while (json_array_size(list) < day)
-        KBR_ENSURE(json_array_append_new(list, json_integer(0)) == 0, KBR_ERR_NOMEM);
-    /* a market reached by several batches adds them up on the same day */
-    if (json_array_size(list) == day + 1)
-        n += json_integer_value(json_array_get(list, day));
-    else
-        KBR_ENSURE(json_array_append_new(list, json_integer(0)) == 0, KBR_ERR_NOMEM);
-    KBR_ENSURE(json_array_set_new(list, day, json_integer(n)) == 0, KBR_ERR_NOMEM);
-out:
-    return err;
-}
-
-static kbr_err push3(json_t *obj, const char *key, int64_t affected, int64_t updated, size_t day)
-{
-    kbr_err err = KBR_OK;
-
-    KBR_GUARD(push(obj, key, "affected", affected, day));
-    KBR_GUARD(push(obj, key, "updated", updated, day));
-    KBR_GUARD(push(obj, key, "pending", affected - updated, day));
-out:
-    return err;
-}
-
-/* The end of one day: every batch into its markets (each once), the EU and the total. */
-static kbr_err close_day(series *s, const char *day)
-{
-    kbr_err err = KBR_OK;
-    size_t d = json_array_size(s->days);
-    int64_t all = 0, all_up = 0, eu = 0, eu_up = 0;
-
-    KBR_ENSURE(json_array_append_new(s->days, json_string(day)) == 0, KBR_ERR_NOMEM);
     for (size_t i = 0; i < s->n; i++) {
         const batch_state *b = &s->batches[i];
-        bool in_eu = false;
-        const json_t *m, *seen;
-        size_t j, k;
 
-        all += b->affected;
-        all_up += b->updated;
-        json_array_foreach(b->markets, j, m)
-        {
-            const char *code = json_string_value(m);
-            bool repeated = false;
-
-            json_array_foreach(b->markets, k, seen)
-            {
-                if (k >= j)
-                    break;
-                repeated = repeated || json_equal(seen, m);
-            }
-            if (repeated || code == NULL)
-                continue;
-            if (kbr_market_check(code, NULL) != KBR_OK) {
-                KBR_GUARD(push3(s->invalid, code, b->affected, b->updated, d));
-                continue;
-            }
-            KBR_GUARD(push3(s->by_market, code, b->affected, b->updated, d));
-            in_eu = in_eu || kbr_market_is_eu(code);
+        s->markets[0].affected[d] += b->affected;
+        s->markets[0].updated[d] += b->updated;
+        if (b->in_eu) {
+            s->markets[1].affected[d] += b->affected;
+            s->markets[1].updated[d] += b->updated;
         }
-        if (in_eu) {
-            eu += b->affected;
-            eu_up += b->updated;
+        for (size_t k = 0; k < b->nmarkets; k++) {
+            s->markets[b->markets[k]].affected[d] += b->affected;
+            s->markets[b->markets[k]].updated[d] += b->updated;
         }
     }
-    KBR_GUARD(push3(s->total, "t", all, all_up, d));
-    KBR_GUARD(push3(s->eu, "t", eu, eu_up, d));
-out:
-    return err;
 }
 
-/* Markets seen only on later days get zeros for the days before (push pads as it goes). */
-static kbr_err pad(json_t *obj, size_t days)
+static json_t *figures_json(const series *s, const market_series *m)
+{
+    json_t *a = json_array(), *u = json_array(), *p = json_array();
+
+    for (size_t d = 0; a != NULL && u != NULL && p != NULL && d < s->ndays; d++) {
+        json_array_append_new(a, json_integer(m->affected[d]));
+        json_array_append_new(u, json_integer(m->updated[d]));
+        json_array_append_new(p, json_integer(m->affected[d] - m->updated[d]));
+    }
+    return json_pack("{s:o,s:o,s:o}", "affected", a, "updated", u, "pending", p);
+}
+
+static kbr_err series_json(const series *s, const json_t *days, json_t **out)
 {
     kbr_err err = KBR_OK;
-    const char *key, *field;
-    json_t *fig, *list;
+    json_t *by_market = json_object(), *invalid = json_object();
 
-    json_object_foreach(obj, key, fig)
-    {
-        json_object_foreach(fig, field, list)
-        {
-            while (json_array_size(list) < days)
-                KBR_ENSURE(json_array_append_new(list, json_integer(0)) == 0, KBR_ERR_NOMEM);
-        }
-    }
+    *out = NULL;
+    KBR_ENSURE(by_market != NULL && invalid != NULL, KBR_ERR_NOMEM);
+    for (size_t i = 2; i < s->nm; i++)
+        KBR_ENSURE(json_object_set_new(s->markets[i].invalid ? invalid : by_market,
+                                       s->markets[i].code, figures_json(s, &s->markets[i])) == 0,
+                   KBR_ERR_NOMEM);
+    *out = json_pack("{s:O,s:o,s:o,s:O,s:O}", "days", days, "total",
+                     figures_json(s, &s->markets[0]), "eu", figures_json(s, &s->markets[1]),
+                     "by_market", by_market, "invalid_markets", invalid);
+    KBR_ENSURE(*out != NULL, KBR_ERR_NOMEM);
 out:
+    json_decref(by_market);
+    json_decref(invalid);
     return err;
 }
 
@@ -586,29 +607,40 @@ static kbr_err over_time(kbr_store *st, const json_t *row, json_t **out)
 {
     kbr_err err = KBR_OK;
     series s = {.st = st, .fixed = str_of(row, "fixed_version")};
-    json_t *rows = NULL;
+    json_t *rows = NULL, *days = json_array();
     const json_t *r;
     const char *day = NULL;
     batch_state *b;
-    size_t i;
+    size_t i, d = 0;
 
     *out = NULL;
     s.updated_firmware = json_object();
-    s.days = json_array();
-    s.total = json_object();
-    s.eu = json_object();
-    s.by_market = json_object();
-    s.invalid = json_object();
-    KBR_ENSURE(s.updated_firmware != NULL && s.days != NULL && s.total != NULL && s.eu != NULL &&
-                   s.by_market != NULL && s.invalid != NULL,
-               KBR_ERR_NOMEM);
+    KBR_ENSURE(s.updated_firmware != NULL && days != NULL, KBR_ERR_NOMEM);
     KBR_GUARD(st->ops->incident_series(st, str_of(row, "id"), &rows));
+    json_array_foreach(rows, i, r)
+    {
+        if (day == NULL || strcmp(day, str_of(r, "day")) != 0)
+            KBR_ENSURE(json_array_append(days, json_object_get(r, "day")) == 0, KBR_ERR_NOMEM);
+        day = str_of(r, "day");
+    }
+    s.ndays = json_array_size(days);
+    /* the total and the EU first */
+    for (int k = 0; k < 2; k++) {
+        KBR_GUARD(grow_to((void **)&s.markets, &s.capm, s.nm, sizeof(*s.markets)));
+        s.markets[s.nm] = (market_series){.code = ""};
+        s.markets[s.nm].affected = calloc(s.ndays > 0 ? s.ndays : 1, sizeof(int64_t));
+        s.markets[s.nm].updated = calloc(s.ndays > 0 ? s.ndays : 1, sizeof(int64_t));
+        KBR_ENSURE(s.markets[s.nm].affected != NULL && s.markets[s.nm].updated != NULL,
+                   KBR_ERR_NOMEM);
+        s.nm++;
+    }
+    day = NULL;
     json_array_foreach(rows, i, r)
     {
         int64_t delta = json_integer_value(json_object_get(r, "delta"));
 
         if (day != NULL && strcmp(day, str_of(r, "day")) != 0)
-            KBR_GUARD(close_day(&s, day));
+            close_day(&s, d++);
         day = str_of(r, "day");
         KBR_GUARD(batch_of(&s, str_of(r, "batch"), &b));
         b->affected += delta;
@@ -616,19 +648,10 @@ static kbr_err over_time(kbr_store *st, const json_t *row, json_t **out)
             b->updated += delta;
     }
     if (day != NULL)
-        KBR_GUARD(close_day(&s, day));
-    KBR_GUARD(pad(s.by_market, json_array_size(s.days)));
-    KBR_GUARD(pad(s.invalid, json_array_size(s.days)));
-    if (json_array_size(s.days) == 0)
-        *out = json_pack("{s:[],s:{s:[],s:[],s:[]},s:{s:[],s:[],s:[]},s:{},s:{}}", "days", "total",
-                         "affected", "updated", "pending", "eu", "affected", "updated", "pending",
-                         "by_market", "invalid_markets");
-    else
-        *out = json_pack("{s:O,s:O,s:O,s:O,s:O}", "days", s.days, "total",
-                         json_object_get(s.total, "t"), "eu", json_object_get(s.eu, "t"),
-                         "by_market", s.by_market, "invalid_markets", s.invalid);
-    KBR_ENSURE(*out != NULL, KBR_ERR_NOMEM);
+        close_day(&s, d);
+    KBR_GUARD(series_json(&s, days, out));
 out:
+    json_decref(days);
     json_decref(rows);
     series_free(&s);
     return err;

@@ -493,6 +493,15 @@ static void test_incident_reports_and_fix(void **state)
 
 /* ---- CSAF ---- */
 
+static int cli(const char *args, char **out)
+{
+    char cmd[4096];
+
+    snprintf(cmd, sizeof(cmd), "KEYBROKER_URL='%s' KEYBROKER_TOKEN='%s' '%s/keybroker' %s 2>&1",
+             env->url, env->admin, env->bin_dir, args);
+    return kbt_sh(env, cmd, out);
+}
+
 static int validate(const char *file, char **out)
 {
     char cmd[1024];
@@ -557,16 +566,81 @@ static void test_csaf(void **state)
     refused(get("/v1/incidents/INC-7/reports/final?format=pdf", reader), 400, "format");
 }
 
-/* ---- reading, scope, evidence, and the store against its log ---- */
+/* ---- the CLI ---- */
 
-static int cli(const char *args, char **out)
+static void expect_cli(const char *args, int status, const char *says)
 {
-    char cmd[4096];
+    char *out = NULL;
+    int rc = cli(args, &out);
 
-    snprintf(cmd, sizeof(cmd), "KEYBROKER_URL='%s' KEYBROKER_TOKEN='%s' '%s/keybroker' %s 2>&1",
-             env->url, env->admin, env->bin_dir, args);
-    return kbt_sh(env, cmd, out);
+    if (rc != status || strstr(out, says) == NULL)
+        fail_msg("keybroker %s: exit %d, expected %d saying \"%s\":\n%s", args, rc, status, says,
+                 out);
+    free(out);
 }
+
+static void test_cli(void **state)
+{
+    char *out = NULL, path[512], sha[65], *doc = NULL;
+    json_t *v;
+    const json_t *rep, *x;
+    FILE *f;
+    size_t i, n;
+
+    (void)state;
+    expect_cli("product show lock", 0, "2036-06-30");
+    expect_cli("incident list", 0, "INC-7");
+    expect_cli("incident list", 0, "submitted");
+    expect_cli("incident show INC-7", 0, "early warning (24 h)");
+    expect_cli("incident show INC-7", 0, "remediation now: 4 affected, 2 updated, 2 pending");
+    expect_cli("view exposure --purl pkg:deb/debian/openssl --vers 'vers:deb/<3.0.11-1~deb12u3' "
+               "--fixed-version 1.2.0 --eu --by-market",
+               0, "remediation in the EU to 1.2.0: 3 affected, 1 updated, 2 pending");
+    expect_cli("incident create INC-9 --title t --component openssl --aware-at "
+               "2026-01-01T00:00:00Z --severity low --actively-exploited maybe",
+               2, "--actively-exploited yes|no");
+    expect_cli("incident fix INC-7 --fixed-version 1.2.0", 1, "conflict");
+    /* the chart */
+    expect_cli("incident chart INC-7 --out chart.svg", 0, "chart.svg: remediation of incident");
+    snprintf(path, sizeof(path), "%s/chart.svg", env->dir);
+    f = fopen(path, "r");
+    assert_non_null(f);
+    doc = calloc(1, 1 << 20);
+    n = fread(doc, 1, (1 << 20) - 1, f);
+    fclose(f);
+    assert_true(n > 0 && strncmp(doc, "<?xml", 5) == 0);
+    assert_non_null(strstr(doc, ">DE<"));
+    assert_non_null(strstr(doc, ">GR<"));
+    assert_non_null(strstr(doc, "</svg>"));
+    free(doc);
+    /* the report as kept: its bytes are what the log names */
+    expect_cli("incident document INC-7 --stage final --out final.json", 0, "");
+    snprintf(path, sizeof(path), "%s/final.json", env->dir);
+    f = fopen(path, "r");
+    assert_non_null(f);
+    doc = calloc(1, 1 << 20);
+    n = fread(doc, 1, (1 << 20) - 1, f);
+    fclose(f);
+    kbr_sha256_hex(doc, n, sha);
+    free(doc);
+    v = incident(reader);
+    rep = NULL;
+    json_array_foreach(json_object_get(v, "reports"), i, x)
+    {
+        if (strcmp(json_string_value(json_object_get(x, "stage")), "final") == 0)
+            rep = x;
+    }
+    assert_non_null(rep);
+    assert_string_equal(sha, json_string_value(json_object_get(rep, "sha256")));
+    json_decref(v);
+    expect_cli("incident document INC-7 --stage notification --csaf --out n.csaf.json", 0, "");
+    if (validate("n.csaf.json", &out) != 0)
+        fail_msg("the CLI's CSAF: %s", out);
+    free(out);
+    expect_cli("evidence incident INC-7 --out cli.bundle.json", 0, "entries");
+}
+
+/* ---- reading, scope, evidence, and the store against its log ---- */
 
 static void test_scope_and_evidence(void **state)
 {
@@ -646,6 +720,7 @@ int main(void)
         cmocka_unit_test(test_incident_create),
         cmocka_unit_test(test_incident_reports_and_fix),
         cmocka_unit_test(test_csaf),
+        cmocka_unit_test(test_cli),
         cmocka_unit_test(test_scope_and_evidence),
     };
 

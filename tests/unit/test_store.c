@@ -263,6 +263,15 @@ static void test_duplicate_key_rolls_back_record(void **state)
     "[{\"type\": \"ota.report\", \"product\": \"p\", \"version\": \"1\", \"campaign\": \"c\","     \
     " \"at\": \"2026-03-01T10:00:00Z\", " fields "}]"
 
+#define PRODUCT_WITH(placed)                                                                       \
+    "[{\"type\": \"product.register\", \"product\": \"p\", \"at\": \"2026-03-01T10:00:00Z\","      \
+    " \"by\": \"x\", \"placed_on_market\": " placed "}]"
+#define INCIDENT_WITH(fields)                                                                      \
+    "[{\"type\": \"incident.create\", \"id\": \"I\", \"title\": \"t\", \"product\": null,"         \
+    " \"component\": \"c\", \"aware_at\": \"2026-03-01T10:00:00Z\", \"actively_exploited\": true," \
+    " \"cve\": null, \"created_at\": \"2026-03-01T10:00:00Z\", \"created_by\": \"x\","             \
+    " \"exposure\": {}, \"builds\": [], " fields "}]"
+
 static void test_malformed_effects(void **state)
 {
     static const char *const bad[] = {
@@ -324,6 +333,22 @@ static void test_malformed_effects(void **state)
         OTA_WITH("\"reported_by\": \"ota:x\", \"results\": [\"SN\"]"),
         OTA_WITH("\"reported_by\": \"ota:x\", \"results\": \"SN\""),
         OTA_WITH("\"results\": []"),
+        PRODUCT_WITH("\"2026-02-30\", \"support_until\": \"2031-01-01\""),
+        PRODUCT_WITH("\"2026-01-01\", \"support_until\": \"2025-12-31\""),
+        PRODUCT_WITH("\"2026-01-01T00:00:00Z\", \"support_until\": \"2031-01-01\""),
+        INCIDENT_WITH("\"severity\": \"urgent\", \"query\": {\"component\": \"c\"}"),
+        INCIDENT_WITH("\"severity\": \"low\", \"query\": {\"component\": \"c\", \"purl\":"
+                      " \"pkg:npm/c\"}"),
+        INCIDENT_WITH("\"severity\": \"low\", \"query\": {\"purl\": \"pkg:deb/c\"}"),
+        INCIDENT_WITH("\"severity\": \"low\", \"query\": {\"component\": \"c\","
+                      " \"vers\": \"vers:deb/>1|>2\"}"),
+        INCIDENT_WITH("\"severity\": \"low\", \"query\": {\"component\": \"c\","
+                      " \"product\": \"p\"}"),
+        INCIDENT_WITH("\"severity\": \"low\", \"query\": \"c\""),
+        "[{\"type\": \"incident.report\", \"id\": \"I\", \"stage\": \"late\", \"sha256\": \"" FP_A
+        "\", \"at\": \"2026-03-01T10:00:00Z\", \"by\": \"x\"}]",
+        "[{\"type\": \"incident.fix\", \"id\": \"I\", \"fixed_version\": \"2\","
+        " \"at\": \"2026-03-01T10:00:00Z\"}]",
         "[{\"type\": \"key.destroy\", \"name\": \"k\"}]",
         "[\"key.create\"]",
         "{\"type\": \"key.retire\"}",
@@ -336,6 +361,17 @@ static void test_malformed_effects(void **state)
             fail_msg("effect %zu was not refused as KBR_ERR_INTERNAL", i);
     }
     /* Well-formed, the same effects reach the ledger's rules (no such device or build here). */
+    assert_int_equal(apply(st,
+                           INCIDENT_WITH("\"severity\": \"low\", \"query\": {\"purl\":"
+                                         " \"pkg:deb/debian/c\", \"vers\": \"vers:deb/<2\"}"),
+                           99),
+                     KBR_OK);
+    assert_int_equal(apply(st,
+                           "[{\"type\": \"incident.fix\", \"id\": \"I\", \"fixed_version\": \"2\","
+                           " \"available_at\": \"2026-03-01T10:00:00Z\","
+                           " \"at\": \"2026-03-01T10:00:00Z\"}]",
+                           98),
+                     KBR_ERR_STORE_CONSTRAINT);
     assert_int_equal(apply(st,
                            "[{" DEBUG_BASE ", \"ticket\": \"T\", \"challenge_sha256\": \"" FP_A
                            "\", \"permissions\": \"0f\","

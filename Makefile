@@ -4,12 +4,13 @@
 
 CC       ?= cc
 # Each binary links what it calls: the CLI needs no store, event loop or PKCS#11,
-# keybrokerd no HTTP client, and p11-kit-1 only lends its PKCS#11 header
+# keybrokerd libcurl only to fetch OIDC issuers' key sets, and p11-kit-1 only lends its
+# PKCS#11 header
 # (tests/check-elf.sh holds the binaries to this).  The tests and the
 # benchmark are HTTP clients of keybrokerd as well: they link everything.
 CLI_PKGS  = openssl jansson libcurl
 D_PKGS    = openssl jansson libevent_core libevent_extra libevent_pthreads libevent_openssl \
-            sqlite3 libcbor
+            sqlite3 libcbor libcurl libpq
 PKGS      = $(CLI_PKGS) $(D_PKGS) p11-kit-1
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS   := $(shell pkg-config --libs $(CLI_PKGS) $(D_PKGS))
@@ -68,7 +69,7 @@ CORE      = $(BUILD)/libkbr_core.a
 LIB_SRC   = $(filter-out $(CORE_SRC),$(wildcard pkcs11/*.c policy/*.c audit/*.c store/*.c ca/*.c \
             cose/*.c))
 # The store's schema is SQL files, built in as C strings (kbr_sql_v1, ...).
-SQL_SRC   = $(wildcard store/sql/*.sql)
+SQL_SRC   = $(wildcard store/sql/*.sql store/pg/*.sql)
 SQL_OBJ   = $(BUILD)/store/sql.o
 LIB_OBJ   = $(LIB_SRC:%.c=$(BUILD)/%.o) $(SQL_OBJ)
 SERVER_LIB = $(BUILD)/libkbr.a
@@ -85,12 +86,14 @@ CLI_OBJ   = $(CLI_SRC:%.c=$(BUILD)/%.o)
 CLI_A     = $(BUILD)/libkbr_cli.a
 
 UNIT_SRC  = $(wildcard tests/unit/test_*.c)
-UNIT_LIB_SRC = $(filter-out $(UNIT_SRC),$(wildcard tests/unit/*.c))
+# tests/common/: what unit and integration tests share (a test OIDC issuer)
+TEST_COMMON_SRC = $(wildcard tests/common/*.c)
+UNIT_LIB_SRC = $(filter-out $(UNIT_SRC),$(wildcard tests/unit/*.c)) $(TEST_COMMON_SRC)
 UNIT_LIB_OBJ = $(UNIT_LIB_SRC:%.c=$(BUILD)/%.o)
 UNIT_BIN  = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/unit/%)
 IT_SRC    = $(wildcard tests/integration/test_*.c)
 IT_BIN    = $(IT_SRC:tests/integration/%.c=$(BUILD)/tests/integration/%)
-IT_LIB_SRC = $(filter-out $(IT_SRC),$(wildcard tests/integration/*.c))
+IT_LIB_SRC = $(filter-out $(IT_SRC),$(wildcard tests/integration/*.c)) $(TEST_COMMON_SRC)
 IT_LIB_OBJ = $(IT_LIB_SRC:%.c=$(BUILD)/%.o)
 FAULTY_SO = $(BUILD)/tests/libkbr-faulty-pkcs11.so
 # bench/ (bench/README.md): the signing benchmark, and the store generator
@@ -209,8 +212,15 @@ ELF_ENV  = $(TEST_ENV) KBR_BUILD_DIR=$(abspath $(BUILD)) KBR_HARDEN=$(HARDEN) \
 
 tests: all $(UNIT_BIN) $(IT_BIN) $(FAULTY_SO) $(FUZZ_REPLAY)
 
+# The store's unit tests and the integration tests run twice: on SQLite, then on PostgreSQL
+# (tests/pg-tests.sh starts a private cluster for them); test_shared runs two brokers on one
+# PostgreSQL store and skips on SQLite.
+PG_UNIT_BIN = $(addprefix $(BUILD)/tests/unit/,test_store test_audit test_views test_merkle)
+PG_TEST_ENV = PG_TESTS="$(PG_UNIT_BIN) $(IT_BIN)"
+
 check: tests
-	$(ELF_ENV) tests/run-tests.sh tests/check-elf.sh $(UNIT_BIN) $(IT_BIN) $(FUZZ_REPLAY)
+	$(ELF_ENV) $(PG_TEST_ENV) tests/run-tests.sh tests/check-elf.sh $(UNIT_BIN) $(IT_BIN) \
+	  $(FUZZ_REPLAY) tests/pg-tests.sh
 
 unit: $(UNIT_BIN)
 	tests/run-tests.sh $(UNIT_BIN)
@@ -245,7 +255,7 @@ tsan:
 
 # Needs only the daemon: the benchmark drives it over HTTP.
 bench: $(BIN)/keybrokerd $(BENCH_BIN)
-	KBR_BIN_DIR=$(abspath $(BIN)) $(BUILD)/bench/bench_sign $(BENCH_ARGS)
+	KBR_BIN_DIR=$(abspath $(BIN)) bench/with-pg.sh $(BUILD)/bench/bench_sign $(BENCH_ARGS)
 
 demo: all
 	contrib/demo.sh
@@ -288,3 +298,61 @@ $(VIEWS_BENCH): $(VIEWS_BENCH).o $(LIB) $(FLAGS_FILE)
 views-bench: $(VIEWS_BENCH)
 	rm -f $(VIEWS_DB) $(VIEWS_DB)-wal $(VIEWS_DB)-shm
 	$(VIEWS_BENCH) $(VIEWS_DB) $(VIEWS_BENCH_ARGS)
+
+# ---- installing and packaging ----
+# `make install` (PREFIX, DESTDIR, and the directories below) installs both binaries, their
+# man pages, the systemd unit (with this layout's paths), the Prometheus rules, the docs, and
+# the sample configuration, as SYSCONFDIR/keybroker/keybroker.conf.sample and, unless one is
+# there already, as keybroker.conf.  `make deb` builds the Debian packages keybrokerd and
+# keybroker (the client alone) from a copy of the tree, in DEB_DIR.
+PREFIX         ?= /usr/local
+BINDIR         ?= $(PREFIX)/bin
+SBINDIR        ?= $(PREFIX)/sbin
+DATADIR        ?= $(PREFIX)/share
+MANDIR         ?= $(DATADIR)/man
+DOCDIR         ?= $(DATADIR)/doc/keybroker
+SYSCONFDIR     ?= /etc
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+INSTALL        ?= install
+DEB_DIR        ?= $(BUILD)/deb
+# yes: install keybroker.conf even when one is there (the package's conffile)
+KBR_INSTALL_CONF ?=
+
+# The log's unit test links the daemon's archive, as test_config does.
+$(BUILD)/tests/unit/test_log: $(DAEMON_A)
+
+.PHONY: install install-daemon install-cli deb
+install: install-daemon install-cli
+
+install-cli: $(BIN)/keybroker
+	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1
+	$(INSTALL) -m 0755 $(BIN)/keybroker $(DESTDIR)$(BINDIR)/keybroker
+	$(INSTALL) -m 0644 docs/man/keybroker.1 $(DESTDIR)$(MANDIR)/man1/keybroker.1
+
+install-daemon: $(BIN)/keybrokerd
+	$(INSTALL) -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(SYSTEMDUNITDIR) \
+	  $(DESTDIR)$(SYSCONFDIR)/keybroker $(DESTDIR)$(DATADIR)/keybroker/prometheus $(DESTDIR)$(DOCDIR)
+	$(INSTALL) -m 0755 $(BIN)/keybrokerd $(DESTDIR)$(SBINDIR)/keybrokerd
+	$(INSTALL) -m 0644 docs/man/keybrokerd.8 $(DESTDIR)$(MANDIR)/man8/keybrokerd.8
+	sed -e 's|/usr/sbin/keybrokerd|$(SBINDIR)/keybrokerd|' -e 's|/etc/keybroker/|$(SYSCONFDIR)/keybroker/|' \
+	  contrib/systemd/keybrokerd.service > $(DESTDIR)$(SYSTEMDUNITDIR)/keybrokerd.service.tmp
+	chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/keybrokerd.service.tmp
+	mv $(DESTDIR)$(SYSTEMDUNITDIR)/keybrokerd.service.tmp $(DESTDIR)$(SYSTEMDUNITDIR)/keybrokerd.service
+	$(INSTALL) -m 0644 contrib/keybroker.conf.sample $(DESTDIR)$(SYSCONFDIR)/keybroker/keybroker.conf.sample
+	if [ -n "$(KBR_INSTALL_CONF)" ] || [ ! -e $(DESTDIR)$(SYSCONFDIR)/keybroker/keybroker.conf ]; then \
+	  $(INSTALL) -m 0644 contrib/keybroker.conf.sample $(DESTDIR)$(SYSCONFDIR)/keybroker/keybroker.conf; fi
+	$(INSTALL) -m 0644 contrib/prometheus/keybroker-alerts.yml contrib/prometheus/keybroker-alerts.test.yml \
+	  $(DESTDIR)$(DATADIR)/keybroker/prometheus/
+	$(INSTALL) -m 0644 README.md THREAT_MODEL.md docs/operations.md docs/api.md docs/architecture.md \
+	  $(DESTDIR)$(DOCDIR)/
+
+# The tree without build products or git, built by dpkg-buildpackage in a directory of its own,
+# so that `debian/rules clean` never touches this one.  Variables given to this make (a
+# sanitizer build's SAN, BUILD...) do not reach the package's.
+deb:
+	rm -rf $(DEB_DIR) && mkdir -p $(DEB_DIR)/keybroker
+	tar -c --exclude=./.git --exclude='./build*' --exclude=./bin --exclude='./debian/.debhelper' . \
+	  | tar -x -C $(DEB_DIR)/keybroker
+	cd $(DEB_DIR)/keybroker && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL -u MAKEOVERRIDES \
+	  dpkg-buildpackage -b -uc -us -j2 >../build.log 2>&1 || { tail -40 ../build.log; exit 1; }
+	@ls -1 $(DEB_DIR)/*.deb

@@ -129,6 +129,34 @@ out:
     return err;
 }
 
+/*
+ * What the scratch store keeps of an entry: the members its own rows are made from (the
+ * generated columns, the products, key_use), not the detail or the effects.  The entry itself
+ * was checked against its hash and chain above, so the store's audit table is not compared
+ * again (kbr_store_compare leaves it to this check); the scratch's triggers only need these.
+ */
+static kbr_err slim_entry(const json_t *entry, char **out)
+{
+    static const char *const keep[] = {"seq",       "time",     "sub",     "jti",
+                                       "op",        "key",      "outcome", "error_code",
+                                       "prev_hash", "products", "key_use", NULL};
+    kbr_err err = KBR_OK;
+    json_t *slim = json_object();
+
+    *out = NULL;
+    KBR_ENSURE(slim != NULL, KBR_ERR_NOMEM);
+    for (size_t i = 0; keep[i] != NULL; i++) {
+        json_t *v = json_object_get(entry, keep[i]);
+        if (v != NULL)
+            KBR_ENSURE(json_object_set(slim, keep[i], v) == 0, KBR_ERR_NOMEM);
+    }
+    *out = json_dumps(slim, JSON_COMPACT);
+    KBR_ENSURE(*out != NULL, KBR_ERR_NOMEM);
+out:
+    json_decref(slim);
+    return err;
+}
+
 static kbr_err put(rebuild *rb, ready *item)
 {
     kbr_err err = KBR_OK;
@@ -159,8 +187,7 @@ static kbr_err read_one(int64_t seq, const char *entry_json, const char *hash, v
     KBR_ENSURE(err != KBR_ERR_STORE, KBR_ERR_CONFLICT); /* the message names the entry */
     KBR_GUARD(err);
     KBR_GUARD(effects_of(rb, seq, entry, &item.fx, &rb->read_msg));
-    item.entry_json = strdup(entry_json);
-    KBR_ENSURE(item.entry_json != NULL, KBR_ERR_NOMEM);
+    KBR_GUARD(slim_entry(entry, &item.entry_json));
     memcpy(item.hash, hash, sizeof(item.hash));
     KBR_GUARD(put(rb, &item));
     rb->stats->entries++;
@@ -343,6 +370,7 @@ kbr_err kbr_audit_verify_store(const char *url, const char *scratch, kbr_audit_v
     KBR_ENSURE(strncmp(url, "sqlite:", 7) == 0,
                kbr_fail(msg, KBR_ERR_CONFIG, "store %s: only sqlite: stores can be verified", url));
     KBR_GUARD(kbr_store_open(url, &rb.st, msg));
+    KBR_GUARD(kbr_store_bulk_mode(rb.st)); /* it is only read */
     KBR_ENSURE(strlen(scratch) < sizeof(path),
                kbr_fail(msg, KBR_ERR_CONFIG, "scratch store name too long"));
     /* created here, never one that is there: O_EXCL */
@@ -354,6 +382,7 @@ kbr_err kbr_audit_verify_store(const char *url, const char *scratch, kbr_audit_v
     snprintf(scratch_url, sizeof(scratch_url), "sqlite:%s", path);
     KBR_GUARD(kbr_store_open(scratch_url, &rb.scratch, msg));
     KBR_GUARD(kbr_store_bulk_mode(rb.scratch));
+    KBR_GUARD(kbr_store_scratch_mode(rb.scratch));
     KBR_GUARD(kbr_store_read_begin(rb.st));
     reading = true;
     KBR_GUARD(replay_log(&rb, msg));

@@ -62,7 +62,10 @@ struct kbr_audit_rec {
      * this record alone, a malformed one or a value it cannot hold: nothing
      * of the effects was kept, the entry was recorded as
      * error/audit_unavailable with detail.effects_refused {reason, types}
-     * and key_use cleared), or KBR_ERR_AUDIT (nothing durable; seq is 0).
+     * and key_use cleared), KBR_ERR_QUOTA (key_use was set and the token's
+     * max_uses were spent when the writer came to it, by another broker
+     * sharing the store: recorded as denied/quota_exhausted without its
+     * effects, key_use cleared), or KBR_ERR_AUDIT (nothing durable; seq is 0).
      * Only KBR_ERR_AUDIT leaves no entry.
      */
     kbr_err result;
@@ -106,6 +109,13 @@ KBR_WUR kbr_err kbr_audit_append_sync(kbr_audit *a, kbr_audit_rec *rec);
 
 /* false after a failed commit, true again after the next successful one. */
 bool kbr_audit_healthy(kbr_audit *a);
+/* Whether this writer committed entry seq.  Brokers sharing a store ask in increasing seq
+ * order (each answer forgets the groups before seq), to tell their own entries from those
+ * of the others. */
+bool kbr_audit_written_here(kbr_audit *a, int64_t seq);
+/* Whether this broker makes the periodic checkpoints (kbr_store_checkpoint_lease, asked about
+ * once a second). */
+bool kbr_audit_checkpoint_lease(kbr_audit *a);
 /* The seq of the last durable entry. */
 int64_t kbr_audit_last_seq(kbr_audit *a);
 
@@ -118,6 +128,9 @@ typedef struct {
     uint64_t refused_records; /* records whose effects the ledger refused (KBR_ERR_INTERNAL) */
 } kbr_audit_stats;
 void kbr_audit_get_stats(kbr_audit *a, kbr_audit_stats *out);
+/* Seconds each group's commit took (failed ones included), and records per committed group. */
+const kbr_hist *kbr_audit_commit_latency(kbr_audit *a);
+const kbr_hist *kbr_audit_group_sizes(kbr_audit *a);
 
 /* Commits everything queued, then stops the thread and closes.  Accepts NULL. */
 void kbr_audit_stop(kbr_audit *a);

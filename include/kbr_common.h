@@ -209,4 +209,23 @@ KBR_WUR kbr_err kbr_file_write(const char *path, const void *data, size_t len, u
  */
 KBR_WUR kbr_err kbr_file_write_check(const char *path, unsigned mode, kbr_msg *msg);
 
+/*
+ * A histogram for /metrics (Prometheus): a count per upper bound, a count of all and a sum,
+ * each updated with one atomic add, so any thread observes and any thread reads.  bounds is
+ * an increasing static array of at most KBR_HIST_BUCKETS values; the last count is +Inf.
+ * The sum is kept in millionths, exact for seconds to the microsecond and for counts.
+ */
+#define KBR_HIST_BUCKETS 16
+typedef struct {
+    const double *bounds;
+    size_t nbounds;
+    _Atomic uint64_t counts[KBR_HIST_BUCKETS + 1]; /* not cumulative */
+    _Atomic uint64_t sum_millionths;
+} kbr_hist;
+/* Seconds, 0.5 ms to 10 s: request, HSM call and commit latencies. */
+extern const double kbr_hist_seconds[];
+extern const size_t kbr_hist_seconds_n;
+void kbr_hist_init(kbr_hist *h, const double *bounds, size_t nbounds);
+void kbr_hist_observe(kbr_hist *h, double value);
+
 #endif

@@ -124,6 +124,19 @@ KBR_WUR kbr_err kbr_hsm_sign(kbr_hsm_session *s, const char *label, kbr_sig_form
  * *out with free(). */
 KBR_WUR kbr_err kbr_hsm_list_objects(kbr_hsm_session *s, kbr_hsm_key_info **out, size_t *n);
 
+/* How long this process's kbr_hsm_* calls took, by call, failures included (/metrics). */
+typedef enum {
+    KBR_HSM_CALL_PING,
+    KBR_HSM_CALL_GENERATE,
+    KBR_HSM_CALL_FIND_KEY,
+    KBR_HSM_CALL_PUBLIC_KEY,
+    KBR_HSM_CALL_SIGN,
+    KBR_HSM_CALL_LIST,
+    KBR_HSM_CALL__COUNT
+} kbr_hsm_call;
+const char *kbr_hsm_call_name(kbr_hsm_call c);
+const kbr_hist *kbr_hsm_call_latency(kbr_hsm_call c);
+
 /*
  * The HSM in a process of its own.  ctl is a SOCK_SEQPACKET socket between
  * the two processes; each session is a socketpair whose one end travels

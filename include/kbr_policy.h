@@ -158,6 +158,12 @@ json_t *kbr_policy_jwks(const kbr_policy *p, time_t now);
 KBR_WUR kbr_err kbr_policy_add_token(kbr_policy *p, const json_t *row);
 /* Sets the committed use count (rebuilt from the audit log at start). */
 void kbr_policy_set_uses(kbr_policy *p, const char *jti, int64_t uses);
+/* Counts n more committed uses of jti (another broker's, on a shared store); its max_uses
+ * then holds for this broker's reservations too.  Nothing for a jti it does not know. */
+void kbr_policy_add_uses(kbr_policy *p, const char *jti, int64_t n);
+/* Marks jti's max_uses spent: the ledger refused a use of it (kbr_audit_rec result
+ * KBR_ERR_QUOTA). */
+void kbr_policy_uses_spent(kbr_policy *p, const char *jti);
 
 /*
  * Authenticates a bearer token string.  Order: cache lookup by SHA-256 of
@@ -257,5 +263,79 @@ KBR_WUR kbr_err kbr_jwt_assemble(const char *input, const unsigned char *sig, si
 
 /* RFC 7517 JWK of a P-256 public key with kid = RFC 7638 thumbprint (base64url). New ref. */
 KBR_WUR kbr_err kbr_jwk_from_pkey(EVP_PKEY *pub, json_t **jwk);
+
+/*
+ * ID tokens of outside OpenID Connect issuers (oidc.c), for POST /v1/tokens/exchange.
+ *
+ * The algorithms an issuer may sign with are configured: kbr_jwa bits.  RS* is RSASSA-PKCS1
+ * v1.5, PS256 RSASSA-PSS (salt = hash length), ES* ECDSA as JWS carries it (r||s).
+ */
+typedef enum {
+    KBR_JWA_RS256 = 1u << 0,
+    KBR_JWA_RS384 = 1u << 1,
+    KBR_JWA_RS512 = 1u << 2,
+    KBR_JWA_PS256 = 1u << 3,
+    KBR_JWA_ES256 = 1u << 4,
+    KBR_JWA_ES384 = 1u << 5,
+} kbr_jwa;
+KBR_WUR kbr_err kbr_jwa_from_name(const char *name, kbr_jwa *out);
+const char *kbr_jwa_name(kbr_jwa alg);
+
+/*
+ * An issuer's JWK Set (RFC 7517): its RSA (2048 bits or more) and EC (P-256, P-384) signing
+ * keys, each with a kid.  Keys for encryption, of other types or of unknown "alg" are left
+ * out; a kid twice, a key with no kid or a malformed key refuse the whole set
+ * (KBR_ERR_BAD_REQUEST, msg naming the key), and so does a set with no usable key.
+ */
+typedef struct kbr_jwks kbr_jwks;
+KBR_WUR kbr_err kbr_jwks_parse(const char *text, size_t len, kbr_jwks **out, kbr_msg *msg);
+void kbr_jwks_free(kbr_jwks *s);
+size_t kbr_jwks_size(const kbr_jwks *s);
+bool kbr_jwks_has(const kbr_jwks *s, const char *kid);
+
+#define KBR_IDTOKEN_MAX_LEN 16384
+/* The unverified iss claim and header kid, to pick the issuer and see whether its key set
+ * holds the kid.  KBR_ERR_UNAUTHENTICATED when the token is not a JWT with both. */
+KBR_WUR kbr_err kbr_idtoken_peek(const char *token, char **iss, char **kid, kbr_msg *msg);
+
+typedef struct {
+    const char *issuer;   /* iss, exactly */
+    const char *audience; /* one of aud */
+    unsigned algs;        /* kbr_jwa bits the header's alg must be among */
+    long leeway;          /* seconds the issuer's clock may be ahead of ours (nbf, iat) */
+} kbr_idtoken_rules;
+
+typedef struct {
+    json_t *claims; /* the verified payload */
+    kbr_jwa alg;
+    char kid[128];
+    time_t exp, iat;
+} kbr_idtoken;
+
+/*
+ * Verifies an ID token: at most KBR_IDTOKEN_MAX_LEN bytes, three base64url segments; a
+ * header of alg, typ ("JWT" if present), kid, x5t and x5t#S256 only (jwk, jku, x5u, x5c,
+ * crit and anything else are refused), alg among rules->algs; the key keys holds under the
+ * kid (KBR_ERR_NOT_FOUND when it holds none: the caller may fetch the set again), which
+ * must fit alg (its type, curve, and its own "alg" if it has one); the signature; then iss,
+ * aud, exp (required, in the future: no leeway, since what the exchange issues lives at
+ * most as long as the ID token has left), iat (required, at most leeway ahead), nbf (if
+ * present, at most leeway ahead).  Every other failure is KBR_ERR_UNAUTHENTICATED with msg
+ * naming the check, never a claim's value.  kbr_idtoken_cleanup frees.
+ */
+KBR_WUR kbr_err kbr_idtoken_verify(const char *token, const kbr_idtoken_rules *rules,
+                                   const kbr_jwks *keys, time_t now, kbr_idtoken *out,
+                                   kbr_msg *msg);
+void kbr_idtoken_cleanup(kbr_idtoken *t);
+
+/* Does value match pattern, where '*' stands for any run of characters, '/' included? */
+bool kbr_glob_match(const char *pattern, const char *value);
+/* A claim as text for matching: a string (without NUL), true/false, or an integer in
+ * decimal.  KBR_ERR_NOT_FOUND when absent, KBR_ERR_BAD_REQUEST for any other type. */
+KBR_WUR kbr_err kbr_claim_text(const json_t *claims, const char *name, char **out);
+/* tmpl with each {claim} replaced by kbr_claim_text of it; KBR_ERR_UNAUTHENTICATED naming
+ * a claim that is missing or not text. */
+KBR_WUR kbr_err kbr_principal_from_template(const char *tmpl, const json_t *claims, char **out,
+                                            kbr_msg *msg);
 
 #endif

@@ -74,8 +74,9 @@
  *                 public_key_sha256 becomes the device's identity key (the same key again
  *                 is a renewal); its earlier keys stay its own, as its earlier certificates
  *                 are valid until they expire.  The chain is taken as for device.provision.
- *                 Unknown device or issuer certificate, or public_key_sha256 is or
- *                 was the identity key of another device: KBR_ERR_STORE_CONSTRAINT.
+ *                 Unknown or revoked device, unknown issuer certificate, or
+ *                 public_key_sha256 is or was the identity key of another device:
+ *                 KBR_ERR_STORE_CONSTRAINT.
  *   debug.authorize {key, product, serial, challenge_sha256, permissions, ticket, principal,
  *                  message_sha256, signature_sha256, at, expires_at}
  *                 records the answered challenge and a "debug-auth" event at `at` with detail
@@ -104,6 +105,25 @@
  *                 the seq of the entry that carries it minus one.  KBR_ERR_STORE_CONSTRAINT
  *                 when root_hash is not the root of the first size entries or a checkpoint
  *                 of that size exists.
+ *   device.revoke {product, serial, at, reason, reason_code, revoked_by,
+ *                  certificates[{fingerprint, serial_number, issuer_key}] (>= 1)}
+ *                 the device is revoked for good at `at`, and with it every certificate the
+ *                 ledger holds for it, superseded ones included (they are valid until they
+ *                 expire otherwise); certificates lists exactly those, in issue order, so the
+ *                 log says which certificates each CRL of their issuers must name.  reason is
+ *                 an RFC 5280 CRLReason name (kbr_store_revocation_reason_code) and
+ *                 reason_code its number.  KBR_ERR_STORE_CONSTRAINT when the device is
+ *                 unknown or already revoked, or certificates is not exactly the device's
+ *                 certificates (a rotation committed since the list was read).
+ *   crl.issue     {issuer_key, issuer_fingerprint, number, this_update, next_update,
+ *                  entries, sha256}
+ *                 records a CRL that issuer_key signed: its CRL number (1 for an issuer's
+ *                 first, then one more than the issuer's last), thisUpdate and nextUpdate
+ *                 (later than this_update), the number of revoked certificates it lists, the
+ *                 SHA-256 of its DER (64 hex digits) and the CA certificate whose name and
+ *                 key identifier it carries.  KBR_ERR_STORE_CONSTRAINT when issuer_key is not
+ *                 a registry key, issuer_fingerprint is no certificate issuer_key ever had,
+ *                 or number is not one more than the issuer's last.
  *   product.register {product, placed_on_market, support_until, at, by}
  *                 the product's CRA support period (dates "YYYY-MM-DD", support_until after
  *                 placed_on_market).  Registered again: placed_on_market must be the same and
@@ -165,6 +185,8 @@ typedef enum {
     KBR_EFFECT_OTA_REPORT,
     KBR_EFFECT_CHECKPOINT,
     KBR_EFFECT_ISSUER_ROTATE,
+    KBR_EFFECT_DEVICE_REVOKE,
+    KBR_EFFECT_CRL_ISSUE,
     KBR_EFFECT_PRODUCT_REGISTER,
     KBR_EFFECT_INCIDENT_CREATE,
     KBR_EFFECT_INCIDENT_FIX,
@@ -173,6 +195,16 @@ typedef enum {
 
 /* "key.create", ...; NULL for a value outside the enum. */
 const char *kbr_effect_type_name(kbr_effect_type type);
+
+/*
+ * RFC 5280 5.3.1 CRLReason: the names a device revocation takes, and their codes.  A
+ * revocation here is for good, so certificateHold (6) and removeFromCRL (8) are not among
+ * them, nor aACompromise (10, for attribute certificates); 7 is not a code.  -1 for any other
+ * name (or NULL).
+ */
+int kbr_store_revocation_reason_code(const char *name);
+/* The name of a code kbr_store_revocation_reason_code gives, or NULL. */
+const char *kbr_store_revocation_reason_name(int64_t code);
 
 typedef struct {
     const char *const *items;
@@ -268,6 +300,22 @@ typedef struct {
     const char *root_hash, *time, *signature_b64;
 } kbr_fx_checkpoint;
 
+/* A certificate a device.revoke names. */
+typedef struct {
+    const char *fingerprint, *serial_number, *issuer_key;
+} kbr_effect_revoked_cert;
+
+typedef struct {
+    const char *product, *serial, *at, *reason, *revoked_by;
+    int64_t reason_code;
+    const kbr_effect_revoked_cert *certificates;
+    size_t ncertificates;
+} kbr_fx_device_revoke;
+
+typedef struct {
+    const char *issuer_key, *issuer_fingerprint, *this_update, *next_update, *sha256;
+    int64_t number, entries;
+} kbr_fx_crl_issue;
 /* Dates are "YYYY-MM-DD" (a day, UTC). */
 typedef struct {
     const char *product, *placed_on_market, *support_until, *at, *by;
@@ -311,6 +359,8 @@ typedef struct {
         kbr_fx_ota_report ota_report;
         kbr_fx_checkpoint checkpoint;
         kbr_fx_issuer_rotate issuer_rotate;
+        kbr_fx_device_revoke device_revoke;
+        kbr_fx_crl_issue crl_issue;
         kbr_fx_product_register product_register;
         kbr_fx_incident_create incident_create;
         kbr_fx_incident_fix incident_fix;
@@ -373,6 +423,63 @@ void kbr_store_close(kbr_store *st); /* accepts NULL */
  */
 KBR_WUR kbr_err kbr_store_lock(const char *url, int *fd, kbr_msg *msg);
 void kbr_store_unlock(int fd);
+/* Whether several brokers may serve the store at url at once (PostgreSQL): then each
+ * follows what the others commit (broker/daemon/follow.c).  SQLite stores are one
+ * broker's. */
+bool kbr_store_shared(const char *url);
+/*
+ * The key uses token jti has left under its max_uses, as the ledger counts them (its audit
+ * entries with key_use and outcome ok, this transaction's included): *left is -1 when the
+ * token has no max_uses or the ledger does not know it.  The writer asks before it records a
+ * key use, under the store's write lock, so max_uses holds across brokers sharing a store.
+ */
+KBR_WUR kbr_err kbr_store_token_uses_left(kbr_store *st, const char *jti, int64_t *left);
+/*
+ * Whether this connection may make the periodic checkpoints: of brokers sharing a store one
+ * at a time does (PostgreSQL: a session advisory lock, free again when its holder's
+ * connection ends); a SQLite store's one broker always may.
+ */
+KBR_WUR kbr_err kbr_store_checkpoint_lease(kbr_store *st, bool *held);
+
+/*
+ * Whether the store exists: KBR_OK, or KBR_ERR_NOT_FOUND with msg naming it.  Only --init
+ * creates a store (kbr_store_open does, for any caller); a daemon refuses to start on one
+ * that is not there, so a mistyped `store` never starts an empty deployment.
+ */
+KBR_WUR kbr_err kbr_store_exists(const char *url, kbr_msg *msg);
+
+/* ---- looking at a store without changing it (keybrokerd --check) ---- */
+typedef struct {
+    int schema_version;  /* the store's; 0 when it has none */
+    int current_version; /* this broker's: a lower one is migrated by the next start or --init */
+    long served_by;      /* pid of the keybrokerd holding the store's lock, or 0 */
+} kbr_store_info;
+/*
+ * Opens an existing store to read it and changes nothing: no schema is created or migrated,
+ * no lock taken, no file written or created (for SQLite, a store at rest is read as an
+ * immutable file; one a daemon serves through its WAL files, which exist).  The reads work on
+ * it only when info->schema_version is info->current_version.  KBR_ERR_NOT_FOUND for a store
+ * that does not exist, KBR_ERR_STORE for one that cannot be read; msg names the cause.
+ */
+KBR_WUR kbr_err kbr_store_open_readonly(const char *url, kbr_store **out, kbr_store_info *info,
+                                        kbr_msg *msg);
+
+/* ---- online copies (GET /v1/backup) ---- */
+/*
+ * A consistent copy of the whole store as one reader of st sees it at one instant, made while
+ * writers go on: *fd is open on a file that holds it (for SQLite, the VACUUM INTO of the
+ * store, made beside it and already unlinked, so nothing is left behind however the process
+ * ends).  The caller closes *fd.  KBR_ERR_STORE with msg naming the cause (no room, an
+ * interruption by kbr_store_interrupt).  info describes the copy as read from the copy.
+ */
+typedef struct {
+    int64_t last_seq;   /* the copy's last audit entry (0: none) */
+    char last_hash[65]; /* and its hash (64 zeros: none) */
+    int schema_version;
+} kbr_store_backup_info;
+KBR_WUR kbr_err kbr_store_backup(kbr_store *st, int *fd, kbr_store_backup_info *info, kbr_msg *msg);
+/* From any thread: a kbr_store_backup in progress on st stops with KBR_ERR_STORE. */
+void kbr_store_interrupt(kbr_store *st);
 
 /* ---- the writer's transaction ---- */
 /*
@@ -453,8 +560,12 @@ KBR_WUR kbr_err kbr_store_audit_entries(kbr_store *st, const json_t *seqs, json_
 /* Reads until kbr_store_read_end see one snapshot of the store, whatever a writer commits. */
 KBR_WUR kbr_err kbr_store_read_begin(kbr_store *st);
 void kbr_store_read_end(kbr_store *st);
-/* A scratch store, rebuilt and thrown away: commits are not made durable. */
+/* A connection for a bulk job (checking a store, rebuilding one to throw away): a large cache
+ * and memory-mapped reads, and its commits are not made durable. */
 KBR_WUR kbr_err kbr_store_bulk_mode(kbr_store *st);
+/* A store rebuilt only to be compared and thrown away, by this connection alone: no journal,
+ * so a failed statement leaves it as it is (a replay stops at the first failure anyway). */
+KBR_WUR kbr_err kbr_store_scratch_mode(kbr_store *st);
 /* The first seq whose entry carries its ledger effects: 1, unless entries before it were
  * written by a broker that did not record effects in its entries. */
 KBR_WUR kbr_err kbr_store_effects_from(kbr_store *st, int64_t *seq);
@@ -579,14 +690,23 @@ KBR_WUR kbr_err kbr_store_batch_list(kbr_store *st, json_t **out);
 /*
  * Device (product, serial): {product, serial, batch, factory, firmware_version, csr_sha256,
  * public_key_sha256 (null when unknown), provisioned_at, audit_seq, current_firmware,
- * current_firmware_at, certificates[]};
+ * current_firmware_at, revocation, certificates[]};
  * current_firmware (null when neither provisioning nor an install named one) is the factory
- * image or the latest OTA install by `at`.  Certificates in issue order, each
+ * image or the latest OTA install by `at`.  revocation is null, or {at, reason, reason_code,
+ * revoked_by, audit_seq} once the device is revoked.  Certificates in issue order, each
  * {serial_number, fingerprint, not_after, issued_at, superseded_at (null while current),
- * issuer_key, pem, audit_seq}.  KBR_ERR_NOT_FOUND if never provisioned.  New ref.
+ * issuer_key, pem, chain_pem, audit_seq, revoked_at and revocation_reason (null unless
+ * revoked)}.  KBR_ERR_NOT_FOUND if never provisioned.  New ref.
  */
 KBR_WUR kbr_err kbr_store_device_get(kbr_store *st, const char *product, const char *serial,
                                      json_t **out);
+/*
+ * What a CRL of issuer_key lists, read in one snapshot: {last_number (the issuer's last CRL
+ * number, 0 before its first), revoked: [{serial_number, fingerprint, revoked_at, reason_code}]
+ * (every revoked certificate issuer_key issued, by revoked_at then serial_number)}.  New ref.
+ */
+KBR_WUR kbr_err kbr_store_crl_contents(kbr_store *st, const char *issuer_key, json_t **out);
+
 /* The devices with this serial in any product, ordered by product, each {product, serial,
  * batch, factory}; an empty array when there is none.  New ref. */
 KBR_WUR kbr_err kbr_store_device_find(kbr_store *st, const char *serial, json_t **out);
@@ -788,9 +908,10 @@ KBR_WUR kbr_err kbr_store_view_exposure(kbr_store *st, const kbr_exposure_query 
  * View D: everything about device serial.  New ref:
  * {product, serial, batch, factory, markets, provisioned_at, audit_seq, firmware_version
  *  (factory image), current_firmware, current_firmware_at, public_key_sha256 (the identity
- *  key, null when the ledger does not know it),
+ *  key, null when the ledger does not know it), revocation (null, or {at, reason,
+ *  reason_code, revoked_by, audit_seq}),
  *  certificates: [{serial_number, fingerprint, not_after, issued_at, superseded_at, issuer_key,
- *   audit_seq}] in issue order,
+ *   audit_seq, revoked_at, revocation_reason}] in issue order,
  *  firmware: [as kbr_store_device_firmware], debug_auth: [{at, key, ticket, principal,
  *   permissions, challenge_sha256, expires_at, audit_seq}],
  *  events: [{kind, at, audit_seq}] in recorded order}.

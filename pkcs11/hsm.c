@@ -237,7 +237,7 @@ static kbr_hsm *hsm_alloc(void)
     hsm->ops = &kbr_p11_local_ops;
     hsm->ctl = -1;
     pthread_mutex_init(&hsm->lock, NULL);
-    pthread_mutex_init(&hsm->gen_lock, NULL);
+    pthread_rwlock_init(&hsm->objects_lock, NULL);
     return hsm;
 }
 
@@ -283,7 +283,7 @@ static void local_close(kbr_hsm *hsm)
         dlclose(hsm->dl);
     kbr_secret_free(hsm->pin);
     pthread_mutex_destroy(&hsm->lock);
-    pthread_mutex_destroy(&hsm->gen_lock);
+    pthread_rwlock_destroy(&hsm->objects_lock);
     free(hsm);
 }
 
@@ -394,14 +394,57 @@ kbr_err kbr_p11_session_ping(kbr_hsm_session *s)
     return kbr_p11_with_retry(s, ping_attempt, NULL);
 }
 
+/* Calls that read token objects, beside a key being made (see objects_lock). */
+static kbr_err local_find_key(kbr_hsm_session *s, const char *label, kbr_hsm_key_info *out)
+{
+    kbr_err err;
+
+    pthread_rwlock_rdlock(&s->hsm->objects_lock);
+    err = kbr_p11_find_key(s, label, out);
+    pthread_rwlock_unlock(&s->hsm->objects_lock);
+    return err;
+}
+
+static kbr_err local_public_key(kbr_hsm_session *s, const char *label, EVP_PKEY **out)
+{
+    kbr_err err;
+
+    pthread_rwlock_rdlock(&s->hsm->objects_lock);
+    err = kbr_p11_public_key(s, label, out);
+    pthread_rwlock_unlock(&s->hsm->objects_lock);
+    return err;
+}
+
+static kbr_err local_sign(kbr_hsm_session *s, const char *label, kbr_sig_format fmt, kbr_hash hash,
+                          const unsigned char *in, size_t inlen, unsigned char **sig,
+                          size_t *siglen)
+{
+    kbr_err err;
+
+    pthread_rwlock_rdlock(&s->hsm->objects_lock);
+    err = kbr_p11_sign(s, label, fmt, hash, in, inlen, sig, siglen);
+    pthread_rwlock_unlock(&s->hsm->objects_lock);
+    return err;
+}
+
+static kbr_err local_list_objects(kbr_hsm_session *s, kbr_hsm_key_info **out, size_t *n)
+{
+    kbr_err err;
+
+    pthread_rwlock_rdlock(&s->hsm->objects_lock);
+    err = kbr_p11_list_objects(s, out, n);
+    pthread_rwlock_unlock(&s->hsm->objects_lock);
+    return err;
+}
+
 const kbr_hsm_ops kbr_p11_local_ops = {
     .close = local_close,
     .session_open = kbr_p11_session_open,
     .session_close = kbr_p11_session_close,
     .ping = kbr_p11_session_ping,
     .generate = kbr_p11_generate,
-    .find_key = kbr_p11_find_key,
-    .public_key = kbr_p11_public_key,
-    .sign = kbr_p11_sign,
-    .list_objects = kbr_p11_list_objects,
+    .find_key = local_find_key,
+    .public_key = local_public_key,
+    .sign = local_sign,
+    .list_objects = local_list_objects,
 };

@@ -475,6 +475,22 @@ void kbr_policy_set_uses(kbr_policy *p, const char *jti, int64_t uses)
         e->tok.uses = uses >= 0 ? uses : 0;
 }
 
+void kbr_policy_add_uses(kbr_policy *p, const char *jti, int64_t n)
+{
+    reg_entry *e = reg_find(p, jti);
+
+    if (e != NULL && n > 0)
+        e->tok.uses += n;
+}
+
+void kbr_policy_uses_spent(kbr_policy *p, const char *jti)
+{
+    reg_entry *e = reg_find(p, jti);
+
+    if (e != NULL && e->tok.scope.max_uses >= 0 && e->tok.uses < e->tok.scope.max_uses)
+        e->tok.uses = e->tok.scope.max_uses;
+}
+
 /* ---- the cache ---- */
 
 static cache_entry *cache_find(kbr_policy *p, const unsigned char hash[32])

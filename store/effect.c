@@ -39,6 +39,8 @@ static const char *const type_names[] = {
     [KBR_EFFECT_OTA_REPORT] = "ota.report",
     [KBR_EFFECT_CHECKPOINT] = "checkpoint",
     [KBR_EFFECT_ISSUER_ROTATE] = "issuer.rotate",
+    [KBR_EFFECT_DEVICE_REVOKE] = "device.revoke",
+    [KBR_EFFECT_CRL_ISSUE] = "crl.issue",
     [KBR_EFFECT_PRODUCT_REGISTER] = "product.register",
     [KBR_EFFECT_INCIDENT_CREATE] = "incident.create",
     [KBR_EFFECT_INCIDENT_FIX] = "incident.fix",
@@ -50,6 +52,32 @@ static const char *const type_names[] = {
 const char *kbr_effect_type_name(kbr_effect_type type)
 {
     return (size_t)type < N_TYPES ? type_names[type] : NULL;
+}
+
+/* RFC 5280 5.3.1; the codes a revocation for good can carry (kbr_store.h). */
+static const struct {
+    const char *name;
+    int code;
+} reasons[] = {
+    {"unspecified", 0},        {"keyCompromise", 1}, {"cACompromise", 2},
+    {"affiliationChanged", 3}, {"superseded", 4},    {"cessationOfOperation", 5},
+    {"privilegeWithdrawn", 9},
+};
+
+int kbr_store_revocation_reason_code(const char *name)
+{
+    for (size_t i = 0; name != NULL && i < sizeof(reasons) / sizeof(reasons[0]); i++)
+        if (strcmp(reasons[i].name, name) == 0)
+            return reasons[i].code;
+    return -1;
+}
+
+const char *kbr_store_revocation_reason_name(int64_t code)
+{
+    for (size_t i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++)
+        if (reasons[i].code == code)
+            return reasons[i].name;
+    return NULL;
 }
 
 static bool type_from_name(const char *name, kbr_effect_type *out)
@@ -467,6 +495,54 @@ static void copy_ota(copier *c, const kbr_effect *in, kbr_effect *out)
     }
 }
 
+/* The reason is a name the ledger knows and the code is its own; the list is not empty. */
+static void copy_revoke(copier *c, const kbr_effect *in, kbr_effect *out)
+{
+    const kbr_fx_device_revoke *d = &in->u.device_revoke;
+    kbr_effect_revoked_cert *certs = copy_array(c, d->ncertificates, sizeof(*certs));
+
+    out->u.device_revoke = (kbr_fx_device_revoke){
+        .product = str(c, d->product, true),
+        .serial = str(c, d->serial, true),
+        .at = when(c, d->at, true),
+        .reason = str(c, d->reason, true),
+        .reason_code = d->reason_code,
+        .revoked_by = str(c, d->revoked_by, true),
+        .certificates = certs,
+        .ncertificates = d->ncertificates,
+    };
+    if (d->ncertificates == 0 || d->certificates == NULL ||
+        kbr_store_revocation_reason_code(d->reason) < 0 ||
+        kbr_store_revocation_reason_code(d->reason) != d->reason_code)
+        fail(c, KBR_ERR_INTERNAL);
+    for (size_t i = 0; certs != NULL && d->certificates != NULL && i < d->ncertificates; i++)
+        certs[i] = (kbr_effect_revoked_cert){
+            .fingerprint = hex(c, d->certificates[i].fingerprint, 64, true),
+            .serial_number = hex(c, d->certificates[i].serial_number, 0, true),
+            .issuer_key = str(c, d->certificates[i].issuer_key, true),
+        };
+}
+
+/* nextUpdate after thisUpdate, both in the stored form, so they compare as text too. */
+static void copy_crl(copier *c, const kbr_effect *in, kbr_effect *out)
+{
+    const kbr_fx_crl_issue *l = &in->u.crl_issue;
+
+    out->u.crl_issue = (kbr_fx_crl_issue){
+        .issuer_key = str(c, l->issuer_key, true),
+        .issuer_fingerprint = hex(c, l->issuer_fingerprint, 64, true),
+        .this_update = when(c, l->this_update, true),
+        .next_update = when(c, l->next_update, true),
+        .sha256 = hex(c, l->sha256, 64, true),
+        .number = l->number,
+        .entries = l->entries,
+    };
+    if (l->number < 1 || l->entries < 0 || out->u.crl_issue.this_update == NULL ||
+        out->u.crl_issue.next_update == NULL ||
+        strcmp(out->u.crl_issue.next_update, out->u.crl_issue.this_update) <= 0)
+        fail(c, KBR_ERR_INTERNAL);
+}
+
 /* A day, "YYYY-MM-DD", that the calendar has. */
 static const char *day(copier *c, const char *s)
 {
@@ -666,6 +742,12 @@ kbr_err kbr_effects_add(kbr_effects *fx, const kbr_effect *e)
     case KBR_EFFECT_ISSUER_ROTATE:
         copy_issuer_rotate(&c, e, &copy);
         break;
+    case KBR_EFFECT_DEVICE_REVOKE:
+        copy_revoke(&c, e, &copy);
+        break;
+    case KBR_EFFECT_CRL_ISSUE:
+        copy_crl(&c, e, &copy);
+        break;
     case KBR_EFFECT_PRODUCT_REGISTER:
         copy_product(&c, e, &copy);
         break;
@@ -792,6 +874,32 @@ static json_t *debug_json(const kbr_fx_debug_authorize *d)
                      "at", d->at, "expires_at", d->expires_at);
 }
 
+static json_t *revoke_json(const kbr_fx_device_revoke *d)
+{
+    json_t *certs = json_array();
+
+    for (size_t i = 0; certs != NULL && i < d->ncertificates; i++) {
+        const kbr_effect_revoked_cert *c = &d->certificates[i];
+        if (json_array_append_new(certs, json_pack("{s:s,s:s,s:s}", "fingerprint", c->fingerprint,
+                                                   "serial_number", c->serial_number, "issuer_key",
+                                                   c->issuer_key)) != 0) {
+            json_decref(certs);
+            return NULL;
+        }
+    }
+    return json_pack("{s:s,s:s,s:s,s:s,s:I,s:s,s:o}", "product", d->product, "serial", d->serial,
+                     "at", d->at, "reason", d->reason, "reason_code", (json_int_t)d->reason_code,
+                     "revoked_by", d->revoked_by, "certificates", certs);
+}
+
+static json_t *crl_json(const kbr_fx_crl_issue *l)
+{
+    return json_pack("{s:s,s:s,s:I,s:s,s:s,s:I,s:s}", "issuer_key", l->issuer_key,
+                     "issuer_fingerprint", l->issuer_fingerprint, "number", (json_int_t)l->number,
+                     "this_update", l->this_update, "next_update", l->next_update, "entries",
+                     (json_int_t)l->entries, "sha256", l->sha256);
+}
+
 static json_t *key_certificate_json(const kbr_fx_key_certificate *k)
 {
     json_t *o = cert_json(&k->cert);
@@ -871,6 +979,10 @@ static json_t *effect_json(const kbr_effect *e)
                          e->u.issuer_rotate.hsm_label, "public_key_pem",
                          e->u.issuer_rotate.public_key_pem, "at", e->u.issuer_rotate.at, "replaces",
                          e->u.issuer_rotate.replaces);
+    case KBR_EFFECT_DEVICE_REVOKE:
+        return revoke_json(&e->u.device_revoke);
+    case KBR_EFFECT_CRL_ISSUE:
+        return crl_json(&e->u.crl_issue);
     case KBR_EFFECT_PRODUCT_REGISTER:
         return json_pack("{s:s,s:s,s:s,s:s,s:s}", "product", e->u.product_register.product,
                          "placed_on_market", e->u.product_register.placed_on_market,
@@ -1155,6 +1267,47 @@ static void rd_ota(reader *r, const json_t *o, kbr_effect *e)
     };
 }
 
+static void rd_revoke(reader *r, const json_t *o, kbr_effect *e)
+{
+    const json_t *arr = rd_array(r, o, "certificates"), *c;
+    size_t i, n = json_array_size(arr);
+    kbr_effect_revoked_cert *certs = rd_alloc(r, n, sizeof(*certs));
+
+    json_array_foreach(arr, i, c)
+    {
+        if (!json_is_object(c) || certs == NULL) {
+            r->err = r->err != KBR_OK ? r->err : KBR_ERR_INTERNAL;
+            break;
+        }
+        certs[i] = (kbr_effect_revoked_cert){.fingerprint = rd_str(r, c, "fingerprint"),
+                                             .serial_number = rd_str(r, c, "serial_number"),
+                                             .issuer_key = rd_str(r, c, "issuer_key")};
+    }
+    e->u.device_revoke = (kbr_fx_device_revoke){
+        .product = rd_str(r, o, "product"),
+        .serial = rd_str(r, o, "serial"),
+        .at = rd_str(r, o, "at"),
+        .reason = rd_str(r, o, "reason"),
+        .reason_code = rd_int(r, o, "reason_code"),
+        .revoked_by = rd_str(r, o, "revoked_by"),
+        .certificates = certs,
+        .ncertificates = n,
+    };
+}
+
+static void rd_crl(reader *r, const json_t *o, kbr_effect *e)
+{
+    e->u.crl_issue = (kbr_fx_crl_issue){
+        .issuer_key = rd_str(r, o, "issuer_key"),
+        .issuer_fingerprint = rd_str(r, o, "issuer_fingerprint"),
+        .number = rd_int(r, o, "number"),
+        .this_update = rd_str(r, o, "this_update"),
+        .next_update = rd_str(r, o, "next_update"),
+        .entries = rd_int(r, o, "entries"),
+        .sha256 = rd_str(r, o, "sha256"),
+    };
+}
+
 /* A member that must be a JSON object, as its canonical text in the list's arena. */
 static const char *rd_object(reader *r, const json_t *o, const char *name)
 {
@@ -1313,6 +1466,12 @@ static kbr_err read_one(kbr_effects *fx, const json_t *o)
         break;
     case KBR_EFFECT_OTA_REPORT:
         rd_ota(&r, o, &e);
+        break;
+    case KBR_EFFECT_DEVICE_REVOKE:
+        rd_revoke(&r, o, &e);
+        break;
+    case KBR_EFFECT_CRL_ISSUE:
+        rd_crl(&r, o, &e);
         break;
     case KBR_EFFECT_INCIDENT_CREATE:
         rd_incident(&r, o, &e);

@@ -387,10 +387,13 @@ static kbr_err device_rotate(kbr_store *st, const kbr_fx_device_rotate *r, int64
         r->at, r->issuer_key);
     json_t *old = NULL;
     char *detail = NULL, *chain = NULL;
-    bool exists = false;
+    bool exists = false, revoked = false;
 
     KBR_GUARD(st->ops->device_exists(st, r->product, r->serial, &exists));
     KBR_ENSURE(exists, KBR_ERR_STORE_CONSTRAINT);
+    /* a revoked device gets no new certificate: that would undo its revocation */
+    KBR_GUARD(st->ops->device_revoked(st, r->product, r->serial, &revoked));
+    KBR_ENSURE(!revoked, KBR_ERR_STORE_CONSTRAINT);
     KBR_GUARD(device_chain(st, r->issuer_key, r->issuer_fingerprint, &chain));
     c.chain_pem = chain;
     if (r->public_key_sha256 != NULL)
@@ -444,10 +447,9 @@ static kbr_err ota_apply(kbr_store *st, const kbr_eff_device_firmware *row, cons
                          int64_t seq)
 {
     kbr_err err = KBR_OK;
-    bool exists = false, added = false, installed = strcmp(row->status, "installed") == 0;
+    bool added = false, installed = strcmp(row->status, "installed") == 0;
 
-    KBR_GUARD(st->ops->device_exists(st, row->product, row->serial, &exists));
-    KBR_ENSURE(exists, KBR_ERR_STORE_CONSTRAINT);
+    /* a device the ledger does not know is refused by the history's reference to it */
     KBR_GUARD(st->ops->device_firmware_insert(st, row, seq, &added));
     if (!added)
         goto out;
@@ -503,6 +505,59 @@ static kbr_err checkpoint(kbr_store *st, const kbr_fx_checkpoint *c, int64_t seq
     KBR_GUARD(
         st->ops->checkpoint_insert(st, c->size, c->root_hash, c->time, c->signature_b64, seq));
 out:
+    return err;
+}
+
+/*
+ * A device is revoked once, with every certificate the ledger holds for it: the effect names
+ * them all, so a rotation that committed after the list was read makes the revocation a
+ * conflict rather than leave the new certificate out of the issuer's CRL.
+ */
+static kbr_err device_revoke(kbr_store *st, const kbr_fx_device_revoke *d, int64_t seq)
+{
+    kbr_err err = KBR_OK;
+    json_t *held = NULL;
+    bool exists = false, revoked = false;
+
+    KBR_GUARD(st->ops->device_exists(st, d->product, d->serial, &exists));
+    KBR_ENSURE(exists, KBR_ERR_STORE_CONSTRAINT);
+    KBR_GUARD(st->ops->device_revoked(st, d->product, d->serial, &revoked));
+    KBR_ENSURE(!revoked, KBR_ERR_STORE_CONSTRAINT);
+    KBR_GUARD(st->ops->device_certificates(st, d->product, d->serial, &held));
+    KBR_ENSURE(json_array_size(held) == d->ncertificates, KBR_ERR_STORE_CONSTRAINT);
+    for (size_t i = 0; i < d->ncertificates; i++) {
+        const json_t *row = json_array_get(held, i);
+        const char *issuer = json_string_value(json_object_get(row, "issuer_key"));
+        const kbr_effect_revoked_cert *c = &d->certificates[i];
+        KBR_ENSURE(strcmp(json_string_value(json_object_get(row, "fingerprint")), c->fingerprint) ==
+                           0 &&
+                       strcmp(json_string_value(json_object_get(row, "serial_number")),
+                              c->serial_number) == 0 &&
+                       issuer != NULL && strcmp(issuer, c->issuer_key) == 0,
+                   KBR_ERR_STORE_CONSTRAINT);
+    }
+    KBR_GUARD(st->ops->device_revoke(st, d, seq));
+out:
+    json_decref(held);
+    return err;
+}
+
+/* An issuer's CRL numbers go 1, 2, 3, ...: RFC 5280 5.2.3 asks them to increase. */
+static kbr_err crl_issue(kbr_store *st, const kbr_fx_crl_issue *l, int64_t seq)
+{
+    kbr_err err = KBR_OK;
+    char *chain = NULL;
+    int64_t last = 0;
+    bool exists = false;
+
+    KBR_GUARD(st->ops->key_exists(st, l->issuer_key, &exists));
+    KBR_ENSURE(exists, KBR_ERR_STORE_CONSTRAINT);
+    KBR_GUARD(device_chain(st, l->issuer_key, l->issuer_fingerprint, &chain));
+    KBR_GUARD(st->ops->crl_last_number(st, l->issuer_key, &last));
+    KBR_ENSURE(l->number == last + 1, KBR_ERR_STORE_CONSTRAINT);
+    KBR_GUARD(st->ops->crl_insert(st, l, seq));
+out:
+    free(chain);
     return err;
 }
 
@@ -648,6 +703,10 @@ static kbr_err apply_one(kbr_store *st, const kbr_effect *e, int64_t seq)
         return checkpoint(st, &e->u.checkpoint, seq);
     case KBR_EFFECT_ISSUER_ROTATE:
         return issuer_rotate(st, &e->u.issuer_rotate, seq);
+    case KBR_EFFECT_DEVICE_REVOKE:
+        return device_revoke(st, &e->u.device_revoke, seq);
+    case KBR_EFFECT_CRL_ISSUE:
+        return crl_issue(st, &e->u.crl_issue, seq);
     case KBR_EFFECT_PRODUCT_REGISTER:
         return product_register(st, &e->u.product_register, seq);
     case KBR_EFFECT_INCIDENT_CREATE:

@@ -12,13 +12,12 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/file.h>
 #include <unistd.h>
 
 #include "sqlite.h"
-
-#define SCHEMA_VERSION 6
 
 /*
  * The schema is SQL (the files of store/sql/, loadable by sqlite3 as it is), built into the
@@ -97,7 +96,8 @@ out:
     return err;
 }
 
-static kbr_err parse_location(const char *loc, char **path, sqlite3_int64 *max_pages, kbr_msg *msg)
+kbr_err kbr_sqlite_parse_location(const char *loc, char **path, sqlite3_int64 *max_pages,
+                                  kbr_msg *msg)
 {
     kbr_err err = KBR_OK;
     const char *q = strchr(loc, '?');
@@ -140,7 +140,7 @@ static kbr_err sqlite_lock(const char *loc, int *fd, kbr_msg *msg)
     int lfd = -1;
 
     *fd = -1;
-    KBR_GUARD(parse_location(loc, &path, &max_pages, msg));
+    KBR_GUARD(kbr_sqlite_parse_location(loc, &path, &max_pages, msg));
     KBR_ENSURE(asprintf(&lock_path, "%s.lock", path) > 0, KBR_ERR_NOMEM);
     lfd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     KBR_ENSURE(lfd >= 0, kbr_fail(msg, KBR_ERR_STORE, "store %s: cannot open the lock file %s: %s",
@@ -158,6 +158,8 @@ static kbr_err sqlite_lock(const char *loc, int *fd, kbr_msg *msg)
     KBR_ENSURE(
         ftruncate(lfd, 0) == 0 && pwrite(lfd, pid, strlen(pid), 0) == (ssize_t)strlen(pid),
         kbr_fail(msg, KBR_ERR_STORE, "store %s: cannot write the lock file %s", path, lock_path));
+    /* the lock holder alone makes backup copies: what an earlier one left is nobody's */
+    kbr_sqlite_backup_leftovers(path);
     *fd = lfd;
     lfd = -1;
 out:
@@ -265,7 +267,7 @@ static kbr_err sqlite_maintain(kbr_store *st)
     return rc == SQLITE_BUSY ? KBR_OK : kbr_sqlite_err(rc);
 }
 
-static kbr_err schema_version(kbr_sqlite *s, const char *path, int *version, kbr_msg *msg)
+kbr_err kbr_sqlite_schema_version(kbr_sqlite *s, const char *path, int *version, kbr_msg *msg)
 {
     kbr_err err = KBR_OK;
     sqlite3_stmt *stmt = NULL;
@@ -291,11 +293,11 @@ static kbr_err schema_in_tx(kbr_sqlite *s, const char *path, kbr_msg *msg)
 
     rc = sqlite3_exec(s->db, kbr_sql_v1, NULL, NULL, NULL);
     KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
-    KBR_GUARD(schema_version(s, path, &version, msg));
-    KBR_ENSURE(version <= SCHEMA_VERSION,
+    KBR_GUARD(kbr_sqlite_schema_version(s, path, &version, msg));
+    KBR_ENSURE(version <= KBR_SQLITE_SCHEMA_VERSION,
                kbr_fail(msg, KBR_ERR_STORE,
                         "store %s: schema version %d is newer than this broker's (%d)", path,
-                        version, SCHEMA_VERSION));
+                        version, KBR_SQLITE_SCHEMA_VERSION));
     if (version == 0) {
         rc = sqlite3_exec(s->db, "INSERT INTO meta(schema_version) VALUES (1)", NULL, NULL, NULL);
         KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
@@ -322,9 +324,17 @@ static kbr_err schema_in_tx(kbr_sqlite *s, const char *path, kbr_msg *msg)
         version = 5;
     }
     if (version == 5) {
-        rc = sqlite3_exec(s->db, kbr_sql_v6_cra, NULL, NULL, NULL);
+        rc = sqlite3_exec(s->db, kbr_sql_v6_revoke, NULL, NULL, NULL);
         KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
         rc = sqlite3_exec(s->db, "UPDATE meta SET schema_version = 6", NULL, NULL, NULL);
+        KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
+        version = 6;
+    }
+    /* 7 and 8 are steps of their own; a store at 6, 7 or 8 takes this one */
+    if (version < 9) {
+        rc = sqlite3_exec(s->db, kbr_sql_v9_cra, NULL, NULL, NULL);
+        KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
+        rc = sqlite3_exec(s->db, "UPDATE meta SET schema_version = 9", NULL, NULL, NULL);
         KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
     }
 out:
@@ -341,7 +351,7 @@ static bool schema_current(kbr_sqlite *s)
     if (sqlite3_prepare_v2(s->db, "SELECT max(schema_version) FROM meta", -1, &stmt, NULL) ==
             SQLITE_OK &&
         sqlite3_step(stmt) == SQLITE_ROW)
-        current = sqlite3_column_int(stmt, 0) == SCHEMA_VERSION;
+        current = sqlite3_column_int(stmt, 0) == KBR_SQLITE_SCHEMA_VERSION;
     sqlite3_finalize(stmt);
     return current;
 }
@@ -368,7 +378,7 @@ out:
     return err;
 }
 
-static void sqlite_close(kbr_store *st)
+void kbr_sqlite_close(kbr_store *st)
 {
     kbr_sqlite *s = (kbr_sqlite *)st;
 
@@ -380,8 +390,19 @@ static void sqlite_close(kbr_store *st)
     free(s);
 }
 
+/*
+ * SQLite keeps memory statistics under a global mutex that every allocation of every
+ * connection takes; the broker reads none of them.  Set once, before the library starts.
+ */
+static void library_once(void)
+{
+    (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
 static kbr_err sqlite_open(const char *location, kbr_store **out, kbr_msg *msg)
 {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+
     kbr_err err = KBR_OK;
     kbr_sqlite *s = NULL;
     char *path = NULL;
@@ -389,7 +410,8 @@ static kbr_err sqlite_open(const char *location, kbr_store **out, kbr_msg *msg)
     int rc;
 
     *out = NULL;
-    KBR_GUARD(parse_location(location, &path, &max_pages, msg));
+    pthread_once(&once, library_once);
+    KBR_GUARD(kbr_sqlite_parse_location(location, &path, &max_pages, msg));
     s = calloc(1, sizeof(*s));
     KBR_ENSURE(s != NULL, KBR_ERR_NOMEM);
     s->base.ops = &kbr_store_sqlite_ops;
@@ -406,7 +428,7 @@ static kbr_err sqlite_open(const char *location, kbr_store **out, kbr_msg *msg)
     *out = &s->base;
     s = NULL;
 out:
-    sqlite_close((kbr_store *)s);
+    kbr_sqlite_close((kbr_store *)s);
     free(path);
     return err;
 }
@@ -457,6 +479,14 @@ static void sqlite_rollback_to(kbr_store *st)
      * transaction is already gone, which the writer's rollback then handles. */
     (void)run_fixed(s, SQ_ROLLBACK_TO, "ROLLBACK TO kbr_effects");
     (void)run_fixed(s, SQ_RELEASE, "RELEASE kbr_effects");
+}
+
+/* One broker per SQLite store (sqlite_lock): it makes the checkpoints. */
+static kbr_err sqlite_checkpoint_lease(kbr_store *st, bool *held)
+{
+    (void)st;
+    *held = true;
+    return KBR_OK;
 }
 
 static kbr_err sqlite_audit_insert(kbr_store *st, const kbr_store_audit_row *row)
@@ -628,8 +658,12 @@ out:
 const kbr_store_ops kbr_store_sqlite_ops = {
     .scheme = "sqlite",
     .open = sqlite_open,
-    .close = sqlite_close,
+    .close = kbr_sqlite_close,
     .lock = sqlite_lock,
+    .exists = kbr_sqlite_exists,
+    .open_readonly = kbr_sqlite_open_readonly,
+    .backup = kbr_sqlite_backup,
+    .interrupt = kbr_sqlite_interrupt,
     .begin = sqlite_begin,
     .commit = sqlite_commit,
     .rollback = sqlite_rollback,
@@ -638,6 +672,8 @@ const kbr_store_ops kbr_store_sqlite_ops = {
     .release = sqlite_release,
     .rollback_to = sqlite_rollback_to,
     .writer_mode = sqlite_writer_mode,
+    .token_uses_left = kbr_sqlite_token_uses_left,
+    .checkpoint_lease = sqlite_checkpoint_lease,
     .maintain = sqlite_maintain,
     .key_create = kbr_sqlite_key_create,
     .key_retire = kbr_sqlite_key_retire,
@@ -654,6 +690,7 @@ const kbr_store_ops kbr_store_sqlite_ops = {
     .key_exists = kbr_sqlite_key_exists,
     .evidence_seqs = kbr_sqlite_evidence_seqs,
     .bulk_mode = kbr_sqlite_bulk_mode,
+    .scratch_mode = kbr_sqlite_scratch_mode,
     .effects_from = kbr_sqlite_effects_from,
     .integrity = kbr_sqlite_integrity,
     .compare = kbr_sqlite_compare,
@@ -713,6 +750,12 @@ const kbr_store_ops kbr_store_sqlite_ops = {
     .pending_group = kbr_sqlite_pending_group,
     .fleet_walk = kbr_sqlite_fleet_walk,
     .fleet_size = kbr_sqlite_fleet_size,
+    .device_revoked = kbr_sqlite_device_revoked,
+    .device_revoke = kbr_sqlite_device_revoke,
+    .crl_last_number = kbr_sqlite_crl_last_number,
+    .crl_insert = kbr_sqlite_crl_insert,
+    .crl_revoked = kbr_sqlite_crl_revoked,
+    .device_revocation = kbr_sqlite_device_revocation,
     .product_get = kbr_sqlite_product_get,
     .product_put = kbr_sqlite_product_put,
     .incident_insert = kbr_sqlite_incident_insert,

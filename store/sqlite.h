@@ -41,6 +41,7 @@ typedef enum {
     SQ_TOKEN_INSERT,
     SQ_TOKEN_REVOKE,
     SQ_TOKEN_LIST,
+    SQ_TOKEN_USES_LEFT,
     SQ_ISSUER_CURRENT,
     SQ_ISSUER_REPLACE,
     SQ_ISSUER_INSERT,
@@ -106,6 +107,14 @@ typedef enum {
     SQ_VIEW_PENDING_GROUP,
     SQ_VIEW_WALK_PRODUCT,
     SQ_VIEW_WALK_ALL,
+    /* revocation and CRLs (sqlite_revoke.c) */
+    SQ_DEVICE_REVOKED,
+    SQ_DEVICE_REVOKE,
+    SQ_CERT_REVOKE,
+    SQ_CRL_LAST,
+    SQ_CRL_INSERT,
+    SQ_CRL_REVOKED,
+    SQ_DEVICE_REVOCATION,
     SQ_PRODUCT_GET,
     SQ_PRODUCT_INSERT,
     SQ_PRODUCT_UPDATE,
@@ -135,6 +144,24 @@ typedef struct {
 kbr_err kbr_sqlite_err(int rc);
 /* kbr_sqlite_err(rc), with msg naming the store at path and SQLite's own message. */
 kbr_err kbr_sqlite_fail(kbr_sqlite *s, const char *path, int rc, kbr_msg *msg);
+
+/* The schema version this broker writes. */
+#define KBR_SQLITE_SCHEMA_VERSION 9
+/* "PATH[?max_pages=N]": *path is the caller's to free. */
+kbr_err kbr_sqlite_parse_location(const char *loc, char **path, sqlite3_int64 *max_pages,
+                                  kbr_msg *msg);
+/* max(schema_version) of meta; 0 for a store without one. */
+kbr_err kbr_sqlite_schema_version(kbr_sqlite *s, const char *path, int *version, kbr_msg *msg);
+void kbr_sqlite_close(kbr_store *st);
+
+/* Existence, read-only inspection and online copies (sqlite_admin.c). */
+kbr_err kbr_sqlite_exists(const char *loc, kbr_msg *msg);
+kbr_err kbr_sqlite_open_readonly(const char *loc, kbr_store **out, kbr_store_info *info,
+                                 kbr_msg *msg);
+kbr_err kbr_sqlite_backup(kbr_store *st, int *fd, kbr_store_backup_info *info, kbr_msg *msg);
+void kbr_sqlite_interrupt(kbr_store *st);
+/* Removes the copies a backup that never finished left beside the store at path. */
+void kbr_sqlite_backup_leftovers(const char *path);
 
 /* Statement id (prepared from sql the first time), ready to bind.  Borrowed: end with
  * kbr_sqlite_done. */
@@ -190,6 +217,7 @@ extern const kbr_col_spec kbr_sqlite_token_cols[KBR_SQLITE_TOKEN_NCOLS];
 kbr_err kbr_sqlite_key_create(kbr_store *st, const kbr_eff_key *k, int64_t seq);
 kbr_err kbr_sqlite_key_retire(kbr_store *st, const char *name, const char *at);
 kbr_err kbr_sqlite_token_issue(kbr_store *st, const kbr_eff_token *t, int64_t seq);
+kbr_err kbr_sqlite_token_uses_left(kbr_store *st, const char *jti, int64_t *left);
 kbr_err kbr_sqlite_token_revoke(kbr_store *st, const char *jti, const char *at, const char *reason);
 kbr_err kbr_sqlite_issuer_current(kbr_store *st, char **kid);
 kbr_err kbr_sqlite_issuer_replace(kbr_store *st, const char *kid, const char *at);
@@ -212,6 +240,7 @@ kbr_err kbr_sqlite_key_exists(kbr_store *st, const char *name, bool *exists);
 kbr_err kbr_sqlite_evidence_seqs(kbr_store *st, const char *product, const char *serial,
                                  json_t **seqs);
 kbr_err kbr_sqlite_bulk_mode(kbr_store *st);
+kbr_err kbr_sqlite_scratch_mode(kbr_store *st);
 kbr_err kbr_sqlite_effects_from(kbr_store *st, int64_t *seq);
 kbr_err kbr_sqlite_integrity(kbr_store *st, kbr_msg *msg);
 kbr_err kbr_sqlite_compare(kbr_store *st, kbr_store *rebuilt, kbr_store_compare_stats *stats,
@@ -272,7 +301,8 @@ kbr_err kbr_sqlite_checkpoint_latest(kbr_store *st, json_t **out);
  * (sqlite_migrate.c); path and msg name the store in a failure. */
 /* The files of store/sql/, built in (the Makefile's rule for $(BUILD)/store/sql.c). */
 extern const char kbr_sql_v1[], kbr_sql_v2_schema[], kbr_sql_v2_assign[], kbr_sql_v3_schema[],
-    kbr_sql_v3_unique[], kbr_sql_v4_schema[], kbr_sql_v5_issuer[], kbr_sql_v6_cra[];
+    kbr_sql_v3_unique[], kbr_sql_v4_schema[], kbr_sql_v5_issuer[], kbr_sql_v6_revoke[],
+    kbr_sql_v9_cra[];
 
 kbr_err kbr_sqlite_migrate_v2(kbr_sqlite *s, const char *path, kbr_msg *msg);
 kbr_err kbr_sqlite_migrate_v3(kbr_sqlite *s, const char *path, kbr_msg *msg);
@@ -308,6 +338,15 @@ kbr_err kbr_sqlite_fleet_walk(kbr_store *st, const char *product, const char *af
                               kbr_fleet_fn fn, void *arg);
 kbr_err kbr_sqlite_fleet_size(kbr_store *st, const char *product, int64_t *n);
 
+/* Device revocation and CRLs (sqlite_revoke.c). */
+kbr_err kbr_sqlite_device_revoked(kbr_store *st, const char *product, const char *serial,
+                                  bool *revoked);
+kbr_err kbr_sqlite_device_revoke(kbr_store *st, const kbr_eff_revoke *d, int64_t seq);
+kbr_err kbr_sqlite_crl_last_number(kbr_store *st, const char *issuer_key, int64_t *last);
+kbr_err kbr_sqlite_crl_insert(kbr_store *st, const kbr_eff_crl *l, int64_t seq);
+kbr_err kbr_sqlite_crl_revoked(kbr_store *st, const char *issuer_key, json_t **rows);
+kbr_err kbr_sqlite_device_revocation(kbr_store *st, const char *product, const char *serial,
+                                     json_t **out);
 /* Products' support periods and incidents (sqlite_cra.c). */
 kbr_err kbr_sqlite_product_get(kbr_store *st, const char *product, json_t **out);
 kbr_err kbr_sqlite_product_put(kbr_store *st, const kbr_fx_product_register *p, bool exists,

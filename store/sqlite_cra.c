@@ -1,7 +1,7 @@
 /*
  * sqlite_cra.c - the SQLite back end's record of the Cyber Resilience Act: products' support
  * periods, and incidents with their builds, their fleet day by day (incident_fleet, kept by
- * the devices_incident_move trigger of store/sql/v6_cra.sql) and their reports.
+ * the devices_incident_move trigger of store/sql/v9_cra.sql) and their reports.
  */
 #include <stdlib.h>
 #include <string.h>

@@ -223,6 +223,32 @@ out:
     return err;
 }
 
+kbr_err kbr_sqlite_token_uses_left(kbr_store *st, const char *jti, int64_t *left)
+{
+    kbr_err err = KBR_OK;
+    sqlite3_stmt *stmt = NULL;
+    int rc;
+
+    *left = -1;
+    KBR_GUARD(
+        kbr_sqlite_stmt(SQ(st), SQ_TOKEN_USES_LEFT,
+                        "SELECT json_extract(t.scope, '$.max_uses') - coalesce(u.uses, 0)"
+                        " FROM tokens t LEFT JOIN token_usage u ON u.jti = t.jti"
+                        " WHERE t.jti = ?1 AND json_extract(t.scope, '$.max_uses') IS NOT NULL",
+                        &stmt));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, jti));
+    rc = sqlite3_step(stmt);
+    KBR_ENSURE(rc == SQLITE_ROW || rc == SQLITE_DONE, kbr_sqlite_err(rc));
+    if (rc == SQLITE_ROW) {
+        *left = sqlite3_column_int64(stmt, 0);
+        if (*left < 0)
+            *left = 0;
+    }
+out:
+    kbr_sqlite_done(stmt);
+    return err;
+}
+
 kbr_err kbr_sqlite_firmware_digest(kbr_store *st, const char *product, const char *version,
                                    char **digest)
 {

@@ -10,7 +10,8 @@
 
 #include "backend.h"
 
-static const kbr_store_ops *const backends[] = {&kbr_store_sqlite_ops};
+static const kbr_store_ops *const backends[] = {&kbr_store_sqlite_ops, &kbr_store_pg_ops,
+                                                &kbr_store_pg_alt_ops};
 
 static const kbr_store_ops *backend_for(const char *url, const char **location)
 {
@@ -39,8 +40,10 @@ kbr_err kbr_store_open(const char *url, kbr_store **out, kbr_msg *msg)
     *out = NULL;
     KBR_ENSURE(url != NULL, kbr_fail(msg, KBR_ERR_CONFIG, "store: no URL given"));
     ops = backend_for(url, &location);
-    KBR_ENSURE(ops != NULL, kbr_fail(msg, KBR_ERR_CONFIG,
-                                     "store: unsupported URL \"%s\" (want sqlite:PATH)", url));
+    KBR_ENSURE(ops != NULL,
+               kbr_fail(msg, KBR_ERR_CONFIG,
+                        "store: unsupported URL \"%s\" (want sqlite:PATH or postgresql://...)",
+                        url));
     KBR_GUARD(ops->open(location, out, msg));
 out:
     return err;
@@ -53,9 +56,72 @@ kbr_err kbr_store_lock(const char *url, int *fd, kbr_msg *msg)
 
     *fd = -1;
     if (ops == NULL)
-        return kbr_fail(msg, KBR_ERR_CONFIG, "store: unsupported URL \"%s\" (want sqlite:PATH)",
+        return kbr_fail(msg, KBR_ERR_CONFIG,
+                        "store: unsupported URL \"%s\" (want sqlite:PATH or postgresql://...)",
                         url != NULL ? url : "");
     return ops->lock(location, fd, msg);
+}
+
+kbr_err kbr_store_exists(const char *url, kbr_msg *msg)
+{
+    const char *location = NULL;
+    const kbr_store_ops *ops = url != NULL ? backend_for(url, &location) : NULL;
+
+    if (ops == NULL)
+        return kbr_fail(msg, KBR_ERR_CONFIG,
+                        "store: unsupported URL \"%s\" (want sqlite:PATH or postgresql://...)",
+                        url != NULL ? url : "");
+    return ops->exists != NULL ? ops->exists(location, msg) : KBR_OK;
+}
+
+kbr_err kbr_store_open_readonly(const char *url, kbr_store **out, kbr_store_info *info,
+                                kbr_msg *msg)
+{
+    const char *location = NULL;
+    const kbr_store_ops *ops = url != NULL ? backend_for(url, &location) : NULL;
+
+    *out = NULL;
+    memset(info, 0, sizeof(*info));
+    if (ops == NULL)
+        return kbr_fail(msg, KBR_ERR_CONFIG,
+                        "store: unsupported URL \"%s\" (want sqlite:PATH or postgresql://...)",
+                        url != NULL ? url : "");
+    if (ops->open_readonly == NULL)
+        return kbr_fail(msg, KBR_ERR_CONFIG, "store %s: cannot be read without changing it", url);
+    return ops->open_readonly(location, out, info, msg);
+}
+
+kbr_err kbr_store_backup(kbr_store *st, int *fd, kbr_store_backup_info *info, kbr_msg *msg)
+{
+    *fd = -1;
+    memset(info, 0, sizeof(*info));
+    if (st->ops->backup == NULL)
+        return kbr_fail(msg, KBR_ERR_STORE, "this store cannot be copied online");
+    return st->ops->backup(st, fd, info, msg);
+}
+
+void kbr_store_interrupt(kbr_store *st)
+{
+    if (st != NULL && st->ops->interrupt != NULL)
+        st->ops->interrupt(st);
+}
+
+bool kbr_store_shared(const char *url)
+{
+    const char *location = NULL;
+    const kbr_store_ops *ops = url != NULL ? backend_for(url, &location) : NULL;
+
+    return ops != NULL && ops->shared;
+}
+
+kbr_err kbr_store_token_uses_left(kbr_store *st, const char *jti, int64_t *left)
+{
+    return st->ops->token_uses_left(st, jti, left);
+}
+
+kbr_err kbr_store_checkpoint_lease(kbr_store *st, bool *held)
+{
+    return st->ops->checkpoint_lease(st, held);
 }
 
 void kbr_store_unlock(int fd)
@@ -125,6 +191,11 @@ void kbr_store_read_end(kbr_store *st)
 kbr_err kbr_store_bulk_mode(kbr_store *st)
 {
     return st->ops->bulk_mode(st);
+}
+
+kbr_err kbr_store_scratch_mode(kbr_store *st)
+{
+    return st->ops->scratch_mode(st);
 }
 
 kbr_err kbr_store_effects_from(kbr_store *st, int64_t *seq)
@@ -430,26 +501,85 @@ kbr_err kbr_store_batch_list(kbr_store *st, json_t **out)
     return st->ops->batch_list(st, out);
 }
 
+/* Each certificate's revocation reason by its RFC 5280 name, null while it is not revoked. */
+static kbr_err name_reasons(json_t *certs)
+{
+    json_t *cert, *code;
+    size_t i;
+
+    json_array_foreach(certs, i, cert)
+    {
+        const char *name = NULL;
+
+        code = json_object_get(cert, "revocation_reason_code");
+        if (json_is_integer(code)) {
+            name = kbr_store_revocation_reason_name(json_integer_value(code));
+            /* the ledger holds only codes a revocation can take */
+            if (name == NULL)
+                return KBR_ERR_STORE;
+        }
+        if (json_object_set_new(cert, "revocation_reason",
+                                name != NULL ? json_string(name) : json_null()) != 0)
+            return KBR_ERR_NOMEM;
+        json_object_del(cert, "revocation_reason_code");
+    }
+    return KBR_OK;
+}
+
 /*
- * The device row and its certificates are each read in one statement; the only later change
- * to the row (current_firmware) shares no rule with the certificates, so the two reads need
- * no shared snapshot.
+ * The device row, its revocation and its certificates are read in one snapshot: a revocation
+ * changes the device and its certificates together.
  */
 kbr_err kbr_store_device_get(kbr_store *st, const char *product, const char *serial, json_t **out)
 {
     kbr_err err = KBR_OK;
-    json_t *dev = NULL, *certs = NULL;
+    json_t *dev = NULL, *certs = NULL, *revocation = NULL;
+    bool in_snapshot = false;
+    kbr_err found;
 
     *out = NULL;
+    KBR_GUARD(st->ops->snapshot_begin(st));
+    in_snapshot = true;
     KBR_GUARD(st->ops->device_get(st, product, serial, &dev));
+    found = st->ops->device_revocation(st, product, serial, &revocation);
+    KBR_ENSURE(found == KBR_OK || found == KBR_ERR_NOT_FOUND, found);
     KBR_GUARD(st->ops->device_certificates(st, product, serial, &certs));
+    KBR_GUARD(name_reasons(certs));
+    KBR_ENSURE(json_object_set(dev, "revocation", revocation != NULL ? revocation : json_null()) ==
+                   0,
+               KBR_ERR_NOMEM);
     KBR_ENSURE(json_object_set_new(dev, "certificates", certs) == 0, KBR_ERR_NOMEM);
     certs = NULL;
     *out = dev;
     dev = NULL;
 out:
+    if (in_snapshot)
+        st->ops->snapshot_end(st);
+    json_decref(revocation);
     json_decref(certs);
     json_decref(dev);
+    return err;
+}
+
+kbr_err kbr_store_crl_contents(kbr_store *st, const char *issuer_key, json_t **out)
+{
+    kbr_err err = KBR_OK;
+    json_t *revoked = NULL;
+    int64_t last = 0;
+    bool in_snapshot = false;
+
+    *out = NULL;
+    KBR_ENSURE(issuer_key != NULL, KBR_ERR_INTERNAL);
+    KBR_GUARD(st->ops->snapshot_begin(st));
+    in_snapshot = true;
+    KBR_GUARD(st->ops->crl_last_number(st, issuer_key, &last));
+    KBR_GUARD(st->ops->crl_revoked(st, issuer_key, &revoked));
+    *out = json_pack("{s:I,s:O}", "last_number", (json_int_t)last, "revoked", revoked);
+    KBR_ENSURE(*out != NULL, KBR_ERR_NOMEM);
+out:
+    if (in_snapshot)
+        st->ops->snapshot_end(st);
+    json_decref(revoked);
     return err;
 }
 

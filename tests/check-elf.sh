@@ -89,9 +89,10 @@ cet() {
 
 check "keybroker needs libcrypto, jansson and libcurl only" \
     needs_only "$bin/keybroker" libcrypto libjansson libcurl
-check "keybrokerd needs no HTTP client and no p11-kit" \
+# libcurl fetches OIDC issuers' key sets (jwks_url); libpq is the PostgreSQL store's client
+check "keybrokerd needs no p11-kit, and libcurl only as the key set fetcher" \
     needs_only "$bin/keybrokerd" libssl libcrypto libjansson libevent_core-2.1 libevent_extra-2.1 \
-    libevent_pthreads-2.1 libevent_openssl-2.1 libsqlite3 libcbor
+    libevent_pthreads-2.1 libevent_openssl-2.1 libsqlite3 libcbor libcurl libpq
 check "keybroker calls every library it needs" all_used "$bin/keybroker"
 check "keybrokerd calls every library it needs" all_used "$bin/keybrokerd"
 

@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <time.h>
 
+#include <openssl/evp.h>
+
 #include "kbr_common.h"
 
 /* ---- errors as the user sees them: "keybroker: <code>: <message>" ---- */
@@ -189,6 +191,35 @@ KBR_WUR kbr_err cli_sign_format_check(const char *format, kbr_msg *msg);
  */
 bool cli_sign_sends_message(const char *alg, const char *format);
 
+/* ---- checking signatures (cmd_verify.c) ---- */
+
+/* What keybroker verify checks; message (the signed file) or digest, the other NULL. */
+typedef struct {
+    const char *format;  /* raw (default), der or cose_sign1 */
+    const char *hash;    /* sha256 (default) or sha384: ECDSA and RSA over a file or digest */
+    const char *padding; /* RSA: pss (default, salt = hash length) or pkcs1 */
+    const unsigned char *message, *digest, *sig;
+    size_t message_len, digest_len, siglen;
+} cli_verify_req;
+
+/*
+ * Checks r's signature with pub (EC, RSA or Ed25519): raw r||s or DER for ECDSA, PSS or
+ * PKCS#1 v1.5 for RSA, over the message (Ed25519: always) or a digest; or a tagged
+ * COSE_Sign1 with detached payload (ES256, ES384, EdDSA) over the message.
+ * KBR_ERR_UNAUTHENTICATED when it does not verify; KBR_ERR_BAD_REQUEST, msg saying why,
+ * when the input cannot be what the key signs.
+ */
+KBR_WUR kbr_err cli_verify_signature(EVP_PKEY *pub, const cli_verify_req *r, kbr_msg *msg);
+/*
+ * The command that checks a signature `keybroker sign --out SIG --file FILE` made with key
+ * (its algorithm as the broker names it) against KEY.pem (`keybroker key pubkey KEY --out
+ * KEY.pem`): openssl dgst or pkeyutl where openssl reads the format, keybroker verify for
+ * raw ECDSA and COSE_Sign1.  Written into buf; NULL when an argument is missing.
+ */
+const char *cli_openssl_recipe(const char *algorithm, const char *format, const char *hash,
+                               const char *key, const char *sig, const char *file, char *buf,
+                               size_t len);
+
 /* ---- HTTP client (http.c) ---- */
 
 typedef struct cli_client cli_client;
@@ -227,6 +258,23 @@ typedef struct {
 KBR_WUR kbr_err cli_call(cli_client *c, const char *method, const char *path, const json_t *body,
                          cli_response *resp, cli_error *ce);
 void cli_response_cleanup(cli_response *r);
+
+/*
+ * GETs path and streams a 2xx body to fd as it arrives (no size limit and no total timeout:
+ * a store copy is large and made before its first byte), hashing it with SHA-256.  An error
+ * answer is read and reported as cli_call does.  *got says what arrived.
+ */
+typedef struct {
+    long status;
+    long long audit_seq;       /* X-Audit-Seq, -1 if absent */
+    long long content_length;  /* -1 if absent */
+    long long received;        /* body bytes written to fd */
+    unsigned char sha256[32];  /* of those bytes */
+    char backup_sha256[65];    /* X-Backup-SHA256, "" if absent */
+    long long backup_last_seq; /* X-Backup-Last-Seq, -1 if absent */
+} cli_download;
+KBR_WUR kbr_err cli_get_to_fd(cli_client *c, const char *path, int fd, cli_download *got,
+                              cli_error *ce);
 
 /* prefix + URL-escaped segment + suffix (suffix may be NULL). Caller frees. */
 KBR_WUR kbr_err cli_path_join(cli_client *c, const char *prefix, const char *segment,
@@ -277,7 +325,7 @@ extern const cli_command cli_cmd_key_create, cli_cmd_key_list, cli_cmd_key_show,
     cli_cmd_key_pubkey;
 extern const cli_command cli_cmd_token_issue, cli_cmd_token_list, cli_cmd_token_revoke,
     cli_cmd_token_rotate_issuer, cli_cmd_revoke;
-extern const cli_command cli_cmd_sign;
+extern const cli_command cli_cmd_sign, cli_cmd_verify, cli_cmd_token_exchange;
 extern const cli_command cli_cmd_audit_list, cli_cmd_audit_export, cli_cmd_health, cli_cmd_jwks;
 extern const cli_command cli_cmd_audit_verify;
 extern const cli_command cli_cmd_evidence_device;
@@ -287,9 +335,11 @@ extern const cli_command cli_cmd_audit_checkpoint;
 extern const cli_command cli_cmd_audit_proof;
 extern const cli_command cli_cmd_batch_create, cli_cmd_batch_show;
 extern const cli_command cli_cmd_key_certificate, cli_cmd_provision, cli_cmd_rotate;
+extern const cli_command cli_cmd_device_revoke;
 extern const cli_command cli_cmd_debug_auth, cli_cmd_ota_report;
 extern const cli_command cli_cmd_view_product, cli_cmd_view_custody, cli_cmd_view_exposure,
     cli_cmd_view_device;
+extern const cli_command cli_cmd_backup;
 /*
  * Request bodies of the factory commands, built from options parsed against
  * the command's own spec.  Bad input (a value out of range, a market that is
@@ -306,6 +356,8 @@ KBR_WUR kbr_err cli_key_cert_body(const cli_args *a, json_t **out, kbr_msg *msg)
 KBR_WUR kbr_err cli_provision_body(const cli_args *a, json_t **out, kbr_msg *msg);
 /* POST /v1/devices/{serial}/certificates: --key, --csr FILE, --product. */
 KBR_WUR kbr_err cli_rotate_body(const cli_args *a, json_t **out, kbr_msg *msg);
+/* POST /v1/devices/SERIAL/revoke from --product and --reason (cmd_device.c). */
+KBR_WUR kbr_err cli_device_revoke_body(const cli_args *a, json_t **out, kbr_msg *msg);
 
 /* The most to-be-signed bytes the broker signs for one debug unlock. */
 #define CLI_DEBUG_MESSAGE_MAX 4096

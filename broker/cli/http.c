@@ -5,7 +5,10 @@
 #include <string.h>
 
 #include <curl/curl.h>
+#include <errno.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -441,5 +444,114 @@ kbr_err cli_query_add(cli_client *c, char **path, const char *name, const char *
     *path = grown;
 out:
     free(val);
+    return err;
+}
+
+/* ---- streamed downloads ---- */
+
+typedef struct {
+    CURL *curl;
+    int fd;
+    EVP_MD_CTX *md;
+    cli_buf err_body; /* an error answer, read whole */
+    long long received;
+    bool write_failed;
+} stream_state;
+
+static size_t on_stream(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+    stream_state *st = userdata;
+    size_t n = size * nmemb, done = 0;
+    long status = 0;
+
+    curl_easy_getinfo(st->curl, CURLINFO_RESPONSE_CODE, &status);
+    if (status < 200 || status >= 300)
+        return on_body(ptr, size, nmemb, &st->err_body);
+    if (EVP_DigestUpdate(st->md, ptr, n) != 1)
+        return 0;
+    while (done < n) {
+        ssize_t w = write(st->fd, ptr + done, n - done);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            st->write_failed = true;
+            return 0;
+        }
+        done += (size_t)w;
+    }
+    st->received += (long long)n;
+    return n;
+}
+
+static long long header_ll(CURL *h, const char *name)
+{
+    struct curl_header *hdr = NULL;
+    long long v = -1;
+
+    if (curl_easy_header(h, name, 0, CURLH_HEADER, -1, &hdr) != CURLHE_OK ||
+        cli_parse_ll(hdr->value, 0, LLONG_MAX, &v) != KBR_OK)
+        return -1;
+    return v;
+}
+
+kbr_err cli_get_to_fd(cli_client *c, const char *path, int fd, cli_download *got, cli_error *ce)
+{
+    kbr_err err = KBR_OK;
+    char *url = NULL;
+    stream_state st = {.curl = c->curl, .fd = fd};
+    struct curl_slist *list = NULL, *head = NULL;
+    struct curl_header *hdr = NULL;
+    json_error_t jerr;
+    json_t *body = NULL;
+    CURLcode rc;
+
+    memset(got, 0, sizeof(*got));
+    got->audit_seq = got->content_length = got->backup_last_seq = -1;
+    st.md = EVP_MD_CTX_new();
+    KBR_ENSURE(st.md != NULL && EVP_DigestInit_ex(st.md, EVP_sha256(), NULL) == 1, KBR_ERR_NOMEM);
+    KBR_GUARD(full_url(c, path, &url));
+    KBR_GUARD(make_headers(c, false, &list, &head));
+    KBR_ENSURE(curl_easy_setopt(c->curl, CURLOPT_URL, url) == CURLE_OK &&
+                   curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, head) == CURLE_OK &&
+                   curl_easy_setopt(c->curl, CURLOPT_HTTPGET, 1L) == CURLE_OK &&
+                   curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, on_stream) == CURLE_OK &&
+                   curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, &st) == CURLE_OK &&
+                   curl_easy_setopt(c->curl, CURLOPT_TIMEOUT, 0L) == CURLE_OK &&
+                   curl_easy_setopt(c->curl, CURLOPT_TCP_KEEPALIVE, 1L) == CURLE_OK,
+               KBR_ERR_INTERNAL);
+    c->errbuf[0] = '\0';
+    rc = curl_easy_perform(c->curl);
+    curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &got->status);
+    got->received = st.received;
+    KBR_ENSURE(!st.write_failed, cli_fail(ce, KBR_ERR_IO, "io_error",
+                                          "cannot write what arrived: %s", strerror(errno)));
+    KBR_ENSURE(!st.err_body.overflow,
+               cli_fail(ce, KBR_ERR_TOO_LARGE, "bad_response", "the error answer is too large"));
+    KBR_ENSURE(rc == CURLE_OK, cli_fail(ce, KBR_ERR_IO, transport_code(rc), "%s",
+                                        c->errbuf[0] != '\0' ? c->errbuf : curl_easy_strerror(rc)));
+    if (got->status < 200 || got->status >= 300) {
+        if (st.err_body.len > 0)
+            body = json_loadb(st.err_body.data, st.err_body.len, JSON_REJECT_DUPLICATES, &jerr);
+        err = cli_http_error(got->status, body, ce);
+        goto out;
+    }
+    got->audit_seq = audit_seq_header(c->curl);
+    got->content_length = header_ll(c->curl, "Content-Length");
+    got->backup_last_seq = header_ll(c->curl, "X-Backup-Last-Seq");
+    if (curl_easy_header(c->curl, "X-Backup-SHA256", 0, CURLH_HEADER, -1, &hdr) == CURLHE_OK)
+        snprintf(got->backup_sha256, sizeof(got->backup_sha256), "%s", hdr->value);
+    KBR_ENSURE(EVP_DigestFinal_ex(st.md, got->sha256, NULL) == 1, KBR_ERR_CRYPTO);
+out:
+    /* the handle goes back to what cli_call expects */
+    curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c->curl, CURLOPT_TIMEOUT, CLI_TOTAL_TIMEOUT);
+    curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, NULL);
+    c->auth_node.data = NULL;
+    c->auth_node.next = NULL;
+    curl_slist_free_all(list);
+    json_decref(body);
+    cli_buf_wipe(&st.err_body);
+    EVP_MD_CTX_free(st.md);
+    free(url);
     return err;
 }

@@ -38,11 +38,20 @@ static void checkpoint_done(kbr_audit_rec *rec, void *arg)
 {
     struct kbd_checkpointer *cp = arg;
 
-    if (rec->result == KBR_OK)
+    if (rec->result == KBR_OK) {
+        time_t at = 0;
         atomic_store(&cp->covered, (long long)rec->seq);
-    else
-        fprintf(stderr, "keybrokerd: audit checkpoint not recorded: %s\n",
+        if (kbr_time_parse(json_string_value(json_object_get(rec->detail, "time")), &at) != KBR_OK)
+            at = 0;
+        atomic_store(&cp->d->stats.checkpoint_time, (long long)at);
+        atomic_store(&cp->d->stats.checkpoint_size,
+                     (long long)json_integer_value(json_object_get(rec->detail, "size")));
+        atomic_store(&cp->d->stats.checkpoint_seq, (long long)rec->seq);
+    } else {
+        cp->d->stats.checkpoint_failures++;
+        kbd_log(KBD_LOG_ERROR, "audit.checkpoint_failed", NULL, "audit checkpoint not recorded: %s",
                 kbr_err_str(rec->result));
+    }
     atomic_store(&cp->busy, false);
     kbr_audit_rec_free(rec);
 }
@@ -159,7 +168,9 @@ static void checkpoint_work(kbd_req *r, kbd_worker *w)
 
     if (err != KBR_OK) {
         /* retried when checkpoint_seconds have passed again */
-        fprintf(stderr, "keybrokerd: audit checkpoint failed: %s\n", kbr_err_str(err));
+        w->d->stats.checkpoint_failures++;
+        kbd_log(KBD_LOG_ERROR, "audit.checkpoint_failed", NULL, "audit checkpoint failed: %s",
+                kbr_err_str(err));
         atomic_store(&cp->busy, false);
     }
 }
@@ -224,7 +235,8 @@ static bool checkpoint_due(struct kbd_checkpointer *cp, time_t now)
     long long last_seq = (long long)kbr_audit_last_seq(cp->d->audit);
     long long covered = atomic_load(&cp->covered);
 
-    if (atomic_load(&cp->busy) || last_seq <= covered)
+    /* of brokers sharing a store, the one holding the lease makes the periodic ones */
+    if (atomic_load(&cp->busy) || last_seq <= covered || !kbr_audit_checkpoint_lease(cp->d->audit))
         return false;
     return last_seq - covered >= cp->d->cfg.checkpoint_entries ||
            now - cp->last >= cp->d->cfg.checkpoint_seconds;

@@ -296,7 +296,8 @@ static void key_create_work(kbd_req *r, kbd_worker *w)
 static void key_create_finish(kbd_req *r)
 {
     if (kbd_keys_put(r->d->keys, r->resp) != KBR_OK)
-        fprintf(stderr, "keybrokerd: key registry update failed for a committed key\n");
+        kbd_log(KBD_LOG_ERROR, "registry.failed", r->request_id,
+                "key registry update failed for a committed key");
 }
 
 kbr_err kbd_h_key_create(kbd_req *r)

@@ -291,9 +291,11 @@ kbr_err kbd_h_token_list(kbd_req *r)
         return KBR_ERR_NOMEM;
     r->ctx = c;
     r->ctx_free = list_ctx_free;
-    if ((sub != NULL && !kbr_name_valid(sub)) || (key != NULL && !kbr_name_valid(key)))
-        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "%s: not a valid name",
-                        sub != NULL && !kbr_name_valid(sub) ? "sub" : "key");
+    /* a principal's name may hold '/' (ci:github/acme/fw), a key's may not */
+    if (sub != NULL && !kbr_policy_sub_valid(sub))
+        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "sub: not a principal (<kind>:<name>)");
+    if (key != NULL && !kbr_name_valid(key))
+        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "key: not a valid name");
     if (active != NULL && strcmp(active, "true") != 0 && strcmp(active, "false") != 0)
         return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "active: must be true or false");
     c->sub = sub != NULL ? strdup(sub) : NULL;
@@ -394,9 +396,14 @@ kbr_err kbd_h_revocations(kbd_req *r)
     r->ctx = jtis;
     r->ctx_free = json_ctx_free;
     if (read_reason(r, allowed, &reason) != KBR_OK ||
-        kbd_json_name(r->body, "sub", false, &sub, &r->msg) != KBR_OK ||
+        kbd_json_str(r->body, "sub", false, 256, &sub, &r->msg) != KBR_OK ||
         kbd_json_name(r->body, "key", false, &key, &r->msg) != KBR_OK)
         return KBR_ERR_BAD_REQUEST;
+    /* a principal's name may hold '/': the principals of exchanged tokens (ci:github/acme/fw) */
+    if (sub != NULL && !kbr_policy_sub_valid(sub))
+        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST,
+                        "sub: must be a principal, <kind>:<name> with kind ci, factory, ota, "
+                        "security or service");
     if ((sub == NULL) == (key == NULL))
         return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "give exactly one of sub or key");
     /* Mass revocation reaches tokens of any issuer, so it needs an unrestricted admin. */

@@ -15,14 +15,44 @@
 #include <event2/buffer.h>
 #include <event2/keyvalq_struct.h>
 #include <event2/util.h>
+#include <openssl/rand.h>
 
 #include "kbd.h"
 
-/* Every response leaves through here or kbd_req_reply_buffer. */
+void kbd_req_response_begins(kbd_req *r, int status)
+{
+    if (r->request_id[0] != '\0')
+        evhttp_add_header(evhttp_request_get_output_headers(r->http), "X-Request-Id",
+                          r->request_id);
+    kbd_metrics_response(r->d, r->route, status, kbr_monotonic_seconds() - r->t0);
+    kbd_connlimit_request_ends(r->d, evhttp_request_get_connection(r->http));
+}
+
+/* Every response leaves through here, kbd_req_reply_buffer or a respond hook. */
 static void send_reply(kbd_req *r, int status, const char *reason, struct evbuffer *buf)
 {
-    kbd_connlimit_request_ends(r->d, evhttp_request_get_connection(r->http));
+    kbd_req_response_begins(r, status);
     evhttp_send_reply(r->http, status, reason, buf);
+}
+
+/*
+ * The client's X-Request-Id when it is 1 to 64 letters, digits, '.', '_' or '-' (so it can
+ * go in a log line and a header as it is), or 16 random hex digits.
+ */
+static void set_request_id(kbd_req *r)
+{
+    const char *given =
+        evhttp_find_header(evhttp_request_get_input_headers(r->http), "X-Request-Id");
+    size_t n = given != NULL ? strlen(given) : 0;
+    unsigned char rnd[8];
+
+    if (n > 0 && n < sizeof(r->request_id) &&
+        strspn(given, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") == n) {
+        memcpy(r->request_id, given, n + 1);
+        return;
+    }
+    if (RAND_bytes(rnd, sizeof(rnd)) == 1)
+        kbr_hex_encode_buf(rnd, sizeof(rnd), r->request_id);
 }
 
 static void send_text(kbd_req *r, int status, const char *text, int64_t seq)
@@ -117,6 +147,11 @@ static void req_end(kbd_req *r)
     req_free(r);
     if (d->shutting_down && d->inflight == 0)
         event_base_loopexit(d->base, NULL);
+}
+
+void kbd_req_done(kbd_req *r)
+{
+    req_end(r);
 }
 
 void kbd_req_reply_now(kbd_req *r, int status, json_t *body)
@@ -223,14 +258,15 @@ void kbd_req_dispatch(kbd_req *r)
 static void finish_request(kbd_req *r)
 {
     kbr_audit_rec *rec = r->rec;
-    bool ok;
+    bool ok = rec != NULL && rec->result == KBR_OK && r->err == KBR_OK;
 
-    if (rec == NULL) {
-        /* internal jobs (health probes) carry no client and no record */
+    if (r->http == NULL) {
+        /* internal jobs (health probes, CRLs) have no client: settling is all there is */
+        if (r->settle != NULL)
+            r->settle(r, ok);
         req_free(r);
         return;
     }
-    ok = rec->result == KBR_OK && r->err == KBR_OK;
     if (r->settle != NULL)
         r->settle(r, ok);
 
@@ -238,27 +274,37 @@ static void finish_request(kbd_req *r)
         kbr_policy_finish_use(r->tok, ok && rec->key_use);
     if (rec->result == KBR_ERR_AUDIT) {
         if (r->d->stats.audit_failures++ == 0 || kbr_audit_healthy(r->d->audit))
-            fprintf(stderr, "keybrokerd: audit record not durable; answering 503 "
-                            "audit_unavailable until the store accepts writes again\n");
+            kbd_log(KBD_LOG_ERROR, "audit.unavailable", r->request_id,
+                    "audit record not durable; answering 503 audit_unavailable until the store "
+                    "accepts writes again");
         reply_error(r, KBR_ERR_AUDIT,
                     "the audit record could not be made durable; nothing was released", 0);
     } else if (rec->result == KBR_ERR_INTERNAL) {
         /* The ledger refused this request's changes alone (audit/writer.c); the others of its
          * group went through.  A broken invariant of the broker's, so it goes to the log too. */
-        fprintf(stderr,
-                "keybrokerd: audit entry %lld: the ledger refused the request's changes; "
-                "recorded as an error\n",
+        kbd_log(KBD_LOG_ERROR, "audit.ledger_refused", r->request_id,
+                "audit entry %lld: the ledger refused the request's changes; recorded as an "
+                "error",
                 (long long)rec->seq);
         reply_error(r, KBR_ERR_AUDIT,
                     "the ledger could not record this request's changes; the request is recorded "
                     "as an error and nothing was released",
                     rec->seq);
+    } else if (rec->result == KBR_ERR_QUOTA) {
+        /* another broker sharing the store used the token's last use first */
+        if (r->tok != NULL && rec->jti != NULL)
+            kbr_policy_uses_spent(r->d->policy, rec->jti);
+        reply_error(r, KBR_ERR_QUOTA,
+                    "the token has used all of its max_uses; nothing was released", rec->seq);
     } else if (rec->result == KBR_ERR_CONFLICT) {
         reply_error(r, KBR_ERR_CONFLICT,
                     r->msg.text[0] != '\0' ? r->msg.text : "conflicts with the current state",
                     rec->seq);
     } else if (r->err != KBR_OK) {
         reply_error(r, r->err, r->msg.text, rec->seq);
+    } else if (r->respond != NULL) {
+        r->respond(r, rec->seq);
+        return;
     } else {
         if (r->finish != NULL)
             r->finish(r);
@@ -355,7 +401,8 @@ static bool route_allows(const kbd_route *route, const kbr_token *tok)
  * read_body() belongs here too.
  */
 bool kbd_http_body_allowed(kbd *d, const char *method, const char *target,
-                           const char *authorization, const char *x5t)
+                           const char *authorization, const char *x5t, uint64_t length,
+                           bool chunked)
 {
     struct evhttp_uri *uri = evhttp_uri_parse_with_flags(target, EVHTTP_URI_NONCONFORMANT);
     const char *path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
@@ -367,6 +414,12 @@ bool kbd_http_body_allowed(kbd *d, const char *method, const char *target,
 
     if (path != NULL && kbd_path_check(path, &msg) == KBR_OK)
         route = kbd_route_match(method, path, NULL, NULL, &known);
+    /* a route without a token (the token exchange) reads small bodies, framed by length */
+    if (route != NULL && !route->authenticated) {
+        evhttp_uri_free(uri);
+        return route->open_body_max > 0 && !chunked && length <= route->open_body_max &&
+               kbd_oidc_enabled(d);
+    }
     ok = route != NULL && route->authenticated && bearer != NULL &&
          kbr_policy_authenticate(d->policy, bearer, time(NULL), x5t, &tok, &msg) == KBR_OK &&
          route_allows(route, tok);
@@ -379,7 +432,7 @@ bool kbd_http_body_allowed(kbd *d, const char *method, const char *target,
  * denial entries: past a per-source rate they are answered without an entry
  * of their own, and a periodic entry records how many there were.
  */
-static void fail_unauthenticated(kbd_req *r, const char *why)
+void kbd_req_fail_unrecorded_over_rate(kbd_req *r, kbr_err err, const char *why)
 {
     char message[KBR_MSG_LEN];
     const char *peer = NULL;
@@ -395,7 +448,12 @@ static void fail_unauthenticated(kbd_req *r, const char *why)
         r->rec = NULL;
     }
     snprintf(message, sizeof(message), "%s", why);
-    kbd_req_fail(r, KBR_ERR_UNAUTHENTICATED, "%s", message);
+    kbd_req_fail(r, err, "%s", message);
+}
+
+static void fail_unauthenticated(kbd_req *r, const char *why)
+{
+    kbd_req_fail_unrecorded_over_rate(r, KBR_ERR_UNAUTHENTICATED, why);
 }
 
 void kbd_flush_suppressed(kbd *d)
@@ -464,7 +522,7 @@ static bool authenticate(kbd_req *r)
     return true;
 }
 
-static bool read_body(kbd_req *r)
+bool kbd_req_read_body(kbd_req *r, size_t limit)
 {
     struct evbuffer *in = evhttp_request_get_input_buffer(r->http);
     size_t len = evbuffer_get_length(in);
@@ -473,9 +531,9 @@ static bool read_body(kbd_req *r)
 
     if (strcmp(r->route->method, "POST") != 0)
         return true;
-    if (len > r->d->cfg.body_limit) {
+    if (len > limit) {
         kbd_req_fail(r, KBR_ERR_TOO_LARGE, "request body of %zu bytes is over the limit of %zu",
-                     len, r->d->cfg.body_limit);
+                     len, limit);
         return false;
     }
     data = evbuffer_pullup(in, -1);
@@ -490,6 +548,11 @@ static bool read_body(kbd_req *r)
         return false;
     }
     return true;
+}
+
+static bool read_body(kbd_req *r)
+{
+    return kbd_req_read_body(r, r->d->cfg.body_limit);
 }
 
 /* r's route and its {} segment, decoded; on failure r->msg says why. */
@@ -543,6 +606,8 @@ static void on_request(struct evhttp_request *http, void *arg)
     }
     r->d = d;
     r->http = http;
+    r->t0 = kbr_monotonic_seconds();
+    set_request_id(r);
     d->inflight++;
     d->stats.requests++;
     method = evhttp_request_get_command(http) == EVHTTP_REQ_GET    ? "GET"
@@ -593,7 +658,7 @@ kbr_err kbd_http_start(kbd *d, kbr_msg *msg)
         return kbr_fail(msg, KBR_ERR_IO, "getsockname failed");
     port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
                                     : ntohs(((struct sockaddr_in *)&ss)->sin_port);
-    fprintf(stderr, "keybrokerd: listening on %s:%d (%s)\n", d->cfg.listen_host, port,
+    kbd_log(KBD_LOG_INFO, "listening", NULL, "listening on %s:%d (%s)", d->cfg.listen_host, port,
             d->tls == NULL         ? "plain HTTP, loopback only"
             : d->cfg.tls_client_ca ? "HTTPS, client certificates required"
                                    : "HTTPS");

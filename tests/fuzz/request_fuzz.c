@@ -480,9 +480,9 @@ static void self_signed(const json_t *ss)
 
     if (!json_is_object(ss) || read_object(ss, allowed, fields, &msg) != KBR_OK)
         return;
-    err =
-        kbr_ca_self_signed(&signer, fx.ca_key, str_of(ss, "subject"),
-                           (long)json_integer_value(json_object_get(ss, "days")), NOW, &cert, &msg);
+    err = kbr_ca_self_signed(&signer, fx.ca_key, str_of(ss, "subject"),
+                             (long)json_integer_value(json_object_get(ss, "days")), NOW, NULL,
+                             &cert, &msg);
     if (err != KBR_OK) {
         FUZZ_CHECK(err == KBR_ERR_BAD_REQUEST && cert == NULL);
         FUZZ_CHECK(strncmp(msg.text, "self_signed.", 12) == 0);

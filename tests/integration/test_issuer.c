@@ -346,13 +346,8 @@ static char *read_bootstrap(void)
 /* Runs SQL on the stopped deployment's store, as someone with write access to the file. */
 static void store_sql(const char *sql)
 {
-    sqlite3 *db = NULL;
-    char *err = NULL;
-
-    assert_int_equal(sqlite3_open(env->db, &db), SQLITE_OK);
-    if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK)
-        fail_msg("%s: %s", sql, err);
-    sqlite3_close(db);
+    if (kbt_store_query(env, sql, NULL, 0, NULL) != 0)
+        fail_msg("%s failed", sql);
 }
 
 /*

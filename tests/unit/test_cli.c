@@ -1311,6 +1311,32 @@ static void test_provision_body(void **state)
     free(csr_pem);
 }
 
+static void test_device_revoke_body(void **state)
+{
+    char *argv[] = {"GW-1", "--product", "gateway", "--reason", "keyCompromise"};
+    char *no_reason[] = {"GW-1", "--product", "gateway"};
+    char *no_serial[] = {"--product", "gateway", "--reason", "keyCompromise"};
+    char *bad_utf8[] = {"GW-1", "--product", "gateway", "--reason", "key\xc3"};
+    json_t *body = NULL;
+    kbr_msg msg;
+
+    (void)state;
+    assert_int_equal(
+        cmd_body(&cli_cmd_device_revoke, cli_device_revoke_body, ARGC(argv), argv, &body, &msg),
+        KBR_OK);
+    assert_string_equal(json_at_str(body, "product"), "gateway");
+    assert_string_equal(json_at_str(body, "reason"), "keyCompromise");
+    assert_int_equal(json_object_size(body), 2);
+    json_decref(body);
+    expect_cmd_usage(&cli_cmd_device_revoke, ARGC(no_reason), no_reason,
+                     "missing required option --reason");
+    expect_cmd_usage(&cli_cmd_device_revoke, ARGC(no_serial), no_serial, "missing argument SERIAL");
+    assert_int_equal(cmd_body(&cli_cmd_device_revoke, cli_device_revoke_body, ARGC(bad_utf8),
+                              bad_utf8, &body, &msg),
+                     KBR_ERR_BAD_REQUEST);
+    assert_string_equal(msg.text, "--reason is not valid UTF-8");
+}
+
 static void test_provision_requires_key(void **state)
 {
     char *provision[] = {"--csr", "d.csr", "--serial", "SN1", "--batch", "b1", "--product", "gw"};
@@ -2457,6 +2483,7 @@ int main(void)
         cmocka_unit_test(test_batch_body_factory),
         cmocka_unit_test_setup_teardown(test_provision_body, tmp_setup, tmp_teardown),
         cmocka_unit_test(test_provision_requires_key),
+        cmocka_unit_test(test_device_revoke_body),
         cmocka_unit_test_setup_teardown(test_provision_body_bad_csr, tmp_setup, tmp_teardown),
         cmocka_unit_test_setup_teardown(test_rotate_body, tmp_setup, tmp_teardown),
         cmocka_unit_test(test_key_cert_body_self_signed),

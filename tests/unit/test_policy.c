@@ -21,6 +21,7 @@
 #include <openssl/hmac.h>
 #include <openssl/pem.h>
 
+#include "../common/idp.h"
 #include "kbr_policy.h"
 
 #define NOW      ((time_t)1800000000)
@@ -1674,6 +1675,128 @@ static void test_sub_valid(void **state)
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
+/* ---- ID tokens of outside issuers ---- */
+
+static void test_glob_and_claims(void **state)
+{
+    json_t *c = json_pack("{s:s,s:b,s:i,s:[s]}", "repository", "acme/fw", "ref_protected", 1, "run",
+                          42, "list", "x");
+    char *t = NULL;
+    kbr_msg m = {{0}};
+
+    (void)state;
+    assert_true(kbr_glob_match("refs/tags/v*", "refs/tags/v1.2"));
+    assert_true(kbr_glob_match("acme/*", "acme/group/fw"));
+    assert_true(kbr_glob_match("*/fw", "acme/fw"));
+    assert_true(kbr_glob_match("a*b*c", "aXbYbZc"));
+    assert_false(kbr_glob_match("refs/tags/v*", "refs/heads/main"));
+    assert_false(kbr_glob_match("acme/fw", "acme/fw2"));
+    assert_false(kbr_glob_match("acme/fw", "acme/f"));
+    assert_int_equal(kbr_claim_text(c, "ref_protected", &t), KBR_OK);
+    assert_string_equal(t, "true");
+    free(t);
+    assert_int_equal(kbr_claim_text(c, "run", &t), KBR_OK);
+    assert_string_equal(t, "42");
+    free(t);
+    assert_int_equal(kbr_claim_text(c, "list", &t), KBR_ERR_BAD_REQUEST);
+    assert_int_equal(kbr_claim_text(c, "none", &t), KBR_ERR_NOT_FOUND);
+    assert_int_equal(kbr_principal_from_template("ci:github/{repository}", c, &t, &m), KBR_OK);
+    assert_string_equal(t, "ci:github/acme/fw");
+    free(t);
+    assert_int_equal(kbr_principal_from_template("ci:github/{missing}", c, &t, &m),
+                     KBR_ERR_UNAUTHENTICATED);
+    assert_non_null(strstr(m.text, "missing"));
+    json_decref(c);
+}
+
+static void test_jwks_parse(void **state)
+{
+    EVP_PKEY *rsa = kbt_rsa_key(), *ec = kbt_ec_key("P-384");
+    json_t *keys = json_pack("[o,o,{s:s,s:s,s:s}]", kbt_jwk_of(rsa, "r", NULL),
+                             kbt_jwk_of(ec, "e", "ES384"), "kty", "oct", "kid", "hmac", "k", "AA");
+    char *text = kbt_jwks_text(keys);
+    kbr_jwks *set = NULL;
+    kbr_msg m = {{0}};
+
+    (void)state;
+    assert_int_equal(kbr_jwks_parse(text, strlen(text), &set, &m), KBR_OK);
+    assert_int_equal(kbr_jwks_size(set), 2); /* the symmetric key is left out */
+    assert_true(kbr_jwks_has(set, "e"));
+    assert_false(kbr_jwks_has(set, "hmac"));
+    kbr_jwks_free(set);
+    free(text);
+    /* a kid twice refuses the set */
+    json_array_append_new(keys, kbt_jwk_of(rsa, "r", NULL));
+    text = kbt_jwks_text(keys);
+    assert_int_equal(kbr_jwks_parse(text, strlen(text), &set, &m), KBR_ERR_BAD_REQUEST);
+    assert_non_null(strstr(m.text, "appears twice"));
+    free(text);
+    /* a point off the curve */
+    text = strdup("{\"keys\":[{\"kty\":\"EC\",\"crv\":\"P-256\",\"kid\":\"x\",\"x\":"
+                  "\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\",\"y\":"
+                  "\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAE\"}]}");
+    assert_int_equal(kbr_jwks_parse(text, strlen(text), &set, &m), KBR_ERR_BAD_REQUEST);
+    free(text);
+    json_decref(keys);
+    EVP_PKEY_free(rsa);
+    EVP_PKEY_free(ec);
+}
+
+static void test_idtoken_algorithms(void **state)
+{
+    EVP_PKEY *rsa = kbt_rsa_key(), *ec = kbt_ec_key("P-384");
+    json_t *keys = json_pack("[o,o]", kbt_jwk_of(rsa, "r", NULL), kbt_jwk_of(ec, "e", NULL));
+    json_t *claims =
+        json_pack("{s:s,s:[s,s],s:I,s:I,s:s}", "iss", "https://idp", "aud", "other", "kb", "iat",
+                  (json_int_t)NOW - 5, "exp", (json_int_t)NOW + 60, "sub", "job");
+    char *text = kbt_jwks_text(keys), *tok;
+    kbr_jwks *set = NULL;
+    kbr_idtoken t;
+    kbr_msg m = {{0}};
+    kbr_idtoken_rules rules = {"https://idp", "kb", KBR_JWA_PS256 | KBR_JWA_ES384, 30};
+
+    (void)state;
+    assert_int_equal(kbr_jwks_parse(text, strlen(text), &set, &m), KBR_OK);
+    tok = kbt_idtoken(rsa, "PS256", "r", claims);
+    assert_int_equal(kbr_idtoken_verify(tok, &rules, set, NOW, &t, &m), KBR_OK);
+    assert_int_equal(t.alg, KBR_JWA_PS256);
+    assert_int_equal(t.exp, NOW + 60);
+    kbr_idtoken_cleanup(&t);
+    free(tok);
+    tok = kbt_idtoken(ec, "ES384", "e", claims);
+    assert_int_equal(kbr_idtoken_verify(tok, &rules, set, NOW, &t, &m), KBR_OK);
+    kbr_idtoken_cleanup(&t);
+    free(tok);
+    /* RS256 is not pinned; ES384 under the RSA key's kid does not fit */
+    tok = kbt_idtoken(rsa, "RS256", "r", claims);
+    assert_int_equal(kbr_idtoken_verify(tok, &rules, set, NOW, &t, &m), KBR_ERR_UNAUTHENTICATED);
+    free(tok);
+    tok = kbt_idtoken(ec, "ES384", "r", claims);
+    assert_int_equal(kbr_idtoken_verify(tok, &rules, set, NOW, &t, &m), KBR_ERR_UNAUTHENTICATED);
+    assert_non_null(strstr(m.text, "not for ES384"));
+    free(tok);
+    /* an unknown kid is told apart, so the caller can fetch the set again */
+    tok = kbt_idtoken(ec, "ES384", "new", claims);
+    assert_int_equal(kbr_idtoken_verify(tok, &rules, set, NOW, &t, &m), KBR_ERR_NOT_FOUND);
+    free(tok);
+    /* leeway 30 s: iat 15 s ahead passes, 35 s does not; exp has none */
+    tok = kbt_idtoken(ec, "ES384", "e", claims);
+    assert_int_equal(kbr_idtoken_verify(tok, &rules, set, NOW - 20, &t, &m), KBR_OK);
+    kbr_idtoken_cleanup(&t);
+    assert_int_equal(kbr_idtoken_verify(tok, &rules, set, NOW - 40, &t, &m),
+                     KBR_ERR_UNAUTHENTICATED);
+    assert_int_equal(kbr_idtoken_verify(tok, &rules, set, NOW + 60, &t, &m),
+                     KBR_ERR_UNAUTHENTICATED);
+    assert_non_null(strstr(m.text, "expired"));
+    free(tok);
+    kbr_jwks_free(set);
+    free(text);
+    json_decref(keys);
+    json_decref(claims);
+    EVP_PKEY_free(rsa);
+    EVP_PKEY_free(ec);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1720,6 +1843,9 @@ int main(void)
         T(test_jwk_thumbprint),
         cmocka_unit_test(test_jwk_and_policy_refuse_other_keys),
         cmocka_unit_test(test_sub_valid),
+        cmocka_unit_test(test_glob_and_claims),
+        cmocka_unit_test(test_jwks_parse),
+        cmocka_unit_test(test_idtoken_algorithms),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

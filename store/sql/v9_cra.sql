@@ -1,4 +1,4 @@
--- Version 6, the Cyber Resilience Act (docs/cra.md):
+-- Version 9, the Cyber Resilience Act (docs/cra.md):
 --  - components.purl_key: the component's package as its purl names it, normalized as the
 --    purl specification says and without version, qualifiers or subpath
 --    ("pkg:deb/debian/openssl"), NULL when the SBOM gave no purl or one that does not parse.

@@ -1031,7 +1031,16 @@ static kbr_err pg_compare(kbr_store *st, kbr_store *rebuilt, kbr_store_compare_s
         .fleet_batches = kbr_pg_fleet_batches, .build_histories = kbr_pg_build_histories,          \
         .history_batches = kbr_pg_history_batches, .batch_markets = kbr_pg_batch_markets,          \
         .pending_group = kbr_pg_pending_group, .fleet_walk = kbr_pg_fleet_walk,                    \
-        .fleet_size = kbr_pg_fleet_size,                                                           \
+        .fleet_size = kbr_pg_fleet_size, .product_get = kbr_pg_product_get,                       \
+        .product_put = kbr_pg_product_put, .incident_insert = kbr_pg_incident_insert,              \
+        .incident_build_insert = kbr_pg_incident_build_insert,                                     \
+        .incident_fleet_load = kbr_pg_incident_fleet_load, .incident_get = kbr_pg_incident_get,    \
+        .incident_list = kbr_pg_incident_list, .incident_builds = kbr_pg_incident_builds,          \
+        .incident_fix = kbr_pg_incident_fix, .incident_report_insert = kbr_pg_incident_report_insert, \
+        .incident_reports = kbr_pg_incident_reports, .incident_series = kbr_pg_incident_series,    \
+        .incident_queries = kbr_pg_incident_queries,                                               \
+        .evidence_incident_seqs = kbr_pg_evidence_incident_seqs,                                   \
+        .firmware_version_exists = kbr_pg_firmware_version_exists,                                 \
     }
 
 const kbr_store_ops kbr_store_pg_ops = KBR_PG_OPS("postgresql", pg_open);

@@ -172,6 +172,26 @@ kbr_err kbr_pg_debug_challenge_used(kbr_store *st, const char *product, const ch
 kbr_err kbr_pg_device_firmware(kbr_store *st, const char *product, const char *serial,
                                json_t **out);
 
+/* pg_ledger.c: products' support periods and incidents (sqlite_cra.c) */
+kbr_err kbr_pg_product_get(kbr_store *st, const char *product, json_t **out);
+kbr_err kbr_pg_product_put(kbr_store *st, const kbr_fx_product_register *p, bool exists,
+                           int64_t seq);
+kbr_err kbr_pg_incident_insert(kbr_store *st, const kbr_fx_incident_create *i, int64_t seq);
+kbr_err kbr_pg_incident_build_insert(kbr_store *st, const char *incident, const char *product,
+                                     const char *version, int64_t seq);
+kbr_err kbr_pg_incident_fleet_load(kbr_store *st, const char *incident, const char *day);
+kbr_err kbr_pg_incident_get(kbr_store *st, const char *id, json_t **out);
+kbr_err kbr_pg_incident_list(kbr_store *st, json_t **out);
+kbr_err kbr_pg_incident_queries(kbr_store *st, json_t **out);
+kbr_err kbr_pg_incident_builds(kbr_store *st, const char *id, json_t **out);
+kbr_err kbr_pg_incident_fix(kbr_store *st, const kbr_fx_incident_fix *f, int64_t seq);
+kbr_err kbr_pg_incident_report_insert(kbr_store *st, const kbr_fx_incident_report *r,
+                                      int64_t seq);
+kbr_err kbr_pg_incident_reports(kbr_store *st, const char *id, json_t **out);
+kbr_err kbr_pg_incident_series(kbr_store *st, const char *id, json_t **out);
+kbr_err kbr_pg_firmware_version_exists(kbr_store *st, const char *version, bool *exists);
+kbr_err kbr_pg_evidence_incident_seqs(kbr_store *st, const char *id, json_t **seqs);
+
 /* pg_views.c */
 kbr_err kbr_pg_snapshot_begin(kbr_store *st);
 void kbr_pg_snapshot_end(kbr_store *st);

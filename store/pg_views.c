@@ -139,7 +139,8 @@ kbr_err kbr_pg_product_known(kbr_store *st, const char *product, bool *known)
     kbr_pg_text(&p, product);
     return kbr_pg_exists(PG(st),
                          "SELECT 1 WHERE EXISTS (SELECT 1 FROM batches WHERE product = $1)"
-                         " OR EXISTS (SELECT 1 FROM devices WHERE product = $1)",
+                         " OR EXISTS (SELECT 1 FROM devices WHERE product = $1)"
+                         " OR EXISTS (SELECT 1 FROM products WHERE product = $1)",
                          &p, known);
 }
 

@@ -602,6 +602,62 @@ static int64_t query_count(const fixture *f, const char *sql)
     return strtoll(buf, NULL, 10);
 }
 
+/*
+ * A store the previous version (6) wrote, on either back end, taken to version 9 as it opens:
+ * the components recorded before get the package their purl names (components.purl_key),
+ * from the same function the firmware.sign effect uses, and View C finds them by it.  (The
+ * store is made version 6 again by removing what version 9 adds.)
+ */
+static void test_store_at_version_6(void **state)
+{
+    static const char *const to_v6_sqlite =
+        "DROP TRIGGER devices_history_batch_move; DROP TRIGGER devices_incident_move;"
+        " DROP TABLE history_firmware_batch; DROP TABLE incident_reports;"
+        " DROP TABLE incident_fleet; DROP TABLE incident_builds; DROP TABLE incidents;"
+        " DROP TABLE products; DROP INDEX components_purl_key;"
+        " ALTER TABLE components DROP COLUMN purl_key;"
+        " CREATE INDEX components_purl ON components(purl);"
+        " UPDATE meta SET schema_version = 6;";
+    static const char *const to_v6_pg =
+        "DROP TABLE history_firmware_batch, incident_reports, incident_fleet, incident_builds,"
+        " incidents, products; DROP TRIGGER devices_history_batch_move ON devices;"
+        " DROP TRIGGER devices_incident_move ON devices;"
+        " DROP FUNCTION kbr_devices_history_batch_move(); DROP FUNCTION kbr_devices_incident_move();"
+        " ALTER TABLE components DROP COLUMN purl_key;"
+        " CREATE INDEX components_purl ON components(purl);"
+        " UPDATE meta SET schema_version = 6;";
+    fixture *f = *state;
+    kbr_store *st = open_ok(f);
+    char buf[128], *sql, *one, *save = NULL;
+
+    assert_int_equal(apply(st, KEY_A, 1), KBR_OK);
+    assert_int_equal(apply(st,
+                           FW("aabb", "[{\"name\": \"openssl\", \"version\": \"3.0.1\","
+                                      " \"purl\": \"pkg:deb/Debian/openssl@3.0.1?arch=amd64\"},"
+                                      " {\"name\": \"zlib\", \"version\": \"1.3\","
+                                      " \"purl\": \"no purl\"}]"),
+                           2),
+                     KBR_OK);
+    kbr_store_close(st);
+    sql = strdup(kbt_pg() ? to_v6_pg : to_v6_sqlite);
+    assert_non_null(sql);
+    for (one = strtok_r(sql, ";", &save); one != NULL; one = strtok_r(NULL, ";", &save))
+        assert_int_equal(kbt_store_sql(f->url, one, NULL, 0, NULL), 0);
+    free(sql);
+    assert_int_equal(query_count(f, "SELECT max(schema_version) FROM meta"), 6);
+
+    st = open_ok(f);
+    assert_int_equal(query_count(f, "SELECT max(schema_version) FROM meta"), 9);
+    query_text(f, "SELECT purl_key FROM components WHERE name = 'openssl'", buf, sizeof(buf));
+    assert_string_equal(buf, "pkg:deb/debian/openssl");
+    query_text(f, "SELECT coalesce(purl_key, 'none') FROM components WHERE name = 'zlib'", buf,
+               sizeof(buf));
+    assert_string_equal(buf, "none");
+    assert_int_equal(query_count(f, "SELECT count(*) FROM history_firmware_batch"), 0);
+    assert_int_equal(query_count(f, "SELECT count(*) FROM incidents"), 0);
+    kbr_store_close(st);
+}
+
 static const char *str_at(const json_t *obj, const char *field)
 {
     const json_t *v = json_object_get(obj, field);
@@ -2902,6 +2958,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_audit_rows, setup, teardown),
         cmocka_unit_test_setup_teardown(test_scope_rule_in_sql, setup, teardown),
         cmocka_unit_test_setup_teardown(test_device_chain_and_documents, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_at_version_6, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -705,7 +705,9 @@ static void test_scope_and_evidence(void **state)
     json_decref(bundle);
     free(cam_reader);
 
-    /* every incident fact is rebuilt from the log */
+    /* every incident fact is rebuilt from the log (--verify-store reads sqlite: stores only) */
+    if (kbt_on_pg())
+        return;
     kbt_stop(env);
     if (kbt_run_daemon(env, "-c keybroker.conf --verify-store", &out) != 0)
         fail_msg("--verify-store: %s", out);

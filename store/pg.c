@@ -422,8 +422,8 @@ static kbr_err fill_purl_keys(kbr_pg *s, kbr_msg *msg)
             continue;
         kbr_pg_text(&p, key);
         kbr_pg_text(&p, kbr_pg_value(res, r, 0));
-        KBR_ENSURE(kbr_pg_run(s, "UPDATE components SET purl_key = $1 WHERE purl = $2", &p,
-                              NULL) == KBR_OK,
+        KBR_ENSURE(kbr_pg_run(s, "UPDATE components SET purl_key = $1 WHERE purl = $2", &p, NULL) ==
+                       KBR_OK,
                    fail_conn(s, KBR_ERR_STORE, msg, "cannot record the components' packages"));
         free(key);
         key = NULL;
@@ -1031,12 +1031,13 @@ static kbr_err pg_compare(kbr_store *st, kbr_store *rebuilt, kbr_store_compare_s
         .fleet_batches = kbr_pg_fleet_batches, .build_histories = kbr_pg_build_histories,          \
         .history_batches = kbr_pg_history_batches, .batch_markets = kbr_pg_batch_markets,          \
         .pending_group = kbr_pg_pending_group, .fleet_walk = kbr_pg_fleet_walk,                    \
-        .fleet_size = kbr_pg_fleet_size, .product_get = kbr_pg_product_get,                       \
+        .fleet_size = kbr_pg_fleet_size, .product_get = kbr_pg_product_get,                        \
         .product_put = kbr_pg_product_put, .incident_insert = kbr_pg_incident_insert,              \
         .incident_build_insert = kbr_pg_incident_build_insert,                                     \
         .incident_fleet_load = kbr_pg_incident_fleet_load, .incident_get = kbr_pg_incident_get,    \
         .incident_list = kbr_pg_incident_list, .incident_builds = kbr_pg_incident_builds,          \
-        .incident_fix = kbr_pg_incident_fix, .incident_report_insert = kbr_pg_incident_report_insert, \
+        .incident_fix = kbr_pg_incident_fix,                                                       \
+        .incident_report_insert = kbr_pg_incident_report_insert,                                   \
         .incident_reports = kbr_pg_incident_reports, .incident_series = kbr_pg_incident_series,    \
         .incident_queries = kbr_pg_incident_queries,                                               \
         .evidence_incident_seqs = kbr_pg_evidence_incident_seqs,                                   \

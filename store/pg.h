@@ -185,8 +185,7 @@ kbr_err kbr_pg_incident_list(kbr_store *st, json_t **out);
 kbr_err kbr_pg_incident_queries(kbr_store *st, json_t **out);
 kbr_err kbr_pg_incident_builds(kbr_store *st, const char *id, json_t **out);
 kbr_err kbr_pg_incident_fix(kbr_store *st, const kbr_fx_incident_fix *f, int64_t seq);
-kbr_err kbr_pg_incident_report_insert(kbr_store *st, const kbr_fx_incident_report *r,
-                                      int64_t seq);
+kbr_err kbr_pg_incident_report_insert(kbr_store *st, const kbr_fx_incident_report *r, int64_t seq);
 kbr_err kbr_pg_incident_reports(kbr_store *st, const char *id, json_t **out);
 kbr_err kbr_pg_incident_series(kbr_store *st, const char *id, json_t **out);
 kbr_err kbr_pg_firmware_version_exists(kbr_store *st, const char *version, bool *exists);

@@ -1371,8 +1371,7 @@ out:
     return err;
 }
 
-kbr_err kbr_pg_incident_report_insert(kbr_store *st, const kbr_fx_incident_report *r,
-                                      int64_t seq)
+kbr_err kbr_pg_incident_report_insert(kbr_store *st, const kbr_fx_incident_report *r, int64_t seq)
 {
     P;
 

@@ -622,7 +622,8 @@ static void test_store_at_version_6(void **state)
         "DROP TABLE history_firmware_batch, incident_reports, incident_fleet, incident_builds,"
         " incidents, products; DROP TRIGGER devices_history_batch_move ON devices;"
         " DROP TRIGGER devices_incident_move ON devices;"
-        " DROP FUNCTION kbr_devices_history_batch_move(); DROP FUNCTION kbr_devices_incident_move();"
+        " DROP FUNCTION kbr_devices_history_batch_move(); DROP FUNCTION "
+        "kbr_devices_incident_move();"
         " ALTER TABLE components DROP COLUMN purl_key;"
         " CREATE INDEX components_purl ON components(purl);"
         " UPDATE meta SET schema_version = 6;";

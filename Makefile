@@ -172,6 +172,8 @@ $(BUILD)/tests/fuzz/request_fuzz $(BUILD)/tests/fuzz/request_replay: $(DAEMON_A)
 
 # Unit tests read the vectors they check against from tests/unit/data/.
 $(BUILD)/tests/unit/%.o: CFLAGS += -DKBR_UNIT_DATA='"$(CURDIR)/tests/unit/data"'
+# test_cra checks the CSAF documents with tests/csaf/validate.mjs (tests/csaf/install.sh).
+$(BUILD)/tests/integration/test_cra.o: CFLAGS += -DKBR_CSAF_DIR='"$(CURDIR)/tests/csaf"'
 
 $(BUILD)/tests/unit/%: $(BUILD)/tests/unit/%.o $(UNIT_LIB_OBJ) $(LIB) $(FLAGS_FILE)
 	$(CC) $(LDFLAGS) -o $@ $< $(UNIT_LIB_OBJ) $(PROG_A) $(LIB) $(LDLIBS) -lcmocka

@@ -252,12 +252,40 @@ static bool product_facts(const json_t *entries, const char *product)
     return false;
 }
 
+/* Does an effect of the entries record this incident (its incident.create)? */
+static bool records_incident(const json_t *entries, const char *id)
+{
+    const json_t *item, *fx;
+    size_t i, k;
+
+    json_array_foreach(entries, i, item)
+    {
+        json_array_foreach(json_object_get(json_object_get(item, "entry"), "effects"), k, fx)
+        {
+            const char *type = json_string_value(json_object_get(fx, "type"));
+            const char *of = json_string_value(json_object_get(fx, "id"));
+            if (type != NULL && strcmp(type, "incident.create") == 0 && of != NULL &&
+                strcmp(of, id) == 0)
+                return true;
+        }
+    }
+    return false;
+}
+
 static kbr_err subject_holds(const json_t *subject, const json_t *entries, kbr_msg *msg)
 {
     const char *kind = json_string_value(json_object_get(subject, "kind"));
     const char *product = json_string_value(json_object_get(subject, "product"));
     const char *serial = json_string_value(json_object_get(subject, "serial"));
+    const char *id = json_string_value(json_object_get(subject, "id"));
 
+    if (kind != NULL && strcmp(kind, "incident") == 0) {
+        if (id == NULL || !records_incident(entries, id))
+            return kbr_fail(msg, KBR_ERR_BAD_REQUEST,
+                            "subject: no entry of the bundle records incident %.64s",
+                            id != NULL ? id : "(none)");
+        return KBR_OK;
+    }
     if (kind == NULL || product == NULL)
         return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "subject: needs a kind and a product");
     if (strcmp(kind, "device") == 0) {

@@ -26,6 +26,7 @@
 #include <sqlite3.h>
 
 #include "kbr_audit.h"
+#include "kbr_cra.h"
 #include "kbr_store.h"
 #include "../store/sqlite.h"
 
@@ -41,7 +42,7 @@
 
 static const char *const products[PRODUCTS] = {"door", "lock", "cam", "hub", "lamp"};
 static const char *const market_sets[BATCHES] = {
-    "[\"DE\", \"FR\"]", "[\"US\"]",        "[\"DE\", \"AT\", \"CH\"]", "[\"EL\"]",
+    "[\"DE\", \"FR\"]", "[\"US\"]",        "[\"DE\", \"AT\", \"CH\"]", "[\"GR\"]",
     "[\"US\", \"CA\"]", "[\"JP\"]",        "[\"FR\", \"IT\", \"ES\"]", "[\"GB\"]",
     "[\"PL\", \"CZ\"]", "[\"IN\", \"SG\"]"};
 
@@ -354,6 +355,23 @@ static void batch_name(int p, int b, char out[48])
     snprintf(out, 48, "%s-b%02d", products[p], b);
 }
 
+/* A batch's markets as POST /v1/batches takes them: ISO 3166-1 codes (kbr_market_check). */
+static json_t *markets_of(int set)
+{
+    json_t *m = json_loads(market_sets[set], 0, NULL), *v;
+    kbr_msg msg = {{0}};
+    size_t i;
+
+    if (m == NULL)
+        die("market set", KBR_ERR_INTERNAL);
+    json_array_foreach(m, i, v)
+    {
+        if (kbr_market_check(json_string_value(v), &msg) != KBR_OK)
+            die(msg.text, KBR_ERR_BAD_REQUEST);
+    }
+    return m;
+}
+
 static void create_batch(gen *g, int p, int b)
 {
     char name[48], at[KBR_TIME_LEN];
@@ -363,9 +381,8 @@ static void create_batch(gen *g, int p, int b)
     emit(g, &bootstrap, path_detail("/v1/batches"),
          json_pack("{s:s,s:s,s:s,s:s,s:I,s:o,s:s,s:s}", "type", "batch.create", "batch", name,
                    "product", products[p], "factory", "factory:acme", "quantity",
-                   (json_int_t)g->devices_per_batch, "markets",
-                   json_loads(market_sets[(b + p) % BATCHES], 0, NULL), "created_at", at,
-                   "created_by", "security:bootstrap"));
+                   (json_int_t)g->devices_per_batch, "markets", markets_of((b + p) % BATCHES),
+                   "created_at", at, "created_by", "security:bootstrap"));
     jti_of("factory", p, b, name);
     token(g, name, "factory:acme",
           json_pack("{s:[s],s:[s+],s:I}", "ops", "provision", "keys", "ca-", products[p],
@@ -559,6 +576,44 @@ static void filler(gen *g, int day, int64_t n)
     }
 }
 
+/* ---- an incident: openssl 3.0.1 (builds 0-14 of every product), fixed in 1.3.0 ---- */
+
+#define INCIDENT_DAY 400
+#define FIX_BUILD    30
+
+static void incident_create(gen *g)
+{
+    char at[KBR_TIME_LEN], aware[KBR_TIME_LEN], version[16];
+    json_t *builds = json_array();
+
+    for (int p = 0; p < PRODUCTS; p++)
+        for (int b = 0; b < 15; b++) {
+            version_of(b, version);
+            json_array_append_new(
+                builds, json_pack("{s:s,s:s}", "product", products[p], "version", version));
+        }
+    fmt_time(g->now, at);
+    fmt_time(g->now - 6 * 3600, aware);
+    emit(g, &bootstrap, path_detail("/v1/incidents"),
+         json_pack("{s:s,s:s,s:s,s:n,s:s,s:{s:s,s:[s]},s:s,s:b,s:s,s:n,s:s,s:s,s:{s:s,s:O},s:o}",
+                   "type", "incident.create", "id", "INC-1", "title", "openssl 3.0.1", "product",
+                   "component", "openssl", "query", "component", "openssl", "versions", "3.0.1",
+                   "aware_at", aware, "actively_exploited", 1, "severity", "high", "cve",
+                   "created_at", at, "created_by", "security:bootstrap", "exposure", "as_of", at,
+                   "builds", builds, "builds", builds));
+}
+
+static void incident_fix(gen *g)
+{
+    char at[KBR_TIME_LEN], version[16];
+
+    version_of(FIX_BUILD, version);
+    fmt_time(g->now, at);
+    emit(g, &bootstrap, path_detail("/v1/incidents/INC-1/fix"),
+         json_pack("{s:s,s:s,s:s,s:s,s:s}", "type", "incident.fix", "id", "INC-1", "fixed_version",
+                   version, "available_at", at, "at", at));
+}
+
 static void one_day(gen *g, int day, int64_t filler_per_day)
 {
     int64_t per_product = BATCHES * g->devices_per_batch;
@@ -606,6 +661,10 @@ static void one_day(gen *g, int day, int64_t filler_per_day)
             }
         }
     }
+    if (day == INCIDENT_DAY)
+        incident_create(g);
+    if (day == build_day(FIX_BUILD) + 1)
+        incident_fix(g);
     filler(g, day, filler_per_day);
 }
 
@@ -684,14 +743,44 @@ static kbr_err run_device(kbr_store *st, const void *arg, json_t **out)
     return kbr_store_view_device(st, NULL, arg, out);
 }
 
+static kbr_err run_incident(kbr_store *st, const void *arg, json_t **out)
+{
+    return kbr_store_incident_view(st, arg, view_now(), true, out);
+}
+
+static kbr_err run_incident_list(kbr_store *st, const void *arg, json_t **out)
+{
+    (void)arg;
+    return kbr_store_incident_list(st, view_now(), out);
+}
+
+/* The incident's figures as the bench table shows them: now and the series' length. */
+static kbr_err run_incident_summary(kbr_store *st, const void *arg, json_t **out)
+{
+    json_t *v = NULL;
+    kbr_err err = run_incident(st, arg, &v);
+
+    *out = NULL;
+    if (err != KBR_OK)
+        return err;
+    *out = json_pack(
+        "{s:O,s:I}", "remediation", json_object_get(json_object_get(v, "now"), "remediation"),
+        "days",
+        (json_int_t)json_array_size(json_object_get(json_object_get(v, "over_time"), "days")));
+    json_decref(v);
+    return *out != NULL ? KBR_OK : KBR_ERR_NOMEM;
+}
+
 static void bench(kbr_store *st, int64_t devices)
 {
     char early[16], late[16];
     static const product_arg door = {"door", -1}, door90 = {"door", 90};
     json_t *vuln = json_pack("[s]", "3.0.1"), *first = NULL;
     kbr_exposure_query q1 = {.component = "openssl", .versions = vuln, .fixed_version = "1.3.0"};
-    kbr_exposure_query q2 = {
-        .purl_prefix = "pkg:generic/openssl@3.0", .product = "door", .fixed_version = "1.3.0"};
+    kbr_exposure_query q2 = {.purl = "pkg:generic/openssl",
+                             .vers = "vers:generic/>=3.0|<3.1",
+                             .product = "door",
+                             .fixed_version = "1.3.0"};
     kbr_exposure_query q3 = {.component = "zlib", .fixed_version = "1.3.8", .limit = 1000};
     kbr_exposure_query q4 = {.component = "openssl", .versions = vuln, .fixed_version = "1.3.8"};
     kbr_exposure_query q5 = q1;
@@ -710,11 +799,14 @@ static void bench(kbr_store *st, int64_t devices)
     time_view(st, "B custody fw-door", run_custody, "fw-door", NULL);
     time_view(st, "C openssl 3.0.1, fixed 1.3.0, all products", run_exposure, &q1, "remediation");
     time_view(st, "C same, second page", run_exposure, &q5, NULL);
-    time_view(st, "C purl openssl@3.0*, door, fixed 1.3.0", run_exposure, &q2, "remediation");
+    time_view(st, "C purl openssl >=3.0|<3.1, door, fixed 1.3.0", run_exposure, &q2, "remediation");
     time_view(st, "C zlib (every build), fixed 1.3.8, limit 1000", run_exposure, &q3,
               "remediation");
     time_view(st, "C openssl 3.0.1, fixed 1.3.8 (few updated)", run_exposure, &q4, "remediation");
     time_view(st, "C openssl 3.0.1, fixed 1.0.1 (few pending)", run_exposure, &q6, "remediation");
+    time_view(st, "incident INC-1 (openssl 3.0.1, every product)", run_incident, "INC-1", NULL);
+    time_view(st, "incident INC-1: its figures", run_incident_summary, "INC-1", "remediation");
+    time_view(st, "incident list", run_incident_list, NULL, NULL);
     time_view(st, "D device, early batch (no product given)", run_device, early, NULL);
     time_view(st, "D device, late batch (no product given)", run_device, late, NULL);
     json_decref(first);

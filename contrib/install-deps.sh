@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what keybroker needs to build, test and run its demo on Debian 12,
-# and the npm packages of the tests' independent implementations
-# (tests/interop/package-lock.json).  Only what is missing is installed;
+# then the npm packages of the tests' independent implementations
+# (tests/interop/package-lock.json) and the CSAF validator the tests check the
+# broker's CSAF documents with (tests/csaf/install.sh, at the version
+# tests/csaf/package-lock.json pins).  Only what is missing is installed;
 # needs root (or sudo) for the Debian packages.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -31,6 +33,8 @@ missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# Debian's nodejs comes without npm; a nodejs that brings its own (NodeSource's) conflicts with it.
+command -v npm >/dev/null || missing+=(npm)
 SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 if [ ${#missing[@]} -gt 0 ]; then
@@ -50,3 +54,4 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 interop
+"$here/../tests/csaf/install.sh"

@@ -133,6 +133,31 @@
  *                 unknown or its identity key is not recipient_public_key_sha256, key is not
  *                 an ota-encryption registry key, the store has no such document, or the
  *                 device had the key delivered already: a device receives a key once.
+ *   product.register {product, placed_on_market, support_until, at, by}
+ *                 the product's CRA support period (dates "YYYY-MM-DD", support_until after
+ *                 placed_on_market).  Registered again: placed_on_market must be the same and
+ *                 support_until not earlier (a support period is extended, never shortened);
+ *                 otherwise KBR_ERR_STORE_CONSTRAINT.
+ *   incident.create {id, title, product (string or null: every product), component,
+ *                  query{component | purl, versions[] | vers (optional)}, aware_at,
+ *                  actively_exploited, severity ("low", "medium", "high", "critical"), cve
+ *                  (string or null), created_at, created_by, exposure{} (the exposure as the
+ *                  broker computed it, kept as it is), builds[{product, version}] (the builds
+ *                  whose SBOM carries the component, each a build this broker signed)}
+ *                 the query must be one View C answers (kbr_store_exposure_check).  An id
+ *                 taken, or a build the ledger does not have: KBR_ERR_STORE_CONSTRAINT.  The
+ *                 devices that ran one of the builds count in the incident's fleet from the
+ *                 day of created_at; a build signed later whose SBOM the query names (of the
+ *                 incident's product, if it has one) joins the incident.
+ *   incident.fix  {id, fixed_version, available_at, at}
+ *                 the corrective measure: fixed_version is a build this broker signed of every
+ *                 product the incident's builds are of (of its product, or of any product,
+ *                 when it has no builds), available since available_at.  Unknown incident, one
+ *                 fixed already, or a build missing: KBR_ERR_STORE_CONSTRAINT.
+ *   incident.report {id, stage ("early-warning", "notification", "final"), sha256, at, by}
+ *                 a report of the incident made at `at`, kept as the document sha256 (of this
+ *                 record or an earlier one).  Unknown incident or document, or a final report
+ *                 of an incident without a fix: KBR_ERR_STORE_CONSTRAINT.
  * where certificate{} is {serial_number, pem, chain_pem, not_after, fingerprint}.
  * chain_pem is a string and may be "" (a device's certificate has none: the store takes it
  * from the issuer's certificate, so the log carries each CA chain once); serial_number is hex,
@@ -172,6 +197,10 @@ typedef enum {
     KBR_EFFECT_DEVICE_REVOKE,
     KBR_EFFECT_CRL_ISSUE,
     KBR_EFFECT_KEY_DELIVER,
+    KBR_EFFECT_PRODUCT_REGISTER,
+    KBR_EFFECT_INCIDENT_CREATE,
+    KBR_EFFECT_INCIDENT_FIX,
+    KBR_EFFECT_INCIDENT_REPORT,
 } kbr_effect_type;
 
 /* "key.create", ...; NULL for a value outside the enum. */
@@ -297,6 +326,32 @@ typedef struct {
     const char *issuer_key, *issuer_fingerprint, *this_update, *next_update, *sha256;
     int64_t number, entries;
 } kbr_fx_crl_issue;
+/* Dates are "YYYY-MM-DD" (a day, UTC). */
+typedef struct {
+    const char *product, *placed_on_market, *support_until, *at, *by;
+} kbr_fx_product_register;
+
+typedef struct {
+    const char *product, *version;
+} kbr_effect_build;
+
+typedef struct {
+    const char *id, *title, *product, *component, *aware_at, *severity, *cve, *created_at,
+        *created_by;
+    const char *query_json;    /* canonical JSON {component | purl, versions | vers} */
+    const char *exposure_json; /* canonical JSON: the exposure as it stood (any object) */
+    bool actively_exploited;
+    const kbr_effect_build *builds;
+    size_t nbuilds;
+} kbr_fx_incident_create;
+
+typedef struct {
+    const char *id, *fixed_version, *available_at, *at;
+} kbr_fx_incident_fix;
+
+typedef struct {
+    const char *id, *stage, *sha256, *at, *by;
+} kbr_fx_incident_report;
 
 typedef struct {
     const char *key, *product, *serial, *recipient_public_key_sha256, *cose_sha256, *delivered_by,
@@ -322,6 +377,10 @@ typedef struct {
         kbr_fx_device_revoke device_revoke;
         kbr_fx_crl_issue crl_issue;
         kbr_fx_key_deliver key_deliver;
+        kbr_fx_product_register product_register;
+        kbr_fx_incident_create incident_create;
+        kbr_fx_incident_fix incident_fix;
+        kbr_fx_incident_report incident_report;
     } u;
 } kbr_effect;
 
@@ -502,6 +561,12 @@ KBR_WUR kbr_err kbr_store_merkle_append(kbr_store *st, int64_t seq, const char *
  */
 KBR_WUR kbr_err kbr_store_evidence_seqs(kbr_store *st, const char *product, const char *serial,
                                         json_t **seqs);
+/* The seqs (ascending, each once) of the entries behind an incident: its record, its fix,
+ * its reports (which name their documents), the entries that made builds join it and those
+ * builds' signing (with their SBOMs), its fix's builds, and what those entries lean on (the
+ * keys they name, the tokens that made them).  An unknown incident gives an empty list.
+ * New ref. */
+KBR_WUR kbr_err kbr_store_evidence_incident_seqs(kbr_store *st, const char *id, json_t **seqs);
 /* The entries seqs names (an array of integers), as GET /v1/audit shows them.
  * KBR_ERR_NOT_FOUND when one is not in the log.  New ref. */
 KBR_WUR kbr_err kbr_store_audit_entries(kbr_store *st, const json_t *seqs, json_t **entries);
@@ -717,20 +782,64 @@ KBR_WUR kbr_err kbr_store_debug_challenge_used(kbr_store *st, const char *produc
 KBR_WUR kbr_err kbr_store_device_firmware(kbr_store *st, const char *product, const char *serial,
                                           json_t **out);
 
+/* ---- the Cyber Resilience Act (docs/cra.md) ---- */
+
+/* Whether s is a day "YYYY-MM-DD" (years 1970 to 9999) that the calendar has. */
+bool kbr_store_date_valid(const char *s);
+/* The start of day s (kbr_store_date_valid) in UTC; KBR_ERR_BAD_REQUEST otherwise. */
+KBR_WUR kbr_err kbr_store_date_time(const char *s, time_t *out);
+
+/*
+ * A product's CRA support period: {product, placed_on_market, support_until, support_period:
+ * {days, years (whole years it covers), under_five_years (Art. 13(8): shorter than five
+ * years, which is only allowed for a product expected in use for less)}, created_at,
+ * created_by, updated_at, audit_seq}.  The period runs from placed_on_market to
+ * support_until, both days included.  KBR_ERR_NOT_FOUND for a product never registered.
+ */
+KBR_WUR kbr_err kbr_store_product_get(kbr_store *st, const char *product, json_t **out);
+/* The support_period member of a product from its two days (kbr_store_date_valid). */
+KBR_WUR kbr_err kbr_store_support_period(const char *placed_on_market, const char *support_until,
+                                         json_t **out);
+
+/*
+ * An incident as GET /v1/incidents/{id} shows it at now (docs/api.md "Incidents"):
+ * {id, title, product, component, query, cve, aware_at, actively_exploited, severity,
+ *  created_at, created_by, audit_seq, exposure_at_awareness (as recorded), builds
+ *  [{product, version, audit_seq}] (those recorded and those matched since),
+ *  fix (null or {fixed_version, available_at, recorded_at, audit_seq}),
+ *  deadlines: {early_warning, notification, final_report: {due (null for the final report
+ *   until a fix is recorded), status ("open", "submitted", "overdue"), submitted_at, on_time
+ *   (null until submitted)}},
+ *  reports [{stage, sha256, at, by, audit_seq}],
+ *  now (with_now): View C's builds, devices, affected and remediation for the incident's
+ *   question, product and fix,
+ *  over_time (with_now): {days [], total, eu, by_market, invalid_markets: each {affected [],
+ *   updated [], pending []} per day}: the incident's fleet at the end of each day on which it
+ *   changed, from the day the incident was recorded}.
+ * KBR_ERR_NOT_FOUND for an unknown incident.
+ */
+KBR_WUR kbr_err kbr_store_incident_view(kbr_store *st, const char *id, time_t now, bool with_now,
+                                        json_t **out);
+/* Whether some product has a build of version this broker signed. */
+KBR_WUR kbr_err kbr_store_firmware_version_exists(kbr_store *st, const char *version, bool *exists);
+/* The deadlines member of an incident aware_at (RFC 3339) whose fix is available since
+ * fix_available_at (NULL: none yet), with reports [{stage, at}] in the order recorded. */
+KBR_WUR kbr_err kbr_store_incident_deadlines(const char *aware_at, const char *fix_available_at,
+                                             const json_t *reports, time_t now, json_t **out);
+/* Every incident as kbr_store_incident_view shows it without now and over_time, by
+ * created_at then id.  New ref. */
+KBR_WUR kbr_err kbr_store_incident_list(kbr_store *st, time_t now, json_t **out);
+
 /* ---- custody views (API.md "Views"): each answer is read from one snapshot ---- */
 
 /*
- * Firmware version order, used for fixed_version: versions split at '.' and '-', parts are
- * compared left to right, two all-digit parts as numbers (of any length), other parts
- * bytewise, an all-digit part sorts before one that is not, and a version that runs out of
- * parts first is the smaller.  So 1.2 < 1.2.0 < 1.2.1 < 1.10 < 1.10-rc1 < 1.10-rc2 (no
- * semver pre-release rule: a release candidate sorts after its release).  Returns <0, 0, >0.
+ * Firmware version order, used for fixed_version ("that version or later") and to sort
+ * builds: the generic order of kbr_cra.h (runs of digits and of letters, numbers by value, a
+ * word before a number: 1.2 = 1.2.0 < 1.2.1 < 1.10-rc1 < 1.10 < 2).  A version without a
+ * letter or digit (which generic refuses) sorts before every other, bytewise among them.
+ * Returns <0, 0, >0.
  */
 int kbr_store_version_cmp(const char *a, const char *b);
-
-/* Whether an ISO 3166-1 alpha-2 code (any case) names one of the 27 EU member states; Greece
- * is "GR" or "EL". */
-bool kbr_store_market_is_eu(const char *code);
 
 /*
  * View A: what product depends on, as of now.  New ref:
@@ -771,34 +880,45 @@ KBR_WUR kbr_err kbr_store_view_product(kbr_store *st, const char *product, time_
 KBR_WUR kbr_err kbr_store_view_custody(kbr_store *st, const char *key, time_t now, json_t **out);
 
 typedef struct {
-    const char *component;     /* an SBOM component name, matched exactly */
-    const json_t *versions;    /* array of component versions to match; NULL: any version */
-    const char *purl_prefix;   /* a purl prefix, instead of component */
+    const char *component;     /* an SBOM component name, matched exactly; or */
+    const char *purl;          /* a package URL: its type, namespace and name (docs/cra.md) */
+    const json_t *versions;    /* array of component versions to match; NULL: any version; or */
+    const char *vers;          /* a vers range of them ("vers:deb/<3.0.11-1~deb12u2") */
     const char *product;       /* only this product's builds and devices; NULL: every product */
     const char *fixed_version; /* firmware version that fixes it; NULL: no remediation */
-    const char *after;         /* pending_devices: serials after this one; NULL: from the start */
-    int limit;                 /* pending_devices page size; 0 means 100, at most 1000 */
+    bool devices;              /* list the affected devices (affected_devices), paged */
+    const char *after;         /* the page: serials after this one; NULL: from the start */
+    int limit;                 /* page size; 0 means 100, at most 1000 */
 } kbr_exposure_query;
+
+/* Whether q is a question View C answers: KBR_ERR_BAD_REQUEST with msg naming the field. */
+KBR_WUR kbr_err kbr_store_exposure_check(const kbr_exposure_query *q, kbr_msg *msg);
 
 /*
  * View C: exposure to a component.  New ref:
- * {query: {component, versions, purl, product, fixed_version},
+ * {query: {component, purl, versions, vers, product, fixed_version},
  *  builds: [{product, version, digest, signed_at, key, audit_seq, components: [{name, version,
  *   purl}] (the SBOM entries that matched)}] by product then version order,
+ *  undecided: [{product, version, component: {name, version, purl}, reason}] (a build whose
+ *   SBOM carries the component with a version the question cannot decide; not counted),
  *  devices: {current (devices whose current firmware is one of the builds: the factory image
  *   unless a later OTA install replaced it), by_batch: [{batch, markets, count}],
  *   by_market: {"DE": n, ...} (a device counts once in each market of its batch),
- *   eu (each device once if any market of its batch is an EU member state)},
- *  remediation (with fixed_version): {affected (devices that ever ran one of the builds,
- *   factory image or installed OTA), updated (of those, now on fixed_version or later),
- *   pending (affected - updated)},
- *  pending_devices (with fixed_version): {items: [{product, serial, current_firmware, batch}]
- *   ordered by serial then product, next_after}}.
+ *   eu (each device once if any market of its batch is an EU member state),
+ *   invalid_markets: {"EL": n} (markets of old batches that are no ISO 3166-1 code)},
+ *  affected: {total (devices that ever ran one of the builds, factory image or installed OTA),
+ *   by_market, eu, invalid_markets},
+ *  remediation (with fixed_version): {affected, updated (now on fixed_version or later),
+ *   pending (affected - updated), by_market: {"DE": {affected, updated, pending}}, eu: {...},
+ *   invalid_markets: {...}},
+ *  pending_devices (with fixed_version, without devices): {items: [{product, serial,
+ *   current_firmware, batch}] ordered by serial then product, next_after},
+ *  affected_devices (with devices): {items: [... and, with fixed_version, status "updated" or
+ *   "pending"], next_after}}.
  * A page holds limit devices, a few more when the last serial is shared by devices of other
  * products (a page never splits a serial); next_after is the last serial of a full page
  * (ask again with after = next_after; the next page may be empty) and null otherwise.
- * KBR_ERR_BAD_REQUEST unless exactly one of component and purl_prefix is a non-empty string,
- * versions is NULL or an array of strings, and limit is 0..1000.
+ * KBR_ERR_BAD_REQUEST when kbr_store_exposure_check refuses q.
  */
 KBR_WUR kbr_err kbr_store_view_exposure(kbr_store *st, const kbr_exposure_query *q, json_t **out);
 

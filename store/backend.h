@@ -133,8 +133,9 @@ struct kbr_store_ops {
     kbr_err (*firmware_digest)(kbr_store *st, const char *product, const char *version,
                                char **digest);
     kbr_err (*firmware_insert)(kbr_store *st, const kbr_eff_firmware *f, int64_t seq);
+    /* purl_key: kbr_store_purl_key of the component's purl, or NULL. */
     kbr_err (*component_insert)(kbr_store *st, const char *product, const char *version,
-                                const kbr_eff_component *c);
+                                const kbr_eff_component *c, const char *purl_key);
     kbr_err (*key_exists)(kbr_store *st, const char *name, bool *exists);
     /* See kbr_store_evidence_seqs. */
     kbr_err (*evidence_seqs)(kbr_store *st, const char *product, const char *serial, json_t **seqs);
@@ -288,9 +289,11 @@ struct kbr_store_ops {
     kbr_err (*key_tokens)(kbr_store *st, const char *key, json_t **rows);
     /* {sub (null when none), op, outcome, count, last_at, last_seq} by sub, op, outcome. */
     kbr_err (*key_operations)(kbr_store *st, const char *key, json_t **rows);
-    /* {product, version, name, cversion, purl} of the SBOM components q names (component and
-     * versions, or purl prefix; and product), by product, version, then SBOM order. */
-    kbr_err (*exposure_components)(kbr_store *st, const kbr_exposure_query *q, json_t **rows);
+    /* {product, version, name, cversion, purl} of the SBOM components named component, or
+     * (component NULL) of the package purl_key (kbr_store_purl_key); of product, or of every
+     * product when it is NULL; by product, version, then SBOM order. */
+    kbr_err (*exposure_components)(kbr_store *st, const char *component, const char *purl_key,
+                                   const char *product, json_t **rows);
     /* {digest, signed_at, key, audit_seq} of build (product, version); KBR_ERR_NOT_FOUND. */
     kbr_err (*build_row)(kbr_store *st, const char *product, const char *version, json_t **row);
     /* {batch, markets[], count} of product's devices whose current firmware is firmware. */
@@ -299,8 +302,11 @@ struct kbr_store_ops {
     /* {history} of every set of builds ever run that holds (product, version). */
     kbr_err (*build_histories)(kbr_store *st, const char *product, const char *version,
                                json_t **rows);
-    /* {firmware, count} of the devices whose history is history, by current firmware. */
-    kbr_err (*history_firmware)(kbr_store *st, int64_t history, json_t **rows);
+    /* {firmware, batch, count} of the devices whose history is history, by current firmware
+     * and batch (history_firmware_batch). */
+    kbr_err (*history_batches)(kbr_store *st, int64_t history, json_t **rows);
+    /* The markets of batch (an array; empty for a batch the ledger does not have). */
+    kbr_err (*batch_markets)(kbr_store *st, const char *batch, json_t **markets);
     /* {product, serial, current_firmware, batch} of the first limit devices of history on
      * firmware with serial > after, by serial. */
     kbr_err (*pending_group)(kbr_store *st, int64_t history, const char *firmware,
@@ -311,15 +317,77 @@ struct kbr_store_ops {
                           void *arg);
     /* The number of devices (of product; NULL: all). */
     kbr_err (*fleet_size)(kbr_store *st, const char *product, int64_t *n);
+
+    /* ---- the CRA: products' support periods and incidents (sqlite_cra.c) ---- */
+    /* {product, placed_on_market, support_until, created_at, created_by, updated_at,
+     * audit_seq}; KBR_ERR_NOT_FOUND. */
+    kbr_err (*product_get)(kbr_store *st, const char *product, json_t **out);
+    /* Records the support period: a new row, or (exists true) a new support_until. */
+    kbr_err (*product_put)(kbr_store *st, const kbr_fx_product_register *p, bool exists,
+                           int64_t seq);
+    kbr_err (*incident_insert)(kbr_store *st, const kbr_fx_incident_create *i, int64_t seq);
+    /* KBR_ERR_STORE_CONSTRAINT when (product, version) is no build or is the incident's. */
+    kbr_err (*incident_build_insert)(kbr_store *st, const char *incident, const char *product,
+                                     const char *version, int64_t seq);
+    /* The devices that ran one of the incident's builds, counted into its fleet on day. */
+    kbr_err (*incident_fleet_load)(kbr_store *st, const char *incident, const char *day);
+    /* The incident's row: {id, title, product, component, query{}, aware_at,
+     * actively_exploited, severity, cve, created_at, created_by, exposure{}, fixed_version,
+     * fix_available_at, fix_recorded_at, fix_seq, audit_seq}; KBR_ERR_NOT_FOUND. */
+    kbr_err (*incident_get)(kbr_store *st, const char *id, json_t **out);
+    /* Every incident's row as incident_get, by created_at then id. */
+    kbr_err (*incident_list)(kbr_store *st, json_t **out);
+    /* {product, version, audit_seq} of the incident's builds, by product then version. */
+    kbr_err (*incident_builds)(kbr_store *st, const char *id, json_t **out);
+    kbr_err (*incident_fix)(kbr_store *st, const kbr_fx_incident_fix *f, int64_t seq);
+    kbr_err (*incident_report_insert)(kbr_store *st, const kbr_fx_incident_report *r, int64_t seq);
+    /* {stage, sha256, at, by, audit_seq} of the incident's reports, in the order recorded. */
+    kbr_err (*incident_reports)(kbr_store *st, const char *id, json_t **out);
+    /* {day, batch, firmware, delta} of the incident's fleet, by day. */
+    kbr_err (*incident_series)(kbr_store *st, const char *id, json_t **out);
+    /* {id, product, query{}} of every incident, by id: what a new build is matched with. */
+    kbr_err (*incident_queries)(kbr_store *st, json_t **out);
+    /* See kbr_store_evidence_incident_seqs. */
+    kbr_err (*evidence_incident_seqs)(kbr_store *st, const char *id, json_t **seqs);
+    /* Whether some product has a build of version. */
+    kbr_err (*firmware_version_exists)(kbr_store *st, const char *version, bool *exists);
 };
 
 extern const kbr_store_ops kbr_store_sqlite_ops;
 /* postgresql:// and postgres:// (store/pg.c) */
 extern const kbr_store_ops kbr_store_pg_ops, kbr_store_pg_alt_ops;
 
-/* exposure.c: View C's builds, devices, remediation and pending page (q checked, its limit
- * resolved), read in one snapshot: {builds, devices: {current, by_batch}, remediation?,
- * pending_devices?}.  New ref. */
+/*
+ * match.c: which SBOM components a question names (View C, an incident's builds).
+ * kbr_store_purl_key: the package of a purl as the store keeps it (its canonical string
+ * without version, qualifiers and subpath; *key NULL, and KBR_OK, when purl is NULL or does
+ * not parse).  kbr_match_new: the question, exactly one of component (an SBOM name) and purl,
+ * with versions (an array of version strings) or vers (a vers range) or neither;
+ * KBR_ERR_BAD_REQUEST with msg naming the field.  kbr_match_component: whether a component
+ * {name, cversion, purl} is one the question names; KBR_MATCH_UNDECIDED (and *why) when its
+ * version cannot be told in or out.
+ */
+typedef struct kbr_match kbr_match;
+typedef enum { KBR_MATCH_NO, KBR_MATCH_YES, KBR_MATCH_UNDECIDED } kbr_match_result;
+KBR_WUR kbr_err kbr_store_purl_key(const char *purl, char **key);
+KBR_WUR kbr_err kbr_match_new(const char *component, const char *purl, const json_t *versions,
+                              const char *vers, kbr_match **out, kbr_msg *msg);
+void kbr_match_free(kbr_match *m);
+/* The SBOM name asked for, or NULL; the package asked for, or NULL. */
+const char *kbr_match_component_name(const kbr_match *m);
+const char *kbr_match_purl_key(const kbr_match *m);
+bool kbr_match_selects_versions(const kbr_match *m);
+kbr_match_result kbr_match_component(const kbr_match *m, const char *name, const char *cversion,
+                                     const char *purl, const char **why);
+
+/* cra.c: what of keys (View A's, by purpose) and the product's device certificates lapses
+ * within a support period ending on support_until: [{kind ("key-certificate",
+ * "issuer-certificate", "algorithm", "device-certificates"), ...}] by the day they lapse. */
+KBR_WUR kbr_err kbr_store_continuity(kbr_store *st, const char *product, const json_t *keys,
+                                     const char *support_until, json_t **out);
+
+/* exposure.c: View C without its query echo (q checked, its limit resolved; a limit below 0
+ * leaves the page of devices out), read in one snapshot.  New ref. */
 KBR_WUR kbr_err kbr_store_exposure_rows(kbr_store *st, const kbr_exposure_query *q, json_t **out);
 
 #endif

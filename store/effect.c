@@ -10,6 +10,7 @@
  * Effects are built by the broker's handlers, not by callers, so a missing
  * or mistyped field is a broken invariant (KBR_ERR_INTERNAL), not a 400.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "backend.h"
@@ -41,6 +42,10 @@ static const char *const type_names[] = {
     [KBR_EFFECT_DEVICE_REVOKE] = "device.revoke",
     [KBR_EFFECT_CRL_ISSUE] = "crl.issue",
     [KBR_EFFECT_KEY_DELIVER] = "key.deliver",
+    [KBR_EFFECT_PRODUCT_REGISTER] = "product.register",
+    [KBR_EFFECT_INCIDENT_CREATE] = "incident.create",
+    [KBR_EFFECT_INCIDENT_FIX] = "incident.fix",
+    [KBR_EFFECT_INCIDENT_REPORT] = "incident.report",
 };
 
 #define N_TYPES (sizeof(type_names) / sizeof(type_names[0]))
@@ -554,6 +559,139 @@ static void copy_deliver(copier *c, const kbr_effect *in, kbr_effect *out)
     };
 }
 
+/* A day, "YYYY-MM-DD", that the calendar has. */
+static const char *day(copier *c, const char *s)
+{
+    if (s == NULL || !kbr_store_date_valid(s))
+        return fail(c, KBR_ERR_INTERNAL);
+    return dup(c, s);
+}
+
+static void copy_product(copier *c, const kbr_effect *in, kbr_effect *out)
+{
+    const kbr_fx_product_register *p = &in->u.product_register;
+
+    out->u.product_register = (kbr_fx_product_register){
+        .product = str(c, p->product, true),
+        .placed_on_market = day(c, p->placed_on_market),
+        .support_until = day(c, p->support_until),
+        .at = when(c, p->at, true),
+        .by = str(c, p->by, true),
+    };
+    if (c->err == KBR_OK && strcmp(p->support_until, p->placed_on_market) <= 0)
+        fail(c, KBR_ERR_INTERNAL);
+}
+
+/* A JSON object's canonical text (kept as text, written back as the object). */
+static const char *object_text(copier *c, const char *json)
+{
+    json_t *v = json != NULL ? json_loads(json, JSON_REJECT_DUPLICATES, NULL) : NULL;
+    char *canonical = NULL;
+    const char *out = NULL;
+
+    if (!json_is_object(v) || kbr_json_canonical(v, &canonical) != KBR_OK)
+        fail(c, KBR_ERR_INTERNAL);
+    else
+        out = dup(c, canonical);
+    free(canonical);
+    json_decref(v);
+    return out;
+}
+
+/* {component | purl, versions | vers}: a question View C answers, and nothing else. */
+static void query_valid(copier *c, const char *query_json)
+{
+    static const char *const members[] = {"component", "purl", "versions", "vers"};
+    json_t *q = query_json != NULL ? json_loads(query_json, 0, NULL) : NULL;
+    kbr_exposure_query eq;
+    const char *key;
+    json_t *v;
+
+    if (!json_is_object(q)) {
+        fail(c, KBR_ERR_INTERNAL);
+        goto out;
+    }
+    json_object_foreach(q, key, v)
+    {
+        bool known = false;
+        for (size_t i = 0; i < sizeof(members) / sizeof(members[0]); i++)
+            known = known || strcmp(key, members[i]) == 0;
+        if (!known || (strcmp(key, "versions") != 0 && !json_is_string(v)))
+            fail(c, KBR_ERR_INTERNAL);
+    }
+    eq = (kbr_exposure_query){.component = json_string_value(json_object_get(q, "component")),
+                              .purl = json_string_value(json_object_get(q, "purl")),
+                              .versions = json_object_get(q, "versions"),
+                              .vers = json_string_value(json_object_get(q, "vers"))};
+    if (kbr_store_exposure_check(&eq, NULL) != KBR_OK)
+        fail(c, KBR_ERR_INTERNAL);
+out:
+    json_decref(q);
+}
+
+static bool one_of(const char *s, const char *const *set)
+{
+    for (; s != NULL && *set != NULL; set++)
+        if (strcmp(s, *set) == 0)
+            return true;
+    return false;
+}
+
+static void copy_incident(copier *c, const kbr_effect *in, kbr_effect *out)
+{
+    static const char *const severities[] = {"low", "medium", "high", "critical", NULL};
+    const kbr_fx_incident_create *i = &in->u.incident_create;
+    kbr_effect_build *builds = copy_array(c, i->nbuilds, sizeof(*builds));
+
+    out->u.incident_create = (kbr_fx_incident_create){
+        .id = str(c, i->id, true),
+        .title = str(c, i->title, true),
+        .product = str(c, i->product, false),
+        .component = str(c, i->component, true),
+        .aware_at = when(c, i->aware_at, true),
+        .severity =
+            one_of(i->severity, severities) ? str(c, i->severity, true) : fail(c, KBR_ERR_INTERNAL),
+        .cve = str(c, i->cve, false),
+        .created_at = when(c, i->created_at, true),
+        .created_by = str(c, i->created_by, true),
+        .query_json = object_text(c, i->query_json),
+        .exposure_json = object_text(c, i->exposure_json),
+        .actively_exploited = i->actively_exploited,
+        .builds = builds,
+        .nbuilds = i->nbuilds,
+    };
+    query_valid(c, i->query_json);
+    if (i->nbuilds > 0 && i->builds == NULL)
+        fail(c, KBR_ERR_INTERNAL);
+    for (size_t k = 0; builds != NULL && i->builds != NULL && k < i->nbuilds; k++)
+        builds[k] = (kbr_effect_build){.product = str(c, i->builds[k].product, true),
+                                       .version = str(c, i->builds[k].version, true)};
+}
+
+static void copy_incident_step(copier *c, const kbr_effect *in, kbr_effect *out)
+{
+    static const char *const stages[] = {"early-warning", "notification", "final", NULL};
+
+    if (in->type == KBR_EFFECT_INCIDENT_FIX) {
+        out->u.incident_fix = (kbr_fx_incident_fix){
+            .id = str(c, in->u.incident_fix.id, true),
+            .fixed_version = str(c, in->u.incident_fix.fixed_version, true),
+            .available_at = when(c, in->u.incident_fix.available_at, true),
+            .at = when(c, in->u.incident_fix.at, true),
+        };
+        return;
+    }
+    out->u.incident_report = (kbr_fx_incident_report){
+        .id = str(c, in->u.incident_report.id, true),
+        .stage = one_of(in->u.incident_report.stage, stages)
+                     ? str(c, in->u.incident_report.stage, true)
+                     : fail(c, KBR_ERR_INTERNAL),
+        .sha256 = hex(c, in->u.incident_report.sha256, 64, true),
+        .at = when(c, in->u.incident_report.at, true),
+        .by = str(c, in->u.incident_report.by, true),
+    };
+}
+
 static void copy_small(copier *c, const kbr_effect *in, kbr_effect *out)
 {
     switch (in->type) {
@@ -628,6 +766,16 @@ kbr_err kbr_effects_add(kbr_effects *fx, const kbr_effect *e)
         break;
     case KBR_EFFECT_KEY_DELIVER:
         copy_deliver(&c, e, &copy);
+        break;
+    case KBR_EFFECT_PRODUCT_REGISTER:
+        copy_product(&c, e, &copy);
+        break;
+    case KBR_EFFECT_INCIDENT_CREATE:
+        copy_incident(&c, e, &copy);
+        break;
+    case KBR_EFFECT_INCIDENT_FIX:
+    case KBR_EFFECT_INCIDENT_REPORT:
+        copy_incident_step(&c, e, &copy);
         break;
     default:
         copy_small(&c, e, &copy);
@@ -784,6 +932,30 @@ static json_t *key_certificate_json(const kbr_fx_key_certificate *k)
     return o;
 }
 
+static json_t *builds_json(const kbr_fx_incident_create *i)
+{
+    json_t *arr = json_array();
+
+    for (size_t k = 0; arr != NULL && k < i->nbuilds; k++) {
+        if (json_array_append_new(arr, json_pack("{s:s,s:s}", "product", i->builds[k].product,
+                                                 "version", i->builds[k].version)) != 0) {
+            json_decref(arr);
+            return NULL;
+        }
+    }
+    return arr;
+}
+
+static json_t *incident_json(const kbr_fx_incident_create *i)
+{
+    return json_pack("{s:s,s:s,s:s?,s:s,s:o,s:s,s:b,s:s,s:s?,s:s,s:s,s:o,s:o}", "id", i->id,
+                     "title", i->title, "product", i->product, "component", i->component, "query",
+                     json_loads(i->query_json, 0, NULL), "aware_at", i->aware_at,
+                     "actively_exploited", i->actively_exploited, "severity", i->severity, "cve",
+                     i->cve, "created_at", i->created_at, "created_by", i->created_by, "exposure",
+                     json_loads(i->exposure_json, 0, NULL), "builds", builds_json(i));
+}
+
 static json_t *effect_json(const kbr_effect *e)
 {
     switch (e->type) {
@@ -837,6 +1009,21 @@ static json_t *effect_json(const kbr_effect *e)
                          e->u.key_deliver.recipient_public_key_sha256, "cose_sha256",
                          e->u.key_deliver.cose_sha256, "delivered_by",
                          e->u.key_deliver.delivered_by, "at", e->u.key_deliver.at);
+    case KBR_EFFECT_PRODUCT_REGISTER:
+        return json_pack("{s:s,s:s,s:s,s:s,s:s}", "product", e->u.product_register.product,
+                         "placed_on_market", e->u.product_register.placed_on_market,
+                         "support_until", e->u.product_register.support_until, "at",
+                         e->u.product_register.at, "by", e->u.product_register.by);
+    case KBR_EFFECT_INCIDENT_CREATE:
+        return incident_json(&e->u.incident_create);
+    case KBR_EFFECT_INCIDENT_FIX:
+        return json_pack("{s:s,s:s,s:s,s:s}", "id", e->u.incident_fix.id, "fixed_version",
+                         e->u.incident_fix.fixed_version, "available_at",
+                         e->u.incident_fix.available_at, "at", e->u.incident_fix.at);
+    case KBR_EFFECT_INCIDENT_REPORT:
+        return json_pack("{s:s,s:s,s:s,s:s,s:s}", "id", e->u.incident_report.id, "stage",
+                         e->u.incident_report.stage, "sha256", e->u.incident_report.sha256, "at",
+                         e->u.incident_report.at, "by", e->u.incident_report.by);
     }
     return NULL;
 }
@@ -1160,6 +1347,66 @@ static void rd_deliver(reader *r, const json_t *o, kbr_effect *e)
     };
 }
 
+/* A member that must be a JSON object, as its canonical text in the list's arena. */
+static const char *rd_object(reader *r, const json_t *o, const char *name)
+{
+    const json_t *v = json_object_get(o, name);
+    char *text = NULL;
+    const char *out = NULL;
+
+    if (!json_is_object(v) || kbr_json_canonical(v, &text) != KBR_OK) {
+        r->err = KBR_ERR_INTERNAL;
+    } else {
+        out = kbr_arena_strdup(r->arena, text);
+        if (out == NULL)
+            r->err = KBR_ERR_NOMEM;
+    }
+    free(text);
+    return out;
+}
+
+static bool rd_bool(reader *r, const json_t *o, const char *name)
+{
+    const json_t *v = json_object_get(o, name);
+
+    if (!json_is_boolean(v))
+        r->err = KBR_ERR_INTERNAL;
+    return json_is_true(v);
+}
+
+static void rd_incident(reader *r, const json_t *o, kbr_effect *e)
+{
+    const json_t *arr = rd_array(r, o, "builds"), *b;
+    size_t i, n = json_array_size(arr);
+    kbr_effect_build *builds = rd_alloc(r, n, sizeof(*builds));
+
+    json_array_foreach(arr, i, b)
+    {
+        if (!json_is_object(b) || builds == NULL) {
+            r->err = r->err != KBR_OK ? r->err : KBR_ERR_INTERNAL;
+            break;
+        }
+        builds[i] = (kbr_effect_build){.product = rd_str(r, b, "product"),
+                                       .version = rd_str(r, b, "version")};
+    }
+    e->u.incident_create = (kbr_fx_incident_create){
+        .id = rd_str(r, o, "id"),
+        .title = rd_str(r, o, "title"),
+        .product = rd_str(r, o, "product"),
+        .component = rd_str(r, o, "component"),
+        .aware_at = rd_str(r, o, "aware_at"),
+        .severity = rd_str(r, o, "severity"),
+        .cve = rd_str(r, o, "cve"),
+        .created_at = rd_str(r, o, "created_at"),
+        .created_by = rd_str(r, o, "created_by"),
+        .query_json = rd_object(r, o, "query"),
+        .exposure_json = rd_object(r, o, "exposure"),
+        .actively_exploited = rd_bool(r, o, "actively_exploited"),
+        .builds = builds,
+        .nbuilds = n,
+    };
+}
+
 static void rd_small(reader *r, const json_t *o, kbr_effect *e)
 {
     switch (e->type) {
@@ -1188,6 +1435,32 @@ static void rd_small(reader *r, const json_t *o, kbr_effect *e)
             .public_key_pem = rd_str(r, o, "public_key_pem"),
             .at = rd_str(r, o, "at"),
             .replaces = rd_str(r, o, "replaces"),
+        };
+        break;
+    case KBR_EFFECT_PRODUCT_REGISTER:
+        e->u.product_register = (kbr_fx_product_register){
+            .product = rd_str(r, o, "product"),
+            .placed_on_market = rd_str(r, o, "placed_on_market"),
+            .support_until = rd_str(r, o, "support_until"),
+            .at = rd_str(r, o, "at"),
+            .by = rd_str(r, o, "by"),
+        };
+        break;
+    case KBR_EFFECT_INCIDENT_FIX:
+        e->u.incident_fix = (kbr_fx_incident_fix){
+            .id = rd_str(r, o, "id"),
+            .fixed_version = rd_str(r, o, "fixed_version"),
+            .available_at = rd_str(r, o, "available_at"),
+            .at = rd_str(r, o, "at"),
+        };
+        break;
+    case KBR_EFFECT_INCIDENT_REPORT:
+        e->u.incident_report = (kbr_fx_incident_report){
+            .id = rd_str(r, o, "id"),
+            .stage = rd_str(r, o, "stage"),
+            .sha256 = rd_str(r, o, "sha256"),
+            .at = rd_str(r, o, "at"),
+            .by = rd_str(r, o, "by"),
         };
         break;
     default: /* KBR_EFFECT_CHECKPOINT */
@@ -1241,6 +1514,9 @@ static kbr_err read_one(kbr_effects *fx, const json_t *o)
         break;
     case KBR_EFFECT_KEY_DELIVER:
         rd_deliver(&r, o, &e);
+        break;
+    case KBR_EFFECT_INCIDENT_CREATE:
+        rd_incident(&r, o, &e);
         break;
     default:
         rd_small(&r, o, &e);

@@ -4,6 +4,7 @@
  * checked and normalized (effect.c); what is left here is the ledger's own
  * rules and the order of each effect's writes.
  */
+#include <stdio.h>
 #include <strings.h>
 #include <stdlib.h>
 #include <string.h>
@@ -145,6 +146,74 @@ out:
 }
 
 /*
+ * A build signed after an incident was recorded joins it when its SBOM carries what the
+ * incident asks about (match.c), so its devices count in the incident's fleet from the day
+ * they run it.  Components are compared only when their name or package is the one asked
+ * about.
+ */
+static kbr_err incident_component(const kbr_match *m, const kbr_effect_component *c,
+                                  const char *purl_key, bool *yes)
+{
+    const char *want = kbr_match_component_name(m), *why = NULL;
+
+    *yes = false;
+    if (want != NULL ? strcmp(want, c->name) != 0
+                     : purl_key == NULL || strcmp(purl_key, kbr_match_purl_key(m)) != 0)
+        return KBR_OK;
+    *yes = kbr_match_component(m, c->name, c->version, c->purl, &why) == KBR_MATCH_YES;
+    return KBR_OK;
+}
+
+static kbr_err build_joins(const json_t *incident, const kbr_fx_firmware_sign *f, bool *yes)
+{
+    kbr_err err = KBR_OK;
+    const json_t *q = json_object_get(incident, "query");
+    const char *product = json_string_value(json_object_get(incident, "product"));
+    kbr_match *m = NULL;
+    char *purl_key = NULL;
+
+    *yes = false;
+    if (product != NULL && strcmp(product, f->product) != 0)
+        goto out;
+    KBR_GUARD(kbr_match_new(json_string_value(json_object_get(q, "component")),
+                            json_string_value(json_object_get(q, "purl")),
+                            json_object_get(q, "versions"),
+                            json_string_value(json_object_get(q, "vers")), &m, NULL));
+    for (size_t i = 0; i < f->ncomponents && !*yes; i++) {
+        KBR_GUARD(kbr_store_purl_key(f->components[i].purl, &purl_key));
+        KBR_GUARD(incident_component(m, &f->components[i], purl_key, yes));
+        free(purl_key);
+        purl_key = NULL;
+    }
+out:
+    free(purl_key);
+    kbr_match_free(m);
+    /* an incident.create effect was checked as a question View C answers */
+    return err == KBR_ERR_BAD_REQUEST ? KBR_ERR_STORE : err;
+}
+
+static kbr_err incidents_of_build(kbr_store *st, const kbr_fx_firmware_sign *f, int64_t seq)
+{
+    kbr_err err = KBR_OK;
+    json_t *list = NULL;
+    const json_t *inc;
+    bool yes = false;
+    size_t i;
+
+    KBR_GUARD(st->ops->incident_queries(st, &list));
+    json_array_foreach(list, i, inc)
+    {
+        KBR_GUARD(build_joins(inc, f, &yes));
+        if (yes)
+            KBR_GUARD(st->ops->incident_build_insert(
+                st, json_string_value(json_object_get(inc, "id")), f->product, f->version, seq));
+    }
+out:
+    json_decref(list);
+    return err;
+}
+
+/*
  * A firmware version names one build: the same digest again is a CI retry
  * and changes nothing; another digest would make the SBOM and the
  * signature disagree, so it is refused as a uniqueness conflict.
@@ -152,7 +221,7 @@ out:
 static kbr_err firmware_sign(kbr_store *st, const kbr_fx_firmware_sign *f, int64_t seq)
 {
     kbr_err err = KBR_OK;
-    char *known = NULL;
+    char *known = NULL, *purl_key = NULL;
     kbr_err lookup = st->ops->firmware_digest(st, f->product, f->version, &known);
 
     if (lookup == KBR_OK) {
@@ -163,9 +232,16 @@ static kbr_err firmware_sign(kbr_store *st, const kbr_fx_firmware_sign *f, int64
     if (f->sbom_sha256 != NULL)
         KBR_GUARD(document_known(st, f->sbom_sha256));
     KBR_GUARD(st->ops->firmware_insert(st, f, seq));
-    for (size_t i = 0; i < f->ncomponents; i++)
-        KBR_GUARD(st->ops->component_insert(st, f->product, f->version, &f->components[i]));
+    for (size_t i = 0; i < f->ncomponents; i++) {
+        KBR_GUARD(kbr_store_purl_key(f->components[i].purl, &purl_key));
+        KBR_GUARD(
+            st->ops->component_insert(st, f->product, f->version, &f->components[i], purl_key));
+        free(purl_key);
+        purl_key = NULL;
+    }
+    KBR_GUARD(incidents_of_build(st, f, seq));
 out:
+    free(purl_key);
     free(known);
     return err;
 }
@@ -498,6 +574,119 @@ out:
     return err;
 }
 
+/* ---- the CRA ---- */
+
+/* A support period is registered once, and afterwards only extended. */
+static kbr_err product_register(kbr_store *st, const kbr_fx_product_register *p, int64_t seq)
+{
+    kbr_err err = KBR_OK;
+    json_t *have = NULL;
+    kbr_err found = st->ops->product_get(st, p->product, &have);
+    const char *placed, *until;
+
+    if (found == KBR_ERR_NOT_FOUND) {
+        KBR_GUARD(st->ops->product_put(st, p, false, seq));
+        goto out;
+    }
+    KBR_GUARD(found);
+    placed = json_string_value(json_object_get(have, "placed_on_market"));
+    until = json_string_value(json_object_get(have, "support_until"));
+    KBR_ENSURE(placed != NULL && until != NULL, KBR_ERR_STORE);
+    KBR_ENSURE(strcmp(placed, p->placed_on_market) == 0, KBR_ERR_STORE_CONSTRAINT);
+    KBR_ENSURE(strcmp(until, p->support_until) <= 0, KBR_ERR_STORE_CONSTRAINT);
+    KBR_GUARD(st->ops->product_put(st, p, true, seq));
+out:
+    json_decref(have);
+    return err;
+}
+
+static kbr_err incident_create(kbr_store *st, const kbr_fx_incident_create *i, int64_t seq)
+{
+    kbr_err err = KBR_OK;
+    char day[11];
+
+    KBR_GUARD(st->ops->incident_insert(st, i, seq));
+    for (size_t k = 0; k < i->nbuilds; k++)
+        KBR_GUARD(st->ops->incident_build_insert(st, i->id, i->builds[k].product,
+                                                 i->builds[k].version, seq));
+    snprintf(day, sizeof(day), "%.10s", i->created_at);
+    KBR_GUARD(st->ops->incident_fleet_load(st, i->id, day));
+out:
+    return err;
+}
+
+/* The incident's row, KBR_ERR_STORE_CONSTRAINT when there is none. */
+static kbr_err incident_row(kbr_store *st, const char *id, json_t **row)
+{
+    kbr_err err = st->ops->incident_get(st, id, row);
+
+    return err == KBR_ERR_NOT_FOUND ? KBR_ERR_STORE_CONSTRAINT : err;
+}
+
+/* The fix is a build of each product whose builds the incident names. */
+static kbr_err fix_is_built(kbr_store *st, const json_t *row, const char *version)
+{
+    kbr_err err = KBR_OK;
+    json_t *builds = NULL;
+    const json_t *b;
+    const char *product = json_string_value(json_object_get(row, "product"));
+    char *digest = NULL;
+    bool exists = false;
+    size_t i;
+
+    KBR_GUARD(st->ops->incident_builds(st, json_string_value(json_object_get(row, "id")), &builds));
+    if (json_array_size(builds) == 0 && product == NULL) {
+        KBR_GUARD(st->ops->firmware_version_exists(st, version, &exists));
+        KBR_ENSURE(exists, KBR_ERR_STORE_CONSTRAINT);
+        goto out;
+    }
+    if (json_array_size(builds) == 0)
+        KBR_ENSURE(json_array_append_new(builds, json_pack("{s:s}", "product", product)) == 0,
+                   KBR_ERR_NOMEM);
+    json_array_foreach(builds, i, b)
+    {
+        kbr_err found = st->ops->firmware_digest(
+            st, json_string_value(json_object_get(b, "product")), version, &digest);
+        free(digest);
+        digest = NULL;
+        KBR_ENSURE(found != KBR_ERR_NOT_FOUND, KBR_ERR_STORE_CONSTRAINT);
+        KBR_GUARD(found);
+    }
+out:
+    json_decref(builds);
+    return err;
+}
+
+static kbr_err incident_fix(kbr_store *st, const kbr_fx_incident_fix *f, int64_t seq)
+{
+    kbr_err err = KBR_OK;
+    json_t *row = NULL;
+
+    KBR_GUARD(incident_row(st, f->id, &row));
+    KBR_ENSURE(json_is_null(json_object_get(row, "fixed_version")), KBR_ERR_STORE_CONSTRAINT);
+    KBR_GUARD(fix_is_built(st, row, f->fixed_version));
+    KBR_GUARD(st->ops->incident_fix(st, f, seq));
+out:
+    json_decref(row);
+    return err;
+}
+
+static kbr_err incident_report(kbr_store *st, const kbr_fx_incident_report *r, int64_t seq)
+{
+    kbr_err err = KBR_OK;
+    json_t *row = NULL;
+
+    KBR_GUARD(incident_row(st, r->id, &row));
+    KBR_GUARD(document_known(st, r->sha256));
+    KBR_ENSURE(strcmp(r->stage, "final") != 0 ||
+                   !json_is_null(json_object_get(row, "fixed_version")),
+               KBR_ERR_STORE_CONSTRAINT);
+    KBR_GUARD(st->ops->incident_report_insert(st, r, seq));
+out:
+    json_decref(row);
+    return err;
+}
+
 static kbr_err apply_one(kbr_store *st, const kbr_effect *e, int64_t seq)
 {
     switch (e->type) {
@@ -533,6 +722,14 @@ static kbr_err apply_one(kbr_store *st, const kbr_effect *e, int64_t seq)
         return crl_issue(st, &e->u.crl_issue, seq);
     case KBR_EFFECT_KEY_DELIVER:
         return key_deliver(st, &e->u.key_deliver, seq);
+    case KBR_EFFECT_PRODUCT_REGISTER:
+        return product_register(st, &e->u.product_register, seq);
+    case KBR_EFFECT_INCIDENT_CREATE:
+        return incident_create(st, &e->u.incident_create, seq);
+    case KBR_EFFECT_INCIDENT_FIX:
+        return incident_fix(st, &e->u.incident_fix, seq);
+    case KBR_EFFECT_INCIDENT_REPORT:
+        return incident_report(st, &e->u.incident_report, seq);
     }
     return KBR_ERR_INTERNAL;
 }

@@ -15,7 +15,7 @@
 
 #include "pg.h"
 
-#define SCHEMA_VERSION 8
+#define SCHEMA_VERSION 9
 #define WALK_CHUNK     1000 /* rows an audit walk fetches at once */
 
 /* ---- parameters and results ---- */
@@ -400,8 +400,43 @@ out:
     return err;
 }
 
+/* components.purl_key of the rows an older schema recorded, from kbr_store_purl_key, as the
+ * firmware.sign effect fills it for a new row (SQLite's step does this with kbr_purl_key in
+ * SQL).  In the schema step's transaction. */
+static kbr_err fill_purl_keys(kbr_pg *s, kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+    PGresult *res = NULL;
+    char *key = NULL;
+
+    KBR_ENSURE(kbr_pg_exec(s,
+                           "SELECT DISTINCT purl FROM components"
+                           " WHERE purl IS NOT NULL AND purl_key IS NULL",
+                           NULL, &res) == KBR_OK,
+               fail_conn(s, KBR_ERR_STORE, msg, "cannot read the components"));
+    for (int r = 0; r < PQntuples(res); r++) {
+        kbr_pg_params p = {.n = 0};
+
+        KBR_GUARD(kbr_store_purl_key(kbr_pg_value(res, r, 0), &key));
+        if (key == NULL)
+            continue;
+        kbr_pg_text(&p, key);
+        kbr_pg_text(&p, kbr_pg_value(res, r, 0));
+        KBR_ENSURE(kbr_pg_run(s, "UPDATE components SET purl_key = $1 WHERE purl = $2", &p, NULL) ==
+                       KBR_OK,
+                   fail_conn(s, KBR_ERR_STORE, msg, "cannot record the components' packages"));
+        free(key);
+        key = NULL;
+    }
+out:
+    free(key);
+    PQclear(res);
+    return err;
+}
+
 /* Two brokers starting on an empty database at once: the advisory lock makes one create
- * the schema and the other find it. */
+ * the schema and the other find it.  A new store is created at version 6 (pg_schema.sql) and
+ * taken through the later steps, as a store an older broker wrote is. */
 static kbr_err schema_create(kbr_pg *s, kbr_msg *msg)
 {
     kbr_err err = KBR_OK;
@@ -429,6 +464,10 @@ static kbr_err schema_create(kbr_pg *s, kbr_msg *msg)
     /* Each later version is one file of store/pg/, applied in this transaction. */
     if (version < 8)
         KBR_GUARD(simple(s, kbr_sql_pg_v8_deliver, msg, "cannot add schema version 8"));
+    if (version < 9) {
+        KBR_GUARD(simple(s, kbr_sql_pg_v9_cra, msg, "cannot take the schema to version 9"));
+        KBR_GUARD(fill_purl_keys(s, msg));
+    }
     KBR_GUARD(simple(s, "COMMIT", msg, "cannot commit the schema"));
     in_tx = false;
 out:
@@ -1079,8 +1118,19 @@ static kbr_err pg_compare(kbr_store *st, kbr_store *rebuilt, kbr_store_compare_s
         .key_tokens = kbr_pg_key_tokens, .key_operations = kbr_pg_key_operations,                  \
         .exposure_components = kbr_pg_exposure_components, .build_row = kbr_pg_build_row,          \
         .fleet_batches = kbr_pg_fleet_batches, .build_histories = kbr_pg_build_histories,          \
-        .history_firmware = kbr_pg_history_firmware, .pending_group = kbr_pg_pending_group,        \
-        .fleet_walk = kbr_pg_fleet_walk, .fleet_size = kbr_pg_fleet_size,                          \
+        .history_batches = kbr_pg_history_batches, .batch_markets = kbr_pg_batch_markets,          \
+        .pending_group = kbr_pg_pending_group, .fleet_walk = kbr_pg_fleet_walk,                    \
+        .fleet_size = kbr_pg_fleet_size, .product_get = kbr_pg_product_get,                        \
+        .product_put = kbr_pg_product_put, .incident_insert = kbr_pg_incident_insert,              \
+        .incident_build_insert = kbr_pg_incident_build_insert,                                     \
+        .incident_fleet_load = kbr_pg_incident_fleet_load, .incident_get = kbr_pg_incident_get,    \
+        .incident_list = kbr_pg_incident_list, .incident_builds = kbr_pg_incident_builds,          \
+        .incident_fix = kbr_pg_incident_fix,                                                       \
+        .incident_report_insert = kbr_pg_incident_report_insert,                                   \
+        .incident_reports = kbr_pg_incident_reports, .incident_series = kbr_pg_incident_series,    \
+        .incident_queries = kbr_pg_incident_queries,                                               \
+        .evidence_incident_seqs = kbr_pg_evidence_incident_seqs,                                   \
+        .firmware_version_exists = kbr_pg_firmware_version_exists,                                 \
     }
 
 const kbr_store_ops kbr_store_pg_ops =

@@ -98,7 +98,7 @@ extern const kbr_pgcol kbr_pg_token_cols[KBR_PG_TOKEN_NCOLS];
 
 /* The schema, built in from store/pg/: pg_schema.sql (version 6), then one file per later
  * version. */
-extern const char kbr_sql_pg_schema[], kbr_sql_pg_v8_deliver[];
+extern const char kbr_sql_pg_schema[], kbr_sql_pg_v8_deliver[], kbr_sql_pg_v9_cra[];
 
 /* pg_ledger.c */
 kbr_err kbr_pg_key_create(kbr_store *st, const kbr_eff_key *k, int64_t seq);
@@ -116,7 +116,7 @@ kbr_err kbr_pg_firmware_digest(kbr_store *st, const char *product, const char *v
                                char **digest);
 kbr_err kbr_pg_firmware_insert(kbr_store *st, const kbr_eff_firmware *f, int64_t seq);
 kbr_err kbr_pg_component_insert(kbr_store *st, const char *product, const char *version,
-                                const kbr_eff_component *c);
+                                const kbr_eff_component *c, const char *purl_key);
 kbr_err kbr_pg_key_exists(kbr_store *st, const char *name, bool *exists);
 kbr_err kbr_pg_evidence_seqs(kbr_store *st, const char *product, const char *serial, json_t **seqs);
 kbr_err kbr_pg_document_put(kbr_store *st, const kbr_document *doc, int64_t seq);
@@ -176,6 +176,25 @@ kbr_err kbr_pg_debug_challenge_used(kbr_store *st, const char *product, const ch
 kbr_err kbr_pg_device_firmware(kbr_store *st, const char *product, const char *serial,
                                json_t **out);
 
+/* pg_ledger.c: products' support periods and incidents (sqlite_cra.c) */
+kbr_err kbr_pg_product_get(kbr_store *st, const char *product, json_t **out);
+kbr_err kbr_pg_product_put(kbr_store *st, const kbr_fx_product_register *p, bool exists,
+                           int64_t seq);
+kbr_err kbr_pg_incident_insert(kbr_store *st, const kbr_fx_incident_create *i, int64_t seq);
+kbr_err kbr_pg_incident_build_insert(kbr_store *st, const char *incident, const char *product,
+                                     const char *version, int64_t seq);
+kbr_err kbr_pg_incident_fleet_load(kbr_store *st, const char *incident, const char *day);
+kbr_err kbr_pg_incident_get(kbr_store *st, const char *id, json_t **out);
+kbr_err kbr_pg_incident_list(kbr_store *st, json_t **out);
+kbr_err kbr_pg_incident_queries(kbr_store *st, json_t **out);
+kbr_err kbr_pg_incident_builds(kbr_store *st, const char *id, json_t **out);
+kbr_err kbr_pg_incident_fix(kbr_store *st, const kbr_fx_incident_fix *f, int64_t seq);
+kbr_err kbr_pg_incident_report_insert(kbr_store *st, const kbr_fx_incident_report *r, int64_t seq);
+kbr_err kbr_pg_incident_reports(kbr_store *st, const char *id, json_t **out);
+kbr_err kbr_pg_incident_series(kbr_store *st, const char *id, json_t **out);
+kbr_err kbr_pg_firmware_version_exists(kbr_store *st, const char *version, bool *exists);
+kbr_err kbr_pg_evidence_incident_seqs(kbr_store *st, const char *id, json_t **seqs);
+
 /* pg_views.c */
 kbr_err kbr_pg_snapshot_begin(kbr_store *st);
 void kbr_pg_snapshot_end(kbr_store *st);
@@ -188,13 +207,15 @@ kbr_err kbr_pg_expiring_devices(kbr_store *st, const char *product, const char *
                                 int64_t *count, json_t **rows);
 kbr_err kbr_pg_key_tokens(kbr_store *st, const char *key, json_t **rows);
 kbr_err kbr_pg_key_operations(kbr_store *st, const char *key, json_t **rows);
-kbr_err kbr_pg_exposure_components(kbr_store *st, const kbr_exposure_query *q, json_t **rows);
+kbr_err kbr_pg_exposure_components(kbr_store *st, const char *component, const char *purl_key,
+                                   const char *product, json_t **rows);
 kbr_err kbr_pg_build_row(kbr_store *st, const char *product, const char *version, json_t **row);
 kbr_err kbr_pg_fleet_batches(kbr_store *st, const char *product, const char *firmware,
                              json_t **rows);
 kbr_err kbr_pg_build_histories(kbr_store *st, const char *product, const char *version,
                                json_t **rows);
-kbr_err kbr_pg_history_firmware(kbr_store *st, int64_t history, json_t **rows);
+kbr_err kbr_pg_history_batches(kbr_store *st, int64_t history, json_t **rows);
+kbr_err kbr_pg_batch_markets(kbr_store *st, const char *batch, json_t **markets);
 kbr_err kbr_pg_pending_group(kbr_store *st, int64_t history, const char *firmware,
                              const char *after, int limit, json_t **rows);
 kbr_err kbr_pg_fleet_walk(kbr_store *st, const char *product, const char *after, kbr_fleet_fn fn,

@@ -1,9 +1,10 @@
 /*
  * pg_ledger.c - the PostgreSQL back end's ledger: keys, tokens, issuer keys, firmware,
  * documents, certificates, batches, devices, debug unlocks, firmware history,
- * revocations and keys delivered to devices; effects written and rows read, statement for
- * statement as the SQLite back end's (sqlite_ledger.c, sqlite_device.c, sqlite_field.c,
- * sqlite_revoke.c, sqlite_deliver.c, sqlite_evidence.c).
+ * revocations, keys delivered to devices, and the CRA's products and incidents; effects
+ * written and rows read, statement for statement as the SQLite back end's (sqlite_ledger.c,
+ * sqlite_device.c, sqlite_field.c, sqlite_revoke.c, sqlite_deliver.c, sqlite_cra.c,
+ * sqlite_evidence.c).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -287,7 +288,7 @@ kbr_err kbr_pg_issuer_chain(kbr_store *st, const char *issuer_key, const char *f
 }
 
 kbr_err kbr_pg_component_insert(kbr_store *st, const char *product, const char *version,
-                                const kbr_eff_component *c)
+                                const kbr_eff_component *c, const char *purl_key)
 {
     P;
 
@@ -296,9 +297,10 @@ kbr_err kbr_pg_component_insert(kbr_store *st, const char *product, const char *
     kbr_pg_text(&p, c->name);
     kbr_pg_text(&p, c->version);
     kbr_pg_text(&p, c->purl);
+    kbr_pg_text(&p, purl_key);
     return kbr_pg_run(PG(st),
-                      "INSERT INTO components(product, version, name, cversion, purl)"
-                      " VALUES ($1, $2, $3, $4, $5)",
+                      "INSERT INTO components(product, version, name, cversion, purl, purl_key)"
+                      " VALUES ($1, $2, $3, $4, $5, $6)",
                       &p, NULL);
 }
 
@@ -442,6 +444,21 @@ kbr_err kbr_pg_firmware_get(kbr_store *st, const char *product, const char *vers
     "  UNION SELECT seq FROM audit WHERE key IN (SELECT key FROM pk) AND op = 'key.retire'"        \
     "   AND outcome = 'ok'),"
 
+/* An incident's own entries (its record, its fix, its reports), the builds it names (with
+ * their SBOMs) and its fix's builds (sqlite_evidence.c). */
+#define INCIDENT_BASE                                                                              \
+    "WITH inc AS (SELECT audit_seq, fix_seq, fixed_version, product FROM incidents"                \
+    "  WHERE id = $1),"                                                                            \
+    " base AS (SELECT audit_seq AS seq FROM inc"                                                   \
+    "  UNION SELECT fix_seq FROM inc WHERE fix_seq IS NOT NULL"                                    \
+    "  UNION SELECT audit_seq FROM incident_reports WHERE incident = $1"                           \
+    "  UNION SELECT audit_seq FROM incident_builds WHERE incident = $1"                            \
+    "  UNION SELECT f.audit_seq FROM firmware f JOIN incident_builds b"                            \
+    "   ON b.product = f.product AND b.version = f.version WHERE b.incident = $1"                  \
+    "  UNION SELECT f.audit_seq FROM firmware f, inc WHERE f.version = inc.fixed_version"          \
+    "   AND (f.product = inc.product OR f.product IN"                                              \
+    "    (SELECT product FROM incident_builds WHERE incident = $1))),"
+
 #define LEANS_ON                                                                                   \
     " named AS (SELECT a.key, a.jti FROM audit a JOIN base ON a.seq = base.seq)"                   \
     " SELECT seq FROM base"                                                                        \
@@ -451,21 +468,15 @@ kbr_err kbr_pg_firmware_get(kbr_store *st, const char *product, const char *vers
     " UNION SELECT audit_seq FROM tokens WHERE jti IN (SELECT jti FROM named)"                     \
     " ORDER BY 1"
 
-kbr_err kbr_pg_evidence_seqs(kbr_store *st, const char *product, const char *serial, json_t **seqs)
+/* The sequence numbers the query returns, without NULLs, as a new array. */
+static kbr_err seq_list(kbr_pg *s, const char *sql, const kbr_pg_params *p, json_t **seqs)
 {
     kbr_err err = KBR_OK;
     PGresult *res = NULL;
     json_t *arr = NULL;
-    P;
 
     *seqs = NULL;
-    kbr_pg_text(&p, product);
-    if (serial != NULL) {
-        kbr_pg_text(&p, serial);
-        KBR_GUARD(kbr_pg_exec(PG(st), DEVICE_BASE LEANS_ON, &p, &res));
-    } else {
-        KBR_GUARD(kbr_pg_exec(PG(st), PRODUCT_BASE LEANS_ON, &p, &res));
-    }
+    KBR_GUARD(kbr_pg_exec(s, sql, p, &res));
     arr = json_array();
     KBR_ENSURE(arr != NULL, KBR_ERR_NOMEM);
     for (int r = 0; r < PQntuples(res); r++)
@@ -479,6 +490,25 @@ out:
     json_decref(arr);
     PQclear(res);
     return err;
+}
+
+kbr_err kbr_pg_evidence_seqs(kbr_store *st, const char *product, const char *serial, json_t **seqs)
+{
+    P;
+
+    kbr_pg_text(&p, product);
+    if (serial == NULL)
+        return seq_list(PG(st), PRODUCT_BASE LEANS_ON, &p, seqs);
+    kbr_pg_text(&p, serial);
+    return seq_list(PG(st), DEVICE_BASE LEANS_ON, &p, seqs);
+}
+
+kbr_err kbr_pg_evidence_incident_seqs(kbr_store *st, const char *id, json_t **seqs)
+{
+    P;
+
+    kbr_pg_text(&p, id);
+    return seq_list(PG(st), INCIDENT_BASE LEANS_ON, &p, seqs);
 }
 
 /* ---- certificates, batches, devices ---- */
@@ -1208,4 +1238,255 @@ kbr_err kbr_pg_device_deliveries(kbr_store *st, const char *product, const char 
                           " delivered_by, audit_seq FROM key_deliveries"
                           " WHERE product = $1 AND serial = $2 ORDER BY audit_seq, key",
                           &p, delivery_cols, KBR_PG_NCOLS(delivery_cols), out);
+}
+
+/* ---- the CRA: products' support periods and incidents (sqlite_cra.c) ---- */
+
+static const kbr_pgcol product_cols[] = {
+    {"product", KBR_PGCOL_TEXT},       {"placed_on_market", KBR_PGCOL_TEXT},
+    {"support_until", KBR_PGCOL_TEXT}, {"created_at", KBR_PGCOL_TEXT},
+    {"created_by", KBR_PGCOL_TEXT},    {"updated_at", KBR_PGCOL_TEXT},
+    {"audit_seq", KBR_PGCOL_INT},
+};
+
+kbr_err kbr_pg_product_get(kbr_store *st, const char *product, json_t **out)
+{
+    P;
+
+    kbr_pg_text(&p, product);
+    return kbr_pg_object(PG(st),
+                         "SELECT product, placed_on_market, support_until, created_at,"
+                         " created_by, updated_at, audit_seq FROM products WHERE product = $1",
+                         &p, product_cols, KBR_PG_NCOLS(product_cols), out);
+}
+
+kbr_err kbr_pg_product_put(kbr_store *st, const kbr_fx_product_register *pr, bool exists,
+                           int64_t seq)
+{
+    kbr_err err = KBR_OK;
+    int64_t changed = 0;
+    P;
+
+    kbr_pg_text(&p, pr->product);
+    kbr_pg_text(&p, pr->placed_on_market);
+    kbr_pg_text(&p, pr->support_until);
+    kbr_pg_text(&p, pr->at);
+    kbr_pg_int(&p, seq);
+    if (exists) {
+        KBR_GUARD(kbr_pg_run(PG(st),
+                             "UPDATE products SET support_until = $3, updated_at = $4,"
+                             " audit_seq = $5 WHERE product = $1 AND placed_on_market = $2",
+                             &p, &changed));
+    } else {
+        kbr_pg_text(&p, pr->by);
+        KBR_GUARD(kbr_pg_run(PG(st),
+                             "INSERT INTO products(product, placed_on_market, support_until,"
+                             " created_at, created_by, audit_seq, first_seq)"
+                             " VALUES ($1, $2, $3, $4, $6, $5, $5)",
+                             &p, &changed));
+    }
+    KBR_ENSURE(changed == 1, KBR_ERR_STORE_CONSTRAINT);
+out:
+    return err;
+}
+
+kbr_err kbr_pg_incident_insert(kbr_store *st, const kbr_fx_incident_create *i, int64_t seq)
+{
+    P;
+
+    kbr_pg_text(&p, i->id);
+    kbr_pg_text(&p, i->title);
+    kbr_pg_text(&p, i->product);
+    kbr_pg_text(&p, i->component);
+    kbr_pg_text(&p, i->query_json);
+    kbr_pg_text(&p, i->aware_at);
+    kbr_pg_int(&p, i->actively_exploited ? 1 : 0);
+    kbr_pg_text(&p, i->severity);
+    kbr_pg_text(&p, i->cve);
+    kbr_pg_text(&p, i->created_at);
+    kbr_pg_text(&p, i->created_by);
+    kbr_pg_text(&p, i->exposure_json);
+    kbr_pg_int(&p, seq);
+    return kbr_pg_run(PG(st),
+                      "INSERT INTO incidents(id, title, product, component, query, aware_at,"
+                      " actively_exploited, severity, cve, created_at, created_by, start_day,"
+                      " exposure, audit_seq) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,"
+                      " $11, substr($10::ctext, 1, 10), $12, $13)",
+                      &p, NULL);
+}
+
+kbr_err kbr_pg_incident_build_insert(kbr_store *st, const char *incident, const char *product,
+                                     const char *version, int64_t seq)
+{
+    P;
+
+    kbr_pg_text(&p, product);
+    kbr_pg_text(&p, version);
+    kbr_pg_text(&p, incident);
+    kbr_pg_int(&p, seq);
+    return kbr_pg_run(PG(st),
+                      "INSERT INTO incident_builds(product, version, incident, audit_seq)"
+                      " VALUES ($1, $2, $3, $4)",
+                      &p, NULL);
+}
+
+/* The same count View C makes (history_firmware_batch of the sets holding a build). */
+kbr_err kbr_pg_incident_fleet_load(kbr_store *st, const char *incident, const char *day)
+{
+    P;
+
+    kbr_pg_text(&p, incident);
+    kbr_pg_text(&p, day);
+    return kbr_pg_run(PG(st),
+                      "INSERT INTO incident_fleet(incident, day, batch, firmware, delta)"
+                      " SELECT $1::ctext, $2::ctext, h.batch, h.firmware, sum(h.count)"
+                      " FROM history_firmware_batch h"
+                      " WHERE h.history IN (SELECT v.history FROM incident_builds b"
+                      "  JOIN firmware_history_versions v ON v.product = b.product"
+                      "  AND v.version = b.version WHERE b.incident = $1)"
+                      " GROUP BY h.batch, h.firmware",
+                      &p, NULL);
+}
+
+#define INCIDENT_SELECT                                                                            \
+    "SELECT id, title, product, component, query, aware_at, actively_exploited, severity, cve,"    \
+    " created_at, created_by, exposure, fixed_version, fix_available_at, fix_recorded_at,"         \
+    " fix_seq, audit_seq FROM incidents"
+
+static const kbr_pgcol incident_cols[] = {
+    {"id", KBR_PGCOL_TEXT},
+    {"title", KBR_PGCOL_TEXT},
+    {"product", KBR_PGCOL_TEXT},
+    {"component", KBR_PGCOL_TEXT},
+    {"query", KBR_PGCOL_JSON},
+    {"aware_at", KBR_PGCOL_TEXT},
+    {"actively_exploited", KBR_PGCOL_BOOL},
+    {"severity", KBR_PGCOL_TEXT},
+    {"cve", KBR_PGCOL_TEXT},
+    {"created_at", KBR_PGCOL_TEXT},
+    {"created_by", KBR_PGCOL_TEXT},
+    {"exposure", KBR_PGCOL_JSON},
+    {"fixed_version", KBR_PGCOL_TEXT},
+    {"fix_available_at", KBR_PGCOL_TEXT},
+    {"fix_recorded_at", KBR_PGCOL_TEXT},
+    {"fix_seq", KBR_PGCOL_INT_OR_NULL},
+    {"audit_seq", KBR_PGCOL_INT},
+};
+
+kbr_err kbr_pg_incident_get(kbr_store *st, const char *id, json_t **out)
+{
+    P;
+
+    kbr_pg_text(&p, id);
+    return kbr_pg_object(PG(st), INCIDENT_SELECT " WHERE id = $1", &p, incident_cols,
+                         KBR_PG_NCOLS(incident_cols), out);
+}
+
+kbr_err kbr_pg_incident_list(kbr_store *st, json_t **out)
+{
+    return kbr_pg_objects(PG(st), INCIDENT_SELECT " ORDER BY created_at, id", NULL, incident_cols,
+                          KBR_PG_NCOLS(incident_cols), out);
+}
+
+static const kbr_pgcol query_cols[] = {
+    {"id", KBR_PGCOL_TEXT}, {"product", KBR_PGCOL_TEXT}, {"query", KBR_PGCOL_JSON}};
+
+kbr_err kbr_pg_incident_queries(kbr_store *st, json_t **out)
+{
+    return kbr_pg_objects(PG(st), "SELECT id, product, query FROM incidents ORDER BY id", NULL,
+                          query_cols, KBR_PG_NCOLS(query_cols), out);
+}
+
+static const kbr_pgcol incident_build_cols[] = {
+    {"product", KBR_PGCOL_TEXT}, {"version", KBR_PGCOL_TEXT}, {"audit_seq", KBR_PGCOL_INT}};
+
+kbr_err kbr_pg_incident_builds(kbr_store *st, const char *id, json_t **out)
+{
+    P;
+
+    kbr_pg_text(&p, id);
+    return kbr_pg_objects(PG(st),
+                          "SELECT product, version, audit_seq FROM incident_builds"
+                          " WHERE incident = $1 ORDER BY product, version",
+                          &p, incident_build_cols, KBR_PG_NCOLS(incident_build_cols), out);
+}
+
+kbr_err kbr_pg_incident_fix(kbr_store *st, const kbr_fx_incident_fix *f, int64_t seq)
+{
+    kbr_err err = KBR_OK;
+    int64_t changed = 0;
+    P;
+
+    kbr_pg_text(&p, f->id);
+    kbr_pg_text(&p, f->fixed_version);
+    kbr_pg_text(&p, f->available_at);
+    kbr_pg_text(&p, f->at);
+    kbr_pg_int(&p, seq);
+    KBR_GUARD(kbr_pg_run(PG(st),
+                         "UPDATE incidents SET fixed_version = $2, fix_available_at = $3,"
+                         " fix_recorded_at = $4, fix_seq = $5"
+                         " WHERE id = $1 AND fixed_version IS NULL",
+                         &p, &changed));
+    KBR_ENSURE(changed == 1, KBR_ERR_STORE_CONSTRAINT);
+out:
+    return err;
+}
+
+kbr_err kbr_pg_incident_report_insert(kbr_store *st, const kbr_fx_incident_report *r, int64_t seq)
+{
+    P;
+
+    kbr_pg_text(&p, r->id);
+    kbr_pg_text(&p, r->stage);
+    kbr_pg_text(&p, r->sha256);
+    kbr_pg_text(&p, r->at);
+    kbr_pg_text(&p, r->by);
+    kbr_pg_int(&p, seq);
+    return kbr_pg_run(PG(st),
+                      "INSERT INTO incident_reports(incident, stage, sha256, at, by, audit_seq)"
+                      " VALUES ($1, $2, $3, $4, $5, $6)",
+                      &p, NULL);
+}
+
+static const kbr_pgcol report_cols[] = {
+    {"stage", KBR_PGCOL_TEXT}, {"sha256", KBR_PGCOL_TEXT},   {"at", KBR_PGCOL_TEXT},
+    {"by", KBR_PGCOL_TEXT},    {"audit_seq", KBR_PGCOL_INT},
+};
+
+kbr_err kbr_pg_incident_reports(kbr_store *st, const char *id, json_t **out)
+{
+    P;
+
+    kbr_pg_text(&p, id);
+    return kbr_pg_objects(PG(st),
+                          "SELECT stage, sha256, at, by, audit_seq FROM incident_reports"
+                          " WHERE incident = $1 ORDER BY id",
+                          &p, report_cols, KBR_PG_NCOLS(report_cols), out);
+}
+
+static const kbr_pgcol series_cols[] = {
+    {"day", KBR_PGCOL_TEXT},
+    {"batch", KBR_PGCOL_TEXT},
+    {"firmware", KBR_PGCOL_TEXT},
+    {"delta", KBR_PGCOL_INT},
+};
+
+/* By day, then batch and firmware: SQLite gives a day's rows in its primary key's order. */
+kbr_err kbr_pg_incident_series(kbr_store *st, const char *id, json_t **out)
+{
+    P;
+
+    kbr_pg_text(&p, id);
+    return kbr_pg_objects(PG(st),
+                          "SELECT day, batch, firmware, delta FROM incident_fleet"
+                          " WHERE incident = $1 AND delta <> 0 ORDER BY day, batch, firmware",
+                          &p, series_cols, KBR_PG_NCOLS(series_cols), out);
+}
+
+kbr_err kbr_pg_firmware_version_exists(kbr_store *st, const char *version, bool *exists)
+{
+    P;
+
+    kbr_pg_text(&p, version);
+    return kbr_pg_exists(PG(st), "SELECT 1 FROM firmware WHERE version = $1 LIMIT 1", &p, exists);
 }

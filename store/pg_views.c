@@ -139,7 +139,8 @@ kbr_err kbr_pg_product_known(kbr_store *st, const char *product, bool *known)
     kbr_pg_text(&p, product);
     return kbr_pg_exists(PG(st),
                          "SELECT 1 WHERE EXISTS (SELECT 1 FROM batches WHERE product = $1)"
-                         " OR EXISTS (SELECT 1 FROM devices WHERE product = $1)",
+                         " OR EXISTS (SELECT 1 FROM devices WHERE product = $1)"
+                         " OR EXISTS (SELECT 1 FROM products WHERE product = $1)",
                          &p, known);
 }
 
@@ -231,63 +232,33 @@ kbr_err kbr_pg_key_operations(kbr_store *st, const char *key, json_t **out)
 
 /* ---- View C ---- */
 
-/* The smallest string above every string that starts with prefix (sqlite_exposure.c). */
-static char *prefix_upper(const char *prefix)
-{
-    size_t n = strlen(prefix);
-    char *upper;
-
-    while (n > 0 && (unsigned char)prefix[n - 1] == 0xff)
-        n--;
-    if (n == 0)
-        return NULL;
-    upper = strndup(prefix, n);
-    if (upper != NULL)
-        upper[n - 1] = (char)((unsigned char)upper[n - 1] + 1);
-    return upper;
-}
-
-#define COMPONENT_FILTERS                                                                          \
-    " AND ($2::text IS NULL OR cversion IN (SELECT jsonb_array_elements_text($2::jsonb)))"         \
-    " AND ($3::text IS NULL OR product = $3) ORDER BY product, version, id"
-
 static const kbr_pgcol exposure_cols[] = {
     {"product", KBR_PGCOL_TEXT},  {"version", KBR_PGCOL_TEXT}, {"name", KBR_PGCOL_TEXT},
     {"cversion", KBR_PGCOL_TEXT}, {"purl", KBR_PGCOL_TEXT},
 };
 
-kbr_err kbr_pg_exposure_components(kbr_store *st, const kbr_exposure_query *q, json_t **out)
+/* The candidates: one index lookup, by name or by package; match.c decides. */
+kbr_err kbr_pg_exposure_components(kbr_store *st, const char *component, const char *purl_key,
+                                   const char *product, json_t **out)
 {
-    kbr_err err = KBR_OK;
-    char *versions = NULL, *upper = NULL;
     P;
 
     *out = NULL;
-    if (q->versions != NULL) {
-        versions = json_dumps(q->versions, JSON_COMPACT);
-        KBR_ENSURE(versions != NULL, KBR_ERR_NOMEM);
-    }
-    kbr_pg_text(&p, q->component != NULL ? q->component : q->purl_prefix);
-    kbr_pg_text(&p, versions);
-    kbr_pg_text(&p, q->product);
-    if (q->component != NULL) {
-        KBR_GUARD(kbr_pg_objects(PG(st),
-                                 "SELECT product, version, name, cversion, purl FROM components"
-                                 " WHERE name = $1" COMPONENT_FILTERS,
-                                 &p, exposure_cols, KBR_PG_NCOLS(exposure_cols), out));
-    } else {
-        upper = prefix_upper(q->purl_prefix);
-        KBR_ENSURE(upper != NULL, KBR_ERR_BAD_REQUEST);
-        kbr_pg_text(&p, upper);
-        KBR_GUARD(kbr_pg_objects(PG(st),
-                                 "SELECT product, version, name, cversion, purl FROM components"
-                                 " WHERE purl >= $1 AND purl < $4" COMPONENT_FILTERS,
-                                 &p, exposure_cols, KBR_PG_NCOLS(exposure_cols), out));
-    }
-out:
-    free(upper);
-    free(versions);
-    return err;
+    if (component == NULL && purl_key == NULL)
+        return KBR_ERR_INTERNAL;
+    kbr_pg_text(&p, component != NULL ? component : purl_key);
+    kbr_pg_text(&p, product);
+    if (component != NULL)
+        return kbr_pg_objects(PG(st),
+                              "SELECT product, version, name, cversion, purl FROM components"
+                              " WHERE name = $1 AND ($2::text IS NULL OR product = $2)"
+                              " ORDER BY product, version, id",
+                              &p, exposure_cols, KBR_PG_NCOLS(exposure_cols), out);
+    return kbr_pg_objects(PG(st),
+                          "SELECT product, version, name, cversion, purl FROM components"
+                          " WHERE purl_key = $1 AND ($2::text IS NULL OR product = $2)"
+                          " ORDER BY product, version, id",
+                          &p, exposure_cols, KBR_PG_NCOLS(exposure_cols), out);
 }
 
 static const kbr_pgcol build_cols[] = {
@@ -340,18 +311,41 @@ kbr_err kbr_pg_build_histories(kbr_store *st, const char *product, const char *v
                           &p, history_cols, KBR_PG_NCOLS(history_cols), out);
 }
 
-static const kbr_pgcol firmware_count_cols[] = {{"firmware", KBR_PGCOL_TEXT},
-                                                {"count", KBR_PGCOL_INT}};
+static const kbr_pgcol history_batch_cols[] = {
+    {"firmware", KBR_PGCOL_TEXT}, {"batch", KBR_PGCOL_TEXT}, {"count", KBR_PGCOL_INT}};
 
-kbr_err kbr_pg_history_firmware(kbr_store *st, int64_t history, json_t **out)
+kbr_err kbr_pg_history_batches(kbr_store *st, int64_t history, json_t **out)
 {
     P;
 
     kbr_pg_int(&p, history);
     return kbr_pg_objects(PG(st),
-                          "SELECT firmware, count FROM history_firmware"
-                          " WHERE history = $1 AND count > 0",
-                          &p, firmware_count_cols, KBR_PG_NCOLS(firmware_count_cols), out);
+                          "SELECT firmware, batch, count FROM history_firmware_batch"
+                          " WHERE history = $1 ORDER BY firmware, batch",
+                          &p, history_batch_cols, KBR_PG_NCOLS(history_batch_cols), out);
+}
+
+/* An empty array for a batch the ledger does not have (sqlite_exposure.c). */
+kbr_err kbr_pg_batch_markets(kbr_store *st, const char *batch, json_t **out)
+{
+    kbr_err err = KBR_OK;
+    char *text = NULL;
+    kbr_err found;
+    P;
+
+    *out = NULL;
+    kbr_pg_text(&p, batch);
+    found = kbr_pg_string(PG(st), "SELECT markets FROM batches WHERE batch = $1", &p, &text);
+    KBR_ENSURE(found == KBR_OK || found == KBR_ERR_NOT_FOUND, found);
+    *out = text != NULL ? json_loads(text, 0, NULL) : json_array();
+    KBR_ENSURE(json_is_array(*out), KBR_ERR_STORE);
+out:
+    if (err != KBR_OK) {
+        json_decref(*out);
+        *out = NULL;
+    }
+    free(text);
+    return err;
 }
 
 static const kbr_pgcol pending_cols[] = {

@@ -204,6 +204,22 @@ static void sql_name_matches(sqlite3_context *ctx, int argc, sqlite3_value **arg
                                              (const char *)sqlite3_value_text(argv[1])));
 }
 
+/* kbr_store_purl_key(purl) in SQL, for the schema step that fills components.purl_key. */
+static void sql_purl_key(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    char *key = NULL;
+
+    (void)argc;
+    if (kbr_store_purl_key((const char *)sqlite3_value_text(argv[0]), &key) != KBR_OK) {
+        sqlite3_result_error_nomem(ctx);
+        return;
+    }
+    if (key == NULL)
+        sqlite3_result_null(ctx);
+    else
+        sqlite3_result_text(ctx, key, -1, free);
+}
+
 static kbr_err configure(kbr_sqlite *s, const char *path, sqlite3_int64 max_pages, kbr_msg *msg)
 {
     kbr_err err = KBR_OK;
@@ -215,6 +231,10 @@ static kbr_err configure(kbr_sqlite *s, const char *path, sqlite3_int64 max_page
     rc = sqlite3_create_function_v2(s->db, "kbr_name_matches", 2,
                                     SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS, NULL,
                                     sql_name_matches, NULL, NULL, NULL);
+    KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
+    rc = sqlite3_create_function_v2(s->db, "kbr_purl_key", 1,
+                                    SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS, NULL,
+                                    sql_purl_key, NULL, NULL, NULL);
     KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
     KBR_GUARD(set_wal(s, path, msg));
     rc = sqlite3_exec(s->db, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON", NULL, NULL, NULL);
@@ -312,6 +332,13 @@ static kbr_err schema_in_tx(kbr_sqlite *s, const char *path, kbr_msg *msg)
     }
     if (version < 8) {
         rc = sqlite3_exec(s->db, kbr_sql_v8_deliver, NULL, NULL, NULL);
+        KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
+    }
+    /* a store at 6, 7 or 8 takes this step */
+    if (version < 9) {
+        rc = sqlite3_exec(s->db, kbr_sql_v9_cra, NULL, NULL, NULL);
+        KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
+        rc = sqlite3_exec(s->db, "UPDATE meta SET schema_version = 9", NULL, NULL, NULL);
         KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
     }
 out:
@@ -722,7 +749,8 @@ const kbr_store_ops kbr_store_sqlite_ops = {
     .build_row = kbr_sqlite_build_row,
     .fleet_batches = kbr_sqlite_fleet_batches,
     .build_histories = kbr_sqlite_build_histories,
-    .history_firmware = kbr_sqlite_history_firmware,
+    .history_batches = kbr_sqlite_history_batches,
+    .batch_markets = kbr_sqlite_batch_markets,
     .pending_group = kbr_sqlite_pending_group,
     .fleet_walk = kbr_sqlite_fleet_walk,
     .fleet_size = kbr_sqlite_fleet_size,
@@ -734,4 +762,19 @@ const kbr_store_ops kbr_store_sqlite_ops = {
     .device_revocation = kbr_sqlite_device_revocation,
     .key_delivery_insert = kbr_sqlite_key_delivery_insert,
     .device_deliveries = kbr_sqlite_device_deliveries,
+    .product_get = kbr_sqlite_product_get,
+    .product_put = kbr_sqlite_product_put,
+    .incident_insert = kbr_sqlite_incident_insert,
+    .incident_build_insert = kbr_sqlite_incident_build_insert,
+    .incident_fleet_load = kbr_sqlite_incident_fleet_load,
+    .incident_get = kbr_sqlite_incident_get,
+    .incident_list = kbr_sqlite_incident_list,
+    .incident_queries = kbr_sqlite_incident_queries,
+    .incident_builds = kbr_sqlite_incident_builds,
+    .incident_fix = kbr_sqlite_incident_fix,
+    .incident_report_insert = kbr_sqlite_incident_report_insert,
+    .incident_reports = kbr_sqlite_incident_reports,
+    .incident_series = kbr_sqlite_incident_series,
+    .firmware_version_exists = kbr_sqlite_firmware_version_exists,
+    .evidence_incident_seqs = kbr_sqlite_evidence_incident_seqs,
 };

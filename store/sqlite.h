@@ -101,7 +101,8 @@ typedef enum {
     SQ_VIEW_BUILD,
     SQ_VIEW_BUILD_BATCHES,
     SQ_VIEW_BUILD_HISTORIES,
-    SQ_VIEW_HISTORY_FIRMWARE,
+    SQ_VIEW_HISTORY_BATCHES,
+    SQ_VIEW_BATCH_MARKETS,
     SQ_VIEW_FLEET_SIZE,
     SQ_VIEW_PENDING_GROUP,
     SQ_VIEW_WALK_PRODUCT,
@@ -117,6 +118,22 @@ typedef enum {
     /* keys delivered to devices (sqlite_deliver.c) */
     SQ_DELIVERY_INSERT,
     SQ_DEVICE_DELIVERIES,
+    SQ_PRODUCT_GET,
+    SQ_PRODUCT_INSERT,
+    SQ_PRODUCT_UPDATE,
+    SQ_INCIDENT_INSERT,
+    SQ_INCIDENT_BUILD_INSERT,
+    SQ_INCIDENT_FLEET_LOAD,
+    SQ_INCIDENT_GET,
+    SQ_INCIDENT_LIST,
+    SQ_INCIDENT_QUERIES,
+    SQ_INCIDENT_BUILDS,
+    SQ_INCIDENT_FIX,
+    SQ_INCIDENT_REPORT_INSERT,
+    SQ_INCIDENT_REPORTS,
+    SQ_INCIDENT_SERIES,
+    SQ_FIRMWARE_VERSION_EXISTS,
+    SQ_EVIDENCE_INCIDENT,
     SQ__COUNT
 } kbr_sq_id;
 
@@ -132,7 +149,7 @@ kbr_err kbr_sqlite_err(int rc);
 kbr_err kbr_sqlite_fail(kbr_sqlite *s, const char *path, int rc, kbr_msg *msg);
 
 /* The schema version this broker writes. */
-#define KBR_SQLITE_SCHEMA_VERSION 8
+#define KBR_SQLITE_SCHEMA_VERSION 9
 /* "PATH[?max_pages=N]": *path is the caller's to free. */
 kbr_err kbr_sqlite_parse_location(const char *loc, char **path, sqlite3_int64 *max_pages,
                                   kbr_msg *msg);
@@ -215,7 +232,7 @@ kbr_err kbr_sqlite_firmware_digest(kbr_store *st, const char *product, const cha
                                    char **digest);
 kbr_err kbr_sqlite_firmware_insert(kbr_store *st, const kbr_eff_firmware *f, int64_t seq);
 kbr_err kbr_sqlite_component_insert(kbr_store *st, const char *product, const char *version,
-                                    const kbr_eff_component *c);
+                                    const kbr_eff_component *c, const char *purl_key);
 kbr_err kbr_sqlite_key_get(kbr_store *st, const char *name, json_t **key);
 kbr_err kbr_sqlite_key_list(kbr_store *st, json_t **keys);
 kbr_err kbr_sqlite_token_list(kbr_store *st, const char *sub, bool active, time_t now,
@@ -288,7 +305,7 @@ kbr_err kbr_sqlite_checkpoint_latest(kbr_store *st, json_t **out);
 /* The files of store/sql/, built in (the Makefile's rule for $(BUILD)/store/sql.c). */
 extern const char kbr_sql_v1[], kbr_sql_v2_schema[], kbr_sql_v2_assign[], kbr_sql_v3_schema[],
     kbr_sql_v3_unique[], kbr_sql_v4_schema[], kbr_sql_v5_issuer[], kbr_sql_v6_revoke[],
-    kbr_sql_v8_deliver[];
+    kbr_sql_v8_deliver[], kbr_sql_v9_cra[];
 
 kbr_err kbr_sqlite_migrate_v2(kbr_sqlite *s, const char *path, kbr_msg *msg);
 kbr_err kbr_sqlite_migrate_v3(kbr_sqlite *s, const char *path, kbr_msg *msg);
@@ -309,13 +326,15 @@ kbr_err kbr_sqlite_expiring_devices(kbr_store *st, const char *product, const ch
                                     int limit, int64_t *count, json_t **out);
 kbr_err kbr_sqlite_key_tokens(kbr_store *st, const char *key, json_t **out);
 kbr_err kbr_sqlite_key_operations(kbr_store *st, const char *key, json_t **out);
-kbr_err kbr_sqlite_exposure_components(kbr_store *st, const kbr_exposure_query *q, json_t **out);
+kbr_err kbr_sqlite_exposure_components(kbr_store *st, const char *component, const char *purl_key,
+                                       const char *product, json_t **out);
 kbr_err kbr_sqlite_build_row(kbr_store *st, const char *product, const char *version, json_t **out);
 kbr_err kbr_sqlite_fleet_batches(kbr_store *st, const char *product, const char *firmware,
                                  json_t **out);
 kbr_err kbr_sqlite_build_histories(kbr_store *st, const char *product, const char *version,
                                    json_t **out);
-kbr_err kbr_sqlite_history_firmware(kbr_store *st, int64_t history, json_t **out);
+kbr_err kbr_sqlite_history_batches(kbr_store *st, int64_t history, json_t **out);
+kbr_err kbr_sqlite_batch_markets(kbr_store *st, const char *batch, json_t **out);
 kbr_err kbr_sqlite_pending_group(kbr_store *st, int64_t history, const char *firmware,
                                  const char *after, int limit, json_t **out);
 kbr_err kbr_sqlite_fleet_walk(kbr_store *st, const char *product, const char *after,
@@ -331,6 +350,25 @@ kbr_err kbr_sqlite_crl_insert(kbr_store *st, const kbr_eff_crl *l, int64_t seq);
 kbr_err kbr_sqlite_crl_revoked(kbr_store *st, const char *issuer_key, json_t **rows);
 kbr_err kbr_sqlite_device_revocation(kbr_store *st, const char *product, const char *serial,
                                      json_t **out);
+/* Products' support periods and incidents (sqlite_cra.c). */
+kbr_err kbr_sqlite_product_get(kbr_store *st, const char *product, json_t **out);
+kbr_err kbr_sqlite_product_put(kbr_store *st, const kbr_fx_product_register *p, bool exists,
+                               int64_t seq);
+kbr_err kbr_sqlite_incident_insert(kbr_store *st, const kbr_fx_incident_create *i, int64_t seq);
+kbr_err kbr_sqlite_incident_build_insert(kbr_store *st, const char *incident, const char *product,
+                                         const char *version, int64_t seq);
+kbr_err kbr_sqlite_incident_fleet_load(kbr_store *st, const char *incident, const char *day);
+kbr_err kbr_sqlite_incident_get(kbr_store *st, const char *id, json_t **out);
+kbr_err kbr_sqlite_incident_list(kbr_store *st, json_t **out);
+kbr_err kbr_sqlite_incident_queries(kbr_store *st, json_t **out);
+kbr_err kbr_sqlite_incident_builds(kbr_store *st, const char *id, json_t **out);
+kbr_err kbr_sqlite_incident_fix(kbr_store *st, const kbr_fx_incident_fix *f, int64_t seq);
+kbr_err kbr_sqlite_incident_report_insert(kbr_store *st, const kbr_fx_incident_report *r,
+                                          int64_t seq);
+kbr_err kbr_sqlite_incident_reports(kbr_store *st, const char *id, json_t **out);
+kbr_err kbr_sqlite_incident_series(kbr_store *st, const char *id, json_t **out);
+kbr_err kbr_sqlite_firmware_version_exists(kbr_store *st, const char *version, bool *exists);
+kbr_err kbr_sqlite_evidence_incident_seqs(kbr_store *st, const char *id, json_t **seqs);
 
 /* Keys delivered to devices (sqlite_deliver.c). */
 kbr_err kbr_sqlite_key_delivery_insert(kbr_store *st, const kbr_eff_deliver *d, int64_t seq);

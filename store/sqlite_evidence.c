@@ -42,6 +42,21 @@
     "  UNION SELECT seq FROM audit WHERE key IN (SELECT key FROM pk) AND op = 'key.retire'"        \
     "   AND outcome = 'ok'),"
 
+/* An incident's own entries (its record, its fix, its reports), the builds it names (with
+ * their SBOMs) and its fix's builds. */
+#define INCIDENT_BASE                                                                              \
+    "WITH inc AS (SELECT audit_seq, fix_seq, fixed_version, product FROM incidents"                \
+    "  WHERE id = ?1),"                                                                            \
+    " base AS (SELECT audit_seq AS seq FROM inc"                                                   \
+    "  UNION SELECT fix_seq FROM inc WHERE fix_seq IS NOT NULL"                                    \
+    "  UNION SELECT audit_seq FROM incident_reports WHERE incident = ?1"                           \
+    "  UNION SELECT audit_seq FROM incident_builds WHERE incident = ?1"                            \
+    "  UNION SELECT f.audit_seq FROM firmware f JOIN incident_builds b"                            \
+    "   ON b.product = f.product AND b.version = f.version WHERE b.incident = ?1"                  \
+    "  UNION SELECT f.audit_seq FROM firmware f, inc WHERE f.version = inc.fixed_version"          \
+    "   AND (f.product = inc.product OR f.product IN"                                              \
+    "    (SELECT product FROM incident_builds WHERE incident = ?1))),"
+
 /* What the base entries lean on: the keys they name, and the tokens that made them. */
 #define LEANS_ON                                                                                   \
     " named AS (SELECT a.key, a.jti FROM audit a JOIN base ON a.seq = base.seq)"                   \
@@ -68,6 +83,31 @@ kbr_err kbr_sqlite_evidence_seqs(kbr_store *st, const char *product, const char 
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, product));
     if (serial != NULL)
         KBR_GUARD(kbr_sqlite_bind_text(stmt, 2, serial));
+    arr = json_array();
+    KBR_ENSURE(arr != NULL, KBR_ERR_NOMEM);
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
+        if (sqlite3_column_type(stmt, 0) == SQLITE_INTEGER)
+            KBR_ENSURE(json_array_append_new(arr, json_integer(sqlite3_column_int64(stmt, 0))) == 0,
+                       KBR_ERR_NOMEM);
+    KBR_ENSURE(rc == SQLITE_DONE, kbr_sqlite_err(rc));
+    *seqs = arr;
+    arr = NULL;
+out:
+    json_decref(arr);
+    kbr_sqlite_done(stmt);
+    return err;
+}
+
+kbr_err kbr_sqlite_evidence_incident_seqs(kbr_store *st, const char *id, json_t **seqs)
+{
+    kbr_err err = KBR_OK;
+    sqlite3_stmt *stmt = NULL;
+    json_t *arr = NULL;
+    int rc;
+
+    *seqs = NULL;
+    KBR_GUARD(kbr_sqlite_stmt(SQ(st), SQ_EVIDENCE_INCIDENT, INCIDENT_BASE LEANS_ON, &stmt));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, id));
     arr = json_array();
     KBR_ENSURE(arr != NULL, KBR_ERR_NOMEM);
     while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)

@@ -12,84 +12,37 @@
 
 #define SQ(st) ((kbr_sqlite *)(st))
 
-/*
- * The smallest string above every string that starts with prefix: its last byte that is not
- * 0xff, plus one.  Text compares bytewise, so purl >= prefix AND purl < upper is an index
- * range.  NULL when there is none (a prefix of 0xff bytes only: no valid UTF-8 holds one).
- */
-static char *prefix_upper(const char *prefix)
-{
-    size_t n = strlen(prefix);
-    char *upper;
-
-    while (n > 0 && (unsigned char)prefix[n - 1] == 0xff)
-        n--;
-    if (n == 0)
-        return NULL;
-    upper = strndup(prefix, n);
-    if (upper != NULL)
-        upper[n - 1] = (char)((unsigned char)upper[n - 1] + 1);
-    return upper;
-}
-
-#define COMPONENT_FILTERS                                                                          \
-    " AND (?2 IS NULL OR cversion IN (SELECT value FROM json_each(?2)))"                           \
-    " AND (?3 IS NULL OR product = ?3) ORDER BY product, version, rowid"
-
-static kbr_err components_stmt(kbr_sqlite *s, const kbr_exposure_query *q, char **upper,
-                               sqlite3_stmt **out)
-{
-    kbr_err err = KBR_OK;
-    sqlite3_stmt *stmt = NULL;
-
-    *out = NULL;
-    if (q->component != NULL) {
-        KBR_GUARD(kbr_sqlite_stmt(s, SQ_VIEW_COMPONENTS_BY_NAME,
-                                  "SELECT product, version, name, cversion, purl FROM components"
-                                  " WHERE name = ?1" COMPONENT_FILTERS,
-                                  &stmt));
-        KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, q->component));
-    } else {
-        *upper = prefix_upper(q->purl_prefix);
-        KBR_ENSURE(*upper != NULL, KBR_ERR_BAD_REQUEST);
-        KBR_GUARD(kbr_sqlite_stmt(s, SQ_VIEW_COMPONENTS_BY_PURL,
-                                  "SELECT product, version, name, cversion, purl FROM components"
-                                  " WHERE purl >= ?1 AND purl < ?4" COMPONENT_FILTERS,
-                                  &stmt));
-        KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, q->purl_prefix));
-        KBR_GUARD(kbr_sqlite_bind_text(stmt, 4, *upper));
-    }
-    *out = stmt;
-    stmt = NULL;
-out:
-    kbr_sqlite_done(stmt);
-    return err;
-}
-
 static const kbr_col_spec component_cols[] = {
     {"product", KBR_COL_TEXT},  {"version", KBR_COL_TEXT}, {"name", KBR_COL_TEXT},
     {"cversion", KBR_COL_TEXT}, {"purl", KBR_COL_TEXT},
 };
 
-kbr_err kbr_sqlite_exposure_components(kbr_store *st, const kbr_exposure_query *q, json_t **out)
+/* The candidates: one index lookup, by name or by package; match.c decides. */
+kbr_err kbr_sqlite_exposure_components(kbr_store *st, const char *component, const char *purl_key,
+                                       const char *product, json_t **out)
 {
     kbr_err err = KBR_OK;
     sqlite3_stmt *stmt = NULL;
-    char *versions = NULL, *upper = NULL;
 
     *out = NULL;
-    if (q->versions != NULL) {
-        versions = json_dumps(q->versions, JSON_COMPACT);
-        KBR_ENSURE(versions != NULL, KBR_ERR_NOMEM);
-    }
-    KBR_GUARD(components_stmt(SQ(st), q, &upper, &stmt));
-    KBR_GUARD(kbr_sqlite_bind_text(stmt, 2, versions));
-    KBR_GUARD(kbr_sqlite_bind_text(stmt, 3, q->product));
+    if (component != NULL)
+        KBR_GUARD(kbr_sqlite_stmt(SQ(st), SQ_VIEW_COMPONENTS_BY_NAME,
+                                  "SELECT product, version, name, cversion, purl FROM components"
+                                  " WHERE name = ?1 AND (?2 IS NULL OR product = ?2)"
+                                  " ORDER BY product, version, rowid",
+                                  &stmt));
+    else
+        KBR_GUARD(kbr_sqlite_stmt(SQ(st), SQ_VIEW_COMPONENTS_BY_PURL,
+                                  "SELECT product, version, name, cversion, purl FROM components"
+                                  " WHERE purl_key = ?1 AND (?2 IS NULL OR product = ?2)"
+                                  " ORDER BY product, version, rowid",
+                                  &stmt));
+    KBR_ENSURE(component != NULL || purl_key != NULL, KBR_ERR_INTERNAL);
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, component != NULL ? component : purl_key));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 2, product));
     KBR_GUARD(kbr_sqlite_objects(stmt, component_cols, KBR_NCOLS(component_cols), out));
 out:
     kbr_sqlite_done(stmt);
-    free(upper);
-    free(versions);
     return err;
 }
 
@@ -162,22 +115,47 @@ out:
     return err;
 }
 
-static const kbr_col_spec firmware_count_cols[] = {{"firmware", KBR_COL_TEXT},
-                                                   {"count", KBR_COL_INT}};
+static const kbr_col_spec history_batch_cols[] = {
+    {"firmware", KBR_COL_TEXT}, {"batch", KBR_COL_TEXT}, {"count", KBR_COL_INT}};
 
-kbr_err kbr_sqlite_history_firmware(kbr_store *st, int64_t history, json_t **out)
+kbr_err kbr_sqlite_history_batches(kbr_store *st, int64_t history, json_t **out)
 {
     kbr_err err = KBR_OK;
     sqlite3_stmt *stmt = NULL;
 
     *out = NULL;
-    KBR_GUARD(kbr_sqlite_stmt(SQ(st), SQ_VIEW_HISTORY_FIRMWARE,
-                              "SELECT firmware, count FROM history_firmware"
-                              " WHERE history = ?1 AND count > 0",
+    KBR_GUARD(kbr_sqlite_stmt(SQ(st), SQ_VIEW_HISTORY_BATCHES,
+                              "SELECT firmware, batch, count FROM history_firmware_batch"
+                              " WHERE history = ?1 ORDER BY firmware, batch",
                               &stmt));
     KBR_GUARD(kbr_sqlite_err(sqlite3_bind_int64(stmt, 1, history)));
-    KBR_GUARD(kbr_sqlite_objects(stmt, firmware_count_cols, KBR_NCOLS(firmware_count_cols), out));
+    KBR_GUARD(kbr_sqlite_objects(stmt, history_batch_cols, KBR_NCOLS(history_batch_cols), out));
 out:
+    kbr_sqlite_done(stmt);
+    return err;
+}
+
+kbr_err kbr_sqlite_batch_markets(kbr_store *st, const char *batch, json_t **out)
+{
+    kbr_err err = KBR_OK;
+    sqlite3_stmt *stmt = NULL;
+    const char *text;
+    int rc;
+
+    *out = NULL;
+    KBR_GUARD(kbr_sqlite_stmt(SQ(st), SQ_VIEW_BATCH_MARKETS,
+                              "SELECT markets FROM batches WHERE batch = ?1", &stmt));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, batch));
+    rc = sqlite3_step(stmt);
+    KBR_ENSURE(rc == SQLITE_ROW || rc == SQLITE_DONE, kbr_sqlite_err(rc));
+    text = rc == SQLITE_ROW ? kbr_sqlite_text(stmt, 0) : NULL;
+    *out = text != NULL ? json_loads(text, 0, NULL) : json_array();
+    KBR_ENSURE(json_is_array(*out), KBR_ERR_STORE);
+out:
+    if (err != KBR_OK) {
+        json_decref(*out);
+        *out = NULL;
+    }
     kbr_sqlite_done(stmt);
     return err;
 }

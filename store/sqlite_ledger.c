@@ -391,15 +391,16 @@ out:
 }
 
 kbr_err kbr_sqlite_component_insert(kbr_store *st, const char *product, const char *version,
-                                    const kbr_eff_component *c)
+                                    const kbr_eff_component *c, const char *purl_key)
 {
     kbr_err err = KBR_OK;
     sqlite3_stmt *stmt = NULL;
 
     KBR_GUARD(kbr_sqlite_stmt(SQ(st), SQ_COMPONENT_INSERT,
-                              "INSERT INTO components(product, version, name, cversion, purl)"
-                              " VALUES (?1, ?2, ?3, ?4, ?5)",
+                              "INSERT INTO components(product, version, name, cversion, purl,"
+                              " purl_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                               &stmt));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 6, purl_key));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, product));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 2, version));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 3, c->name));

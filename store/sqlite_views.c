@@ -155,7 +155,8 @@ kbr_err kbr_sqlite_product_known(kbr_store *st, const char *product, bool *known
     *known = false;
     KBR_GUARD(kbr_sqlite_stmt(SQ(st), SQ_VIEW_PRODUCT_KNOWN,
                               "SELECT EXISTS (SELECT 1 FROM batches WHERE product = ?1)"
-                              " OR EXISTS (SELECT 1 FROM devices WHERE product = ?1)",
+                              " OR EXISTS (SELECT 1 FROM devices WHERE product = ?1)"
+                              " OR EXISTS (SELECT 1 FROM products WHERE product = ?1)",
                               &stmt));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, product));
     rc = sqlite3_step(stmt);

@@ -6,91 +6,29 @@
  */
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "backend.h"
+#include "kbr_cra.h"
 
 /* ---- version order ---- */
 
-static bool all_digits(const char *s, size_t n)
+/* A version generic reads: printable ASCII with a letter or digit (firmware names are). */
+static bool generic_version(const char *v)
 {
-    if (n == 0)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return false;
-    }
-    return true;
-}
-
-/* Numbers of any length: leading zeros dropped, then the longer is larger. */
-static int cmp_number(const char *a, size_t an, const char *b, size_t bn)
-{
-    int c;
-
-    while (an > 1 && *a == '0') {
-        a++;
-        an--;
-    }
-    while (bn > 1 && *b == '0') {
-        b++;
-        bn--;
-    }
-    if (an != bn)
-        return an < bn ? -1 : 1;
-    c = memcmp(a, b, an);
-    return c < 0 ? -1 : c > 0;
-}
-
-static int cmp_part(const char *a, size_t an, const char *b, size_t bn)
-{
-    bool na = all_digits(a, an), nb = all_digits(b, bn);
-    int c;
-
-    if (na && nb)
-        return cmp_number(a, an, b, bn);
-    if (na != nb)
-        return na ? -1 : 1;
-    c = memcmp(a, b, an < bn ? an : bn);
-    if (c != 0)
-        return c < 0 ? -1 : 1;
-    return an < bn ? -1 : an > bn;
+    return kbr_version_check(KBR_VSCHEME_GENERIC, v, NULL) == KBR_OK;
 }
 
 int kbr_store_version_cmp(const char *a, const char *b)
 {
-    for (;;) {
-        size_t an = strcspn(a, ".-"), bn = strcspn(b, ".-");
-        int c;
+    bool ga = generic_version(a), gb = generic_version(b);
+    int c = 0;
 
-        if (*a == '\0' || *b == '\0')
-            return *a == *b ? 0 : (*a == '\0' ? -1 : 1);
-        c = cmp_part(a, an, b, bn);
-        if (c != 0)
-            return c;
-        a += an;
-        b += bn;
-        a += *a != '\0';
-        b += *b != '\0';
-    }
-}
-
-/* ---- EU membership (2020 on: 27 states) ---- */
-
-static const char *const eu_members[] = {
-    "AT", "BE", "BG", "HR", "CY", "CZ", "DK", "EE", "FI", "FR", "DE", "GR", "EL", "HU",
-    "IE", "IT", "LV", "LT", "LU", "MT", "NL", "PL", "PT", "RO", "SK", "SI", "ES", "SE",
-};
-
-bool kbr_store_market_is_eu(const char *code)
-{
-    if (code == NULL)
-        return false;
-    for (size_t i = 0; i < sizeof(eu_members) / sizeof(eu_members[0]); i++) {
-        if (strcasecmp(code, eu_members[i]) == 0)
-            return true;
-    }
-    return false;
+    if (ga && gb && kbr_version_cmp(KBR_VSCHEME_GENERIC, a, b, &c, NULL) == KBR_OK)
+        return c;
+    if (ga != gb)
+        return ga ? 1 : -1;
+    c = strcmp(a, b);
+    return c < 0 ? -1 : c > 0;
 }
 
 /* ---- small JSON helpers ---- */
@@ -396,6 +334,29 @@ out:
     return err;
 }
 
+/* The product's support period, and what lapses within it (null both when unregistered). */
+static kbr_err support_sections(kbr_store *st, const char *product, const json_t *groups,
+                                json_t *view)
+{
+    kbr_err err = KBR_OK;
+    json_t *support = NULL, *continuity = NULL;
+    kbr_err found = kbr_store_product_get(st, product, &support);
+
+    KBR_ENSURE(found == KBR_OK || found == KBR_ERR_NOT_FOUND, found);
+    if (found == KBR_OK)
+        KBR_GUARD(kbr_store_continuity(st, product, groups,
+                                       json_string_value(json_object_get(support, "support_until")),
+                                       &continuity));
+    KBR_ENSURE(
+        json_object_set(view, "support", support != NULL ? support : json_null()) == 0 &&
+            json_object_set(view, "continuity", continuity != NULL ? continuity : json_null()) == 0,
+        KBR_ERR_NOMEM);
+out:
+    json_decref(continuity);
+    json_decref(support);
+    return err;
+}
+
 kbr_err kbr_store_view_product(kbr_store *st, const char *product, time_t now, long within_days,
                                json_t **out)
 {
@@ -416,6 +377,7 @@ kbr_err kbr_store_view_product(kbr_store *st, const char *product, time_t now, l
         KBR_GUARD(expiring_section(raw, within_days, until, &expiring));
         KBR_ENSURE(json_object_set(view, "expiring", expiring) == 0, KBR_ERR_NOMEM);
     }
+    KBR_GUARD(support_sections(st, product, groups, view));
     *out = view;
     view = NULL;
 out:
@@ -577,82 +539,7 @@ out:
 
 /* ---- View C ---- */
 
-#define PENDING_LIMIT_DEFAULT 100
-#define PENDING_LIMIT_MAX     1000
-
-static bool nonempty(const char *s)
-{
-    return s != NULL && s[0] != '\0';
-}
-
-static kbr_err exposure_check(const kbr_exposure_query *q)
-{
-    kbr_err err = KBR_OK;
-    const json_t *v;
-    size_t i;
-
-    KBR_ENSURE(nonempty(q->component) != nonempty(q->purl_prefix), KBR_ERR_BAD_REQUEST);
-    KBR_ENSURE(q->component == NULL || q->component[0] != '\0', KBR_ERR_BAD_REQUEST);
-    KBR_ENSURE(q->purl_prefix == NULL || q->purl_prefix[0] != '\0', KBR_ERR_BAD_REQUEST);
-    KBR_ENSURE(q->limit >= 0 && q->limit <= PENDING_LIMIT_MAX, KBR_ERR_BAD_REQUEST);
-    KBR_ENSURE(q->versions == NULL || json_is_array(q->versions), KBR_ERR_BAD_REQUEST);
-    json_array_foreach(q->versions, i, v)
-    {
-        KBR_ENSURE(json_is_string(v), KBR_ERR_BAD_REQUEST);
-    }
-out:
-    return err;
-}
-
-/* One batch's devices count once in each of its (distinct) markets, and once in the EU. */
-static kbr_err count_batch(const json_t *batch, json_t *by_market, json_int_t *eu)
-{
-    kbr_err err = KBR_OK;
-    const json_t *markets = json_object_get(batch, "markets"), *m, *seen;
-    json_int_t n = json_integer_value(json_object_get(batch, "count"));
-    bool in_eu = false;
-    size_t i, j;
-
-    json_array_foreach(markets, i, m)
-    {
-        bool repeated = false;
-
-        json_array_foreach(markets, j, seen)
-        {
-            if (j >= i)
-                break;
-            repeated = repeated || json_equal(seen, m);
-        }
-        if (repeated || !json_is_string(m))
-            continue;
-        KBR_GUARD(add_int(by_market, json_string_value(m), n));
-        in_eu = in_eu || kbr_store_market_is_eu(json_string_value(m));
-    }
-    *eu += in_eu ? n : 0;
-out:
-    return err;
-}
-
-static kbr_err market_counts(json_t *devices)
-{
-    kbr_err err = KBR_OK;
-    json_t *by_market = NULL;
-    const json_t *batch;
-    json_int_t eu = 0;
-    size_t i;
-
-    by_market = json_object();
-    KBR_ENSURE(by_market != NULL, KBR_ERR_NOMEM);
-    json_array_foreach(json_object_get(devices, "by_batch"), i, batch)
-    {
-        KBR_GUARD(count_batch(batch, by_market, &eu));
-    }
-    KBR_ENSURE(json_object_set(devices, "by_market", by_market) == 0, KBR_ERR_NOMEM);
-    KBR_ENSURE(json_object_set_new(devices, "eu", json_integer(eu)) == 0, KBR_ERR_NOMEM);
-out:
-    json_decref(by_market);
-    return err;
-}
+#define PAGE_LIMIT_DEFAULT 100
 
 kbr_err kbr_store_view_exposure(kbr_store *st, const kbr_exposure_query *q, json_t **out)
 {
@@ -661,15 +548,13 @@ kbr_err kbr_store_view_exposure(kbr_store *st, const kbr_exposure_query *q, json
     json_t *raw = NULL, *echo = NULL;
 
     *out = NULL;
-    KBR_ENSURE(q != NULL, KBR_ERR_BAD_REQUEST);
-    KBR_GUARD(exposure_check(q));
+    KBR_GUARD(kbr_store_exposure_check(q, NULL));
     resolved = *q;
-    resolved.limit = q->limit == 0 ? PENDING_LIMIT_DEFAULT : q->limit;
+    resolved.limit = q->limit == 0 ? PAGE_LIMIT_DEFAULT : q->limit;
     KBR_GUARD(kbr_store_exposure_rows(st, &resolved, &raw));
-    KBR_GUARD(market_counts(json_object_get(raw, "devices")));
-    echo =
-        json_pack("{s:s?,s:O?,s:s?,s:s?,s:s?}", "component", q->component, "versions", q->versions,
-                  "purl", q->purl_prefix, "product", q->product, "fixed_version", q->fixed_version);
+    echo = json_pack("{s:s?,s:s?,s:O?,s:s?,s:s?,s:s?}", "component", q->component, "purl", q->purl,
+                     "versions", q->versions, "vers", q->vers, "product", q->product,
+                     "fixed_version", q->fixed_version);
     KBR_ENSURE(echo != NULL, KBR_ERR_NOMEM);
     KBR_ENSURE(json_object_set(raw, "query", echo) == 0, KBR_ERR_NOMEM);
     *out = raw;

@@ -10,6 +10,7 @@
 #define KBR_CLI_H
 
 #include <stdio.h>
+#include <time.h>
 
 #include <openssl/evp.h>
 
@@ -242,6 +243,11 @@ typedef struct {
     long status;
     json_t *body;        /* parsed response, NULL if empty or not JSON */
     long long audit_seq; /* X-Audit-Seq, the audit record of this call; -1 if absent */
+    /* set before the call: keep the body's bytes as they came (a document whose SHA-256 the
+     * log names) in raw, raw_len; never for a response that may carry a token */
+    bool keep_raw;
+    char *raw;
+    size_t raw_len;
 } cli_response;
 
 /*
@@ -388,6 +394,38 @@ KBR_WUR kbr_err cli_ota_report_body(const cli_args *a, json_t **out, kbr_msg *ms
  */
 KBR_WUR kbr_err cli_ota_report_text(const json_t *resp, long long audit_seq, char **out);
 
+/* ---- the Cyber Resilience Act (cmd_cra.c, chart.c) ---- */
+
+/*
+ * One of an incident's clocks (docs/api.md "Incidents": {due, status, submitted_at, on_time})
+ * as a person reads it at now: "due 2026-12-06 11:39Z, 20 h 59 min left", "OVERDUE by
+ * 3 h 2 min (due ...)", "submitted 2026-12-05 14:39Z, on time" or "late by 2 h", or "-" for a
+ * final report without a fix.  KBR_ERR_BAD_REQUEST for a deadline that is not one.
+ */
+KBR_WUR kbr_err cli_clock_text(const json_t *deadline, time_t now, char *out, size_t n);
+/* An incident (GET /v1/incidents/{id}) as text: its record, its clocks at now, its exposure
+ * when recorded and now per member state, its reports.  Caller frees. */
+KBR_WUR kbr_err cli_incident_text(const json_t *incident, time_t now, char **out);
+/*
+ * An incident's remediation as an SVG drawing: a panel for every market together, one for
+ * the EU and one per member state, each the devices updated and pending day by day (from
+ * over_time), with the fix's availability and the final report's due day marked, up to now.
+ * Text from the broker is escaped as XML.  KBR_ERR_BAD_REQUEST for an incident without
+ * over_time.  Caller frees.
+ */
+KBR_WUR kbr_err cli_incident_chart_svg(const json_t *incident, time_t now, char **out);
+
+/* POST /v1/products from P --placed-on-market --support-until (days YYYY-MM-DD). */
+KBR_WUR kbr_err cli_product_body(const cli_args *a, json_t **out, kbr_msg *msg);
+/* POST /v1/incidents from ID and the options of `incident create` (--versions or --vers,
+ * --actively-exploited yes|no). */
+KBR_WUR kbr_err cli_incident_body(const cli_args *a, json_t **out, kbr_msg *msg);
+
+extern const cli_command cli_cmd_product_create, cli_cmd_product_show;
+extern const cli_command cli_cmd_incident_create, cli_cmd_incident_list, cli_cmd_incident_show,
+    cli_cmd_incident_fix, cli_cmd_incident_report, cli_cmd_incident_document,
+    cli_cmd_incident_chart, cli_cmd_evidence_incident;
+
 /* ---- custody views (cmd_view.c) ---- */
 
 /* The broker's bounds on ?expiring_within_days= and on a page of pending devices. */
@@ -406,20 +444,24 @@ KBR_WUR kbr_err cli_view_names_check(const cli_args *a, const char *what, kbr_ms
 
 /* The options of `view exposure`, all borrowed from the parsed arguments. */
 typedef struct {
-    const char *component, *purl, *product, *fixed_version, *after;
+    const char *component, *purl, *vers, *product, *fixed_version, *after;
     const char *const *versions; /* nversions items, or NULL */
     size_t nversions;
-    long long limit; /* pending devices per page; 0: the broker's default */
+    long long limit; /* devices per page; 0: the broker's default */
     bool csv;
+    bool devices;   /* list every affected device (paged), not only the pending ones */
+    bool eu;        /* the text shows the member states and the EU only */
+    bool by_market; /* the text shows every figure per market */
 } cli_exposure_opts;
 
 /*
  * Reads `view exposure`'s options. KBR_ERR_BAD_REQUEST (msg naming the
  * option) unless exactly one of --component and --purl is given, --purl
- * starts "pkg:", --versions comes only with --component, --limit is
+ * starts "pkg:", at most one of --versions and --vers, --limit is
  * 1..CLI_VIEW_LIMIT_MAX, --after and --limit come only with --fixed-version
- * (they page the pending devices), --csv has --fixed-version and not --json
- * (json: the global flag), and every name is valid UTF-8.
+ * or --devices (they page the devices), --csv has one of those and not --json
+ * (json: the global flag), --eu and --by-market (what the text shows) go
+ * with neither --json nor --csv, and every name is valid UTF-8.
  */
 KBR_WUR kbr_err cli_view_exposure_opts(const cli_args *a, bool json, cli_exposure_opts *o,
                                        kbr_msg *msg);
@@ -432,10 +474,16 @@ KBR_WUR kbr_err cli_view_exposure_opts(const cli_args *a, bool json, cli_exposur
 KBR_WUR kbr_err cli_view_product_text(const json_t *view, char **out);
 KBR_WUR kbr_err cli_view_custody_text(const json_t *view, char **out);
 KBR_WUR kbr_err cli_view_exposure_text(const json_t *view, char **out);
+/* The same with `view exposure`'s text options: eu keeps the member states and the EU total
+ * (every headline figure for the EU), by_market shows the devices running, affected, updated
+ * and pending per market in one table. */
+KBR_WUR kbr_err cli_view_exposure_text_opts(const json_t *view, bool eu, bool by_market,
+                                            char **out);
 KBR_WUR kbr_err cli_view_device_text(const json_t *view, char **out);
 
 /*
- * CSV rows product,serial,current_firmware,batch of pending_devices.items,
+ * CSV rows product,serial,current_firmware,batch of pending_devices.items (or of
+ * affected_devices.items),
  * after the header line when header is true; lines end in "\n". Fields
  * holding a comma, a double quote, CR or LF are quoted as RFC 4180 says
  * (quotes doubled); a null current_firmware is an empty field. An item

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "kbr_cra.h"
 
 #define N_ELEMS(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -37,12 +38,17 @@ static bool ascii_letter(char c)
 /* ISO 3166-1 alpha-2 codes are case-insensitive to people; the broker wants "DE". */
 static kbr_err batch_market_code(const char *item, char code[3], kbr_msg *msg)
 {
+    kbr_msg why = {{0}};
+
     if (strlen(item) != 2 || !ascii_letter(item[0]) || !ascii_letter(item[1]))
         return kbr_fail(msg, KBR_ERR_BAD_REQUEST,
                         "--market '%s' is not an ISO 3166-1 alpha-2 country code such as DE", item);
     code[0] = (char)(item[0] & ~0x20);
     code[1] = (char)(item[1] & ~0x20);
     code[2] = '\0';
+    /* the broker's own list: "EU", "EL", "UK" and user-assigned codes are no country */
+    if (kbr_market_check(code, &why) != KBR_OK)
+        return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "--market %s: %s", item, why.text);
     return KBR_OK;
 }
 

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "kbr_cra.h"
 
 #define N_ELEMS(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -64,9 +65,12 @@ static kbr_err view_exposure_subject(const cli_exposure_opts *o, kbr_msg *msg)
         return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "give exactly one of --component and --purl");
     if (o->purl != NULL && strncmp(o->purl, "pkg:", 4) != 0)
         return kbr_fail(msg, KBR_ERR_BAD_REQUEST,
-                        "--purl must be a package URL prefix such as pkg:generic/openssl");
-    if (o->versions != NULL && o->component == NULL)
-        return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "--versions goes with --component");
+                        "--purl must be a package URL such as pkg:deb/debian/openssl");
+    if (o->versions != NULL && o->vers != NULL)
+        return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "give --versions or --vers, not both");
+    if (o->vers != NULL && strncmp(o->vers, "vers:", 5) != 0)
+        return kbr_fail(msg, KBR_ERR_BAD_REQUEST,
+                        "--vers must be a version range such as vers:deb/<3.0.11-1~deb12u2");
     return KBR_OK;
 }
 
@@ -74,17 +78,22 @@ static kbr_err view_exposure_paging(const cli_args *a, bool json, const cli_expo
                                     kbr_msg *msg)
 {
     bool has_limit = cli_args_str(a, "limit") != NULL;
+    bool pages = o->fixed_version != NULL || o->devices;
 
     if (has_limit && (o->limit < 1 || o->limit > CLI_VIEW_LIMIT_MAX))
         return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "--limit must be 1 to %d", CLI_VIEW_LIMIT_MAX);
-    if ((has_limit || o->after != NULL) && o->fixed_version == NULL)
+    if ((has_limit || o->after != NULL) && !pages)
         return kbr_fail(msg, KBR_ERR_BAD_REQUEST,
-                        "--after and --limit page the pending devices: give --fixed-version");
-    if (o->csv && o->fixed_version == NULL)
+                        "--after and --limit page the devices: give --fixed-version or --devices");
+    if (o->csv && !pages)
         return kbr_fail(msg, KBR_ERR_BAD_REQUEST,
-                        "--csv lists the pending devices: give --fixed-version");
+                        "--csv lists the pending devices (give --fixed-version) or every affected "
+                        "device (--devices)");
     if (o->csv && json)
         return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "--csv and --json do not go together");
+    if ((o->eu || o->by_market) && (json || o->csv))
+        return kbr_fail(msg, KBR_ERR_BAD_REQUEST,
+                        "--eu and --by-market shape the text: not with --json or --csv");
     return KBR_OK;
 }
 
@@ -94,6 +103,7 @@ static kbr_err view_exposure_utf8(const cli_exposure_opts *o, kbr_msg *msg)
 
     KBR_GUARD(view_utf8("--component", o->component, msg));
     KBR_GUARD(view_utf8("--purl", o->purl, msg));
+    KBR_GUARD(view_utf8("--vers", o->vers, msg));
     KBR_GUARD(view_utf8("--product", o->product, msg));
     KBR_GUARD(view_utf8("--fixed-version", o->fixed_version, msg));
     KBR_GUARD(view_utf8("--after", o->after, msg));
@@ -111,11 +121,15 @@ kbr_err cli_view_exposure_opts(const cli_args *a, bool json, cli_exposure_opts *
     memset(o, 0, sizeof(*o));
     r.component = cli_args_str(a, "component");
     r.purl = cli_args_str(a, "purl");
+    r.vers = cli_args_str(a, "vers");
     r.product = cli_args_str(a, "product");
     r.fixed_version = cli_args_str(a, "fixed-version");
     r.after = cli_args_str(a, "after");
     r.versions = cli_args_list(a, "versions", &r.nversions);
     r.csv = cli_args_flag(a, "csv");
+    r.devices = cli_args_flag(a, "devices");
+    r.eu = cli_args_flag(a, "eu");
+    r.by_market = cli_args_flag(a, "by-market");
     (void)cli_args_int(a, "limit", &r.limit);
     KBR_GUARD(view_exposure_subject(&r, msg));
     KBR_GUARD(view_exposure_paging(a, json, &r, msg));
@@ -364,6 +378,58 @@ static kbr_err view_product_unregistered(FILE *f, const json_t *view)
     return view_section(f, "unregistered HSM objects", objs, cols, N_ELEMS(cols));
 }
 
+/* The support period (Art. 13(8)) and what lapses within it; nothing for a product without one. */
+static kbr_err view_product_support(FILE *f, const json_t *view)
+{
+    static const cli_column cols[] = {
+        {"LAPSES", "when"}, {"WHAT", "kind"}, {"KEY", "key"}, {"DETAIL", "detail"}};
+    kbr_err err = KBR_OK;
+    const json_t *sup = json_object_get(view, "support");
+    const json_t *items = json_object_get(view, "continuity"), *it;
+    json_t *rows = NULL;
+    size_t i;
+
+    if (!json_is_object(sup))
+        goto out;
+    fputs("\nsupported from ", f);
+    cli_term_put(f, cli_json_str(sup, "placed_on_market"), CLI_TERM_LINE);
+    fputs(" to ", f);
+    cli_term_put(f, cli_json_str(sup, "support_until"), CLI_TERM_LINE);
+    fprintf(f, " (%" JSON_INTEGER_FORMAT " years)%s\n",
+            json_integer_value(cli_json_path(sup, "support_period.years")),
+            json_is_true(cli_json_path(sup, "support_period.under_five_years"))
+                ? ": UNDER FIVE YEARS, allowed only for a product expected in use for less "
+                  "(Art. 13(8))"
+                : "");
+    rows = json_array();
+    KBR_ENSURE(rows != NULL && json_is_array(items),
+               rows == NULL ? KBR_ERR_NOMEM : KBR_ERR_BAD_REQUEST);
+    json_array_foreach(items, i, it)
+    {
+        const char *kind = cli_json_str(it, "kind");
+        const json_t *when = json_object_get(it, "not_after");
+        char detail[160] = "";
+
+        if (kind != NULL && strcmp(kind, "issuer-certificate") == 0)
+            snprintf(detail, sizeof(detail), "%.150s", cli_json_str(it, "subject"));
+        else if (kind != NULL && strcmp(kind, "algorithm") == 0)
+            snprintf(detail, sizeof(detail), "%.40s: %.110s", cli_json_str(it, "algorithm"),
+                     cli_json_str(it, "source"));
+        else if (kind != NULL && strcmp(kind, "device-certificates") == 0)
+            snprintf(detail, sizeof(detail), "%" JSON_INTEGER_FORMAT " certificates, the first",
+                     json_integer_value(json_object_get(it, "count")));
+        KBR_GUARD(view_append(
+            rows,
+            json_pack("{s:O?,s:O?,s:O?,s:s}", "when",
+                      when != NULL ? (json_t *)when : view_borrow(it, "usable_until"), "kind",
+                      view_borrow(it, "kind"), "key", view_borrow(it, "key"), "detail", detail)));
+    }
+    KBR_GUARD(view_section(f, "lapses within the support period", rows, cols, N_ELEMS(cols)));
+out:
+    json_decref(rows);
+    return err;
+}
+
 static kbr_err view_product_write(FILE *f, const json_t *view)
 {
     kbr_err err = KBR_OK;
@@ -373,6 +439,7 @@ static kbr_err view_product_write(FILE *f, const json_t *view)
     fputs("product ", f);
     cli_term_put(f, product, CLI_TERM_LINE);
     fputc('\n', f);
+    KBR_GUARD(view_product_support(f, view));
     KBR_GUARD(view_product_keys(f, view));
     KBR_GUARD(view_product_certs(f, view));
     KBR_GUARD(view_product_expiring(f, view));
@@ -542,6 +609,13 @@ static kbr_err view_exposure_builds(FILE *f, const json_t *builds)
     return view_mapped_section(f, "builds", builds, view_build_row, cols, N_ELEMS(cols));
 }
 
+/* Text options of `view exposure`, for the writers below. */
+typedef struct {
+    bool eu, by_market;
+} exposure_text;
+
+static const exposure_text *exposure_opts; /* set around one render, on one thread */
+
 /* One row per market, then the EU total: a device counts once there however many EU markets. */
 static kbr_err view_market_rows(const json_t *devices, json_t **out)
 {
@@ -555,7 +629,11 @@ static kbr_err view_market_rows(const json_t *devices, json_t **out)
     KBR_ENSURE(json_is_object(by_market) && json_is_integer(json_object_get(devices, "eu")),
                KBR_ERR_BAD_REQUEST);
     json_object_foreach((json_t *)by_market, market, n)
+    {
+        if (exposure_opts->eu && !kbr_market_is_eu(market))
+            continue;
         KBR_GUARD(view_append(rows, json_pack("{s:s, s:O}", "market", market, "devices", n)));
+    }
     KBR_GUARD(view_append(rows, json_pack("{s:s, s:O}", "market", "EU total", "devices",
                                           json_object_get(devices, "eu"))));
     *out = rows;
@@ -565,21 +643,104 @@ out:
     return err;
 }
 
-static kbr_err view_exposure_devices(FILE *f, const json_t *devices)
+/* Every figure per market: running now, ever affected, and with a fix updated and pending. */
+static json_t *market_row(const char *market, const json_t *running, const json_t *affected,
+                          const json_t *rem)
+{
+    return json_pack("{s:s,s:O?,s:O?,s:O?,s:O?}", "market", market, "running", running, "affected",
+                     affected, "updated", json_object_get(rem, "updated"), "pending",
+                     json_object_get(rem, "pending"));
+}
+
+static kbr_err view_by_market(FILE *f, const json_t *view)
+{
+    static const cli_column cols[] = {{"MARKET", "market"},
+                                      {"RUNNING", "running"},
+                                      {"AFFECTED", "affected"},
+                                      {"UPDATED", "updated"},
+                                      {"PENDING", "pending"}};
+    kbr_err err = KBR_OK;
+    const json_t *devices = json_object_get(view, "devices");
+    const json_t *affected = json_object_get(view, "affected");
+    const json_t *rem = json_object_get(view, "remediation");
+    const json_t *aff_by = json_object_get(affected, "by_market"), *n;
+    json_t *rows = json_array();
+    const char *market;
+
+    KBR_ENSURE(rows != NULL, KBR_ERR_NOMEM);
+    KBR_ENSURE(json_is_object(aff_by), KBR_ERR_BAD_REQUEST);
+    json_object_foreach((json_t *)aff_by, market, n)
+    {
+        if (exposure_opts->eu && !kbr_market_is_eu(market))
+            continue;
+        KBR_GUARD(view_append(
+            rows, market_row(market, json_object_get(json_object_get(devices, "by_market"), market),
+                             n, json_object_get(json_object_get(rem, "by_market"), market))));
+    }
+    KBR_GUARD(
+        view_append(rows, market_row("EU total", json_object_get(devices, "eu"),
+                                     json_object_get(affected, "eu"), json_object_get(rem, "eu"))));
+    if (!exposure_opts->eu)
+        json_object_foreach((json_t *)json_object_get(affected, "invalid_markets"), market, n)
+        {
+            char label[64];
+            snprintf(label, sizeof(label), "%.8s (no country)", market);
+            KBR_GUARD(view_append(
+                rows,
+                market_row(label,
+                           json_object_get(json_object_get(devices, "invalid_markets"), market), n,
+                           json_object_get(json_object_get(rem, "invalid_markets"), market))));
+        }
+    KBR_GUARD(view_section(f, "by market", rows, cols, N_ELEMS(cols)));
+out:
+    json_decref(rows);
+    return err;
+}
+
+static kbr_err view_exposure_devices(FILE *f, const json_t *view)
 {
     static const cli_column cols[] = {{"MARKET", "market"}, {"DEVICES", "devices"}};
     kbr_err err = KBR_OK;
     json_t *rows = NULL;
+    const json_t *devices = json_object_get(view, "devices");
     const json_t *current = json_object_get(devices, "current");
+    const json_t *affected = json_object_get(view, "affected");
 
     KBR_ENSURE(json_is_integer(current), KBR_ERR_BAD_REQUEST);
-    fprintf(f, "\ndevices now running an affected build: %" JSON_INTEGER_FORMAT "\n",
-            json_integer_value(current));
+    if (exposure_opts->eu)
+        fprintf(f, "\ndevices in the EU now running an affected build: %" JSON_INTEGER_FORMAT "\n",
+                json_integer_value(json_object_get(devices, "eu")));
+    else
+        fprintf(f, "\ndevices now running an affected build: %" JSON_INTEGER_FORMAT "\n",
+                json_integer_value(current));
+    if (affected != NULL)
+        fprintf(f, "devices%s that ever ran one: %" JSON_INTEGER_FORMAT "\n",
+                exposure_opts->eu ? " in the EU" : "",
+                json_integer_value(json_object_get(affected, exposure_opts->eu ? "eu" : "total")));
+    if (exposure_opts->by_market) {
+        KBR_GUARD(view_by_market(f, view));
+        goto out;
+    }
     KBR_GUARD(view_market_rows(devices, &rows));
     KBR_GUARD(view_section(f, "by market", rows, cols, N_ELEMS(cols)));
 out:
     json_decref(rows);
     return err;
+}
+
+static kbr_err view_exposure_undecided(FILE *f, const json_t *view)
+{
+    static const cli_column cols[] = {{"PRODUCT", "product"},
+                                      {"VERSION", "version"},
+                                      {"COMPONENT", "component.name"},
+                                      {"ITS_VERSION", "component.version"},
+                                      {"WHY", "reason"}};
+    const json_t *u = json_object_get(view, "undecided");
+
+    /* builds that carry the component with a version the question cannot place: not counted */
+    if (json_array_size(u) == 0)
+        return KBR_OK;
+    return view_section(f, "undecided builds (not counted)", u, cols, N_ELEMS(cols));
 }
 
 static kbr_err view_exposure_remediation(FILE *f, const json_t *view)
@@ -590,7 +751,9 @@ static kbr_err view_exposure_remediation(FILE *f, const json_t *view)
 
     if (rem == NULL)
         return KBR_OK;
-    fputs("\nremediation to ", f);
+    if (exposure_opts->eu)
+        rem = json_object_get(rem, "eu");
+    fputs(exposure_opts->eu ? "\nremediation in the EU to " : "\nremediation to ", f);
     cli_term_put(f, fixed != NULL ? fixed : "the fixed version", CLI_TERM_LINE);
     fputc(':', f);
     for (size_t i = 0; i < N_ELEMS(counts); i++) {
@@ -604,22 +767,24 @@ static kbr_err view_exposure_remediation(FILE *f, const json_t *view)
     return KBR_OK;
 }
 
-static kbr_err view_exposure_pending(FILE *f, const json_t *view)
+static kbr_err view_exposure_page(FILE *f, const json_t *view, const char *member,
+                                  const char *title)
 {
     static const cli_column cols[] = {
-        {"PRODUCT", "product"},
-        {"SERIAL", "serial"},
-        {"CURRENT_FIRMWARE", "current_firmware"},
-        {"BATCH", "batch"},
+        {"PRODUCT", "product"}, {"SERIAL", "serial"}, {"CURRENT_FIRMWARE", "current_firmware"},
+        {"BATCH", "batch"},     {"STATUS", "status"},
     };
     kbr_err err = KBR_OK;
-    const json_t *pending = json_object_get(view, "pending_devices");
-    const char *next = cli_json_str(pending, "next_after");
+    const json_t *page = json_object_get(view, member);
+    const char *next = cli_json_str(page, "next_after");
+    /* the status column only where the broker says it (a fix given, every device listed) */
+    size_t ncols = json_object_get(json_array_get(json_object_get(page, "items"), 0), "status")
+                       ? N_ELEMS(cols)
+                       : N_ELEMS(cols) - 1;
 
-    if (pending == NULL)
+    if (page == NULL)
         goto out;
-    KBR_GUARD(
-        view_section(f, "pending devices", json_object_get(pending, "items"), cols, N_ELEMS(cols)));
+    KBR_GUARD(view_section(f, title, json_object_get(page, "items"), cols, ncols));
     if (next != NULL) {
         fputs("more: --after ", f);
         cli_term_put(f, next, CLI_TERM_LINE);
@@ -631,7 +796,7 @@ out:
 
 static void view_exposure_query(FILE *f, const json_t *q)
 {
-    static const char *const parts[] = {"component", "purl", "product", "fixed_version"};
+    static const char *const parts[] = {"component", "purl", "vers", "product", "fixed_version"};
     char *versions = NULL;
 
     fputs("exposure to", f);
@@ -641,7 +806,7 @@ static void view_exposure_query(FILE *f, const json_t *q)
             continue;
         fprintf(f, " %s ", parts[i]);
         cli_term_put(f, v, CLI_TERM_LINE);
-        if (i == 0 && cli_json_cell(json_object_get(q, "versions"), &versions) == KBR_OK &&
+        if (i <= 1 && cli_json_cell(json_object_get(q, "versions"), &versions) == KBR_OK &&
             versions != NULL) {
             fputs(" versions ", f);
             cli_term_put(f, versions, CLI_TERM_LINE);
@@ -657,16 +822,29 @@ static kbr_err view_exposure_write(FILE *f, const json_t *view)
 
     view_exposure_query(f, json_object_get(view, "query"));
     KBR_GUARD(view_exposure_builds(f, json_object_get(view, "builds")));
-    KBR_GUARD(view_exposure_devices(f, json_object_get(view, "devices")));
+    KBR_GUARD(view_exposure_undecided(f, view));
+    KBR_GUARD(view_exposure_devices(f, view));
     KBR_GUARD(view_exposure_remediation(f, view));
-    KBR_GUARD(view_exposure_pending(f, view));
+    KBR_GUARD(view_exposure_page(f, view, "pending_devices", "pending devices"));
+    KBR_GUARD(view_exposure_page(f, view, "affected_devices", "affected devices"));
 out:
+    return err;
+}
+
+kbr_err cli_view_exposure_text_opts(const json_t *view, bool eu, bool by_market, char **out)
+{
+    exposure_text opts = {.eu = eu, .by_market = by_market};
+    kbr_err err;
+
+    exposure_opts = &opts;
+    err = view_render(view_exposure_write, view, out);
+    exposure_opts = NULL;
     return err;
 }
 
 kbr_err cli_view_exposure_text(const json_t *view, char **out)
 {
-    return view_render(view_exposure_write, view, out);
+    return cli_view_exposure_text_opts(view, false, false, out);
 }
 
 /* ---- view exposure --csv ---- */
@@ -788,6 +966,8 @@ static kbr_err view_exposure_path(cli_client *c, const cli_exposure_opts *o, con
     KBR_GUARD(view_query_opt(c, &path, "component", o->component));
     KBR_GUARD(view_versions_query(c, &path, o));
     KBR_GUARD(view_query_opt(c, &path, "purl", o->purl));
+    KBR_GUARD(view_query_opt(c, &path, "vers", o->vers));
+    KBR_GUARD(view_query_opt(c, &path, "devices", o->devices ? "true" : NULL));
     KBR_GUARD(view_query_opt(c, &path, "product", o->product));
     KBR_GUARD(view_query_opt(c, &path, "fixed_version", o->fixed_version));
     KBR_GUARD(view_query_opt(c, &path, "after", after));
@@ -940,7 +1120,7 @@ static kbr_err view_csv_page(const cli_ctx *ctx, const cli_exposure_opts *o, cha
     KBR_GUARD(view_exposure_path(ctx->client, o, *after,
                                  o->limit > 0 ? o->limit : CLI_VIEW_LIMIT_MAX, &path));
     KBR_GUARD(cli_call(ctx->client, "GET", path, NULL, &resp, ce));
-    pending = json_object_get(resp.body, "pending_devices");
+    pending = json_object_get(resp.body, o->devices ? "affected_devices" : "pending_devices");
     KBR_GUARD(view_bad_response(
         ce, cli_view_pending_csv(json_object_get(pending, "items"), false, &text), "exposure"));
     if (json_is_string(json_object_get(pending, "next_after"))) {
@@ -998,6 +1178,21 @@ out:
     return err;
 }
 
+static kbr_err exposure_eu(const json_t *view, char **out)
+{
+    return cli_view_exposure_text_opts(view, true, false, out);
+}
+
+static kbr_err exposure_markets(const json_t *view, char **out)
+{
+    return cli_view_exposure_text_opts(view, false, true, out);
+}
+
+static kbr_err exposure_eu_markets(const json_t *view, char **out)
+{
+    return cli_view_exposure_text_opts(view, true, true, out);
+}
+
 static kbr_err view_exposure_run(cli_ctx *ctx, cli_error *ce)
 {
     kbr_err err = KBR_OK;
@@ -1012,7 +1207,10 @@ static kbr_err view_exposure_run(cli_ctx *ctx, cli_error *ce)
         goto out;
     }
     KBR_GUARD(view_exposure_path(ctx->client, &o, o.after, o.limit, &path));
-    KBR_GUARD(view_get_show(ctx, path, "exposure", cli_view_exposure_text, ce));
+    KBR_GUARD(view_get_show(ctx, path, "exposure",
+                            o.eu ? (o.by_market ? exposure_eu_markets : exposure_eu)
+                                 : (o.by_market ? exposure_markets : cli_view_exposure_text),
+                            ce));
 out:
     free(path);
     return err;
@@ -1104,10 +1302,12 @@ static const cli_opt view_product_opts[] = {
     {"expiring-within-days", CLI_OPT_INT, false, "N"},
 };
 static const cli_opt view_exposure_opts[] = {
-    {"component", CLI_OPT_STR, false, "NAME"},  {"versions", CLI_OPT_LIST, false, "V1,V2"},
-    {"purl", CLI_OPT_STR, false, "PREFIX"},     {"product", CLI_OPT_STR, false, "P"},
-    {"fixed-version", CLI_OPT_STR, false, "V"}, {"after", CLI_OPT_STR, false, "SERIAL"},
-    {"limit", CLI_OPT_INT, false, "N"},         {"csv", CLI_OPT_FLAG, false, NULL},
+    {"component", CLI_OPT_STR, false, "NAME"}, {"versions", CLI_OPT_LIST, false, "V1,V2"},
+    {"purl", CLI_OPT_STR, false, "PURL"},      {"vers", CLI_OPT_STR, false, "RANGE"},
+    {"product", CLI_OPT_STR, false, "P"},      {"fixed-version", CLI_OPT_STR, false, "V"},
+    {"devices", CLI_OPT_FLAG, false, NULL},    {"after", CLI_OPT_STR, false, "SERIAL"},
+    {"limit", CLI_OPT_INT, false, "N"},        {"csv", CLI_OPT_FLAG, false, NULL},
+    {"eu", CLI_OPT_FLAG, false, NULL},         {"by-market", CLI_OPT_FLAG, false, NULL},
 };
 static const cli_opt view_device_opts[] = {
     {"product", CLI_OPT_STR, false, "P"},
@@ -1134,10 +1334,13 @@ const cli_command cli_cmd_view_custody = {
 
 const cli_command cli_cmd_view_exposure = {
     {"view", "exposure", NULL},
-    "(--component NAME [--versions V1,V2] | --purl PREFIX) [--product P]\n"
-    "      [--fixed-version V [--after SERIAL] [--limit N] [--csv]]",
-    "the signed builds whose SBOM has a component, the devices running them by market and,\n"
-    "      with --fixed-version, those still to update (--csv: all of them, for an OTA campaign)",
+    "(--component NAME | --purl PURL) [--versions V1,V2 | --vers RANGE] [--product P]\n"
+    "      [--fixed-version V] [--devices] [--after SERIAL] [--limit N] [--csv] [--eu] "
+    "[--by-market]",
+    "the signed builds whose SBOM has a component, the devices running them and that ever ran\n"
+    "      them by market (--by-market: every figure per market; --eu: the member states) and,\n"
+    "      with --fixed-version, those still to update; --devices lists every affected device\n"
+    "      (--csv: all pages, for an OTA campaign)",
     {view_exposure_opts, N_ELEMS(view_exposure_opts), NULL, 0, 0},
     true,
     view_exposure_run,

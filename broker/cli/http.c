@@ -214,6 +214,9 @@ void cli_response_cleanup(cli_response *r)
     json_decref(r->body);
     r->body = NULL;
     r->status = 0;
+    free(r->raw);
+    r->raw = NULL;
+    r->raw_len = 0;
 }
 
 static const char *transport_code(CURLcode rc)
@@ -335,6 +338,14 @@ kbr_err cli_read_response(cli_client *c, const cli_buf *buf, cli_response *resp,
     /* a member said twice means different things to different readers: not read at all */
     if (buf->len > 0)
         resp->body = json_loadb(buf->data, buf->len, JSON_REJECT_DUPLICATES, &jerr);
+    if (resp->keep_raw && resp->status < 400) {
+        resp->raw = malloc(buf->len + 1);
+        if (resp->raw == NULL)
+            return KBR_ERR_NOMEM;
+        memcpy(resp->raw, buf->data != NULL ? buf->data : "", buf->len);
+        resp->raw[buf->len] = '\0';
+        resp->raw_len = buf->len;
+    }
     if (resp->status >= 400)
         return cli_http_error(resp->status, resp->body, ce);
     if (buf->len > 0 && resp->body == NULL)

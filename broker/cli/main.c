@@ -50,6 +50,16 @@ static const cli_command *const commands[] = {
     &cli_cmd_evidence_device,
     &cli_cmd_evidence_product,
     &cli_cmd_evidence_verify,
+    &cli_cmd_evidence_incident,
+    &cli_cmd_product_create,
+    &cli_cmd_product_show,
+    &cli_cmd_incident_create,
+    &cli_cmd_incident_list,
+    &cli_cmd_incident_show,
+    &cli_cmd_incident_fix,
+    &cli_cmd_incident_report,
+    &cli_cmd_incident_document,
+    &cli_cmd_incident_chart,
     &cli_cmd_backup,
 };
 

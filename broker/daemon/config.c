@@ -172,6 +172,28 @@ static kbr_err set_store(kbd_config *cfg, const char *dir, const char *v)
     return err;
 }
 
+/* Printable ASCII, 1 to max characters; spaces only where allowed. */
+static bool printable(const char *v, size_t max, bool spaces)
+{
+    size_t n = strlen(v);
+
+    if (n == 0 || n > max)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (v[i] < (spaces ? 0x20 : 0x21) || v[i] > 0x7e)
+            return false;
+    return true;
+}
+
+/* An absolute URI (RFC 3986): a scheme, ':', and no spaces. */
+static bool uri(const char *v)
+{
+    size_t n = strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+.-");
+
+    return printable(v, 512, false) && n > 0 && v[n] == ':' && v[n + 1] != '\0' &&
+           ((v[0] >= 'a' && v[0] <= 'z') || (v[0] >= 'A' && v[0] <= 'Z'));
+}
+
 #define CRL_URL_KEY "{key}"
 
 /*
@@ -219,6 +241,10 @@ static kbr_err apply(kbd_config *cfg, const char *dir, const char *k, const char
         return set_path(&cfg->port_file, dir, v);
     if (strcmp(k, "instance_id") == 0)
         return kbr_name_valid(v) ? set_string(&cfg->instance_id, v) : KBR_ERR_CONFIG;
+    if (strcmp(k, "csaf_publisher") == 0)
+        return printable(v, 256, true) ? set_string(&cfg->csaf_publisher, v) : KBR_ERR_CONFIG;
+    if (strcmp(k, "csaf_namespace") == 0)
+        return uri(v) ? set_string(&cfg->csaf_namespace, v) : KBR_ERR_CONFIG;
     if (strcmp(k, "pkcs11_module") == 0)
         return set_path(&cfg->pkcs11_module, dir, v);
     if (strcmp(k, "token_label") == 0)
@@ -338,6 +364,13 @@ static kbr_err fill_required(kbd_config *cfg, const char *dir, const char *path,
     if (cfg->bootstrap_token_file == NULL &&
         set_path(&cfg->bootstrap_token_file, dir, "bootstrap.token") != KBR_OK)
         return KBR_ERR_NOMEM;
+    if (cfg->csaf_publisher == NULL && set_string(&cfg->csaf_publisher, cfg->instance_id) != KBR_OK)
+        return KBR_ERR_NOMEM;
+    if (cfg->csaf_namespace == NULL &&
+        asprintf(&cfg->csaf_namespace, "urn:keybroker:%s", cfg->instance_id) < 0) {
+        cfg->csaf_namespace = NULL;
+        return KBR_ERR_NOMEM;
+    }
     if ((cfg->tls_cert == NULL) != (cfg->tls_key == NULL))
         return kbr_fail(msg, KBR_ERR_CONFIG, "%s: tls_cert and tls_key go together", path);
     if (cfg->tls_client_ca != NULL && cfg->tls_cert == NULL)
@@ -437,6 +470,8 @@ void kbd_config_cleanup(kbd_config *cfg)
     free(cfg->tls_cert);
     free(cfg->tls_key);
     free(cfg->tls_client_ca);
+    free(cfg->csaf_publisher);
+    free(cfg->csaf_namespace);
     free(cfg->ops_listen_host);
     free(cfg->log_file);
     free(cfg->crl_url);

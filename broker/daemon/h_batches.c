@@ -12,30 +12,38 @@
 #include <string.h>
 
 #include "kbd.h"
+#include "kbr_cra.h"
 
 #define BATCH_MAX_QUANTITY 100000000
 
-/* ISO 3166-1 alpha-2: two capital letters. */
-static bool market_code(const char *s)
-{
-    return strlen(s) == 2 && s[0] >= 'A' && s[0] <= 'Z' && s[1] >= 'A' && s[1] <= 'Z';
-}
-
+/*
+ * Each market an officially assigned ISO 3166-1 alpha-2 code (kbr_market_check: "EU", "EL",
+ * "XX" and lowercase are refused), each once: a device counts once in each market of its batch.
+ */
 static kbr_err parse_markets(kbd_req *r, json_t **out)
 {
     json_t *m = json_object_get(r->body, "market");
-    size_t i;
+    kbr_msg why = {{0}};
+    size_t i, j;
     json_t *v;
 
     *out = NULL;
     if (!json_is_array(m) || json_array_size(m) == 0 || json_array_size(m) > 250)
         return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST,
-                        "market: required, an array of ISO 3166-1 alpha-2 country codes");
+                        "market: required, an array of 1 to 250 ISO 3166-1 alpha-2 country codes");
     json_array_foreach(m, i, v)
     {
-        if (!json_is_string(v) || !market_code(json_string_value(v)))
+        if (!json_is_string(v))
             return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST,
-                            "market[%zu]: not an ISO 3166-1 alpha-2 code such as \"DE\"", i);
+                            "market[%zu]: not a string (an ISO 3166-1 alpha-2 code such as \"DE\")",
+                            i);
+        if (kbr_market_check(json_string_value(v), &why) != KBR_OK)
+            return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "market[%zu]: %s", i, why.text);
+        for (j = 0; j < i; j++)
+            if (json_equal(json_array_get(m, j), v))
+                return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST,
+                                "market[%zu]: \"%s\" is listed twice (market[%zu])", i,
+                                json_string_value(v), j);
     }
     *out = m;
     return KBR_OK;

@@ -2,6 +2,7 @@
  * h_evidence.c - evidence bundles (op read, within scope):
  *   GET /v1/evidence/devices/{serial}?product=   a device's whole record
  *   GET /v1/evidence/products/{product}          a product's keys, batches and builds
+ *   GET /v1/evidence/incidents/{id}              an incident, its fix's build and its reports
  * Every entry behind every fact about the subject (kbr_store_evidence_seqs), each with its
  * inclusion proof to one signed checkpoint that covers them all (made now if the latest does
  * not), the audit public key, and every document the entries name: what
@@ -17,6 +18,7 @@
 
 typedef struct {
     char *product, *serial; /* serial NULL: a product's bundle */
+    char *incident;         /* or an incident's */
     kbr_scope scope;        /* the reader's, copied for the worker */
 } evidence_ctx;
 
@@ -28,6 +30,7 @@ static void evidence_ctx_free(void *p)
         return;
     free(c->product);
     free(c->serial);
+    free(c->incident);
     kbr_scope_cleanup(&c->scope);
     free(c);
 }
@@ -65,6 +68,39 @@ out:
     return err;
 }
 
+/*
+ * An incident the reader may see: one of a product within its products, or, of every product,
+ * only for a reader without a products list (h_incidents.c holds the same rule).
+ */
+static kbr_err incident_subject(kbd_req *r, kbd_worker *w, evidence_ctx *c)
+{
+    kbr_err err = KBR_OK;
+    json_t *inc = NULL;
+    const char *product;
+    const json_t *p;
+    size_t i;
+
+    err = kbr_store_incident_view(w->store, c->incident, time(NULL), false, &inc);
+    KBR_ENSURE(err != KBR_ERR_NOT_FOUND, kbr_fail(&r->msg, err, "no incident %s", c->incident));
+    KBR_ENSURE(err == KBR_OK, kbr_fail(&r->msg, KBR_ERR_AUDIT, "the ledger could not be read"));
+    product = json_string_value(json_object_get(inc, "product"));
+    if (product != NULL)
+        KBR_GUARD(kbr_audit_rec_add_product(r->rec, product));
+    json_array_foreach(json_object_get(json_object_get(inc, "exposure_at_awareness"), "products"),
+                       i, p)
+    {
+        KBR_GUARD(kbr_audit_rec_add_product(r->rec, json_string_value(p)));
+    }
+    KBR_ENSURE(product != NULL ? kbr_namelist_match(&c->scope.products, product)
+                               : !c->scope.products.present,
+               kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
+                        "incident %s is about %s, outside the token's products", c->incident,
+                        product != NULL ? product : "every product"));
+out:
+    json_decref(inc);
+    return err;
+}
+
 /* The seqs the reader may see, of those behind the subject. */
 static kbr_err visible_seqs(kbd_req *r, kbd_worker *w, evidence_ctx *c, json_t **out)
 {
@@ -76,7 +112,8 @@ static kbr_err visible_seqs(kbd_req *r, kbd_worker *w, evidence_ctx *c, json_t *
 
     *out = NULL;
     KBR_ENSURE(seen != NULL, KBR_ERR_NOMEM);
-    err = kbr_store_evidence_seqs(w->store, c->product, c->serial, &all);
+    err = c->incident != NULL ? kbr_store_evidence_incident_seqs(w->store, c->incident, &all)
+                              : kbr_store_evidence_seqs(w->store, c->product, c->serial, &all);
     KBR_ENSURE(err == KBR_OK, kbr_fail(&r->msg, KBR_ERR_AUDIT, "the ledger could not be read"));
     json_array_foreach(all, i, v)
     {
@@ -86,7 +123,9 @@ static kbr_err visible_seqs(kbd_req *r, kbd_worker *w, evidence_ctx *c, json_t *
             KBR_ENSURE(json_array_append(seen, (json_t *)v) == 0, KBR_ERR_NOMEM);
     }
     KBR_ENSURE(json_array_size(seen) > 0,
-               kbr_fail(&r->msg, KBR_ERR_NOT_FOUND, "no facts about product %s", c->product));
+               kbr_fail(&r->msg, KBR_ERR_NOT_FOUND, "no facts about %s %s",
+                        c->incident != NULL ? "incident" : "product",
+                        c->incident != NULL ? c->incident : c->product));
     *out = seen;
     seen = NULL;
 out:
@@ -104,6 +143,8 @@ static void evidence_work(kbd_req *r, kbd_worker *w)
 
     if (c->serial != NULL)
         KBR_GUARD(device_subject(r, w, c));
+    if (c->incident != NULL)
+        KBR_GUARD(incident_subject(r, w, c));
     KBR_GUARD(visible_seqs(r, w, c, &seqs));
     last = json_integer_value(json_array_get(seqs, json_array_size(seqs) - 1));
     err = kbd_checkpoint_covering(w, last, &cp);
@@ -111,9 +152,13 @@ static void evidence_work(kbd_req *r, kbd_worker *w)
                kbr_fail(&r->msg, err >= KBR_ERR_HSM && err <= KBR_ERR_HSM_KEY ? err : KBR_ERR_AUDIT,
                         "no signed checkpoint covers the entries: %s", kbr_err_str(err)));
     keys = json_pack("[O]", json_object_get(cp, "public_key_pem"));
-    subject = c->serial != NULL ? json_pack("{s:s,s:s,s:s}", "kind", "device", "product",
-                                            c->product, "serial", c->serial)
-                                : json_pack("{s:s,s:s}", "kind", "product", "product", c->product);
+    if (c->incident != NULL)
+        subject = json_pack("{s:s,s:s}", "kind", "incident", "id", c->incident);
+    else if (c->serial != NULL)
+        subject = json_pack("{s:s,s:s,s:s}", "kind", "device", "product", c->product, "serial",
+                            c->serial);
+    else
+        subject = json_pack("{s:s,s:s}", "kind", "product", "product", c->product);
     KBR_ENSURE(keys != NULL && subject != NULL, KBR_ERR_NOMEM);
     err = kbr_evidence_build(w->store, subject, seqs, cp, keys, &bundle);
     KBR_ENSURE(err == KBR_OK, kbr_fail(&r->msg, KBR_ERR_AUDIT, "the bundle could not be made: %s",
@@ -187,6 +232,23 @@ kbr_err kbd_h_evidence_product(kbd_req *r)
     if (c->product == NULL || kbr_audit_rec_add_product(r->rec, r->arg) != KBR_OK)
         return KBR_ERR_NOMEM;
     json_object_set_new(r->rec->detail, "product", json_string(r->arg));
+    r->work = evidence_work;
+    kbd_req_dispatch(r);
+    return KBR_OK;
+}
+
+kbr_err kbd_h_evidence_incident(kbd_req *r)
+{
+    evidence_ctx *c = NULL;
+
+    if (new_ctx(r, &c) != KBR_OK)
+        return KBR_ERR_NOMEM;
+    if (!kbr_name_valid(r->arg))
+        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "incident id in the path is not valid");
+    c->incident = strdup(r->arg);
+    if (c->incident == NULL)
+        return KBR_ERR_NOMEM;
+    json_object_set_new(r->rec->detail, "incident", json_string(r->arg));
     r->work = evidence_work;
     kbd_req_dispatch(r);
     return KBR_OK;

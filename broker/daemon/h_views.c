@@ -16,8 +16,9 @@
 #define EXPOSURE_PAGE_MAX 1000
 
 typedef struct {
-    char *product, *serial, *key, *component, *purl, *fixed, *after;
+    char *product, *serial, *key, *component, *purl, *vers, *fixed, *after;
     json_t *versions;
+    bool devices;
     kbr_scope scope; /* a copy of the token's scope, for worker checks */
     long within_days;
     int limit;
@@ -34,6 +35,7 @@ static void view_ctx_free(void *p)
     free(c->key);
     free(c->component);
     free(c->purl);
+    free(c->vers);
     free(c->fixed);
     free(c->after);
     json_decref(c->versions);
@@ -283,24 +285,49 @@ kbr_err kbd_h_view_custody(kbd_req *r)
 
 /* ---- View C ---- */
 
-static kbr_err parse_versions(kbd_req *r, view_ctx *c)
+/* Text of 1 to max bytes, UTF-8 without controls: what a query may echo into the log. */
+static kbr_err query_text(kbd_req *r, const char *name, size_t max, char **out)
 {
-    const char *s = kbd_req_query(r, "versions");
-    char *copy, *save = NULL;
+    const char *s = kbd_req_query(r, name);
+    json_t *utf8 = s != NULL ? json_string(s) : NULL; /* NULL: not UTF-8 */
+    size_t n;
 
+    *out = NULL;
     if (s == NULL)
         return KBR_OK;
-    copy = strdup(s);
+    n = strlen(s);
+    json_decref(utf8);
+    if (n == 0 || n > max || utf8 == NULL)
+        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "%s: 1 to %zu characters of UTF-8", name,
+                        max);
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "%s: holds a control character", name);
+    *out = strdup(s);
+    return *out == NULL ? KBR_ERR_NOMEM : KBR_OK;
+}
+
+/* versions=a,b,c: any purl version strings (Debian's "3.0.11-1~deb12u2" too), none empty. */
+static kbr_err parse_versions(kbd_req *r, view_ctx *c)
+{
+    char *copy = NULL, *v, *next;
+    kbr_err err = query_text(r, "versions", 256 * 257, &copy);
+
+    if (err != KBR_OK || copy == NULL)
+        return err;
     c->versions = json_array();
-    if (copy == NULL || c->versions == NULL) {
+    if (c->versions == NULL) {
         free(copy);
         return KBR_ERR_NOMEM;
     }
-    for (char *v = strtok_r(copy, ",", &save); v != NULL; v = strtok_r(NULL, ",", &save)) {
-        if (!kbr_name_valid(v) || json_array_size(c->versions) >= 256) {
+    for (v = copy; v != NULL; v = next) {
+        next = strchr(v, ',');
+        if (next != NULL)
+            *next++ = '\0';
+        if (*v == '\0' || json_array_size(c->versions) >= 256) {
             free(copy);
             return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST,
-                            "versions: a comma-separated list of up to 256 versions");
+                            "versions: a comma-separated list of 1 to 256 versions, none empty");
         }
         json_array_append_new(c->versions, json_string(v));
     }
@@ -308,21 +335,47 @@ static kbr_err parse_versions(kbd_req *r, view_ctx *c)
     return KBR_OK;
 }
 
+static kbr_err query_bool(kbd_req *r, const char *name, bool *out)
+{
+    const char *s = kbd_req_query(r, name);
+
+    *out = false;
+    if (s == NULL || strcmp(s, "false") == 0)
+        return KBR_OK;
+    if (strcmp(s, "true") == 0) {
+        *out = true;
+        return KBR_OK;
+    }
+    return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "%s: true or false", name);
+}
+
+static kbr_exposure_query exposure_query(const view_ctx *c)
+{
+    return (kbr_exposure_query){.component = c->component,
+                                .purl = c->purl,
+                                .versions = c->versions,
+                                .vers = c->vers,
+                                .product = c->product,
+                                .fixed_version = c->fixed,
+                                .devices = c->devices,
+                                .after = c->after,
+                                .limit = c->limit};
+}
+
 static kbr_err parse_exposure(kbd_req *r, view_ctx *c)
 {
-    const char *component = kbd_req_query(r, "component"), *purl = kbd_req_query(r, "purl");
     long limit = 100;
-    kbr_err err;
+    kbr_exposure_query q;
+    kbr_err err = query_text(r, "component", 256, &c->component);
 
-    if ((component == NULL) == (purl == NULL))
-        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "give exactly one of component or purl");
-    if (component != NULL && (strlen(component) == 0 || strlen(component) > 256))
-        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "component: 1 to 256 characters");
-    if (purl != NULL && (strncmp(purl, "pkg:", 4) != 0 || strlen(purl) > 1024))
-        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "purl: a package URL prefix, pkg:...");
-    if (component == NULL && kbd_req_query(r, "versions") != NULL)
-        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "versions: only with component");
-    err = parse_versions(r, c);
+    if (err == KBR_OK)
+        err = query_text(r, "purl", 1024, &c->purl);
+    if (err == KBR_OK)
+        err = query_text(r, "vers", 4096, &c->vers);
+    if (err == KBR_OK)
+        err = parse_versions(r, c);
+    if (err == KBR_OK)
+        err = query_bool(r, "devices", &c->devices);
     if (err == KBR_OK)
         err = query_name(r, "product", false, &c->product);
     if (err == KBR_OK)
@@ -334,24 +387,15 @@ static kbr_err parse_exposure(kbd_req *r, view_ctx *c)
     if (err != KBR_OK)
         return err;
     c->limit = (int)limit;
-    c->component = component != NULL ? strdup(component) : NULL;
-    c->purl = purl != NULL ? strdup(purl) : NULL;
-    return (component != NULL && c->component == NULL) || (purl != NULL && c->purl == NULL)
-               ? KBR_ERR_NOMEM
-               : KBR_OK;
+    q = exposure_query(c);
+    return kbr_store_exposure_check(&q, &r->msg);
 }
 
 static void exposure_work(kbd_req *r, kbd_worker *w)
 {
     view_ctx *c = r->ctx;
     json_t *view = NULL;
-    kbr_exposure_query q = {.component = c->component,
-                            .versions = c->versions,
-                            .purl_prefix = c->purl,
-                            .product = c->product,
-                            .fixed_version = c->fixed,
-                            .after = c->after,
-                            .limit = c->limit};
+    kbr_exposure_query q = exposure_query(c);
     kbr_err err = kbr_store_view_exposure(w->store, &q, &view);
 
     if (err != KBR_OK) {
@@ -377,9 +421,10 @@ kbr_err kbd_h_view_exposure(kbd_req *r)
         return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
                         "product: a token limited to products must name one of them");
     json_object_set_new(r->rec->detail, "query",
-                        json_pack("{s:s?,s:O?,s:s?,s:s?,s:s?}", "component", c->component,
-                                  "versions", c->versions, "purl", c->purl, "product", c->product,
-                                  "fixed_version", c->fixed));
+                        json_pack("{s:s?,s:s?,s:O?,s:s?,s:s?,s:s?,s:b}", "component", c->component,
+                                  "purl", c->purl, "versions", c->versions, "vers", c->vers,
+                                  "product", c->product, "fixed_version", c->fixed, "devices",
+                                  c->devices));
     r->work = exposure_work;
     kbd_req_dispatch(r);
     return KBR_OK;

@@ -103,6 +103,8 @@ typedef struct {
     bool max_connections_set;        /* by the file, not the default */
     long max_connections_per_source; /* per IPv4 or IPv6 address */
     long request_timeout;            /* seconds to deliver a whole request */
+    char *csaf_publisher;            /* CSAF documents' publisher name (default instance_id) */
+    char *csaf_namespace;            /* and its namespace URI (default urn:keybroker:<id>) */
     char *crl_url;                   /* CRL distribution point, "{key}" for the CA key; or NULL */
     long crl_validity;               /* seconds from a CRL's thisUpdate to its nextUpdate */
     char *oidc_issuers;              /* the issuers file, or NULL: no token exchange */
@@ -323,6 +325,9 @@ struct kbd_req {
     kbr_msg msg;
     int status;   /* HTTP status on success */
     json_t *resp; /* response body on success */
+    /* or these bytes as they are (a kept document, whose SHA-256 the log names), JSON */
+    unsigned char *raw;
+    size_t raw_len;
     bool add_audit_seq_to_resp;
     kbr_audit_rec *rec;
     kbd_req *next;
@@ -619,6 +624,28 @@ kbr_err kbd_h_view_exposure(kbd_req *r);
 kbr_err kbd_h_view_device(kbd_req *r);
 kbr_err kbd_h_evidence_device(kbd_req *r);
 kbr_err kbd_h_evidence_product(kbd_req *r);
+kbr_err kbd_h_evidence_incident(kbd_req *r);
+/* h_products.c, h_incidents.c: the Cyber Resilience Act (docs/cra.md) */
+kbr_err kbd_h_product_register(kbd_req *r);
+kbr_err kbd_h_product_get(kbd_req *r);
+kbr_err kbd_h_incident_create(kbd_req *r);
+kbr_err kbd_h_incident_list(kbd_req *r);
+kbr_err kbd_h_incident_get(kbd_req *r);
+kbr_err kbd_h_incident_fix(kbd_req *r);
+kbr_err kbd_h_incident_report(kbd_req *r);
+kbr_err kbd_h_incident_report_get(kbd_req *r);
+/*
+ * cra_docs.c: the documents an incident's reports are.  kbd_cra_report: the report of stage
+ * ("early-warning", "notification" or "final") from the incident as kbr_store_incident_view
+ * shows it with its figures, made at `at` by sub; notes (may be NULL) as the reporter wrote
+ * them.  kbd_csaf: the CSAF 2.0 VEX document of a report, published by publisher (name,
+ * namespace URI).  New refs.
+ */
+KBR_WUR kbr_err kbd_cra_report(const json_t *incident, const char *stage, const char *notes,
+                               const char *at, const char *sub, const char *instance_id,
+                               json_t **out);
+KBR_WUR kbr_err kbd_csaf(const json_t *report, const char *publisher, const char *namespace,
+                         json_t **out);
 kbr_err kbd_h_device_revoke(kbd_req *r);
 kbr_err kbd_h_crl(kbd_req *r);
 /* h_crl.c, event thread: a revocation or a CA certificate was committed, so no CRL signed

@@ -50,6 +50,23 @@ static const kbd_route routes[] = {
     {"GET", "/v1/evidence/products/{}", true, KBR_OP_READ, "evidence.product",
      kbd_h_evidence_product, 0},
     {"GET", "/v1/backup", true, KBR_OP_ADMIN, "store.backup", kbd_h_backup, 0},
+    {"GET", "/v1/evidence/incidents/{}", true, KBR_OP_READ, "evidence.incident",
+     kbd_h_evidence_incident, 0},
+    {"POST", "/v1/products", true, KBR_OP_ADMIN, "product.register", kbd_h_product_register, 0},
+    {"GET", "/v1/products/{}", true, KBR_OP_READ, "product.show", kbd_h_product_get, 0},
+    {"POST", "/v1/incidents", true, KBR_OP_ADMIN, "incident.create", kbd_h_incident_create, 0},
+    {"GET", "/v1/incidents", true, KBR_OP_READ, "incident.list", kbd_h_incident_list, 0},
+    {"GET", "/v1/incidents/{}", true, KBR_OP_READ, "incident.show", kbd_h_incident_get, 0},
+    {"POST", "/v1/incidents/{}/fix", true, KBR_OP_ADMIN, "incident.fix", kbd_h_incident_fix, 0},
+    {"POST", "/v1/incidents/{}/reports", true, KBR_OP_ADMIN, "incident.report",
+     kbd_h_incident_report, 0},
+    /* the stage is the last segment of the pattern (h_incidents.c) */
+    {"GET", "/v1/incidents/{}/reports/early-warning", true, KBR_OP_READ, "incident.report.show",
+     kbd_h_incident_report_get, 0},
+    {"GET", "/v1/incidents/{}/reports/notification", true, KBR_OP_READ, "incident.report.show",
+     kbd_h_incident_report_get, 0},
+    {"GET", "/v1/incidents/{}/reports/final", true, KBR_OP_READ, "incident.report.show",
+     kbd_h_incident_report_get, 0},
 };
 
 size_t kbd_route_count(void)

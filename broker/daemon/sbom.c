@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "kbd.h"
+#include "kbr_cra.h"
 
 #define SBOM_MAX_DEPTH 8
 
@@ -33,6 +34,8 @@ static kbr_err component_field(const json_t *c, const char *field, size_t maxlen
 static kbr_err add_component(const json_t *c, const char *where, json_t *out, kbr_msg *msg)
 {
     const char *name, *version, *purl;
+    kbr_purl *parsed = NULL;
+    kbr_msg why = {{0}};
 
     if (!json_is_object(c))
         return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "%s: must be an object", where);
@@ -42,8 +45,11 @@ static kbr_err add_component(const json_t *c, const char *where, json_t *out, kb
         return KBR_ERR_BAD_REQUEST;
     if (name == NULL)
         return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "%s.name: required", where);
-    if (purl != NULL && strncmp(purl, "pkg:", 4) != 0)
-        return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "%s.purl: a package URL starts with pkg:", where);
+    /* A purl that does not parse would hide the component from every question by package:
+     * refused, as purl-spec reads it (kbr_purl_parse, repairing what its suite recommends). */
+    if (purl != NULL && kbr_purl_parse(purl, KBR_PURL_LENIENT, &parsed, &why) != KBR_OK)
+        return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "%s.purl: %s", where, why.text);
+    kbr_purl_free(parsed);
     if (json_array_size(out) >= KBD_SBOM_MAX_COMPONENTS)
         return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "sbom: more than %d components",
                         KBD_SBOM_MAX_COMPONENTS);

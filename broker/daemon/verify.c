@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "kbd.h"
+#include "kbr_cra.h"
 
 /* The scratch store's files, removed if the check is interrupted (async-signal-safe). */
 static char scratch[3][4200];
@@ -48,6 +49,55 @@ static double seconds_since(const struct timespec *t0)
     return (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
 }
 
+/*
+ * The markets of every batch as the CRA figures read them: an ISO 3166-1 alpha-2 code
+ * (kbr_market_check).  A batch an older broker accepted with another ("EL", "UK", "EU",
+ * "de") matches its log, yet View C and incidents count its devices in no member state; each
+ * such market is named on stderr, and the check fails.
+ */
+static kbr_err verify_markets(const char *url, int64_t *batches, kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+    kbr_store *st = NULL;
+    json_t *list = NULL;
+    const json_t *b, *m;
+    size_t i, j, bad = 0, bad_batches = 0;
+    kbr_msg why = {{0}};
+
+    *batches = 0;
+    KBR_GUARD(kbr_store_open(url, &st, msg));
+    KBR_GUARD(kbr_store_batch_list(st, &list));
+    json_array_foreach(list, i, b)
+    {
+        size_t before = bad;
+
+        json_array_foreach(json_object_get(b, "markets"), j, m)
+        {
+            const char *code = json_string_value(m);
+
+            if (code != NULL && kbr_market_check(code, &why) == KBR_OK)
+                continue;
+            fprintf(stderr, "keybrokerd: batch %s (product %s, created %s): market[%zu]: %s\n",
+                    json_string_value(json_object_get(b, "batch")),
+                    json_string_value(json_object_get(b, "product")),
+                    json_string_value(json_object_get(b, "created_at")), j,
+                    code != NULL ? why.text : "not a string");
+            bad++;
+        }
+        bad_batches += bad > before;
+    }
+    *batches = (int64_t)json_array_size(list);
+    KBR_ENSURE(bad == 0, kbr_fail(msg, KBR_ERR_CONFLICT,
+                                  "%zu market%s of %zu batch%s %s no ISO 3166-1 alpha-2 code: "
+                                  "their devices count in no member state",
+                                  bad, bad == 1 ? "" : "s", bad_batches,
+                                  bad_batches == 1 ? "" : "es", bad == 1 ? "is" : "are"));
+out:
+    json_decref(list);
+    kbr_store_close(st);
+    return err;
+}
+
 kbr_err kbd_verify_store(const kbd_config *cfg, kbr_msg *msg)
 {
     kbr_err err = KBR_OK;
@@ -56,6 +106,7 @@ kbr_err kbd_verify_store(const kbd_config *cfg, kbr_msg *msg)
     char *path = NULL, *dir, scratch_path[4096];
     struct timespec t0;
     struct stat sb;
+    int64_t batches = 0;
 
     KBR_ENSURE(strncmp(url, "sqlite:", 7) == 0,
                kbr_fail(msg, KBR_ERR_CONFIG, "store %s: only sqlite: stores can be verified", url));
@@ -79,6 +130,8 @@ kbr_err kbd_verify_store(const kbd_config *cfg, kbr_msg *msg)
            "%lld rows in %lld tables compared (%.1f s)\n",
            url + 7, (long long)stats.entries, (long long)stats.effects, (long long)stats.documents,
            (long long)stats.rows, (long long)stats.tables, seconds_since(&t0));
+    KBR_GUARD(verify_markets(url, &batches, msg));
+    printf("every market of its %lld batches is an ISO 3166-1 alpha-2 code\n", (long long)batches);
 out:
     free(path);
     return err;

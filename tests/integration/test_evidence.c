@@ -20,6 +20,8 @@
 #include <openssl/rand.h>
 
 #include "harness.h"
+#include "kbr_audit.h"
+#include "kbr_store.h"
 
 static kbt_env *env;
 
@@ -285,6 +287,131 @@ static void test_tampering_named(void **state)
     free(out);
     if (verify("keybroker.conf", &out) != 0)
         fail_msg("the untouched store: %s", out);
+    free(out);
+    assert_int_equal(kbt_spawn_daemon(env), 0);
+}
+
+/*
+ * Appends to the store at path one entry recording effects, chained to the last one, the way
+ * the audit writer does: what an older broker, with older rules, would have written.
+ */
+static void append_entry(const char *path, const char *op, json_t *effects)
+{
+    char url[600], prev[65], now[KBR_TIME_LEN], hash[65], *text = NULL;
+    kbr_store *st = NULL;
+    kbr_audit_rec *rec = NULL;
+    kbr_msg msg = {{0}};
+    json_t *entry = NULL;
+    int64_t last = 0;
+
+    snprintf(url, sizeof(url), "sqlite:%s", path);
+    assert_int_equal(kbr_store_open(url, &st, &msg), KBR_OK);
+    assert_int_equal(kbr_store_audit_tail(st, &last, prev), KBR_OK);
+    assert_int_equal(kbr_audit_rec_new("security:bootstrap", NULL, op, NULL, &rec), KBR_OK);
+    assert_int_equal(kbr_effects_from_json(effects, &rec->effects), KBR_OK);
+    kbr_time_fmt(time(NULL), now);
+    assert_int_equal(kbr_audit_entry_new(rec, last + 1, now, prev, &entry), KBR_OK);
+    assert_int_equal(kbr_json_canonical(entry, &text), KBR_OK);
+    assert_int_equal(kbr_audit_leaf_hash(text, strlen(text), hash), KBR_OK);
+    assert_int_equal(kbr_store_begin(st), KBR_OK);
+    assert_int_equal(kbr_store_apply(st, rec->effects, last + 1), KBR_OK);
+    assert_int_equal(kbr_store_audit_insert(st, &(kbr_store_audit_row){last + 1, text, hash}),
+                     KBR_OK);
+    assert_int_equal(kbr_store_merkle_append(st, last + 1, hash), KBR_OK);
+    assert_int_equal(kbr_store_commit(st), KBR_OK);
+    kbr_store_close(st);
+    kbr_audit_rec_free(rec);
+    json_decref(entry);
+    json_decref(effects);
+    free(text);
+}
+
+/* A copy of the store in t.db, with t.conf naming it; more sql run on it (may be NULL). */
+static void copy_store(const char *sql)
+{
+    char cmd[4096], *out = NULL;
+
+    snprintf(cmd, sizeof(cmd),
+             "rm -f t.db t.db-wal t.db-shm && sqlite3 keybroker.db '.backup t.db' && "
+             "sed 's|^store *=.*|store = sqlite:t.db|' keybroker.conf > t.conf && "
+             "grep -q '^store = sqlite:t.db' t.conf%s%s%s",
+             sql != NULL ? " && sqlite3 t.db \"" : "", sql != NULL ? sql : "",
+             sql != NULL ? "\"" : "");
+    if (kbt_sh(env, cmd, &out) != 0)
+        fail_msg("copying the store: %s", out != NULL ? out : "");
+    free(out);
+}
+
+/*
+ * A batch an older broker accepted with markets that are no countries ("EL", the EU's own
+ * code for Greece, and "UK"): the store matches its log, and --verify-store still fails,
+ * naming the batch and each code, because the CRA figures count its devices nowhere.
+ */
+static void test_old_batch_markets(void **state)
+{
+    char path[512], *out = NULL;
+    int rc;
+
+    if (kbt_on_pg())
+        skip(); /* a copy of a sqlite: store, read by --verify-store */
+
+    (void)state;
+    kbt_stop(env);
+    copy_store(NULL);
+    snprintf(path, sizeof(path), "%s/t.db", env->dir);
+    append_entry(path, "batch.create",
+                 json_pack("[{s:s,s:s,s:s,s:s,s:i,s:[s,s,s],s:s,s:s}]", "type", "batch.create",
+                           "batch", "b-old", "product", "meter", "factory", "factory:acme",
+                           "quantity", 5, "markets", "DE", "EL", "UK", "created_at",
+                           "2024-05-01T00:00:00Z", "created_by", "security:bootstrap"));
+    rc = verify("t.conf", &out);
+    if (rc != 1 || strstr(out, "matches its audit log") == NULL ||
+        strstr(out, "batch b-old (product meter") == NULL ||
+        strstr(out, "market[1]: market \"EL\"") == NULL ||
+        strstr(out, "market[2]: market \"UK\"") == NULL || strstr(out, "market[0]") != NULL ||
+        strstr(out, "2 markets of 1 batch are no ISO 3166-1 alpha-2 code") == NULL)
+        fail_msg("--verify-store with an old batch: exit %d: %s", rc, out);
+    free(out);
+    /* the store itself passes */
+    if (verify("keybroker.conf", &out) != 0 || strstr(out, "ISO 3166-1 alpha-2 code") == NULL)
+        fail_msg("the untouched store: %s", out);
+    free(out);
+    assert_int_equal(kbt_spawn_daemon(env), 0);
+}
+
+/*
+ * A store the previous version (6) wrote, taken to this one as it opens: the schema step
+ * fills components.purl_key and history_firmware_batch from the rows, and the result is
+ * what the log rebuilds, row for row.  (The copy is made version 6 again by removing what
+ * version 9 adds.)
+ */
+static void test_migrate_v6_store(void **state)
+{
+    char *out = NULL;
+
+    if (kbt_on_pg())
+        skip(); /* a copy of a sqlite: store, read by --verify-store */
+
+    (void)state;
+    kbt_stop(env);
+    copy_store("DROP TABLE key_deliveries; DROP TRIGGER devices_history_batch_move; DROP TRIGGER "
+               "devices_incident_move;"
+               " DROP TABLE history_firmware_batch; DROP TABLE incident_reports;"
+               " DROP TABLE incident_fleet; DROP TABLE incident_builds; DROP TABLE incidents;"
+               " DROP TABLE products; DROP INDEX components_purl_key;"
+               " ALTER TABLE components DROP COLUMN purl_key;"
+               " CREATE INDEX components_purl ON components(purl);"
+               " UPDATE meta SET schema_version = 6;");
+    if (verify("t.conf", &out) != 0)
+        fail_msg("--verify-store on a version 6 store: %s", out);
+    free(out);
+    assert_int_equal(kbt_sh(env,
+                            "test \"$(sqlite3 t.db \"SELECT group_concat(purl_key, ' ') FROM"
+                            " (SELECT DISTINCT purl_key FROM components ORDER BY 1)\")\" ="
+                            " 'pkg:deb/debian/openssl' && test \"$(sqlite3 t.db \"SELECT sum(count)"
+                            " FROM history_firmware_batch\")\" = 2",
+                            &out),
+                     0);
     free(out);
     assert_int_equal(kbt_spawn_daemon(env), 0);
 }
@@ -572,7 +699,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_store_matches_its_log),    cmocka_unit_test(test_tampering_named),
         cmocka_unit_test(test_verify_store_refusals),    cmocka_unit_test(test_device_bundle),
-        cmocka_unit_test(test_product_bundle_and_scope),
+        cmocka_unit_test(test_product_bundle_and_scope), cmocka_unit_test(test_old_batch_markets),
+        cmocka_unit_test(test_migrate_v6_store),
     };
 
     return cmocka_run_group_tests_name("evidence", tests, setup, teardown);

@@ -21,6 +21,8 @@
 
 #include "harness.h"
 
+#define ZERO62 "00000000000000000000000000000000000000000000000000000000000000"
+
 static kbt_env *env;
 static char *ci, *reader, *ota;
 static long unlock_seq; /* the audit entry of the debug unlock of EU-3 */
@@ -362,12 +364,216 @@ static void test_view_refusals(void **state)
     kbt_resp_free(&r);
 }
 
+/* The audit entry that recorded a response. */
+static json_t *entry_of(long seq)
+{
+    json_t *all = kbt_audit_all(env), *e;
+    size_t i;
+
+    json_array_foreach(all, i, e)
+    {
+        if (json_integer_value(json_object_get(e, "seq")) == seq) {
+            json_incref(e);
+            json_decref(all);
+            return e;
+        }
+    }
+    json_decref(all);
+    fail_msg("no audit entry %ld", seq);
+    return NULL;
+}
+
+/* Markets are countries: the EU, its own code for Greece, user-assigned and lowercase codes,
+ * and a repeated one, are refused naming the element, nothing is created, and each refusal
+ * is in the log. */
+static void test_batch_markets(void **state)
+{
+    static const char *const bad[] = {"[\"EU\"]", "[\"DE\",\"EL\"]", "[\"XX\"]", "[\"de\"]",
+                                      "[\"UK\"]", "[\"FR\",\"FR\"]", "[1]",      "[]"};
+    static const char *const field[] = {"market[0]", "market[1]", "market[0]", "market[0]",
+                                        "market[0]", "market[1]", "market[0]", "market"};
+    char body[256];
+    kbt_resp r;
+    json_t *e;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        snprintf(body, sizeof(body),
+                 "{\"batch\":\"b-bad\",\"product\":\"gateway\",\"factory\":\"factory:acme\","
+                 "\"quantity\":5,\"market\":%s}",
+                 bad[i]);
+        r = kbt_call(env, "POST", "/v1/batches", env->admin, body);
+        if (r.status != 400 || strstr(kbt_err_message(&r), field[i]) != kbt_err_message(&r))
+            fail_msg("market %s: %ld %s", bad[i], r.status, r.body);
+        e = entry_of(r.audit_seq);
+        assert_string_equal(json_string_value(json_object_get(e, "outcome")), "denied");
+        assert_null(json_object_get(e, "effects"));
+        json_decref(e);
+        kbt_resp_free(&r);
+    }
+    r = kbt_call(env, "GET", "/v1/batches/b-bad", reader, NULL);
+    assert_int_equal(r.status, 404);
+    kbt_resp_free(&r);
+    /* Greece is GR */
+    must(kbt_call(env, "POST", "/v1/batches", env->admin,
+                  "{\"batch\":\"b-gr\",\"product\":\"gateway\",\"factory\":\"factory:acme\","
+                  "\"quantity\":5,\"market\":[\"GR\"]}"),
+         201, "Greek batch");
+}
+
+static void escape_into(char *out, size_t n, const char *s)
+{
+    size_t o = 0;
+
+    for (; *s != '\0' && o + 4 < n; s++) {
+        if ((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+            strchr("-._", *s) != NULL)
+            out[o++] = *s;
+        else
+            o += (size_t)snprintf(out + o, n - o, "%%%02X", (unsigned char)*s);
+    }
+    out[o] = '\0';
+}
+
+/* GET /v1/views/exposure?<name>=<value>&... with every value escaped; n pairs. */
+static kbt_resp exposure_get(size_t n, ...)
+{
+    char path[2048] = "/v1/views/exposure", v[1024];
+    va_list ap;
+
+    va_start(ap, n);
+    for (size_t i = 0; i < n; i++) {
+        const char *name = va_arg(ap, const char *), *value = va_arg(ap, const char *);
+
+        escape_into(v, sizeof(v), value);
+        snprintf(path + strlen(path), sizeof(path) - strlen(path), "%c%s=%s", i == 0 ? '?' : '&',
+                 name, v);
+    }
+    va_end(ap);
+    return kbt_call(env, "GET", path, reader, NULL);
+}
+
+static size_t builds_of(kbt_resp *r)
+{
+    size_t n;
+
+    if (r->status != 200)
+        fail_msg("exposure: %ld %s", r->status, r->body);
+    n = json_array_size(json_object_get(r->json, "builds"));
+    kbt_resp_free(r);
+    return n;
+}
+
+/* A build with Debian and npm packages, asked for by package, list and range. */
+static void test_exposure_packages(void **state)
+{
+    kbt_resp r;
+
+    (void)state;
+    must(kbt_call(env, "POST", "/v1/sign", ci,
+                  "{\"key\":\"fw-gw\",\"digest\":\"20" ZERO62 "\",\"artifact\":{\"product\":"
+                  "\"gateway\",\"version\":\"2.0.0\"},\"sbom\":{\"format\":\"cyclonedx\","
+                  "\"components\":[{\"name\":\"openssl\",\"version\":\"3.0.11-1~deb12u2\","
+                  "\"purl\":\"pkg:deb/debian/openssl@3.0.11-1~deb12u2?arch=amd64\"},"
+                  "{\"name\":\"lodash.merge\",\"version\":\"4.6.2\","
+                  "\"purl\":\"pkg:npm/lodash.merge@4.6.2\"}]}}"),
+         200, "build 2.0.0");
+    /* a purl that does not parse would hide its component from every question: refused */
+    r = kbt_call(env, "POST", "/v1/sign", ci,
+                 "{\"key\":\"fw-gw\",\"digest\":\"21" ZERO62 "\",\"artifact\":{\"product\":"
+                 "\"gateway\",\"version\":\"2.0.1\"},\"sbom\":{\"format\":\"cyclonedx\","
+                 "\"components\":[{\"name\":\"zlib\",\"purl\":\"pkg:generic/zlib@1.3.1\"},"
+                 "{\"name\":\"openssl\",\"purl\":\"pkg:deb/openssl@3.0.11\"}]}}");
+    assert_int_equal(r.status, 400);
+    assert_non_null(strstr(kbt_err_message(&r), "components[1].purl: "));
+    kbt_resp_free(&r);
+    /* no longer name, no prefix */
+    r = exposure_get(1, "purl", "pkg:npm/lodash");
+    assert_int_equal(builds_of(&r), 0);
+    r = exposure_get(1, "purl", "pkg:npm/lodash.merge");
+    assert_int_equal(builds_of(&r), 1);
+    r = exposure_get(1, "purl", "pkg:generic/openssl@3.0");
+    assert_int_equal(builds_of(&r), 0);
+    /* Debian versions in a list and in a range, by dpkg's order */
+    r = exposure_get(2, "purl", "pkg:deb/debian/openssl", "versions", "3.0.11-1~deb12u2");
+    assert_int_equal(builds_of(&r), 1);
+    r = exposure_get(2, "purl", "pkg:deb/debian/openssl", "vers", "vers:deb/<3.0.11-1~deb12u2");
+    assert_int_equal(builds_of(&r), 0);
+    /* "~deb12u2" sorts before the release it backports */
+    r = exposure_get(2, "purl", "pkg:deb/debian/openssl", "vers", "vers:deb/>=3.0.0|<3.0.11-1");
+    assert_int_equal(builds_of(&r), 1);
+    r = exposure_get(2, "purl", "pkg:deb/debian/openssl", "vers", "vers:deb/>=3.0.11-1");
+    assert_int_equal(builds_of(&r), 0);
+    /* by name with a range of the generic scheme */
+    r = exposure_get(2, "component", "openssl", "vers", "vers:generic/<3.0.13");
+    assert_int_equal(builds_of(&r), 2); /* 1.0.0 (3.0.1) and 2.0.0 (3.0.11-1~deb12u2) */
+    /* bad questions are named */
+    r = exposure_get(1, "purl", "pkg:deb/openssl");
+    assert_int_equal(r.status, 400);
+    assert_non_null(strstr(kbt_err_message(&r), "purl:"));
+    kbt_resp_free(&r);
+    r = exposure_get(2, "purl", "pkg:deb/debian/openssl", "vers", "vers:deb/<=1.0|<2.0");
+    assert_int_equal(r.status, 400);
+    assert_non_null(strstr(kbt_err_message(&r), "vers:"));
+    kbt_resp_free(&r);
+    r = exposure_get(2, "component", "openssl", "versions", "3.0.1,,3.0.2");
+    assert_int_equal(r.status, 400);
+    assert_non_null(strstr(kbt_err_message(&r), "versions:"));
+    kbt_resp_free(&r);
+    r = exposure_get(2, "component", "openssl", "devices", "yes");
+    assert_int_equal(r.status, 400);
+    assert_non_null(strstr(kbt_err_message(&r), "devices:"));
+    kbt_resp_free(&r);
+}
+
+/* Every affected device, paged, and the remediation per member state. */
+static void test_exposure_devices_and_markets(void **state)
+{
+    kbt_resp r;
+    const json_t *items, *rem;
+
+    (void)state;
+    r = exposure_get(6, "component", "openssl", "versions", "3.0.1", "fixed_version", "1.1.0",
+                     "devices", "true", "limit", "3", "product", "gateway");
+    assert_int_equal(r.status, 200);
+    items = json_object_get(json_object_get(r.json, "affected_devices"), "items");
+    assert_int_equal(json_array_size(items), 3);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(items, 0), "serial")),
+                        "EU-1");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(items, 0), "status")),
+                        "updated");
+    assert_string_equal(json_string_value(json_object_get(
+                            json_object_get(r.json, "affected_devices"), "next_after")),
+                        "EU-3");
+    rem = json_object_get(r.json, "remediation");
+    assert_int_equal(json_integer_value(json_object_get(
+                         json_object_get(json_object_get(rem, "by_market"), "DE"), "pending")),
+                     2);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(rem, "eu"), "updated")), 1);
+    assert_int_equal(json_integer_value(json_object_get(
+                         json_object_get(json_object_get(rem, "by_market"), "US"), "updated")),
+                     1);
+    kbt_resp_free(&r);
+    r = exposure_get(7, "component", "openssl", "versions", "3.0.1", "fixed_version", "1.1.0",
+                     "devices", "true", "limit", "3", "product", "gateway", "after", "EU-3");
+    items = json_object_get(json_object_get(r.json, "affected_devices"), "items");
+    assert_int_equal(json_array_size(items), 2);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(items, 1), "serial")),
+                        "US-2");
+    kbt_resp_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_view_product),  cmocka_unit_test(test_view_custody),
-        cmocka_unit_test(test_view_exposure), cmocka_unit_test(test_view_device),
+        cmocka_unit_test(test_view_product),
+        cmocka_unit_test(test_view_custody),
+        cmocka_unit_test(test_view_exposure),
+        cmocka_unit_test(test_view_device),
         cmocka_unit_test(test_view_refusals),
+        cmocka_unit_test(test_batch_markets),
+        cmocka_unit_test(test_exposure_packages),
+        cmocka_unit_test(test_exposure_devices_and_markets),
     };
 
     return cmocka_run_group_tests_name("custody views", tests, setup, teardown);

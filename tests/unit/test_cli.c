@@ -1200,6 +1200,13 @@ static void test_batch_body_bad_markets(void **state)
         expect_body_usage(&cli_cmd_batch_create, cli_batch_body, ARGC(argv), argv,
                           KBR_ERR_BAD_REQUEST, "alpha-2");
     }
+    /* two letters, but no country: the EU, its own code for Greece, a user-assigned code */
+    static const char *const no_country[] = {"EU", "eu", "EL", "XX", "UK"};
+    for (size_t i = 0; i < sizeof(no_country) / sizeof(no_country[0]); i++) {
+        snprintf(value, sizeof(value), "%s", no_country[i]);
+        expect_body_usage(&cli_cmd_batch_create, cli_batch_body, ARGC(argv), argv,
+                          KBR_ERR_BAD_REQUEST, "ISO 3166-1");
+    }
     expect_body_usage(&cli_cmd_batch_create, cli_batch_body, ARGC(twice), twice,
                       KBR_ERR_BAD_REQUEST, "--market DE given more than once");
     expect_cmd_usage(&cli_cmd_batch_create, ARGC(empty_item), empty_item, "empty item in --market");
@@ -1890,8 +1897,11 @@ static void test_view_exposure_opts_rejects(void **state)
     static const view_bad_case cases[] = {
         {"", false, "exactly one of --component and --purl"},
         {"--component a --purl pkg:x", false, "exactly one of --component and --purl"},
-        {"--purl npm:x", false, "--purl must be a package URL prefix"},
-        {"--purl pkg:x --versions 1", false, "--versions goes with --component"},
+        {"--purl npm:x", false, "--purl must be a package URL"},
+        {"--purl pkg:x --versions 1 --vers vers:deb/1", false, "--versions or --vers"},
+        {"--purl pkg:x --vers deb/<1", false, "--vers must be a version range"},
+        {"--component a --eu", true, "--eu and --by-market shape the text"},
+        {"--component a --fixed-version 2 --csv --by-market", false, "not with --json or --csv"},
         {"--component a --versions 1,,2", false, "empty item in --versions"},
         {"--component a --fixed-version 2 --limit 0", false, "--limit must be 1 to 1000"},
         {"--component a --fixed-version 2 --limit 1001", false, "--limit must be 1 to 1000"},
@@ -2082,6 +2092,264 @@ static void test_view_exposure_text(void **state)
     json_decref(v);
 }
 
+static void test_view_exposure_markets_text(void **state)
+{
+    static const char *const by_market = "MARKET           RUNNING  AFFECTED  UPDATED  PENDING\n"
+                                         "DE               2        3         1        2\n"
+                                         "US               1        2         1        1\n"
+                                         "EU total         2        3         1        2\n"
+                                         "EL (no country)  -        2         2        0\n";
+    static const char *const eu_only = "MARKET    RUNNING  AFFECTED  UPDATED  PENDING\n"
+                                       "DE        2        3         1        2\n"
+                                       "EU total  2        3         1        2\n";
+    json_t *v = view_json(
+        "{\"query\":{\"component\":\"openssl\",\"fixed_version\":\"1.1\"},\"builds\":[],"
+        "\"devices\":{\"current\":3,\"by_batch\":[],\"by_market\":{\"DE\":2,\"US\":1},\"eu\":2,"
+        "\"invalid_markets\":{}},"
+        "\"affected\":{\"total\":7,\"by_market\":{\"DE\":3,\"US\":2},\"eu\":3,"
+        "\"invalid_markets\":{\"EL\":2}},"
+        "\"remediation\":{\"affected\":7,\"updated\":4,\"pending\":3,\"by_market\":"
+        "{\"DE\":{\"affected\":3,\"updated\":1,\"pending\":2},\"US\":{\"affected\":2,"
+        "\"updated\":1,\"pending\":1}},\"eu\":{\"affected\":3,\"updated\":1,\"pending\":2},"
+        "\"invalid_markets\":{\"EL\":{\"affected\":2,\"updated\":2,\"pending\":0}}},"
+        "\"affected_devices\":{\"items\":[{\"product\":\"door\",\"serial\":\"D1\","
+        "\"current_firmware\":\"1.1\",\"batch\":\"b-eu\",\"status\":\"updated\"}],"
+        "\"next_after\":null}}");
+    char *out = NULL;
+
+    (void)state;
+    assert_int_equal(cli_view_exposure_text_opts(v, false, true, &out), KBR_OK);
+    if (strstr(out, by_market) == NULL)
+        fail_msg("no per-market table in:\n%s", out);
+    assert_non_null(strstr(out, "devices that ever ran one: 7\n"));
+    assert_non_null(strstr(out, "remediation to 1.1: 7 affected, 4 updated, 3 pending\n"));
+    assert_non_null(strstr(out, "STATUS\ndoor     D1      1.1               b-eu   updated\n"));
+    free(out);
+    /* the member states only, and every headline figure of the EU */
+    assert_int_equal(cli_view_exposure_text_opts(v, true, true, &out), KBR_OK);
+    if (strstr(out, eu_only) == NULL)
+        fail_msg("no EU table in:\n%s", out);
+    assert_null(strstr(out, "US "));
+    assert_non_null(strstr(out, "devices in the EU now running an affected build: 2\n"));
+    assert_non_null(strstr(out, "devices in the EU that ever ran one: 3\n"));
+    assert_non_null(
+        strstr(out, "remediation in the EU to 1.1: 3 affected, 1 updated, 2 pending\n"));
+    free(out);
+    assert_int_equal(cli_view_exposure_text_opts(v, true, false, &out), KBR_OK);
+    assert_non_null(strstr(out, "MARKET    DEVICES\nDE        2\nEU total  2\n"));
+    free(out);
+    json_decref(v);
+}
+
+/* ---- the CRA ---- */
+
+static time_t when(const char *t)
+{
+    time_t v = 0;
+
+    assert_int_equal(kbr_time_parse(t, &v), KBR_OK);
+    return v;
+}
+
+static void expect_clock(const char *dl, const char *now, const char *want)
+{
+    json_t *v = view_json(dl);
+    char text[160];
+
+    assert_int_equal(cli_clock_text(v, when(now), text, sizeof(text)), KBR_OK);
+    assert_string_equal(text, want);
+    json_decref(v);
+}
+
+static void test_clock_text(void **state)
+{
+    json_t *bad = view_json("{\"due\":\"soon\",\"status\":\"open\"}");
+    char text[160];
+
+    (void)state;
+    expect_clock("{\"due\":\"2026-12-06T11:39:00Z\",\"status\":\"open\",\"submitted_at\":null}",
+                 "2026-12-05T14:40:00Z", "due 2026-12-06 11:39Z, 20 h 59 min left");
+    expect_clock("{\"due\":\"2026-12-06T11:39:00Z\",\"status\":\"open\",\"submitted_at\":null}",
+                 "2026-12-03T11:00:00Z", "due 2026-12-06 11:39Z, 3 d 0 h left");
+    expect_clock("{\"due\":\"2026-12-06T11:39:00Z\",\"status\":\"overdue\",\"submitted_at\":null}",
+                 "2026-12-06T14:41:00Z", "OVERDUE by 3 h 2 min (due 2026-12-06 11:39Z)");
+    /* the broker said open a minute ago; now it is past due all the same */
+    expect_clock("{\"due\":\"2026-12-06T11:39:00Z\",\"status\":\"open\",\"submitted_at\":null}",
+                 "2026-12-06T11:40:00Z", "OVERDUE by 1 min (due 2026-12-06 11:39Z)");
+    expect_clock("{\"due\":\"2026-12-06T11:39:00Z\",\"status\":\"submitted\","
+                 "\"submitted_at\":\"2026-12-06T09:00:00Z\"}",
+                 "2026-12-09T00:00:00Z", "submitted 2026-12-06 09:00Z, on time");
+    expect_clock("{\"due\":\"2026-12-06T11:39:00Z\",\"status\":\"submitted\","
+                 "\"submitted_at\":\"2026-12-06T13:41:00Z\"}",
+                 "2026-12-09T00:00:00Z", "submitted 2026-12-06 13:41Z, late by 2 h 2 min");
+    expect_clock("{\"due\":null,\"status\":\"open\",\"submitted_at\":null}", "2026-12-09T00:00:00Z",
+                 "starts when the fix is recorded");
+    assert_int_equal(cli_clock_text(bad, 0, text, sizeof(text)), KBR_ERR_BAD_REQUEST);
+    json_decref(bad);
+}
+
+#define INCIDENT_JSON                                                                              \
+    "{\"id\":\"INC-7\",\"title\":\"<script>alert(1)</script> & co\",\"product\":\"lock\","         \
+    "\"component\":\"openssl\",\"query\":{\"purl\":\"pkg:deb/debian/openssl\"},\"cve\":null,"      \
+    "\"severity\":\"high\",\"actively_exploited\":true,\"aware_at\":\"2026-12-05T11:39:00Z\","     \
+    "\"fix\":{\"fixed_version\":\"1.2.0\",\"available_at\":\"2026-12-07T10:00:00Z\"},"             \
+    "\"deadlines\":{\"early_warning\":{\"due\":\"2026-12-06T11:39:00Z\",\"status\":\"submitted\"," \
+    "\"submitted_at\":\"2026-12-05T15:00:00Z\"},\"notification\":{\"due\":"                        \
+    "\"2026-12-08T11:39:00Z\",\"status\":\"open\",\"submitted_at\":null},\"final_report\":"        \
+    "{\"due\":\"2026-12-21T10:00:00Z\",\"status\":\"open\",\"submitted_at\":null}},"               \
+    "\"exposure_at_awareness\":{\"as_of\":\"2026-12-05T14:39:00Z\",\"devices\":{\"affected\":"     \
+    "{\"total\":4,\"by_market\":{\"DE\":2,\"US\":1,\"GR\":1},\"eu\":3}}},"                         \
+    "\"now\":{\"remediation\":{\"affected\":4,\"updated\":2,\"pending\":2,\"by_market\":{\"DE\":"  \
+    "{\"affected\":2,\"updated\":1,\"pending\":1},\"GR\":{\"affected\":1,\"updated\":0,"           \
+    "\"pending\":1}},\"eu\":{\"affected\":3,\"updated\":1,\"pending\":2}}},"                       \
+    "\"reports\":[],"                                                                              \
+    "\"over_time\":{\"days\":[\"2026-12-05\",\"2026-12-08\"],"                                     \
+    "\"total\":{\"affected\":[4,4],\"updated\":[0,2],\"pending\":[4,2]},"                          \
+    "\"eu\":{\"affected\":[3,3],\"updated\":[0,1],\"pending\":[3,2]},"                             \
+    "\"by_market\":{\"DE\":{\"affected\":[2,2],\"updated\":[0,1],\"pending\":[2,1]},"              \
+    "\"GR\":{\"affected\":[1,1],\"updated\":[0,0],\"pending\":[1,1]},"                             \
+    "\"US\":{\"affected\":[1,1],\"updated\":[0,1],\"pending\":[1,0]}},\"invalid_markets\":{}}}"
+
+static void test_incident_text(void **state)
+{
+    json_t *v = view_json(INCIDENT_JSON);
+    char *out = NULL;
+
+    (void)state;
+    assert_int_equal(cli_incident_text(v, when("2026-12-07T11:39:00Z"), &out), KBR_OK);
+    assert_non_null(strstr(out, "  early warning (24 h)        submitted 2026-12-05 15:00Z, on "
+                                "time\n"));
+    assert_non_null(strstr(out, "  notification (72 h)         due 2026-12-08 11:39Z, 1 d 0 h "
+                                "left\n"));
+    assert_non_null(strstr(out, "remediation now: 4 affected, 2 updated, 2 pending:\n"
+                                "MEMBER_STATE  AFFECTED  UPDATED  PENDING\n"
+                                "DE            2         1        1\n"
+                                "GR            1         0        1\n"
+                                "EU total      3         1        2\n"));
+    /* the US is a market, not a member state */
+    assert_null(strstr(out, "US "));
+    free(out);
+    json_decref(v);
+}
+
+/* Every element opened is closed, in order, and text holds no '<' or bare '&'. */
+static void expect_well_formed(const char *svg)
+{
+    char stack[64][32];
+    int depth = 0;
+    const char *p = strstr(svg, "<svg");
+
+    assert_non_null(p);
+    for (; *p != '\0'; p++) {
+        if (*p == '&') {
+            assert_true(strncmp(p, "&amp;", 5) == 0 || strncmp(p, "&lt;", 4) == 0 ||
+                        strncmp(p, "&gt;", 4) == 0 || strncmp(p, "&quot;", 6) == 0 ||
+                        strncmp(p, "&#39;", 5) == 0);
+            continue;
+        }
+        if (*p != '<')
+            continue;
+        const char *end = strchr(p, '>');
+        size_t n = strcspn(p + 1, " />");
+        assert_non_null(end);
+        if (p[1] == '/') {
+            n = strcspn(p + 2, ">");
+            assert_true(depth > 0);
+            depth--;
+            if (strncmp(stack[depth], p + 2, n) != 0 || stack[depth][n] != '\0')
+                fail_msg("</%.*s> closes <%s>", (int)n, p + 2, stack[depth]);
+        } else if (end[-1] != '/') {
+            assert_true(depth < 64 && n < 32);
+            snprintf(stack[depth++], sizeof(stack[0]), "%.*s", (int)n, p + 1);
+        }
+        p = end;
+    }
+    assert_int_equal(depth, 0);
+}
+
+static size_t count_of(const char *s, const char *what)
+{
+    size_t n = 0;
+
+    for (s = strstr(s, what); s != NULL; s = strstr(s + 1, what))
+        n++;
+    return n;
+}
+
+static void test_incident_chart(void **state)
+{
+    json_t *v = view_json(INCIDENT_JSON);
+    char *svg = NULL;
+
+    (void)state;
+    assert_int_equal(cli_incident_chart_svg(v, when("2026-12-09T08:00:00Z"), &svg), KBR_OK);
+    assert_int_equal(strncmp(svg, "<?xml version=\"1.0\"", 19), 0);
+    expect_well_formed(svg);
+    /* every market, the EU, and the two member states (the US has no panel of its own) */
+    assert_int_equal(count_of(svg, "<g>"), 4);
+    assert_non_null(strstr(svg, ">All markets<"));
+    assert_non_null(strstr(svg, ">DE<"));
+    assert_non_null(strstr(svg, ">GR<"));
+    assert_null(strstr(svg, ">US<"));
+    /* DE before GR: more devices affected */
+    assert_true(strstr(svg, ">DE<") < strstr(svg, ">GR<"));
+    assert_non_null(strstr(svg, ">1 updated</tspan>"));
+    /* the broker's text is escaped, never markup */
+    assert_null(strstr(svg, "<script>"));
+    assert_non_null(strstr(svg, "&lt;script&gt;alert(1)&lt;/script&gt; &amp; co"));
+    /* the fix (7 December) and the final report's due day (21 December) are marked */
+    assert_int_equal(count_of(svg, "stroke-dasharray=\"4 3\"/>\n"), 8);
+    free(svg);
+    json_decref(v);
+    v = view_json("{\"id\":\"X\"}");
+    assert_int_equal(cli_incident_chart_svg(v, 0, &svg), KBR_ERR_BAD_REQUEST);
+    json_decref(v);
+}
+
+static void test_incident_body(void **state)
+{
+    char *argv[] = {"INC-7",
+                    "--title",
+                    "openssl",
+                    "--component",
+                    "openssl",
+                    "--purl",
+                    "pkg:deb/debian/openssl",
+                    "--vers",
+                    "vers:deb/<3.0.11-1~deb12u3",
+                    "--aware-at",
+                    "2026-12-05T11:39:00Z",
+                    "--severity",
+                    "high",
+                    "--actively-exploited",
+                    "yes"};
+    char *both[] = {"I",          "--title",    "t",      "--component",          "c",
+                    "--versions", "1",          "--vers", "vers:deb/1",           "--aware-at",
+                    "x",          "--severity", "low",    "--actively-exploited", "no"};
+    char *maybe[] = {"I", "--title",    "t",   "--component",          "c",    "--aware-at",
+                     "x", "--severity", "low", "--actively-exploited", "maybe"};
+    char *product[] = {"lock", "--placed-on-market", "2026-01-01", "--support-until", "31.12.2031"};
+    json_t *body = NULL;
+    kbr_msg msg;
+
+    (void)state;
+    assert_int_equal(
+        cmd_body(&cli_cmd_incident_create, cli_incident_body, ARGC(argv), argv, &body, &msg),
+        KBR_OK);
+    assert_string_equal(json_at_str(body, "id"), "INC-7");
+    assert_string_equal(json_at_str(body, "vers"), "vers:deb/<3.0.11-1~deb12u3");
+    assert_string_equal(json_at_str(body, "aware_at"), "2026-12-05T11:39:00Z");
+    assert_true(json_is_true(json_object_get(body, "actively_exploited")));
+    json_decref(body);
+    body = NULL;
+    expect_body_usage(&cli_cmd_incident_create, cli_incident_body, ARGC(both), both,
+                      KBR_ERR_BAD_REQUEST, "--versions or --vers");
+    expect_body_usage(&cli_cmd_incident_create, cli_incident_body, ARGC(maybe), maybe,
+                      KBR_ERR_BAD_REQUEST, "--actively-exploited yes|no");
+    expect_body_usage(&cli_cmd_product_create, cli_product_body, ARGC(product), product,
+                      KBR_ERR_BAD_REQUEST, "--support-until 31.12.2031");
+}
+
 static void test_view_product_text(void **state)
 {
     static const char *const lines[] = {
@@ -2255,6 +2523,11 @@ int main(void)
         cmocka_unit_test(test_view_pending_csv_quoting),
         cmocka_unit_test(test_view_pending_csv_rejects),
         cmocka_unit_test(test_view_exposure_text),
+        cmocka_unit_test(test_view_exposure_markets_text),
+        cmocka_unit_test(test_clock_text),
+        cmocka_unit_test(test_incident_text),
+        cmocka_unit_test(test_incident_chart),
+        cmocka_unit_test(test_incident_body),
         cmocka_unit_test(test_view_product_text),
         cmocka_unit_test(test_view_custody_text),
         cmocka_unit_test(test_view_device_text),

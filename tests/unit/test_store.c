@@ -93,7 +93,13 @@ static const char *const tables[] = {"meta",
                                      "issuer_keys",
                                      "device_revocations",
                                      "certificate_revocations",
-                                     "crls"};
+                                     "crls",
+                                     "history_firmware_batch",
+                                     "products",
+                                     "incidents",
+                                     "incident_builds",
+                                     "incident_fleet",
+                                     "incident_reports"};
 
 static void test_open_creates_schema(void **state)
 {
@@ -127,7 +133,7 @@ static void test_open_creates_schema(void **state)
     assert_int_equal(sqlite3_prepare_v2(db, "SELECT schema_version FROM meta", -1, &stmt, NULL),
                      SQLITE_OK);
     assert_int_equal(sqlite3_step(stmt), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int(stmt, 0), 8);
+    assert_int_equal(sqlite3_column_int(stmt, 0), 9);
     assert_int_equal(sqlite3_step(stmt), SQLITE_DONE);
     sqlite3_finalize(stmt);
     assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &stmt, NULL), SQLITE_OK);
@@ -280,6 +286,15 @@ static void test_duplicate_key_rolls_back_record(void **state)
     "[{\"type\": \"ota.report\", \"product\": \"p\", \"version\": \"1\", \"campaign\": \"c\","     \
     " \"at\": \"2026-03-01T10:00:00Z\", " fields "}]"
 
+#define PRODUCT_WITH(placed)                                                                       \
+    "[{\"type\": \"product.register\", \"product\": \"p\", \"at\": \"2026-03-01T10:00:00Z\","      \
+    " \"by\": \"x\", \"placed_on_market\": " placed "}]"
+#define INCIDENT_WITH(fields)                                                                      \
+    "[{\"type\": \"incident.create\", \"id\": \"I\", \"title\": \"t\", \"product\": null,"         \
+    " \"component\": \"c\", \"aware_at\": \"2026-03-01T10:00:00Z\", \"actively_exploited\": true," \
+    " \"cve\": null, \"created_at\": \"2026-03-01T10:00:00Z\", \"created_by\": \"x\","             \
+    " \"exposure\": {}, \"builds\": [], " fields "}]"
+
 static void test_malformed_effects(void **state)
 {
     static const char *const bad[] = {
@@ -341,6 +356,22 @@ static void test_malformed_effects(void **state)
         OTA_WITH("\"reported_by\": \"ota:x\", \"results\": [\"SN\"]"),
         OTA_WITH("\"reported_by\": \"ota:x\", \"results\": \"SN\""),
         OTA_WITH("\"results\": []"),
+        PRODUCT_WITH("\"2026-02-30\", \"support_until\": \"2031-01-01\""),
+        PRODUCT_WITH("\"2026-01-01\", \"support_until\": \"2025-12-31\""),
+        PRODUCT_WITH("\"2026-01-01T00:00:00Z\", \"support_until\": \"2031-01-01\""),
+        INCIDENT_WITH("\"severity\": \"urgent\", \"query\": {\"component\": \"c\"}"),
+        INCIDENT_WITH("\"severity\": \"low\", \"query\": {\"component\": \"c\", \"purl\":"
+                      " \"pkg:npm/c\"}"),
+        INCIDENT_WITH("\"severity\": \"low\", \"query\": {\"purl\": \"pkg:deb/c\"}"),
+        INCIDENT_WITH("\"severity\": \"low\", \"query\": {\"component\": \"c\","
+                      " \"vers\": \"vers:deb/>1|>2\"}"),
+        INCIDENT_WITH("\"severity\": \"low\", \"query\": {\"component\": \"c\","
+                      " \"product\": \"p\"}"),
+        INCIDENT_WITH("\"severity\": \"low\", \"query\": \"c\""),
+        "[{\"type\": \"incident.report\", \"id\": \"I\", \"stage\": \"late\", \"sha256\": \"" FP_A
+        "\", \"at\": \"2026-03-01T10:00:00Z\", \"by\": \"x\"}]",
+        "[{\"type\": \"incident.fix\", \"id\": \"I\", \"fixed_version\": \"2\","
+        " \"at\": \"2026-03-01T10:00:00Z\"}]",
         "[{\"type\": \"key.destroy\", \"name\": \"k\"}]",
         "[\"key.create\"]",
         "{\"type\": \"key.retire\"}",
@@ -353,6 +384,17 @@ static void test_malformed_effects(void **state)
             fail_msg("effect %zu was not refused as KBR_ERR_INTERNAL", i);
     }
     /* Well-formed, the same effects reach the ledger's rules (no such device or build here). */
+    assert_int_equal(apply(st,
+                           INCIDENT_WITH("\"severity\": \"low\", \"query\": {\"purl\":"
+                                         " \"pkg:deb/debian/c\", \"vers\": \"vers:deb/<2\"}"),
+                           99),
+                     KBR_OK);
+    assert_int_equal(apply(st,
+                           "[{\"type\": \"incident.fix\", \"id\": \"I\", \"fixed_version\": \"2\","
+                           " \"available_at\": \"2026-03-01T10:00:00Z\","
+                           " \"at\": \"2026-03-01T10:00:00Z\"}]",
+                           98),
+                     KBR_ERR_STORE_CONSTRAINT);
     assert_int_equal(apply(st,
                            "[{" DEBUG_BASE ", \"ticket\": \"T\", \"challenge_sha256\": \"" FP_A
                            "\", \"permissions\": \"0f\","
@@ -558,6 +600,74 @@ static int64_t query_count(const fixture *f, const char *sql)
 
     query_text(f, sql, buf, sizeof(buf));
     return strtoll(buf, NULL, 10);
+}
+
+/* What a store of version 6 had: the later steps' tables, triggers and columns dropped
+ * (version 8: key deliveries; 9: the CRA's), and the version set back. */
+static const char *const to_v6_sqlite =
+    "DROP TABLE key_deliveries;"
+    " DROP TRIGGER devices_history_batch_move; DROP TRIGGER devices_incident_move;"
+    " DROP TABLE history_firmware_batch; DROP TABLE incident_reports;"
+    " DROP TABLE incident_fleet; DROP TABLE incident_builds; DROP TABLE incidents;"
+    " DROP TABLE products; DROP INDEX components_purl_key;"
+    " ALTER TABLE components DROP COLUMN purl_key;"
+    " CREATE INDEX components_purl ON components(purl);"
+    " UPDATE meta SET schema_version = 6;";
+static const char *const to_v6_pg =
+    "DROP TABLE key_deliveries; DROP FUNCTION kbr_key_deliveries_count();"
+    " DROP TABLE history_firmware_batch, incident_reports, incident_fleet, incident_builds,"
+    " incidents, products; DROP TRIGGER devices_history_batch_move ON devices;"
+    " DROP TRIGGER devices_incident_move ON devices;"
+    " DROP FUNCTION kbr_devices_history_batch_move(); DROP FUNCTION "
+    "kbr_devices_incident_move();"
+    " ALTER TABLE components DROP COLUMN purl_key;"
+    " CREATE INDEX components_purl ON components(purl);"
+    " UPDATE meta SET schema_version = 6;";
+
+static void store_back_to_v6(fixture *f)
+{
+    char *sql = strdup(kbt_pg() ? to_v6_pg : to_v6_sqlite), *one, *save = NULL;
+
+    assert_non_null(sql);
+    for (one = strtok_r(sql, ";", &save); one != NULL; one = strtok_r(NULL, ";", &save))
+        assert_int_equal(kbt_store_sql(f->url, one, NULL, 0, NULL), 0);
+    free(sql);
+    assert_int_equal(query_count(f, "SELECT max(schema_version) FROM meta"), 6);
+}
+
+/*
+ * A store the previous version (6) wrote, on either back end, taken to version 9 as it opens:
+ * the components recorded before get the package their purl names (components.purl_key),
+ * from the same function the firmware.sign effect uses, and View C finds them by it.  (The
+ * store is made version 6 again by removing what version 9 adds.)
+ */
+static void test_store_at_version_6(void **state)
+{
+    fixture *f = *state;
+    kbr_store *st = open_ok(f);
+    char buf[128];
+
+    assert_int_equal(apply(st, KEY_A, 1), KBR_OK);
+    assert_int_equal(apply(st,
+                           FW("aabb", "[{\"name\": \"openssl\", \"version\": \"3.0.1\","
+                                      " \"purl\": \"pkg:deb/Debian/openssl@3.0.1?arch=amd64\"},"
+                                      " {\"name\": \"zlib\", \"version\": \"1.3\","
+                                      " \"purl\": \"no purl\"}]"),
+                           2),
+                     KBR_OK);
+    kbr_store_close(st);
+    store_back_to_v6(f);
+
+    st = open_ok(f);
+    assert_int_equal(query_count(f, "SELECT max(schema_version) FROM meta"), 9);
+    query_text(f, "SELECT purl_key FROM components WHERE name = 'openssl'", buf, sizeof(buf));
+    assert_string_equal(buf, "pkg:deb/debian/openssl");
+    query_text(f, "SELECT coalesce(purl_key, 'none') FROM components WHERE name = 'zlib'", buf,
+               sizeof(buf));
+    assert_string_equal(buf, "none");
+    assert_int_equal(query_count(f, "SELECT count(*) FROM history_firmware_batch"), 0);
+    assert_int_equal(query_count(f, "SELECT count(*) FROM incidents"), 0);
+    kbr_store_close(st);
 }
 
 static const char *str_at(const json_t *obj, const char *field)
@@ -1964,8 +2074,8 @@ static void test_migrate_v1_store(void **state)
     v1_store(f, clone, old, cur);
     v1_custody(f, cur);
     st = open_ok(f);
-    assert_int_equal(query_count(f, "SELECT max(schema_version) FROM meta"), 8);
-    assert_int_equal(query_count(f, "SELECT count(*) FROM meta WHERE schema_version <> 8"), 0);
+    assert_int_equal(query_count(f, "SELECT max(schema_version) FROM meta"), 9);
+    assert_int_equal(query_count(f, "SELECT count(*) FROM meta WHERE schema_version <> 9"), 0);
     /* version 3: keys named by their public key, and a device's challenge answered once */
     assert_int_equal(count_where(f, "keys", "public_key_sha256 IS NOT NULL"), 1);
     assert_int_equal(query_count(f, "SELECT count(*) FROM keys WHERE name = 'dbg-door' AND"
@@ -2018,7 +2128,7 @@ static void test_migrate_v1_store(void **state)
     kbr_store_close(st);
     /* Opening again changes nothing. */
     st = open_ok(f);
-    assert_int_equal(query_count(f, "SELECT max(schema_version) FROM meta"), 8);
+    assert_int_equal(query_count(f, "SELECT max(schema_version) FROM meta"), 9);
     assert_device_key(st, "SN-9", clone_hex);
     assert_int_equal(count_where(f, "device_firmware", "serial = 'SN-9'"), 3);
     kbr_store_close(st);
@@ -2131,7 +2241,7 @@ static void test_key_deliver(void **state)
     kbr_store_close(st);
 }
 
-/* A store of version 6 (before deliveries) is taken to version 8 when it is opened, on
+/* A store of version 6 (before deliveries) is taken to version 9 when it is opened, on
  * either back end: key_deliveries and its counter trigger are made, and they count. */
 static void test_v6_store_gains_deliveries(void **state)
 {
@@ -2139,13 +2249,9 @@ static void test_v6_store_gains_deliveries(void **state)
     kbr_store *st = open_ok(f);
 
     kbr_store_close(st);
-    assert_int_equal(kbt_store_sql(f->url, "DROP TABLE key_deliveries", NULL, 0, NULL), 0);
-    if (kbt_pg())
-        assert_int_equal(
-            kbt_store_sql(f->url, "DROP FUNCTION kbr_key_deliveries_count()", NULL, 0, NULL), 0);
-    assert_int_equal(kbt_store_sql(f->url, "UPDATE meta SET schema_version = 6", NULL, 0, NULL), 0);
+    store_back_to_v6(f);
     st = open_ok(f);
-    assert_int_equal(query_count(f, "SELECT max(schema_version) FROM meta"), 8);
+    assert_int_equal(query_count(f, "SELECT max(schema_version) FROM meta"), 9);
     kbr_store_close(st);
     /* the table is back, with its trigger: the delivery tests pass on the migrated store */
     test_key_deliver(state);
@@ -2978,6 +3084,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_device_chain_and_documents, setup, teardown),
         cmocka_unit_test_setup_teardown(test_key_deliver, setup, teardown),
         cmocka_unit_test_setup_teardown(test_v6_store_gains_deliveries, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_at_version_6, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

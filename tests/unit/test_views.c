@@ -343,12 +343,13 @@ static time_t at(const char *text)
     return t;
 }
 
-/* ---- version order and EU membership ---- */
+/* ---- version order ---- */
 
 static void test_version_order(void **state)
 {
-    static const char *const ascending[] = {"0.9",  "1.0",      "1.1",      "1.2", "1.2.0", "1.2.1",
-                                            "1.10", "1.10-rc1", "1.10-rc2", "2",   "10.0.0"};
+    /* the generic order of kbr_cra.h: a release candidate before its release */
+    static const char *const ascending[] = {"-",        "0.9",      "1.0",  "1.1", "1.2",   "1.2.1",
+                                            "1.10-rc1", "1.10-rc2", "1.10", "2",   "10.0.0"};
     size_t n = sizeof(ascending) / sizeof(ascending[0]);
 
     (void)state;
@@ -360,27 +361,11 @@ static void test_version_order(void **state)
                 fail_msg("%s vs %s gave %d", ascending[i], ascending[j], c);
         }
     }
+    /* a device on 1.2 runs the fix 1.2.0 */
     assert_int_equal(kbr_store_version_cmp("01.002", "1.2"), 0);
+    assert_int_equal(kbr_store_version_cmp("1.2.0", "1.2"), 0);
     assert_int_equal(kbr_store_version_cmp("1-2", "1.2"), 0);
     assert_true(kbr_store_version_cmp("99999999999999999999.1", "99999999999999999998.9") > 0);
-}
-
-static void test_eu_members(void **state)
-{
-    static const char *const members[] = {"AT", "BE", "BG", "HR", "CY", "CZ", "DK", "EE", "FI",
-                                          "FR", "DE", "GR", "HU", "IE", "IT", "LV", "LT", "LU",
-                                          "MT", "NL", "PL", "PT", "RO", "SK", "SI", "ES", "SE"};
-
-    (void)state;
-    assert_int_equal(sizeof(members) / sizeof(members[0]), 27);
-    for (size_t i = 0; i < 27; i++)
-        assert_true(kbr_store_market_is_eu(members[i]));
-    assert_true(kbr_store_market_is_eu("EL"));
-    assert_true(kbr_store_market_is_eu("de"));
-    assert_false(kbr_store_market_is_eu("GB"));
-    assert_false(kbr_store_market_is_eu("US"));
-    assert_false(kbr_store_market_is_eu("CH"));
-    assert_false(kbr_store_market_is_eu(NULL));
 }
 
 /* ---- View A ---- */
@@ -660,13 +645,16 @@ static void test_exposure_builds_and_markets(void **state)
     dev = json_object_get(view, "devices");
     assert_int_equal(int_at(dev, "current"), 5);
     markets = json_object_get(dev, "by_market");
-    assert_int_equal(json_object_size(markets), 4);
+    assert_int_equal(json_object_size(markets), 3);
     assert_int_equal(int_at(markets, "DE"), 2);
     assert_int_equal(int_at(markets, "FR"), 2);
     assert_int_equal(int_at(markets, "US"), 1);
-    assert_int_equal(int_at(markets, "EL"), 2);
-    /* The DE+FR batch counts once in the EU total, Greece ("EL") is a member. */
-    assert_int_equal(int_at(dev, "eu"), 4);
+    /* The DE+FR batch counts once in the EU total.  "EL" (the EU's own code for Greece, which
+     * an older broker accepted) is no ISO 3166-1 code: its devices are in no country and not
+     * in the EU, and said so. */
+    assert_int_equal(int_at(dev, "eu"), 2);
+    assert_int_equal(json_object_size(json_object_get(dev, "invalid_markets")), 1);
+    assert_int_equal(int_at(json_object_get(dev, "invalid_markets"), "EL"), 2);
     assert_int_equal(json_array_size(json_object_get(dev, "by_batch")), 3);
     assert_string_equal(str_at(json_object_get(view, "query"), "component"), "openssl");
     assert_null(json_object_get(view, "remediation"));
@@ -683,15 +671,16 @@ static void test_exposure_builds_and_markets(void **state)
     json_decref(versions);
 }
 
-static void test_exposure_purl_prefix(void **state)
+static void test_exposure_purl(void **state)
 {
     ledger *l = *state;
-    kbr_exposure_query q = {.purl_prefix = "pkg:generic/openssl@3.0.1"};
+    kbr_exposure_query q = {.purl = "pkg:generic/openssl@3.0.1"};
     json_t *view = exposure(l, &q);
 
+    /* a version in the purl is compared exactly */
     assert_int_equal(json_array_size(json_object_get(view, "builds")), 2);
     json_decref(view);
-    q.purl_prefix = "pkg:generic/openssl";
+    q.purl = "pkg:generic/openssl";
     view = exposure(l, &q);
     /* door 1.0 and 1.1 (in version order), then lamp 2.0. */
     assert_int_equal(json_array_size(json_object_get(view, "builds")), 3);
@@ -700,7 +689,12 @@ static void test_exposure_purl_prefix(void **state)
     /* D1, U1 and D4 run door 1.1 now. */
     assert_int_equal(int_at(json_object_get(view, "devices"), "current"), 8);
     json_decref(view);
-    q.purl_prefix = "pkg:generic/openssl@3.0.9";
+    /* a prefix is no package: "pkg:generic/openss" names nothing, and 3.0 is not 3.0.1 */
+    q.purl = "pkg:generic/openss";
+    view = exposure(l, &q);
+    assert_int_equal(json_array_size(json_object_get(view, "builds")), 0);
+    json_decref(view);
+    q.purl = "pkg:generic/openssl@3.0";
     view = exposure(l, &q);
     assert_int_equal(json_array_size(json_object_get(view, "builds")), 0);
     assert_int_equal(int_at(json_object_get(view, "devices"), "current"), 0);
@@ -872,12 +866,232 @@ static void test_exposure_paging_across_products(void **state)
     json_decref(view);
 }
 
+/*
+ * Packages named as SBOMs name them, with the types' own rules: a longer npm name, a scoped
+ * one, Debian versions with "~", qualifiers, pypi's case and "_", a version Debian's order
+ * cannot read, and a component the SBOM gives no version.
+ */
+static void packages(ledger *l)
+{
+    static const actor ci = {
+        .sub = "ci:door", .jti = "t-ci", .op = "sign", .key = "fw-a", .key_use = true};
+
+    firmware(
+        l, &ci, "door", "3.0",
+        "[{\"name\": \"lodash\", \"version\": \"4.17.20\", \"purl\": \"pkg:npm/lodash@4.17.20\"},"
+        " {\"name\": \"openssl\", \"version\": \"3.0.11-1~deb12u1\","
+        "  \"purl\": \"pkg:deb/debian/openssl@3.0.11-1~deb12u1?arch=arm64\"},"
+        " {\"name\": \"Django_Rest\", \"version\": \"1.0\", \"purl\": "
+        "\"pkg:pypi/Django_Rest@1.0\"}]");
+    firmware(l, &ci, "door", "3.1",
+             "[{\"name\": \"lodash.merge\", \"version\": \"4.6.2\","
+             "  \"purl\": \"pkg:npm/lodash.merge@4.6.2\"},"
+             " {\"name\": \"@types/lodash\", \"version\": \"4.14.0\","
+             "  \"purl\": \"pkg:npm/%40types/lodash@4.14.0\"},"
+             " {\"name\": \"openssl\", \"version\": \"3.0.11-1~deb12u2\","
+             "  \"purl\": \"pkg:deb/debian/openssl@3.0.11-1~deb12u2?arch=amd64\"}]");
+    firmware(l, &ci, "door", "3.2",
+             "[{\"name\": \"openssl\", \"version\": \"custom\","
+             "  \"purl\": \"pkg:deb/debian/openssl@custom\"},"
+             " {\"name\": \"openssl\", \"purl\": \"pkg:generic/openssl\"}]");
+}
+
+/* The versions of the builds a view found, "3.0,3.1". */
+static void assert_builds(const json_t *view, const char *want)
+{
+    char got[256] = "";
+    const json_t *b;
+    size_t i;
+
+    json_array_foreach(json_object_get(view, "builds"), i, b)
+    {
+        strncat(got, i > 0 ? "," : "", sizeof(got) - strlen(got) - 1);
+        strncat(got, str_at(b, "version"), sizeof(got) - strlen(got) - 1);
+    }
+    assert_string_equal(got, want);
+}
+
+static json_t *ask(ledger *l, const char *purl, const char *vers, const char *versions)
+{
+    json_t *list = versions != NULL ? parse(versions) : NULL;
+    kbr_exposure_query q = {.purl = purl, .vers = vers, .versions = list, .product = "door"};
+    json_t *view = exposure(l, &q);
+
+    json_decref(list);
+    return view;
+}
+
+static void test_exposure_packages(void **state)
+{
+    ledger *l = *state;
+    json_t *view;
+    const json_t *u;
+
+    packages(l);
+    /* the package itself, never a longer or a scoped name */
+    view = ask(l, "pkg:npm/lodash", NULL, NULL);
+    assert_builds(view, "3.0");
+    json_decref(view);
+    view = ask(l, "pkg:npm/%40types/lodash", NULL, NULL);
+    assert_builds(view, "3.1");
+    json_decref(view);
+    /* normalized as the types say: Debian names and namespaces lowercase, pypi's "_" is "-" */
+    view = ask(l, "pkg:DEB/Debian/OpenSSL", NULL, NULL);
+    assert_builds(view, "3.0,3.1,3.2");
+    json_decref(view);
+    view = ask(l, "pkg:pypi/django-rest", NULL, NULL);
+    assert_builds(view, "3.0");
+    json_decref(view);
+    /* qualifiers count when the question gives them */
+    view = ask(l, "pkg:deb/debian/openssl?arch=amd64", NULL, NULL);
+    assert_builds(view, "3.1");
+    json_decref(view);
+    /* a list holds any purl version, Debian's "~" included */
+    view = ask(l, "pkg:deb/debian/openssl", NULL, "[\"3.0.11-1~deb12u2\"]");
+    assert_builds(view, "3.1");
+    json_decref(view);
+    /* by Debian's order "~deb12u1" is before "~deb12u2"; "custom" is no Debian version */
+    view = ask(l, "pkg:deb/debian/openssl", "vers:deb/<3.0.11-1~deb12u2", NULL);
+    assert_builds(view, "3.0");
+    u = json_object_get(view, "undecided");
+    assert_int_equal(json_array_size(u), 1);
+    assert_string_equal(str_at(json_array_get(u, 0), "version"), "3.2");
+    assert_string_equal(str_at(json_object_get(json_array_get(u, 0), "component"), "version"),
+                        "custom");
+    assert_non_null(strstr(str_at(json_array_get(u, 0), "reason"), "scheme"));
+    json_decref(view);
+    /* by name: the component without a version cannot be told in or out of a list */
+    {
+        json_t *list = parse("[\"3.0.11-1~deb12u1\"]");
+        kbr_exposure_query q = {.component = "openssl", .versions = list, .product = "door"};
+
+        view = exposure(l, &q);
+        assert_builds(view, "3.0");
+        u = json_object_get(view, "undecided");
+        assert_int_equal(json_array_size(u), 1);
+        assert_non_null(strstr(str_at(json_array_get(u, 0), "reason"), "no version"));
+        json_decref(view);
+        json_decref(list);
+    }
+}
+
+static void test_exposure_bad_packages(void **state)
+{
+    ledger *l = *state;
+    kbr_msg msg = {{0}};
+    json_t *empty = parse("[]"), *list = parse("[\"1.0\"]");
+    kbr_exposure_query q = {.purl = "pkg:npm"};
+
+    (void)l;
+    assert_int_equal(kbr_store_exposure_check(&q, &msg), KBR_ERR_BAD_REQUEST);
+    assert_non_null(strstr(msg.text, "purl:"));
+    q = (kbr_exposure_query){.purl = "pkg:deb/openssl"}; /* deb needs a namespace */
+    assert_int_equal(kbr_store_exposure_check(&q, &msg), KBR_ERR_BAD_REQUEST);
+    assert_non_null(strstr(msg.text, "purl:"));
+    q = (kbr_exposure_query){.purl = "pkg:deb/debian/openssl", .vers = "vers:deb/>=1.0|>=2.0"};
+    assert_int_equal(kbr_store_exposure_check(&q, &msg), KBR_ERR_BAD_REQUEST);
+    assert_non_null(strstr(msg.text, "vers:"));
+    q = (kbr_exposure_query){.component = "openssl", .vers = "vers:maven/1.0"};
+    assert_int_equal(kbr_store_exposure_check(&q, &msg), KBR_ERR_BAD_REQUEST);
+    q = (kbr_exposure_query){.component = "openssl", .vers = "vers:deb/1.0", .versions = list};
+    assert_int_equal(kbr_store_exposure_check(&q, &msg), KBR_ERR_BAD_REQUEST);
+    q = (kbr_exposure_query){.component = "openssl", .versions = empty};
+    assert_int_equal(kbr_store_exposure_check(&q, &msg), KBR_ERR_BAD_REQUEST);
+    assert_non_null(strstr(msg.text, "versions"));
+    json_decref(empty);
+    json_decref(list);
+}
+
+static void test_exposure_remediation_by_market(void **state)
+{
+    ledger *l = *state;
+    json_t *versions = parse("[\"3.0.1\"]");
+    kbr_exposure_query q = {.component = "openssl", .versions = versions, .fixed_version = "1.1"};
+    json_t *view = exposure(l, &q);
+    const json_t *a, *r, *m;
+
+    /* ever ran door 1.0 (D1, D2, D3 in DE+FR; U1, U2 in US) or lamp 2.0 (L1, D3 in "EL") */
+    a = json_object_get(view, "affected");
+    assert_int_equal(int_at(a, "total"), 7);
+    assert_int_equal(int_at(json_object_get(a, "by_market"), "DE"), 3);
+    assert_int_equal(int_at(json_object_get(a, "by_market"), "US"), 2);
+    assert_int_equal(int_at(a, "eu"), 3);
+    assert_int_equal(int_at(json_object_get(a, "invalid_markets"), "EL"), 2);
+    r = json_object_get(view, "remediation");
+    /* D1 and U1 installed door 1.1; lamp's 2.0 is "1.1 or later" too (one version for every
+     * product asked about) */
+    assert_int_equal(int_at(r, "affected"), 7);
+    assert_int_equal(int_at(r, "updated"), 4);
+    assert_int_equal(int_at(r, "pending"), 3);
+    m = json_object_get(json_object_get(r, "by_market"), "FR");
+    assert_int_equal(int_at(m, "affected"), 3);
+    assert_int_equal(int_at(m, "updated"), 1);
+    assert_int_equal(int_at(m, "pending"), 2);
+    m = json_object_get(json_object_get(r, "by_market"), "US");
+    assert_int_equal(int_at(m, "updated"), 1);
+    assert_int_equal(int_at(m, "pending"), 1);
+    m = json_object_get(r, "eu");
+    assert_int_equal(int_at(m, "affected"), 3);
+    assert_int_equal(int_at(m, "updated"), 1);
+    assert_int_equal(int_at(m, "pending"), 2);
+    /* and in no member state */
+    assert_int_equal(
+        int_at(json_object_get(json_object_get(r, "invalid_markets"), "EL"), "updated"), 2);
+    json_decref(view);
+    json_decref(versions);
+}
+
+static void test_exposure_affected_devices(void **state)
+{
+    ledger *l = *state;
+    json_t *versions = parse("[\"3.0.1\"]");
+    kbr_exposure_query q = {.component = "openssl",
+                            .versions = versions,
+                            .product = "door",
+                            .fixed_version = "1.1",
+                            .devices = true,
+                            .limit = 3};
+    static const char *const first[] = {"D1", "D2", "D3"}, *const second[] = {"U1", "U2"};
+    json_t *view;
+    const json_t *page;
+
+    view = exposure(l, &q);
+    assert_null(json_object_get(view, "pending_devices"));
+    page = json_object_get(view, "affected_devices");
+    assert_serials(page, first, 3);
+    assert_string_equal(str_at(json_array_get(json_object_get(page, "items"), 0), "status"),
+                        "updated");
+    assert_string_equal(str_at(json_array_get(json_object_get(page, "items"), 1), "status"),
+                        "pending");
+    assert_string_equal(str_at(page, "next_after"), "D3");
+    json_decref(view);
+    q.after = "D3";
+    view = exposure(l, &q);
+    page = json_object_get(view, "affected_devices");
+    assert_serials(page, second, 2);
+    assert_string_equal(str_at(json_array_get(json_object_get(page, "items"), 0), "status"),
+                        "updated");
+    assert_true(json_is_null(json_object_get(page, "next_after")));
+    json_decref(view);
+    /* without a fix: the same devices, no status */
+    q.fixed_version = NULL;
+    q.after = NULL;
+    q.limit = 10;
+    view = exposure(l, &q);
+    page = json_object_get(view, "affected_devices");
+    assert_int_equal(json_array_size(json_object_get(page, "items")), 5);
+    assert_null(json_object_get(json_array_get(json_object_get(page, "items"), 0), "status"));
+    assert_null(json_object_get(view, "remediation"));
+    json_decref(view);
+    json_decref(versions);
+}
+
 static void test_exposure_bad_queries(void **state)
 {
     ledger *l = *state;
     json_t *view = NULL, *bad = parse("[1]");
     kbr_exposure_query none = {0};
-    kbr_exposure_query both = {.component = "openssl", .purl_prefix = "pkg:"};
+    kbr_exposure_query both = {.component = "openssl", .purl = "pkg:generic/openssl"};
     kbr_exposure_query empty = {.component = ""};
     kbr_exposure_query versions = {.component = "openssl", .versions = bad};
     kbr_exposure_query limit = {.component = "openssl", .limit = 1001};
@@ -889,6 +1103,283 @@ static void test_exposure_bad_queries(void **state)
     assert_int_equal(kbr_store_view_exposure(l->st, &limit, &view), KBR_ERR_BAD_REQUEST);
     assert_null(view);
     json_decref(bad);
+}
+
+/* ---- the CRA: support periods and incidents ---- */
+
+static kbr_err product_register(ledger *l, const char *placed, const char *until)
+{
+    json_t *fx = json_pack("[{s:s,s:s,s:s,s:s,s:s,s:s}]", "type", "product.register", "product",
+                           "door", "placed_on_market", placed, "support_until", until, "at",
+                           "2026-09-01T00:00:00Z", "by", "security:bootstrap");
+    kbr_err err;
+
+    assert_int_equal(kbr_store_begin(l->st), KBR_OK);
+    err = kbr_store_apply_effects(l->st, fx, ++l->seq);
+    if (err == KBR_OK)
+        assert_int_equal(
+            kbt_entry_insert(
+                l->st, l->seq,
+                &(kbt_entry){.sub = "security:bootstrap", .op = "product.register", .effects = fx}),
+            KBR_OK);
+    assert_int_equal(kbr_store_commit(l->st), KBR_OK);
+    json_decref(fx);
+    return err;
+}
+
+static const json_t *item_of(const json_t *items, const char *kind, const char *key)
+{
+    const json_t *it;
+    size_t i;
+
+    json_array_foreach(items, i, it)
+    {
+        if (strcmp(str_at(it, "kind"), kind) == 0 &&
+            (key == NULL || (str_at(it, "key") != NULL && strcmp(str_at(it, "key"), key) == 0)))
+            return it;
+    }
+    return NULL;
+}
+
+static void test_product_support(void **state)
+{
+    ledger *l = *state;
+    json_t *p = NULL, *view = NULL;
+    const json_t *period, *cont, *it;
+
+    assert_int_equal(kbr_store_product_get(l->st, "door", &p), KBR_ERR_NOT_FOUND);
+    assert_int_equal(kbr_store_view_product(l->st, "door", at("2026-09-01T00:00:00Z"), -1, &view),
+                     KBR_OK);
+    assert_true(json_is_null(json_object_get(view, "support")));
+    json_decref(view);
+    /* four years and a half: flagged */
+    assert_int_equal(product_register(l, "2026-01-01", "2030-06-30"), KBR_OK);
+    assert_int_equal(kbr_store_product_get(l->st, "door", &p), KBR_OK);
+    period = json_object_get(p, "support_period");
+    assert_int_equal(int_at(period, "years"), 4);
+    assert_int_equal(int_at(period, "days"), 1642);
+    assert_true(json_is_true(json_object_get(period, "under_five_years")));
+    json_decref(p);
+    /* never shortened, never moved: the ledger refuses */
+    assert_int_equal(product_register(l, "2026-01-01", "2030-06-29"), KBR_ERR_STORE_CONSTRAINT);
+    assert_int_equal(product_register(l, "2026-01-02", "2031-01-01"), KBR_ERR_STORE_CONSTRAINT);
+    /* five years exactly: 2026-01-01 to 2030-12-31 */
+    assert_int_equal(product_register(l, "2026-01-01", "2030-12-31"), KBR_OK);
+    assert_int_equal(kbr_store_product_get(l->st, "door", &p), KBR_OK);
+    assert_int_equal(int_at(json_object_get(p, "support_period"), "years"), 5);
+    assert_true(
+        json_is_false(json_object_get(json_object_get(p, "support_period"), "under_five_years")));
+    json_decref(p);
+    /* View A: the certificates that end within the period, the CA's first */
+    assert_int_equal(kbr_store_view_product(l->st, "door", at("2026-09-01T00:00:00Z"), -1, &view),
+                     KBR_OK);
+    assert_string_equal(str_at(json_object_get(view, "support"), "support_until"), "2030-12-31");
+    /* in the order they lapse: the first device certificate (U1's), then the CA's */
+    cont = json_object_get(view, "continuity");
+    it = json_array_get(cont, 0);
+    assert_string_equal(str_at(it, "kind"), "device-certificates");
+    assert_int_equal(int_at(it, "count"), 7); /* every current door device certificate */
+    assert_string_equal(str_at(it, "not_after"), "2027-01-10T00:00:00Z");
+    it = json_array_get(cont, 1);
+    assert_string_equal(str_at(it, "kind"), "key-certificate");
+    assert_string_equal(str_at(it, "key"), "dev-ca");
+    assert_string_equal(str_at(it, "not_after"), "2027-01-25T00:00:00Z");
+    assert_int_equal(json_array_size(cont), 2);
+    /* the root CA lasts, and no algorithm lapses by 2030 */
+    assert_null(item_of(cont, "key-certificate", "root-ca"));
+    assert_null(item_of(cont, "algorithm", NULL));
+    json_decref(view);
+    /* extended to 2036: the root's certificate (2036-01-01) and every algorithm lapse too */
+    assert_int_equal(product_register(l, "2026-01-01", "2036-06-30"), KBR_OK);
+    assert_int_equal(kbr_store_view_product(l->st, "door", at("2026-09-01T00:00:00Z"), -1, &view),
+                     KBR_OK);
+    cont = json_object_get(view, "continuity");
+    assert_non_null(item_of(cont, "key-certificate", "root-ca"));
+    it = item_of(cont, "algorithm", "fw-a");
+    assert_non_null(it);
+    assert_string_equal(str_at(it, "usable_until"), "2035-12-31");
+    assert_non_null(strstr(str_at(it, "source"), "NIST IR 8547"));
+    json_decref(view);
+}
+
+static void test_dates(void **state)
+{
+    time_t t;
+
+    (void)state;
+    assert_true(kbr_store_date_valid("2028-02-29"));
+    assert_false(kbr_store_date_valid("2027-02-29"));
+    assert_false(kbr_store_date_valid("2027-13-01"));
+    assert_false(kbr_store_date_valid("2027-1-01"));
+    assert_false(kbr_store_date_valid("2027-01-01T00:00:00Z"));
+    assert_false(kbr_store_date_valid("1969-12-31"));
+    assert_false(kbr_store_date_valid(""));
+    assert_int_equal(kbr_store_date_time("2026-11-28", &t), KBR_OK);
+    assert_int_equal(t, at("2026-11-28T00:00:00Z"));
+    assert_int_equal(kbr_store_date_time("2100-03-01", &t), KBR_OK);
+    assert_int_equal(t, at("2100-03-01T00:00:00Z"));
+}
+
+/* One record of effects (JSON, consumed) and documents (NULL-terminated texts). */
+static kbr_err record_fx(ledger *l, const char *time, json_t *fx, const char *const *docs)
+{
+    kbr_effects *effects = NULL;
+    char sha[65];
+    kbr_err err;
+
+    assert_int_equal(kbr_effects_from_json(fx, &effects), KBR_OK);
+    for (size_t i = 0; docs != NULL && docs[i] != NULL; i++)
+        assert_int_equal(kbr_effects_add_document(effects, docs[i], strlen(docs[i]), sha), KBR_OK);
+    assert_int_equal(kbr_store_begin(l->st), KBR_OK);
+    err = kbr_store_apply(l->st, effects, ++l->seq);
+    if (err == KBR_OK)
+        assert_int_equal(kbt_entry_insert(l->st, l->seq,
+                                          &(kbt_entry){.sub = "security:psirt",
+                                                       .op = "incident",
+                                                       .time = time,
+                                                       .effects = fx}),
+                         KBR_OK);
+    assert_int_equal(kbr_store_commit(l->st), KBR_OK);
+    kbr_effects_free(effects);
+    json_decref(fx);
+    return err;
+}
+
+static kbr_err incident_create(ledger *l, const char *id, const char *builds)
+{
+    return record_fx(
+        l, "2026-08-10T09:00:00Z",
+        json_pack("[{s:s,s:s,s:s,s:s,s:s,s:{s:s,s:[s]},s:s,s:b,s:s,s:n,s:s,s:s,s:{},s:o}]", "type",
+                  "incident.create", "id", id, "title", "openssl in door", "product", "door",
+                  "component", "openssl", "query", "component", "openssl", "versions", "3.0.1",
+                  "aware_at", "2026-08-10T07:30:00Z", "actively_exploited", 1, "severity", "high",
+                  "cve", "created_at", "2026-08-10T09:00:00Z", "created_by", "security:psirt",
+                  "exposure", "builds", parse(builds)),
+        NULL);
+}
+
+static kbr_err incident_fix(ledger *l, const char *id, const char *version)
+{
+    return record_fx(l, "2026-08-20T12:00:00Z",
+                     json_pack("[{s:s,s:s,s:s,s:s,s:s}]", "type", "incident.fix", "id", id,
+                               "fixed_version", version, "available_at", "2026-08-20T10:00:00Z",
+                               "at", "2026-08-20T12:00:00Z"),
+                     NULL);
+}
+
+static kbr_err incident_report(ledger *l, const char *id, const char *stage, const char *at_time)
+{
+    static const char *const doc[] = {"{\"report\":1}", NULL};
+    char sha[65];
+
+    kbr_sha256_hex(doc[0], strlen(doc[0]), sha);
+    return record_fx(l, at_time,
+                     json_pack("[{s:s,s:s,s:s,s:s,s:s,s:s}]", "type", "incident.report", "id", id,
+                               "stage", stage, "sha256", sha, "at", at_time, "by",
+                               "security:psirt"),
+                     doc);
+}
+
+static json_t *incident(ledger *l, const char *id, const char *now)
+{
+    json_t *v = NULL;
+
+    assert_int_equal(kbr_store_incident_view(l->st, id, at(now), true, &v), KBR_OK);
+    return v;
+}
+
+static const char *status_of(const json_t *v, const char *stage)
+{
+    return str_at(json_object_get(json_object_get(v, "deadlines"), stage), "status");
+}
+
+static json_int_t day_figure(const json_t *series, const char *field, size_t day)
+{
+    return json_integer_value(json_array_get(json_object_get(series, field), day));
+}
+
+static void test_incident(void **state)
+{
+    ledger *l = *state;
+    json_t *v;
+    const json_t *ot, *dl;
+
+    /* a build the ledger does not have, or an id taken, changes nothing */
+    assert_int_equal(incident_create(l, "INC-1", "[{\"product\":\"door\",\"version\":\"9.9\"}]"),
+                     KBR_ERR_STORE_CONSTRAINT);
+    assert_int_equal(incident_create(l, "INC-1", "[{\"product\":\"door\",\"version\":\"1.0\"}]"),
+                     KBR_OK);
+    assert_int_equal(incident_create(l, "INC-1", "[]"), KBR_ERR_STORE_CONSTRAINT);
+    /* the clocks: 24 and 72 hours from awareness; no final report before a fix */
+    v = incident(l, "INC-1", "2026-08-10T20:00:00Z");
+    dl = json_object_get(v, "deadlines");
+    assert_string_equal(str_at(json_object_get(dl, "early_warning"), "due"),
+                        "2026-08-11T07:30:00Z");
+    assert_string_equal(str_at(json_object_get(dl, "notification"), "due"), "2026-08-13T07:30:00Z");
+    assert_true(json_is_null(json_object_get(json_object_get(dl, "final_report"), "due")));
+    assert_string_equal(status_of(v, "early_warning"), "open");
+    /* ever ran door 1.0: D1 D2 D3 U1 U2, of which D1 and U1 moved to 1.1 on 2026-08-01 */
+    assert_int_equal(int_at(json_object_get(json_object_get(v, "now"), "affected"), "total"), 5);
+    ot = json_object_get(v, "over_time");
+    assert_int_equal(json_array_size(json_object_get(ot, "days")), 1);
+    assert_string_equal(json_string_value(json_array_get(json_object_get(ot, "days"), 0)),
+                        "2026-08-10");
+    assert_int_equal(day_figure(json_object_get(ot, "total"), "affected", 0), 5);
+    assert_int_equal(day_figure(json_object_get(ot, "total"), "pending", 0), 5);
+    assert_int_equal(
+        day_figure(json_object_get(json_object_get(ot, "by_market"), "US"), "affected", 0), 2);
+    json_decref(v);
+    v = incident(l, "INC-1", "2026-08-11T08:00:00Z");
+    assert_string_equal(status_of(v, "early_warning"), "overdue");
+    json_decref(v);
+    assert_int_equal(incident_report(l, "INC-1", "early-warning", "2026-08-11T09:00:00Z"), KBR_OK);
+    assert_int_equal(incident_report(l, "INC-1", "final", "2026-08-11T09:00:00Z"),
+                     KBR_ERR_STORE_CONSTRAINT);
+    /* the fix is a door build the broker signed, once */
+    assert_int_equal(incident_fix(l, "INC-1", "7.7"), KBR_ERR_STORE_CONSTRAINT);
+    assert_int_equal(incident_fix(l, "NOPE", "1.1"), KBR_ERR_STORE_CONSTRAINT);
+    assert_int_equal(incident_fix(l, "INC-1", "1.1"), KBR_OK);
+    assert_int_equal(incident_fix(l, "INC-1", "1.1"), KBR_ERR_STORE_CONSTRAINT);
+    /* U2 installs the fix on 2026-08-25; a build signed later with openssl 3.0.1 joins */
+    ota(l, "door", "1.1",
+        "[{\"serial\": \"U2\", \"status\": \"installed\", \"at\": \"2026-08-25T06:00:00Z\"}]",
+        "2026-08-25T07:00:00Z");
+    firmware(
+        l, &(actor){.sub = "ci:door", .jti = "t-ci", .op = "sign", .key = "fw-a", .key_use = true},
+        "door", "0.9.1", "[" OPENSSL("3.0.1") "]");
+    v = incident(l, "INC-1", "2026-08-26T00:00:00Z");
+    assert_string_equal(status_of(v, "early_warning"), "submitted");
+    assert_true(json_is_false(json_object_get(
+        json_object_get(json_object_get(v, "deadlines"), "early_warning"), "on_time")));
+    assert_string_equal(status_of(v, "notification"), "overdue");
+    assert_string_equal(
+        str_at(json_object_get(json_object_get(v, "deadlines"), "final_report"), "due"),
+        "2026-09-03T10:00:00Z");
+    assert_string_equal(str_at(json_object_get(v, "fix"), "fixed_version"), "1.1");
+    assert_int_equal(json_array_size(json_object_get(v, "builds")), 2);
+    /* the day before, and the day of U2's install */
+    ot = json_object_get(v, "over_time");
+    assert_int_equal(json_array_size(json_object_get(ot, "days")), 2);
+    assert_string_equal(json_string_value(json_array_get(json_object_get(ot, "days"), 1)),
+                        "2026-08-25");
+    assert_int_equal(day_figure(json_object_get(ot, "total"), "updated", 0), 2);
+    assert_int_equal(day_figure(json_object_get(ot, "total"), "updated", 1), 3);
+    assert_int_equal(day_figure(json_object_get(ot, "total"), "pending", 1), 2);
+    assert_int_equal(
+        day_figure(json_object_get(json_object_get(ot, "by_market"), "US"), "pending", 1), 0);
+    assert_int_equal(day_figure(json_object_get(ot, "eu"), "pending", 1), 2);
+    /* the last day of the series is View C now */
+    assert_int_equal(int_at(json_object_get(json_object_get(v, "now"), "remediation"), "updated"),
+                     3);
+    assert_int_equal(int_at(json_object_get(json_object_get(v, "now"), "remediation"), "pending"),
+                     2);
+    json_decref(v);
+    assert_int_equal(incident_report(l, "INC-1", "final", "2026-08-30T09:00:00Z"), KBR_OK);
+    v = incident(l, "INC-1", "2026-08-31T00:00:00Z");
+    assert_string_equal(status_of(v, "final_report"), "submitted");
+    assert_int_equal(json_array_size(json_object_get(v, "reports")), 2);
+    json_decref(v);
+    assert_int_equal(kbr_store_incident_view(l->st, "NOPE", 0, false, &v), KBR_ERR_NOT_FOUND);
 }
 
 /* ---- View D ---- */
@@ -985,7 +1476,6 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_version_order),
-        cmocka_unit_test(test_eu_members),
         cmocka_unit_test_setup_teardown(test_product_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_product_device_certificates, setup, teardown),
         cmocka_unit_test_setup_teardown(test_product_expiring, setup, teardown),
@@ -993,7 +1483,14 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_custody, setup, teardown),
         cmocka_unit_test_setup_teardown(test_custody_prefix_scope, setup, teardown),
         cmocka_unit_test_setup_teardown(test_exposure_builds_and_markets, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_exposure_purl_prefix, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_exposure_purl, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_exposure_packages, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_exposure_bad_packages, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_exposure_remediation_by_market, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_exposure_affected_devices, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_product_support, setup, teardown),
+        cmocka_unit_test(test_dates),
+        cmocka_unit_test_setup_teardown(test_incident, setup, teardown),
         cmocka_unit_test_setup_teardown(test_exposure_remediation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_exposure_later_install, setup, teardown),
         cmocka_unit_test_setup_teardown(test_exposure_repeated_report, setup, teardown),

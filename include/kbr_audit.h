@@ -184,6 +184,24 @@ KBR_WUR kbr_err kbr_merkle_verify(const unsigned char leaf[KBR_MERKLE_HASH_LEN],
                                   const unsigned char root[KBR_MERKLE_HASH_LEN]);
 
 /*
+ * The consistency proof between the trees of the first m and the first n leaves (RFC 9162
+ * 2.1.4.1: the SUBPROOF hashes in the RFC's order), over an array of leaf hashes or any source
+ * of perfect subtrees.  *path (caller frees with free()) holds *path_len hashes, none when
+ * m == n.  KBR_ERR_BAD_REQUEST unless 1 <= m <= n.
+ */
+KBR_WUR kbr_err kbr_merkle_consistency(const unsigned char *leaves, uint64_t m, uint64_t n,
+                                       unsigned char **path, size_t *path_len);
+KBR_WUR kbr_err kbr_merkle_consistency_from(kbr_merkle_node_fn get, void *arg, uint64_t m,
+                                            uint64_t n, unsigned char **path, size_t *path_len);
+/* KBR_OK when path proves that the tree of m leaves with root first is a prefix of the tree of
+ * n leaves with root second (RFC 9162 2.1.4.2; m == n needs an empty path and equal roots);
+ * KBR_ERR_BAD_REQUEST when it does not, or unless 1 <= m <= n. */
+KBR_WUR kbr_err kbr_merkle_consistency_verify(uint64_t m, uint64_t n,
+                                              const unsigned char first[KBR_MERKLE_HASH_LEN],
+                                              const unsigned char second[KBR_MERKLE_HASH_LEN],
+                                              const unsigned char *path, size_t path_len);
+
+/*
  * A checkpoint (signed tree head): {"root_hash" (hex), "size", "time" (RFC 3339)}; the audit
  * key signs SHA-256 of its canonical JSON with ECDSA P-256, raw r||s, base64 in
  * "signature_b64".  Fills *digest with that SHA-256 of cp's three fields (other members are

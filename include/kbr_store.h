@@ -374,6 +374,11 @@ KBR_WUR kbr_err kbr_store_audit_walk(kbr_store *st, int64_t after, int64_t limit
 KBR_WUR kbr_err kbr_store_merkle_root(kbr_store *st, int64_t size, unsigned char root[32]);
 KBR_WUR kbr_err kbr_store_merkle_proof(kbr_store *st, int64_t seq, int64_t size,
                                        unsigned char **path, size_t *path_len);
+/* The consistency proof from the tree of the first `first` entries to that of the first
+ * `second` (kbr_merkle_consistency): KBR_ERR_BAD_REQUEST unless 1 <= first <= second and
+ * second is at most the log's last seq. */
+KBR_WUR kbr_err kbr_store_merkle_consistency(kbr_store *st, int64_t first, int64_t second,
+                                             unsigned char **path, size_t *path_len);
 /* The checkpoint of the largest size: {size, root_hash, time, signature_b64, audit_seq (the
  * entry that recorded it)}; KBR_ERR_NOT_FOUND when there is none.  New ref. */
 KBR_WUR kbr_err kbr_store_checkpoint_latest(kbr_store *st, json_t **out);

@@ -202,6 +202,73 @@ KBR_WUR kbr_err kbr_merkle_consistency_verify(uint64_t m, uint64_t n,
                                               const unsigned char *path, size_t path_len);
 
 /*
+ * C2SP signed notes (c2sp.org/signed-note) with Ed25519 keys, and the checkpoint text of
+ * c2sp.org/tlog-checkpoint ("<origin>\n<size>\n<base64 root>\n"), in audit/note.c.  A key
+ * name (the origin) is 1 to KBR_NOTE_NAME_MAX bytes of UTF-8 without spaces, '+' or control
+ * characters; an Ed25519 key's ID is the first four bytes of
+ * SHA-256(name || 0x0A || 0x01 || public key), and a signature line is
+ * "\u2014 <name> <base64(key ID || signature)>\n".
+ */
+#define KBR_NOTE_MAX      8192 /* bytes of a note this broker reads */
+#define KBR_NOTE_NAME_MAX 255
+#define KBR_NOTE_SIGS_MAX 16  /* the format asks verifiers to take at least 16 */
+#define KBR_NOTE_SIG_MAX  128 /* bytes of one signature after its key ID */
+
+bool kbr_note_name_valid(const char *name, size_t len);
+/* The key ID of Ed25519 key pub under name; KBR_ERR_CRYPTO for another kind of key,
+ * KBR_ERR_BAD_REQUEST for a name that is not a key name. */
+KBR_WUR kbr_err kbr_note_key_id(const char *name, EVP_PKEY *pub, uint32_t *id);
+/* The verifier key "<name>+<hex key ID>+<base64(0x01 || public key)>", and back: the name and
+ * key of a vkey whose ID matches them (KBR_ERR_BAD_REQUEST with msg otherwise).  New strings
+ * and keys for the caller. */
+KBR_WUR kbr_err kbr_note_vkey(const char *name, EVP_PKEY *pub, char **out);
+KBR_WUR kbr_err kbr_note_vkey_parse(const char *vkey, char **name, EVP_PKEY **pub, kbr_msg *msg);
+/* The checkpoint note's text (origin: 1 to KBR_NOTE_NAME_MAX bytes of UTF-8 without control
+ * characters; this broker's origin is also its key name), and one signature line (with its
+ * newline).  New strings. */
+KBR_WUR kbr_err kbr_note_checkpoint_text(const char *origin, uint64_t size,
+                                         const unsigned char root[KBR_MERKLE_HASH_LEN], char **out);
+KBR_WUR kbr_err kbr_note_sig_line(const char *name, uint32_t id, const unsigned char *sig,
+                                  size_t siglen, char **out);
+
+typedef struct {
+    char name[KBR_NOTE_NAME_MAX + 1];
+    uint32_t id;
+    unsigned char sig[KBR_NOTE_SIG_MAX];
+    size_t siglen;
+} kbr_note_sig;
+
+typedef struct {
+    char *text; /* the signed text, its last newline included */
+    size_t text_len;
+    kbr_note_sig sigs[KBR_NOTE_SIGS_MAX];
+    size_t nsigs;
+} kbr_note;
+
+/*
+ * Reads a signed note strictly: at most KBR_NOTE_MAX bytes of UTF-8 without control characters
+ * but newlines, a text ending in a newline, a blank line, then 1 to KBR_NOTE_SIGS_MAX signature
+ * lines each ending in a newline, with valid key names and canonical base64.
+ * KBR_ERR_BAD_REQUEST with msg naming the problem.  Clear *out with kbr_note_clear.
+ */
+KBR_WUR kbr_err kbr_note_parse(const char *note, size_t len, kbr_note *out, kbr_msg *msg);
+void kbr_note_clear(kbr_note *n);
+/* The signature by Ed25519 key pub under name verifies over the text: KBR_ERR_NOT_FOUND when
+ * the note has no signature by that name and key ID, KBR_ERR_BAD_REQUEST when it does not
+ * verify, KBR_ERR_CRYPTO when pub is not an Ed25519 key; msg says which. */
+KBR_WUR kbr_err kbr_note_verify(const kbr_note *n, const char *name, EVP_PKEY *pub, kbr_msg *msg);
+
+typedef struct {
+    char origin[KBR_NOTE_NAME_MAX + 1];
+    uint64_t size;
+    unsigned char root[KBR_MERKLE_HASH_LEN];
+} kbr_note_checkpoint;
+/* The note's text as a checkpoint: exactly three lines (this broker writes no extension
+ * lines), an origin, the size a decimal without leading zeros, the root 32 bytes in base64. */
+KBR_WUR kbr_err kbr_note_checkpoint_parse(const kbr_note *n, kbr_note_checkpoint *out,
+                                          kbr_msg *msg);
+
+/*
  * A checkpoint (signed tree head): {"root_hash" (hex), "size", "time" (RFC 3339)}; the audit
  * key signs SHA-256 of its canonical JSON with ECDSA P-256, raw r||s, base64 in
  * "signature_b64".  Fills *digest with that SHA-256 of cp's three fields (other members are

@@ -394,6 +394,16 @@ kbr_err kbr_p11_session_ping(kbr_hsm_session *s)
     return kbr_p11_with_retry(s, ping_attempt, NULL);
 }
 
+/* In the process that holds the module, whoever calls writes: there is nothing to check the
+ * write against but the caller, who holds the PIN (keybrokerd --init and --recover). */
+static kbr_err local_data_put(kbr_hsm_session *s, const char *label, const unsigned char *value,
+                              size_t len, const unsigned char *evidence, size_t evlen)
+{
+    (void)evidence;
+    (void)evlen;
+    return kbr_p11_data_put(s, label, value, len);
+}
+
 const kbr_hsm_ops kbr_p11_local_ops = {
     .close = local_close,
     .session_open = kbr_p11_session_open,
@@ -404,4 +414,6 @@ const kbr_hsm_ops kbr_p11_local_ops = {
     .public_key = kbr_p11_public_key,
     .sign = kbr_p11_sign,
     .list_objects = kbr_p11_list_objects,
+    .data_get = kbr_p11_data_get,
+    .data_put = local_data_put,
 };

@@ -36,6 +36,9 @@ typedef struct {
     kbr_err (*sign)(kbr_hsm_session *s, const char *label, kbr_sig_format fmt, kbr_hash hash,
                     const unsigned char *in, size_t inlen, unsigned char **sig, size_t *siglen);
     kbr_err (*list_objects)(kbr_hsm_session *s, kbr_hsm_key_info **out, size_t *n);
+    kbr_err (*data_get)(kbr_hsm_session *s, const char *label, kbr_hsm_data **out, size_t *n);
+    kbr_err (*data_put)(kbr_hsm_session *s, const char *label, const unsigned char *value,
+                        size_t len, const unsigned char *evidence, size_t evlen);
 } kbr_hsm_ops;
 
 extern const kbr_hsm_ops kbr_p11_local_ops;
@@ -53,6 +56,11 @@ KBR_WUR kbr_err kbr_p11_sign(kbr_hsm_session *s, const char *label, kbr_sig_form
                              kbr_hash hash, const unsigned char *in, size_t inlen,
                              unsigned char **sig, size_t *siglen);
 KBR_WUR kbr_err kbr_p11_list_objects(kbr_hsm_session *s, kbr_hsm_key_info **out, size_t *n);
+/* data.c: kbr_hsm_data_get and kbr_hsm_data_put in this process. */
+KBR_WUR kbr_err kbr_p11_data_get(kbr_hsm_session *s, const char *label, kbr_hsm_data **out,
+                                 size_t *n);
+KBR_WUR kbr_err kbr_p11_data_put(kbr_hsm_session *s, const char *label, const unsigned char *value,
+                                 size_t len);
 
 struct kbr_hsm {
     const kbr_hsm_ops *ops;

@@ -13,12 +13,17 @@
  *   GENERATE                   label, u8 alg
  *   FIND_KEY, PUBLIC_KEY       label
  *   SIGN                       label, u8 format, u8 hash, u32 length + input (may be empty)
+ *   DATA_GET                   label
+ *   DATA_PUT                   label, u16 length + value (1..KBR_HSM_DATA_MAX),
+ *                              u16 length + evidence (0..KBR_HSM_EVIDENCE_MAX)
  * Replies (HSM -> network): the request's type, u8 kbr_err, and only when
  * that is KBR_OK:
  *   GENERATE, FIND_KEY         key info
  *   PUBLIC_KEY                 u16 length + SubjectPublicKeyInfo DER
  *   SIGN                       u16 length + signature
  *   LIST_OBJECTS               u32 count, then count key infos
+ *   DATA_GET                   u8 count (0..KBR_HSM_DATA_OBJECTS_MAX), then count times
+ *                              u16 length + value (1..KBR_HSM_DATA_MAX)
  * label: u8 length 1..KBR_HSM_LABEL_MAX-1 + bytes, no NUL.  Key info:
  * label (0..127 bytes), CKA_ID hex (0..64 lowercase hex), class and key type
  * names (0..15 bytes each), u8 alg_known, u8 alg, u8 flags (eight bits, all
@@ -46,6 +51,8 @@ typedef enum {
     KBR_HSMW_PUBLIC_KEY,
     KBR_HSMW_SIGN,
     KBR_HSMW_LIST_OBJECTS,
+    KBR_HSMW_DATA_GET,
+    KBR_HSMW_DATA_PUT,
     KBR_HSMW__END
 } kbr_hsmw_type;
 
@@ -62,6 +69,8 @@ typedef enum {
 
 #define KBR_HSMW_REQ_MAX  (1 + 1 + 127 + 2 + 4 + KBR_HSMW_SIGN_INPUT_MAX)
 #define KBR_HSMW_RESP_MAX (2 + 4 + (size_t)KBR_HSMW_LIST_MAX * KBR_HSMW_INFO_MAX)
+_Static_assert(KBR_HSMW_RESP_MAX > 3 + KBR_HSM_DATA_OBJECTS_MAX * (2 + KBR_HSM_DATA_MAX),
+               "a DATA_GET reply fits a reply frame");
 
 typedef struct {
     kbr_hsmw_type type;
@@ -69,8 +78,10 @@ typedef struct {
     kbr_alg alg;                   /* GENERATE */
     kbr_sig_format fmt;            /* SIGN */
     kbr_hash hash;                 /* SIGN */
-    const unsigned char *in;       /* SIGN: points into the decoded frame */
+    const unsigned char *in;       /* SIGN: the input; DATA_PUT: the value; into the frame */
     size_t inlen;
+    const unsigned char *evidence; /* DATA_PUT: points into the decoded frame */
+    size_t evlen;
 } kbr_hsmw_req;
 
 typedef struct {
@@ -79,6 +90,9 @@ typedef struct {
     kbr_hsm_key_info info;     /* GENERATE, FIND_KEY */
     const unsigned char *data; /* PUBLIC_KEY: DER; SIGN: signature; points into the frame */
     size_t len;
+    /* DATA_GET: values (pointing into the frame; each value is not NUL-terminated) */
+    kbr_hsm_data values[KBR_HSM_DATA_OBJECTS_MAX];
+    size_t nvalues;
     kbr_hsm_key_info *items; /* LIST_OBJECTS: malloc()ed by the decoder (caller frees) */
     size_t n;
 } kbr_hsmw_resp;

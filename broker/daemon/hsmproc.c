@@ -83,7 +83,7 @@ static int hsm_main(const kbd_config *cfg, int ctl)
         kbr_hsm_close(hsm);
         return 1;
     }
-    err = kbr_hsm_serve(hsm, ctl);
+    err = kbr_hsm_serve(hsm, ctl, NULL);
     kbr_hsm_close(hsm);
     return err == KBR_OK ? 0 : 1;
 }

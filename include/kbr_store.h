@@ -85,11 +85,24 @@
  *                 report, when (product, version) is not a build this broker signed or any
  *                 result names a device the ledger does not know (see
  *                 kbr_store_devices_known).
- *   checkpoint    {size, root_hash, time, signature_b64}
+ *   token.revoke_all {at, reason}
+ *                 every token not revoked yet is revoked at `at` (keybrokerd --recover: a
+ *                 revocation in a lost part of the log cannot come back, so no token issued
+ *                 before it stands).
+ *   checkpoint    {size, root_hash, time, signature_b64, origin, note, key_id, key_label,
+ *                  public_key_pem, next_key_id, next_key_label, next_key_pem (all optional)}
  *                 records a signed tree head of the audit log (kbr_audit.h); size is at most
- *                 the seq of the entry that carries it minus one.  KBR_ERR_STORE_CONSTRAINT
- *                 when root_hash is not the root of the first size entries or a checkpoint
- *                 of that size exists.
+ *                 the seq of the entry that carries it minus one.  note is the same head as a
+ *                 C2SP signed note whose first line is origin; key_id (8 hex digits, the note
+ *                 key ID), key_label (its HSM label) and public_key_pem name the audit key that
+ *                 signed, together with note and origin or not at all (checkpoints of an older
+ *                 broker have none).  next_key_id, next_key_label and next_key_pem, all or
+ *                 none, make it a rotation: the key names the audit key that signs after it.
+ *                 KBR_ERR_STORE_CONSTRAINT when root_hash is not the root of the first size
+ *                 entries, size is smaller than the latest checkpoint's, the signature was
+ *                 recorded before, or the latest checkpoint names its signer and this one is
+ *                 signed by another key than the one that checkpoint hands on (its next key,
+ *                 or its own).
  * where certificate{} is {serial_number, pem, chain_pem, not_after, fingerprint}.
  * chain_pem is a string and may be "" (a device's certificate has none: the store takes it
  * from the issuer's certificate, so the log carries each CA chain once); serial_number is hex,
@@ -125,6 +138,7 @@ typedef enum {
     KBR_EFFECT_DEBUG_AUTHORIZE,
     KBR_EFFECT_OTA_REPORT,
     KBR_EFFECT_CHECKPOINT,
+    KBR_EFFECT_TOKEN_REVOKE_ALL,
 } kbr_effect_type;
 
 /* "key.create", ...; NULL for a value outside the enum. */
@@ -217,7 +231,13 @@ typedef struct {
 typedef struct {
     int64_t size;
     const char *root_hash, *time, *signature_b64;
+    const char *origin, *note, *key_id, *key_label, *public_key_pem;
+    const char *next_key_id, *next_key_label, *next_key_pem;
 } kbr_fx_checkpoint;
+
+typedef struct {
+    const char *at, *reason;
+} kbr_fx_token_revoke_all;
 
 typedef struct {
     kbr_effect_type type;
@@ -234,6 +254,7 @@ typedef struct {
         kbr_fx_debug_authorize debug_authorize;
         kbr_fx_ota_report ota_report;
         kbr_fx_checkpoint checkpoint;
+        kbr_fx_token_revoke_all token_revoke_all;
     } u;
 } kbr_effect;
 
@@ -379,8 +400,10 @@ KBR_WUR kbr_err kbr_store_merkle_proof(kbr_store *st, int64_t seq, int64_t size,
  * second is at most the log's last seq. */
 KBR_WUR kbr_err kbr_store_merkle_consistency(kbr_store *st, int64_t first, int64_t second,
                                              unsigned char **path, size_t *path_len);
-/* The checkpoint of the largest size: {size, root_hash, time, signature_b64, audit_seq (the
- * entry that recorded it)}; KBR_ERR_NOT_FOUND when there is none.  New ref. */
+/* The latest checkpoint (the one the latest entry recorded): {size, root_hash, time,
+ * signature_b64, audit_seq (the entry that recorded it), origin, note, key_id, key_label,
+ * public_key_pem, next_key_id, next_key_label, next_key_pem (null when absent)};
+ * KBR_ERR_NOT_FOUND when there is none.  New ref. */
 KBR_WUR kbr_err kbr_store_checkpoint_latest(kbr_store *st, json_t **out);
 
 /* Entries as GET /v1/audit shows them: the entry objects with "hash" added. New ref. */

@@ -18,7 +18,7 @@
 
 #include "sqlite.h"
 
-#define SCHEMA_VERSION 4
+#define SCHEMA_VERSION 5
 
 /*
  * The schema is SQL (the files of store/sql/, loadable by sqlite3 as it is), built into the
@@ -279,6 +279,11 @@ static kbr_err schema_in_tx(kbr_sqlite *s, const char *path, kbr_msg *msg)
     }
     if (version == 3) {
         rc = sqlite3_exec(s->db, kbr_sql_v4_schema, NULL, NULL, NULL);
+        KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
+        version = 4;
+    }
+    if (version == 4) {
+        rc = sqlite3_exec(s->db, kbr_sql_v5_audit, NULL, NULL, NULL);
         KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
     }
 out:
@@ -595,6 +600,7 @@ const kbr_store_ops kbr_store_sqlite_ops = {
     .key_retire = kbr_sqlite_key_retire,
     .token_issue = kbr_sqlite_token_issue,
     .token_revoke = kbr_sqlite_token_revoke,
+    .token_revoke_all = kbr_sqlite_token_revoke_all,
     .firmware_digest = kbr_sqlite_firmware_digest,
     .firmware_insert = kbr_sqlite_firmware_insert,
     .component_insert = kbr_sqlite_component_insert,

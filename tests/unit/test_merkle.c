@@ -622,6 +622,88 @@ static void test_checkpoint_effect(void **state)
     EVP_PKEY_free(key);
 }
 
+/* A checkpoint effect signed (as far as the store knows) by key, naming next when not NULL. */
+static json_t *keyed_checkpoint(kbr_store *st, int64_t size, const char *sig, const char *key,
+                                const char *next)
+{
+    unsigned char root[H];
+    char hex[2 * H + 1];
+    json_t *cp;
+
+    assert_int_equal(kbr_store_merkle_root(st, size, root), KBR_OK);
+    kbr_hex_encode_buf(root, H, hex);
+    cp = json_pack("{s:s,s:I,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "type", "checkpoint", "size",
+                   (json_int_t)size, "root_hash", hex, "time", "2026-01-02T03:04:05Z",
+                   "signature_b64", sig, "origin", "log.example", "note", "log.example\n...",
+                   "key_id", "0a0b0c0d", "key_label", key, "public_key_pem", key);
+    assert_non_null(cp);
+    if (next != NULL) {
+        json_object_set_new(cp, "next_key_pem", json_string(next));
+        json_object_set_new(cp, "next_key_label", json_string(next));
+        json_object_set_new(cp, "next_key_id", json_string("0A0B0C0E"));
+    }
+    return json_pack("[o]", cp);
+}
+
+static kbr_err apply_one_effect(kbr_store *st, json_t *eff, int64_t seq)
+{
+    kbr_err err;
+
+    assert_int_equal(kbr_store_begin(st), KBR_OK);
+    err = kbr_store_apply_effects(st, eff, seq);
+    assert_int_equal(kbr_store_commit(st), KBR_OK);
+    json_decref(eff);
+    return err;
+}
+
+/*
+ * The checkpoints form one chain of audit keys: each is signed by the key the latest one hands
+ * on (its next key, or its own), heads never shrink, a size may be signed again (a rotation
+ * signs the head the last checkpoint signed), a signature never twice.
+ */
+static void test_checkpoint_key_chain(void **state)
+{
+    fixture *f = *state;
+    unsigned char leaves[8 * H];
+    kbr_store *st = NULL;
+    kbr_msg msg = {{0}};
+    json_t *latest = NULL, *fx = NULL;
+    kbr_effects *parsed = NULL;
+
+    append_records(f, 8, leaves);
+    assert_int_equal(kbr_store_open(f->url, &st, &msg), KBR_OK);
+    assert_int_equal(apply_one_effect(st, keyed_checkpoint(st, 5, "s1", "A", NULL), 6), KBR_OK);
+    assert_int_equal(apply_one_effect(st, keyed_checkpoint(st, 6, "s2", "B", NULL), 7),
+                     KBR_ERR_STORE_CONSTRAINT);
+    /* A hands on to B at the size it signed last */
+    assert_int_equal(apply_one_effect(st, keyed_checkpoint(st, 5, "s2", "A", "B"), 7), KBR_OK);
+    assert_int_equal(apply_one_effect(st, keyed_checkpoint(st, 6, "s3", "A", NULL), 8),
+                     KBR_ERR_STORE_CONSTRAINT);
+    assert_int_equal(apply_one_effect(st, keyed_checkpoint(st, 4, "s3", "B", NULL), 8),
+                     KBR_ERR_STORE_CONSTRAINT);
+    assert_int_equal(apply_one_effect(st, keyed_checkpoint(st, 6, "s2", "B", NULL), 8),
+                     KBR_ERR_STORE_CONSTRAINT);
+    assert_int_equal(apply_one_effect(st, keyed_checkpoint(st, 6, "s3", "B", NULL), 8), KBR_OK);
+    assert_int_equal(kbr_store_checkpoint_latest(st, &latest), KBR_OK);
+    assert_int_equal(json_integer_value(json_object_get(latest, "audit_seq")), 8);
+    assert_string_equal(json_string_value(json_object_get(latest, "public_key_pem")), "B");
+    assert_string_equal(json_string_value(json_object_get(latest, "note")), "log.example\n...");
+    assert_true(json_is_null(json_object_get(latest, "next_key_pem")));
+    json_decref(latest);
+    /* the JSON form carries every field, hex lowercased */
+    fx = keyed_checkpoint(st, 5, "s9", "A", "B");
+    assert_int_equal(kbr_effects_from_json(fx, &parsed), KBR_OK);
+    json_decref(fx);
+    assert_int_equal(kbr_effects_to_json(parsed, &fx), KBR_OK);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(fx, 0), "next_key_id")),
+                        "0a0b0c0e");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(fx, 0), "next_key_label")),
+                        "B");
+    json_decref(fx);
+    kbr_effects_free(parsed);
+    kbr_store_close(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -634,6 +716,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_store_matches_recomputation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkpoint_verify, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkpoint_effect, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_checkpoint_key_chain, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -120,7 +120,7 @@ static void test_open_creates_schema(void **state)
     assert_int_equal(sqlite3_prepare_v2(db, "SELECT schema_version FROM meta", -1, &stmt, NULL),
                      SQLITE_OK);
     assert_int_equal(sqlite3_step(stmt), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int(stmt, 0), 4);
+    assert_int_equal(sqlite3_column_int(stmt, 0), 5);
     assert_int_equal(sqlite3_step(stmt), SQLITE_DONE);
     sqlite3_finalize(stmt);
     assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &stmt, NULL), SQLITE_OK);
@@ -252,9 +252,53 @@ static void test_duplicate_key_rolls_back_record(void **state)
     "\"type\": \"debug.authorize\", \"key\": \"k\", \"product\": \"p\", \"serial\": \"SN\","       \
     " \"principal\": \"security:a\", \"message_sha256\": \"" FP_A "\","                            \
     " \"signature_sha256\": \"" FP_A "\", \"at\": \"2026-03-01T10:00:00Z\""
+#define CP_WITH(fields)                                                                            \
+    "[{\"type\": \"checkpoint\", \"size\": 1, \"root_hash\": \"" FP_A "\","                        \
+    " \"time\": \"2026-03-01T10:00:00Z\", \"signature_b64\": \"c2ln\", " fields "}]"
+
 #define OTA_WITH(fields)                                                                           \
     "[{\"type\": \"ota.report\", \"product\": \"p\", \"version\": \"1\", \"campaign\": \"c\","     \
     " \"at\": \"2026-03-01T10:00:00Z\", " fields "}]"
+
+#define TOKEN_ISSUE(jti)                                                                           \
+    "{\"type\": \"token.issue\", \"jti\": \"" jti "\", \"sub\": \"ci:x\", \"scope\": {},"          \
+    " \"issued_at\": \"2026-03-01T10:00:00Z\", \"expires_at\": \"2036-03-01T11:00:00Z\","          \
+    " \"cnf_x5t\": null}"
+
+/* token.revoke_all revokes what is live, and a revocation made before keeps its reason. */
+static void test_revoke_all(void **state)
+{
+    fixture *f = *state;
+    kbr_store *st = open_ok(f);
+    json_t *tokens = NULL;
+
+    assert_int_equal(apply(st, "[" TOKEN_ISSUE("j1") ", " TOKEN_ISSUE("j2") "]", 1), KBR_OK);
+    assert_int_equal(apply(st,
+                           "[{\"type\": \"token.revoke\", \"jtis\": [\"j1\"],"
+                           " \"at\": \"2026-03-02T00:00:00Z\", \"reason\": \"first\"}]",
+                           2),
+                     KBR_OK);
+    assert_int_equal(apply(st,
+                           "[{\"type\": \"token.revoke_all\", \"at\": \"2026-03-03T00:00:00Z\","
+                           " \"reason\": \"recovered\"}, " TOKEN_ISSUE("j3") "]",
+                           3),
+                     KBR_OK);
+    assert_int_equal(kbr_store_token_list(st, NULL, NULL, false, time(NULL), &tokens), KBR_OK);
+    assert_int_equal(json_array_size(tokens), 3);
+    for (size_t i = 0; i < 3; i++) {
+        const json_t *t = json_array_get(tokens, i);
+        const char *jti = json_string_value(json_object_get(t, "jti"));
+        const char *reason = json_string_value(json_object_get(t, "revoke_reason"));
+        if (strcmp(jti, "j1") == 0)
+            assert_string_equal(reason, "first");
+        else if (strcmp(jti, "j2") == 0)
+            assert_string_equal(reason, "recovered");
+        else /* issued after, in the same record */
+            assert_null(reason);
+    }
+    json_decref(tokens);
+    kbr_store_close(st);
+}
 
 static void test_malformed_effects(void **state)
 {
@@ -318,6 +362,18 @@ static void test_malformed_effects(void **state)
         OTA_WITH("\"reported_by\": \"ota:x\", \"results\": \"SN\""),
         OTA_WITH("\"results\": []"),
         "[{\"type\": \"key.destroy\", \"name\": \"k\"}]",
+        /* a checkpoint's signer comes whole, and a next key only with a signer */
+        CP_WITH("\"note\": \"n\""),
+        CP_WITH("\"note\": \"n\", \"origin\": \"o\", \"key_id\": \"0a0b0c0d\","
+                " \"key_label\": \"kbr/audit\""),
+        CP_WITH("\"note\": \"n\", \"origin\": \"o\", \"key_id\": \"0a0b0c\","
+                " \"key_label\": \"kbr/audit\", \"public_key_pem\": \"P\""),
+        CP_WITH("\"next_key_pem\": \"P\", \"next_key_id\": \"0a0b0c0d\","
+                " \"next_key_label\": \"kbr/audit/2\""),
+        CP_WITH("\"key_id\": \"0a0b0c0d\""),
+        "[{\"type\": \"checkpoint\", \"size\": 1, \"root_hash\": \"r\","
+        " \"time\": \"2026-03-01T10:00:00Z\", \"signature_b64\": \"c2ln\"}]",
+        "[{\"type\": \"token.revoke_all\", \"reason\": \"r\"}]",
         "[\"key.create\"]",
         "{\"type\": \"key.retire\"}",
     };
@@ -1390,6 +1446,18 @@ static void v1_store(const fixture *f, EVP_PKEY *clone, EVP_PKEY *old, EVP_PKEY 
                      " ('door', 'SN-9', '1.1', 'failed', '2026-06-01T00:00:00Z', 'c', 7)",
                      NULL, NULL, NULL),
         SQLITE_OK);
+    /* a checkpoint an older broker signed with its ECDSA audit key */
+    assert_int_equal(sqlite3_exec(db,
+                                  "CREATE TABLE checkpoints(size INTEGER PRIMARY KEY,"
+                                  " root_hash TEXT NOT NULL, time TEXT NOT NULL,"
+                                  " signature_b64 TEXT NOT NULL, audit_seq INTEGER NOT NULL);"
+                                  "INSERT INTO checkpoints(size, root_hash, time, signature_b64,"
+                                  " audit_seq) VALUES (8, '"
+                                  "00000000000000000000000000000000"
+                                  "00000000000000000000000000000000', '2026-07-01T00:00:00Z',"
+                                  " 'c2ln', 9)",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
     sqlite3_close(db);
     free(clone_pem);
     free(old_pem);
@@ -1500,8 +1568,11 @@ static void test_migrate_v1_store(void **state)
     v1_store(f, clone, old, cur);
     v1_custody(f, cur);
     st = open_ok(f);
-    assert_int_equal(query_count(f, "SELECT max(schema_version) FROM meta"), 4);
-    assert_int_equal(query_count(f, "SELECT count(*) FROM meta WHERE schema_version <> 4"), 0);
+    assert_int_equal(query_count(f, "SELECT max(schema_version) FROM meta"), 5);
+    assert_int_equal(query_count(f, "SELECT count(*) FROM meta WHERE schema_version <> 5"), 0);
+    /* version 5: checkpoints keyed by their entry, those of an older broker without a key */
+    assert_int_equal(count_where(f, "checkpoints", "audit_seq = 9 AND size = 8 AND key_id IS NULL"),
+                     1);
     /* version 3: keys named by their public key, and a device's challenge answered once */
     assert_int_equal(count_where(f, "keys", "public_key_sha256 IS NOT NULL"), 1);
     assert_int_equal(query_count(f, "SELECT count(*) FROM keys WHERE name = 'dbg-door' AND"
@@ -1548,7 +1619,7 @@ static void test_migrate_v1_store(void **state)
     kbr_store_close(st);
     /* Opening again changes nothing. */
     st = open_ok(f);
-    assert_int_equal(query_count(f, "SELECT max(schema_version) FROM meta"), 4);
+    assert_int_equal(query_count(f, "SELECT max(schema_version) FROM meta"), 5);
     assert_device_key(st, "SN-9", clone_hex);
     assert_int_equal(count_where(f, "device_firmware", "serial = 'SN-9'"), 3);
     kbr_store_close(st);
@@ -2309,6 +2380,7 @@ int main(void)
         cmocka_unit_test(test_unwritable_location),
         cmocka_unit_test_setup_teardown(test_duplicate_key_rolls_back_record, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed_effects, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_revoke_all, setup, teardown),
         cmocka_unit_test_setup_teardown(test_key_retire, setup, teardown),
         cmocka_unit_test_setup_teardown(test_firmware_sign_rules, setup, teardown),
         cmocka_unit_test_setup_teardown(test_key_certificate, setup, teardown),

@@ -269,26 +269,59 @@ KBR_WUR kbr_err kbr_note_checkpoint_parse(const kbr_note *n, kbr_note_checkpoint
                                           kbr_msg *msg);
 
 /*
- * A checkpoint (signed tree head): {"root_hash" (hex), "size", "time" (RFC 3339)}; the audit
- * key signs SHA-256 of its canonical JSON with ECDSA P-256, raw r||s, base64 in
- * "signature_b64".  Fills *digest with that SHA-256 of cp's three fields (other members are
- * ignored); KBR_ERR_BAD_REQUEST with msg naming the field when one is missing or mistyped.
+ * A checkpoint (signed tree head): {"size", "root_hash" (hex), "time" (RFC 3339)}, and for a
+ * rotation "next_key_pem", the audit key that signs after this one.  The audit key (Ed25519)
+ * signs the canonical JSON (RFC 8785) of those members, nothing hashed first ("signature_b64",
+ * base64), and the same head as a C2SP signed note ("note": the tlog-checkpoint text
+ * "<origin>\n<size>\n<base64 root>\n", key name = origin; a rotation's note carries the next
+ * key's signature too).  An older broker's checkpoints were ECDSA P-256 signatures, raw r||s,
+ * over SHA-256 of the canonical {"root_hash", "size", "time"}.
  */
+/* The canonical JSON the key signs (new string); KBR_ERR_BAD_REQUEST with msg naming a member
+ * that is missing or mistyped. */
+KBR_WUR kbr_err kbr_audit_head_message(const json_t *cp, char **out, kbr_msg *msg);
+/* SHA-256 of kbr_audit_head_message: what an older broker's P-256 key signed. */
 KBR_WUR kbr_err kbr_audit_checkpoint_digest(const json_t *cp, unsigned char digest[32],
                                             kbr_msg *msg);
-
-/* cp.signature_b64 verifies with pubkey (EC P-256) over kbr_audit_checkpoint_digest(cp).
- * KBR_ERR_BAD_REQUEST with msg when it does not, KBR_ERR_CRYPTO when the key cannot be used. */
+/* cp.signature_b64 verifies with pubkey: Ed25519 over the head, or an older broker's P-256
+ * signature.  KBR_ERR_BAD_REQUEST with msg when it does not, KBR_ERR_CRYPTO when the key cannot
+ * be used. */
 KBR_WUR kbr_err kbr_audit_checkpoint_signature_holds(const json_t *cp, EVP_PKEY *pubkey,
                                                      kbr_msg *msg);
+/* cp.note is the checkpoint's own head (its size and root, and nothing else) as a signed note
+ * whose origin's signature by key verifies, and next's too when next is not NULL.
+ * KBR_ERR_BAD_REQUEST with msg naming the problem. */
+KBR_WUR kbr_err kbr_audit_checkpoint_note_holds(const json_t *cp, EVP_PKEY *key, EVP_PKEY *next,
+                                                kbr_msg *msg);
+/* An Ed25519 signature over msg: KBR_OK, KBR_ERR_BAD_REQUEST, or KBR_ERR_CRYPTO for a key that
+ * is not Ed25519. */
+KBR_WUR kbr_err kbr_audit_ed25519_holds(EVP_PKEY *pubkey, const void *msg, size_t len,
+                                        const unsigned char *sig, size_t siglen);
+/* A PEM public key (KBR_ERR_BAD_REQUEST when pem holds none).  Caller frees. */
+KBR_WUR kbr_err kbr_audit_pem_key(const char *pem, EVP_PKEY **out);
+
+typedef struct {
+    size_t checkpoints; /* checkpoints of the log verified along the chain */
+    size_t keys;        /* audit keys in the chain, the pinned one included */
+    uint32_t key_id;    /* note key ID of the last key under origin (0: none) */
+    char origin[KBR_NOTE_NAME_MAX + 1];
+} kbr_audit_log_report;
 
 /*
- * Offline check of an exported log against a checkpoint: entries (as GET /v1/audit shows
- * them, from seq 1) chain (kbr_audit_verify_entries), the log holds at least cp.size
- * entries, the root over the first cp.size hashes is cp.root_hash, and cp.signature_b64
- * verifies with pubkey (an EC P-256 key).  KBR_ERR_BAD_REQUEST with msg naming the first
- * problem; KBR_ERR_CRYPTO when the key cannot be used.
+ * Offline check of an exported log against a checkpoint, trusting only first_key (pinned; an
+ * Ed25519 key, or an older broker's EC P-256 one): the entries (as GET /v1/audit shows them,
+ * from seq 1) chain (kbr_audit_verify_entries); every checkpoint the log records (its
+ * "checkpoint" effects), in order, has the root of the entries it covers, is signed by the key
+ * the one before hands on (first_key for the first; a rotation hands on its next key, which
+ * also signs its note), and its note says the same head; cp is the log's own checkpoint, or
+ * one newer signed by the key the log hands on last, and the log holds the cp.size entries it
+ * covers with that root.  So a rotation missing, or signed by another key, breaks the chain.
+ * KBR_ERR_BAD_REQUEST with msg naming the first problem; KBR_ERR_CRYPTO when the key cannot be
+ * used.  report (may be NULL) says what held.
  */
+KBR_WUR kbr_err kbr_audit_verify_log(const json_t *entries, const json_t *cp, EVP_PKEY *first_key,
+                                     kbr_audit_log_report *report, kbr_msg *msg);
+/* kbr_audit_verify_log without a report. */
 KBR_WUR kbr_err kbr_audit_verify_checkpoint(const json_t *entries, const json_t *cp,
                                             EVP_PKEY *pubkey, kbr_msg *msg);
 

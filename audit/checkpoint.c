@@ -370,43 +370,37 @@ out:
     return err;
 }
 
-/* The given checkpoint is the export's own, or signed by the key the export hands on last. */
-static kbr_err final_holds(chain *c, const json_t *entries, const json_t *cp, const root_at *roots,
-                           size_t nroots, kbr_msg *msg)
+/*
+ * The given checkpoint is one the log records: it must hold by itself, with the key the chain
+ * had reached there, and say what the log's copy says.
+ */
+static kbr_err same_as_entry(const chain *c, const json_t *cp, const json_t *mine, size_t i,
+                             kbr_msg *msg)
 {
     kbr_err err = KBR_OK;
-    const json_t *e, *mine;
-    size_t i;
-    int64_t size = json_integer_value(json_object_get(cp, "size"));
+    chain at = {.key = c->key, .keys = c->keys, .report = NULL};
+    static const char *const same[] = {"size", "root_hash", "time", "note", "next_key_pem"};
 
-    KBR_ENSURE((size_t)size <= json_array_size(entries),
-               kbr_fail(msg, KBR_ERR_BAD_REQUEST,
-                        "missing entries: the checkpoint covers %lld, the log has %zu",
-                        (long long)size, json_array_size(entries)));
-    KBR_GUARD(root_holds(cp, roots, nroots, "the checkpoint's", msg));
-    json_array_foreach(entries, i, e)
-    {
-        mine = checkpoint_of(e);
-        if (mine == NULL || !json_equal(json_object_get(mine, "signature_b64"),
-                                        json_object_get(cp, "signature_b64")))
-            continue;
-        /* the log's own checkpoint, verified with the chain: the file must say the same */
-        static const char *const same[] = {"size", "root_hash", "time", "note", "next_key_pem"};
-        for (size_t k = 0; k < sizeof(same) / sizeof(same[0]); k++) {
-            const json_t *a = json_object_get(cp, same[k]), *b = json_object_get(mine, same[k]);
-            KBR_ENSURE((a == NULL || json_is_null(a)) ? (b == NULL || json_is_null(b))
-                                                      : json_equal(a, b),
-                       kbr_fail(msg, KBR_ERR_BAD_REQUEST,
-                                "checkpoint.%s: not what entry %zu recorded with the same "
-                                "signature",
-                                same[k], i + 1));
-        }
-        goto out;
+    KBR_ENSURE(EVP_PKEY_up_ref(at.key) == 1, KBR_ERR_CRYPTO);
+    err = link_holds(&at, cp, "the checkpoint", msg);
+    EVP_PKEY_free(at.key);
+    KBR_GUARD(err);
+    for (size_t k = 0; k < sizeof(same) / sizeof(same[0]); k++) {
+        const json_t *a = json_object_get(cp, same[k]), *b = json_object_get(mine, same[k]);
+        KBR_ENSURE((a == NULL || json_is_null(a)) ? (b == NULL || json_is_null(b))
+                                                  : json_equal(a, b),
+                   kbr_fail(msg, KBR_ERR_BAD_REQUEST,
+                            "checkpoint.%s: not what entry %zu recorded with the same signature",
+                            same[k], i + 1));
     }
-    /* newer than the export's last checkpoint: the key that one hands on signed it */
-    KBR_GUARD(link_holds(c, cp, "the checkpoint", msg));
 out:
     return err;
+}
+
+static bool same_signature(const json_t *a, const json_t *b)
+{
+    return json_is_string(json_object_get(a, "signature_b64")) &&
+           json_equal(json_object_get(a, "signature_b64"), json_object_get(b, "signature_b64"));
 }
 
 kbr_err kbr_audit_verify_log(const json_t *entries, const json_t *cp, EVP_PKEY *first_key,
@@ -418,6 +412,7 @@ kbr_err kbr_audit_verify_log(const json_t *entries, const json_t *cp, EVP_PKEY *
     size_t nroots = 0, i;
     const json_t *e, *one;
     char who[64];
+    bool found = false;
 
     if (report != NULL)
         memset(report, 0, sizeof(*report));
@@ -450,6 +445,15 @@ kbr_err kbr_audit_verify_log(const json_t *entries, const json_t *cp, EVP_PKEY *
     KBR_GUARD(roots_of(entries, roots, nroots));
     KBR_ENSURE(EVP_PKEY_up_ref(first_key) == 1, KBR_ERR_CRYPTO);
     c.key = first_key;
+    /* the given checkpoint's size and root first: a log too short is named as such */
+    {
+        int64_t size = json_integer_value(json_object_get(cp, "size"));
+        KBR_ENSURE((size_t)size <= json_array_size(entries),
+                   kbr_fail(msg, KBR_ERR_BAD_REQUEST,
+                            "missing entries: the checkpoint covers %lld, the log has %zu",
+                            (long long)size, json_array_size(entries)));
+        KBR_GUARD(root_holds(cp, roots, nroots, "the checkpoint's", msg));
+    }
     json_array_foreach(entries, i, e)
     {
         one = checkpoint_of(e);
@@ -457,11 +461,17 @@ kbr_err kbr_audit_verify_log(const json_t *entries, const json_t *cp, EVP_PKEY *
             continue;
         snprintf(who, sizeof(who), "entry %zu's checkpoint", i + 1);
         KBR_GUARD(root_holds(one, roots, nroots, who, msg));
+        if (!found && same_signature(cp, one)) {
+            KBR_GUARD(same_as_entry(&c, cp, one, i, msg));
+            found = true;
+        }
         KBR_GUARD(link_holds(&c, one, who, msg));
         if (report != NULL)
             report->checkpoints++;
     }
-    KBR_GUARD(final_holds(&c, entries, cp, roots, nroots, msg));
+    /* newer than the log's last checkpoint: the key that one hands on signed it */
+    if (!found)
+        KBR_GUARD(link_holds(&c, cp, "the checkpoint", msg));
     if (report != NULL) {
         report->keys = c.keys;
         report->key_id = id_of(c.key, report->origin[0] != '\0' ? report->origin : NULL);

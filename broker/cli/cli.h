@@ -251,6 +251,7 @@ extern const cli_command cli_cmd_sign;
 extern const cli_command cli_cmd_audit_list, cli_cmd_audit_export, cli_cmd_health, cli_cmd_jwks;
 extern const cli_command cli_cmd_audit_verify;
 extern const cli_command cli_cmd_audit_checkpoint;
+extern const cli_command cli_cmd_audit_consistency, cli_cmd_audit_rotate_key;
 extern const cli_command cli_cmd_audit_proof;
 extern const cli_command cli_cmd_batch_create, cli_cmd_batch_show;
 extern const cli_command cli_cmd_key_certificate, cli_cmd_provision, cli_cmd_rotate;

@@ -148,9 +148,9 @@ out:
 }
 
 /* The issuer and audit keys' public_key_sha256, so neither is ever registered as a key. */
-static kbr_err load_own_keys(kbd *d, kbr_hsm_session *s)
+static kbr_err load_own_keys(kbd *d, kbr_hsm_session *s, const char *audit_label)
 {
-    static const char *const labels[2] = {KBD_ISSUER_LABEL, KBD_AUDIT_LABEL};
+    const char *const labels[2] = {KBD_ISSUER_LABEL, audit_label};
     kbr_err err = KBR_OK;
     EVP_PKEY *pub = NULL;
 
@@ -165,16 +165,13 @@ out:
     return err;
 }
 
-static kbr_err load_issuer(kbd *d, kbr_msg *msg)
+static kbr_err load_issuer(kbd *d, kbr_hsm_session *s, kbr_msg *msg)
 {
     kbr_err err = KBR_OK;
-    kbr_hsm_session *s = NULL;
     EVP_PKEY *pub = NULL;
     json_t *jwk = NULL;
     kbr_hsm_key_info info = {0};
 
-    err = kbr_hsm_session_open(d->hsm, &s);
-    KBR_ENSURE(err == KBR_OK, kbr_fail(msg, err, "cannot open an HSM session"));
     err = kbr_hsm_find_key(s, KBD_ISSUER_LABEL, &info);
     KBR_ENSURE(err == KBR_OK,
                kbr_fail(msg, err, "issuer key %s not found in the HSM: run keybrokerd --init",
@@ -186,78 +183,187 @@ static kbr_err load_issuer(kbd *d, kbr_msg *msg)
     d->jwks = json_pack("{s:[O]}", "keys", jwk);
     KBR_ENSURE(d->jwks != NULL, KBR_ERR_NOMEM);
     KBR_GUARD(kbr_policy_new(d->cfg.instance_id, pub, &d->policy));
-    err = load_own_keys(d, s);
-    KBR_ENSURE(err == KBR_OK,
-               kbr_fail(msg, err, "audit key %s not found in the HSM: run keybrokerd --init",
-                        KBD_AUDIT_LABEL));
 out:
     json_decref(jwk);
     EVP_PKEY_free(pub);
-    kbr_hsm_session_close(s);
     return err;
 }
 
-static kbr_err checkpoint_holds(kbd *d, const json_t *cp, kbr_msg *msg)
+kbr_err kbd_audit_key_usable(kbr_hsm_session *s, const char *label, kbr_msg *msg)
+{
+    kbr_hsm_key_info info = {0};
+    kbr_err err = kbr_hsm_find_key(s, label, &info);
+
+    if (err == KBR_ERR_NOT_FOUND)
+        return kbr_fail(msg, err, "audit key %s not found in the HSM: run keybrokerd --init",
+                        label);
+    if (err != KBR_OK)
+        return kbr_fail(msg, err, "HSM lookup of audit key %s failed: %s", label, kbr_err_str(err));
+    if (info.alg_known && info.alg == KBR_ALG_ED25519)
+        return KBR_OK;
+    if (info.alg_known && info.alg == KBR_ALG_ECDSA_P256 && strcmp(label, KBD_AUDIT_LABEL) == 0)
+        return kbr_fail(msg, KBR_ERR_HSM_KEY,
+                        "audit key %s is an ECDSA P-256 key, as an older keybroker made it; "
+                        "audit keys are now Ed25519 (checkpoints are C2SP signed notes) and "
+                        "this broker does not sign with it (docs/operations.md, \"An audit key "
+                        "of an older keybroker\")",
+                        label);
+    return kbr_fail(msg, KBR_ERR_HSM_KEY, "audit key %s is not an Ed25519 key", label);
+}
+
+/* The label of the audit key the log hands on: the HSM record's, else the store's. */
+static kbr_err audit_label_now(kbr_store *st, const json_t *rec, char **label, kbr_msg *msg)
 {
     kbr_err err = KBR_OK;
-    kbr_hsm_session *s = NULL;
-    EVP_PKEY *pub = NULL;
+    json_t *latest = NULL;
+    const char *l = rec != NULL ? kbd_cp_signer_label(rec) : NULL;
 
-    err = kbr_hsm_session_open(d->hsm, &s);
-    KBR_ENSURE(err == KBR_OK, kbr_fail(msg, err, "cannot open an HSM session"));
-    err = kbr_hsm_public_key(s, KBD_AUDIT_LABEL, &pub);
-    KBR_ENSURE(err == KBR_OK, kbr_fail(msg, err,
-                                       "audit key %s not found in the HSM: run "
-                                       "keybrokerd --init",
-                                       KBD_AUDIT_LABEL));
-    err = kbr_audit_checkpoint_signature_holds(cp, pub, msg);
+    *label = NULL;
+    if (l == NULL) {
+        err = kbr_store_checkpoint_latest(st, &latest);
+        if (err == KBR_ERR_NOT_FOUND)
+            err = KBR_OK;
+        KBR_ENSURE(err == KBR_OK, kbr_fail(msg, err, "audit log: checkpoints cannot be read"));
+        l = latest != NULL ? kbd_cp_signer_label(latest) : NULL;
+    }
+    *label = strdup(l != NULL ? l : KBD_AUDIT_LABEL);
+    KBR_ENSURE(*label != NULL, KBR_ERR_NOMEM);
 out:
-    EVP_PKEY_free(pub);
-    kbr_hsm_session_close(s);
+    json_decref(latest);
     return err;
 }
 
-/*
- * Before serving: the latest signed checkpoint still matches the stored tree
- * and verifies with the audit key, and every entry after it will be
- * re-checked against its chain (the writer's start); without a checkpoint,
- * the last AUDIT_VERIFY_TAIL entries are.
- */
-static kbr_err check_log(kbd *d, kbr_store *st, int64_t *verify_tail, kbr_msg *msg)
+/* The store's latest checkpoint holds: its root is the stored tree's, its signatures verify. */
+static kbr_err latest_checkpoint_holds(kbr_hsm_session *s, kbr_store *st, int64_t *size,
+                                       kbr_msg *msg)
 {
     kbr_err err = KBR_OK;
     json_t *cp = NULL;
     unsigned char root[32];
-    char hex[65], last_hash[65];
-    int64_t size, last = 0;
+    char hex[65];
     const char *signed_root;
+    EVP_PKEY *pub = NULL;
+    kbr_msg why = {{0}};
 
-    *verify_tail = AUDIT_VERIFY_TAIL;
+    *size = -1;
     err = kbr_store_checkpoint_latest(st, &cp);
     if (err == KBR_ERR_NOT_FOUND) {
         err = KBR_OK;
         goto out;
     }
     KBR_ENSURE(err == KBR_OK, kbr_fail(msg, err, "audit log: checkpoints cannot be read"));
-    size = json_integer_value(json_object_get(cp, "size"));
+    *size = json_integer_value(json_object_get(cp, "size"));
     signed_root = json_string_value(json_object_get(cp, "root_hash"));
-    KBR_GUARD(kbr_store_merkle_root(st, size, root));
+    KBR_GUARD(kbr_store_merkle_root(st, *size, root));
     kbr_hex_encode_buf(root, sizeof(root), hex);
     KBR_ENSURE(signed_root != NULL && strcmp(hex, signed_root) == 0,
                kbr_fail(msg, KBR_ERR_STORE,
                         "audit log: the first %lld entries no longer match the checkpoint "
                         "signed at %s; the store was rewritten",
-                        (long long)size, json_string_value(json_object_get(cp, "time"))));
-    err = checkpoint_holds(d, cp, msg);
+                        (long long)*size, json_string_value(json_object_get(cp, "time"))));
+    if (json_is_string(json_object_get(cp, "public_key_pem"))) {
+        err = kbd_record_holds(s, cp, &why);
+    } else {
+        /* an older broker's checkpoint, signed with the first audit key */
+        err = kbr_hsm_public_key(s, KBD_AUDIT_LABEL, &pub);
+        if (err == KBR_OK)
+            err = kbr_audit_checkpoint_signature_holds(cp, pub, &why);
+    }
     KBR_ENSURE(err == KBR_OK, kbr_fail(msg, KBR_ERR_STORE,
                                        "audit log: checkpoint of %lld entries does not verify "
-                                       "with the audit key",
-                                       (long long)size));
-    KBR_GUARD(kbr_store_audit_tail(st, &last, last_hash));
-    if (last - size + 1 > *verify_tail)
-        *verify_tail = last - size + 1;
+                                       "with the audit key: %s",
+                                       (long long)*size, why.text));
 out:
+    EVP_PKEY_free(pub);
     json_decref(cp);
+    return err;
+}
+
+/*
+ * Before serving: the store holds the head the HSM recorded last (a store that is shorter or
+ * says otherwise is a rollback, refused), that record verifies with the HSM's keys, the audit
+ * key the log hands on is an Ed25519 key in the HSM, and the store's latest checkpoint matches
+ * the stored tree and verifies; every entry after it will be re-checked against its chain (the
+ * writer's start), or the last AUDIT_VERIFY_TAIL entries without a checkpoint.  *pending is the
+ * record's entry when the log does not hold it yet (its commit was lost).
+ */
+static kbr_err check_log(kbd *d, kbr_hsm_session *s, kbr_store *st, int64_t *verify_tail,
+                         kbr_audit_rec **pending, kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+    json_t *rec = NULL;
+    char last_hash[65], *label = NULL;
+    int64_t size = 0, last = 0;
+    bool in = true;
+    kbr_msg why = {{0}};
+
+    *verify_tail = AUDIT_VERIFY_TAIL;
+    *pending = NULL;
+    err = kbd_record_read(s, &rec, msg);
+    KBR_ENSURE(err == KBR_OK || err == KBR_ERR_HSM,
+               kbd_msg_wrap(msg, err, "", "; run keybrokerd --recover to write a new one"));
+    KBR_GUARD(err);
+    if (rec != NULL) {
+        err = kbd_record_vs_store(st, rec, msg);
+        KBR_ENSURE(err != KBR_ERR_CONFLICT,
+                   kbd_msg_wrap(msg, err, "",
+                                ". After a restore from a backup: keybrokerd -c FILE --recover"));
+        KBR_GUARD(err);
+        err = kbd_record_holds(s, rec, &why);
+        KBR_ENSURE(err == KBR_OK,
+                   kbr_fail(msg, err, "the audit record in the HSM does not verify: %s", why.text));
+        KBR_GUARD(kbd_record_in_store(st, rec, &in));
+    }
+    KBR_GUARD(audit_label_now(st, rec, &label, msg));
+    KBR_GUARD(kbd_audit_key_usable(s, label, msg));
+    KBR_GUARD(load_own_keys(d, s, label));
+    KBR_GUARD(latest_checkpoint_holds(s, st, &size, msg));
+    if (size >= 0) {
+        KBR_GUARD(kbr_store_audit_tail(st, &last, last_hash));
+        if (last - size + 1 > *verify_tail)
+            *verify_tail = last - size + 1;
+    }
+    if (!in)
+        KBR_GUARD(kbd_record_entry(rec, "audit.checkpoint", pending));
+out:
+    free(label);
+    json_decref(rec);
+    return err;
+}
+
+/* The head the HSM recorded whose entry was lost goes into the log before anything else. */
+static kbr_err complete_log(kbd *d, kbr_audit_rec *pending, kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+
+    if (pending == NULL)
+        goto out;
+    json_object_set_new(pending->detail, "recorded_in_hsm_before", json_true());
+    err = kbr_audit_append_sync(d->audit, pending);
+    KBR_ENSURE(err == KBR_OK, kbr_fail(msg, err == KBR_ERR_AUDIT ? KBR_ERR_STORE : err,
+                                       "audit log: cannot record the checkpoint the HSM holds: %s",
+                                       kbr_err_str(err)));
+    fprintf(stderr,
+            "keybrokerd: recorded the checkpoint of %lld entries the HSM held as entry %lld (its "
+            "entry had not been committed)\n",
+            (long long)json_integer_value(json_object_get(pending->detail, "size")),
+            (long long)pending->seq);
+out:
+    return err;
+}
+
+static kbr_err check_hsm_and_log(kbd *d, kbr_store *st, int64_t *tail, kbr_audit_rec **pending,
+                                 kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+    kbr_hsm_session *s = NULL;
+
+    err = kbr_hsm_session_open(d->hsm, &s);
+    KBR_ENSURE(err == KBR_OK, kbr_fail(msg, err, "cannot open an HSM session"));
+    KBR_GUARD(load_issuer(d, s, msg));
+    KBR_GUARD(check_log(d, s, st, tail, pending, msg));
+out:
+    kbr_hsm_session_close(s);
     return err;
 }
 
@@ -266,6 +372,7 @@ static kbr_err load_state(kbd *d, kbr_msg *msg)
     kbr_err err = KBR_OK;
     kbr_store *st = NULL;
     int64_t tail = AUDIT_VERIFY_TAIL;
+    kbr_audit_rec *pending = NULL;
 
     /* before the store is opened: a second daemon must not even migrate the schema */
     KBR_GUARD(kbr_store_lock(d->cfg.store, &d->store_lock, msg));
@@ -276,15 +383,16 @@ static kbr_err load_state(kbd *d, kbr_msg *msg)
     KBR_GUARD(kbd_hsmproc_start(d, msg));
     KBR_GUARD(kbd_sandbox_network(msg));
     KBR_GUARD(kbr_store_open(d->cfg.store, &st, msg));
-    KBR_GUARD(load_issuer(d, msg));
-    KBR_GUARD(check_log(d, st, &tail, msg));
+    KBR_GUARD(check_hsm_and_log(d, st, &tail, &pending, msg));
     KBR_GUARD(kbr_audit_start(d->cfg.store, tail, &d->audit, msg));
+    KBR_GUARD(complete_log(d, pending, msg));
     KBR_GUARD(load_tokens(d, st, msg));
     KBR_GUARD(load_keys(d, st));
     KBR_GUARD(load_batches(d, st));
     KBR_GUARD(kbd_ratelimit_new(d->cfg.rate_limit, &d->ratelimit));
     KBR_GUARD(kbd_ratelimit_new(d->cfg.unauth_audit_rate, &d->unauth_rl));
 out:
+    kbr_audit_rec_free(pending);
     kbr_store_close(st);
     return err;
 }
@@ -441,10 +549,13 @@ out:
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: keybrokerd -c FILE [--init]\n"
-                    "  -c FILE   configuration file (key = value lines)\n"
-                    "  --init    create the store, the issuer and audit keys in the HSM,\n"
-                    "            and write a new bootstrap token; then exit\n");
+    fprintf(stderr, "usage: keybrokerd -c FILE [--init | --recover]\n"
+                    "  -c FILE    configuration file (key = value lines)\n"
+                    "  --init     create the store, the issuer and audit keys in the HSM,\n"
+                    "             and write a new bootstrap token; then exit\n"
+                    "  --recover  accept a store restored from a backup that the HSM's audit\n"
+                    "             record shows was rolled back: record the lost range, revoke\n"
+                    "             every token, write a new bootstrap token; then exit\n");
 }
 
 int main(int argc, char **argv)
@@ -452,11 +563,12 @@ int main(int argc, char **argv)
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},
         {"init", no_argument, NULL, 'i'},
+        {"recover", no_argument, NULL, 'r'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *path = NULL;
-    bool init = false;
+    bool init = false, recover = false;
     kbd d;
     kbr_msg msg = {{0}};
     kbr_err err;
@@ -467,12 +579,14 @@ int main(int argc, char **argv)
             path = optarg;
         else if (c == 'i')
             init = true;
+        else if (c == 'r')
+            recover = true;
         else {
             usage();
             return c == 'h' ? 0 : 2;
         }
     }
-    if (path == NULL || optind != argc) {
+    if (path == NULL || optind != argc || (init && recover)) {
         usage();
         return 2;
     }
@@ -486,13 +600,15 @@ int main(int argc, char **argv)
                        "tls_key to listen on %s",
                        path, d.cfg.listen_host);
     if (err == KBR_OK)
-        err = init ? kbd_init_deployment(&d.cfg, &msg) : serve(&d, &msg);
+        err = init      ? kbd_init_deployment(&d.cfg, &msg)
+              : recover ? kbd_recover_deployment(&d.cfg, &msg)
+                        : serve(&d, &msg);
     if (err != KBR_OK) {
         fprintf(stderr, "keybrokerd: %s\n", msg.text[0] != '\0' ? msg.text : kbr_err_str(err));
         kbd_config_cleanup(&d.cfg);
         return 1;
     }
-    if (init)
+    if (init || recover)
         kbd_config_cleanup(&d.cfg);
     return 0;
 }

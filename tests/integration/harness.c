@@ -351,18 +351,36 @@ static size_t on_body(char *p, size_t size, size_t n, void *arg)
 
 static size_t on_header(char *p, size_t size, size_t n, void *arg)
 {
-    long *seq = arg;
+    kbt_resp *r = arg;
+    size_t len = size * n;
 
-    if (size * n > 12 && strncasecmp(p, "X-Audit-Seq:", 12) == 0)
-        *seq = strtol(p + 12, NULL, 10);
+    if (len > 12 && strncasecmp(p, "X-Audit-Seq:", 12) == 0)
+        r->audit_seq = strtol(p + 12, NULL, 10);
+    if (len > 13 && strncasecmp(p, "Content-Type:", 13) == 0) {
+        p += 13;
+        len -= 13;
+        while (len > 0 && *p == ' ') {
+            p++;
+            len--;
+        }
+        while (len > 0 && (p[len - 1] == '\r' || p[len - 1] == '\n'))
+            len--;
+        snprintf(r->content_type, sizeof(r->content_type), "%.*s", (int)len, p);
+    }
     return size * n;
 }
 
 kbt_resp kbt_call(kbt_env *e, const char *method, const char *path, const char *token,
                   const char *body)
 {
+    return kbt_call_with(e, method, path, token, body, NULL);
+}
+
+kbt_resp kbt_call_with(kbt_env *e, const char *method, const char *path, const char *token,
+                       const char *body, const char *header)
+{
     CURL *c = e->curl;
-    kbt_resp r = {0, 0, NULL, NULL, -1};
+    kbt_resp r = {0, 0, NULL, NULL, -1, ""};
     CURLcode rc;
     growbuf b = {NULL, 0};
     struct curl_slist *h = NULL;
@@ -375,12 +393,14 @@ kbt_resp kbt_call(kbt_env *e, const char *method, const char *path, const char *
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(c, CURLOPT_HEADERDATA, &r.audit_seq);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, &r);
     curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
     if (token != NULL) {
         assert_true(asprintf(&auth, "Authorization: Bearer %s", token) > 0);
         h = curl_slist_append(h, auth);
     }
+    if (header != NULL)
+        h = curl_slist_append(h, header);
     if (body != NULL) {
         h = curl_slist_append(h, "Content-Type: application/json");
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);

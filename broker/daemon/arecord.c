@@ -293,28 +293,37 @@ out:
     return err;
 }
 
+kbr_err kbd_record_verdict(kbr_hsm_session *s, const kbr_hsm_data *old, size_t nold,
+                           const unsigned char *value, size_t len, const unsigned char *evidence,
+                           size_t evlen, kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+    json_t *nw = NULL, *latest = NULL;
+
+    KBR_GUARD(kbd_record_parse(value, len, &nw, msg));
+    KBR_GUARD(kbd_record_latest(old, nold, &latest, msg));
+    if (latest != NULL)
+        KBR_GUARD(extends(latest, nw, evidence, evlen, msg));
+    else
+        KBR_ENSURE(evlen == 0, kbr_fail(msg, KBR_ERR_BAD_REQUEST, "a proof with no record"));
+    KBR_GUARD(kbd_record_holds(s, nw, msg));
+out:
+    json_decref(latest);
+    json_decref(nw);
+    return err;
+}
+
 kbr_err kbd_record_check(void *arg, kbr_hsm_session *s, const kbr_hsm_data *old, size_t nold,
                          const unsigned char *value, size_t len, const unsigned char *evidence,
                          size_t evlen)
 {
-    kbr_err err = KBR_OK;
-    json_t *nw = NULL, *latest = NULL;
     kbr_msg msg = {{0}};
+    kbr_err err = kbd_record_verdict(s, old, nold, value, len, evidence, evlen, &msg);
 
     (void)arg;
-    KBR_GUARD(kbd_record_parse(value, len, &nw, &msg));
-    KBR_GUARD(kbd_record_latest(old, nold, &latest, &msg));
-    if (latest != NULL)
-        KBR_GUARD(extends(latest, nw, evidence, evlen, &msg));
-    else
-        KBR_ENSURE(evlen == 0, kbr_fail(&msg, KBR_ERR_BAD_REQUEST, "a proof with no record"));
-    KBR_GUARD(kbd_record_holds(s, nw, &msg));
-out:
     if (err != KBR_OK)
         fprintf(stderr, "keybrokerd: HSM process: audit record refused: %s\n",
                 msg.text[0] != '\0' ? msg.text : kbr_err_str(err));
-    json_decref(latest);
-    json_decref(nw);
     return err;
 }
 

@@ -507,7 +507,11 @@ const char *kbd_cp_signer_label(const json_t *cp);
 /* The record's keys are the ones the HSM holds under its labels, and both its signatures (and
  * the next key's on the note) verify with them.  KBR_ERR_CONFLICT with msg otherwise. */
 KBR_WUR kbr_err kbd_record_holds(kbr_hsm_session *s, const json_t *cp, kbr_msg *msg);
-/* The HSM process's check of a record write (kbr_hsm_data_check_fn; see arecord.c). */
+/* The HSM process's check of a record write (kbr_hsm_data_check_fn; see arecord.c), and the
+ * same with its reason in msg. */
+KBR_WUR kbr_err kbd_record_verdict(kbr_hsm_session *s, const kbr_hsm_data *old, size_t nold,
+                                   const unsigned char *value, size_t len,
+                                   const unsigned char *evidence, size_t evlen, kbr_msg *msg);
 KBR_WUR kbr_err kbd_record_check(void *arg, kbr_hsm_session *s, const kbr_hsm_data *old,
                                  size_t nold, const unsigned char *value, size_t len,
                                  const unsigned char *evidence, size_t evlen);

@@ -547,6 +547,20 @@ static void test_rotation(void **state)
     assert_string_not_equal(k2, k1);
     assert_true(r.audit_seq > 0);
     write_text(e, "k2.pem", k2);
+    /* the link, checked with openssl and the previous key alone, as docs/api.md shows */
+    write_json(e, "rotation.json", r.json);
+    if (shf(e, &out,
+            "set -e; jq -cjS '{next_key_pem,root_hash,size,time}' rotation.json > rot.json; "
+            "jq -r .signature_b64 rotation.json | base64 -d > rot.sig; "
+            "openssl pkeyutl -verify -pubin -inkey k1.pem -rawin -in rot.json -sigfile rot.sig; "
+            "jq -j .next_key_pem rotation.json > next.pem; cmp next.pem k2.pem 2>&1") != 0)
+        fail_msg("the rotation does not verify with openssl: %s", out);
+    free(out);
+    assert_int_not_equal(shf(e, &out,
+                             "openssl pkeyutl -verify -pubin -inkey k2.pem -rawin -in rot.json "
+                             "-sigfile rot.sig 2>&1"),
+                         0);
+    free(out);
     kbt_resp_free(&r);
     /* the next checkpoints are the new key's */
     calls(e, 3);

@@ -239,9 +239,29 @@ static void test_chain_followed(void **state)
     json_object_del(cp, "type");
     if (kbr_audit_verify_log(l.entries, cp, ks.k1, &rep, &msg) != KBR_OK)
         fail_msg("%s", msg.text);
-    /* ... but not one that differs from it under the same signature */
+    /* ... but not one that differs from it under the same signature: a signed field changed
+     * is a bad signature, a note with a stranger's cosignature added is not the log's note */
     json_object_set_new(cp, "time", json_string("2027-01-01T00:00:00Z"));
-    assert_refused(&l, cp, ks.k1, "checkpoint.time: not what entry 7 recorded");
+    assert_refused(&l, cp, ks.k1, "the checkpoint: checkpoint: bad signature");
+    json_decref(cp);
+    cp =
+        json_deep_copy(json_array_get(json_object_get(json_array_get(l.entries, 6), "effects"), 0));
+    json_object_del(cp, "type");
+    {
+        unsigned char root[H];
+        char *text = NULL;
+        assert_int_equal(kbr_merkle_root(l.leaves,
+                                         (uint64_t)json_integer_value(json_object_get(cp, "size")),
+                                         root),
+                         KBR_OK);
+        assert_int_equal(
+            kbr_note_checkpoint_text(
+                ORIGIN, (uint64_t)json_integer_value(json_object_get(cp, "size")), root, &text),
+            KBR_OK);
+        add_sig_line(cp, ks.evil, text);
+        free(text);
+    }
+    assert_refused(&l, cp, ks.k1, "checkpoint.note: not what entry 7 recorded");
     json_decref(cp);
     /* pinned to a later key, or to a stranger: the first checkpoint does not follow */
     cp = checkpoint(&l, len_of(&l), ks.k3, NULL, ks.k3);

@@ -19,8 +19,8 @@
 #define ED25519_LEN      32
 #define SIG_TYPE_ED25519 0x01
 /* U+2014 EM DASH, then a space: how every signature line begins */
-static const char sig_prefix[] = "\xe2\x80\x94 ";
-#define SIG_PREFIX_LEN (sizeof(sig_prefix) - 1)
+static const char line_prefix[] = "\xe2\x80\x94 ";
+#define LINE_PREFIX_LEN (sizeof(line_prefix) - 1)
 
 /* ---- UTF-8 ---- */
 
@@ -165,7 +165,7 @@ kbr_err kbr_note_vkey_parse(const char *vkey, char **name, EVP_PKEY **pub, kbr_m
     const char *plus2 = plus1 != NULL ? strchr(plus1 + 1, '+') : NULL;
     unsigned char *raw = NULL;
     size_t len = 0;
-    char idhex[9], *n = NULL;
+    char idhex[9], *n = NULL, *again = NULL;
     uint32_t want = 0, got = 0;
     EVP_PKEY *k = NULL;
 
@@ -186,6 +186,9 @@ kbr_err kbr_note_vkey_parse(const char *vkey, char **name, EVP_PKEY **pub, kbr_m
     KBR_ENSURE(kbr_b64_decode(plus2 + 1, &raw, &len) == KBR_OK && len == 1 + ED25519_LEN &&
                    raw[0] == SIG_TYPE_ED25519,
                kbr_fail(msg, KBR_ERR_BAD_REQUEST, "vkey: not an Ed25519 key"));
+    KBR_GUARD(kbr_b64_encode(raw, len, &again));
+    KBR_ENSURE(strcmp(again, plus2 + 1) == 0,
+               kbr_fail(msg, KBR_ERR_BAD_REQUEST, "vkey: the key is not in canonical base64"));
     k = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, raw + 1, ED25519_LEN);
     KBR_ENSURE(k != NULL, kbr_fail(msg, KBR_ERR_BAD_REQUEST, "vkey: not an Ed25519 key"));
     KBR_GUARD(kbr_note_key_id(n, k, &got));
@@ -197,6 +200,7 @@ kbr_err kbr_note_vkey_parse(const char *vkey, char **name, EVP_PKEY **pub, kbr_m
     k = NULL;
 out:
     EVP_PKEY_free(k);
+    free(again);
     free(n);
     free(raw);
     return err;
@@ -238,7 +242,7 @@ kbr_err kbr_note_sig_line(const char *name, uint32_t id, const unsigned char *si
     raw[3] = (unsigned char)id;
     memcpy(raw + 4, sig, siglen);
     KBR_GUARD(kbr_b64_encode(raw, 4 + siglen, &b64));
-    KBR_ENSURE(asprintf(out, "%s%s %s\n", sig_prefix, name, b64) > 0, KBR_ERR_NOMEM);
+    KBR_ENSURE(asprintf(out, "%s%s %s\n", line_prefix, name, b64) > 0, KBR_ERR_NOMEM);
 out:
     free(b64);
     free(raw);
@@ -280,12 +284,12 @@ static kbr_err sig_parse(const char *line, size_t len, size_t lineno, kbr_note_s
     unsigned char *raw = NULL;
     size_t name_len, raw_len = 0;
 
-    KBR_ENSURE(len > SIG_PREFIX_LEN && memcmp(line, sig_prefix, SIG_PREFIX_LEN) == 0,
+    KBR_ENSURE(len > LINE_PREFIX_LEN && memcmp(line, line_prefix, LINE_PREFIX_LEN) == 0,
                kbr_fail(msg, KBR_ERR_BAD_REQUEST,
                         "note: signature line %zu does not start with an em dash and a space",
                         lineno));
-    name = line + SIG_PREFIX_LEN;
-    sp = memchr(name, ' ', len - SIG_PREFIX_LEN);
+    name = line + LINE_PREFIX_LEN;
+    sp = memchr(name, ' ', len - LINE_PREFIX_LEN);
     KBR_ENSURE(sp != NULL,
                kbr_fail(msg, KBR_ERR_BAD_REQUEST,
                         "note: signature line %zu has no signature after the key name", lineno));
@@ -294,7 +298,7 @@ static kbr_err sig_parse(const char *line, size_t len, size_t lineno, kbr_note_s
                kbr_fail(msg, KBR_ERR_BAD_REQUEST,
                         "note: signature line %zu: the key name is empty or holds a space or '+'",
                         lineno));
-    b64 = strndup(sp + 1, len - SIG_PREFIX_LEN - name_len - 1);
+    b64 = strndup(sp + 1, len - LINE_PREFIX_LEN - name_len - 1);
     KBR_ENSURE(b64 != NULL, KBR_ERR_NOMEM);
     KBR_ENSURE(kbr_b64_decode(b64, &raw, &raw_len) == KBR_OK && raw_len > 4 &&
                    raw_len <= 4 + KBR_NOTE_SIG_MAX,
@@ -419,7 +423,7 @@ kbr_err kbr_note_checkpoint_parse(const kbr_note *n, kbr_note_checkpoint *out, k
     kbr_err err = KBR_OK;
     const char *p = n->text, *end = n->text + n->text_len, *nl[3] = {NULL, NULL, NULL};
     unsigned char *root = NULL;
-    char *b64 = NULL;
+    char *b64 = NULL, *again = NULL;
     size_t root_len = 0;
 
     memset(out, 0, sizeof(*out));
@@ -446,8 +450,13 @@ kbr_err kbr_note_checkpoint_parse(const kbr_note *n, kbr_note_checkpoint *out, k
     KBR_ENSURE(
         kbr_b64_decode(b64, &root, &root_len) == KBR_OK && root_len == KBR_MERKLE_HASH_LEN,
         kbr_fail(msg, KBR_ERR_BAD_REQUEST, "note: the root hash line is not base64 of 32 bytes"));
+    KBR_GUARD(kbr_b64_encode(root, root_len, &again));
+    KBR_ENSURE(strcmp(again, b64) == 0,
+               kbr_fail(msg, KBR_ERR_BAD_REQUEST,
+                        "note: the root hash line is not in its canonical base64 form"));
     memcpy(out->root, root, KBR_MERKLE_HASH_LEN);
 out:
+    free(again);
     free(root);
     free(b64);
     return err;

@@ -39,6 +39,14 @@ struct kbd_checkpointer {
     atomic_bool busy;     /* one head signed, recorded and committed at a time */
 };
 
+/* What a call that also reads the store says about the HSM: only its own failures, or success. */
+static void note_hsm(kbd *d, kbr_err err)
+{
+    if (err == KBR_OK || err == KBR_ERR_HSM || err == KBR_ERR_HSM_SESSION ||
+        err == KBR_ERR_HSM_PIN || err == KBR_ERR_HSM_TOKEN)
+        kbd_note_hsm(d, err);
+}
+
 static bool try_acquire(struct kbd_checkpointer *cp)
 {
     bool idle = false;
@@ -105,7 +113,7 @@ static kbr_err record_current(kbd_worker *w, json_t **rec, kbr_audit_rec **pendi
     *rec = NULL;
     *pending = NULL;
     err = kbd_record_read(w->hsm, rec, msg);
-    kbd_note_hsm(w->d, err);
+    note_hsm(w->d, err);
     KBR_GUARD(err);
     if (*rec == NULL)
         goto out;
@@ -142,7 +150,7 @@ static kbr_err checkpoint_make(kbd_worker *w, struct kbd_checkpointer *cp, kbr_m
     }
     err = kbd_head_sign_and_record(
         w->hsm, w->store, &(kbd_head_spec){w->d->cfg.audit_origin, rec, NULL, false}, &effect, msg);
-    kbd_note_hsm(w->d, err);
+    note_hsm(w->d, err);
     KBR_GUARD(err);
     KBR_GUARD(kbd_record_entry(effect, "audit.checkpoint", &entry));
     submit(cp, entry);
@@ -324,7 +332,7 @@ static void checkpoint_get_work(kbd_req *r, kbd_worker *w)
         json_is_null(json_object_get(cp, "public_key_pem"))) {
         /* an older broker's checkpoint names no key: it was the first audit key */
         err = kbr_hsm_public_key_pem(w->hsm, KBD_AUDIT_LABEL, &pem);
-        kbd_note_hsm(w->d, err);
+        note_hsm(w->d, err);
         if (err != KBR_OK) {
             json_decref(cp);
             kbd_req_error(r, err, "the audit key could not be read");
@@ -649,13 +657,13 @@ static kbr_err rotate_make(kbd_req *r, kbd_worker *w, rotate_ctx *c)
                         "the audit log does not hold the HSM's latest checkpoint yet; try again "
                         "in a few seconds"));
     err = new_audit_key(w->hsm, label, &r->msg);
-    kbd_note_hsm(w->d, err);
+    note_hsm(w->d, err);
     KBR_GUARD(err);
     /* the key the log hands on now signs a head naming the new one, and the new one cosigns */
     err = kbd_head_sign_and_record(w->hsm, w->store,
                                    &(kbd_head_spec){w->d->cfg.audit_origin, rec, label, false},
                                    &effect, &r->msg);
-    kbd_note_hsm(w->d, err);
+    note_hsm(w->d, err);
     KBR_GUARD(err);
     KBR_GUARD(kbd_record_effects(effect, &fx));
     KBR_GUARD(kbd_req_effect(r, kbr_effects_get(fx, 0)));

@@ -272,7 +272,7 @@ static unsigned char *random_leaves(uint64_t n, unsigned seed)
 
     assert_non_null(leaves);
     for (uint64_t i = 0; i < n; i++) {
-        unsigned char in[16];
+        unsigned char in[48];
         snprintf((char *)in, sizeof(in), "%u/%llu", seed, (unsigned long long)i);
         assert_int_equal(
             EVP_Digest(in, strlen((char *)in), leaves + i * H, NULL, EVP_sha256(), NULL), 1);

@@ -112,6 +112,7 @@ static void test_go_signer(void **state)
                               "\xe2\x80\x94 PeterNeumann x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZ"
                               "InNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n");
     /* names the format refuses */
+    free(line);
     assert_int_equal(kbr_note_sig_line("a+b", id, sig, sizeof(sig), &line), KBR_ERR_BAD_REQUEST);
     assert_null(line);
     free(note);

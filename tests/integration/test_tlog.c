@@ -122,6 +122,12 @@ static const char *str_of(const json_t *o, const char *k)
     return json_string_value(json_object_get(o, k));
 }
 
+/* A start that must be refused: a daemon that serves instead is stopped after 20 s (exit 124). */
+static int start_refused(kbt_env *e, char **out)
+{
+    return shf(e, out, "timeout 20 '%s/keybrokerd' -c keybroker.conf 2>&1", e->bin_dir);
+}
+
 /* ---- the signed note, and openssl alone ---- */
 
 /*
@@ -382,7 +388,7 @@ static void test_rollback_refused_then_recovered(void **state)
                          "rm -f keybroker.db-wal keybroker.db-shm && cp backup.db "
                          "keybroker.db"),
                      0);
-    rc = kbt_run_daemon(e, "-c keybroker.conf", &out);
+    rc = start_refused(e, &out);
     if (rc != 1 || strstr(out, "rollback") == NULL || strstr(out, "--recover") == NULL)
         fail_msg("start on a restored store: exit %d, %s", rc, out);
     free(out);
@@ -451,7 +457,7 @@ static void test_other_store_refused(void **state)
     kbt_stop(e);
     /* an empty store where the real one was: a mistyped path looks the same */
     assert_int_equal(shf(e, NULL, "mv keybroker.db real.db"), 0);
-    rc = kbt_run_daemon(e, "-c keybroker.conf", &out);
+    rc = start_refused(e, &out);
     if (rc != 1 || strstr(out, "rollback") == NULL || strstr(out, "has 0 entries") == NULL)
         fail_msg("start on an empty store: exit %d, %s", rc, out);
     free(out);
@@ -793,6 +799,7 @@ static void test_bad_evidence_refused(void **state)
     /* a note cut short */
     bad = json_deep_copy(cp);
     note = str_of(cp, "note");
+    assert_non_null(note);
     cut = strndup(note, strlen(note) - 7);
     json_object_set_new(bad, "note", json_string(cut));
     write_json(e, "cut.json", bad);

@@ -215,14 +215,13 @@ out:
     return err;
 }
 
-kbr_err kbd_checkpoint_now(const kbd_config *cfg, kbr_hsm_session *s, kbr_store *st,
-                           kbr_audit *audit, const kbd_head_spec *spec, kbr_msg *msg)
+kbr_err kbd_checkpoint_now(kbr_hsm_session *s, kbr_store *st, kbr_audit *audit,
+                           const kbd_head_spec *spec, kbr_msg *msg)
 {
     kbr_err err = KBR_OK;
     json_t *effect = NULL;
     kbr_audit_rec *rec = NULL;
 
-    (void)cfg;
     KBR_GUARD(kbd_head_sign_and_record(s, st, spec, &effect, msg));
     KBR_GUARD(kbd_record_entry(effect, "audit.checkpoint", &rec));
     err = kbr_audit_append_sync(audit, rec);
@@ -285,7 +284,7 @@ kbr_err kbd_init_deployment(kbd_config *cfg, kbr_msg *msg)
     }
     KBR_GUARD(mint_bootstrap(cfg, s, audit, msg));
     /* the HSM records a head covering the bootstrap entry: a store behind it is a rollback */
-    KBR_GUARD(kbd_checkpoint_now(cfg, s, st, audit,
+    KBR_GUARD(kbd_checkpoint_now(s, st, audit,
                                  &(kbd_head_spec){cfg->audit_origin, rec, NULL, false}, msg));
 out:
     kbr_audit_rec_free(pending);

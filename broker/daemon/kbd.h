@@ -553,8 +553,8 @@ KBR_WUR kbr_err kbd_init_deployment(kbd_config *cfg, kbr_msg *msg);
 KBR_WUR kbr_err kbd_issuer_kid(kbr_hsm_session *s, char kid[64]);
 /* Signs the head of the log as it stands (kbd_head_sign_and_record, in this process) and
  * commits its entry: --init and --recover end with the HSM's record matching the store. */
-KBR_WUR kbr_err kbd_checkpoint_now(const kbd_config *cfg, kbr_hsm_session *s, kbr_store *st,
-                                   kbr_audit *audit, const kbd_head_spec *spec, kbr_msg *msg);
+KBR_WUR kbr_err kbd_checkpoint_now(kbr_hsm_session *s, kbr_store *st, kbr_audit *audit,
+                                   const kbd_head_spec *spec, kbr_msg *msg);
 /* recover.c: `keybrokerd --recover` (docs/operations.md, "Restoring"). */
 KBR_WUR kbr_err kbd_recover_deployment(kbd_config *cfg, kbr_msg *msg);
 /* Reads pin_file and loads the module into this process: --init and the HSM process only. */

@@ -180,7 +180,7 @@ static kbr_err recover(kbd_config *cfg, kbr_hsm_session *s, kbr_store *st, kbr_m
     err = kbr_file_write(cfg->bootstrap_token_file, token, strlen(token), 0600, &why);
     KBR_ENSURE(err == KBR_OK,
                kbr_fail(msg, err, "cannot write bootstrap_token_file: %s", why.text));
-    KBR_GUARD(kbd_checkpoint_now(cfg, s, st, audit,
+    KBR_GUARD(kbd_checkpoint_now(s, st, audit,
                                  &(kbd_head_spec){cfg->audit_origin, l.rec, NULL, true}, msg));
     if (l.unreadable)
         fprintf(stderr,

@@ -3,13 +3,19 @@
 # suite under AddressSanitizer and UndefinedBehaviorSanitizer.
 
 CC       ?= cc
-# Each binary links what it calls: the CLI needs no store, event loop or PKCS#11.
+# Each binary links what it calls: the CLI needs no store, event loop or PKCS#11,
+# keybrokerd libcurl only to fetch OIDC issuers' key sets, and p11-kit-1 only lends its
+# PKCS#11 header
+# (tests/check-elf.sh holds the binaries to this).  The tests and the
+# benchmark are HTTP clients of keybrokerd as well: they link everything.
 CLI_PKGS  = openssl jansson libcurl
-PKGS      = $(CLI_PKGS) libevent_core libevent_extra libevent_pthreads libevent_openssl \
-            sqlite3 p11-kit-1 libcbor
+D_PKGS    = openssl jansson libevent_core libevent_extra libevent_pthreads libevent_openssl \
+            sqlite3 libcbor libcurl libpq
+PKGS      = $(CLI_PKGS) $(D_PKGS) p11-kit-1
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS))
+PKG_LIBS   := $(shell pkg-config --libs $(CLI_PKGS) $(D_PKGS))
 CLI_LIBS   := $(shell pkg-config --libs $(CLI_PKGS))
+D_LIBS     := $(shell pkg-config --libs $(D_PKGS)) -lpthread -ldl
 ifeq ($(strip $(PKG_LIBS)),)
 $(error pkg-config found none of $(PKGS): run contrib/install-deps.sh)
 endif
@@ -19,40 +25,81 @@ BIN      ?= bin
 SAN      ?=
 OPT      ?= -O2
 WARN      = -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes
-CFLAGS   += -std=c11 -D_GNU_SOURCE -g $(OPT) $(WARN) $(SAN) -fno-omit-frame-pointer \
-            -Iinclude $(PKG_CFLAGS) -MMD -MP
-LDFLAGS  += $(SAN)
+
+# Hardening, on in every build (HARDEN= turns it off).  Options the compiler
+# does not take are left out: -fcf-protection exists on x86 only, and clang 14
+# takes -ftrivial-auto-var-init=zero only with its "will be removed" switch.
+# _FORTIFY_SOURCE needs the optimizer, and sanitizer builds go without it:
+# the __*_chk functions it calls are not intercepted, so ASan would no longer
+# see those calls.
+cc_takes  = $(shell $(CC) -Werror $(1) -x c -c -o /dev/null /dev/null >/dev/null 2>&1 && echo '$(1)')
+AUTO_INIT := $(or $(call cc_takes,-ftrivial-auto-var-init=zero),$(call cc_takes,\
+              -ftrivial-auto-var-init=zero \
+              -enable-trivial-auto-var-init-zero-knowing-it-will-be-removed-from-clang))
+CF_PROT   := $(call cc_takes,-fcf-protection)
+FORTIFY   = $(if $(strip $(SAN))$(filter -O0,$(OPT))$(if $(strip $(OPT)),,none),,\
+              -U_FORTIFY_SOURCE -D_FORTIFY_SOURCE=3)
+HARDEN   ?= yes
+HARDEN_CC = $(FORTIFY) -fstack-protector-strong -fstack-clash-protection $(CF_PROT) \
+            $(AUTO_INIT) -fPIE
+# -pie is for executables; the PKCS#11 test module filters it out.
+HARDEN_LD = -pie -Wl,-z,relro -Wl,-z,now -Wl,-z,noexecstack
+HARDEN_CFLAGS  = $(if $(HARDEN),$(HARDEN_CC))
+HARDEN_LDFLAGS = $(if $(HARDEN),$(HARDEN_LD))
+
+CFLAGS   += -std=c11 -D_GNU_SOURCE -g $(OPT) $(WARN) $(SAN) $(HARDEN_CFLAGS) \
+            -fno-omit-frame-pointer -Iinclude $(PKG_CFLAGS) -MMD -MP
+LDFLAGS  += $(SAN) $(HARDEN_LDFLAGS) -Wl,--as-needed
 LDLIBS   += $(PKG_LIBS) -lpthread -ldl
+
+# Objects and binaries depend on $(FLAGS_FILE), which changes when the compile
+# or link flags do (a new Makefile, HARDEN=, another OPT in the same folder),
+# so they are rebuilt then.  `make -n` does not write it.
+FLAGS_FILE := $(BUILD)/.flags
+FLAGS_NOW  := $(strip $(CC) $(CFLAGS) $(LDFLAGS))
+ifneq ($(FLAGS_NOW),$(strip $(shell cat $(FLAGS_FILE) 2>/dev/null)))
+.PHONY: $(FLAGS_FILE)
+endif
 
 # libkbr_core: what any client needs (encoders, errors, secrets, the offline log verifiers);
 # libkbr: the broker's modules on top of it.
-CORE_SRC  = $(wildcard common/*.c) audit/chain.c audit/merkle.c audit/checkpoint.c audit/note.c
+CORE_SRC  = $(wildcard common/*.c) audit/chain.c audit/merkle.c audit/checkpoint.c audit/note.c audit/bundle.c
 CORE_OBJ  = $(CORE_SRC:%.c=$(BUILD)/%.o)
 CORE      = $(BUILD)/libkbr_core.a
 LIB_SRC   = $(filter-out $(CORE_SRC),$(wildcard pkcs11/*.c policy/*.c audit/*.c store/*.c ca/*.c \
             cose/*.c))
 # The store's schema is SQL files, built in as C strings (kbr_sql_v1, ...).
-SQL_SRC   = $(wildcard store/sql/*.sql)
+SQL_SRC   = $(wildcard store/sql/*.sql store/pg/*.sql)
 SQL_OBJ   = $(BUILD)/store/sql.o
 LIB_OBJ   = $(LIB_SRC:%.c=$(BUILD)/%.o) $(SQL_OBJ)
 SERVER_LIB = $(BUILD)/libkbr.a
 LIB       = $(SERVER_LIB) $(CORE)
-D_SRC     = $(wildcard broker/daemon/*.c)
+# libkbrd: keybrokerd's sources but main.c; libkbr_cli: the CLI's sources but
+# main.c.  The binaries and the tests of those sources link the same archives.
+D_MAIN    = $(BUILD)/broker/daemon/main.o
+D_SRC     = $(filter-out broker/daemon/main.c,$(wildcard broker/daemon/*.c))
 D_OBJ     = $(D_SRC:%.c=$(BUILD)/%.o)
-CLI_SRC   = $(wildcard broker/cli/*.c)
+DAEMON_A  = $(BUILD)/libkbrd.a
+CLI_MAIN  = $(BUILD)/broker/cli/main.o
+CLI_SRC   = $(filter-out broker/cli/main.c,$(wildcard broker/cli/*.c))
 CLI_OBJ   = $(CLI_SRC:%.c=$(BUILD)/%.o)
+CLI_A     = $(BUILD)/libkbr_cli.a
 
 UNIT_SRC  = $(wildcard tests/unit/test_*.c)
-UNIT_LIB_SRC = $(filter-out $(UNIT_SRC),$(wildcard tests/unit/*.c))
+# tests/common/: what unit and integration tests share (a test OIDC issuer)
+TEST_COMMON_SRC = $(wildcard tests/common/*.c)
+UNIT_LIB_SRC = $(filter-out $(UNIT_SRC),$(wildcard tests/unit/*.c)) $(TEST_COMMON_SRC)
 UNIT_LIB_OBJ = $(UNIT_LIB_SRC:%.c=$(BUILD)/%.o)
 UNIT_BIN  = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/unit/%)
 IT_SRC    = $(wildcard tests/integration/test_*.c)
 IT_BIN    = $(IT_SRC:tests/integration/%.c=$(BUILD)/tests/integration/%)
-IT_LIB_SRC = $(filter-out $(IT_SRC),$(wildcard tests/integration/*.c))
+IT_LIB_SRC = $(filter-out $(IT_SRC),$(wildcard tests/integration/*.c)) $(TEST_COMMON_SRC)
 IT_LIB_OBJ = $(IT_LIB_SRC:%.c=$(BUILD)/%.o)
 FAULTY_SO = $(BUILD)/tests/libkbr-faulty-pkcs11.so
-BENCH_SRC = $(wildcard bench/*.c)
-BENCH_BIN = $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+# bench/ (bench/README.md): the signing benchmark, and the store generator
+# behind the views' timings.
+BENCH_BIN = $(BUILD)/bench/bench_sign
+VIEWS_BENCH = $(BUILD)/bench/gen_store
 
 # One libFuzzer target per parser (tests/fuzz/README.md).  `check` replays
 # each committed corpus with a replay binary built by $(CC); `fuzz` builds
@@ -64,10 +111,15 @@ FUZZ_SECONDS ?= 60
 FUZZ_BUILD ?= build-fuzz
 FUZZ_CC   ?= clang
 
-.PHONY: all check unit integration asan lint bench clean demo tests fuzz fuzz-bins
+.PHONY: all check unit integration asan tsan clang lint bench clean demo tests fuzz fuzz-bins \
+        fuzz-smoke views-bench
 all: $(BIN)/keybrokerd $(BIN)/keybroker
 
-$(BUILD)/%.o: %.c
+$(FLAGS_FILE):
+	@mkdir -p $(dir $@)
+	@echo '$(FLAGS_NOW)' > $@
+
+$(BUILD)/%.o: %.c $(FLAGS_FILE)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
@@ -94,47 +146,79 @@ $(CORE): $(CORE_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-$(BIN)/keybrokerd: $(D_OBJ) $(LIB)
+$(DAEMON_A): $(D_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $(D_OBJ) $(LIB) $(LDLIBS)
+	rm -f $@ && ar rcs $@ $^
 
-$(BIN)/keybroker: $(CLI_OBJ) $(CORE)
+$(CLI_A): $(CLI_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(CORE) $(CLI_LIBS)
+	rm -f $@ && ar rcs $@ $^
 
-$(BUILD)/tests/unit/%: $(BUILD)/tests/unit/%.o $(UNIT_LIB_OBJ) $(LIB)
-	$(CC) $(LDFLAGS) -o $@ $< $(UNIT_LIB_OBJ) $(LIB) $(LDLIBS) -lcmocka
+$(BIN)/keybrokerd: $(D_MAIN) $(DAEMON_A) $(LIB) $(FLAGS_FILE)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $(D_MAIN) $(DAEMON_A) $(LIB) $(D_LIBS)
 
-$(BUILD)/tests/integration/%: $(BUILD)/tests/integration/%.o $(IT_LIB_OBJ) $(LIB)
+$(BIN)/keybroker: $(CLI_MAIN) $(CLI_A) $(CORE) $(FLAGS_FILE)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $(CLI_MAIN) $(CLI_A) $(CORE) $(CLI_LIBS)
+
+# Tests of the daemon's or the CLI's own sources link its archive too (listed
+# below); PROG_A picks it out of the prerequisites.
+PROG_A = $(filter $(DAEMON_A) $(CLI_A),$^)
+$(BUILD)/tests/unit/test_cli: $(CLI_A)
+$(BUILD)/tests/unit/test_config: $(DAEMON_A)
+$(BUILD)/tests/fuzz/config_fuzz $(BUILD)/tests/fuzz/config_replay: $(DAEMON_A)
+$(BUILD)/tests/fuzz/request_fuzz $(BUILD)/tests/fuzz/request_replay: $(DAEMON_A)
+
+# Unit tests read the vectors they check against from tests/unit/data/.
+$(BUILD)/tests/unit/%.o: CFLAGS += -DKBR_UNIT_DATA='"$(CURDIR)/tests/unit/data"'
+
+$(BUILD)/tests/unit/%: $(BUILD)/tests/unit/%.o $(UNIT_LIB_OBJ) $(LIB) $(FLAGS_FILE)
+	$(CC) $(LDFLAGS) -o $@ $< $(UNIT_LIB_OBJ) $(PROG_A) $(LIB) $(LDLIBS) -lcmocka
+
+$(BUILD)/tests/integration/%: $(BUILD)/tests/integration/%.o $(IT_LIB_OBJ) $(LIB) $(FLAGS_FILE)
 	$(CC) $(LDFLAGS) -o $@ $< $(IT_LIB_OBJ) $(LIB) $(LDLIBS) -lcmocka
 
-$(BUILD)/bench/%: $(BUILD)/bench/%.o $(IT_LIB_OBJ) $(LIB)
+$(BUILD)/bench/%: $(BUILD)/bench/%.o $(IT_LIB_OBJ) $(LIB) $(FLAGS_FILE)
 	$(CC) $(LDFLAGS) -o $@ $< $(IT_LIB_OBJ) $(LIB) $(LDLIBS) -lcmocka
 
 # The replay main() learns its corpus directory at compile time.
-$(BUILD)/tests/fuzz/%_replay.o: tests/fuzz/replay.c
+$(BUILD)/tests/fuzz/%_replay.o: tests/fuzz/replay.c $(FLAGS_FILE)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -DKBR_FUZZ_CORPUS='"$(CURDIR)/tests/fuzz/corpus/$*"' -c -o $@ $<
 
-$(BUILD)/tests/fuzz/%_replay: $(BUILD)/tests/fuzz/%_replay.o $(BUILD)/tests/fuzz/%_fuzz.o $(LIB)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(BUILD)/tests/fuzz/%_replay: $(BUILD)/tests/fuzz/%_replay.o $(BUILD)/tests/fuzz/%_fuzz.o $(LIB) \
+                             $(FLAGS_FILE)
+	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(PROG_A) $(LIB) $(LDLIBS)
 
-$(BUILD)/tests/fuzz/%_fuzz: $(BUILD)/tests/fuzz/%_fuzz.o $(LIB)
-	$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
+$(BUILD)/tests/fuzz/%_fuzz: $(BUILD)/tests/fuzz/%_fuzz.o $(LIB) $(FLAGS_FILE)
+	$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $< $(PROG_A) $(LIB) $(LDLIBS)
 
-.SECONDARY: $(FUZZ_NAMES:%=$(BUILD)/tests/fuzz/%_fuzz.o) $(FUZZ_NAMES:%=$(BUILD)/tests/fuzz/%_replay.o)
+# Objects made on the way to a test binary are kept, so a rebuild recompiles
+# only what changed.
+.SECONDARY:
 
 # A PKCS#11 module that forwards to SoftHSM2 and fails on command (fault tests).
-$(FAULTY_SO): tests/faulty-pkcs11/faulty.c
+$(FAULTY_SO): tests/faulty-pkcs11/faulty.c $(FLAGS_FILE)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -fPIC -shared -o $@ $< $(LDFLAGS) -ldl
+	$(CC) $(CFLAGS) -fPIC -shared -o $@ $< $(filter-out -pie,$(LDFLAGS)) -ldl
 
 TEST_ENV = KBR_BIN_DIR=$(abspath $(BIN)) KBR_FAULTY_SO=$(abspath $(FAULTY_SO))
+# tests/check-elf.sh: the libraries each binary needs and the hardening it got.
+ELF_ENV  = $(TEST_ENV) KBR_BUILD_DIR=$(abspath $(BUILD)) KBR_HARDEN=$(HARDEN) \
+           KBR_FORTIFY=$(if $(HARDEN),$(if $(FORTIFY),1)) KBR_CET=$(if $(HARDEN),$(if $(CF_PROT),1))
 
 tests: all $(UNIT_BIN) $(IT_BIN) $(FAULTY_SO) $(FUZZ_REPLAY)
 
+# The store's unit tests and the integration tests run twice: on SQLite, then on PostgreSQL
+# (tests/pg-tests.sh starts a private cluster for them); test_shared runs two brokers on one
+# PostgreSQL store and skips on SQLite.
+PG_UNIT_BIN = $(addprefix $(BUILD)/tests/unit/,test_store test_audit test_views test_merkle)
+PG_TEST_ENV = PG_TESTS="$(PG_UNIT_BIN) $(IT_BIN)"
+
 check: tests
-	$(TEST_ENV) tests/run-tests.sh $(UNIT_BIN) $(IT_BIN) $(FUZZ_REPLAY)
+	$(ELF_ENV) $(PG_TEST_ENV) tests/run-tests.sh tests/check-elf.sh $(UNIT_BIN) $(IT_BIN) \
+	  $(FUZZ_REPLAY) tests/pg-tests.sh
 
 unit: $(UNIT_BIN)
 	tests/run-tests.sh $(UNIT_BIN)
@@ -151,9 +235,25 @@ asan:
 	$(SAN_ENV) $(MAKE) BUILD=build-asan BIN=build-asan/bin OPT=-O1 \
 	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=all" check
 
+# The same build and suite with clang, under the same -Werror flags.
+CLANG ?= clang
+clang:
+	$(MAKE) BUILD=build-clang BIN=build-clang/bin CC=$(CLANG) check
+
+# ThreadSanitizer over the same suite.  Every process (tests, keybrokerd, the
+# CLI) writes its reports under $(TSAN_LOGS), so a race in a daemon that a
+# test killed is reported too; tests/tsan-reports.sh prints them and fails if
+# there are any.  tests/tsan.supp says why each of its entries is excused.
+TSAN_LOGS = $(CURDIR)/build-tsan/reports
+tsan:
+	rm -rf $(TSAN_LOGS) && mkdir -p $(TSAN_LOGS)
+	TSAN_OPTIONS=suppressions=$(CURDIR)/tests/tsan.supp:log_path=$(TSAN_LOGS)/tsan:second_deadlock_stack=1 \
+	  $(MAKE) BUILD=build-tsan BIN=build-tsan/bin OPT=-O1 SAN=-fsanitize=thread check; \
+	  rc=$$?; tests/tsan-reports.sh $(TSAN_LOGS) || rc=1; exit $$rc
+
 # Needs only the daemon: the benchmark drives it over HTTP.
 bench: $(BIN)/keybrokerd $(BENCH_BIN)
-	KBR_BIN_DIR=$(abspath $(BIN)) $(BUILD)/bench/bench_sign $(BENCH_ARGS)
+	KBR_BIN_DIR=$(abspath $(BIN)) bench/with-pg.sh $(BUILD)/bench/bench_sign $(BENCH_ARGS)
 
 demo: all
 	contrib/demo.sh
@@ -167,6 +267,11 @@ fuzz:
 
 fuzz-bins: $(FUZZ_NAMES:%=$(BUILD)/tests/fuzz/%_fuzz)
 
+# What CI affords: every target, FUZZ_SMOKE_SECONDS each.
+FUZZ_SMOKE_SECONDS ?= 30
+fuzz-smoke:
+	$(MAKE) fuzz FUZZ_SECONDS=$(FUZZ_SMOKE_SECONDS)
+
 FMT_SRC = $(wildcard include/*.h common/*.c pkcs11/*.[ch] policy/*.[ch] audit/*.[ch] store/*.[ch] ca/*.[ch] cose/*.[ch] broker/*/*.[ch] \
             tests/*/*.c tests/*/*.h bench/*.c)
 lint:
@@ -176,23 +281,76 @@ lint:
 	tests/grep-mistakes.sh
 
 clean:
-	rm -rf build build-asan bin
+	rm -rf build build-asan build-tsan build-clang $(FUZZ_BUILD) bin
 
--include $(CORE_OBJ:.o=.d) $(LIB_OBJ:.o=.d) $(D_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
-# tests/unit/test_cli.c includes the CLI's sources: it is rebuilt when they change.
--include $(wildcard $(BUILD)/tests/fuzz/*.d $(BUILD)/tests/unit/*.d $(BUILD)/tests/integration/*.d \
-    $(BUILD)/tests/bench/*.d $(BUILD)/bench/*.d)
+-include $(CORE_OBJ:.o=.d) $(LIB_OBJ:.o=.d) $(D_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(D_MAIN:.o=.d) \
+         $(CLI_MAIN:.o=.d)
+-include $(wildcard $(BUILD)/tests/*/*.d $(BUILD)/bench/*.d)
 
-# tests/bench/gen_store: a store of a million devices and the custody views timed on it
-# (tests/bench/README.md).  Not part of check: it takes minutes and gigabytes.
+# bench/gen_store: a store of a million devices and the custody views timed on it
+# (bench/views.md).  Not part of check: it takes minutes and gigabytes.
 VIEWS_DB ?= /tmp/kbr-views-bench.db
-$(BUILD)/tests/bench/%.o: tests/bench/%.c
-	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Istore -c -o $@ $<
-
-$(BUILD)/tests/bench/gen_store: $(BUILD)/tests/bench/gen_store.o $(LIB)
+$(VIEWS_BENCH): $(VIEWS_BENCH).o $(LIB) $(FLAGS_FILE)
 	$(CC) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
 
-views-bench: $(BUILD)/tests/bench/gen_store
+views-bench: $(VIEWS_BENCH)
 	rm -f $(VIEWS_DB) $(VIEWS_DB)-wal $(VIEWS_DB)-shm
-	$(BUILD)/tests/bench/gen_store $(VIEWS_DB) $(VIEWS_BENCH_ARGS)
+	$(VIEWS_BENCH) $(VIEWS_DB) $(VIEWS_BENCH_ARGS)
+
+# ---- installing and packaging ----
+# `make install` (PREFIX, DESTDIR, and the directories below) installs both binaries, their
+# man pages, the systemd unit (with this layout's paths), the Prometheus rules, the docs, and
+# the sample configuration, as SYSCONFDIR/keybroker/keybroker.conf.sample and, unless one is
+# there already, as keybroker.conf.  `make deb` builds the Debian packages keybrokerd and
+# keybroker (the client alone) from a copy of the tree, in DEB_DIR.
+PREFIX         ?= /usr/local
+BINDIR         ?= $(PREFIX)/bin
+SBINDIR        ?= $(PREFIX)/sbin
+DATADIR        ?= $(PREFIX)/share
+MANDIR         ?= $(DATADIR)/man
+DOCDIR         ?= $(DATADIR)/doc/keybroker
+SYSCONFDIR     ?= /etc
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+INSTALL        ?= install
+DEB_DIR        ?= $(BUILD)/deb
+# yes: install keybroker.conf even when one is there (the package's conffile)
+KBR_INSTALL_CONF ?=
+
+# The log's unit test links the daemon's archive, as test_config does.
+$(BUILD)/tests/unit/test_log: $(DAEMON_A)
+
+.PHONY: install install-daemon install-cli deb
+install: install-daemon install-cli
+
+install-cli: $(BIN)/keybroker
+	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1
+	$(INSTALL) -m 0755 $(BIN)/keybroker $(DESTDIR)$(BINDIR)/keybroker
+	$(INSTALL) -m 0644 docs/man/keybroker.1 $(DESTDIR)$(MANDIR)/man1/keybroker.1
+
+install-daemon: $(BIN)/keybrokerd
+	$(INSTALL) -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(SYSTEMDUNITDIR) \
+	  $(DESTDIR)$(SYSCONFDIR)/keybroker $(DESTDIR)$(DATADIR)/keybroker/prometheus $(DESTDIR)$(DOCDIR)
+	$(INSTALL) -m 0755 $(BIN)/keybrokerd $(DESTDIR)$(SBINDIR)/keybrokerd
+	$(INSTALL) -m 0644 docs/man/keybrokerd.8 $(DESTDIR)$(MANDIR)/man8/keybrokerd.8
+	sed -e 's|/usr/sbin/keybrokerd|$(SBINDIR)/keybrokerd|' -e 's|/etc/keybroker/|$(SYSCONFDIR)/keybroker/|' \
+	  contrib/systemd/keybrokerd.service > $(DESTDIR)$(SYSTEMDUNITDIR)/keybrokerd.service.tmp
+	chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/keybrokerd.service.tmp
+	mv $(DESTDIR)$(SYSTEMDUNITDIR)/keybrokerd.service.tmp $(DESTDIR)$(SYSTEMDUNITDIR)/keybrokerd.service
+	$(INSTALL) -m 0644 contrib/keybroker.conf.sample $(DESTDIR)$(SYSCONFDIR)/keybroker/keybroker.conf.sample
+	if [ -n "$(KBR_INSTALL_CONF)" ] || [ ! -e $(DESTDIR)$(SYSCONFDIR)/keybroker/keybroker.conf ]; then \
+	  $(INSTALL) -m 0644 contrib/keybroker.conf.sample $(DESTDIR)$(SYSCONFDIR)/keybroker/keybroker.conf; fi
+	$(INSTALL) -m 0644 contrib/prometheus/keybroker-alerts.yml contrib/prometheus/keybroker-alerts.test.yml \
+	  $(DESTDIR)$(DATADIR)/keybroker/prometheus/
+	$(INSTALL) -m 0644 README.md THREAT_MODEL.md docs/operations.md docs/api.md docs/architecture.md \
+	  $(DESTDIR)$(DOCDIR)/
+
+# The tree without build products or git, built by dpkg-buildpackage in a directory of its own,
+# so that `debian/rules clean` never touches this one.  Variables given to this make (a
+# sanitizer build's SAN, BUILD...) do not reach the package's.
+deb:
+	rm -rf $(DEB_DIR) && mkdir -p $(DEB_DIR)/keybroker
+	tar -c --exclude=./.git --exclude='./build*' --exclude=./bin --exclude='./debian/.debhelper' . \
+	  | tar -x -C $(DEB_DIR)/keybroker
+	cd $(DEB_DIR)/keybroker && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL -u MAKEOVERRIDES \
+	  dpkg-buildpackage -b -uc -us -j2 >../build.log 2>&1 || { tail -40 ../build.log; exit 1; }
+	@ls -1 $(DEB_DIR)/*.deb

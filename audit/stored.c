@@ -11,9 +11,8 @@ static const char zero_hash[65] =
     "0000000000000000000000000000000000000000000000000000000000000000";
 
 typedef struct {
-    int64_t next;  /* the seq the next row must have */
-    char prev[65]; /* the hash the next row must chain to */
-    bool named;    /* msg already names the bad entry */
+    kbr_chain_cursor at;
+    bool named; /* msg already names the bad entry */
     kbr_msg *msg;
 } stored_walk;
 
@@ -23,14 +22,36 @@ static kbr_err stored_fail(stored_walk *w, int64_t seq, const char *what)
     return kbr_fail(w->msg, KBR_ERR_STORE, "audit entry %lld: %s", (long long)seq, what);
 }
 
-static kbr_err entry_chains(const char *entry_json, int64_t seq, const char *prev)
+kbr_err kbr_chain_step(kbr_chain_cursor *c, int64_t seq, const char *entry_json, const char *hash,
+                       json_t **entry, kbr_msg *msg)
 {
     kbr_err err = KBR_OK;
-    json_t *e = json_loads(entry_json, 0, NULL);
-    const json_t *s = json_object_get(e, "seq"), *p = json_object_get(e, "prev_hash");
+    char computed[65];
+    json_t *e = NULL;
+    const json_t *s, *p;
 
-    KBR_ENSURE(json_is_integer(s) && json_integer_value(s) == seq, KBR_ERR_STORE);
-    KBR_ENSURE(json_is_string(p) && strcmp(json_string_value(p), prev) == 0, KBR_ERR_STORE);
+    if (entry != NULL)
+        *entry = NULL;
+    KBR_ENSURE(seq == c->next,
+               kbr_fail(msg, KBR_ERR_STORE, "audit entry %lld: missing", (long long)c->next));
+    KBR_GUARD(kbr_audit_leaf_hash(entry_json, strlen(entry_json), computed));
+    KBR_ENSURE(hash != NULL && strlen(hash) == 64 && strcmp(computed, hash) == 0,
+               kbr_fail(msg, KBR_ERR_STORE, "audit entry %lld: hash does not match its content",
+                        (long long)seq));
+    e = json_loads(entry_json, JSON_REJECT_DUPLICATES, NULL);
+    s = json_object_get(e, "seq");
+    p = json_object_get(e, "prev_hash");
+    KBR_ENSURE(json_is_integer(s) && json_integer_value(s) == seq && json_is_string(p) &&
+                   strcmp(json_string_value(p), c->prev) == 0,
+               kbr_fail(msg, KBR_ERR_STORE,
+                        "audit entry %lld: seq or prev_hash does not chain to the entry before it",
+                        (long long)seq));
+    memcpy(c->prev, hash, sizeof(c->prev));
+    c->next++;
+    if (entry != NULL) {
+        *entry = e;
+        e = NULL;
+    }
 out:
     json_decref(e);
     return err;
@@ -38,19 +59,10 @@ out:
 
 static kbr_err check_stored_row(int64_t seq, const char *entry_json, const char *hash, void *arg)
 {
-    kbr_err err = KBR_OK;
     stored_walk *w = arg;
-    char computed[65];
+    kbr_err err = kbr_chain_step(&w->at, seq, entry_json, hash, NULL, w->msg);
 
-    KBR_ENSURE(seq == w->next, stored_fail(w, w->next, "missing"));
-    KBR_GUARD(kbr_audit_leaf_hash(entry_json, strlen(entry_json), computed));
-    KBR_ENSURE(strlen(hash) == 64 && strcmp(computed, hash) == 0,
-               stored_fail(w, seq, "hash does not match its content"));
-    KBR_ENSURE(entry_chains(entry_json, seq, w->prev) == KBR_OK,
-               stored_fail(w, seq, "seq or prev_hash does not chain to the entry before it"));
-    memcpy(w->prev, hash, sizeof(w->prev));
-    w->next++;
-out:
+    w->named = err != KBR_OK;
     return err;
 }
 
@@ -61,9 +73,9 @@ static kbr_err anchor_row(int64_t seq, const char *entry_json, const char *hash,
     stored_walk *w = arg;
 
     (void)entry_json;
-    KBR_ENSURE(seq == w->next - 1, stored_fail(w, w->next - 1, "missing"));
+    KBR_ENSURE(seq == w->at.next - 1, stored_fail(w, w->at.next - 1, "missing"));
     KBR_ENSURE(strlen(hash) == 64, stored_fail(w, seq, "stored hash is malformed"));
-    memcpy(w->prev, hash, sizeof(w->prev));
+    memcpy(w->at.prev, hash, sizeof(w->at.prev));
 out:
     return err;
 }
@@ -77,15 +89,15 @@ kbr_err kbr_audit_check_stored(kbr_store *st, int64_t last_seq, int64_t count, k
     if (count <= 0 || last_seq <= 0)
         goto out;
     after = count >= last_seq ? 0 : last_seq - count;
-    w.next = after + 1;
-    memcpy(w.prev, zero_hash, sizeof(w.prev));
+    w.at.next = after + 1;
+    memcpy(w.at.prev, zero_hash, sizeof(w.at.prev));
     if (after > 0) {
-        w.prev[0] = '\0';
+        w.at.prev[0] = '\0';
         KBR_GUARD(kbr_store_audit_walk(st, after - 1, 1, anchor_row, &w));
-        KBR_ENSURE(w.prev[0] != '\0', stored_fail(&w, after, "missing"));
+        KBR_ENSURE(w.at.prev[0] != '\0', stored_fail(&w, after, "missing"));
     }
     KBR_GUARD(kbr_store_audit_walk(st, after, last_seq - after, check_stored_row, &w));
-    KBR_ENSURE(w.next == last_seq + 1, stored_fail(&w, w.next, "missing"));
+    KBR_ENSURE(w.at.next == last_seq + 1, stored_fail(&w, w.at.next, "missing"));
 out:
     if (err != KBR_OK && !w.named)
         kbr_fail(msg, err, "audit log: cannot read entries to check: %s", kbr_err_str(err));

@@ -14,6 +14,7 @@
 
 /* Bounds one transaction, so a burst cannot hold the write lock or the callers for long. */
 #define GROUP_MAX 512
+#define OWN_RING  4096
 
 struct kbr_audit {
     kbr_store *st;
@@ -29,7 +30,15 @@ struct kbr_audit {
     /* The writer thread's own view of the durable chain. */
     int64_t last_seq;
     char last_hash[65];
-    bool tail_stale; /* a failed group left the tail to reload from the store */
+
+    /* The seq ranges of this writer's groups, oldest first, until kbr_audit_written_here has
+     * passed them: brokers sharing a store tell their own entries from the others'. */
+    pthread_mutex_t own_mu;
+    struct {
+        int64_t first, last;
+    } own[OWN_RING];
+    size_t own_head, own_n;
+    atomic_bool lease; /* kbr_audit_checkpoint_lease */
 
     /* WAL housekeeping on its own connection, so commits never wait for it. */
     kbr_store *maint_st;
@@ -42,7 +51,11 @@ struct kbr_audit {
     atomic_bool healthy;
     atomic_int_fast64_t durable_seq;
     atomic_uint_fast64_t records, commits, failed_commits, refused_records;
+    kbr_hist commit_seconds; /* each group's transaction, commit and fsync included */
+    kbr_hist group_size;     /* records per committed group */
 };
+
+static const double group_bounds[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512};
 
 /* ---- records ---- */
 
@@ -167,6 +180,27 @@ static kbr_err mark_conflict(kbr_audit_rec *r)
     KBR_ENSURE(json_object_set_new(r->detail, "conflict", json_true()) == 0, KBR_ERR_NOMEM);
     r->key_use = false;
     r->result = KBR_ERR_CONFLICT;
+out:
+    return err;
+}
+
+/*
+ * The token's max_uses are spent, as the ledger counts them under the write lock: another
+ * broker sharing the store used the last of them after this one reserved its use.  The
+ * record stays in the log as that denial, without its effects, and what its request made is
+ * not released (429 quota_exhausted).
+ */
+static kbr_err mark_exhausted(kbr_audit_rec *r)
+{
+    kbr_err err = KBR_OK;
+
+    KBR_GUARD(kbr_audit_rec_set_outcome(r, "denied", "quota_exhausted"));
+    if (r->detail == NULL)
+        r->detail = json_object();
+    KBR_ENSURE(r->detail != NULL, KBR_ERR_NOMEM);
+    KBR_ENSURE(json_object_set_new(r->detail, "max_uses_spent", json_true()) == 0, KBR_ERR_NOMEM);
+    r->key_use = false;
+    r->result = KBR_ERR_QUOTA;
 out:
     return err;
 }
@@ -318,6 +352,18 @@ static kbr_err write_rec(kbr_audit *a, kbr_audit_rec *r, int64_t seq, const char
     kbr_err applied;
 
     r->result = KBR_OK;
+    if (r->key_use && r->jti != NULL) {
+        int64_t left = -1;
+
+        KBR_GUARD(kbr_store_token_uses_left(a->st, r->jti, &left));
+        if (left == 0) {
+            KBR_GUARD(mark_exhausted(r));
+            kbr_effects_free(r->effects);
+            r->effects = NULL;
+            KBR_GUARD(insert_entry(a, r, seq, time, prev));
+            goto out;
+        }
+    }
     applied = kbr_store_apply(a->st, r->effects, seq);
     if (applied == KBR_ERR_STORE_CONSTRAINT)
         KBR_GUARD(mark_conflict(r));
@@ -344,9 +390,50 @@ static kbr_err reload_tail(kbr_audit *a)
     KBR_GUARD(kbr_store_audit_tail(a->st, &seq, hash));
     a->last_seq = seq;
     memcpy(a->last_hash, hash, sizeof(hash));
-    a->tail_stale = false;
 out:
     return err;
+}
+
+/* Before the commit, so no reader of the store can see the group's entries before their range
+ * is here. */
+static void own_push(kbr_audit *a, int64_t first, int64_t last)
+{
+    pthread_mutex_lock(&a->own_mu);
+    if (a->own_n == OWN_RING) { /* nobody follows: the oldest goes */
+        a->own_head = (a->own_head + 1) % OWN_RING;
+        a->own_n--;
+    }
+    a->own[(a->own_head + a->own_n) % OWN_RING].first = first;
+    a->own[(a->own_head + a->own_n) % OWN_RING].last = last;
+    a->own_n++;
+    pthread_mutex_unlock(&a->own_mu);
+}
+
+static void own_drop_last(kbr_audit *a)
+{
+    pthread_mutex_lock(&a->own_mu);
+    if (a->own_n > 0)
+        a->own_n--;
+    pthread_mutex_unlock(&a->own_mu);
+}
+
+bool kbr_audit_written_here(kbr_audit *a, int64_t seq)
+{
+    bool here;
+
+    pthread_mutex_lock(&a->own_mu);
+    while (a->own_n > 0 && a->own[a->own_head].last < seq) {
+        a->own_head = (a->own_head + 1) % OWN_RING;
+        a->own_n--;
+    }
+    here = a->own_n > 0 && a->own[a->own_head].first <= seq;
+    pthread_mutex_unlock(&a->own_mu);
+    return here;
+}
+
+bool kbr_audit_checkpoint_lease(kbr_audit *a)
+{
+    return atomic_load(&a->lease);
 }
 
 /* *n records written, *refused of them without their effects (counted once committed). */
@@ -359,14 +446,20 @@ static kbr_err write_group(kbr_audit *a, kbr_audit_rec *group, size_t *n, size_t
 
     *n = 0;
     *refused = 0;
-    if (a->tail_stale)
-        KBR_GUARD(reload_tail(a));
-    seq = a->last_seq;
-    memcpy(prev, a->last_hash, sizeof(prev));
-    /* One clock reading: the whole group becomes durable at the same instant. */
-    kbr_time_fmt(time(NULL), time_text);
     KBR_GUARD(kbr_store_begin(a->st));
     in_tx = true;
+    /*
+     * The chain continues from the tail the store holds, read inside the transaction, which
+     * holds the store's write lock (SQLite's BEGIN IMMEDIATE, PostgreSQL's writer_lock row):
+     * brokers sharing a PostgreSQL store append one group after another to one log, in one
+     * order, and none can fork it.
+     */
+    KBR_GUARD(reload_tail(a));
+    seq = a->last_seq;
+    memcpy(prev, a->last_hash, sizeof(prev));
+    /* One clock reading, under the lock: the whole group becomes durable at the same instant,
+     * and no group of another broker that commits later reads the clock earlier. */
+    kbr_time_fmt(time(NULL), time_text);
     for (kbr_audit_rec *r = group; r != NULL; r = r->next) {
         KBR_GUARD(write_rec(a, r, ++seq, time_text, prev));
         memcpy(prev, r->hash, sizeof(prev));
@@ -374,7 +467,11 @@ static kbr_err write_group(kbr_audit *a, kbr_audit_rec *group, size_t *n, size_t
         if (r->result == KBR_ERR_INTERNAL)
             (*refused)++;
     }
-    KBR_GUARD(kbr_store_commit(a->st));
+    own_push(a, a->last_seq + 1, seq);
+    err = kbr_store_commit(a->st);
+    if (err != KBR_OK)
+        own_drop_last(a); /* those seqs are the next group's, maybe another broker's */
+    KBR_GUARD(err);
     in_tx = false;
     a->last_seq = seq;
     memcpy(a->last_hash, prev, sizeof(prev));
@@ -385,9 +482,9 @@ out:
 }
 
 /*
- * Nothing of the group is durable.  The chain continues from what the store
- * holds, read back now (or before the next group if the store cannot answer),
- * so a full disk costs these records and not the service.
+ * Nothing of the group is durable.  The next group continues the chain from what the store
+ * holds (write_group reads it each time), so a full disk or a lost database costs these
+ * records and not the service.
  */
 static void fail_group(kbr_audit *a, kbr_audit_rec *group)
 {
@@ -397,7 +494,6 @@ static void fail_group(kbr_audit *a, kbr_audit_rec *group)
         r->time[0] = '\0';
         r->hash[0] = '\0';
     }
-    a->tail_stale = true;
     (void)reload_tail(a);
     atomic_store(&a->healthy, false);
     atomic_fetch_add(&a->failed_commits, 1);
@@ -456,7 +552,12 @@ static void *writer_main(void *arg)
     size_t n, refused;
 
     while ((group = take_group(a)) != NULL) {
-        if (write_group(a, group, &n, &refused) == KBR_OK) {
+        double t0 = kbr_monotonic_seconds();
+        kbr_err err = write_group(a, group, &n, &refused);
+
+        kbr_hist_observe(&a->commit_seconds, kbr_monotonic_seconds() - t0);
+        if (err == KBR_OK) {
+            kbr_hist_observe(&a->group_size, (double)n);
             atomic_store(&a->durable_seq, a->last_seq);
             atomic_fetch_add(&a->records, n);
             atomic_fetch_add(&a->refused_records, refused);
@@ -558,6 +659,16 @@ void kbr_audit_get_stats(kbr_audit *a, kbr_audit_stats *out)
     out->refused_records = atomic_load(&a->refused_records);
 }
 
+const kbr_hist *kbr_audit_commit_latency(kbr_audit *a)
+{
+    return &a->commit_seconds;
+}
+
+const kbr_hist *kbr_audit_group_sizes(kbr_audit *a)
+{
+    return &a->group_size;
+}
+
 /* ---- start and stop ---- */
 
 #define MAINTAIN_EVERY_MS 100
@@ -568,9 +679,20 @@ static void *maintain_main(void *arg)
     uint_fast64_t seen = 0;
     struct timespec until;
 
+    int rounds = 0;
+
     pthread_mutex_lock(&a->maint_mu);
     while (!a->maint_stop) {
         uint_fast64_t now_commits = atomic_load(&a->commits);
+        bool held = false;
+
+        /* about once a second; a store that cannot answer keeps the lease where it was */
+        if (rounds++ % (1000 / MAINTAIN_EVERY_MS) == 0) {
+            pthread_mutex_unlock(&a->maint_mu);
+            if (kbr_store_checkpoint_lease(a->maint_st, &held) == KBR_OK)
+                atomic_store(&a->lease, held);
+            pthread_mutex_lock(&a->maint_mu);
+        }
         if (now_commits != seen) {
             seen = now_commits;
             pthread_mutex_unlock(&a->maint_mu);
@@ -637,6 +759,7 @@ static void audit_free(kbr_audit *a)
     kbr_store_close(a->maint_st);
     kbr_store_close(a->st);
     if (a->sync_ready) {
+        pthread_mutex_destroy(&a->own_mu);
         pthread_cond_destroy(&a->cv);
         pthread_mutex_destroy(&a->mu);
     }
@@ -649,6 +772,12 @@ static kbr_err sync_init(kbr_audit *a)
 
     KBR_ENSURE(pthread_mutex_init(&a->mu, NULL) == 0, KBR_ERR_NOMEM);
     if (pthread_cond_init(&a->cv, NULL) != 0) {
+        pthread_mutex_destroy(&a->mu);
+        err = KBR_ERR_NOMEM;
+        goto out;
+    }
+    if (pthread_mutex_init(&a->own_mu, NULL) != 0) {
+        pthread_cond_destroy(&a->cv);
         pthread_mutex_destroy(&a->mu);
         err = KBR_ERR_NOMEM;
         goto out;
@@ -680,10 +809,13 @@ kbr_err kbr_audit_start(const char *store_url, int64_t verify_tail, kbr_audit **
     a = calloc(1, sizeof(*a));
     KBR_ENSURE(a != NULL, KBR_ERR_NOMEM);
     atomic_init(&a->healthy, true);
+    atomic_init(&a->lease, false);
     atomic_init(&a->records, 0);
     atomic_init(&a->commits, 0);
     atomic_init(&a->failed_commits, 0);
     atomic_init(&a->refused_records, 0);
+    kbr_hist_init(&a->commit_seconds, kbr_hist_seconds, kbr_hist_seconds_n);
+    kbr_hist_init(&a->group_size, group_bounds, sizeof(group_bounds) / sizeof(group_bounds[0]));
     KBR_GUARD(sync_init(a));
     KBR_GUARD(kbr_store_open(store_url, &a->st, msg));
     KBR_GUARD(load_tail(a, verify_tail, msg));

@@ -237,10 +237,19 @@ static double daemon_cpu(pid_t pid)
     return sum;
 }
 
+/* The brokers an HTTP phase sends to: env alone, or (PostgreSQL) several on one store, each
+ * connection to one of them in turn. */
+static kbt_env *targets[2];
+static int ntargets;
+
 static cpu_snap cpu_now(void)
 {
-    cpu_snap c = {proc_cpu(getpid()), env->pid > 0 ? daemon_cpu(env->pid) : 0, machine_cpu()};
+    cpu_snap c = {proc_cpu(getpid()), 0, machine_cpu()};
 
+    if (ntargets == 0)
+        c.daemon = env->pid > 0 ? daemon_cpu(env->pid) : 0;
+    for (int i = 0; i < ntargets; i++)
+        c.daemon += targets[i]->pid > 0 ? daemon_cpu(targets[i]->pid) : 0;
     return c;
 }
 
@@ -533,7 +542,8 @@ static void conn_init(const load *L, conn *c, int index)
     c->hdr = curl_slist_append(c->hdr, "Content-Type: application/json");
     c->hdr = curl_slist_append(c->hdr, "Expect:");
     free(auth);
-    snprintf(url, sizeof(url), "%s%s", env->url, L->op->path);
+    snprintf(url, sizeof(url), "%s%s", ntargets > 0 ? targets[index % ntargets]->url : env->url,
+             L->op->path);
     curl_easy_setopt(c->h, CURLOPT_URL, url);
     curl_easy_setopt(c->h, CURLOPT_POSTFIELDS, c->body);
     curl_easy_setopt(c->h, CURLOPT_HTTPHEADER, c->hdr);
@@ -1074,8 +1084,73 @@ static void load_cleanup(load *L)
     free(L->seqs.v);
 }
 
+/* The same signing load against PostgreSQL (KBR_BENCH_PG_URL, bench/with-pg.sh): one broker
+ * on the store, then two brokers on it with the connections split between them.  The second's
+ * HSM token is a copy of the first's made once the key exists (tests/integration/harness.h). */
+typedef struct {
+    phase_result one, two;
+    load l1, l2;
+    http_op op1, op2;
+    bool ran;
+} pg_run;
+
+static void bench_pg(pg_run *P)
+{
+    const char *url = getenv("KBR_BENCH_PG_URL");
+    kbt_env *sqlite_env = env, *pa, *pb;
+    char extra[128], *tok;
+
+    if (url == NULL || *url == '\0')
+        return;
+    setenv("KBT_PG_URL", url, 1);
+    snprintf(extra, sizeof(extra), "workers = %d\nrate_limit = 0\n", cfg.workers);
+    pa = kbt_start(extra);
+    kbt_key(pa, KEY_NAME, "firmware-signing", "ecdsa-p256", PRODUCT);
+    tok = kbt_token(pa, "{\"sub\":\"ci:bench\",\"ops\":[\"sign\"],\"keys\":[\"" KEY_NAME
+                        "\"],\"products\":[\"" PRODUCT "\"],\"ttl\":3600}");
+    pb = kbt_peer(pa, extra);
+    usleep(500 * 1000); /* pb follows the token's issuance */
+    env = pa;
+    P->op1 = SIGN_OP;
+    P->op1.name = "pg x1";
+    P->op2 = SIGN_OP;
+    P->op2.name = "pg x2";
+    load_init(&P->l1, &P->op1, tok);
+    load_init(&P->l2, &P->op2, tok);
+    targets[0] = pa;
+    ntargets = 1;
+    P->one = run_http(&P->l1);
+    targets[1] = pb;
+    ntargets = 2;
+    P->two = run_http(&P->l2);
+    check_http(&P->l1);
+    check_http(&P->l2);
+    ntargets = 0;
+    P->ran = true;
+    kbt_free(pb);
+    kbt_free(pa);
+    free(tok);
+    env = sqlite_env;
+    unsetenv("KBT_PG_URL");
+}
+
+static void report_pg(const run *R, pg_run *P)
+{
+    if (!P->ran)
+        return;
+    printf("PostgreSQL (same machine, unix socket, fsync on): POST /v1/sign as above, to one "
+           "broker, then to two brokers on one store (connections split between them)\n");
+    print_http(&P->l1, &P->one);
+    print_http(&P->l2, &P->two);
+    printf("ratio pg x1/SQLite broker: %.3f; pg x2/pg x1: %.3f\n",
+           R->brk.rate > 0 ? P->one.rate / R->brk.rate : 0,
+           P->one.rate > 0 ? P->two.rate / P->one.rate : 0);
+    fflush(stdout);
+}
+
 static void bench_sign(void **state)
 {
+    pg_run P;
     run R;
 
     (void)state;
@@ -1088,6 +1163,15 @@ static void bench_sign(void **state)
     report(&R);
     check_http(&R.sign);
     check_http(&R.provision);
+    memset(&P, 0, sizeof(P));
+    bench_pg(&P);
+    report_pg(&R, &P);
+    if (P.ran && P.l1.errors + P.l2.errors > 0)
+        fail_msg("%lu and %lu PostgreSQL sign operations failed", P.l1.errors, P.l2.errors);
+    if (P.ran) {
+        load_cleanup(&P.l1);
+        load_cleanup(&P.l2);
+    }
     load_cleanup(&R.sign);
     load_cleanup(&R.provision);
     if (R.raw_err + R.sign.errors + R.provision.errors > 0)

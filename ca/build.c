@@ -1,7 +1,10 @@
 /*
  * build.c - the parts every certificate made here shares: version, random
- * serial, names, validity, public key and the key identifiers.
+ * serial, names, validity, public key and the key identifiers; and the CRL
+ * distribution point those made for a deployment with crl_url carry.
  */
+#include <string.h>
+
 #include <openssl/bn.h>
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
@@ -55,8 +58,7 @@ static ASN1_OCTET_STRING *key_id(X509 *x)
     return id;
 }
 
-/* The authority's key identifier: its own subjectKeyIdentifier if it has one. */
-static ASN1_OCTET_STRING *authority_key_id(X509 *issuer)
+ASN1_OCTET_STRING *ca_authority_key_id(X509 *issuer)
 {
     const ASN1_OCTET_STRING *ski = X509_get0_subject_key_id(issuer);
 
@@ -70,7 +72,7 @@ static kbr_err add_key_ids(X509 *x, X509 *issuer)
     AUTHORITY_KEYID *akid = AUTHORITY_KEYID_new();
 
     KBR_ENSURE(ski != NULL && akid != NULL, KBR_ERR_CRYPTO);
-    akid->keyid = issuer != NULL ? authority_key_id(issuer) : ASN1_OCTET_STRING_dup(ski);
+    akid->keyid = issuer != NULL ? ca_authority_key_id(issuer) : ASN1_OCTET_STRING_dup(ski);
     KBR_ENSURE(akid->keyid != NULL, KBR_ERR_CRYPTO);
     KBR_ENSURE(X509_add1_ext_i2d(x, NID_subject_key_identifier, ski, 0, X509V3_ADD_DEFAULT) == 1,
                KBR_ERR_CRYPTO);
@@ -109,6 +111,56 @@ kbr_err ca_skeleton(const X509_NAME *subject, const X509_NAME *issuer_name, X509
     x = NULL;
 out:
     X509_free(x);
+    return err;
+}
+
+/* What a URL in a certificate may hold: IA5String, and nothing a reader could split on. */
+static bool url_ok(const char *url)
+{
+    size_t n = url != NULL ? strnlen(url, KBR_CA_CRL_URL_MAX + 1) : 0;
+
+    if (n == 0 || n > KBR_CA_CRL_URL_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (url[i] <= ' ' || url[i] > '~')
+            return false;
+    return true;
+}
+
+kbr_err ca_add_crl_dp(X509 *x, const char *url)
+{
+    kbr_err err = KBR_OK;
+    CRL_DIST_POINTS *dps = NULL;
+    DIST_POINT *dp = NULL;
+    GENERAL_NAME *gn = NULL;
+    ASN1_IA5STRING *uri = NULL;
+
+    KBR_ENSURE(url_ok(url), KBR_ERR_BAD_REQUEST);
+    dps = sk_DIST_POINT_new_null();
+    dp = DIST_POINT_new();
+    gn = GENERAL_NAME_new();
+    uri = ASN1_IA5STRING_new();
+    KBR_ENSURE(dps != NULL && dp != NULL && gn != NULL && uri != NULL, KBR_ERR_NOMEM);
+    KBR_ENSURE(ASN1_STRING_set(uri, url, (int)strlen(url)) == 1, KBR_ERR_NOMEM);
+    GENERAL_NAME_set0_value(gn, GEN_URI, uri);
+    uri = NULL;
+    dp->distpoint = DIST_POINT_NAME_new();
+    KBR_ENSURE(dp->distpoint != NULL, KBR_ERR_NOMEM);
+    dp->distpoint->type = 0; /* fullName */
+    dp->distpoint->name.fullname = GENERAL_NAMES_new();
+    KBR_ENSURE(dp->distpoint->name.fullname != NULL &&
+                   sk_GENERAL_NAME_push(dp->distpoint->name.fullname, gn) > 0,
+               KBR_ERR_NOMEM);
+    gn = NULL;
+    KBR_ENSURE(sk_DIST_POINT_push(dps, dp) > 0, KBR_ERR_NOMEM);
+    dp = NULL;
+    KBR_ENSURE(X509_add1_ext_i2d(x, NID_crl_distribution_points, dps, 0, X509V3_ADD_DEFAULT) == 1,
+               KBR_ERR_CRYPTO);
+out:
+    ASN1_IA5STRING_free(uri);
+    GENERAL_NAME_free(gn);
+    DIST_POINT_free(dp);
+    CRL_DIST_POINTS_free(dps);
     return err;
 }
 

@@ -13,8 +13,18 @@
 /* Seconds a certificate is back-dated so a device whose clock lags accepts it. */
 #define CA_SKEW_SECONDS 60
 
+/* An issuer: a CA certificate and the signer of its key (issue.c). */
+struct kbr_ca_issuer {
+    kbr_ca_cert *cert;
+    kbr_ca_signer signer;
+};
+
 /* True if pk is the kind of key alg names (curve or modulus size included). */
 bool ca_alg_fits(kbr_alg alg, EVP_PKEY *pk);
+
+/* The signature AlgorithmIdentifier of alg: its OID's nid and parameter type (V_ASN1_UNDEF
+ * for none).  False for an unknown alg. */
+bool ca_sig_algorithm(kbr_alg alg, int *nid, int *ptype);
 
 /*
  * Sets both signature AlgorithmIdentifiers of x for signer->alg, signs the
@@ -35,6 +45,14 @@ kbr_err ca_skeleton(const X509_NAME *subject, const X509_NAME *issuer_name, X509
                     EVP_PKEY *pub, time_t now, time_t not_after, X509 **out);
 /* Adds the extension nid written in openssl.cnf syntax ("critical,CA:FALSE"). */
 kbr_err ca_add_ext(X509 *x, int nid, const char *value);
+/* Adds a cRLDistributionPoints extension of one distribution point, the full name url
+ * (RFC 5280 4.2.1.13); url is 1..KBR_CA_CRL_URL_MAX printable ASCII characters without
+ * spaces (KBR_ERR_BAD_REQUEST otherwise). */
+kbr_err ca_add_crl_dp(X509 *x, const char *url);
+/* issuer's key identifier as a certificate it issues names it (authorityKeyIdentifier): its
+ * own subjectKeyIdentifier if it has one, else SHA-1 of its key.  Caller frees, NULL when out
+ * of memory. */
+ASN1_OCTET_STRING *ca_authority_key_id(X509 *issuer);
 
 /*
  * Reads the next PEM object from bio, which must carry one of the labels

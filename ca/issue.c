@@ -17,11 +17,6 @@
 #define SERIAL_CN_MAX   64 /* ub-common-name */
 #define SECONDS_PER_DAY 86400
 
-struct kbr_ca_issuer {
-    kbr_ca_cert *cert;
-    kbr_ca_signer signer;
-};
-
 void kbr_ca_issuer_free(kbr_ca_issuer *issuer)
 {
     if (issuer == NULL)
@@ -154,7 +149,7 @@ static kbr_err device_not_after(const kbr_ca_issuer *issuer, long days, time_t n
 
 kbr_err kbr_ca_issue_device(const kbr_ca_issuer *issuer, const kbr_ca_csr *csr,
                             const char *serial_cn, long validity_days, time_t now,
-                            kbr_ca_cert **out, kbr_msg *msg)
+                            const char *crl_url, kbr_ca_cert **out, kbr_msg *msg)
 {
     kbr_err err = KBR_OK;
     X509_NAME *subject = NULL;
@@ -174,6 +169,8 @@ kbr_err kbr_ca_issue_device(const kbr_ca_issuer *issuer, const kbr_ca_csr *csr,
     KBR_GUARD(ca_skeleton(subject, X509_get_subject_name(ca), ca, kbr_ca_csr_pubkey_peek(csr), now,
                           not_after, &x));
     KBR_GUARD(device_exts(x));
+    if (crl_url != NULL)
+        KBR_GUARD(ca_add_crl_dp(x, crl_url));
     KBR_GUARD(ca_sign(x, &issuer->signer, X509_get0_pubkey(ca), &signed_x, msg));
     KBR_GUARD(ca_cert_from_x509(&signed_x, out));
 out:
@@ -198,7 +195,8 @@ out:
 }
 
 kbr_err kbr_ca_self_signed(const kbr_ca_signer *signer, EVP_PKEY *pub, const char *subject,
-                           long days, time_t now, kbr_ca_cert **out, kbr_msg *msg)
+                           long days, time_t now, const char *crl_url, kbr_ca_cert **out,
+                           kbr_msg *msg)
 {
     kbr_err err = KBR_OK;
     X509_NAME *name = NULL;
@@ -214,6 +212,8 @@ kbr_err kbr_ca_self_signed(const kbr_ca_signer *signer, EVP_PKEY *pub, const cha
                         kbr_alg_name(signer->alg)));
     KBR_GUARD(ca_skeleton(name, name, NULL, pub, now, now + (time_t)days * SECONDS_PER_DAY, &x));
     KBR_GUARD(ca_exts(x));
+    if (crl_url != NULL)
+        KBR_GUARD(ca_add_crl_dp(x, crl_url));
     KBR_GUARD(ca_sign(x, signer, pub, &signed_x, msg));
     KBR_GUARD(ca_cert_from_x509(&signed_x, out));
 out:

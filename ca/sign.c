@@ -101,7 +101,7 @@ bool ca_alg_fits(kbr_alg alg, EVP_PKEY *pk)
 
 /* The signature algorithm and its parameters: absent for ECDSA (RFC 5758) and Ed25519
  * (RFC 8410), NULL for RSA PKCS#1 v1.5 (RFC 4055). */
-static bool sig_algorithm(kbr_alg alg, int *nid, int *ptype)
+bool ca_sig_algorithm(kbr_alg alg, int *nid, int *ptype)
 {
     *ptype = V_ASN1_UNDEF;
     switch (alg) {
@@ -185,7 +185,8 @@ kbr_err ca_sign(X509 *x, const kbr_ca_signer *signer, EVP_PKEY *issuer_pub, X509
     X509 *signed_x = NULL;
 
     *out = NULL;
-    KBR_ENSURE(signer != NULL && signer->sign != NULL && sig_algorithm(signer->alg, &nid, &ptype),
+    KBR_ENSURE(signer != NULL && signer->sign != NULL &&
+                   ca_sig_algorithm(signer->alg, &nid, &ptype),
                KBR_ERR_INTERNAL);
     KBR_GUARD(install_alg(x, nid, ptype));
     tbslen = i2d_re_X509_tbs(x, &tbs);

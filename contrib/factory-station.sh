@@ -9,6 +9,10 @@
 # keybroker through the CLI with the factory's token; the certificate that
 # comes back is checked before the device is passed: it chains to the device
 # CA for TLS client use, names SERIAL as its CN, and carries the device key.
+# A run that gets no certificate keeps the key and CSR, and the next run for
+# SERIAL sends the same CSR again: provisioning is idempotent, so if the broker
+# issued a certificate whose answer was lost, that certificate comes back (and
+# no second one is made).
 #
 # Environment:
 #   KEYBROKER_URL         the broker, e.g. https://keybroker.example:8443
@@ -154,11 +158,15 @@ main() {
   (umask 077 && mkdir -p "$dir") || die "cannot create $dir"
   rm -f "$dir/chain.pem"
 
-  make_key_and_csr "$dir" "$serial"
+  if [ -s "$dir/device.key" ] && [ -s "$dir/device.csr" ]; then
+    printf '%s: %s: sending the CSR of the earlier attempt again\n' "$prog" "$serial" >&2
+  else
+    make_key_and_csr "$dir" "$serial"
+  fi
   if ! provision "$dir" "$serial"; then
-    # No certificate, so the key is of no use; a retry makes a fresh one.
-    rm -f "$dir/device.key" "$dir/device.csr"
-    die "provisioning $serial failed (see the broker's message above)"
+    # The key stays: the broker may have issued a certificate whose answer was lost, and the
+    # same CSR gets it back, where a new key for the serial would be refused.
+    die "provisioning $serial failed (see the broker's message above); run again to retry with the same key"
   fi
   if [ ! -s "$dir/cert.pem" ] || [ ! -s "$dir/chain.pem" ]; then
     die "the CLI wrote no certificate or chain"

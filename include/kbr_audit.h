@@ -62,7 +62,10 @@ struct kbr_audit_rec {
      * this record alone, a malformed one or a value it cannot hold: nothing
      * of the effects was kept, the entry was recorded as
      * error/audit_unavailable with detail.effects_refused {reason, types}
-     * and key_use cleared), or KBR_ERR_AUDIT (nothing durable; seq is 0).
+     * and key_use cleared), KBR_ERR_QUOTA (key_use was set and the token's
+     * max_uses were spent when the writer came to it, by another broker
+     * sharing the store: recorded as denied/quota_exhausted without its
+     * effects, key_use cleared), or KBR_ERR_AUDIT (nothing durable; seq is 0).
      * Only KBR_ERR_AUDIT leaves no entry.
      */
     kbr_err result;
@@ -106,6 +109,13 @@ KBR_WUR kbr_err kbr_audit_append_sync(kbr_audit *a, kbr_audit_rec *rec);
 
 /* false after a failed commit, true again after the next successful one. */
 bool kbr_audit_healthy(kbr_audit *a);
+/* Whether this writer committed entry seq.  Brokers sharing a store ask in increasing seq
+ * order (each answer forgets the groups before seq), to tell their own entries from those
+ * of the others. */
+bool kbr_audit_written_here(kbr_audit *a, int64_t seq);
+/* Whether this broker makes the periodic checkpoints (kbr_store_checkpoint_lease, asked about
+ * once a second). */
+bool kbr_audit_checkpoint_lease(kbr_audit *a);
 /* The seq of the last durable entry. */
 int64_t kbr_audit_last_seq(kbr_audit *a);
 
@@ -118,9 +128,31 @@ typedef struct {
     uint64_t refused_records; /* records whose effects the ledger refused (KBR_ERR_INTERNAL) */
 } kbr_audit_stats;
 void kbr_audit_get_stats(kbr_audit *a, kbr_audit_stats *out);
+/* Seconds each group's commit took (failed ones included), and records per committed group. */
+const kbr_hist *kbr_audit_commit_latency(kbr_audit *a);
+const kbr_hist *kbr_audit_group_sizes(kbr_audit *a);
 
 /* Commits everything queued, then stops the thread and closes.  Accepts NULL. */
 void kbr_audit_stop(kbr_audit *a);
+
+/*
+ * keybrokerd --verify-store: the store at url checked against its own log, read in one
+ * snapshot (a broker may keep serving).  Each entry's hash is recomputed from its text and
+ * chained; the ledger is made again from the entries alone (their effects, and the documents
+ * they name, each checked against its SHA-256) with the writer's own code, in a scratch store
+ * made at the path scratch (it must not exist; removed after, with its -wal and -shm; a
+ * caller that may be interrupted removes those itself); then the two stores are compared,
+ * schema and every
+ * table row by row, and the store's own indexes checked against its tables.
+ * KBR_OK: the store is what its log says.  KBR_ERR_CONFLICT: msg names the first difference
+ * (an entry, or a table, row, column and both values).  Another error: the check could not
+ * be made (msg says why).
+ */
+typedef struct {
+    int64_t entries, effects, documents, tables, rows;
+} kbr_audit_verify_stats;
+KBR_WUR kbr_err kbr_audit_verify_store(const char *url, const char *scratch,
+                                       kbr_audit_verify_stats *stats, kbr_msg *msg);
 
 /* hex(SHA-256(0x00 || canonical[0..len))): an entry's hash from its stored text. */
 KBR_WUR kbr_err kbr_audit_leaf_hash(const char *canonical, size_t len, char out[65]);
@@ -324,5 +356,35 @@ KBR_WUR kbr_err kbr_audit_verify_log(const json_t *entries, const json_t *cp, EV
 /* kbr_audit_verify_log without a report. */
 KBR_WUR kbr_err kbr_audit_verify_checkpoint(const json_t *entries, const json_t *cp,
                                             EVP_PKEY *pubkey, kbr_msg *msg);
+
+/*
+ * Evidence bundles (docs/api.md "Evidence bundles"):
+ *   {"format": "keybroker-evidence/1", "subject", "generated_at", "checkpoint",
+ *    "audit_public_keys", "audit_key_chain", "entries": [{"entry", "leaf_index",
+ *    "inclusion_proof"}], "documents": {sha256: base64}}
+ *
+ * kbr_evidence_build (libkbr): the bundle about subject ({"kind": "device", "product",
+ * "serial"} or {"kind": "product", "product"}) from the entries seqs names, each with its
+ * inclusion proof to cp (a checkpoint that covers them all: KBR_ERR_CONFLICT otherwise), the
+ * audit keys from the first to cp's signer (audit_public_keys, PEM) and the rotations that hand
+ * each on to the next (audit_key_chain, checkpoints as GET /v1/audit/checkpoint shows them),
+ * and every document they name.  New ref.
+ *
+ * kbr_evidence_verify (core, offline): text is a bundle; it holds when the chain leads from
+ * pubkey (the pinned first audit key) to cp's signer, each rotation signed (head and note) by
+ * the key before it and its note cosigned by the next, audit_public_keys lists those keys,
+ * cp's signature (and its note's) verifies with the last, every entry's hash recomputes and its
+ * proof leads to cp's root, every document
+ * hashes to its name and is named by an entry and every named one is there, and the entries
+ * establish the subject (a device's bundle provisions it; a product's records a key, batch or
+ * build of it).
+ * *summary: {subject, checkpoint_size, checkpoint_time, entries, documents, audit_keys}.
+ * KBR_ERR_BAD_REQUEST with msg naming the first problem (the entry, the document, the member).
+ */
+KBR_WUR kbr_err kbr_evidence_build(kbr_store *st, const json_t *subject, const json_t *seqs,
+                                   const json_t *cp, const json_t *audit_public_keys,
+                                   const json_t *audit_key_chain, json_t **bundle);
+KBR_WUR kbr_err kbr_evidence_verify(const char *text, size_t len, EVP_PKEY *pubkey,
+                                    json_t **summary, kbr_msg *msg);
 
 #endif

@@ -32,6 +32,8 @@
 #define KBR_CA_CHAIN_MAX 65536
 /* Longest validity, for CA and device certificates alike (100 years). */
 #define KBR_CA_DAYS_MAX 36500
+/* Longest URL a CRL distribution point carries. */
+#define KBR_CA_CRL_URL_MAX 1024
 
 /*
  * Makes the signature of a certificate for the key of algorithm alg, in
@@ -135,13 +137,17 @@ KBR_WUR kbr_err kbr_ca_cert_for_key(const char *pem_chain, EVP_PKEY *key_pub, bo
  * (a device CA signs device certificates, not other CAs), keyUsage critical
  * keyCertSign, cRLSign, digitalSignature, subjectKeyIdentifier (SHA-1 of
  * the public key, RFC 5280 method 1) and authorityKeyIdentifier equal to it.
+ * With crl_url (NULL: none), a cRLDistributionPoints extension whose one
+ * distribution point is that URL (1..KBR_CA_CRL_URL_MAX printable ASCII
+ * characters without spaces; KBR_ERR_BAD_REQUEST otherwise).
  * Errors: KBR_ERR_BAD_REQUEST "self_signed.subject: ..." or
  * "self_signed.days: ...", KBR_ERR_CONFLICT if pub does not fit signer->alg,
  * the signer's error, KBR_ERR_CRYPTO if the signature does not verify with
  * pub.  Caller frees *out with kbr_ca_cert_free.
  */
 KBR_WUR kbr_err kbr_ca_self_signed(const kbr_ca_signer *signer, EVP_PKEY *pub, const char *subject,
-                                   long days, time_t now, kbr_ca_cert **out, kbr_msg *msg);
+                                   long days, time_t now, const char *crl_url, kbr_ca_cert **out,
+                                   kbr_msg *msg);
 
 /* ---- certificate requests ---- */
 
@@ -199,8 +205,9 @@ void kbr_ca_issuer_free(kbr_ca_issuer *issuer);
  * critical digitalSignature, extendedKeyUsage clientAuth,
  * subjectKeyIdentifier (SHA-1 of the key), authorityKeyIdentifier keyid =
  * the CA's subjectKeyIdentifier (or the same hash of the CA key if it has
- * none).  serial_cn is 1..64 of [A-Za-z0-9._:-]; validity_days is
- * 1..KBR_CA_DAYS_MAX.
+ * none), and with crl_url (NULL: none) a cRLDistributionPoints extension as
+ * for kbr_ca_self_signed.  serial_cn is 1..64 of [A-Za-z0-9._:-];
+ * validity_days is 1..KBR_CA_DAYS_MAX.
  * Errors: KBR_ERR_BAD_REQUEST "device.serial: ..." or "validity_days: ...",
  * KBR_ERR_CONFLICT "issuer: ..." if the CA certificate has expired at now,
  * the signer's error, KBR_ERR_CRYPTO if the signature does not verify with
@@ -208,6 +215,36 @@ void kbr_ca_issuer_free(kbr_ca_issuer *issuer);
  */
 KBR_WUR kbr_err kbr_ca_issue_device(const kbr_ca_issuer *issuer, const kbr_ca_csr *csr,
                                     const char *serial_cn, long validity_days, time_t now,
-                                    kbr_ca_cert **out, kbr_msg *msg);
+                                    const char *crl_url, kbr_ca_cert **out, kbr_msg *msg);
+
+/* ---- certificate revocation lists ---- */
+
+/* A certificate a CRL lists: its serial number as positive hex (as kbr_ca_cert_serial_hex
+ * writes it), when it was revoked, and its RFC 5280 CRLReason code. */
+typedef struct {
+    const char *serial_hex;
+    time_t revoked_at;
+    int reason_code;
+} kbr_ca_crl_entry;
+
+/*
+ * A v2 CRL (RFC 5280 5) of issuer's CA certificate, signed by issuer's signer:
+ * issuer = the CA's subject, thisUpdate this_update, nextUpdate next_update
+ * (later; UTCTime through 2049, GeneralizedTime after), one entry per
+ * entries[i] with its revocationDate and, unless the code is 0 (unspecified,
+ * which 5.3.1 asks to leave out), a reasonCode extension; extensions
+ * authorityKeyIdentifier (as the issuer's certificates carry it) and
+ * cRLNumber number (1 or more).  The CRL is verified with the CA's key before
+ * it is returned.  *der (caller frees with free()) and *len are its DER.
+ * Errors: KBR_ERR_CONFLICT "issuer: ..." when the CA certificate's keyUsage
+ * does not allow cRLSign (relying parties would refuse the CRL),
+ * KBR_ERR_BAD_REQUEST for an entry whose serial number is not positive hex,
+ * or a reason code RFC 5280 does not define, KBR_ERR_INTERNAL for a number
+ * below 1 or a next_update not after this_update, the signer's error,
+ * KBR_ERR_CRYPTO if the signature does not verify.
+ */
+KBR_WUR kbr_err kbr_ca_crl_make(const kbr_ca_issuer *issuer, const kbr_ca_crl_entry *entries,
+                                size_t n, int64_t number, time_t this_update, time_t next_update,
+                                unsigned char **der, size_t *len, kbr_msg *msg);
 
 #endif

@@ -50,6 +50,18 @@ typedef enum {
 const char *kbr_err_str(kbr_err err);
 
 /*
+ * The API's view of an error (docs/api.md "Errors"), one table for the daemon and the CLI:
+ * the HTTP status, the error code ("bad_request", ..., "hsm_unavailable", "internal_error";
+ * NULL for KBR_OK), and the class it is shown as (kbr_err_public: a lost HSM session is
+ * KBR_ERR_HSM, a store failure KBR_ERR_AUDIT, memory or a broken invariant KBR_ERR_INTERNAL).
+ * kbr_err_from_api is the client's way back: the class an answer's status and code stand for.
+ */
+int kbr_err_http_status(kbr_err err);
+const char *kbr_err_api_code(kbr_err err);
+kbr_err kbr_err_public(kbr_err err);
+kbr_err kbr_err_from_api(long status, const char *code);
+
+/*
  * Guard macros.  A function using them declares `kbr_err err = KBR_OK;` and
  * ends in an `out:` label that frees everything and returns err.
  */
@@ -144,6 +156,21 @@ double kbr_monotonic_seconds(void);
 KBR_WUR kbr_err kbr_json_canonical(const json_t *v, char **out);
 
 /*
+ * Names (common/names.c): keys, products, batches, devices are 1..KBR_NAME_MAX characters of
+ * [A-Za-z0-9._:@+-] and never "." or ".."; a principal's name (after "kind:") may also hold
+ * '/'.  A scope entry is a name, or a prefix followed by '*' that matches every name with
+ * that prefix ("*" matches any name): kbr_name_matches is that rule, the only one.
+ */
+#define KBR_NAME_MAX 128
+bool kbr_name_char(char c);
+bool kbr_name_valid(const char *s);
+bool kbr_principal_name_valid(const char *s, size_t n);
+bool kbr_name_pattern_valid(const char *s, size_t n);
+bool kbr_name_matches(const char *pattern, const char *name);
+/* Does every name inner matches (a name or a pattern) also match outer? */
+bool kbr_name_pattern_covers(const char *outer, const char *inner);
+
+/*
  * An arena: many small allocations freed at once, for values (a record's ledger effects, a
  * request's scratch) whose parts all live exactly as long as the whole.  Blocks grow as
  * needed; nothing is freed one by one.  kbr_arena_free accepts NULL.
@@ -181,5 +208,24 @@ KBR_WUR kbr_err kbr_file_write(const char *path, const void *data, size_t len, u
  * before a step that cannot be undone (a certificate issued once).
  */
 KBR_WUR kbr_err kbr_file_write_check(const char *path, unsigned mode, kbr_msg *msg);
+
+/*
+ * A histogram for /metrics (Prometheus): a count per upper bound, a count of all and a sum,
+ * each updated with one atomic add, so any thread observes and any thread reads.  bounds is
+ * an increasing static array of at most KBR_HIST_BUCKETS values; the last count is +Inf.
+ * The sum is kept in millionths, exact for seconds to the microsecond and for counts.
+ */
+#define KBR_HIST_BUCKETS 16
+typedef struct {
+    const double *bounds;
+    size_t nbounds;
+    _Atomic uint64_t counts[KBR_HIST_BUCKETS + 1]; /* not cumulative */
+    _Atomic uint64_t sum_millionths;
+} kbr_hist;
+/* Seconds, 0.5 ms to 10 s: request, HSM call and commit latencies. */
+extern const double kbr_hist_seconds[];
+extern const size_t kbr_hist_seconds_n;
+void kbr_hist_init(kbr_hist *h, const double *bounds, size_t nbounds);
+void kbr_hist_observe(kbr_hist *h, double value);
 
 #endif

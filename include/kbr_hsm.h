@@ -124,6 +124,19 @@ KBR_WUR kbr_err kbr_hsm_sign(kbr_hsm_session *s, const char *label, kbr_sig_form
  * *out with free(). */
 KBR_WUR kbr_err kbr_hsm_list_objects(kbr_hsm_session *s, kbr_hsm_key_info **out, size_t *n);
 
+/* How long this process's kbr_hsm_* calls took, by call, failures included (/metrics). */
+typedef enum {
+    KBR_HSM_CALL_PING,
+    KBR_HSM_CALL_GENERATE,
+    KBR_HSM_CALL_FIND_KEY,
+    KBR_HSM_CALL_PUBLIC_KEY,
+    KBR_HSM_CALL_SIGN,
+    KBR_HSM_CALL_LIST,
+    KBR_HSM_CALL__COUNT
+} kbr_hsm_call;
+const char *kbr_hsm_call_name(kbr_hsm_call c);
+const kbr_hist *kbr_hsm_call_latency(kbr_hsm_call c);
+
 /*
  * Data objects: what the broker keeps in the HSM beside its keys, CKO_DATA token objects,
  * private, labelled label, whose CKA_VALUE is 1 to KBR_HSM_DATA_MAX bytes.  put makes a new

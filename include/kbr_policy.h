@@ -1,10 +1,13 @@
 /*
  * kbr_policy.h - tokens, scopes, revocation and quotas.
  *
- * Tokens are JWTs (RFC 7519) signed ES256 with the issuer key in the HSM.
- * This module never holds a private key: issuing is split into
- * kbr_jwt_signing_input() (here), an HSM signature over its SHA-256 (the
- * caller, on a worker thread) and kbr_jwt_assemble() (here).
+ * Tokens are JWTs (RFC 7519) signed ES256 with an issuer key in the HSM,
+ * named in the header by its kid (RFC 7638 thumbprint).  This module never
+ * holds a private key: issuing is split into kbr_jwt_signing_input() (here),
+ * an HSM signature over its SHA-256 (the caller, on a worker thread) and
+ * kbr_jwt_assemble() (here).  It holds the issuer public keys the broker
+ * verifies with: the current one, which signs new tokens, and the keys it
+ * replaced, each until the last token it signed expires.
  *
  * kbr_policy holds the registry of every token this broker issued (loaded
  * from the store at start, extended as tokens are issued), the cache of
@@ -101,6 +104,7 @@ typedef struct {
     char parent[33];   /* jti of the token that issued it; "" for a root (the bootstrap) */
     bool orphan;       /* issued to stand alone: revoking its parent leaves it */
     char cnf_x5t[64];  /* "" if unbound; base64url SHA-256 of the client cert DER */
+    char kid[64];      /* the issuer key that signed it; "" when its record names none */
     int64_t uses;      /* committed key uses */
     int64_t reserved;  /* key uses in flight */
 } kbr_token;
@@ -108,41 +112,79 @@ typedef struct {
 typedef struct kbr_policy kbr_policy;
 
 /*
- * instance_id is both iss and aud.  issuer_pub is the issuer's public key
- * (P-256; up-ref'd by the policy).  The broker issues and verifies its
- * tokens on one clock, so they end at exp exactly: no leeway.
+ * instance_id is both iss and aud.  The broker issues and verifies its
+ * tokens on one clock, so they end at exp exactly: no leeway.  A new policy
+ * has no issuer key: every token is refused until one is added.
  */
-KBR_WUR kbr_err kbr_policy_new(const char *instance_id, EVP_PKEY *issuer_pub, kbr_policy **out);
+KBR_WUR kbr_err kbr_policy_new(const char *instance_id, kbr_policy **out);
 void kbr_policy_free(kbr_policy *p);
 
 /*
- * Adds a token row (as kbr_store_token_list shows it, with parent_jti and
- * orphan) to the registry.  Called at start for every stored token in issue
- * order, and after each issuance commits.  The token's products join its
+ * Issuer keys, as the ledger records them (issuer.rotate), in that order.
+ * pub is a P-256 public key (up-ref'd by the policy) and kid its RFC 7638
+ * thumbprint: KBR_ERR_BAD_REQUEST when it is another key or kid does not
+ * match, KBR_ERR_CONFLICT when kid is one already.  current: the key signs
+ * the tokens issued from now on, and the current key before it stops doing
+ * so.  A key that is not current is trusted while a token it signed (as the
+ * registry records: the token's kid) has not expired, and no longer after:
+ * it is retired, for good, since only the current key signs new tokens.
+ */
+KBR_WUR kbr_err kbr_policy_add_issuer(kbr_policy *p, const char *kid, EVP_PKEY *pub, bool current);
+/* The current issuer key's kid, or NULL when there is none.  Borrowed. */
+const char *kbr_policy_current_kid(const kbr_policy *p);
+
+typedef struct {
+    bool current;
+    bool trusted;    /* current, or a token it signed is live at the time asked */
+    time_t last_exp; /* the latest exp of the tokens it signed; 0 when none */
+} kbr_issuer_state;
+/* What the registry knows of issuer key kid at now: false when it has no such key. */
+bool kbr_policy_issuer_state(const kbr_policy *p, const char *kid, time_t now,
+                             kbr_issuer_state *out);
+/*
+ * The JWK Set (RFC 7517) of the keys trusted at now: {"keys": [current first, then the
+ * others, newest first]}, each as kbr_jwk_from_pkey makes it.  New ref (NULL: no memory).
+ */
+json_t *kbr_policy_jwks(const kbr_policy *p, time_t now);
+
+/*
+ * Adds a token row (as kbr_store_token_list shows it, with parent_jti,
+ * orphan and kid) to the registry.  Called at start for every stored token
+ * in issue order, and after each issuance commits.  A kid must name an
+ * issuer key added before (KBR_ERR_BAD_REQUEST otherwise); the key stays
+ * trusted until the token expires.  The token's products join its
  * principal's (kbr_policy_principal_claim).
  */
 KBR_WUR kbr_err kbr_policy_add_token(kbr_policy *p, const json_t *row);
 /* Sets the committed use count (rebuilt from the audit log at start). */
 void kbr_policy_set_uses(kbr_policy *p, const char *jti, int64_t uses);
+/* Counts n more committed uses of jti (another broker's, on a shared store); its max_uses
+ * then holds for this broker's reservations too.  Nothing for a jti it does not know. */
+void kbr_policy_add_uses(kbr_policy *p, const char *jti, int64_t n);
+/* Marks jti's max_uses spent: the ledger refused a use of it (kbr_audit_rec result
+ * KBR_ERR_QUOTA). */
+void kbr_policy_uses_spent(kbr_policy *p, const char *jti);
 
 /*
  * Authenticates a bearer token string.  Order: cache lookup by SHA-256 of
  * the string; on a miss, strict parse (three base64url segments, header
- * exactly alg ES256 / typ JWT / optional kid), signature verify against the
- * issuer key, claims (iss, aud, exp required and in the future, nbf, iat,
- * jti of 32 hex chars, sub, kbr), then the registry (the jti must be one
- * this broker issued, with the same sub).  Every call, cached or not, then
- * checks revocation, exp and nbf against now, and the cnf binding against
- * client_x5t (NULL when the connection has no client certificate).
- * KBR_ERR_UNAUTHENTICATED with msg saying which check failed (never echoing
- * the token).  *tok is borrowed from the registry.
+ * exactly alg ES256 / typ JWT / kid), the issuer key the kid names (one of
+ * the broker's, trusted at now), the signature verified against that key
+ * alone, claims (iss, aud, exp required and in the future, nbf, iat, jti of
+ * 32 hex chars, sub, kbr), then the registry (the jti must be one this
+ * broker issued, with the same sub, binding and kid).  Every call, cached or
+ * not, then checks revocation, exp and nbf against now, that the signing key
+ * is still trusted, and the cnf binding against client_x5t (NULL when the
+ * connection has no client certificate).  KBR_ERR_UNAUTHENTICATED with msg
+ * saying which check failed (never echoing the token).  *tok is borrowed
+ * from the registry.
  */
 KBR_WUR kbr_err kbr_policy_authenticate(kbr_policy *p, const char *bearer, time_t now,
                                         const char *client_x5t, kbr_token **tok, kbr_msg *msg);
 
 /*
  * Is sub a principal "<kind>:<name>": kind one of ci, factory, ota, security,
- * service; name 1..KBR_SUB_NAME_MAX chars of [A-Za-z0-9._:/@+-]?  Tokens and
+ * service; name a principal's name (kbr_principal_name_valid: a name, '/' allowed)?  Tokens and
  * registry rows with any other sub are refused.
  */
 #define KBR_SUB_NAME_MAX 128
@@ -221,5 +263,79 @@ KBR_WUR kbr_err kbr_jwt_assemble(const char *input, const unsigned char *sig, si
 
 /* RFC 7517 JWK of a P-256 public key with kid = RFC 7638 thumbprint (base64url). New ref. */
 KBR_WUR kbr_err kbr_jwk_from_pkey(EVP_PKEY *pub, json_t **jwk);
+
+/*
+ * ID tokens of outside OpenID Connect issuers (oidc.c), for POST /v1/tokens/exchange.
+ *
+ * The algorithms an issuer may sign with are configured: kbr_jwa bits.  RS* is RSASSA-PKCS1
+ * v1.5, PS256 RSASSA-PSS (salt = hash length), ES* ECDSA as JWS carries it (r||s).
+ */
+typedef enum {
+    KBR_JWA_RS256 = 1u << 0,
+    KBR_JWA_RS384 = 1u << 1,
+    KBR_JWA_RS512 = 1u << 2,
+    KBR_JWA_PS256 = 1u << 3,
+    KBR_JWA_ES256 = 1u << 4,
+    KBR_JWA_ES384 = 1u << 5,
+} kbr_jwa;
+KBR_WUR kbr_err kbr_jwa_from_name(const char *name, kbr_jwa *out);
+const char *kbr_jwa_name(kbr_jwa alg);
+
+/*
+ * An issuer's JWK Set (RFC 7517): its RSA (2048 bits or more) and EC (P-256, P-384) signing
+ * keys, each with a kid.  Keys for encryption, of other types or of unknown "alg" are left
+ * out; a kid twice, a key with no kid or a malformed key refuse the whole set
+ * (KBR_ERR_BAD_REQUEST, msg naming the key), and so does a set with no usable key.
+ */
+typedef struct kbr_jwks kbr_jwks;
+KBR_WUR kbr_err kbr_jwks_parse(const char *text, size_t len, kbr_jwks **out, kbr_msg *msg);
+void kbr_jwks_free(kbr_jwks *s);
+size_t kbr_jwks_size(const kbr_jwks *s);
+bool kbr_jwks_has(const kbr_jwks *s, const char *kid);
+
+#define KBR_IDTOKEN_MAX_LEN 16384
+/* The unverified iss claim and header kid, to pick the issuer and see whether its key set
+ * holds the kid.  KBR_ERR_UNAUTHENTICATED when the token is not a JWT with both. */
+KBR_WUR kbr_err kbr_idtoken_peek(const char *token, char **iss, char **kid, kbr_msg *msg);
+
+typedef struct {
+    const char *issuer;   /* iss, exactly */
+    const char *audience; /* one of aud */
+    unsigned algs;        /* kbr_jwa bits the header's alg must be among */
+    long leeway;          /* seconds the issuer's clock may be ahead of ours (nbf, iat) */
+} kbr_idtoken_rules;
+
+typedef struct {
+    json_t *claims; /* the verified payload */
+    kbr_jwa alg;
+    char kid[128];
+    time_t exp, iat;
+} kbr_idtoken;
+
+/*
+ * Verifies an ID token: at most KBR_IDTOKEN_MAX_LEN bytes, three base64url segments; a
+ * header of alg, typ ("JWT" if present), kid, x5t and x5t#S256 only (jwk, jku, x5u, x5c,
+ * crit and anything else are refused), alg among rules->algs; the key keys holds under the
+ * kid (KBR_ERR_NOT_FOUND when it holds none: the caller may fetch the set again), which
+ * must fit alg (its type, curve, and its own "alg" if it has one); the signature; then iss,
+ * aud, exp (required, in the future: no leeway, since what the exchange issues lives at
+ * most as long as the ID token has left), iat (required, at most leeway ahead), nbf (if
+ * present, at most leeway ahead).  Every other failure is KBR_ERR_UNAUTHENTICATED with msg
+ * naming the check, never a claim's value.  kbr_idtoken_cleanup frees.
+ */
+KBR_WUR kbr_err kbr_idtoken_verify(const char *token, const kbr_idtoken_rules *rules,
+                                   const kbr_jwks *keys, time_t now, kbr_idtoken *out,
+                                   kbr_msg *msg);
+void kbr_idtoken_cleanup(kbr_idtoken *t);
+
+/* Does value match pattern, where '*' stands for any run of characters, '/' included? */
+bool kbr_glob_match(const char *pattern, const char *value);
+/* A claim as text for matching: a string (without NUL), true/false, or an integer in
+ * decimal.  KBR_ERR_NOT_FOUND when absent, KBR_ERR_BAD_REQUEST for any other type. */
+KBR_WUR kbr_err kbr_claim_text(const json_t *claims, const char *name, char **out);
+/* tmpl with each {claim} replaced by kbr_claim_text of it; KBR_ERR_UNAUTHENTICATED naming
+ * a claim that is missing or not text. */
+KBR_WUR kbr_err kbr_principal_from_template(const char *tmpl, const json_t *claims, char **out,
+                                            kbr_msg *msg);
 
 #endif

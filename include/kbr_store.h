@@ -23,7 +23,21 @@
  *   key.retire    {name, at}
  *   token.issue   {jti, sub, scope{}, issued_by, issued_at, not_before, expires_at,
  *                  cnf_x5t (string or null), parent_jti (optional: the issuing token),
- *                  orphan (optional boolean)}
+ *                  orphan (optional boolean), kid (optional: the issuer key that signed it)}
+ *                 kid must be the current issuer key's (absent only while the ledger has
+ *                 none): KBR_ERR_STORE_CONSTRAINT otherwise, so every token recorded after an
+ *                 issuer.rotate names the new key.
+ *   issuer.rotate {kid, hsm_label, public_key_pem, at, replaces (string or null)}
+ *                 the key becomes the token issuer's current key at `at`; the key it
+ *                 replaces stays in issuer_keys with replaced_at = at (the tokens it signed
+ *                 verify with it until they expire).  kid is an RFC 7638 thumbprint (43
+ *                 base64url characters), hsm_label "kbr/issuer" or "kbr/issuer/..." (the
+ *                 broker's own labels: no product key is ever an issuer key).
+ *                 KBR_ERR_STORE_CONSTRAINT unless replaces is the current key's kid (null
+ *                 when there is none), or when the kid, label or public key was an issuer
+ *                 key already; KBR_ERR_INTERNAL when public_key_pem holds no public key.  The
+ *                 first issuer key becomes the kid of every token recorded without one: it
+ *                 signed them (a log an older broker wrote has one issuer key, unrecorded).
  *   token.revoke  {jtis[], at, reason}
  *   firmware.sign {product, version, digest, hash, key, name, build_id, signed_at,
  *                  components[{name, version, purl}], sbom_sha256 (optional)}
@@ -60,8 +74,9 @@
  *                 public_key_sha256 becomes the device's identity key (the same key again
  *                 is a renewal); its earlier keys stay its own, as its earlier certificates
  *                 are valid until they expire.  The chain is taken as for device.provision.
- *                 Unknown device or issuer certificate, or public_key_sha256 is or
- *                 was the identity key of another device: KBR_ERR_STORE_CONSTRAINT.
+ *                 Unknown or revoked device, unknown issuer certificate, or
+ *                 public_key_sha256 is or was the identity key of another device:
+ *                 KBR_ERR_STORE_CONSTRAINT.
  *   debug.authorize {key, product, serial, challenge_sha256, permissions, ticket, principal,
  *                  message_sha256, signature_sha256, at, expires_at}
  *                 records the answered challenge and a "debug-auth" event at `at` with detail
@@ -103,6 +118,25 @@
  *                 recorded before, or the latest checkpoint names its signer and this one is
  *                 signed by another key than the one that checkpoint hands on (its next key,
  *                 or its own).
+ *   device.revoke {product, serial, at, reason, reason_code, revoked_by,
+ *                  certificates[{fingerprint, serial_number, issuer_key}] (>= 1)}
+ *                 the device is revoked for good at `at`, and with it every certificate the
+ *                 ledger holds for it, superseded ones included (they are valid until they
+ *                 expire otherwise); certificates lists exactly those, in issue order, so the
+ *                 log says which certificates each CRL of their issuers must name.  reason is
+ *                 an RFC 5280 CRLReason name (kbr_store_revocation_reason_code) and
+ *                 reason_code its number.  KBR_ERR_STORE_CONSTRAINT when the device is
+ *                 unknown or already revoked, or certificates is not exactly the device's
+ *                 certificates (a rotation committed since the list was read).
+ *   crl.issue     {issuer_key, issuer_fingerprint, number, this_update, next_update,
+ *                  entries, sha256}
+ *                 records a CRL that issuer_key signed: its CRL number (1 for an issuer's
+ *                 first, then one more than the issuer's last), thisUpdate and nextUpdate
+ *                 (later than this_update), the number of revoked certificates it lists, the
+ *                 SHA-256 of its DER (64 hex digits) and the CA certificate whose name and
+ *                 key identifier it carries.  KBR_ERR_STORE_CONSTRAINT when issuer_key is not
+ *                 a registry key, issuer_fingerprint is no certificate issuer_key ever had,
+ *                 or number is not one more than the issuer's last.
  * where certificate{} is {serial_number, pem, chain_pem, not_after, fingerprint}.
  * chain_pem is a string and may be "" (a device's certificate has none: the store takes it
  * from the issuer's certificate, so the log carries each CA chain once); serial_number is hex,
@@ -139,10 +173,23 @@ typedef enum {
     KBR_EFFECT_OTA_REPORT,
     KBR_EFFECT_CHECKPOINT,
     KBR_EFFECT_TOKEN_REVOKE_ALL,
+    KBR_EFFECT_ISSUER_ROTATE,
+    KBR_EFFECT_DEVICE_REVOKE,
+    KBR_EFFECT_CRL_ISSUE,
 } kbr_effect_type;
 
 /* "key.create", ...; NULL for a value outside the enum. */
 const char *kbr_effect_type_name(kbr_effect_type type);
+
+/*
+ * RFC 5280 5.3.1 CRLReason: the names a device revocation takes, and their codes.  A
+ * revocation here is for good, so certificateHold (6) and removeFromCRL (8) are not among
+ * them, nor aACompromise (10, for attribute certificates); 7 is not a code.  -1 for any other
+ * name (or NULL).
+ */
+int kbr_store_revocation_reason_code(const char *name);
+/* The name of a code kbr_store_revocation_reason_code gives, or NULL. */
+const char *kbr_store_revocation_reason_name(int64_t code);
 
 typedef struct {
     const char *const *items;
@@ -186,7 +233,12 @@ typedef struct {
     const char *jti, *sub, *issued_by, *issued_at, *not_before, *expires_at, *cnf_x5t, *parent_jti;
     const char *scope_json; /* the scope object's canonical JSON */
     bool orphan;
+    const char *kid; /* the issuer key that signed it; NULL in entries of an older broker */
 } kbr_fx_token_issue;
+
+typedef struct {
+    const char *kid, *hsm_label, *public_key_pem, *at, *replaces;
+} kbr_fx_issuer_rotate;
 
 typedef struct {
     kbr_strings jtis;
@@ -235,6 +287,23 @@ typedef struct {
     const char *next_key_id, *next_key_label, *next_key_pem;
 } kbr_fx_checkpoint;
 
+/* A certificate a device.revoke names. */
+typedef struct {
+    const char *fingerprint, *serial_number, *issuer_key;
+} kbr_effect_revoked_cert;
+
+typedef struct {
+    const char *product, *serial, *at, *reason, *revoked_by;
+    int64_t reason_code;
+    const kbr_effect_revoked_cert *certificates;
+    size_t ncertificates;
+} kbr_fx_device_revoke;
+
+typedef struct {
+    const char *issuer_key, *issuer_fingerprint, *this_update, *next_update, *sha256;
+    int64_t number, entries;
+} kbr_fx_crl_issue;
+
 typedef struct {
     const char *at, *reason;
 } kbr_fx_token_revoke_all;
@@ -255,6 +324,9 @@ typedef struct {
         kbr_fx_ota_report ota_report;
         kbr_fx_checkpoint checkpoint;
         kbr_fx_token_revoke_all token_revoke_all;
+        kbr_fx_issuer_rotate issuer_rotate;
+        kbr_fx_device_revoke device_revoke;
+        kbr_fx_crl_issue crl_issue;
     } u;
 } kbr_effect;
 
@@ -313,6 +385,63 @@ void kbr_store_close(kbr_store *st); /* accepts NULL */
  */
 KBR_WUR kbr_err kbr_store_lock(const char *url, int *fd, kbr_msg *msg);
 void kbr_store_unlock(int fd);
+/* Whether several brokers may serve the store at url at once (PostgreSQL): then each
+ * follows what the others commit (broker/daemon/follow.c).  SQLite stores are one
+ * broker's. */
+bool kbr_store_shared(const char *url);
+/*
+ * The key uses token jti has left under its max_uses, as the ledger counts them (its audit
+ * entries with key_use and outcome ok, this transaction's included): *left is -1 when the
+ * token has no max_uses or the ledger does not know it.  The writer asks before it records a
+ * key use, under the store's write lock, so max_uses holds across brokers sharing a store.
+ */
+KBR_WUR kbr_err kbr_store_token_uses_left(kbr_store *st, const char *jti, int64_t *left);
+/*
+ * Whether this connection may make the periodic checkpoints: of brokers sharing a store one
+ * at a time does (PostgreSQL: a session advisory lock, free again when its holder's
+ * connection ends); a SQLite store's one broker always may.
+ */
+KBR_WUR kbr_err kbr_store_checkpoint_lease(kbr_store *st, bool *held);
+
+/*
+ * Whether the store exists: KBR_OK, or KBR_ERR_NOT_FOUND with msg naming it.  Only --init
+ * creates a store (kbr_store_open does, for any caller); a daemon refuses to start on one
+ * that is not there, so a mistyped `store` never starts an empty deployment.
+ */
+KBR_WUR kbr_err kbr_store_exists(const char *url, kbr_msg *msg);
+
+/* ---- looking at a store without changing it (keybrokerd --check) ---- */
+typedef struct {
+    int schema_version;  /* the store's; 0 when it has none */
+    int current_version; /* this broker's: a lower one is migrated by the next start or --init */
+    long served_by;      /* pid of the keybrokerd holding the store's lock, or 0 */
+} kbr_store_info;
+/*
+ * Opens an existing store to read it and changes nothing: no schema is created or migrated,
+ * no lock taken, no file written or created (for SQLite, a store at rest is read as an
+ * immutable file; one a daemon serves through its WAL files, which exist).  The reads work on
+ * it only when info->schema_version is info->current_version.  KBR_ERR_NOT_FOUND for a store
+ * that does not exist, KBR_ERR_STORE for one that cannot be read; msg names the cause.
+ */
+KBR_WUR kbr_err kbr_store_open_readonly(const char *url, kbr_store **out, kbr_store_info *info,
+                                        kbr_msg *msg);
+
+/* ---- online copies (GET /v1/backup) ---- */
+/*
+ * A consistent copy of the whole store as one reader of st sees it at one instant, made while
+ * writers go on: *fd is open on a file that holds it (for SQLite, the VACUUM INTO of the
+ * store, made beside it and already unlinked, so nothing is left behind however the process
+ * ends).  The caller closes *fd.  KBR_ERR_STORE with msg naming the cause (no room, an
+ * interruption by kbr_store_interrupt).  info describes the copy as read from the copy.
+ */
+typedef struct {
+    int64_t last_seq;   /* the copy's last audit entry (0: none) */
+    char last_hash[65]; /* and its hash (64 zeros: none) */
+    int schema_version;
+} kbr_store_backup_info;
+KBR_WUR kbr_err kbr_store_backup(kbr_store *st, int *fd, kbr_store_backup_info *info, kbr_msg *msg);
+/* From any thread: a kbr_store_backup in progress on st stops with KBR_ERR_STORE. */
+void kbr_store_interrupt(kbr_store *st);
 
 /* ---- the writer's transaction ---- */
 /*
@@ -363,6 +492,55 @@ KBR_WUR kbr_err kbr_store_audit_insert(kbr_store *st, const kbr_store_audit_row 
  * digits), stored inside the writer's transaction; after kbr_store_audit_insert. */
 KBR_WUR kbr_err kbr_store_merkle_append(kbr_store *st, int64_t seq, const char *hash_hex);
 
+/* ---- evidence (API "Evidence"): the entries behind the facts about a subject ---- */
+
+/*
+ * The seqs (ascending, each once) of the entries behind every fact the ledger keeps about
+ * device (product, serial), or about product when serial is NULL.  A device: its
+ * provisioning, certificates, events, firmware history and debug unlocks, its batch (its
+ * markets), the builds it ran (with their SBOM documents), and what those entries lean on:
+ * the keys they name (registration and certificates, so every certificate chain is covered)
+ * and the tokens that made them.  A product: the keys it depends on (registration,
+ * certificates, retirement), its batches and its builds, and what those lean on likewise.
+ * The facts of a product's devices are in each device's own evidence.  An unknown subject
+ * gives an empty list.  New ref.
+ */
+KBR_WUR kbr_err kbr_store_evidence_seqs(kbr_store *st, const char *product, const char *serial,
+                                        json_t **seqs);
+/* The entries seqs names (an array of integers), as GET /v1/audit shows them.
+ * KBR_ERR_NOT_FOUND when one is not in the log.  New ref. */
+KBR_WUR kbr_err kbr_store_audit_entries(kbr_store *st, const json_t *seqs, json_t **entries);
+
+/* ---- checking a store against its log (keybrokerd --verify-store, kbr_audit.h) ---- */
+
+/* Reads until kbr_store_read_end see one snapshot of the store, whatever a writer commits. */
+KBR_WUR kbr_err kbr_store_read_begin(kbr_store *st);
+void kbr_store_read_end(kbr_store *st);
+/* A connection for a bulk job (checking a store, rebuilding one to throw away): a large cache
+ * and memory-mapped reads, and its commits are not made durable. */
+KBR_WUR kbr_err kbr_store_bulk_mode(kbr_store *st);
+/* A store rebuilt only to be compared and thrown away, by this connection alone: no journal,
+ * so a failed statement leaves it as it is (a replay stops at the first failure anyway). */
+KBR_WUR kbr_err kbr_store_scratch_mode(kbr_store *st);
+/* The first seq whose entry carries its ledger effects: 1, unless entries before it were
+ * written by a broker that did not record effects in its entries. */
+KBR_WUR kbr_err kbr_store_effects_from(kbr_store *st, int64_t *seq);
+/* The store's own consistency below its tables (SQLite: every index matches its table):
+ * KBR_ERR_CONFLICT with msg naming the first problem. */
+KBR_WUR kbr_err kbr_store_integrity(kbr_store *st, kbr_msg *msg);
+/*
+ * st against rebuilt, a store of the same kind rebuilt from st's log: the schema (tables,
+ * indexes, triggers), then every table row by row in key order.  KBR_ERR_CONFLICT with msg
+ * naming the first difference: the table, the row by its key (and the audit entry that
+ * recorded it), the column and both values.  Generated columns are not compared: they follow
+ * from the columns that are.
+ */
+typedef struct {
+    int64_t tables, rows;
+} kbr_store_compare_stats;
+KBR_WUR kbr_err kbr_store_compare(kbr_store *st, kbr_store *rebuilt, kbr_store_compare_stats *stats,
+                                  kbr_msg *msg);
+
 /* ---- reads ---- */
 
 /* A document (kbr_effects_add_document) by its address: *body (NUL-terminated beyond *len,
@@ -405,6 +583,12 @@ KBR_WUR kbr_err kbr_store_merkle_consistency(kbr_store *st, int64_t first, int64
  * public_key_pem, next_key_id, next_key_label, next_key_pem (null when absent)};
  * KBR_ERR_NOT_FOUND when there is none.  New ref. */
 KBR_WUR kbr_err kbr_store_checkpoint_latest(kbr_store *st, json_t **out);
+/* *found: a checkpoint with this signature is recorded. */
+KBR_WUR kbr_err kbr_store_checkpoint_find(kbr_store *st, const char *signature_b64, bool *found);
+/* The rotations (checkpoints with a next key) recorded by entries up to seq, in the order of
+ * their entries, each as kbr_store_checkpoint_latest shows a checkpoint: the chain of audit
+ * keys from the first to the one that signs after them.  New ref (an empty array without). */
+KBR_WUR kbr_err kbr_store_checkpoint_rotations(kbr_store *st, int64_t seq, json_t **out);
 
 /* Entries as GET /v1/audit shows them: the entry objects with "hash" added. New ref. */
 KBR_WUR kbr_err kbr_store_audit_page(kbr_store *st, int64_t after, int64_t limit, json_t **entries);
@@ -441,14 +625,21 @@ KBR_WUR kbr_err kbr_store_key_list(kbr_store *st, json_t **keys);
 /*
  * Tokens as GET /v1/tokens shows them: {jti, sub, scope, issued_at, not_before, expires_at,
  * uses, last_used_at, revoked_at, revoke_reason, issued_by, cnf_x5t, parent_jti (the issuing
- * token, null for a root), orphan}, in issue order.  uses counts committed
- * key uses (audit rows with key_use and outcome ok) with that jti.
+ * token, null for a root), orphan, kid (the issuer key that signed it)}, in issue order.
+ * uses counts committed key uses (audit rows with key_use and outcome ok) with that jti.
  * Filters may be NULL/false.  A key filter keeps tokens whose scope reaches the key
  * (no "keys" list, an exact name, or a matching "prefix*").  active keeps tokens
  * neither revoked nor expired at now.  New ref.
  */
 KBR_WUR kbr_err kbr_store_token_list(kbr_store *st, const char *sub, const char *key, bool active,
                                      time_t now, json_t **tokens);
+
+/*
+ * The token issuer's keys, in the order the log recorded them: {kid, hsm_label,
+ * public_key_pem, public_key_sha256, activated_at, replaced_at (null for the current one),
+ * audit_seq}; an empty array when the ledger has none yet.  New ref.
+ */
+KBR_WUR kbr_err kbr_store_issuer_keys(kbr_store *st, json_t **keys);
 
 /* Firmware build (product, version): {product, version, digest, hash, key, name, build_id,
  * signed_at, audit_seq, sbom_sha256 (the SBOM document, or null), components[]};
@@ -468,14 +659,23 @@ KBR_WUR kbr_err kbr_store_batch_list(kbr_store *st, json_t **out);
 /*
  * Device (product, serial): {product, serial, batch, factory, firmware_version, csr_sha256,
  * public_key_sha256 (null when unknown), provisioned_at, audit_seq, current_firmware,
- * current_firmware_at, certificates[]};
+ * current_firmware_at, revocation, certificates[]};
  * current_firmware (null when neither provisioning nor an install named one) is the factory
- * image or the latest OTA install by `at`.  Certificates in issue order, each
+ * image or the latest OTA install by `at`.  revocation is null, or {at, reason, reason_code,
+ * revoked_by, audit_seq} once the device is revoked.  Certificates in issue order, each
  * {serial_number, fingerprint, not_after, issued_at, superseded_at (null while current),
- * issuer_key, pem, audit_seq}.  KBR_ERR_NOT_FOUND if never provisioned.  New ref.
+ * issuer_key, pem, chain_pem, audit_seq, revoked_at and revocation_reason (null unless
+ * revoked)}.  KBR_ERR_NOT_FOUND if never provisioned.  New ref.
  */
 KBR_WUR kbr_err kbr_store_device_get(kbr_store *st, const char *product, const char *serial,
                                      json_t **out);
+/*
+ * What a CRL of issuer_key lists, read in one snapshot: {last_number (the issuer's last CRL
+ * number, 0 before its first), revoked: [{serial_number, fingerprint, revoked_at, reason_code}]
+ * (every revoked certificate issuer_key issued, by revoked_at then serial_number)}.  New ref.
+ */
+KBR_WUR kbr_err kbr_store_crl_contents(kbr_store *st, const char *issuer_key, json_t **out);
+
 /* The devices with this serial in any product, ordered by product, each {product, serial,
  * batch, factory}; an empty array when there is none.  New ref. */
 KBR_WUR kbr_err kbr_store_device_find(kbr_store *st, const char *serial, json_t **out);
@@ -622,9 +822,10 @@ KBR_WUR kbr_err kbr_store_view_exposure(kbr_store *st, const kbr_exposure_query 
  * View D: everything about device serial.  New ref:
  * {product, serial, batch, factory, markets, provisioned_at, audit_seq, firmware_version
  *  (factory image), current_firmware, current_firmware_at, public_key_sha256 (the identity
- *  key, null when the ledger does not know it),
+ *  key, null when the ledger does not know it), revocation (null, or {at, reason,
+ *  reason_code, revoked_by, audit_seq}),
  *  certificates: [{serial_number, fingerprint, not_after, issued_at, superseded_at, issuer_key,
- *   audit_seq}] in issue order,
+ *   audit_seq, revoked_at, revocation_reason}] in issue order,
  *  firmware: [as kbr_store_device_firmware], debug_auth: [{at, key, ticket, principal,
  *   permissions, challenge_sha256, expires_at, audit_seq}],
  *  events: [{kind, at, audit_seq}] in recorded order}.

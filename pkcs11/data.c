@@ -129,12 +129,9 @@ out:
 kbr_err kbr_p11_data_put(kbr_hsm_session *s, const char *label, const unsigned char *value,
                          size_t len)
 {
-    kbr_err err = KBR_OK;
     data_ctx c = {.label = label, .value = value, .len = len};
 
-    /* the look-up, the creation and the removals together, so that writes do not interleave */
-    pthread_mutex_lock(&s->hsm->gen_lock);
-    err = kbr_p11_with_retry(s, put_attempt, &c);
-    pthread_mutex_unlock(&s->hsm->gen_lock);
-    return err;
+    /* the caller holds objects_lock for writing (hsm.c), so the look-up, the creation and the
+     * removals go together and writes do not interleave */
+    return kbr_p11_with_retry(s, put_attempt, &c);
 }

@@ -237,7 +237,7 @@ static kbr_hsm *hsm_alloc(void)
     hsm->ops = &kbr_p11_local_ops;
     hsm->ctl = -1;
     pthread_mutex_init(&hsm->lock, NULL);
-    pthread_mutex_init(&hsm->gen_lock, NULL);
+    pthread_rwlock_init(&hsm->objects_lock, NULL);
     return hsm;
 }
 
@@ -283,7 +283,7 @@ static void local_close(kbr_hsm *hsm)
         dlclose(hsm->dl);
     kbr_secret_free(hsm->pin);
     pthread_mutex_destroy(&hsm->lock);
-    pthread_mutex_destroy(&hsm->gen_lock);
+    pthread_rwlock_destroy(&hsm->objects_lock);
     free(hsm);
 }
 
@@ -394,14 +394,74 @@ kbr_err kbr_p11_session_ping(kbr_hsm_session *s)
     return kbr_p11_with_retry(s, ping_attempt, NULL);
 }
 
+/* Calls that read token objects, beside a key being made (see objects_lock). */
+static kbr_err local_find_key(kbr_hsm_session *s, const char *label, kbr_hsm_key_info *out)
+{
+    kbr_err err;
+
+    pthread_rwlock_rdlock(&s->hsm->objects_lock);
+    err = kbr_p11_find_key(s, label, out);
+    pthread_rwlock_unlock(&s->hsm->objects_lock);
+    return err;
+}
+
+static kbr_err local_public_key(kbr_hsm_session *s, const char *label, EVP_PKEY **out)
+{
+    kbr_err err;
+
+    pthread_rwlock_rdlock(&s->hsm->objects_lock);
+    err = kbr_p11_public_key(s, label, out);
+    pthread_rwlock_unlock(&s->hsm->objects_lock);
+    return err;
+}
+
+static kbr_err local_sign(kbr_hsm_session *s, const char *label, kbr_sig_format fmt, kbr_hash hash,
+                          const unsigned char *in, size_t inlen, unsigned char **sig,
+                          size_t *siglen)
+{
+    kbr_err err;
+
+    pthread_rwlock_rdlock(&s->hsm->objects_lock);
+    err = kbr_p11_sign(s, label, fmt, hash, in, inlen, sig, siglen);
+    pthread_rwlock_unlock(&s->hsm->objects_lock);
+    return err;
+}
+
+static kbr_err local_list_objects(kbr_hsm_session *s, kbr_hsm_key_info **out, size_t *n)
+{
+    kbr_err err;
+
+    pthread_rwlock_rdlock(&s->hsm->objects_lock);
+    err = kbr_p11_list_objects(s, out, n);
+    pthread_rwlock_unlock(&s->hsm->objects_lock);
+    return err;
+}
+
+static kbr_err local_data_get(kbr_hsm_session *s, const char *label, kbr_hsm_data **out, size_t *n)
+{
+    kbr_err err;
+
+    pthread_rwlock_rdlock(&s->hsm->objects_lock);
+    err = kbr_p11_data_get(s, label, out, n);
+    pthread_rwlock_unlock(&s->hsm->objects_lock);
+    return err;
+}
+
 /* In the process that holds the module, whoever calls writes: there is nothing to check the
- * write against but the caller, who holds the PIN (keybrokerd --init and --recover). */
+ * write against but the caller, who holds the PIN (keybrokerd --init and --recover).  A write
+ * makes and destroys token objects, so it waits for readers as a key being made does, and
+ * its look-up, creation and removals are not interleaved with another write's. */
 static kbr_err local_data_put(kbr_hsm_session *s, const char *label, const unsigned char *value,
                               size_t len, const unsigned char *evidence, size_t evlen)
 {
+    kbr_err err;
+
     (void)evidence;
     (void)evlen;
-    return kbr_p11_data_put(s, label, value, len);
+    pthread_rwlock_wrlock(&s->hsm->objects_lock);
+    err = kbr_p11_data_put(s, label, value, len);
+    pthread_rwlock_unlock(&s->hsm->objects_lock);
+    return err;
 }
 
 const kbr_hsm_ops kbr_p11_local_ops = {
@@ -410,10 +470,10 @@ const kbr_hsm_ops kbr_p11_local_ops = {
     .session_close = kbr_p11_session_close,
     .ping = kbr_p11_session_ping,
     .generate = kbr_p11_generate,
-    .find_key = kbr_p11_find_key,
-    .public_key = kbr_p11_public_key,
-    .sign = kbr_p11_sign,
-    .list_objects = kbr_p11_list_objects,
-    .data_get = kbr_p11_data_get,
+    .find_key = local_find_key,
+    .public_key = local_public_key,
+    .sign = local_sign,
+    .list_objects = local_list_objects,
+    .data_get = local_data_get,
     .data_put = local_data_put,
 };

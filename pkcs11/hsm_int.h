@@ -71,8 +71,14 @@ struct kbr_hsm {
     bool finalize; /* we initialized the module, so we finalize it */
     /* Guards slot, anchor and every login: recovery runs from any worker. */
     pthread_mutex_t lock;
-    /* Serializes the label check and the generation so a label stays unique. */
-    pthread_mutex_t gen_lock;
+    /*
+     * Making a key runs alone: it holds this for writing (which also keeps the label check and
+     * the generation together, so a label stays unique), every other call that touches token
+     * objects holds it for reading.  Some modules fail an object creation that runs while
+     * other sessions read token objects (SoftHSM2's file object store: CKR_GENERAL_ERROR,
+     * SoftHSMv2 issue 573); keys are made rarely, so the wait costs nothing that matters.
+     */
+    pthread_rwlock_t objects_lock;
     CK_SLOT_ID slot;
     bool slot_known;
     /* A session held for the life of the kbr_hsm: the login lasts as long as

@@ -172,9 +172,9 @@ kbr_err kbr_p11_generate(kbr_hsm_session *s, const char *label, kbr_alg alg, kbr
     c->label = label;
     c->alg = alg;
     c->out = out;
-    pthread_mutex_lock(&s->hsm->gen_lock);
+    pthread_rwlock_wrlock(&s->hsm->objects_lock);
     err = kbr_p11_with_retry(s, gen_attempt, c);
-    pthread_mutex_unlock(&s->hsm->gen_lock);
+    pthread_rwlock_unlock(&s->hsm->objects_lock);
 out:
     free(c);
     return err;

@@ -1,11 +1,17 @@
 /*
- * registry.c - the tokens this broker issued, the cache of verified token
- * strings, revocation and use counters.
+ * registry.c - the issuer keys, the tokens this broker issued, the cache of
+ * verified token strings, revocation and use counters.
  *
- * The cache maps SHA-256(token string) to the registry entry, so a cache
- * hit skips the ECDSA verify but never the registry: revocation, expiry and
- * the certificate binding are checked on every call, which is what makes a
- * revocation take effect at once without touching the cache.
+ * The cache maps SHA-256(token string) to the registry entry and the issuer
+ * key that verified it, so a cache hit skips the ECDSA verify but never the
+ * registry: revocation, expiry, the signing key's trust and the certificate
+ * binding are checked on every call, which is what makes a revocation take
+ * effect at once without touching the cache.
+ *
+ * Issuer keys: the current one signs new tokens; one it replaced stays
+ * trusted while a token it signed is unexpired.  Since no key but the
+ * current one ever signs again, a replaced key's trust ends at a time fixed
+ * by the tokens it signed, and never comes back.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +23,16 @@
 #include "policy_int.h"
 
 #define CACHE_MAX_DEFAULT 100000
+
+/* An issuer key, kept for the policy's life (cache entries point at it). */
+typedef struct issuer_key {
+    char kid[64];
+    EVP_PKEY *pub;
+    json_t *jwk;
+    bool current;
+    time_t last_exp; /* the latest exp of the tokens the registry says it signed */
+    struct issuer_key *next;
+} issuer_key;
 
 typedef struct {
     kbr_token tok;    /* first, so a borrowed kbr_token * is the entry */
@@ -36,14 +52,15 @@ typedef struct {
 typedef struct {
     unsigned char hash[32];
     reg_entry *reg;
+    issuer_key *key; /* the key that verified it */
     time_t exp, nbf; /* the token's own claims */
     UT_hash_handle hh;
 } cache_entry;
 
 struct kbr_policy {
     char *instance_id;
-    EVP_PKEY *issuer_pub;
-    reg_entry *tokens; /* uthash keeps insertion order: parents before their children */
+    issuer_key *issuers; /* in the order added: the ledger's */
+    reg_entry *tokens;   /* uthash keeps insertion order: parents before their children */
     principal *principals;
     unsigned cascade_pass;
     cache_entry *cache; /* uthash keeps insertion order: the head is the oldest */
@@ -55,31 +72,126 @@ struct kbr_policy {
 /* What an authentication decides on, from the cache or from a fresh verify. */
 typedef struct {
     reg_entry *reg;
+    issuer_key *key;
     time_t exp, nbf;
 } verified;
 
 /* ---- lifetime ---- */
 
-kbr_err kbr_policy_new(const char *instance_id, EVP_PKEY *issuer_pub, kbr_policy **out)
+kbr_err kbr_policy_new(const char *instance_id, kbr_policy **out)
 {
     kbr_err err = KBR_OK;
     kbr_policy *p = NULL;
 
     *out = NULL;
     KBR_ENSURE(instance_id != NULL && instance_id[0] != '\0', KBR_ERR_CONFIG);
-    KBR_ENSURE(kbr_pkey_is_p256(issuer_pub), KBR_ERR_CONFIG);
     p = calloc(1, sizeof(*p));
     KBR_ENSURE(p != NULL, KBR_ERR_NOMEM);
     p->cache_max = CACHE_MAX_DEFAULT;
     p->instance_id = strdup(instance_id);
     KBR_ENSURE(p->instance_id != NULL, KBR_ERR_NOMEM);
-    KBR_ENSURE(EVP_PKEY_up_ref(issuer_pub) == 1, KBR_ERR_CRYPTO);
-    p->issuer_pub = issuer_pub;
     *out = p;
     p = NULL;
 out:
     kbr_policy_free(p);
     return err;
+}
+
+/* ---- issuer keys ---- */
+
+static issuer_key *issuer_find(const kbr_policy *p, const char *kid)
+{
+    for (issuer_key *k = p->issuers; kid != NULL && k != NULL; k = k->next)
+        if (strcmp(k->kid, kid) == 0)
+            return k;
+    return NULL;
+}
+
+static bool issuer_trusted(const issuer_key *k, time_t now)
+{
+    return k->current || k->last_exp > now;
+}
+
+static void issuer_free(issuer_key *k)
+{
+    if (k == NULL)
+        return;
+    EVP_PKEY_free(k->pub);
+    json_decref(k->jwk);
+    free(k);
+}
+
+kbr_err kbr_policy_add_issuer(kbr_policy *p, const char *kid, EVP_PKEY *pub, bool current)
+{
+    kbr_err err = KBR_OK;
+    issuer_key *k = NULL, **tail;
+    const char *thumbprint;
+
+    KBR_ENSURE(kid != NULL && kbr_pkey_is_p256(pub), KBR_ERR_BAD_REQUEST);
+    KBR_ENSURE(issuer_find(p, kid) == NULL, KBR_ERR_CONFLICT);
+    k = calloc(1, sizeof(*k));
+    KBR_ENSURE(k != NULL, KBR_ERR_NOMEM);
+    KBR_GUARD(kbr_jwk_from_pkey(pub, &k->jwk));
+    thumbprint = json_string_value(json_object_get(k->jwk, "kid"));
+    KBR_ENSURE(thumbprint != NULL && strcmp(thumbprint, kid) == 0 && strlen(kid) < sizeof(k->kid),
+               KBR_ERR_BAD_REQUEST);
+    memcpy(k->kid, kid, strlen(kid) + 1);
+    KBR_ENSURE(EVP_PKEY_up_ref(pub) == 1, KBR_ERR_CRYPTO);
+    k->pub = pub;
+    k->current = current;
+    for (tail = &p->issuers; *tail != NULL; tail = &(*tail)->next)
+        if (current)
+            (*tail)->current = false;
+    *tail = k;
+    k = NULL;
+out:
+    issuer_free(k);
+    return err;
+}
+
+const char *kbr_policy_current_kid(const kbr_policy *p)
+{
+    for (const issuer_key *k = p->issuers; k != NULL; k = k->next)
+        if (k->current)
+            return k->kid;
+    return NULL;
+}
+
+bool kbr_policy_issuer_state(const kbr_policy *p, const char *kid, time_t now,
+                             kbr_issuer_state *out)
+{
+    const issuer_key *k = issuer_find(p, kid);
+
+    memset(out, 0, sizeof(*out));
+    if (k == NULL)
+        return false;
+    out->current = k->current;
+    out->trusted = issuer_trusted(k, now);
+    out->last_exp = k->last_exp;
+    return true;
+}
+
+/* The newest keys first after the current one: the list is in the order they were added. */
+static bool jwks_add_older(json_t *arr, const issuer_key *k, time_t now)
+{
+    if (k == NULL)
+        return true;
+    if (!jwks_add_older(arr, k->next, now))
+        return false;
+    return k->current || !issuer_trusted(k, now) || json_array_append(arr, k->jwk) == 0;
+}
+
+json_t *kbr_policy_jwks(const kbr_policy *p, time_t now)
+{
+    json_t *keys = json_array();
+    const issuer_key *cur = issuer_find(p, kbr_policy_current_kid(p));
+
+    if (keys == NULL || (cur != NULL && json_array_append(keys, cur->jwk) != 0) ||
+        !jwks_add_older(keys, p->issuers, now)) {
+        json_decref(keys);
+        return NULL;
+    }
+    return json_pack("{s:o}", "keys", keys);
 }
 
 static void cache_del(kbr_policy *p, cache_entry *ce)
@@ -131,7 +243,11 @@ void kbr_policy_free(kbr_policy *p)
         token_cleanup(&e->tok);
         free(e);
     }
-    EVP_PKEY_free(p->issuer_pub);
+    while (p->issuers != NULL) {
+        issuer_key *next = p->issuers->next;
+        issuer_free(p->issuers);
+        p->issuers = next;
+    }
     free(p->instance_id);
     free(p);
 }
@@ -222,7 +338,7 @@ static kbr_err row_ids(const json_t *row, kbr_token *t)
 {
     kbr_err err = KBR_OK;
     const char *jti = json_string_value(json_object_get(row, "jti"));
-    char *cnf = NULL;
+    char *cnf = NULL, *kid = NULL;
 
     KBR_ENSURE(kbr_jti_valid(jti), KBR_ERR_BAD_REQUEST);
     memcpy(t->jti, jti, sizeof(t->jti));
@@ -236,9 +352,15 @@ static kbr_err row_ids(const json_t *row, kbr_token *t)
     KBR_ENSURE(cnf == NULL || strlen(cnf) < sizeof(t->cnf_x5t), KBR_ERR_BAD_REQUEST);
     if (cnf != NULL)
         memcpy(t->cnf_x5t, cnf, strlen(cnf) + 1);
+    KBR_GUARD(row_str(row, "kid", true, &kid));
+    KBR_ENSURE(kid == NULL || (kid[0] != '\0' && strlen(kid) < sizeof(t->kid)),
+               KBR_ERR_BAD_REQUEST);
+    if (kid != NULL)
+        memcpy(t->kid, kid, strlen(kid) + 1);
     KBR_GUARD(row_parent(row, t));
 out:
     free(cnf);
+    free(kid);
     return err;
 }
 
@@ -326,9 +448,15 @@ kbr_err kbr_policy_add_token(kbr_policy *p, const json_t *row)
     kbr_token t = {.sub = NULL};
     bool has_uses = false;
     reg_entry *e;
+    issuer_key *signer;
 
     KBR_GUARD(row_to_token(row, &t, &has_uses));
+    signer = t.kid[0] != '\0' ? issuer_find(p, t.kid) : NULL;
+    KBR_ENSURE(t.kid[0] == '\0' || signer != NULL, KBR_ERR_BAD_REQUEST);
     KBR_GUARD(kbr_policy_principal_claim(p, t.sub, &t.scope));
+    /* the key stays trusted as long as a token it signed may be used */
+    if (signer != NULL && t.expires_at > signer->last_exp)
+        signer->last_exp = t.expires_at;
     e = reg_find(p, t.jti);
     if (e != NULL)
         reg_update(p, e, &t, has_uses);
@@ -345,6 +473,22 @@ void kbr_policy_set_uses(kbr_policy *p, const char *jti, int64_t uses)
 
     if (e != NULL)
         e->tok.uses = uses >= 0 ? uses : 0;
+}
+
+void kbr_policy_add_uses(kbr_policy *p, const char *jti, int64_t n)
+{
+    reg_entry *e = reg_find(p, jti);
+
+    if (e != NULL && n > 0)
+        e->tok.uses += n;
+}
+
+void kbr_policy_uses_spent(kbr_policy *p, const char *jti)
+{
+    reg_entry *e = reg_find(p, jti);
+
+    if (e != NULL && e->tok.scope.max_uses >= 0 && e->tok.uses < e->tok.scope.max_uses)
+        e->tok.uses = e->tok.scope.max_uses;
 }
 
 /* ---- the cache ---- */
@@ -390,6 +534,7 @@ static void cache_insert(kbr_policy *p, const unsigned char hash[32], const veri
         return;
     memcpy(ce->hash, hash, sizeof(ce->hash));
     ce->reg = v->reg;
+    ce->key = v->key;
     ce->exp = v->exp;
     ce->nbf = v->nbf;
     HASH_ADD(hh, p->cache, hash, sizeof(ce->hash), ce);
@@ -399,7 +544,8 @@ static void cache_insert(kbr_policy *p, const unsigned char hash[32], const veri
 
 /* ---- authentication ---- */
 
-/* The signed claims must name a token of ours, as we recorded it. */
+/* The signed claims must name a token of ours, as we recorded it, signed by the key we
+ * recorded: a token of one key re-signed under another broker key is not that token. */
 static kbr_err match_registry(kbr_policy *p, const kbr_jwt_claims *c, reg_entry **out, kbr_msg *msg)
 {
     reg_entry *e = reg_find(p, c->jti);
@@ -409,7 +555,27 @@ static kbr_err match_registry(kbr_policy *p, const kbr_jwt_claims *c, reg_entry 
         return kbr_fail(msg, KBR_ERR_UNAUTHENTICATED, "token not issued by this broker");
     if (strcmp(e->tok.cnf_x5t, c->cnf_x5t) != 0)
         return kbr_fail(msg, KBR_ERR_UNAUTHENTICATED, "token binding differs from its record");
+    if (strcmp(e->tok.kid, c->kid) != 0)
+        return kbr_fail(msg, KBR_ERR_UNAUTHENTICATED, "token kid differs from its record");
     *out = e;
+    return KBR_OK;
+}
+
+/* kbr_jwt_key_fn over the issuer keys: by exact kid, and only while trusted. */
+static kbr_err key_for_kid(void *arg, const char *kid, time_t now, EVP_PKEY **pub, void **key,
+                           kbr_msg *msg)
+{
+    issuer_key *k = issuer_find(arg, kid);
+
+    *pub = NULL;
+    *key = NULL;
+    if (k == NULL)
+        return kbr_fail(msg, KBR_ERR_UNAUTHENTICATED,
+                        "token kid is not one of this broker's issuer keys");
+    if (!issuer_trusted(k, now))
+        return kbr_fail(msg, KBR_ERR_UNAUTHENTICATED, "token kid names a retired issuer key");
+    *pub = k->pub;
+    *key = k;
     return KBR_OK;
 }
 
@@ -418,9 +584,11 @@ static kbr_err verify_fresh(kbr_policy *p, const char *bearer, time_t now, verif
 {
     kbr_err err = KBR_OK;
     kbr_jwt_claims c = {.sub = NULL};
+    void *key = NULL;
 
-    KBR_GUARD(kbr_jwt_verify(bearer, p->issuer_pub, p->instance_id, now, 0, &c, msg));
+    KBR_GUARD(kbr_jwt_verify(bearer, key_for_kid, p, p->instance_id, now, 0, &c, &key, msg));
     KBR_GUARD(match_registry(p, &c, &v->reg, msg));
+    v->key = key;
     v->exp = c.exp;
     v->nbf = c.nbf;
 out:
@@ -444,6 +612,8 @@ static kbr_err check_live(const verified *v, time_t now, const char *client_x5t,
         return kbr_fail(msg, KBR_ERR_UNAUTHENTICATED, "token expired");
     if (nbf > now)
         return kbr_fail(msg, KBR_ERR_UNAUTHENTICATED, "token not yet valid");
+    if (!issuer_trusted(v->key, now))
+        return kbr_fail(msg, KBR_ERR_UNAUTHENTICATED, "token kid names a retired issuer key");
     if (t->cnf_x5t[0] != '\0' &&
         (client_x5t == NULL ||
          !kbr_secret_equal(t->cnf_x5t, strlen(t->cnf_x5t), client_x5t, strlen(client_x5t))))
@@ -467,7 +637,7 @@ static kbr_err lookup_or_verify(kbr_policy *p, const char *bearer, time_t now, v
     }
     if (ce != NULL) {
         p->hits++;
-        *v = (verified){ce->reg, ce->exp, ce->nbf};
+        *v = (verified){ce->reg, ce->key, ce->exp, ce->nbf};
         goto out;
     }
     p->misses++;

@@ -5,8 +5,7 @@
 #include "kbr_policy.h"
 
 /* A name list longer than this is not a scope but an abuse of one. */
-#define NAMELIST_MAX   1024
-#define NAME_MAX_CHARS 128
+#define NAMELIST_MAX 1024
 
 static const struct {
     kbr_op op;
@@ -62,21 +61,10 @@ void kbr_scope_cleanup(kbr_scope *scope)
     scope->max_uses = -1;
 }
 
-static bool name_char_ok(char c)
-{
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           strchr("._:/@+-", c) != NULL;
-}
-
-/* 1..128 chars of the name alphabet, '*' allowed only last; "*" alone means any. */
+/* A name, or a prefix of one and '*' (common/names.c); "*" alone means any. */
 static bool name_entry_ok(const char *s, size_t len)
 {
-    if (len == 0 || len > NAME_MAX_CHARS)
-        return false;
-    for (size_t i = 0; i < len; i++)
-        if (!name_char_ok(s[i]) && !(s[i] == '*' && i == len - 1))
-            return false;
-    return true;
+    return strlen(s) == len && kbr_name_pattern_valid(s, len);
 }
 
 static kbr_err parse_name_entry(const json_t *v, const char *field, size_t i, char **out,
@@ -90,7 +78,7 @@ static kbr_err parse_name_entry(const json_t *v, const char *field, size_t i, ch
     if (!name_entry_ok(s, json_string_length(v)))
         return kbr_fail(msg, KBR_ERR_BAD_REQUEST,
                         "%s[%zu]: must be 1-%d chars of [A-Za-z0-9._:/@+-], '*' only last", field,
-                        i, NAME_MAX_CHARS);
+                        i, KBR_NAME_MAX);
     *out = strdup(s);
     return *out == NULL ? KBR_ERR_NOMEM : KBR_OK;
 }
@@ -221,28 +209,12 @@ json_t *kbr_scope_to_json(const kbr_scope *scope)
 }
 
 /* Length of the prefix an entry stands for, or -1 when the entry is an exact name. */
-static long prefix_len(const char *entry)
-{
-    size_t n = strlen(entry);
-
-    return n > 0 && entry[n - 1] == '*' ? (long)(n - 1) : -1;
-}
-
-static bool entry_matches(const char *entry, const char *name)
-{
-    long p = prefix_len(entry);
-
-    if (p < 0)
-        return strcmp(entry, name) == 0;
-    return strncmp(entry, name, (size_t)p) == 0;
-}
-
 bool kbr_namelist_match(const kbr_namelist *list, const char *name)
 {
     if (!list->present)
         return true;
     for (size_t i = 0; name != NULL && i < list->n; i++)
-        if (entry_matches(list->items[i], name))
+        if (kbr_name_matches(list->items[i], name))
             return true;
     return false;
 }
@@ -286,20 +258,10 @@ bool kbr_namelist_is_any(const kbr_namelist *l)
     return false;
 }
 
-/* Is every name that req_entry matches also matched by issuer_entry? */
-static bool entry_covers(const char *issuer_entry, const char *req_entry)
-{
-    long ip = prefix_len(issuer_entry), rp = prefix_len(req_entry);
-
-    if (rp < 0)
-        return entry_matches(issuer_entry, req_entry);
-    return ip >= 0 && ip <= rp && strncmp(issuer_entry, req_entry, (size_t)ip) == 0;
-}
-
 static bool namelist_covers(const kbr_namelist *issuer, const char *req_entry)
 {
     for (size_t i = 0; i < issuer->n; i++)
-        if (entry_covers(issuer->items[i], req_entry))
+        if (kbr_name_pattern_covers(issuer->items[i], req_entry))
             return true;
     return false;
 }

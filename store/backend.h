@@ -33,6 +33,8 @@ typedef kbr_fx_token_issue kbr_eff_token;
 typedef kbr_fx_firmware_sign kbr_eff_firmware;
 typedef kbr_effect_component kbr_eff_component;
 typedef kbr_fx_debug_authorize kbr_eff_debug;
+typedef kbr_fx_device_revoke kbr_eff_revoke;
+typedef kbr_fx_crl_issue kbr_eff_crl;
 
 /* Whose certificate: a registry key (key_name) or a device (product, serial). */
 typedef struct {
@@ -78,13 +80,25 @@ typedef kbr_err (*kbr_fleet_fn)(const kbr_fleet_row *row, void *arg, bool *stop)
 
 struct kbr_store_ops {
     const char *scheme;
+    /* See kbr_store_shared. */
+    bool shared;
     /* location is the URL after "scheme:". */
     kbr_err (*open)(const char *location, kbr_store **out, kbr_msg *msg);
     void (*close)(kbr_store *st);
     /* See kbr_store_lock. */
     kbr_err (*lock)(const char *location, int *fd, kbr_msg *msg);
+    /* See kbr_store_exists, kbr_store_open_readonly, kbr_store_backup and
+     * kbr_store_interrupt; a back end without one leaves it NULL. */
+    kbr_err (*exists)(const char *location, kbr_msg *msg);
+    kbr_err (*open_readonly)(const char *location, kbr_store **out, kbr_store_info *info,
+                             kbr_msg *msg);
+    kbr_err (*backup)(kbr_store *st, int *fd, kbr_store_backup_info *info, kbr_msg *msg);
+    void (*interrupt)(kbr_store *st);
 
     kbr_err (*writer_mode)(kbr_store *st);
+    /* See kbr_store_token_uses_left and kbr_store_checkpoint_lease. */
+    kbr_err (*token_uses_left)(kbr_store *st, const char *jti, int64_t *left);
+    kbr_err (*checkpoint_lease)(kbr_store *st, bool *held);
     kbr_err (*maintain)(kbr_store *st);
     kbr_err (*begin)(kbr_store *st);
     kbr_err (*commit)(kbr_store *st);
@@ -101,6 +115,17 @@ struct kbr_store_ops {
     /* Retiring a retired key keeps its first retired_at; an unknown name is a constraint. */
     kbr_err (*key_retire)(kbr_store *st, const char *name, const char *at);
     kbr_err (*token_issue)(kbr_store *st, const kbr_eff_token *t, int64_t seq);
+    /* The current issuer key's kid (*kid is the caller's); KBR_ERR_NOT_FOUND when none. */
+    kbr_err (*issuer_current)(kbr_store *st, char **kid);
+    /* Marks the current key kid replaced at `at`. */
+    kbr_err (*issuer_replace)(kbr_store *st, const char *kid, const char *at);
+    /* KBR_ERR_STORE_CONSTRAINT when the kid, label or public key is an issuer key already. */
+    kbr_err (*issuer_insert)(kbr_store *st, const kbr_fx_issuer_rotate *r,
+                             const char *public_key_sha256, int64_t seq);
+    /* Every token without a kid gets kid. */
+    kbr_err (*tokens_assign_kid)(kbr_store *st, const char *kid);
+    /* See kbr_store_issuer_keys. */
+    kbr_err (*issuer_keys)(kbr_store *st, json_t **keys);
     /* Only a live token is changed: the first revocation's time and reason stay. */
     kbr_err (*token_revoke)(kbr_store *st, const char *jti, const char *at, const char *reason);
     /* Every live token, likewise. */
@@ -112,6 +137,15 @@ struct kbr_store_ops {
     kbr_err (*component_insert)(kbr_store *st, const char *product, const char *version,
                                 const kbr_eff_component *c);
     kbr_err (*key_exists)(kbr_store *st, const char *name, bool *exists);
+    /* See kbr_store_evidence_seqs. */
+    kbr_err (*evidence_seqs)(kbr_store *st, const char *product, const char *serial, json_t **seqs);
+    /* Checking a store against its log: see kbr_store_bulk_mode and the calls after it. */
+    kbr_err (*bulk_mode)(kbr_store *st);
+    kbr_err (*scratch_mode)(kbr_store *st);
+    kbr_err (*effects_from)(kbr_store *st, int64_t *seq);
+    kbr_err (*integrity)(kbr_store *st, kbr_msg *msg);
+    kbr_err (*compare)(kbr_store *st, kbr_store *rebuilt, kbr_store_compare_stats *stats,
+                       kbr_msg *msg);
     /* Keeps the document unless the store has it (then the first entry that named it stays). */
     kbr_err (*document_put)(kbr_store *st, const kbr_document *doc, int64_t seq);
     kbr_err (*document_exists)(kbr_store *st, const char *sha256, bool *exists);
@@ -147,13 +181,28 @@ struct kbr_store_ops {
      * it was, whatever the key. */
     kbr_err (*debug_challenge_insert)(kbr_store *st, const kbr_eff_debug *d, int64_t seq);
     /* *added is false, and nothing is written, when the history already holds the same fact
-     * (product, serial, version, status, at). */
+     * (product, serial, version, status, at); KBR_ERR_STORE_CONSTRAINT for a device the ledger
+     * does not know. */
     kbr_err (*device_firmware_insert)(kbr_store *st, const kbr_eff_device_firmware *r, int64_t seq,
                                       bool *added);
     /* Makes version the device's current firmware as of `at`, unless what it has now was
      * installed later than `at`. */
     kbr_err (*device_firmware_current)(kbr_store *st, const char *product, const char *serial,
                                        const char *version, const char *at);
+    /* Revocation and CRLs (v5). */
+    kbr_err (*device_revoked)(kbr_store *st, const char *product, const char *serial,
+                              bool *revoked);
+    /* Records the device's revocation and each certificate's; the rules are effects.c's. */
+    kbr_err (*device_revoke)(kbr_store *st, const kbr_eff_revoke *d, int64_t seq);
+    /* The issuer's last CRL number, 0 before its first. */
+    kbr_err (*crl_last_number)(kbr_store *st, const char *issuer_key, int64_t *last);
+    kbr_err (*crl_insert)(kbr_store *st, const kbr_eff_crl *l, int64_t seq);
+    /* {serial_number, fingerprint, revoked_at, reason_code} of every revoked certificate
+     * issuer_key issued, by revoked_at then serial_number. */
+    kbr_err (*crl_revoked)(kbr_store *st, const char *issuer_key, json_t **rows);
+    /* {at, reason, reason_code, revoked_by, audit_seq}; KBR_ERR_NOT_FOUND unless revoked. */
+    kbr_err (*device_revocation)(kbr_store *st, const char *product, const char *serial,
+                                 json_t **out);
 
     kbr_err (*audit_insert)(kbr_store *st, const kbr_store_audit_row *row);
     kbr_err (*audit_tail)(kbr_store *st, int64_t *seq, char hash[65]);
@@ -165,6 +214,8 @@ struct kbr_store_ops {
     /* KBR_ERR_STORE_CONSTRAINT when the signature was recorded before. */
     kbr_err (*checkpoint_insert)(kbr_store *st, const kbr_fx_checkpoint *c, int64_t seq);
     kbr_err (*checkpoint_latest)(kbr_store *st, json_t **out);
+    kbr_err (*checkpoint_find)(kbr_store *st, const char *signature_b64, bool *found);
+    kbr_err (*checkpoint_rotations)(kbr_store *st, int64_t seq, json_t **out);
     kbr_err (*audit_walk)(kbr_store *st, int64_t after, int64_t limit, kbr_store_entry_fn fn,
                           void *arg);
     /* audit_walk over the entries scope lets its reader see (scope not NULL). */
@@ -186,7 +237,8 @@ struct kbr_store_ops {
     kbr_err (*batch_get)(kbr_store *st, const char *batch, json_t **out);
     kbr_err (*batch_list)(kbr_store *st, json_t **out);
     /* The device's row; its certificates {serial_number, fingerprint, not_after, issued_at,
-     * superseded_at, issuer_key, pem, audit_seq} in issue order. */
+     * superseded_at, issuer_key, pem, chain_pem, audit_seq, revoked_at, revocation_reason} in
+     * issue order. */
     kbr_err (*device_get)(kbr_store *st, const char *product, const char *serial, json_t **out);
     kbr_err (*device_certificates)(kbr_store *st, const char *product, const char *serial,
                                    json_t **rows);
@@ -256,6 +308,8 @@ struct kbr_store_ops {
 };
 
 extern const kbr_store_ops kbr_store_sqlite_ops;
+/* postgresql:// and postgres:// (store/pg.c) */
+extern const kbr_store_ops kbr_store_pg_ops, kbr_store_pg_alt_ops;
 
 /* exposure.c: View C's builds, devices, remediation and pending page (q checked, its limit
  * resolved), read in one snapshot: {builds, devices: {current, by_batch}, remediation?,

@@ -38,6 +38,9 @@ static const char *const type_names[] = {
     [KBR_EFFECT_OTA_REPORT] = "ota.report",
     [KBR_EFFECT_CHECKPOINT] = "checkpoint",
     [KBR_EFFECT_TOKEN_REVOKE_ALL] = "token.revoke_all",
+    [KBR_EFFECT_ISSUER_ROTATE] = "issuer.rotate",
+    [KBR_EFFECT_DEVICE_REVOKE] = "device.revoke",
+    [KBR_EFFECT_CRL_ISSUE] = "crl.issue",
 };
 
 #define N_TYPES (sizeof(type_names) / sizeof(type_names[0]))
@@ -45,6 +48,32 @@ static const char *const type_names[] = {
 const char *kbr_effect_type_name(kbr_effect_type type)
 {
     return (size_t)type < N_TYPES ? type_names[type] : NULL;
+}
+
+/* RFC 5280 5.3.1; the codes a revocation for good can carry (kbr_store.h). */
+static const struct {
+    const char *name;
+    int code;
+} reasons[] = {
+    {"unspecified", 0},        {"keyCompromise", 1}, {"cACompromise", 2},
+    {"affiliationChanged", 3}, {"superseded", 4},    {"cessationOfOperation", 5},
+    {"privilegeWithdrawn", 9},
+};
+
+int kbr_store_revocation_reason_code(const char *name)
+{
+    for (size_t i = 0; name != NULL && i < sizeof(reasons) / sizeof(reasons[0]); i++)
+        if (strcmp(reasons[i].name, name) == 0)
+            return reasons[i].code;
+    return -1;
+}
+
+const char *kbr_store_revocation_reason_name(int64_t code)
+{
+    for (size_t i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++)
+        if (reasons[i].code == code)
+            return reasons[i].name;
+    return NULL;
 }
 
 static bool type_from_name(const char *name, kbr_effect_type *out)
@@ -259,6 +288,40 @@ static void copy_key_create(copier *c, const kbr_effect *in, kbr_effect *out)
     };
 }
 
+/* An RFC 7638 thumbprint as JWS carries it: SHA-256, 43 base64url characters. */
+#define KID_LEN 43
+
+static const char *kid(copier *c, const char *s, bool required)
+{
+    if (s == NULL)
+        return required ? fail(c, KBR_ERR_INTERNAL) : NULL;
+    if (strlen(s) != KID_LEN || strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                          "0123456789-_") != KID_LEN)
+        return fail(c, KBR_ERR_INTERNAL);
+    return dup(c, s);
+}
+
+/*
+ * The broker's own labels: "kbr/issuer", or "kbr/issuer/" and a suffix of printable ASCII
+ * (PKCS#11 labels are at most what the HSM layer takes).  A product key's label is never one
+ * (kbr/key/NAME, or a registered label, which may not start with kbr/), so the ledger cannot
+ * name a key a sign token reaches as the token issuer.
+ */
+static const char *issuer_label(copier *c, const char *s)
+{
+    static const char prefix[] = "kbr/issuer/";
+    size_t n = s != NULL ? strlen(s) : 0;
+
+    if (s == NULL || n >= 128 ||
+        (strcmp(s, "kbr/issuer") != 0 &&
+         (strncmp(s, prefix, sizeof(prefix) - 1) != 0 || n == sizeof(prefix) - 1)))
+        return fail(c, KBR_ERR_INTERNAL);
+    for (size_t i = 0; i < n; i++)
+        if (s[i] <= 0x20 || s[i] >= 0x7f)
+            return fail(c, KBR_ERR_INTERNAL);
+    return dup(c, s);
+}
+
 /* The scope stays opaque to the store, but it is a JSON object. */
 static void scope_is_object(copier *c, const char *scope_json)
 {
@@ -285,8 +348,24 @@ static void copy_token_issue(copier *c, const kbr_effect *in, kbr_effect *out)
         .parent_jti = str(c, t->parent_jti, false),
         .scope_json = str(c, t->scope_json, true),
         .orphan = t->orphan,
+        .kid = kid(c, t->kid, false),
     };
     scope_is_object(c, t->scope_json);
+}
+
+static void copy_issuer_rotate(copier *c, const kbr_effect *in, kbr_effect *out)
+{
+    const kbr_fx_issuer_rotate *i = &in->u.issuer_rotate;
+
+    out->u.issuer_rotate = (kbr_fx_issuer_rotate){
+        .kid = kid(c, i->kid, true),
+        .hsm_label = issuer_label(c, i->hsm_label),
+        .public_key_pem = str(c, i->public_key_pem, true),
+        .at = when(c, i->at, true),
+        .replaces = kid(c, i->replaces, false),
+    };
+    if (i->replaces != NULL && i->kid != NULL && strcmp(i->replaces, i->kid) == 0)
+        fail(c, KBR_ERR_INTERNAL);
 }
 
 static void copy_firmware(copier *c, const kbr_effect *in, kbr_effect *out)
@@ -439,6 +518,54 @@ static void copy_checkpoint(copier *c, const kbr_fx_checkpoint *in, kbr_fx_check
         fail(c, KBR_ERR_INTERNAL);
 }
 
+/* The reason is a name the ledger knows and the code is its own; the list is not empty. */
+static void copy_revoke(copier *c, const kbr_effect *in, kbr_effect *out)
+{
+    const kbr_fx_device_revoke *d = &in->u.device_revoke;
+    kbr_effect_revoked_cert *certs = copy_array(c, d->ncertificates, sizeof(*certs));
+
+    out->u.device_revoke = (kbr_fx_device_revoke){
+        .product = str(c, d->product, true),
+        .serial = str(c, d->serial, true),
+        .at = when(c, d->at, true),
+        .reason = str(c, d->reason, true),
+        .reason_code = d->reason_code,
+        .revoked_by = str(c, d->revoked_by, true),
+        .certificates = certs,
+        .ncertificates = d->ncertificates,
+    };
+    if (d->ncertificates == 0 || d->certificates == NULL ||
+        kbr_store_revocation_reason_code(d->reason) < 0 ||
+        kbr_store_revocation_reason_code(d->reason) != d->reason_code)
+        fail(c, KBR_ERR_INTERNAL);
+    for (size_t i = 0; certs != NULL && d->certificates != NULL && i < d->ncertificates; i++)
+        certs[i] = (kbr_effect_revoked_cert){
+            .fingerprint = hex(c, d->certificates[i].fingerprint, 64, true),
+            .serial_number = hex(c, d->certificates[i].serial_number, 0, true),
+            .issuer_key = str(c, d->certificates[i].issuer_key, true),
+        };
+}
+
+/* nextUpdate after thisUpdate, both in the stored form, so they compare as text too. */
+static void copy_crl(copier *c, const kbr_effect *in, kbr_effect *out)
+{
+    const kbr_fx_crl_issue *l = &in->u.crl_issue;
+
+    out->u.crl_issue = (kbr_fx_crl_issue){
+        .issuer_key = str(c, l->issuer_key, true),
+        .issuer_fingerprint = hex(c, l->issuer_fingerprint, 64, true),
+        .this_update = when(c, l->this_update, true),
+        .next_update = when(c, l->next_update, true),
+        .sha256 = hex(c, l->sha256, 64, true),
+        .number = l->number,
+        .entries = l->entries,
+    };
+    if (l->number < 1 || l->entries < 0 || out->u.crl_issue.this_update == NULL ||
+        out->u.crl_issue.next_update == NULL ||
+        strcmp(out->u.crl_issue.next_update, out->u.crl_issue.this_update) <= 0)
+        fail(c, KBR_ERR_INTERNAL);
+}
+
 static void copy_small(copier *c, const kbr_effect *in, kbr_effect *out)
 {
     switch (in->type) {
@@ -500,6 +627,15 @@ kbr_err kbr_effects_add(kbr_effects *fx, const kbr_effect *e)
         break;
     case KBR_EFFECT_OTA_REPORT:
         copy_ota(&c, e, &copy);
+        break;
+    case KBR_EFFECT_ISSUER_ROTATE:
+        copy_issuer_rotate(&c, e, &copy);
+        break;
+    case KBR_EFFECT_DEVICE_REVOKE:
+        copy_revoke(&c, e, &copy);
+        break;
+    case KBR_EFFECT_CRL_ISSUE:
+        copy_crl(&c, e, &copy);
         break;
     default:
         copy_small(&c, e, &copy);
@@ -576,10 +712,10 @@ static json_t *token_issue_json(const kbr_fx_token_issue *t)
 {
     json_t *scope = json_loads(t->scope_json, JSON_REJECT_DUPLICATES, NULL);
 
-    return json_pack("{s:s,s:s,s:o,s:s?,s:s,s:s?,s:s,s:s?,s:s?,s:b}", "jti", t->jti, "sub", t->sub,
-                     "scope", scope, "issued_by", t->issued_by, "issued_at", t->issued_at,
+    return json_pack("{s:s,s:s,s:o,s:s?,s:s,s:s?,s:s,s:s?,s:s?,s:b,s:s*}", "jti", t->jti, "sub",
+                     t->sub, "scope", scope, "issued_by", t->issued_by, "issued_at", t->issued_at,
                      "not_before", t->not_before, "expires_at", t->expires_at, "cnf_x5t",
-                     t->cnf_x5t, "parent_jti", t->parent_jti, "orphan", t->orphan);
+                     t->cnf_x5t, "parent_jti", t->parent_jti, "orphan", t->orphan, "kid", t->kid);
 }
 
 static json_t *firmware_json(const kbr_fx_firmware_sign *f)
@@ -615,6 +751,32 @@ static json_t *debug_json(const kbr_fx_debug_authorize *d)
                      "permissions", d->permissions, "ticket", d->ticket, "principal", d->principal,
                      "message_sha256", d->message_sha256, "signature_sha256", d->signature_sha256,
                      "at", d->at, "expires_at", d->expires_at);
+}
+
+static json_t *revoke_json(const kbr_fx_device_revoke *d)
+{
+    json_t *certs = json_array();
+
+    for (size_t i = 0; certs != NULL && i < d->ncertificates; i++) {
+        const kbr_effect_revoked_cert *c = &d->certificates[i];
+        if (json_array_append_new(certs, json_pack("{s:s,s:s,s:s}", "fingerprint", c->fingerprint,
+                                                   "serial_number", c->serial_number, "issuer_key",
+                                                   c->issuer_key)) != 0) {
+            json_decref(certs);
+            return NULL;
+        }
+    }
+    return json_pack("{s:s,s:s,s:s,s:s,s:I,s:s,s:o}", "product", d->product, "serial", d->serial,
+                     "at", d->at, "reason", d->reason, "reason_code", (json_int_t)d->reason_code,
+                     "revoked_by", d->revoked_by, "certificates", certs);
+}
+
+static json_t *crl_json(const kbr_fx_crl_issue *l)
+{
+    return json_pack("{s:s,s:s,s:I,s:s,s:s,s:I,s:s}", "issuer_key", l->issuer_key,
+                     "issuer_fingerprint", l->issuer_fingerprint, "number", (json_int_t)l->number,
+                     "this_update", l->this_update, "next_update", l->next_update, "entries",
+                     (json_int_t)l->entries, "sha256", l->sha256);
 }
 
 static json_t *key_certificate_json(const kbr_fx_key_certificate *k)
@@ -679,6 +841,15 @@ static json_t *effect_json(const kbr_effect *e)
     case KBR_EFFECT_TOKEN_REVOKE_ALL:
         return json_pack("{s:s,s:s?}", "at", e->u.token_revoke_all.at, "reason",
                          e->u.token_revoke_all.reason);
+    case KBR_EFFECT_ISSUER_ROTATE:
+        return json_pack("{s:s,s:s,s:s,s:s,s:s?}", "kid", e->u.issuer_rotate.kid, "hsm_label",
+                         e->u.issuer_rotate.hsm_label, "public_key_pem",
+                         e->u.issuer_rotate.public_key_pem, "at", e->u.issuer_rotate.at, "replaces",
+                         e->u.issuer_rotate.replaces);
+    case KBR_EFFECT_DEVICE_REVOKE:
+        return revoke_json(&e->u.device_revoke);
+    case KBR_EFFECT_CRL_ISSUE:
+        return crl_json(&e->u.crl_issue);
     }
     return NULL;
 }
@@ -822,6 +993,7 @@ static void rd_token_issue(reader *r, const json_t *o, kbr_effect *e)
         .parent_jti = rd_str(r, o, "parent_jti"),
         .scope_json = scope_json != NULL ? kbr_arena_strdup(r->arena, scope_json) : NULL,
         .orphan = json_is_true(orphan),
+        .kid = rd_str(r, o, "kid"),
     };
     free(scope_json);
 }
@@ -947,6 +1119,47 @@ static void rd_ota(reader *r, const json_t *o, kbr_effect *e)
     };
 }
 
+static void rd_revoke(reader *r, const json_t *o, kbr_effect *e)
+{
+    const json_t *arr = rd_array(r, o, "certificates"), *c;
+    size_t i, n = json_array_size(arr);
+    kbr_effect_revoked_cert *certs = rd_alloc(r, n, sizeof(*certs));
+
+    json_array_foreach(arr, i, c)
+    {
+        if (!json_is_object(c) || certs == NULL) {
+            r->err = r->err != KBR_OK ? r->err : KBR_ERR_INTERNAL;
+            break;
+        }
+        certs[i] = (kbr_effect_revoked_cert){.fingerprint = rd_str(r, c, "fingerprint"),
+                                             .serial_number = rd_str(r, c, "serial_number"),
+                                             .issuer_key = rd_str(r, c, "issuer_key")};
+    }
+    e->u.device_revoke = (kbr_fx_device_revoke){
+        .product = rd_str(r, o, "product"),
+        .serial = rd_str(r, o, "serial"),
+        .at = rd_str(r, o, "at"),
+        .reason = rd_str(r, o, "reason"),
+        .reason_code = rd_int(r, o, "reason_code"),
+        .revoked_by = rd_str(r, o, "revoked_by"),
+        .certificates = certs,
+        .ncertificates = n,
+    };
+}
+
+static void rd_crl(reader *r, const json_t *o, kbr_effect *e)
+{
+    e->u.crl_issue = (kbr_fx_crl_issue){
+        .issuer_key = rd_str(r, o, "issuer_key"),
+        .issuer_fingerprint = rd_str(r, o, "issuer_fingerprint"),
+        .number = rd_int(r, o, "number"),
+        .this_update = rd_str(r, o, "this_update"),
+        .next_update = rd_str(r, o, "next_update"),
+        .entries = rd_int(r, o, "entries"),
+        .sha256 = rd_str(r, o, "sha256"),
+    };
+}
+
 static void rd_small(reader *r, const json_t *o, kbr_effect *e)
 {
     switch (e->type) {
@@ -972,6 +1185,15 @@ static void rd_small(reader *r, const json_t *o, kbr_effect *e)
         e->u.token_revoke_all = (kbr_fx_token_revoke_all){
             .at = rd_str(r, o, "at"),
             .reason = rd_str(r, o, "reason"),
+        };
+        break;
+    case KBR_EFFECT_ISSUER_ROTATE:
+        e->u.issuer_rotate = (kbr_fx_issuer_rotate){
+            .kid = rd_str(r, o, "kid"),
+            .hsm_label = rd_str(r, o, "hsm_label"),
+            .public_key_pem = rd_str(r, o, "public_key_pem"),
+            .at = rd_str(r, o, "at"),
+            .replaces = rd_str(r, o, "replaces"),
         };
         break;
     default: /* KBR_EFFECT_CHECKPOINT */
@@ -1024,6 +1246,12 @@ static kbr_err read_one(kbr_effects *fx, const json_t *o)
         break;
     case KBR_EFFECT_OTA_REPORT:
         rd_ota(&r, o, &e);
+        break;
+    case KBR_EFFECT_DEVICE_REVOKE:
+        rd_revoke(&r, o, &e);
+        break;
+    case KBR_EFFECT_CRL_ISSUE:
+        rd_crl(&r, o, &e);
         break;
     default:
         rd_small(&r, o, &e);

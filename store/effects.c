@@ -8,6 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/err.h>
+#include <openssl/pem.h>
+
 #include "backend.h"
 
 /* Canonical text of a list of strings, as the back end stores products and markets. */
@@ -47,6 +50,75 @@ static kbr_err key_create(kbr_store *st, const kbr_fx_key_create *k, int64_t seq
     KBR_GUARD(st->ops->key_create(st, &row, seq));
 out:
     free(products);
+    return err;
+}
+
+/* The current issuer key's kid (the caller's), or NULL when the ledger has none. */
+static kbr_err issuer_current(kbr_store *st, char **kid)
+{
+    kbr_err err = st->ops->issuer_current(st, kid);
+
+    return err == KBR_ERR_NOT_FOUND ? KBR_OK : err;
+}
+
+/*
+ * A token names the key that signed it, and that is the current issuer key: a token signed
+ * with the key a rotation just replaced, committed after the rotation, is refused, so the log
+ * shows one key before the rotation's entry and the other after it.
+ */
+static kbr_err token_issue(kbr_store *st, const kbr_fx_token_issue *t, int64_t seq)
+{
+    kbr_err err = KBR_OK;
+    char *current = NULL;
+
+    KBR_GUARD(issuer_current(st, &current));
+    KBR_ENSURE((current == NULL) == (t->kid == NULL), KBR_ERR_STORE_CONSTRAINT);
+    KBR_ENSURE(current == NULL || strcmp(current, t->kid) == 0, KBR_ERR_STORE_CONSTRAINT);
+    KBR_GUARD(st->ops->token_issue(st, t, seq));
+out:
+    free(current);
+    return err;
+}
+
+/* The ledger's name of the public key in pem (kbr_store_public_key_sha256). */
+static kbr_err pem_public_key_sha256(const char *pem, char hex[65])
+{
+    kbr_err err = KBR_OK;
+    BIO *bio = BIO_new_mem_buf(pem, -1);
+    EVP_PKEY *pub = NULL;
+
+    KBR_ENSURE(bio != NULL, KBR_ERR_NOMEM);
+    pub = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
+    KBR_ENSURE(pub != NULL, KBR_ERR_INTERNAL);
+    KBR_GUARD(kbr_store_public_key_sha256(pub, hex));
+out:
+    ERR_clear_error();
+    EVP_PKEY_free(pub);
+    BIO_free(bio);
+    return err;
+}
+
+/*
+ * One issuer key is current.  A rotation names the key it replaces, so of two rotations
+ * racing from the same key only the first is recorded.  The first key recorded is the one
+ * that signed every token recorded without a kid: before keys were recorded there was one.
+ */
+static kbr_err issuer_rotate(kbr_store *st, const kbr_fx_issuer_rotate *r, int64_t seq)
+{
+    kbr_err err = KBR_OK;
+    char *current = NULL, pk_sha256[65];
+
+    KBR_GUARD(pem_public_key_sha256(r->public_key_pem, pk_sha256));
+    KBR_GUARD(issuer_current(st, &current));
+    KBR_ENSURE((current == NULL) == (r->replaces == NULL), KBR_ERR_STORE_CONSTRAINT);
+    KBR_ENSURE(current == NULL || strcmp(current, r->replaces) == 0, KBR_ERR_STORE_CONSTRAINT);
+    if (current != NULL)
+        KBR_GUARD(st->ops->issuer_replace(st, current, r->at));
+    KBR_GUARD(st->ops->issuer_insert(st, r, pk_sha256, seq));
+    if (current == NULL)
+        KBR_GUARD(st->ops->tokens_assign_kid(st, r->kid));
+out:
+    free(current);
     return err;
 }
 
@@ -239,10 +311,13 @@ static kbr_err device_rotate(kbr_store *st, const kbr_fx_device_rotate *r, int64
         r->at, r->issuer_key);
     json_t *old = NULL;
     char *detail = NULL, *chain = NULL;
-    bool exists = false;
+    bool exists = false, revoked = false;
 
     KBR_GUARD(st->ops->device_exists(st, r->product, r->serial, &exists));
     KBR_ENSURE(exists, KBR_ERR_STORE_CONSTRAINT);
+    /* a revoked device gets no new certificate: that would undo its revocation */
+    KBR_GUARD(st->ops->device_revoked(st, r->product, r->serial, &revoked));
+    KBR_ENSURE(!revoked, KBR_ERR_STORE_CONSTRAINT);
     KBR_GUARD(device_chain(st, r->issuer_key, r->issuer_fingerprint, &chain));
     c.chain_pem = chain;
     if (r->public_key_sha256 != NULL)
@@ -296,10 +371,9 @@ static kbr_err ota_apply(kbr_store *st, const kbr_eff_device_firmware *row, cons
                          int64_t seq)
 {
     kbr_err err = KBR_OK;
-    bool exists = false, added = false, installed = strcmp(row->status, "installed") == 0;
+    bool added = false, installed = strcmp(row->status, "installed") == 0;
 
-    KBR_GUARD(st->ops->device_exists(st, row->product, row->serial, &exists));
-    KBR_ENSURE(exists, KBR_ERR_STORE_CONSTRAINT);
+    /* a device the ledger does not know is refused by the history's reference to it */
     KBR_GUARD(st->ops->device_firmware_insert(st, row, seq, &added));
     if (!added)
         goto out;
@@ -386,6 +460,59 @@ out:
     return err;
 }
 
+/*
+ * A device is revoked once, with every certificate the ledger holds for it: the effect names
+ * them all, so a rotation that committed after the list was read makes the revocation a
+ * conflict rather than leave the new certificate out of the issuer's CRL.
+ */
+static kbr_err device_revoke(kbr_store *st, const kbr_fx_device_revoke *d, int64_t seq)
+{
+    kbr_err err = KBR_OK;
+    json_t *held = NULL;
+    bool exists = false, revoked = false;
+
+    KBR_GUARD(st->ops->device_exists(st, d->product, d->serial, &exists));
+    KBR_ENSURE(exists, KBR_ERR_STORE_CONSTRAINT);
+    KBR_GUARD(st->ops->device_revoked(st, d->product, d->serial, &revoked));
+    KBR_ENSURE(!revoked, KBR_ERR_STORE_CONSTRAINT);
+    KBR_GUARD(st->ops->device_certificates(st, d->product, d->serial, &held));
+    KBR_ENSURE(json_array_size(held) == d->ncertificates, KBR_ERR_STORE_CONSTRAINT);
+    for (size_t i = 0; i < d->ncertificates; i++) {
+        const json_t *row = json_array_get(held, i);
+        const char *issuer = json_string_value(json_object_get(row, "issuer_key"));
+        const kbr_effect_revoked_cert *c = &d->certificates[i];
+        KBR_ENSURE(strcmp(json_string_value(json_object_get(row, "fingerprint")), c->fingerprint) ==
+                           0 &&
+                       strcmp(json_string_value(json_object_get(row, "serial_number")),
+                              c->serial_number) == 0 &&
+                       issuer != NULL && strcmp(issuer, c->issuer_key) == 0,
+                   KBR_ERR_STORE_CONSTRAINT);
+    }
+    KBR_GUARD(st->ops->device_revoke(st, d, seq));
+out:
+    json_decref(held);
+    return err;
+}
+
+/* An issuer's CRL numbers go 1, 2, 3, ...: RFC 5280 5.2.3 asks them to increase. */
+static kbr_err crl_issue(kbr_store *st, const kbr_fx_crl_issue *l, int64_t seq)
+{
+    kbr_err err = KBR_OK;
+    char *chain = NULL;
+    int64_t last = 0;
+    bool exists = false;
+
+    KBR_GUARD(st->ops->key_exists(st, l->issuer_key, &exists));
+    KBR_ENSURE(exists, KBR_ERR_STORE_CONSTRAINT);
+    KBR_GUARD(device_chain(st, l->issuer_key, l->issuer_fingerprint, &chain));
+    KBR_GUARD(st->ops->crl_last_number(st, l->issuer_key, &last));
+    KBR_ENSURE(l->number == last + 1, KBR_ERR_STORE_CONSTRAINT);
+    KBR_GUARD(st->ops->crl_insert(st, l, seq));
+out:
+    free(chain);
+    return err;
+}
+
 static kbr_err apply_one(kbr_store *st, const kbr_effect *e, int64_t seq)
 {
     switch (e->type) {
@@ -396,7 +523,7 @@ static kbr_err apply_one(kbr_store *st, const kbr_effect *e, int64_t seq)
     case KBR_EFFECT_KEY_CERTIFICATE:
         return key_certificate(st, &e->u.key_certificate, seq);
     case KBR_EFFECT_TOKEN_ISSUE:
-        return st->ops->token_issue(st, &e->u.token_issue, seq);
+        return token_issue(st, &e->u.token_issue, seq);
     case KBR_EFFECT_TOKEN_REVOKE:
         return token_revoke(st, &e->u.token_revoke);
     case KBR_EFFECT_FIRMWARE_SIGN:
@@ -416,6 +543,12 @@ static kbr_err apply_one(kbr_store *st, const kbr_effect *e, int64_t seq)
     case KBR_EFFECT_TOKEN_REVOKE_ALL:
         return st->ops->token_revoke_all(st, e->u.token_revoke_all.at,
                                          e->u.token_revoke_all.reason);
+    case KBR_EFFECT_ISSUER_ROTATE:
+        return issuer_rotate(st, &e->u.issuer_rotate, seq);
+    case KBR_EFFECT_DEVICE_REVOKE:
+        return device_revoke(st, &e->u.device_revoke, seq);
+    case KBR_EFFECT_CRL_ISSUE:
+        return crl_issue(st, &e->u.crl_issue, seq);
     }
     return KBR_ERR_INTERNAL;
 }

@@ -324,8 +324,10 @@ static kbr_err count_remediation(exposure *x)
     {
         KBR_GUARD(build_histories(x, b));
     }
-    /* A set holding several of the builds is counted once. */
-    qsort(x->histories, x->n_histories, sizeof(*x->histories), by_int64);
+    /* A set holding several of the builds is counted once.  (No set, no array: qsort's
+     * pointer must not be NULL even for no elements.) */
+    if (x->n_histories > 0)
+        qsort(x->histories, x->n_histories, sizeof(*x->histories), by_int64);
     n = 0;
     for (i = 0; i < x->n_histories; i++) {
         if (n > 0 && x->histories[n - 1] == x->histories[i])
@@ -335,7 +337,8 @@ static kbr_err count_remediation(exposure *x)
     x->n_histories = n;
     for (i = 0; i < x->n_histories; i++)
         KBR_GUARD(count_history(x, x->histories[i]));
-    qsort(x->groups, x->n_groups, sizeof(*x->groups), by_group);
+    if (x->n_groups > 0)
+        qsort(x->groups, x->n_groups, sizeof(*x->groups), by_group);
 out:
     return err;
 }

@@ -12,13 +12,12 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/file.h>
 #include <unistd.h>
 
 #include "sqlite.h"
-
-#define SCHEMA_VERSION 5
 
 /*
  * The schema is SQL (the files of store/sql/, loadable by sqlite3 as it is), built into the
@@ -97,7 +96,8 @@ out:
     return err;
 }
 
-static kbr_err parse_location(const char *loc, char **path, sqlite3_int64 *max_pages, kbr_msg *msg)
+kbr_err kbr_sqlite_parse_location(const char *loc, char **path, sqlite3_int64 *max_pages,
+                                  kbr_msg *msg)
 {
     kbr_err err = KBR_OK;
     const char *q = strchr(loc, '?');
@@ -140,7 +140,7 @@ static kbr_err sqlite_lock(const char *loc, int *fd, kbr_msg *msg)
     int lfd = -1;
 
     *fd = -1;
-    KBR_GUARD(parse_location(loc, &path, &max_pages, msg));
+    KBR_GUARD(kbr_sqlite_parse_location(loc, &path, &max_pages, msg));
     KBR_ENSURE(asprintf(&lock_path, "%s.lock", path) > 0, KBR_ERR_NOMEM);
     lfd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     KBR_ENSURE(lfd >= 0, kbr_fail(msg, KBR_ERR_STORE, "store %s: cannot open the lock file %s: %s",
@@ -158,6 +158,8 @@ static kbr_err sqlite_lock(const char *loc, int *fd, kbr_msg *msg)
     KBR_ENSURE(
         ftruncate(lfd, 0) == 0 && pwrite(lfd, pid, strlen(pid), 0) == (ssize_t)strlen(pid),
         kbr_fail(msg, KBR_ERR_STORE, "store %s: cannot write the lock file %s", path, lock_path));
+    /* the lock holder alone makes backup copies: what an earlier one left is nobody's */
+    kbr_sqlite_backup_leftovers(path);
     *fd = lfd;
     lfd = -1;
 out:
@@ -194,6 +196,14 @@ out:
     return err;
 }
 
+/* kbr_name_matches(pattern, name) in SQL: the scope rule itself, not a restatement of it. */
+static void sql_name_matches(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    (void)argc;
+    sqlite3_result_int(ctx, kbr_name_matches((const char *)sqlite3_value_text(argv[0]),
+                                             (const char *)sqlite3_value_text(argv[1])));
+}
+
 static kbr_err configure(kbr_sqlite *s, const char *path, sqlite3_int64 max_pages, kbr_msg *msg)
 {
     kbr_err err = KBR_OK;
@@ -202,6 +212,10 @@ static kbr_err configure(kbr_sqlite *s, const char *path, sqlite3_int64 max_page
 
     sqlite3_extended_result_codes(s->db, 1);
     sqlite3_busy_timeout(s->db, 5000);
+    rc = sqlite3_create_function_v2(s->db, "kbr_name_matches", 2,
+                                    SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS, NULL,
+                                    sql_name_matches, NULL, NULL, NULL);
+    KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
     KBR_GUARD(set_wal(s, path, msg));
     rc = sqlite3_exec(s->db, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON", NULL, NULL, NULL);
     KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
@@ -233,7 +247,7 @@ static kbr_err sqlite_maintain(kbr_store *st)
     return rc == SQLITE_BUSY ? KBR_OK : kbr_sqlite_err(rc);
 }
 
-static kbr_err schema_version(kbr_sqlite *s, const char *path, int *version, kbr_msg *msg)
+kbr_err kbr_sqlite_schema_version(kbr_sqlite *s, const char *path, int *version, kbr_msg *msg)
 {
     kbr_err err = KBR_OK;
     sqlite3_stmt *stmt = NULL;
@@ -259,11 +273,11 @@ static kbr_err schema_in_tx(kbr_sqlite *s, const char *path, kbr_msg *msg)
 
     rc = sqlite3_exec(s->db, kbr_sql_v1, NULL, NULL, NULL);
     KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
-    KBR_GUARD(schema_version(s, path, &version, msg));
-    KBR_ENSURE(version <= SCHEMA_VERSION,
+    KBR_GUARD(kbr_sqlite_schema_version(s, path, &version, msg));
+    KBR_ENSURE(version <= KBR_SQLITE_SCHEMA_VERSION,
                kbr_fail(msg, KBR_ERR_STORE,
                         "store %s: schema version %d is newer than this broker's (%d)", path,
-                        version, SCHEMA_VERSION));
+                        version, KBR_SQLITE_SCHEMA_VERSION));
     if (version == 0) {
         rc = sqlite3_exec(s->db, "INSERT INTO meta(schema_version) VALUES (1)", NULL, NULL, NULL);
         KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
@@ -283,7 +297,23 @@ static kbr_err schema_in_tx(kbr_sqlite *s, const char *path, kbr_msg *msg)
         version = 4;
     }
     if (version == 4) {
-        rc = sqlite3_exec(s->db, kbr_sql_v5_audit, NULL, NULL, NULL);
+        rc = sqlite3_exec(s->db, kbr_sql_v5_issuer, NULL, NULL, NULL);
+        KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
+        rc = sqlite3_exec(s->db, "UPDATE meta SET schema_version = 5", NULL, NULL, NULL);
+        KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
+        version = 5;
+    }
+    if (version == 5) {
+        rc = sqlite3_exec(s->db, kbr_sql_v6_revoke, NULL, NULL, NULL);
+        KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
+        rc = sqlite3_exec(s->db, "UPDATE meta SET schema_version = 6", NULL, NULL, NULL);
+        KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
+        version = 6;
+    }
+    if (version < 7) {
+        rc = sqlite3_exec(s->db, kbr_sql_v7_audit, NULL, NULL, NULL);
+        KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
+        rc = sqlite3_exec(s->db, "UPDATE meta SET schema_version = 7", NULL, NULL, NULL);
         KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
     }
 out:
@@ -300,7 +330,7 @@ static bool schema_current(kbr_sqlite *s)
     if (sqlite3_prepare_v2(s->db, "SELECT max(schema_version) FROM meta", -1, &stmt, NULL) ==
             SQLITE_OK &&
         sqlite3_step(stmt) == SQLITE_ROW)
-        current = sqlite3_column_int(stmt, 0) == SCHEMA_VERSION;
+        current = sqlite3_column_int(stmt, 0) == KBR_SQLITE_SCHEMA_VERSION;
     sqlite3_finalize(stmt);
     return current;
 }
@@ -327,7 +357,7 @@ out:
     return err;
 }
 
-static void sqlite_close(kbr_store *st)
+void kbr_sqlite_close(kbr_store *st)
 {
     kbr_sqlite *s = (kbr_sqlite *)st;
 
@@ -339,8 +369,19 @@ static void sqlite_close(kbr_store *st)
     free(s);
 }
 
+/*
+ * SQLite keeps memory statistics under a global mutex that every allocation of every
+ * connection takes; the broker reads none of them.  Set once, before the library starts.
+ */
+static void library_once(void)
+{
+    (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
 static kbr_err sqlite_open(const char *location, kbr_store **out, kbr_msg *msg)
 {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+
     kbr_err err = KBR_OK;
     kbr_sqlite *s = NULL;
     char *path = NULL;
@@ -348,7 +389,8 @@ static kbr_err sqlite_open(const char *location, kbr_store **out, kbr_msg *msg)
     int rc;
 
     *out = NULL;
-    KBR_GUARD(parse_location(location, &path, &max_pages, msg));
+    pthread_once(&once, library_once);
+    KBR_GUARD(kbr_sqlite_parse_location(location, &path, &max_pages, msg));
     s = calloc(1, sizeof(*s));
     KBR_ENSURE(s != NULL, KBR_ERR_NOMEM);
     s->base.ops = &kbr_store_sqlite_ops;
@@ -365,7 +407,7 @@ static kbr_err sqlite_open(const char *location, kbr_store **out, kbr_msg *msg)
     *out = &s->base;
     s = NULL;
 out:
-    sqlite_close((kbr_store *)s);
+    kbr_sqlite_close((kbr_store *)s);
     free(path);
     return err;
 }
@@ -416,6 +458,14 @@ static void sqlite_rollback_to(kbr_store *st)
      * transaction is already gone, which the writer's rollback then handles. */
     (void)run_fixed(s, SQ_ROLLBACK_TO, "ROLLBACK TO kbr_effects");
     (void)run_fixed(s, SQ_RELEASE, "RELEASE kbr_effects");
+}
+
+/* One broker per SQLite store (sqlite_lock): it makes the checkpoints. */
+static kbr_err sqlite_checkpoint_lease(kbr_store *st, bool *held)
+{
+    (void)st;
+    *held = true;
+    return KBR_OK;
 }
 
 static kbr_err sqlite_audit_insert(kbr_store *st, const kbr_store_audit_row *row)
@@ -489,8 +539,10 @@ out:
     return err;
 }
 
-/* "(name = ?N OR name GLOB ?N+1 ...)", numbered from *param on: GLOB for a "prefix*" entry
- * (names hold no GLOB metacharacter but that final '*'); "(0)" for an empty list, which
+/* "(name = ?N OR name GLOB ?N+1 ...)", numbered from *param on: GLOB for a "prefix*" entry,
+ * so the index on name serves it; the same as kbr_name_matches because names hold no GLOB
+ * metacharacter ([A-Za-z0-9._:@+-]) but that final '*' (test_store.c checks that they agree);
+ * "(0)" for an empty list, which
  * matches nothing. */
 static void match_any_sql(FILE *sql, const char *column, const char *const *patterns, size_t n,
                           int *param)
@@ -585,8 +637,12 @@ out:
 const kbr_store_ops kbr_store_sqlite_ops = {
     .scheme = "sqlite",
     .open = sqlite_open,
-    .close = sqlite_close,
+    .close = kbr_sqlite_close,
     .lock = sqlite_lock,
+    .exists = kbr_sqlite_exists,
+    .open_readonly = kbr_sqlite_open_readonly,
+    .backup = kbr_sqlite_backup,
+    .interrupt = kbr_sqlite_interrupt,
     .begin = sqlite_begin,
     .commit = sqlite_commit,
     .rollback = sqlite_rollback,
@@ -595,16 +651,29 @@ const kbr_store_ops kbr_store_sqlite_ops = {
     .release = sqlite_release,
     .rollback_to = sqlite_rollback_to,
     .writer_mode = sqlite_writer_mode,
+    .token_uses_left = kbr_sqlite_token_uses_left,
+    .checkpoint_lease = sqlite_checkpoint_lease,
     .maintain = sqlite_maintain,
     .key_create = kbr_sqlite_key_create,
     .key_retire = kbr_sqlite_key_retire,
     .token_issue = kbr_sqlite_token_issue,
     .token_revoke = kbr_sqlite_token_revoke,
     .token_revoke_all = kbr_sqlite_token_revoke_all,
+    .issuer_current = kbr_sqlite_issuer_current,
+    .issuer_replace = kbr_sqlite_issuer_replace,
+    .issuer_insert = kbr_sqlite_issuer_insert,
+    .tokens_assign_kid = kbr_sqlite_tokens_assign_kid,
+    .issuer_keys = kbr_sqlite_issuer_keys,
     .firmware_digest = kbr_sqlite_firmware_digest,
     .firmware_insert = kbr_sqlite_firmware_insert,
     .component_insert = kbr_sqlite_component_insert,
     .key_exists = kbr_sqlite_key_exists,
+    .evidence_seqs = kbr_sqlite_evidence_seqs,
+    .bulk_mode = kbr_sqlite_bulk_mode,
+    .scratch_mode = kbr_sqlite_scratch_mode,
+    .effects_from = kbr_sqlite_effects_from,
+    .integrity = kbr_sqlite_integrity,
+    .compare = kbr_sqlite_compare,
     .document_put = kbr_sqlite_document_put,
     .document_exists = kbr_sqlite_document_exists,
     .document_get = kbr_sqlite_document_get,
@@ -625,6 +694,8 @@ const kbr_store_ops kbr_store_sqlite_ops = {
     .merkle_node_put = kbr_sqlite_merkle_node_put,
     .checkpoint_insert = kbr_sqlite_checkpoint_insert,
     .checkpoint_latest = kbr_sqlite_checkpoint_latest,
+    .checkpoint_find = kbr_sqlite_checkpoint_find,
+    .checkpoint_rotations = kbr_sqlite_checkpoint_rotations,
     .key_get = kbr_sqlite_key_get,
     .key_list = kbr_sqlite_key_list,
     .token_list = kbr_sqlite_token_list,
@@ -660,4 +731,10 @@ const kbr_store_ops kbr_store_sqlite_ops = {
     .pending_group = kbr_sqlite_pending_group,
     .fleet_walk = kbr_sqlite_fleet_walk,
     .fleet_size = kbr_sqlite_fleet_size,
+    .device_revoked = kbr_sqlite_device_revoked,
+    .device_revoke = kbr_sqlite_device_revoke,
+    .crl_last_number = kbr_sqlite_crl_last_number,
+    .crl_insert = kbr_sqlite_crl_insert,
+    .crl_revoked = kbr_sqlite_crl_revoked,
+    .device_revocation = kbr_sqlite_device_revocation,
 };

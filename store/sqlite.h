@@ -33,6 +33,8 @@ typedef enum {
     SQ_MERKLE_NODE_PUT,
     SQ_CHECKPOINT_INSERT,
     SQ_CHECKPOINT_LATEST,
+    SQ_CHECKPOINT_FIND,
+    SQ_CHECKPOINT_ROTATIONS,
     SQ_KEY_INSERT,
     SQ_KEY_RETIRE,
     SQ_KEY_EXISTS,
@@ -42,6 +44,12 @@ typedef enum {
     SQ_TOKEN_REVOKE,
     SQ_TOKEN_REVOKE_ALL,
     SQ_TOKEN_LIST,
+    SQ_TOKEN_USES_LEFT,
+    SQ_ISSUER_CURRENT,
+    SQ_ISSUER_REPLACE,
+    SQ_ISSUER_INSERT,
+    SQ_TOKENS_ASSIGN_KID,
+    SQ_ISSUER_KEYS,
     SQ_FIRMWARE_DIGEST,
     SQ_FIRMWARE_INSERT,
     SQ_FIRMWARE_GET,
@@ -50,6 +58,8 @@ typedef enum {
     SQ_DOCUMENT_EXISTS,
     SQ_DOCUMENT_GET,
     SQ_ISSUER_CHAIN,
+    SQ_EVIDENCE_DEVICE,
+    SQ_EVIDENCE_PRODUCT,
     SQ_COMPONENT_LIST,
     SQ_CERT_CURRENT,
     SQ_CERT_SUPERSEDE,
@@ -99,6 +109,14 @@ typedef enum {
     SQ_VIEW_PENDING_GROUP,
     SQ_VIEW_WALK_PRODUCT,
     SQ_VIEW_WALK_ALL,
+    /* revocation and CRLs (sqlite_revoke.c) */
+    SQ_DEVICE_REVOKED,
+    SQ_DEVICE_REVOKE,
+    SQ_CERT_REVOKE,
+    SQ_CRL_LAST,
+    SQ_CRL_INSERT,
+    SQ_CRL_REVOKED,
+    SQ_DEVICE_REVOCATION,
     SQ__COUNT
 } kbr_sq_id;
 
@@ -112,6 +130,24 @@ typedef struct {
 kbr_err kbr_sqlite_err(int rc);
 /* kbr_sqlite_err(rc), with msg naming the store at path and SQLite's own message. */
 kbr_err kbr_sqlite_fail(kbr_sqlite *s, const char *path, int rc, kbr_msg *msg);
+
+/* The schema version this broker writes. */
+#define KBR_SQLITE_SCHEMA_VERSION 7
+/* "PATH[?max_pages=N]": *path is the caller's to free. */
+kbr_err kbr_sqlite_parse_location(const char *loc, char **path, sqlite3_int64 *max_pages,
+                                  kbr_msg *msg);
+/* max(schema_version) of meta; 0 for a store without one. */
+kbr_err kbr_sqlite_schema_version(kbr_sqlite *s, const char *path, int *version, kbr_msg *msg);
+void kbr_sqlite_close(kbr_store *st);
+
+/* Existence, read-only inspection and online copies (sqlite_admin.c). */
+kbr_err kbr_sqlite_exists(const char *loc, kbr_msg *msg);
+kbr_err kbr_sqlite_open_readonly(const char *loc, kbr_store **out, kbr_store_info *info,
+                                 kbr_msg *msg);
+kbr_err kbr_sqlite_backup(kbr_store *st, int *fd, kbr_store_backup_info *info, kbr_msg *msg);
+void kbr_sqlite_interrupt(kbr_store *st);
+/* Removes the copies a backup that never finished left beside the store at path. */
+void kbr_sqlite_backup_leftovers(const char *path);
 
 /* Statement id (prepared from sql the first time), ready to bind.  Borrowed: end with
  * kbr_sqlite_done. */
@@ -158,17 +194,24 @@ KBR_WUR kbr_err kbr_sqlite_object(sqlite3_stmt *stmt, const kbr_col_spec *cols, 
 #define KBR_SQLITE_TOKEN_SELECT                                                                    \
     "SELECT t.jti, t.sub, t.scope, t.issued_at, t.not_before, t.expires_at, t.revoked_at,"         \
     " t.revoke_reason, t.issued_by, t.cnf_x5t, coalesce(u.uses, 0), u.last_used_at,"               \
-    " t.parent_jti, t.orphan"                                                                      \
+    " t.parent_jti, t.orphan, t.kid"                                                               \
     " FROM tokens t LEFT JOIN token_usage u ON u.jti = t.jti"
-#define KBR_SQLITE_TOKEN_NCOLS 14
+#define KBR_SQLITE_TOKEN_NCOLS 15
 extern const kbr_col_spec kbr_sqlite_token_cols[KBR_SQLITE_TOKEN_NCOLS];
 
 /* Ledger operations (sqlite_ledger.c). */
 kbr_err kbr_sqlite_key_create(kbr_store *st, const kbr_eff_key *k, int64_t seq);
 kbr_err kbr_sqlite_key_retire(kbr_store *st, const char *name, const char *at);
 kbr_err kbr_sqlite_token_issue(kbr_store *st, const kbr_eff_token *t, int64_t seq);
+kbr_err kbr_sqlite_token_uses_left(kbr_store *st, const char *jti, int64_t *left);
 kbr_err kbr_sqlite_token_revoke(kbr_store *st, const char *jti, const char *at, const char *reason);
 kbr_err kbr_sqlite_token_revoke_all(kbr_store *st, const char *at, const char *reason);
+kbr_err kbr_sqlite_issuer_current(kbr_store *st, char **kid);
+kbr_err kbr_sqlite_issuer_replace(kbr_store *st, const char *kid, const char *at);
+kbr_err kbr_sqlite_issuer_insert(kbr_store *st, const kbr_fx_issuer_rotate *r,
+                                 const char *public_key_sha256, int64_t seq);
+kbr_err kbr_sqlite_tokens_assign_kid(kbr_store *st, const char *kid);
+kbr_err kbr_sqlite_issuer_keys(kbr_store *st, json_t **keys);
 kbr_err kbr_sqlite_firmware_digest(kbr_store *st, const char *product, const char *version,
                                    char **digest);
 kbr_err kbr_sqlite_firmware_insert(kbr_store *st, const kbr_eff_firmware *f, int64_t seq);
@@ -181,6 +224,14 @@ kbr_err kbr_sqlite_token_list(kbr_store *st, const char *sub, bool active, time_
 kbr_err kbr_sqlite_firmware_get(kbr_store *st, const char *product, const char *version,
                                 json_t **build);
 kbr_err kbr_sqlite_key_exists(kbr_store *st, const char *name, bool *exists);
+kbr_err kbr_sqlite_evidence_seqs(kbr_store *st, const char *product, const char *serial,
+                                 json_t **seqs);
+kbr_err kbr_sqlite_bulk_mode(kbr_store *st);
+kbr_err kbr_sqlite_scratch_mode(kbr_store *st);
+kbr_err kbr_sqlite_effects_from(kbr_store *st, int64_t *seq);
+kbr_err kbr_sqlite_integrity(kbr_store *st, kbr_msg *msg);
+kbr_err kbr_sqlite_compare(kbr_store *st, kbr_store *rebuilt, kbr_store_compare_stats *stats,
+                           kbr_msg *msg);
 kbr_err kbr_sqlite_document_put(kbr_store *st, const kbr_document *doc, int64_t seq);
 kbr_err kbr_sqlite_document_exists(kbr_store *st, const char *sha256, bool *exists);
 kbr_err kbr_sqlite_document_get(kbr_store *st, const char *sha256, unsigned char **body,
@@ -231,12 +282,15 @@ kbr_err kbr_sqlite_merkle_node_put(kbr_store *st, unsigned level, int64_t idx,
                                    const unsigned char hash[32]);
 kbr_err kbr_sqlite_checkpoint_insert(kbr_store *st, const kbr_fx_checkpoint *c, int64_t seq);
 kbr_err kbr_sqlite_checkpoint_latest(kbr_store *st, json_t **out);
+kbr_err kbr_sqlite_checkpoint_find(kbr_store *st, const char *signature_b64, bool *found);
+kbr_err kbr_sqlite_checkpoint_rotations(kbr_store *st, int64_t seq, json_t **out);
 
 /* Schema steps after version 1, in the transaction that creates or opens the store
  * (sqlite_migrate.c); path and msg name the store in a failure. */
 /* The files of store/sql/, built in (the Makefile's rule for $(BUILD)/store/sql.c). */
 extern const char kbr_sql_v1[], kbr_sql_v2_schema[], kbr_sql_v2_assign[], kbr_sql_v3_schema[],
-    kbr_sql_v3_unique[], kbr_sql_v4_schema[], kbr_sql_v5_audit[];
+    kbr_sql_v3_unique[], kbr_sql_v4_schema[], kbr_sql_v5_issuer[], kbr_sql_v6_revoke[],
+    kbr_sql_v7_audit[];
 
 kbr_err kbr_sqlite_migrate_v2(kbr_sqlite *s, const char *path, kbr_msg *msg);
 kbr_err kbr_sqlite_migrate_v3(kbr_sqlite *s, const char *path, kbr_msg *msg);
@@ -269,5 +323,15 @@ kbr_err kbr_sqlite_pending_group(kbr_store *st, int64_t history, const char *fir
 kbr_err kbr_sqlite_fleet_walk(kbr_store *st, const char *product, const char *after,
                               kbr_fleet_fn fn, void *arg);
 kbr_err kbr_sqlite_fleet_size(kbr_store *st, const char *product, int64_t *n);
+
+/* Device revocation and CRLs (sqlite_revoke.c). */
+kbr_err kbr_sqlite_device_revoked(kbr_store *st, const char *product, const char *serial,
+                                  bool *revoked);
+kbr_err kbr_sqlite_device_revoke(kbr_store *st, const kbr_eff_revoke *d, int64_t seq);
+kbr_err kbr_sqlite_crl_last_number(kbr_store *st, const char *issuer_key, int64_t *last);
+kbr_err kbr_sqlite_crl_insert(kbr_store *st, const kbr_eff_crl *l, int64_t seq);
+kbr_err kbr_sqlite_crl_revoked(kbr_store *st, const char *issuer_key, json_t **rows);
+kbr_err kbr_sqlite_device_revocation(kbr_store *st, const char *product, const char *serial,
+                                     json_t **out);
 
 #endif

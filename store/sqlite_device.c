@@ -300,10 +300,19 @@ static const kbr_col_spec device_cols[] = {
     {"current_firmware_at", KBR_COL_TEXT},
 };
 
+/* store.c names the revocation's reason_code (revocation_reason). */
 static const kbr_col_spec device_cert_cols[] = {
-    {"serial_number", KBR_COL_TEXT}, {"fingerprint", KBR_COL_TEXT},   {"not_after", KBR_COL_TEXT},
-    {"issued_at", KBR_COL_TEXT},     {"superseded_at", KBR_COL_TEXT}, {"issuer_key", KBR_COL_TEXT},
-    {"pem", KBR_COL_TEXT},           {"audit_seq", KBR_COL_INT},
+    {"serial_number", KBR_COL_TEXT},
+    {"fingerprint", KBR_COL_TEXT},
+    {"not_after", KBR_COL_TEXT},
+    {"issued_at", KBR_COL_TEXT},
+    {"superseded_at", KBR_COL_TEXT},
+    {"issuer_key", KBR_COL_TEXT},
+    {"pem", KBR_COL_TEXT},
+    {"chain_pem", KBR_COL_TEXT},
+    {"audit_seq", KBR_COL_INT},
+    {"revoked_at", KBR_COL_TEXT},
+    {"revocation_reason_code", KBR_COL_INT_OR_NULL},
 };
 
 kbr_err kbr_sqlite_device_certificates(kbr_store *st, const char *product, const char *serial,
@@ -313,12 +322,15 @@ kbr_err kbr_sqlite_device_certificates(kbr_store *st, const char *product, const
     sqlite3_stmt *stmt = NULL;
 
     *out = NULL;
-    KBR_GUARD(kbr_sqlite_stmt(SQ(st), SQ_DEVICE_CERTS,
-                              "SELECT serial_number, fingerprint, not_after, issued_at,"
-                              " superseded_at, issuer_key, pem, audit_seq FROM certificates"
-                              " WHERE owner_kind = 'device' AND product = ?1"
-                              " AND device_serial = ?2 ORDER BY id",
-                              &stmt));
+    KBR_GUARD(
+        kbr_sqlite_stmt(SQ(st), SQ_DEVICE_CERTS,
+                        "SELECT c.serial_number, c.fingerprint, c.not_after, c.issued_at,"
+                        " c.superseded_at, c.issuer_key, c.pem, c.chain_pem, c.audit_seq,"
+                        " r.revoked_at, r.reason_code FROM certificates c"
+                        " LEFT JOIN certificate_revocations r ON r.fingerprint = c.fingerprint"
+                        " WHERE c.owner_kind = 'device' AND c.product = ?1"
+                        " AND c.device_serial = ?2 ORDER BY c.id",
+                        &stmt));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, product));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 2, serial));
     KBR_GUARD(kbr_sqlite_objects(stmt, device_cert_cols, KBR_NCOLS(device_cert_cols), out));

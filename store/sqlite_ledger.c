@@ -81,8 +81,9 @@ kbr_err kbr_sqlite_token_issue(kbr_store *st, const kbr_eff_token *t, int64_t se
 
     KBR_GUARD(kbr_sqlite_stmt(SQ(st), SQ_TOKEN_INSERT,
                               "INSERT INTO tokens(jti, sub, scope, issued_by, issued_at,"
-                              " not_before, expires_at, cnf_x5t, audit_seq, parent_jti, orphan)"
-                              " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                              " not_before, expires_at, cnf_x5t, audit_seq, parent_jti, orphan,"
+                              " kid)"
+                              " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                               &stmt));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, t->jti));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 2, t->sub));
@@ -95,7 +96,110 @@ kbr_err kbr_sqlite_token_issue(kbr_store *st, const kbr_eff_token *t, int64_t se
     KBR_GUARD(kbr_sqlite_err(sqlite3_bind_int64(stmt, 9, seq)));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 10, t->parent_jti));
     KBR_GUARD(kbr_sqlite_err(sqlite3_bind_int(stmt, 11, t->orphan ? 1 : 0)));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 12, t->kid));
     KBR_GUARD(kbr_sqlite_run(stmt));
+out:
+    kbr_sqlite_done(stmt);
+    return err;
+}
+
+kbr_err kbr_sqlite_issuer_current(kbr_store *st, char **kid)
+{
+    kbr_err err = KBR_OK;
+    sqlite3_stmt *stmt = NULL;
+    int rc;
+
+    *kid = NULL;
+    KBR_GUARD(kbr_sqlite_stmt(SQ(st), SQ_ISSUER_CURRENT,
+                              "SELECT kid FROM issuer_keys WHERE replaced_at IS NULL", &stmt));
+    rc = sqlite3_step(stmt);
+    KBR_ENSURE(rc != SQLITE_DONE, KBR_ERR_NOT_FOUND);
+    KBR_ENSURE(rc == SQLITE_ROW, kbr_sqlite_err(rc));
+    KBR_ENSURE(kbr_sqlite_text(stmt, 0) != NULL, KBR_ERR_STORE);
+    *kid = strdup(kbr_sqlite_text(stmt, 0));
+    KBR_ENSURE(*kid != NULL, KBR_ERR_NOMEM);
+out:
+    kbr_sqlite_done(stmt);
+    return err;
+}
+
+kbr_err kbr_sqlite_issuer_replace(kbr_store *st, const char *kid, const char *at)
+{
+    kbr_err err = KBR_OK;
+    sqlite3_stmt *stmt = NULL;
+
+    KBR_GUARD(kbr_sqlite_stmt(SQ(st), SQ_ISSUER_REPLACE,
+                              "UPDATE issuer_keys SET replaced_at = ?2"
+                              " WHERE kid = ?1 AND replaced_at IS NULL",
+                              &stmt));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, kid));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 2, at));
+    KBR_GUARD(kbr_sqlite_run(stmt));
+    KBR_ENSURE(sqlite3_changes(SQ(st)->db) == 1, KBR_ERR_STORE_CONSTRAINT);
+out:
+    kbr_sqlite_done(stmt);
+    return err;
+}
+
+kbr_err kbr_sqlite_issuer_insert(kbr_store *st, const kbr_fx_issuer_rotate *r,
+                                 const char *public_key_sha256, int64_t seq)
+{
+    kbr_err err = KBR_OK;
+    sqlite3_stmt *stmt = NULL;
+
+    KBR_GUARD(kbr_sqlite_stmt(SQ(st), SQ_ISSUER_INSERT,
+                              "INSERT INTO issuer_keys(kid, hsm_label, public_key_pem,"
+                              " public_key_sha256, activated_at, audit_seq)"
+                              " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                              &stmt));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, r->kid));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 2, r->hsm_label));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 3, r->public_key_pem));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 4, public_key_sha256));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 5, r->at));
+    KBR_GUARD(kbr_sqlite_err(sqlite3_bind_int64(stmt, 6, seq)));
+    KBR_GUARD(kbr_sqlite_run(stmt));
+out:
+    kbr_sqlite_done(stmt);
+    return err;
+}
+
+kbr_err kbr_sqlite_tokens_assign_kid(kbr_store *st, const char *kid)
+{
+    kbr_err err = KBR_OK;
+    sqlite3_stmt *stmt = NULL;
+
+    KBR_GUARD(kbr_sqlite_stmt(SQ(st), SQ_TOKENS_ASSIGN_KID,
+                              "UPDATE tokens SET kid = ?1 WHERE kid IS NULL", &stmt));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, kid));
+    KBR_GUARD(kbr_sqlite_run(stmt));
+out:
+    kbr_sqlite_done(stmt);
+    return err;
+}
+
+static const kbr_col_spec issuer_cols[] = {
+    {"kid", KBR_COL_TEXT},
+    {"hsm_label", KBR_COL_TEXT},
+    {"public_key_pem", KBR_COL_TEXT},
+    {"public_key_sha256", KBR_COL_TEXT},
+    {"activated_at", KBR_COL_TEXT},
+    {"replaced_at", KBR_COL_TEXT},
+    {"audit_seq", KBR_COL_INT},
+};
+
+kbr_err kbr_sqlite_issuer_keys(kbr_store *st, json_t **keys)
+{
+    kbr_err err = KBR_OK;
+    sqlite3_stmt *stmt = NULL;
+
+    *keys = NULL;
+    KBR_GUARD(kbr_sqlite_stmt(SQ(st), SQ_ISSUER_KEYS,
+                              "SELECT kid, hsm_label, public_key_pem, public_key_sha256,"
+                              " activated_at, replaced_at, audit_seq FROM issuer_keys"
+                              " ORDER BY audit_seq, kid",
+                              &stmt));
+    KBR_GUARD(kbr_sqlite_objects(stmt, issuer_cols, KBR_NCOLS(issuer_cols), keys));
 out:
     kbr_sqlite_done(stmt);
     return err;
@@ -131,6 +235,32 @@ kbr_err kbr_sqlite_token_revoke_all(kbr_store *st, const char *at, const char *r
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, at));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 2, reason));
     KBR_GUARD(kbr_sqlite_run(stmt));
+out:
+    kbr_sqlite_done(stmt);
+    return err;
+}
+
+kbr_err kbr_sqlite_token_uses_left(kbr_store *st, const char *jti, int64_t *left)
+{
+    kbr_err err = KBR_OK;
+    sqlite3_stmt *stmt = NULL;
+    int rc;
+
+    *left = -1;
+    KBR_GUARD(
+        kbr_sqlite_stmt(SQ(st), SQ_TOKEN_USES_LEFT,
+                        "SELECT json_extract(t.scope, '$.max_uses') - coalesce(u.uses, 0)"
+                        " FROM tokens t LEFT JOIN token_usage u ON u.jti = t.jti"
+                        " WHERE t.jti = ?1 AND json_extract(t.scope, '$.max_uses') IS NOT NULL",
+                        &stmt));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, jti));
+    rc = sqlite3_step(stmt);
+    KBR_ENSURE(rc == SQLITE_ROW || rc == SQLITE_DONE, kbr_sqlite_err(rc));
+    if (rc == SQLITE_ROW) {
+        *left = sqlite3_column_int64(stmt, 0);
+        if (*left < 0)
+            *left = 0;
+    }
 out:
     kbr_sqlite_done(stmt);
     return err;
@@ -497,7 +627,7 @@ const kbr_col_spec kbr_sqlite_token_cols[KBR_SQLITE_TOKEN_NCOLS] = {
     {"issued_at", KBR_COL_TEXT},  {"not_before", KBR_COL_TEXT},    {"expires_at", KBR_COL_TEXT},
     {"revoked_at", KBR_COL_TEXT}, {"revoke_reason", KBR_COL_TEXT}, {"issued_by", KBR_COL_TEXT},
     {"cnf_x5t", KBR_COL_TEXT},    {"uses", KBR_COL_INT},           {"last_used_at", KBR_COL_TEXT},
-    {"parent_jti", KBR_COL_TEXT}, {"orphan", KBR_COL_BOOL},
+    {"parent_jti", KBR_COL_TEXT}, {"orphan", KBR_COL_BOOL},        {"kid", KBR_COL_TEXT},
 };
 
 #define TOKEN_SELECT                                                                               \

@@ -127,3 +127,41 @@ out:
     kbr_sqlite_done(stmt);
     return err;
 }
+
+kbr_err kbr_sqlite_checkpoint_find(kbr_store *st, const char *signature_b64, bool *found)
+{
+    kbr_err err = KBR_OK;
+    sqlite3_stmt *stmt = NULL;
+    int rc;
+
+    *found = false;
+    KBR_GUARD(kbr_sqlite_stmt((kbr_sqlite *)st, SQ_CHECKPOINT_FIND,
+                              "SELECT 1 FROM checkpoints WHERE signature_b64 = ?1", &stmt));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, signature_b64));
+    rc = sqlite3_step(stmt);
+    KBR_ENSURE(rc == SQLITE_ROW || rc == SQLITE_DONE, kbr_sqlite_err(rc));
+    *found = rc == SQLITE_ROW;
+out:
+    kbr_sqlite_done(stmt);
+    return err;
+}
+
+kbr_err kbr_sqlite_checkpoint_rotations(kbr_store *st, int64_t seq, json_t **out)
+{
+    kbr_err err = KBR_OK;
+    sqlite3_stmt *stmt = NULL;
+
+    *out = NULL;
+    KBR_GUARD(kbr_sqlite_stmt((kbr_sqlite *)st, SQ_CHECKPOINT_ROTATIONS,
+                              "SELECT size, root_hash, time, signature_b64, audit_seq, origin,"
+                              " note, key_id, key_label, public_key_pem, next_key_id,"
+                              " next_key_label, next_key_pem"
+                              " FROM checkpoints WHERE next_key_pem IS NOT NULL AND audit_seq <= ?1"
+                              " ORDER BY audit_seq",
+                              &stmt));
+    KBR_GUARD(kbr_sqlite_err(sqlite3_bind_int64(stmt, 1, seq)));
+    KBR_GUARD(kbr_sqlite_objects(stmt, checkpoint_cols, KBR_NCOLS(checkpoint_cols), out));
+out:
+    kbr_sqlite_done(stmt);
+    return err;
+}

@@ -87,8 +87,7 @@ static const kbr_col_spec live_token_cols[] = {
  */
 #define TOKENS_FOR_PRODUCT                                                                         \
     " (json_type(t.scope, '$.products') IS NULL OR EXISTS (SELECT 1 FROM"                          \
-    "  json_each(t.scope, '$.products') p WHERE p.value = ?3 OR (substr(p.value, -1) = '*'"        \
-    "  AND substr(?3, 1, length(p.value) - 1) = substr(p.value, 1, length(p.value) - 1))))"
+    "  json_each(t.scope, '$.products') p WHERE kbr_name_matches(p.value, ?3)))"
 
 kbr_err kbr_sqlite_live_tokens(kbr_store *st, const char *key, const char *product, const char *now,
                                json_t **out)

@@ -10,7 +10,8 @@
 
 #include "backend.h"
 
-static const kbr_store_ops *const backends[] = {&kbr_store_sqlite_ops};
+static const kbr_store_ops *const backends[] = {&kbr_store_sqlite_ops, &kbr_store_pg_ops,
+                                                &kbr_store_pg_alt_ops};
 
 static const kbr_store_ops *backend_for(const char *url, const char **location)
 {
@@ -39,8 +40,10 @@ kbr_err kbr_store_open(const char *url, kbr_store **out, kbr_msg *msg)
     *out = NULL;
     KBR_ENSURE(url != NULL, kbr_fail(msg, KBR_ERR_CONFIG, "store: no URL given"));
     ops = backend_for(url, &location);
-    KBR_ENSURE(ops != NULL, kbr_fail(msg, KBR_ERR_CONFIG,
-                                     "store: unsupported URL \"%s\" (want sqlite:PATH)", url));
+    KBR_ENSURE(ops != NULL,
+               kbr_fail(msg, KBR_ERR_CONFIG,
+                        "store: unsupported URL \"%s\" (want sqlite:PATH or postgresql://...)",
+                        url));
     KBR_GUARD(ops->open(location, out, msg));
 out:
     return err;
@@ -53,9 +56,72 @@ kbr_err kbr_store_lock(const char *url, int *fd, kbr_msg *msg)
 
     *fd = -1;
     if (ops == NULL)
-        return kbr_fail(msg, KBR_ERR_CONFIG, "store: unsupported URL \"%s\" (want sqlite:PATH)",
+        return kbr_fail(msg, KBR_ERR_CONFIG,
+                        "store: unsupported URL \"%s\" (want sqlite:PATH or postgresql://...)",
                         url != NULL ? url : "");
     return ops->lock(location, fd, msg);
+}
+
+kbr_err kbr_store_exists(const char *url, kbr_msg *msg)
+{
+    const char *location = NULL;
+    const kbr_store_ops *ops = url != NULL ? backend_for(url, &location) : NULL;
+
+    if (ops == NULL)
+        return kbr_fail(msg, KBR_ERR_CONFIG,
+                        "store: unsupported URL \"%s\" (want sqlite:PATH or postgresql://...)",
+                        url != NULL ? url : "");
+    return ops->exists != NULL ? ops->exists(location, msg) : KBR_OK;
+}
+
+kbr_err kbr_store_open_readonly(const char *url, kbr_store **out, kbr_store_info *info,
+                                kbr_msg *msg)
+{
+    const char *location = NULL;
+    const kbr_store_ops *ops = url != NULL ? backend_for(url, &location) : NULL;
+
+    *out = NULL;
+    memset(info, 0, sizeof(*info));
+    if (ops == NULL)
+        return kbr_fail(msg, KBR_ERR_CONFIG,
+                        "store: unsupported URL \"%s\" (want sqlite:PATH or postgresql://...)",
+                        url != NULL ? url : "");
+    if (ops->open_readonly == NULL)
+        return kbr_fail(msg, KBR_ERR_CONFIG, "store %s: cannot be read without changing it", url);
+    return ops->open_readonly(location, out, info, msg);
+}
+
+kbr_err kbr_store_backup(kbr_store *st, int *fd, kbr_store_backup_info *info, kbr_msg *msg)
+{
+    *fd = -1;
+    memset(info, 0, sizeof(*info));
+    if (st->ops->backup == NULL)
+        return kbr_fail(msg, KBR_ERR_STORE, "this store cannot be copied online");
+    return st->ops->backup(st, fd, info, msg);
+}
+
+void kbr_store_interrupt(kbr_store *st)
+{
+    if (st != NULL && st->ops->interrupt != NULL)
+        st->ops->interrupt(st);
+}
+
+bool kbr_store_shared(const char *url)
+{
+    const char *location = NULL;
+    const kbr_store_ops *ops = url != NULL ? backend_for(url, &location) : NULL;
+
+    return ops != NULL && ops->shared;
+}
+
+kbr_err kbr_store_token_uses_left(kbr_store *st, const char *jti, int64_t *left)
+{
+    return st->ops->token_uses_left(st, jti, left);
+}
+
+kbr_err kbr_store_checkpoint_lease(kbr_store *st, bool *held)
+{
+    return st->ops->checkpoint_lease(st, held);
 }
 
 void kbr_store_unlock(int fd)
@@ -104,6 +170,50 @@ bool kbr_store_in_transaction(kbr_store *st)
 kbr_err kbr_store_audit_insert(kbr_store *st, const kbr_store_audit_row *row)
 {
     return st->ops->audit_insert(st, row);
+}
+
+kbr_err kbr_store_evidence_seqs(kbr_store *st, const char *product, const char *serial,
+                                json_t **seqs)
+{
+    return st->ops->evidence_seqs(st, product, serial, seqs);
+}
+
+kbr_err kbr_store_read_begin(kbr_store *st)
+{
+    return st->ops->snapshot_begin(st);
+}
+
+void kbr_store_read_end(kbr_store *st)
+{
+    st->ops->snapshot_end(st);
+}
+
+kbr_err kbr_store_bulk_mode(kbr_store *st)
+{
+    return st->ops->bulk_mode(st);
+}
+
+kbr_err kbr_store_scratch_mode(kbr_store *st)
+{
+    return st->ops->scratch_mode(st);
+}
+
+kbr_err kbr_store_effects_from(kbr_store *st, int64_t *seq)
+{
+    return st->ops->effects_from(st, seq);
+}
+
+kbr_err kbr_store_integrity(kbr_store *st, kbr_msg *msg)
+{
+    return st->ops->integrity(st, msg);
+}
+
+kbr_err kbr_store_compare(kbr_store *st, kbr_store *rebuilt, kbr_store_compare_stats *stats,
+                          kbr_msg *msg)
+{
+    if (st->ops != rebuilt->ops)
+        return kbr_fail(msg, KBR_ERR_INTERNAL, "stores of two kinds cannot be compared");
+    return st->ops->compare(st, rebuilt, stats, msg);
 }
 
 kbr_err kbr_store_document_get(kbr_store *st, const char *sha256, unsigned char **body, size_t *len,
@@ -155,6 +265,29 @@ out:
     return err;
 }
 
+kbr_err kbr_store_audit_entries(kbr_store *st, const json_t *seqs, json_t **entries)
+{
+    kbr_err err = KBR_OK;
+    json_t *arr = json_array();
+    const json_t *v;
+    size_t i;
+
+    *entries = NULL;
+    KBR_ENSURE(arr != NULL, KBR_ERR_NOMEM);
+    json_array_foreach(seqs, i, v)
+    {
+        size_t before = json_array_size(arr);
+        KBR_ENSURE(json_is_integer(v) && json_integer_value(v) > 0, KBR_ERR_INTERNAL);
+        KBR_GUARD(st->ops->audit_walk(st, json_integer_value(v) - 1, 1, page_add, arr));
+        KBR_ENSURE(json_array_size(arr) == before + 1, KBR_ERR_NOT_FOUND);
+    }
+    *entries = arr;
+    arr = NULL;
+out:
+    json_decref(arr);
+    return err;
+}
+
 kbr_err kbr_store_audit_page_within(kbr_store *st, int64_t after, int64_t limit,
                                     const kbr_audit_scope *scope, json_t **entries)
 {
@@ -174,12 +307,10 @@ out:
     return err;
 }
 
-static bool name_matches(const char *pattern, const char *name);
-
 static bool any_matches(const char *const *patterns, size_t n, const char *name)
 {
     for (size_t i = 0; name != NULL && i < n; i++)
-        if (name_matches(patterns[i], name))
+        if (kbr_name_matches(patterns[i], name))
             return true;
     return false;
 }
@@ -274,16 +405,6 @@ kbr_err kbr_store_key_list(kbr_store *st, json_t **keys)
     return err;
 }
 
-/* The scope grammar of API.md: an entry ending in '*' matches by prefix. */
-static bool name_matches(const char *pattern, const char *name)
-{
-    size_t n = strlen(pattern);
-
-    if (n > 0 && pattern[n - 1] == '*')
-        return strncmp(pattern, name, n - 1) == 0;
-    return strcmp(pattern, name) == 0;
-}
-
 static bool scope_reaches_key(const json_t *scope, const char *key)
 {
     const json_t *keys = json_object_get(scope, "keys");
@@ -294,7 +415,7 @@ static bool scope_reaches_key(const json_t *scope, const char *key)
         return true;
     json_array_foreach(keys, i, v)
     {
-        if (json_is_string(v) && name_matches(json_string_value(v), key))
+        if (json_is_string(v) && kbr_name_matches(json_string_value(v), key))
             return true;
     }
     return false;
@@ -342,6 +463,11 @@ out:
     return err;
 }
 
+kbr_err kbr_store_issuer_keys(kbr_store *st, json_t **keys)
+{
+    return st->ops->issuer_keys(st, keys);
+}
+
 /*
  * A build and its components are written in one transaction and never change, so two reads
  * outside a transaction see the same build.
@@ -375,26 +501,85 @@ kbr_err kbr_store_batch_list(kbr_store *st, json_t **out)
     return st->ops->batch_list(st, out);
 }
 
+/* Each certificate's revocation reason by its RFC 5280 name, null while it is not revoked. */
+static kbr_err name_reasons(json_t *certs)
+{
+    json_t *cert, *code;
+    size_t i;
+
+    json_array_foreach(certs, i, cert)
+    {
+        const char *name = NULL;
+
+        code = json_object_get(cert, "revocation_reason_code");
+        if (json_is_integer(code)) {
+            name = kbr_store_revocation_reason_name(json_integer_value(code));
+            /* the ledger holds only codes a revocation can take */
+            if (name == NULL)
+                return KBR_ERR_STORE;
+        }
+        if (json_object_set_new(cert, "revocation_reason",
+                                name != NULL ? json_string(name) : json_null()) != 0)
+            return KBR_ERR_NOMEM;
+        json_object_del(cert, "revocation_reason_code");
+    }
+    return KBR_OK;
+}
+
 /*
- * The device row and its certificates are each read in one statement; the only later change
- * to the row (current_firmware) shares no rule with the certificates, so the two reads need
- * no shared snapshot.
+ * The device row, its revocation and its certificates are read in one snapshot: a revocation
+ * changes the device and its certificates together.
  */
 kbr_err kbr_store_device_get(kbr_store *st, const char *product, const char *serial, json_t **out)
 {
     kbr_err err = KBR_OK;
-    json_t *dev = NULL, *certs = NULL;
+    json_t *dev = NULL, *certs = NULL, *revocation = NULL;
+    bool in_snapshot = false;
+    kbr_err found;
 
     *out = NULL;
+    KBR_GUARD(st->ops->snapshot_begin(st));
+    in_snapshot = true;
     KBR_GUARD(st->ops->device_get(st, product, serial, &dev));
+    found = st->ops->device_revocation(st, product, serial, &revocation);
+    KBR_ENSURE(found == KBR_OK || found == KBR_ERR_NOT_FOUND, found);
     KBR_GUARD(st->ops->device_certificates(st, product, serial, &certs));
+    KBR_GUARD(name_reasons(certs));
+    KBR_ENSURE(json_object_set(dev, "revocation", revocation != NULL ? revocation : json_null()) ==
+                   0,
+               KBR_ERR_NOMEM);
     KBR_ENSURE(json_object_set_new(dev, "certificates", certs) == 0, KBR_ERR_NOMEM);
     certs = NULL;
     *out = dev;
     dev = NULL;
 out:
+    if (in_snapshot)
+        st->ops->snapshot_end(st);
+    json_decref(revocation);
     json_decref(certs);
     json_decref(dev);
+    return err;
+}
+
+kbr_err kbr_store_crl_contents(kbr_store *st, const char *issuer_key, json_t **out)
+{
+    kbr_err err = KBR_OK;
+    json_t *revoked = NULL;
+    int64_t last = 0;
+    bool in_snapshot = false;
+
+    *out = NULL;
+    KBR_ENSURE(issuer_key != NULL, KBR_ERR_INTERNAL);
+    KBR_GUARD(st->ops->snapshot_begin(st));
+    in_snapshot = true;
+    KBR_GUARD(st->ops->crl_last_number(st, issuer_key, &last));
+    KBR_GUARD(st->ops->crl_revoked(st, issuer_key, &revoked));
+    *out = json_pack("{s:I,s:O}", "last_number", (json_int_t)last, "revoked", revoked);
+    KBR_ENSURE(*out != NULL, KBR_ERR_NOMEM);
+out:
+    if (in_snapshot)
+        st->ops->snapshot_end(st);
+    json_decref(revoked);
     return err;
 }
 

@@ -102,3 +102,17 @@ kbr_err kbr_store_checkpoint_latest(kbr_store *st, json_t **out)
 {
     return st->ops->checkpoint_latest(st, out);
 }
+
+kbr_err kbr_store_checkpoint_find(kbr_store *st, const char *signature_b64, bool *found)
+{
+    *found = false;
+    if (signature_b64 == NULL)
+        return KBR_ERR_INTERNAL;
+    return st->ops->checkpoint_find(st, signature_b64, found);
+}
+
+kbr_err kbr_store_checkpoint_rotations(kbr_store *st, int64_t seq, json_t **out)
+{
+    *out = NULL;
+    return st->ops->checkpoint_rotations(st, seq, out);
+}

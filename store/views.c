@@ -708,6 +708,7 @@ static kbr_err view_certificates(json_t *dev)
     json_array_foreach(json_object_get(dev, "certificates"), i, cert)
     {
         json_object_del(cert, "pem");
+        json_object_del(cert, "chain_pem");
     }
     return KBR_OK;
 }

@@ -1,14 +1,17 @@
 /*
  * cli.h - internal interfaces of the keybroker command-line client.
  *
- * The pure parts (option parsing, tables, digests and SBOM encoding, sign
- * request bodies) live in files without main() so that tests/unit/test_cli.c
- * can include them; the HTTP client and the subcommands build on them.
+ * Everything but main.c is built into libkbr_cli.a, which bin/keybroker and
+ * tests/unit/test_cli.c link: the pure parts (option parsing, tables,
+ * digests and SBOM encoding, request bodies), the HTTP client and the
+ * subcommands built on them.
  */
 #ifndef KBR_CLI_H
 #define KBR_CLI_H
 
 #include <stdio.h>
+
+#include <openssl/evp.h>
 
 #include "kbr_common.h"
 
@@ -135,6 +138,8 @@ KBR_WUR kbr_err cli_fields_from_json(const json_t *obj, const cli_column *cols, 
 
 /* ---- signing inputs (sign.c) ---- */
 
+/* Files are hashed in chunks of this size (cli_digest_file). */
+#define CLI_HASH_CHUNK (64 * 1024)
 /* Largest SBOM file sent; its base64 must fit the daemon's default 1 MiB body limit. */
 #define CLI_SBOM_MAX (700 * 1024)
 /* Largest ed25519 message: 1 MiB body limit less room for the other fields, before base64. */
@@ -185,6 +190,35 @@ KBR_WUR kbr_err cli_sign_format_check(const char *format, kbr_msg *msg);
  */
 bool cli_sign_sends_message(const char *alg, const char *format);
 
+/* ---- checking signatures (cmd_verify.c) ---- */
+
+/* What keybroker verify checks; message (the signed file) or digest, the other NULL. */
+typedef struct {
+    const char *format;  /* raw (default), der or cose_sign1 */
+    const char *hash;    /* sha256 (default) or sha384: ECDSA and RSA over a file or digest */
+    const char *padding; /* RSA: pss (default, salt = hash length) or pkcs1 */
+    const unsigned char *message, *digest, *sig;
+    size_t message_len, digest_len, siglen;
+} cli_verify_req;
+
+/*
+ * Checks r's signature with pub (EC, RSA or Ed25519): raw r||s or DER for ECDSA, PSS or
+ * PKCS#1 v1.5 for RSA, over the message (Ed25519: always) or a digest; or a tagged
+ * COSE_Sign1 with detached payload (ES256, ES384, EdDSA) over the message.
+ * KBR_ERR_UNAUTHENTICATED when it does not verify; KBR_ERR_BAD_REQUEST, msg saying why,
+ * when the input cannot be what the key signs.
+ */
+KBR_WUR kbr_err cli_verify_signature(EVP_PKEY *pub, const cli_verify_req *r, kbr_msg *msg);
+/*
+ * The command that checks a signature `keybroker sign --out SIG --file FILE` made with key
+ * (its algorithm as the broker names it) against KEY.pem (`keybroker key pubkey KEY --out
+ * KEY.pem`): openssl dgst or pkeyutl where openssl reads the format, keybroker verify for
+ * raw ECDSA and COSE_Sign1.  Written into buf; NULL when an argument is missing.
+ */
+const char *cli_openssl_recipe(const char *algorithm, const char *format, const char *hash,
+                               const char *key, const char *sig, const char *file, char *buf,
+                               size_t len);
+
 /* ---- HTTP client (http.c) ---- */
 
 typedef struct cli_client cli_client;
@@ -219,11 +253,49 @@ KBR_WUR kbr_err cli_call(cli_client *c, const char *method, const char *path, co
                          cli_response *resp, cli_error *ce);
 void cli_response_cleanup(cli_response *r);
 
+/*
+ * GETs path and streams a 2xx body to fd as it arrives (no size limit and no total timeout:
+ * a store copy is large and made before its first byte), hashing it with SHA-256.  An error
+ * answer is read and reported as cli_call does.  *got says what arrived.
+ */
+typedef struct {
+    long status;
+    long long audit_seq;       /* X-Audit-Seq, -1 if absent */
+    long long content_length;  /* -1 if absent */
+    long long received;        /* body bytes written to fd */
+    unsigned char sha256[32];  /* of those bytes */
+    char backup_sha256[65];    /* X-Backup-SHA256, "" if absent */
+    long long backup_last_seq; /* X-Backup-Last-Seq, -1 if absent */
+} cli_download;
+KBR_WUR kbr_err cli_get_to_fd(cli_client *c, const char *path, int fd, cli_download *got,
+                              cli_error *ce);
+
 /* prefix + URL-escaped segment + suffix (suffix may be NULL). Caller frees. */
 KBR_WUR kbr_err cli_path_join(cli_client *c, const char *prefix, const char *segment,
                               const char *suffix, char **out);
 /* Appends "?name=value" or "&name=value" (value escaped) to *path, reallocating it. */
 KBR_WUR kbr_err cli_query_add(cli_client *c, char **path, const char *name, const char *value);
+
+/*
+ * The client's response handling, used by cli_call() and declared here for
+ * tests/unit/test_cli.c. A response body is read into a cli_buf, which is
+ * wiped whenever it is grown or freed: it may hold a freshly issued token.
+ */
+typedef struct {
+    char *data;
+    size_t len;
+    size_t cap;
+    bool overflow;
+} cli_buf;
+
+/* Grows b to hold at least need bytes; false when out of memory. */
+KBR_WUR bool cli_buf_grow(cli_buf *b, size_t need);
+void cli_buf_wipe(cli_buf *b);
+/* Status, X-Audit-Seq and JSON body (duplicate members refused) of the response in buf. */
+KBR_WUR kbr_err cli_read_response(cli_client *c, const cli_buf *buf, cli_response *resp,
+                                  cli_error *ce);
+/* The error of an HTTP status >= 400 and its {"error":{...}} body (body may be NULL). */
+KBR_WUR kbr_err cli_http_error(long status, const json_t *body, cli_error *ce);
 
 /* ---- commands (cmd_*.c) ---- */
 
@@ -246,18 +318,23 @@ typedef struct {
 extern const cli_command cli_cmd_key_create, cli_cmd_key_list, cli_cmd_key_show, cli_cmd_key_retire,
     cli_cmd_key_pubkey;
 extern const cli_command cli_cmd_token_issue, cli_cmd_token_list, cli_cmd_token_revoke,
-    cli_cmd_revoke;
-extern const cli_command cli_cmd_sign;
+    cli_cmd_token_rotate_issuer, cli_cmd_revoke;
+extern const cli_command cli_cmd_sign, cli_cmd_verify, cli_cmd_token_exchange;
 extern const cli_command cli_cmd_audit_list, cli_cmd_audit_export, cli_cmd_health, cli_cmd_jwks;
 extern const cli_command cli_cmd_audit_verify;
+extern const cli_command cli_cmd_evidence_device;
+extern const cli_command cli_cmd_evidence_product;
+extern const cli_command cli_cmd_evidence_verify;
 extern const cli_command cli_cmd_audit_checkpoint;
 extern const cli_command cli_cmd_audit_consistency, cli_cmd_audit_rotate_key;
 extern const cli_command cli_cmd_audit_proof;
 extern const cli_command cli_cmd_batch_create, cli_cmd_batch_show;
 extern const cli_command cli_cmd_key_certificate, cli_cmd_provision, cli_cmd_rotate;
+extern const cli_command cli_cmd_device_revoke;
 extern const cli_command cli_cmd_debug_auth, cli_cmd_ota_report;
 extern const cli_command cli_cmd_view_product, cli_cmd_view_custody, cli_cmd_view_exposure,
     cli_cmd_view_device;
+extern const cli_command cli_cmd_backup;
 /*
  * Request bodies of the factory commands, built from options parsed against
  * the command's own spec.  Bad input (a value out of range, a market that is
@@ -274,6 +351,8 @@ KBR_WUR kbr_err cli_key_cert_body(const cli_args *a, json_t **out, kbr_msg *msg)
 KBR_WUR kbr_err cli_provision_body(const cli_args *a, json_t **out, kbr_msg *msg);
 /* POST /v1/devices/{serial}/certificates: --key, --csr FILE, --product. */
 KBR_WUR kbr_err cli_rotate_body(const cli_args *a, json_t **out, kbr_msg *msg);
+/* POST /v1/devices/SERIAL/revoke from --product and --reason (cmd_device.c). */
+KBR_WUR kbr_err cli_device_revoke_body(const cli_args *a, json_t **out, kbr_msg *msg);
 
 /* The most to-be-signed bytes the broker signs for one debug unlock. */
 #define CLI_DEBUG_MESSAGE_MAX 4096

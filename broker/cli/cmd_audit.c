@@ -360,6 +360,6 @@ const cli_command cli_cmd_health = {
 };
 
 const cli_command cli_cmd_jwks = {
-    {"jwks", NULL, NULL},  "",    "show the token issuer's public key (no token needed)",
+    {"jwks", NULL, NULL},  "",    "show the token issuer's public keys (no token needed)",
     {NULL, 0, NULL, 0, 0}, false, jwks,
 };

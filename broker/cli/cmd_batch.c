@@ -13,9 +13,9 @@
 static const char *const batch_pos[] = {"BATCH"};
 
 static const cli_column batch_fields[] = {
-    {"batch", "batch"},           {"product", "product"},       {"factory", "factory"},
-    {"market", "market"},         {"quantity", "quantity"},     {"provisioned", "provisioned"},
-    {"created_at", "created_at"}, {"created_by", "created_by"},
+    {"batch", "batch"},         {"product", "product"},       {"factory", "factory"},
+    {"market", "market"},       {"quantity", "quantity"},     {"provisioned", "provisioned"},
+    {"remaining", "remaining"}, {"created_at", "created_at"}, {"created_by", "created_by"},
 };
 
 static kbr_err batch_set_str(json_t *obj, const char *field, const char *what, const char *value,

@@ -257,6 +257,22 @@ out:
     return err;
 }
 
+/* The command that checks the signature just written, on stderr (stdout is the result's). */
+static void print_recipe(const cli_ctx *ctx, const json_t *resp, const char *hash)
+{
+    char buf[1024];
+    const char *recipe =
+        cli_openssl_recipe(cli_json_str(resp, "algorithm"), cli_json_str(resp, "format"), hash,
+                           cli_args_str(ctx->args, "key"), cli_args_str(ctx->args, "out"),
+                           cli_args_str(ctx->args, "file"), buf, sizeof(buf));
+
+    if (recipe == NULL || strcmp(cli_args_str(ctx->args, "out"), "-") == 0)
+        return;
+    fputs("to check it (keybroker key pubkey KEY --out KEY.pem first): ", stderr);
+    cli_term_put(stderr, recipe, CLI_TERM_LINE);
+    fputc('\n', stderr);
+}
+
 static kbr_err sign_run(cli_ctx *ctx, cli_error *ce)
 {
     kbr_err err = KBR_OK;
@@ -279,6 +295,7 @@ static kbr_err sign_run(cli_ctx *ctx, cli_error *ce)
         KBR_GUARD(cli_check_out("out", out_file, 0644, ce));
     KBR_GUARD(cli_call(ctx->client, "POST", "/v1/sign", body, &resp, ce));
     KBR_GUARD(show_result(ctx, resp.body, ce));
+    print_recipe(ctx, resp.body, hash);
 out:
     cli_response_cleanup(&resp);
     json_decref(body);

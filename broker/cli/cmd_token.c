@@ -1,4 +1,4 @@
-/* cmd_token.c - keybroker token issue|list|revoke and keybroker revoke. */
+/* cmd_token.c - keybroker token issue|list|revoke|rotate-issuer and keybroker revoke. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -148,6 +148,65 @@ out:
     return err;
 }
 
+/* The CI system's ID token: a file (GitLab's id_tokens, a file written by a step) or a variable. */
+static kbr_err read_id_token(const cli_args *a, kbr_secret **out, cli_error *ce)
+{
+    const char *file = cli_args_str(a, "id-token-file"), *var = cli_args_str(a, "id-token-env");
+    const char *v;
+    kbr_err err;
+
+    *out = NULL;
+    if ((file != NULL) == (var != NULL))
+        return cli_fail(ce, KBR_ERR_BAD_REQUEST, CLI_USAGE,
+                        "give exactly one of --id-token-file and --id-token-env");
+    if (file != NULL) {
+        err = kbr_secret_from_file(file, out);
+        if (err != KBR_OK)
+            return cli_fail(ce, KBR_ERR_IO, "io_error", "cannot read the ID token from %s", file);
+        return KBR_OK;
+    }
+    v = getenv(var);
+    if (v == NULL || v[0] == '\0')
+        return cli_fail(ce, KBR_ERR_BAD_REQUEST, CLI_USAGE, "variable %s is not set", var);
+    return kbr_secret_new(v, strlen(v), out);
+}
+
+static kbr_err token_exchange(cli_ctx *ctx, cli_error *ce)
+{
+    kbr_err err = KBR_OK;
+    const char *file = cli_args_str(ctx->args, "out");
+    kbr_secret *id_token = NULL;
+    json_t *body = NULL, *tok = NULL;
+    cli_response resp = {0};
+
+    KBR_GUARD(read_id_token(ctx->args, &id_token, ce));
+    body = json_object();
+    KBR_ENSURE(body != NULL, KBR_ERR_NOMEM);
+    KBR_ENSURE(json_object_set_new(body, "id_token",
+                                   json_stringn((const char *)id_token->buf, id_token->len)) == 0,
+               cli_fail(ce, KBR_ERR_BAD_REQUEST, CLI_USAGE, "the ID token is not text"));
+    if (file != NULL)
+        KBR_GUARD(cli_check_out("out", file, 0600, ce));
+    KBR_GUARD(cli_call(ctx->client, "POST", "/v1/tokens/exchange", body, &resp, ce));
+    tok = json_object_get(resp.body, "token");
+    KBR_ENSURE(json_is_string(tok) && token_text_ok(json_string_value(tok)),
+               cli_fail(ce, KBR_ERR_BAD_REQUEST, "bad_response", "the response has no token"));
+    if (ctx->json)
+        KBR_GUARD(cli_print_json(cli_ctx_beside(ctx, file).out, resp.body, ce));
+    KBR_GUARD(print_token(ctx, resp.body, json_string_value(tok), ce));
+out:
+    if (json_is_string(tok))
+        OPENSSL_cleanse((char *)json_string_value(tok), json_string_length(tok));
+    if (json_is_string(json_object_get(body, "id_token"))) {
+        json_t *v = json_object_get(body, "id_token");
+        OPENSSL_cleanse((char *)json_string_value(v), json_string_length(v));
+    }
+    cli_response_cleanup(&resp);
+    json_decref(body);
+    kbr_secret_free(id_token);
+    return err;
+}
+
 static kbr_err add_query(cli_ctx *ctx, char **path, const char *opt, const char *name)
 {
     const char *v = cli_args_str(ctx->args, opt);
@@ -250,6 +309,31 @@ out:
     return err;
 }
 
+static const cli_column rotated_fields[] = {
+    {"kid", "kid"},
+    {"hsm_label", "hsm_label"},
+    {"activated_at", "activated_at"},
+    {"replaces", "replaces.kid"},
+    {"replaced_listed_until", "replaces.listed_until"},
+};
+
+static kbr_err rotate_issuer(cli_ctx *ctx, cli_error *ce)
+{
+    kbr_err err = KBR_OK;
+    json_t *body = NULL;
+    cli_response resp = {0};
+
+    KBR_GUARD(reason_body(ctx->args, &body, ce));
+    KBR_GUARD(cli_call(ctx->client, "POST", "/v1/tokens/issuer/rotate", body, &resp, ce));
+    KBR_ENSURE(json_is_string(json_object_get(resp.body, "kid")),
+               cli_fail(ce, KBR_ERR_BAD_REQUEST, "bad_response", "the response has no kid"));
+    KBR_GUARD(cli_show(ctx, resp.body, NULL, rotated_fields, N_ELEMS(rotated_fields), ce));
+out:
+    cli_response_cleanup(&resp);
+    json_decref(body);
+    return err;
+}
+
 static const char *const jti_pos[] = {"JTI"};
 
 static const cli_opt issue_opts[] = {
@@ -291,6 +375,23 @@ const cli_command cli_cmd_token_issue = {
     token_issue,
 };
 
+static const cli_opt exchange_opts[] = {
+    {"id-token-file", CLI_OPT_STR, false, "FILE"},
+    {"id-token-env", CLI_OPT_STR, false, "VAR"},
+    {"out", CLI_OPT_STR, false, "FILE"},
+};
+
+const cli_command cli_cmd_token_exchange = {
+    {"token", "exchange", NULL},
+    "(--id-token-file FILE | --id-token-env VAR) [--out FILE]",
+    "exchange a CI job's OIDC ID token for a broker token (no token needed); the broker's\n"
+    "      rules for the token's issuer decide its principal and scope; prints the token\n"
+    "      alone (or writes FILE, mode 0600)",
+    {exchange_opts, N_ELEMS(exchange_opts), NULL, 0, 0},
+    false,
+    token_exchange,
+};
+
 const cli_command cli_cmd_token_list = {
     {"token", "list", NULL},
     "[--sub S] [--key K] [--active]",
@@ -307,6 +408,16 @@ const cli_command cli_cmd_token_revoke = {
     {reason_opts, N_ELEMS(reason_opts), jti_pos, 1, 1},
     true,
     token_revoke,
+};
+
+const cli_command cli_cmd_token_rotate_issuer = {
+    {"token", "rotate-issuer", NULL},
+    "[--reason R]",
+    "make a new token issuer key in the HSM: it signs every token issued from now on; the\n"
+    "      old key verifies the tokens it signed until the last of them expires",
+    {reason_opts, N_ELEMS(reason_opts), NULL, 0, 0},
+    true,
+    rotate_issuer,
 };
 
 const cli_command cli_cmd_revoke = {

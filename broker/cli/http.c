@@ -5,7 +5,10 @@
 #include <string.h>
 
 #include <curl/curl.h>
+#include <errno.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -27,14 +30,7 @@ struct cli_client {
     char errbuf[CURL_ERROR_SIZE];
 };
 
-typedef struct {
-    char *data;
-    size_t len;
-    size_t cap;
-    bool overflow;
-} cli_buf;
-
-static void buf_wipe(cli_buf *b)
+void cli_buf_wipe(cli_buf *b)
 {
     /* A response may hold a freshly issued token. */
     if (b->data != NULL)
@@ -45,7 +41,7 @@ static void buf_wipe(cli_buf *b)
 }
 
 /* Grows by copy so that the old block can be wiped before it is freed. */
-static bool buf_grow(cli_buf *b, size_t need)
+bool cli_buf_grow(cli_buf *b, size_t need)
 {
     size_t cap = b->cap != 0 ? b->cap : 16384;
     char *grown = NULL;
@@ -76,7 +72,7 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata)
         b->overflow = true;
         return 0;
     }
-    if (!buf_grow(b, b->len + n + 1))
+    if (!cli_buf_grow(b, b->len + n + 1))
         return 0;
     memcpy(b->data + b->len, ptr, n);
     b->len += n;
@@ -239,41 +235,16 @@ static const char *transport_code(CURLcode rc)
     }
 }
 
-/* The one place an HTTP status becomes a kbr_err on the client side. */
-static kbr_err err_from_status(long status, const char *code)
-{
-    switch (status) {
-    case 400:
-        return KBR_ERR_BAD_REQUEST;
-    case 401:
-        return KBR_ERR_UNAUTHENTICATED;
-    case 403:
-        return KBR_ERR_FORBIDDEN;
-    case 404:
-        return KBR_ERR_NOT_FOUND;
-    case 409:
-        return KBR_ERR_CONFLICT;
-    case 413:
-        return KBR_ERR_TOO_LARGE;
-    case 429:
-        return strcmp(code, "rate_limited") == 0 ? KBR_ERR_RATE_LIMITED : KBR_ERR_QUOTA;
-    case 503:
-        return strcmp(code, "hsm_unavailable") == 0 ? KBR_ERR_HSM : KBR_ERR_AUDIT;
-    default:
-        return KBR_ERR_INTERNAL;
-    }
-}
-
-static kbr_err http_error(long status, const json_t *body, cli_error *ce)
+kbr_err cli_http_error(long status, const json_t *body, cli_error *ce)
 {
     const json_t *e = json_object_get(body, "error");
     const char *code = json_string_value(json_object_get(e, "code"));
     const char *message = json_string_value(json_object_get(e, "message"));
 
     if (code == NULL)
-        return cli_fail(ce, err_from_status(status, ""), "http_error",
+        return cli_fail(ce, kbr_err_from_api(status, NULL), "http_error",
                         "the server answered HTTP %ld without an error body", status);
-    return cli_fail(ce, err_from_status(status, code), code, "%s",
+    return cli_fail(ce, kbr_err_from_api(status, code), code, "%s",
                     message != NULL ? message : "(no message)");
 }
 
@@ -355,7 +326,7 @@ static long long audit_seq_header(CURL *h)
     return seq;
 }
 
-static kbr_err read_response(cli_client *c, const cli_buf *buf, cli_response *resp, cli_error *ce)
+kbr_err cli_read_response(cli_client *c, const cli_buf *buf, cli_response *resp, cli_error *ce)
 {
     json_error_t jerr;
 
@@ -365,7 +336,7 @@ static kbr_err read_response(cli_client *c, const cli_buf *buf, cli_response *re
     if (buf->len > 0)
         resp->body = json_loadb(buf->data, buf->len, JSON_REJECT_DUPLICATES, &jerr);
     if (resp->status >= 400)
-        return http_error(resp->status, resp->body, ce);
+        return cli_http_error(resp->status, resp->body, ce);
     if (buf->len > 0 && resp->body == NULL)
         return cli_fail(ce, KBR_ERR_BAD_REQUEST, "bad_response",
                         "HTTP %ld with a body that is not JSON: %s", resp->status, jerr.text);
@@ -409,9 +380,9 @@ kbr_err cli_call(cli_client *c, const char *method, const char *path, const json
         KBR_ENSURE(text != NULL, KBR_ERR_NOMEM);
     }
     KBR_GUARD(send_request(c, method, url, text, &buf, ce));
-    KBR_GUARD(read_response(c, &buf, resp, ce));
+    KBR_GUARD(cli_read_response(c, &buf, resp, ce));
 out:
-    buf_wipe(&buf);
+    cli_buf_wipe(&buf);
     free(text);
     free(url);
     return err;
@@ -462,5 +433,114 @@ kbr_err cli_query_add(cli_client *c, char **path, const char *name, const char *
     *path = grown;
 out:
     free(val);
+    return err;
+}
+
+/* ---- streamed downloads ---- */
+
+typedef struct {
+    CURL *curl;
+    int fd;
+    EVP_MD_CTX *md;
+    cli_buf err_body; /* an error answer, read whole */
+    long long received;
+    bool write_failed;
+} stream_state;
+
+static size_t on_stream(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+    stream_state *st = userdata;
+    size_t n = size * nmemb, done = 0;
+    long status = 0;
+
+    curl_easy_getinfo(st->curl, CURLINFO_RESPONSE_CODE, &status);
+    if (status < 200 || status >= 300)
+        return on_body(ptr, size, nmemb, &st->err_body);
+    if (EVP_DigestUpdate(st->md, ptr, n) != 1)
+        return 0;
+    while (done < n) {
+        ssize_t w = write(st->fd, ptr + done, n - done);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            st->write_failed = true;
+            return 0;
+        }
+        done += (size_t)w;
+    }
+    st->received += (long long)n;
+    return n;
+}
+
+static long long header_ll(CURL *h, const char *name)
+{
+    struct curl_header *hdr = NULL;
+    long long v = -1;
+
+    if (curl_easy_header(h, name, 0, CURLH_HEADER, -1, &hdr) != CURLHE_OK ||
+        cli_parse_ll(hdr->value, 0, LLONG_MAX, &v) != KBR_OK)
+        return -1;
+    return v;
+}
+
+kbr_err cli_get_to_fd(cli_client *c, const char *path, int fd, cli_download *got, cli_error *ce)
+{
+    kbr_err err = KBR_OK;
+    char *url = NULL;
+    stream_state st = {.curl = c->curl, .fd = fd};
+    struct curl_slist *list = NULL, *head = NULL;
+    struct curl_header *hdr = NULL;
+    json_error_t jerr;
+    json_t *body = NULL;
+    CURLcode rc;
+
+    memset(got, 0, sizeof(*got));
+    got->audit_seq = got->content_length = got->backup_last_seq = -1;
+    st.md = EVP_MD_CTX_new();
+    KBR_ENSURE(st.md != NULL && EVP_DigestInit_ex(st.md, EVP_sha256(), NULL) == 1, KBR_ERR_NOMEM);
+    KBR_GUARD(full_url(c, path, &url));
+    KBR_GUARD(make_headers(c, false, &list, &head));
+    KBR_ENSURE(curl_easy_setopt(c->curl, CURLOPT_URL, url) == CURLE_OK &&
+                   curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, head) == CURLE_OK &&
+                   curl_easy_setopt(c->curl, CURLOPT_HTTPGET, 1L) == CURLE_OK &&
+                   curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, on_stream) == CURLE_OK &&
+                   curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, &st) == CURLE_OK &&
+                   curl_easy_setopt(c->curl, CURLOPT_TIMEOUT, 0L) == CURLE_OK &&
+                   curl_easy_setopt(c->curl, CURLOPT_TCP_KEEPALIVE, 1L) == CURLE_OK,
+               KBR_ERR_INTERNAL);
+    c->errbuf[0] = '\0';
+    rc = curl_easy_perform(c->curl);
+    curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &got->status);
+    got->received = st.received;
+    KBR_ENSURE(!st.write_failed, cli_fail(ce, KBR_ERR_IO, "io_error",
+                                          "cannot write what arrived: %s", strerror(errno)));
+    KBR_ENSURE(!st.err_body.overflow,
+               cli_fail(ce, KBR_ERR_TOO_LARGE, "bad_response", "the error answer is too large"));
+    KBR_ENSURE(rc == CURLE_OK, cli_fail(ce, KBR_ERR_IO, transport_code(rc), "%s",
+                                        c->errbuf[0] != '\0' ? c->errbuf : curl_easy_strerror(rc)));
+    if (got->status < 200 || got->status >= 300) {
+        if (st.err_body.len > 0)
+            body = json_loadb(st.err_body.data, st.err_body.len, JSON_REJECT_DUPLICATES, &jerr);
+        err = cli_http_error(got->status, body, ce);
+        goto out;
+    }
+    got->audit_seq = audit_seq_header(c->curl);
+    got->content_length = header_ll(c->curl, "Content-Length");
+    got->backup_last_seq = header_ll(c->curl, "X-Backup-Last-Seq");
+    if (curl_easy_header(c->curl, "X-Backup-SHA256", 0, CURLH_HEADER, -1, &hdr) == CURLHE_OK)
+        snprintf(got->backup_sha256, sizeof(got->backup_sha256), "%s", hdr->value);
+    KBR_ENSURE(EVP_DigestFinal_ex(st.md, got->sha256, NULL) == 1, KBR_ERR_CRYPTO);
+out:
+    /* the handle goes back to what cli_call expects */
+    curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c->curl, CURLOPT_TIMEOUT, CLI_TOTAL_TIMEOUT);
+    curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, NULL);
+    c->auth_node.data = NULL;
+    c->auth_node.next = NULL;
+    curl_slist_free_all(list);
+    json_decref(body);
+    cli_buf_wipe(&st.err_body);
+    EVP_MD_CTX_free(st.md);
+    free(url);
     return err;
 }

@@ -24,12 +24,16 @@ static const cli_command *const commands[] = {
     &cli_cmd_token_issue,
     &cli_cmd_token_list,
     &cli_cmd_token_revoke,
+    &cli_cmd_token_rotate_issuer,
+    &cli_cmd_token_exchange,
+    &cli_cmd_verify,
     &cli_cmd_revoke,
     &cli_cmd_sign,
     &cli_cmd_batch_create,
     &cli_cmd_batch_show,
     &cli_cmd_provision,
     &cli_cmd_rotate,
+    &cli_cmd_device_revoke,
     &cli_cmd_debug_auth,
     &cli_cmd_ota_report,
     &cli_cmd_audit_list,
@@ -45,6 +49,10 @@ static const cli_command *const commands[] = {
     &cli_cmd_audit_verify,
     &cli_cmd_audit_consistency,
     &cli_cmd_audit_rotate_key,
+    &cli_cmd_evidence_device,
+    &cli_cmd_evidence_product,
+    &cli_cmd_evidence_verify,
+    &cli_cmd_backup,
 };
 
 /* Accepted before or after the command words. */
@@ -82,7 +90,7 @@ static void usage(FILE *f)
     fputs("\nglobal options go before or after the command:\n"
           "  --json             print the server's JSON response\n"
           "  --url URL          the broker (KEYBROKER_URL, default " CLI_DEFAULT_URL ")\n"
-          "  --token-file FILE  the bearer token (else KEYBROKER_TOKEN)\n"
+          "  --token-file FILE  the bearer token (KEYBROKER_TOKEN_FILE, else KEYBROKER_TOKEN)\n"
           "  --cert FILE        client certificate for mTLS (KEYBROKER_CERT)\n"
           "  --cert-key FILE    its private key (KEYBROKER_KEY)\n"
           "KEYBROKER_CACERT names the CA bundle for https (default: the system's).\n"
@@ -222,7 +230,7 @@ static const char *opt_or_env(const cli_args *a, const char *opt, const char *en
 
 static kbr_err load_token(const cli_args *a, kbr_secret **out, cli_error *ce)
 {
-    const char *file = cli_args_str(a, "token-file");
+    const char *file = opt_or_env(a, "token-file", "KEYBROKER_TOKEN_FILE", NULL);
     const char *env = env_nonempty("KEYBROKER_TOKEN");
     kbr_err err;
 
@@ -237,7 +245,8 @@ static kbr_err load_token(const cli_args *a, kbr_secret **out, cli_error *ce)
     }
     if (env == NULL)
         return cli_fail(ce, KBR_ERR_BAD_REQUEST, CLI_USAGE,
-                        "no token: set KEYBROKER_TOKEN or pass --token-file FILE");
+                        "no token: set KEYBROKER_TOKEN or KEYBROKER_TOKEN_FILE, or pass "
+                        "--token-file FILE");
     return kbr_secret_new(env, strlen(env), out);
 }
 
@@ -253,7 +262,9 @@ static kbr_err make_client(const invocation *inv, cli_client **out, cli_error *c
     };
 
     *out = NULL;
-    if (inv->cmd->needs_token)
+    /* verify needs a token only to fetch the key from the broker */
+    if (inv->cmd->needs_token ||
+        (inv->cmd == &cli_cmd_verify && cli_args_str(inv->args, "key") != NULL))
         KBR_GUARD(load_token(inv->args, &token, ce));
     KBR_GUARD(cli_client_new(&conf, token, out, ce));
 out:

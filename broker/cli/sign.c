@@ -9,8 +9,6 @@
 
 #include "cli.h"
 
-#define CLI_HASH_CHUNK (64 * 1024)
-
 static const EVP_MD *hash_md(const char *hash)
 {
     if (strcmp(hash, "sha256") == 0)

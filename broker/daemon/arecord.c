@@ -355,10 +355,24 @@ out:
     return err;
 }
 
+/* rec is a head the log could record next: signed by the key the latest checkpoint hands on,
+ * and at least as large. */
+static bool record_extends(const json_t *latest, const json_t *rec)
+{
+    const char *handed = kbd_cp_signer_label(latest), *signer = str_of(rec, "key_label");
+
+    if (handed == NULL)
+        handed = KBD_AUDIT_LABEL; /* an older broker's checkpoint: the first key */
+    return signer != NULL && strcmp(handed, signer) == 0 &&
+           json_integer_value(json_object_get(rec, "size")) >=
+               json_integer_value(json_object_get(latest, "size"));
+}
+
 kbr_err kbd_record_in_store(kbr_store *st, const json_t *rec, bool *in)
 {
     kbr_err err = KBR_OK;
     json_t *latest = NULL;
+    bool found = false;
 
     *in = false;
     err = kbr_store_checkpoint_latest(st, &latest);
@@ -369,6 +383,12 @@ kbr_err kbd_record_in_store(kbr_store *st, const json_t *rec, bool *in)
     KBR_GUARD(err);
     *in =
         json_equal(json_object_get(latest, "signature_b64"), json_object_get(rec, "signature_b64"));
+    if (*in)
+        goto out;
+    KBR_GUARD(kbr_store_checkpoint_find(st, str_of(rec, "signature_b64"), &found));
+    /* an HSM that did not see the heads after its record (another broker's, on a shared
+     * store) holds one the log went on past: nothing to record */
+    *in = found || !record_extends(latest, rec);
 out:
     json_decref(latest);
     return err;

@@ -7,6 +7,7 @@
  * message naming the line: a typo in a security setting must not be
  * silently ignored.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -51,6 +52,8 @@ static void set_defaults(kbd_config *cfg)
     cfg->max_connections = 1024;
     cfg->max_connections_per_source = 128;
     cfg->request_timeout = 60;
+    cfg->crl_validity = 7L * 86400;
+    cfg->oidc_exchange_rate = 10;
 }
 
 static kbr_err parse_long(const char *v, long min, long max, long *out)
@@ -66,7 +69,7 @@ static kbr_err parse_long(const char *v, long min, long max, long *out)
     return KBR_OK;
 }
 
-static kbr_err parse_listen(kbd_config *cfg, const char *v)
+static kbr_err parse_address(char **host_slot, int *port_slot, const char *v)
 {
     const char *colon = strrchr(v, ':');
     long port;
@@ -82,10 +85,29 @@ static kbr_err parse_listen(kbd_config *cfg, const char *v)
         host = strndup(v, (size_t)(colon - v));
     if (host == NULL)
         return KBR_ERR_NOMEM;
-    free(cfg->listen_host);
-    cfg->listen_host = host;
-    cfg->listen_port = (int)port;
+    free(*host_slot);
+    *host_slot = host;
+    *port_slot = (int)port;
     return KBR_OK;
+}
+
+static kbr_err parse_listen(kbd_config *cfg, const char *v)
+{
+    return parse_address(&cfg->listen_host, &cfg->listen_port, v);
+}
+
+bool kbd_is_loopback(const char *host)
+{
+    struct in_addr a4;
+    struct in6_addr a6;
+
+    if (strcmp(host, "localhost") == 0)
+        return true;
+    if (inet_pton(AF_INET, host, &a4) == 1)
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    if (inet_pton(AF_INET6, host, &a6) == 1)
+        return IN6_IS_ADDR_LOOPBACK(&a6);
+    return false;
 }
 
 /* "1000", "60s" or "1000 60s": entries and/or seconds between checkpoints. */
@@ -150,6 +172,43 @@ static kbr_err set_store(kbd_config *cfg, const char *dir, const char *v)
     return err;
 }
 
+#define CRL_URL_KEY "{key}"
+
+/*
+ * An http or https URL of printable ASCII without spaces, holding {key} exactly once: each CA
+ * key's certificates point to that key's own CRL.  The key names that replace it ("letters,
+ * digits and . _ - : @ +") need no escaping in a URL path.
+ */
+static kbr_err set_crl_url(kbd_config *cfg, const char *v)
+{
+    const char *first = strstr(v, CRL_URL_KEY);
+    size_t n = strlen(v);
+
+    if ((strncmp(v, "http://", 7) != 0 && strncmp(v, "https://", 8) != 0) || n > 512 ||
+        first == NULL || strstr(first + 1, CRL_URL_KEY) != NULL)
+        return KBR_ERR_CONFIG;
+    for (size_t i = 0; i < n; i++)
+        if (v[i] <= ' ' || v[i] > '~')
+            return KBR_ERR_CONFIG;
+    return set_string(&cfg->crl_url, v);
+}
+
+char *kbd_crl_url_for(const kbd_config *cfg, const char *key, kbr_err *err)
+{
+    const char *at = cfg->crl_url != NULL ? strstr(cfg->crl_url, CRL_URL_KEY) : NULL;
+    char *url = NULL;
+
+    *err = KBR_OK;
+    if (at == NULL)
+        return NULL;
+    if (asprintf(&url, "%.*s%s%s", (int)(at - cfg->crl_url), cfg->crl_url, key,
+                 at + strlen(CRL_URL_KEY)) < 0) {
+        *err = KBR_ERR_NOMEM;
+        return NULL;
+    }
+    return url;
+}
+
 static kbr_err apply(kbd_config *cfg, const char *dir, const char *k, const char *v)
 {
     long n;
@@ -159,7 +218,7 @@ static kbr_err apply(kbd_config *cfg, const char *dir, const char *k, const char
     if (strcmp(k, "port_file") == 0)
         return set_path(&cfg->port_file, dir, v);
     if (strcmp(k, "instance_id") == 0)
-        return kbd_valid_name(v) ? set_string(&cfg->instance_id, v) : KBR_ERR_CONFIG;
+        return kbr_name_valid(v) ? set_string(&cfg->instance_id, v) : KBR_ERR_CONFIG;
     if (strcmp(k, "audit_origin") == 0)
         return kbr_note_name_valid(v, strlen(v)) ? set_string(&cfg->audit_origin, v)
                                                  : KBR_ERR_CONFIG;
@@ -179,6 +238,20 @@ static kbr_err apply(kbd_config *cfg, const char *dir, const char *k, const char
         return set_path(&cfg->tls_key, dir, v);
     if (strcmp(k, "tls_client_ca") == 0)
         return set_path(&cfg->tls_client_ca, dir, v);
+    if (strcmp(k, "oidc_issuers") == 0)
+        return set_path(&cfg->oidc_issuers, dir, v);
+    if (strcmp(k, "oidc_exchange_rate") == 0)
+        return parse_long(v, 1, 100000, &cfg->oidc_exchange_rate);
+    if (strcmp(k, "ops_listen") == 0)
+        return parse_address(&cfg->ops_listen_host, &cfg->ops_listen_port, v);
+    if (strcmp(k, "log_file") == 0)
+        return set_path(&cfg->log_file, dir, v);
+    if (strcmp(k, "log_format") == 0) {
+        if (strcmp(v, "text") != 0 && strcmp(v, "json") != 0)
+            return KBR_ERR_CONFIG;
+        cfg->log_json = strcmp(v, "json") == 0;
+        return KBR_OK;
+    }
     if (strcmp(k, "checkpoint_every") == 0)
         return parse_checkpoint(cfg, v);
     if (strcmp(k, "workers") == 0) {
@@ -211,6 +284,10 @@ static kbr_err apply(kbd_config *cfg, const char *dir, const char *k, const char
         return parse_long(v, 1, 36500, &cfg->device_cert_days);
     if (strcmp(k, "max_token_ttl") == 0)
         return parse_long(v, 60, 10L * 366 * 86400, &cfg->max_token_ttl);
+    if (strcmp(k, "crl_url") == 0)
+        return set_crl_url(cfg, v);
+    if (strcmp(k, "crl_validity") == 0)
+        return parse_long(v, 2, 366L * 86400, &cfg->crl_validity);
     return KBR_ERR_NOT_FOUND;
 }
 
@@ -282,16 +359,24 @@ static kbr_err fill_required(kbd_config *cfg, const char *dir, const char *path,
         return kbr_fail(msg, KBR_ERR_CONFIG,
                         "%s: max_connections_per_source (%ld) exceeds max_connections (%ld)", path,
                         cfg->max_connections_per_source, cfg->max_connections);
+    if (cfg->oidc_issuers != NULL)
+        return kbd_oidc_config_load(cfg->oidc_issuers, &cfg->oidc, msg);
+    if (cfg->ops_listen_host != NULL && strcmp(cfg->ops_listen_host, cfg->listen_host) == 0 &&
+        cfg->ops_listen_port == cfg->listen_port && cfg->listen_port != 0)
+        return kbr_fail(msg, KBR_ERR_CONFIG, "%s: ops_listen is the listen address", path);
     return KBR_OK;
 }
 
-kbr_err kbd_config_load(const char *path, kbd_config *cfg, kbr_msg *msg)
+/* With report, every bad line is passed to it and reading goes on; msg keeps the first. */
+static kbr_err config_read(const char *path, kbd_config *cfg, kbd_config_report_fn report,
+                           void *arg, kbr_msg *msg)
 {
-    kbr_err err = KBR_OK;
+    kbr_err err = KBR_OK, first = KBR_OK;
     FILE *f = NULL;
     char line[4096];
     char *dir = NULL, *slash;
     int lineno = 0;
+    kbr_msg one = {{0}};
 
     set_defaults(cfg);
     f = fopen(path, "r");
@@ -305,17 +390,49 @@ kbr_err kbd_config_load(const char *path, kbd_config *cfg, kbr_msg *msg)
     if (slash != NULL)
         *slash = '\0';
     while (fgets(line, sizeof(line), f) != NULL) {
+        bool whole = strchr(line, '\n') != NULL || feof(f);
         lineno++;
-        KBR_ENSURE(strchr(line, '\n') != NULL || feof(f),
-                   kbr_fail(msg, KBR_ERR_CONFIG, "%s:%d: line too long", path, lineno));
-        KBR_GUARD(parse_line(cfg, dir, line, msg, path, lineno));
+        err = whole ? parse_line(cfg, dir, line, &one, path, lineno)
+                    : kbr_fail(&one, KBR_ERR_CONFIG, "%s:%d: line too long", path, lineno);
+        /* the rest of a line too long is not a line of its own */
+        while (!whole && fgets(line, sizeof(line), f) != NULL && strchr(line, '\n') == NULL)
+            ;
+        if (err == KBR_OK)
+            continue;
+        if (first == KBR_OK) {
+            first = err;
+            snprintf(msg->text, sizeof(msg->text), "%s", one.text);
+        }
+        if (report == NULL || err == KBR_ERR_NOMEM)
+            goto out;
+        report(one.text, arg);
     }
-    KBR_GUARD(fill_required(cfg, dir, path, msg));
+    err = first;
+    if (err == KBR_OK) {
+        err = fill_required(cfg, dir, path, msg);
+        if (err != KBR_OK && report != NULL)
+            report(msg->text, arg);
+    } else if (report != NULL && fill_required(cfg, dir, path, &one) != KBR_OK) {
+        report(one.text, arg);
+    }
 out:
+    if (err != KBR_OK && report != NULL && (f == NULL || dir == NULL))
+        report(msg->text, arg);
     free(dir);
     if (f != NULL)
         fclose(f);
     return err;
+}
+
+kbr_err kbd_config_load(const char *path, kbd_config *cfg, kbr_msg *msg)
+{
+    return config_read(path, cfg, NULL, NULL, msg);
+}
+
+kbr_err kbd_config_load_all(const char *path, kbd_config *cfg, kbd_config_report_fn report,
+                            void *arg, kbr_msg *msg)
+{
+    return config_read(path, cfg, report, arg, msg);
 }
 
 void kbd_config_cleanup(kbd_config *cfg)
@@ -334,5 +451,10 @@ void kbd_config_cleanup(kbd_config *cfg)
     free(cfg->tls_cert);
     free(cfg->tls_key);
     free(cfg->tls_client_ca);
+    free(cfg->ops_listen_host);
+    free(cfg->log_file);
+    free(cfg->crl_url);
+    free(cfg->oidc_issuers);
+    kbd_oidc_config_cleanup(&cfg->oidc);
     memset(cfg, 0, sizeof(*cfg));
 }

@@ -179,6 +179,8 @@ static void on_close(struct evhttp_connection *evcon, void *arg)
     int fd = bev != NULL ? (int)bufferevent_getfd(bev) : -1;
     conn *c = NULL;
 
+    /* a response still being streamed on it stops */
+    kbd_backup_conn_closed(cl->d, evcon);
     HASH_FIND_INT(cl->conns, &fd, c);
     if (c != NULL)
         conn_release(cl, c);
@@ -368,7 +370,8 @@ static void on_accept_error(struct evconnlistener *lev, void *arg)
     (void)arg;
     if (cl == NULL || (e != EMFILE && e != ENFILE && e != ENOBUFS && e != ENOMEM))
         return;
-    fprintf(stderr, "keybrokerd: accept: %s; not accepting for a second\n", strerror(e));
+    kbd_log(KBD_LOG_WARN, "accept.paused", NULL, "accept: %s; not accepting for a second",
+            strerror(e));
     evconnlistener_disable(lev);
     evtimer_add(cl->resume_ev, &pause);
 }
@@ -395,9 +398,9 @@ static kbr_err check_fd_limit(kbd_config *cfg, kbr_msg *msg)
         cfg->max_connections = (long)(rl.rlim_max - FD_RESERVE);
         if (cfg->max_connections_per_source > cfg->max_connections)
             cfg->max_connections_per_source = cfg->max_connections;
-        fprintf(stderr,
-                "keybrokerd: max_connections lowered to %ld (%ld per source) to fit the "
-                "open-files hard limit of %llu; set it, or raise the limit\n",
+        kbd_log(KBD_LOG_WARN, "connections.limit_lowered", NULL,
+                "max_connections lowered to %ld (%ld per source) to fit the "
+                "open-files hard limit of %llu; set it, or raise the limit",
                 cfg->max_connections, cfg->max_connections_per_source,
                 (unsigned long long)rl.rlim_max);
         need = rl.rlim_max;

@@ -61,6 +61,19 @@ static void release(struct kbd_checkpointer *cp, int64_t covered)
     atomic_store(&cp->busy, false);
 }
 
+/* The metrics' latest checkpoint: the one entry seq recorded. */
+static void note_checkpoint(kbd *d, const json_t *cp, int64_t seq)
+{
+    time_t at = 0;
+
+    if (kbr_time_parse(json_string_value(json_object_get(cp, "time")), &at) != KBR_OK)
+        at = 0;
+    atomic_store(&d->stats.checkpoint_time, (long long)at);
+    atomic_store(&d->stats.checkpoint_size,
+                 (long long)json_integer_value(json_object_get(cp, "size")));
+    atomic_store(&d->stats.checkpoint_seq, (long long)seq);
+}
+
 /* ---- making one (worker, then audit writer) ---- */
 
 /* Writer thread: the checkpoint entry is durable (or not); the next head may be made. */
@@ -68,9 +81,13 @@ static void checkpoint_done(kbr_audit_rec *rec, void *arg)
 {
     struct kbd_checkpointer *cp = arg;
 
-    if (rec->result != KBR_OK)
-        fprintf(stderr, "keybrokerd: audit checkpoint not recorded: %s\n",
+    if (rec->result == KBR_OK) {
+        note_checkpoint(cp->d, rec->detail, rec->seq);
+    } else {
+        cp->d->stats.checkpoint_failures++;
+        kbd_log(KBD_LOG_ERROR, "audit.checkpoint_failed", NULL, "audit checkpoint not recorded: %s",
                 kbr_err_str(rec->result));
+    }
     release(cp, rec->result == KBR_OK ? rec->seq : 0);
     kbr_audit_rec_free(rec);
 }
@@ -170,10 +187,127 @@ static void checkpoint_work(kbd_req *r, kbd_worker *w)
 
     if (err != KBR_OK) {
         /* retried when checkpoint_seconds have passed again */
-        fprintf(stderr, "keybrokerd: audit checkpoint failed: %s\n",
+        w->d->stats.checkpoint_failures++;
+        kbd_log(KBD_LOG_ERROR, "audit.checkpoint_failed", NULL, "audit checkpoint failed: %s",
                 msg.text[0] != '\0' ? msg.text : kbr_err_str(err));
         release(cp, 0);
     }
+}
+
+/* A worker waits its turn behind a checkpoint in the making; false when it took too long. */
+static bool acquire_waiting(struct kbd_checkpointer *cp)
+{
+    for (int waited = 0; waited < BUSY_WAIT_MS; waited += 10) {
+        if (try_acquire(cp))
+            return true;
+        usleep(10 * 1000);
+    }
+    return false;
+}
+
+/* *cp: the latest checkpoint when it covers entry seq, else NULL. */
+static kbr_err latest_covering(kbr_store *st, int64_t seq, json_t **cp)
+{
+    kbr_err err = kbr_store_checkpoint_latest(st, cp);
+
+    if (err == KBR_ERR_NOT_FOUND)
+        return KBR_OK;
+    if (err == KBR_OK && json_integer_value(json_object_get(*cp, "size")) < seq) {
+        json_decref(*cp);
+        *cp = NULL;
+    }
+    return err;
+}
+
+/* This broker holds the checkpointer: the head the HSM recorded is in the log first, then a
+ * head over the whole log is signed, recorded and committed, unless the log then covers seq. */
+static kbr_err head_now(kbd_worker *w, int64_t seq, json_t **cp, kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+    json_t *rec = NULL, *effect = NULL;
+    kbr_audit_rec *entry = NULL;
+
+    KBR_GUARD(record_current(w, &rec, &entry, msg));
+    if (entry != NULL) {
+        entry->done = NULL;
+        entry->arg = NULL;
+        err = kbr_audit_append_sync(w->d->audit, entry);
+        KBR_ENSURE(err == KBR_OK, kbr_fail(msg, err, "the HSM's checkpoint was not recorded: %s",
+                                           kbr_err_str(err)));
+        kbr_audit_rec_free(entry);
+        entry = NULL;
+        json_decref(rec);
+        rec = NULL;
+        KBR_GUARD(latest_covering(w->store, seq, cp));
+        if (*cp != NULL)
+            goto out;
+        KBR_GUARD(record_current(w, &rec, &entry, msg));
+        KBR_ENSURE(entry == NULL, kbr_fail(msg, KBR_ERR_AUDIT, "the HSM's record moved"));
+    }
+    err = kbd_head_sign_and_record(
+        w->hsm, w->store, &(kbd_head_spec){w->d->cfg.audit_origin, rec, NULL, false}, &effect, msg);
+    note_hsm(w->d, err);
+    KBR_GUARD(err);
+    KBR_GUARD(kbd_record_entry(effect, "audit.checkpoint", &entry));
+    err = kbr_audit_append_sync(w->d->audit, entry);
+    KBR_ENSURE(err == KBR_OK,
+               kbr_fail(msg, err, "the checkpoint was not recorded: %s", kbr_err_str(err)));
+    note_checkpoint(w->d, effect, entry->seq);
+    KBR_GUARD(latest_covering(w->store, seq, cp));
+    KBR_ENSURE(*cp != NULL, kbr_fail(msg, KBR_ERR_AUDIT, "the new checkpoint is not the latest"));
+out:
+    kbr_audit_rec_free(entry);
+    json_decref(effect);
+    json_decref(rec);
+    return err;
+}
+
+/*
+ * Worker: a signed checkpoint that covers entry seq.  The latest when it does; otherwise one
+ * is made now over the whole log, signed, recorded in the HSM and committed, in turn with the
+ * periodic ones (the checkpointer).  Of brokers sharing a store only the lease holder makes
+ * heads, so that one history is recorded in the HSM in the order the log commits it: another
+ * broker waits a while for the holder's next one.  New ref.
+ */
+kbr_err kbd_checkpoint_covering(kbd_worker *w, int64_t seq, json_t **out)
+{
+    kbr_err err = KBR_OK;
+    struct kbd_checkpointer *cp = w->d->checkpointer;
+    json_t *latest = NULL;
+    bool held = false;
+    kbr_msg msg = {{0}};
+
+    *out = NULL;
+    KBR_GUARD(latest_covering(w->store, seq, &latest));
+    if (latest != NULL)
+        goto done;
+    if (!kbr_audit_checkpoint_lease(w->d->audit)) {
+        for (int waited = 0; waited < BUSY_WAIT_MS && latest == NULL; waited += 100) {
+            usleep(100 * 1000);
+            KBR_GUARD(latest_covering(w->store, seq, &latest));
+        }
+        KBR_ENSURE(latest != NULL, KBR_ERR_AUDIT);
+        goto done;
+    }
+    KBR_ENSURE(cp != NULL && acquire_waiting(cp), KBR_ERR_AUDIT);
+    held = true;
+    err = head_now(w, seq, &latest, &msg);
+    if (err != KBR_OK) {
+        w->d->stats.checkpoint_failures++;
+        kbd_log(KBD_LOG_ERROR, "audit.checkpoint_failed", NULL, "audit checkpoint failed: %s",
+                msg.text[0] != '\0' ? msg.text : kbr_err_str(err));
+        goto out;
+    }
+done:
+    *out = latest;
+    latest = NULL;
+out:
+    if (held)
+        release(cp, err == KBR_OK && *out != NULL
+                        ? json_integer_value(json_object_get(*out, "audit_seq"))
+                        : 0);
+    json_decref(latest);
+    return err;
 }
 
 /* ---- when (event thread) ---- */
@@ -183,7 +317,8 @@ static bool checkpoint_due(struct kbd_checkpointer *cp, time_t now)
     long long last_seq = (long long)kbr_audit_last_seq(cp->d->audit);
     long long covered = atomic_load(&cp->covered);
 
-    if (atomic_load(&cp->busy) || last_seq <= covered)
+    /* of brokers sharing a store, the one holding the lease makes the periodic ones */
+    if (atomic_load(&cp->busy) || last_seq <= covered || !kbr_audit_checkpoint_lease(cp->d->audit))
         return false;
     return last_seq - covered >= cp->d->cfg.checkpoint_entries ||
            now - cp->last >= cp->d->cfg.checkpoint_seconds;
@@ -283,7 +418,7 @@ static kbr_err checkpoint_view(json_t *cp, const char *legacy_pem)
         if (json_is_null(v) || strcmp(k, "key_label") == 0 || strcmp(k, "next_key_label") == 0)
             json_object_del(cp, k);
     }
-    if (json_object_get(cp, "public_key_pem") == NULL)
+    if (json_object_get(cp, "public_key_pem") == NULL && legacy_pem != NULL)
         KBR_ENSURE(json_object_set_new(cp, "public_key_pem", json_string(legacy_pem)) == 0,
                    KBR_ERR_NOMEM);
     if (json_is_string(json_object_get(cp, "origin")) &&
@@ -294,6 +429,50 @@ static kbr_err checkpoint_view(json_t *cp, const char *legacy_pem)
 out:
     free(vkey);
     EVP_PKEY_free(key);
+    return err;
+}
+
+kbr_err kbd_checkpoint_evidence(kbd_worker *w, json_t *cp, json_t **keys, json_t **chain)
+{
+    kbr_err err = KBR_OK;
+    json_t *rot = NULL, *r;
+    char *pem = NULL;
+    size_t i;
+
+    *keys = NULL;
+    *chain = NULL;
+    if (!json_is_string(json_object_get(cp, "public_key_pem"))) {
+        /* an older broker's checkpoint names no key: it was the first audit key */
+        err = kbr_hsm_public_key_pem(w->hsm, KBD_AUDIT_LABEL, &pem);
+        note_hsm(w->d, err);
+        KBR_GUARD(err);
+    }
+    KBR_GUARD(kbr_store_checkpoint_rotations(
+        w->store, json_integer_value(json_object_get(cp, "audit_seq")) - 1, &rot));
+    KBR_GUARD(checkpoint_view(cp, pem));
+    *keys = json_array();
+    KBR_ENSURE(*keys != NULL, KBR_ERR_NOMEM);
+    json_array_foreach(rot, i, r)
+    {
+        if (i == 0)
+            KBR_ENSURE(json_array_append(*keys, json_object_get(r, "public_key_pem")) == 0,
+                       KBR_ERR_NOMEM);
+        KBR_ENSURE(json_array_append(*keys, json_object_get(r, "next_key_pem")) == 0,
+                   KBR_ERR_NOMEM);
+        KBR_GUARD(checkpoint_view(r, NULL));
+    }
+    if (json_array_size(rot) == 0)
+        KBR_ENSURE(json_array_append(*keys, json_object_get(cp, "public_key_pem")) == 0,
+                   KBR_ERR_NOMEM);
+    *chain = rot;
+    rot = NULL;
+out:
+    if (err != KBR_OK) {
+        json_decref(*keys);
+        *keys = NULL;
+    }
+    json_decref(rot);
+    free(pem);
     return err;
 }
 
@@ -600,17 +779,6 @@ static void rotate_ctx_free(void *p)
     free(c);
 }
 
-/* A worker waits its turn behind a checkpoint in the making; false when it took too long. */
-static bool acquire_waiting(struct kbd_checkpointer *cp)
-{
-    for (int waited = 0; waited < BUSY_WAIT_MS; waited += 10) {
-        if (try_acquire(cp))
-            return true;
-        usleep(10 * 1000);
-    }
-    return false;
-}
-
 /*
  * The next audit key's label: "kbr/audit/<n>" for the first n from 2 the HSM does not hold.
  * Labels of keys made for a history a recovery gave up stay taken, so a label names one key.
@@ -692,6 +860,13 @@ static void rotate_work(kbd_req *r, kbd_worker *w)
     rotate_ctx *c = r->ctx;
     kbr_err err;
 
+    /* of brokers sharing a store, the heads are the lease holder's (kbd_checkpoint_covering) */
+    if (!kbr_audit_checkpoint_lease(w->d->audit)) {
+        kbd_req_error(r, KBR_ERR_AUDIT,
+                      "another broker of this store makes the checkpoints; rotate the audit key "
+                      "there (the one whose metrics show checkpoints)");
+        return;
+    }
     if (!acquire_waiting(w->d->checkpointer)) {
         kbd_req_error(r, KBR_ERR_AUDIT, "a checkpoint is being recorded; try again");
         return;

@@ -3,7 +3,9 @@
  *
  * A batch is a production order: one factory principal, one product, a
  * quantity no provisioning may exceed, and the markets the devices ship to
- * (what later answers "how many affected devices are in the EU").
+ * (what later answers "how many affected devices are in the EU").  The
+ * factory follows its own orders: a token holding op provision reads the
+ * batches ordered from its principal, and nothing else of the read API.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,7 +44,8 @@ static kbr_err parse_markets(kbd_req *r, json_t **out)
 static void batch_create_finish(kbd_req *r)
 {
     if (kbd_batches_put(r->d->batches, r->resp) != KBR_OK)
-        fprintf(stderr, "keybrokerd: batch registry update failed for a committed batch\n");
+        kbd_log(KBD_LOG_ERROR, "registry.failed", r->request_id,
+                "batch registry update failed for a committed batch");
 }
 
 kbr_err kbd_h_batch_create(kbd_req *r)
@@ -115,16 +118,22 @@ static void batch_get_work(kbd_req *r, kbd_worker *w)
     }
     /* the API names the field "market"; the ledger keeps "markets" */
     json_object_set(b, "market", json_object_get(b, "markets"));
+    json_object_set_new(b, "remaining",
+                        json_integer(json_integer_value(json_object_get(b, "quantity")) -
+                                     json_integer_value(json_object_get(b, "provisioned"))));
     r->resp = b;
 }
 
 kbr_err kbd_h_batch_get(kbd_req *r)
 {
     const kbd_batch *b;
+    /* admin holds every op; a factory reads only what it was ordered to build */
+    bool reader = kbr_policy_allows_op(r->tok, KBR_OP_READ);
+    bool factory = !reader && kbr_policy_allows_op(r->tok, KBR_OP_PROVISION);
 
-    if (!kbr_policy_allows_op(r->tok, KBR_OP_ADMIN) && !kbr_policy_allows_op(r->tok, KBR_OP_READ))
+    if (!reader && !factory)
         return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN, "token scope does not include op \"read\"");
-    if (!kbd_valid_name(r->arg))
+    if (!kbr_name_valid(r->arg))
         return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "batch name in the path is not valid");
     if (!kbr_namelist_match(&r->tok->scope.batches, r->arg))
         return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN, "batch \"%s\" is outside the token's batches",
@@ -138,6 +147,11 @@ kbr_err kbd_h_batch_get(kbd_req *r)
         return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
                         "batch \"%s\" is for product \"%s\", outside the token's products", r->arg,
                         b->product);
+    if (factory && strcmp(b->factory, r->sub) != 0)
+        return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
+                        "batch \"%s\" is not ordered from %s; a token without op \"read\" "
+                        "reads only its own factory's batches",
+                        r->arg, r->sub);
     json_object_set_new(r->rec->detail, "batch", json_string(r->arg));
     r->work = batch_get_work;
     kbd_req_dispatch(r);

@@ -96,21 +96,27 @@ static kbr_err cert_parse(kbd_req *r, const kbd_key *k, cert_ctx *c)
     return c->name == NULL || c->label == NULL ? KBR_ERR_NOMEM : KBR_OK;
 }
 
+/* A self-signed CA certificate points to the CRL its key signs, when crl_url is set. */
 static kbr_err make_cert(kbd_req *r, kbd_worker *w, cert_ctx *c, EVP_PKEY *pub, kbr_ca_cert **leaf,
                          char **chain)
 {
     kbr_ca_hsm_ctx hctx;
     kbr_ca_signer signer;
+    char *crl_url = NULL;
     kbr_err err;
 
     if (c->pem != NULL)
         return kbr_ca_cert_for_key(c->pem, pub, c->ca_key, time(NULL), leaf, chain, &r->msg);
-    err = kbr_ca_hsm_signer(w->hsm, c->label, c->alg, &hctx, &signer);
+    crl_url = kbd_crl_url_for(&r->d->cfg, c->name, &err);
     if (err == KBR_OK)
-        err = kbr_ca_self_signed(&signer, pub, c->subject, c->days, time(NULL), leaf, &r->msg);
+        err = kbr_ca_hsm_signer(w->hsm, c->label, c->alg, &hctx, &signer);
+    if (err == KBR_OK)
+        err = kbr_ca_self_signed(&signer, pub, c->subject, c->days, time(NULL), crl_url, leaf,
+                                 &r->msg);
     kbd_note_hsm(r->d, err);
     if (err == KBR_OK)
         *chain = strdup("");
+    free(crl_url);
     return err;
 }
 
@@ -122,6 +128,11 @@ static json_t *cert_json(const kbr_ca_cert *leaf, const char *chain)
     return json_pack("{s:s,s:s,s:s,s:s,s:s}", "pem", kbr_ca_cert_pem(leaf), "chain_pem", chain,
                      "not_after", not_after, "serial_number", kbr_ca_cert_serial_hex(leaf),
                      "fingerprint", kbr_ca_cert_fingerprint(leaf));
+}
+
+static void cert_finish(kbd_req *r)
+{
+    kbd_crls_changed(r->d);
 }
 
 static void record(kbd_req *r, cert_ctx *c, const kbr_ca_cert *leaf, const char *chain)
@@ -157,6 +168,8 @@ static void record(kbd_req *r, cert_ctx *c, const kbr_ca_cert *leaf, const char 
         json_object_set_new(r->rec->detail, "subject", json_string(c->subject));
     r->resp = json_pack("{s:s,s:o}", "name", c->name, "certificate", cert);
     r->status = 201;
+    /* a CRL carries its CA certificate's name and key identifier */
+    r->finish = cert_finish;
 }
 
 static void cert_work(kbd_req *r, kbd_worker *w)

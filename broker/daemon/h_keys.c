@@ -179,19 +179,29 @@ static kbr_err create_in_hsm(kbd_req *r, kbd_worker *w, key_create_ctx *c, kbr_h
 static kbr_err check_unregistered(kbd_req *r, kbd_worker *w, key_create_ctx *c,
                                   const kbr_hsm_key_info *info)
 {
-    json_t *keys = NULL, *key;
+    json_t *keys = NULL, *key, *issuers = NULL;
     kbr_err err = KBR_OK;
+    bool own = strcmp(c->public_key_sha256, r->d->audit_key_sha256) == 0;
     size_t i;
 
-    for (size_t k = 0; k < 2; k++)
-        if (strcmp(c->public_key_sha256, r->d->own_keys_sha256[k]) == 0) {
-            kbd_req_error(r, KBR_ERR_FORBIDDEN,
-                          "hsm_label: the key is one of the broker's own (token issuer or audit)");
-            return KBR_ERR_FORBIDDEN;
-        }
-    if (kbr_store_key_list(w->store, &keys) != KBR_OK) {
+    if (kbr_store_key_list(w->store, &keys) != KBR_OK ||
+        kbr_store_issuer_keys(w->store, &issuers) != KBR_OK) {
         kbd_req_error(r, KBR_ERR_AUDIT, "the key registry could not be read");
+        json_decref(keys);
         return KBR_ERR_AUDIT;
+    }
+    /* every issuer key the ledger ever recorded, retired ones included */
+    json_array_foreach(issuers, i, key)
+    {
+        const char *pk = json_string_value(json_object_get(key, "public_key_sha256"));
+        own = own || (pk != NULL && strcmp(pk, c->public_key_sha256) == 0);
+    }
+    json_decref(issuers);
+    if (own) {
+        kbd_req_error(r, KBR_ERR_FORBIDDEN,
+                      "hsm_label: the key is one of the broker's own (token issuer or audit)");
+        json_decref(keys);
+        return KBR_ERR_FORBIDDEN;
     }
     json_array_foreach(keys, i, key)
     {
@@ -286,7 +296,8 @@ static void key_create_work(kbd_req *r, kbd_worker *w)
 static void key_create_finish(kbd_req *r)
 {
     if (kbd_keys_put(r->d->keys, r->resp) != KBR_OK)
-        fprintf(stderr, "keybrokerd: key registry update failed for a committed key\n");
+        kbd_log(KBD_LOG_ERROR, "registry.failed", r->request_id,
+                "key registry update failed for a committed key");
 }
 
 kbr_err kbd_h_key_create(kbd_req *r)

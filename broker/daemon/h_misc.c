@@ -1,5 +1,5 @@
 /*
- * h_misc.c - health, discovery, metrics and the audit log reader.
+ * h_misc.c - discovery and the audit log reader (health and metrics: metrics.c).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,64 +12,14 @@
 #define AUDIT_PAGE_DEFAULT 100
 #define AUDIT_PAGE_MAX     1000
 
-kbr_err kbd_h_health(kbd_req *r)
-{
-    bool hsm = atomic_load(&r->d->stats.hsm_ok) != 0;
-    bool audit = kbr_audit_healthy(r->d->audit);
-    json_t *body = json_pack("{s:s,s:s,s:s}", "status", hsm && audit ? "ok" : "down", "hsm",
-                             hsm ? "ok" : "down", "audit", audit ? "ok" : "down");
-
-    kbd_req_reply_now(r, hsm && audit ? 200 : 503, body);
-    return KBR_OK;
-}
-
+/* The issuer keys a token may be verified with now: the current one first. */
 kbr_err kbd_h_jwks(kbd_req *r)
 {
-    kbd_req_reply_now(r, 200, json_incref(r->d->jwks));
-    return KBR_OK;
-}
+    json_t *jwks = kbr_policy_jwks(r->d->policy, time(NULL));
 
-kbr_err kbd_h_metrics(kbd_req *r)
-{
-    kbd_stats *s = &r->d->stats;
-    struct evbuffer *buf = evbuffer_new();
-    long conns_open, conns_refused, conns_timed_out;
-
-    if (buf == NULL)
+    if (jwks == NULL)
         return KBR_ERR_NOMEM;
-    kbd_connlimit_stats(r->d, &conns_open, &conns_refused, &conns_timed_out);
-    evbuffer_add_printf(buf,
-                        "# TYPE keybroker_requests_total counter\n"
-                        "keybroker_requests_total %ld\n"
-                        "# TYPE keybroker_denied_total counter\n"
-                        "keybroker_denied_total %ld\n"
-                        "# TYPE keybroker_signatures_total counter\n"
-                        "keybroker_signatures_total %ld\n"
-                        "# TYPE keybroker_audit_failures_total counter\n"
-                        "keybroker_audit_failures_total %ld\n"
-                        "# TYPE keybroker_hsm_failures_total counter\n"
-                        "keybroker_hsm_failures_total %ld\n"
-                        "# TYPE keybroker_audit_last_seq gauge\n"
-                        "keybroker_audit_last_seq %lld\n"
-                        "# TYPE keybroker_hsm_up gauge\n"
-                        "keybroker_hsm_up %d\n"
-                        "# TYPE keybroker_audit_up gauge\n"
-                        "keybroker_audit_up %d\n"
-                        "# TYPE keybroker_inflight_requests gauge\n"
-                        "keybroker_inflight_requests %ld\n"
-                        "# TYPE keybroker_connections_open gauge\n"
-                        "keybroker_connections_open %ld\n"
-                        "# TYPE keybroker_connections_refused_total counter\n"
-                        "keybroker_connections_refused_total %ld\n"
-                        "# TYPE keybroker_connections_timed_out_total counter\n"
-                        "keybroker_connections_timed_out_total %ld\n",
-                        atomic_load(&s->requests), atomic_load(&s->denied),
-                        atomic_load(&s->signatures), atomic_load(&s->audit_failures),
-                        atomic_load(&s->hsm_failures), (long long)kbr_audit_last_seq(r->d->audit),
-                        atomic_load(&s->hsm_ok), kbr_audit_healthy(r->d->audit) ? 1 : 0,
-                        r->d->inflight, conns_open, conns_refused, conns_timed_out);
-    kbd_req_reply_buffer(r, 200, "text/plain; version=0.0.4", buf);
-    evbuffer_free(buf);
+    kbd_req_reply_now(r, 200, jwks);
     return KBR_OK;
 }
 

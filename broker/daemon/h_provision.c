@@ -9,19 +9,45 @@
  * key pair names one device: a CSR whose public key is another device's
  * identity is refused before the CA signs, and again by the ledger at commit
  * (two requests with one key may pass the first check together).
+ *
+ * Provisioning is idempotent: a station whose answer was lost asks again,
+ * and the same device (product, serial, batch, CA key, factory image) with
+ * the same public key gets the certificate it was issued, with no unit of
+ * the batch, no use of the token and no signature; anything else about a
+ * provisioned serial is a conflict.  Requests for one (product, serial) run
+ * one after the other (a flight, on the event thread), so stations sending
+ * the same request at once make one certificate between them and the others
+ * get it back.
  */
 #include <stdlib.h>
 #include <string.h>
 
+#include <uthash.h>
+
 #include "kbd.h"
 #include "kbr_ca.h"
+
+/* The requests for one (product, serial): the one in flight owns it, the others wait. */
+typedef struct {
+    char *key; /* product, NUL, serial */
+    size_t keylen;
+    kbd_req *head, *tail; /* waiting, linked by next */
+    UT_hash_handle hh;
+} flight;
+
+struct kbd_flights {
+    flight *by_key;
+};
 
 typedef struct {
     char *key, *label, *product, *serial, *batch, *factory, *firmware_version, *csr_pem;
     kbr_alg alg;
     bool batch_reserved;
-    bool batch_full;            /* answered 429 unless the serial turns out to be a duplicate */
+    bool batch_full;            /* answered 429 unless the serial turns out to be provisioned */
+    bool uses_exhausted;        /* likewise, for the token's max_uses */
+    bool replay;                /* worker: answered with the certificate already issued */
     kbd_batch *slot;            /* event thread only */
+    flight *flight;             /* event thread: the flight this request owns, or NULL */
     kbr_scope scope;            /* a copy of the token's scope, for worker checks */
     json_t *superseded;         /* rotation: fingerprints of the certificates replaced */
     char public_key_sha256[65]; /* the CSR's key, as the ledger names it */
@@ -96,8 +122,6 @@ static kbr_err check_batch(kbd_req *r, prov_ctx *c)
         return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
                         "device.batch: batch \"%s\" builds product \"%s\", not \"%s\"", c->batch,
                         b->product, c->product);
-    /* a full batch still lets the worker tell a duplicate serial (409) from a new one (429) */
-    c->batch_full = b->provisioned + b->reserved >= b->quantity;
     c->factory = strdup(b->factory);
     c->slot = b;
     return c->factory == NULL ? KBR_ERR_NOMEM : KBR_OK;
@@ -179,8 +203,8 @@ void kbd_issuer_cache_free(void *p)
     free(ic);
 }
 
-static kbr_err build_issuer(kbd_req *r, kbd_worker *w, prov_ctx *c, const json_t *cert,
-                            issuer_cache *ic)
+static kbr_err build_issuer(kbd_worker *w, const char *key, const char *label, kbr_alg alg,
+                            const json_t *cert, issuer_cache *ic, kbr_msg *msg)
 {
     kbr_err err = KBR_OK;
     EVP_PKEY *pub = NULL;
@@ -193,15 +217,15 @@ static kbr_err build_issuer(kbd_req *r, kbd_worker *w, prov_ctx *c, const json_t
     ic->issuer = NULL;
     ic->chain = NULL;
     ic->key[0] = '\0';
-    err = kbr_hsm_public_key(w->hsm, c->label, &pub);
-    kbd_note_hsm(r->d, err);
-    KBR_ENSURE(err == KBR_OK, kbr_fail(&r->msg, err, "the HSM did not give the CA public key"));
-    KBR_GUARD(kbr_ca_hsm_signer(w->hsm, c->label, c->alg, &ic->hctx, &signer));
-    KBR_GUARD(kbr_ca_issuer_new(pem, &signer, pub, &ic->issuer, &r->msg));
+    err = kbr_hsm_public_key(w->hsm, label, &pub);
+    kbd_note_hsm(w->d, err);
+    KBR_ENSURE(err == KBR_OK, kbr_fail(msg, err, "the HSM did not give the CA public key"));
+    KBR_GUARD(kbr_ca_hsm_signer(w->hsm, label, alg, &ic->hctx, &signer));
+    KBR_GUARD(kbr_ca_issuer_new(pem, &signer, pub, &ic->issuer, msg));
     KBR_ENSURE(asprintf(&ic->chain, "%s%s", pem,
                         json_string_value(json_object_get(cert, "chain_pem"))) >= 0,
                KBR_ERR_NOMEM);
-    snprintf(ic->key, sizeof(ic->key), "%s", c->key);
+    snprintf(ic->key, sizeof(ic->key), "%s", key);
     snprintf(ic->fingerprint, sizeof(ic->fingerprint), "%s", fp != NULL ? fp : "");
 out:
     if (err != KBR_OK && ic->chain == NULL)
@@ -210,34 +234,37 @@ out:
     return err;
 }
 
-static kbr_err load_issuer(kbd_req *r, kbd_worker *w, prov_ctx *c, issuer_cache **out)
+kbr_err kbd_worker_issuer(kbd_worker *w, const char *key, const char *label, kbr_alg alg,
+                          const kbr_ca_issuer **issuer, const char **chain,
+                          const char **fingerprint, kbr_msg *msg)
 {
     kbr_err err = KBR_OK;
-    json_t *key = NULL, *cert;
+    json_t *obj = NULL, *cert;
     issuer_cache *ic = w->issuer_cache;
     const char *fp;
 
-    *out = NULL;
+    *issuer = NULL;
     if (ic == NULL) {
         ic = w->issuer_cache = calloc(1, sizeof(*ic));
         KBR_ENSURE(ic != NULL, KBR_ERR_NOMEM);
     }
-    err = kbr_store_key_get(w->store, c->key, &key);
-    KBR_ENSURE(err == KBR_OK,
-               kbr_fail(&r->msg, KBR_ERR_AUDIT, "the key registry could not be read"));
-    cert = json_object_get(key, "certificate");
+    err = kbr_store_key_get(w->store, key, &obj);
+    KBR_ENSURE(err == KBR_OK, kbr_fail(msg, KBR_ERR_AUDIT, "the key registry could not be read"));
+    cert = json_object_get(obj, "certificate");
     KBR_ENSURE(json_is_object(cert),
-               kbr_fail(&r->msg, KBR_ERR_CONFLICT,
+               kbr_fail(msg, KBR_ERR_CONFLICT,
                         "key: \"%s\" has no CA certificate yet; attach one with POST "
                         "/v1/keys/%s/certificate",
-                        c->key, c->key));
+                        key, key));
     fp = json_string_value(json_object_get(cert, "fingerprint"));
-    if (ic->issuer == NULL || strcmp(ic->key, c->key) != 0 || fp == NULL ||
+    if (ic->issuer == NULL || strcmp(ic->key, key) != 0 || fp == NULL ||
         strcmp(ic->fingerprint, fp) != 0)
-        KBR_GUARD(build_issuer(r, w, c, cert, ic));
-    *out = ic;
+        KBR_GUARD(build_issuer(w, key, label, alg, cert, ic, msg));
+    *issuer = ic->issuer;
+    *chain = ic->chain;
+    *fingerprint = ic->fingerprint;
 out:
-    json_decref(key);
+    json_decref(obj);
     return err;
 }
 
@@ -257,19 +284,26 @@ out:
     return err;
 }
 
+/* The certificate points to its issuer's CRL when crl_url is set. */
 static kbr_err issue_cert(kbd_req *r, kbd_worker *w, prov_ctx *c, issued *out)
 {
     kbr_err err = KBR_OK;
-    issuer_cache *ic = NULL;
+    const kbr_ca_issuer *issuer = NULL;
+    const char *chain = NULL, *fingerprint = NULL;
+    char *crl_url = NULL;
 
-    KBR_GUARD(load_issuer(r, w, c, &ic));
-    out->chain = strdup(ic->chain);
+    KBR_GUARD(
+        kbd_worker_issuer(w, c->key, c->label, c->alg, &issuer, &chain, &fingerprint, &r->msg));
+    out->chain = strdup(chain);
     KBR_ENSURE(out->chain != NULL, KBR_ERR_NOMEM);
-    snprintf(out->issuer_fingerprint, sizeof(out->issuer_fingerprint), "%s", ic->fingerprint);
-    err = kbr_ca_issue_device(ic->issuer, out->csr, c->serial, r->d->cfg.device_cert_days,
-                              time(NULL), &out->cert, &r->msg);
+    snprintf(out->issuer_fingerprint, sizeof(out->issuer_fingerprint), "%s", fingerprint);
+    crl_url = kbd_crl_url_for(&r->d->cfg, c->key, &err);
+    KBR_GUARD(err);
+    err = kbr_ca_issue_device(issuer, out->csr, c->serial, r->d->cfg.device_cert_days, time(NULL),
+                              crl_url, &out->cert, &r->msg);
     kbd_note_hsm(r->d, err);
 out:
+    free(crl_url);
     return err;
 }
 
@@ -353,11 +387,12 @@ static bool key_precheck(kbd_req *r, kbd_worker *w, prov_ctx *c)
     return ok;
 }
 
-/* The CSR read, its key checked, the certificate made; false when r holds the refusal. */
-static bool make_cert(kbd_req *r, kbd_worker *w, prov_ctx *c, issued *i)
+/* The CSR's key checked and the certificate made, the CSR read already; false when r holds
+ * the refusal. */
+static bool make_cert_for(kbd_req *r, kbd_worker *w, prov_ctx *c, issued *i)
 {
-    kbr_err err = read_csr(r, c, i);
-    bool checked = err == KBR_OK && key_precheck(r, w, c);
+    kbr_err err = KBR_OK;
+    bool checked = key_precheck(r, w, c);
 
     if (checked)
         err = issue_cert(r, w, c, i);
@@ -366,21 +401,163 @@ static bool make_cert(kbd_req *r, kbd_worker *w, prov_ctx *c, issued *i)
     return checked && err == KBR_OK;
 }
 
-/* Ledger checks before the HSM is asked: a new serial, signed firmware. */
+/* The CSR read, its key checked, the certificate made; false when r holds the refusal. */
+static bool make_cert(kbd_req *r, kbd_worker *w, prov_ctx *c, issued *i)
+{
+    kbr_err err = read_csr(r, c, i);
+
+    if (err != KBR_OK) {
+        fail_issue(r, err);
+        return false;
+    }
+    return make_cert_for(r, w, c, i);
+}
+
+/* ---- a serial provisioned already: the same request again, or a conflict ---- */
+
+static bool same_text(const char *a, const char *b)
+{
+    return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+/* The certificate the provisioning issued: the device's first, recorded by its entry. */
+static const json_t *provisioning_cert(const json_t *dev)
+{
+    const json_t *first = json_array_get(json_object_get(dev, "certificates"), 0);
+
+    return json_integer_value(json_object_get(first, "audit_seq")) ==
+                   json_integer_value(json_object_get(dev, "audit_seq"))
+               ? first
+               : NULL;
+}
+
+/* The ledger's name of the key a stored certificate carries; false if it cannot be read. */
+static bool cert_key_name(const char *pem, char hex[65])
+{
+    kbr_ca_cert *cert = NULL;
+    bool ok =
+        pem != NULL && kbr_ca_cert_parse(pem, &cert, NULL) == KBR_OK &&
+        kbr_store_spki_sha256(X509_get_X509_PUBKEY(kbr_ca_cert_x509_peek(cert)), hex) == KBR_OK;
+
+    kbr_ca_cert_free(cert);
+    return ok;
+}
+
+/*
+ * Why the request is not the provisioning the ledger holds, or NULL when it is.  A device
+ * revoked or rotated since has no provisioning answer left to give: its first certificate is
+ * revoked or superseded.
+ */
+static const char *replay_refusal(const prov_ctx *c, const json_t *dev, const json_t *cert,
+                                  char *why, size_t n)
+{
+    const json_t *revocation = json_object_get(dev, "revocation");
+    const char *batch = json_string_value(json_object_get(dev, "batch"));
+    const char *fw = json_string_value(json_object_get(dev, "firmware_version"));
+    const char *issuer = json_string_value(json_object_get(cert, "issuer_key"));
+    char key[65];
+
+    if (!cert_key_name(json_string_value(json_object_get(cert, "pem")), key) ||
+        strcmp(key, c->public_key_sha256) != 0)
+        snprintf(why, n, "with another public key");
+    else if (!same_text(batch, c->batch))
+        snprintf(why, n, "in batch \"%s\"", batch != NULL ? batch : "");
+    else if (!same_text(issuer, c->key))
+        snprintf(why, n, "by CA key \"%s\"", issuer != NULL ? issuer : "");
+    else if (!same_text(fw, c->firmware_version))
+        snprintf(why, n, "with firmware_version %s", fw != NULL ? fw : "null");
+    else if (json_is_object(revocation))
+        snprintf(why, n, "and revoked at %s (%s)",
+                 json_string_value(json_object_get(revocation, "at")),
+                 json_string_value(json_object_get(revocation, "reason")));
+    else if (!json_is_null(json_object_get(cert, "superseded_at")))
+        snprintf(why, n, "and has rotated since: its provisioning certificate was superseded at %s",
+                 json_string_value(json_object_get(cert, "superseded_at")));
+    else
+        return NULL;
+    return why;
+}
+
+/*
+ * The answer of the provisioning again, recorded as a read of what was issued: op
+ * "provision.replay", no effects, not a key use.  Its entry names the one that issued it.
+ */
+static void answer_replay(kbd_req *r, prov_ctx *c, const json_t *dev, const json_t *cert)
+{
+    json_t *d = r->rec->detail;
+    char *op = strdup("provision.replay");
+
+    if (op == NULL) {
+        kbd_req_error(r, KBR_ERR_NOMEM, "out of memory");
+        return;
+    }
+    free(r->rec->op);
+    r->rec->op = op;
+    r->rec->key_use = false;
+    json_object_set_new(d, "replay", json_true());
+    json_object_set(d, "issued_audit_seq", json_object_get(dev, "audit_seq"));
+    json_object_set_new(d, "certificate",
+                        json_pack("{s:O,s:O,s:O}", "serial_number",
+                                  json_object_get(cert, "serial_number"), "fingerprint",
+                                  json_object_get(cert, "fingerprint"), "not_after",
+                                  json_object_get(cert, "not_after")));
+    r->resp = json_pack(
+        "{s:O,s:O,s:O,s:O,s:O,s:b,s:O}", "certificate_pem", json_object_get(cert, "pem"),
+        "chain_pem", json_object_get(cert, "chain_pem"), "serial_number",
+        json_object_get(cert, "serial_number"), "not_after", json_object_get(cert, "not_after"),
+        "fingerprint_sha256", json_object_get(cert, "fingerprint"), "replay", 1, "issued_audit_seq",
+        json_object_get(dev, "audit_seq"));
+    if (r->resp == NULL) {
+        kbd_req_error(r, KBR_ERR_NOMEM, "out of memory");
+        return;
+    }
+    r->add_audit_seq_to_resp = true;
+    r->status = 200;
+    c->replay = true;
+}
+
+static void provisioned_already(kbd_req *r, prov_ctx *c, const json_t *dev)
+{
+    const json_t *cert = provisioning_cert(dev);
+    char why[256];
+
+    /* a device whose first certificate is not its provisioning's has no answer to give again */
+    if (cert == NULL) {
+        kbd_req_error(r, KBR_ERR_CONFLICT,
+                      "device.serial: %s is already provisioned for product %s", c->serial,
+                      c->product);
+        return;
+    }
+    if (replay_refusal(c, dev, cert, why, sizeof(why)) != NULL) {
+        kbd_req_error(r, KBR_ERR_CONFLICT,
+                      "device.serial: %s is already provisioned for product %s %s", c->serial,
+                      c->product, why);
+        return;
+    }
+    answer_replay(r, c, dev, cert);
+}
+
+/*
+ * Ledger checks before the HSM is asked: a serial provisioned already (the same request again,
+ * or a conflict), room in the batch and in the token's uses, signed firmware.  false when r
+ * holds the answer.
+ */
 static bool provision_precheck(kbd_req *r, kbd_worker *w, prov_ctx *c)
 {
     json_t *found = NULL;
     kbr_err err = kbr_store_device_get(w->store, c->product, c->serial, &found);
 
+    if (err == KBR_OK)
+        provisioned_already(r, c, found);
     json_decref(found);
-    if (err == KBR_OK) {
-        kbd_req_error(r, KBR_ERR_CONFLICT,
-                      "device.serial: %s is already provisioned for product %s", c->serial,
-                      c->product);
+    if (err == KBR_OK)
         return false;
-    }
     if (err != KBR_ERR_NOT_FOUND) {
         kbd_req_error(r, KBR_ERR_AUDIT, "the device ledger could not be read");
+        return false;
+    }
+    if (c->uses_exhausted) {
+        kbd_req_error(r, KBR_ERR_QUOTA, "token %s has used all of its max_uses", r->jti);
         return false;
     }
     if (c->batch_full) {
@@ -404,14 +581,17 @@ static void provision_work(kbd_req *r, kbd_worker *w)
     prov_ctx *c = r->ctx;
     issued i = {0};
     char now[KBR_TIME_LEN], not_after[KBR_TIME_LEN];
+    kbr_err err = read_csr(r, c, &i);
 
-    if (!provision_precheck(r, w, c) || !make_cert(r, w, c, &i)) {
+    if (err != KBR_OK)
+        fail_issue(r, err);
+    if (err != KBR_OK || !provision_precheck(r, w, c) || !make_cert_for(r, w, c, &i)) {
         issued_cleanup(&i);
         return;
     }
     kbr_time_fmt(time(NULL), now);
-    /* if a concurrent station took the serial or the key first, the ledger turns this into a
-     * 409; which of the two it was is not known here */
+    /* if a concurrent station took the key first, the ledger turns this into a 409 (one that
+     * took the serial waited for this request's flight and asked after it) */
     snprintf(r->msg.text, sizeof(r->msg.text),
              "device.serial: %s is already provisioned for product %s, or csr_pem: the CSR's "
              "public key is already the identity of another device",
@@ -432,23 +612,54 @@ static void provision_work(kbd_req *r, kbd_worker *w)
     issued_cleanup(&i);
 }
 
-/* Event thread, once the record settled (or the request was refused). */
-static void provision_settle(kbd_req *r, bool committed)
-{
-    prov_ctx *c = r->ctx;
+/* ---- one flight per (product, serial), event thread ---- */
 
-    if (!c->batch_reserved)
+static void flight_free(flight *f)
+{
+    if (f == NULL)
         return;
-    c->slot->reserved--;
-    if (committed)
-        c->slot->provisioned++;
-    c->batch_reserved = false;
+    free(f->key);
+    free(f);
+}
+
+void kbd_flights_free(kbd *d)
+{
+    flight *f, *tmp;
+
+    if (d->flights == NULL)
+        return;
+    HASH_ITER(hh, d->flights->by_key, f, tmp)
+    {
+        HASH_DEL(d->flights->by_key, f);
+        flight_free(f);
+    }
+    free(d->flights);
+    d->flights = NULL;
+}
+
+static kbr_err flight_key(const prov_ctx *c, char **key, size_t *len)
+{
+    size_t p = strlen(c->product), s2 = strlen(c->serial);
+
+    *len = p + 1 + s2;
+    *key = malloc(*len);
+    if (*key == NULL)
+        return KBR_ERR_NOMEM;
+    memcpy(*key, c->product, p + 1);
+    memcpy(*key + p + 1, c->serial, s2);
+    return KBR_OK;
 }
 
 static kbr_err reserve(kbd_req *r, prov_ctx *c, bool batch)
 {
     kbr_err err = kbd_req_reserve_use(r);
 
+    /* a token whose uses are spent may still be answered what it was issued */
+    if (batch && err == KBR_ERR_QUOTA) {
+        c->uses_exhausted = true;
+        memset(&r->msg, 0, sizeof(r->msg));
+        return KBR_OK;
+    }
     if (err != KBR_OK)
         return err;
     if (batch && !c->batch_full) {
@@ -456,6 +667,100 @@ static kbr_err reserve(kbd_req *r, prov_ctx *c, bool batch)
         c->batch_reserved = true;
     }
     return KBR_OK;
+}
+
+/* The request owns its flight now: reserve and hand it to a worker. */
+static kbr_err provision_start(kbd_req *r, prov_ctx *c)
+{
+    kbr_err err;
+
+    /* a full batch still lets the worker tell a serial provisioned already from a new one */
+    c->batch_full = c->slot->provisioned + c->slot->reserved >= c->slot->quantity;
+    err = reserve(r, c, true);
+    if (err != KBR_OK)
+        return err;
+    r->work = provision_work;
+    kbd_req_dispatch(r);
+    return KBR_OK;
+}
+
+/* Runs r now, or after the requests for the same device already in flight. */
+static kbr_err provision_admit(kbd_req *r, prov_ctx *c)
+{
+    kbr_err err = KBR_OK;
+    struct kbd_flights *fl = r->d->flights;
+    flight *f = NULL;
+    char *key = NULL;
+    size_t len = 0;
+
+    if (fl == NULL) {
+        fl = r->d->flights = calloc(1, sizeof(*fl));
+        KBR_ENSURE(fl != NULL, KBR_ERR_NOMEM);
+    }
+    KBR_GUARD(flight_key(c, &key, &len));
+    HASH_FIND(hh, fl->by_key, key, len, f);
+    if (f != NULL) {
+        r->next = NULL;
+        if (f->tail != NULL)
+            f->tail->next = r;
+        else
+            f->head = r;
+        f->tail = r;
+        goto out;
+    }
+    f = calloc(1, sizeof(*f));
+    KBR_ENSURE(f != NULL, KBR_ERR_NOMEM);
+    f->key = key;
+    f->keylen = len;
+    key = NULL;
+    HASH_ADD_KEYPTR(hh, fl->by_key, f->key, f->keylen, f);
+    c->flight = f;
+    err = provision_start(r, c);
+out:
+    free(key);
+    return err;
+}
+
+/* The flight passes to the next request waiting in it, or ends. */
+static void flight_land(kbd_req *r, prov_ctx *c)
+{
+    flight *f = c->flight;
+    kbd_req *next = f->head;
+    prov_ctx *nc;
+    kbr_err err;
+
+    c->flight = NULL;
+    if (next == NULL) {
+        HASH_DEL(r->d->flights->by_key, f);
+        flight_free(f);
+        return;
+    }
+    f->head = next->next;
+    if (f->head == NULL)
+        f->tail = NULL;
+    next->next = NULL;
+    nc = next->ctx;
+    nc->flight = f;
+    err = provision_start(next, nc);
+    /* refused now, it is answered like any refusal, and its settle passes the flight on */
+    if (err != KBR_OK)
+        kbd_req_fail(next, err, NULL);
+}
+
+/* Event thread, once the record settled (or the request was refused). */
+static void provision_settle(kbd_req *r, bool committed)
+{
+    prov_ctx *c = r->ctx;
+
+    if (c->batch_reserved) {
+        c->slot->reserved--;
+        /* a replay took no unit of the batch */
+        if (committed && !c->replay)
+            c->slot->provisioned++;
+        c->batch_reserved = false;
+    }
+    if (c->flight != NULL)
+        flight_land(r, c);
 }
 
 static kbr_err new_ctx(kbd_req *r, prov_ctx **out)
@@ -492,12 +797,8 @@ kbr_err kbd_h_provision(kbd_req *r)
     if (err == KBR_OK)
         err = check_batch(r, c);
     if (err == KBR_OK)
-        err = reserve(r, c, true);
-    if (err != KBR_OK)
-        return err;
-    r->work = provision_work;
-    kbd_req_dispatch(r);
-    return KBR_OK;
+        err = provision_admit(r, c);
+    return err;
 }
 
 /* ---- rotation ---- */
@@ -519,6 +820,15 @@ static bool rotate_precheck(kbd_req *r, kbd_worker *w, prov_ctx *c)
         kbd_req_error(r, KBR_ERR_FORBIDDEN,
                       "device %s is in batch \"%s\", outside the token's batches", c->serial,
                       batch != NULL ? batch : "");
+        json_decref(dev);
+        return false;
+    }
+    if (json_is_object(json_object_get(dev, "revocation"))) {
+        kbd_req_error(r, KBR_ERR_CONFLICT,
+                      "device %s of product %s was revoked at %s; a revoked device gets no new "
+                      "certificate",
+                      c->serial, c->product,
+                      json_string_value(json_object_get(json_object_get(dev, "revocation"), "at")));
         json_decref(dev);
         return false;
     }
@@ -544,9 +854,11 @@ static void rotate_work(kbd_req *r, kbd_worker *w)
         return;
     }
     kbr_time_fmt(time(NULL), now);
-    /* the one ledger rule a concurrent request can break between the check and the commit */
+    /* the ledger rules a concurrent request can break between the check and the commit */
     snprintf(r->msg.text, sizeof(r->msg.text),
-             "csr_pem: the CSR's public key is already the identity of another device");
+             "csr_pem: the CSR's public key is already the identity of another device, or device "
+             "%s was revoked",
+             c->serial);
     record_issue(r, c, &i,
                  &(kbr_effect){.type = KBR_EFFECT_DEVICE_ROTATE,
                                .u.device_rotate = {.product = c->product,
@@ -572,7 +884,7 @@ kbr_err kbd_h_rotate(kbd_req *r)
     if (kbd_json_only(r->body, allowed, &r->msg) != KBR_OK ||
         kbd_json_name(r->body, "product", true, &product, &r->msg) != KBR_OK)
         return KBR_ERR_BAD_REQUEST;
-    if (!kbd_valid_name(r->arg))
+    if (!kbr_name_valid(r->arg))
         return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "device serial in the path is not valid");
     c->serial = strdup(r->arg);
     c->product = strdup(product);

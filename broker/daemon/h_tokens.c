@@ -14,6 +14,7 @@
  * recorded: if the record then fails, the caller sees 503 and the tokens
  * stay revoked in this process, the safe side of the failure.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,9 +30,10 @@ typedef struct {
     bool orphan;
     time_t not_after; /* the issuer's exp, unless an orphan */
     long ttl;
-    char *token;    /* the minted token string; wiped on free */
-    json_t *effect; /* the token.issue effect's JSON form, for the record and the response */
-    json_t *row;    /* the registry row the issuance adds once it is durable */
+    kbd_issuer signer; /* the current issuer key as the request was parsed */
+    char *token;       /* the minted token string; wiped on free */
+    json_t *effect;    /* the token.issue effect's JSON form, for the record and the response */
+    json_t *row;       /* the registry row the issuance adds once it is durable */
 } issue_ctx;
 
 static void issue_ctx_free(void *p)
@@ -140,6 +142,7 @@ static kbr_err issue_parse(kbd_req *r, issue_ctx *c)
         return err;
     c->ttl = (long)ttl;
     c->not_after = c->orphan ? 0 : r->tok->expires_at;
+    c->signer = r->d->issuer;
     c->sub = strdup(sub);
     c->parent_jti = strdup(r->tok->jti);
     c->issued_by = strdup(r->sub);
@@ -161,8 +164,8 @@ static void issue_work(kbd_req *r, kbd_worker *w)
                            .not_after = c->not_after,
                            .cnf_x5t = c->cnf_x5t};
     kbr_effects *fx = NULL;
-    kbr_err err = kbd_token_mint(w->hsm, r->d->cfg.instance_id, r->d->issuer_kid, &spec, &c->token,
-                                 &fx, &r->msg);
+    kbr_err err =
+        kbd_token_mint(w->hsm, r->d->cfg.instance_id, &c->signer, &spec, &c->token, &fx, &r->msg);
 
     kbd_note_hsm(r->d, err);
     if (err != KBR_OK) {
@@ -183,6 +186,11 @@ static void issue_work(kbd_req *r, kbd_worker *w)
     json_object_set(r->rec->detail, "cnf_x5t", json_object_get(c->effect, "cnf_x5t"));
     json_object_set(r->rec->detail, "parent_jti", json_object_get(c->effect, "parent_jti"));
     json_object_set(r->rec->detail, "orphan", json_object_get(c->effect, "orphan"));
+    json_object_set(r->rec->detail, "kid", json_object_get(c->effect, "kid"));
+    /* the ledger refuses a token of a key a rotation replaced while it was being signed */
+    snprintf(r->msg.text, sizeof(r->msg.text),
+             "the token issuer key was rotated while this token was being issued; issue it "
+             "again");
     r->status = 201;
 }
 
@@ -283,9 +291,11 @@ kbr_err kbd_h_token_list(kbd_req *r)
         return KBR_ERR_NOMEM;
     r->ctx = c;
     r->ctx_free = list_ctx_free;
-    if ((sub != NULL && !kbd_valid_name(sub)) || (key != NULL && !kbd_valid_name(key)))
-        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "%s: not a valid name",
-                        sub != NULL && !kbd_valid_name(sub) ? "sub" : "key");
+    /* a principal's name may hold '/' (ci:github/acme/fw), a key's may not */
+    if (sub != NULL && !kbr_policy_sub_valid(sub))
+        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "sub: not a principal (<kind>:<name>)");
+    if (key != NULL && !kbr_name_valid(key))
+        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "key: not a valid name");
     if (active != NULL && strcmp(active, "true") != 0 && strcmp(active, "false") != 0)
         return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "active: must be true or false");
     c->sub = sub != NULL ? strdup(sub) : NULL;
@@ -386,9 +396,14 @@ kbr_err kbd_h_revocations(kbd_req *r)
     r->ctx = jtis;
     r->ctx_free = json_ctx_free;
     if (read_reason(r, allowed, &reason) != KBR_OK ||
-        kbd_json_name(r->body, "sub", false, &sub, &r->msg) != KBR_OK ||
+        kbd_json_str(r->body, "sub", false, 256, &sub, &r->msg) != KBR_OK ||
         kbd_json_name(r->body, "key", false, &key, &r->msg) != KBR_OK)
         return KBR_ERR_BAD_REQUEST;
+    /* a principal's name may hold '/': the principals of exchanged tokens (ci:github/acme/fw) */
+    if (sub != NULL && !kbr_policy_sub_valid(sub))
+        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST,
+                        "sub: must be a principal, <kind>:<name> with kind ci, factory, ota, "
+                        "security or service");
     if ((sub == NULL) == (key == NULL))
         return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "give exactly one of sub or key");
     /* Mass revocation reaches tokens of any issuer, so it needs an unrestricted admin. */

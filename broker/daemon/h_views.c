@@ -77,7 +77,7 @@ static kbr_err query_name(kbd_req *r, const char *name, bool required, char **ou
     *out = NULL;
     if (s == NULL)
         return required ? kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "%s: required", name) : KBR_OK;
-    if (!kbd_valid_name(s))
+    if (!kbr_name_valid(s))
         return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "%s: not a valid name", name);
     *out = strdup(s);
     return *out == NULL ? KBR_ERR_NOMEM : KBR_OK;
@@ -215,7 +215,7 @@ kbr_err kbd_h_view_product(kbd_req *r)
 
     if (err != KBR_OK)
         return err;
-    if (!kbd_valid_name(r->arg))
+    if (!kbr_name_valid(r->arg))
         return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "product name in the path is not valid");
     if (!kbr_namelist_match(&r->tok->scope.products, r->arg))
         return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
@@ -297,7 +297,7 @@ static kbr_err parse_versions(kbd_req *r, view_ctx *c)
         return KBR_ERR_NOMEM;
     }
     for (char *v = strtok_r(copy, ",", &save); v != NULL; v = strtok_r(NULL, ",", &save)) {
-        if (!kbd_valid_name(v) || json_array_size(c->versions) >= 256) {
+        if (!kbr_name_valid(v) || json_array_size(c->versions) >= 256) {
             free(copy);
             return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST,
                             "versions: a comma-separated list of up to 256 versions");
@@ -427,7 +427,7 @@ kbr_err kbd_h_view_device(kbd_req *r)
 
     if (err != KBR_OK)
         return err;
-    if (!kbd_valid_name(r->arg))
+    if (!kbr_name_valid(r->arg))
         return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "device serial in the path is not valid");
     if (!kbr_namelist_match(&r->tok->scope.devices, r->arg))
         return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN, "device \"%s\" is outside the token's devices",

@@ -35,9 +35,11 @@
  * process then stops with exit status 1 (kbd_hsmproc_reap), for its service
  * manager to start it again.
  *
- * The HSM processes ignore SIGINT, SIGTERM and SIGHUP: the network process
- * decides when they end (its control socket closes), so a signal to the
- * whole process group lets in-flight requests finish before the HSM goes.
+ * The HSM processes ignore SIGINT and SIGTERM: the network process decides
+ * when they end (its control socket closes), so a signal to the whole
+ * process group lets in-flight requests finish before the HSM goes.  SIGHUP
+ * only reopens their log (the network process passes it on to the keeper,
+ * the keeper to the HSM process).
  */
 #include <errno.h>
 #include <poll.h>
@@ -77,6 +79,7 @@ static int hsm_main(const kbd_config *cfg, int ctl)
     kbr_err err;
 
     prctl(PR_SET_NAME, "kbrd-hsm", 0, 0, 0);
+    kbd_log_process("hsm");
     /* the PIN is read here and nowhere else in a serving broker */
     err = kbd_open_hsm(cfg, &hsm, &msg);
     if (kbr_hsm_ctl_send_status(ctl, err, msg.text) != KBR_OK || err != KBR_OK) {
@@ -142,8 +145,8 @@ static void hsm_reap(keeper *k)
         ;
     describe(status, how, sizeof(how));
     if (k->up) {
-        fprintf(stderr, "keybrokerd: the HSM process (pid %d) %s; starting another\n", (int)k->pid,
-                how);
+        kbd_log(KBD_LOG_ERROR, "hsm.process_died", NULL,
+                "the HSM process (pid %d) %s; starting another", (int)k->pid, how);
         k->backoff_ms = 0;
         k->start_at = kbr_monotonic_seconds();
     } else {
@@ -168,7 +171,8 @@ static void hsm_event(keeper *k)
         kbr_err err = kbr_hsm_ctl_recv_status(k->ctl, &status, &msg);
         if (err == KBR_OK && status == KBR_OK) {
             if (k->said_down)
-                fprintf(stderr, "keybrokerd: the HSM process (pid %d) is up\n", (int)k->pid);
+                kbd_log(KBD_LOG_INFO, "hsm.process_up", NULL, "the HSM process (pid %d) is up",
+                        (int)k->pid);
             k->up = true;
             k->said_down = false;
             k->backoff_ms = 0;
@@ -176,7 +180,8 @@ static void hsm_event(keeper *k)
         }
         /* said once until one comes up, not at every try */
         if (!k->said_down)
-            fprintf(stderr, "keybrokerd: the HSM process could not start: %s; trying again\n",
+            kbd_log(KBD_LOG_ERROR, "hsm.process_failed", NULL,
+                    "the HSM process could not start: %s; trying again",
                     err != KBR_OK         ? "it stopped before it said so"
                     : msg.text[0] != '\0' ? msg.text
                                           : kbr_err_str(status));
@@ -200,7 +205,7 @@ static bool pass_on(keeper *k)
     kbr_err err = kbr_hsm_ctl_recv_fd(k->net, &fd);
 
     if (err == KBR_ERR_BAD_REQUEST) {
-        fprintf(stderr, "keybrokerd: HSM keeper: refused a control record\n");
+        kbd_log(KBD_LOG_ERROR, "hsm.control_refused", NULL, "HSM keeper: refused a control record");
         return true;
     }
     if (err != KBR_OK || fd < 0)
@@ -225,6 +230,16 @@ static int poll_timeout(const keeper *k)
     return wait <= 0 ? 0 : (int)(wait * 1000.0) + 1;
 }
 
+/* SIGHUP (passed on by the network process): reopen the log, and have the HSM process do so. */
+static volatile sig_atomic_t hup;
+
+static void on_hup(int sig)
+{
+    (void)sig;
+    hup = 1;
+    kbd_log_reopen_later();
+}
+
 static void keep(keeper *k)
 {
     for (;;) {
@@ -232,6 +247,13 @@ static void keep(keeper *k)
 
         if (poll(p, 2, poll_timeout(k)) < 0 && errno != EINTR)
             return;
+        if (hup) {
+            kbr_msg ignored = {{0}};
+            hup = 0;
+            (void)kbd_log_reopen(&ignored);
+            if (k->pid != 0)
+                kill(k->pid, SIGHUP);
+        }
         if (k->pid == 0 && kbr_monotonic_seconds() >= k->start_at && hsm_start(k) != KBR_OK) {
             k->start_at = kbr_monotonic_seconds() + BACKOFF_MAX_MS / 1000.0;
             continue;
@@ -257,8 +279,8 @@ static void finish(keeper *k)
             return;
         poll(NULL, 0, 20);
     }
-    fprintf(stderr, "keybrokerd: the HSM process (pid %d) did not finish; killing it\n",
-            (int)k->pid);
+    kbd_log(KBD_LOG_WARN, "hsm.process_killed", NULL,
+            "the HSM process (pid %d) did not finish; killing it", (int)k->pid);
     kill(k->pid, SIGKILL);
     waitpid(k->pid, &status, 0);
 }
@@ -289,11 +311,15 @@ static int keeper_main(const kbd_config *cfg, int net)
     keeper k = {.cfg = cfg, .net = net, .pid = 0, .ctl = -1};
     kbr_msg msg = {{0}};
     kbr_err err;
+    struct sigaction sa = {.sa_handler = on_hup};
 
     prctl(PR_SET_NAME, "kbrd-hsm-keeper", 0, 0, 0);
+    kbd_log_process("hsm-keeper");
     signal(SIGINT, SIG_IGN);
     signal(SIGTERM, SIG_IGN);
-    signal(SIGHUP, SIG_IGN);
+    /* not SIG_IGN: a SIGHUP reopens the log (the HSM process inherits the handler) */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGHUP, &sa, NULL);
     keep_only(net);
     err = kbd_sandbox_hsm(&msg);
     if (err == KBR_OK)
@@ -345,6 +371,12 @@ out:
     return err;
 }
 
+void kbd_hsmproc_hup(kbd *d)
+{
+    if (d->hsm_pid > 0)
+        kill(d->hsm_pid, SIGHUP);
+}
+
 bool kbd_hsmproc_reap(kbd *d)
 {
     int status = 0;
@@ -353,7 +385,8 @@ bool kbd_hsmproc_reap(kbd *d)
     if (d->hsm_pid <= 0 || waitpid(d->hsm_pid, &status, WNOHANG) != d->hsm_pid)
         return false;
     describe(status, how, sizeof(how));
-    fprintf(stderr, "keybrokerd: the HSM keeper (pid %d) %s\n", (int)d->hsm_pid, how);
+    kbd_log(KBD_LOG_ERROR, "hsm.keeper_died", NULL, "the HSM keeper (pid %d) %s", (int)d->hsm_pid,
+            how);
     d->hsm_pid = 0;
     return true;
 }

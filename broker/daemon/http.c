@@ -15,91 +15,44 @@
 #include <event2/buffer.h>
 #include <event2/keyvalq_struct.h>
 #include <event2/util.h>
+#include <openssl/rand.h>
 
 #include "kbd.h"
 
-int kbd_err_http_status(kbr_err err)
+void kbd_req_response_begins(kbd_req *r, int status)
 {
-    switch (err) {
-    case KBR_OK:
-        return 200;
-    case KBR_ERR_BAD_REQUEST:
-        return 400;
-    case KBR_ERR_UNAUTHENTICATED:
-        return 401;
-    case KBR_ERR_FORBIDDEN:
-        return 403;
-    case KBR_ERR_NOT_FOUND:
-        return 404;
-    case KBR_ERR_CONFLICT:
-        return 409;
-    case KBR_ERR_TOO_LARGE:
-        return 413;
-    case KBR_ERR_QUOTA:
-    case KBR_ERR_RATE_LIMITED:
-        return 429;
-    default:
-        return 503;
-    }
+    if (r->request_id[0] != '\0')
+        evhttp_add_header(evhttp_request_get_output_headers(r->http), "X-Request-Id",
+                          r->request_id);
+    kbd_metrics_response(r->d, r->route, status, kbr_monotonic_seconds() - r->t0);
+    kbd_connlimit_request_ends(r->d, evhttp_request_get_connection(r->http));
 }
 
-const char *kbd_err_code(kbr_err err)
-{
-    switch (err) {
-    case KBR_ERR_BAD_REQUEST:
-        return "bad_request";
-    case KBR_ERR_UNAUTHENTICATED:
-        return "unauthenticated";
-    case KBR_ERR_FORBIDDEN:
-        return "forbidden";
-    case KBR_ERR_NOT_FOUND:
-        return "not_found";
-    case KBR_ERR_CONFLICT:
-        return "conflict";
-    case KBR_ERR_TOO_LARGE:
-        return "too_large";
-    case KBR_ERR_QUOTA:
-        return "quota_exhausted";
-    case KBR_ERR_RATE_LIMITED:
-        return "rate_limited";
-    case KBR_ERR_AUDIT:
-    case KBR_ERR_STORE:
-    case KBR_ERR_STORE_CONSTRAINT:
-        return "audit_unavailable";
-    default:
-        return "hsm_unavailable";
-    }
-}
-
-/* Server-side failures are reported by class, never with internal detail. */
-static kbr_err public_err(kbr_err err)
-{
-    switch (err) {
-    case KBR_ERR_HSM:
-    case KBR_ERR_HSM_SESSION:
-    case KBR_ERR_HSM_PIN:
-    case KBR_ERR_HSM_TOKEN:
-    case KBR_ERR_HSM_KEY:
-    case KBR_ERR_HSM_MECHANISM:
-    case KBR_ERR_CRYPTO:
-    case KBR_ERR_NOMEM:
-    case KBR_ERR_INTERNAL:
-    case KBR_ERR_IO:
-    case KBR_ERR_CONFIG:
-        return KBR_ERR_HSM;
-    case KBR_ERR_STORE:
-    case KBR_ERR_STORE_CONSTRAINT:
-        return KBR_ERR_AUDIT;
-    default:
-        return err;
-    }
-}
-
-/* Every response leaves through here or kbd_req_reply_buffer. */
+/* Every response leaves through here, kbd_req_reply_buffer or a respond hook. */
 static void send_reply(kbd_req *r, int status, const char *reason, struct evbuffer *buf)
 {
-    kbd_connlimit_request_ends(r->d, evhttp_request_get_connection(r->http));
+    kbd_req_response_begins(r, status);
     evhttp_send_reply(r->http, status, reason, buf);
+}
+
+/*
+ * The client's X-Request-Id when it is 1 to 64 letters, digits, '.', '_' or '-' (so it can
+ * go in a log line and a header as it is), or 16 random hex digits.
+ */
+static void set_request_id(kbd_req *r)
+{
+    const char *given =
+        evhttp_find_header(evhttp_request_get_input_headers(r->http), "X-Request-Id");
+    size_t n = given != NULL ? strlen(given) : 0;
+    unsigned char rnd[8];
+
+    if (n > 0 && n < sizeof(r->request_id) &&
+        strspn(given, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") == n) {
+        memcpy(r->request_id, given, n + 1);
+        return;
+    }
+    if (RAND_bytes(rnd, sizeof(rnd)) == 1)
+        kbr_hex_encode_buf(rnd, sizeof(rnd), r->request_id);
 }
 
 /* A body of type; JSON bodies end in a newline added here, text bodies are sent as they are. */
@@ -154,7 +107,7 @@ static json_t *error_body(kbr_err err, const char *message)
     json_t *text = clean_string(message);
 
     return text != NULL
-               ? json_pack("{s:{s:s,s:o}}", "error", "code", kbd_err_code(err), "message", text)
+               ? json_pack("{s:{s:s,s:o}}", "error", "code", kbr_err_api_code(err), "message", text)
                : NULL;
 }
 
@@ -186,6 +139,11 @@ static void req_end(kbd_req *r)
         event_base_loopexit(d->base, NULL);
 }
 
+void kbd_req_done(kbd_req *r)
+{
+    req_end(r);
+}
+
 void kbd_req_reply_now(kbd_req *r, int status, json_t *body)
 {
     send_json(r, status, body, 0);
@@ -196,20 +154,20 @@ void kbd_req_reply_now(kbd_req *r, int status, json_t *body)
 /* Every error answer is a JSON error object, even when the message could not be built. */
 static void reply_error(kbd_req *r, kbr_err err, const char *message, int64_t seq)
 {
-    kbr_err shown = public_err(err);
+    kbr_err shown = kbr_err_public(err);
     json_t *body = error_body(shown, message);
     char fallback[128];
 
-    if (kbd_err_http_status(shown) < 500)
+    if (kbr_err_http_status(shown) < 500)
         r->d->stats.denied++;
     if (body != NULL) {
-        send_json(r, kbd_err_http_status(shown), body, seq);
+        send_json(r, kbr_err_http_status(shown), body, seq);
         json_decref(body);
         return;
     }
     snprintf(fallback, sizeof(fallback), "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}",
-             kbd_err_code(shown), kbr_err_str(shown));
-    send_text(r, kbd_err_http_status(shown), fallback, seq);
+             kbr_err_api_code(shown), kbr_err_str(shown));
+    send_text(r, kbr_err_http_status(shown), fallback, seq);
 }
 
 /*
@@ -218,8 +176,8 @@ static void reply_error(kbd_req *r, kbr_err err, const char *message, int64_t se
  */
 void kbd_req_error(kbd_req *r, kbr_err err, const char *fmt, ...)
 {
-    kbr_err shown = public_err(err);
-    int status = kbd_err_http_status(shown);
+    kbr_err shown = kbr_err_public(err);
+    int status = kbr_err_http_status(shown);
     va_list ap;
 
     if (fmt != NULL) {
@@ -232,8 +190,8 @@ void kbd_req_error(kbd_req *r, kbr_err err, const char *fmt, ...)
     r->err = err;
     if (r->rec == NULL)
         return;
-    if (kbr_audit_rec_set_outcome(r->rec, status < 500 ? "denied" : "error", kbd_err_code(shown)) !=
-        KBR_OK)
+    if (kbr_audit_rec_set_outcome(r->rec, status < 500 ? "denied" : "error",
+                                  kbr_err_api_code(shown)) != KBR_OK)
         return;
     json_object_set_new(r->rec->detail, "message", clean_string(r->msg.text));
     kbr_effects_free(r->rec->effects);
@@ -290,14 +248,15 @@ void kbd_req_dispatch(kbd_req *r)
 static void finish_request(kbd_req *r)
 {
     kbr_audit_rec *rec = r->rec;
-    bool ok;
+    bool ok = rec != NULL && rec->result == KBR_OK && r->err == KBR_OK;
 
-    if (rec == NULL) {
-        /* internal jobs (health probes) carry no client and no record */
+    if (r->http == NULL) {
+        /* internal jobs (health probes, CRLs) have no client: settling is all there is */
+        if (r->settle != NULL)
+            r->settle(r, ok);
         req_free(r);
         return;
     }
-    ok = rec->result == KBR_OK && r->err == KBR_OK;
     if (r->settle != NULL)
         r->settle(r, ok);
 
@@ -305,27 +264,37 @@ static void finish_request(kbd_req *r)
         kbr_policy_finish_use(r->tok, ok && rec->key_use);
     if (rec->result == KBR_ERR_AUDIT) {
         if (r->d->stats.audit_failures++ == 0 || kbr_audit_healthy(r->d->audit))
-            fprintf(stderr, "keybrokerd: audit record not durable; answering 503 "
-                            "audit_unavailable until the store accepts writes again\n");
+            kbd_log(KBD_LOG_ERROR, "audit.unavailable", r->request_id,
+                    "audit record not durable; answering 503 audit_unavailable until the store "
+                    "accepts writes again");
         reply_error(r, KBR_ERR_AUDIT,
                     "the audit record could not be made durable; nothing was released", 0);
     } else if (rec->result == KBR_ERR_INTERNAL) {
         /* The ledger refused this request's changes alone (audit/writer.c); the others of its
          * group went through.  A broken invariant of the broker's, so it goes to the log too. */
-        fprintf(stderr,
-                "keybrokerd: audit entry %lld: the ledger refused the request's changes; "
-                "recorded as an error\n",
+        kbd_log(KBD_LOG_ERROR, "audit.ledger_refused", r->request_id,
+                "audit entry %lld: the ledger refused the request's changes; recorded as an "
+                "error",
                 (long long)rec->seq);
         reply_error(r, KBR_ERR_AUDIT,
                     "the ledger could not record this request's changes; the request is recorded "
                     "as an error and nothing was released",
                     rec->seq);
+    } else if (rec->result == KBR_ERR_QUOTA) {
+        /* another broker sharing the store used the token's last use first */
+        if (r->tok != NULL && rec->jti != NULL)
+            kbr_policy_uses_spent(r->d->policy, rec->jti);
+        reply_error(r, KBR_ERR_QUOTA,
+                    "the token has used all of its max_uses; nothing was released", rec->seq);
     } else if (rec->result == KBR_ERR_CONFLICT) {
         reply_error(r, KBR_ERR_CONFLICT,
                     r->msg.text[0] != '\0' ? r->msg.text : "conflicts with the current state",
                     rec->seq);
     } else if (r->err != KBR_OK) {
         reply_error(r, r->err, r->msg.text, rec->seq);
+    } else if (r->respond != NULL) {
+        r->respond(r, rec->seq);
+        return;
     } else {
         if (r->finish != NULL)
             r->finish(r);
@@ -422,7 +391,8 @@ static bool route_allows(const kbd_route *route, const kbr_token *tok)
  * read_body() belongs here too.
  */
 bool kbd_http_body_allowed(kbd *d, const char *method, const char *target,
-                           const char *authorization, const char *x5t)
+                           const char *authorization, const char *x5t, uint64_t length,
+                           bool chunked)
 {
     struct evhttp_uri *uri = evhttp_uri_parse_with_flags(target, EVHTTP_URI_NONCONFORMANT);
     const char *path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
@@ -434,6 +404,12 @@ bool kbd_http_body_allowed(kbd *d, const char *method, const char *target,
 
     if (path != NULL && kbd_path_check(path, &msg) == KBR_OK)
         route = kbd_route_match(method, path, NULL, NULL, &known);
+    /* a route without a token (the token exchange) reads small bodies, framed by length */
+    if (route != NULL && !route->authenticated) {
+        evhttp_uri_free(uri);
+        return route->open_body_max > 0 && !chunked && length <= route->open_body_max &&
+               kbd_oidc_enabled(d);
+    }
     ok = route != NULL && route->authenticated && bearer != NULL &&
          kbr_policy_authenticate(d->policy, bearer, time(NULL), x5t, &tok, &msg) == KBR_OK &&
          route_allows(route, tok);
@@ -446,7 +422,7 @@ bool kbd_http_body_allowed(kbd *d, const char *method, const char *target,
  * denial entries: past a per-source rate they are answered without an entry
  * of their own, and a periodic entry records how many there were.
  */
-static void fail_unauthenticated(kbd_req *r, const char *why)
+void kbd_req_fail_unrecorded_over_rate(kbd_req *r, kbr_err err, const char *why)
 {
     char message[KBR_MSG_LEN];
     const char *peer = NULL;
@@ -462,7 +438,12 @@ static void fail_unauthenticated(kbd_req *r, const char *why)
         r->rec = NULL;
     }
     snprintf(message, sizeof(message), "%s", why);
-    kbd_req_fail(r, KBR_ERR_UNAUTHENTICATED, "%s", message);
+    kbd_req_fail(r, err, "%s", message);
+}
+
+static void fail_unauthenticated(kbd_req *r, const char *why)
+{
+    kbd_req_fail_unrecorded_over_rate(r, KBR_ERR_UNAUTHENTICATED, why);
 }
 
 void kbd_flush_suppressed(kbd *d)
@@ -531,7 +512,7 @@ static bool authenticate(kbd_req *r)
     return true;
 }
 
-static bool read_body(kbd_req *r)
+bool kbd_req_read_body(kbd_req *r, size_t limit)
 {
     struct evbuffer *in = evhttp_request_get_input_buffer(r->http);
     size_t len = evbuffer_get_length(in);
@@ -540,9 +521,9 @@ static bool read_body(kbd_req *r)
 
     if (strcmp(r->route->method, "POST") != 0)
         return true;
-    if (len > r->d->cfg.body_limit) {
+    if (len > limit) {
         kbd_req_fail(r, KBR_ERR_TOO_LARGE, "request body of %zu bytes is over the limit of %zu",
-                     len, r->d->cfg.body_limit);
+                     len, limit);
         return false;
     }
     data = evbuffer_pullup(in, -1);
@@ -557,6 +538,11 @@ static bool read_body(kbd_req *r)
         return false;
     }
     return true;
+}
+
+static bool read_body(kbd_req *r)
+{
+    return kbd_req_read_body(r, r->d->cfg.body_limit);
 }
 
 /* r's route and its {} segment, decoded; on failure r->msg says why. */
@@ -610,6 +596,8 @@ static void on_request(struct evhttp_request *http, void *arg)
     }
     r->d = d;
     r->http = http;
+    r->t0 = kbr_monotonic_seconds();
+    set_request_id(r);
     d->inflight++;
     d->stats.requests++;
     method = evhttp_request_get_command(http) == EVHTTP_REQ_GET    ? "GET"
@@ -660,7 +648,7 @@ kbr_err kbd_http_start(kbd *d, kbr_msg *msg)
         return kbr_fail(msg, KBR_ERR_IO, "getsockname failed");
     port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
                                     : ntohs(((struct sockaddr_in *)&ss)->sin_port);
-    fprintf(stderr, "keybrokerd: listening on %s:%d (%s)\n", d->cfg.listen_host, port,
+    kbd_log(KBD_LOG_INFO, "listening", NULL, "listening on %s:%d (%s)", d->cfg.listen_host, port,
             d->tls == NULL         ? "plain HTTP, loopback only"
             : d->cfg.tls_client_ca ? "HTTPS, client certificates required"
                                    : "HTTPS");

@@ -266,9 +266,9 @@ static bool body_allowed(gate *g, const kbd_head *h)
     char *target = strndup(h->target, h->target_len), x5t[64];
     char *auth = h->authorization != NULL ? strndup(h->authorization, h->authorization_len) : NULL;
     bool cert = auth != NULL && g->d->tls != NULL && kbd_tls_bev_x5t(g->under, x5t);
-    bool ok = target != NULL && auth != NULL &&
-              kbd_http_body_allowed(g->d, is_method(h, "GET") ? "GET" : "POST", target, auth,
-                                    cert ? x5t : NULL);
+    bool ok =
+        target != NULL && kbd_http_body_allowed(g->d, is_method(h, "GET") ? "GET" : "POST", target,
+                                                auth, cert ? x5t : NULL, h->length, h->chunked);
 
     free(target);
     if (auth != NULL)

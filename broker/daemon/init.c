@@ -5,6 +5,11 @@
  * the same audit record that issues the new one, so there is only ever one,
  * and with them every token issued under them that is not an orphan (the
  * token tree of h_tokens.c).
+ *
+ * The issuer key is the ledger's current one, whatever rotations made it;
+ * only a ledger without issuer keys (a new deployment, or a store an older
+ * broker wrote) takes kbr/issuer, made when missing, and records it in the
+ * bootstrap token's own entry.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,69 +66,72 @@ static kbr_err ensure_key(kbr_hsm_session *s, const char *label, kbr_alg alg, kb
     return KBR_OK;
 }
 
-kbr_err kbd_issuer_kid(kbr_hsm_session *s, char kid[64])
+/*
+ * The key that signs the bootstrap token: the ledger's current issuer key, which must be in
+ * the HSM as recorded, like every key a live token was signed with.  A ledger without issuer
+ * keys gets kbr/issuer (made when missing): *record is the issuer.rotate effect that records
+ * it, for the bootstrap token's entry.
+ */
+static kbr_err pick_issuer(kbr_hsm_session *s, const kbr_policy *p, const json_t *keys,
+                           kbd_issuer *current, kbr_effects **record, kbr_msg *msg)
 {
     kbr_err err = KBR_OK;
     EVP_PKEY *pub = NULL;
-    json_t *jwk = NULL;
+    bool created;
 
-    KBR_GUARD(kbr_hsm_public_key(s, KBD_ISSUER_LABEL, &pub));
-    KBR_GUARD(kbr_jwk_from_pkey(pub, &jwk));
-    snprintf(kid, 64, "%s", json_string_value(json_object_get(jwk, "kid")));
+    *record = NULL;
+    if (json_array_size(keys) > 0) {
+        KBR_GUARD(kbd_issuers_check_hsm(s, p, keys, time(NULL), msg));
+        goto out;
+    }
+    KBR_GUARD(ensure_key(s, KBD_ISSUER_LABEL, KBR_ALG_ECDSA_P256, msg, &created));
+    if (created)
+        fprintf(stderr, "keybrokerd: created issuer key %s in the HSM\n", KBD_ISSUER_LABEL);
+    KBR_GUARD(kbd_issuer_effect(s, KBD_ISSUER_LABEL, NULL, time(NULL), current, &pub, record, msg));
 out:
     EVP_PKEY_free(pub);
-    json_decref(jwk);
     return err;
 }
 
 /*
  * jti of every live bootstrap token and of every live token under them, to be
- * revoked by the new one's record.  The stored tokens go through the same
- * registry the daemon keeps, so the tree is walked by one rule.
+ * revoked by the new one's record.  The stored tokens are in the same
+ * registry the daemon keeps (load_ledger), so the tree is walked by one rule.
  */
-static kbr_err jtis_to_revoke(kbr_hsm_session *s, const kbd_config *cfg, json_t **jtis,
-                              kbr_msg *msg)
+static kbr_err jtis_to_revoke(kbr_store *st, kbr_policy *p, json_t **jtis)
 {
     kbr_err err = KBR_OK;
-    kbr_store *st = NULL;
-    kbr_policy *p = NULL;
-    EVP_PKEY *pub = NULL;
     json_t *rows = NULL, *row;
     time_t now = time(NULL);
     size_t i;
 
     *jtis = json_array();
     KBR_ENSURE(*jtis != NULL, KBR_ERR_NOMEM);
-    KBR_GUARD(kbr_hsm_public_key(s, KBD_ISSUER_LABEL, &pub));
-    KBR_GUARD(kbr_policy_new(cfg->instance_id, pub, &p));
-    KBR_GUARD(kbr_store_open(cfg->store, &st, msg));
-    KBR_GUARD(kbr_store_token_list(st, NULL, NULL, false, now, &rows));
+    KBR_GUARD(kbr_store_token_list(st, KBD_BOOTSTRAP_SUB, NULL, true, now, &rows));
     json_array_foreach(rows, i, row)
     {
-        const char *jti = json_string_value(json_object_get(row, "jti"));
-        err = kbr_policy_add_token(p, row);
-        KBR_ENSURE(err == KBR_OK, kbr_fail(msg, err, "stored token %s is unreadable", jti));
-        if (strcmp(json_string_value(json_object_get(row, "sub")), KBD_BOOTSTRAP_SUB) == 0 &&
-            json_is_null(json_object_get(row, "revoked_at")) &&
-            kbr_policy_find(p, jti)->expires_at > now)
-            json_array_append(*jtis, json_object_get(row, "jti"));
+        const kbr_token *t = kbr_policy_find(p, json_string_value(json_object_get(row, "jti")));
+        if (t != NULL && t->revoked_at == 0 && t->expires_at > now)
+            KBR_ENSURE(json_array_append(*jtis, json_object_get(row, "jti")) == 0, KBR_ERR_NOMEM);
     }
     (void)kbr_policy_revoke_descendants(p, now, *jtis);
 out:
     json_decref(rows);
-    kbr_store_close(st);
-    kbr_policy_free(p);
-    EVP_PKEY_free(pub);
     return err;
 }
 
-/* One record issues the new bootstrap token and revokes the old tree: there is only ever one. */
-static kbr_err record_bootstrap(kbr_audit *audit, kbr_effects **issue, json_t *old_jtis)
+/*
+ * One record issues the new bootstrap token and revokes the old tree: there is only ever one.
+ * It records the issuer key first when the ledger had none (issuer_fx, may be NULL).
+ */
+static kbr_err record_bootstrap(kbr_audit *audit, const kbr_effects *issuer_fx,
+                                const kbr_effects *issue, json_t *old_jtis)
 {
     kbr_err err = KBR_OK;
     kbr_audit_rec *rec = NULL;
     char now[KBR_TIME_LEN];
-    json_t *issued = kbd_effect_json(kbr_effects_get(*issue, 0));
+    json_t *issued = kbd_effect_json(kbr_effects_get(issue, 0));
+    const kbr_effect *key = kbr_effects_get(issuer_fx, 0);
     kbr_effect revoke = {.type = KBR_EFFECT_TOKEN_REVOKE,
                          .u.token_revoke = {.at = now,
                                             .reason = "the bootstrap token, or a token issued "
@@ -133,8 +141,15 @@ static kbr_err record_bootstrap(kbr_audit *audit, kbr_effects **issue, json_t *o
     kbr_time_fmt(time(NULL), now);
     KBR_ENSURE(issued != NULL, KBR_ERR_NOMEM);
     KBR_GUARD(kbr_audit_rec_new("service:keybrokerd", NULL, "token.issue", NULL, &rec));
-    rec->effects = *issue;
-    *issue = NULL;
+    KBR_GUARD(kbr_effects_new(&rec->effects));
+    if (key != NULL) {
+        KBR_GUARD(kbr_effects_add(rec->effects, key));
+        json_object_set_new(rec->detail, "issuer_key",
+                            json_pack("{s:s,s:s}", "kid", key->u.issuer_rotate.kid, "hsm_label",
+                                      key->u.issuer_rotate.hsm_label));
+    }
+    KBR_GUARD(kbr_effects_add(rec->effects, kbr_effects_get(issue, 0)));
+    json_object_set(rec->detail, "kid", json_object_get(issued, "kid"));
     json_object_set(rec->detail, "jti", json_object_get(issued, "jti"));
     json_object_set(rec->detail, "token_sub", json_object_get(issued, "sub"));
     json_object_set(rec->detail, "scope", json_object_get(issued, "scope"));
@@ -153,7 +168,48 @@ out:
     return err;
 }
 
-static kbr_err mint_bootstrap(kbd_config *cfg, kbr_hsm_session *s, kbr_audit *audit, kbr_msg *msg)
+/* The issuer keys and tokens of the ledger in a registry, as the daemon would load them. */
+static kbr_err load_ledger(kbr_store *st, const kbd_config *cfg, kbr_policy **p, json_t **keys,
+                           kbd_issuer *current, kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+    json_t *rows = NULL, *row;
+    size_t i;
+
+    *keys = NULL;
+    KBR_GUARD(kbr_policy_new(cfg->instance_id, p));
+    KBR_GUARD(kbr_store_issuer_keys(st, keys));
+    KBR_GUARD(kbd_issuers_to_policy(*p, *keys, current, msg));
+    KBR_GUARD(kbr_store_token_list(st, NULL, NULL, false, time(NULL), &rows));
+    json_array_foreach(rows, i, row)
+    {
+        err = kbr_policy_add_token(*p, row);
+        KBR_ENSURE(err == KBR_OK, kbr_fail(msg, err, "stored token %s is unreadable",
+                                           json_string_value(json_object_get(row, "jti"))));
+    }
+out:
+    json_decref(rows);
+    return err;
+}
+
+kbr_err kbd_bootstrap_issuer(kbr_hsm_session *s, kbr_store *st, const kbd_config *cfg,
+                             kbd_issuer *issuer, kbr_effects **record, kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+    kbr_policy *p = NULL;
+    json_t *keys = NULL;
+
+    *record = NULL;
+    KBR_GUARD(load_ledger(st, cfg, &p, &keys, issuer, msg));
+    KBR_GUARD(pick_issuer(s, p, keys, issuer, record, msg));
+out:
+    kbr_policy_free(p);
+    json_decref(keys);
+    return err;
+}
+
+static kbr_err mint_bootstrap(kbd_config *cfg, kbr_hsm_session *s, kbr_store *st, kbr_audit *audit,
+                              kbr_msg *msg)
 {
     kbr_err err = KBR_OK;
     kbr_scope scope = {.ops = KBR_OP_ADMIN | KBR_OP_READ, .max_uses = -1};
@@ -162,28 +218,33 @@ static kbr_err mint_bootstrap(kbd_config *cfg, kbr_hsm_session *s, kbr_audit *au
                            .scope = &scope,
                            .ttl = BOOTSTRAP_TTL,
                            .cnf_x5t = NULL};
-    char kid[64];
+    kbd_issuer issuer;
     char *token = NULL, jti[33] = "";
-    kbr_effects *effect = NULL;
-    json_t *old = NULL;
+    kbr_effects *effect = NULL, *issuer_fx = NULL;
+    kbr_policy *p = NULL;
+    json_t *old = NULL, *keys = NULL;
     kbr_msg why = {{0}};
 
-    KBR_GUARD(kbd_issuer_kid(s, kid));
-    KBR_GUARD(jtis_to_revoke(s, cfg, &old, msg));
-    KBR_GUARD(kbd_token_mint(s, cfg->instance_id, kid, &spec, &token, &effect, msg));
+    KBR_GUARD(load_ledger(st, cfg, &p, &keys, &issuer, msg));
+    KBR_GUARD(pick_issuer(s, p, keys, &issuer, &issuer_fx, msg));
+    KBR_GUARD(jtis_to_revoke(st, p, &old));
+    KBR_GUARD(kbd_token_mint(s, cfg->instance_id, &issuer, &spec, &token, &effect, msg));
     snprintf(jti, sizeof(jti), "%s", kbr_effects_get(effect, 0)->u.token_issue.jti);
-    err = record_bootstrap(audit, &effect, old);
+    err = record_bootstrap(audit, issuer_fx, effect, old);
     KBR_ENSURE(err == KBR_OK,
                kbr_fail(msg, err, "cannot record the bootstrap token: %s", kbr_err_str(err)));
     err = kbr_file_write(cfg->bootstrap_token_file, token, strlen(token), 0600, &why);
     KBR_ENSURE(err == KBR_OK,
                kbr_fail(msg, err, "cannot write bootstrap_token_file: %s", why.text));
-    fprintf(stderr, "keybrokerd: bootstrap token (jti %s) written to %s\n", jti,
-            cfg->bootstrap_token_file);
+    fprintf(stderr, "keybrokerd: bootstrap token (jti %s, issuer key %s) written to %s\n", jti,
+            issuer.label, cfg->bootstrap_token_file);
 out:
     if (token != NULL)
         OPENSSL_clear_free(token, strlen(token));
     kbr_effects_free(effect);
+    kbr_effects_free(issuer_fx);
+    kbr_policy_free(p);
+    json_decref(keys);
     json_decref(old);
     return err;
 }
@@ -269,9 +330,6 @@ kbr_err kbd_init_deployment(kbd_config *cfg, kbr_msg *msg)
     KBR_GUARD(kbd_open_hsm(cfg, &hsm, msg));
     err = kbr_hsm_session_open(hsm, &s);
     KBR_ENSURE(err == KBR_OK, kbr_fail(msg, err, "cannot open an HSM session"));
-    KBR_GUARD(ensure_key(s, KBD_ISSUER_LABEL, KBR_ALG_ECDSA_P256, msg, &created));
-    if (created)
-        fprintf(stderr, "keybrokerd: created issuer key %s in the HSM\n", KBD_ISSUER_LABEL);
     KBR_GUARD(ensure_key(s, KBD_AUDIT_LABEL, KBR_ALG_ED25519, msg, &created));
     if (created)
         fprintf(stderr, "keybrokerd: created audit key %s in the HSM\n", KBD_AUDIT_LABEL);
@@ -282,7 +340,7 @@ kbr_err kbd_init_deployment(kbd_config *cfg, kbr_msg *msg)
         KBR_ENSURE(err == KBR_OK,
                    kbr_fail(msg, err, "cannot record the HSM's checkpoint: %s", kbr_err_str(err)));
     }
-    KBR_GUARD(mint_bootstrap(cfg, s, audit, msg));
+    KBR_GUARD(mint_bootstrap(cfg, s, st, audit, msg));
     /* the HSM records a head covering the bootstrap entry: a store behind it is a rollback */
     KBR_GUARD(kbd_checkpoint_now(s, st, audit,
                                  &(kbd_head_spec){cfg->audit_origin, rec, NULL, false}, msg));

@@ -8,25 +8,6 @@
 
 #include "kbd.h"
 
-#define NAME_MAX_LEN 128
-
-/* "." and ".." would name another resource once they are a path segment. */
-bool kbd_valid_name(const char *s)
-{
-    size_t n = strlen(s);
-
-    if (n == 0 || n > NAME_MAX_LEN || strcmp(s, ".") == 0 || strcmp(s, "..") == 0)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                  c == '.' || c == '_' || c == '-' || c == ':' || c == '@' || c == '+';
-        if (!ok)
-            return false;
-    }
-    return true;
-}
-
 /*
  * The length of the well-formed UTF-8 sequence at p, or 0: jansson refuses
  * overlong forms, surrogates and code points past U+10FFFF, and so does this.
@@ -130,11 +111,11 @@ kbr_err kbd_json_str(const json_t *obj, const char *field, bool required, size_t
 kbr_err kbd_json_name(const json_t *obj, const char *field, bool required, const char **out,
                       kbr_msg *msg)
 {
-    kbr_err err = kbd_json_str(obj, field, required, NAME_MAX_LEN, out, msg);
+    kbr_err err = kbd_json_str(obj, field, required, KBR_NAME_MAX, out, msg);
 
     if (err != KBR_OK || *out == NULL)
         return err;
-    if (!kbd_valid_name(*out)) {
+    if (!kbr_name_valid(*out)) {
         *out = NULL;
         return kbr_fail(msg, KBR_ERR_BAD_REQUEST,
                         "%s: only letters, digits and . _ - : @ + are allowed", field);
@@ -180,7 +161,7 @@ kbr_err kbd_json_names(const json_t *obj, const char *field, bool required, json
         return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "%s: more than 256 entries", field);
     json_array_foreach(v, i, item)
     {
-        if (!json_is_string(item) || !kbd_valid_name(json_string_value(item)))
+        if (!json_is_string(item) || !kbr_name_valid(json_string_value(item)))
             return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "%s[%zu]: not a valid name", field, i);
     }
     *out = v;

@@ -12,6 +12,7 @@
 #ifndef KBD_H
 #define KBD_H
 
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <pthread.h>
 #include <sys/types.h>
@@ -27,6 +28,8 @@
 #include "kbr_store.h"
 
 #define KBD_ISSUER_LABEL "kbr/issuer"
+/* Issuer keys made by a rotation: kbr/issuer/<UTC time>-<random>. */
+#define KBD_ISSUER_LABEL_PREFIX "kbr/issuer/"
 /* The first audit key; each rotation makes the next, "kbr/audit/2", "kbr/audit/3", ... */
 #define KBD_AUDIT_LABEL "kbr/audit"
 /* The HSM data object holding the latest signed tree head (arecord.c). */
@@ -34,6 +37,49 @@
 #define KBD_KEY_LABEL_PREFIX "kbr/key/"
 #define KBD_BOOTSTRAP_SUB    "security:bootstrap"
 #define KBD_SERVICE_SUB      "service:keybrokerd"
+
+/* ---- OIDC issuers and exchange rules (oidc_config.c), the file oidc_issuers names ---- */
+typedef struct {
+    char *name;      /* the [issuer NAME] section */
+    char *issuer;    /* the iss claim, exactly */
+    char *jwks_file; /* exactly one of jwks_file and jwks_url */
+    char *jwks_url;  /* https, or http on a loopback address */
+    char *jwks_ca_file;
+    char *audience;         /* must be one of aud */
+    unsigned algs;          /* kbr_jwa bits */
+    long leeway;            /* seconds, for nbf and iat */
+    long max_ttl;           /* the longest broker token an exchange of this issuer gives */
+    long jwks_refresh;      /* seconds between fetches of the key set */
+    long jwks_min_interval; /* seconds at least between fetches an unknown kid asks for */
+    char **audit_claims;    /* recorded in each exchange entry, with the rules' claims */
+    size_t n_audit_claims;
+    char *principal_prefix; /* the literal start every rule's principal has (checked apart) */
+} kbd_oidc_issuer;
+
+typedef struct {
+    char *claim, *pattern; /* pattern: '*' matches any run of characters */
+} kbd_claim_cond;
+
+typedef struct {
+    char *name;    /* the [rule NAME] section */
+    size_t issuer; /* index into the issuers */
+    kbd_claim_cond *conds;
+    size_t nconds;
+    char *principal; /* template: "ci:github/{repository}" */
+    kbr_scope scope;
+    long ttl;
+} kbd_oidc_rule;
+
+typedef struct {
+    kbd_oidc_issuer *issuers;
+    size_t nissuers;
+    kbd_oidc_rule *rules; /* in file order: the first that matches grants */
+    size_t nrules;
+} kbd_oidc_config;
+
+/* Reads the issuers file; KBR_ERR_CONFIG with msg naming file, line and problem. */
+KBR_WUR kbr_err kbd_oidc_config_load(const char *path, kbd_oidc_config *out, kbr_msg *msg);
+void kbd_oidc_config_cleanup(kbd_oidc_config *c);
 
 /* ---- configuration (config.c) ---- */
 typedef struct {
@@ -60,10 +106,46 @@ typedef struct {
     bool max_connections_set;        /* by the file, not the default */
     long max_connections_per_source; /* per IPv4 or IPv6 address */
     long request_timeout;            /* seconds to deliver a whole request */
+    char *crl_url;                   /* CRL distribution point, "{key}" for the CA key; or NULL */
+    long crl_validity;               /* seconds from a CRL's thisUpdate to its nextUpdate */
+    char *oidc_issuers;              /* the issuers file, or NULL: no token exchange */
+    kbd_oidc_config oidc;
+    long oidc_exchange_rate; /* exchange requests per second per source address */
+    char *ops_listen_host;   /* plain HTTP for /v1/health and /metrics; NULL: none */
+    int ops_listen_port;
+    char *log_file; /* standard error goes there; NULL: as it was given */
+    bool log_json;  /* log_format = json */
 } kbd_config;
 
 KBR_WUR kbr_err kbd_config_load(const char *path, kbd_config *cfg, kbr_msg *msg);
+/* The same, going on past a bad line: each problem is passed to report (msg is the first). */
+typedef void (*kbd_config_report_fn)(const char *problem, void *arg);
+KBR_WUR kbr_err kbd_config_load_all(const char *path, kbd_config *cfg, kbd_config_report_fn report,
+                                    void *arg, kbr_msg *msg);
 void kbd_config_cleanup(kbd_config *cfg);
+/* Is host a loopback address (127.0.0.0/8, ::1, localhost)? */
+bool kbd_is_loopback(const char *host);
+
+/* ---- the log (log.c): standard error, text or one JSON object per line ---- */
+typedef enum { KBD_LOG_INFO, KBD_LOG_WARN, KBD_LOG_ERROR } kbd_log_level;
+/* Applies log_file and log_format; log_file is opened (created 0640) onto descriptor 2. */
+KBR_WUR kbr_err kbd_log_setup(const kbd_config *cfg, kbr_msg *msg);
+/* Opens log_file by its name again (after logrotate moved it); nothing without one. */
+kbr_err kbd_log_reopen(kbr_msg *msg);
+/* Async-signal-safe: reopen before the next line (the HSM processes' SIGHUP handler). */
+void kbd_log_reopen_later(void);
+/* The process's name in JSON lines: "keybrokerd", "hsm-keeper", "hsm". */
+void kbd_log_process(const char *name);
+void kbd_log_cleanup(void);
+/* One line: event is a dotted name ("hsm.unavailable"), request_id NULL when no request is the
+ * subject. */
+void kbd_log(kbd_log_level level, const char *event, const char *request_id, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+void kbd_logv(kbd_log_level level, const char *event, const char *request_id, const char *fmt,
+              va_list ap) __attribute__((format(printf, 4, 0)));
+/* The CRL distribution point of CA key `key` (crl_url with {key} replaced): a new string, or
+ * NULL when crl_url is not set or memory ran out (*err says which). */
+char *kbd_crl_url_for(const kbd_config *cfg, const char *key, kbr_err *err);
 
 /* ---- key registry (keys.c): the event thread's view of the keys table ---- */
 typedef struct kbd_key kbd_key;
@@ -114,6 +196,12 @@ KBR_WUR kbr_err kbd_ratelimit_new(long per_second, kbd_ratelimit **out);
 void kbd_ratelimit_free(kbd_ratelimit *rl);
 bool kbd_ratelimit_allow(kbd_ratelimit *rl, const char *sub);
 
+/* The issuer key that signs new tokens: its kid and its HSM label. */
+typedef struct {
+    char kid[64];
+    char label[KBR_HSM_LABEL_MAX];
+} kbd_issuer;
+
 /* ---- the daemon ---- */
 typedef struct kbd kbd;
 typedef struct kbd_req kbd_req;
@@ -123,10 +211,28 @@ typedef struct kbd_worker kbd_worker;
 typedef struct {
     atomic_long requests, denied, signatures, audit_failures, hsm_failures;
     atomic_int hsm_ok; /* last HSM call outcome */
+    /* the latest signed checkpoint: its time (0: none yet), size and its own entry's seq */
+    atomic_llong checkpoint_time, checkpoint_size, checkpoint_seq;
+    atomic_long checkpoint_failures;
 } kbd_stats;
+
+/* metrics.c: per route and status, on the event thread */
+typedef struct kbd_metrics kbd_metrics;
+KBR_WUR kbr_err kbd_metrics_new(kbd_metrics **out);
+void kbd_metrics_free(kbd_metrics *m);
 
 struct kbd {
     kbd_config cfg;
+    const char *config_path; /* what SIGHUP reads again */
+    time_t started_at;
+    time_t tls_not_after; /* the served certificate's notAfter; 0 without TLS */
+    time_t reload_at;     /* the last SIGHUP's reload, 0 if none */
+    bool reload_ok;
+    kbd_metrics *metrics;
+    struct evhttp *ops_http; /* ops_listen: /v1/health and /metrics only */
+    struct evhttp_bound_socket *ops_bound;
+    long ops_open;             /* its open connections */
+    struct kbd_backup *backup; /* backup.c: the copy being made or sent, if any */
     struct event_base *base;
     struct evhttp *http;
     struct evhttp_bound_socket *bound;
@@ -146,10 +252,12 @@ struct kbd {
     struct event *suppressed_timer;
     kbd_connlimit *connlimit;    /* connlimit.c */
     struct kbd_ingress *ingress; /* ingress.c */
-    char issuer_kid[64];
-    json_t *jwks;
-    /* public_key_sha256 of the issuer and audit keys: never registered as a product's key */
-    char own_keys_sha256[2][65];
+    struct kbd_oidc *oidc;       /* oidc.c, when oidc_issuers is set */
+    kbd_issuer issuer;           /* the current issuer key (the policy holds every trusted one) */
+    bool issuer_rotating;        /* a rotation is between its request and its record */
+    /* public_key_sha256 of the audit key: never registered as a product's key (nor is any
+     * issuer key, which the ledger lists) */
+    char audit_key_sha256[65];
 
     /* worker pool */
     pthread_t *threads;
@@ -165,8 +273,12 @@ struct kbd {
     kbd_req *done_head, *done_tail;
     struct event *done_ev;
 
-    struct event *sig_term, *sig_int, *sig_chld, *health_timer;
+    struct event *sig_term, *sig_int, *sig_chld, *sig_hup, *health_timer;
     struct kbd_checkpointer *checkpointer; /* h_audit.c */
+    struct kbd_flights *flights;           /* h_provision.c: provisionings in flight by device */
+    struct kbd_crls *crls;                 /* h_crl.c: each CA key's last CRL and its waiters */
+    struct kbd_follow *follow;             /* follow.c: what brokers sharing the store commit */
+    int64_t follow_from;                   /* the log's tail before the registries were read */
     long inflight;
     bool shutting_down;
     kbd_stats stats;
@@ -187,6 +299,8 @@ typedef void (*kbd_finish_fn)(kbd_req *r);
 struct kbd_req {
     kbd *d;
     struct evhttp_request *http;
+    double t0;           /* monotonic: when the request arrived */
+    char request_id[65]; /* X-Request-Id: the client's, when well-formed, or a random one */
     const struct kbd_route *route;
     char *arg; /* the {name}/{jti} path segment, decoded */
     struct evkeyvalq query;
@@ -199,6 +313,9 @@ struct kbd_req {
 
     kbd_work_fn work;     /* worker stage, or NULL */
     kbd_finish_fn finish; /* event-thread stage after a durable audit record, or NULL */
+    /* instead of the JSON answer, after a durable record of success: sends the response
+     * itself (seq: the record's) and ends the request with kbd_req_done */
+    void (*respond)(kbd_req *r, int64_t seq);
     /* event thread, always once the record settled: release or commit reservations */
     void (*settle)(kbd_req *r, bool committed);
     void *ctx; /* handler state */
@@ -226,6 +343,8 @@ typedef struct kbd_route {
     unsigned op;          /* kbr_op required (0: none beyond a valid token) */
     const char *audit_op; /* the audit entry's op */
     kbd_handler_fn handler;
+    /* routes without a token: the largest body read (announced by Content-Length), 0: none */
+    size_t open_body_max;
 } kbd_route;
 
 /* http.c */
@@ -233,11 +352,14 @@ typedef struct kbd_route {
 void kbd_flush_suppressed(kbd *d);
 KBR_WUR kbr_err kbd_http_start(kbd *d, kbr_msg *msg);
 void kbd_http_stop_listening(kbd *d);
-int kbd_err_http_status(kbr_err err);
-const char *kbd_err_code(kbr_err err);
 /* Ends a request with an error: audits it (if authenticated route) then replies. */
 void kbd_req_fail(kbd_req *r, kbr_err err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* The same for a caller without a valid token: past unauth_audit_rate denials per second from
+ * its source the denial is answered and only counted (audit.suppressed), not recorded. */
+void kbd_req_fail_unrecorded_over_rate(kbd_req *r, kbr_err err, const char *why);
+/* Reads and parses r's JSON object body, at most limit bytes; on failure r is answered. */
+bool kbd_req_read_body(kbd_req *r, size_t limit);
 /* Marks r failed (message, audit outcome); any thread that holds r. */
 void kbd_req_error(kbd_req *r, kbr_err err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -247,6 +369,10 @@ void kbd_req_reply_buffer(kbd_req *r, int status, const char *content_type, stru
 void kbd_req_dispatch(kbd_req *r);
 /* Audits r->rec (must be set) without a worker stage, then replies. */
 void kbd_req_audit_and_reply(kbd_req *r);
+/* Ends a request whose response a respond hook sent (or that has no connection left). */
+void kbd_req_done(kbd_req *r);
+/* The X-Request-Id and metrics of a response the caller sends itself; status as sent. */
+void kbd_req_response_begins(kbd_req *r, int status);
 /* For no-auth routes: reply right away. */
 void kbd_req_reply_now(kbd_req *r, int status, json_t *body);
 const char *kbd_req_query(kbd_req *r, const char *name);
@@ -282,7 +408,8 @@ void kbd_ingress_free(kbd *d);
 /* http.c: would the handler read the body of this request (route, token, op)?  x5t is the
  * client certificate's thumbprint on TLS connections that presented one. */
 bool kbd_http_body_allowed(kbd *d, const char *method, const char *target,
-                           const char *authorization, const char *x5t);
+                           const char *authorization, const char *x5t, uint64_t length,
+                           bool chunked);
 
 /* head.c: request heads as the ingress filter (ingress.c) reads them. */
 /* Header bytes evhttp accepts (request line and fields, ends of lines not counted). */
@@ -327,6 +454,12 @@ int64_t kbd_chunk_size(const char *line, size_t len);
 
 /* tls.c */
 KBR_WUR kbr_err kbd_tls_setup(kbd *d, kbr_msg *msg);
+/* Would kbd_tls_setup take cfg's files?  (--check) */
+KBR_WUR kbr_err kbd_tls_check(const kbd_config *cfg, kbr_msg *msg);
+/* New connections get fresh's certificate, key and client CA; open ones keep theirs.  On
+ * failure nothing changes and msg says why; on success about names the new certificate. */
+KBR_WUR kbr_err kbd_tls_reload(kbd *d, const kbd_config *fresh, char *about, size_t n,
+                               kbr_msg *msg);
 void kbd_tls_cleanup(kbd *d);
 /* A server-side TLS bufferevent for a connection about to be accepted. */
 struct bufferevent *kbd_tls_bufferevent(kbd *d, struct event_base *base);
@@ -342,6 +475,34 @@ void kbd_workers_submit(kbd *d, kbd_req *r);
 /* Called from any thread: hands a finished request back to the event thread. */
 void kbd_complete(kbd *d, kbd_req *r);
 void kbd_note_hsm(kbd *d, kbr_err err);
+
+/* metrics.c: a response leaves (status) for route (NULL: no route matched). */
+void kbd_metrics_response(kbd *d, const kbd_route *route, int status, double seconds);
+/* The route's place in the table, for per-route counters; kbd_route_count() for none. */
+size_t kbd_route_index(const kbd_route *route);
+size_t kbd_route_count(void);
+const kbd_route *kbd_route_at(size_t i);
+
+/* ops.c: ops_listen, plain HTTP serving /v1/health and /metrics and nothing else. */
+KBR_WUR kbr_err kbd_ops_start(kbd *d, kbr_msg *msg);
+void kbd_ops_stop_listening(kbd *d);
+void kbd_ops_free(kbd *d);
+/* The bodies both listeners serve: health (status and JSON) and the metrics text. */
+int kbd_health_body(kbd *d, json_t **body);
+struct evbuffer;
+void kbd_metrics_text(kbd *d, struct evbuffer *out);
+
+/* reload.c: SIGHUP reads the configuration again and applies what can change while serving. */
+void kbd_reload(kbd *d);
+/* notify.c: the service manager's readiness protocol (NOTIFY_SOCKET), if there is one. */
+void kbd_notify(const char *state);
+
+/* backup.c: GET /v1/backup streams a consistent copy of the store. */
+kbr_err kbd_h_backup(kbd_req *r);
+/* Interrupts a copy in progress and waits for its thread; before the audit writer stops. */
+void kbd_backup_stop(kbd *d);
+/* connlimit.c calls it as a connection closes: a stream on it stops. */
+void kbd_backup_conn_closed(kbd *d, struct evhttp_connection *evcon);
 
 /* routes.c: matched on the raw path; *cap and *caplen receive the raw {} segment, if any
  * (cap may be NULL). */
@@ -365,7 +526,6 @@ KBR_WUR kbr_err kbd_json_int(const json_t *obj, const char *field, bool required
                              int64_t max, int64_t *out, kbr_msg *msg);
 KBR_WUR kbr_err kbd_json_names(const json_t *obj, const char *field, bool required, json_t **out,
                                kbr_msg *msg);
-bool kbd_valid_name(const char *s);
 /*
  * s with every byte that does not start well-formed UTF-8 replaced by U+FFFD, so that text
  * echoing a request always fits in a JSON string.  New string, or NULL when out of memory.
@@ -378,6 +538,7 @@ kbr_err kbd_msg_prefix(kbr_msg *msg, const char *prefix, kbr_err err);
 /* sbom.c: from "sbom" or "sbom_b64" of a sign body, the components [{name, version, purl}]
  * and the document to keep: the CycloneDX bytes as sent, or the inline list's canonical JSON.
  * kbd_sbom_free releases both (and accepts an emptied one). */
+#define KBD_SBOM_MAX_COMPONENTS 20000
 typedef struct {
     json_t *components;
     unsigned char *document;
@@ -418,6 +579,18 @@ KBR_WUR kbr_err kbd_req_reserve_use(kbd_req *r);
 KBR_WUR kbr_err kbd_req_path_key(kbd_req *r, const kbd_key **out);
 /* The same for reading the key object: the token sees it (kbd_scope_sees_key). */
 KBR_WUR kbr_err kbd_req_path_key_visible(kbd_req *r, const kbd_key **out);
+/*
+ * oidc.c: POST /v1/tokens/exchange and the issuers' key sets.  start loads the key sets given
+ * as files (a bad one stops the start), starts the thread that fetches them (libcurl for
+ * jwks_url) at start, every jwks_refresh seconds, and when a token names a kid the set lacks
+ * (at most every jwks_min_interval seconds); stop ends it and answers requests still waiting
+ * for a fetch.  enabled: oidc_issuers is configured.
+ */
+#define KBD_EXCHANGE_BODY_MAX 32768
+KBR_WUR kbr_err kbd_oidc_start(kbd *d, kbr_msg *msg);
+void kbd_oidc_stop(kbd *d);
+bool kbd_oidc_enabled(const kbd *d);
+kbr_err kbd_h_token_exchange(kbd_req *r);
 kbr_err kbd_h_health(kbd_req *r);
 kbr_err kbd_h_jwks(kbd_req *r);
 kbr_err kbd_h_metrics(kbd_req *r);
@@ -428,6 +601,7 @@ kbr_err kbd_h_key_retire(kbd_req *r);
 kbr_err kbd_h_token_issue(kbd_req *r);
 kbr_err kbd_h_token_list(kbd_req *r);
 kbr_err kbd_h_token_revoke(kbd_req *r);
+kbr_err kbd_h_issuer_rotate(kbd_req *r);
 kbr_err kbd_h_revocations(kbd_req *r);
 kbr_err kbd_h_sign(kbd_req *r);
 kbr_err kbd_h_audit_list(kbd_req *r);
@@ -439,6 +613,12 @@ kbr_err kbd_h_audit_key_rotate(kbd_req *r);
  * (a timer on the event loop, the signing on a worker); stop after the workers and the audit
  * writer stopped.  stop accepts a daemon that never started them. */
 KBR_WUR kbr_err kbd_checkpoint_start(kbd *d, kbr_msg *msg);
+/* Worker: a checkpoint covering entry seq, made now when the latest does not (h_audit.c). */
+KBR_WUR kbr_err kbd_checkpoint_covering(kbd_worker *w, int64_t seq, json_t **cp);
+/* Worker: cp (a store checkpoint) as GET /v1/audit/checkpoint shows it, and what leads an
+ * auditor from the first audit key to its signer: *keys the audit keys in order (PEM), *chain
+ * the rotations that hand each on (shown likewise).  New refs. */
+KBR_WUR kbr_err kbd_checkpoint_evidence(kbd_worker *w, json_t *cp, json_t **keys, json_t **chain);
 void kbd_checkpoint_stop(kbd *d);
 kbr_err kbd_h_key_certificate(kbd_req *r);
 kbr_err kbd_h_batch_create(kbd_req *r);
@@ -451,6 +631,20 @@ kbr_err kbd_h_view_product(kbd_req *r);
 kbr_err kbd_h_view_custody(kbd_req *r);
 kbr_err kbd_h_view_exposure(kbd_req *r);
 kbr_err kbd_h_view_device(kbd_req *r);
+kbr_err kbd_h_evidence_device(kbd_req *r);
+kbr_err kbd_h_evidence_product(kbd_req *r);
+kbr_err kbd_h_device_revoke(kbd_req *r);
+kbr_err kbd_h_crl(kbd_req *r);
+/* h_crl.c, event thread: a revocation or a CA certificate was committed, so no CRL signed
+ * before it may be served again. */
+void kbd_crls_changed(kbd *d);
+void kbd_crls_free(kbd *d);
+
+/* follow.c: on a store several brokers share (kbr_store_shared), applies what the others
+ * commit after entry `from` to this broker's registries, on the event thread.  Nothing for a
+ * store of one broker. */
+KBR_WUR kbr_err kbd_follow_start(kbd *d, int64_t from, kbr_msg *msg);
+void kbd_follow_stop(kbd *d);
 
 /* Token issuance shared by POST /v1/tokens and --init (tokens.c). */
 typedef struct {
@@ -463,17 +657,50 @@ typedef struct {
     time_t not_after; /* exp is at most this (the parent's exp); 0: no cap */
     const char *cnf_x5t;
 } kbd_token_spec;
-/* On a worker (or at init): builds claims, signs through the HSM, returns the token string
- * (caller wipes and frees) and the token.issue effect that records it, a list of one (caller
- * frees). */
-KBR_WUR kbr_err kbd_token_mint(kbr_hsm_session *hsm, const char *instance_id, const char *kid,
-                               const kbd_token_spec *spec, char **token, kbr_effects **effect,
-                               kbr_msg *msg);
+/* On a worker (or at init): builds claims, signs with issuer's key through the HSM (its kid in
+ * the header and in the effect), returns the token string (caller wipes and frees) and the
+ * token.issue effect that records it, a list of one (caller frees). */
+KBR_WUR kbr_err kbd_token_mint(kbr_hsm_session *hsm, const char *instance_id,
+                               const kbd_issuer *issuer, const kbd_token_spec *spec, char **token,
+                               kbr_effects **effect, kbr_msg *msg);
+
+/*
+ * issuer.c: the token issuer's keys.
+ * kbd_issuer_effect: the issuer.rotate effect (a list of one, caller frees) that makes the HSM
+ * key labelled label current at `at`, replacing the key replaces (NULL: none); *out names the
+ * key and *pub is its public key (caller frees).  KBR_ERR_HSM_KEY when it is not a P-256 key.
+ * kbd_issuer_prove: the key signs, and its signature verifies with pub (a new key is checked
+ * before the ledger trusts it).
+ * kbd_issuers_to_policy: the ledger's issuer keys (kbr_store_issuer_keys) into the policy,
+ * *current the one that is (zeroed when the ledger has none).
+ * kbd_issuers_check_hsm: every key of rows the policy trusts at now is in the HSM under its
+ * label with the public key the ledger recorded (after the tokens are loaded).
+ */
+KBR_WUR kbr_err kbd_issuer_effect(kbr_hsm_session *s, const char *label, const char *replaces,
+                                  time_t at, kbd_issuer *out, EVP_PKEY **pub, kbr_effects **fx,
+                                  kbr_msg *msg);
+KBR_WUR kbr_err kbd_issuer_prove(kbr_hsm_session *s, const kbd_issuer *key, EVP_PKEY *pub,
+                                 kbr_msg *msg);
+KBR_WUR kbr_err kbd_issuers_to_policy(kbr_policy *p, const json_t *rows, kbd_issuer *current,
+                                      kbr_msg *msg);
+KBR_WUR kbr_err kbd_issuers_check_hsm(kbr_hsm_session *s, const kbr_policy *p, const json_t *rows,
+                                      time_t now, kbr_msg *msg);
 /* The store row shape of a token.issue effect, for kbr_policy_add_token. New ref. */
 json_t *kbd_token_row_from_effect(const kbr_effect *effect);
 
+struct kbr_ca_issuer;
 /* h_provision.c: frees a worker's issuer cache; accepts NULL. */
 void kbd_issuer_cache_free(void *p);
+/* h_provision.c, worker: the issuer of CA key `key` (its HSM label and algorithm): the key's
+ * current CA certificate, with a signer over the worker's HSM session, kept by the worker
+ * while that certificate stays the key's.  *issuer, *chain (the CA certificate, then its
+ * chain) and *fingerprint (the CA certificate's) are the worker's until its next call.
+ * KBR_ERR_CONFLICT when the key has no certificate; msg says why. */
+KBR_WUR kbr_err kbd_worker_issuer(kbd_worker *w, const char *key, const char *label, kbr_alg alg,
+                                  const struct kbr_ca_issuer **issuer, const char **chain,
+                                  const char **fingerprint, kbr_msg *msg);
+/* h_provision.c: the flights left at exit (none wait by then). */
+void kbd_flights_free(kbd *d);
 
 /* hsmproc.c: the HSM in processes of its own.  start forks, so it runs before any thread;
  * it returns once the HSM process is logged in (or with the reason it is not), with d->hsm
@@ -481,6 +708,8 @@ void kbd_issuer_cache_free(void *p);
  * the keeper, after every session is closed. */
 KBR_WUR kbr_err kbd_hsmproc_start(kbd *d, kbr_msg *msg);
 bool kbd_hsmproc_reap(kbd *d);
+/* Passes SIGHUP on to the keeper, which reopens its log and passes it to the HSM process. */
+void kbd_hsmproc_hup(kbd *d);
 void kbd_hsmproc_stop(kbd *d);
 
 /* sandbox.c: no new privileges and a seccomp deny-list, for this process and what it forks
@@ -518,7 +747,9 @@ KBR_WUR kbr_err kbd_record_check(void *arg, kbr_hsm_session *s, const kbr_hsm_da
 /* The store holds the record's head: at least its size in entries, with its root.
  * KBR_ERR_CONFLICT with msg naming "rollback" otherwise. */
 KBR_WUR kbr_err kbd_record_vs_store(kbr_store *st, const json_t *rec, kbr_msg *msg);
-/* *in: the store's latest checkpoint is the record's (the same signature). */
+/* *in: the store records the record's head (a checkpoint with its signature), or went on past
+ * it (it is no head the log could record next: an HSM that did not see the later heads of
+ * brokers sharing the store); false when the record's entry is still to be committed. */
 KBR_WUR kbr_err kbd_record_in_store(kbr_store *st, const json_t *rec, bool *in);
 /* The checkpoint effect of a record or signed head (serial dropped), a list of one. */
 KBR_WUR kbr_err kbd_record_effects(const json_t *cp, kbr_effects **out);
@@ -549,14 +780,22 @@ KBR_WUR kbr_err kbd_audit_key_usable(kbr_hsm_session *s, const char *label, kbr_
 
 /* init.c */
 KBR_WUR kbr_err kbd_init_deployment(kbd_config *cfg, kbr_msg *msg);
-/* The issuer key's RFC 7638 thumbprint, the tokens' kid. */
-KBR_WUR kbr_err kbd_issuer_kid(kbr_hsm_session *s, char kid[64]);
+/* init.c: the issuer key a bootstrap token is signed with, the ledger's current one (in the
+ * HSM as recorded); when the ledger has none, kbr/issuer (made when missing) and *record the
+ * issuer.rotate effect (a list of one, caller frees) that records it, else NULL. */
+KBR_WUR kbr_err kbd_bootstrap_issuer(kbr_hsm_session *s, kbr_store *st, const kbd_config *cfg,
+                                     kbd_issuer *issuer, kbr_effects **record, kbr_msg *msg);
 /* Signs the head of the log as it stands (kbd_head_sign_and_record, in this process) and
  * commits its entry: --init and --recover end with the HSM's record matching the store. */
 KBR_WUR kbr_err kbd_checkpoint_now(kbr_hsm_session *s, kbr_store *st, kbr_audit *audit,
                                    const kbd_head_spec *spec, kbr_msg *msg);
 /* recover.c: `keybrokerd --recover` (docs/operations.md, "Restoring"). */
 KBR_WUR kbr_err kbd_recover_deployment(kbd_config *cfg, kbr_msg *msg);
+/* check.c: keybrokerd --check; prints one line per problem, returns the exit status. */
+int kbd_check(const char *path);
+/* verify.c: --verify-store; prints what it checked.  KBR_ERR_CONFLICT when the store differs
+ * from its log (msg names the first difference). */
+KBR_WUR kbr_err kbd_verify_store(const kbd_config *cfg, kbr_msg *msg);
 /* Reads pin_file and loads the module into this process: --init and the HSM process only. */
 KBR_WUR kbr_err kbd_open_hsm(const kbd_config *cfg, kbr_hsm **out, kbr_msg *msg);
 

@@ -127,7 +127,7 @@ static kbr_err path_key(kbd_req *r, bool hold, const kbd_key **out)
     const kbd_key *k;
 
     *out = NULL;
-    if (!kbd_valid_name(r->arg))
+    if (!kbr_name_valid(r->arg))
         return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "key name in the path is not valid");
     free(r->rec->key);
     r->rec->key = strdup(r->arg);

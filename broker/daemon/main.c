@@ -2,7 +2,8 @@
  * main.c - keybrokerd: start-up checks, the event loop, graceful shutdown.
  *
  * Start-up fails with exit 1 and a message naming the cause for a bad
- * configuration line, an unreachable HSM, a missing issuer key (run --init)
+ * configuration line, an unreachable HSM, a missing issuer key (run --init),
+ * an issuer key the ledger trusts that the HSM no longer holds as recorded,
  * or an unwritable store, so a service manager never shows a broker that
  * looks up but cannot serve.
  *
@@ -25,6 +26,7 @@
 #include <event2/thread.h>
 
 #include "kbd.h"
+#include "kbr_version.h"
 
 #define HEALTH_PROBE_SECONDS     5
 #define SUPPRESSED_FLUSH_SECONDS 10
@@ -79,20 +81,8 @@ static void harden_process(void)
     setrlimit(RLIMIT_CORE, &no_core);
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     signal(SIGPIPE, SIG_IGN);
-}
-
-static bool is_loopback(const char *host)
-{
-    struct in_addr a4;
-    struct in6_addr a6;
-
-    if (strcmp(host, "localhost") == 0)
-        return true;
-    if (inet_pton(AF_INET, host, &a4) == 1)
-        return (ntohl(a4.s_addr) >> 24) == 127;
-    if (inet_pton(AF_INET6, host, &a6) == 1)
-        return IN6_IS_ADDR_LOOPBACK(&a6);
-    return false;
+    /* until the event loop takes it: a SIGHUP while starting must not end the broker */
+    signal(SIGHUP, SIG_IGN);
 }
 
 static kbr_err load_tokens(kbd *d, kbr_store *st, kbr_msg *msg)
@@ -147,45 +137,104 @@ out:
     return err;
 }
 
-/* The issuer and audit keys' public_key_sha256, so neither is ever registered as a key. */
-static kbr_err load_own_keys(kbd *d, kbr_hsm_session *s, const char *audit_label)
+/* The audit key's public_key_sha256 (the one the log hands on now), so it is never
+ * registered as a key. */
+static kbr_err load_audit_key(kbd *d, kbr_hsm_session *s, const char *label, kbr_msg *msg)
 {
-    const char *const labels[2] = {KBD_ISSUER_LABEL, audit_label};
     kbr_err err = KBR_OK;
     EVP_PKEY *pub = NULL;
 
-    for (size_t i = 0; i < 2; i++) {
-        KBR_GUARD(kbr_hsm_public_key(s, labels[i], &pub));
-        KBR_GUARD(kbr_store_public_key_sha256(pub, d->own_keys_sha256[i]));
-        EVP_PKEY_free(pub);
-        pub = NULL;
-    }
+    err = kbr_hsm_public_key(s, label, &pub);
+    KBR_ENSURE(
+        err == KBR_OK,
+        kbr_fail(msg, err, "audit key %s not found in the HSM: run keybrokerd --init", label));
+    KBR_GUARD(kbr_store_public_key_sha256(pub, d->audit_key_sha256));
 out:
     EVP_PKEY_free(pub);
     return err;
 }
 
-static kbr_err load_issuer(kbd *d, kbr_hsm_session *s, kbr_msg *msg)
+/*
+ * A store an older broker wrote has one issuer key, kbr/issuer, and no record of it: it is
+ * recorded now, in an entry of the broker's own, and becomes the kid of the tokens it signed.
+ */
+static kbr_err record_existing_issuer(kbd *d, kbr_hsm_session *s, kbr_msg *msg)
 {
     kbr_err err = KBR_OK;
-    EVP_PKEY *pub = NULL;
-    json_t *jwk = NULL;
     kbr_hsm_key_info info = {0};
+    kbr_audit_rec *rec = NULL;
+    kbd_issuer key;
+    EVP_PKEY *pub = NULL;
 
     err = kbr_hsm_find_key(s, KBD_ISSUER_LABEL, &info);
     KBR_ENSURE(err == KBR_OK,
                kbr_fail(msg, err, "issuer key %s not found in the HSM: run keybrokerd --init",
                         KBD_ISSUER_LABEL));
-    KBR_GUARD(kbr_hsm_public_key(s, KBD_ISSUER_LABEL, &pub));
-    KBR_GUARD(kbr_jwk_from_pkey(pub, &jwk));
-    snprintf(d->issuer_kid, sizeof(d->issuer_kid), "%s",
-             json_string_value(json_object_get(jwk, "kid")));
-    d->jwks = json_pack("{s:[O]}", "keys", jwk);
-    KBR_ENSURE(d->jwks != NULL, KBR_ERR_NOMEM);
-    KBR_GUARD(kbr_policy_new(d->cfg.instance_id, pub, &d->policy));
+    KBR_GUARD(kbr_audit_rec_new("service:keybrokerd", NULL, "issuer.rotate", NULL, &rec));
+    KBR_GUARD(
+        kbd_issuer_effect(s, KBD_ISSUER_LABEL, NULL, time(NULL), &key, &pub, &rec->effects, msg));
+    json_object_set_new(rec->detail, "kid", json_string(key.kid));
+    json_object_set_new(rec->detail, "hsm_label", json_string(key.label));
+    json_object_set_new(rec->detail, "replaces", json_null());
+    json_object_set_new(rec->detail, "existing_key", json_true());
+    err = kbr_audit_append_sync(d->audit, rec);
+    KBR_ENSURE(err == KBR_OK, kbr_fail(msg, err, "cannot record the issuer key %s: %s",
+                                       KBD_ISSUER_LABEL, kbr_err_str(err)));
+    fprintf(stderr, "keybrokerd: recorded the issuer key %s (kid %s) in the audit log\n", key.label,
+            key.kid);
 out:
-    json_decref(jwk);
     EVP_PKEY_free(pub);
+    kbr_audit_rec_free(rec);
+    return err;
+}
+
+/*
+ * The issuer keys as the ledger records them (the existing one recorded first, when the
+ * ledger has none), then the tokens they signed, then the check that every key still trusted
+ * is in the HSM as recorded.
+ */
+/* A store an older broker wrote records no issuer key: the key in the HSM is recorded as the
+ * first, before the registries are read. */
+static kbr_err record_issuer_if_none(kbd *d, kbr_store *st, kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+    kbr_hsm_session *s = NULL;
+    json_t *rows = NULL;
+
+    KBR_GUARD(kbr_store_issuer_keys(st, &rows));
+    if (json_array_size(rows) > 0)
+        goto out;
+    err = kbr_hsm_session_open(d->hsm, &s);
+    KBR_ENSURE(err == KBR_OK, kbr_fail(msg, err, "cannot open an HSM session"));
+    KBR_GUARD(record_existing_issuer(d, s, msg));
+out:
+    json_decref(rows);
+    kbr_hsm_session_close(s);
+    return err;
+}
+
+static kbr_err load_issuers_and_tokens(kbd *d, kbr_store *st, kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+    kbr_hsm_session *s = NULL;
+    json_t *rows = NULL;
+
+    err = kbr_hsm_session_open(d->hsm, &s);
+    KBR_ENSURE(err == KBR_OK, kbr_fail(msg, err, "cannot open an HSM session"));
+    KBR_GUARD(kbr_store_issuer_keys(st, &rows));
+    if (json_array_size(rows) == 0) {
+        KBR_GUARD(record_existing_issuer(d, s, msg));
+        json_decref(rows);
+        rows = NULL;
+        KBR_GUARD(kbr_store_issuer_keys(st, &rows));
+    }
+    KBR_GUARD(kbr_policy_new(d->cfg.instance_id, &d->policy));
+    KBR_GUARD(kbd_issuers_to_policy(d->policy, rows, &d->issuer, msg));
+    KBR_GUARD(load_tokens(d, st, msg));
+    KBR_GUARD(kbd_issuers_check_hsm(s, d->policy, rows, time(NULL), msg));
+out:
+    json_decref(rows);
+    kbr_hsm_session_close(s);
     return err;
 }
 
@@ -234,7 +283,7 @@ out:
 }
 
 /* The store's latest checkpoint holds: its root is the stored tree's, its signatures verify. */
-static kbr_err latest_checkpoint_holds(kbr_hsm_session *s, kbr_store *st, int64_t *size,
+static kbr_err latest_checkpoint_holds(kbd *d, kbr_hsm_session *s, kbr_store *st, int64_t *size,
                                        kbr_msg *msg)
 {
     kbr_err err = KBR_OK;
@@ -254,6 +303,15 @@ static kbr_err latest_checkpoint_holds(kbr_hsm_session *s, kbr_store *st, int64_
     KBR_ENSURE(err == KBR_OK, kbr_fail(msg, err, "audit log: checkpoints cannot be read"));
     *size = json_integer_value(json_object_get(cp, "size"));
     signed_root = json_string_value(json_object_get(cp, "root_hash"));
+    {
+        time_t at = 0;
+        if (kbr_time_parse(json_string_value(json_object_get(cp, "time")), &at) != KBR_OK)
+            at = 0;
+        atomic_store(&d->stats.checkpoint_time, (long long)at);
+        atomic_store(&d->stats.checkpoint_size, (long long)*size);
+        atomic_store(&d->stats.checkpoint_seq,
+                     (long long)json_integer_value(json_object_get(cp, "audit_seq")));
+    }
     KBR_GUARD(kbr_store_merkle_root(st, *size, root));
     kbr_hex_encode_buf(root, sizeof(root), hex);
     KBR_ENSURE(signed_root != NULL && strcmp(hex, signed_root) == 0,
@@ -285,7 +343,8 @@ out:
  * key the log hands on is an Ed25519 key in the HSM, and the store's latest checkpoint matches
  * the stored tree and verifies; every entry after it will be re-checked against its chain (the
  * writer's start), or the last AUDIT_VERIFY_TAIL entries without a checkpoint.  *pending is the
- * record's entry when the log does not hold it yet (its commit was lost).
+ * record's entry when the log does not hold it yet (its commit was lost) and this broker is the
+ * store's only one.
  */
 static kbr_err check_log(kbd *d, kbr_hsm_session *s, kbr_store *st, int64_t *verify_tail,
                          kbr_audit_rec **pending, kbr_msg *msg)
@@ -316,14 +375,16 @@ static kbr_err check_log(kbd *d, kbr_hsm_session *s, kbr_store *st, int64_t *ver
     }
     KBR_GUARD(audit_label_now(st, rec, &label, msg));
     KBR_GUARD(kbd_audit_key_usable(s, label, msg));
-    KBR_GUARD(load_own_keys(d, s, label));
-    KBR_GUARD(latest_checkpoint_holds(s, st, &size, msg));
+    KBR_GUARD(load_audit_key(d, s, label, msg));
+    KBR_GUARD(latest_checkpoint_holds(d, s, st, &size, msg));
     if (size >= 0) {
         KBR_GUARD(kbr_store_audit_tail(st, &last, last_hash));
         if (last - size + 1 > *verify_tail)
             *verify_tail = last - size + 1;
     }
-    if (!in)
+    /* brokers sharing a store: the lease holder's next round records it (h_audit.c), so
+     * that no two brokers commit one head, nor one while the other is making the next */
+    if (!in && !kbr_store_shared(d->cfg.store))
         KBR_GUARD(kbd_record_entry(rec, "audit.checkpoint", pending));
 out:
     free(label);
@@ -360,7 +421,6 @@ static kbr_err check_hsm_and_log(kbd *d, kbr_store *st, int64_t *tail, kbr_audit
 
     err = kbr_hsm_session_open(d->hsm, &s);
     KBR_ENSURE(err == KBR_OK, kbr_fail(msg, err, "cannot open an HSM session"));
-    KBR_GUARD(load_issuer(d, s, msg));
     KBR_GUARD(check_log(d, s, st, tail, pending, msg));
 out:
     kbr_hsm_session_close(s);
@@ -373,7 +433,11 @@ static kbr_err load_state(kbd *d, kbr_msg *msg)
     kbr_store *st = NULL;
     int64_t tail = AUDIT_VERIFY_TAIL;
     kbr_audit_rec *pending = NULL;
+    bool reading = false;
+    char hash[65];
 
+    /* only --init creates a store: a mistyped path must not start an empty deployment */
+    KBR_GUARD(kbr_store_exists(d->cfg.store, msg));
     /* before the store is opened: a second daemon must not even migrate the schema */
     KBR_GUARD(kbr_store_lock(d->cfg.store, &d->store_lock, msg));
     /*
@@ -386,12 +450,22 @@ static kbr_err load_state(kbd *d, kbr_msg *msg)
     KBR_GUARD(check_hsm_and_log(d, st, &tail, &pending, msg));
     KBR_GUARD(kbr_audit_start(d->cfg.store, tail, &d->audit, msg));
     KBR_GUARD(complete_log(d, pending, msg));
-    KBR_GUARD(load_tokens(d, st, msg));
+    KBR_GUARD(record_issuer_if_none(d, st, msg));
+    /* The registries and the log's tail from one snapshot: what brokers sharing the store
+     * commit after that tail is followed (follow.c), each entry once. */
+    KBR_GUARD(kbr_store_read_begin(st));
+    reading = true;
+    KBR_GUARD(kbr_store_audit_tail(st, &d->follow_from, hash));
+    KBR_GUARD(load_issuers_and_tokens(d, st, msg));
     KBR_GUARD(load_keys(d, st));
     KBR_GUARD(load_batches(d, st));
+    kbr_store_read_end(st);
+    reading = false;
     KBR_GUARD(kbd_ratelimit_new(d->cfg.rate_limit, &d->ratelimit));
     KBR_GUARD(kbd_ratelimit_new(d->cfg.unauth_audit_rate, &d->unauth_rl));
 out:
+    if (reading)
+        kbr_store_read_end(st);
     kbr_audit_rec_free(pending);
     kbr_store_close(st);
     return err;
@@ -403,11 +477,21 @@ static void stop_serving(kbd *d, const char *why)
         event_base_loopexit(d->base, NULL);
         return;
     }
-    fprintf(stderr, "keybrokerd: %s: finishing %ld in-flight requests\n", why, d->inflight);
+    kbd_log(KBD_LOG_INFO, "stopping", NULL, "%s: finishing %ld in-flight requests", why,
+            d->inflight);
+    kbd_notify("STOPPING=1");
     d->shutting_down = true;
     kbd_http_stop_listening(d);
+    kbd_ops_stop_listening(d);
     if (d->inflight == 0)
         event_base_loopexit(d->base, NULL);
+}
+
+static void on_hup(evutil_socket_t sig, short what, void *arg)
+{
+    (void)sig;
+    (void)what;
+    kbd_reload(arg);
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -472,11 +556,13 @@ static kbr_err start_loop(kbd *d, kbr_msg *msg)
     d->sig_term = evsignal_new(d->base, SIGTERM, on_signal, d);
     d->sig_int = evsignal_new(d->base, SIGINT, on_signal, d);
     d->sig_chld = evsignal_new(d->base, SIGCHLD, on_child, d);
+    d->sig_hup = evsignal_new(d->base, SIGHUP, on_hup, d);
     d->health_timer = event_new(d->base, -1, EV_PERSIST, on_health_timer, d);
     d->suppressed_timer = event_new(d->base, -1, EV_PERSIST, on_suppressed_timer, d);
-    if (d->sig_term == NULL || d->sig_int == NULL || d->sig_chld == NULL ||
+    if (d->sig_term == NULL || d->sig_int == NULL || d->sig_chld == NULL || d->sig_hup == NULL ||
         d->health_timer == NULL || d->suppressed_timer == NULL)
         return kbr_fail(msg, KBR_ERR_NOMEM, "cannot create events");
+    evsignal_add(d->sig_hup, NULL);
     evsignal_add(d->sig_term, NULL);
     evsignal_add(d->sig_int, NULL);
     evsignal_add(d->sig_chld, NULL);
@@ -487,16 +573,21 @@ static kbr_err start_loop(kbd *d, kbr_msg *msg)
 
 static void teardown(kbd *d)
 {
+    kbd_oidc_stop(d);
+    /* a copy still being made is interrupted: its record must reach the writer before it stops */
+    kbd_backup_stop(d);
     if (d->audit != NULL) {
         kbd_flush_suppressed(d);
         kbd_connlimit_flush(d);
     }
+    kbd_follow_stop(d);
     kbd_workers_stop(d);
     kbr_audit_stop(d->audit);
     kbd_checkpoint_stop(d);
     kbd_ingress_stop(d);
     if (d->http != NULL)
         evhttp_free(d->http);
+    kbd_ops_free(d);
     kbd_connlimit_free(d);
     kbd_tls_cleanup(d);
     if (d->sig_term != NULL)
@@ -505,6 +596,8 @@ static void teardown(kbd *d)
         event_free(d->sig_int);
     if (d->sig_chld != NULL)
         event_free(d->sig_chld);
+    if (d->sig_hup != NULL)
+        event_free(d->sig_hup);
     if (d->health_timer != NULL)
         event_free(d->health_timer);
     if (d->suppressed_timer != NULL)
@@ -517,9 +610,12 @@ static void teardown(kbd *d)
     kbr_policy_free(d->policy);
     kbd_keys_free(d->keys);
     kbd_batches_free(d->batches);
+    kbd_flights_free(d);
+    kbd_crls_free(d);
     kbd_ratelimit_free(d->ratelimit);
     kbd_ratelimit_free(d->unauth_rl);
-    json_decref(d->jwks);
+    kbd_metrics_free(d->metrics);
+    d->metrics = NULL;
     kbd_hsmproc_stop(d);
     kbr_store_unlock(d->store_lock);
     d->store_lock = -1;
@@ -531,14 +627,20 @@ static kbr_err serve(kbd *d, kbr_msg *msg)
     kbr_err err = KBR_OK;
 
     atomic_store(&d->stats.hsm_ok, 1);
+    d->started_at = time(NULL);
+    KBR_GUARD(kbd_metrics_new(&d->metrics));
     KBR_GUARD(load_state(d, msg));
     KBR_GUARD(start_loop(d, msg));
     KBR_GUARD(kbd_workers_start(d, msg));
+    KBR_GUARD(kbd_follow_start(d, d->follow_from, msg));
     KBR_GUARD(kbd_checkpoint_start(d, msg));
     KBR_GUARD(kbd_ingress_start(d, msg));
+    KBR_GUARD(kbd_oidc_start(d, msg));
     KBR_GUARD(kbd_http_start(d, msg));
+    KBR_GUARD(kbd_ops_start(d, msg));
+    kbd_notify("READY=1");
     event_base_dispatch(d->base);
-    fprintf(stderr, "keybrokerd: stopped\n");
+    kbd_log(KBD_LOG_INFO, "stopped", NULL, "stopped");
     /* exit status 1, so that the service manager starts the broker, and the HSM, again */
     if (d->hsm_lost)
         err = kbr_fail(msg, KBR_ERR_HSM, "the HSM keeper is gone; start keybrokerd again");
@@ -549,26 +651,35 @@ out:
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: keybrokerd -c FILE [--init | --recover]\n"
-                    "  -c FILE    configuration file (key = value lines)\n"
-                    "  --init     create the store, the issuer and audit keys in the HSM,\n"
-                    "             and write a new bootstrap token; then exit\n"
-                    "  --recover  accept a store restored from a backup that the HSM's audit\n"
-                    "             record shows was rolled back: record the lost range, revoke\n"
-                    "             every token, write a new bootstrap token; then exit\n");
+    fprintf(stderr, "usage: keybrokerd -c FILE [--init | --recover | --check | --verify-store]\n"
+                    "       keybrokerd --version\n"
+                    "  -c FILE         configuration file (key = value lines)\n"
+                    "  --init          create the store, the issuer and audit keys in the HSM,\n"
+                    "                  and write a new bootstrap token; then exit\n"
+                    "  --recover       accept a store restored from a backup that the HSM's\n"
+                    "                  audit record shows was rolled back: record the lost\n"
+                    "                  range, revoke every token, write a new bootstrap token;\n"
+                    "                  then exit\n"
+                    "  --check         check the configuration, the TLS files, the module, the\n"
+                    "                  PIN, the issuer and audit keys and the store, changing\n"
+                    "                  nothing: one line per problem, exit 0 if there is none\n"
+                    "  --verify-store  rebuild every ledger fact from the audit log and compare\n"
+                    "                  with the store: exit 0 if they match, 1 naming the first\n"
+                    "                  difference\n"
+                    "Without an option it serves until SIGTERM; SIGHUP reloads the TLS files\n"
+                    "and reopens log_file (see keybrokerd(8)).\n");
 }
 
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'},
-        {"init", no_argument, NULL, 'i'},
-        {"recover", no_argument, NULL, 'r'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"config", required_argument, NULL, 'c'}, {"init", no_argument, NULL, 'i'},
+        {"recover", no_argument, NULL, 'r'},      {"check", no_argument, NULL, 'k'},
+        {"verify-store", no_argument, NULL, 'v'}, {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
     };
     const char *path = NULL;
-    bool init = false, recover = false;
+    bool init = false, recover = false, verify = false, check = false, logging = false;
     kbd d;
     kbr_msg msg = {{0}};
     kbr_err err;
@@ -581,34 +692,58 @@ int main(int argc, char **argv)
             init = true;
         else if (c == 'r')
             recover = true;
-        else {
+        else if (c == 'v')
+            verify = true;
+        else if (c == 'k')
+            check = true;
+        else if (c == 'V') {
+            printf("keybrokerd %s\n", KBR_VERSION);
+            return 0;
+        } else {
             usage();
             return c == 'h' ? 0 : 2;
         }
     }
-    if (path == NULL || optind != argc || (init && recover)) {
+    if (path == NULL || optind != argc || (int)init + (int)recover + (int)verify + (int)check > 1) {
         usage();
         return 2;
     }
     harden_process();
+    if (check)
+        return kbd_check(path);
     memset(&d, 0, sizeof(d));
     d.store_lock = -1;
+    d.config_path = path;
     err = kbd_config_load(path, &d.cfg, &msg);
-    if (err == KBR_OK && d.cfg.tls_cert == NULL && !is_loopback(d.cfg.listen_host))
+    if (err == KBR_OK && d.cfg.tls_cert == NULL && !kbd_is_loopback(d.cfg.listen_host))
         err = kbr_fail(&msg, KBR_ERR_CONFIG,
                        "%s: plain HTTP is only allowed on a loopback address; set tls_cert and "
                        "tls_key to listen on %s",
                        path, d.cfg.listen_host);
-    if (err == KBR_OK)
-        err = init      ? kbd_init_deployment(&d.cfg, &msg)
-              : recover ? kbd_recover_deployment(&d.cfg, &msg)
-                        : serve(&d, &msg);
+    if (err == KBR_OK && verify) {
+        err = kbd_verify_store(&d.cfg, &msg);
+    } else if (err == KBR_OK && init) {
+        err = kbd_init_deployment(&d.cfg, &msg);
+    } else if (err == KBR_OK && recover) {
+        err = kbd_recover_deployment(&d.cfg, &msg);
+    } else if (err == KBR_OK) {
+        /* serving: from here on every line goes to the log, in its format */
+        err = kbd_log_setup(&d.cfg, &msg);
+        logging = err == KBR_OK;
+        if (logging)
+            err = serve(&d, &msg);
+    }
     if (err != KBR_OK) {
-        fprintf(stderr, "keybrokerd: %s\n", msg.text[0] != '\0' ? msg.text : kbr_err_str(err));
+        if (logging)
+            kbd_log(KBD_LOG_ERROR, "exit", NULL, "%s",
+                    msg.text[0] != '\0' ? msg.text : kbr_err_str(err));
+        else
+            fprintf(stderr, "keybrokerd: %s\n", msg.text[0] != '\0' ? msg.text : kbr_err_str(err));
         kbd_config_cleanup(&d.cfg);
+        kbd_log_cleanup();
         return 1;
     }
-    if (init || recover)
-        kbd_config_cleanup(&d.cfg);
+    kbd_config_cleanup(&d.cfg);
+    kbd_log_cleanup();
     return 0;
 }

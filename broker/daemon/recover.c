@@ -111,13 +111,14 @@ static json_t *lost_detail(const lost *l)
 }
 
 /* One record: what was lost, every token revoked, a new bootstrap token (issued after). */
-static kbr_err record_recovered(kbr_audit *audit, const lost *l, kbr_effects *issue,
-                                kbr_audit_rec **out)
+static kbr_err record_recovered(kbr_audit *audit, const lost *l, const kbr_effects *issuer_fx,
+                                kbr_effects *issue, kbr_audit_rec **out)
 {
     kbr_err err = KBR_OK;
     kbr_audit_rec *rec = NULL;
     char now[KBR_TIME_LEN];
     json_t *detail = lost_detail(l), *issued = kbd_effect_json(kbr_effects_get(issue, 0));
+    const kbr_effect *key = kbr_effects_get(issuer_fx, 0);
     kbr_effect revoke = {.type = KBR_EFFECT_TOKEN_REVOKE_ALL,
                          .u.token_revoke_all = {.at = now, .reason = REVOKE_REASON}};
 
@@ -132,6 +133,12 @@ static kbr_err record_recovered(kbr_audit *audit, const lost *l, kbr_effects *is
                                   json_object_get(issued, "expires_at")));
     KBR_GUARD(kbr_effects_new(&rec->effects));
     KBR_GUARD(kbr_effects_add(rec->effects, &revoke));
+    if (key != NULL) {
+        KBR_GUARD(kbr_effects_add(rec->effects, key));
+        json_object_set_new(rec->detail, "issuer_key",
+                            json_pack("{s:s,s:s}", "kid", key->u.issuer_rotate.kid, "hsm_label",
+                                      key->u.issuer_rotate.hsm_label));
+    }
     KBR_GUARD(kbr_effects_add(rec->effects, kbr_effects_get(issue, 0)));
     KBR_GUARD(kbr_audit_append_sync(audit, rec));
     *out = rec;
@@ -155,8 +162,9 @@ static kbr_err recover(kbd_config *cfg, kbr_hsm_session *s, kbr_store *st, kbr_m
                            .scope = &scope,
                            .ttl = BOOTSTRAP_TTL,
                            .cnf_x5t = NULL};
-    kbr_effects *issue = NULL;
-    char kid[64], *token = NULL, jti[33] = "";
+    kbr_effects *issue = NULL, *issuer_fx = NULL;
+    kbd_issuer issuer;
+    char *token = NULL, jti[33] = "";
     json_t *latest = NULL;
     const char *label = NULL;
     kbr_msg why = {{0}};
@@ -171,10 +179,10 @@ static kbr_err recover(kbd_config *cfg, kbr_hsm_session *s, kbr_store *st, kbr_m
     KBR_GUARD(kbd_audit_key_usable(s, label != NULL ? label : KBD_AUDIT_LABEL, msg));
     err = kbr_audit_start(cfg->store, 10000, &audit, &why);
     KBR_ENSURE(err == KBR_OK, kbr_fail(msg, err, "%s", why.text));
-    KBR_GUARD(kbd_issuer_kid(s, kid));
-    KBR_GUARD(kbd_token_mint(s, cfg->instance_id, kid, &spec, &token, &issue, msg));
+    KBR_GUARD(kbd_bootstrap_issuer(s, st, cfg, &issuer, &issuer_fx, msg));
+    KBR_GUARD(kbd_token_mint(s, cfg->instance_id, &issuer, &spec, &token, &issue, msg));
     snprintf(jti, sizeof(jti), "%s", kbr_effects_get(issue, 0)->u.token_issue.jti);
-    err = record_recovered(audit, &l, issue, &done);
+    err = record_recovered(audit, &l, issuer_fx, issue, &done);
     KBR_ENSURE(err == KBR_OK,
                kbr_fail(msg, err, "cannot record the recovery: %s", kbr_err_str(err)));
     err = kbr_file_write(cfg->bootstrap_token_file, token, strlen(token), 0600, &why);
@@ -203,6 +211,7 @@ out:
     if (token != NULL)
         OPENSSL_clear_free(token, strlen(token));
     kbr_effects_free(issue);
+    kbr_effects_free(issuer_fx);
     kbr_audit_rec_free(done);
     kbr_audit_stop(audit);
     json_decref(latest);
@@ -216,7 +225,6 @@ kbr_err kbd_recover_deployment(kbd_config *cfg, kbr_msg *msg)
     kbr_hsm *hsm = NULL;
     kbr_hsm_session *s = NULL;
     kbr_store *st = NULL;
-    kbr_hsm_key_info info = {0};
     int lock = -1;
 
     /* a daemon serving the store would go on with the old tokens and counters */
@@ -231,10 +239,6 @@ kbr_err kbd_recover_deployment(kbd_config *cfg, kbr_msg *msg)
     KBR_GUARD(kbd_open_hsm(cfg, &hsm, msg));
     err = kbr_hsm_session_open(hsm, &s);
     KBR_ENSURE(err == KBR_OK, kbr_fail(msg, err, "cannot open an HSM session"));
-    err = kbr_hsm_find_key(s, KBD_ISSUER_LABEL, &info);
-    KBR_ENSURE(err == KBR_OK,
-               kbr_fail(msg, err, "issuer key %s not found in the HSM: run keybrokerd --init",
-                        KBD_ISSUER_LABEL));
     KBR_GUARD(recover(cfg, s, st, msg));
 out:
     kbr_store_close(st);

@@ -12,8 +12,7 @@
 
 #include "kbd.h"
 
-#define SBOM_MAX_COMPONENTS 20000
-#define SBOM_MAX_DEPTH      8
+#define SBOM_MAX_DEPTH 8
 
 static kbr_err component_field(const json_t *c, const char *field, size_t maxlen, const char *where,
                                const char **out, kbr_msg *msg)
@@ -45,9 +44,9 @@ static kbr_err add_component(const json_t *c, const char *where, json_t *out, kb
         return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "%s.name: required", where);
     if (purl != NULL && strncmp(purl, "pkg:", 4) != 0)
         return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "%s.purl: a package URL starts with pkg:", where);
-    if (json_array_size(out) >= SBOM_MAX_COMPONENTS)
+    if (json_array_size(out) >= KBD_SBOM_MAX_COMPONENTS)
         return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "sbom: more than %d components",
-                        SBOM_MAX_COMPONENTS);
+                        KBD_SBOM_MAX_COMPONENTS);
     json_array_append_new(
         out, json_pack("{s:s,s:s?,s:s?}", "name", name, "version", version, "purl", purl));
     return KBR_OK;

@@ -5,6 +5,9 @@
  * against the certificate this connection presented.
  */
 #include <string.h>
+#include <time.h>
+
+#include <openssl/bn.h>
 
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
@@ -40,6 +43,8 @@ static kbr_err tls_fail(kbr_msg *msg, const char *what, const char *path)
 
 static kbr_err load_ctx(const kbd_config *cfg, SSL_CTX *ctx, kbr_msg *msg)
 {
+    STACK_OF(X509_NAME) * names;
+
     if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||
         SSL_CTX_set_cipher_list(ctx, TLS12_CIPHERS) != 1)
         return tls_fail(msg, "TLS", "settings");
@@ -55,6 +60,15 @@ static kbr_err load_ctx(const kbd_config *cfg, SSL_CTX *ctx, kbr_msg *msg)
         return KBR_OK;
     if (SSL_CTX_load_verify_locations(ctx, cfg->tls_client_ca, NULL) != 1)
         return tls_fail(msg, "tls_client_ca", cfg->tls_client_ca);
+    /*
+     * The names of the CAs go in the certificate request, so a client holding several
+     * certificates (a factory station with one per line, a browser) offers the one that
+     * chains to them instead of the first it has.
+     */
+    names = SSL_load_client_CA_file(cfg->tls_client_ca);
+    if (names == NULL)
+        return tls_fail(msg, "tls_client_ca has no certificate names:", cfg->tls_client_ca);
+    SSL_CTX_set_client_CA_list(ctx, names);
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
     SSL_CTX_set_verify_depth(ctx, 4);
     /*
@@ -68,22 +82,87 @@ static kbr_err load_ctx(const kbd_config *cfg, SSL_CTX *ctx, kbr_msg *msg)
     return KBR_OK;
 }
 
-kbr_err kbd_tls_setup(kbd *d, kbr_msg *msg)
+/* A context for cfg's files, or the reason there is none. */
+static kbr_err ctx_new(const kbd_config *cfg, SSL_CTX **out, kbr_msg *msg)
 {
-    SSL_CTX *ctx;
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     kbr_err err;
 
-    if (d->cfg.tls_cert == NULL)
-        return KBR_OK;
-    ctx = SSL_CTX_new(TLS_server_method());
+    *out = NULL;
     if (ctx == NULL)
         return kbr_fail(msg, KBR_ERR_NOMEM, "cannot create the TLS context");
-    err = load_ctx(&d->cfg, ctx, msg);
+    err = load_ctx(cfg, ctx, msg);
     if (err != KBR_OK) {
         SSL_CTX_free(ctx);
         return err;
     }
+    *out = ctx;
+    return KBR_OK;
+}
+
+/* The served certificate's expiry, for /metrics, and a line naming it. */
+static void note_certificate(kbd *d, char *about, size_t n)
+{
+    X509 *cert = SSL_CTX_get0_certificate(d->tls);
+    const ASN1_TIME *na = cert != NULL ? X509_get0_notAfter(cert) : NULL;
+    BIGNUM *bn = cert != NULL ? ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), NULL) : NULL;
+    char *serial = bn != NULL ? BN_bn2hex(bn) : NULL, subject[256] = "?";
+    struct tm tm;
+
+    d->tls_not_after = 0;
+    if (na != NULL && ASN1_TIME_to_tm(na, &tm) == 1)
+        d->tls_not_after = timegm(&tm);
+    if (cert != NULL)
+        X509_NAME_oneline(X509_get_subject_name(cert), subject, sizeof(subject));
+    if (about != NULL) {
+        char until[KBR_TIME_LEN] = "?";
+        if (d->tls_not_after > 0)
+            kbr_time_fmt(d->tls_not_after, until);
+        snprintf(about, n, "subject %s, serial %s, valid until %s", subject,
+                 serial != NULL ? serial : "?", until);
+    }
+    OPENSSL_free(serial);
+    BN_free(bn);
+}
+
+kbr_err kbd_tls_setup(kbd *d, kbr_msg *msg)
+{
+    kbr_err err;
+
+    if (d->cfg.tls_cert == NULL)
+        return KBR_OK;
+    err = ctx_new(&d->cfg, &d->tls, msg);
+    if (err == KBR_OK)
+        note_certificate(d, NULL, 0);
+    return err;
+}
+
+kbr_err kbd_tls_check(const kbd_config *cfg, kbr_msg *msg)
+{
+    SSL_CTX *ctx = NULL;
+    kbr_err err;
+
+    if (cfg->tls_cert == NULL)
+        return KBR_OK;
+    err = ctx_new(cfg, &ctx, msg);
+    SSL_CTX_free(ctx);
+    return err;
+}
+
+/*
+ * A connection holds a reference to the context it was accepted with, so the old context
+ * lives on with the connections that use it and goes with the last of them.
+ */
+kbr_err kbd_tls_reload(kbd *d, const kbd_config *fresh, char *about, size_t n, kbr_msg *msg)
+{
+    SSL_CTX *ctx = NULL;
+    kbr_err err = ctx_new(fresh, &ctx, msg);
+
+    if (err != KBR_OK)
+        return err;
+    SSL_CTX_free(d->tls);
     d->tls = ctx;
+    note_certificate(d, about, n);
     return KBR_OK;
 }
 

@@ -1,7 +1,8 @@
 /*
- * tokens.c - minting a token: claims, an ES256 signature made by the issuer
- * key inside the HSM, and the ledger effect that records it.  Used by
- * POST /v1/tokens (on a worker) and by --init for the bootstrap token.
+ * tokens.c - minting a token: claims, an ES256 signature made by the current
+ * issuer key inside the HSM (its kid in the header), and the ledger effect
+ * that records it with that kid.  Used by POST /v1/tokens (on a worker) and
+ * by --init for the bootstrap token.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -35,7 +36,7 @@ static json_t *claims_new(const char *instance_id, const kbd_token_spec *spec, c
 }
 
 /* The token.issue effect that records the token, as a list of one. */
-static kbr_err effect_new(const kbd_token_spec *spec, const char *jti, time_t now,
+static kbr_err effect_new(const kbd_token_spec *spec, const char *kid, const char *jti, time_t now,
                           kbr_effects **out)
 {
     kbr_err err = KBR_OK;
@@ -59,7 +60,8 @@ static kbr_err effect_new(const kbd_token_spec *spec, const char *jti, time_t no
                                                                   .cnf_x5t = spec->cnf_x5t,
                                                                   .parent_jti = spec->parent_jti,
                                                                   .scope_json = scope_text,
-                                                                  .orphan = spec->orphan}}));
+                                                                  .orphan = spec->orphan,
+                                                                  .kid = kid}}));
     *out = fx;
     fx = NULL;
 out:
@@ -69,7 +71,7 @@ out:
     return err;
 }
 
-kbr_err kbd_token_mint(kbr_hsm_session *hsm, const char *instance_id, const char *kid,
+kbr_err kbd_token_mint(kbr_hsm_session *hsm, const char *instance_id, const kbd_issuer *issuer,
                        const kbd_token_spec *spec, char **token, kbr_effects **effect, kbr_msg *msg)
 {
     kbr_err err = KBR_OK;
@@ -86,13 +88,14 @@ kbr_err kbd_token_mint(kbr_hsm_session *hsm, const char *instance_id, const char
     KBR_GUARD(kbr_random_hex(16, jti));
     claims = claims_new(instance_id, spec, jti, now);
     KBR_ENSURE(claims != NULL, KBR_ERR_NOMEM);
-    KBR_GUARD(kbr_jwt_signing_input(claims, kid, &input));
+    KBR_ENSURE(issuer->kid[0] != '\0' && issuer->label[0] != '\0', KBR_ERR_INTERNAL);
+    KBR_GUARD(kbr_jwt_signing_input(claims, issuer->kid, &input));
     kbr_sha256(input, strlen(input), md);
-    err = kbr_hsm_sign(hsm, KBD_ISSUER_LABEL, KBR_SIG_ECDSA_RAW, KBR_HASH_SHA256, md, sizeof(md),
-                       &sig, &siglen);
+    err = kbr_hsm_sign(hsm, issuer->label, KBR_SIG_ECDSA_RAW, KBR_HASH_SHA256, md, sizeof(md), &sig,
+                       &siglen);
     KBR_ENSURE(err == KBR_OK,
                kbr_fail(msg, err, "the issuer key could not sign: %s", kbr_err_str(err)));
-    KBR_GUARD(effect_new(spec, jti, now, effect));
+    KBR_GUARD(effect_new(spec, issuer->kid, jti, now, effect));
     err = kbr_jwt_assemble(input, sig, siglen, token);
     if (err != KBR_OK) {
         kbr_effects_free(*effect);

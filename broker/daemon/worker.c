@@ -23,9 +23,9 @@ void kbd_note_hsm(kbd *d, kbr_err err)
     was = atomic_exchange(&d->stats.hsm_ok, hsm_fault ? 0 : 1);
     /* log transitions only: a dead HSM under load must not flood the log */
     if (was && hsm_fault)
-        fprintf(stderr, "keybrokerd: HSM unavailable: %s\n", kbr_err_str(err));
+        kbd_log(KBD_LOG_ERROR, "hsm.unavailable", NULL, "HSM unavailable: %s", kbr_err_str(err));
     else if (!was && !hsm_fault)
-        fprintf(stderr, "keybrokerd: HSM available again\n");
+        kbd_log(KBD_LOG_INFO, "hsm.available", NULL, "HSM available again");
 }
 
 static kbd_req *next_job(kbd *d)

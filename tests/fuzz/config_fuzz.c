@@ -1,14 +1,14 @@
 /*
  * config_fuzz.c - keybrokerd's configuration file (broker/daemon/config.c,
- * compiled in here with the name check it uses from json.c).  The input is
+ * linked from libkbrd.a with the name check it uses from json.c).  The input is
  * the file's content; kbd_config_load reads it from a real file in a
  * private directory, because it resolves relative paths against the file's
  * own directory (realpath), which a memfd or pipe does not have.
  */
-#include "../../broker/daemon/config.c"
-#include "../../broker/daemon/json.c"
+#include "../../broker/daemon/kbd.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "fuzz.h"
 
@@ -47,7 +47,7 @@ static bool absolute(const char *path)
 static void check_loaded(const kbd_config *c)
 {
     FUZZ_CHECK(c->listen_host != NULL && c->listen_port >= 0 && c->listen_port <= 65535);
-    FUZZ_CHECK(c->instance_id != NULL && kbd_valid_name(c->instance_id));
+    FUZZ_CHECK(c->instance_id != NULL && kbr_name_valid(c->instance_id));
     FUZZ_CHECK(c->token_label != NULL && strlen(c->token_label) <= 32);
     FUZZ_CHECK(c->pin_file != NULL && c->store != NULL && c->bootstrap_token_file != NULL);
     /* every path is resolved against the file's directory once, at load */

@@ -39,7 +39,7 @@ static void fixture_init(void)
     FUZZ_CHECK(fx.ca_key != NULL);
     fx.signer = fuzz_soft_signer(fx.ca_key);
     FUZZ_CHECK(kbr_ca_self_signed(&fx.signer, fx.ca_key, "CN=Fuzz Device CA,O=Example", 3650, NOW,
-                                  &ca, &msg) == KBR_OK);
+                                  NULL, &ca, &msg) == KBR_OK);
     FUZZ_CHECK(kbr_ca_issuer_new(kbr_ca_cert_pem(ca), &fx.signer, fx.ca_key, &fx.issuer, &msg) ==
                KBR_OK);
     kbr_ca_cert_free(ca);
@@ -58,7 +58,8 @@ static void issue_for(const kbr_ca_csr *csr)
     kbr_msg msg = {{0}};
     X509 *x;
 
-    FUZZ_CHECK(kbr_ca_issue_device(fx.issuer, csr, "GW-000123", 365, NOW, &cert, &msg) == KBR_OK);
+    FUZZ_CHECK(kbr_ca_issue_device(fx.issuer, csr, "GW-000123", 365, NOW, NULL, &cert, &msg) ==
+               KBR_OK);
     queue_empty();
     x = kbr_ca_cert_x509_peek(cert);
     FUZZ_CHECK(EVP_PKEY_eq(X509_get0_pubkey(x), kbr_ca_csr_pubkey_peek(csr)) == 1);

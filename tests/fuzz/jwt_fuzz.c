@@ -13,7 +13,8 @@
  * Bit 0x80 presents a client certificate thumbprint (mTLS) with the call.
  *
  * The issuer key is fixed (not generated per run) so that seeds holding
- * whole signed tokens verify in every replay and keep reaching the claims.
+ * whole signed tokens verify in every replay and keep reaching the claims;
+ * KID is its RFC 7638 thumbprint, which the header must name.
  * It signs nothing outside this file.  Time is fixed for the same reason.
  */
 #include <openssl/bn.h>
@@ -28,8 +29,9 @@
 
 #define NOW      ((time_t)1800000000)
 #define INSTANCE "kb-fuzz"
-#define KID      "fuzz-issuer"
-#define X5T      "n4bQgYhMfWWaL-qgxVrQFaO_TxsrC4Is0V1sFbDwCgg"
+/* The RFC 7638 thumbprint of the issuer key below: the kid its tokens carry. */
+#define KID "eq0YsYrZ0xvXwVQ5Hd925hU2HMB91RfaA962JTJUZ4s"
+#define X5T "n4bQgYhMfWWaL-qgxVrQFaO_TxsrC4Is0V1sFbDwCgg"
 
 #define ISSUER_PRIV "7c41e94599f4e69c0f4834e070acda59f449062bc60dc96dba59ea3f4e72fe3a"
 #define ISSUER_PUB                                                                                 \
@@ -42,19 +44,20 @@ static const char *const rows[] = {
     "\"scope\": {\"ops\": [\"sign\"], \"keys\": [\"fw-*\"], \"products\": [\"gateway\"], "
     "\"max_uses\": 10}, \"issued_at\": \"2027-01-15T07:00:00Z\", \"not_before\": null, "
     "\"expires_at\": \"2030-01-01T00:00:00Z\", \"revoked_at\": null, \"issued_by\": "
-    "\"security:bootstrap\", \"cnf_x5t\": null, \"uses\": 3}",
+    "\"security:bootstrap\", \"cnf_x5t\": null, \"uses\": 3, \"kid\": \"" KID "\"}",
     "{\"jti\": \"fedcba9876543210fedcba9876543210\", \"sub\": \"factory:shenzhen-1\", "
     "\"scope\": {\"ops\": [\"provision\"], \"batches\": [\"b-2026-*\"]}, \"issued_at\": "
     "\"2027-01-15T07:00:00Z\", \"not_before\": \"2027-01-15T07:00:00Z\", \"expires_at\": "
     "\"2030-01-01T00:00:00Z\", \"revoked_at\": null, \"issued_by\": \"security:bootstrap\", "
-    "\"cnf_x5t\": \"" X5T "\", \"uses\": 0}",
+    "\"cnf_x5t\": \"" X5T "\", \"uses\": 0, \"kid\": \"" KID "\"}",
     "{\"jti\": \"00000000000000000000000000000001\", \"sub\": \"ota:fleet\", \"scope\": "
     "{\"ops\": [\"ota-report\"]}, \"issued_at\": \"2027-01-15T07:00:00Z\", \"expires_at\": "
     "\"2030-01-01T00:00:00Z\", \"revoked_at\": \"2027-01-15T07:30:00Z\", \"issued_by\": null, "
-    "\"cnf_x5t\": null}",
+    "\"cnf_x5t\": null, \"kid\": \"" KID "\"}",
     "{\"jti\": \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\", \"sub\": \"security:bootstrap\", \"scope\": "
     "{\"ops\": [\"admin\"]}, \"issued_at\": \"2027-01-15T07:00:00Z\", \"expires_at\": "
-    "\"2030-01-01T00:00:00Z\", \"revoked_at\": null, \"issued_by\": null, \"cnf_x5t\": null}",
+    "\"2030-01-01T00:00:00Z\", \"revoked_at\": null, \"issued_by\": null, \"cnf_x5t\": null, "
+    "\"kid\": \"" KID "\"}",
 };
 
 /* The claims of rows[0], as the broker signs them. */
@@ -188,6 +191,8 @@ static void check_accepted(const kbr_token *t, const char *x5t)
     FUZZ_CHECK(t->not_before <= NOW);
     FUZZ_CHECK(t->cnf_x5t[0] == '\0' || (x5t != NULL && strcmp(t->cnf_x5t, x5t) == 0));
     FUZZ_CHECK(kbr_policy_find(fx.policy, t->jti) == t);
+    /* signed by the one issuer key, under its kid */
+    FUZZ_CHECK(strcmp(t->kid, KID) == 0);
 }
 
 static void authenticate(const char *bearer, const char *x5t)
@@ -216,7 +221,8 @@ static void authenticate(const char *bearer, const char *x5t)
 static void fixture_init(void)
 {
     fx.issuer = fixed_issuer();
-    FUZZ_CHECK(kbr_policy_new(INSTANCE, fx.issuer, &fx.policy) == KBR_OK);
+    FUZZ_CHECK(kbr_policy_new(INSTANCE, &fx.policy) == KBR_OK);
+    FUZZ_CHECK(kbr_policy_add_issuer(fx.policy, KID, fx.issuer, true) == KBR_OK);
     /* small, so eviction runs often and memory stays flat over millions of inputs */
     kbr_policy_set_cache_limit(fx.policy, 64);
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {

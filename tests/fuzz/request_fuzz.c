@@ -1,8 +1,8 @@
 /*
  * request_fuzz.c - the request bodies of every POST endpoint, read the way
  * keybrokerd reads them: json_loadb with duplicate keys refused, then the
- * daemon's own field readers (json.c) and SBOM parser (sbom.c), compiled in
- * here because they are private to the daemon, walked through each
+ * daemon's own field readers (json.c) and SBOM parser (sbom.c), linked from
+ * libkbrd.a (the daemon's sources but main.c), walked through each
  * endpoint's field set as broker/daemon/h_*.c reads it, then the library
  * calls the handlers make on what they read: scopes and the grant check,
  * names against scopes, self-signed CA subjects, attached certificates,
@@ -14,8 +14,7 @@
  * Every body goes through every endpoint: the readers stop at the first bad
  * field, so that costs little, and a seed is just a request body.
  */
-#include "../../broker/daemon/json.c"
-#include "../../broker/daemon/sbom.c"
+#include "../../broker/daemon/kbd.h"
 
 #include <strings.h>
 
@@ -76,7 +75,7 @@ static kbr_err read_name(const json_t *obj, const field *f, kbr_msg *msg)
     if (err == KBR_OK && f->required)
         FUZZ_CHECK(s != NULL);
     if (err == KBR_OK && s != NULL)
-        FUZZ_CHECK(kbd_valid_name(s) && strlen(s) <= NAME_MAX_LEN);
+        FUZZ_CHECK(kbr_name_valid(s) && strlen(s) <= KBR_NAME_MAX);
     return err;
 }
 
@@ -101,7 +100,7 @@ static kbr_err read_names(const json_t *obj, const field *f, kbr_msg *msg)
         FUZZ_CHECK(json_array_size(list) > 0);
     json_array_foreach(list, i, item)
     {
-        FUZZ_CHECK(json_is_string(item) && kbd_valid_name(json_string_value(item)));
+        FUZZ_CHECK(json_is_string(item) && kbr_name_valid(json_string_value(item)));
     }
     FUZZ_CHECK(json_array_size(list) <= 256);
     return err;
@@ -215,7 +214,8 @@ static void key_create(const json_t *body)
     (void)kbr_namelist_match(&fx.restricted.keys, str_of(body, "name"));
 }
 
-/* ---- POST /v1/keys/{name}/retire, POST /v1/tokens/{jti}/revoke, POST /v1/revocations ---- */
+/* ---- POST /v1/keys/{name}/retire, POST /v1/tokens/{jti}/revoke, POST /v1/revocations,
+ * POST /v1/tokens/issuer/rotate ---- */
 
 static void reason_only(const json_t *body)
 {
@@ -422,7 +422,7 @@ static void sign_sbom(const json_t *body)
         return;
     }
     FUZZ_CHECK(sbom.document != NULL && sbom.len > 0);
-    FUZZ_CHECK(json_array_size(sbom.components) <= SBOM_MAX_COMPONENTS);
+    FUZZ_CHECK(json_array_size(sbom.components) <= KBD_SBOM_MAX_COMPONENTS);
     json_array_foreach(sbom.components, i, c)
     {
         const char *purl = str_of(c, "purl");
@@ -480,9 +480,9 @@ static void self_signed(const json_t *ss)
 
     if (!json_is_object(ss) || read_object(ss, allowed, fields, &msg) != KBR_OK)
         return;
-    err =
-        kbr_ca_self_signed(&signer, fx.ca_key, str_of(ss, "subject"),
-                           (long)json_integer_value(json_object_get(ss, "days")), NOW, &cert, &msg);
+    err = kbr_ca_self_signed(&signer, fx.ca_key, str_of(ss, "subject"),
+                             (long)json_integer_value(json_object_get(ss, "days")), NOW, NULL,
+                             &cert, &msg);
     if (err != KBR_OK) {
         FUZZ_CHECK(err == KBR_ERR_BAD_REQUEST && cert == NULL);
         FUZZ_CHECK(strncmp(msg.text, "self_signed.", 12) == 0);

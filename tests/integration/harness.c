@@ -24,7 +24,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <ctype.h>
 #include <curl/curl.h>
+#include <libpq-fe.h>
+#include <sqlite3.h>
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/ecdsa.h>
@@ -94,6 +97,167 @@ static char *read_file(const char *path)
     return buf;
 }
 
+bool kbt_on_pg(void)
+{
+    const char *base = getenv("KBT_PG_URL");
+
+    return base != NULL && base[0] != '\0';
+}
+
+/* The schema of e: its directory's name, lowercase, '.' as '_'. */
+static void schema_of(const kbt_env *e, char *schema, size_t n)
+{
+    const char *name = strrchr(e->dir, '/') != NULL ? strrchr(e->dir, '/') + 1 : e->dir;
+    size_t i = 0;
+
+    for (; name[i] != '\0' && i + 1 < n; i++)
+        schema[i] = name[i] == '.' ? '_' : (char)tolower((unsigned char)name[i]);
+    schema[i] = '\0';
+}
+
+static int pg_sql(const char *url, const char *sql, char *buf, size_t len, long *changed)
+{
+    PGconn *conn = PQconnectdb(url);
+    PGresult *res = NULL;
+    int rc = -1;
+
+    if (PQstatus(conn) != CONNECTION_OK)
+        goto out;
+    PQclear(PQexec(conn, "SET client_min_messages = warning"));
+    res = PQexec(conn, sql);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK) {
+        fprintf(stderr, "%s: %s", sql, PQerrorMessage(conn));
+        goto out;
+    }
+    if (buf != NULL) {
+        if (PQntuples(res) < 1)
+            goto out;
+        snprintf(buf, len, "%s", PQgetisnull(res, 0, 0) ? "NULL" : PQgetvalue(res, 0, 0));
+    }
+    if (changed != NULL)
+        *changed = strtol(PQcmdTuples(res), NULL, 10);
+    rc = 0;
+out:
+    PQclear(res);
+    PQfinish(conn);
+    return rc;
+}
+
+static void store_new(kbt_env *e)
+{
+    const char *base = getenv("KBT_PG_URL");
+    char schema[64], sql[128];
+
+    if (!kbt_on_pg()) {
+        snprintf(e->store, sizeof(e->store), "sqlite:keybroker.db");
+        return;
+    }
+    schema_of(e, schema, sizeof(schema));
+    snprintf(sql, sizeof(sql), "CREATE SCHEMA %s", schema);
+    assert_int_equal(pg_sql(base, sql, NULL, 0, NULL), 0);
+    snprintf(e->store, sizeof(e->store), "%s%coptions=-csearch_path%%3D%s", base,
+             strchr(base, '?') != NULL ? '&' : '?', schema);
+}
+
+static void store_drop(kbt_env *e)
+{
+    char schema[64], sql[128];
+
+    if (!kbt_on_pg())
+        return;
+    schema_of(e, schema, sizeof(schema));
+    snprintf(sql, sizeof(sql), "DROP SCHEMA IF EXISTS %s CASCADE", schema);
+    (void)pg_sql(getenv("KBT_PG_URL"), sql, NULL, 0, NULL);
+}
+
+const char *kbt_store_url(const kbt_env *e, char *buf, size_t n)
+{
+    if (kbt_on_pg())
+        snprintf(buf, n, "%s", e->store);
+    else
+        snprintf(buf, n, "sqlite:%s", e->db);
+    return buf;
+}
+
+int kbt_store_dump(const kbt_env *e, char **buf, size_t *n)
+{
+    char schema[64], cmd[1024];
+    FILE *p;
+    size_t cap = 1 << 16, got;
+    char *b;
+
+    *buf = NULL;
+    *n = 0;
+    if (!kbt_on_pg())
+        return kbr_file_read(e->db, 64 << 20, buf, n) == KBR_OK ? 0 : -1;
+    /* everything the database holds for this deployment, as pg_dump writes it */
+    schema_of(e, schema, sizeof(schema));
+    snprintf(cmd, sizeof(cmd), "%s/pg_dump --data-only --schema=%s '%s'",
+             getenv("PGBIN") != NULL ? getenv("PGBIN") : "/usr/lib/postgresql/15/bin", schema,
+             getenv("KBT_PG_URL"));
+    p = popen(cmd, "r");
+    if (p == NULL)
+        return -1;
+    b = malloc(cap);
+    while (b != NULL && (got = fread(b + *n, 1, cap - *n, p)) > 0) {
+        *n += got;
+        if (*n == cap) {
+            char *nb = realloc(b, cap *= 2);
+            if (nb == NULL) {
+                free(b);
+                b = NULL;
+            } else {
+                b = nb;
+            }
+        }
+    }
+    if (pclose(p) != 0 || b == NULL || *n == 0) {
+        free(b);
+        return -1;
+    }
+    *buf = b;
+    return 0;
+}
+
+int kbt_store_query(const kbt_env *e, const char *sql, char *buf, size_t len, long *changed)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *stmt = NULL;
+    int rc = -1, step;
+
+    if (kbt_on_pg())
+        return pg_sql(e->store, sql, buf, len, changed);
+    if (buf == NULL) { /* any number of statements */
+        if (sqlite3_open(e->db, &db) == SQLITE_OK &&
+            sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK)
+            rc = 0;
+        if (changed != NULL)
+            *changed = sqlite3_changes(db);
+        sqlite3_close(db);
+        return rc;
+    }
+    if (sqlite3_open(e->db, &db) != SQLITE_OK ||
+        sqlite3_prepare_v2(db, sql, -1, &stmt, NULL) != SQLITE_OK)
+        goto out;
+    step = sqlite3_step(stmt);
+    if (step != SQLITE_ROW && step != SQLITE_DONE)
+        goto out;
+    if (buf != NULL) {
+        if (step != SQLITE_ROW)
+            goto out;
+        snprintf(buf, len, "%s",
+                 sqlite3_column_text(stmt, 0) != NULL ? (const char *)sqlite3_column_text(stmt, 0)
+                                                      : "NULL");
+    }
+    if (changed != NULL)
+        *changed = sqlite3_changes(db);
+    rc = 0;
+out:
+    sqlite3_finalize(stmt);
+    sqlite3_close(db);
+    return rc;
+}
+
 static void write_config(kbt_env *e)
 {
     char *conf = NULL;
@@ -103,11 +267,11 @@ static void write_config(kbt_env *e)
                          "listen = 127.0.0.1:0\n"
                          "port_file = port\n"
                          "pin_file = pin\n"
-                         "store = sqlite:keybroker.db\n"
+                         "store = %s\n"
                          "token_label = keybroker\n"
                          "workers = 2\n"
                          "%s\n",
-                         e->extra_conf != NULL ? e->extra_conf : "") > 0);
+                         e->store, e->extra_conf != NULL ? e->extra_conf : "") > 0);
     write_file(e->conf, conf);
     free(conf);
 }
@@ -202,6 +366,11 @@ int kbt_spawn_daemon(kbt_env *e)
             dup2(fd, 2);
         }
         snprintf(exe, sizeof(exe), "%s/keybrokerd", e->bin_dir);
+        /* each deployment its own token (kbt_peer's is a copy) */
+        fmt_path(port_path, sizeof(port_path), e->dir, "softhsm2.conf");
+        setenv("SOFTHSM2_CONF", port_path, 1);
+        if (e->wrapper[0] != NULL)
+            execl(e->wrapper[0], e->wrapper[0], e->wrapper[1], exe, "-c", e->conf, (char *)NULL);
         execl(exe, "keybrokerd", "-c", e->conf, (char *)NULL);
         _exit(127);
     }
@@ -247,7 +416,47 @@ kbt_env *kbt_new(void)
     fmt_path(e->conf, sizeof(e->conf), e->dir, "keybroker.conf");
     fmt_path(e->log, sizeof(e->log), e->dir, "keybrokerd.log");
     fmt_path(e->db, sizeof(e->db), e->dir, "keybroker.db");
+    store_new(e);
     make_token(e);
+    return e;
+}
+
+void kbt_launch_config(kbt_env *e, const char *extra_conf)
+{
+    free(e->extra_conf);
+    e->extra_conf = extra_conf != NULL ? strdup(extra_conf) : NULL;
+    write_config(e);
+}
+
+kbt_env *kbt_peer(kbt_env *a, const char *extra_conf)
+{
+    kbt_env *e = calloc(1, sizeof(*e));
+    char path[320], conf[512], cmd[900];
+
+    assert_non_null(e);
+    assert_true(kbt_on_pg());
+    snprintf(e->dir, sizeof(e->dir), "%s/kbt.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    assert_non_null(mkdtemp(e->dir));
+    snprintf(e->bin_dir, sizeof(e->bin_dir), "%s", a->bin_dir);
+    fmt_path(e->conf, sizeof(e->conf), e->dir, "keybroker.conf");
+    fmt_path(e->log, sizeof(e->log), e->dir, "keybrokerd.log");
+    fmt_path(e->db, sizeof(e->db), e->dir, "keybroker.db");
+    snprintf(e->store, sizeof(e->store), "%s", a->store);
+    e->peer = true;
+    fmt_path(path, sizeof(path), e->dir, "softhsm2.conf");
+    snprintf(conf, sizeof(conf),
+             "directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\n",
+             e->dir);
+    write_file(path, conf);
+    snprintf(cmd, sizeof(cmd), "cp -a '%s/tokens' tokens && cp '%s/pin' pin", a->dir, a->dir);
+    assert_int_equal(kbt_sh(e, cmd, NULL), 0);
+    e->extra_conf = extra_conf != NULL ? strdup(extra_conf) : NULL;
+    write_config(e);
+    e->admin = strdup(a->admin);
+    assert_non_null(e->admin);
+    assert_int_equal(kbt_spawn_daemon(e), 0);
+    e->curl = curl_easy_init();
+    assert_non_null(e->curl);
     return e;
 }
 
@@ -324,6 +533,8 @@ void kbt_free(kbt_env *e)
         curl_easy_cleanup(e->curl);
     if (getenv("KBT_KEEP") == NULL && asprintf(&cmd, "rm -rf '%s'", e->dir) > 0)
         assert_int_equal(system(cmd), 0);
+    if (getenv("KBT_KEEP") == NULL && !e->peer)
+        store_drop(e);
     free(cmd);
     free(e->admin);
     free(e->extra_conf);
@@ -351,22 +562,10 @@ static size_t on_body(char *p, size_t size, size_t n, void *arg)
 
 static size_t on_header(char *p, size_t size, size_t n, void *arg)
 {
-    kbt_resp *r = arg;
-    size_t len = size * n;
+    long *seq = arg;
 
-    if (len > 12 && strncasecmp(p, "X-Audit-Seq:", 12) == 0)
-        r->audit_seq = strtol(p + 12, NULL, 10);
-    if (len > 13 && strncasecmp(p, "Content-Type:", 13) == 0) {
-        p += 13;
-        len -= 13;
-        while (len > 0 && *p == ' ') {
-            p++;
-            len--;
-        }
-        while (len > 0 && (p[len - 1] == '\r' || p[len - 1] == '\n'))
-            len--;
-        snprintf(r->content_type, sizeof(r->content_type), "%.*s", (int)len, p);
-    }
+    if (size * n > 12 && strncasecmp(p, "X-Audit-Seq:", 12) == 0)
+        *seq = strtol(p + 12, NULL, 10);
     return size * n;
 }
 
@@ -380,7 +579,8 @@ kbt_resp kbt_call_with(kbt_env *e, const char *method, const char *path, const c
                        const char *body, const char *header)
 {
     CURL *c = e->curl;
-    kbt_resp r = {0, 0, NULL, NULL, -1, ""};
+    kbt_resp r = {0, 0, NULL, NULL, -1, 0, ""};
+    const char *type = NULL;
     CURLcode rc;
     growbuf b = {NULL, 0};
     struct curl_slist *h = NULL;
@@ -393,7 +593,7 @@ kbt_resp kbt_call_with(kbt_env *e, const char *method, const char *path, const c
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(c, CURLOPT_HEADERDATA, &r);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, &r.audit_seq);
     curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
     if (token != NULL) {
         assert_true(asprintf(&auth, "Authorization: Bearer %s", token) > 0);
@@ -420,8 +620,11 @@ kbt_resp kbt_call_with(kbt_env *e, const char *method, const char *path, const c
     if (rc != CURLE_OK && !e->tolerate_transport_errors)
         fail_msg("HTTP %s %s failed (%s); see %s", method, path, curl_easy_strerror(rc), e->log);
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
+    if (curl_easy_getinfo(c, CURLINFO_CONTENT_TYPE, &type) == CURLE_OK && type != NULL)
+        snprintf(r.content_type, sizeof(r.content_type), "%s", type);
     curl_slist_free_all(h);
     free(auth);
+    r.len = b.len;
     r.body = b.data != NULL ? b.data : strdup("");
     r.json = json_loads(r.body, 0, NULL);
     return r;

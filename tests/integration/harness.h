@@ -23,7 +23,10 @@ typedef struct {
     char log[320];
     char bin_dir[256];
     char db[320];
+    char store[640]; /* the store URL: sqlite:keybroker.db, or with KBT_PG_URL a schema of its
+                        own in that PostgreSQL database (tests/pg-tests.sh) */
     char *extra_conf;
+    bool peer; /* kbt_peer's: the store is another env's, not dropped with this one */
     pid_t pid;
     int port;
     char url[64];
@@ -34,21 +37,34 @@ typedef struct {
     char cacert[320];      /* CA bundle for the server certificate (https) */
     char client_cert[320]; /* client certificate and key for mTLS, "" for none */
     char client_key[320];
+    /* When set, the daemon is started as `wrapper[0] wrapper[1] keybrokerd -c CONF` (a program
+     * that restricts itself, then runs the rest of its arguments). */
+    const char *wrapper[2];
 } kbt_env;
 
 typedef struct {
     int curl_error; /* CURLcode; 0 when an HTTP response arrived */
     long status;
-    json_t *json; /* parsed body, or NULL */
-    char *body;
+    json_t *json;   /* parsed body, or NULL */
+    char *body;     /* NUL-terminated; len bytes long, NULs included, for a binary body */
     long audit_seq; /* X-Audit-Seq, or -1 */
-    char content_type[64];
+    size_t len;
+    char content_type[128]; /* "" without one */
 } kbt_resp;
 
 /* Creates the token, config (extra lines appended), runs --init and starts the daemon. */
 kbt_env *kbt_start(const char *extra_conf);
 /* The two halves of kbt_start: a directory with a SoftHSM2 token, then config/init/start. */
 kbt_env *kbt_new(void);
+/*
+ * A second broker on a's store (PostgreSQL only): a deployment directory of its own whose
+ * HSM token is a copy of a's made now (after the keys it needs exist, as an HSM HA group
+ * replicates keys), the same instance_id, store and bootstrap token, started with
+ * extra_conf.  kbt_free it before a.
+ */
+kbt_env *kbt_peer(kbt_env *a, const char *extra_conf);
+/* Writes e's configuration with extra_conf, and starts nothing. */
+void kbt_launch_config(kbt_env *e, const char *extra_conf);
 void kbt_launch(kbt_env *e, const char *extra_conf);
 /* SIGTERM, wait for exit 0 (asserted), start again on the same deployment. */
 void kbt_restart(kbt_env *e);
@@ -121,5 +137,16 @@ json_t *kbt_audit_all(kbt_env *e);
 
 /* Runs a shell command with the harness env; returns exit status; output into *out if given. */
 int kbt_sh(kbt_env *e, const char *cmd, char **out);
+/* e's store URL as this process opens it (a SQLite store's path made absolute). */
+const char *kbt_store_url(const kbt_env *e, char *buf, size_t n);
+/* Whether the daemons the harness starts use PostgreSQL (KBT_PG_URL is set). */
+bool kbt_on_pg(void);
+/* What the store holds, to search for what must never be in it: the SQLite file's bytes, or
+ * pg_dump's text of the deployment's schema.  *buf is the caller's to free; 0 or -1. */
+int kbt_store_dump(const kbt_env *e, char **buf, size_t *n);
+/* The first column of the first row of sql, run over a connection of its own to e's store
+ * (either back end), into buf ("NULL" for SQL NULL; buf may be NULL); *changed (may be NULL)
+ * the rows it changed.  0 on success. */
+int kbt_store_query(const kbt_env *e, const char *sql, char *buf, size_t len, long *changed);
 
 #endif

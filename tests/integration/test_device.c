@@ -494,13 +494,13 @@ static void test_device_history(void **state)
 {
     kbr_store *st = NULL;
     json_t *events = NULL, *ev;
-    char url[400];
+    char url[700];
     const char *want[] = {"provisioned", "debug-auth", "ota-installed"};
     json_int_t last = 0;
     size_t i;
 
     (void)state;
-    snprintf(url, sizeof(url), "sqlite:%s", env->db);
+    kbt_store_url(env, url, sizeof(url));
     assert_int_equal(kbr_store_open(url, &st, NULL), KBR_OK);
     assert_int_equal(kbr_store_device_events(st, "gateway", "GW-1", &events), KBR_OK);
     assert_int_equal(json_array_size(events), 3);

@@ -201,10 +201,10 @@ static json_t *stopped_log(kbt_env *e)
 {
     kbr_store *st = NULL;
     json_t *entries = NULL;
-    char url[400];
+    char url[700];
 
     kbt_stop(e);
-    snprintf(url, sizeof(url), "sqlite:%s", e->db);
+    kbt_store_url(e, url, sizeof(url));
     assert_int_equal(kbr_store_open(url, &st, NULL), KBR_OK);
     assert_int_equal(kbr_store_audit_page(st, 0, 100000, &entries), KBR_OK);
     kbr_store_close(st);

@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -133,7 +134,7 @@ typedef struct {
     kbt_env *e;
     const char *tok;
     int worker;
-    volatile int *stop;
+    atomic_int *stop;
     json_t *received; /* [{seq, digest, signature_sha256}] of every signature handed out */
     int ok, unavailable, other;
     char other_body[256];
@@ -145,7 +146,7 @@ static void *burst_run(void *p)
     kbt_env local = *b->e;
 
     local.curl = curl_easy_init();
-    for (int n = 0; !*b->stop && n < 100000; n++) {
+    for (int n = 0; !atomic_load(b->stop) && n < 100000; n++) {
         char body[512], digest[65], sig_sha[65];
         unsigned char *sig = NULL;
         size_t siglen = 0;
@@ -230,7 +231,7 @@ static void test_hsm_process_killed_under_load(void **state)
     /* the requests held up while the HSM was stopped arrive at once: no rate limit */
     kbt_env *e = kbt_start("rate_limit = 0\n");
     char *tok = ci_token(e), *log;
-    volatile int stop = 0;
+    atomic_int stop = 0;
     pthread_t th[BURSTS];
     burst b[BURSTS];
     pid_t keeper, hsm, keeper2, hsm2;
@@ -248,7 +249,7 @@ static void test_hsm_process_killed_under_load(void **state)
     usleep(300 * 1000);
     assert_int_equal(kill(hsm, SIGKILL), 0);
     usleep(1500 * 1000);
-    stop = 1;
+    atomic_store(&stop, 1);
     for (int w = 0; w < BURSTS; w++) {
         pthread_join(th[w], NULL);
         if (b[w].other > 0)

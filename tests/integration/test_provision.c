@@ -30,6 +30,7 @@ static kbt_env *env;
 static char *factory;  /* factory:acme, batch b-main */
 static char *intruder; /* factory:other, same scope otherwise */
 static X509 *ca_cert;
+static char *gw1_csr; /* the CSR GW-0001 was provisioned with */
 
 static char *json_field(kbt_resp *r, const char *name)
 {
@@ -177,6 +178,7 @@ static int teardown(void **state)
 {
     (void)state;
     X509_free(ca_cert);
+    free(gw1_csr);
     free(factory);
     free(intruder);
     kbt_free(env);
@@ -327,14 +329,103 @@ static void test_provision_and_verify(void **state)
     chain = json_field(&r, "chain_pem");
     check_device_cert(pem, chain, "GW-0001", dk);
     kbt_resp_free(&r);
-    /* the same serial again: 409, nothing issued */
-    r = provision_as(env, factory, "GW-0001", "b-main", csr, NULL);
-    expect_status(&r, 409, "conflict", "GW-0001");
     r = kbt_call(env, "GET", "/v1/batches/b-main", env->admin, NULL);
     assert_int_equal(json_integer_value(json_object_get(r.json, "provisioned")), 1);
     kbt_resp_free(&r);
     free(pem);
     free(chain);
+    gw1_csr = csr;
+    EVP_PKEY_free(dk);
+}
+
+static json_t *audit_entry(long seq);
+
+/*
+ * The station's network dropped the answer: it sends the same request again and gets the
+ * certificate it was issued, byte for byte, without a second certificate, a second unit of
+ * the batch or a signature; the log records the replay as a read of what was issued.
+ */
+static void test_network_drop(void **state)
+{
+    EVP_PKEY *dk = NULL;
+    char *csr = kbt_csr_pem(&dk, "GW-0007"), *again;
+    kbt_resp first, r;
+    json_t *e, *d;
+    long before = 0;
+
+    (void)state;
+    first = provision_as(env, factory, "GW-0007", "b-main", csr, NULL);
+    if (first.status != 201)
+        fail_msg("provision: %ld %s", first.status, first.body);
+    r = kbt_call(env, "GET", "/v1/batches/b-main", env->admin, NULL);
+    before = (long)json_integer_value(json_object_get(r.json, "provisioned"));
+    kbt_resp_free(&r);
+
+    /* the same request, and a new CSR over the same key pair: each the same certificate */
+    again = csr_for(dk, "another-subject", false);
+    for (int i = 0; i < 2; i++) {
+        r = provision_as(env, factory, "GW-0007", "b-main", i == 0 ? csr : again, NULL);
+        if (r.status != 200)
+            fail_msg("replay %d: %ld %s", i, r.status, r.body);
+        assert_string_equal(json_string_value(json_object_get(r.json, "certificate_pem")),
+                            json_string_value(json_object_get(first.json, "certificate_pem")));
+        assert_string_equal(json_string_value(json_object_get(r.json, "chain_pem")),
+                            json_string_value(json_object_get(first.json, "chain_pem")));
+        assert_string_equal(json_string_value(json_object_get(r.json, "serial_number")),
+                            json_string_value(json_object_get(first.json, "serial_number")));
+        assert_string_equal(json_string_value(json_object_get(r.json, "not_after")),
+                            json_string_value(json_object_get(first.json, "not_after")));
+        assert_string_equal(json_string_value(json_object_get(r.json, "fingerprint_sha256")),
+                            json_string_value(json_object_get(first.json, "fingerprint_sha256")));
+        assert_true(json_is_true(json_object_get(r.json, "replay")));
+        assert_int_equal(json_integer_value(json_object_get(r.json, "issued_audit_seq")),
+                         first.audit_seq);
+        assert_int_equal(json_integer_value(json_object_get(r.json, "audit_seq")), r.audit_seq);
+        assert_true(r.audit_seq > first.audit_seq);
+
+        /* recorded as a read of what was issued: no key use, no ledger change */
+        e = audit_entry(r.audit_seq);
+        d = json_object_get(e, "detail");
+        assert_string_equal(json_string_value(json_object_get(e, "op")), "provision.replay");
+        assert_string_equal(json_string_value(json_object_get(e, "outcome")), "ok");
+        assert_null(json_object_get(e, "key_use"));
+        assert_null(json_object_get(e, "effects"));
+        assert_true(json_is_true(json_object_get(d, "replay")));
+        assert_int_equal(json_integer_value(json_object_get(d, "issued_audit_seq")),
+                         first.audit_seq);
+        assert_string_equal(
+            json_string_value(json_object_get(json_object_get(d, "certificate"), "fingerprint")),
+            json_string_value(json_object_get(first.json, "fingerprint_sha256")));
+        json_decref(e);
+        kbt_resp_free(&r);
+    }
+    r = kbt_call(env, "GET", "/v1/batches/b-main", env->admin, NULL);
+    assert_int_equal(json_integer_value(json_object_get(r.json, "provisioned")), before);
+    kbt_resp_free(&r);
+    r = kbt_call(env, "GET", "/v1/views/devices/GW-0007?product=gateway", env->admin, NULL);
+    assert_int_equal(json_array_size(json_object_get(r.json, "certificates")), 1);
+    kbt_resp_free(&r);
+
+    /* the same serial with another key, or in another batch: 409, nothing issued */
+    free(again);
+    again = kbt_csr_pem(NULL, "GW-0007");
+    r = provision_as(env, factory, "GW-0007", "b-main", again, NULL);
+    expect_status(&r, 409, "conflict",
+                  "GW-0007 is already provisioned for product gateway with "
+                  "another public key");
+    r = provision_as(env, factory, "GW-0007", "b-small", csr, NULL);
+    expect_status(&r, 409, "conflict", "in batch \"b-main\"");
+    r = kbt_call(env, "GET", "/v1/batches/b-main", env->admin, NULL);
+    assert_int_equal(json_integer_value(json_object_get(r.json, "provisioned")), before);
+    kbt_resp_free(&r);
+    r = kbt_call(env, "GET", "/v1/batches/b-small", env->admin, NULL);
+    assert_int_equal(json_integer_value(json_object_get(r.json, "provisioned")), 0);
+    kbt_resp_free(&r);
+    r = kbt_call(env, "GET", "/v1/views/devices/GW-0007?product=gateway", env->admin, NULL);
+    assert_int_equal(json_array_size(json_object_get(r.json, "certificates")), 1);
+    kbt_resp_free(&r);
+    kbt_resp_free(&first);
+    free(again);
     free(csr);
     EVP_PKEY_free(dk);
 }
@@ -342,9 +433,11 @@ static void test_provision_and_verify(void **state)
 static void test_bad_csr(void **state)
 {
     char *csr = kbt_csr_pem(NULL, "x"), *bad = tamper_csr(csr);
-    kbt_resp r;
+    kbt_resp r = kbt_call(env, "GET", "/v1/batches/b-main", env->admin, NULL);
+    json_int_t before = json_integer_value(json_object_get(r.json, "provisioned"));
 
     (void)state;
+    kbt_resp_free(&r);
     r = provision_as(env, factory, "GW-0002", "b-main", bad, NULL);
     expect_status(&r, 400, "bad_request", "proof of possession");
     r = provision_as(env, factory, "GW-0002", "b-main", "-----BEGIN NONSENSE-----\nAAAA\n", NULL);
@@ -352,7 +445,7 @@ static void test_bad_csr(void **state)
     r = provision_as(env, factory, "GW-0002", "b-main", "", NULL);
     expect_status(&r, 400, "bad_request", "csr_pem");
     r = kbt_call(env, "GET", "/v1/batches/b-main", env->admin, NULL);
-    assert_int_equal(json_integer_value(json_object_get(r.json, "provisioned")), 1);
+    assert_int_equal(json_integer_value(json_object_get(r.json, "provisioned")), before);
     kbt_resp_free(&r);
     free(csr);
     free(bad);
@@ -410,7 +503,11 @@ static void *station_run(void *p)
     kbt_resp r;
 
     local.curl = curl_easy_init();
-    snprintf(serial, sizeof(serial), "%s%03d", s->prefix, s->index);
+    /* a negative index: every station asks for the same serial */
+    if (s->index < 0)
+        snprintf(serial, sizeof(serial), "%s", s->prefix);
+    else
+        snprintf(serial, sizeof(serial), "%s%03d", s->prefix, s->index);
     r = provision_as(&local, factory, serial, s->batch, s->csr, NULL);
     s->status = r.status;
     snprintf(s->code, sizeof(s->code), "%s", kbt_err_code(&r));
@@ -431,6 +528,16 @@ static long batch_count(const char *batch)
     n = (long)json_integer_value(json_object_get(r.json, "provisioned"));
     kbt_resp_free(&r);
     return n;
+}
+
+/* A fresh CSR for a device not yet provisioned; freed at the next call. */
+static const char *fresh_csr(void)
+{
+    static char *csr;
+
+    free(csr);
+    csr = kbt_csr_pem(NULL, "x");
+    return csr;
 }
 
 static void test_exact_quota(void **state)
@@ -468,15 +575,23 @@ static void test_exact_quota(void **state)
     /* the count is the ledger's: it survives a restart and a kill -9 */
     kbt_restart(env);
     assert_int_equal(batch_count("b-small"), 12);
-    r = provision_as(env, factory, "GW-S99", "b-small", csr, NULL);
+    r = provision_as(env, factory, "GW-S99", "b-small", fresh_csr(), NULL);
     expect_status(&r, 429, "quota_exhausted", "b-small");
-    /* a full batch does not hide a duplicate: that is still a 409 */
-    r = provision_as(env, factory, "GW-S1", "b-small", csr, NULL);
+    /* a full batch neither hides a conflict nor refuses a replay: GW-S1 asked again with its
+     * own key gets its certificate, with GW-S2's key a 409 */
+    r = provision_as(env, factory, "GW-S1", "b-small", csr2, NULL);
     expect_status(&r, 409, "conflict", "GW-S1");
+    r = provision_as(env, factory, "GW-S1", "b-small", csr, NULL);
+    assert_int_equal(r.status, 200);
+    kbt_resp_free(&r);
     kbt_kill_restart(env);
     assert_int_equal(batch_count("b-small"), 12);
-    r = provision_as(env, factory, "GW-S99", "b-small", csr, NULL);
+    r = provision_as(env, factory, "GW-S99", "b-small", fresh_csr(), NULL);
     expect_status(&r, 429, "quota_exhausted", NULL);
+    r = provision_as(env, factory, "GW-S1", "b-small", csr, NULL);
+    assert_int_equal(r.status, 200);
+    kbt_resp_free(&r);
+    assert_int_equal(batch_count("b-small"), 12);
     free(csr);
     free(csr2);
 }
@@ -492,14 +607,20 @@ static void test_token_max_uses(void **state)
     for (int i = 0; i < 2; i++) {
         char serial[16];
         snprintf(serial, sizeof(serial), "GW-M%d", i);
+        free(csr);
         csr = kbt_csr_pem(NULL, "x");
         r = provision_as(env, two, serial, "b-main", csr, NULL);
         assert_int_equal(r.status, 201);
         kbt_resp_free(&r);
-        free(csr);
     }
-    csr = kbt_csr_pem(NULL, "x");
-    r = provision_as(env, two, "GW-M9", "b-main", csr, NULL);
+    r = provision_as(env, two, "GW-M9", "b-main", fresh_csr(), NULL);
+    expect_status(&r, 429, "quota_exhausted", "max_uses");
+    /* its uses are spent, but the answer it lost is not a use: a replay still gets it */
+    r = provision_as(env, two, "GW-M1", "b-main", csr, NULL);
+    if (r.status != 200)
+        fail_msg("replay with spent uses: %ld %s", r.status, r.body);
+    kbt_resp_free(&r);
+    r = provision_as(env, two, "GW-M9", "b-main", fresh_csr(), NULL);
     expect_status(&r, 429, "quota_exhausted", "max_uses");
     free(two);
     free(csr);
@@ -526,6 +647,9 @@ static void test_rotation(void **state)
     expect_status(&r, 404, "not_found", "GW-NOPE");
     r = kbt_callj(env, "POST", "/v1/devices/GW-0001/certificates", factory, body);
     expect_status(&r, 403, "forbidden", "rotate");
+    /* the provisioning answer is gone once the device rotated: its certificate is superseded */
+    r = provision_as(env, factory, "GW-0001", "b-main", gw1_csr, NULL);
+    expect_status(&r, 409, "conflict", "has rotated since");
     json_decref(body);
     free(pem);
     free(chain);
@@ -716,6 +840,93 @@ static void test_one_key_concurrent(void **state)
     free(csr);
 }
 
+/* Stations sending one request at once: one certificate, one unit, the same answer for all. */
+static void test_concurrent_duplicates(void **state)
+{
+    char *csr = kbt_csr_pem(NULL, "GW-D1");
+    pthread_t th[8];
+    station st[8];
+    int created = 0, replayed = 0, entries = 0, replays = 0;
+    long before = batch_count("b-main");
+    json_t *all, *e;
+    size_t i;
+    kbt_resp r;
+
+    (void)state;
+    for (int k = 0; k < 8; k++)
+        st[k] = (station){csr, "GW-D1", "b-main", -1, 0, ""};
+    for (int k = 0; k < 8; k++)
+        assert_int_equal(pthread_create(&th[k], NULL, station_run, &st[k]), 0);
+    for (int k = 0; k < 8; k++)
+        pthread_join(th[k], NULL);
+    for (int k = 0; k < 8; k++) {
+        created += st[k].status == 201;
+        replayed += st[k].status == 200;
+    }
+    assert_int_equal(created, 1);
+    assert_int_equal(replayed, 7);
+    assert_int_equal(batch_count("b-main"), before + 1);
+    r = kbt_call(env, "GET", "/v1/views/devices/GW-D1?product=gateway", env->admin, NULL);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(json_array_size(json_object_get(r.json, "certificates")), 1);
+    kbt_resp_free(&r);
+    /* one key use recorded, seven reads of it */
+    all = kbt_audit_all(env);
+    json_array_foreach(all, i, e)
+    {
+        const json_t *dev = json_object_get(json_object_get(e, "detail"), "device");
+        if (!json_is_object(dev) ||
+            strcmp(json_string_value(json_object_get(dev, "serial")), "GW-D1") != 0)
+            continue;
+        entries += strcmp(json_string_value(json_object_get(e, "op")), "provision") == 0 &&
+                   json_is_true(json_object_get(e, "key_use"));
+        replays += strcmp(json_string_value(json_object_get(e, "op")), "provision.replay") == 0;
+    }
+    assert_int_equal(entries, 1);
+    assert_int_equal(replays, 7);
+    json_decref(all);
+    free(csr);
+}
+
+/* A factory follows its own orders, and reads nothing else. */
+static void test_factory_reads_its_batches(void **state)
+{
+    kbt_resp r;
+
+    (void)state;
+    r = kbt_call(env, "GET", "/v1/batches/b-main", factory, NULL);
+    if (r.status != 200)
+        fail_msg("own batch: %ld %s", r.status, r.body);
+    assert_int_equal(json_integer_value(json_object_get(r.json, "quantity")), 100);
+    assert_int_equal(json_integer_value(json_object_get(r.json, "provisioned")),
+                     batch_count("b-main"));
+    assert_int_equal(json_integer_value(json_object_get(r.json, "remaining")),
+                     100 - batch_count("b-main"));
+    assert_true(r.audit_seq > 0);
+    kbt_resp_free(&r);
+    r = kbt_call(env, "GET", "/v1/batches/b-small", factory, NULL);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(json_integer_value(json_object_get(r.json, "remaining")), 0);
+    kbt_resp_free(&r);
+    /* another factory's order, by a token whose batches would cover it */
+    r = kbt_call(env, "GET", "/v1/batches/b-main", intruder, NULL);
+    expect_status(&r, 403, "forbidden", "not ordered from factory:other");
+    r = kbt_call(env, "GET", "/v1/batches/b-other", intruder, NULL);
+    assert_int_equal(r.status, 200);
+    kbt_resp_free(&r);
+    r = kbt_call(env, "GET", "/v1/batches/b-other", factory, NULL);
+    expect_status(&r, 403, "forbidden", "b-other");
+    /* and nothing else of the read API */
+    r = kbt_call(env, "GET", "/v1/audit", factory, NULL);
+    expect_status(&r, 403, "forbidden", "read");
+    r = kbt_call(env, "GET", "/v1/keys", factory, NULL);
+    expect_status(&r, 403, "forbidden", "read");
+    r = kbt_call(env, "GET", "/v1/views/devices/GW-0007?product=gateway", factory, NULL);
+    expect_status(&r, 403, "forbidden", "read");
+    r = kbt_call(env, "GET", "/v1/views/products/gateway", factory, NULL);
+    expect_status(&r, 403, "forbidden", "read");
+}
+
 static void test_audit_has_every_certificate(void **state)
 {
     json_t *all = kbt_audit_all(env), *e;
@@ -743,9 +954,9 @@ static void test_audit_has_every_certificate(void **state)
         assert_int_equal(strlen(detail_str(e, "public_key_sha256")), 64);
         issued++;
     }
-    /* GW-0001, GW-S1, GW-S2, 10 concurrent, GW-M0, GW-M1, one rotation, GW-K1 and its renewal,
-     * one of the stations sharing a key */
-    assert_int_equal(issued, 1 + 2 + 10 + 2 + 1 + 2 + 1);
+    /* GW-0001, GW-0007, GW-S1, GW-S2, 10 concurrent, GW-M0, GW-M1, one rotation, GW-K1 and its
+     * renewal, one of the stations sharing a key, GW-D1 once */
+    assert_int_equal(issued, 1 + 1 + 2 + 10 + 2 + 1 + 2 + 1 + 1);
     json_decref(all);
 }
 
@@ -755,6 +966,7 @@ int main(void)
         cmocka_unit_test(test_key_certificate),
         cmocka_unit_test(test_key_certificate_chain),
         cmocka_unit_test(test_provision_and_verify),
+        cmocka_unit_test(test_network_drop),
         cmocka_unit_test(test_bad_csr),
         cmocka_unit_test(test_scope),
         cmocka_unit_test(test_firmware_version_must_be_signed),
@@ -763,6 +975,8 @@ int main(void)
         cmocka_unit_test(test_rotation),
         cmocka_unit_test(test_one_key_one_device),
         cmocka_unit_test(test_one_key_concurrent),
+        cmocka_unit_test(test_concurrent_duplicates),
+        cmocka_unit_test(test_factory_reads_its_batches),
         cmocka_unit_test(test_audit_has_every_certificate),
     };
 

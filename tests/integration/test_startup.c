@@ -140,6 +140,9 @@ static void test_one_process_per_store(void **state)
     char *out = NULL, *token = NULL, pid[32];
     kbt_resp r;
 
+    if (kbt_on_pg())
+        skip(); /* brokers share a PostgreSQL store by design: test_pg.c */
+
     (void)state;
     snprintf(pid, sizeof(pid), "(pid %d,", (int)env->pid);
     assert_int_equal(kbt_run_daemon(env, "-c keybroker.conf --init", &out), 1);

@@ -105,7 +105,7 @@ static kbr_ca_cert *make_ca(const char *label, kbr_alg alg, long days, time_t no
     EVP_PKEY *pub = hsm_pub(label);
 
     signer_for(label, alg, &ctx, &sg);
-    assert_int_equal(kbr_ca_self_signed(&sg, pub, CA_SUBJECT, days, now, &ca, &msg), KBR_OK);
+    assert_int_equal(kbr_ca_self_signed(&sg, pub, CA_SUBJECT, days, now, NULL, &ca, &msg), KBR_OK);
     EVP_PKEY_free(pub);
     return ca;
 }
@@ -219,7 +219,7 @@ static kbr_ca_cert *issue(const kbr_ca_issuer *iss, const kbr_ca_csr *csr, const
     kbr_ca_cert *c = NULL;
     kbr_msg msg = {{0}};
 
-    assert_int_equal(kbr_ca_issue_device(iss, csr, serial, days, now, &c, &msg), KBR_OK);
+    assert_int_equal(kbr_ca_issue_device(iss, csr, serial, days, now, NULL, &c, &msg), KBR_OK);
     assert_non_null(c);
     return c;
 }
@@ -626,7 +626,7 @@ static void test_issue_bad_serial(void **state)
     memset(long_cn, 'a', 65);
     long_cn[65] = '\0';
     for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        assert_int_equal(kbr_ca_issue_device(f.iss, f.csr, bad[i], 365, f.now, &c, &msg),
+        assert_int_equal(kbr_ca_issue_device(f.iss, f.csr, bad[i], 365, f.now, NULL, &c, &msg),
                          KBR_ERR_BAD_REQUEST);
         assert_null(c);
         assert_memory_equal(msg.text, "device.serial: ", 15);
@@ -638,11 +638,11 @@ static void test_issue_bad_serial(void **state)
     c = issue(f.iss, f.csr, "Az09._:-", 365, f.now);
     kbr_ca_cert_free(c);
     c = NULL;
-    assert_int_equal(kbr_ca_issue_device(f.iss, f.csr, "SN-1", 0, f.now, &c, &msg),
+    assert_int_equal(kbr_ca_issue_device(f.iss, f.csr, "SN-1", 0, f.now, NULL, &c, &msg),
                      KBR_ERR_BAD_REQUEST);
     assert_memory_equal(msg.text, "validity_days: ", 15);
     assert_int_equal(
-        kbr_ca_issue_device(f.iss, f.csr, "SN-1", KBR_CA_DAYS_MAX + 1, f.now, &c, &msg),
+        kbr_ca_issue_device(f.iss, f.csr, "SN-1", KBR_CA_DAYS_MAX + 1, f.now, NULL, &c, &msg),
         KBR_ERR_BAD_REQUEST);
     assert_null(c);
     fixture_cleanup(&f);
@@ -662,8 +662,9 @@ static void test_issue_capped_by_ca(void **state)
         ASN1_TIME_cmp_time_t(X509_get0_notAfter(kbr_ca_cert_x509_peek(c)), f.now + 10 * DAY), 0);
     kbr_ca_cert_free(c);
     c = NULL;
-    assert_int_equal(kbr_ca_issue_device(f.iss, f.csr, "SN-1", 365, f.now + 11 * DAY, &c, &msg),
-                     KBR_ERR_CONFLICT);
+    assert_int_equal(
+        kbr_ca_issue_device(f.iss, f.csr, "SN-1", 365, f.now + 11 * DAY, NULL, &c, &msg),
+        KBR_ERR_CONFLICT);
     assert_null(c);
     assert_non_null(strstr(msg.text, "expired"));
     fixture_cleanup(&f);
@@ -733,19 +734,21 @@ static void test_bad_signature_never_leaves(void **state)
     /* The caller claims the CA's public key but the signer uses another HSM key. */
     signer_for("other-p256", KBR_ALG_ECDSA_P256, &ctx, &other);
     assert_int_equal(kbr_ca_issuer_new(kbr_ca_cert_pem(f.ca), &other, pub256, &iss, &msg), KBR_OK);
-    assert_int_equal(kbr_ca_issue_device(iss, f.csr, "SN-1", 365, f.now, &c, &msg), KBR_ERR_CRYPTO);
+    assert_int_equal(kbr_ca_issue_device(iss, f.csr, "SN-1", 365, f.now, NULL, &c, &msg),
+                     KBR_ERR_CRYPTO);
     assert_null(c);
     assert_string_equal(msg.text, "certificate signature does not verify with the issuer key");
     kbr_ca_issuer_free(iss);
     iss = NULL;
-    assert_int_equal(kbr_ca_self_signed(&other, pub256, CA_SUBJECT, 30, f.now, &c, &msg),
+    assert_int_equal(kbr_ca_self_signed(&other, pub256, CA_SUBJECT, 30, f.now, NULL, &c, &msg),
                      KBR_ERR_CRYPTO);
     assert_null(c);
 
     signer_for("ca-p256", KBR_ALG_ECDSA_P256, &ctx, &inner);
     bad = (kbr_ca_signer){.alg = KBR_ALG_ECDSA_P256, .sign = corrupting_sign, .arg = &inner};
     assert_int_equal(kbr_ca_issuer_new(kbr_ca_cert_pem(f.ca), &bad, pub256, &iss, &msg), KBR_OK);
-    assert_int_equal(kbr_ca_issue_device(iss, f.csr, "SN-1", 365, f.now, &c, &msg), KBR_ERR_CRYPTO);
+    assert_int_equal(kbr_ca_issue_device(iss, f.csr, "SN-1", 365, f.now, NULL, &c, &msg),
+                     KBR_ERR_CRYPTO);
     assert_null(c);
     kbr_ca_issuer_free(iss);
     EVP_PKEY_free(pub256);
@@ -787,23 +790,25 @@ static void test_self_signed_refused(void **state)
     (void)state;
     signer_for("ca-p256", KBR_ALG_ECDSA_P256, &ctx, &sg);
     for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        assert_int_equal(kbr_ca_self_signed(&sg, pub, bad[i], 30, now, &c, &msg),
+        assert_int_equal(kbr_ca_self_signed(&sg, pub, bad[i], 30, now, NULL, &c, &msg),
                          KBR_ERR_BAD_REQUEST);
         assert_null(c);
         assert_memory_equal(msg.text, "self_signed.subject: ", 21);
     }
-    assert_int_equal(kbr_ca_self_signed(&sg, pub, "CN=a", 0, now, &c, &msg), KBR_ERR_BAD_REQUEST);
-    assert_memory_equal(msg.text, "self_signed.days: ", 18);
-    assert_int_equal(kbr_ca_self_signed(&sg, pub, "CN=a", KBR_CA_DAYS_MAX + 1, now, &c, &msg),
+    assert_int_equal(kbr_ca_self_signed(&sg, pub, "CN=a", 0, now, NULL, &c, &msg),
                      KBR_ERR_BAD_REQUEST);
     assert_memory_equal(msg.text, "self_signed.days: ", 18);
-    assert_int_equal(kbr_ca_self_signed(&sg, pub384, "CN=a", 30, now, &c, &msg), KBR_ERR_CONFLICT);
+    assert_int_equal(kbr_ca_self_signed(&sg, pub, "CN=a", KBR_CA_DAYS_MAX + 1, now, NULL, &c, &msg),
+                     KBR_ERR_BAD_REQUEST);
+    assert_memory_equal(msg.text, "self_signed.days: ", 18);
+    assert_int_equal(kbr_ca_self_signed(&sg, pub384, "CN=a", 30, now, NULL, &c, &msg),
+                     KBR_ERR_CONFLICT);
     assert_null(c);
 
     /* Every attribute, spaces around names and values ignored. */
     assert_int_equal(kbr_ca_self_signed(&sg, pub,
                                         " CN = Acme CA , O=Acme, OU=PKI,C=FR,L=Lyon,ST=ARA", 30,
-                                        now, &c, &msg),
+                                        now, NULL, &c, &msg),
                      KBR_OK);
     assert_int_equal(X509_NAME_entry_count(X509_get_subject_name(kbr_ca_cert_x509_peek(c))), 6);
     assert_name_entry(X509_get_subject_name(kbr_ca_cert_x509_peek(c)), NID_commonName, "Acme CA");
@@ -1402,6 +1407,273 @@ static void test_attach_version_and_validity(void **state)
     EVP_PKEY_free(key);
 }
 
+/* ---- CRLs and distribution points ---- */
+
+/* The CRL OpenSSL reads from der (freed here). */
+static X509_CRL *crl_of(unsigned char *der, size_t len)
+{
+    const unsigned char *p = der;
+    X509_CRL *crl = d2i_X509_CRL(NULL, &p, (long)len);
+
+    assert_non_null(crl);
+    assert_ptr_equal(p, der + len);
+    free(der);
+    return crl;
+}
+
+static X509_CRL *make_crl(const kbr_ca_issuer *iss, const kbr_ca_crl_entry *e, size_t n,
+                          int64_t number, time_t this_update, time_t next_update)
+{
+    unsigned char *der = NULL;
+    size_t len = 0;
+    kbr_msg msg = {{0}};
+
+    if (kbr_ca_crl_make(iss, e, n, number, this_update, next_update, &der, &len, &msg) != KBR_OK)
+        fail_msg("CRL: %s", msg.text);
+    return crl_of(der, len);
+}
+
+/* The reason code of the entry for cert, -1 without one; asserts the entry is there. */
+static int revoked_reason(X509_CRL *crl, X509 *cert)
+{
+    X509_REVOKED *rev = NULL;
+    ASN1_ENUMERATED *reason;
+    int crit = -1, code;
+
+    assert_int_equal(X509_CRL_get0_by_cert(crl, &rev, cert), 1);
+    reason = X509_REVOKED_get_ext_d2i(rev, NID_crl_reason, &crit, NULL);
+    if (reason == NULL)
+        return -1;
+    assert_int_equal(crit, 0);
+    code = (int)ASN1_ENUMERATED_get(reason);
+    ASN1_ENUMERATED_free(reason);
+    return code;
+}
+
+/* X509_V_OK, or why OpenSSL's chain check with the CRL refuses leaf. */
+static int crl_check(X509 *leaf, X509 *ca, X509_CRL *crl, time_t at)
+{
+    X509_STORE *store = X509_STORE_new();
+    X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+    int err;
+
+    assert_int_equal(X509_STORE_add_cert(store, ca), 1);
+    assert_int_equal(X509_STORE_add_crl(store, crl), 1);
+    assert_int_equal(X509_STORE_CTX_init(ctx, store, leaf, NULL), 1);
+    X509_VERIFY_PARAM_set_flags(X509_STORE_CTX_get0_param(ctx), X509_V_FLAG_CRL_CHECK);
+    X509_VERIFY_PARAM_set_time(X509_STORE_CTX_get0_param(ctx), at);
+    err = X509_verify_cert(ctx) == 1 ? X509_V_OK : X509_STORE_CTX_get_error(ctx);
+    X509_STORE_CTX_free(ctx);
+    X509_STORE_free(store);
+    return err;
+}
+
+static void crl_alg(const char *label, kbr_alg alg, int sig_nid)
+{
+    time_t now = time(NULL);
+    kbr_ca_cert *ca = make_ca(label, alg, 3650, now), *d[3];
+    X509 *cax = kbr_ca_cert_x509_peek(ca);
+    EVP_PKEY *capub = hsm_pub(label), *dev = EVP_EC_gen("P-256");
+    kbr_ca_hsm_ctx ctx;
+    kbr_ca_issuer *iss = make_issuer(ca, label, alg, &ctx);
+    char *csr_pem = make_csr_pem(dev);
+    kbr_ca_csr *csr = parse_csr(csr_pem);
+    kbr_ca_crl_entry e[2];
+    X509_CRL *crl;
+    ASN1_INTEGER *number;
+    AUTHORITY_KEYID *akid;
+    int crit = -1;
+
+    for (int i = 0; i < 3; i++)
+        d[i] = issue(iss, csr, "SN-0001", 365, now);
+    e[0] = (kbr_ca_crl_entry){kbr_ca_cert_serial_hex(d[0]), now - 3600, 1};
+    e[1] = (kbr_ca_crl_entry){kbr_ca_cert_serial_hex(d[1]), now - 60, 0};
+    crl = make_crl(iss, e, 2, 7, now, now + DAY);
+
+    assert_int_equal(X509_CRL_get_version(crl), X509_CRL_VERSION_2);
+    assert_int_equal(X509_CRL_get_signature_nid(crl), sig_nid);
+    assert_int_equal(X509_CRL_verify(crl, capub), 1);
+    assert_int_equal(X509_NAME_cmp(X509_CRL_get_issuer(crl), X509_get_subject_name(cax)), 0);
+    assert_int_equal(ASN1_TIME_cmp_time_t(X509_CRL_get0_lastUpdate(crl), now), 0);
+    assert_int_equal(ASN1_TIME_cmp_time_t(X509_CRL_get0_nextUpdate(crl), now + DAY), 0);
+    number = X509_CRL_get_ext_d2i(crl, NID_crl_number, &crit, NULL);
+    assert_non_null(number);
+    assert_int_equal(crit, 0);
+    assert_int_equal(ASN1_INTEGER_get(number), 7);
+    ASN1_INTEGER_free(number);
+    akid = X509_CRL_get_ext_d2i(crl, NID_authority_key_identifier, &crit, NULL);
+    assert_non_null(akid);
+    assert_int_equal(ASN1_OCTET_STRING_cmp(akid->keyid, X509_get0_subject_key_id(cax)), 0);
+    AUTHORITY_KEYID_free(akid);
+    assert_int_equal(sk_X509_REVOKED_num(X509_CRL_get_REVOKED(crl)), 2);
+    /* keyCompromise says so; unspecified is left out (RFC 5280 5.3.1) */
+    assert_int_equal(revoked_reason(crl, kbr_ca_cert_x509_peek(d[0])), 1);
+    assert_int_equal(revoked_reason(crl, kbr_ca_cert_x509_peek(d[1])), -1);
+    /* OpenSSL's own chain check refuses the revoked certificates, not the other */
+    assert_int_equal(crl_check(kbr_ca_cert_x509_peek(d[0]), cax, crl, now),
+                     X509_V_ERR_CERT_REVOKED);
+    assert_int_equal(crl_check(kbr_ca_cert_x509_peek(d[1]), cax, crl, now),
+                     X509_V_ERR_CERT_REVOKED);
+    assert_int_equal(crl_check(kbr_ca_cert_x509_peek(d[2]), cax, crl, now), X509_V_OK);
+    /* after its nextUpdate the CRL is expired, and the check says so */
+    assert_int_equal(crl_check(kbr_ca_cert_x509_peek(d[2]), cax, crl, now + 2 * DAY),
+                     X509_V_ERR_CRL_HAS_EXPIRED);
+    X509_CRL_free(crl);
+
+    /* nothing revoked: no revokedCertificates at all, and every certificate passes */
+    crl = make_crl(iss, NULL, 0, 1, now, now + 60);
+    assert_int_equal(X509_CRL_verify(crl, capub), 1);
+    assert_null(X509_CRL_get_REVOKED(crl));
+    assert_int_equal(crl_check(kbr_ca_cert_x509_peek(d[0]), cax, crl, now), X509_V_OK);
+    X509_CRL_free(crl);
+
+    for (int i = 0; i < 3; i++)
+        kbr_ca_cert_free(d[i]);
+    kbr_ca_csr_free(csr);
+    free(csr_pem);
+    kbr_ca_issuer_free(iss);
+    kbr_ca_cert_free(ca);
+    EVP_PKEY_free(capub);
+    EVP_PKEY_free(dev);
+}
+
+static void test_crl_every_algorithm(void **state)
+{
+    (void)state;
+    crl_alg("ca-p256", KBR_ALG_ECDSA_P256, NID_ecdsa_with_SHA256);
+    crl_alg("ca-p384", KBR_ALG_ECDSA_P384, NID_ecdsa_with_SHA384);
+    crl_alg("ca-rsa3072", KBR_ALG_RSA_3072, NID_sha256WithRSAEncryption);
+    crl_alg("ca-ed25519", KBR_ALG_ED25519, NID_ED25519);
+}
+
+static void test_crl_refused(void **state)
+{
+    fixture f;
+    kbr_ca_crl_entry e = {"0a1b", 0, 1};
+    unsigned char *der = NULL;
+    size_t len = 0;
+    kbr_msg msg = {{0}};
+    kbr_ca_hsm_ctx ctx, inner_ctx;
+    kbr_ca_signer sg, inner, bad;
+    kbr_ca_issuer *iss = NULL;
+    EVP_PKEY *pub = hsm_pub("ca-p256"), *soft = EVP_EC_gen("P-256");
+    cert_spec spec = {
+        .key = pub, .signer = soft, .cn = "No CRL CA", .bc = CA_BC, .ku = "critical,keyCertSign"};
+    X509 *no_crl_sign = build_cert(&spec);
+    char *pem = pem_of(no_crl_sign);
+
+    (void)state;
+    fixture_init(&f, 3650);
+    e.revoked_at = f.now;
+    assert_int_equal(kbr_ca_crl_make(f.iss, &e, 1, 0, f.now, f.now + 60, &der, &len, &msg),
+                     KBR_ERR_INTERNAL);
+    assert_int_equal(kbr_ca_crl_make(f.iss, &e, 1, 1, f.now, f.now, &der, &len, &msg),
+                     KBR_ERR_INTERNAL);
+    e.serial_hex = "-0a1b";
+    assert_int_equal(kbr_ca_crl_make(f.iss, &e, 1, 1, f.now, f.now + 60, &der, &len, &msg),
+                     KBR_ERR_BAD_REQUEST);
+    assert_string_equal(msg.text, "crl: serial number \"-0a1b\" is not positive hex");
+    e.serial_hex = "00";
+    assert_int_equal(kbr_ca_crl_make(f.iss, &e, 1, 1, f.now, f.now + 60, &der, &len, &msg),
+                     KBR_ERR_BAD_REQUEST);
+    e.serial_hex = "0a1b";
+    e.reason_code = 7;
+    assert_int_equal(kbr_ca_crl_make(f.iss, &e, 1, 1, f.now, f.now + 60, &der, &len, &msg),
+                     KBR_ERR_BAD_REQUEST);
+    assert_string_equal(msg.text, "crl: 7 is not an RFC 5280 CRLReason");
+    assert_null(der);
+
+    /* a CA certificate without cRLSign: relying parties would refuse what it signs */
+    signer_for("ca-p256", KBR_ALG_ECDSA_P256, &ctx, &sg);
+    assert_int_equal(kbr_ca_issuer_new(pem, &sg, pub, &iss, &msg), KBR_OK);
+    e.reason_code = 1;
+    assert_int_equal(kbr_ca_crl_make(iss, &e, 1, 1, f.now, f.now + 60, &der, &len, &msg),
+                     KBR_ERR_CONFLICT);
+    assert_string_equal(msg.text, "issuer: the CA certificate's keyUsage does not allow cRLSign");
+    kbr_ca_issuer_free(iss);
+
+    /* a signature spoiled in transit never leaves */
+    signer_for("ca-p256", KBR_ALG_ECDSA_P256, &inner_ctx, &inner);
+    bad = (kbr_ca_signer){.alg = KBR_ALG_ECDSA_P256, .sign = corrupting_sign, .arg = &inner};
+    assert_int_equal(kbr_ca_issuer_new(kbr_ca_cert_pem(f.ca), &bad, pub, &iss, &msg), KBR_OK);
+    assert_int_equal(kbr_ca_crl_make(iss, &e, 1, 1, f.now, f.now + 60, &der, &len, &msg),
+                     KBR_ERR_CRYPTO);
+    assert_string_equal(msg.text, "CRL signature does not verify with the issuer key");
+    assert_null(der);
+    kbr_ca_issuer_free(iss);
+    free(pem);
+    X509_free(no_crl_sign);
+    EVP_PKEY_free(soft);
+    EVP_PKEY_free(pub);
+    fixture_cleanup(&f);
+}
+
+/* The URI of the one distribution point of x's cRLDistributionPoints, or NULL without one. */
+static char *crl_dp_of(X509 *x)
+{
+    int crit = -1;
+    CRL_DIST_POINTS *dps = X509_get_ext_d2i(x, NID_crl_distribution_points, &crit, NULL);
+    DIST_POINT *dp;
+    GENERAL_NAME *gn;
+    char *uri;
+
+    if (dps == NULL)
+        return NULL;
+    assert_int_equal(crit, 0);
+    assert_int_equal(sk_DIST_POINT_num(dps), 1);
+    dp = sk_DIST_POINT_value(dps, 0);
+    assert_int_equal(dp->distpoint->type, 0);
+    assert_int_equal(sk_GENERAL_NAME_num(dp->distpoint->name.fullname), 1);
+    gn = sk_GENERAL_NAME_value(dp->distpoint->name.fullname, 0);
+    assert_int_equal(gn->type, GEN_URI);
+    uri = strndup((const char *)ASN1_STRING_get0_data(gn->d.uniformResourceIdentifier),
+                  (size_t)ASN1_STRING_length(gn->d.uniformResourceIdentifier));
+    CRL_DIST_POINTS_free(dps);
+    return uri;
+}
+
+static void test_crl_distribution_point(void **state)
+{
+    static const char url[] = "http://pki.example.com/v1/cas/ca-p256/crl";
+    fixture f;
+    kbr_ca_hsm_ctx ctx;
+    kbr_ca_signer sg;
+    kbr_ca_cert *ca = NULL, *d = NULL;
+    kbr_msg msg = {{0}};
+    EVP_PKEY *pub = hsm_pub("ca-p256");
+    char *uri;
+
+    (void)state;
+    fixture_init(&f, 3650);
+    signer_for("ca-p256", KBR_ALG_ECDSA_P256, &ctx, &sg);
+    assert_int_equal(kbr_ca_self_signed(&sg, pub, CA_SUBJECT, 30, f.now, url, &ca, &msg), KBR_OK);
+    uri = crl_dp_of(kbr_ca_cert_x509_peek(ca));
+    assert_string_equal(uri, url);
+    free(uri);
+    assert_int_equal(kbr_ca_issue_device(f.iss, f.csr, "SN-1", 365, f.now, url, &d, &msg), KBR_OK);
+    uri = crl_dp_of(kbr_ca_cert_x509_peek(d));
+    assert_string_equal(uri, url);
+    free(uri);
+    assert_int_equal(X509_get_ext_count(kbr_ca_cert_x509_peek(d)), 6);
+    kbr_ca_cert_free(d);
+    d = NULL;
+    /* without a URL there is none */
+    assert_int_equal(kbr_ca_issue_device(f.iss, f.csr, "SN-1", 365, f.now, NULL, &d, &msg), KBR_OK);
+    assert_null(crl_dp_of(kbr_ca_cert_x509_peek(d)));
+    kbr_ca_cert_free(d);
+    d = NULL;
+    /* what a URL may not hold */
+    assert_int_equal(
+        kbr_ca_issue_device(f.iss, f.csr, "SN-1", 365, f.now, "http://a b/crl", &d, &msg),
+        KBR_ERR_BAD_REQUEST);
+    assert_int_equal(kbr_ca_issue_device(f.iss, f.csr, "SN-1", 365, f.now, "", &d, &msg),
+                     KBR_ERR_BAD_REQUEST);
+    assert_null(d);
+    kbr_ca_cert_free(ca);
+    EVP_PKEY_free(pub);
+    fixture_cleanup(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1430,6 +1702,9 @@ int main(void)
         cmocka_unit_test(test_attach_garbage_after),
         cmocka_unit_test(test_attach_not_der),
         cmocka_unit_test(test_attach_version_and_validity),
+        cmocka_unit_test(test_crl_every_algorithm),
+        cmocka_unit_test(test_crl_refused),
+        cmocka_unit_test(test_crl_distribution_point),
     };
     int failed;
 

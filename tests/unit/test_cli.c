@@ -5,8 +5,8 @@
  * debug unlocks and OTA reports, the custody views' options, text and CSV
  * export, what reaches the terminal, and audit verify's reading of its files.
  *
- * The CLI's sources are not in libkbr.a (they belong to bin/keybroker), so
- * the files under test are included directly; none of them has main().
+ * The test links libkbr_cli.a, the CLI's sources but main.c, as
+ * bin/keybroker does.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -22,21 +22,14 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../../broker/cli/args.c"
-#include "../../broker/cli/sign.c"
-#include "../../broker/cli/table.c"
-/* The factory commands' request bodies sit beside the calls that send them. */
-#include "../../broker/cli/cmd_batch.c"
-#include "../../broker/cli/cmd_provision.c"
-#include "../../broker/cli/cmd_debug.c"
-#include "../../broker/cli/cmd_ota.c"
-#include "../../broker/cli/cmd_view.c"
-#include "../../broker/cli/http.c"
-#include "../../broker/cli/output.c"
-#include "../../broker/cli/cmd_audit_verify.c"
+#include "../../broker/cli/cli.h"
+#include "kbr_audit.h"
+#include "kbr_ca.h"
 
 #include <openssl/bn.h>
 #include <openssl/ec.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
 
 /* ---- fixtures ---- */
 
@@ -428,7 +421,7 @@ static void test_error_line_hostile(void **state)
     (void)state;
     assert_non_null(body);
     assert_non_null(f);
-    assert_int_equal(http_error(403, body, &ce), KBR_ERR_FORBIDDEN);
+    assert_int_equal(cli_http_error(403, body, &ce), KBR_ERR_FORBIDDEN);
     cli_print_error(f, KBR_ERR_FORBIDDEN, &ce);
     cli_print_named(f, "revoked",
                     "jti\xe2\x80\xae"
@@ -721,15 +714,15 @@ static void test_response_duplicate_keys(void **state)
 
     (void)state;
     assert_int_equal(cli_client_new(&conf, NULL, &c, &ce), KBR_OK);
-    assert_true(buf_grow(&buf, sizeof(body)));
+    assert_true(cli_buf_grow(&buf, sizeof(body)));
     memcpy(buf.data, body, sizeof(body));
     buf.len = sizeof(body) - 1;
-    assert_int_equal(read_response(c, &buf, &resp, &ce), KBR_ERR_BAD_REQUEST);
+    assert_int_equal(cli_read_response(c, &buf, &resp, &ce), KBR_ERR_BAD_REQUEST);
     assert_null(resp.body);
     assert_string_equal(ce.code, "bad_response");
     assert_non_null(strstr(ce.msg.text, "duplicate object key"));
     cli_response_cleanup(&resp);
-    buf_wipe(&buf);
+    cli_buf_wipe(&buf);
     cli_client_free(c);
 }
 
@@ -1311,6 +1304,32 @@ static void test_provision_body(void **state)
     assert_int_equal(json_object_size(json_object_get(body, "device")), 3);
     json_decref(body);
     free(csr_pem);
+}
+
+static void test_device_revoke_body(void **state)
+{
+    char *argv[] = {"GW-1", "--product", "gateway", "--reason", "keyCompromise"};
+    char *no_reason[] = {"GW-1", "--product", "gateway"};
+    char *no_serial[] = {"--product", "gateway", "--reason", "keyCompromise"};
+    char *bad_utf8[] = {"GW-1", "--product", "gateway", "--reason", "key\xc3"};
+    json_t *body = NULL;
+    kbr_msg msg;
+
+    (void)state;
+    assert_int_equal(
+        cmd_body(&cli_cmd_device_revoke, cli_device_revoke_body, ARGC(argv), argv, &body, &msg),
+        KBR_OK);
+    assert_string_equal(json_at_str(body, "product"), "gateway");
+    assert_string_equal(json_at_str(body, "reason"), "keyCompromise");
+    assert_int_equal(json_object_size(body), 2);
+    json_decref(body);
+    expect_cmd_usage(&cli_cmd_device_revoke, ARGC(no_reason), no_reason,
+                     "missing required option --reason");
+    expect_cmd_usage(&cli_cmd_device_revoke, ARGC(no_serial), no_serial, "missing argument SERIAL");
+    assert_int_equal(cmd_body(&cli_cmd_device_revoke, cli_device_revoke_body, ARGC(bad_utf8),
+                              bad_utf8, &body, &msg),
+                     KBR_ERR_BAD_REQUEST);
+    assert_string_equal(msg.text, "--reason is not valid UTF-8");
 }
 
 static void test_provision_requires_key(void **state)
@@ -2051,12 +2070,13 @@ static void test_view_product_text(void **state)
 {
     static const char *const lines[] = {
         "product gateway\n",
-        "PURPOSE           NAME   ALGORITHM   STATE    CERT_NOT_AFTER        HSM      SENSITIVE  "
-        "EXTRACTABLE  LIVE_TOKENS\n"
-        "firmware-signing  fw-gw  ecdsa-p256  active   -                     present  yes        "
-        "no           2\n"
-        "firmware-signing  fw-x   ecdsa-p384  retired  2030-01-01T00:00:00Z  MISSING  -          "
-        "-            0\n",
+        /* one element: the table, its lines joined */
+        ("PURPOSE           NAME   ALGORITHM   STATE    CERT_NOT_AFTER        HSM      SENSITIVE  "
+         "EXTRACTABLE  LIVE_TOKENS\n"
+         "firmware-signing  fw-gw  ecdsa-p256  active   -                     present  yes        "
+         "no           2\n"
+         "firmware-signing  fw-x   ecdsa-p384  retired  2030-01-01T00:00:00Z  MISSING  -          "
+         "-            0\n"),
         "device certificates (5 current):\nEXPIRY_MONTH  COUNT\n2036-11       5\n",
         "unregistered HSM objects:\nLABEL         ID  CLASS    KEY_TYPE\n"
         "rogue-fw-key  99  private  ec\n",
@@ -2197,6 +2217,7 @@ int main(void)
         cmocka_unit_test(test_batch_body_factory),
         cmocka_unit_test_setup_teardown(test_provision_body, tmp_setup, tmp_teardown),
         cmocka_unit_test(test_provision_requires_key),
+        cmocka_unit_test(test_device_revoke_body),
         cmocka_unit_test_setup_teardown(test_provision_body_bad_csr, tmp_setup, tmp_teardown),
         cmocka_unit_test_setup_teardown(test_rotate_body, tmp_setup, tmp_teardown),
         cmocka_unit_test(test_key_cert_body_self_signed),

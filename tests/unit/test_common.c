@@ -661,6 +661,91 @@ static void test_errors(void **state)
     assert_int_equal(kbr_fail(NULL, KBR_ERR_CONFLICT, "x"), KBR_ERR_CONFLICT);
 }
 
+/* One table for every error: each has its status and code, the daemon's answer reads back to
+ * the class it was shown as, and the codes are the API's. */
+static void test_api_errors(void **state)
+{
+    static const char *const codes[] = {"bad_request",     "unauthenticated", "forbidden",
+                                        "not_found",       "conflict",        "too_large",
+                                        "quota_exhausted", "rate_limited",    "audit_unavailable",
+                                        "hsm_unavailable", "internal_error",  NULL};
+
+    (void)state;
+    assert_int_equal(kbr_err_http_status(KBR_OK), 200);
+    assert_null(kbr_err_api_code(KBR_OK));
+    for (int e = 1; e < KBR_ERR__COUNT; e++) {
+        const char *code = kbr_err_api_code((kbr_err)e);
+        int status = kbr_err_http_status((kbr_err)e);
+        bool listed = false;
+
+        assert_non_null(code);
+        for (size_t i = 0; codes[i] != NULL; i++)
+            listed = listed || strcmp(codes[i], code) == 0;
+        if (!listed)
+            fail_msg("%s: code %s is not one of the API's", kbr_err_str((kbr_err)e), code);
+        assert_in_range(status, 400, 599);
+        assert_int_equal(kbr_err_from_api(status, code), kbr_err_public((kbr_err)e));
+        assert_int_equal(kbr_err_public(kbr_err_public((kbr_err)e)), kbr_err_public((kbr_err)e));
+    }
+    /* what must never be told as something else */
+    assert_string_equal(kbr_err_api_code(KBR_ERR_HSM_PIN), "hsm_unavailable");
+    assert_string_equal(kbr_err_api_code(KBR_ERR_STORE), "audit_unavailable");
+    assert_int_equal(kbr_err_http_status(KBR_ERR_INTERNAL), 500);
+    assert_string_equal(kbr_err_api_code(KBR_ERR_NOMEM), "internal_error");
+    assert_int_equal(kbr_err_http_status((kbr_err)KBR_ERR__COUNT), 500);
+    /* the client's side: a 429 is told apart by its code, an unknown code by its status */
+    assert_int_equal(kbr_err_from_api(429, "rate_limited"), KBR_ERR_RATE_LIMITED);
+    assert_int_equal(kbr_err_from_api(429, "quota_exhausted"), KBR_ERR_QUOTA);
+    assert_int_equal(kbr_err_from_api(503, "hsm_unavailable"), KBR_ERR_HSM);
+    assert_int_equal(kbr_err_from_api(503, "something_new"), KBR_ERR_AUDIT);
+    assert_int_equal(kbr_err_from_api(418, "teapot"), KBR_ERR_INTERNAL);
+}
+
+/* The one name alphabet and the one scope rule (common/names.c). */
+static void test_names(void **state)
+{
+    char long_name[KBR_NAME_MAX + 2];
+
+    (void)state;
+    assert_true(kbr_name_valid("fw-door_2.1:eu@acme+x"));
+    assert_false(kbr_name_valid(""));
+    assert_false(kbr_name_valid("."));
+    assert_false(kbr_name_valid(".."));
+    assert_true(kbr_name_valid("..."));
+    assert_false(kbr_name_valid("a/b")); /* a name is a path segment */
+    assert_false(kbr_name_valid("a b"));
+    assert_false(kbr_name_valid("a*"));
+    assert_false(kbr_name_valid("caf\xc3\xa9"));
+    memset(long_name, 'a', sizeof(long_name));
+    long_name[KBR_NAME_MAX] = '\0';
+    assert_true(kbr_name_valid(long_name));
+    long_name[KBR_NAME_MAX] = 'a';
+    long_name[KBR_NAME_MAX + 1] = '\0';
+    assert_false(kbr_name_valid(long_name));
+    /* a principal's name may be shaped like a path */
+    assert_true(kbr_principal_name_valid("acme/firmware", 13));
+    assert_false(kbr_principal_name_valid("acme firmware", 13));
+    assert_false(kbr_principal_name_valid("", 0));
+    /* patterns: a name, or a prefix and '*' */
+    assert_true(kbr_name_pattern_valid("*", 1));
+    assert_true(kbr_name_pattern_valid("door-*", 6));
+    assert_false(kbr_name_pattern_valid("do*or", 5));
+    assert_false(kbr_name_pattern_valid("a/*", 3));
+    assert_true(kbr_name_matches("door", "door"));
+    assert_false(kbr_name_matches("door", "door2"));
+    assert_true(kbr_name_matches("door*", "door2"));
+    assert_true(kbr_name_matches("door*", "door"));
+    assert_false(kbr_name_matches("door*", "doo"));
+    assert_true(kbr_name_matches("*", "anything"));
+    assert_false(kbr_name_matches(NULL, "door"));
+    /* one pattern covering another */
+    assert_true(kbr_name_pattern_covers("*", "door*"));
+    assert_true(kbr_name_pattern_covers("do*", "door*"));
+    assert_false(kbr_name_pattern_covers("door*", "do*"));
+    assert_false(kbr_name_pattern_covers("door", "door*"));
+    assert_true(kbr_name_pattern_covers("door*", "door-1"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -668,6 +753,8 @@ int main(void)
         cmocka_unit_test(test_base64),
         cmocka_unit_test(test_time),
         cmocka_unit_test(test_canonical_json),
+        cmocka_unit_test(test_api_errors),
+        cmocka_unit_test(test_names),
         cmocka_unit_test(test_jcs_rfc8785_examples),
         cmocka_unit_test(test_jcs_numbers),
         cmocka_unit_test(test_jcs_matches_ecmascript),

@@ -1,7 +1,7 @@
 /*
  * test_config.c - keybrokerd's configuration file and request field
- * readers.  The daemon's sources are not in libkbr, so the files under test
- * are compiled into this test directly.
+ * readers, linked from libkbrd.a (the daemon's sources but main.c) as
+ * keybrokerd links them.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -9,9 +9,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "../../broker/daemon/config.c"
+#include "../../broker/daemon/kbd.h"
 #include "tmpdir.h"
-#include "../../broker/daemon/json.c"
 
 static char dir[64];
 
@@ -54,6 +53,8 @@ static void test_defaults_and_relative_paths(void **state)
     snprintf(want, sizeof(want), "%s/bootstrap.token", dir);
     assert_string_equal(cfg.bootstrap_token_file, want);
     assert_null(cfg.tls_cert);
+    assert_null(cfg.crl_url);
+    assert_int_equal(cfg.crl_validity, 7 * 86400);
     kbd_config_cleanup(&cfg);
 }
 
@@ -123,6 +124,138 @@ static void test_errors_name_the_line(void **state)
                  "bad value for max_connections_per_source");
     expect_error("pin_file = p\nmax_connections = 64\nmax_connections_per_source = 65\n",
                  "max_connections_per_source (65) exceeds max_connections (64)");
+    /* a CRL URL names the CA key once, and is a URL a certificate can carry */
+    expect_error("pin_file = p\ncrl_url = http://pki.example.com/ca.crl\n",
+                 "kb.conf:2: bad value for crl_url");
+    expect_error("pin_file = p\ncrl_url = http://pki/{key}/{key}.crl\n", "bad value for crl_url");
+    expect_error("pin_file = p\ncrl_url = ldap://pki/{key}\n", "bad value for crl_url");
+    expect_error("pin_file = p\ncrl_url = http://pki/a b/{key}\n", "bad value for crl_url");
+    expect_error("pin_file = p\ncrl_url = http://pki/\xc3\xa9/{key}\n", "bad value for crl_url");
+    expect_error("pin_file = p\ncrl_validity = 1\n", "bad value for crl_validity");
+}
+
+static void test_crl_url(void **state)
+{
+    kbd_config cfg;
+    kbr_msg m = {{0}};
+    kbr_err err = KBR_ERR_INTERNAL;
+    char *url;
+
+    (void)state;
+    assert_int_equal(load("pin_file = p\n", &cfg, &m), KBR_OK);
+    assert_null(kbd_crl_url_for(&cfg, "ca-gw", &err));
+    assert_int_equal(err, KBR_OK);
+    kbd_config_cleanup(&cfg);
+    assert_int_equal(load("pin_file = p\ncrl_url = https://pki.example.com/v1/cas/{key}/crl\n"
+                          "crl_validity = 3600\n",
+                          &cfg, &m),
+                     KBR_OK);
+    assert_int_equal(cfg.crl_validity, 3600);
+    url = kbd_crl_url_for(&cfg, "ca-gw.2026@plant+7", &err);
+    assert_int_equal(err, KBR_OK);
+    assert_string_equal(url, "https://pki.example.com/v1/cas/ca-gw.2026@plant+7/crl");
+    free(url);
+    kbd_config_cleanup(&cfg);
+    assert_int_equal(load("pin_file = p\ncrl_url = http://crl.example.com/{key}\n", &cfg, &m),
+                     KBR_OK);
+    url = kbd_crl_url_for(&cfg, "ca", &err);
+    assert_string_equal(url, "http://crl.example.com/ca");
+    free(url);
+    kbd_config_cleanup(&cfg);
+}
+
+/* The OIDC issuers file; text is written as oidc.conf beside kb.conf. */
+static kbr_err load_oidc(const char *text, kbd_config *cfg, kbr_msg *msg)
+{
+    char path[128];
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s/oidc.conf", dir);
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    return load("pin_file = p\noidc_issuers = oidc.conf\n", cfg, msg);
+}
+
+#define ISSUER                                                                                     \
+    "[issuer gh]\nissuer = https://token.actions.githubusercontent.com\n"                          \
+    "jwks_file = jwks.json\naudience = kb\nalgorithms = RS256\n"
+#define RULE                                                                                       \
+    "[rule r]\nissuer = gh\nclaim.repository = acme/fw\nprincipal = ci:github/{repository}\n"      \
+    "ops = sign\nkeys = fw\nproducts = gw\n"
+
+static void expect_oidc_error(const char *text, const char *want)
+{
+    kbd_config cfg;
+    kbr_msg m = {{0}};
+
+    assert_int_equal(load_oidc(text, &cfg, &m), KBR_ERR_CONFIG);
+    if (strstr(m.text, want) == NULL)
+        fail_msg("expected \"%s\" in \"%s\"", want, m.text);
+    kbd_config_cleanup(&cfg);
+}
+
+static void test_oidc_issuers(void **state)
+{
+    kbd_config cfg;
+    kbr_msg m = {{0}};
+    char want[256];
+
+    (void)state;
+    assert_int_equal(load_oidc("# comment\n" ISSUER "leeway = 10 # trailing\n" RULE
+                               "max_uses = 3\nttl = 300\n",
+                               &cfg, &m),
+                     KBR_OK);
+    assert_int_equal(cfg.oidc.nissuers, 1);
+    assert_int_equal(cfg.oidc.nrules, 1);
+    assert_int_equal(cfg.oidc.issuers[0].leeway, 10);
+    assert_int_equal(cfg.oidc.issuers[0].max_ttl, 3600);
+    assert_int_equal(cfg.oidc.issuers[0].algs, KBR_JWA_RS256);
+    snprintf(want, sizeof(want), "%s/jwks.json", dir);
+    assert_string_equal(cfg.oidc.issuers[0].jwks_file, want);
+    assert_int_equal(cfg.oidc.rules[0].nconds, 1);
+    assert_int_equal(cfg.oidc.rules[0].ttl, 300);
+    assert_int_equal(cfg.oidc.rules[0].scope.max_uses, 3);
+    assert_true(cfg.oidc.rules[0].scope.ops == KBR_OP_SIGN);
+    assert_int_equal(cfg.oidc_exchange_rate, 10);
+    kbd_config_cleanup(&cfg);
+
+    /* the examples shipped in contrib/ci are valid */
+    assert_int_equal(
+        kbd_oidc_config_load(KBR_UNIT_DATA "/../../../contrib/ci/oidc-issuers.conf", &cfg.oidc, &m),
+        KBR_OK);
+    assert_int_equal(cfg.oidc.nissuers, 2);
+    assert_int_equal(cfg.oidc.nrules, 2);
+    kbd_oidc_config_cleanup(&cfg.oidc);
+
+    expect_oidc_error(ISSUER "colour = blue\n", "oidc.conf:6: unknown key \"colour\"");
+    expect_oidc_error(ISSUER "algorithms = HS256\n", "algorithm \"HS256\"");
+    expect_oidc_error("[issuer gh]\nissuer = https://x\naudience = kb\nalgorithms = RS256\n",
+                      "exactly one of jwks_file and jwks_url");
+    expect_oidc_error("[issuer gh]\nissuer = https://x\naudience = kb\nalgorithms = RS256\n"
+                      "jwks_url = http://example.com/keys\n",
+                      "jwks_url must be https");
+    expect_oidc_error(ISSUER "[rule r]\nissuer = gh\nprincipal = ci:github/{repository}\nops = "
+                             "sign\n",
+                      "needs at least one claim.NAME condition");
+    expect_oidc_error(ISSUER "[rule r]\nissuer = gh\nclaim.repository = *\nprincipal = "
+                             "ci:github/{repository}\nops = sign\n",
+                      "not just '*'");
+    expect_oidc_error(ISSUER "[rule r]\nissuer = gh\nclaim.repository = acme/fw\nprincipal = "
+                             "ci:{repository}\nops = sign\n",
+                      "principal must start with <kind>:<namespace>/");
+    expect_oidc_error(ISSUER "[rule r]\nissuer = gh\nclaim.repository = acme/fw\nprincipal = "
+                             "ci:github/{repository}\nops = admin\n",
+                      "never holds admin");
+    expect_oidc_error(ISSUER "[rule r]\nissuer = nobody\n", "is not an [issuer] section above");
+    expect_oidc_error(ISSUER RULE "ttl = 7200\n", "over the max_ttl");
+    expect_oidc_error(ISSUER RULE
+                      "[issuer gl]\nissuer = https://gitlab.com\njwks_file = j\naudience = kb\n"
+                      "algorithms = RS256\n[rule s]\nissuer = gl\nclaim.project_path = a/b\n"
+                      "principal = ci:github/{project_path}\nops = sign\n",
+                      "could be the same");
+    expect_oidc_error("", "no [issuer] section");
 }
 
 static void test_audit_origin(void **state)
@@ -147,6 +280,74 @@ static void test_missing_file(void **state)
     (void)state;
     assert_int_equal(kbd_config_load("/nonexistent/kb.conf", &cfg, &m), KBR_ERR_CONFIG);
     assert_non_null(strstr(m.text, "/nonexistent/kb.conf"));
+    kbd_config_cleanup(&cfg);
+}
+
+/* The operational settings: ops_listen, log_file (relative to the file), log_format. */
+static void test_ops_and_log_settings(void **state)
+{
+    kbd_config cfg;
+    kbr_msg m = {{0}};
+    char want[256];
+
+    (void)state;
+    assert_int_equal(load("pin_file = pin\nops_listen = 0.0.0.0:9443\nlog_file = kb.log\n"
+                          "log_format = json\n",
+                          &cfg, &m),
+                     KBR_OK);
+    assert_string_equal(cfg.ops_listen_host, "0.0.0.0");
+    assert_int_equal(cfg.ops_listen_port, 9443);
+    snprintf(want, sizeof(want), "%s/kb.log", dir);
+    assert_string_equal(cfg.log_file, want);
+    assert_true(cfg.log_json);
+    kbd_config_cleanup(&cfg);
+    assert_int_equal(load("pin_file = pin\nlog_format = yaml\n", &cfg, &m), KBR_ERR_CONFIG);
+    assert_non_null(strstr(m.text, ":2: bad value for log_format: \"yaml\""));
+    kbd_config_cleanup(&cfg);
+    assert_int_equal(load("pin_file = pin\nops_listen = 9443\n", &cfg, &m), KBR_ERR_CONFIG);
+    assert_non_null(strstr(m.text, "ops_listen"));
+    kbd_config_cleanup(&cfg);
+    assert_int_equal(
+        load("pin_file = pin\nlisten = 127.0.0.1:8443\nops_listen = 127.0.0.1:8443\n", &cfg, &m),
+        KBR_ERR_CONFIG);
+    assert_non_null(strstr(m.text, "ops_listen is the listen address"));
+    kbd_config_cleanup(&cfg);
+}
+
+static void collect(const char *problem, void *arg)
+{
+    char *all = arg;
+
+    strncat(all, problem, 2047 - strlen(all));
+    strncat(all, "\n", 2047 - strlen(all));
+}
+
+/* --check's reading: every bad line and a missing setting, each once, in order. */
+static void test_every_problem_reported(void **state)
+{
+    kbd_config cfg;
+    kbr_msg m = {{0}};
+    char path[128], all[2048] = "";
+    FILE *f;
+
+    (void)state;
+    snprintf(path, sizeof(path), "%s/kb.conf", dir);
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("listen_adress = 1\nworkers = many\n", f);
+    for (int i = 0; i < 5000; i++)
+        fputc('x', f);
+    fputs("\nlog_format = json\n", f);
+    fclose(f);
+    assert_int_equal(kbd_config_load_all(path, &cfg, collect, all, &m), KBR_ERR_CONFIG);
+    assert_non_null(strstr(m.text, ":1: unknown key \"listen_adress\""));
+    assert_non_null(strstr(all, ":1: unknown key \"listen_adress\"\n"));
+    assert_non_null(strstr(all, ":2: bad value for workers: \"many\"\n"));
+    assert_non_null(strstr(all, ":3: line too long\n"));
+    assert_non_null(strstr(all, "pin_file is required\n"));
+    /* the rest of the long line is not a line of its own, and the line after it is read */
+    assert_null(strstr(all, ":4:"));
+    assert_true(cfg.log_json);
     kbd_config_cleanup(&cfg);
 }
 
@@ -206,6 +407,10 @@ int main(void)
         cmocka_unit_test(test_errors_name_the_line),
         cmocka_unit_test(test_audit_origin),
         cmocka_unit_test(test_missing_file),
+        cmocka_unit_test(test_ops_and_log_settings),
+        cmocka_unit_test(test_every_problem_reported),
+        cmocka_unit_test(test_crl_url),
+        cmocka_unit_test(test_oidc_issuers),
         cmocka_unit_test(test_field_readers),
     };
 

@@ -119,14 +119,14 @@ static void test_segment_decode(void **state)
 static void test_dot_names_invalid(void **state)
 {
     (void)state;
-    assert_false(kbd_valid_name("."));
-    assert_false(kbd_valid_name(".."));
-    assert_false(kbd_valid_name(""));
-    assert_false(kbd_valid_name("a/b"));
-    assert_true(kbd_valid_name("..."));
-    assert_true(kbd_valid_name(".a"));
-    assert_true(kbd_valid_name("a.."));
-    assert_true(kbd_valid_name("factory:acme@x+1"));
+    assert_false(kbr_name_valid("."));
+    assert_false(kbr_name_valid(".."));
+    assert_false(kbr_name_valid(""));
+    assert_false(kbr_name_valid("a/b"));
+    assert_true(kbr_name_valid("..."));
+    assert_true(kbr_name_valid(".a"));
+    assert_true(kbr_name_valid("a.."));
+    assert_true(kbr_name_valid("factory:acme@x+1"));
 }
 
 static int parse(const char *head, kbd_head *h)

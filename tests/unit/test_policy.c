@@ -21,6 +21,7 @@
 #include <openssl/hmac.h>
 #include <openssl/pem.h>
 
+#include "../common/idp.h"
 #include "kbr_policy.h"
 
 #define NOW      ((time_t)1800000000)
@@ -32,6 +33,18 @@ typedef struct {
     EVP_PKEY *foreign;
     kbr_policy *p;
 } fixture;
+
+/* The issuer key's kid (its RFC 7638 thumbprint), in every header the builders below make. */
+static char issuer_kid[64];
+
+static void kid_of(EVP_PKEY *key, char kid[64])
+{
+    json_t *jwk = NULL;
+
+    assert_int_equal(kbr_jwk_from_pkey(key, &jwk), KBR_OK);
+    snprintf(kid, 64, "%s", json_string_value(json_object_get(jwk, "kid")));
+    json_decref(jwk);
+}
 
 static EVP_PKEY *p256_new(void)
 {
@@ -48,7 +61,9 @@ static int setup(void **state)
     assert_non_null(f);
     f->issuer = p256_new();
     f->foreign = p256_new();
-    assert_int_equal(kbr_policy_new(INSTANCE, f->issuer, &f->p), KBR_OK);
+    kid_of(f->issuer, issuer_kid);
+    assert_int_equal(kbr_policy_new(INSTANCE, &f->p), KBR_OK);
+    assert_int_equal(kbr_policy_add_issuer(f->p, issuer_kid, f->issuer, true), KBR_OK);
     *state = f;
     return 0;
 }
@@ -91,7 +106,7 @@ static char *sign_claims(EVP_PKEY *key, const json_t *claims)
     char *input = NULL, *token = NULL;
     unsigned char sig[64];
 
-    assert_int_equal(kbr_jwt_signing_input(claims, "issuer-kid", &input), KBR_OK);
+    assert_int_equal(kbr_jwt_signing_input(claims, issuer_kid, &input), KBR_OK);
     hsm_sign(key, input, sig);
     assert_int_equal(kbr_jwt_assemble(input, sig, sizeof(sig), &token), KBR_OK);
     free(input);
@@ -124,6 +139,15 @@ static char *raw_input(const char *header, const char *payload)
     free(h);
     free(p);
     return in;
+}
+
+/* The header the broker writes, for the issuer key. */
+static const char *es256_header(void)
+{
+    static char h[128];
+
+    snprintf(h, sizeof(h), "{\"alg\":\"ES256\",\"kid\":\"%s\",\"typ\":\"JWT\"}", issuer_kid);
+    return h;
 }
 
 static char *raw_token(EVP_PKEY *key, const char *header, const char *payload)
@@ -175,9 +199,10 @@ static json_t *row_new(const char *jti, const char *sub, time_t exp, const char 
 
     fmt_time(NOW - 10, iat);
     fmt_time(exp, ex);
-    row = json_pack("{s:s, s:s, s:o, s:s, s:n, s:s, s:n, s:s, s:n, s:i}", "jti", jti, "sub", sub,
-                    "scope", scope_json(scope), "issued_at", iat, "not_before", "expires_at", ex,
-                    "revoked_at", "issued_by", "security:bootstrap", "cnf_x5t", "uses", 0);
+    row = json_pack("{s:s, s:s, s:o, s:s, s:n, s:s, s:n, s:s, s:n, s:i, s:s}", "jti", jti, "sub",
+                    sub, "scope", scope_json(scope), "issued_at", iat, "not_before", "expires_at",
+                    ex, "revoked_at", "issued_by", "security:bootstrap", "cnf_x5t", "uses", 0,
+                    "kid", issuer_kid);
     assert_non_null(row);
     return row;
 }
@@ -458,7 +483,7 @@ static void test_tampered_payload_refused(void **state)
     char *input = NULL, *forged;
 
     json_object_set_new(claims, "kbr", json_pack("{s:[s]}", "ops", "admin"));
-    assert_int_equal(kbr_jwt_signing_input(claims, "issuer-kid", &input), KBR_OK);
+    assert_int_equal(kbr_jwt_signing_input(claims, issuer_kid, &input), KBR_OK);
     forged = join_dot(input, strrchr(good, '.') + 1);
     expect_refused(f, forged, "token signature does not verify");
     free(forged);
@@ -937,6 +962,9 @@ static void test_header_extra_member_refused(void **state)
     expect_refused(f, t, "token header is not a JSON object");
     free(t);
     t = raw_token(f->issuer, "{\"alg\":\"ES256\",\"typ\":\"JWT\"}", payload);
+    expect_refused(f, t, "token header has no kid");
+    free(t);
+    t = raw_token(f->issuer, es256_header(), payload);
     expect_ok(f, t, NULL, jti);
     free(t);
     free(payload);
@@ -955,7 +983,7 @@ static void test_duplicate_payload_keys_refused(void **state)
              "{\"iss\":\"%s\",\"aud\":\"%s\",\"sub\":\"ci:fw-pipeline\",\"exp\":%lld,"
              "\"jti\":\"%s\",\"kbr\":{\"ops\":[\"sign\"]},\"sub\":\"ci:fw-pipeline\"}",
              INSTANCE, INSTANCE, (long long)(NOW + 3600), jti);
-    t = raw_token(f->issuer, "{\"alg\":\"ES256\",\"typ\":\"JWT\"}", payload);
+    t = raw_token(f->issuer, es256_header(), payload);
     expect_refused(f, t, "token payload is not a JSON object");
     free(t);
     free(good);
@@ -1002,6 +1030,243 @@ static void test_row_update_and_bad_rows(void **state)
     expect_ok(f, token, NULL, jti);
     json_decref(row);
     free(token);
+}
+
+/* ---- issuer keys: rotation and selection by kid ---- */
+
+static char *sign_with_kid(EVP_PKEY *key, const char *kid, const json_t *claims)
+{
+    char *input = NULL, *token = NULL;
+    unsigned char sig[64];
+
+    assert_int_equal(kbr_jwt_signing_input(claims, kid, &input), KBR_OK);
+    hsm_sign(key, input, sig);
+    assert_int_equal(kbr_jwt_assemble(input, sig, sizeof(sig), &token), KBR_OK);
+    free(input);
+    return token;
+}
+
+/* A token recorded as signed by kid (parent "" for a root), signed by key under kid. */
+static char *issue_by(fixture *f, EVP_PKEY *key, const char *kid, time_t exp, const char *parent,
+                      char jti[33])
+{
+    json_t *row, *claims;
+    char *token;
+
+    new_jti(jti);
+    row = row_new(jti, "ci:fw-pipeline", exp, "{\"ops\": [\"sign\"]}");
+    json_object_set_new(row, "kid", json_string(kid));
+    if (parent[0] != '\0')
+        json_object_set_new(row, "parent_jti", json_string(parent));
+    add_row(f->p, row);
+    claims = claims_new(jti, "ci:fw-pipeline", NOW - 10, exp);
+    token = sign_with_kid(key, kid, claims);
+    json_decref(claims);
+    return token;
+}
+
+/* The kids a JWK Set lists, in order, joined by spaces. */
+static const char *jwks_kids(kbr_policy *p, time_t now)
+{
+    static char out[512];
+    json_t *jwks = kbr_policy_jwks(p, now), *k;
+    size_t i;
+
+    out[0] = '\0';
+    assert_non_null(jwks);
+    json_array_foreach(json_object_get(jwks, "keys"), i, k)
+    {
+        size_t n = strlen(out);
+        snprintf(out + n, sizeof(out) - n, "%s%s", n > 0 ? " " : "",
+                 json_string_value(json_object_get(k, "kid")));
+    }
+    json_decref(jwks);
+    return out;
+}
+
+static void rotate_to(fixture *f, EVP_PKEY *key, char kid[64])
+{
+    kid_of(key, kid);
+    assert_int_equal(kbr_policy_add_issuer(f->p, kid, key, true), KBR_OK);
+    assert_string_equal(kbr_policy_current_kid(f->p), kid);
+}
+
+/*
+ * After a rotation the new key verifies the tokens it signs, the old one those it signed,
+ * each under its own kid; a tree spans both keys, and revoking its root cascades.
+ */
+static void test_rotation_both_keys_verify(void **state)
+{
+    fixture *f = *state;
+    EVP_PKEY *next = p256_new();
+    char next_kid[64], parent[33], child[33], old_jti[33], new_jti_[33];
+    char *parent_tok = issue_by(f, f->issuer, issuer_kid, NOW + 3600, "", parent);
+    char *old_tok = issue_by(f, f->issuer, issuer_kid, NOW + 600, "", old_jti);
+    char *child_tok, *new_tok;
+    size_t n = 0;
+
+    expect_ok(f, parent_tok, NULL, parent);
+    rotate_to(f, next, next_kid);
+    child_tok = issue_by(f, next, next_kid, NOW + 1800, parent, child);
+    new_tok = issue_by(f, next, next_kid, NOW + 1800, "", new_jti_);
+    assert_string_equal(kbr_policy_find(f->p, child)->kid, next_kid);
+    expect_ok(f, new_tok, NULL, new_jti_);
+    expect_ok(f, child_tok, NULL, child);
+    expect_ok(f, old_tok, NULL, old_jti);   /* verified now, with the old key */
+    expect_ok(f, parent_tok, NULL, parent); /* from the cache */
+    assert_int_equal(kbr_policy_revoke_jti(f->p, parent, NOW, NULL, &n), KBR_OK);
+    assert_int_equal(n, 2);
+    expect_refused(f, child_tok, "token revoked");
+    expect_ok(f, new_tok, NULL, new_jti_);
+    free(parent_tok);
+    free(old_tok);
+    free(child_tok);
+    free(new_tok);
+    EVP_PKEY_free(next);
+}
+
+/* The kid picks one of the broker's keys, exactly, and the signature is checked against it. */
+static void test_kid_selects_one_key(void **state)
+{
+    fixture *f = *state;
+    EVP_PKEY *next = p256_new();
+    char next_kid[64], foreign_kid[64], jti[33], jti2[33], longkid[80];
+    char *a_tok = issue_by(f, f->issuer, issuer_kid, NOW + 3600, "", jti);
+    json_t *claims = claims_new(jti, "ci:fw-pipeline", NOW - 10, NOW + 3600);
+    char *t;
+
+    rotate_to(f, next, next_kid);
+    kid_of(f->foreign, foreign_kid);
+    /* a key the broker does not have, even one that signs the token */
+    t = sign_with_kid(f->foreign, foreign_kid, claims);
+    expect_refused(f, t, "token kid is not one of this broker's issuer keys");
+    free(t);
+    memset(longkid, 'A', sizeof(longkid) - 1);
+    longkid[sizeof(longkid) - 1] = '\0';
+    t = sign_with_kid(f->issuer, longkid, claims);
+    expect_refused(f, t, "token kid is not one of this broker's issuer keys");
+    free(t);
+    t = sign_with_kid(f->issuer, "", claims);
+    expect_refused(f, t, "token kid is not one of this broker's issuer keys");
+    free(t);
+    /* one kid, the other key's signature: neither key is tried in the other's place */
+    t = sign_with_kid(next, issuer_kid, claims);
+    expect_refused(f, t, "token signature does not verify");
+    free(t);
+    t = sign_with_kid(f->issuer, next_kid, claims);
+    expect_refused(f, t, "token signature does not verify");
+    free(t);
+    /* a valid signature by the other broker key is not the token the record names */
+    t = sign_with_kid(next, next_kid, claims);
+    expect_refused(f, t, "token kid differs from its record");
+    free(t);
+    expect_ok(f, a_tok, NULL, jti);
+    /* and the other way round: a token recorded under the new key, re-signed by the old */
+    free(a_tok);
+    a_tok = issue_by(f, next, next_kid, NOW + 3600, "", jti2);
+    json_decref(claims);
+    claims = claims_new(jti2, "ci:fw-pipeline", NOW - 10, NOW + 3600);
+    t = sign_with_kid(f->issuer, issuer_kid, claims);
+    expect_refused(f, t, "token kid differs from its record");
+    free(t);
+    expect_ok(f, a_tok, NULL, jti2);
+    free(a_tok);
+    json_decref(claims);
+    EVP_PKEY_free(next);
+}
+
+/*
+ * A replaced key stays in the JWK Set and verifies its tokens until the last of them
+ * expires, cached or not, and not a second longer; the current key stays whatever.
+ */
+static void test_replaced_key_retires_with_its_last_token(void **state)
+{
+    fixture *f = *state;
+    EVP_PKEY *next = p256_new();
+    char next_kid[64], both[200], early[33], late[33];
+    char *early_tok = issue_by(f, f->issuer, issuer_kid, NOW + 50, "", early);
+    char *late_tok = issue_by(f, f->issuer, issuer_kid, NOW + 100, "", late);
+    kbr_issuer_state st;
+
+    assert_string_equal(jwks_kids(f->p, NOW), issuer_kid);
+    expect_ok(f, late_tok, NULL, late); /* cached from here on */
+    rotate_to(f, next, next_kid);
+    snprintf(both, sizeof(both), "%s %s", next_kid, issuer_kid);
+    assert_string_equal(jwks_kids(f->p, NOW), both);
+    assert_true(kbr_policy_issuer_state(f->p, issuer_kid, NOW, &st));
+    assert_false(st.current);
+    assert_true(st.trusted);
+    assert_int_equal(st.last_exp, NOW + 100);
+    /* the earlier token expiring changes nothing for the key */
+    expect_refused_at(f->p, early_tok, NOW + 50, NULL, "token expired");
+    assert_string_equal(jwks_kids(f->p, NOW + 99), both);
+    expect_ok_at(f->p, late_tok, NOW + 99, NULL, late);
+    assert_int_equal(stats_of(f->p).cache_hits, 1);
+    /* its last token's exp retires it: out of the set, and nothing verifies with it */
+    assert_string_equal(jwks_kids(f->p, NOW + 100), next_kid);
+    assert_true(kbr_policy_issuer_state(f->p, issuer_kid, NOW + 100, &st));
+    assert_false(st.trusted);
+    expect_refused_at(f->p, late_tok, NOW + 100, NULL, "token kid names a retired issuer key");
+    /* the current key is trusted without any token */
+    assert_true(kbr_policy_issuer_state(f->p, next_kid, NOW + 100000, &st));
+    assert_true(st.current && st.trusted);
+    assert_int_equal(st.last_exp, 0);
+    assert_false(kbr_policy_issuer_state(f->p, "nope", NOW, &st));
+    free(early_tok);
+    free(late_tok);
+    EVP_PKEY_free(next);
+}
+
+/* The JWK Set: the current key first, then the others still trusted, newest first. */
+static void test_jwks_order(void **state)
+{
+    fixture *f = *state;
+    EVP_PKEY *b = p256_new(), *c = p256_new();
+    char b_kid[64], c_kid[64], want[200], jti[33];
+    char *t;
+
+    t = issue_by(f, f->issuer, issuer_kid, NOW + 100, "", jti);
+    free(t);
+    rotate_to(f, b, b_kid);
+    t = issue_by(f, b, b_kid, NOW + 200, "", jti);
+    free(t);
+    rotate_to(f, c, c_kid);
+    snprintf(want, sizeof(want), "%s %s %s", c_kid, b_kid, issuer_kid);
+    assert_string_equal(jwks_kids(f->p, NOW), want);
+    snprintf(want, sizeof(want), "%s %s", c_kid, b_kid);
+    assert_string_equal(jwks_kids(f->p, NOW + 100), want);
+    assert_string_equal(jwks_kids(f->p, NOW + 200), c_kid);
+    EVP_PKEY_free(b);
+    EVP_PKEY_free(c);
+}
+
+/* Keys and rows the registry refuses: each key once under its own thumbprint, and tokens
+ * only of keys it has. */
+static void test_issuer_keys_refused(void **state)
+{
+    fixture *f = *state;
+    EVP_PKEY *next = p256_new();
+    char next_kid[64], jti[33];
+    json_t *row;
+
+    kid_of(next, next_kid);
+    assert_int_equal(kbr_policy_add_issuer(f->p, issuer_kid, next, true), KBR_ERR_CONFLICT);
+    assert_int_equal(kbr_policy_add_issuer(f->p, next_kid, f->issuer, true), KBR_ERR_BAD_REQUEST);
+    assert_int_equal(kbr_policy_add_issuer(f->p, NULL, next, true), KBR_ERR_BAD_REQUEST);
+    assert_string_equal(kbr_policy_current_kid(f->p), issuer_kid);
+    new_jti(jti);
+    row = row_new(jti, "ci:fw-pipeline", NOW + 60, "{\"ops\": [\"sign\"]}");
+    json_object_set_new(row, "kid", json_string(next_kid));
+    assert_int_equal(kbr_policy_add_token(f->p, row), KBR_ERR_BAD_REQUEST);
+    json_object_set_new(row, "kid", json_string(""));
+    assert_int_equal(kbr_policy_add_token(f->p, row), KBR_ERR_BAD_REQUEST);
+    assert_null(kbr_policy_find(f->p, jti));
+    /* a row without a kid (an older broker's) is kept, and never authenticates */
+    json_object_set_new(row, "kid", json_null());
+    assert_int_equal(kbr_policy_add_token(f->p, row), KBR_OK);
+    assert_string_equal(kbr_policy_find(f->p, jti)->kid, "");
+    json_decref(row);
+    EVP_PKEY_free(next);
 }
 
 /* ---- scopes ---- */
@@ -1381,8 +1646,13 @@ static void test_jwk_and_policy_refuse_other_keys(void **state)
     assert_int_equal(kbr_jwk_from_pkey(p384, &jwk), KBR_ERR_BAD_REQUEST);
     assert_null(jwk);
     assert_int_equal(kbr_jwk_from_pkey(ed, &jwk), KBR_ERR_BAD_REQUEST);
-    assert_int_equal(kbr_policy_new(INSTANCE, p384, &p), KBR_ERR_CONFIG);
+    assert_int_equal(kbr_policy_new("", &p), KBR_ERR_CONFIG);
     assert_null(p);
+    assert_int_equal(kbr_policy_new(INSTANCE, &p), KBR_OK);
+    assert_int_equal(kbr_policy_add_issuer(p, "kid", p384, true), KBR_ERR_BAD_REQUEST);
+    assert_int_equal(kbr_policy_add_issuer(p, "kid", ed, true), KBR_ERR_BAD_REQUEST);
+    assert_null(kbr_policy_current_kid(p));
+    kbr_policy_free(p);
     EVP_PKEY_free(p384);
     EVP_PKEY_free(ed);
     kbr_policy_free(NULL);
@@ -1404,6 +1674,128 @@ static void test_sub_valid(void **state)
 }
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+
+/* ---- ID tokens of outside issuers ---- */
+
+static void test_glob_and_claims(void **state)
+{
+    json_t *c = json_pack("{s:s,s:b,s:i,s:[s]}", "repository", "acme/fw", "ref_protected", 1, "run",
+                          42, "list", "x");
+    char *t = NULL;
+    kbr_msg m = {{0}};
+
+    (void)state;
+    assert_true(kbr_glob_match("refs/tags/v*", "refs/tags/v1.2"));
+    assert_true(kbr_glob_match("acme/*", "acme/group/fw"));
+    assert_true(kbr_glob_match("*/fw", "acme/fw"));
+    assert_true(kbr_glob_match("a*b*c", "aXbYbZc"));
+    assert_false(kbr_glob_match("refs/tags/v*", "refs/heads/main"));
+    assert_false(kbr_glob_match("acme/fw", "acme/fw2"));
+    assert_false(kbr_glob_match("acme/fw", "acme/f"));
+    assert_int_equal(kbr_claim_text(c, "ref_protected", &t), KBR_OK);
+    assert_string_equal(t, "true");
+    free(t);
+    assert_int_equal(kbr_claim_text(c, "run", &t), KBR_OK);
+    assert_string_equal(t, "42");
+    free(t);
+    assert_int_equal(kbr_claim_text(c, "list", &t), KBR_ERR_BAD_REQUEST);
+    assert_int_equal(kbr_claim_text(c, "none", &t), KBR_ERR_NOT_FOUND);
+    assert_int_equal(kbr_principal_from_template("ci:github/{repository}", c, &t, &m), KBR_OK);
+    assert_string_equal(t, "ci:github/acme/fw");
+    free(t);
+    assert_int_equal(kbr_principal_from_template("ci:github/{missing}", c, &t, &m),
+                     KBR_ERR_UNAUTHENTICATED);
+    assert_non_null(strstr(m.text, "missing"));
+    json_decref(c);
+}
+
+static void test_jwks_parse(void **state)
+{
+    EVP_PKEY *rsa = kbt_rsa_key(), *ec = kbt_ec_key("P-384");
+    json_t *keys = json_pack("[o,o,{s:s,s:s,s:s}]", kbt_jwk_of(rsa, "r", NULL),
+                             kbt_jwk_of(ec, "e", "ES384"), "kty", "oct", "kid", "hmac", "k", "AA");
+    char *text = kbt_jwks_text(keys);
+    kbr_jwks *set = NULL;
+    kbr_msg m = {{0}};
+
+    (void)state;
+    assert_int_equal(kbr_jwks_parse(text, strlen(text), &set, &m), KBR_OK);
+    assert_int_equal(kbr_jwks_size(set), 2); /* the symmetric key is left out */
+    assert_true(kbr_jwks_has(set, "e"));
+    assert_false(kbr_jwks_has(set, "hmac"));
+    kbr_jwks_free(set);
+    free(text);
+    /* a kid twice refuses the set */
+    json_array_append_new(keys, kbt_jwk_of(rsa, "r", NULL));
+    text = kbt_jwks_text(keys);
+    assert_int_equal(kbr_jwks_parse(text, strlen(text), &set, &m), KBR_ERR_BAD_REQUEST);
+    assert_non_null(strstr(m.text, "appears twice"));
+    free(text);
+    /* a point off the curve */
+    text = strdup("{\"keys\":[{\"kty\":\"EC\",\"crv\":\"P-256\",\"kid\":\"x\",\"x\":"
+                  "\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\",\"y\":"
+                  "\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAE\"}]}");
+    assert_int_equal(kbr_jwks_parse(text, strlen(text), &set, &m), KBR_ERR_BAD_REQUEST);
+    free(text);
+    json_decref(keys);
+    EVP_PKEY_free(rsa);
+    EVP_PKEY_free(ec);
+}
+
+static void test_idtoken_algorithms(void **state)
+{
+    EVP_PKEY *rsa = kbt_rsa_key(), *ec = kbt_ec_key("P-384");
+    json_t *keys = json_pack("[o,o]", kbt_jwk_of(rsa, "r", NULL), kbt_jwk_of(ec, "e", NULL));
+    json_t *claims =
+        json_pack("{s:s,s:[s,s],s:I,s:I,s:s}", "iss", "https://idp", "aud", "other", "kb", "iat",
+                  (json_int_t)NOW - 5, "exp", (json_int_t)NOW + 60, "sub", "job");
+    char *text = kbt_jwks_text(keys), *tok;
+    kbr_jwks *set = NULL;
+    kbr_idtoken t;
+    kbr_msg m = {{0}};
+    kbr_idtoken_rules rules = {"https://idp", "kb", KBR_JWA_PS256 | KBR_JWA_ES384, 30};
+
+    (void)state;
+    assert_int_equal(kbr_jwks_parse(text, strlen(text), &set, &m), KBR_OK);
+    tok = kbt_idtoken(rsa, "PS256", "r", claims);
+    assert_int_equal(kbr_idtoken_verify(tok, &rules, set, NOW, &t, &m), KBR_OK);
+    assert_int_equal(t.alg, KBR_JWA_PS256);
+    assert_int_equal(t.exp, NOW + 60);
+    kbr_idtoken_cleanup(&t);
+    free(tok);
+    tok = kbt_idtoken(ec, "ES384", "e", claims);
+    assert_int_equal(kbr_idtoken_verify(tok, &rules, set, NOW, &t, &m), KBR_OK);
+    kbr_idtoken_cleanup(&t);
+    free(tok);
+    /* RS256 is not pinned; ES384 under the RSA key's kid does not fit */
+    tok = kbt_idtoken(rsa, "RS256", "r", claims);
+    assert_int_equal(kbr_idtoken_verify(tok, &rules, set, NOW, &t, &m), KBR_ERR_UNAUTHENTICATED);
+    free(tok);
+    tok = kbt_idtoken(ec, "ES384", "r", claims);
+    assert_int_equal(kbr_idtoken_verify(tok, &rules, set, NOW, &t, &m), KBR_ERR_UNAUTHENTICATED);
+    assert_non_null(strstr(m.text, "not for ES384"));
+    free(tok);
+    /* an unknown kid is told apart, so the caller can fetch the set again */
+    tok = kbt_idtoken(ec, "ES384", "new", claims);
+    assert_int_equal(kbr_idtoken_verify(tok, &rules, set, NOW, &t, &m), KBR_ERR_NOT_FOUND);
+    free(tok);
+    /* leeway 30 s: iat 15 s ahead passes, 35 s does not; exp has none */
+    tok = kbt_idtoken(ec, "ES384", "e", claims);
+    assert_int_equal(kbr_idtoken_verify(tok, &rules, set, NOW - 20, &t, &m), KBR_OK);
+    kbr_idtoken_cleanup(&t);
+    assert_int_equal(kbr_idtoken_verify(tok, &rules, set, NOW - 40, &t, &m),
+                     KBR_ERR_UNAUTHENTICATED);
+    assert_int_equal(kbr_idtoken_verify(tok, &rules, set, NOW + 60, &t, &m),
+                     KBR_ERR_UNAUTHENTICATED);
+    assert_non_null(strstr(m.text, "expired"));
+    free(tok);
+    kbr_jwks_free(set);
+    free(text);
+    json_decref(keys);
+    json_decref(claims);
+    EVP_PKEY_free(rsa);
+    EVP_PKEY_free(ec);
+}
 
 int main(void)
 {
@@ -1434,6 +1826,11 @@ int main(void)
         T(test_header_extra_member_refused),
         T(test_duplicate_payload_keys_refused),
         T(test_row_update_and_bad_rows),
+        T(test_rotation_both_keys_verify),
+        T(test_kid_selects_one_key),
+        T(test_replaced_key_retires_with_its_last_token),
+        T(test_jwks_order),
+        T(test_issuer_keys_refused),
         cmocka_unit_test(test_ops_names),
         cmocka_unit_test(test_namelist_match),
         cmocka_unit_test(test_scope_roundtrip),
@@ -1446,6 +1843,9 @@ int main(void)
         T(test_jwk_thumbprint),
         cmocka_unit_test(test_jwk_and_policy_refuse_other_keys),
         cmocka_unit_test(test_sub_valid),
+        cmocka_unit_test(test_glob_and_claims),
+        cmocka_unit_test(test_jwks_parse),
+        cmocka_unit_test(test_idtoken_algorithms),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -303,7 +303,7 @@ static void fleet(ledger *l)
 static int setup(void **state)
 {
     ledger *l = calloc(1, sizeof(*l));
-    char url[128];
+    char url[512];
     kbr_msg msg = {{0}};
 
     if (l == NULL)
@@ -312,7 +312,8 @@ static int setup(void **state)
         free(l);
         return -1;
     }
-    snprintf(url, sizeof(url), "sqlite:%s/ledger.db", l->dir);
+    if (kbt_store_url(l->dir, "ledger.db", url, sizeof(url)) != 0)
+        return -1;
     if (kbr_store_open(url, &l->st, &msg) != KBR_OK)
         return -1;
     *state = l;
@@ -328,7 +329,8 @@ static int teardown(void **state)
     int rc;
 
     kbr_store_close(l->st);
-    rc = kbt_rmtree(l->dir);
+    rc = kbt_store_drop(l->dir);
+    rc |= kbt_rmtree(l->dir);
     free(l);
     return rc;
 }

@@ -27,7 +27,7 @@
 
 #include "kbr_audit.h"
 #include "kbr_store.h"
-#include "sqlite.h"
+#include "../store/sqlite.h"
 
 #define PRODUCTS    5
 #define BUILDS      40
@@ -200,15 +200,18 @@ static void issuer_fingerprint(const char *name, char out[65])
 
 static void key_create(gen *g, const char *name, const char *purpose, const char *product)
 {
-    char at[KBR_TIME_LEN], id[17];
+    char at[KBR_TIME_LEN], pk[65], id[17];
 
     fmt_time(g->now, at);
-    snprintf(id, sizeof(id), "%016llx", (unsigned long long)name_id(name)); /* one per object */
+    /* the ledger holds one key per HSM object and per public key */
+    snprintf(pk, sizeof(pk), "%064llx", (unsigned long long)g->seq + 1);
+    snprintf(id, sizeof(id), "%016llx", (unsigned long long)g->seq + 1);
     emit(g, &bootstrap, path_detail("/v1/keys"),
-         json_pack("{s:s,s:s,s:s,s:s,s:o,s:s,s:s,s:s,s:s,s:s}", "type", "key.create", "name", name,
-                   "purpose", purpose, "algorithm", "ecdsa-p256", "products",
+         json_pack("{s:s,s:s,s:s,s:s,s:o,s:s,s:s,s:s,s:s,s:s,s:s}", "type", "key.create", "name",
+                   name, "purpose", purpose, "algorithm", "ecdsa-p256", "products",
                    product != NULL ? json_pack("[s]", product) : json_array(), "owner", "security",
-                   "hsm_label", name, "hsm_id", id, "public_key_pem", "PEM", "created_at", at));
+                   "hsm_label", name, "hsm_id", id, "public_key_pem", "PEM", "public_key_sha256",
+                   pk, "created_at", at));
 }
 
 static void key_cert(gen *g, const char *name, const char *issuer, time_t not_after)

@@ -1,0 +1,85 @@
+/*
+ * verify.c - keybrokerd -c FILE --verify-store: the store checked against its own log
+ * (kbr_audit_verify_store), reported on stdout.  It needs neither the HSM nor the store lock
+ * (it reads one snapshot, so a running broker may go on serving), and it never creates a
+ * store: a store that is not there is an error.  The scratch store it rebuilds goes beside
+ * the store, on the file system that already has room for one like it.
+ */
+#include <errno.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <signal.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kbd.h"
+
+/* The scratch store's files, removed if the check is interrupted (async-signal-safe). */
+static char scratch[3][4200];
+
+static void on_signal(int sig)
+{
+    for (int i = 0; i < 3; i++)
+        if (scratch[i][0] != '\0')
+            unlink(scratch[i]);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static void catch_signals(const char *path)
+{
+    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
+
+    snprintf(scratch[0], sizeof(scratch[0]), "%s", path);
+    snprintf(scratch[1], sizeof(scratch[1]), "%s-wal", path);
+    snprintf(scratch[2], sizeof(scratch[2]), "%s-shm", path);
+    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+        signal(sigs[i], on_signal);
+}
+
+static double seconds_since(const struct timespec *t0)
+{
+    struct timespec t1;
+
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    return (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+kbr_err kbd_verify_store(const kbd_config *cfg, kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+    kbr_audit_verify_stats stats;
+    const char *url = cfg->store;
+    char *path = NULL, *dir, scratch_path[4096];
+    struct timespec t0;
+    struct stat sb;
+
+    KBR_ENSURE(strncmp(url, "sqlite:", 7) == 0,
+               kbr_fail(msg, KBR_ERR_CONFIG, "store %s: only sqlite: stores can be verified", url));
+    path = strndup(url + 7, strcspn(url + 7, "?"));
+    KBR_ENSURE(path != NULL, KBR_ERR_NOMEM);
+    KBR_ENSURE(stat(path, &sb) == 0 && S_ISREG(sb.st_mode),
+               kbr_fail(msg, KBR_ERR_STORE, "store %s: %s", path,
+                        errno == ENOENT ? "no such store (keybrokerd --init creates one)"
+                                        : "not a store file"));
+    dir = dirname(path);
+    KBR_ENSURE((size_t)snprintf(scratch_path, sizeof(scratch_path), "%s/.keybroker-verify.%ld", dir,
+                                (long)getpid()) < sizeof(scratch_path),
+               kbr_fail(msg, KBR_ERR_CONFIG, "store %s: directory name too long", url + 7));
+    catch_signals(scratch_path);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    err = kbr_audit_verify_store(url, scratch_path, &stats, msg);
+    if (err == KBR_ERR_CONFLICT) /* msg names the first difference */
+        fprintf(stderr, "keybrokerd: store %s differs from its audit log:\n", url + 7);
+    KBR_GUARD(err);
+    printf("store %s matches its audit log: %lld entries, %lld effects, %lld documents; "
+           "%lld rows in %lld tables compared (%.1f s)\n",
+           url + 7, (long long)stats.entries, (long long)stats.effects, (long long)stats.documents,
+           (long long)stats.rows, (long long)stats.tables, seconds_since(&t0));
+out:
+    free(path);
+    return err;
+}

@@ -1,0 +1,445 @@
+/*
+ * pg_views.c - the PostgreSQL back end's snapshots and the rows of the custody views
+ * (A, B, C) and the fleet walks; views.c and exposure.c compose them.  The queries are the
+ * SQLite back end's (sqlite_views.c, sqlite_exposure.c) over the same counter tables.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "pg.h"
+
+#define PG(st) ((kbr_pg *)(st))
+#define P      kbr_pg_params p = {.n = 0}
+
+/* One REPEATABLE READ transaction: every read until the matching snapshot_end sees one
+ * state.  Snapshots nest, as SQLite's savepoints do: the outermost one holds the transaction,
+ * and one taken inside the writer's transaction reads that transaction. */
+kbr_err kbr_pg_snapshot_begin(kbr_store *st)
+{
+    kbr_err err = KBR_OK;
+    kbr_pg *s = PG(st);
+
+    if (s->snapshot_depth == 0 && !s->in_tx) {
+        KBR_GUARD(kbr_pg_run(s, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", NULL, NULL));
+        s->in_snapshot = true;
+    }
+    s->snapshot_depth++;
+out:
+    return err;
+}
+
+void kbr_pg_snapshot_end(kbr_store *st)
+{
+    kbr_pg *s = PG(st);
+
+    if (s->snapshot_depth == 0 || --s->snapshot_depth > 0 || !s->in_snapshot)
+        return;
+    if (PQstatus(s->conn) == CONNECTION_OK && PQtransactionStatus(s->conn) != PQTRANS_IDLE) {
+        PGresult *res = PQexec(s->conn, "ROLLBACK");
+        PQclear(res);
+    }
+    s->in_snapshot = false;
+}
+
+/* The scope entries that reach key, as a JSON array: the name itself and each prefix
+ * followed by '*' (sqlite_views.c). */
+static kbr_err scope_patterns(const char *key, char **out)
+{
+    kbr_err err = KBR_OK;
+    size_t n = strlen(key);
+    json_t *arr = NULL;
+    char *buf = NULL;
+
+    *out = NULL;
+    arr = json_array();
+    buf = malloc(n + 2);
+    KBR_ENSURE(arr != NULL && buf != NULL, KBR_ERR_NOMEM);
+    KBR_ENSURE(json_array_append_new(arr, json_string(key)) == 0, KBR_ERR_BAD_REQUEST);
+    for (size_t i = 0; i <= n; i++) {
+        if (i < n && ((unsigned char)key[i] & 0xc0) == 0x80)
+            continue;
+        memcpy(buf, key, i);
+        buf[i] = '*';
+        buf[i + 1] = '\0';
+        KBR_ENSURE(json_array_append_new(arr, json_string(buf)) == 0, KBR_ERR_NOMEM);
+    }
+    *out = json_dumps(arr, JSON_COMPACT);
+    KBR_ENSURE(*out != NULL, KBR_ERR_NOMEM);
+out:
+    free(buf);
+    json_decref(arr);
+    return err;
+}
+
+#define TOKENS_REACHING                                                                            \
+    " t.jti IN (SELECT jti FROM token_keys WHERE pattern IN"                                       \
+    "  (SELECT jsonb_array_elements_text($1::jsonb)))"
+
+static const kbr_pgcol live_token_cols[] = {
+    {"jti", KBR_PGCOL_TEXT},
+    {"sub", KBR_PGCOL_TEXT},
+    {"expires_at", KBR_PGCOL_TEXT},
+    {"uses", KBR_PGCOL_INT},
+    {"max_uses", KBR_PGCOL_INT_OR_NULL},
+};
+
+#define TOKENS_FOR_PRODUCT                                                                         \
+    " (jsonb_typeof(t.scope::jsonb -> 'products') IS NULL"                                         \
+    "  OR (jsonb_typeof(t.scope::jsonb -> 'products') = 'array' AND EXISTS (SELECT 1 FROM"         \
+    "  jsonb_array_elements_text(t.scope::jsonb -> 'products') pr(v)"                              \
+    "  WHERE kbr_name_matches(pr.v, $3))))"
+
+kbr_err kbr_pg_live_tokens(kbr_store *st, const char *key, const char *product, const char *now,
+                           json_t **out)
+{
+    kbr_err err = KBR_OK;
+    char *patterns = NULL;
+    P;
+
+    *out = NULL;
+    KBR_GUARD(scope_patterns(key, &patterns));
+    kbr_pg_text(&p, patterns);
+    kbr_pg_text(&p, now);
+    kbr_pg_text(&p, product);
+    KBR_GUARD(kbr_pg_objects(PG(st),
+                             "SELECT t.jti, t.sub, t.expires_at, coalesce(u.uses, 0),"
+                             " (t.scope::jsonb ->> 'max_uses')::bigint"
+                             " FROM tokens t LEFT JOIN token_usage u ON u.jti = t.jti"
+                             " WHERE" TOKENS_REACHING
+                             " AND t.revoked_at IS NULL AND t.expires_at > $2"
+                             " AND" TOKENS_FOR_PRODUCT " ORDER BY t.expires_at, t.jti",
+                             &p, live_token_cols, KBR_PG_NCOLS(live_token_cols), out));
+out:
+    free(patterns);
+    return err;
+}
+
+static const kbr_pgcol relation_cols[] = {{"key", KBR_PGCOL_TEXT}, {"role", KBR_PGCOL_TEXT}};
+
+kbr_err kbr_pg_product_relations(kbr_store *st, const char *product, json_t **out)
+{
+    P;
+
+    kbr_pg_text(&p, product);
+    return kbr_pg_objects(
+        PG(st),
+        "WITH RECURSIVE dep(key, role) AS ("
+        " SELECT key, role FROM key_relations WHERE product = $1"
+        " UNION SELECT c.issuer_key, 'issuer'::ctext FROM dep JOIN certificates c"
+        "  ON c.owner_kind = 'key' AND c.key_name = dep.key AND c.superseded_at IS NULL"
+        "  WHERE c.issuer_key IS NOT NULL)"
+        " SELECT key, role FROM dep ORDER BY key, role",
+        &p, relation_cols, KBR_PG_NCOLS(relation_cols), out);
+}
+
+kbr_err kbr_pg_product_known(kbr_store *st, const char *product, bool *known)
+{
+    P;
+
+    kbr_pg_text(&p, product);
+    return kbr_pg_exists(PG(st),
+                         "SELECT 1 WHERE EXISTS (SELECT 1 FROM batches WHERE product = $1)"
+                         " OR EXISTS (SELECT 1 FROM devices WHERE product = $1)",
+                         &p, known);
+}
+
+static const kbr_pgcol month_cols[] = {{"month", KBR_PGCOL_TEXT}, {"count", KBR_PGCOL_INT}};
+
+kbr_err kbr_pg_cert_months(kbr_store *st, const char *product, json_t **out)
+{
+    P;
+
+    kbr_pg_text(&p, product);
+    return kbr_pg_objects(PG(st),
+                          "SELECT substr(day, 1, 7), sum(count) FROM device_cert_expiry"
+                          " WHERE product = $1 GROUP BY 1 HAVING sum(count) > 0 ORDER BY 1",
+                          &p, month_cols, KBR_PG_NCOLS(month_cols), out);
+}
+
+static const kbr_pgcol expiring_cols[] = {
+    {"product", KBR_PGCOL_TEXT},       {"serial", KBR_PGCOL_TEXT},
+    {"serial_number", KBR_PGCOL_TEXT}, {"fingerprint", KBR_PGCOL_TEXT},
+    {"not_after", KBR_PGCOL_TEXT},
+};
+
+kbr_err kbr_pg_expiring_devices(kbr_store *st, const char *product, const char *until, int limit,
+                                int64_t *count, json_t **out)
+{
+    kbr_err err = KBR_OK;
+    char day[11];
+    P;
+
+    *out = NULL;
+    memcpy(day, until, 10);
+    day[10] = '\0';
+    kbr_pg_text(&p, product);
+    kbr_pg_text(&p, day);
+    kbr_pg_text(&p, until);
+    KBR_GUARD(kbr_pg_int64(
+        PG(st),
+        "SELECT coalesce((SELECT sum(count) FROM device_cert_expiry"
+        "  WHERE product = $1 AND day < $2), 0)"
+        " + (SELECT count(*) FROM certificates WHERE owner_kind = 'device'"
+        "  AND superseded_at IS NULL AND product = $1 AND not_after >= $2 AND not_after <= $3)",
+        &p, count));
+    p.n = 0;
+    kbr_pg_text(&p, product);
+    kbr_pg_text(&p, until);
+    kbr_pg_int(&p, limit);
+    KBR_GUARD(kbr_pg_objects(PG(st),
+                             "SELECT product, device_serial, serial_number, fingerprint,"
+                             " not_after FROM certificates WHERE owner_kind = 'device'"
+                             " AND superseded_at IS NULL AND product = $1 AND not_after <= $2"
+                             " ORDER BY not_after, id LIMIT $3",
+                             &p, expiring_cols, KBR_PG_NCOLS(expiring_cols), out));
+out:
+    return err;
+}
+
+kbr_err kbr_pg_key_tokens(kbr_store *st, const char *key, json_t **out)
+{
+    kbr_err err = KBR_OK;
+    char *patterns = NULL;
+    P;
+
+    *out = NULL;
+    KBR_GUARD(scope_patterns(key, &patterns));
+    kbr_pg_text(&p, patterns);
+    KBR_GUARD(kbr_pg_objects(
+        PG(st), KBR_PG_TOKEN_SELECT " WHERE" TOKENS_REACHING " ORDER BY t.issued_at, t.jti", &p,
+        kbr_pg_token_cols, KBR_PG_TOKEN_NCOLS, out));
+out:
+    free(patterns);
+    return err;
+}
+
+static const kbr_pgcol operation_cols[] = {
+    {"sub", KBR_PGCOL_TEXT},  {"op", KBR_PGCOL_TEXT},      {"outcome", KBR_PGCOL_TEXT},
+    {"count", KBR_PGCOL_INT}, {"last_at", KBR_PGCOL_TEXT}, {"last_seq", KBR_PGCOL_INT},
+};
+
+kbr_err kbr_pg_key_operations(kbr_store *st, const char *key, json_t **out)
+{
+    P;
+
+    kbr_pg_text(&p, key);
+    return kbr_pg_objects(PG(st),
+                          "SELECT nullif(sub, ''), op, outcome, count, last_at, last_seq"
+                          " FROM key_operations WHERE key = $1 ORDER BY sub, op, outcome",
+                          &p, operation_cols, KBR_PG_NCOLS(operation_cols), out);
+}
+
+/* ---- View C ---- */
+
+/* The smallest string above every string that starts with prefix (sqlite_exposure.c). */
+static char *prefix_upper(const char *prefix)
+{
+    size_t n = strlen(prefix);
+    char *upper;
+
+    while (n > 0 && (unsigned char)prefix[n - 1] == 0xff)
+        n--;
+    if (n == 0)
+        return NULL;
+    upper = strndup(prefix, n);
+    if (upper != NULL)
+        upper[n - 1] = (char)((unsigned char)upper[n - 1] + 1);
+    return upper;
+}
+
+#define COMPONENT_FILTERS                                                                          \
+    " AND ($2::text IS NULL OR cversion IN (SELECT jsonb_array_elements_text($2::jsonb)))"         \
+    " AND ($3::text IS NULL OR product = $3) ORDER BY product, version, id"
+
+static const kbr_pgcol exposure_cols[] = {
+    {"product", KBR_PGCOL_TEXT},  {"version", KBR_PGCOL_TEXT}, {"name", KBR_PGCOL_TEXT},
+    {"cversion", KBR_PGCOL_TEXT}, {"purl", KBR_PGCOL_TEXT},
+};
+
+kbr_err kbr_pg_exposure_components(kbr_store *st, const kbr_exposure_query *q, json_t **out)
+{
+    kbr_err err = KBR_OK;
+    char *versions = NULL, *upper = NULL;
+    P;
+
+    *out = NULL;
+    if (q->versions != NULL) {
+        versions = json_dumps(q->versions, JSON_COMPACT);
+        KBR_ENSURE(versions != NULL, KBR_ERR_NOMEM);
+    }
+    kbr_pg_text(&p, q->component != NULL ? q->component : q->purl_prefix);
+    kbr_pg_text(&p, versions);
+    kbr_pg_text(&p, q->product);
+    if (q->component != NULL) {
+        KBR_GUARD(kbr_pg_objects(PG(st),
+                                 "SELECT product, version, name, cversion, purl FROM components"
+                                 " WHERE name = $1" COMPONENT_FILTERS,
+                                 &p, exposure_cols, KBR_PG_NCOLS(exposure_cols), out));
+    } else {
+        upper = prefix_upper(q->purl_prefix);
+        KBR_ENSURE(upper != NULL, KBR_ERR_BAD_REQUEST);
+        kbr_pg_text(&p, upper);
+        KBR_GUARD(kbr_pg_objects(PG(st),
+                                 "SELECT product, version, name, cversion, purl FROM components"
+                                 " WHERE purl >= $1 AND purl < $4" COMPONENT_FILTERS,
+                                 &p, exposure_cols, KBR_PG_NCOLS(exposure_cols), out));
+    }
+out:
+    free(upper);
+    free(versions);
+    return err;
+}
+
+static const kbr_pgcol build_cols[] = {
+    {"digest", KBR_PGCOL_TEXT},
+    {"signed_at", KBR_PGCOL_TEXT},
+    {"key", KBR_PGCOL_TEXT},
+    {"audit_seq", KBR_PGCOL_INT},
+};
+
+kbr_err kbr_pg_build_row(kbr_store *st, const char *product, const char *version, json_t **out)
+{
+    P;
+
+    kbr_pg_text(&p, product);
+    kbr_pg_text(&p, version);
+    return kbr_pg_object(PG(st),
+                         "SELECT digest, signed_at, key, audit_seq FROM firmware"
+                         " WHERE product = $1 AND version = $2",
+                         &p, build_cols, KBR_PG_NCOLS(build_cols), out);
+}
+
+static const kbr_pgcol batch_count_cols[] = {
+    {"batch", KBR_PGCOL_TEXT}, {"markets", KBR_PGCOL_JSON}, {"count", KBR_PGCOL_INT}};
+
+kbr_err kbr_pg_fleet_batches(kbr_store *st, const char *product, const char *firmware, json_t **out)
+{
+    P;
+
+    kbr_pg_text(&p, product);
+    kbr_pg_text(&p, firmware);
+    return kbr_pg_objects(PG(st),
+                          "SELECT f.batch, coalesce(b.markets, '[]'), f.count"
+                          " FROM fleet_firmware f LEFT JOIN batches b ON b.batch = f.batch"
+                          " WHERE f.product = $1 AND f.firmware = $2 AND f.count > 0",
+                          &p, batch_count_cols, KBR_PG_NCOLS(batch_count_cols), out);
+}
+
+static const kbr_pgcol history_cols[] = {{"history", KBR_PGCOL_INT}};
+
+kbr_err kbr_pg_build_histories(kbr_store *st, const char *product, const char *version,
+                               json_t **out)
+{
+    P;
+
+    kbr_pg_text(&p, product);
+    kbr_pg_text(&p, version);
+    return kbr_pg_objects(PG(st),
+                          "SELECT history FROM firmware_history_versions"
+                          " WHERE product = $1 AND version = $2",
+                          &p, history_cols, KBR_PG_NCOLS(history_cols), out);
+}
+
+static const kbr_pgcol firmware_count_cols[] = {{"firmware", KBR_PGCOL_TEXT},
+                                                {"count", KBR_PGCOL_INT}};
+
+kbr_err kbr_pg_history_firmware(kbr_store *st, int64_t history, json_t **out)
+{
+    P;
+
+    kbr_pg_int(&p, history);
+    return kbr_pg_objects(PG(st),
+                          "SELECT firmware, count FROM history_firmware"
+                          " WHERE history = $1 AND count > 0",
+                          &p, firmware_count_cols, KBR_PG_NCOLS(firmware_count_cols), out);
+}
+
+static const kbr_pgcol pending_cols[] = {
+    {"product", KBR_PGCOL_TEXT},
+    {"serial", KBR_PGCOL_TEXT},
+    {"current_firmware", KBR_PGCOL_TEXT},
+    {"batch", KBR_PGCOL_TEXT},
+};
+
+kbr_err kbr_pg_pending_group(kbr_store *st, int64_t history, const char *firmware,
+                             const char *after, int limit, json_t **out)
+{
+    P;
+
+    kbr_pg_int(&p, history);
+    kbr_pg_text(&p, firmware);
+    kbr_pg_text(&p, after);
+    kbr_pg_int(&p, limit);
+    return kbr_pg_objects(PG(st),
+                          "SELECT product, serial, current_firmware, batch FROM devices"
+                          " WHERE history = $1 AND current_firmware = $2 AND serial > $3"
+                          " ORDER BY serial LIMIT $4",
+                          &p, pending_cols, KBR_PG_NCOLS(pending_cols), out);
+}
+
+/* A walk may read a million devices: it pages through them, WALK_PAGE at a time, by
+ * (serial, product), which is its order. */
+#define WALK_PAGE 2000
+
+kbr_err kbr_pg_fleet_walk(kbr_store *st, const char *product, const char *after, kbr_fleet_fn fn,
+                          void *arg)
+{
+    kbr_err err = KBR_OK;
+    PGresult *res = NULL;
+    char *last_serial = NULL, *last_product = NULL;
+    bool stop = false;
+    int rows = WALK_PAGE;
+
+    while (!stop && rows == WALK_PAGE) {
+        P;
+
+        kbr_pg_text(&p, last_serial != NULL ? last_serial : after);
+        kbr_pg_text(&p, last_product);
+        kbr_pg_int(&p, WALK_PAGE);
+        kbr_pg_text(&p, product);
+        KBR_GUARD(kbr_pg_exec(PG(st),
+                              "SELECT product, serial, current_firmware, batch, history"
+                              " FROM devices WHERE ($4::text IS NULL OR product = $4)"
+                              " AND (serial > $1 OR ($2::text IS NOT NULL AND serial = $1"
+                              "  AND product > $2))"
+                              " ORDER BY serial, product LIMIT $3",
+                              &p, &res));
+        rows = PQntuples(res);
+        for (int r = 0; r < rows && !stop; r++) {
+            const char *h = kbr_pg_value(res, r, 4);
+            kbr_fleet_row row = {.product = kbr_pg_value(res, r, 0),
+                                 .serial = kbr_pg_value(res, r, 1),
+                                 .current_firmware = kbr_pg_value(res, r, 2),
+                                 .batch = kbr_pg_value(res, r, 3),
+                                 .history = h != NULL ? strtoll(h, NULL, 10) : 0,
+                                 .has_history = h != NULL};
+            KBR_ENSURE(row.product != NULL && row.serial != NULL, KBR_ERR_STORE);
+            KBR_GUARD(fn(&row, arg, &stop));
+        }
+        if (rows > 0) {
+            free(last_serial);
+            free(last_product);
+            last_serial = strdup(kbr_pg_value(res, rows - 1, 1));
+            last_product = strdup(kbr_pg_value(res, rows - 1, 0));
+            KBR_ENSURE(last_serial != NULL && last_product != NULL, KBR_ERR_NOMEM);
+        }
+        PQclear(res);
+        res = NULL;
+    }
+out:
+    PQclear(res);
+    free(last_serial);
+    free(last_product);
+    return err;
+}
+
+kbr_err kbr_pg_fleet_size(kbr_store *st, const char *product, int64_t *n)
+{
+    P;
+
+    kbr_pg_text(&p, product);
+    return kbr_pg_int64(PG(st),
+                        "SELECT coalesce(sum(count), 0) FROM fleet_firmware"
+                        " WHERE $1::text IS NULL OR product = $1",
+                        &p, n);
+}

@@ -1,0 +1,293 @@
+/*
+ * sqlite_admin.c - what an operator's commands need of the SQLite back end
+ * beyond serving: whether a store exists, reading one without changing a
+ * byte (keybrokerd --check), and consistent copies while the writer commits
+ * (GET /v1/backup).
+ *
+ * Reading without changing: a connection in WAL mode that finds no -shm
+ * file creates one, and its close may leave it, so a store at rest (no
+ * daemon, no WAL files) is opened as an immutable file, which SQLite reads
+ * without locks or side files.  A store a daemon serves has its WAL files
+ * already and is opened read-only through them, so what it committed is
+ * seen.
+ *
+ * Copies: VACUUM INTO reads the store in one read transaction, so the copy
+ * is the store as of one instant, whatever the writer commits meanwhile; it
+ * goes to a file beside the store (the one file system known to have room
+ * for a store) that is unlinked as soon as it is opened for streaming.  A
+ * process that dies while the copy is being written leaves that file: the
+ * next holder of the store's lock removes it (kbr_sqlite_backup_leftovers).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "sqlite.h"
+
+#define BACKUP_INFIX ".backup-"
+#define BACKUP_TAIL  ".tmp"
+
+static kbr_err path_exists(const char *path, kbr_msg *msg)
+{
+    struct stat sb;
+
+    if (stat(path, &sb) != 0) {
+        if (errno == ENOENT)
+            return kbr_fail(msg, KBR_ERR_NOT_FOUND,
+                            "store %s does not exist; only keybrokerd --init creates a store "
+                            "(check the store setting)",
+                            path);
+        return kbr_fail(msg, KBR_ERR_STORE, "store %s: %s", path, strerror(errno));
+    }
+    if (!S_ISREG(sb.st_mode))
+        return kbr_fail(msg, KBR_ERR_STORE, "store %s: not a regular file", path);
+    return KBR_OK;
+}
+
+kbr_err kbr_sqlite_exists(const char *loc, kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+    char *path = NULL;
+    sqlite3_int64 max_pages;
+
+    KBR_GUARD(kbr_sqlite_parse_location(loc, &path, &max_pages, msg));
+    err = path_exists(path, msg);
+out:
+    free(path);
+    return err;
+}
+
+/*
+ * The pid holding an flock on PATH.lock, from /proc/locks (device and inode of the lock file),
+ * which looks without touching the lock: 0 when nobody holds it, -1 when it cannot be told.
+ */
+static long lock_holder_pid(const char *path)
+{
+    char *lock_path = NULL, line[256];
+    struct stat sb;
+    FILE *f = NULL;
+    long pid = 0;
+
+    if (asprintf(&lock_path, "%s.lock", path) < 0)
+        return -1;
+    if (stat(lock_path, &sb) != 0) {
+        pid = errno == ENOENT ? 0 : -1;
+        goto out;
+    }
+    f = fopen("/proc/locks", "r");
+    if (f == NULL) {
+        pid = -1;
+        goto out;
+    }
+    while (fgets(line, sizeof(line), f) != NULL) {
+        char kind[16], mode[16];
+        unsigned maj, min;
+        unsigned long ino;
+        long p;
+        /* "1: FLOCK  ADVISORY  WRITE 1234 fe:00:10952868 0 EOF" */
+        if (sscanf(line, "%*[^:]: %15s %*s %15s %ld %x:%x:%lu", kind, mode, &p, &maj, &min, &ino) !=
+            6)
+            continue;
+        if (strcmp(kind, "FLOCK") == 0 && strcmp(mode, "WRITE") == 0 && maj == major(sb.st_dev) &&
+            min == minor(sb.st_dev) && ino == (unsigned long)sb.st_ino) {
+            pid = p;
+            break;
+        }
+    }
+out:
+    if (f != NULL)
+        fclose(f);
+    free(lock_path);
+    return pid;
+}
+
+static bool file_exists(const char *path, const char *suffix)
+{
+    char *p = NULL;
+    bool yes;
+
+    if (asprintf(&p, "%s%s", path, suffix) < 0)
+        return false;
+    yes = access(p, F_OK) == 0;
+    free(p);
+    return yes;
+}
+
+/* A file: URI for path, with what URIs reserve percent-encoded. */
+static char *file_uri(const char *path, const char *query)
+{
+    size_t n = strlen(path);
+    char *out = malloc(3 * n + strlen(query) + 8), *o = out;
+
+    if (out == NULL)
+        return NULL;
+    o += sprintf(o, "file:");
+    for (const unsigned char *c = (const unsigned char *)path; *c != '\0'; c++) {
+        if (*c == '%' || *c == '?' || *c == '#' || *c < 0x21 || *c >= 0x7f)
+            o += sprintf(o, "%%%02X", *c);
+        else
+            *o++ = (char)*c;
+    }
+    sprintf(o, "?%s", query);
+    return out;
+}
+
+kbr_err kbr_sqlite_open_readonly(const char *loc, kbr_store **out, kbr_store_info *info,
+                                 kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+    kbr_sqlite *s = NULL;
+    char *path = NULL, *uri = NULL;
+    sqlite3_int64 max_pages;
+    bool through_wal;
+    int rc;
+
+    *out = NULL;
+    KBR_GUARD(kbr_sqlite_parse_location(loc, &path, &max_pages, msg));
+    KBR_GUARD(path_exists(path, msg));
+    info->current_version = KBR_SQLITE_SCHEMA_VERSION;
+    info->served_by = lock_holder_pid(path);
+    through_wal = file_exists(path, "-wal") && file_exists(path, "-shm");
+    uri = file_uri(path, through_wal ? "mode=ro" : "mode=ro&immutable=1");
+    KBR_ENSURE(uri != NULL, KBR_ERR_NOMEM);
+    s = calloc(1, sizeof(*s));
+    KBR_ENSURE(s != NULL, KBR_ERR_NOMEM);
+    s->base.ops = &kbr_store_sqlite_ops;
+    rc = sqlite3_open_v2(uri, &s->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX,
+                         NULL);
+    KBR_ENSURE(s->db != NULL, KBR_ERR_NOMEM);
+    KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
+    sqlite3_extended_result_codes(s->db, 1);
+    sqlite3_busy_timeout(s->db, 5000);
+    rc = sqlite3_exec(s->db, "SELECT 1 FROM sqlite_schema LIMIT 1", NULL, NULL, NULL);
+    KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
+    rc = sqlite3_table_column_metadata(s->db, "main", "meta", "schema_version", NULL, NULL, NULL,
+                                       NULL, NULL);
+    if (rc == SQLITE_OK)
+        KBR_GUARD(kbr_sqlite_schema_version(s, path, &info->schema_version, msg));
+    *out = &s->base;
+    s = NULL;
+out:
+    kbr_sqlite_close((kbr_store *)s);
+    free(uri);
+    free(path);
+    return err;
+}
+
+void kbr_sqlite_backup_leftovers(const char *path)
+{
+    char *copy = strdup(path), *copy2 = strdup(path), *dir, *base, *prefix = NULL;
+    DIR *d = NULL;
+    struct dirent *de;
+
+    if (copy == NULL || copy2 == NULL)
+        goto out;
+    dir = dirname(copy);
+    base = basename(copy2);
+    if (asprintf(&prefix, "%s" BACKUP_INFIX, base) < 0) {
+        prefix = NULL;
+        goto out;
+    }
+    d = opendir(dir);
+    while (d != NULL && (de = readdir(d)) != NULL) {
+        char *full = NULL;
+        if (strncmp(de->d_name, prefix, strlen(prefix)) != 0 ||
+            strstr(de->d_name + strlen(prefix), BACKUP_TAIL) == NULL)
+            continue;
+        if (asprintf(&full, "%s/%s", dir, de->d_name) > 0 && unlink(full) == 0)
+            fprintf(stderr, "keybrokerd: removed %s, left by a backup that did not finish\n", full);
+        free(full);
+    }
+out:
+    if (d != NULL)
+        closedir(d);
+    free(prefix);
+    free(copy);
+    free(copy2);
+}
+
+/* What the copy holds, read from the copy itself. */
+static kbr_err describe_copy(const char *dest, kbr_store_backup_info *info, kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+    kbr_sqlite *c = NULL;
+    sqlite3_stmt *stmt = NULL;
+    char *uri = file_uri(dest, "mode=ro&immutable=1");
+    int rc;
+
+    memset(info->last_hash, '0', 64);
+    info->last_hash[64] = '\0';
+    KBR_ENSURE(uri != NULL, KBR_ERR_NOMEM);
+    c = calloc(1, sizeof(*c));
+    KBR_ENSURE(c != NULL, KBR_ERR_NOMEM);
+    c->base.ops = &kbr_store_sqlite_ops;
+    rc = sqlite3_open_v2(uri, &c->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, NULL);
+    KBR_ENSURE(c->db != NULL, KBR_ERR_NOMEM);
+    KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(c, dest, rc, msg));
+    KBR_GUARD(kbr_sqlite_schema_version(c, dest, &info->schema_version, msg));
+    rc = sqlite3_prepare_v2(c->db, "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", -1,
+                            &stmt, NULL);
+    KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(c, dest, rc, msg));
+    rc = sqlite3_step(stmt);
+    if (rc == SQLITE_ROW) {
+        const char *h = kbr_sqlite_text(stmt, 1);
+        info->last_seq = sqlite3_column_int64(stmt, 0);
+        if (h != NULL && strlen(h) == 64)
+            memcpy(info->last_hash, h, 65);
+    } else {
+        KBR_ENSURE(rc == SQLITE_DONE, kbr_sqlite_fail(c, dest, rc, msg));
+    }
+out:
+    sqlite3_finalize(stmt);
+    kbr_sqlite_close((kbr_store *)c);
+    free(uri);
+    return err;
+}
+
+kbr_err kbr_sqlite_backup(kbr_store *st, int *fd, kbr_store_backup_info *info, kbr_msg *msg)
+{
+    static atomic_uint serial;
+    kbr_sqlite *s = (kbr_sqlite *)st;
+    kbr_err err = KBR_OK;
+    const char *path = sqlite3_db_filename(s->db, "main");
+    char *dest = NULL;
+    sqlite3_stmt *stmt = NULL;
+    int rc;
+
+    *fd = -1;
+    KBR_ENSURE(path != NULL && path[0] != '\0', KBR_ERR_INTERNAL);
+    KBR_ENSURE(asprintf(&dest, "%s" BACKUP_INFIX "%ld-%u" BACKUP_TAIL, path, (long)getpid(),
+                        atomic_fetch_add(&serial, 1)) > 0,
+               KBR_ERR_NOMEM);
+    rc = sqlite3_prepare_v2(s->db, "VACUUM INTO ?1", -1, &stmt, NULL);
+    KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, dest));
+    rc = sqlite3_step(stmt);
+    KBR_ENSURE(rc == SQLITE_DONE,
+               kbr_fail(msg, KBR_ERR_STORE, "store %s: the copy failed: %s", path,
+                        rc == SQLITE_INTERRUPT ? "interrupted" : sqlite3_errmsg(s->db)));
+    KBR_GUARD(describe_copy(dest, info, msg));
+    *fd = open(dest, O_RDONLY | O_CLOEXEC);
+    KBR_ENSURE(*fd >= 0, kbr_fail(msg, KBR_ERR_STORE, "store %s: cannot open its copy %s: %s", path,
+                                  dest, strerror(errno)));
+out:
+    sqlite3_finalize(stmt);
+    if (dest != NULL) {
+        unlink(dest);
+        free(dest);
+    }
+    return err;
+}
+
+void kbr_sqlite_interrupt(kbr_store *st)
+{
+    sqlite3_interrupt(((kbr_sqlite *)st)->db);
+}

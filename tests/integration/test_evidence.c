@@ -1,0 +1,579 @@
+/*
+ * test_evidence.c - the log is the source of truth: keybrokerd --verify-store rebuilds
+ * every ledger fact from the audit entries of a deployment that has lived a little (keys and
+ * a CA certificate, batches, devices provisioned, replayed, rotated and revoked, CRLs, builds
+ * signed with a CycloneDX document and an inline list, an OTA report, a debug unlock, tokens
+ * issued and revoked, checkpoints), finds the store equal to its log, also while the broker serves,
+ * and names the first difference of every kind of tampering with a copy of it.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/rand.h>
+
+#include "harness.h"
+
+static kbt_env *env;
+
+static void must(kbt_resp r, long status, const char *what)
+{
+    if (r.status != status)
+        fail_msg("%s: expected %ld, got %ld %s", what, status, r.status, r.body);
+    kbt_resp_free(&r);
+}
+
+/* The device provisioned, and its answer asked for again (a replay changes nothing). */
+static void provision(const char *tok, const char *serial)
+{
+    char *csr = kbt_csr_pem(NULL, NULL);
+    json_t *body = json_pack("{s:s,s:s,s:{s:s,s:s,s:s,s:s}}", "key", "ca-ev", "csr_pem", csr,
+                             "device", "serial", serial, "product", "meter", "batch", "b-ev",
+                             "firmware_version", "1.0.0");
+
+    must(kbt_callj(env, "POST", "/v1/provision", tok, body), 201, serial);
+    must(kbt_callj(env, "POST", "/v1/provision", tok, body), 200, serial);
+    json_decref(body);
+    free(csr);
+}
+
+static void sign_cyclonedx(const char *tok)
+{
+    static const char doc[] =
+        "{\"bomFormat\":\"CycloneDX\",\"specVersion\":\"1.5\",\"components\":["
+        "{\"name\":\"openssl\",\"version\":\"3.0.11\",\"purl\":\"pkg:deb/debian/openssl@3.0.11\"},"
+        "{\"name\":\"z\\u00fcrich-lib\",\"version\":\"1\"}]}";
+    char *b64 = NULL, body[2048];
+
+    assert_int_equal(kbr_b64_encode((const unsigned char *)doc, strlen(doc), &b64), KBR_OK);
+    snprintf(body, sizeof(body),
+             "{\"key\":\"fw-ev\",\"digest\":\"%064d\",\"artifact\":{\"product\":\"meter\","
+             "\"version\":\"1.0.0\"},\"sbom_b64\":\"%s\"}",
+             1, b64);
+    must(kbt_call(env, "POST", "/v1/sign", tok, body), 200, "sign 1.0.0");
+    free(b64);
+}
+
+static void debug_unlock(void)
+{
+    char *tok = kbt_token(env, "{\"sub\":\"factory:rework\",\"ops\":[\"debug-auth\"],\"ttl\":600}");
+    unsigned char ch[32], msg[36];
+    char hex[65], *b64 = NULL;
+    json_t *body;
+
+    RAND_bytes(ch, sizeof(ch));
+    memcpy(msg, "ADAC", 4);
+    memcpy(msg + 4, ch, 32);
+    kbr_hex_encode_buf(ch, 32, hex);
+    assert_int_equal(kbr_b64_encode(msg, sizeof(msg), &b64), KBR_OK);
+    body = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "key", "dbg-ev", "device", "M-2", "product",
+                     "meter", "challenge", hex, "permissions", "01", "ticket", "RMA-1",
+                     "message_b64", b64);
+    must(kbt_callj(env, "POST", "/v1/debug-auth", tok, body), 200, "debug unlock");
+    json_decref(body);
+    free(b64);
+    free(tok);
+}
+
+static void rotate(const char *serial)
+{
+    char *tok = kbt_token(env, "{\"sub\":\"ota:meter\",\"ops\":[\"rotate\"],\"keys\":[\"ca-ev\"],"
+                               "\"ttl\":600}");
+    char *csr = kbt_csr_pem(NULL, NULL), path[96];
+    json_t *body = json_pack("{s:s,s:s,s:s}", "key", "ca-ev", "product", "meter", "csr_pem", csr);
+
+    snprintf(path, sizeof(path), "/v1/devices/%s/certificates", serial);
+    must(kbt_callj(env, "POST", path, tok, body), 201, "rotate");
+    json_decref(body);
+    free(csr);
+    free(tok);
+}
+
+static void ota_report(void)
+{
+    char *tok = kbt_token(env, "{\"sub\":\"ota:meter\",\"ops\":[\"ota-report\"],\"ttl\":600}");
+    char at[KBR_TIME_LEN];
+    json_t *body;
+
+    kbr_time_fmt(time(NULL), at);
+    body = json_pack("{s:s,s:s,s:s,s:[{s:s,s:s,s:s},{s:s,s:s,s:s}]}", "product", "meter", "version",
+                     "1.1.0", "campaign", "c-1", "results", "device", "M-1", "status", "installed",
+                     "at", at, "device", "M-2", "status", "failed", "at", at);
+    must(kbt_callj(env, "POST", "/v1/ota/deployments", tok, body), 200, "OTA report");
+    json_decref(body);
+    free(tok);
+}
+
+static int setup(void **state)
+{
+    char *factory, *ci, *spare;
+    kbt_resp r;
+
+    (void)state;
+    env = kbt_start("checkpoint_every = 5\n");
+    kbt_key(env, "ca-ev", "device-identity-ca", "ecdsa-p256", "meter");
+    kbt_key(env, "fw-ev", "firmware-signing", "ecdsa-p256", "meter");
+    kbt_key(env, "dbg-ev", "debug-auth", "ecdsa-p256", "meter");
+    must(kbt_call(env, "POST", "/v1/keys/ca-ev/certificate", env->admin,
+                  "{\"self_signed\":{\"subject\":\"CN=Meter CA\",\"days\":3650}}"),
+         201, "CA certificate");
+    must(kbt_call(env, "POST", "/v1/batches", env->admin,
+                  "{\"batch\":\"b-ev\",\"product\":\"meter\",\"factory\":\"factory:acme\","
+                  "\"quantity\":5,\"market\":[\"DE\",\"JP\"]}"),
+         201, "batch");
+    ci = kbt_token(env,
+                   "{\"sub\":\"ci:meter\",\"ops\":[\"sign\"],\"keys\":[\"fw-ev\"],\"ttl\":600}");
+    factory = kbt_token(env, "{\"sub\":\"factory:acme\",\"ops\":[\"provision\"],\"ttl\":600}");
+    sign_cyclonedx(ci);
+    must(kbt_call(env, "POST", "/v1/sign", ci,
+                  "{\"key\":\"fw-ev\",\"digest\":\"0000000000000000000000000000000000000000000000"
+                  "000000000000000002\",\"artifact\":{\"product\":\"meter\",\"version\":\"1.1.0\"},"
+                  "\"sbom\":{\"format\":\"cyclonedx\",\"components\":[{\"name\":\"openssl\","
+                  "\"version\":\"3.0.13\",\"purl\":\"pkg:deb/debian/openssl@3.0.13\"}]}}"),
+         200, "sign 1.1.0");
+    provision(factory, "M-1");
+    provision(factory, "M-2");
+    rotate("M-1");
+    /* CRLs before and after a revocation: each one's number and times are the log's */
+    must(kbt_call(env, "GET", "/v1/cas/ca-ev/crl", NULL, NULL), 200, "first CRL");
+    must(kbt_call(env, "POST", "/v1/devices/M-1/revoke", env->admin,
+                  "{\"product\":\"meter\",\"reason\":\"keyCompromise\"}"),
+         200, "revoke M-1");
+    must(kbt_call(env, "GET", "/v1/cas/ca-ev/crl", NULL, NULL), 200, "CRL after the revocation");
+    ota_report();
+    debug_unlock();
+    spare = kbt_token(env, "{\"sub\":\"ci:spare\",\"ops\":[\"read\"],\"ttl\":600}");
+    r = kbt_call(env, "POST", "/v1/revocations", env->admin, "{\"sub\":\"ci:spare\"}");
+    must(r, 200, "revoke by principal");
+    free(spare);
+    free(ci);
+    free(factory);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    kbt_free(env);
+    return 0;
+}
+
+/* keybrokerd --verify-store on the store of config conf: exit status, output into *out. */
+static int verify(const char *conf, char **out)
+{
+    char args[128];
+
+    snprintf(args, sizeof(args), "-c %s --verify-store", conf);
+    return kbt_run_daemon(env, args, out);
+}
+
+static void test_store_matches_its_log(void **state)
+{
+    char *out = NULL;
+    json_t *entries;
+    size_t i, with_effects = 0, with_documents = 0;
+    const json_t *e;
+
+    if (kbt_on_pg())
+        skip(); /* --verify-store reads sqlite: stores only */
+
+    (void)state;
+    /* while the broker serves: one snapshot is checked */
+    if (verify("keybroker.conf", &out) != 0)
+        fail_msg("--verify-store on a live store: %s", out);
+    assert_non_null(strstr(out, "matches its audit log"));
+    free(out);
+
+    entries = kbt_audit_all(env);
+    json_array_foreach(entries, i, e)
+    {
+        with_effects += json_object_get(e, "effects") != NULL;
+        with_documents += json_object_get(e, "documents") != NULL;
+    }
+    /* keys, certificate, batch, tokens, builds, devices, rotation, revocation, CRLs, OTA,
+     * unlock, checkpoints */
+    assert_true(with_effects >= 18);
+    /* the CycloneDX document and the inline list */
+    assert_int_equal(with_documents, 2);
+    json_decref(entries);
+
+    kbt_stop(env);
+    if (verify("keybroker.conf", &out) != 0)
+        fail_msg("--verify-store: %s", out);
+    free(out);
+    assert_int_equal(kbt_spawn_daemon(env), 0);
+}
+
+/* A copy of the store, changed by sql (run by sqlite3), checked. */
+static void expect_named(const char *sql, const char *want1, const char *want2)
+{
+    char cmd[2048], *out = NULL;
+    int rc;
+
+    snprintf(cmd, sizeof(cmd),
+             "rm -f t.db t.db-wal t.db-shm && sqlite3 keybroker.db '.backup t.db' && "
+             "sed 's|^store *=.*|store = sqlite:t.db|' keybroker.conf > t.conf && "
+             "grep -q '^store = sqlite:t.db' t.conf && sqlite3 t.db \"%s\"",
+             sql);
+    rc = kbt_sh(env, cmd, &out);
+    if (rc != 0)
+        fail_msg("tampering with a copy (%s): %s", sql, out != NULL ? out : "");
+    free(out);
+    rc = verify("t.conf", &out);
+    if (rc != 1 || out == NULL || strstr(out, want1) == NULL ||
+        (want2 != NULL && strstr(out, want2) == NULL))
+        fail_msg("after %s: exit %d, expected 1 naming \"%s\" and \"%s\": %s", sql, rc, want1,
+                 want2 != NULL ? want2 : "", out != NULL ? out : "");
+    free(out);
+}
+
+static void test_tampering_named(void **state)
+{
+    char *out = NULL;
+
+    if (kbt_on_pg())
+        skip(); /* --verify-store reads sqlite: stores only */
+
+    (void)state;
+    kbt_stop(env);
+    /* a fact changed, removed or added behind the log */
+    expect_named("UPDATE devices SET current_firmware = '9.9.9' WHERE serial = 'M-1'",
+                 "table devices",
+                 "current_firmware is \"9.9.9\" in the store, \"1.1.0\" by the log");
+    expect_named("UPDATE tokens SET revoked_at = NULL, revoke_reason = NULL"
+                 " WHERE sub = 'ci:spare'",
+                 "table tokens", "revoked_at is null in the store");
+    expect_named("DELETE FROM certificates WHERE superseded_at IS NOT NULL", "table certificates",
+                 "the log records it, but the store does not have it");
+    expect_named("INSERT INTO batches(batch, product, factory, quantity, markets, provisioned,"
+                 " created_at, created_by, audit_seq) VALUES ('b-ghost', 'meter', 'factory:x',"
+                 " 9, '[\\\"US\\\"]', 0, '2026-01-01T00:00:00Z', 'security:bootstrap', 3)",
+                 "table batches", "is in the store, but no audit entry records it");
+    expect_named("UPDATE components SET cversion = '3.0.14' WHERE cversion = '3.0.13'",
+                 "table components", "3.0.14");
+    expect_named("UPDATE batches SET markets = '[\\\"DE\\\",\\\"JP\\\",\\\"FR\\\"]'",
+                 "table batches", "markets");
+    expect_named("UPDATE debug_challenges SET serial = 'M-1'", "debug_challenges", NULL);
+    expect_named("UPDATE token_usage SET uses = uses + 5", "table token_usage", "uses");
+    /* a document swapped: its content no longer hashes to its name */
+    expect_named("UPDATE documents SET body = CAST('{}' AS BLOB)", "document", "has been changed");
+    expect_named("DELETE FROM documents", "names document", "does not have");
+    /* the log itself: an entry's text changed, or a trigger planted to rewrite what comes */
+    expect_named("UPDATE audit SET entry = replace(entry, 'ci:meter', 'ci:other')"
+                 " WHERE entry LIKE '%ci:meter%'",
+                 "audit entry", "hash does not match its content");
+    expect_named("UPDATE audit SET legacy_key_use = 1 WHERE seq = 3", "legacy_key_use", NULL);
+    expect_named("CREATE TRIGGER quiet AFTER INSERT ON devices BEGIN SELECT 1; END",
+                 "schema: trigger quiet", NULL);
+    /* a revocation undone, or a CRL renumbered, behind the log */
+    expect_named("DELETE FROM certificate_revocations", "table certificate_revocations",
+                 "the log records it, but the store does not have it");
+    expect_named("DELETE FROM device_revocations", "table device_revocations",
+                 "the log records it, but the store does not have it");
+    expect_named("UPDATE crls SET number = number + 10", "table crls", NULL);
+
+    /* the columns an entry's row shows are the entry's: none can be rewritten */
+    assert_int_not_equal(
+        kbt_sh(env, "sqlite3 keybroker.db \"UPDATE audit SET sub = 'mallory'\"", &out), 0);
+    free(out);
+    if (verify("keybroker.conf", &out) != 0)
+        fail_msg("the untouched store: %s", out);
+    free(out);
+    assert_int_equal(kbt_spawn_daemon(env), 0);
+}
+
+/* ---- evidence bundles ---- */
+
+/* The CLI with the bootstrap token (or tok): exit status, output into *out. */
+static int cli(const char *tok, const char *args, char **out)
+{
+    char cmd[4096];
+
+    snprintf(cmd, sizeof(cmd), "KEYBROKER_URL='%s' KEYBROKER_TOKEN='%s' '%s/keybroker' %s 2>&1",
+             env->url, tok != NULL ? tok : env->admin, env->bin_dir, args);
+    return kbt_sh(env, cmd, out);
+}
+
+static json_t *load(const char *name)
+{
+    char path[512];
+    json_t *v;
+
+    snprintf(path, sizeof(path), "%s/%s", env->dir, name);
+    v = json_load_file(path, JSON_REJECT_DUPLICATES, NULL);
+    assert_non_null(v);
+    return v;
+}
+
+static void save(const char *name, const json_t *v)
+{
+    char path[512];
+
+    snprintf(path, sizeof(path), "%s/%s", env->dir, name);
+    assert_int_equal(json_dump_file(v, path, JSON_COMPACT), 0);
+}
+
+/* The audit public key, pinned from the bundle's own checkpoint as an auditor would from a
+ * checkpoint kept elsewhere. */
+static void pin_audit_key(const json_t *bundle)
+{
+    char path[512];
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s/audit.pem", env->dir);
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(
+        json_string_value(json_object_get(json_object_get(bundle, "checkpoint"), "public_key_pem")),
+        f);
+    assert_int_equal(fclose(f), 0);
+}
+
+static bool has_effect(const json_t *bundle, const char *type)
+{
+    const json_t *item, *fx;
+    size_t i, k;
+
+    json_array_foreach(json_object_get(bundle, "entries"), i, item)
+    {
+        json_array_foreach(json_object_get(json_object_get(item, "entry"), "effects"), k, fx)
+        {
+            if (strcmp(json_string_value(json_object_get(fx, "type")), type) == 0)
+                return true;
+        }
+    }
+    return false;
+}
+
+/* A bundle changed by change(), then verified: exit 1 naming want. */
+static void expect_refused(const char *what, void (*change)(json_t *), const char *want)
+{
+    json_t *b = load("m1.json");
+    char *out = NULL;
+    int rc;
+
+    change(b);
+    save("bad.json", b);
+    json_decref(b);
+    rc = cli(NULL, "evidence verify bad.json --pubkey audit.pem", &out);
+    if (rc == 0 || out == NULL || strstr(out, want) == NULL)
+        fail_msg("%s: exit %d, expected non-zero naming \"%s\": %s", what, rc, want,
+                 out != NULL ? out : "");
+    free(out);
+}
+
+static json_t *item_of(json_t *b, const char *type)
+{
+    json_t *item, *fx;
+    size_t i, k;
+
+    json_array_foreach(json_object_get(b, "entries"), i, item)
+    {
+        json_array_foreach(json_object_get(json_object_get(item, "entry"), "effects"), k, fx)
+        {
+            if (strcmp(json_string_value(json_object_get(fx, "type")), type) == 0)
+                return item;
+        }
+    }
+    fail_msg("no %s entry in the bundle", type);
+    return NULL;
+}
+
+static void change_serial(json_t *b)
+{
+    json_t *fx = json_array_get(
+        json_object_get(json_object_get(item_of(b, "device.rotate"), "entry"), "effects"), 0);
+
+    json_object_set_new(fx, "serial", json_string("M-9"));
+}
+
+static void change_market(json_t *b)
+{
+    json_t *fx = json_array_get(
+        json_object_get(json_object_get(item_of(b, "batch.create"), "entry"), "effects"), 0);
+
+    json_object_set_new(fx, "markets", json_pack("[s]", "US"));
+}
+
+static void swap_entries(json_t *b)
+{
+    json_t *entries = json_object_get(b, "entries"),
+           *first = json_incref(json_array_get(entries, 0));
+
+    json_array_remove(entries, 0);
+    json_array_insert_new(entries, 1, first);
+}
+
+static void change_document(json_t *b)
+{
+    json_t *docs = json_object_get(b, "documents");
+    const char *name = json_object_iter_key(json_object_iter(docs));
+
+    json_object_set_new(docs, name, json_string("e30=")); /* "{}" */
+}
+
+static void drop_document(json_t *b)
+{
+    json_object_clear(json_object_get(b, "documents"));
+}
+
+static void change_proof(json_t *b)
+{
+    json_t *proof = json_object_get(item_of(b, "device.provision"), "inclusion_proof");
+
+    json_array_set_new(proof, 0,
+                       json_string("00000000000000000000000000000000000000000000000000000000"
+                                   "00000000"));
+}
+
+static void change_checkpoint(json_t *b)
+{
+    json_t *cp = json_object_get(b, "checkpoint");
+
+    json_object_set_new(cp, "size",
+                        json_integer(json_integer_value(json_object_get(cp, "size")) + 1));
+}
+
+static void change_subject(json_t *b)
+{
+    json_object_set_new(json_object_get(b, "subject"), "serial", json_string("M-2"));
+}
+
+static void add_member(json_t *b)
+{
+    json_object_set_new(b, "note", json_string("trust me"));
+}
+
+static void test_device_bundle(void **state)
+{
+    char *out = NULL;
+    json_t *b;
+
+    (void)state;
+    /* fetched right after a change: a checkpoint that covers it is made for the bundle */
+    rotate("M-2");
+    if (cli(NULL, "evidence device M-1 --product meter --out m1.json", &out) != 0)
+        fail_msg("evidence device: %s", out);
+    free(out);
+    b = load("m1.json");
+    assert_string_equal(json_string_value(json_object_get(b, "format")), "keybroker-evidence/1");
+    /* the device's whole record, and what it leans on */
+    assert_true(has_effect(b, "device.provision"));
+    assert_true(has_effect(b, "device.rotate"));
+    assert_true(has_effect(b, "ota.report"));
+    assert_true(has_effect(b, "batch.create"));
+    assert_true(has_effect(b, "firmware.sign"));
+    assert_true(has_effect(b, "key.certificate"));
+    assert_true(has_effect(b, "token.issue"));
+    /* the factory image's CycloneDX document, as it was sent */
+    assert_int_equal(json_object_size(json_object_get(b, "documents")), 2);
+    pin_audit_key(b);
+    json_decref(b);
+    if (cli(NULL, "evidence verify m1.json --pubkey audit.pem", &out) != 0)
+        fail_msg("evidence verify: %s", out);
+    assert_non_null(strstr(out, "ok: device meter M-1"));
+    free(out);
+
+    expect_refused("a changed serial", change_serial, "hash does not match its content");
+    expect_refused("a changed market", change_market, "hash does not match its content");
+    expect_refused("entries reordered", swap_entries, "seq order");
+    expect_refused("a document swapped", change_document, "does not hash to its name");
+    expect_refused("a document left out", drop_document, "is missing from the bundle");
+    expect_refused("a proof changed", change_proof, "inclusion proof does not lead");
+    expect_refused("a checkpoint changed", change_checkpoint, "bad signature");
+    expect_refused("another subject", change_subject, "provisions device M-2");
+    expect_refused("a member added", add_member, "unknown member \"note\"");
+
+    /* a repeated key, a cut file, another key */
+    assert_int_equal(
+        kbt_sh(env,
+               "sed 's/\"format\":/\"format\":\"x\",\"format\":/' m1.json > dup.json"
+               " && head -c 2000 m1.json > cut.json && openssl ecparam -name "
+               "prime256v1 -genkey -noout | openssl ec -pubout > other.pem 2>/dev/null",
+               NULL),
+        0);
+    assert_int_not_equal(cli(NULL, "evidence verify dup.json --pubkey audit.pem", &out), 0);
+    assert_non_null(strstr(out, "duplicate"));
+    free(out);
+    assert_int_not_equal(cli(NULL, "evidence verify cut.json --pubkey audit.pem", &out), 0);
+    free(out);
+    assert_int_not_equal(cli(NULL, "evidence verify m1.json --pubkey other.pem", &out), 0);
+    assert_non_null(strstr(out, "bad signature"));
+    free(out);
+}
+
+static void test_product_bundle_and_scope(void **state)
+{
+    char *out = NULL, *other;
+    json_t *b;
+    kbt_resp r;
+
+    (void)state;
+    if (cli(NULL, "evidence product meter --out meter.json", &out) != 0)
+        fail_msg("evidence product: %s", out);
+    free(out);
+    b = load("meter.json");
+    assert_true(has_effect(b, "key.create"));
+    assert_true(has_effect(b, "batch.create"));
+    assert_true(has_effect(b, "firmware.sign"));
+    assert_false(has_effect(b, "device.provision")); /* each device has its own bundle */
+    json_decref(b);
+    if (cli(NULL, "evidence verify meter.json --pubkey audit.pem", &out) != 0)
+        fail_msg("evidence verify: %s", out);
+    free(out);
+
+    /* within scope only */
+    other = kbt_token(env, "{\"sub\":\"security:lamp\",\"ops\":[\"read\"],\"products\":[\"lamp\"],"
+                           "\"ttl\":600}");
+    r = kbt_call(env, "GET", "/v1/evidence/products/meter", other, NULL);
+    assert_int_equal(r.status, 403);
+    kbt_resp_free(&r);
+    r = kbt_call(env, "GET", "/v1/evidence/devices/M-1", other, NULL);
+    assert_int_equal(r.status, 403);
+    kbt_resp_free(&r);
+    r = kbt_call(env, "GET", "/v1/evidence/devices/NOPE", env->admin, NULL);
+    assert_int_equal(r.status, 404);
+    kbt_resp_free(&r);
+    r = kbt_call(env, "GET", "/v1/evidence/products/lamp", env->admin, NULL);
+    assert_int_equal(r.status, 404);
+    kbt_resp_free(&r);
+    free(other);
+}
+
+static void test_verify_store_refusals(void **state)
+{
+    char *out = NULL;
+
+    (void)state;
+    /* a store that is not there is not created */
+    assert_int_equal(kbt_sh(env,
+                            "sed 's|^store *=.*|store = sqlite:nowhere.db|' keybroker.conf > n.conf"
+                            " && grep -q nowhere n.conf",
+                            NULL),
+                     0);
+    assert_int_equal(verify("n.conf", &out), 1);
+    assert_non_null(strstr(out, "no such store"));
+    free(out);
+    assert_int_not_equal(kbt_sh(env, "test -e nowhere.db", NULL), 0);
+    /* --init and --verify-store do not go together */
+    assert_int_equal(kbt_run_daemon(env, "-c keybroker.conf --init --verify-store", &out), 2);
+    free(out);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_store_matches_its_log),    cmocka_unit_test(test_tampering_named),
+        cmocka_unit_test(test_verify_store_refusals),    cmocka_unit_test(test_device_bundle),
+        cmocka_unit_test(test_product_bundle_and_scope),
+    };
+
+    return cmocka_run_group_tests_name("evidence", tests, setup, teardown);
+}

@@ -63,7 +63,7 @@ endif
 
 # libkbr_core: what any client needs (encoders, errors, secrets, the offline log verifiers);
 # libkbr: the broker's modules on top of it.
-CORE_SRC  = $(wildcard common/*.c) audit/chain.c audit/merkle.c audit/checkpoint.c audit/bundle.c
+CORE_SRC  = $(wildcard common/*.c) audit/chain.c audit/merkle.c audit/checkpoint.c audit/note.c audit/bundle.c
 CORE_OBJ  = $(CORE_SRC:%.c=$(BUILD)/%.o)
 CORE      = $(BUILD)/libkbr_core.a
 LIB_SRC   = $(filter-out $(CORE_SRC),$(wildcard pkcs11/*.c policy/*.c audit/*.c store/*.c ca/*.c \

@@ -3,9 +3,12 @@
  * bundle and the audit public key an auditor pinned.
  *
  * A bundle ("keybroker-evidence/1", docs/api.md "Evidence bundles") carries a signed
- * checkpoint, entries of the audit log each with its inclusion proof to that checkpoint, and
- * the documents those entries name.  It holds when the checkpoint's signature verifies under
- * the pinned key, every entry's hash recomputes from the entry (RFC 8785, RFC 6962 leaf),
+ * checkpoint with the chain of audit keys from the first to the one that signed it (the
+ * rotations that hand each key on), entries of the audit log each with its inclusion proof to
+ * that checkpoint, and the documents those entries name.  It holds when the chain leads from
+ * the pinned key (the first audit key) to the checkpoint's signer, the checkpoint's signatures
+ * (Ed25519 over its canonical head, and its signed note) verify under that key, every entry's
+ * hash recomputes from the entry (RFC 8785, RFC 6962 leaf),
  * every inclusion proof leads from that hash to the checkpoint's root, every document hashes
  * to its name and is named by an entry, and the entries are about the subject.  The bundle is
  * read strictly: an unknown member, a repeated key, a missing or mistyped field is an error
@@ -18,9 +21,9 @@
 
 #define H KBR_MERKLE_HASH_LEN
 
-static const char *const top_members[] = {
-    "format",    "subject", "generated_at", "checkpoint", "audit_public_keys", "entries",
-    "documents", NULL};
+static const char *const top_members[] = {"format",     "subject",           "generated_at",
+                                          "checkpoint", "audit_public_keys", "audit_key_chain",
+                                          "entries",    "documents",         NULL};
 static const char *const item_members[] = {"entry", "leaf_index", "inclusion_proof", NULL};
 
 /* The first member of o that allowed (NULL-terminated) does not list, or NULL. */
@@ -307,6 +310,114 @@ static kbr_err subject_holds(const json_t *subject, const json_t *entries, kbr_m
                     kind);
 }
 
+/* keys[i] is the key k is: the bundle lists the keys it walks, as it walks them. */
+static kbr_err listed_key(const json_t *keys, size_t i, EVP_PKEY *k, kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+    EVP_PKEY *listed = NULL;
+
+    KBR_ENSURE(
+        kbr_audit_pem_key(json_string_value(json_array_get(keys, i)), &listed) == KBR_OK,
+        kbr_fail(msg, KBR_ERR_BAD_REQUEST, "audit_public_keys[%zu]: not a PEM public key", i));
+    KBR_ENSURE(EVP_PKEY_eq(listed, k) == 1,
+               kbr_fail(msg, KBR_ERR_BAD_REQUEST,
+                        "audit_public_keys[%zu]: not the key the chain from the pinned key "
+                        "reaches",
+                        i));
+out:
+    EVP_PKEY_free(listed);
+    return err;
+}
+
+/* One link: the rotation r, signed (head and note) by *key, hands on the key that cosigned its
+ * note, which becomes *key. */
+static kbr_err link_holds(const json_t *r, size_t i, EVP_PKEY **key, int64_t size, kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+    EVP_PKEY *next = NULL;
+    kbr_msg why = {{0}};
+
+    KBR_ENSURE(json_is_object(r) && json_is_string(json_object_get(r, "next_key_pem")),
+               kbr_fail(msg, KBR_ERR_BAD_REQUEST, "audit_key_chain[%zu]: not a rotation", i));
+    KBR_ENSURE(json_integer_value(json_object_get(r, "size")) <= size,
+               kbr_fail(msg, KBR_ERR_BAD_REQUEST,
+                        "audit_key_chain[%zu]: after the checkpoint (size %lld)", i,
+                        (long long)size));
+    err = kbr_audit_checkpoint_signature_holds(r, *key, &why);
+    KBR_ENSURE(err == KBR_OK, kbr_fail(msg, err == KBR_ERR_CRYPTO ? err : KBR_ERR_BAD_REQUEST,
+                                       "audit_key_chain[%zu]: %s", i, why.text));
+    KBR_ENSURE(kbr_audit_pem_key(json_string_value(json_object_get(r, "next_key_pem")), &next) ==
+                   KBR_OK,
+               kbr_fail(msg, KBR_ERR_BAD_REQUEST,
+                        "audit_key_chain[%zu]: next_key_pem is not a PEM public key", i));
+    err = kbr_audit_checkpoint_note_holds(r, *key, next, &why);
+    KBR_ENSURE(err == KBR_OK,
+               kbr_fail(msg, KBR_ERR_BAD_REQUEST, "audit_key_chain[%zu]: %s", i, why.text));
+    EVP_PKEY_free(*key);
+    *key = next;
+    next = NULL;
+out:
+    EVP_PKEY_free(next);
+    return err;
+}
+
+/*
+ * From the pinned key along audit_key_chain to the checkpoint's signer, then the checkpoint's
+ * own signatures: its head, and its note when it has one (an older broker's has none).
+ */
+static kbr_err checkpoint_chain_holds(const json_t *b, const json_t *cp, EVP_PKEY *pinned,
+                                      size_t *nkeys, kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+    const json_t *chain = json_object_get(b, "audit_key_chain"),
+                 *keys = json_object_get(b, "audit_public_keys"), *r;
+    int64_t size = json_integer_value(json_object_get(cp, "size"));
+    EVP_PKEY *key = NULL, *next = NULL;
+    kbr_msg why = {{0}};
+    size_t i;
+
+    KBR_ENSURE(chain == NULL || json_is_array(chain),
+               kbr_fail(msg, KBR_ERR_BAD_REQUEST, "audit_key_chain: not a list"));
+    KBR_ENSURE(json_is_array(keys) && json_array_size(keys) == json_array_size(chain) + 1,
+               kbr_fail(msg, KBR_ERR_BAD_REQUEST,
+                        "audit_public_keys: not one key more than audit_key_chain has links"));
+    KBR_ENSURE(EVP_PKEY_up_ref(pinned) == 1, KBR_ERR_NOMEM);
+    key = pinned;
+    json_array_foreach(chain, i, r)
+    {
+        KBR_GUARD(link_holds(r, i, &key, size, msg));
+    }
+    KBR_GUARD(kbr_audit_checkpoint_signature_holds(cp, key, msg));
+    if (json_object_get(cp, "note") != NULL) {
+        if (json_is_string(json_object_get(cp, "next_key_pem")))
+            KBR_ENSURE(kbr_audit_pem_key(json_string_value(json_object_get(cp, "next_key_pem")),
+                                         &next) == KBR_OK,
+                       kbr_fail(msg, KBR_ERR_BAD_REQUEST,
+                                "checkpoint: next_key_pem is not a PEM public key"));
+        err = kbr_audit_checkpoint_note_holds(cp, key, next, &why);
+        KBR_ENSURE(err == KBR_OK, kbr_fail(msg, KBR_ERR_BAD_REQUEST, "checkpoint: %s", why.text));
+    }
+    /* the keys the bundle lists are those the chain went through, pinned key first */
+    EVP_PKEY_free(key);
+    KBR_ENSURE(EVP_PKEY_up_ref(pinned) == 1, KBR_ERR_NOMEM);
+    key = pinned;
+    KBR_GUARD(listed_key(keys, 0, key, msg));
+    json_array_foreach(chain, i, r)
+    {
+        EVP_PKEY_free(key);
+        key = NULL;
+        KBR_ENSURE(kbr_audit_pem_key(json_string_value(json_object_get(r, "next_key_pem")), &key) ==
+                       KBR_OK,
+                   KBR_ERR_INTERNAL); /* read by link_holds */
+        KBR_GUARD(listed_key(keys, i + 1, key, msg));
+    }
+    *nkeys = json_array_size(keys);
+out:
+    EVP_PKEY_free(next);
+    EVP_PKEY_free(key);
+    return err;
+}
+
 kbr_err kbr_evidence_verify(const char *text, size_t len, EVP_PKEY *pubkey, json_t **summary,
                             kbr_msg *msg)
 {
@@ -316,7 +427,7 @@ kbr_err kbr_evidence_verify(const char *text, size_t len, EVP_PKEY *pubkey, json
     const json_t *cp, *entries, *item;
     const char *format, *extra;
     checking c = {.msg = msg};
-    size_t i;
+    size_t i, nkeys = 0;
 
     *summary = NULL;
     b = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
@@ -331,7 +442,7 @@ kbr_err kbr_evidence_verify(const char *text, size_t len, EVP_PKEY *pubkey, json
                         "format: not \"keybroker-evidence/1\" (a bundle of another kind)"));
     cp = json_object_get(b, "checkpoint");
     KBR_ENSURE(json_is_object(cp), kbr_fail(msg, KBR_ERR_BAD_REQUEST, "checkpoint: missing"));
-    KBR_GUARD(kbr_audit_checkpoint_signature_holds(cp, pubkey, msg));
+    KBR_GUARD(checkpoint_chain_holds(b, cp, pubkey, &nkeys, msg));
     c.size = json_integer_value(json_object_get(cp, "size"));
     KBR_ENSURE(hex32(json_string_value(json_object_get(cp, "root_hash")), c.root),
                kbr_fail(msg, KBR_ERR_BAD_REQUEST, "checkpoint.root_hash: not a SHA-256 in hex"));
@@ -347,10 +458,11 @@ kbr_err kbr_evidence_verify(const char *text, size_t len, EVP_PKEY *pubkey, json
     KBR_GUARD(documents_hold(&c, json_object_get(b, "documents")));
     KBR_GUARD(subject_holds(json_object_get(b, "subject"), entries, msg));
     *summary =
-        json_pack("{s:O,s:I,s:O,s:I,s:I}", "subject", json_object_get(b, "subject"),
+        json_pack("{s:O,s:I,s:O,s:I,s:I,s:I}", "subject", json_object_get(b, "subject"),
                   "checkpoint_size", (json_int_t)c.size, "checkpoint_time",
                   json_object_get(cp, "time"), "entries", (json_int_t)json_array_size(entries),
-                  "documents", (json_int_t)json_object_size(json_object_get(b, "documents")));
+                  "documents", (json_int_t)json_object_size(json_object_get(b, "documents")),
+                  "audit_keys", (json_int_t)nkeys);
     KBR_ENSURE(*summary != NULL, KBR_ERR_NOMEM);
 out:
     json_decref(c.named);

@@ -1,7 +1,8 @@
 /*
  * evidence.c - evidence bundles made from the store (kbr_audit.h): the entries behind the
- * facts about a subject, each with its inclusion proof to one signed checkpoint, and the
- * documents they name.  kbr_evidence_verify (bundle.c) is the other half.
+ * facts about a subject, each with its inclusion proof to one signed checkpoint, the chain of
+ * audit keys that leads to its signer, and the documents they name.  kbr_evidence_verify (bundle.c)
+ * is the other half.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -62,7 +63,8 @@ out:
 }
 
 kbr_err kbr_evidence_build(kbr_store *st, const json_t *subject, const json_t *seqs,
-                           const json_t *cp, const json_t *audit_public_keys, json_t **bundle)
+                           const json_t *cp, const json_t *audit_public_keys,
+                           const json_t *audit_key_chain, json_t **bundle)
 {
     kbr_err err = KBR_OK;
     json_t *entries = NULL, *items = json_array(), *docs = json_object(), *proof = NULL;
@@ -87,10 +89,10 @@ kbr_err kbr_evidence_build(kbr_store *st, const json_t *subject, const json_t *s
         KBR_GUARD(add_documents(st, entry, docs));
     }
     kbr_time_fmt(time(NULL), now);
-    *bundle =
-        json_pack("{s:s,s:O,s:s,s:O,s:O,s:O,s:O}", "format", "keybroker-evidence/1", "subject",
-                  subject, "generated_at", now, "checkpoint", cp, "audit_public_keys",
-                  audit_public_keys, "entries", items, "documents", docs);
+    *bundle = json_pack("{s:s,s:O,s:s,s:O,s:O,s:O,s:O,s:O}", "format", "keybroker-evidence/1",
+                        "subject", subject, "generated_at", now, "checkpoint", cp,
+                        "audit_public_keys", audit_public_keys, "audit_key_chain", audit_key_chain,
+                        "entries", items, "documents", docs);
     KBR_ENSURE(*bundle != NULL, KBR_ERR_NOMEM);
 out:
     json_decref(proof);

@@ -5,7 +5,8 @@
  * are appended: store/tree.c).
  *
  * Every source answers one question, "the hash of the perfect subtree of
- * 2^level leaves at index idx", so the RFC's recursion is written once.
+ * 2^level leaves at index idx", so the RFC's recursions (root, audit path,
+ * consistency proof) are written once.
  * Nothing here touches a store: the offline verifiers link this alone.
  */
 #include <stdlib.h>
@@ -137,6 +138,60 @@ out:
     return err;
 }
 
+/*
+ * SUBPROOF(m, D[start:start+n], b) of RFC 9162 2.1.4.1, appended to path in the RFC's order.
+ * Every range the recursion reaches is a node of the tree, so range_hash applies.
+ */
+static kbr_err subproof(node_fn get, void *arg, uint64_t m, uint64_t start, uint64_t n, bool b,
+                        unsigned char *path, size_t *len)
+{
+    kbr_err err = KBR_OK;
+    uint64_t k;
+
+    if (m == n) {
+        /* the first tree is this node: its hash is known to the verifier only at the top */
+        if (!b) {
+            KBR_GUARD(range_hash(get, arg, start, n, path + *len * H));
+            (*len)++;
+        }
+        goto out;
+    }
+    k = split_of(n);
+    if (m <= k) {
+        KBR_GUARD(subproof(get, arg, m, start, k, b, path, len));
+        KBR_GUARD(range_hash(get, arg, start + k, n - k, path + *len * H));
+    } else {
+        KBR_GUARD(subproof(get, arg, m - k, start + k, n - k, false, path, len));
+        KBR_GUARD(get(arg, level_of(k), start / k, path + *len * H));
+    }
+    (*len)++;
+out:
+    return err;
+}
+
+static kbr_err consistency_of(node_fn get, void *arg, uint64_t m, uint64_t n, unsigned char **path,
+                              size_t *path_len)
+{
+    kbr_err err = KBR_OK;
+    unsigned char *p = NULL;
+    size_t len = 0;
+
+    *path = NULL;
+    *path_len = 0;
+    KBR_ENSURE(m >= 1 && m <= n, KBR_ERR_BAD_REQUEST);
+    /* one hash per level of the recursion, and one more at its bottom */
+    p = malloc((size_t)(MAX_LEVEL + 2) * H);
+    KBR_ENSURE(p != NULL, KBR_ERR_NOMEM);
+    if (m < n)
+        KBR_GUARD(subproof(get, arg, m, 0, n, true, p, &len));
+    *path = p;
+    *path_len = len;
+    p = NULL;
+out:
+    free(p);
+    return err;
+}
+
 /* ---- over an array of leaf hashes ---- */
 
 typedef struct {
@@ -206,6 +261,70 @@ out:
     return err;
 }
 
+kbr_err kbr_merkle_consistency(const unsigned char *leaves, uint64_t m, uint64_t n,
+                               unsigned char **path, size_t *path_len)
+{
+    array_src a = {leaves};
+
+    return consistency_of(array_node, &a, m, n, path, path_len);
+}
+
+/*
+ * RFC 9162 2.1.4.2, step by step.  The RFC leaves first == second to the caller: the proof
+ * is then empty and the two roots are one.  An empty first tree is consistent with every
+ * tree and needs no proof; it is not asked for here.
+ */
+kbr_err kbr_merkle_consistency_verify(uint64_t m, uint64_t n, const unsigned char first[H],
+                                      const unsigned char second[H], const unsigned char *path,
+                                      size_t path_len)
+{
+    kbr_err err = KBR_OK;
+    uint64_t fn, sn;
+    unsigned char fr[H], sr[H];
+    size_t i = 0;
+
+    KBR_ENSURE(m >= 1 && m <= n, KBR_ERR_BAD_REQUEST);
+    if (m == n) {
+        KBR_ENSURE(path_len == 0 && memcmp(first, second, H) == 0, KBR_ERR_BAD_REQUEST);
+        goto out;
+    }
+    KBR_ENSURE(path_len >= 1 && path_len <= MAX_LEVEL + 2, KBR_ERR_BAD_REQUEST);
+    /* step 2: a first tree of 2^k leaves is a node of the second; its hash leads the path */
+    if ((m & (m - 1)) == 0) {
+        memcpy(fr, first, H);
+    } else {
+        memcpy(fr, path, H);
+        i = 1;
+    }
+    memcpy(sr, fr, H);
+    fn = m - 1;
+    sn = n - 1;
+    while ((fn & 1) == 1) {
+        fn >>= 1;
+        sn >>= 1;
+    }
+    for (; i < path_len; i++) {
+        const unsigned char *c = path + i * H;
+        KBR_ENSURE(sn != 0, KBR_ERR_BAD_REQUEST);
+        if ((fn & 1) == 1 || fn == sn) {
+            KBR_GUARD(kbr_merkle_node(c, fr, fr));
+            KBR_GUARD(kbr_merkle_node(c, sr, sr));
+            while ((fn & 1) == 0 && fn != 0) {
+                fn >>= 1;
+                sn >>= 1;
+            }
+        } else {
+            KBR_GUARD(kbr_merkle_node(sr, c, sr));
+        }
+        fn >>= 1;
+        sn >>= 1;
+    }
+    KBR_ENSURE(sn == 0 && memcmp(fr, first, H) == 0 && memcmp(sr, second, H) == 0,
+               KBR_ERR_BAD_REQUEST);
+out:
+    return err;
+}
+
 /* ---- over any source of perfect subtrees ---- */
 
 kbr_err kbr_merkle_root_from(kbr_merkle_node_fn get, void *arg, uint64_t n, unsigned char root[H])
@@ -217,4 +336,10 @@ kbr_err kbr_merkle_proof_from(kbr_merkle_node_fn get, void *arg, uint64_t m, uin
                               unsigned char **path, size_t *path_len)
 {
     return proof_of(get, arg, m, n, path, path_len);
+}
+
+kbr_err kbr_merkle_consistency_from(kbr_merkle_node_fn get, void *arg, uint64_t m, uint64_t n,
+                                    unsigned char **path, size_t *path_len)
+{
+    return consistency_of(get, arg, m, n, path, path_len);
 }

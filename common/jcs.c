@@ -136,7 +136,8 @@ static kbr_err put_double(out_buf *b, double x)
         pos = k;
         while (pos < n)
             out[pos++] = '0';
-    } else if (0 < n && n < k) { /* k <= n was the case above; here n < k <= 17 */
+    } else if (0 < n && n < k) {
+        /* n < k <= 17 here: the point falls inside the digits (ECMAScript's 0 < n <= 21) */
         memcpy(out, digits, (size_t)n);
         out[n] = '.';
         memcpy(out + n + 1, digits + n, (size_t)(k - n));

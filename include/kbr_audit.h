@@ -216,51 +216,174 @@ KBR_WUR kbr_err kbr_merkle_verify(const unsigned char leaf[KBR_MERKLE_HASH_LEN],
                                   const unsigned char root[KBR_MERKLE_HASH_LEN]);
 
 /*
- * A checkpoint (signed tree head): {"root_hash" (hex), "size", "time" (RFC 3339)}; the audit
- * key signs SHA-256 of its canonical JSON with ECDSA P-256, raw r||s, base64 in
- * "signature_b64".  Fills *digest with that SHA-256 of cp's three fields (other members are
- * ignored); KBR_ERR_BAD_REQUEST with msg naming the field when one is missing or mistyped.
+ * The consistency proof between the trees of the first m and the first n leaves (RFC 9162
+ * 2.1.4.1: the SUBPROOF hashes in the RFC's order), over an array of leaf hashes or any source
+ * of perfect subtrees.  *path (caller frees with free()) holds *path_len hashes, none when
+ * m == n.  KBR_ERR_BAD_REQUEST unless 1 <= m <= n.
  */
-KBR_WUR kbr_err kbr_audit_checkpoint_digest(const json_t *cp, unsigned char digest[32],
-                                            kbr_msg *msg);
-
-/* cp.signature_b64 verifies with pubkey (EC P-256) over kbr_audit_checkpoint_digest(cp).
- * KBR_ERR_BAD_REQUEST with msg when it does not, KBR_ERR_CRYPTO when the key cannot be used. */
-KBR_WUR kbr_err kbr_audit_checkpoint_signature_holds(const json_t *cp, EVP_PKEY *pubkey,
-                                                     kbr_msg *msg);
+KBR_WUR kbr_err kbr_merkle_consistency(const unsigned char *leaves, uint64_t m, uint64_t n,
+                                       unsigned char **path, size_t *path_len);
+KBR_WUR kbr_err kbr_merkle_consistency_from(kbr_merkle_node_fn get, void *arg, uint64_t m,
+                                            uint64_t n, unsigned char **path, size_t *path_len);
+/* KBR_OK when path proves that the tree of m leaves with root first is a prefix of the tree of
+ * n leaves with root second (RFC 9162 2.1.4.2; m == n needs an empty path and equal roots);
+ * KBR_ERR_BAD_REQUEST when it does not, or unless 1 <= m <= n. */
+KBR_WUR kbr_err kbr_merkle_consistency_verify(uint64_t m, uint64_t n,
+                                              const unsigned char first[KBR_MERKLE_HASH_LEN],
+                                              const unsigned char second[KBR_MERKLE_HASH_LEN],
+                                              const unsigned char *path, size_t path_len);
 
 /*
- * Offline check of an exported log against a checkpoint: entries (as GET /v1/audit shows
- * them, from seq 1) chain (kbr_audit_verify_entries), the log holds at least cp.size
- * entries, the root over the first cp.size hashes is cp.root_hash, and cp.signature_b64
- * verifies with pubkey (an EC P-256 key).  KBR_ERR_BAD_REQUEST with msg naming the first
- * problem; KBR_ERR_CRYPTO when the key cannot be used.
+ * C2SP signed notes (c2sp.org/signed-note) with Ed25519 keys, and the checkpoint text of
+ * c2sp.org/tlog-checkpoint ("<origin>\n<size>\n<base64 root>\n"), in audit/note.c.  A key
+ * name (the origin) is 1 to KBR_NOTE_NAME_MAX bytes of UTF-8 without spaces, '+' or control
+ * characters; an Ed25519 key's ID is the first four bytes of
+ * SHA-256(name || 0x0A || 0x01 || public key), and a signature line is
+ * "\u2014 <name> <base64(key ID || signature)>\n".
  */
+#define KBR_NOTE_MAX      8192 /* bytes of a note this broker reads */
+#define KBR_NOTE_NAME_MAX 255
+#define KBR_NOTE_SIGS_MAX 16  /* the format asks verifiers to take at least 16 */
+#define KBR_NOTE_SIG_MAX  128 /* bytes of one signature after its key ID */
+
+bool kbr_note_name_valid(const char *name, size_t len);
+/* The key ID of Ed25519 key pub under name; KBR_ERR_CRYPTO for another kind of key,
+ * KBR_ERR_BAD_REQUEST for a name that is not a key name. */
+KBR_WUR kbr_err kbr_note_key_id(const char *name, EVP_PKEY *pub, uint32_t *id);
+/* The verifier key "<name>+<hex key ID>+<base64(0x01 || public key)>", and back: the name and
+ * key of a vkey whose ID matches them (KBR_ERR_BAD_REQUEST with msg otherwise).  New strings
+ * and keys for the caller. */
+KBR_WUR kbr_err kbr_note_vkey(const char *name, EVP_PKEY *pub, char **out);
+KBR_WUR kbr_err kbr_note_vkey_parse(const char *vkey, char **name, EVP_PKEY **pub, kbr_msg *msg);
+/* The checkpoint note's text (origin: 1 to KBR_NOTE_NAME_MAX bytes of UTF-8 without control
+ * characters; this broker's origin is also its key name), and one signature line (with its
+ * newline).  New strings. */
+KBR_WUR kbr_err kbr_note_checkpoint_text(const char *origin, uint64_t size,
+                                         const unsigned char root[KBR_MERKLE_HASH_LEN], char **out);
+KBR_WUR kbr_err kbr_note_sig_line(const char *name, uint32_t id, const unsigned char *sig,
+                                  size_t siglen, char **out);
+
+typedef struct {
+    char name[KBR_NOTE_NAME_MAX + 1];
+    uint32_t id;
+    unsigned char sig[KBR_NOTE_SIG_MAX];
+    size_t siglen;
+} kbr_note_sig;
+
+typedef struct {
+    char *text; /* the signed text, its last newline included */
+    size_t text_len;
+    kbr_note_sig sigs[KBR_NOTE_SIGS_MAX];
+    size_t nsigs;
+} kbr_note;
+
+/*
+ * Reads a signed note strictly: at most KBR_NOTE_MAX bytes of UTF-8 without control characters
+ * but newlines, a text ending in a newline, a blank line, then 1 to KBR_NOTE_SIGS_MAX signature
+ * lines each ending in a newline, with valid key names and canonical base64.
+ * KBR_ERR_BAD_REQUEST with msg naming the problem.  Clear *out with kbr_note_clear.
+ */
+KBR_WUR kbr_err kbr_note_parse(const char *note, size_t len, kbr_note *out, kbr_msg *msg);
+void kbr_note_clear(kbr_note *n);
+/* The signature by Ed25519 key pub under name verifies over the text: KBR_ERR_NOT_FOUND when
+ * the note has no signature by that name and key ID, KBR_ERR_BAD_REQUEST when it does not
+ * verify, KBR_ERR_CRYPTO when pub is not an Ed25519 key; msg says which. */
+KBR_WUR kbr_err kbr_note_verify(const kbr_note *n, const char *name, EVP_PKEY *pub, kbr_msg *msg);
+
+typedef struct {
+    char origin[KBR_NOTE_NAME_MAX + 1];
+    uint64_t size;
+    unsigned char root[KBR_MERKLE_HASH_LEN];
+} kbr_note_checkpoint;
+/* The note's text as a checkpoint: exactly three lines (this broker writes no extension
+ * lines), an origin, the size a decimal without leading zeros, the root 32 bytes in base64. */
+KBR_WUR kbr_err kbr_note_checkpoint_parse(const kbr_note *n, kbr_note_checkpoint *out,
+                                          kbr_msg *msg);
+
+/*
+ * A checkpoint (signed tree head): {"size", "root_hash" (hex), "time" (RFC 3339)}, and for a
+ * rotation "next_key_pem", the audit key that signs after this one.  The audit key (Ed25519)
+ * signs the canonical JSON (RFC 8785) of those members, nothing hashed first ("signature_b64",
+ * base64), and the same head as a C2SP signed note ("note": the tlog-checkpoint text
+ * "<origin>\n<size>\n<base64 root>\n", key name = origin; a rotation's note carries the next
+ * key's signature too).  An older broker's checkpoints were ECDSA P-256 signatures, raw r||s,
+ * over SHA-256 of the canonical {"root_hash", "size", "time"}.
+ */
+/* The canonical JSON the key signs (new string); KBR_ERR_BAD_REQUEST with msg naming a member
+ * that is missing or mistyped. */
+KBR_WUR kbr_err kbr_audit_head_message(const json_t *cp, char **out, kbr_msg *msg);
+/* SHA-256 of kbr_audit_head_message: what an older broker's P-256 key signed. */
+KBR_WUR kbr_err kbr_audit_checkpoint_digest(const json_t *cp, unsigned char digest[32],
+                                            kbr_msg *msg);
+/* cp.signature_b64 verifies with pubkey: Ed25519 over the head, or an older broker's P-256
+ * signature.  KBR_ERR_BAD_REQUEST with msg when it does not, KBR_ERR_CRYPTO when the key cannot
+ * be used. */
+KBR_WUR kbr_err kbr_audit_checkpoint_signature_holds(const json_t *cp, EVP_PKEY *pubkey,
+                                                     kbr_msg *msg);
+/* cp.note is the checkpoint's own head (its size and root, and nothing else) as a signed note
+ * whose origin's signature by key verifies, and next's too when next is not NULL.
+ * KBR_ERR_BAD_REQUEST with msg naming the problem. */
+KBR_WUR kbr_err kbr_audit_checkpoint_note_holds(const json_t *cp, EVP_PKEY *key, EVP_PKEY *next,
+                                                kbr_msg *msg);
+/* An Ed25519 signature over msg: KBR_OK, KBR_ERR_BAD_REQUEST, or KBR_ERR_CRYPTO for a key that
+ * is not Ed25519. */
+KBR_WUR kbr_err kbr_audit_ed25519_holds(EVP_PKEY *pubkey, const void *msg, size_t len,
+                                        const unsigned char *sig, size_t siglen);
+/* A PEM public key (KBR_ERR_BAD_REQUEST when pem holds none).  Caller frees. */
+KBR_WUR kbr_err kbr_audit_pem_key(const char *pem, EVP_PKEY **out);
+
+typedef struct {
+    size_t checkpoints; /* checkpoints of the log verified along the chain */
+    size_t keys;        /* audit keys in the chain, the pinned one included */
+    uint32_t key_id;    /* note key ID of the last key under origin (0: none) */
+    char origin[KBR_NOTE_NAME_MAX + 1];
+} kbr_audit_log_report;
+
+/*
+ * Offline check of an exported log against a checkpoint, trusting only first_key (pinned; an
+ * Ed25519 key, or an older broker's EC P-256 one): the entries (as GET /v1/audit shows them,
+ * from seq 1) chain (kbr_audit_verify_entries); every checkpoint the log records (its
+ * "checkpoint" effects), in order, has the root of the entries it covers, is signed by the key
+ * the one before hands on (first_key for the first; a rotation hands on its next key, which
+ * also signs its note), and its note says the same head; cp is the log's own checkpoint, or
+ * one newer signed by the key the log hands on last, and the log holds the cp.size entries it
+ * covers with that root.  So a rotation missing, or signed by another key, breaks the chain.
+ * KBR_ERR_BAD_REQUEST with msg naming the first problem; KBR_ERR_CRYPTO when the key cannot be
+ * used.  report (may be NULL) says what held.
+ */
+KBR_WUR kbr_err kbr_audit_verify_log(const json_t *entries, const json_t *cp, EVP_PKEY *first_key,
+                                     kbr_audit_log_report *report, kbr_msg *msg);
+/* kbr_audit_verify_log without a report. */
 KBR_WUR kbr_err kbr_audit_verify_checkpoint(const json_t *entries, const json_t *cp,
                                             EVP_PKEY *pubkey, kbr_msg *msg);
 
 /*
  * Evidence bundles (docs/api.md "Evidence bundles"):
  *   {"format": "keybroker-evidence/1", "subject", "generated_at", "checkpoint",
- *    "audit_public_keys", "entries": [{"entry", "leaf_index", "inclusion_proof"}],
- *    "documents": {sha256: base64}}
+ *    "audit_public_keys", "audit_key_chain", "entries": [{"entry", "leaf_index",
+ *    "inclusion_proof"}], "documents": {sha256: base64}}
  *
  * kbr_evidence_build (libkbr): the bundle about subject ({"kind": "device", "product",
  * "serial"} or {"kind": "product", "product"}) from the entries seqs names, each with its
- * inclusion proof to cp (a checkpoint that covers them all: KBR_ERR_CONFLICT otherwise), and
- * every document they name.  New ref.
+ * inclusion proof to cp (a checkpoint that covers them all: KBR_ERR_CONFLICT otherwise), the
+ * audit keys from the first to cp's signer (audit_public_keys, PEM) and the rotations that hand
+ * each on to the next (audit_key_chain, checkpoints as GET /v1/audit/checkpoint shows them),
+ * and every document they name.  New ref.
  *
- * kbr_evidence_verify (core, offline): text is a bundle; it holds when cp's signature verifies
- * with pubkey, every entry's hash recomputes and its proof leads to cp's root, every document
+ * kbr_evidence_verify (core, offline): text is a bundle; it holds when the chain leads from
+ * pubkey (the pinned first audit key) to cp's signer, each rotation signed (head and note) by
+ * the key before it and its note cosigned by the next, audit_public_keys lists those keys,
+ * cp's signature (and its note's) verifies with the last, every entry's hash recomputes and its
+ * proof leads to cp's root, every document
  * hashes to its name and is named by an entry and every named one is there, and the entries
  * establish the subject (a device's bundle provisions it; a product's records a key, batch or
  * build of it).
- * *summary: {subject, checkpoint_size, checkpoint_time, entries, documents}.
+ * *summary: {subject, checkpoint_size, checkpoint_time, entries, documents, audit_keys}.
  * KBR_ERR_BAD_REQUEST with msg naming the first problem (the entry, the document, the member).
  */
 KBR_WUR kbr_err kbr_evidence_build(kbr_store *st, const json_t *subject, const json_t *seqs,
                                    const json_t *cp, const json_t *audit_public_keys,
-                                   json_t **bundle);
+                                   const json_t *audit_key_chain, json_t **bundle);
 KBR_WUR kbr_err kbr_evidence_verify(const char *text, size_t len, EVP_PKEY *pubkey,
                                     json_t **summary, kbr_msg *msg);
 

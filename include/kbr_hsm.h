@@ -138,6 +138,32 @@ const char *kbr_hsm_call_name(kbr_hsm_call c);
 const kbr_hist *kbr_hsm_call_latency(kbr_hsm_call c);
 
 /*
+ * Data objects: what the broker keeps in the HSM beside its keys, CKO_DATA token objects,
+ * private, labelled label, whose CKA_VALUE is 1 to KBR_HSM_DATA_MAX bytes.  put makes a new
+ * object holding value and then destroys the ones under label it replaces (HSMs may keep a
+ * data object's value read-only), so an interrupted put leaves the old and the new.  get
+ * returns the value of every object under label, 0 to KBR_HSM_DATA_OBJECTS_MAX of them in no
+ * particular order (more is KBR_ERR_HSM_KEY); which is the latest is for the caller's values
+ * to say.  Free with kbr_hsm_data_free.
+ *
+ * Through the HSM process (kbr_hsm_remote_open), a put is written only if that process's check
+ * accepts it after the values the label holds, given evidence (at most KBR_HSM_EVIDENCE_MAX
+ * bytes): the check's error otherwise.  A kbr_hsm_open'ed HSM writes what its caller asks.
+ */
+#define KBR_HSM_DATA_MAX         8192
+#define KBR_HSM_EVIDENCE_MAX     4096
+#define KBR_HSM_DATA_OBJECTS_MAX 4
+typedef struct {
+    unsigned char *value;
+    size_t len;
+} kbr_hsm_data;
+KBR_WUR kbr_err kbr_hsm_data_get(kbr_hsm_session *s, const char *label, kbr_hsm_data **out,
+                                 size_t *n);
+void kbr_hsm_data_free(kbr_hsm_data *items, size_t n);
+KBR_WUR kbr_err kbr_hsm_data_put(kbr_hsm_session *s, const char *label, const unsigned char *value,
+                                 size_t len, const unsigned char *evidence, size_t evlen);
+
+/*
  * The HSM in a process of its own.  ctl is a SOCK_SEQPACKET socket between
  * the two processes; each session is a socketpair whose one end travels
  * over it.  The framing is pkcs11/wire.h.
@@ -150,10 +176,24 @@ const kbr_hist *kbr_hsm_call_latency(kbr_hsm_call c);
  * kbr_hsm_serve: answers each connection arriving over ctl on its own
  * thread and session of hsm (which must come from kbr_hsm_open), until ctl
  * reaches end of file and every connection has ended.  Malformed frames
- * close their connection.
+ * close their connection.  Connections read and write the data objects of
+ * one label, data->label, and nothing else (KBR_ERR_FORBIDDEN; all of them
+ * without data).  A put is written only when data->check (run with the
+ * writing connection's session, one write at a time) accepts the new value
+ * after the values the label holds now (nold of them, possibly none), given
+ * the evidence that came with it; check answers KBR_OK or the error the
+ * writer gets.
  */
+typedef kbr_err (*kbr_hsm_data_check_fn)(void *arg, kbr_hsm_session *s, const kbr_hsm_data *old,
+                                         size_t nold, const unsigned char *value, size_t len,
+                                         const unsigned char *evidence, size_t evlen);
+typedef struct {
+    const char *label;
+    kbr_hsm_data_check_fn check;
+    void *arg;
+} kbr_hsm_data_policy;
 KBR_WUR kbr_err kbr_hsm_remote_open(int ctl, kbr_hsm **out);
-KBR_WUR kbr_err kbr_hsm_serve(kbr_hsm *hsm, int ctl);
+KBR_WUR kbr_err kbr_hsm_serve(kbr_hsm *hsm, int ctl, const kbr_hsm_data_policy *data);
 
 /*
  * The control socket's records, for whatever starts HSM processes and

@@ -100,11 +100,24 @@
  *                 report, when (product, version) is not a build this broker signed or any
  *                 result names a device the ledger does not know (see
  *                 kbr_store_devices_known).
- *   checkpoint    {size, root_hash, time, signature_b64}
+ *   token.revoke_all {at, reason}
+ *                 every token not revoked yet is revoked at `at` (keybrokerd --recover: a
+ *                 revocation in a lost part of the log cannot come back, so no token issued
+ *                 before it stands).
+ *   checkpoint    {size, root_hash, time, signature_b64, origin, note, key_id, key_label,
+ *                  public_key_pem, next_key_id, next_key_label, next_key_pem (all optional)}
  *                 records a signed tree head of the audit log (kbr_audit.h); size is at most
- *                 the seq of the entry that carries it minus one.  KBR_ERR_STORE_CONSTRAINT
- *                 when root_hash is not the root of the first size entries or a checkpoint
- *                 of that size exists.
+ *                 the seq of the entry that carries it minus one.  note is the same head as a
+ *                 C2SP signed note whose first line is origin; key_id (8 hex digits, the note
+ *                 key ID), key_label (its HSM label) and public_key_pem name the audit key that
+ *                 signed, together with note and origin or not at all (checkpoints of an older
+ *                 broker have none).  next_key_id, next_key_label and next_key_pem, all or
+ *                 none, make it a rotation: the key names the audit key that signs after it.
+ *                 KBR_ERR_STORE_CONSTRAINT when root_hash is not the root of the first size
+ *                 entries, size is smaller than the latest checkpoint's, the signature was
+ *                 recorded before, or the latest checkpoint names its signer and this one is
+ *                 signed by another key than the one that checkpoint hands on (its next key,
+ *                 or its own).
  *   device.revoke {product, serial, at, reason, reason_code, revoked_by,
  *                  certificates[{fingerprint, serial_number, issuer_key}] (>= 1)}
  *                 the device is revoked for good at `at`, and with it every certificate the
@@ -193,6 +206,7 @@ typedef enum {
     KBR_EFFECT_DEBUG_AUTHORIZE,
     KBR_EFFECT_OTA_REPORT,
     KBR_EFFECT_CHECKPOINT,
+    KBR_EFFECT_TOKEN_REVOKE_ALL,
     KBR_EFFECT_ISSUER_ROTATE,
     KBR_EFFECT_DEVICE_REVOKE,
     KBR_EFFECT_CRL_ISSUE,
@@ -308,6 +322,8 @@ typedef struct {
 typedef struct {
     int64_t size;
     const char *root_hash, *time, *signature_b64;
+    const char *origin, *note, *key_id, *key_label, *public_key_pem;
+    const char *next_key_id, *next_key_label, *next_key_pem;
 } kbr_fx_checkpoint;
 
 /* A certificate a device.revoke names. */
@@ -359,6 +375,10 @@ typedef struct {
 } kbr_fx_key_deliver;
 
 typedef struct {
+    const char *at, *reason;
+} kbr_fx_token_revoke_all;
+
+typedef struct {
     kbr_effect_type type;
     union {
         kbr_fx_key_create key_create;
@@ -373,6 +393,7 @@ typedef struct {
         kbr_fx_debug_authorize debug_authorize;
         kbr_fx_ota_report ota_report;
         kbr_fx_checkpoint checkpoint;
+        kbr_fx_token_revoke_all token_revoke_all;
         kbr_fx_issuer_rotate issuer_rotate;
         kbr_fx_device_revoke device_revoke;
         kbr_fx_crl_issue crl_issue;
@@ -633,9 +654,22 @@ KBR_WUR kbr_err kbr_store_audit_walk(kbr_store *st, int64_t after, int64_t limit
 KBR_WUR kbr_err kbr_store_merkle_root(kbr_store *st, int64_t size, unsigned char root[32]);
 KBR_WUR kbr_err kbr_store_merkle_proof(kbr_store *st, int64_t seq, int64_t size,
                                        unsigned char **path, size_t *path_len);
-/* The checkpoint of the largest size: {size, root_hash, time, signature_b64, audit_seq (the
- * entry that recorded it)}; KBR_ERR_NOT_FOUND when there is none.  New ref. */
+/* The consistency proof from the tree of the first `first` entries to that of the first
+ * `second` (kbr_merkle_consistency): KBR_ERR_BAD_REQUEST unless 1 <= first <= second and
+ * second is at most the log's last seq. */
+KBR_WUR kbr_err kbr_store_merkle_consistency(kbr_store *st, int64_t first, int64_t second,
+                                             unsigned char **path, size_t *path_len);
+/* The latest checkpoint (the one the latest entry recorded): {size, root_hash, time,
+ * signature_b64, audit_seq (the entry that recorded it), origin, note, key_id, key_label,
+ * public_key_pem, next_key_id, next_key_label, next_key_pem (null when absent)};
+ * KBR_ERR_NOT_FOUND when there is none.  New ref. */
 KBR_WUR kbr_err kbr_store_checkpoint_latest(kbr_store *st, json_t **out);
+/* *found: a checkpoint with this signature is recorded. */
+KBR_WUR kbr_err kbr_store_checkpoint_find(kbr_store *st, const char *signature_b64, bool *found);
+/* The rotations (checkpoints with a next key) recorded by entries up to seq, in the order of
+ * their entries, each as kbr_store_checkpoint_latest shows a checkpoint: the chain of audit
+ * keys from the first to the one that signs after them.  New ref (an empty array without). */
+KBR_WUR kbr_err kbr_store_checkpoint_rotations(kbr_store *st, int64_t seq, json_t **out);
 
 /* Entries as GET /v1/audit shows them: the entry objects with "hash" added. New ref. */
 KBR_WUR kbr_err kbr_store_audit_page(kbr_store *st, int64_t after, int64_t limit, json_t **entries);

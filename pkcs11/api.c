@@ -129,6 +129,30 @@ kbr_err kbr_hsm_sign(kbr_hsm_session *s, const char *label, kbr_sig_format fmt, 
                     s->hsm->ops->sign(s, label, fmt, hash, in, inlen, sig, siglen));
 }
 
+kbr_err kbr_hsm_data_get(kbr_hsm_session *s, const char *label, kbr_hsm_data **out, size_t *n)
+{
+    if (out == NULL || n == NULL)
+        return KBR_ERR_INTERNAL;
+    *out = NULL;
+    *n = 0;
+    if (s == NULL)
+        return KBR_ERR_INTERNAL;
+    if (kbr_p11_label_check(label) != KBR_OK)
+        return KBR_ERR_BAD_REQUEST;
+    return s->hsm->ops->data_get(s, label, out, n);
+}
+
+kbr_err kbr_hsm_data_put(kbr_hsm_session *s, const char *label, const unsigned char *value,
+                         size_t len, const unsigned char *evidence, size_t evlen)
+{
+    if (s == NULL)
+        return KBR_ERR_INTERNAL;
+    if (kbr_p11_label_check(label) != KBR_OK || value == NULL || len < 1 ||
+        len > KBR_HSM_DATA_MAX || evlen > KBR_HSM_EVIDENCE_MAX || (evidence == NULL && evlen > 0))
+        return KBR_ERR_BAD_REQUEST;
+    return s->hsm->ops->data_put(s, label, value, len, evidence, evlen);
+}
+
 kbr_err kbr_hsm_list_objects(kbr_hsm_session *s, kbr_hsm_key_info **out, size_t *n)
 {
     if (out == NULL || n == NULL)

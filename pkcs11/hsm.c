@@ -450,6 +450,33 @@ static kbr_err local_deliver(kbr_hsm_session *s, const char *label, const kbr_hs
     return err;
 }
 
+static kbr_err local_data_get(kbr_hsm_session *s, const char *label, kbr_hsm_data **out, size_t *n)
+{
+    kbr_err err;
+
+    pthread_rwlock_rdlock(&s->hsm->objects_lock);
+    err = kbr_p11_data_get(s, label, out, n);
+    pthread_rwlock_unlock(&s->hsm->objects_lock);
+    return err;
+}
+
+/* In the process that holds the module, whoever calls writes: there is nothing to check the
+ * write against but the caller, who holds the PIN (keybrokerd --init and --recover).  A write
+ * makes and destroys token objects, so it waits for readers as a key being made does, and
+ * its look-up, creation and removals are not interleaved with another write's. */
+static kbr_err local_data_put(kbr_hsm_session *s, const char *label, const unsigned char *value,
+                              size_t len, const unsigned char *evidence, size_t evlen)
+{
+    kbr_err err;
+
+    (void)evidence;
+    (void)evlen;
+    pthread_rwlock_wrlock(&s->hsm->objects_lock);
+    err = kbr_p11_data_put(s, label, value, len);
+    pthread_rwlock_unlock(&s->hsm->objects_lock);
+    return err;
+}
+
 const kbr_hsm_ops kbr_p11_local_ops = {
     .close = local_close,
     .session_open = kbr_p11_session_open,
@@ -462,4 +489,6 @@ const kbr_hsm_ops kbr_p11_local_ops = {
     .list_objects = local_list_objects,
     .generate_deliverable = kbr_p11_generate_deliverable,
     .deliver = local_deliver,
+    .data_get = local_data_get,
+    .data_put = local_data_put,
 };

@@ -40,6 +40,9 @@ typedef struct {
     kbr_err (*generate_deliverable)(kbr_hsm_session *s, const char *label, kbr_hsm_key_info *out);
     kbr_err (*deliver)(kbr_hsm_session *s, const char *label, const kbr_hsm_delivery_req *req,
                        kbr_hsm_delivery *out);
+    kbr_err (*data_get)(kbr_hsm_session *s, const char *label, kbr_hsm_data **out, size_t *n);
+    kbr_err (*data_put)(kbr_hsm_session *s, const char *label, const unsigned char *value,
+                        size_t len, const unsigned char *evidence, size_t evlen);
 } kbr_hsm_ops;
 
 extern const kbr_hsm_ops kbr_p11_local_ops;
@@ -61,6 +64,11 @@ KBR_WUR kbr_err kbr_p11_generate_deliverable(kbr_hsm_session *s, const char *lab
                                              kbr_hsm_key_info *out);
 KBR_WUR kbr_err kbr_p11_deliver(kbr_hsm_session *s, const char *label,
                                 const kbr_hsm_delivery_req *req, kbr_hsm_delivery *out);
+/* data.c: kbr_hsm_data_get and kbr_hsm_data_put in this process. */
+KBR_WUR kbr_err kbr_p11_data_get(kbr_hsm_session *s, const char *label, kbr_hsm_data **out,
+                                 size_t *n);
+KBR_WUR kbr_err kbr_p11_data_put(kbr_hsm_session *s, const char *label, const unsigned char *value,
+                                 size_t len);
 
 struct kbr_hsm {
     const kbr_hsm_ops *ops;

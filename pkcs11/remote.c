@@ -305,6 +305,46 @@ out:
     return err;
 }
 
+static kbr_err remote_data_get(kbr_hsm_session *s, const char *label, kbr_hsm_data **out, size_t *n)
+{
+    kbr_err err = KBR_OK;
+    kbr_hsmw_req req;
+    kbr_hsmw_resp resp;
+    kbr_hsm_data *items = NULL;
+    size_t i = 0;
+
+    labelled(KBR_HSMW_DATA_GET, label, &req);
+    KBR_GUARD(call(s, &req, &resp));
+    items = calloc(resp.nvalues > 0 ? resp.nvalues : 1, sizeof(*items));
+    KBR_ENSURE(items != NULL, KBR_ERR_NOMEM);
+    for (i = 0; i < resp.nvalues; i++) {
+        items[i].value = malloc(resp.values[i].len);
+        KBR_ENSURE(items[i].value != NULL, KBR_ERR_NOMEM);
+        memcpy(items[i].value, resp.values[i].value, resp.values[i].len);
+        items[i].len = resp.values[i].len;
+    }
+    *out = items;
+    *n = resp.nvalues;
+    items = NULL;
+out:
+    kbr_hsm_data_free(items, i);
+    return err;
+}
+
+static kbr_err remote_data_put(kbr_hsm_session *s, const char *label, const unsigned char *value,
+                               size_t len, const unsigned char *evidence, size_t evlen)
+{
+    kbr_hsmw_req req;
+    kbr_hsmw_resp resp;
+
+    labelled(KBR_HSMW_DATA_PUT, label, &req);
+    req.in = value;
+    req.inlen = len;
+    req.evidence = evidence;
+    req.evlen = evlen;
+    return call(s, &req, &resp);
+}
+
 const kbr_hsm_ops kbr_p11_remote_ops = {
     .close = remote_close,
     .session_open = remote_session_open,
@@ -317,4 +357,6 @@ const kbr_hsm_ops kbr_p11_remote_ops = {
     .list_objects = remote_list_objects,
     .generate_deliverable = remote_generate_deliverable,
     .deliver = remote_deliver,
+    .data_get = remote_data_get,
+    .data_put = remote_data_put,
 };

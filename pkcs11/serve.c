@@ -27,7 +27,10 @@ typedef struct {
     kbr_hsm *hsm;
     pthread_mutex_t lock;
     pthread_cond_t idle;
-    long active; /* connection threads still running */
+    long active;                     /* connection threads still running */
+    const kbr_hsm_data_policy *data; /* NULL: no data object */
+    /* one data write at a time: what the check saw is what the write replaces */
+    pthread_mutex_t data_lock;
 } server;
 
 typedef struct {
@@ -42,6 +45,8 @@ typedef struct {
     unsigned char *der;
     unsigned char *sig;
     kbr_hsm_key_info *items;
+    kbr_hsm_data *values;
+    size_t nvalues;
 } owned;
 
 static void owned_free(owned *o)
@@ -49,7 +54,42 @@ static void owned_free(owned *o)
     OPENSSL_free(o->der);
     free(o->sig);
     free(o->items);
+    kbr_hsm_data_free(o->values, o->nvalues);
     memset(o, 0, sizeof(*o));
+}
+
+/* The network process reaches the one data object it is given, and no other object. */
+static kbr_err data_allowed(const server *sv, const char *label)
+{
+    if (sv->data == NULL || sv->data->check == NULL || strcmp(label, sv->data->label) != 0) {
+        fprintf(stderr, "keybrokerd: HSM process: refused access to data object \"%s\"\n", label);
+        return KBR_ERR_FORBIDDEN;
+    }
+    return KBR_OK;
+}
+
+/*
+ * A data object is written only when the server's check accepts the new value after the one
+ * the object holds: the network process proposes, the HSM process decides.  The current value
+ * is read and the new one written under one lock, so two connections cannot both pass the
+ * check against the same old value.
+ */
+static kbr_err answer_data_put(conn *c, const kbr_hsmw_req *q)
+{
+    kbr_err err = KBR_OK;
+    server *sv = c->sv;
+    kbr_hsm_data *old = NULL;
+    size_t nold = 0;
+
+    pthread_mutex_lock(&sv->data_lock);
+    KBR_GUARD(kbr_hsm_data_get(c->s, q->label, &old, &nold));
+    KBR_GUARD(
+        sv->data->check(sv->data->arg, c->s, old, nold, q->in, q->inlen, q->evidence, q->evlen));
+    KBR_GUARD(kbr_hsm_data_put(c->s, q->label, q->in, q->inlen, NULL, 0));
+out:
+    pthread_mutex_unlock(&sv->data_lock);
+    kbr_hsm_data_free(old, nold);
+    return err;
 }
 
 static kbr_err answer_public_key(conn *c, const kbr_hsmw_req *q, kbr_hsmw_resp *r, owned *o)
@@ -121,6 +161,19 @@ static kbr_err answer(conn *c, const kbr_hsmw_req *q, kbr_hsmw_resp *r, owned *o
         return kbr_hsm_generate_deliverable(c->s, q->label, &r->info);
     case KBR_HSMW_DELIVER:
         return answer_deliver(c, q, r);
+    case KBR_HSMW_DATA_GET: {
+        kbr_err err = data_allowed(c->sv, q->label);
+        if (err == KBR_OK)
+            err = kbr_hsm_data_get(c->s, q->label, &o->values, &o->nvalues);
+        for (size_t i = 0; err == KBR_OK && i < o->nvalues; i++)
+            r->values[i] = o->values[i];
+        r->nvalues = o->nvalues;
+        return err;
+    }
+    case KBR_HSMW_DATA_PUT: {
+        kbr_err err = data_allowed(c->sv, q->label);
+        return err == KBR_OK ? answer_data_put(c, q) : err;
+    }
     default:
         return KBR_ERR_INTERNAL;
     }
@@ -224,15 +277,16 @@ static void conn_start(server *sv, int fd)
     }
 }
 
-kbr_err kbr_hsm_serve(kbr_hsm *hsm, int ctl)
+kbr_err kbr_hsm_serve(kbr_hsm *hsm, int ctl, const kbr_hsm_data_policy *data)
 {
-    server sv = {.hsm = hsm, .active = 0};
+    server sv = {.hsm = hsm, .active = 0, .data = data};
     kbr_err err = KBR_OK;
     int fd = -1;
 
     if (hsm == NULL || hsm->ops != &kbr_p11_local_ops)
         return KBR_ERR_INTERNAL;
     pthread_mutex_init(&sv.lock, NULL);
+    pthread_mutex_init(&sv.data_lock, NULL);
     pthread_cond_init(&sv.idle, NULL);
     for (;;) {
         err = kbr_hsm_ctl_recv_fd(ctl, &fd);
@@ -250,6 +304,7 @@ kbr_err kbr_hsm_serve(kbr_hsm *hsm, int ctl)
         pthread_cond_wait(&sv.idle, &sv.lock);
     pthread_mutex_unlock(&sv.lock);
     pthread_cond_destroy(&sv.idle);
+    pthread_mutex_destroy(&sv.data_lock);
     pthread_mutex_destroy(&sv.lock);
     return err;
 }

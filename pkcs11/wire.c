@@ -253,7 +253,8 @@ out:
 static bool has_label(kbr_hsmw_type t)
 {
     return t == KBR_HSMW_GENERATE || t == KBR_HSMW_FIND_KEY || t == KBR_HSMW_PUBLIC_KEY ||
-           t == KBR_HSMW_SIGN || t == KBR_HSMW_GENERATE_DELIVERABLE || t == KBR_HSMW_DELIVER;
+           t == KBR_HSMW_SIGN || t == KBR_HSMW_GENERATE_DELIVERABLE || t == KBR_HSMW_DELIVER ||
+           t == KBR_HSMW_DATA_GET || t == KBR_HSMW_DATA_PUT;
 }
 
 /* ---- keys delivered to devices: DELIVER's fields ---- */
@@ -348,6 +349,10 @@ kbr_err kbr_hsmw_req_encode(const kbr_hsmw_req *r, kbr_hsmw_buf *b)
     }
     if (r->type == KBR_HSMW_DELIVER)
         KBR_GUARD(deliver_req_encode(r, b));
+    if (r->type == KBR_HSMW_DATA_PUT) {
+        KBR_GUARD(put_bytes(b, r->in, r->inlen, 2, 1, KBR_HSM_DATA_MAX));
+        KBR_GUARD(put_bytes(b, r->evidence, r->evlen, 2, 0, KBR_HSM_EVIDENCE_MAX));
+    }
     frame_end(b);
 out:
     return err;
@@ -378,6 +383,10 @@ kbr_err kbr_hsmw_req_decode(const unsigned char *body, size_t len, kbr_hsmw_req 
     }
     if (out->type == KBR_HSMW_DELIVER)
         KBR_GUARD(deliver_req_decode(&c, out));
+    if (out->type == KBR_HSMW_DATA_PUT) {
+        KBR_GUARD(get_bytes(&c, 2, 1, KBR_HSM_DATA_MAX, &out->in, &out->inlen));
+        KBR_GUARD(get_bytes(&c, 2, 0, KBR_HSM_EVIDENCE_MAX, &out->evidence, &out->evlen));
+    }
     KBR_GUARD(get_end(&c));
 out:
     return err;
@@ -400,6 +409,12 @@ static kbr_err resp_fields_encode(const kbr_hsmw_resp *r, kbr_hsmw_buf *b)
         return put_bytes(b, r->data, r->len, 2, 1, KBR_HSMW_PUBKEY_MAX);
     case KBR_HSMW_SIGN:
         return put_bytes(b, r->data, r->len, 2, 1, KBR_HSMW_SIG_MAX);
+    case KBR_HSMW_DATA_GET:
+        KBR_ENSURE(r->nvalues <= KBR_HSM_DATA_OBJECTS_MAX, KBR_ERR_BAD_REQUEST);
+        KBR_GUARD(put_u8(b, (unsigned)r->nvalues));
+        for (size_t i = 0; i < r->nvalues; i++)
+            KBR_GUARD(put_bytes(b, r->values[i].value, r->values[i].len, 2, 1, KBR_HSM_DATA_MAX));
+        break;
     case KBR_HSMW_LIST_OBJECTS:
         KBR_ENSURE(r->n <= KBR_HSMW_LIST_MAX && (r->n == 0 || r->items != NULL),
                    KBR_ERR_BAD_REQUEST);
@@ -447,6 +462,22 @@ out:
     return err;
 }
 
+static kbr_err values_decode(cursor *c, kbr_hsmw_resp *out)
+{
+    kbr_err err = KBR_OK;
+    unsigned n = 0;
+
+    KBR_GUARD(get_enum(c, KBR_HSM_DATA_OBJECTS_MAX + 1, &n));
+    for (out->nvalues = 0; out->nvalues < n; out->nvalues++) {
+        const unsigned char *p = NULL;
+        KBR_GUARD(get_bytes(c, 2, 1, KBR_HSM_DATA_MAX, &p, &out->values[out->nvalues].len));
+        /* the frame is the reply's; nothing writes through this */
+        out->values[out->nvalues].value = (unsigned char *)p;
+    }
+out:
+    return err;
+}
+
 static kbr_err resp_fields_decode(cursor *c, kbr_hsmw_resp *out)
 {
     switch (out->type) {
@@ -460,6 +491,8 @@ static kbr_err resp_fields_decode(cursor *c, kbr_hsmw_resp *out)
         return get_bytes(c, 2, 1, KBR_HSMW_PUBKEY_MAX, &out->data, &out->len);
     case KBR_HSMW_SIGN:
         return get_bytes(c, 2, 1, KBR_HSMW_SIG_MAX, &out->data, &out->len);
+    case KBR_HSMW_DATA_GET:
+        return values_decode(c, out);
     case KBR_HSMW_LIST_OBJECTS:
         return list_decode(c, out);
     default:

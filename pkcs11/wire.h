@@ -16,6 +16,9 @@
  *   GENERATE_DELIVERABLE       label
  *   DELIVER                    label, u8 length 65 + recipient point, u16 length 1..256 +
  *                              COSE_KDF_Context, u16 length 1..256 + Enc_structure
+ *   DATA_GET                   label
+ *   DATA_PUT                   label, u16 length + value (1..KBR_HSM_DATA_MAX),
+ *                              u16 length + evidence (0..KBR_HSM_EVIDENCE_MAX)
  * Replies (HSM -> network): the request's type, u8 kbr_err, and only when
  * that is KBR_OK:
  *   GENERATE, FIND_KEY,
@@ -26,6 +29,8 @@
  *   DELIVER                    u8 length 65 + ephemeral point, u8 length 24 + wrapped CEK,
  *                              u8 length 12 + IV, u16 length 161 + ciphertext
  * (the lengths of DELIVER's fixed fields are written, and must be exactly these)
+ *   DATA_GET                   u8 count (0..KBR_HSM_DATA_OBJECTS_MAX), then count times
+ *                              u16 length + value (1..KBR_HSM_DATA_MAX)
  * label: u8 length 1..KBR_HSM_LABEL_MAX-1 + bytes, no NUL.  Key info:
  * label (0..127 bytes), CKA_ID hex (0..64 lowercase hex), class and key type
  * names (0..15 bytes each), u8 alg_known, u8 alg, u8 flags (eight bits, all
@@ -56,6 +61,8 @@ typedef enum {
     /* keys delivered to devices (kbr_hsm.h, pkcs11/deliver.c) */
     KBR_HSMW_GENERATE_DELIVERABLE,
     KBR_HSMW_DELIVER,
+    KBR_HSMW_DATA_GET,
+    KBR_HSMW_DATA_PUT,
     KBR_HSMW__END
 } kbr_hsmw_type;
 
@@ -72,6 +79,8 @@ typedef enum {
 
 #define KBR_HSMW_REQ_MAX  (1 + 1 + 127 + 2 + 4 + KBR_HSMW_SIGN_INPUT_MAX)
 #define KBR_HSMW_RESP_MAX (2 + 4 + (size_t)KBR_HSMW_LIST_MAX * KBR_HSMW_INFO_MAX)
+_Static_assert(KBR_HSMW_RESP_MAX > 3 + KBR_HSM_DATA_OBJECTS_MAX * (2 + KBR_HSM_DATA_MAX),
+               "a DATA_GET reply fits a reply frame");
 
 typedef struct {
     kbr_hsmw_type type;
@@ -79,12 +88,14 @@ typedef struct {
     kbr_alg alg;                   /* GENERATE */
     kbr_sig_format fmt;            /* SIGN */
     kbr_hash hash;                 /* SIGN */
-    const unsigned char *in;       /* SIGN: points into the decoded frame */
+    const unsigned char *in;       /* SIGN: the input; DATA_PUT: the value; into the frame */
     size_t inlen;
     /* DELIVER: point into the decoded frame */
     const unsigned char *recipient; /* 65 bytes */
     const unsigned char *kdf_context, *enc_structure;
     size_t kdf_context_len, enc_structure_len;
+    const unsigned char *evidence; /* DATA_PUT: points into the decoded frame */
+    size_t evlen;
 } kbr_hsmw_req;
 
 typedef struct {
@@ -93,6 +104,9 @@ typedef struct {
     kbr_hsm_key_info info;     /* GENERATE, FIND_KEY */
     const unsigned char *data; /* PUBLIC_KEY: DER; SIGN: signature; points into the frame */
     size_t len;
+    /* DATA_GET: values (pointing into the frame; each value is not NUL-terminated) */
+    kbr_hsm_data values[KBR_HSM_DATA_OBJECTS_MAX];
+    size_t nvalues;
     kbr_hsm_key_info *items; /* LIST_OBJECTS: malloc()ed by the decoder (caller frees) */
     size_t n;
     kbr_hsm_delivery delivery; /* DELIVER */

@@ -129,6 +129,8 @@ struct kbr_store_ops {
     kbr_err (*issuer_keys)(kbr_store *st, json_t **keys);
     /* Only a live token is changed: the first revocation's time and reason stay. */
     kbr_err (*token_revoke)(kbr_store *st, const char *jti, const char *at, const char *reason);
+    /* Every live token, likewise. */
+    kbr_err (*token_revoke_all)(kbr_store *st, const char *at, const char *reason);
     /* KBR_ERR_NOT_FOUND when the build is unknown; *digest is the caller's to free. */
     kbr_err (*firmware_digest)(kbr_store *st, const char *product, const char *version,
                                char **digest);
@@ -219,10 +221,11 @@ struct kbr_store_ops {
     kbr_err (*merkle_node_get)(kbr_store *st, unsigned level, int64_t idx, unsigned char out[32]);
     kbr_err (*merkle_node_put)(kbr_store *st, unsigned level, int64_t idx,
                                const unsigned char hash[32]);
-    /* KBR_ERR_STORE_CONSTRAINT when a checkpoint of that size exists. */
-    kbr_err (*checkpoint_insert)(kbr_store *st, int64_t size, const char *root_hash,
-                                 const char *time, const char *signature_b64, int64_t seq);
+    /* KBR_ERR_STORE_CONSTRAINT when the signature was recorded before. */
+    kbr_err (*checkpoint_insert)(kbr_store *st, const kbr_fx_checkpoint *c, int64_t seq);
     kbr_err (*checkpoint_latest)(kbr_store *st, json_t **out);
+    kbr_err (*checkpoint_find)(kbr_store *st, const char *signature_b64, bool *found);
+    kbr_err (*checkpoint_rotations)(kbr_store *st, int64_t seq, json_t **out);
     kbr_err (*audit_walk)(kbr_store *st, int64_t after, int64_t limit, kbr_store_entry_fn fn,
                           void *arg);
     /* audit_walk over the entries scope lets its reader see (scope not NULL). */

@@ -38,6 +38,7 @@ static const char *const type_names[] = {
     [KBR_EFFECT_DEBUG_AUTHORIZE] = "debug.authorize",
     [KBR_EFFECT_OTA_REPORT] = "ota.report",
     [KBR_EFFECT_CHECKPOINT] = "checkpoint",
+    [KBR_EFFECT_TOKEN_REVOKE_ALL] = "token.revoke_all",
     [KBR_EFFECT_ISSUER_ROTATE] = "issuer.rotate",
     [KBR_EFFECT_DEVICE_REVOKE] = "device.revoke",
     [KBR_EFFECT_CRL_ISSUE] = "crl.issue",
@@ -496,6 +497,33 @@ static void copy_ota(copier *c, const kbr_effect *in, kbr_effect *out)
     }
 }
 
+/* The signer's fields come together or not at all, and so do the next key's. */
+static void copy_checkpoint(copier *c, const kbr_fx_checkpoint *in, kbr_fx_checkpoint *out)
+{
+    bool signer = in->note != NULL;
+    bool next = in->next_key_pem != NULL;
+
+    *out = (kbr_fx_checkpoint){
+        .size = in->size,
+        .root_hash = hex(c, in->root_hash, 64, true),
+        .time = when(c, in->time, true),
+        .signature_b64 = str(c, in->signature_b64, true),
+        .origin = str(c, in->origin, signer),
+        .note = str(c, in->note, signer),
+        .key_id = hex(c, in->key_id, 8, signer),
+        .key_label = str(c, in->key_label, signer),
+        .public_key_pem = str(c, in->public_key_pem, signer),
+        .next_key_id = hex(c, in->next_key_id, 8, next),
+        .next_key_label = str(c, in->next_key_label, next),
+        .next_key_pem = str(c, in->next_key_pem, next),
+    };
+    if (in->size < 0 || (!signer && (in->origin != NULL || in->key_id != NULL ||
+                                     in->key_label != NULL || in->public_key_pem != NULL)))
+        fail(c, KBR_ERR_INTERNAL);
+    if ((!next && (in->next_key_id != NULL || in->next_key_label != NULL)) || (next && !signer))
+        fail(c, KBR_ERR_INTERNAL);
+}
+
 /* The reason is a name the ledger knows and the code is its own; the list is not empty. */
 static void copy_revoke(copier *c, const kbr_effect *in, kbr_effect *out)
 {
@@ -711,12 +739,11 @@ static void copy_small(copier *c, const kbr_effect *in, kbr_effect *out)
         out->u.token_revoke.reason = str(c, in->u.token_revoke.reason, false);
         break;
     case KBR_EFFECT_CHECKPOINT:
-        out->u.checkpoint.size = in->u.checkpoint.size;
-        out->u.checkpoint.root_hash = str(c, in->u.checkpoint.root_hash, true);
-        out->u.checkpoint.time = when(c, in->u.checkpoint.time, true);
-        out->u.checkpoint.signature_b64 = str(c, in->u.checkpoint.signature_b64, true);
-        if (in->u.checkpoint.size < 0)
-            fail(c, KBR_ERR_INTERNAL);
+        copy_checkpoint(c, &in->u.checkpoint, &out->u.checkpoint);
+        break;
+    case KBR_EFFECT_TOKEN_REVOKE_ALL:
+        out->u.token_revoke_all.at = when(c, in->u.token_revoke_all.at, true);
+        out->u.token_revoke_all.reason = str(c, in->u.token_revoke_all.reason, false);
         break;
     default:
         fail(c, KBR_ERR_INTERNAL);
@@ -956,6 +983,17 @@ static json_t *incident_json(const kbr_fx_incident_create *i)
                      json_loads(i->exposure_json, 0, NULL), "builds", builds_json(i));
 }
 
+/* Absent members stay absent, so a checkpoint of an older broker reads and writes as it was. */
+static json_t *checkpoint_json(const kbr_fx_checkpoint *c)
+{
+    return json_pack("{s:I,s:s,s:s,s:s,s:s*,s:s*,s:s*,s:s*,s:s*,s:s*,s:s*,s:s*}", "size",
+                     (json_int_t)c->size, "root_hash", c->root_hash, "time", c->time,
+                     "signature_b64", c->signature_b64, "origin", c->origin, "note", c->note,
+                     "key_id", c->key_id, "key_label", c->key_label, "public_key_pem",
+                     c->public_key_pem, "next_key_id", c->next_key_id, "next_key_label",
+                     c->next_key_label, "next_key_pem", c->next_key_pem);
+}
+
 static json_t *effect_json(const kbr_effect *e)
 {
     switch (e->type) {
@@ -990,9 +1028,10 @@ static json_t *effect_json(const kbr_effect *e)
                          "reported_by", e->u.ota_report.reported_by, "at", e->u.ota_report.at,
                          "results", results_json(&e->u.ota_report));
     case KBR_EFFECT_CHECKPOINT:
-        return json_pack("{s:I,s:s,s:s,s:s}", "size", (json_int_t)e->u.checkpoint.size, "root_hash",
-                         e->u.checkpoint.root_hash, "time", e->u.checkpoint.time, "signature_b64",
-                         e->u.checkpoint.signature_b64);
+        return checkpoint_json(&e->u.checkpoint);
+    case KBR_EFFECT_TOKEN_REVOKE_ALL:
+        return json_pack("{s:s,s:s?}", "at", e->u.token_revoke_all.at, "reason",
+                         e->u.token_revoke_all.reason);
     case KBR_EFFECT_ISSUER_ROTATE:
         return json_pack("{s:s,s:s,s:s,s:s,s:s?}", "kid", e->u.issuer_rotate.kid, "hsm_label",
                          e->u.issuer_rotate.hsm_label, "public_key_pem",
@@ -1428,6 +1467,12 @@ static void rd_small(reader *r, const json_t *o, kbr_effect *e)
             .reason = rd_str(r, o, "reason"),
         };
         break;
+    case KBR_EFFECT_TOKEN_REVOKE_ALL:
+        e->u.token_revoke_all = (kbr_fx_token_revoke_all){
+            .at = rd_str(r, o, "at"),
+            .reason = rd_str(r, o, "reason"),
+        };
+        break;
     case KBR_EFFECT_ISSUER_ROTATE:
         e->u.issuer_rotate = (kbr_fx_issuer_rotate){
             .kid = rd_str(r, o, "kid"),
@@ -1469,6 +1514,14 @@ static void rd_small(reader *r, const json_t *o, kbr_effect *e)
             .root_hash = rd_str(r, o, "root_hash"),
             .time = rd_str(r, o, "time"),
             .signature_b64 = rd_str(r, o, "signature_b64"),
+            .origin = rd_str(r, o, "origin"),
+            .note = rd_str(r, o, "note"),
+            .key_id = rd_str(r, o, "key_id"),
+            .key_label = rd_str(r, o, "key_label"),
+            .public_key_pem = rd_str(r, o, "public_key_pem"),
+            .next_key_id = rd_str(r, o, "next_key_id"),
+            .next_key_label = rd_str(r, o, "next_key_label"),
+            .next_key_pem = rd_str(r, o, "next_key_pem"),
         };
     }
 }

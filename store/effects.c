@@ -490,21 +490,49 @@ out:
     return err;
 }
 
-/* A tree head is only recorded if it is the store's own: a root the log does not have
- * would be a signature over a history that never was. */
+/*
+ * The key a checkpoint hands on: the next key it names, or the one that signed it.  NULL for
+ * a checkpoint of an older broker, which names no key.
+ */
+static const char *key_after(const json_t *cp)
+{
+    const char *next = json_string_value(json_object_get(cp, "next_key_pem"));
+
+    return next != NULL ? next : json_string_value(json_object_get(cp, "public_key_pem"));
+}
+
+/*
+ * A tree head is only recorded if it is the store's own: a root the log does not have would
+ * be a signature over a history that never was.  Heads only grow, and each is signed by the
+ * key the one before hands on, so the checkpoints are one chain of audit keys.
+ */
 static kbr_err checkpoint(kbr_store *st, const kbr_fx_checkpoint *c, int64_t seq)
 {
     kbr_err err = KBR_OK;
     char want[2 * 32 + 1];
     unsigned char root[32];
+    json_t *latest = NULL;
+    const char *key;
 
     KBR_ENSURE(c->size < seq, KBR_ERR_STORE_CONSTRAINT);
     KBR_GUARD(kbr_store_merkle_root(st, c->size, root));
     kbr_hex_encode_buf(root, sizeof(root), want);
     KBR_ENSURE(strcmp(want, c->root_hash) == 0, KBR_ERR_STORE_CONSTRAINT);
-    KBR_GUARD(
-        st->ops->checkpoint_insert(st, c->size, c->root_hash, c->time, c->signature_b64, seq));
+    err = st->ops->checkpoint_latest(st, &latest);
+    if (err == KBR_OK) {
+        KBR_ENSURE(json_integer_value(json_object_get(latest, "size")) <= c->size,
+                   KBR_ERR_STORE_CONSTRAINT);
+        key = key_after(latest);
+        KBR_ENSURE(key == NULL ||
+                       (c->public_key_pem != NULL && strcmp(key, c->public_key_pem) == 0),
+                   KBR_ERR_STORE_CONSTRAINT);
+    } else {
+        KBR_ENSURE(err == KBR_ERR_NOT_FOUND, err);
+        err = KBR_OK;
+    }
+    KBR_GUARD(st->ops->checkpoint_insert(st, c, seq));
 out:
+    json_decref(latest);
     return err;
 }
 
@@ -714,6 +742,9 @@ static kbr_err apply_one(kbr_store *st, const kbr_effect *e, int64_t seq)
         return ota_report(st, &e->u.ota_report, seq);
     case KBR_EFFECT_CHECKPOINT:
         return checkpoint(st, &e->u.checkpoint, seq);
+    case KBR_EFFECT_TOKEN_REVOKE_ALL:
+        return st->ops->token_revoke_all(st, e->u.token_revoke_all.at,
+                                         e->u.token_revoke_all.reason);
     case KBR_EFFECT_ISSUER_ROTATE:
         return issuer_rotate(st, &e->u.issuer_rotate, seq);
     case KBR_EFFECT_DEVICE_REVOKE:

@@ -457,11 +457,14 @@ static kbr_err schema_create(kbr_pg *s, kbr_msg *msg)
                kbr_fail(msg, KBR_ERR_STORE,
                         "store %s: schema version %lld is newer than this broker's (%d)", s->where,
                         (long long)version, SCHEMA_VERSION));
+    /* the whole schema as of version 6, then each later step as store/sql/ has it */
     if (version == 0) {
         KBR_GUARD(simple(s, kbr_sql_pg_schema, msg, "cannot create the schema"));
         version = 6;
     }
     /* Each later version is one file of store/pg/, applied in this transaction. */
+    if (version < 7)
+        KBR_GUARD(simple(s, kbr_sql_pg_v7_audit, msg, "cannot take the schema to version 7"));
     if (version < 8)
         KBR_GUARD(simple(s, kbr_sql_pg_v8_deliver, msg, "cannot add schema version 8"));
     if (version < 9) {
@@ -985,33 +988,64 @@ static kbr_err pg_merkle_node_put(kbr_store *st, unsigned level, int64_t idx,
                       "INSERT INTO merkle_nodes(level, idx, hash) VALUES ($1, $2, $3)", &p, NULL);
 }
 
-static kbr_err pg_checkpoint_insert(kbr_store *st, int64_t size, const char *root_hash,
-                                    const char *time, const char *signature_b64, int64_t seq)
+static kbr_err pg_checkpoint_insert(kbr_store *st, const kbr_fx_checkpoint *c, int64_t seq)
 {
     kbr_pg_params p = {.n = 0};
+    const char *text[] = {c->root_hash,   c->time,           c->signature_b64, c->origin,
+                          c->note,        c->key_id,         c->key_label,     c->public_key_pem,
+                          c->next_key_id, c->next_key_label, c->next_key_pem};
 
-    kbr_pg_int(&p, size);
-    kbr_pg_text(&p, root_hash);
-    kbr_pg_text(&p, time);
-    kbr_pg_text(&p, signature_b64);
     kbr_pg_int(&p, seq);
+    kbr_pg_int(&p, c->size);
+    for (size_t i = 0; i < sizeof(text) / sizeof(text[0]); i++)
+        kbr_pg_text(&p, text[i]);
     return kbr_pg_run((kbr_pg *)st,
-                      "INSERT INTO checkpoints(size, root_hash, time, signature_b64, audit_seq)"
-                      " VALUES ($1, $2, $3, $4, $5)",
+                      "INSERT INTO checkpoints(audit_seq, size, root_hash, time, signature_b64,"
+                      " origin, note, key_id, key_label, public_key_pem, next_key_id,"
+                      " next_key_label, next_key_pem)"
+                      " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
                       &p, NULL);
 }
 
 static const kbr_pgcol checkpoint_cols[] = {
-    {"size", KBR_PGCOL_INT},           {"root_hash", KBR_PGCOL_TEXT}, {"time", KBR_PGCOL_TEXT},
-    {"signature_b64", KBR_PGCOL_TEXT}, {"audit_seq", KBR_PGCOL_INT},
+    {"size", KBR_PGCOL_INT},          {"root_hash", KBR_PGCOL_TEXT},
+    {"time", KBR_PGCOL_TEXT},         {"signature_b64", KBR_PGCOL_TEXT},
+    {"audit_seq", KBR_PGCOL_INT},     {"origin", KBR_PGCOL_TEXT},
+    {"note", KBR_PGCOL_TEXT},         {"key_id", KBR_PGCOL_TEXT},
+    {"key_label", KBR_PGCOL_TEXT},    {"public_key_pem", KBR_PGCOL_TEXT},
+    {"next_key_id", KBR_PGCOL_TEXT},  {"next_key_label", KBR_PGCOL_TEXT},
+    {"next_key_pem", KBR_PGCOL_TEXT},
 };
 
+#define CHECKPOINT_SELECT                                                                          \
+    "SELECT size, root_hash, time, signature_b64, audit_seq, origin, note, key_id, key_label,"     \
+    " public_key_pem, next_key_id, next_key_label, next_key_pem FROM checkpoints"
+
+/* The one the latest entry recorded, as the SQLite back end has it. */
 static kbr_err pg_checkpoint_latest(kbr_store *st, json_t **out)
 {
-    return kbr_pg_object((kbr_pg *)st,
-                         "SELECT size, root_hash, time, signature_b64, audit_seq FROM checkpoints"
-                         " ORDER BY size DESC LIMIT 1",
-                         NULL, checkpoint_cols, KBR_PG_NCOLS(checkpoint_cols), out);
+    return kbr_pg_object((kbr_pg *)st, CHECKPOINT_SELECT " ORDER BY audit_seq DESC LIMIT 1", NULL,
+                         checkpoint_cols, KBR_PG_NCOLS(checkpoint_cols), out);
+}
+
+static kbr_err pg_checkpoint_find(kbr_store *st, const char *signature_b64, bool *found)
+{
+    kbr_pg_params p = {.n = 0};
+
+    kbr_pg_text(&p, signature_b64);
+    return kbr_pg_exists((kbr_pg *)st, "SELECT 1 FROM checkpoints WHERE signature_b64 = $1", &p,
+                         found);
+}
+
+static kbr_err pg_checkpoint_rotations(kbr_store *st, int64_t seq, json_t **out)
+{
+    kbr_pg_params p = {.n = 0};
+
+    kbr_pg_int(&p, seq);
+    return kbr_pg_objects((kbr_pg *)st,
+                          CHECKPOINT_SELECT " WHERE next_key_pem IS NOT NULL AND audit_seq <= $1"
+                                            " ORDER BY audit_seq",
+                          &p, checkpoint_cols, KBR_PG_NCOLS(checkpoint_cols), out);
 }
 
 /* ---- checking a store against its log ---- */
@@ -1102,7 +1136,9 @@ static kbr_err pg_compare(kbr_store *st, kbr_store *rebuilt, kbr_store_compare_s
         .device_deliveries = kbr_pg_device_deliveries, .audit_insert = pg_audit_insert,            \
         .audit_tail = pg_audit_tail, .merkle_node_get = pg_merkle_node_get,                        \
         .merkle_node_put = pg_merkle_node_put, .checkpoint_insert = pg_checkpoint_insert,          \
-        .checkpoint_latest = pg_checkpoint_latest, .audit_walk = pg_audit_walk,                    \
+        .checkpoint_latest = pg_checkpoint_latest, .checkpoint_find = pg_checkpoint_find,          \
+        .checkpoint_rotations = pg_checkpoint_rotations,                                           \
+        .token_revoke_all = kbr_pg_token_revoke_all, .audit_walk = pg_audit_walk,                  \
         .audit_walk_within = pg_audit_walk_within, .key_get = kbr_pg_key_get,                      \
         .key_list = kbr_pg_key_list, .token_list = kbr_pg_token_list,                              \
         .firmware_get = kbr_pg_firmware_get, .firmware_components = kbr_pg_firmware_components,    \

@@ -98,7 +98,8 @@ extern const kbr_pgcol kbr_pg_token_cols[KBR_PG_TOKEN_NCOLS];
 
 /* The schema, built in from store/pg/: pg_schema.sql (version 6), then one file per later
  * version. */
-extern const char kbr_sql_pg_schema[], kbr_sql_pg_v8_deliver[], kbr_sql_pg_v9_cra[];
+extern const char kbr_sql_pg_schema[], kbr_sql_pg_v7_audit[], kbr_sql_pg_v8_deliver[],
+    kbr_sql_pg_v9_cra[];
 
 /* pg_ledger.c */
 kbr_err kbr_pg_key_create(kbr_store *st, const kbr_eff_key *k, int64_t seq);
@@ -106,6 +107,7 @@ kbr_err kbr_pg_key_retire(kbr_store *st, const char *name, const char *at);
 kbr_err kbr_pg_token_issue(kbr_store *st, const kbr_eff_token *t, int64_t seq);
 kbr_err kbr_pg_token_uses_left(kbr_store *st, const char *jti, int64_t *left);
 kbr_err kbr_pg_token_revoke(kbr_store *st, const char *jti, const char *at, const char *reason);
+kbr_err kbr_pg_token_revoke_all(kbr_store *st, const char *at, const char *reason);
 kbr_err kbr_pg_issuer_current(kbr_store *st, char **kid);
 kbr_err kbr_pg_issuer_replace(kbr_store *st, const char *kid, const char *at);
 kbr_err kbr_pg_issuer_insert(kbr_store *st, const kbr_fx_issuer_rotate *r,

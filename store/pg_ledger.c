@@ -168,6 +168,18 @@ kbr_err kbr_pg_token_revoke(kbr_store *st, const char *jti, const char *at, cons
                       &p, NULL);
 }
 
+kbr_err kbr_pg_token_revoke_all(kbr_store *st, const char *at, const char *reason)
+{
+    P;
+
+    kbr_pg_text(&p, at);
+    kbr_pg_text(&p, reason);
+    return kbr_pg_run(PG(st),
+                      "UPDATE tokens SET revoked_at = $1, revoke_reason = $2"
+                      " WHERE revoked_at IS NULL",
+                      &p, NULL);
+}
+
 kbr_err kbr_pg_token_uses_left(kbr_store *st, const char *jti, int64_t *left)
 {
     kbr_err err;

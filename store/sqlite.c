@@ -330,11 +330,16 @@ static kbr_err schema_in_tx(kbr_sqlite *s, const char *path, kbr_msg *msg)
         KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
         version = 6;
     }
+    if (version < 7) {
+        rc = sqlite3_exec(s->db, kbr_sql_v7_audit, NULL, NULL, NULL);
+        KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
+        rc = sqlite3_exec(s->db, "UPDATE meta SET schema_version = 7", NULL, NULL, NULL);
+        KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
+    }
     if (version < 8) {
         rc = sqlite3_exec(s->db, kbr_sql_v8_deliver, NULL, NULL, NULL);
         KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
     }
-    /* a store at 6, 7 or 8 takes this step */
     if (version < 9) {
         rc = sqlite3_exec(s->db, kbr_sql_v9_cra, NULL, NULL, NULL);
         KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
@@ -683,6 +688,7 @@ const kbr_store_ops kbr_store_sqlite_ops = {
     .key_retire = kbr_sqlite_key_retire,
     .token_issue = kbr_sqlite_token_issue,
     .token_revoke = kbr_sqlite_token_revoke,
+    .token_revoke_all = kbr_sqlite_token_revoke_all,
     .issuer_current = kbr_sqlite_issuer_current,
     .issuer_replace = kbr_sqlite_issuer_replace,
     .issuer_insert = kbr_sqlite_issuer_insert,
@@ -718,6 +724,8 @@ const kbr_store_ops kbr_store_sqlite_ops = {
     .merkle_node_put = kbr_sqlite_merkle_node_put,
     .checkpoint_insert = kbr_sqlite_checkpoint_insert,
     .checkpoint_latest = kbr_sqlite_checkpoint_latest,
+    .checkpoint_find = kbr_sqlite_checkpoint_find,
+    .checkpoint_rotations = kbr_sqlite_checkpoint_rotations,
     .key_get = kbr_sqlite_key_get,
     .key_list = kbr_sqlite_key_list,
     .token_list = kbr_sqlite_token_list,

@@ -33,6 +33,8 @@ typedef enum {
     SQ_MERKLE_NODE_PUT,
     SQ_CHECKPOINT_INSERT,
     SQ_CHECKPOINT_LATEST,
+    SQ_CHECKPOINT_FIND,
+    SQ_CHECKPOINT_ROTATIONS,
     SQ_KEY_INSERT,
     SQ_KEY_RETIRE,
     SQ_KEY_EXISTS,
@@ -40,6 +42,7 @@ typedef enum {
     SQ_KEY_LIST,
     SQ_TOKEN_INSERT,
     SQ_TOKEN_REVOKE,
+    SQ_TOKEN_REVOKE_ALL,
     SQ_TOKEN_LIST,
     SQ_TOKEN_USES_LEFT,
     SQ_ISSUER_CURRENT,
@@ -222,6 +225,7 @@ kbr_err kbr_sqlite_key_retire(kbr_store *st, const char *name, const char *at);
 kbr_err kbr_sqlite_token_issue(kbr_store *st, const kbr_eff_token *t, int64_t seq);
 kbr_err kbr_sqlite_token_uses_left(kbr_store *st, const char *jti, int64_t *left);
 kbr_err kbr_sqlite_token_revoke(kbr_store *st, const char *jti, const char *at, const char *reason);
+kbr_err kbr_sqlite_token_revoke_all(kbr_store *st, const char *at, const char *reason);
 kbr_err kbr_sqlite_issuer_current(kbr_store *st, char **kid);
 kbr_err kbr_sqlite_issuer_replace(kbr_store *st, const char *kid, const char *at);
 kbr_err kbr_sqlite_issuer_insert(kbr_store *st, const kbr_fx_issuer_rotate *r,
@@ -296,16 +300,17 @@ kbr_err kbr_sqlite_merkle_node_get(kbr_store *st, unsigned level, int64_t idx,
                                    unsigned char out[32]);
 kbr_err kbr_sqlite_merkle_node_put(kbr_store *st, unsigned level, int64_t idx,
                                    const unsigned char hash[32]);
-kbr_err kbr_sqlite_checkpoint_insert(kbr_store *st, int64_t size, const char *root_hash,
-                                     const char *time, const char *signature_b64, int64_t seq);
+kbr_err kbr_sqlite_checkpoint_insert(kbr_store *st, const kbr_fx_checkpoint *c, int64_t seq);
 kbr_err kbr_sqlite_checkpoint_latest(kbr_store *st, json_t **out);
+kbr_err kbr_sqlite_checkpoint_find(kbr_store *st, const char *signature_b64, bool *found);
+kbr_err kbr_sqlite_checkpoint_rotations(kbr_store *st, int64_t seq, json_t **out);
 
 /* Schema steps after version 1, in the transaction that creates or opens the store
  * (sqlite_migrate.c); path and msg name the store in a failure. */
 /* The files of store/sql/, built in (the Makefile's rule for $(BUILD)/store/sql.c). */
 extern const char kbr_sql_v1[], kbr_sql_v2_schema[], kbr_sql_v2_assign[], kbr_sql_v3_schema[],
     kbr_sql_v3_unique[], kbr_sql_v4_schema[], kbr_sql_v5_issuer[], kbr_sql_v6_revoke[],
-    kbr_sql_v8_deliver[], kbr_sql_v9_cra[];
+    kbr_sql_v7_audit[], kbr_sql_v8_deliver[], kbr_sql_v9_cra[];
 
 kbr_err kbr_sqlite_migrate_v2(kbr_sqlite *s, const char *path, kbr_msg *msg);
 kbr_err kbr_sqlite_migrate_v3(kbr_sqlite *s, const char *path, kbr_msg *msg);

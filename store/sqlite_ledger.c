@@ -223,6 +223,23 @@ out:
     return err;
 }
 
+kbr_err kbr_sqlite_token_revoke_all(kbr_store *st, const char *at, const char *reason)
+{
+    kbr_err err = KBR_OK;
+    sqlite3_stmt *stmt = NULL;
+
+    KBR_GUARD(kbr_sqlite_stmt(SQ(st), SQ_TOKEN_REVOKE_ALL,
+                              "UPDATE tokens SET revoked_at = ?1, revoke_reason = ?2"
+                              " WHERE revoked_at IS NULL",
+                              &stmt));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, at));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 2, reason));
+    KBR_GUARD(kbr_sqlite_run(stmt));
+out:
+    kbr_sqlite_done(stmt);
+    return err;
+}
+
 kbr_err kbr_sqlite_token_uses_left(kbr_store *st, const char *jti, int64_t *left)
 {
     kbr_err err = KBR_OK;

@@ -36,7 +36,9 @@
  * Version 4 (evidence) is SQL alone: store/sql/v4_schema.sql.
  *
  * Version 5 (the token issuer's keys) is SQL alone too: store/sql/v5_issuer.sql, then
- * sqlite.c records the version.
+ * sqlite.c records the version.  So are version 6 (revocations and CRLs,
+ * store/sql/v6_revoke.sql) and version 7 (the audit log's signed notes and the chain of
+ * audit keys, store/sql/v7_audit.sql).
  */
 #include <openssl/err.h>
 #include <openssl/pem.h>

@@ -76,21 +76,24 @@ out:
     return err;
 }
 
-kbr_err kbr_sqlite_checkpoint_insert(kbr_store *st, int64_t size, const char *root_hash,
-                                     const char *time, const char *signature_b64, int64_t seq)
+kbr_err kbr_sqlite_checkpoint_insert(kbr_store *st, const kbr_fx_checkpoint *c, int64_t seq)
 {
     kbr_err err = KBR_OK;
     sqlite3_stmt *stmt = NULL;
+    const char *text[] = {c->root_hash,   c->time,           c->signature_b64, c->origin,
+                          c->note,        c->key_id,         c->key_label,     c->public_key_pem,
+                          c->next_key_id, c->next_key_label, c->next_key_pem};
 
     KBR_GUARD(kbr_sqlite_stmt((kbr_sqlite *)st, SQ_CHECKPOINT_INSERT,
-                              "INSERT INTO checkpoints(size, root_hash, time, signature_b64,"
-                              " audit_seq) VALUES (?1, ?2, ?3, ?4, ?5)",
+                              "INSERT INTO checkpoints(audit_seq, size, root_hash, time,"
+                              " signature_b64, origin, note, key_id, key_label, public_key_pem,"
+                              " next_key_id, next_key_label, next_key_pem)"
+                              " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
                               &stmt));
-    KBR_GUARD(kbr_sqlite_err(sqlite3_bind_int64(stmt, 1, size)));
-    KBR_GUARD(kbr_sqlite_bind_text(stmt, 2, root_hash));
-    KBR_GUARD(kbr_sqlite_bind_text(stmt, 3, time));
-    KBR_GUARD(kbr_sqlite_bind_text(stmt, 4, signature_b64));
-    KBR_GUARD(kbr_sqlite_err(sqlite3_bind_int64(stmt, 5, seq)));
+    KBR_GUARD(kbr_sqlite_err(sqlite3_bind_int64(stmt, 1, seq)));
+    KBR_GUARD(kbr_sqlite_err(sqlite3_bind_int64(stmt, 2, c->size)));
+    for (int i = 0; i < (int)(sizeof(text) / sizeof(text[0])); i++)
+        KBR_GUARD(kbr_sqlite_bind_text(stmt, 3 + i, text[i]));
     KBR_GUARD(kbr_sqlite_run(stmt));
 out:
     kbr_sqlite_done(stmt);
@@ -98,8 +101,13 @@ out:
 }
 
 static const kbr_col_spec checkpoint_cols[] = {
-    {"size", KBR_COL_INT},           {"root_hash", KBR_COL_TEXT}, {"time", KBR_COL_TEXT},
-    {"signature_b64", KBR_COL_TEXT}, {"audit_seq", KBR_COL_INT},
+    {"size", KBR_COL_INT},          {"root_hash", KBR_COL_TEXT},
+    {"time", KBR_COL_TEXT},         {"signature_b64", KBR_COL_TEXT},
+    {"audit_seq", KBR_COL_INT},     {"origin", KBR_COL_TEXT},
+    {"note", KBR_COL_TEXT},         {"key_id", KBR_COL_TEXT},
+    {"key_label", KBR_COL_TEXT},    {"public_key_pem", KBR_COL_TEXT},
+    {"next_key_id", KBR_COL_TEXT},  {"next_key_label", KBR_COL_TEXT},
+    {"next_key_pem", KBR_COL_TEXT},
 };
 
 kbr_err kbr_sqlite_checkpoint_latest(kbr_store *st, json_t **out)
@@ -109,10 +117,50 @@ kbr_err kbr_sqlite_checkpoint_latest(kbr_store *st, json_t **out)
 
     *out = NULL;
     KBR_GUARD(kbr_sqlite_stmt((kbr_sqlite *)st, SQ_CHECKPOINT_LATEST,
-                              "SELECT size, root_hash, time, signature_b64, audit_seq"
-                              " FROM checkpoints ORDER BY size DESC LIMIT 1",
+                              "SELECT size, root_hash, time, signature_b64, audit_seq, origin,"
+                              " note, key_id, key_label, public_key_pem, next_key_id,"
+                              " next_key_label, next_key_pem"
+                              " FROM checkpoints ORDER BY audit_seq DESC LIMIT 1",
                               &stmt));
     KBR_GUARD(kbr_sqlite_object(stmt, checkpoint_cols, KBR_NCOLS(checkpoint_cols), out));
+out:
+    kbr_sqlite_done(stmt);
+    return err;
+}
+
+kbr_err kbr_sqlite_checkpoint_find(kbr_store *st, const char *signature_b64, bool *found)
+{
+    kbr_err err = KBR_OK;
+    sqlite3_stmt *stmt = NULL;
+    int rc;
+
+    *found = false;
+    KBR_GUARD(kbr_sqlite_stmt((kbr_sqlite *)st, SQ_CHECKPOINT_FIND,
+                              "SELECT 1 FROM checkpoints WHERE signature_b64 = ?1", &stmt));
+    KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, signature_b64));
+    rc = sqlite3_step(stmt);
+    KBR_ENSURE(rc == SQLITE_ROW || rc == SQLITE_DONE, kbr_sqlite_err(rc));
+    *found = rc == SQLITE_ROW;
+out:
+    kbr_sqlite_done(stmt);
+    return err;
+}
+
+kbr_err kbr_sqlite_checkpoint_rotations(kbr_store *st, int64_t seq, json_t **out)
+{
+    kbr_err err = KBR_OK;
+    sqlite3_stmt *stmt = NULL;
+
+    *out = NULL;
+    KBR_GUARD(kbr_sqlite_stmt((kbr_sqlite *)st, SQ_CHECKPOINT_ROTATIONS,
+                              "SELECT size, root_hash, time, signature_b64, audit_seq, origin,"
+                              " note, key_id, key_label, public_key_pem, next_key_id,"
+                              " next_key_label, next_key_pem"
+                              " FROM checkpoints WHERE next_key_pem IS NOT NULL AND audit_seq <= ?1"
+                              " ORDER BY audit_seq",
+                              &stmt));
+    KBR_GUARD(kbr_sqlite_err(sqlite3_bind_int64(stmt, 1, seq)));
+    KBR_GUARD(kbr_sqlite_objects(stmt, checkpoint_cols, KBR_NCOLS(checkpoint_cols), out));
 out:
     kbr_sqlite_done(stmt);
     return err;

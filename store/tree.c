@@ -83,7 +83,36 @@ out:
     return err;
 }
 
+kbr_err kbr_store_merkle_consistency(kbr_store *st, int64_t first, int64_t second,
+                                     unsigned char **path, size_t *path_len)
+{
+    kbr_err err = KBR_OK;
+
+    *path = NULL;
+    *path_len = 0;
+    KBR_ENSURE(first >= 1 && first <= second, KBR_ERR_BAD_REQUEST);
+    KBR_GUARD(check_size(st, second));
+    KBR_GUARD(kbr_merkle_consistency_from(store_node, st, (uint64_t)first, (uint64_t)second, path,
+                                          path_len));
+out:
+    return err;
+}
+
 kbr_err kbr_store_checkpoint_latest(kbr_store *st, json_t **out)
 {
     return st->ops->checkpoint_latest(st, out);
+}
+
+kbr_err kbr_store_checkpoint_find(kbr_store *st, const char *signature_b64, bool *found)
+{
+    *found = false;
+    if (signature_b64 == NULL)
+        return KBR_ERR_INTERNAL;
+    return st->ops->checkpoint_find(st, signature_b64, found);
+}
+
+kbr_err kbr_store_checkpoint_rotations(kbr_store *st, int64_t seq, json_t **out)
+{
+    *out = NULL;
+    return st->ops->checkpoint_rotations(st, seq, out);
 }

@@ -332,6 +332,7 @@ extern const cli_command cli_cmd_evidence_device;
 extern const cli_command cli_cmd_evidence_product;
 extern const cli_command cli_cmd_evidence_verify;
 extern const cli_command cli_cmd_audit_checkpoint;
+extern const cli_command cli_cmd_audit_consistency, cli_cmd_audit_rotate_key;
 extern const cli_command cli_cmd_audit_proof;
 extern const cli_command cli_cmd_batch_create, cli_cmd_batch_show;
 extern const cli_command cli_cmd_key_certificate, cli_cmd_provision, cli_cmd_rotate;

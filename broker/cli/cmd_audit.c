@@ -179,23 +179,87 @@ static kbr_err jwks(cli_ctx *ctx, cli_error *ce)
 }
 
 static const cli_column checkpoint_fields[] = {
-    {"size", "size"},           {"root_hash", "root_hash"},         {"time", "time"},
-    {"audit_seq", "audit_seq"}, {"signature_b64", "signature_b64"},
+    {"size", "size"},           {"root_hash", "root_hash"},     {"time", "time"},
+    {"audit_seq", "audit_seq"}, {"origin", "origin"},           {"key_id", "key_id"},
+    {"vkey", "vkey"},           {"next_key_id", "next_key_id"}, {"signature_b64", "signature_b64"},
 };
 
 static const cli_column proof_fields[] = {
     {"seq", "seq"},
+    {"leaf_index", "leaf_index"},
     {"size", "size"},
     {"leaf_hash", "leaf_hash"},
     {"root_hash", "root_hash"},
     {"audit_path", "audit_path"},
 };
 
-/* GET /v1/audit/checkpoint; `--json > cp.json` is what `audit verify --checkpoint` reads. */
+static const cli_column consistency_fields[] = {
+    {"first", "first"},
+    {"second", "second"},
+    {"proof", "proof"},
+};
+
+static const cli_column rotate_fields[] = {
+    {"size", "size"},     {"root_hash", "root_hash"},     {"time", "time"},
+    {"key_id", "key_id"}, {"next_key_id", "next_key_id"}, {"audit_seq", "audit_seq"},
+};
+
+/*
+ * GET /v1/audit/checkpoint; `--json > cp.json` is what `audit verify --checkpoint` reads.
+ * --note prints (or with --out writes) the same head as the C2SP signed note.
+ */
 static kbr_err audit_checkpoint(cli_ctx *ctx, cli_error *ce)
 {
-    return cli_get_show(ctx, "/v1/audit/checkpoint", NULL, checkpoint_fields,
-                        N_ELEMS(checkpoint_fields), ce);
+    kbr_err err = KBR_OK;
+    cli_response resp = {0};
+    const char *note, *out = cli_args_str(ctx->args, "out");
+
+    if (!cli_args_flag(ctx->args, "note"))
+        return cli_get_show(ctx, "/v1/audit/checkpoint", NULL, checkpoint_fields,
+                            N_ELEMS(checkpoint_fields), ce);
+    KBR_GUARD(cli_call(ctx->client, "GET", "/v1/audit/checkpoint", NULL, &resp, ce));
+    note = cli_json_str(resp.body, "note");
+    KBR_ENSURE(note != NULL, cli_fail(ce, KBR_ERR_NOT_FOUND, "not_found",
+                                      "the latest checkpoint has no signed note"));
+    if (out != NULL)
+        KBR_GUARD(cli_write_file(out, note, strlen(note), 0644, ce));
+    else
+        KBR_GUARD(cli_print_lines(ctx->out, note, ce));
+out:
+    cli_response_cleanup(&resp);
+    return err;
+}
+
+static kbr_err audit_consistency(cli_ctx *ctx, cli_error *ce)
+{
+    kbr_err err = KBR_OK;
+    char *path = strdup("/v1/audit/consistency");
+
+    KBR_ENSURE(path != NULL, KBR_ERR_NOMEM);
+    KBR_GUARD(cli_query_add(ctx->client, &path, "first", cli_args_str(ctx->args, "first")));
+    KBR_GUARD(cli_query_add(ctx->client, &path, "second", cli_args_str(ctx->args, "second")));
+    KBR_GUARD(cli_get_show(ctx, path, NULL, consistency_fields, N_ELEMS(consistency_fields), ce));
+out:
+    free(path);
+    return err;
+}
+
+static kbr_err audit_rotate_key(cli_ctx *ctx, cli_error *ce)
+{
+    kbr_err err = KBR_OK;
+    json_t *body = json_object();
+    cli_response resp = {0};
+    const char *reason = cli_args_str(ctx->args, "reason");
+
+    KBR_ENSURE(body != NULL, KBR_ERR_NOMEM);
+    if (reason != NULL)
+        KBR_ENSURE(json_object_set_new(body, "reason", json_string(reason)) == 0, KBR_ERR_NOMEM);
+    KBR_GUARD(cli_call(ctx->client, "POST", "/v1/audit/key/rotate", body, &resp, ce));
+    KBR_GUARD(cli_show(ctx, resp.body, NULL, rotate_fields, N_ELEMS(rotate_fields), ce));
+out:
+    cli_response_cleanup(&resp);
+    json_decref(body);
+    return err;
 }
 
 static kbr_err audit_proof(cli_ctx *ctx, cli_error *ce)
@@ -220,13 +284,46 @@ static const cli_opt proof_opts[] = {
     {"size", CLI_OPT_INT, false, "M"},
 };
 
+static const cli_opt checkpoint_opts[] = {
+    {"note", CLI_OPT_FLAG, false, NULL},
+    {"out", CLI_OPT_STR, false, "FILE"},
+};
+
 const cli_command cli_cmd_audit_checkpoint = {
     {"audit", "checkpoint", NULL},
-    "",
-    "the latest signed tree head of the audit log (--json for audit verify)",
-    {NULL, 0, NULL, 0, 0},
+    "[--note [--out FILE]]",
+    "the latest signed tree head of the audit log (--json for audit verify, --note as a C2SP "
+    "signed note)",
+    {checkpoint_opts, N_ELEMS(checkpoint_opts), NULL, 0, 0},
     true,
     audit_checkpoint,
+};
+
+static const cli_opt consistency_opts[] = {
+    {"first", CLI_OPT_INT, true, "M"},
+    {"second", CLI_OPT_INT, true, "N"},
+};
+
+const cli_command cli_cmd_audit_consistency = {
+    {"audit", "consistency", NULL},
+    "--first M --second N",
+    "a consistency proof from the tree of the first M entries to that of the first N",
+    {consistency_opts, N_ELEMS(consistency_opts), NULL, 0, 0},
+    true,
+    audit_consistency,
+};
+
+static const cli_opt rotate_opts[] = {
+    {"reason", CLI_OPT_STR, false, "TEXT"},
+};
+
+const cli_command cli_cmd_audit_rotate_key = {
+    {"audit", "rotate-key", NULL},
+    "[--reason TEXT]",
+    "make a new audit key in the HSM, named in a checkpoint the current key signs",
+    {rotate_opts, N_ELEMS(rotate_opts), NULL, 0, 0},
+    true,
+    audit_rotate_key,
 };
 
 const cli_command cli_cmd_audit_proof = {

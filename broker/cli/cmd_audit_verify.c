@@ -1,6 +1,9 @@
 /*
  * cmd_audit_verify.c - keybroker audit verify: checks an exported log
  * against a signed checkpoint offline, with nothing but the files given.
+ * --pubkey is the first audit key, pinned: the audit keys after it are
+ * taken only from the rotations the log records, each signed by the key
+ * before it (kbr_audit_verify_log).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -102,14 +105,20 @@ static kbr_err read_pubkey(const char *path, EVP_PKEY **out, cli_error *ce)
     return KBR_OK;
 }
 
-static kbr_err report_ok(cli_ctx *ctx, const json_t *entries, const json_t *cp)
+static kbr_err report_ok(cli_ctx *ctx, const json_t *entries, const json_t *cp,
+                         const kbr_audit_log_report *rep)
 {
     json_int_t size = json_integer_value(json_object_get(cp, "size"));
+    char id[9];
 
+    snprintf(id, sizeof(id), "%08x", rep->key_id);
     if (ctx->json) {
         json_t *r =
-            json_pack("{s:b,s:I,s:I,s:O}", "ok", 1, "entries", (json_int_t)json_array_size(entries),
-                      "size", size, "root_hash", json_object_get(cp, "root_hash"));
+            json_pack("{s:b,s:I,s:I,s:O,s:I,s:I,s:s?,s:s?}", "ok", 1, "entries",
+                      (json_int_t)json_array_size(entries), "size", size, "root_hash",
+                      json_object_get(cp, "root_hash"), "checkpoints", (json_int_t)rep->checkpoints,
+                      "audit_keys", (json_int_t)rep->keys, "key_id", rep->key_id != 0 ? id : NULL,
+                      "origin", rep->origin[0] != '\0' ? rep->origin : NULL);
         kbr_err err =
             r != NULL ? cli_json_dumpf(ctx->out, r, JSON_COMPACT | JSON_SORT_KEYS) : KBR_ERR_NOMEM;
 
@@ -120,6 +129,15 @@ static kbr_err report_ok(cli_ctx *ctx, const json_t *entries, const json_t *cp)
             "ok: %zu entries chain from seq 1; the first %" JSON_INTEGER_FORMAT
             " match the signed checkpoint\n",
             json_array_size(entries), size);
+    fprintf(ctx->out,
+            "ok: %zu checkpoints in the log verify along a chain of %zu audit key%s from the "
+            "pinned key\n",
+            rep->checkpoints, rep->keys, rep->keys == 1 ? "" : "s");
+    if (rep->key_id != 0) {
+        fputs("ok: the last audit key is ", ctx->out);
+        cli_term_put(ctx->out, rep->origin, NULL);
+        fprintf(ctx->out, "+%s\n", id);
+    }
     return KBR_OK;
 }
 
@@ -129,14 +147,15 @@ static kbr_err audit_verify(cli_ctx *ctx, cli_error *ce)
     json_t *entries = NULL, *cp = NULL;
     EVP_PKEY *key = NULL;
     kbr_msg msg = {{0}};
+    kbr_audit_log_report rep;
 
     KBR_GUARD(read_export(cli_args_pos(ctx->args, 0), &entries, ce));
     KBR_GUARD(read_checkpoint(cli_args_str(ctx->args, "checkpoint"), &cp, ce));
     KBR_GUARD(read_pubkey(cli_args_str(ctx->args, "pubkey"), &key, ce));
-    err = kbr_audit_verify_checkpoint(entries, cp, key, &msg);
+    err = kbr_audit_verify_log(entries, cp, key, &rep, &msg);
     KBR_ENSURE(err == KBR_OK, cli_fail(ce, err, "verify_failed", "%s",
                                        msg.text[0] != '\0' ? msg.text : kbr_err_str(err)));
-    KBR_GUARD(report_ok(ctx, entries, cp));
+    KBR_GUARD(report_ok(ctx, entries, cp, &rep));
 out:
     EVP_PKEY_free(key);
     json_decref(cp);
@@ -153,8 +172,9 @@ static const char *const verify_pos[] = {"FILE"};
 
 const cli_command cli_cmd_audit_verify = {
     {"audit", "verify", NULL},
-    "FILE --checkpoint CP.json --pubkey PEM",
-    "check an exported audit log against a signed checkpoint, offline",
+    "FILE --checkpoint CP.json --pubkey FIRST-KEY.pem",
+    "check an exported audit log against a signed checkpoint offline, following the audit keys "
+    "from the first",
     {verify_opts, N_ELEMS(verify_opts), verify_pos, 1, 1},
     false,
     audit_verify,

@@ -47,6 +47,8 @@ static const cli_command *const commands[] = {
     &cli_cmd_audit_checkpoint,
     &cli_cmd_audit_proof,
     &cli_cmd_audit_verify,
+    &cli_cmd_audit_consistency,
+    &cli_cmd_audit_rotate_key,
     &cli_cmd_evidence_device,
     &cli_cmd_evidence_product,
     &cli_cmd_evidence_verify,

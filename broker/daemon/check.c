@@ -123,9 +123,9 @@ static void check_writable(tally *t, const char *what, const char *path)
     free(copy);
 }
 
-/* A key under label: there, and P-256 as --init makes it; its public key's SHA-256 into sha. */
+/* A key under label: there, and of alg as --init makes it; its public key's SHA-256 into sha. */
 static bool check_key(tally *t, kbr_hsm_session *s, const char *what, const char *label,
-                      char sha[65])
+                      kbr_alg alg, char sha[65])
 {
     kbr_hsm_key_info info = {0};
     EVP_PKEY *pub = NULL;
@@ -139,8 +139,9 @@ static bool check_key(tally *t, kbr_hsm_session *s, const char *what, const char
         say(t, "problem", "HSM lookup of %s failed: %s", label, kbr_err_str(err));
         return false;
     }
-    if (!info.alg_known || info.alg != KBR_ALG_ECDSA_P256) {
-        say(t, "problem", "HSM key %s is not an ECDSA P-256 key", label);
+    if (!info.alg_known || info.alg != alg) {
+        say(t, "problem", "HSM key %s is not an %s key", label,
+            alg == KBR_ALG_ED25519 ? "Ed25519" : "ECDSA P-256");
         return false;
     }
     sha[0] = '\0';
@@ -153,11 +154,17 @@ static bool check_key(tally *t, kbr_hsm_session *s, const char *what, const char
 
 /*
  * The issuer key tokens are signed with now, as the ledger records it (kbr/issuer on a
- * ledger that records none yet, a store an older broker wrote), and the audit key.
+ * ledger that records none yet, a store an older broker wrote), and the audit key the log
+ * hands on (the latest checkpoint's next key or its own, kbr/audit before any); *audit_pub is
+ * the key that signed the latest checkpoint, as the HSM holds it.
  */
-static void check_keys(tally *t, kbr_hsm_session *s, const json_t *issuers, EVP_PKEY **audit_pub)
+static void check_keys(tally *t, kbr_hsm_session *s, const json_t *issuers, const json_t *latest,
+                       EVP_PKEY **audit_pub)
 {
     const char *label = KBD_ISSUER_LABEL, *kid = NULL, *want = NULL;
+    const char *audit = latest != NULL ? kbd_cp_signer_label(latest) : NULL;
+    const char *signer =
+        latest != NULL ? json_string_value(json_object_get(latest, "key_label")) : NULL;
     const json_t *row;
     char sha[65];
     size_t i;
@@ -170,7 +177,7 @@ static void check_keys(tally *t, kbr_hsm_session *s, const json_t *issuers, EVP_
             want = json_string_value(json_object_get(row, "public_key_sha256"));
         }
     }
-    if (check_key(t, s, "issuer", label, sha)) {
+    if (check_key(t, s, "issuer", label, KBR_ALG_ECDSA_P256, sha)) {
         if (want != NULL && strcmp(want, sha) != 0)
             say(t, "problem",
                 "issuer key %s in the HSM is not the one the ledger records (kid %s): another "
@@ -180,13 +187,17 @@ static void check_keys(tally *t, kbr_hsm_session *s, const json_t *issuers, EVP_
             say(t, "ok", "issuer key %s is in the HSM (ECDSA P-256%s%s)", label,
                 kid != NULL ? ", kid " : "", kid != NULL ? kid : "");
     }
-    if (check_key(t, s, "audit", KBD_AUDIT_LABEL, sha))
-        say(t, "ok", "audit key %s is in the HSM (ECDSA P-256)", KBD_AUDIT_LABEL);
-    if (kbr_hsm_public_key(s, KBD_AUDIT_LABEL, audit_pub) != KBR_OK)
+    if (audit == NULL)
+        audit = KBD_AUDIT_LABEL;
+    if (check_key(t, s, "audit", audit, KBR_ALG_ED25519, sha))
+        say(t, "ok", "audit key %s is in the HSM (Ed25519)", audit);
+    /* an older broker's checkpoint names no key: the first audit key signed it */
+    if (kbr_hsm_public_key(s, signer != NULL ? signer : KBD_AUDIT_LABEL, audit_pub) != KBR_OK)
         *audit_pub = NULL;
 }
 
-static void check_hsm(tally *t, const kbd_config *cfg, const json_t *issuers, EVP_PKEY **audit_pub)
+static void check_hsm(tally *t, const kbd_config *cfg, const json_t *issuers, const json_t *latest,
+                      EVP_PKEY **audit_pub)
 {
     kbr_hsm *hsm = NULL;
     kbr_hsm_session *s = NULL;
@@ -205,7 +216,7 @@ static void check_hsm(tally *t, const kbd_config *cfg, const json_t *issuers, EV
     if (err != KBR_OK)
         say(t, "problem", "cannot open an HSM session: %s", kbr_err_str(err));
     else
-        check_keys(t, s, issuers, audit_pub);
+        check_keys(t, s, issuers, latest, audit_pub);
     kbr_hsm_session_close(s);
     kbr_hsm_close(hsm);
 }
@@ -321,7 +332,7 @@ int kbd_check(const char *path)
     tally t = {0, 0};
     EVP_PKEY *audit_pub = NULL;
     kbr_store *st = NULL;
-    json_t *issuers = NULL;
+    json_t *issuers = NULL, *latest = NULL;
     kbr_err err = kbd_config_load_all(path, &cfg, config_problem, &t, &msg);
 
     if (err == KBR_OK)
@@ -339,12 +350,15 @@ int kbd_check(const char *path)
     check_store(&t, &cfg, &st);
     if (st != NULL && kbr_store_issuer_keys(st, &issuers) != KBR_OK)
         say(&t, "problem", "store %s: its issuer keys cannot be read", cfg.store);
-    check_hsm(&t, &cfg, issuers, &audit_pub);
+    if (st != NULL && kbr_store_checkpoint_latest(st, &latest) != KBR_OK)
+        latest = NULL; /* check_log says why */
+    check_hsm(&t, &cfg, issuers, latest, &audit_pub);
     if (st != NULL)
         check_log(&t, st, strncmp(cfg.store, "sqlite:", 7) == 0 ? cfg.store + 7 : cfg.store,
                   audit_pub);
     kbr_store_close(st);
     json_decref(issuers);
+    json_decref(latest);
     EVP_PKEY_free(audit_pub);
     kbd_config_cleanup(&cfg);
     if (t.problems == 0)

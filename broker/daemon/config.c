@@ -245,6 +245,9 @@ static kbr_err apply(kbd_config *cfg, const char *dir, const char *k, const char
         return printable(v, 256, true) ? set_string(&cfg->csaf_publisher, v) : KBR_ERR_CONFIG;
     if (strcmp(k, "csaf_namespace") == 0)
         return uri(v) ? set_string(&cfg->csaf_namespace, v) : KBR_ERR_CONFIG;
+    if (strcmp(k, "audit_origin") == 0)
+        return kbr_note_name_valid(v, strlen(v)) ? set_string(&cfg->audit_origin, v)
+                                                 : KBR_ERR_CONFIG;
     if (strcmp(k, "pkcs11_module") == 0)
         return set_path(&cfg->pkcs11_module, dir, v);
     if (strcmp(k, "token_label") == 0)
@@ -375,6 +378,16 @@ static kbr_err fill_required(kbd_config *cfg, const char *dir, const char *path,
         return kbr_fail(msg, KBR_ERR_CONFIG, "%s: tls_cert and tls_key go together", path);
     if (cfg->tls_client_ca != NULL && cfg->tls_cert == NULL)
         return kbr_fail(msg, KBR_ERR_CONFIG, "%s: tls_client_ca needs tls_cert and tls_key", path);
+    /* the checkpoints' origin line and the key name of their signature lines */
+    if (cfg->audit_origin == NULL) {
+        if (!kbr_note_name_valid(cfg->instance_id, strlen(cfg->instance_id)))
+            return kbr_fail(msg, KBR_ERR_CONFIG,
+                            "%s: instance_id \"%s\" cannot name signed checkpoints (a '+' is "
+                            "not allowed there): set audit_origin",
+                            path, cfg->instance_id);
+        if (set_string(&cfg->audit_origin, cfg->instance_id) != KBR_OK)
+            return KBR_ERR_NOMEM;
+    }
     if (cfg->max_connections_per_source > cfg->max_connections)
         return kbr_fail(msg, KBR_ERR_CONFIG,
                         "%s: max_connections_per_source (%ld) exceeds max_connections (%ld)", path,
@@ -462,6 +475,7 @@ void kbd_config_cleanup(kbd_config *cfg)
     free(cfg->listen_host);
     free(cfg->port_file);
     free(cfg->instance_id);
+    free(cfg->audit_origin);
     free(cfg->pkcs11_module);
     free(cfg->token_label);
     free(cfg->pin_file);

@@ -137,7 +137,7 @@ out:
 static void evidence_work(kbd_req *r, kbd_worker *w)
 {
     evidence_ctx *c = r->ctx;
-    json_t *seqs = NULL, *cp = NULL, *keys = NULL, *subject = NULL, *bundle = NULL;
+    json_t *seqs = NULL, *cp = NULL, *keys = NULL, *chain = NULL, *subject = NULL, *bundle = NULL;
     kbr_err err = KBR_OK;
     int64_t last;
 
@@ -151,7 +151,10 @@ static void evidence_work(kbd_req *r, kbd_worker *w)
     KBR_ENSURE(err == KBR_OK,
                kbr_fail(&r->msg, err >= KBR_ERR_HSM && err <= KBR_ERR_HSM_KEY ? err : KBR_ERR_AUDIT,
                         "no signed checkpoint covers the entries: %s", kbr_err_str(err)));
-    keys = json_pack("[O]", json_object_get(cp, "public_key_pem"));
+    err = kbd_checkpoint_evidence(w, cp, &keys, &chain);
+    KBR_ENSURE(err == KBR_OK,
+               kbr_fail(&r->msg, err >= KBR_ERR_HSM && err <= KBR_ERR_HSM_KEY ? err : KBR_ERR_AUDIT,
+                        "the chain of audit keys could not be read: %s", kbr_err_str(err)));
     if (c->incident != NULL)
         subject = json_pack("{s:s,s:s}", "kind", "incident", "id", c->incident);
     else if (c->serial != NULL)
@@ -160,7 +163,7 @@ static void evidence_work(kbd_req *r, kbd_worker *w)
     else
         subject = json_pack("{s:s,s:s}", "kind", "product", "product", c->product);
     KBR_ENSURE(keys != NULL && subject != NULL, KBR_ERR_NOMEM);
-    err = kbr_evidence_build(w->store, subject, seqs, cp, keys, &bundle);
+    err = kbr_evidence_build(w->store, subject, seqs, cp, keys, chain, &bundle);
     KBR_ENSURE(err == KBR_OK, kbr_fail(&r->msg, KBR_ERR_AUDIT, "the bundle could not be made: %s",
                                        kbr_err_str(err)));
     json_object_set_new(r->rec->detail, "entries", json_integer((json_int_t)json_array_size(seqs)));
@@ -173,6 +176,7 @@ out:
     json_decref(bundle);
     json_decref(subject);
     json_decref(keys);
+    json_decref(chain);
     json_decref(cp);
     json_decref(seqs);
 }

@@ -86,7 +86,8 @@ static int hsm_main(const kbd_config *cfg, int ctl)
         kbr_hsm_close(hsm);
         return 1;
     }
-    err = kbr_hsm_serve(hsm, ctl);
+    /* the network process reads and proposes the audit record; this process decides */
+    err = kbr_hsm_serve(hsm, ctl, &(kbr_hsm_data_policy){KBD_RECORD_LABEL, kbd_record_check, NULL});
     kbr_hsm_close(hsm);
     return err == KBR_OK ? 0 : 1;
 }

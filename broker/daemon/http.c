@@ -55,13 +55,15 @@ static void set_request_id(kbd_req *r)
         kbr_hex_encode_buf(rnd, sizeof(rnd), r->request_id);
 }
 
-static void send_text(kbd_req *r, int status, const char *text, int64_t seq)
+/* A body of type; JSON bodies end in a newline added here, text bodies are sent as they are. */
+static void send_typed(kbd_req *r, int status, const char *type, const char *text, int64_t seq)
 {
     struct evkeyvalq *h = evhttp_request_get_output_headers(r->http);
     struct evbuffer *buf = evbuffer_new();
+    bool json = strcmp(type, "application/json") == 0;
     char seqbuf[32];
 
-    evhttp_add_header(h, "Content-Type", "application/json");
+    evhttp_add_header(h, "Content-Type", type);
     evhttp_add_header(h, "Cache-Control", "no-store");
     if (seq > 0) {
         snprintf(seqbuf, sizeof(seqbuf), "%lld", (long long)seq);
@@ -69,7 +71,8 @@ static void send_text(kbd_req *r, int status, const char *text, int64_t seq)
     }
     if (buf != NULL && text != NULL) {
         evbuffer_add(buf, text, strlen(text));
-        evbuffer_add(buf, "\n", 1);
+        if (json)
+            evbuffer_add(buf, "\n", 1);
     }
     send_reply(r, status, status < 400 ? "OK" : "Error", buf);
     if (buf != NULL)
@@ -92,6 +95,11 @@ static void send_bytes(kbd_req *r, int status, const unsigned char *body, size_t
     send_reply(r, status, "OK", buf);
     if (buf != NULL)
         evbuffer_free(buf);
+}
+
+static void send_text(kbd_req *r, int status, const char *text, int64_t seq)
+{
+    send_typed(r, status, "application/json", text, seq);
 }
 
 static void send_json(kbd_req *r, int status, const json_t *body, int64_t seq)
@@ -131,6 +139,7 @@ static void req_free(kbd_req *r)
     json_decref(r->body);
     json_decref(r->resp);
     free(r->raw);
+    free(r->resp_text);
     free(r->sub);
     free(r->jti);
     if (r->ctx_free != NULL)
@@ -312,6 +321,8 @@ static void finish_request(kbd_req *r)
             json_object_set_new(r->resp, "audit_seq", json_integer(rec->seq));
         if (r->raw != NULL)
             send_bytes(r, r->status != 0 ? r->status : 200, r->raw, r->raw_len, rec->seq);
+        else if (r->resp_text != NULL)
+            send_typed(r, r->status != 0 ? r->status : 200, r->resp_type, r->resp_text, rec->seq);
         else
             send_json(r, r->status != 0 ? r->status : 200, r->resp, rec->seq);
     }

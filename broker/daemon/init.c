@@ -36,20 +36,30 @@ out:
     return err;
 }
 
-/* Finds the key, or generates it when missing. */
-static kbr_err ensure_key(kbr_hsm_session *s, const char *label, kbr_msg *msg, bool *created)
+/*
+ * Finds the key, or generates it when missing.  The issuer key is ECDSA P-256 (tokens are
+ * ES256).  The audit key is Ed25519: one key signs the checkpoints' JSON heads and their C2SP
+ * signed notes, whose common signature type is Ed25519, it is deterministic (no nonce for the
+ * HSM to get wrong), and `openssl pkeyutl -verify -rawin` checks it with nothing else.  An
+ * older broker's P-256 audit key is refused by name, never used for the other kind.
+ */
+static kbr_err ensure_key(kbr_hsm_session *s, const char *label, kbr_alg alg, kbr_msg *msg,
+                          bool *created)
 {
     kbr_hsm_key_info info = {0};
     kbr_err err = kbr_hsm_find_key(s, label, &info);
 
     *created = false;
+    if (err == KBR_OK && alg == KBR_ALG_ED25519)
+        return kbd_audit_key_usable(s, label, msg);
     if (err == KBR_OK)
-        return info.alg_known && info.alg == KBR_ALG_ECDSA_P256
+        return info.alg_known && info.alg == alg
                    ? KBR_OK
-                   : kbr_fail(msg, KBR_ERR_HSM_KEY, "HSM key %s is not an ECDSA P-256 key", label);
+                   : kbr_fail(msg, KBR_ERR_HSM_KEY, "HSM key %s is not an %s key", label,
+                              kbr_alg_name(alg));
     if (err != KBR_ERR_NOT_FOUND)
         return kbr_fail(msg, err, "HSM lookup of %s failed: %s", label, kbr_err_str(err));
-    err = kbr_hsm_generate(s, label, KBR_ALG_ECDSA_P256, &info);
+    err = kbr_hsm_generate(s, label, alg, &info);
     if (err != KBR_OK)
         return kbr_fail(msg, err, "cannot generate %s in the HSM: %s", label, kbr_err_str(err));
     *created = true;
@@ -74,7 +84,7 @@ static kbr_err pick_issuer(kbr_hsm_session *s, const kbr_policy *p, const json_t
         KBR_GUARD(kbd_issuers_check_hsm(s, p, keys, time(NULL), msg));
         goto out;
     }
-    KBR_GUARD(ensure_key(s, KBD_ISSUER_LABEL, msg, &created));
+    KBR_GUARD(ensure_key(s, KBD_ISSUER_LABEL, KBR_ALG_ECDSA_P256, msg, &created));
     if (created)
         fprintf(stderr, "keybrokerd: created issuer key %s in the HSM\n", KBD_ISSUER_LABEL);
     KBR_GUARD(kbd_issuer_effect(s, KBD_ISSUER_LABEL, NULL, time(NULL), current, &pub, record, msg));
@@ -182,6 +192,22 @@ out:
     return err;
 }
 
+kbr_err kbd_bootstrap_issuer(kbr_hsm_session *s, kbr_store *st, const kbd_config *cfg,
+                             kbd_issuer *issuer, kbr_effects **record, kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+    kbr_policy *p = NULL;
+    json_t *keys = NULL;
+
+    *record = NULL;
+    KBR_GUARD(load_ledger(st, cfg, &p, &keys, issuer, msg));
+    KBR_GUARD(pick_issuer(s, p, keys, issuer, record, msg));
+out:
+    kbr_policy_free(p);
+    json_decref(keys);
+    return err;
+}
+
 static kbr_err mint_bootstrap(kbd_config *cfg, kbr_hsm_session *s, kbr_store *st, kbr_audit *audit,
                               kbr_msg *msg)
 {
@@ -224,6 +250,55 @@ out:
 }
 
 /*
+ * The HSM's record and this store agree before --init adds to the store: a store behind the
+ * record is a rollback, which only --recover accepts.  *pending is the entry of a head the HSM
+ * recorded but the store lost, to commit first.
+ */
+static kbr_err init_record(kbr_hsm_session *s, kbr_store *st, json_t **rec, kbr_audit_rec **pending,
+                           kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+    bool in = false;
+
+    *pending = NULL;
+    KBR_GUARD(kbd_record_read(s, rec, msg));
+    if (*rec == NULL)
+        goto out;
+    err = kbd_record_vs_store(st, *rec, msg);
+    KBR_ENSURE(err != KBR_ERR_CONFLICT,
+               kbd_msg_wrap(msg, err, "",
+                            ". After a restore from a backup: keybrokerd -c FILE --recover"));
+    KBR_GUARD(err);
+    KBR_GUARD(kbd_record_in_store(st, *rec, &in));
+    if (!in)
+        KBR_GUARD(kbd_record_entry(*rec, "audit.checkpoint", pending));
+out:
+    return err;
+}
+
+kbr_err kbd_checkpoint_now(kbr_hsm_session *s, kbr_store *st, kbr_audit *audit,
+                           const kbd_head_spec *spec, kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+    json_t *effect = NULL;
+    kbr_audit_rec *rec = NULL;
+
+    KBR_GUARD(kbd_head_sign_and_record(s, st, spec, &effect, msg));
+    KBR_GUARD(kbd_record_entry(effect, "audit.checkpoint", &rec));
+    err = kbr_audit_append_sync(audit, rec);
+    KBR_ENSURE(err == KBR_OK,
+               kbr_fail(msg, err, "cannot record the checkpoint: %s", kbr_err_str(err)));
+    fprintf(stderr, "keybrokerd: checkpoint of %lld entries signed by audit key %s (key ID %s)\n",
+            (long long)json_integer_value(json_object_get(effect, "size")),
+            json_string_value(json_object_get(effect, "key_label")),
+            json_string_value(json_object_get(effect, "key_id")));
+out:
+    kbr_audit_rec_free(rec);
+    json_decref(effect);
+    return err;
+}
+
+/*
  * --init loads the module into its one process, unlike a serving broker
  * (hsmproc.c): it reads no request from the network, only the
  * configuration, the store and the token, and exits when it is done.
@@ -235,6 +310,8 @@ kbr_err kbd_init_deployment(kbd_config *cfg, kbr_msg *msg)
     kbr_hsm_session *s = NULL;
     kbr_store *st = NULL;
     kbr_audit *audit = NULL;
+    json_t *rec = NULL;
+    kbr_audit_rec *pending = NULL;
     bool created;
     int lock = -1;
 
@@ -253,12 +330,23 @@ kbr_err kbd_init_deployment(kbd_config *cfg, kbr_msg *msg)
     KBR_GUARD(kbd_open_hsm(cfg, &hsm, msg));
     err = kbr_hsm_session_open(hsm, &s);
     KBR_ENSURE(err == KBR_OK, kbr_fail(msg, err, "cannot open an HSM session"));
-    KBR_GUARD(ensure_key(s, KBD_AUDIT_LABEL, msg, &created));
+    KBR_GUARD(ensure_key(s, KBD_AUDIT_LABEL, KBR_ALG_ED25519, msg, &created));
     if (created)
         fprintf(stderr, "keybrokerd: created audit key %s in the HSM\n", KBD_AUDIT_LABEL);
+    KBR_GUARD(init_record(s, st, &rec, &pending, msg));
     KBR_GUARD(kbr_audit_start(cfg->store, 1000, &audit, msg));
+    if (pending != NULL) {
+        err = kbr_audit_append_sync(audit, pending);
+        KBR_ENSURE(err == KBR_OK,
+                   kbr_fail(msg, err, "cannot record the HSM's checkpoint: %s", kbr_err_str(err)));
+    }
     KBR_GUARD(mint_bootstrap(cfg, s, st, audit, msg));
+    /* the HSM records a head covering the bootstrap entry: a store behind it is a rollback */
+    KBR_GUARD(kbd_checkpoint_now(s, st, audit,
+                                 &(kbd_head_spec){cfg->audit_origin, rec, NULL, false}, msg));
 out:
+    kbr_audit_rec_free(pending);
+    json_decref(rec);
     kbr_audit_stop(audit);
     kbr_store_close(st);
     kbr_hsm_session_close(s);

@@ -181,6 +181,16 @@ kbr_err kbd_scope_copy(const kbr_scope *in, kbr_scope *out)
     return err;
 }
 
+kbr_err kbd_msg_wrap(kbr_msg *msg, kbr_err err, const char *before, const char *after)
+{
+    char tmp[KBR_MSG_LEN];
+
+    memcpy(tmp, msg->text, sizeof(tmp));
+    tmp[sizeof(tmp) - 1] = '\0';
+    snprintf(msg->text, sizeof(msg->text), "%s%s%s", before, tmp, after);
+    return err;
+}
+
 kbr_err kbd_msg_prefix(kbr_msg *msg, const char *prefix, kbr_err err)
 {
     char tmp[KBR_MSG_LEN];

@@ -30,11 +30,15 @@
 #define KBD_ISSUER_LABEL "kbr/issuer"
 /* Issuer keys made by a rotation: kbr/issuer/<UTC time>-<random>. */
 #define KBD_ISSUER_LABEL_PREFIX "kbr/issuer/"
-#define KBD_AUDIT_LABEL         "kbr/audit"
-#define KBD_KEY_LABEL_PREFIX    "kbr/key/"
+/* The first audit key; each rotation makes the next, "kbr/audit/2", "kbr/audit/3", ... */
+#define KBD_AUDIT_LABEL "kbr/audit"
+/* The HSM data object holding the latest signed tree head (arecord.c). */
+#define KBD_RECORD_LABEL     "kbr/audit/record"
+#define KBD_KEY_LABEL_PREFIX "kbr/key/"
+#define KBD_BOOTSTRAP_SUB    "security:bootstrap"
+#define KBD_SERVICE_SUB      "service:keybrokerd"
 /* The algorithm of an ota-encryption key: P-256, for ECDH (ECDH-ES in COSE, ECIES in MCUboot). */
 #define KBD_ALG_ECDH_P256 "ecdh-p256"
-#define KBD_BOOTSTRAP_SUB "security:bootstrap"
 
 /* ---- OIDC issuers and exchange rules (oidc_config.c), the file oidc_issuers names ---- */
 typedef struct {
@@ -85,6 +89,7 @@ typedef struct {
     int listen_port;
     char *port_file;
     char *instance_id;
+    char *audit_origin; /* the signed notes' origin and key name; default instance_id */
     char *pkcs11_module;
     char *token_label;
     char *pin_file;
@@ -328,6 +333,9 @@ struct kbd_req {
     /* or these bytes as they are (a kept document, whose SHA-256 the log names), JSON */
     unsigned char *raw;
     size_t raw_len;
+    /* or a body that is not JSON: resp_text (owned) of type resp_type (static) */
+    char *resp_text;
+    const char *resp_type;
     bool add_audit_seq_to_resp;
     kbr_audit_rec *rec;
     kbd_req *next;
@@ -530,6 +538,8 @@ KBR_WUR kbr_err kbd_json_names(const json_t *obj, const char *field, bool requir
  * echoing a request always fits in a JSON string.  New string, or NULL when out of memory.
  */
 char *kbd_utf8_clean(const char *s);
+/* msg's text between before and after (cut to fit); returns err. */
+kbr_err kbd_msg_wrap(kbr_msg *msg, kbr_err err, const char *before, const char *after);
 /* Prefixes msg's text with "prefix." (nested fields: "artifact.version: ..."). */
 kbr_err kbd_msg_prefix(kbr_msg *msg, const char *prefix, kbr_err err);
 /* sbom.c: from "sbom" or "sbom_b64" of a sign body, the components [{name, version, purl}]
@@ -604,12 +614,18 @@ kbr_err kbd_h_sign(kbd_req *r);
 kbr_err kbd_h_audit_list(kbd_req *r);
 kbr_err kbd_h_audit_checkpoint(kbd_req *r);
 kbr_err kbd_h_audit_proof(kbd_req *r);
+kbr_err kbd_h_audit_consistency(kbd_req *r);
+kbr_err kbd_h_audit_key_rotate(kbd_req *r);
 /* h_audit.c: signed checkpoints every checkpoint_entries entries or checkpoint_seconds seconds
  * (a timer on the event loop, the signing on a worker); stop after the workers and the audit
  * writer stopped.  stop accepts a daemon that never started them. */
 KBR_WUR kbr_err kbd_checkpoint_start(kbd *d, kbr_msg *msg);
 /* Worker: a checkpoint covering entry seq, made now when the latest does not (h_audit.c). */
 KBR_WUR kbr_err kbd_checkpoint_covering(kbd_worker *w, int64_t seq, json_t **cp);
+/* Worker: cp (a store checkpoint) as GET /v1/audit/checkpoint shows it, and what leads an
+ * auditor from the first audit key to its signer: *keys the audit keys in order (PEM), *chain
+ * the rotations that hand each on (shown likewise).  New refs. */
+KBR_WUR kbr_err kbd_checkpoint_evidence(kbd_worker *w, json_t *cp, json_t **keys, json_t **chain);
 void kbd_checkpoint_stop(kbd *d);
 kbr_err kbd_h_key_certificate(kbd_req *r);
 kbr_err kbd_h_batch_create(kbd_req *r);
@@ -730,8 +746,80 @@ void kbd_hsmproc_stop(kbd *d);
 KBR_WUR kbr_err kbd_sandbox_network(kbr_msg *msg);
 KBR_WUR kbr_err kbd_sandbox_hsm(kbr_msg *msg);
 
+/*
+ * arecord.c: the audit record in the HSM (the latest signed tree head, a data object under
+ * KBD_RECORD_LABEL) and the signing of tree heads.  A record is the checkpoint effect's JSON
+ * form (kbr_store.h) with its signer and a "serial", one more at each write.
+ */
+/* "kbr/audit", or "kbr/audit/<n>" with n a number from 1: the labels audit keys have. */
+bool kbd_audit_label_valid(const char *label);
+/* A record read strictly (KBR_ERR_BAD_REQUEST with msg); the latest of those an HSM holds (the
+ * highest serial; *out NULL when none; KBR_ERR_HSM_KEY with msg when one does not read). */
+KBR_WUR kbr_err kbd_record_parse(const unsigned char *v, size_t len, json_t **out, kbr_msg *msg);
+KBR_WUR kbr_err kbd_record_latest(const kbr_hsm_data *items, size_t n, json_t **out, kbr_msg *msg);
+/* The HSM's latest record (*out NULL when it holds none). */
+KBR_WUR kbr_err kbd_record_read(kbr_hsm_session *s, json_t **out, kbr_msg *msg);
+/* The label of the audit key a checkpoint (record or store row) hands on: its next key's, or
+ * its own; NULL for an older broker's checkpoint. */
+const char *kbd_cp_signer_label(const json_t *cp);
+/* The record's keys are the ones the HSM holds under its labels, and both its signatures (and
+ * the next key's on the note) verify with them.  KBR_ERR_CONFLICT with msg otherwise. */
+KBR_WUR kbr_err kbd_record_holds(kbr_hsm_session *s, const json_t *cp, kbr_msg *msg);
+/* The HSM process's check of a record write (kbr_hsm_data_check_fn; see arecord.c), and the
+ * same with its reason in msg. */
+KBR_WUR kbr_err kbd_record_verdict(kbr_hsm_session *s, const kbr_hsm_data *old, size_t nold,
+                                   const unsigned char *value, size_t len,
+                                   const unsigned char *evidence, size_t evlen, kbr_msg *msg);
+KBR_WUR kbr_err kbd_record_check(void *arg, kbr_hsm_session *s, const kbr_hsm_data *old,
+                                 size_t nold, const unsigned char *value, size_t len,
+                                 const unsigned char *evidence, size_t evlen);
+/* The store holds the record's head: at least its size in entries, with its root.
+ * KBR_ERR_CONFLICT with msg naming "rollback" otherwise. */
+KBR_WUR kbr_err kbd_record_vs_store(kbr_store *st, const json_t *rec, kbr_msg *msg);
+/* *in: the store records the record's head (a checkpoint with its signature), or went on past
+ * it (it is no head the log could record next: an HSM that did not see the later heads of
+ * brokers sharing the store); false when the record's entry is still to be committed. */
+KBR_WUR kbr_err kbd_record_in_store(kbr_store *st, const json_t *rec, bool *in);
+/* The checkpoint effect of a record or signed head (serial dropped), a list of one. */
+KBR_WUR kbr_err kbd_record_effects(const json_t *cp, kbr_effects **out);
+/* An audit record by the broker (op) that records cp with its checkpoint effect. */
+KBR_WUR kbr_err kbd_record_entry(const json_t *cp, const char *op, kbr_audit_rec **out);
+typedef struct {
+    const char *origin;     /* the notes' origin and key name */
+    const json_t *rec;      /* the HSM's latest record, or NULL when it holds none */
+    const char *next_label; /* a rotation to the audit key under this label, or NULL */
+    /* --recover: the head replaces the record (rec, or one that does not read when rec is
+     * NULL) instead of extending it, and is signed by the key the store hands on */
+    bool fork;
+} kbd_head_spec;
+/*
+ * Signs the head of st's log as it stands with the audit key the log hands on (the record's,
+ * else the store's, else kbr/audit), as canonical JSON and as a signed note (cosigned by the
+ * next key for a rotation), and records it in the HSM as the next serial, with the consistency
+ * proof from the recorded head.  *effect is the checkpoint effect's JSON form (new ref), for
+ * the entry to commit after.  KBR_ERR_CONFLICT with msg naming "rollback" when the store does
+ * not hold the recorded head; the HSM's refusal otherwise, with msg.
+ */
+KBR_WUR kbr_err kbd_head_sign_and_record(kbr_hsm_session *s, kbr_store *st,
+                                         const kbd_head_spec *spec, json_t **effect, kbr_msg *msg);
+
+/* main.c: the audit key under label is an Ed25519 key in the HSM; an older broker's ECDSA
+ * kbr/audit is refused with what to do (KBR_ERR_HSM_KEY), a missing one names --init. */
+KBR_WUR kbr_err kbd_audit_key_usable(kbr_hsm_session *s, const char *label, kbr_msg *msg);
+
 /* init.c */
 KBR_WUR kbr_err kbd_init_deployment(kbd_config *cfg, kbr_msg *msg);
+/* init.c: the issuer key a bootstrap token is signed with, the ledger's current one (in the
+ * HSM as recorded); when the ledger has none, kbr/issuer (made when missing) and *record the
+ * issuer.rotate effect (a list of one, caller frees) that records it, else NULL. */
+KBR_WUR kbr_err kbd_bootstrap_issuer(kbr_hsm_session *s, kbr_store *st, const kbd_config *cfg,
+                                     kbd_issuer *issuer, kbr_effects **record, kbr_msg *msg);
+/* Signs the head of the log as it stands (kbd_head_sign_and_record, in this process) and
+ * commits its entry: --init and --recover end with the HSM's record matching the store. */
+KBR_WUR kbr_err kbd_checkpoint_now(kbr_hsm_session *s, kbr_store *st, kbr_audit *audit,
+                                   const kbd_head_spec *spec, kbr_msg *msg);
+/* recover.c: `keybrokerd --recover` (docs/operations.md, "Restoring"). */
+KBR_WUR kbr_err kbd_recover_deployment(kbd_config *cfg, kbr_msg *msg);
 /* check.c: keybrokerd --check; prints one line per problem, returns the exit status. */
 int kbd_check(const char *path);
 /* verify.c: --verify-store; prints what it checked.  KBR_ERR_CONFLICT when the store differs

@@ -137,16 +137,17 @@ out:
     return err;
 }
 
-/* The audit key's public_key_sha256, so it is never registered as a key. */
-static kbr_err load_audit_key(kbd *d, kbr_hsm_session *s, kbr_msg *msg)
+/* The audit key's public_key_sha256 (the one the log hands on now), so it is never
+ * registered as a key. */
+static kbr_err load_audit_key(kbd *d, kbr_hsm_session *s, const char *label, kbr_msg *msg)
 {
     kbr_err err = KBR_OK;
     EVP_PKEY *pub = NULL;
 
-    err = kbr_hsm_public_key(s, KBD_AUDIT_LABEL, &pub);
-    KBR_ENSURE(err == KBR_OK,
-               kbr_fail(msg, err, "audit key %s not found in the HSM: run keybrokerd --init",
-                        KBD_AUDIT_LABEL));
+    err = kbr_hsm_public_key(s, label, &pub);
+    KBR_ENSURE(
+        err == KBR_OK,
+        kbr_fail(msg, err, "audit key %s not found in the HSM: run keybrokerd --init", label));
     KBR_GUARD(kbr_store_public_key_sha256(pub, d->audit_key_sha256));
 out:
     EVP_PKEY_free(pub);
@@ -205,7 +206,6 @@ static kbr_err record_issuer_if_none(kbd *d, kbr_store *st, kbr_msg *msg)
         goto out;
     err = kbr_hsm_session_open(d->hsm, &s);
     KBR_ENSURE(err == KBR_OK, kbr_fail(msg, err, "cannot open an HSM session"));
-    KBR_GUARD(load_audit_key(d, s, msg));
     KBR_GUARD(record_existing_issuer(d, s, msg));
 out:
     json_decref(rows);
@@ -221,7 +221,6 @@ static kbr_err load_issuers_and_tokens(kbd *d, kbr_store *st, kbr_msg *msg)
 
     err = kbr_hsm_session_open(d->hsm, &s);
     KBR_ENSURE(err == KBR_OK, kbr_fail(msg, err, "cannot open an HSM session"));
-    KBR_GUARD(load_audit_key(d, s, msg));
     KBR_GUARD(kbr_store_issuer_keys(st, &rows));
     if (json_array_size(rows) == 0) {
         KBR_GUARD(record_existing_issuer(d, s, msg));
@@ -239,76 +238,192 @@ out:
     return err;
 }
 
-static kbr_err checkpoint_holds(kbd *d, const json_t *cp, kbr_msg *msg)
+kbr_err kbd_audit_key_usable(kbr_hsm_session *s, const char *label, kbr_msg *msg)
+{
+    kbr_hsm_key_info info = {0};
+    kbr_err err = kbr_hsm_find_key(s, label, &info);
+
+    if (err == KBR_ERR_NOT_FOUND)
+        return kbr_fail(msg, err, "audit key %s not found in the HSM: run keybrokerd --init",
+                        label);
+    if (err != KBR_OK)
+        return kbr_fail(msg, err, "HSM lookup of audit key %s failed: %s", label, kbr_err_str(err));
+    if (info.alg_known && info.alg == KBR_ALG_ED25519)
+        return KBR_OK;
+    if (info.alg_known && info.alg == KBR_ALG_ECDSA_P256 && strcmp(label, KBD_AUDIT_LABEL) == 0)
+        return kbr_fail(msg, KBR_ERR_HSM_KEY,
+                        "audit key %s is an ECDSA P-256 key, as an older keybroker made it; "
+                        "audit keys are now Ed25519 (checkpoints are C2SP signed notes) and "
+                        "this broker does not sign with it (docs/operations.md, \"An audit key "
+                        "of an older keybroker\")",
+                        label);
+    return kbr_fail(msg, KBR_ERR_HSM_KEY, "audit key %s is not an Ed25519 key", label);
+}
+
+/* The label of the audit key the log hands on: the HSM record's, else the store's. */
+static kbr_err audit_label_now(kbr_store *st, const json_t *rec, char **label, kbr_msg *msg)
 {
     kbr_err err = KBR_OK;
-    kbr_hsm_session *s = NULL;
-    EVP_PKEY *pub = NULL;
+    json_t *latest = NULL;
+    const char *l = rec != NULL ? kbd_cp_signer_label(rec) : NULL;
 
-    err = kbr_hsm_session_open(d->hsm, &s);
-    KBR_ENSURE(err == KBR_OK, kbr_fail(msg, err, "cannot open an HSM session"));
-    err = kbr_hsm_public_key(s, KBD_AUDIT_LABEL, &pub);
-    KBR_ENSURE(err == KBR_OK, kbr_fail(msg, err,
-                                       "audit key %s not found in the HSM: run "
-                                       "keybrokerd --init",
-                                       KBD_AUDIT_LABEL));
-    err = kbr_audit_checkpoint_signature_holds(cp, pub, msg);
+    *label = NULL;
+    if (l == NULL) {
+        err = kbr_store_checkpoint_latest(st, &latest);
+        if (err == KBR_ERR_NOT_FOUND)
+            err = KBR_OK;
+        KBR_ENSURE(err == KBR_OK, kbr_fail(msg, err, "audit log: checkpoints cannot be read"));
+        l = latest != NULL ? kbd_cp_signer_label(latest) : NULL;
+    }
+    *label = strdup(l != NULL ? l : KBD_AUDIT_LABEL);
+    KBR_ENSURE(*label != NULL, KBR_ERR_NOMEM);
 out:
-    EVP_PKEY_free(pub);
-    kbr_hsm_session_close(s);
+    json_decref(latest);
     return err;
 }
 
-/*
- * Before serving: the latest signed checkpoint still matches the stored tree
- * and verifies with the audit key, and every entry after it will be
- * re-checked against its chain (the writer's start); without a checkpoint,
- * the last AUDIT_VERIFY_TAIL entries are.
- */
-static kbr_err check_log(kbd *d, kbr_store *st, int64_t *verify_tail, kbr_msg *msg)
+/* The store's latest checkpoint holds: its root is the stored tree's, its signatures verify. */
+static kbr_err latest_checkpoint_holds(kbd *d, kbr_hsm_session *s, kbr_store *st, int64_t *size,
+                                       kbr_msg *msg)
 {
     kbr_err err = KBR_OK;
     json_t *cp = NULL;
     unsigned char root[32];
-    char hex[65], last_hash[65];
-    int64_t size, last = 0;
+    char hex[65];
     const char *signed_root;
+    EVP_PKEY *pub = NULL;
+    kbr_msg why = {{0}};
 
-    *verify_tail = AUDIT_VERIFY_TAIL;
+    *size = -1;
     err = kbr_store_checkpoint_latest(st, &cp);
     if (err == KBR_ERR_NOT_FOUND) {
         err = KBR_OK;
         goto out;
     }
     KBR_ENSURE(err == KBR_OK, kbr_fail(msg, err, "audit log: checkpoints cannot be read"));
-    size = json_integer_value(json_object_get(cp, "size"));
+    *size = json_integer_value(json_object_get(cp, "size"));
     signed_root = json_string_value(json_object_get(cp, "root_hash"));
-    KBR_GUARD(kbr_store_merkle_root(st, size, root));
-    kbr_hex_encode_buf(root, sizeof(root), hex);
     {
         time_t at = 0;
         if (kbr_time_parse(json_string_value(json_object_get(cp, "time")), &at) != KBR_OK)
             at = 0;
         atomic_store(&d->stats.checkpoint_time, (long long)at);
-        atomic_store(&d->stats.checkpoint_size, (long long)size);
+        atomic_store(&d->stats.checkpoint_size, (long long)*size);
         atomic_store(&d->stats.checkpoint_seq,
                      (long long)json_integer_value(json_object_get(cp, "audit_seq")));
     }
+    KBR_GUARD(kbr_store_merkle_root(st, *size, root));
+    kbr_hex_encode_buf(root, sizeof(root), hex);
     KBR_ENSURE(signed_root != NULL && strcmp(hex, signed_root) == 0,
                kbr_fail(msg, KBR_ERR_STORE,
                         "audit log: the first %lld entries no longer match the checkpoint "
                         "signed at %s; the store was rewritten",
-                        (long long)size, json_string_value(json_object_get(cp, "time"))));
-    err = checkpoint_holds(d, cp, msg);
+                        (long long)*size, json_string_value(json_object_get(cp, "time"))));
+    if (json_is_string(json_object_get(cp, "public_key_pem"))) {
+        err = kbd_record_holds(s, cp, &why);
+    } else {
+        /* an older broker's checkpoint, signed with the first audit key */
+        err = kbr_hsm_public_key(s, KBD_AUDIT_LABEL, &pub);
+        if (err == KBR_OK)
+            err = kbr_audit_checkpoint_signature_holds(cp, pub, &why);
+    }
     KBR_ENSURE(err == KBR_OK, kbr_fail(msg, KBR_ERR_STORE,
                                        "audit log: checkpoint of %lld entries does not verify "
-                                       "with the audit key",
-                                       (long long)size));
-    KBR_GUARD(kbr_store_audit_tail(st, &last, last_hash));
-    if (last - size + 1 > *verify_tail)
-        *verify_tail = last - size + 1;
+                                       "with the audit key: %s",
+                                       (long long)*size, why.text));
 out:
+    EVP_PKEY_free(pub);
     json_decref(cp);
+    return err;
+}
+
+/*
+ * Before serving: the store holds the head the HSM recorded last (a store that is shorter or
+ * says otherwise is a rollback, refused), that record verifies with the HSM's keys, the audit
+ * key the log hands on is an Ed25519 key in the HSM, and the store's latest checkpoint matches
+ * the stored tree and verifies; every entry after it will be re-checked against its chain (the
+ * writer's start), or the last AUDIT_VERIFY_TAIL entries without a checkpoint.  *pending is the
+ * record's entry when the log does not hold it yet (its commit was lost) and this broker is the
+ * store's only one.
+ */
+static kbr_err check_log(kbd *d, kbr_hsm_session *s, kbr_store *st, int64_t *verify_tail,
+                         kbr_audit_rec **pending, kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+    json_t *rec = NULL;
+    char last_hash[65], *label = NULL;
+    int64_t size = 0, last = 0;
+    bool in = true;
+    kbr_msg why = {{0}};
+
+    *verify_tail = AUDIT_VERIFY_TAIL;
+    *pending = NULL;
+    err = kbd_record_read(s, &rec, msg);
+    KBR_ENSURE(err == KBR_OK || err == KBR_ERR_HSM,
+               kbd_msg_wrap(msg, err, "", "; run keybrokerd --recover to write a new one"));
+    KBR_GUARD(err);
+    if (rec != NULL) {
+        err = kbd_record_vs_store(st, rec, msg);
+        KBR_ENSURE(err != KBR_ERR_CONFLICT,
+                   kbd_msg_wrap(msg, err, "",
+                                ". After a restore from a backup: keybrokerd -c FILE --recover"));
+        KBR_GUARD(err);
+        err = kbd_record_holds(s, rec, &why);
+        KBR_ENSURE(err == KBR_OK,
+                   kbr_fail(msg, err, "the audit record in the HSM does not verify: %s", why.text));
+        KBR_GUARD(kbd_record_in_store(st, rec, &in));
+    }
+    KBR_GUARD(audit_label_now(st, rec, &label, msg));
+    KBR_GUARD(kbd_audit_key_usable(s, label, msg));
+    KBR_GUARD(load_audit_key(d, s, label, msg));
+    KBR_GUARD(latest_checkpoint_holds(d, s, st, &size, msg));
+    if (size >= 0) {
+        KBR_GUARD(kbr_store_audit_tail(st, &last, last_hash));
+        if (last - size + 1 > *verify_tail)
+            *verify_tail = last - size + 1;
+    }
+    /* brokers sharing a store: the lease holder's next round records it (h_audit.c), so
+     * that no two brokers commit one head, nor one while the other is making the next */
+    if (!in && !kbr_store_shared(d->cfg.store))
+        KBR_GUARD(kbd_record_entry(rec, "audit.checkpoint", pending));
+out:
+    free(label);
+    json_decref(rec);
+    return err;
+}
+
+/* The head the HSM recorded whose entry was lost goes into the log before anything else. */
+static kbr_err complete_log(kbd *d, kbr_audit_rec *pending, kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+
+    if (pending == NULL)
+        goto out;
+    json_object_set_new(pending->detail, "recorded_in_hsm_before", json_true());
+    err = kbr_audit_append_sync(d->audit, pending);
+    KBR_ENSURE(err == KBR_OK, kbr_fail(msg, err == KBR_ERR_AUDIT ? KBR_ERR_STORE : err,
+                                       "audit log: cannot record the checkpoint the HSM holds: %s",
+                                       kbr_err_str(err)));
+    fprintf(stderr,
+            "keybrokerd: recorded the checkpoint of %lld entries the HSM held as entry %lld (its "
+            "entry had not been committed)\n",
+            (long long)json_integer_value(json_object_get(pending->detail, "size")),
+            (long long)pending->seq);
+out:
+    return err;
+}
+
+static kbr_err check_hsm_and_log(kbd *d, kbr_store *st, int64_t *tail, kbr_audit_rec **pending,
+                                 kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+    kbr_hsm_session *s = NULL;
+
+    err = kbr_hsm_session_open(d->hsm, &s);
+    KBR_ENSURE(err == KBR_OK, kbr_fail(msg, err, "cannot open an HSM session"));
+    KBR_GUARD(check_log(d, s, st, tail, pending, msg));
+out:
+    kbr_hsm_session_close(s);
     return err;
 }
 
@@ -317,6 +432,7 @@ static kbr_err load_state(kbd *d, kbr_msg *msg)
     kbr_err err = KBR_OK;
     kbr_store *st = NULL;
     int64_t tail = AUDIT_VERIFY_TAIL;
+    kbr_audit_rec *pending = NULL;
     bool reading = false;
     char hash[65];
 
@@ -331,8 +447,9 @@ static kbr_err load_state(kbd *d, kbr_msg *msg)
     KBR_GUARD(kbd_hsmproc_start(d, msg));
     KBR_GUARD(kbd_sandbox_network(msg));
     KBR_GUARD(kbr_store_open(d->cfg.store, &st, msg));
-    KBR_GUARD(check_log(d, st, &tail, msg));
+    KBR_GUARD(check_hsm_and_log(d, st, &tail, &pending, msg));
     KBR_GUARD(kbr_audit_start(d->cfg.store, tail, &d->audit, msg));
+    KBR_GUARD(complete_log(d, pending, msg));
     KBR_GUARD(record_issuer_if_none(d, st, msg));
     /* The registries and the log's tail from one snapshot: what brokers sharing the store
      * commit after that tail is followed (follow.c), each entry once. */
@@ -349,6 +466,7 @@ static kbr_err load_state(kbd *d, kbr_msg *msg)
 out:
     if (reading)
         kbr_store_read_end(st);
+    kbr_audit_rec_free(pending);
     kbr_store_close(st);
     return err;
 }
@@ -533,11 +651,15 @@ out:
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: keybrokerd -c FILE [--init | --check | --verify-store]\n"
+    fprintf(stderr, "usage: keybrokerd -c FILE [--init | --recover | --check | --verify-store]\n"
                     "       keybrokerd --version\n"
                     "  -c FILE         configuration file (key = value lines)\n"
                     "  --init          create the store, the issuer and audit keys in the HSM,\n"
                     "                  and write a new bootstrap token; then exit\n"
+                    "  --recover       accept a store restored from a backup that the HSM's\n"
+                    "                  audit record shows was rolled back: record the lost\n"
+                    "                  range, revoke every token, write a new bootstrap token;\n"
+                    "                  then exit\n"
                     "  --check         check the configuration, the TLS files, the module, the\n"
                     "                  PIN, the issuer and audit keys and the store, changing\n"
                     "                  nothing: one line per problem, exit 0 if there is none\n"
@@ -551,16 +673,13 @@ static void usage(void)
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'},
-        {"init", no_argument, NULL, 'i'},
-        {"check", no_argument, NULL, 'k'},
-        {"verify-store", no_argument, NULL, 'v'},
-        {"version", no_argument, NULL, 'V'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"config", required_argument, NULL, 'c'}, {"init", no_argument, NULL, 'i'},
+        {"recover", no_argument, NULL, 'r'},      {"check", no_argument, NULL, 'k'},
+        {"verify-store", no_argument, NULL, 'v'}, {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
     };
     const char *path = NULL;
-    bool init = false, verify = false, check = false, logging = false;
+    bool init = false, recover = false, verify = false, check = false, logging = false;
     kbd d;
     kbr_msg msg = {{0}};
     kbr_err err;
@@ -571,6 +690,8 @@ int main(int argc, char **argv)
             path = optarg;
         else if (c == 'i')
             init = true;
+        else if (c == 'r')
+            recover = true;
         else if (c == 'v')
             verify = true;
         else if (c == 'k')
@@ -583,7 +704,7 @@ int main(int argc, char **argv)
             return c == 'h' ? 0 : 2;
         }
     }
-    if (path == NULL || optind != argc || (int)init + (int)verify + (int)check > 1) {
+    if (path == NULL || optind != argc || (int)init + (int)recover + (int)verify + (int)check > 1) {
         usage();
         return 2;
     }
@@ -603,6 +724,8 @@ int main(int argc, char **argv)
         err = kbd_verify_store(&d.cfg, &msg);
     } else if (err == KBR_OK && init) {
         err = kbd_init_deployment(&d.cfg, &msg);
+    } else if (err == KBR_OK && recover) {
+        err = kbd_recover_deployment(&d.cfg, &msg);
     } else if (err == KBR_OK) {
         /* serving: from here on every line goes to the log, in its format */
         err = kbd_log_setup(&d.cfg, &msg);

@@ -5,8 +5,16 @@
  * operation answer CKR_DEVICE_REMOVED, as a token pulled from its slot or
  * an HSM that dropped off the network would.  Removing the file brings the
  * "device" back.
+ *
+ * While the file named by KBR_FAULTY_DIE_AFTER_WRITE exists, a data object
+ * written (C_CreateObject) is written, and then the broker dies at once,
+ * every process of it: the network process (the HSM process's grandparent),
+ * the HSM keeper and the HSM process, as a power cut right after the HSM
+ * recorded a checkpoint would leave them.
  */
 #include <dlfcn.h>
+#include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -69,6 +77,56 @@ static CK_RV w_sign(CK_SESSION_HANDLE s, unsigned char *in, unsigned long inlen,
     FAULT_OR(real.C_Sign(s, in, inlen, sig, siglen));
 }
 
+/* The parent of pid, from /proc/pid/stat ("pid (comm) state ppid ..."); 0 if unknown. */
+static pid_t parent_of(pid_t pid)
+{
+    char path[64], buf[512], *close_paren;
+    FILE *f;
+    size_t n;
+    int ppid = 0;
+
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    close_paren = strrchr(buf, ')');
+    if (close_paren == NULL || sscanf(close_paren + 1, " %*c %d", &ppid) != 1)
+        return 0;
+    return (pid_t)ppid;
+}
+
+static void die_after_write(void)
+{
+    const char *f = getenv("KBR_FAULTY_DIE_AFTER_WRITE");
+    pid_t keeper, network;
+
+    if (f == NULL || access(f, F_OK) != 0)
+        return;
+    keeper = getppid();
+    network = parent_of(keeper);
+    if (network > 1)
+        kill(network, SIGKILL);
+    if (keeper > 1)
+        kill(keeper, SIGKILL);
+    kill(getpid(), SIGKILL);
+}
+
+static CK_RV w_create_object(CK_SESSION_HANDLE s, CK_ATTRIBUTE *tmpl, unsigned long n,
+                             CK_OBJECT_HANDLE *out)
+{
+    CK_RV rv;
+
+    if (faulty())
+        return CKR_DEVICE_REMOVED;
+    rv = real.C_CreateObject(s, tmpl, n, out);
+    if (rv == CKR_OK)
+        die_after_write();
+    return rv;
+}
+
 static CK_RV w_generate_key_pair(CK_SESSION_HANDLE s, CK_MECHANISM *m, CK_ATTRIBUTE *pub,
                                  unsigned long npub, CK_ATTRIBUTE *priv, unsigned long npriv,
                                  CK_OBJECT_HANDLE *hpub, CK_OBJECT_HANDLE *hpriv)
@@ -102,6 +160,7 @@ static CK_RV load_real(void)
     wrapped.C_SignInit = w_sign_init;
     wrapped.C_Sign = w_sign;
     wrapped.C_GenerateKeyPair = w_generate_key_pair;
+    wrapped.C_CreateObject = w_create_object;
     wrapped.C_GetFunctionList = C_GetFunctionList;
     loaded = 1;
     return CKR_OK;

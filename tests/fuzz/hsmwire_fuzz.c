@@ -25,11 +25,14 @@ static void check_req(const unsigned char *body, size_t len)
     FUZZ_CHECK(r.type >= KBR_HSMW_OPEN && r.type < KBR_HSMW__END);
     FUZZ_CHECK(strlen(r.label) < KBR_HSM_LABEL_MAX);
     FUZZ_CHECK(r.inlen <= KBR_HSMW_SIGN_INPUT_MAX);
+    FUZZ_CHECK(r.type != KBR_HSMW_DATA_PUT ||
+               (r.inlen >= 1 && r.inlen <= KBR_HSM_DATA_MAX && r.evlen <= KBR_HSM_EVIDENCE_MAX));
     FUZZ_CHECK(kbr_hsmw_req_encode(&r, &out) == KBR_OK);
     FUZZ_CHECK(out.len == len + 4 && memcmp(out.p + 4, body, len) == 0);
     FUZZ_CHECK(kbr_hsmw_req_decode(out.p + 4, out.len - 4, &again) == KBR_OK);
     FUZZ_CHECK(again.type == r.type && strcmp(again.label, r.label) == 0 && again.alg == r.alg &&
-               again.fmt == r.fmt && again.hash == r.hash && again.inlen == r.inlen);
+               again.fmt == r.fmt && again.hash == r.hash && again.inlen == r.inlen &&
+               again.evlen == r.evlen);
     FUZZ_CHECK(again.kdf_context_len == r.kdf_context_len &&
                again.enc_structure_len == r.enc_structure_len &&
                (again.recipient == NULL) == (r.recipient == NULL));
@@ -47,11 +50,17 @@ static void check_resp(const unsigned char *body, size_t len, kbr_hsmw_type type
         return;
     }
     FUZZ_CHECK(r.type == type && (unsigned)r.err < KBR_ERR__COUNT);
-    FUZZ_CHECK(r.n <= KBR_HSMW_LIST_MAX);
+    FUZZ_CHECK(r.n <= KBR_HSMW_LIST_MAX && r.nvalues <= KBR_HSM_DATA_OBJECTS_MAX);
+    for (size_t i = 0; i < r.nvalues; i++)
+        FUZZ_CHECK(r.values[i].len >= 1 && r.values[i].len <= KBR_HSM_DATA_MAX);
     FUZZ_CHECK(kbr_hsmw_resp_encode(&r, &out) == KBR_OK);
     FUZZ_CHECK(out.len == len + 4 && memcmp(out.p + 4, body, len) == 0);
     FUZZ_CHECK(kbr_hsmw_resp_decode(out.p + 4, out.len - 4, type, &again) == KBR_OK);
-    FUZZ_CHECK(again.err == r.err && again.len == r.len && again.n == r.n);
+    FUZZ_CHECK(again.err == r.err && again.len == r.len && again.n == r.n &&
+               again.nvalues == r.nvalues);
+    for (size_t i = 0; i < r.nvalues; i++)
+        FUZZ_CHECK(again.values[i].len == r.values[i].len &&
+                   memcmp(again.values[i].value, r.values[i].value, r.values[i].len) == 0);
     FUZZ_CHECK(memcmp(&again.info, &r.info, sizeof(r.info)) == 0);
     FUZZ_CHECK(memcmp(&again.delivery, &r.delivery, sizeof(r.delivery)) == 0);
     FUZZ_CHECK(r.n == 0 || memcmp(again.items, r.items, r.n * sizeof(*r.items)) == 0);

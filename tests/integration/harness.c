@@ -575,6 +575,12 @@ static size_t on_header(char *p, size_t size, size_t n, void *arg)
 kbt_resp kbt_call(kbt_env *e, const char *method, const char *path, const char *token,
                   const char *body)
 {
+    return kbt_call_with(e, method, path, token, body, NULL);
+}
+
+kbt_resp kbt_call_with(kbt_env *e, const char *method, const char *path, const char *token,
+                       const char *body, const char *header)
+{
     CURL *c = e->curl;
     kbt_resp r = {0, 0, NULL, NULL, -1, 0, ""};
     const char *type = NULL;
@@ -596,6 +602,8 @@ kbt_resp kbt_call(kbt_env *e, const char *method, const char *path, const char *
         assert_true(asprintf(&auth, "Authorization: Bearer %s", token) > 0);
         h = curl_slist_append(h, auth);
     }
+    if (header != NULL)
+        h = curl_slist_append(h, header);
     if (body != NULL) {
         h = curl_slist_append(h, "Content-Type: application/json");
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);

@@ -84,6 +84,9 @@ int kbt_spawn_daemon(kbt_env *e);
  * failure fails the test unless e->tolerate_transport_errors. */
 kbt_resp kbt_call(kbt_env *e, const char *method, const char *path, const char *token,
                   const char *body);
+/* The same with one more request header line ("Accept: text/plain"), or none. */
+kbt_resp kbt_call_with(kbt_env *e, const char *method, const char *path, const char *token,
+                       const char *body, const char *header);
 /* Same with a json body built by json_pack-style format; steals nothing. */
 kbt_resp kbt_callj(kbt_env *e, const char *method, const char *path, const char *token,
                    json_t *body);

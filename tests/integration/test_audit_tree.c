@@ -88,22 +88,26 @@ static unsigned char *leaves_of(const json_t *entries, size_t n)
     return leaves;
 }
 
+/* Ed25519 over the canonical {"root_hash","size","time"}, nothing hashed first. */
 static void assert_signed(const json_t *cp)
 {
-    unsigned char digest[32], *sig = NULL;
+    unsigned char *sig = NULL;
     size_t siglen = 0;
+    char *head = NULL;
     kbr_msg msg = {{0}};
     EVP_PKEY *pub = kbt_pem_to_pkey(json_string_value(json_object_get(cp, "public_key_pem")));
 
     assert_non_null(pub);
-    assert_int_equal(kbr_audit_checkpoint_digest(cp, digest, &msg), KBR_OK);
+    assert_true(EVP_PKEY_is_a(pub, "ED25519"));
+    assert_int_equal(kbr_audit_head_message(cp, &head, &msg), KBR_OK);
     assert_int_equal(
         kbr_b64_decode(json_string_value(json_object_get(cp, "signature_b64")), &sig, &siglen),
         KBR_OK);
     assert_int_equal(siglen, 64);
-    assert_true(kbt_verify(pub, "raw", EVP_sha256(), digest, sizeof(digest), sig, siglen));
-    digest[0] ^= 1;
-    assert_false(kbt_verify(pub, "raw", EVP_sha256(), digest, sizeof(digest), sig, siglen));
+    assert_true(kbt_verify(pub, "raw", NULL, (unsigned char *)head, strlen(head), sig, siglen));
+    head[1] ^= 1;
+    assert_false(kbt_verify(pub, "raw", NULL, (unsigned char *)head, strlen(head), sig, siglen));
+    free(head);
     free(sig);
     EVP_PKEY_free(pub);
 }
@@ -323,28 +327,22 @@ static void assert_verify(const char *log, const char *cp, const char *pem, int 
 /* A checkpoint over the same head signed by a key that is not the broker's. */
 static json_t *forge(const json_t *cp)
 {
-    EVP_PKEY *k = EVP_EC_gen("P-256");
-    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new(k, NULL);
-    unsigned char digest[32], der[80], raw[64];
-    const unsigned char *p = der;
-    size_t der_len = sizeof(der);
-    ECDSA_SIG *sig;
+    EVP_PKEY *k = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    unsigned char raw[64];
+    size_t len = sizeof(raw);
     kbr_msg msg = {{0}};
-    char *b64 = NULL;
+    char *b64 = NULL, *head = NULL;
     json_t *forged = json_deep_copy(cp);
 
-    assert_int_equal(kbr_audit_checkpoint_digest(cp, digest, &msg), KBR_OK);
-    assert_int_equal(EVP_PKEY_sign_init(ctx), 1);
-    assert_int_equal(EVP_PKEY_sign(ctx, der, &der_len, digest, sizeof(digest)), 1);
-    sig = d2i_ECDSA_SIG(NULL, &p, (long)der_len);
-    assert_non_null(sig);
-    BN_bn2binpad(ECDSA_SIG_get0_r(sig), raw, 32);
-    BN_bn2binpad(ECDSA_SIG_get0_s(sig), raw + 32, 32);
+    assert_int_equal(kbr_audit_head_message(cp, &head, &msg), KBR_OK);
+    assert_int_equal(EVP_DigestSignInit(ctx, NULL, NULL, NULL, k), 1);
+    assert_int_equal(EVP_DigestSign(ctx, raw, &len, (const unsigned char *)head, strlen(head)), 1);
     assert_int_equal(kbr_b64_encode(raw, sizeof(raw), &b64), KBR_OK);
     json_object_set_new(forged, "signature_b64", json_string(b64));
     free(b64);
-    ECDSA_SIG_free(sig);
-    EVP_PKEY_CTX_free(ctx);
+    free(head);
+    EVP_MD_CTX_free(ctx);
     EVP_PKEY_free(k);
     return forged;
 }

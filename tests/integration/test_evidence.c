@@ -380,12 +380,12 @@ static void test_old_batch_markets(void **state)
 }
 
 /*
- * A store the previous version (6) wrote, taken to this one as it opens: the schema step
- * fills components.purl_key and history_firmware_batch from the rows, and the result is
- * what the log rebuilds, row for row.  (The copy is made version 6 again by removing what
- * version 9 adds.)
+ * A store of version 7, before key deliveries and the CRA step, taken to this one as it
+ * opens: the schema step fills components.purl_key and history_firmware_batch from the rows,
+ * and the result is what the log rebuilds, row for row.  (The copy is made version 7 again by
+ * removing what versions 8 and 9 add.)
  */
-static void test_migrate_v6_store(void **state)
+static void test_migrate_v7_store(void **state)
 {
     char *out = NULL;
 
@@ -401,9 +401,9 @@ static void test_migrate_v6_store(void **state)
                " DROP TABLE products; DROP INDEX components_purl_key;"
                " ALTER TABLE components DROP COLUMN purl_key;"
                " CREATE INDEX components_purl ON components(purl);"
-               " UPDATE meta SET schema_version = 6;");
+               " UPDATE meta SET schema_version = 7;");
     if (verify("t.conf", &out) != 0)
-        fail_msg("--verify-store on a version 6 store: %s", out);
+        fail_msg("--verify-store on a version 7 store: %s", out);
     free(out);
     assert_int_equal(kbt_sh(env,
                             "test \"$(sqlite3 t.db \"SELECT group_concat(purl_key, ' ') FROM"
@@ -700,7 +700,7 @@ int main(void)
         cmocka_unit_test(test_store_matches_its_log),    cmocka_unit_test(test_tampering_named),
         cmocka_unit_test(test_verify_store_refusals),    cmocka_unit_test(test_device_bundle),
         cmocka_unit_test(test_product_bundle_and_scope), cmocka_unit_test(test_old_batch_markets),
-        cmocka_unit_test(test_migrate_v6_store),
+        cmocka_unit_test(test_migrate_v7_store),
     };
 
     return cmocka_run_group_tests_name("evidence", tests, setup, teardown);

@@ -38,6 +38,7 @@ static void test_defaults_and_relative_paths(void **state)
     assert_string_equal(cfg.listen_host, "127.0.0.1");
     assert_int_equal(cfg.listen_port, 8443);
     assert_string_equal(cfg.instance_id, "keybroker");
+    assert_string_equal(cfg.audit_origin, "keybroker");
     assert_string_equal(cfg.token_label, "keybroker");
     assert_int_equal(cfg.body_limit, 1048576);
     assert_int_equal(cfg.checkpoint_entries, 1000);
@@ -79,6 +80,8 @@ static void test_values(void **state)
     assert_string_equal(cfg.store, "sqlite:/var/lib/kb.db");
     assert_string_equal(cfg.pin_file, "/etc/kb/pin");
     assert_string_equal(cfg.instance_id, "plant-7");
+    /* the checkpoints' origin follows instance_id unless set */
+    assert_string_equal(cfg.audit_origin, "plant-7");
     assert_int_equal(cfg.max_connections, 4096);
     assert_int_equal(cfg.max_connections_per_source, 16);
     assert_int_equal(cfg.request_timeout, 30);
@@ -112,6 +115,10 @@ static void test_errors_name_the_line(void **state)
     expect_error("pin_file = p\ncheckpoint_every = soon\n", "checkpoint_every");
     expect_error("pin_file = p\ninstance_id = a b\n", "instance_id");
     expect_error("pin_file = p\nmax_connections = 8\n", "kb.conf:2: bad value for max_connections");
+    expect_error("pin_file = p\naudit_origin = log example\n",
+                 "kb.conf:2: bad value for audit_origin");
+    expect_error("pin_file = p\naudit_origin = log+2\n", "bad value for audit_origin");
+    expect_error("pin_file = p\ninstance_id = plant+7\n", "set audit_origin");
     expect_error("pin_file = p\nrequest_timeout = 0\n", "bad value for request_timeout");
     expect_error("pin_file = p\nmax_connections_per_source = 0\n",
                  "bad value for max_connections_per_source");
@@ -251,6 +258,20 @@ static void test_oidc_issuers(void **state)
     expect_oidc_error("", "no [issuer] section");
 }
 
+static void test_audit_origin(void **state)
+{
+    kbd_config cfg;
+    kbr_msg m = {{0}};
+
+    (void)state;
+    assert_int_equal(
+        load("pin_file = p\ninstance_id = plant+7\naudit_origin = acme.example/kb\n", &cfg, &m),
+        KBR_OK);
+    assert_string_equal(cfg.instance_id, "plant+7");
+    assert_string_equal(cfg.audit_origin, "acme.example/kb");
+    kbd_config_cleanup(&cfg);
+}
+
 static void test_missing_file(void **state)
 {
     kbd_config cfg;
@@ -384,6 +405,7 @@ int main(void)
         cmocka_unit_test(test_defaults_and_relative_paths),
         cmocka_unit_test(test_values),
         cmocka_unit_test(test_errors_name_the_line),
+        cmocka_unit_test(test_audit_origin),
         cmocka_unit_test(test_missing_file),
         cmocka_unit_test(test_ops_and_log_settings),
         cmocka_unit_test(test_every_problem_reported),

@@ -39,11 +39,33 @@ typedef struct {
 
 static fixture fx;
 
+#define RECORD "kbr/test/record"
+
+/*
+ * The served data object's rule here: a value may only grow, and the evidence must say
+ * "grows" (the broker's own check, in keybrokerd's HSM process, asks for a consistency proof).
+ */
+static kbr_err grows_only(void *arg, kbr_hsm_session *s, const kbr_hsm_data *old, size_t nold,
+                          const unsigned char *value, size_t len, const unsigned char *evidence,
+                          size_t evlen)
+{
+    (void)arg;
+    (void)s;
+    if (evlen != 5 || memcmp(evidence, "grows", 5) != 0)
+        return KBR_ERR_BAD_REQUEST;
+    for (size_t i = 0; i < nold; i++)
+        if (len < old[i].len || memcmp(value, old[i].value, old[i].len) != 0)
+            return KBR_ERR_CONFLICT;
+    return KBR_OK;
+}
+
+static const kbr_hsm_data_policy record_policy = {RECORD, grows_only, NULL};
+
 static void *serve_main(void *arg)
 {
     fixture *f = arg;
 
-    f->served = kbr_hsm_serve(f->local, f->ctl);
+    f->served = kbr_hsm_serve(f->local, f->ctl, &record_policy);
     return NULL;
 }
 
@@ -214,6 +236,67 @@ static void test_sessions_in_parallel(void **state)
     kbr_hsm_session_close(s);
 }
 
+static void assert_value(kbr_hsm_session *s, const char *want)
+{
+    kbr_hsm_data *v = NULL;
+    size_t n = 0;
+
+    assert_int_equal(kbr_hsm_data_get(s, RECORD, &v, &n), KBR_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(v[0].len, strlen(want));
+    assert_memory_equal(v[0].value, want, v[0].len);
+    kbr_hsm_data_free(v, n);
+}
+
+/*
+ * The data object through the HSM process: written only as the server's check allows, read
+ * back as the module in this process reads it, and no other object reachable.
+ */
+static void test_data_object(void **state)
+{
+    kbr_hsm_session *s = NULL, *local = NULL;
+    kbr_hsm_data *v = NULL;
+    size_t n = 0;
+    static const unsigned char grows[] = "grows";
+
+    (void)state;
+    assert_int_equal(kbr_hsm_session_open(fx.remote, &s), KBR_OK);
+    assert_int_equal(kbr_hsm_session_open(fx.local, &local), KBR_OK);
+    assert_int_equal(kbr_hsm_data_get(s, RECORD, &v, &n), KBR_OK);
+    assert_int_equal(n, 0);
+    kbr_hsm_data_free(v, n);
+    assert_int_equal(kbr_hsm_data_put(s, RECORD, (const unsigned char *)"v1", 2, grows, 5), KBR_OK);
+    assert_value(s, "v1");
+    assert_value(local, "v1");
+    assert_int_equal(kbr_hsm_data_put(s, RECORD, (const unsigned char *)"v1+2", 4, grows, 5),
+                     KBR_OK);
+    assert_value(s, "v1+2");
+    /* refused by the check: a shorter value, another history, no evidence */
+    assert_int_equal(kbr_hsm_data_put(s, RECORD, (const unsigned char *)"v1", 2, grows, 5),
+                     KBR_ERR_CONFLICT);
+    assert_int_equal(kbr_hsm_data_put(s, RECORD, (const unsigned char *)"v2+2+3", 6, grows, 5),
+                     KBR_ERR_CONFLICT);
+    assert_int_equal(kbr_hsm_data_put(s, RECORD, (const unsigned char *)"v1+2+3", 6, NULL, 0),
+                     KBR_ERR_BAD_REQUEST);
+    assert_value(s, "v1+2");
+    /* other data objects are neither read nor written through the HSM process */
+    assert_int_equal(kbr_hsm_data_put(s, "kbr/other", (const unsigned char *)"x", 1, grows, 5),
+                     KBR_ERR_FORBIDDEN);
+    assert_int_equal(kbr_hsm_data_put(local, "kbr/other", (const unsigned char *)"x", 1, NULL, 0),
+                     KBR_OK);
+    assert_int_equal(kbr_hsm_data_get(s, "kbr/other", &v, &n), KBR_ERR_FORBIDDEN);
+    assert_null(v);
+    /* the process that holds the module writes what it is asked: --init, --recover */
+    assert_int_equal(kbr_hsm_data_put(local, RECORD, (const unsigned char *)"v9", 2, NULL, 0),
+                     KBR_OK);
+    assert_value(s, "v9");
+    /* bounds are checked before anything is sent */
+    assert_int_equal(kbr_hsm_data_put(s, RECORD, (const unsigned char *)"", 0, grows, 5),
+                     KBR_ERR_BAD_REQUEST);
+    kbr_hsm_session_close(local);
+    kbr_hsm_session_close(s);
+}
+
 /* A raw connection to the server, as a compromised network process would open one. */
 static int raw_connection(void)
 {
@@ -283,6 +366,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_calls_as_in_process),
         cmocka_unit_test(test_sessions_in_parallel),
+        cmocka_unit_test(test_data_object),
         cmocka_unit_test(test_malformed_frames_close_their_connection),
     };
     int failed;

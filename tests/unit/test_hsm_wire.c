@@ -58,6 +58,9 @@ static void req_round_trip(const kbr_hsmw_req *r)
         assert_int_equal(got.enc_structure_len, r->enc_structure_len);
         assert_memory_equal(got.enc_structure, r->enc_structure, r->enc_structure_len);
     }
+    assert_int_equal(got.evlen, r->evlen);
+    if (r->evlen > 0)
+        assert_memory_equal(got.evidence, r->evidence, r->evlen);
     /* one byte short, one byte more: refused */
     assert_int_equal(kbr_hsmw_req_decode(b, len - 1, &got), KBR_ERR_BAD_REQUEST);
     buf.p[buf.len] = 0;
@@ -66,6 +69,7 @@ static void req_round_trip(const kbr_hsmw_req *r)
 
 static void test_requests(void **state)
 {
+    static unsigned char value[KBR_HSM_DATA_MAX], evidence[KBR_HSM_EVIDENCE_MAX];
     unsigned char digest[48], point[65], context[256];
     kbr_hsmw_req r;
 
@@ -73,11 +77,14 @@ static void test_requests(void **state)
     memset(digest, 0xa5, sizeof(digest));
     memset(point, 0x04, sizeof(point));
     memset(context, 0x83, sizeof(context));
+    memset(value, '{', sizeof(value));
+    memset(evidence, 0x5a, sizeof(evidence));
     for (int t = KBR_HSMW_OPEN; t < KBR_HSMW__END; t++) {
         memset(&r, 0, sizeof(r));
         r.type = (kbr_hsmw_type)t;
         if (t == KBR_HSMW_GENERATE || t == KBR_HSMW_FIND_KEY || t == KBR_HSMW_PUBLIC_KEY ||
-            t == KBR_HSMW_SIGN || t == KBR_HSMW_GENERATE_DELIVERABLE || t == KBR_HSMW_DELIVER)
+            t == KBR_HSMW_SIGN || t == KBR_HSMW_GENERATE_DELIVERABLE || t == KBR_HSMW_DELIVER ||
+            t == KBR_HSMW_DATA_GET || t == KBR_HSMW_DATA_PUT)
             snprintf(r.label, sizeof(r.label), "kbr/key/fw-%d", t);
         if (t == KBR_HSMW_DELIVER) {
             r.recipient = point;
@@ -85,6 +92,12 @@ static void test_requests(void **state)
             r.kdf_context_len = sizeof(context); /* the longest */
             r.enc_structure = context;
             r.enc_structure_len = 1; /* the shortest */
+        }
+        if (t == KBR_HSMW_DATA_PUT) {
+            r.in = value;
+            r.inlen = 300;
+            r.evidence = evidence;
+            r.evlen = 64;
         }
         if (t == KBR_HSMW_GENERATE)
             r.alg = KBR_ALG_RSA_4096;
@@ -102,6 +115,55 @@ static void test_requests(void **state)
     r.fmt = KBR_SIG_EDDSA;
     memset(r.label, 'x', KBR_HSM_LABEL_MAX - 1);
     req_round_trip(&r);
+    /* a data write at its bounds, and without evidence */
+    memset(&r, 0, sizeof(r));
+    r.type = KBR_HSMW_DATA_PUT;
+    snprintf(r.label, sizeof(r.label), "kbr/audit/record");
+    r.in = value;
+    r.inlen = sizeof(value);
+    r.evidence = evidence;
+    r.evlen = sizeof(evidence);
+    req_round_trip(&r);
+    r.evlen = 0;
+    r.inlen = 1;
+    req_round_trip(&r);
+    /* the encoder refuses an empty value and values or evidence past their bounds */
+    r.inlen = 0;
+    assert_int_equal(kbr_hsmw_req_encode(&r, &buf), KBR_ERR_BAD_REQUEST);
+    r.inlen = KBR_HSM_DATA_MAX + 1;
+    assert_int_equal(kbr_hsmw_req_encode(&r, &buf), KBR_ERR_BAD_REQUEST);
+    r.inlen = 1;
+    r.evlen = KBR_HSM_EVIDENCE_MAX + 1;
+    assert_int_equal(kbr_hsmw_req_encode(&r, &buf), KBR_ERR_BAD_REQUEST);
+}
+
+/* The decoder refuses data writes the encoder would not make. */
+static void test_data_requests_refused(void **state)
+{
+    kbr_hsmw_req got;
+    /* DATA_PUT, label "r", value of 1 byte, no evidence */
+    unsigned char b[16] = {KBR_HSMW_DATA_PUT, 1, 'r', 0, 1, 'v', 0, 0};
+
+    (void)state;
+    assert_int_equal(kbr_hsmw_req_decode(b, 8, &got), KBR_OK);
+    assert_int_equal(got.inlen, 1);
+    assert_int_equal(got.evlen, 0);
+    /* the evidence length missing, or announcing more than the frame holds */
+    assert_int_equal(kbr_hsmw_req_decode(b, 7, &got), KBR_ERR_BAD_REQUEST);
+    b[7] = 1;
+    assert_int_equal(kbr_hsmw_req_decode(b, 8, &got), KBR_ERR_BAD_REQUEST);
+    b[7] = 0;
+    /* an empty value; a value length past KBR_HSM_DATA_MAX */
+    b[4] = 0;
+    assert_int_equal(kbr_hsmw_req_decode(b, 8, &got), KBR_ERR_BAD_REQUEST);
+    b[3] = (KBR_HSM_DATA_MAX + 1) >> 8;
+    b[4] = (KBR_HSM_DATA_MAX + 1) & 0xff;
+    assert_int_equal(kbr_hsmw_req_decode(b, 8, &got), KBR_ERR_BAD_REQUEST);
+    /* DATA_GET takes a label and nothing more */
+    memcpy(b, "	r", 3);
+    b[0] = KBR_HSMW_DATA_GET;
+    assert_int_equal(kbr_hsmw_req_decode(b, 3, &got), KBR_OK);
+    assert_int_equal(kbr_hsmw_req_decode(b, 4, &got), KBR_ERR_BAD_REQUEST);
 }
 
 static void test_requests_refused(void **state)
@@ -274,6 +336,23 @@ static void test_replies(void **state)
     r.len = sizeof(der);
     resp_round_trip(&r, got);
     assert_memory_equal(got[0].data, der, sizeof(der));
+    r.type = KBR_HSMW_DATA_GET;
+    r.data = NULL;
+    r.len = 0;
+    r.nvalues = KBR_HSM_DATA_OBJECTS_MAX;
+    for (size_t i = 0; i < r.nvalues; i++) {
+        r.values[i].value = der + i;
+        r.values[i].len = sizeof(der) - i;
+    }
+    resp_round_trip(&r, got);
+    assert_int_equal(got[0].nvalues, KBR_HSM_DATA_OBJECTS_MAX);
+    for (size_t i = 0; i < r.nvalues; i++) {
+        assert_int_equal(got[0].values[i].len, sizeof(der) - i);
+        assert_memory_equal(got[0].values[i].value, der + i, sizeof(der) - i);
+    }
+    r.nvalues = 0;
+    resp_round_trip(&r, got);
+    assert_int_equal(got[0].nvalues, 0);
     r.type = KBR_HSMW_LIST_OBJECTS;
     for (int i = 0; i < 3; i++)
         items[i] = info_of(i == 1 ? "" : "obj", i + 1);
@@ -354,6 +433,25 @@ static void test_replies_refused(void **state)
     assert_int_equal(kbr_hsmw_resp_encode(&r, &buf), KBR_ERR_BAD_REQUEST);
     r.err = KBR_ERR__COUNT;
     assert_int_equal(kbr_hsmw_resp_encode(&r, &buf), KBR_ERR_BAD_REQUEST);
+    r.type = KBR_HSMW_DATA_GET;
+    r.err = KBR_OK;
+    r.nvalues = 1;
+    r.values[0].value = (unsigned char *)"";
+    r.values[0].len = KBR_HSM_DATA_MAX + 1;
+    assert_int_equal(kbr_hsmw_resp_encode(&r, &buf), KBR_ERR_BAD_REQUEST);
+    r.values[0].len = 0;
+    assert_int_equal(kbr_hsmw_resp_encode(&r, &buf), KBR_ERR_BAD_REQUEST);
+    r.nvalues = KBR_HSM_DATA_OBJECTS_MAX + 1;
+    assert_int_equal(kbr_hsmw_resp_encode(&r, &buf), KBR_ERR_BAD_REQUEST);
+    /* a DATA_GET reply announcing more values than a label may hold */
+    b[0] = KBR_HSMW_DATA_GET;
+    b[1] = KBR_OK;
+    b[2] = KBR_HSM_DATA_OBJECTS_MAX + 1;
+    assert_int_equal(kbr_hsmw_resp_decode(b, 3, KBR_HSMW_DATA_GET, &got), KBR_ERR_BAD_REQUEST);
+    b[2] = 1;
+    memcpy(b + 3, "\x00\x01x", 3);
+    assert_int_equal(kbr_hsmw_resp_decode(b, 6, KBR_HSMW_DATA_GET, &got), KBR_OK);
+    assert_int_equal(kbr_hsmw_resp_decode(b, 5, KBR_HSMW_DATA_GET, &got), KBR_ERR_BAD_REQUEST);
     bad = info_of("x", 1);
     bad.id_hex[0] = 'G';
     memset(&r, 0, sizeof(r));
@@ -512,6 +610,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_requests),
         cmocka_unit_test(test_requests_refused),
+        cmocka_unit_test(test_data_requests_refused),
         cmocka_unit_test(test_replies),
         cmocka_unit_test(test_replies_refused),
         cmocka_unit_test(test_deliver_request_refused),

@@ -68,6 +68,32 @@ static const struct {
       "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b"}},
 };
 
+/* transparency-dev/merkle's reference consistency proofs over the same leaves. */
+static const struct {
+    uint64_t m, n;
+    size_t len;
+    const char *path[3];
+} vector_consistency[] = {
+    {1, 1, 0, {NULL}},
+    {1,
+     8,
+     3,
+     {"96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
+      "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+      "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4"}},
+    {2,
+     5,
+     2,
+     {"5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+      "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b"}},
+    {6,
+     8,
+     3,
+     {"0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a",
+      "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
+      "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7"}},
+};
+
 static void leaf_hash(const char *data_hex, unsigned char out[H])
 {
     unsigned char *data = NULL, in[64];
@@ -170,6 +196,174 @@ static void test_verify_rejects(void **state)
     free(leaves);
 }
 
+/* ---- consistency proofs ---- */
+
+static void test_vector_consistency(void **state)
+{
+    unsigned char *leaves = vector_tree(), *path = NULL, first[H], second[H];
+    size_t len = 0;
+
+    (void)state;
+    for (size_t v = 0; v < sizeof(vector_consistency) / sizeof(vector_consistency[0]); v++) {
+        uint64_t m = vector_consistency[v].m, n = vector_consistency[v].n;
+        assert_int_equal(kbr_merkle_consistency(leaves, m, n, &path, &len), KBR_OK);
+        assert_int_equal(len, vector_consistency[v].len);
+        for (size_t i = 0; i < len; i++)
+            assert_hash_hex(path + i * H, vector_consistency[v].path[i]);
+        assert_int_equal(kbr_merkle_root(leaves, m, first), KBR_OK);
+        assert_int_equal(kbr_merkle_root(leaves, n, second), KBR_OK);
+        assert_int_equal(kbr_merkle_consistency_verify(m, n, first, second, path, len), KBR_OK);
+        free(path);
+        path = NULL;
+    }
+    assert_int_equal(kbr_merkle_consistency(leaves, 0, 3, &path, &len), KBR_ERR_BAD_REQUEST);
+    assert_int_equal(kbr_merkle_consistency(leaves, 4, 3, &path, &len), KBR_ERR_BAD_REQUEST);
+    assert_null(path);
+    free(leaves);
+}
+
+/*
+ * An independent reference: MTH and SUBPROOF exactly as RFC 9162 writes them, recursing
+ * on arrays with nothing shared with merkle.c but the node hash.
+ */
+static void ref_mth(const unsigned char *d, uint64_t n, unsigned char out[H])
+{
+    unsigned char l[H], r[H];
+    uint64_t k = 1;
+
+    if (n == 1) {
+        memcpy(out, d, H);
+        return;
+    }
+    while (k * 2 < n)
+        k *= 2;
+    ref_mth(d, k, l);
+    ref_mth(d + k * H, n - k, r);
+    assert_int_equal(kbr_merkle_node(l, r, out), KBR_OK);
+}
+
+static void ref_subproof(const unsigned char *d, uint64_t m, uint64_t n, bool b, unsigned char *out,
+                         size_t *len)
+{
+    uint64_t k = 1;
+
+    if (m == n) {
+        if (!b)
+            ref_mth(d, n, out + (*len)++ * H);
+        return;
+    }
+    while (k * 2 < n)
+        k *= 2;
+    if (m <= k) {
+        ref_subproof(d, m, k, b, out, len);
+        ref_mth(d + k * H, n - k, out + (*len)++ * H);
+    } else {
+        ref_subproof(d + k * H, m - k, n - k, false, out, len);
+        ref_mth(d, k, out + (*len)++ * H);
+    }
+}
+
+#define BRUTE_N 70
+
+/* Distinct pseudo-random leaves; seed picks the set. */
+static unsigned char *random_leaves(uint64_t n, unsigned seed)
+{
+    unsigned char *leaves = malloc(n * H);
+
+    assert_non_null(leaves);
+    for (uint64_t i = 0; i < n; i++) {
+        unsigned char in[48];
+        snprintf((char *)in, sizeof(in), "%u/%llu", seed, (unsigned long long)i);
+        assert_int_equal(
+            EVP_Digest(in, strlen((char *)in), leaves + i * H, NULL, EVP_sha256(), NULL), 1);
+    }
+    return leaves;
+}
+
+/*
+ * Every pair of sizes 1 <= m <= n <= BRUTE_N: the proof is the reference's, it verifies, and
+ * it stops verifying with any hash of it flipped, a hash dropped, or the roots of another log.
+ */
+static void test_consistency_brute_force(void **state)
+{
+    unsigned char *leaves = random_leaves(BRUTE_N, 1), *other = random_leaves(BRUTE_N, 2);
+    unsigned char *path = NULL, ref[(62 + 2) * H], first[H], second[H], wrong[H];
+    size_t len = 0, ref_len;
+    unsigned long checked = 0;
+
+    (void)state;
+    for (uint64_t n = 1; n <= BRUTE_N; n++) {
+        ref_mth(leaves, n, second);
+        assert_int_equal(kbr_merkle_root(leaves, n, wrong), KBR_OK);
+        assert_memory_equal(second, wrong, H);
+        for (uint64_t m = 1; m <= n; m++) {
+            ref_mth(leaves, m, first);
+            ref_len = 0;
+            if (m < n)
+                ref_subproof(leaves, m, n, true, ref, &ref_len);
+            assert_int_equal(kbr_merkle_consistency(leaves, m, n, &path, &len), KBR_OK);
+            assert_int_equal(len, ref_len);
+            if (len > 0)
+                assert_memory_equal(path, ref, len * H);
+            assert_int_equal(kbr_merkle_consistency_verify(m, n, first, second, path, len), KBR_OK);
+            for (size_t i = 0; i < len * H; i += 7) {
+                path[i] ^= 0x20;
+                assert_int_equal(kbr_merkle_consistency_verify(m, n, first, second, path, len),
+                                 KBR_ERR_BAD_REQUEST);
+                path[i] ^= 0x20;
+            }
+            if (len > 0)
+                assert_int_equal(kbr_merkle_consistency_verify(m, n, first, second, path, len - 1),
+                                 KBR_ERR_BAD_REQUEST);
+            /* the sizes are not in the hashes (they come signed with each head): only
+             * a size that changes the shape of the path must fail */
+            if (m < n && m > 1)
+                assert_int_equal(kbr_merkle_consistency_verify(m, m, first, second, path, len),
+                                 KBR_ERR_BAD_REQUEST);
+            /* a first tree that is not the prefix: another log's, or this log's other size */
+            ref_mth(other, m, wrong);
+            assert_int_equal(kbr_merkle_consistency_verify(m, n, wrong, second, path, len),
+                             KBR_ERR_BAD_REQUEST);
+            ref_mth(other, n, wrong);
+            assert_int_equal(kbr_merkle_consistency_verify(m, n, first, wrong, path, len),
+                             KBR_ERR_BAD_REQUEST);
+            free(path);
+            path = NULL;
+            checked++;
+        }
+    }
+    assert_int_equal(checked, BRUTE_N * (BRUTE_N + 1) / 2);
+    free(leaves);
+    free(other);
+}
+
+/* The proof of a log whose first m leaves were replaced does not hold for the genuine roots. */
+static void test_consistency_forked_log(void **state)
+{
+    unsigned char *leaves = random_leaves(BRUTE_N, 3), *path = NULL, first[H], second[H];
+    size_t len = 0;
+
+    (void)state;
+    for (uint64_t n = 2; n <= BRUTE_N; n++) {
+        for (uint64_t m = 1; m < n; m++) {
+            unsigned char *forked = malloc(n * H);
+            assert_non_null(forked);
+            memcpy(forked, leaves, n * H);
+            assert_int_equal(kbr_merkle_root(leaves, m, first), KBR_OK);
+            /* one leaf inside the first tree differs: the second tree is another history */
+            forked[(m - 1) * H] ^= 0x01;
+            assert_int_equal(kbr_merkle_root(forked, n, second), KBR_OK);
+            assert_int_equal(kbr_merkle_consistency(forked, m, n, &path, &len), KBR_OK);
+            assert_int_equal(kbr_merkle_consistency_verify(m, n, first, second, path, len),
+                             KBR_ERR_BAD_REQUEST);
+            free(path);
+            path = NULL;
+            free(forked);
+        }
+    }
+    free(leaves);
+}
+
 /* ---- the store's nodes ---- */
 
 typedef kbt_store_dir fixture;
@@ -240,6 +434,30 @@ static void test_store_matches_recomputation(void **state)
             path = want_path = NULL;
         }
     }
+    for (int64_t second = 1; second <= STORE_N; second++) {
+        assert_int_equal(kbr_merkle_root(leaves, (uint64_t)second, want), KBR_OK);
+        for (int64_t first = 1; first <= second; first++) {
+            unsigned char first_root[H];
+            assert_int_equal(kbr_store_merkle_consistency(st, first, second, &path, &len), KBR_OK);
+            assert_int_equal(kbr_merkle_consistency(leaves, (uint64_t)first, (uint64_t)second,
+                                                    &want_path, &want_len),
+                             KBR_OK);
+            assert_int_equal(len, want_len);
+            if (len > 0)
+                assert_memory_equal(path, want_path, len * H);
+            assert_int_equal(kbr_merkle_root(leaves, (uint64_t)first, first_root), KBR_OK);
+            assert_int_equal(kbr_merkle_consistency_verify((uint64_t)first, (uint64_t)second,
+                                                           first_root, want, path, len),
+                             KBR_OK);
+            free(path);
+            free(want_path);
+            path = want_path = NULL;
+        }
+    }
+    assert_int_equal(kbr_store_merkle_consistency(st, 0, 4, &path, &len), KBR_ERR_BAD_REQUEST);
+    assert_int_equal(kbr_store_merkle_consistency(st, 5, 4, &path, &len), KBR_ERR_BAD_REQUEST);
+    assert_int_equal(kbr_store_merkle_consistency(st, 1, STORE_N + 1, &path, &len),
+                     KBR_ERR_BAD_REQUEST);
     assert_int_equal(kbr_store_merkle_root(st, STORE_N + 1, root), KBR_ERR_BAD_REQUEST);
     assert_int_equal(kbr_store_merkle_proof(st, 5, 4, &path, &len), KBR_ERR_BAD_REQUEST);
     assert_int_equal(kbr_store_merkle_proof(st, 0, 4, &path, &len), KBR_ERR_BAD_REQUEST);
@@ -404,15 +622,101 @@ static void test_checkpoint_effect(void **state)
     EVP_PKEY_free(key);
 }
 
+/* A checkpoint effect signed (as far as the store knows) by key, naming next when not NULL. */
+static json_t *keyed_checkpoint(kbr_store *st, int64_t size, const char *sig, const char *key,
+                                const char *next)
+{
+    unsigned char root[H];
+    char hex[2 * H + 1];
+    json_t *cp;
+
+    assert_int_equal(kbr_store_merkle_root(st, size, root), KBR_OK);
+    kbr_hex_encode_buf(root, H, hex);
+    cp = json_pack("{s:s,s:I,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "type", "checkpoint", "size",
+                   (json_int_t)size, "root_hash", hex, "time", "2026-01-02T03:04:05Z",
+                   "signature_b64", sig, "origin", "log.example", "note", "log.example\n...",
+                   "key_id", "0a0b0c0d", "key_label", key, "public_key_pem", key);
+    assert_non_null(cp);
+    if (next != NULL) {
+        json_object_set_new(cp, "next_key_pem", json_string(next));
+        json_object_set_new(cp, "next_key_label", json_string(next));
+        json_object_set_new(cp, "next_key_id", json_string("0A0B0C0E"));
+    }
+    return json_pack("[o]", cp);
+}
+
+static kbr_err apply_one_effect(kbr_store *st, json_t *eff, int64_t seq)
+{
+    kbr_err err;
+
+    assert_int_equal(kbr_store_begin(st), KBR_OK);
+    err = kbr_store_apply_effects(st, eff, seq);
+    assert_int_equal(kbr_store_commit(st), KBR_OK);
+    json_decref(eff);
+    return err;
+}
+
+/*
+ * The checkpoints form one chain of audit keys: each is signed by the key the latest one hands
+ * on (its next key, or its own), heads never shrink, a size may be signed again (a rotation
+ * signs the head the last checkpoint signed), a signature never twice.
+ */
+static void test_checkpoint_key_chain(void **state)
+{
+    fixture *f = *state;
+    unsigned char leaves[8 * H];
+    kbr_store *st = NULL;
+    kbr_msg msg = {{0}};
+    json_t *latest = NULL, *fx = NULL;
+    kbr_effects *parsed = NULL;
+
+    append_records(f, 8, leaves);
+    assert_int_equal(kbr_store_open(f->url, &st, &msg), KBR_OK);
+    assert_int_equal(apply_one_effect(st, keyed_checkpoint(st, 5, "s1", "A", NULL), 6), KBR_OK);
+    assert_int_equal(apply_one_effect(st, keyed_checkpoint(st, 6, "s2", "B", NULL), 7),
+                     KBR_ERR_STORE_CONSTRAINT);
+    /* A hands on to B at the size it signed last */
+    assert_int_equal(apply_one_effect(st, keyed_checkpoint(st, 5, "s2", "A", "B"), 7), KBR_OK);
+    assert_int_equal(apply_one_effect(st, keyed_checkpoint(st, 6, "s3", "A", NULL), 8),
+                     KBR_ERR_STORE_CONSTRAINT);
+    assert_int_equal(apply_one_effect(st, keyed_checkpoint(st, 4, "s3", "B", NULL), 8),
+                     KBR_ERR_STORE_CONSTRAINT);
+    assert_int_equal(apply_one_effect(st, keyed_checkpoint(st, 6, "s2", "B", NULL), 8),
+                     KBR_ERR_STORE_CONSTRAINT);
+    assert_int_equal(apply_one_effect(st, keyed_checkpoint(st, 6, "s3", "B", NULL), 8), KBR_OK);
+    assert_int_equal(kbr_store_checkpoint_latest(st, &latest), KBR_OK);
+    assert_int_equal(json_integer_value(json_object_get(latest, "audit_seq")), 8);
+    assert_string_equal(json_string_value(json_object_get(latest, "public_key_pem")), "B");
+    assert_string_equal(json_string_value(json_object_get(latest, "note")), "log.example\n...");
+    assert_true(json_is_null(json_object_get(latest, "next_key_pem")));
+    json_decref(latest);
+    /* the JSON form carries every field, hex lowercased */
+    fx = keyed_checkpoint(st, 5, "s9", "A", "B");
+    assert_int_equal(kbr_effects_from_json(fx, &parsed), KBR_OK);
+    json_decref(fx);
+    assert_int_equal(kbr_effects_to_json(parsed, &fx), KBR_OK);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(fx, 0), "next_key_id")),
+                        "0a0b0c0e");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(fx, 0), "next_key_label")),
+                        "B");
+    json_decref(fx);
+    kbr_effects_free(parsed);
+    kbr_store_close(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_vector_roots),
         cmocka_unit_test(test_vector_paths),
         cmocka_unit_test(test_verify_rejects),
+        cmocka_unit_test(test_vector_consistency),
+        cmocka_unit_test(test_consistency_brute_force),
+        cmocka_unit_test(test_consistency_forked_log),
         cmocka_unit_test_setup_teardown(test_store_matches_recomputation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkpoint_verify, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkpoint_effect, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_checkpoint_key_chain, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

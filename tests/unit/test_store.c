@@ -282,6 +282,10 @@ static void test_duplicate_key_rolls_back_record(void **state)
     "\"type\": \"debug.authorize\", \"key\": \"k\", \"product\": \"p\", \"serial\": \"SN\","       \
     " \"principal\": \"security:a\", \"message_sha256\": \"" FP_A "\","                            \
     " \"signature_sha256\": \"" FP_A "\", \"at\": \"2026-03-01T10:00:00Z\""
+#define CP_WITH(fields)                                                                            \
+    "[{\"type\": \"checkpoint\", \"size\": 1, \"root_hash\": \"" FP_A "\","                        \
+    " \"time\": \"2026-03-01T10:00:00Z\", \"signature_b64\": \"c2ln\", " fields "}]"
+
 #define OTA_WITH(fields)                                                                           \
     "[{\"type\": \"ota.report\", \"product\": \"p\", \"version\": \"1\", \"campaign\": \"c\","     \
     " \"at\": \"2026-03-01T10:00:00Z\", " fields "}]"
@@ -294,6 +298,45 @@ static void test_duplicate_key_rolls_back_record(void **state)
     " \"component\": \"c\", \"aware_at\": \"2026-03-01T10:00:00Z\", \"actively_exploited\": true," \
     " \"cve\": null, \"created_at\": \"2026-03-01T10:00:00Z\", \"created_by\": \"x\","             \
     " \"exposure\": {}, \"builds\": [], " fields "}]"
+#define TOKEN_ISSUE(jti)                                                                           \
+    "{\"type\": \"token.issue\", \"jti\": \"" jti "\", \"sub\": \"ci:x\", \"scope\": {},"          \
+    " \"issued_at\": \"2026-03-01T10:00:00Z\", \"expires_at\": \"2036-03-01T11:00:00Z\","          \
+    " \"cnf_x5t\": null}"
+
+/* token.revoke_all revokes what is live, and a revocation made before keeps its reason. */
+static void test_revoke_all(void **state)
+{
+    fixture *f = *state;
+    kbr_store *st = open_ok(f);
+    json_t *tokens = NULL;
+
+    assert_int_equal(apply(st, "[" TOKEN_ISSUE("j1") ", " TOKEN_ISSUE("j2") "]", 1), KBR_OK);
+    assert_int_equal(apply(st,
+                           "[{\"type\": \"token.revoke\", \"jtis\": [\"j1\"],"
+                           " \"at\": \"2026-03-02T00:00:00Z\", \"reason\": \"first\"}]",
+                           2),
+                     KBR_OK);
+    assert_int_equal(apply(st,
+                           "[{\"type\": \"token.revoke_all\", \"at\": \"2026-03-03T00:00:00Z\","
+                           " \"reason\": \"recovered\"}, " TOKEN_ISSUE("j3") "]",
+                           3),
+                     KBR_OK);
+    assert_int_equal(kbr_store_token_list(st, NULL, NULL, false, time(NULL), &tokens), KBR_OK);
+    assert_int_equal(json_array_size(tokens), 3);
+    for (size_t i = 0; i < 3; i++) {
+        const json_t *t = json_array_get(tokens, i);
+        const char *jti = json_string_value(json_object_get(t, "jti"));
+        const char *reason = json_string_value(json_object_get(t, "revoke_reason"));
+        if (strcmp(jti, "j1") == 0)
+            assert_string_equal(reason, "first");
+        else if (strcmp(jti, "j2") == 0)
+            assert_string_equal(reason, "recovered");
+        else /* issued after, in the same record */
+            assert_null(reason);
+    }
+    json_decref(tokens);
+    kbr_store_close(st);
+}
 
 static void test_malformed_effects(void **state)
 {
@@ -373,6 +416,18 @@ static void test_malformed_effects(void **state)
         "[{\"type\": \"incident.fix\", \"id\": \"I\", \"fixed_version\": \"2\","
         " \"at\": \"2026-03-01T10:00:00Z\"}]",
         "[{\"type\": \"key.destroy\", \"name\": \"k\"}]",
+        /* a checkpoint's signer comes whole, and a next key only with a signer */
+        CP_WITH("\"note\": \"n\""),
+        CP_WITH("\"note\": \"n\", \"origin\": \"o\", \"key_id\": \"0a0b0c0d\","
+                " \"key_label\": \"kbr/audit\""),
+        CP_WITH("\"note\": \"n\", \"origin\": \"o\", \"key_id\": \"0a0b0c\","
+                " \"key_label\": \"kbr/audit\", \"public_key_pem\": \"P\""),
+        CP_WITH("\"next_key_pem\": \"P\", \"next_key_id\": \"0a0b0c0d\","
+                " \"next_key_label\": \"kbr/audit/2\""),
+        CP_WITH("\"key_id\": \"0a0b0c0d\""),
+        "[{\"type\": \"checkpoint\", \"size\": 1, \"root_hash\": \"r\","
+        " \"time\": \"2026-03-01T10:00:00Z\", \"signature_b64\": \"c2ln\"}]",
+        "[{\"type\": \"token.revoke_all\", \"reason\": \"r\"}]",
         "[\"key.create\"]",
         "{\"type\": \"key.retire\"}",
     };
@@ -602,9 +657,9 @@ static int64_t query_count(const fixture *f, const char *sql)
     return strtoll(buf, NULL, 10);
 }
 
-/* What a store of version 6 had: the later steps' tables, triggers and columns dropped
+/* What a store of version 7 had: the later steps' tables, triggers and columns dropped
  * (version 8: key deliveries; 9: the CRA's), and the version set back. */
-static const char *const to_v6_sqlite =
+static const char *const to_v7_sqlite =
     "DROP TABLE key_deliveries;"
     " DROP TRIGGER devices_history_batch_move; DROP TRIGGER devices_incident_move;"
     " DROP TABLE history_firmware_batch; DROP TABLE incident_reports;"
@@ -612,8 +667,8 @@ static const char *const to_v6_sqlite =
     " DROP TABLE products; DROP INDEX components_purl_key;"
     " ALTER TABLE components DROP COLUMN purl_key;"
     " CREATE INDEX components_purl ON components(purl);"
-    " UPDATE meta SET schema_version = 6;";
-static const char *const to_v6_pg =
+    " UPDATE meta SET schema_version = 7;";
+static const char *const to_v7_pg =
     "DROP TABLE key_deliveries; DROP FUNCTION kbr_key_deliveries_count();"
     " DROP TABLE history_firmware_batch, incident_reports, incident_fleet, incident_builds,"
     " incidents, products; DROP TRIGGER devices_history_batch_move ON devices;"
@@ -622,26 +677,26 @@ static const char *const to_v6_pg =
     "kbr_devices_incident_move();"
     " ALTER TABLE components DROP COLUMN purl_key;"
     " CREATE INDEX components_purl ON components(purl);"
-    " UPDATE meta SET schema_version = 6;";
+    " UPDATE meta SET schema_version = 7;";
 
-static void store_back_to_v6(fixture *f)
+static void store_back_to_v7(fixture *f)
 {
-    char *sql = strdup(kbt_pg() ? to_v6_pg : to_v6_sqlite), *one, *save = NULL;
+    char *sql = strdup(kbt_pg() ? to_v7_pg : to_v7_sqlite), *one, *save = NULL;
 
     assert_non_null(sql);
     for (one = strtok_r(sql, ";", &save); one != NULL; one = strtok_r(NULL, ";", &save))
         assert_int_equal(kbt_store_sql(f->url, one, NULL, 0, NULL), 0);
     free(sql);
-    assert_int_equal(query_count(f, "SELECT max(schema_version) FROM meta"), 6);
+    assert_int_equal(query_count(f, "SELECT max(schema_version) FROM meta"), 7);
 }
 
 /*
- * A store the previous version (6) wrote, on either back end, taken to version 9 as it opens:
+ * A store of version 7, before the CRA step, on either back end, taken to version 9 as it opens:
  * the components recorded before get the package their purl names (components.purl_key),
  * from the same function the firmware.sign effect uses, and View C finds them by it.  (The
- * store is made version 6 again by removing what version 9 adds.)
+ * store is made version 7 again by removing what versions 8 and 9 add.)
  */
-static void test_store_at_version_6(void **state)
+static void test_store_at_version_7(void **state)
 {
     fixture *f = *state;
     kbr_store *st = open_ok(f);
@@ -656,7 +711,7 @@ static void test_store_at_version_6(void **state)
                            2),
                      KBR_OK);
     kbr_store_close(st);
-    store_back_to_v6(f);
+    store_back_to_v7(f);
 
     st = open_ok(f);
     assert_int_equal(query_count(f, "SELECT max(schema_version) FROM meta"), 9);
@@ -1775,6 +1830,18 @@ static void v1_store(const fixture *f, EVP_PKEY *clone, EVP_PKEY *old, EVP_PKEY 
                      " ('door', 'SN-9', '1.1', 'failed', '2026-06-01T00:00:00Z', 'c', 7)",
                      NULL, NULL, NULL),
         SQLITE_OK);
+    /* a checkpoint an older broker signed with its ECDSA audit key */
+    assert_int_equal(sqlite3_exec(db,
+                                  "CREATE TABLE checkpoints(size INTEGER PRIMARY KEY,"
+                                  " root_hash TEXT NOT NULL, time TEXT NOT NULL,"
+                                  " signature_b64 TEXT NOT NULL, audit_seq INTEGER NOT NULL);"
+                                  "INSERT INTO checkpoints(size, root_hash, time, signature_b64,"
+                                  " audit_seq) VALUES (8, '"
+                                  "00000000000000000000000000000000"
+                                  "00000000000000000000000000000000', '2026-07-01T00:00:00Z',"
+                                  " 'c2ln', 9)",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
     sqlite3_close(db);
     free(clone_pem);
     free(old_pem);
@@ -2076,6 +2143,9 @@ static void test_migrate_v1_store(void **state)
     st = open_ok(f);
     assert_int_equal(query_count(f, "SELECT max(schema_version) FROM meta"), 9);
     assert_int_equal(query_count(f, "SELECT count(*) FROM meta WHERE schema_version <> 9"), 0);
+    /* version 7: checkpoints keyed by their entry, those of an older broker without a key */
+    assert_int_equal(count_where(f, "checkpoints", "audit_seq = 9 AND size = 8 AND key_id IS NULL"),
+                     1);
     /* version 3: keys named by their public key, and a device's challenge answered once */
     assert_int_equal(count_where(f, "keys", "public_key_sha256 IS NOT NULL"), 1);
     assert_int_equal(query_count(f, "SELECT count(*) FROM keys WHERE name = 'dbg-door' AND"
@@ -2241,15 +2311,15 @@ static void test_key_deliver(void **state)
     kbr_store_close(st);
 }
 
-/* A store of version 6 (before deliveries) is taken to version 9 when it is opened, on
+/* A store of version 7 (before deliveries) is taken to version 9 when it is opened, on
  * either back end: key_deliveries and its counter trigger are made, and they count. */
-static void test_v6_store_gains_deliveries(void **state)
+static void test_v7_store_gains_deliveries(void **state)
 {
     fixture *f = *state;
     kbr_store *st = open_ok(f);
 
     kbr_store_close(st);
-    store_back_to_v6(f);
+    store_back_to_v7(f);
     st = open_ok(f);
     assert_int_equal(query_count(f, "SELECT max(schema_version) FROM meta"), 9);
     kbr_store_close(st);
@@ -3047,6 +3117,7 @@ int main(void)
         cmocka_unit_test(test_unreachable_postgresql),
         cmocka_unit_test_setup_teardown(test_duplicate_key_rolls_back_record, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed_effects, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_revoke_all, setup, teardown),
         cmocka_unit_test_setup_teardown(test_key_retire, setup, teardown),
         cmocka_unit_test_setup_teardown(test_firmware_sign_rules, setup, teardown),
         cmocka_unit_test_setup_teardown(test_key_certificate, setup, teardown),
@@ -3083,8 +3154,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_scope_rule_in_sql, setup, teardown),
         cmocka_unit_test_setup_teardown(test_device_chain_and_documents, setup, teardown),
         cmocka_unit_test_setup_teardown(test_key_deliver, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_v6_store_gains_deliveries, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_store_at_version_6, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_v7_store_gains_deliveries, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_at_version_7, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -74,14 +74,14 @@ SQL_OBJ   = $(BUILD)/store/sql.o
 LIB_OBJ   = $(LIB_SRC:%.c=$(BUILD)/%.o) $(SQL_OBJ)
 SERVER_LIB = $(BUILD)/libkbr.a
 LIB       = $(SERVER_LIB) $(CORE)
-# libkbrd: keybrokerd's sources but main.c; libkbr_cli: the CLI's sources but
-# main.c.  The binaries and the tests of those sources link the same archives.
-D_MAIN    = $(BUILD)/broker/daemon/main.o
-D_SRC     = $(filter-out broker/daemon/main.c,$(wildcard broker/daemon/*.c))
+# libkbrd: keybrokerd's sources but keybrokerd.c; libkbr_cli: the CLI's sources but
+# keybroker.c.  The binaries and the tests of those sources link the same archives.
+D_MAIN    = $(BUILD)/broker/daemon/keybrokerd.o
+D_SRC     = $(filter-out broker/daemon/keybrokerd.c,$(wildcard broker/daemon/*.c))
 D_OBJ     = $(D_SRC:%.c=$(BUILD)/%.o)
 DAEMON_A  = $(BUILD)/libkbrd.a
-CLI_MAIN  = $(BUILD)/broker/cli/main.o
-CLI_SRC   = $(filter-out broker/cli/main.c,$(wildcard broker/cli/*.c))
+CLI_MAIN  = $(BUILD)/broker/cli/keybroker.o
+CLI_SRC   = $(filter-out broker/cli/keybroker.c,$(wildcard broker/cli/*.c))
 CLI_OBJ   = $(CLI_SRC:%.c=$(BUILD)/%.o)
 CLI_A     = $(BUILD)/libkbr_cli.a
 

@@ -265,7 +265,7 @@ KBR_WUR kbr_err kbr_jwt_assemble(const char *input, const unsigned char *sig, si
 KBR_WUR kbr_err kbr_jwk_from_pkey(EVP_PKEY *pub, json_t **jwk);
 
 /*
- * ID tokens of outside OpenID Connect issuers (oidc.c), for POST /v1/tokens/exchange.
+ * ID tokens of outside OpenID Connect issuers (policy/oidc.c), for POST /v1/tokens/exchange.
  *
  * The algorithms an issuer may sign with are configured: kbr_jwa bits.  RS* is RSASSA-PKCS1
  * v1.5, PS256 RSASSA-PSS (salt = hash length), ES* ECDSA as JWS carries it (r||s).

@@ -1,7 +1,7 @@
 /*
  * cli.h - internal interfaces of the keybroker command-line client.
  *
- * Everything but main.c is built into libkbr_cli.a, which bin/keybroker and
+ * Everything but keybroker.c is built into libkbr_cli.a, which bin/keybroker and
  * tests/unit/test_cli.c link: the pure parts (option parsing, tables,
  * digests and SBOM encoding, request bodies), the HTTP client and the
  * subcommands built on them.
@@ -137,7 +137,7 @@ KBR_WUR kbr_err cli_table_from_json(const json_t *rows, const cli_column *cols, 
 KBR_WUR kbr_err cli_fields_from_json(const json_t *obj, const cli_column *cols, size_t ncols,
                                      char **out);
 
-/* ---- signing inputs (sign.c) ---- */
+/* ---- signing inputs (sign_body.c) ---- */
 
 /* Files are hashed in chunks of this size (cli_digest_file). */
 #define CLI_HASH_CHUNK (64 * 1024)
@@ -220,7 +220,7 @@ const char *cli_openssl_recipe(const char *algorithm, const char *format, const 
                                const char *key, const char *sig, const char *file, char *buf,
                                size_t len);
 
-/* ---- HTTP client (http.c) ---- */
+/* ---- HTTP client (client.c) ---- */
 
 typedef struct cli_client cli_client;
 

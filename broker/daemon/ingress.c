@@ -260,7 +260,7 @@ static bool is_method(const kbd_head *h, const char *m)
     return h->method_len == strlen(m) && memcmp(h->method, m, h->method_len) == 0;
 }
 
-/* Asks what the handler asks before it reads a body (http.c). */
+/* Asks what the handler asks before it reads a body (server.c). */
 static bool body_allowed(gate *g, const kbd_head *h)
 {
     char *target = strndup(h->target, h->target_len), x5t[64];

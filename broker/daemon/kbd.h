@@ -151,7 +151,7 @@ void kbd_logv(kbd_log_level level, const char *event, const char *request_id, co
  * NULL when crl_url is not set or memory ran out (*err says which). */
 char *kbd_crl_url_for(const kbd_config *cfg, const char *key, kbr_err *err);
 
-/* ---- key registry (keys.c): the event thread's view of the keys table ---- */
+/* ---- key registry (keyring.c): the event thread's view of the keys table ---- */
 typedef struct kbd_key kbd_key;
 struct kbd_key {
     char *name, *purpose, *hsm_label;
@@ -256,7 +256,7 @@ struct kbd {
     struct event *suppressed_timer;
     kbd_connlimit *connlimit;    /* connlimit.c */
     struct kbd_ingress *ingress; /* ingress.c */
-    struct kbd_oidc *oidc;       /* oidc.c, when oidc_issuers is set */
+    struct kbd_oidc *oidc;       /* h_exchange.c, when oidc_issuers is set */
     kbd_issuer issuer;           /* the current issuer key (the policy holds every trusted one) */
     bool issuer_rotating;        /* a rotation is between its request and its record */
     /* public_key_sha256 of the audit key: never registered as a product's key (nor is any
@@ -354,7 +354,7 @@ typedef struct kbd_route {
     size_t open_body_max;
 } kbd_route;
 
-/* http.c */
+/* server.c */
 /* Records how many unauthenticated denials went unrecorded since the last call, if any. */
 void kbd_flush_suppressed(kbd *d);
 KBR_WUR kbr_err kbd_http_start(kbd *d, kbr_msg *msg);
@@ -412,7 +412,7 @@ KBR_WUR kbr_err kbd_ingress_start(kbd *d, kbr_msg *msg);
 /* Ends lingering connections; before evhttp_free.  kbd_ingress_free after event_base_free. */
 void kbd_ingress_stop(kbd *d);
 void kbd_ingress_free(kbd *d);
-/* http.c: would the handler read the body of this request (route, token, op)?  x5t is the
+/* server.c: would the handler read the body of this request (route, token, op)?  x5t is the
  * client certificate's thumbprint on TLS connections that presented one. */
 bool kbd_http_body_allowed(kbd *d, const char *method, const char *target,
                            const char *authorization, const char *x5t, uint64_t length,
@@ -555,7 +555,7 @@ KBR_WUR kbr_err kbd_sbom_parse(const json_t *body, kbd_sbom *sbom, kbr_msg *msg)
 void kbd_sbom_free(kbd_sbom *sbom);
 KBR_WUR kbr_err kbd_scope_copy(const kbr_scope *in, kbr_scope *out);
 
-/* keys.c, event thread: the checks every key-using request makes. */
+/* keyring.c, event thread: the checks every key-using request makes. */
 /* The key named: in the token's keys, registered, not retired (403/404/409). Sets the record's key.
  */
 KBR_WUR kbr_err kbd_req_use_key(kbd_req *r, const char *name, const kbd_key **out);
@@ -587,7 +587,7 @@ KBR_WUR kbr_err kbd_req_path_key(kbd_req *r, const kbd_key **out);
 /* The same for reading the key object: the token sees it (kbd_scope_sees_key). */
 KBR_WUR kbr_err kbd_req_path_key_visible(kbd_req *r, const kbd_key **out);
 /*
- * oidc.c: POST /v1/tokens/exchange and the issuers' key sets.  start loads the key sets given
+ * h_exchange.c: POST /v1/tokens/exchange and the issuers' key sets.  start loads the key sets given
  * as files (a bad one stops the start), starts the thread that fetches them (libcurl for
  * jwks_url) at start, every jwks_refresh seconds, and when a token names a kid the set lacks
  * (at most every jwks_min_interval seconds); stop ends it and answers requests still waiting
@@ -803,7 +803,7 @@ typedef struct {
 KBR_WUR kbr_err kbd_head_sign_and_record(kbr_hsm_session *s, kbr_store *st,
                                          const kbd_head_spec *spec, json_t **effect, kbr_msg *msg);
 
-/* main.c: the audit key under label is an Ed25519 key in the HSM; an older broker's ECDSA
+/* keybrokerd.c: the audit key under label is an Ed25519 key in the HSM; an older broker's ECDSA
  * kbr/audit is refused with what to do (KBR_ERR_HSM_KEY), a missing one names --init. */
 KBR_WUR kbr_err kbd_audit_key_usable(kbr_hsm_session *s, const char *label, kbr_msg *msg);
 
@@ -822,13 +822,13 @@ KBR_WUR kbr_err kbd_checkpoint_now(kbr_hsm_session *s, kbr_store *st, kbr_audit 
 KBR_WUR kbr_err kbd_recover_deployment(kbd_config *cfg, kbr_msg *msg);
 /* check.c: keybrokerd --check; prints one line per problem, returns the exit status. */
 int kbd_check(const char *path);
-/* verify.c: --verify-store; prints what it checked.  KBR_ERR_CONFLICT when the store differs
+/* verify_store.c: --verify-store; prints what it checked.  KBR_ERR_CONFLICT when the store differs
  * from its log (msg names the first difference). */
 KBR_WUR kbr_err kbd_verify_store(const kbd_config *cfg, kbr_msg *msg);
 /* Reads pin_file and loads the module into this process: --init and the HSM process only. */
 KBR_WUR kbr_err kbd_open_hsm(const kbd_config *cfg, kbr_hsm **out, kbr_msg *msg);
 
-/* keys.c: the "hsm" object of a key, as the HSM reports it now (worker). New ref or NULL. */
+/* keyring.c: the "hsm" object of a key, as the HSM reports it now (worker). New ref or NULL. */
 json_t *kbd_hsm_facts(kbr_hsm_session *s, const char *label, kbr_err *err);
 
 #endif

@@ -3,7 +3,7 @@
  * rolled back (a restore from a backup), with what was lost written down.
  *
  * The daemon refuses to start on a store shorter than, or different from, the last head the
- * HSM recorded (main.c).  After a restore that is the truth: the entries after the copy are
+ * HSM recorded (keybrokerd.c).  After a restore that is the truth: the entries after the copy are
  * gone, and with them revocations, quota counts and devices.  --recover, with the daemon
  * stopped (it takes the store lock), records one "audit.recovered" entry that
  *   - names the lost range: the entries the HSM's record covered that the store does not hold

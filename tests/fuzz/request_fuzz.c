@@ -2,7 +2,7 @@
  * request_fuzz.c - the request bodies of every POST endpoint, read the way
  * keybrokerd reads them: json_loadb with duplicate keys refused, then the
  * daemon's own field readers (json.c) and SBOM parser (sbom.c), linked from
- * libkbrd.a (the daemon's sources but main.c), walked through each
+ * libkbrd.a (the daemon's sources but keybrokerd.c), walked through each
  * endpoint's field set as broker/daemon/h_*.c reads it, then the library
  * calls the handlers make on what they read: scopes and the grant check,
  * names against scopes, self-signed CA subjects, attached certificates,

@@ -5,7 +5,7 @@
  * debug unlocks and OTA reports, the custody views' options, text and CSV
  * export, what reaches the terminal, and audit verify's reading of its files.
  *
- * The test links libkbr_cli.a, the CLI's sources but main.c, as
+ * The test links libkbr_cli.a, the CLI's sources but keybroker.c, as
  * bin/keybroker does.
  */
 #include <stdarg.h>

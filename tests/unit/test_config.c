@@ -1,6 +1,6 @@
 /*
  * test_config.c - keybrokerd's configuration file and request field
- * readers, linked from libkbrd.a (the daemon's sources but main.c) as
+ * readers, linked from libkbrd.a (the daemon's sources but keybrokerd.c) as
  * keybrokerd links them.
  */
 #include <setjmp.h>

@@ -1,5 +1,5 @@
 /*
- * build.c - writing COSE_Sign1 and its parts.
+ * write.c - writing COSE_Sign1 and its parts.
  *
  * Items are written with libcbor's head encoders straight into one buffer
  * sized up front: cbor_encode_*() always choose the shortest head and only

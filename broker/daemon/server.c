@@ -1,5 +1,5 @@
 /*
- * http.c - the event thread: accept, route, authenticate, hand on, reply.
+ * server.c - the event thread: accept, route, authenticate, hand on, reply.
  *
  * Every handler ends in exactly one reply.  Authenticated routes reply only
  * after their audit record is durable, denials included, so the response

@@ -1,5 +1,5 @@
 /*
- * keys.c - the event thread's registry of keys (name, purpose, algorithm,
+ * keyring.c - the event thread's registry of keys (name, purpose, algorithm,
  * products, state), so authorization never waits on the store.  The store
  * stays the truth: the registry is loaded from it at start and follows each
  * committed create or retire.

@@ -1,5 +1,5 @@
 /*
- * main.c - keybrokerd: start-up checks, the event loop, graceful shutdown.
+ * keybrokerd.c - keybrokerd: start-up checks, the event loop, graceful shutdown.
  *
  * Start-up fails with exit 1 and a message naming the cause for a bad
  * configuration line, an unreachable HSM, a missing issuer key (run --init),

@@ -1,5 +1,5 @@
 /*
- * verify.c - keybrokerd -c FILE --verify-store: the store checked against its own log
+ * verify_store.c - keybrokerd -c FILE --verify-store: the store checked against its own log
  * (kbr_audit_verify_store), reported on stdout.  It needs neither the HSM nor the store lock
  * (it reads one snapshot, so a running broker may go on serving), and it never creates a
  * store: a store that is not there is an error.  The scratch store it rebuilds goes beside

@@ -1,4 +1,4 @@
-/* http.c - the one libcurl handle through which every subcommand reaches keybrokerd. */
+/* client.c - the one libcurl handle through which every subcommand reaches keybrokerd. */
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,4 +1,4 @@
-/* test_views.c - the custody views over a small ledger built through the ledger's effects. */
+/* test_store_views.c - the custody views over a small ledger built through the ledger's effects. */
 #include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>

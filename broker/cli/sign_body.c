@@ -1,4 +1,4 @@
-/* sign.c - what `keybroker sign` sends: local digests, SBOMs, the request body. */
+/* sign_body.c - what `keybroker sign` sends: local digests, SBOMs, the request body. */
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>

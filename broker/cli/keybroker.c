@@ -1,4 +1,4 @@
-/* main.c - keybroker: the command table, global options and error reporting. */
+/* keybroker.c - keybroker: the command table, global options and error reporting. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,5 +1,5 @@
 /*
- * oidc.c - POST /v1/tokens/exchange: an ID token of a configured OpenID Connect issuer
+ * h_exchange.c - POST /v1/tokens/exchange: an ID token of a configured OpenID Connect issuer
  * (a CI system's job identity) for a broker token whose scope a configured rule gives.
  *
  * On the event thread: the per-source exchange rate, the body, the issuer the token names

@@ -1,5 +1,5 @@
 /*
- * build.c - the parts every certificate made here shares: version, random
+ * fields.c - the parts every certificate made here shares: version, random
  * serial, names, validity, public key and the key identifiers; and the CRL
  * distribution point those made for a deployment with crl_url carry.
  */

@@ -1,5 +1,5 @@
 /*
- * sign.c - certificate signatures made outside OpenSSL: the HSM signer, the
+ * signature.c - certificate signatures made outside OpenSSL: the HSM signer, the
  * AlgorithmIdentifier for each key algorithm, and installing a signature
  * into an X509 followed by the check that it verifies.
  */

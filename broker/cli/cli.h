@@ -472,6 +472,8 @@ KBR_WUR kbr_err cli_view_exposure_opts(const cli_args *a, bool json, cli_exposur
  * A response lacking a member the text shows (or of the wrong type) is
  * KBR_ERR_BAD_REQUEST. Caller frees *out.
  */
+/* The header line of `view exposure --csv`, written once before the first page. */
+#define CLI_VIEW_CSV_HEADER "product,serial,current_firmware,batch\n"
 KBR_WUR kbr_err cli_view_product_text(const json_t *view, char **out);
 KBR_WUR kbr_err cli_view_custody_text(const json_t *view, char **out);
 KBR_WUR kbr_err cli_view_exposure_text(const json_t *view, char **out);

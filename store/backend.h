@@ -393,4 +393,10 @@ KBR_WUR kbr_err kbr_store_continuity(kbr_store *st, const char *product, const j
  * leaves the page of devices out), read in one snapshot.  New ref. */
 KBR_WUR kbr_err kbr_store_exposure_rows(kbr_store *st, const kbr_exposure_query *q, json_t **out);
 
+/* history.c: whether a history set (a JSON array of versions) holds version, and the one
+ * spelling of the set with added: its versions sorted bytewise, as compact JSON (*out is the
+ * caller's). */
+bool kbr_store_history_holds(const json_t *versions, const char *version);
+KBR_WUR kbr_err kbr_store_history_text(const json_t *versions, const char *added, char **out);
+
 #endif

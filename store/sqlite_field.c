@@ -63,51 +63,6 @@ out:
     return err;
 }
 
-static bool holds_version(const json_t *versions, const char *version)
-{
-    const json_t *v;
-    size_t i;
-
-    json_array_foreach(versions, i, v)
-    {
-        if (strcmp(json_string_value(v), version) == 0)
-            return true;
-    }
-    return false;
-}
-
-static int by_text(const void *a, const void *b)
-{
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-/* One spelling per set: the versions sorted bytewise, as compact JSON the caller frees. */
-static kbr_err history_text(const json_t *versions, const char *added, char **out)
-{
-    kbr_err err = KBR_OK;
-    size_t n = json_array_size(versions);
-    const char **list = NULL;
-    json_t *sorted = NULL;
-
-    *out = NULL;
-    list = calloc(n + 1, sizeof(*list));
-    KBR_ENSURE(list != NULL, KBR_ERR_NOMEM);
-    for (size_t i = 0; i < n; i++)
-        list[i] = json_string_value(json_array_get(versions, i));
-    list[n] = added;
-    qsort(list, n + 1, sizeof(*list), by_text);
-    sorted = json_array();
-    KBR_ENSURE(sorted != NULL, KBR_ERR_NOMEM);
-    for (size_t i = 0; i <= n; i++)
-        KBR_ENSURE(json_array_append_new(sorted, json_string(list[i])) == 0, KBR_ERR_NOMEM);
-    *out = json_dumps(sorted, JSON_COMPACT);
-    KBR_ENSURE(*out != NULL, KBR_ERR_NOMEM);
-out:
-    json_decref(sorted);
-    free(list);
-    return err;
-}
-
 static kbr_err history_create(kbr_sqlite *s, const char *product, const char *text, int64_t *id)
 {
     kbr_err err = KBR_OK;
@@ -174,9 +129,9 @@ static kbr_err history_add(kbr_sqlite *s, const char *product, const char *seria
     int64_t id = 0;
 
     KBR_GUARD(history_of(s, product, serial, &versions));
-    if (holds_version(versions, version))
+    if (kbr_store_history_holds(versions, version))
         goto out;
-    KBR_GUARD(history_text(versions, version, &text));
+    KBR_GUARD(kbr_store_history_text(versions, version, &text));
     KBR_GUARD(history_id(s, product, text, &id));
     KBR_GUARD(kbr_sqlite_stmt(s, SQ_DEVICE_HISTORY_SET,
                               "UPDATE devices SET history = ?3 WHERE product = ?1 AND serial = ?2",

@@ -8,6 +8,7 @@
  * every name with that prefix ("*" alone matches any).  The SQL the store runs over scopes
  * uses this rule as an SQL function, or GLOB where an index needs it, tested against it.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "kbr_common.h"
@@ -79,4 +80,32 @@ bool kbr_name_pattern_covers(const char *outer, const char *inner)
     if (ip < 0)
         return kbr_name_matches(outer, inner);
     return op >= 0 && op <= ip && strncmp(outer, inner, (size_t)op) == 0;
+}
+
+kbr_err kbr_name_patterns_reaching(const char *name, char **out)
+{
+    kbr_err err = KBR_OK;
+    size_t n = strlen(name);
+    json_t *arr = NULL;
+    char *buf = NULL;
+
+    *out = NULL;
+    arr = json_array();
+    buf = malloc(n + 2);
+    KBR_ENSURE(arr != NULL && buf != NULL, KBR_ERR_NOMEM);
+    KBR_ENSURE(json_array_append_new(arr, json_string(name)) == 0, KBR_ERR_BAD_REQUEST);
+    for (size_t i = 0; i <= n; i++) {
+        if (i < n && ((unsigned char)name[i] & 0xc0) == 0x80)
+            continue;
+        memcpy(buf, name, i);
+        buf[i] = '*';
+        buf[i + 1] = '\0';
+        KBR_ENSURE(json_array_append_new(arr, json_string(buf)) == 0, KBR_ERR_NOMEM);
+    }
+    *out = json_dumps(arr, JSON_COMPACT);
+    KBR_ENSURE(*out != NULL, KBR_ERR_NOMEM);
+out:
+    free(buf);
+    json_decref(arr);
+    return err;
 }

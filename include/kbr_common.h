@@ -169,6 +169,11 @@ bool kbr_name_pattern_valid(const char *s, size_t n);
 bool kbr_name_matches(const char *pattern, const char *name);
 /* Does every name inner matches (a name or a pattern) also match outer? */
 bool kbr_name_pattern_covers(const char *outer, const char *inner);
+/* The scope entries that reach name, as a compact JSON array of strings (*out is the caller's):
+ * name itself and each of its prefixes followed by '*' ("*" alone reaches every name),
+ * prefixes ending on UTF-8 character boundaries as the names in a scope do.  A store looks a
+ * name's tokens up by these, which is kbr_name_matches read backwards. */
+KBR_WUR kbr_err kbr_name_patterns_reaching(const char *name, char **out);
 
 /*
  * An arena: many small allocations freed at once, for values (a record's ledger effects, a

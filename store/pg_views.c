@@ -41,36 +41,6 @@ void kbr_pg_snapshot_end(kbr_store *st)
     s->in_snapshot = false;
 }
 
-/* The scope entries that reach key, as a JSON array: the name itself and each prefix
- * followed by '*' (sqlite_views.c). */
-static kbr_err scope_patterns(const char *key, char **out)
-{
-    kbr_err err = KBR_OK;
-    size_t n = strlen(key);
-    json_t *arr = NULL;
-    char *buf = NULL;
-
-    *out = NULL;
-    arr = json_array();
-    buf = malloc(n + 2);
-    KBR_ENSURE(arr != NULL && buf != NULL, KBR_ERR_NOMEM);
-    KBR_ENSURE(json_array_append_new(arr, json_string(key)) == 0, KBR_ERR_BAD_REQUEST);
-    for (size_t i = 0; i <= n; i++) {
-        if (i < n && ((unsigned char)key[i] & 0xc0) == 0x80)
-            continue;
-        memcpy(buf, key, i);
-        buf[i] = '*';
-        buf[i + 1] = '\0';
-        KBR_ENSURE(json_array_append_new(arr, json_string(buf)) == 0, KBR_ERR_NOMEM);
-    }
-    *out = json_dumps(arr, JSON_COMPACT);
-    KBR_ENSURE(*out != NULL, KBR_ERR_NOMEM);
-out:
-    free(buf);
-    json_decref(arr);
-    return err;
-}
-
 #define TOKENS_REACHING                                                                            \
     " t.jti IN (SELECT jti FROM token_keys WHERE pattern IN"                                       \
     "  (SELECT jsonb_array_elements_text($1::jsonb)))"
@@ -97,7 +67,7 @@ kbr_err kbr_pg_live_tokens(kbr_store *st, const char *key, const char *product, 
     P;
 
     *out = NULL;
-    KBR_GUARD(scope_patterns(key, &patterns));
+    KBR_GUARD(kbr_name_patterns_reaching(key, &patterns));
     kbr_pg_text(&p, patterns);
     kbr_pg_text(&p, now);
     kbr_pg_text(&p, product);
@@ -204,7 +174,7 @@ kbr_err kbr_pg_key_tokens(kbr_store *st, const char *key, json_t **out)
     P;
 
     *out = NULL;
-    KBR_GUARD(scope_patterns(key, &patterns));
+    KBR_GUARD(kbr_name_patterns_reaching(key, &patterns));
     kbr_pg_text(&p, patterns);
     KBR_GUARD(kbr_pg_objects(
         PG(st), KBR_PG_TOKEN_SELECT " WHERE" TOKENS_REACHING " ORDER BY t.issued_at, t.jti", &p,

@@ -37,39 +37,6 @@ void kbr_sqlite_snapshot_end(kbr_store *st)
     (void)ended;
 }
 
-/*
- * The scope entries that reach key, as a JSON array for json_each: the name itself and each
- * prefix followed by '*' ("*" alone is a token without a keys list).  Prefixes end on UTF-8
- * character boundaries, as the names in a scope do.  Caller frees.
- */
-static kbr_err scope_patterns(const char *key, char **out)
-{
-    kbr_err err = KBR_OK;
-    size_t n = strlen(key);
-    json_t *arr = NULL;
-    char *buf = NULL;
-
-    *out = NULL;
-    arr = json_array();
-    buf = malloc(n + 2);
-    KBR_ENSURE(arr != NULL && buf != NULL, KBR_ERR_NOMEM);
-    KBR_ENSURE(json_array_append_new(arr, json_string(key)) == 0, KBR_ERR_BAD_REQUEST);
-    for (size_t i = 0; i <= n; i++) {
-        if (i < n && ((unsigned char)key[i] & 0xc0) == 0x80)
-            continue;
-        memcpy(buf, key, i);
-        buf[i] = '*';
-        buf[i + 1] = '\0';
-        KBR_ENSURE(json_array_append_new(arr, json_string(buf)) == 0, KBR_ERR_NOMEM);
-    }
-    *out = json_dumps(arr, JSON_COMPACT);
-    KBR_ENSURE(*out != NULL, KBR_ERR_NOMEM);
-out:
-    free(buf);
-    json_decref(arr);
-    return err;
-}
-
 #define TOKENS_REACHING                                                                            \
     " t.jti IN (SELECT jti FROM token_keys WHERE pattern IN (SELECT value FROM json_each(?1)))"
 
@@ -97,7 +64,7 @@ kbr_err kbr_sqlite_live_tokens(kbr_store *st, const char *key, const char *produ
     char *patterns = NULL;
 
     *out = NULL;
-    KBR_GUARD(scope_patterns(key, &patterns));
+    KBR_GUARD(kbr_name_patterns_reaching(key, &patterns));
     KBR_GUARD(kbr_sqlite_stmt(SQ(st), SQ_VIEW_LIVE_TOKENS,
                               "SELECT t.jti, t.sub, t.expires_at, coalesce(u.uses, 0),"
                               " json_extract(t.scope, '$.max_uses')"
@@ -253,7 +220,7 @@ kbr_err kbr_sqlite_key_tokens(kbr_store *st, const char *key, json_t **out)
     char *patterns = NULL;
 
     *out = NULL;
-    KBR_GUARD(scope_patterns(key, &patterns));
+    KBR_GUARD(kbr_name_patterns_reaching(key, &patterns));
     KBR_GUARD(kbr_sqlite_stmt(
         SQ(st), SQ_VIEW_KEY_TOKENS,
         KBR_SQLITE_TOKEN_SELECT " WHERE" TOKENS_REACHING " ORDER BY t.issued_at, t.jti", &stmt));

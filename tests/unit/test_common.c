@@ -702,6 +702,40 @@ static void test_api_errors(void **state)
 }
 
 /* The one name alphabet and the one scope rule (common/names.c). */
+/* The patterns that reach a name are exactly those kbr_name_matches says match it. */
+static void test_patterns_reaching(void **state)
+{
+    static const char *const names[] = {"ab", "fw-gw", "k\xc3\xa9y", "x"};
+    char *text = NULL;
+
+    (void)state;
+    assert_int_equal(kbr_name_patterns_reaching("ab", &text), KBR_OK);
+    assert_string_equal(text, "[\"ab\",\"*\",\"a*\",\"ab*\"]");
+    free(text);
+    /* a prefix never ends inside a UTF-8 character */
+    assert_int_equal(kbr_name_patterns_reaching("k\xc3\xa9", &text), KBR_OK);
+    assert_string_equal(text, "[\"k\xc3\xa9\",\"*\",\"k*\",\"k\xc3\xa9*\"]");
+    free(text);
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        json_t *arr;
+        const json_t *v;
+        size_t k;
+
+        assert_int_equal(kbr_name_patterns_reaching(names[i], &text), KBR_OK);
+        arr = json_loads(text, 0, NULL);
+        assert_non_null(arr);
+        json_array_foreach(arr, k, v)
+        {
+            assert_true(kbr_name_matches(json_string_value(v), names[i]));
+        }
+        /* and every pattern that matches is there: a name of n bytes has n + 2 */
+        assert_int_equal(json_array_size(arr),
+                         strlen(names[i]) + 2 - (strchr(names[i], '\xc3') != NULL ? 1 : 0));
+        json_decref(arr);
+        free(text);
+    }
+}
+
 static void test_names(void **state)
 {
     char long_name[KBR_NAME_MAX + 2];
@@ -755,6 +789,7 @@ int main(void)
         cmocka_unit_test(test_canonical_json),
         cmocka_unit_test(test_api_errors),
         cmocka_unit_test(test_names),
+        cmocka_unit_test(test_patterns_reaching),
         cmocka_unit_test(test_jcs_rfc8785_examples),
         cmocka_unit_test(test_jcs_numbers),
         cmocka_unit_test(test_jcs_matches_ecmascript),

@@ -368,32 +368,8 @@ static void exchange_work(kbd_req *r, kbd_worker *w)
                            .ttl = c->ttl,
                            .not_after = c->not_after,
                            .cnf_x5t = NULL};
-    kbr_effects *fx = NULL;
-    kbr_err err =
-        kbd_token_mint(w->hsm, r->d->cfg.instance_id, &c->signer, &spec, &c->token, &fx, &r->msg);
-
-    kbd_note_hsm(r->d, err);
-    if (err != KBR_OK) {
-        kbd_req_error(r, err, NULL);
-        return;
-    }
-    c->effect = kbd_effect_json(kbr_effects_get(fx, 0));
-    c->row = kbd_token_row_from_effect(kbr_effects_get(fx, 0));
-    r->rec->effects = fx;
-    if (c->effect == NULL || c->row == NULL) {
-        kbd_req_error(r, KBR_ERR_NOMEM, "the token could not be recorded");
-        return;
-    }
-    json_object_set(r->rec->detail, "jti", json_object_get(c->effect, "jti"));
-    json_object_set(r->rec->detail, "token_sub", json_object_get(c->effect, "sub"));
-    json_object_set(r->rec->detail, "scope", json_object_get(c->effect, "scope"));
-    json_object_set(r->rec->detail, "expires_at", json_object_get(c->effect, "expires_at"));
-    json_object_set(r->rec->detail, "orphan", json_object_get(c->effect, "orphan"));
-    json_object_set(r->rec->detail, "kid", json_object_get(c->effect, "kid"));
-    snprintf(r->msg.text, sizeof(r->msg.text),
-             "the token issuer key was rotated while this token was being issued; exchange "
-             "again");
-    r->status = 201;
+    (void)kbd_token_mint_for(r, w, &c->signer, &spec, false, "exchange again", &c->token,
+                             &c->effect, &c->row);
 }
 
 static void exchange_finish(kbd_req *r)

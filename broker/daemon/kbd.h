@@ -716,6 +716,14 @@ KBR_WUR kbr_err kbd_issuers_check_hsm(kbr_hsm_session *s, const kbr_policy *p, c
                                       time_t now, kbr_msg *msg);
 /* The store row shape of a token.issue effect, for kbr_policy_add_token. New ref. */
 json_t *kbd_token_row_from_effect(const kbr_effect *effect);
+/* A request's token, minted on its worker w with signer: *token, *effect (the token.issue
+ * effect's JSON) and *row (its registry row) are the caller's; the effect goes to the
+ * request's record, and the record's detail names the token (with lineage, also its
+ * cnf_x5t and parent).  again ends the message of a refusal at commit.  False after
+ * kbd_req_error. */
+bool kbd_token_mint_for(kbd_req *r, kbd_worker *w, const kbd_issuer *signer,
+                        const kbd_token_spec *spec, bool lineage, const char *again, char **token,
+                        json_t **effect, json_t **row);
 
 struct kbr_ca_issuer;
 /* h_provision.c: frees a worker's issuer cache; accepts NULL. */

@@ -121,3 +121,37 @@ json_t *kbd_token_row_from_effect(const kbr_effect *effect)
     json_object_set_new(row, "uses", json_integer(0));
     return row;
 }
+
+bool kbd_token_mint_for(kbd_req *r, kbd_worker *w, const kbd_issuer *signer,
+                        const kbd_token_spec *spec, bool lineage, const char *again, char **token,
+                        json_t **effect, json_t **row)
+{
+    static const char *const shown[] = {"jti", "scope", "expires_at", "orphan", "kid"};
+    kbr_effects *fx = NULL;
+    kbr_err err = kbd_token_mint(w->hsm, r->d->cfg.instance_id, signer, spec, token, &fx, &r->msg);
+
+    kbd_note_hsm(r->d, err);
+    if (err != KBR_OK) {
+        kbd_req_error(r, err, NULL);
+        return false;
+    }
+    *effect = kbd_effect_json(kbr_effects_get(fx, 0));
+    *row = kbd_token_row_from_effect(kbr_effects_get(fx, 0));
+    r->rec->effects = fx;
+    if (*effect == NULL || *row == NULL) {
+        kbd_req_error(r, KBR_ERR_NOMEM, "the token could not be recorded");
+        return false;
+    }
+    for (size_t i = 0; i < sizeof(shown) / sizeof(shown[0]); i++)
+        json_object_set(r->rec->detail, shown[i], json_object_get(*effect, shown[i]));
+    json_object_set(r->rec->detail, "token_sub", json_object_get(*effect, "sub"));
+    if (lineage) {
+        json_object_set(r->rec->detail, "cnf_x5t", json_object_get(*effect, "cnf_x5t"));
+        json_object_set(r->rec->detail, "parent_jti", json_object_get(*effect, "parent_jti"));
+    }
+    /* the ledger refuses a token of a key a rotation replaced while it was being signed */
+    snprintf(r->msg.text, sizeof(r->msg.text),
+             "the token issuer key was rotated while this token was being issued; %s", again);
+    r->status = 201;
+    return true;
+}

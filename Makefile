@@ -215,7 +215,7 @@ tests: all $(UNIT_BIN) $(IT_BIN) $(FAULTY_SO) $(FUZZ_REPLAY)
 # The store's unit tests and the integration tests run twice: on SQLite, then on PostgreSQL
 # (tests/pg-tests.sh starts a private cluster for them); test_shared runs two brokers on one
 # PostgreSQL store and skips on SQLite.
-PG_UNIT_BIN = $(addprefix $(BUILD)/tests/unit/,test_store test_audit test_views test_merkle)
+PG_UNIT_BIN = $(addprefix $(BUILD)/tests/unit/,test_store test_audit test_store_views test_merkle)
 PG_TEST_ENV = PG_TESTS="$(PG_UNIT_BIN) $(IT_BIN)"
 
 check: tests

@@ -481,6 +481,9 @@ void kbd_workers_stop(kbd *d);
 void kbd_workers_submit(kbd *d, kbd_req *r);
 /* Called from any thread: hands a finished request back to the event thread. */
 void kbd_complete(kbd *d, kbd_req *r);
+/* At teardown, once workers and the audit writer have stopped: frees the internal jobs that
+ * came back after the event loop ended. */
+void kbd_done_drain(kbd *d);
 void kbd_note_hsm(kbd *d, kbr_err err);
 
 /* metrics.c: a response leaves (status) for route (NULL: no route matched). */

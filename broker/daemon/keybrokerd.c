@@ -583,6 +583,7 @@ static void teardown(kbd *d)
     kbd_follow_stop(d);
     kbd_workers_stop(d);
     kbr_audit_stop(d->audit);
+    kbd_done_drain(d);
     kbd_checkpoint_stop(d);
     kbd_ingress_stop(d);
     if (d->http != NULL)

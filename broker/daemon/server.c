@@ -348,6 +348,24 @@ static void on_done(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+void kbd_done_drain(kbd *d)
+{
+    kbd_req *list;
+
+    pthread_mutex_lock(&d->done_lock);
+    list = d->done_head;
+    d->done_head = d->done_tail = NULL;
+    pthread_mutex_unlock(&d->done_lock);
+    while (list != NULL) {
+        kbd_req *next = list->next;
+        /* a client's request is finished before the loop ends (d->inflight); an internal
+         * job (a checkpoint, a CRL, a probe) may come back after it: nothing waits for it */
+        if (list->http == NULL)
+            req_free(list);
+        list = next;
+    }
+}
+
 void kbd_complete(kbd *d, kbd_req *r)
 {
     pthread_mutex_lock(&d->done_lock);

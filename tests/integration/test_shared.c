@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -105,7 +106,7 @@ typedef struct {
     const char *tok;
     char tag[16];
     int count;
-    volatile int *stop;
+    atomic_int *stop; /* set by the test's thread while the signers run */
     json_t *received; /* [{seq, digest, signature_sha256}] of every signature handed out */
     int ok, other;
 } signer;
@@ -117,7 +118,7 @@ static void *sign_run(void *p)
 
     local.curl = curl_easy_init();
     local.tolerate_transport_errors = true;
-    for (int n = 0; n < s->count && (s->stop == NULL || !*s->stop); n++) {
+    for (int n = 0; n < s->count && (s->stop == NULL || !atomic_load(s->stop)); n++) {
         char digest[65], sig_sha[65];
         unsigned char *sig = NULL;
         size_t siglen = 0;
@@ -408,7 +409,7 @@ static void test_kill_one_under_load(void **state)
     kbt_env *c;
     signer s[4];
     pthread_t th[4];
-    volatile int stop = 0;
+    atomic_int stop = 0;
     json_t *all;
     kbr_msg msg = {{0}};
     size_t total;
@@ -427,11 +428,11 @@ static void test_kill_one_under_load(void **state)
     usleep(1500 * 1000);
     kill(c->pid, SIGKILL);
     waitpid(c->pid, NULL, 0);
-    c->pid = 0;
     usleep(1000 * 1000); /* b alone */
-    stop = 1;
+    atomic_store(&stop, 1);
     for (int w = 0; w < 4; w++)
         pthread_join(th[w], NULL);
+    c->pid = 0; /* once no signer copies c any more */
     print_message("killed broker released %d, survivor %d\n", s[0].ok + s[2].ok, s[1].ok + s[3].ok);
     assert_true(s[0].ok + s[2].ok > 10);
     assert_true(s[1].ok + s[3].ok > 10);

@@ -124,19 +124,19 @@ static bool file_exists(const char *path, const char *suffix)
 /* A file: URI for path, with what URIs reserve percent-encoded. */
 static char *file_uri(const char *path, const char *query)
 {
-    size_t n = strlen(path);
-    char *out = malloc(3 * n + strlen(query) + 8), *o = out;
+    size_t cap = 3 * strlen(path) + strlen(query) + 8, used;
+    char *out = malloc(cap);
 
     if (out == NULL)
         return NULL;
-    o += sprintf(o, "file:");
+    used = (size_t)snprintf(out, cap, "file:");
     for (const unsigned char *c = (const unsigned char *)path; *c != '\0'; c++) {
         if (*c == '%' || *c == '?' || *c == '#' || *c < 0x21 || *c >= 0x7f)
-            o += sprintf(o, "%%%02X", *c);
+            used += (size_t)snprintf(out + used, cap - used, "%%%02X", *c);
         else
-            *o++ = (char)*c;
+            out[used++] = (char)*c;
     }
-    sprintf(o, "?%s", query);
+    snprintf(out + used, cap - used, "?%s", query);
     return out;
 }
 

@@ -24,7 +24,7 @@ kbr_err kbr_audit_leaf_hash(const char *canonical, size_t len, char out[65])
 
     ctx = EVP_MD_CTX_new();
     KBR_ENSURE(ctx != NULL, KBR_ERR_NOMEM);
-    KBR_ENSURE(EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1, KBR_ERR_CRYPTO);
+    KBR_ENSURE(EVP_DigestInit_ex(ctx, kbr_md_sha256(), NULL) == 1, KBR_ERR_CRYPTO);
     KBR_ENSURE(EVP_DigestUpdate(ctx, &leaf, 1) == 1, KBR_ERR_CRYPTO);
     KBR_ENSURE(EVP_DigestUpdate(ctx, canonical, len) == 1, KBR_ERR_CRYPTO);
     KBR_ENSURE(EVP_DigestFinal_ex(ctx, md, NULL) == 1, KBR_ERR_CRYPTO);

@@ -31,7 +31,7 @@ kbr_err kbr_merkle_node(const unsigned char left[H], const unsigned char right[H
     in[0] = 0x01;
     memcpy(in + 1, left, H);
     memcpy(in + 1 + H, right, H);
-    KBR_ENSURE(EVP_Digest(in, sizeof(in), out, NULL, EVP_sha256(), NULL) == 1, KBR_ERR_CRYPTO);
+    KBR_ENSURE(EVP_Digest(in, sizeof(in), out, NULL, kbr_md_sha256(), NULL) == 1, KBR_ERR_CRYPTO);
 out:
     return err;
 }
@@ -86,7 +86,7 @@ static kbr_err root_of(node_fn get, void *arg, uint64_t n, unsigned char root[H]
 
     if (n == 0) {
         /* RFC 6962 2.1: the hash of an empty list is the hash of an empty string */
-        KBR_ENSURE(EVP_Digest("", 0, root, NULL, EVP_sha256(), NULL) == 1, KBR_ERR_CRYPTO);
+        KBR_ENSURE(EVP_Digest("", 0, root, NULL, kbr_md_sha256(), NULL) == 1, KBR_ERR_CRYPTO);
         goto out;
     }
     KBR_GUARD(range_hash(get, arg, 0, n, root));

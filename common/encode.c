@@ -1,4 +1,5 @@
 /* encode.c - hex, base64, base64url, hashes, random ids, times. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -190,9 +191,28 @@ out:
     return err;
 }
 
+/*
+ * SHA-256 fetched from the provider once per process.  SHA256() and EVP_sha256() look the
+ * algorithm up again on every digest, which costs more than hashing a token or a tree node.
+ */
+static EVP_MD *sha256_md;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void sha256_fetch(void)
+{
+    sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+const EVP_MD *kbr_md_sha256(void)
+{
+    pthread_once(&sha256_once, sha256_fetch);
+    return sha256_md != NULL ? sha256_md : EVP_sha256();
+}
+
 void kbr_sha256(const void *data, size_t len, unsigned char out[32])
 {
-    SHA256(data, len, out);
+    if (EVP_Digest(data, len, out, NULL, kbr_md_sha256(), NULL) != 1)
+        SHA256(data, len, out);
 }
 
 kbr_err kbr_ecdsa_raw_to_der(const unsigned char *raw, size_t len, unsigned char **der,
@@ -234,7 +254,7 @@ void kbr_sha256_hex(const void *data, size_t len, char out[65])
 {
     unsigned char md[32];
 
-    SHA256(data, len, md);
+    kbr_sha256(data, len, md);
     kbr_hex_encode_buf(md, sizeof(md), out);
 }
 

@@ -125,6 +125,8 @@ KBR_WUR kbr_err kbr_b64url_decode(const char *in, size_t inlen, unsigned char **
                                   size_t *outlen);
 
 /* SHA-256 / SHA-384. */
+/* SHA-256, its algorithm fetched once per process (EVP_sha256() fetches on every use). */
+const struct evp_md_st *kbr_md_sha256(void);
 void kbr_sha256(const void *data, size_t len, unsigned char out[32]);
 void kbr_sha256_hex(const void *data, size_t len, char out[65]);
 

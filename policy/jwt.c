@@ -259,7 +259,7 @@ static kbr_err check_signature(const segment seg[3], EVP_PKEY *pub, kbr_msg *msg
     KBR_GUARD(kbr_ecdsa_raw_to_der(raw, rawlen, &der, &derlen));
     ctx = EVP_MD_CTX_new();
     KBR_ENSURE(ctx != NULL, KBR_ERR_NOMEM);
-    KBR_ENSURE(EVP_DigestVerifyInit(ctx, NULL, EVP_sha256(), NULL, pub) == 1, KBR_ERR_CRYPTO);
+    KBR_ENSURE(EVP_DigestVerifyInit(ctx, NULL, kbr_md_sha256(), NULL, pub) == 1, KBR_ERR_CRYPTO);
     /* The signing input is header.payload, ending where the signature's '.' is. */
     KBR_ENSURE(EVP_DigestVerify(ctx, der, derlen, (const unsigned char *)seg[0].p,
                                 seg[0].len + 1 + seg[1].len) == 1,

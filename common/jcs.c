@@ -51,40 +51,51 @@ static void puts_(out_buf *b, const char *s)
 
 /* ---- strings ---- */
 
-static void put_string(out_buf *b, const char *s, size_t n)
+/* The escape of a byte that needs one (RFC 8785 3.2.2.2), or NULL: '"', '\\' and controls. */
+static const char *escape_of(unsigned char c, char u[7])
 {
     static const char hex[] = "0123456789abcdef";
+
+    switch (c) {
+    case '"':
+        return "\\\"";
+    case '\\':
+        return "\\\\";
+    case '\b':
+        return "\\b";
+    case '\f':
+        return "\\f";
+    case '\n':
+        return "\\n";
+    case '\r':
+        return "\\r";
+    case '\t':
+        return "\\t";
+    default:
+        if (c >= 0x20)
+            return NULL;
+        memcpy(u, "\\u00", 4);
+        u[4] = hex[c >> 4];
+        u[5] = hex[c & 0xf];
+        u[6] = '\0';
+        return u;
+    }
+}
+
+/* Most strings need no escape: runs of plain bytes are found with one test each. */
+static void put_string(out_buf *b, const char *s, size_t n)
+{
     size_t run = 0;
 
     put(b, "\"", 1);
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
-        const char *esc = NULL;
+        const char *esc;
         char u[7];
 
-        if (c == '"')
-            esc = "\\\"";
-        else if (c == '\\')
-            esc = "\\\\";
-        else if (c == '\b')
-            esc = "\\b";
-        else if (c == '\f')
-            esc = "\\f";
-        else if (c == '\n')
-            esc = "\\n";
-        else if (c == '\r')
-            esc = "\\r";
-        else if (c == '\t')
-            esc = "\\t";
-        else if (c < 0x20) {
-            memcpy(u, "\\u00", 4);
-            u[4] = hex[c >> 4];
-            u[5] = hex[c & 0xf];
-            u[6] = '\0';
-            esc = u;
-        }
-        if (esc == NULL)
+        if (c >= 0x20 && c != '"' && c != '\\')
             continue;
+        esc = escape_of(c, u);
         put(b, s + run, i - run);
         puts_(b, esc);
         run = i + 1;
@@ -227,38 +238,58 @@ static int utf16_cmp(const char *a, const char *b)
     return j < yn || yl != 0 ? -1 : 0;
 }
 
+/*
+ * UTF-8 bytes sort as code points, and code points sort as UTF-16 units except a character
+ * from U+E000 to U+FFFF (lead byte 0xee or 0xef) against one above U+FFFF (lead 0xf0 to 0xf4),
+ * whose surrogates sort first.  So the bytes decide unless the first difference is there.
+ */
 static int by_name(const void *a, const void *b)
 {
-    return utf16_cmp(*(const char *const *)a, *(const char *const *)b);
+    const unsigned char *x = *(const unsigned char *const *)a;
+    const unsigned char *y = *(const unsigned char *const *)b;
+    size_t i = 0;
+
+    while (x[i] != '\0' && x[i] == y[i])
+        i++;
+    if (x[i] >= 0xee && y[i] >= 0xee)
+        return utf16_cmp((const char *)x, (const char *)y);
+    return x[i] == y[i] ? 0 : x[i] < y[i] ? -1 : 1;
 }
 
 static kbr_err put_value(out_buf *b, const json_t *v, int depth);
+
+/* A member: its name first, so by_name sorts members as it sorts names. */
+typedef struct {
+    const char *name;
+    const json_t *value;
+} member_ref;
 
 static kbr_err put_object(out_buf *b, const json_t *v, int depth)
 {
     kbr_err err = KBR_OK;
     size_t n = json_object_size(v), i = 0;
-    const char **names = calloc(n > 0 ? n : 1, sizeof(*names));
+    member_ref *m = calloc(n > 0 ? n : 1, sizeof(*m));
     const char *name;
     json_t *member;
 
-    KBR_ENSURE(names != NULL, KBR_ERR_NOMEM);
+    KBR_ENSURE(m != NULL, KBR_ERR_NOMEM);
     json_object_foreach((json_t *)v, name, member)
     {
-        names[i++] = name;
+        m[i].name = name;
+        m[i++].value = member;
     }
-    qsort(names, n, sizeof(*names), by_name);
+    qsort(m, n, sizeof(*m), by_name);
     put(b, "{", 1);
     for (i = 0; i < n; i++) {
         if (i > 0)
             put(b, ",", 1);
-        put_string(b, names[i], strlen(names[i]));
+        put_string(b, m[i].name, strlen(m[i].name));
         put(b, ":", 1);
-        KBR_GUARD(put_value(b, json_object_get(v, names[i]), depth + 1));
+        KBR_GUARD(put_value(b, m[i].value, depth + 1));
     }
     put(b, "}", 1);
 out:
-    free(names);
+    free(m);
     return err;
 }
 

@@ -39,6 +39,26 @@ static void send_reply(kbd_req *r, int status, const char *reason, struct evbuff
  * The client's X-Request-Id when it is 1 to 64 letters, digits, '.', '_' or '-' (so it can
  * go in a log line and a header as it is), or 16 random hex digits.
  */
+/*
+ * Random request ids come from a pool filled by one RAND_bytes call per 64 requests: the
+ * DRBG's per-call cost is several times that of the bytes.  Ids are names, not secrets, and
+ * only the event loop's thread makes them.
+ */
+static bool request_id_random(unsigned char *out, size_t n)
+{
+    static unsigned char pool[512];
+    static size_t used = sizeof(pool);
+
+    if (used + n > sizeof(pool)) {
+        if (RAND_bytes(pool, sizeof(pool)) != 1)
+            return false;
+        used = 0;
+    }
+    memcpy(out, pool + used, n);
+    used += n;
+    return true;
+}
+
 static void set_request_id(kbd_req *r)
 {
     const char *given =
@@ -51,7 +71,7 @@ static void set_request_id(kbd_req *r)
         memcpy(r->request_id, given, n + 1);
         return;
     }
-    if (RAND_bytes(rnd, sizeof(rnd)) == 1)
+    if (request_id_random(rnd, sizeof(rnd)))
         kbr_hex_encode_buf(rnd, sizeof(rnd), r->request_id);
 }
 

@@ -35,7 +35,9 @@
 /*
  * Memory that held a request (its Authorization header), a token being
  * issued or a response carrying one is wiped before it goes back to the
- * allocator: jansson and libevent allocate through these.
+ * allocator: jansson and libevent allocate through these.  Every free of
+ * either library comes here, so the wipe is explicit_bzero (glibc's memset,
+ * which the compiler may not drop), not OPENSSL_cleanse's slower loop.
  */
 static void *wiping_malloc(size_t n)
 {
@@ -50,7 +52,7 @@ static void *wiping_realloc(void *p, size_t n)
     if (p == NULL)
         return malloc(n);
     if (n == 0) {
-        OPENSSL_cleanse(p, old);
+        explicit_bzero(p, old);
         free(p);
         return NULL;
     }
@@ -58,7 +60,7 @@ static void *wiping_realloc(void *p, size_t n)
     if (q == NULL)
         return NULL;
     memcpy(q, p, old < n ? old : n);
-    OPENSSL_cleanse(p, old);
+    explicit_bzero(p, old);
     free(p);
     return q;
 }
@@ -67,7 +69,7 @@ static void wiping_free(void *p)
 {
     if (p == NULL)
         return;
-    OPENSSL_cleanse(p, malloc_usable_size(p));
+    explicit_bzero(p, malloc_usable_size(p));
     free(p);
 }
 

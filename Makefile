@@ -111,7 +111,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_BUILD ?= build-fuzz
 FUZZ_CC   ?= clang
 
-.PHONY: all check unit integration asan tsan clang lint bench clean demo tests fuzz fuzz-bins \
+.PHONY: all check unit integration asan tsan clang lint bench bench-instructions clean demo tests fuzz fuzz-bins \
         fuzz-smoke views-bench
 all: $(BIN)/keybrokerd $(BIN)/keybroker
 
@@ -256,6 +256,10 @@ tsan:
 # Needs only the daemon: the benchmark drives it over HTTP.
 bench: $(BIN)/keybrokerd $(BENCH_BIN)
 	KBR_BIN_DIR=$(abspath $(BIN)) bench/with-pg.sh $(BUILD)/bench/bench_sign $(BENCH_ARGS)
+
+# Instructions per signature under callgrind: steady on a busy machine (bench/README.md).
+bench-instructions: $(BIN)/keybrokerd $(BIN)/keybroker $(BENCH_BIN)
+	BUILD=$(BUILD) bench/instructions.sh $(BIN)
 
 demo: all
 	contrib/demo.sh

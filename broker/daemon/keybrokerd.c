@@ -173,11 +173,6 @@ out:
     return err;
 }
 
-/*
- * The issuer keys as the ledger records them (the existing one recorded first, when the
- * ledger has none), then the tokens they signed, then the check that every key still trusted
- * is in the HSM as recorded.
- */
 /* A store an older broker wrote records no issuer key: the key in the HSM is recorded as the
  * first, before the registries are read. */
 static kbr_err record_issuer_if_none(kbd *d, kbr_store *st, kbr_msg *msg)
@@ -198,6 +193,11 @@ out:
     return err;
 }
 
+/*
+ * The issuer keys as the ledger records them (the existing one recorded first, when the
+ * ledger has none), then the tokens they signed, then the check that every key still trusted
+ * is in the HSM as recorded.
+ */
 static kbr_err load_issuers_and_tokens(kbd *d, kbr_store *st, kbr_msg *msg)
 {
     kbr_err err = KBR_OK;

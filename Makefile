@@ -212,10 +212,11 @@ ELF_ENV  = $(TEST_ENV) KBR_BUILD_DIR=$(abspath $(BUILD)) KBR_HARDEN=$(HARDEN) \
 
 tests: all $(UNIT_BIN) $(IT_BIN) $(FAULTY_SO) $(FUZZ_REPLAY)
 
-# The store's unit tests and the integration tests run twice: on SQLite, then on PostgreSQL
-# (tests/pg-tests.sh starts a private cluster for them); test_shared runs two brokers on one
-# PostgreSQL store and skips on SQLite.
-PG_UNIT_BIN = $(addprefix $(BUILD)/tests/unit/,test_store test_audit test_store_views test_merkle)
+# The store's unit tests (every test_store_*) and the integration tests run twice: on SQLite,
+# then on PostgreSQL (tests/pg-tests.sh starts a private cluster for them); test_shared runs two
+# brokers on one PostgreSQL store and skips on SQLite.
+PG_UNIT_BIN = $(filter $(BUILD)/tests/unit/test_store_%,$(UNIT_BIN)) \
+              $(addprefix $(BUILD)/tests/unit/,test_audit test_merkle)
 PG_TEST_ENV = PG_TESTS="$(PG_UNIT_BIN) $(IT_BIN)"
 
 check: tests

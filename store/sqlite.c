@@ -571,9 +571,8 @@ out:
 
 /* "(name = ?N OR name GLOB ?N+1 ...)", numbered from *param on: GLOB for a "prefix*" entry,
  * so the index on name serves it; the same as kbr_name_matches because names hold no GLOB
- * metacharacter ([A-Za-z0-9._:@+-]) but that final '*' (test_store.c checks that they agree);
- * "(0)" for an empty list, which
- * matches nothing. */
+ * metacharacter ([A-Za-z0-9._:@+-]) but that final '*' (test_store_audit.c checks that they
+ * agree); "(0)" for an empty list, which matches nothing. */
 static void match_any_sql(FILE *sql, const char *column, const char *const *patterns, size_t n,
                           int *param)
 {

@@ -67,13 +67,32 @@
     " UNION SELECT audit_seq FROM tokens WHERE jti IN (SELECT jti FROM named)"                     \
     " ORDER BY 1"
 
+/* The sequence numbers the statement returns, without NULLs, as a new array. */
+static kbr_err seq_list(sqlite3_stmt *stmt, json_t **seqs)
+{
+    kbr_err err = KBR_OK;
+    json_t *arr = json_array();
+    int rc;
+
+    *seqs = NULL;
+    KBR_ENSURE(arr != NULL, KBR_ERR_NOMEM);
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
+        if (sqlite3_column_type(stmt, 0) == SQLITE_INTEGER)
+            KBR_ENSURE(json_array_append_new(arr, json_integer(sqlite3_column_int64(stmt, 0))) == 0,
+                       KBR_ERR_NOMEM);
+    KBR_ENSURE(rc == SQLITE_DONE, kbr_sqlite_err(rc));
+    *seqs = arr;
+    arr = NULL;
+out:
+    json_decref(arr);
+    return err;
+}
+
 kbr_err kbr_sqlite_evidence_seqs(kbr_store *st, const char *product, const char *serial,
                                  json_t **seqs)
 {
     kbr_err err = KBR_OK;
     sqlite3_stmt *stmt = NULL;
-    json_t *arr = NULL;
-    int rc;
 
     *seqs = NULL;
     if (serial != NULL)
@@ -83,17 +102,8 @@ kbr_err kbr_sqlite_evidence_seqs(kbr_store *st, const char *product, const char 
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, product));
     if (serial != NULL)
         KBR_GUARD(kbr_sqlite_bind_text(stmt, 2, serial));
-    arr = json_array();
-    KBR_ENSURE(arr != NULL, KBR_ERR_NOMEM);
-    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
-        if (sqlite3_column_type(stmt, 0) == SQLITE_INTEGER)
-            KBR_ENSURE(json_array_append_new(arr, json_integer(sqlite3_column_int64(stmt, 0))) == 0,
-                       KBR_ERR_NOMEM);
-    KBR_ENSURE(rc == SQLITE_DONE, kbr_sqlite_err(rc));
-    *seqs = arr;
-    arr = NULL;
+    KBR_GUARD(seq_list(stmt, seqs));
 out:
-    json_decref(arr);
     kbr_sqlite_done(stmt);
     return err;
 }
@@ -102,23 +112,12 @@ kbr_err kbr_sqlite_evidence_incident_seqs(kbr_store *st, const char *id, json_t 
 {
     kbr_err err = KBR_OK;
     sqlite3_stmt *stmt = NULL;
-    json_t *arr = NULL;
-    int rc;
 
     *seqs = NULL;
     KBR_GUARD(kbr_sqlite_stmt(SQ(st), SQ_EVIDENCE_INCIDENT, INCIDENT_BASE LEANS_ON, &stmt));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, id));
-    arr = json_array();
-    KBR_ENSURE(arr != NULL, KBR_ERR_NOMEM);
-    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
-        if (sqlite3_column_type(stmt, 0) == SQLITE_INTEGER)
-            KBR_ENSURE(json_array_append_new(arr, json_integer(sqlite3_column_int64(stmt, 0))) == 0,
-                       KBR_ERR_NOMEM);
-    KBR_ENSURE(rc == SQLITE_DONE, kbr_sqlite_err(rc));
-    *seqs = arr;
-    arr = NULL;
+    KBR_GUARD(seq_list(stmt, seqs));
 out:
-    json_decref(arr);
     kbr_sqlite_done(stmt);
     return err;
 }

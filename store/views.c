@@ -38,6 +38,34 @@ static const char *str_of(const json_t *obj, const char *field)
     return json_string_value(json_object_get(obj, field));
 }
 
+/* The object's values as a new array, ordered by cmp (a qsort comparison of json_t *). */
+static kbr_err values_sorted(const json_t *obj, int (*cmp)(const void *, const void *),
+                             json_t **out)
+{
+    kbr_err err = KBR_OK;
+    size_t n = json_object_size(obj), i = 0;
+    json_t **items = NULL, *arr = NULL, *v;
+    const char *name;
+
+    *out = NULL;
+    items = calloc(n > 0 ? n : 1, sizeof(*items));
+    arr = json_array();
+    KBR_ENSURE(items != NULL && arr != NULL, KBR_ERR_NOMEM);
+    json_object_foreach((json_t *)obj, name, v)
+    {
+        items[i++] = v;
+    }
+    qsort(items, n, sizeof(*items), cmp);
+    for (i = 0; i < n; i++)
+        KBR_ENSURE(json_array_append(arr, items[i]) == 0, KBR_ERR_NOMEM);
+    *out = arr;
+    arr = NULL;
+out:
+    json_decref(arr);
+    free(items);
+    return err;
+}
+
 /* obj[field] as an array, created empty on first use; borrowed. */
 static kbr_err array_member(json_t *obj, const char *field, json_t **out)
 {
@@ -136,34 +164,6 @@ static int by_expiry(const void *a, const void *b)
     return c != 0 ? c : strcmp(str_of(x, "jti"), str_of(y, "jti"));
 }
 
-/* The object's values as a new array ordered by expires_at, then jti. */
-static kbr_err tokens_by_expiry(const json_t *by_jti, json_t **out)
-{
-    kbr_err err = KBR_OK;
-    size_t n = json_object_size(by_jti), i = 0;
-    json_t **items = NULL, *arr = NULL;
-    const char *jti;
-    json_t *tok;
-
-    *out = NULL;
-    items = calloc(n > 0 ? n : 1, sizeof(*items));
-    arr = json_array();
-    KBR_ENSURE(items != NULL && arr != NULL, KBR_ERR_NOMEM);
-    json_object_foreach((json_t *)by_jti, jti, tok)
-    {
-        items[i++] = tok;
-    }
-    qsort(items, n, sizeof(*items), by_expiry);
-    for (i = 0; i < n; i++)
-        KBR_ENSURE(json_array_append(arr, items[i]) == 0, KBR_ERR_NOMEM);
-    *out = arr;
-    arr = NULL;
-out:
-    json_decref(arr);
-    free(items);
-    return err;
-}
-
 static kbr_err expiring_section(const json_t *raw, long within_days, const char *until,
                                 json_t **out)
 {
@@ -184,7 +184,7 @@ static kbr_err expiring_section(const json_t *raw, long within_days, const char 
             KBR_GUARD(expiring_token(tok, str_of(key, "name"), until, by_jti));
         }
     }
-    KBR_GUARD(tokens_by_expiry(by_jti, &tokens));
+    KBR_GUARD(values_sorted(by_jti, by_expiry, &tokens));
     sec = json_pack("{s:I,s:s,s:O,s:O,s:O}", "within_days", (json_int_t)within_days, "until", until,
                     "key_certificates", certs, "device_certificates",
                     json_object_get(raw, "expiring_devices"), "tokens", tokens);
@@ -428,32 +428,6 @@ static int by_grant_then_sub(const void *a, const void *b)
     return strcmp(sx != NULL ? sx : "", sy != NULL ? sy : "");
 }
 
-static kbr_err principals_sorted(const json_t *by_sub, json_t **out)
-{
-    kbr_err err = KBR_OK;
-    size_t n = json_object_size(by_sub), i = 0;
-    json_t **items = NULL, *arr = NULL, *p;
-    const char *sub;
-
-    *out = NULL;
-    items = calloc(n > 0 ? n : 1, sizeof(*items));
-    arr = json_array();
-    KBR_ENSURE(items != NULL && arr != NULL, KBR_ERR_NOMEM);
-    json_object_foreach((json_t *)by_sub, sub, p)
-    {
-        items[i++] = p;
-    }
-    qsort(items, n, sizeof(*items), by_grant_then_sub);
-    for (i = 0; i < n; i++)
-        KBR_ENSURE(json_array_append(arr, items[i]) == 0, KBR_ERR_NOMEM);
-    *out = arr;
-    arr = NULL;
-out:
-    json_decref(arr);
-    free(items);
-    return err;
-}
-
 static kbr_err principals_of(const json_t *raw, time_t now, json_t **out)
 {
     kbr_err err = KBR_OK;
@@ -478,7 +452,7 @@ static kbr_err principals_of(const json_t *raw, time_t now, json_t **out)
         KBR_GUARD(principal_of(by_sub, json_object_get(row, "sub"), &p));
         KBR_GUARD(add_int(p, "operations", json_integer_value(json_object_get(row, "count"))));
     }
-    KBR_GUARD(principals_sorted(by_sub, out));
+    KBR_GUARD(values_sorted(by_sub, by_grant_then_sub, out));
 out:
     json_decref(by_sub);
     return err;

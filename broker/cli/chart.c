@@ -286,12 +286,10 @@ kbr_err cli_incident_chart_svg(const json_t *inc, time_t now, char **out)
     panel panels[32];
     size_t n, rows;
     double width = 2 * MARGIN + COLUMNS * PANEL_W + (COLUMNS - 1) * 12, height;
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = NULL;
+    cli_text svg = {0};
+    FILE *f;
     time_t last = 0;
 
-    *out = NULL;
     KBR_ENSURE(json_is_array(a.days) && json_is_object(json_object_get(ot, "total")) &&
                    str_of(inc, "id") != NULL,
                KBR_ERR_BAD_REQUEST);
@@ -312,8 +310,8 @@ kbr_err cli_incident_chart_svg(const json_t *inc, time_t now, char **out)
     n = panels_of(ot, panels, sizeof(panels) / sizeof(panels[0]));
     rows = (n + COLUMNS - 1) / COLUMNS;
     height = HEAD_H + MARGIN + (double)rows * (PANEL_H + 12) + MARGIN;
-    f = open_memstream(&buf, &len);
-    KBR_ENSURE(f != NULL, KBR_ERR_NOMEM);
+    KBR_GUARD(cli_text_open(&svg));
+    f = svg.f;
     fprintf(f,
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
             "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
@@ -325,14 +323,6 @@ kbr_err cli_incident_chart_svg(const json_t *inc, time_t now, char **out)
         draw_panel(f, &a, &panels[i], MARGIN + (double)(i % COLUMNS) * (PANEL_W + 12),
                    HEAD_H + MARGIN + (double)(i / COLUMNS) * (PANEL_H + 12));
     fputs("</svg>\n", f);
-    err = fclose(f) == 0 ? KBR_OK : KBR_ERR_NOMEM;
-    f = NULL;
-    KBR_GUARD(err);
-    *out = buf;
-    buf = NULL;
 out:
-    if (f != NULL)
-        fclose(f);
-    free(buf);
-    return err;
+    return cli_text_close(&svg, err, out);
 }

@@ -500,6 +500,26 @@ KBR_WUR kbr_err cli_view_pending_csv(const json_t *items, bool header, char **ou
 /* ---- output shared by the commands (output.c) ---- */
 
 /*
+ * Text written through a FILE into a new string: cli_text_open(), the writes to f, then
+ * cli_text_close() whatever happened in between (a memstream's buffer is final only once it
+ * is closed).  Start from {0}: closing one that was never opened is harmless.
+ */
+typedef struct {
+    FILE *f;
+    char *buf;
+    size_t len;
+} cli_text;
+
+/* Opens t for writing to t->f.  KBR_ERR_NOMEM if it cannot. */
+KBR_WUR kbr_err cli_text_open(cli_text *t);
+/*
+ * Closes t.  If err is KBR_OK and the stream closes cleanly, *out takes the text (the caller
+ * frees it); otherwise *out is NULL and the text is freed.  Returns err, or KBR_ERR_NOMEM if
+ * only the close failed.
+ */
+KBR_WUR kbr_err cli_text_close(cli_text *t, kbr_err err, char **out);
+
+/*
  * Writes v as json_dumpf() would with flags, but with every character
  * outside printable ASCII as \uXXXX (JSON_ENSURE_ASCII, and DEL escaped
  * here): the same JSON value, nothing a terminal acts on. KBR_ERR_IO on a

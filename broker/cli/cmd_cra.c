@@ -243,24 +243,13 @@ out:
 kbr_err cli_incident_text(const json_t *inc, time_t now, char **out)
 {
     kbr_err err = KBR_OK;
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
+    cli_text t = {0};
 
-    *out = NULL;
-    KBR_ENSURE(f != NULL, KBR_ERR_NOMEM);
     KBR_ENSURE(json_is_object(inc), KBR_ERR_BAD_REQUEST);
-    KBR_GUARD(incident_write(f, inc, now));
-    err = fclose(f) == 0 ? KBR_OK : KBR_ERR_NOMEM;
-    f = NULL;
-    KBR_GUARD(err);
-    *out = buf;
-    buf = NULL;
+    KBR_GUARD(cli_text_open(&t));
+    KBR_GUARD(incident_write(t.f, inc, now));
 out:
-    if (f != NULL)
-        fclose(f);
-    free(buf);
-    return err;
+    return cli_text_close(&t, err, out);
 }
 
 static kbr_err bad_response(cli_error *ce, kbr_err err)

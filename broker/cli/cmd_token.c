@@ -118,21 +118,21 @@ static kbr_err print_token(const cli_ctx *ctx, const json_t *resp, const char *t
     return KBR_OK;
 }
 
-static kbr_err token_issue(cli_ctx *ctx, cli_error *ce)
+/*
+ * POSTs body to path and prints the token the response carries (print_token).  The token's
+ * text is wiped in place before the response is freed: jansson frees without wiping.
+ */
+static kbr_err post_for_token(cli_ctx *ctx, const char *path, const json_t *body, cli_error *ce)
 {
     kbr_err err = KBR_OK;
     const char *file = cli_args_str(ctx->args, "out");
-    json_t *body = NULL, *tok = NULL;
     cli_response resp = {0};
+    json_t *tok = NULL;
 
-    err = issue_body(ctx->args, &body);
-    KBR_ENSURE(err != KBR_ERR_BAD_REQUEST,
-               cli_fail(ce, err, CLI_USAGE, "an option value is not valid UTF-8"));
-    KBR_GUARD(err);
     /* a token minted for a file that is then refused would be audited and lost */
     if (file != NULL)
         KBR_GUARD(cli_check_out("out", file, 0600, ce));
-    KBR_GUARD(cli_call(ctx->client, "POST", "/v1/tokens", body, &resp, ce));
+    KBR_GUARD(cli_call(ctx->client, "POST", path, body, &resp, ce));
     tok = json_object_get(resp.body, "token");
     KBR_ENSURE(json_is_string(tok) && token_text_ok(json_string_value(tok)),
                cli_fail(ce, KBR_ERR_BAD_REQUEST, "bad_response", "the response has no token"));
@@ -140,10 +140,23 @@ static kbr_err token_issue(cli_ctx *ctx, cli_error *ce)
         KBR_GUARD(cli_print_json(cli_ctx_beside(ctx, file).out, resp.body, ce));
     KBR_GUARD(print_token(ctx, resp.body, json_string_value(tok), ce));
 out:
-    /* jansson frees without wiping; the token string is wiped in place first. */
     if (json_is_string(tok))
         OPENSSL_cleanse((char *)json_string_value(tok), json_string_length(tok));
     cli_response_cleanup(&resp);
+    return err;
+}
+
+static kbr_err token_issue(cli_ctx *ctx, cli_error *ce)
+{
+    kbr_err err = KBR_OK;
+    json_t *body = NULL;
+
+    err = issue_body(ctx->args, &body);
+    KBR_ENSURE(err != KBR_ERR_BAD_REQUEST,
+               cli_fail(ce, err, CLI_USAGE, "an option value is not valid UTF-8"));
+    KBR_GUARD(err);
+    KBR_GUARD(post_for_token(ctx, "/v1/tokens", body, ce));
+out:
     json_decref(body);
     return err;
 }
@@ -174,10 +187,8 @@ static kbr_err read_id_token(const cli_args *a, kbr_secret **out, cli_error *ce)
 static kbr_err token_exchange(cli_ctx *ctx, cli_error *ce)
 {
     kbr_err err = KBR_OK;
-    const char *file = cli_args_str(ctx->args, "out");
     kbr_secret *id_token = NULL;
-    json_t *body = NULL, *tok = NULL;
-    cli_response resp = {0};
+    json_t *body = NULL;
 
     KBR_GUARD(read_id_token(ctx->args, &id_token, ce));
     body = json_object();
@@ -185,23 +196,12 @@ static kbr_err token_exchange(cli_ctx *ctx, cli_error *ce)
     KBR_ENSURE(json_object_set_new(body, "id_token",
                                    json_stringn((const char *)id_token->buf, id_token->len)) == 0,
                cli_fail(ce, KBR_ERR_BAD_REQUEST, CLI_USAGE, "the ID token is not text"));
-    if (file != NULL)
-        KBR_GUARD(cli_check_out("out", file, 0600, ce));
-    KBR_GUARD(cli_call(ctx->client, "POST", "/v1/tokens/exchange", body, &resp, ce));
-    tok = json_object_get(resp.body, "token");
-    KBR_ENSURE(json_is_string(tok) && token_text_ok(json_string_value(tok)),
-               cli_fail(ce, KBR_ERR_BAD_REQUEST, "bad_response", "the response has no token"));
-    if (ctx->json)
-        KBR_GUARD(cli_print_json(cli_ctx_beside(ctx, file).out, resp.body, ce));
-    KBR_GUARD(print_token(ctx, resp.body, json_string_value(tok), ce));
+    KBR_GUARD(post_for_token(ctx, "/v1/tokens/exchange", body, ce));
 out:
-    if (json_is_string(tok))
-        OPENSSL_cleanse((char *)json_string_value(tok), json_string_length(tok));
     if (json_is_string(json_object_get(body, "id_token"))) {
         json_t *v = json_object_get(body, "id_token");
         OPENSSL_cleanse((char *)json_string_value(v), json_string_length(v));
     }
-    cli_response_cleanup(&resp);
     json_decref(body);
     kbr_secret_free(id_token);
     return err;

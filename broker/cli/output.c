@@ -5,6 +5,26 @@
 
 #include "cli.h"
 
+kbr_err cli_text_open(cli_text *t)
+{
+    t->buf = NULL;
+    t->len = 0;
+    t->f = open_memstream(&t->buf, &t->len);
+    return t->f != NULL ? KBR_OK : KBR_ERR_NOMEM;
+}
+
+kbr_err cli_text_close(cli_text *t, kbr_err err, char **out)
+{
+    if (t->f != NULL && fclose(t->f) != 0 && err == KBR_OK)
+        err = KBR_ERR_NOMEM;
+    t->f = NULL;
+    *out = err == KBR_OK ? t->buf : NULL;
+    if (err != KBR_OK)
+        free(t->buf);
+    t->buf = NULL;
+    return err;
+}
+
 /* DEL is the one control jansson leaves as it is, even with JSON_ENSURE_ASCII. */
 static int json_put_chunk(const char *buf, size_t size, void *data)
 {

@@ -124,34 +124,15 @@ bool cli_term_plain(const char *s, const char *keep)
     return true;
 }
 
-/* Closes a memstream, which is when its buffer becomes final. */
-static kbr_err close_stream(FILE **f)
-{
-    int rc = fclose(*f);
-
-    *f = NULL;
-    return rc == 0 ? KBR_OK : KBR_ERR_NOMEM;
-}
-
 kbr_err cli_term_escape(const char *s, const char *keep, char **out)
 {
     kbr_err err = KBR_OK;
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = NULL;
+    cli_text t = {0};
 
-    *out = NULL;
-    f = open_memstream(&buf, &len);
-    KBR_ENSURE(f != NULL, KBR_ERR_NOMEM);
-    cli_term_put(f, s, keep);
-    KBR_GUARD(close_stream(&f));
-    *out = buf;
-    buf = NULL;
+    KBR_GUARD(cli_text_open(&t));
+    cli_term_put(t.f, s, keep);
 out:
-    if (f != NULL)
-        fclose(f);
-    free(buf);
-    return err;
+    return cli_text_close(&t, err, out);
 }
 
 /* ---- tables ---- */
@@ -215,27 +196,19 @@ static kbr_err render_shown(const char *const *headers, size_t ncols, const char
                             size_t nrows, char **out)
 {
     kbr_err err = KBR_OK;
-    size_t *width = NULL, len = 0;
-    char *buf = NULL;
-    FILE *f = NULL;
+    size_t *width = NULL;
+    cli_text t = {0};
 
     width = calloc(ncols, sizeof(*width));
     KBR_ENSURE(width != NULL, KBR_ERR_NOMEM);
     column_widths(headers, ncols, cells, nrows, width);
-    f = open_memstream(&buf, &len);
-    KBR_ENSURE(f != NULL, KBR_ERR_NOMEM);
-    put_row(f, headers, width, ncols);
+    KBR_GUARD(cli_text_open(&t));
+    put_row(t.f, headers, width, ncols);
     for (size_t r = 0; r < nrows; r++)
-        put_row(f, &cells[r * ncols], width, ncols);
-    KBR_GUARD(close_stream(&f));
-    *out = buf;
-    buf = NULL;
+        put_row(t.f, &cells[r * ncols], width, ncols);
 out:
-    if (f != NULL)
-        fclose(f);
-    free(buf);
     free(width);
-    return err;
+    return cli_text_close(&t, err, out);
 }
 
 kbr_err cli_table_render(const char *const *headers, size_t ncols, const char *const *cells,
@@ -305,27 +278,21 @@ static bool all_scalar(const json_t *arr)
 static kbr_err join_array(const json_t *arr, char **out)
 {
     kbr_err err = KBR_OK;
-    char *buf = NULL, *item = NULL;
-    size_t len = 0, i;
+    char *item = NULL;
+    size_t i;
     const json_t *e;
-    FILE *f = open_memstream(&buf, &len);
+    cli_text t = {0};
 
-    KBR_ENSURE(f != NULL, KBR_ERR_NOMEM);
+    KBR_GUARD(cli_text_open(&t));
     json_array_foreach(arr, i, e)
     {
         KBR_GUARD(scalar_text(e, &item));
-        fprintf(f, "%s%s", i > 0 ? "," : "", item);
+        fprintf(t.f, "%s%s", i > 0 ? "," : "", item);
         free(item);
         item = NULL;
     }
-    KBR_GUARD(close_stream(&f));
-    *out = buf;
-    buf = NULL;
 out:
-    if (f != NULL)
-        fclose(f);
-    free(buf);
-    return err;
+    return cli_text_close(&t, err, out);
 }
 
 kbr_err cli_json_cell(const json_t *v, char **out)

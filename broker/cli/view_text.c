@@ -19,29 +19,17 @@
 
 typedef kbr_err (*view_writer)(FILE *f, const json_t *view);
 
-/* Runs w into a new string; a memstream's buffer is final only once it is closed. */
+/* Runs w into a new string. */
 static kbr_err view_render(view_writer w, const json_t *view, char **out)
 {
     kbr_err err = KBR_OK;
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = NULL;
+    cli_text t = {0};
 
-    *out = NULL;
     KBR_ENSURE(json_is_object(view), KBR_ERR_BAD_REQUEST);
-    f = open_memstream(&buf, &len);
-    KBR_ENSURE(f != NULL, KBR_ERR_NOMEM);
-    KBR_GUARD(w(f, view));
-    err = fclose(f) == 0 ? KBR_OK : KBR_ERR_NOMEM;
-    f = NULL;
-    KBR_GUARD(err);
-    *out = buf;
-    buf = NULL;
+    KBR_GUARD(cli_text_open(&t));
+    KBR_GUARD(w(t.f, view));
 out:
-    if (f != NULL)
-        fclose(f);
-    free(buf);
-    return err;
+    return cli_text_close(&t, err, out);
 }
 
 /* "\ntitle:" then the table, or "\ntitle: none"; titles may carry server text. */
@@ -436,27 +424,19 @@ kbr_err cli_view_custody_text(const json_t *view, char **out)
 static kbr_err view_matched(const json_t *components, char **out)
 {
     kbr_err err = KBR_OK;
-    char *buf = NULL;
-    size_t len = 0, i;
+    cli_text t = {0};
+    size_t i;
     const json_t *c;
-    FILE *f = open_memstream(&buf, &len);
 
-    *out = NULL;
-    KBR_ENSURE(f != NULL, KBR_ERR_NOMEM);
+    KBR_GUARD(cli_text_open(&t));
     json_array_foreach(components, i, c)
     {
         const char *name = cli_json_str(c, "name"), *version = cli_json_str(c, "version");
-        fprintf(f, "%s%s@%s", i > 0 ? ", " : "", name != NULL ? name : "?",
+        fprintf(t.f, "%s%s@%s", i > 0 ? ", " : "", name != NULL ? name : "?",
                 version != NULL ? version : "?");
     }
-    err = fclose(f) == 0 ? KBR_OK : KBR_ERR_NOMEM;
-    f = NULL;
-    KBR_GUARD(err);
-    *out = buf;
-    buf = NULL;
 out:
-    free(buf);
-    return err;
+    return cli_text_close(&t, err, out);
 }
 
 static json_t *view_build_row(const json_t *build)
@@ -776,28 +756,17 @@ static kbr_err view_csv_row(FILE *f, const json_t *item)
 kbr_err cli_view_pending_csv(const json_t *items, bool header, char **out)
 {
     kbr_err err = KBR_OK;
-    char *buf = NULL;
-    size_t len = 0, i;
+    cli_text t = {0};
+    size_t i;
     const json_t *item;
-    FILE *f = NULL;
 
-    *out = NULL;
     KBR_ENSURE(json_is_array(items), KBR_ERR_BAD_REQUEST);
-    f = open_memstream(&buf, &len);
-    KBR_ENSURE(f != NULL, KBR_ERR_NOMEM);
+    KBR_GUARD(cli_text_open(&t));
     if (header)
-        fputs(CLI_VIEW_CSV_HEADER, f);
-    json_array_foreach(items, i, item) KBR_GUARD(view_csv_row(f, item));
-    err = fclose(f) == 0 ? KBR_OK : KBR_ERR_NOMEM;
-    f = NULL;
-    KBR_GUARD(err);
-    *out = buf;
-    buf = NULL;
+        fputs(CLI_VIEW_CSV_HEADER, t.f);
+    json_array_foreach(items, i, item) KBR_GUARD(view_csv_row(t.f, item));
 out:
-    if (f != NULL)
-        fclose(f);
-    free(buf);
-    return err;
+    return cli_text_close(&t, err, out);
 }
 
 /* ---- view device ---- */

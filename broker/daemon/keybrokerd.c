@@ -105,37 +105,22 @@ out:
     return err;
 }
 
-static kbr_err load_keys(kbd *d, kbr_store *st)
+/* The key registry and the batches, indexed in memory for the handlers. */
+static kbr_err load_keys_and_batches(kbd *d, kbr_store *st)
 {
     kbr_err err = KBR_OK;
-    json_t *keys = NULL, *key;
+    json_t *keys = NULL, *batches = NULL, *row;
     size_t i;
 
     KBR_GUARD(kbd_keys_new(&d->keys));
-    KBR_GUARD(kbr_store_key_list(st, &keys));
-    json_array_foreach(keys, i, key)
-    {
-        KBR_GUARD(kbd_keys_put(d->keys, key));
-    }
-out:
-    json_decref(keys);
-    return err;
-}
-
-static kbr_err load_batches(kbd *d, kbr_store *st)
-{
-    kbr_err err = KBR_OK;
-    json_t *batches = NULL, *b;
-    size_t i;
-
     KBR_GUARD(kbd_batches_new(&d->batches));
+    KBR_GUARD(kbr_store_key_list(st, &keys));
     KBR_GUARD(kbr_store_batch_list(st, &batches));
-    json_array_foreach(batches, i, b)
-    {
-        KBR_GUARD(kbd_batches_put(d->batches, b));
-    }
+    json_array_foreach(keys, i, row) KBR_GUARD(kbd_keys_put(d->keys, row));
+    json_array_foreach(batches, i, row) KBR_GUARD(kbd_batches_put(d->batches, row));
 out:
     json_decref(batches);
+    json_decref(keys);
     return err;
 }
 
@@ -190,11 +175,6 @@ out:
     return err;
 }
 
-/*
- * The issuer keys as the ledger records them (the existing one recorded first, when the
- * ledger has none), then the tokens they signed, then the check that every key still trusted
- * is in the HSM as recorded.
- */
 /* A store an older broker wrote records no issuer key: the key in the HSM is recorded as the
  * first, before the registries are read. */
 static kbr_err record_issuer_if_none(kbd *d, kbr_store *st, kbr_msg *msg)
@@ -215,6 +195,11 @@ out:
     return err;
 }
 
+/*
+ * The issuer keys as the ledger records them (the existing one recorded first, when the
+ * ledger has none), then the tokens they signed, then the check that every key still trusted
+ * is in the HSM as recorded.
+ */
 static kbr_err load_issuers_and_tokens(kbd *d, kbr_store *st, kbr_msg *msg)
 {
     kbr_err err = KBR_OK;
@@ -459,8 +444,7 @@ static kbr_err load_state(kbd *d, kbr_msg *msg)
     reading = true;
     KBR_GUARD(kbr_store_audit_tail(st, &d->follow_from, hash));
     KBR_GUARD(load_issuers_and_tokens(d, st, msg));
-    KBR_GUARD(load_keys(d, st));
-    KBR_GUARD(load_batches(d, st));
+    KBR_GUARD(load_keys_and_batches(d, st));
     kbr_store_read_end(st);
     reading = false;
     KBR_GUARD(kbd_ratelimit_new(d->cfg.rate_limit, &d->ratelimit));

@@ -24,10 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <ctype.h>
 #include <curl/curl.h>
-#include <libpq-fe.h>
-#include <sqlite3.h>
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/ecdsa.h>
@@ -97,64 +94,18 @@ static char *read_file(const char *path)
     return buf;
 }
 
-bool kbt_on_pg(void)
-{
-    const char *base = getenv("KBT_PG_URL");
-
-    return base != NULL && base[0] != '\0';
-}
-
-/* The schema of e: its directory's name, lowercase, '.' as '_'. */
-static void schema_of(const kbt_env *e, char *schema, size_t n)
-{
-    const char *name = strrchr(e->dir, '/') != NULL ? strrchr(e->dir, '/') + 1 : e->dir;
-    size_t i = 0;
-
-    for (; name[i] != '\0' && i + 1 < n; i++)
-        schema[i] = name[i] == '.' ? '_' : (char)tolower((unsigned char)name[i]);
-    schema[i] = '\0';
-}
-
-static int pg_sql(const char *url, const char *sql, char *buf, size_t len, long *changed)
-{
-    PGconn *conn = PQconnectdb(url);
-    PGresult *res = NULL;
-    int rc = -1;
-
-    if (PQstatus(conn) != CONNECTION_OK)
-        goto out;
-    PQclear(PQexec(conn, "SET client_min_messages = warning"));
-    res = PQexec(conn, sql);
-    if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK) {
-        fprintf(stderr, "%s: %s", sql, PQerrorMessage(conn));
-        goto out;
-    }
-    if (buf != NULL) {
-        if (PQntuples(res) < 1)
-            goto out;
-        snprintf(buf, len, "%s", PQgetisnull(res, 0, 0) ? "NULL" : PQgetvalue(res, 0, 0));
-    }
-    if (changed != NULL)
-        *changed = strtol(PQcmdTuples(res), NULL, 10);
-    rc = 0;
-out:
-    PQclear(res);
-    PQfinish(conn);
-    return rc;
-}
-
 static void store_new(kbt_env *e)
 {
     const char *base = getenv("KBT_PG_URL");
     char schema[64], sql[128];
 
-    if (!kbt_on_pg()) {
+    if (!kbt_pg()) {
         snprintf(e->store, sizeof(e->store), "sqlite:keybroker.db");
         return;
     }
-    schema_of(e, schema, sizeof(schema));
+    kbt_pg_schema(e->dir, schema, sizeof(schema));
     snprintf(sql, sizeof(sql), "CREATE SCHEMA %s", schema);
-    assert_int_equal(pg_sql(base, sql, NULL, 0, NULL), 0);
+    assert_int_equal(kbt_store_sql(base, sql, NULL, 0, NULL), 0);
     snprintf(e->store, sizeof(e->store), "%s%coptions=-csearch_path%%3D%s", base,
              strchr(base, '?') != NULL ? '&' : '?', schema);
 }
@@ -163,16 +114,16 @@ static void store_drop(kbt_env *e)
 {
     char schema[64], sql[128];
 
-    if (!kbt_on_pg())
+    if (!kbt_pg())
         return;
-    schema_of(e, schema, sizeof(schema));
+    kbt_pg_schema(e->dir, schema, sizeof(schema));
     snprintf(sql, sizeof(sql), "DROP SCHEMA IF EXISTS %s CASCADE", schema);
-    (void)pg_sql(getenv("KBT_PG_URL"), sql, NULL, 0, NULL);
+    (void)kbt_store_sql(getenv("KBT_PG_URL"), sql, NULL, 0, NULL);
 }
 
 const char *kbt_store_url(const kbt_env *e, char *buf, size_t n)
 {
-    if (kbt_on_pg())
+    if (kbt_pg())
         snprintf(buf, n, "%s", e->store);
     else
         snprintf(buf, n, "sqlite:%s", e->db);
@@ -188,11 +139,11 @@ int kbt_store_dump(const kbt_env *e, char **buf, size_t *n)
 
     *buf = NULL;
     *n = 0;
-    if (!kbt_on_pg())
+    if (!kbt_pg())
         return kbr_file_read(e->db, 64 << 20, buf, n) == KBR_OK ? 0 : -1;
     /* everything the database holds for this deployment, as pg_dump writes it, without the
      * random \restrict key lines of recent pg_dump releases */
-    schema_of(e, schema, sizeof(schema));
+    kbt_pg_schema(e->dir, schema, sizeof(schema));
     snprintf(
         cmd, sizeof(cmd),
         "%s/pg_dump --data-only --schema=%s '%s' | grep -v -e '^.restrict ' -e '^.unrestrict '",
@@ -224,41 +175,9 @@ int kbt_store_dump(const kbt_env *e, char **buf, size_t *n)
 
 int kbt_store_query(const kbt_env *e, const char *sql, char *buf, size_t len, long *changed)
 {
-    sqlite3 *db = NULL;
-    sqlite3_stmt *stmt = NULL;
-    int rc = -1, step;
+    char url[sizeof(e->store) + sizeof(e->db)];
 
-    if (kbt_on_pg())
-        return pg_sql(e->store, sql, buf, len, changed);
-    if (buf == NULL) { /* any number of statements */
-        if (sqlite3_open(e->db, &db) == SQLITE_OK &&
-            sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK)
-            rc = 0;
-        if (changed != NULL)
-            *changed = sqlite3_changes(db);
-        sqlite3_close(db);
-        return rc;
-    }
-    if (sqlite3_open(e->db, &db) != SQLITE_OK ||
-        sqlite3_prepare_v2(db, sql, -1, &stmt, NULL) != SQLITE_OK)
-        goto out;
-    step = sqlite3_step(stmt);
-    if (step != SQLITE_ROW && step != SQLITE_DONE)
-        goto out;
-    if (buf != NULL) {
-        if (step != SQLITE_ROW)
-            goto out;
-        snprintf(buf, len, "%s",
-                 sqlite3_column_text(stmt, 0) != NULL ? (const char *)sqlite3_column_text(stmt, 0)
-                                                      : "NULL");
-    }
-    if (changed != NULL)
-        *changed = sqlite3_changes(db);
-    rc = 0;
-out:
-    sqlite3_finalize(stmt);
-    sqlite3_close(db);
-    return rc;
+    return kbt_store_sql(kbt_store_url(e, url, sizeof(url)), sql, buf, len, changed);
 }
 
 static void write_config(kbt_env *e)
@@ -437,7 +356,7 @@ kbt_env *kbt_peer(kbt_env *a, const char *extra_conf)
     char path[320], conf[512], cmd[900];
 
     assert_non_null(e);
-    assert_true(kbt_on_pg());
+    assert_true(kbt_pg());
     snprintf(e->dir, sizeof(e->dir), "%s/kbt.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     assert_non_null(mkdtemp(e->dir));
     snprintf(e->bin_dir, sizeof(e->bin_dir), "%s", a->bin_dir);

@@ -13,6 +13,7 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
+#include "../common/store_sql.h"
 #include "kbr_common.h"
 
 #define KBT_PIN "1234"
@@ -139,8 +140,6 @@ json_t *kbt_audit_all(kbt_env *e);
 int kbt_sh(kbt_env *e, const char *cmd, char **out);
 /* e's store URL as this process opens it (a SQLite store's path made absolute). */
 const char *kbt_store_url(const kbt_env *e, char *buf, size_t n);
-/* Whether the daemons the harness starts use PostgreSQL (KBT_PG_URL is set). */
-bool kbt_on_pg(void);
 /* What the store holds, to search for what must never be in it: the SQLite file's bytes, or
  * pg_dump's text of the deployment's schema.  *buf is the caller's to free; 0 or -1. */
 int kbt_store_dump(const kbt_env *e, char **buf, size_t *n);

@@ -469,7 +469,7 @@ static void test_start_refuses_rewritten_store(void **state)
     char *out = NULL;
     int rc;
 
-    if (kbt_on_pg())
+    if (kbt_pg())
         skip(); /* rewrites a copy of the SQLite file; test_pg.c rewrites PostgreSQL */
 
     (void)state;

@@ -706,7 +706,7 @@ static void test_scope_and_evidence(void **state)
     free(cam_reader);
 
     /* every incident fact is rebuilt from the log (--verify-store reads sqlite: stores only) */
-    if (kbt_on_pg())
+    if (kbt_pg())
         return;
     kbt_stop(env);
     if (kbt_run_daemon(env, "-c keybroker.conf --verify-store", &out) != 0)

@@ -183,7 +183,7 @@ static void test_store_matches_its_log(void **state)
     size_t i, with_effects = 0, with_documents = 0;
     const json_t *e;
 
-    if (kbt_on_pg())
+    if (kbt_pg())
         skip(); /* --verify-store reads sqlite: stores only */
 
     (void)state;
@@ -240,7 +240,7 @@ static void test_tampering_named(void **state)
 {
     char *out = NULL;
 
-    if (kbt_on_pg())
+    if (kbt_pg())
         skip(); /* --verify-store reads sqlite: stores only */
 
     (void)state;
@@ -352,7 +352,7 @@ static void test_old_batch_markets(void **state)
     char path[512], *out = NULL;
     int rc;
 
-    if (kbt_on_pg())
+    if (kbt_pg())
         skip(); /* a copy of a sqlite: store, read by --verify-store */
 
     (void)state;
@@ -389,7 +389,7 @@ static void test_migrate_v7_store(void **state)
 {
     char *out = NULL;
 
-    if (kbt_on_pg())
+    if (kbt_pg())
         skip(); /* a copy of a sqlite: store, read by --verify-store */
 
     (void)state;

@@ -58,7 +58,7 @@ static char *snapshot(void)
     char *files, *dump = NULL, *both = NULL;
     size_t n = 0;
 
-    if (!kbt_on_pg())
+    if (!kbt_pg())
         return sh_out("ls -A | sort && sha256sum keybroker.db* | sort");
     files = sh_out("ls -A | sort");
     assert_int_equal(kbt_store_dump(env, &dump, &n), 0);
@@ -123,7 +123,7 @@ static void test_missing_store_refused(void **state)
     assert_int_not_equal(kbt_sh(env, "ls keybroker-typo.db* 2>/dev/null | grep -q .", NULL), 0);
     free(before);
     free(after);
-    if (kbt_on_pg()) {
+    if (kbt_pg()) {
         /* a PostgreSQL URL whose search_path names a schema without a store: refused, and
          * the schema stays empty */
         char line[1024], *url = strdup(env->store), *at = strstr(url, "search_path%3D");
@@ -314,7 +314,7 @@ static void test_check_beside_a_serving_daemon(void **state)
         fail_msg("--check beside a daemon failed:\n%s", out);
     /* several brokers serve a PostgreSQL store at once: none of them is "the" one */
     snprintf(pid, sizeof(pid), "is being served by keybrokerd (pid %d)", (int)env->pid);
-    if (!kbt_on_pg())
+    if (!kbt_pg())
         must_contain(out, pid);
     must_contain(out, "no problems");
     free(out);
@@ -523,7 +523,7 @@ static void test_backup_consistent_and_recorded(void **state)
     size_t i;
     const char *limited;
 
-    if (kbt_on_pg())
+    if (kbt_pg())
         skip(); /* a PostgreSQL store is copied with pg_dump */
     (void)state;
     ensure_running();

@@ -546,7 +546,7 @@ static void test_verify_store(void **state)
 {
     char *out = NULL;
 
-    if (kbt_on_pg())
+    if (kbt_pg())
         skip(); /* --verify-store reads sqlite: stores only */
 
     (void)state;

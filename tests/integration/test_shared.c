@@ -74,7 +74,7 @@ static int setup(void **state)
     kbt_resp r;
 
     (void)state;
-    if (!kbt_on_pg())
+    if (!kbt_pg())
         return 0;
     a = kbt_start("checkpoint_every = 2s\n");
     kbt_key(a, "fw", "firmware-signing", "ecdsa-p256", "gw");
@@ -93,7 +93,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    if (!kbt_on_pg())
+    if (!kbt_pg())
         return 0;
     free(ci);
     kbt_free(b);
@@ -195,7 +195,7 @@ static void test_one_log_two_brokers(void **state)
     kbt_resp r;
 
     (void)state;
-    if (!kbt_on_pg())
+    if (!kbt_pg())
         skip();
     t0 = now_ms();
     for (int w = 0; w < 4; w++) {
@@ -309,7 +309,7 @@ static void test_quotas_across_brokers(void **state)
     kbt_resp r;
 
     (void)state;
-    if (!kbt_on_pg())
+    if (!kbt_pg())
         skip();
     r = kbt_call(a, "POST", "/v1/batches", a->admin,
                  "{\"batch\":\"b-race\",\"product\":\"gateway\",\"factory\":\"factory:acme\","
@@ -378,7 +378,7 @@ static void test_revocation_reaches_the_other(void **state)
     kbt_resp r;
 
     (void)state;
-    if (!kbt_on_pg())
+    if (!kbt_pg())
         skip();
     r = kbt_call(a, "POST", "/v1/tokens", a->admin,
                  "{\"sub\":\"ci:rev\",\"ops\":[\"read\"],\"ttl\":600}");
@@ -416,7 +416,7 @@ static void test_kill_one_under_load(void **state)
     kbt_resp r;
 
     (void)state;
-    if (!kbt_on_pg())
+    if (!kbt_pg())
         skip();
     c = kbt_peer(a, NULL); /* the one killed */
     until_status(c, ci, 200);
@@ -459,7 +459,7 @@ static void test_hsm_fails_under_one(void **state)
     double t0;
 
     (void)state;
-    if (!kbt_on_pg())
+    if (!kbt_pg())
         skip();
     kbt_hsm_pids(b, &keeper, &hsm);
     assert_true(hsm > 0);
@@ -513,7 +513,7 @@ static void test_store_lost_and_back(void **state)
     int n = 0;
 
     (void)state;
-    if (!kbt_on_pg() || getenv("KBT_PG_DIR") == NULL)
+    if (!kbt_pg() || getenv("KBT_PG_DIR") == NULL)
         skip();
     r = sign_on(a, ci, "lost", n++);
     assert_int_equal(r.status, 200);

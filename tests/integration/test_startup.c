@@ -140,7 +140,7 @@ static void test_one_process_per_store(void **state)
     char *out = NULL, *token = NULL, pid[32];
     kbt_resp r;
 
-    if (kbt_on_pg())
+    if (kbt_pg())
         skip(); /* brokers share a PostgreSQL store by design: test_pg.c */
 
     (void)state;

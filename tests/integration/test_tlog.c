@@ -369,7 +369,7 @@ static void test_rollback_refused_then_recovered(void **state)
     (void)state;
     /* the backup and its restore are copies of the SQLite file (pg_dump and pg_restore of a
      * PostgreSQL store are the database's own tools, not the harness's) */
-    if (kbt_on_pg())
+    if (kbt_pg())
         skip();
     e = kbt_start("checkpoint_every = 5 1s\n");
     before = issue(e, "service:before-backup");
@@ -459,7 +459,7 @@ static void test_other_store_refused(void **state)
     (void)state;
     /* the other store takes the SQLite file's place (a PostgreSQL store is a schema the
      * harness does not swap) */
-    if (kbt_on_pg())
+    if (kbt_pg())
         skip();
     e = kbt_start("checkpoint_every = 5 1s\n");
     calls(e, 6);

@@ -8,6 +8,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "../common/store_sql.h"
+
 /* Makes a new private directory named after name; dir receives its path. 0 on success. */
 int kbt_tmpdir(char *dir, size_t n, const char *name);
 /* Removes dir and everything in it. 0 on success. */
@@ -24,17 +26,11 @@ typedef struct {
     char url[512];
 } kbt_store_dir;
 
-/* Whether the store tests run against PostgreSQL (KBT_PG_URL is set). */
-bool kbt_pg(void);
 /* The URL of a store for dir: "sqlite:<dir>/<dbfile>", or with KBT_PG_URL the URI of a new
  * schema named after dir.  0 on success. */
 int kbt_store_url(const char *dir, const char *dbfile, char *url, size_t n);
 /* Drops the schema kbt_store_url made for dir (nothing for SQLite).  0 on success. */
 int kbt_store_drop(const char *dir);
-/* Runs sql over a connection of its own to the store at url (either back end): the first
- * column of the first row into buf (NULL: none wanted, "NULL" for SQL NULL), *changed the
- * rows it changed (may be NULL).  0 on success. */
-int kbt_store_sql(const char *url, const char *sql, char *buf, size_t len, long *changed);
 
 /* cmocka group or test setup/teardown: *state becomes a kbt_store_dir. */
 int kbt_store_dir_setup(void **state, const char *name, const char *dbfile);

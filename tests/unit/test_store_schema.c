@@ -1,0 +1,570 @@
+/*
+ * test_store_schema.c - opening a store: its URLs, its schema, the versions it refuses, and the
+ * steps that take an older store to this version.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <sqlite3.h>
+
+#include "kbr_store.h"
+#include "store_fixture.h"
+#include "tmpdir.h"
+
+static const char *const tables[] = {"meta",
+                                     "audit",
+                                     "keys",
+                                     "tokens",
+                                     "firmware",
+                                     "components",
+                                     "certificates",
+                                     "batches",
+                                     "devices",
+                                     "device_events",
+                                     "checkpoints",
+                                     "device_firmware",
+                                     "debug_challenges",
+                                     "issuer_keys",
+                                     "device_revocations",
+                                     "certificate_revocations",
+                                     "crls",
+                                     "history_firmware_batch",
+                                     "products",
+                                     "incidents",
+                                     "incident_builds",
+                                     "incident_fleet",
+                                     "incident_reports"};
+
+static void test_open_creates_schema(void **state)
+{
+    fixture *f = *state;
+    kbr_store *st = open_ok(f);
+    sqlite3 *db = NULL;
+    sqlite3_stmt *stmt = NULL;
+    int64_t seq = -1;
+    char hash[65];
+
+    if (kbt_pg())
+        skip(); /* SQLite stores: their file and the steps from version 1 */
+
+    assert_int_equal(kbr_store_audit_tail(st, &seq, hash), KBR_OK);
+    assert_int_equal(seq, 0);
+    assert_string_equal(hash, "0000000000000000000000000000000000000000000000000000000000000000");
+    kbr_store_close(st);
+
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++) {
+        assert_int_equal(sqlite3_prepare_v2(db,
+                                            "SELECT 1 FROM sqlite_master WHERE name = ?1"
+                                            " AND type = 'table'",
+                                            -1, &stmt, NULL),
+                         SQLITE_OK);
+        sqlite3_bind_text(stmt, 1, tables[i], -1, SQLITE_STATIC);
+        if (sqlite3_step(stmt) != SQLITE_ROW)
+            fail_msg("table %s missing", tables[i]);
+        sqlite3_finalize(stmt);
+    }
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT schema_version FROM meta", -1, &stmt, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(stmt), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(stmt, 0), 9);
+    assert_int_equal(sqlite3_step(stmt), SQLITE_DONE);
+    sqlite3_finalize(stmt);
+    assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &stmt, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(stmt), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(stmt, 0), "wal");
+    sqlite3_finalize(stmt);
+    sqlite3_close(db);
+}
+
+static void test_reopen_keeps_data(void **state)
+{
+    fixture *f = *state;
+    kbr_store *st = open_ok(f);
+    json_t *key = NULL;
+    int64_t seq = 0;
+    char hash[65];
+
+    assert_int_equal(apply(st, KEY_A, 1), KBR_OK);
+    kbr_store_close(st);
+
+    st = open_ok(f);
+    assert_int_equal(kbr_store_audit_tail(st, &seq, hash), KBR_OK);
+    assert_int_equal(seq, 1);
+    assert_int_equal(kbr_store_key_get(st, "fw-a", &key), KBR_OK);
+    assert_string_equal(json_string_value(json_object_get(key, "purpose")), "firmware-signing");
+    assert_string_equal(json_string_value(json_object_get(key, "state")), "active");
+    /* Times are normalized to the one stored form. */
+    assert_string_equal(json_string_value(json_object_get(key, "created_at")),
+                        "2026-03-01T10:00:00Z");
+    assert_int_equal(json_array_size(json_object_get(key, "products")), 2);
+    assert_string_equal(json_string_value(json_array_get(json_object_get(key, "products"), 1)),
+                        "lock");
+    assert_true(json_is_null(json_object_get(key, "certificate")));
+    assert_true(json_is_null(json_object_get(key, "retired_at")));
+    assert_string_equal(json_string_value(json_object_get(key, "hsm_id")), "0102");
+    json_decref(key);
+    kbr_store_close(st);
+}
+
+static void test_newer_schema_refused(void **state)
+{
+    fixture *f = *state;
+    kbr_store *st = open_ok(f);
+    kbr_msg msg = {{0}};
+
+    kbr_store_close(st);
+    st = NULL;
+    assert_int_equal(kbt_store_sql(f->url, "UPDATE meta SET schema_version = 99", NULL, 0, NULL),
+                     0);
+    assert_int_equal(kbr_store_open(f->url, &st, &msg), KBR_ERR_STORE);
+    assert_null(st);
+    assert_non_null(strstr(msg.text, "schema version 99 is newer"));
+}
+
+static void test_bad_urls(void **state)
+{
+    static const char *const urls[] = {"mysql://db/kbr",
+                                       "ledger.db",
+                                       "sqlite:",
+                                       "sqlite:/tmp/x.db?cache=1",
+                                       "sqlite:/tmp/x.db?max_pages=0",
+                                       "postgresql:kbr"};
+    kbr_store *st = NULL;
+    kbr_msg msg = {{0}};
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(urls) / sizeof(urls[0]); i++) {
+        msg.text[0] = '\0';
+        assert_int_equal(kbr_store_open(urls[i], &st, &msg), KBR_ERR_CONFIG);
+        assert_null(st);
+        assert_true(strlen(msg.text) > 0);
+    }
+    assert_int_equal(kbr_store_open("mysql://db/kbr", &st, &msg), KBR_ERR_CONFIG);
+    assert_non_null(strstr(msg.text, "mysql://db/kbr"));
+}
+
+/* PostgreSQL that does not answer: the store does not open, and the message names it
+ * (without the password). */
+static void test_unreachable_postgresql(void **state)
+{
+    kbr_store *st = NULL;
+    kbr_msg msg = {{0}};
+
+    (void)state;
+    assert_int_equal(
+        kbr_store_open("postgresql://kbr:s3cret@127.0.0.1:1/kbr?connect_timeout=5", &st, &msg),
+        KBR_ERR_STORE);
+    assert_null(st);
+    assert_non_null(strstr(msg.text, "cannot connect to PostgreSQL"));
+    assert_non_null(strstr(msg.text, "127.0.0.1:1/kbr"));
+    assert_null(strstr(msg.text, "s3cret"));
+}
+
+static void test_unwritable_location(void **state)
+{
+    kbr_store *st = NULL;
+    kbr_msg msg = {{0}};
+
+    (void)state;
+    assert_int_equal(kbr_store_open("sqlite:/proc/nonexistent/x.db", &st, &msg), KBR_ERR_STORE);
+    assert_null(st);
+    assert_non_null(strstr(msg.text, "/proc/nonexistent/x.db"));
+    assert_non_null(strstr(msg.text, "unable to open"));
+}
+
+/*
+ * A store of version 7, before the CRA step, on either back end, taken to version 9 as it opens:
+ * the components recorded before get the package their purl names (components.purl_key),
+ * from the same function the firmware.sign effect uses, and View C finds them by it.  (The
+ * store is made version 7 again by removing what versions 8 and 9 add.)
+ */
+static void test_store_at_version_7(void **state)
+{
+    fixture *f = *state;
+    kbr_store *st = open_ok(f);
+    char buf[128];
+
+    assert_int_equal(apply(st, KEY_A, 1), KBR_OK);
+    assert_int_equal(apply(st,
+                           FW("aabb", "[{\"name\": \"openssl\", \"version\": \"3.0.1\","
+                                      " \"purl\": \"pkg:deb/Debian/openssl@3.0.1?arch=amd64\"},"
+                                      " {\"name\": \"zlib\", \"version\": \"1.3\","
+                                      " \"purl\": \"no purl\"}]"),
+                           2),
+                     KBR_OK);
+    kbr_store_close(st);
+    store_back_to_v7(f);
+
+    st = open_ok(f);
+    assert_int_equal(query_count(f, "SELECT max(schema_version) FROM meta"), 9);
+    query_text(f, "SELECT purl_key FROM components WHERE name = 'openssl'", buf, sizeof(buf));
+    assert_string_equal(buf, "pkg:deb/debian/openssl");
+    query_text(f, "SELECT coalesce(purl_key, 'none') FROM components WHERE name = 'zlib'", buf,
+               sizeof(buf));
+    assert_string_equal(buf, "none");
+    assert_int_equal(query_count(f, "SELECT count(*) FROM history_firmware_batch"), 0);
+    assert_int_equal(query_count(f, "SELECT count(*) FROM incidents"), 0);
+    kbr_store_close(st);
+}
+
+/*
+ * The version 1 definitions of the tables the step to version 2 changes or reads; opening
+ * the store creates the others as version 1 did.
+ */
+static const char v1_schema[] =
+    "CREATE TABLE meta(schema_version INTEGER NOT NULL);"
+    "CREATE TABLE keys("
+    " name TEXT PRIMARY KEY, purpose TEXT NOT NULL, algorithm TEXT NOT NULL,"
+    " products TEXT NOT NULL, owner TEXT, hsm_label TEXT, hsm_id TEXT, public_key_pem TEXT,"
+    " state TEXT NOT NULL DEFAULT 'active', created_at TEXT NOT NULL, retired_at TEXT,"
+    " audit_seq INTEGER NOT NULL);"
+    "CREATE TABLE batches("
+    " batch TEXT PRIMARY KEY, product TEXT NOT NULL, factory TEXT NOT NULL,"
+    " quantity INTEGER NOT NULL CHECK(quantity >= 1), markets TEXT NOT NULL,"
+    " provisioned INTEGER NOT NULL DEFAULT 0 CHECK(provisioned BETWEEN 0 AND quantity),"
+    " created_at TEXT NOT NULL, created_by TEXT NOT NULL, audit_seq INTEGER NOT NULL);"
+    "CREATE TABLE firmware_histories("
+    " id INTEGER PRIMARY KEY, product TEXT NOT NULL, versions TEXT NOT NULL,"
+    " UNIQUE(product, versions));"
+    "CREATE TABLE devices("
+    " product TEXT NOT NULL, serial TEXT NOT NULL, batch TEXT REFERENCES batches(batch),"
+    " factory TEXT, firmware_version TEXT, csr_sha256 TEXT, provisioned_at TEXT NOT NULL,"
+    " current_firmware TEXT, current_firmware_at TEXT,"
+    " history INTEGER REFERENCES firmware_histories(id),"
+    " audit_seq INTEGER NOT NULL, PRIMARY KEY(product, serial)) WITHOUT ROWID;"
+    "CREATE TABLE certificates("
+    " id INTEGER PRIMARY KEY,"
+    " owner_kind TEXT NOT NULL CHECK(owner_kind IN ('key', 'device')),"
+    " key_name TEXT REFERENCES keys(name), product TEXT, device_serial TEXT,"
+    " serial_number TEXT NOT NULL, fingerprint TEXT NOT NULL UNIQUE, pem TEXT NOT NULL,"
+    " chain_pem TEXT NOT NULL, not_after TEXT NOT NULL, issued_at TEXT NOT NULL,"
+    " superseded_at TEXT, issuer_key TEXT REFERENCES keys(name), audit_seq INTEGER NOT NULL,"
+    " CHECK((owner_kind = 'key' AND key_name IS NOT NULL AND product IS NULL"
+    "        AND device_serial IS NULL)"
+    "    OR (owner_kind = 'device' AND key_name IS NULL AND product IS NOT NULL"
+    "        AND device_serial IS NOT NULL)),"
+    " FOREIGN KEY(product, device_serial) REFERENCES devices(product, serial));"
+    "CREATE INDEX certificates_device ON certificates(product, device_serial);"
+    "CREATE TABLE device_firmware("
+    " id INTEGER PRIMARY KEY, product TEXT NOT NULL, serial TEXT NOT NULL,"
+    " version TEXT NOT NULL,"
+    " status TEXT NOT NULL CHECK(status IN ('factory', 'installed', 'failed')),"
+    " at TEXT NOT NULL, campaign TEXT, audit_seq INTEGER NOT NULL,"
+    " FOREIGN KEY(product, serial) REFERENCES devices(product, serial));"
+    "INSERT INTO meta(schema_version) VALUES (1);"
+    "INSERT INTO keys(name, purpose, algorithm, products, created_at, audit_seq)"
+    " VALUES ('ca-door', 'device-identity-ca', 'ecdsa-p256', '[\"door\"]',"
+    " '2026-03-01T10:00:00Z', 1);"
+    "INSERT INTO batches(batch, product, factory, quantity, markets, provisioned, created_at,"
+    " created_by, audit_seq) VALUES ('B1', 'door', 'factory:acme', 10, '[\"DE\"]', 4,"
+    " '2026-03-01T10:00:00Z', 'security:bootstrap', 2);";
+
+/* A self-signed certificate of key, PEM (caller frees). */
+static char *cert_pem(EVP_PKEY *key, long serial)
+{
+    X509 *x = X509_new();
+    BIO *b = BIO_new(BIO_s_mem());
+    char *data, *pem;
+    long len;
+
+    assert_int_equal(X509_set_version(x, 2), 1);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), serial);
+    X509_gmtime_adj(X509_getm_notBefore(x), 0);
+    X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+    X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC,
+                               (const unsigned char *)"dev", -1, -1, 0);
+    X509_set_issuer_name(x, X509_get_subject_name(x));
+    X509_set_pubkey(x, key);
+    assert_true(X509_sign(x, key, EVP_sha256()) > 0);
+    PEM_write_bio_X509(b, x);
+    len = BIO_get_mem_data(b, &data);
+    pem = strndup(data, (size_t)len);
+    BIO_free(b);
+    X509_free(x);
+    return pem;
+}
+
+/* A version 1 device row provisioned by entry seq, with one certificate per pem (the last
+ * current, the others superseded). */
+static void v1_device(sqlite3 *db, const char *serial, int64_t seq, const char *const *pems,
+                      size_t n)
+{
+    sqlite3_stmt *stmt = NULL;
+    char *sql = sqlite3_mprintf(
+        "INSERT INTO devices(product, serial, batch, factory, firmware_version, provisioned_at,"
+        " current_firmware, current_firmware_at, audit_seq) VALUES ('door', %Q, 'B1',"
+        " 'factory:acme', '1.0', '2026-03-02T08:00:00Z', '1.0', '2026-03-02T08:00:00Z', %lld)",
+        serial, (long long)seq);
+
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_free(sql);
+    for (size_t i = 0; i < n; i++) {
+        char fp[65], tag[64];
+
+        snprintf(tag, sizeof(tag), "%s/%zu", serial, i);
+        kbr_sha256_hex(tag, strlen(tag), fp);
+        assert_int_equal(
+            sqlite3_prepare_v2(db,
+                               "INSERT INTO certificates(owner_kind, product, device_serial,"
+                               " serial_number, fingerprint, pem, chain_pem, not_after, issued_at,"
+                               " superseded_at, issuer_key, audit_seq) VALUES ('device', 'door',"
+                               " ?1, ?2, ?2, ?3, '', '2036-01-01T00:00:00Z',"
+                               " '2026-03-02T08:00:00Z', ?4, 'ca-door', ?5)",
+                               -1, &stmt, NULL),
+            SQLITE_OK);
+        sqlite3_bind_text(stmt, 1, serial, -1, SQLITE_STATIC);
+        sqlite3_bind_text(stmt, 2, fp, -1, SQLITE_STATIC);
+        sqlite3_bind_text(stmt, 3, pems[i], -1, SQLITE_STATIC);
+        if (i + 1 < n)
+            sqlite3_bind_text(stmt, 4, "2026-06-01T00:00:00Z", -1, SQLITE_STATIC);
+        sqlite3_bind_int64(stmt, 5, seq);
+        assert_int_equal(sqlite3_step(stmt), SQLITE_DONE);
+        sqlite3_finalize(stmt);
+    }
+}
+
+static void v1_store(const fixture *f, EVP_PKEY *clone, EVP_PKEY *old, EVP_PKEY *cur)
+{
+    sqlite3 *db = NULL;
+    char *clone_pem = cert_pem(clone, 1), *old_pem = cert_pem(old, 2), *cur_pem = cert_pem(cur, 3);
+    const char *sn9[] = {clone_pem}, *sn2[] = {clone_pem}, *sn3[] = {old_pem, cur_pem};
+    const char *sn4[] = {"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"};
+
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, v1_schema, NULL, NULL, NULL), SQLITE_OK);
+    /* Two devices with one key, as version 1 let happen: SN-9 was provisioned first. */
+    v1_device(db, "SN-9", 3, sn9, 1);
+    v1_device(db, "SN-2", 4, sn2, 1);
+    v1_device(db, "SN-3", 5, sn3, 2);
+    v1_device(db, "SN-4", 6, sn4, 1);
+    /* An install an older broker recorded twice, and one more fact. */
+    assert_int_equal(
+        sqlite3_exec(db,
+                     "INSERT INTO device_firmware(product, serial, version, status, at, campaign,"
+                     " audit_seq) VALUES"
+                     " ('door', 'SN-9', '1.0', 'factory', '2026-03-02T08:00:00Z', NULL, 3),"
+                     " ('door', 'SN-9', '1.1', 'installed', '2026-07-01T00:00:00Z', 'c', 7),"
+                     " ('door', 'SN-9', '1.1', 'installed', '2026-07-01T00:00:00Z', 'c', 8),"
+                     " ('door', 'SN-9', '1.1', 'failed', '2026-06-01T00:00:00Z', 'c', 7)",
+                     NULL, NULL, NULL),
+        SQLITE_OK);
+    /* a checkpoint an older broker signed with its ECDSA audit key */
+    assert_int_equal(sqlite3_exec(db,
+                                  "CREATE TABLE checkpoints(size INTEGER PRIMARY KEY,"
+                                  " root_hash TEXT NOT NULL, time TEXT NOT NULL,"
+                                  " signature_b64 TEXT NOT NULL, audit_seq INTEGER NOT NULL);"
+                                  "INSERT INTO checkpoints(size, root_hash, time, signature_b64,"
+                                  " audit_seq) VALUES (8, '"
+                                  "00000000000000000000000000000000"
+                                  "00000000000000000000000000000000', '2026-07-01T00:00:00Z',"
+                                  " 'c2ln', 9)",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    free(clone_pem);
+    free(old_pem);
+    free(cur_pem);
+}
+
+/*
+ * What version 3 changes, as an older broker left it: a registered key with its public key,
+ * a token, and one challenge of SN-9 answered by two keys (what version 3 refuses).
+ */
+static void v1_custody(const fixture *f, EVP_PKEY *pub)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *stmt = NULL;
+    BIO *b = BIO_new(BIO_s_mem());
+    char *data = NULL;
+    long len;
+
+    assert_int_equal(PEM_write_bio_PUBKEY(b, pub), 1);
+    len = BIO_get_mem_data(b, &data);
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "INSERT INTO keys(name, purpose, algorithm, products,"
+                                        " hsm_label, public_key_pem, created_at, audit_seq) VALUES"
+                                        " ('dbg-door', 'debug-auth', 'ecdsa-p256', '[\"door\"]',"
+                                        " 'door-dbg', ?1, '2026-03-01T10:00:00Z', 8)",
+                                        -1, &stmt, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_text(stmt, 1, data, (int)len, SQLITE_TRANSIENT);
+    assert_int_equal(sqlite3_step(stmt), SQLITE_DONE);
+    sqlite3_finalize(stmt);
+    assert_int_equal(
+        sqlite3_exec(
+            db,
+            "CREATE TABLE tokens(jti TEXT PRIMARY KEY, sub TEXT NOT NULL, scope TEXT NOT NULL,"
+            " issued_by TEXT, issued_at TEXT NOT NULL, not_before TEXT, expires_at TEXT NOT NULL,"
+            " cnf_x5t TEXT, revoked_at TEXT, revoke_reason TEXT, audit_seq INTEGER NOT NULL);"
+            "INSERT INTO tokens(jti, sub, scope, issued_at, expires_at, audit_seq) VALUES"
+            " ('0123456789abcdef0123456789abcdef', 'ci:door', '{\"ops\":[\"sign\"]}',"
+            " '2026-03-01T10:00:00Z', '2027-03-01T10:00:00Z', 4);"
+            "CREATE TABLE debug_challenges(key TEXT NOT NULL REFERENCES keys(name),"
+            " challenge_sha256 TEXT NOT NULL, product TEXT NOT NULL, serial TEXT NOT NULL,"
+            " at TEXT NOT NULL, audit_seq INTEGER NOT NULL, PRIMARY KEY(key, challenge_sha256),"
+            " FOREIGN KEY(product, serial) REFERENCES devices(product, serial));"
+            "INSERT INTO debug_challenges VALUES ('ca-door', 'aa', 'door', 'SN-9',"
+            " '2026-04-01T09:00:00Z', 9), ('dbg-door', 'aa', 'door', 'SN-9',"
+            " '2026-04-01T09:01:00Z', 10);",
+            NULL, NULL, NULL),
+        SQLITE_OK);
+    sqlite3_close(db);
+    BIO_free(b);
+}
+
+/* Two registry entries that name one HSM object cannot both stay: the store says which. */
+static void test_migrate_refuses_one_object_twice(void **state)
+{
+    fixture *f = *state;
+    EVP_PKEY *k = EVP_EC_gen("P-256");
+    kbr_store *st = NULL;
+    kbr_msg msg = {{0}};
+    sqlite3 *db = NULL;
+
+    if (kbt_pg())
+        skip(); /* SQLite stores: their file and the steps from version 1 */
+
+    v1_store(f, k, k, k);
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "INSERT INTO keys(name, purpose, algorithm, products, hsm_label,"
+                                  " created_at, audit_seq) VALUES ('fw-acme', 'firmware-signing',"
+                                  " 'ecdsa-p256', '[\"acme\"]', 'globex-root',"
+                                  " '2026-03-01T10:00:00Z', 3), ('fw-globex', 'device-identity-ca',"
+                                  " 'ecdsa-p256', '[\"globex\"]', 'globex-root',"
+                                  " '2026-03-01T10:00:00Z', 4)",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(kbr_store_open(f->url, &st, &msg), KBR_ERR_STORE);
+    assert_null(st);
+    assert_non_null(strstr(msg.text, "\"fw-acme\" and \"fw-globex\" name the same HSM object"));
+    EVP_PKEY_free(k);
+}
+
+static void assert_device_key(kbr_store *st, const char *serial, const char *want)
+{
+    json_t *dev = NULL;
+    const json_t *v;
+
+    assert_int_equal(kbr_store_device_get(st, "door", serial, &dev), KBR_OK);
+    v = json_object_get(dev, "public_key_sha256");
+    if (want == NULL)
+        assert_true(json_is_null(v));
+    else
+        assert_string_equal(json_string_value(v), want);
+    json_decref(dev);
+}
+
+static void test_migrate_v1_store(void **state)
+{
+    fixture *f = *state;
+    EVP_PKEY *clone = EVP_EC_gen("P-256"), *old = EVP_EC_gen("P-256"), *cur = EVP_EC_gen("P-256");
+    EVP_PKEY *fresh = EVP_EC_gen("P-384");
+    char clone_hex[65], old_hex[65], cur_hex[65], fresh_hex[65];
+    json_t *history = NULL;
+    kbr_store *st;
+
+    if (kbt_pg())
+        skip(); /* SQLite stores: their file and the steps from version 1 */
+
+    der_key_hex(clone, clone_hex);
+    der_key_hex(old, old_hex);
+    der_key_hex(cur, cur_hex);
+    der_key_hex(fresh, fresh_hex);
+    v1_store(f, clone, old, cur);
+    v1_custody(f, cur);
+    st = open_ok(f);
+    assert_int_equal(query_count(f, "SELECT max(schema_version) FROM meta"), 9);
+    assert_int_equal(query_count(f, "SELECT count(*) FROM meta WHERE schema_version <> 9"), 0);
+    /* version 7: checkpoints keyed by their entry, those of an older broker without a key */
+    assert_int_equal(count_where(f, "checkpoints", "audit_seq = 9 AND size = 8 AND key_id IS NULL"),
+                     1);
+    /* version 3: keys named by their public key, and a device's challenge answered once */
+    assert_int_equal(count_where(f, "keys", "public_key_sha256 IS NOT NULL"), 1);
+    assert_int_equal(query_count(f, "SELECT count(*) FROM keys WHERE name = 'dbg-door' AND"
+                                    " length(public_key_sha256) = 64"),
+                     1);
+    assert_int_equal(count_where(f, "debug_challenges", "serial = 'SN-9'"), 1);
+    assert_int_equal(count_where(f, "debug_challenges", "key = 'ca-door' AND audit_seq = 9"), 1);
+    assert_int_equal(count_where(f, "tokens", "parent_jti IS NULL AND orphan = 0"), 1);
+    /* version 5: the token an older broker issued waits for its issuer key to be recorded */
+    assert_int_equal(count_where(f, "tokens", "kid IS NULL"), 1);
+    assert_int_equal(count_where(f, "issuer_keys", "1"), 0);
+    /* Current keys from the current certificates, the clone's too, so it shows; of two
+     * devices with one key the first owns it, and a device owns its superseded keys. */
+    assert_device_key(st, "SN-9", clone_hex);
+    assert_device_key(st, "SN-2", clone_hex);
+    assert_device_key(st, "SN-3", cur_hex);
+    assert_device_key(st, "SN-4", NULL);
+    assert_key_owner(st, clone_hex, "door", "SN-9");
+    assert_key_owner(st, old_hex, "door", "SN-3");
+    assert_key_owner(st, cur_hex, "door", "SN-3");
+    /* Each fact of the firmware history once, the first copy kept. */
+    assert_int_equal(kbr_store_device_firmware(st, "door", "SN-9", &history), KBR_OK);
+    assert_int_equal(json_array_size(history), 3);
+    assert_int_equal(int_at(json_array_get(history, 2), "audit_seq"), 7);
+    json_decref(history);
+
+    /* The migrated store takes new devices under the new rules, their chain the CA's. */
+    assert_int_equal(apply_json(st, key_cert_effect("ca-door", CA_TAG, "2026-04-01T00:00:00Z"), 19),
+                     KBR_OK);
+    assert_int_equal(
+        apply_json(
+            st, with_key(provision_effect("door", "SN-5", "B1", "factory:acme", "d5"), fresh_hex),
+            20),
+        KBR_OK);
+    assert_int_equal(
+        apply_json(
+            st, with_key(provision_effect("door", "SN-6", "B1", "factory:acme", "d6"), clone_hex),
+            21),
+        KBR_ERR_STORE_CONSTRAINT);
+    assert_int_equal(
+        apply_json(st,
+                   with_key(provision_effect("door", "SN-7", "B1", "factory:acme", "d7"), old_hex),
+                   22),
+        KBR_ERR_STORE_CONSTRAINT);
+    assert_int_equal(provisioned_in(st, "B1"), 5);
+    assert_device_key(st, "SN-5", fresh_hex);
+    /* the issuer key that signed it, once recorded, is its kid */
+    assert_int_equal(apply_json(st, issuer_effect(KID_1, "kbr/issuer", cur, NULL), 23), KBR_OK);
+    assert_string_equal(token_kid(st, "0123456789abcdef0123456789abcdef"), KID_1);
+    kbr_store_close(st);
+    /* Opening again changes nothing. */
+    st = open_ok(f);
+    assert_int_equal(query_count(f, "SELECT max(schema_version) FROM meta"), 9);
+    assert_device_key(st, "SN-9", clone_hex);
+    assert_int_equal(count_where(f, "device_firmware", "serial = 'SN-9'"), 3);
+    kbr_store_close(st);
+    EVP_PKEY_free(fresh);
+    EVP_PKEY_free(cur);
+    EVP_PKEY_free(old);
+    EVP_PKEY_free(clone);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_open_creates_schema, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reopen_keeps_data, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_newer_schema_refused, setup, teardown),
+        cmocka_unit_test(test_bad_urls),
+        cmocka_unit_test(test_unwritable_location),
+        cmocka_unit_test(test_unreachable_postgresql),
+        cmocka_unit_test_setup_teardown(test_migrate_v1_store, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_migrate_refuses_one_object_twice, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_at_version_7, setup, teardown),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

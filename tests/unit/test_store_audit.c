@@ -127,7 +127,6 @@ static void test_audit_rows(void **state)
     };
     fixture *f = *state;
     kbr_store *st = open_ok(f);
-    sqlite3 *db = NULL;
     json_t *page = NULL;
     int64_t seen = 0;
     char hash[65];
@@ -163,11 +162,12 @@ static void test_audit_rows(void **state)
     json_decref(page);
 
     /* what the store keeps about an entry is derived from it: none of it can be rewritten */
-    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(
+        kbt_store_sql(f->url, "SELECT sub FROM audit WHERE seq = 2", hash, sizeof(hash), NULL), 0);
+    assert_string_equal(hash, "ci:two"); /* the connection reaches the rows it must not change */
     for (size_t i = 0; i < sizeof(rewrites) / sizeof(rewrites[0]); i++)
-        if (sqlite3_exec(db, rewrites[i], NULL, NULL, NULL) == SQLITE_OK)
+        if (kbt_store_sql(f->url, rewrites[i], NULL, 0, NULL) == 0)
             fail_msg("%s was allowed", rewrites[i]);
-    sqlite3_close(db);
     assert_int_equal(kbr_store_audit_page(st, 1, 1, &page), KBR_OK);
     assert_string_equal(json_string_value(json_object_get(json_array_get(page, 0), "sub")),
                         "ci:two");
@@ -194,6 +194,9 @@ static void test_scope_rule_in_sql(void **state)
     int checked = 0;
 
     kbr_store_close(st);
+    if (kbt_pg())
+        skip(); /* SQLite's GLOB; the PostgreSQL store matches scopes by the patterns test_common
+                   checks */
     for (int i = 0; i < 400; i++) {
         int len = 1 + (int)((seed = seed * 1103515245u + 12345u) >> 16) % 6;
         for (int k = 0; k < len; k++)

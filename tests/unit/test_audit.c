@@ -684,8 +684,8 @@ static void test_commit_failure_then_recovery(void **state)
     fixture *f = *state;
     char url[600];
     kbr_audit *a;
-    kbr_audit_rec *big = rec_ok("ci:door", "j1", "sign", "fw-door");
-    char *blob = calloc(1, 1 << 20);
+    kbr_audit_rec *big;
+    char *blob;
     kbr_audit_stats stats;
     kbr_store *st;
     json_t *key = NULL;
@@ -693,6 +693,8 @@ static void test_commit_failure_then_recovery(void **state)
 
     if (kbt_pg())
         skip(); /* max_pages, a SQLite quota; PostgreSQL lost and back: integration/test_pg.c */
+    big = rec_ok("ci:door", "j1", "sign", "fw-door");
+    blob = calloc(1, 1 << 20);
 
     /* A 400 KiB quota: small records fit, a 1 MiB one cannot be made durable. */
     snprintf(url, sizeof(url), "%s?max_pages=100", f->url);
@@ -732,14 +734,16 @@ static void test_commit_failure_then_recovery(void **state)
 static void test_store_failure_in_effect_fails_group(void **state)
 {
     fixture *f = *state;
-    char url[600], *owner = calloc(1, 1 << 20), *effects = NULL;
+    char url[600], *owner, *effects = NULL;
     kbr_audit *a;
-    kbr_audit_rec *big = rec_ok("security:admin", "j-admin", "admin", "k-huge");
+    kbr_audit_rec *big;
     kbr_audit_stats stats;
     int64_t seq = 0;
 
     if (kbt_pg())
         skip(); /* max_pages, a SQLite quota; PostgreSQL lost and back: integration/test_pg.c */
+    owner = calloc(1, 1 << 20);
+    big = rec_ok("security:admin", "j-admin", "admin", "k-huge");
 
     snprintf(url, sizeof(url), "%s?max_pages=100", f->url);
     a = start_ok(url, 100);
@@ -947,7 +951,7 @@ static void iso_check_good(const iso_tally *t)
 static void test_bad_record_fails_alone(void **state)
 {
     fixture *f = *state;
-    kbr_audit *a = start_ok(f->url, 100);
+    kbr_audit *a;
     static iso_tally t;
     static iso_slot slots[ISO_GOOD + 1];
     iso_submitter subs[ISO_THREADS];
@@ -958,6 +962,7 @@ static void test_bad_record_fails_alone(void **state)
 
     if (kbt_pg())
         skip(); /* holds the writer with a SQLite write lock */
+    a = start_ok(f->url, 100);
 
     memset(&t, 0, sizeof(t));
     pthread_mutex_init(&t.mu, NULL);

@@ -46,7 +46,7 @@ static const char *const tables[] = {"meta",
 static void test_open_creates_schema(void **state)
 {
     fixture *f = *state;
-    kbr_store *st = open_ok(f);
+    kbr_store *st;
     sqlite3 *db = NULL;
     sqlite3_stmt *stmt = NULL;
     int64_t seq = -1;
@@ -54,6 +54,7 @@ static void test_open_creates_schema(void **state)
 
     if (kbt_pg())
         skip(); /* SQLite stores: their file and the steps from version 1 */
+    st = open_ok(f);
 
     assert_int_equal(kbr_store_audit_tail(st, &seq, hash), KBR_OK);
     assert_int_equal(seq, 0);
@@ -426,13 +427,14 @@ static void v1_custody(const fixture *f, EVP_PKEY *pub)
 static void test_migrate_refuses_one_object_twice(void **state)
 {
     fixture *f = *state;
-    EVP_PKEY *k = EVP_EC_gen("P-256");
+    EVP_PKEY *k;
     kbr_store *st = NULL;
     kbr_msg msg = {{0}};
     sqlite3 *db = NULL;
 
     if (kbt_pg())
         skip(); /* SQLite stores: their file and the steps from version 1 */
+    k = EVP_EC_gen("P-256");
 
     v1_store(f, k, k, k);
     assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
@@ -469,14 +471,17 @@ static void assert_device_key(kbr_store *st, const char *serial, const char *wan
 static void test_migrate_v1_store(void **state)
 {
     fixture *f = *state;
-    EVP_PKEY *clone = EVP_EC_gen("P-256"), *old = EVP_EC_gen("P-256"), *cur = EVP_EC_gen("P-256");
-    EVP_PKEY *fresh = EVP_EC_gen("P-384");
+    EVP_PKEY *clone, *old, *cur, *fresh;
     char clone_hex[65], old_hex[65], cur_hex[65], fresh_hex[65];
     json_t *history = NULL;
     kbr_store *st;
 
     if (kbt_pg())
         skip(); /* SQLite stores: their file and the steps from version 1 */
+    clone = EVP_EC_gen("P-256");
+    old = EVP_EC_gen("P-256");
+    cur = EVP_EC_gen("P-256");
+    fresh = EVP_EC_gen("P-384");
 
     der_key_hex(clone, clone_hex);
     der_key_hex(old, old_hex);

@@ -341,15 +341,53 @@ struct kbd_req {
     kbd_req *next;
 };
 
-/* A route: handler parses and authorizes on the event thread. */
+/*
+ * A route's stages.  server.c runs them in order and alone answers the request: the error of
+ * the first stage that fails, or the response once the audit record is durable.
+ *
+ * parse      pure: r's body, {} segment and query into a typed request, *out (set as soon as it
+ *            is allocated, so that free_req releases it whatever happens next).  Reads nothing
+ *            else of r but the configuration; no token, registry, store or HSM.  A bad request
+ *            is KBR_ERR_BAD_REQUEST with msg naming the field.
+ * describe   what the audit entry is about (key, products, detail), from what parse read: run
+ *            after parse whether it took the request or not (*out as far as it got), so that a
+ *            refusal is recorded with what the request named.  NULL: nothing beyond the path.
+ * authorize  event thread: the token's scope against the typed request, and the registry
+ *            entries it names (a key: 403, 404, 409); names the audit entry's subject (key,
+ *            products) on the way.  NULL: the route's op is all it takes.
+ * work       a worker (its HSM session and store read connection): the response (r->resp),
+ *            the record's effects, or kbd_req_error.  With work_inline, on the event thread
+ *            instead, w NULL: for changes the registries must see before the record (a
+ *            revocation) and for what needs neither HSM nor store.  NULL: no work.
+ * finish     event thread, once the record of a success is durable (or at once for a route
+ *            without a record): the registries follow what was committed, and the response is
+ *            completed.
+ *
+ * A route not converted to stages has handler instead, which answers for itself (legacy).
+ */
 typedef kbr_err (*kbd_handler_fn)(kbd_req *r);
+typedef kbr_err (*kbd_parse_fn)(const kbd_req *r, void **out, kbr_msg *msg);
+typedef kbr_err (*kbd_describe_fn)(kbd_req *r, const void *req);
+typedef kbr_err (*kbd_authorize_fn)(kbd_req *r, void *req);
+typedef void (*kbd_req_free_fn)(void *req);
 typedef struct kbd_route {
     const char *method;  /* "GET" / "POST" */
     const char *pattern; /* "/v1/keys/{}/retire" */
     bool authenticated;
     unsigned op;          /* kbr_op required (0: none beyond a valid token) */
     const char *audit_op; /* the audit entry's op */
-    kbd_handler_fn handler;
+    kbd_parse_fn parse;   /* NULL: the request carries nothing to parse */
+    kbd_req_free_fn free_req;
+    kbd_describe_fn describe;
+    kbd_authorize_fn authorize;
+    bool reserve_use; /* after authorize: one of the token's max_uses (a key use) */
+    kbd_work_fn work;
+    bool work_inline; /* work runs on the event thread, w NULL */
+    kbd_finish_fn finish;
+    /* event thread, once the record settled, committed or not: releases what authorize or
+     * work held (NULL: nothing) */
+    void (*settle)(kbd_req *r, bool committed);
+    kbd_handler_fn handler; /* legacy: the whole request, answered by the handler */
     /* routes without a token: the largest body read (announced by Content-Length), 0: none */
     size_t open_body_max;
 } kbd_route;
@@ -382,7 +420,7 @@ void kbd_req_done(kbd_req *r);
 void kbd_req_response_begins(kbd_req *r, int status);
 /* For no-auth routes: reply right away. */
 void kbd_req_reply_now(kbd_req *r, int status, json_t *body);
-const char *kbd_req_query(kbd_req *r, const char *name);
+const char *kbd_req_query(const kbd_req *r, const char *name);
 
 /* connlimit.c: connection limits, on the event thread */
 /* Checks the open-files limit and hooks accepted connections; after kbd_tls_setup. */
@@ -601,20 +639,83 @@ KBR_WUR kbr_err kbd_oidc_start(kbd *d, kbr_msg *msg);
 void kbd_oidc_stop(kbd *d);
 bool kbd_oidc_enabled(const kbd *d);
 kbr_err kbd_h_token_exchange(kbd_req *r);
-kbr_err kbd_h_health(kbd_req *r);
-kbr_err kbd_h_jwks(kbd_req *r);
 kbr_err kbd_h_metrics(kbd_req *r);
-kbr_err kbd_h_key_create(kbd_req *r);
-kbr_err kbd_h_key_list(kbd_req *r);
-kbr_err kbd_h_key_get(kbd_req *r);
-kbr_err kbd_h_key_retire(kbd_req *r);
+
+/*
+ * Routes in stages (kbd_route): each route's typed request and its stages, named
+ * kbd_<route>_{parse,free,authorize,work,finish}.
+ */
+/* A request whose worker reads what the token's scope lets it see (GET /v1/keys): parse
+ * makes it empty, authorize copies the token's scope into it. */
+typedef struct {
+    kbr_scope scope;
+} kbd_scoped_req;
+KBR_WUR kbr_err kbd_scoped_parse(const kbd_req *r, void **out, kbr_msg *msg);
+void kbd_scoped_free(void *req);
+KBR_WUR kbr_err kbd_scoped_authorize(kbd_req *r, void *req);
+
+/* h_keys.c: POST /v1/keys */
+typedef struct {
+    char *name, *purpose, *hsm_label;
+    char *owner; /* NULL: the caller */
+    kbr_alg alg;
+    bool alg_given, register_existing, deliverable;
+    json_t *products;
+    char public_key_sha256[65]; /* the worker's */
+} kbd_key_create_req;
+KBR_WUR kbr_err kbd_key_create_parse(const kbd_req *r, void **out, kbr_msg *msg);
+void kbd_key_create_free(void *req);
+KBR_WUR kbr_err kbd_key_create_authorize(kbd_req *r, void *req);
+void kbd_key_create_work(kbd_req *r, kbd_worker *w);
+void kbd_key_create_finish(kbd_req *r);
+/* GET /v1/keys (kbd_scoped_req) */
+void kbd_key_list_work(kbd_req *r, kbd_worker *w);
+/* GET /v1/keys/{name}: the path's name is the request (no typed request) */
+KBR_WUR kbr_err kbd_key_path_parse(const kbd_req *r, void **out, kbr_msg *msg);
+KBR_WUR kbr_err kbd_key_get_authorize(kbd_req *r, void *req);
+void kbd_key_get_work(kbd_req *r, kbd_worker *w);
+/* POST /v1/keys/{name}/retire */
+typedef struct {
+    char *reason; /* NULL: none given */
+} kbd_key_retire_req;
+KBR_WUR kbr_err kbd_key_retire_parse(const kbd_req *r, void **out, kbr_msg *msg);
+void kbd_key_retire_free(void *req);
+KBR_WUR kbr_err kbd_key_retire_authorize(kbd_req *r, void *req);
+void kbd_key_retire_work(kbd_req *r, kbd_worker *w);
+void kbd_key_retire_finish(kbd_req *r);
+/* h_misc.c: GET /v1/audit */
+typedef struct {
+    int64_t after, limit;
+    kbr_scope scope; /* the reader's, copied for the worker by authorize */
+} kbd_audit_page_req;
+KBR_WUR kbr_err kbd_audit_page_parse(const kbd_req *r, void **out, kbr_msg *msg);
+void kbd_audit_page_free(void *req);
+KBR_WUR kbr_err kbd_audit_page_authorize(kbd_req *r, void *req);
+void kbd_audit_list_work(kbd_req *r, kbd_worker *w);
+/* GET /v1/jwks, GET /v1/health: no request, no record; finish makes the response */
+void kbd_jwks_finish(kbd_req *r);
+void kbd_health_finish(kbd_req *r);
+/* Routes still served by a handler of their own (kbd_route.handler) */
+kbr_err kbd_h_sign(kbd_req *r);
 kbr_err kbd_h_token_issue(kbd_req *r);
 kbr_err kbd_h_token_list(kbd_req *r);
 kbr_err kbd_h_token_revoke(kbd_req *r);
-kbr_err kbd_h_issuer_rotate(kbd_req *r);
 kbr_err kbd_h_revocations(kbd_req *r);
-kbr_err kbd_h_sign(kbd_req *r);
-kbr_err kbd_h_audit_list(kbd_req *r);
+kbr_err kbd_h_issuer_rotate(kbd_req *r);
+kbr_err kbd_h_batch_create(kbd_req *r);
+kbr_err kbd_h_batch_get(kbd_req *r);
+kbr_err kbd_h_device_revoke(kbd_req *r);
+kbr_err kbd_h_debug_auth(kbd_req *r);
+kbr_err kbd_h_ota_report(kbd_req *r);
+kbr_err kbd_h_product_register(kbd_req *r);
+kbr_err kbd_h_product_get(kbd_req *r);
+kbr_err kbd_h_incident_create(kbd_req *r);
+kbr_err kbd_h_incident_list(kbd_req *r);
+kbr_err kbd_h_incident_get(kbd_req *r);
+kbr_err kbd_h_incident_fix(kbd_req *r);
+kbr_err kbd_h_incident_report(kbd_req *r);
+kbr_err kbd_h_incident_report_get(kbd_req *r);
+kbr_err kbd_h_key_certificate(kbd_req *r);
 kbr_err kbd_h_audit_checkpoint(kbd_req *r);
 kbr_err kbd_h_audit_proof(kbd_req *r);
 kbr_err kbd_h_audit_consistency(kbd_req *r);
@@ -630,13 +731,8 @@ KBR_WUR kbr_err kbd_checkpoint_covering(kbd_worker *w, int64_t seq, json_t **cp)
  * the rotations that hand each on (shown likewise).  New refs. */
 KBR_WUR kbr_err kbd_checkpoint_evidence(kbd_worker *w, json_t *cp, json_t **keys, json_t **chain);
 void kbd_checkpoint_stop(kbd *d);
-kbr_err kbd_h_key_certificate(kbd_req *r);
-kbr_err kbd_h_batch_create(kbd_req *r);
-kbr_err kbd_h_batch_get(kbd_req *r);
 kbr_err kbd_h_provision(kbd_req *r);
 kbr_err kbd_h_rotate(kbd_req *r);
-kbr_err kbd_h_debug_auth(kbd_req *r);
-kbr_err kbd_h_ota_report(kbd_req *r);
 kbr_err kbd_h_view_product(kbd_req *r);
 kbr_err kbd_h_view_custody(kbd_req *r);
 kbr_err kbd_h_view_exposure(kbd_req *r);
@@ -644,15 +740,6 @@ kbr_err kbd_h_view_device(kbd_req *r);
 kbr_err kbd_h_evidence_device(kbd_req *r);
 kbr_err kbd_h_evidence_product(kbd_req *r);
 kbr_err kbd_h_evidence_incident(kbd_req *r);
-/* h_products.c, h_incidents.c: the Cyber Resilience Act (docs/cra.md) */
-kbr_err kbd_h_product_register(kbd_req *r);
-kbr_err kbd_h_product_get(kbd_req *r);
-kbr_err kbd_h_incident_create(kbd_req *r);
-kbr_err kbd_h_incident_list(kbd_req *r);
-kbr_err kbd_h_incident_get(kbd_req *r);
-kbr_err kbd_h_incident_fix(kbd_req *r);
-kbr_err kbd_h_incident_report(kbd_req *r);
-kbr_err kbd_h_incident_report_get(kbd_req *r);
 /*
  * cra_docs.c: the documents an incident's reports are.  kbd_cra_report: the report of stage
  * ("early-warning", "notification" or "final") from the incident as kbr_store_incident_view
@@ -665,7 +752,6 @@ KBR_WUR kbr_err kbd_cra_report(const json_t *incident, const char *stage, const 
                                json_t **out);
 KBR_WUR kbr_err kbd_csaf(const json_t *report, const char *publisher, const char *namespace,
                          json_t **out);
-kbr_err kbd_h_device_revoke(kbd_req *r);
 kbr_err kbd_h_crl(kbd_req *r);
 /* h_crl.c, event thread: a revocation or a CA certificate was committed, so no CRL signed
  * before it may be served again. */

@@ -258,6 +258,18 @@ void kbd_req_audit_and_reply(kbd_req *r)
     kbr_audit_submit(r->d->audit, r->rec);
 }
 
+/* Event thread: the answer of a route without a record (discovery, health), made by finish. */
+static void reply_unrecorded(kbd_req *r)
+{
+    if (r->finish != NULL)
+        r->finish(r);
+    if (r->err != KBR_OK)
+        reply_error(r, r->err, r->msg.text, 0);
+    else
+        send_json(r, r->status != 0 ? r->status : 200, r->resp, 0);
+    req_end(r);
+}
+
 void kbd_req_dispatch(kbd_req *r)
 {
     kbd_workers_submit(r->d, r);
@@ -378,7 +390,7 @@ void kbd_complete(kbd *d, kbd_req *r)
     event_active(d->done_ev, EV_READ, 0);
 }
 
-const char *kbd_req_query(kbd_req *r, const char *name)
+const char *kbd_req_query(const kbd_req *r, const char *name)
 {
     if (!r->query_parsed)
         return NULL;
@@ -615,6 +627,46 @@ out:
     return err;
 }
 
+/*
+ * The route's stages (kbd_route): parse, authorize, then the work on a worker and the record,
+ * or at once for a route without a record; finish_request() answers.  An error is returned
+ * for on_request() to answer, with r->msg.
+ */
+static kbr_err run_stages(kbd_req *r)
+{
+    const kbd_route *route = r->route;
+    kbr_err err = KBR_OK;
+
+    r->ctx_free = route->free_req;
+    if (route->parse != NULL)
+        err = route->parse(r, &r->ctx, &r->msg);
+    /* a refusal of the request is recorded with what it named, as far as parse read it */
+    if (route->describe != NULL && r->ctx != NULL && r->rec != NULL) {
+        kbr_err described = route->describe(r, r->ctx);
+        if (err == KBR_OK)
+            err = described;
+    }
+    KBR_GUARD(err);
+    if (route->authorize != NULL)
+        KBR_GUARD(route->authorize(r, r->ctx));
+    if (route->reserve_use)
+        KBR_GUARD(kbd_req_reserve_use(r));
+    r->finish = route->finish;
+    r->settle = route->settle;
+    if (route->work != NULL && route->work_inline)
+        route->work(r, NULL);
+    else
+        r->work = route->work;
+    if (r->work != NULL)
+        kbd_workers_submit(r->d, r);
+    else if (r->rec != NULL)
+        kbd_req_audit_and_reply(r);
+    else
+        reply_unrecorded(r);
+out:
+    return err;
+}
+
 static void on_request(struct evhttp_request *http, void *arg)
 {
     kbd *d = arg;
@@ -646,8 +698,10 @@ static void on_request(struct evhttp_request *http, void *arg)
     /* authenticate() and read_body() answer their own failures */
     if (err == KBR_OK && r->route->authenticated && (!authenticate(r) || !read_body(r)))
         return;
-    if (err == KBR_OK)
-        err = r->route->handler(r);
+    if (err == KBR_OK && r->route->handler != NULL)
+        err = r->route->handler(r); /* not in stages yet: answers for itself */
+    else if (err == KBR_OK)
+        err = run_stages(r);
     if (err != KBR_OK)
         kbd_req_fail(r, err, NULL);
 }

@@ -1,0 +1,360 @@
+/*
+ * test_routes.c - the stages of the routes in the table (routes.c), called as server.c calls
+ * them: each parser on request bodies, paths and queries (a refused one names its field), and
+ * each authorizer against tokens of different scopes over a registry of keys.  No HTTP, no
+ * store, no HSM: parsers and authorizers need none.  Linked from libkbrd.a.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <sys/queue.h>
+
+#include "../../broker/daemon/kbd.h"
+
+#define PEM_DIGEST "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+
+/* A broker with a registry of keys, and one request at a time on a route of the table. */
+typedef struct {
+    kbd d;
+    kbr_token tok;
+    kbd_req r;
+    const kbd_route *route;
+} fixture;
+
+static void put_key(kbd *d, const char *name, const char *purpose, const char *alg,
+                    const char *products, const char *state)
+{
+    json_error_t jerr;
+    json_t *p = json_loads(products, 0, &jerr);
+    json_t *key = json_pack("{s:s,s:s,s:s,s:s,s:o,s:s}", "name", name, "purpose", purpose,
+                            "algorithm", alg, "hsm_label", name, "products", p, "state", state);
+
+    assert_non_null(key);
+    assert_int_equal(kbd_keys_put(d->keys, key), KBR_OK);
+    json_decref(key);
+}
+
+static void put_batch(kbd *d, const char *name, const char *product, const char *factory)
+{
+    json_t *b = json_pack("{s:s,s:s,s:s,s:i,s:i}", "batch", name, "product", product, "factory",
+                          factory, "quantity", 10, "provisioned", 0);
+
+    assert_non_null(b);
+    assert_int_equal(kbd_batches_put(d->batches, b), KBR_OK);
+    json_decref(b);
+}
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof(*f));
+
+    assert_non_null(f);
+    f->d.cfg.body_limit = 1048576;
+    f->d.cfg.max_token_ttl = 86400;
+    assert_int_equal(kbd_keys_new(&f->d.keys), KBR_OK);
+    assert_int_equal(kbd_batches_new(&f->d.batches), KBR_OK);
+    assert_int_equal(kbr_policy_new("test", &f->d.policy), KBR_OK);
+    put_batch(&f->d, "b-a", "prod-a", "factory:one");
+    put_batch(&f->d, "b-b", "prod-b", "factory:two");
+    put_key(&f->d, "dbg-a", "debug-auth", "ecdsa-p256", "[\"prod-a\"]", "active");
+    put_key(&f->d, "dbg-rsa", "debug-auth", "rsa-3072", "[\"prod-a\"]", "active");
+    put_key(&f->d, "fw-a", "firmware-signing", "ecdsa-p256", "[\"prod-a\"]", "active");
+    put_key(&f->d, "ota-a", "ota-signing", "ed25519", "[\"prod-a\"]", "active");
+    put_key(&f->d, "fw-b", "firmware-signing", "ecdsa-p256", "[\"prod-b\"]", "active");
+    put_key(&f->d, "fw-ab", "firmware-signing", "rsa-3072", "[\"prod-a\",\"prod-b\"]", "active");
+    put_key(&f->d, "fw-old", "firmware-signing", "ecdsa-p256", "[\"prod-a\"]", "retired");
+    put_key(&f->d, "ca-a", "device-identity-ca", "ecdsa-p256", "[\"prod-a\"]", "active");
+    *state = f;
+    return 0;
+}
+
+static void req_reset(fixture *f)
+{
+    kbd_req *r = &f->r;
+
+    if (r->ctx_free != NULL)
+        r->ctx_free(r->ctx);
+    json_decref(r->body);
+    free(r->arg);
+    if (r->query_parsed)
+        evhttp_clear_headers(&r->query);
+    kbr_audit_rec_free(r->rec);
+    kbr_scope_cleanup(&f->tok.scope);
+    memset(r, 0, sizeof(*r));
+    memset(&f->tok, 0, sizeof(f->tok));
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+
+    req_reset(f);
+    kbd_keys_free(f->d.keys);
+    kbd_batches_free(f->d.batches);
+    kbr_policy_free(f->d.policy);
+    free(f);
+    return 0;
+}
+
+/* A request on method path (its {} segment and query as the server splits them), with body
+ * (NULL: none) and a token of scope (JSON). */
+static void req(fixture *f, const char *method, const char *path, const char *body,
+                const char *scope)
+{
+    kbd_req *r = &f->r;
+    const char *cap = NULL, *q = strchr(path, '?');
+    char raw[256];
+    size_t caplen = 0;
+    bool known = false;
+    json_error_t jerr;
+    json_t *s = json_loads(scope, 0, &jerr);
+    kbr_msg msg = {{0}};
+
+    req_reset(f);
+    snprintf(raw, sizeof(raw), "%.*s", (int)(q != NULL ? (size_t)(q - path) : strlen(path)), path);
+    f->route = kbd_route_match(method, raw, &cap, &caplen, &known);
+    assert_non_null(f->route);
+    r->d = &f->d;
+    r->route = f->route;
+    if (cap != NULL)
+        r->arg = kbd_segment_decode(cap, caplen);
+    TAILQ_INIT(&r->query);
+    r->query_parsed = true;
+    if (q != NULL)
+        assert_int_equal(evhttp_parse_query_str(q + 1, &r->query), 0);
+    if (body != NULL) {
+        r->body = json_loads(body, JSON_REJECT_DUPLICATES, &jerr);
+        assert_non_null(r->body);
+    }
+    assert_non_null(s);
+    assert_int_equal(kbr_scope_from_json(s, &f->tok.scope, &msg), KBR_OK);
+    json_decref(s);
+    snprintf(f->tok.jti, sizeof(f->tok.jti), "jti-1");
+    f->tok.sub = "security:test";
+    r->tok = &f->tok;
+    r->sub = f->tok.sub;
+    assert_int_equal(kbr_audit_rec_new(NULL, NULL, f->route->audit_op, NULL, &r->rec), KBR_OK);
+    r->ctx_free = f->route->free_req;
+}
+
+/* The route's parser, as server.c calls it. */
+static kbr_err parse(fixture *f)
+{
+    kbd_req *r = &f->r;
+
+    assert_non_null(f->route->parse);
+    assert_null(f->route->handler);
+    return f->route->parse(r, &r->ctx, &r->msg);
+}
+
+/* Parse, which must take the request, then the route's authorizer. */
+static kbr_err authorize(fixture *f)
+{
+    kbd_req *r = &f->r;
+    kbr_err err = parse(f);
+
+    if (err != KBR_OK)
+        print_error("parse: %s\n", r->msg.text);
+    assert_int_equal(err, KBR_OK);
+    return f->route->authorize != NULL ? f->route->authorize(r, r->ctx) : KBR_OK;
+}
+
+static void assert_names(const fixture *f, const char *field)
+{
+    if (strstr(f->r.msg.text, field) == NULL)
+        fail_msg("\"%s\" does not name %s", f->r.msg.text, field);
+}
+
+/* parse refuses the request with 400, naming field. */
+static void refused(fixture *f, const char *field)
+{
+    assert_int_equal(parse(f), KBR_ERR_BAD_REQUEST);
+    assert_names(f, field);
+}
+
+#define ADMIN    "{\"ops\":[\"admin\"]}"
+#define SIGNER_A "{\"ops\":[\"sign\"],\"products\":[\"prod-a\"]}"
+#define SIGNER   "{\"ops\":[\"sign\"]}"
+#define SBOM     "{\"format\":\"cyclonedx\",\"components\":[{\"name\":\"zlib\",\"version\":\"1.3\"}]}"
+#define FW_BODY                                                                                    \
+    "{\"key\":\"fw-a\",\"digest\":\"" PEM_DIGEST "\",\"artifact\":{\"product\":\"prod-a\","        \
+    "\"version\":\"1.0.0\"},\"sbom\":" SBOM "}"
+
+static void test_table(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < kbd_route_count(); i++) {
+        const kbd_route *route = kbd_route_at(i);
+        /* a route has its stages or its legacy handler, never both */
+        assert_true((route->handler != NULL) != (route->parse != NULL || route->authorize != NULL ||
+                                                 route->work != NULL || route->finish != NULL));
+        /* a typed request is freed by the route that makes it */
+        if (route->free_req != NULL)
+            assert_non_null(route->parse);
+        /* a route that reserves a key use has an authorizer to name the key */
+        if (route->reserve_use)
+            assert_non_null(route->authorize);
+        /* work_inline is a property of a work stage */
+        if (route->work_inline)
+            assert_non_null(route->work);
+        /* a route without a token has no token to authorize, and no record to describe */
+        if (!route->authenticated)
+            assert_true(route->authorize == NULL && route->describe == NULL);
+    }
+    /* the stages of the central routes are in the table */
+    assert_non_null(kbd_route_match("POST", "/v1/keys", NULL, NULL, &(bool){false})->parse);
+}
+
+static void test_key_create(void **state)
+{
+    fixture *f = *state;
+    const kbd_key_create_req *c;
+
+    req(f, "POST", "/v1/keys",
+        "{\"name\":\"fw-c\",\"purpose\":\"firmware-signing\",\"algorithm\":\"ed25519\","
+        "\"products\":[\"prod-a\"]}",
+        ADMIN);
+    assert_int_equal(authorize(f), KBR_OK);
+    c = f->r.ctx;
+    assert_string_equal(c->name, "fw-c");
+    assert_int_equal(c->alg, KBR_ALG_ED25519);
+    assert_string_equal(c->hsm_label, KBD_KEY_LABEL_PREFIX "fw-c");
+    assert_null(c->owner);
+    assert_string_equal(f->r.rec->key, "fw-c");
+
+    req(f, "POST", "/v1/keys", "{\"name\":\"k\",\"purpose\":\"x\",\"products\":[\"p\"]}", ADMIN);
+    refused(f, "purpose: must be");
+    req(f, "POST", "/v1/keys", "{\"name\":\"k\",\"purpose\":\"debug-auth\",\"products\":[\"p\"]}",
+        ADMIN);
+    refused(f, "algorithm: required");
+    req(f, "POST", "/v1/keys",
+        "{\"name\":\"k\",\"purpose\":\"ota-encryption\",\"hsm_label\":\"l\",\"products\":[\"p\"]}",
+        ADMIN);
+    refused(f, "hsm_label: an ota-encryption key");
+    req(f, "POST", "/v1/keys",
+        "{\"name\":\"k\",\"purpose\":\"debug-auth\",\"algorithm\":\"dsa\",\"products\":[\"p\"]}",
+        ADMIN);
+    refused(f, "algorithm: must be");
+    req(f, "POST", "/v1/keys",
+        "{\"name\":\"k\",\"purpose\":\"debug-auth\",\"algorithm\":\"ed25519\"}", ADMIN);
+    refused(f, "products");
+
+    /* an admin of prod-a makes no key for prod-b, nor registers an HSM object */
+    req(f, "POST", "/v1/keys",
+        "{\"name\":\"k\",\"purpose\":\"debug-auth\",\"algorithm\":\"ed25519\",\"products\":"
+        "[\"prod-a\",\"prod-b\"]}",
+        "{\"ops\":[\"admin\"],\"products\":[\"prod-a\"]}");
+    assert_int_equal(authorize(f), KBR_ERR_FORBIDDEN);
+    assert_names(f, "products[1]: \"prod-b\"");
+    req(f, "POST", "/v1/keys",
+        "{\"name\":\"k\",\"purpose\":\"debug-auth\",\"hsm_label\":\"found\",\"products\":"
+        "[\"prod-a\"]}",
+        "{\"ops\":[\"admin\"],\"products\":[\"prod-a\"]}");
+    assert_int_equal(authorize(f), KBR_ERR_FORBIDDEN);
+    assert_names(f, "hsm_label");
+    req(f, "POST", "/v1/keys",
+        "{\"name\":\"k\",\"purpose\":\"debug-auth\",\"hsm_label\":\"kbr/issuer\",\"products\":"
+        "[\"prod-a\"]}",
+        ADMIN);
+    assert_int_equal(authorize(f), KBR_ERR_FORBIDDEN);
+    assert_names(f, "hsm_label: labels under kbr/");
+    req(f, "POST", "/v1/keys",
+        "{\"name\":\"k2\",\"purpose\":\"debug-auth\",\"hsm_label\":\"fw-a\",\"products\":"
+        "[\"prod-a\"]}",
+        ADMIN);
+    assert_int_equal(authorize(f), KBR_ERR_CONFLICT);
+    assert_names(f, "as key \"fw-a\"");
+    req(f, "POST", "/v1/keys",
+        "{\"name\":\"fw-a\",\"purpose\":\"debug-auth\",\"algorithm\":\"ed25519\",\"products\":"
+        "[\"prod-a\"]}",
+        ADMIN);
+    assert_int_equal(authorize(f), KBR_ERR_CONFLICT);
+    req(f, "POST", "/v1/keys",
+        "{\"name\":\"x\",\"purpose\":\"debug-auth\",\"algorithm\":\"ed25519\",\"products\":"
+        "[\"prod-a\"]}",
+        "{\"ops\":[\"admin\"],\"keys\":[\"fw-*\"]}");
+    assert_int_equal(authorize(f), KBR_ERR_FORBIDDEN);
+    assert_names(f, "name: \"x\" is outside the token's keys");
+}
+
+static void test_key_show_and_retire(void **state)
+{
+    fixture *f = *state;
+
+    req(f, "GET", "/v1/keys/fw-a", NULL, "{\"ops\":[\"read\"],\"products\":[\"prod-a\"]}");
+    assert_int_equal(authorize(f), KBR_OK);
+    /* a reader of prod-a does not see prod-b's key */
+    req(f, "GET", "/v1/keys/fw-b", NULL, "{\"ops\":[\"read\"],\"products\":[\"prod-a\"]}");
+    assert_int_equal(authorize(f), KBR_ERR_FORBIDDEN);
+    /* a signer sees the key it uses; an ota-report token sees none */
+    req(f, "GET", "/v1/keys/fw-a", NULL, SIGNER_A);
+    assert_int_equal(authorize(f), KBR_OK);
+    req(f, "GET", "/v1/keys/fw-a", NULL, "{\"ops\":[\"ota-report\"]}");
+    assert_int_equal(authorize(f), KBR_ERR_FORBIDDEN);
+    assert_names(f, "read");
+    req(f, "GET", "/v1/keys/nope", NULL, ADMIN);
+    assert_int_equal(authorize(f), KBR_ERR_NOT_FOUND);
+    req(f, "GET", "/v1/keys/a%20b", NULL, ADMIN);
+    refused(f, "key name in the path");
+
+    req(f, "POST", "/v1/keys/fw-a/retire", "{\"reason\":\"rotated\"}", ADMIN);
+    assert_int_equal(authorize(f), KBR_OK);
+    assert_string_equal(((kbd_key_retire_req *)f->r.ctx)->reason, "rotated");
+    req(f, "POST", "/v1/keys/fw-a/retire", "{\"reason\":5}", ADMIN);
+    refused(f, "reason");
+    req(f, "POST", "/v1/keys/fw-a/retire", "{\"why\":\"x\"}", ADMIN);
+    refused(f, "why");
+    req(f, "POST", "/v1/keys/fw-old/retire", "{}", ADMIN);
+    assert_int_equal(authorize(f), KBR_ERR_CONFLICT);
+    /* prod-a's admin holds fw-a, not fw-ab, which prod-b shares */
+    req(f, "POST", "/v1/keys/fw-ab/retire", "{}",
+        "{\"ops\":[\"admin\"],\"products\":[\"prod-a\"]}");
+    assert_int_equal(authorize(f), KBR_ERR_FORBIDDEN);
+    assert_names(f, "also serves products outside");
+    req(f, "POST", "/v1/keys/fw-a/retire", "{}", "{\"ops\":[\"admin\"],\"products\":[\"prod-a\"]}");
+    assert_int_equal(authorize(f), KBR_OK);
+}
+
+static void test_lists(void **state)
+{
+    fixture *f = *state;
+    const kbd_audit_page_req *c;
+
+    req(f, "GET", "/v1/keys", NULL, "{\"ops\":[\"read\"],\"products\":[\"prod-a\"]}");
+    assert_int_equal(authorize(f), KBR_OK);
+    /* the worker filters by the token's scope, copied */
+    assert_true(((kbd_scoped_req *)f->r.ctx)->scope.products.present);
+
+    req(f, "GET", "/v1/audit?after=5&limit=10", NULL, "{\"ops\":[\"read\"],\"keys\":[\"fw-*\"]}");
+    assert_int_equal(authorize(f), KBR_OK);
+    c = f->r.ctx;
+    assert_int_equal(c->after, 5);
+    assert_int_equal(c->limit, 10);
+    assert_true(c->scope.keys.present);
+    req(f, "GET", "/v1/audit", NULL, ADMIN);
+    assert_int_equal(parse(f), KBR_OK);
+    assert_int_equal(((kbd_audit_page_req *)f->r.ctx)->limit, 100);
+    req(f, "GET", "/v1/audit?limit=0", NULL, ADMIN);
+    refused(f, "limit");
+    req(f, "GET", "/v1/audit?limit=1001", NULL, ADMIN);
+    refused(f, "limit");
+    req(f, "GET", "/v1/audit?after=-1", NULL, ADMIN);
+    refused(f, "after");
+    req(f, "GET", "/v1/audit?after=1x", NULL, ADMIN);
+    refused(f, "after");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_table),
+        cmocka_unit_test_setup_teardown(test_key_create, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_key_show_and_retire, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lists, setup, teardown),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

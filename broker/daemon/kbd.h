@@ -683,6 +683,14 @@ void kbd_key_retire_free(void *req);
 KBR_WUR kbr_err kbd_key_retire_authorize(kbd_req *r, void *req);
 void kbd_key_retire_work(kbd_req *r, kbd_worker *w);
 void kbd_key_retire_finish(kbd_req *r);
+/* h_sign.c: POST /v1/sign */
+typedef struct kbd_sign_req kbd_sign_req;
+KBR_WUR kbr_err kbd_sign_parse(const kbd_req *r, void **out, kbr_msg *msg);
+void kbd_sign_free(void *req);
+KBR_WUR kbr_err kbd_sign_describe(kbd_req *r, const void *req);
+KBR_WUR kbr_err kbd_sign_authorize(kbd_req *r, void *req);
+void kbd_sign_work(kbd_req *r, kbd_worker *w);
+void kbd_sign_finish(kbd_req *r);
 /* h_misc.c: GET /v1/audit */
 typedef struct {
     int64_t after, limit;
@@ -696,7 +704,6 @@ void kbd_audit_list_work(kbd_req *r, kbd_worker *w);
 void kbd_jwks_finish(kbd_req *r);
 void kbd_health_finish(kbd_req *r);
 /* Routes still served by a handler of their own (kbd_route.handler) */
-kbr_err kbd_h_sign(kbd_req *r);
 kbr_err kbd_h_token_issue(kbd_req *r);
 kbr_err kbd_h_token_list(kbd_req *r);
 kbr_err kbd_h_token_revoke(kbd_req *r);

@@ -208,6 +208,118 @@ static void test_table(void **state)
     assert_non_null(kbd_route_match("POST", "/v1/keys", NULL, NULL, &(bool){false})->parse);
 }
 
+static void test_sign_parse(void **state)
+{
+    fixture *f = *state;
+
+    req(f, "POST", "/v1/sign", FW_BODY, SIGNER);
+    assert_int_equal(parse(f), KBR_OK);
+    req(f, "POST", "/v1/sign", "{\"digest\":\"" PEM_DIGEST "\"}", SIGNER);
+    refused(f, "key: required");
+    req(f, "POST", "/v1/sign", "{\"key\":\"fw-a\",\"nonce\":1}", SIGNER);
+    refused(f, "nonce");
+    req(f, "POST", "/v1/sign", "{\"key\":\"../x\"}", SIGNER);
+    refused(f, "key");
+    req(f, "POST", "/v1/sign", "{\"key\":\"fw-a\",\"digest\":\"zz\"}", SIGNER);
+    refused(f, "digest: not valid hex");
+    req(f, "POST", "/v1/sign", "{\"key\":\"fw-a\",\"digest\":\"abcd\"}", SIGNER);
+    refused(f, "digest: 2 bytes");
+    req(f, "POST", "/v1/sign",
+        "{\"key\":\"fw-a\",\"digest\":\"" PEM_DIGEST "\",\"hash\":\"sha384\"}", SIGNER);
+    refused(f, "digest: 32 bytes, but a sha384 digest has 48");
+    req(f, "POST", "/v1/sign", "{\"key\":\"fw-a\",\"digest\":\"" PEM_DIGEST "\",\"hash\":\"md5\"}",
+        SIGNER);
+    refused(f, "hash");
+    req(f, "POST", "/v1/sign", "{\"key\":\"ota-a\",\"message_b64\":\"***\"}", SIGNER);
+    refused(f, "message_b64");
+    req(f, "POST", "/v1/sign", "{\"key\":\"fw-a\",\"format\":7}", SIGNER);
+    refused(f, "format");
+    req(f, "POST", "/v1/sign", "{\"key\":\"fw-a\",\"artifact\":[]}", SIGNER);
+    refused(f, "artifact: must be an object");
+    req(f, "POST", "/v1/sign", "{\"key\":\"fw-a\",\"artifact\":{\"version\":\"1\"}}", SIGNER);
+    refused(f, "artifact.product");
+    req(f, "POST", "/v1/sign", "{\"key\":\"fw-a\",\"artifact\":{\"product\":\"p\",\"ver\":\"1\"}}",
+        SIGNER);
+    refused(f, "\"ver\"");
+    req(f, "POST", "/v1/sign",
+        "{\"key\":\"fw-a\",\"sbom\":{\"format\":\"cyclonedx\",\"components\":[{}]}}", SIGNER);
+    refused(f, "sbom.components[0].name");
+    req(f, "POST", "/v1/sign", "{\"key\":\"fw-a\",\"sbom\":{},\"sbom_b64\":\"\"}", SIGNER);
+    refused(f, "sbom");
+}
+
+static void test_sign_authorize(void **state)
+{
+    fixture *f = *state;
+
+    req(f, "POST", "/v1/sign", FW_BODY, SIGNER_A);
+    assert_int_equal(authorize(f), KBR_OK);
+    assert_string_equal(f->r.rec->key, "fw-a");
+
+    /* a token of product prod-a, on prod-b's key for prod-b */
+    req(f, "POST", "/v1/sign",
+        "{\"key\":\"fw-b\",\"digest\":\"" PEM_DIGEST "\",\"artifact\":{\"product\":\"prod-b\","
+        "\"version\":\"1\"},\"sbom\":" SBOM "}",
+        SIGNER_A);
+    assert_int_equal(authorize(f), KBR_ERR_FORBIDDEN);
+    assert_names(f, "artifact.product: \"prod-b\" is outside the token's products");
+    assert_string_equal(f->r.rec->key, "fw-b"); /* the denial names the key */
+
+    /* the key serves prod-b only: no signing of prod-a's firmware with it */
+    req(f, "POST", "/v1/sign",
+        "{\"key\":\"fw-b\",\"digest\":\"" PEM_DIGEST "\",\"artifact\":{\"product\":\"prod-a\","
+        "\"version\":\"1\"},\"sbom\":" SBOM "}",
+        SIGNER);
+    assert_int_equal(authorize(f), KBR_ERR_FORBIDDEN);
+    assert_names(f, "does not serve product");
+
+    req(f, "POST", "/v1/sign", FW_BODY, "{\"ops\":[\"sign\"],\"keys\":[\"ota-*\"]}");
+    assert_int_equal(authorize(f), KBR_ERR_FORBIDDEN);
+    assert_names(f, "outside the token's keys");
+
+    req(f, "POST", "/v1/sign", "{\"key\":\"nope\",\"digest\":\"" PEM_DIGEST "\"}", SIGNER);
+    assert_int_equal(authorize(f), KBR_ERR_NOT_FOUND);
+    req(f, "POST", "/v1/sign", "{\"key\":\"fw-old\",\"digest\":\"" PEM_DIGEST "\"}", SIGNER);
+    assert_int_equal(authorize(f), KBR_ERR_CONFLICT);
+    req(f, "POST", "/v1/sign", "{\"key\":\"ca-a\",\"digest\":\"" PEM_DIGEST "\"}", SIGNER);
+    assert_int_equal(authorize(f), KBR_ERR_FORBIDDEN);
+    assert_names(f, "device-identity-ca");
+
+    /* what the key makes of the body: an ed25519 key signs a message, not a digest */
+    req(f, "POST", "/v1/sign", "{\"key\":\"ota-a\",\"digest\":\"" PEM_DIGEST "\"}", SIGNER);
+    assert_int_equal(authorize(f), KBR_ERR_BAD_REQUEST);
+    assert_names(f, "digest: ed25519 keys sign the message itself");
+    req(f, "POST", "/v1/sign", "{\"key\":\"fw-a\",\"message_b64\":\"aGk=\"}", SIGNER);
+    assert_int_equal(authorize(f), KBR_ERR_BAD_REQUEST);
+    assert_names(f, "message_b64: only ed25519 keys");
+    req(f, "POST", "/v1/sign", "{\"key\":\"fw-a\"}", SIGNER);
+    assert_int_equal(authorize(f), KBR_ERR_BAD_REQUEST);
+    assert_names(f, "digest: required");
+    req(f, "POST", "/v1/sign",
+        "{\"key\":\"fw-a\",\"digest\":\"" PEM_DIGEST "\",\"padding\":\"pss\"}", SIGNER);
+    assert_int_equal(authorize(f), KBR_ERR_BAD_REQUEST);
+    assert_names(f, "padding: only RSA keys");
+    req(f, "POST", "/v1/sign",
+        "{\"key\":\"fw-ab\",\"digest\":\"" PEM_DIGEST "\",\"padding\":\"x\"}", SIGNER);
+    assert_int_equal(authorize(f), KBR_ERR_BAD_REQUEST);
+    assert_names(f, "padding: must be pss or pkcs1");
+    req(f, "POST", "/v1/sign", "{\"key\":\"fw-a\",\"digest\":\"" PEM_DIGEST "\"}", SIGNER);
+    assert_int_equal(authorize(f), KBR_ERR_BAD_REQUEST);
+    assert_names(f, "artifact: required");
+    req(f, "POST", "/v1/sign",
+        "{\"key\":\"fw-a\",\"digest\":\"" PEM_DIGEST "\",\"artifact\":{\"product\":\"prod-a\","
+        "\"version\":\"1\"}}",
+        SIGNER);
+    assert_int_equal(authorize(f), KBR_ERR_BAD_REQUEST);
+    assert_names(f, "sbom: firmware needs its SBOM");
+    req(f, "POST", "/v1/sign",
+        "{\"key\":\"ota-a\",\"message_b64\":\"aGk=\",\"artifact\":{\"product\":\"prod-a\","
+        "\"version\":\"1\",\"kind\":\"firmware\"}}",
+        SIGNER);
+    assert_int_equal(authorize(f), KBR_ERR_BAD_REQUEST);
+    assert_names(f, "artifact.kind");
+}
+
 static void test_key_create(void **state)
 {
     fixture *f = *state;
@@ -351,6 +463,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_table),
+        cmocka_unit_test_setup_teardown(test_sign_parse, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sign_authorize, setup, teardown),
         cmocka_unit_test_setup_teardown(test_key_create, setup, teardown),
         cmocka_unit_test_setup_teardown(test_key_show_and_retire, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lists, setup, teardown),

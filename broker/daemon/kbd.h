@@ -683,6 +683,63 @@ void kbd_key_retire_free(void *req);
 KBR_WUR kbr_err kbd_key_retire_authorize(kbd_req *r, void *req);
 void kbd_key_retire_work(kbd_req *r, kbd_worker *w);
 void kbd_key_retire_finish(kbd_req *r);
+/* h_tokens.c: POST /v1/tokens */
+typedef struct {
+    /* parse */
+    kbr_scope scope;
+    char *sub;
+    char *cnf_x5t;
+    bool orphan;
+    long ttl;
+    /* authorize: the issuing token */
+    char *parent_jti, *issued_by;
+    time_t not_after;  /* the issuer's exp, unless an orphan */
+    kbd_issuer signer; /* the current issuer key as the request was authorized */
+    /* work */
+    char *token;    /* the minted token string; wiped on free */
+    json_t *effect; /* the token.issue effect's JSON form, for the record and the response */
+    json_t *row;    /* the registry row the issuance adds once it is durable */
+} kbd_token_issue_req;
+KBR_WUR kbr_err kbd_token_issue_parse(const kbd_req *r, void **out, kbr_msg *msg);
+void kbd_token_issue_free(void *req);
+KBR_WUR kbr_err kbd_token_issue_authorize(kbd_req *r, void *req);
+void kbd_token_issue_work(kbd_req *r, kbd_worker *w);
+void kbd_token_issue_finish(kbd_req *r);
+/* GET /v1/tokens?sub=&key=&active= */
+typedef struct {
+    char *sub, *key;
+    bool active;
+    kbr_scope scope; /* the reader's, copied for the worker by authorize */
+} kbd_token_list_req;
+KBR_WUR kbr_err kbd_token_list_parse(const kbd_req *r, void **out, kbr_msg *msg);
+void kbd_token_list_free(void *req);
+KBR_WUR kbr_err kbd_token_list_authorize(kbd_req *r, void *req);
+void kbd_token_list_work(kbd_req *r, kbd_worker *w);
+/* POST /v1/tokens/{jti}/revoke (reason) and POST /v1/revocations (reason, sub or key) */
+typedef struct {
+    char *reason, *sub, *key;
+} kbd_revoke_req;
+void kbd_revoke_free(void *req);
+KBR_WUR kbr_err kbd_token_revoke_parse(const kbd_req *r, void **out, kbr_msg *msg);
+KBR_WUR kbr_err kbd_token_revoke_authorize(kbd_req *r, void *req);
+void kbd_token_revoke_work(kbd_req *r, kbd_worker *w);
+KBR_WUR kbr_err kbd_revocations_parse(const kbd_req *r, void **out, kbr_msg *msg);
+KBR_WUR kbr_err kbd_revocations_authorize(kbd_req *r, void *req);
+void kbd_revocations_work(kbd_req *r, kbd_worker *w);
+/* h_issuer.c: POST /v1/tokens/issuer/rotate */
+typedef struct {
+    char *reason;
+    char replaces[64]; /* the current kid when the request was authorized */
+    kbd_issuer key;    /* the new one (work) */
+    char at[KBR_TIME_LEN];
+    EVP_PKEY *pub;
+} kbd_issuer_rotate_req;
+KBR_WUR kbr_err kbd_issuer_rotate_parse(const kbd_req *r, void **out, kbr_msg *msg);
+void kbd_issuer_rotate_free(void *req);
+KBR_WUR kbr_err kbd_issuer_rotate_authorize(kbd_req *r, void *req);
+void kbd_issuer_rotate_work(kbd_req *r, kbd_worker *w);
+void kbd_issuer_rotate_finish(kbd_req *r);
+void kbd_issuer_rotate_settle(kbd_req *r, bool committed);
 /* h_sign.c: POST /v1/sign */
 typedef struct kbd_sign_req kbd_sign_req;
 KBR_WUR kbr_err kbd_sign_parse(const kbd_req *r, void **out, kbr_msg *msg);
@@ -704,11 +761,6 @@ void kbd_audit_list_work(kbd_req *r, kbd_worker *w);
 void kbd_jwks_finish(kbd_req *r);
 void kbd_health_finish(kbd_req *r);
 /* Routes still served by a handler of their own (kbd_route.handler) */
-kbr_err kbd_h_token_issue(kbd_req *r);
-kbr_err kbd_h_token_list(kbd_req *r);
-kbr_err kbd_h_token_revoke(kbd_req *r);
-kbr_err kbd_h_revocations(kbd_req *r);
-kbr_err kbd_h_issuer_rotate(kbd_req *r);
 kbr_err kbd_h_batch_create(kbd_req *r);
 kbr_err kbd_h_batch_get(kbd_req *r);
 kbr_err kbd_h_device_revoke(kbd_req *r);

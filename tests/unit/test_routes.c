@@ -459,6 +459,75 @@ static void test_lists(void **state)
     refused(f, "after");
 }
 
+#define HEX32 "00112233445566778899aabbccddeeff"
+
+static void test_tokens(void **state)
+{
+    fixture *f = *state;
+    const kbd_token_issue_req *c;
+
+    req(f, "POST", "/v1/tokens",
+        "{\"sub\":\"ci:fw\",\"ops\":[\"sign\"],\"products\":[\"prod-a\"],\"ttl\":600}", ADMIN);
+    assert_int_equal(authorize(f), KBR_OK);
+    c = f->r.ctx;
+    assert_string_equal(c->sub, "ci:fw");
+    assert_string_equal(c->parent_jti, "jti-1");
+    assert_int_equal(c->ttl, 600);
+    req(f, "POST", "/v1/tokens", "{\"ops\":[\"sign\"],\"ttl\":600}", ADMIN);
+    refused(f, "sub: required");
+    req(f, "POST", "/v1/tokens", "{\"sub\":\"nobody\",\"ops\":[\"sign\"],\"ttl\":600}", ADMIN);
+    refused(f, "sub: must be <kind>:<name>");
+    req(f, "POST", "/v1/tokens", "{\"sub\":\"ci:fw\",\"ops\":[\"sign\"],\"ttl\":86401}", ADMIN);
+    refused(f, "ttl");
+    req(f, "POST", "/v1/tokens", "{\"sub\":\"ci:fw\",\"ops\":[\"sign\"],\"ttl\":6,\"orphan\":1}",
+        ADMIN);
+    refused(f, "orphan");
+    req(f, "POST", "/v1/tokens",
+        "{\"sub\":\"ci:fw\",\"ops\":[\"sign\"],\"ttl\":6,\"bind_cert_sha256\":\"zz\"}", ADMIN);
+    refused(f, "bind_cert_sha256");
+    req(f, "POST", "/v1/tokens", "{\"sub\":\"ci:fw\",\"ops\":[\"fly\"],\"ttl\":6}", ADMIN);
+    refused(f, "ops");
+    /* an admin of prod-a grants nothing of prod-b, and no orphan */
+    req(f, "POST", "/v1/tokens",
+        "{\"sub\":\"ci:fw\",\"ops\":[\"sign\"],\"products\":[\"prod-b\"],\"ttl\":6}",
+        "{\"ops\":[\"admin\"],\"products\":[\"prod-a\"]}");
+    assert_int_equal(authorize(f), KBR_ERR_FORBIDDEN);
+    assert_names(f, "prod-b");
+    req(f, "POST", "/v1/tokens",
+        "{\"sub\":\"ci:fw2\",\"ops\":[\"sign\"],\"products\":[\"prod-a\"],\"ttl\":6,\"orphan\":"
+        "true}",
+        "{\"ops\":[\"admin\"],\"products\":[\"prod-a\"]}");
+    assert_int_equal(authorize(f), KBR_ERR_FORBIDDEN);
+    assert_names(f, "orphan");
+
+    req(f, "GET", "/v1/tokens?sub=ci:fw&key=fw-a&active=true", NULL, ADMIN);
+    assert_int_equal(authorize(f), KBR_OK);
+    assert_true(((kbd_token_list_req *)f->r.ctx)->active);
+    req(f, "GET", "/v1/tokens?sub=nobody", NULL, ADMIN);
+    refused(f, "sub");
+    req(f, "GET", "/v1/tokens?key=a/b", NULL, ADMIN);
+    refused(f, "key");
+    req(f, "GET", "/v1/tokens?active=yes", NULL, ADMIN);
+    refused(f, "active");
+
+    req(f, "POST", "/v1/tokens/" HEX32 "/revoke", "{\"reason\":7}", ADMIN);
+    refused(f, "reason");
+    req(f, "POST", "/v1/tokens/" HEX32 "/revoke", "{\"reason\":\"leaked\"}", ADMIN);
+    assert_int_equal(authorize(f), KBR_ERR_NOT_FOUND);
+
+    req(f, "POST", "/v1/revocations", "{\"sub\":\"ci:fw\",\"key\":\"fw-a\"}", ADMIN);
+    refused(f, "exactly one of sub or key");
+    req(f, "POST", "/v1/revocations", "{\"reason\":\"x\"}", ADMIN);
+    refused(f, "exactly one of sub or key");
+    req(f, "POST", "/v1/revocations", "{\"sub\":\"x\"}", ADMIN);
+    refused(f, "sub: must be a principal");
+    req(f, "POST", "/v1/revocations", "{\"key\":\"fw-a\"}", ADMIN);
+    assert_int_equal(authorize(f), KBR_OK);
+    req(f, "POST", "/v1/revocations", "{\"key\":\"fw-a\"}",
+        "{\"ops\":[\"admin\"],\"products\":[\"prod-a\"]}");
+    assert_int_equal(authorize(f), KBR_ERR_FORBIDDEN);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -468,6 +537,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_key_create, setup, teardown),
         cmocka_unit_test_setup_teardown(test_key_show_and_retire, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lists, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tokens, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

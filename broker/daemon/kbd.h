@@ -726,6 +726,74 @@ void kbd_token_revoke_work(kbd_req *r, kbd_worker *w);
 KBR_WUR kbr_err kbd_revocations_parse(const kbd_req *r, void **out, kbr_msg *msg);
 KBR_WUR kbr_err kbd_revocations_authorize(kbd_req *r, void *req);
 void kbd_revocations_work(kbd_req *r, kbd_worker *w);
+/* h_batches.c: POST /v1/batches */
+typedef struct {
+    char *batch, *product, *factory;
+    int64_t quantity;
+    json_t *markets; /* array of ISO 3166-1 alpha-2 codes */
+} kbd_batch_create_req;
+KBR_WUR kbr_err kbd_batch_create_parse(const kbd_req *r, void **out, kbr_msg *msg);
+void kbd_batch_create_free(void *req);
+KBR_WUR kbr_err kbd_batch_create_describe(kbd_req *r, const void *req);
+KBR_WUR kbr_err kbd_batch_create_authorize(kbd_req *r, void *req);
+void kbd_batch_create_work(kbd_req *r, kbd_worker *w);
+void kbd_batch_create_finish(kbd_req *r);
+/* GET /v1/batches/{batch}: the path's name is the request */
+KBR_WUR kbr_err kbd_batch_get_parse(const kbd_req *r, void **out, kbr_msg *msg);
+KBR_WUR kbr_err kbd_batch_get_authorize(kbd_req *r, void *req);
+void kbd_batch_get_work(kbd_req *r, kbd_worker *w);
+/* h_devices.c: POST /v1/devices/{serial}/revoke */
+typedef struct {
+    char *product, *serial, *reason;
+    int reason_code;
+    kbr_scope scope; /* the token's, for the worker's batch check */
+} kbd_device_revoke_req;
+KBR_WUR kbr_err kbd_device_revoke_parse(const kbd_req *r, void **out, kbr_msg *msg);
+void kbd_device_revoke_free(void *req);
+KBR_WUR kbr_err kbd_device_revoke_describe(kbd_req *r, const void *req);
+KBR_WUR kbr_err kbd_device_revoke_authorize(kbd_req *r, void *req);
+void kbd_device_revoke_work(kbd_req *r, kbd_worker *w);
+void kbd_device_revoke_finish(kbd_req *r);
+/* h_debug.c: POST /v1/debug-auth */
+typedef struct {
+    /* parse */
+    char *key_name, *product, *serial, *ticket, *permissions;
+    unsigned char *message;
+    size_t message_len;
+    char challenge_sha256[65], message_sha256[65];
+    /* authorize */
+    char *key, *label;
+    kbr_alg alg;
+    kbr_namelist batches; /* the token's, for the worker's check of the device's batch */
+} kbd_debug_auth_req;
+KBR_WUR kbr_err kbd_debug_auth_parse(const kbd_req *r, void **out, kbr_msg *msg);
+void kbd_debug_auth_free(void *req);
+KBR_WUR kbr_err kbd_debug_auth_describe(kbd_req *r, const void *req);
+KBR_WUR kbr_err kbd_debug_auth_authorize(kbd_req *r, void *req);
+void kbd_debug_auth_work(kbd_req *r, kbd_worker *w);
+/* h_products.c: POST /v1/products, GET /v1/products/{product} */
+typedef struct {
+    char *product, *placed, *until; /* GET: the product alone */
+} kbd_product_req;
+void kbd_product_free(void *req);
+KBR_WUR kbr_err kbd_product_describe(kbd_req *r, const void *req);
+KBR_WUR kbr_err kbd_product_register_parse(const kbd_req *r, void **out, kbr_msg *msg);
+KBR_WUR kbr_err kbd_product_authorize(kbd_req *r, void *req);
+void kbd_product_register_work(kbd_req *r, kbd_worker *w);
+KBR_WUR kbr_err kbd_product_get_parse(const kbd_req *r, void **out, kbr_msg *msg);
+KBR_WUR kbr_err kbd_product_get_authorize(kbd_req *r, void *req);
+void kbd_product_get_work(kbd_req *r, kbd_worker *w);
+/* h_ota.c: POST /v1/ota/deployments */
+typedef struct {
+    char *product, *version, *campaign;
+    json_t *results; /* [{serial, status, at}] normalized */
+    json_t *serials; /* the devices named, in order */
+} kbd_ota_report_req;
+KBR_WUR kbr_err kbd_ota_report_parse(const kbd_req *r, void **out, kbr_msg *msg);
+void kbd_ota_report_free(void *req);
+KBR_WUR kbr_err kbd_ota_report_describe(kbd_req *r, const void *req);
+KBR_WUR kbr_err kbd_ota_report_authorize(kbd_req *r, void *req);
+void kbd_ota_report_work(kbd_req *r, kbd_worker *w);
 /* h_issuer.c: POST /v1/tokens/issuer/rotate */
 typedef struct {
     char *reason;
@@ -761,13 +829,6 @@ void kbd_audit_list_work(kbd_req *r, kbd_worker *w);
 void kbd_jwks_finish(kbd_req *r);
 void kbd_health_finish(kbd_req *r);
 /* Routes still served by a handler of their own (kbd_route.handler) */
-kbr_err kbd_h_batch_create(kbd_req *r);
-kbr_err kbd_h_batch_get(kbd_req *r);
-kbr_err kbd_h_device_revoke(kbd_req *r);
-kbr_err kbd_h_debug_auth(kbd_req *r);
-kbr_err kbd_h_ota_report(kbd_req *r);
-kbr_err kbd_h_product_register(kbd_req *r);
-kbr_err kbd_h_product_get(kbd_req *r);
 kbr_err kbd_h_incident_create(kbd_req *r);
 kbr_err kbd_h_incident_list(kbd_req *r);
 kbr_err kbd_h_incident_get(kbd_req *r);

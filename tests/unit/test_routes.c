@@ -528,6 +528,164 @@ static void test_tokens(void **state)
     assert_int_equal(authorize(f), KBR_ERR_FORBIDDEN);
 }
 
+#define BATCH(extra)                                                                               \
+    "{\"batch\":\"b-new\",\"product\":\"prod-a\",\"factory\":\"factory:one\",\"quantity\":5" extra \
+    "}"
+
+static void test_batches(void **state)
+{
+    fixture *f = *state;
+
+    req(f, "POST", "/v1/batches", BATCH(",\"market\":[\"DE\",\"FR\"]"), ADMIN);
+    assert_int_equal(authorize(f), KBR_OK);
+    assert_int_equal(((kbd_batch_create_req *)f->r.ctx)->quantity, 5);
+    req(f, "POST", "/v1/batches", BATCH(""), ADMIN);
+    refused(f, "market: required");
+    req(f, "POST", "/v1/batches", BATCH(",\"market\":[\"DE\",\"DE\"]"), ADMIN);
+    refused(f, "market[1]");
+    req(f, "POST", "/v1/batches", BATCH(",\"market\":[\"EU\"]"), ADMIN);
+    refused(f, "market[0]");
+    req(f, "POST", "/v1/batches",
+        "{\"batch\":\"b\",\"product\":\"p\",\"factory\":\"ci:x\",\"quantity\":5,\"market\":[\"DE\"]"
+        "}",
+        ADMIN);
+    refused(f, "factory");
+    req(f, "POST", "/v1/batches",
+        "{\"batch\":\"b\",\"product\":\"p\",\"factory\":\"factory:x\",\"quantity\":0}", ADMIN);
+    refused(f, "quantity");
+    req(f, "POST", "/v1/batches", BATCH(",\"market\":[\"DE\"]"),
+        "{\"ops\":[\"admin\"],\"products\":[\"prod-b\"]}");
+    assert_int_equal(authorize(f), KBR_ERR_FORBIDDEN);
+    assert_names(f, "product");
+    req(f, "POST", "/v1/batches",
+        "{\"batch\":\"b-a\",\"product\":\"prod-a\",\"factory\":\"factory:one\",\"quantity\":5,"
+        "\"market\":[\"DE\"]}",
+        ADMIN);
+    assert_int_equal(authorize(f), KBR_ERR_CONFLICT);
+
+    req(f, "GET", "/v1/batches/b-a", NULL, "{\"ops\":[\"read\"],\"products\":[\"prod-a\"]}");
+    assert_int_equal(authorize(f), KBR_OK);
+    req(f, "GET", "/v1/batches/b-b", NULL, "{\"ops\":[\"read\"],\"products\":[\"prod-a\"]}");
+    assert_int_equal(authorize(f), KBR_ERR_FORBIDDEN);
+    /* a factory reads the batches ordered from it, and no other */
+    req(f, "GET", "/v1/batches/b-b", NULL, "{\"ops\":[\"provision\"]}");
+    assert_int_equal(authorize(f), KBR_ERR_FORBIDDEN);
+    assert_names(f, "not ordered from");
+    req(f, "GET", "/v1/batches/b-a", NULL, "{\"ops\":[\"sign\"]}");
+    assert_int_equal(authorize(f), KBR_ERR_FORBIDDEN);
+    req(f, "GET", "/v1/batches/nope", NULL, ADMIN);
+    assert_int_equal(authorize(f), KBR_ERR_NOT_FOUND);
+    req(f, "GET", "/v1/batches/a%20b", NULL, ADMIN);
+    refused(f, "batch name in the path");
+}
+
+#define DEBUG_BODY(key, device)                                                                    \
+    "{\"key\":\"" key "\",\"device\":\"" device "\",\"product\":\"prod-a\",\"ticket\":\"RMA-1\","  \
+    "\"challenge\":\"" HEX32                                                                       \
+    "\",\"permissions\":\"01\",\"message_b64\":\"ABEiM0RVZneImaq7zN3u/w==\"}"
+
+static void test_devices_and_debug(void **state)
+{
+    fixture *f = *state;
+
+    req(f, "POST", "/v1/devices/SN1/revoke",
+        "{\"product\":\"prod-a\",\"reason\":\"keyCompromise\"}", ADMIN);
+    assert_int_equal(authorize(f), KBR_OK);
+    assert_int_equal(((kbd_device_revoke_req *)f->r.ctx)->reason_code, 1);
+    req(f, "POST", "/v1/devices/SN1/revoke", "{\"product\":\"prod-a\",\"reason\":\"bored\"}",
+        ADMIN);
+    refused(f, "reason: \"bored\"");
+    req(f, "POST", "/v1/devices/SN1/revoke", "{\"reason\":\"superseded\"}", ADMIN);
+    refused(f, "product: required");
+    req(f, "POST", "/v1/devices/SN1/revoke", "{\"product\":\"prod-a\",\"reason\":\"superseded\"}",
+        "{\"ops\":[\"admin\"],\"devices\":[\"SN2\"]}");
+    assert_int_equal(authorize(f), KBR_ERR_FORBIDDEN);
+    assert_names(f, "device \"SN1\"");
+
+    req(f, "POST", "/v1/debug-auth", DEBUG_BODY("dbg-a", "SN1"),
+        "{\"ops\":[\"debug-auth\"],\"products\":[\"prod-a\"]}");
+    assert_int_equal(authorize(f), KBR_OK);
+    req(f, "POST", "/v1/debug-auth", DEBUG_BODY("dbg-a", "SN1"),
+        "{\"ops\":[\"debug-auth\"],\"devices\":[\"SN9\"]}");
+    assert_int_equal(authorize(f), KBR_ERR_FORBIDDEN);
+    assert_names(f, "device");
+    req(f, "POST", "/v1/debug-auth", DEBUG_BODY("fw-a", "SN1"), "{\"ops\":[\"debug-auth\"]}");
+    assert_int_equal(authorize(f), KBR_ERR_FORBIDDEN);
+    assert_names(f, "debug-auth key");
+    req(f, "POST", "/v1/debug-auth", DEBUG_BODY("dbg-rsa", "SN1"), "{\"ops\":[\"debug-auth\"]}");
+    assert_int_equal(authorize(f), KBR_ERR_BAD_REQUEST);
+    req(f, "POST", "/v1/debug-auth",
+        "{\"key\":\"dbg-a\",\"device\":\"SN1\",\"product\":\"prod-a\",\"challenge\":\"" HEX32 "\"}",
+        "{\"ops\":[\"debug-auth\"]}");
+    refused(f, "ticket: required");
+    req(f, "POST", "/v1/debug-auth",
+        "{\"key\":\"dbg-a\",\"device\":\"SN1\",\"product\":\"prod-a\",\"ticket\":\"t\","
+        "\"challenge\":\"0011\"}",
+        "{\"ops\":[\"debug-auth\"]}");
+    refused(f, "challenge");
+    req(f, "POST", "/v1/debug-auth",
+        "{\"key\":\"dbg-a\",\"device\":\"SN1\",\"product\":\"prod-a\",\"ticket\":\"t\","
+        "\"challenge\":\"" HEX32 "\",\"permissions\":\"01\",\"message_b64\":\"aGVsbG8=\"}",
+        "{\"ops\":[\"debug-auth\"]}");
+    refused(f, "message_b64: does not contain the challenge");
+}
+
+static void test_ota_and_products(void **state)
+{
+    fixture *f = *state;
+
+    req(f, "POST", "/v1/ota/deployments",
+        "{\"product\":\"prod-a\",\"version\":\"1.0\",\"campaign\":\"c\",\"results\":[{\"device\":"
+        "\"SN1\",\"status\":\"installed\",\"at\":\"2026-01-01T00:00:00Z\"}]}",
+        "{\"ops\":[\"ota-report\"],\"products\":[\"prod-a\"]}");
+    assert_int_equal(authorize(f), KBR_OK);
+    req(f, "POST", "/v1/ota/deployments",
+        "{\"product\":\"prod-a\",\"version\":\"1.0\",\"campaign\":\"c\",\"results\":[{\"device\":"
+        "\"SN1\",\"status\":\"installed\",\"at\":\"2026-01-01T00:00:00Z\"}]}",
+        "{\"ops\":[\"ota-report\"],\"devices\":[\"SN2\"]}");
+    assert_int_equal(authorize(f), KBR_ERR_FORBIDDEN);
+    assert_names(f, "results[0].device");
+    req(f, "POST", "/v1/ota/deployments",
+        "{\"product\":\"prod-a\",\"version\":\"1.0\",\"campaign\":\"c\",\"results\":[]}",
+        "{\"ops\":[\"ota-report\"]}");
+    refused(f, "results: required");
+    req(f, "POST", "/v1/ota/deployments",
+        "{\"product\":\"prod-a\",\"version\":\"1.0\",\"campaign\":\"c\",\"results\":[{\"device\":"
+        "\"SN1\",\"status\":\"done\",\"at\":\"2026-01-01T00:00:00Z\"}]}",
+        "{\"ops\":[\"ota-report\"]}");
+    refused(f, "results[0].status");
+    req(f, "POST", "/v1/ota/deployments",
+        "{\"product\":\"prod-a\",\"version\":\"1.0\",\"campaign\":\"c\",\"results\":[{\"device\":"
+        "\"SN1\",\"status\":\"failed\",\"at\":\"2999-01-01T00:00:00Z\"}]}",
+        "{\"ops\":[\"ota-report\"]}");
+    refused(f, "results[0].at");
+
+    req(f, "POST", "/v1/products",
+        "{\"product\":\"prod-a\",\"placed_on_market\":\"2026-01-01\",\"support_until\":"
+        "\"2031-01-01\"}",
+        ADMIN);
+    assert_int_equal(authorize(f), KBR_OK);
+    req(f, "POST", "/v1/products",
+        "{\"product\":\"prod-a\",\"placed_on_market\":\"2026-01-01\",\"support_until\":"
+        "\"2025-01-01\"}",
+        ADMIN);
+    refused(f, "support_until");
+    req(f, "POST", "/v1/products",
+        "{\"product\":\"prod-a\",\"placed_on_market\":\"2026-02-30\",\"support_until\":"
+        "\"2031-01-01\"}",
+        ADMIN);
+    refused(f, "placed_on_market");
+    req(f, "POST", "/v1/products",
+        "{\"product\":\"prod-b\",\"placed_on_market\":\"2026-01-01\",\"support_until\":"
+        "\"2031-01-01\"}",
+        "{\"ops\":[\"admin\"],\"products\":[\"prod-a\"]}");
+    assert_int_equal(authorize(f), KBR_ERR_FORBIDDEN);
+    req(f, "GET", "/v1/products/prod-b", NULL, "{\"ops\":[\"read\"],\"products\":[\"prod-a\"]}");
+    assert_int_equal(authorize(f), KBR_ERR_FORBIDDEN);
+    req(f, "GET", "/v1/products/prod-a", NULL, "{\"ops\":[\"read\"],\"products\":[\"prod-a\"]}");
+    assert_int_equal(authorize(f), KBR_OK);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -538,6 +696,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_key_show_and_retire, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lists, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tokens, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_batches, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_devices_and_debug, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ota_and_products, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

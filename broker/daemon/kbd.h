@@ -794,6 +794,73 @@ void kbd_ota_report_free(void *req);
 KBR_WUR kbr_err kbd_ota_report_describe(kbd_req *r, const void *req);
 KBR_WUR kbr_err kbd_ota_report_authorize(kbd_req *r, void *req);
 void kbd_ota_report_work(kbd_req *r, kbd_worker *w);
+/* h_incidents.c: /v1/incidents and /v1/incidents/{id}/... (one typed request for all) */
+typedef struct {
+    char *id, *title, *product, *component, *purl, *vers, *aware_at, *severity, *cve;
+    char *fixed, *available_at, *stage, *notes;
+    json_t *versions;
+    bool exploited, csaf;
+    kbr_scope scope; /* the token's, copied by authorize for the worker's checks */
+} kbd_incident_req;
+void kbd_incident_free(void *req);
+KBR_WUR kbr_err kbd_incident_describe(kbd_req *r, const void *req);
+KBR_WUR kbr_err kbd_incident_authorize(kbd_req *r, void *req);
+KBR_WUR kbr_err kbd_incident_create_parse(const kbd_req *r, void **out, kbr_msg *msg);
+KBR_WUR kbr_err kbd_incident_create_authorize(kbd_req *r, void *req);
+void kbd_incident_create_work(kbd_req *r, kbd_worker *w);
+KBR_WUR kbr_err kbd_incident_list_parse(const kbd_req *r, void **out, kbr_msg *msg);
+void kbd_incident_list_work(kbd_req *r, kbd_worker *w);
+KBR_WUR kbr_err kbd_incident_get_parse(const kbd_req *r, void **out, kbr_msg *msg);
+void kbd_incident_get_work(kbd_req *r, kbd_worker *w);
+KBR_WUR kbr_err kbd_incident_fix_parse(const kbd_req *r, void **out, kbr_msg *msg);
+void kbd_incident_fix_work(kbd_req *r, kbd_worker *w);
+KBR_WUR kbr_err kbd_incident_report_parse(const kbd_req *r, void **out, kbr_msg *msg);
+void kbd_incident_report_work(kbd_req *r, kbd_worker *w);
+KBR_WUR kbr_err kbd_incident_report_get_parse(const kbd_req *r, void **out, kbr_msg *msg);
+void kbd_incident_report_get_work(kbd_req *r, kbd_worker *w);
+/* h_certs.c: POST /v1/keys/{name}/certificate */
+typedef struct {
+    char *pem, *subject; /* pem (with its chain) or self_signed's subject and days */
+    long days;
+    /* authorize: the key */
+    char *name, *label;
+    kbr_alg alg;
+    bool ca_key; /* a device-identity-ca key: only a CA certificate fits it */
+} kbd_key_certificate_req;
+KBR_WUR kbr_err kbd_key_certificate_parse(const kbd_req *r, void **out, kbr_msg *msg);
+void kbd_key_certificate_free(void *req);
+KBR_WUR kbr_err kbd_key_certificate_authorize(kbd_req *r, void *req);
+void kbd_key_certificate_work(kbd_req *r, kbd_worker *w);
+void kbd_key_certificate_finish(kbd_req *r);
+/* h_audit.c: GET /v1/audit/checkpoint (Accept), /v1/audit/proof?seq=&size=,
+ * /v1/audit/consistency?first=&second=, POST /v1/audit/key/rotate */
+typedef struct {
+    bool note; /* Accept: text/plain: the note alone */
+} kbd_checkpoint_req;
+KBR_WUR kbr_err kbd_audit_checkpoint_parse(const kbd_req *r, void **out, kbr_msg *msg);
+void kbd_audit_checkpoint_work(kbd_req *r, kbd_worker *w);
+typedef struct {
+    int64_t seq, size; /* size 0: the latest checkpoint's */
+    kbr_scope scope;   /* the reader's, copied by authorize for the worker */
+} kbd_audit_proof_req;
+KBR_WUR kbr_err kbd_audit_proof_parse(const kbd_req *r, void **out, kbr_msg *msg);
+void kbd_audit_proof_free(void *req);
+KBR_WUR kbr_err kbd_audit_proof_authorize(kbd_req *r, void *req);
+void kbd_audit_proof_work(kbd_req *r, kbd_worker *w);
+typedef struct {
+    int64_t first, second;
+} kbd_audit_consistency_req;
+KBR_WUR kbr_err kbd_audit_consistency_parse(const kbd_req *r, void **out, kbr_msg *msg);
+void kbd_audit_consistency_work(kbd_req *r, kbd_worker *w);
+typedef struct {
+    char *reason;
+    bool held; /* this request holds the checkpointer */
+} kbd_audit_key_rotate_req;
+KBR_WUR kbr_err kbd_audit_key_rotate_parse(const kbd_req *r, void **out, kbr_msg *msg);
+void kbd_audit_key_rotate_free(void *req);
+KBR_WUR kbr_err kbd_audit_key_rotate_authorize(kbd_req *r, void *req);
+void kbd_audit_key_rotate_work(kbd_req *r, kbd_worker *w);
+void kbd_audit_key_rotate_settle(kbd_req *r, bool committed);
 /* h_issuer.c: POST /v1/tokens/issuer/rotate */
 typedef struct {
     char *reason;
@@ -828,18 +895,6 @@ void kbd_audit_list_work(kbd_req *r, kbd_worker *w);
 /* GET /v1/jwks, GET /v1/health: no request, no record; finish makes the response */
 void kbd_jwks_finish(kbd_req *r);
 void kbd_health_finish(kbd_req *r);
-/* Routes still served by a handler of their own (kbd_route.handler) */
-kbr_err kbd_h_incident_create(kbd_req *r);
-kbr_err kbd_h_incident_list(kbd_req *r);
-kbr_err kbd_h_incident_get(kbd_req *r);
-kbr_err kbd_h_incident_fix(kbd_req *r);
-kbr_err kbd_h_incident_report(kbd_req *r);
-kbr_err kbd_h_incident_report_get(kbd_req *r);
-kbr_err kbd_h_key_certificate(kbd_req *r);
-kbr_err kbd_h_audit_checkpoint(kbd_req *r);
-kbr_err kbd_h_audit_proof(kbd_req *r);
-kbr_err kbd_h_audit_consistency(kbd_req *r);
-kbr_err kbd_h_audit_key_rotate(kbd_req *r);
 /* h_audit.c: signed checkpoints every checkpoint_entries entries or checkpoint_seconds seconds
  * (a timer on the event loop, the signing on a worker); stop after the workers and the audit
  * writer stopped.  stop accepts a daemon that never started them. */

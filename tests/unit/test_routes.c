@@ -686,6 +686,85 @@ static void test_ota_and_products(void **state)
     assert_int_equal(authorize(f), KBR_OK);
 }
 
+#define INCIDENT(extra)                                                                            \
+    "{\"id\":\"INC-1\",\"title\":\"t\",\"component\":\"zlib\",\"aware_at\":"                       \
+    "\"2026-01-01T00:00:00Z\"" extra "}"
+
+static void test_incidents(void **state)
+{
+    fixture *f = *state;
+
+    req(f, "POST", "/v1/incidents",
+        INCIDENT(",\"actively_exploited\":false,\"severity\":\"high\",\"product\":\"prod-a\""),
+        "{\"ops\":[\"admin\"],\"products\":[\"prod-a\"]}");
+    assert_int_equal(authorize(f), KBR_OK);
+    req(f, "POST", "/v1/incidents", INCIDENT(",\"actively_exploited\":false,\"severity\":\"high\""),
+        "{\"ops\":[\"admin\"],\"products\":[\"prod-a\"]}");
+    assert_int_equal(authorize(f), KBR_ERR_FORBIDDEN);
+    assert_names(f, "product");
+    req(f, "POST", "/v1/incidents", INCIDENT(",\"severity\":\"high\""), ADMIN);
+    refused(f, "actively_exploited");
+    req(f, "POST", "/v1/incidents", INCIDENT(",\"actively_exploited\":true,\"severity\":\"dire\""),
+        ADMIN);
+    refused(f, "severity");
+    req(f, "POST", "/v1/incidents",
+        INCIDENT(",\"actively_exploited\":true,\"severity\":\"low\",\"cve\":\"CVE-1\""), ADMIN);
+    refused(f, "cve");
+    req(f, "POST", "/v1/incidents/INC-1/fix", "{\"fixed_version\":\"1.1\"}", ADMIN);
+    assert_int_equal(authorize(f), KBR_OK);
+    req(f, "POST", "/v1/incidents/INC-1/fix", "{\"fixed_version\":\"1.1\",\"available_at\":\"x\"}",
+        ADMIN);
+    refused(f, "available_at");
+    req(f, "POST", "/v1/incidents/INC-1/reports", "{\"stage\":\"late\"}", ADMIN);
+    refused(f, "stage");
+    req(f, "GET", "/v1/incidents/INC-1/reports/final?format=csaf", NULL, ADMIN);
+    assert_int_equal(authorize(f), KBR_OK);
+    assert_string_equal(((kbd_incident_req *)f->r.ctx)->stage, "final");
+    assert_true(((kbd_incident_req *)f->r.ctx)->csaf);
+    req(f, "GET", "/v1/incidents/INC-1/reports/notification?format=xml", NULL, ADMIN);
+    refused(f, "format");
+}
+
+static void test_certificates_and_audit(void **state)
+{
+    fixture *f = *state;
+
+    req(f, "POST", "/v1/keys/ca-a/certificate",
+        "{\"self_signed\":{\"subject\":\"CN=Device CA\",\"days\":365}}", ADMIN);
+    assert_int_equal(authorize(f), KBR_OK);
+    assert_true(((kbd_key_certificate_req *)f->r.ctx)->ca_key);
+    req(f, "POST", "/v1/keys/fw-a/certificate",
+        "{\"self_signed\":{\"subject\":\"CN=x\",\"days\":365}}", ADMIN);
+    assert_int_equal(authorize(f), KBR_ERR_BAD_REQUEST);
+    assert_names(f, "self_signed: only device-identity-ca");
+    req(f, "POST", "/v1/keys/ca-a/certificate",
+        "{\"self_signed\":{\"subject\":\"CN=x\",\"days\":0}}", ADMIN);
+    refused(f, "self_signed.days");
+    req(f, "POST", "/v1/keys/ca-a/certificate", "{\"pem\":\"x\",\"self_signed\":{}}", ADMIN);
+    refused(f, "exactly one of pem or self_signed");
+    req(f, "POST", "/v1/keys/ca-a/certificate",
+        "{\"chain_pem\":\"x\",\"self_signed\":{\"subject\":\"CN=x\",\"days\":1}}", ADMIN);
+    refused(f, "chain_pem: only with pem");
+    req(f, "POST", "/v1/keys/fw-old/certificate", "{\"pem\":\"x\"}", ADMIN);
+    assert_int_equal(authorize(f), KBR_ERR_CONFLICT);
+
+    req(f, "GET", "/v1/audit/proof?seq=3", NULL, "{\"ops\":[\"read\"]}");
+    assert_int_equal(authorize(f), KBR_OK);
+    assert_int_equal(((kbd_audit_proof_req *)f->r.ctx)->size, 0);
+    req(f, "GET", "/v1/audit/proof?size=3", NULL, "{\"ops\":[\"read\"]}");
+    refused(f, "seq: required");
+    req(f, "GET", "/v1/audit/consistency?first=1&second=x", NULL, "{\"ops\":[\"read\"]}");
+    refused(f, "second");
+    req(f, "POST", "/v1/audit/key/rotate", "{\"reason\":\"yearly\"}",
+        "{\"ops\":[\"admin\"],\"products\":[\"prod-a\"]}");
+    assert_int_equal(authorize(f), KBR_ERR_FORBIDDEN);
+    req(f, "POST", "/v1/audit/key/rotate", "{\"why\":\"yearly\"}", ADMIN);
+    refused(f, "why");
+    req(f, "POST", "/v1/tokens/issuer/rotate", "{}", "{\"ops\":[\"admin\"],\"products\":[\"p\"]}");
+    assert_int_equal(authorize(f), KBR_ERR_FORBIDDEN);
+    assert_false(f->d.issuer_rotating);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -699,6 +778,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_batches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_devices_and_debug, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ota_and_products, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_incidents, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_certificates_and_audit, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

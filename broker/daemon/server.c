@@ -1,7 +1,10 @@
 /*
  * server.c - the event thread: accept, route, authenticate, hand on, reply.
  *
- * Every handler ends in exactly one reply.  Authenticated routes reply only
+ * Every request ends in exactly one reply, sent from here: a route's stages
+ * (run_stages) return an error or hand the request on, and never answer
+ * themselves; a route not converted to stages still has a handler that
+ * answers through the functions below.  Authenticated routes reply only
  * after their audit record is durable, denials included, so the response
  * can carry X-Audit-Seq.  Nothing here blocks: HSM and store work happens on
  * workers, commits on the audit writer.
@@ -429,7 +432,7 @@ static const char *bearer_of(struct evhttp_request *http)
     return bearer_in(evhttp_find_header(evhttp_request_get_input_headers(http), "Authorization"));
 }
 
-/* Does the token hold the route's op?  Routes with op 0 check in their handler. */
+/* Does the token hold the route's op?  Routes with op 0 check in their authorizer. */
 static bool route_allows(const kbd_route *route, const kbr_token *tok)
 {
     return route->op == 0 || kbr_policy_allows_op(tok, (kbr_op)route->op);

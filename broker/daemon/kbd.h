@@ -418,8 +418,6 @@ void kbd_req_audit_and_reply(kbd_req *r);
 void kbd_req_done(kbd_req *r);
 /* The X-Request-Id and metrics of a response the caller sends itself; status as sent. */
 void kbd_req_response_begins(kbd_req *r, int status);
-/* For no-auth routes: reply right away. */
-void kbd_req_reply_now(kbd_req *r, int status, json_t *body);
 const char *kbd_req_query(const kbd_req *r, const char *name);
 
 /* connlimit.c: connection limits, on the event thread */

@@ -166,13 +166,6 @@ void kbd_req_done(kbd_req *r)
     req_end(r);
 }
 
-void kbd_req_reply_now(kbd_req *r, int status, json_t *body)
-{
-    send_json(r, status, body, 0);
-    json_decref(body);
-    req_end(r);
-}
-
 /* Every error answer is a JSON error object, even when the message could not be built. */
 static void reply_error(kbd_req *r, kbr_err err, const char *message, int64_t seq)
 {

@@ -873,6 +873,14 @@ KBR_WUR kbr_err kbd_issuer_rotate_authorize(kbd_req *r, void *req);
 void kbd_issuer_rotate_work(kbd_req *r, kbd_worker *w);
 void kbd_issuer_rotate_finish(kbd_req *r);
 void kbd_issuer_rotate_settle(kbd_req *r, bool committed);
+/* h_provision.c: POST /v1/devices/{serial}/certificates (a device's new certificate); its
+ * typed request is the provisioning's (POST /v1/provision is served by its handler) */
+typedef struct kbd_prov_req kbd_prov_req;
+void kbd_prov_free(void *req);
+KBR_WUR kbr_err kbd_rotate_parse(const kbd_req *r, void **out, kbr_msg *msg);
+KBR_WUR kbr_err kbd_rotate_describe(kbd_req *r, const void *req);
+KBR_WUR kbr_err kbd_rotate_authorize(kbd_req *r, void *req);
+void kbd_rotate_work(kbd_req *r, kbd_worker *w);
 /* h_sign.c: POST /v1/sign */
 typedef struct kbd_sign_req kbd_sign_req;
 KBR_WUR kbr_err kbd_sign_parse(const kbd_req *r, void **out, kbr_msg *msg);
@@ -905,7 +913,6 @@ KBR_WUR kbr_err kbd_checkpoint_covering(kbd_worker *w, int64_t seq, json_t **cp)
 KBR_WUR kbr_err kbd_checkpoint_evidence(kbd_worker *w, json_t *cp, json_t **keys, json_t **chain);
 void kbd_checkpoint_stop(kbd *d);
 kbr_err kbd_h_provision(kbd_req *r);
-kbr_err kbd_h_rotate(kbd_req *r);
 kbr_err kbd_h_view_product(kbd_req *r);
 kbr_err kbd_h_view_custody(kbd_req *r);
 kbr_err kbd_h_view_exposure(kbd_req *r);

@@ -9,10 +9,9 @@
  *
  * The library checks take the values they check from the body with the
  * endpoint's field set restated below: for sign, certificates, batches,
- * debug authorization and OTA reports after their parser, and for the
- * routes still served by a handler of their own (provisioning, device
- * rotation), which have no parser to call.  Keep those in step with
- * broker/daemon/h_*.c.
+ * debug authorization, OTA reports and device rotation after their parser,
+ * and for provisioning, still served by a handler of its own, which has no
+ * parser to call.  Keep those in step with broker/daemon/h_*.c.
  *
  * Every body goes through every endpoint: the readers stop at the first bad
  * field, so that costs little, and a seed is just a request body.

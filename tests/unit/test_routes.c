@@ -140,14 +140,18 @@ static void req(fixture *f, const char *method, const char *path, const char *bo
     r->ctx_free = f->route->free_req;
 }
 
-/* The route's parser, as server.c calls it. */
+/* The route's parser, then what the entry is about, as server.c calls them. */
 static kbr_err parse(fixture *f)
 {
     kbd_req *r = &f->r;
+    kbr_err err;
 
     assert_non_null(f->route->parse);
     assert_null(f->route->handler);
-    return f->route->parse(r, &r->ctx, &r->msg);
+    err = f->route->parse(r, &r->ctx, &r->msg);
+    if (f->route->describe != NULL && r->ctx != NULL)
+        assert_int_equal(f->route->describe(r, r->ctx), KBR_OK);
+    return err;
 }
 
 /* Parse, which must take the request, then the route's authorizer. */
@@ -630,6 +634,40 @@ static void test_devices_and_debug(void **state)
     refused(f, "message_b64: does not contain the challenge");
 }
 
+static void test_rotate(void **state)
+{
+    fixture *f = *state;
+
+    req(f, "POST", "/v1/devices/SN1/certificates",
+        "{\"key\":\"ca-a\",\"product\":\"prod-a\",\"csr_pem\":\"x\"}",
+        "{\"ops\":[\"rotate\"],\"products\":[\"prod-a\"]}");
+    assert_int_equal(authorize(f), KBR_OK);
+    assert_true(json_is_object(json_object_get(f->r.rec->detail, "device")));
+    req(f, "POST", "/v1/devices/SN1/certificates", "{\"key\":\"ca-a\",\"product\":\"prod-a\"}",
+        "{\"ops\":[\"rotate\"]}");
+    refused(f, "csr_pem: required");
+    req(f, "POST", "/v1/devices/SN1/certificates", "{\"product\":\"prod-a\",\"csr_pem\":\"x\"}",
+        "{\"ops\":[\"rotate\"]}");
+    refused(f, "key: required");
+    req(f, "POST", "/v1/devices/a%20b/certificates",
+        "{\"key\":\"ca-a\",\"product\":\"prod-a\",\"csr_pem\":\"x\"}", "{\"ops\":[\"rotate\"]}");
+    refused(f, "device serial in the path");
+    /* a signing key makes no device certificate; a CA key of prod-a none of prod-b */
+    req(f, "POST", "/v1/devices/SN1/certificates",
+        "{\"key\":\"fw-a\",\"product\":\"prod-a\",\"csr_pem\":\"x\"}", "{\"ops\":[\"rotate\"]}");
+    assert_int_equal(authorize(f), KBR_ERR_FORBIDDEN);
+    assert_names(f, "device-identity-ca");
+    req(f, "POST", "/v1/devices/SN1/certificates",
+        "{\"key\":\"ca-a\",\"product\":\"prod-b\",\"csr_pem\":\"x\"}", "{\"ops\":[\"rotate\"]}");
+    assert_int_equal(authorize(f), KBR_ERR_FORBIDDEN);
+    assert_names(f, "does not serve product");
+    req(f, "POST", "/v1/devices/SN1/certificates",
+        "{\"key\":\"ca-a\",\"product\":\"prod-a\",\"csr_pem\":\"x\"}",
+        "{\"ops\":[\"rotate\"],\"devices\":[\"SN2\"]}");
+    assert_int_equal(authorize(f), KBR_ERR_FORBIDDEN);
+    assert_names(f, "device \"SN1\"");
+}
+
 static void test_ota_and_products(void **state)
 {
     fixture *f = *state;
@@ -777,6 +815,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tokens, setup, teardown),
         cmocka_unit_test_setup_teardown(test_batches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_devices_and_debug, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rotate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ota_and_products, setup, teardown),
         cmocka_unit_test_setup_teardown(test_incidents, setup, teardown),
         cmocka_unit_test_setup_teardown(test_certificates_and_audit, setup, teardown),

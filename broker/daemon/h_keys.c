@@ -454,6 +454,17 @@ out:
     return err;
 }
 
+/* The entry names the key of the path, whatever refuses the request. */
+kbr_err kbd_key_path_describe(kbd_req *r, const void *req)
+{
+    (void)req;
+    if (!kbr_name_valid(r->arg))
+        return KBR_OK;
+    free(r->rec->key);
+    r->rec->key = strdup(r->arg);
+    return r->rec->key != NULL ? KBR_OK : KBR_ERR_NOMEM;
+}
+
 kbr_err kbd_key_retire_authorize(kbd_req *r, void *req)
 {
     const kbd_key *k = NULL;

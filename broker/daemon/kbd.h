@@ -678,6 +678,8 @@ typedef struct {
 } kbd_key_retire_req;
 KBR_WUR kbr_err kbd_key_retire_parse(const kbd_req *r, void **out, kbr_msg *msg);
 void kbd_key_retire_free(void *req);
+/* The key of the path, for the entry of a refused request (retire, certificate) */
+KBR_WUR kbr_err kbd_key_path_describe(kbd_req *r, const void *req);
 KBR_WUR kbr_err kbd_key_retire_authorize(kbd_req *r, void *req);
 void kbd_key_retire_work(kbd_req *r, kbd_worker *w);
 void kbd_key_retire_finish(kbd_req *r);

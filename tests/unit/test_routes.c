@@ -421,6 +421,7 @@ static void test_key_show_and_retire(void **state)
     assert_string_equal(((kbd_key_retire_req *)f->r.ctx)->reason, "rotated");
     req(f, "POST", "/v1/keys/fw-a/retire", "{\"reason\":5}", ADMIN);
     refused(f, "reason");
+    assert_string_equal(f->r.rec->key, "fw-a"); /* the refusal's entry names the key */
     req(f, "POST", "/v1/keys/fw-a/retire", "{\"why\":\"x\"}", ADMIN);
     refused(f, "why");
     req(f, "POST", "/v1/keys/fw-old/retire", "{}", ADMIN);

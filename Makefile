@@ -167,6 +167,7 @@ $(BIN)/keybroker: $(CLI_MAIN) $(CLI_A) $(CORE) $(FLAGS_FILE)
 PROG_A = $(filter $(DAEMON_A) $(CLI_A),$^)
 $(BUILD)/tests/unit/test_cli: $(CLI_A)
 $(BUILD)/tests/unit/test_config: $(DAEMON_A)
+$(BUILD)/tests/unit/test_routes: $(DAEMON_A)
 $(BUILD)/tests/fuzz/config_fuzz $(BUILD)/tests/fuzz/config_replay: $(DAEMON_A)
 $(BUILD)/tests/fuzz/request_fuzz $(BUILD)/tests/fuzz/request_replay: $(DAEMON_A)
 

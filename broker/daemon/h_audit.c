@@ -379,12 +379,10 @@ void kbd_checkpoint_stop(kbd *d)
 
 /* ---- GET /v1/audit/checkpoint ---- */
 
-typedef struct {
-    bool note; /* Accept: text/plain: the note alone */
-} checkpoint_ctx;
+typedef kbd_checkpoint_req checkpoint_ctx;
 
 /* text/plain among the media types Accept lists, and application/json not. */
-static bool wants_note(kbd_req *r)
+static bool wants_note(const kbd_req *r)
 {
     const char *accept = evhttp_find_header(evhttp_request_get_input_headers(r->http), "Accept");
     bool text = false, json = false;
@@ -476,7 +474,7 @@ out:
     return err;
 }
 
-static void checkpoint_get_work(kbd_req *r, kbd_worker *w)
+void kbd_audit_checkpoint_work(kbd_req *r, kbd_worker *w)
 {
     checkpoint_ctx *c = r->ctx;
     json_t *cp = NULL;
@@ -528,28 +526,24 @@ static void checkpoint_get_work(kbd_req *r, kbd_worker *w)
     r->resp = cp;
 }
 
-kbr_err kbd_h_audit_checkpoint(kbd_req *r)
+/* The Accept field: the checkpoint, or its signed note alone. */
+kbr_err kbd_audit_checkpoint_parse(const kbd_req *r, void **out, kbr_msg *msg)
 {
     checkpoint_ctx *c = calloc(1, sizeof(*c));
 
+    (void)msg;
+    *out = c;
     if (c == NULL)
         return KBR_ERR_NOMEM;
-    c->note = wants_note(r);
-    r->ctx = c;
-    r->ctx_free = free;
-    r->work = checkpoint_get_work;
-    kbd_req_dispatch(r);
+    c->note = r->http != NULL && wants_note(r);
     return KBR_OK;
 }
 
 /* ---- GET /v1/audit/proof?seq=N&size=M ---- */
 
-typedef struct {
-    int64_t seq, size; /* size 0: the latest checkpoint's */
-    kbr_scope scope;   /* the reader's, copied for the worker */
-} proof_ctx;
+typedef kbd_audit_proof_req proof_ctx;
 
-static void proof_ctx_free(void *p)
+void kbd_audit_proof_free(void *p)
 {
     proof_ctx *c = p;
 
@@ -577,18 +571,19 @@ out:
     return err;
 }
 
-static kbr_err query_i64(kbd_req *r, const char *name, bool required, int64_t min, int64_t *out)
+static kbr_err query_i64(const kbd_req *r, const char *name, bool required, int64_t min,
+                         int64_t *out, kbr_msg *msg)
 {
     const char *s = kbd_req_query(r, name);
     char *end = NULL;
     long long v;
 
     if (s == NULL)
-        return required ? kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "%s: required", name) : KBR_OK;
+        return required ? kbr_fail(msg, KBR_ERR_BAD_REQUEST, "%s: required", name) : KBR_OK;
     v = strtoll(s, &end, 10);
     if (*s == '\0' || *end != '\0' || v < min || v == LLONG_MAX)
-        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "%s: must be an integer of at least %lld",
-                        name, (long long)min);
+        return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "%s: must be an integer of at least %lld", name,
+                        (long long)min);
     *out = v;
     return KBR_OK;
 }
@@ -665,7 +660,7 @@ out:
     return err;
 }
 
-static void proof_work(kbd_req *r, kbd_worker *w)
+void kbd_audit_proof_work(kbd_req *r, kbd_worker *w)
 {
     proof_ctx *c = r->ctx;
     kbr_err err = proof_build(r, w, c);
@@ -680,29 +675,31 @@ static void proof_work(kbd_req *r, kbd_worker *w)
     }
 }
 
-kbr_err kbd_h_audit_proof(kbd_req *r)
+kbr_err kbd_audit_proof_parse(const kbd_req *r, void **out, kbr_msg *msg)
 {
     proof_ctx *c = calloc(1, sizeof(*c));
+    kbr_err err = KBR_OK;
 
-    if (c == NULL)
-        return KBR_ERR_NOMEM;
-    r->ctx = c;
-    r->ctx_free = proof_ctx_free;
-    if (kbd_scope_copy(&r->tok->scope, &c->scope) != KBR_OK)
-        return KBR_ERR_NOMEM;
-    if (query_i64(r, "seq", true, 1, &c->seq) != KBR_OK ||
-        query_i64(r, "size", false, 1, &c->size) != KBR_OK)
-        return KBR_ERR_BAD_REQUEST;
-    r->work = proof_work;
-    kbd_req_dispatch(r);
-    return KBR_OK;
+    *out = c;
+    KBR_ENSURE(c != NULL, KBR_ERR_NOMEM);
+    KBR_GUARD(query_i64(r, "seq", true, 1, &c->seq, msg));
+    KBR_GUARD(query_i64(r, "size", false, 1, &c->size, msg));
+out:
+    return err;
+}
+
+/* Whether the reader may read the entry is the ledger's to say: the worker asks it, with a
+ * copy of the token's scope. */
+kbr_err kbd_audit_proof_authorize(kbd_req *r, void *req)
+{
+    proof_ctx *c = req;
+
+    return kbd_scope_copy(&r->tok->scope, &c->scope);
 }
 
 /* ---- GET /v1/audit/consistency?first=M&second=N ---- */
 
-typedef struct {
-    int64_t first, second;
-} consistency_ctx;
+typedef kbd_audit_consistency_req consistency_ctx;
 
 static kbr_err consistency_build(kbd_req *r, kbd_worker *w, consistency_ctx *c)
 {
@@ -732,7 +729,7 @@ out:
     return err;
 }
 
-static void consistency_work(kbd_req *r, kbd_worker *w)
+void kbd_audit_consistency_work(kbd_req *r, kbd_worker *w)
 {
     consistency_ctx *c = r->ctx;
     kbr_err err = consistency_build(r, w, c);
@@ -747,30 +744,24 @@ static void consistency_work(kbd_req *r, kbd_worker *w)
     }
 }
 
-kbr_err kbd_h_audit_consistency(kbd_req *r)
+kbr_err kbd_audit_consistency_parse(const kbd_req *r, void **out, kbr_msg *msg)
 {
     consistency_ctx *c = calloc(1, sizeof(*c));
+    kbr_err err = KBR_OK;
 
-    if (c == NULL)
-        return KBR_ERR_NOMEM;
-    r->ctx = c;
-    r->ctx_free = free;
-    if (query_i64(r, "first", true, 1, &c->first) != KBR_OK ||
-        query_i64(r, "second", true, 1, &c->second) != KBR_OK)
-        return KBR_ERR_BAD_REQUEST;
-    r->work = consistency_work;
-    kbd_req_dispatch(r);
-    return KBR_OK;
+    *out = c;
+    KBR_ENSURE(c != NULL, KBR_ERR_NOMEM);
+    KBR_GUARD(query_i64(r, "first", true, 1, &c->first, msg));
+    KBR_GUARD(query_i64(r, "second", true, 1, &c->second, msg));
+out:
+    return err;
 }
 
 /* ---- POST /v1/audit/key/rotate ---- */
 
-typedef struct {
-    char *reason;
-    bool held; /* this request holds the checkpointer */
-} rotate_ctx;
+typedef kbd_audit_key_rotate_req rotate_ctx;
 
-static void rotate_ctx_free(void *p)
+void kbd_audit_key_rotate_free(void *p)
 {
     rotate_ctx *c = p;
 
@@ -855,7 +846,7 @@ out:
     return err;
 }
 
-static void rotate_work(kbd_req *r, kbd_worker *w)
+void kbd_audit_key_rotate_work(kbd_req *r, kbd_worker *w)
 {
     rotate_ctx *c = r->ctx;
     kbr_err err;
@@ -872,13 +863,14 @@ static void rotate_work(kbd_req *r, kbd_worker *w)
         return;
     }
     c->held = true;
+    r->status = 201;
     err = rotate_make(r, w, c);
     if (err != KBR_OK)
         kbd_req_error(r, err, NULL);
 }
 
 /* Event thread: the rotation's entry settled; the next head may be made. */
-static void rotate_settle(kbd_req *r, bool committed)
+void kbd_audit_key_rotate_settle(kbd_req *r, bool committed)
 {
     rotate_ctx *c = r->ctx;
 
@@ -887,29 +879,28 @@ static void rotate_settle(kbd_req *r, bool committed)
     c->held = false;
 }
 
-kbr_err kbd_h_audit_key_rotate(kbd_req *r)
+kbr_err kbd_audit_key_rotate_parse(const kbd_req *r, void **out, kbr_msg *msg)
 {
     static const char *const allowed[] = {"reason", NULL};
     const char *reason = NULL;
-    rotate_ctx *c = NULL;
+    rotate_ctx *c = calloc(1, sizeof(*c));
+    kbr_err err = KBR_OK;
 
-    /* the audit key is every product's: only an admin of them all rotates it */
+    *out = c;
+    KBR_ENSURE(c != NULL, KBR_ERR_NOMEM);
+    KBR_GUARD(kbd_json_only(r->body, allowed, msg));
+    KBR_GUARD(kbd_json_str(r->body, "reason", false, 512, &reason, msg));
+    KBR_ENSURE(reason == NULL || (c->reason = strdup(reason)) != NULL, KBR_ERR_NOMEM);
+out:
+    return err;
+}
+
+/* The audit key is every product's: only an admin of them all rotates it. */
+kbr_err kbd_audit_key_rotate_authorize(kbd_req *r, void *req)
+{
+    (void)req;
     if (r->tok->scope.products.present)
         return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
                         "rotating the audit key needs an admin token without a products limit");
-    if (kbd_json_only(r->body, allowed, &r->msg) != KBR_OK ||
-        kbd_json_str(r->body, "reason", false, 512, &reason, &r->msg) != KBR_OK)
-        return KBR_ERR_BAD_REQUEST;
-    c = calloc(1, sizeof(*c));
-    if (c == NULL || (reason != NULL && (c->reason = strdup(reason)) == NULL)) {
-        rotate_ctx_free(c);
-        return KBR_ERR_NOMEM;
-    }
-    r->ctx = c;
-    r->ctx_free = rotate_ctx_free;
-    r->settle = rotate_settle;
-    r->status = 201;
-    r->work = rotate_work;
-    kbd_req_dispatch(r);
     return KBR_OK;
 }

@@ -11,14 +11,9 @@
 #include "kbd.h"
 #include "kbr_ca.h"
 
-typedef struct {
-    char *name, *label, *pem, *subject;
-    kbr_alg alg;
-    bool ca_key; /* a device-identity-ca key: only a CA certificate fits it */
-    long days;
-} cert_ctx;
+typedef kbd_key_certificate_req cert_ctx;
 
-static void cert_ctx_free(void *p)
+void kbd_key_certificate_free(void *p)
 {
     cert_ctx *c = p;
 
@@ -31,22 +26,18 @@ static void cert_ctx_free(void *p)
     free(c);
 }
 
-static kbr_err parse_self_signed(kbd_req *r, const kbd_key *k, cert_ctx *c, const json_t *ss)
+static kbr_err parse_self_signed(cert_ctx *c, const json_t *ss, kbr_msg *msg)
 {
     static const char *const allowed[] = {"subject", "days", NULL};
     const char *subject = NULL;
     int64_t days = 0;
 
     if (!json_is_object(ss))
-        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "self_signed: must be an object");
-    if (kbd_json_only(ss, allowed, &r->msg) != KBR_OK ||
-        kbd_json_str(ss, "subject", true, 512, &subject, &r->msg) != KBR_OK ||
-        kbd_json_int(ss, "days", true, 1, 36500, &days, &r->msg) != KBR_OK)
-        return kbd_msg_prefix(&r->msg, "self_signed", KBR_ERR_BAD_REQUEST);
-    if (strcmp(k->purpose, "device-identity-ca") != 0)
-        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST,
-                        "self_signed: only device-identity-ca keys get a self-signed CA "
-                        "certificate; attach a certificate issued elsewhere with pem");
+        return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "self_signed: must be an object");
+    if (kbd_json_only(ss, allowed, msg) != KBR_OK ||
+        kbd_json_str(ss, "subject", true, 512, &subject, msg) != KBR_OK ||
+        kbd_json_int(ss, "days", true, 1, 36500, &days, msg) != KBR_OK)
+        return kbd_msg_prefix(msg, "self_signed", KBR_ERR_BAD_REQUEST);
     c->subject = strdup(subject);
     c->days = (long)days;
     return c->subject == NULL ? KBR_ERR_NOMEM : KBR_OK;
@@ -56,7 +47,7 @@ static kbr_err parse_self_signed(kbd_req *r, const kbd_key *k, cert_ctx *c, cons
  * The certificate, then its issuers: a chain given apart in chain_pem is read exactly as if it
  * followed the certificate in pem, so both spellings meet the same checks.
  */
-static kbr_err attach_pem(kbd_req *r, const char *pem, const char *chain, char **out)
+static kbr_err attach_pem(const char *pem, const char *chain, char **out, kbr_msg *msg)
 {
     *out = NULL;
     if (chain == NULL || chain[0] == '\0') {
@@ -64,36 +55,58 @@ static kbr_err attach_pem(kbd_req *r, const char *pem, const char *chain, char *
         return *out == NULL ? KBR_ERR_NOMEM : KBR_OK;
     }
     if (strlen(pem) + 1 + strlen(chain) > KBR_CA_CHAIN_MAX)
-        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST,
+        return kbr_fail(msg, KBR_ERR_BAD_REQUEST,
                         "pem and chain_pem: longer than %d characters together", KBR_CA_CHAIN_MAX);
     return asprintf(out, "%s\n%s", pem, chain) < 0 ? KBR_ERR_NOMEM : KBR_OK;
 }
 
-static kbr_err cert_parse(kbd_req *r, const kbd_key *k, cert_ctx *c)
+kbr_err kbd_key_certificate_parse(const kbd_req *r, void **out, kbr_msg *msg)
 {
     static const char *const allowed[] = {"pem", "chain_pem", "self_signed", NULL};
     const json_t *ss = json_object_get(r->body, "self_signed");
     const char *pem = NULL, *chain = NULL;
-    kbr_err err;
+    cert_ctx *c = calloc(1, sizeof(*c));
+    kbr_err err = KBR_OK;
 
-    if (kbd_json_only(r->body, allowed, &r->msg) != KBR_OK ||
-        kbd_json_str(r->body, "pem", false, KBR_CA_CHAIN_MAX, &pem, &r->msg) != KBR_OK ||
-        kbd_json_str(r->body, "chain_pem", false, KBR_CA_CHAIN_MAX, &chain, &r->msg) != KBR_OK)
-        return KBR_ERR_BAD_REQUEST;
-    if ((pem == NULL) == (ss == NULL))
-        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "give exactly one of pem or self_signed");
-    if (chain != NULL && pem == NULL)
-        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "chain_pem: only with pem");
-    if (k->retired)
-        return kbr_fail(&r->msg, KBR_ERR_CONFLICT, "key \"%s\" is retired", k->name);
-    err = ss != NULL ? parse_self_signed(r, k, c, ss) : attach_pem(r, pem, chain, &c->pem);
-    if (err != KBR_OK)
-        return err;
+    *out = c;
+    KBR_ENSURE(c != NULL, KBR_ERR_NOMEM);
+    KBR_ENSURE(kbr_name_valid(r->arg),
+               kbr_fail(msg, KBR_ERR_BAD_REQUEST, "key name in the path is not valid"));
+    KBR_GUARD(kbd_json_only(r->body, allowed, msg));
+    KBR_GUARD(kbd_json_str(r->body, "pem", false, KBR_CA_CHAIN_MAX, &pem, msg));
+    KBR_GUARD(kbd_json_str(r->body, "chain_pem", false, KBR_CA_CHAIN_MAX, &chain, msg));
+    KBR_ENSURE((pem == NULL) != (ss == NULL),
+               kbr_fail(msg, KBR_ERR_BAD_REQUEST, "give exactly one of pem or self_signed"));
+    KBR_ENSURE(chain == NULL || pem != NULL,
+               kbr_fail(msg, KBR_ERR_BAD_REQUEST, "chain_pem: only with pem"));
+    if (ss != NULL)
+        KBR_GUARD(parse_self_signed(c, ss, msg));
+    else
+        KBR_GUARD(attach_pem(pem, chain, &c->pem, msg));
+out:
+    return err;
+}
+
+/* The key of the path, held by the token, active; a self-signed certificate is a CA's. */
+kbr_err kbd_key_certificate_authorize(kbd_req *r, void *req)
+{
+    cert_ctx *c = req;
+    const kbd_key *k = NULL;
+    kbr_err err = KBR_OK;
+
+    KBR_GUARD(kbd_req_path_key(r, &k));
+    KBR_ENSURE(!k->retired, kbr_fail(&r->msg, KBR_ERR_CONFLICT, "key \"%s\" is retired", k->name));
+    c->ca_key = strcmp(k->purpose, "device-identity-ca") == 0;
+    KBR_ENSURE(c->pem != NULL || c->ca_key,
+               kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST,
+                        "self_signed: only device-identity-ca keys get a self-signed CA "
+                        "certificate; attach a certificate issued elsewhere with pem"));
     c->name = strdup(k->name);
     c->label = strdup(k->hsm_label);
     c->alg = k->alg;
-    c->ca_key = strcmp(k->purpose, "device-identity-ca") == 0;
-    return c->name == NULL || c->label == NULL ? KBR_ERR_NOMEM : KBR_OK;
+    KBR_ENSURE(c->name != NULL && c->label != NULL, KBR_ERR_NOMEM);
+out:
+    return err;
 }
 
 /* A self-signed CA certificate points to the CRL its key signs, when crl_url is set. */
@@ -130,7 +143,9 @@ static json_t *cert_json(const kbr_ca_cert *leaf, const char *chain)
                      "fingerprint", kbr_ca_cert_fingerprint(leaf));
 }
 
-static void cert_finish(kbd_req *r)
+/* Event thread, once the certificate is durable: a CRL carries its CA certificate's name and key
+ * identifier, so none signed before it is served again. */
+void kbd_key_certificate_finish(kbd_req *r)
 {
     kbd_crls_changed(r->d);
 }
@@ -168,11 +183,9 @@ static void record(kbd_req *r, cert_ctx *c, const kbr_ca_cert *leaf, const char 
         json_object_set_new(r->rec->detail, "subject", json_string(c->subject));
     r->resp = json_pack("{s:s,s:o}", "name", c->name, "certificate", cert);
     r->status = 201;
-    /* a CRL carries its CA certificate's name and key identifier */
-    r->finish = cert_finish;
 }
 
-static void cert_work(kbd_req *r, kbd_worker *w)
+void kbd_key_certificate_work(kbd_req *r, kbd_worker *w)
 {
     cert_ctx *c = r->ctx;
     EVP_PKEY *pub = NULL;
@@ -193,24 +206,4 @@ static void cert_work(kbd_req *r, kbd_worker *w)
     kbr_ca_cert_free(leaf);
     free(chain);
     EVP_PKEY_free(pub);
-}
-
-kbr_err kbd_h_key_certificate(kbd_req *r)
-{
-    cert_ctx *c = calloc(1, sizeof(*c));
-    const kbd_key *k = NULL;
-    kbr_err err;
-
-    if (c == NULL)
-        return KBR_ERR_NOMEM;
-    r->ctx = c;
-    r->ctx_free = cert_ctx_free;
-    err = kbd_req_path_key(r, &k);
-    if (err == KBR_OK)
-        err = cert_parse(r, k, c);
-    if (err != KBR_OK)
-        return err;
-    r->work = cert_work;
-    kbd_req_dispatch(r);
-    return KBR_OK;
 }

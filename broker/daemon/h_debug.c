@@ -22,21 +22,15 @@
 #define CHALLENGE_MAX     64
 #define PERMISSIONS_MAX   64
 
-typedef struct {
-    char *key, *label, *product, *serial, *ticket, *permissions;
-    kbr_alg alg;
-    unsigned char *message;
-    size_t message_len;
-    char challenge_sha256[65], message_sha256[65];
-    kbr_namelist batches; /* the token's, for the worker's check of the device's batch */
-} debug_ctx;
+typedef kbd_debug_auth_req debug_ctx;
 
-static void debug_ctx_free(void *p)
+void kbd_debug_auth_free(void *p)
 {
     debug_ctx *c = p;
 
     if (c == NULL)
         return;
+    free(c->key_name);
     free(c->key);
     free(c->label);
     free(c->product);
@@ -66,39 +60,16 @@ static kbr_err copy_namelist(const kbr_namelist *in, kbr_namelist *out)
     return KBR_OK;
 }
 
-static kbr_err check_debug_key(kbd_req *r, debug_ctx *c, const char *name, const char *product)
-{
-    const kbd_key *k = NULL;
-    kbr_err err = kbd_req_use_key(r, name, &k);
-
-    if (err != KBR_OK)
-        return err;
-    if (strcmp(k->purpose, "debug-auth") != 0)
-        return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
-                        "key: \"%s\" is a %s key; debug unlocks need a debug-auth key", name,
-                        k->purpose);
-    if (k->alg == KBR_ALG_RSA_3072 || k->alg == KBR_ALG_RSA_4096)
-        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST,
-                        "key: debug authorization signs with ECDSA or Ed25519 keys");
-    err = kbd_req_key_product(r, k, "product", product);
-    if (err != KBR_OK)
-        return err;
-    c->key = strdup(name);
-    c->label = strdup(k->hsm_label);
-    c->alg = k->alg;
-    return c->key == NULL || c->label == NULL ? KBR_ERR_NOMEM : KBR_OK;
-}
-
-static kbr_err hex_field(kbd_req *r, const char *field, size_t min, size_t max, unsigned char **out,
-                         size_t *outlen)
+static kbr_err hex_field(const json_t *body, const char *field, size_t min, size_t max,
+                         unsigned char **out, size_t *outlen, kbr_msg *msg)
 {
     const char *hex = NULL;
 
-    if (kbd_json_str(r->body, field, true, 2 * max, &hex, &r->msg) != KBR_OK)
+    if (kbd_json_str(body, field, true, 2 * max, &hex, msg) != KBR_OK)
         return KBR_ERR_BAD_REQUEST;
     if (kbr_hex_decode(hex, out, outlen) != KBR_OK || *outlen < min || *outlen > max)
-        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "%s: must be %zu to %zu bytes of hex", field,
-                        min, max);
+        return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "%s: must be %zu to %zu bytes of hex", field, min,
+                        max);
     return KBR_OK;
 }
 
@@ -109,69 +80,107 @@ static bool contains(const unsigned char *hay, size_t hlen, const unsigned char 
     return nlen <= hlen && memmem(hay, hlen, needle, nlen) != NULL;
 }
 
-static kbr_err parse_message(kbd_req *r, debug_ctx *c, const unsigned char *challenge, size_t clen)
+static kbr_err parse_message(const json_t *body, debug_ctx *c, const unsigned char *challenge,
+                             size_t clen, kbr_msg *msg)
 {
     const char *b64 = NULL;
 
-    if (kbd_json_str(r->body, "message_b64", true, 4 * DEBUG_MESSAGE_MAX / 3 + 4, &b64, &r->msg) !=
-        KBR_OK)
-        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST,
+    if (kbd_json_str(body, "message_b64", true, 4 * DEBUG_MESSAGE_MAX / 3 + 4, &b64, msg) != KBR_OK)
+        return kbr_fail(msg, KBR_ERR_BAD_REQUEST,
                         "message_b64: required, the vendor tool's to-be-signed bytes (at most "
                         "%d bytes)",
                         DEBUG_MESSAGE_MAX);
     if (kbr_b64_decode(b64, &c->message, &c->message_len) != KBR_OK)
-        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "message_b64: not valid base64");
+        return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "message_b64: not valid base64");
     if (c->message_len > DEBUG_MESSAGE_MAX)
-        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "message_b64: more than %d bytes",
+        return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "message_b64: more than %d bytes",
                         DEBUG_MESSAGE_MAX);
     if (!contains(c->message, c->message_len, challenge, clen))
-        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST,
+        return kbr_fail(msg, KBR_ERR_BAD_REQUEST,
                         "message_b64: does not contain the challenge; the signed bytes must "
                         "answer this device's challenge");
     kbr_sha256_hex(c->message, c->message_len, c->message_sha256);
     return KBR_OK;
 }
 
-static kbr_err debug_parse(kbd_req *r, debug_ctx *c)
+kbr_err kbd_debug_auth_parse(const kbd_req *r, void **out, kbr_msg *msg)
 {
     static const char *const allowed[] = {"key",         "device", "product",     "challenge",
                                           "permissions", "ticket", "message_b64", NULL};
     const char *key, *serial, *product, *ticket = NULL;
     unsigned char *challenge = NULL, *perm = NULL;
     size_t clen = 0, plen = 0;
-    kbr_err err;
+    debug_ctx *c = calloc(1, sizeof(*c));
+    kbr_err err = KBR_OK;
 
-    if (kbd_json_only(r->body, allowed, &r->msg) != KBR_OK ||
-        kbd_json_name(r->body, "key", true, &key, &r->msg) != KBR_OK ||
-        kbd_json_name(r->body, "device", true, &serial, &r->msg) != KBR_OK ||
-        kbd_json_name(r->body, "product", true, &product, &r->msg) != KBR_OK)
-        return KBR_ERR_BAD_REQUEST;
-    if (kbd_json_str(r->body, "ticket", true, 128, &ticket, &r->msg) != KBR_OK)
-        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST,
-                        "ticket: required, the rework or case id this unlock is for");
-    err = check_debug_key(r, c, key, product);
-    if (err == KBR_OK && !kbr_namelist_match(&r->tok->scope.devices, serial))
-        err = kbr_fail(&r->msg, KBR_ERR_FORBIDDEN, "device: \"%s\" is outside the token's devices",
-                       serial);
-    if (err == KBR_OK)
-        err = hex_field(r, "challenge", CHALLENGE_MIN, CHALLENGE_MAX, &challenge, &clen);
-    if (err == KBR_OK)
-        err = hex_field(r, "permissions", 1, PERMISSIONS_MAX, &perm, &plen);
-    if (err == KBR_OK)
-        err = parse_message(r, c, challenge, clen);
-    if (err == KBR_OK) {
-        kbr_sha256_hex(challenge, clen, c->challenge_sha256);
-        c->serial = strdup(serial);
-        c->product = strdup(product);
-        c->ticket = strdup(ticket);
-        err = kbr_hex_encode(perm, plen, &c->permissions);
-    }
-    if (err == KBR_OK)
-        err = copy_namelist(&r->tok->scope.batches, &c->batches);
+    *out = c;
+    KBR_ENSURE(c != NULL, KBR_ERR_NOMEM);
+    KBR_GUARD(kbd_json_only(r->body, allowed, msg));
+    KBR_GUARD(kbd_json_name(r->body, "key", true, &key, msg));
+    KBR_ENSURE((c->key_name = strdup(key)) != NULL, KBR_ERR_NOMEM);
+    KBR_GUARD(kbd_json_name(r->body, "device", true, &serial, msg));
+    KBR_GUARD(kbd_json_name(r->body, "product", true, &product, msg));
+    KBR_ENSURE(kbd_json_str(r->body, "ticket", true, 128, &ticket, msg) == KBR_OK,
+               kbr_fail(msg, KBR_ERR_BAD_REQUEST,
+                        "ticket: required, the rework or case id this unlock is for"));
+    KBR_GUARD(
+        hex_field(r->body, "challenge", CHALLENGE_MIN, CHALLENGE_MAX, &challenge, &clen, msg));
+    KBR_GUARD(hex_field(r->body, "permissions", 1, PERMISSIONS_MAX, &perm, &plen, msg));
+    KBR_GUARD(parse_message(r->body, c, challenge, clen, msg));
+    kbr_sha256_hex(challenge, clen, c->challenge_sha256);
+    c->serial = strdup(serial);
+    c->product = strdup(product);
+    c->ticket = strdup(ticket);
+    KBR_GUARD(kbr_hex_encode(perm, plen, &c->permissions));
+    KBR_ENSURE(c->serial != NULL && c->product != NULL && c->ticket != NULL, KBR_ERR_NOMEM);
+out:
     free(challenge);
     free(perm);
-    if (err == KBR_OK && (c->serial == NULL || c->product == NULL || c->ticket == NULL))
-        err = KBR_ERR_NOMEM;
+    return err;
+}
+
+/* The entry names the key the request names. */
+kbr_err kbd_debug_auth_describe(kbd_req *r, const void *req)
+{
+    const debug_ctx *c = req;
+
+    if (c->key_name == NULL)
+        return KBR_OK;
+    free(r->rec->key);
+    r->rec->key = strdup(c->key_name);
+    return r->rec->key != NULL ? KBR_OK : KBR_ERR_NOMEM;
+}
+
+/*
+ * A debug-auth key the token may use, registered and active, of an algorithm debug
+ * authorization takes, serving the product the token serves; a device the token's devices
+ * cover.  The device's batch is the ledger's, checked by the worker against a copy of the
+ * token's batches.
+ */
+kbr_err kbd_debug_auth_authorize(kbd_req *r, void *req)
+{
+    debug_ctx *c = req;
+    const kbd_key *k = NULL;
+    kbr_err err = KBR_OK;
+
+    KBR_GUARD(kbd_req_use_key(r, c->key_name, &k));
+    KBR_ENSURE(strcmp(k->purpose, "debug-auth") == 0,
+               kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
+                        "key: \"%s\" is a %s key; debug unlocks need a debug-auth key", c->key_name,
+                        k->purpose));
+    KBR_ENSURE(k->alg != KBR_ALG_RSA_3072 && k->alg != KBR_ALG_RSA_4096,
+               kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST,
+                        "key: debug authorization signs with ECDSA or Ed25519 keys"));
+    KBR_GUARD(kbd_req_key_product(r, k, "product", c->product));
+    KBR_ENSURE(kbr_namelist_match(&r->tok->scope.devices, c->serial),
+               kbr_fail(&r->msg, KBR_ERR_FORBIDDEN, "device: \"%s\" is outside the token's devices",
+                        c->serial));
+    c->key = strdup(k->name);
+    c->label = strdup(k->hsm_label);
+    c->alg = k->alg;
+    KBR_ENSURE(c->key != NULL && c->label != NULL, KBR_ERR_NOMEM);
+    KBR_GUARD(copy_namelist(&r->tok->scope.batches, &c->batches));
+out:
     return err;
 }
 
@@ -254,7 +263,7 @@ static void record_unlock(kbd_req *r, debug_ctx *c, const char *sig_sha, const c
     json_object_set_new(d, "expires_at", json_string(expires));
 }
 
-static void debug_work(kbd_req *r, kbd_worker *w)
+void kbd_debug_auth_work(kbd_req *r, kbd_worker *w)
 {
     debug_ctx *c = r->ctx;
     unsigned char *sig = NULL;
@@ -284,24 +293,4 @@ static void debug_work(kbd_req *r, kbd_worker *w)
     r->add_audit_seq_to_resp = true;
     free(sig);
     free(b64);
-}
-
-kbr_err kbd_h_debug_auth(kbd_req *r)
-{
-    debug_ctx *c = calloc(1, sizeof(*c));
-    kbr_err err;
-
-    if (c == NULL)
-        return KBR_ERR_NOMEM;
-    r->ctx = c;
-    r->ctx_free = debug_ctx_free;
-    err = debug_parse(r, c);
-    if (err != KBR_OK)
-        return err;
-    err = kbd_req_reserve_use(r);
-    if (err != KBR_OK)
-        return err;
-    r->work = debug_work;
-    kbd_req_dispatch(r);
-    return KBR_OK;
 }

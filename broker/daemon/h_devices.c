@@ -16,13 +16,9 @@
 
 #include "kbd.h"
 
-typedef struct {
-    char *product, *serial, *reason;
-    int reason_code;
-    kbr_scope scope; /* the token's, for the worker's batch check */
-} revoke_ctx;
+typedef kbd_device_revoke_req revoke_ctx;
 
-static void revoke_ctx_free(void *p)
+void kbd_device_revoke_free(void *p)
 {
     revoke_ctx *c = p;
 
@@ -101,7 +97,7 @@ static bool revoke_precheck(kbd_req *r, revoke_ctx *c, const json_t *dev, kbr_er
     return true;
 }
 
-static void revoke_work(kbd_req *r, kbd_worker *w)
+void kbd_device_revoke_work(kbd_req *r, kbd_worker *w)
 {
     revoke_ctx *c = r->ctx;
     json_t *dev = NULL, *listed = NULL;
@@ -152,52 +148,66 @@ out:
 }
 
 /* Event thread, once the revocation is durable: no CRL signed before it is served again. */
-static void revoke_finish(kbd_req *r)
+void kbd_device_revoke_finish(kbd_req *r)
 {
     kbd_crls_changed(r->d);
 }
 
-kbr_err kbd_h_device_revoke(kbd_req *r)
+kbr_err kbd_device_revoke_parse(const kbd_req *r, void **out, kbr_msg *msg)
 {
     static const char *const allowed[] = {"product", "reason", NULL};
     const char *product = NULL, *reason = NULL;
     revoke_ctx *c = calloc(1, sizeof(*c));
+    kbr_err err = KBR_OK;
 
-    if (c == NULL)
-        return KBR_ERR_NOMEM;
-    r->ctx = c;
-    r->ctx_free = revoke_ctx_free;
-    if (!kbr_name_valid(r->arg))
-        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "device serial in the path is not valid");
-    if (kbd_json_only(r->body, allowed, &r->msg) != KBR_OK ||
-        kbd_json_name(r->body, "product", true, &product, &r->msg) != KBR_OK ||
-        kbd_json_str(r->body, "reason", true, 64, &reason, &r->msg) != KBR_OK)
-        return KBR_ERR_BAD_REQUEST;
-    json_object_set_new(r->rec->detail, "device",
-                        json_pack("{s:s,s:s}", "serial", r->arg, "product", product));
-    json_object_set_new(r->rec->detail, "reason", json_string(reason));
-    if (kbr_audit_rec_add_product(r->rec, product) != KBR_OK)
-        return KBR_ERR_NOMEM;
-    c->reason_code = kbr_store_revocation_reason_code(reason);
-    if (c->reason_code < 0)
-        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST,
-                        "reason: \"%.64s\" is not one of the RFC 5280 reasons a revocation takes: "
-                        "%s",
-                        reason, REASONS);
-    if (!kbr_namelist_match(&r->tok->scope.products, product))
-        return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
-                        "product: \"%s\" is outside the token's products", product);
-    if (!kbr_namelist_match(&r->tok->scope.devices, r->arg))
-        return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN, "device \"%s\" is outside the token's devices",
-                        r->arg);
+    *out = c;
+    KBR_ENSURE(c != NULL, KBR_ERR_NOMEM);
+    KBR_ENSURE(kbr_name_valid(r->arg),
+               kbr_fail(msg, KBR_ERR_BAD_REQUEST, "device serial in the path is not valid"));
+    KBR_GUARD(kbd_json_only(r->body, allowed, msg));
+    KBR_GUARD(kbd_json_name(r->body, "product", true, &product, msg));
+    KBR_GUARD(kbd_json_str(r->body, "reason", true, 64, &reason, msg));
     c->product = strdup(product);
     c->serial = strdup(r->arg);
     c->reason = strdup(reason);
-    if (c->product == NULL || c->serial == NULL || c->reason == NULL ||
-        kbd_scope_copy(&r->tok->scope, &c->scope) != KBR_OK)
-        return KBR_ERR_NOMEM;
-    r->work = revoke_work;
-    r->finish = revoke_finish;
-    kbd_req_dispatch(r);
-    return KBR_OK;
+    KBR_ENSURE(c->product != NULL && c->serial != NULL && c->reason != NULL, KBR_ERR_NOMEM);
+    c->reason_code = kbr_store_revocation_reason_code(reason);
+    KBR_ENSURE(c->reason_code >= 0,
+               kbr_fail(msg, KBR_ERR_BAD_REQUEST,
+                        "reason: \"%.64s\" is not one of the RFC 5280 reasons a revocation takes: "
+                        "%s",
+                        reason, REASONS));
+out:
+    return err;
+}
+
+/* The entry names the device, its product and the reason given. */
+kbr_err kbd_device_revoke_describe(kbd_req *r, const void *req)
+{
+    const revoke_ctx *c = req;
+
+    if (c->reason == NULL)
+        return KBR_OK;
+    json_object_set_new(r->rec->detail, "device",
+                        json_pack("{s:s,s:s}", "serial", c->serial, "product", c->product));
+    json_object_set_new(r->rec->detail, "reason", json_string(c->reason));
+    return kbr_audit_rec_add_product(r->rec, c->product) == KBR_OK ? KBR_OK : KBR_ERR_NOMEM;
+}
+
+/* The product and the device are the token's; the batch, which the ledger knows, is checked
+ * by the worker against a copy of the token's scope. */
+kbr_err kbd_device_revoke_authorize(kbd_req *r, void *req)
+{
+    revoke_ctx *c = req;
+    kbr_err err = KBR_OK;
+
+    KBR_ENSURE(kbr_namelist_match(&r->tok->scope.products, c->product),
+               kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
+                        "product: \"%s\" is outside the token's products", c->product));
+    KBR_ENSURE(kbr_namelist_match(&r->tok->scope.devices, c->serial),
+               kbr_fail(&r->msg, KBR_ERR_FORBIDDEN, "device \"%s\" is outside the token's devices",
+                        c->serial));
+    KBR_GUARD(kbd_scope_copy(&r->tok->scope, &c->scope));
+out:
+    return err;
 }

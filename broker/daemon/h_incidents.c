@@ -24,15 +24,9 @@
 #define CLOCK_SKEW 300
 #define NOTES_MAX  4096
 
-typedef struct {
-    char *id, *title, *product, *component, *purl, *vers, *aware_at, *severity, *cve;
-    char *fixed, *available_at, *stage, *notes;
-    json_t *versions;
-    bool exploited, csaf;
-    kbr_scope scope; /* the token's, for the worker's checks */
-} incident_ctx;
+typedef kbd_incident_req incident_ctx;
 
-static void incident_ctx_free(void *p)
+void kbd_incident_free(void *p)
 {
     incident_ctx *c = p;
 
@@ -56,16 +50,11 @@ static void incident_ctx_free(void *p)
     free(c);
 }
 
-static kbr_err new_ctx(kbd_req *r, incident_ctx **out)
+static kbr_err new_req(void **out, incident_ctx **c)
 {
-    incident_ctx *c = calloc(1, sizeof(*c));
-
-    *out = c;
-    if (c == NULL)
-        return KBR_ERR_NOMEM;
-    r->ctx = c;
-    r->ctx_free = incident_ctx_free;
-    return kbd_scope_copy(&r->tok->scope, &c->scope);
+    *c = calloc(1, sizeof(**c));
+    *out = *c;
+    return *c != NULL ? KBR_OK : KBR_ERR_NOMEM;
 }
 
 static kbr_err keep(char **slot, const char *s)
@@ -77,22 +66,23 @@ static kbr_err keep(char **slot, const char *s)
 }
 
 /* A time the caller gives: RFC 3339 UTC, not ahead of the broker's clock; normalized. */
-static kbr_err json_time(kbd_req *r, const char *field, bool required, char **out)
+static kbr_err json_time(const json_t *body, const char *field, bool required, char **out,
+                         kbr_msg *msg)
 {
     const char *s = NULL;
     char norm[KBR_TIME_LEN];
     time_t t;
 
     *out = NULL;
-    if (kbd_json_str(r->body, field, required, 40, &s, &r->msg) != KBR_OK)
+    if (kbd_json_str(body, field, required, 40, &s, msg) != KBR_OK)
         return KBR_ERR_BAD_REQUEST;
     if (s == NULL)
         return KBR_OK;
     if (kbr_time_parse(s, &t) != KBR_OK)
-        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST,
+        return kbr_fail(msg, KBR_ERR_BAD_REQUEST,
                         "%s: not an RFC 3339 UTC time such as 2026-11-28T14:00:00Z", field);
     if (t > time(NULL) + CLOCK_SKEW)
-        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST,
+        return kbr_fail(msg, KBR_ERR_BAD_REQUEST,
                         "%s: %s is in the future (more than %d seconds ahead of the broker)", field,
                         s, CLOCK_SKEW);
     kbr_time_fmt(t, norm);
@@ -154,25 +144,43 @@ static bool load_incident(kbd_req *r, kbd_worker *w, bool figures, json_t **out)
 }
 
 /* The {id} segment of the path. */
-static kbr_err path_id(kbd_req *r, incident_ctx *c)
+static kbr_err path_id(const kbd_req *r, incident_ctx *c, kbr_msg *msg)
 {
     if (!kbr_name_valid(r->arg))
-        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "incident id in the path is not valid");
-    json_object_set_new(r->rec->detail, "incident", json_string(r->arg));
+        return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "incident id in the path is not valid");
     return keep(&c->id, r->arg);
+}
+
+/* The entry of a request on /v1/incidents/{id} names the incident, once the path does. */
+kbr_err kbd_incident_describe(kbd_req *r, const void *req)
+{
+    const incident_ctx *c = req;
+
+    if (c->id != NULL)
+        json_object_set_new(r->rec->detail, "incident", json_string(c->id));
+    return KBR_OK;
+}
+
+/* Who may see an incident depends on its product, which the ledger knows: the worker decides,
+ * with a copy of the token's scope. */
+kbr_err kbd_incident_authorize(kbd_req *r, void *req)
+{
+    incident_ctx *c = req;
+
+    return kbd_scope_copy(&r->tok->scope, &c->scope);
 }
 
 /* ---- POST /v1/incidents ---- */
 
-static kbr_err parse_versions(kbd_req *r, incident_ctx *c)
+static kbr_err parse_versions(const json_t *body, incident_ctx *c, kbr_msg *msg)
 {
-    const json_t *v = json_object_get(r->body, "versions");
+    const json_t *v = json_object_get(body, "versions");
 
     if (v == NULL)
         return KBR_OK;
     /* kbr_store_exposure_check says what is wrong with them, naming the item */
     if (!json_is_array(v))
-        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "versions: an array of versions");
+        return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "versions: an array of versions");
     c->versions = json_deep_copy(v);
     return c->versions != NULL ? KBR_OK : KBR_ERR_NOMEM;
 }
@@ -185,11 +193,12 @@ static bool cve_id(const char *s)
            s[8] == '-' && digits >= 4 && 9 + digits == n;
 }
 
-static kbr_err parse_choice(kbd_req *r, const char *field, const char *const *choices, char **out)
+static kbr_err parse_choice(const json_t *body, const char *field, const char *const *choices,
+                            char **out, kbr_msg *msg)
 {
     const char *s;
 
-    if (kbd_json_str(r->body, field, true, 32, &s, &r->msg) != KBR_OK)
+    if (kbd_json_str(body, field, true, 32, &s, msg) != KBR_OK)
         return KBR_ERR_BAD_REQUEST;
     for (size_t i = 0; choices[i] != NULL; i++)
         if (strcmp(s, choices[i]) == 0)
@@ -197,7 +206,7 @@ static kbr_err parse_choice(kbd_req *r, const char *field, const char *const *ch
     return KBR_ERR_BAD_REQUEST;
 }
 
-static kbr_err parse_create(kbd_req *r, incident_ctx *c)
+kbr_err kbd_incident_create_parse(const kbd_req *r, void **out, kbr_msg *msg)
 {
     static const char *const allowed[] = {"id",        "title",    "product",
                                           "component", "versions", "purl",
@@ -205,46 +214,64 @@ static kbr_err parse_create(kbd_req *r, incident_ctx *c)
                                           "severity",  "cve",      NULL};
     static const char *const severities[] = {"low", "medium", "high", "critical", NULL};
     const char *id, *title, *product, *component, *purl, *vers, *cve;
-    const json_t *exploited = json_object_get(r->body, "actively_exploited");
+    const json_t *body = r->body, *exploited = json_object_get(body, "actively_exploited");
     kbr_exposure_query q;
-    kbr_err err;
+    incident_ctx *c = NULL;
+    kbr_err err = KBR_OK;
 
-    if (kbd_json_only(r->body, allowed, &r->msg) != KBR_OK ||
-        kbd_json_name(r->body, "id", true, &id, &r->msg) != KBR_OK ||
-        kbd_json_str(r->body, "title", true, 512, &title, &r->msg) != KBR_OK ||
-        kbd_json_name(r->body, "product", false, &product, &r->msg) != KBR_OK ||
-        kbd_json_str(r->body, "component", true, 256, &component, &r->msg) != KBR_OK ||
-        kbd_json_str(r->body, "purl", false, 1024, &purl, &r->msg) != KBR_OK ||
-        kbd_json_str(r->body, "vers", false, 4096, &vers, &r->msg) != KBR_OK ||
-        kbd_json_str(r->body, "cve", false, 32, &cve, &r->msg) != KBR_OK)
-        return KBR_ERR_BAD_REQUEST;
-    if (!json_is_boolean(exploited))
-        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST,
-                        "actively_exploited: required, true or false");
-    if (cve != NULL && !cve_id(cve))
-        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST,
-                        "cve: \"%s\" is not a CVE identifier such as CVE-2024-12345", cve);
-    err = parse_choice(r, "severity", severities, &c->severity);
-    if (err == KBR_ERR_BAD_REQUEST)
-        return kbr_fail(&r->msg, err, "severity: required, low, medium, high or critical");
-    if (err == KBR_OK)
-        err = parse_versions(r, c);
-    if (err == KBR_OK)
-        err = json_time(r, "aware_at", true, &c->aware_at);
-    if (err != KBR_OK)
-        return err;
+    KBR_GUARD(new_req(out, &c));
+    KBR_GUARD(kbd_json_only(body, allowed, msg));
+    KBR_GUARD(kbd_json_name(body, "id", true, &id, msg));
+    KBR_GUARD(kbd_json_str(body, "title", true, 512, &title, msg));
+    KBR_GUARD(kbd_json_name(body, "product", false, &product, msg));
+    KBR_GUARD(kbd_json_str(body, "component", true, 256, &component, msg));
+    KBR_GUARD(kbd_json_str(body, "purl", false, 1024, &purl, msg));
+    KBR_GUARD(kbd_json_str(body, "vers", false, 4096, &vers, msg));
+    KBR_GUARD(kbd_json_str(body, "cve", false, 32, &cve, msg));
+    KBR_ENSURE(json_is_boolean(exploited),
+               kbr_fail(msg, KBR_ERR_BAD_REQUEST, "actively_exploited: required, true or false"));
+    KBR_ENSURE(cve == NULL || cve_id(cve),
+               kbr_fail(msg, KBR_ERR_BAD_REQUEST,
+                        "cve: \"%s\" is not a CVE identifier such as CVE-2024-12345", cve));
+    err = parse_choice(body, "severity", severities, &c->severity, msg);
+    KBR_ENSURE(err != KBR_ERR_BAD_REQUEST,
+               kbr_fail(msg, err, "severity: required, low, medium, high or critical"));
+    KBR_GUARD(err);
+    KBR_GUARD(parse_versions(body, c, msg));
+    KBR_GUARD(json_time(body, "aware_at", true, &c->aware_at, msg));
     c->exploited = json_is_true(exploited);
-    if (keep(&c->id, id) != KBR_OK || keep(&c->title, title) != KBR_OK ||
-        keep(&c->product, product) != KBR_OK || keep(&c->component, component) != KBR_OK ||
-        keep(&c->purl, purl) != KBR_OK || keep(&c->vers, vers) != KBR_OK ||
-        keep(&c->cve, cve) != KBR_OK)
-        return KBR_ERR_NOMEM;
+    KBR_GUARD(keep(&c->id, id));
+    KBR_GUARD(keep(&c->title, title));
+    KBR_GUARD(keep(&c->product, product));
+    KBR_GUARD(keep(&c->component, component));
+    KBR_GUARD(keep(&c->purl, purl));
+    KBR_GUARD(keep(&c->vers, vers));
+    KBR_GUARD(keep(&c->cve, cve));
     /* by its package when a purl is given, else by its SBOM name */
     q = (kbr_exposure_query){.component = purl == NULL ? component : NULL,
                              .purl = purl,
                              .versions = c->versions,
                              .vers = vers};
-    return kbr_store_exposure_check(&q, &r->msg);
+    KBR_GUARD(kbr_store_exposure_check(&q, msg));
+out:
+    return err;
+}
+
+/* A token limited to products records incidents of one of them; the others, of any product
+ * or of every product. */
+kbr_err kbd_incident_create_authorize(kbd_req *r, void *req)
+{
+    const incident_ctx *c = req;
+    kbr_err err = KBR_OK;
+
+    KBR_ENSURE(kbr_audit_rec_add_product(r->rec, c->product) == KBR_OK, KBR_ERR_NOMEM);
+    KBR_ENSURE(!r->tok->scope.products.present ||
+                   (c->product != NULL && kbr_namelist_match(&r->tok->scope.products, c->product)),
+               kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
+                        "product: a token limited to products must name one of them"));
+    json_object_set_new(r->rec->detail, "incident", json_string(c->id));
+out:
+    return err;
 }
 
 /* The question as the incident keeps it. */
@@ -360,7 +387,7 @@ out:
     return err;
 }
 
-static void create_work(kbd_req *r, kbd_worker *w)
+void kbd_incident_create_work(kbd_req *r, kbd_worker *w)
 {
     incident_ctx *c = r->ctx;
     kbr_exposure_query q = {.component = c->purl == NULL ? c->component : NULL,
@@ -411,30 +438,9 @@ out:
     json_decref(view);
 }
 
-kbr_err kbd_h_incident_create(kbd_req *r)
-{
-    incident_ctx *c = NULL;
-    kbr_err err = new_ctx(r, &c);
-
-    if (err == KBR_OK)
-        err = parse_create(r, c);
-    if (err != KBR_OK)
-        return err;
-    if (kbr_audit_rec_add_product(r->rec, c->product) != KBR_OK)
-        return KBR_ERR_NOMEM;
-    if (r->tok->scope.products.present &&
-        (c->product == NULL || !kbr_namelist_match(&r->tok->scope.products, c->product)))
-        return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
-                        "product: a token limited to products must name one of them");
-    json_object_set_new(r->rec->detail, "incident", json_string(c->id));
-    r->work = create_work;
-    kbd_req_dispatch(r);
-    return KBR_OK;
-}
-
 /* ---- GET /v1/incidents, GET /v1/incidents/{id} ---- */
 
-static void list_work(kbd_req *r, kbd_worker *w)
+void kbd_incident_list_work(kbd_req *r, kbd_worker *w)
 {
     incident_ctx *c = r->ctx;
     json_t *all = NULL, *seen = json_array(), *inc;
@@ -454,18 +460,16 @@ static void list_work(kbd_req *r, kbd_worker *w)
     json_decref(all);
 }
 
-kbr_err kbd_h_incident_list(kbd_req *r)
+kbr_err kbd_incident_list_parse(const kbd_req *r, void **out, kbr_msg *msg)
 {
     incident_ctx *c = NULL;
 
-    if (new_ctx(r, &c) != KBR_OK)
-        return KBR_ERR_NOMEM;
-    r->work = list_work;
-    kbd_req_dispatch(r);
-    return KBR_OK;
+    (void)r;
+    (void)msg;
+    return new_req(out, &c);
 }
 
-static void get_work(kbd_req *r, kbd_worker *w)
+void kbd_incident_get_work(kbd_req *r, kbd_worker *w)
 {
     json_t *v = NULL;
 
@@ -473,18 +477,15 @@ static void get_work(kbd_req *r, kbd_worker *w)
         r->resp = v;
 }
 
-kbr_err kbd_h_incident_get(kbd_req *r)
+kbr_err kbd_incident_get_parse(const kbd_req *r, void **out, kbr_msg *msg)
 {
     incident_ctx *c = NULL;
-    kbr_err err = new_ctx(r, &c);
+    kbr_err err = KBR_OK;
 
-    if (err == KBR_OK)
-        err = path_id(r, c);
-    if (err != KBR_OK)
-        return err;
-    r->work = get_work;
-    kbd_req_dispatch(r);
-    return KBR_OK;
+    KBR_GUARD(new_req(out, &c));
+    KBR_GUARD(path_id(r, c, msg));
+out:
+    return err;
 }
 
 /* ---- POST /v1/incidents/{id}/fix ---- */
@@ -560,7 +561,7 @@ static bool fix_checks(kbd_req *r, kbd_worker *w, const json_t *v, const char *a
     return ok;
 }
 
-static void fix_work(kbd_req *r, kbd_worker *w)
+void kbd_incident_fix_work(kbd_req *r, kbd_worker *w)
 {
     incident_ctx *c = r->ctx;
     json_t *v = NULL, *dl = NULL, *fix = NULL;
@@ -611,33 +612,26 @@ out:
     json_decref(v);
 }
 
-kbr_err kbd_h_incident_fix(kbd_req *r)
+kbr_err kbd_incident_fix_parse(const kbd_req *r, void **out, kbr_msg *msg)
 {
     static const char *const allowed[] = {"fixed_version", "available_at", NULL};
     incident_ctx *c = NULL;
     const char *fixed;
-    kbr_err err = new_ctx(r, &c);
+    kbr_err err = KBR_OK;
 
-    if (err == KBR_OK)
-        err = path_id(r, c);
-    if (err != KBR_OK)
-        return err;
-    if (kbd_json_only(r->body, allowed, &r->msg) != KBR_OK ||
-        kbd_json_name(r->body, "fixed_version", true, &fixed, &r->msg) != KBR_OK)
-        return KBR_ERR_BAD_REQUEST;
-    err = json_time(r, "available_at", false, &c->available_at);
-    if (err == KBR_OK)
-        err = keep(&c->fixed, fixed);
-    if (err != KBR_OK)
-        return err;
-    r->work = fix_work;
-    kbd_req_dispatch(r);
-    return KBR_OK;
+    KBR_GUARD(new_req(out, &c));
+    KBR_GUARD(path_id(r, c, msg));
+    KBR_GUARD(kbd_json_only(r->body, allowed, msg));
+    KBR_GUARD(kbd_json_name(r->body, "fixed_version", true, &fixed, msg));
+    KBR_GUARD(json_time(r->body, "available_at", false, &c->available_at, msg));
+    KBR_GUARD(keep(&c->fixed, fixed));
+out:
+    return err;
 }
 
 /* ---- POST /v1/incidents/{id}/reports ---- */
 
-static void report_work(kbd_req *r, kbd_worker *w)
+void kbd_incident_report_work(kbd_req *r, kbd_worker *w)
 {
     incident_ctx *c = r->ctx;
     json_t *v = NULL, *doc = NULL;
@@ -677,40 +671,33 @@ out:
     json_decref(v);
 }
 
-static kbr_err parse_stage(kbd_req *r, const char *s, incident_ctx *c)
+static kbr_err parse_stage(const char *s, incident_ctx *c, kbr_msg *msg)
 {
     static const char *const stages[] = {"early-warning", "notification", "final"};
 
     for (size_t i = 0; s != NULL && i < sizeof(stages) / sizeof(stages[0]); i++)
         if (strcmp(s, stages[i]) == 0)
             return keep(&c->stage, s);
-    return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST,
+    return kbr_fail(msg, KBR_ERR_BAD_REQUEST,
                     "stage: required, \"early-warning\", \"notification\" or \"final\"");
 }
 
-kbr_err kbd_h_incident_report(kbd_req *r)
+kbr_err kbd_incident_report_parse(const kbd_req *r, void **out, kbr_msg *msg)
 {
     static const char *const allowed[] = {"stage", "notes", NULL};
     incident_ctx *c = NULL;
     const char *stage = NULL, *notes = NULL;
-    kbr_err err = new_ctx(r, &c);
+    kbr_err err = KBR_OK;
 
-    if (err == KBR_OK)
-        err = path_id(r, c);
-    if (err != KBR_OK)
-        return err;
-    if (kbd_json_only(r->body, allowed, &r->msg) != KBR_OK ||
-        kbd_json_str(r->body, "stage", true, 32, &stage, &r->msg) != KBR_OK ||
-        kbd_json_str(r->body, "notes", false, NOTES_MAX, &notes, &r->msg) != KBR_OK)
-        return KBR_ERR_BAD_REQUEST;
-    err = parse_stage(r, stage, c);
-    if (err == KBR_OK)
-        err = keep(&c->notes, notes);
-    if (err != KBR_OK)
-        return err;
-    r->work = report_work;
-    kbd_req_dispatch(r);
-    return KBR_OK;
+    KBR_GUARD(new_req(out, &c));
+    KBR_GUARD(path_id(r, c, msg));
+    KBR_GUARD(kbd_json_only(r->body, allowed, msg));
+    KBR_GUARD(kbd_json_str(r->body, "stage", true, 32, &stage, msg));
+    KBR_GUARD(kbd_json_str(r->body, "notes", false, NOTES_MAX, &notes, msg));
+    KBR_GUARD(parse_stage(stage, c, msg));
+    KBR_GUARD(keep(&c->notes, notes));
+out:
+    return err;
 }
 
 /* ---- GET /v1/incidents/{id}/reports/{stage} ---- */
@@ -729,7 +716,7 @@ static const json_t *latest(const json_t *v, const char *stage)
     return found;
 }
 
-static void report_get_work(kbd_req *r, kbd_worker *w)
+void kbd_incident_report_get_work(kbd_req *r, kbd_worker *w)
 {
     incident_ctx *c = r->ctx;
     json_t *v = NULL, *doc = NULL;
@@ -737,6 +724,7 @@ static void report_get_work(kbd_req *r, kbd_worker *w)
     unsigned char *body = NULL;
     size_t len = 0;
 
+    json_object_set_new(r->rec->detail, "format", json_string(c->csaf ? "csaf" : "json"));
     if (!load_incident(r, w, false, &v))
         return;
     rep = latest(v, c->stage);
@@ -766,23 +754,19 @@ out:
     json_decref(v);
 }
 
-kbr_err kbd_h_incident_report_get(kbd_req *r)
+/* The stage is the last segment of the route's pattern (routes.c). */
+kbr_err kbd_incident_report_get_parse(const kbd_req *r, void **out, kbr_msg *msg)
 {
     const char *format = kbd_req_query(r, "format");
     incident_ctx *c = NULL;
-    kbr_err err = new_ctx(r, &c);
+    kbr_err err = KBR_OK;
 
-    if (err == KBR_OK)
-        err = path_id(r, c);
-    if (err == KBR_OK)
-        err = parse_stage(r, strrchr(r->route->pattern, '/') + 1, c);
-    if (err != KBR_OK)
-        return err;
-    if (format != NULL && strcmp(format, "csaf") != 0 && strcmp(format, "json") != 0)
-        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "format: \"json\" (the default) or \"csaf\"");
+    KBR_GUARD(new_req(out, &c));
+    KBR_GUARD(path_id(r, c, msg));
+    KBR_GUARD(parse_stage(strrchr(r->route->pattern, '/') + 1, c, msg));
+    KBR_ENSURE(format == NULL || strcmp(format, "csaf") == 0 || strcmp(format, "json") == 0,
+               kbr_fail(msg, KBR_ERR_BAD_REQUEST, "format: \"json\" (the default) or \"csaf\""));
     c->csaf = format != NULL && strcmp(format, "csaf") == 0;
-    json_object_set_new(r->rec->detail, "format", json_string(c->csaf ? "csaf" : "json"));
-    r->work = report_get_work;
-    kbd_req_dispatch(r);
-    return KBR_OK;
+out:
+    return err;
 }

@@ -22,15 +22,9 @@
 
 #include "kbd.h"
 
-typedef struct {
-    char replaces[64]; /* the current kid when the request was parsed */
-    char *reason;
-    kbd_issuer key; /* the new one */
-    char at[KBR_TIME_LEN];
-    EVP_PKEY *pub;
-} rotate_ctx;
+typedef kbd_issuer_rotate_req rotate_ctx;
 
-static void rotate_ctx_free(void *p)
+void kbd_issuer_rotate_free(void *p)
 {
     rotate_ctx *c = p;
 
@@ -56,7 +50,7 @@ out:
     return err;
 }
 
-static void rotate_work(kbd_req *r, kbd_worker *w)
+void kbd_issuer_rotate_work(kbd_req *r, kbd_worker *w)
 {
     rotate_ctx *c = r->ctx;
     time_t now = time(NULL);
@@ -100,7 +94,7 @@ static void rotate_work(kbd_req *r, kbd_worker *w)
 }
 
 /* Event thread, after the record is durable: the new key signs from now on. */
-static void rotate_finish(kbd_req *r)
+void kbd_issuer_rotate_finish(kbd_req *r)
 {
     rotate_ctx *c = r->ctx;
     kbr_issuer_state old = {0};
@@ -124,39 +118,44 @@ static void rotate_finish(kbd_req *r)
                         "activated_at", c->at, "replaces", previous);
 }
 
-static void rotate_settle(kbd_req *r, bool committed)
+void kbd_issuer_rotate_settle(kbd_req *r, bool committed)
 {
     (void)committed;
     r->d->issuer_rotating = false;
 }
 
-kbr_err kbd_h_issuer_rotate(kbd_req *r)
+kbr_err kbd_issuer_rotate_parse(const kbd_req *r, void **out, kbr_msg *msg)
 {
     static const char *const allowed[] = {"reason", NULL};
-    rotate_ctx *c = calloc(1, sizeof(*c));
     const char *reason = NULL;
+    rotate_ctx *c = calloc(1, sizeof(*c));
+    kbr_err err = KBR_OK;
 
-    if (c == NULL)
-        return KBR_ERR_NOMEM;
-    r->ctx = c;
-    r->ctx_free = rotate_ctx_free;
-    if (kbd_json_only(r->body, allowed, &r->msg) != KBR_OK ||
-        kbd_json_str(r->body, "reason", false, 512, &reason, &r->msg) != KBR_OK)
-        return KBR_ERR_BAD_REQUEST;
-    if (r->tok->scope.products.present)
-        return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
+    *out = c;
+    KBR_ENSURE(c != NULL, KBR_ERR_NOMEM);
+    KBR_GUARD(kbd_json_only(r->body, allowed, msg));
+    KBR_GUARD(kbd_json_str(r->body, "reason", false, 512, &reason, msg));
+    KBR_ENSURE(reason == NULL || (c->reason = strdup(reason)) != NULL, KBR_ERR_NOMEM);
+out:
+    return err;
+}
+
+/* An admin without a products limit, and no other rotation in flight: this one is marked in
+ * flight until its record settles (kbd_issuer_rotate_settle). */
+kbr_err kbd_issuer_rotate_authorize(kbd_req *r, void *req)
+{
+    rotate_ctx *c = req;
+    kbr_err err = KBR_OK;
+
+    KBR_ENSURE(!r->tok->scope.products.present,
+               kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
                         "products: rotating the token issuer key needs an admin token without a "
-                        "products limit");
-    if (r->d->issuer_rotating)
-        return kbr_fail(&r->msg, KBR_ERR_CONFLICT,
-                        "a rotation of the token issuer key is already in progress");
-    if (reason != NULL && (c->reason = strdup(reason)) == NULL)
-        return KBR_ERR_NOMEM;
+                        "products limit"));
+    KBR_ENSURE(!r->d->issuer_rotating,
+               kbr_fail(&r->msg, KBR_ERR_CONFLICT,
+                        "a rotation of the token issuer key is already in progress"));
     snprintf(c->replaces, sizeof(c->replaces), "%s", r->d->issuer.kid);
     r->d->issuer_rotating = true;
-    r->work = rotate_work;
-    r->finish = rotate_finish;
-    r->settle = rotate_settle;
-    kbd_req_dispatch(r);
-    return KBR_OK;
+out:
+    return err;
 }

@@ -13,24 +13,16 @@
 #define AUDIT_PAGE_MAX     1000
 
 /* The issuer keys a token may be verified with now: the current one first. */
-kbr_err kbd_h_jwks(kbd_req *r)
+void kbd_jwks_finish(kbd_req *r)
 {
-    json_t *jwks = kbr_policy_jwks(r->d->policy, time(NULL));
-
-    if (jwks == NULL)
-        return KBR_ERR_NOMEM;
-    kbd_req_reply_now(r, 200, jwks);
-    return KBR_OK;
+    r->resp = kbr_policy_jwks(r->d->policy, time(NULL));
+    if (r->resp == NULL)
+        kbd_req_error(r, KBR_ERR_NOMEM, "out of memory");
 }
 
-typedef struct {
-    int64_t after, limit;
-    kbr_scope scope; /* the reader's, copied for the worker */
-} audit_page_ctx;
-
-static void audit_page_ctx_free(void *p)
+void kbd_audit_page_free(void *p)
 {
-    audit_page_ctx *c = p;
+    kbd_audit_page_req *c = p;
 
     if (c != NULL)
         kbr_scope_cleanup(&c->scope);
@@ -53,9 +45,9 @@ static kbr_err parse_i64(const char *s, const char *name, int64_t min, int64_t m
     return KBR_OK;
 }
 
-static void audit_list_work(kbd_req *r, kbd_worker *w)
+void kbd_audit_list_work(kbd_req *r, kbd_worker *w)
 {
-    audit_page_ctx *c = r->ctx;
+    const kbd_audit_page_req *c = r->ctx;
     json_t *entries = NULL;
     /* a reader limited to products or keys reads the entries about them */
     kbr_audit_scope scope = kbd_audit_scope_of(&c->scope);
@@ -71,23 +63,25 @@ static void audit_list_work(kbd_req *r, kbd_worker *w)
                         json_integer((json_int_t)json_array_size(entries)));
 }
 
-kbr_err kbd_h_audit_list(kbd_req *r)
+kbr_err kbd_audit_page_parse(const kbd_req *r, void **out, kbr_msg *msg)
 {
-    audit_page_ctx *c = calloc(1, sizeof(*c));
+    kbd_audit_page_req *c = calloc(1, sizeof(*c));
+    kbr_err err = KBR_OK;
 
-    if (c == NULL)
-        return KBR_ERR_NOMEM;
-    r->ctx = c;
-    r->ctx_free = audit_page_ctx_free;
+    *out = c;
+    KBR_ENSURE(c != NULL, KBR_ERR_NOMEM);
     c->after = 0;
     c->limit = AUDIT_PAGE_DEFAULT;
-    if (kbd_scope_copy(&r->tok->scope, &c->scope) != KBR_OK)
-        return KBR_ERR_NOMEM;
-    if (parse_i64(kbd_req_query(r, "after"), "after", 0, INT64_MAX, &c->after, &r->msg) != KBR_OK ||
-        parse_i64(kbd_req_query(r, "limit"), "limit", 1, AUDIT_PAGE_MAX, &c->limit, &r->msg) !=
-            KBR_OK)
-        return KBR_ERR_BAD_REQUEST;
-    r->work = audit_list_work;
-    kbd_req_dispatch(r);
-    return KBR_OK;
+    KBR_GUARD(parse_i64(kbd_req_query(r, "after"), "after", 0, INT64_MAX, &c->after, msg));
+    KBR_GUARD(parse_i64(kbd_req_query(r, "limit"), "limit", 1, AUDIT_PAGE_MAX, &c->limit, msg));
+out:
+    return err;
+}
+
+kbr_err kbd_audit_page_authorize(kbd_req *r, void *req)
+{
+    kbd_audit_page_req *c = req;
+
+    /* the worker reads what this scope covers: a copy, the token is the event thread's */
+    return kbd_scope_copy(&r->tok->scope, &c->scope);
 }

@@ -15,13 +15,9 @@
 /* How far ahead of the broker's clock a device's report of an install may be. */
 #define OTA_CLOCK_SKEW 300
 
-typedef struct {
-    char *product, *version, *campaign;
-    json_t *results; /* [{serial, status, at}] normalized */
-    json_t *serials; /* the devices named, in order */
-} ota_ctx;
+typedef kbd_ota_report_req ota_ctx;
 
-static void ota_ctx_free(void *p)
+void kbd_ota_report_free(void *p)
 {
     ota_ctx *c = p;
 
@@ -35,7 +31,7 @@ static void ota_ctx_free(void *p)
     free(c);
 }
 
-static kbr_err parse_result(kbd_req *r, ota_ctx *c, const json_t *item, size_t i)
+static kbr_err parse_result(ota_ctx *c, const json_t *item, size_t i, kbr_msg *msg)
 {
     static const char *const allowed[] = {"device", "status", "at", NULL};
     const char *serial, *status, *at;
@@ -44,71 +40,96 @@ static kbr_err parse_result(kbd_req *r, ota_ctx *c, const json_t *item, size_t i
 
     snprintf(where, sizeof(where), "results[%zu]", i);
     if (!json_is_object(item))
-        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "%s: must be an object", where);
-    if (kbd_json_only(item, allowed, &r->msg) != KBR_OK ||
-        kbd_json_name(item, "device", true, &serial, &r->msg) != KBR_OK ||
-        kbd_json_str(item, "status", true, 16, &status, &r->msg) != KBR_OK ||
-        kbd_json_str(item, "at", true, 40, &at, &r->msg) != KBR_OK)
-        return kbd_msg_prefix(&r->msg, where, KBR_ERR_BAD_REQUEST);
+        return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "%s: must be an object", where);
+    if (kbd_json_only(item, allowed, msg) != KBR_OK ||
+        kbd_json_name(item, "device", true, &serial, msg) != KBR_OK ||
+        kbd_json_str(item, "status", true, 16, &status, msg) != KBR_OK ||
+        kbd_json_str(item, "at", true, 40, &at, msg) != KBR_OK)
+        return kbd_msg_prefix(msg, where, KBR_ERR_BAD_REQUEST);
     if (strcmp(status, "installed") != 0 && strcmp(status, "failed") != 0)
-        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST,
-                        "%s.status: must be \"installed\" or \"failed\"", where);
+        return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "%s.status: must be \"installed\" or \"failed\"",
+                        where);
     if (kbr_time_parse(at, &t) != KBR_OK)
-        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST,
+        return kbr_fail(msg, KBR_ERR_BAD_REQUEST,
                         "%s.at: not an RFC 3339 UTC time such as 2026-11-28T14:00:00Z", where);
     /* a result from the future would stay the device's latest install until that time */
     if (t > time(NULL) + OTA_CLOCK_SKEW)
-        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST,
+        return kbr_fail(msg, KBR_ERR_BAD_REQUEST,
                         "%s.at: %s is in the future (more than %d seconds ahead of the broker)",
                         where, at, OTA_CLOCK_SKEW);
-    if (!kbr_namelist_match(&r->tok->scope.devices, serial))
-        return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
-                        "%s.device: \"%s\" is outside the token's devices", where, serial);
     kbr_time_fmt(t, norm);
-    json_array_append_new(
-        c->results, json_pack("{s:s,s:s,s:s}", "serial", serial, "status", status, "at", norm));
-    json_array_append_new(c->serials, json_string(serial));
+    if (json_array_append_new(c->results, json_pack("{s:s,s:s,s:s}", "serial", serial, "status",
+                                                    status, "at", norm)) != 0 ||
+        json_array_append_new(c->serials, json_string(serial)) != 0)
+        return KBR_ERR_NOMEM;
     return KBR_OK;
 }
 
-static kbr_err ota_parse(kbd_req *r, ota_ctx *c)
+kbr_err kbd_ota_report_parse(const kbd_req *r, void **out, kbr_msg *msg)
 {
     static const char *const allowed[] = {"product", "version", "campaign", "results", NULL};
     const char *product, *version, *campaign;
     const json_t *results = json_object_get(r->body, "results");
+    ota_ctx *c = calloc(1, sizeof(*c));
+    kbr_err err = KBR_OK;
     size_t i;
     json_t *item;
 
-    if (kbd_json_only(r->body, allowed, &r->msg) != KBR_OK ||
-        kbd_json_name(r->body, "product", true, &product, &r->msg) != KBR_OK ||
-        kbd_json_name(r->body, "version", true, &version, &r->msg) != KBR_OK ||
-        kbd_json_str(r->body, "campaign", true, 128, &campaign, &r->msg) != KBR_OK)
-        return KBR_ERR_BAD_REQUEST;
-    if (!json_is_array(results) || json_array_size(results) == 0 ||
-        json_array_size(results) > OTA_MAX_RESULTS)
-        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST,
+    *out = c;
+    KBR_ENSURE(c != NULL, KBR_ERR_NOMEM);
+    KBR_GUARD(kbd_json_only(r->body, allowed, msg));
+    KBR_GUARD(kbd_json_name(r->body, "product", true, &product, msg));
+    KBR_GUARD(kbd_json_name(r->body, "version", true, &version, msg));
+    KBR_GUARD(kbd_json_str(r->body, "campaign", true, 128, &campaign, msg));
+    KBR_ENSURE(json_is_array(results) && json_array_size(results) > 0 &&
+                   json_array_size(results) <= OTA_MAX_RESULTS,
+               kbr_fail(msg, KBR_ERR_BAD_REQUEST,
                         "results: required, an array of 1 to %d {device, status, at}",
-                        OTA_MAX_RESULTS);
-    if (kbr_audit_rec_add_product(r->rec, product) != KBR_OK)
-        return KBR_ERR_NOMEM;
-    if (!kbr_namelist_match(&r->tok->scope.products, product))
-        return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
-                        "product: \"%s\" is outside the token's products", product);
+                        OTA_MAX_RESULTS));
     c->product = strdup(product);
     c->version = strdup(version);
     c->campaign = strdup(campaign);
     c->results = json_array();
     c->serials = json_array();
-    if (c->product == NULL || c->version == NULL || c->campaign == NULL || c->results == NULL ||
-        c->serials == NULL)
-        return KBR_ERR_NOMEM;
+    KBR_ENSURE(c->product != NULL && c->version != NULL && c->campaign != NULL &&
+                   c->results != NULL && c->serials != NULL,
+               KBR_ERR_NOMEM);
     json_array_foreach(results, i, item)
     {
-        kbr_err err = parse_result(r, c, item, i);
-        if (err != KBR_OK)
-            return err;
+        KBR_GUARD(parse_result(c, item, i, msg));
     }
-    return KBR_OK;
+out:
+    return err;
+}
+
+/* The entry is about the product, once the request names it well. */
+kbr_err kbd_ota_report_describe(kbd_req *r, const void *req)
+{
+    const ota_ctx *c = req;
+
+    return c->product != NULL ? kbr_audit_rec_add_product(r->rec, c->product) : KBR_OK;
+}
+
+/* The product and each device reported are the token's. */
+kbr_err kbd_ota_report_authorize(kbd_req *r, void *req)
+{
+    const ota_ctx *c = req;
+    kbr_err err = KBR_OK;
+    size_t i;
+    json_t *serial;
+
+    KBR_ENSURE(kbr_namelist_match(&r->tok->scope.products, c->product),
+               kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
+                        "product: \"%s\" is outside the token's products", c->product));
+    json_array_foreach(c->serials, i, serial)
+    {
+        KBR_ENSURE(kbr_namelist_match(&r->tok->scope.devices, json_string_value(serial)),
+                   kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
+                            "results[%zu].device: \"%s\" is outside the token's devices", i,
+                            json_string_value(serial)));
+    }
+out:
+    return err;
 }
 
 /*
@@ -172,7 +193,7 @@ static kbr_err report_effect(kbd_req *r, const ota_ctx *c, const json_t *recorde
     return err;
 }
 
-static void ota_work(kbd_req *r, kbd_worker *w)
+void kbd_ota_report_work(kbd_req *r, kbd_worker *w)
 {
     ota_ctx *c = r->ctx;
     json_t *build = NULL, *known = NULL;
@@ -212,21 +233,4 @@ out:
     json_decref(known);
     json_decref(recorded);
     json_decref(unknown);
-}
-
-kbr_err kbd_h_ota_report(kbd_req *r)
-{
-    ota_ctx *c = calloc(1, sizeof(*c));
-    kbr_err err;
-
-    if (c == NULL)
-        return KBR_ERR_NOMEM;
-    r->ctx = c;
-    r->ctx_free = ota_ctx_free;
-    err = ota_parse(r, c);
-    if (err != KBR_OK)
-        return err;
-    r->work = ota_work;
-    kbd_req_dispatch(r);
-    return KBR_OK;
 }

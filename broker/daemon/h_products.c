@@ -12,11 +12,9 @@
 
 #include "kbd.h"
 
-typedef struct {
-    char *product, *placed, *until;
-} product_ctx;
+typedef kbd_product_req product_ctx;
 
-static void product_ctx_free(void *p)
+void kbd_product_free(void *p)
 {
     product_ctx *c = p;
 
@@ -28,31 +26,19 @@ static void product_ctx_free(void *p)
     free(c);
 }
 
-static kbr_err new_ctx(kbd_req *r, product_ctx **out)
-{
-    product_ctx *c = calloc(1, sizeof(*c));
-
-    *out = c;
-    if (c == NULL)
-        return KBR_ERR_NOMEM;
-    r->ctx = c;
-    r->ctx_free = product_ctx_free;
-    return KBR_OK;
-}
-
 /* A day, "YYYY-MM-DD", that the calendar has. */
-static kbr_err json_date(kbd_req *r, const char *field, const char **out)
+static kbr_err json_date(const json_t *body, const char *field, const char **out, kbr_msg *msg)
 {
-    if (kbd_json_str(r->body, field, true, 10, out, &r->msg) != KBR_OK)
+    if (kbd_json_str(body, field, true, 10, out, msg) != KBR_OK)
         return KBR_ERR_BAD_REQUEST;
     if (!kbr_store_date_valid(*out))
-        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST,
+        return kbr_fail(msg, KBR_ERR_BAD_REQUEST,
                         "%s: \"%s\" is not a day of the calendar written YYYY-MM-DD (from 1970)",
                         field, *out);
     return KBR_OK;
 }
 
-static void register_work(kbd_req *r, kbd_worker *w)
+void kbd_product_register_work(kbd_req *r, kbd_worker *w)
 {
     product_ctx *c = r->ctx;
     json_t *have = NULL, *period = NULL;
@@ -107,38 +93,49 @@ out:
     json_decref(have);
 }
 
-kbr_err kbd_h_product_register(kbd_req *r)
+kbr_err kbd_product_register_parse(const kbd_req *r, void **out, kbr_msg *msg)
 {
     static const char *const allowed[] = {"product", "placed_on_market", "support_until", NULL};
     const char *product, *placed, *until;
-    product_ctx *c = NULL;
+    product_ctx *c = calloc(1, sizeof(*c));
+    kbr_err err = KBR_OK;
 
-    if (new_ctx(r, &c) != KBR_OK)
-        return KBR_ERR_NOMEM;
-    if (kbd_json_only(r->body, allowed, &r->msg) != KBR_OK ||
-        kbd_json_name(r->body, "product", true, &product, &r->msg) != KBR_OK ||
-        json_date(r, "placed_on_market", &placed) != KBR_OK ||
-        json_date(r, "support_until", &until) != KBR_OK)
-        return KBR_ERR_BAD_REQUEST;
-    if (kbr_audit_rec_add_product(r->rec, product) != KBR_OK)
-        return KBR_ERR_NOMEM;
-    if (strcmp(until, placed) <= 0)
-        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST,
-                        "support_until: %s is not after placed_on_market (%s)", until, placed);
-    if (!kbr_namelist_match(&r->tok->scope.products, product))
-        return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
-                        "product: \"%s\" is outside the token's products", product);
+    *out = c;
+    KBR_ENSURE(c != NULL, KBR_ERR_NOMEM);
+    KBR_GUARD(kbd_json_only(r->body, allowed, msg));
+    KBR_GUARD(kbd_json_name(r->body, "product", true, &product, msg));
+    KBR_GUARD(json_date(r->body, "placed_on_market", &placed, msg));
+    KBR_GUARD(json_date(r->body, "support_until", &until, msg));
     c->product = strdup(product);
     c->placed = strdup(placed);
     c->until = strdup(until);
-    if (c->product == NULL || c->placed == NULL || c->until == NULL)
-        return KBR_ERR_NOMEM;
-    r->work = register_work;
-    kbd_req_dispatch(r);
+    KBR_ENSURE(c->product != NULL && c->placed != NULL && c->until != NULL, KBR_ERR_NOMEM);
+    KBR_ENSURE(strcmp(until, placed) > 0,
+               kbr_fail(msg, KBR_ERR_BAD_REQUEST,
+                        "support_until: %s is not after placed_on_market (%s)", until, placed));
+out:
+    return err;
+}
+
+/* The entry is about the product, once the request names it well. */
+kbr_err kbd_product_describe(kbd_req *r, const void *req)
+{
+    const product_ctx *c = req;
+
+    return c->product != NULL ? kbr_audit_rec_add_product(r->rec, c->product) : KBR_OK;
+}
+
+kbr_err kbd_product_authorize(kbd_req *r, void *req)
+{
+    const product_ctx *c = req;
+
+    if (!kbr_namelist_match(&r->tok->scope.products, c->product))
+        return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
+                        "product: \"%s\" is outside the token's products", c->product);
     return KBR_OK;
 }
 
-static void product_get_work(kbd_req *r, kbd_worker *w)
+void kbd_product_get_work(kbd_req *r, kbd_worker *w)
 {
     product_ctx *c = r->ctx;
     json_t *p = NULL;
@@ -154,24 +151,27 @@ static void product_get_work(kbd_req *r, kbd_worker *w)
     r->resp = p;
 }
 
-kbr_err kbd_h_product_get(kbd_req *r)
+kbr_err kbd_product_get_parse(const kbd_req *r, void **out, kbr_msg *msg)
 {
-    product_ctx *c = NULL;
+    product_ctx *c = calloc(1, sizeof(*c));
+    kbr_err err = KBR_OK;
 
-    if (new_ctx(r, &c) != KBR_OK)
-        return KBR_ERR_NOMEM;
-    if (!kbr_name_valid(r->arg))
-        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "product name in the path is not valid");
-    if (kbr_audit_rec_add_product(r->rec, r->arg) != KBR_OK)
-        return KBR_ERR_NOMEM;
-    if (!kbr_namelist_match(&r->tok->scope.products, r->arg))
+    *out = c;
+    KBR_ENSURE(c != NULL, KBR_ERR_NOMEM);
+    KBR_ENSURE(kbr_name_valid(r->arg),
+               kbr_fail(msg, KBR_ERR_BAD_REQUEST, "product name in the path is not valid"));
+    KBR_ENSURE((c->product = strdup(r->arg)) != NULL, KBR_ERR_NOMEM);
+out:
+    return err;
+}
+
+kbr_err kbd_product_get_authorize(kbd_req *r, void *req)
+{
+    const product_ctx *c = req;
+
+    if (!kbr_namelist_match(&r->tok->scope.products, c->product))
         return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
-                        "product \"%s\" is outside the token's products", r->arg);
-    c->product = strdup(r->arg);
-    if (c->product == NULL)
-        return KBR_ERR_NOMEM;
-    json_object_set_new(r->rec->detail, "product", json_string(r->arg));
-    r->work = product_get_work;
-    kbd_req_dispatch(r);
+                        "product \"%s\" is outside the token's products", c->product);
+    json_object_set_new(r->rec->detail, "product", json_string(c->product));
     return KBR_OK;
 }

@@ -57,7 +57,8 @@ struct kbd_flights {
     flight *by_key;
 };
 
-typedef struct {
+struct kbd_prov_req {
+    char *key_name; /* as the request names the CA key */
     char *key, *label, *product, *serial, *batch, *factory, *firmware_version, *csr_pem;
     kbr_alg alg;
     bool batch_reserved;
@@ -72,14 +73,16 @@ typedef struct {
     /* ota-encryption keys to deliver, by name, and their HSM labels */
     char *deliver[DELIVER_MAX], *deliver_label[DELIVER_MAX];
     size_t ndeliver;
-} prov_ctx;
+};
+typedef struct kbd_prov_req prov_ctx;
 
-static void prov_ctx_free(void *p)
+void kbd_prov_free(void *p)
 {
     prov_ctx *c = p;
 
     if (c == NULL)
         return;
+    free(c->key_name);
     free(c->key);
     free(c->label);
     free(c->product);
@@ -102,16 +105,12 @@ static char *dup_opt(const char *s)
     return s != NULL ? strdup(s) : NULL;
 }
 
-/* The CA key: in the token's keys, active, a device-identity-ca serving product. */
-static kbr_err check_ca_key(kbd_req *r, const json_t *obj, const char *product, prov_ctx *c)
+/* The CA key named: in the token's keys, active, a device-identity-ca serving product. */
+static kbr_err authorize_ca_key(kbd_req *r, const char *name, const char *product, prov_ctx *c)
 {
-    const char *name = NULL;
     const kbd_key *k = NULL;
-    kbr_err err;
+    kbr_err err = kbd_req_use_key(r, name, &k);
 
-    if (kbd_json_name(obj, "key", true, &name, &r->msg) != KBR_OK)
-        return KBR_ERR_BAD_REQUEST;
-    err = kbd_req_use_key(r, name, &k);
     if (err != KBR_OK)
         return err;
     if (strcmp(k->purpose, "device-identity-ca") != 0)
@@ -252,14 +251,25 @@ static kbr_err parse_device(kbd_req *r, prov_ctx *c)
     return c->serial == NULL || c->product == NULL || c->batch == NULL ? KBR_ERR_NOMEM : KBR_OK;
 }
 
-static kbr_err parse_csr_field(kbd_req *r, prov_ctx *c)
+static kbr_err parse_csr_field(const json_t *body, prov_ctx *c, kbr_msg *msg)
 {
     const char *csr = NULL;
 
-    if (kbd_json_str(r->body, "csr_pem", true, KBR_CA_CSR_MAX, &csr, &r->msg) != KBR_OK)
+    if (kbd_json_str(body, "csr_pem", true, KBR_CA_CSR_MAX, &csr, msg) != KBR_OK)
         return KBR_ERR_BAD_REQUEST;
     c->csr_pem = strdup(csr);
     return c->csr_pem == NULL ? KBR_ERR_NOMEM : KBR_OK;
+}
+
+/* The CA key's name ("key"); the key itself is the authorizer's to check. */
+static kbr_err parse_ca_key(const json_t *body, prov_ctx *c, kbr_msg *msg)
+{
+    const char *name = NULL;
+
+    if (kbd_json_name(body, "key", true, &name, msg) != KBR_OK)
+        return KBR_ERR_BAD_REQUEST;
+    c->key_name = strdup(name);
+    return c->key_name == NULL ? KBR_ERR_NOMEM : KBR_OK;
 }
 
 /* Shared by both endpoints: the CSR checked, the certificate made by the CA key in the HSM. */
@@ -1083,7 +1093,7 @@ static kbr_err new_ctx(kbd_req *r, prov_ctx **out)
     if (c == NULL)
         return KBR_ERR_NOMEM;
     r->ctx = c;
-    r->ctx_free = prov_ctx_free;
+    r->ctx_free = kbd_prov_free;
     r->settle = provision_settle;
     return KBR_OK;
 }
@@ -1100,9 +1110,11 @@ kbr_err kbd_h_provision(kbd_req *r)
         return KBR_ERR_BAD_REQUEST;
     err = parse_device(r, c);
     if (err == KBR_OK)
-        err = parse_csr_field(r, c);
+        err = parse_csr_field(r->body, c, &r->msg);
     if (err == KBR_OK)
-        err = check_ca_key(r, r->body, c->product, c);
+        err = parse_ca_key(r->body, c, &r->msg);
+    if (err == KBR_OK)
+        err = authorize_ca_key(r, c->key_name, c->product, c);
     if (err == KBR_OK && !kbr_namelist_match(&r->tok->scope.devices, c->serial))
         err = kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
                        "device.serial: \"%s\" is outside the token's devices", c->serial);
@@ -1157,7 +1169,7 @@ static bool rotate_precheck(kbd_req *r, kbd_worker *w, prov_ctx *c)
     return true;
 }
 
-static void rotate_work(kbd_req *r, kbd_worker *w)
+void kbd_rotate_work(kbd_req *r, kbd_worker *w)
 {
     prov_ctx *c = r->ctx;
     issued i = {0};
@@ -1186,38 +1198,51 @@ static void rotate_work(kbd_req *r, kbd_worker *w)
     issued_cleanup(&i);
 }
 
-kbr_err kbd_h_rotate(kbd_req *r)
+kbr_err kbd_rotate_parse(const kbd_req *r, void **out, kbr_msg *msg)
 {
     static const char *const allowed[] = {"key", "csr_pem", "product", NULL};
     const char *product = NULL;
-    prov_ctx *c = NULL;
-    kbr_err err = new_ctx(r, &c);
+    prov_ctx *c = calloc(1, sizeof(*c));
+    kbr_err err = KBR_OK;
 
-    if (err != KBR_OK)
-        return err;
-    if (kbd_json_only(r->body, allowed, &r->msg) != KBR_OK ||
-        kbd_json_name(r->body, "product", true, &product, &r->msg) != KBR_OK)
-        return KBR_ERR_BAD_REQUEST;
-    if (!kbr_name_valid(r->arg))
-        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "device serial in the path is not valid");
+    *out = c;
+    KBR_ENSURE(c != NULL, KBR_ERR_NOMEM);
+    KBR_GUARD(kbd_json_only(r->body, allowed, msg));
+    KBR_GUARD(kbd_json_name(r->body, "product", true, &product, msg));
+    KBR_ENSURE(kbr_name_valid(r->arg),
+               kbr_fail(msg, KBR_ERR_BAD_REQUEST, "device serial in the path is not valid"));
     c->serial = strdup(r->arg);
     c->product = strdup(product);
-    json_object_set_new(r->rec->detail, "device",
-                        json_pack("{s:s,s:s}", "serial", r->arg, "product", product));
-    if (c->serial == NULL || c->product == NULL ||
-        kbd_scope_copy(&r->tok->scope, &c->scope) != KBR_OK)
-        return KBR_ERR_NOMEM;
-    err = parse_csr_field(r, c);
-    if (err == KBR_OK)
-        err = check_ca_key(r, r->body, c->product, c);
-    if (err == KBR_OK && !kbr_namelist_match(&r->tok->scope.devices, c->serial))
-        err = kbr_fail(&r->msg, KBR_ERR_FORBIDDEN, "device \"%s\" is outside the token's devices",
-                       c->serial);
-    if (err == KBR_OK)
-        err = reserve(r, c, false);
-    if (err != KBR_OK)
-        return err;
-    r->work = rotate_work;
-    kbd_req_dispatch(r);
+    KBR_ENSURE(c->serial != NULL && c->product != NULL, KBR_ERR_NOMEM);
+    KBR_GUARD(parse_csr_field(r->body, c, msg));
+    KBR_GUARD(parse_ca_key(r->body, c, msg));
+out:
+    return err;
+}
+
+/* The entry names the device, once the request does. */
+kbr_err kbd_rotate_describe(kbd_req *r, const void *req)
+{
+    const prov_ctx *c = req;
+
+    if (c->serial != NULL && c->product != NULL)
+        json_object_set_new(r->rec->detail, "device",
+                            json_pack("{s:s,s:s}", "serial", c->serial, "product", c->product));
     return KBR_OK;
+}
+
+/* The CA key and the device are the token's; the device's batch, which the ledger knows, is
+ * checked by the worker against a copy of the token's scope. */
+kbr_err kbd_rotate_authorize(kbd_req *r, void *req)
+{
+    prov_ctx *c = req;
+    kbr_err err = KBR_OK;
+
+    KBR_GUARD(kbd_scope_copy(&r->tok->scope, &c->scope));
+    KBR_GUARD(authorize_ca_key(r, c->key_name, c->product, c));
+    KBR_ENSURE(kbr_namelist_match(&r->tok->scope.devices, c->serial),
+               kbr_fail(&r->msg, KBR_ERR_FORBIDDEN, "device \"%s\" is outside the token's devices",
+                        c->serial));
+out:
+    return err;
 }

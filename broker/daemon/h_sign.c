@@ -12,44 +12,75 @@
 #include "kbd.h"
 #include "kbr_cose.h"
 
-typedef struct {
+/* The typed request: what parse reads from the body, then what authorize learns of the key. */
+struct kbd_sign_req {
+    /* parse */
+    char *key_name;
+    const char *format_name, *hash_name; /* static strings */
+    kbr_hash hash;
+    const char *padding; /* "pss", "pkcs1" or NULL */
+    bool padding_given, digest_given, message_given, hash_given;
+    unsigned char *digest, *message; /* the bytes of those given */
+    size_t digest_len, message_len;
+    bool cose;                 /* format cose_sign1: the input is the detached payload */
+    const json_t *artifact_in; /* the body's artifact, checked; NULL: none */
+    bool sbom_given;
+    kbd_sbom sbom;
+    /* authorize: the key and what it makes of the input */
     char *key, *label, *purpose;
     kbr_alg alg;
-    kbr_hash hash;
     kbr_sig_format fmt;
-    const char *format_name, *hash_name;
-    unsigned char *input;
-    size_t inlen;
     bool is_message;
-    bool cose; /* format cose_sign1: the input is the detached payload */
-    kbr_cose_alg cose_alg;
+    const unsigned char *input; /* the digest or the message, as the key signs */
+    size_t inlen;
     char digest_hex[97]; /* what the build record names: the digest, or SHA-256 of the message */
-    json_t *artifact;    /* {product, version, name, kind, build_id} */
-    kbd_sbom sbom;       /* firmware only */
+    kbr_cose_alg cose_alg;
     bool firmware;
-} sign_ctx;
+    json_t *artifact; /* {product, version, name, kind, build_id} */
+};
+typedef struct kbd_sign_req sign_ctx;
 
-static void sign_ctx_free(void *p)
+void kbd_sign_free(void *p)
 {
     sign_ctx *c = p;
 
     if (c == NULL)
         return;
+    free(c->key_name);
     free(c->key);
     free(c->label);
     free(c->purpose);
-    free(c->input);
+    free(c->digest);
+    free(c->message);
     json_decref(c->artifact);
     kbd_sbom_free(&c->sbom);
     free(c);
 }
 
-static kbr_err parse_hash(kbd_req *r, sign_ctx *c)
+static bool given(const json_t *body, const char *field)
+{
+    return json_object_get(body, field) != NULL;
+}
+
+/* A field given (not null) is read as required: an empty one is refused, as a missing one is
+ * once the key says it is needed. */
+static kbr_err read_given(const json_t *body, const char *field, size_t maxlen, const char **out,
+                          kbr_msg *msg)
+{
+    const json_t *v = json_object_get(body, field);
+
+    *out = NULL;
+    return v == NULL || json_is_null(v) ? KBR_OK
+                                        : kbd_json_str(body, field, true, maxlen, out, msg);
+}
+
+static kbr_err parse_hash(const json_t *body, sign_ctx *c, kbr_msg *msg)
 {
     const char *h = NULL;
+    kbr_err err = KBR_OK;
 
-    if (kbd_json_str(r->body, "hash", false, 16, &h, &r->msg) != KBR_OK)
-        return KBR_ERR_BAD_REQUEST;
+    KBR_GUARD(kbd_json_str(body, "hash", false, 16, &h, msg));
+    c->hash_given = h != NULL;
     if (h == NULL || strcmp(h, "sha256") == 0) {
         c->hash = KBR_HASH_SHA256;
         c->hash_name = "sha256";
@@ -57,169 +88,245 @@ static kbr_err parse_hash(kbd_req *r, sign_ctx *c)
         c->hash = KBR_HASH_SHA384;
         c->hash_name = "sha384";
     } else {
-        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "hash: must be sha256 or sha384");
+        err = kbr_fail(msg, KBR_ERR_BAD_REQUEST, "hash: must be sha256 or sha384");
     }
-    return KBR_OK;
+out:
+    return err;
 }
 
-static kbr_err parse_digest(kbd_req *r, sign_ctx *c)
+static kbr_err parse_digest(const json_t *body, sign_ctx *c, kbr_msg *msg)
 {
     const char *hex = NULL;
     size_t want;
+    kbr_err err = KBR_OK;
 
-    if (json_object_get(r->body, "message_b64") != NULL)
-        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST,
-                        "message_b64: only ed25519 keys sign a message; send digest");
-    if (kbd_json_str(r->body, "digest", true, 256, &hex, &r->msg) != KBR_OK)
-        return KBR_ERR_BAD_REQUEST;
-    if (parse_hash(r, c) != KBR_OK)
-        return KBR_ERR_BAD_REQUEST;
-    if (kbr_hex_decode(hex, &c->input, &c->inlen) != KBR_OK)
-        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "digest: not valid hex");
+    KBR_GUARD(read_given(body, "digest", 256, &hex, msg));
+    KBR_GUARD(parse_hash(body, c, msg));
+    if (hex == NULL)
+        goto out;
+    KBR_ENSURE(kbr_hex_decode(hex, &c->digest, &c->digest_len) == KBR_OK,
+               kbr_fail(msg, KBR_ERR_BAD_REQUEST, "digest: not valid hex"));
     want = c->hash == KBR_HASH_SHA256 ? 32 : 48;
-    if (c->inlen != want)
-        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "digest: %zu bytes, but a %s digest has %zu",
-                        c->inlen, c->hash_name, want);
-    kbr_hex_encode_buf(c->input, c->inlen, c->digest_hex);
-    return KBR_OK;
+    KBR_ENSURE(c->digest_len == want,
+               kbr_fail(msg, KBR_ERR_BAD_REQUEST, "digest: %zu bytes, but a %s digest has %zu",
+                        c->digest_len, c->hash_name, want));
+    c->digest_given = true;
+out:
+    return err;
 }
 
-static kbr_err parse_message(kbd_req *r, sign_ctx *c)
+static kbr_err parse_message(const kbd_req *r, sign_ctx *c, kbr_msg *msg)
 {
     const char *b64 = NULL;
+    kbr_err err = KBR_OK;
 
-    if (json_object_get(r->body, "digest") != NULL || json_object_get(r->body, "hash") != NULL)
-        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST,
-                        c->cose ? "digest: cose_sign1 signs the payload itself; send message_b64"
-                                : "digest: ed25519 keys sign the message itself; send "
-                                  "message_b64");
-    if (kbd_json_str(r->body, "message_b64", true, r->d->cfg.body_limit, &b64, &r->msg) != KBR_OK)
-        return KBR_ERR_BAD_REQUEST;
-    if (kbr_b64_decode(b64, &c->input, &c->inlen) != KBR_OK)
-        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "message_b64: not valid base64");
-    c->is_message = true;
-    c->hash = KBR_HASH_NONE;
-    c->hash_name = "sha256";
-    kbr_sha256_hex(c->input, c->inlen, c->digest_hex);
-    return KBR_OK;
+    KBR_GUARD(read_given(r->body, "message_b64", r->d->cfg.body_limit, &b64, msg));
+    if (b64 == NULL)
+        goto out;
+    KBR_ENSURE(kbr_b64_decode(b64, &c->message, &c->message_len) == KBR_OK,
+               kbr_fail(msg, KBR_ERR_BAD_REQUEST, "message_b64: not valid base64"));
+    c->message_given = true;
+out:
+    return err;
 }
 
-static kbr_err parse_format(kbd_req *r, sign_ctx *c)
+static kbr_err parse_artifact(const json_t *body, sign_ctx *c, kbr_msg *msg)
 {
-    const char *f = NULL, *padding = NULL;
+    static const char *const allowed[] = {"product", "version", "name", "kind", "build_id", NULL};
+    const json_t *a = json_object_get(body, "artifact");
+    const char *product, *version, *name, *kind, *build_id;
+    kbr_err err = KBR_OK;
+
+    if (a == NULL)
+        goto out;
+    KBR_ENSURE(json_is_object(a),
+               kbr_fail(msg, KBR_ERR_BAD_REQUEST, "artifact: must be an object"));
+    if (kbd_json_only(a, allowed, msg) != KBR_OK ||
+        kbd_json_name(a, "product", true, &product, msg) != KBR_OK ||
+        kbd_json_name(a, "version", true, &version, msg) != KBR_OK ||
+        kbd_json_str(a, "name", false, 256, &name, msg) != KBR_OK ||
+        kbd_json_str(a, "kind", false, 32, &kind, msg) != KBR_OK ||
+        kbd_json_str(a, "build_id", false, 256, &build_id, msg) != KBR_OK)
+        return kbd_msg_prefix(msg, "artifact", KBR_ERR_BAD_REQUEST);
+    c->artifact_in = a;
+out:
+    return err;
+}
+
+kbr_err kbd_sign_parse(const kbd_req *r, void **out, kbr_msg *msg)
+{
+    static const char *const allowed[] = {"key",     "digest",   "hash", "message_b64", "format",
+                                          "padding", "artifact", "sbom", "sbom_b64",    NULL};
+    const char *name = NULL, *f = NULL, *padding = NULL;
+    sign_ctx *c = calloc(1, sizeof(*c));
+    kbr_err err = KBR_OK;
+
+    *out = c;
+    KBR_ENSURE(c != NULL, KBR_ERR_NOMEM);
+    KBR_GUARD(kbd_json_only(r->body, allowed, msg));
+    KBR_GUARD(kbd_json_name(r->body, "key", true, &name, msg));
+    KBR_ENSURE((c->key_name = strdup(name)) != NULL, KBR_ERR_NOMEM);
+    KBR_GUARD(kbd_json_str(r->body, "format", false, 16, &f, msg));
+    KBR_GUARD(kbd_json_str(r->body, "padding", false, 16, &padding, msg));
+    c->format_name = f == NULL                      ? "raw"
+                     : strcmp(f, "raw") == 0        ? "raw"
+                     : strcmp(f, "der") == 0        ? "der"
+                     : strcmp(f, "cose_sign1") == 0 ? "cose_sign1"
+                                                    : NULL;
+    c->cose = f != NULL && strcmp(f, "cose_sign1") == 0;
+    c->padding_given = padding != NULL;
+    c->padding = padding == NULL                 ? NULL
+                 : strcmp(padding, "pss") == 0   ? "pss"
+                 : strcmp(padding, "pkcs1") == 0 ? "pkcs1"
+                                                 : "";
+    KBR_GUARD(parse_digest(r->body, c, msg));
+    KBR_GUARD(parse_message(r, c, msg));
+    KBR_GUARD(parse_artifact(r->body, c, msg));
+    c->sbom_given = given(r->body, "sbom") || given(r->body, "sbom_b64");
+    if (c->sbom_given)
+        KBR_GUARD(kbd_sbom_parse(r->body, &c->sbom, msg));
+out:
+    return err;
+}
+
+/* The entry names the key the request names. */
+kbr_err kbd_sign_describe(kbd_req *r, const void *req)
+{
+    const sign_ctx *c = req;
+
+    if (c->key_name == NULL)
+        return KBR_OK;
+    free(r->rec->key);
+    r->rec->key = strdup(c->key_name);
+    return r->rec->key != NULL ? KBR_OK : KBR_ERR_NOMEM;
+}
+
+/* The input the key signs: a message (ed25519, cose_sign1) or a digest of the given hash. */
+static kbr_err bind_input(kbd_req *r, sign_ctx *c)
+{
+    kbr_err err = KBR_OK;
+
+    c->is_message = c->alg == KBR_ALG_ED25519 || c->cose;
+    if (c->is_message) {
+        KBR_ENSURE(!given(r->body, "digest") && !given(r->body, "hash"),
+                   kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST,
+                            c->cose ? "digest: cose_sign1 signs the payload itself; send "
+                                      "message_b64"
+                                    : "digest: ed25519 keys sign the message itself; send "
+                                      "message_b64"));
+        KBR_ENSURE(c->message_given,
+                   kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "message_b64: required"));
+        c->hash = KBR_HASH_NONE;
+        c->hash_name = "sha256";
+        c->input = c->message;
+        c->inlen = c->message_len;
+        kbr_sha256_hex(c->input, c->inlen, c->digest_hex);
+    } else {
+        KBR_ENSURE(!given(r->body, "message_b64"),
+                   kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST,
+                            "message_b64: only ed25519 keys sign a message; send digest"));
+        KBR_ENSURE(c->digest_given, kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "digest: required"));
+        c->input = c->digest;
+        c->inlen = c->digest_len;
+        kbr_hex_encode_buf(c->input, c->inlen, c->digest_hex);
+    }
+out:
+    return err;
+}
+
+/* The signature format the key makes of the request's format and padding. */
+static kbr_err bind_format(kbd_req *r, sign_ctx *c)
+{
     bool rsa = c->alg == KBR_ALG_RSA_3072 || c->alg == KBR_ALG_RSA_4096;
     bool ecdsa = c->alg == KBR_ALG_ECDSA_P256 || c->alg == KBR_ALG_ECDSA_P384;
+    kbr_err err = KBR_OK;
 
-    if (kbd_json_str(r->body, "format", false, 16, &f, &r->msg) != KBR_OK ||
-        kbd_json_str(r->body, "padding", false, 16, &padding, &r->msg) != KBR_OK)
-        return KBR_ERR_BAD_REQUEST;
-    c->format_name = f != NULL ? f : "raw";
     if (c->cose) {
-        if (padding != NULL)
-            return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "padding: not with cose_sign1");
-        return kbr_cose_alg_for(c->alg, &c->cose_alg, &r->msg);
+        KBR_ENSURE(!c->padding_given,
+                   kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "padding: not with cose_sign1"));
+        KBR_GUARD(kbr_cose_alg_for(c->alg, &c->cose_alg, &r->msg));
+        goto out;
     }
-    if (strcmp(c->format_name, "raw") != 0 && !(ecdsa && strcmp(c->format_name, "der") == 0))
-        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "format: must be raw%s%s for a %s key",
-                        ecdsa ? ", der" : "", rsa ? "" : " or cose_sign1", kbr_alg_name(c->alg));
-    if (padding != NULL && !rsa)
-        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "padding: only RSA keys take a padding");
+    KBR_ENSURE(c->format_name != NULL && (strcmp(c->format_name, "raw") == 0 ||
+                                          (ecdsa && strcmp(c->format_name, "der") == 0)),
+               kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "format: must be raw%s%s for a %s key",
+                        ecdsa ? ", der" : "", rsa ? "" : " or cose_sign1", kbr_alg_name(c->alg)));
+    KBR_ENSURE(!c->padding_given || rsa,
+               kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "padding: only RSA keys take a padding"));
     if (ecdsa)
         c->fmt = strcmp(c->format_name, "der") == 0 ? KBR_SIG_ECDSA_DER : KBR_SIG_ECDSA_RAW;
     else if (!rsa)
         c->fmt = KBR_SIG_EDDSA;
-    else if (padding == NULL || strcmp(padding, "pss") == 0)
+    else if (c->padding == NULL || strcmp(c->padding, "pss") == 0)
         c->fmt = KBR_SIG_RSA_PSS;
-    else if (strcmp(padding, "pkcs1") == 0)
+    else if (strcmp(c->padding, "pkcs1") == 0)
         c->fmt = KBR_SIG_RSA_PKCS1;
     else
-        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "padding: must be pss or pkcs1");
-    return KBR_OK;
+        err = kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "padding: must be pss or pkcs1");
+out:
+    return err;
 }
 
-static kbr_err parse_artifact(kbd_req *r, sign_ctx *c, const kbd_key *key)
+/* The artifact the key's purpose asks for, of a product the token and the key both serve. */
+static kbr_err bind_artifact(kbd_req *r, sign_ctx *c, const kbd_key *key)
 {
-    static const char *const allowed[] = {"product", "version", "name", "kind", "build_id", NULL};
-    const json_t *a = json_object_get(r->body, "artifact");
-    const char *product, *version, *name, *kind, *build_id;
     const char *want = c->firmware ? "firmware" : "ota-manifest";
+    const json_t *a = c->artifact_in;
+    const char *kind = json_string_value(json_object_get(a, "kind"));
+    const char *product = json_string_value(json_object_get(a, "product"));
+    kbr_err err = KBR_OK;
 
-    if (a == NULL)
-        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST,
-                        "artifact: required for a %s key (product, version)", key->purpose);
-    if (!json_is_object(a))
-        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "artifact: must be an object");
-    if (kbd_json_only(a, allowed, &r->msg) != KBR_OK ||
-        kbd_json_name(a, "product", true, &product, &r->msg) != KBR_OK ||
-        kbd_json_name(a, "version", true, &version, &r->msg) != KBR_OK ||
-        kbd_json_str(a, "name", false, 256, &name, &r->msg) != KBR_OK ||
-        kbd_json_str(a, "kind", false, 32, &kind, &r->msg) != KBR_OK ||
-        kbd_json_str(a, "build_id", false, 256, &build_id, &r->msg) != KBR_OK)
-        return kbd_msg_prefix(&r->msg, "artifact", KBR_ERR_BAD_REQUEST);
-    if (kind != NULL && strcmp(kind, want) != 0)
-        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST,
-                        "artifact.kind: a %s key signs only kind \"%s\"", key->purpose, want);
-    if (kbd_req_key_product(r, key, "artifact.product", product) != KBR_OK)
-        return KBR_ERR_FORBIDDEN;
-    c->artifact = json_pack("{s:s,s:s,s:s?,s:s,s:s?}", "product", product, "version", version,
-                            "name", name, "kind", want, "build_id", build_id);
-    return c->artifact == NULL ? KBR_ERR_NOMEM : KBR_OK;
+    KBR_ENSURE(a != NULL,
+               kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST,
+                        "artifact: required for a %s key (product, version)", key->purpose));
+    KBR_ENSURE(kind == NULL || strcmp(kind, want) == 0,
+               kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST,
+                        "artifact.kind: a %s key signs only kind \"%s\"", key->purpose, want));
+    KBR_ENSURE(kbd_req_key_product(r, key, "artifact.product", product) == KBR_OK,
+               KBR_ERR_FORBIDDEN);
+    c->artifact = json_pack("{s:s,s:s,s:s?,s:s,s:s?}", "product", product, "version",
+                            json_string_value(json_object_get(a, "version")), "name",
+                            json_string_value(json_object_get(a, "name")), "kind", want, "build_id",
+                            json_string_value(json_object_get(a, "build_id")));
+    KBR_ENSURE(c->artifact != NULL, KBR_ERR_NOMEM);
+out:
+    return err;
 }
 
-static kbr_err check_key(kbd_req *r, const kbd_key **out)
+/*
+ * The key named: one the token may use, registered and active, of a signing purpose; then
+ * what that key makes of the request (message or digest, format, artifact kind) and the
+ * artifact's product, which the token and the key must both serve.
+ */
+kbr_err kbd_sign_authorize(kbd_req *r, void *req)
 {
-    const char *name = NULL;
-    const kbd_key *k;
+    sign_ctx *c = req;
+    const kbd_key *k = NULL;
+    kbr_err err = KBR_OK;
 
-    kbr_err err;
-
-    if (kbd_json_name(r->body, "key", true, &name, &r->msg) != KBR_OK)
-        return KBR_ERR_BAD_REQUEST;
-    err = kbd_req_use_key(r, name, &k);
-    if (err != KBR_OK)
-        return err;
-    if (strcmp(k->purpose, "firmware-signing") != 0 && strcmp(k->purpose, "ota-signing") != 0)
-        return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
+    KBR_GUARD(kbd_req_use_key(r, c->key_name, &k));
+    KBR_ENSURE(strcmp(k->purpose, "firmware-signing") == 0 ||
+                   strcmp(k->purpose, "ota-signing") == 0,
+               kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
                         "key: \"%s\" is a %s key; /v1/sign takes firmware-signing and "
                         "ota-signing keys",
-                        name, k->purpose);
-    *out = k;
-    return KBR_OK;
-}
-
-static kbr_err sign_parse(kbd_req *r, sign_ctx *c)
-{
-    static const char *const allowed[] = {"key",     "digest",   "hash", "message_b64", "format",
-                                          "padding", "artifact", "sbom", "sbom_b64",    NULL};
-    const kbd_key *k = NULL;
-    kbr_err err;
-
-    if (kbd_json_only(r->body, allowed, &r->msg) != KBR_OK)
-        return KBR_ERR_BAD_REQUEST;
-    err = check_key(r, &k);
-    if (err != KBR_OK)
-        return err;
+                        c->key_name, k->purpose));
     c->alg = k->alg;
     c->firmware = strcmp(k->purpose, "firmware-signing") == 0;
-    c->cose = json_is_string(json_object_get(r->body, "format")) &&
-              strcmp(json_string_value(json_object_get(r->body, "format")), "cose_sign1") == 0;
-    err = c->alg == KBR_ALG_ED25519 || c->cose ? parse_message(r, c) : parse_digest(r, c);
-    if (err == KBR_OK)
-        err = parse_format(r, c);
-    if (err == KBR_OK)
-        err = parse_artifact(r, c, k);
-    if (err == KBR_OK && c->firmware)
-        err = kbd_sbom_parse(r->body, &c->sbom, &r->msg);
-    if (err == KBR_OK && !c->firmware &&
-        (json_object_get(r->body, "sbom") != NULL || json_object_get(r->body, "sbom_b64") != NULL))
-        err = kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST,
-                       "sbom: an OTA manifest carries no SBOM; the firmware it names has one");
-    if (err != KBR_OK)
-        return err;
+    KBR_GUARD(bind_input(r, c));
+    KBR_GUARD(bind_format(r, c));
+    KBR_GUARD(bind_artifact(r, c, k));
+    if (c->firmware && !c->sbom_given)
+        KBR_GUARD(kbd_sbom_parse(r->body, &c->sbom, &r->msg)); /* names what is missing */
+    KBR_ENSURE(c->firmware || !c->sbom_given,
+               kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST,
+                        "sbom: an OTA manifest carries no SBOM; the firmware it names has one"));
     c->key = strdup(k->name);
     c->label = strdup(k->hsm_label);
     c->purpose = strdup(k->purpose);
-    return c->key == NULL || c->label == NULL || c->purpose == NULL ? KBR_ERR_NOMEM : KBR_OK;
+    KBR_ENSURE(c->key != NULL && c->label != NULL && c->purpose != NULL, KBR_ERR_NOMEM);
+out:
+    return err;
 }
 
 /* The ledger's view of this product/version, checked before the HSM is asked. */
@@ -344,7 +451,7 @@ static kbr_err make_signature(kbd_worker *w, sign_ctx *c, unsigned char **sig, s
                                c->input, c->inlen, true, cose_hsm_sign, &s, sig, siglen);
 }
 
-static void sign_work(kbd_req *r, kbd_worker *w)
+void kbd_sign_work(kbd_req *r, kbd_worker *w)
 {
     sign_ctx *c = r->ctx;
     unsigned char *sig = NULL;
@@ -378,28 +485,7 @@ static void sign_work(kbd_req *r, kbd_worker *w)
     free(sig_b64);
 }
 
-static void sign_finish(kbd_req *r)
+void kbd_sign_finish(kbd_req *r)
 {
     r->d->stats.signatures++;
-}
-
-kbr_err kbd_h_sign(kbd_req *r)
-{
-    sign_ctx *c = calloc(1, sizeof(*c));
-    kbr_err err;
-
-    if (c == NULL)
-        return KBR_ERR_NOMEM;
-    r->ctx = c;
-    r->ctx_free = sign_ctx_free;
-    err = sign_parse(r, c);
-    if (err != KBR_OK)
-        return err;
-    err = kbd_req_reserve_use(r);
-    if (err != KBR_OK)
-        return err;
-    r->work = sign_work;
-    r->finish = sign_finish;
-    kbd_req_dispatch(r);
-    return KBR_OK;
 }

@@ -22,21 +22,9 @@
 
 #include "kbd.h"
 
-typedef struct {
-    kbr_scope scope;
-    char *sub;
-    char *cnf_x5t;
-    char *parent_jti, *issued_by;
-    bool orphan;
-    time_t not_after; /* the issuer's exp, unless an orphan */
-    long ttl;
-    kbd_issuer signer; /* the current issuer key as the request was parsed */
-    char *token;       /* the minted token string; wiped on free */
-    json_t *effect;    /* the token.issue effect's JSON form, for the record and the response */
-    json_t *row;       /* the registry row the issuance adds once it is durable */
-} issue_ctx;
+typedef kbd_token_issue_req issue_ctx;
 
-static void issue_ctx_free(void *p)
+void kbd_token_issue_free(void *p)
 {
     issue_ctx *c = p;
 
@@ -54,42 +42,35 @@ static void issue_ctx_free(void *p)
     free(c);
 }
 
-static kbr_err parse_binding(kbd_req *r, issue_ctx *c)
+static kbr_err parse_binding(const json_t *body, issue_ctx *c, kbr_msg *msg)
 {
     const char *hex = NULL;
     unsigned char *raw = NULL;
     size_t n = 0;
-    kbr_err err;
+    kbr_err err = KBR_OK;
 
-    if (kbd_json_str(r->body, "bind_cert_sha256", false, 64, &hex, &r->msg) != KBR_OK)
-        return KBR_ERR_BAD_REQUEST;
+    KBR_GUARD(kbd_json_str(body, "bind_cert_sha256", false, 64, &hex, msg));
     if (hex == NULL)
-        return KBR_OK;
-    if (kbr_hex_decode(hex, &raw, &n) != KBR_OK || n != 32) {
-        free(raw);
-        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST,
+        goto out;
+    KBR_ENSURE(kbr_hex_decode(hex, &raw, &n) == KBR_OK && n == 32,
+               kbr_fail(msg, KBR_ERR_BAD_REQUEST,
                         "bind_cert_sha256: must be 64 hex characters (SHA-256 of the client "
-                        "certificate DER)");
-    }
-    err = kbr_b64url_encode(raw, n, &c->cnf_x5t);
+                        "certificate DER)"));
+    KBR_GUARD(kbr_b64url_encode(raw, n, &c->cnf_x5t));
+out:
     free(raw);
     return err;
 }
 
-/* "orphan": true only from an admin that no products or keys list limits. */
-static kbr_err parse_orphan(kbd_req *r, issue_ctx *c)
+static kbr_err parse_orphan(const json_t *body, issue_ctx *c, kbr_msg *msg)
 {
-    const json_t *v = json_object_get(r->body, "orphan");
+    const json_t *v = json_object_get(body, "orphan");
 
     if (v == NULL || json_is_null(v))
         return KBR_OK;
     if (!json_is_boolean(v))
-        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "orphan: must be true or false");
+        return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "orphan: must be true or false");
     c->orphan = json_is_true(v);
-    if (c->orphan && (r->tok->scope.products.present || r->tok->scope.keys.present))
-        return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
-                        "orphan: only an admin token without products or keys limits issues "
-                        "tokens that outlive it");
     return KBR_OK;
 }
 
@@ -104,7 +85,7 @@ out:
     return err;
 }
 
-static kbr_err issue_parse(kbd_req *r, issue_ctx *c)
+kbr_err kbd_token_issue_parse(const kbd_req *r, void **out, kbr_msg *msg)
 {
     static const char *const allowed[] = {"sub",      "ops",     "keys",
                                           "products", "batches", "devices",
@@ -112,47 +93,57 @@ static kbr_err issue_parse(kbd_req *r, issue_ctx *c)
                                           "orphan",   NULL};
     const char *sub = NULL;
     int64_t ttl = 0;
-    kbr_err err;
+    issue_ctx *c = calloc(1, sizeof(*c));
+    kbr_err err = KBR_OK;
 
-    if (kbd_json_only(r->body, allowed, &r->msg) != KBR_OK ||
-        kbd_json_str(r->body, "sub", true, 128, &sub, &r->msg) != KBR_OK ||
-        kbd_json_int(r->body, "ttl", true, 1, r->d->cfg.max_token_ttl, &ttl, &r->msg) != KBR_OK)
-        return KBR_ERR_BAD_REQUEST;
-    if (!kbr_policy_sub_valid(sub))
-        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST,
+    *out = c;
+    KBR_ENSURE(c != NULL, KBR_ERR_NOMEM);
+    c->scope.max_uses = -1;
+    KBR_GUARD(kbd_json_only(r->body, allowed, msg));
+    KBR_GUARD(kbd_json_str(r->body, "sub", true, 128, &sub, msg));
+    KBR_GUARD(kbd_json_int(r->body, "ttl", true, 1, r->d->cfg.max_token_ttl, &ttl, msg));
+    KBR_ENSURE(kbr_policy_sub_valid(sub),
+               kbr_fail(msg, KBR_ERR_BAD_REQUEST,
                         "sub: must be <kind>:<name> with kind ci, factory, ota, security or "
-                        "service");
-    err = kbr_scope_from_json(r->body, &c->scope, &r->msg);
-    if (err != KBR_OK)
-        return err;
-    err = attribute(r, &c->scope);
-    if (err != KBR_OK)
-        return err;
-    err = kbr_scope_grantable(&r->tok->scope, &c->scope, &r->msg);
-    if (err != KBR_OK)
-        return err;
-    err = parse_orphan(r, c);
-    if (err != KBR_OK)
-        return err;
-    err = kbr_policy_principal_may_issue(r->d->policy, sub, &r->tok->scope, &r->msg);
-    if (err != KBR_OK)
-        return err;
-    err = parse_binding(r, c);
-    if (err != KBR_OK)
-        return err;
+                        "service"));
+    KBR_GUARD(kbr_scope_from_json(r->body, &c->scope, msg));
+    KBR_GUARD(parse_orphan(r->body, c, msg));
+    KBR_GUARD(parse_binding(r->body, c, msg));
     c->ttl = (long)ttl;
-    c->not_after = c->orphan ? 0 : r->tok->expires_at;
-    c->signer = r->d->issuer;
-    c->sub = strdup(sub);
-    c->parent_jti = strdup(r->tok->jti);
-    c->issued_by = strdup(r->sub);
-    if (c->sub == NULL || c->parent_jti == NULL || c->issued_by == NULL)
-        return KBR_ERR_NOMEM;
-    /* taken now, so another admin's issuance in flight cannot take the name too */
-    return kbr_policy_principal_claim(r->d->policy, sub, &c->scope);
+    KBR_ENSURE((c->sub = strdup(sub)) != NULL, KBR_ERR_NOMEM);
+out:
+    return err;
 }
 
-static void issue_work(kbd_req *r, kbd_worker *w)
+/*
+ * The token grants at most what the issuing token holds; only an admin that no products or
+ * keys list limits issues an orphan, one that outlives it; and the principal is the issuer's
+ * to name.  Claims the principal's name on success, so that another admin's issuance in
+ * flight cannot take it too.
+ */
+kbr_err kbd_token_issue_authorize(kbd_req *r, void *req)
+{
+    issue_ctx *c = req;
+    kbr_err err = KBR_OK;
+
+    KBR_GUARD(attribute(r, &c->scope));
+    KBR_GUARD(kbr_scope_grantable(&r->tok->scope, &c->scope, &r->msg));
+    KBR_ENSURE(!c->orphan || (!r->tok->scope.products.present && !r->tok->scope.keys.present),
+               kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
+                        "orphan: only an admin token without products or keys limits issues "
+                        "tokens that outlive it"));
+    KBR_GUARD(kbr_policy_principal_may_issue(r->d->policy, c->sub, &r->tok->scope, &r->msg));
+    c->not_after = c->orphan ? 0 : r->tok->expires_at;
+    c->signer = r->d->issuer;
+    c->parent_jti = strdup(r->tok->jti);
+    c->issued_by = strdup(r->sub);
+    KBR_ENSURE(c->parent_jti != NULL && c->issued_by != NULL, KBR_ERR_NOMEM);
+    KBR_GUARD(kbr_policy_principal_claim(r->d->policy, c->sub, &c->scope));
+out:
+    return err;
+}
+
+void kbd_token_issue_work(kbd_req *r, kbd_worker *w)
 {
     issue_ctx *c = r->ctx;
     kbd_token_spec spec = {.sub = c->sub,
@@ -168,7 +159,7 @@ static void issue_work(kbd_req *r, kbd_worker *w)
 }
 
 /* Event thread, after the record is durable: register, then hand out the token. */
-static void issue_finish(kbd_req *r)
+void kbd_token_issue_finish(kbd_req *r)
 {
     issue_ctx *c = r->ctx;
 
@@ -183,34 +174,9 @@ static void issue_finish(kbd_req *r)
         "orphan", json_object_get(c->effect, "orphan"));
 }
 
-kbr_err kbd_h_token_issue(kbd_req *r)
+void kbd_token_list_free(void *p)
 {
-    issue_ctx *c = calloc(1, sizeof(*c));
-    kbr_err err;
-
-    if (c == NULL)
-        return KBR_ERR_NOMEM;
-    c->scope.max_uses = -1;
-    r->ctx = c;
-    r->ctx_free = issue_ctx_free;
-    err = issue_parse(r, c);
-    if (err != KBR_OK)
-        return err;
-    r->work = issue_work;
-    r->finish = issue_finish;
-    kbd_req_dispatch(r);
-    return KBR_OK;
-}
-
-typedef struct {
-    char *sub, *key;
-    bool active;
-    kbr_scope scope; /* the reader's, copied for the worker */
-} list_ctx;
-
-static void list_ctx_free(void *p)
-{
-    list_ctx *c = p;
+    kbd_token_list_req *c = p;
 
     if (c == NULL)
         return;
@@ -231,9 +197,9 @@ static bool row_within(const kbr_scope *reader, const json_t *row)
     return within;
 }
 
-static void list_work(kbd_req *r, kbd_worker *w)
+void kbd_token_list_work(kbd_req *r, kbd_worker *w)
 {
-    list_ctx *c = r->ctx;
+    const kbd_token_list_req *c = r->ctx;
     json_t *rows = NULL, *shown = json_array(), *row;
     size_t i;
 
@@ -254,31 +220,36 @@ static void list_work(kbd_req *r, kbd_worker *w)
     r->resp = json_pack("{s:o}", "tokens", shown);
 }
 
-kbr_err kbd_h_token_list(kbd_req *r)
+kbr_err kbd_token_list_parse(const kbd_req *r, void **out, kbr_msg *msg)
 {
-    list_ctx *c = calloc(1, sizeof(*c));
     const char *sub = kbd_req_query(r, "sub"), *key = kbd_req_query(r, "key");
     const char *active = kbd_req_query(r, "active");
+    kbd_token_list_req *c = calloc(1, sizeof(*c));
+    kbr_err err = KBR_OK;
 
-    if (c == NULL)
-        return KBR_ERR_NOMEM;
-    r->ctx = c;
-    r->ctx_free = list_ctx_free;
+    *out = c;
+    KBR_ENSURE(c != NULL, KBR_ERR_NOMEM);
     /* a principal's name may hold '/' (ci:github/acme/fw), a key's may not */
-    if (sub != NULL && !kbr_policy_sub_valid(sub))
-        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "sub: not a principal (<kind>:<name>)");
-    if (key != NULL && !kbr_name_valid(key))
-        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "key: not a valid name");
-    if (active != NULL && strcmp(active, "true") != 0 && strcmp(active, "false") != 0)
-        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "active: must be true or false");
+    KBR_ENSURE(sub == NULL || kbr_policy_sub_valid(sub),
+               kbr_fail(msg, KBR_ERR_BAD_REQUEST, "sub: not a principal (<kind>:<name>)"));
+    KBR_ENSURE(key == NULL || kbr_name_valid(key),
+               kbr_fail(msg, KBR_ERR_BAD_REQUEST, "key: not a valid name"));
+    KBR_ENSURE(active == NULL || strcmp(active, "true") == 0 || strcmp(active, "false") == 0,
+               kbr_fail(msg, KBR_ERR_BAD_REQUEST, "active: must be true or false"));
     c->sub = sub != NULL ? strdup(sub) : NULL;
     c->key = key != NULL ? strdup(key) : NULL;
     c->active = active != NULL && strcmp(active, "true") == 0;
-    if (kbd_scope_copy(&r->tok->scope, &c->scope) != KBR_OK)
-        return KBR_ERR_NOMEM;
-    r->work = list_work;
-    kbd_req_dispatch(r);
-    return KBR_OK;
+    KBR_ENSURE((sub == NULL || c->sub != NULL) && (key == NULL || c->key != NULL), KBR_ERR_NOMEM);
+out:
+    return err;
+}
+
+kbr_err kbd_token_list_authorize(kbd_req *r, void *req)
+{
+    kbd_token_list_req *c = req;
+
+    /* the worker shows what this scope covers: a copy, the token is the event thread's */
+    return kbd_scope_copy(&r->tok->scope, &c->scope);
 }
 
 static kbr_err revoke_effect(kbd_req *r, const json_t *jtis, const char *reason, const char *now)
@@ -291,14 +262,6 @@ static kbr_err revoke_effect(kbd_req *r, const json_t *jtis, const char *reason,
         err = kbd_req_effect(r, &fx);
     free((void *)fx.u.token_revoke.jtis.items);
     return err;
-}
-
-static kbr_err read_reason(kbd_req *r, const char *const *allowed, const char **reason)
-{
-    if (kbd_json_only(r->body, allowed, &r->msg) != KBR_OK ||
-        kbd_json_str(r->body, "reason", false, 512, reason, &r->msg) != KBR_OK)
-        return KBR_ERR_BAD_REQUEST;
-    return KBR_OK;
 }
 
 /* The entry of a revocation is about the products of the tokens it revoked. */
@@ -318,88 +281,151 @@ out:
     return err;
 }
 
-kbr_err kbd_h_token_revoke(kbd_req *r)
+void kbd_revoke_free(void *p)
 {
-    static const char *const allowed[] = {"reason", NULL};
+    kbd_revoke_req *c = p;
+
+    if (c == NULL)
+        return;
+    free(c->reason);
+    free(c->sub);
+    free(c->key);
+    free(c);
+}
+
+static kbr_err parse_reason(const json_t *body, const char *const *allowed, kbd_revoke_req *c,
+                            kbr_msg *msg)
+{
     const char *reason = NULL;
-    kbr_token *target = kbr_policy_find(r->d->policy, r->arg);
-    char now[KBR_TIME_LEN];
-    json_t *jtis = json_array();
-    size_t n = 0;
     kbr_err err = KBR_OK;
 
-    KBR_ENSURE(jtis != NULL, KBR_ERR_NOMEM);
-    KBR_ENSURE(read_reason(r, allowed, &reason) == KBR_OK, KBR_ERR_BAD_REQUEST);
+    KBR_GUARD(kbd_json_only(body, allowed, msg));
+    KBR_GUARD(kbd_json_str(body, "reason", false, 512, &reason, msg));
+    KBR_ENSURE(reason == NULL || (c->reason = strdup(reason)) != NULL, KBR_ERR_NOMEM);
+out:
+    return err;
+}
+
+kbr_err kbd_token_revoke_parse(const kbd_req *r, void **out, kbr_msg *msg)
+{
+    static const char *const allowed[] = {"reason", NULL};
+    kbd_revoke_req *c = calloc(1, sizeof(*c));
+
+    *out = c;
+    return c != NULL ? parse_reason(r->body, allowed, c, msg) : KBR_ERR_NOMEM;
+}
+
+/* The token named exists, and this token could have granted its scope. */
+kbr_err kbd_token_revoke_authorize(kbd_req *r, void *req)
+{
+    const kbr_token *target = kbr_policy_find(r->d->policy, r->arg);
+    kbr_err err = KBR_OK;
+
+    (void)req;
     KBR_ENSURE(target != NULL,
                kbr_fail(&r->msg, KBR_ERR_NOT_FOUND, "no token with jti \"%.64s\"", r->arg));
     KBR_GUARD(attribute(r, &target->scope));
     KBR_ENSURE(kbr_scope_grantable(&r->tok->scope, &target->scope, &r->msg) == KBR_OK,
                kbr_fail(&r->msg, KBR_ERR_FORBIDDEN, "token %s has scope this token could not grant",
                         target->jti));
+out:
+    return err;
+}
+
+/* work_inline: the revocation takes effect in the registry before it is recorded. */
+void kbd_token_revoke_work(kbd_req *r, kbd_worker *w)
+{
+    const kbd_revoke_req *c = r->ctx;
+    kbr_token *target = kbr_policy_find(r->d->policy, r->arg);
+    char now[KBR_TIME_LEN];
+    json_t *jtis = json_array();
+    size_t n = 0;
+    kbr_err err = KBR_OK;
+
+    (void)w;
+    KBR_ENSURE(jtis != NULL && target != NULL, KBR_ERR_NOMEM);
     KBR_GUARD(kbr_policy_revoke_jti(r->d->policy, target->jti, time(NULL), jtis, &n));
     KBR_GUARD(attribute_revoked(r, jtis));
     kbr_time_fmt(target->revoked_at, now);
     if (json_array_size(jtis) > 0)
-        KBR_GUARD(revoke_effect(r, jtis, reason, now));
+        KBR_GUARD(revoke_effect(r, jtis, c->reason, now));
     json_object_set(r->rec->detail, "revoked", jtis);
-    json_object_set_new(r->rec->detail, "reason", reason ? json_string(reason) : json_null());
+    json_object_set_new(r->rec->detail, "reason",
+                        c->reason != NULL ? json_string(c->reason) : json_null());
     /* revoked: the token and every token issued under it, transitively */
     r->resp = json_pack("{s:s,s:s,s:O}", "jti", target->jti, "revoked_at", now, "revoked", jtis);
-    kbd_req_audit_and_reply(r);
 out:
+    if (err != KBR_OK)
+        kbd_req_error(r, err, NULL);
     json_decref(jtis);
+}
+
+kbr_err kbd_revocations_parse(const kbd_req *r, void **out, kbr_msg *msg)
+{
+    static const char *const allowed[] = {"sub", "key", "reason", NULL};
+    const char *sub = NULL, *key = NULL;
+    kbd_revoke_req *c = calloc(1, sizeof(*c));
+    kbr_err err = KBR_OK;
+
+    *out = c;
+    KBR_ENSURE(c != NULL, KBR_ERR_NOMEM);
+    KBR_GUARD(parse_reason(r->body, allowed, c, msg));
+    KBR_GUARD(kbd_json_str(r->body, "sub", false, 256, &sub, msg));
+    KBR_GUARD(kbd_json_name(r->body, "key", false, &key, msg));
+    /* a principal's name may hold '/': the principals of exchanged tokens (ci:github/acme/fw) */
+    KBR_ENSURE(sub == NULL || kbr_policy_sub_valid(sub),
+               kbr_fail(msg, KBR_ERR_BAD_REQUEST,
+                        "sub: must be a principal, <kind>:<name> with kind ci, factory, ota, "
+                        "security or service"));
+    KBR_ENSURE((sub == NULL) != (key == NULL),
+               kbr_fail(msg, KBR_ERR_BAD_REQUEST, "give exactly one of sub or key"));
+    c->sub = sub != NULL ? strdup(sub) : NULL;
+    c->key = key != NULL ? strdup(key) : NULL;
+    KBR_ENSURE(c->sub != NULL || c->key != NULL, KBR_ERR_NOMEM);
+out:
     return err;
 }
 
-static void json_ctx_free(void *p)
+/* Mass revocation reaches tokens of any issuer, so it needs an unrestricted admin. */
+kbr_err kbd_revocations_authorize(kbd_req *r, void *req)
 {
-    json_decref(p);
-}
+    const kbd_revoke_req *c = req;
+    const kbr_scope *s = &r->tok->scope;
 
-kbr_err kbd_h_revocations(kbd_req *r)
-{
-    static const char *const allowed[] = {"sub", "key", "reason", NULL};
-    const char *reason = NULL, *sub = NULL, *key = NULL;
-    char now[KBR_TIME_LEN];
-    json_t *jtis = json_array();
-    size_t n;
-
-    if (jtis == NULL)
-        return KBR_ERR_NOMEM;
-    r->ctx = jtis;
-    r->ctx_free = json_ctx_free;
-    if (read_reason(r, allowed, &reason) != KBR_OK ||
-        kbd_json_str(r->body, "sub", false, 256, &sub, &r->msg) != KBR_OK ||
-        kbd_json_name(r->body, "key", false, &key, &r->msg) != KBR_OK)
-        return KBR_ERR_BAD_REQUEST;
-    /* a principal's name may hold '/': the principals of exchanged tokens (ci:github/acme/fw) */
-    if (sub != NULL && !kbr_policy_sub_valid(sub))
-        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST,
-                        "sub: must be a principal, <kind>:<name> with kind ci, factory, ota, "
-                        "security or service");
-    if ((sub == NULL) == (key == NULL))
-        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "give exactly one of sub or key");
-    /* Mass revocation reaches tokens of any issuer, so it needs an unrestricted admin. */
-    if (r->tok->scope.keys.present || r->tok->scope.products.present ||
-        r->tok->scope.batches.present || r->tok->scope.devices.present)
+    if (s->keys.present || s->products.present || s->batches.present || s->devices.present)
         return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
                         "revocation by %s needs an admin token without key, product, batch or "
                         "device limits",
-                        sub != NULL ? "sub" : "key");
-    n = sub != NULL ? kbr_policy_revoke_sub(r->d->policy, sub, time(NULL), jtis)
-                    : kbr_policy_revoke_key(r->d->policy, key, time(NULL), jtis);
-    if (attribute_revoked(r, jtis) != KBR_OK)
-        return KBR_ERR_NOMEM;
-    kbr_time_fmt(time(NULL), now);
-    if (key != NULL)
-        r->rec->key = strdup(key);
-    if (n > 0 && revoke_effect(r, jtis, reason, now) != KBR_OK)
-        return KBR_ERR_NOMEM;
-    json_object_set_new(r->rec->detail, sub != NULL ? "by_sub" : "by_key",
-                        json_string(sub != NULL ? sub : key));
-    json_object_set(r->rec->detail, "revoked", jtis);
-    json_object_set_new(r->rec->detail, "reason", reason ? json_string(reason) : json_null());
-    r->resp = json_pack("{s:I,s:O}", "revoked", (json_int_t)n, "jtis", jtis);
-    kbd_req_audit_and_reply(r);
+                        c->sub != NULL ? "sub" : "key");
     return KBR_OK;
+}
+
+/* work_inline, as kbd_token_revoke_work. */
+void kbd_revocations_work(kbd_req *r, kbd_worker *w)
+{
+    const kbd_revoke_req *c = r->ctx;
+    char now[KBR_TIME_LEN];
+    json_t *jtis = json_array();
+    size_t n = 0;
+    kbr_err err = KBR_OK;
+
+    (void)w;
+    KBR_ENSURE(jtis != NULL, KBR_ERR_NOMEM);
+    n = c->sub != NULL ? kbr_policy_revoke_sub(r->d->policy, c->sub, time(NULL), jtis)
+                       : kbr_policy_revoke_key(r->d->policy, c->key, time(NULL), jtis);
+    KBR_ENSURE(attribute_revoked(r, jtis) == KBR_OK, KBR_ERR_NOMEM);
+    kbr_time_fmt(time(NULL), now);
+    if (c->key != NULL)
+        KBR_ENSURE((r->rec->key = strdup(c->key)) != NULL, KBR_ERR_NOMEM);
+    KBR_ENSURE(n == 0 || revoke_effect(r, jtis, c->reason, now) == KBR_OK, KBR_ERR_NOMEM);
+    json_object_set_new(r->rec->detail, c->sub != NULL ? "by_sub" : "by_key",
+                        json_string(c->sub != NULL ? c->sub : c->key));
+    json_object_set(r->rec->detail, "revoked", jtis);
+    json_object_set_new(r->rec->detail, "reason",
+                        c->reason != NULL ? json_string(c->reason) : json_null());
+    r->resp = json_pack("{s:I,s:O}", "revoked", (json_int_t)n, "jtis", jtis);
+out:
+    if (err != KBR_OK)
+        kbd_req_error(r, err, NULL);
+    json_decref(jtis);
 }

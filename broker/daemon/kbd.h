@@ -341,15 +341,53 @@ struct kbd_req {
     kbd_req *next;
 };
 
-/* A route: handler parses and authorizes on the event thread. */
+/*
+ * A route's stages.  server.c runs them in order and alone answers the request: the error of
+ * the first stage that fails, or the response once the audit record is durable.
+ *
+ * parse      pure: r's body, {} segment and query into a typed request, *out (set as soon as it
+ *            is allocated, so that free_req releases it whatever happens next).  Reads nothing
+ *            else of r but the configuration; no token, registry, store or HSM.  A bad request
+ *            is KBR_ERR_BAD_REQUEST with msg naming the field.
+ * describe   what the audit entry is about (key, products, detail), from what parse read: run
+ *            after parse whether it took the request or not (*out as far as it got), so that a
+ *            refusal is recorded with what the request named.  NULL: nothing beyond the path.
+ * authorize  event thread: the token's scope against the typed request, and the registry
+ *            entries it names (a key: 403, 404, 409); names the audit entry's subject (key,
+ *            products) on the way.  NULL: the route's op is all it takes.
+ * work       a worker (its HSM session and store read connection): the response (r->resp),
+ *            the record's effects, or kbd_req_error.  With work_inline, on the event thread
+ *            instead, w NULL: for changes the registries must see before the record (a
+ *            revocation) and for what needs neither HSM nor store.  NULL: no work.
+ * finish     event thread, once the record of a success is durable (or at once for a route
+ *            without a record): the registries follow what was committed, and the response is
+ *            completed.
+ *
+ * A route not converted to stages has handler instead, which answers for itself (legacy).
+ */
 typedef kbr_err (*kbd_handler_fn)(kbd_req *r);
+typedef kbr_err (*kbd_parse_fn)(const kbd_req *r, void **out, kbr_msg *msg);
+typedef kbr_err (*kbd_describe_fn)(kbd_req *r, const void *req);
+typedef kbr_err (*kbd_authorize_fn)(kbd_req *r, void *req);
+typedef void (*kbd_req_free_fn)(void *req);
 typedef struct kbd_route {
     const char *method;  /* "GET" / "POST" */
     const char *pattern; /* "/v1/keys/{}/retire" */
     bool authenticated;
     unsigned op;          /* kbr_op required (0: none beyond a valid token) */
     const char *audit_op; /* the audit entry's op */
-    kbd_handler_fn handler;
+    kbd_parse_fn parse;   /* NULL: the request carries nothing to parse */
+    kbd_req_free_fn free_req;
+    kbd_describe_fn describe;
+    kbd_authorize_fn authorize;
+    bool reserve_use; /* after authorize: one of the token's max_uses (a key use) */
+    kbd_work_fn work;
+    bool work_inline; /* work runs on the event thread, w NULL */
+    kbd_finish_fn finish;
+    /* event thread, once the record settled, committed or not: releases what authorize or
+     * work held (NULL: nothing) */
+    void (*settle)(kbd_req *r, bool committed);
+    kbd_handler_fn handler; /* legacy: the whole request, answered by the handler */
     /* routes without a token: the largest body read (announced by Content-Length), 0: none */
     size_t open_body_max;
 } kbd_route;
@@ -380,9 +418,7 @@ void kbd_req_audit_and_reply(kbd_req *r);
 void kbd_req_done(kbd_req *r);
 /* The X-Request-Id and metrics of a response the caller sends itself; status as sent. */
 void kbd_req_response_begins(kbd_req *r, int status);
-/* For no-auth routes: reply right away. */
-void kbd_req_reply_now(kbd_req *r, int status, json_t *body);
-const char *kbd_req_query(kbd_req *r, const char *name);
+const char *kbd_req_query(const kbd_req *r, const char *name);
 
 /* connlimit.c: connection limits, on the event thread */
 /* Checks the open-files limit and hooks accepted connections; after kbd_tls_setup. */
@@ -601,24 +637,272 @@ KBR_WUR kbr_err kbd_oidc_start(kbd *d, kbr_msg *msg);
 void kbd_oidc_stop(kbd *d);
 bool kbd_oidc_enabled(const kbd *d);
 kbr_err kbd_h_token_exchange(kbd_req *r);
-kbr_err kbd_h_health(kbd_req *r);
-kbr_err kbd_h_jwks(kbd_req *r);
 kbr_err kbd_h_metrics(kbd_req *r);
-kbr_err kbd_h_key_create(kbd_req *r);
-kbr_err kbd_h_key_list(kbd_req *r);
-kbr_err kbd_h_key_get(kbd_req *r);
-kbr_err kbd_h_key_retire(kbd_req *r);
-kbr_err kbd_h_token_issue(kbd_req *r);
-kbr_err kbd_h_token_list(kbd_req *r);
-kbr_err kbd_h_token_revoke(kbd_req *r);
-kbr_err kbd_h_issuer_rotate(kbd_req *r);
-kbr_err kbd_h_revocations(kbd_req *r);
-kbr_err kbd_h_sign(kbd_req *r);
-kbr_err kbd_h_audit_list(kbd_req *r);
-kbr_err kbd_h_audit_checkpoint(kbd_req *r);
-kbr_err kbd_h_audit_proof(kbd_req *r);
-kbr_err kbd_h_audit_consistency(kbd_req *r);
-kbr_err kbd_h_audit_key_rotate(kbd_req *r);
+
+/*
+ * Routes in stages (kbd_route): each route's typed request and its stages, named
+ * kbd_<route>_{parse,free,authorize,work,finish}.
+ */
+/* A request whose worker reads what the token's scope lets it see (GET /v1/keys): parse
+ * makes it empty, authorize copies the token's scope into it. */
+typedef struct {
+    kbr_scope scope;
+} kbd_scoped_req;
+KBR_WUR kbr_err kbd_scoped_parse(const kbd_req *r, void **out, kbr_msg *msg);
+void kbd_scoped_free(void *req);
+KBR_WUR kbr_err kbd_scoped_authorize(kbd_req *r, void *req);
+
+/* h_keys.c: POST /v1/keys */
+typedef struct {
+    char *name, *purpose, *hsm_label;
+    char *owner; /* NULL: the caller */
+    kbr_alg alg;
+    bool alg_given, register_existing, deliverable;
+    json_t *products;
+    char public_key_sha256[65]; /* the worker's */
+} kbd_key_create_req;
+KBR_WUR kbr_err kbd_key_create_parse(const kbd_req *r, void **out, kbr_msg *msg);
+void kbd_key_create_free(void *req);
+KBR_WUR kbr_err kbd_key_create_authorize(kbd_req *r, void *req);
+void kbd_key_create_work(kbd_req *r, kbd_worker *w);
+void kbd_key_create_finish(kbd_req *r);
+/* GET /v1/keys (kbd_scoped_req) */
+void kbd_key_list_work(kbd_req *r, kbd_worker *w);
+/* GET /v1/keys/{name}: the path's name is the request (no typed request) */
+KBR_WUR kbr_err kbd_key_path_parse(const kbd_req *r, void **out, kbr_msg *msg);
+KBR_WUR kbr_err kbd_key_get_authorize(kbd_req *r, void *req);
+void kbd_key_get_work(kbd_req *r, kbd_worker *w);
+/* POST /v1/keys/{name}/retire */
+typedef struct {
+    char *reason; /* NULL: none given */
+} kbd_key_retire_req;
+KBR_WUR kbr_err kbd_key_retire_parse(const kbd_req *r, void **out, kbr_msg *msg);
+void kbd_key_retire_free(void *req);
+/* The key of the path, for the entry of a refused request (retire, certificate) */
+KBR_WUR kbr_err kbd_key_path_describe(kbd_req *r, const void *req);
+KBR_WUR kbr_err kbd_key_retire_authorize(kbd_req *r, void *req);
+void kbd_key_retire_work(kbd_req *r, kbd_worker *w);
+void kbd_key_retire_finish(kbd_req *r);
+/* h_tokens.c: POST /v1/tokens */
+typedef struct {
+    /* parse */
+    kbr_scope scope;
+    char *sub;
+    char *cnf_x5t;
+    bool orphan;
+    long ttl;
+    /* authorize: the issuing token */
+    char *parent_jti, *issued_by;
+    time_t not_after;  /* the issuer's exp, unless an orphan */
+    kbd_issuer signer; /* the current issuer key as the request was authorized */
+    /* work */
+    char *token;    /* the minted token string; wiped on free */
+    json_t *effect; /* the token.issue effect's JSON form, for the record and the response */
+    json_t *row;    /* the registry row the issuance adds once it is durable */
+} kbd_token_issue_req;
+KBR_WUR kbr_err kbd_token_issue_parse(const kbd_req *r, void **out, kbr_msg *msg);
+void kbd_token_issue_free(void *req);
+KBR_WUR kbr_err kbd_token_issue_authorize(kbd_req *r, void *req);
+void kbd_token_issue_work(kbd_req *r, kbd_worker *w);
+void kbd_token_issue_finish(kbd_req *r);
+/* GET /v1/tokens?sub=&key=&active= */
+typedef struct {
+    char *sub, *key;
+    bool active;
+    kbr_scope scope; /* the reader's, copied for the worker by authorize */
+} kbd_token_list_req;
+KBR_WUR kbr_err kbd_token_list_parse(const kbd_req *r, void **out, kbr_msg *msg);
+void kbd_token_list_free(void *req);
+KBR_WUR kbr_err kbd_token_list_authorize(kbd_req *r, void *req);
+void kbd_token_list_work(kbd_req *r, kbd_worker *w);
+/* POST /v1/tokens/{jti}/revoke (reason) and POST /v1/revocations (reason, sub or key) */
+typedef struct {
+    char *reason, *sub, *key;
+} kbd_revoke_req;
+void kbd_revoke_free(void *req);
+KBR_WUR kbr_err kbd_token_revoke_parse(const kbd_req *r, void **out, kbr_msg *msg);
+KBR_WUR kbr_err kbd_token_revoke_authorize(kbd_req *r, void *req);
+void kbd_token_revoke_work(kbd_req *r, kbd_worker *w);
+KBR_WUR kbr_err kbd_revocations_parse(const kbd_req *r, void **out, kbr_msg *msg);
+KBR_WUR kbr_err kbd_revocations_authorize(kbd_req *r, void *req);
+void kbd_revocations_work(kbd_req *r, kbd_worker *w);
+/* h_batches.c: POST /v1/batches */
+typedef struct {
+    char *batch, *product, *factory;
+    int64_t quantity;
+    json_t *markets; /* array of ISO 3166-1 alpha-2 codes */
+} kbd_batch_create_req;
+KBR_WUR kbr_err kbd_batch_create_parse(const kbd_req *r, void **out, kbr_msg *msg);
+void kbd_batch_create_free(void *req);
+KBR_WUR kbr_err kbd_batch_create_describe(kbd_req *r, const void *req);
+KBR_WUR kbr_err kbd_batch_create_authorize(kbd_req *r, void *req);
+void kbd_batch_create_work(kbd_req *r, kbd_worker *w);
+void kbd_batch_create_finish(kbd_req *r);
+/* GET /v1/batches/{batch}: the path's name is the request */
+KBR_WUR kbr_err kbd_batch_get_parse(const kbd_req *r, void **out, kbr_msg *msg);
+KBR_WUR kbr_err kbd_batch_get_authorize(kbd_req *r, void *req);
+void kbd_batch_get_work(kbd_req *r, kbd_worker *w);
+/* h_devices.c: POST /v1/devices/{serial}/revoke */
+typedef struct {
+    char *product, *serial, *reason;
+    int reason_code;
+    kbr_scope scope; /* the token's, for the worker's batch check */
+} kbd_device_revoke_req;
+KBR_WUR kbr_err kbd_device_revoke_parse(const kbd_req *r, void **out, kbr_msg *msg);
+void kbd_device_revoke_free(void *req);
+KBR_WUR kbr_err kbd_device_revoke_describe(kbd_req *r, const void *req);
+KBR_WUR kbr_err kbd_device_revoke_authorize(kbd_req *r, void *req);
+void kbd_device_revoke_work(kbd_req *r, kbd_worker *w);
+void kbd_device_revoke_finish(kbd_req *r);
+/* h_debug.c: POST /v1/debug-auth */
+typedef struct {
+    /* parse */
+    char *key_name, *product, *serial, *ticket, *permissions;
+    unsigned char *message;
+    size_t message_len;
+    char challenge_sha256[65], message_sha256[65];
+    /* authorize */
+    char *key, *label;
+    kbr_alg alg;
+    kbr_namelist batches; /* the token's, for the worker's check of the device's batch */
+} kbd_debug_auth_req;
+KBR_WUR kbr_err kbd_debug_auth_parse(const kbd_req *r, void **out, kbr_msg *msg);
+void kbd_debug_auth_free(void *req);
+KBR_WUR kbr_err kbd_debug_auth_describe(kbd_req *r, const void *req);
+KBR_WUR kbr_err kbd_debug_auth_authorize(kbd_req *r, void *req);
+void kbd_debug_auth_work(kbd_req *r, kbd_worker *w);
+/* h_products.c: POST /v1/products, GET /v1/products/{product} */
+typedef struct {
+    char *product, *placed, *until; /* GET: the product alone */
+} kbd_product_req;
+void kbd_product_free(void *req);
+KBR_WUR kbr_err kbd_product_describe(kbd_req *r, const void *req);
+KBR_WUR kbr_err kbd_product_register_parse(const kbd_req *r, void **out, kbr_msg *msg);
+KBR_WUR kbr_err kbd_product_authorize(kbd_req *r, void *req);
+void kbd_product_register_work(kbd_req *r, kbd_worker *w);
+KBR_WUR kbr_err kbd_product_get_parse(const kbd_req *r, void **out, kbr_msg *msg);
+KBR_WUR kbr_err kbd_product_get_authorize(kbd_req *r, void *req);
+void kbd_product_get_work(kbd_req *r, kbd_worker *w);
+/* h_ota.c: POST /v1/ota/deployments */
+typedef struct {
+    char *product, *version, *campaign;
+    json_t *results; /* [{serial, status, at}] normalized */
+    json_t *serials; /* the devices named, in order */
+} kbd_ota_report_req;
+KBR_WUR kbr_err kbd_ota_report_parse(const kbd_req *r, void **out, kbr_msg *msg);
+void kbd_ota_report_free(void *req);
+KBR_WUR kbr_err kbd_ota_report_describe(kbd_req *r, const void *req);
+KBR_WUR kbr_err kbd_ota_report_authorize(kbd_req *r, void *req);
+void kbd_ota_report_work(kbd_req *r, kbd_worker *w);
+/* h_incidents.c: /v1/incidents and /v1/incidents/{id}/... (one typed request for all) */
+typedef struct {
+    char *id, *title, *product, *component, *purl, *vers, *aware_at, *severity, *cve;
+    char *fixed, *available_at, *stage, *notes;
+    json_t *versions;
+    bool exploited, csaf;
+    kbr_scope scope; /* the token's, copied by authorize for the worker's checks */
+} kbd_incident_req;
+void kbd_incident_free(void *req);
+KBR_WUR kbr_err kbd_incident_describe(kbd_req *r, const void *req);
+KBR_WUR kbr_err kbd_incident_authorize(kbd_req *r, void *req);
+KBR_WUR kbr_err kbd_incident_create_parse(const kbd_req *r, void **out, kbr_msg *msg);
+KBR_WUR kbr_err kbd_incident_create_authorize(kbd_req *r, void *req);
+void kbd_incident_create_work(kbd_req *r, kbd_worker *w);
+KBR_WUR kbr_err kbd_incident_list_parse(const kbd_req *r, void **out, kbr_msg *msg);
+void kbd_incident_list_work(kbd_req *r, kbd_worker *w);
+KBR_WUR kbr_err kbd_incident_get_parse(const kbd_req *r, void **out, kbr_msg *msg);
+void kbd_incident_get_work(kbd_req *r, kbd_worker *w);
+KBR_WUR kbr_err kbd_incident_fix_parse(const kbd_req *r, void **out, kbr_msg *msg);
+void kbd_incident_fix_work(kbd_req *r, kbd_worker *w);
+KBR_WUR kbr_err kbd_incident_report_parse(const kbd_req *r, void **out, kbr_msg *msg);
+void kbd_incident_report_work(kbd_req *r, kbd_worker *w);
+KBR_WUR kbr_err kbd_incident_report_get_parse(const kbd_req *r, void **out, kbr_msg *msg);
+void kbd_incident_report_get_work(kbd_req *r, kbd_worker *w);
+/* h_certs.c: POST /v1/keys/{name}/certificate */
+typedef struct {
+    char *pem, *subject; /* pem (with its chain) or self_signed's subject and days */
+    long days;
+    /* authorize: the key */
+    char *name, *label;
+    kbr_alg alg;
+    bool ca_key; /* a device-identity-ca key: only a CA certificate fits it */
+} kbd_key_certificate_req;
+KBR_WUR kbr_err kbd_key_certificate_parse(const kbd_req *r, void **out, kbr_msg *msg);
+void kbd_key_certificate_free(void *req);
+KBR_WUR kbr_err kbd_key_certificate_authorize(kbd_req *r, void *req);
+void kbd_key_certificate_work(kbd_req *r, kbd_worker *w);
+void kbd_key_certificate_finish(kbd_req *r);
+/* h_audit.c: GET /v1/audit/checkpoint (Accept), /v1/audit/proof?seq=&size=,
+ * /v1/audit/consistency?first=&second=, POST /v1/audit/key/rotate */
+typedef struct {
+    bool note; /* Accept: text/plain: the note alone */
+} kbd_checkpoint_req;
+KBR_WUR kbr_err kbd_audit_checkpoint_parse(const kbd_req *r, void **out, kbr_msg *msg);
+void kbd_audit_checkpoint_work(kbd_req *r, kbd_worker *w);
+typedef struct {
+    int64_t seq, size; /* size 0: the latest checkpoint's */
+    kbr_scope scope;   /* the reader's, copied by authorize for the worker */
+} kbd_audit_proof_req;
+KBR_WUR kbr_err kbd_audit_proof_parse(const kbd_req *r, void **out, kbr_msg *msg);
+void kbd_audit_proof_free(void *req);
+KBR_WUR kbr_err kbd_audit_proof_authorize(kbd_req *r, void *req);
+void kbd_audit_proof_work(kbd_req *r, kbd_worker *w);
+typedef struct {
+    int64_t first, second;
+} kbd_audit_consistency_req;
+KBR_WUR kbr_err kbd_audit_consistency_parse(const kbd_req *r, void **out, kbr_msg *msg);
+void kbd_audit_consistency_work(kbd_req *r, kbd_worker *w);
+typedef struct {
+    char *reason;
+    bool held; /* this request holds the checkpointer */
+} kbd_audit_key_rotate_req;
+KBR_WUR kbr_err kbd_audit_key_rotate_parse(const kbd_req *r, void **out, kbr_msg *msg);
+void kbd_audit_key_rotate_free(void *req);
+KBR_WUR kbr_err kbd_audit_key_rotate_authorize(kbd_req *r, void *req);
+void kbd_audit_key_rotate_work(kbd_req *r, kbd_worker *w);
+void kbd_audit_key_rotate_settle(kbd_req *r, bool committed);
+/* h_issuer.c: POST /v1/tokens/issuer/rotate */
+typedef struct {
+    char *reason;
+    char replaces[64]; /* the current kid when the request was authorized */
+    kbd_issuer key;    /* the new one (work) */
+    char at[KBR_TIME_LEN];
+    EVP_PKEY *pub;
+} kbd_issuer_rotate_req;
+KBR_WUR kbr_err kbd_issuer_rotate_parse(const kbd_req *r, void **out, kbr_msg *msg);
+void kbd_issuer_rotate_free(void *req);
+KBR_WUR kbr_err kbd_issuer_rotate_authorize(kbd_req *r, void *req);
+void kbd_issuer_rotate_work(kbd_req *r, kbd_worker *w);
+void kbd_issuer_rotate_finish(kbd_req *r);
+void kbd_issuer_rotate_settle(kbd_req *r, bool committed);
+/* h_provision.c: POST /v1/devices/{serial}/certificates (a device's new certificate); its
+ * typed request is the provisioning's (POST /v1/provision is served by its handler) */
+typedef struct kbd_prov_req kbd_prov_req;
+void kbd_prov_free(void *req);
+KBR_WUR kbr_err kbd_rotate_parse(const kbd_req *r, void **out, kbr_msg *msg);
+KBR_WUR kbr_err kbd_rotate_describe(kbd_req *r, const void *req);
+KBR_WUR kbr_err kbd_rotate_authorize(kbd_req *r, void *req);
+void kbd_rotate_work(kbd_req *r, kbd_worker *w);
+/* h_sign.c: POST /v1/sign */
+typedef struct kbd_sign_req kbd_sign_req;
+KBR_WUR kbr_err kbd_sign_parse(const kbd_req *r, void **out, kbr_msg *msg);
+void kbd_sign_free(void *req);
+KBR_WUR kbr_err kbd_sign_describe(kbd_req *r, const void *req);
+KBR_WUR kbr_err kbd_sign_authorize(kbd_req *r, void *req);
+void kbd_sign_work(kbd_req *r, kbd_worker *w);
+void kbd_sign_finish(kbd_req *r);
+/* h_misc.c: GET /v1/audit */
+typedef struct {
+    int64_t after, limit;
+    kbr_scope scope; /* the reader's, copied for the worker by authorize */
+} kbd_audit_page_req;
+KBR_WUR kbr_err kbd_audit_page_parse(const kbd_req *r, void **out, kbr_msg *msg);
+void kbd_audit_page_free(void *req);
+KBR_WUR kbr_err kbd_audit_page_authorize(kbd_req *r, void *req);
+void kbd_audit_list_work(kbd_req *r, kbd_worker *w);
+/* GET /v1/jwks, GET /v1/health: no request, no record; finish makes the response */
+void kbd_jwks_finish(kbd_req *r);
+void kbd_health_finish(kbd_req *r);
 /* h_audit.c: signed checkpoints every checkpoint_entries entries or checkpoint_seconds seconds
  * (a timer on the event loop, the signing on a worker); stop after the workers and the audit
  * writer stopped.  stop accepts a daemon that never started them. */
@@ -630,13 +914,7 @@ KBR_WUR kbr_err kbd_checkpoint_covering(kbd_worker *w, int64_t seq, json_t **cp)
  * the rotations that hand each on (shown likewise).  New refs. */
 KBR_WUR kbr_err kbd_checkpoint_evidence(kbd_worker *w, json_t *cp, json_t **keys, json_t **chain);
 void kbd_checkpoint_stop(kbd *d);
-kbr_err kbd_h_key_certificate(kbd_req *r);
-kbr_err kbd_h_batch_create(kbd_req *r);
-kbr_err kbd_h_batch_get(kbd_req *r);
 kbr_err kbd_h_provision(kbd_req *r);
-kbr_err kbd_h_rotate(kbd_req *r);
-kbr_err kbd_h_debug_auth(kbd_req *r);
-kbr_err kbd_h_ota_report(kbd_req *r);
 kbr_err kbd_h_view_product(kbd_req *r);
 kbr_err kbd_h_view_custody(kbd_req *r);
 kbr_err kbd_h_view_exposure(kbd_req *r);
@@ -644,15 +922,6 @@ kbr_err kbd_h_view_device(kbd_req *r);
 kbr_err kbd_h_evidence_device(kbd_req *r);
 kbr_err kbd_h_evidence_product(kbd_req *r);
 kbr_err kbd_h_evidence_incident(kbd_req *r);
-/* h_products.c, h_incidents.c: the Cyber Resilience Act (docs/cra.md) */
-kbr_err kbd_h_product_register(kbd_req *r);
-kbr_err kbd_h_product_get(kbd_req *r);
-kbr_err kbd_h_incident_create(kbd_req *r);
-kbr_err kbd_h_incident_list(kbd_req *r);
-kbr_err kbd_h_incident_get(kbd_req *r);
-kbr_err kbd_h_incident_fix(kbd_req *r);
-kbr_err kbd_h_incident_report(kbd_req *r);
-kbr_err kbd_h_incident_report_get(kbd_req *r);
 /*
  * cra_docs.c: the documents an incident's reports are.  kbd_cra_report: the report of stage
  * ("early-warning", "notification" or "final") from the incident as kbr_store_incident_view
@@ -665,7 +934,6 @@ KBR_WUR kbr_err kbd_cra_report(const json_t *incident, const char *stage, const 
                                json_t **out);
 KBR_WUR kbr_err kbd_csaf(const json_t *report, const char *publisher, const char *namespace,
                          json_t **out);
-kbr_err kbd_h_device_revoke(kbd_req *r);
 kbr_err kbd_h_crl(kbd_req *r);
 /* h_crl.c, event thread: a revocation or a CA certificate was committed, so no CRL signed
  * before it may be served again. */

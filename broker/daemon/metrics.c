@@ -291,11 +291,7 @@ int kbd_health_body(kbd *d, json_t **body)
     return hsm && audit_ok ? 200 : 503;
 }
 
-kbr_err kbd_h_health(kbd_req *r)
+void kbd_health_finish(kbd_req *r)
 {
-    json_t *body = NULL;
-    int status = kbd_health_body(r->d, &body);
-
-    kbd_req_reply_now(r, status, body);
-    return KBR_OK;
+    r->status = kbd_health_body(r->d, &r->resp);
 }

@@ -1,7 +1,10 @@
 /*
  * server.c - the event thread: accept, route, authenticate, hand on, reply.
  *
- * Every handler ends in exactly one reply.  Authenticated routes reply only
+ * Every request ends in exactly one reply, sent from here: a route's stages
+ * (run_stages) return an error or hand the request on, and never answer
+ * themselves; a route not converted to stages still has a handler that
+ * answers through the functions below.  Authenticated routes reply only
  * after their audit record is durable, denials included, so the response
  * can carry X-Audit-Seq.  Nothing here blocks: HSM and store work happens on
  * workers, commits on the audit writer.
@@ -183,13 +186,6 @@ void kbd_req_done(kbd_req *r)
     req_end(r);
 }
 
-void kbd_req_reply_now(kbd_req *r, int status, json_t *body)
-{
-    send_json(r, status, body, 0);
-    json_decref(body);
-    req_end(r);
-}
-
 /* Every error answer is a JSON error object, even when the message could not be built. */
 static void reply_error(kbd_req *r, kbr_err err, const char *message, int64_t seq)
 {
@@ -276,6 +272,18 @@ void kbd_req_audit_and_reply(kbd_req *r)
     r->rec->done = on_audit_done;
     r->rec->arg = r;
     kbr_audit_submit(r->d->audit, r->rec);
+}
+
+/* Event thread: the answer of a route without a record (discovery, health), made by finish. */
+static void reply_unrecorded(kbd_req *r)
+{
+    if (r->finish != NULL)
+        r->finish(r);
+    if (r->err != KBR_OK)
+        reply_error(r, r->err, r->msg.text, 0);
+    else
+        send_json(r, r->status != 0 ? r->status : 200, r->resp, 0);
+    req_end(r);
 }
 
 void kbd_req_dispatch(kbd_req *r)
@@ -398,7 +406,7 @@ void kbd_complete(kbd *d, kbd_req *r)
     event_active(d->done_ev, EV_READ, 0);
 }
 
-const char *kbd_req_query(kbd_req *r, const char *name)
+const char *kbd_req_query(const kbd_req *r, const char *name)
 {
     if (!r->query_parsed)
         return NULL;
@@ -437,7 +445,7 @@ static const char *bearer_of(struct evhttp_request *http)
     return bearer_in(evhttp_find_header(evhttp_request_get_input_headers(http), "Authorization"));
 }
 
-/* Does the token hold the route's op?  Routes with op 0 check in their handler. */
+/* Does the token hold the route's op?  Routes with op 0 check in their authorizer. */
 static bool route_allows(const kbd_route *route, const kbr_token *tok)
 {
     return route->op == 0 || kbr_policy_allows_op(tok, (kbr_op)route->op);
@@ -635,6 +643,46 @@ out:
     return err;
 }
 
+/*
+ * The route's stages (kbd_route): parse, authorize, then the work on a worker and the record,
+ * or at once for a route without a record; finish_request() answers.  An error is returned
+ * for on_request() to answer, with r->msg.
+ */
+static kbr_err run_stages(kbd_req *r)
+{
+    const kbd_route *route = r->route;
+    kbr_err err = KBR_OK;
+
+    r->ctx_free = route->free_req;
+    if (route->parse != NULL)
+        err = route->parse(r, &r->ctx, &r->msg);
+    /* a refusal of the request is recorded with what it named, as far as parse read it */
+    if (route->describe != NULL && r->ctx != NULL && r->rec != NULL) {
+        kbr_err described = route->describe(r, r->ctx);
+        if (err == KBR_OK)
+            err = described;
+    }
+    KBR_GUARD(err);
+    if (route->authorize != NULL)
+        KBR_GUARD(route->authorize(r, r->ctx));
+    if (route->reserve_use)
+        KBR_GUARD(kbd_req_reserve_use(r));
+    r->finish = route->finish;
+    r->settle = route->settle;
+    if (route->work != NULL && route->work_inline)
+        route->work(r, NULL);
+    else
+        r->work = route->work;
+    if (r->work != NULL)
+        kbd_workers_submit(r->d, r);
+    else if (r->rec != NULL)
+        kbd_req_audit_and_reply(r);
+    else
+        reply_unrecorded(r);
+out:
+    return err;
+}
+
 static void on_request(struct evhttp_request *http, void *arg)
 {
     kbd *d = arg;
@@ -666,8 +714,10 @@ static void on_request(struct evhttp_request *http, void *arg)
     /* authenticate() and read_body() answer their own failures */
     if (err == KBR_OK && r->route->authenticated && (!authenticate(r) || !read_body(r)))
         return;
-    if (err == KBR_OK)
-        err = r->route->handler(r);
+    if (err == KBR_OK && r->route->handler != NULL)
+        err = r->route->handler(r); /* not in stages yet: answers for itself */
+    else if (err == KBR_OK)
+        err = run_stages(r);
     if (err != KBR_OK)
         kbd_req_fail(r, err, NULL);
 }

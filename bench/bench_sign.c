@@ -44,6 +44,7 @@
 #include <curl/curl.h>
 #include <openssl/ec.h>
 #include <openssl/pem.h>
+#include <openssl/rand.h>
 #include <openssl/sha.h>
 #include <openssl/x509.h>
 
@@ -418,6 +419,7 @@ typedef struct {
     const char *ok_member;         /* a member every good answer has, quoted as in the JSON */
     int (*body)(load *L, conn *c); /* writes c->body (and c->tag); returns its length */
     void (*check)(const load *L);  /* afterwards: one good answer, checked as its user would */
+    bool forged; /* every request carries a token of its own whose signature is wrong */
 } http_op;
 
 struct conn {
@@ -516,9 +518,14 @@ static int provision_body(load *L, conn *c)
                     pool.json[c->csr], c->tag);
 }
 
+static void forge_header(load *L, conn *c);
+
 static void conn_prepare(load *L, conn *c)
 {
     int w = L->op->body(L, c);
+
+    if (L->op->forged)
+        forge_header(L, c);
 
     assert_true(w > 0 && (size_t)w < sizeof(c->body));
     curl_easy_setopt(c->h, CURLOPT_POSTFIELDSIZE, (long)w);
@@ -577,13 +584,14 @@ static void on_done(load *L, conn *c, CURLcode cc, double t1)
     long status = 0;
 
     curl_easy_getinfo(c->h, CURLINFO_RESPONSE_CODE, &status);
-    if (cc != CURLE_OK || status != L->op->ok_status || c->audit_seq <= 0 ||
+    if (cc != CURLE_OK || status != L->op->ok_status || (c->audit_seq <= 0 && !L->op->forged) ||
         strstr(c->resp, L->op->ok_member) == NULL) {
         note_error(L, c, cc, status);
         return;
     }
     L->ok++;
-    lat_push(&L->seqs, (double)c->audit_seq);
+    if (!L->op->forged)
+        lat_push(&L->seqs, (double)c->audit_seq);
     if (t1 >= L->warm_end && t1 <= L->end)
         lat_push(&L->lat, t1 - c->t0);
     if (c->index == 0) {
@@ -736,16 +744,46 @@ static void check_provision(const load *L)
     check_batch_count(L);
 }
 
-static const http_op SIGN_OP = {"broker",  "signs/s",       "/v1/sign", 200, "\"signature_b64\"",
-                                sign_body, check_broker_sig};
+/*
+ * A token as an attacker would send it: the CI token's header and claims with a signature of
+ * random bytes, new for every request, so no cache can answer it.  The broker must refuse it
+ * (401) for less CPU than it spends on a signature it makes.
+ */
+static void forge_header(load *L, conn *c)
+{
+    const char *dot = strrchr(L->token, '.');
+    size_t keep = dot != NULL ? (size_t)(dot - L->token) + 1 : 0;
+    size_t siglen = dot != NULL ? strlen(dot + 1) : 0;
+    static const char b64u[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    unsigned char rnd[256];
+    char *auth = NULL;
+
+    assert_true(keep > 0 && siglen > 0 && siglen <= sizeof(rnd));
+    assert_int_equal(RAND_bytes(rnd, (int)siglen), 1);
+    assert_true(
+        asprintf(&auth, "Authorization: Bearer %.*s%*s", (int)keep, L->token, (int)siglen, "") > 0);
+    for (size_t i = 0; i < siglen; i++)
+        auth[strlen(auth) - siglen + i] = b64u[rnd[i] & 63];
+    curl_slist_free_all(c->hdr);
+    c->hdr = curl_slist_append(NULL, auth);
+    c->hdr = curl_slist_append(c->hdr, "Content-Type: application/json");
+    c->hdr = curl_slist_append(c->hdr, "Expect:");
+    curl_easy_setopt(c->h, CURLOPT_HTTPHEADER, c->hdr);
+    free(auth);
+}
+
+static const http_op SIGN_OP = {"broker",  "signs/s",        "/v1/sign", 200, "\"signature_b64\"",
+                                sign_body, check_broker_sig, false};
 static const http_op PROVISION_OP = {"provision",           "certs/s",      "/v1/provision", 201,
-                                     "\"certificate_pem\"", provision_body, check_provision};
+                                     "\"certificate_pem\"", provision_body, check_provision, false};
+static const http_op FORGED_OP = {"forged",  "refusals/s", "/v1/sign", 401, "\"unauthenticated\"",
+                                  sign_body, NULL,         true};
 
 /* After the report, so that a failed check still leaves the figures on screen. */
 static void check_http(load *L)
 {
     check_seqs(L);
-    if (L->ok > 0)
+    if (L->ok > 0 && L->op->check != NULL)
         L->op->check(L);
 }
 
@@ -982,9 +1020,10 @@ static void print_phase(const char *name, const char *unit, const phase_result *
 static void print_http(const load *L, const phase_result *r)
 {
     print_phase(L->op->name, L->op->unit, r, L->errors);
-    printf("            answered %ld in the whole run (warm-up included): %lu, each with its own "
-           "audit seq\n",
-           L->op->ok_status, L->ok);
+    printf("            answered %ld in the whole run (warm-up included): %lu, %s\n",
+           L->op->ok_status, L->ok,
+           L->op->forged ? "recorded up to unauth_audit_rate per second, the rest counted"
+                         : "each with its own audit seq");
     for (unsigned long i = 0; i < L->errors && i < ERRS_KEPT; i++)
         printf("            error: %s\n", L->errs[i]);
 }
@@ -999,10 +1038,18 @@ static json_t *phase_json(const phase_result *r, unsigned long errors)
 
 /* The figures of one run. */
 typedef struct {
-    phase_result raw, brk, prov;
+    phase_result raw, brk, prov, forged;
     unsigned long raw_err;
-    load sign, provision;
+    load sign, provision, forgery;
 } run;
+
+/* keybrokerd's CPU for one refused forgery, as a share of its CPU for one signature. */
+static double forged_cost(const run *R)
+{
+    double sig = per_op_ms(R->brk.cpu.daemon, R->brk.rate);
+
+    return sig > 0 ? per_op_ms(R->forged.cpu.daemon, R->forged.rate) / sig : 0;
+}
 
 static double ratio_to_raw(const run *R, const phase_result *r)
 {
@@ -1011,13 +1058,13 @@ static double ratio_to_raw(const run *R, const phase_result *r)
 
 static void print_json(const run *R, bool met)
 {
-    json_t *j =
-        json_pack("{s:s,s:i,s:i,s:i,s:f,s:f,s:i,s:o,s:o,s:o,s:f,s:f,s:b}", "bench", "sign", "nproc",
-                  cfg.nproc, "workers", cfg.workers, "conns", cfg.conns, "warmup_s", cfg.warmup,
-                  "seconds", cfg.seconds, "csrs", pool.n, "raw", phase_json(&R->raw, R->raw_err),
-                  "broker", phase_json(&R->brk, R->sign.errors), "provision",
-                  phase_json(&R->prov, R->provision.errors), "ratio", ratio_to_raw(R, &R->brk),
-                  "provision_ratio", ratio_to_raw(R, &R->prov), "target_met", met);
+    json_t *j = json_pack(
+        "{s:s,s:i,s:i,s:i,s:f,s:f,s:i,s:o,s:o,s:o,s:o,s:f,s:f,s:b}", "bench", "sign", "nproc",
+        cfg.nproc, "workers", cfg.workers, "conns", cfg.conns, "warmup_s", cfg.warmup, "seconds",
+        cfg.seconds, "csrs", pool.n, "raw", phase_json(&R->raw, R->raw_err), "broker",
+        phase_json(&R->brk, R->sign.errors), "provision", phase_json(&R->prov, R->provision.errors),
+        "forged", phase_json(&R->forged, R->forgery.errors), "ratio", ratio_to_raw(R, &R->brk),
+        "provision_ratio", ratio_to_raw(R, &R->prov), "target_met", met);
     char *s = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(6));
 
     assert_non_null(s);
@@ -1056,6 +1103,9 @@ static void report(const run *R)
     print_phase("raw", "signs/s", &R->raw, R->raw_err);
     print_http(&R->sign, &R->brk);
     print_http(&R->provision, &R->prov);
+    print_http(&R->forgery, &R->forged);
+    printf("forged tokens: %.3f of a signature's keybrokerd CPU per request (must stay below 1)\n",
+           forged_cost(R));
     printf("ratio broker/raw: %.3f\n", ratio);
     printf("target: ratio >= %.2f and p99 <= %.0f ms: %s\n", TARGET_RATIO, TARGET_P99_MS,
            met ? "MET" : "NOT MET");
@@ -1157,12 +1207,15 @@ static void bench_sign(void **state)
     memset(&R, 0, sizeof(R));
     load_init(&R.sign, &SIGN_OP, ci_tok);
     load_init(&R.provision, &PROVISION_OP, factory_tok);
+    load_init(&R.forgery, &FORGED_OP, ci_tok);
     R.raw = run_raw(&R.raw_err);
     R.brk = run_http(&R.sign);
     R.prov = run_http(&R.provision);
+    R.forged = run_http(&R.forgery);
     report(&R);
     check_http(&R.sign);
     check_http(&R.provision);
+    check_http(&R.forgery);
     memset(&P, 0, sizeof(P));
     bench_pg(&P);
     report_pg(&R, &P);
@@ -1174,9 +1227,10 @@ static void bench_sign(void **state)
     }
     load_cleanup(&R.sign);
     load_cleanup(&R.provision);
-    if (R.raw_err + R.sign.errors + R.provision.errors > 0)
-        fail_msg("%lu raw, %lu broker and %lu provision operations failed", R.raw_err,
-                 R.sign.errors, R.provision.errors);
+    load_cleanup(&R.forgery);
+    if (R.raw_err + R.sign.errors + R.provision.errors + R.forgery.errors > 0)
+        fail_msg("%lu raw, %lu broker, %lu provision and %lu forged operations failed", R.raw_err,
+                 R.sign.errors, R.provision.errors, R.forgery.errors);
 }
 
 int main(int argc, char **argv)

@@ -6,9 +6,7 @@
  * the daemon.  The input is a request as a client sends it: the head is cut
  * where the filter cuts it (the first blank line after the request line).
  */
-#include "../../broker/daemon/head.c"
-#include "../../broker/daemon/json.c"
-#include "../../broker/daemon/path.c"
+#include "../../broker/daemon/kbd.h"
 
 #include "fuzz.h"
 

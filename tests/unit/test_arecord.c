@@ -14,8 +14,7 @@
 
 #include <dlfcn.h>
 
-#include "../../broker/daemon/arecord.c"
-#include "../../broker/daemon/json.c"
+#include "../../broker/daemon/kbd.h"
 #include "softhsm_token.h"
 #include "tmpdir.h"
 

@@ -12,9 +12,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "../../broker/daemon/json.c"
-#include "../../broker/daemon/path.c"
-#include "../../broker/daemon/head.c"
+#include "../../broker/daemon/kbd.h"
 
 static void expect_clean(const char *in, const char *want)
 {

@@ -7,7 +7,7 @@
  * a path that is no mount, unshare of nothing), so a broken filter fails
  * the test without touching the machine.
  */
-#include "../../broker/daemon/sandbox.c"
+#include "../../broker/daemon/kbd.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,11 +15,14 @@
 #include <cmocka.h>
 
 #include <fcntl.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 

@@ -915,10 +915,19 @@ KBR_WUR kbr_err kbd_checkpoint_covering(kbd_worker *w, int64_t seq, json_t **cp)
 KBR_WUR kbr_err kbd_checkpoint_evidence(kbd_worker *w, json_t *cp, json_t **keys, json_t **chain);
 void kbd_checkpoint_stop(kbd *d);
 kbr_err kbd_h_provision(kbd_req *r);
-kbr_err kbd_h_view_product(kbd_req *r);
-kbr_err kbd_h_view_custody(kbd_req *r);
-kbr_err kbd_h_view_exposure(kbd_req *r);
-kbr_err kbd_h_view_device(kbd_req *r);
+/* h_views.c: the custody views; one typed request (private) for the four. */
+void kbd_view_free(void *p);
+KBR_WUR kbr_err kbd_view_product_parse(const kbd_req *r, void **out, kbr_msg *msg);
+KBR_WUR kbr_err kbd_view_product_authorize(kbd_req *r, void *req);
+void kbd_view_product_work(kbd_req *r, kbd_worker *w);
+KBR_WUR kbr_err kbd_view_custody_authorize(kbd_req *r, void *req);
+void kbd_view_custody_work(kbd_req *r, kbd_worker *w);
+KBR_WUR kbr_err kbd_view_exposure_parse(const kbd_req *r, void **out, kbr_msg *msg);
+KBR_WUR kbr_err kbd_view_exposure_authorize(kbd_req *r, void *req);
+void kbd_view_exposure_work(kbd_req *r, kbd_worker *w);
+KBR_WUR kbr_err kbd_view_device_parse(const kbd_req *r, void **out, kbr_msg *msg);
+KBR_WUR kbr_err kbd_view_device_authorize(kbd_req *r, void *req);
+void kbd_view_device_work(kbd_req *r, kbd_worker *w);
 kbr_err kbd_h_evidence_device(kbd_req *r);
 kbr_err kbd_h_evidence_product(kbd_req *r);
 kbr_err kbd_h_evidence_incident(kbd_req *r);

@@ -804,6 +804,111 @@ static void test_certificates_and_audit(void **state)
     assert_false(f->d.issuer_rotating);
 }
 
+#define READER   "{\"ops\":[\"read\"]}"
+#define READER_A "{\"ops\":[\"read\"],\"products\":[\"prod-a\"]}"
+#define SIGNER_R "{\"ops\":[\"sign\"]}"
+
+/* The route needs op read, which a token of scope lacks: server.c refuses it before parse. */
+static void needs_read(fixture *f)
+{
+    assert_int_equal(f->route->op, KBR_OP_READ);
+    assert_false(kbr_policy_allows_op(&f->tok, KBR_OP_READ));
+}
+
+/* Authorize refuses the request with 403, naming what. */
+static void forbidden(fixture *f, const char *what)
+{
+    assert_int_equal(authorize(f), KBR_ERR_FORBIDDEN);
+    assert_names(f, what);
+}
+
+static void test_views(void **state)
+{
+    fixture *f = *state;
+
+    /* A: a product's view */
+    req(f, "GET", "/v1/views/products/prod-a?expiring_within_days=30", NULL, READER_A);
+    assert_int_equal(authorize(f), KBR_OK);
+    assert_non_null(json_object_get(f->r.rec->detail, "product"));
+    req(f, "GET", "/v1/views/products/prod-b", NULL, READER_A);
+    forbidden(f, "prod-b");
+    assert_null(json_object_get(f->r.rec->detail, "product"));
+    req(f, "GET", "/v1/views/products/a%20b", NULL, READER);
+    refused(f, "product name in the path");
+    req(f, "GET", "/v1/views/products/prod-a?expiring_within_days=x", NULL, READER);
+    refused(f, "expiring_within_days");
+    req(f, "GET", "/v1/views/products/prod-a?expiring_within_days=36501", NULL, READER);
+    refused(f, "expiring_within_days");
+    req(f, "GET", "/v1/views/products/prod-a", NULL, SIGNER_R);
+    needs_read(f);
+
+    /* B: a key's custody */
+    req(f, "GET", "/v1/views/keys/fw-a/custody", NULL, READER_A);
+    assert_int_equal(authorize(f), KBR_OK);
+    assert_string_equal(f->r.rec->key, "fw-a");
+    req(f, "GET", "/v1/views/keys/fw-b/custody", NULL, READER_A);
+    forbidden(f, "fw-b");
+    req(f, "GET", "/v1/views/keys/fw-ab/custody", NULL, READER_A);
+    forbidden(f, "outside the token's products");
+    req(f, "GET", "/v1/views/keys/fw-a/custody", NULL, "{\"ops\":[\"read\"],\"keys\":[\"ota-*\"]}");
+    forbidden(f, "outside the token's keys");
+    req(f, "GET", "/v1/views/keys/nope/custody", NULL, READER);
+    assert_int_equal(authorize(f), KBR_ERR_NOT_FOUND);
+    req(f, "GET", "/v1/views/keys/a%20b/custody", NULL, READER);
+    refused(f, "key name in the path");
+    req(f, "GET", "/v1/views/keys/fw-a/custody", NULL, SIGNER_R);
+    needs_read(f);
+
+    /* C: exposure */
+    req(f, "GET", "/v1/views/exposure?component=zlib&product=prod-a&devices=true&limit=10", NULL,
+        READER_A);
+    assert_int_equal(authorize(f), KBR_OK);
+    assert_non_null(json_object_get(f->r.rec->detail, "query"));
+    req(f, "GET", "/v1/views/exposure?component=zlib", NULL, READER_A);
+    forbidden(f, "product");
+    req(f, "GET", "/v1/views/exposure?component=zlib&product=prod-b", NULL, READER_A);
+    forbidden(f, "product");
+    req(f, "GET", "/v1/views/exposure?component=zlib", NULL, READER);
+    assert_int_equal(authorize(f), KBR_OK);
+    req(f, "GET", "/v1/views/exposure?component=", NULL, READER);
+    refused(f, "component");
+    req(f, "GET", "/v1/views/exposure?component=a%01b", NULL, READER);
+    refused(f, "component");
+    req(f, "GET", "/v1/views/exposure?component=zlib&devices=yes", NULL, READER);
+    refused(f, "devices");
+    req(f, "GET", "/v1/views/exposure?component=zlib&versions=1.0,,1.1", NULL, READER);
+    refused(f, "versions");
+    req(f, "GET", "/v1/views/exposure?component=zlib&product=a%20b", NULL, READER);
+    refused(f, "product");
+    req(f, "GET", "/v1/views/exposure?component=zlib&fixed_version=a%20b", NULL, READER);
+    refused(f, "fixed_version");
+    req(f, "GET", "/v1/views/exposure?component=zlib&after=a%20b", NULL, READER);
+    refused(f, "after");
+    req(f, "GET", "/v1/views/exposure?component=zlib&limit=1001", NULL, READER);
+    refused(f, "limit");
+    req(f, "GET", "/v1/views/exposure?component=zlib&limit=0", NULL, READER);
+    refused(f, "limit");
+    req(f, "GET", "/v1/views/exposure?component=zlib", NULL, SIGNER_R);
+    needs_read(f);
+
+    /* D: a device */
+    req(f, "GET", "/v1/views/devices/SN-1?product=prod-a", NULL, READER_A);
+    assert_int_equal(authorize(f), KBR_OK);
+    assert_non_null(json_object_get(f->r.rec->detail, "device"));
+    req(f, "GET", "/v1/views/devices/SN-1", NULL, READER_A);
+    assert_int_equal(authorize(f), KBR_OK);
+    req(f, "GET", "/v1/views/devices/SN-1?product=prod-b", NULL, READER_A);
+    forbidden(f, "prod-b");
+    req(f, "GET", "/v1/views/devices/SN-1", NULL, "{\"ops\":[\"read\"],\"devices\":[\"SN-2\"]}");
+    forbidden(f, "SN-1");
+    req(f, "GET", "/v1/views/devices/a%20b", NULL, READER);
+    refused(f, "device serial in the path");
+    req(f, "GET", "/v1/views/devices/SN-1?product=a%20b", NULL, READER);
+    refused(f, "product");
+    req(f, "GET", "/v1/views/devices/SN-1", NULL, SIGNER_R);
+    needs_read(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -820,6 +925,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ota_and_products, setup, teardown),
         cmocka_unit_test_setup_teardown(test_incidents, setup, teardown),
         cmocka_unit_test_setup_teardown(test_certificates_and_audit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_views, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -928,9 +928,15 @@ void kbd_view_exposure_work(kbd_req *r, kbd_worker *w);
 KBR_WUR kbr_err kbd_view_device_parse(const kbd_req *r, void **out, kbr_msg *msg);
 KBR_WUR kbr_err kbd_view_device_authorize(kbd_req *r, void *req);
 void kbd_view_device_work(kbd_req *r, kbd_worker *w);
-kbr_err kbd_h_evidence_device(kbd_req *r);
-kbr_err kbd_h_evidence_product(kbd_req *r);
-kbr_err kbd_h_evidence_incident(kbd_req *r);
+/* h_evidence.c: the evidence bundles; one typed request (private) for the three, one worker. */
+void kbd_evidence_free(void *p);
+KBR_WUR kbr_err kbd_evidence_device_parse(const kbd_req *r, void **out, kbr_msg *msg);
+KBR_WUR kbr_err kbd_evidence_product_parse(const kbd_req *r, void **out, kbr_msg *msg);
+KBR_WUR kbr_err kbd_evidence_incident_parse(const kbd_req *r, void **out, kbr_msg *msg);
+KBR_WUR kbr_err kbd_evidence_device_authorize(kbd_req *r, void *req);
+KBR_WUR kbr_err kbd_evidence_product_authorize(kbd_req *r, void *req);
+KBR_WUR kbr_err kbd_evidence_incident_authorize(kbd_req *r, void *req);
+void kbd_evidence_work(kbd_req *r, kbd_worker *w);
 /*
  * cra_docs.c: the documents an incident's reports are.  kbd_cra_report: the report of stage
  * ("early-warning", "notification" or "final") from the incident as kbr_store_incident_view

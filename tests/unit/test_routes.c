@@ -909,6 +909,44 @@ static void test_views(void **state)
     needs_read(f);
 }
 
+static void test_evidence(void **state)
+{
+    fixture *f = *state;
+
+    req(f, "GET", "/v1/evidence/devices/SN-1?product=prod-a", NULL, READER_A);
+    assert_int_equal(authorize(f), KBR_OK);
+    assert_non_null(json_object_get(f->r.rec->detail, "device"));
+    req(f, "GET", "/v1/evidence/devices/SN-1?product=prod-b", NULL, READER_A);
+    forbidden(f, "prod-b");
+    req(f, "GET", "/v1/evidence/devices/SN-1", NULL, "{\"ops\":[\"read\"],\"devices\":[\"SN-2\"]}");
+    forbidden(f, "SN-1");
+    req(f, "GET", "/v1/evidence/devices/a%20b", NULL, READER);
+    refused(f, "device serial in the path");
+    req(f, "GET", "/v1/evidence/devices/SN-1?product=a%20b", NULL, READER);
+    refused(f, "product");
+    req(f, "GET", "/v1/evidence/devices/SN-1", NULL, SIGNER_R);
+    needs_read(f);
+
+    req(f, "GET", "/v1/evidence/products/prod-a", NULL, READER_A);
+    assert_int_equal(authorize(f), KBR_OK);
+    assert_non_null(json_object_get(f->r.rec->detail, "product"));
+    req(f, "GET", "/v1/evidence/products/prod-b", NULL, READER_A);
+    forbidden(f, "prod-b");
+    req(f, "GET", "/v1/evidence/products/a%20b", NULL, READER);
+    refused(f, "product name in the path");
+    req(f, "GET", "/v1/evidence/products/prod-a", NULL, SIGNER_R);
+    needs_read(f);
+
+    /* an incident's product is the ledger's: the worker checks it */
+    req(f, "GET", "/v1/evidence/incidents/INC-1", NULL, READER_A);
+    assert_int_equal(authorize(f), KBR_OK);
+    assert_non_null(json_object_get(f->r.rec->detail, "incident"));
+    req(f, "GET", "/v1/evidence/incidents/a%20b", NULL, READER);
+    refused(f, "incident id in the path");
+    req(f, "GET", "/v1/evidence/incidents/INC-1", NULL, SIGNER_R);
+    needs_read(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -926,6 +964,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_incidents, setup, teardown),
         cmocka_unit_test_setup_teardown(test_certificates_and_audit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_views, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_evidence, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

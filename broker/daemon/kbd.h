@@ -637,7 +637,6 @@ KBR_WUR kbr_err kbd_oidc_start(kbd *d, kbr_msg *msg);
 void kbd_oidc_stop(kbd *d);
 bool kbd_oidc_enabled(const kbd *d);
 kbr_err kbd_h_token_exchange(kbd_req *r);
-kbr_err kbd_h_metrics(kbd_req *r);
 
 /*
  * Routes in stages (kbd_route): each route's typed request and its stages, named
@@ -903,6 +902,8 @@ void kbd_audit_list_work(kbd_req *r, kbd_worker *w);
 /* GET /v1/jwks, GET /v1/health: no request, no record; finish makes the response */
 void kbd_jwks_finish(kbd_req *r);
 void kbd_health_finish(kbd_req *r);
+/* metrics.c: GET /metrics, Prometheus text (r->resp_text) */
+void kbd_metrics_finish(kbd_req *r);
 /* h_audit.c: signed checkpoints every checkpoint_entries entries or checkpoint_seconds seconds
  * (a timer on the event loop, the signing on a worker); stop after the workers and the audit
  * writer stopped.  stop accepts a daemon that never started them. */

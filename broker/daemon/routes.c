@@ -14,7 +14,7 @@ static const kbd_route routes[] = {
     {"GET", "/v1/jwks", false, 0, NULL, .finish = kbd_jwks_finish},
     /* public, as a CRL is in PKI: what it may cost is bounded in h_crl.c */
     {"GET", "/v1/cas/{}/crl", false, 0, NULL, .handler = kbd_h_crl},
-    {"GET", "/metrics", false, 0, NULL, .handler = kbd_h_metrics},
+    {"GET", "/metrics", false, 0, NULL, .finish = kbd_metrics_finish},
     {"POST", "/v1/keys", true, KBR_OP_ADMIN, "key.create", .parse = kbd_key_create_parse,
      .free_req = kbd_key_create_free, .authorize = kbd_key_create_authorize,
      .work = kbd_key_create_work, .finish = kbd_key_create_finish},

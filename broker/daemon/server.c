@@ -274,13 +274,16 @@ void kbd_req_audit_and_reply(kbd_req *r)
     kbr_audit_submit(r->d->audit, r->rec);
 }
 
-/* Event thread: the answer of a route without a record (discovery, health), made by finish. */
+/* Event thread: the answer of a route without a record (discovery, health, metrics), made by
+ * finish: JSON, or text of its own type. */
 static void reply_unrecorded(kbd_req *r)
 {
     if (r->finish != NULL)
         r->finish(r);
     if (r->err != KBR_OK)
         reply_error(r, r->err, r->msg.text, 0);
+    else if (r->resp_text != NULL)
+        send_typed(r, r->status != 0 ? r->status : 200, r->resp_type, r->resp_text, 0);
     else
         send_json(r, r->status != 0 ? r->status : 200, r->resp, 0);
     req_end(r);

@@ -189,6 +189,8 @@ static void refused(fixture *f, const char *field)
 
 static void test_table(void **state)
 {
+    const kbd_route *metrics;
+
     (void)state;
     for (size_t i = 0; i < kbd_route_count(); i++) {
         const kbd_route *route = kbd_route_at(i);
@@ -208,6 +210,12 @@ static void test_table(void **state)
         if (!route->authenticated)
             assert_true(route->authorize == NULL && route->describe == NULL);
     }
+    /* /metrics: no token, no record, an answer made on the event thread */
+    metrics = kbd_route_match("GET", "/metrics", NULL, NULL, &(bool){false});
+    assert_non_null(metrics);
+    assert_false(metrics->authenticated);
+    assert_true(metrics->finish == kbd_metrics_finish && metrics->parse == NULL &&
+                metrics->handler == NULL);
     /* the stages of the central routes are in the table */
     assert_non_null(kbd_route_match("POST", "/v1/keys", NULL, NULL, &(bool){false})->parse);
 }

@@ -359,6 +359,12 @@ struct kbd_req {
  *            the record's effects, or kbd_req_error.  With work_inline, on the event thread
  *            instead, w NULL: for changes the registries must see before the record (a
  *            revocation) and for what needs neither HSM nor store.  NULL: no work.
+ * wait       event thread, after authorize (and the reservation): for a route whose work or
+ *            answer needs what is not there yet (a CRL a worker is signing).  Either returns
+ *            with *waiting false (nothing to wait for: the stages go on at once), or parks r
+ *            where what it waits for will find it and sets *waiting; that calls
+ *            kbd_req_resume() on the event thread once it is there.  An error ends the request
+ *            as authorize's does.  NULL: nothing to wait for.
  * finish     event thread, once the record of a success is durable (or at once for a route
  *            without a record): the registries follow what was committed, and the response is
  *            completed.
@@ -369,6 +375,7 @@ typedef kbr_err (*kbd_handler_fn)(kbd_req *r);
 typedef kbr_err (*kbd_parse_fn)(const kbd_req *r, void **out, kbr_msg *msg);
 typedef kbr_err (*kbd_describe_fn)(kbd_req *r, const void *req);
 typedef kbr_err (*kbd_authorize_fn)(kbd_req *r, void *req);
+typedef kbr_err (*kbd_wait_fn)(kbd_req *r, void *req, bool *waiting);
 typedef void (*kbd_req_free_fn)(void *req);
 typedef struct kbd_route {
     const char *method;  /* "GET" / "POST" */
@@ -381,6 +388,7 @@ typedef struct kbd_route {
     kbd_describe_fn describe;
     kbd_authorize_fn authorize;
     bool reserve_use; /* after authorize: one of the token's max_uses (a key use) */
+    kbd_wait_fn wait;
     kbd_work_fn work;
     bool work_inline; /* work runs on the event thread, w NULL */
     kbd_finish_fn finish;
@@ -414,6 +422,9 @@ void kbd_req_reply_buffer(kbd_req *r, int status, const char *content_type, stru
 void kbd_req_dispatch(kbd_req *r);
 /* Audits r->rec (must be set) without a worker stage, then replies. */
 void kbd_req_audit_and_reply(kbd_req *r);
+/* Event thread: what a request parked by its route's wait stage waited for is there (err
+ * KBR_OK: its stages go on) or will not be (the request is answered err, why). */
+void kbd_req_resume(kbd_req *r, kbr_err err, const char *why);
 /* Ends a request whose response a respond hook sent (or that has no connection left). */
 void kbd_req_done(kbd_req *r);
 /* The X-Request-Id and metrics of a response the caller sends itself; status as sent. */
@@ -950,7 +961,13 @@ KBR_WUR kbr_err kbd_cra_report(const json_t *incident, const char *stage, const 
                                json_t **out);
 KBR_WUR kbr_err kbd_csaf(const json_t *report, const char *publisher, const char *namespace,
                          json_t **out);
-kbr_err kbd_h_crl(kbd_req *r);
+/* h_crl.c: GET /v1/cas/{key}/crl.  authorize: the key is a device CA in the registry (no
+ * token); wait: for a CRL that covers every committed change, signed now when the last is not
+ * fresh; finish: that CRL, DER. */
+KBR_WUR kbr_err kbd_crl_parse(const kbd_req *r, void **out, kbr_msg *msg);
+KBR_WUR kbr_err kbd_crl_authorize(kbd_req *r, void *req);
+KBR_WUR kbr_err kbd_crl_wait(kbd_req *r, void *req, bool *waiting);
+void kbd_crl_finish(kbd_req *r);
 /* h_crl.c, event thread: a revocation or a CA certificate was committed, so no CRL signed
  * before it may be served again. */
 void kbd_crls_changed(kbd *d);

@@ -13,7 +13,8 @@ static const kbd_route routes[] = {
     {"GET", "/v1/health", false, 0, NULL, .finish = kbd_health_finish},
     {"GET", "/v1/jwks", false, 0, NULL, .finish = kbd_jwks_finish},
     /* public, as a CRL is in PKI: what it may cost is bounded in h_crl.c */
-    {"GET", "/v1/cas/{}/crl", false, 0, NULL, .handler = kbd_h_crl},
+    {"GET", "/v1/cas/{}/crl", false, 0, NULL, .parse = kbd_crl_parse,
+     .authorize = kbd_crl_authorize, .wait = kbd_crl_wait, .finish = kbd_crl_finish},
     {"GET", "/metrics", false, 0, NULL, .finish = kbd_metrics_finish},
     {"POST", "/v1/keys", true, KBR_OP_ADMIN, "key.create", .parse = kbd_key_create_parse,
      .free_req = kbd_key_create_free, .authorize = kbd_key_create_authorize,

@@ -416,8 +416,6 @@ bool kbd_req_read_body(kbd_req *r, size_t limit);
 /* Marks r failed (message, audit outcome); any thread that holds r. */
 void kbd_req_error(kbd_req *r, kbr_err err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-struct evbuffer;
-void kbd_req_reply_buffer(kbd_req *r, int status, const char *content_type, struct evbuffer *buf);
 /* Sends the request to a worker (r->work), then to the audit writer, then replies. */
 void kbd_req_dispatch(kbd_req *r);
 /* Audits r->rec (must be set) without a worker stage, then replies. */

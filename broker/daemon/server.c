@@ -31,7 +31,7 @@ void kbd_req_response_begins(kbd_req *r, int status)
     kbd_connlimit_request_ends(r->d, evhttp_request_get_connection(r->http));
 }
 
-/* Every response leaves through here, kbd_req_reply_buffer or a respond hook. */
+/* Every response leaves through here or a respond hook. */
 static void send_reply(kbd_req *r, int status, const char *reason, struct evbuffer *buf)
 {
     kbd_req_response_begins(r, status);
@@ -254,13 +254,6 @@ void kbd_req_fail(kbd_req *r, kbr_err err, const char *fmt, ...)
         return;
     }
     kbd_req_audit_and_reply(r);
-}
-
-void kbd_req_reply_buffer(kbd_req *r, int status, const char *content_type, struct evbuffer *buf)
-{
-    evhttp_add_header(evhttp_request_get_output_headers(r->http), "Content-Type", content_type);
-    send_reply(r, status, "OK", buf);
-    req_end(r);
 }
 
 static void on_audit_done(kbr_audit_rec *rec, void *arg)

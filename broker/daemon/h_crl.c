@@ -21,7 +21,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <event2/buffer.h>
 #include <uthash.h>
 
 #include "kbd.h"
@@ -115,21 +114,6 @@ static bool fresh(const kbd *d, const ca_crl *c, time_t now)
 {
     return c->der != NULL && c->generation == d->crls->generation &&
            now < c->this_update + (c->next_update - c->this_update) / 2 && now < c->next_update;
-}
-
-static void serve(kbd_req *r, const ca_crl *c)
-{
-    struct evbuffer *buf = evbuffer_new();
-
-    if (buf == NULL || evbuffer_add(buf, c->der, c->len) != 0) {
-        if (buf != NULL)
-            evbuffer_free(buf);
-        kbd_req_fail(r, KBR_ERR_NOMEM, "out of memory");
-        return;
-    }
-    evhttp_add_header(evhttp_request_get_output_headers(r->http), "Cache-Control", "no-store");
-    kbd_req_reply_buffer(r, 200, "application/pkix-crl", buf);
-    evbuffer_free(buf);
 }
 
 /* ---- the worker: the next CRL, signed and recorded ---- */
@@ -279,7 +263,7 @@ out:
     return err;
 }
 
-/* Every waiting request answered with err, or with the CRL when err is KBR_OK. */
+/* Every waiting request answered with err, or its stages on to the CRL when err is KBR_OK. */
 static void answer_all(ca_crl *c, kbr_err err, const char *message)
 {
     kbd_req *r;
@@ -287,10 +271,7 @@ static void answer_all(ca_crl *c, kbr_err err, const char *message)
     while ((r = c->head) != NULL) {
         c->head = r->next;
         r->next = NULL;
-        if (err == KBR_OK)
-            serve(r, c);
-        else
-            kbd_req_fail(r, err, "%s", message);
+        kbd_req_resume(r, err, message);
     }
     c->tail = NULL;
 }
@@ -330,25 +311,42 @@ static void crl_settle(kbd_req *r, bool committed)
     answer_all(c, KBR_OK, NULL);
 }
 
-kbr_err kbd_h_crl(kbd_req *r)
-{
-    const kbd_key *k;
-    ca_crl *c;
-    kbr_err err;
+/* ---- the route's stages ---- */
 
+kbr_err kbd_crl_parse(const kbd_req *r, void **out, kbr_msg *msg)
+{
+    *out = NULL;
     if (!kbr_name_valid(r->arg))
-        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "CA key name in the path is not valid");
-    k = kbd_keys_find(r->d->keys, r->arg);
+        return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "CA key name in the path is not valid");
+    return KBR_OK;
+}
+
+/* No token: the registry alone says which keys have a CRL. */
+kbr_err kbd_crl_authorize(kbd_req *r, void *req)
+{
+    const kbd_key *k = kbd_keys_find(r->d->keys, r->arg);
+
+    (void)req;
     if (k == NULL || strcmp(k->purpose, "device-identity-ca") != 0)
         return kbr_fail(&r->msg, KBR_ERR_NOT_FOUND, "no device-identity-ca key named \"%s\"",
                         r->arg);
-    c = ca_of(r->d, r->arg);
-    if (c == NULL)
-        return KBR_ERR_NOMEM;
-    if (fresh(r->d, c, time(NULL))) {
-        serve(r, c);
+    return KBR_OK;
+}
+
+/* A fresh CRL is served at once; otherwise r waits for the one a worker signs (one job per
+ * CA key at a time), and answer_all() takes it on. */
+kbr_err kbd_crl_wait(kbd_req *r, void *req, bool *waiting)
+{
+    const kbd_key *k = kbd_keys_find(r->d->keys, r->arg);
+    ca_crl *c = ca_of(r->d, r->arg);
+    kbr_err err;
+
+    (void)req;
+    *waiting = false;
+    if (c == NULL || k == NULL)
+        return c == NULL ? KBR_ERR_NOMEM : KBR_ERR_NOT_FOUND;
+    if (fresh(r->d, c, time(NULL)))
         return KBR_OK;
-    }
     if (!c->busy) {
         err = start_job(r->d, c, k);
         if (err != KBR_OK)
@@ -360,5 +358,25 @@ kbr_err kbd_h_crl(kbd_req *r)
     else
         c->head = r;
     c->tail = r;
+    *waiting = true;
     return KBR_OK;
+}
+
+/* The CRL wait found fresh or saw signed, DER as it is. */
+void kbd_crl_finish(kbd_req *r)
+{
+    const ca_crl *c = ca_of(r->d, r->arg);
+
+    if (c == NULL || c->der == NULL) {
+        kbd_req_error(r, c == NULL ? KBR_ERR_NOMEM : KBR_ERR_INTERNAL, "the CRL is not there");
+        return;
+    }
+    r->raw = malloc(c->len);
+    if (r->raw == NULL) {
+        kbd_req_error(r, KBR_ERR_NOMEM, "out of memory");
+        return;
+    }
+    memcpy(r->raw, c->der, c->len);
+    r->raw_len = c->len;
+    r->resp_type = "application/pkix-crl";
 }

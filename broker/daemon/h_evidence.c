@@ -9,7 +9,9 @@
  * `keybroker evidence verify` checks with nothing else (kbr_audit.h).
  *
  * A reader limited to products or keys gets the entries it could read from the log itself:
- * a bundle never shows an entry GET /v1/audit would refuse it.
+ * a bundle never shows an entry GET /v1/audit would refuse it.  In stages (routes.c): parse
+ * reads the path and query, authorize checks what the token's scope says of them, and the
+ * worker what only the ledger knows (a device's product and batch, an incident's product).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -22,7 +24,7 @@ typedef struct {
     kbr_scope scope;        /* the reader's, copied for the worker */
 } evidence_ctx;
 
-static void evidence_ctx_free(void *p)
+void kbd_evidence_free(void *p)
 {
     evidence_ctx *c = p;
 
@@ -134,7 +136,7 @@ out:
     return err;
 }
 
-static void evidence_work(kbd_req *r, kbd_worker *w)
+void kbd_evidence_work(kbd_req *r, kbd_worker *w)
 {
     evidence_ctx *c = r->ctx;
     json_t *seqs = NULL, *cp = NULL, *keys = NULL, *chain = NULL, *subject = NULL, *bundle = NULL;
@@ -181,79 +183,99 @@ out:
     json_decref(seqs);
 }
 
-static kbr_err new_ctx(kbd_req *r, evidence_ctx **out)
+/* *out is set at once, so that free_req releases what a refused parse got as far as. */
+static kbr_err new_ctx(void **out, evidence_ctx **c)
 {
-    evidence_ctx *c = calloc(1, sizeof(*c));
-
-    *out = c;
-    if (c == NULL || kbd_scope_copy(&r->tok->scope, &c->scope) != KBR_OK)
-        return KBR_ERR_NOMEM;
-    r->ctx = c;
-    r->ctx_free = evidence_ctx_free;
-    return KBR_OK;
+    *c = calloc(1, sizeof(**c));
+    *out = *c;
+    return *c != NULL ? KBR_OK : KBR_ERR_NOMEM;
 }
 
-kbr_err kbd_h_evidence_device(kbd_req *r)
+static kbr_err path_name(const kbd_req *r, kbr_msg *msg, const char *what, char **name)
 {
-    evidence_ctx *c = NULL;
+    if (!kbr_name_valid(r->arg))
+        return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "%s in the path is not valid", what);
+    *name = strdup(r->arg);
+    return *name != NULL ? KBR_OK : KBR_ERR_NOMEM;
+}
+
+kbr_err kbd_evidence_device_parse(const kbd_req *r, void **out, kbr_msg *msg)
+{
     const char *product = kbd_req_query(r, "product");
+    evidence_ctx *c = NULL;
+    kbr_err err = KBR_OK;
 
-    if (new_ctx(r, &c) != KBR_OK)
-        return KBR_ERR_NOMEM;
-    if (!kbr_name_valid(r->arg))
-        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "device serial in the path is not valid");
-    if (!kbr_namelist_match(&r->tok->scope.devices, r->arg))
-        return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN, "device \"%s\" is outside the token's devices",
-                        r->arg);
-    if (product != NULL && !kbr_name_valid(product))
-        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "product: not a valid name");
-    if (product != NULL && !kbr_namelist_match(&r->tok->scope.products, product))
-        return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
-                        "product \"%s\" is outside the token's products", product);
-    c->serial = strdup(r->arg);
-    c->product = product != NULL ? strdup(product) : NULL;
-    if (c->serial == NULL || (product != NULL && c->product == NULL) ||
-        kbr_audit_rec_add_product(r->rec, product) != KBR_OK)
-        return KBR_ERR_NOMEM;
-    json_object_set_new(r->rec->detail, "device", json_string(r->arg));
-    r->work = evidence_work;
-    kbd_req_dispatch(r);
-    return KBR_OK;
+    KBR_GUARD(new_ctx(out, &c));
+    KBR_GUARD(path_name(r, msg, "device serial", &c->serial));
+    if (product != NULL) {
+        KBR_ENSURE(kbr_name_valid(product),
+                   kbr_fail(msg, KBR_ERR_BAD_REQUEST, "product: not a valid name"));
+        c->product = strdup(product);
+        KBR_ENSURE(c->product != NULL, KBR_ERR_NOMEM);
+    }
+out:
+    return err;
 }
 
-kbr_err kbd_h_evidence_product(kbd_req *r)
+kbr_err kbd_evidence_product_parse(const kbd_req *r, void **out, kbr_msg *msg)
 {
     evidence_ctx *c = NULL;
+    kbr_err err = new_ctx(out, &c);
 
-    if (new_ctx(r, &c) != KBR_OK)
-        return KBR_ERR_NOMEM;
-    if (!kbr_name_valid(r->arg))
-        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "product name in the path is not valid");
-    if (!kbr_namelist_match(&r->tok->scope.products, r->arg))
-        return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
-                        "product \"%s\" is outside the token's products", r->arg);
-    c->product = strdup(r->arg);
-    if (c->product == NULL || kbr_audit_rec_add_product(r->rec, r->arg) != KBR_OK)
-        return KBR_ERR_NOMEM;
-    json_object_set_new(r->rec->detail, "product", json_string(r->arg));
-    r->work = evidence_work;
-    kbd_req_dispatch(r);
-    return KBR_OK;
+    return err == KBR_OK ? path_name(r, msg, "product name", &c->product) : err;
 }
 
-kbr_err kbd_h_evidence_incident(kbd_req *r)
+kbr_err kbd_evidence_incident_parse(const kbd_req *r, void **out, kbr_msg *msg)
 {
     evidence_ctx *c = NULL;
+    kbr_err err = new_ctx(out, &c);
 
-    if (new_ctx(r, &c) != KBR_OK)
+    return err == KBR_OK ? path_name(r, msg, "incident id", &c->incident) : err;
+}
+
+/* The device and product named; the device's own product and batch are the worker's. */
+kbr_err kbd_evidence_device_authorize(kbd_req *r, void *req)
+{
+    evidence_ctx *c = req;
+    kbr_err err = KBR_OK;
+
+    KBR_ENSURE(kbr_namelist_match(&r->tok->scope.devices, c->serial),
+               kbr_fail(&r->msg, KBR_ERR_FORBIDDEN, "device \"%s\" is outside the token's devices",
+                        c->serial));
+    KBR_ENSURE(c->product == NULL || kbr_namelist_match(&r->tok->scope.products, c->product),
+               kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
+                        "product \"%s\" is outside the token's products", c->product));
+    KBR_ENSURE(kbd_scope_copy(&r->tok->scope, &c->scope) == KBR_OK &&
+                   kbr_audit_rec_add_product(r->rec, c->product) == KBR_OK,
+               KBR_ERR_NOMEM);
+    json_object_set_new(r->rec->detail, "device", json_string(c->serial));
+out:
+    return err;
+}
+
+kbr_err kbd_evidence_product_authorize(kbd_req *r, void *req)
+{
+    evidence_ctx *c = req;
+    kbr_err err = KBR_OK;
+
+    KBR_ENSURE(kbr_namelist_match(&r->tok->scope.products, c->product),
+               kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
+                        "product \"%s\" is outside the token's products", c->product));
+    KBR_ENSURE(kbd_scope_copy(&r->tok->scope, &c->scope) == KBR_OK &&
+                   kbr_audit_rec_add_product(r->rec, c->product) == KBR_OK,
+               KBR_ERR_NOMEM);
+    json_object_set_new(r->rec->detail, "product", json_string(c->product));
+out:
+    return err;
+}
+
+/* An incident's product is the ledger's: the worker checks it against the scope copied here. */
+kbr_err kbd_evidence_incident_authorize(kbd_req *r, void *req)
+{
+    evidence_ctx *c = req;
+
+    if (kbd_scope_copy(&r->tok->scope, &c->scope) != KBR_OK)
         return KBR_ERR_NOMEM;
-    if (!kbr_name_valid(r->arg))
-        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "incident id in the path is not valid");
-    c->incident = strdup(r->arg);
-    if (c->incident == NULL)
-        return KBR_ERR_NOMEM;
-    json_object_set_new(r->rec->detail, "incident", json_string(r->arg));
-    r->work = evidence_work;
-    kbd_req_dispatch(r);
+    json_object_set_new(r->rec->detail, "incident", json_string(c->incident));
     return KBR_OK;
 }

@@ -6,7 +6,9 @@
  *   C  GET /v1/views/exposure             builds, devices and markets carrying a component
  *   D  GET /v1/views/devices/{serial}     a device's whole record
  * The ledger answers from one query each; the HSM's own view of the keys is
- * added here, as the HSM reports it at the time of the call.
+ * added here, as the HSM reports it at the time of the call.  In stages
+ * (routes.c): parse reads the path and query, authorize checks the token's
+ * scope and names the entry's products, work reads on a worker.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -24,7 +26,7 @@ typedef struct {
     int limit;
 } view_ctx;
 
-static void view_ctx_free(void *p)
+void kbd_view_free(void *p)
 {
     view_ctx *c = p;
 
@@ -43,20 +45,19 @@ static void view_ctx_free(void *p)
     free(c);
 }
 
-static kbr_err new_view(kbd_req *r, view_ctx **out)
+/* *out is set at once, so that free_req releases what a refused parse got as far as. */
+static kbr_err new_view(void **out, view_ctx **c)
 {
-    view_ctx *c = calloc(1, sizeof(*c));
-
-    *out = c;
-    if (c == NULL)
+    *c = calloc(1, sizeof(**c));
+    *out = *c;
+    if (*c == NULL)
         return KBR_ERR_NOMEM;
-    c->within_days = -1;
-    r->ctx = c;
-    r->ctx_free = view_ctx_free;
+    (*c)->within_days = -1;
     return KBR_OK;
 }
 
-static kbr_err query_long(kbd_req *r, const char *name, long min, long max, long *out)
+static kbr_err query_long(const kbd_req *r, kbr_msg *msg, const char *name, long min, long max,
+                          long *out)
 {
     const char *s = kbd_req_query(r, name);
     char *end = NULL;
@@ -66,21 +67,21 @@ static kbr_err query_long(kbd_req *r, const char *name, long min, long max, long
         return KBR_OK;
     v = strtol(s, &end, 10);
     if (*s == '\0' || *end != '\0' || v < min || v > max)
-        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "%s: must be an integer from %ld to %ld",
-                        name, min, max);
+        return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "%s: must be an integer from %ld to %ld", name,
+                        min, max);
     *out = v;
     return KBR_OK;
 }
 
-static kbr_err query_name(kbd_req *r, const char *name, bool required, char **out)
+static kbr_err query_name(const kbd_req *r, kbr_msg *msg, const char *name, char **out)
 {
     const char *s = kbd_req_query(r, name);
 
     *out = NULL;
     if (s == NULL)
-        return required ? kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "%s: required", name) : KBR_OK;
+        return KBR_OK;
     if (!kbr_name_valid(s))
-        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "%s: not a valid name", name);
+        return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "%s: not a valid name", name);
     *out = strdup(s);
     return *out == NULL ? KBR_ERR_NOMEM : KBR_OK;
 }
@@ -178,7 +179,7 @@ static kbr_err add_hsm(kbd_req *r, kbd_worker *w, json_t *key)
     return KBR_OK;
 }
 
-static void product_work(kbd_req *r, kbd_worker *w)
+void kbd_view_product_work(kbd_req *r, kbd_worker *w)
 {
     view_ctx *c = r->ctx;
     json_t *view = NULL, *list;
@@ -210,44 +211,48 @@ static void product_work(kbd_req *r, kbd_worker *w)
     r->resp = view;
 }
 
-kbr_err kbd_h_view_product(kbd_req *r)
+kbr_err kbd_view_product_parse(const kbd_req *r, void **out, kbr_msg *msg)
 {
     view_ctx *c = NULL;
-    kbr_err err = new_view(r, &c);
+    kbr_err err = new_view(out, &c);
 
     if (err != KBR_OK)
         return err;
     if (!kbr_name_valid(r->arg))
-        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "product name in the path is not valid");
-    if (!kbr_namelist_match(&r->tok->scope.products, r->arg))
-        return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
-                        "product \"%s\" is outside the token's products", r->arg);
-    err = query_long(r, "expiring_within_days", 0, 36500, &c->within_days);
+        return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "product name in the path is not valid");
+    err = query_long(r, msg, "expiring_within_days", 0, 36500, &c->within_days);
     if (err != KBR_OK)
         return err;
     c->product = strdup(r->arg);
-    if (c->product == NULL || kbd_scope_copy(&r->tok->scope, &c->scope) != KBR_OK ||
-        kbr_audit_rec_add_product(r->rec, r->arg) != KBR_OK)
+    return c->product != NULL ? KBR_OK : KBR_ERR_NOMEM;
+}
+
+kbr_err kbd_view_product_authorize(kbd_req *r, void *req)
+{
+    view_ctx *c = req;
+
+    if (!kbr_namelist_match(&r->tok->scope.products, c->product))
+        return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
+                        "product \"%s\" is outside the token's products", c->product);
+    if (kbd_scope_copy(&r->tok->scope, &c->scope) != KBR_OK ||
+        kbr_audit_rec_add_product(r->rec, c->product) != KBR_OK)
         return KBR_ERR_NOMEM;
-    json_object_set_new(r->rec->detail, "product", json_string(r->arg));
-    r->work = product_work;
-    kbd_req_dispatch(r);
+    json_object_set_new(r->rec->detail, "product", json_string(c->product));
     return KBR_OK;
 }
 
 /* ---- View B ---- */
 
-static void custody_work(kbd_req *r, kbd_worker *w)
+void kbd_view_custody_work(kbd_req *r, kbd_worker *w)
 {
-    view_ctx *c = r->ctx;
     json_t *view = NULL, *key = NULL;
-    kbr_err err = kbr_store_view_custody(w->store, c->key, time(NULL), &view);
+    kbr_err err = kbr_store_view_custody(w->store, r->arg, time(NULL), &view);
 
     if (err != KBR_OK) {
         store_error(r, err, "key with that name");
         return;
     }
-    err = kbr_store_key_get(w->store, c->key, &key);
+    err = kbr_store_key_get(w->store, r->arg, &key);
     if (err == KBR_OK)
         err = add_hsm(r, w, key);
     if (err != KBR_OK) {
@@ -265,28 +270,19 @@ static void custody_work(kbd_req *r, kbd_worker *w)
     r->resp = view;
 }
 
-kbr_err kbd_h_view_custody(kbd_req *r)
+/* The path's key, as the registry holds it, wholly within the token's scope. */
+kbr_err kbd_view_custody_authorize(kbd_req *r, void *req)
 {
-    view_ctx *c = NULL;
     const kbd_key *k = NULL;
-    kbr_err err = new_view(r, &c);
 
-    if (err == KBR_OK)
-        err = kbd_req_path_key(r, &k);
-    if (err != KBR_OK)
-        return err;
-    c->key = strdup(k->name);
-    if (c->key == NULL)
-        return KBR_ERR_NOMEM;
-    r->work = custody_work;
-    kbd_req_dispatch(r);
-    return KBR_OK;
+    (void)req;
+    return kbd_req_path_key(r, &k);
 }
 
 /* ---- View C ---- */
 
 /* Text of 1 to max bytes, UTF-8 without controls: what a query may echo into the log. */
-static kbr_err query_text(kbd_req *r, const char *name, size_t max, char **out)
+static kbr_err query_text(const kbd_req *r, kbr_msg *msg, const char *name, size_t max, char **out)
 {
     const char *s = kbd_req_query(r, name);
     json_t *utf8 = s != NULL ? json_string(s) : NULL; /* NULL: not UTF-8 */
@@ -298,20 +294,19 @@ static kbr_err query_text(kbd_req *r, const char *name, size_t max, char **out)
     n = strlen(s);
     json_decref(utf8);
     if (n == 0 || n > max || utf8 == NULL)
-        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "%s: 1 to %zu characters of UTF-8", name,
-                        max);
+        return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "%s: 1 to %zu characters of UTF-8", name, max);
     for (size_t i = 0; i < n; i++)
         if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
-            return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "%s: holds a control character", name);
+            return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "%s: holds a control character", name);
     *out = strdup(s);
     return *out == NULL ? KBR_ERR_NOMEM : KBR_OK;
 }
 
 /* versions=a,b,c: any purl version strings (Debian's "3.0.11-1~deb12u2" too), none empty. */
-static kbr_err parse_versions(kbd_req *r, view_ctx *c)
+static kbr_err parse_versions(const kbd_req *r, kbr_msg *msg, view_ctx *c)
 {
     char *copy = NULL, *v, *next;
-    kbr_err err = query_text(r, "versions", 256 * 257, &copy);
+    kbr_err err = query_text(r, msg, "versions", 256 * 257, &copy);
 
     if (err != KBR_OK || copy == NULL)
         return err;
@@ -326,7 +321,7 @@ static kbr_err parse_versions(kbd_req *r, view_ctx *c)
             *next++ = '\0';
         if (*v == '\0' || json_array_size(c->versions) >= 256) {
             free(copy);
-            return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST,
+            return kbr_fail(msg, KBR_ERR_BAD_REQUEST,
                             "versions: a comma-separated list of 1 to 256 versions, none empty");
         }
         json_array_append_new(c->versions, json_string(v));
@@ -335,7 +330,7 @@ static kbr_err parse_versions(kbd_req *r, view_ctx *c)
     return KBR_OK;
 }
 
-static kbr_err query_bool(kbd_req *r, const char *name, bool *out)
+static kbr_err query_bool(const kbd_req *r, kbr_msg *msg, const char *name, bool *out)
 {
     const char *s = kbd_req_query(r, name);
 
@@ -346,7 +341,7 @@ static kbr_err query_bool(kbd_req *r, const char *name, bool *out)
         *out = true;
         return KBR_OK;
     }
-    return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "%s: true or false", name);
+    return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "%s: true or false", name);
 }
 
 static kbr_exposure_query exposure_query(const view_ctx *c)
@@ -362,36 +357,36 @@ static kbr_exposure_query exposure_query(const view_ctx *c)
                                 .limit = c->limit};
 }
 
-static kbr_err parse_exposure(kbd_req *r, view_ctx *c)
+static kbr_err parse_exposure(const kbd_req *r, kbr_msg *msg, view_ctx *c)
 {
     long limit = 100;
     kbr_exposure_query q;
-    kbr_err err = query_text(r, "component", 256, &c->component);
+    kbr_err err = query_text(r, msg, "component", 256, &c->component);
 
     if (err == KBR_OK)
-        err = query_text(r, "purl", 1024, &c->purl);
+        err = query_text(r, msg, "purl", 1024, &c->purl);
     if (err == KBR_OK)
-        err = query_text(r, "vers", 4096, &c->vers);
+        err = query_text(r, msg, "vers", 4096, &c->vers);
     if (err == KBR_OK)
-        err = parse_versions(r, c);
+        err = parse_versions(r, msg, c);
     if (err == KBR_OK)
-        err = query_bool(r, "devices", &c->devices);
+        err = query_bool(r, msg, "devices", &c->devices);
     if (err == KBR_OK)
-        err = query_name(r, "product", false, &c->product);
+        err = query_name(r, msg, "product", &c->product);
     if (err == KBR_OK)
-        err = query_name(r, "fixed_version", false, &c->fixed);
+        err = query_name(r, msg, "fixed_version", &c->fixed);
     if (err == KBR_OK)
-        err = query_name(r, "after", false, &c->after);
+        err = query_name(r, msg, "after", &c->after);
     if (err == KBR_OK)
-        err = query_long(r, "limit", 1, EXPOSURE_PAGE_MAX, &limit);
+        err = query_long(r, msg, "limit", 1, EXPOSURE_PAGE_MAX, &limit);
     if (err != KBR_OK)
         return err;
     c->limit = (int)limit;
     q = exposure_query(c);
-    return kbr_store_exposure_check(&q, &r->msg);
+    return kbr_store_exposure_check(&q, msg);
 }
 
-static void exposure_work(kbd_req *r, kbd_worker *w)
+void kbd_view_exposure_work(kbd_req *r, kbd_worker *w)
 {
     view_ctx *c = r->ctx;
     json_t *view = NULL;
@@ -405,15 +400,19 @@ static void exposure_work(kbd_req *r, kbd_worker *w)
     r->resp = view;
 }
 
-kbr_err kbd_h_view_exposure(kbd_req *r)
+kbr_err kbd_view_exposure_parse(const kbd_req *r, void **out, kbr_msg *msg)
 {
     view_ctx *c = NULL;
-    kbr_err err = new_view(r, &c);
+    kbr_err err = new_view(out, &c);
 
-    if (err == KBR_OK)
-        err = parse_exposure(r, c);
-    if (err != KBR_OK)
-        return err;
+    return err == KBR_OK ? parse_exposure(r, msg, c) : err;
+}
+
+/* A token limited to products must name one of them. */
+kbr_err kbd_view_exposure_authorize(kbd_req *r, void *req)
+{
+    view_ctx *c = req;
+
     if (kbr_audit_rec_add_product(r->rec, c->product) != KBR_OK)
         return KBR_ERR_NOMEM;
     if (r->tok->scope.products.present &&
@@ -425,14 +424,12 @@ kbr_err kbd_h_view_exposure(kbd_req *r)
                                   "purl", c->purl, "versions", c->versions, "vers", c->vers,
                                   "product", c->product, "fixed_version", c->fixed, "devices",
                                   c->devices));
-    r->work = exposure_work;
-    kbd_req_dispatch(r);
     return KBR_OK;
 }
 
 /* ---- View D ---- */
 
-static void device_work(kbd_req *r, kbd_worker *w)
+void kbd_view_device_work(kbd_req *r, kbd_worker *w)
 {
     view_ctx *c = r->ctx;
     json_t *view = NULL;
@@ -465,21 +462,30 @@ static void device_work(kbd_req *r, kbd_worker *w)
     r->resp = view;
 }
 
-kbr_err kbd_h_view_device(kbd_req *r)
+kbr_err kbd_view_device_parse(const kbd_req *r, void **out, kbr_msg *msg)
 {
     view_ctx *c = NULL;
-    kbr_err err = new_view(r, &c);
+    kbr_err err = new_view(out, &c);
 
     if (err != KBR_OK)
         return err;
     if (!kbr_name_valid(r->arg))
-        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "device serial in the path is not valid");
-    if (!kbr_namelist_match(&r->tok->scope.devices, r->arg))
-        return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN, "device \"%s\" is outside the token's devices",
-                        r->arg);
-    err = query_name(r, "product", false, &c->product);
+        return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "device serial in the path is not valid");
+    err = query_name(r, msg, "product", &c->product);
     if (err != KBR_OK)
         return err;
+    c->serial = strdup(r->arg);
+    return c->serial != NULL ? KBR_OK : KBR_ERR_NOMEM;
+}
+
+/* The device and product named; the device's own product and batch are the worker's. */
+kbr_err kbd_view_device_authorize(kbd_req *r, void *req)
+{
+    view_ctx *c = req;
+
+    if (!kbr_namelist_match(&r->tok->scope.devices, c->serial))
+        return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN, "device \"%s\" is outside the token's devices",
+                        c->serial);
     if (kbr_audit_rec_add_product(r->rec, c->product) != KBR_OK)
         return KBR_ERR_NOMEM;
     if (c->product != NULL && !kbr_namelist_match(&r->tok->scope.products, c->product))
@@ -487,11 +493,6 @@ kbr_err kbd_h_view_device(kbd_req *r)
                         "product \"%s\" is outside the token's products", c->product);
     if (kbd_scope_copy(&r->tok->scope, &c->scope) != KBR_OK)
         return KBR_ERR_NOMEM;
-    c->serial = strdup(r->arg);
-    if (c->serial == NULL)
-        return KBR_ERR_NOMEM;
-    json_object_set_new(r->rec->detail, "device", json_string(r->arg));
-    r->work = device_work;
-    kbd_req_dispatch(r);
+    json_object_set_new(r->rec->detail, "device", json_string(c->serial));
     return KBR_OK;
 }

@@ -359,6 +359,12 @@ struct kbd_req {
  *            the record's effects, or kbd_req_error.  With work_inline, on the event thread
  *            instead, w NULL: for changes the registries must see before the record (a
  *            revocation) and for what needs neither HSM nor store.  NULL: no work.
+ * wait       event thread, after authorize (and the reservation): for a route whose work or
+ *            answer needs what is not there yet (a CRL a worker is signing).  Either returns
+ *            with *waiting false (nothing to wait for: the stages go on at once), or parks r
+ *            where what it waits for will find it and sets *waiting; that calls
+ *            kbd_req_resume() on the event thread once it is there.  An error ends the request
+ *            as authorize's does.  NULL: nothing to wait for.
  * finish     event thread, once the record of a success is durable (or at once for a route
  *            without a record): the registries follow what was committed, and the response is
  *            completed.
@@ -369,6 +375,7 @@ typedef kbr_err (*kbd_handler_fn)(kbd_req *r);
 typedef kbr_err (*kbd_parse_fn)(const kbd_req *r, void **out, kbr_msg *msg);
 typedef kbr_err (*kbd_describe_fn)(kbd_req *r, const void *req);
 typedef kbr_err (*kbd_authorize_fn)(kbd_req *r, void *req);
+typedef kbr_err (*kbd_wait_fn)(kbd_req *r, void *req, bool *waiting);
 typedef void (*kbd_req_free_fn)(void *req);
 typedef struct kbd_route {
     const char *method;  /* "GET" / "POST" */
@@ -381,6 +388,7 @@ typedef struct kbd_route {
     kbd_describe_fn describe;
     kbd_authorize_fn authorize;
     bool reserve_use; /* after authorize: one of the token's max_uses (a key use) */
+    kbd_wait_fn wait;
     kbd_work_fn work;
     bool work_inline; /* work runs on the event thread, w NULL */
     kbd_finish_fn finish;
@@ -408,12 +416,13 @@ bool kbd_req_read_body(kbd_req *r, size_t limit);
 /* Marks r failed (message, audit outcome); any thread that holds r. */
 void kbd_req_error(kbd_req *r, kbr_err err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-struct evbuffer;
-void kbd_req_reply_buffer(kbd_req *r, int status, const char *content_type, struct evbuffer *buf);
 /* Sends the request to a worker (r->work), then to the audit writer, then replies. */
 void kbd_req_dispatch(kbd_req *r);
 /* Audits r->rec (must be set) without a worker stage, then replies. */
 void kbd_req_audit_and_reply(kbd_req *r);
+/* Event thread: what a request parked by its route's wait stage waited for is there (err
+ * KBR_OK: its stages go on) or will not be (the request is answered err, why). */
+void kbd_req_resume(kbd_req *r, kbr_err err, const char *why);
 /* Ends a request whose response a respond hook sent (or that has no connection left). */
 void kbd_req_done(kbd_req *r);
 /* The X-Request-Id and metrics of a response the caller sends itself; status as sent. */
@@ -637,7 +646,6 @@ KBR_WUR kbr_err kbd_oidc_start(kbd *d, kbr_msg *msg);
 void kbd_oidc_stop(kbd *d);
 bool kbd_oidc_enabled(const kbd *d);
 kbr_err kbd_h_token_exchange(kbd_req *r);
-kbr_err kbd_h_metrics(kbd_req *r);
 
 /*
  * Routes in stages (kbd_route): each route's typed request and its stages, named
@@ -903,6 +911,8 @@ void kbd_audit_list_work(kbd_req *r, kbd_worker *w);
 /* GET /v1/jwks, GET /v1/health: no request, no record; finish makes the response */
 void kbd_jwks_finish(kbd_req *r);
 void kbd_health_finish(kbd_req *r);
+/* metrics.c: GET /metrics, Prometheus text (r->resp_text) */
+void kbd_metrics_finish(kbd_req *r);
 /* h_audit.c: signed checkpoints every checkpoint_entries entries or checkpoint_seconds seconds
  * (a timer on the event loop, the signing on a worker); stop after the workers and the audit
  * writer stopped.  stop accepts a daemon that never started them. */
@@ -915,13 +925,28 @@ KBR_WUR kbr_err kbd_checkpoint_covering(kbd_worker *w, int64_t seq, json_t **cp)
 KBR_WUR kbr_err kbd_checkpoint_evidence(kbd_worker *w, json_t *cp, json_t **keys, json_t **chain);
 void kbd_checkpoint_stop(kbd *d);
 kbr_err kbd_h_provision(kbd_req *r);
-kbr_err kbd_h_view_product(kbd_req *r);
-kbr_err kbd_h_view_custody(kbd_req *r);
-kbr_err kbd_h_view_exposure(kbd_req *r);
-kbr_err kbd_h_view_device(kbd_req *r);
-kbr_err kbd_h_evidence_device(kbd_req *r);
-kbr_err kbd_h_evidence_product(kbd_req *r);
-kbr_err kbd_h_evidence_incident(kbd_req *r);
+/* h_views.c: the custody views; one typed request (private) for the four. */
+void kbd_view_free(void *p);
+KBR_WUR kbr_err kbd_view_product_parse(const kbd_req *r, void **out, kbr_msg *msg);
+KBR_WUR kbr_err kbd_view_product_authorize(kbd_req *r, void *req);
+void kbd_view_product_work(kbd_req *r, kbd_worker *w);
+KBR_WUR kbr_err kbd_view_custody_authorize(kbd_req *r, void *req);
+void kbd_view_custody_work(kbd_req *r, kbd_worker *w);
+KBR_WUR kbr_err kbd_view_exposure_parse(const kbd_req *r, void **out, kbr_msg *msg);
+KBR_WUR kbr_err kbd_view_exposure_authorize(kbd_req *r, void *req);
+void kbd_view_exposure_work(kbd_req *r, kbd_worker *w);
+KBR_WUR kbr_err kbd_view_device_parse(const kbd_req *r, void **out, kbr_msg *msg);
+KBR_WUR kbr_err kbd_view_device_authorize(kbd_req *r, void *req);
+void kbd_view_device_work(kbd_req *r, kbd_worker *w);
+/* h_evidence.c: the evidence bundles; one typed request (private) for the three, one worker. */
+void kbd_evidence_free(void *p);
+KBR_WUR kbr_err kbd_evidence_device_parse(const kbd_req *r, void **out, kbr_msg *msg);
+KBR_WUR kbr_err kbd_evidence_product_parse(const kbd_req *r, void **out, kbr_msg *msg);
+KBR_WUR kbr_err kbd_evidence_incident_parse(const kbd_req *r, void **out, kbr_msg *msg);
+KBR_WUR kbr_err kbd_evidence_device_authorize(kbd_req *r, void *req);
+KBR_WUR kbr_err kbd_evidence_product_authorize(kbd_req *r, void *req);
+KBR_WUR kbr_err kbd_evidence_incident_authorize(kbd_req *r, void *req);
+void kbd_evidence_work(kbd_req *r, kbd_worker *w);
 /*
  * cra_docs.c: the documents an incident's reports are.  kbd_cra_report: the report of stage
  * ("early-warning", "notification" or "final") from the incident as kbr_store_incident_view
@@ -934,7 +959,13 @@ KBR_WUR kbr_err kbd_cra_report(const json_t *incident, const char *stage, const 
                                json_t **out);
 KBR_WUR kbr_err kbd_csaf(const json_t *report, const char *publisher, const char *namespace,
                          json_t **out);
-kbr_err kbd_h_crl(kbd_req *r);
+/* h_crl.c: GET /v1/cas/{key}/crl.  authorize: the key is a device CA in the registry (no
+ * token); wait: for a CRL that covers every committed change, signed now when the last is not
+ * fresh; finish: that CRL, DER. */
+KBR_WUR kbr_err kbd_crl_parse(const kbd_req *r, void **out, kbr_msg *msg);
+KBR_WUR kbr_err kbd_crl_authorize(kbd_req *r, void *req);
+KBR_WUR kbr_err kbd_crl_wait(kbd_req *r, void *req, bool *waiting);
+void kbd_crl_finish(kbd_req *r);
 /* h_crl.c, event thread: a revocation or a CA certificate was committed, so no CRL signed
  * before it may be served again. */
 void kbd_crls_changed(kbd *d);

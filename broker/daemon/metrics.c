@@ -269,16 +269,25 @@ void kbd_metrics_text(kbd *d, struct evbuffer *b)
            "Unix time of the last SIGHUP reload (0: none).", (double)d->reload_at);
 }
 
-kbr_err kbd_h_metrics(kbd_req *r)
+/* The route's finish: the text of every family, as Prometheus reads it. */
+void kbd_metrics_finish(kbd_req *r)
 {
     struct evbuffer *buf = evbuffer_new();
+    size_t n;
 
-    if (buf == NULL)
-        return KBR_ERR_NOMEM;
-    kbd_metrics_text(r->d, buf);
-    kbd_req_reply_buffer(r, 200, "text/plain; version=0.0.4; charset=utf-8", buf);
-    evbuffer_free(buf);
-    return KBR_OK;
+    if (buf != NULL)
+        kbd_metrics_text(r->d, buf);
+    n = buf != NULL ? evbuffer_get_length(buf) : 0;
+    r->resp_text = buf != NULL ? malloc(n + 1) : NULL;
+    if (r->resp_text == NULL) {
+        kbd_req_error(r, KBR_ERR_NOMEM, "out of memory");
+    } else {
+        evbuffer_remove(buf, r->resp_text, n);
+        r->resp_text[n] = '\0';
+        r->resp_type = "text/plain; version=0.0.4; charset=utf-8";
+    }
+    if (buf != NULL)
+        evbuffer_free(buf);
 }
 
 int kbd_health_body(kbd *d, json_t **body)

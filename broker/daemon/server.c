@@ -31,7 +31,7 @@ void kbd_req_response_begins(kbd_req *r, int status)
     kbd_connlimit_request_ends(r->d, evhttp_request_get_connection(r->http));
 }
 
-/* Every response leaves through here, kbd_req_reply_buffer or a respond hook. */
+/* Every response leaves through here or a respond hook. */
 static void send_reply(kbd_req *r, int status, const char *reason, struct evbuffer *buf)
 {
     kbd_req_response_begins(r, status);
@@ -102,17 +102,21 @@ static void send_typed(kbd_req *r, int status, const char *type, const char *tex
         evbuffer_free(buf);
 }
 
-/* A kept document as it is: no newline added, so its bytes hash to the name the log gives. */
-static void send_bytes(kbd_req *r, int status, const unsigned char *body, size_t len, int64_t seq)
+/* Bytes as they are, of type (NULL: JSON): a kept document, no newline added, so its bytes
+ * hash to the name the log gives; or a document that is not text (a CRL, DER). */
+static void send_bytes(kbd_req *r, int status, const char *type, const unsigned char *body,
+                       size_t len, int64_t seq)
 {
     struct evkeyvalq *h = evhttp_request_get_output_headers(r->http);
     struct evbuffer *buf = evbuffer_new();
     char seqbuf[32];
 
-    evhttp_add_header(h, "Content-Type", "application/json");
+    evhttp_add_header(h, "Content-Type", type != NULL ? type : "application/json");
     evhttp_add_header(h, "Cache-Control", "no-store");
-    snprintf(seqbuf, sizeof(seqbuf), "%lld", (long long)seq);
-    evhttp_add_header(h, "X-Audit-Seq", seqbuf);
+    if (seq > 0) {
+        snprintf(seqbuf, sizeof(seqbuf), "%lld", (long long)seq);
+        evhttp_add_header(h, "X-Audit-Seq", seqbuf);
+    }
     if (buf != NULL)
         evbuffer_add(buf, body, len);
     send_reply(r, status, "OK", buf);
@@ -252,13 +256,6 @@ void kbd_req_fail(kbd_req *r, kbr_err err, const char *fmt, ...)
     kbd_req_audit_and_reply(r);
 }
 
-void kbd_req_reply_buffer(kbd_req *r, int status, const char *content_type, struct evbuffer *buf)
-{
-    evhttp_add_header(evhttp_request_get_output_headers(r->http), "Content-Type", content_type);
-    send_reply(r, status, "OK", buf);
-    req_end(r);
-}
-
 static void on_audit_done(kbr_audit_rec *rec, void *arg)
 {
     kbd_req *r = arg;
@@ -274,13 +271,18 @@ void kbd_req_audit_and_reply(kbd_req *r)
     kbr_audit_submit(r->d->audit, r->rec);
 }
 
-/* Event thread: the answer of a route without a record (discovery, health), made by finish. */
+/* Event thread: the answer of a route without a record (discovery, health, metrics, CRLs),
+ * made by finish: JSON, or text or bytes of their own type. */
 static void reply_unrecorded(kbd_req *r)
 {
     if (r->finish != NULL)
         r->finish(r);
     if (r->err != KBR_OK)
         reply_error(r, r->err, r->msg.text, 0);
+    else if (r->raw != NULL)
+        send_bytes(r, r->status != 0 ? r->status : 200, r->resp_type, r->raw, r->raw_len, 0);
+    else if (r->resp_text != NULL)
+        send_typed(r, r->status != 0 ? r->status : 200, r->resp_type, r->resp_text, 0);
     else
         send_json(r, r->status != 0 ? r->status : 200, r->resp, 0);
     req_end(r);
@@ -348,7 +350,8 @@ static void finish_request(kbd_req *r)
         if (r->add_audit_seq_to_resp)
             json_object_set_new(r->resp, "audit_seq", json_integer(rec->seq));
         if (r->raw != NULL)
-            send_bytes(r, r->status != 0 ? r->status : 200, r->raw, r->raw_len, rec->seq);
+            send_bytes(r, r->status != 0 ? r->status : 200, r->resp_type, r->raw, r->raw_len,
+                       rec->seq);
         else if (r->resp_text != NULL)
             send_typed(r, r->status != 0 ? r->status : 200, r->resp_type, r->resp_text, rec->seq);
         else
@@ -643,6 +646,26 @@ out:
     return err;
 }
 
+/* The stages after authorize (and wait): the work, on a worker or here, then the record, or at
+ * once the answer of a route without a record. */
+static void go_on(kbd_req *r)
+{
+    const kbd_route *route = r->route;
+
+    r->finish = route->finish;
+    r->settle = route->settle;
+    if (route->work != NULL && route->work_inline)
+        route->work(r, NULL);
+    else
+        r->work = route->work;
+    if (r->work != NULL)
+        kbd_workers_submit(r->d, r);
+    else if (r->rec != NULL)
+        kbd_req_audit_and_reply(r);
+    else
+        reply_unrecorded(r);
+}
+
 /*
  * The route's stages (kbd_route): parse, authorize, then the work on a worker and the record,
  * or at once for a route without a record; finish_request() answers.  An error is returned
@@ -667,20 +690,23 @@ static kbr_err run_stages(kbd_req *r)
         KBR_GUARD(route->authorize(r, r->ctx));
     if (route->reserve_use)
         KBR_GUARD(kbd_req_reserve_use(r));
-    r->finish = route->finish;
-    r->settle = route->settle;
-    if (route->work != NULL && route->work_inline)
-        route->work(r, NULL);
-    else
-        r->work = route->work;
-    if (r->work != NULL)
-        kbd_workers_submit(r->d, r);
-    else if (r->rec != NULL)
-        kbd_req_audit_and_reply(r);
-    else
-        reply_unrecorded(r);
+    if (route->wait != NULL) {
+        bool waiting = false;
+        KBR_GUARD(route->wait(r, r->ctx, &waiting));
+        if (waiting)
+            goto out; /* kbd_req_resume() takes it on */
+    }
+    go_on(r);
 out:
     return err;
+}
+
+void kbd_req_resume(kbd_req *r, kbr_err err, const char *why)
+{
+    if (err != KBR_OK)
+        kbd_req_fail(r, err, "%s", why != NULL ? why : kbr_err_str(err));
+    else
+        go_on(r);
 }
 
 static void on_request(struct evhttp_request *http, void *arg)

@@ -134,10 +134,13 @@ static void req(fixture *f, const char *method, const char *path, const char *bo
     json_decref(s);
     snprintf(f->tok.jti, sizeof(f->tok.jti), "jti-1");
     f->tok.sub = "security:test";
+    r->ctx_free = f->route->free_req;
+    /* as server.c: a route without a token has no token, and no record */
+    if (!f->route->authenticated)
+        return;
     r->tok = &f->tok;
     r->sub = f->tok.sub;
     assert_int_equal(kbr_audit_rec_new(NULL, NULL, f->route->audit_op, NULL, &r->rec), KBR_OK);
-    r->ctx_free = f->route->free_req;
 }
 
 /* The route's parser, then what the entry is about, as server.c calls them. */
@@ -189,6 +192,8 @@ static void refused(fixture *f, const char *field)
 
 static void test_table(void **state)
 {
+    const kbd_route *metrics;
+
     (void)state;
     for (size_t i = 0; i < kbd_route_count(); i++) {
         const kbd_route *route = kbd_route_at(i);
@@ -204,10 +209,20 @@ static void test_table(void **state)
         /* work_inline is a property of a work stage */
         if (route->work_inline)
             assert_non_null(route->work);
-        /* a route without a token has no token to authorize, and no record to describe */
+        /* a route without a token has no record to describe; its authorizer, if any, reads
+         * registries only (a CRL's key) */
         if (!route->authenticated)
-            assert_true(route->authorize == NULL && route->describe == NULL);
+            assert_null(route->describe);
+        /* a route that waits goes on to work or an answer */
+        if (route->wait != NULL)
+            assert_true(route->work != NULL || route->finish != NULL);
     }
+    /* /metrics: no token, no record, an answer made on the event thread */
+    metrics = kbd_route_match("GET", "/metrics", NULL, NULL, &(bool){false});
+    assert_non_null(metrics);
+    assert_false(metrics->authenticated);
+    assert_true(metrics->finish == kbd_metrics_finish && metrics->parse == NULL &&
+                metrics->handler == NULL);
     /* the stages of the central routes are in the table */
     assert_non_null(kbd_route_match("POST", "/v1/keys", NULL, NULL, &(bool){false})->parse);
 }
@@ -804,6 +819,167 @@ static void test_certificates_and_audit(void **state)
     assert_false(f->d.issuer_rotating);
 }
 
+#define READER   "{\"ops\":[\"read\"]}"
+#define READER_A "{\"ops\":[\"read\"],\"products\":[\"prod-a\"]}"
+#define SIGNER_R "{\"ops\":[\"sign\"]}"
+
+/* The route needs op read, which a token of scope lacks: server.c refuses it before parse. */
+static void needs_read(fixture *f)
+{
+    assert_int_equal(f->route->op, KBR_OP_READ);
+    assert_false(kbr_policy_allows_op(&f->tok, KBR_OP_READ));
+}
+
+/* Authorize refuses the request with 403, naming what. */
+static void forbidden(fixture *f, const char *what)
+{
+    assert_int_equal(authorize(f), KBR_ERR_FORBIDDEN);
+    assert_names(f, what);
+}
+
+static void test_views(void **state)
+{
+    fixture *f = *state;
+
+    /* A: a product's view */
+    req(f, "GET", "/v1/views/products/prod-a?expiring_within_days=30", NULL, READER_A);
+    assert_int_equal(authorize(f), KBR_OK);
+    assert_non_null(json_object_get(f->r.rec->detail, "product"));
+    req(f, "GET", "/v1/views/products/prod-b", NULL, READER_A);
+    forbidden(f, "prod-b");
+    assert_null(json_object_get(f->r.rec->detail, "product"));
+    req(f, "GET", "/v1/views/products/a%20b", NULL, READER);
+    refused(f, "product name in the path");
+    req(f, "GET", "/v1/views/products/prod-a?expiring_within_days=x", NULL, READER);
+    refused(f, "expiring_within_days");
+    req(f, "GET", "/v1/views/products/prod-a?expiring_within_days=36501", NULL, READER);
+    refused(f, "expiring_within_days");
+    req(f, "GET", "/v1/views/products/prod-a", NULL, SIGNER_R);
+    needs_read(f);
+
+    /* B: a key's custody */
+    req(f, "GET", "/v1/views/keys/fw-a/custody", NULL, READER_A);
+    assert_int_equal(authorize(f), KBR_OK);
+    assert_string_equal(f->r.rec->key, "fw-a");
+    req(f, "GET", "/v1/views/keys/fw-b/custody", NULL, READER_A);
+    forbidden(f, "fw-b");
+    req(f, "GET", "/v1/views/keys/fw-ab/custody", NULL, READER_A);
+    forbidden(f, "outside the token's products");
+    req(f, "GET", "/v1/views/keys/fw-a/custody", NULL, "{\"ops\":[\"read\"],\"keys\":[\"ota-*\"]}");
+    forbidden(f, "outside the token's keys");
+    req(f, "GET", "/v1/views/keys/nope/custody", NULL, READER);
+    assert_int_equal(authorize(f), KBR_ERR_NOT_FOUND);
+    req(f, "GET", "/v1/views/keys/a%20b/custody", NULL, READER);
+    refused(f, "key name in the path");
+    req(f, "GET", "/v1/views/keys/fw-a/custody", NULL, SIGNER_R);
+    needs_read(f);
+
+    /* C: exposure */
+    req(f, "GET", "/v1/views/exposure?component=zlib&product=prod-a&devices=true&limit=10", NULL,
+        READER_A);
+    assert_int_equal(authorize(f), KBR_OK);
+    assert_non_null(json_object_get(f->r.rec->detail, "query"));
+    req(f, "GET", "/v1/views/exposure?component=zlib", NULL, READER_A);
+    forbidden(f, "product");
+    req(f, "GET", "/v1/views/exposure?component=zlib&product=prod-b", NULL, READER_A);
+    forbidden(f, "product");
+    req(f, "GET", "/v1/views/exposure?component=zlib", NULL, READER);
+    assert_int_equal(authorize(f), KBR_OK);
+    req(f, "GET", "/v1/views/exposure?component=", NULL, READER);
+    refused(f, "component");
+    req(f, "GET", "/v1/views/exposure?component=a%01b", NULL, READER);
+    refused(f, "component");
+    req(f, "GET", "/v1/views/exposure?component=zlib&devices=yes", NULL, READER);
+    refused(f, "devices");
+    req(f, "GET", "/v1/views/exposure?component=zlib&versions=1.0,,1.1", NULL, READER);
+    refused(f, "versions");
+    req(f, "GET", "/v1/views/exposure?component=zlib&product=a%20b", NULL, READER);
+    refused(f, "product");
+    req(f, "GET", "/v1/views/exposure?component=zlib&fixed_version=a%20b", NULL, READER);
+    refused(f, "fixed_version");
+    req(f, "GET", "/v1/views/exposure?component=zlib&after=a%20b", NULL, READER);
+    refused(f, "after");
+    req(f, "GET", "/v1/views/exposure?component=zlib&limit=1001", NULL, READER);
+    refused(f, "limit");
+    req(f, "GET", "/v1/views/exposure?component=zlib&limit=0", NULL, READER);
+    refused(f, "limit");
+    req(f, "GET", "/v1/views/exposure?component=zlib", NULL, SIGNER_R);
+    needs_read(f);
+
+    /* D: a device */
+    req(f, "GET", "/v1/views/devices/SN-1?product=prod-a", NULL, READER_A);
+    assert_int_equal(authorize(f), KBR_OK);
+    assert_non_null(json_object_get(f->r.rec->detail, "device"));
+    req(f, "GET", "/v1/views/devices/SN-1", NULL, READER_A);
+    assert_int_equal(authorize(f), KBR_OK);
+    req(f, "GET", "/v1/views/devices/SN-1?product=prod-b", NULL, READER_A);
+    forbidden(f, "prod-b");
+    req(f, "GET", "/v1/views/devices/SN-1", NULL, "{\"ops\":[\"read\"],\"devices\":[\"SN-2\"]}");
+    forbidden(f, "SN-1");
+    req(f, "GET", "/v1/views/devices/a%20b", NULL, READER);
+    refused(f, "device serial in the path");
+    req(f, "GET", "/v1/views/devices/SN-1?product=a%20b", NULL, READER);
+    refused(f, "product");
+    req(f, "GET", "/v1/views/devices/SN-1", NULL, SIGNER_R);
+    needs_read(f);
+}
+
+static void test_evidence(void **state)
+{
+    fixture *f = *state;
+
+    req(f, "GET", "/v1/evidence/devices/SN-1?product=prod-a", NULL, READER_A);
+    assert_int_equal(authorize(f), KBR_OK);
+    assert_non_null(json_object_get(f->r.rec->detail, "device"));
+    req(f, "GET", "/v1/evidence/devices/SN-1?product=prod-b", NULL, READER_A);
+    forbidden(f, "prod-b");
+    req(f, "GET", "/v1/evidence/devices/SN-1", NULL, "{\"ops\":[\"read\"],\"devices\":[\"SN-2\"]}");
+    forbidden(f, "SN-1");
+    req(f, "GET", "/v1/evidence/devices/a%20b", NULL, READER);
+    refused(f, "device serial in the path");
+    req(f, "GET", "/v1/evidence/devices/SN-1?product=a%20b", NULL, READER);
+    refused(f, "product");
+    req(f, "GET", "/v1/evidence/devices/SN-1", NULL, SIGNER_R);
+    needs_read(f);
+
+    req(f, "GET", "/v1/evidence/products/prod-a", NULL, READER_A);
+    assert_int_equal(authorize(f), KBR_OK);
+    assert_non_null(json_object_get(f->r.rec->detail, "product"));
+    req(f, "GET", "/v1/evidence/products/prod-b", NULL, READER_A);
+    forbidden(f, "prod-b");
+    req(f, "GET", "/v1/evidence/products/a%20b", NULL, READER);
+    refused(f, "product name in the path");
+    req(f, "GET", "/v1/evidence/products/prod-a", NULL, SIGNER_R);
+    needs_read(f);
+
+    /* an incident's product is the ledger's: the worker checks it */
+    req(f, "GET", "/v1/evidence/incidents/INC-1", NULL, READER_A);
+    assert_int_equal(authorize(f), KBR_OK);
+    assert_non_null(json_object_get(f->r.rec->detail, "incident"));
+    req(f, "GET", "/v1/evidence/incidents/a%20b", NULL, READER);
+    refused(f, "incident id in the path");
+    req(f, "GET", "/v1/evidence/incidents/INC-1", NULL, SIGNER_R);
+    needs_read(f);
+}
+
+static void test_crl(void **state)
+{
+    fixture *f = *state;
+
+    /* a CRL is public: req() gives the route no token, whatever the scope */
+    req(f, "GET", "/v1/cas/ca-a/crl", NULL, READER);
+    assert_int_equal(authorize(f), KBR_OK);
+    req(f, "GET", "/v1/cas/fw-a/crl", NULL, READER);
+    assert_int_equal(authorize(f), KBR_ERR_NOT_FOUND);
+    assert_names(f, "fw-a");
+    req(f, "GET", "/v1/cas/nope/crl", NULL, READER);
+    assert_int_equal(authorize(f), KBR_ERR_NOT_FOUND);
+    req(f, "GET", "/v1/cas/a%20b/crl", NULL, READER);
+    refused(f, "CA key name in the path");
+    assert_non_null(f->route->wait);
+    assert_false(f->route->authenticated);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -820,6 +996,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ota_and_products, setup, teardown),
         cmocka_unit_test_setup_teardown(test_incidents, setup, teardown),
         cmocka_unit_test_setup_teardown(test_certificates_and_audit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_views, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_evidence, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_crl, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

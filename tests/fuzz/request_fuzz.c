@@ -11,7 +11,9 @@
  * endpoint's field set restated below: for sign, certificates, batches,
  * debug authorization, OTA reports and device rotation after their parser,
  * and for provisioning, still served by a handler of its own, which has no
- * parser to call.  Keep those in step with broker/daemon/h_*.c.
+ * parser to call.  (The token exchange has a handler of its own too; its
+ * body is an ID token, which the jwt target covers.)  Keep those in step with
+ * broker/daemon/h_*.c.
  *
  * Every body goes through every endpoint: the readers stop at the first bad
  * field, so that costs little, and a seed is just a request body.

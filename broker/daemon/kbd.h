@@ -1051,6 +1051,22 @@ bool kbd_hsmproc_reap(kbd *d);
 void kbd_hsmproc_hup(kbd *d);
 void kbd_hsmproc_stop(kbd *d);
 
+/*
+ * Whether this build runs under AddressSanitizer or LeakSanitizer, whose leak check stops the
+ * process's threads with ptrace and clone: the sandbox keeps both there (sandbox.c), and its
+ * test expects them (tests/unit/test_sandbox.c).
+ */
+#if defined(__SANITIZE_ADDRESS__)
+#define KBD_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(leak_sanitizer)
+#define KBD_SANITIZED 1
+#endif
+#endif
+#ifndef KBD_SANITIZED
+#define KBD_SANITIZED 0
+#endif
+
 /* sandbox.c: no new privileges and a seccomp deny-list, for this process and what it forks
  * later.  The network profile also refuses new processes. */
 KBR_WUR kbr_err kbd_sandbox_network(kbr_msg *msg);

@@ -55,17 +55,6 @@
 
 #include "kbd.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define KBD_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(leak_sanitizer)
-#define KBD_SANITIZED 1
-#endif
-#endif
-#ifndef KBD_SANITIZED
-#define KBD_SANITIZED 0
-#endif
-
 #if defined(__x86_64__)
 #define KBD_AUDIT_ARCH AUDIT_ARCH_X86_64
 #elif defined(__aarch64__)

@@ -24,7 +24,7 @@ BUILD    ?= build
 BIN      ?= bin
 SAN      ?=
 OPT      ?= -O2
-WARN      = -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes
+WARN      = -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes -Wundef
 
 # Hardening, on in every build (HARDEN= turns it off).  Options the compiler
 # does not take are left out: -fcf-protection exists on x86 only, and clang 14

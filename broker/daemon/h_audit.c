@@ -881,18 +881,10 @@ void kbd_audit_key_rotate_settle(kbd_req *r, bool committed)
 
 kbr_err kbd_audit_key_rotate_parse(const kbd_req *r, void **out, kbr_msg *msg)
 {
-    static const char *const allowed[] = {"reason", NULL};
-    const char *reason = NULL;
     rotate_ctx *c = calloc(1, sizeof(*c));
-    kbr_err err = KBR_OK;
 
     *out = c;
-    KBR_ENSURE(c != NULL, KBR_ERR_NOMEM);
-    KBR_GUARD(kbd_json_only(r->body, allowed, msg));
-    KBR_GUARD(kbd_json_str(r->body, "reason", false, 512, &reason, msg));
-    KBR_ENSURE(reason == NULL || (c->reason = strdup(reason)) != NULL, KBR_ERR_NOMEM);
-out:
-    return err;
+    return c != NULL ? kbd_json_reason_only(r->body, &c->reason, msg) : KBR_ERR_NOMEM;
 }
 
 /* The audit key is every product's: only an admin of them all rotates it. */

@@ -67,6 +67,20 @@ char *kbd_utf8_clean(const char *s)
     return out;
 }
 
+kbr_err kbd_json_reason_only(const json_t *obj, char **reason, kbr_msg *msg)
+{
+    static const char *const allowed[] = {"reason", NULL};
+    const char *text = NULL;
+    kbr_err err = KBR_OK;
+
+    *reason = NULL;
+    KBR_GUARD(kbd_json_only(obj, allowed, msg));
+    KBR_GUARD(kbd_json_str(obj, "reason", false, 512, &text, msg));
+    KBR_ENSURE(text == NULL || (*reason = strdup(text)) != NULL, KBR_ERR_NOMEM);
+out:
+    return err;
+}
+
 kbr_err kbd_json_only(const json_t *obj, const char *const *allowed, kbr_msg *msg)
 {
     const char *k;

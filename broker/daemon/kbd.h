@@ -573,6 +573,8 @@ char *kbd_segment_decode(const char *seg, size_t len);
 
 /* json.c: strict request parsing helpers; each names the field on error */
 KBR_WUR kbr_err kbd_json_only(const json_t *obj, const char *const *allowed, kbr_msg *msg);
+/* A body whose one optional field is "reason" (at most 512 bytes): a copy of it in *reason. */
+KBR_WUR kbr_err kbd_json_reason_only(const json_t *obj, char **reason, kbr_msg *msg);
 KBR_WUR kbr_err kbd_json_str(const json_t *obj, const char *field, bool required, size_t maxlen,
                              const char **out, kbr_msg *msg);
 KBR_WUR kbr_err kbd_json_name(const json_t *obj, const char *field, bool required, const char **out,

@@ -264,63 +264,70 @@ static bool record_at_fault(kbr_audit *a, kbr_err why)
     return why != KBR_ERR_STORE && why != KBR_ERR_NOMEM && kbr_store_in_transaction(a->st);
 }
 
-/* The record's documents by address, in the order they were added. */
-static json_t *document_names(const kbr_effects *fx)
+/*
+ * The entry's canonical text, written member by member in RFC 8785 order from the record
+ * itself: the detail and products as jansson holds them, the effects from their typed form.
+ * "effects", "documents" and "key_use" go in only when there is something to say.
+ */
+kbr_err kbr_audit_entry_text(const kbr_audit_rec *r, int64_t seq, const char *time,
+                             const char *prev, char **out, size_t *len)
 {
-    json_t *names = json_array();
+    kbr_jcs w = {0};
+    const json_t *detail = r->detail;
 
-    for (size_t i = 0; names != NULL && i < kbr_effects_document_count(fx); i++)
-        if (json_array_append_new(names, json_string(kbr_effects_document(fx, i)->sha256)) != 0) {
-            json_decref(names);
-            return NULL;
-        }
-    return names;
-}
-
-/* "effects", "documents" and "key_use" go in only when there is something to say. */
-static kbr_err entry_facts(const kbr_audit_rec *r, json_t *entry)
-{
-    kbr_err err = KBR_OK;
-    json_t *effects = NULL;
-
-    if (kbr_effects_count(r->effects) > 0) {
-        KBR_GUARD(kbr_effects_to_json(r->effects, &effects));
-        KBR_ENSURE(json_object_set_new(entry, "effects", effects) == 0, KBR_ERR_NOMEM);
-        effects = NULL;
+    kbr_jcs_object(&w);
+    kbr_jcs_key(&w, "detail");
+    if (detail == NULL) {
+        kbr_jcs_object(&w);
+        kbr_jcs_end(&w);
+    } else if (json_is_object(detail)) {
+        kbr_jcs_json(&w, detail);
+    } else {
+        kbr_jcs_fail(&w, KBR_ERR_INTERNAL);
     }
-    if (kbr_effects_document_count(r->effects) > 0)
-        KBR_ENSURE(json_object_set_new(entry, "documents", document_names(r->effects)) == 0,
-                   KBR_ERR_NOMEM);
+    if (kbr_effects_document_count(r->effects) > 0) {
+        kbr_jcs_key(&w, "documents");
+        kbr_jcs_array(&w);
+        for (size_t i = 0; i < kbr_effects_document_count(r->effects); i++)
+            kbr_jcs_str(&w, kbr_effects_document(r->effects, i)->sha256);
+        kbr_jcs_end(&w);
+    }
+    if (kbr_effects_count(r->effects) > 0) {
+        kbr_jcs_key(&w, "effects");
+        kbr_effects_write(r->effects, &w);
+    }
+    kbr_jcs_member_nullable(&w, "error_code", r->error_code);
+    kbr_jcs_member_nullable(&w, "jti", r->jti);
+    kbr_jcs_member_nullable(&w, "key", r->key);
     if (r->key_use)
-        KBR_ENSURE(json_object_set_new(entry, "key_use", json_true()) == 0, KBR_ERR_NOMEM);
-out:
-    json_decref(effects);
-    return err;
+        kbr_jcs_member_bool(&w, "key_use", true);
+    kbr_jcs_member_nullable(&w, "op", r->op);
+    kbr_jcs_member_str(&w, "outcome", r->outcome);
+    kbr_jcs_member_str(&w, "prev_hash", prev);
+    if (json_array_size(r->products) > 0) {
+        kbr_jcs_key(&w, "products");
+        kbr_jcs_json(&w, r->products);
+    }
+    kbr_jcs_member_int(&w, "seq", seq);
+    kbr_jcs_member_nullable(&w, "sub", r->sub);
+    kbr_jcs_member_str(&w, "time", time);
+    kbr_jcs_end(&w);
+    return kbr_jcs_finish(&w, out, len);
 }
 
 kbr_err kbr_audit_entry_new(const kbr_audit_rec *r, int64_t seq, const char *time, const char *prev,
                             json_t **out)
 {
     kbr_err err = KBR_OK;
-    json_t *detail = r->detail != NULL ? json_incref(r->detail) : json_object();
-    json_t *products = json_array_size(r->products) > 0 ? r->products : NULL;
+    char *text = NULL;
+    size_t len;
 
     *out = NULL;
-    KBR_ENSURE(json_is_object(detail), KBR_ERR_INTERNAL);
-    /* "o" takes the detail reference even when packing fails. */
-    *out = json_pack("{sI ss ss? ss? ss? ss? ss? ss? so ss sO*}", "seq", (json_int_t)seq, "time",
-                     time, "sub", r->sub, "jti", r->jti, "op", r->op, "key", r->key, "outcome",
-                     r->outcome, "error_code", r->error_code, "detail", detail, "prev_hash", prev,
-                     "products", products);
-    detail = NULL;
+    KBR_GUARD(kbr_audit_entry_text(r, seq, time, prev, &text, &len));
+    *out = json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL);
     KBR_ENSURE(*out != NULL, KBR_ERR_NOMEM);
-    KBR_GUARD(entry_facts(r, *out));
 out:
-    if (err != KBR_OK) {
-        json_decref(*out);
-        *out = NULL;
-    }
-    json_decref(detail);
+    free(text);
     return err;
 }
 
@@ -328,12 +335,11 @@ static kbr_err insert_entry(kbr_audit *a, kbr_audit_rec *r, int64_t seq, const c
                             const char *prev)
 {
     kbr_err err = KBR_OK;
-    json_t *entry = NULL;
     char *canonical = NULL;
+    size_t len;
 
-    KBR_GUARD(kbr_audit_entry_new(r, seq, time, prev, &entry));
-    KBR_GUARD(kbr_json_canonical(entry, &canonical));
-    KBR_GUARD(kbr_audit_leaf_hash(canonical, strlen(canonical), r->hash));
+    KBR_GUARD(kbr_audit_entry_text(r, seq, time, prev, &canonical, &len));
+    KBR_GUARD(kbr_audit_leaf_hash(canonical, len, r->hash));
     KBR_GUARD(kbr_store_audit_insert(
         a->st, &(kbr_store_audit_row){.seq = seq, .entry_json = canonical, .hash = r->hash}));
     KBR_GUARD(kbr_store_merkle_append(a->st, seq, r->hash));
@@ -341,7 +347,6 @@ static kbr_err insert_entry(kbr_audit *a, kbr_audit_rec *r, int64_t seq, const c
     memcpy(r->time, time, KBR_TIME_LEN);
 out:
     free(canonical);
-    json_decref(entry);
     return err;
 }
 

@@ -16,11 +16,7 @@
 
 #include "kbr_common.h"
 
-typedef struct {
-    char *data;
-    size_t len, cap;
-    bool failed;
-} out_buf;
+typedef kbr_jcs_buf out_buf;
 
 static void put(out_buf *b, const char *s, size_t n)
 {
@@ -50,6 +46,47 @@ static void puts_(out_buf *b, const char *s)
 }
 
 /* ---- strings ---- */
+
+bool kbr_utf8_valid(const char *text, size_t n)
+{
+    const unsigned char *s = (const unsigned char *)text;
+    size_t i = 0;
+
+    while (i < n) {
+        unsigned char c = s[i];
+        size_t len;
+        unsigned cp;
+
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        if (c >= 0xc2 && c <= 0xdf) {
+            len = 2;
+            cp = c & 0x1f;
+        } else if (c >= 0xe0 && c <= 0xef) {
+            len = 3;
+            cp = c & 0x0f;
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            len = 4;
+            cp = c & 0x07;
+        } else {
+            return false;
+        }
+        if (n - i < len)
+            return false;
+        for (size_t k = 1; k < len; k++) {
+            if ((s[i + k] & 0xc0) != 0x80)
+                return false;
+            cp = (cp << 6) | (s[i + k] & 0x3f);
+        }
+        if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+            (cp >= 0xd800 && cp <= 0xdfff))
+            return false;
+        i += len;
+    }
+    return true;
+}
 
 /* The escape of a byte that needs one (RFC 8785 3.2.2.2), or NULL: '"', '\\' and controls. */
 static const char *escape_of(unsigned char c, char u[7])
@@ -353,5 +390,192 @@ kbr_err kbr_json_canonical(const json_t *v, char **out)
     b.data = NULL;
 out:
     free(b.data);
+    return err;
+}
+
+/* ---- written by shape ---- */
+
+void kbr_jcs_fail(kbr_jcs *w, kbr_err err)
+{
+    if (w->err == KBR_OK)
+        w->err = err;
+}
+
+/* What goes before a value: the comma between array items (a member's is its name's). */
+static bool value_begins(kbr_jcs *w)
+{
+    if (w->err != KBR_OK)
+        return false;
+    if (w->depth > 0 && !w->open[w->depth - 1].object) {
+        if (!w->open[w->depth - 1].empty)
+            put(&w->buf, ",", 1);
+        w->open[w->depth - 1].empty = false;
+    }
+    return true;
+}
+
+static void open_(kbr_jcs *w, bool object)
+{
+    if (!value_begins(w))
+        return;
+    if (w->depth == KBR_JCS_DEPTH) {
+        kbr_jcs_fail(w, KBR_ERR_INTERNAL);
+        return;
+    }
+    w->open[w->depth].object = object;
+    w->open[w->depth].empty = true;
+    w->open[w->depth].last = NULL;
+    w->depth++;
+    put(&w->buf, object ? "{" : "[", 1);
+}
+
+void kbr_jcs_object(kbr_jcs *w)
+{
+    open_(w, true);
+}
+
+void kbr_jcs_array(kbr_jcs *w)
+{
+    open_(w, false);
+}
+
+void kbr_jcs_end(kbr_jcs *w)
+{
+    if (w->err != KBR_OK)
+        return;
+    if (w->depth == 0) {
+        kbr_jcs_fail(w, KBR_ERR_INTERNAL);
+        return;
+    }
+    w->depth--;
+    put(&w->buf, w->open[w->depth].object ? "}" : "]", 1);
+}
+
+void kbr_jcs_key(kbr_jcs *w, const char *name)
+{
+    if (w->err != KBR_OK)
+        return;
+    if (w->depth == 0 || !w->open[w->depth - 1].object ||
+        (w->open[w->depth - 1].last != NULL && by_name(&w->open[w->depth - 1].last, &name) >= 0)) {
+        kbr_jcs_fail(w, KBR_ERR_INTERNAL);
+        return;
+    }
+    if (!w->open[w->depth - 1].empty)
+        put(&w->buf, ",", 1);
+    w->open[w->depth - 1].empty = false;
+    w->open[w->depth - 1].last = name;
+    put_string(&w->buf, name, strlen(name));
+    put(&w->buf, ":", 1);
+}
+
+void kbr_jcs_str(kbr_jcs *w, const char *s)
+{
+    size_t n;
+
+    if (s == NULL) {
+        kbr_jcs_null(w);
+        return;
+    }
+    n = strlen(s);
+    if (!kbr_utf8_valid(s, n)) {
+        kbr_jcs_fail(w, KBR_ERR_BAD_REQUEST);
+        return;
+    }
+    if (value_begins(w))
+        put_string(&w->buf, s, n);
+}
+
+void kbr_jcs_null(kbr_jcs *w)
+{
+    if (value_begins(w))
+        put(&w->buf, "null", 4);
+}
+
+void kbr_jcs_int(kbr_jcs *w, int64_t v)
+{
+    kbr_err err;
+
+    if (value_begins(w) && (err = put_integer(&w->buf, (json_int_t)v)) != KBR_OK)
+        kbr_jcs_fail(w, err);
+}
+
+void kbr_jcs_bool(kbr_jcs *w, bool v)
+{
+    if (value_begins(w))
+        puts_(&w->buf, v ? "true" : "false");
+}
+
+void kbr_jcs_json(kbr_jcs *w, const json_t *v)
+{
+    kbr_err err;
+
+    if (v == NULL) {
+        kbr_jcs_fail(w, KBR_ERR_BAD_REQUEST);
+        return;
+    }
+    if (value_begins(w) && (err = put_value(&w->buf, v, w->depth)) != KBR_OK)
+        kbr_jcs_fail(w, err);
+}
+
+void kbr_jcs_json_text(kbr_jcs *w, const char *text)
+{
+    json_t *v =
+        text != NULL ? json_loads(text, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, NULL) : NULL;
+
+    kbr_jcs_json(w, v);
+    json_decref(v);
+}
+
+void kbr_jcs_member_str(kbr_jcs *w, const char *name, const char *s)
+{
+    if (s == NULL) {
+        kbr_jcs_fail(w, KBR_ERR_INTERNAL);
+        return;
+    }
+    kbr_jcs_key(w, name);
+    kbr_jcs_str(w, s);
+}
+
+void kbr_jcs_member_nullable(kbr_jcs *w, const char *name, const char *s)
+{
+    kbr_jcs_key(w, name);
+    kbr_jcs_str(w, s);
+}
+
+void kbr_jcs_member_opt(kbr_jcs *w, const char *name, const char *s)
+{
+    if (s != NULL)
+        kbr_jcs_member_str(w, name, s);
+}
+
+void kbr_jcs_member_int(kbr_jcs *w, const char *name, int64_t v)
+{
+    kbr_jcs_key(w, name);
+    kbr_jcs_int(w, v);
+}
+
+void kbr_jcs_member_bool(kbr_jcs *w, const char *name, bool v)
+{
+    kbr_jcs_key(w, name);
+    kbr_jcs_bool(w, v);
+}
+
+kbr_err kbr_jcs_finish(kbr_jcs *w, char **out, size_t *len)
+{
+    kbr_err err = w->err;
+
+    *out = NULL;
+    *len = 0;
+    if (err == KBR_OK && w->depth != 0)
+        err = KBR_ERR_INTERNAL;
+    if (err == KBR_OK && (w->buf.failed || w->buf.data == NULL))
+        err = KBR_ERR_NOMEM;
+    if (err == KBR_OK) {
+        *out = w->buf.data;
+        *len = w->buf.len;
+    } else {
+        free(w->buf.data);
+    }
+    w->buf = (kbr_jcs_buf){0};
     return err;
 }

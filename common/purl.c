@@ -79,47 +79,6 @@ static void upper_ascii(char *s)
     }
 }
 
-/* Well-formed UTF-8 (no overlong forms, surrogates or code points past U+10FFFF). */
-static bool utf8_valid(const unsigned char *s, size_t n)
-{
-    size_t i = 0;
-
-    while (i < n) {
-        unsigned char c = s[i];
-        size_t len;
-        unsigned cp;
-
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        if (c >= 0xc2 && c <= 0xdf) {
-            len = 2;
-            cp = c & 0x1f;
-        } else if (c >= 0xe0 && c <= 0xef) {
-            len = 3;
-            cp = c & 0x0f;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            len = 4;
-            cp = c & 0x07;
-        } else {
-            return false;
-        }
-        if (n - i < len)
-            return false;
-        for (size_t k = 1; k < len; k++) {
-            if ((s[i + k] & 0xc0) != 0x80)
-                return false;
-            cp = (cp << 6) | (s[i + k] & 0x3f);
-        }
-        if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-            (cp >= 0xd800 && cp <= 0xdfff))
-            return false;
-        i += len;
-    }
-    return true;
-}
-
 /* s[0..n) percent-decoded into a new string; what names the component in messages. */
 static kbr_err pct_decode(const char *s, size_t n, const char *what, char **out, kbr_msg *msg)
 {
@@ -152,7 +111,7 @@ static kbr_err pct_decode(const char *s, size_t n, const char *what, char **out,
         i += 2;
     }
     d[j] = '\0';
-    if (!utf8_valid((const unsigned char *)d, j)) {
+    if (!kbr_utf8_valid((const char *)d, j)) {
         free(d);
         return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "purl: %s: decodes to bytes that are not UTF-8",
                         what);
@@ -797,7 +756,7 @@ static kbr_err take_segments(char **dst, const char *s, const char *what, kbr_ms
     if (s[0] == '/' || s[n - 1] == '/' || strstr(s, "//") != NULL)
         return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "purl: %s \"%.40s\" has an empty segment", what,
                         s);
-    if (!utf8_valid((const unsigned char *)s, n))
+    if (!kbr_utf8_valid((const char *)s, n))
         return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "purl: %s is not UTF-8", what);
     return add_segments(dst, s, n, false, false, what, msg);
 }
@@ -806,7 +765,7 @@ static kbr_err take_string(char **dst, const char *s, const char *what, kbr_msg 
 {
     if (s == NULL)
         return KBR_OK;
-    if (!utf8_valid((const unsigned char *)s, strlen(s)))
+    if (!kbr_utf8_valid((const char *)s, strlen(s)))
         return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "purl: %s is not UTF-8", what);
     *dst = dup_s(s);
     return *dst != NULL ? KBR_OK : KBR_ERR_NOMEM;
@@ -844,8 +803,7 @@ kbr_err kbr_purl_build(const char *type, const char *namespace, const char *name
     for (size_t i = 0; i < n_qualifiers; i++) {
         char *key = dup_s(qualifiers[i].key), *value = dup_s(qualifiers[i].value);
 
-        if (key == NULL || value == NULL ||
-            !utf8_valid((const unsigned char *)value, strlen(value))) {
+        if (key == NULL || value == NULL || !kbr_utf8_valid((const char *)value, strlen(value))) {
             err = key == NULL || value == NULL
                       ? KBR_ERR_NOMEM
                       : kbr_fail(msg, KBR_ERR_BAD_REQUEST,

@@ -158,7 +158,10 @@ KBR_WUR kbr_err kbr_audit_verify_store(const char *url, const char *scratch,
 KBR_WUR kbr_err kbr_audit_leaf_hash(const char *canonical, size_t len, char out[65]);
 
 /* The entry of record r as number seq at time after prev (64 hex digits): the fields above,
- * its effects and documents included (r->effects as it stands).  New ref. */
+ * its effects and documents included (r->effects as it stands), as its canonical text (what
+ * is stored and hashed; *len without the NUL; the caller frees) or as a JSON value (new ref). */
+KBR_WUR kbr_err kbr_audit_entry_text(const kbr_audit_rec *r, int64_t seq, const char *time,
+                                     const char *prev, char **out, size_t *len);
 KBR_WUR kbr_err kbr_audit_entry_new(const kbr_audit_rec *r, int64_t seq, const char *time,
                                     const char *prev, json_t **out);
 

@@ -157,6 +157,68 @@ double kbr_monotonic_seconds(void);
  */
 KBR_WUR kbr_err kbr_json_canonical(const json_t *v, char **out);
 
+/* Well-formed UTF-8 (no overlong forms, surrogates or code points past U+10FFFF). */
+bool kbr_utf8_valid(const char *s, size_t n);
+
+/*
+ * The canonical text of a value whose shape the caller knows, written straight into a buffer:
+ * no tree is built and nothing is sorted, because the caller names each object's members in
+ * the order RFC 8785 sorts them (kbr_jcs_key refuses a name that does not sort after the one
+ * before it, so a shape written out of order fails rather than hashing a text no other JCS
+ * implementation computes).  Errors stick: the first one is what kbr_jcs_finish returns.
+ *
+ *   kbr_jcs w = {0};
+ *   kbr_jcs_object(&w);
+ *   kbr_jcs_member_str(&w, "at", at);    // required: NULL is an error
+ *   kbr_jcs_member_opt(&w, "note", note); // left out when NULL
+ *   kbr_jcs_end(&w);
+ *   err = kbr_jcs_finish(&w, &text, &len);
+ */
+#define KBR_JCS_DEPTH 16
+typedef struct {
+    char *data;
+    size_t len, cap;
+    bool failed;
+} kbr_jcs_buf;
+
+typedef struct {
+    kbr_jcs_buf buf;
+    kbr_err err;
+    int depth;
+    struct {
+        bool object, empty;
+        const char *last; /* the previous member's name (an object's), not copied */
+    } open[KBR_JCS_DEPTH];
+} kbr_jcs;
+
+void kbr_jcs_object(kbr_jcs *w);
+void kbr_jcs_array(kbr_jcs *w);
+/* Closes the innermost object or array. */
+void kbr_jcs_end(kbr_jcs *w);
+/* The next member's name (a static, ASCII or UTF-8 string that outlives the object). */
+void kbr_jcs_key(kbr_jcs *w, const char *name);
+/* Values: a string (NULL writes null; not UTF-8 is KBR_ERR_BAD_REQUEST), null, numbers,
+ * booleans, a jansson value's canonical text, or a JSON text's (KBR_ERR_BAD_REQUEST when it is
+ * not one JSON value). */
+void kbr_jcs_str(kbr_jcs *w, const char *s);
+void kbr_jcs_null(kbr_jcs *w);
+void kbr_jcs_int(kbr_jcs *w, int64_t v);
+void kbr_jcs_bool(kbr_jcs *w, bool v);
+void kbr_jcs_json(kbr_jcs *w, const json_t *v);
+void kbr_jcs_json_text(kbr_jcs *w, const char *text);
+/* Members: a string that must be there (NULL is KBR_ERR_INTERNAL: a shape's rule broken), one
+ * written null when NULL, one left out when NULL; an integer; a boolean; a list of strings. */
+void kbr_jcs_member_str(kbr_jcs *w, const char *name, const char *s);
+void kbr_jcs_member_nullable(kbr_jcs *w, const char *name, const char *s);
+void kbr_jcs_member_opt(kbr_jcs *w, const char *name, const char *s);
+void kbr_jcs_member_int(kbr_jcs *w, const char *name, int64_t v);
+void kbr_jcs_member_bool(kbr_jcs *w, const char *name, bool v);
+/* Marks w failed with err, unless it already failed. */
+void kbr_jcs_fail(kbr_jcs *w, kbr_err err);
+/* The text (NUL-terminated, *len without the NUL; the caller frees) once every object and
+ * array is closed, or the first error; the buffer is released either way. */
+KBR_WUR kbr_err kbr_jcs_finish(kbr_jcs *w, char **out, size_t *len);
+
 /*
  * Names (common/names.c): keys, products, batches, devices are 1..KBR_NAME_MAX characters of
  * [A-Za-z0-9._:@+-] and never "." or ".."; a principal's name (after "kind:") may also hold

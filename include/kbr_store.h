@@ -417,6 +417,8 @@ size_t kbr_effects_count(const kbr_effects *fx); /* 0 for NULL */
 const kbr_effect *kbr_effects_get(const kbr_effects *fx, size_t i);
 /* The JSON form: an array of objects with "type".  New ref. */
 KBR_WUR kbr_err kbr_effects_to_json(const kbr_effects *fx, json_t **out);
+/* The same array's canonical text (RFC 8785), written into w (kbr_common.h). */
+void kbr_effects_write(const kbr_effects *fx, kbr_jcs *w);
 /* Reads the JSON form (an array): KBR_ERR_INTERNAL for anything the rules refuse. */
 KBR_WUR kbr_err kbr_effects_from_json(const json_t *arr, kbr_effects **out);
 

@@ -814,280 +814,433 @@ out:
     return err;
 }
 
-/* ---- the JSON form ---- */
+/* ---- the JSON form ----
+ *
+ * Written as canonical text (RFC 8785) straight from the typed effect: what an audit entry
+ * carries and hashes.  Each shape names its members in JCS order ("type" among them), which
+ * kbr_jcs_key checks.  A member the rules require is kbr_jcs_member_str, one that is null when
+ * absent kbr_jcs_member_nullable, one left out when absent kbr_jcs_member_opt.
+ */
 
-static json_t *strings_json(kbr_strings l)
+static void strings_w(kbr_jcs *w, const char *name, kbr_strings l)
 {
-    json_t *arr = json_array();
+    kbr_jcs_key(w, name);
+    kbr_jcs_array(w);
+    for (size_t i = 0; i < l.n; i++)
+        kbr_jcs_str(w, l.items[i]);
+    kbr_jcs_end(w);
+}
 
-    for (size_t i = 0; arr != NULL && i < l.n; i++)
-        if (json_array_append_new(arr, json_string(l.items[i])) != 0) {
-            json_decref(arr);
-            return NULL;
-        }
-    return arr;
+static void type_w(kbr_jcs *w, const kbr_effect *e)
+{
+    kbr_jcs_member_str(w, "type", kbr_effect_type_name(e->type));
 }
 
 /* chain_pem only where it is kept: a device's certificate has none. */
-static json_t *cert_json(const kbr_effect_cert *c)
+static void cert_w(kbr_jcs *w, const kbr_effect_cert *c)
 {
-    return json_pack("{s:s,s:s,s:s*,s:s,s:s}", "serial_number", c->serial_number, "pem", c->pem,
-                     "chain_pem", c->chain_pem, "not_after", c->not_after, "fingerprint",
-                     c->fingerprint);
+    kbr_jcs_key(w, "certificate");
+    kbr_jcs_object(w);
+    kbr_jcs_member_opt(w, "chain_pem", c->chain_pem);
+    kbr_jcs_member_str(w, "fingerprint", c->fingerprint);
+    kbr_jcs_member_str(w, "not_after", c->not_after);
+    kbr_jcs_member_str(w, "pem", c->pem);
+    kbr_jcs_member_str(w, "serial_number", c->serial_number);
+    kbr_jcs_end(w);
 }
 
-static json_t *components_json(const kbr_fx_firmware_sign *f)
+static void key_create_w(kbr_jcs *w, const kbr_effect *e)
 {
-    json_t *arr = json_array();
+    const kbr_fx_key_create *k = &e->u.key_create;
 
-    for (size_t i = 0; arr != NULL && i < f->ncomponents; i++) {
-        const kbr_effect_component *c = &f->components[i];
-        if (json_array_append_new(arr, json_pack("{s:s,s:s?,s:s?}", "name", c->name, "version",
-                                                 c->version, "purl", c->purl)) != 0) {
-            json_decref(arr);
-            return NULL;
-        }
+    kbr_jcs_member_str(w, "algorithm", k->algorithm);
+    kbr_jcs_member_str(w, "created_at", k->created_at);
+    kbr_jcs_member_nullable(w, "hsm_id", k->hsm_id);
+    kbr_jcs_member_nullable(w, "hsm_label", k->hsm_label);
+    kbr_jcs_member_str(w, "name", k->name);
+    kbr_jcs_member_nullable(w, "owner", k->owner);
+    strings_w(w, "products", k->products);
+    kbr_jcs_member_nullable(w, "public_key_pem", k->public_key_pem);
+    kbr_jcs_member_nullable(w, "public_key_sha256", k->public_key_sha256);
+    kbr_jcs_member_str(w, "purpose", k->purpose);
+    type_w(w, e);
+}
+
+/* The key's certificate's members, flat, with the key's own among them. */
+static void key_certificate_w(kbr_jcs *w, const kbr_effect *e)
+{
+    const kbr_fx_key_certificate *k = &e->u.key_certificate;
+
+    kbr_jcs_member_str(w, "at", k->at);
+    kbr_jcs_member_opt(w, "chain_pem", k->cert.chain_pem);
+    kbr_jcs_member_str(w, "fingerprint", k->cert.fingerprint);
+    kbr_jcs_member_nullable(w, "issuer_key", k->issuer_key);
+    kbr_jcs_member_str(w, "name", k->name);
+    kbr_jcs_member_str(w, "not_after", k->cert.not_after);
+    kbr_jcs_member_str(w, "pem", k->cert.pem);
+    kbr_jcs_member_str(w, "serial_number", k->cert.serial_number);
+    type_w(w, e);
+}
+
+static void token_issue_w(kbr_jcs *w, const kbr_effect *e)
+{
+    const kbr_fx_token_issue *t = &e->u.token_issue;
+
+    kbr_jcs_member_nullable(w, "cnf_x5t", t->cnf_x5t);
+    kbr_jcs_member_str(w, "expires_at", t->expires_at);
+    kbr_jcs_member_str(w, "issued_at", t->issued_at);
+    kbr_jcs_member_nullable(w, "issued_by", t->issued_by);
+    kbr_jcs_member_str(w, "jti", t->jti);
+    kbr_jcs_member_opt(w, "kid", t->kid);
+    kbr_jcs_member_nullable(w, "not_before", t->not_before);
+    kbr_jcs_member_bool(w, "orphan", t->orphan);
+    kbr_jcs_member_nullable(w, "parent_jti", t->parent_jti);
+    kbr_jcs_key(w, "scope");
+    kbr_jcs_json_text(w, t->scope_json);
+    kbr_jcs_member_str(w, "sub", t->sub);
+    type_w(w, e);
+}
+
+static void token_revoke_w(kbr_jcs *w, const kbr_effect *e)
+{
+    kbr_jcs_member_str(w, "at", e->u.token_revoke.at);
+    strings_w(w, "jtis", e->u.token_revoke.jtis);
+    kbr_jcs_member_nullable(w, "reason", e->u.token_revoke.reason);
+    type_w(w, e);
+}
+
+static void firmware_w(kbr_jcs *w, const kbr_effect *e)
+{
+    const kbr_fx_firmware_sign *f = &e->u.firmware_sign;
+
+    kbr_jcs_member_nullable(w, "build_id", f->build_id);
+    kbr_jcs_key(w, "components");
+    kbr_jcs_array(w);
+    for (size_t i = 0; i < f->ncomponents; i++) {
+        kbr_jcs_object(w);
+        kbr_jcs_member_str(w, "name", f->components[i].name);
+        kbr_jcs_member_nullable(w, "purl", f->components[i].purl);
+        kbr_jcs_member_nullable(w, "version", f->components[i].version);
+        kbr_jcs_end(w);
     }
-    return arr;
+    kbr_jcs_end(w);
+    kbr_jcs_member_str(w, "digest", f->digest);
+    kbr_jcs_member_nullable(w, "hash", f->hash);
+    kbr_jcs_member_nullable(w, "key", f->key);
+    kbr_jcs_member_nullable(w, "name", f->name);
+    kbr_jcs_member_str(w, "product", f->product);
+    kbr_jcs_member_opt(w, "sbom_sha256", f->sbom_sha256);
+    kbr_jcs_member_str(w, "signed_at", f->signed_at);
+    type_w(w, e);
+    kbr_jcs_member_str(w, "version", f->version);
 }
 
-static json_t *results_json(const kbr_fx_ota_report *o)
+static void batch_create_w(kbr_jcs *w, const kbr_effect *e)
 {
-    json_t *arr = json_array();
+    const kbr_fx_batch_create *b = &e->u.batch_create;
 
-    for (size_t i = 0; arr != NULL && i < o->nresults; i++) {
-        const kbr_effect_ota_result *r = &o->results[i];
-        if (json_array_append_new(arr, json_pack("{s:s,s:s,s:s}", "serial", r->serial, "status",
-                                                 r->status, "at", r->at)) != 0) {
-            json_decref(arr);
-            return NULL;
-        }
+    kbr_jcs_member_str(w, "batch", b->batch);
+    kbr_jcs_member_str(w, "created_at", b->created_at);
+    kbr_jcs_member_str(w, "created_by", b->created_by);
+    kbr_jcs_member_str(w, "factory", b->factory);
+    strings_w(w, "markets", b->markets);
+    kbr_jcs_member_str(w, "product", b->product);
+    kbr_jcs_member_int(w, "quantity", b->quantity);
+    type_w(w, e);
+}
+
+static void provision_w(kbr_jcs *w, const kbr_effect *e)
+{
+    const kbr_fx_device_provision *d = &e->u.device_provision;
+
+    kbr_jcs_member_str(w, "at", d->at);
+    kbr_jcs_member_str(w, "batch", d->batch);
+    cert_w(w, &d->cert);
+    kbr_jcs_member_str(w, "csr_sha256", d->csr_sha256);
+    kbr_jcs_member_str(w, "factory", d->factory);
+    kbr_jcs_member_nullable(w, "firmware_version", d->firmware_version);
+    kbr_jcs_member_str(w, "issuer_fingerprint", d->issuer_fingerprint);
+    kbr_jcs_member_str(w, "issuer_key", d->issuer_key);
+    kbr_jcs_member_str(w, "product", d->product);
+    kbr_jcs_member_nullable(w, "public_key_sha256", d->public_key_sha256);
+    kbr_jcs_member_str(w, "serial", d->serial);
+    type_w(w, e);
+}
+
+static void rotate_w(kbr_jcs *w, const kbr_effect *e)
+{
+    const kbr_fx_device_rotate *d = &e->u.device_rotate;
+
+    kbr_jcs_member_str(w, "at", d->at);
+    cert_w(w, &d->cert);
+    kbr_jcs_member_str(w, "csr_sha256", d->csr_sha256);
+    kbr_jcs_member_str(w, "issuer_fingerprint", d->issuer_fingerprint);
+    kbr_jcs_member_str(w, "issuer_key", d->issuer_key);
+    kbr_jcs_member_str(w, "product", d->product);
+    kbr_jcs_member_nullable(w, "public_key_sha256", d->public_key_sha256);
+    kbr_jcs_member_str(w, "serial", d->serial);
+    type_w(w, e);
+}
+
+static void debug_w(kbr_jcs *w, const kbr_effect *e)
+{
+    const kbr_fx_debug_authorize *d = &e->u.debug_authorize;
+
+    kbr_jcs_member_str(w, "at", d->at);
+    kbr_jcs_member_str(w, "challenge_sha256", d->challenge_sha256);
+    kbr_jcs_member_str(w, "expires_at", d->expires_at);
+    kbr_jcs_member_str(w, "key", d->key);
+    kbr_jcs_member_str(w, "message_sha256", d->message_sha256);
+    kbr_jcs_member_str(w, "permissions", d->permissions);
+    kbr_jcs_member_str(w, "principal", d->principal);
+    kbr_jcs_member_str(w, "product", d->product);
+    kbr_jcs_member_str(w, "serial", d->serial);
+    kbr_jcs_member_str(w, "signature_sha256", d->signature_sha256);
+    kbr_jcs_member_str(w, "ticket", d->ticket);
+    type_w(w, e);
+}
+
+static void ota_w(kbr_jcs *w, const kbr_effect *e)
+{
+    const kbr_fx_ota_report *o = &e->u.ota_report;
+
+    kbr_jcs_member_str(w, "at", o->at);
+    kbr_jcs_member_nullable(w, "campaign", o->campaign);
+    kbr_jcs_member_str(w, "product", o->product);
+    kbr_jcs_member_str(w, "reported_by", o->reported_by);
+    kbr_jcs_key(w, "results");
+    kbr_jcs_array(w);
+    for (size_t i = 0; i < o->nresults; i++) {
+        kbr_jcs_object(w);
+        kbr_jcs_member_str(w, "at", o->results[i].at);
+        kbr_jcs_member_str(w, "serial", o->results[i].serial);
+        kbr_jcs_member_str(w, "status", o->results[i].status);
+        kbr_jcs_end(w);
     }
-    return arr;
-}
-
-static json_t *key_create_json(const kbr_fx_key_create *k)
-{
-    return json_pack("{s:s,s:s,s:s,s:o,s:s?,s:s?,s:s?,s:s?,s:s?,s:s}", "name", k->name, "purpose",
-                     k->purpose, "algorithm", k->algorithm, "products", strings_json(k->products),
-                     "owner", k->owner, "hsm_label", k->hsm_label, "hsm_id", k->hsm_id,
-                     "public_key_pem", k->public_key_pem, "public_key_sha256", k->public_key_sha256,
-                     "created_at", k->created_at);
-}
-
-static json_t *token_issue_json(const kbr_fx_token_issue *t)
-{
-    json_t *scope = json_loads(t->scope_json, JSON_REJECT_DUPLICATES, NULL);
-
-    return json_pack("{s:s,s:s,s:o,s:s?,s:s,s:s?,s:s,s:s?,s:s?,s:b,s:s*}", "jti", t->jti, "sub",
-                     t->sub, "scope", scope, "issued_by", t->issued_by, "issued_at", t->issued_at,
-                     "not_before", t->not_before, "expires_at", t->expires_at, "cnf_x5t",
-                     t->cnf_x5t, "parent_jti", t->parent_jti, "orphan", t->orphan, "kid", t->kid);
-}
-
-static json_t *firmware_json(const kbr_fx_firmware_sign *f)
-{
-    return json_pack("{s:s,s:s,s:s,s:s?,s:s?,s:s?,s:s?,s:s,s:o,s:s*}", "product", f->product,
-                     "version", f->version, "digest", f->digest, "hash", f->hash, "key", f->key,
-                     "name", f->name, "build_id", f->build_id, "signed_at", f->signed_at,
-                     "components", components_json(f), "sbom_sha256", f->sbom_sha256);
-}
-
-static json_t *provision_json(const kbr_fx_device_provision *d)
-{
-    return json_pack("{s:s,s:s,s:s,s:s,s:s?,s:s,s:s?,s:s,s:s,s:s,s:o}", "product", d->product,
-                     "serial", d->serial, "batch", d->batch, "factory", d->factory,
-                     "firmware_version", d->firmware_version, "csr_sha256", d->csr_sha256,
-                     "public_key_sha256", d->public_key_sha256, "at", d->at, "issuer_key",
-                     d->issuer_key, "issuer_fingerprint", d->issuer_fingerprint, "certificate",
-                     cert_json(&d->cert));
-}
-
-static json_t *rotate_json(const kbr_fx_device_rotate *d)
-{
-    return json_pack("{s:s,s:s,s:s,s:s,s:s?,s:s,s:s,s:o}", "product", d->product, "serial",
-                     d->serial, "at", d->at, "csr_sha256", d->csr_sha256, "public_key_sha256",
-                     d->public_key_sha256, "issuer_key", d->issuer_key, "issuer_fingerprint",
-                     d->issuer_fingerprint, "certificate", cert_json(&d->cert));
-}
-
-static json_t *debug_json(const kbr_fx_debug_authorize *d)
-{
-    return json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "key", d->key, "product",
-                     d->product, "serial", d->serial, "challenge_sha256", d->challenge_sha256,
-                     "permissions", d->permissions, "ticket", d->ticket, "principal", d->principal,
-                     "message_sha256", d->message_sha256, "signature_sha256", d->signature_sha256,
-                     "at", d->at, "expires_at", d->expires_at);
-}
-
-static json_t *revoke_json(const kbr_fx_device_revoke *d)
-{
-    json_t *certs = json_array();
-
-    for (size_t i = 0; certs != NULL && i < d->ncertificates; i++) {
-        const kbr_effect_revoked_cert *c = &d->certificates[i];
-        if (json_array_append_new(certs, json_pack("{s:s,s:s,s:s}", "fingerprint", c->fingerprint,
-                                                   "serial_number", c->serial_number, "issuer_key",
-                                                   c->issuer_key)) != 0) {
-            json_decref(certs);
-            return NULL;
-        }
-    }
-    return json_pack("{s:s,s:s,s:s,s:s,s:I,s:s,s:o}", "product", d->product, "serial", d->serial,
-                     "at", d->at, "reason", d->reason, "reason_code", (json_int_t)d->reason_code,
-                     "revoked_by", d->revoked_by, "certificates", certs);
-}
-
-static json_t *crl_json(const kbr_fx_crl_issue *l)
-{
-    return json_pack("{s:s,s:s,s:I,s:s,s:s,s:I,s:s}", "issuer_key", l->issuer_key,
-                     "issuer_fingerprint", l->issuer_fingerprint, "number", (json_int_t)l->number,
-                     "this_update", l->this_update, "next_update", l->next_update, "entries",
-                     (json_int_t)l->entries, "sha256", l->sha256);
-}
-
-static json_t *key_certificate_json(const kbr_fx_key_certificate *k)
-{
-    json_t *o = cert_json(&k->cert);
-
-    if (o != NULL &&
-        json_object_update_missing_new(o, json_pack("{s:s,s:s,s:s?}", "name", k->name, "at", k->at,
-                                                    "issuer_key", k->issuer_key)) != 0) {
-        json_decref(o);
-        return NULL;
-    }
-    return o;
-}
-
-static json_t *builds_json(const kbr_fx_incident_create *i)
-{
-    json_t *arr = json_array();
-
-    for (size_t k = 0; arr != NULL && k < i->nbuilds; k++) {
-        if (json_array_append_new(arr, json_pack("{s:s,s:s}", "product", i->builds[k].product,
-                                                 "version", i->builds[k].version)) != 0) {
-            json_decref(arr);
-            return NULL;
-        }
-    }
-    return arr;
-}
-
-static json_t *incident_json(const kbr_fx_incident_create *i)
-{
-    return json_pack("{s:s,s:s,s:s?,s:s,s:o,s:s,s:b,s:s,s:s?,s:s,s:s,s:o,s:o}", "id", i->id,
-                     "title", i->title, "product", i->product, "component", i->component, "query",
-                     json_loads(i->query_json, 0, NULL), "aware_at", i->aware_at,
-                     "actively_exploited", i->actively_exploited, "severity", i->severity, "cve",
-                     i->cve, "created_at", i->created_at, "created_by", i->created_by, "exposure",
-                     json_loads(i->exposure_json, 0, NULL), "builds", builds_json(i));
+    kbr_jcs_end(w);
+    type_w(w, e);
+    kbr_jcs_member_str(w, "version", o->version);
 }
 
 /* Absent members stay absent, so a checkpoint of an older broker reads and writes as it was. */
-static json_t *checkpoint_json(const kbr_fx_checkpoint *c)
+static void checkpoint_w(kbr_jcs *w, const kbr_effect *e)
 {
-    return json_pack("{s:I,s:s,s:s,s:s,s:s*,s:s*,s:s*,s:s*,s:s*,s:s*,s:s*,s:s*}", "size",
-                     (json_int_t)c->size, "root_hash", c->root_hash, "time", c->time,
-                     "signature_b64", c->signature_b64, "origin", c->origin, "note", c->note,
-                     "key_id", c->key_id, "key_label", c->key_label, "public_key_pem",
-                     c->public_key_pem, "next_key_id", c->next_key_id, "next_key_label",
-                     c->next_key_label, "next_key_pem", c->next_key_pem);
+    const kbr_fx_checkpoint *c = &e->u.checkpoint;
+
+    kbr_jcs_member_opt(w, "key_id", c->key_id);
+    kbr_jcs_member_opt(w, "key_label", c->key_label);
+    kbr_jcs_member_opt(w, "next_key_id", c->next_key_id);
+    kbr_jcs_member_opt(w, "next_key_label", c->next_key_label);
+    kbr_jcs_member_opt(w, "next_key_pem", c->next_key_pem);
+    kbr_jcs_member_opt(w, "note", c->note);
+    kbr_jcs_member_opt(w, "origin", c->origin);
+    kbr_jcs_member_opt(w, "public_key_pem", c->public_key_pem);
+    kbr_jcs_member_str(w, "root_hash", c->root_hash);
+    kbr_jcs_member_str(w, "signature_b64", c->signature_b64);
+    kbr_jcs_member_int(w, "size", c->size);
+    kbr_jcs_member_str(w, "time", c->time);
+    type_w(w, e);
 }
 
-static json_t *effect_json(const kbr_effect *e)
+static void revoke_w(kbr_jcs *w, const kbr_effect *e)
 {
+    const kbr_fx_device_revoke *d = &e->u.device_revoke;
+
+    kbr_jcs_member_str(w, "at", d->at);
+    kbr_jcs_key(w, "certificates");
+    kbr_jcs_array(w);
+    for (size_t i = 0; i < d->ncertificates; i++) {
+        kbr_jcs_object(w);
+        kbr_jcs_member_str(w, "fingerprint", d->certificates[i].fingerprint);
+        kbr_jcs_member_str(w, "issuer_key", d->certificates[i].issuer_key);
+        kbr_jcs_member_str(w, "serial_number", d->certificates[i].serial_number);
+        kbr_jcs_end(w);
+    }
+    kbr_jcs_end(w);
+    kbr_jcs_member_str(w, "product", d->product);
+    kbr_jcs_member_str(w, "reason", d->reason);
+    kbr_jcs_member_int(w, "reason_code", d->reason_code);
+    kbr_jcs_member_str(w, "revoked_by", d->revoked_by);
+    kbr_jcs_member_str(w, "serial", d->serial);
+    type_w(w, e);
+}
+
+static void crl_w(kbr_jcs *w, const kbr_effect *e)
+{
+    const kbr_fx_crl_issue *l = &e->u.crl_issue;
+
+    kbr_jcs_member_int(w, "entries", l->entries);
+    kbr_jcs_member_str(w, "issuer_fingerprint", l->issuer_fingerprint);
+    kbr_jcs_member_str(w, "issuer_key", l->issuer_key);
+    kbr_jcs_member_str(w, "next_update", l->next_update);
+    kbr_jcs_member_int(w, "number", l->number);
+    kbr_jcs_member_str(w, "sha256", l->sha256);
+    kbr_jcs_member_str(w, "this_update", l->this_update);
+    type_w(w, e);
+}
+
+static void deliver_w(kbr_jcs *w, const kbr_effect *e)
+{
+    const kbr_fx_key_deliver *d = &e->u.key_deliver;
+
+    kbr_jcs_member_str(w, "at", d->at);
+    kbr_jcs_member_str(w, "cose_sha256", d->cose_sha256);
+    kbr_jcs_member_str(w, "delivered_by", d->delivered_by);
+    kbr_jcs_member_str(w, "key", d->key);
+    kbr_jcs_member_str(w, "product", d->product);
+    kbr_jcs_member_str(w, "recipient_public_key_sha256", d->recipient_public_key_sha256);
+    kbr_jcs_member_str(w, "serial", d->serial);
+    type_w(w, e);
+}
+
+static void incident_w(kbr_jcs *w, const kbr_effect *e)
+{
+    const kbr_fx_incident_create *i = &e->u.incident_create;
+
+    kbr_jcs_member_bool(w, "actively_exploited", i->actively_exploited);
+    kbr_jcs_member_str(w, "aware_at", i->aware_at);
+    kbr_jcs_key(w, "builds");
+    kbr_jcs_array(w);
+    for (size_t k = 0; k < i->nbuilds; k++) {
+        kbr_jcs_object(w);
+        kbr_jcs_member_str(w, "product", i->builds[k].product);
+        kbr_jcs_member_str(w, "version", i->builds[k].version);
+        kbr_jcs_end(w);
+    }
+    kbr_jcs_end(w);
+    kbr_jcs_member_str(w, "component", i->component);
+    kbr_jcs_member_str(w, "created_at", i->created_at);
+    kbr_jcs_member_str(w, "created_by", i->created_by);
+    kbr_jcs_member_nullable(w, "cve", i->cve);
+    kbr_jcs_key(w, "exposure");
+    kbr_jcs_json_text(w, i->exposure_json);
+    kbr_jcs_member_str(w, "id", i->id);
+    kbr_jcs_member_nullable(w, "product", i->product);
+    kbr_jcs_key(w, "query");
+    kbr_jcs_json_text(w, i->query_json);
+    kbr_jcs_member_str(w, "severity", i->severity);
+    kbr_jcs_member_str(w, "title", i->title);
+    type_w(w, e);
+}
+
+static void effect_w(kbr_jcs *w, const kbr_effect *e)
+{
+    kbr_jcs_object(w);
     switch (e->type) {
     case KBR_EFFECT_KEY_CREATE:
-        return key_create_json(&e->u.key_create);
+        key_create_w(w, e);
+        break;
     case KBR_EFFECT_KEY_RETIRE:
-        return json_pack("{s:s,s:s}", "name", e->u.key_retire.name, "at", e->u.key_retire.at);
+        kbr_jcs_member_str(w, "at", e->u.key_retire.at);
+        kbr_jcs_member_str(w, "name", e->u.key_retire.name);
+        type_w(w, e);
+        break;
     case KBR_EFFECT_KEY_CERTIFICATE:
-        return key_certificate_json(&e->u.key_certificate);
+        key_certificate_w(w, e);
+        break;
     case KBR_EFFECT_TOKEN_ISSUE:
-        return token_issue_json(&e->u.token_issue);
+        token_issue_w(w, e);
+        break;
     case KBR_EFFECT_TOKEN_REVOKE:
-        return json_pack("{s:o,s:s,s:s?}", "jtis", strings_json(e->u.token_revoke.jtis), "at",
-                         e->u.token_revoke.at, "reason", e->u.token_revoke.reason);
+        token_revoke_w(w, e);
+        break;
     case KBR_EFFECT_FIRMWARE_SIGN:
-        return firmware_json(&e->u.firmware_sign);
+        firmware_w(w, e);
+        break;
     case KBR_EFFECT_BATCH_CREATE:
-        return json_pack("{s:s,s:s,s:s,s:I,s:o,s:s,s:s}", "batch", e->u.batch_create.batch,
-                         "product", e->u.batch_create.product, "factory", e->u.batch_create.factory,
-                         "quantity", (json_int_t)e->u.batch_create.quantity, "markets",
-                         strings_json(e->u.batch_create.markets), "created_at",
-                         e->u.batch_create.created_at, "created_by", e->u.batch_create.created_by);
+        batch_create_w(w, e);
+        break;
     case KBR_EFFECT_DEVICE_PROVISION:
-        return provision_json(&e->u.device_provision);
+        provision_w(w, e);
+        break;
     case KBR_EFFECT_DEVICE_ROTATE:
-        return rotate_json(&e->u.device_rotate);
+        rotate_w(w, e);
+        break;
     case KBR_EFFECT_DEBUG_AUTHORIZE:
-        return debug_json(&e->u.debug_authorize);
+        debug_w(w, e);
+        break;
     case KBR_EFFECT_OTA_REPORT:
-        return json_pack("{s:s,s:s,s:s?,s:s,s:s,s:o}", "product", e->u.ota_report.product,
-                         "version", e->u.ota_report.version, "campaign", e->u.ota_report.campaign,
-                         "reported_by", e->u.ota_report.reported_by, "at", e->u.ota_report.at,
-                         "results", results_json(&e->u.ota_report));
+        ota_w(w, e);
+        break;
     case KBR_EFFECT_CHECKPOINT:
-        return checkpoint_json(&e->u.checkpoint);
+        checkpoint_w(w, e);
+        break;
     case KBR_EFFECT_TOKEN_REVOKE_ALL:
-        return json_pack("{s:s,s:s?}", "at", e->u.token_revoke_all.at, "reason",
-                         e->u.token_revoke_all.reason);
+        kbr_jcs_member_str(w, "at", e->u.token_revoke_all.at);
+        kbr_jcs_member_nullable(w, "reason", e->u.token_revoke_all.reason);
+        type_w(w, e);
+        break;
     case KBR_EFFECT_ISSUER_ROTATE:
-        return json_pack("{s:s,s:s,s:s,s:s,s:s?}", "kid", e->u.issuer_rotate.kid, "hsm_label",
-                         e->u.issuer_rotate.hsm_label, "public_key_pem",
-                         e->u.issuer_rotate.public_key_pem, "at", e->u.issuer_rotate.at, "replaces",
-                         e->u.issuer_rotate.replaces);
+        kbr_jcs_member_str(w, "at", e->u.issuer_rotate.at);
+        kbr_jcs_member_str(w, "hsm_label", e->u.issuer_rotate.hsm_label);
+        kbr_jcs_member_str(w, "kid", e->u.issuer_rotate.kid);
+        kbr_jcs_member_str(w, "public_key_pem", e->u.issuer_rotate.public_key_pem);
+        kbr_jcs_member_nullable(w, "replaces", e->u.issuer_rotate.replaces);
+        type_w(w, e);
+        break;
     case KBR_EFFECT_DEVICE_REVOKE:
-        return revoke_json(&e->u.device_revoke);
+        revoke_w(w, e);
+        break;
     case KBR_EFFECT_CRL_ISSUE:
-        return crl_json(&e->u.crl_issue);
+        crl_w(w, e);
+        break;
     case KBR_EFFECT_KEY_DELIVER:
-        return json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "key", e->u.key_deliver.key, "product",
-                         e->u.key_deliver.product, "serial", e->u.key_deliver.serial,
-                         "recipient_public_key_sha256",
-                         e->u.key_deliver.recipient_public_key_sha256, "cose_sha256",
-                         e->u.key_deliver.cose_sha256, "delivered_by",
-                         e->u.key_deliver.delivered_by, "at", e->u.key_deliver.at);
+        deliver_w(w, e);
+        break;
     case KBR_EFFECT_PRODUCT_REGISTER:
-        return json_pack("{s:s,s:s,s:s,s:s,s:s}", "product", e->u.product_register.product,
-                         "placed_on_market", e->u.product_register.placed_on_market,
-                         "support_until", e->u.product_register.support_until, "at",
-                         e->u.product_register.at, "by", e->u.product_register.by);
+        kbr_jcs_member_str(w, "at", e->u.product_register.at);
+        kbr_jcs_member_str(w, "by", e->u.product_register.by);
+        kbr_jcs_member_str(w, "placed_on_market", e->u.product_register.placed_on_market);
+        kbr_jcs_member_str(w, "product", e->u.product_register.product);
+        kbr_jcs_member_str(w, "support_until", e->u.product_register.support_until);
+        type_w(w, e);
+        break;
     case KBR_EFFECT_INCIDENT_CREATE:
-        return incident_json(&e->u.incident_create);
+        incident_w(w, e);
+        break;
     case KBR_EFFECT_INCIDENT_FIX:
-        return json_pack("{s:s,s:s,s:s,s:s}", "id", e->u.incident_fix.id, "fixed_version",
-                         e->u.incident_fix.fixed_version, "available_at",
-                         e->u.incident_fix.available_at, "at", e->u.incident_fix.at);
+        kbr_jcs_member_str(w, "at", e->u.incident_fix.at);
+        kbr_jcs_member_str(w, "available_at", e->u.incident_fix.available_at);
+        kbr_jcs_member_str(w, "fixed_version", e->u.incident_fix.fixed_version);
+        kbr_jcs_member_str(w, "id", e->u.incident_fix.id);
+        type_w(w, e);
+        break;
     case KBR_EFFECT_INCIDENT_REPORT:
-        return json_pack("{s:s,s:s,s:s,s:s,s:s}", "id", e->u.incident_report.id, "stage",
-                         e->u.incident_report.stage, "sha256", e->u.incident_report.sha256, "at",
-                         e->u.incident_report.at, "by", e->u.incident_report.by);
+        kbr_jcs_member_str(w, "at", e->u.incident_report.at);
+        kbr_jcs_member_str(w, "by", e->u.incident_report.by);
+        kbr_jcs_member_str(w, "id", e->u.incident_report.id);
+        kbr_jcs_member_str(w, "sha256", e->u.incident_report.sha256);
+        kbr_jcs_member_str(w, "stage", e->u.incident_report.stage);
+        type_w(w, e);
+        break;
+    default:
+        kbr_jcs_fail(w, KBR_ERR_INTERNAL);
     }
-    return NULL;
+    kbr_jcs_end(w);
+}
+
+void kbr_effects_write(const kbr_effects *fx, kbr_jcs *w)
+{
+    kbr_jcs_array(w);
+    for (size_t i = 0; i < kbr_effects_count(fx); i++)
+        effect_w(w, &fx->items[i]);
+    kbr_jcs_end(w);
 }
 
 kbr_err kbr_effects_to_json(const kbr_effects *fx, json_t **out)
 {
     kbr_err err = KBR_OK;
-    json_t *arr = json_array(), *o = NULL;
+    kbr_jcs w = {0};
+    char *text = NULL;
+    size_t len;
 
     *out = NULL;
-    KBR_ENSURE(arr != NULL, KBR_ERR_NOMEM);
-    for (size_t i = 0; i < kbr_effects_count(fx); i++) {
-        o = effect_json(&fx->items[i]);
-        KBR_ENSURE(o != NULL, KBR_ERR_NOMEM);
-        KBR_ENSURE(json_object_set_new(o, "type",
-                                       json_string(kbr_effect_type_name(fx->items[i].type))) == 0,
-                   KBR_ERR_NOMEM);
-        KBR_ENSURE(json_array_append_new(arr, o) == 0, KBR_ERR_NOMEM);
-        o = NULL;
-    }
-    *out = arr;
-    arr = NULL;
+    kbr_effects_write(fx, &w);
+    KBR_GUARD(kbr_jcs_finish(&w, &text, &len));
+    *out = json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL);
+    KBR_ENSURE(*out != NULL, KBR_ERR_NOMEM);
 out:
-    json_decref(o);
-    json_decref(arr);
+    free(text);
     return err;
 }
 

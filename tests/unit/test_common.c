@@ -188,6 +188,118 @@ static void expect_number(uint64_t bits, const char *want)
 }
 
 /* Numbers as ECMAScript writes a double: RFC 8785 Appendix B's edge cases. */
+/*
+ * A value written by shape: the same bytes kbr_json_canonical computes for it, and every
+ * mistake a shape can make (a name out of JCS order, a required member missing, text that is
+ * not UTF-8, an object left open) an error rather than a text no other JCS computes.
+ */
+static void test_jcs_writer(void **state)
+{
+    kbr_jcs w = {0};
+    char *text = NULL;
+    size_t len = 0;
+    json_t *detail = json_pack("{s:s,s:i,s:[s,n]}", "z", "\xc3\xa9\"\\\x01", "a", 7, "m", "x");
+
+    (void)state;
+    kbr_jcs_object(&w);
+    kbr_jcs_key(&w, "a");
+    kbr_jcs_array(&w);
+    kbr_jcs_str(&w, "tab\there");
+    kbr_jcs_int(&w, -42);
+    kbr_jcs_null(&w);
+    kbr_jcs_bool(&w, false);
+    kbr_jcs_array(&w);
+    kbr_jcs_end(&w);
+    kbr_jcs_object(&w);
+    kbr_jcs_end(&w);
+    kbr_jcs_end(&w);
+    kbr_jcs_key(&w, "detail");
+    kbr_jcs_json(&w, detail);
+    kbr_jcs_member_nullable(&w, "n", NULL);
+    kbr_jcs_member_opt(&w, "o", NULL); /* left out */
+    kbr_jcs_key(&w, "q");
+    kbr_jcs_json_text(&w, "{\"y\": 2, \"x\": 1.5}");
+    kbr_jcs_member_int(&w, "s", INT64_C(1) << 53);
+    /* U+FB33 against U+1F600: UTF-16 puts the surrogate pair first, UTF-8 bytes the other way */
+    kbr_jcs_member_bool(&w, "\xf0\x9f\x98\x80", true);
+    kbr_jcs_member_str(&w, "\xef\xac\xb3", "last");
+    kbr_jcs_end(&w);
+    assert_int_equal(kbr_jcs_finish(&w, &text, &len), KBR_OK);
+    assert_string_equal(text,
+                        "{\"a\":[\"tab\\there\",-42,null,false,[],{}],"
+                        "\"detail\":{\"a\":7,\"m\":[\"x\",null],\"z\":\"\xc3\xa9\\\"\\\\\\u0001\"},"
+                        "\"n\":null,\"q\":{\"x\":1.5,\"y\":2},\"s\":9007199254740992,"
+                        "\"\xf0\x9f\x98\x80\":true,\"\xef\xac\xb3\":\"last\"}");
+    assert_int_equal(len, strlen(text));
+    {
+        json_t *back = json_loads(text, JSON_REJECT_DUPLICATES, NULL);
+        char *again = NULL;
+        assert_non_null(back);
+        assert_int_equal(kbr_json_canonical(back, &again), KBR_OK);
+        assert_string_equal(again, text);
+        free(again);
+        json_decref(back);
+    }
+    free(text);
+
+    /* a name that does not sort after the one before it */
+    w = (kbr_jcs){0};
+    kbr_jcs_object(&w);
+    kbr_jcs_member_int(&w, "b", 1);
+    kbr_jcs_member_int(&w, "a", 2);
+    kbr_jcs_end(&w);
+    assert_int_equal(kbr_jcs_finish(&w, &text, &len), KBR_ERR_INTERNAL);
+    assert_null(text);
+    /* the same name twice */
+    w = (kbr_jcs){0};
+    kbr_jcs_object(&w);
+    kbr_jcs_member_int(&w, "a", 1);
+    kbr_jcs_member_int(&w, "a", 2);
+    kbr_jcs_end(&w);
+    assert_int_equal(kbr_jcs_finish(&w, &text, &len), KBR_ERR_INTERNAL);
+    /* in UTF-16 order U+1F600 comes before U+FB33, though its UTF-8 bytes sort after */
+    w = (kbr_jcs){0};
+    kbr_jcs_object(&w);
+    kbr_jcs_member_int(&w, "\xef\xac\xb3", 1);
+    kbr_jcs_member_int(&w, "\xf0\x9f\x98\x80", 2);
+    kbr_jcs_end(&w);
+    assert_int_equal(kbr_jcs_finish(&w, &text, &len), KBR_ERR_INTERNAL);
+    /* a required member missing */
+    w = (kbr_jcs){0};
+    kbr_jcs_object(&w);
+    kbr_jcs_member_str(&w, "a", NULL);
+    kbr_jcs_end(&w);
+    assert_int_equal(kbr_jcs_finish(&w, &text, &len), KBR_ERR_INTERNAL);
+    /* not UTF-8; not JSON */
+    w = (kbr_jcs){0};
+    kbr_jcs_str(&w, "\xc3\x28");
+    assert_int_equal(kbr_jcs_finish(&w, &text, &len), KBR_ERR_BAD_REQUEST);
+    w = (kbr_jcs){0};
+    kbr_jcs_json_text(&w, "{\"a\":1,\"a\":2}");
+    assert_int_equal(kbr_jcs_finish(&w, &text, &len), KBR_ERR_BAD_REQUEST);
+    /* left open; closed once too often; a name outside an object */
+    w = (kbr_jcs){0};
+    kbr_jcs_array(&w);
+    assert_int_equal(kbr_jcs_finish(&w, &text, &len), KBR_ERR_INTERNAL);
+    w = (kbr_jcs){0};
+    kbr_jcs_array(&w);
+    kbr_jcs_end(&w);
+    kbr_jcs_end(&w);
+    assert_int_equal(kbr_jcs_finish(&w, &text, &len), KBR_ERR_INTERNAL);
+    w = (kbr_jcs){0};
+    kbr_jcs_array(&w);
+    kbr_jcs_key(&w, "a");
+    kbr_jcs_end(&w);
+    assert_int_equal(kbr_jcs_finish(&w, &text, &len), KBR_ERR_INTERNAL);
+    /* the first error sticks */
+    w = (kbr_jcs){0};
+    kbr_jcs_fail(&w, KBR_ERR_NOMEM);
+    kbr_jcs_fail(&w, KBR_ERR_INTERNAL);
+    assert_int_equal(kbr_jcs_finish(&w, &text, &len), KBR_ERR_NOMEM);
+    assert_null(text);
+    json_decref(detail);
+}
+
 static void test_jcs_numbers(void **state)
 {
     json_t *deep = json_array();
@@ -791,6 +903,7 @@ int main(void)
         cmocka_unit_test(test_names),
         cmocka_unit_test(test_patterns_reaching),
         cmocka_unit_test(test_jcs_rfc8785_examples),
+        cmocka_unit_test(test_jcs_writer),
         cmocka_unit_test(test_jcs_numbers),
         cmocka_unit_test(test_jcs_matches_ecmascript),
         cmocka_unit_test(test_secret_and_files),

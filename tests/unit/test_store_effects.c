@@ -11,6 +11,7 @@
 
 #include <cmocka.h>
 
+#include "kbr_audit.h"
 #include "kbr_store.h"
 #include "store_fixture.h"
 
@@ -288,12 +289,126 @@ static void test_effects_typed_and_json(void **state)
     assert_null(kbr_effect_type_name((kbr_effect_type)99));
 }
 
+/* Entries as brokers before the direct writer wrote them (tests/unit/data/entries.jsonl): one
+ * for each kind of effect a broker makes, and a refusal about products. */
+#define GOLDEN_ENTRIES 21
+
+static char *dup_member(const json_t *o, const char *name)
+{
+    const char *s = json_string_value(json_object_get(o, name));
+
+    return s != NULL ? strdup(s) : NULL;
+}
+
+/*
+ * The entry's text is written straight from the record (kbr_audit_entry_text), no longer
+ * through a jansson tree and kbr_json_canonical.  Every entry an earlier broker wrote must
+ * come out byte for byte the same from its parsed record: its effects always, the whole entry
+ * where it names no document (whose bytes the fixture does not carry).
+ */
+static void test_entries_rewrite_byte_for_byte(void **state)
+{
+    char path[512], line[16384];
+    FILE *f;
+    int n = 0, whole = 0;
+
+    (void)state;
+    snprintf(path, sizeof(path), "%s/entries.jsonl", KBR_UNIT_DATA);
+    f = fopen(path, "r");
+    assert_non_null(f);
+    while (fgets(line, sizeof(line), f) != NULL) {
+        size_t stored_len = strcspn(line, "\n");
+        json_t *e;
+        kbr_audit_rec *r = calloc(1, sizeof(*r));
+        kbr_jcs w = {0};
+        char *text = NULL, *want = NULL;
+        size_t len;
+
+        line[stored_len] = '\0';
+        e = json_loads(line, JSON_REJECT_DUPLICATES, NULL);
+        assert_non_null(e);
+        assert_non_null(r);
+        r->sub = dup_member(e, "sub");
+        r->jti = dup_member(e, "jti");
+        r->op = dup_member(e, "op");
+        r->key = dup_member(e, "key");
+        r->outcome = dup_member(e, "outcome");
+        r->error_code = dup_member(e, "error_code");
+        r->detail = json_incref(json_object_get(e, "detail"));
+        r->products = json_incref(json_object_get(e, "products"));
+        r->key_use = json_is_true(json_object_get(e, "key_use"));
+        if (json_object_get(e, "effects") != NULL) {
+            assert_int_equal(kbr_effects_from_json(json_object_get(e, "effects"), &r->effects),
+                             KBR_OK);
+            kbr_effects_write(r->effects, &w);
+            assert_int_equal(kbr_jcs_finish(&w, &text, &len), KBR_OK);
+            assert_int_equal(kbr_json_canonical(json_object_get(e, "effects"), &want), KBR_OK);
+            assert_string_equal(text, want);
+            free(text);
+            free(want);
+        }
+        if (json_object_get(e, "documents") == NULL) {
+            assert_int_equal(kbr_audit_entry_text(
+                                 r, json_integer_value(json_object_get(e, "seq")),
+                                 json_string_value(json_object_get(e, "time")),
+                                 json_string_value(json_object_get(e, "prev_hash")), &text, &len),
+                             KBR_OK);
+            assert_string_equal(text, line);
+            assert_int_equal(len, stored_len);
+            free(text);
+            whole++;
+        }
+        kbr_audit_rec_free(r);
+        json_decref(e);
+        n++;
+    }
+    fclose(f);
+    assert_int_equal(n, GOLDEN_ENTRIES);
+    assert_true(whole >= GOLDEN_ENTRIES - 3);
+}
+
+/* The one kind no fixture entry carries (a recovery makes it): written, read back, the same. */
+static void test_revoke_all_round_trip(void **state)
+{
+    kbr_effects *fx = NULL, *back = NULL;
+    json_t *arr = NULL;
+    kbr_jcs w = {0};
+    char *text = NULL, *again = NULL;
+    size_t len;
+
+    (void)state;
+    assert_int_equal(kbr_effects_new(&fx), KBR_OK);
+    assert_int_equal(
+        kbr_effects_add(fx,
+                        &(kbr_effect){.type = KBR_EFFECT_TOKEN_REVOKE_ALL,
+                                      .u.token_revoke_all = {.at = "2026-03-01T10:00:00Z",
+                                                             .reason = "restored \"backup\"\n"}}),
+        KBR_OK);
+    kbr_effects_write(fx, &w);
+    assert_int_equal(kbr_jcs_finish(&w, &text, &len), KBR_OK);
+    assert_string_equal(text, "[{\"at\":\"2026-03-01T10:00:00Z\",\"reason\":"
+                              "\"restored \\\"backup\\\"\\n\",\"type\":\"token.revoke_all\"}]");
+    assert_int_equal(kbr_effects_to_json(fx, &arr), KBR_OK);
+    assert_int_equal(kbr_effects_from_json(arr, &back), KBR_OK);
+    w = (kbr_jcs){0};
+    kbr_effects_write(back, &w);
+    assert_int_equal(kbr_jcs_finish(&w, &again, &len), KBR_OK);
+    assert_string_equal(again, text);
+    free(text);
+    free(again);
+    json_decref(arr);
+    kbr_effects_free(back);
+    kbr_effects_free(fx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_duplicate_key_rolls_back_record, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed_effects, setup, teardown),
         cmocka_unit_test(test_effects_typed_and_json),
+        cmocka_unit_test(test_entries_rewrite_byte_for_byte),
+        cmocka_unit_test(test_revoke_all_round_trip),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -9,7 +9,8 @@
  * kept some: every fact a view shows comes from one of them, so the log alone rebuilds the
  * ledger.  "documents" lists the SHA-256 of each document the record stored (an SBOM as
  * sent), "key_use" is true when the entry counts toward its token's max_uses.  Its canonical form
- * (kbr_json_canonical, RFC 8785) is what is stored and hashed: hash = hex(SHA-256(0x00 ||
+ * (RFC 8785, written straight from the record by kbr_audit_entry_text; kbr_json_canonical of the
+ * parsed entry gives the same bytes) is what is stored and hashed: hash = hex(SHA-256(0x00 ||
  * canonical)), the RFC 6962 leaf hash, and the next entry's prev_hash.  The first entry's prev_hash
  * is 64 zeros.  GET /v1/audit shows the entry with "hash" added.
  *

@@ -368,6 +368,9 @@ struct kbd_req {
  * finish     event thread, once the record of a success is durable (or at once for a route
  *            without a record): the registries follow what was committed, and the response is
  *            completed.
+ * respond    instead of finish and the answer server.c makes: once the record of a success is
+ *            durable, sends the response itself (a stream, GET /v1/backup) and ends the
+ *            request with kbd_req_done().  NULL: server.c answers.
  *
  * A route not converted to stages has handler instead, which answers for itself (legacy).
  */
@@ -392,6 +395,7 @@ typedef struct kbd_route {
     kbd_work_fn work;
     bool work_inline; /* work runs on the event thread, w NULL */
     kbd_finish_fn finish;
+    void (*respond)(kbd_req *r, int64_t seq);
     /* event thread, once the record settled, committed or not: releases what authorize or
      * work held (NULL: nothing) */
     void (*settle)(kbd_req *r, bool committed);
@@ -552,8 +556,16 @@ void kbd_reload(kbd *d);
 /* notify.c: the service manager's readiness protocol (NOTIFY_SOCKET), if there is one. */
 void kbd_notify(const char *state);
 
-/* backup.c: GET /v1/backup streams a consistent copy of the store. */
-kbr_err kbd_h_backup(kbd_req *r);
+/* backup.c: GET /v1/backup streams a consistent copy of the store.  parse makes the copy's
+ * state (empty), authorize checks the token and that no other backup runs, wait has a thread of
+ * its own make the copy, work (inline) records what it is, respond streams it. */
+struct kbd_backup;
+KBR_WUR kbr_err kbd_backup_parse(const kbd_req *r, void **out, kbr_msg *msg);
+void kbd_backup_free(void *req);
+KBR_WUR kbr_err kbd_backup_authorize(kbd_req *r, void *req);
+KBR_WUR kbr_err kbd_backup_wait(kbd_req *r, void *req, bool *waiting);
+void kbd_backup_work(kbd_req *r, kbd_worker *w);
+void kbd_backup_respond(kbd_req *r, int64_t seq);
 /* Interrupts a copy in progress and waits for its thread; before the audit writer stops. */
 void kbd_backup_stop(kbd *d);
 /* connlimit.c calls it as a connection closes: a stream on it stops. */

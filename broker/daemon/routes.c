@@ -108,7 +108,10 @@ static const kbd_route routes[] = {
     {"GET", "/v1/evidence/products/{}", true, KBR_OP_READ, "evidence.product",
      .parse = kbd_evidence_product_parse, .free_req = kbd_evidence_free,
      .authorize = kbd_evidence_product_authorize, .work = kbd_evidence_work},
-    {"GET", "/v1/backup", true, KBR_OP_ADMIN, "store.backup", .handler = kbd_h_backup},
+    /* the copy is made on a thread of its own (wait) and streamed (respond) */
+    {"GET", "/v1/backup", true, KBR_OP_ADMIN, "store.backup", .parse = kbd_backup_parse,
+     .free_req = kbd_backup_free, .authorize = kbd_backup_authorize, .wait = kbd_backup_wait,
+     .work = kbd_backup_work, .work_inline = true, .respond = kbd_backup_respond},
     {"GET", "/v1/evidence/incidents/{}", true, KBR_OP_READ, "evidence.incident",
      .parse = kbd_evidence_incident_parse, .free_req = kbd_evidence_free,
      .authorize = kbd_evidence_incident_authorize, .work = kbd_evidence_work},

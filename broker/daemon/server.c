@@ -653,6 +653,7 @@ static void go_on(kbd_req *r)
     const kbd_route *route = r->route;
 
     r->finish = route->finish;
+    r->respond = route->respond;
     r->settle = route->settle;
     if (route->work != NULL && route->work_inline)
         route->work(r, NULL);

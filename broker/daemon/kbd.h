@@ -364,7 +364,9 @@ struct kbd_req {
  *            with *waiting false (nothing to wait for: the stages go on at once), or parks r
  *            where what it waits for will find it and sets *waiting; that calls
  *            kbd_req_resume() on the event thread once it is there.  An error ends the request
- *            as authorize's does.  NULL: nothing to wait for.
+ *            as authorize's does.  What wait holds (a device's turn to be provisioned) is the
+ *            route's settle's to release: for a route that waits, settle runs from wait on,
+ *            whether the request is refused after or goes on.  NULL: nothing to wait for.
  * finish     event thread, once the record of a success is durable (or at once for a route
  *            without a record): the registries follow what was committed, and the response is
  *            completed.
@@ -897,10 +899,19 @@ KBR_WUR kbr_err kbd_issuer_rotate_authorize(kbd_req *r, void *req);
 void kbd_issuer_rotate_work(kbd_req *r, kbd_worker *w);
 void kbd_issuer_rotate_finish(kbd_req *r);
 void kbd_issuer_rotate_settle(kbd_req *r, bool committed);
-/* h_provision.c: POST /v1/devices/{serial}/certificates (a device's new certificate); its
- * typed request is the provisioning's (POST /v1/provision is served by its handler) */
+/* h_provision.c: POST /v1/provision.  wait: the requests for one device (product, serial) run
+ * one at a time, each reserving a unit of the batch and a use of the token once it is its
+ * turn; settle releases them and lets the next one run. */
 typedef struct kbd_prov_req kbd_prov_req;
 void kbd_prov_free(void *req);
+KBR_WUR kbr_err kbd_provision_parse(const kbd_req *r, void **out, kbr_msg *msg);
+KBR_WUR kbr_err kbd_provision_describe(kbd_req *r, const void *req);
+KBR_WUR kbr_err kbd_provision_authorize(kbd_req *r, void *req);
+KBR_WUR kbr_err kbd_provision_wait(kbd_req *r, void *req, bool *waiting);
+void kbd_provision_work(kbd_req *r, kbd_worker *w);
+void kbd_provision_settle(kbd_req *r, bool committed);
+/* POST /v1/devices/{serial}/certificates (a device's new certificate), on the provisioning's
+ * typed request */
 KBR_WUR kbr_err kbd_rotate_parse(const kbd_req *r, void **out, kbr_msg *msg);
 KBR_WUR kbr_err kbd_rotate_describe(kbd_req *r, const void *req);
 KBR_WUR kbr_err kbd_rotate_authorize(kbd_req *r, void *req);
@@ -938,7 +949,6 @@ KBR_WUR kbr_err kbd_checkpoint_covering(kbd_worker *w, int64_t seq, json_t **cp)
  * the rotations that hand each on (shown likewise).  New refs. */
 KBR_WUR kbr_err kbd_checkpoint_evidence(kbd_worker *w, json_t *cp, json_t **keys, json_t **chain);
 void kbd_checkpoint_stop(kbd *d);
-kbr_err kbd_h_provision(kbd_req *r);
 /* h_views.c: the custody views; one typed request (private) for the four. */
 void kbd_view_free(void *p);
 KBR_WUR kbr_err kbd_view_product_parse(const kbd_req *r, void **out, kbr_msg *msg);

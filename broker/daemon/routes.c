@@ -75,7 +75,11 @@ static const kbd_route routes[] = {
     /* op checked by its authorizer: admin or read, or provision for the factory's own batch */
     {"GET", "/v1/batches/{}", true, 0, "batch.show", .parse = kbd_batch_get_parse,
      .authorize = kbd_batch_get_authorize, .work = kbd_batch_get_work},
-    {"POST", "/v1/provision", true, KBR_OP_PROVISION, "provision", .handler = kbd_h_provision},
+    /* one request per device at a time (wait), which reserves its unit and use itself */
+    {"POST", "/v1/provision", true, KBR_OP_PROVISION, "provision", .parse = kbd_provision_parse,
+     .free_req = kbd_prov_free, .describe = kbd_provision_describe,
+     .authorize = kbd_provision_authorize, .wait = kbd_provision_wait, .work = kbd_provision_work,
+     .settle = kbd_provision_settle},
     {"POST", "/v1/devices/{}/certificates", true, KBR_OP_ROTATE, "rotate",
      .parse = kbd_rotate_parse, .free_req = kbd_prov_free, .describe = kbd_rotate_describe,
      .authorize = kbd_rotate_authorize, .reserve_use = true, .work = kbd_rotate_work},

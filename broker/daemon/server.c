@@ -693,6 +693,8 @@ static kbr_err run_stages(kbd_req *r)
         KBR_GUARD(kbd_req_reserve_use(r));
     if (route->wait != NULL) {
         bool waiting = false;
+        /* what wait holds is released by settle, whatever the request's end */
+        r->settle = route->settle;
         KBR_GUARD(route->wait(r, r->ctx, &waiting));
         if (waiting)
             goto out; /* kbd_req_resume() takes it on */

@@ -345,6 +345,11 @@ struct kbd_req {
  * A route's stages.  server.c runs them in order and alone answers the request: the error of
  * the first stage that fails, or the response once the audit record is durable.
  *
+ * admit      a route without a token that reads a body and keeps a record (the token exchange),
+ *            event thread, before the body is read (at most open_body_max bytes): whether the
+ *            broker serves the route (404), the request's audit record, a rate per source.  An
+ *            error ends the request as authorize's does; what an authenticated route's token
+ *            and record are, this stage stands for.  NULL: no record, no body.
  * parse      pure: r's body, {} segment and query into a typed request, *out (set as soon as it
  *            is allocated, so that free_req releases it whatever happens next).  Reads nothing
  *            else of r but the configuration; no token, registry, store or HSM.  A bad request
@@ -377,6 +382,7 @@ struct kbd_req {
  * A route not converted to stages has handler instead, which answers for itself (legacy).
  */
 typedef kbr_err (*kbd_handler_fn)(kbd_req *r);
+typedef kbr_err (*kbd_admit_fn)(kbd_req *r);
 typedef kbr_err (*kbd_parse_fn)(const kbd_req *r, void **out, kbr_msg *msg);
 typedef kbr_err (*kbd_describe_fn)(kbd_req *r, const void *req);
 typedef kbr_err (*kbd_authorize_fn)(kbd_req *r, void *req);
@@ -388,6 +394,7 @@ typedef struct kbd_route {
     bool authenticated;
     unsigned op;          /* kbr_op required (0: none beyond a valid token) */
     const char *audit_op; /* the audit entry's op */
+    kbd_admit_fn admit;   /* a route without a token: before its body is read */
     kbd_parse_fn parse;   /* NULL: the request carries nothing to parse */
     kbd_req_free_fn free_req;
     kbd_describe_fn describe;
@@ -417,6 +424,9 @@ void kbd_req_fail(kbd_req *r, kbr_err err, const char *fmt, ...)
 /* The same for a caller without a valid token: past unauth_audit_rate denials per second from
  * its source the denial is answered and only counted (audit.suppressed), not recorded. */
 void kbd_req_fail_unrecorded_over_rate(kbd_req *r, kbr_err err, const char *why);
+/* The check alone, for a stage about to return the denial: past the rate, r's record is
+ * dropped (and counted). */
+void kbd_req_unrecorded_over_rate(kbd_req *r);
 /* Reads and parses r's JSON object body, at most limit bytes; on failure r is answered. */
 bool kbd_req_read_body(kbd_req *r, size_t limit);
 /* Marks r failed (message, audit outcome); any thread that holds r. */
@@ -661,7 +671,18 @@ KBR_WUR kbr_err kbd_req_path_key_visible(kbd_req *r, const kbd_key **out);
 KBR_WUR kbr_err kbd_oidc_start(kbd *d, kbr_msg *msg);
 void kbd_oidc_stop(kbd *d);
 bool kbd_oidc_enabled(const kbd *d);
-kbr_err kbd_h_token_exchange(kbd_req *r);
+/* The route's stages: admit (served at all, the record, the source's rate), parse (the ID
+ * token), authorize (its issuer, unverified), wait (for the issuer's key set to hold its kid;
+ * then the ID token is verified and a rule grants, or the request is refused), work (the
+ * token minted), finish (registered, answered).  A refusal by admit, authorize or wait is
+ * recorded within unauth_audit_rate per source. */
+KBR_WUR kbr_err kbd_exchange_admit(kbd_req *r);
+KBR_WUR kbr_err kbd_exchange_parse(const kbd_req *r, void **out, kbr_msg *msg);
+void kbd_exchange_free(void *req);
+KBR_WUR kbr_err kbd_exchange_authorize(kbd_req *r, void *req);
+KBR_WUR kbr_err kbd_exchange_wait(kbd_req *r, void *req, bool *waiting);
+void kbd_exchange_work(kbd_req *r, kbd_worker *w);
+void kbd_exchange_finish(kbd_req *r);
 
 /*
  * Routes in stages (kbd_route): each route's typed request and its stages, named

@@ -35,8 +35,10 @@ static const kbd_route routes[] = {
      .free_req = kbd_token_list_free, .authorize = kbd_token_list_authorize,
      .work = kbd_token_list_work},
     /* no bearer token: an ID token of a configured OIDC issuer, in the body */
-    {"POST", "/v1/tokens/exchange", false, 0, "token.exchange", .handler = kbd_h_token_exchange,
-     .open_body_max = KBD_EXCHANGE_BODY_MAX},
+    {"POST", "/v1/tokens/exchange", false, 0, "token.exchange", .admit = kbd_exchange_admit,
+     .parse = kbd_exchange_parse, .free_req = kbd_exchange_free,
+     .authorize = kbd_exchange_authorize, .wait = kbd_exchange_wait, .work = kbd_exchange_work,
+     .finish = kbd_exchange_finish, .open_body_max = KBD_EXCHANGE_BODY_MAX},
     {"POST", "/v1/tokens/{}/revoke", true, KBR_OP_ADMIN, "token.revoke",
      .parse = kbd_token_revoke_parse, .free_req = kbd_revoke_free,
      .authorize = kbd_token_revoke_authorize, .work = kbd_token_revoke_work, .work_inline = true},

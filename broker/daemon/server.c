@@ -492,12 +492,12 @@ bool kbd_http_body_allowed(kbd *d, const char *method, const char *target,
  * denial entries: past a per-source rate they are answered without an entry
  * of their own, and a periodic entry records how many there were.
  */
-void kbd_req_fail_unrecorded_over_rate(kbd_req *r, kbr_err err, const char *why)
+void kbd_req_unrecorded_over_rate(kbd_req *r)
 {
-    char message[KBR_MSG_LEN];
     const char *peer = NULL;
     ev_uint16_t port = 0;
-    struct evhttp_connection *conn = evhttp_request_get_connection(r->http);
+    struct evhttp_connection *conn =
+        r->http != NULL ? evhttp_request_get_connection(r->http) : NULL;
 
     if (conn != NULL)
         evhttp_connection_get_peer(conn, (char **)&peer, &port);
@@ -507,6 +507,13 @@ void kbd_req_fail_unrecorded_over_rate(kbd_req *r, kbr_err err, const char *why)
         kbr_audit_rec_free(r->rec);
         r->rec = NULL;
     }
+}
+
+void kbd_req_fail_unrecorded_over_rate(kbd_req *r, kbr_err err, const char *why)
+{
+    char message[KBR_MSG_LEN];
+
+    kbd_req_unrecorded_over_rate(r);
     snprintf(message, sizeof(message), "%s", why);
     kbd_req_fail(r, err, "%s", message);
 }
@@ -613,6 +620,22 @@ bool kbd_req_read_body(kbd_req *r, size_t limit)
 static bool read_body(kbd_req *r)
 {
     return kbd_req_read_body(r, r->d->cfg.body_limit);
+}
+
+/* A route without a token: its admit stage, then its body (open_body_max); on failure r is
+ * answered. */
+static bool admit(kbd_req *r)
+{
+    kbr_err err;
+
+    if (r->route->admit == NULL)
+        return true;
+    err = r->route->admit(r);
+    if (err != KBR_OK) {
+        kbd_req_fail(r, err, NULL);
+        return false;
+    }
+    return r->route->open_body_max == 0 || kbd_req_read_body(r, r->route->open_body_max);
 }
 
 /* r's route and its {} segment, decoded; on failure r->msg says why. */
@@ -740,8 +763,10 @@ static void on_request(struct evhttp_request *http, void *arg)
              : evhttp_request_get_command(http) == EVHTTP_REQ_POST ? "POST"
                                                                    : "OTHER";
     err = find_route(r, method);
-    /* authenticate() and read_body() answer their own failures */
+    /* authenticate(), read_body() and admit() answer their own failures */
     if (err == KBR_OK && r->route->authenticated && (!authenticate(r) || !read_body(r)))
+        return;
+    if (err == KBR_OK && !r->route->authenticated && !admit(r))
         return;
     if (err == KBR_OK && r->route->handler != NULL)
         err = r->route->handler(r); /* not in stages yet: answers for itself */

@@ -322,7 +322,7 @@ struct kbd_req {
     void (*respond)(kbd_req *r, int64_t seq);
     /* event thread, always once the record settled: release or commit reservations */
     void (*settle)(kbd_req *r, bool committed);
-    void *ctx; /* handler state */
+    void *ctx; /* the route's typed request */
     void (*ctx_free)(void *ctx);
 
     /* outcome */
@@ -378,10 +378,7 @@ struct kbd_req {
  * respond    instead of finish and the answer server.c makes: once the record of a success is
  *            durable, sends the response itself (a stream, GET /v1/backup) and ends the
  *            request with kbd_req_done().  NULL: server.c answers.
- *
- * A route not converted to stages has handler instead, which answers for itself (legacy).
  */
-typedef kbr_err (*kbd_handler_fn)(kbd_req *r);
 typedef kbr_err (*kbd_admit_fn)(kbd_req *r);
 typedef kbr_err (*kbd_parse_fn)(const kbd_req *r, void **out, kbr_msg *msg);
 typedef kbr_err (*kbd_describe_fn)(kbd_req *r, const void *req);
@@ -404,11 +401,10 @@ typedef struct kbd_route {
     kbd_work_fn work;
     bool work_inline; /* work runs on the event thread, w NULL */
     kbd_finish_fn finish;
-    void (*respond)(kbd_req *r, int64_t seq);
+    void (*respond)(kbd_req *r, int64_t seq); /* NULL: server.c answers */
     /* event thread, once the record settled, committed or not: releases what authorize or
      * work held (NULL: nothing) */
     void (*settle)(kbd_req *r, bool committed);
-    kbd_handler_fn handler; /* legacy: the whole request, answered by the handler */
     /* routes without a token: the largest body read (announced by Content-Length), 0: none */
     size_t open_body_max;
 } kbd_route;
@@ -432,8 +428,6 @@ bool kbd_req_read_body(kbd_req *r, size_t limit);
 /* Marks r failed (message, audit outcome); any thread that holds r. */
 void kbd_req_error(kbd_req *r, kbr_err err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-/* Sends the request to a worker (r->work), then to the audit writer, then replies. */
-void kbd_req_dispatch(kbd_req *r);
 /* Audits r->rec (must be set) without a worker stage, then replies. */
 void kbd_req_audit_and_reply(kbd_req *r);
 /* Event thread: what a request parked by its route's wait stage waited for is there (err

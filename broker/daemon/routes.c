@@ -1,8 +1,7 @@
 /*
  * routes.c - the API's paths, the op each needs, the name its audit
  * entries carry and the stages that serve it (kbd_route, kbd.h).  One
- * table, so the contract can be read in one place.  A route with .handler
- * is not in stages yet: its handler answers for itself.
+ * table, so the contract can be read in one place.
  */
 #include <stdlib.h>
 #include <string.h>

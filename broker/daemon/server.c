@@ -3,8 +3,8 @@
  *
  * Every request ends in exactly one reply, sent from here: a route's stages
  * (run_stages) return an error or hand the request on, and never answer
- * themselves; a route not converted to stages still has a handler that
- * answers through the functions below.  Authenticated routes reply only
+ * themselves, but for a respond stage, which sends a response of its own
+ * once the record is durable.  Authenticated routes reply only
  * after their audit record is durable, denials included, so the response
  * can carry X-Audit-Seq.  Nothing here blocks: HSM and store work happens on
  * workers, commits on the audit writer.
@@ -286,11 +286,6 @@ static void reply_unrecorded(kbd_req *r)
     else
         send_json(r, r->status != 0 ? r->status : 200, r->resp, 0);
     req_end(r);
-}
-
-void kbd_req_dispatch(kbd_req *r)
-{
-    kbd_workers_submit(r->d, r);
 }
 
 /* Event thread: the audit record of r is settled; send the answer. */
@@ -768,9 +763,7 @@ static void on_request(struct evhttp_request *http, void *arg)
         return;
     if (err == KBR_OK && !r->route->authenticated && !admit(r))
         return;
-    if (err == KBR_OK && r->route->handler != NULL)
-        err = r->route->handler(r); /* not in stages yet: answers for itself */
-    else if (err == KBR_OK)
+    if (err == KBR_OK)
         err = run_stages(r);
     if (err != KBR_OK)
         kbd_req_fail(r, err, NULL);

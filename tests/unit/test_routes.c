@@ -150,7 +150,6 @@ static kbr_err parse(fixture *f)
     kbr_err err;
 
     assert_non_null(f->route->parse);
-    assert_null(f->route->handler);
     err = f->route->parse(r, &r->ctx, &r->msg);
     if (f->route->describe != NULL && r->ctx != NULL)
         assert_int_equal(f->route->describe(r, r->ctx), KBR_OK);
@@ -197,9 +196,17 @@ static void test_table(void **state)
     (void)state;
     for (size_t i = 0; i < kbd_route_count(); i++) {
         const kbd_route *route = kbd_route_at(i);
-        /* a route has its stages or its legacy handler, never both */
-        assert_true((route->handler != NULL) != (route->parse != NULL || route->authorize != NULL ||
-                                                 route->work != NULL || route->finish != NULL));
+        /* every route is served by its stages: something makes its answer */
+        assert_true(route->parse != NULL || route->work != NULL || route->finish != NULL);
+        /* admit stands for the token: only a route without one has it, and a route without a
+         * token reads a body only past it */
+        if (route->admit != NULL)
+            assert_false(route->authenticated);
+        if (route->open_body_max > 0)
+            assert_non_null(route->admit);
+        /* a response sent by the route itself follows a durable record */
+        if (route->respond != NULL)
+            assert_true(route->authenticated && route->finish == NULL);
         /* a typed request is freed by the route that makes it */
         if (route->free_req != NULL)
             assert_non_null(route->parse);
@@ -222,7 +229,7 @@ static void test_table(void **state)
     assert_non_null(metrics);
     assert_false(metrics->authenticated);
     assert_true(metrics->finish == kbd_metrics_finish && metrics->parse == NULL &&
-                metrics->handler == NULL);
+                metrics->admit == NULL);
     /* the stages of the central routes are in the table */
     assert_non_null(kbd_route_match("POST", "/v1/keys", NULL, NULL, &(bool){false})->parse);
 }

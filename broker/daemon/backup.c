@@ -46,6 +46,7 @@ struct kbd_backup {
     kbd_req *r;
     pthread_t thread;
     bool joined;
+    struct event *copied;            /* the thread made the copy, or could not */
     pthread_mutex_t mu;              /* guards st while the thread uses it */
     kbr_store *st;                   /* the copying connection, for kbr_store_interrupt */
     struct evhttp_connection *evcon; /* the client's, NULL once it closed */
@@ -54,6 +55,8 @@ struct kbd_backup {
     off_t size, sent;
     kbr_store_backup_info info;
     char sha256[65];
+    kbr_err err; /* the thread's: the copy, or why there is none (msg) */
+    kbr_msg msg;
 };
 
 static kbr_err hash_file(int fd, off_t *size, char hex[65])
@@ -82,21 +85,19 @@ out:
     return err;
 }
 
-/* The thread: the copy, its digest, the record's detail; then the audit writer. */
+/* The thread: the copy and its digest; then the event thread takes the request on. */
 static void *backup_main(void *arg)
 {
     struct kbd_backup *b = arg;
-    kbd_req *r = b->r;
     kbr_store *st = NULL;
-    kbr_msg msg = {{0}};
     kbr_err err;
 
-    err = kbr_store_open(b->d->cfg.store, &st, &msg);
+    err = kbr_store_open(b->d->cfg.store, &st, &b->msg);
     if (err == KBR_OK) {
         pthread_mutex_lock(&b->mu);
         b->st = st;
         pthread_mutex_unlock(&b->mu);
-        err = kbr_store_backup(st, &b->fd, &b->info, &msg);
+        err = kbr_store_backup(st, &b->fd, &b->info, &b->msg);
         pthread_mutex_lock(&b->mu);
         b->st = NULL;
         pthread_mutex_unlock(&b->mu);
@@ -104,19 +105,12 @@ static void *backup_main(void *arg)
     kbr_store_close(st);
     if (err == KBR_OK && hash_file(b->fd, &b->size, b->sha256) != KBR_OK) {
         err = KBR_ERR_IO;
-        snprintf(msg.text, sizeof(msg.text), "the copy could not be read back");
+        snprintf(b->msg.text, sizeof(b->msg.text), "the copy could not be read back");
     }
-    if (err != KBR_OK) {
-        kbd_log(KBD_LOG_ERROR, "backup.failed", r->request_id, "backup failed: %s", msg.text);
-        kbd_req_error(r, KBR_ERR_STORE, "the store could not be copied: %s", msg.text);
-    } else {
-        json_object_set_new(r->rec->detail, "bytes", json_integer((json_int_t)b->size));
-        json_object_set_new(r->rec->detail, "sha256", json_string(b->sha256));
-        json_object_set_new(r->rec->detail, "last_seq", json_integer(b->info.last_seq));
-        json_object_set_new(r->rec->detail, "last_hash", json_string(b->info.last_hash));
-        json_object_set_new(r->rec->detail, "schema_version", json_integer(b->info.schema_version));
-    }
-    kbd_req_audit_and_reply(r);
+    if (err != KBR_OK)
+        kbd_log(KBD_LOG_ERROR, "backup.failed", b->r->request_id, "backup failed: %s", b->msg.text);
+    b->err = err;
+    event_active(b->copied, EV_READ, 0);
     return NULL;
 }
 
@@ -128,14 +122,16 @@ static void backup_free(struct kbd_backup *b)
         pthread_join(b->thread, NULL);
     if (b->fd >= 0)
         close(b->fd);
+    if (b->copied != NULL)
+        event_free(b->copied);
     pthread_mutex_destroy(&b->mu);
     if (b->d->backup == b)
         b->d->backup = NULL;
     free(b);
 }
 
-/* The request's context goes with the request; the thread is joined by then. */
-static void backup_ctx_free(void *p)
+/* The request's typed request goes with the request; the thread is joined by then. */
+void kbd_backup_free(void *p)
 {
     backup_free(p);
 }
@@ -208,14 +204,12 @@ static void on_chunk_sent(struct evhttp_connection *evcon, void *arg)
 }
 
 /* Event thread, once the record is durable: the headers, then the file. */
-static void respond(kbd_req *r, int64_t seq)
+void kbd_backup_respond(kbd_req *r, int64_t seq)
 {
     struct kbd_backup *b = r->ctx;
     struct evkeyvalq *h = evhttp_request_get_output_headers(r->http);
     char num[32];
 
-    pthread_join(b->thread, NULL);
-    b->joined = true;
     if (b->evcon == NULL) {
         /* the client left while the copy was made: the request is no connection's now */
         evhttp_send_reply_end(r->http);
@@ -247,7 +241,7 @@ void kbd_backup_conn_closed(kbd *d, struct evhttp_connection *evcon)
         return;
     b->evcon = NULL;
     if (!b->streaming)
-        return; /* respond() sees it */
+        return; /* kbd_backup_respond() sees it */
     /*
      * A request still on the connection goes with it (evhttp frees it right after this
      * callback); one evhttp took off the connection when it failed is ours to free.
@@ -257,11 +251,30 @@ void kbd_backup_conn_closed(kbd *d, struct evhttp_connection *evcon)
     end_stream(b, false);
 }
 
-kbr_err kbd_h_backup(kbd_req *r)
+/* ---- the route's stages ---- */
+
+/* The copy's state, made empty: the request carries nothing to parse. */
+kbr_err kbd_backup_parse(const kbd_req *r, void **out, kbr_msg *msg)
+{
+    struct kbd_backup *b = calloc(1, sizeof(*b));
+
+    (void)msg;
+    *out = b;
+    if (b == NULL)
+        return KBR_ERR_NOMEM;
+    b->d = r->d;
+    b->fd = -1;
+    b->joined = true;
+    pthread_mutex_init(&b->mu, NULL);
+    return KBR_OK;
+}
+
+/* An admin of everything, on a store this broker copies, and no other backup under way. */
+kbr_err kbd_backup_authorize(kbd_req *r, void *req)
 {
     const kbr_scope *s = &r->tok->scope;
-    struct kbd_backup *b;
 
+    (void)req;
     if (!kbr_namelist_is_any(&s->products) || !kbr_namelist_is_any(&s->keys) ||
         !kbr_namelist_is_any(&s->batches) || !kbr_namelist_is_any(&s->devices))
         return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
@@ -273,23 +286,64 @@ kbr_err kbd_h_backup(kbd_req *r)
                         "one snapshot while brokers serve");
     if (r->d->backup != NULL)
         return kbr_fail(&r->msg, KBR_ERR_CONFLICT, "a backup is being made; try again after it");
-    b = calloc(1, sizeof(*b));
-    if (b == NULL)
-        return KBR_ERR_NOMEM;
-    b->d = r->d;
-    b->r = r;
-    b->fd = -1;
+    return KBR_OK;
+}
+
+/* Event thread: the copy is made, or will not be; the request's stages go on. */
+static void copied(struct kbd_backup *b)
+{
+    char why[KBR_MSG_LEN + 64];
+
+    if (b->err == KBR_OK) {
+        kbd_req_resume(b->r, KBR_OK, NULL);
+        return;
+    }
+    snprintf(why, sizeof(why), "the store could not be copied: %s", b->msg.text);
+    kbd_req_resume(b->r, KBR_ERR_STORE, why);
+}
+
+static void on_copied(evutil_socket_t fd, short what, void *arg)
+{
+    struct kbd_backup *b = arg;
+
+    (void)fd;
+    (void)what;
+    pthread_join(b->thread, NULL);
     b->joined = true;
+    copied(b);
+}
+
+/* The copy is made on a thread of its own (not a worker: see above), and the request waits
+ * for it. */
+kbr_err kbd_backup_wait(kbd_req *r, void *req, bool *waiting)
+{
+    struct kbd_backup *b = req;
+
+    *waiting = false;
+    b->r = r;
     b->evcon = evhttp_request_get_connection(r->http);
-    pthread_mutex_init(&b->mu, NULL);
-    r->ctx = b;
-    r->ctx_free = backup_ctx_free;
-    r->respond = respond;
+    b->copied = event_new(r->d->base, -1, 0, on_copied, b);
+    if (b->copied == NULL)
+        return kbr_fail(&r->msg, KBR_ERR_NOMEM, "cannot start the backup");
     if (pthread_create(&b->thread, NULL, backup_main, b) != 0)
         return kbr_fail(&r->msg, KBR_ERR_NOMEM, "cannot start the backup");
     b->joined = false;
     r->d->backup = b;
+    *waiting = true;
     return KBR_OK;
+}
+
+/* Event thread: the record says what the copy is (bytes, sha256, the log it holds). */
+void kbd_backup_work(kbd_req *r, kbd_worker *w)
+{
+    struct kbd_backup *b = r->ctx;
+
+    (void)w;
+    json_object_set_new(r->rec->detail, "bytes", json_integer((json_int_t)b->size));
+    json_object_set_new(r->rec->detail, "sha256", json_string(b->sha256));
+    json_object_set_new(r->rec->detail, "last_seq", json_integer(b->info.last_seq));
+    json_object_set_new(r->rec->detail, "last_hash", json_string(b->info.last_hash));
+    json_object_set_new(r->rec->detail, "schema_version", json_integer(b->info.schema_version));
 }
 
 void kbd_backup_stop(kbd *d)
@@ -303,4 +357,7 @@ void kbd_backup_stop(kbd *d)
     pthread_mutex_unlock(&b->mu);
     pthread_join(b->thread, NULL);
     b->joined = true;
+    /* the event loop has ended: the request goes on here, so its record reaches the writer */
+    event_del(b->copied);
+    copied(b);
 }

@@ -241,7 +241,7 @@ static void on_refresh(evutil_socket_t fd, short what, void *arg)
 
 /* ---- the exchange ---- */
 
-static void ex_ctx_free(void *p)
+void kbd_exchange_free(void *p)
 {
     ex_ctx *c = p;
 
@@ -260,10 +260,11 @@ static void ex_ctx_free(void *p)
     free(c);
 }
 
-/* A refusal: 401 (or err), recorded unless the source is over its recording rate. */
-static void deny(kbd_req *r, kbr_err err, const char *fmt, ...)
+/* A refusal: 401 (or err), recorded unless the source is over its recording rate; returns
+ * err, for the stage to return. */
+static kbr_err deny(kbd_req *r, kbr_err err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-static void deny(kbd_req *r, kbr_err err, const char *fmt, ...)
+static kbr_err deny(kbd_req *r, kbr_err err, const char *fmt, ...)
 {
     char text[KBR_MSG_LEN];
     va_list ap;
@@ -271,7 +272,9 @@ static void deny(kbd_req *r, kbr_err err, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(text, sizeof(text), fmt, ap);
     va_end(ap);
-    kbd_req_fail_unrecorded_over_rate(r, err, text);
+    snprintf(r->msg.text, sizeof(r->msg.text), "%s", text);
+    kbd_req_unrecorded_over_rate(r);
+    return err;
 }
 
 /* A claim's value as the entry keeps it: text of at most CLAIM_TEXT_MAX bytes, or null. */
@@ -357,7 +360,7 @@ static bool rule_holds(const kbd_oidc_rule *u, const json_t *claims)
     return true;
 }
 
-static void exchange_work(kbd_req *r, kbd_worker *w)
+void kbd_exchange_work(kbd_req *r, kbd_worker *w)
 {
     ex_ctx *c = r->ctx;
     kbd_token_spec spec = {.sub = c->principal,
@@ -372,7 +375,7 @@ static void exchange_work(kbd_req *r, kbd_worker *w)
                              &c->effect, &c->row);
 }
 
-static void exchange_finish(kbd_req *r)
+void kbd_exchange_finish(kbd_req *r)
 {
     ex_ctx *c = r->ctx;
 
@@ -387,8 +390,9 @@ static void exchange_finish(kbd_req *r)
         "issuer", r->d->cfg.oidc.issuers[c->issuer].name, "rule", c->rule->name);
 }
 
-/* The key set holds the kid (or never will): verify, pick the rule, and mint on a worker. */
-static void decide(kbd_req *r)
+/* The key set holds the kid (or never will): verify and pick the rule; the token is minted
+ * on a worker next (kbd_exchange_work). */
+static kbr_err decide(kbd_req *r)
 {
     ex_ctx *c = r->ctx;
     kbd *d = r->d;
@@ -411,7 +415,7 @@ static void decide(kbd_req *r)
                  iss->name, st->error);
     if (err != KBR_OK) {
         json_object_set_new(r->rec->detail, "reason", json_string(why.text));
-        deny(r, err == KBR_ERR_NOMEM ? err : KBR_ERR_UNAUTHENTICATED, "%s", why.text);
+        err = deny(r, err == KBR_ERR_NOMEM ? err : KBR_ERR_UNAUTHENTICATED, "%s", why.text);
         goto out;
     }
     json_object_set_new(r->rec->detail, "alg", json_string(kbr_jwa_name(t.alg)));
@@ -422,8 +426,8 @@ static void decide(kbd_req *r)
     if (record != NULL)
         json_object_set(r->rec->detail, "claims", record);
     if (c->rule == NULL) {
-        deny(r, KBR_ERR_UNAUTHENTICATED,
-             "no exchange rule of issuer %s matches the id_token's claims", iss->name);
+        err = deny(r, KBR_ERR_UNAUTHENTICATED,
+                   "no exchange rule of issuer %s matches the id_token's claims", iss->name);
         goto out;
     }
     json_object_set_new(r->rec->detail, "rule", json_string(c->rule->name));
@@ -432,7 +436,7 @@ static void decide(kbd_req *r)
         err = kbr_fail(&why, KBR_ERR_UNAUTHENTICATED,
                        "the id_token's claims make no valid principal for rule %s", c->rule->name);
     if (err != KBR_OK) {
-        deny(r, err == KBR_ERR_NOMEM ? err : KBR_ERR_UNAUTHENTICATED, "%s", why.text);
+        err = deny(r, err == KBR_ERR_NOMEM ? err : KBR_ERR_UNAUTHENTICATED, "%s", why.text);
         goto out;
     }
     /* what is issued lives at most as long as the ID token has left, and the rule allows */
@@ -444,7 +448,7 @@ static void decide(kbd_req *r)
     c->signer = d->issuer;
     if (asprintf(&c->issued_by, "oidc:%s/%s", iss->name, c->rule->name) < 0) {
         c->issued_by = NULL;
-        deny(r, KBR_ERR_NOMEM, "out of memory");
+        err = deny(r, KBR_ERR_NOMEM, "out of memory");
         goto out;
     }
     r->rec->sub = strdup(c->principal);
@@ -455,15 +459,13 @@ static void decide(kbd_req *r)
     if (err != KBR_OK || r->rec->sub == NULL ||
         kbd_scope_copy(&c->rule->scope, &c->scope) != KBR_OK ||
         kbr_policy_principal_claim(d->policy, c->principal, &c->scope) != KBR_OK) {
-        deny(r, KBR_ERR_NOMEM, "out of memory");
+        err = deny(r, KBR_ERR_NOMEM, "out of memory");
         goto out;
     }
-    r->work = exchange_work;
-    r->finish = exchange_finish;
-    kbd_req_dispatch(r);
 out:
     json_decref(record);
     kbr_idtoken_cleanup(&t);
+    return err;
 }
 
 /* A fetch ended: keep the new set if it is good, then decide what waited for it. */
@@ -504,104 +506,117 @@ static void on_fetched(evutil_socket_t fd, short what, void *arg)
         st->parked = NULL;
         while (parked != NULL) {
             ex_ctx *c = parked;
+            kbr_err err;
+            char why[KBR_MSG_LEN];
             parked = c->next_parked;
             c->next_parked = NULL;
-            decide(c->r);
+            err = decide(c->r);
+            snprintf(why, sizeof(why), "%s", c->r->msg.text);
+            kbd_req_resume(c->r, err, why);
         }
         free(list);
         list = next;
     }
 }
 
-/* The set lacks the kid: wait for a fetch when one runs or may start, else decide now. */
-static void decide_or_wait(kbd_req *r)
-{
-    ex_ctx *c = r->ctx;
-    struct kbd_oidc *o = r->d->oidc;
-    issuer_state *st = &o->st[c->issuer];
-    const kbd_oidc_issuer *iss = &r->d->cfg.oidc.issuers[c->issuer];
+/* ---- the route's stages ---- */
 
-    if (kbr_jwks_has(st->keys, c->kid) || o->stopping) {
-        decide(r);
-        return;
-    }
-    if (!st->fetching && st->last_fetch != 0 &&
-        kbr_monotonic_seconds() - st->last_fetch < (double)iss->jwks_min_interval) {
-        decide(r);
-        return;
-    }
-    fetch_start(o, c->issuer);
-    c->next_parked = st->parked;
-    st->parked = c;
-}
-
-kbr_err kbd_h_token_exchange(kbd_req *r)
+/* Served when issuers are configured; each request is recorded (its source), within the
+ * exchange rate of its source. */
+kbr_err kbd_exchange_admit(kbd_req *r)
 {
     kbd *d = r->d;
-    ex_ctx *c;
-    const char *peer = NULL, *id_token = NULL;
+    const char *peer = NULL;
     ev_uint16_t port = 0;
-    struct evhttp_connection *conn = evhttp_request_get_connection(r->http);
-    static const char *const allowed[] = {"id_token", NULL};
-    char *iss = NULL;
-    kbr_msg why = {{0}};
+    struct evhttp_connection *conn =
+        r->http != NULL ? evhttp_request_get_connection(r->http) : NULL;
 
     if (d->oidc == NULL)
         return kbr_fail(&r->msg, KBR_ERR_NOT_FOUND,
                         "token exchange is not configured on this broker (oidc_issuers)");
     if (kbr_audit_rec_new(NULL, NULL, r->route->audit_op, NULL, &r->rec) != KBR_OK)
         return KBR_ERR_NOMEM;
-    c = calloc(1, sizeof(*c));
-    if (c == NULL)
-        return KBR_ERR_NOMEM;
-    c->r = r;
-    c->scope.max_uses = -1;
-    r->ctx = c;
-    r->ctx_free = ex_ctx_free;
     if (conn != NULL)
         evhttp_connection_get_peer(conn, (char **)&peer, &port);
     json_object_set_new(r->rec->detail, "source", json_string(peer != NULL ? peer : "?"));
-    if (!kbd_ratelimit_allow(d->oidc->rl, peer != NULL ? peer : "?")) {
-        deny(r, KBR_ERR_RATE_LIMITED,
-             "source %s is over the exchange rate of %ld requests per second", peer ? peer : "?",
-             d->cfg.oidc_exchange_rate);
-        return KBR_OK;
-    }
-    if (!kbd_req_read_body(r, KBD_EXCHANGE_BODY_MAX))
-        return KBR_OK;
-    if (kbd_json_only(r->body, allowed, &r->msg) != KBR_OK ||
-        kbd_json_str(r->body, "id_token", true, KBR_IDTOKEN_MAX_LEN, &id_token, &r->msg) !=
-            KBR_OK) {
-        kbd_req_fail(r, KBR_ERR_BAD_REQUEST, NULL);
-        return KBR_OK;
-    }
+    if (!kbd_ratelimit_allow(d->oidc->rl, peer != NULL ? peer : "?"))
+        return deny(r, KBR_ERR_RATE_LIMITED,
+                    "source %s is over the exchange rate of %ld requests per second",
+                    peer ? peer : "?", d->cfg.oidc_exchange_rate);
+    return KBR_OK;
+}
+
+/* {"id_token"}: the ID token, kept apart from the body (and wiped when freed). */
+kbr_err kbd_exchange_parse(const kbd_req *r, void **out, kbr_msg *msg)
+{
+    static const char *const allowed[] = {"id_token", NULL};
+    ex_ctx *c = calloc(1, sizeof(*c));
+    const char *id_token = NULL;
+
+    *out = c;
+    if (c == NULL)
+        return KBR_ERR_NOMEM;
+    c->scope.max_uses = -1;
+    if (kbd_json_only(r->body, allowed, msg) != KBR_OK ||
+        kbd_json_str(r->body, "id_token", true, KBR_IDTOKEN_MAX_LEN, &id_token, msg) != KBR_OK)
+        return KBR_ERR_BAD_REQUEST;
     c->id_token = strdup(id_token);
+    return c->id_token != NULL ? KBR_OK : KBR_ERR_NOMEM;
+}
+
+/* The issuer the ID token names (its iss, unverified) is one configured: the entry names it
+ * and the token's kid.  The ID token is verified once its key set holds the kid (wait). */
+kbr_err kbd_exchange_authorize(kbd_req *r, void *req)
+{
+    ex_ctx *c = req;
+    const kbd_oidc_config *oidc = &r->d->cfg.oidc;
+    char *iss = NULL;
+    kbr_msg why = {{0}};
+
+    c->r = r;
     /* the body held the ID token: it goes now (jansson's memory is wiped as it is freed) */
     json_decref(r->body);
     r->body = NULL;
-    if (c->id_token == NULL)
-        return KBR_ERR_NOMEM;
-    if (kbr_idtoken_peek(c->id_token, &iss, &c->kid, &why) != KBR_OK) {
-        deny(r, KBR_ERR_UNAUTHENTICATED, "%s", why.text);
-        return KBR_OK;
-    }
-    c->issuer = d->cfg.oidc.nissuers;
-    for (size_t i = 0; i < d->cfg.oidc.nissuers; i++)
-        if (strcmp(d->cfg.oidc.issuers[i].issuer, iss) == 0)
+    if (kbr_idtoken_peek(c->id_token, &iss, &c->kid, &why) != KBR_OK)
+        return deny(r, KBR_ERR_UNAUTHENTICATED, "%s", why.text);
+    c->issuer = oidc->nissuers;
+    for (size_t i = 0; i < oidc->nissuers; i++)
+        if (strcmp(oidc->issuers[i].issuer, iss) == 0)
             c->issuer = i;
-    if (c->issuer == d->cfg.oidc.nissuers) {
+    if (c->issuer == oidc->nissuers) {
         char *clean = kbd_utf8_clean(iss);
-        deny(r, KBR_ERR_UNAUTHENTICATED,
-             "id_token issuer \"%.128s\" is not one this broker accepts",
-             clean != NULL ? clean : "?");
+        kbr_err err = deny(r, KBR_ERR_UNAUTHENTICATED,
+                           "id_token issuer \"%.128s\" is not one this broker accepts",
+                           clean != NULL ? clean : "?");
         free(clean);
         free(iss);
-        return KBR_OK;
+        return err;
     }
     free(iss);
-    json_object_set_new(r->rec->detail, "issuer", json_string(d->cfg.oidc.issuers[c->issuer].name));
+    json_object_set_new(r->rec->detail, "issuer", json_string(oidc->issuers[c->issuer].name));
     json_object_set_new(r->rec->detail, "id_token_kid", json_string(c->kid));
-    decide_or_wait(r);
+    return KBR_OK;
+}
+
+/* The set lacks the kid: wait for a fetch when one runs or may start (on_fetched() decides
+ * then), else decide now. */
+kbr_err kbd_exchange_wait(kbd_req *r, void *req, bool *waiting)
+{
+    ex_ctx *c = req;
+    struct kbd_oidc *o = r->d->oidc;
+    issuer_state *st = &o->st[c->issuer];
+    const kbd_oidc_issuer *iss = &r->d->cfg.oidc.issuers[c->issuer];
+
+    *waiting = false;
+    if (kbr_jwks_has(st->keys, c->kid) || o->stopping)
+        return decide(r);
+    if (!st->fetching && st->last_fetch != 0 &&
+        kbr_monotonic_seconds() - st->last_fetch < (double)iss->jwks_min_interval)
+        return decide(r);
+    fetch_start(o, c->issuer);
+    c->next_parked = st->parked;
+    st->parked = c;
+    *waiting = true;
     return KBR_OK;
 }
 
@@ -677,7 +692,7 @@ void kbd_oidc_stop(kbd *d)
             parked = c->next_parked;
             kbr_audit_rec_free(c->r->rec);
             c->r->rec = NULL;
-            kbd_req_fail(c->r, KBR_ERR_UNAUTHENTICATED, "the broker is stopping");
+            kbd_req_resume(c->r, KBR_ERR_UNAUTHENTICATED, "the broker is stopping");
         }
         if (o->st[i].timer != NULL)
             event_free(o->st[i].timer);

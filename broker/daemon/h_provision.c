@@ -179,42 +179,62 @@ static kbr_err deliver_key(kbd_req *r, prov_ctx *c, size_t i, const char *name)
         return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
                         "deliver[%zu]: key \"%s\" does not serve product \"%s\"", i, name,
                         c->product);
-    c->deliver[i] = strdup(name);
     c->deliver_label[i] = strdup(k->hsm_label);
-    c->ndeliver = i + 1;
-    return c->deliver[i] == NULL || c->deliver_label[i] == NULL ? KBR_ERR_NOMEM : KBR_OK;
+    return c->deliver_label[i] == NULL ? KBR_ERR_NOMEM : KBR_OK;
 }
 
-static kbr_err parse_deliver(kbd_req *r, prov_ctx *c)
+/* "deliver", as named: 1 to DELIVER_MAX distinct valid names (the keys are authorize's). */
+static kbr_err parse_deliver(const json_t *body, prov_ctx *c, kbr_msg *msg)
 {
-    const json_t *v = json_object_get(r->body, "deliver"), *item;
-    const char *ca = r->rec->key;
-    char *ca_key = NULL;
-    kbr_err err = KBR_OK;
+    const json_t *v = json_object_get(body, "deliver"), *item;
     size_t i, j;
 
     if (v == NULL)
         return KBR_OK;
     if (!json_is_array(v) || json_array_size(v) == 0 || json_array_size(v) > DELIVER_MAX)
-        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST,
-                        "deliver: must be an array of 1 to %d key names", DELIVER_MAX);
+        return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "deliver: must be an array of 1 to %d key names",
+                        DELIVER_MAX);
     json_array_foreach(v, i, item)
     {
         if (!json_is_string(item) || !kbr_name_valid(json_string_value(item)))
-            return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "deliver[%zu]: not a valid name", i);
+            return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "deliver[%zu]: not a valid name", i);
         for (j = 0; j < i; j++)
             if (strcmp(json_string_value(json_array_get(v, j)), json_string_value(item)) == 0)
-                return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "deliver[%zu]: \"%s\" is named twice",
-                                i, json_string_value(item));
+                return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "deliver[%zu]: \"%s\" is named twice", i,
+                                json_string_value(item));
     }
-    json_object_set(r->rec->detail, "deliver", (json_t *)v);
-    ca_key = ca != NULL ? strdup(ca) : NULL;
     json_array_foreach(v, i, item)
     {
-        err = deliver_key(r, c, i, json_string_value(item));
-        if (err != KBR_OK)
-            break;
+        c->deliver[i] = strdup(json_string_value(item));
+        c->ndeliver = i + 1;
+        if (c->deliver[i] == NULL)
+            return KBR_ERR_NOMEM;
     }
+    return KBR_OK;
+}
+
+/* The keys to deliver: the entry names them all, and a refusal the one refused. */
+static kbr_err authorize_deliver(kbd_req *r, prov_ctx *c)
+{
+    json_t *names;
+    char *ca_key = NULL;
+    kbr_err err = KBR_OK;
+    size_t i;
+
+    if (c->ndeliver == 0)
+        return KBR_OK;
+    names = json_array();
+    for (i = 0; names != NULL && i < c->ndeliver; i++)
+        if (json_array_append_new(names, json_string(c->deliver[i])) != 0)
+            err = KBR_ERR_NOMEM;
+    if (names == NULL || err != KBR_OK) {
+        json_decref(names);
+        return KBR_ERR_NOMEM;
+    }
+    json_object_set_new(r->rec->detail, "deliver", names);
+    ca_key = r->rec->key != NULL ? strdup(r->rec->key) : NULL;
+    for (i = 0; i < c->ndeliver && err == KBR_OK; i++)
+        err = deliver_key(r, c, i, c->deliver[i]);
     /* granted, the entry names the CA key, as every provisioning's does */
     if (err == KBR_OK) {
         free(r->rec->key);
@@ -225,30 +245,29 @@ static kbr_err parse_deliver(kbd_req *r, prov_ctx *c)
     return err;
 }
 
-static kbr_err parse_device(kbd_req *r, prov_ctx *c)
+static kbr_err parse_device(const json_t *body, prov_ctx *c, kbr_msg *msg)
 {
     static const char *const allowed[] = {"serial", "product", "batch", "firmware_version", NULL};
-    const json_t *d = json_object_get(r->body, "device");
+    const json_t *d = json_object_get(body, "device");
     const char *serial, *product, *batch, *fw;
 
     if (!json_is_object(d))
-        return kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST,
+        return kbr_fail(msg, KBR_ERR_BAD_REQUEST,
                         "device: required, {serial, product, batch, firmware_version}");
-    if (kbd_json_only(d, allowed, &r->msg) != KBR_OK ||
-        kbd_json_name(d, "serial", true, &serial, &r->msg) != KBR_OK ||
-        kbd_json_name(d, "product", true, &product, &r->msg) != KBR_OK ||
-        kbd_json_name(d, "batch", true, &batch, &r->msg) != KBR_OK ||
-        kbd_json_name(d, "firmware_version", false, &fw, &r->msg) != KBR_OK)
-        return kbd_msg_prefix(&r->msg, "device", KBR_ERR_BAD_REQUEST);
+    if (kbd_json_only(d, allowed, msg) != KBR_OK ||
+        kbd_json_name(d, "serial", true, &serial, msg) != KBR_OK ||
+        kbd_json_name(d, "product", true, &product, msg) != KBR_OK ||
+        kbd_json_name(d, "batch", true, &batch, msg) != KBR_OK ||
+        kbd_json_name(d, "firmware_version", false, &fw, msg) != KBR_OK)
+        return kbd_msg_prefix(msg, "device", KBR_ERR_BAD_REQUEST);
     c->serial = strdup(serial);
     c->product = strdup(product);
     c->batch = strdup(batch);
     c->firmware_version = dup_opt(fw);
-    /* what was asked for, in the record of a refusal as of a grant */
-    json_object_set_new(r->rec->detail, "device",
-                        json_pack("{s:s,s:s,s:s,s:s?}", "serial", serial, "product", product,
-                                  "batch", batch, "firmware_version", fw));
-    return c->serial == NULL || c->product == NULL || c->batch == NULL ? KBR_ERR_NOMEM : KBR_OK;
+    return c->serial == NULL || c->product == NULL || c->batch == NULL ||
+                   (fw != NULL && c->firmware_version == NULL)
+               ? KBR_ERR_NOMEM
+               : KBR_OK;
 }
 
 static kbr_err parse_csr_field(const json_t *body, prov_ctx *c, kbr_msg *msg)
@@ -889,7 +908,7 @@ static bool provision_precheck(kbd_req *r, kbd_worker *w, prov_ctx *c)
     return err == KBR_OK;
 }
 
-static void provision_work(kbd_req *r, kbd_worker *w)
+void kbd_provision_work(kbd_req *r, kbd_worker *w)
 {
     prov_ctx *c = r->ctx;
     issued i = {0};
@@ -991,23 +1010,17 @@ static kbr_err reserve(kbd_req *r, prov_ctx *c, bool batch)
     return KBR_OK;
 }
 
-/* The request owns its flight now: reserve and hand it to a worker. */
+/* The request owns its flight now: reserve; its work goes to a worker next. */
 static kbr_err provision_start(kbd_req *r, prov_ctx *c)
 {
-    kbr_err err;
-
     /* a full batch still lets the worker tell a serial provisioned already from a new one */
     c->batch_full = c->slot->provisioned + c->slot->reserved >= c->slot->quantity;
-    err = reserve(r, c, true);
-    if (err != KBR_OK)
-        return err;
-    r->work = provision_work;
-    kbd_req_dispatch(r);
-    return KBR_OK;
+    return reserve(r, c, true);
 }
 
-/* Runs r now, or after the requests for the same device already in flight. */
-static kbr_err provision_admit(kbd_req *r, prov_ctx *c)
+/* Runs r now (*waiting false), or after the requests for the same device already in flight
+ * (*waiting true: flight_land() takes it on). */
+static kbr_err provision_admit(kbd_req *r, prov_ctx *c, bool *waiting)
 {
     kbr_err err = KBR_OK;
     struct kbd_flights *fl = r->d->flights;
@@ -1028,6 +1041,7 @@ static kbr_err provision_admit(kbd_req *r, prov_ctx *c)
         else
             f->head = r;
         f->tail = r;
+        *waiting = true;
         goto out;
     }
     f = calloc(1, sizeof(*f));
@@ -1065,12 +1079,18 @@ static void flight_land(kbd_req *r, prov_ctx *c)
     nc->flight = f;
     err = provision_start(next, nc);
     /* refused now, it is answered like any refusal, and its settle passes the flight on */
-    if (err != KBR_OK)
-        kbd_req_fail(next, err, NULL);
+    if (err != KBR_OK) {
+        char why[KBR_MSG_LEN];
+        snprintf(why, sizeof(why), "%s",
+                 next->msg.text[0] != '\0' ? next->msg.text : kbr_err_str(err));
+        kbd_req_resume(next, err, why);
+        return;
+    }
+    kbd_req_resume(next, KBR_OK, NULL);
 }
 
 /* Event thread, once the record settled (or the request was refused). */
-static void provision_settle(kbd_req *r, bool committed)
+void kbd_provision_settle(kbd_req *r, bool committed)
 {
     prov_ctx *c = r->ctx;
 
@@ -1085,46 +1105,60 @@ static void provision_settle(kbd_req *r, bool committed)
         flight_land(r, c);
 }
 
-static kbr_err new_ctx(kbd_req *r, prov_ctx **out)
+/* ---- provisioning's stages ---- */
+
+kbr_err kbd_provision_parse(const kbd_req *r, void **out, kbr_msg *msg)
 {
+    static const char *const allowed[] = {"key", "csr_pem", "device", "deliver", NULL};
     prov_ctx *c = calloc(1, sizeof(*c));
+    kbr_err err = KBR_OK;
 
     *out = c;
-    if (c == NULL)
-        return KBR_ERR_NOMEM;
-    r->ctx = c;
-    r->ctx_free = kbd_prov_free;
-    r->settle = provision_settle;
+    KBR_ENSURE(c != NULL, KBR_ERR_NOMEM);
+    KBR_ENSURE(kbd_json_only(r->body, allowed, msg) == KBR_OK, KBR_ERR_BAD_REQUEST);
+    KBR_GUARD(parse_device(r->body, c, msg));
+    KBR_GUARD(parse_csr_field(r->body, c, msg));
+    KBR_GUARD(parse_ca_key(r->body, c, msg));
+    KBR_GUARD(parse_deliver(r->body, c, msg));
+out:
+    return err;
+}
+
+/* What was asked for, in the record of a refusal as of a grant, once the device is read. */
+kbr_err kbd_provision_describe(kbd_req *r, const void *req)
+{
+    const prov_ctx *c = req;
+
+    if (c->serial == NULL || c->product == NULL || c->batch == NULL)
+        return KBR_OK;
+    json_object_set_new(r->rec->detail, "device",
+                        json_pack("{s:s,s:s,s:s,s:s?}", "serial", c->serial, "product", c->product,
+                                  "batch", c->batch, "firmware_version", c->firmware_version));
     return KBR_OK;
 }
 
-kbr_err kbd_h_provision(kbd_req *r)
+/* The CA key, the device and its batch, then the keys to deliver, are the token's. */
+kbr_err kbd_provision_authorize(kbd_req *r, void *req)
 {
-    static const char *const allowed[] = {"key", "csr_pem", "device", "deliver", NULL};
-    prov_ctx *c = NULL;
-    kbr_err err = new_ctx(r, &c);
+    prov_ctx *c = req;
+    kbr_err err = KBR_OK;
 
-    if (err != KBR_OK)
-        return err;
-    if (kbd_json_only(r->body, allowed, &r->msg) != KBR_OK)
-        return KBR_ERR_BAD_REQUEST;
-    err = parse_device(r, c);
-    if (err == KBR_OK)
-        err = parse_csr_field(r->body, c, &r->msg);
-    if (err == KBR_OK)
-        err = parse_ca_key(r->body, c, &r->msg);
-    if (err == KBR_OK)
-        err = authorize_ca_key(r, c->key_name, c->product, c);
-    if (err == KBR_OK && !kbr_namelist_match(&r->tok->scope.devices, c->serial))
-        err = kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
-                       "device.serial: \"%s\" is outside the token's devices", c->serial);
-    if (err == KBR_OK)
-        err = check_batch(r, c);
-    if (err == KBR_OK)
-        err = parse_deliver(r, c);
-    if (err == KBR_OK)
-        err = provision_admit(r, c);
+    KBR_GUARD(authorize_ca_key(r, c->key_name, c->product, c));
+    KBR_ENSURE(kbr_namelist_match(&r->tok->scope.devices, c->serial),
+               kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
+                        "device.serial: \"%s\" is outside the token's devices", c->serial));
+    KBR_GUARD(check_batch(r, c));
+    KBR_GUARD(authorize_deliver(r, c));
+out:
     return err;
+}
+
+/* One request per (product, serial) at a time: r owns the device's flight and reserves a unit
+ * of the batch and a use of the token, or waits for the requests ahead of it. */
+kbr_err kbd_provision_wait(kbd_req *r, void *req, bool *waiting)
+{
+    *waiting = false;
+    return provision_admit(r, req, waiting);
 }
 
 /* ---- rotation ---- */

@@ -322,7 +322,7 @@ struct kbd_req {
     void (*respond)(kbd_req *r, int64_t seq);
     /* event thread, always once the record settled: release or commit reservations */
     void (*settle)(kbd_req *r, bool committed);
-    void *ctx; /* handler state */
+    void *ctx; /* the route's typed request */
     void (*ctx_free)(void *ctx);
 
     /* outcome */
@@ -345,6 +345,11 @@ struct kbd_req {
  * A route's stages.  server.c runs them in order and alone answers the request: the error of
  * the first stage that fails, or the response once the audit record is durable.
  *
+ * admit      a route without a token that reads a body and keeps a record (the token exchange),
+ *            event thread, before the body is read (at most open_body_max bytes): whether the
+ *            broker serves the route (404), the request's audit record, a rate per source.  An
+ *            error ends the request as authorize's does; what an authenticated route's token
+ *            and record are, this stage stands for.  NULL: no record, no body.
  * parse      pure: r's body, {} segment and query into a typed request, *out (set as soon as it
  *            is allocated, so that free_req releases it whatever happens next).  Reads nothing
  *            else of r but the configuration; no token, registry, store or HSM.  A bad request
@@ -364,14 +369,17 @@ struct kbd_req {
  *            with *waiting false (nothing to wait for: the stages go on at once), or parks r
  *            where what it waits for will find it and sets *waiting; that calls
  *            kbd_req_resume() on the event thread once it is there.  An error ends the request
- *            as authorize's does.  NULL: nothing to wait for.
+ *            as authorize's does.  What wait holds (a device's turn to be provisioned) is the
+ *            route's settle's to release: for a route that waits, settle runs from wait on,
+ *            whether the request is refused after or goes on.  NULL: nothing to wait for.
  * finish     event thread, once the record of a success is durable (or at once for a route
  *            without a record): the registries follow what was committed, and the response is
  *            completed.
- *
- * A route not converted to stages has handler instead, which answers for itself (legacy).
+ * respond    instead of finish and the answer server.c makes: once the record of a success is
+ *            durable, sends the response itself (a stream, GET /v1/backup) and ends the
+ *            request with kbd_req_done().  NULL: server.c answers.
  */
-typedef kbr_err (*kbd_handler_fn)(kbd_req *r);
+typedef kbr_err (*kbd_admit_fn)(kbd_req *r);
 typedef kbr_err (*kbd_parse_fn)(const kbd_req *r, void **out, kbr_msg *msg);
 typedef kbr_err (*kbd_describe_fn)(kbd_req *r, const void *req);
 typedef kbr_err (*kbd_authorize_fn)(kbd_req *r, void *req);
@@ -383,6 +391,7 @@ typedef struct kbd_route {
     bool authenticated;
     unsigned op;          /* kbr_op required (0: none beyond a valid token) */
     const char *audit_op; /* the audit entry's op */
+    kbd_admit_fn admit;   /* a route without a token: before its body is read */
     kbd_parse_fn parse;   /* NULL: the request carries nothing to parse */
     kbd_req_free_fn free_req;
     kbd_describe_fn describe;
@@ -392,10 +401,10 @@ typedef struct kbd_route {
     kbd_work_fn work;
     bool work_inline; /* work runs on the event thread, w NULL */
     kbd_finish_fn finish;
+    void (*respond)(kbd_req *r, int64_t seq); /* NULL: server.c answers */
     /* event thread, once the record settled, committed or not: releases what authorize or
      * work held (NULL: nothing) */
     void (*settle)(kbd_req *r, bool committed);
-    kbd_handler_fn handler; /* legacy: the whole request, answered by the handler */
     /* routes without a token: the largest body read (announced by Content-Length), 0: none */
     size_t open_body_max;
 } kbd_route;
@@ -411,13 +420,14 @@ void kbd_req_fail(kbd_req *r, kbr_err err, const char *fmt, ...)
 /* The same for a caller without a valid token: past unauth_audit_rate denials per second from
  * its source the denial is answered and only counted (audit.suppressed), not recorded. */
 void kbd_req_fail_unrecorded_over_rate(kbd_req *r, kbr_err err, const char *why);
+/* The check alone, for a stage about to return the denial: past the rate, r's record is
+ * dropped (and counted). */
+void kbd_req_unrecorded_over_rate(kbd_req *r);
 /* Reads and parses r's JSON object body, at most limit bytes; on failure r is answered. */
 bool kbd_req_read_body(kbd_req *r, size_t limit);
 /* Marks r failed (message, audit outcome); any thread that holds r. */
 void kbd_req_error(kbd_req *r, kbr_err err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-/* Sends the request to a worker (r->work), then to the audit writer, then replies. */
-void kbd_req_dispatch(kbd_req *r);
 /* Audits r->rec (must be set) without a worker stage, then replies. */
 void kbd_req_audit_and_reply(kbd_req *r);
 /* Event thread: what a request parked by its route's wait stage waited for is there (err
@@ -552,8 +562,16 @@ void kbd_reload(kbd *d);
 /* notify.c: the service manager's readiness protocol (NOTIFY_SOCKET), if there is one. */
 void kbd_notify(const char *state);
 
-/* backup.c: GET /v1/backup streams a consistent copy of the store. */
-kbr_err kbd_h_backup(kbd_req *r);
+/* backup.c: GET /v1/backup streams a consistent copy of the store.  parse makes the copy's
+ * state (empty), authorize checks the token and that no other backup runs, wait has a thread of
+ * its own make the copy, work (inline) records what it is, respond streams it. */
+struct kbd_backup;
+KBR_WUR kbr_err kbd_backup_parse(const kbd_req *r, void **out, kbr_msg *msg);
+void kbd_backup_free(void *req);
+KBR_WUR kbr_err kbd_backup_authorize(kbd_req *r, void *req);
+KBR_WUR kbr_err kbd_backup_wait(kbd_req *r, void *req, bool *waiting);
+void kbd_backup_work(kbd_req *r, kbd_worker *w);
+void kbd_backup_respond(kbd_req *r, int64_t seq);
 /* Interrupts a copy in progress and waits for its thread; before the audit writer stops. */
 void kbd_backup_stop(kbd *d);
 /* connlimit.c calls it as a connection closes: a stream on it stops. */
@@ -647,7 +665,18 @@ KBR_WUR kbr_err kbd_req_path_key_visible(kbd_req *r, const kbd_key **out);
 KBR_WUR kbr_err kbd_oidc_start(kbd *d, kbr_msg *msg);
 void kbd_oidc_stop(kbd *d);
 bool kbd_oidc_enabled(const kbd *d);
-kbr_err kbd_h_token_exchange(kbd_req *r);
+/* The route's stages: admit (served at all, the record, the source's rate), parse (the ID
+ * token), authorize (its issuer, unverified), wait (for the issuer's key set to hold its kid;
+ * then the ID token is verified and a rule grants, or the request is refused), work (the
+ * token minted), finish (registered, answered).  A refusal by admit, authorize or wait is
+ * recorded within unauth_audit_rate per source. */
+KBR_WUR kbr_err kbd_exchange_admit(kbd_req *r);
+KBR_WUR kbr_err kbd_exchange_parse(const kbd_req *r, void **out, kbr_msg *msg);
+void kbd_exchange_free(void *req);
+KBR_WUR kbr_err kbd_exchange_authorize(kbd_req *r, void *req);
+KBR_WUR kbr_err kbd_exchange_wait(kbd_req *r, void *req, bool *waiting);
+void kbd_exchange_work(kbd_req *r, kbd_worker *w);
+void kbd_exchange_finish(kbd_req *r);
 
 /*
  * Routes in stages (kbd_route): each route's typed request and its stages, named
@@ -885,10 +914,19 @@ KBR_WUR kbr_err kbd_issuer_rotate_authorize(kbd_req *r, void *req);
 void kbd_issuer_rotate_work(kbd_req *r, kbd_worker *w);
 void kbd_issuer_rotate_finish(kbd_req *r);
 void kbd_issuer_rotate_settle(kbd_req *r, bool committed);
-/* h_provision.c: POST /v1/devices/{serial}/certificates (a device's new certificate); its
- * typed request is the provisioning's (POST /v1/provision is served by its handler) */
+/* h_provision.c: POST /v1/provision.  wait: the requests for one device (product, serial) run
+ * one at a time, each reserving a unit of the batch and a use of the token once it is its
+ * turn; settle releases them and lets the next one run. */
 typedef struct kbd_prov_req kbd_prov_req;
 void kbd_prov_free(void *req);
+KBR_WUR kbr_err kbd_provision_parse(const kbd_req *r, void **out, kbr_msg *msg);
+KBR_WUR kbr_err kbd_provision_describe(kbd_req *r, const void *req);
+KBR_WUR kbr_err kbd_provision_authorize(kbd_req *r, void *req);
+KBR_WUR kbr_err kbd_provision_wait(kbd_req *r, void *req, bool *waiting);
+void kbd_provision_work(kbd_req *r, kbd_worker *w);
+void kbd_provision_settle(kbd_req *r, bool committed);
+/* POST /v1/devices/{serial}/certificates (a device's new certificate), on the provisioning's
+ * typed request */
 KBR_WUR kbr_err kbd_rotate_parse(const kbd_req *r, void **out, kbr_msg *msg);
 KBR_WUR kbr_err kbd_rotate_describe(kbd_req *r, const void *req);
 KBR_WUR kbr_err kbd_rotate_authorize(kbd_req *r, void *req);
@@ -926,7 +964,6 @@ KBR_WUR kbr_err kbd_checkpoint_covering(kbd_worker *w, int64_t seq, json_t **cp)
  * the rotations that hand each on (shown likewise).  New refs. */
 KBR_WUR kbr_err kbd_checkpoint_evidence(kbd_worker *w, json_t *cp, json_t **keys, json_t **chain);
 void kbd_checkpoint_stop(kbd *d);
-kbr_err kbd_h_provision(kbd_req *r);
 /* h_views.c: the custody views; one typed request (private) for the four. */
 void kbd_view_free(void *p);
 KBR_WUR kbr_err kbd_view_product_parse(const kbd_req *r, void **out, kbr_msg *msg);

@@ -1,8 +1,7 @@
 /*
  * routes.c - the API's paths, the op each needs, the name its audit
  * entries carry and the stages that serve it (kbd_route, kbd.h).  One
- * table, so the contract can be read in one place.  A route with .handler
- * is not in stages yet: its handler answers for itself.
+ * table, so the contract can be read in one place.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -35,8 +34,10 @@ static const kbd_route routes[] = {
      .free_req = kbd_token_list_free, .authorize = kbd_token_list_authorize,
      .work = kbd_token_list_work},
     /* no bearer token: an ID token of a configured OIDC issuer, in the body */
-    {"POST", "/v1/tokens/exchange", false, 0, "token.exchange", .handler = kbd_h_token_exchange,
-     .open_body_max = KBD_EXCHANGE_BODY_MAX},
+    {"POST", "/v1/tokens/exchange", false, 0, "token.exchange", .admit = kbd_exchange_admit,
+     .parse = kbd_exchange_parse, .free_req = kbd_exchange_free,
+     .authorize = kbd_exchange_authorize, .wait = kbd_exchange_wait, .work = kbd_exchange_work,
+     .finish = kbd_exchange_finish, .open_body_max = KBD_EXCHANGE_BODY_MAX},
     {"POST", "/v1/tokens/{}/revoke", true, KBR_OP_ADMIN, "token.revoke",
      .parse = kbd_token_revoke_parse, .free_req = kbd_revoke_free,
      .authorize = kbd_token_revoke_authorize, .work = kbd_token_revoke_work, .work_inline = true},
@@ -75,7 +76,11 @@ static const kbd_route routes[] = {
     /* op checked by its authorizer: admin or read, or provision for the factory's own batch */
     {"GET", "/v1/batches/{}", true, 0, "batch.show", .parse = kbd_batch_get_parse,
      .authorize = kbd_batch_get_authorize, .work = kbd_batch_get_work},
-    {"POST", "/v1/provision", true, KBR_OP_PROVISION, "provision", .handler = kbd_h_provision},
+    /* one request per device at a time (wait), which reserves its unit and use itself */
+    {"POST", "/v1/provision", true, KBR_OP_PROVISION, "provision", .parse = kbd_provision_parse,
+     .free_req = kbd_prov_free, .describe = kbd_provision_describe,
+     .authorize = kbd_provision_authorize, .wait = kbd_provision_wait, .work = kbd_provision_work,
+     .settle = kbd_provision_settle},
     {"POST", "/v1/devices/{}/certificates", true, KBR_OP_ROTATE, "rotate",
      .parse = kbd_rotate_parse, .free_req = kbd_prov_free, .describe = kbd_rotate_describe,
      .authorize = kbd_rotate_authorize, .reserve_use = true, .work = kbd_rotate_work},
@@ -108,7 +113,10 @@ static const kbd_route routes[] = {
     {"GET", "/v1/evidence/products/{}", true, KBR_OP_READ, "evidence.product",
      .parse = kbd_evidence_product_parse, .free_req = kbd_evidence_free,
      .authorize = kbd_evidence_product_authorize, .work = kbd_evidence_work},
-    {"GET", "/v1/backup", true, KBR_OP_ADMIN, "store.backup", .handler = kbd_h_backup},
+    /* the copy is made on a thread of its own (wait) and streamed (respond) */
+    {"GET", "/v1/backup", true, KBR_OP_ADMIN, "store.backup", .parse = kbd_backup_parse,
+     .free_req = kbd_backup_free, .authorize = kbd_backup_authorize, .wait = kbd_backup_wait,
+     .work = kbd_backup_work, .work_inline = true, .respond = kbd_backup_respond},
     {"GET", "/v1/evidence/incidents/{}", true, KBR_OP_READ, "evidence.incident",
      .parse = kbd_evidence_incident_parse, .free_req = kbd_evidence_free,
      .authorize = kbd_evidence_incident_authorize, .work = kbd_evidence_work},

@@ -3,8 +3,8 @@
  *
  * Every request ends in exactly one reply, sent from here: a route's stages
  * (run_stages) return an error or hand the request on, and never answer
- * themselves; a route not converted to stages still has a handler that
- * answers through the functions below.  Authenticated routes reply only
+ * themselves, but for a respond stage, which sends a response of its own
+ * once the record is durable.  Authenticated routes reply only
  * after their audit record is durable, denials included, so the response
  * can carry X-Audit-Seq.  Nothing here blocks: HSM and store work happens on
  * workers, commits on the audit writer.
@@ -288,11 +288,6 @@ static void reply_unrecorded(kbd_req *r)
     req_end(r);
 }
 
-void kbd_req_dispatch(kbd_req *r)
-{
-    kbd_workers_submit(r->d, r);
-}
-
 /* Event thread: the audit record of r is settled; send the answer. */
 static void finish_request(kbd_req *r)
 {
@@ -492,12 +487,12 @@ bool kbd_http_body_allowed(kbd *d, const char *method, const char *target,
  * denial entries: past a per-source rate they are answered without an entry
  * of their own, and a periodic entry records how many there were.
  */
-void kbd_req_fail_unrecorded_over_rate(kbd_req *r, kbr_err err, const char *why)
+void kbd_req_unrecorded_over_rate(kbd_req *r)
 {
-    char message[KBR_MSG_LEN];
     const char *peer = NULL;
     ev_uint16_t port = 0;
-    struct evhttp_connection *conn = evhttp_request_get_connection(r->http);
+    struct evhttp_connection *conn =
+        r->http != NULL ? evhttp_request_get_connection(r->http) : NULL;
 
     if (conn != NULL)
         evhttp_connection_get_peer(conn, (char **)&peer, &port);
@@ -507,6 +502,13 @@ void kbd_req_fail_unrecorded_over_rate(kbd_req *r, kbr_err err, const char *why)
         kbr_audit_rec_free(r->rec);
         r->rec = NULL;
     }
+}
+
+void kbd_req_fail_unrecorded_over_rate(kbd_req *r, kbr_err err, const char *why)
+{
+    char message[KBR_MSG_LEN];
+
+    kbd_req_unrecorded_over_rate(r);
     snprintf(message, sizeof(message), "%s", why);
     kbd_req_fail(r, err, "%s", message);
 }
@@ -615,6 +617,22 @@ static bool read_body(kbd_req *r)
     return kbd_req_read_body(r, r->d->cfg.body_limit);
 }
 
+/* A route without a token: its admit stage, then its body (open_body_max); on failure r is
+ * answered. */
+static bool admit(kbd_req *r)
+{
+    kbr_err err;
+
+    if (r->route->admit == NULL)
+        return true;
+    err = r->route->admit(r);
+    if (err != KBR_OK) {
+        kbd_req_fail(r, err, NULL);
+        return false;
+    }
+    return r->route->open_body_max == 0 || kbd_req_read_body(r, r->route->open_body_max);
+}
+
 /* r's route and its {} segment, decoded; on failure r->msg says why. */
 static kbr_err find_route(kbd_req *r, const char *method)
 {
@@ -653,6 +671,7 @@ static void go_on(kbd_req *r)
     const kbd_route *route = r->route;
 
     r->finish = route->finish;
+    r->respond = route->respond;
     r->settle = route->settle;
     if (route->work != NULL && route->work_inline)
         route->work(r, NULL);
@@ -692,6 +711,8 @@ static kbr_err run_stages(kbd_req *r)
         KBR_GUARD(kbd_req_reserve_use(r));
     if (route->wait != NULL) {
         bool waiting = false;
+        /* what wait holds is released by settle, whatever the request's end */
+        r->settle = route->settle;
         KBR_GUARD(route->wait(r, r->ctx, &waiting));
         if (waiting)
             goto out; /* kbd_req_resume() takes it on */
@@ -737,12 +758,12 @@ static void on_request(struct evhttp_request *http, void *arg)
              : evhttp_request_get_command(http) == EVHTTP_REQ_POST ? "POST"
                                                                    : "OTHER";
     err = find_route(r, method);
-    /* authenticate() and read_body() answer their own failures */
+    /* authenticate(), read_body() and admit() answer their own failures */
     if (err == KBR_OK && r->route->authenticated && (!authenticate(r) || !read_body(r)))
         return;
-    if (err == KBR_OK && r->route->handler != NULL)
-        err = r->route->handler(r); /* not in stages yet: answers for itself */
-    else if (err == KBR_OK)
+    if (err == KBR_OK && !r->route->authenticated && !admit(r))
+        return;
+    if (err == KBR_OK)
         err = run_stages(r);
     if (err != KBR_OK)
         kbd_req_fail(r, err, NULL);

@@ -9,10 +9,9 @@
  *
  * The library checks take the values they check from the body with the
  * endpoint's field set restated below: for sign, certificates, batches,
- * debug authorization, OTA reports and device rotation after their parser,
- * and for provisioning, still served by a handler of its own, which has no
- * parser to call.  (The token exchange has a handler of its own too; its
- * body is an ID token, which the jwt target covers.)  Keep those in step with
+ * debug authorization, OTA reports, provisioning and device rotation after
+ * their parser.  (The token exchange's parser is in the table too; the ID
+ * token its body holds is the jwt target's.)  Keep those in step with
  * broker/daemon/h_*.c.
  *
  * Every body goes through every endpoint: the readers stop at the first bad

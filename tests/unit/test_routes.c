@@ -150,7 +150,6 @@ static kbr_err parse(fixture *f)
     kbr_err err;
 
     assert_non_null(f->route->parse);
-    assert_null(f->route->handler);
     err = f->route->parse(r, &r->ctx, &r->msg);
     if (f->route->describe != NULL && r->ctx != NULL)
         assert_int_equal(f->route->describe(r, r->ctx), KBR_OK);
@@ -197,9 +196,17 @@ static void test_table(void **state)
     (void)state;
     for (size_t i = 0; i < kbd_route_count(); i++) {
         const kbd_route *route = kbd_route_at(i);
-        /* a route has its stages or its legacy handler, never both */
-        assert_true((route->handler != NULL) != (route->parse != NULL || route->authorize != NULL ||
-                                                 route->work != NULL || route->finish != NULL));
+        /* every route is served by its stages: something makes its answer */
+        assert_true(route->parse != NULL || route->work != NULL || route->finish != NULL);
+        /* admit stands for the token: only a route without one has it, and a route without a
+         * token reads a body only past it */
+        if (route->admit != NULL)
+            assert_false(route->authenticated);
+        if (route->open_body_max > 0)
+            assert_non_null(route->admit);
+        /* a response sent by the route itself follows a durable record */
+        if (route->respond != NULL)
+            assert_true(route->authenticated && route->finish == NULL);
         /* a typed request is freed by the route that makes it */
         if (route->free_req != NULL)
             assert_non_null(route->parse);
@@ -222,7 +229,7 @@ static void test_table(void **state)
     assert_non_null(metrics);
     assert_false(metrics->authenticated);
     assert_true(metrics->finish == kbd_metrics_finish && metrics->parse == NULL &&
-                metrics->handler == NULL);
+                metrics->admit == NULL);
     /* the stages of the central routes are in the table */
     assert_non_null(kbd_route_match("POST", "/v1/keys", NULL, NULL, &(bool){false})->parse);
 }
@@ -980,6 +987,197 @@ static void test_crl(void **state)
     assert_false(f->route->authenticated);
 }
 
+#define PROVISIONER       "{\"ops\":[\"provision\"],\"products\":[\"prod-a\"]}"
+#define DEVICE_A          "\"device\":{\"serial\":\"SN1\",\"product\":\"prod-a\",\"batch\":\"b-a\"}"
+#define PROVISION(fields) "{\"key\":\"ca-a\",\"csr_pem\":\"x\"," fields "}"
+
+/* A provisioning request by the factory batch b-a is ordered from. */
+static void provision_req(fixture *f, const char *body, const char *scope)
+{
+    req(f, "POST", "/v1/provision", body, scope);
+    f->r.sub = "factory:one";
+}
+
+static void test_provision(void **state)
+{
+    fixture *f = *state;
+    kbd_prov_req *granted;
+
+    put_key(&f->d, "enc-a", "ota-encryption", "ecdh-p256", "[\"prod-a\"]", "active");
+    put_key(&f->d, "enc-old", "ota-encryption", "ecdh-p256", "[\"prod-a\"]", "retired");
+    provision_req(f, PROVISION(DEVICE_A), PROVISIONER);
+    assert_int_equal(authorize(f), KBR_OK);
+    assert_string_equal(f->r.rec->key, "ca-a");
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(f->r.rec->detail, "device"), "batch")),
+        "b-a");
+    assert_null(json_object_get(f->r.rec->detail, "deliver"));
+    assert_non_null(f->route->wait);
+    assert_false(f->route->reserve_use); /* its wait reserves, once it is the device's turn */
+    granted = f->r.ctx;
+    assert_non_null(granted);
+
+    /* parse: each field, by name */
+    provision_req(f, "{\"key\":\"ca-a\",\"csr_pem\":\"x\"}", PROVISIONER);
+    refused(f, "device: required");
+    provision_req(f, PROVISION("\"device\":{\"serial\":\"SN1\",\"product\":\"prod-a\"}"),
+                  PROVISIONER);
+    refused(f, "device.batch");
+    assert_null(json_object_get(f->r.rec->detail, "device"));
+    provision_req(f,
+                  PROVISION("\"device\":{\"serial\":\"a b\",\"product\":\"prod-a\","
+                            "\"batch\":\"b-a\"}"),
+                  PROVISIONER);
+    refused(f, "device.serial");
+    provision_req(f, PROVISION(DEVICE_A ",\"color\":\"red\""), PROVISIONER);
+    refused(f, "color");
+    provision_req(f, "{\"key\":\"ca-a\"," DEVICE_A "}", PROVISIONER);
+    refused(f, "csr_pem: required");
+    /* a refusal after the device is read names it in the entry */
+    assert_true(json_is_object(json_object_get(f->r.rec->detail, "device")));
+    provision_req(f, "{\"csr_pem\":\"x\"," DEVICE_A "}", PROVISIONER);
+    refused(f, "key: required");
+    provision_req(f, PROVISION(DEVICE_A ",\"deliver\":\"enc-a\""), PROVISIONER);
+    refused(f, "deliver: must be an array");
+    provision_req(f, PROVISION(DEVICE_A ",\"deliver\":[]"), PROVISIONER);
+    refused(f, "deliver: must be an array");
+    provision_req(f, PROVISION(DEVICE_A ",\"deliver\":[\"enc-a\",\"enc-a\"]"), PROVISIONER);
+    refused(f, "deliver[1]");
+    provision_req(f, PROVISION(DEVICE_A ",\"deliver\":[\"a b\"]"), PROVISIONER);
+    refused(f, "deliver[0]");
+
+    /* authorize: the CA key, the device, the batch, then each key to deliver */
+    provision_req(f, "{\"key\":\"fw-a\",\"csr_pem\":\"x\"," DEVICE_A "}", PROVISIONER);
+    assert_int_equal(authorize(f), KBR_ERR_FORBIDDEN);
+    assert_names(f, "device-identity-ca");
+    provision_req(f, PROVISION(DEVICE_A),
+                  "{\"ops\":[\"provision\"],\"products\":[\"prod-a\"],\"devices\":[\"SN2\"]}");
+    assert_int_equal(authorize(f), KBR_ERR_FORBIDDEN);
+    assert_names(f, "device.serial");
+    provision_req(f, PROVISION(DEVICE_A),
+                  "{\"ops\":[\"provision\"],\"products\":[\"prod-a\"],\"batches\":[\"b-b\"]}");
+    assert_int_equal(authorize(f), KBR_ERR_FORBIDDEN);
+    assert_names(f, "device.batch");
+    provision_req(f,
+                  PROVISION("\"device\":{\"serial\":\"SN1\",\"product\":\"prod-a\","
+                            "\"batch\":\"b-none\"}"),
+                  PROVISIONER);
+    assert_int_equal(authorize(f), KBR_ERR_NOT_FOUND);
+    assert_names(f, "device.batch");
+    provision_req(f,
+                  PROVISION("\"device\":{\"serial\":\"SN1\",\"product\":\"prod-a\","
+                            "\"batch\":\"b-b\"}"),
+                  PROVISIONER);
+    assert_int_equal(authorize(f), KBR_ERR_FORBIDDEN);
+    assert_names(f, "device.batch");
+    /* another factory's station */
+    req(f, "POST", "/v1/provision", PROVISION(DEVICE_A), PROVISIONER);
+    assert_int_equal(authorize(f), KBR_ERR_FORBIDDEN);
+    assert_names(f, "factory:one");
+
+    provision_req(f, PROVISION(DEVICE_A ",\"deliver\":[\"enc-a\"]"), PROVISIONER);
+    assert_int_equal(authorize(f), KBR_OK);
+    assert_string_equal(f->r.rec->key, "ca-a");
+    assert_true(json_is_array(json_object_get(f->r.rec->detail, "deliver")));
+    provision_req(f, PROVISION(DEVICE_A ",\"deliver\":[\"enc-a\",\"enc-none\"]"), PROVISIONER);
+    assert_int_equal(authorize(f), KBR_ERR_NOT_FOUND);
+    assert_names(f, "deliver[1]");
+    /* the refusal names the key refused */
+    assert_string_equal(f->r.rec->key, "enc-none");
+    provision_req(f, PROVISION(DEVICE_A ",\"deliver\":[\"fw-a\"]"), PROVISIONER);
+    assert_int_equal(authorize(f), KBR_ERR_FORBIDDEN);
+    assert_names(f, "deliver[0]");
+    provision_req(f, PROVISION(DEVICE_A ",\"deliver\":[\"enc-old\"]"), PROVISIONER);
+    assert_int_equal(authorize(f), KBR_ERR_CONFLICT);
+    assert_names(f, "deliver[0]");
+    provision_req(f, PROVISION(DEVICE_A ",\"deliver\":[\"enc-a\"]"),
+                  "{\"ops\":[\"provision\"],\"keys\":[\"ca-a\"]}");
+    assert_int_equal(authorize(f), KBR_ERR_FORBIDDEN);
+    assert_names(f, "deliver[0]");
+}
+
+static void test_backup(void **state)
+{
+    fixture *f = *state;
+
+    f->d.cfg.store = "sqlite:/nonexistent/kb.db";
+    req(f, "GET", "/v1/backup", NULL, ADMIN);
+    assert_int_equal(authorize(f), KBR_OK);
+    assert_non_null(f->route->wait);
+    assert_non_null(f->route->respond);
+    /* a backup holds every product's records */
+    req(f, "GET", "/v1/backup", NULL, "{\"ops\":[\"admin\"],\"products\":[\"prod-a\"]}");
+    assert_int_equal(authorize(f), KBR_ERR_FORBIDDEN);
+    assert_names(f, "every product");
+    req(f, "GET", "/v1/backup", NULL, "{\"ops\":[\"admin\"],\"devices\":[\"SN1\"]}");
+    assert_int_equal(authorize(f), KBR_ERR_FORBIDDEN);
+    /* one at a time */
+    req(f, "GET", "/v1/backup", NULL, ADMIN);
+    assert_int_equal(parse(f), KBR_OK);
+    f->d.backup = f->r.ctx;
+    assert_int_equal(f->route->authorize(&f->r, f->r.ctx), KBR_ERR_CONFLICT);
+    assert_names(f, "a backup is being made");
+    f->d.backup = NULL;
+    /* a store brokers share is copied by its own tools */
+    f->d.cfg.store = "postgresql://db.example/kb";
+    req(f, "GET", "/v1/backup", NULL, ADMIN);
+    assert_int_equal(authorize(f), KBR_ERR_CONFLICT);
+    assert_names(f, "pg_dump");
+    f->d.cfg.store = NULL;
+}
+
+/* Unsigned ID tokens ({"alg":"ES256","kid":"k1"}, an iss): authorize reads them unverified. */
+#define ID_TOKEN_CI                                                                                \
+    "eyJhbGciOiJFUzI1NiIsImtpZCI6ImsxIn0.eyJpc3MiOiJodHRwczovL2NpLmV4YW1wbGUifQ.c2ln"
+#define ID_TOKEN_OTHER                                                                             \
+    "eyJhbGciOiJFUzI1NiIsImtpZCI6ImsxIn0.eyJpc3MiOiJodHRwczovL290aGVyLmV4YW1wbGUifQ.c2ln"
+
+/* An exchange request as admit leaves it: its record opened. */
+static void exchange_req(fixture *f, const char *body)
+{
+    req(f, "POST", "/v1/tokens/exchange", body, READER);
+    assert_int_equal(kbr_audit_rec_new(NULL, NULL, f->route->audit_op, NULL, &f->r.rec), KBR_OK);
+}
+
+static void test_exchange(void **state)
+{
+    fixture *f = *state;
+    kbd_oidc_issuer issuer = {.name = "ci", .issuer = "https://ci.example"};
+
+    /* no issuers configured: not served, and nothing recorded */
+    req(f, "POST", "/v1/tokens/exchange", "{\"id_token\":\"" ID_TOKEN_CI "\"}", READER);
+    assert_non_null(f->route->admit);
+    assert_false(f->route->authenticated);
+    assert_int_equal(f->route->open_body_max, KBD_EXCHANGE_BODY_MAX);
+    assert_int_equal(f->route->admit(&f->r), KBR_ERR_NOT_FOUND);
+    assert_names(f, "oidc_issuers");
+    assert_null(f->r.rec);
+
+    exchange_req(f, "{}");
+    refused(f, "id_token: required");
+    exchange_req(f, "{\"id_token\":5}");
+    refused(f, "id_token");
+    exchange_req(f, "{\"id_token\":\"" ID_TOKEN_CI "\",\"audience\":\"x\"}");
+    refused(f, "audience");
+
+    f->d.cfg.oidc.issuers = &issuer;
+    f->d.cfg.oidc.nissuers = 1;
+    exchange_req(f, "{\"id_token\":\"" ID_TOKEN_CI "\"}");
+    assert_int_equal(authorize(f), KBR_OK);
+    assert_string_equal(json_string_value(json_object_get(f->r.rec->detail, "issuer")), "ci");
+    assert_string_equal(json_string_value(json_object_get(f->r.rec->detail, "id_token_kid")), "k1");
+    /* the body held the ID token: authorize lets it go */
+    assert_null(f->r.body);
+    exchange_req(f, "{\"id_token\":\"" ID_TOKEN_OTHER "\"}");
+    assert_int_equal(authorize(f), KBR_ERR_UNAUTHENTICATED);
+    assert_names(f, "https://other.example");
+    exchange_req(f, "{\"id_token\":\"not-a-jwt\"}");
+    assert_int_equal(authorize(f), KBR_ERR_UNAUTHENTICATED);
+    assert_names(f, "id_token");
+    f->d.cfg.oidc.issuers = NULL;
+    f->d.cfg.oidc.nissuers = 0;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -999,6 +1197,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_views, setup, teardown),
         cmocka_unit_test_setup_teardown(test_evidence, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crl, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_provision, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_backup, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_exchange, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

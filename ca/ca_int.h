@@ -37,12 +37,14 @@ kbr_err ca_sign(X509 *x, const kbr_ca_signer *signer, EVP_PKEY *issuer_pub, X509
 
 /*
  * A v3 certificate with a random serial, the given names, the validity
- * [now - CA_SKEW_SECONDS, not_after] and pub, with subjectKeyIdentifier and
+ * [now - CA_SKEW_SECONDS, not_after] and the subject's key (spki copied as it stands, a
+ * request's; or pub when spki is NULL), with subjectKeyIdentifier and
  * authorityKeyIdentifier (from issuer, or from itself if issuer is NULL).
  * Caller frees *out with X509_free.
  */
 kbr_err ca_skeleton(const X509_NAME *subject, const X509_NAME *issuer_name, X509 *issuer,
-                    EVP_PKEY *pub, time_t now, time_t not_after, X509 **out);
+                    EVP_PKEY *pub, const X509_PUBKEY *spki, time_t now, time_t not_after,
+                    X509 **out);
 /* Adds the extension nid written in openssl.cnf syntax ("critical,CA:FALSE"). */
 kbr_err ca_add_ext(X509 *x, int nid, const char *value);
 /* Adds a cRLDistributionPoints extension of one distribution point, the full name url

@@ -92,8 +92,72 @@ static kbr_err set_validity(X509 *x, time_t now, time_t not_after)
     return KBR_OK;
 }
 
+/* A copy of an AlgorithmIdentifier's parameters of type ptype: an OID, a DER SEQUENCE, or
+ * nothing (NULL, absent).  False for a type a public key's algorithm does not carry. */
+static bool param_dup(int ptype, const void *pval, void **out)
+{
+    *out = NULL;
+    switch (ptype) {
+    case V_ASN1_UNDEF:
+    case V_ASN1_NULL:
+        return true;
+    case V_ASN1_OBJECT:
+        return pval != NULL && (*out = OBJ_dup(pval)) != NULL;
+    case V_ASN1_SEQUENCE:
+        return pval != NULL && (*out = ASN1_STRING_dup(pval)) != NULL;
+    default:
+        return false;
+    }
+}
+
+static void param_free(int ptype, void *pval)
+{
+    if (ptype == V_ASN1_OBJECT)
+        ASN1_OBJECT_free(pval);
+    else if (ptype == V_ASN1_SEQUENCE)
+        ASN1_STRING_free(pval);
+}
+
+/*
+ * The subject's SubjectPublicKeyInfo copied as it stands (algorithm, parameters, the key's
+ * bits) from a request's.  X509_set_pubkey would take the request's EVP_PKEY instead, and for a
+ * provider key OpenSSL 3.0 encodes it and decodes it again, building a decoder for every
+ * certificate: a third of a provisioning's CPU (bench/README.md).
+ */
+static kbr_err copy_spki(X509 *x, const X509_PUBKEY *from)
+{
+    kbr_err err = KBR_OK;
+    ASN1_OBJECT *alg = NULL, *alg_copy = NULL;
+    const unsigned char *bits = NULL;
+    unsigned char *bits_copy = NULL;
+    int nbits = 0, ptype = V_ASN1_UNDEF;
+    X509_ALGOR *pa = NULL;
+    const void *pval = NULL;
+    void *pval_copy = NULL;
+
+    KBR_ENSURE(X509_PUBKEY_get0_param(&alg, &bits, &nbits, &pa, from) == 1 && nbits > 0,
+               KBR_ERR_CRYPTO);
+    X509_ALGOR_get0(NULL, &ptype, &pval, pa);
+    KBR_ENSURE(param_dup(ptype, pval, &pval_copy), KBR_ERR_CRYPTO);
+    alg_copy = OBJ_dup(alg);
+    bits_copy = OPENSSL_memdup(bits, (size_t)nbits);
+    KBR_ENSURE(alg_copy != NULL && bits_copy != NULL, KBR_ERR_NOMEM);
+    KBR_ENSURE(X509_PUBKEY_set0_param(X509_get_X509_PUBKEY(x), alg_copy, ptype, pval_copy,
+                                      bits_copy, nbits) == 1,
+               KBR_ERR_CRYPTO);
+    alg_copy = NULL;
+    pval_copy = NULL;
+    bits_copy = NULL;
+out:
+    ASN1_OBJECT_free(alg_copy);
+    param_free(ptype, pval_copy);
+    OPENSSL_free(bits_copy);
+    return err;
+}
+
 kbr_err ca_skeleton(const X509_NAME *subject, const X509_NAME *issuer_name, X509 *issuer,
-                    EVP_PKEY *pub, time_t now, time_t not_after, X509 **out)
+                    EVP_PKEY *pub, const X509_PUBKEY *spki, time_t now, time_t not_after,
+                    X509 **out)
 {
     kbr_err err = KBR_OK;
     X509 *x = X509_new();
@@ -105,7 +169,10 @@ kbr_err ca_skeleton(const X509_NAME *subject, const X509_NAME *issuer_name, X509
     KBR_ENSURE(X509_set_subject_name(x, subject) == 1, KBR_ERR_CRYPTO);
     KBR_ENSURE(X509_set_issuer_name(x, issuer_name) == 1, KBR_ERR_CRYPTO);
     KBR_GUARD(set_validity(x, now, not_after));
-    KBR_ENSURE(X509_set_pubkey(x, pub) == 1, KBR_ERR_CRYPTO);
+    if (spki != NULL)
+        KBR_GUARD(copy_spki(x, spki));
+    else
+        KBR_ENSURE(X509_set_pubkey(x, pub) == 1, KBR_ERR_CRYPTO);
     KBR_GUARD(add_key_ids(x, issuer));
     *out = x;
     x = NULL;

@@ -166,8 +166,8 @@ kbr_err kbr_ca_issue_device(const kbr_ca_issuer *issuer, const kbr_ca_csr *csr,
     KBR_GUARD(device_not_after(issuer, validity_days, now, &not_after, msg));
     ca = kbr_ca_cert_x509_peek(issuer->cert);
     KBR_GUARD(cn_name(serial_cn, &subject));
-    KBR_GUARD(ca_skeleton(subject, X509_get_subject_name(ca), ca, kbr_ca_csr_pubkey_peek(csr), now,
-                          not_after, &x));
+    KBR_GUARD(ca_skeleton(subject, X509_get_subject_name(ca), ca, NULL, kbr_ca_csr_spki_peek(csr),
+                          now, not_after, &x));
     KBR_GUARD(device_exts(x));
     if (crl_url != NULL)
         KBR_GUARD(ca_add_crl_dp(x, crl_url));
@@ -210,7 +210,8 @@ kbr_err kbr_ca_self_signed(const kbr_ca_signer *signer, EVP_PKEY *pub, const cha
     KBR_ENSURE(ca_alg_fits(signer->alg, pub),
                kbr_fail(msg, KBR_ERR_CONFLICT, "self_signed: the key is not %s",
                         kbr_alg_name(signer->alg)));
-    KBR_GUARD(ca_skeleton(name, name, NULL, pub, now, now + (time_t)days * SECONDS_PER_DAY, &x));
+    KBR_GUARD(
+        ca_skeleton(name, name, NULL, pub, NULL, now, now + (time_t)days * SECONDS_PER_DAY, &x));
     KBR_GUARD(ca_exts(x));
     if (crl_url != NULL)
         KBR_GUARD(ca_add_crl_dp(x, crl_url));

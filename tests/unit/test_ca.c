@@ -339,11 +339,22 @@ static void check_device(X509 *d, X509 *ca, EVP_PKEY *dev, int sig_nid, time_t n
     assert_validity(d, now - 60, now + 365L * DAY);
 }
 
-static void run_alg(const char *label, kbr_alg alg, int sig_nid)
+/* A device key of each kind a request may carry, so each shape of SubjectPublicKeyInfo
+ * parameters (a curve's OID, NULL, none) is copied into a certificate. */
+static EVP_PKEY *device_key(const char *kind)
+{
+    if (strcmp(kind, "ED25519") == 0)
+        return EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+    if (strcmp(kind, "RSA") == 0)
+        return EVP_RSA_gen(2048);
+    return EVP_EC_gen(kind);
+}
+
+static void run_alg(const char *label, kbr_alg alg, int sig_nid, const char *dev_kind)
 {
     time_t now = time(NULL);
     kbr_ca_cert *ca = make_ca(label, alg, 3650, now), *d1, *d2;
-    EVP_PKEY *capub = hsm_pub(label), *dev = EVP_EC_gen("P-256");
+    EVP_PKEY *capub = hsm_pub(label), *dev = device_key(dev_kind);
     kbr_ca_hsm_ctx ctx;
     kbr_ca_issuer *iss = make_issuer(ca, label, alg, &ctx);
     char *csr_pem = make_csr_pem(dev);
@@ -374,25 +385,25 @@ static void run_alg(const char *label, kbr_alg alg, int sig_nid)
 static void test_ecdsa_p256(void **state)
 {
     (void)state;
-    run_alg("ca-p256", KBR_ALG_ECDSA_P256, NID_ecdsa_with_SHA256);
+    run_alg("ca-p256", KBR_ALG_ECDSA_P256, NID_ecdsa_with_SHA256, "P-256");
 }
 
 static void test_ecdsa_p384(void **state)
 {
     (void)state;
-    run_alg("ca-p384", KBR_ALG_ECDSA_P384, NID_ecdsa_with_SHA384);
+    run_alg("ca-p384", KBR_ALG_ECDSA_P384, NID_ecdsa_with_SHA384, "ED25519");
 }
 
 static void test_rsa_3072(void **state)
 {
     (void)state;
-    run_alg("ca-rsa3072", KBR_ALG_RSA_3072, NID_sha256WithRSAEncryption);
+    run_alg("ca-rsa3072", KBR_ALG_RSA_3072, NID_sha256WithRSAEncryption, "RSA");
 }
 
 static void test_ed25519(void **state)
 {
     (void)state;
-    run_alg("ca-ed25519", KBR_ALG_ED25519, NID_ED25519);
+    run_alg("ca-ed25519", KBR_ALG_ED25519, NID_ED25519, "P-384");
 }
 
 /* ---- the certificate object ---- */

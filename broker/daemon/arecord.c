@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "kbd.h"
+#include "hsmproc.h"
 
 #define H KBR_MERKLE_HASH_LEN
 

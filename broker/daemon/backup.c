@@ -38,6 +38,7 @@
 #include <openssl/evp.h>
 
 #include "kbd.h"
+#include "routes.h"
 
 #define BACKUP_CHUNK (256 * 1024)
 

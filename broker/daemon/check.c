@@ -34,6 +34,8 @@
 #include <openssl/x509.h>
 
 #include "kbd.h"
+#include "hsmproc.h"
+#include "modes.h"
 
 #define EXPIRY_WARN_DAYS 30
 

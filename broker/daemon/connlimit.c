@@ -47,6 +47,7 @@
 #include <uthash.h>
 
 #include "kbd.h"
+#include "routes.h"
 
 #define SOURCE_LEN 64
 /* How many sources a connection.refused entry names; the rest are in the total. */

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "kbd.h"
+#include "routes.h"
 #include "kbr_cra.h"
 
 #define REPORT_FORMAT "keybroker-cra-report/1"

@@ -25,6 +25,7 @@
 #include <openssl/pem.h>
 
 #include "kbd.h"
+#include "routes.h"
 
 #define FOLLOW_POLL_MS 100
 #define FOLLOW_PAGE    500

@@ -22,6 +22,8 @@
 #include <unistd.h>
 
 #include "kbd.h"
+#include "hsmproc.h"
+#include "routes.h"
 
 /* How often the event thread looks at the log's length; bounds how late a checkpoint due by
  * count can be. */

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "kbd.h"
+#include "routes.h"
 #include "kbr_cra.h"
 
 #define BATCH_MAX_QUANTITY 100000000

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "kbd.h"
+#include "routes.h"
 #include "kbr_ca.h"
 
 typedef kbd_key_certificate_req cert_ctx;

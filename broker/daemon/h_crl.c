@@ -24,6 +24,7 @@
 #include <uthash.h>
 
 #include "kbd.h"
+#include "routes.h"
 #include "kbr_ca.h"
 
 #define CRL_SUB "service:keybrokerd"

@@ -16,6 +16,7 @@
 #include <openssl/sha.h>
 
 #include "kbd.h"
+#include "routes.h"
 
 #define DEBUG_MESSAGE_MAX 4096
 #define CHALLENGE_MIN     16

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "kbd.h"
+#include "routes.h"
 
 typedef kbd_device_revoke_req revoke_ctx;
 

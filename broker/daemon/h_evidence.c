@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "kbd.h"
+#include "routes.h"
 
 typedef struct {
     char *product, *serial; /* serial NULL: a product's bundle */

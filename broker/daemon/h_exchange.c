@@ -28,6 +28,7 @@
 #include <openssl/crypto.h>
 
 #include "kbd.h"
+#include "routes.h"
 
 #define JWKS_MAX_BYTES  (1024 * 1024)
 #define FETCH_TIMEOUT   10 /* seconds, a whole fetch */

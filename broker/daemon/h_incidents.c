@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "kbd.h"
+#include "routes.h"
 #include "kbr_cra.h"
 
 /* How far ahead of the broker's clock a time the caller gives may be. */

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "kbd.h"
+#include "routes.h"
 
 typedef kbd_issuer_rotate_req rotate_ctx;
 

@@ -26,6 +26,7 @@
 #include <openssl/pem.h>
 
 #include "kbd.h"
+#include "routes.h"
 
 static const char *const purposes[] = {"firmware-signing", "ota-signing",    "device-identity-ca",
                                        "debug-auth",       "ota-encryption", NULL};

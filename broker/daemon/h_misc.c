@@ -8,6 +8,7 @@
 #include <event2/buffer.h>
 
 #include "kbd.h"
+#include "routes.h"
 
 #define AUDIT_PAGE_DEFAULT 100
 #define AUDIT_PAGE_MAX     1000

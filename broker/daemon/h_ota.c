@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "kbd.h"
+#include "routes.h"
 
 #define OTA_MAX_RESULTS 10000
 /* How far ahead of the broker's clock a device's report of an install may be. */

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "kbd.h"
+#include "routes.h"
 
 typedef kbd_product_req product_ctx;
 

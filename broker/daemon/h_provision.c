@@ -39,6 +39,7 @@
 #include <openssl/crypto.h>
 
 #include "kbd.h"
+#include "routes.h"
 #include "kbr_ca.h"
 #include "kbr_cose.h"
 

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "kbd.h"
+#include "routes.h"
 #include "kbr_cose.h"
 
 /* The typed request: what parse reads from the body, then what authorize learns of the key. */

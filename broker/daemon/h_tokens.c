@@ -21,6 +21,7 @@
 #include <openssl/crypto.h>
 
 #include "kbd.h"
+#include "routes.h"
 
 typedef kbd_token_issue_req issue_ctx;
 

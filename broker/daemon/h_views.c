@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "kbd.h"
+#include "routes.h"
 
 #define EXPOSURE_PAGE_MAX 1000
 

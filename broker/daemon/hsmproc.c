@@ -53,6 +53,7 @@
 #include <unistd.h>
 
 #include "kbd.h"
+#include "hsmproc.h"
 
 #define BACKOFF_FIRST_MS 100
 #define BACKOFF_MAX_MS   2000

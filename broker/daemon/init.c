@@ -18,6 +18,8 @@
 #include <openssl/crypto.h>
 
 #include "kbd.h"
+#include "hsmproc.h"
+#include "modes.h"
 
 #define BOOTSTRAP_TTL (24L * 3600)
 

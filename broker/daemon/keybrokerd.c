@@ -26,6 +26,9 @@
 #include <event2/thread.h>
 
 #include "kbd.h"
+#include "routes.h"
+#include "modes.h"
+#include "hsmproc.h"
 #include "kbr_version.h"
 
 #define HEALTH_PROBE_SECONDS     5

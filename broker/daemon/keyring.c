@@ -10,6 +10,7 @@
 #include <uthash.h>
 
 #include "kbd.h"
+#include "routes.h"
 
 typedef struct {
     kbd_key key;

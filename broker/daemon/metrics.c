@@ -17,6 +17,7 @@
 #include <event2/buffer.h>
 
 #include "kbd.h"
+#include "routes.h"
 #include "kbr_version.h"
 
 /* The statuses the broker answers with; anything else counts as "other". */

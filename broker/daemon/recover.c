@@ -25,6 +25,7 @@
 #include <openssl/crypto.h>
 
 #include "kbd.h"
+#include "modes.h"
 
 #define BOOTSTRAP_TTL (24L * 3600)
 #define REVOKE_REASON                                                                              \

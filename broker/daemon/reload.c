@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "kbd.h"
+#include "hsmproc.h"
 
 static bool same_str(const char *a, const char *b)
 {

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "kbd.h"
+#include "routes.h"
 
 static const kbd_route routes[] = {
     {"GET", "/v1/health", false, 0, NULL, .finish = kbd_health_finish},

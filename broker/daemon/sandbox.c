@@ -54,6 +54,7 @@
 #include <unistd.h>
 
 #include "kbd.h"
+#include "hsmproc.h"
 
 #if defined(__x86_64__)
 #define KBD_AUDIT_ARCH AUDIT_ARCH_X86_64

@@ -21,6 +21,7 @@
 #include <openssl/rand.h>
 
 #include "kbd.h"
+#include "routes.h"
 
 void kbd_req_response_begins(kbd_req *r, int status)
 {
@@ -450,10 +451,10 @@ static bool route_allows(const kbd_route *route, const kbr_token *tok)
 }
 
 /*
- * The checks on_request() and authenticate() make before read_body(), without their side
- * effects (audit record, rate limit): the ingress filter asks, for each request that
- * announces a body, whether the handler would read it.  Any change to the checks before
- * read_body() belongs here too.
+ * The checks on_request() makes before it reads a body (authenticate(), or a route's admit
+ * stage for the token exchange), without their side effects (audit record, rate limit): the
+ * ingress filter asks, for each request that announces a body, whether it would be read.  Any
+ * change to the checks before the body is read belongs here too.
  */
 bool kbd_http_body_allowed(kbd *d, const char *method, const char *target,
                            const char *authorization, const char *x5t, uint64_t length,

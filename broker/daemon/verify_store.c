@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "kbd.h"
+#include "modes.h"
 #include "kbr_cra.h"
 
 /* The scratch store's files, removed if the check is interrupted (async-signal-safe). */

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "kbd.h"
+#include "routes.h"
 
 void kbd_note_hsm(kbd *d, kbr_err err)
 {

@@ -18,6 +18,7 @@
  * field, so that costs little, and a seed is just a request body.
  */
 #include "../../broker/daemon/kbd.h"
+#include "../../broker/daemon/routes.h"
 
 #include <strings.h>
 

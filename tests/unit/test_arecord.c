@@ -14,6 +14,7 @@
 
 #include <dlfcn.h>
 
+#include "../../broker/daemon/hsmproc.h"
 #include "../../broker/daemon/kbd.h"
 #include "softhsm_token.h"
 #include "tmpdir.h"

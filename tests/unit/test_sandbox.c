@@ -7,6 +7,7 @@
  * a path that is no mount, unshare of nothing), so a broken filter fails
  * the test without touching the machine.
  */
+#include "../../broker/daemon/hsmproc.h"
 #include "../../broker/daemon/kbd.h"
 
 #include <setjmp.h>

@@ -67,8 +67,8 @@ static kbr_err keep(char **slot, const char *s)
 }
 
 /* A time the caller gives: RFC 3339 UTC, not ahead of the broker's clock; normalized. */
-static kbr_err json_time(const json_t *body, const char *field, bool required, char **out,
-                         kbr_msg *msg)
+static kbr_err json_time(const json_t *body, const char *field, bool required, time_t now,
+                         char **out, kbr_msg *msg)
 {
     const char *s = NULL;
     char norm[KBR_TIME_LEN];
@@ -82,7 +82,7 @@ static kbr_err json_time(const json_t *body, const char *field, bool required, c
     if (kbr_time_parse(s, &t) != KBR_OK)
         return kbr_fail(msg, KBR_ERR_BAD_REQUEST,
                         "%s: not an RFC 3339 UTC time such as 2026-11-28T14:00:00Z", field);
-    if (t > time(NULL) + CLOCK_SKEW)
+    if (t > now + CLOCK_SKEW)
         return kbr_fail(msg, KBR_ERR_BAD_REQUEST,
                         "%s: %s is in the future (more than %d seconds ahead of the broker)", field,
                         s, CLOCK_SKEW);
@@ -239,7 +239,7 @@ kbr_err kbd_incident_create_parse(const kbd_req *r, void **out, kbr_msg *msg)
                kbr_fail(msg, err, "severity: required, low, medium, high or critical"));
     KBR_GUARD(err);
     KBR_GUARD(parse_versions(body, c, msg));
-    KBR_GUARD(json_time(body, "aware_at", true, &c->aware_at, msg));
+    KBR_GUARD(json_time(body, "aware_at", true, r->arrived, &c->aware_at, msg));
     c->exploited = json_is_true(exploited);
     KBR_GUARD(keep(&c->id, id));
     KBR_GUARD(keep(&c->title, title));
@@ -624,7 +624,7 @@ kbr_err kbd_incident_fix_parse(const kbd_req *r, void **out, kbr_msg *msg)
     KBR_GUARD(path_id(r, c, msg));
     KBR_GUARD(kbd_json_only(r->body, allowed, msg));
     KBR_GUARD(kbd_json_name(r->body, "fixed_version", true, &fixed, msg));
-    KBR_GUARD(json_time(r->body, "available_at", false, &c->available_at, msg));
+    KBR_GUARD(json_time(r->body, "available_at", false, r->arrived, &c->available_at, msg));
     KBR_GUARD(keep(&c->fixed, fixed));
 out:
     return err;

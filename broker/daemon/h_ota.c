@@ -32,7 +32,7 @@ void kbd_ota_report_free(void *p)
     free(c);
 }
 
-static kbr_err parse_result(ota_ctx *c, const json_t *item, size_t i, kbr_msg *msg)
+static kbr_err parse_result(ota_ctx *c, const json_t *item, size_t i, time_t now, kbr_msg *msg)
 {
     static const char *const allowed[] = {"device", "status", "at", NULL};
     const char *serial, *status, *at;
@@ -54,7 +54,7 @@ static kbr_err parse_result(ota_ctx *c, const json_t *item, size_t i, kbr_msg *m
         return kbr_fail(msg, KBR_ERR_BAD_REQUEST,
                         "%s.at: not an RFC 3339 UTC time such as 2026-11-28T14:00:00Z", where);
     /* a result from the future would stay the device's latest install until that time */
-    if (t > time(NULL) + OTA_CLOCK_SKEW)
+    if (t > now + OTA_CLOCK_SKEW)
         return kbr_fail(msg, KBR_ERR_BAD_REQUEST,
                         "%s.at: %s is in the future (more than %d seconds ahead of the broker)",
                         where, at, OTA_CLOCK_SKEW);
@@ -97,7 +97,7 @@ kbr_err kbd_ota_report_parse(const kbd_req *r, void **out, kbr_msg *msg)
                KBR_ERR_NOMEM);
     json_array_foreach(results, i, item)
     {
-        KBR_GUARD(parse_result(c, item, i, msg));
+        KBR_GUARD(parse_result(c, item, i, r->arrived, msg));
     }
 out:
     return err;

@@ -305,7 +305,8 @@ typedef void (*kbd_finish_fn)(kbd_req *r);
 struct kbd_req {
     kbd *d;
     struct evhttp_request *http;
-    double t0;           /* monotonic: when the request arrived */
+    double t0;      /* monotonic: when the request arrived */
+    time_t arrived; /* wall clock then: the "now" of its parse stage, which reads nothing but r */
     char request_id[65]; /* X-Request-Id: the client's, when well-formed, or a random one */
     const struct kbd_route *route;
     char *arg; /* the {name}/{jti} path segment, decoded */

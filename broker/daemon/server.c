@@ -752,6 +752,7 @@ static void on_request(struct evhttp_request *http, void *arg)
     r->d = d;
     r->http = http;
     r->t0 = kbr_monotonic_seconds();
+    r->arrived = time(NULL);
     set_request_id(r);
     d->inflight++;
     d->stats.requests++;

@@ -115,6 +115,7 @@ static void req(fixture *f, const char *method, const char *path, const char *bo
     kbr_msg msg = {{0}};
 
     req_reset(f);
+    r->arrived = time(NULL);
     snprintf(raw, sizeof(raw), "%.*s", (int)(q != NULL ? (size_t)(q - path) : strlen(path)), path);
     f->route = kbd_route_match(method, raw, &cap, &caplen, &known);
     assert_non_null(f->route);
@@ -721,6 +722,19 @@ static void test_ota_and_products(void **state)
         "\"SN1\",\"status\":\"failed\",\"at\":\"2999-01-01T00:00:00Z\"}]}",
         "{\"ops\":[\"ota-report\"]}");
     refused(f, "results[0].at");
+    /* "the future" is after the request arrived, not after the clock at parse time */
+    req(f, "POST", "/v1/ota/deployments",
+        "{\"product\":\"prod-a\",\"version\":\"1.0\",\"campaign\":\"c\",\"results\":[{\"device\":"
+        "\"SN1\",\"status\":\"installed\",\"at\":\"2026-01-01T00:10:00Z\"}]}",
+        "{\"ops\":[\"ota-report\"]}");
+    f->r.arrived = 1767225600; /* 2026-01-01T00:00:00Z */
+    refused(f, "results[0].at: 2026-01-01T00:10:00Z is in the future");
+    req(f, "POST", "/v1/ota/deployments",
+        "{\"product\":\"prod-a\",\"version\":\"1.0\",\"campaign\":\"c\",\"results\":[{\"device\":"
+        "\"SN1\",\"status\":\"installed\",\"at\":\"2026-01-01T00:04:00Z\"}]}",
+        "{\"ops\":[\"ota-report\"]}");
+    f->r.arrived = 1767225600;
+    assert_int_equal(parse(f), KBR_OK); /* within the clock skew allowed */
 
     req(f, "POST", "/v1/products",
         "{\"product\":\"prod-a\",\"placed_on_market\":\"2026-01-01\",\"support_until\":"

@@ -399,4 +399,59 @@ KBR_WUR kbr_err kbr_store_exposure_rows(kbr_store *st, const kbr_exposure_query 
 bool kbr_store_history_holds(const json_t *versions, const char *version);
 KBR_WUR kbr_err kbr_store_history_text(const json_t *versions, const char *added, char **out);
 
+/*
+ * Rows as the back ends return them: a row becomes an object whose members are named, and
+ * typed, by a list of kbr_col_spec, one per result column in order.  Both back ends read with
+ * the same lists (rows.c), so a row has one shape whichever store it comes from.
+ */
+/* How a result column becomes a member: text (or null), parsed JSON, an integer (0 for SQL
+ * NULL), an integer or null, or a boolean (SQL NULL or 0: false). */
+typedef enum {
+    KBR_COL_TEXT,
+    KBR_COL_JSON,
+    KBR_COL_INT,
+    KBR_COL_INT_OR_NULL,
+    KBR_COL_BOOL
+} kbr_col_kind;
+
+typedef struct {
+    const char *field;
+    kbr_col_kind kind;
+} kbr_col_spec;
+#define KBR_NCOLS(a) (sizeof(a) / sizeof((a)[0]))
+
+/* rows.c: the shared row shapes */
+extern const kbr_col_spec kbr_row_batch[8];
+extern const kbr_col_spec kbr_row_batch_count[3];
+extern const kbr_col_spec kbr_row_checkpoint[13];
+extern const kbr_col_spec kbr_row_component[3];
+extern const kbr_col_spec kbr_row_delivery[6];
+extern const kbr_col_spec kbr_row_device[11];
+extern const kbr_col_spec kbr_row_device_cert[11];
+extern const kbr_col_spec kbr_row_event[4];
+extern const kbr_col_spec kbr_row_expiring[5];
+extern const kbr_col_spec kbr_row_exposed_build[4];
+extern const kbr_col_spec kbr_row_exposed_component[5];
+extern const kbr_col_spec kbr_row_firmware[10];
+extern const kbr_col_spec kbr_row_firmware_history[5];
+extern const kbr_col_spec kbr_row_found[4];
+extern const kbr_col_spec kbr_row_history[1];
+extern const kbr_col_spec kbr_row_history_batch[3];
+extern const kbr_col_spec kbr_row_identity[2];
+extern const kbr_col_spec kbr_row_incident[17];
+extern const kbr_col_spec kbr_row_incident_build[3];
+extern const kbr_col_spec kbr_row_issuer[7];
+extern const kbr_col_spec kbr_row_live_token[5];
+extern const kbr_col_spec kbr_row_month[2];
+extern const kbr_col_spec kbr_row_operation[6];
+extern const kbr_col_spec kbr_row_pending[4];
+extern const kbr_col_spec kbr_row_product[7];
+extern const kbr_col_spec kbr_row_query[3];
+extern const kbr_col_spec kbr_row_relation[2];
+extern const kbr_col_spec kbr_row_report[5];
+extern const kbr_col_spec kbr_row_revocation[5];
+extern const kbr_col_spec kbr_row_revoked[4];
+extern const kbr_col_spec kbr_row_series[4];
+extern const kbr_col_spec kbr_row_token[15];
+
 #endif

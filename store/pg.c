@@ -232,24 +232,23 @@ out:
     return err;
 }
 
-static kbr_err column_value(const PGresult *res, int row, int col, kbr_pgcol_kind kind,
-                            json_t **out)
+static kbr_err column_value(const PGresult *res, int row, int col, kbr_col_kind kind, json_t **out)
 {
     kbr_err err = KBR_OK;
     const char *text = kbr_pg_value(res, row, col);
 
     *out = NULL;
-    if (kind == KBR_PGCOL_BOOL) {
+    if (kind == KBR_COL_BOOL) {
         *out = json_boolean(text != NULL && strcmp(text, "0") != 0 && strcmp(text, "f") != 0);
         goto out;
     }
     if (text == NULL) {
-        *out = kind == KBR_PGCOL_INT ? json_integer(0) : json_null();
+        *out = kind == KBR_COL_INT ? json_integer(0) : json_null();
         goto out;
     }
-    if (kind == KBR_PGCOL_INT || kind == KBR_PGCOL_INT_OR_NULL)
+    if (kind == KBR_COL_INT || kind == KBR_COL_INT_OR_NULL)
         *out = json_integer(strtoll(text, NULL, 10));
-    else if (kind == KBR_PGCOL_JSON)
+    else if (kind == KBR_COL_JSON)
         *out = json_loads(text, JSON_DECODE_ANY, NULL);
     else
         *out = json_string(text);
@@ -260,7 +259,7 @@ out:
 }
 
 kbr_err kbr_pg_put_columns(json_t *obj, const PGresult *res, int row, int first,
-                           const kbr_pgcol *cols, size_t n)
+                           const kbr_col_spec *cols, size_t n)
 {
     kbr_err err = KBR_OK;
     json_t *v = NULL;
@@ -275,7 +274,7 @@ out:
     return err;
 }
 
-static kbr_err row_object(const PGresult *res, int row, const kbr_pgcol *cols, size_t n,
+static kbr_err row_object(const PGresult *res, int row, const kbr_col_spec *cols, size_t n,
                           json_t **out)
 {
     kbr_err err = KBR_OK;
@@ -291,7 +290,7 @@ out:
     return err;
 }
 
-kbr_err kbr_pg_objects(kbr_pg *s, const char *sql, const kbr_pg_params *p, const kbr_pgcol *cols,
+kbr_err kbr_pg_objects(kbr_pg *s, const char *sql, const kbr_pg_params *p, const kbr_col_spec *cols,
                        size_t n, json_t **out)
 {
     kbr_err err = KBR_OK;
@@ -315,7 +314,7 @@ out:
     return err;
 }
 
-kbr_err kbr_pg_object(kbr_pg *s, const char *sql, const kbr_pg_params *p, const kbr_pgcol *cols,
+kbr_err kbr_pg_object(kbr_pg *s, const char *sql, const kbr_pg_params *p, const kbr_col_spec *cols,
                       size_t n, json_t **out)
 {
     kbr_err err = KBR_OK;
@@ -1007,16 +1006,6 @@ static kbr_err pg_checkpoint_insert(kbr_store *st, const kbr_fx_checkpoint *c, i
                       &p, NULL);
 }
 
-static const kbr_pgcol checkpoint_cols[] = {
-    {"size", KBR_PGCOL_INT},          {"root_hash", KBR_PGCOL_TEXT},
-    {"time", KBR_PGCOL_TEXT},         {"signature_b64", KBR_PGCOL_TEXT},
-    {"audit_seq", KBR_PGCOL_INT},     {"origin", KBR_PGCOL_TEXT},
-    {"note", KBR_PGCOL_TEXT},         {"key_id", KBR_PGCOL_TEXT},
-    {"key_label", KBR_PGCOL_TEXT},    {"public_key_pem", KBR_PGCOL_TEXT},
-    {"next_key_id", KBR_PGCOL_TEXT},  {"next_key_label", KBR_PGCOL_TEXT},
-    {"next_key_pem", KBR_PGCOL_TEXT},
-};
-
 #define CHECKPOINT_SELECT                                                                          \
     "SELECT size, root_hash, time, signature_b64, audit_seq, origin, note, key_id, key_label,"     \
     " public_key_pem, next_key_id, next_key_label, next_key_pem FROM checkpoints"
@@ -1025,7 +1014,7 @@ static const kbr_pgcol checkpoint_cols[] = {
 static kbr_err pg_checkpoint_latest(kbr_store *st, json_t **out)
 {
     return kbr_pg_object((kbr_pg *)st, CHECKPOINT_SELECT " ORDER BY audit_seq DESC LIMIT 1", NULL,
-                         checkpoint_cols, KBR_PG_NCOLS(checkpoint_cols), out);
+                         kbr_row_checkpoint, KBR_NCOLS(kbr_row_checkpoint), out);
 }
 
 static kbr_err pg_checkpoint_find(kbr_store *st, const char *signature_b64, bool *found)
@@ -1045,7 +1034,7 @@ static kbr_err pg_checkpoint_rotations(kbr_store *st, int64_t seq, json_t **out)
     return kbr_pg_objects((kbr_pg *)st,
                           CHECKPOINT_SELECT " WHERE next_key_pem IS NOT NULL AND audit_seq <= $1"
                                             " ORDER BY audit_seq",
-                          &p, checkpoint_cols, KBR_PG_NCOLS(checkpoint_cols), out);
+                          &p, kbr_row_checkpoint, KBR_NCOLS(kbr_row_checkpoint), out);
 }
 
 /* ---- checking a store against its log ---- */

@@ -60,30 +60,15 @@ KBR_WUR kbr_err kbr_pg_int64(kbr_pg *s, const char *sql, const kbr_pg_params *p,
  * for SQL NULL. */
 KBR_WUR kbr_err kbr_pg_string(kbr_pg *s, const char *sql, const kbr_pg_params *p, char **v);
 
-/* How a result column becomes a member: as store/sqlite.h's kbr_col_kind. */
-typedef enum {
-    KBR_PGCOL_TEXT,
-    KBR_PGCOL_JSON,
-    KBR_PGCOL_INT,
-    KBR_PGCOL_INT_OR_NULL,
-    KBR_PGCOL_BOOL
-} kbr_pgcol_kind;
-
-typedef struct {
-    const char *field;
-    kbr_pgcol_kind kind;
-} kbr_pgcol;
-#define KBR_PG_NCOLS(a) (sizeof(a) / sizeof((a)[0]))
-
 /* Sets obj[cols[i].field] from column first + i of row. */
 KBR_WUR kbr_err kbr_pg_put_columns(json_t *obj, const PGresult *res, int row, int first,
-                                   const kbr_pgcol *cols, size_t n);
+                                   const kbr_col_spec *cols, size_t n);
 /* Every row as an object: a new array (the caller's). */
 KBR_WUR kbr_err kbr_pg_objects(kbr_pg *s, const char *sql, const kbr_pg_params *p,
-                               const kbr_pgcol *cols, size_t n, json_t **out);
+                               const kbr_col_spec *cols, size_t n, json_t **out);
 /* The first row as a new object; KBR_ERR_NOT_FOUND without one. */
 KBR_WUR kbr_err kbr_pg_object(kbr_pg *s, const char *sql, const kbr_pg_params *p,
-                              const kbr_pgcol *cols, size_t n, json_t **out);
+                              const kbr_col_spec *cols, size_t n, json_t **out);
 /* A column's text, NULL for SQL NULL. */
 const char *kbr_pg_value(const PGresult *res, int row, int col);
 
@@ -93,8 +78,6 @@ const char *kbr_pg_value(const PGresult *res, int row, int col);
     " t.revoke_reason, t.issued_by, t.cnf_x5t, coalesce(u.uses, 0), u.last_used_at,"               \
     " t.parent_jti, t.orphan, t.kid"                                                               \
     " FROM tokens t LEFT JOIN token_usage u ON u.jti = t.jti"
-#define KBR_PG_TOKEN_NCOLS 15
-extern const kbr_pgcol kbr_pg_token_cols[KBR_PG_TOKEN_NCOLS];
 
 /* The schema, built in from store/pg/: pg_schema.sql (version 6), then one file per later
  * version. */

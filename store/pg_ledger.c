@@ -137,22 +137,12 @@ kbr_err kbr_pg_tokens_assign_kid(kbr_store *st, const char *kid)
     return kbr_pg_run(PG(st), "UPDATE tokens SET kid = $1 WHERE kid IS NULL", &p, NULL);
 }
 
-static const kbr_pgcol issuer_cols[] = {
-    {"kid", KBR_PGCOL_TEXT},
-    {"hsm_label", KBR_PGCOL_TEXT},
-    {"public_key_pem", KBR_PGCOL_TEXT},
-    {"public_key_sha256", KBR_PGCOL_TEXT},
-    {"activated_at", KBR_PGCOL_TEXT},
-    {"replaced_at", KBR_PGCOL_TEXT},
-    {"audit_seq", KBR_PGCOL_INT},
-};
-
 kbr_err kbr_pg_issuer_keys(kbr_store *st, json_t **keys)
 {
     return kbr_pg_objects(PG(st),
                           "SELECT kid, hsm_label, public_key_pem, public_key_sha256, activated_at,"
                           " replaced_at, audit_seq FROM issuer_keys ORDER BY audit_seq, kid",
-                          NULL, issuer_cols, KBR_PG_NCOLS(issuer_cols), keys);
+                          NULL, kbr_row_issuer, KBR_NCOLS(kbr_row_issuer), keys);
 }
 
 kbr_err kbr_pg_token_revoke(kbr_store *st, const char *jti, const char *at, const char *reason)
@@ -325,24 +315,24 @@ kbr_err kbr_pg_component_insert(kbr_store *st, const char *product, const char *
     " LEFT JOIN certificates c ON c.owner_kind = 'key' AND c.key_name = k.name"                    \
     "  AND c.superseded_at IS NULL"
 
-static const kbr_pgcol key_cols[] = {
-    {"name", KBR_PGCOL_TEXT},
-    {"purpose", KBR_PGCOL_TEXT},
-    {"algorithm", KBR_PGCOL_TEXT},
-    {"products", KBR_PGCOL_JSON},
-    {"owner", KBR_PGCOL_TEXT},
-    {"state", KBR_PGCOL_TEXT},
-    {"created_at", KBR_PGCOL_TEXT},
-    {"retired_at", KBR_PGCOL_TEXT},
-    {"public_key_pem", KBR_PGCOL_TEXT},
-    {"hsm_label", KBR_PGCOL_TEXT},
-    {"hsm_id", KBR_PGCOL_TEXT},
-    {"public_key_sha256", KBR_PGCOL_TEXT},
-    {"cert_pem", KBR_PGCOL_TEXT},
-    {"cert_chain_pem", KBR_PGCOL_TEXT},
-    {"cert_not_after", KBR_PGCOL_TEXT},
-    {"cert_serial_number", KBR_PGCOL_TEXT},
-    {"cert_fingerprint", KBR_PGCOL_TEXT},
+static const kbr_col_spec key_cols[] = {
+    {"name", KBR_COL_TEXT},
+    {"purpose", KBR_COL_TEXT},
+    {"algorithm", KBR_COL_TEXT},
+    {"products", KBR_COL_JSON},
+    {"owner", KBR_COL_TEXT},
+    {"state", KBR_COL_TEXT},
+    {"created_at", KBR_COL_TEXT},
+    {"retired_at", KBR_COL_TEXT},
+    {"public_key_pem", KBR_COL_TEXT},
+    {"hsm_label", KBR_COL_TEXT},
+    {"hsm_id", KBR_COL_TEXT},
+    {"public_key_sha256", KBR_COL_TEXT},
+    {"cert_pem", KBR_COL_TEXT},
+    {"cert_chain_pem", KBR_COL_TEXT},
+    {"cert_not_after", KBR_COL_TEXT},
+    {"cert_serial_number", KBR_COL_TEXT},
+    {"cert_fingerprint", KBR_COL_TEXT},
 };
 
 kbr_err kbr_pg_key_get(kbr_store *st, const char *name, json_t **key)
@@ -351,25 +341,14 @@ kbr_err kbr_pg_key_get(kbr_store *st, const char *name, json_t **key)
 
     kbr_pg_text(&p, name);
     return kbr_pg_object(PG(st), KEY_COLUMNS " WHERE k.name = $1", &p, key_cols,
-                         KBR_PG_NCOLS(key_cols), key);
+                         KBR_NCOLS(key_cols), key);
 }
 
 kbr_err kbr_pg_key_list(kbr_store *st, json_t **keys)
 {
     return kbr_pg_objects(PG(st), KEY_COLUMNS " ORDER BY k.name", NULL, key_cols,
-                          KBR_PG_NCOLS(key_cols), keys);
+                          KBR_NCOLS(key_cols), keys);
 }
-
-const kbr_pgcol kbr_pg_token_cols[KBR_PG_TOKEN_NCOLS] = {
-    {"jti", KBR_PGCOL_TEXT},        {"sub", KBR_PGCOL_TEXT},
-    {"scope", KBR_PGCOL_JSON},      {"issued_at", KBR_PGCOL_TEXT},
-    {"not_before", KBR_PGCOL_TEXT}, {"expires_at", KBR_PGCOL_TEXT},
-    {"revoked_at", KBR_PGCOL_TEXT}, {"revoke_reason", KBR_PGCOL_TEXT},
-    {"issued_by", KBR_PGCOL_TEXT},  {"cnf_x5t", KBR_PGCOL_TEXT},
-    {"uses", KBR_PGCOL_INT},        {"last_used_at", KBR_PGCOL_TEXT},
-    {"parent_jti", KBR_PGCOL_TEXT}, {"orphan", KBR_PGCOL_BOOL},
-    {"kid", KBR_PGCOL_TEXT},
-};
 
 kbr_err kbr_pg_token_list(kbr_store *st, const char *sub, bool active, time_t now, json_t **tokens)
 {
@@ -385,17 +364,8 @@ kbr_err kbr_pg_token_list(kbr_store *st, const char *sub, bool active, time_t no
                                               " AND ($2::int = 0 OR (t.revoked_at IS NULL"
                                               " AND t.expires_at > $3))"
                                               " ORDER BY t.audit_seq, t.jti",
-                          &p, kbr_pg_token_cols, KBR_PG_TOKEN_NCOLS, tokens);
+                          &p, kbr_row_token, KBR_NCOLS(kbr_row_token), tokens);
 }
-
-static const kbr_pgcol firmware_cols[] = {
-    {"product", KBR_PGCOL_TEXT},     {"version", KBR_PGCOL_TEXT},   {"digest", KBR_PGCOL_TEXT},
-    {"hash", KBR_PGCOL_TEXT},        {"key", KBR_PGCOL_TEXT},       {"name", KBR_PGCOL_TEXT},
-    {"build_id", KBR_PGCOL_TEXT},    {"signed_at", KBR_PGCOL_TEXT}, {"audit_seq", KBR_PGCOL_INT},
-    {"sbom_sha256", KBR_PGCOL_TEXT},
-};
-static const kbr_pgcol component_cols[] = {
-    {"name", KBR_PGCOL_TEXT}, {"version", KBR_PGCOL_TEXT}, {"purl", KBR_PGCOL_TEXT}};
 
 kbr_err kbr_pg_firmware_components(kbr_store *st, const char *product, const char *version,
                                    json_t **out)
@@ -407,7 +377,7 @@ kbr_err kbr_pg_firmware_components(kbr_store *st, const char *product, const cha
     return kbr_pg_objects(PG(st),
                           "SELECT name, cversion, purl FROM components"
                           " WHERE product = $1 AND version = $2 ORDER BY id",
-                          &p, component_cols, KBR_PG_NCOLS(component_cols), out);
+                          &p, kbr_row_component, KBR_NCOLS(kbr_row_component), out);
 }
 
 kbr_err kbr_pg_firmware_get(kbr_store *st, const char *product, const char *version, json_t **build)
@@ -420,7 +390,7 @@ kbr_err kbr_pg_firmware_get(kbr_store *st, const char *product, const char *vers
                          "SELECT product, version, digest, hash, key, name, build_id, signed_at,"
                          " audit_seq, sbom_sha256 FROM firmware"
                          " WHERE product = $1 AND version = $2",
-                         &p, firmware_cols, KBR_PG_NCOLS(firmware_cols), build);
+                         &p, kbr_row_firmware, KBR_NCOLS(kbr_row_firmware), build);
 }
 
 /* ---- evidence ---- */
@@ -697,54 +667,20 @@ kbr_err kbr_pg_device_event_insert(kbr_store *st, const char *product, const cha
     "SELECT batch, product, factory, quantity, markets, created_at, created_by, provisioned"       \
     " FROM batches"
 
-static const kbr_pgcol batch_cols[] = {
-    {"batch", KBR_PGCOL_TEXT},      {"product", KBR_PGCOL_TEXT},    {"factory", KBR_PGCOL_TEXT},
-    {"quantity", KBR_PGCOL_INT},    {"markets", KBR_PGCOL_JSON},    {"created_at", KBR_PGCOL_TEXT},
-    {"created_by", KBR_PGCOL_TEXT}, {"provisioned", KBR_PGCOL_INT},
-};
-
 kbr_err kbr_pg_batch_get(kbr_store *st, const char *batch, json_t **out)
 {
     P;
 
     kbr_pg_text(&p, batch);
-    return kbr_pg_object(PG(st), BATCH_SELECT " WHERE batch = $1", &p, batch_cols,
-                         KBR_PG_NCOLS(batch_cols), out);
+    return kbr_pg_object(PG(st), BATCH_SELECT " WHERE batch = $1", &p, kbr_row_batch,
+                         KBR_NCOLS(kbr_row_batch), out);
 }
 
 kbr_err kbr_pg_batch_list(kbr_store *st, json_t **out)
 {
-    return kbr_pg_objects(PG(st), BATCH_SELECT " ORDER BY batch", NULL, batch_cols,
-                          KBR_PG_NCOLS(batch_cols), out);
+    return kbr_pg_objects(PG(st), BATCH_SELECT " ORDER BY batch", NULL, kbr_row_batch,
+                          KBR_NCOLS(kbr_row_batch), out);
 }
-
-static const kbr_pgcol device_cols[] = {
-    {"product", KBR_PGCOL_TEXT},
-    {"serial", KBR_PGCOL_TEXT},
-    {"batch", KBR_PGCOL_TEXT},
-    {"factory", KBR_PGCOL_TEXT},
-    {"firmware_version", KBR_PGCOL_TEXT},
-    {"csr_sha256", KBR_PGCOL_TEXT},
-    {"public_key_sha256", KBR_PGCOL_TEXT},
-    {"provisioned_at", KBR_PGCOL_TEXT},
-    {"audit_seq", KBR_PGCOL_INT},
-    {"current_firmware", KBR_PGCOL_TEXT},
-    {"current_firmware_at", KBR_PGCOL_TEXT},
-};
-
-static const kbr_pgcol device_cert_cols[] = {
-    {"serial_number", KBR_PGCOL_TEXT},
-    {"fingerprint", KBR_PGCOL_TEXT},
-    {"not_after", KBR_PGCOL_TEXT},
-    {"issued_at", KBR_PGCOL_TEXT},
-    {"superseded_at", KBR_PGCOL_TEXT},
-    {"issuer_key", KBR_PGCOL_TEXT},
-    {"pem", KBR_PGCOL_TEXT},
-    {"chain_pem", KBR_PGCOL_TEXT},
-    {"audit_seq", KBR_PGCOL_INT},
-    {"revoked_at", KBR_PGCOL_TEXT},
-    {"revocation_reason_code", KBR_PGCOL_INT_OR_NULL},
-};
 
 kbr_err kbr_pg_device_certificates(kbr_store *st, const char *product, const char *serial,
                                    json_t **out)
@@ -760,7 +696,7 @@ kbr_err kbr_pg_device_certificates(kbr_store *st, const char *product, const cha
                           " LEFT JOIN certificate_revocations r ON r.fingerprint = c.fingerprint"
                           " WHERE c.owner_kind = 'device' AND c.product = $1"
                           " AND c.device_serial = $2 ORDER BY c.id",
-                          &p, device_cert_cols, KBR_PG_NCOLS(device_cert_cols), out);
+                          &p, kbr_row_device_cert, KBR_NCOLS(kbr_row_device_cert), out);
 }
 
 kbr_err kbr_pg_device_get(kbr_store *st, const char *product, const char *serial, json_t **out)
@@ -773,15 +709,8 @@ kbr_err kbr_pg_device_get(kbr_store *st, const char *product, const char *serial
                          "SELECT product, serial, batch, factory, firmware_version, csr_sha256,"
                          " public_key_sha256, provisioned_at, audit_seq, current_firmware,"
                          " current_firmware_at FROM devices WHERE product = $1 AND serial = $2",
-                         &p, device_cols, KBR_PG_NCOLS(device_cols), out);
+                         &p, kbr_row_device, KBR_NCOLS(kbr_row_device), out);
 }
-
-static const kbr_pgcol found_cols[] = {
-    {"product", KBR_PGCOL_TEXT},
-    {"serial", KBR_PGCOL_TEXT},
-    {"batch", KBR_PGCOL_TEXT},
-    {"factory", KBR_PGCOL_TEXT},
-};
 
 kbr_err kbr_pg_device_find(kbr_store *st, const char *serial, json_t **out)
 {
@@ -791,10 +720,8 @@ kbr_err kbr_pg_device_find(kbr_store *st, const char *serial, json_t **out)
     return kbr_pg_objects(PG(st),
                           "SELECT product, serial, batch, factory FROM devices"
                           " WHERE serial = $1 ORDER BY product",
-                          &p, found_cols, KBR_PG_NCOLS(found_cols), out);
+                          &p, kbr_row_found, KBR_NCOLS(kbr_row_found), out);
 }
-
-static const kbr_pgcol identity_cols[] = {{"product", KBR_PGCOL_TEXT}, {"serial", KBR_PGCOL_TEXT}};
 
 kbr_err kbr_pg_device_by_key(kbr_store *st, const char *public_key_sha256, json_t **out)
 {
@@ -802,15 +729,8 @@ kbr_err kbr_pg_device_by_key(kbr_store *st, const char *public_key_sha256, json_
 
     kbr_pg_text(&p, public_key_sha256);
     return kbr_pg_object(PG(st), "SELECT product, serial FROM device_keys WHERE key = $1", &p,
-                         identity_cols, KBR_PG_NCOLS(identity_cols), out);
+                         kbr_row_identity, KBR_NCOLS(kbr_row_identity), out);
 }
-
-static const kbr_pgcol event_cols[] = {
-    {"kind", KBR_PGCOL_TEXT},
-    {"at", KBR_PGCOL_TEXT},
-    {"detail", KBR_PGCOL_JSON},
-    {"audit_seq", KBR_PGCOL_INT},
-};
 
 kbr_err kbr_pg_device_events(kbr_store *st, const char *product, const char *serial, json_t **out)
 {
@@ -821,7 +741,7 @@ kbr_err kbr_pg_device_events(kbr_store *st, const char *product, const char *ser
     return kbr_pg_objects(PG(st),
                           "SELECT kind, at, detail, audit_seq FROM device_events"
                           " WHERE product = $1 AND serial = $2 ORDER BY id",
-                          &p, event_cols, KBR_PG_NCOLS(event_cols), out);
+                          &p, kbr_row_event, KBR_NCOLS(kbr_row_event), out);
 }
 
 /* ---- devices in the field ---- */
@@ -971,7 +891,7 @@ kbr_err kbr_pg_device_firmware_current(kbr_store *st, const char *product, const
 kbr_err kbr_pg_devices_known(kbr_store *st, const char *product, const json_t *serials,
                              json_t **known)
 {
-    static const kbr_pgcol serial_col[] = {{"serial", KBR_PGCOL_TEXT}};
+    static const kbr_col_spec serial_col[] = {{"serial", KBR_COL_TEXT}};
     kbr_err err = KBR_OK;
     json_t *rows = NULL, *list = NULL, *row;
     char *text = NULL;
@@ -1020,11 +940,6 @@ kbr_err kbr_pg_debug_challenge_used(kbr_store *st, const char *product, const ch
                          &p, used);
 }
 
-static const kbr_pgcol firmware_history_cols[] = {
-    {"version", KBR_PGCOL_TEXT},  {"status", KBR_PGCOL_TEXT},   {"at", KBR_PGCOL_TEXT},
-    {"campaign", KBR_PGCOL_TEXT}, {"audit_seq", KBR_PGCOL_INT},
-};
-
 kbr_err kbr_pg_device_firmware(kbr_store *st, const char *product, const char *serial, json_t **out)
 {
     P;
@@ -1034,7 +949,7 @@ kbr_err kbr_pg_device_firmware(kbr_store *st, const char *product, const char *s
     return kbr_pg_objects(PG(st),
                           "SELECT version, status, at, campaign, audit_seq FROM device_firmware"
                           " WHERE product = $1 AND serial = $2 ORDER BY at, audit_seq, id",
-                          &p, firmware_history_cols, KBR_PG_NCOLS(firmware_history_cols), out);
+                          &p, kbr_row_firmware_history, KBR_NCOLS(kbr_row_firmware_history), out);
 }
 
 /* ---- revocations and CRLs ---- */
@@ -1113,13 +1028,6 @@ kbr_err kbr_pg_crl_insert(kbr_store *st, const kbr_eff_crl *l, int64_t seq)
                       &p, NULL);
 }
 
-static const kbr_pgcol revoked_cols[] = {
-    {"serial_number", KBR_PGCOL_TEXT},
-    {"fingerprint", KBR_PGCOL_TEXT},
-    {"revoked_at", KBR_PGCOL_TEXT},
-    {"reason_code", KBR_PGCOL_INT},
-};
-
 kbr_err kbr_pg_crl_revoked(kbr_store *st, const char *issuer_key, json_t **rows)
 {
     P;
@@ -1129,13 +1037,8 @@ kbr_err kbr_pg_crl_revoked(kbr_store *st, const char *issuer_key, json_t **rows)
                           "SELECT serial_number, fingerprint, revoked_at, reason_code"
                           " FROM certificate_revocations WHERE issuer_key = $1"
                           " ORDER BY revoked_at, serial_number",
-                          &p, revoked_cols, KBR_PG_NCOLS(revoked_cols), rows);
+                          &p, kbr_row_revoked, KBR_NCOLS(kbr_row_revoked), rows);
 }
-
-static const kbr_pgcol revocation_cols[] = {
-    {"at", KBR_PGCOL_TEXT},         {"reason", KBR_PGCOL_TEXT},   {"reason_code", KBR_PGCOL_INT},
-    {"revoked_by", KBR_PGCOL_TEXT}, {"audit_seq", KBR_PGCOL_INT},
-};
 
 kbr_err kbr_pg_device_revocation(kbr_store *st, const char *product, const char *serial,
                                  json_t **out)
@@ -1147,7 +1050,7 @@ kbr_err kbr_pg_device_revocation(kbr_store *st, const char *product, const char 
     return kbr_pg_object(PG(st),
                          "SELECT revoked_at, reason, reason_code, revoked_by, audit_seq"
                          " FROM device_revocations WHERE product = $1 AND serial = $2",
-                         &p, revocation_cols, KBR_PG_NCOLS(revocation_cols), out);
+                         &p, kbr_row_revocation, KBR_NCOLS(kbr_row_revocation), out);
 }
 
 /* ---- keys delivered to devices ---- */
@@ -1184,15 +1087,6 @@ out:
     return err;
 }
 
-static const kbr_pgcol delivery_cols[] = {
-    {"key", KBR_PGCOL_TEXT},
-    {"at", KBR_PGCOL_TEXT},
-    {"recipient_public_key_sha256", KBR_PGCOL_TEXT},
-    {"cose_sha256", KBR_PGCOL_TEXT},
-    {"delivered_by", KBR_PGCOL_TEXT},
-    {"audit_seq", KBR_PGCOL_INT},
-};
-
 kbr_err kbr_pg_device_deliveries(kbr_store *st, const char *product, const char *serial,
                                  json_t **out)
 {
@@ -1204,17 +1098,10 @@ kbr_err kbr_pg_device_deliveries(kbr_store *st, const char *product, const char 
                           "SELECT key, at, recipient_public_key_sha256, cose_sha256,"
                           " delivered_by, audit_seq FROM key_deliveries"
                           " WHERE product = $1 AND serial = $2 ORDER BY audit_seq, key",
-                          &p, delivery_cols, KBR_PG_NCOLS(delivery_cols), out);
+                          &p, kbr_row_delivery, KBR_NCOLS(kbr_row_delivery), out);
 }
 
 /* ---- the CRA: products' support periods and incidents (sqlite_cra.c) ---- */
-
-static const kbr_pgcol product_cols[] = {
-    {"product", KBR_PGCOL_TEXT},       {"placed_on_market", KBR_PGCOL_TEXT},
-    {"support_until", KBR_PGCOL_TEXT}, {"created_at", KBR_PGCOL_TEXT},
-    {"created_by", KBR_PGCOL_TEXT},    {"updated_at", KBR_PGCOL_TEXT},
-    {"audit_seq", KBR_PGCOL_INT},
-};
 
 kbr_err kbr_pg_product_get(kbr_store *st, const char *product, json_t **out)
 {
@@ -1224,7 +1111,7 @@ kbr_err kbr_pg_product_get(kbr_store *st, const char *product, json_t **out)
     return kbr_pg_object(PG(st),
                          "SELECT product, placed_on_market, support_until, created_at,"
                          " created_by, updated_at, audit_seq FROM products WHERE product = $1",
-                         &p, product_cols, KBR_PG_NCOLS(product_cols), out);
+                         &p, kbr_row_product, KBR_NCOLS(kbr_row_product), out);
 }
 
 kbr_err kbr_pg_product_put(kbr_store *st, const kbr_fx_product_register *pr, bool exists,
@@ -1320,52 +1207,26 @@ kbr_err kbr_pg_incident_fleet_load(kbr_store *st, const char *incident, const ch
     " created_at, created_by, exposure, fixed_version, fix_available_at, fix_recorded_at,"         \
     " fix_seq, audit_seq FROM incidents"
 
-static const kbr_pgcol incident_cols[] = {
-    {"id", KBR_PGCOL_TEXT},
-    {"title", KBR_PGCOL_TEXT},
-    {"product", KBR_PGCOL_TEXT},
-    {"component", KBR_PGCOL_TEXT},
-    {"query", KBR_PGCOL_JSON},
-    {"aware_at", KBR_PGCOL_TEXT},
-    {"actively_exploited", KBR_PGCOL_BOOL},
-    {"severity", KBR_PGCOL_TEXT},
-    {"cve", KBR_PGCOL_TEXT},
-    {"created_at", KBR_PGCOL_TEXT},
-    {"created_by", KBR_PGCOL_TEXT},
-    {"exposure", KBR_PGCOL_JSON},
-    {"fixed_version", KBR_PGCOL_TEXT},
-    {"fix_available_at", KBR_PGCOL_TEXT},
-    {"fix_recorded_at", KBR_PGCOL_TEXT},
-    {"fix_seq", KBR_PGCOL_INT_OR_NULL},
-    {"audit_seq", KBR_PGCOL_INT},
-};
-
 kbr_err kbr_pg_incident_get(kbr_store *st, const char *id, json_t **out)
 {
     P;
 
     kbr_pg_text(&p, id);
-    return kbr_pg_object(PG(st), INCIDENT_SELECT " WHERE id = $1", &p, incident_cols,
-                         KBR_PG_NCOLS(incident_cols), out);
+    return kbr_pg_object(PG(st), INCIDENT_SELECT " WHERE id = $1", &p, kbr_row_incident,
+                         KBR_NCOLS(kbr_row_incident), out);
 }
 
 kbr_err kbr_pg_incident_list(kbr_store *st, json_t **out)
 {
-    return kbr_pg_objects(PG(st), INCIDENT_SELECT " ORDER BY created_at, id", NULL, incident_cols,
-                          KBR_PG_NCOLS(incident_cols), out);
+    return kbr_pg_objects(PG(st), INCIDENT_SELECT " ORDER BY created_at, id", NULL,
+                          kbr_row_incident, KBR_NCOLS(kbr_row_incident), out);
 }
-
-static const kbr_pgcol query_cols[] = {
-    {"id", KBR_PGCOL_TEXT}, {"product", KBR_PGCOL_TEXT}, {"query", KBR_PGCOL_JSON}};
 
 kbr_err kbr_pg_incident_queries(kbr_store *st, json_t **out)
 {
     return kbr_pg_objects(PG(st), "SELECT id, product, query FROM incidents ORDER BY id", NULL,
-                          query_cols, KBR_PG_NCOLS(query_cols), out);
+                          kbr_row_query, KBR_NCOLS(kbr_row_query), out);
 }
-
-static const kbr_pgcol incident_build_cols[] = {
-    {"product", KBR_PGCOL_TEXT}, {"version", KBR_PGCOL_TEXT}, {"audit_seq", KBR_PGCOL_INT}};
 
 kbr_err kbr_pg_incident_builds(kbr_store *st, const char *id, json_t **out)
 {
@@ -1375,7 +1236,7 @@ kbr_err kbr_pg_incident_builds(kbr_store *st, const char *id, json_t **out)
     return kbr_pg_objects(PG(st),
                           "SELECT product, version, audit_seq FROM incident_builds"
                           " WHERE incident = $1 ORDER BY product, version",
-                          &p, incident_build_cols, KBR_PG_NCOLS(incident_build_cols), out);
+                          &p, kbr_row_incident_build, KBR_NCOLS(kbr_row_incident_build), out);
 }
 
 kbr_err kbr_pg_incident_fix(kbr_store *st, const kbr_fx_incident_fix *f, int64_t seq)
@@ -1415,11 +1276,6 @@ kbr_err kbr_pg_incident_report_insert(kbr_store *st, const kbr_fx_incident_repor
                       &p, NULL);
 }
 
-static const kbr_pgcol report_cols[] = {
-    {"stage", KBR_PGCOL_TEXT}, {"sha256", KBR_PGCOL_TEXT},   {"at", KBR_PGCOL_TEXT},
-    {"by", KBR_PGCOL_TEXT},    {"audit_seq", KBR_PGCOL_INT},
-};
-
 kbr_err kbr_pg_incident_reports(kbr_store *st, const char *id, json_t **out)
 {
     P;
@@ -1428,15 +1284,8 @@ kbr_err kbr_pg_incident_reports(kbr_store *st, const char *id, json_t **out)
     return kbr_pg_objects(PG(st),
                           "SELECT stage, sha256, at, by, audit_seq FROM incident_reports"
                           " WHERE incident = $1 ORDER BY id",
-                          &p, report_cols, KBR_PG_NCOLS(report_cols), out);
+                          &p, kbr_row_report, KBR_NCOLS(kbr_row_report), out);
 }
-
-static const kbr_pgcol series_cols[] = {
-    {"day", KBR_PGCOL_TEXT},
-    {"batch", KBR_PGCOL_TEXT},
-    {"firmware", KBR_PGCOL_TEXT},
-    {"delta", KBR_PGCOL_INT},
-};
 
 /* By day, then batch and firmware: SQLite gives a day's rows in its primary key's order. */
 kbr_err kbr_pg_incident_series(kbr_store *st, const char *id, json_t **out)
@@ -1447,7 +1296,7 @@ kbr_err kbr_pg_incident_series(kbr_store *st, const char *id, json_t **out)
     return kbr_pg_objects(PG(st),
                           "SELECT day, batch, firmware, delta FROM incident_fleet"
                           " WHERE incident = $1 AND delta <> 0 ORDER BY day, batch, firmware",
-                          &p, series_cols, KBR_PG_NCOLS(series_cols), out);
+                          &p, kbr_row_series, KBR_NCOLS(kbr_row_series), out);
 }
 
 kbr_err kbr_pg_firmware_version_exists(kbr_store *st, const char *version, bool *exists)

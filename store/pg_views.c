@@ -45,14 +45,6 @@ void kbr_pg_snapshot_end(kbr_store *st)
     " t.jti IN (SELECT jti FROM token_keys WHERE pattern IN"                                       \
     "  (SELECT jsonb_array_elements_text($1::jsonb)))"
 
-static const kbr_pgcol live_token_cols[] = {
-    {"jti", KBR_PGCOL_TEXT},
-    {"sub", KBR_PGCOL_TEXT},
-    {"expires_at", KBR_PGCOL_TEXT},
-    {"uses", KBR_PGCOL_INT},
-    {"max_uses", KBR_PGCOL_INT_OR_NULL},
-};
-
 #define TOKENS_FOR_PRODUCT                                                                         \
     " (jsonb_typeof(t.scope::jsonb -> 'products') IS NULL"                                         \
     "  OR (jsonb_typeof(t.scope::jsonb -> 'products') = 'array' AND EXISTS (SELECT 1 FROM"         \
@@ -78,13 +70,11 @@ kbr_err kbr_pg_live_tokens(kbr_store *st, const char *key, const char *product, 
                              " WHERE" TOKENS_REACHING
                              " AND t.revoked_at IS NULL AND t.expires_at > $2"
                              " AND" TOKENS_FOR_PRODUCT " ORDER BY t.expires_at, t.jti",
-                             &p, live_token_cols, KBR_PG_NCOLS(live_token_cols), out));
+                             &p, kbr_row_live_token, KBR_NCOLS(kbr_row_live_token), out));
 out:
     free(patterns);
     return err;
 }
-
-static const kbr_pgcol relation_cols[] = {{"key", KBR_PGCOL_TEXT}, {"role", KBR_PGCOL_TEXT}};
 
 kbr_err kbr_pg_product_relations(kbr_store *st, const char *product, json_t **out)
 {
@@ -99,7 +89,7 @@ kbr_err kbr_pg_product_relations(kbr_store *st, const char *product, json_t **ou
         "  ON c.owner_kind = 'key' AND c.key_name = dep.key AND c.superseded_at IS NULL"
         "  WHERE c.issuer_key IS NOT NULL)"
         " SELECT key, role FROM dep ORDER BY key, role",
-        &p, relation_cols, KBR_PG_NCOLS(relation_cols), out);
+        &p, kbr_row_relation, KBR_NCOLS(kbr_row_relation), out);
 }
 
 kbr_err kbr_pg_product_known(kbr_store *st, const char *product, bool *known)
@@ -114,8 +104,6 @@ kbr_err kbr_pg_product_known(kbr_store *st, const char *product, bool *known)
                          &p, known);
 }
 
-static const kbr_pgcol month_cols[] = {{"month", KBR_PGCOL_TEXT}, {"count", KBR_PGCOL_INT}};
-
 kbr_err kbr_pg_cert_months(kbr_store *st, const char *product, json_t **out)
 {
     P;
@@ -124,14 +112,8 @@ kbr_err kbr_pg_cert_months(kbr_store *st, const char *product, json_t **out)
     return kbr_pg_objects(PG(st),
                           "SELECT substr(day, 1, 7), sum(count) FROM device_cert_expiry"
                           " WHERE product = $1 GROUP BY 1 HAVING sum(count) > 0 ORDER BY 1",
-                          &p, month_cols, KBR_PG_NCOLS(month_cols), out);
+                          &p, kbr_row_month, KBR_NCOLS(kbr_row_month), out);
 }
-
-static const kbr_pgcol expiring_cols[] = {
-    {"product", KBR_PGCOL_TEXT},       {"serial", KBR_PGCOL_TEXT},
-    {"serial_number", KBR_PGCOL_TEXT}, {"fingerprint", KBR_PGCOL_TEXT},
-    {"not_after", KBR_PGCOL_TEXT},
-};
 
 kbr_err kbr_pg_expiring_devices(kbr_store *st, const char *product, const char *until, int limit,
                                 int64_t *count, json_t **out)
@@ -162,7 +144,7 @@ kbr_err kbr_pg_expiring_devices(kbr_store *st, const char *product, const char *
                              " not_after FROM certificates WHERE owner_kind = 'device'"
                              " AND superseded_at IS NULL AND product = $1 AND not_after <= $2"
                              " ORDER BY not_after, id LIMIT $3",
-                             &p, expiring_cols, KBR_PG_NCOLS(expiring_cols), out));
+                             &p, kbr_row_expiring, KBR_NCOLS(kbr_row_expiring), out));
 out:
     return err;
 }
@@ -178,16 +160,11 @@ kbr_err kbr_pg_key_tokens(kbr_store *st, const char *key, json_t **out)
     kbr_pg_text(&p, patterns);
     KBR_GUARD(kbr_pg_objects(
         PG(st), KBR_PG_TOKEN_SELECT " WHERE" TOKENS_REACHING " ORDER BY t.issued_at, t.jti", &p,
-        kbr_pg_token_cols, KBR_PG_TOKEN_NCOLS, out));
+        kbr_row_token, KBR_NCOLS(kbr_row_token), out));
 out:
     free(patterns);
     return err;
 }
-
-static const kbr_pgcol operation_cols[] = {
-    {"sub", KBR_PGCOL_TEXT},  {"op", KBR_PGCOL_TEXT},      {"outcome", KBR_PGCOL_TEXT},
-    {"count", KBR_PGCOL_INT}, {"last_at", KBR_PGCOL_TEXT}, {"last_seq", KBR_PGCOL_INT},
-};
 
 kbr_err kbr_pg_key_operations(kbr_store *st, const char *key, json_t **out)
 {
@@ -197,15 +174,10 @@ kbr_err kbr_pg_key_operations(kbr_store *st, const char *key, json_t **out)
     return kbr_pg_objects(PG(st),
                           "SELECT nullif(sub, ''), op, outcome, count, last_at, last_seq"
                           " FROM key_operations WHERE key = $1 ORDER BY sub, op, outcome",
-                          &p, operation_cols, KBR_PG_NCOLS(operation_cols), out);
+                          &p, kbr_row_operation, KBR_NCOLS(kbr_row_operation), out);
 }
 
 /* ---- View C ---- */
-
-static const kbr_pgcol exposure_cols[] = {
-    {"product", KBR_PGCOL_TEXT},  {"version", KBR_PGCOL_TEXT}, {"name", KBR_PGCOL_TEXT},
-    {"cversion", KBR_PGCOL_TEXT}, {"purl", KBR_PGCOL_TEXT},
-};
 
 /* The candidates: one index lookup, by name or by package; match.c decides. */
 kbr_err kbr_pg_exposure_components(kbr_store *st, const char *component, const char *purl_key,
@@ -223,20 +195,14 @@ kbr_err kbr_pg_exposure_components(kbr_store *st, const char *component, const c
                               "SELECT product, version, name, cversion, purl FROM components"
                               " WHERE name = $1 AND ($2::text IS NULL OR product = $2)"
                               " ORDER BY product, version, id",
-                              &p, exposure_cols, KBR_PG_NCOLS(exposure_cols), out);
+                              &p, kbr_row_exposed_component, KBR_NCOLS(kbr_row_exposed_component),
+                              out);
     return kbr_pg_objects(PG(st),
                           "SELECT product, version, name, cversion, purl FROM components"
                           " WHERE purl_key = $1 AND ($2::text IS NULL OR product = $2)"
                           " ORDER BY product, version, id",
-                          &p, exposure_cols, KBR_PG_NCOLS(exposure_cols), out);
+                          &p, kbr_row_exposed_component, KBR_NCOLS(kbr_row_exposed_component), out);
 }
-
-static const kbr_pgcol build_cols[] = {
-    {"digest", KBR_PGCOL_TEXT},
-    {"signed_at", KBR_PGCOL_TEXT},
-    {"key", KBR_PGCOL_TEXT},
-    {"audit_seq", KBR_PGCOL_INT},
-};
 
 kbr_err kbr_pg_build_row(kbr_store *st, const char *product, const char *version, json_t **out)
 {
@@ -247,11 +213,8 @@ kbr_err kbr_pg_build_row(kbr_store *st, const char *product, const char *version
     return kbr_pg_object(PG(st),
                          "SELECT digest, signed_at, key, audit_seq FROM firmware"
                          " WHERE product = $1 AND version = $2",
-                         &p, build_cols, KBR_PG_NCOLS(build_cols), out);
+                         &p, kbr_row_exposed_build, KBR_NCOLS(kbr_row_exposed_build), out);
 }
-
-static const kbr_pgcol batch_count_cols[] = {
-    {"batch", KBR_PGCOL_TEXT}, {"markets", KBR_PGCOL_JSON}, {"count", KBR_PGCOL_INT}};
 
 kbr_err kbr_pg_fleet_batches(kbr_store *st, const char *product, const char *firmware, json_t **out)
 {
@@ -263,10 +226,8 @@ kbr_err kbr_pg_fleet_batches(kbr_store *st, const char *product, const char *fir
                           "SELECT f.batch, coalesce(b.markets, '[]'), f.count"
                           " FROM fleet_firmware f LEFT JOIN batches b ON b.batch = f.batch"
                           " WHERE f.product = $1 AND f.firmware = $2 AND f.count > 0",
-                          &p, batch_count_cols, KBR_PG_NCOLS(batch_count_cols), out);
+                          &p, kbr_row_batch_count, KBR_NCOLS(kbr_row_batch_count), out);
 }
-
-static const kbr_pgcol history_cols[] = {{"history", KBR_PGCOL_INT}};
 
 kbr_err kbr_pg_build_histories(kbr_store *st, const char *product, const char *version,
                                json_t **out)
@@ -278,11 +239,8 @@ kbr_err kbr_pg_build_histories(kbr_store *st, const char *product, const char *v
     return kbr_pg_objects(PG(st),
                           "SELECT history FROM firmware_history_versions"
                           " WHERE product = $1 AND version = $2",
-                          &p, history_cols, KBR_PG_NCOLS(history_cols), out);
+                          &p, kbr_row_history, KBR_NCOLS(kbr_row_history), out);
 }
-
-static const kbr_pgcol history_batch_cols[] = {
-    {"firmware", KBR_PGCOL_TEXT}, {"batch", KBR_PGCOL_TEXT}, {"count", KBR_PGCOL_INT}};
 
 kbr_err kbr_pg_history_batches(kbr_store *st, int64_t history, json_t **out)
 {
@@ -292,7 +250,7 @@ kbr_err kbr_pg_history_batches(kbr_store *st, int64_t history, json_t **out)
     return kbr_pg_objects(PG(st),
                           "SELECT firmware, batch, count FROM history_firmware_batch"
                           " WHERE history = $1 ORDER BY firmware, batch",
-                          &p, history_batch_cols, KBR_PG_NCOLS(history_batch_cols), out);
+                          &p, kbr_row_history_batch, KBR_NCOLS(kbr_row_history_batch), out);
 }
 
 /* An empty array for a batch the ledger does not have (sqlite_exposure.c). */
@@ -318,13 +276,6 @@ out:
     return err;
 }
 
-static const kbr_pgcol pending_cols[] = {
-    {"product", KBR_PGCOL_TEXT},
-    {"serial", KBR_PGCOL_TEXT},
-    {"current_firmware", KBR_PGCOL_TEXT},
-    {"batch", KBR_PGCOL_TEXT},
-};
-
 kbr_err kbr_pg_pending_group(kbr_store *st, int64_t history, const char *firmware,
                              const char *after, int limit, json_t **out)
 {
@@ -338,7 +289,7 @@ kbr_err kbr_pg_pending_group(kbr_store *st, int64_t history, const char *firmwar
                           "SELECT product, serial, current_firmware, batch FROM devices"
                           " WHERE history = $1 AND current_firmware = $2 AND serial > $3"
                           " ORDER BY serial LIMIT $4",
-                          &p, pending_cols, KBR_PG_NCOLS(pending_cols), out);
+                          &p, kbr_row_pending, KBR_NCOLS(kbr_row_pending), out);
 }
 
 /* A walk may read a million devices: it pages through them, WALK_PAGE at a time, by

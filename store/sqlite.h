@@ -181,22 +181,6 @@ KBR_WUR kbr_err kbr_sqlite_bind_text(sqlite3_stmt *stmt, int idx, const char *s)
 /* A column's text, or NULL for SQL NULL. */
 const char *kbr_sqlite_text(sqlite3_stmt *stmt, int col);
 
-/* How a result column becomes a member: text (or null), parsed JSON, an integer (0 for SQL
- * NULL), an integer or null, or a boolean (SQL NULL or 0: false). */
-typedef enum {
-    KBR_COL_TEXT,
-    KBR_COL_JSON,
-    KBR_COL_INT,
-    KBR_COL_INT_OR_NULL,
-    KBR_COL_BOOL
-} kbr_col_kind;
-
-typedef struct {
-    const char *field;
-    kbr_col_kind kind;
-} kbr_col_spec;
-#define KBR_NCOLS(a) (sizeof(a) / sizeof((a)[0]))
-
 /* Sets obj[cols[i].field] from result column first + i. */
 KBR_WUR kbr_err kbr_sqlite_put_columns(json_t *obj, sqlite3_stmt *stmt, int first,
                                        const kbr_col_spec *cols, size_t n);
@@ -216,8 +200,6 @@ KBR_WUR kbr_err kbr_sqlite_object(sqlite3_stmt *stmt, const kbr_col_spec *cols, 
     " t.revoke_reason, t.issued_by, t.cnf_x5t, coalesce(u.uses, 0), u.last_used_at,"               \
     " t.parent_jti, t.orphan, t.kid"                                                               \
     " FROM tokens t LEFT JOIN token_usage u ON u.jti = t.jti"
-#define KBR_SQLITE_TOKEN_NCOLS 15
-extern const kbr_col_spec kbr_sqlite_token_cols[KBR_SQLITE_TOKEN_NCOLS];
 
 /* Ledger operations (sqlite_ledger.c). */
 kbr_err kbr_sqlite_key_create(kbr_store *st, const kbr_eff_key *k, int64_t seq);

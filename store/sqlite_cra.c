@@ -10,13 +10,6 @@
 
 #define SQ(st) ((kbr_sqlite *)(st))
 
-static const kbr_col_spec product_cols[] = {
-    {"product", KBR_COL_TEXT},       {"placed_on_market", KBR_COL_TEXT},
-    {"support_until", KBR_COL_TEXT}, {"created_at", KBR_COL_TEXT},
-    {"created_by", KBR_COL_TEXT},    {"updated_at", KBR_COL_TEXT},
-    {"audit_seq", KBR_COL_INT},
-};
-
 kbr_err kbr_sqlite_product_get(kbr_store *st, const char *product, json_t **out)
 {
     kbr_err err = KBR_OK;
@@ -28,7 +21,7 @@ kbr_err kbr_sqlite_product_get(kbr_store *st, const char *product, json_t **out)
                               " created_by, updated_at, audit_seq FROM products WHERE product = ?1",
                               &stmt));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, product));
-    KBR_GUARD(kbr_sqlite_object(stmt, product_cols, KBR_NCOLS(product_cols), out));
+    KBR_GUARD(kbr_sqlite_object(stmt, kbr_row_product, KBR_NCOLS(kbr_row_product), out));
 out:
     kbr_sqlite_done(stmt);
     return err;
@@ -144,26 +137,6 @@ out:
     " created_at, created_by, exposure, fixed_version, fix_available_at, fix_recorded_at,"         \
     " fix_seq, audit_seq FROM incidents"
 
-static const kbr_col_spec incident_cols[] = {
-    {"id", KBR_COL_TEXT},
-    {"title", KBR_COL_TEXT},
-    {"product", KBR_COL_TEXT},
-    {"component", KBR_COL_TEXT},
-    {"query", KBR_COL_JSON},
-    {"aware_at", KBR_COL_TEXT},
-    {"actively_exploited", KBR_COL_BOOL},
-    {"severity", KBR_COL_TEXT},
-    {"cve", KBR_COL_TEXT},
-    {"created_at", KBR_COL_TEXT},
-    {"created_by", KBR_COL_TEXT},
-    {"exposure", KBR_COL_JSON},
-    {"fixed_version", KBR_COL_TEXT},
-    {"fix_available_at", KBR_COL_TEXT},
-    {"fix_recorded_at", KBR_COL_TEXT},
-    {"fix_seq", KBR_COL_INT_OR_NULL},
-    {"audit_seq", KBR_COL_INT},
-};
-
 kbr_err kbr_sqlite_incident_get(kbr_store *st, const char *id, json_t **out)
 {
     kbr_err err = KBR_OK;
@@ -172,7 +145,7 @@ kbr_err kbr_sqlite_incident_get(kbr_store *st, const char *id, json_t **out)
     *out = NULL;
     KBR_GUARD(kbr_sqlite_stmt(SQ(st), SQ_INCIDENT_GET, INCIDENT_SELECT " WHERE id = ?1", &stmt));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, id));
-    KBR_GUARD(kbr_sqlite_object(stmt, incident_cols, KBR_NCOLS(incident_cols), out));
+    KBR_GUARD(kbr_sqlite_object(stmt, kbr_row_incident, KBR_NCOLS(kbr_row_incident), out));
 out:
     kbr_sqlite_done(stmt);
     return err;
@@ -186,14 +159,11 @@ kbr_err kbr_sqlite_incident_list(kbr_store *st, json_t **out)
     *out = NULL;
     KBR_GUARD(kbr_sqlite_stmt(SQ(st), SQ_INCIDENT_LIST, INCIDENT_SELECT " ORDER BY created_at, id",
                               &stmt));
-    KBR_GUARD(kbr_sqlite_objects(stmt, incident_cols, KBR_NCOLS(incident_cols), out));
+    KBR_GUARD(kbr_sqlite_objects(stmt, kbr_row_incident, KBR_NCOLS(kbr_row_incident), out));
 out:
     kbr_sqlite_done(stmt);
     return err;
 }
-
-static const kbr_col_spec query_cols[] = {
-    {"id", KBR_COL_TEXT}, {"product", KBR_COL_TEXT}, {"query", KBR_COL_JSON}};
 
 kbr_err kbr_sqlite_incident_queries(kbr_store *st, json_t **out)
 {
@@ -203,14 +173,11 @@ kbr_err kbr_sqlite_incident_queries(kbr_store *st, json_t **out)
     *out = NULL;
     KBR_GUARD(kbr_sqlite_stmt(SQ(st), SQ_INCIDENT_QUERIES,
                               "SELECT id, product, query FROM incidents ORDER BY id", &stmt));
-    KBR_GUARD(kbr_sqlite_objects(stmt, query_cols, KBR_NCOLS(query_cols), out));
+    KBR_GUARD(kbr_sqlite_objects(stmt, kbr_row_query, KBR_NCOLS(kbr_row_query), out));
 out:
     kbr_sqlite_done(stmt);
     return err;
 }
-
-static const kbr_col_spec build_cols[] = {
-    {"product", KBR_COL_TEXT}, {"version", KBR_COL_TEXT}, {"audit_seq", KBR_COL_INT}};
 
 kbr_err kbr_sqlite_incident_builds(kbr_store *st, const char *id, json_t **out)
 {
@@ -223,7 +190,8 @@ kbr_err kbr_sqlite_incident_builds(kbr_store *st, const char *id, json_t **out)
                               " WHERE incident = ?1 ORDER BY product, version",
                               &stmt));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, id));
-    KBR_GUARD(kbr_sqlite_objects(stmt, build_cols, KBR_NCOLS(build_cols), out));
+    KBR_GUARD(
+        kbr_sqlite_objects(stmt, kbr_row_incident_build, KBR_NCOLS(kbr_row_incident_build), out));
 out:
     kbr_sqlite_done(stmt);
     return err;
@@ -273,11 +241,6 @@ out:
     return err;
 }
 
-static const kbr_col_spec report_cols[] = {
-    {"stage", KBR_COL_TEXT}, {"sha256", KBR_COL_TEXT},   {"at", KBR_COL_TEXT},
-    {"by", KBR_COL_TEXT},    {"audit_seq", KBR_COL_INT},
-};
-
 kbr_err kbr_sqlite_incident_reports(kbr_store *st, const char *id, json_t **out)
 {
     kbr_err err = KBR_OK;
@@ -289,18 +252,11 @@ kbr_err kbr_sqlite_incident_reports(kbr_store *st, const char *id, json_t **out)
                               " WHERE incident = ?1 ORDER BY id",
                               &stmt));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, id));
-    KBR_GUARD(kbr_sqlite_objects(stmt, report_cols, KBR_NCOLS(report_cols), out));
+    KBR_GUARD(kbr_sqlite_objects(stmt, kbr_row_report, KBR_NCOLS(kbr_row_report), out));
 out:
     kbr_sqlite_done(stmt);
     return err;
 }
-
-static const kbr_col_spec series_cols[] = {
-    {"day", KBR_COL_TEXT},
-    {"batch", KBR_COL_TEXT},
-    {"firmware", KBR_COL_TEXT},
-    {"delta", KBR_COL_INT},
-};
 
 kbr_err kbr_sqlite_incident_series(kbr_store *st, const char *id, json_t **out)
 {
@@ -313,7 +269,7 @@ kbr_err kbr_sqlite_incident_series(kbr_store *st, const char *id, json_t **out)
                               " WHERE incident = ?1 AND delta <> 0 ORDER BY day",
                               &stmt));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, id));
-    KBR_GUARD(kbr_sqlite_objects(stmt, series_cols, KBR_NCOLS(series_cols), out));
+    KBR_GUARD(kbr_sqlite_objects(stmt, kbr_row_series, KBR_NCOLS(kbr_row_series), out));
 out:
     kbr_sqlite_done(stmt);
     return err;

@@ -40,15 +40,6 @@ out:
     return err;
 }
 
-static const kbr_col_spec delivery_cols[] = {
-    {"key", KBR_COL_TEXT},
-    {"at", KBR_COL_TEXT},
-    {"recipient_public_key_sha256", KBR_COL_TEXT},
-    {"cose_sha256", KBR_COL_TEXT},
-    {"delivered_by", KBR_COL_TEXT},
-    {"audit_seq", KBR_COL_INT},
-};
-
 kbr_err kbr_sqlite_device_deliveries(kbr_store *st, const char *product, const char *serial,
                                      json_t **out)
 {
@@ -63,7 +54,7 @@ kbr_err kbr_sqlite_device_deliveries(kbr_store *st, const char *product, const c
                               &stmt));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, product));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 2, serial));
-    KBR_GUARD(kbr_sqlite_objects(stmt, delivery_cols, KBR_NCOLS(delivery_cols), out));
+    KBR_GUARD(kbr_sqlite_objects(stmt, kbr_row_delivery, KBR_NCOLS(kbr_row_delivery), out));
 out:
     kbr_sqlite_done(stmt);
     return err;

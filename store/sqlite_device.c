@@ -253,12 +253,6 @@ out:
     "SELECT batch, product, factory, quantity, markets, created_at, created_by, provisioned"       \
     " FROM batches"
 
-static const kbr_col_spec batch_cols[] = {
-    {"batch", KBR_COL_TEXT},      {"product", KBR_COL_TEXT},    {"factory", KBR_COL_TEXT},
-    {"quantity", KBR_COL_INT},    {"markets", KBR_COL_JSON},    {"created_at", KBR_COL_TEXT},
-    {"created_by", KBR_COL_TEXT}, {"provisioned", KBR_COL_INT},
-};
-
 kbr_err kbr_sqlite_batch_get(kbr_store *st, const char *batch, json_t **out)
 {
     kbr_err err = KBR_OK;
@@ -267,7 +261,7 @@ kbr_err kbr_sqlite_batch_get(kbr_store *st, const char *batch, json_t **out)
     *out = NULL;
     KBR_GUARD(kbr_sqlite_stmt(SQ(st), SQ_BATCH_GET, BATCH_SELECT " WHERE batch = ?1", &stmt));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, batch));
-    KBR_GUARD(kbr_sqlite_object(stmt, batch_cols, KBR_NCOLS(batch_cols), out));
+    KBR_GUARD(kbr_sqlite_object(stmt, kbr_row_batch, KBR_NCOLS(kbr_row_batch), out));
 out:
     kbr_sqlite_done(stmt);
     return err;
@@ -280,40 +274,11 @@ kbr_err kbr_sqlite_batch_list(kbr_store *st, json_t **out)
 
     *out = NULL;
     KBR_GUARD(kbr_sqlite_stmt(SQ(st), SQ_BATCH_LIST, BATCH_SELECT " ORDER BY batch", &stmt));
-    KBR_GUARD(kbr_sqlite_objects(stmt, batch_cols, KBR_NCOLS(batch_cols), out));
+    KBR_GUARD(kbr_sqlite_objects(stmt, kbr_row_batch, KBR_NCOLS(kbr_row_batch), out));
 out:
     kbr_sqlite_done(stmt);
     return err;
 }
-
-static const kbr_col_spec device_cols[] = {
-    {"product", KBR_COL_TEXT},
-    {"serial", KBR_COL_TEXT},
-    {"batch", KBR_COL_TEXT},
-    {"factory", KBR_COL_TEXT},
-    {"firmware_version", KBR_COL_TEXT},
-    {"csr_sha256", KBR_COL_TEXT},
-    {"public_key_sha256", KBR_COL_TEXT},
-    {"provisioned_at", KBR_COL_TEXT},
-    {"audit_seq", KBR_COL_INT},
-    {"current_firmware", KBR_COL_TEXT},
-    {"current_firmware_at", KBR_COL_TEXT},
-};
-
-/* store.c names the revocation's reason_code (revocation_reason). */
-static const kbr_col_spec device_cert_cols[] = {
-    {"serial_number", KBR_COL_TEXT},
-    {"fingerprint", KBR_COL_TEXT},
-    {"not_after", KBR_COL_TEXT},
-    {"issued_at", KBR_COL_TEXT},
-    {"superseded_at", KBR_COL_TEXT},
-    {"issuer_key", KBR_COL_TEXT},
-    {"pem", KBR_COL_TEXT},
-    {"chain_pem", KBR_COL_TEXT},
-    {"audit_seq", KBR_COL_INT},
-    {"revoked_at", KBR_COL_TEXT},
-    {"revocation_reason_code", KBR_COL_INT_OR_NULL},
-};
 
 kbr_err kbr_sqlite_device_certificates(kbr_store *st, const char *product, const char *serial,
                                        json_t **out)
@@ -333,7 +298,7 @@ kbr_err kbr_sqlite_device_certificates(kbr_store *st, const char *product, const
                         &stmt));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, product));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 2, serial));
-    KBR_GUARD(kbr_sqlite_objects(stmt, device_cert_cols, KBR_NCOLS(device_cert_cols), out));
+    KBR_GUARD(kbr_sqlite_objects(stmt, kbr_row_device_cert, KBR_NCOLS(kbr_row_device_cert), out));
 out:
     kbr_sqlite_done(stmt);
     return err;
@@ -353,18 +318,11 @@ kbr_err kbr_sqlite_device_get(kbr_store *st, const char *product, const char *se
                               &stmt));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, product));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 2, serial));
-    KBR_GUARD(kbr_sqlite_object(stmt, device_cols, KBR_NCOLS(device_cols), out));
+    KBR_GUARD(kbr_sqlite_object(stmt, kbr_row_device, KBR_NCOLS(kbr_row_device), out));
 out:
     kbr_sqlite_done(stmt);
     return err;
 }
-
-static const kbr_col_spec found_cols[] = {
-    {"product", KBR_COL_TEXT},
-    {"serial", KBR_COL_TEXT},
-    {"batch", KBR_COL_TEXT},
-    {"factory", KBR_COL_TEXT},
-};
 
 kbr_err kbr_sqlite_device_find(kbr_store *st, const char *serial, json_t **out)
 {
@@ -377,16 +335,11 @@ kbr_err kbr_sqlite_device_find(kbr_store *st, const char *serial, json_t **out)
                               " WHERE serial = ?1 ORDER BY product",
                               &stmt));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, serial));
-    KBR_GUARD(kbr_sqlite_objects(stmt, found_cols, KBR_NCOLS(found_cols), out));
+    KBR_GUARD(kbr_sqlite_objects(stmt, kbr_row_found, KBR_NCOLS(kbr_row_found), out));
 out:
     kbr_sqlite_done(stmt);
     return err;
 }
-
-static const kbr_col_spec identity_cols[] = {
-    {"product", KBR_COL_TEXT},
-    {"serial", KBR_COL_TEXT},
-};
 
 kbr_err kbr_sqlite_device_by_key(kbr_store *st, const char *public_key_sha256, json_t **out)
 {
@@ -397,18 +350,11 @@ kbr_err kbr_sqlite_device_by_key(kbr_store *st, const char *public_key_sha256, j
     KBR_GUARD(kbr_sqlite_stmt(SQ(st), SQ_DEVICE_BY_KEY,
                               "SELECT product, serial FROM device_keys WHERE key = ?1", &stmt));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, public_key_sha256));
-    KBR_GUARD(kbr_sqlite_object(stmt, identity_cols, KBR_NCOLS(identity_cols), out));
+    KBR_GUARD(kbr_sqlite_object(stmt, kbr_row_identity, KBR_NCOLS(kbr_row_identity), out));
 out:
     kbr_sqlite_done(stmt);
     return err;
 }
-
-static const kbr_col_spec event_cols[] = {
-    {"kind", KBR_COL_TEXT},
-    {"at", KBR_COL_TEXT},
-    {"detail", KBR_COL_JSON},
-    {"audit_seq", KBR_COL_INT},
-};
 
 kbr_err kbr_sqlite_device_events(kbr_store *st, const char *product, const char *serial,
                                  json_t **out)
@@ -423,7 +369,7 @@ kbr_err kbr_sqlite_device_events(kbr_store *st, const char *product, const char 
                               &stmt));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, product));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 2, serial));
-    KBR_GUARD(kbr_sqlite_objects(stmt, event_cols, KBR_NCOLS(event_cols), out));
+    KBR_GUARD(kbr_sqlite_objects(stmt, kbr_row_event, KBR_NCOLS(kbr_row_event), out));
 out:
     kbr_sqlite_done(stmt);
     return err;

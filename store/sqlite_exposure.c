@@ -12,11 +12,6 @@
 
 #define SQ(st) ((kbr_sqlite *)(st))
 
-static const kbr_col_spec component_cols[] = {
-    {"product", KBR_COL_TEXT},  {"version", KBR_COL_TEXT}, {"name", KBR_COL_TEXT},
-    {"cversion", KBR_COL_TEXT}, {"purl", KBR_COL_TEXT},
-};
-
 /* The candidates: one index lookup, by name or by package; match.c decides. */
 kbr_err kbr_sqlite_exposure_components(kbr_store *st, const char *component, const char *purl_key,
                                        const char *product, json_t **out)
@@ -40,18 +35,12 @@ kbr_err kbr_sqlite_exposure_components(kbr_store *st, const char *component, con
     KBR_ENSURE(component != NULL || purl_key != NULL, KBR_ERR_INTERNAL);
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, component != NULL ? component : purl_key));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 2, product));
-    KBR_GUARD(kbr_sqlite_objects(stmt, component_cols, KBR_NCOLS(component_cols), out));
+    KBR_GUARD(kbr_sqlite_objects(stmt, kbr_row_exposed_component,
+                                 KBR_NCOLS(kbr_row_exposed_component), out));
 out:
     kbr_sqlite_done(stmt);
     return err;
 }
-
-static const kbr_col_spec build_cols[] = {
-    {"digest", KBR_COL_TEXT},
-    {"signed_at", KBR_COL_TEXT},
-    {"key", KBR_COL_TEXT},
-    {"audit_seq", KBR_COL_INT},
-};
 
 kbr_err kbr_sqlite_build_row(kbr_store *st, const char *product, const char *version, json_t **out)
 {
@@ -65,14 +54,12 @@ kbr_err kbr_sqlite_build_row(kbr_store *st, const char *product, const char *ver
                               &stmt));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, product));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 2, version));
-    KBR_GUARD(kbr_sqlite_object(stmt, build_cols, KBR_NCOLS(build_cols), out));
+    KBR_GUARD(
+        kbr_sqlite_object(stmt, kbr_row_exposed_build, KBR_NCOLS(kbr_row_exposed_build), out));
 out:
     kbr_sqlite_done(stmt);
     return err;
 }
-
-static const kbr_col_spec batch_count_cols[] = {
-    {"batch", KBR_COL_TEXT}, {"markets", KBR_COL_JSON}, {"count", KBR_COL_INT}};
 
 kbr_err kbr_sqlite_fleet_batches(kbr_store *st, const char *product, const char *firmware,
                                  json_t **out)
@@ -88,13 +75,11 @@ kbr_err kbr_sqlite_fleet_batches(kbr_store *st, const char *product, const char 
                               &stmt));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, product));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 2, firmware));
-    KBR_GUARD(kbr_sqlite_objects(stmt, batch_count_cols, KBR_NCOLS(batch_count_cols), out));
+    KBR_GUARD(kbr_sqlite_objects(stmt, kbr_row_batch_count, KBR_NCOLS(kbr_row_batch_count), out));
 out:
     kbr_sqlite_done(stmt);
     return err;
 }
-
-static const kbr_col_spec history_cols[] = {{"history", KBR_COL_INT}};
 
 kbr_err kbr_sqlite_build_histories(kbr_store *st, const char *product, const char *version,
                                    json_t **out)
@@ -109,14 +94,11 @@ kbr_err kbr_sqlite_build_histories(kbr_store *st, const char *product, const cha
                               &stmt));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, product));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 2, version));
-    KBR_GUARD(kbr_sqlite_objects(stmt, history_cols, KBR_NCOLS(history_cols), out));
+    KBR_GUARD(kbr_sqlite_objects(stmt, kbr_row_history, KBR_NCOLS(kbr_row_history), out));
 out:
     kbr_sqlite_done(stmt);
     return err;
 }
-
-static const kbr_col_spec history_batch_cols[] = {
-    {"firmware", KBR_COL_TEXT}, {"batch", KBR_COL_TEXT}, {"count", KBR_COL_INT}};
 
 kbr_err kbr_sqlite_history_batches(kbr_store *st, int64_t history, json_t **out)
 {
@@ -129,7 +111,8 @@ kbr_err kbr_sqlite_history_batches(kbr_store *st, int64_t history, json_t **out)
                               " WHERE history = ?1 ORDER BY firmware, batch",
                               &stmt));
     KBR_GUARD(kbr_sqlite_err(sqlite3_bind_int64(stmt, 1, history)));
-    KBR_GUARD(kbr_sqlite_objects(stmt, history_batch_cols, KBR_NCOLS(history_batch_cols), out));
+    KBR_GUARD(
+        kbr_sqlite_objects(stmt, kbr_row_history_batch, KBR_NCOLS(kbr_row_history_batch), out));
 out:
     kbr_sqlite_done(stmt);
     return err;
@@ -160,13 +143,6 @@ out:
     return err;
 }
 
-static const kbr_col_spec pending_cols[] = {
-    {"product", KBR_COL_TEXT},
-    {"serial", KBR_COL_TEXT},
-    {"current_firmware", KBR_COL_TEXT},
-    {"batch", KBR_COL_TEXT},
-};
-
 kbr_err kbr_sqlite_pending_group(kbr_store *st, int64_t history, const char *firmware,
                                  const char *after, int limit, json_t **out)
 {
@@ -183,7 +159,7 @@ kbr_err kbr_sqlite_pending_group(kbr_store *st, int64_t history, const char *fir
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 2, firmware));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 3, after));
     KBR_GUARD(kbr_sqlite_err(sqlite3_bind_int(stmt, 4, limit)));
-    KBR_GUARD(kbr_sqlite_objects(stmt, pending_cols, KBR_NCOLS(pending_cols), out));
+    KBR_GUARD(kbr_sqlite_objects(stmt, kbr_row_pending, KBR_NCOLS(kbr_row_pending), out));
 out:
     kbr_sqlite_done(stmt);
     return err;

@@ -280,11 +280,6 @@ out:
     return err;
 }
 
-static const kbr_col_spec firmware_history_cols[] = {
-    {"version", KBR_COL_TEXT},  {"status", KBR_COL_TEXT},   {"at", KBR_COL_TEXT},
-    {"campaign", KBR_COL_TEXT}, {"audit_seq", KBR_COL_INT},
-};
-
 /* id breaks the last tie: the results of one report in the order it listed them. */
 kbr_err kbr_sqlite_device_firmware(kbr_store *st, const char *product, const char *serial,
                                    json_t **out)
@@ -300,8 +295,8 @@ kbr_err kbr_sqlite_device_firmware(kbr_store *st, const char *product, const cha
                               &stmt));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, product));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 2, serial));
-    KBR_GUARD(
-        kbr_sqlite_objects(stmt, firmware_history_cols, KBR_NCOLS(firmware_history_cols), out));
+    KBR_GUARD(kbr_sqlite_objects(stmt, kbr_row_firmware_history,
+                                 KBR_NCOLS(kbr_row_firmware_history), out));
 out:
     kbr_sqlite_done(stmt);
     return err;

@@ -178,16 +178,6 @@ out:
     return err;
 }
 
-static const kbr_col_spec issuer_cols[] = {
-    {"kid", KBR_COL_TEXT},
-    {"hsm_label", KBR_COL_TEXT},
-    {"public_key_pem", KBR_COL_TEXT},
-    {"public_key_sha256", KBR_COL_TEXT},
-    {"activated_at", KBR_COL_TEXT},
-    {"replaced_at", KBR_COL_TEXT},
-    {"audit_seq", KBR_COL_INT},
-};
-
 kbr_err kbr_sqlite_issuer_keys(kbr_store *st, json_t **keys)
 {
     kbr_err err = KBR_OK;
@@ -199,7 +189,7 @@ kbr_err kbr_sqlite_issuer_keys(kbr_store *st, json_t **keys)
                               " activated_at, replaced_at, audit_seq FROM issuer_keys"
                               " ORDER BY audit_seq, kid",
                               &stmt));
-    KBR_GUARD(kbr_sqlite_objects(stmt, issuer_cols, KBR_NCOLS(issuer_cols), keys));
+    KBR_GUARD(kbr_sqlite_objects(stmt, kbr_row_issuer, KBR_NCOLS(kbr_row_issuer), keys));
 out:
     kbr_sqlite_done(stmt);
     return err;
@@ -623,14 +613,6 @@ out:
     return err;
 }
 
-const kbr_col_spec kbr_sqlite_token_cols[KBR_SQLITE_TOKEN_NCOLS] = {
-    {"jti", KBR_COL_TEXT},        {"sub", KBR_COL_TEXT},           {"scope", KBR_COL_JSON},
-    {"issued_at", KBR_COL_TEXT},  {"not_before", KBR_COL_TEXT},    {"expires_at", KBR_COL_TEXT},
-    {"revoked_at", KBR_COL_TEXT}, {"revoke_reason", KBR_COL_TEXT}, {"issued_by", KBR_COL_TEXT},
-    {"cnf_x5t", KBR_COL_TEXT},    {"uses", KBR_COL_INT},           {"last_used_at", KBR_COL_TEXT},
-    {"parent_jti", KBR_COL_TEXT}, {"orphan", KBR_COL_BOOL},        {"kid", KBR_COL_TEXT},
-};
-
 #define TOKEN_SELECT                                                                               \
     KBR_SQLITE_TOKEN_SELECT                                                                        \
     " WHERE (?1 IS NULL OR t.sub = ?1)"                                                            \
@@ -650,20 +632,11 @@ kbr_err kbr_sqlite_token_list(kbr_store *st, const char *sub, bool active, time_
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, sub));
     KBR_GUARD(kbr_sqlite_err(sqlite3_bind_int(stmt, 2, active ? 1 : 0)));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 3, now_text));
-    KBR_GUARD(kbr_sqlite_objects(stmt, kbr_sqlite_token_cols, KBR_SQLITE_TOKEN_NCOLS, tokens));
+    KBR_GUARD(kbr_sqlite_objects(stmt, kbr_row_token, KBR_NCOLS(kbr_row_token), tokens));
 out:
     kbr_sqlite_done(stmt);
     return err;
 }
-
-static const kbr_col_spec firmware_cols[] = {
-    {"product", KBR_COL_TEXT},     {"version", KBR_COL_TEXT},   {"digest", KBR_COL_TEXT},
-    {"hash", KBR_COL_TEXT},        {"key", KBR_COL_TEXT},       {"name", KBR_COL_TEXT},
-    {"build_id", KBR_COL_TEXT},    {"signed_at", KBR_COL_TEXT}, {"audit_seq", KBR_COL_INT},
-    {"sbom_sha256", KBR_COL_TEXT},
-};
-static const kbr_col_spec component_cols[] = {
-    {"name", KBR_COL_TEXT}, {"version", KBR_COL_TEXT}, {"purl", KBR_COL_TEXT}};
 
 kbr_err kbr_sqlite_firmware_components(kbr_store *st, const char *product, const char *version,
                                        json_t **out)
@@ -678,7 +651,7 @@ kbr_err kbr_sqlite_firmware_components(kbr_store *st, const char *product, const
                               &stmt));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, product));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 2, version));
-    KBR_GUARD(kbr_sqlite_objects(stmt, component_cols, KBR_NCOLS(component_cols), out));
+    KBR_GUARD(kbr_sqlite_objects(stmt, kbr_row_component, KBR_NCOLS(kbr_row_component), out));
 out:
     kbr_sqlite_done(stmt);
     return err;
@@ -698,7 +671,7 @@ kbr_err kbr_sqlite_firmware_get(kbr_store *st, const char *product, const char *
                               &stmt));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, product));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 2, version));
-    KBR_GUARD(kbr_sqlite_object(stmt, firmware_cols, KBR_NCOLS(firmware_cols), build));
+    KBR_GUARD(kbr_sqlite_object(stmt, kbr_row_firmware, KBR_NCOLS(kbr_row_firmware), build));
 out:
     kbr_sqlite_done(stmt);
     return err;

@@ -120,13 +120,6 @@ out:
     return err;
 }
 
-static const kbr_col_spec revoked_cols[] = {
-    {"serial_number", KBR_COL_TEXT},
-    {"fingerprint", KBR_COL_TEXT},
-    {"revoked_at", KBR_COL_TEXT},
-    {"reason_code", KBR_COL_INT},
-};
-
 kbr_err kbr_sqlite_crl_revoked(kbr_store *st, const char *issuer_key, json_t **rows)
 {
     kbr_err err = KBR_OK;
@@ -139,16 +132,11 @@ kbr_err kbr_sqlite_crl_revoked(kbr_store *st, const char *issuer_key, json_t **r
                               " ORDER BY revoked_at, serial_number",
                               &stmt));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, issuer_key));
-    KBR_GUARD(kbr_sqlite_objects(stmt, revoked_cols, KBR_NCOLS(revoked_cols), rows));
+    KBR_GUARD(kbr_sqlite_objects(stmt, kbr_row_revoked, KBR_NCOLS(kbr_row_revoked), rows));
 out:
     kbr_sqlite_done(stmt);
     return err;
 }
-
-static const kbr_col_spec revocation_cols[] = {
-    {"at", KBR_COL_TEXT},         {"reason", KBR_COL_TEXT},   {"reason_code", KBR_COL_INT},
-    {"revoked_by", KBR_COL_TEXT}, {"audit_seq", KBR_COL_INT},
-};
 
 kbr_err kbr_sqlite_device_revocation(kbr_store *st, const char *product, const char *serial,
                                      json_t **out)
@@ -163,7 +151,7 @@ kbr_err kbr_sqlite_device_revocation(kbr_store *st, const char *product, const c
                               &stmt));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, product));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 2, serial));
-    KBR_GUARD(kbr_sqlite_object(stmt, revocation_cols, KBR_NCOLS(revocation_cols), out));
+    KBR_GUARD(kbr_sqlite_object(stmt, kbr_row_revocation, KBR_NCOLS(kbr_row_revocation), out));
 out:
     kbr_sqlite_done(stmt);
     return err;

@@ -100,16 +100,6 @@ out:
     return err;
 }
 
-static const kbr_col_spec checkpoint_cols[] = {
-    {"size", KBR_COL_INT},          {"root_hash", KBR_COL_TEXT},
-    {"time", KBR_COL_TEXT},         {"signature_b64", KBR_COL_TEXT},
-    {"audit_seq", KBR_COL_INT},     {"origin", KBR_COL_TEXT},
-    {"note", KBR_COL_TEXT},         {"key_id", KBR_COL_TEXT},
-    {"key_label", KBR_COL_TEXT},    {"public_key_pem", KBR_COL_TEXT},
-    {"next_key_id", KBR_COL_TEXT},  {"next_key_label", KBR_COL_TEXT},
-    {"next_key_pem", KBR_COL_TEXT},
-};
-
 kbr_err kbr_sqlite_checkpoint_latest(kbr_store *st, json_t **out)
 {
     kbr_err err = KBR_OK;
@@ -122,7 +112,7 @@ kbr_err kbr_sqlite_checkpoint_latest(kbr_store *st, json_t **out)
                               " next_key_label, next_key_pem"
                               " FROM checkpoints ORDER BY audit_seq DESC LIMIT 1",
                               &stmt));
-    KBR_GUARD(kbr_sqlite_object(stmt, checkpoint_cols, KBR_NCOLS(checkpoint_cols), out));
+    KBR_GUARD(kbr_sqlite_object(stmt, kbr_row_checkpoint, KBR_NCOLS(kbr_row_checkpoint), out));
 out:
     kbr_sqlite_done(stmt);
     return err;
@@ -160,7 +150,7 @@ kbr_err kbr_sqlite_checkpoint_rotations(kbr_store *st, int64_t seq, json_t **out
                               " ORDER BY audit_seq",
                               &stmt));
     KBR_GUARD(kbr_sqlite_err(sqlite3_bind_int64(stmt, 1, seq)));
-    KBR_GUARD(kbr_sqlite_objects(stmt, checkpoint_cols, KBR_NCOLS(checkpoint_cols), out));
+    KBR_GUARD(kbr_sqlite_objects(stmt, kbr_row_checkpoint, KBR_NCOLS(kbr_row_checkpoint), out));
 out:
     kbr_sqlite_done(stmt);
     return err;

@@ -40,14 +40,6 @@ void kbr_sqlite_snapshot_end(kbr_store *st)
 #define TOKENS_REACHING                                                                            \
     " t.jti IN (SELECT jti FROM token_keys WHERE pattern IN (SELECT value FROM json_each(?1)))"
 
-static const kbr_col_spec live_token_cols[] = {
-    {"jti", KBR_COL_TEXT},
-    {"sub", KBR_COL_TEXT},
-    {"expires_at", KBR_COL_TEXT},
-    {"uses", KBR_COL_INT},
-    {"max_uses", KBR_COL_INT_OR_NULL},
-};
-
 /*
  * A token whose scope names products reaches a product's key only for those products: a
  * token of another product that shares the key is not one of this product's holders.
@@ -76,7 +68,7 @@ kbr_err kbr_sqlite_live_tokens(kbr_store *st, const char *key, const char *produ
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, patterns));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 2, now));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 3, product));
-    KBR_GUARD(kbr_sqlite_objects(stmt, live_token_cols, KBR_NCOLS(live_token_cols), out));
+    KBR_GUARD(kbr_sqlite_objects(stmt, kbr_row_live_token, KBR_NCOLS(kbr_row_live_token), out));
 out:
     kbr_sqlite_done(stmt);
     free(patterns);
@@ -84,8 +76,6 @@ out:
 }
 
 /* ---- View A ---- */
-
-static const kbr_col_spec relation_cols[] = {{"key", KBR_COL_TEXT}, {"role", KBR_COL_TEXT}};
 
 /*
  * The keys the product depends on and why: key_relations, and the issuers of those keys'
@@ -107,7 +97,7 @@ kbr_err kbr_sqlite_product_relations(kbr_store *st, const char *product, json_t 
         " SELECT key, role FROM dep ORDER BY key, role",
         &stmt));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, product));
-    KBR_GUARD(kbr_sqlite_objects(stmt, relation_cols, KBR_NCOLS(relation_cols), out));
+    KBR_GUARD(kbr_sqlite_objects(stmt, kbr_row_relation, KBR_NCOLS(kbr_row_relation), out));
 out:
     kbr_sqlite_done(stmt);
     return err;
@@ -134,8 +124,6 @@ out:
     return err;
 }
 
-static const kbr_col_spec month_cols[] = {{"month", KBR_COL_TEXT}, {"count", KBR_COL_INT}};
-
 /* From the per-day counters: a few thousand rows at most. */
 kbr_err kbr_sqlite_cert_months(kbr_store *st, const char *product, json_t **out)
 {
@@ -148,7 +136,7 @@ kbr_err kbr_sqlite_cert_months(kbr_store *st, const char *product, json_t **out)
                               " WHERE product = ?1 GROUP BY 1 HAVING sum(count) > 0 ORDER BY 1",
                               &stmt));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, product));
-    KBR_GUARD(kbr_sqlite_objects(stmt, month_cols, KBR_NCOLS(month_cols), out));
+    KBR_GUARD(kbr_sqlite_objects(stmt, kbr_row_month, KBR_NCOLS(kbr_row_month), out));
 out:
     kbr_sqlite_done(stmt);
     return err;
@@ -183,11 +171,6 @@ out:
     return err;
 }
 
-static const kbr_col_spec expiring_cols[] = {
-    {"product", KBR_COL_TEXT},     {"serial", KBR_COL_TEXT},    {"serial_number", KBR_COL_TEXT},
-    {"fingerprint", KBR_COL_TEXT}, {"not_after", KBR_COL_TEXT},
-};
-
 kbr_err kbr_sqlite_expiring_devices(kbr_store *st, const char *product, const char *until,
                                     int limit, int64_t *count, json_t **out)
 {
@@ -205,7 +188,7 @@ kbr_err kbr_sqlite_expiring_devices(kbr_store *st, const char *product, const ch
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, product));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 2, until));
     KBR_GUARD(kbr_sqlite_err(sqlite3_bind_int(stmt, 3, limit)));
-    KBR_GUARD(kbr_sqlite_objects(stmt, expiring_cols, KBR_NCOLS(expiring_cols), out));
+    KBR_GUARD(kbr_sqlite_objects(stmt, kbr_row_expiring, KBR_NCOLS(kbr_row_expiring), out));
 out:
     kbr_sqlite_done(stmt);
     return err;
@@ -225,17 +208,12 @@ kbr_err kbr_sqlite_key_tokens(kbr_store *st, const char *key, json_t **out)
         SQ(st), SQ_VIEW_KEY_TOKENS,
         KBR_SQLITE_TOKEN_SELECT " WHERE" TOKENS_REACHING " ORDER BY t.issued_at, t.jti", &stmt));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, patterns));
-    KBR_GUARD(kbr_sqlite_objects(stmt, kbr_sqlite_token_cols, KBR_SQLITE_TOKEN_NCOLS, out));
+    KBR_GUARD(kbr_sqlite_objects(stmt, kbr_row_token, KBR_NCOLS(kbr_row_token), out));
 out:
     kbr_sqlite_done(stmt);
     free(patterns);
     return err;
 }
-
-static const kbr_col_spec operation_cols[] = {
-    {"sub", KBR_COL_TEXT},  {"op", KBR_COL_TEXT},      {"outcome", KBR_COL_TEXT},
-    {"count", KBR_COL_INT}, {"last_at", KBR_COL_TEXT}, {"last_seq", KBR_COL_INT},
-};
 
 kbr_err kbr_sqlite_key_operations(kbr_store *st, const char *key, json_t **out)
 {
@@ -248,7 +226,7 @@ kbr_err kbr_sqlite_key_operations(kbr_store *st, const char *key, json_t **out)
                               " FROM key_operations WHERE key = ?1 ORDER BY sub, op, outcome",
                               &stmt));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, key));
-    KBR_GUARD(kbr_sqlite_objects(stmt, operation_cols, KBR_NCOLS(operation_cols), out));
+    KBR_GUARD(kbr_sqlite_objects(stmt, kbr_row_operation, KBR_NCOLS(kbr_row_operation), out));
 out:
     kbr_sqlite_done(stmt);
     return err;

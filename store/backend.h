@@ -1,7 +1,7 @@
 /*
  * backend.h - private to store/: what a store back end provides.
  *
- * kbr_store_* in store.c, effect.c and effects.c hold the back-end-neutral
+ * kbr_store_* in store.c, effect.c, effect_json.c and effects.c hold the back-end-neutral
  * logic (URL dispatch, the rules of each effect, the firmware retry rule, the
  * order of a provisioning, rotation, debug unlock or OTA report's writes,
  * scope matching, the audit page); a back end supplies one ops table of
@@ -419,6 +419,11 @@ typedef struct {
     kbr_col_kind kind;
 } kbr_col_spec;
 #define KBR_NCOLS(a) (sizeof(a) / sizeof((a)[0]))
+
+/* effect.c, for effect_json.c: the type a JSON form's "type" names (false for none), and the
+ * arena a list's effects live in. */
+bool kbr_effect_type_from_name(const char *name, kbr_effect_type *out);
+kbr_arena *kbr_effects_arena(kbr_effects *fx);
 
 /* rows.c: the shared row shapes */
 extern const kbr_col_spec kbr_row_batch[8];

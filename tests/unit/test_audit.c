@@ -792,7 +792,7 @@ typedef struct {
 
 typedef struct {
     kbr_audit *a;
-    pthread_barrier_t *half; /* everyone has queued half of their records */
+    pthread_barrier_t *half; /* everyone has queued half of their records; the bad one is in */
     iso_slot *slots;         /* ISO_EACH of them */
     int thread;
 } iso_submitter;
@@ -830,8 +830,11 @@ static void *iso_submit(void *arg)
     char name[32], effects[512];
 
     for (int i = 0; i < ISO_EACH; i++) {
-        if (i == ISO_EACH / 2)
+        /* twice: everyone has queued half, then the bad record is queued */
+        if (i == ISO_EACH / 2) {
             pthread_barrier_wait(sub->half);
+            pthread_barrier_wait(sub->half);
+        }
         snprintf(name, sizeof(name), "iso-%d-%d", sub->thread, i);
         snprintf(effects, sizeof(effects),
                  "[{\"type\": \"key.create\", \"name\": \"%s\", \"purpose\": \"firmware-signing\","
@@ -983,6 +986,8 @@ static void test_bad_record_fails_alone(void **state)
         break_effect(bad->effects, 1);
         kbr_audit_submit(a, bad);
     }
+    /* the second halves go in after it, so it is in the middle of the group */
+    pthread_barrier_wait(&half);
     for (int th = 0; th < ISO_THREADS; th++)
         pthread_join(threads[th], NULL);
     usleep(50 * 1000);

@@ -323,7 +323,7 @@ kbr_err kbd_record_check(void *arg, kbr_hsm_session *s, const kbr_hsm_data *old,
 
     (void)arg;
     if (err != KBR_OK)
-        fprintf(stderr, "keybrokerd: HSM process: audit record refused: %s\n",
+        kbd_log(KBD_LOG_WARN, "audit.record_refused", NULL, "HSM process: audit record refused: %s",
                 msg.text[0] != '\0' ? msg.text : kbr_err_str(err));
     return err;
 }

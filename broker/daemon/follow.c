@@ -299,12 +299,14 @@ static void apply(kbd *d, const item *it)
     switch (it->kind) {
     case FI_KEY:
         if (kbd_keys_put(d->keys, it->data) != KBR_OK)
-            fprintf(stderr, "keybrokerd: cannot follow key %s\n", str(it->data, "name"));
+            kbd_log(KBD_LOG_WARN, "follow.failed", NULL, "cannot follow key %s",
+                    str(it->data, "name"));
         break;
     case FI_TOKEN:
         if (kbr_policy_find(d->policy, str(it->data, "jti")) == NULL &&
             kbr_policy_add_token(d->policy, it->data) != KBR_OK)
-            fprintf(stderr, "keybrokerd: cannot follow token %s\n", str(it->data, "jti"));
+            kbd_log(KBD_LOG_WARN, "follow.failed", NULL, "cannot follow token %s",
+                    str(it->data, "jti"));
         break;
     case FI_REVOKE:
         json_array_foreach(it->data, i, v)
@@ -321,7 +323,8 @@ static void apply(kbd *d, const item *it)
     case FI_BATCH:
         if (kbd_batches_find(d->batches, str(it->data, "batch")) == NULL &&
             kbd_batches_put(d->batches, it->data) != KBR_OK)
-            fprintf(stderr, "keybrokerd: cannot follow batch %s\n", str(it->data, "batch"));
+            kbd_log(KBD_LOG_WARN, "follow.failed", NULL, "cannot follow batch %s",
+                    str(it->data, "batch"));
         break;
     case FI_PROVISIONED:
         b = kbd_batches_find(d->batches, json_string_value(it->data));

@@ -212,7 +212,7 @@ static void crl_work(kbd_req *r, kbd_worker *w)
     if (err == KBR_OK)
         return;
     if (err != KBR_ERR_CONFLICT && err != KBR_ERR_HSM && err != KBR_ERR_HSM_SESSION)
-        fprintf(stderr, "keybrokerd: the CRL of %s could not be made: %s\n",
+        kbd_log(KBD_LOG_ERROR, "crl.failed", r->request_id, "the CRL of %s could not be made: %s",
                 ((crl_job *)r->ctx)->key, r->msg.text[0] != '\0' ? r->msg.text : kbr_err_str(err));
     if (r->msg.text[0] == '\0')
         snprintf(r->msg.text, sizeof(r->msg.text), "the CRL could not be made: %s",

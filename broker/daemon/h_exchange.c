@@ -492,15 +492,15 @@ static void on_fetched(evutil_socket_t fd, short what, void *arg)
             kbr_jwks_free(st->keys);
             st->keys = list->keys;
             if (st->error[0] != '\0')
-                fprintf(stderr,
-                        "keybrokerd: the key set of issuer %s is fetched again (%zu keys)\n",
-                        iss->name, kbr_jwks_size(st->keys));
+                kbd_log(KBD_LOG_INFO, "oidc.jwks_fetched", NULL,
+                        "the key set of issuer %s is fetched again (%zu keys)", iss->name,
+                        kbr_jwks_size(st->keys));
             st->error[0] = '\0';
         } else {
             if (strcmp(st->error, list->error) != 0)
-                fprintf(stderr,
-                        "keybrokerd: the key set of issuer %s could not be fetched: %s; keeping "
-                        "the %zu keys it had\n",
+                kbd_log(KBD_LOG_WARN, "oidc.jwks_failed", NULL,
+                        "the key set of issuer %s could not be fetched: %s; keeping the %zu keys "
+                        "it had",
                         iss->name, list->error, kbr_jwks_size(st->keys));
             snprintf(st->error, sizeof(st->error), "%s", list->error);
         }

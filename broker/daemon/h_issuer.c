@@ -108,8 +108,9 @@ void kbd_issuer_rotate_finish(kbd_req *r)
         return;
     }
     r->d->issuer = c->key;
-    fprintf(stderr, "keybrokerd: token issuer key is now %s (kid %s), replacing kid %s\n",
-            c->key.label, c->key.kid, c->replaces);
+    kbd_log(KBD_LOG_INFO, "issuer.rotated", r->request_id,
+            "token issuer key is now %s (kid %s), replacing kid %s", c->key.label, c->key.kid,
+            c->replaces);
     (void)kbr_policy_issuer_state(r->d->policy, c->replaces, now, &old);
     kbr_time_fmt(old.last_exp, until);
     /* listed_until: when the replaced key leaves GET /v1/jwks (null: it already has) */

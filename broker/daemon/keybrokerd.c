@@ -170,8 +170,8 @@ static kbr_err record_existing_issuer(kbd *d, kbr_hsm_session *s, kbr_msg *msg)
     err = kbr_audit_append_sync(d->audit, rec);
     KBR_ENSURE(err == KBR_OK, kbr_fail(msg, err, "cannot record the issuer key %s: %s",
                                        KBD_ISSUER_LABEL, kbr_err_str(err)));
-    fprintf(stderr, "keybrokerd: recorded the issuer key %s (kid %s) in the audit log\n", key.label,
-            key.kid);
+    kbd_log(KBD_LOG_INFO, "issuer.recorded", NULL,
+            "recorded the issuer key %s (kid %s) in the audit log", key.label, key.kid);
 out:
     EVP_PKEY_free(pub);
     kbr_audit_rec_free(rec);
@@ -394,9 +394,9 @@ static kbr_err complete_log(kbd *d, kbr_audit_rec *pending, kbr_msg *msg)
     KBR_ENSURE(err == KBR_OK, kbr_fail(msg, err == KBR_ERR_AUDIT ? KBR_ERR_STORE : err,
                                        "audit log: cannot record the checkpoint the HSM holds: %s",
                                        kbr_err_str(err)));
-    fprintf(stderr,
-            "keybrokerd: recorded the checkpoint of %lld entries the HSM held as entry %lld (its "
-            "entry had not been committed)\n",
+    kbd_log(KBD_LOG_INFO, "audit.checkpoint_recovered", NULL,
+            "recorded the checkpoint of %lld entries the HSM held as entry %lld (its entry had "
+            "not been committed)",
             (long long)json_integer_value(json_object_get(pending->detail, "size")),
             (long long)pending->seq);
 out:

@@ -3,7 +3,7 @@
 set -u
 cd "$(dirname "$0")/.."
 rc=0
-src="include common pkcs11 policy audit ca cose broker tests bench"
+src="include common pkcs11 policy audit store ca cose broker tests bench"
 if grep -rnE --include='*.c' --include='*.h' '\b(strcpy|strcat|sprintf|vsprintf|gets)\s*\(' $src; then
   echo "unbounded string call: use snprintf or a bounded copy"; rc=1
 fi

@@ -477,7 +477,8 @@ static void test_start_refuses_rewritten_store(void **state)
     /* a checkpoint whose signed root no longer matches the stored tree */
     assert_int_equal(kbt_sh(env,
                             "cp keybroker.db pristine.db && sqlite3 keybroker.db \"UPDATE "
-                            "checkpoints SET root_hash = '00' || substr(root_hash, 3) WHERE size = "
+                            "checkpoints SET root_hash = CASE WHEN root_hash LIKE '00%' THEN 'ff' "
+                            "ELSE '00' END || substr(root_hash, 3) WHERE size = "
                             "(SELECT max(size) FROM checkpoints)\"",
                             NULL),
                      0);

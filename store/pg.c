@@ -15,7 +15,7 @@
 
 #include "pg.h"
 
-#define SCHEMA_VERSION 9
+#define SCHEMA_VERSION 10
 #define WALK_CHUNK     1000 /* rows an audit walk fetches at once */
 
 /* ---- parameters and results ---- */
@@ -470,6 +470,8 @@ static kbr_err schema_create(kbr_pg *s, kbr_msg *msg)
         KBR_GUARD(simple(s, kbr_sql_pg_v9_cra, msg, "cannot take the schema to version 9"));
         KBR_GUARD(fill_purl_keys(s, msg));
     }
+    if (version < 10)
+        KBR_GUARD(simple(s, kbr_sql_pg_v10_revoked, msg, "cannot take the schema to version 10"));
     KBR_GUARD(simple(s, "COMMIT", msg, "cannot commit the schema"));
     in_tx = false;
 out:

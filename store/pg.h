@@ -82,7 +82,7 @@ const char *kbr_pg_value(const PGresult *res, int row, int col);
 /* The schema, built in from store/pg/: pg_schema.sql (version 6), then one file per later
  * version. */
 extern const char kbr_sql_pg_schema[], kbr_sql_pg_v7_audit[], kbr_sql_pg_v8_deliver[],
-    kbr_sql_pg_v9_cra[];
+    kbr_sql_pg_v9_cra[], kbr_sql_pg_v10_revoked[];
 
 /* pg_ledger.c */
 kbr_err kbr_pg_key_create(kbr_store *st, const kbr_eff_key *k, int64_t seq);

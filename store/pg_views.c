@@ -133,7 +133,9 @@ kbr_err kbr_pg_expiring_devices(kbr_store *st, const char *product, const char *
         "SELECT coalesce((SELECT sum(count) FROM device_cert_expiry"
         "  WHERE product = $1 AND day < $2), 0)"
         " + (SELECT count(*) FROM certificates WHERE owner_kind = 'device'"
-        "  AND superseded_at IS NULL AND product = $1 AND not_after >= $2 AND not_after <= $3)",
+        "  AND superseded_at IS NULL AND product = $1 AND not_after >= $2 AND not_after <= $3"
+        "  AND NOT EXISTS (SELECT 1 FROM certificate_revocations r"
+        "  WHERE r.fingerprint = certificates.fingerprint))",
         &p, count));
     p.n = 0;
     kbr_pg_text(&p, product);
@@ -143,6 +145,8 @@ kbr_err kbr_pg_expiring_devices(kbr_store *st, const char *product, const char *
                              "SELECT product, device_serial, serial_number, fingerprint,"
                              " not_after FROM certificates WHERE owner_kind = 'device'"
                              " AND superseded_at IS NULL AND product = $1 AND not_after <= $2"
+                             " AND NOT EXISTS (SELECT 1 FROM certificate_revocations r"
+                             " WHERE r.fingerprint = certificates.fingerprint)"
                              " ORDER BY not_after, id LIMIT $3",
                              &p, kbr_row_expiring, KBR_NCOLS(kbr_row_expiring), out));
 out:

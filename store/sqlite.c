@@ -346,6 +346,10 @@ static kbr_err schema_in_tx(kbr_sqlite *s, const char *path, kbr_msg *msg)
         rc = sqlite3_exec(s->db, "UPDATE meta SET schema_version = 9", NULL, NULL, NULL);
         KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
     }
+    if (version < 10) {
+        rc = sqlite3_exec(s->db, kbr_sql_v10_revoked, NULL, NULL, NULL);
+        KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
+    }
 out:
     return err;
 }

@@ -158,7 +158,9 @@ static kbr_err expiring_count(kbr_sqlite *s, const char *product, const char *un
         "SELECT coalesce((SELECT sum(count) FROM device_cert_expiry"
         "  WHERE product = ?1 AND day < ?2), 0)"
         " + (SELECT count(*) FROM certificates WHERE owner_kind = 'device'"
-        "  AND superseded_at IS NULL AND product = ?1 AND not_after >= ?2 AND not_after <= ?3)",
+        "  AND superseded_at IS NULL AND product = ?1 AND not_after >= ?2 AND not_after <= ?3"
+        "  AND NOT EXISTS (SELECT 1 FROM certificate_revocations r"
+        "  WHERE r.fingerprint = certificates.fingerprint))",
         &stmt));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, product));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 2, day));
@@ -183,6 +185,8 @@ kbr_err kbr_sqlite_expiring_devices(kbr_store *st, const char *product, const ch
                               "SELECT product, device_serial, serial_number, fingerprint,"
                               " not_after FROM certificates WHERE owner_kind = 'device'"
                               " AND superseded_at IS NULL AND product = ?1 AND not_after <= ?2"
+                              " AND NOT EXISTS (SELECT 1 FROM certificate_revocations r"
+                              " WHERE r.fingerprint = certificates.fingerprint)"
                               " ORDER BY not_after, id LIMIT ?3",
                               &stmt));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, product));

@@ -340,10 +340,34 @@ static void test_revoke_refusals(void **state)
 }
 
 /* A device rotated, then revoked: both its certificates in the CRL, as OpenSSL reads it. */
+/* View A of gateway: its current device certificates, those expiring within 100 years, and
+ * whether serial is among the first of those listed. */
+static void gateway_certificates(long *current, long *expiring, bool *lists, const char *serial)
+{
+    kbt_resp r = kbt_call(env, "GET", "/v1/views/products/gateway?expiring_within_days=36500",
+                          env->admin, NULL);
+    const json_t *dev, *it;
+    size_t i;
+
+    if (r.status != 200)
+        fail_msg("view A: %ld %s", r.status, r.body);
+    *current = (long)json_integer_value(
+        json_object_get(json_object_get(r.json, "device_certificates"), "total_current"));
+    dev = json_object_get(json_object_get(r.json, "expiring"), "device_certificates");
+    *expiring = (long)json_integer_value(json_object_get(dev, "count"));
+    *lists = false;
+    json_array_foreach(json_object_get(dev, "first"), i,
+                       it) if (strcmp(json_string_value(json_object_get(it, "serial")), serial) ==
+                               0) *lists = true;
+    kbt_resp_free(&r);
+}
+
 static void test_revoke_and_crl(void **state)
 {
     char *out = NULL, *csr_new = NULL, serial1[80], serial_old[80], serial2[80];
     const json_t *certs, *rev;
+    long current0, expiring0, current, expiring;
+    bool lists;
     X509_CRL *before = fetch_crl(), *after;
     long n0 = crl_number(before);
     kbt_resp r;
@@ -359,6 +383,10 @@ static void test_revoke_and_crl(void **state)
     kbt_resp_free(&r);
     cert_serial_text("D-1", serial1, sizeof(serial1));
     cert_serial_text("D-2", serial2, sizeof(serial2));
+    gateway_certificates(&current0, &expiring0, &lists, "D-1");
+    assert_true(current0 >= 2);
+    assert_int_equal(expiring0, current0);
+    assert_true(lists);
 
     r = revoke_as(env->admin, "D-1", "{\"product\":\"gateway\",\"reason\":\"keyCompromise\"}");
     if (r.status != 200)
@@ -368,6 +396,11 @@ static void test_revoke_and_crl(void **state)
     assert_int_equal(json_array_size(json_object_get(r.json, "certificates")), 2);
     assert_int_equal(json_integer_value(json_object_get(r.json, "audit_seq")), r.audit_seq);
     kbt_resp_free(&r);
+    /* View A: a revoked device's certificate no longer counts, nor expires */
+    gateway_certificates(&current, &expiring, &lists, "D-1");
+    assert_int_equal(current, current0 - 1);
+    assert_int_equal(expiring, expiring0 - 1);
+    assert_false(lists);
 
     /* the CRL right after the answer lists both, with a higher number */
     after = fetch_crl();

@@ -162,9 +162,11 @@ int64_t query_count(const fixture *f, const char *sql)
 }
 
 /* What a store of version 7 had: the later steps' tables, triggers and columns dropped
- * (version 8: key deliveries; 9: the CRA's), and the version set back. */
+ * (version 8: key deliveries; 9: the CRA's; 10: revoked certificates out of the expiry
+ * counters), and the version set back. */
 static const char *const to_v7_sqlite =
-    "DROP TABLE key_deliveries;"
+    "DROP TRIGGER certificate_revocations_expiry;"
+    " DROP TABLE key_deliveries;"
     " DROP TRIGGER devices_history_batch_move; DROP TRIGGER devices_incident_move;"
     " DROP TABLE history_firmware_batch; DROP TABLE incident_reports;"
     " DROP TABLE incident_fleet; DROP TABLE incident_builds; DROP TABLE incidents;"
@@ -173,7 +175,9 @@ static const char *const to_v7_sqlite =
     " CREATE INDEX components_purl ON components(purl);"
     " UPDATE meta SET schema_version = 7;";
 static const char *const to_v7_pg =
-    "DROP TABLE key_deliveries; DROP FUNCTION kbr_key_deliveries_count();"
+    "DROP TRIGGER certificate_revocations_expiry ON certificate_revocations;"
+    " DROP FUNCTION kbr_certificate_revocations_expiry();"
+    " DROP TABLE key_deliveries; DROP FUNCTION kbr_key_deliveries_count();"
     " DROP TABLE history_firmware_batch, incident_reports, incident_fleet, incident_builds,"
     " incidents, products; DROP TRIGGER devices_history_batch_move ON devices;"
     " DROP TRIGGER devices_incident_move ON devices;"

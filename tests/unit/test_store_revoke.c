@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -40,6 +41,21 @@ static json_t *crl_effect(const char *issuer, const char *fingerprint, int numbe
                      this_update, "next_update", next_update, "entries", 2, "sha256", ZEROS_OF_64);
 }
 
+/* View A's device certificates of door: {total_current, expiring within days of now}. */
+static void door_certificates(kbr_store *st, time_t now, long days, int64_t *current,
+                              int64_t *expiring, size_t *listed)
+{
+    json_t *view = NULL;
+    const json_t *dev;
+
+    assert_int_equal(kbr_store_view_product(st, "door", now, days, &view), KBR_OK);
+    *current = int_at(json_object_get(view, "device_certificates"), "total_current");
+    dev = json_object_get(json_object_get(view, "expiring"), "device_certificates");
+    *expiring = int_at(dev, "count");
+    *listed = json_array_size(json_object_get(dev, "first"));
+    json_decref(view);
+}
+
 static void test_device_revoke(void **state)
 {
     static const char *const both[] = {"d1", "d2"}, *const current[] = {"d2"},
@@ -48,6 +64,8 @@ static void test_device_revoke(void **state)
     kbr_store *st = factory_store(f);
     json_t *dev = NULL, *crl = NULL, *rev, *certs;
     cert_ids d1, d2;
+    int64_t total, expiring;
+    size_t listed;
 
     ids_of("d1", &d1);
     ids_of("d2", &d2);
@@ -75,8 +93,25 @@ static void test_device_revoke(void **state)
     assert_int_equal(apply_json(st, revoke_effect("lock", "SN-1", "keyCompromise", 1, both, 2), 9),
                      KBR_ERR_STORE_CONSTRAINT);
     assert_int_equal(query_count(f, "SELECT count(*) FROM certificate_revocations"), 0);
+    /* The current certificate (d2, not after 2036-01-01) counts among door's until revoked:
+     * from the per-day counters (2026 + 10 years) and row by row (its own day). */
+    door_certificates(st, 1798675200 /* 2026-12-31 */, 3650, &total, &expiring, &listed);
+    assert_int_equal(total, 1);
+    assert_int_equal(expiring, 1);
+    assert_int_equal(listed, 1);
+    door_certificates(st, 2082672000 /* 2035-12-31 */, 1, &total, &expiring, &listed);
+    assert_int_equal(expiring, 1);
+    assert_int_equal(listed, 1);
     assert_int_equal(apply_json(st, revoke_effect("door", "SN-1", "keyCompromise", 1, both, 2), 10),
                      KBR_OK);
+    /* Revoked, it is no longer a certificate door depends on, nor one that expires. */
+    door_certificates(st, 1798675200, 3650, &total, &expiring, &listed);
+    assert_int_equal(total, 0);
+    assert_int_equal(expiring, 0);
+    assert_int_equal(listed, 0);
+    door_certificates(st, 2082672000, 1, &total, &expiring, &listed);
+    assert_int_equal(expiring, 0);
+    assert_int_equal(listed, 0);
 
     assert_int_equal(kbr_store_device_get(st, "door", "SN-1", &dev), KBR_OK);
     rev = json_object_get(dev, "revocation");
@@ -273,11 +308,60 @@ static void test_revoke_effect_rules(void **state)
     assert_null(kbr_store_revocation_reason_name(7));
 }
 
+/* A store of version 9 counted a revoked device's certificate among those that expire.
+ * Opened by this broker it is corrected, and the next revocation is counted right. */
+static void test_v9_counters_corrected(void **state)
+{
+    static const char *const first[] = {"d1"}, *const second[] = {"d2"};
+    static const char *const to_v9_sqlite[] = {
+        "DROP TRIGGER certificate_revocations_expiry",
+        "UPDATE device_cert_expiry SET count = count + 1 WHERE product = 'door'",
+        "UPDATE meta SET schema_version = 9"};
+    static const char *const to_v9_pg[] = {
+        "DROP TRIGGER certificate_revocations_expiry ON certificate_revocations",
+        "DROP FUNCTION kbr_certificate_revocations_expiry()",
+        "UPDATE device_cert_expiry SET count = count + 1 WHERE product = 'door'",
+        "UPDATE meta SET schema_version = 9"};
+    fixture *f = *state;
+    kbr_store *st = factory_store(f);
+    int64_t total, expiring;
+    size_t listed;
+
+    assert_int_equal(
+        apply_json(st, provision_effect("door", "SN-1", "B1", "factory:acme", "d1"), 3), KBR_OK);
+    assert_int_equal(
+        apply_json(st, provision_effect("door", "SN-2", "B1", "factory:acme", "d2"), 4), KBR_OK);
+    assert_int_equal(apply_json(st, revoke_effect("door", "SN-1", "keyCompromise", 1, first, 1), 5),
+                     KBR_OK);
+    kbr_store_close(st);
+    for (size_t i = 0; i < 4; i++) {
+        const char *sql = kbt_pg() ? to_v9_pg[i] : i < 3 ? to_v9_sqlite[i] : NULL;
+
+        if (sql != NULL)
+            assert_int_equal(kbt_store_sql(f->url, sql, NULL, 0, NULL), 0);
+    }
+    assert_int_equal(query_count(f, "SELECT max(schema_version) FROM meta"), 9);
+
+    st = open_ok(f);
+    assert_int_equal(query_count(f, "SELECT max(schema_version) FROM meta"), 10);
+    door_certificates(st, 1798675200 /* 2026-12-31 */, 3650, &total, &expiring, &listed);
+    assert_int_equal(total, 1);
+    assert_int_equal(expiring, 1);
+    assert_int_equal(apply_json(st, revoke_effect("door", "SN-2", "superseded", 4, second, 1), 6),
+                     KBR_OK);
+    door_certificates(st, 1798675200, 3650, &total, &expiring, &listed);
+    assert_int_equal(total, 0);
+    assert_int_equal(expiring, 0);
+    assert_int_equal(listed, 0);
+    kbr_store_close(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_device_revoke, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crl_numbers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_v9_counters_corrected, setup, teardown),
         cmocka_unit_test(test_revoke_effect_rules),
     };
 

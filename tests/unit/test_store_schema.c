@@ -76,7 +76,7 @@ static void test_open_creates_schema(void **state)
     assert_int_equal(sqlite3_prepare_v2(db, "SELECT schema_version FROM meta", -1, &stmt, NULL),
                      SQLITE_OK);
     assert_int_equal(sqlite3_step(stmt), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int(stmt, 0), 9);
+    assert_int_equal(sqlite3_column_int(stmt, 0), 10);
     assert_int_equal(sqlite3_step(stmt), SQLITE_DONE);
     sqlite3_finalize(stmt);
     assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &stmt, NULL), SQLITE_OK);
@@ -183,8 +183,8 @@ static void test_unwritable_location(void **state)
 }
 
 /*
- * A store of version 7, before the CRA step, on either back end, taken to version 9 as it opens:
- * the components recorded before get the package their purl names (components.purl_key),
+ * A store of version 7, before the CRA step, on either back end, taken to the current version as it
+ * opens: the components recorded before get the package their purl names (components.purl_key),
  * from the same function the firmware.sign effect uses, and View C finds them by it.  (The
  * store is made version 7 again by removing what versions 8 and 9 add.)
  */
@@ -206,7 +206,7 @@ static void test_store_at_version_7(void **state)
     store_back_to_v7(f);
 
     st = open_ok(f);
-    assert_int_equal(query_count(f, "SELECT max(schema_version) FROM meta"), 9);
+    assert_int_equal(query_count(f, "SELECT max(schema_version) FROM meta"), 10);
     query_text(f, "SELECT purl_key FROM components WHERE name = 'openssl'", buf, sizeof(buf));
     assert_string_equal(buf, "pkg:deb/debian/openssl");
     query_text(f, "SELECT coalesce(purl_key, 'none') FROM components WHERE name = 'zlib'", buf,
@@ -490,8 +490,8 @@ static void test_migrate_v1_store(void **state)
     v1_store(f, clone, old, cur);
     v1_custody(f, cur);
     st = open_ok(f);
-    assert_int_equal(query_count(f, "SELECT max(schema_version) FROM meta"), 9);
-    assert_int_equal(query_count(f, "SELECT count(*) FROM meta WHERE schema_version <> 9"), 0);
+    assert_int_equal(query_count(f, "SELECT max(schema_version) FROM meta"), 10);
+    assert_int_equal(query_count(f, "SELECT count(*) FROM meta WHERE schema_version <> 10"), 0);
     /* version 7: checkpoints keyed by their entry, those of an older broker without a key */
     assert_int_equal(count_where(f, "checkpoints", "audit_seq = 9 AND size = 8 AND key_id IS NULL"),
                      1);
@@ -547,7 +547,7 @@ static void test_migrate_v1_store(void **state)
     kbr_store_close(st);
     /* Opening again changes nothing. */
     st = open_ok(f);
-    assert_int_equal(query_count(f, "SELECT max(schema_version) FROM meta"), 9);
+    assert_int_equal(query_count(f, "SELECT max(schema_version) FROM meta"), 10);
     assert_device_key(st, "SN-9", clone_hex);
     assert_int_equal(count_where(f, "device_firmware", "serial = 'SN-9'"), 3);
     kbr_store_close(st);

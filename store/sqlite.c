@@ -347,7 +347,7 @@ static kbr_err schema_in_tx(kbr_sqlite *s, const char *path, kbr_msg *msg)
         KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
     }
     if (version < 10) {
-        rc = sqlite3_exec(s->db, kbr_sql_v10_revoked, NULL, NULL, NULL);
+        rc = sqlite3_exec(s->db, kbr_sql_v10_schema, NULL, NULL, NULL);
         KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
     }
 out:

@@ -292,7 +292,7 @@ kbr_err kbr_sqlite_checkpoint_rotations(kbr_store *st, int64_t seq, json_t **out
 /* The files of store/sql/, built in (the Makefile's rule for $(BUILD)/store/sql.c). */
 extern const char kbr_sql_v1[], kbr_sql_v2_schema[], kbr_sql_v2_assign[], kbr_sql_v3_schema[],
     kbr_sql_v3_unique[], kbr_sql_v4_schema[], kbr_sql_v5_issuer[], kbr_sql_v6_revoke[],
-    kbr_sql_v7_audit[], kbr_sql_v8_deliver[], kbr_sql_v9_cra[], kbr_sql_v10_revoked[];
+    kbr_sql_v7_audit[], kbr_sql_v8_deliver[], kbr_sql_v9_cra[], kbr_sql_v10_schema[];
 
 kbr_err kbr_sqlite_migrate_v2(kbr_sqlite *s, const char *path, kbr_msg *msg);
 kbr_err kbr_sqlite_migrate_v3(kbr_sqlite *s, const char *path, kbr_msg *msg);

@@ -1,4 +1,4 @@
--- Version 10 of the PostgreSQL back end's schema: what store/sql/v10_revoked.sql does to a
+-- Version 10 of the PostgreSQL back end's schema: what store/sql/v10_schema.sql does to a
 -- SQLite store, in the terms of pg_schema.sql.  A revoked device certificate no longer counts
 -- among a product's device certificates that expire (View A): revoking one that is not
 -- superseded takes it out of device_cert_expiry, superseding one already revoked takes

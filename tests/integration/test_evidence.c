@@ -392,7 +392,25 @@ static void test_migrate_v7_store(void **state)
 
     (void)state;
     kbt_stop(env);
-    copy_store("DROP TABLE key_deliveries; DROP TRIGGER devices_history_batch_move; DROP TRIGGER "
+    copy_store("DROP TRIGGER certificate_revocations_expiry; DROP TRIGGER audit_products_of;"
+               " ALTER TABLE audit DROP COLUMN products;"
+               " CREATE TRIGGER audit_products_of AFTER INSERT ON audit"
+               " WHEN json_type(new.entry, '$.products') = 'array' BEGIN"
+               " INSERT OR IGNORE INTO audit_products(product, seq) SELECT value, new.seq"
+               " FROM json_each(new.entry, '$.products') WHERE type = 'text'; END;"
+               " DROP TRIGGER certificates_expiry_drop;"
+               " CREATE TRIGGER certificates_expiry_drop AFTER UPDATE OF superseded_at"
+               " ON certificates WHEN new.owner_kind = 'device' AND old.superseded_at IS NULL"
+               " AND new.superseded_at IS NOT NULL BEGIN UPDATE device_cert_expiry"
+               " SET count = count - 1 WHERE product = new.product"
+               " AND day = substr(new.not_after, 1, 10); END;"
+               /* as version 9 counted them: revoked certificates too */
+               " UPDATE device_cert_expiry SET count = count + r.n FROM (SELECT c.product AS"
+               " product, substr(c.not_after, 1, 10) AS day, count(*) AS n FROM"
+               " certificate_revocations v JOIN certificates c ON c.fingerprint = v.fingerprint"
+               " WHERE c.owner_kind = 'device' AND c.superseded_at IS NULL GROUP BY 1, 2) AS r"
+               " WHERE device_cert_expiry.product = r.product AND device_cert_expiry.day = r.day;"
+               " DROP TABLE key_deliveries; DROP TRIGGER devices_history_batch_move; DROP TRIGGER "
                "devices_incident_move;"
                " DROP TABLE history_firmware_batch; DROP TABLE incident_reports;"
                " DROP TABLE incident_fleet; DROP TABLE incident_builds; DROP TABLE incidents;"

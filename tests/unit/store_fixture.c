@@ -162,11 +162,9 @@ int64_t query_count(const fixture *f, const char *sql)
 }
 
 /* What a store of version 7 had: the later steps' tables, triggers and columns dropped
- * (version 8: key deliveries; 9: the CRA's; 10: revoked certificates out of the expiry
- * counters), and the version set back. */
+ * (version 8: key deliveries; 9: the CRA's), and the version set back. */
 static const char *const to_v7_sqlite =
-    "DROP TRIGGER certificate_revocations_expiry;"
-    " DROP TABLE key_deliveries;"
+    "DROP TABLE key_deliveries;"
     " DROP TRIGGER devices_history_batch_move; DROP TRIGGER devices_incident_move;"
     " DROP TABLE history_firmware_batch; DROP TABLE incident_reports;"
     " DROP TABLE incident_fleet; DROP TABLE incident_builds; DROP TABLE incidents;"
@@ -175,9 +173,7 @@ static const char *const to_v7_sqlite =
     " CREATE INDEX components_purl ON components(purl);"
     " UPDATE meta SET schema_version = 7;";
 static const char *const to_v7_pg =
-    "DROP TRIGGER certificate_revocations_expiry ON certificate_revocations;"
-    " DROP FUNCTION kbr_certificate_revocations_expiry();"
-    " DROP TABLE key_deliveries; DROP FUNCTION kbr_key_deliveries_count();"
+    "DROP TABLE key_deliveries; DROP FUNCTION kbr_key_deliveries_count();"
     " DROP TABLE history_firmware_batch, incident_reports, incident_fleet, incident_builds,"
     " incidents, products; DROP TRIGGER devices_history_batch_move ON devices;"
     " DROP TRIGGER devices_incident_move ON devices;"
@@ -187,11 +183,43 @@ static const char *const to_v7_pg =
     " CREATE INDEX components_purl ON components(purl);"
     " UPDATE meta SET schema_version = 7;";
 
+/* What a store of version 9 had: version 10's column and triggers as they were, one
+ * statement each (a trigger's body has a ';' of its own).  The expiry counters stay as they
+ * are: a store with a revoked device certificate had it counted. */
+static const char *const to_v9_sqlite[] = {
+    "DROP TRIGGER certificate_revocations_expiry",
+    "DROP TRIGGER audit_products_of",
+    "ALTER TABLE audit DROP COLUMN products",
+    "CREATE TRIGGER audit_products_of AFTER INSERT ON audit"
+    " WHEN json_type(new.entry, '$.products') = 'array' BEGIN"
+    " INSERT OR IGNORE INTO audit_products(product, seq)"
+    " SELECT value, new.seq FROM json_each(new.entry, '$.products') WHERE type = 'text'; END",
+    "DROP TRIGGER certificates_expiry_drop",
+    "CREATE TRIGGER certificates_expiry_drop AFTER UPDATE OF superseded_at"
+    " ON certificates WHEN new.owner_kind = 'device' AND old.superseded_at IS NULL"
+    " AND new.superseded_at IS NOT NULL BEGIN"
+    " UPDATE device_cert_expiry SET count = count - 1"
+    " WHERE product = new.product AND day = substr(new.not_after, 1, 10); END",
+    "UPDATE meta SET schema_version = 9",
+    NULL};
+static const char *const to_v9_pg[] = {
+    "DROP TRIGGER certificate_revocations_expiry ON certificate_revocations",
+    "DROP FUNCTION kbr_certificate_revocations_expiry()", "UPDATE meta SET schema_version = 9",
+    NULL};
+
+void store_back_to_v9(fixture *f)
+{
+    for (const char *const *sql = kbt_pg() ? to_v9_pg : to_v9_sqlite; *sql != NULL; sql++)
+        assert_int_equal(kbt_store_sql(f->url, *sql, NULL, 0, NULL), 0);
+    assert_int_equal(query_count(f, "SELECT max(schema_version) FROM meta"), 9);
+}
+
 void store_back_to_v7(fixture *f)
 {
     char *sql = strdup(kbt_pg() ? to_v7_pg : to_v7_sqlite), *one, *save = NULL;
 
     assert_non_null(sql);
+    store_back_to_v9(f);
     for (one = strtok_r(sql, ";", &save); one != NULL; one = strtok_r(NULL, ";", &save))
         assert_int_equal(kbt_store_sql(f->url, one, NULL, 0, NULL), 0);
     free(sql);

@@ -104,7 +104,8 @@ void assert_key_owner(kbr_store *st, const char *key_hex, const char *product, c
 /* The key's DER SubjectPublicKeyInfo as OpenSSL writes it, hashed. */
 void der_key_hex(EVP_PKEY *key, char hex[65]);
 
-/* Makes the fixture's store (closed) one of version 7 again, on either back end. */
+/* Makes the fixture's store (closed) one of version 9, or 7, again, on either back end. */
+void store_back_to_v9(fixture *f);
 void store_back_to_v7(fixture *f);
 
 /* ---- the token issuer's keys ---- */

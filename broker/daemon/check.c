@@ -14,8 +14,10 @@
  * is read as it is (kbr_store_open_readonly; an older schema is reported,
  * not migrated), the log file and the store's directory are only tested
  * for writing.  The HSM is logged in to, as a start would (a wrong PIN
- * counts against the token's retry limit like any failed login), and its
- * issuer and audit keys are looked up, never made.
+ * counts against the token's retry limit like any failed login), its
+ * issuer and audit keys are looked up, never made, and the audit record it
+ * holds (the last signed head) is checked against the store, so a restored
+ * backup is reported as the rollback a start would refuse.
  *
  * It checks as the user running it: run it as the daemon's user (sudo -u
  * keybroker keybrokerd -c ... --check) for the permissions to mean what
@@ -198,8 +200,42 @@ static void check_keys(tally *t, kbr_hsm_session *s, const json_t *issuers, cons
         *audit_pub = NULL;
 }
 
-static void check_hsm(tally *t, const kbd_config *cfg, const json_t *issuers, const json_t *latest,
-                      EVP_PKEY **audit_pub)
+/*
+ * The head the HSM recorded last, as a start checks it: it verifies with the HSM's audit keys,
+ * and the store (st, when its schema is current) holds it.  A store behind it is a rollback.
+ */
+static void check_record(tally *t, kbr_hsm_session *s, kbr_store *st)
+{
+    json_t *rec = NULL;
+    kbr_msg msg = {{0}};
+    kbr_err err = kbd_record_read(s, &rec, &msg);
+
+    if (err != KBR_OK) {
+        say(t, "problem", "%s%s", msg.text,
+            err == KBR_ERR_HSM ? "" : "; run keybrokerd --recover to write a new one");
+        return;
+    }
+    if (rec == NULL) {
+        say(t, "ok", "HSM: no audit record yet (the first signed checkpoint writes it)");
+        return;
+    }
+    if (kbd_record_holds(s, rec, &msg) != KBR_OK)
+        say(t, "problem", "the audit record in the HSM does not verify: %s", msg.text);
+    else if (st != NULL && (err = kbd_record_vs_store(st, rec, &msg)) != KBR_OK)
+        say(t, "problem", "%s%s", msg.text[0] != '\0' ? msg.text : kbr_err_str(err),
+            err == KBR_ERR_CONFLICT
+                ? ". After a restore from a backup: keybrokerd -c FILE --recover"
+                : "");
+    else
+        say(t, "ok", "HSM: the audit record (checkpoint of %lld entries, signed %s) verifies%s",
+            (long long)json_integer_value(json_object_get(rec, "size")),
+            json_string_value(json_object_get(rec, "time")),
+            st != NULL ? ", and the store holds it" : "");
+    json_decref(rec);
+}
+
+static void check_hsm(tally *t, const kbd_config *cfg, kbr_store *st, const json_t *issuers,
+                      const json_t *latest, EVP_PKEY **audit_pub)
 {
     kbr_hsm *hsm = NULL;
     kbr_hsm_session *s = NULL;
@@ -217,8 +253,10 @@ static void check_hsm(tally *t, const kbd_config *cfg, const json_t *issuers, co
     err = kbr_hsm_session_open(hsm, &s);
     if (err != KBR_OK)
         say(t, "problem", "cannot open an HSM session: %s", kbr_err_str(err));
-    else
+    else {
         check_keys(t, s, issuers, latest, audit_pub);
+        check_record(t, s, st);
+    }
     kbr_hsm_session_close(s);
     kbr_hsm_close(hsm);
 }
@@ -354,7 +392,7 @@ int kbd_check(const char *path)
         say(&t, "problem", "store %s: its issuer keys cannot be read", cfg.store);
     if (st != NULL && kbr_store_checkpoint_latest(st, &latest) != KBR_OK)
         latest = NULL; /* check_log says why */
-    check_hsm(&t, &cfg, issuers, latest, &audit_pub);
+    check_hsm(&t, &cfg, st, issuers, latest, &audit_pub);
     if (st != NULL)
         check_log(&t, st, strncmp(cfg.store, "sqlite:", 7) == 0 ? cfg.store + 7 : cfg.store,
                   audit_pub);

@@ -401,6 +401,12 @@ static void test_rollback_refused_then_recovered(void **state)
     if (rc != 1 || strstr(out, "rollback") == NULL)
         fail_msg("--init on a restored store: exit %d, %s", rc, out);
     free(out);
+    /* --check finds what the start found, and says what to do */
+    rc = kbt_run_daemon(e, "-c keybroker.conf --check", &out);
+    if (rc != 1 || strstr(out, "problem: rollback: the store's audit log has") == NULL ||
+        strstr(out, "--recover") == NULL)
+        fail_msg("--check on a restored store: exit %d, %s", rc, out);
+    free(out);
     old_admin = strdup(e->admin);
     rc = kbt_run_daemon(e, "-c keybroker.conf --recover", &out);
     if (rc != 0 || strstr(out, "recovered") == NULL)

@@ -413,17 +413,20 @@ out:
 }
 
 /*
- * A debug unlock is for a device the ledger knows, and a device's challenge is answered once:
- * the recorded challenge is what refuses a replayed debug session, also after a restart.
+ * A debug unlock is for a device the ledger knows and has not revoked, and a device's challenge
+ * is answered once: the recorded challenge is what refuses a replayed debug session, also after
+ * a restart.
  */
 static kbr_err debug_authorize(kbr_store *st, const kbr_fx_debug_authorize *d, int64_t seq)
 {
     kbr_err err = KBR_OK;
     char *detail = NULL;
-    bool exists = false;
+    bool exists = false, revoked = false;
 
     KBR_GUARD(st->ops->device_exists(st, d->product, d->serial, &exists));
     KBR_ENSURE(exists, KBR_ERR_STORE_CONSTRAINT);
+    KBR_GUARD(st->ops->device_revoked(st, d->product, d->serial, &revoked));
+    KBR_ENSURE(!revoked, KBR_ERR_STORE_CONSTRAINT);
     KBR_GUARD(st->ops->debug_challenge_insert(st, d, seq));
     KBR_GUARD(detail_take(json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "key", d->key, "ticket",
                                     d->ticket, "principal", d->principal, "permissions",

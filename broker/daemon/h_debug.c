@@ -190,19 +190,31 @@ static bool debug_precheck(kbd_req *r, kbd_worker *w, debug_ctx *c)
     json_t *dev = NULL;
     bool used = false, in_batches;
     kbr_err err = kbr_store_device_get(w->store, c->product, c->serial, &dev);
+    const json_t *revocation = json_object_get(dev, "revocation");
 
     in_batches = kbr_namelist_match(&c->batches, json_string_value(json_object_get(dev, "batch")));
-    json_decref(dev);
     if (err != KBR_OK) {
         kbd_req_error(r, err == KBR_ERR_NOT_FOUND ? err : KBR_ERR_AUDIT,
                       "device: no device %s of product %s in the ledger", c->serial, c->product);
+        json_decref(dev);
         return false;
     }
     if (!in_batches) {
         kbd_req_error(r, KBR_ERR_FORBIDDEN, "device: %s is of a batch outside the token's batches",
                       c->serial);
+        json_decref(dev);
         return false;
     }
+    /* a device revoked for good is unlocked by no one; the ledger refuses it too (effects.c) */
+    if (json_is_object(revocation)) {
+        kbd_req_error(r, KBR_ERR_CONFLICT,
+                      "device: %s of product %s was revoked at %s; a revoked device gets no "
+                      "debug unlock",
+                      c->serial, c->product, json_string_value(json_object_get(revocation, "at")));
+        json_decref(dev);
+        return false;
+    }
+    json_decref(dev);
     err =
         kbr_store_debug_challenge_used(w->store, c->product, c->serial, c->challenge_sha256, &used);
     if (err != KBR_OK || used) {

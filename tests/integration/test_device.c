@@ -519,6 +519,36 @@ static void test_device_history(void **state)
     kbr_store_close(st);
 }
 
+/* A device revoked for good gets no debug unlock, and its record shows none. */
+static void test_debug_refused_for_revoked_device(void **state)
+{
+    char *factory = kbt_token(env, "{\"sub\":\"factory:acme\",\"ops\":[\"provision\"],"
+                                   "\"ttl\":600}");
+    char *tok = kbt_token(env, "{\"sub\":\"factory:acme-rework\",\"ops\":[\"debug-auth\"],"
+                               "\"batches\":[\"b1\"],\"ttl\":600}");
+    unsigned char ch[32], msg[128];
+    const json_t *ev;
+    size_t n, i;
+    kbt_resp r;
+
+    (void)state;
+    provision(factory, "GW-4");
+    RAND_bytes(ch, sizeof(ch));
+    n = adac_message(ch, 32, msg);
+    must(kbt_call(env, "POST", "/v1/devices/GW-4/revoke", env->admin,
+                  "{\"product\":\"gateway\",\"reason\":\"cessationOfOperation\"}"),
+         200, "revoke GW-4");
+    expect_err(debug_auth(tok, "dbg-gw", "GW-4", ch, msg, n, "RMA-4"), 409, "conflict",
+               "GW-4 of product gateway was revoked at");
+    r = kbt_call(env, "GET", "/v1/views/devices/GW-4?product=gateway", env->admin, NULL);
+    assert_int_equal(r.status, 200);
+    json_array_foreach(json_object_get(r.json, "events"), i, ev)
+        assert_string_not_equal(json_string_value(json_object_get(ev, "kind")), "debug-auth");
+    kbt_resp_free(&r);
+    free(tok);
+    free(factory);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -533,6 +563,7 @@ int main(void)
         cmocka_unit_test(test_ota_report_repeated),
         cmocka_unit_test(test_cose_sign1),
         cmocka_unit_test(test_device_history),
+        cmocka_unit_test(test_debug_refused_for_revoked_device),
     };
 
     return cmocka_run_group_tests_name("device lifecycle", tests, setup, teardown);

@@ -33,6 +33,20 @@ static json_t *revoke_effect(const char *product, const char *serial, const char
                      "reason_code", code, "revoked_by", "security:ops", "certificates", certs);
 }
 
+/* A debug unlock of door's serial, answering the challenge tag names. */
+static json_t *debug_effect(const char *serial, const char *tag)
+{
+    char challenge[65], digest[65];
+
+    kbr_sha256_hex(tag, strlen(tag), challenge);
+    kbr_sha256_hex(serial, strlen(serial), digest);
+    return json_pack("[{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s}]", "type",
+                     "debug.authorize", "key", "ca-door", "product", "door", "serial", serial,
+                     "challenge_sha256", challenge, "permissions", "00ff", "ticket", "RMA-7",
+                     "principal", "security:alice", "message_sha256", digest, "signature_sha256",
+                     digest, "at", "2027-05-01T09:00:00Z", "expires_at", "2027-05-01T09:15:00Z");
+}
+
 static json_t *crl_effect(const char *issuer, const char *fingerprint, int number,
                           const char *this_update, const char *next_update)
 {
@@ -93,6 +107,7 @@ static void test_device_revoke(void **state)
     assert_int_equal(apply_json(st, revoke_effect("lock", "SN-1", "keyCompromise", 1, both, 2), 9),
                      KBR_ERR_STORE_CONSTRAINT);
     assert_int_equal(query_count(f, "SELECT count(*) FROM certificate_revocations"), 0);
+    assert_int_equal(apply_json(st, debug_effect("SN-1", "before"), 5), KBR_OK);
     /* The current certificate (d2, not after 2036-01-01) counts among door's until revoked:
      * from the per-day counters (2026 + 10 years) and row by row (its own day). */
     door_certificates(st, 1798675200 /* 2026-12-31 */, 3650, &total, &expiring, &listed);
@@ -128,7 +143,7 @@ static void test_device_revoke(void **state)
     }
     json_decref(dev);
 
-    /* Revoked once, for good: no second revocation, no new certificate. */
+    /* Revoked once, for good: no second revocation, no new certificate, no debug unlock. */
     assert_int_equal(apply_json(st, revoke_effect("door", "SN-1", "superseded", 4, both, 2), 11),
                      KBR_ERR_STORE_CONSTRAINT);
     assert_int_equal(
@@ -136,6 +151,9 @@ static void test_device_revoke(void **state)
         KBR_ERR_STORE_CONSTRAINT);
     assert_int_equal(
         query_count(f, "SELECT count(*) FROM certificates WHERE owner_kind = 'device'"), 2);
+    /* and no debug unlock: a revoked device is unlocked by no one */
+    assert_int_equal(apply_json(st, debug_effect("SN-1", "after"), 13), KBR_ERR_STORE_CONSTRAINT);
+    assert_int_equal(query_count(f, "SELECT count(*) FROM debug_challenges"), 1);
 
     /* What the issuer's CRL lists. */
     assert_int_equal(kbr_store_crl_contents(st, "ca-door", &crl), KBR_OK);

@@ -676,6 +676,13 @@ const kbr_hist *kbr_audit_group_sizes(kbr_audit *a)
 
 /* ---- start and stop ---- */
 
+/*
+ * The checkpointer copies the WAL's pages into the database at most once per
+ * MAINTAIN_EVERY_MS, never straight after the last copy: a checkpoint copies a page once
+ * however many commits changed it since the previous one, and under load the same pages
+ * change in every group (the log's last leaf, the tree's right edge, the indexes' last
+ * leaves), so copying after every commit copied them once per group.
+ */
 #define MAINTAIN_EVERY_MS 100
 
 static void *maintain_main(void *arg)
@@ -705,7 +712,6 @@ static void *maintain_main(void *arg)
             if (kbr_store_maintain(a->maint_st) != KBR_OK)
                 seen = 0;
             pthread_mutex_lock(&a->maint_mu);
-            continue;
         }
         clock_gettime(CLOCK_REALTIME, &until);
         until.tv_nsec += MAINTAIN_EVERY_MS * 1000000L;

@@ -298,6 +298,70 @@ static long provisioned(kbt_env *e, const char *batch)
     return n;
 }
 
+/* The sequence number of the latest checkpoint broker e made itself (its /metrics). */
+static long long own_checkpoint_seq(kbt_env *e)
+{
+    static const char name[] = "\nkeybroker_audit_checkpoint_seq ";
+    kbt_resp r = kbt_call(e, "GET", "/metrics", NULL, NULL);
+    const char *at;
+    long long seq;
+
+    assert_int_equal(r.status, 200);
+    at = strstr(r.body, name);
+    assert_non_null(at);
+    seq = atoll(at + strlen(name));
+    kbt_resp_free(&r);
+    return seq;
+}
+
+/*
+ * Of two brokers on one store only the lease holder (a, started first) makes the periodic
+ * checkpoints, so that one history is recorded in the HSM in the order the log commits it:
+ * signatures made through b are covered by a's next checkpoint, and b makes none.
+ */
+static void test_one_checkpointer(void **state)
+{
+    long long b_before;
+    json_int_t last = 0;
+    double t0;
+    kbt_resp r;
+
+    (void)state;
+    if (!kbt_pg())
+        skip();
+    b_before = own_checkpoint_seq(b);
+    for (int i = 0; i < 12; i++) {
+        char body[256];
+
+        snprintf(body, sizeof(body),
+                 "{\"key\":\"fw\",\"digest\":\"%064x\",\"artifact\":{\"product\":\"gw\","
+                 "\"version\":\"lease-%d\"},\"sbom\":{\"format\":\"cyclonedx\","
+                 "\"components\":[]}}",
+                 i + 0x1ea5e, i);
+        r = kbt_call(b, "POST", "/v1/sign", ci, body);
+        if (r.status != 200)
+            fail_msg("sign through b: %ld %s", r.status, r.body);
+        last = r.audit_seq;
+        kbt_resp_free(&r);
+    }
+    /* a's next periodic checkpoint covers them (checkpoint_every = 2s) */
+    t0 = now_ms();
+    for (;;) {
+        r = kbt_call(b, "GET", "/v1/audit/checkpoint", b->admin, NULL);
+        if (r.status == 200 && json_integer_value(json_object_get(r.json, "size")) >= last)
+            break;
+        kbt_resp_free(&r);
+        if (now_ms() - t0 > 10000.0)
+            fail_msg("no checkpoint over b's signatures within 10 s");
+        usleep(100 * 1000);
+    }
+    kbt_resp_free(&r);
+    /* two more periods: b, which committed those entries itself, made no head of its own */
+    sleep(4);
+    assert_true(own_checkpoint_seq(a) > last);
+    assert_int_equal(own_checkpoint_seq(b), b_before);
+}
+
 /* The last units of a batch, and the last uses of a token, raced for on both brokers. */
 static void test_quotas_across_brokers(void **state)
 {
@@ -576,6 +640,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_which_stores_are_shared),
         cmocka_unit_test(test_one_log_two_brokers),
+        cmocka_unit_test(test_one_checkpointer),
         cmocka_unit_test(test_quotas_across_brokers),
         cmocka_unit_test(test_revocation_reaches_the_other),
         cmocka_unit_test(test_kill_one_under_load),

@@ -287,6 +287,7 @@ struct kbd {
     int64_t follow_from;                   /* the log's tail before the registries were read */
     long inflight;
     bool shutting_down;
+    bool stop_now; /* a second signal: stop without waiting for requests in flight */
     kbd_stats stats;
 };
 

@@ -463,6 +463,7 @@ out:
 static void stop_serving(kbd *d, const char *why)
 {
     if (d->shutting_down) {
+        d->stop_now = true;
         event_base_loopexit(d->base, NULL);
         return;
     }
@@ -630,6 +631,13 @@ static kbr_err serve(kbd *d, kbr_msg *msg)
     KBR_GUARD(kbd_ops_start(d, msg));
     kbd_notify("READY=1");
     event_base_dispatch(d->base);
+    /*
+     * The loop ends after the round in which the last request in flight was answered.  That
+     * round may have read another request from a kept-alive connection: it is in flight now,
+     * and is served to its answer (whose connection then closes) unless told to stop now.
+     */
+    while (d->inflight > 0 && !d->stop_now && event_base_dispatch(d->base) == 0)
+        continue;
     kbd_log(KBD_LOG_INFO, "stopped", NULL, "stopped");
     /* exit status 1, so that the service manager starts the broker, and the HSM, again */
     if (d->hsm_lost)

@@ -35,6 +35,9 @@ void kbd_req_response_begins(kbd_req *r, int status)
 /* Every response leaves through here or a respond hook. */
 static void send_reply(kbd_req *r, int status, const char *reason, struct evbuffer *buf)
 {
+    /* stopping: the connection's next request would find no broker, so it is closed */
+    if (r->d->shutting_down)
+        evhttp_add_header(evhttp_request_get_output_headers(r->http), "Connection", "close");
     kbd_req_response_begins(r, status);
     evhttp_send_reply(r->http, status, reason, buf);
 }

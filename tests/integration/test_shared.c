@@ -331,14 +331,7 @@ static void test_one_checkpointer(void **state)
         skip();
     b_before = own_checkpoint_seq(b);
     for (int i = 0; i < 12; i++) {
-        char body[256];
-
-        snprintf(body, sizeof(body),
-                 "{\"key\":\"fw\",\"digest\":\"%064x\",\"artifact\":{\"product\":\"gw\","
-                 "\"version\":\"lease-%d\"},\"sbom\":{\"format\":\"cyclonedx\","
-                 "\"components\":[]}}",
-                 i + 0x1ea5e, i);
-        r = kbt_call(b, "POST", "/v1/sign", ci, body);
+        r = sign_on(b, ci, "lease", i);
         if (r.status != 200)
             fail_msg("sign through b: %ld %s", r.status, r.body);
         last = r.audit_seq;

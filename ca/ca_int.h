@@ -27,13 +27,11 @@ bool ca_alg_fits(kbr_alg alg, EVP_PKEY *pk);
 bool ca_sig_algorithm(kbr_alg alg, int *nid, int *ptype);
 
 /*
- * Sets both signature AlgorithmIdentifiers of x for signer->alg, signs the
- * TBS through the signer, and returns in *out a fresh certificate parsed
- * from the signed DER, verified with issuer_pub.  x is left changed but
- * still owned by the caller.  Caller frees *out with X509_free.
+ * Signs x in place: sets both signature AlgorithmIdentifiers for signer->alg, signs the
+ * TBS through the signer, installs the signature and verifies it with issuer_pub.  On an
+ * error x holds no signature anyone may use.
  */
-kbr_err ca_sign(X509 *x, const kbr_ca_signer *signer, EVP_PKEY *issuer_pub, X509 **out,
-                kbr_msg *msg);
+kbr_err ca_sign(X509 *x, const kbr_ca_signer *signer, EVP_PKEY *issuer_pub, kbr_msg *msg);
 
 /*
  * A v3 certificate with a random serial, the given names, the validity
@@ -75,6 +73,9 @@ kbr_err ca_time(const ASN1_TIME *t, time_t *out);
 
 /* Wraps *x (taken: *x is NULLed) in a kbr_ca_cert.  Caller frees *out with kbr_ca_cert_free. */
 kbr_err ca_cert_from_x509(X509 **x, kbr_ca_cert **out);
+/* A kbr_ca_cert of what x encodes (PEM, serial, validity, fingerprint) without x itself:
+ * its kbr_ca_cert_x509_peek is NULL.  x stays the caller's. */
+kbr_err ca_cert_from_built(X509 *x, kbr_ca_cert **out);
 
 /*
  * Every certificate of a PEM bundle (at most KBR_CA_CHAIN_MAX bytes): at least one, at most

@@ -75,7 +75,8 @@ X509 *kbr_ca_cert_x509_peek(const kbr_ca_cert *c)
 /* ---- making the object ---- */
 
 /* The PEM of x as a NUL-terminated malloc()ed string. */
-static kbr_err x509_pem(X509 *x, char **out)
+/* The PEM of a certificate's DER, as PEM_write_bio_X509 writes it. */
+static kbr_err der_pem(const unsigned char *der, int der_len, char **out)
 {
     kbr_err err = KBR_OK;
     BIO *bio = BIO_new(BIO_s_mem());
@@ -84,7 +85,7 @@ static kbr_err x509_pem(X509 *x, char **out)
 
     *out = NULL;
     KBR_ENSURE(bio != NULL, KBR_ERR_NOMEM);
-    KBR_ENSURE(PEM_write_bio_X509(bio, x) == 1, KBR_ERR_CRYPTO);
+    KBR_ENSURE(PEM_write_bio(bio, PEM_STRING_X509, "", der, der_len) > 0, KBR_ERR_CRYPTO);
     len = BIO_get_mem_data(bio, &data);
     KBR_ENSURE(len > 0, KBR_ERR_CRYPTO);
     *out = strndup(data, (size_t)len);
@@ -132,36 +133,48 @@ kbr_err ca_time(const ASN1_TIME *t, time_t *out)
     return KBR_OK;
 }
 
-static kbr_err fingerprint(X509 *x, char out[65])
+static kbr_err cert_fields(X509 *x, kbr_ca_cert *c)
 {
+    kbr_err err = KBR_OK;
     unsigned char *der = NULL;
-    int len = i2d_X509(x, &der);
+    int len;
 
-    if (len <= 0)
-        return KBR_ERR_CRYPTO;
-    kbr_sha256_hex(der, (size_t)len, out);
+    KBR_GUARD(ca_time(X509_get0_notBefore(x), &c->not_before));
+    KBR_GUARD(ca_time(X509_get0_notAfter(x), &c->not_after));
+    len = i2d_X509(x, &der);
+    KBR_ENSURE(len > 0, KBR_ERR_CRYPTO);
+    KBR_GUARD(der_pem(der, len, &c->pem));
+    kbr_sha256_hex(der, (size_t)len, c->fingerprint);
+    KBR_GUARD(serial_hex(x, &c->serial_hex));
+out:
     OPENSSL_free(der);
-    return KBR_OK;
+    return err;
 }
 
-kbr_err ca_cert_from_x509(X509 **x, kbr_ca_cert **out)
+kbr_err ca_cert_from_built(X509 *x, kbr_ca_cert **out)
 {
     kbr_err err = KBR_OK;
     kbr_ca_cert *c = calloc(1, sizeof(*c));
 
     *out = NULL;
     KBR_ENSURE(c != NULL, KBR_ERR_NOMEM);
-    KBR_GUARD(ca_time(X509_get0_notBefore(*x), &c->not_before));
-    KBR_GUARD(ca_time(X509_get0_notAfter(*x), &c->not_after));
-    KBR_GUARD(x509_pem(*x, &c->pem));
-    KBR_GUARD(serial_hex(*x, &c->serial_hex));
-    KBR_GUARD(fingerprint(*x, c->fingerprint));
-    c->x509 = *x;
-    *x = NULL;
+    KBR_GUARD(cert_fields(x, c));
     *out = c;
     c = NULL;
 out:
     kbr_ca_cert_free(c);
+    return err;
+}
+
+kbr_err ca_cert_from_x509(X509 **x, kbr_ca_cert **out)
+{
+    kbr_err err;
+
+    err = ca_cert_from_built(*x, out);
+    if (err == KBR_OK) {
+        (*out)->x509 = *x;
+        *x = NULL;
+    }
     return err;
 }
 

@@ -153,7 +153,7 @@ kbr_err kbr_ca_issue_device(const kbr_ca_issuer *issuer, const kbr_ca_csr *csr,
 {
     kbr_err err = KBR_OK;
     X509_NAME *subject = NULL;
-    X509 *x = NULL, *signed_x = NULL, *ca;
+    X509 *x = NULL, *ca;
     time_t not_after = 0;
 
     *out = NULL;
@@ -171,12 +171,11 @@ kbr_err kbr_ca_issue_device(const kbr_ca_issuer *issuer, const kbr_ca_csr *csr,
     KBR_GUARD(device_exts(x));
     if (crl_url != NULL)
         KBR_GUARD(ca_add_crl_dp(x, crl_url));
-    KBR_GUARD(ca_sign(x, &issuer->signer, X509_get0_pubkey(ca), &signed_x, msg));
-    KBR_GUARD(ca_cert_from_x509(&signed_x, out));
+    KBR_GUARD(ca_sign(x, &issuer->signer, X509_get0_pubkey(ca), msg));
+    KBR_GUARD(ca_cert_from_built(x, out));
 out:
     X509_NAME_free(subject);
     X509_free(x);
-    X509_free(signed_x);
     ERR_clear_error();
     return err;
 }
@@ -200,7 +199,8 @@ kbr_err kbr_ca_self_signed(const kbr_ca_signer *signer, EVP_PKEY *pub, const cha
 {
     kbr_err err = KBR_OK;
     X509_NAME *name = NULL;
-    X509 *x = NULL, *signed_x = NULL;
+    X509 *x = NULL;
+    kbr_ca_cert *built = NULL;
 
     *out = NULL;
     KBR_ENSURE(signer_ok(signer), KBR_ERR_INTERNAL);
@@ -215,12 +215,15 @@ kbr_err kbr_ca_self_signed(const kbr_ca_signer *signer, EVP_PKEY *pub, const cha
     KBR_GUARD(ca_exts(x));
     if (crl_url != NULL)
         KBR_GUARD(ca_add_crl_dp(x, crl_url));
-    KBR_GUARD(ca_sign(x, signer, pub, &signed_x, msg));
-    KBR_GUARD(ca_cert_from_x509(&signed_x, out));
+    KBR_GUARD(ca_sign(x, signer, pub, msg));
+    /* Read back from its PEM, as an issuer's certificate always is: a CA certificate is made
+     * rarely, and what issues from it then holds nothing of how it was built. */
+    KBR_GUARD(ca_cert_from_built(x, &built));
+    KBR_ENSURE(kbr_ca_cert_parse(kbr_ca_cert_pem(built), out, NULL) == KBR_OK, KBR_ERR_CRYPTO);
 out:
+    kbr_ca_cert_free(built);
     X509_NAME_free(name);
     X509_free(x);
-    X509_free(signed_x);
     ERR_clear_error();
     return err;
 }

@@ -130,8 +130,9 @@ bool ca_sig_algorithm(kbr_alg alg, int *nid, int *ptype)
  * OpenSSL 3.0 has no setter for a certificate's signature or for the
  * AlgorithmIdentifier inside its TBS; its documentation points to these
  * getters for signatures made elsewhere, so const is cast away here and
- * nowhere else.  The certificate is re-read from DER afterwards, so no
- * cached state of x ever describes the signed result.
+ * nowhere else.  Nothing of x is cached that the signature changes: its TBS is encoded
+ * again (i2d_re_X509_tbs) before it is signed, and a certificate's whole encoding is
+ * written from its parts each time it is asked for.
  */
 static kbr_err install_alg(X509 *x, int nid, int ptype)
 {
@@ -160,31 +161,13 @@ static kbr_err install_sig(X509 *x, const unsigned char *sig, size_t siglen)
     return KBR_OK;
 }
 
-static kbr_err reparse(X509 *x, X509 **out)
-{
-    unsigned char *der = NULL;
-    const unsigned char *p;
-    int len = i2d_X509(x, &der);
-
-    *out = NULL;
-    if (len <= 0)
-        return KBR_ERR_CRYPTO;
-    p = der;
-    *out = d2i_X509(NULL, &p, len);
-    OPENSSL_free(der);
-    return *out != NULL ? KBR_OK : KBR_ERR_CRYPTO;
-}
-
-kbr_err ca_sign(X509 *x, const kbr_ca_signer *signer, EVP_PKEY *issuer_pub, X509 **out,
-                kbr_msg *msg)
+kbr_err ca_sign(X509 *x, const kbr_ca_signer *signer, EVP_PKEY *issuer_pub, kbr_msg *msg)
 {
     kbr_err err = KBR_OK;
     unsigned char *tbs = NULL, *sig = NULL;
     size_t siglen = 0;
     int nid = 0, ptype = 0, tbslen;
-    X509 *signed_x = NULL;
 
-    *out = NULL;
     KBR_ENSURE(signer != NULL && signer->sign != NULL &&
                    ca_sig_algorithm(signer->alg, &nid, &ptype),
                KBR_ERR_INTERNAL);
@@ -194,15 +177,13 @@ kbr_err ca_sign(X509 *x, const kbr_ca_signer *signer, EVP_PKEY *issuer_pub, X509
     KBR_GUARD(signer->sign(signer->arg, tbs, (size_t)tbslen, &sig, &siglen));
     KBR_ENSURE(sig != NULL && siglen > 0, KBR_ERR_INTERNAL);
     KBR_GUARD(install_sig(x, sig, siglen));
-    KBR_GUARD(reparse(x, &signed_x));
+    /* What the HSM returned is checked before anyone sees it: the wrong key, or a fault in
+     * the signing, would otherwise go out as a certificate nothing chains to. */
     KBR_ENSURE(
-        X509_verify(signed_x, issuer_pub) == 1,
+        X509_verify(x, issuer_pub) == 1,
         kbr_fail(msg, KBR_ERR_CRYPTO, "certificate signature does not verify with the issuer key"));
-    *out = signed_x;
-    signed_x = NULL;
 out:
     OPENSSL_free(tbs);
     free(sig);
-    X509_free(signed_x);
     return err;
 }

@@ -87,7 +87,12 @@ time_t kbr_ca_cert_not_after(const kbr_ca_cert *c);
 /* The validity bounds as RFC 3339 UTC (kbr_time_fmt). */
 void kbr_ca_cert_not_before_str(const kbr_ca_cert *c, char buf[KBR_TIME_LEN]);
 void kbr_ca_cert_not_after_str(const kbr_ca_cert *c, char buf[KBR_TIME_LEN]);
-/* The parsed certificate.  Borrowed: do not free or change it. */
+/*
+ * The parsed certificate.  Borrowed: do not free or change it.  NULL for a device
+ * certificate kbr_ca_issue_device made: that one is built, not parsed, and reading it back
+ * would cost a provisioning a tenth of its CPU for nothing the broker needs.  Parse its PEM
+ * (kbr_ca_cert_parse) to look inside it.
+ */
 X509 *kbr_ca_cert_x509_peek(const kbr_ca_cert *c);
 
 /*

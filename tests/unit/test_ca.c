@@ -221,7 +221,20 @@ static kbr_ca_cert *issue(const kbr_ca_issuer *iss, const kbr_ca_csr *csr, const
 
     assert_int_equal(kbr_ca_issue_device(iss, csr, serial, days, now, NULL, &c, &msg), KBR_OK);
     assert_non_null(c);
+    /* A device certificate is built, not read back: its PEM is what a device gets. */
+    assert_null(kbr_ca_cert_x509_peek(c));
     return c;
+}
+
+/* A certificate as its PEM reads, as a device or a verifier reads it.  Caller frees. */
+static X509 *as_sent(const kbr_ca_cert *c)
+{
+    BIO *bio = BIO_new_mem_buf(kbr_ca_cert_pem(c), -1);
+    X509 *x = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+
+    BIO_free(bio);
+    assert_non_null(x);
+    return x;
 }
 
 /* Criticality of the extension nid, -1 if absent. */
@@ -354,6 +367,7 @@ static void run_alg(const char *label, kbr_alg alg, int sig_nid, const char *dev
 {
     time_t now = time(NULL);
     kbr_ca_cert *ca = make_ca(label, alg, 3650, now), *d1, *d2;
+    X509 *x1, *x2;
     EVP_PKEY *capub = hsm_pub(label), *dev = device_key(dev_kind);
     kbr_ca_hsm_ctx ctx;
     kbr_ca_issuer *iss = make_issuer(ca, label, alg, &ctx);
@@ -363,15 +377,17 @@ static void run_alg(const char *label, kbr_alg alg, int sig_nid, const char *dev
     check_ca_cert(kbr_ca_cert_x509_peek(ca), capub, sig_nid, now);
     d1 = issue(iss, csr, "SN-0001", 365, now);
     d2 = issue(iss, csr, "SN-0001", 365, now);
-    check_device(kbr_ca_cert_x509_peek(d1), kbr_ca_cert_x509_peek(ca), dev, sig_nid, now);
-    check_device(kbr_ca_cert_x509_peek(d2), kbr_ca_cert_x509_peek(ca), dev, sig_nid, now);
-    assert_int_not_equal(ASN1_INTEGER_cmp(X509_get0_serialNumber(kbr_ca_cert_x509_peek(d1)),
-                                          X509_get0_serialNumber(kbr_ca_cert_x509_peek(d2))),
+    x1 = as_sent(d1);
+    x2 = as_sent(d2);
+    check_device(x1, kbr_ca_cert_x509_peek(ca), dev, sig_nid, now);
+    check_device(x2, kbr_ca_cert_x509_peek(ca), dev, sig_nid, now);
+    assert_int_not_equal(ASN1_INTEGER_cmp(X509_get0_serialNumber(x1), X509_get0_serialNumber(x2)),
                          0);
     assert_string_not_equal(kbr_ca_cert_serial_hex(d1), kbr_ca_cert_serial_hex(d2));
     /* Outside the window the chain does not verify. */
-    assert_int_not_equal(
-        chain_verify(kbr_ca_cert_x509_peek(d1), kbr_ca_cert_x509_peek(ca), now + 366L * DAY), 1);
+    assert_int_not_equal(chain_verify(x1, kbr_ca_cert_x509_peek(ca), now + 366L * DAY), 1);
+    X509_free(x1);
+    X509_free(x2);
     kbr_ca_cert_free(d1);
     kbr_ca_cert_free(d2);
     kbr_ca_csr_free(csr);
@@ -629,6 +645,7 @@ static void test_issue_bad_serial(void **state)
     char long_cn[66];
     const char *bad[] = {"", long_cn, "SN 1", "SN/1", "SN\xc3\xa9", "SN,CN=x", NULL};
     kbr_ca_cert *c = NULL;
+    X509 *x;
     kbr_msg msg = {{0}};
     size_t i;
 
@@ -644,7 +661,9 @@ static void test_issue_bad_serial(void **state)
     }
     long_cn[64] = '\0';
     c = issue(f.iss, f.csr, long_cn, 365, f.now);
-    assert_name_entry(X509_get_subject_name(kbr_ca_cert_x509_peek(c)), NID_commonName, long_cn);
+    x = as_sent(c);
+    assert_name_entry(X509_get_subject_name(x), NID_commonName, long_cn);
+    X509_free(x);
     kbr_ca_cert_free(c);
     c = issue(f.iss, f.csr, "Az09._:-", 365, f.now);
     kbr_ca_cert_free(c);
@@ -663,14 +682,16 @@ static void test_issue_capped_by_ca(void **state)
 {
     fixture f;
     kbr_ca_cert *c;
+    X509 *x;
     kbr_msg msg = {{0}};
 
     (void)state;
     fixture_init(&f, 10);
     c = issue(f.iss, f.csr, "SN-1", 365, f.now);
     assert_int_equal(kbr_ca_cert_not_after(c), kbr_ca_cert_not_after(f.ca));
-    assert_int_equal(
-        ASN1_TIME_cmp_time_t(X509_get0_notAfter(kbr_ca_cert_x509_peek(c)), f.now + 10 * DAY), 0);
+    x = as_sent(c);
+    assert_int_equal(ASN1_TIME_cmp_time_t(X509_get0_notAfter(x), f.now + 10 * DAY), 0);
+    X509_free(x);
     kbr_ca_cert_free(c);
     c = NULL;
     assert_int_equal(
@@ -1483,7 +1504,7 @@ static void crl_alg(const char *label, kbr_alg alg, int sig_nid)
 {
     time_t now = time(NULL);
     kbr_ca_cert *ca = make_ca(label, alg, 3650, now), *d[3];
-    X509 *cax = kbr_ca_cert_x509_peek(ca);
+    X509 *cax = kbr_ca_cert_x509_peek(ca), *dx[3];
     EVP_PKEY *capub = hsm_pub(label), *dev = EVP_EC_gen("P-256");
     kbr_ca_hsm_ctx ctx;
     kbr_ca_issuer *iss = make_issuer(ca, label, alg, &ctx);
@@ -1495,8 +1516,10 @@ static void crl_alg(const char *label, kbr_alg alg, int sig_nid)
     AUTHORITY_KEYID *akid;
     int crit = -1;
 
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 3; i++) {
         d[i] = issue(iss, csr, "SN-0001", 365, now);
+        dx[i] = as_sent(d[i]);
+    }
     e[0] = (kbr_ca_crl_entry){kbr_ca_cert_serial_hex(d[0]), now - 3600, 1};
     e[1] = (kbr_ca_crl_entry){kbr_ca_cert_serial_hex(d[1]), now - 60, 0};
     crl = make_crl(iss, e, 2, 7, now, now + DAY);
@@ -1518,28 +1541,27 @@ static void crl_alg(const char *label, kbr_alg alg, int sig_nid)
     AUTHORITY_KEYID_free(akid);
     assert_int_equal(sk_X509_REVOKED_num(X509_CRL_get_REVOKED(crl)), 2);
     /* keyCompromise says so; unspecified is left out (RFC 5280 5.3.1) */
-    assert_int_equal(revoked_reason(crl, kbr_ca_cert_x509_peek(d[0])), 1);
-    assert_int_equal(revoked_reason(crl, kbr_ca_cert_x509_peek(d[1])), -1);
+    assert_int_equal(revoked_reason(crl, dx[0]), 1);
+    assert_int_equal(revoked_reason(crl, dx[1]), -1);
     /* OpenSSL's own chain check refuses the revoked certificates, not the other */
-    assert_int_equal(crl_check(kbr_ca_cert_x509_peek(d[0]), cax, crl, now),
-                     X509_V_ERR_CERT_REVOKED);
-    assert_int_equal(crl_check(kbr_ca_cert_x509_peek(d[1]), cax, crl, now),
-                     X509_V_ERR_CERT_REVOKED);
-    assert_int_equal(crl_check(kbr_ca_cert_x509_peek(d[2]), cax, crl, now), X509_V_OK);
+    assert_int_equal(crl_check(dx[0], cax, crl, now), X509_V_ERR_CERT_REVOKED);
+    assert_int_equal(crl_check(dx[1], cax, crl, now), X509_V_ERR_CERT_REVOKED);
+    assert_int_equal(crl_check(dx[2], cax, crl, now), X509_V_OK);
     /* after its nextUpdate the CRL is expired, and the check says so */
-    assert_int_equal(crl_check(kbr_ca_cert_x509_peek(d[2]), cax, crl, now + 2 * DAY),
-                     X509_V_ERR_CRL_HAS_EXPIRED);
+    assert_int_equal(crl_check(dx[2], cax, crl, now + 2 * DAY), X509_V_ERR_CRL_HAS_EXPIRED);
     X509_CRL_free(crl);
 
     /* nothing revoked: no revokedCertificates at all, and every certificate passes */
     crl = make_crl(iss, NULL, 0, 1, now, now + 60);
     assert_int_equal(X509_CRL_verify(crl, capub), 1);
     assert_null(X509_CRL_get_REVOKED(crl));
-    assert_int_equal(crl_check(kbr_ca_cert_x509_peek(d[0]), cax, crl, now), X509_V_OK);
+    assert_int_equal(crl_check(dx[0], cax, crl, now), X509_V_OK);
     X509_CRL_free(crl);
 
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 3; i++) {
+        X509_free(dx[i]);
         kbr_ca_cert_free(d[i]);
+    }
     kbr_ca_csr_free(csr);
     free(csr_pem);
     kbr_ca_issuer_free(iss);
@@ -1650,6 +1672,7 @@ static void test_crl_distribution_point(void **state)
     kbr_ca_hsm_ctx ctx;
     kbr_ca_signer sg;
     kbr_ca_cert *ca = NULL, *d = NULL;
+    X509 *x;
     kbr_msg msg = {{0}};
     EVP_PKEY *pub = hsm_pub("ca-p256");
     char *uri;
@@ -1662,15 +1685,19 @@ static void test_crl_distribution_point(void **state)
     assert_string_equal(uri, url);
     free(uri);
     assert_int_equal(kbr_ca_issue_device(f.iss, f.csr, "SN-1", 365, f.now, url, &d, &msg), KBR_OK);
-    uri = crl_dp_of(kbr_ca_cert_x509_peek(d));
+    x = as_sent(d);
+    uri = crl_dp_of(x);
     assert_string_equal(uri, url);
     free(uri);
-    assert_int_equal(X509_get_ext_count(kbr_ca_cert_x509_peek(d)), 6);
+    assert_int_equal(X509_get_ext_count(x), 6);
+    X509_free(x);
     kbr_ca_cert_free(d);
     d = NULL;
     /* without a URL there is none */
     assert_int_equal(kbr_ca_issue_device(f.iss, f.csr, "SN-1", 365, f.now, NULL, &d, &msg), KBR_OK);
-    assert_null(crl_dp_of(kbr_ca_cert_x509_peek(d)));
+    x = as_sent(d);
+    assert_null(crl_dp_of(x));
+    X509_free(x);
     kbr_ca_cert_free(d);
     d = NULL;
     /* what a URL may not hold */

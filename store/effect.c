@@ -17,9 +17,11 @@
 
 #define EFFECTS_MAX 64
 
+/* The effects themselves live in the arena: a request has one or two, and a list of 64
+ * inline would be 8 KB to allocate and zero for each. */
 struct kbr_effects {
     kbr_arena *arena;
-    kbr_effect items[EFFECTS_MAX];
+    kbr_effect *items[EFFECTS_MAX];
     size_t n;
     kbr_document docs[KBR_DOCUMENTS_MAX];
     size_t ndocs;
@@ -125,7 +127,7 @@ size_t kbr_effects_count(const kbr_effects *fx)
 
 const kbr_effect *kbr_effects_get(const kbr_effects *fx, size_t i)
 {
-    return fx != NULL && i < fx->n ? &fx->items[i] : NULL;
+    return fx != NULL && i < fx->n ? fx->items[i] : NULL;
 }
 
 kbr_err kbr_effects_add_document(kbr_effects *fx, const void *body, size_t len, char sha256[65])
@@ -754,7 +756,7 @@ kbr_err kbr_effects_add(kbr_effects *fx, const kbr_effect *e)
 {
     kbr_err err = KBR_OK;
     copier c = {.arena = fx->arena};
-    kbr_effect copy = {.type = e->type};
+    kbr_effect copy = {.type = e->type}, *slot;
 
     KBR_ENSURE(fx->n < EFFECTS_MAX, KBR_ERR_INTERNAL);
     switch (e->type) {
@@ -809,7 +811,10 @@ kbr_err kbr_effects_add(kbr_effects *fx, const kbr_effect *e)
     }
     /* the arena keeps what a refused effect copied: it goes with the list */
     KBR_GUARD(c.err);
-    fx->items[fx->n++] = copy;
+    slot = kbr_arena_alloc(fx->arena, sizeof(*slot));
+    KBR_ENSURE(slot != NULL, KBR_ERR_NOMEM);
+    *slot = copy;
+    fx->items[fx->n++] = slot;
 out:
     return err;
 }

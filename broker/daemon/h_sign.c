@@ -38,6 +38,8 @@ struct kbd_sign_req {
     kbr_cose_alg cose_alg;
     bool firmware;
     json_t *artifact; /* {product, version, name, kind, build_id} */
+    /* work: the signature, for the answer finish writes */
+    char *sig_b64;
 };
 typedef struct kbd_sign_req sign_ctx;
 
@@ -55,6 +57,7 @@ void kbd_sign_free(void *p)
     free(c->message);
     json_decref(c->artifact);
     kbd_sbom_free(&c->sbom);
+    free(c->sig_b64);
     free(c);
 }
 
@@ -457,7 +460,6 @@ void kbd_sign_work(kbd_req *r, kbd_worker *w)
     sign_ctx *c = r->ctx;
     unsigned char *sig = NULL;
     size_t siglen = 0;
-    char *sig_b64 = NULL;
     kbr_err err;
 
     if (check_ledger(r, w, c) != KBR_OK)
@@ -471,22 +473,43 @@ void kbd_sign_work(kbd_req *r, kbd_worker *w)
                       kbr_err_str(err));
         return;
     }
-    if (kbr_b64_encode(sig, siglen, &sig_b64) != KBR_OK) {
+    if (kbr_b64_encode(sig, siglen, &c->sig_b64) != KBR_OK) {
         kbd_req_error(r, KBR_ERR_NOMEM, "out of memory");
         free(sig);
         return;
     }
     record_signature(r, c, sig, siglen);
-    r->resp = json_pack("{s:s,s:s,s:s,s:s,s:{s:O,s:O,s:s}}", "signature_b64", sig_b64, "key",
-                        c->key, "algorithm", kbr_alg_name(c->alg), "format", c->format_name,
-                        "build", "product", json_object_get(c->artifact, "product"), "version",
-                        json_object_get(c->artifact, "version"), "digest", c->digest_hex);
-    r->add_audit_seq_to_resp = true;
     free(sig);
-    free(sig_b64);
 }
 
+/*
+ * The answer, once the record is durable: its text written straight from what the request
+ * holds, members in RFC 8785 order, rather than built as a tree and serialized (a tenth of the
+ * event loop's work per signature).
+ */
 void kbd_sign_finish(kbd_req *r)
 {
+    sign_ctx *c = r->ctx;
+    kbr_jcs w = {0};
+    size_t len;
+
     r->d->stats.signatures++;
+    kbr_jcs_object(&w);
+    kbr_jcs_member_str(&w, "algorithm", kbr_alg_name(c->alg));
+    kbr_jcs_member_int(&w, "audit_seq", r->rec->seq);
+    kbr_jcs_key(&w, "build");
+    kbr_jcs_object(&w);
+    kbr_jcs_member_str(&w, "digest", c->digest_hex);
+    kbr_jcs_member_str(&w, "product", json_string_value(json_object_get(c->artifact, "product")));
+    kbr_jcs_member_str(&w, "version", json_string_value(json_object_get(c->artifact, "version")));
+    kbr_jcs_end(&w);
+    kbr_jcs_member_str(&w, "format", c->format_name);
+    kbr_jcs_member_str(&w, "key", c->key);
+    kbr_jcs_member_str(&w, "signature_b64", c->sig_b64);
+    kbr_jcs_end(&w);
+    if (kbr_jcs_finish(&w, &r->resp_text, &len) != KBR_OK) {
+        kbd_req_error(r, KBR_ERR_NOMEM, "the answer could not be written");
+        return;
+    }
+    r->resp_type = "application/json";
 }

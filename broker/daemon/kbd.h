@@ -337,7 +337,7 @@ struct kbd_req {
     /* or these bytes as they are (a kept document, whose SHA-256 the log names), JSON */
     unsigned char *raw;
     size_t raw_len;
-    /* or a body that is not JSON: resp_text (owned) of type resp_type (static) */
+    /* or a text made by the route (owned), JSON or not, of type resp_type (static) */
     char *resp_text;
     const char *resp_type;
     bool add_audit_seq_to_resp;
@@ -378,7 +378,8 @@ struct kbd_req {
  *            whether the request is refused after or goes on.  NULL: nothing to wait for.
  * finish     event thread, once the record of a success is durable (or at once for a route
  *            without a record): the registries follow what was committed, and the response is
- *            completed.
+ *            completed.  An error it sets (kbd_req_error: the answer could not be made) is
+ *            what goes out instead, with the record's seq.
  * respond    instead of finish and the answer server.c makes: once the record of a success is
  *            durable, sends the response itself (a stream, GET /v1/backup) and ends the
  *            request with kbd_req_done().  NULL: server.c answers.

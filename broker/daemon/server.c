@@ -346,6 +346,12 @@ static void finish_request(kbd_req *r)
     } else {
         if (r->finish != NULL)
             r->finish(r);
+        if (r->err != KBR_OK) {
+            /* the answer could not be made (out of memory): the record stands, nothing goes out */
+            reply_error(r, r->err, r->msg.text, rec->seq);
+            req_end(r);
+            return;
+        }
         if (r->add_audit_seq_to_resp)
             json_object_set_new(r->resp, "audit_seq", json_integer(rec->seq));
         if (r->raw != NULL)

@@ -16,6 +16,12 @@ PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS   := $(shell pkg-config --libs $(CLI_PKGS) $(D_PKGS))
 CLI_LIBS   := $(shell pkg-config --libs $(CLI_PKGS))
 D_LIBS     := $(shell pkg-config --libs $(D_PKGS)) -lpthread -ldl
+# keybrokerd's allocator: jemalloc (MALLOC=libc: the C library's).  A signature allocates and
+# frees some hundred small blocks across the event loop, the workers and the audit writer;
+# glibc's malloc spent about a sixth of keybrokerd's CPU on them (bench/README.md).  Sanitizer
+# builds keep their runtime's allocator, which is how they see the heap.
+MALLOC    ?= jemalloc
+D_MALLOC   = $(if $(strip $(SAN)),,$(if $(filter jemalloc,$(MALLOC)),-ljemalloc))
 ifeq ($(strip $(PKG_LIBS)),)
 $(error pkg-config found none of $(PKGS): run contrib/install-deps.sh)
 endif
@@ -56,7 +62,7 @@ LDLIBS   += $(PKG_LIBS) -lpthread -ldl
 # or link flags do (a new Makefile, HARDEN=, another OPT in the same folder),
 # so they are rebuilt then.  `make -n` does not write it.
 FLAGS_FILE := $(BUILD)/.flags
-FLAGS_NOW  := $(strip $(CC) $(CFLAGS) $(LDFLAGS))
+FLAGS_NOW  := $(strip $(CC) $(CFLAGS) $(LDFLAGS) $(D_MALLOC))
 ifneq ($(FLAGS_NOW),$(strip $(shell cat $(FLAGS_FILE) 2>/dev/null)))
 .PHONY: $(FLAGS_FILE)
 endif
@@ -156,7 +162,7 @@ $(CLI_A): $(CLI_OBJ)
 
 $(BIN)/keybrokerd: $(D_MAIN) $(DAEMON_A) $(LIB) $(FLAGS_FILE)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $(D_MAIN) $(DAEMON_A) $(LIB) $(D_LIBS)
+	$(CC) $(LDFLAGS) -o $@ $(D_MAIN) $(DAEMON_A) $(LIB) $(D_LIBS) $(D_MALLOC)
 
 $(BIN)/keybroker: $(CLI_MAIN) $(CLI_A) $(CORE) $(FLAGS_FILE)
 	@mkdir -p $(dir $@)
@@ -212,6 +218,7 @@ $(FAULTY_SO): tests/faulty-pkcs11/faulty.c $(FLAGS_FILE)
 TEST_ENV = KBR_BIN_DIR=$(abspath $(BIN)) KBR_FAULTY_SO=$(abspath $(FAULTY_SO))
 # tests/check-elf.sh: the libraries each binary needs and the hardening it got.
 ELF_ENV  = $(TEST_ENV) KBR_BUILD_DIR=$(abspath $(BUILD)) KBR_HARDEN=$(HARDEN) \
+           KBR_JEMALLOC=$(if $(D_MALLOC),1) \
            KBR_FORTIFY=$(if $(HARDEN),$(if $(FORTIFY),1)) KBR_CET=$(if $(HARDEN),$(if $(CF_PROT),1))
 
 tests: all $(UNIT_BIN) $(IT_BIN) $(FAULTY_SO) $(FUZZ_REPLAY)

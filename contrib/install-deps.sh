@@ -19,7 +19,7 @@ interop() {
 
 pkgs=(build-essential pkg-config softhsm2 opensc libssl-dev openssl libevent-dev
       libsqlite3-dev sqlite3 libjansson-dev libcmocka-dev postgresql libpq-dev
-      libcurl4-openssl-dev libp11-kit-dev uthash-dev libcbor-dev clang libclang-rt-dev clang-format cppcheck jq nodejs
+      libcurl4-openssl-dev libp11-kit-dev uthash-dev libcbor-dev libjemalloc-dev clang libclang-rt-dev clang-format cppcheck jq nodejs
       systemd groff-base bsdextrautils debhelper lintian)
 # promtool (tests/integration/test_packaging.c checks the alert rules with it) comes only in
 # Debian's prometheus package, a server with a service: CI's throwaway machine gets it, with

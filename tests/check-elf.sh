@@ -92,7 +92,15 @@ check "keybroker needs libcrypto, jansson and libcurl only" \
 # libcurl fetches OIDC issuers' key sets (jwks_url); libpq is the PostgreSQL store's client
 check "keybrokerd needs no p11-kit, and libcurl only as the key set fetcher" \
     needs_only "$bin/keybrokerd" libssl libcrypto libjansson libevent_core-2.1 libevent_extra-2.1 \
-    libevent_pthreads-2.1 libevent_openssl-2.1 libsqlite3 libcbor libcurl libpq
+    libevent_pthreads-2.1 libevent_openssl-2.1 libsqlite3 libcbor libcurl libpq libjemalloc
+# the allocator the Makefile chose: jemalloc unless MALLOC=libc or a sanitizer build
+if [ -n "${KBR_JEMALLOC:-}" ]; then
+    check "keybrokerd allocates with jemalloc" \
+        sh -c "readelf -dW '$bin/keybrokerd' | grep -q 'NEEDED.*\\[libjemalloc\\.so'"
+else
+    check "keybrokerd allocates with the C library's malloc" \
+        sh -c "! readelf -dW '$bin/keybrokerd' | grep -q 'NEEDED.*libjemalloc'"
+fi
 check "keybroker calls every library it needs" all_used "$bin/keybroker"
 check "keybrokerd calls every library it needs" all_used "$bin/keybrokerd"
 

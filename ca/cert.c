@@ -74,8 +74,8 @@ X509 *kbr_ca_cert_x509_peek(const kbr_ca_cert *c)
 
 /* ---- making the object ---- */
 
-/* The PEM of x as a NUL-terminated malloc()ed string. */
-/* The PEM of a certificate's DER, as PEM_write_bio_X509 writes it. */
+/* The PEM of a certificate's DER, as PEM_write_bio_X509 writes it: a NUL-terminated
+ * malloc()ed string. */
 static kbr_err der_pem(const unsigned char *der, int der_len, char **out)
 {
     kbr_err err = KBR_OK;

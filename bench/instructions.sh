@@ -30,7 +30,7 @@ WRAP
 chmod +x "$OUT/bin/keybrokerd"
 
 TMPDIR=$OUT KBR_BIN_DIR=$OUT/bin KBR_BENCH_SECONDS=$SECS KBR_BENCH_WARMUP=3 KBR_BENCH_CONNS=8 \
-    KBR_BENCH_CSRS=1000 "$BUILD/bench/bench_sign" > "$OUT/bench.out" 2>&1 &
+    KBR_BENCH_CSRS=4000 "$BUILD/bench/bench_sign" > "$OUT/bench.out" 2>&1 &
 bench=$!
 db=""
 for _ in $(seq 300); do

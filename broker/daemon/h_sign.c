@@ -288,11 +288,16 @@ static kbr_err bind_artifact(kbd_req *r, sign_ctx *c, const kbd_key *key)
                         "artifact.kind: a %s key signs only kind \"%s\"", key->purpose, want));
     KBR_ENSURE(kbd_req_key_product(r, key, "artifact.product", product) == KBR_OK,
                KBR_ERR_FORBIDDEN);
-    c->artifact = json_pack("{s:s,s:s,s:s?,s:s,s:s?}", "product", product, "version",
-                            json_string_value(json_object_get(a, "version")), "name",
-                            json_string_value(json_object_get(a, "name")), "kind", want, "build_id",
-                            json_string_value(json_object_get(a, "build_id")));
-    KBR_ENSURE(c->artifact != NULL, KBR_ERR_NOMEM);
+    c->artifact = json_object();
+    KBR_ENSURE(c->artifact != NULL && kbd_json_set_str(c->artifact, "product", product, false) &&
+                   kbd_json_set_str(c->artifact, "version",
+                                    json_string_value(json_object_get(a, "version")), false) &&
+                   kbd_json_set_str(c->artifact, "name",
+                                    json_string_value(json_object_get(a, "name")), true) &&
+                   kbd_json_set_str(c->artifact, "kind", want, false) &&
+                   kbd_json_set_str(c->artifact, "build_id",
+                                    json_string_value(json_object_get(a, "build_id")), true),
+               KBR_ERR_NOMEM);
 out:
     return err;
 }

@@ -99,6 +99,13 @@ kbr_err kbd_json_only(const json_t *obj, const char *const *allowed, kbr_msg *ms
     return KBR_OK;
 }
 
+bool kbd_json_set_str(json_t *obj, const char *name, const char *s, bool nullable)
+{
+    if (s == NULL && !nullable)
+        return false;
+    return json_object_set_new(obj, name, s != NULL ? json_string(s) : json_null()) == 0;
+}
+
 kbr_err kbd_json_str(const json_t *obj, const char *field, bool required, size_t maxlen,
                      const char **out, kbr_msg *msg)
 {

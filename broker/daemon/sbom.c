@@ -36,6 +36,7 @@ static kbr_err add_component(const json_t *c, const char *where, json_t *out, kb
     const char *name, *version, *purl;
     kbr_purl *parsed = NULL;
     kbr_msg why = {{0}};
+    json_t *o;
 
     if (!json_is_object(c))
         return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "%s: must be an object", where);
@@ -53,8 +54,15 @@ static kbr_err add_component(const json_t *c, const char *where, json_t *out, kb
     if (json_array_size(out) >= KBD_SBOM_MAX_COMPONENTS)
         return kbr_fail(msg, KBR_ERR_BAD_REQUEST, "sbom: more than %d components",
                         KBD_SBOM_MAX_COMPONENTS);
-    json_array_append_new(
-        out, json_pack("{s:s,s:s?,s:s?}", "name", name, "version", version, "purl", purl));
+    o = json_object();
+    if (o == NULL || !kbd_json_set_str(o, "name", name, false) ||
+        !kbd_json_set_str(o, "version", version, true) ||
+        !kbd_json_set_str(o, "purl", purl, true)) {
+        json_decref(o);
+        return kbr_fail(msg, KBR_ERR_NOMEM, "out of memory");
+    }
+    if (json_array_append_new(out, o) != 0)
+        return kbr_fail(msg, KBR_ERR_NOMEM, "out of memory");
     return KBR_OK;
 }
 
@@ -63,6 +71,7 @@ static kbr_err walk_cdx(const json_t *list, const char *where, int depth, json_t
 {
     size_t i;
     json_t *c;
+    kbr_err err;
     char here[128];
 
     if (list == NULL)
@@ -75,11 +84,13 @@ static kbr_err walk_cdx(const json_t *list, const char *where, int depth, json_t
     json_array_foreach(list, i, c)
     {
         snprintf(here, sizeof(here), "%.96s[%zu]", where, i);
-        if (add_component(c, here, out, msg) != KBR_OK)
-            return KBR_ERR_BAD_REQUEST;
-        if (walk_cdx(json_object_get(c, "components"), "sbom_b64: nested components", depth + 1,
-                     out, msg) != KBR_OK)
-            return KBR_ERR_BAD_REQUEST;
+        err = add_component(c, here, out, msg);
+        if (err != KBR_OK)
+            return err;
+        err = walk_cdx(json_object_get(c, "components"), "sbom_b64: nested components", depth + 1,
+                       out, msg);
+        if (err != KBR_OK)
+            return err;
     }
     return KBR_OK;
 }
@@ -115,6 +126,7 @@ static kbr_err parse_inline(const json_t *sbom, json_t *out, kbr_msg *msg)
     json_t *list = json_object_get(sbom, "components");
     size_t i;
     json_t *c;
+    kbr_err err;
     char here[64];
 
     if (!json_is_object(sbom))
@@ -129,8 +141,9 @@ static kbr_err parse_inline(const json_t *sbom, json_t *out, kbr_msg *msg)
     json_array_foreach(list, i, c)
     {
         snprintf(here, sizeof(here), "sbom.components[%zu]", i);
-        if (add_component(c, here, out, msg) != KBR_OK)
-            return KBR_ERR_BAD_REQUEST;
+        err = add_component(c, here, out, msg);
+        if (err != KBR_OK)
+            return err;
     }
     return KBR_OK;
 }

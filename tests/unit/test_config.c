@@ -387,6 +387,23 @@ static void test_field_readers(void **state)
     json_decref(o);
 }
 
+/* What json_pack's "s:s" and "s:s?" made, member by member. */
+static void test_set_str(void **state)
+{
+    json_t *o = json_object();
+    char *text;
+
+    (void)state;
+    assert_true(kbd_json_set_str(o, "name", "zlib", false));
+    assert_true(kbd_json_set_str(o, "version", NULL, true));
+    assert_false(kbd_json_set_str(o, "purl", NULL, false));
+    assert_false(kbd_json_set_str(o, "bad", "\xff", true));
+    text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    assert_string_equal(text, "{\"name\":\"zlib\",\"version\":null}");
+    free(text);
+    json_decref(o);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -412,6 +429,7 @@ int main(void)
         cmocka_unit_test(test_crl_url),
         cmocka_unit_test(test_oidc_issuers),
         cmocka_unit_test(test_field_readers),
+        cmocka_unit_test(test_set_str),
     };
 
     return cmocka_run_group_tests_name("keybrokerd config", tests, setup, teardown);

@@ -53,12 +53,23 @@
 /* How many sources a connection.refused entry names; the rest are in the total. */
 #define REPORT_SOURCES 16
 /*
- * Descriptors kept free of admitted connections: a full accept backlog that
- * one listener callback takes before admission (128, libevent's listen()),
+ * Connections accepted and not yet admitted: at this many the listener pauses
+ * until they are decided, and the rest wait in the kernel's accept queue, which
+ * holds no descriptor of ours.
+ */
+#define ADMIT_BATCH 128
+/*
+ * The kernel's accept queue (it clamps this to net.core.somaxconn).  libevent
+ * listens with 128; a factory's burst of connections on a busy host overflowed
+ * that, and each connection that did waited a second for TCP to retry.
+ */
+#define LISTEN_BACKLOG 1024
+/*
+ * Descriptors kept free of admitted connections: one batch awaiting admission,
  * then the store, the HSM, the logs and the workers, and the refused uploads
  * still being read after their connection closed (ingress.c).
  */
-#define FD_RESERVE (128 + 64 + KBD_LINGER_MAX)
+#define FD_RESERVE (ADMIT_BATCH + 64 + KBD_LINGER_MAX)
 /* Sources remembered only for their refusals, beyond those with open connections. */
 #define MAX_REFUSED_SOURCES 4096
 
@@ -96,6 +107,7 @@ struct kbd_connlimit {
     size_t queued, queue_cap;
     struct event *admit_ev;
     struct event *resume_ev; /* re-enables the listener after running out of descriptors */
+    bool batch_full;         /* the listener paused for a full admission batch */
 };
 
 /*
@@ -248,6 +260,12 @@ static void on_admit(evutil_socket_t unused, short what, void *arg)
     (void)unused;
     (void)what;
     cl->queued = 0;
+    if (cl->batch_full) {
+        cl->batch_full = false;
+        /* unless it is paused for want of descriptors (on_resume ends that) */
+        if (cl->d->bound != NULL && !evtimer_pending(cl->resume_ev, NULL))
+            evconnlistener_enable(evhttp_bound_socket_get_listener(cl->d->bound));
+    }
     for (size_t i = 0; i < n; i++) {
         struct bufferevent *bev = cl->queue[i];
         void *cbarg = NULL;
@@ -275,6 +293,11 @@ static bool enqueue(kbd_connlimit *cl, struct bufferevent *bev)
     cl->queue[cl->queued++] = bev;
     /* no timeout: runs once this accept callback has returned, before any read */
     event_active(cl->admit_ev, EV_TIMEOUT, 1);
+    /* libevent's listener accepts until the queue is empty unless it is disabled */
+    if (cl->queued >= ADMIT_BATCH && cl->d->bound != NULL && !cl->batch_full) {
+        cl->batch_full = true;
+        evconnlistener_disable(evhttp_bound_socket_get_listener(cl->d->bound));
+    }
     return true;
 }
 
@@ -444,6 +467,11 @@ void kbd_connlimit_listening(kbd *d)
 {
     if (d->connlimit == NULL || d->bound == NULL)
         return;
+    /* Linux sets a listening socket's backlog again on a second listen(). */
+    if (listen(evhttp_bound_socket_get_fd(d->bound), LISTEN_BACKLOG) != 0)
+        kbd_log(KBD_LOG_WARN, "listen.backlog", NULL,
+                "cannot deepen the accept queue to %d: %s; it stays at 128", LISTEN_BACKLOG,
+                strerror(errno));
     listener_limits = d->connlimit;
     evconnlistener_set_error_cb(evhttp_bound_socket_get_listener(d->bound), on_accept_error);
 }

@@ -423,6 +423,66 @@ static bool health_on(int fd)
     return strncmp(buf, "HTTP/1.1 200", 12) == 0;
 }
 
+/* A connection from src, or -1 when the handshake takes over a second (a full accept queue). */
+static int connect_within_1s(const char *src, int port)
+{
+    struct sockaddr_in local = {.sin_family = AF_INET}, sa = {.sin_family = AF_INET};
+    struct timeval one = {1, 0};
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    assert_true(fd >= 0);
+    assert_int_equal(inet_pton(AF_INET, src, &local.sin_addr), 1);
+    assert_int_equal(bind(fd, (struct sockaddr *)&local, sizeof(local)), 0);
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &one, sizeof(one)), 0);
+    sa.sin_port = htons((uint16_t)port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/*
+ * A burst that arrives while the broker cannot take it (stopped here, busy in
+ * the field): 300 connections from one host wait in the kernel's accept queue,
+ * none of them for a TCP retry.  Then the broker takes them in batches, keeps
+ * the host's 128, closes the rest, and serves another client at once.
+ */
+static void test_burst_while_stopped(void **state)
+{
+    kbt_env *e = kbt_start(NULL);
+    int fds[300], closed = 0;
+    double t0;
+
+    (void)state;
+    assert_int_equal(kill(e->pid, SIGSTOP), 0);
+    for (int i = 0; i < 300; i++) {
+        fds[i] = connect_within_1s("127.0.0.2", e->port);
+        if (fds[i] < 0) {
+            kill(e->pid, SIGCONT);
+            fail_msg("connection %d of the burst waited for a TCP retry: the accept queue "
+                     "is full",
+                     i + 1);
+        }
+    }
+    assert_int_equal(kill(e->pid, SIGCONT), 0);
+    assert_true(call_ms(e) < 1000.0);
+    t0 = mono_s();
+    while ((closed = count_closed(fds, 300)) < 300 - 128 && mono_s() - t0 < 5.0)
+        usleep(50 * 1000);
+    assert_int_equal(closed, 300 - 128);
+    /* the kept ones are open, and served */
+    for (int i = 0, served = 0; i < 300; i++) {
+        if (served < 3 && !kbt_closed_by_server(fds[i], 0)) {
+            assert_true(health_on(fds[i]));
+            served++;
+        }
+        close(fds[i]);
+    }
+    kbt_free(e);
+}
+
 /*
  * Slow clients: one that trickles its request a byte at a time (never idle long enough for
  * an idle timeout) is closed once request_timeout has passed; one that says nothing too; one
@@ -573,6 +633,7 @@ int main(void)
         cmocka_unit_test(test_unauthenticated_flood),
         cmocka_unit_test(test_kill_during_burst),
         cmocka_unit_test(test_idle_connections),
+        cmocka_unit_test(test_burst_while_stopped),
         cmocka_unit_test(test_connection_limits),
         cmocka_unit_test(test_slow_clients),
     };

@@ -555,6 +555,7 @@ static void *writer_main(void *arg)
     kbr_audit *a = arg;
     kbr_audit_rec *group;
     size_t n, refused;
+    kbr_err tidy;
 
     while ((group = take_group(a)) != NULL) {
         double t0 = kbr_monotonic_seconds();
@@ -572,6 +573,10 @@ static void *writer_main(void *arg)
             fail_group(a, group);
         }
         deliver(group);
+        /* After the answers.  A failure costs only a longer WAL, and the next group tries
+         * again; one that is the store's own shows at that group's commit. */
+        tidy = err == KBR_OK ? kbr_store_writer_between(a->st) : KBR_OK;
+        (void)tidy;
     }
     return NULL;
 }

@@ -527,6 +527,12 @@ void kbr_store_interrupt(kbr_store *st);
  * a commit never waits for it.
  */
 KBR_WUR kbr_err kbr_store_writer_mode(kbr_store *st);
+/*
+ * The writer, between groups and outside a transaction: what must not wait for
+ * the checkpointer (SQLite: once the WAL is long, copying the frames it has not, so
+ * that the next transaction starts the WAL over instead of lengthening it).
+ */
+KBR_WUR kbr_err kbr_store_writer_between(kbr_store *st);
 /* Housekeeping that runs beside the writer (SQLite: a passive WAL checkpoint). */
 KBR_WUR kbr_err kbr_store_maintain(kbr_store *st);
 

@@ -248,11 +248,48 @@ out:
     return err;
 }
 
+/* Called by SQLite after each commit of the writer's connection. */
+static int on_wal_commit(void *arg, sqlite3 *db, const char *name, int frames)
+{
+    (void)db;
+    (void)name;
+    ((kbr_sqlite *)arg)->wal_frames = frames;
+    return SQLITE_OK;
+}
+
 static kbr_err sqlite_writer_mode(kbr_store *st)
 {
     kbr_sqlite *s = (kbr_sqlite *)st;
+    kbr_err err =
+        kbr_sqlite_err(sqlite3_exec(s->db, "PRAGMA wal_autocheckpoint=0", NULL, NULL, NULL));
 
-    return kbr_sqlite_err(sqlite3_exec(s->db, "PRAGMA wal_autocheckpoint=0", NULL, NULL, NULL));
+    /* after the pragma, which installs SQLite's own hook (none, for 0) */
+    if (err == KBR_OK)
+        sqlite3_wal_hook(s->db, on_wal_commit, s);
+    return err;
+}
+
+/*
+ * The WAL starts over only when a write transaction begins with every frame already
+ * copied into the database.  The checkpointer (sqlite_maintain) copies beside the writer,
+ * so under steady load new frames always arrive first and the WAL grew without end: each
+ * commit wrote to new blocks of a longer file, which the file system allocates and
+ * zeroes, and each fsync then committed the file's metadata as well.  Past
+ * WAL_RESTART_FRAMES, the writer copies the few frames the checkpointer has not, between
+ * groups, so that its next transaction starts the WAL over.
+ */
+#define WAL_RESTART_FRAMES 1000
+
+static kbr_err sqlite_writer_between(kbr_store *st)
+{
+    kbr_sqlite *s = (kbr_sqlite *)st;
+    int rc;
+
+    if (s->wal_frames < WAL_RESTART_FRAMES)
+        return KBR_OK;
+    rc = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    /* the checkpointer holds the lock: it is copying, and the next group tries again */
+    return rc == SQLITE_BUSY ? KBR_OK : kbr_sqlite_err(rc);
 }
 
 /*
@@ -684,6 +721,7 @@ const kbr_store_ops kbr_store_sqlite_ops = {
     .release = sqlite_release,
     .rollback_to = sqlite_rollback_to,
     .writer_mode = sqlite_writer_mode,
+    .writer_between = sqlite_writer_between,
     .token_uses_left = kbr_sqlite_token_uses_left,
     .checkpoint_lease = sqlite_checkpoint_lease,
     .maintain = sqlite_maintain,

@@ -144,6 +144,7 @@ typedef struct {
     kbr_store base; /* first: a kbr_store * is a kbr_sqlite * */
     sqlite3 *db;
     sqlite3_stmt *stmts[SQ__COUNT];
+    int wal_frames; /* the writer's: frames in the WAL after its last commit */
 } kbr_sqlite;
 
 /* The one translation of SQLite result codes into kbr_err. */

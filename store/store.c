@@ -142,6 +142,11 @@ kbr_err kbr_store_writer_mode(kbr_store *st)
     return st->ops->writer_mode(st);
 }
 
+kbr_err kbr_store_writer_between(kbr_store *st)
+{
+    return st->ops->writer_between != NULL ? st->ops->writer_between(st) : KBR_OK;
+}
+
 kbr_err kbr_store_maintain(kbr_store *st)
 {
     return st->ops->maintain(st);

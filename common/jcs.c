@@ -18,25 +18,46 @@
 
 typedef kbr_jcs_buf out_buf;
 
-static void put(out_buf *b, const char *s, size_t n)
+/* Room for n more bytes and the terminating NUL; false once out of memory. */
+static bool grow(out_buf *b, size_t n)
 {
+    size_t cap = b->cap > 0 ? b->cap : 256;
+    char *bigger;
+
     if (b->failed)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap > 0 ? b->cap : 256;
-        char *bigger;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        bigger = realloc(b->data, cap);
-        if (bigger == NULL) {
-            b->failed = true;
-            return;
-        }
-        b->data = bigger;
-        b->cap = cap;
+        return false;
+    while (cap < b->len + n + 1)
+        cap *= 2;
+    bigger = realloc(b->data, cap);
+    if (bigger == NULL) {
+        b->failed = true;
+        return false;
     }
+    b->data = bigger;
+    b->cap = cap;
+    return true;
+}
+
+static inline bool reserve(out_buf *b, size_t n)
+{
+    return (b->len + n < b->cap && !b->failed) || grow(b, n);
+}
+
+static inline void put(out_buf *b, const char *s, size_t n)
+{
+    if (!reserve(b, n))
+        return;
     memcpy(b->data + b->len, s, n);
     b->len += n;
+    b->data[b->len] = '\0';
+}
+
+/* One character: most of a canonical text's punctuation. */
+static inline void put1(out_buf *b, char c)
+{
+    if (!reserve(b, 1))
+        return;
+    b->data[b->len++] = c;
     b->data[b->len] = '\0';
 }
 
@@ -119,18 +140,35 @@ static const char *escape_of(unsigned char c, char u[7])
     }
 }
 
-/* Most strings need no escape: runs of plain bytes are found with one test each. */
+static inline bool plain(unsigned char c)
+{
+    return c >= 0x20 && c != '"' && c != '\\';
+}
+
+/* Most strings need no escape: copied whole; the others in runs of plain bytes. */
 static void put_string(out_buf *b, const char *s, size_t n)
 {
-    size_t run = 0;
+    size_t run = 0, i = 0;
 
-    put(b, "\"", 1);
-    for (size_t i = 0; i < n; i++) {
+    while (i < n && plain((unsigned char)s[i]))
+        i++;
+    if (i == n) {
+        if (!reserve(b, n + 2))
+            return;
+        b->data[b->len] = '"';
+        memcpy(b->data + b->len + 1, s, n);
+        b->len += n + 2;
+        b->data[b->len - 1] = '"';
+        b->data[b->len] = '\0';
+        return;
+    }
+    put1(b, '"');
+    for (; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         const char *esc;
         char u[7];
 
-        if (c >= 0x20 && c != '"' && c != '\\')
+        if (plain(c))
             continue;
         esc = escape_of(c, u);
         put(b, s + run, i - run);
@@ -138,7 +176,7 @@ static void put_string(out_buf *b, const char *s, size_t n)
         run = i + 1;
     }
     put(b, s + run, n - run);
-    put(b, "\"", 1);
+    put1(b, '"');
 }
 
 /* ---- numbers ---- */
@@ -316,15 +354,15 @@ static kbr_err put_object(out_buf *b, const json_t *v, int depth)
         m[i++].value = member;
     }
     qsort(m, n, sizeof(*m), by_name);
-    put(b, "{", 1);
+    put1(b, '{');
     for (i = 0; i < n; i++) {
         if (i > 0)
-            put(b, ",", 1);
+            put1(b, ',');
         put_string(b, m[i].name, strlen(m[i].name));
-        put(b, ":", 1);
+        put1(b, ':');
         KBR_GUARD(put_value(b, m[i].value, depth + 1));
     }
-    put(b, "}", 1);
+    put1(b, '}');
 out:
     free(m);
     return err;
@@ -345,14 +383,14 @@ static kbr_err put_value(out_buf *b, const json_t *v, int depth)
         KBR_GUARD(put_object(b, v, depth));
         break;
     case JSON_ARRAY:
-        put(b, "[", 1);
+        put1(b, '[');
         json_array_foreach(v, i, item)
         {
             if (i > 0)
-                put(b, ",", 1);
+                put1(b, ',');
             KBR_GUARD(put_value(b, item, depth + 1));
         }
-        put(b, "]", 1);
+        put1(b, ']');
         break;
     case JSON_STRING:
         put_string(b, json_string_value(v), json_string_length(v));
@@ -408,7 +446,7 @@ static bool value_begins(kbr_jcs *w)
         return false;
     if (w->depth > 0 && !w->open[w->depth - 1].object) {
         if (!w->open[w->depth - 1].empty)
-            put(&w->buf, ",", 1);
+            put1(&w->buf, ',');
         w->open[w->depth - 1].empty = false;
     }
     return true;
@@ -426,7 +464,7 @@ static void open_(kbr_jcs *w, bool object)
     w->open[w->depth].empty = true;
     w->open[w->depth].last = NULL;
     w->depth++;
-    put(&w->buf, object ? "{" : "[", 1);
+    put1(&w->buf, object ? '{' : '[');
 }
 
 void kbr_jcs_object(kbr_jcs *w)
@@ -448,7 +486,7 @@ void kbr_jcs_end(kbr_jcs *w)
         return;
     }
     w->depth--;
-    put(&w->buf, w->open[w->depth].object ? "}" : "]", 1);
+    put1(&w->buf, w->open[w->depth].object ? '}' : ']');
 }
 
 void kbr_jcs_key(kbr_jcs *w, const char *name)
@@ -461,11 +499,11 @@ void kbr_jcs_key(kbr_jcs *w, const char *name)
         return;
     }
     if (!w->open[w->depth - 1].empty)
-        put(&w->buf, ",", 1);
+        put1(&w->buf, ',');
     w->open[w->depth - 1].empty = false;
     w->open[w->depth - 1].last = name;
     put_string(&w->buf, name, strlen(name));
-    put(&w->buf, ":", 1);
+    put1(&w->buf, ':');
 }
 
 void kbr_jcs_str(kbr_jcs *w, const char *s)

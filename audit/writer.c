@@ -38,7 +38,8 @@ struct kbr_audit {
         int64_t first, last;
     } own[OWN_RING];
     size_t own_head, own_n;
-    atomic_bool lease; /* kbr_audit_checkpoint_lease */
+    atomic_bool lease;  /* kbr_audit_checkpoint_lease */
+    atomic_bool copied; /* the checkpointer has copied since the writer last looked */
 
     /* WAL housekeeping on its own connection, so commits never wait for it. */
     kbr_store *maint_st;
@@ -573,9 +574,14 @@ static void *writer_main(void *arg)
             fail_group(a, group);
         }
         deliver(group);
-        /* After the answers.  A failure costs only a longer WAL, and the next group tries
-         * again; one that is the store's own shows at that group's commit. */
-        tidy = err == KBR_OK ? kbr_store_writer_between(a->st) : KBR_OK;
+        /*
+         * After the answers, and just after a checkpointer's copy, so that the writer's own
+         * (kbr_store_writer_between) has only the frames committed since to copy, not up to
+         * 100 ms of them.  A failure costs only a longer WAL, and the next copy tries again;
+         * one that is the store's own shows at the next commit.
+         */
+        tidy = err == KBR_OK && atomic_exchange(&a->copied, false) ? kbr_store_writer_between(a->st)
+                                                                   : KBR_OK;
         (void)tidy;
     }
     return NULL;
@@ -716,6 +722,8 @@ static void *maintain_main(void *arg)
             /* a failed checkpoint is retried next round; the WAL only grows meanwhile */
             if (kbr_store_maintain(a->maint_st) != KBR_OK)
                 seen = 0;
+            else
+                atomic_store(&a->copied, true);
             pthread_mutex_lock(&a->maint_mu);
         }
         clock_gettime(CLOCK_REALTIME, &until);
@@ -826,6 +834,7 @@ kbr_err kbr_audit_start(const char *store_url, int64_t verify_tail, kbr_audit **
     KBR_ENSURE(a != NULL, KBR_ERR_NOMEM);
     atomic_init(&a->healthy, true);
     atomic_init(&a->lease, false);
+    atomic_init(&a->copied, false);
     atomic_init(&a->records, 0);
     atomic_init(&a->commits, 0);
     atomic_init(&a->failed_commits, 0);

@@ -277,10 +277,10 @@ static kbr_err sqlite_writer_mode(kbr_store *st)
  * zeroes, and each fsync then committed the file's metadata as well.  Past
  * WAL_RESTART_FRAMES, the writer copies the frames the checkpointer has not, between
  * groups, so that its next transaction starts the WAL over.  The audit writer calls this
- * just after a checkpointer's copy, when those are few.
+ * just after a checkpointer's copy, when those are few.  32 MiB: each start over costs the
+ * writer two fsyncs, and at 1,000 frames (4 MiB) they showed in provisioning's p99
+ * (49 -> 62 ms in make bench); at 8,192, 54 ms.
  */
-/* 32 MiB: each start over costs the writer two fsyncs, and at 1,000 frames (4 MiB) they
- * showed in provisioning's p99 (49 -> 62 ms in make bench); at 8,192, 54 ms. */
 #define WAL_RESTART_FRAMES 8192
 
 static kbr_err sqlite_writer_between(kbr_store *st)

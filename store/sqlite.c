@@ -446,10 +446,14 @@ void kbr_sqlite_close(kbr_store *st)
 /*
  * SQLite keeps memory statistics under a global mutex that every allocation of every
  * connection takes; the broker reads none of them.  Set once, before the library starts.
+ * Then the store's VFS; without it, connections open with the system's.
  */
+static int walbuf_rc = SQLITE_ERROR;
+
 static void library_once(void)
 {
     (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+    walbuf_rc = kbr_sqlite_walbuf_register();
 }
 
 static kbr_err sqlite_open(const char *location, kbr_store **out, kbr_msg *msg)
@@ -469,7 +473,8 @@ static kbr_err sqlite_open(const char *location, kbr_store **out, kbr_msg *msg)
     KBR_ENSURE(s != NULL, KBR_ERR_NOMEM);
     s->base.ops = &kbr_store_sqlite_ops;
     rc = sqlite3_open_v2(path, &s->db,
-                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                         walbuf_rc == SQLITE_OK ? KBR_SQLITE_VFS : NULL);
     KBR_ENSURE(s->db != NULL, KBR_ERR_NOMEM);
     KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
     /* SQLite falls back to read-only when it may not write; the store must be writable. */

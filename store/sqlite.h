@@ -149,6 +149,13 @@ typedef struct {
 
 /* The one translation of SQLite result codes into kbr_err. */
 kbr_err kbr_sqlite_err(int rc);
+
+/*
+ * The VFS the store's connections open with (sqlite_walbuf.c): the system's, with a WAL's
+ * writes gathered into one call per commit.  Registered once, before the first open.
+ */
+#define KBR_SQLITE_VFS "kbr-walbuf"
+int kbr_sqlite_walbuf_register(void);
 /* kbr_sqlite_err(rc), with msg naming the store at path and SQLite's own message. */
 kbr_err kbr_sqlite_fail(kbr_sqlite *s, const char *path, int rc, kbr_msg *msg);
 

@@ -149,15 +149,16 @@ typedef struct {
 
 /* The one translation of SQLite result codes into kbr_err. */
 kbr_err kbr_sqlite_err(int rc);
+/* kbr_sqlite_err(rc), with msg naming the store at path and SQLite's own message. */
+kbr_err kbr_sqlite_fail(kbr_sqlite *s, const char *path, int rc, kbr_msg *msg);
 
 /*
  * The VFS the store's connections open with (sqlite_walbuf.c): the system's, with a WAL's
- * writes gathered into one call per commit.  Registered once, before the first open.
+ * consecutive writes gathered into writes of up to 124 KiB.  Registered once, before the
+ * first open.
  */
 #define KBR_SQLITE_VFS "kbr-walbuf"
 int kbr_sqlite_walbuf_register(void);
-/* kbr_sqlite_err(rc), with msg naming the store at path and SQLite's own message. */
-kbr_err kbr_sqlite_fail(kbr_sqlite *s, const char *path, int rc, kbr_msg *msg);
 
 /* The schema version this broker writes. */
 #define KBR_SQLITE_SCHEMA_VERSION 10

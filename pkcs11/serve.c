@@ -23,22 +23,27 @@
 
 #define BUF_KEEP_MAX (1u << 20)
 
+typedef struct conn conn;
+
 typedef struct {
     kbr_hsm *hsm;
     pthread_mutex_t lock;
     pthread_cond_t idle;
     long active;                     /* connection threads still running */
+    conn *ended;                     /* connection threads done serving, not yet joined */
     const kbr_hsm_data_policy *data; /* NULL: no data object */
     /* one data write at a time: what the check saw is what the write replaces */
     pthread_mutex_t data_lock;
 } server;
 
-typedef struct {
+struct conn {
     server *sv;
     int fd;
     kbr_hsm_session *s;
     kbr_hsmw_buf buf;
-} conn;
+    pthread_t th;
+    conn *next; /* on sv->ended */
+};
 
 /* What a reply points to until it is sent. */
 typedef struct {
@@ -234,6 +239,12 @@ static bool serve_one(conn *c)
     return go_on;
 }
 
+/*
+ * A thread that has said it is done still runs its thread-local destructors
+ * (OpenSSL's, SoftHSM2's) after it returns.  It is joined before its memory
+ * is freed, and all of them before the module is finalized and the process
+ * exits: a detached thread could still be in those destructors then.
+ */
 static void *conn_main(void *arg)
 {
     conn *c = arg;
@@ -244,30 +255,44 @@ static void *conn_main(void *arg)
     kbr_hsm_session_close(c->s);
     close(c->fd);
     kbr_hsmw_buf_free(&c->buf);
-    free(c);
     pthread_mutex_lock(&sv->lock);
+    c->next = sv->ended;
+    sv->ended = c;
     if (--sv->active == 0)
         pthread_cond_broadcast(&sv->idle);
     pthread_mutex_unlock(&sv->lock);
     return NULL;
 }
 
+static void reap(server *sv)
+{
+    conn *c, *next;
+
+    pthread_mutex_lock(&sv->lock);
+    c = sv->ended;
+    sv->ended = NULL;
+    pthread_mutex_unlock(&sv->lock);
+    for (; c != NULL; c = next) {
+        next = c->next;
+        pthread_join(c->th, NULL);
+        free(c);
+    }
+}
+
 static void conn_start(server *sv, int fd)
 {
     conn *c = calloc(1, sizeof(*c));
-    pthread_attr_t attr;
-    pthread_t th;
     int rc = -1;
 
-    if (c != NULL && pthread_attr_init(&attr) == 0) {
+    reap(sv);
+    if (c != NULL) {
         c->sv = sv;
         c->fd = fd;
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        /* under the lock: c->th is written before the thread can put c on sv->ended */
         pthread_mutex_lock(&sv->lock);
-        rc = pthread_create(&th, &attr, conn_main, c);
+        rc = pthread_create(&c->th, NULL, conn_main, c);
         sv->active += rc == 0;
         pthread_mutex_unlock(&sv->lock);
-        pthread_attr_destroy(&attr);
     }
     if (rc != 0) {
         /* the network process sees the connection close and answers 503 */
@@ -279,7 +304,7 @@ static void conn_start(server *sv, int fd)
 
 kbr_err kbr_hsm_serve(kbr_hsm *hsm, int ctl, const kbr_hsm_data_policy *data)
 {
-    server sv = {.hsm = hsm, .active = 0, .data = data};
+    server sv = {.hsm = hsm, .active = 0, .ended = NULL, .data = data};
     kbr_err err = KBR_OK;
     int fd = -1;
 
@@ -303,6 +328,7 @@ kbr_err kbr_hsm_serve(kbr_hsm *hsm, int ctl, const kbr_hsm_data_policy *data)
     while (sv.active > 0)
         pthread_cond_wait(&sv.idle, &sv.lock);
     pthread_mutex_unlock(&sv.lock);
+    reap(&sv);
     pthread_cond_destroy(&sv.idle);
     pthread_mutex_destroy(&sv.data_lock);
     pthread_mutex_destroy(&sv.lock);

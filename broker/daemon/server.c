@@ -402,16 +402,27 @@ void kbd_done_drain(kbd *d)
     }
 }
 
+/*
+ * Only the request that finds the list empty wakes the loop: on_done takes the
+ * whole list, and a list that is not empty has a wake-up on its way (its first
+ * request's, which comes after that request was appended).  One event_active
+ * per group, not per request: each takes libevent's base lock, which the loop
+ * holds while it dispatches.
+ */
 void kbd_complete(kbd *d, kbd_req *r)
 {
+    bool first;
+
     pthread_mutex_lock(&d->done_lock);
+    first = d->done_head == NULL;
     if (d->done_tail != NULL)
         d->done_tail->next = r;
     else
         d->done_head = r;
     d->done_tail = r;
     pthread_mutex_unlock(&d->done_lock);
-    event_active(d->done_ev, EV_READ, 0);
+    if (first)
+        event_active(d->done_ev, EV_READ, 0);
 }
 
 const char *kbd_req_query(const kbd_req *r, const char *name)

@@ -241,9 +241,9 @@ static bool serve_one(conn *c)
 
 /*
  * A thread that has said it is done still runs its thread-local destructors
- * (OpenSSL's, SoftHSM2's) after it returns.  It is joined before its memory
- * is freed, and all of them before the module is finalized and the process
- * exits: a detached thread could still be in those destructors then.
+ * (OpenSSL's) after it returns.  It is joined before its memory is freed, and
+ * all of them before the module is finalized and the process exits: a
+ * detached thread could still be in those destructors then.
  */
 static void *conn_main(void *arg)
 {

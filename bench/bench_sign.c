@@ -22,7 +22,8 @@
  * KBR_BENCH_WARMUP [1], KBR_BENCH_CONNS [32], KBR_BENCH_WORKERS [cores, at
  * least 2: raw threads and keybrokerd workers], KBR_BENCH_CSRS [20000: device
  * CSRs in the pool, one per provisioned device, since one key pair is one
- * device], KBR_BENCH_JSON (set: also print one JSON line);
+ * device], KBR_BENCH_JSON (set: also print one JSON line), KBR_BENCH_TRACE
+ * (a file: one line per measured HTTP operation, for where the slow ones fall);
  * `--json` does the same as KBR_BENCH_JSON.
  * Exit status: 0 when every phase ran without a single failed operation,
  * whether or not the target is met; non-zero on any error.
@@ -33,6 +34,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,6 +84,7 @@ typedef struct {
     double warmup, seconds; /* per phase */
     int conns, workers, nproc, csrs;
     bool json;
+    FILE *trace; /* KBR_BENCH_TRACE */
 } bench_cfg;
 
 /* Device CSRs, made before any timing: a station sends one per device. */
@@ -592,8 +595,13 @@ static void on_done(load *L, conn *c, CURLcode cc, double t1)
     L->ok++;
     if (!L->op->forged)
         lat_push(&L->seqs, (double)c->audit_seq);
-    if (t1 >= L->warm_end && t1 <= L->end)
+    if (t1 >= L->warm_end && t1 <= L->end) {
         lat_push(&L->lat, t1 - c->t0);
+        /* phase, seconds into the measured window when it was sent, latency, audit seq */
+        if (cfg.trace != NULL)
+            fprintf(cfg.trace, "%s\t%.6f\t%.3f\t%ld\n", L->op->name, c->t0 - L->warm_end,
+                    (t1 - c->t0) * 1e3, c->audit_seq);
+    }
     if (c->index == 0) {
         memcpy(L->last_ok_body, c->resp, c->resp_len + 1);
         memcpy(L->last_ok_tag, c->tag, sizeof(c->tag));
@@ -978,6 +986,9 @@ static int group_setup(void **state)
     cfg.seconds = env_num("KBR_BENCH_SECONDS", 5, 1, 60);
     cfg.conns = (int)env_num("KBR_BENCH_CONNS", 32, 1, MAX_CONNS);
     cfg.csrs = (int)env_num("KBR_BENCH_CSRS", 20000, 1, 2000000);
+    if (getenv("KBR_BENCH_TRACE") != NULL && *getenv("KBR_BENCH_TRACE") != '\0' &&
+        (cfg.trace = fopen(getenv("KBR_BENCH_TRACE"), "w")) == NULL)
+        fail_msg("KBR_BENCH_TRACE=%s: %s", getenv("KBR_BENCH_TRACE"), strerror(errno));
     /* A later line wins in the config: this replaces the harness's worker count. */
     /* the benchmark's single principal would otherwise meet the per-principal rate limit */
     snprintf(extra, sizeof(extra), "workers = %d\nrate_limit = 0\n", cfg.workers);
@@ -993,6 +1004,9 @@ static int group_setup(void **state)
 static int group_teardown(void **state)
 {
     (void)state;
+    if (cfg.trace != NULL && fclose(cfg.trace) != 0)
+        fail_msg("KBR_BENCH_TRACE: %s", strerror(errno));
+    cfg.trace = NULL;
     kbt_free(env);
     free(ci_tok);
     free(factory_tok);

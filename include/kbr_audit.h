@@ -132,6 +132,8 @@ void kbr_audit_get_stats(kbr_audit *a, kbr_audit_stats *out);
 /* Seconds each group's commit took (failed ones included), and records per committed group. */
 const kbr_hist *kbr_audit_commit_latency(kbr_audit *a);
 const kbr_hist *kbr_audit_group_sizes(kbr_audit *a);
+/* The writer's copies of the WAL's last frames, so that it starts over (SQLite stores). */
+const kbr_hist *kbr_audit_wal_restart_latency(kbr_audit *a);
 
 /* Commits everything queued, then stops the thread and closes.  Accepts NULL. */
 void kbr_audit_stop(kbr_audit *a);

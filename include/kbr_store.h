@@ -530,9 +530,10 @@ KBR_WUR kbr_err kbr_store_writer_mode(kbr_store *st);
 /*
  * The writer, between groups and outside a transaction: what must not wait for
  * the checkpointer (SQLite: once the WAL is long, copying the frames it has not, so
- * that the next transaction starts the WAL over instead of lengthening it).
+ * that the next transaction starts the WAL over instead of lengthening it).  *copied
+ * says whether it did so; no commit can happen meanwhile.
  */
-KBR_WUR kbr_err kbr_store_writer_between(kbr_store *st);
+KBR_WUR kbr_err kbr_store_writer_between(kbr_store *st, bool *copied);
 /* Housekeeping that runs beside the writer (SQLite: a passive WAL checkpoint). */
 KBR_WUR kbr_err kbr_store_maintain(kbr_store *st);
 

@@ -98,7 +98,7 @@ struct kbr_store_ops {
 
     kbr_err (*writer_mode)(kbr_store *st);
     /* See kbr_store_writer_between; NULL when there is nothing to do. */
-    kbr_err (*writer_between)(kbr_store *st);
+    kbr_err (*writer_between)(kbr_store *st, bool *copied);
     /* See kbr_store_token_uses_left and kbr_store_checkpoint_lease. */
     kbr_err (*token_uses_left)(kbr_store *st, const char *jti, int64_t *left);
     kbr_err (*checkpoint_lease)(kbr_store *st, bool *held);

@@ -283,7 +283,7 @@ static kbr_err sqlite_writer_mode(kbr_store *st)
  */
 #define WAL_RESTART_FRAMES 8192
 
-static kbr_err sqlite_writer_between(kbr_store *st)
+static kbr_err sqlite_writer_between(kbr_store *st, bool *copied)
 {
     kbr_sqlite *s = (kbr_sqlite *)st;
     int rc;
@@ -292,7 +292,10 @@ static kbr_err sqlite_writer_between(kbr_store *st)
         return KBR_OK;
     rc = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
     /* the checkpointer holds the lock: it is copying, and the next group tries again */
-    return rc == SQLITE_BUSY ? KBR_OK : kbr_sqlite_err(rc);
+    if (rc == SQLITE_BUSY)
+        return KBR_OK;
+    *copied = rc == SQLITE_OK;
+    return kbr_sqlite_err(rc);
 }
 
 /*

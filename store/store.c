@@ -142,9 +142,10 @@ kbr_err kbr_store_writer_mode(kbr_store *st)
     return st->ops->writer_mode(st);
 }
 
-kbr_err kbr_store_writer_between(kbr_store *st)
+kbr_err kbr_store_writer_between(kbr_store *st, bool *copied)
 {
-    return st->ops->writer_between != NULL ? st->ops->writer_between(st) : KBR_OK;
+    *copied = false;
+    return st->ops->writer_between != NULL ? st->ops->writer_between(st, copied) : KBR_OK;
 }
 
 kbr_err kbr_store_maintain(kbr_store *st)

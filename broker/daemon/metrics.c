@@ -199,6 +199,12 @@ static void audit(struct evbuffer *b, kbd *d)
            "Audit records committed together in one transaction.");
     if (d->audit != NULL)
         hist(b, "keybroker_audit_group_size", "", kbr_audit_group_sizes(d->audit));
+    family(b, "keybroker_audit_wal_restart_duration_seconds", "histogram",
+           "Seconds the audit writer spent copying the WAL's last frames so that the WAL starts "
+           "over (SQLite stores); no audit commit happens meanwhile.");
+    if (d->audit != NULL)
+        hist(b, "keybroker_audit_wal_restart_duration_seconds", "",
+             kbr_audit_wal_restart_latency(d->audit));
     sample(b, "keybroker_audit_checkpoint_timestamp_seconds", "gauge",
            "Unix time of the latest signed checkpoint (0 before the first).", (double)cp_time);
     sample(b, "keybroker_audit_checkpoint_age_seconds", "gauge",

@@ -423,9 +423,17 @@ kbr_err kbd_record_entry(const json_t *cp, const char *op, kbr_audit_rec **out)
 
     *out = NULL;
     KBR_GUARD(kbr_audit_rec_new(KBD_SERVICE_SUB, NULL, op, NULL, &rec));
-    for (size_t i = 0; i < sizeof(detail) / sizeof(detail[0]); i++)
-        if (json_object_get(cp, detail[i]) != NULL && !json_is_null(json_object_get(cp, detail[i])))
-            json_object_set(rec->detail, detail[i], json_object_get(cp, detail[i]));
+    /*
+     * Copies, not references: the entry goes to the audit writer's thread while the caller
+     * frees cp on its own, and jansson's reference counts order no reads before a free.
+     */
+    for (size_t i = 0; i < sizeof(detail) / sizeof(detail[0]); i++) {
+        const json_t *v = json_object_get(cp, detail[i]);
+
+        if (v != NULL && !json_is_null(v))
+            KBR_ENSURE(json_object_set_new(rec->detail, detail[i], json_deep_copy(v)) == 0,
+                       KBR_ERR_NOMEM);
+    }
     KBR_GUARD(kbd_record_effects(cp, &rec->effects));
     *out = rec;
     rec = NULL;

@@ -295,12 +295,44 @@ static void test_rollback_named(void **state)
     json_decref(r);
 }
 
+/*
+ * The checkpoint's audit entry goes to the writer's thread while the worker frees the signed
+ * head it came from: the entry holds values of its own, equal to the head's, none of them the
+ * head's own objects (jansson's reference counts would not order the writer's reads before the
+ * worker's free).
+ */
+static void test_entry_owns_its_values(void **state)
+{
+    static const char *const names[] = {"size", "root_hash", "time", "signature_b64", "key_id"};
+    kbr_audit_rec *entry = NULL;
+    json_t *r;
+
+    (void)state;
+    append(1);
+    r = sign_head(NULL, NULL);
+    assert_int_equal(kbd_record_entry(r, "audit.checkpoint", &entry), KBR_OK);
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        const json_t *mine = json_object_get(entry->detail, names[i]);
+
+        if (mine == NULL)
+            fail_msg("the entry has no %s", names[i]);
+        assert_true(json_equal(mine, json_object_get(r, names[i])));
+        assert_ptr_not_equal(mine, json_object_get(r, names[i]));
+        assert_int_equal(mine->refcount, 1);
+    }
+    json_decref(r);
+    /* what the writer reads is still there, and whole */
+    assert_non_null(json_string_value(json_object_get(entry->detail, "time")));
+    kbr_audit_rec_free(entry);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_genuine_writes_pass),
         cmocka_unit_test(test_refused_writes),
         cmocka_unit_test(test_rollback_named),
+        cmocka_unit_test(test_entry_owns_its_values),
     };
     int failed;
 

@@ -574,7 +574,7 @@ static void key_kind(EVP_PKEY *pk, char *out, size_t n)
 /* The CSR's key as an uncompressed point of P-256; false when r holds the refusal (400). */
 static bool device_point(kbd_req *r, const issued *i, unsigned char pt[65])
 {
-    EVP_PKEY *pk = X509_PUBKEY_get0(kbr_ca_csr_spki_peek(i->csr));
+    EVP_PKEY *pk = kbr_ca_csr_pubkey_peek(i->csr);
     char group[32] = "", kind[96];
     BIGNUM *x = NULL, *y = NULL;
     bool ok = pk != NULL && EVP_PKEY_is_a(pk, "EC") &&

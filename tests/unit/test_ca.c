@@ -25,6 +25,8 @@
 #include "softhsm_token.h"
 
 #include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/ec.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
@@ -544,6 +546,76 @@ static void test_csr_key_types(void **state)
         free(pem);
         EVP_PKEY_free(bad_keys[i]);
     }
+}
+
+/*
+ * The request's key is read from its own bytes for EC points and Ed25519, and by OpenSSL's
+ * reader for the rest: either way it is the device's key, and the SubjectPublicKeyInfo
+ * handed on (to the certificate, to the key's name) is the request's, byte for byte.
+ */
+static void test_csr_key_as_sent(void **state)
+{
+    EVP_PKEY *keys[] = {EVP_EC_gen("P-256"), EVP_EC_gen("P-384"),
+                        EVP_PKEY_Q_keygen(NULL, NULL, "ED25519"), EVP_RSA_gen(2048),
+                        EVP_EC_gen("P-256")};
+    size_t n = sizeof(keys) / sizeof(keys[0]);
+
+    (void)state;
+    /* the last one sends its point compressed */
+    assert_int_equal(EVP_PKEY_set_utf8_string_param(
+                         keys[n - 1], OSSL_PKEY_PARAM_EC_POINT_CONVERSION_FORMAT, "compressed"),
+                     1);
+    for (size_t i = 0; i < n; i++) {
+        X509_REQ *req = make_req(keys[i]);
+        BIO *bio = BIO_new(BIO_s_mem());
+        unsigned char *sent = NULL, *kept = NULL;
+        int sent_len = i2d_X509_PUBKEY(X509_REQ_get_X509_PUBKEY(req), &sent), kept_len;
+        char *pem;
+        kbr_ca_csr *csr;
+
+        assert_int_equal(PEM_write_bio_X509_REQ(bio, req), 1);
+        pem = bio_string(bio);
+        csr = parse_csr(pem);
+        assert_int_equal(EVP_PKEY_eq(kbr_ca_csr_pubkey_peek(csr), keys[i]), 1);
+        kept_len = i2d_X509_PUBKEY(kbr_ca_csr_spki_peek(csr), &kept);
+        assert_true(sent_len > 0);
+        assert_int_equal(kept_len, sent_len);
+        assert_memory_equal(kept, sent, (size_t)sent_len);
+        if (i == n - 1)
+            assert_int_equal(sent[sent_len - 33] & ~1, POINT_CONVERSION_COMPRESSED);
+        kbr_ca_csr_free(csr);
+        OPENSSL_free(sent);
+        OPENSSL_free(kept);
+        free(pem);
+        BIO_free(bio);
+        X509_REQ_free(req);
+        EVP_PKEY_free(keys[i]);
+    }
+}
+
+/* A P-256 point that is not on the curve is no key, whichever reader sees it. */
+static void test_csr_point_off_curve(void **state)
+{
+    EVP_PKEY *dev = EVP_EC_gen("P-256");
+    X509_REQ *req = make_req(dev);
+    unsigned char *der = NULL, *spki = NULL, *at;
+    int len = i2d_X509_REQ(req, &der),
+        spki_len = i2d_X509_PUBKEY(X509_REQ_get_X509_PUBKEY(req), &spki);
+    char *pem;
+
+    (void)state;
+    at = memmem(der, (size_t)len, spki, (size_t)spki_len);
+    assert_non_null(at);
+    /* the point is the SubjectPublicKeyInfo's last 65 bytes: flip a bit of y */
+    assert_int_equal(at[spki_len - 65], POINT_CONVERSION_UNCOMPRESSED);
+    at[spki_len - 1] ^= 0x01;
+    pem = der_pem("CERTIFICATE REQUEST", der, len);
+    assert_csr_refused(pem, "csr_pem: key type not accepted");
+    free(pem);
+    OPENSSL_free(spki);
+    OPENSSL_free(der);
+    X509_REQ_free(req);
+    EVP_PKEY_free(dev);
 }
 
 static void test_csr_tampered(void **state)
@@ -1723,6 +1795,8 @@ int main(void)
         cmocka_unit_test(test_cert_parse_refused),
         cmocka_unit_test(test_csr_accessors),
         cmocka_unit_test(test_csr_key_types),
+        cmocka_unit_test(test_csr_key_as_sent),
+        cmocka_unit_test(test_csr_point_off_curve),
         cmocka_unit_test(test_csr_tampered),
         cmocka_unit_test(test_csr_not_a_csr),
         cmocka_unit_test(test_issue_bad_serial),

@@ -2,12 +2,15 @@
 # bench/instructions.sh - instructions keybrokerd executes per signature, counted by callgrind.
 #
 # usage: bench/instructions.sh <bin dir> [out dir]     (make bench-instructions)
+#        KBR_INSTR_PHASE=provision bench/instructions.sh ...  per certificate instead
 #
 # Time-based figures move with whatever else the machine runs; instruction counts barely do,
 # so this is how a change to the signing path is compared on a busy machine: run it on the
 # tree before and after the change.  It runs bench_sign with keybrokerd (the network
 # process, all its threads) under callgrind, zeroes the counters once the broker phase is
 # signing, dumps them some seconds later, and divides by the audit entries written between.
+# With KBR_INSTR_PHASE=provision it does the same in the provision phase and divides by the
+# devices provisioned between.
 # The HSM process and syscalls' kernel time are not counted; `make bench` measures those.
 # Needs valgrind (apt-get install valgrind).  The report is callgrind's: read it with
 #   callgrind_annotate --inclusive=yes <out dir>/cg.<pid>.1
@@ -38,15 +41,27 @@ for _ in $(seq 300); do
     [ -n "$db" ] && break
     sleep 1
 done
-seq_now() { sqlite3 "file:$db?mode=ro" "SELECT coalesce(max(seq), 0) FROM audit" 2>/dev/null || echo 0; }
-# the broker phase has begun when entries arrive faster than setup makes them
-prev=0
-for _ in $(seq 600); do
-    now=$(seq_now)
-    [ "$prev" -gt 0 ] && [ $((now - prev)) -gt 20 ] && break
-    prev=$now
-    sleep 2
-done
+PHASE=${KBR_INSTR_PHASE:-sign}
+if [ "$PHASE" = provision ]; then
+    what=certificate
+    # each certificate of the provision phase is a device of its own
+    seq_now() { sqlite3 "file:$db?mode=ro" "SELECT count(*) FROM devices" 2>/dev/null || echo 0; }
+    for _ in $(seq 900); do
+        [ "$(seq_now)" -gt 20 ] && break
+        sleep 1
+    done
+else
+    what=signature
+    seq_now() { sqlite3 "file:$db?mode=ro" "SELECT coalesce(max(seq), 0) FROM audit" 2>/dev/null || echo 0; }
+    # the broker phase has begun when entries arrive faster than setup makes them
+    prev=0
+    for _ in $(seq 600); do
+        now=$(seq_now)
+        [ "$prev" -gt 0 ] && [ $((now - prev)) -gt 20 ] && break
+        prev=$now
+        sleep 2
+    done
+fi
 main=$(pgrep -o -f "keybrokerd -c $OUT/") || { echo "instructions.sh: keybrokerd did not start" >&2; exit 1; }
 sleep 4
 TMPDIR=$OUT callgrind_control -z "$main" >/dev/null
@@ -57,4 +72,4 @@ s1=$(seq_now)
 wait "$bench" || { cat "$OUT/bench.out" >&2; exit 1; }
 n=$((s1 - s0))
 ir=$(callgrind_annotate "$OUT/cg.$main.1" | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }')
-echo "keybrokerd: $n signatures, $((ir / n)) instructions per signature ($OUT/cg.$main.1)"
+echo "keybrokerd: $n ${what}s, $((ir / n)) instructions per $what ($OUT/cg.$main.1)"

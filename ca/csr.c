@@ -12,6 +12,7 @@
  * uncompressed point, or an Ed25519 key, is built straight from its bytes; any other key goes
  * through OpenSSL's reader as before.
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -153,23 +154,47 @@ out:
     return err == KBR_OK ? KBR_OK : KBR_ERR_BAD_REQUEST;
 }
 
-/* An EC key of a named curve from its point: the provider checks that the point is on it. */
-static EVP_PKEY *ec_key_from_point(const char *group, const unsigned char *pt, size_t n)
-{
-    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
-    EVP_PKEY *pk = NULL;
-    OSSL_PARAM params[] = {
-        OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, (char *)group, 0),
-        OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, (void *)pt, n),
-        OSSL_PARAM_construct_end(),
-    };
+/*
+ * The domain parameters of the two curves a device key may be on, made once: building a
+ * curve's group from its name costs more than a copy of one (the Montgomery constants are
+ * computed anew), so each key starts as a copy of these.
+ */
+static EVP_PKEY *curve_params[2]; /* P-256, P-384 */
+static pthread_once_t curve_params_once = PTHREAD_ONCE_INIT;
 
-    if (ctx == NULL || EVP_PKEY_fromdata_init(ctx) != 1 ||
-        EVP_PKEY_fromdata(ctx, &pk, EVP_PKEY_PUBLIC_KEY, params) != 1) {
+static void make_curve_params(void)
+{
+    static const char *const names[] = {SN_X9_62_prime256v1, SN_secp384r1};
+
+    for (size_t i = 0; i < 2; i++) {
+        EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
+        OSSL_PARAM params[] = {
+            OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, (char *)names[i], 0),
+            OSSL_PARAM_construct_end(),
+        };
+
+        if (ctx == NULL || EVP_PKEY_fromdata_init(ctx) != 1 ||
+            EVP_PKEY_fromdata(ctx, &curve_params[i], EVP_PKEY_KEY_PARAMETERS, params) != 1) {
+            EVP_PKEY_free(curve_params[i]);
+            curve_params[i] = NULL;
+        }
+        EVP_PKEY_CTX_free(ctx);
+    }
+}
+
+/* An EC key of curve (0: P-256, 1: P-384) from its point: the provider checks that the point
+ * is on the curve.  NULL when it is not, or the parameters could not be made. */
+static EVP_PKEY *ec_key_from_point(int curve, const unsigned char *pt, size_t n)
+{
+    EVP_PKEY *pk = NULL;
+
+    if (pthread_once(&curve_params_once, make_curve_params) != 0 || curve_params[curve] == NULL)
+        return NULL;
+    pk = EVP_PKEY_dup(curve_params[curve]);
+    if (pk != NULL && EVP_PKEY_set1_encoded_public_key(pk, pt, n) != 1) {
         EVP_PKEY_free(pk);
         pk = NULL;
     }
-    EVP_PKEY_CTX_free(ctx);
     return pk;
 }
 
@@ -196,7 +221,7 @@ static EVP_PKEY *key_direct(const csr_spki *spki)
         curve = OBJ_obj2nid(pval);
         if (curve != NID_X9_62_prime256v1 && curve != NID_secp384r1)
             return NULL;
-        return ec_key_from_point(OBJ_nid2sn(curve), bits, (size_t)n);
+        return ec_key_from_point(curve == NID_X9_62_prime256v1 ? 0 : 1, bits, (size_t)n);
     case NID_ED25519:
         if (ptype != V_ASN1_UNDEF)
             return NULL;

@@ -34,6 +34,13 @@ bool ca_sig_algorithm(kbr_alg alg, int *nid, int *ptype);
 kbr_err ca_sign(X509 *x, const kbr_ca_signer *signer, EVP_PKEY *issuer_pub, kbr_msg *msg);
 
 /*
+ * Sets to's algorithm, its parameters (an OID, a DER SEQUENCE or none) and the key's bits to
+ * copies of algor's and bits': a SubjectPublicKeyInfo copied field for field, with no key
+ * decoded from it.
+ */
+kbr_err ca_spki_set(X509_PUBKEY *to, const X509_ALGOR *algor, const unsigned char *bits, int nbits);
+
+/*
  * A v3 certificate with a random serial, the given names, the validity
  * [now - CA_SKEW_SECONDS, not_after] and the subject's key (spki copied as it stands, a
  * request's; or pub when spki is NULL), with subjectKeyIdentifier and

@@ -237,44 +237,27 @@ static kbr_err read_key(kbr_ca_csr *csr)
 {
     kbr_err err = KBR_OK;
     const csr_spki *from = csr->req->info->spki;
-    const ASN1_OBJECT *alg = NULL;
-    ASN1_OBJECT *alg_copy = NULL;
-    const void *pval = NULL;
-    void *pval_copy = NULL;
-    int ptype = V_ASN1_UNDEF, n = ASN1_STRING_length(from->public_key);
-    unsigned char *der = NULL, *bits = NULL;
+    unsigned char *der = NULL;
     const unsigned char *p;
     int len;
 
     csr->pub = key_direct(from);
-    if (csr->pub == NULL) {
-        /* OpenSSL's reader, for the other kinds: their field-for-field copy, and its key. */
-        len = ASN1_item_i2d((const ASN1_VALUE *)from, &der, ASN1_ITEM_rptr(csr_spki));
-        KBR_ENSURE(len > 0, KBR_ERR_NOMEM);
-        p = der;
-        csr->spki = d2i_X509_PUBKEY(NULL, &p, len);
-        /* what OpenSSL's X509_REQ reader would have refused as a whole */
-        KBR_ENSURE(csr->spki != NULL && p == der + len, KBR_ERR_BAD_REQUEST);
-        csr->pub = X509_PUBKEY_get(csr->spki);
+    if (csr->pub != NULL) {
+        csr->spki = X509_PUBKEY_new();
+        KBR_ENSURE(csr->spki != NULL, KBR_ERR_NOMEM);
+        KBR_GUARD(ca_spki_set(csr->spki, from->algor, ASN1_STRING_get0_data(from->public_key),
+                              ASN1_STRING_length(from->public_key)));
         goto out;
     }
-    X509_ALGOR_get0(&alg, &ptype, &pval, from->algor);
-    alg_copy = OBJ_dup(alg);
-    pval_copy = ptype == V_ASN1_OBJECT ? OBJ_dup(pval) : NULL;
-    bits = OPENSSL_memdup(ASN1_STRING_get0_data(from->public_key), (size_t)n);
-    csr->spki = X509_PUBKEY_new();
-    KBR_ENSURE(alg_copy != NULL && (ptype != V_ASN1_OBJECT || pval_copy != NULL) && bits != NULL &&
-                   csr->spki != NULL,
-               KBR_ERR_NOMEM);
-    KBR_ENSURE(X509_PUBKEY_set0_param(csr->spki, alg_copy, ptype, pval_copy, bits, n) == 1,
-               KBR_ERR_CRYPTO);
-    alg_copy = NULL;
-    pval_copy = NULL;
-    bits = NULL;
+    /* OpenSSL's reader, for the other kinds: their field-for-field copy, and its key. */
+    len = ASN1_item_i2d((const ASN1_VALUE *)from, &der, ASN1_ITEM_rptr(csr_spki));
+    KBR_ENSURE(len > 0, KBR_ERR_NOMEM);
+    p = der;
+    csr->spki = d2i_X509_PUBKEY(NULL, &p, len);
+    /* what OpenSSL's X509_REQ reader would have refused as a whole */
+    KBR_ENSURE(csr->spki != NULL && p == der + len, KBR_ERR_BAD_REQUEST);
+    csr->pub = X509_PUBKEY_get(csr->spki);
 out:
-    ASN1_OBJECT_free(alg_copy);
-    ASN1_OBJECT_free(pval_copy);
-    OPENSSL_free(bits);
     OPENSSL_free(der);
     return err;
 }

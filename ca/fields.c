@@ -124,26 +124,23 @@ static void param_free(int ptype, void *pval)
  * provider key OpenSSL 3.0 encodes it and decodes it again, building a decoder for every
  * certificate: a third of a provisioning's CPU (bench/README.md).
  */
-static kbr_err copy_spki(X509 *x, const X509_PUBKEY *from)
+kbr_err ca_spki_set(X509_PUBKEY *to, const X509_ALGOR *algor, const unsigned char *bits, int nbits)
 {
     kbr_err err = KBR_OK;
-    ASN1_OBJECT *alg = NULL, *alg_copy = NULL;
-    const unsigned char *bits = NULL;
+    const ASN1_OBJECT *alg = NULL;
+    ASN1_OBJECT *alg_copy = NULL;
     unsigned char *bits_copy = NULL;
-    int nbits = 0, ptype = V_ASN1_UNDEF;
-    X509_ALGOR *pa = NULL;
+    int ptype = V_ASN1_UNDEF;
     const void *pval = NULL;
     void *pval_copy = NULL;
 
-    KBR_ENSURE(X509_PUBKEY_get0_param(&alg, &bits, &nbits, &pa, from) == 1 && nbits > 0,
-               KBR_ERR_CRYPTO);
-    X509_ALGOR_get0(NULL, &ptype, &pval, pa);
+    KBR_ENSURE(bits != NULL && nbits > 0, KBR_ERR_CRYPTO);
+    X509_ALGOR_get0(&alg, &ptype, &pval, algor);
     KBR_ENSURE(param_dup(ptype, pval, &pval_copy), KBR_ERR_CRYPTO);
     alg_copy = OBJ_dup(alg);
     bits_copy = OPENSSL_memdup(bits, (size_t)nbits);
     KBR_ENSURE(alg_copy != NULL && bits_copy != NULL, KBR_ERR_NOMEM);
-    KBR_ENSURE(X509_PUBKEY_set0_param(X509_get_X509_PUBKEY(x), alg_copy, ptype, pval_copy,
-                                      bits_copy, nbits) == 1,
+    KBR_ENSURE(X509_PUBKEY_set0_param(to, alg_copy, ptype, pval_copy, bits_copy, nbits) == 1,
                KBR_ERR_CRYPTO);
     alg_copy = NULL;
     pval_copy = NULL;
@@ -153,6 +150,17 @@ out:
     param_free(ptype, pval_copy);
     OPENSSL_free(bits_copy);
     return err;
+}
+
+static kbr_err copy_spki(X509 *x, const X509_PUBKEY *from)
+{
+    const unsigned char *bits = NULL;
+    int nbits = 0;
+    X509_ALGOR *pa = NULL;
+
+    if (X509_PUBKEY_get0_param(NULL, &bits, &nbits, &pa, from) != 1)
+        return KBR_ERR_CRYPTO;
+    return ca_spki_set(X509_get_X509_PUBKEY(x), pa, bits, nbits);
 }
 
 kbr_err ca_skeleton(const X509_NAME *subject, const X509_NAME *issuer_name, X509 *issuer,

@@ -28,7 +28,17 @@ static bool grow(out_buf *b, size_t n)
         return false;
     while (cap < b->len + n + 1)
         cap *= 2;
-    bigger = realloc(b->data, cap);
+    if (b->wipe) {
+        /* no copy of what was written is left behind in the allocator's free memory */
+        bigger = malloc(cap);
+        if (bigger != NULL && b->data != NULL) {
+            memcpy(bigger, b->data, b->len + 1);
+            explicit_bzero(b->data, b->cap);
+            free(b->data);
+        }
+    } else {
+        bigger = realloc(b->data, cap);
+    }
     if (bigger == NULL) {
         b->failed = true;
         return false;
@@ -109,11 +119,12 @@ bool kbr_utf8_valid(const char *text, size_t n)
     return true;
 }
 
-/* The escape of a byte that needs one (RFC 8785 3.2.2.2), or NULL: '"', '\\' and controls. */
-static const char *escape_of(unsigned char c, char u[7])
-{
-    static const char hex[] = "0123456789abcdef";
+/* Hex digits of a \u00XX escape: RFC 8785's lower case, or jansson's upper case. */
+static const char lower_hex[] = "0123456789abcdef", upper_hex[] = "0123456789ABCDEF";
 
+/* The escape of a byte that needs one (RFC 8785 3.2.2.2), or NULL: '"', '\\' and controls. */
+static const char *escape_of(unsigned char c, char u[7], const char *hex)
+{
     switch (c) {
     case '"':
         return "\\\"";
@@ -146,7 +157,7 @@ static inline bool plain(unsigned char c)
 }
 
 /* Most strings need no escape: copied whole; the others in runs of plain bytes. */
-static void put_string(out_buf *b, const char *s, size_t n)
+static void put_string_hex(out_buf *b, const char *s, size_t n, const char *hex)
 {
     size_t run = 0, i = 0;
 
@@ -170,13 +181,18 @@ static void put_string(out_buf *b, const char *s, size_t n)
 
         if (plain(c))
             continue;
-        esc = escape_of(c, u);
+        esc = escape_of(c, u, hex);
         put(b, s + run, i - run);
         puts_(b, esc);
         run = i + 1;
     }
     put(b, s + run, n - run);
     put1(b, '"');
+}
+
+static void put_string(out_buf *b, const char *s, size_t n)
+{
+    put_string_hex(b, s, n, lower_hex);
 }
 
 /* ---- numbers ---- */
@@ -427,6 +443,101 @@ kbr_err kbr_json_canonical(const json_t *v, char **out)
     *out = b.data;
     b.data = NULL;
 out:
+    free(b.data);
+    return err;
+}
+
+/* ---- the compact text, members in their own order ---- */
+
+/* Deeper than any answer the broker makes; kbr_json_compact's caller falls back past it. */
+#define COMPACT_MAX_DEPTH 128
+
+static kbr_err compact_string(out_buf *b, const char *s, size_t n)
+{
+    if (!kbr_utf8_valid(s, n))
+        return KBR_ERR_BAD_REQUEST;
+    put_string_hex(b, s, n, upper_hex);
+    return KBR_OK;
+}
+
+static kbr_err compact_value(out_buf *b, const json_t *v, int depth)
+{
+    kbr_err err = KBR_OK;
+    char *text = NULL;
+    size_t i;
+    json_t *item;
+
+    KBR_ENSURE(depth <= COMPACT_MAX_DEPTH, KBR_ERR_BAD_REQUEST);
+    switch (json_typeof(v)) {
+    case JSON_OBJECT:
+        put1(b, '{');
+        for (void *first = json_object_iter((json_t *)v), *it = first; it != NULL;
+             it = json_object_iter_next((json_t *)v, it)) {
+            if (it != first)
+                put1(b, ',');
+            KBR_GUARD(compact_string(b, json_object_iter_key(it), json_object_iter_key_len(it)));
+            put1(b, ':');
+            KBR_GUARD(compact_value(b, json_object_iter_value(it), depth + 1));
+        }
+        put1(b, '}');
+        break;
+    case JSON_ARRAY:
+        put1(b, '[');
+        json_array_foreach(v, i, item)
+        {
+            if (i > 0)
+                put1(b, ',');
+            KBR_GUARD(compact_value(b, item, depth + 1));
+        }
+        put1(b, ']');
+        break;
+    case JSON_STRING:
+        KBR_GUARD(compact_string(b, json_string_value(v), json_string_length(v)));
+        break;
+    case JSON_INTEGER: {
+        char buf[32];
+
+        snprintf(buf, sizeof(buf), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+        puts_(b, buf);
+        break;
+    }
+    case JSON_REAL:
+        /* rare in an answer, and jansson's own digits are the ones to match */
+        text = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+        KBR_ENSURE(text != NULL, KBR_ERR_BAD_REQUEST);
+        puts_(b, text);
+        break;
+    case JSON_TRUE:
+        puts_(b, "true");
+        break;
+    case JSON_FALSE:
+        puts_(b, "false");
+        break;
+    case JSON_NULL:
+        puts_(b, "null");
+        break;
+    }
+    KBR_ENSURE(!b->failed, KBR_ERR_NOMEM);
+out:
+    free(text);
+    return err;
+}
+
+kbr_err kbr_json_compact(const json_t *v, char **out, size_t *len)
+{
+    kbr_err err = KBR_OK;
+    out_buf b = {.wipe = true};
+
+    *out = NULL;
+    *len = 0;
+    KBR_ENSURE(json_is_object(v) || json_is_array(v), KBR_ERR_BAD_REQUEST);
+    KBR_GUARD(compact_value(&b, v, 0));
+    *out = b.data;
+    *len = b.len;
+    b.data = NULL;
+out:
+    if (b.data != NULL)
+        explicit_bzero(b.data, b.cap);
     free(b.data);
     return err;
 }

@@ -157,6 +157,15 @@ double kbr_monotonic_seconds(void);
  */
 KBR_WUR kbr_err kbr_json_canonical(const json_t *v, char **out);
 
+/*
+ * The compact text of an object or array with its members in their own (insertion) order:
+ * the bytes json_dumps(v, JSON_COMPACT) writes, \u00XX escapes in upper case included,
+ * written into one buffer.  The buffer is wiped as it grows (an answer can carry a token).
+ * KBR_ERR_BAD_REQUEST for what json_dumps refuses too (a string that is not UTF-8, a root
+ * that is neither object nor array) and for nesting deeper than 128.  Caller wipes and frees.
+ */
+KBR_WUR kbr_err kbr_json_compact(const json_t *v, char **out, size_t *len);
+
 /* Well-formed UTF-8 (no overlong forms, surrogates or code points past U+10FFFF). */
 bool kbr_utf8_valid(const char *s, size_t n);
 
@@ -179,6 +188,7 @@ typedef struct {
     char *data;
     size_t len, cap;
     bool failed;
+    bool wipe; /* growing wipes the old buffer before it is freed */
 } kbr_jcs_buf;
 
 typedef struct {

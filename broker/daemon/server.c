@@ -133,11 +133,23 @@ static void send_text(kbd_req *r, int status, const char *text, int64_t seq)
     send_typed(r, status, "application/json", text, seq);
 }
 
+/*
+ * The body as json_dumps(JSON_COMPACT) writes it, written by kbr_json_compact in one pass;
+ * json_dumps itself for what that refuses, so the answer is the same either way.  The text
+ * is wiped once it has been copied out: an answer can carry a token.
+ */
 static void send_json(kbd_req *r, int status, const json_t *body, int64_t seq)
 {
-    char *text = body != NULL ? json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    char *text = NULL;
+    size_t len = 0;
 
+    if (body != NULL && kbr_json_compact(body, &text, &len) != KBR_OK) {
+        text = json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        len = text != NULL ? strlen(text) : 0;
+    }
     send_text(r, status, text, seq);
+    if (text != NULL)
+        explicit_bzero(text, len);
     free(text);
 }
 

@@ -460,6 +460,77 @@ static void test_jcs_matches_ecmascript(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* kbr_json_compact against jansson's own writer, the one answers were written with before. */
+static void assert_compact_as_jansson(const json_t *v)
+{
+    char *ours = NULL, *theirs = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    size_t len = 0;
+
+    assert_non_null(theirs);
+    assert_int_equal(kbr_json_compact(v, &ours, &len), KBR_OK);
+    if (strcmp(ours, theirs) != 0)
+        fail_msg("jansson wrote %s, keybroker %s", theirs, ours);
+    assert_int_equal(len, strlen(theirs));
+    free(ours);
+    free(theirs);
+}
+
+/*
+ * An answer's text is what json_dumps(JSON_COMPACT) wrote: members in the order they were
+ * set, controls as upper-case \u00XX, '/' and non-ASCII as they are, jansson's digits for
+ * a real.  Random documents, then the cases random ones rarely reach; what jansson refuses
+ * is refused.
+ */
+static void test_json_compact_matches_jansson(void **state)
+{
+    static const char pem[] = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIU/x+y\n"
+                              "-----END CERTIFICATE-----\n";
+    char *out = NULL;
+    size_t len = 0;
+    json_t *v, *deep;
+
+    (void)state;
+    srand(4627);
+    for (int i = 0; i < 3000; i++) {
+        v = json_pack("[o]", random_value(0));
+        assert_compact_as_jansson(v);
+        json_decref(v);
+        v = json_pack("{s:o,s:o}", "z", random_value(1), "a", random_value(1));
+        assert_compact_as_jansson(v);
+        json_decref(v);
+    }
+    v = json_pack("{s:s,s:s%,s:{},s:[],s:I,s:I,s:f,s:f,s:b,s:n,s:[s,{s:[]}]}", "certificate_pem",
+                  pem, "nul", "a\0b\x1f\x7f", (size_t)5, "empty", "none", "max",
+                  (json_int_t)INT64_MAX, "min", (json_int_t)INT64_MIN, "real", 1.0, "tenth", 0.1,
+                  "yes", 1, "nothing", "\xf0\x9f\x94\x91 \xc3\xa9/\"\\\b\f\n\r\t", "k", "v");
+    assert_non_null(v);
+    assert_int_equal(json_object_setn_new(v, "key\0with nul", 13, json_true()), 0);
+    assert_compact_as_jansson(v);
+    assert_compact_as_jansson(json_object_get(v, "empty"));
+    json_decref(v);
+
+    /* a string that is not UTF-8 and a root that is not a container: jansson writes neither */
+    v = json_pack("{s:o}", "bad", json_stringn_nocheck("\xc0\xaf", 2));
+    assert_null(json_dumps(v, JSON_COMPACT));
+    assert_int_equal(kbr_json_compact(v, &out, &len), KBR_ERR_BAD_REQUEST);
+    assert_null(out);
+    json_decref(v);
+    v = json_string("alone");
+    assert_null(json_dumps(v, JSON_COMPACT));
+    assert_int_equal(kbr_json_compact(v, &out, &len), KBR_ERR_BAD_REQUEST);
+    json_decref(v);
+
+    /* 128 levels are written; past that the caller falls back to json_dumps */
+    deep = json_array();
+    for (int i = 0; i < 128; i++)
+        deep = json_pack("[o]", deep);
+    assert_compact_as_jansson(deep);
+    deep = json_pack("[o]", deep);
+    assert_int_equal(kbr_json_compact(deep, &out, &len), KBR_ERR_BAD_REQUEST);
+    assert_null(out);
+    json_decref(deep);
+}
+
 static void test_secret_and_files(void **state)
 {
     char dir[64];
@@ -906,6 +977,7 @@ int main(void)
         cmocka_unit_test(test_jcs_writer),
         cmocka_unit_test(test_jcs_numbers),
         cmocka_unit_test(test_jcs_matches_ecmascript),
+        cmocka_unit_test(test_json_compact_matches_jansson),
         cmocka_unit_test(test_secret_and_files),
         cmocka_unit_test(test_file_write_regular),
         cmocka_unit_test(test_file_write_planted_temporary),

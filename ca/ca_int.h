@@ -28,10 +28,13 @@ bool ca_sig_algorithm(kbr_alg alg, int *nid, int *ptype);
 
 /*
  * Signs x in place: sets both signature AlgorithmIdentifiers for signer->alg, signs the
- * TBS through the signer, installs the signature and verifies it with issuer_pub.  On an
- * error x holds no signature anyone may use.
+ * TBS through the signer, installs the signature and verifies it with issuer_pub over the
+ * TBS bytes signed.  *der is the signed certificate's DER (i2d_X509's bytes), the TBS in it
+ * the one signed; caller frees it with OPENSSL_free.  On an error x holds no signature anyone
+ * may use and *der is NULL.
  */
-kbr_err ca_sign(X509 *x, const kbr_ca_signer *signer, EVP_PKEY *issuer_pub, kbr_msg *msg);
+kbr_err ca_sign(X509 *x, const kbr_ca_signer *signer, EVP_PKEY *issuer_pub, unsigned char **der,
+                int *derlen, kbr_msg *msg);
 
 /*
  * Sets to's algorithm, its parameters (an OID, a DER SEQUENCE or none) and the key's bits to
@@ -83,6 +86,8 @@ kbr_err ca_cert_from_x509(X509 **x, kbr_ca_cert **out);
 /* A kbr_ca_cert of what x encodes (PEM, serial, validity, fingerprint) without x itself:
  * its kbr_ca_cert_x509_peek is NULL.  x stays the caller's. */
 kbr_err ca_cert_from_built(X509 *x, kbr_ca_cert **out);
+/* The same, with x's DER given (ca_sign's): not encoded again. */
+kbr_err ca_cert_from_der(const X509 *x, const unsigned char *der, int derlen, kbr_ca_cert **out);
 
 /*
  * Every certificate of a PEM bundle (at most KBR_CA_CHAIN_MAX bytes): at least one, at most

@@ -133,36 +133,35 @@ kbr_err ca_time(const ASN1_TIME *t, time_t *out)
     return KBR_OK;
 }
 
-static kbr_err cert_fields(X509 *x, kbr_ca_cert *c)
-{
-    kbr_err err = KBR_OK;
-    unsigned char *der = NULL;
-    int len;
-
-    KBR_GUARD(ca_time(X509_get0_notBefore(x), &c->not_before));
-    KBR_GUARD(ca_time(X509_get0_notAfter(x), &c->not_after));
-    len = i2d_X509(x, &der);
-    KBR_ENSURE(len > 0, KBR_ERR_CRYPTO);
-    KBR_GUARD(der_pem(der, len, &c->pem));
-    kbr_sha256_hex(der, (size_t)len, c->fingerprint);
-    KBR_GUARD(serial_hex(x, &c->serial_hex));
-out:
-    OPENSSL_free(der);
-    return err;
-}
-
-kbr_err ca_cert_from_built(X509 *x, kbr_ca_cert **out)
+kbr_err ca_cert_from_der(const X509 *x, const unsigned char *der, int derlen, kbr_ca_cert **out)
 {
     kbr_err err = KBR_OK;
     kbr_ca_cert *c = calloc(1, sizeof(*c));
 
     *out = NULL;
     KBR_ENSURE(c != NULL, KBR_ERR_NOMEM);
-    KBR_GUARD(cert_fields(x, c));
+    KBR_ENSURE(der != NULL && derlen > 0, KBR_ERR_CRYPTO);
+    KBR_GUARD(ca_time(X509_get0_notBefore(x), &c->not_before));
+    KBR_GUARD(ca_time(X509_get0_notAfter(x), &c->not_after));
+    KBR_GUARD(der_pem(der, derlen, &c->pem));
+    kbr_sha256_hex(der, (size_t)derlen, c->fingerprint);
+    KBR_GUARD(serial_hex(x, &c->serial_hex));
     *out = c;
     c = NULL;
 out:
     kbr_ca_cert_free(c);
+    return err;
+}
+
+kbr_err ca_cert_from_built(X509 *x, kbr_ca_cert **out)
+{
+    kbr_err err;
+    unsigned char *der = NULL;
+    int len = i2d_X509(x, &der);
+
+    *out = NULL;
+    err = len > 0 ? ca_cert_from_der(x, der, len, out) : KBR_ERR_CRYPTO;
+    OPENSSL_free(der);
     return err;
 }
 

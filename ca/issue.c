@@ -154,6 +154,8 @@ kbr_err kbr_ca_issue_device(const kbr_ca_issuer *issuer, const kbr_ca_csr *csr,
     kbr_err err = KBR_OK;
     X509_NAME *subject = NULL;
     X509 *x = NULL, *ca;
+    unsigned char *der = NULL;
+    int derlen = 0;
     time_t not_after = 0;
 
     *out = NULL;
@@ -171,9 +173,10 @@ kbr_err kbr_ca_issue_device(const kbr_ca_issuer *issuer, const kbr_ca_csr *csr,
     KBR_GUARD(device_exts(x));
     if (crl_url != NULL)
         KBR_GUARD(ca_add_crl_dp(x, crl_url));
-    KBR_GUARD(ca_sign(x, &issuer->signer, X509_get0_pubkey(ca), msg));
-    KBR_GUARD(ca_cert_from_built(x, out));
+    KBR_GUARD(ca_sign(x, &issuer->signer, X509_get0_pubkey(ca), &der, &derlen, msg));
+    KBR_GUARD(ca_cert_from_der(x, der, derlen, out));
 out:
+    OPENSSL_free(der);
     X509_NAME_free(subject);
     X509_free(x);
     ERR_clear_error();
@@ -200,6 +203,8 @@ kbr_err kbr_ca_self_signed(const kbr_ca_signer *signer, EVP_PKEY *pub, const cha
     kbr_err err = KBR_OK;
     X509_NAME *name = NULL;
     X509 *x = NULL;
+    unsigned char *der = NULL;
+    int derlen = 0;
     kbr_ca_cert *built = NULL;
 
     *out = NULL;
@@ -215,12 +220,13 @@ kbr_err kbr_ca_self_signed(const kbr_ca_signer *signer, EVP_PKEY *pub, const cha
     KBR_GUARD(ca_exts(x));
     if (crl_url != NULL)
         KBR_GUARD(ca_add_crl_dp(x, crl_url));
-    KBR_GUARD(ca_sign(x, signer, pub, msg));
+    KBR_GUARD(ca_sign(x, signer, pub, &der, &derlen, msg));
     /* Read back from its PEM, as an issuer's certificate always is: a CA certificate is made
      * rarely, and what issues from it then holds nothing of how it was built. */
-    KBR_GUARD(ca_cert_from_built(x, &built));
+    KBR_GUARD(ca_cert_from_der(x, der, derlen, &built));
     KBR_ENSURE(kbr_ca_cert_parse(kbr_ca_cert_pem(built), out, NULL) == KBR_OK, KBR_ERR_CRYPTO);
 out:
+    OPENSSL_free(der);
     kbr_ca_cert_free(built);
     X509_NAME_free(name);
     X509_free(x);

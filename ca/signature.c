@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include <openssl/core_names.h>
+#include <openssl/evp.h>
 #include <openssl/objects.h>
 
 #include "ca_int.h"
@@ -132,7 +133,7 @@ bool ca_sig_algorithm(kbr_alg alg, int *nid, int *ptype)
  * getters for signatures made elsewhere, so const is cast away here and
  * nowhere else.  Nothing of x is cached that the signature changes: its TBS is encoded
  * again (i2d_re_X509_tbs) before it is signed, and a certificate's whole encoding is
- * written from its parts each time it is asked for.
+ * written from its parts each time it is asked for (by ca_sign, from the TBS it signed).
  */
 static kbr_err install_alg(X509 *x, int nid, int ptype)
 {
@@ -161,13 +162,77 @@ static kbr_err install_sig(X509 *x, const unsigned char *sig, size_t siglen)
     return KBR_OK;
 }
 
-kbr_err ca_sign(X509 *x, const kbr_ca_signer *signer, EVP_PKEY *issuer_pub, kbr_msg *msg)
+/*
+ * Whether sig is issuer_pub's signature by nid over the TBS bytes: what X509_verify checks,
+ * over the bytes that go out rather than the TBS encoded once more.
+ */
+static bool tbs_verifies(EVP_PKEY *issuer_pub, int nid, const unsigned char *tbs, size_t tbslen,
+                         const unsigned char *sig, size_t siglen)
+{
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    const EVP_MD *md = NULL;
+    int md_nid = NID_undef, pkey_nid = NID_undef;
+    bool ok = false;
+
+    if (ctx == NULL || OBJ_find_sigid_algs(nid, &md_nid, &pkey_nid) != 1)
+        goto out;
+    /* Ed25519 hashes as part of its signature: no digest of its own */
+    if (md_nid != NID_undef && (md = EVP_get_digestbynid(md_nid)) == NULL)
+        goto out;
+    ok = EVP_DigestVerifyInit(ctx, NULL, md, NULL, issuer_pub) == 1 &&
+         EVP_DigestVerify(ctx, sig, siglen, tbs, tbslen) == 1;
+out:
+    EVP_MD_CTX_free(ctx);
+    return ok;
+}
+
+/*
+ * The certificate's DER from its parts, SEQUENCE { tbsCertificate, signatureAlgorithm,
+ * signatureValue }: the bytes i2d_X509 writes, with the TBS as it was signed rather than
+ * encoded again.
+ */
+static kbr_err cert_der(const X509 *x, const unsigned char *tbs, int tbslen, unsigned char **der,
+                        int *derlen)
+{
+    kbr_err err = KBR_OK;
+    const ASN1_BIT_STRING *sig = NULL;
+    const X509_ALGOR *alg = NULL;
+    unsigned char *buf = NULL, *p;
+    int alglen, siglen, total;
+
+    X509_get0_signature(&sig, &alg, x);
+    alglen = i2d_X509_ALGOR(alg, NULL);
+    siglen = i2d_ASN1_BIT_STRING(sig, NULL);
+    KBR_ENSURE(alglen > 0 && siglen > 0 && tbslen < INT32_MAX / 2, KBR_ERR_CRYPTO);
+    total = ASN1_object_size(1, tbslen + alglen + siglen, V_ASN1_SEQUENCE);
+    KBR_ENSURE(total > 0, KBR_ERR_CRYPTO);
+    buf = OPENSSL_malloc((size_t)total);
+    KBR_ENSURE(buf != NULL, KBR_ERR_NOMEM);
+    p = buf;
+    ASN1_put_object(&p, 1, tbslen + alglen + siglen, V_ASN1_SEQUENCE, V_ASN1_UNIVERSAL);
+    memcpy(p, tbs, (size_t)tbslen);
+    p += tbslen;
+    KBR_ENSURE(i2d_X509_ALGOR(alg, &p) == alglen && i2d_ASN1_BIT_STRING(sig, &p) == siglen &&
+                   p == buf + total,
+               KBR_ERR_CRYPTO);
+    *der = buf;
+    *derlen = total;
+    buf = NULL;
+out:
+    OPENSSL_free(buf);
+    return err;
+}
+
+kbr_err ca_sign(X509 *x, const kbr_ca_signer *signer, EVP_PKEY *issuer_pub, unsigned char **der,
+                int *derlen, kbr_msg *msg)
 {
     kbr_err err = KBR_OK;
     unsigned char *tbs = NULL, *sig = NULL;
     size_t siglen = 0;
     int nid = 0, ptype = 0, tbslen;
 
+    *der = NULL;
+    *derlen = 0;
     KBR_ENSURE(signer != NULL && signer->sign != NULL &&
                    ca_sig_algorithm(signer->alg, &nid, &ptype),
                KBR_ERR_INTERNAL);
@@ -180,8 +245,9 @@ kbr_err ca_sign(X509 *x, const kbr_ca_signer *signer, EVP_PKEY *issuer_pub, kbr_
     /* What the HSM returned is checked before anyone sees it: the wrong key, or a fault in
      * the signing, would otherwise go out as a certificate nothing chains to. */
     KBR_ENSURE(
-        X509_verify(x, issuer_pub) == 1,
+        tbs_verifies(issuer_pub, nid, tbs, (size_t)tbslen, sig, siglen),
         kbr_fail(msg, KBR_ERR_CRYPTO, "certificate signature does not verify with the issuer key"));
+    KBR_GUARD(cert_der(x, tbs, tbslen, der, derlen));
 out:
     OPENSSL_free(tbs);
     free(sig);

@@ -229,13 +229,35 @@ static kbr_ca_cert *issue(const kbr_ca_issuer *iss, const kbr_ca_csr *csr, const
 }
 
 /* A certificate as its PEM reads, as a device or a verifier reads it.  Caller frees. */
+/*
+ * The certificate as it goes out, read from its PEM.  Its bytes are DER (OpenSSL encodes
+ * what it read, the TBS included, to the same bytes) and its fingerprint is their SHA-256.
+ */
 static X509 *as_sent(const kbr_ca_cert *c)
 {
     BIO *bio = BIO_new_mem_buf(kbr_ca_cert_pem(c), -1);
-    X509 *x = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+    unsigned char *der = NULL, *again = NULL;
+    char *name = NULL, *header = NULL, fingerprint[65];
+    long len = 0;
+    const unsigned char *p;
+    X509 *x;
 
-    BIO_free(bio);
+    assert_int_equal(PEM_read_bio(bio, &name, &header, &der, &len), 1);
+    assert_string_equal(name, PEM_STRING_X509);
+    p = der;
+    x = d2i_X509(NULL, &p, len);
     assert_non_null(x);
+    assert_ptr_equal(p, der + len);
+    assert_true(i2d_re_X509_tbs(x, NULL) > 0);
+    assert_int_equal(i2d_X509(x, &again), len);
+    assert_memory_equal(again, der, (size_t)len);
+    kbr_sha256_hex(der, (size_t)len, fingerprint);
+    assert_string_equal(kbr_ca_cert_fingerprint(c), fingerprint);
+    OPENSSL_free(again);
+    OPENSSL_free(der);
+    OPENSSL_free(name);
+    OPENSSL_free(header);
+    BIO_free(bio);
     return x;
 }
 

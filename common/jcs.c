@@ -347,7 +347,14 @@ static int by_name(const void *a, const void *b)
     return x[i] == y[i] ? 0 : x[i] < y[i] ? -1 : 1;
 }
 
-static kbr_err put_value(out_buf *b, const json_t *v, int depth);
+/*
+ * The two texts written from a tree: RFC 8785's (JCS), or the compact one json_dumps
+ * writes (members in their own order, controls as upper-case \u00XX, numbers as jansson
+ * writes them).
+ */
+typedef enum { TEXT_JCS, TEXT_COMPACT } text_style;
+
+static kbr_err put_value(out_buf *b, const json_t *v, int depth, text_style style);
 
 /* A member: its name first, so by_name sorts members as it sorts names. */
 typedef struct {
@@ -355,7 +362,7 @@ typedef struct {
     const json_t *value;
 } member_ref;
 
-static kbr_err put_object(out_buf *b, const json_t *v, int depth)
+static kbr_err put_sorted_object(out_buf *b, const json_t *v, int depth)
 {
     kbr_err err = KBR_OK;
     size_t n = json_object_size(v), i = 0;
@@ -376,7 +383,7 @@ static kbr_err put_object(out_buf *b, const json_t *v, int depth)
             put1(b, ',');
         put_string(b, m[i].name, strlen(m[i].name));
         put1(b, ':');
-        KBR_GUARD(put_value(b, m[i].value, depth + 1));
+        KBR_GUARD(put_value(b, m[i].value, depth + 1, TEXT_JCS));
     }
     put1(b, '}');
 out:
@@ -384,10 +391,49 @@ out:
     return err;
 }
 
+/* What json_dumps writes a string as; it refuses one that is not UTF-8. */
+static kbr_err put_compact_string(out_buf *b, const char *s, size_t n)
+{
+    if (!kbr_utf8_valid(s, n))
+        return KBR_ERR_BAD_REQUEST;
+    put_string_hex(b, s, n, upper_hex);
+    return KBR_OK;
+}
+
+static kbr_err put_ordered_object(out_buf *b, const json_t *v, int depth)
+{
+    kbr_err err = KBR_OK;
+
+    put1(b, '{');
+    for (void *first = json_object_iter((json_t *)v), *it = first; it != NULL;
+         it = json_object_iter_next((json_t *)v, it)) {
+        if (it != first)
+            put1(b, ',');
+        KBR_GUARD(put_compact_string(b, json_object_iter_key(it), json_object_iter_key_len(it)));
+        put1(b, ':');
+        KBR_GUARD(put_value(b, json_object_iter_value(it), depth + 1, TEXT_COMPACT));
+    }
+    put1(b, '}');
+out:
+    return err;
+}
+
+/* jansson's own digits for a real: rare in an answer, and they are the ones to match. */
+static kbr_err put_jansson_number(out_buf *b, const json_t *v)
+{
+    char *text = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+
+    if (text == NULL)
+        return KBR_ERR_BAD_REQUEST;
+    puts_(b, text);
+    free(text);
+    return KBR_OK;
+}
+
 /* Deeper than any value the broker makes; bounds the recursion on a hostile document. */
 #define JCS_MAX_DEPTH 128
 
-static kbr_err put_value(out_buf *b, const json_t *v, int depth)
+static kbr_err put_value(out_buf *b, const json_t *v, int depth, text_style style)
 {
     kbr_err err = KBR_OK;
     size_t i;
@@ -396,7 +442,8 @@ static kbr_err put_value(out_buf *b, const json_t *v, int depth)
     KBR_ENSURE(depth <= JCS_MAX_DEPTH, KBR_ERR_BAD_REQUEST);
     switch (json_typeof(v)) {
     case JSON_OBJECT:
-        KBR_GUARD(put_object(b, v, depth));
+        KBR_GUARD(style == TEXT_JCS ? put_sorted_object(b, v, depth)
+                                    : put_ordered_object(b, v, depth));
         break;
     case JSON_ARRAY:
         put1(b, '[');
@@ -404,18 +451,28 @@ static kbr_err put_value(out_buf *b, const json_t *v, int depth)
         {
             if (i > 0)
                 put1(b, ',');
-            KBR_GUARD(put_value(b, item, depth + 1));
+            KBR_GUARD(put_value(b, item, depth + 1, style));
         }
         put1(b, ']');
         break;
     case JSON_STRING:
-        put_string(b, json_string_value(v), json_string_length(v));
+        if (style == TEXT_JCS)
+            put_string(b, json_string_value(v), json_string_length(v));
+        else
+            KBR_GUARD(put_compact_string(b, json_string_value(v), json_string_length(v)));
         break;
     case JSON_INTEGER:
-        KBR_GUARD(put_integer(b, json_integer_value(v)));
+        if (style == TEXT_JCS) {
+            KBR_GUARD(put_integer(b, json_integer_value(v)));
+        } else {
+            char buf[32];
+
+            snprintf(buf, sizeof(buf), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+            puts_(b, buf);
+        }
         break;
     case JSON_REAL:
-        KBR_GUARD(put_double(b, json_real_value(v)));
+        KBR_GUARD(style == TEXT_JCS ? put_double(b, json_real_value(v)) : put_jansson_number(b, v));
         break;
     case JSON_TRUE:
         puts_(b, "true");
@@ -438,7 +495,7 @@ kbr_err kbr_json_canonical(const json_t *v, char **out)
 
     *out = NULL;
     KBR_ENSURE(v != NULL, KBR_ERR_BAD_REQUEST);
-    KBR_GUARD(put_value(&b, v, 0));
+    KBR_GUARD(put_value(&b, v, 0, TEXT_JCS));
     KBR_ENSURE(!b.failed && b.data != NULL, KBR_ERR_NOMEM);
     *out = b.data;
     b.data = NULL;
@@ -449,80 +506,6 @@ out:
 
 /* ---- the compact text, members in their own order ---- */
 
-/* Deeper than any answer the broker makes; kbr_json_compact's caller falls back past it. */
-#define COMPACT_MAX_DEPTH 128
-
-static kbr_err compact_string(out_buf *b, const char *s, size_t n)
-{
-    if (!kbr_utf8_valid(s, n))
-        return KBR_ERR_BAD_REQUEST;
-    put_string_hex(b, s, n, upper_hex);
-    return KBR_OK;
-}
-
-static kbr_err compact_value(out_buf *b, const json_t *v, int depth)
-{
-    kbr_err err = KBR_OK;
-    char *text = NULL;
-    size_t i;
-    json_t *item;
-
-    KBR_ENSURE(depth <= COMPACT_MAX_DEPTH, KBR_ERR_BAD_REQUEST);
-    switch (json_typeof(v)) {
-    case JSON_OBJECT:
-        put1(b, '{');
-        for (void *first = json_object_iter((json_t *)v), *it = first; it != NULL;
-             it = json_object_iter_next((json_t *)v, it)) {
-            if (it != first)
-                put1(b, ',');
-            KBR_GUARD(compact_string(b, json_object_iter_key(it), json_object_iter_key_len(it)));
-            put1(b, ':');
-            KBR_GUARD(compact_value(b, json_object_iter_value(it), depth + 1));
-        }
-        put1(b, '}');
-        break;
-    case JSON_ARRAY:
-        put1(b, '[');
-        json_array_foreach(v, i, item)
-        {
-            if (i > 0)
-                put1(b, ',');
-            KBR_GUARD(compact_value(b, item, depth + 1));
-        }
-        put1(b, ']');
-        break;
-    case JSON_STRING:
-        KBR_GUARD(compact_string(b, json_string_value(v), json_string_length(v)));
-        break;
-    case JSON_INTEGER: {
-        char buf[32];
-
-        snprintf(buf, sizeof(buf), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-        puts_(b, buf);
-        break;
-    }
-    case JSON_REAL:
-        /* rare in an answer, and jansson's own digits are the ones to match */
-        text = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
-        KBR_ENSURE(text != NULL, KBR_ERR_BAD_REQUEST);
-        puts_(b, text);
-        break;
-    case JSON_TRUE:
-        puts_(b, "true");
-        break;
-    case JSON_FALSE:
-        puts_(b, "false");
-        break;
-    case JSON_NULL:
-        puts_(b, "null");
-        break;
-    }
-    KBR_ENSURE(!b->failed, KBR_ERR_NOMEM);
-out:
-    free(text);
-    return err;
-}
-
 kbr_err kbr_json_compact(const json_t *v, char **out, size_t *len)
 {
     kbr_err err = KBR_OK;
@@ -531,7 +514,8 @@ kbr_err kbr_json_compact(const json_t *v, char **out, size_t *len)
     *out = NULL;
     *len = 0;
     KBR_ENSURE(json_is_object(v) || json_is_array(v), KBR_ERR_BAD_REQUEST);
-    KBR_GUARD(compact_value(&b, v, 0));
+    KBR_GUARD(put_value(&b, v, 0, TEXT_COMPACT));
+    KBR_ENSURE(!b.failed && b.data != NULL, KBR_ERR_NOMEM);
     *out = b.data;
     *len = b.len;
     b.data = NULL;
@@ -662,7 +646,7 @@ void kbr_jcs_json(kbr_jcs *w, const json_t *v)
         kbr_jcs_fail(w, KBR_ERR_BAD_REQUEST);
         return;
     }
-    if (value_begins(w) && (err = put_value(&w->buf, v, w->depth)) != KBR_OK)
+    if (value_begins(w) && (err = put_value(&w->buf, v, w->depth, TEXT_JCS)) != KBR_OK)
         kbr_jcs_fail(w, err);
 }
 

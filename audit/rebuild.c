@@ -362,6 +362,7 @@ kbr_err kbr_audit_verify_store(const char *url, const char *scratch, kbr_audit_v
     rebuild rb = {
         .stats = stats, .lock = PTHREAD_MUTEX_INITIALIZER, .changed = PTHREAD_COND_INITIALIZER};
     kbr_store_compare_stats cmp = {0};
+    kbr_store_info info;
     char path[4096] = "", scratch_url[4200];
     bool reading = false;
     int fd;
@@ -369,7 +370,15 @@ kbr_err kbr_audit_verify_store(const char *url, const char *scratch, kbr_audit_v
     *stats = (kbr_audit_verify_stats){0};
     KBR_ENSURE(strncmp(url, "sqlite:", 7) == 0,
                kbr_fail(msg, KBR_ERR_CONFIG, "store %s: only sqlite: stores can be verified", url));
-    KBR_GUARD(kbr_store_open(url, &rb.st, msg));
+    /* read as it is: nothing is created, migrated or written in the store checked */
+    KBR_GUARD(kbr_store_open_readonly(url, &rb.st, &info, msg));
+    KBR_ENSURE(info.schema_version != 0,
+               kbr_fail(msg, KBR_ERR_STORE,
+                        "store %s holds no keybroker schema (an empty or foreign file)", url));
+    KBR_ENSURE(info.schema_version == info.current_version,
+               kbr_fail(msg, KBR_ERR_STORE,
+                        "store %s has schema version %d; this broker rebuilds version %d", url,
+                        info.schema_version, info.current_version));
     KBR_GUARD(kbr_store_bulk_mode(rb.st)); /* it is only read */
     KBR_ENSURE(strlen(scratch) < sizeof(path),
                kbr_fail(msg, KBR_ERR_CONFIG, "scratch store name too long"));

@@ -140,13 +140,14 @@ void kbr_audit_stop(kbr_audit *a);
 
 /*
  * keybrokerd --verify-store: the store at url checked against its own log, read in one
- * snapshot (a broker may keep serving).  Each entry's hash is recomputed from its text and
- * chained; the ledger is made again from the entries alone (their effects, and the documents
- * they name, each checked against its SHA-256) with the writer's own code, in a scratch store
- * made at the path scratch (it must not exist; removed after, with its -wal and -shm; a
- * caller that may be interrupted removes those itself); then the two stores are compared,
- * schema and every
- * table row by row, and the store's own indexes checked against its tables.
+ * snapshot (a broker may keep serving) and never written: it is opened read-only, and one
+ * of an older schema is refused (the caller checks a migrated copy of it).  Each entry's
+ * hash is recomputed from its text and chained; the ledger is made again from the entries
+ * alone (their effects, and the documents they name, each checked against its SHA-256) with
+ * the writer's own code, in a scratch store made at the path scratch (it must not exist;
+ * removed after, with its -wal and -shm; a caller that may be interrupted removes those
+ * itself); then the two stores are compared, schema and every table row by row, and the
+ * store's own indexes checked against its tables.
  * KBR_OK: the store is what its log says.  KBR_ERR_CONFLICT: msg names the first difference
  * (an entry, or a table, row, column and both values).  Another error: the check could not
  * be made (msg says why).

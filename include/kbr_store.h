@@ -517,6 +517,13 @@ typedef struct {
     int schema_version;
 } kbr_store_backup_info;
 KBR_WUR kbr_err kbr_store_backup(kbr_store *st, int *fd, kbr_store_backup_info *info, kbr_msg *msg);
+/*
+ * The whole store as one reader of st sees it at one instant, copied page by page into a new
+ * file at path (it must not exist; created 0600), with no SQL run on st: it works on a store
+ * opened by kbr_store_open_readonly, which is never written.  SQLite only.  KBR_ERR_STORE with
+ * msg naming the cause; a file it made is removed.
+ */
+KBR_WUR kbr_err kbr_store_copy_to(kbr_store *st, const char *path, kbr_msg *msg);
 /* From any thread: a kbr_store_backup in progress on st stops with KBR_ERR_STORE. */
 void kbr_store_interrupt(kbr_store *st);
 

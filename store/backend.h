@@ -88,12 +88,13 @@ struct kbr_store_ops {
     void (*close)(kbr_store *st);
     /* See kbr_store_lock. */
     kbr_err (*lock)(const char *location, int *fd, kbr_msg *msg);
-    /* See kbr_store_exists, kbr_store_open_readonly, kbr_store_backup and
+    /* See kbr_store_exists, kbr_store_open_readonly, kbr_store_backup, kbr_store_copy_to and
      * kbr_store_interrupt; a back end without one leaves it NULL. */
     kbr_err (*exists)(const char *location, kbr_msg *msg);
     kbr_err (*open_readonly)(const char *location, kbr_store **out, kbr_store_info *info,
                              kbr_msg *msg);
     kbr_err (*backup)(kbr_store *st, int *fd, kbr_store_backup_info *info, kbr_msg *msg);
+    kbr_err (*copy_to)(kbr_store *st, const char *path, kbr_msg *msg);
     void (*interrupt)(kbr_store *st);
 
     kbr_err (*writer_mode)(kbr_store *st);

@@ -731,6 +731,7 @@ const kbr_store_ops kbr_store_sqlite_ops = {
     .exists = kbr_sqlite_exists,
     .open_readonly = kbr_sqlite_open_readonly,
     .backup = kbr_sqlite_backup,
+    .copy_to = kbr_sqlite_copy_to,
     .interrupt = kbr_sqlite_interrupt,
     .begin = sqlite_begin,
     .commit = sqlite_commit,

@@ -174,6 +174,7 @@ kbr_err kbr_sqlite_exists(const char *loc, kbr_msg *msg);
 kbr_err kbr_sqlite_open_readonly(const char *loc, kbr_store **out, kbr_store_info *info,
                                  kbr_msg *msg);
 kbr_err kbr_sqlite_backup(kbr_store *st, int *fd, kbr_store_backup_info *info, kbr_msg *msg);
+kbr_err kbr_sqlite_copy_to(kbr_store *st, const char *path, kbr_msg *msg);
 void kbr_sqlite_interrupt(kbr_store *st);
 /* Removes the copies a backup that never finished left beside the store at path. */
 void kbr_sqlite_backup_leftovers(const char *path);

@@ -100,6 +100,13 @@ kbr_err kbr_store_backup(kbr_store *st, int *fd, kbr_store_backup_info *info, kb
     return st->ops->backup(st, fd, info, msg);
 }
 
+kbr_err kbr_store_copy_to(kbr_store *st, const char *path, kbr_msg *msg)
+{
+    if (st->ops->copy_to == NULL)
+        return kbr_fail(msg, KBR_ERR_STORE, "this store cannot be copied to a file");
+    return st->ops->copy_to(st, path, msg);
+}
+
 void kbr_store_interrupt(kbr_store *st)
 {
     if (st != NULL && st->ops->interrupt != NULL)

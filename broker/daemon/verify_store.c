@@ -1,9 +1,12 @@
 /*
  * verify_store.c - keybrokerd -c FILE --verify-store: the store checked against its own log
  * (kbr_audit_verify_store), reported on stdout.  It needs neither the HSM nor the store lock
- * (it reads one snapshot, so a running broker may go on serving), and it never creates a
- * store: a store that is not there is an error.  The scratch store it rebuilds goes beside
- * the store, on the file system that already has room for one like it.
+ * (it reads one snapshot, so a running broker may go on serving), and it never writes the
+ * store it checks: a store that is not there is an error, and it is read without being
+ * created, locked, migrated or switched to WAL mode, so a backup copy kept as evidence is the
+ * same file after its check.  A store of an older schema is checked as a copy taken to this
+ * broker's schema.  The scratch store it rebuilds, and that copy, go beside the store, on the
+ * file system that already has room for one like it.
  */
 #include <errno.h>
 #include <libgen.h>
@@ -19,27 +22,71 @@
 #include "modes.h"
 #include "kbr_cra.h"
 
-/* The scratch store's files, removed if the check is interrupted (async-signal-safe). */
-static char scratch[3][4200];
+/* The files the check makes (the scratch store, and the copy of a store of an older schema),
+ * each with its -wal and -shm: removed if the check is interrupted (async-signal-safe). */
+static char made[6][4200];
 
 static void on_signal(int sig)
 {
-    for (int i = 0; i < 3; i++)
-        if (scratch[i][0] != '\0')
-            unlink(scratch[i]);
+    for (int i = 0; i < 6; i++)
+        if (made[i][0] != '\0')
+            unlink(made[i]);
     signal(sig, SIG_DFL);
     raise(sig);
 }
 
-static void catch_signals(const char *path)
+static void catch_signals(const char *scratch, const char *copy)
 {
     static const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
+    static const char *const tails[] = {"", "-wal", "-shm"};
 
-    snprintf(scratch[0], sizeof(scratch[0]), "%s", path);
-    snprintf(scratch[1], sizeof(scratch[1]), "%s-wal", path);
-    snprintf(scratch[2], sizeof(scratch[2]), "%s-shm", path);
+    for (int i = 0; i < 3; i++) {
+        snprintf(made[i], sizeof(made[i]), "%s%s", scratch, tails[i]);
+        snprintf(made[3 + i], sizeof(made[3 + i]), "%s%s", copy, tails[i]);
+    }
     for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
         signal(sigs[i], on_signal);
+}
+
+static void remove_made(const char *path)
+{
+    static const char *const tails[] = {"", "-wal", "-shm"};
+    char side[4200];
+
+    for (int i = 0; i < 3; i++) {
+        snprintf(side, sizeof(side), "%s%s", path, tails[i]);
+        unlink(side);
+    }
+}
+
+/*
+ * A store of an older schema, which the rebuild cannot compare with this broker's: a
+ * consistent copy of it (one snapshot) written to copy_path and taken to this broker's schema
+ * there, as the next start would take the store itself.  info describes
+ * the store (its schema version and this broker's); *copied says whether the copy was made (only
+ * for an older schema: a current one is checked in place, and an empty or newer one is refused by
+ * the check).
+ */
+static kbr_err migrated_copy(const char *url, const char *copy_path, kbr_store_info *info,
+                             bool *copied, kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+    kbr_store *st = NULL;
+    char copy_url[4200];
+
+    *copied = false;
+    KBR_GUARD(kbr_store_open_readonly(url, &st, info, msg));
+    if (info->schema_version == 0 || info->schema_version >= info->current_version)
+        goto out;
+    KBR_GUARD(kbr_store_copy_to(st, copy_path, msg));
+    *copied = true;
+    kbr_store_close(st);
+    st = NULL;
+    snprintf(copy_url, sizeof(copy_url), "sqlite:%s", copy_path);
+    KBR_GUARD(kbr_store_open(copy_url, &st, msg)); /* the copy, migrated */
+out:
+    kbr_store_close(st);
+    return err;
 }
 
 static double seconds_since(const struct timespec *t0)
@@ -60,13 +107,14 @@ static kbr_err verify_markets(const char *url, int64_t *batches, kbr_msg *msg)
 {
     kbr_err err = KBR_OK;
     kbr_store *st = NULL;
+    kbr_store_info info;
     json_t *list = NULL;
     const json_t *b, *m;
     size_t i, j, bad = 0, bad_batches = 0;
     kbr_msg why = {{0}};
 
     *batches = 0;
-    KBR_GUARD(kbr_store_open(url, &st, msg));
+    KBR_GUARD(kbr_store_open_readonly(url, &st, &info, msg));
     KBR_GUARD(kbr_store_batch_list(st, &list));
     json_array_foreach(list, i, b)
     {
@@ -103,11 +151,13 @@ kbr_err kbd_verify_store(const kbd_config *cfg, kbr_msg *msg)
 {
     kbr_err err = KBR_OK;
     kbr_audit_verify_stats stats;
-    const char *url = cfg->store;
-    char *path = NULL, *dir, scratch_path[4096];
+    const char *url = cfg->store, *checked;
+    char *path = NULL, *dir, scratch_path[4096], copy_path[4096], copy_url[4200];
     struct timespec t0;
     struct stat sb;
     int64_t batches = 0;
+    kbr_store_info info;
+    bool copied = false;
 
     KBR_ENSURE(strncmp(url, "sqlite:", 7) == 0,
                kbr_fail(msg, KBR_ERR_CONFIG, "store %s: only sqlite: stores can be verified", url));
@@ -119,11 +169,21 @@ kbr_err kbd_verify_store(const kbd_config *cfg, kbr_msg *msg)
                                         : "not a store file"));
     dir = dirname(path);
     KBR_ENSURE((size_t)snprintf(scratch_path, sizeof(scratch_path), "%s/.keybroker-verify.%ld", dir,
-                                (long)getpid()) < sizeof(scratch_path),
+                                (long)getpid()) < sizeof(scratch_path) &&
+                   (size_t)snprintf(copy_path, sizeof(copy_path), "%s/.keybroker-verify-copy.%ld",
+                                    dir, (long)getpid()) < sizeof(copy_path),
                kbr_fail(msg, KBR_ERR_CONFIG, "store %s: directory name too long", url + 7));
-    catch_signals(scratch_path);
+    catch_signals(scratch_path, copy_path);
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    err = kbr_audit_verify_store(url, scratch_path, &stats, msg);
+    err = migrated_copy(url, copy_path, &info, &copied, msg);
+    KBR_GUARD(err);
+    snprintf(copy_url, sizeof(copy_url), "sqlite:%s", copy_path);
+    checked = copied ? copy_url : url;
+    if (copied)
+        printf("store %s has schema version %d: checked as a copy taken to version %d; the "
+               "store itself is not changed (the next start migrates it)\n",
+               url + 7, info.schema_version, info.current_version);
+    err = kbr_audit_verify_store(checked, scratch_path, &stats, msg);
     if (err == KBR_ERR_CONFLICT) /* msg names the first difference */
         fprintf(stderr, "keybrokerd: store %s differs from its audit log:\n", url + 7);
     KBR_GUARD(err);
@@ -131,9 +191,11 @@ kbr_err kbd_verify_store(const kbd_config *cfg, kbr_msg *msg)
            "%lld rows in %lld tables compared (%.1f s)\n",
            url + 7, (long long)stats.entries, (long long)stats.effects, (long long)stats.documents,
            (long long)stats.rows, (long long)stats.tables, seconds_since(&t0));
-    KBR_GUARD(verify_markets(url, &batches, msg));
+    KBR_GUARD(verify_markets(checked, &batches, msg));
     printf("every market of its %lld batches is an ISO 3166-1 alpha-2 code\n", (long long)batches);
 out:
+    if (copied)
+        remove_made(copy_path);
     free(path);
     return err;
 }

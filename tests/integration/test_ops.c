@@ -562,6 +562,11 @@ static void test_backup_consistent_and_recorded(void **state)
         fail_msg("--verify-store on the copy: %s", out);
     must_contain(out, "matches its audit log");
     free(out);
+    /* and left it as it arrived: the same bytes, no WAL files, nothing of the check's */
+    out = sh_out("sha256sum copy.db | cut -c1-64 | tr -d '\\n'; "
+                 "ls -d copy.db-wal copy.db-shm .keybroker-verify* 2>/dev/null || true");
+    assert_string_equal(out, sha);
+    free(out);
     /* and the backup is an entry naming the copy's digest and the log it holds */
     all = kbt_audit_all(env);
     json_array_foreach(all, i, e)

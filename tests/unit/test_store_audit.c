@@ -266,12 +266,80 @@ static void test_scope_rule_in_sql(void **state)
     assert_int_equal(checked, 160000);
 }
 
+/*
+ * The scope rule as each back end applies it in SQL (SQLite's GLOB, PostgreSQL's LIKE with
+ * the prefix's '_' and '%' escaped), against kbr_name_matches, through the store's own API:
+ * 400 entries, each with a random name from an alphabet of the name characters that SQL
+ * patterns treat specially ('_', '.', '-') and others, as its key and its product; then what
+ * a reader limited to each of 400 patterns (exact names and prefixes of 0 to 4 characters
+ * followed by '*') reads, by key and by product.
+ */
+static void test_scope_rule_in_store(void **state)
+{
+    static const char alphabet[] = "ab.-_:@+9Z";
+    fixture *f = *state;
+    kbr_store *st = open_ok(f);
+    char names[400][8], pattern[9];
+    unsigned seed = 11;
+    int checked = 0;
+
+    for (int i = 0; i < 400; i++) {
+        int len = 1 + (int)((seed = seed * 1103515245u + 12345u) >> 16) % 6;
+        for (int k = 0; k < len; k++)
+            names[i][k] = alphabet[((seed = seed * 1103515245u + 12345u) >> 16) % 10];
+        names[i][len] = '\0';
+    }
+    assert_int_equal(kbr_store_begin(st), KBR_OK);
+    for (int i = 0; i < 400; i++) {
+        json_t *products = json_pack("[s]", names[i]);
+        assert_int_equal(
+            kbt_entry_insert(st, i + 1, &(kbt_entry){.key = names[i], .products = products}),
+            KBR_OK);
+        json_decref(products);
+    }
+    assert_int_equal(kbr_store_commit(st), KBR_OK);
+    for (int p = 0; p < 400; p++) {
+        const char *one[1] = {pattern};
+        kbr_audit_scope by_key = {.keys_limited = true, .keys = one, .nkeys = 1};
+        kbr_audit_scope by_product = {.products_limited = true, .products = one, .nproducts = 1};
+        const kbr_audit_scope *scopes[2] = {&by_key, &by_product};
+
+        if (p % 6 == 5)
+            snprintf(pattern, sizeof(pattern), "%s", names[p]);
+        else
+            snprintf(pattern, sizeof(pattern), "%.*s*", p % 5, names[p]);
+        for (int k = 0; k < 2; k++) {
+            bool seen[401] = {false};
+            json_t *page = NULL;
+            const json_t *e;
+            size_t i;
+
+            assert_int_equal(kbr_store_audit_page_within(st, 0, 1000, scopes[k], &page), KBR_OK);
+            json_array_foreach(page, i, e)
+            {
+                json_int_t seq = json_integer_value(json_object_get(e, "seq"));
+                assert_true(seq >= 1 && seq <= 400);
+                seen[seq] = true;
+            }
+            json_decref(page);
+            for (int n = 0; n < 400; n++, checked++)
+                if (seen[n + 1] != kbr_name_matches(pattern, names[n]))
+                    fail_msg("a reader limited to %s \"%s\" %s the entry about \"%s\"",
+                             k == 0 ? "key" : "product", pattern,
+                             seen[n + 1] ? "reads" : "does not read", names[n]);
+        }
+    }
+    assert_int_equal(checked, 320000);
+    kbr_store_close(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_audit_within_scope, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit_rows, setup, teardown),
         cmocka_unit_test_setup_teardown(test_scope_rule_in_sql, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_scope_rule_in_store, setup, teardown),
         cmocka_unit_test_setup_teardown(test_writer_keeps_wal_short, setup, teardown),
     };
 

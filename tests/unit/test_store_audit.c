@@ -305,7 +305,7 @@ static void test_scope_rule_in_store(void **state)
         const kbr_audit_scope *scopes[2] = {&by_key, &by_product};
 
         if (p % 6 == 5)
-            snprintf(pattern, sizeof(pattern), "%s", names[p]);
+            snprintf(pattern, sizeof(pattern), "%.7s", names[p]);
         else
             snprintf(pattern, sizeof(pattern), "%.*s*", p % 5, names[p]);
         for (int k = 0; k < 2; k++) {

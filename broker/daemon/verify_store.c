@@ -61,11 +61,11 @@ static void remove_made(const char *path)
 
 /*
  * A store of an older schema, which the rebuild cannot compare with this broker's: a
- * consistent copy of it (one snapshot) written to copy_path and taken to this broker's schema
- * there, as the next start would take the store itself.  info describes
- * the store (its schema version and this broker's); *copied says whether the copy was made (only
- * for an older schema: a current one is checked in place, and an empty or newer one is refused by
- * the check).
+ * consistent copy of it (one snapshot) written to copy_path and taken to this broker's
+ * schema there, as the next start would take the store itself.  info describes the store
+ * (its schema version and this broker's); *copied says whether the copy was made (only for
+ * an older schema: a current one is checked in place, and an empty or newer one is refused
+ * by the check).
  */
 static kbr_err migrated_copy(const char *url, const char *copy_path, kbr_store_info *info,
                              bool *copied, kbr_msg *msg)

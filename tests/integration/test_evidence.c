@@ -390,8 +390,8 @@ static char *sh_text(const char *cmd)
 /*
  * A store of version 7, before key deliveries and the CRA step: --verify-store checks a copy
  * of it taken to this version (the schema step fills components.purl_key and
- * history_firmware_batch from the rows; test_store_schema checks purl_key's value), and the
- * result is what the log rebuilds, row for row.  The store itself is not changed: a backup
+ * history_firmware_batch from the rows; test_store_schema checks both fills by value), and
+ * the result is what the log rebuilds, row for row.  The store itself is not changed: a backup
  * kept as evidence has the same bytes after its check, and no file is left beside it.  (The
  * copy is made version 7 again by removing what versions 8 and 9 add.)
  */

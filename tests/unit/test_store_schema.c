@@ -217,6 +217,92 @@ static void test_store_at_version_7(void **state)
     kbr_store_close(st);
 }
 
+/* The devices that ran 1.3.0 (ran: 1) or never did (0), of batch and now on firmware, as
+ * history_firmware_batch counts them. */
+static int64_t batch_count(const fixture *f, int ran, const char *firmware, const char *batch)
+{
+    char sql[512];
+
+    snprintf(sql, sizeof(sql),
+             "SELECT coalesce(sum(count), 0) FROM history_firmware_batch"
+             " WHERE firmware = '%s' AND batch = '%s' AND history %s IN"
+             " (SELECT history FROM firmware_history_versions WHERE version = '1.3.0')",
+             firmware, batch, ran ? "" : "NOT");
+    return query_count(f, sql);
+}
+
+/* The fleet of test_fleet_at_version_7, counted per history, current firmware and batch. */
+static void assert_fleet_counts(const fixture *f)
+{
+    assert_int_equal(batch_count(f, 0, "1.2.0", "B1"), 2);
+    assert_int_equal(batch_count(f, 0, "1.2.0", "B2"), 1);
+    assert_int_equal(batch_count(f, 1, "1.3.0", "B1"), 1);
+    assert_int_equal(batch_count(f, 1, "1.3.0", "B2"), 1);
+    assert_int_equal(query_count(f, "SELECT count(*) FROM history_firmware_batch"), 4);
+    assert_int_equal(query_count(f, "SELECT sum(count) FROM history_firmware_batch"), 5);
+}
+
+/*
+ * A version 7 store with a fleet: the step to version 9 fills history_firmware_batch from the
+ * devices it holds, and the fill has the values the table's triggers keep in a current store.
+ * Six doors in two batches, all but one with the factory image 1.2.0; one door of each batch
+ * has since installed 1.3.0; the one without an image has no history and is not counted.
+ * After the step the triggers keep the table: one more install moves a door's count.
+ */
+static void test_fleet_at_version_7(void **state)
+{
+    fixture *f = *state;
+    kbr_store *st = factory_store(f);
+    static const char *const b1[] = {"SN-1", "SN-2", "SN-3"}, *const b2[] = {"SN-4", "SN-5"};
+    json_t *effect;
+    int64_t seq = 3;
+    size_t i;
+
+    assert_int_equal(apply_json(st, batch_effect("B2", "door", "factory:acme", 3), seq++), KBR_OK);
+    for (i = 0; i < 3; i++)
+        assert_int_equal(
+            apply_json(st, provision_effect("door", b1[i], "B1", "factory:acme", b1[i]), seq++),
+            KBR_OK);
+    for (i = 0; i < 2; i++)
+        assert_int_equal(
+            apply_json(st, provision_effect("door", b2[i], "B2", "factory:acme", b2[i]), seq++),
+            KBR_OK);
+    effect = provision_effect("door", "SN-6", "B2", "factory:acme", "SN-6");
+    json_object_set_new(json_array_get(effect, 0), "firmware_version", json_null());
+    assert_int_equal(apply_json(st, effect, seq++), KBR_OK);
+    assert_int_equal(apply_json(st, sign_effect("1.2.0"), seq++), KBR_OK);
+    assert_int_equal(apply_json(st, sign_effect("1.3.0"), seq++), KBR_OK);
+    assert_int_equal(apply(st,
+                           "[{\"type\": \"ota.report\", \"product\": \"door\","
+                           " \"version\": \"1.3.0\", \"campaign\": null,"
+                           " \"reported_by\": \"ota:fleet\", \"at\": \"2026-09-01T00:00:00Z\","
+                           " \"results\": [{\"serial\": \"SN-1\", \"status\": \"installed\","
+                           " \"at\": \"2026-08-01T00:00:00Z\"}, {\"serial\": \"SN-4\","
+                           " \"status\": \"installed\", \"at\": \"2026-08-01T00:00:00Z\"}]}]",
+                           seq++),
+                     KBR_OK);
+    assert_fleet_counts(f);
+    kbr_store_close(st);
+    store_back_to_v7(f);
+
+    st = open_ok(f);
+    assert_int_equal(query_count(f, "SELECT max(schema_version) FROM meta"), 10);
+    assert_fleet_counts(f);
+
+    assert_int_equal(apply(st,
+                           "[{\"type\": \"ota.report\", \"product\": \"door\","
+                           " \"version\": \"1.3.0\", \"campaign\": null,"
+                           " \"reported_by\": \"ota:fleet\", \"at\": \"2026-09-02T00:00:00Z\","
+                           " \"results\": [{\"serial\": \"SN-2\", \"status\": \"installed\","
+                           " \"at\": \"2026-08-02T00:00:00Z\"}]}]",
+                           seq),
+                     KBR_OK);
+    assert_int_equal(batch_count(f, 0, "1.2.0", "B1"), 1);
+    assert_int_equal(batch_count(f, 1, "1.3.0", "B1"), 2);
+    assert_int_equal(query_count(f, "SELECT sum(count) FROM history_firmware_batch"), 5);
+    kbr_store_close(st);
+}
+
 /*
  * The version 1 definitions of the tables the step to version 2 changes or reads; opening
  * the store creates the others as version 1 did.
@@ -569,6 +655,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_migrate_v1_store, setup, teardown),
         cmocka_unit_test_setup_teardown(test_migrate_refuses_one_object_twice, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_at_version_7, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fleet_at_version_7, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

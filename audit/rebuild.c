@@ -342,19 +342,6 @@ static kbr_err replay_log(rebuild *rb, kbr_msg *msg)
     return err;
 }
 
-static void scratch_remove(const char *path)
-{
-    char side[4200];
-
-    if (path[0] == '\0')
-        return;
-    unlink(path);
-    snprintf(side, sizeof(side), "%s-wal", path);
-    unlink(side);
-    snprintf(side, sizeof(side), "%s-shm", path);
-    unlink(side);
-}
-
 kbr_err kbr_audit_verify_store(const char *url, const char *scratch, kbr_audit_verify_stats *stats,
                                kbr_msg *msg)
 {
@@ -407,6 +394,7 @@ out:
         kbr_store_read_end(rb.st);
     kbr_store_close(rb.scratch);
     kbr_store_close(rb.st);
-    scratch_remove(path);
+    if (path[0] != '\0')
+        kbr_store_remove_files(path);
     return err;
 }

@@ -524,6 +524,9 @@ KBR_WUR kbr_err kbr_store_backup(kbr_store *st, int *fd, kbr_store_backup_info *
  * msg naming the cause; a file it made is removed.
  */
 KBR_WUR kbr_err kbr_store_copy_to(kbr_store *st, const char *path, kbr_msg *msg);
+/* Unlinks the SQLite file at path and those SQLite keeps beside it (-wal, -shm, -journal);
+ * any of them may be missing.  For files a command made itself (a copy, a scratch store). */
+void kbr_store_remove_files(const char *path);
 /* From any thread: a kbr_store_backup in progress on st stops with KBR_ERR_STORE. */
 void kbr_store_interrupt(kbr_store *st);
 

@@ -325,13 +325,19 @@ out:
                        src != NULL ? src : "", path, sqlite3_errmsg(dest));
     if (dest != NULL && sqlite3_close(dest) != SQLITE_OK && err == KBR_OK)
         err = kbr_fail(msg, KBR_ERR_STORE, "cannot close the copy %s", path);
-    if (err != KBR_OK && made) {
-        char side[4200];
-        unlink(path);
-        snprintf(side, sizeof(side), "%s-journal", path);
-        unlink(side);
-    }
+    if (err != KBR_OK && made)
+        kbr_store_remove_files(path);
     return err;
+}
+
+void kbr_store_remove_files(const char *path)
+{
+    static const char *const tails[] = {"", "-wal", "-shm", "-journal"};
+    char side[4200];
+
+    for (size_t i = 0; i < sizeof(tails) / sizeof(tails[0]); i++)
+        if (snprintf(side, sizeof(side), "%s%s", path, tails[i]) < (int)sizeof(side))
+            unlink(side);
 }
 
 void kbr_sqlite_interrupt(kbr_store *st)

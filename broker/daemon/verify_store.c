@@ -48,17 +48,6 @@ static void catch_signals(const char *scratch, const char *copy)
         signal(sigs[i], on_signal);
 }
 
-static void remove_made(const char *path)
-{
-    static const char *const tails[] = {"", "-wal", "-shm"};
-    char side[4200];
-
-    for (int i = 0; i < 3; i++) {
-        snprintf(side, sizeof(side), "%s%s", path, tails[i]);
-        unlink(side);
-    }
-}
-
 /*
  * A store of an older schema, which the rebuild cannot compare with this broker's: a
  * consistent copy of it (one snapshot) written to copy_path and taken to this broker's
@@ -195,7 +184,7 @@ kbr_err kbd_verify_store(const kbd_config *cfg, kbr_msg *msg)
     printf("every market of its %lld batches is an ISO 3166-1 alpha-2 code\n", (long long)batches);
 out:
     if (copied)
-        remove_made(copy_path);
+        kbr_store_remove_files(copy_path);
     free(path);
     return err;
 }

@@ -661,7 +661,8 @@ out:
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: keybrokerd -c FILE [--init | --recover | --check | --verify-store]\n"
+    fprintf(stderr, "usage: keybrokerd -c FILE [--init | --recover | --check]\n"
+                    "       keybrokerd -c FILE --verify-store [--scratch-dir DIR]\n"
                     "       keybrokerd --version\n"
                     "  -c FILE         configuration file (key = value lines)\n"
                     "  --init          create the store, the issuer and audit keys in the HSM,\n"
@@ -675,7 +676,10 @@ static void usage(void)
                     "                  nothing: one line per problem, exit 0 if there is none\n"
                     "  --verify-store  rebuild every ledger fact from the audit log and compare\n"
                     "                  with the store: exit 0 if they match, 1 naming the first\n"
-                    "                  difference\n"
+                    "                  difference; it never writes the store\n"
+                    "  --scratch-dir DIR\n"
+                    "                  where --verify-store rebuilds the store (it needs about\n"
+                    "                  the store's size; default: the store's directory)\n"
                     "Without an option it serves until SIGTERM; SIGHUP reloads the TLS files\n"
                     "and reopens log_file (see keybrokerd(8)).\n");
 }
@@ -683,12 +687,17 @@ static void usage(void)
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'}, {"init", no_argument, NULL, 'i'},
-        {"recover", no_argument, NULL, 'r'},      {"check", no_argument, NULL, 'k'},
-        {"verify-store", no_argument, NULL, 'v'}, {"version", no_argument, NULL, 'V'},
-        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+        {"config", required_argument, NULL, 'c'},
+        {"init", no_argument, NULL, 'i'},
+        {"recover", no_argument, NULL, 'r'},
+        {"check", no_argument, NULL, 'k'},
+        {"verify-store", no_argument, NULL, 'v'},
+        {"version", no_argument, NULL, 'V'},
+        {"scratch-dir", required_argument, NULL, 's'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
-    const char *path = NULL;
+    const char *path = NULL, *scratch_dir = NULL;
     bool init = false, recover = false, verify = false, check = false, logging = false;
     kbd d;
     kbr_msg msg = {{0}};
@@ -706,6 +715,8 @@ int main(int argc, char **argv)
             verify = true;
         else if (c == 'k')
             check = true;
+        else if (c == 's')
+            scratch_dir = optarg;
         else if (c == 'V') {
             printf("keybrokerd %s\n", KBR_VERSION);
             return 0;
@@ -714,7 +725,8 @@ int main(int argc, char **argv)
             return c == 'h' ? 0 : 2;
         }
     }
-    if (path == NULL || optind != argc || (int)init + (int)recover + (int)verify + (int)check > 1) {
+    if (path == NULL || optind != argc || (int)init + (int)recover + (int)verify + (int)check > 1 ||
+        (scratch_dir != NULL && !verify)) {
         usage();
         return 2;
     }
@@ -731,7 +743,7 @@ int main(int argc, char **argv)
                        "tls_key to listen on %s",
                        path, d.cfg.listen_host);
     if (err == KBR_OK && verify) {
-        err = kbd_verify_store(&d.cfg, &msg);
+        err = kbd_verify_store(&d.cfg, scratch_dir, &msg);
     } else if (err == KBR_OK && init) {
         err = kbd_init_deployment(&d.cfg, &msg);
     } else if (err == KBR_OK && recover) {

@@ -28,7 +28,8 @@ KBR_WUR kbr_err kbd_recover_deployment(kbd_config *cfg, kbr_msg *msg);
 /* check.c: keybrokerd --check; prints one line per problem, returns the exit status. */
 int kbd_check(const char *path);
 /* verify_store.c: --verify-store; prints what it checked.  KBR_ERR_CONFLICT when the store differs
- * from its log (msg names the first difference). */
-KBR_WUR kbr_err kbd_verify_store(const kbd_config *cfg, kbr_msg *msg);
+ * from its log (msg names the first difference).  Its scratch files go in a directory of their
+ * own made in scratch_dir (NULL: the store's directory). */
+KBR_WUR kbr_err kbd_verify_store(const kbd_config *cfg, const char *scratch_dir, kbr_msg *msg);
 
 #endif

@@ -5,8 +5,10 @@
  * store it checks: a store that is not there is an error, and it is read without being
  * created, locked, migrated or switched to WAL mode, so a backup copy kept as evidence is the
  * same file after its check.  A store of an older schema is checked as a copy taken to this
- * broker's schema.  The scratch store it rebuilds, and that copy, go beside the store, on the
- * file system that already has room for one like it.
+ * broker's schema.  The scratch store it rebuilds, and that copy, go in a directory of the
+ * check's own (mode 0700) made beside the store, on the file system that already has room for
+ * one like it, or in the directory --scratch-dir names (a store on read-only media, a backup
+ * kept as evidence).
  */
 #include <errno.h>
 #include <libgen.h>
@@ -22,30 +24,70 @@
 #include "modes.h"
 #include "kbr_cra.h"
 
-/* The files the check makes (the scratch store, and the copy of a store of an older schema),
- * each with its -wal and -shm: removed if the check is interrupted (async-signal-safe). */
-static char made[6][4200];
+/* The check's directory, and the files it makes there (the scratch store, and the copy of a
+ * store of an older schema, each with the files SQLite keeps beside it): removed if the check
+ * is interrupted (async-signal-safe). */
+#define SCRATCH_NAME "rebuild.db"
+#define COPY_NAME    "copy.db"
+static char made_dir[4096];
+static char made[8][4200];
+static const int caught[] = {SIGINT, SIGTERM, SIGHUP};
 
 static void on_signal(int sig)
 {
-    for (int i = 0; i < 6; i++)
+    for (size_t i = 0; i < sizeof(made) / sizeof(made[0]); i++)
         if (made[i][0] != '\0')
             unlink(made[i]);
+    if (made_dir[0] != '\0')
+        rmdir(made_dir);
     signal(sig, SIG_DFL);
     raise(sig);
 }
 
-static void catch_signals(const char *scratch, const char *copy)
+/* The files of the directory made (made_dir), and the handlers that remove them. */
+static void catch_signals(void)
 {
-    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
-    static const char *const tails[] = {"", "-wal", "-shm"};
+    static const char *const tails[] = {"", "-wal", "-shm", "-journal"};
 
-    for (int i = 0; i < 3; i++) {
-        snprintf(made[i], sizeof(made[i]), "%s%s", scratch, tails[i]);
-        snprintf(made[3 + i], sizeof(made[3 + i]), "%s%s", copy, tails[i]);
+    for (int i = 0; i < 4; i++) {
+        snprintf(made[i], sizeof(made[i]), "%s/" SCRATCH_NAME "%s", made_dir, tails[i]);
+        snprintf(made[4 + i], sizeof(made[4 + i]), "%s/" COPY_NAME "%s", made_dir, tails[i]);
     }
-    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
-        signal(sigs[i], on_signal);
+    for (size_t i = 0; i < sizeof(caught) / sizeof(caught[0]); i++)
+        signal(caught[i], on_signal);
+}
+
+/*
+ * The check's own directory, made (mkdtemp: new, mode 0700, so nothing another user placed in
+ * a shared directory is opened) in dir, with the signals that would leave it behind blocked
+ * until their handlers know it.
+ */
+static kbr_err make_scratch_dir(const char *dir, bool named, kbr_msg *msg)
+{
+    sigset_t block, old;
+    kbr_err err = KBR_OK;
+
+    if ((size_t)snprintf(made_dir, sizeof(made_dir), "%s/.keybroker-verify.XXXXXX", dir) >=
+        sizeof(made_dir) - 32) {
+        made_dir[0] = '\0';
+        return kbr_fail(msg, KBR_ERR_CONFIG, "scratch directory %s: name too long", dir);
+    }
+    sigemptyset(&block);
+    for (size_t i = 0; i < sizeof(caught) / sizeof(caught[0]); i++)
+        sigaddset(&block, caught[i]);
+    sigprocmask(SIG_BLOCK, &block, &old);
+    if (mkdtemp(made_dir) == NULL) {
+        err =
+            kbr_fail(msg, KBR_ERR_STORE,
+                     "cannot make a scratch directory in %s: %s (the store is rebuilt there, "
+                     "in about its size%s)",
+                     dir, strerror(errno), named ? "" : "; --scratch-dir names another directory");
+        made_dir[0] = '\0';
+    } else {
+        catch_signals();
+    }
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    return err;
 }
 
 /*
@@ -61,7 +103,7 @@ static kbr_err migrated_copy(const char *url, const char *copy_path, kbr_store_i
 {
     kbr_err err = KBR_OK;
     kbr_store *st = NULL;
-    char copy_url[4200];
+    char copy_url[4300];
 
     *copied = false;
     KBR_GUARD(kbr_store_open_readonly(url, &st, info, msg));
@@ -136,12 +178,12 @@ out:
     return err;
 }
 
-kbr_err kbd_verify_store(const kbd_config *cfg, kbr_msg *msg)
+kbr_err kbd_verify_store(const kbd_config *cfg, const char *scratch_dir, kbr_msg *msg)
 {
     kbr_err err = KBR_OK;
     kbr_audit_verify_stats stats;
     const char *url = cfg->store, *checked;
-    char *path = NULL, *dir, scratch_path[4096], copy_path[4096], copy_url[4200];
+    char *path = NULL, scratch_path[4200], copy_path[4200], copy_url[4300];
     struct timespec t0;
     struct stat sb;
     int64_t batches = 0;
@@ -156,13 +198,10 @@ kbr_err kbd_verify_store(const kbd_config *cfg, kbr_msg *msg)
                kbr_fail(msg, KBR_ERR_STORE, "store %s: %s", path,
                         errno == ENOENT ? "no such store (keybrokerd --init creates one)"
                                         : "not a store file"));
-    dir = dirname(path);
-    KBR_ENSURE((size_t)snprintf(scratch_path, sizeof(scratch_path), "%s/.keybroker-verify.%ld", dir,
-                                (long)getpid()) < sizeof(scratch_path) &&
-                   (size_t)snprintf(copy_path, sizeof(copy_path), "%s/.keybroker-verify-copy.%ld",
-                                    dir, (long)getpid()) < sizeof(copy_path),
-               kbr_fail(msg, KBR_ERR_CONFIG, "store %s: directory name too long", url + 7));
-    catch_signals(scratch_path, copy_path);
+    KBR_GUARD(make_scratch_dir(scratch_dir != NULL ? scratch_dir : dirname(path),
+                               scratch_dir != NULL, msg));
+    snprintf(scratch_path, sizeof(scratch_path), "%s/" SCRATCH_NAME, made_dir);
+    snprintf(copy_path, sizeof(copy_path), "%s/" COPY_NAME, made_dir);
     clock_gettime(CLOCK_MONOTONIC, &t0);
     err = migrated_copy(url, copy_path, &info, &copied, msg);
     KBR_GUARD(err);
@@ -183,8 +222,11 @@ kbr_err kbd_verify_store(const kbd_config *cfg, kbr_msg *msg)
     KBR_GUARD(verify_markets(checked, &batches, msg));
     printf("every market of its %lld batches is an ISO 3166-1 alpha-2 code\n", (long long)batches);
 out:
-    if (copied)
+    if (made_dir[0] != '\0') {
         kbr_store_remove_files(copy_path);
+        kbr_store_remove_files(scratch_path);
+        rmdir(made_dir);
+    }
     free(path);
     return err;
 }

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <openssl/rand.h>
 
@@ -387,6 +388,35 @@ static char *sh_text(const char *cmd)
     return out;
 }
 
+/* What makes a copy of the store one of version 7 again: what versions 8 to 10 add, removed. */
+static const char *const to_v7 =
+    "DROP TRIGGER certificate_revocations_expiry; DROP TRIGGER audit_products_of;"
+    " ALTER TABLE audit DROP COLUMN products;"
+    " CREATE TRIGGER audit_products_of AFTER INSERT ON audit"
+    " WHEN json_type(new.entry, '$.products') = 'array' BEGIN"
+    " INSERT OR IGNORE INTO audit_products(product, seq) SELECT value, new.seq"
+    " FROM json_each(new.entry, '$.products') WHERE type = 'text'; END;"
+    " DROP TRIGGER certificates_expiry_drop;"
+    " CREATE TRIGGER certificates_expiry_drop AFTER UPDATE OF superseded_at"
+    " ON certificates WHEN new.owner_kind = 'device' AND old.superseded_at IS NULL"
+    " AND new.superseded_at IS NOT NULL BEGIN UPDATE device_cert_expiry"
+    " SET count = count - 1 WHERE product = new.product"
+    " AND day = substr(new.not_after, 1, 10); END;"
+    /* as version 9 counted them: revoked certificates too */
+    " UPDATE device_cert_expiry SET count = count + r.n FROM (SELECT c.product AS"
+    " product, substr(c.not_after, 1, 10) AS day, count(*) AS n FROM"
+    " certificate_revocations v JOIN certificates c ON c.fingerprint = v.fingerprint"
+    " WHERE c.owner_kind = 'device' AND c.superseded_at IS NULL GROUP BY 1, 2) AS r"
+    " WHERE device_cert_expiry.product = r.product AND device_cert_expiry.day = r.day;"
+    " DROP TABLE key_deliveries; DROP TRIGGER devices_history_batch_move; DROP TRIGGER "
+    "devices_incident_move;"
+    " DROP TABLE history_firmware_batch; DROP TABLE incident_reports;"
+    " DROP TABLE incident_fleet; DROP TABLE incident_builds; DROP TABLE incidents;"
+    " DROP TABLE products; DROP INDEX components_purl_key;"
+    " ALTER TABLE components DROP COLUMN purl_key;"
+    " CREATE INDEX components_purl ON components(purl);"
+    " UPDATE meta SET schema_version = 7;";
+
 /*
  * A store of version 7, before key deliveries and the CRA step: --verify-store checks a copy
  * of it taken to this version (the schema step fills components.purl_key and
@@ -404,32 +434,7 @@ static void test_migrate_v7_store(void **state)
 
     (void)state;
     kbt_stop(env);
-    copy_store("DROP TRIGGER certificate_revocations_expiry; DROP TRIGGER audit_products_of;"
-               " ALTER TABLE audit DROP COLUMN products;"
-               " CREATE TRIGGER audit_products_of AFTER INSERT ON audit"
-               " WHEN json_type(new.entry, '$.products') = 'array' BEGIN"
-               " INSERT OR IGNORE INTO audit_products(product, seq) SELECT value, new.seq"
-               " FROM json_each(new.entry, '$.products') WHERE type = 'text'; END;"
-               " DROP TRIGGER certificates_expiry_drop;"
-               " CREATE TRIGGER certificates_expiry_drop AFTER UPDATE OF superseded_at"
-               " ON certificates WHEN new.owner_kind = 'device' AND old.superseded_at IS NULL"
-               " AND new.superseded_at IS NOT NULL BEGIN UPDATE device_cert_expiry"
-               " SET count = count - 1 WHERE product = new.product"
-               " AND day = substr(new.not_after, 1, 10); END;"
-               /* as version 9 counted them: revoked certificates too */
-               " UPDATE device_cert_expiry SET count = count + r.n FROM (SELECT c.product AS"
-               " product, substr(c.not_after, 1, 10) AS day, count(*) AS n FROM"
-               " certificate_revocations v JOIN certificates c ON c.fingerprint = v.fingerprint"
-               " WHERE c.owner_kind = 'device' AND c.superseded_at IS NULL GROUP BY 1, 2) AS r"
-               " WHERE device_cert_expiry.product = r.product AND device_cert_expiry.day = r.day;"
-               " DROP TABLE key_deliveries; DROP TRIGGER devices_history_batch_move; DROP TRIGGER "
-               "devices_incident_move;"
-               " DROP TABLE history_firmware_batch; DROP TABLE incident_reports;"
-               " DROP TABLE incident_fleet; DROP TABLE incident_builds; DROP TABLE incidents;"
-               " DROP TABLE products; DROP INDEX components_purl_key;"
-               " ALTER TABLE components DROP COLUMN purl_key;"
-               " CREATE INDEX components_purl ON components(purl);"
-               " UPDATE meta SET schema_version = 7;");
+    copy_store(to_v7);
     before = sh_text("sha256sum t.db; ls -A | sort");
     if (verify("t.conf", &out) != 0)
         fail_msg("--verify-store on a version 7 store: %s", out);
@@ -444,6 +449,82 @@ static void test_migrate_v7_store(void **state)
     out = sh_text("sqlite3 -readonly t.db 'SELECT max(schema_version) FROM meta'");
     assert_string_equal(out, "7\n");
     free(out);
+    assert_int_equal(kbt_spawn_daemon(env), 0);
+}
+
+/*
+ * cmd run without the power to write where a directory's mode forbids it: as root, with the
+ * capabilities that override modes gone from the bounding set (so from what cmd runs), as an
+ * auditor's read-only copy or mount would be.
+ */
+static int run_unprivileged(const char *cmd, char **out)
+{
+    char full[2048];
+
+    snprintf(full, sizeof(full), "%s%s 2>&1",
+             geteuid() == 0 ? "setpriv --bounding-set=-dac_override,-dac_read_search " : "", cmd);
+    return kbt_sh(env, full, out);
+}
+
+/*
+ * A store kept where the check cannot write (evidence on read-only media; here a directory of
+ * mode 0555 and a keybrokerd that cannot override it): --verify-store says it cannot make its
+ * scratch directory there and names --scratch-dir; with --scratch-dir it checks the store,
+ * here one of version 7 so its migrated copy goes there too, and leaves that directory as it
+ * found it.  --scratch-dir belongs to --verify-store alone.
+ */
+static void test_scratch_dir(void **state)
+{
+    char *out = NULL, *before, *after, cmd[1024];
+    int rc;
+
+    if (kbt_pg())
+        skip(); /* a copy of a sqlite: store, read by --verify-store */
+
+    (void)state;
+    kbt_stop(env);
+    copy_store(to_v7);
+    free(sh_text("rm -rf ev sc && mkdir ev sc && mv t.db ev/ && chmod 0555 ev &&"
+                 " sed 's|^store *=.*|store = sqlite:ev/t.db|' t.conf > ev.conf"));
+    /* the premise: nothing run this way can write in ev */
+    rc = run_unprivileged("touch ev/probe", &out);
+    if (rc == 0)
+        fail_msg("a directory of mode 0555 could be written: %s", out);
+    free(out);
+    before = sh_text("sha256sum ev/t.db; ls -A ev");
+
+    snprintf(cmd, sizeof(cmd), "'%s/keybrokerd' -c ev.conf --verify-store", env->bin_dir);
+    rc = run_unprivileged(cmd, &out);
+    if (rc != 1 || strstr(out, "cannot make a scratch directory in") == NULL ||
+        strstr(out, "Permission denied") == NULL ||
+        strstr(out, "--scratch-dir names another directory") == NULL)
+        fail_msg("--verify-store beside a store it cannot write: exit %d: %s", rc, out);
+    free(out);
+
+    snprintf(cmd, sizeof(cmd), "'%s/keybrokerd' -c ev.conf --verify-store --scratch-dir sc",
+             env->bin_dir);
+    rc = run_unprivileged(cmd, &out);
+    if (rc != 0 || strstr(out, "has schema version 7: checked as a copy") == NULL ||
+        strstr(out, "matches its audit log") == NULL)
+        fail_msg("--verify-store --scratch-dir: exit %d: %s", rc, out);
+    free(out);
+    after = sh_text("sha256sum ev/t.db; ls -A ev");
+    assert_string_equal(before, after);
+    free(before);
+    free(after);
+    out = sh_text("ls -A sc");
+    assert_string_equal(out, "");
+    free(out);
+
+    /* a scratch directory that is not there is named */
+    rc = kbt_run_daemon(env, "-c ev.conf --verify-store --scratch-dir nowhere", &out);
+    if (rc != 1 || strstr(out, "scratch directory in nowhere: No such file or directory") == NULL)
+        fail_msg("--scratch-dir nowhere: exit %d: %s", rc, out);
+    free(out);
+    /* and without --verify-store it is a usage error */
+    assert_int_equal(kbt_run_daemon(env, "-c keybroker.conf --check --scratch-dir sc", &out), 2);
+    free(out);
+    free(sh_text("chmod 0755 ev && rm -rf ev sc ev.conf"));
     assert_int_equal(kbt_spawn_daemon(env), 0);
 }
 
@@ -731,7 +812,7 @@ int main(void)
         cmocka_unit_test(test_store_matches_its_log),    cmocka_unit_test(test_tampering_named),
         cmocka_unit_test(test_verify_store_refusals),    cmocka_unit_test(test_device_bundle),
         cmocka_unit_test(test_product_bundle_and_scope), cmocka_unit_test(test_old_batch_markets),
-        cmocka_unit_test(test_migrate_v7_store),
+        cmocka_unit_test(test_migrate_v7_store),         cmocka_unit_test(test_scratch_dir),
     };
 
     return cmocka_run_group_tests_name("evidence", tests, setup, teardown);

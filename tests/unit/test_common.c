@@ -300,6 +300,86 @@ static void test_jcs_writer(void **state)
     json_decref(detail);
 }
 
+/* A JSON string as RFC 8785 writes it, a byte at a time: the reference for the writer. */
+static size_t escaped_slowly(const unsigned char *s, size_t n, char *out)
+{
+    size_t o = 0;
+
+    out[o++] = '"';
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = s[i];
+
+        if (c == '"' || c == '\\') {
+            out[o++] = '\\';
+            out[o++] = (char)c;
+        } else if (c == '\b' || c == '\f' || c == '\n' || c == '\r' || c == '\t') {
+            out[o++] = '\\';
+            out[o++] = c == '\b' ? 'b' : c == '\f' ? 'f' : c == '\n' ? 'n' : c == '\r' ? 'r' : 't';
+        } else if (c < 0x20) {
+            o += (size_t)snprintf(out + o, 7, "\\u%04x", c);
+        } else {
+            out[o++] = (char)c;
+        }
+    }
+    out[o++] = '"';
+    out[o] = '\0';
+    return o;
+}
+
+/*
+ * Strings of every length up to 40 with one byte that needs an escape, or two, at every
+ * position, against a byte-at-a-time reference: the writer copies runs of plain bytes whole,
+ * so a run that starts, ends or stops early at the wrong byte shows here.  Bytes next to the
+ * ones that need escapes (0x1f and 0x20, '!' and '#' around '"', '[' and ']' around '\\',
+ * 0x7f, and the bytes of 'é') must pass as they are.
+ */
+static void test_jcs_string_escapes_at_every_offset(void **state)
+{
+    static const unsigned char special[] = {0x00, 0x01, '\b', '\t', '\n', 0x1f, '"', '\\'};
+    static const unsigned char plain[] = {0x20, '!', '#', '[', ']', 0x7f, 0xc3, 0xa9, 'a'};
+    unsigned char s[41];
+    char want[41 * 6 + 3];
+    size_t tried = 0;
+
+    (void)state;
+    for (size_t n = 0; n <= 40; n++) {
+        for (size_t p = 0; p <= n; p++) {
+            for (size_t k = 0; k < sizeof(special); k++) {
+                for (size_t q = p; q <= n; q++) {
+                    json_t *v;
+                    char *got = NULL;
+
+                    for (size_t i = 0; i < n; i++)
+                        s[i] = plain[(i * 7 + n) % (sizeof(plain) - 1)];
+                    /* 0xc3 0xa9 only as the pair that is 'é' */
+                    for (size_t i = 0; i < n; i++)
+                        if (s[i] == 0xc3 || s[i] == 0xa9)
+                            s[i] = 'a';
+                    if (n >= 2 && p != 0 && q != 0 && p != 1 && q != 1) {
+                        s[0] = 0xc3;
+                        s[1] = 0xa9;
+                    }
+                    if (p < n)
+                        s[p] = special[k];
+                    if (q < n && q != p)
+                        s[q] = special[(k + 3) % sizeof(special)];
+                    v = json_stringn((const char *)s, n);
+                    assert_non_null(v);
+                    escaped_slowly(s, n, want);
+                    assert_int_equal(kbr_json_canonical(v, &got), KBR_OK);
+                    if (strcmp(got, want) != 0)
+                        fail_msg("length %zu, escapes at %zu and %zu: %s, want %s", n, p, q, got,
+                                 want);
+                    free(got);
+                    json_decref(v);
+                    tried++;
+                }
+            }
+        }
+    }
+    assert_true(tried > 80000);
+}
+
 static void test_jcs_numbers(void **state)
 {
     json_t *deep = json_array();
@@ -975,6 +1055,7 @@ int main(void)
         cmocka_unit_test(test_patterns_reaching),
         cmocka_unit_test(test_jcs_rfc8785_examples),
         cmocka_unit_test(test_jcs_writer),
+        cmocka_unit_test(test_jcs_string_escapes_at_every_offset),
         cmocka_unit_test(test_jcs_numbers),
         cmocka_unit_test(test_jcs_matches_ecmascript),
         cmocka_unit_test(test_json_compact_matches_jansson),

@@ -53,7 +53,11 @@ typedef struct {
     size_t len;
     kbr_hsm_data *items;
     size_t n;
+    bool vanished; /* an object found was gone when its value was read */
 } data_ctx;
+
+/* Searches made again for a label whose objects another writer keeps replacing. */
+#define DATA_GET_TRIES 8
 
 static kbr_err get_attempt(kbr_hsm_session *s, void *ctx)
 {
@@ -67,7 +71,9 @@ static kbr_err get_attempt(kbr_hsm_session *s, void *ctx)
     items = calloc(n > 0 ? n : 1, sizeof(*items));
     KBR_ENSURE(items != NULL, KBR_ERR_NOMEM);
     for (got = 0; got < n; got++) {
-        KBR_GUARD(kbr_p11_get_attr(s, found[got], CKA_VALUE, &items[got].value, &items[got].len));
+        err = kbr_p11_get_attr(s, found[got], CKA_VALUE, &items[got].value, &items[got].len);
+        c->vanished = err == KBR_ERR_HSM_KEY;
+        KBR_GUARD(err);
         KBR_ENSURE(items[got].len >= 1 && items[got].len <= KBR_HSM_DATA_MAX, KBR_ERR_HSM_KEY);
     }
     c->items = items;
@@ -79,12 +85,24 @@ out:
     return err;
 }
 
+/*
+ * Another process may replace the objects between the search and the read of their values
+ * (`keybrokerd --check` reads the audit record while the serving broker writes it).  A writer
+ * makes the new object before it destroys the old, so an object gone when its value is read
+ * means a newer one is there: the search is made again.
+ */
 kbr_err kbr_p11_data_get(kbr_hsm_session *s, const char *label, kbr_hsm_data **out, size_t *n)
 {
     kbr_err err = KBR_OK;
     data_ctx c = {.label = label};
 
-    KBR_GUARD(kbr_p11_with_retry(s, get_attempt, &c));
+    for (int tries = 1;; tries++) {
+        c.vanished = false;
+        err = kbr_p11_with_retry(s, get_attempt, &c);
+        if (err != KBR_ERR_HSM_KEY || !c.vanished || tries == DATA_GET_TRIES)
+            break;
+    }
+    KBR_GUARD(err);
     *out = c.items;
     *n = c.n;
 out:

@@ -11,6 +11,11 @@
  * every process of it: the network process (the HSM process's grandparent),
  * the HSM keeper and the HSM process, as a power cut right after the HSM
  * recorded a checkpoint would leave them.
+ *
+ * While the file named by KBR_FAULTY_VANISH exists, the next read of a data object's
+ * CKA_VALUE answers CKR_OBJECT_HANDLE_INVALID, and the file is removed: the object a search
+ * found was replaced by another process's writer (the new object made, then the old
+ * destroyed) before its value was read.
  */
 #include <dlfcn.h>
 #include <signal.h>
@@ -60,10 +65,28 @@ static CK_RV w_find_init(CK_SESSION_HANDLE s, CK_ATTRIBUTE *tmpl, unsigned long 
     FAULT_OR(real.C_FindObjectsInit(s, tmpl, n));
 }
 
+static int vanished(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o, const CK_ATTRIBUTE *tmpl,
+                    unsigned long n)
+{
+    const char *f = getenv("KBR_FAULTY_VANISH");
+    CK_OBJECT_CLASS cls = 0;
+    CK_ATTRIBUTE a = {CKA_CLASS, &cls, sizeof(cls)};
+
+    if (f == NULL || n != 1 || tmpl[0].type != CKA_VALUE || access(f, F_OK) != 0)
+        return 0;
+    if (real.C_GetAttributeValue(s, o, &a, 1) != CKR_OK || cls != CKO_DATA)
+        return 0;
+    return unlink(f) == 0;
+}
+
 static CK_RV w_get_attr(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o, CK_ATTRIBUTE *tmpl,
                         unsigned long n)
 {
-    FAULT_OR(real.C_GetAttributeValue(s, o, tmpl, n));
+    if (faulty())
+        return CKR_DEVICE_REMOVED;
+    if (vanished(s, o, tmpl, n))
+        return CKR_OBJECT_HANDLE_INVALID;
+    return real.C_GetAttributeValue(s, o, tmpl, n);
 }
 
 static CK_RV w_sign_init(CK_SESSION_HANDLE s, CK_MECHANISM *m, CK_OBJECT_HANDLE k)

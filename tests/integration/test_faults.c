@@ -116,6 +116,42 @@ static void test_hsm_drops_out_and_comes_back(void **state)
     kbt_free(e);
 }
 
+/*
+ * `keybrokerd --check` beside a serving broker that replaces its audit record between the
+ * check's search for the record and its read of the value (it signed a new head meanwhile;
+ * the faulty module plays that once, KBR_FAULTY_VANISH): the check looks again and reads the
+ * new record, rather than reporting it unreadable.
+ */
+static void test_check_while_record_replaced(void **state)
+{
+    const char *so = getenv("KBR_FAULTY_SO");
+    char conf[512], cmd[1024];
+    char *out = NULL;
+    kbt_env *e;
+    int rc;
+
+    (void)state;
+    if (so == NULL)
+        fail_msg("KBR_FAULTY_SO is not set; run through make check");
+    e = kbt_new();
+    snprintf(conf, sizeof(conf), "pkcs11_module = %s\n", so);
+    kbt_launch(e, conf);
+    assert_int_equal(kbt_sh(e, "touch vanish", NULL), 0);
+    snprintf(cmd, sizeof(cmd),
+             "KBR_FAULTY_VANISH='%s/vanish' timeout -s TERM 300 '%s/keybrokerd' -c keybroker.conf"
+             " --check 2>&1",
+             e->dir, e->bin_dir);
+    rc = kbt_sh(e, cmd, &out);
+    if (rc != 0 || strstr(out, "problem:") != NULL ||
+        strstr(out, "is being served by keybrokerd") == NULL ||
+        strstr(out, "ok: HSM: the audit record (checkpoint of") == NULL)
+        fail_msg("--check while the record was replaced: exit %d: %s", rc, out);
+    free(out);
+    /* the replacement was met: the fault is spent */
+    assert_int_not_equal(kbt_sh(e, "test -e vanish", NULL), 0);
+    kbt_free(e);
+}
+
 static void test_disk_full_and_room_again(void **state)
 {
     char store[400];
@@ -628,6 +664,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hsm_drops_out_and_comes_back),
+        cmocka_unit_test(test_check_while_record_replaced),
         cmocka_unit_test(test_disk_full_and_room_again),
         cmocka_unit_test(test_rate_limit_per_principal),
         cmocka_unit_test(test_unauthenticated_flood),

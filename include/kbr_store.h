@@ -527,6 +527,13 @@ KBR_WUR kbr_err kbr_store_copy_to(kbr_store *st, const char *path, kbr_msg *msg)
 /* Unlinks the SQLite file at path and those SQLite keeps beside it (-wal, -shm, -journal);
  * any of them may be missing.  For files a command made itself (a copy, a scratch store). */
 void kbr_store_remove_files(const char *path);
+/* A store file at path whose -wal holds frames but has no -shm (SQLite reads such a log only
+ * through an index it makes beside it; read as an immutable file the store would miss the
+ * log's commits): the file and its -wal copied to dest and dest-wal, new files of mode 0600,
+ * and *copied set.  Any other store: nothing made, *copied false.  KBR_ERR_CONFLICT when a
+ * keybrokerd serves the store or starts to while it is copied. */
+KBR_WUR kbr_err kbr_store_copy_unindexed(const char *path, const char *dest, bool *copied,
+                                         kbr_msg *msg);
 /* From any thread: a kbr_store_backup in progress on st stops with KBR_ERR_STORE. */
 void kbr_store_interrupt(kbr_store *st);
 

@@ -9,7 +9,11 @@
  * daemon, no WAL files) is opened as an immutable file, which SQLite reads
  * without locks or side files.  A store a daemon serves has its WAL files
  * already and is opened read-only through them, so what it committed is
- * seen.
+ * seen.  An immutable file is read without its WAL, so a store whose -wal
+ * holds frames but has lost its -shm (a daemon that stopped without folding
+ * its log in, copied without the index) is read through the WAL too: SQLite
+ * makes the -shm again from it, and where it cannot (read-only media) the
+ * store is refused rather than read as it was before the log's commits.
  *
  * Copies: VACUUM INTO reads the store in one read transaction, so the copy
  * is the store as of one instant, whatever the writer commits meanwhile; it
@@ -109,16 +113,18 @@ out:
     return pid;
 }
 
-static bool file_exists(const char *path, const char *suffix)
+/* The size of PATH SUFFIX, or -1 when it is not there (or cannot be looked at). */
+static off_t file_size(const char *path, const char *suffix)
 {
     char *p = NULL;
-    bool yes;
+    struct stat sb;
+    off_t size;
 
     if (asprintf(&p, "%s%s", path, suffix) < 0)
-        return false;
-    yes = access(p, F_OK) == 0;
+        return -1;
+    size = stat(p, &sb) == 0 ? sb.st_size : -1;
     free(p);
-    return yes;
+    return size;
 }
 
 /* A file: URI for path, with what URIs reserve percent-encoded. */
@@ -147,7 +153,8 @@ kbr_err kbr_sqlite_open_readonly(const char *loc, kbr_store **out, kbr_store_inf
     kbr_sqlite *s = NULL;
     char *path = NULL, *uri = NULL;
     sqlite3_int64 max_pages;
-    bool through_wal;
+    off_t wal_size;
+    bool has_shm, unindexed;
     int rc;
 
     *out = NULL;
@@ -155,8 +162,12 @@ kbr_err kbr_sqlite_open_readonly(const char *loc, kbr_store **out, kbr_store_inf
     KBR_GUARD(path_exists(path, msg));
     info->current_version = KBR_SQLITE_SCHEMA_VERSION;
     info->served_by = lock_holder_pid(path);
-    through_wal = file_exists(path, "-wal") && file_exists(path, "-shm");
-    uri = file_uri(path, through_wal ? "mode=ro" : "mode=ro&immutable=1");
+    wal_size = file_size(path, "-wal");
+    has_shm = file_size(path, "-shm") >= 0;
+    /* a WAL longer than its 32-byte header holds frames, which only a read through it sees */
+    unindexed = !has_shm && wal_size > 32;
+    uri =
+        file_uri(path, (wal_size >= 0 && has_shm) || unindexed ? "mode=ro" : "mode=ro&immutable=1");
     KBR_ENSURE(uri != NULL, KBR_ERR_NOMEM);
     s = calloc(1, sizeof(*s));
     KBR_ENSURE(s != NULL, KBR_ERR_NOMEM);
@@ -168,6 +179,14 @@ kbr_err kbr_sqlite_open_readonly(const char *loc, kbr_store **out, kbr_store_inf
     sqlite3_extended_result_codes(s->db, 1);
     sqlite3_busy_timeout(s->db, 5000);
     rc = sqlite3_exec(s->db, "SELECT 1 FROM sqlite_schema LIMIT 1", NULL, NULL, NULL);
+    if (rc != SQLITE_OK && unindexed) {
+        err = kbr_fail(msg, KBR_ERR_STORE,
+                       "store %s: its -wal (%lld bytes) has no -shm and none can be made "
+                       "there; read without the log it would miss commits: copy the store "
+                       "with its -wal to a directory that can be written and read the copy",
+                       path, (long long)wal_size);
+        goto out;
+    }
     KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
     rc = sqlite3_table_column_metadata(s->db, "main", "meta", "schema_version", NULL, NULL, NULL,
                                        NULL, NULL);
@@ -179,6 +198,86 @@ out:
     kbr_sqlite_close((kbr_store *)s);
     free(uri);
     free(path);
+    return err;
+}
+
+/* from into a new file to (mode 0600), byte for byte */
+static kbr_err copy_file(const char *from, const char *to, kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+    unsigned char buf[65536];
+    int in = open(from, O_RDONLY | O_CLOEXEC), out = -1;
+    ssize_t n = 0, w;
+
+    KBR_ENSURE(in >= 0, kbr_fail(msg, KBR_ERR_STORE, "cannot read %s: %s", from, strerror(errno)));
+    out = open(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    KBR_ENSURE(out >= 0, kbr_fail(msg, KBR_ERR_STORE, "cannot make %s: %s", to, strerror(errno)));
+    while ((n = read(in, buf, sizeof(buf))) != 0) {
+        if (n < 0 && errno == EINTR)
+            continue;
+        KBR_ENSURE(n > 0,
+                   kbr_fail(msg, KBR_ERR_STORE, "cannot read %s: %s", from, strerror(errno)));
+        for (ssize_t off = 0; off < n; off += w) {
+            w = write(out, buf + off, (size_t)(n - off));
+            if (w < 0 && errno == EINTR)
+                w = 0;
+            else if (w <= 0)
+                KBR_ENSURE(false, kbr_fail(msg, KBR_ERR_STORE, "cannot write %s: %s", to,
+                                           w < 0 ? strerror(errno) : "nothing written"));
+        }
+    }
+out:
+    if (in >= 0)
+        close(in);
+    if (out >= 0) {
+        close(out);
+        if (err != KBR_OK)
+            unlink(to);
+    }
+    return err;
+}
+
+kbr_err kbr_store_copy_unindexed(const char *path, const char *dest, bool *copied, kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+    char *wal = NULL, *dest_wal = NULL;
+    long holder = lock_holder_pid(path);
+    bool made = false, made_wal = false;
+
+    *copied = false;
+    if (file_size(path, "-shm") >= 0 || file_size(path, "-wal") <= 32)
+        return KBR_OK;
+    KBR_ENSURE(holder >= 0, kbr_fail(msg, KBR_ERR_STORE,
+                                     "store %s: its -wal has no -shm, and whether a keybrokerd "
+                                     "serves it cannot be told (/proc/locks)",
+                                     path));
+    KBR_ENSURE(holder == 0, kbr_fail(msg, KBR_ERR_CONFLICT,
+                                     "store %s: its -wal has no -shm, yet keybrokerd (pid %ld) "
+                                     "holds its lock",
+                                     path, holder));
+    if (asprintf(&wal, "%s-wal", path) < 0)
+        wal = NULL;
+    if (asprintf(&dest_wal, "%s-wal", dest) < 0)
+        dest_wal = NULL;
+    KBR_ENSURE(wal != NULL && dest_wal != NULL, KBR_ERR_NOMEM);
+    KBR_GUARD(copy_file(path, dest, msg));
+    made = true;
+    KBR_GUARD(copy_file(wal, dest_wal, msg));
+    made_wal = true;
+    /* a broker that started meanwhile made a -shm and may have changed both files */
+    KBR_ENSURE(lock_holder_pid(path) == 0 && file_size(path, "-shm") < 0,
+               kbr_fail(msg, KBR_ERR_CONFLICT,
+                        "store %s: a keybrokerd started serving it while it was copied; "
+                        "check it again",
+                        path));
+    *copied = true;
+out:
+    if (err != KBR_OK && made)
+        unlink(dest);
+    if (err != KBR_OK && made_wal)
+        unlink(dest_wal);
+    free(wal);
+    free(dest_wal);
     return err;
 }
 

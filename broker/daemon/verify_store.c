@@ -5,10 +5,11 @@
  * store it checks: a store that is not there is an error, and it is read without being
  * created, locked, migrated or switched to WAL mode, so a backup copy kept as evidence is the
  * same file after its check.  A store of an older schema is checked as a copy taken to this
- * broker's schema.  The scratch store it rebuilds, and that copy, go in a directory of the
- * check's own (mode 0700) made beside the store, on the file system that already has room for
- * one like it, or in the directory --scratch-dir names (a store on read-only media, a backup
- * kept as evidence).
+ * broker's schema, and one whose -wal holds commits but lost its -shm as a copy of both (read
+ * in place, SQLite would make a -shm beside it, or fail to).  The scratch store it rebuilds,
+ * and those copies, go in a directory of the check's own (mode 0700) made beside the store, on
+ * the file system that already has room for one like it, or in the directory --scratch-dir
+ * names (a store on read-only media, a backup kept as evidence).
  */
 #include <errno.h>
 #include <libgen.h>
@@ -24,13 +25,14 @@
 #include "modes.h"
 #include "kbr_cra.h"
 
-/* The check's directory, and the files it makes there (the scratch store, and the copy of a
- * store of an older schema, each with the files SQLite keeps beside it): removed if the check
- * is interrupted (async-signal-safe). */
+/* The check's directory, and the files it makes there (the scratch store, the copy of a
+ * store of an older schema, and that of a store whose -wal lost its -shm, each with the files
+ * SQLite keeps beside it): removed if the check is interrupted (async-signal-safe). */
 #define SCRATCH_NAME "rebuild.db"
 #define COPY_NAME    "copy.db"
+#define LOGGED_NAME  "logged.db"
 static char made_dir[4096];
-static char made[8][4200];
+static char made[12][4200];
 static const int caught[] = {SIGINT, SIGTERM, SIGHUP};
 
 static void on_signal(int sig)
@@ -52,6 +54,7 @@ static void catch_signals(void)
     for (int i = 0; i < 4; i++) {
         snprintf(made[i], sizeof(made[i]), "%s/" SCRATCH_NAME "%s", made_dir, tails[i]);
         snprintf(made[4 + i], sizeof(made[4 + i]), "%s/" COPY_NAME "%s", made_dir, tails[i]);
+        snprintf(made[8 + i], sizeof(made[8 + i]), "%s/" LOGGED_NAME "%s", made_dir, tails[i]);
     }
     for (size_t i = 0; i < sizeof(caught) / sizeof(caught[0]); i++)
         signal(caught[i], on_signal);
@@ -183,12 +186,13 @@ kbr_err kbd_verify_store(const kbd_config *cfg, const char *scratch_dir, kbr_msg
     kbr_err err = KBR_OK;
     kbr_audit_verify_stats stats;
     const char *url = cfg->store, *checked;
-    char *path = NULL, scratch_path[4200], copy_path[4200], copy_url[4300];
+    char *path = NULL, *dir = NULL, scratch_path[4200], copy_path[4200], copy_url[4300];
+    char logged_path[4200], logged_url[4300];
     struct timespec t0;
     struct stat sb;
     int64_t batches = 0;
     kbr_store_info info;
-    bool copied = false;
+    bool copied = false, logged = false;
 
     KBR_ENSURE(strncmp(url, "sqlite:", 7) == 0,
                kbr_fail(msg, KBR_ERR_CONFIG, "store %s: only sqlite: stores can be verified", url));
@@ -198,15 +202,26 @@ kbr_err kbd_verify_store(const kbd_config *cfg, const char *scratch_dir, kbr_msg
                kbr_fail(msg, KBR_ERR_STORE, "store %s: %s", path,
                         errno == ENOENT ? "no such store (keybrokerd --init creates one)"
                                         : "not a store file"));
-    KBR_GUARD(make_scratch_dir(scratch_dir != NULL ? scratch_dir : dirname(path),
+    dir = strdup(path); /* dirname() writes into what it is given */
+    KBR_ENSURE(dir != NULL, KBR_ERR_NOMEM);
+    KBR_GUARD(make_scratch_dir(scratch_dir != NULL ? scratch_dir : dirname(dir),
                                scratch_dir != NULL, msg));
     snprintf(scratch_path, sizeof(scratch_path), "%s/" SCRATCH_NAME, made_dir);
     snprintf(copy_path, sizeof(copy_path), "%s/" COPY_NAME, made_dir);
+    snprintf(logged_path, sizeof(logged_path), "%s/" LOGGED_NAME, made_dir);
+    snprintf(logged_url, sizeof(logged_url), "sqlite:%s", logged_path);
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    err = migrated_copy(url, copy_path, &info, &copied, msg);
+    /* a -wal without its -shm is read from a copy: beside the store SQLite would make a -shm,
+     * or could not (read-only media) */
+    KBR_GUARD(kbr_store_copy_unindexed(path, logged_path, &logged, msg));
+    if (logged)
+        printf("store %s has a write-ahead log without its index (-shm): checked as a copy of "
+               "both; the store itself is not changed\n",
+               url + 7);
+    err = migrated_copy(logged ? logged_url : url, copy_path, &info, &copied, msg);
     KBR_GUARD(err);
     snprintf(copy_url, sizeof(copy_url), "sqlite:%s", copy_path);
-    checked = copied ? copy_url : url;
+    checked = copied ? copy_url : logged ? logged_url : url;
     if (copied)
         printf("store %s has schema version %d: checked as a copy taken to version %d; the "
                "store itself is not changed (the next start migrates it)\n",
@@ -224,9 +239,11 @@ kbr_err kbd_verify_store(const kbd_config *cfg, const char *scratch_dir, kbr_msg
 out:
     if (made_dir[0] != '\0') {
         kbr_store_remove_files(copy_path);
+        kbr_store_remove_files(logged_path);
         kbr_store_remove_files(scratch_path);
         rmdir(made_dir);
     }
+    free(dir);
     free(path);
     return err;
 }

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include <openssl/rand.h>
+#include <sqlite3.h>
 
 #include "harness.h"
 #include "kbr_audit.h"
@@ -528,6 +529,131 @@ static void test_scratch_dir(void **state)
     assert_int_equal(kbt_spawn_daemon(env), 0);
 }
 
+/* The highest audit seq in the store file at path as read without its WAL (SQLite's
+ * immutable mode, which ignores -wal and -shm). */
+static long long seq_without_log(const char *path)
+{
+    char cmd[800], *out;
+    long long seq;
+
+    snprintf(cmd, sizeof(cmd), "sqlite3 'file:%s?mode=ro&immutable=1' 'SELECT max(seq) FROM audit'",
+             path);
+    out = sh_text(cmd);
+    seq = atoll(out);
+    free(out);
+    return seq;
+}
+
+/*
+ * Commits one more entry (a batch) to the store at path, in its -wal only, and removes the
+ * -shm: a broker stopped without folding its log in, copied without the index.  A second
+ * connection, open across the commit and closed without a checkpoint, keeps the first from
+ * folding the log in at its close.
+ */
+static void commit_to_log_only(const char *path)
+{
+    sqlite3 *holder = NULL;
+    char shm[620];
+    int off = 0;
+
+    assert_int_equal(sqlite3_open(path, &holder), SQLITE_OK);
+    assert_int_equal(sqlite3_db_config(holder, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, &off),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_exec(holder, "SELECT count(*) FROM audit", NULL, NULL, NULL),
+                     SQLITE_OK);
+    append_entry(path, "batch.create",
+                 json_pack("[{s:s,s:s,s:s,s:s,s:i,s:[s],s:s,s:s}]", "type", "batch.create", "batch",
+                           "b-logged", "product", "meter", "factory", "factory:acme", "quantity", 5,
+                           "markets", "DE", "created_at", "2026-01-01T00:00:00Z", "created_by",
+                           "security:bootstrap"));
+    assert_int_equal(sqlite3_close(holder), SQLITE_OK);
+    snprintf(shm, sizeof(shm), "%s-shm", path);
+    assert_int_equal(unlink(shm), 0);
+}
+
+/*
+ * A store whose -wal holds a commit but lost its -shm.  Read as an immutable file (how a store
+ * at rest is read without a change) it would look as it was before that commit, and be found
+ * to match its log.  --verify-store checks a copy of both instead, made in its own directory
+ * (beside the store, or in --scratch-dir where the store's cannot be written), and leaves the
+ * store's directory as it found it.  --check reads it through its log where a -shm can be made
+ * (SQLite makes one), and names the problem where none can.
+ */
+static void test_log_without_index(void **state)
+{
+    char path[600], want[64], cmd[1024], *out = NULL, *before, *after;
+    long long at_rest;
+    int rc;
+
+    if (kbt_pg())
+        skip(); /* a copy of a sqlite: store */
+
+    (void)state;
+    kbt_stop(env);
+    copy_store(NULL);
+    snprintf(path, sizeof(path), "%s/t.db", env->dir);
+    at_rest = seq_without_log(path);
+    commit_to_log_only(path);
+    /* the premise: the commit is in the -wal only, and there is no -shm */
+    assert_int_equal(seq_without_log(path), at_rest);
+    out = sh_text("ls t.db*");
+    assert_string_equal(out, "t.db\nt.db-wal\n");
+    free(out);
+    snprintf(want, sizeof(want), "matches its audit log: %lld entries", at_rest + 1);
+
+    before = sh_text("sha256sum t.db t.db-wal; ls -A");
+    rc = verify("t.conf", &out);
+    if (rc != 0 ||
+        strstr(out, "has a write-ahead log without its index (-shm): checked as a "
+                    "copy of both") == NULL ||
+        strstr(out, want) == NULL)
+        fail_msg("--verify-store, a -wal without its -shm: exit %d: %s (want \"%s\")", rc, out,
+                 want);
+    free(out);
+    after = sh_text("sha256sum t.db t.db-wal; ls -A");
+    assert_string_equal(before, after);
+    free(before);
+    free(after);
+
+    /* where nothing can be written beside it */
+    free(sh_text("rm -rf ev sc && mkdir ev sc && mv t.db t.db-wal ev/ && chmod 0555 ev &&"
+                 " sed 's|^store *=.*|store = sqlite:ev/t.db|' t.conf > ev.conf"));
+    before = sh_text("sha256sum ev/t.db ev/t.db-wal; ls -A ev");
+    snprintf(cmd, sizeof(cmd), "'%s/keybrokerd' -c ev.conf --verify-store --scratch-dir sc",
+             env->bin_dir);
+    rc = run_unprivileged(cmd, &out);
+    if (rc != 0 || strstr(out, "checked as a copy of both") == NULL || strstr(out, want) == NULL)
+        fail_msg("--verify-store --scratch-dir, a -wal without its -shm: exit %d: %s", rc, out);
+    free(out);
+    snprintf(cmd, sizeof(cmd), "'%s/keybrokerd' -c ev.conf --check", env->bin_dir);
+    rc = run_unprivileged(cmd, &out);
+    if (rc != 1 || strstr(out, "its -wal (") == NULL ||
+        strstr(out, "has no -shm and none can be made there") == NULL ||
+        strstr(out, "would miss commits") == NULL)
+        fail_msg("--check, a -wal without its -shm on read-only media: exit %d: %s", rc, out);
+    free(out);
+    after = sh_text("sha256sum ev/t.db ev/t.db-wal; ls -A ev");
+    assert_string_equal(before, after);
+    free(before);
+    free(after);
+    out = sh_text("ls -A sc");
+    assert_string_equal(out, "");
+    free(out);
+
+    /* where a -shm can be made, --check reads the store through its log */
+    free(sh_text("chmod 0755 ev"));
+    rc = kbt_run_daemon(env, "-c ev.conf --check", &out);
+    if (strstr(out, "-shm") != NULL || strstr(out, "would miss commits") != NULL)
+        fail_msg("--check, a -wal without its -shm: exit %d: %s", rc, out);
+    free(out);
+    assert_int_equal(seq_without_log("ev/t.db"), at_rest);
+    out = sh_text("sqlite3 'file:ev/t.db?mode=ro' 'SELECT max(seq) FROM audit'");
+    assert_int_equal(atoll(out), at_rest + 1);
+    free(out);
+    free(sh_text("rm -rf ev sc ev.conf"));
+    assert_int_equal(kbt_spawn_daemon(env), 0);
+}
+
 /* ---- evidence bundles ---- */
 
 /* The CLI with the bootstrap token (or tok): exit status, output into *out. */
@@ -813,6 +939,7 @@ int main(void)
         cmocka_unit_test(test_verify_store_refusals),    cmocka_unit_test(test_device_bundle),
         cmocka_unit_test(test_product_bundle_and_scope), cmocka_unit_test(test_old_batch_markets),
         cmocka_unit_test(test_migrate_v7_store),         cmocka_unit_test(test_scratch_dir),
+        cmocka_unit_test(test_log_without_index),
     };
 
     return cmocka_run_group_tests_name("evidence", tests, setup, teardown);

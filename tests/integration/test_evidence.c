@@ -640,15 +640,16 @@ static void test_log_without_index(void **state)
     assert_string_equal(out, "");
     free(out);
 
-    /* where a -shm can be made, --check reads the store through its log */
+    /* where a -shm can be made, --check reads the store through its log (and SQLite makes
+     * the -shm) */
     free(sh_text("chmod 0755 ev"));
+    snprintf(want, sizeof(want), "ev/t.db: %lld audit entries", at_rest + 1);
     rc = kbt_run_daemon(env, "-c ev.conf --check", &out);
-    if (strstr(out, "-shm") != NULL || strstr(out, "would miss commits") != NULL)
-        fail_msg("--check, a -wal without its -shm: exit %d: %s", rc, out);
+    if (strstr(out, want) == NULL || strstr(out, "would miss commits") != NULL)
+        fail_msg("--check, a -wal without its -shm: exit %d: %s (want \"%s\")", rc, out, want);
     free(out);
-    assert_int_equal(seq_without_log("ev/t.db"), at_rest);
-    out = sh_text("sqlite3 'file:ev/t.db?mode=ro' 'SELECT max(seq) FROM audit'");
-    assert_int_equal(atoll(out), at_rest + 1);
+    out = sh_text("ls ev");
+    assert_string_equal(out, "t.db\nt.db-shm\nt.db-wal\n");
     free(out);
     free(sh_text("rm -rf ev sc ev.conf"));
     assert_int_equal(kbt_spawn_daemon(env), 0);

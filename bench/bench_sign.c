@@ -23,8 +23,11 @@
  * least 2: raw threads and keybrokerd workers], KBR_BENCH_CSRS [20000: device
  * CSRs in the pool, one per provisioned device, since one key pair is one
  * device], KBR_BENCH_JSON (set: also print one JSON line), KBR_BENCH_TRACE
- * (a file: one line per measured HTTP operation, for where the slow ones fall);
- * `--json` does the same as KBR_BENCH_JSON.
+ * (a file: one line per measured HTTP operation, for where the slow ones fall),
+ * KBR_BENCH_CLIENT_CPU (a CPU number: the HTTP client runs on that CPU alone,
+ * and the raw threads, keybrokerd and its HSM process on the others, so the
+ * broker and the raw HSM get the same cores and the client takes none of
+ * theirs); `--json` does the same as KBR_BENCH_JSON.
  * Exit status: 0 when every phase ran without a single failed operation,
  * whether or not the target is met; non-zero on any error.
  */
@@ -36,6 +39,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,7 +88,9 @@ typedef struct {
     double warmup, seconds; /* per phase */
     int conns, workers, nproc, csrs;
     bool json;
-    FILE *trace; /* KBR_BENCH_TRACE */
+    FILE *trace;               /* KBR_BENCH_TRACE */
+    int client_cpu;            /* KBR_BENCH_CLIENT_CPU, or -1 */
+    cpu_set_t client, serving; /* with client_cpu: that CPU, and the others */
 } bench_cfg;
 
 /* Device CSRs, made before any timing: a station sends one per device. */
@@ -109,6 +115,16 @@ static double now_s(void)
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* With KBR_BENCH_CLIENT_CPU, the calling thread onto the client's CPU or the serving ones;
+ * what it starts afterwards (threads, keybrokerd) inherits them. */
+static void pin(bool client)
+{
+    if (cfg.client_cpu < 0)
+        return;
+    if (sched_setaffinity(0, sizeof(cpu_set_t), client ? &cfg.client : &cfg.serving) != 0)
+        fail_msg("KBR_BENCH_CLIENT_CPU: sched_setaffinity: %s", strerror(errno));
 }
 
 typedef struct {
@@ -804,6 +820,7 @@ static phase_result run_http(load *L)
     assert_non_null(cs);
     assert_non_null(m);
     curl_multi_setopt(m, CURLMOPT_MAXCONNECTS, (long)cfg.conns * 2);
+    pin(true);
     L->warm_end = now_s() + cfg.warmup;
     L->end = L->warm_end + cfg.seconds;
     for (int i = 0; i < cfg.conns; i++) {
@@ -811,6 +828,7 @@ static phase_result run_http(load *L)
         conn_send(m, L, &cs[i]);
     }
     drive(m, L, cfg.conns);
+    pin(false); /* what the run starts next (a broker on PostgreSQL) serves */
     for (int i = 0; i < cfg.conns; i++)
         conn_cleanup(&cs[i]);
     curl_multi_cleanup(m);
@@ -989,6 +1007,21 @@ static int group_setup(void **state)
     if (getenv("KBR_BENCH_TRACE") != NULL && *getenv("KBR_BENCH_TRACE") != '\0' &&
         (cfg.trace = fopen(getenv("KBR_BENCH_TRACE"), "w")) == NULL)
         fail_msg("KBR_BENCH_TRACE=%s: %s", getenv("KBR_BENCH_TRACE"), strerror(errno));
+    cfg.client_cpu = -1;
+    if (getenv("KBR_BENCH_CLIENT_CPU") != NULL && *getenv("KBR_BENCH_CLIENT_CPU") != '\0') {
+        cpu_set_t all;
+
+        cfg.client_cpu = (int)env_num("KBR_BENCH_CLIENT_CPU", 0, 0, CPU_SETSIZE - 1);
+        if (sched_getaffinity(0, sizeof(all), &all) != 0 || !CPU_ISSET(cfg.client_cpu, &all) ||
+            CPU_COUNT(&all) < 2)
+            fail_msg("KBR_BENCH_CLIENT_CPU=%d: not one of two or more CPUs this process may use",
+                     cfg.client_cpu);
+        CPU_ZERO(&cfg.client);
+        CPU_SET(cfg.client_cpu, &cfg.client);
+        cfg.serving = all;
+        CPU_CLR(cfg.client_cpu, &cfg.serving);
+        pin(false); /* keybrokerd, its HSM process and the raw threads start from here */
+    }
     /* A later line wins in the config: this replaces the harness's worker count. */
     /* the benchmark's single principal would otherwise meet the per-principal rate limit */
     snprintf(extra, sizeof(extra), "workers = %d\nrate_limit = 0\n", cfg.workers);
@@ -1079,7 +1112,11 @@ static void print_json(const run *R, bool met)
         phase_json(&R->brk, R->sign.errors), "provision", phase_json(&R->prov, R->provision.errors),
         "forged", phase_json(&R->forged, R->forgery.errors), "ratio", ratio_to_raw(R, &R->brk),
         "provision_ratio", ratio_to_raw(R, &R->prov), "target_met", met);
-    char *s = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(6));
+    char *s;
+
+    if (cfg.client_cpu >= 0)
+        json_object_set_new(j, "client_cpu", json_integer(cfg.client_cpu));
+    s = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(6));
 
     assert_non_null(s);
     printf("%s\n", s);
@@ -1100,6 +1137,10 @@ static void print_setup(void)
     printf("raw:       kbr_hsm_sign(KBR_SIG_ECDSA_RAW) on the broker's key, %d threads, one "
            "session each\n",
            cfg.workers);
+    if (cfg.client_cpu >= 0)
+        printf("pinned:    the HTTP client on CPU %d; the raw threads, keybrokerd and its HSM "
+               "process on the other %d\n",
+               cfg.client_cpu, CPU_COUNT(&cfg.serving));
     printf("broker:    POST /v1/sign, %d keep-alive connections, one libcurl multi thread; "
            "keybrokerd workers = %d\n",
            cfg.conns, cfg.workers);

@@ -57,7 +57,8 @@ struct kbd_follow {
     bool stop;
     item *head, *tail;
     struct event *ev;
-    int64_t cursor; /* the follower thread's: the last entry read */
+    int64_t cursor;           /* the follower thread's: the last entry read */
+    atomic_int_fast64_t seen; /* the same, for other threads (kbd_follow_seen) */
     atomic_int_fast64_t followed;
 };
 
@@ -240,6 +241,7 @@ static kbr_err follow_page(struct kbd_follow *f, bool *more)
     }
     *more = b.seen - f->cursor >= FOLLOW_PAGE;
     f->cursor = b.seen;
+    atomic_store(&f->seen, b.seen);
     deliver(f, b.head, b.tail);
     return KBR_OK;
 }
@@ -369,6 +371,7 @@ kbr_err kbd_follow_start(kbd *d, int64_t from, kbr_msg *msg)
     KBR_ENSURE(f != NULL, KBR_ERR_NOMEM);
     f->d = d;
     f->cursor = from;
+    atomic_init(&f->seen, from);
     pthread_mutex_init(&f->mu, NULL);
     pthread_cond_init(&f->cv, NULL);
     d->follow = f;
@@ -380,6 +383,11 @@ kbr_err kbd_follow_start(kbd *d, int64_t from, kbr_msg *msg)
     f->running = true;
 out:
     return err;
+}
+
+int64_t kbd_follow_seen(const kbd *d)
+{
+    return d->follow != NULL ? (int64_t)atomic_load(&d->follow->seen) : 0;
 }
 
 void kbd_follow_stop(kbd *d)

@@ -316,8 +316,14 @@ out:
 
 static bool checkpoint_due(struct kbd_checkpointer *cp, time_t now)
 {
-    long long last_seq = (long long)kbr_audit_last_seq(cp->d->audit);
+    /* on a shared store the log also grows by what the other brokers commit, which this
+     * broker's writer learns only at its own next commit: the follower reads them */
+    long long last_seq = (long long)kbr_audit_last_seq(cp->d->audit),
+              followed = (long long)kbd_follow_seen(cp->d);
     long long covered = atomic_load(&cp->covered);
+
+    if (followed > last_seq)
+        last_seq = followed;
 
     /* of brokers sharing a store, the one holding the lease makes the periodic ones */
     if (atomic_load(&cp->busy) || last_seq <= covered || !kbr_audit_checkpoint_lease(cp->d->audit))

@@ -649,6 +649,9 @@ KBR_WUR kbr_err kbd_req_reserve_use(kbd_req *r);
  * store of one broker. */
 KBR_WUR kbr_err kbd_follow_start(kbd *d, int64_t from, kbr_msg *msg);
 void kbd_follow_stop(kbd *d);
+/* The last entry of the shared log the follower has read, whoever wrote it (it reads every
+ * FOLLOW_POLL_MS); 0 on a store of one broker, whose own writer knows the log's tail. */
+int64_t kbd_follow_seen(const kbd *d);
 
 /* Token issuance shared by POST /v1/tokens and --init (tokens.c). */
 typedef struct {

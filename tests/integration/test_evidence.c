@@ -467,6 +467,38 @@ static int run_unprivileged(const char *cmd, char **out)
     return kbt_sh(env, full, out);
 }
 
+/* keybrokerd -c ev.conf args, run as run_unprivileged runs a command. */
+static int daemon_unprivileged(const char *args, char **out)
+{
+    char cmd[1024];
+
+    snprintf(cmd, sizeof(cmd), "'%s/keybrokerd' -c ev.conf %s", env->bin_dir, args);
+    return run_unprivileged(cmd, out);
+}
+
+/* files moved from the deployment into a new directory ev of mode 0555, with ev.conf naming
+ * ev/t.db as the store, and an empty directory sc beside it. */
+static void to_read_only_dir(const char *files)
+{
+    char cmd[512];
+
+    snprintf(cmd, sizeof(cmd),
+             "rm -rf ev sc && mkdir ev sc && mv %s ev/ && chmod 0555 ev &&"
+             " sed 's|^store *=.*|store = sqlite:ev/t.db|' t.conf > ev.conf",
+             files);
+    free(sh_text(cmd));
+}
+
+/* What cmd prints must be before (which is freed). */
+static void expect_same(char *before, const char *cmd)
+{
+    char *after = sh_text(cmd);
+
+    assert_string_equal(before, after);
+    free(before);
+    free(after);
+}
+
 /*
  * A store kept where the check cannot write (evidence on read-only media; here a directory of
  * mode 0555 and a keybrokerd that cannot override it): --verify-store says it cannot make its
@@ -476,7 +508,7 @@ static int run_unprivileged(const char *cmd, char **out)
  */
 static void test_scratch_dir(void **state)
 {
-    char *out = NULL, *before, *after, cmd[1024];
+    char *out = NULL, *before;
     int rc;
 
     if (kbt_pg())
@@ -485,8 +517,7 @@ static void test_scratch_dir(void **state)
     (void)state;
     kbt_stop(env);
     copy_store(to_v7);
-    free(sh_text("rm -rf ev sc && mkdir ev sc && mv t.db ev/ && chmod 0555 ev &&"
-                 " sed 's|^store *=.*|store = sqlite:ev/t.db|' t.conf > ev.conf"));
+    to_read_only_dir("t.db");
     /* the premise: nothing run this way can write in ev */
     rc = run_unprivileged("touch ev/probe", &out);
     if (rc == 0)
@@ -494,25 +525,19 @@ static void test_scratch_dir(void **state)
     free(out);
     before = sh_text("sha256sum ev/t.db; ls -A ev");
 
-    snprintf(cmd, sizeof(cmd), "'%s/keybrokerd' -c ev.conf --verify-store", env->bin_dir);
-    rc = run_unprivileged(cmd, &out);
+    rc = daemon_unprivileged("--verify-store", &out);
     if (rc != 1 || strstr(out, "cannot make a scratch directory in") == NULL ||
         strstr(out, "Permission denied") == NULL ||
         strstr(out, "--scratch-dir names another directory") == NULL)
         fail_msg("--verify-store beside a store it cannot write: exit %d: %s", rc, out);
     free(out);
 
-    snprintf(cmd, sizeof(cmd), "'%s/keybrokerd' -c ev.conf --verify-store --scratch-dir sc",
-             env->bin_dir);
-    rc = run_unprivileged(cmd, &out);
+    rc = daemon_unprivileged("--verify-store --scratch-dir sc", &out);
     if (rc != 0 || strstr(out, "has schema version 7: checked as a copy") == NULL ||
         strstr(out, "matches its audit log") == NULL)
         fail_msg("--verify-store --scratch-dir: exit %d: %s", rc, out);
     free(out);
-    after = sh_text("sha256sum ev/t.db; ls -A ev");
-    assert_string_equal(before, after);
-    free(before);
-    free(after);
+    expect_same(before, "sha256sum ev/t.db; ls -A ev");
     out = sh_text("ls -A sc");
     assert_string_equal(out, "");
     free(out);
@@ -581,7 +606,7 @@ static void commit_to_log_only(const char *path)
  */
 static void test_log_without_index(void **state)
 {
-    char path[600], want[64], cmd[1024], *out = NULL, *before, *after;
+    char path[600], want[64], *out = NULL, *before;
     long long at_rest;
     int rc;
 
@@ -610,32 +635,22 @@ static void test_log_without_index(void **state)
         fail_msg("--verify-store, a -wal without its -shm: exit %d: %s (want \"%s\")", rc, out,
                  want);
     free(out);
-    after = sh_text("sha256sum t.db t.db-wal; ls -A");
-    assert_string_equal(before, after);
-    free(before);
-    free(after);
+    expect_same(before, "sha256sum t.db t.db-wal; ls -A");
 
     /* where nothing can be written beside it */
-    free(sh_text("rm -rf ev sc && mkdir ev sc && mv t.db t.db-wal ev/ && chmod 0555 ev &&"
-                 " sed 's|^store *=.*|store = sqlite:ev/t.db|' t.conf > ev.conf"));
+    to_read_only_dir("t.db t.db-wal");
     before = sh_text("sha256sum ev/t.db ev/t.db-wal; ls -A ev");
-    snprintf(cmd, sizeof(cmd), "'%s/keybrokerd' -c ev.conf --verify-store --scratch-dir sc",
-             env->bin_dir);
-    rc = run_unprivileged(cmd, &out);
+    rc = daemon_unprivileged("--verify-store --scratch-dir sc", &out);
     if (rc != 0 || strstr(out, "checked as a copy of both") == NULL || strstr(out, want) == NULL)
         fail_msg("--verify-store --scratch-dir, a -wal without its -shm: exit %d: %s", rc, out);
     free(out);
-    snprintf(cmd, sizeof(cmd), "'%s/keybrokerd' -c ev.conf --check", env->bin_dir);
-    rc = run_unprivileged(cmd, &out);
+    rc = daemon_unprivileged("--check", &out);
     if (rc != 1 || strstr(out, "its -wal (") == NULL ||
         strstr(out, "has no -shm and none can be made there") == NULL ||
         strstr(out, "would miss commits") == NULL)
         fail_msg("--check, a -wal without its -shm on read-only media: exit %d: %s", rc, out);
     free(out);
-    after = sh_text("sha256sum ev/t.db ev/t.db-wal; ls -A ev");
-    assert_string_equal(before, after);
-    free(before);
-    free(after);
+    expect_same(before, "sha256sum ev/t.db ev/t.db-wal; ls -A ev");
     out = sh_text("ls -A sc");
     assert_string_equal(out, "");
     free(out);

@@ -59,7 +59,6 @@ struct kbd_follow {
     struct event *ev;
     int64_t cursor;           /* the follower thread's: the last entry read */
     atomic_int_fast64_t seen; /* the same, for other threads (kbd_follow_seen) */
-    atomic_int_fast64_t followed;
 };
 
 /* ---- the follower thread ---- */

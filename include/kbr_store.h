@@ -527,13 +527,20 @@ KBR_WUR kbr_err kbr_store_copy_to(kbr_store *st, const char *path, kbr_msg *msg)
 /* Unlinks the SQLite file at path and those SQLite keeps beside it (-wal, -shm, -journal);
  * any of them may be missing.  For files a command made itself (a copy, a scratch store). */
 void kbr_store_remove_files(const char *path);
-/* A store file at path whose -wal holds frames but has no -shm (SQLite reads such a log only
- * through an index it makes beside it; read as an immutable file the store would miss the
- * log's commits): the file and its -wal copied to dest and dest-wal, new files of mode 0600,
- * and *copied set.  Any other store: nothing made, *copied false.  KBR_ERR_CONFLICT when a
- * keybrokerd serves the store or starts to while it is copied. */
-KBR_WUR kbr_err kbr_store_copy_unindexed(const char *path, const char *dest, bool *copied,
-                                         kbr_msg *msg);
+/* What a store file at rest needs before it reads as it last committed. */
+typedef enum {
+    KBR_STORE_AT_REST,       /* nothing */
+    KBR_STORE_UNINDEXED_LOG, /* its -wal holds frames and has no -shm, which SQLite makes
+                              * beside it to read the log (immutable, it would miss them) */
+    KBR_STORE_HOT_JOURNAL,   /* its -journal holds a change that was interrupted, which SQLite
+                              * rolls back into it (immutable, it would read it half made) */
+} kbr_store_pending;
+/* A store file at path that needs either: the file and its -wal or -journal copied to dest
+ * (new files of mode 0600), an interrupted change rolled back in the copy, and *what set.
+ * Any other store: nothing made, *what KBR_STORE_AT_REST.  KBR_ERR_CONFLICT when a keybrokerd
+ * serves the store or starts to while it is copied. */
+KBR_WUR kbr_err kbr_store_copy_pending(const char *path, const char *dest, kbr_store_pending *what,
+                                       kbr_msg *msg);
 /* From any thread: a kbr_store_backup in progress on st stops with KBR_ERR_STORE. */
 void kbr_store_interrupt(kbr_store *st);
 

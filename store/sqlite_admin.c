@@ -14,6 +14,11 @@
  * its log in, copied without the index) is read through the WAL too: SQLite
  * makes the -shm again from it, and where it cannot (read-only media) the
  * store is refused rather than read as it was before the log's commits.
+ * Likewise a store in rollback mode (a copy kept as evidence) beside a -journal:
+ * immutable, it would be read with the half-written pages of a change that
+ * was interrupted, so it is opened read-only through SQLite's locks, which
+ * finds the journal hot and refuses to read; the store is refused then, since
+ * rolling the change back would write to it.
  *
  * Copies: VACUUM INTO reads the store in one read transaction, so the copy
  * is the store as of one instant, whatever the writer commits meanwhile; it
@@ -153,7 +158,7 @@ kbr_err kbr_sqlite_open_readonly(const char *loc, kbr_store **out, kbr_store_inf
     kbr_sqlite *s = NULL;
     char *path = NULL, *uri = NULL;
     sqlite3_int64 max_pages;
-    off_t wal_size;
+    off_t wal_size, journal_size;
     bool has_shm, unindexed;
     int rc;
 
@@ -166,8 +171,11 @@ kbr_err kbr_sqlite_open_readonly(const char *loc, kbr_store **out, kbr_store_inf
     has_shm = file_size(path, "-shm") >= 0;
     /* a WAL longer than its 32-byte header holds frames, which only a read through it sees */
     unindexed = !has_shm && wal_size > 32;
-    uri =
-        file_uri(path, (wal_size >= 0 && has_shm) || unindexed ? "mode=ro" : "mode=ro&immutable=1");
+    /* a -journal may be a change that was interrupted, which only SQLite's locks tell */
+    journal_size = wal_size < 0 ? file_size(path, "-journal") : -1;
+    uri = file_uri(path, (wal_size >= 0 && has_shm) || unindexed || journal_size > 0
+                             ? "mode=ro"
+                             : "mode=ro&immutable=1");
     KBR_ENSURE(uri != NULL, KBR_ERR_NOMEM);
     s = calloc(1, sizeof(*s));
     KBR_ENSURE(s != NULL, KBR_ERR_NOMEM);
@@ -185,6 +193,16 @@ kbr_err kbr_sqlite_open_readonly(const char *loc, kbr_store **out, kbr_store_inf
                        "there; read without the log it would miss commits: copy the store "
                        "with its -wal to a directory that can be written and read the copy",
                        path, (long long)wal_size);
+        goto out;
+    }
+    if (rc == SQLITE_READONLY_ROLLBACK) {
+        err = kbr_fail(msg, KBR_ERR_STORE,
+                       "store %s: its -journal (%lld bytes) holds a change that was "
+                       "interrupted; read without rolling it back the store would show the "
+                       "change half made, and rolling it back would write to the store: check "
+                       "a copy of the store with its -journal (keybrokerd --verify-store makes "
+                       "one)",
+                       path, (long long)journal_size);
         goto out;
     }
     KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
@@ -237,47 +255,107 @@ out:
     return err;
 }
 
-kbr_err kbr_store_copy_unindexed(const char *path, const char *dest, bool *copied, kbr_msg *msg)
+/* Whether SQLite finds the -journal beside the store at path hot: a change that was
+ * interrupted, which a reader must roll back first (it also tells a journal some process's
+ * transaction holds, which is not). */
+static bool hot_journal(const char *path)
+{
+    sqlite3 *db = NULL;
+    char *uri = file_uri(path, "mode=ro");
+    int rc = SQLITE_NOMEM;
+
+    if (uri != NULL)
+        rc = sqlite3_open_v2(uri, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_extended_result_codes(db, 1);
+        sqlite3_busy_timeout(db, 5000);
+        rc = sqlite3_exec(db, "SELECT 1 FROM sqlite_schema LIMIT 1", NULL, NULL, NULL);
+    }
+    sqlite3_close(db);
+    free(uri);
+    return rc == SQLITE_READONLY_ROLLBACK;
+}
+
+/* Rolls back the interrupted change in the copy at dest, from its -journal. */
+static kbr_err roll_back(const char *dest, kbr_msg *msg)
 {
     kbr_err err = KBR_OK;
-    char *wal = NULL, *dest_wal = NULL;
-    long holder = lock_holder_pid(path);
-    bool made = false, made_wal = false;
+    sqlite3 *db = NULL;
+    int rc = sqlite3_open_v2(dest, &db, SQLITE_OPEN_READWRITE, NULL);
 
-    *copied = false;
-    if (file_size(path, "-shm") >= 0 || file_size(path, "-wal") <= 32)
+    if (rc == SQLITE_OK) {
+        sqlite3_extended_result_codes(db, 1);
+        rc = sqlite3_exec(db, "SELECT 1 FROM sqlite_schema LIMIT 1", NULL, NULL, NULL);
+    }
+    KBR_ENSURE(rc == SQLITE_OK,
+               kbr_fail(msg, KBR_ERR_STORE, "%s: rolling back the interrupted change: %s", dest,
+                        db != NULL ? sqlite3_errmsg(db) : sqlite3_errstr(rc)));
+    KBR_ENSURE(
+        file_size(dest, "-journal") <= 0,
+        kbr_fail(msg, KBR_ERR_STORE, "%s: its -journal is still there after the rollback", dest));
+out:
+    sqlite3_close(db);
+    return err;
+}
+
+kbr_err kbr_store_copy_pending(const char *path, const char *dest, kbr_store_pending *what,
+                               kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+    const char *tail = NULL, *problem = NULL;
+    char *side = NULL, *dest_side = NULL;
+    long holder;
+    bool made = false, made_side = false;
+
+    *what = KBR_STORE_AT_REST;
+    if (file_size(path, "-wal") > 32 && file_size(path, "-shm") < 0) {
+        tail = "-wal";
+        problem = "its -wal has no -shm";
+    } else if (file_size(path, "-wal") < 0 && file_size(path, "-journal") > 0 &&
+               hot_journal(path)) {
+        tail = "-journal";
+        problem = "its -journal holds an interrupted change";
+    } else {
         return KBR_OK;
+    }
+    holder = lock_holder_pid(path);
     KBR_ENSURE(holder >= 0, kbr_fail(msg, KBR_ERR_STORE,
-                                     "store %s: its -wal has no -shm, and whether a keybrokerd "
-                                     "serves it cannot be told (/proc/locks)",
-                                     path));
+                                     "store %s: %s, and whether a keybrokerd serves it cannot be "
+                                     "told (/proc/locks)",
+                                     path, problem));
     KBR_ENSURE(holder == 0, kbr_fail(msg, KBR_ERR_CONFLICT,
-                                     "store %s: its -wal has no -shm, yet keybrokerd (pid %ld) "
-                                     "holds its lock",
-                                     path, holder));
-    if (asprintf(&wal, "%s-wal", path) < 0)
-        wal = NULL;
-    if (asprintf(&dest_wal, "%s-wal", dest) < 0)
-        dest_wal = NULL;
-    KBR_ENSURE(wal != NULL && dest_wal != NULL, KBR_ERR_NOMEM);
+                                     "store %s: %s, yet keybrokerd (pid %ld) holds its lock", path,
+                                     problem, holder));
+    if (asprintf(&side, "%s%s", path, tail) < 0)
+        side = NULL;
+    if (asprintf(&dest_side, "%s%s", dest, tail) < 0)
+        dest_side = NULL;
+    KBR_ENSURE(side != NULL && dest_side != NULL, KBR_ERR_NOMEM);
     KBR_GUARD(copy_file(path, dest, msg));
     made = true;
-    KBR_GUARD(copy_file(wal, dest_wal, msg));
-    made_wal = true;
-    /* a broker that started meanwhile made a -shm and may have changed both files */
+    KBR_GUARD(copy_file(side, dest_side, msg));
+    made_side = true;
+    /* a broker that started meanwhile made a -shm, or rolled the change back, and may have
+     * changed both files */
     KBR_ENSURE(lock_holder_pid(path) == 0 && file_size(path, "-shm") < 0,
                kbr_fail(msg, KBR_ERR_CONFLICT,
                         "store %s: a keybrokerd started serving it while it was copied; "
                         "check it again",
                         path));
-    *copied = true;
+    if (strcmp(tail, "-journal") == 0) {
+        KBR_GUARD(roll_back(dest, msg));
+        made_side = false;
+        *what = KBR_STORE_HOT_JOURNAL;
+    } else {
+        *what = KBR_STORE_UNINDEXED_LOG;
+    }
 out:
     if (err != KBR_OK && made)
         unlink(dest);
-    if (err != KBR_OK && made_wal)
-        unlink(dest_wal);
-    free(wal);
-    free(dest_wal);
+    if (err != KBR_OK && made_side)
+        unlink(dest_side);
+    free(side);
+    free(dest_side);
     return err;
 }
 

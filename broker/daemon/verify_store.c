@@ -192,6 +192,7 @@ kbr_err kbd_verify_store(const kbd_config *cfg, const char *scratch_dir, kbr_msg
     struct stat sb;
     int64_t batches = 0;
     kbr_store_info info;
+    kbr_store_pending pending = KBR_STORE_AT_REST;
     bool copied = false, logged = false;
 
     KBR_ENSURE(strncmp(url, "sqlite:", 7) == 0,
@@ -211,12 +212,19 @@ kbr_err kbd_verify_store(const kbd_config *cfg, const char *scratch_dir, kbr_msg
     snprintf(logged_path, sizeof(logged_path), "%s/" LOGGED_NAME, made_dir);
     snprintf(logged_url, sizeof(logged_url), "sqlite:%s", logged_path);
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    /* a -wal without its -shm is read from a copy: beside the store SQLite would make a -shm,
-     * or could not (read-only media) */
-    KBR_GUARD(kbr_store_copy_unindexed(path, logged_path, &logged, msg));
-    if (logged)
+    /* a -wal without its -shm, or an interrupted change in a -journal, is read from a copy:
+     * beside the store SQLite would make a -shm or roll the change back, or could not
+     * (read-only media) */
+    KBR_GUARD(kbr_store_copy_pending(path, logged_path, &pending, msg));
+    logged = pending != KBR_STORE_AT_REST;
+    if (pending == KBR_STORE_UNINDEXED_LOG)
         printf("store %s has a write-ahead log without its index (-shm): checked as a copy of "
                "both; the store itself is not changed\n",
+               url + 7);
+    if (pending == KBR_STORE_HOT_JOURNAL)
+        printf("store %s has a change that was interrupted, in its rollback journal "
+               "(-journal): checked as a copy of both with the change rolled back; the store "
+               "itself is not changed\n",
                url + 7);
     err = migrated_copy(logged ? logged_url : url, copy_path, &info, &copied, msg);
     KBR_GUARD(err);

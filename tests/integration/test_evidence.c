@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -670,6 +671,99 @@ static void test_log_without_index(void **state)
     assert_int_equal(kbt_spawn_daemon(env), 0);
 }
 
+/*
+ * Leaves the store at path (in rollback mode) as a process that died in the middle of a change
+ * leaves it: the change, removing the last audit entry, half written into the file, and the
+ * pages it replaced in a hot -journal.  Filler rows written after it overflow the page
+ * cache, so that the entry's pages are written out before the commit that never comes.
+ */
+static void interrupt_change(const char *path)
+{
+    pid_t pid = fork();
+    int status = 0;
+
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        sqlite3 *db = NULL;
+        int rc = sqlite3_open(path, &db);
+
+        if (rc == SQLITE_OK)
+            rc = sqlite3_exec(db,
+                              "PRAGMA cache_size=10; BEGIN;"
+                              " DELETE FROM audit WHERE seq = (SELECT max(seq) FROM audit);"
+                              " INSERT INTO audit_products(product, seq)"
+                              " WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c"
+                              " WHERE i < 2000) SELECT hex(randomblob(400)), -i FROM c;",
+                              NULL, NULL, NULL);
+        _exit(rc == SQLITE_OK ? 0 : 1); /* no commit, no rollback */
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+/*
+ * A store kept in rollback mode (as a copy for evidence may be) that a process changed and
+ * died in the middle of.  Read as an immutable file it would show the change half made; here
+ * its last audit entry gone.  --verify-store checks a copy with the change rolled back and
+ * finds the store as it last committed; --check names the journal, and neither writes to the
+ * store or beside it, where the directory can be written or not.
+ */
+static void test_interrupted_change(void **state)
+{
+    char path[600], want[64], *out = NULL, *before;
+    long long at_rest;
+    int rc;
+
+    if (kbt_pg())
+        skip(); /* a copy of a sqlite: store */
+
+    (void)state;
+    kbt_stop(env);
+    copy_store("PRAGMA journal_mode=DELETE");
+    snprintf(path, sizeof(path), "%s/t.db", env->dir);
+    at_rest = seq_without_log(path);
+    interrupt_change(path);
+    /* the premise: read as an immutable file, the store lacks its last entry */
+    assert_int_equal(seq_without_log(path), at_rest - 1);
+    out = sh_text("ls t.db*");
+    assert_string_equal(out, "t.db\nt.db-journal\n");
+    free(out);
+    snprintf(want, sizeof(want), "matches its audit log: %lld entries", at_rest);
+
+    before = sh_text("sha256sum t.db t.db-journal; ls -A");
+    rc = verify("t.conf", &out);
+    if (rc != 0 ||
+        strstr(out, "has a change that was interrupted, in its rollback journal (-journal): "
+                    "checked as a copy of both with the change rolled back") == NULL ||
+        strstr(out, want) == NULL)
+        fail_msg("--verify-store, an interrupted change: exit %d: %s (want \"%s\")", rc, out, want);
+    free(out);
+    rc = kbt_run_daemon(env, "-c t.conf --check", &out);
+    if (rc != 1 || strstr(out, "its -journal (") == NULL ||
+        strstr(out, "holds a change that was interrupted") == NULL)
+        fail_msg("--check, an interrupted change: exit %d: %s", rc, out);
+    free(out);
+    expect_same(before, "sha256sum t.db t.db-journal; ls -A");
+
+    /* where nothing can be written beside it */
+    to_read_only_dir("t.db t.db-journal");
+    before = sh_text("sha256sum ev/t.db ev/t.db-journal; ls -A ev");
+    rc = daemon_unprivileged("--verify-store --scratch-dir sc", &out);
+    if (rc != 0 || strstr(out, "with the change rolled back") == NULL || strstr(out, want) == NULL)
+        fail_msg("--verify-store --scratch-dir, an interrupted change: exit %d: %s", rc, out);
+    free(out);
+    rc = daemon_unprivileged("--check", &out);
+    if (rc != 1 || strstr(out, "holds a change that was interrupted") == NULL)
+        fail_msg("--check, an interrupted change on read-only media: exit %d: %s", rc, out);
+    free(out);
+    expect_same(before, "sha256sum ev/t.db ev/t.db-journal; ls -A ev");
+    out = sh_text("ls -A sc");
+    assert_string_equal(out, "");
+    free(out);
+    free(sh_text("chmod 0755 ev && rm -rf ev sc ev.conf"));
+    assert_int_equal(kbt_spawn_daemon(env), 0);
+}
+
 /* ---- evidence bundles ---- */
 
 /* The CLI with the bootstrap token (or tok): exit status, output into *out. */
@@ -955,7 +1049,7 @@ int main(void)
         cmocka_unit_test(test_verify_store_refusals),    cmocka_unit_test(test_device_bundle),
         cmocka_unit_test(test_product_bundle_and_scope), cmocka_unit_test(test_old_batch_markets),
         cmocka_unit_test(test_migrate_v7_store),         cmocka_unit_test(test_scratch_dir),
-        cmocka_unit_test(test_log_without_index),
+        cmocka_unit_test(test_log_without_index),        cmocka_unit_test(test_interrupted_change),
     };
 
     return cmocka_run_group_tests_name("evidence", tests, setup, teardown);

@@ -598,6 +598,47 @@ static void commit_to_log_only(const char *path)
 }
 
 /*
+ * --verify-store on t.db, beside which side (t.db-wal or t.db-journal) means SQLite must write
+ * before the store reads as it last committed: it says so (says), finds want, and leaves the
+ * store's directory as it found it.  Then the same with both files moved into ev, a directory
+ * nothing can be written to, and --scratch-dir; there --check fails naming the problem
+ * (check_says), and neither writes anything.  The files are left in ev, its mode 0755.
+ */
+static void verify_beside(const char *side, const char *says, const char *check_says,
+                          const char *want)
+{
+    char cmd[256], files[64], *out = NULL, *before;
+    int rc;
+
+    snprintf(cmd, sizeof(cmd), "sha256sum t.db %s; ls -A", side);
+    before = sh_text(cmd);
+    rc = verify("t.conf", &out);
+    if (rc != 0 || strstr(out, says) == NULL || strstr(out, want) == NULL)
+        fail_msg("--verify-store beside %s: exit %d: %s (want \"%s\")", side, rc, out, want);
+    free(out);
+    expect_same(before, cmd);
+
+    /* where nothing can be written beside it */
+    snprintf(files, sizeof(files), "t.db %s", side);
+    to_read_only_dir(files);
+    snprintf(cmd, sizeof(cmd), "sha256sum ev/t.db ev/%s; ls -A ev", side);
+    before = sh_text(cmd);
+    rc = daemon_unprivileged("--verify-store --scratch-dir sc", &out);
+    if (rc != 0 || strstr(out, says) == NULL || strstr(out, want) == NULL)
+        fail_msg("--verify-store --scratch-dir beside %s: exit %d: %s", side, rc, out);
+    free(out);
+    rc = daemon_unprivileged("--check", &out);
+    if (rc != 1 || strstr(out, check_says) == NULL)
+        fail_msg("--check beside %s on read-only media: exit %d: %s", side, rc, out);
+    free(out);
+    expect_same(before, cmd);
+    out = sh_text("ls -A sc");
+    assert_string_equal(out, "");
+    free(out);
+    free(sh_text("chmod 0755 ev"));
+}
+
+/*
  * A store whose -wal holds a commit but lost its -shm.  Read as an immutable file (how a store
  * at rest is read without a change) it would look as it was before that commit, and be found
  * to match its log.  --verify-store checks a copy of both instead, made in its own directory
@@ -607,7 +648,7 @@ static void commit_to_log_only(const char *path)
  */
 static void test_log_without_index(void **state)
 {
-    char path[600], want[64], *out = NULL, *before;
+    char path[600], want[64], *out = NULL;
     long long at_rest;
     int rc;
 
@@ -626,39 +667,14 @@ static void test_log_without_index(void **state)
     assert_string_equal(out, "t.db\nt.db-wal\n");
     free(out);
     snprintf(want, sizeof(want), "matches its audit log: %lld entries", at_rest + 1);
-
-    before = sh_text("sha256sum t.db t.db-wal; ls -A");
-    rc = verify("t.conf", &out);
-    if (rc != 0 ||
-        strstr(out, "has a write-ahead log without its index (-shm): checked as a "
-                    "copy of both") == NULL ||
-        strstr(out, want) == NULL)
-        fail_msg("--verify-store, a -wal without its -shm: exit %d: %s (want \"%s\")", rc, out,
-                 want);
-    free(out);
-    expect_same(before, "sha256sum t.db t.db-wal; ls -A");
-
-    /* where nothing can be written beside it */
-    to_read_only_dir("t.db t.db-wal");
-    before = sh_text("sha256sum ev/t.db ev/t.db-wal; ls -A ev");
-    rc = daemon_unprivileged("--verify-store --scratch-dir sc", &out);
-    if (rc != 0 || strstr(out, "checked as a copy of both") == NULL || strstr(out, want) == NULL)
-        fail_msg("--verify-store --scratch-dir, a -wal without its -shm: exit %d: %s", rc, out);
-    free(out);
-    rc = daemon_unprivileged("--check", &out);
-    if (rc != 1 || strstr(out, "its -wal (") == NULL ||
-        strstr(out, "has no -shm and none can be made there") == NULL ||
-        strstr(out, "would miss commits") == NULL)
-        fail_msg("--check, a -wal without its -shm on read-only media: exit %d: %s", rc, out);
-    free(out);
-    expect_same(before, "sha256sum ev/t.db ev/t.db-wal; ls -A ev");
-    out = sh_text("ls -A sc");
-    assert_string_equal(out, "");
-    free(out);
+    verify_beside("t.db-wal",
+                  "has a write-ahead log without its index (-shm): checked as a copy of both",
+                  "has no -shm and none can be made there; read without the log it would miss "
+                  "commits",
+                  want);
 
     /* where a -shm can be made, --check reads the store through its log (and SQLite makes
      * the -shm) */
-    free(sh_text("chmod 0755 ev"));
     snprintf(want, sizeof(want), "ev/t.db: %lld audit entries", at_rest + 1);
     rc = kbt_run_daemon(env, "-c ev.conf --check", &out);
     if (strstr(out, want) == NULL || strstr(out, "would miss commits") != NULL)
@@ -729,38 +745,20 @@ static void test_interrupted_change(void **state)
     assert_string_equal(out, "t.db\nt.db-journal\n");
     free(out);
     snprintf(want, sizeof(want), "matches its audit log: %lld entries", at_rest);
+    verify_beside("t.db-journal",
+                  "has a change that was interrupted, in its rollback journal (-journal): "
+                  "checked as a copy of both with the change rolled back",
+                  "holds a change that was interrupted", want);
 
-    before = sh_text("sha256sum t.db t.db-journal; ls -A");
-    rc = verify("t.conf", &out);
-    if (rc != 0 ||
-        strstr(out, "has a change that was interrupted, in its rollback journal (-journal): "
-                    "checked as a copy of both with the change rolled back") == NULL ||
-        strstr(out, want) == NULL)
-        fail_msg("--verify-store, an interrupted change: exit %d: %s (want \"%s\")", rc, out, want);
-    free(out);
-    rc = kbt_run_daemon(env, "-c t.conf --check", &out);
+    /* nor where it could roll the change back, which would write to the store */
+    before = sh_text("sha256sum ev/t.db ev/t.db-journal; ls -A ev");
+    rc = kbt_run_daemon(env, "-c ev.conf --check", &out);
     if (rc != 1 || strstr(out, "its -journal (") == NULL ||
         strstr(out, "holds a change that was interrupted") == NULL)
         fail_msg("--check, an interrupted change: exit %d: %s", rc, out);
     free(out);
-    expect_same(before, "sha256sum t.db t.db-journal; ls -A");
-
-    /* where nothing can be written beside it */
-    to_read_only_dir("t.db t.db-journal");
-    before = sh_text("sha256sum ev/t.db ev/t.db-journal; ls -A ev");
-    rc = daemon_unprivileged("--verify-store --scratch-dir sc", &out);
-    if (rc != 0 || strstr(out, "with the change rolled back") == NULL || strstr(out, want) == NULL)
-        fail_msg("--verify-store --scratch-dir, an interrupted change: exit %d: %s", rc, out);
-    free(out);
-    rc = daemon_unprivileged("--check", &out);
-    if (rc != 1 || strstr(out, "holds a change that was interrupted") == NULL)
-        fail_msg("--check, an interrupted change on read-only media: exit %d: %s", rc, out);
-    free(out);
     expect_same(before, "sha256sum ev/t.db ev/t.db-journal; ls -A ev");
-    out = sh_text("ls -A sc");
-    assert_string_equal(out, "");
-    free(out);
-    free(sh_text("chmod 0755 ev && rm -rf ev sc ev.conf"));
+    free(sh_text("rm -rf ev sc ev.conf"));
     assert_int_equal(kbt_spawn_daemon(env), 0);
 }
 

@@ -535,8 +535,9 @@ typedef enum {
     KBR_STORE_HOT_JOURNAL,   /* its -journal holds a change that was interrupted, which SQLite
                               * rolls back into it (immutable, it would read it half made) */
 } kbr_store_pending;
-/* A store file at path that needs either: the file and its -wal or -journal copied to dest
- * (new files of mode 0600), an interrupted change rolled back in the copy, and *what set.
+/* A store file at path that needs either: the file and those of its -wal and -journal there
+ * copied to dest (new files of mode 0600), an interrupted change rolled back in the copy (the
+ * journal's case where both apply, as SQLite rolls back first), and *what set.
  * Any other store: nothing made, *what KBR_STORE_AT_REST.  KBR_ERR_CONFLICT when a keybrokerd
  * serves the store or starts to while it is copied. */
 KBR_WUR kbr_err kbr_store_copy_pending(const char *path, const char *dest, kbr_store_pending *what,

@@ -14,11 +14,12 @@
  * its log in, copied without the index) is read through the WAL too: SQLite
  * makes the -shm again from it, and where it cannot (read-only media) the
  * store is refused rather than read as it was before the log's commits.
- * Likewise a store in rollback mode (a copy kept as evidence) beside a -journal:
- * immutable, it would be read with the half-written pages of a change that
- * was interrupted, so it is opened read-only through SQLite's locks, which
- * finds the journal hot and refuses to read; the store is refused then, since
- * rolling the change back would write to it.
+ * Likewise a store beside a written -journal (a copy kept as evidence, in
+ * rollback mode, changed by a process that died): immutable, it would be read
+ * with the half-written pages of a change that was interrupted, so it is
+ * opened read-only through SQLite's locks, which find the journal hot and
+ * refuse to read (SQLite rolls a hot journal back before it looks for a WAL);
+ * the store is refused then, since rolling the change back would write to it.
  *
  * Copies: VACUUM INTO reads the store in one read transaction, so the copy
  * is the store as of one instant, whatever the writer commits meanwhile; it
@@ -132,6 +133,24 @@ static off_t file_size(const char *path, const char *suffix)
     return size;
 }
 
+/* Whether the -journal beside the store at path may be hot, as SQLite first tells: there and
+ * its first byte not zero (a journal SQLite has finished with is gone, empty or zeroed). */
+static bool journal_written(const char *path)
+{
+    unsigned char first = 0;
+    char *p = NULL;
+    int fd = -1;
+
+    if (asprintf(&p, "%s-journal", path) >= 0)
+        fd = open(p, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0 && pread(fd, &first, 1, 0) != 1)
+        first = 0;
+    if (fd >= 0)
+        close(fd);
+    free(p);
+    return first != 0;
+}
+
 /* A file: URI for path, with what URIs reserve percent-encoded. */
 static char *file_uri(const char *path, const char *query)
 {
@@ -171,9 +190,9 @@ kbr_err kbr_sqlite_open_readonly(const char *loc, kbr_store **out, kbr_store_inf
     has_shm = file_size(path, "-shm") >= 0;
     /* a WAL longer than its 32-byte header holds frames, which only a read through it sees */
     unindexed = !has_shm && wal_size > 32;
-    /* a -journal may be a change that was interrupted, which only SQLite's locks tell */
-    journal_size = wal_size < 0 ? file_size(path, "-journal") : -1;
-    uri = file_uri(path, (wal_size >= 0 && has_shm) || unindexed || journal_size > 0
+    /* a written -journal may be a change that was interrupted, which SQLite's locks tell */
+    journal_size = file_size(path, "-journal");
+    uri = file_uri(path, (wal_size >= 0 && has_shm) || unindexed || journal_written(path)
                              ? "mode=ro"
                              : "mode=ro&immutable=1");
     KBR_ENSURE(uri != NULL, KBR_ERR_NOMEM);
@@ -187,14 +206,6 @@ kbr_err kbr_sqlite_open_readonly(const char *loc, kbr_store **out, kbr_store_inf
     sqlite3_extended_result_codes(s->db, 1);
     sqlite3_busy_timeout(s->db, 5000);
     rc = sqlite3_exec(s->db, "SELECT 1 FROM sqlite_schema LIMIT 1", NULL, NULL, NULL);
-    if (rc != SQLITE_OK && unindexed) {
-        err = kbr_fail(msg, KBR_ERR_STORE,
-                       "store %s: its -wal (%lld bytes) has no -shm and none can be made "
-                       "there; read without the log it would miss commits: copy the store "
-                       "with its -wal to a directory that can be written and read the copy",
-                       path, (long long)wal_size);
-        goto out;
-    }
     if (rc == SQLITE_READONLY_ROLLBACK) {
         err = kbr_fail(msg, KBR_ERR_STORE,
                        "store %s: its -journal (%lld bytes) holds a change that was "
@@ -203,6 +214,14 @@ kbr_err kbr_sqlite_open_readonly(const char *loc, kbr_store **out, kbr_store_inf
                        "a copy of the store with its -journal (keybrokerd --verify-store makes "
                        "one)",
                        path, (long long)journal_size);
+        goto out;
+    }
+    if (rc != SQLITE_OK && unindexed) {
+        err = kbr_fail(msg, KBR_ERR_STORE,
+                       "store %s: its -wal (%lld bytes) has no -shm and none can be made "
+                       "there; read without the log it would miss commits: copy the store "
+                       "with its -wal to a directory that can be written and read the copy",
+                       path, (long long)wal_size);
         goto out;
     }
     KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
@@ -301,23 +320,22 @@ out:
 kbr_err kbr_store_copy_pending(const char *path, const char *dest, kbr_store_pending *what,
                                kbr_msg *msg)
 {
+    static const char *const tails[] = {"-wal", "-journal"};
     kbr_err err = KBR_OK;
-    const char *tail = NULL, *problem = NULL;
-    char *side = NULL, *dest_side = NULL;
+    char *side[2] = {NULL, NULL}, *dest_side[2] = {NULL, NULL};
+    bool copy[2], made = false;
+    bool had_shm = file_size(path, "-shm") >= 0;
+    bool unindexed = !had_shm && file_size(path, "-wal") > 32;
+    /* SQLite rolls a hot journal back before it looks at the WAL, whatever the header says */
+    bool hot = journal_written(path) && hot_journal(path);
+    const char *problem = hot ? "its -journal holds an interrupted change" : "its -wal has no -shm";
     long holder;
-    bool made = false, made_side = false;
 
     *what = KBR_STORE_AT_REST;
-    if (file_size(path, "-wal") > 32 && file_size(path, "-shm") < 0) {
-        tail = "-wal";
-        problem = "its -wal has no -shm";
-    } else if (file_size(path, "-wal") < 0 && file_size(path, "-journal") > 0 &&
-               hot_journal(path)) {
-        tail = "-journal";
-        problem = "its -journal holds an interrupted change";
-    } else {
+    if (!unindexed && !hot)
         return KBR_OK;
-    }
+    copy[0] = file_size(path, "-wal") > 0;
+    copy[1] = hot;
     holder = lock_holder_pid(path);
     KBR_ENSURE(holder >= 0, kbr_fail(msg, KBR_ERR_STORE,
                                      "store %s: %s, and whether a keybrokerd serves it cannot be "
@@ -326,36 +344,37 @@ kbr_err kbr_store_copy_pending(const char *path, const char *dest, kbr_store_pen
     KBR_ENSURE(holder == 0, kbr_fail(msg, KBR_ERR_CONFLICT,
                                      "store %s: %s, yet keybrokerd (pid %ld) holds its lock", path,
                                      problem, holder));
-    if (asprintf(&side, "%s%s", path, tail) < 0)
-        side = NULL;
-    if (asprintf(&dest_side, "%s%s", dest, tail) < 0)
-        dest_side = NULL;
-    KBR_ENSURE(side != NULL && dest_side != NULL, KBR_ERR_NOMEM);
+    for (int i = 0; i < 2; i++) {
+        if (asprintf(&side[i], "%s%s", path, tails[i]) < 0)
+            side[i] = NULL;
+        if (asprintf(&dest_side[i], "%s%s", dest, tails[i]) < 0)
+            dest_side[i] = NULL;
+        KBR_ENSURE(side[i] != NULL && dest_side[i] != NULL, KBR_ERR_NOMEM);
+    }
     KBR_GUARD(copy_file(path, dest, msg));
     made = true;
-    KBR_GUARD(copy_file(side, dest_side, msg));
-    made_side = true;
+    for (int i = 0; i < 2; i++) {
+        if (!copy[i])
+            continue;
+        KBR_GUARD(copy_file(side[i], dest_side[i], msg));
+    }
     /* a broker that started meanwhile made a -shm, or rolled the change back, and may have
-     * changed both files */
-    KBR_ENSURE(lock_holder_pid(path) == 0 && file_size(path, "-shm") < 0,
+     * changed the files */
+    KBR_ENSURE(lock_holder_pid(path) == 0 && (file_size(path, "-shm") >= 0) == had_shm,
                kbr_fail(msg, KBR_ERR_CONFLICT,
                         "store %s: a keybrokerd started serving it while it was copied; "
                         "check it again",
                         path));
-    if (strcmp(tail, "-journal") == 0) {
+    if (hot)
         KBR_GUARD(roll_back(dest, msg));
-        made_side = false;
-        *what = KBR_STORE_HOT_JOURNAL;
-    } else {
-        *what = KBR_STORE_UNINDEXED_LOG;
-    }
+    *what = hot ? KBR_STORE_HOT_JOURNAL : KBR_STORE_UNINDEXED_LOG;
 out:
     if (err != KBR_OK && made)
-        unlink(dest);
-    if (err != KBR_OK && made_side)
-        unlink(dest_side);
-    free(side);
-    free(dest_side);
+        kbr_store_remove_files(dest);
+    for (int i = 0; i < 2; i++) {
+        free(side[i]);
+        free(dest_side[i]);
+    }
     return err;
 }
 

@@ -134,21 +134,26 @@ static off_t file_size(const char *path, const char *suffix)
 }
 
 /* Whether the -journal beside the store at path may be hot, as SQLite first tells: there and
- * its first byte not zero (a journal SQLite has finished with is gone, empty or zeroed). */
+ * its first byte not zero (a journal SQLite has finished with is gone, empty or zeroed), or
+ * there and unreadable. */
 static bool journal_written(const char *path)
 {
     unsigned char first = 0;
     char *p = NULL;
     int fd = -1;
+    bool written = true; /* as SQLite takes a journal it cannot read: hot */
 
-    if (asprintf(&p, "%s-journal", path) >= 0)
-        fd = open(p, O_RDONLY | O_CLOEXEC);
-    if (fd >= 0 && pread(fd, &first, 1, 0) != 1)
-        first = 0;
+    if (asprintf(&p, "%s-journal", path) < 0)
+        return written;
+    fd = open(p, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT)
+        written = false;
+    else if (fd >= 0 && pread(fd, &first, 1, 0) >= 0)
+        written = first != 0; /* an empty journal reads nothing: first stays 0 */
     if (fd >= 0)
         close(fd);
     free(p);
-    return first != 0;
+    return written;
 }
 
 /* A file: URI for path, with what URIs reserve percent-encoded. */
@@ -210,9 +215,9 @@ kbr_err kbr_sqlite_open_readonly(const char *loc, kbr_store **out, kbr_store_inf
         err = kbr_fail(msg, KBR_ERR_STORE,
                        "store %s: its -journal (%lld bytes) holds a change that was "
                        "interrupted; read without rolling it back the store would show the "
-                       "change half made, and rolling it back would write to the store: check "
-                       "a copy of the store with its -journal (keybrokerd --verify-store makes "
-                       "one)",
+                       "change half made, and rolling it back would write to the store: run "
+                       "keybrokerd --verify-store, which checks a copy with the change rolled "
+                       "back",
                        path, (long long)journal_size);
         goto out;
     }
@@ -274,10 +279,10 @@ out:
     return err;
 }
 
-/* Whether SQLite finds the -journal beside the store at path hot: a change that was
- * interrupted, which a reader must roll back first (it also tells a journal some process's
- * transaction holds, which is not). */
-static bool hot_journal(const char *path)
+/* What SQLite answers a read of the store at path: SQLITE_READONLY_ROLLBACK when it finds its
+ * -journal hot (a change that was interrupted, which a reader must roll back first),
+ * SQLITE_OK when it does not (a journal some process's transaction holds, or none). */
+static int probe_journal(const char *path)
 {
     sqlite3 *db = NULL;
     char *uri = file_uri(path, "mode=ro");
@@ -292,7 +297,7 @@ static bool hot_journal(const char *path)
     }
     sqlite3_close(db);
     free(uri);
-    return rc == SQLITE_READONLY_ROLLBACK;
+    return rc;
 }
 
 /* Rolls back the interrupted change in the copy at dest, from its -journal. */
@@ -327,11 +332,17 @@ kbr_err kbr_store_copy_pending(const char *path, const char *dest, kbr_store_pen
     bool had_shm = file_size(path, "-shm") >= 0;
     bool unindexed = !had_shm && file_size(path, "-wal") > 32;
     /* SQLite rolls a hot journal back before it looks at the WAL, whatever the header says */
-    bool hot = journal_written(path) && hot_journal(path);
+    int probe = journal_written(path) ? probe_journal(path) : SQLITE_OK;
+    bool hot = probe == SQLITE_READONLY_ROLLBACK;
     const char *problem = hot ? "its -journal holds an interrupted change" : "its -wal has no -shm";
     long holder;
 
     *what = KBR_STORE_AT_REST;
+    if (probe != SQLITE_OK && !hot)
+        return kbr_fail(msg, KBR_ERR_STORE,
+                        "store %s: whether its -journal holds an interrupted change cannot be "
+                        "told: %s",
+                        path, sqlite3_errstr(probe));
     if (!unindexed && !hot)
         return KBR_OK;
     copy[0] = file_size(path, "-wal") > 0;
@@ -356,7 +367,14 @@ kbr_err kbr_store_copy_pending(const char *path, const char *dest, kbr_store_pen
     for (int i = 0; i < 2; i++) {
         if (!copy[i])
             continue;
-        KBR_GUARD(copy_file(side[i], dest_side[i], msg));
+        err = copy_file(side[i], dest_side[i], msg);
+        /* a keybrokerd that started meanwhile rolled the change back */
+        if (err != KBR_OK && i == 1 && file_size(path, "-journal") < 0)
+            err = kbr_fail(msg, KBR_ERR_CONFLICT,
+                           "store %s: its -journal went while it was copied (the change was "
+                           "rolled back); check it again",
+                           path);
+        KBR_GUARD(err);
     }
     /* a broker that started meanwhile made a -shm, or rolled the change back, and may have
      * changed the files */

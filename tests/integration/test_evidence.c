@@ -758,6 +758,12 @@ static void test_interrupted_change(void **state)
         fail_msg("--check, an interrupted change: exit %d: %s", rc, out);
     free(out);
     expect_same(before, "sha256sum ev/t.db ev/t.db-journal; ls -A ev");
+    /* nor one whose journal cannot be read, which SQLite takes for hot */
+    free(sh_text("chmod 0 ev/t.db-journal"));
+    rc = daemon_unprivileged("--check", &out);
+    if (rc != 1 || strstr(out, "holds a change that was interrupted") == NULL)
+        fail_msg("--check beside a -journal it cannot read: exit %d: %s", rc, out);
+    free(out);
 
     /* a journal SQLite finished with (zeroed) is no change: the store is read as at rest,
      * and nothing is made beside it */

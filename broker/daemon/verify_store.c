@@ -8,10 +8,10 @@
  * broker's schema, one whose -wal holds commits but lost its -shm as a copy of both (read
  * in place, SQLite would make a -shm beside it, or fail to), and one whose -journal holds an
  * interrupted change as a copy with the change rolled back (which in place would write to
- * the store).  The scratch store it rebuilds,
- * and those copies, go in a directory of the check's own (mode 0700) made beside the store, on
- * the file system that already has room for one like it, or in the directory --scratch-dir
- * names (a store on read-only media, a backup kept as evidence).
+ * the store).  The scratch store it rebuilds, and those copies, go in a directory of the
+ * check's own (mode 0700) made beside the store, on the file system that already has room for
+ * one like it, or in the directory --scratch-dir names (a store on read-only media, a backup
+ * kept as evidence).
  */
 #include <errno.h>
 #include <libgen.h>
@@ -29,8 +29,8 @@
 
 /* The check's directory, and the files it makes there (the scratch store, the copy of a
  * store of an older schema, and that of a store whose -wal lost its -shm or whose -journal
- * holds an interrupted change, each with the files SQLite keeps beside it): removed if the check is
- * interrupted (async-signal-safe). */
+ * holds an interrupted change, each with the files SQLite keeps beside it): removed if the
+ * check is interrupted (async-signal-safe). */
 #define SCRATCH_NAME "rebuild.db"
 #define COPY_NAME    "copy.db"
 #define LOGGED_NAME  "logged.db"

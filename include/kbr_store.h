@@ -450,6 +450,13 @@ const kbr_document *kbr_effects_document(const kbr_effects *fx, size_t i);
  * closes with kbr_store_close.
  */
 KBR_WUR kbr_err kbr_store_open(const char *url, kbr_store **out, kbr_msg *msg);
+/*
+ * kbr_store_open of a store that is there already, as kbr_store_exists tells: KBR_ERR_NOT_FOUND
+ * naming it otherwise, and nothing made.  A SQLite file is opened without being created, so a
+ * store moved away while this runs is not made again empty either.  Every open of a deployment's
+ * store but --init's, which alone creates one.
+ */
+KBR_WUR kbr_err kbr_store_open_existing(const char *url, kbr_store **out, kbr_msg *msg);
 void kbr_store_close(kbr_store *st); /* accepts NULL */
 
 /*
@@ -527,6 +534,15 @@ KBR_WUR kbr_err kbr_store_copy_to(kbr_store *st, const char *path, kbr_msg *msg)
 /* Unlinks the SQLite file at path and those SQLite keeps beside it (-wal, -shm, -journal);
  * any of them may be missing.  For files a command made itself (a copy, a scratch store). */
 void kbr_store_remove_files(const char *path);
+/*
+ * The file of a sqlite: store URL (without its options) by the name SQLite and the store's lock
+ * go by: symbolic links followed, as SQLite follows them to the file it opens and keeps its
+ * -wal, -shm and -journal beside.  *path is the caller's to free; NULL for any other URL.
+ */
+KBR_WUR kbr_err kbr_store_file(const char *url, char **path, kbr_msg *msg);
+/* url with a sqlite: store's file named as kbr_store_file names it, its options kept; any other
+ * URL as it is.  *out is the caller's to free.  A name SQLite cannot follow: KBR_ERR_STORE. */
+KBR_WUR kbr_err kbr_store_resolved_url(const char *url, char **out, kbr_msg *msg);
 /* What a store file at rest needs before it reads as it last committed. */
 typedef enum {
     KBR_STORE_AT_REST,       /* nothing */

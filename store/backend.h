@@ -85,6 +85,8 @@ struct kbr_store_ops {
     bool shared;
     /* location is the URL after "scheme:". */
     kbr_err (*open)(const char *location, kbr_store **out, kbr_msg *msg);
+    /* See kbr_store_open_existing; NULL: exists, then open. */
+    kbr_err (*open_existing)(const char *location, kbr_store **out, kbr_msg *msg);
     void (*close)(kbr_store *st);
     /* See kbr_store_lock. */
     kbr_err (*lock)(const char *location, int *fd, kbr_msg *msg);

@@ -96,13 +96,62 @@ out:
     return err;
 }
 
+static int walbuf_rc = SQLITE_ERROR;
+static pthread_once_t library_once_flag = PTHREAD_ONCE_INIT;
+
+/* Before SQLite starts: what must be configured first, and the store's VFS. */
+static void library_once(void)
+{
+    (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+    (void)sqlite3_config(SQLITE_CONFIG_STMTJRNL_SPILL, 1 << 20);
+    walbuf_rc = kbr_sqlite_walbuf_register();
+}
+
+static const char *store_vfs(void)
+{
+    pthread_once(&library_once_flag, library_once);
+    return walbuf_rc == SQLITE_OK ? KBR_SQLITE_VFS : NULL;
+}
+
+/*
+ * The store's file by the name SQLite opens it by, which its VFS tells: SQLite follows
+ * symbolic links, in the directories and in the name (one that points at no file yet
+ * included), and keeps the -wal, -shm and -journal beside the file it reaches.  The lock file,
+ * and every look at those files, go by that name too: by the name given, a store reached
+ * through a link would have its lock beside the link, and a second keybrokerd given the
+ * file's own name (or another link) would take a lock of its own and serve the same store.
+ */
+static kbr_err resolved_path(const char *given, char **out, kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+    sqlite3_vfs *vfs = sqlite3_vfs_find(store_vfs());
+    int rc;
+
+    *out = NULL;
+    KBR_ENSURE(vfs != NULL, kbr_fail(msg, KBR_ERR_STORE, "store %s: SQLite has no VFS", given));
+    *out = malloc((size_t)vfs->mxPathname + 1);
+    KBR_ENSURE(*out != NULL, KBR_ERR_NOMEM);
+    rc = vfs->xFullPathname(vfs, given, vfs->mxPathname + 1, *out);
+    KBR_ENSURE(rc == SQLITE_OK || rc == SQLITE_OK_SYMLINK,
+               kbr_fail(msg, rc == SQLITE_NOMEM ? KBR_ERR_NOMEM : KBR_ERR_STORE,
+                        "store %s: SQLite cannot tell which file the name leads to (a loop of "
+                        "symbolic links, a directory it may not search, or a name too long)",
+                        given));
+out:
+    if (err != KBR_OK) {
+        free(*out);
+        *out = NULL;
+    }
+    return err;
+}
+
 kbr_err kbr_sqlite_parse_location(const char *loc, char **path, sqlite3_int64 *max_pages,
                                   kbr_msg *msg)
 {
     kbr_err err = KBR_OK;
     const char *q = strchr(loc, '?');
     size_t n = q != NULL ? (size_t)(q - loc) : strlen(loc);
-    char *end = NULL;
+    char *end = NULL, *given = NULL;
 
     *path = NULL;
     *max_pages = 0;
@@ -117,9 +166,11 @@ kbr_err kbr_sqlite_parse_location(const char *loc, char **path, sqlite3_int64 *m
                    kbr_fail(msg, KBR_ERR_CONFIG,
                             "store: max_pages must be a positive integer, not \"%s\"", q + 11));
     }
-    *path = strndup(loc, n);
-    KBR_ENSURE(*path != NULL, KBR_ERR_NOMEM);
+    given = strndup(loc, n);
+    KBR_ENSURE(given != NULL, KBR_ERR_NOMEM);
+    KBR_GUARD(resolved_path(given, path, msg));
 out:
+    free(given);
     return err;
 }
 
@@ -458,19 +509,8 @@ void kbr_sqlite_close(kbr_store *st)
  *    still goes to a file rather than taking memory without bound.
  * Then the store's VFS; without it, connections open with the system's.
  */
-static int walbuf_rc = SQLITE_ERROR;
-
-static void library_once(void)
+static kbr_err open_with(const char *location, int flags, kbr_store **out, kbr_msg *msg)
 {
-    (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
-    (void)sqlite3_config(SQLITE_CONFIG_STMTJRNL_SPILL, 1 << 20);
-    walbuf_rc = kbr_sqlite_walbuf_register();
-}
-
-static kbr_err sqlite_open(const char *location, kbr_store **out, kbr_msg *msg)
-{
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
-
     kbr_err err = KBR_OK;
     kbr_sqlite *s = NULL;
     char *path = NULL;
@@ -478,14 +518,12 @@ static kbr_err sqlite_open(const char *location, kbr_store **out, kbr_msg *msg)
     int rc;
 
     *out = NULL;
-    pthread_once(&once, library_once);
     KBR_GUARD(kbr_sqlite_parse_location(location, &path, &max_pages, msg));
     s = calloc(1, sizeof(*s));
     KBR_ENSURE(s != NULL, KBR_ERR_NOMEM);
     s->base.ops = &kbr_store_sqlite_ops;
-    rc = sqlite3_open_v2(path, &s->db,
-                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                         walbuf_rc == SQLITE_OK ? KBR_SQLITE_VFS : NULL);
+    rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | flags,
+                         store_vfs());
     KBR_ENSURE(s->db != NULL, KBR_ERR_NOMEM);
     KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
     /* SQLite falls back to read-only when it may not write; the store must be writable. */
@@ -500,6 +538,20 @@ out:
     kbr_sqlite_close((kbr_store *)s);
     free(path);
     return err;
+}
+
+static kbr_err sqlite_open(const char *location, kbr_store **out, kbr_msg *msg)
+{
+    return open_with(location, SQLITE_OPEN_CREATE, out, msg);
+}
+
+/* The file must be there: it is not created, even if it goes between the look and the open. */
+static kbr_err sqlite_open_existing(const char *location, kbr_store **out, kbr_msg *msg)
+{
+    kbr_err err = kbr_sqlite_exists(location, msg);
+
+    *out = NULL;
+    return err != KBR_OK ? err : open_with(location, 0, out, msg);
 }
 
 static kbr_err sqlite_begin(kbr_store *st)
@@ -726,6 +778,7 @@ out:
 const kbr_store_ops kbr_store_sqlite_ops = {
     .scheme = "sqlite",
     .open = sqlite_open,
+    .open_existing = sqlite_open_existing,
     .close = kbr_sqlite_close,
     .lock = sqlite_lock,
     .exists = kbr_sqlite_exists,

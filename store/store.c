@@ -49,6 +49,26 @@ out:
     return err;
 }
 
+kbr_err kbr_store_open_existing(const char *url, kbr_store **out, kbr_msg *msg)
+{
+    const char *location = NULL;
+    const kbr_store_ops *ops = url != NULL ? backend_for(url, &location) : NULL;
+
+    *out = NULL;
+    if (ops == NULL)
+        return kbr_fail(msg, KBR_ERR_CONFIG,
+                        "store: unsupported URL \"%s\" (want sqlite:PATH or postgresql://...)",
+                        url != NULL ? url : "");
+    if (ops->open_existing != NULL)
+        return ops->open_existing(location, out, msg);
+    if (ops->exists != NULL) {
+        kbr_err err = ops->exists(location, msg);
+        if (err != KBR_OK)
+            return err;
+    }
+    return ops->open(location, out, msg);
+}
+
 kbr_err kbr_store_lock(const char *url, int *fd, kbr_msg *msg)
 {
     const char *location = NULL;

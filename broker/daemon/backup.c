@@ -93,7 +93,7 @@ static void *backup_main(void *arg)
     kbr_store *st = NULL;
     kbr_err err;
 
-    err = kbr_store_open(b->d->cfg.store, &st, &b->msg);
+    err = kbr_store_open_existing(b->d->cfg.store, &st, &b->msg);
     if (err == KBR_OK) {
         pthread_mutex_lock(&b->mu);
         b->st = st;

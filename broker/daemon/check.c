@@ -315,20 +315,28 @@ static void check_log(tally *t, kbr_store *st, const char *path, EVP_PKEY *audit
     json_decref(cp);
 }
 
-/* The store as it is: opened read-only when its schema is this broker's (*st), else NULL. */
-static void check_store(tally *t, const kbd_config *cfg, kbr_store **current)
+/* The store as it is: opened read-only when its schema is this broker's (*st), else NULL;
+ * *file is a sqlite: store's file by the name SQLite opens (NULL for others), to free. */
+static void check_store(tally *t, const kbd_config *cfg, kbr_store **current, char **file)
 {
     kbr_store *st = NULL;
     kbr_store_info info;
     kbr_msg msg = {{0}};
-    const char *path = strncmp(cfg->store, "sqlite:", 7) == 0 ? cfg->store + 7 : cfg->store;
+    const char *path;
     kbr_err err = kbr_store_open_readonly(cfg->store, &st, &info, &msg);
 
     *current = NULL;
+    *file = NULL;
     if (err != KBR_OK) {
         say(t, "problem", "%s", msg.text);
         return;
     }
+    if (kbr_store_file(cfg->store, file, &msg) != KBR_OK) {
+        say(t, "problem", "%s", msg.text);
+        kbr_store_close(st);
+        return;
+    }
+    path = *file != NULL ? *file : cfg->store;
     if (info.served_by > 0)
         say(t, "ok", "store %s is being served by keybrokerd (pid %ld)", path, info.served_by);
     if (info.schema_version == 0)
@@ -348,20 +356,16 @@ static void check_store(tally *t, const kbd_config *cfg, kbr_store **current)
         *current = st;
     else
         kbr_store_close(st);
-    if (strncmp(cfg->store, "sqlite:", 7) == 0) {
-        char *file = strndup(path, strcspn(path, "?"));
-        if (file != NULL) {
-            char *copy = strdup(file);
-            if (access(file, W_OK) != 0)
-                say(t, "problem", "store %s is not writable: %s", file, strerror(errno));
-            else if (copy != NULL && access(dirname(copy), W_OK | X_OK) != 0)
-                say(t, "problem",
-                    "store %s: its directory is not writable (the daemon makes its -wal, -shm "
-                    "and .lock files there)",
-                    file);
-            free(copy);
-        }
-        free(file);
+    if (*file != NULL) {
+        char *copy = strdup(*file);
+        if (access(*file, W_OK) != 0)
+            say(t, "problem", "store %s is not writable: %s", *file, strerror(errno));
+        else if (copy != NULL && access(dirname(copy), W_OK | X_OK) != 0)
+            say(t, "problem",
+                "store %s: its directory is not writable (the daemon makes its -wal, -shm "
+                "and .lock files there)",
+                *file);
+        free(copy);
     }
 }
 
@@ -372,6 +376,7 @@ int kbd_check(const char *path)
     tally t = {0, 0};
     EVP_PKEY *audit_pub = NULL;
     kbr_store *st = NULL;
+    char *file = NULL;
     json_t *issuers = NULL, *latest = NULL;
     kbr_err err = kbd_config_load_all(path, &cfg, config_problem, &t, &msg);
 
@@ -387,16 +392,17 @@ int kbd_check(const char *path)
     check_network(&t, &cfg, path);
     if (cfg.log_file != NULL)
         check_writable(&t, "log_file", cfg.log_file);
-    check_store(&t, &cfg, &st);
+    check_store(&t, &cfg, &st, &file);
     if (st != NULL && kbr_store_issuer_keys(st, &issuers) != KBR_OK)
-        say(&t, "problem", "store %s: its issuer keys cannot be read", cfg.store);
+        say(&t, "problem", "store %s: its issuer keys cannot be read",
+            file != NULL ? file : cfg.store);
     if (st != NULL && kbr_store_checkpoint_latest(st, &latest) != KBR_OK)
         latest = NULL; /* check_log says why */
     check_hsm(&t, &cfg, st, issuers, latest, &audit_pub);
     if (st != NULL)
-        check_log(&t, st, strncmp(cfg.store, "sqlite:", 7) == 0 ? cfg.store + 7 : cfg.store,
-                  audit_pub);
+        check_log(&t, st, file != NULL ? file : cfg.store, audit_pub);
     kbr_store_close(st);
+    free(file);
     json_decref(issuers);
     json_decref(latest);
     EVP_PKEY_free(audit_pub);

@@ -158,16 +158,32 @@ static kbr_err set_string(char **slot, const char *v)
     return KBR_OK;
 }
 
+/*
+ * A sqlite: store's path is made absolute (relative to the file's directory) and named by the
+ * file SQLite opens, symbolic links followed: every open, lock and check after, and a reload's
+ * comparison, then go by one name, whatever a link points at later.  A name SQLite cannot
+ * follow is kept, and the store's lock refuses it with the reason.
+ */
 static kbr_err set_store(kbd_config *cfg, const char *dir, const char *v)
 {
-    char *p = NULL;
+    char *p = NULL, *resolved = NULL;
+    kbr_msg msg = {{0}};
     kbr_err err;
 
-    if (strncmp(v, "sqlite:", 7) != 0 || v[7] == '/' || dir == NULL)
+    if (strncmp(v, "sqlite:", 7) != 0)
         return set_string(&cfg->store, v);
-    if (asprintf(&p, "sqlite:%s/%s", dir, v + 7) < 0)
+    if (v[7] == '/' || dir == NULL)
+        p = strdup(v);
+    else if (asprintf(&p, "sqlite:%s/%s", dir, v + 7) < 0)
+        p = NULL;
+    if (p == NULL)
         return KBR_ERR_NOMEM;
-    err = set_string(&cfg->store, p);
+    err = kbr_store_resolved_url(p, &resolved, &msg);
+    if (err == KBR_OK)
+        err = set_string(&cfg->store, resolved);
+    else if (err != KBR_ERR_NOMEM)
+        err = set_string(&cfg->store, p);
+    free(resolved);
     free(p);
     return err;
 }

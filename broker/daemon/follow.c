@@ -376,7 +376,7 @@ kbr_err kbd_follow_start(kbd *d, int64_t from, kbr_msg *msg)
     d->follow = f;
     f->ev = event_new(d->base, -1, 0, on_items, f);
     KBR_ENSURE(f->ev != NULL, kbr_fail(msg, KBR_ERR_NOMEM, "cannot create the follower's event"));
-    KBR_GUARD(kbr_store_open(d->cfg.store, &f->st, msg));
+    KBR_GUARD(kbr_store_open_existing(d->cfg.store, &f->st, msg));
     KBR_ENSURE(pthread_create(&f->thread, NULL, follow_main, f) == 0,
                kbr_fail(msg, KBR_ERR_NOMEM, "cannot start the follower thread"));
     f->running = true;

@@ -436,7 +436,7 @@ static kbr_err load_state(kbd *d, kbr_msg *msg)
      */
     KBR_GUARD(kbd_hsmproc_start(d, msg));
     KBR_GUARD(kbd_sandbox_network(msg));
-    KBR_GUARD(kbr_store_open(d->cfg.store, &st, msg));
+    KBR_GUARD(kbr_store_open_existing(d->cfg.store, &st, msg));
     KBR_GUARD(check_hsm_and_log(d, st, &tail, &pending, msg));
     KBR_GUARD(kbr_audit_start(d->cfg.store, tail, &d->audit, msg));
     KBR_GUARD(complete_log(d, pending, msg));

@@ -228,6 +228,16 @@ kbr_err kbd_recover_deployment(kbd_config *cfg, kbr_msg *msg)
     kbr_store *st = NULL;
     int lock = -1;
 
+    /* what a store lost is recorded in that store: a missing one is not made empty, which
+     * would move the HSM's record onto a log of nothing and refuse the store put back */
+    err = kbr_store_exists(cfg->store, msg);
+    if (err == KBR_ERR_NOT_FOUND) {
+        char why[KBR_MSG_LEN];
+        snprintf(why, sizeof(why), "%s", msg->text);
+        err = kbr_fail(msg, err,
+                       "%s; put the store (or its restored copy) in place before --recover", why);
+    }
+    KBR_GUARD(err);
     /* a daemon serving the store would go on with the old tokens and counters */
     err = kbr_store_lock(cfg->store, &lock, msg);
     if (err == KBR_ERR_CONFLICT) {
@@ -236,7 +246,7 @@ kbr_err kbd_recover_deployment(kbd_config *cfg, kbr_msg *msg)
         err = kbr_fail(msg, err, "%s; stop it before --recover", holder);
     }
     KBR_GUARD(err);
-    KBR_GUARD(kbr_store_open(cfg->store, &st, msg));
+    KBR_GUARD(kbr_store_open_existing(cfg->store, &st, msg));
     KBR_GUARD(kbd_open_hsm(cfg, &hsm, msg));
     err = kbr_hsm_session_open(hsm, &s);
     KBR_ENSURE(err == KBR_OK, kbr_fail(msg, err, "cannot open an HSM session"));

@@ -200,12 +200,13 @@ kbr_err kbd_verify_store(const kbd_config *cfg, const char *scratch_dir, kbr_msg
 
     KBR_ENSURE(strncmp(url, "sqlite:", 7) == 0,
                kbr_fail(msg, KBR_ERR_CONFIG, "store %s: only sqlite: stores can be verified", url));
-    path = strndup(url + 7, strcspn(url + 7, "?"));
-    KBR_ENSURE(path != NULL, KBR_ERR_NOMEM);
-    KBR_ENSURE(stat(path, &sb) == 0 && S_ISREG(sb.st_mode),
+    KBR_GUARD(kbr_store_file(url, &path, msg));
+    KBR_ENSURE(stat(path, &sb) == 0,
                kbr_fail(msg, KBR_ERR_STORE, "store %s: %s", path,
                         errno == ENOENT ? "no such store (keybrokerd --init creates one)"
-                                        : "not a store file"));
+                                        : strerror(errno)));
+    KBR_ENSURE(S_ISREG(sb.st_mode),
+               kbr_fail(msg, KBR_ERR_STORE, "store %s: not a store file", path));
     dir = strdup(path); /* dirname() writes into what it is given */
     KBR_ENSURE(dir != NULL, KBR_ERR_NOMEM);
     KBR_GUARD(make_scratch_dir(scratch_dir != NULL ? scratch_dir : dirname(dir),
@@ -223,12 +224,12 @@ kbr_err kbd_verify_store(const kbd_config *cfg, const char *scratch_dir, kbr_msg
     if (pending == KBR_STORE_UNINDEXED_LOG)
         printf("store %s has a write-ahead log without its index (-shm): checked as a copy of "
                "both; the store itself is not changed\n",
-               url + 7);
+               path);
     if (pending == KBR_STORE_HOT_JOURNAL)
         printf("store %s has a change that was interrupted, in its rollback journal "
                "(-journal): checked as a copy of both with the change rolled back; the store "
                "itself is not changed\n",
-               url + 7);
+               path);
     err = migrated_copy(logged ? logged_url : url, copy_path, &info, &copied, msg);
     KBR_GUARD(err);
     snprintf(copy_url, sizeof(copy_url), "sqlite:%s", copy_path);
@@ -236,14 +237,14 @@ kbr_err kbd_verify_store(const kbd_config *cfg, const char *scratch_dir, kbr_msg
     if (copied)
         printf("store %s has schema version %d: checked as a copy taken to version %d; the "
                "store itself is not changed (the next start migrates it)\n",
-               url + 7, info.schema_version, info.current_version);
+               path, info.schema_version, info.current_version);
     err = kbr_audit_verify_store(checked, scratch_path, &stats, msg);
     if (err == KBR_ERR_CONFLICT) /* msg names the first difference */
-        fprintf(stderr, "keybrokerd: store %s differs from its audit log:\n", url + 7);
+        fprintf(stderr, "keybrokerd: store %s differs from its audit log:\n", path);
     KBR_GUARD(err);
     printf("store %s matches its audit log: %lld entries, %lld effects, %lld documents; "
            "%lld rows in %lld tables compared (%.1f s)\n",
-           url + 7, (long long)stats.entries, (long long)stats.effects, (long long)stats.documents,
+           path, (long long)stats.entries, (long long)stats.effects, (long long)stats.documents,
            (long long)stats.rows, (long long)stats.tables, seconds_since(&t0));
     KBR_GUARD(verify_markets(checked, &batches, msg));
     printf("every market of its %lld batches is an ISO 3166-1 alpha-2 code\n", (long long)batches);

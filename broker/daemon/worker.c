@@ -91,7 +91,7 @@ static kbr_err worker_open(kbd *d, kbd_worker *w, int index, kbr_msg *msg)
     if (err != KBR_OK)
         return kbr_fail(msg, err, "worker %d: cannot open an HSM session: %s", index,
                         kbr_err_str(err));
-    return kbr_store_open(d->cfg.store, &w->store, msg);
+    return kbr_store_open_existing(d->cfg.store, &w->store, msg);
 }
 
 kbr_err kbd_workers_start(kbd *d, kbr_msg *msg)

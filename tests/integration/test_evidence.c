@@ -758,6 +758,25 @@ static void test_interrupted_change(void **state)
         fail_msg("--check, an interrupted change: exit %d: %s", rc, out);
     free(out);
     expect_same(before, "sha256sum ev/t.db ev/t.db-journal; ls -A ev");
+    /* named through a symbolic link in another directory: SQLite follows the link and keeps
+     * the journal beside the file it reaches, so both look there, not beside the link */
+    free(sh_text("rm -rf lk && mkdir lk && ln -s ../ev/t.db lk/t.db &&"
+                 " sed 's|^store *=.*|store = sqlite:lk/t.db|' t.conf > lk.conf &&"
+                 " grep -q '^store = sqlite:lk/t.db$' lk.conf"));
+    before = sh_text("sha256sum ev/t.db ev/t.db-journal; ls -A ev");
+    rc = kbt_run_daemon(env, "-c lk.conf --verify-store", &out);
+    if (rc != 0 || strstr(out, "ev/t.db has a change that was interrupted") == NULL ||
+        strstr(out, want) == NULL)
+        fail_msg("--verify-store through a link: exit %d: %s (want \"%s\")", rc, out, want);
+    free(out);
+    rc = kbt_run_daemon(env, "-c lk.conf --check", &out);
+    if (rc != 1 || strstr(out, "ev/t.db: its -journal (") == NULL)
+        fail_msg("--check through a link: exit %d: %s", rc, out);
+    free(out);
+    expect_same(before, "sha256sum ev/t.db ev/t.db-journal; ls -A ev");
+    out = sh_text("ls -A lk");
+    assert_string_equal(out, "t.db\n");
+    free(out);
     /* nor one whose journal cannot be read, which SQLite takes for hot */
     free(sh_text("chmod 0 ev/t.db-journal"));
     rc = daemon_unprivileged("--check", &out);
@@ -776,7 +795,7 @@ static void test_interrupted_change(void **state)
         fail_msg("--check beside a finished -journal: exit %d: %s (want \"%s\")", rc, out, want);
     free(out);
     expect_same(before, "sha256sum t.db t.db-journal; ls -A");
-    free(sh_text("rm -rf ev sc ev.conf t.db-journal"));
+    free(sh_text("rm -rf ev sc lk ev.conf lk.conf t.db-journal"));
     assert_int_equal(kbt_spawn_daemon(env), 0);
 }
 

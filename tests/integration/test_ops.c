@@ -598,6 +598,21 @@ static void test_backup_consistent_and_recorded(void **state)
     free(out);
     free(cmd);
     free((char *)limited);
+    /* the store moved away under a running daemon: the backup fails and names it, and no empty
+     * store is made in its place to be copied as if it were the deployment's */
+    assert_true(asprintf(&cmd,
+                         "mv keybroker.db aside.db && KEYBROKER_URL=%s KEYBROKER_TOKEN='%s' "
+                         "'%s/keybroker' backup --out gone.db 2>&1; rc=$?; "
+                         "test ! -e keybroker.db && test ! -e gone.db; "
+                         "st=$?; mv aside.db keybroker.db; echo \"rc=$rc st=$st\"",
+                         env->url, env->admin, env->bin_dir) > 0);
+    assert_int_equal(kbt_sh(env, cmd, &out), 0);
+    must_contain(out, "rc=1 st=0");
+    free(out);
+    free(cmd);
+    out = sh_out("grep '\"event\":\"backup.failed\"' broker.log | tail -n 1");
+    must_contain(out, "keybroker.db does not exist");
+    free(out);
 }
 
 int main(void)

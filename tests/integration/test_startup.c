@@ -157,6 +157,22 @@ static void test_one_process_per_store(void **state)
     if (strstr(out, "in use by another keybrokerd") == NULL || strstr(out, pid) == NULL)
         fail_msg("expected a second daemon refused naming %s, got: %s", pid, out);
     free(out);
+    /* nor by another name for the file (a symbolic link elsewhere): SQLite opens the file the
+     * link reaches, and the lock goes by that file, not by the name */
+    assert_int_equal(kbt_sh(env,
+                            "rm -rf al && mkdir al && ln -s ../keybroker.db al/k.db && sed "
+                            "'s|^store *=.*|store = sqlite:al/k.db|' keybroker.conf > al.conf && "
+                            "grep -q '^store = sqlite:al/k.db$' al.conf",
+                            NULL),
+                     0);
+    assert_int_equal(kbt_run_daemon(env, "-c al.conf", &out), 1);
+    if (strstr(out, "in use by another keybrokerd") == NULL || strstr(out, pid) == NULL)
+        fail_msg("expected a daemon through a link refused naming %s, got: %s", pid, out);
+    free(out);
+    assert_int_equal(kbt_sh(env, "ls -A al", &out), 0);
+    assert_string_equal(out, "k.db\n");
+    free(out);
+    assert_int_equal(kbt_sh(env, "rm -rf al al.conf", NULL), 0);
     r = kbt_call(env, "GET", "/v1/keys/fw", env->admin, NULL);
     assert_int_equal(r.status, 200);
     kbt_resp_free(&r);

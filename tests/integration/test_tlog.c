@@ -360,7 +360,7 @@ static const json_t *last_with_op(const json_t *entries, const char *op)
 static void test_rollback_refused_then_recovered(void **state)
 {
     kbt_env *e;
-    char *before = NULL, *after = NULL, *old_admin = NULL, *out = NULL;
+    char *before = NULL, *after = NULL, *old_admin = NULL, *out = NULL, *before_recover = NULL;
     json_t *cp = NULL, *entries = NULL;
     const json_t *rec;
     long long kept;
@@ -406,6 +406,26 @@ static void test_rollback_refused_then_recovered(void **state)
     if (rc != 1 || strstr(out, "problem: rollback: the store's audit log has") == NULL ||
         strstr(out, "--recover") == NULL)
         fail_msg("--check on a restored store: exit %d, %s", rc, out);
+    free(out);
+    /* --recover with the store not in place (moved aside, a path mistyped) makes no empty store
+     * to record a loss in: it is refused, and nothing changes, the HSM's record included */
+    assert_int_equal(
+        shf(e, &before_recover, "mv keybroker.db aside.db && sha256sum bootstrap.token"), 0);
+    rc = kbt_run_daemon(e, "-c keybroker.conf --recover", &out);
+    if (rc != 1 || strstr(out, "keybroker.db does not exist") == NULL ||
+        strstr(out, "in place before --recover") == NULL)
+        fail_msg("--recover without its store: exit %d, %s", rc, out);
+    free(out);
+    assert_int_equal(shf(e, &out,
+                         "ls keybroker.db* 2>/dev/null | grep -v '[.]lock$'; "
+                         "mv aside.db keybroker.db && sha256sum bootstrap.token"),
+                     0);
+    assert_string_equal(out, before_recover);
+    free(out);
+    free(before_recover);
+    rc = kbt_run_daemon(e, "-c keybroker.conf --check", &out);
+    if (rc != 1 || strstr(out, "problem: rollback: the store's audit log has") == NULL)
+        fail_msg("--check after a refused --recover: exit %d, %s", rc, out);
     free(out);
     old_admin = strdup(e->admin);
     rc = kbt_run_daemon(e, "-c keybroker.conf --recover", &out);

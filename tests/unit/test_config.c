@@ -58,6 +58,33 @@ static void test_defaults_and_relative_paths(void **state)
     kbd_config_cleanup(&cfg);
 }
 
+/* A store named through a symbolic link is configured as the file it reaches, options kept:
+ * the daemon locks, opens and compares on reload by that one name. */
+static void test_store_through_a_link(void **state)
+{
+    kbd_config cfg;
+    kbr_msg m = {{0}};
+    char cmd[256], want[256], *real = realpath(dir, NULL);
+
+    (void)state;
+    assert_non_null(real);
+    snprintf(cmd, sizeof(cmd), "cd '%s' && mkdir -p vol && ln -sfn vol/kb.db link.db", dir);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(load("pin_file = pin\nstore = sqlite:link.db?max_pages=100\n", &cfg, &m),
+                     KBR_OK);
+    snprintf(want, sizeof(want), "sqlite:%s/vol/kb.db?max_pages=100", real);
+    assert_string_equal(cfg.store, want);
+    kbd_config_cleanup(&cfg);
+    /* a name SQLite cannot follow is kept, for the lock to refuse with the reason */
+    snprintf(cmd, sizeof(cmd), "cd '%s' && ln -sfn loop.db loop.db", dir);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(load("pin_file = pin\nstore = sqlite:loop.db\n", &cfg, &m), KBR_OK);
+    snprintf(want, sizeof(want), "sqlite:%s/loop.db", dir);
+    assert_string_equal(cfg.store, want);
+    kbd_config_cleanup(&cfg);
+    free(real);
+}
+
 static void test_values(void **state)
 {
     kbd_config cfg;
@@ -421,6 +448,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults_and_relative_paths),
         cmocka_unit_test(test_values),
+        cmocka_unit_test(test_store_through_a_link),
         cmocka_unit_test(test_errors_name_the_line),
         cmocka_unit_test(test_audit_origin),
         cmocka_unit_test(test_missing_file),

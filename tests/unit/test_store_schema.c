@@ -182,6 +182,106 @@ static void test_unwritable_location(void **state)
     assert_non_null(strstr(msg.text, "unable to open"));
 }
 
+/* What kbr_store_file names for url, which must be want (NULL: no file), and for a sqlite: URL
+ * the file SQLite itself opens by that name. */
+static void file_is(const char *url, const char *want)
+{
+    kbr_msg msg = {{0}};
+    char *path = NULL, given[600];
+    sqlite3 *db = NULL;
+
+    assert_int_equal(kbr_store_file(url, &path, &msg), KBR_OK);
+    if (want == NULL) {
+        assert_null(path);
+        return;
+    }
+    if (path == NULL || strcmp(path, want) != 0)
+        fail_msg("%s: want %s, got %s", url, want, path != NULL ? path : "(null)");
+    snprintf(given, sizeof(given), "%.*s", (int)strcspn(url + 7, "?"), url + 7);
+    assert_int_equal(sqlite3_open_v2(given, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL),
+                     SQLITE_OK);
+    assert_string_equal(sqlite3_db_filename(db, "main"), want);
+    assert_int_equal(sqlite3_close(db), SQLITE_OK);
+    free(path);
+}
+
+/*
+ * A store named through symbolic links is the file SQLite opens (it follows them, and keeps the
+ * -wal, -shm and -journal beside that file), and its lock goes beside that file too: a second
+ * broker by another name for the same file is refused.  A link to no file yet names where the
+ * file will be made; a name SQLite cannot follow is refused before any lock is taken.
+ */
+static void test_store_named_through_links(void **state)
+{
+    char tmp[256], *d, url[600], want[600], more[900];
+    kbr_msg msg = {{0}};
+    kbr_store *st = NULL;
+    int fd = -1, other = -1;
+
+    (void)state;
+    assert_int_equal(kbt_tmpdir(tmp, sizeof(tmp), "kbr-links"), 0);
+    d = realpath(tmp, NULL); /* TMPDIR may itself be reached through a link */
+    assert_non_null(d);
+    snprintf(more, sizeof(more),
+             "cd '%s' && mkdir a b && sqlite3 a/s.db 'PRAGMA user_version=1' &&"
+             " ln -s ../a/s.db b/l.db && ln -s l.db b/l2.db && ln -s a c &&"
+             " ln -s ../a/n.db b/new.db && ln -s ../c/n2.db b/new2.db &&"
+             " ln -s ../nodir/../a/n3.db b/new3.db && ln -s loop2 b/loop1 && ln -s loop1 b/loop2 &&"
+             " ln -s ../a/s.db b/ch0 && for i in $(seq 1 60); do ln -s ch$((i - 1)) b/ch$i; done",
+             d);
+    assert_int_equal(system(more), 0);
+
+    snprintf(want, sizeof(want), "%s/a/s.db", d);
+    const char *const same[] = {"a/s.db?max_pages=5", "b/l.db", "b/l2.db", "c/s.db",
+                                "b/../a/s.db",        "b/ch60"};
+    for (size_t i = 0; i < sizeof(same) / sizeof(same[0]); i++) {
+        snprintf(url, sizeof(url), "sqlite:%s/%s", d, same[i]);
+        file_is(url, want);
+    }
+    snprintf(url, sizeof(url), "sqlite:%s/b/new.db", d);
+    snprintf(want, sizeof(want), "%s/a/n.db", d);
+    file_is(url, want);
+    snprintf(url, sizeof(url), "sqlite:%s/b/new2.db", d);
+    snprintf(want, sizeof(want), "%s/a/n2.db", d);
+    file_is(url, want);
+    snprintf(url, sizeof(url), "sqlite:%s/b/new3.db", d);
+    snprintf(want, sizeof(want), "%s/a/n3.db", d);
+    file_is(url, want);
+    snprintf(url, sizeof(url), "sqlite:%s/c/x.db", d);
+    snprintf(want, sizeof(want), "%s/a/x.db", d);
+    file_is(url, want);
+    file_is("postgresql://kbr@127.0.0.1/kbr", NULL);
+
+    /* a loop is refused, naming the store, before a lock file is made beside it */
+    snprintf(url, sizeof(url), "sqlite:%s/b/loop1", d);
+    assert_int_equal(kbr_store_lock(url, &fd, &msg), KBR_ERR_STORE);
+    assert_int_equal(fd, -1);
+    assert_non_null(strstr(msg.text, url + 7));
+    assert_non_null(strstr(msg.text, "cannot tell which file the name leads to"));
+    snprintf(more, sizeof(more), "test ! -e '%s/b/loop1.lock'", d);
+    assert_int_equal(system(more), 0);
+
+    /* SQLite makes the store where a dangling link points, and the lock is taken there: by
+     * the file's own name, a second lock is refused */
+    snprintf(url, sizeof(url), "sqlite:%s/b/new.db", d);
+    assert_int_equal(kbr_store_lock(url, &fd, &msg), KBR_OK);
+    assert_int_equal(kbr_store_open(url, &st, &msg), KBR_OK);
+    kbr_store_close(st);
+    snprintf(more, sizeof(more),
+             "test -f '%s/a/n.db.lock' && test -z \"$(ls -A '%s/b' | grep -v '^ch' | grep lock)\"",
+             d, d);
+    assert_int_equal(system(more), 0);
+    snprintf(url, sizeof(url), "sqlite:%s/a/n.db", d);
+    assert_int_equal(kbr_store_lock(url, &other, &msg), KBR_ERR_CONFLICT);
+    assert_int_equal(other, -1);
+    snprintf(want, sizeof(want), "%s/a/n.db is in use by another keybrokerd", d);
+    assert_non_null(strstr(msg.text, want));
+    kbr_store_unlock(fd);
+
+    assert_int_equal(kbt_rmtree(tmp), 0);
+    free(d);
+}
+
 /*
  * A store of version 7, before the CRA step, on either back end, taken to the current version as it
  * opens: the components recorded before get the package their purl names (components.purl_key),
@@ -652,6 +752,7 @@ int main(void)
         cmocka_unit_test(test_bad_urls),
         cmocka_unit_test(test_unwritable_location),
         cmocka_unit_test(test_unreachable_postgresql),
+        cmocka_unit_test(test_store_named_through_links),
         cmocka_unit_test_setup_teardown(test_migrate_v1_store, setup, teardown),
         cmocka_unit_test_setup_teardown(test_migrate_refuses_one_object_twice, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_at_version_7, setup, teardown),

@@ -396,6 +396,26 @@ out:
     return err;
 }
 
+/* Whether name is one kbr_sqlite_backup makes beside the store (prefix is "BASE.backup-"):
+ * PREFIX<pid>-<n>.tmp, or that copy's -journal.  Nothing else there is the broker's. */
+static bool backup_copy_name(const char *name, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    const char *p = name + n;
+
+    if (strncmp(name, prefix, n) != 0)
+        return false;
+    for (int part = 0; part < 2; part++) {
+        if (*p < '0' || *p > '9')
+            return false;
+        while (*p >= '0' && *p <= '9')
+            p++;
+        if (part == 0 && *p++ != '-')
+            return false;
+    }
+    return strcmp(p, BACKUP_TAIL) == 0 || strcmp(p, BACKUP_TAIL "-journal") == 0;
+}
+
 void kbr_sqlite_backup_leftovers(const char *path)
 {
     char *copy = strdup(path), *copy2 = strdup(path), *dir, *base, *prefix = NULL;
@@ -413,10 +433,13 @@ void kbr_sqlite_backup_leftovers(const char *path)
     d = opendir(dir);
     while (d != NULL && (de = readdir(d)) != NULL) {
         char *full = NULL;
-        if (strncmp(de->d_name, prefix, strlen(prefix)) != 0 ||
-            strstr(de->d_name + strlen(prefix), BACKUP_TAIL) == NULL)
+        struct stat sb;
+
+        if (!backup_copy_name(de->d_name, prefix))
             continue;
-        if (asprintf(&full, "%s/%s", dir, de->d_name) > 0 && unlink(full) == 0)
+        /* only a file this user made: never a link, or someone else's file by that name */
+        if (asprintf(&full, "%s/%s", dir, de->d_name) > 0 && lstat(full, &sb) == 0 &&
+            S_ISREG(sb.st_mode) && sb.st_uid == geteuid() && unlink(full) == 0)
             fprintf(stderr, "keybrokerd: removed %s, left by a backup that did not finish\n", full);
         free(full);
     }
@@ -474,13 +497,21 @@ kbr_err kbr_sqlite_backup(kbr_store *st, int *fd, kbr_store_backup_info *info, k
     const char *path = sqlite3_db_filename(s->db, "main");
     char *dest = NULL;
     sqlite3_stmt *stmt = NULL;
-    int rc;
+    bool made = false;
+    int rc, made_fd;
 
     *fd = -1;
     KBR_ENSURE(path != NULL && path[0] != '\0', KBR_ERR_INTERNAL);
     KBR_ENSURE(asprintf(&dest, "%s" BACKUP_INFIX "%ld-%u" BACKUP_TAIL, path, (long)getpid(),
                         atomic_fetch_add(&serial, 1)) > 0,
                KBR_ERR_NOMEM);
+    /* made here, empty and 0600, before SQLite writes it (VACUUM INTO takes an empty file):
+     * SQLite follows a link, and a link or file planted by that name is not written through */
+    made_fd = open(dest, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    KBR_ENSURE(made_fd >= 0, kbr_fail(msg, KBR_ERR_STORE, "store %s: cannot make its copy %s: %s",
+                                      path, dest, strerror(errno)));
+    made = true;
+    close(made_fd);
     rc = sqlite3_prepare_v2(s->db, "VACUUM INTO ?1", -1, &stmt, NULL);
     KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
     KBR_GUARD(kbr_sqlite_bind_text(stmt, 1, dest));
@@ -494,10 +525,9 @@ kbr_err kbr_sqlite_backup(kbr_store *st, int *fd, kbr_store_backup_info *info, k
                                   dest, strerror(errno)));
 out:
     sqlite3_finalize(stmt);
-    if (dest != NULL) {
+    if (made)
         unlink(dest);
-        free(dest);
-    }
+    free(dest);
     return err;
 }
 

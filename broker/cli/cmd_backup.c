@@ -6,7 +6,9 @@
  * record and every device's), checked against the length and SHA-256 the broker sent,
  * flushed to disk, and only then renamed to FILE; anything short of that leaves FILE as it
  * was.  "--out -" writes to standard output instead (to pipe into encryption), checked the
- * same way, after the fact.
+ * same way, after the fact, and so does a FILE that is a FIFO or character device of the user
+ * (written in place, never replaced).  What kbr_file_write refuses (a symbolic link, a
+ * directory, a FIFO others may read) is refused before the copy is asked for.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -98,18 +100,28 @@ static kbr_err backup(cli_ctx *ctx, cli_error *ce)
 {
     kbr_err err = KBR_OK;
     const char *out = cli_args_str(ctx->args, "out");
-    bool to_stdout = strcmp(out, "-") == 0;
+    bool to_stdout = strcmp(out, "-") == 0, in_place = false;
     char *tmp = NULL, hex[65];
     int fd = -1;
+    struct stat sb;
     cli_download got;
 
+    if (!to_stdout) {
+        /* before the copy is made and recorded: where it may not go, it is not asked for */
+        KBR_GUARD(cli_check_out("out", out, 0600, ce));
+        in_place = lstat(out, &sb) == 0 && (S_ISFIFO(sb.st_mode) || S_ISCHR(sb.st_mode));
+    }
     if (to_stdout)
         fd = STDOUT_FILENO;
-    else
+    else if (in_place) {
+        fd = open(out, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+        KBR_ENSURE(fd >= 0, cli_fail(ce, KBR_ERR_IO, "io_error", "cannot open %s: %s", out,
+                                     strerror(errno)));
+    } else
         KBR_GUARD(temp_beside(out, &tmp, &fd, ce));
     KBR_GUARD(cli_get_to_fd(ctx->client, "/v1/backup", fd, &got, ce));
     KBR_GUARD(check_received(&got, hex, ce));
-    if (!to_stdout) {
+    if (!to_stdout && !in_place) {
         KBR_ENSURE(fsync(fd) == 0, cli_fail(ce, KBR_ERR_IO, "io_error", "cannot flush %s: %s", tmp,
                                             strerror(errno)));
         KBR_ENSURE(close(fd) == 0, cli_fail(ce, KBR_ERR_IO, "io_error", "cannot write %s: %s", tmp,

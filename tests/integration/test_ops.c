@@ -598,6 +598,24 @@ static void test_backup_consistent_and_recorded(void **state)
     free(out);
     free(cmd);
     free((char *)limited);
+    /* --out names a FIFO: the copy goes through it (to encryption, say), which stays a FIFO;
+     * a symbolic link is refused before any copy is made, and stays as it was */
+    assert_true(
+        asprintf(&cmd,
+                 "rm -f p link.db && mkfifo -m 0600 p && ln -s copy.db link.db && "
+                 "{ timeout 30 cat p > viafifo.db & } && KEYBROKER_URL=%s KEYBROKER_TOKEN='%s' "
+                 "'%s/keybroker' backup --out p >/dev/null && wait && test -p p && "
+                 "sqlite3 viafifo.db 'PRAGMA integrity_check' && "
+                 "KEYBROKER_URL=%s KEYBROKER_TOKEN='%s' '%s/keybroker' backup --out link.db "
+                 "2>&1; echo \"rc=$?\"; test -L link.db && echo still-a-link",
+                 env->url, env->admin, env->bin_dir, env->url, env->admin, env->bin_dir) > 0);
+    assert_int_equal(kbt_sh(env, cmd, &out), 0);
+    must_contain(out, "ok\n");
+    must_contain(out, "--out link.db");
+    must_contain(out, "symbolic link");
+    must_contain(out, "rc=1\nstill-a-link");
+    free(out);
+    free(cmd);
     /* the store moved away under a running daemon: the backup fails and names it, and no empty
      * store is made in its place to be copied as if it were the deployment's */
     assert_true(asprintf(&cmd,

@@ -283,6 +283,78 @@ static void test_store_named_through_links(void **state)
 }
 
 /*
+ * What backups make beside a store, and nothing else: the next holder of the lock removes a
+ * copy (and its -journal) a backup that did not finish left, and leaves the operator's own
+ * files that start like one, links, and files of another owner.  A backup does not write
+ * through a link planted by the name its copy is given.
+ */
+static void test_backup_files_beside_the_store(void **state)
+{
+    char tmp[256], url[600], cmd[1200];
+    kbr_store_backup_info info;
+    kbr_msg msg = {{0}};
+    kbr_store *st = NULL;
+    int fd = -1, copy = -1;
+
+    (void)state;
+    assert_int_equal(kbt_tmpdir(tmp, sizeof(tmp), "kbr-backups"), 0);
+    snprintf(url, sizeof(url), "sqlite:%s/s.db", tmp);
+    assert_int_equal(kbr_store_open(url, &st, &msg), KBR_OK);
+    kbr_store_close(st);
+    snprintf(cmd, sizeof(cmd),
+             "cd '%s' && for f in s.db.backup-12-3.tmp s.db.backup-12-3.tmp-journal"
+             " s.db.backup-before-upgrade.tmp.sqlite s.db.backup-2026-12-05.tmpl"
+             " s.db.backup-7-1.tmp.keep t.db.backup-1-1.tmp; do echo x > $f; done &&"
+             " ln -s target s.db.backup-9-9.tmp && echo keep > target &&"
+             " ln -s planted s.db.backup-%ld-0.tmp && : > planted &&"
+             " echo x > s.db.backup-5-5.tmp && { test $(id -u) != 0 || chown 65534 "
+             "s.db.backup-5-5.tmp; }",
+             tmp, (long)getpid());
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(kbr_store_lock(url, &fd, &msg), KBR_OK);
+    /* as root, a file of another owner is planted (and kept); as anyone else, the file is the
+     * user's own, a leftover like any other, and removed */
+    snprintf(
+        cmd, sizeof(cmd),
+        "cd '%s' && for f in s.db.backup-12-3.tmp s.db.backup-12-3.tmp-journal %s; do"
+        " test ! -e $f -a ! -L $f || { echo \"$f kept\"; exit 1; }; done &&"
+        " for f in s.db.backup-before-upgrade.tmp.sqlite s.db.backup-2026-12-05.tmpl"
+        " s.db.backup-7-1.tmp.keep t.db.backup-1-1.tmp s.db.backup-9-9.tmp target planted"
+        " s.db.backup-%ld-0.tmp %s; do test -e $f -o -L $f || { echo \"$f removed\"; exit 1; };"
+        " done && test \"$(cat target)\" = keep",
+        tmp, geteuid() == 0 ? "" : "s.db.backup-5-5.tmp", (long)getpid(),
+        geteuid() == 0 ? "s.db.backup-5-5.tmp" : "");
+    assert_int_equal(system(cmd), 0);
+
+    /* this process's first copy is named s.db.backup-PID-0.tmp, where the link is planted */
+    assert_int_equal(kbr_store_open_existing(url, &st, &msg), KBR_OK);
+    assert_int_equal(kbr_store_backup(st, &copy, &info, &msg), KBR_ERR_STORE);
+    assert_int_equal(copy, -1);
+    assert_non_null(strstr(msg.text, "cannot make its copy"));
+    snprintf(cmd, sizeof(cmd), "cd '%s' && test -L s.db.backup-%ld-0.tmp && test ! -s planted", tmp,
+             (long)getpid());
+    assert_int_equal(system(cmd), 0);
+    /* the next is made, read, and gone from the directory */
+    assert_int_equal(kbr_store_backup(st, &copy, &info, &msg), KBR_OK);
+    assert_true(copy >= 0);
+    assert_true(lseek(copy, 0, SEEK_END) > 0);
+    close(copy);
+    snprintf(cmd, sizeof(cmd), "cd '%s' && test ! -e s.db.backup-%ld-1.tmp", tmp, (long)getpid());
+    assert_int_equal(system(cmd), 0);
+    kbr_store_close(st);
+    kbr_store_unlock(fd);
+
+    /* a store that is not there is not made by an open of one that must be */
+    snprintf(url, sizeof(url), "sqlite:%s/none.db", tmp);
+    assert_int_equal(kbr_store_open_existing(url, &st, &msg), KBR_ERR_NOT_FOUND);
+    assert_null(st);
+    assert_non_null(strstr(msg.text, "none.db does not exist"));
+    snprintf(cmd, sizeof(cmd), "test ! -e '%s/none.db'", tmp);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(kbt_rmtree(tmp), 0);
+}
+
+/*
  * A store of version 7, before the CRA step, on either back end, taken to the current version as it
  * opens: the components recorded before get the package their purl names (components.purl_key),
  * from the same function the firmware.sign effect uses, and View C finds them by it.  (The
@@ -753,6 +825,7 @@ int main(void)
         cmocka_unit_test(test_unwritable_location),
         cmocka_unit_test(test_unreachable_postgresql),
         cmocka_unit_test(test_store_named_through_links),
+        cmocka_unit_test(test_backup_files_beside_the_store),
         cmocka_unit_test_setup_teardown(test_migrate_v1_store, setup, teardown),
         cmocka_unit_test_setup_teardown(test_migrate_refuses_one_object_twice, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_at_version_7, setup, teardown),

@@ -10,7 +10,8 @@
  *
  * Exit 0 without a problem, 1 with any.  The configuration is read to its
  * end, every bad line reported; the other checks go on with the defaults in
- * place of the bad lines.  Nothing is created, migrated or locked: the store
+ * place of the bad lines.  Nothing is migrated or locked, and nothing created
+ * but the -shm SQLite makes to read a -wal that lost its own: the store
  * is read as it is (kbr_store_open_readonly; an older schema is reported,
  * not migrated), the log file and the store's directory are only tested
  * for writing.  The HSM is logged in to, as a start would (a wrong PIN

@@ -522,6 +522,13 @@ static kbr_err open_with(const char *location, int flags, kbr_store **out, kbr_m
     s = calloc(1, sizeof(*s));
     KBR_ENSURE(s != NULL, KBR_ERR_NOMEM);
     s->base.ops = &kbr_store_sqlite_ops;
+    if (flags & SQLITE_OPEN_CREATE) {
+        /* a new store is its owner's alone (0600, whatever the umask), and so are the -wal
+         * and -shm SQLite makes beside it, which take its mode */
+        int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd >= 0)
+            close(fd);
+    }
     rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | flags,
                          store_vfs());
     KBR_ENSURE(s->db != NULL, KBR_ERR_NOMEM);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -286,9 +287,10 @@ static void test_store_named_through_links(void **state)
  * What backups make beside a store, and nothing else: the next holder of the lock removes a
  * copy (and its -journal) a backup that did not finish left, and leaves the operator's own
  * files that start like one, links, and files of another owner.  A backup does not write
- * through a link planted by the name its copy is given.
+ * through a link planted by the name its copy is given.  A new store and the files SQLite
+ * keeps beside it are mode 0600; an open of a store that must exist makes none.
  */
-static void test_backup_files_beside_the_store(void **state)
+static void test_files_beside_the_store(void **state)
 {
     char tmp[256], url[600], cmd[1200];
     kbr_store_backup_info info;
@@ -343,6 +345,22 @@ static void test_backup_files_beside_the_store(void **state)
     assert_int_equal(system(cmd), 0);
     kbr_store_close(st);
     kbr_store_unlock(fd);
+
+    /* a store made is its owner's alone, whatever the umask, and so are its -wal and -shm */
+    snprintf(url, sizeof(url), "sqlite:%s/fresh.db", tmp);
+    mode_t old_mask = umask(022);
+    assert_int_equal(kbr_store_open(url, &st, &msg), KBR_OK);
+    umask(old_mask);
+    snprintf(cmd, sizeof(cmd),
+             "cd '%s' && stat -c %%a fresh.db fresh.db-wal fresh.db-shm | sort -u", tmp);
+    FILE *p = popen(cmd, "r");
+    char modes[32] = {0};
+    assert_non_null(p);
+    assert_non_null(fgets(modes, sizeof(modes), p));
+    assert_null(fgets(modes + strlen(modes), (int)(sizeof(modes) - strlen(modes)), p));
+    pclose(p);
+    assert_string_equal(modes, "600\n");
+    kbr_store_close(st);
 
     /* a store that is not there is not made by an open of one that must be */
     snprintf(url, sizeof(url), "sqlite:%s/none.db", tmp);
@@ -825,7 +843,7 @@ int main(void)
         cmocka_unit_test(test_unwritable_location),
         cmocka_unit_test(test_unreachable_postgresql),
         cmocka_unit_test(test_store_named_through_links),
-        cmocka_unit_test(test_backup_files_beside_the_store),
+        cmocka_unit_test(test_files_beside_the_store),
         cmocka_unit_test_setup_teardown(test_migrate_v1_store, setup, teardown),
         cmocka_unit_test_setup_teardown(test_migrate_refuses_one_object_twice, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_at_version_7, setup, teardown),

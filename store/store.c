@@ -31,66 +31,59 @@ static const kbr_store_ops *backend_for(const char *url, const char **location)
     return NULL;
 }
 
+/* The back end for url, or NULL with msg naming the URL. */
+static const kbr_store_ops *ops_for(const char *url, const char **location, kbr_msg *msg)
+{
+    const kbr_store_ops *ops = url != NULL ? backend_for(url, location) : NULL;
+
+    if (url == NULL)
+        kbr_fail(msg, KBR_ERR_CONFIG, "store: no URL given");
+    else if (ops == NULL)
+        kbr_fail(msg, KBR_ERR_CONFIG,
+                 "store: unsupported URL \"%s\" (want sqlite:PATH or postgresql://...)", url);
+    return ops;
+}
+
 kbr_err kbr_store_open(const char *url, kbr_store **out, kbr_msg *msg)
 {
-    kbr_err err = KBR_OK;
-    const kbr_store_ops *ops = NULL;
     const char *location = NULL;
+    const kbr_store_ops *ops = ops_for(url, &location, msg);
 
     *out = NULL;
-    KBR_ENSURE(url != NULL, kbr_fail(msg, KBR_ERR_CONFIG, "store: no URL given"));
-    ops = backend_for(url, &location);
-    KBR_ENSURE(ops != NULL,
-               kbr_fail(msg, KBR_ERR_CONFIG,
-                        "store: unsupported URL \"%s\" (want sqlite:PATH or postgresql://...)",
-                        url));
-    KBR_GUARD(ops->open(location, out, msg));
-out:
-    return err;
+    return ops != NULL ? ops->open(location, out, msg) : KBR_ERR_CONFIG;
 }
 
 kbr_err kbr_store_open_existing(const char *url, kbr_store **out, kbr_msg *msg)
 {
     const char *location = NULL;
-    const kbr_store_ops *ops = url != NULL ? backend_for(url, &location) : NULL;
+    const kbr_store_ops *ops = ops_for(url, &location, msg);
+    kbr_err err;
 
     *out = NULL;
     if (ops == NULL)
-        return kbr_fail(msg, KBR_ERR_CONFIG,
-                        "store: unsupported URL \"%s\" (want sqlite:PATH or postgresql://...)",
-                        url != NULL ? url : "");
+        return KBR_ERR_CONFIG;
     if (ops->open_existing != NULL)
         return ops->open_existing(location, out, msg);
-    if (ops->exists != NULL) {
-        kbr_err err = ops->exists(location, msg);
-        if (err != KBR_OK)
-            return err;
-    }
-    return ops->open(location, out, msg);
+    err = ops->exists != NULL ? ops->exists(location, msg) : KBR_OK;
+    return err != KBR_OK ? err : ops->open(location, out, msg);
 }
 
 kbr_err kbr_store_lock(const char *url, int *fd, kbr_msg *msg)
 {
     const char *location = NULL;
-    const kbr_store_ops *ops = url != NULL ? backend_for(url, &location) : NULL;
+    const kbr_store_ops *ops = ops_for(url, &location, msg);
 
     *fd = -1;
-    if (ops == NULL)
-        return kbr_fail(msg, KBR_ERR_CONFIG,
-                        "store: unsupported URL \"%s\" (want sqlite:PATH or postgresql://...)",
-                        url != NULL ? url : "");
-    return ops->lock(location, fd, msg);
+    return ops != NULL ? ops->lock(location, fd, msg) : KBR_ERR_CONFIG;
 }
 
 kbr_err kbr_store_exists(const char *url, kbr_msg *msg)
 {
     const char *location = NULL;
-    const kbr_store_ops *ops = url != NULL ? backend_for(url, &location) : NULL;
+    const kbr_store_ops *ops = ops_for(url, &location, msg);
 
     if (ops == NULL)
-        return kbr_fail(msg, KBR_ERR_CONFIG,
-                        "store: unsupported URL \"%s\" (want sqlite:PATH or postgresql://...)",
-                        url != NULL ? url : "");
+        return KBR_ERR_CONFIG;
     return ops->exists != NULL ? ops->exists(location, msg) : KBR_OK;
 }
 
@@ -98,14 +91,12 @@ kbr_err kbr_store_open_readonly(const char *url, kbr_store **out, kbr_store_info
                                 kbr_msg *msg)
 {
     const char *location = NULL;
-    const kbr_store_ops *ops = url != NULL ? backend_for(url, &location) : NULL;
+    const kbr_store_ops *ops = ops_for(url, &location, msg);
 
     *out = NULL;
     memset(info, 0, sizeof(*info));
     if (ops == NULL)
-        return kbr_fail(msg, KBR_ERR_CONFIG,
-                        "store: unsupported URL \"%s\" (want sqlite:PATH or postgresql://...)",
-                        url != NULL ? url : "");
+        return KBR_ERR_CONFIG;
     if (ops->open_readonly == NULL)
         return kbr_fail(msg, KBR_ERR_CONFIG, "store %s: cannot be read without changing it", url);
     return ops->open_readonly(location, out, info, msg);

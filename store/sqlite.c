@@ -789,6 +789,7 @@ const kbr_store_ops kbr_store_sqlite_ops = {
     .close = kbr_sqlite_close,
     .lock = sqlite_lock,
     .exists = kbr_sqlite_exists,
+    .file = kbr_sqlite_file,
     .open_readonly = kbr_sqlite_open_readonly,
     .backup = kbr_sqlite_backup,
     .copy_to = kbr_sqlite_copy_to,

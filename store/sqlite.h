@@ -171,6 +171,8 @@ void kbr_sqlite_close(kbr_store *st);
 
 /* Existence, read-only inspection and online copies (sqlite_admin.c). */
 kbr_err kbr_sqlite_exists(const char *loc, kbr_msg *msg);
+/* See kbr_store_file. */
+kbr_err kbr_sqlite_file(const char *loc, char **path, kbr_msg *msg);
 kbr_err kbr_sqlite_open_readonly(const char *loc, kbr_store **out, kbr_store_info *info,
                                  kbr_msg *msg);
 kbr_err kbr_sqlite_backup(kbr_store *st, int *fd, kbr_store_backup_info *info, kbr_msg *msg);

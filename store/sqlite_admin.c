@@ -574,32 +574,11 @@ out:
     return err;
 }
 
-kbr_err kbr_store_file(const char *url, char **path, kbr_msg *msg)
+kbr_err kbr_sqlite_file(const char *loc, char **path, kbr_msg *msg)
 {
     sqlite3_int64 max_pages;
 
-    *path = NULL;
-    if (url == NULL || strncmp(url, "sqlite:", 7) != 0)
-        return KBR_OK;
-    return kbr_sqlite_parse_location(url + 7, path, &max_pages, msg);
-}
-
-kbr_err kbr_store_resolved_url(const char *url, char **out, kbr_msg *msg)
-{
-    kbr_err err = KBR_OK;
-    char *path = NULL;
-
-    *out = NULL;
-    KBR_GUARD(kbr_store_file(url, &path, msg));
-    if (path == NULL)
-        *out = strdup(url);
-    else if (asprintf(out, "sqlite:%s%s", path, strchr(url, '?') != NULL ? strchr(url, '?') : "") <
-             0)
-        *out = NULL;
-    KBR_ENSURE(*out != NULL, KBR_ERR_NOMEM);
-out:
-    free(path);
-    return err;
+    return kbr_sqlite_parse_location(loc, path, &max_pages, msg);
 }
 
 void kbr_store_remove_files(const char *path)

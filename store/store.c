@@ -87,6 +87,35 @@ kbr_err kbr_store_exists(const char *url, kbr_msg *msg)
     return ops->exists != NULL ? ops->exists(location, msg) : KBR_OK;
 }
 
+kbr_err kbr_store_file(const char *url, char **path, kbr_msg *msg)
+{
+    const char *location = NULL;
+    const kbr_store_ops *ops = url != NULL ? backend_for(url, &location) : NULL;
+
+    *path = NULL;
+    return ops != NULL && ops->file != NULL ? ops->file(location, path, msg) : KBR_OK;
+}
+
+kbr_err kbr_store_resolved_url(const char *url, char **out, kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+    char *path = NULL;
+    const char *options;
+
+    *out = NULL;
+    KBR_GUARD(kbr_store_file(url, &path, msg));
+    options = strchr(url, '?');
+    if (path == NULL)
+        *out = strdup(url);
+    else if (asprintf(out, "%.*s%s%s", (int)(strchr(url, ':') - url + 1), url, path,
+                      options != NULL ? options : "") < 0)
+        *out = NULL;
+    KBR_ENSURE(*out != NULL, KBR_ERR_NOMEM);
+out:
+    free(path);
+    return err;
+}
+
 kbr_err kbr_store_open_readonly(const char *url, kbr_store **out, kbr_store_info *info,
                                 kbr_msg *msg)
 {

@@ -252,6 +252,7 @@ static void test_store_named_through_links(void **state)
     snprintf(want, sizeof(want), "%s/a/x.db", d);
     file_is(url, want);
     file_is("postgresql://kbr@127.0.0.1/kbr", NULL);
+    file_is("mysql://kbr@127.0.0.1/kbr", NULL);
 
     /* a loop is refused, naming the store, before a lock file is made beside it */
     snprintf(url, sizeof(url), "sqlite:%s/b/loop1", d);

@@ -8,11 +8,15 @@
  * was.  "--out -" writes to standard output instead (to pipe into encryption), checked the
  * same way, after the fact, and so does a FILE that is a FIFO or character device of the user
  * (written in place, never replaced).  What kbr_file_write refuses (a symbolic link, a
- * directory, a FIFO others may read) is refused before the copy is asked for.
+ * directory, a FIFO others may read) is refused before the copy is asked for.  Interrupted
+ * (SIGINT, SIGTERM, SIGHUP) while the copy arrives, it removes its temporary file before it
+ * dies of the signal: a copy of every token's record is not left behind under a name nobody
+ * looks for.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +28,44 @@
 static const cli_opt backup_opts[] = {
     {"out", CLI_OPT_STR, true, "FILE"},
 };
+
+/* The temporary file being written, for the signal handler; NULL when there is none. */
+static char *volatile partial;
+static const int interrupts[] = {SIGINT, SIGTERM, SIGHUP};
+
+static void on_interrupt(int sig)
+{
+    char *p = partial;
+
+    if (p != NULL)
+        unlink(p);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+/* While a temporary file is written, an interrupt removes it; old[] keeps what was there.  A
+ * signal ignored when the command started (nohup, a background job) stays ignored. */
+static void guard_partial(char *tmp, struct sigaction old[3])
+{
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_interrupt;
+    sigemptyset(&sa.sa_mask);
+    partial = tmp;
+    for (size_t i = 0; i < 3; i++) {
+        sigaction(interrupts[i], NULL, &old[i]);
+        if (old[i].sa_handler != SIG_IGN)
+            sigaction(interrupts[i], &sa, NULL);
+    }
+}
+
+static void unguard_partial(const struct sigaction old[3])
+{
+    for (size_t i = 0; i < 3; i++)
+        sigaction(interrupts[i], &old[i], NULL);
+    partial = NULL;
+}
 
 static kbr_err temp_beside(const char *path, char **tmp, int *fd, cli_error *ce)
 {
@@ -104,6 +146,8 @@ static kbr_err backup(cli_ctx *ctx, cli_error *ce)
     char *tmp = NULL, hex[65];
     int fd = -1;
     struct stat sb;
+    struct sigaction old[3];
+    bool guarded = false;
     cli_download got;
 
     if (!to_stdout) {
@@ -117,8 +161,11 @@ static kbr_err backup(cli_ctx *ctx, cli_error *ce)
         fd = open(out, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
         KBR_ENSURE(fd >= 0, cli_fail(ce, KBR_ERR_IO, "io_error", "cannot open %s: %s", out,
                                      strerror(errno)));
-    } else
+    } else {
         KBR_GUARD(temp_beside(out, &tmp, &fd, ce));
+        guard_partial(tmp, old);
+        guarded = true;
+    }
     KBR_GUARD(cli_get_to_fd(ctx->client, "/v1/backup", fd, &got, ce));
     KBR_GUARD(check_received(&got, hex, ce));
     if (!to_stdout && !in_place) {
@@ -130,6 +177,8 @@ static kbr_err backup(cli_ctx *ctx, cli_error *ce)
         KBR_ENSURE(rename(tmp, out) == 0,
                    cli_fail(ce, KBR_ERR_IO, "io_error", "cannot rename %s to %s: %s", tmp, out,
                             strerror(errno)));
+        unguard_partial(old);
+        guarded = false;
         free(tmp);
         tmp = NULL;
         KBR_ENSURE(sync_dir_of(out) == KBR_OK,
@@ -139,10 +188,11 @@ static kbr_err backup(cli_ctx *ctx, cli_error *ce)
 out:
     if (fd >= 0 && !to_stdout)
         close(fd);
-    if (tmp != NULL) {
+    if (tmp != NULL)
         unlink(tmp);
-        free(tmp);
-    }
+    if (guarded)
+        unguard_partial(old);
+    free(tmp);
     return err;
 }
 

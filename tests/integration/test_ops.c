@@ -631,6 +631,20 @@ static void test_backup_consistent_and_recorded(void **state)
     out = sh_out("grep '\"event\":\"backup.failed\"' broker.log | tail -n 1");
     must_contain(out, "keybroker.db does not exist");
     free(out);
+    /* interrupted while the copy is awaited (the daemon stopped): the command dies of the
+     * signal and takes its temporary file beside FILE with it; FILE is not made */
+    assert_true(asprintf(&cmd,
+                         "kill -STOP %d; KEYBROKER_URL=%s KEYBROKER_TOKEN='%s' '%s/keybroker' "
+                         "backup --out cut.db >/dev/null 2>&1 & b=$!; n=0; "
+                         "while ! ls cut.db.partial-* >/dev/null 2>&1 && [ $n -lt 200 ]; do "
+                         "sleep 0.05; n=$((n+1)); done; ls cut.db.partial-* >/dev/null 2>&1 && "
+                         "echo made; kill -TERM $b; wait $b; rc=$?; kill -CONT %d; "
+                         "ls cut.db* 2>/dev/null; echo \"rc=$rc\"",
+                         (int)env->pid, env->url, env->admin, env->bin_dir, (int)env->pid) > 0);
+    assert_int_equal(kbt_sh(env, cmd, &out), 0);
+    assert_string_equal(out, "made\nrc=143\n");
+    free(out);
+    free(cmd);
 }
 
 int main(void)

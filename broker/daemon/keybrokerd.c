@@ -382,6 +382,21 @@ out:
     return err;
 }
 
+/* A store made before its files were 0600 from the start: said at every start, not changed. */
+static void warn_store_mode(const char *url)
+{
+    kbr_msg msg = {{0}};
+    char *file = NULL, open_to[1024];
+
+    if (kbr_store_file(url, &file, &msg) == KBR_OK && file != NULL &&
+        kbd_store_files_open(file, open_to, sizeof(open_to)) > 0)
+        kbd_log(KBD_LOG_WARN, "store.mode", NULL,
+                "store %s: %s open to other users; it holds every token's record and every "
+                "device's: chmod 600 them",
+                file, open_to);
+    free(file);
+}
+
 /* The head the HSM recorded whose entry was lost goes into the log before anything else. */
 static kbr_err complete_log(kbd *d, kbr_audit_rec *pending, kbr_msg *msg)
 {
@@ -430,6 +445,7 @@ static kbr_err load_state(kbd *d, kbr_msg *msg)
     KBR_GUARD(kbr_store_exists(d->cfg.store, msg));
     /* before the store is opened: a second daemon must not even migrate the schema */
     KBR_GUARD(kbr_store_lock(d->cfg.store, &d->store_lock, msg));
+    warn_store_mode(d->cfg.store);
     /*
      * Before any thread and any request: the HSM, its module and the PIN go to
      * processes of their own, then this one gives up what it has no use for.

@@ -169,12 +169,28 @@ static void test_check_good_changes_nothing(void **state)
     must_contain(out, "audit entries; the latest checkpoint");
     must_contain(out, "verifies with the audit key");
     must_contain(out, "no problems");
+    if (strstr(out, "open to other users") != NULL)
+        fail_msg("--check warns of the mode of a store made 0600:\n%s", out);
     free(out);
     after = snapshot();
     assert_string_equal(before, after);
     free(before);
     free(after);
+    /* a store others may read (made before stores were 0600 from the start): a warning from
+     * --check and at every start, naming each file and its mode; nothing is changed */
+    free(sh_out("chmod 644 keybroker.db"));
+    if (run("-c keybroker.conf --check", &out) != 0)
+        fail_msg("--check failed on a store of mode 0644:\n%s", out);
+    must_contain(out, "warning: store ");
+    must_contain(out, "keybroker.db (0644) open to other users");
+    must_contain(out, "chmod 600");
+    free(out);
     assert_int_equal(kbt_spawn_daemon(env), 0);
+    out = sh_out("grep '\"event\":\"store.mode\"' broker.log | tail -n 1; stat -c %a keybroker.db");
+    must_contain(out, "keybroker.db (0644) open to other users");
+    must_contain(out, "\n644\n");
+    free(out);
+    free(sh_out("chmod 600 keybroker.db keybroker.db-wal keybroker.db-shm"));
 }
 
 static void check_fails(const char *conf, const char *const *needles, size_t n)

@@ -350,22 +350,23 @@ kbr_err kbr_audit_verify_store(const char *url, const char *scratch, kbr_audit_v
         .stats = stats, .lock = PTHREAD_MUTEX_INITIALIZER, .changed = PTHREAD_COND_INITIALIZER};
     kbr_store_compare_stats cmp = {0};
     kbr_store_info info;
-    char path[4096] = "", scratch_url[4200];
+    char path[4096] = "", scratch_url[4200], *shown = NULL;
     bool reading = false;
     int fd;
 
     *stats = (kbr_audit_verify_stats){0};
-    KBR_ENSURE(strncmp(url, "sqlite:", 7) == 0,
-               kbr_fail(msg, KBR_ERR_CONFIG, "store %s: only sqlite: stores can be verified", url));
+    shown = kbr_store_shown(url);
+    KBR_ENSURE(shown != NULL, KBR_ERR_NOMEM);
     /* read as it is: nothing is created, migrated or written in the store checked */
     KBR_GUARD(kbr_store_open_readonly(url, &rb.st, &info, msg));
     KBR_ENSURE(info.schema_version != 0,
                kbr_fail(msg, KBR_ERR_STORE,
-                        "store %s holds no keybroker schema (an empty or foreign file)", url));
+                        "store %s holds no keybroker schema (an empty or foreign file)", shown));
     KBR_ENSURE(info.schema_version == info.current_version,
                kbr_fail(msg, KBR_ERR_STORE,
-                        "store %s has schema version %d; this broker rebuilds version %d", url,
-                        info.schema_version, info.current_version));
+                        "store %s has schema version %d; this broker rebuilds version %d%s", shown,
+                        info.schema_version, info.current_version,
+                        kbr_store_shared(url) ? " (a start of this broker migrates it)" : ""));
     KBR_GUARD(kbr_store_bulk_mode(rb.st)); /* it is only read */
     KBR_ENSURE(strlen(scratch) < sizeof(path),
                kbr_fail(msg, KBR_ERR_CONFIG, "scratch store name too long"));
@@ -389,12 +390,14 @@ kbr_err kbr_audit_verify_store(const char *url, const char *scratch, kbr_audit_v
     KBR_GUARD(kbr_store_integrity(rb.st, msg));
 out:
     if (err != KBR_OK && err != KBR_ERR_CONFLICT && msg->text[0] == '\0')
-        kbr_fail(msg, err, "store %s could not be checked: %s", url, kbr_err_str(err));
+        kbr_fail(msg, err, "store %s could not be checked: %s", shown != NULL ? shown : "",
+                 kbr_err_str(err));
     if (reading)
         kbr_store_read_end(rb.st);
     kbr_store_close(rb.scratch);
     kbr_store_close(rb.st);
     if (path[0] != '\0')
         kbr_store_remove_files(path);
+    free(shown);
     return err;
 }

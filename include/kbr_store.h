@@ -540,6 +540,9 @@ void kbr_store_remove_files(const char *path);
  * -wal, -shm and -journal beside.  *path is the caller's to free; NULL for any other URL.
  */
 KBR_WUR kbr_err kbr_store_file(const char *url, char **path, kbr_msg *msg);
+/* The store as messages name it: a sqlite: store's file as kbr_store_file names it, a
+ * PostgreSQL URI without its password.  The caller's to free; NULL only without memory. */
+char *kbr_store_shown(const char *url);
 /* url with a sqlite: store's file named as kbr_store_file names it, its options kept; any other
  * URL as it is.  *out is the caller's to free.  A name SQLite cannot follow: KBR_ERR_STORE. */
 KBR_WUR kbr_err kbr_store_resolved_url(const char *url, char **out, kbr_msg *msg);
@@ -660,8 +663,9 @@ KBR_WUR kbr_err kbr_store_effects_from(kbr_store *st, int64_t *seq);
  * KBR_ERR_CONFLICT with msg naming the first problem. */
 KBR_WUR kbr_err kbr_store_integrity(kbr_store *st, kbr_msg *msg);
 /*
- * st against rebuilt, a store of the same kind rebuilt from st's log: the schema (tables,
- * indexes, triggers), then every table row by row in key order.  KBR_ERR_CONFLICT with msg
+ * st against rebuilt, a SQLite store rebuilt from st's log: the schema (a SQLite store's
+ * tables, indexes and triggers; a PostgreSQL store's tables and columns), then every table
+ * row by row in key order.  KBR_ERR_CONFLICT with msg
  * naming the first difference: the table, the row by its key (and the audit entry that
  * recorded it), the column and both values.  Generated columns are not compared: they follow
  * from the columns that are.

@@ -95,6 +95,8 @@ struct kbr_store_ops {
     kbr_err (*exists)(const char *location, kbr_msg *msg);
     /* See kbr_store_file; NULL for a store that is not a file. */
     kbr_err (*file)(const char *location, char **path, kbr_msg *msg);
+    /* See kbr_store_shown, for a store that is not a file: the URL as messages show it. */
+    char *(*shown)(const char *url);
     kbr_err (*open_readonly)(const char *location, kbr_store **out, kbr_store_info *info,
                              kbr_msg *msg);
     kbr_err (*backup)(kbr_store *st, int *fd, kbr_store_backup_info *info, kbr_msg *msg);

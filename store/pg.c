@@ -332,7 +332,7 @@ out:
 /* ---- connection and schema ---- */
 
 /* The URI without its password, for messages. */
-static char *where_of(const char *uri)
+char *kbr_pg_where_of(const char *uri)
 {
     const char *scheme_end = strstr(uri, "://");
     const char *at, *colon;
@@ -509,7 +509,7 @@ static kbr_err pg_connect(const char *scheme, const char *location, kbr_pg **out
     KBR_ENSURE(s != NULL, KBR_ERR_NOMEM);
     s->base.ops = strcmp(scheme, "postgres") == 0 ? &kbr_store_pg_alt_ops : &kbr_store_pg_ops;
     KBR_ENSURE(asprintf(&s->conninfo, "%s:%s", scheme, location) > 0, KBR_ERR_NOMEM);
-    s->where = where_of(s->conninfo);
+    s->where = kbr_pg_where_of(s->conninfo);
     KBR_ENSURE(s->where != NULL, KBR_ERR_NOMEM);
     s->conn = PQconnectdb(s->conninfo);
     KBR_ENSURE(s->conn != NULL, KBR_ERR_NOMEM);
@@ -1041,8 +1041,8 @@ static kbr_err pg_checkpoint_rotations(kbr_store *st, int64_t seq, json_t **out)
 
 /* ---- checking a store against its log ---- */
 
-/* keybrokerd --verify-store rebuilds into a SQLite scratch store and compares two stores of
- * one back end; it does not take a PostgreSQL store yet (docs/operations.md). */
+/* keybrokerd --verify-store rebuilds a PostgreSQL store's log into a SQLite scratch store and
+ * compares the two (pg_verify.c). */
 static kbr_err pg_bulk_mode(kbr_store *st)
 {
     (void)st;
@@ -1083,39 +1083,29 @@ static kbr_err pg_integrity(kbr_store *st, kbr_msg *msg)
     return err;
 }
 
-static kbr_err pg_compare(kbr_store *st, kbr_store *rebuilt, kbr_store_compare_stats *stats,
-                          kbr_msg *msg)
-{
-    (void)rebuilt;
-    (void)stats;
-    return kbr_fail(msg, KBR_ERR_CONFIG,
-                    "store %s: comparing PostgreSQL stores row by row is not built; restore a "
-                    "pg_dump and check it with --verify-store after exporting to SQLite",
-                    ((kbr_pg *)st)->where);
-}
-
 #define KBR_PG_OPS(SCHEME, OPEN, EXISTS, OPEN_RO)                                                  \
     {                                                                                              \
         .scheme = SCHEME, .open = OPEN, .exists = EXISTS, .open_readonly = OPEN_RO,                \
-        .close = pg_close, .lock = pg_lock, .begin = pg_begin, .commit = pg_commit,                \
-        .rollback = pg_rollback, .in_transaction = pg_in_transaction, .savepoint = pg_savepoint,   \
-        .release = pg_release, .rollback_to = pg_rollback_to, .writer_mode = pg_writer_mode,       \
-        .maintain = pg_maintain, .key_create = kbr_pg_key_create, .shared = true,                  \
-        .token_uses_left = kbr_pg_token_uses_left, .checkpoint_lease = pg_checkpoint_lease,        \
-        .key_retire = kbr_pg_key_retire, .token_issue = kbr_pg_token_issue,                        \
-        .token_revoke = kbr_pg_token_revoke, .issuer_current = kbr_pg_issuer_current,              \
-        .issuer_replace = kbr_pg_issuer_replace, .issuer_insert = kbr_pg_issuer_insert,            \
-        .tokens_assign_kid = kbr_pg_tokens_assign_kid, .issuer_keys = kbr_pg_issuer_keys,          \
-        .firmware_digest = kbr_pg_firmware_digest, .firmware_insert = kbr_pg_firmware_insert,      \
-        .component_insert = kbr_pg_component_insert, .key_exists = kbr_pg_key_exists,              \
-        .evidence_seqs = kbr_pg_evidence_seqs, .bulk_mode = pg_bulk_mode,                          \
-        .scratch_mode = pg_scratch_mode, .effects_from = pg_effects_from,                          \
-        .integrity = pg_integrity, .compare = pg_compare, .document_put = kbr_pg_document_put,     \
-        .document_exists = kbr_pg_document_exists, .document_get = kbr_pg_document_get,            \
-        .issuer_chain = kbr_pg_issuer_chain, .cert_supersede = kbr_pg_cert_supersede,              \
-        .cert_insert = kbr_pg_cert_insert, .batch_create = kbr_pg_batch_create,                    \
-        .batch_claim = kbr_pg_batch_claim, .device_insert = kbr_pg_device_insert,                  \
-        .device_exists = kbr_pg_device_exists, .device_key_set = kbr_pg_device_key_set,            \
+        .shown = kbr_pg_where_of, .close = pg_close, .lock = pg_lock, .begin = pg_begin,           \
+        .commit = pg_commit, .rollback = pg_rollback, .in_transaction = pg_in_transaction,         \
+        .savepoint = pg_savepoint, .release = pg_release, .rollback_to = pg_rollback_to,           \
+        .writer_mode = pg_writer_mode, .maintain = pg_maintain, .key_create = kbr_pg_key_create,   \
+        .shared = true, .token_uses_left = kbr_pg_token_uses_left,                                 \
+        .checkpoint_lease = pg_checkpoint_lease, .key_retire = kbr_pg_key_retire,                  \
+        .token_issue = kbr_pg_token_issue, .token_revoke = kbr_pg_token_revoke,                    \
+        .issuer_current = kbr_pg_issuer_current, .issuer_replace = kbr_pg_issuer_replace,          \
+        .issuer_insert = kbr_pg_issuer_insert, .tokens_assign_kid = kbr_pg_tokens_assign_kid,      \
+        .issuer_keys = kbr_pg_issuer_keys, .firmware_digest = kbr_pg_firmware_digest,              \
+        .firmware_insert = kbr_pg_firmware_insert, .component_insert = kbr_pg_component_insert,    \
+        .key_exists = kbr_pg_key_exists, .evidence_seqs = kbr_pg_evidence_seqs,                    \
+        .bulk_mode = pg_bulk_mode, .scratch_mode = pg_scratch_mode,                                \
+        .effects_from = pg_effects_from, .integrity = pg_integrity, .compare = kbr_pg_compare,     \
+        .document_put = kbr_pg_document_put, .document_exists = kbr_pg_document_exists,            \
+        .document_get = kbr_pg_document_get, .issuer_chain = kbr_pg_issuer_chain,                  \
+        .cert_supersede = kbr_pg_cert_supersede, .cert_insert = kbr_pg_cert_insert,                \
+        .batch_create = kbr_pg_batch_create, .batch_claim = kbr_pg_batch_claim,                    \
+        .device_insert = kbr_pg_device_insert, .device_exists = kbr_pg_device_exists,              \
+        .device_key_set = kbr_pg_device_key_set,                                                   \
         .device_event_insert = kbr_pg_device_event_insert,                                         \
         .debug_challenge_insert = kbr_pg_debug_challenge_insert,                                   \
         .device_firmware_insert = kbr_pg_device_firmware_insert,                                   \

@@ -84,6 +84,13 @@ const char *kbr_pg_value(const PGresult *res, int row, int col);
 extern const char kbr_sql_pg_schema[], kbr_sql_pg_v7_audit[], kbr_sql_pg_v8_deliver[],
     kbr_sql_pg_v9_cra[], kbr_sql_pg_v10_revoked[];
 
+/* The URI without its password, for messages (the caller's to free). */
+char *kbr_pg_where_of(const char *uri);
+
+/* pg_verify.c: st's rows against rebuilt, the SQLite store rebuilt from st's log. */
+kbr_err kbr_pg_compare(kbr_store *st, kbr_store *rebuilt, kbr_store_compare_stats *stats,
+                       kbr_msg *msg);
+
 /* pg_ledger.c */
 kbr_err kbr_pg_key_create(kbr_store *st, const kbr_eff_key *k, int64_t seq);
 kbr_err kbr_pg_key_retire(kbr_store *st, const char *name, const char *at);

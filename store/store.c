@@ -96,6 +96,21 @@ kbr_err kbr_store_file(const char *url, char **path, kbr_msg *msg)
     return ops != NULL && ops->file != NULL ? ops->file(location, path, msg) : KBR_OK;
 }
 
+char *kbr_store_shown(const char *url)
+{
+    const char *location = NULL;
+    const kbr_store_ops *ops = url != NULL ? backend_for(url, &location) : NULL;
+    kbr_msg msg = {{0}};
+    char *path = NULL;
+
+    if (ops != NULL && ops->shown != NULL)
+        return ops->shown(url);
+    if (ops != NULL && ops->file != NULL && ops->file(location, &path, &msg) == KBR_OK &&
+        path != NULL)
+        return path;
+    return url != NULL ? strdup(url) : NULL;
+}
+
 kbr_err kbr_store_resolved_url(const char *url, char **out, kbr_msg *msg)
 {
     kbr_err err = KBR_OK;
@@ -264,8 +279,8 @@ kbr_err kbr_store_integrity(kbr_store *st, kbr_msg *msg)
 kbr_err kbr_store_compare(kbr_store *st, kbr_store *rebuilt, kbr_store_compare_stats *stats,
                           kbr_msg *msg)
 {
-    if (st->ops != rebuilt->ops)
-        return kbr_fail(msg, KBR_ERR_INTERNAL, "stores of two kinds cannot be compared");
+    if (rebuilt->ops != &kbr_store_sqlite_ops)
+        return kbr_fail(msg, KBR_ERR_INTERNAL, "a store is compared with a SQLite rebuild");
     return st->ops->compare(st, rebuilt, stats, msg);
 }
 

@@ -184,6 +184,58 @@ out:
     return err;
 }
 
+/* The store, named shown, matched its log: said, and the markets of checked's batches read. */
+static kbr_err report_match(const char *shown, const char *checked,
+                            const kbr_audit_verify_stats *stats, const struct timespec *t0,
+                            kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+    int64_t batches = 0;
+
+    printf("store %s matches its audit log: %lld entries, %lld effects, %lld documents; "
+           "%lld rows in %lld tables compared (%.1f s)\n",
+           shown, (long long)stats->entries, (long long)stats->effects, (long long)stats->documents,
+           (long long)stats->rows, (long long)stats->tables, seconds_since(t0));
+    KBR_GUARD(verify_markets(checked, &batches, msg));
+    printf("every market of its %lld batches is an ISO 3166-1 alpha-2 code\n", (long long)batches);
+out:
+    return err;
+}
+
+/*
+ * A store that is not a file (PostgreSQL): read in one snapshot, rebuilt in a scratch store in
+ * scratch_dir (or $TMPDIR, or /tmp), and compared; nothing of the store's own is copied.
+ */
+static kbr_err verify_served(const char *url, const char *scratch_dir, kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+    kbr_audit_verify_stats stats;
+    char *shown = kbr_store_shown(url), scratch_path[4200];
+    const char *tmp = getenv("TMPDIR");
+    struct timespec t0;
+
+    scratch_path[0] = '\0';
+    KBR_ENSURE(shown != NULL, KBR_ERR_NOMEM);
+    KBR_GUARD(make_scratch_dir(scratch_dir != NULL           ? scratch_dir
+                               : tmp != NULL && *tmp != '\0' ? tmp
+                                                             : "/tmp",
+                               scratch_dir != NULL, msg));
+    snprintf(scratch_path, sizeof(scratch_path), "%s/" SCRATCH_NAME, made_dir);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    err = kbr_audit_verify_store(url, scratch_path, &stats, msg);
+    if (err == KBR_ERR_CONFLICT) /* msg names the first difference */
+        fprintf(stderr, "keybrokerd: store %s differs from its audit log:\n", shown);
+    KBR_GUARD(err);
+    KBR_GUARD(report_match(shown, url, &stats, &t0, msg));
+out:
+    if (made_dir[0] != '\0') {
+        kbr_store_remove_files(scratch_path);
+        rmdir(made_dir);
+    }
+    free(shown);
+    return err;
+}
+
 kbr_err kbd_verify_store(const kbd_config *cfg, const char *scratch_dir, kbr_msg *msg)
 {
     kbr_err err = KBR_OK;
@@ -193,14 +245,13 @@ kbr_err kbd_verify_store(const kbd_config *cfg, const char *scratch_dir, kbr_msg
     char logged_path[4200], logged_url[4300];
     struct timespec t0;
     struct stat sb;
-    int64_t batches = 0;
     kbr_store_info info;
     kbr_store_pending pending = KBR_STORE_AT_REST;
     bool copied = false, logged = false;
 
-    KBR_ENSURE(strncmp(url, "sqlite:", 7) == 0,
-               kbr_fail(msg, KBR_ERR_CONFIG, "store %s: only sqlite: stores can be verified", url));
     KBR_GUARD(kbr_store_file(url, &path, msg));
+    if (path == NULL)
+        return verify_served(url, scratch_dir, msg);
     KBR_ENSURE(stat(path, &sb) == 0,
                kbr_fail(msg, KBR_ERR_STORE, "store %s: %s", path,
                         errno == ENOENT ? "no such store (keybrokerd --init creates one)"
@@ -242,12 +293,7 @@ kbr_err kbd_verify_store(const kbd_config *cfg, const char *scratch_dir, kbr_msg
     if (err == KBR_ERR_CONFLICT) /* msg names the first difference */
         fprintf(stderr, "keybrokerd: store %s differs from its audit log:\n", path);
     KBR_GUARD(err);
-    printf("store %s matches its audit log: %lld entries, %lld effects, %lld documents; "
-           "%lld rows in %lld tables compared (%.1f s)\n",
-           path, (long long)stats.entries, (long long)stats.effects, (long long)stats.documents,
-           (long long)stats.rows, (long long)stats.tables, seconds_since(&t0));
-    KBR_GUARD(verify_markets(checked, &batches, msg));
-    printf("every market of its %lld batches is an ISO 3166-1 alpha-2 code\n", (long long)batches);
+    KBR_GUARD(report_match(path, checked, &stats, &t0, msg));
 out:
     if (made_dir[0] != '\0') {
         kbr_store_remove_files(copy_path);

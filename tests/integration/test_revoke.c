@@ -579,9 +579,6 @@ static void test_verify_store(void **state)
 {
     char *out = NULL;
 
-    if (kbt_pg())
-        skip(); /* --verify-store reads sqlite: stores only */
-
     (void)state;
     if (kbt_run_daemon(env, "-c keybroker.conf --verify-store", &out) != 0)
         fail_msg("--verify-store: %s", out);

@@ -48,6 +48,8 @@ typedef struct {
     int audit_seq; /* index of an audit_seq column, or -1 */
     char *cols[COLS_MAX];
     vkind kind[COLS_MAX];
+    char *order_col; /* the identity a table without a key is compared in the order of */
+    bool sq_rowid;   /* which the rebuild has as its rowid, not as a column */
     char *pg_select, *sq_select;
 } shape;
 
@@ -55,6 +57,7 @@ static void shape_free(shape *t)
 {
     for (int i = 0; i < t->ncols; i++)
         free(t->cols[i]);
+    free(t->order_col);
     free(t->pg_select);
     free(t->sq_select);
     memset(t, 0, sizeof(*t));
@@ -171,10 +174,10 @@ static void column_expr(FILE *f, const shape *t, const pg_col *c, int i, bool pg
 }
 
 /* The SELECT of one side: every compared column as text, in key order (text keys in byte
- * order); order_col orders a table without a key.  Qualified names throughout: an output
+ * order); a table without a key in the order of its identity (order_col), or of all its
+ * columns.  Qualified names throughout: an output
  * column of the same name would be the text, sorted as text. */
-static kbr_err select_of(const shape *t, const pg_cols *pc, const char *order_col, bool pg,
-                         char **out)
+static kbr_err select_of(const shape *t, const pg_cols *pc, bool pg, char **out)
 {
     size_t len;
     FILE *f = open_memstream(out, &len);
@@ -187,10 +190,10 @@ static kbr_err select_of(const shape *t, const pg_cols *pc, const char *order_co
         column_expr(f, t, pg_col_named(pc, t->cols[i]), i, pg);
     }
     fprintf(f, " FROM \"%s\" AS r ORDER BY ", t->name);
-    if (t->nkey == 0 && order_col != NULL)
-        fprintf(f, "r.\"%s\"", order_col);
+    if (t->nkey == 0 && t->order_col != NULL)
+        fprintf(f, "r.\"%s\"", !pg && t->sq_rowid ? "rowid" : t->order_col);
     /* neither key nor identity (log_effects' one row): every column */
-    for (int i = 0; i < (t->nkey == 0 && order_col == NULL ? t->ncols : t->nkey); i++) {
+    for (int i = 0; i < (t->nkey == 0 && t->order_col == NULL ? t->ncols : t->nkey); i++) {
         fputs(i > 0 ? ", " : "", f);
         if (is_history_ref(t->name, t->cols[i]))
             column_expr(f, t, pg_col_named(pc, t->cols[i]), i, pg);
@@ -203,15 +206,16 @@ static kbr_err select_of(const shape *t, const pg_cols *pc, const char *order_co
 
 /*
  * The SQLite side's stored columns, key first, and the PostgreSQL columns each is: every
- * stored column of either side must be the other's.  A key that is an identity on
- * PostgreSQL (a rowid on SQLite) is not compared: the table is, in the order of its ids.
+ * column of either side must be the other's, generated where the other's is.  A key that is
+ * an identity on PostgreSQL (a rowid on SQLite) is not compared: the table is, in the order
+ * of its ids.  Every name put in SQL is the rebuild's, never one the store supplies.
  */
 static kbr_err shape_of(kbr_pg *s, sqlite3 *db, const char *table, shape *t, kbr_msg *msg)
 {
     kbr_err err = KBR_OK;
     sqlite3_stmt *stmt = NULL;
     pg_cols pc = {.n = 0};
-    const char *order_col = NULL, *sq_order = "rowid";
+    bool seen[COLS_MAX + 8] = {false};
     int rc;
 
     memset(t, 0, sizeof(*t));
@@ -222,11 +226,9 @@ static kbr_err shape_of(kbr_pg *s, sqlite3 *db, const char *table, shape *t, kbr
                                   "schema: table %s of this broker's schema is missing from "
                                   "the store",
                                   table));
-    for (int i = 0; i < pc.n && order_col == NULL; i++)
-        if (pc.c[i].identity)
-            order_col = pc.c[i].name;
+    /* hidden: 0 stored, 1 hidden (virtual tables), 2 and 3 generated */
     rc = sqlite3_prepare_v2(db,
-                            "SELECT name, pk FROM pragma_table_xinfo(?1) WHERE hidden = 0"
+                            "SELECT name, pk, hidden FROM pragma_table_xinfo(?1)"
                             " ORDER BY pk = 0, pk, cid",
                             -1, &stmt, NULL);
     KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_err(rc));
@@ -234,18 +236,31 @@ static kbr_err shape_of(kbr_pg *s, sqlite3 *db, const char *table, shape *t, kbr
     while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
         const char *name = kbr_sqlite_text(stmt, 0);
         const pg_col *c = name != NULL ? pg_col_named(&pc, name) : NULL;
-        bool key = sqlite3_column_int(stmt, 1) > 0;
+        bool key = sqlite3_column_int(stmt, 1) > 0, generated = sqlite3_column_int(stmt, 2) != 0;
 
         KBR_ENSURE(name != NULL, KBR_ERR_STORE);
-        if (c != NULL && c->identity && key) {
-            sq_order = c->name; /* the rowid's own name */
+        KBR_ENSURE(c != NULL, kbr_fail(msg, KBR_ERR_CONFLICT,
+                                       "schema: table %s: column %s of this broker's schema is "
+                                       "missing from the store",
+                                       table, name));
+        seen[c - pc.c] = true;
+        KBR_ENSURE(c->generated == generated,
+                   kbr_fail(msg, KBR_ERR_CONFLICT,
+                            "schema: table %s: column %s is %sgenerated in the store, and %s in "
+                            "this broker's schema",
+                            table, name, c->generated ? "" : "not ", generated ? "is" : "is not"));
+        if (generated)
+            continue; /* follows from the columns compared */
+        if (c->identity && key && t->order_col == NULL) {
+            t->order_col = strdup(name); /* the rowid's own name */
+            KBR_ENSURE(t->order_col != NULL, KBR_ERR_NOMEM);
             continue;
         }
-        KBR_ENSURE(c != NULL && !c->generated && !c->identity,
+        KBR_ENSURE(!c->identity,
                    kbr_fail(msg, KBR_ERR_CONFLICT,
-                            "schema: table %s: column %s of this broker's schema is %s in the "
-                            "store",
-                            table, name, c == NULL ? "missing" : "not a stored column"));
+                            "schema: table %s: column %s is an identity in the store, not a "
+                            "stored column",
+                            table, name));
         KBR_ENSURE(t->ncols < COLS_MAX, KBR_ERR_INTERNAL);
         t->cols[t->ncols] = strdup(name);
         KBR_ENSURE(t->cols[t->ncols] != NULL, KBR_ERR_NOMEM);
@@ -260,18 +275,22 @@ static kbr_err shape_of(kbr_pg *s, sqlite3 *db, const char *table, shape *t, kbr
         t->ncols++;
     }
     KBR_ENSURE(rc == SQLITE_DONE, kbr_sqlite_err(rc));
-    for (int i = 0; i < pc.n; i++) {
-        bool known = pc.c[i].generated || pc.c[i].identity;
-
-        for (int j = 0; j < t->ncols && !known; j++)
-            known = strcmp(t->cols[j], pc.c[i].name) == 0;
-        KBR_ENSURE(known, kbr_fail(msg, KBR_ERR_CONFLICT,
-                                   "schema: table %s: column %s is in the store but not in this "
-                                   "broker's schema",
-                                   table, pc.c[i].name));
+    /* a rowid table on SQLite is an identity "id" on PostgreSQL (components) */
+    for (int i = 0; i < pc.n && t->nkey == 0 && t->order_col == NULL; i++) {
+        if (seen[i] || !pc.c[i].identity || strcmp(pc.c[i].name, "id") != 0)
+            continue;
+        seen[i] = true;
+        t->order_col = strdup("id");
+        t->sq_rowid = true;
+        KBR_ENSURE(t->order_col != NULL, KBR_ERR_NOMEM);
     }
-    KBR_GUARD(select_of(t, &pc, order_col, true, &t->pg_select));
-    KBR_GUARD(select_of(t, &pc, order_col != NULL ? sq_order : NULL, false, &t->sq_select));
+    for (int i = 0; i < pc.n; i++)
+        KBR_ENSURE(seen[i], kbr_fail(msg, KBR_ERR_CONFLICT,
+                                     "schema: table %s: column %s is in the store but not in "
+                                     "this broker's schema",
+                                     table, pc.c[i].name));
+    KBR_GUARD(select_of(t, &pc, true, &t->pg_select));
+    KBR_GUARD(select_of(t, &pc, false, &t->sq_select));
 out:
     sqlite3_finalize(stmt);
     pg_cols_free(&pc);

@@ -297,6 +297,11 @@ static void test_tampering_named_pg(void **state)
                     "schema: table shadow is in the store but not in this broker's schema", NULL);
     expect_named_pg("ALTER TABLE keys ADD COLUMN note text", "ALTER TABLE keys DROP COLUMN note",
                     "schema: table keys: column note is in the store", NULL);
+    /* a column of the store's own making: its name is reported, never put in a query */
+    expect_named_pg("ALTER TABLE batches ADD COLUMN \"x\"\"; --\" bigint GENERATED ALWAYS AS "
+                    "IDENTITY",
+                    "ALTER TABLE batches DROP COLUMN \"x\"\"; --\"",
+                    "schema: table batches: column x\"; -- is in the store", NULL);
     /* every change undone: the store matches again */
     if (verify("keybroker.conf", &out) != 0)
         fail_msg("--verify-store after the changes were undone: %s", out);

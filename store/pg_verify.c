@@ -3,24 +3,27 @@
  * store rebuilt from its log, table by table, row by row.
  *
  * The rebuild is a SQLite store (the scratch written by audit/rebuild.c), so the two sides
- * are two back ends, and each value is brought to one text before they are compared:
- *   - integers and text as their text (a boolean column as 0 or 1, as SQLite stores it);
- *   - bytea as lowercase hex, as a SQLite blob is written out;
- *   - a jsonb column as the RFC 8785 text of its value on both sides (PostgreSQL keeps jsonb
- *     in a form of its own: member order, spacing), so only a different value differs.
+ * are two back ends, and each value is brought to one text before they are compared: integers
+ * and text as their text, bytea as lowercase hex (as a SQLite blob is written out).  Each
+ * column must be of the type the rebuild declares (INTEGER bigint, BLOB bytea, else text), so
+ * the store cannot choose how its values compare, and the queries use pg_catalog's functions
+ * and operators only, none the store's schema defines.
  * Rows stream from both sides in key order (text keys in byte order: COLLATE "C" on the
- * PostgreSQL side, SQLite's BINARY on the other) and are merged, so neither side is held in
- * memory; PostgreSQL's rows come through a cursor in the snapshot the log was read in, so a
- * broker committing meanwhile changes neither.  PostgreSQL's identity columns skip the values
- * a rolled-back insert took, and the rebuild's rowids do not, so ids are never compared as
- * numbers: a table keyed by one is compared in the order of its ids, and a column naming a
- * firmware history by its id is compared as the history it names (history_refs).  The one
- * table with neither key nor id (log_effects) is compared in the order of all its columns.
+ * PostgreSQL side, SQLite's BINARY on the other; NULLs first) and are merged, so neither side
+ * is held in memory; PostgreSQL's rows come through a cursor in the snapshot the log was read
+ * in, so a broker committing meanwhile changes neither.  PostgreSQL's identity columns skip
+ * the values a rolled-back insert took, and the rebuild's rowids do not, so ids are never
+ * compared as numbers: a table keyed by one (which the rebuild says, never the store) is
+ * compared in the order of its ids, and a column naming a firmware history by its id is
+ * compared as the history it names (history_refs).  The one table with neither key nor id
+ * (log_effects) is compared in the order of all its columns.
  *
- * The table and column sets are compared (a table or column one side has and the other
- * lacks is a difference), but not the PostgreSQL schema's definitions (its triggers,
- * functions and indexes): that is this back end's part not yet checked, and docs say so.
- * Generated columns are left out, as in sqlite_verify.c: they follow from the others.
+ * The table and column sets are compared (a table or column one side has and the other lacks,
+ * a column generated or an identity on one side only, a view, row security, a rule or an
+ * inheriting table are differences), and the audit table's generated columns are checked
+ * against its entries; the PostgreSQL schema's definitions (its triggers, functions and
+ * indexes) are not compared: docs say so.  The session reads with row security off (a
+ * policy is an error, not a filter: pg.c).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,7 +42,7 @@
 /* Tables only the PostgreSQL back end keeps: how brokers sharing the store take turns. */
 static const char *const pg_only[] = {"writer_lock"};
 
-typedef enum { V_TEXT, V_INT, V_JSON } vkind;
+typedef enum { V_TEXT, V_INT } vkind;
 
 typedef struct {
     char name[128];
@@ -130,6 +133,35 @@ static bool pg_integer(const char *type)
            strcmp(type, "smallint") == 0;
 }
 
+/* The table is a table, whose rows every reader sees: not a view, without row security that
+ * could show the check other rows than the broker, rules or tables inheriting from it. */
+static kbr_err plain_table(kbr_pg *s, const char *table, kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+    PGresult *res = NULL;
+    const char *v[1] = {table};
+
+    res = PQexecParams(s->conn,
+                       "SELECT c.relkind = 'r' AND NOT c.relrowsecurity AND NOT EXISTS (SELECT 1"
+                       " FROM pg_catalog.pg_rewrite w WHERE w.ev_class = c.oid) AND NOT EXISTS"
+                       " (SELECT 1 FROM pg_catalog.pg_inherits i WHERE i.inhparent = c.oid)"
+                       " FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n"
+                       " ON n.oid = c.relnamespace WHERE n.nspname = pg_catalog.current_schema()"
+                       " AND c.relname = $1",
+                       1, NULL, v, NULL, NULL, 0);
+    KBR_ENSURE(PQresultStatus(res) == PGRES_TUPLES_OK,
+               kbr_fail(msg, KBR_ERR_STORE, "store %s: cannot read the catalog of %s: %s", s->where,
+                        table, PQerrorMessage(s->conn)));
+    KBR_ENSURE(PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") == 0,
+               kbr_fail(msg, KBR_ERR_CONFLICT,
+                        "schema: %s in the store is not a plain table (a view, row security, a "
+                        "rule, or tables inheriting from it)",
+                        table));
+out:
+    PQclear(res);
+    return err;
+}
+
 /*
  * Columns holding a firmware history's id: an identity on PostgreSQL, which may skip values
  * (a rolled-back insert uses one up), a rowid on the rebuild, which does not.  They are
@@ -151,26 +183,36 @@ static bool is_history_ref(const char *table, const char *column)
     return false;
 }
 
-/* Column i as text, on either side, in the form the SQLite side is written in: booleans as
- * 0 or 1, bytea and blobs as lowercase hex, a history's id as the history it names. */
+/*
+ * Column i as text, on either side, in the form the SQLite side is written in: bytea and
+ * blobs as lowercase hex, a history's id as the history it names (an id naming none as a
+ * text no history has).  On PostgreSQL every function and operator is pg_catalog's, so
+ * none the store's schema defines for its own types (ctext) is chosen instead.
+ */
 static void column_expr(FILE *f, const shape *t, const pg_col *c, int i, bool pg)
 {
     const char *name = t->cols[i];
 
-    if (is_history_ref(t->name, name))
+    if (is_history_ref(t->name, name) && pg)
         fprintf(f,
-                "(SELECT h.product || %s || h.versions FROM firmware_histories AS h"
+                "CASE WHEN r.\"%s\" IS NULL THEN NULL ELSE coalesce((SELECT"
+                " h.product::pg_catalog.text OPERATOR(pg_catalog.||) pg_catalog.chr(31)"
+                " OPERATOR(pg_catalog.||) h.versions::pg_catalog.text FROM firmware_histories"
+                " AS h WHERE h.id OPERATOR(pg_catalog.=) r.\"%s\"), 'no history '"
+                " OPERATOR(pg_catalog.||) r.\"%s\"::pg_catalog.text) END",
+                name, name, name);
+    else if (is_history_ref(t->name, name))
+        fprintf(f,
+                "(SELECT h.product || char(31) || h.versions FROM firmware_histories AS h"
                 " WHERE h.id = r.\"%s\")",
-                pg ? "chr(31)" : "char(31)", name);
+                name);
     else if (!pg)
         fprintf(f, "CASE typeof(r.\"%s\") WHEN 'blob' THEN lower(hex(r.\"%s\")) ELSE r.\"%s\" END",
                 name, name, name);
-    else if (strcmp(c->type, "boolean") == 0)
-        fprintf(f, "(r.\"%s\")::int::text", name);
     else if (strcmp(c->type, "bytea") == 0)
-        fprintf(f, "encode(r.\"%s\", 'hex')", name);
+        fprintf(f, "pg_catalog.encode(r.\"%s\", 'hex')", name);
     else
-        fprintf(f, "(r.\"%s\")::text", name);
+        fprintf(f, "r.\"%s\"::pg_catalog.text", name);
 }
 
 /* The SELECT of one side: every compared column as text, in key order (text keys in byte
@@ -200,6 +242,7 @@ static kbr_err select_of(const shape *t, const pg_cols *pc, bool pg, char **out)
         else
             fprintf(f, "r.\"%s\"", t->cols[i]); /* a number sorts as a number */
         fputs(pg && t->kind[i] != V_INT ? " COLLATE \"C\"" : "", f);
+        fputs(pg ? " NULLS FIRST" : "", f); /* where SQLite sorts them */
     }
     return fclose(f) == 0 ? KBR_OK : KBR_ERR_NOMEM;
 }
@@ -226,9 +269,14 @@ static kbr_err shape_of(kbr_pg *s, sqlite3 *db, const char *table, shape *t, kbr
                                   "schema: table %s of this broker's schema is missing from "
                                   "the store",
                                   table));
-    /* hidden: 0 stored, 1 hidden (virtual tables), 2 and 3 generated */
+    KBR_GUARD(plain_table(s, table, msg));
+    /* hidden: 0 stored, 1 hidden (virtual tables), 2 and 3 generated; the last column says
+     * whether the column is a surrogate id: "id INTEGER PRIMARY KEY", the table's rowid */
     rc = sqlite3_prepare_v2(db,
-                            "SELECT name, pk, hidden FROM pragma_table_xinfo(?1)"
+                            "SELECT name, pk, hidden, upper(type),"
+                            " name = 'id' AND pk > 0 AND upper(type) = 'INTEGER' AND (SELECT"
+                            " count(*) FROM pragma_table_xinfo(?1) WHERE pk > 0) = 1"
+                            " FROM pragma_table_xinfo(?1)"
                             " ORDER BY pk = 0, pk, cid",
                             -1, &stmt, NULL);
     KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_err(rc));
@@ -237,6 +285,8 @@ static kbr_err shape_of(kbr_pg *s, sqlite3 *db, const char *table, shape *t, kbr
         const char *name = kbr_sqlite_text(stmt, 0);
         const pg_col *c = name != NULL ? pg_col_named(&pc, name) : NULL;
         bool key = sqlite3_column_int(stmt, 1) > 0, generated = sqlite3_column_int(stmt, 2) != 0;
+        bool rowid = sqlite3_column_int(stmt, 4) != 0;
+        const char *decl = kbr_sqlite_text(stmt, 3), *want;
 
         KBR_ENSURE(name != NULL, KBR_ERR_STORE);
         KBR_ENSURE(c != NULL, kbr_fail(msg, KBR_ERR_CONFLICT,
@@ -251,24 +301,32 @@ static kbr_err shape_of(kbr_pg *s, sqlite3 *db, const char *table, shape *t, kbr
                             table, name, c->generated ? "" : "not ", generated ? "is" : "is not"));
         if (generated)
             continue; /* follows from the columns compared */
-        if (c->identity && key && t->order_col == NULL) {
-            t->order_col = strdup(name); /* the rowid's own name */
+        /* the rebuild says which column is an id (its rowid), never the store */
+        KBR_ENSURE(c->identity == rowid,
+                   kbr_fail(msg, KBR_ERR_CONFLICT,
+                            "schema: table %s: column %s is %san identity in the store, and %s "
+                            "in this broker's schema",
+                            table, name, c->identity ? "" : "not ", rowid ? "is" : "is not"));
+        /* the type the rebuild's declares: the store's may not choose how values compare */
+        want = decl != NULL && strstr(decl, "INT") != NULL ? "bigint"
+               : decl != NULL && strcmp(decl, "BLOB") == 0 ? "bytea"
+                                                           : "text";
+        KBR_ENSURE(strcmp(c->type, want) == 0 ||
+                       (strcmp(want, "bigint") == 0 && strcmp(c->type, "integer") == 0),
+                   kbr_fail(msg, KBR_ERR_CONFLICT,
+                            "schema: table %s: column %s is of type %s in the store, not %s", table,
+                            name, c->type, want));
+        if (rowid) {
+            t->order_col = strdup(name);
             KBR_ENSURE(t->order_col != NULL, KBR_ERR_NOMEM);
             continue;
         }
-        KBR_ENSURE(!c->identity,
-                   kbr_fail(msg, KBR_ERR_CONFLICT,
-                            "schema: table %s: column %s is an identity in the store, not a "
-                            "stored column",
-                            table, name));
         KBR_ENSURE(t->ncols < COLS_MAX, KBR_ERR_INTERNAL);
         t->cols[t->ncols] = strdup(name);
         KBR_ENSURE(t->cols[t->ncols] != NULL, KBR_ERR_NOMEM);
         t->kind[t->ncols] = is_history_ref(table, name) ? V_TEXT
                             : pg_integer(c->type)       ? V_INT
-                            : strcmp(c->type, "jsonb") == 0 || strcmp(c->type, "json") == 0
-                                ? V_JSON
-                                : V_TEXT;
+                                                        : V_TEXT;
         if (strcmp(name, "audit_seq") == 0)
             t->audit_seq = t->ncols;
         t->nkey += key;
@@ -299,36 +357,10 @@ out:
 
 /* ---- values ---- */
 
-/* A jsonb value's RFC 8785 text, the caller's; NULL if it is not JSON. */
-static char *json_form(const char *text)
+/* Both values as one text: equal when they are the same text, or both NULL. */
+static bool same_value(const char *a, const char *b)
 {
-    json_t *v = json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
-    char *out = NULL;
-
-    if (v != NULL && kbr_json_canonical(v, &out) != KBR_OK)
-        out = NULL;
-    json_decref(v);
-    return out;
-}
-
-/* Both values as one text: equal when they hold the same value. */
-static bool same_value(vkind kind, const char *a, const char *b)
-{
-    char *ca, *cb;
-    bool same;
-
-    if (a == NULL || b == NULL)
-        return a == b;
-    if (strcmp(a, b) == 0)
-        return true;
-    if (kind != V_JSON)
-        return false;
-    ca = json_form(a);
-    cb = json_form(b);
-    same = ca != NULL && cb != NULL && strcmp(ca, cb) == 0;
-    free(ca);
-    free(cb);
-    return same;
+    return a == NULL || b == NULL ? a == b : strcmp(a, b) == 0;
 }
 
 static int int_cmp(const char *a, const char *b)
@@ -484,10 +516,15 @@ static void pg_rows_close(pg_rows *p)
     p->open = false;
 }
 
-static void sq_row(sqlite3_stmt *stmt, const shape *t, row *r)
+/* The rebuild's row into r; a value SQLite could not give as text is an error, never a NULL. */
+static kbr_err sq_row(sqlite3_stmt *stmt, const shape *t, row *r)
 {
-    for (int i = 0; i < t->ncols; i++)
+    for (int i = 0; i < t->ncols; i++) {
         r->v[i] = (const char *)sqlite3_column_text(stmt, i);
+        if (r->v[i] == NULL && sqlite3_column_type(stmt, i) != SQLITE_NULL)
+            return KBR_ERR_NOMEM;
+    }
+    return KBR_OK;
 }
 
 static kbr_err compare_table(kbr_pg *s, sqlite3 *db, const char *table, int64_t *rows, kbr_msg *msg)
@@ -508,11 +545,21 @@ static kbr_err compare_table(kbr_pg *s, sqlite3 *db, const char *table, int64_t 
     KBR_GUARD(pg_rows_open(&pr, s, t.pg_select, msg));
     KBR_GUARD(pg_rows_next(&pr, &t, &ra, &got_a, msg));
     if ((rc_b = sqlite3_step(b)) == SQLITE_ROW)
-        sq_row(b, &t, &rb);
+        KBR_GUARD(sq_row(b, &t, &rb));
+    KBR_ENSURE(rc_b == SQLITE_ROW || rc_b == SQLITE_DONE, kbr_sqlite_err(rc_b));
     while (got_a || rc_b == SQLITE_ROW) {
         int c = !got_a ? 1 : rc_b != SQLITE_ROW ? -1 : key_cmp(&t, &ra, &rb);
 
         ordinal++;
+        /* keys in the same place are the same text, not only the same number */
+        for (int i = 0; c == 0 && i < t.nkey; i++) {
+            if (same_value(ra.v[i], rb.v[i]))
+                continue;
+            row_name(&t, &rb, ordinal, name, sizeof(name));
+            show(t.kind[i], ra.v[i], va, sizeof(va));
+            snprintf(what, sizeof(what), "%s is %s in the store", t.cols[i], va);
+            KBR_GUARD(differs(msg, table, name, what));
+        }
         if (c < 0) {
             row_name(&t, &ra, ordinal, name, sizeof(name));
             KBR_GUARD(differs(msg, table, name, "is in the store, but no audit entry records it"));
@@ -523,7 +570,7 @@ static kbr_err compare_table(kbr_pg *s, sqlite3 *db, const char *table, int64_t 
                 differs(msg, table, name, "the log records it, but the store does not have it"));
         }
         for (int i = t.nkey; i < t.ncols; i++) {
-            if (same_value(t.kind[i], ra.v[i], rb.v[i]))
+            if (same_value(ra.v[i], rb.v[i]))
                 continue;
             row_name(&t, &rb, ordinal, name, sizeof(name));
             show(t.kind[i], ra.v[i], va, sizeof(va));
@@ -534,7 +581,8 @@ static kbr_err compare_table(kbr_pg *s, sqlite3 *db, const char *table, int64_t 
         (*rows)++;
         KBR_GUARD(pg_rows_next(&pr, &t, &ra, &got_a, msg));
         if ((rc_b = sqlite3_step(b)) == SQLITE_ROW)
-            sq_row(b, &t, &rb);
+            KBR_GUARD(sq_row(b, &t, &rb));
+        KBR_ENSURE(rc_b == SQLITE_ROW || rc_b == SQLITE_DONE, kbr_sqlite_err(rc_b));
     }
     KBR_ENSURE(rc_b == SQLITE_DONE, kbr_sqlite_err(rc_b));
 out:
@@ -584,11 +632,39 @@ out:
     return err;
 }
 
-/* The one column of the log that is not its entry's (sqlite_verify.c says why). */
+/*
+ * The one column of the log that is not its entry's (sqlite_verify.c says why), and the
+ * columns generated from the entry, as this broker's schema generates them: their
+ * definitions are not compared, so their values are, against the entry itself.
+ */
 static kbr_err audit_columns_hold(kbr_pg *s, kbr_msg *msg)
 {
     kbr_err err;
     int64_t seq = 0;
+
+    err = kbr_pg_int64(
+        s,
+        "SELECT seq FROM audit AS a, LATERAL (SELECT a.entry::pg_catalog.jsonb AS j) AS e"
+        " WHERE a.time::pg_catalog.text IS DISTINCT FROM e.j ->> 'time'"
+        " OR a.sub::pg_catalog.text IS DISTINCT FROM e.j ->> 'sub'"
+        " OR a.jti::pg_catalog.text IS DISTINCT FROM e.j ->> 'jti'"
+        " OR a.op::pg_catalog.text IS DISTINCT FROM e.j ->> 'op'"
+        " OR a.key::pg_catalog.text IS DISTINCT FROM e.j ->> 'key'"
+        " OR a.outcome::pg_catalog.text IS DISTINCT FROM e.j ->> 'outcome'"
+        " OR a.error_code::pg_catalog.text IS DISTINCT FROM e.j ->> 'error_code'"
+        " OR a.prev_hash::pg_catalog.text IS DISTINCT FROM e.j ->> 'prev_hash'"
+        " OR a.key_use IS DISTINCT FROM coalesce((e.j ->> 'key_use')::pg_catalog.bool"
+        "::pg_catalog.int4, a.legacy_key_use, 0)"
+        " ORDER BY seq LIMIT 1",
+        NULL, &seq);
+    if (err == KBR_OK)
+        return kbr_fail(msg, KBR_ERR_CONFLICT,
+                        "table audit, row (seq = %lld): a column generated from the entry does "
+                        "not hold what the entry says (its definition was changed)",
+                        (long long)seq);
+    if (err != KBR_ERR_NOT_FOUND)
+        return kbr_fail(msg, err, "store %s: cannot check the audit table's generated columns: %s",
+                        s->where, PQerrorMessage(s->conn));
 
     err = kbr_pg_int64(s,
                        "SELECT seq FROM audit WHERE legacy_key_use IS NOT NULL AND seq >="

@@ -176,6 +176,10 @@ static void test_check_good_changes_nothing(void **state)
     assert_string_equal(before, after);
     free(before);
     free(after);
+    if (kbt_pg()) { /* no file to have a mode */
+        assert_int_equal(kbt_spawn_daemon(env), 0);
+        return;
+    }
     /* a store others may read (made before stores were 0600 from the start): a warning from
      * --check and at every start, naming each file and its mode; nothing is changed */
     free(sh_out("chmod 644 keybroker.db"));

@@ -37,6 +37,7 @@
 #define SHOWN_MAX   96 /* characters of a value a message shows */
 #define COLS_MAX    64
 #define FETCH_ROWS  "500"
+#define FETCH_BLOBS "8" /* rows at a time of a table with bytea (documents: whole SBOMs) */
 #define CURSOR_NAME "kbr_verify_rows"
 
 /* Tables only the PostgreSQL back end keeps: how brokers sharing the store take turns. */
@@ -53,6 +54,7 @@ typedef struct {
     vkind kind[COLS_MAX];
     char *order_col; /* the identity a table without a key is compared in the order of */
     bool sq_rowid;   /* which the rebuild has as its rowid, not as a column */
+    bool blobs;      /* a column is bytea */
     char *pg_select, *sq_select;
 } shape;
 
@@ -64,6 +66,17 @@ static void shape_free(shape *t)
     free(t->pg_select);
     free(t->sq_select);
     memset(t, 0, sizeof(*t));
+}
+
+/* A name the store supplies, as a message shows it: without control characters. */
+static const char *clean_name(const char *name, char out[160])
+{
+    size_t o = 0;
+
+    for (; *name != '\0' && o + 1 < 160; name++)
+        out[o++] = (unsigned char)*name < 0x20 || *name == 0x7f ? '?' : *name;
+    out[o] = '\0';
+    return out;
 }
 
 /* ---- the PostgreSQL side of a table ---- */
@@ -258,6 +271,7 @@ static kbr_err shape_of(kbr_pg *s, sqlite3 *db, const char *table, shape *t, kbr
     kbr_err err = KBR_OK;
     sqlite3_stmt *stmt = NULL;
     pg_cols pc = {.n = 0};
+    char shown[160];
     bool seen[COLS_MAX + 8] = {false};
     int rc;
 
@@ -324,6 +338,7 @@ static kbr_err shape_of(kbr_pg *s, sqlite3 *db, const char *table, shape *t, kbr
         KBR_ENSURE(t->ncols < COLS_MAX, KBR_ERR_INTERNAL);
         t->cols[t->ncols] = strdup(name);
         KBR_ENSURE(t->cols[t->ncols] != NULL, KBR_ERR_NOMEM);
+        t->blobs |= strcmp(c->type, "bytea") == 0;
         t->kind[t->ncols] = is_history_ref(table, name) ? V_TEXT
                             : pg_integer(c->type)       ? V_INT
                                                         : V_TEXT;
@@ -346,7 +361,7 @@ static kbr_err shape_of(kbr_pg *s, sqlite3 *db, const char *table, shape *t, kbr
         KBR_ENSURE(seen[i], kbr_fail(msg, KBR_ERR_CONFLICT,
                                      "schema: table %s: column %s is in the store but not in "
                                      "this broker's schema",
-                                     table, pc.c[i].name));
+                                     table, clean_name(pc.c[i].name, shown)));
     KBR_GUARD(select_of(t, &pc, true, &t->pg_select));
     KBR_GUARD(select_of(t, &pc, false, &t->sq_select));
 out:
@@ -488,7 +503,8 @@ static kbr_err pg_rows_next(pg_rows *p, const shape *t, row *r, bool *got, kbr_m
         p->res = NULL;
     }
     if (p->res == NULL && !p->done) {
-        p->res = PQexec(p->s->conn, "FETCH FORWARD " FETCH_ROWS " FROM " CURSOR_NAME);
+        p->res = PQexec(p->s->conn, t->blobs ? "FETCH FORWARD " FETCH_BLOBS " FROM " CURSOR_NAME
+                                             : "FETCH FORWARD " FETCH_ROWS " FROM " CURSOR_NAME);
         KBR_ENSURE(PQresultStatus(p->res) == PGRES_TUPLES_OK,
                    kbr_fail(msg, KBR_ERR_STORE, "store %s: cannot read its rows: %s", p->s->where,
                             PQerrorMessage(p->s->conn)));
@@ -598,6 +614,7 @@ static kbr_err tables_known(kbr_pg *s, sqlite3 *db, kbr_msg *msg)
     kbr_err err = KBR_OK;
     PGresult *res = NULL;
     sqlite3_stmt *stmt = NULL;
+    char shown[160];
     int rc;
 
     res = PQexec(s->conn, "SELECT table_name FROM information_schema.tables"
@@ -624,7 +641,7 @@ static kbr_err tables_known(kbr_pg *s, sqlite3 *db, kbr_msg *msg)
         KBR_ENSURE(known, kbr_fail(msg, KBR_ERR_CONFLICT,
                                    "schema: table %s is in the store but not in this broker's "
                                    "schema",
-                                   name));
+                                   clean_name(name, shown)));
     }
 out:
     sqlite3_finalize(stmt);

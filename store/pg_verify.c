@@ -100,22 +100,31 @@ static void pg_cols_free(pg_cols *p)
     p->n = 0;
 }
 
+/* sql, with $1 the table's name, answered into *res (the caller's to PQclear). */
+static kbr_err about_table(kbr_pg *s, const char *sql, const char *table, PGresult **res,
+                           kbr_msg *msg)
+{
+    const char *v[1] = {table};
+
+    *res = PQexecParams(s->conn, sql, 1, NULL, v, NULL, NULL, 0);
+    if (PQresultStatus(*res) == PGRES_TUPLES_OK)
+        return KBR_OK;
+    return kbr_fail(msg, KBR_ERR_STORE, "store %s: cannot read the catalog of %s: %s", s->where,
+                    table, PQerrorMessage(s->conn));
+}
+
 static kbr_err pg_columns_of(kbr_pg *s, const char *table, pg_cols *out, kbr_msg *msg)
 {
     kbr_err err = KBR_OK;
     PGresult *res = NULL;
-    const char *v[1] = {table};
 
     out->n = 0;
-    res = PQexecParams(s->conn,
-                       "SELECT column_name, data_type, is_generated = 'ALWAYS',"
-                       " is_identity = 'YES' FROM information_schema.columns"
-                       " WHERE table_schema = current_schema() AND table_name = $1"
-                       " ORDER BY ordinal_position",
-                       1, NULL, v, NULL, NULL, 0);
-    KBR_ENSURE(PQresultStatus(res) == PGRES_TUPLES_OK,
-               kbr_fail(msg, KBR_ERR_STORE, "store %s: cannot read the columns of %s: %s", s->where,
-                        table, PQerrorMessage(s->conn)));
+    KBR_GUARD(about_table(s,
+                          "SELECT column_name, data_type, is_generated = 'ALWAYS',"
+                          " is_identity = 'YES' FROM information_schema.columns"
+                          " WHERE table_schema = current_schema() AND table_name = $1"
+                          " ORDER BY ordinal_position",
+                          table, &res, msg));
     KBR_ENSURE(PQntuples(res) <= COLS_MAX + 8, KBR_ERR_INTERNAL);
     for (int i = 0; i < PQntuples(res); i++) {
         pg_col *c = &out->c[out->n];
@@ -152,19 +161,15 @@ static kbr_err plain_table(kbr_pg *s, const char *table, kbr_msg *msg)
 {
     kbr_err err = KBR_OK;
     PGresult *res = NULL;
-    const char *v[1] = {table};
 
-    res = PQexecParams(s->conn,
-                       "SELECT c.relkind = 'r' AND NOT c.relrowsecurity AND NOT EXISTS (SELECT 1"
-                       " FROM pg_catalog.pg_rewrite w WHERE w.ev_class = c.oid) AND NOT EXISTS"
-                       " (SELECT 1 FROM pg_catalog.pg_inherits i WHERE i.inhparent = c.oid)"
-                       " FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n"
-                       " ON n.oid = c.relnamespace WHERE n.nspname = pg_catalog.current_schema()"
-                       " AND c.relname = $1",
-                       1, NULL, v, NULL, NULL, 0);
-    KBR_ENSURE(PQresultStatus(res) == PGRES_TUPLES_OK,
-               kbr_fail(msg, KBR_ERR_STORE, "store %s: cannot read the catalog of %s: %s", s->where,
-                        table, PQerrorMessage(s->conn)));
+    KBR_GUARD(about_table(s,
+                          "SELECT c.relkind = 'r' AND NOT c.relrowsecurity AND NOT EXISTS (SELECT"
+                          " 1 FROM pg_catalog.pg_rewrite w WHERE w.ev_class = c.oid) AND NOT"
+                          " EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i WHERE i.inhparent ="
+                          " c.oid) FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n"
+                          " ON n.oid = c.relnamespace WHERE n.nspname ="
+                          " pg_catalog.current_schema() AND c.relname = $1",
+                          table, &res, msg));
     KBR_ENSURE(PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") == 0,
                kbr_fail(msg, KBR_ERR_CONFLICT,
                         "schema: %s in the store is not a plain table (a view, row security, a "

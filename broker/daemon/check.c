@@ -316,24 +316,29 @@ static void check_log(tally *t, kbr_store *st, const char *path, EVP_PKEY *audit
     json_decref(cp);
 }
 
-size_t kbd_store_files_open(const char *file, char *out, size_t n)
+bool kbd_store_mode_warning(const char *file, char *out, size_t n)
 {
     static const char *const tails[] = {"", "-wal", "-shm"};
-    char side[4200];
+    char side[4200], open_to[1024];
     struct stat sb;
     size_t found = 0, o = 0;
 
-    out[0] = '\0';
+    open_to[0] = '\0';
     for (size_t i = 0; i < sizeof(tails) / sizeof(tails[0]); i++) {
         snprintf(side, sizeof(side), "%s%s", file, tails[i]);
         if (stat(side, &sb) != 0 || (sb.st_mode & 077) == 0)
             continue;
-        if (o < n)
-            o += (size_t)snprintf(out + o, n - o, "%s%s (%04o)", found > 0 ? ", " : "", side,
-                                  (unsigned)(sb.st_mode & 07777));
+        if (o < sizeof(open_to))
+            o += (size_t)snprintf(open_to + o, sizeof(open_to) - o, "%s%s (%04o)",
+                                  found > 0 ? ", " : "", side, (unsigned)(sb.st_mode & 07777));
         found++;
     }
-    return found;
+    if (found > 0)
+        snprintf(out, n,
+                 "store %s: %s open to other users; it holds every token's record and every "
+                 "device's: chmod 600 them (a store made by this broker is 0600 from the start)",
+                 file, open_to);
+    return found > 0;
 }
 
 /* The store as it is: opened read-only when its schema is this broker's (*st), else NULL;
@@ -378,12 +383,9 @@ static void check_store(tally *t, const kbd_config *cfg, kbr_store **current, ch
     else
         kbr_store_close(st);
     if (*file != NULL) {
-        char *copy = strdup(*file), open_to[1024];
-        if (kbd_store_files_open(*file, open_to, sizeof(open_to)) > 0)
-            say(t, "warning",
-                "store %s: %s open to other users; it holds every token's record and every "
-                "device's: chmod 600 them (a store made by this broker is 0600 from the start)",
-                *file, open_to);
+        char *copy = strdup(*file), warning[2048];
+        if (kbd_store_mode_warning(*file, warning, sizeof(warning)))
+            say(t, "warning", "%s", warning);
         if (access(*file, W_OK) != 0)
             say(t, "problem", "store %s is not writable: %s", *file, strerror(errno));
         else if (copy != NULL && access(dirname(copy), W_OK | X_OK) != 0)

@@ -145,9 +145,9 @@ void kbd_log_process(const char *name);
 void kbd_log_cleanup(void);
 /* One line: event is a dotted name ("hsm.unavailable"), request_id NULL when no request is the
  * subject. */
-/* The files of a sqlite: store (the file, its -wal and -shm) that give other users any access,
- * named with their modes in out ("PATH (0644), PATH-wal (0644)"); how many. */
-size_t kbd_store_files_open(const char *file, char *out, size_t n);
+/* Whether any file of a sqlite: store (the file, its -wal and -shm) gives other users access;
+ * if so, out is the warning that names each such file with its mode. */
+bool kbd_store_mode_warning(const char *file, char *out, size_t n);
 void kbd_log(kbd_log_level level, const char *event, const char *request_id, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 void kbd_logv(kbd_log_level level, const char *event, const char *request_id, const char *fmt,

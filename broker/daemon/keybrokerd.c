@@ -386,14 +386,11 @@ out:
 static void warn_store_mode(const char *url)
 {
     kbr_msg msg = {{0}};
-    char *file = NULL, open_to[1024];
+    char *file = NULL, warning[2048];
 
     if (kbr_store_file(url, &file, &msg) == KBR_OK && file != NULL &&
-        kbd_store_files_open(file, open_to, sizeof(open_to)) > 0)
-        kbd_log(KBD_LOG_WARN, "store.mode", NULL,
-                "store %s: %s open to other users; it holds every token's record and every "
-                "device's: chmod 600 them",
-                file, open_to);
+        kbd_store_mode_warning(file, warning, sizeof(warning)))
+        kbd_log(KBD_LOG_WARN, "store.mode", NULL, "%s", warning);
     free(file);
 }
 

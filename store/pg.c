@@ -331,25 +331,40 @@ out:
 
 /* ---- connection and schema ---- */
 
-/* The URI without its password, for messages. */
+/* The URI with its password shown as ***, for messages: the one in user:password@ and the
+ * value of each password= parameter. */
 char *kbr_pg_where_of(const char *uri)
 {
-    const char *scheme_end = strstr(uri, "://");
-    const char *at, *colon;
-    char *out = NULL;
+    const char *scheme_end = strstr(uri, "://"), *query = strchr(uri, '?'), *p = uri;
+    const char *authority_end, *at, *colon;
+    size_t n = strlen(uri);
+    char *out = malloc(2 * n + 4),
+         *o = out; /* each password= of 10 bytes or more grows by 3 at most */
 
-    if (scheme_end == NULL)
-        return strdup(uri);
-    at = strchr(scheme_end + 3, '@');
-    colon = at != NULL ? memchr(scheme_end + 3, ':', (size_t)(at - scheme_end - 3)) : NULL;
-    if (colon == NULL || strstr(uri, "password=") != NULL) {
-        if (strstr(uri, "password=") != NULL)
-            return strndup(uri, (size_t)(strchr(uri, '?') != NULL ? strchr(uri, '?') - uri
-                                                                  : (ptrdiff_t)strlen(uri)));
-        return strdup(uri);
-    }
-    if (asprintf(&out, "%.*s:***%s", (int)(colon - uri), uri, at) < 0)
+    if (out == NULL)
         return NULL;
+    if (scheme_end != NULL) {
+        authority_end = scheme_end + 3 + strcspn(scheme_end + 3, "/?");
+        at = memrchr(scheme_end + 3, '@', (size_t)(authority_end - scheme_end - 3));
+        colon = at != NULL ? memchr(scheme_end + 3, ':', (size_t)(at - scheme_end - 3)) : NULL;
+        if (colon != NULL) {
+            memcpy(o, uri, (size_t)(colon - uri + 1));
+            o += colon - uri + 1;
+            memcpy(o, "***", 3);
+            o += 3;
+            p = at;
+        }
+    }
+    while (*p != '\0') {
+        bool param = query != NULL && p > query && (p[-1] == '?' || p[-1] == '&');
+        if (param && strncmp(p, "password=", 9) == 0) {
+            memcpy(o, "password=***", 12);
+            o += 12;
+            p += 9 + strcspn(p + 9, "&");
+        } else
+            *o++ = *p++;
+    }
+    *o = '\0';
     return out;
 }
 

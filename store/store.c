@@ -9,6 +9,7 @@
 #include <openssl/x509.h>
 
 #include "backend.h"
+#include "pg.h"
 
 static const kbr_store_ops *const backends[] = {&kbr_store_sqlite_ops, &kbr_store_pg_ops,
                                                 &kbr_store_pg_alt_ops};
@@ -38,9 +39,13 @@ static const kbr_store_ops *ops_for(const char *url, const char **location, kbr_
 
     if (url == NULL)
         kbr_fail(msg, KBR_ERR_CONFIG, "store: no URL given");
-    else if (ops == NULL)
+    else if (ops == NULL) {
+        char *shown = kbr_pg_where_of(url); /* a mistyped scheme keeps its password out */
         kbr_fail(msg, KBR_ERR_CONFIG,
-                 "store: unsupported URL \"%s\" (want sqlite:PATH or postgresql://...)", url);
+                 "store: unsupported URL \"%s\" (want sqlite:PATH or postgresql://...)",
+                 shown != NULL ? shown : "?");
+        free(shown);
+    }
     return ops;
 }
 

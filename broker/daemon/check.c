@@ -342,13 +342,15 @@ bool kbd_store_mode_warning(const char *file, char *out, size_t n)
 }
 
 /* The store as it is: opened read-only when its schema is this broker's (*st), else NULL;
- * *file is a sqlite: store's file by the name SQLite opens (NULL for others), to free. */
-static void check_store(tally *t, const kbd_config *cfg, kbr_store **current, char **file)
+ * *file is a sqlite: store's file by the name SQLite opens (NULL for others), to free.  Messages
+ * name it as `shown` (never with a password). */
+static void check_store(tally *t, const kbd_config *cfg, const char *shown, kbr_store **current,
+                        char **file)
 {
     kbr_store *st = NULL;
     kbr_store_info info;
     kbr_msg msg = {{0}};
-    const char *path;
+    const char *path = shown;
     kbr_err err = kbr_store_open_readonly(cfg->store, &st, &info, &msg);
 
     *current = NULL;
@@ -362,7 +364,6 @@ static void check_store(tally *t, const kbd_config *cfg, kbr_store **current, ch
         kbr_store_close(st);
         return;
     }
-    path = *file != NULL ? *file : cfg->store;
     if (info.served_by > 0)
         say(t, "ok", "store %s is being served by keybrokerd (pid %ld)", path, info.served_by);
     if (info.schema_version == 0)
@@ -404,7 +405,8 @@ int kbd_check(const char *path)
     tally t = {0, 0};
     EVP_PKEY *audit_pub = NULL;
     kbr_store *st = NULL;
-    char *file = NULL;
+    char *file = NULL, *shown = NULL;
+    const char *name;
     json_t *issuers = NULL, *latest = NULL;
     kbr_err err = kbd_config_load_all(path, &cfg, config_problem, &t, &msg);
 
@@ -420,17 +422,19 @@ int kbd_check(const char *path)
     check_network(&t, &cfg, path);
     if (cfg.log_file != NULL)
         check_writable(&t, "log_file", cfg.log_file);
-    check_store(&t, &cfg, &st, &file);
+    shown = kbr_store_shown(cfg.store);
+    name = shown != NULL ? shown : "(the store)";
+    check_store(&t, &cfg, name, &st, &file);
     if (st != NULL && kbr_store_issuer_keys(st, &issuers) != KBR_OK)
-        say(&t, "problem", "store %s: its issuer keys cannot be read",
-            file != NULL ? file : cfg.store);
+        say(&t, "problem", "store %s: its issuer keys cannot be read", name);
     if (st != NULL && kbr_store_checkpoint_latest(st, &latest) != KBR_OK)
         latest = NULL; /* check_log says why */
     check_hsm(&t, &cfg, st, issuers, latest, &audit_pub);
     if (st != NULL)
-        check_log(&t, st, file != NULL ? file : cfg.store, audit_pub);
+        check_log(&t, st, name, audit_pub);
     kbr_store_close(st);
     free(file);
+    free(shown);
     json_decref(issuers);
     json_decref(latest);
     EVP_PKEY_free(audit_pub);

@@ -150,6 +150,41 @@ static void test_missing_store_refused(void **state)
     }
 }
 
+/* A PostgreSQL URL with a password, in either form libpq takes (trust authentication lets the
+ * test's cluster ignore it): --check names the store without it, and so does the refusal of a
+ * mistyped scheme. */
+static void check_names_no_password(void)
+{
+    static const char secret[] = "kbt-not-a-secret-4711";
+    char line[1200], *out = NULL;
+    const char *rest = strstr(env->store, ":///");
+
+    assert_non_null(rest);
+    snprintf(line, sizeof(line), "store = %s&password=%s", env->store, secret);
+    write_conf("pw-param.conf", line);
+    snprintf(line, sizeof(line), "store = postgresql://kbr:%s@/%s", secret, rest + 4);
+    write_conf("pw-user.conf", line);
+    snprintf(line, sizeof(line), "store = postgresq://kbr:%s@/%s", secret, rest + 4);
+    write_conf("pw-typo.conf", line);
+    if (run("-c pw-param.conf --check", &out) != 0)
+        fail_msg("--check with password= in the store URL failed:\n%s", out);
+    must_contain(out, "audit entries; the latest checkpoint");
+    if (strstr(out, secret) != NULL)
+        fail_msg("--check shows the store's password:\n%s", out);
+    free(out);
+    if (run("-c pw-user.conf --check", &out) != 0)
+        fail_msg("--check with user:password@ in the store URL failed:\n%s", out);
+    must_contain(out, "store postgresql://kbr:***@/");
+    if (strstr(out, secret) != NULL)
+        fail_msg("--check shows the store's password:\n%s", out);
+    free(out);
+    assert_int_equal(run("-c pw-typo.conf --check", &out), 1);
+    must_contain(out, "unsupported URL \"postgresq://kbr:***@/");
+    if (strstr(out, secret) != NULL)
+        fail_msg("--check shows the password of a mistyped store URL:\n%s", out);
+    free(out);
+}
+
 /* A good deployment, stopped: every check passes and not a byte changes. */
 static void test_check_good_changes_nothing(void **state)
 {
@@ -177,6 +212,7 @@ static void test_check_good_changes_nothing(void **state)
     free(before);
     free(after);
     if (kbt_pg()) { /* no file to have a mode */
+        check_names_no_password();
         assert_int_equal(kbt_spawn_daemon(env), 0);
         return;
     }

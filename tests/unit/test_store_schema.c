@@ -291,6 +291,41 @@ static void test_store_named_through_links(void **state)
  * through a link planted by the name its copy is given.  A new store and the files SQLite
  * keeps beside it are mode 0600; an open of a store that must exist makes none.
  */
+/* The name messages give a store: a PostgreSQL URI's password, in either form libpq takes, is
+ * shown as ***, and nothing else changes. */
+static void test_store_shown_hides_passwords(void **state)
+{
+    static const char *const cases[][2] = {
+        {"postgresql://kbr:s3cret@db.example:5432/kbr?sslmode=verify-full",
+         "postgresql://kbr:***@db.example:5432/kbr?sslmode=verify-full"},
+        {"postgres://kbr:@db/kbr", "postgres://kbr:***@db/kbr"},
+        {"postgresql://kbr:p@ss@db/kbr", "postgresql://kbr:***@db/kbr"},
+        {"postgresql:///kbr?host=/run/pg&password=s3cret&user=kbr",
+         "postgresql:///kbr?host=/run/pg&password=***&user=kbr"},
+        {"postgresql://kbr:a@db/kbr?password=b&password=&x=password=c",
+         "postgresql://kbr:***@db/kbr?password=***&password=***&x=password=c"},
+        {"postgresql://kbr@db/kbr?application_name=kbr",
+         "postgresql://kbr@db/kbr?application_name=kbr"},
+        {"postgresql://db/kbr/password=x", "postgresql://db/kbr/password=x"},
+    };
+    kbr_msg msg = {{0}};
+    char *shown;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        shown = kbr_store_shown(cases[i][0]);
+        assert_non_null(shown);
+        assert_string_equal(shown, cases[i][1]);
+        free(shown);
+    }
+    /* a scheme no back end has is refused naming the URL without its password */
+    assert_int_equal(
+        kbr_store_open("postgresq://kbr:s3cret@db/kbr?password=s3cret", &(kbr_store *){NULL}, &msg),
+        KBR_ERR_CONFIG);
+    assert_non_null(strstr(msg.text, "postgresq://kbr:***@db/kbr?password=***"));
+    assert_null(strstr(msg.text, "s3cret"));
+}
+
 static void test_files_beside_the_store(void **state)
 {
     char tmp[256], url[600], cmd[1200];
@@ -844,6 +879,7 @@ int main(void)
         cmocka_unit_test(test_unwritable_location),
         cmocka_unit_test(test_unreachable_postgresql),
         cmocka_unit_test(test_store_named_through_links),
+        cmocka_unit_test(test_store_shown_hides_passwords),
         cmocka_unit_test(test_files_beside_the_store),
         cmocka_unit_test_setup_teardown(test_migrate_v1_store, setup, teardown),
         cmocka_unit_test_setup_teardown(test_migrate_refuses_one_object_twice, setup, teardown),

@@ -616,6 +616,7 @@ static kbr_err pg_open_readonly_scheme(const char *scheme, const char *location,
                                      "current schema (search_path)",
                                      s->where));
     info->schema_version = (int)version;
+    s->hold_tables = true;
     *out = &s->base;
     s = NULL;
 out:

@@ -25,7 +25,8 @@ typedef struct {
     bool in_tx;       /* BEGIN ran and neither COMMIT nor ROLLBACK since */
     bool in_snapshot; /* snapshot_begin's transaction */
     int snapshot_depth;
-    bool lease; /* this session holds the checkpoint lease */
+    bool lease;       /* this session holds the checkpoint lease */
+    bool hold_tables; /* opened to be read only: snapshots hold every table (pg_views.c) */
 } kbr_pg;
 
 /* Parameters, all sent as text but bytea ones (binary). */

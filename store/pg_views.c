@@ -3,6 +3,7 @@
  * (A, B, C) and the fleet walks; views.c and exposure.c compose them.  The queries are the
  * SQLite back end's (sqlite_views.c, sqlite_exposure.c) over the same counter tables.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,9 +12,40 @@
 #define PG(st) ((kbr_pg *)(st))
 #define P      kbr_pg_params p = {.n = 0}
 
+/* Every table of the store's schema, held IN ACCESS SHARE MODE by the transaction just begun,
+ * before its first read.  A table rewritten (ALTER TABLE, TRUNCATE) after a REPEATABLE READ
+ * snapshot is taken reads as empty in it: those commands are not MVCC-safe.  Held, they wait
+ * for the snapshot to end instead; the brokers' reads and writes do not.  A table made after
+ * the list is read is not held, and is a table the checker reports anyway. */
+static kbr_err hold_tables(kbr_pg *s)
+{
+    kbr_err err = KBR_OK;
+    PGresult *res = PQexec(s->conn, "SELECT pg_catalog.string_agg(pg_catalog.format('%I.%I',"
+                                    " n.nspname, c.relname), ', ' ORDER BY c.relname) FROM"
+                                    " pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON"
+                                    " n.oid = c.relnamespace WHERE n.nspname ="
+                                    " pg_catalog.current_schema() AND c.relkind IN ('r', 'p')");
+    char *sql = NULL;
+
+    KBR_GUARD(kbr_pg_result_err(res));
+    KBR_ENSURE(PQntuples(res) == 1, KBR_ERR_STORE);
+    if (PQgetisnull(res, 0, 0))
+        goto out; /* no table */
+    KBR_ENSURE(asprintf(&sql, "LOCK TABLE %s IN ACCESS SHARE MODE", PQgetvalue(res, 0, 0)) > 0,
+               KBR_ERR_NOMEM);
+    PQclear(res);
+    res = PQexec(s->conn, sql);
+    KBR_GUARD(kbr_pg_result_err(res));
+out:
+    PQclear(res);
+    free(sql);
+    return err;
+}
+
 /* One REPEATABLE READ transaction: every read until the matching snapshot_end sees one
  * state.  Snapshots nest, as SQLite's savepoints do: the outermost one holds the transaction,
- * and one taken inside the writer's transaction reads that transaction. */
+ * and one taken inside the writer's transaction reads that transaction.  A store opened to be
+ * read only (the checks) holds its tables against rewrites first (hold_tables). */
 kbr_err kbr_pg_snapshot_begin(kbr_store *st)
 {
     kbr_err err = KBR_OK;
@@ -22,6 +54,11 @@ kbr_err kbr_pg_snapshot_begin(kbr_store *st)
     if (s->snapshot_depth == 0 && !s->in_tx) {
         KBR_GUARD(kbr_pg_run(s, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", NULL, NULL));
         s->in_snapshot = true;
+        if (s->hold_tables && (err = hold_tables(s)) != KBR_OK) {
+            PQclear(PQexec(s->conn, "ROLLBACK"));
+            s->in_snapshot = false;
+            goto out;
+        }
     }
     s->snapshot_depth++;
 out:

@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <libpq-fe.h>
 #include <openssl/rand.h>
 #include <sqlite3.h>
 
@@ -323,6 +324,115 @@ static void test_tampering_named_pg(void **state)
         fail_msg("--verify-store after the changes were undone: %s", out);
     free(out);
     assert_int_equal(kbt_spawn_daemon(env), 0);
+}
+
+static PGresult *pg_must(PGconn *c, const char *sql, ExecStatusType want)
+{
+    PGresult *r = PQexec(c, sql);
+
+    if (PQresultStatus(r) != want)
+        fail_msg("%s: %s", sql, PQerrorMessage(c));
+    return r;
+}
+
+/*
+ * On PostgreSQL a table rewritten (ALTER TABLE, TRUNCATE) after a REPEATABLE READ snapshot
+ * reads as empty in it.  So the check holds every table of the store (ACCESS SHARE) before its
+ * first read: held by the last one, which another session has locked, the check waits with
+ * every other table held, and a rewrite of any of them waits for the check, not the other way.
+ */
+static void test_check_holds_tables_pg(void **state)
+{
+    static const char tables[] =
+        "SELECT c.oid, c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON"
+        " n.oid = c.relnamespace WHERE n.nspname = pg_catalog.current_schema() AND c.relkind ="
+        " 'r'";
+    PGconn *x, *y;
+    PGresult *r;
+    char sql[1024], last[128], waiter[32] = "", cmd[1024], problem[1200] = "", *out = NULL;
+    long n_tables, held = 0;
+
+    (void)state;
+    if (!kbt_pg())
+        skip(); /* SQLite's snapshots see a whole file */
+    kbt_stop(env);
+    x = PQconnectdb(env->store);
+    y = PQconnectdb(env->store);
+    assert_int_equal(PQstatus(x), CONNECTION_OK);
+    assert_int_equal(PQstatus(y), CONNECTION_OK);
+    snprintf(sql, sizeof(sql), "SELECT count(*), max(relname) FROM (%s) t", tables);
+    r = pg_must(x, sql, PGRES_TUPLES_OK);
+    n_tables = strtol(PQgetvalue(r, 0, 0), NULL, 10);
+    snprintf(last, sizeof(last), "%s", PQgetvalue(r, 0, 1));
+    PQclear(r);
+    assert_true(n_tables > 30);
+
+    PQclear(pg_must(x, "BEGIN", PGRES_COMMAND_OK));
+    snprintf(sql, sizeof(sql), "LOCK TABLE \"%s\" IN ACCESS EXCLUSIVE MODE", last);
+    PQclear(pg_must(x, sql, PGRES_COMMAND_OK));
+    snprintf(cmd, sizeof(cmd),
+             "rm -f held.out; (timeout -s TERM 120 '%s/keybrokerd' -c keybroker.conf "
+             "--verify-store; echo \"rc=$?\") > held.out 2>&1 &",
+             env->bin_dir);
+    assert_int_equal(kbt_sh(env, cmd, NULL), 0);
+    /* the check waits for the table locked, holding every other one */
+    snprintf(sql, sizeof(sql),
+             "SELECT l.pid FROM pg_catalog.pg_locks l WHERE l.relation = '\"%s\"'::regclass AND "
+             "NOT l.granted",
+             last);
+    for (int i = 0; i < 600 && waiter[0] == '\0'; i++) {
+        r = pg_must(y, sql, PGRES_TUPLES_OK);
+        if (PQntuples(r) > 0)
+            snprintf(waiter, sizeof(waiter), "%s", PQgetvalue(r, 0, 0));
+        PQclear(r);
+        if (waiter[0] == '\0')
+            usleep(50 * 1000);
+    }
+    /* what goes wrong is said once the lock is released, so that nothing after waits on it */
+    if (waiter[0] == '\0')
+        snprintf(problem, sizeof(problem), "--verify-store never waited for table %s", last);
+    if (problem[0] == '\0') {
+        snprintf(sql, sizeof(sql),
+                 "SELECT count(*) FROM pg_catalog.pg_locks l JOIN (%s) t ON t.oid = l.relation "
+                 "WHERE l.pid = %s AND l.granted AND l.mode = 'AccessShareLock'",
+                 tables, waiter);
+        r = pg_must(y, sql, PGRES_TUPLES_OK);
+        held = strtol(PQgetvalue(r, 0, 0), NULL, 10);
+        PQclear(r);
+        if (held != n_tables - 1)
+            snprintf(problem, sizeof(problem),
+                     "waiting for %s, the check holds %ld of the other %ld tables", last, held,
+                     n_tables - 1);
+    }
+    /* a rewrite waits for the check (here: gives up after 300 ms) */
+    PQclear(pg_must(y, "SET lock_timeout = '300ms'", PGRES_COMMAND_OK));
+    r = PQexec(y, "ALTER TABLE batches SET UNLOGGED");
+    if (problem[0] == '\0' && (PQresultStatus(r) != PGRES_FATAL_ERROR ||
+                               strcmp(PQresultErrorField(r, PG_DIAG_SQLSTATE), "55P03") != 0))
+        snprintf(problem, sizeof(problem),
+                 "a rewrite of batches during the check: %s (want a lock timeout)",
+                 PQresultStatus(r) == PGRES_FATAL_ERROR ? PQerrorMessage(y) : "it ran");
+    if (PQresultStatus(r) == PGRES_COMMAND_OK)
+        PQclear(pg_must(y, "ALTER TABLE batches SET LOGGED", PGRES_COMMAND_OK));
+    PQclear(r);
+    /* released, the check runs and finds the store as its log says */
+    PQclear(pg_must(x, "ROLLBACK", PGRES_COMMAND_OK));
+    PQfinish(x);
+    PQfinish(y);
+    for (int i = 0; i < 1200; i++) {
+        free(out);
+        out = NULL;
+        assert_int_equal(kbt_sh(env, "cat held.out", &out), 0);
+        if (strstr(out, "rc=") != NULL)
+            break;
+        usleep(50 * 1000);
+    }
+    assert_int_equal(kbt_spawn_daemon(env), 0);
+    if (problem[0] != '\0')
+        fail_msg("%s: %s", problem, out);
+    if (strstr(out, "rc=0") == NULL || strstr(out, "matches its audit log") == NULL)
+        fail_msg("--verify-store once the lock was released: %s", out);
+    free(out);
 }
 
 static void test_tampering_named(void **state)
@@ -1169,6 +1279,7 @@ int main(void)
         cmocka_unit_test(test_store_matches_its_log),
         cmocka_unit_test(test_tampering_named),
         cmocka_unit_test(test_tampering_named_pg),
+        cmocka_unit_test(test_check_holds_tables_pg),
         cmocka_unit_test(test_verify_store_refusals),
         cmocka_unit_test(test_device_bundle),
         cmocka_unit_test(test_product_bundle_and_scope),

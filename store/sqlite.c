@@ -498,6 +498,34 @@ void kbr_sqlite_close(kbr_store *st)
 }
 
 /*
+ * Whether an existing file holds a keybroker store (its meta table), asked before anything
+ * writes to it: only --init makes a store, so an empty file (a copy that did not finish, a
+ * file a crash emptied) or another program's database is refused as it is, not given a
+ * schema and then refused by the HSM's record as a rollback.
+ */
+static kbr_err holds_a_store(kbr_sqlite *s, const char *path, kbr_msg *msg)
+{
+    kbr_err err = KBR_OK;
+    sqlite3_stmt *stmt = NULL;
+    int rc = sqlite3_prepare_v2(
+        s->db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'", -1, &stmt,
+        NULL);
+
+    KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
+    rc = sqlite3_step(stmt);
+    KBR_ENSURE(rc == SQLITE_ROW || rc == SQLITE_DONE, kbr_sqlite_fail(s, path, rc, msg));
+    KBR_ENSURE(rc == SQLITE_ROW,
+               kbr_fail(msg, KBR_ERR_STORE,
+                        "store %s holds no keybroker schema (an empty or foreign file) and is "
+                        "left as it is: restore the store from a backup, or keybrokerd --init "
+                        "makes a new one",
+                        path));
+out:
+    sqlite3_finalize(stmt);
+    return err;
+}
+
+/*
  * Set once, before the library starts:
  *  - SQLite keeps memory statistics under a global mutex that every allocation of every
  *    connection takes; the broker reads none of them.
@@ -537,6 +565,8 @@ static kbr_err open_with(const char *location, int flags, kbr_store **out, kbr_m
     KBR_ENSURE(
         sqlite3_db_readonly(s->db, "main") == 0,
         kbr_fail(msg, KBR_ERR_STORE, "store %s: opened read-only (check permissions)", path));
+    if (!(flags & SQLITE_OPEN_CREATE))
+        KBR_GUARD(holds_a_store(s, path, msg));
     KBR_GUARD(configure(s, path, max_pages, msg));
     KBR_GUARD(schema_create(s, path, msg));
     *out = &s->base;

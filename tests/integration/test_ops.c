@@ -123,6 +123,33 @@ static void test_missing_store_refused(void **state)
     assert_int_not_equal(kbt_sh(env, "ls keybroker-typo.db* 2>/dev/null | grep -q .", NULL), 0);
     free(before);
     free(after);
+    /* an empty file where the store should be (a copy that did not finish, a file a crash
+     * emptied) and another program's database: each refused as what it is, not given a schema
+     * and then refused as a rollback, and left as it was */
+    free(sh_out("umask 077; : > keybroker-empty.db && "
+                "sqlite3 keybroker-other.db 'CREATE TABLE t(x); INSERT INTO t VALUES (1)'"));
+    write_conf("empty.conf", "store = sqlite:keybroker-empty.db");
+    write_conf("other.conf", "store = sqlite:keybroker-other.db");
+    before = sh_out(
+        "sha256sum keybroker-empty.db keybroker-other.db; ls keybroker-*.db* | grep -v .lock$");
+    assert_int_equal(run("-c empty.conf", &out), 1);
+    must_contain(out, "keybroker-empty.db holds no keybroker schema (an empty or foreign file) "
+                      "and is left as it is");
+    if (strstr(out, "rollback") != NULL)
+        fail_msg("an empty store file refused as a rollback: %s", out);
+    free(out);
+    assert_int_equal(run("-c other.conf", &out), 1);
+    must_contain(out, "keybroker-other.db holds no keybroker schema");
+    free(out);
+    assert_int_equal(run("-c empty.conf --check", &out), 1);
+    must_contain(out, "keybroker-empty.db holds no keybroker schema");
+    free(out);
+    after = sh_out(
+        "sha256sum keybroker-empty.db keybroker-other.db; ls keybroker-*.db* | grep -v .lock$");
+    assert_string_equal(before, after);
+    must_contain(after, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    free(before);
+    free(after);
     if (kbt_pg()) {
         /* a PostgreSQL URL whose search_path names a schema without a store: refused, and
          * the schema stays empty */

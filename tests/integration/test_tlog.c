@@ -478,7 +478,7 @@ static void test_rollback_refused_then_recovered(void **state)
 /* A store from another history (another deployment's, or rewritten) is refused as well. */
 static void test_other_store_refused(void **state)
 {
-    kbt_env *e;
+    kbt_env *e, *other;
     char *out = NULL;
     int rc;
 
@@ -491,18 +491,23 @@ static void test_other_store_refused(void **state)
     calls(e, 6);
     json_decref(wait_cp(e, 6, NULL));
     kbt_stop(e);
-    /* a new, empty store where the real one was (a missing one is refused before the HSM is
-     * asked: only --init creates a store) */
-    assert_int_equal(shf(e, NULL,
-                         "mv keybroker.db real.db && "
-                         "sqlite3 keybroker.db 'CREATE TABLE t(x); DROP TABLE t'"),
-                     0);
+    /* another deployment's store, younger than this one's HSM record, where the real one was
+     * (a missing one, or a file that holds no store, is refused before the HSM is asked:
+     * only --init creates a store) */
+    other = kbt_start(NULL);
+    kbt_stop(other);
+    assert_int_equal(
+        shf(e, NULL, "mv keybroker.db real.db && sqlite3 '%s/keybroker.db' '.backup keybroker.db'",
+            other->dir),
+        0);
     rc = start_refused(e, &out);
-    if (rc != 1 || strstr(out, "rollback") == NULL || strstr(out, "has 0 entries") == NULL)
-        fail_msg("start on an empty store: exit %d, %s", rc, out);
+    if (rc != 1 || strstr(out, "rollback") == NULL ||
+        strstr(out, "the HSM's last checkpoint") == NULL)
+        fail_msg("start on another deployment's store: exit %d, %s", rc, out);
     free(out);
     assert_int_equal(shf(e, NULL, "rm -f keybroker.db* && mv real.db keybroker.db"), 0);
     assert_int_equal(kbt_spawn_daemon(e), 0);
+    kbt_free(other);
     kbt_free(e);
 }
 

@@ -12,12 +12,14 @@
 #define PG(st) ((kbr_pg *)(st))
 #define P      kbr_pg_params p = {.n = 0}
 
-/* Every table of the store's schema, held IN ACCESS SHARE MODE by the transaction just begun,
- * before its first read.  A table rewritten (ALTER TABLE, TRUNCATE) after a REPEATABLE READ
- * snapshot is taken reads as empty in it: those commands are not MVCC-safe.  Held, they wait
- * for the snapshot to end instead; the brokers' reads and writes do not.  A table made after
- * the list is read is not held, and is a table the checker reports anyway. */
-static kbr_err hold_tables(kbr_pg *s)
+/* The statement that holds every table of the store's schema IN ACCESS SHARE MODE, read
+ * before the transaction begins (*sql NULL when there is no table).  A table rewritten (ALTER
+ * TABLE, TRUNCATE) after a REPEATABLE READ snapshot is taken reads as empty in it: those
+ * commands are not MVCC-safe.  Held from before the snapshot, they wait for it to end instead;
+ * the brokers' reads and writes do not.  The list is read outside the transaction because any
+ * query in it, a catalog's too, would take its snapshot.  A table made after the list is read
+ * is not held, and is a table the checker reports anyway. */
+static kbr_err hold_statement(kbr_pg *s, char **sql)
 {
     kbr_err err = KBR_OK;
     PGresult *res = PQexec(s->conn, "SELECT pg_catalog.string_agg(pg_catalog.format('%I.%I',"
@@ -25,43 +27,48 @@ static kbr_err hold_tables(kbr_pg *s)
                                     " pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON"
                                     " n.oid = c.relnamespace WHERE n.nspname ="
                                     " pg_catalog.current_schema() AND c.relkind IN ('r', 'p')");
-    char *sql = NULL;
 
+    *sql = NULL;
     KBR_GUARD(kbr_pg_result_err(res));
     KBR_ENSURE(PQntuples(res) == 1, KBR_ERR_STORE);
-    if (PQgetisnull(res, 0, 0))
-        goto out; /* no table */
-    KBR_ENSURE(asprintf(&sql, "LOCK TABLE %s IN ACCESS SHARE MODE", PQgetvalue(res, 0, 0)) > 0,
-               KBR_ERR_NOMEM);
-    PQclear(res);
-    res = PQexec(s->conn, sql);
-    KBR_GUARD(kbr_pg_result_err(res));
+    if (!PQgetisnull(res, 0, 0))
+        KBR_ENSURE(asprintf(sql, "LOCK TABLE %s IN ACCESS SHARE MODE", PQgetvalue(res, 0, 0)) > 0,
+                   (*sql = NULL, KBR_ERR_NOMEM));
 out:
     PQclear(res);
-    free(sql);
     return err;
 }
 
 /* One REPEATABLE READ transaction: every read until the matching snapshot_end sees one
  * state.  Snapshots nest, as SQLite's savepoints do: the outermost one holds the transaction,
  * and one taken inside the writer's transaction reads that transaction.  A store opened to be
- * read only (the checks) holds its tables against rewrites first (hold_tables). */
+ * read only (the checks) holds its tables against rewrites before the first read
+ * (hold_statement). */
 kbr_err kbr_pg_snapshot_begin(kbr_store *st)
 {
     kbr_err err = KBR_OK;
     kbr_pg *s = PG(st);
+    char *hold = NULL;
 
     if (s->snapshot_depth == 0 && !s->in_tx) {
+        if (s->hold_tables)
+            KBR_GUARD(hold_statement(s, &hold));
         KBR_GUARD(kbr_pg_run(s, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", NULL, NULL));
         s->in_snapshot = true;
-        if (s->hold_tables && (err = hold_tables(s)) != KBR_OK) {
-            PQclear(PQexec(s->conn, "ROLLBACK"));
-            s->in_snapshot = false;
-            goto out;
+        if (hold != NULL) {
+            PGresult *res = PQexec(s->conn, hold);
+            err = kbr_pg_result_err(res);
+            PQclear(res);
+            if (err != KBR_OK) {
+                PQclear(PQexec(s->conn, "ROLLBACK"));
+                s->in_snapshot = false;
+                goto out;
+            }
         }
     }
     s->snapshot_depth++;
 out:
+    free(hold);
     return err;
 }
 

@@ -338,8 +338,8 @@ char *kbr_pg_where_of(const char *uri)
     const char *scheme_end = strstr(uri, "://"), *query = strchr(uri, '?'), *p = uri;
     const char *authority_end, *at, *colon;
     size_t n = strlen(uri);
-    char *out = malloc(2 * n + 4),
-         *o = out; /* each password= of 10 bytes or more grows by 3 at most */
+    /* each password= (10 bytes or more) and the user's password grow by 3 bytes at most */
+    char *out = malloc(2 * n + 4), *o = out;
 
     if (out == NULL)
         return NULL;

@@ -565,6 +565,9 @@ static kbr_err open_with(const char *location, int flags, kbr_store **out, kbr_m
     KBR_ENSURE(
         sqlite3_db_readonly(s->db, "main") == 0,
         kbr_fail(msg, KBR_ERR_STORE, "store %s: opened read-only (check permissions)", path));
+    /* as configure() sets it, and before the first read: the brokers' other connections open
+     * while the writer's may be recovering the WAL index */
+    sqlite3_busy_timeout(s->db, 5000);
     if (!(flags & SQLITE_OPEN_CREATE))
         KBR_GUARD(holds_a_store(s, path, msg));
     KBR_GUARD(configure(s, path, max_pages, msg));

@@ -359,9 +359,7 @@ kbr_err kbr_audit_verify_store(const char *url, const char *scratch, kbr_audit_v
     KBR_ENSURE(shown != NULL, KBR_ERR_NOMEM);
     /* read as it is: nothing is created, migrated or written in the store checked */
     KBR_GUARD(kbr_store_open_readonly(url, &rb.st, &info, msg));
-    KBR_ENSURE(info.schema_version != 0,
-               kbr_fail(msg, KBR_ERR_STORE,
-                        "store %s holds no keybroker schema (an empty or foreign file)", shown));
+    KBR_ENSURE(info.schema_version != 0, kbr_store_no_schema(shown, msg));
     KBR_ENSURE(info.schema_version == info.current_version,
                kbr_fail(msg, KBR_ERR_STORE,
                         "store %s has schema version %d; this broker rebuilds version %d%s", shown,

@@ -543,6 +543,9 @@ KBR_WUR kbr_err kbr_store_file(const char *url, char **path, kbr_msg *msg);
 /* The store as messages name it: a sqlite: store's file as kbr_store_file names it, a
  * PostgreSQL URI without its password.  The caller's to free; NULL only without memory. */
 char *kbr_store_shown(const char *url);
+/* The refusal of a store that holds no keybroker schema (an empty file, another program's
+ * database), named as shown: KBR_ERR_STORE, with the one message every command gives. */
+kbr_err kbr_store_no_schema(const char *shown, kbr_msg *msg);
 /* url with a sqlite: store's file named as kbr_store_file names it, its options kept; any other
  * URL as it is.  *out is the caller's to free.  A name SQLite cannot follow: KBR_ERR_STORE. */
 KBR_WUR kbr_err kbr_store_resolved_url(const char *url, char **out, kbr_msg *msg);

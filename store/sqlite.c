@@ -278,7 +278,6 @@ static kbr_err configure(kbr_sqlite *s, const char *path, sqlite3_int64 max_page
     int rc;
 
     sqlite3_extended_result_codes(s->db, 1);
-    sqlite3_busy_timeout(s->db, 5000);
     rc = sqlite3_create_function_v2(s->db, "kbr_name_matches", 2,
                                     SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS, NULL,
                                     sql_name_matches, NULL, NULL, NULL);
@@ -514,12 +513,7 @@ static kbr_err holds_a_store(kbr_sqlite *s, const char *path, kbr_msg *msg)
     KBR_ENSURE(rc == SQLITE_OK, kbr_sqlite_fail(s, path, rc, msg));
     rc = sqlite3_step(stmt);
     KBR_ENSURE(rc == SQLITE_ROW || rc == SQLITE_DONE, kbr_sqlite_fail(s, path, rc, msg));
-    KBR_ENSURE(rc == SQLITE_ROW,
-               kbr_fail(msg, KBR_ERR_STORE,
-                        "store %s holds no keybroker schema (an empty or foreign file) and is "
-                        "left as it is: restore the store from a backup, or keybrokerd --init "
-                        "makes a new one",
-                        path));
+    KBR_ENSURE(rc == SQLITE_ROW, kbr_store_no_schema(path, msg));
 out:
     sqlite3_finalize(stmt);
     return err;
@@ -565,8 +559,8 @@ static kbr_err open_with(const char *location, int flags, kbr_store **out, kbr_m
     KBR_ENSURE(
         sqlite3_db_readonly(s->db, "main") == 0,
         kbr_fail(msg, KBR_ERR_STORE, "store %s: opened read-only (check permissions)", path));
-    /* as configure() sets it, and before the first read: the brokers' other connections open
-     * while the writer's may be recovering the WAL index */
+    /* before the first read: the brokers' other connections open while the writer's may be
+     * recovering the WAL index */
     sqlite3_busy_timeout(s->db, 5000);
     if (!(flags & SQLITE_OPEN_CREATE))
         KBR_GUARD(holds_a_store(s, path, msg));

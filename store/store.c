@@ -116,6 +116,14 @@ char *kbr_store_shown(const char *url)
     return url != NULL ? strdup(url) : NULL;
 }
 
+kbr_err kbr_store_no_schema(const char *shown, kbr_msg *msg)
+{
+    return kbr_fail(msg, KBR_ERR_STORE,
+                    "store %s holds no keybroker schema (an empty or foreign file) and is left as "
+                    "it is: restore the store from a backup, or keybrokerd --init makes a new one",
+                    shown);
+}
+
 kbr_err kbr_store_resolved_url(const char *url, char **out, kbr_msg *msg)
 {
     kbr_err err = KBR_OK;

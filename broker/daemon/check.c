@@ -366,12 +366,10 @@ static void check_store(tally *t, const kbd_config *cfg, const char *shown, kbr_
     }
     if (info.served_by > 0)
         say(t, "ok", "store %s is being served by keybrokerd (pid %ld)", path, info.served_by);
-    if (info.schema_version == 0)
-        say(t, "problem",
-            "store %s holds no keybroker schema (an empty or foreign file); keybrokerd --init "
-            "makes a store",
-            path);
-    else if (info.schema_version > info.current_version)
+    if (info.schema_version == 0) {
+        kbr_store_no_schema(path, &msg);
+        say(t, "problem", "%s", msg.text);
+    } else if (info.schema_version > info.current_version)
         say(t, "problem", "store %s: schema version %d is newer than this broker's (%d)", path,
             info.schema_version, info.current_version);
     else if (info.schema_version < info.current_version)

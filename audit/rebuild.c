@@ -378,7 +378,7 @@ kbr_err kbr_audit_verify_store(const char *url, const char *scratch, kbr_audit_v
     KBR_GUARD(kbr_store_open(scratch_url, &rb.scratch, msg));
     KBR_GUARD(kbr_store_bulk_mode(rb.scratch));
     KBR_GUARD(kbr_store_scratch_mode(rb.scratch));
-    KBR_GUARD(kbr_store_read_begin(rb.st));
+    KBR_GUARD(kbr_store_read_begin(rb.st, msg));
     reading = true;
     KBR_GUARD(replay_log(&rb, msg));
     err = kbr_store_compare(rb.st, rb.scratch, &cmp, msg);

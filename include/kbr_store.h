@@ -650,8 +650,9 @@ KBR_WUR kbr_err kbr_store_audit_entries(kbr_store *st, const json_t *seqs, json_
 
 /* ---- checking a store against its log (keybrokerd --verify-store, kbr_audit.h) ---- */
 
-/* Reads until kbr_store_read_end see one snapshot of the store, whatever a writer commits. */
-KBR_WUR kbr_err kbr_store_read_begin(kbr_store *st);
+/* Reads until kbr_store_read_end see one snapshot of the store, whatever a writer commits.
+ * A failure is named in msg (a PostgreSQL store opened read-only: a table it could not hold). */
+KBR_WUR kbr_err kbr_store_read_begin(kbr_store *st, kbr_msg *msg);
 void kbr_store_read_end(kbr_store *st);
 /* A connection for a bulk job (checking a store, rebuilding one to throw away): a large cache
  * and memory-mapped reads, and its commits are not made durable. */

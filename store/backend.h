@@ -274,8 +274,9 @@ struct kbr_store_ops {
     kbr_err (*device_firmware)(kbr_store *st, const char *product, const char *serial,
                                json_t **out);
 
-    /* Reads between begin and end see one state of the store; end accepts a failed begin. */
-    kbr_err (*snapshot_begin)(kbr_store *st);
+    /* Reads between begin and end see one state of the store; end accepts a failed begin.
+     * msg, when not NULL, names why a begin failed. */
+    kbr_err (*snapshot_begin)(kbr_store *st, kbr_msg *msg);
     void (*snapshot_end)(kbr_store *st);
 
     /*

@@ -718,7 +718,7 @@ kbr_err kbr_store_incident_view(kbr_store *st, const char *id, time_t now, bool 
 
     *out = NULL;
     KBR_ENSURE(id != NULL && id[0] != '\0', KBR_ERR_BAD_REQUEST);
-    KBR_GUARD(st->ops->snapshot_begin(st));
+    KBR_GUARD(st->ops->snapshot_begin(st, NULL));
     in_snapshot = true;
     KBR_GUARD(st->ops->incident_get(st, id, &row));
     KBR_GUARD(incident_record(st, row, now, with_now));
@@ -739,7 +739,7 @@ kbr_err kbr_store_incident_list(kbr_store *st, time_t now, json_t **out)
     size_t i;
 
     *out = NULL;
-    KBR_GUARD(st->ops->snapshot_begin(st));
+    KBR_GUARD(st->ops->snapshot_begin(st, NULL));
     in_snapshot = true;
     KBR_GUARD(st->ops->incident_list(st, &rows));
     json_array_foreach(rows, i, row)

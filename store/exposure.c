@@ -865,7 +865,7 @@ kbr_err kbr_store_exposure_rows(kbr_store *st, const kbr_exposure_query *q, json
 
     *out = NULL;
     KBR_GUARD(kbr_match_new(q->component, q->purl, q->versions, q->vers, &x.match, NULL));
-    KBR_GUARD(st->ops->snapshot_begin(st));
+    KBR_GUARD(st->ops->snapshot_begin(st, NULL));
     in_snapshot = true;
     KBR_GUARD(exposure_view(&x, out));
 out:

@@ -189,7 +189,7 @@ kbr_err kbr_pg_firmware_version_exists(kbr_store *st, const char *version, bool 
 kbr_err kbr_pg_evidence_incident_seqs(kbr_store *st, const char *id, json_t **seqs);
 
 /* pg_views.c */
-kbr_err kbr_pg_snapshot_begin(kbr_store *st);
+kbr_err kbr_pg_snapshot_begin(kbr_store *st, kbr_msg *msg);
 void kbr_pg_snapshot_end(kbr_store *st);
 kbr_err kbr_pg_product_relations(kbr_store *st, const char *product, json_t **rows);
 kbr_err kbr_pg_product_known(kbr_store *st, const char *product, bool *known);

@@ -19,7 +19,7 @@
  * the brokers' reads and writes do not.  The list is read outside the transaction because any
  * query in it, a catalog's too, would take its snapshot.  A table made after the list is read
  * is not held, and is a table the checker reports anyway. */
-static kbr_err hold_statement(kbr_pg *s, char **sql)
+static kbr_err hold_statement(kbr_pg *s, char **sql, kbr_msg *msg)
 {
     kbr_err err = KBR_OK;
     PGresult *res = PQexec(s->conn, "SELECT pg_catalog.string_agg(pg_catalog.format('%I.%I',"
@@ -29,8 +29,14 @@ static kbr_err hold_statement(kbr_pg *s, char **sql)
                                     " pg_catalog.current_schema() AND c.relkind IN ('r', 'p')");
 
     *sql = NULL;
-    KBR_GUARD(kbr_pg_result_err(res));
-    KBR_ENSURE(PQntuples(res) == 1, KBR_ERR_STORE);
+    err = kbr_pg_result_err(res);
+    if (err == KBR_OK && PQntuples(res) != 1)
+        err = KBR_ERR_STORE;
+    if (err != KBR_OK) {
+        kbr_fail(msg, err, "store %s: cannot list its tables to hold them for the check: %s",
+                 s->where, PQerrorMessage(s->conn));
+        goto out;
+    }
     if (!PQgetisnull(res, 0, 0))
         KBR_ENSURE(asprintf(sql, "LOCK TABLE %s IN ACCESS SHARE MODE", PQgetvalue(res, 0, 0)) > 0,
                    (*sql = NULL, KBR_ERR_NOMEM));
@@ -43,8 +49,9 @@ out:
  * state.  Snapshots nest, as SQLite's savepoints do: the outermost one holds the transaction,
  * and one taken inside the writer's transaction reads that transaction.  A store opened to be
  * read only (the checks) holds its tables against rewrites before the first read
- * (hold_statement). */
-kbr_err kbr_pg_snapshot_begin(kbr_store *st)
+ * (hold_statement); a table it cannot hold (a rewrite that holds it past the lock timeout, a
+ * table dropped since the list) fails the snapshot, named in msg. */
+kbr_err kbr_pg_snapshot_begin(kbr_store *st, kbr_msg *msg)
 {
     kbr_err err = KBR_OK;
     kbr_pg *s = PG(st);
@@ -52,12 +59,23 @@ kbr_err kbr_pg_snapshot_begin(kbr_store *st)
 
     if (s->snapshot_depth == 0 && !s->in_tx) {
         if (s->hold_tables)
-            KBR_GUARD(hold_statement(s, &hold));
-        KBR_GUARD(kbr_pg_run(s, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", NULL, NULL));
+            KBR_GUARD(hold_statement(s, &hold, msg));
+        err = kbr_pg_run(s, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", NULL, NULL);
+        if (err != KBR_OK) {
+            kbr_fail(msg, err, "store %s: a snapshot to read could not begin: %s", s->where,
+                     PQerrorMessage(s->conn));
+            goto out;
+        }
         s->in_snapshot = true;
         if (hold != NULL) {
             PGresult *res = PQexec(s->conn, hold);
+            const char *why = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+
             err = kbr_pg_result_err(res);
+            if (err != KBR_OK)
+                kbr_fail(msg, err,
+                         "store %s: cannot hold its tables against a rewrite for the check: %s",
+                         s->where, why != NULL ? why : PQerrorMessage(s->conn));
             PQclear(res);
             if (err != KBR_OK) {
                 PQclear(PQexec(s->conn, "ROLLBACK"));
@@ -69,6 +87,8 @@ kbr_err kbr_pg_snapshot_begin(kbr_store *st)
     s->snapshot_depth++;
 out:
     free(hold);
+    if (err != KBR_OK && msg != NULL)
+        msg->text[strcspn(msg->text, "\n")] = '\0'; /* the server's first line */
     return err;
 }
 

@@ -310,7 +310,7 @@ kbr_err kbr_sqlite_migrate_v2(kbr_sqlite *s, const char *path, kbr_msg *msg);
 kbr_err kbr_sqlite_migrate_v3(kbr_sqlite *s, const char *path, kbr_msg *msg);
 
 /* Snapshots and the custody views (sqlite_views.c, sqlite_exposure.c). */
-kbr_err kbr_sqlite_snapshot_begin(kbr_store *st);
+kbr_err kbr_sqlite_snapshot_begin(kbr_store *st, kbr_msg *msg);
 void kbr_sqlite_snapshot_end(kbr_store *st);
 kbr_err kbr_sqlite_device_certificates(kbr_store *st, const char *product, const char *serial,
                                        json_t **out);

@@ -13,7 +13,7 @@
 #define SQ(st) ((kbr_sqlite *)(st))
 
 /* A savepoint outside a transaction opens a deferred one: its reads share one snapshot. */
-kbr_err kbr_sqlite_snapshot_begin(kbr_store *st)
+kbr_err kbr_sqlite_snapshot_begin(kbr_store *st, kbr_msg *msg)
 {
     kbr_err err = KBR_OK;
     sqlite3_stmt *stmt = NULL;
@@ -22,6 +22,9 @@ kbr_err kbr_sqlite_snapshot_begin(kbr_store *st)
     KBR_GUARD(kbr_sqlite_run(stmt));
 out:
     kbr_sqlite_done(stmt);
+    if (err != KBR_OK)
+        kbr_fail(msg, err, "store %s: a snapshot to read could not begin: %s",
+                 sqlite3_db_filename(SQ(st)->db, "main"), sqlite3_errmsg(SQ(st)->db));
     return err;
 }
 

@@ -259,9 +259,9 @@ kbr_err kbr_store_evidence_seqs(kbr_store *st, const char *product, const char *
     return st->ops->evidence_seqs(st, product, serial, seqs);
 }
 
-kbr_err kbr_store_read_begin(kbr_store *st)
+kbr_err kbr_store_read_begin(kbr_store *st, kbr_msg *msg)
 {
-    return st->ops->snapshot_begin(st);
+    return st->ops->snapshot_begin(st, msg);
 }
 
 void kbr_store_read_end(kbr_store *st)
@@ -619,7 +619,7 @@ kbr_err kbr_store_device_get(kbr_store *st, const char *product, const char *ser
     kbr_err found;
 
     *out = NULL;
-    KBR_GUARD(st->ops->snapshot_begin(st));
+    KBR_GUARD(st->ops->snapshot_begin(st, NULL));
     in_snapshot = true;
     KBR_GUARD(st->ops->device_get(st, product, serial, &dev));
     KBR_GUARD(st->ops->device_deliveries(st, product, serial, &deliveries));
@@ -655,7 +655,7 @@ kbr_err kbr_store_crl_contents(kbr_store *st, const char *issuer_key, json_t **o
 
     *out = NULL;
     KBR_ENSURE(issuer_key != NULL, KBR_ERR_INTERNAL);
-    KBR_GUARD(st->ops->snapshot_begin(st));
+    KBR_GUARD(st->ops->snapshot_begin(st, NULL));
     in_snapshot = true;
     KBR_GUARD(st->ops->crl_last_number(st, issuer_key, &last));
     KBR_GUARD(st->ops->crl_revoked(st, issuer_key, &revoked));

@@ -325,7 +325,7 @@ static kbr_err product_raw(kbr_store *st, const char *product, time_t now, const
     bool in_snapshot = false;
 
     *out = NULL;
-    KBR_GUARD(st->ops->snapshot_begin(st));
+    KBR_GUARD(st->ops->snapshot_begin(st, NULL));
     in_snapshot = true;
     KBR_GUARD(product_parts(st, product, now, until, out));
 out:
@@ -484,7 +484,7 @@ static kbr_err custody_raw(kbr_store *st, const char *key, json_t **out)
     bool in_snapshot = false;
 
     *out = NULL;
-    KBR_GUARD(st->ops->snapshot_begin(st));
+    KBR_GUARD(st->ops->snapshot_begin(st, NULL));
     in_snapshot = true;
     KBR_GUARD(custody_parts(st, key, out));
 out:
@@ -656,7 +656,7 @@ kbr_err kbr_store_view_device(kbr_store *st, const char *product, const char *se
 
     *out = NULL;
     KBR_ENSURE(serial != NULL && serial[0] != '\0', KBR_ERR_BAD_REQUEST);
-    KBR_GUARD(st->ops->snapshot_begin(st));
+    KBR_GUARD(st->ops->snapshot_begin(st, NULL));
     in_snapshot = true;
     if (product == NULL) {
         KBR_GUARD(device_product(st, serial, &found));

@@ -456,7 +456,7 @@ static kbr_err load_state(kbd *d, kbr_msg *msg)
     KBR_GUARD(record_issuer_if_none(d, st, msg));
     /* The registries and the log's tail from one snapshot: what brokers sharing the store
      * commit after that tail is followed (follow.c), each entry once. */
-    KBR_GUARD(kbr_store_read_begin(st));
+    KBR_GUARD(kbr_store_read_begin(st, msg));
     reading = true;
     KBR_GUARD(kbr_store_audit_tail(st, &d->follow_from, hash));
     KBR_GUARD(load_issuers_and_tokens(d, st, msg));

@@ -342,15 +342,69 @@ static PGresult *pg_must(PGconn *c, const char *sql, ExecStatusType want)
  * every other table held, a rewrite of any of them waits for the check, not the other way, and
  * a write does not; the check's snapshot, taken once the tables are held, sees that write.
  */
+#define CHECK_TABLES                                                                               \
+    "SELECT c.oid, c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON"         \
+    " n.oid = c.relnamespace WHERE n.nspname = pg_catalog.current_schema() AND c.relkind = 'r'"
+
+/* With the store's last table (by name) held ACCESS EXCLUSIVE by x, --verify-store started in
+ * the background (its output, then "rc=N", in held.out): the pid of its session waiting for
+ * that table, in waiter ("" when it never waited).  *n_tables counts the schema's tables. */
+static void start_held_check(PGconn *x, PGconn *y, char *last, size_t last_len, long *n_tables,
+                             char *waiter, size_t waiter_len)
+{
+    PGresult *r;
+    char sql[1024], cmd[1024];
+
+    snprintf(sql, sizeof(sql), "SELECT count(*), max(relname) FROM (%s) t", CHECK_TABLES);
+    r = pg_must(x, sql, PGRES_TUPLES_OK);
+    *n_tables = strtol(PQgetvalue(r, 0, 0), NULL, 10);
+    snprintf(last, last_len, "%s", PQgetvalue(r, 0, 1));
+    PQclear(r);
+    assert_true(*n_tables > 30);
+    PQclear(pg_must(x, "BEGIN", PGRES_COMMAND_OK));
+    snprintf(sql, sizeof(sql), "LOCK TABLE \"%s\" IN ACCESS EXCLUSIVE MODE", last);
+    PQclear(pg_must(x, sql, PGRES_COMMAND_OK));
+    snprintf(cmd, sizeof(cmd),
+             "rm -f held.out; (timeout -s TERM 120 '%s/keybrokerd' -c keybroker.conf "
+             "--verify-store; echo \"rc=$?\") > held.out 2>&1 &",
+             env->bin_dir);
+    assert_int_equal(kbt_sh(env, cmd, NULL), 0);
+    snprintf(sql, sizeof(sql),
+             "SELECT l.pid FROM pg_catalog.pg_locks l WHERE l.relation = '\"%s\"'::regclass AND "
+             "NOT l.granted",
+             last);
+    waiter[0] = '\0';
+    for (int i = 0; i < 600 && waiter[0] == '\0'; i++) {
+        r = pg_must(y, sql, PGRES_TUPLES_OK);
+        if (PQntuples(r) > 0)
+            snprintf(waiter, waiter_len, "%s", PQgetvalue(r, 0, 0));
+        PQclear(r);
+        if (waiter[0] == '\0')
+            usleep(50 * 1000);
+    }
+}
+
+/* What the background --verify-store wrote, once it has ended (new, the caller's to free). */
+static char *held_check_output(void)
+{
+    char *out = NULL;
+
+    for (int i = 0; i < 1200; i++) {
+        free(out);
+        out = NULL;
+        assert_int_equal(kbt_sh(env, "cat held.out", &out), 0);
+        if (strstr(out, "rc=") != NULL)
+            break;
+        usleep(50 * 1000);
+    }
+    return out;
+}
+
 static void test_check_holds_tables_pg(void **state)
 {
-    static const char tables[] =
-        "SELECT c.oid, c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON"
-        " n.oid = c.relnamespace WHERE n.nspname = pg_catalog.current_schema() AND c.relkind ="
-        " 'r'";
     PGconn *x, *y;
     PGresult *r;
-    char sql[1024], last[128], waiter[32] = "", cmd[1024], problem[1200] = "", *out = NULL;
+    char sql[1024], last[128], waiter[32], problem[1200] = "", *out = NULL;
     long n_tables, held = 0;
 
     (void)state;
@@ -361,34 +415,8 @@ static void test_check_holds_tables_pg(void **state)
     y = PQconnectdb(env->store);
     assert_int_equal(PQstatus(x), CONNECTION_OK);
     assert_int_equal(PQstatus(y), CONNECTION_OK);
-    snprintf(sql, sizeof(sql), "SELECT count(*), max(relname) FROM (%s) t", tables);
-    r = pg_must(x, sql, PGRES_TUPLES_OK);
-    n_tables = strtol(PQgetvalue(r, 0, 0), NULL, 10);
-    snprintf(last, sizeof(last), "%s", PQgetvalue(r, 0, 1));
-    PQclear(r);
-    assert_true(n_tables > 30);
-
-    PQclear(pg_must(x, "BEGIN", PGRES_COMMAND_OK));
-    snprintf(sql, sizeof(sql), "LOCK TABLE \"%s\" IN ACCESS EXCLUSIVE MODE", last);
-    PQclear(pg_must(x, sql, PGRES_COMMAND_OK));
-    snprintf(cmd, sizeof(cmd),
-             "rm -f held.out; (timeout -s TERM 120 '%s/keybrokerd' -c keybroker.conf "
-             "--verify-store; echo \"rc=$?\") > held.out 2>&1 &",
-             env->bin_dir);
-    assert_int_equal(kbt_sh(env, cmd, NULL), 0);
     /* the check waits for the table locked, holding every other one */
-    snprintf(sql, sizeof(sql),
-             "SELECT l.pid FROM pg_catalog.pg_locks l WHERE l.relation = '\"%s\"'::regclass AND "
-             "NOT l.granted",
-             last);
-    for (int i = 0; i < 600 && waiter[0] == '\0'; i++) {
-        r = pg_must(y, sql, PGRES_TUPLES_OK);
-        if (PQntuples(r) > 0)
-            snprintf(waiter, sizeof(waiter), "%s", PQgetvalue(r, 0, 0));
-        PQclear(r);
-        if (waiter[0] == '\0')
-            usleep(50 * 1000);
-    }
+    start_held_check(x, y, last, sizeof(last), &n_tables, waiter, sizeof(waiter));
     /* what goes wrong is said once the lock is released, so that nothing after waits on it */
     if (waiter[0] == '\0')
         snprintf(problem, sizeof(problem), "--verify-store never waited for table %s", last);
@@ -396,7 +424,7 @@ static void test_check_holds_tables_pg(void **state)
         snprintf(sql, sizeof(sql),
                  "SELECT count(*) FROM pg_catalog.pg_locks l JOIN (%s) t ON t.oid = l.relation "
                  "WHERE l.pid = %s AND l.granted AND l.mode = 'AccessShareLock'",
-                 tables, waiter);
+                 CHECK_TABLES, waiter);
         r = pg_must(y, sql, PGRES_TUPLES_OK);
         held = strtol(PQgetvalue(r, 0, 0), NULL, 10);
         PQclear(r);
@@ -425,14 +453,7 @@ static void test_check_holds_tables_pg(void **state)
     /* released, the check runs: it names the change made while it waited */
     PQclear(pg_must(x, "ROLLBACK", PGRES_COMMAND_OK));
     PQfinish(x);
-    for (int i = 0; i < 1200; i++) {
-        free(out);
-        out = NULL;
-        assert_int_equal(kbt_sh(env, "cat held.out", &out), 0);
-        if (strstr(out, "rc=") != NULL)
-            break;
-        usleep(50 * 1000);
-    }
+    out = held_check_output();
     PQclear(pg_must(y, "UPDATE batches SET quantity = quantity - 1000 WHERE batch = 'b-ev'",
                     PGRES_COMMAND_OK));
     PQfinish(y);
@@ -446,6 +467,41 @@ static void test_check_holds_tables_pg(void **state)
     /* undone, the store matches again */
     if (verify("keybroker.conf", &out) != 0)
         fail_msg("--verify-store after the change was undone: %s", out);
+    free(out);
+}
+
+/* A check that cannot hold its tables (here: its wait for one cancelled, as a lock timeout
+ * would end it) fails, naming why, and checks nothing. */
+static void test_check_hold_failure_named_pg(void **state)
+{
+    PGconn *x, *y;
+    char sql[256], last[128], waiter[32], *out = NULL;
+    long n_tables;
+
+    (void)state;
+    if (!kbt_pg())
+        skip();
+    kbt_stop(env);
+    x = PQconnectdb(env->store);
+    y = PQconnectdb(env->store);
+    assert_int_equal(PQstatus(x), CONNECTION_OK);
+    assert_int_equal(PQstatus(y), CONNECTION_OK);
+    start_held_check(x, y, last, sizeof(last), &n_tables, waiter, sizeof(waiter));
+    if (waiter[0] != '\0') {
+        snprintf(sql, sizeof(sql), "SELECT pg_catalog.pg_cancel_backend(%s)", waiter);
+        PQclear(pg_must(y, sql, PGRES_TUPLES_OK));
+    }
+    out = held_check_output();
+    PQclear(pg_must(x, "ROLLBACK", PGRES_COMMAND_OK));
+    PQfinish(x);
+    PQfinish(y);
+    assert_int_equal(kbt_spawn_daemon(env), 0);
+    if (waiter[0] == '\0')
+        fail_msg("--verify-store never waited for table %s: %s", last, out);
+    if (strstr(out, "rc=1") == NULL ||
+        strstr(out, "cannot hold its tables against a rewrite for the check: canceling "
+                    "statement due to user request") == NULL)
+        fail_msg("--verify-store whose hold failed: %s", out);
     free(out);
 }
 
@@ -1294,6 +1350,7 @@ int main(void)
         cmocka_unit_test(test_tampering_named),
         cmocka_unit_test(test_tampering_named_pg),
         cmocka_unit_test(test_check_holds_tables_pg),
+        cmocka_unit_test(test_check_hold_failure_named_pg),
         cmocka_unit_test(test_verify_store_refusals),
         cmocka_unit_test(test_device_bundle),
         cmocka_unit_test(test_product_bundle_and_scope),

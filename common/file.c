@@ -12,6 +12,7 @@
  *   a FIFO or character device   written in place, nothing created or cut
  *   anything else                refused, with the reason
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -20,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "kbr_common.h"
@@ -195,6 +197,51 @@ out:
  * secret is never readable by others, not even before the chmod.  Readers of
  * path see the old content or the new, never a part.
  */
+/*
+ * A write killed between creating its temporary file and renaming it leaves that file (0600,
+ * perhaps a token) beside the path.  Each later write of the same path removes such files: a
+ * regular file of this user named PATH.tmp.XXXXXX, untouched for a minute, which no write
+ * still under way can be (each renames its own within milliseconds).  Best effort: what cannot
+ * be read or removed stays.
+ */
+#define LEFTOVER_AGE_SECONDS 60
+
+static void remove_leftovers(const char *path)
+{
+    char *copy = strdup(path), *dir = NULL, *base;
+    size_t prefix_len;
+    DIR *d = NULL;
+    const struct dirent *e;
+    struct stat st;
+    time_t now = time(NULL);
+
+    if (copy == NULL || dir_of(path, &dir) != KBR_OK)
+        goto out;
+    base = basename(copy);
+    prefix_len = strlen(base);
+    d = opendir(dir);
+    if (d == NULL)
+        goto out;
+    while ((e = readdir(d)) != NULL) {
+        const char *tail = e->d_name + prefix_len;
+
+        if (strncmp(e->d_name, base, prefix_len) != 0 || strncmp(tail, ".tmp.", 5) != 0 ||
+            strlen(tail + 5) != 6 ||
+            strspn(tail + 5, "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                             "abcdefghijklmnopqrstuvwxyz0123456789") != 6)
+            continue;
+        if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode) ||
+            st.st_uid != geteuid() || now - st.st_mtime < LEFTOVER_AGE_SECONDS)
+            continue;
+        (void)unlinkat(dirfd(d), e->d_name, 0);
+    }
+out:
+    if (d != NULL)
+        closedir(d);
+    free(dir);
+    free(copy);
+}
+
 static kbr_err write_replace(const char *path, const void *data, size_t len, unsigned mode,
                              kbr_msg *msg)
 {
@@ -216,6 +263,7 @@ static kbr_err write_replace(const char *path, const void *data, size_t len, uns
     KBR_ENSURE(rename(tmp, path) == 0,
                kbr_fail(msg, KBR_ERR_IO, "%s: cannot replace: %s", path, strerror(errno)));
     created = false;
+    remove_leftovers(path);
     KBR_GUARD(sync_dir(path, msg));
 out:
     if (fd >= 0)

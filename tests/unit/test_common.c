@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "kbr_common.h"
@@ -751,6 +752,51 @@ static void test_file_write_planted_temporary(void **state)
     assert_int_equal(kbt_rmtree(dir), 0);
 }
 
+/*
+ * A write killed before its rename leaves PATH.tmp.XXXXXX (perhaps a token): the next write of
+ * the path removes it once it is a minute old, and leaves a younger one (a write under way), a
+ * link, and names that only look alike.
+ */
+static void test_file_write_removes_leftovers(void **state)
+{
+    char dir[64], path[128], old[192], young[192], link_old[192], other[192], fd_name[192];
+    struct timespec times[2] = {{.tv_sec = 0}, {.tv_sec = 0}};
+    struct stat st;
+    int fd;
+
+    (void)state;
+    assert_int_equal(kbt_tmpdir(dir, sizeof(dir), "kbr-fw"), 0);
+    fw_join(path, sizeof(path), dir, "token");
+    snprintf(old, sizeof(old), "%s.tmp.Ab12Zq", path);
+    snprintf(young, sizeof(young), "%s.tmp.Yy34Zz", path);
+    snprintf(link_old, sizeof(link_old), "%s.tmp.L1nk00", path);
+    snprintf(other, sizeof(other), "%s.tmp.Ab12Zq7", path);
+    snprintf(fd_name, sizeof(fd_name), "%s-x.tmp.Ab12Zq", path);
+    times[0].tv_sec = times[1].tv_sec = time(NULL) - 3600;
+    for (const char *const *f = (const char *const[]){old, young, other, fd_name, NULL}; *f; f++) {
+        fd = open(*f, O_WRONLY | O_CREAT | O_EXCL, 0600);
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, FW_SECRET, strlen(FW_SECRET)), (ssize_t)strlen(FW_SECRET));
+        if (*f != young)
+            assert_int_equal(futimens(fd, times), 0);
+        close(fd);
+    }
+    assert_int_equal(symlink(old, link_old), 0);
+    assert_int_equal(utimensat(AT_FDCWD, link_old, times, AT_SYMLINK_NOFOLLOW), 0);
+    assert_int_equal(fw_count_entries(dir), 5);
+    assert_int_equal(kbr_file_write(path, "pem\n", 4, 0600, NULL), KBR_OK);
+    fw_expect_content(path, "pem\n");
+    /* the hour-old leftover is gone; the link to it is not a file and stays, dangling */
+    assert_int_equal(access(old, F_OK), -1);
+    assert_int_equal(lstat(link_old, &st), 0);
+    assert_true(S_ISLNK(st.st_mode));
+    fw_expect_content(young, FW_SECRET);
+    fw_expect_content(other, FW_SECRET);
+    fw_expect_content(fd_name, FW_SECRET);
+    assert_int_equal(fw_count_entries(dir), 5);
+    assert_int_equal(kbt_rmtree(dir), 0);
+}
+
 static void test_file_write_symlink(void **state)
 {
     char dir[64], other[64], link[128], target[128];
@@ -1062,6 +1108,7 @@ int main(void)
         cmocka_unit_test(test_secret_and_files),
         cmocka_unit_test(test_file_write_regular),
         cmocka_unit_test(test_file_write_planted_temporary),
+        cmocka_unit_test(test_file_write_removes_leftovers),
         cmocka_unit_test(test_file_write_symlink),
         cmocka_unit_test(test_file_write_directory),
         cmocka_unit_test(test_file_write_fifo),

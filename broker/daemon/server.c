@@ -631,6 +631,10 @@ bool kbd_req_read_body(kbd_req *r, size_t limit)
                      len, limit);
         return false;
     }
+    if (len == 0) {
+        kbd_req_fail(r, KBR_ERR_BAD_REQUEST, "request body is empty: it must be a JSON object");
+        return false;
+    }
     data = evbuffer_pullup(in, -1);
     r->body = json_loadb((const char *)data, len, JSON_REJECT_DUPLICATES, &jerr);
     if (r->body == NULL) {

@@ -600,6 +600,8 @@ static void test_bad_input(void **state)
     expect(&r, 400, "bad_request", "JSON");
     r = kbt_call(env, "POST", "/v1/sign", tok, "[1,2]");
     expect(&r, 400, "bad_request", "object");
+    r = kbt_call(env, "POST", "/v1/sign", tok, "");
+    expect(&r, 400, "bad_request", "request body is empty");
     snprintf(body, sizeof(body),
              "{\"key\":\"fw-p256\",\"digest\":\"zz%062d\",\"artifact\":{\"product\":\"gateway\","
              "\"version\":\"2\"},\"sbom\":%s}",

@@ -958,6 +958,13 @@ int kbr_store_version_cmp(const char *a, const char *b);
 KBR_WUR kbr_err kbr_store_view_product(kbr_store *st, const char *product, time_t now,
                                        long within_days /* <0: no expiring section */,
                                        json_t **out);
+/* View A as a reader limited to some keys sees it: only the keys for which visible(name, arg)
+ * holds, in every section (keys, expiring key certificates and tokens, continuity); what is
+ * the product's own (device certificates, support) stays.  visible NULL: every key. */
+typedef bool (*kbr_key_visible_fn)(const char *key, void *arg);
+KBR_WUR kbr_err kbr_store_view_product_seen(kbr_store *st, const char *product, time_t now,
+                                            long within_days, kbr_key_visible_fn visible, void *arg,
+                                            json_t **out);
 
 /*
  * View B: custody of key.  New ref:

@@ -357,8 +357,33 @@ out:
     return err;
 }
 
+/* raw's keys without those the reader does not see (each key's live tokens go with it, so
+ * the expiring tokens and the continuity read from what is left name none of them either). */
+static kbr_err keys_seen(json_t *raw, kbr_key_visible_fn visible, void *arg)
+{
+    json_t *keys = json_object_get(raw, "keys");
+    size_t i = 0;
+
+    while (i < json_array_size(keys)) {
+        const char *name = str_of(json_array_get(keys, i), "name");
+
+        if (name != NULL && visible(name, arg))
+            i++;
+        else if (json_array_remove(keys, i) != 0)
+            return KBR_ERR_NOMEM;
+    }
+    return KBR_OK;
+}
+
 kbr_err kbr_store_view_product(kbr_store *st, const char *product, time_t now, long within_days,
                                json_t **out)
+{
+    return kbr_store_view_product_seen(st, product, now, within_days, NULL, NULL, out);
+}
+
+kbr_err kbr_store_view_product_seen(kbr_store *st, const char *product, time_t now,
+                                    long within_days, kbr_key_visible_fn visible, void *arg,
+                                    json_t **out)
 {
     kbr_err err = KBR_OK;
     json_t *raw = NULL, *view = NULL, *groups = NULL, *expiring = NULL;
@@ -369,6 +394,8 @@ kbr_err kbr_store_view_product(kbr_store *st, const char *product, time_t now, l
     KBR_ENSURE(within_days <= VIEW_MAX_DAYS, KBR_ERR_BAD_REQUEST);
     kbr_time_fmt(now + (time_t)(within_days < 0 ? 0 : within_days) * 86400, until);
     KBR_GUARD(product_raw(st, product, now, within_days >= 0 ? until : NULL, &raw));
+    if (visible != NULL)
+        KBR_GUARD(keys_seen(raw, visible, arg));
     KBR_GUARD(group_by_purpose(json_object_get(raw, "keys"), &groups));
     view = json_pack("{s:s,s:O,s:O}", "product", product, "keys", groups, "device_certificates",
                      json_object_get(raw, "device_certificates"));

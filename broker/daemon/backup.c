@@ -276,11 +276,9 @@ kbr_err kbd_backup_authorize(kbd_req *r, void *req)
     const kbr_scope *s = &r->tok->scope;
 
     (void)req;
-    if (!kbr_namelist_is_any(&s->products) || !kbr_namelist_is_any(&s->keys) ||
-        !kbr_namelist_is_any(&s->batches) || !kbr_namelist_is_any(&s->devices))
+    if (!kbd_scope_unlimited(s))
         return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
-                        "a backup holds every product's records: it needs an admin token limited "
-                        "to no products, keys, batches or devices");
+                        "a backup holds every product's records: it needs " KBD_UNLIMITED_ADMIN);
     if (kbr_store_shared(r->d->cfg.store))
         return kbr_fail(&r->msg, KBR_ERR_CONFLICT,
                         "this store is a PostgreSQL database: copy it with pg_dump, which reads "

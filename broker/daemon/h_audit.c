@@ -895,12 +895,12 @@ kbr_err kbd_audit_key_rotate_parse(const kbd_req *r, void **out, kbr_msg *msg)
     return c != NULL ? kbd_json_reason_only(r->body, &c->reason, msg) : KBR_ERR_NOMEM;
 }
 
-/* The audit key is every product's: only an admin of them all rotates it. */
+/* The audit key is every product's: only an admin of everything rotates it. */
 kbr_err kbd_audit_key_rotate_authorize(kbd_req *r, void *req)
 {
     (void)req;
-    if (r->tok->scope.products.present)
+    if (!kbd_scope_unlimited(&r->tok->scope))
         return kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
-                        "rotating the audit key needs an admin token without a products limit");
+                        "rotating the audit key needs " KBD_UNLIMITED_ADMIN);
     return KBR_OK;
 }

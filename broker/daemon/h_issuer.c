@@ -134,17 +134,16 @@ kbr_err kbd_issuer_rotate_parse(const kbd_req *r, void **out, kbr_msg *msg)
     return c != NULL ? kbd_json_reason_only(r->body, &c->reason, msg) : KBR_ERR_NOMEM;
 }
 
-/* An admin without a products limit, and no other rotation in flight: this one is marked in
- * flight until its record settles (kbd_issuer_rotate_settle). */
+/* An admin of everything (kbd_scope_unlimited), and no other rotation in flight: this one is marked
+ * in flight until its record settles (kbd_issuer_rotate_settle). */
 kbr_err kbd_issuer_rotate_authorize(kbd_req *r, void *req)
 {
     rotate_ctx *c = req;
     kbr_err err = KBR_OK;
 
-    KBR_ENSURE(!r->tok->scope.products.present,
+    KBR_ENSURE(kbd_scope_unlimited(&r->tok->scope),
                kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
-                        "products: rotating the token issuer key needs an admin token without a "
-                        "products limit"));
+                        "rotating the token issuer key needs " KBD_UNLIMITED_ADMIN));
     KBR_ENSURE(!r->d->issuer_rotating,
                kbr_fail(&r->msg, KBR_ERR_CONFLICT,
                         "a rotation of the token issuer key is already in progress"));

@@ -144,10 +144,10 @@ kbr_err kbd_key_create_authorize(kbd_req *r, void *req)
     KBR_ENSURE(label == NULL || strncmp(label, "kbr/", 4) != 0,
                kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
                         "hsm_label: labels under kbr/ belong to the broker itself"));
-    KBR_ENSURE(label == NULL || !r->tok->scope.products.present,
-               kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
-                        "hsm_label: only an admin token without a products limit registers a "
-                        "key found in the HSM"));
+    KBR_ENSURE(
+        label == NULL || kbd_scope_unlimited(&r->tok->scope),
+        kbr_fail(&r->msg, KBR_ERR_FORBIDDEN,
+                 "hsm_label: a key found in the HSM is registered only by " KBD_UNLIMITED_ADMIN));
     KBR_ENSURE(same == NULL,
                kbr_fail(&r->msg, KBR_ERR_CONFLICT,
                         "hsm_label: the HSM object \"%s\" is registered already, as key \"%s\"",

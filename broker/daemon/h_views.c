@@ -180,6 +180,14 @@ static kbr_err add_hsm(kbd_req *r, kbd_worker *w, json_t *key)
     return KBR_OK;
 }
 
+/* A key of the product the reader's keys list names (View A shows no other). */
+static bool key_in_scope(const char *key, void *arg)
+{
+    const kbr_scope *scope = arg;
+
+    return kbr_namelist_match(&scope->keys, key);
+}
+
 void kbd_view_product_work(kbd_req *r, kbd_worker *w)
 {
     view_ctx *c = r->ctx;
@@ -187,7 +195,8 @@ void kbd_view_product_work(kbd_req *r, kbd_worker *w)
     const char *purpose;
     size_t i;
     json_t *key;
-    kbr_err err = kbr_store_view_product(w->store, c->product, time(NULL), c->within_days, &view);
+    kbr_err err = kbr_store_view_product_seen(w->store, c->product, time(NULL), c->within_days,
+                                              key_in_scope, &c->scope, &view);
 
     if (err != KBR_OK) {
         store_error(r, err, "product with that name");
@@ -201,8 +210,9 @@ void kbd_view_product_work(kbd_req *r, kbd_worker *w)
                 err = add_hsm(r, w, key);
         }
     }
-    /* HSM objects no key names belong to no product yet: only for readers of every product */
-    if (err == KBR_OK && !c->scope.products.present)
+    /* HSM objects no key names belong to no product yet: only for readers of every product
+     * and every key */
+    if (err == KBR_OK && !c->scope.products.present && !c->scope.keys.present)
         err = add_unregistered(r, w, view);
     if (err != KBR_OK) {
         kbd_req_error(r, KBR_ERR_HSM, "the HSM did not report its key objects");

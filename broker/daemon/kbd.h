@@ -183,6 +183,11 @@ bool kbd_key_serves_product(const kbd_key *key, const char *product);
  */
 bool kbd_scope_sees_key(const kbr_scope *s, const char *name, const json_t *products);
 bool kbd_scope_holds_key(const kbr_scope *s, const char *name, const json_t *products);
+/* A scope limited to no products, keys, batches or devices: what is every product's (the
+ * backup, the audit key, the token issuer key, an HSM object no key names yet) is changed or
+ * taken only by an admin of everything. */
+bool kbd_scope_unlimited(const kbr_scope *s);
+#define KBD_UNLIMITED_ADMIN "an admin token limited to no products, keys, batches or devices"
 
 /* ---- batch registry (batches.c): production orders and their exact counters ---- */
 typedef struct {

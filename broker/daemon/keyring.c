@@ -111,6 +111,12 @@ bool kbd_scope_holds_key(const kbr_scope *s, const char *name, const json_t *pro
     return kbr_namelist_match(&s->keys, name) && kbr_namelist_match_all(&s->products, products);
 }
 
+bool kbd_scope_unlimited(const kbr_scope *s)
+{
+    return kbr_namelist_is_any(&s->products) && kbr_namelist_is_any(&s->keys) &&
+           kbr_namelist_is_any(&s->batches) && kbr_namelist_is_any(&s->devices);
+}
+
 /* The entry of a request about a key is about the products the key serves. */
 static kbr_err attribute_key(kbd_req *r, const kbd_key *k)
 {

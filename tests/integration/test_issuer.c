@@ -834,7 +834,8 @@ static void test_rotation_refused(void **state)
     kbt_resp_free(&r);
     r = rotate(team, NULL);
     assert_int_equal(r.status, 403);
-    assert_non_null(strstr(kbt_err_message(&r), "without a products limit"));
+    assert_non_null(
+        strstr(kbt_err_message(&r), "limited to no products, keys, batches or devices"));
     kbt_resp_free(&r);
     r = rotate(NULL, NULL);
     assert_int_equal(r.status, 401);

@@ -114,7 +114,7 @@ static void test_hsm_object_registered_once(void **state)
 
     (void)state;
     r = register_label(acme_admin, "acme-stolen", "firmware-signing", "globex-root", "acme");
-    expect(&r, 403, "forbidden", "only an admin token without a products limit");
+    expect(&r, 403, "forbidden", "registered only by an admin token limited to no products");
     r = register_label(env->admin, "globex-root-ca", "device-identity-ca", "globex-root", "globex");
     if (r.status != 201)
         fail_msg("registering globex-root: %ld %s", r.status, r.body);
@@ -311,6 +311,108 @@ static void test_reads_bounded_by_products(void **state)
     kbt_resp_free(&r);
 }
 
+/* The names of keys View A shows, in every section, each once ("" when none). */
+static void view_a_key_names(const json_t *view, char *out, size_t n)
+{
+    const json_t *list, *v, *w, *expiring = json_object_get(view, "expiring");
+    const char *purpose;
+    size_t i, j;
+
+    out[0] = '\0';
+#define ADD_NAME(s)                                                                                \
+    do {                                                                                           \
+        const char *s_ = (s);                                                                      \
+        char quoted_[160];                                                                         \
+        snprintf(quoted_, sizeof(quoted_), " %s ", s_ != NULL ? s_ : "(none)");                    \
+        if (strstr(out, quoted_) == NULL)                                                          \
+            snprintf(out + strlen(out), n - strlen(out), "%s", quoted_);                           \
+    } while (0)
+    json_object_foreach((json_t *)json_object_get(view, "keys"), purpose, list)
+    {
+        json_array_foreach(list, i, v) ADD_NAME(json_string_value(json_object_get(v, "name")));
+    }
+    json_array_foreach(json_object_get(expiring, "key_certificates"), i, v)
+        ADD_NAME(json_string_value(json_object_get(v, "key")));
+    json_array_foreach(json_object_get(expiring, "tokens"), i, v)
+    {
+        json_array_foreach(json_object_get(v, "keys"), j, w) ADD_NAME(json_string_value(w));
+    }
+    json_array_foreach(json_object_get(view, "continuity"), i, v)
+    {
+        if (json_object_get(v, "key") != NULL)
+            ADD_NAME(json_string_value(json_object_get(v, "key")));
+    }
+#undef ADD_NAME
+}
+
+/* A reader limited to one key of a product read every key of it in View A (public keys, HSM
+ * labels, the live tokens of the others), and, with no products limit, the HSM's unregistered
+ * objects. */
+static void test_product_view_bounded_by_keys(void **state)
+{
+    char *one_key, *one_key_any_product, names[1024];
+    kbt_resp r;
+
+    (void)state;
+    kbt_key(env, "acme-dbg", "debug-auth", "ecdsa-p256", "acme");
+    one_key = kbt_token(env, "{\"sub\":\"security:acme-fw-audit\",\"ops\":[\"read\"],"
+                             "\"products\":[\"acme\"],\"keys\":[\"acme-fw\"],\"ttl\":7200}");
+    one_key_any_product = kbt_token(env, "{\"sub\":\"security:fw-audit\",\"ops\":[\"read\"],"
+                                         "\"keys\":[\"acme-fw\"],\"ttl\":7200}");
+    /* the product's whole view, for a reader of every key */
+    r = kbt_call(env, "GET", "/v1/views/products/acme?expiring_within_days=36500", env->admin,
+                 NULL);
+    assert_int_equal(r.status, 200);
+    view_a_key_names(r.json, names, sizeof(names));
+    if (strstr(names, " acme-fw ") == NULL || strstr(names, " acme-dbg ") == NULL)
+        fail_msg("View A for an unrestricted reader names %s", names);
+    kbt_resp_free(&r);
+    for (int i = 0; i < 2; i++) {
+        r = kbt_call(env, "GET", "/v1/views/products/acme?expiring_within_days=36500",
+                     i == 0 ? one_key : one_key_any_product, NULL);
+        assert_int_equal(r.status, 200);
+        view_a_key_names(r.json, names, sizeof(names));
+        if (strcmp(names, " acme-fw ") != 0)
+            fail_msg("View A for a reader of acme-fw alone names%s", names);
+        assert_null(json_object_get(r.json, "unregistered_hsm_objects"));
+        assert_non_null(json_object_get(r.json, "device_certificates"));
+        kbt_resp_free(&r);
+    }
+    free(one_key);
+    free(one_key_any_product);
+}
+
+/* An admin limited to some keys (or batches) but to no products rotated the audit key and the
+ * token issuer key, which every product depends on, and could register an HSM object no key
+ * names: each is for an admin of everything, as a backup is. */
+static void test_broker_wide_needs_admin_of_everything(void **state)
+{
+    const char *specs[] = {
+        "{\"sub\":\"security:fw-team\",\"ops\":[\"admin\"],\"keys\":[\"acme-*\"],\"ttl\":600}",
+        "{\"sub\":\"security:line-1\",\"ops\":[\"admin\"],\"batches\":[\"b-1\"],\"ttl\":600}",
+        "{\"sub\":\"security:fleet-1\",\"ops\":[\"admin\"],\"devices\":[\"SN-1\"],\"ttl\":600}",
+    };
+    kbt_resp r;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(specs) / sizeof(specs[0]); i++) {
+        char *tok = kbt_token(env, specs[i]);
+
+        r = kbt_call(env, "POST", "/v1/audit/key/rotate", tok, "{\"reason\":\"mine now\"}");
+        expect(&r, 403, "forbidden", "limited to no products, keys, batches or devices");
+        r = kbt_call(env, "POST", "/v1/tokens/issuer/rotate", tok, "{}");
+        expect(&r, 403, "forbidden", "limited to no products, keys, batches or devices");
+        r = register_label(tok, "acme-dup", "firmware-signing", "dup-a", "acme");
+        expect(&r, 403, "forbidden", "limited to no products, keys, batches or devices");
+        r = kbt_call(env, "GET", "/v1/backup", tok, NULL);
+        expect(&r, 403, "forbidden", "limited to no products, keys, batches or devices");
+        free(tok);
+    }
+    /* nothing was registered under that name */
+    r = kbt_call(env, "GET", "/v1/keys/acme-dup", env->admin, NULL);
+    expect(&r, 404, "not_found", NULL);
+}
+
 /* Finding 5: acme's admin minted tokens named after globex's factory. */
 static void test_principals_belong_to_products(void **state)
 {
@@ -470,6 +572,8 @@ int main(void)
         cmocka_unit_test(test_key_paths_check_products),
         cmocka_unit_test(test_shared_key),
         cmocka_unit_test(test_reads_bounded_by_products),
+        cmocka_unit_test(test_product_view_bounded_by_keys),
+        cmocka_unit_test(test_broker_wide_needs_admin_of_everything),
         cmocka_unit_test(test_principals_belong_to_products),
         cmocka_unit_test(test_own_tokens_end_at_exp),
         cmocka_unit_test(test_token_tree),

@@ -591,6 +591,47 @@ static void test_valid_bodies_pass(void **state)
     free(both);
 }
 
+/* Requests without a body pipelined in one write: each is answered at once, in order (the
+ * second waited for the request timeout). */
+static void test_pipelined_without_bodies(void **state)
+{
+    raw_conn *c = raw_open("127.0.0.1");
+    char *all = NULL, path[64];
+    raw_resp r;
+    double t0 = now_ms();
+
+    (void)state;
+    assert_true(asprintf(&all,
+                         "GET /v1/health HTTP/1.1\r\nHost: keybroker\r\n\r\n"
+                         "GET /v1/health HTTP/1.1\r\nHost: keybroker\r\n\r\n"
+                         "GET /v1/keys/fw HTTP/1.1\r\nHost: keybroker\r\nAuthorization: Bearer "
+                         "%s\r\n\r\n"
+                         "GET /v1/jwks HTTP/1.1\r\nHost: keybroker\r\n\r\n"
+                         "GET /v1/nothing-here HTTP/1.1\r\nHost: keybroker\r\n\r\n",
+                         reader) > 0);
+    raw_sends(c, all);
+    for (int i = 0; i < 5; i++) {
+        static const int want[] = {200, 200, 200, 200, 404};
+
+        r = raw_read(c, 5000);
+        snprintf(path, sizeof(path), "answer %d", i + 1);
+        if (r.status != want[i])
+            fail_msg("%s of 5 pipelined requests: status %d after %.0f ms", path, r.status,
+                     now_ms() - t0);
+        assert_false(says_close(&r));
+        raw_resp_free(&r);
+    }
+    if (now_ms() - t0 > 3000)
+        fail_msg("5 pipelined requests took %.0f ms", now_ms() - t0);
+    /* and the connection is still good */
+    raw_sends(c, "GET /v1/health HTTP/1.1\r\nHost: keybroker\r\n\r\n");
+    r = raw_read(c, 5000);
+    assert_int_equal(r.status, 200);
+    raw_resp_free(&r);
+    raw_close(c);
+    free(all);
+}
+
 /* A refused request behind a good one: the good one is answered, the refused
  * one closes. */
 static void test_pipelined_refusal(void **state)
@@ -876,6 +917,7 @@ int main(void)
         cmocka_unit_test(test_refused_before_the_body),
         cmocka_unit_test(test_refused_upload_ends_cleanly),
         cmocka_unit_test(test_valid_bodies_pass),
+        cmocka_unit_test(test_pipelined_without_bodies),
         cmocka_unit_test(test_pipelined_refusal),
         cmocka_unit_test(test_ambiguous_framing),
         cmocka_unit_test(test_close_after_a_large_response),

@@ -29,6 +29,7 @@ void kbd_ota_report_free(void *p)
     free(c->campaign);
     json_decref(c->results);
     json_decref(c->serials);
+    kbr_scope_cleanup(&c->scope);
     free(c);
 }
 
@@ -111,10 +112,11 @@ kbr_err kbd_ota_report_describe(kbd_req *r, const void *req)
     return c->product != NULL ? kbr_audit_rec_add_product(r->rec, c->product) : KBR_OK;
 }
 
-/* The product and each device reported are the token's. */
+/* The product and each device reported are the token's (their batches: in the worker, which
+ * reads them). */
 kbr_err kbd_ota_report_authorize(kbd_req *r, void *req)
 {
-    const ota_ctx *c = req;
+    ota_ctx *c = req;
     kbr_err err = KBR_OK;
     size_t i;
     json_t *serial;
@@ -129,6 +131,7 @@ kbr_err kbd_ota_report_authorize(kbd_req *r, void *req)
                             "results[%zu].device: \"%s\" is outside the token's devices", i,
                             json_string_value(serial)));
     }
+    KBR_GUARD(kbd_scope_copy(&r->tok->scope, &c->scope));
 out:
     return err;
 }
@@ -164,6 +167,35 @@ static kbr_err split(const ota_ctx *c, const json_t *known, json_t *recorded, js
     json_decref(known_set);
     json_decref(seen);
     return KBR_OK;
+}
+
+/* A token limited to batches reports only devices of those batches: false when r holds the
+ * refusal (nothing of the report is recorded). */
+static bool known_in_batches(kbd_req *r, kbd_worker *w, const ota_ctx *c, const json_t *known)
+{
+    const json_t *serial;
+    size_t i;
+
+    if (kbr_namelist_is_any(&c->scope.batches))
+        return true;
+    json_array_foreach(known, i, serial)
+    {
+        json_t *dev = NULL;
+        kbr_err err = kbr_store_device_get(w->store, c->product, json_string_value(serial), &dev);
+        const char *batch = json_string_value(json_object_get(dev, "batch"));
+        bool ok = err == KBR_OK && batch != NULL && kbr_namelist_match(&c->scope.batches, batch);
+
+        if (!ok && err == KBR_OK)
+            kbd_req_error(r, KBR_ERR_FORBIDDEN,
+                          "device %s is in batch \"%s\", outside the token's batches",
+                          json_string_value(serial), batch != NULL ? batch : "");
+        else if (!ok)
+            kbd_req_error(r, KBR_ERR_AUDIT, "the device ledger could not be read");
+        json_decref(dev);
+        if (!ok)
+            return false;
+    }
+    return true;
 }
 
 /* The results of known devices, as the ledger records them. */
@@ -212,6 +244,8 @@ void kbd_ota_report_work(kbd_req *r, kbd_worker *w)
         kbd_req_error(r, KBR_ERR_AUDIT, "the device ledger could not be read");
         goto out;
     }
+    if (!known_in_batches(r, w, c, known))
+        goto out;
     if (recorded == NULL || unknown == NULL || split(c, known, recorded, unknown) != KBR_OK) {
         kbd_req_error(r, KBR_ERR_NOMEM, "out of memory");
         goto out;

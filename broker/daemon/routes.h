@@ -189,6 +189,7 @@ typedef struct {
     char *product, *version, *campaign;
     json_t *results; /* [{serial, status, at}] normalized */
     json_t *serials; /* the devices named, in order */
+    kbr_scope scope; /* the token's, copied by authorize: the worker checks the batches */
 } kbd_ota_report_req;
 KBR_WUR kbr_err kbd_ota_report_parse(const kbd_req *r, void **out, kbr_msg *msg);
 void kbd_ota_report_free(void *req);

@@ -332,6 +332,42 @@ static void test_ota_report(void **state)
                400, "bad_request", "results[0].status");
 }
 
+/* A token's batches list bounds the devices it reports installs for, as its devices list does:
+ * a report naming a device of another batch is refused whole. */
+static void test_ota_report_honours_batches(void **state)
+{
+    static const char body[] =
+        "{\"product\":\"gateway\",\"version\":\"1.1.0\",\"campaign\":\"line-2\","
+        "\"results\":[{\"device\":\"GW-404\",\"status\":\"installed\",\"at\":"
+        "\"2026-11-28T11:00:00Z\"},{\"device\":\"GW-2\",\"status\":\"installed\",\"at\":"
+        "\"2026-11-28T11:00:00Z\"}]}";
+    char *other = kbt_token(env, "{\"sub\":\"ota:line-2\",\"ops\":[\"ota-report\"],"
+                                 "\"batches\":[\"b2\"],\"ttl\":600}");
+    char *mine = kbt_token(env, "{\"sub\":\"ota:line-1\",\"ops\":[\"ota-report\"],"
+                                "\"batches\":[\"b1\"],\"ttl\":600}");
+    json_t *before = NULL;
+    kbt_resp r;
+
+    (void)state;
+    r = kbt_call(env, "GET", "/v1/views/devices/GW-2", env->admin, NULL);
+    assert_int_equal(r.status, 200);
+    before = json_incref(json_object_get(r.json, "firmware"));
+    kbt_resp_free(&r);
+    expect_err(kbt_call(env, "POST", "/v1/ota/deployments", other, body), 403, "forbidden",
+               "device GW-2 is in batch \"b1\", outside the token's batches");
+    r = kbt_call(env, "GET", "/v1/views/devices/GW-2", env->admin, NULL);
+    assert_int_equal(r.status, 200);
+    assert_true(json_equal(before, json_object_get(r.json, "firmware")));
+    kbt_resp_free(&r);
+    r = kbt_call(env, "POST", "/v1/ota/deployments", mine, body);
+    if (r.status != 200 || json_integer_value(json_object_get(r.json, "recorded")) != 1)
+        fail_msg("ota report within the batch: %ld %s", r.status, r.body);
+    kbt_resp_free(&r);
+    json_decref(before);
+    free(other);
+    free(mine);
+}
+
 /* The audit entry seq, from GET /v1/audit (new ref). */
 static json_t *audit_entry(long seq)
 {
@@ -560,6 +596,7 @@ int main(void)
         cmocka_unit_test(test_ota_report_from_the_future),
         cmocka_unit_test(test_ota_manifest_needs_signed_firmware),
         cmocka_unit_test(test_ota_report),
+        cmocka_unit_test(test_ota_report_honours_batches),
         cmocka_unit_test(test_ota_report_repeated),
         cmocka_unit_test(test_cose_sign1),
         cmocka_unit_test(test_device_history),

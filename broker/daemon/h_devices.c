@@ -65,12 +65,14 @@ static kbr_err revoked_certs(const json_t *certs, kbr_effect_revoked_cert **out,
     return KBR_OK;
 }
 
-/* The device is the ledger's, within the token's batches, and not revoked yet; false when r
- * holds the refusal. */
+/* The device is the ledger's, within the token's batches, its certificates' CA keys within the
+ * token's keys (a revocation is what that CA's next CRL lists), and not revoked yet; false when
+ * r holds the refusal. */
 static bool revoke_precheck(kbd_req *r, revoke_ctx *c, const json_t *dev, kbr_err err)
 {
-    const json_t *revocation = json_object_get(dev, "revocation");
+    const json_t *revocation = json_object_get(dev, "revocation"), *cert;
     const char *batch = json_string_value(json_object_get(dev, "batch"));
+    size_t i;
 
     if (err != KBR_OK) {
         kbd_req_error(r, err == KBR_ERR_NOT_FOUND ? err : KBR_ERR_AUDIT,
@@ -82,6 +84,17 @@ static bool revoke_precheck(kbd_req *r, revoke_ctx *c, const json_t *dev, kbr_er
                       "device %s is in batch \"%s\", outside the token's batches", c->serial,
                       batch != NULL ? batch : "");
         return false;
+    }
+    json_array_foreach(json_object_get(dev, "certificates"), i, cert)
+    {
+        const char *issuer = json_string_value(json_object_get(cert, "issuer_key"));
+
+        if (issuer != NULL && !kbr_namelist_match(&c->scope.keys, issuer)) {
+            kbd_req_error(r, KBR_ERR_FORBIDDEN,
+                          "device %s has a certificate of CA key \"%s\", outside the token's keys",
+                          c->serial, issuer);
+            return false;
+        }
     }
     if (json_is_object(revocation)) {
         json_object_set(r->rec->detail, "revoked_before", (json_t *)revocation);

@@ -324,6 +324,16 @@ static void test_revoke_refusals(void **state)
     expect_status(&r, 403, "forbidden", "admin");
     r = revoke_as(other_admin, "D-2", "{\"product\":\"gateway\",\"reason\":\"keyCompromise\"}");
     expect_status(&r, 403, "forbidden", "outside the token's products");
+    /* an admin of the product's firmware key alone: the device's CA key is not its own */
+    {
+        char *fw_admin = kbt_token(env, "{\"sub\":\"security:fw\",\"ops\":[\"admin\"],"
+                                        "\"products\":[\"gateway\"],\"keys\":[\"fw-*\"],"
+                                        "\"ttl\":600}");
+
+        r = revoke_as(fw_admin, "D-2", "{\"product\":\"gateway\",\"reason\":\"keyCompromise\"}");
+        expect_status(&r, 403, "forbidden", "device D-2 has a certificate of CA key \"ca-gw\"");
+        free(fw_admin);
+    }
     r = revoke_as(env->admin, "D-2", "{\"product\":\"gateway\",\"reason\":\"certificateHold\"}");
     expect_status(&r, 400, "bad_request", "reason: \"certificateHold\" is not one of");
     r = revoke_as(env->admin, "D-2", "{\"product\":\"gateway\"}");

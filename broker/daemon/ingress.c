@@ -342,10 +342,15 @@ static bool pass_bytes(gate *g, struct evbuffer *src, struct evbuffer *dst, ev_s
     return true;
 }
 
+/*
+ * A chunk-size line.  Chunk extensions (RFC 9112 7.1.1: ";name=value" after the size), which
+ * evhttp refuses, mean nothing to the broker: the line goes up as the size alone.
+ */
 static bool take_chunk_size(gate *g, struct evbuffer *src, struct evbuffer *dst)
 {
     char line[CHUNK_LINE_MAX];
-    size_t at = 0, eol_len = 0;
+    size_t at = 0, eol_len = 0, digits;
+    const char *ext;
     int64_t size;
 
     if (!find_eol(src, 0, &at, &eol_len))
@@ -353,10 +358,20 @@ static bool take_chunk_size(gate *g, struct evbuffer *src, struct evbuffer *dst)
     if (at > CHUNK_LINE_MAX)
         return broken(g, src);
     evbuffer_copyout(src, line, at);
-    size = kbd_chunk_size(line, at);
+    ext = memchr(line, ';', at);
+    digits = ext != NULL ? (size_t)(ext - line) : at;
+    while (ext != NULL && digits > 0 && (line[digits - 1] == ' ' || line[digits - 1] == '\t'))
+        digits--;
+    size = kbd_chunk_size(line, digits);
     if (size < 0)
         return broken(g, src);
-    evbuffer_remove_buffer(src, dst, at + eol_len);
+    if (ext == NULL) {
+        evbuffer_remove_buffer(src, dst, at + eol_len);
+    } else {
+        evbuffer_drain(src, at + eol_len);
+        if (evbuffer_add(dst, line, digits) != 0 || evbuffer_add(dst, "\r\n", 2) != 0)
+            return broken(g, src);
+    }
     g->left = (uint64_t)size;
     g->trailer = 0;
     g->state = size > 0 ? IN_CHUNK_DATA : IN_TRAILER;

@@ -562,6 +562,20 @@ static void test_valid_bodies_pass(void **state)
     free(req);
     free(body);
 
+    /* chunk extensions (RFC 9112 7.1.1) are allowed and mean nothing */
+    body = sign_body(5);
+    assert_true(asprintf(&req,
+                         "POST /v1/sign HTTP/1.1\r\nHost: keybroker\r\nAuthorization: Bearer "
+                         "%s\r\nTransfer-Encoding: chunked\r\n\r\n%zx;name=\"v\"\r\n%s\r\n"
+                         "0 ; last\r\n\r\n",
+                         signer, strlen(body), body) > 0);
+    raw_sends(c, req);
+    r = raw_read(c, 10000);
+    expect_signed(&r);
+    raw_resp_free(&r);
+    free(req);
+    free(body);
+
     /* 100-continue: the go-ahead, then the body, then the answer */
     body = sign_body(4);
     assert_true(asprintf(&req,

@@ -670,7 +670,12 @@ static bool admit(kbd_req *r)
     return r->route->open_body_max == 0 || kbd_req_read_body(r, r->route->open_body_max);
 }
 
-/* r's route and its {} segment, decoded; on failure r->msg says why. */
+/*
+ * r's route and its {} segment, decoded; on failure r->msg says why.  A path a route matches
+ * but whose segments are malformed (an encoded "/" or NUL, "." or "..", bad escapes) leaves
+ * r->route set with KBR_ERR_BAD_REQUEST, so that the refusal is recorded under that route's
+ * action once the token is checked; only a path no route matches goes unrecorded (404).
+ */
 static kbr_err find_route(kbd_req *r, const char *method)
 {
     kbr_err err = KBR_OK;
@@ -688,8 +693,9 @@ static kbr_err find_route(kbd_req *r, const char *method)
                         "%s", kbd_head_problem_text(problem)));
     KBR_ENSURE(parse_uri(r, &path) == KBR_OK,
                kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "malformed request URI"));
-    KBR_GUARD(kbd_path_check(path, &r->msg));
+    err = kbd_path_check(path, &r->msg);
     r->route = kbd_route_match(method, path, &cap, &caplen, &known);
+    KBR_GUARD(err);
     KBR_ENSURE(
         r->route != NULL || !known,
         kbr_fail(&r->msg, KBR_ERR_NOT_FOUND, "method %s not allowed on %.128s", method, path));
@@ -796,6 +802,17 @@ static void on_request(struct evhttp_request *http, void *arg)
              : evhttp_request_get_command(http) == EVHTTP_REQ_POST ? "POST"
                                                                    : "OTHER";
     err = find_route(r, method);
+    /* a malformed path of a route that needs a token: refused once the token is checked, and
+     * recorded (authenticate() answers its own failure) */
+    if (err == KBR_ERR_BAD_REQUEST && r->route != NULL && r->route->authenticated) {
+        kbr_msg why = r->msg;
+
+        if (!authenticate(r))
+            return;
+        r->msg = why;
+        kbd_req_fail(r, err, NULL);
+        return;
+    }
     /* authenticate(), read_body() and admit() answer their own failures */
     if (err == KBR_OK && r->route->authenticated && (!authenticate(r) || !read_body(r)))
         return;

@@ -827,10 +827,18 @@ static void test_path_segments(void **state)
                 strstr(message_of(&r), bad[j].named) == NULL)
                 fail_msg("%s %s: expected 400 bad_request naming %s, got %d %s",
                          param_routes[i].method, path, bad[j].named, r.status, r.body);
+            /* bad input from a valid token is recorded, under the route's action */
+            if (header_in(r.head, strlen(r.head), "X-Audit-Seq") == NULL)
+                fail_msg("%s %s: the 400 carries no audit seq: %s", param_routes[i].method, path,
+                         r.head);
             raw_resp_free(&r);
         }
     }
-    /* outside a {} segment too */
+    /* without a token, the token is what is refused first */
+    r = raw_once("GET /v1/keys/a%2fb HTTP/1.1\r\nHost: keybroker\r\n\r\n");
+    expect_error(&r, 401, "unauthenticated", NULL);
+    raw_resp_free(&r);
+    /* outside a {} segment too (a path no route matches: not recorded, as a 404 is not) */
     r = path_call("GET", "/v1/../v1/keys");
     expect_error(&r, 400, "bad_request", "\"..\"");
     raw_resp_free(&r);

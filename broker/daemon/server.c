@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <event2/buffer.h>
 #include <event2/keyvalq_struct.h>
@@ -460,6 +461,27 @@ static kbr_err parse_uri(kbd_req *r, const char **path)
     return KBR_OK;
 }
 
+/* Each query parameter at most once (as kbd_req_query finds them: by name, in any case): one
+ * reader taking the first and another the last would see two requests. */
+static kbr_err query_once(kbd_req *r)
+{
+    const struct evkeyval *a, *b;
+
+    TAILQ_FOREACH(a, &r->query, next)
+    {
+        for (b = TAILQ_NEXT(a, next); b != NULL; b = TAILQ_NEXT(b, next))
+            if (strcasecmp(a->key, b->key) == 0) {
+                char *clean = kbd_utf8_clean(a->key);
+                kbr_err err = kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST,
+                                       "query parameter \"%.64s\" is given more than once",
+                                       clean != NULL ? clean : "?");
+                free(clean);
+                return err;
+            }
+    }
+    return KBR_OK;
+}
+
 /* The token of an Authorization field value, or NULL. */
 static const char *bearer_in(const char *h)
 {
@@ -672,7 +694,8 @@ static bool admit(kbd_req *r)
 
 /*
  * r's route and its {} segment, decoded; on failure r->msg says why.  A path a route matches
- * but whose segments are malformed (an encoded "/" or NUL, "." or "..", bad escapes) leaves
+ * but whose segments are malformed (an encoded "/" or NUL, "." or "..", bad escapes), or whose
+ * query gives a parameter twice, leaves
  * r->route set with KBR_ERR_BAD_REQUEST, so that the refusal is recorded under that route's
  * action once the token is checked; only a path no route matches goes unrecorded (404).
  */
@@ -694,6 +717,8 @@ static kbr_err find_route(kbd_req *r, const char *method)
     KBR_ENSURE(parse_uri(r, &path) == KBR_OK,
                kbr_fail(&r->msg, KBR_ERR_BAD_REQUEST, "malformed request URI"));
     err = kbd_path_check(path, &r->msg);
+    if (err == KBR_OK)
+        err = query_once(r);
     r->route = kbd_route_match(method, path, &cap, &caplen, &known);
     KBR_GUARD(err);
     KBR_ENSURE(

@@ -834,6 +834,17 @@ static void test_path_segments(void **state)
             raw_resp_free(&r);
         }
     }
+    /* a query parameter given twice (the first or the last could be taken): refused, recorded */
+    for (int i = 0; i < 2; i++) {
+        r = path_call("GET",
+                      i == 0 ? "/v1/audit?limit=1&limit=1000000" : "/v1/audit?limit=1&LIMIT=2");
+        expect_error(&r, 400, "bad_request", "query parameter \"limit\" is given more than once");
+        assert_non_null(header_in(r.head, strlen(r.head), "X-Audit-Seq"));
+        raw_resp_free(&r);
+    }
+    r = path_call("GET", "/v1/audit?limit=1&after=0");
+    assert_int_equal(r.status, 200);
+    raw_resp_free(&r);
     /* without a token, the token is what is refused first */
     r = raw_once("GET /v1/keys/a%2fb HTTP/1.1\r\nHost: keybroker\r\n\r\n");
     expect_error(&r, 401, "unauthenticated", NULL);

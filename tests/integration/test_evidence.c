@@ -346,14 +346,22 @@ static PGresult *pg_must(PGconn *c, const char *sql, ExecStatusType want)
     "SELECT c.oid, c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON"         \
     " n.oid = c.relnamespace WHERE n.nspname = pg_catalog.current_schema() AND c.relkind = 'r'"
 
-/* With the store's last table (by name) held ACCESS EXCLUSIVE by x, --verify-store started in
+/* The broker stopped and two sessions of its store opened, *x to hold a table, *y to look on;
+ * with the store's last table (by name) held ACCESS EXCLUSIVE by *x, --verify-store started in
  * the background (its output, then "rc=N", in held.out): the pid of its session waiting for
  * that table, in waiter ("" when it never waited).  *n_tables counts the schema's tables. */
-static void start_held_check(PGconn *x, PGconn *y, char *last, size_t last_len, long *n_tables,
+static void start_held_check(PGconn **xp, PGconn **yp, char *last, size_t last_len, long *n_tables,
                              char *waiter, size_t waiter_len)
 {
+    PGconn *x, *y;
     PGresult *r;
     char sql[1024], cmd[1024];
+
+    kbt_stop(env);
+    *xp = x = PQconnectdb(env->store);
+    *yp = y = PQconnectdb(env->store);
+    assert_int_equal(PQstatus(x), CONNECTION_OK);
+    assert_int_equal(PQstatus(y), CONNECTION_OK);
 
     snprintf(sql, sizeof(sql), "SELECT count(*), max(relname) FROM (%s) t", CHECK_TABLES);
     r = pg_must(x, sql, PGRES_TUPLES_OK);
@@ -410,13 +418,8 @@ static void test_check_holds_tables_pg(void **state)
     (void)state;
     if (!kbt_pg())
         skip(); /* SQLite's snapshots see a whole file */
-    kbt_stop(env);
-    x = PQconnectdb(env->store);
-    y = PQconnectdb(env->store);
-    assert_int_equal(PQstatus(x), CONNECTION_OK);
-    assert_int_equal(PQstatus(y), CONNECTION_OK);
     /* the check waits for the table locked, holding every other one */
-    start_held_check(x, y, last, sizeof(last), &n_tables, waiter, sizeof(waiter));
+    start_held_check(&x, &y, last, sizeof(last), &n_tables, waiter, sizeof(waiter));
     /* what goes wrong is said once the lock is released, so that nothing after waits on it */
     if (waiter[0] == '\0')
         snprintf(problem, sizeof(problem), "--verify-store never waited for table %s", last);
@@ -481,12 +484,7 @@ static void test_check_hold_failure_named_pg(void **state)
     (void)state;
     if (!kbt_pg())
         skip();
-    kbt_stop(env);
-    x = PQconnectdb(env->store);
-    y = PQconnectdb(env->store);
-    assert_int_equal(PQstatus(x), CONNECTION_OK);
-    assert_int_equal(PQstatus(y), CONNECTION_OK);
-    start_held_check(x, y, last, sizeof(last), &n_tables, waiter, sizeof(waiter));
+    start_held_check(&x, &y, last, sizeof(last), &n_tables, waiter, sizeof(waiter));
     if (waiter[0] != '\0') {
         snprintf(sql, sizeof(sql), "SELECT pg_catalog.pg_cancel_backend(%s)", waiter);
         PQclear(pg_must(y, sql, PGRES_TUPLES_OK));
